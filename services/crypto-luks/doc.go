@@ -1,0 +1,3 @@
+// Package cryptoluks is the planned Slipway crypto-luks service. It holds no implementation
+// yet: its subjects are described in README.md and it is built in issue #4.
+package cryptoluks
