@@ -1,0 +1,307 @@
+package blob
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+)
+
+// Info describes a stored blob.
+type Info struct {
+	Bucket, Key string
+	Size        int64
+	SHA256      string // hex
+}
+
+// URL returns the blob's s3:// URL.
+func (i Info) URL() string { return URL(i.Bucket, i.Key) }
+
+// PutOption tunes one Put.
+type PutOption func(*putOptions)
+
+type putOptions struct {
+	contentType  string
+	expectSHA256 string
+	progress     func(int64)
+}
+
+// ContentType sets the stored object's Content-Type.
+func ContentType(ct string) PutOption { return func(o *putOptions) { o.contentType = ct } }
+
+// ExpectSHA256 makes Put fail, storing nothing, when the data's SHA-256 is
+// not hexDigest. A "sha256:" prefix is accepted.
+func ExpectSHA256(hexDigest string) PutOption {
+	return func(o *putOptions) {
+		o.expectSHA256 = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(hexDigest), "sha256:"))
+	}
+}
+
+// Progress has fn called with the number of bytes sent so far, often (every
+// few KiB): callers rate-limit what they do with it. Calls come one at a
+// time but possibly from an HTTP transport goroutine.
+func Progress(fn func(bytesDone int64)) PutOption { return func(o *putOptions) { o.progress = fn } }
+
+// S3 allows at most this many parts in a multipart upload.
+const maxParts = 10000
+
+// partsPerStep is how many parts of one size an upload of unknown size sends
+// before it doubles the part size, so that a stream can grow well past
+// PartSize*10000 (585 GiB with 16 MiB parts) while small and medium uploads
+// keep a buffer of exactly PartSize.
+const partsPerStep = 2500
+
+// abortTimeout bounds clean-up after a failure; clean-up runs even when the
+// caller's context is what failed.
+const abortTimeout = 30 * time.Second
+
+// Put stores the data read from r as bucket/key and returns its size and
+// SHA-256. size is the exact length of the data, or -1 when unknown; with a
+// known size Put reads exactly size bytes and fails if r ends earlier.
+//
+// Data streams through one part-sized buffer (Config.PartSize; doubled
+// every 2500 parts for streams of unknown size), so memory does not grow
+// with the blob. Data larger than one part goes up as a multipart upload
+// that is completed only once the whole stream was read and its digest
+// matched ExpectSHA256: a failed or rejected Put leaves no object and no
+// incomplete upload behind.
+func (s *Store) Put(ctx context.Context, bucket, key string, r io.Reader, size int64, opts ...PutOption) (Info, error) {
+	var o putOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.expectSHA256 != "" {
+		if b, err := hex.DecodeString(o.expectSHA256); err != nil || len(b) != sha256.Size {
+			return Info{}, fmt.Errorf("put %s: expected SHA-256 %q is not 64 hex digits", URL(bucket, key), o.expectSHA256)
+		}
+	}
+	if size >= 0 {
+		r = io.LimitReader(r, size)
+	}
+	u := &upload{
+		store: s, bucket: bucket, key: key, size: size, opts: o,
+		hash:  sha256.New(),
+		pOpts: minio.PutObjectOptions{ContentType: o.contentType},
+	}
+	u.src = io.TeeReader(r, u.hash)
+	info, err := u.run(ctx)
+	if err != nil {
+		return Info{}, fmt.Errorf("put %s: %w", URL(bucket, key), err)
+	}
+	return info, nil
+}
+
+// upload is the state of one Put.
+type upload struct {
+	store       *Store
+	bucket, key string
+	size        int64
+	opts        putOptions
+	pOpts       minio.PutObjectOptions
+	src         io.Reader // tees into hash
+	hash        hash.Hash
+	done        int64 // bytes sent in completed parts
+}
+
+func (u *upload) run(ctx context.Context) (info Info, err error) {
+	buf := u.store.buffer(u.partSize(1))
+	defer func() {
+		// After a failed request net/http may still be reading the body
+		// in the background: such a buffer is not reused.
+		if err == nil {
+			u.store.release(buf)
+		}
+	}()
+	n, last, err := u.fill(buf)
+	if err != nil {
+		return Info{}, err
+	}
+	if last {
+		return u.single(ctx, buf[:n])
+	}
+	return u.multipart(ctx, buf, n)
+}
+
+// partSize is the size of part number part (1-based): the configured size,
+// raised so that a known size fits in maxParts, or doubled every
+// partsPerStep parts when the size is unknown.
+func (u *upload) partSize(part int) int {
+	ps := u.store.partSize
+	if u.size >= 0 {
+		if need := (uint64(u.size) + maxParts - 1) / maxParts; need > ps {
+			ps = (need + 1<<20 - 1) &^ (1<<20 - 1) // whole MiB
+		}
+		if uint64(u.size) < ps {
+			ps = uint64(u.size) // a small blob needs no full part buffer
+		}
+		return int(ps)
+	}
+	return int(ps << ((part - 1) / partsPerStep))
+}
+
+// fill reads into buf until it is full or the source ends; last says the
+// source ended (or, with a known size, that nothing is left to read).
+func (u *upload) fill(buf []byte) (n int, last bool, err error) {
+	n, err = io.ReadFull(u.src, buf)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		last = true
+	case err != nil:
+		return n, false, fmt.Errorf("read source: %w", err)
+	}
+	if u.size >= 0 && !last {
+		last = u.done+int64(n) >= u.size
+	}
+	return n, last, nil
+}
+
+// checkEnd verifies the whole stream once it has been read.
+func (u *upload) checkEnd(total int64) (string, error) {
+	if u.size >= 0 && total != u.size {
+		return "", fmt.Errorf("source ended after %d bytes, %d were declared: %w", total, u.size, io.ErrUnexpectedEOF)
+	}
+	sum := hex.EncodeToString(u.hash.Sum(nil))
+	if u.opts.expectSHA256 != "" && sum != u.opts.expectSHA256 {
+		return "", fmt.Errorf("SHA-256 mismatch: expected %s, got %s (%d bytes)", u.opts.expectSHA256, sum, total)
+	}
+	return sum, nil
+}
+
+// single stores a blob that fits in one part with one PUT, after the digest
+// check, so a mismatch never reaches the store.
+func (u *upload) single(ctx context.Context, data []byte) (Info, error) {
+	sum, err := u.checkEnd(int64(len(data)))
+	if err != nil {
+		return Info{}, err
+	}
+	body := u.progressReader(data)
+	// With payload streaming-signing off, minio-go sends sum as
+	// X-Amz-Content-Sha256 and the server rejects a body that differs.
+	opts := u.pOpts
+	opts.DisableContentSha256 = true
+	if _, err := u.store.core.PutObject(ctx, u.bucket, u.key, body, int64(len(data)), "", sum, opts); err != nil {
+		return Info{}, err
+	}
+	return Info{Bucket: u.bucket, Key: u.key, Size: int64(len(data)), SHA256: sum}, nil
+}
+
+func (u *upload) multipart(ctx context.Context, buf []byte, n int) (info Info, err error) {
+	core := u.store.core
+	id, err := core.NewMultipartUpload(ctx, u.bucket, u.key, u.pOpts)
+	if err != nil {
+		return Info{}, fmt.Errorf("start multipart upload: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			if aerr := u.abort(ctx, id); aerr != nil {
+				err = fmt.Errorf("%w (and abort upload %s: %v)", err, id, aerr)
+			}
+		}
+	}()
+	var parts []minio.CompletePart
+	for part, last := 1, false; ; part++ {
+		if part > maxParts {
+			return Info{}, fmt.Errorf("stream exceeds %d parts (%d bytes sent); raise the part size", maxParts, u.done)
+		}
+		p, err := core.PutObjectPart(ctx, u.bucket, u.key, id, part, u.progressReader(buf[:n]), int64(n),
+			// The stream's SHA-256 is computed by Put itself; skipping
+			// minio-go's per-chunk payload signing spares a second full
+			// SHA-256 pass over the data.
+			minio.PutObjectPartOptions{DisableContentSha256: true})
+		if err != nil {
+			return Info{}, fmt.Errorf("upload part %d (%d bytes at offset %d): %w", part, n, u.done, err)
+		}
+		parts = append(parts, minio.CompletePart{PartNumber: part, ETag: p.ETag})
+		u.done += int64(n)
+		if last {
+			break
+		}
+		if next := u.partSize(part + 1); next > len(buf) {
+			buf = make([]byte, next)
+		}
+		if n, last, err = u.fill(buf); err != nil {
+			return Info{}, err
+		}
+		if n == 0 {
+			break // the previous part ended exactly at the end of the stream
+		}
+	}
+	sum, err := u.checkEnd(u.done)
+	if err != nil {
+		return Info{}, err
+	}
+	if _, err := core.CompleteMultipartUpload(ctx, u.bucket, u.key, id, parts, u.pOpts); err != nil {
+		return Info{}, fmt.Errorf("complete multipart upload of %d parts: %w", len(parts), err)
+	}
+	return Info{Bucket: u.bucket, Key: u.key, Size: u.done, SHA256: sum}, nil
+}
+
+// abort removes the multipart upload with a context of its own, since the
+// caller's may be the reason for the failure.
+func (u *upload) abort(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	defer cancel()
+	err := u.store.core.AbortMultipartUpload(ctx, u.bucket, u.key, id)
+	if err != nil && !IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+func (u *upload) progressReader(data []byte) io.Reader {
+	r := bytes.NewReader(data)
+	if u.opts.progress == nil {
+		return r
+	}
+	return &progressReader{r: r, base: u.done, fn: u.opts.progress}
+}
+
+// progressReader reports base plus the furthest point read in its part.
+// It stays an io.Seeker so minio-go can still retry a failed request, and
+// a retry does not count bytes twice.
+type progressReader struct {
+	r    *bytes.Reader
+	base int64
+	max  int64
+	fn   func(int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if pos := p.r.Size() - int64(p.r.Len()); pos > p.max {
+		p.max = pos
+		p.fn(p.base + pos)
+	}
+	return n, err
+}
+
+func (p *progressReader) Seek(offset int64, whence int) (int64, error) {
+	return p.r.Seek(offset, whence)
+}
+
+var _ io.ReadSeeker = (*progressReader)(nil)
+
+// buffer returns a part buffer of n bytes. Buffers of the configured part
+// size are pooled: a service storing many blobs would otherwise allocate
+// 16 MiB per Put.
+func (s *Store) buffer(n int) []byte {
+	if n == int(s.partSize) {
+		if b, ok := s.bufs.Get().(*[]byte); ok {
+			return *b
+		}
+	}
+	return make([]byte, n)
+}
+
+func (s *Store) release(b []byte) {
+	if len(b) == int(s.partSize) {
+		s.bufs.Put(&b)
+	}
+}

@@ -1,0 +1,303 @@
+package blob
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// ErrNotFound is wrapped by errors about a missing bucket or object.
+var ErrNotFound = errors.New("not found")
+
+// IsNotFound reports whether err says a bucket or object does not exist.
+func IsNotFound(err error) bool {
+	if errors.Is(err, ErrNotFound) {
+		return true
+	}
+	var er minio.ErrorResponse
+	if errors.As(err, &er) {
+		return isNotFoundResponse(er)
+	}
+	return false
+}
+
+func isNotFoundResponse(er minio.ErrorResponse) bool {
+	switch er.Code {
+	case minio.NoSuchKey, minio.NoSuchBucket, "NoSuchUpload", "NotFound":
+		return true
+	}
+	return er.StatusCode == http.StatusNotFound
+}
+
+// wrapErr names the operation and object, and adds ErrNotFound to the chain
+// when S3 said the object or bucket is missing.
+func wrapErr(op, bucket, key string, err error) error {
+	where := URL(bucket, key)
+	if key == "" {
+		where = "s3://" + bucket
+	}
+	if er := minio.ToErrorResponse(err); er.Code != "" && isNotFoundResponse(er) {
+		return fmt.Errorf("%s %s: %w: %w", op, where, ErrNotFound, err)
+	}
+	return fmt.Errorf("%s %s: %w", op, where, err)
+}
+
+// Store reads and writes blobs in an S3-compatible object store.
+type Store struct {
+	client   *minio.Client
+	core     minio.Core
+	partSize uint64
+	region   string
+	bufs     sync.Pool // *[]byte of partSize bytes
+}
+
+// New connects a Store; it does not contact the server.
+func New(cfg Config) (*Store, error) {
+	endpoint, secure, err := parseEndpoint(cfg.Endpoint, cfg.Secure)
+	if err != nil {
+		return nil, err
+	}
+	partSize := cfg.PartSize
+	if partSize == 0 {
+		partSize = DefaultPartSize
+	}
+	if partSize < minPartSize {
+		return nil, fmt.Errorf("blob: part size %d is below the S3 minimum of %d bytes", partSize, minPartSize)
+	}
+	client, err := minio.New(endpoint, &minio.Options{
+		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Secure: secure,
+		Region: cfg.Region,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("blob: client for %q: %w", cfg.Endpoint, err)
+	}
+	return &Store{client: client, core: minio.Core{Client: client}, partSize: partSize, region: cfg.Region}, nil
+}
+
+// parseEndpoint accepts "host:port" or an http(s) URL without a path.
+func parseEndpoint(endpoint string, secure bool) (string, bool, error) {
+	endpoint = strings.TrimSpace(endpoint)
+	if endpoint == "" {
+		return "", false, errors.New("blob: empty S3 endpoint")
+	}
+	if !strings.Contains(endpoint, "://") {
+		return endpoint, secure, nil
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "", false, fmt.Errorf("blob: S3 endpoint %q: %w", endpoint, err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", false, fmt.Errorf("blob: S3 endpoint %q: scheme must be http or https", endpoint)
+	case u.Host == "":
+		return "", false, fmt.Errorf("blob: S3 endpoint %q has no host", endpoint)
+	case u.Path != "" && u.Path != "/":
+		return "", false, fmt.Errorf("blob: S3 endpoint %q: a path (%q) is not supported", endpoint, u.Path)
+	}
+	return u.Host, u.Scheme == "https", nil
+}
+
+// Client returns the underlying minio-go client, for what Store does not wrap.
+func (s *Store) Client() *minio.Client { return s.client }
+
+// EnsureBucket creates bucket unless it exists. Concurrent callers racing to
+// create the same bucket all succeed.
+func (s *Store) EnsureBucket(ctx context.Context, bucket string) error {
+	ok, err := s.client.BucketExists(ctx, bucket)
+	if err != nil {
+		return wrapErr("check bucket", bucket, "", err)
+	}
+	if ok {
+		return nil
+	}
+	err = s.client.MakeBucket(ctx, bucket, minio.MakeBucketOptions{Region: s.region})
+	if err == nil {
+		return nil
+	}
+	switch minio.ToErrorResponse(err).Code {
+	case "BucketAlreadyOwnedByYou", "BucketAlreadyExists":
+		// Someone else created it between our check and our create.
+		if ok, e := s.client.BucketExists(ctx, bucket); e == nil && ok {
+			return nil
+		}
+	}
+	return wrapErr("create bucket", bucket, "", err)
+}
+
+// ObjectInfo describes a stored object.
+type ObjectInfo struct {
+	Bucket, Key  string
+	Size         int64
+	ETag         string
+	ContentType  string
+	LastModified time.Time
+}
+
+// Stat describes an object; IsNotFound(err) tells a missing one.
+func (s *Store) Stat(ctx context.Context, bucket, key string) (ObjectInfo, error) {
+	oi, err := s.client.StatObject(ctx, bucket, key, minio.StatObjectOptions{})
+	if err != nil {
+		return ObjectInfo{}, wrapErr("stat", bucket, key, err)
+	}
+	return ObjectInfo{
+		Bucket: bucket, Key: key, Size: oi.Size, ETag: oi.ETag,
+		ContentType: oi.ContentType, LastModified: oi.LastModified,
+	}, nil
+}
+
+// Get opens an object for reading and returns its size. The caller closes
+// the reader.
+func (s *Store) Get(ctx context.Context, bucket, key string) (io.ReadCloser, int64, error) {
+	obj, err := s.client.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, 0, wrapErr("get", bucket, key, err)
+	}
+	// GetObject is lazy; Stat makes a missing object fail here rather than
+	// on the first Read.
+	oi, err := obj.Stat()
+	if err != nil {
+		obj.Close()
+		return nil, 0, wrapErr("get", bucket, key, err)
+	}
+	return obj, oi.Size, nil
+}
+
+// GetRange opens an object for reading from offset to its end.
+func (s *Store) GetRange(ctx context.Context, bucket, key string, offset int64) (io.ReadCloser, error) {
+	if offset < 0 {
+		return nil, fmt.Errorf("get %s: negative offset %d", URL(bucket, key), offset)
+	}
+	opts := minio.GetObjectOptions{}
+	if offset > 0 {
+		if err := opts.SetRange(offset, 0); err != nil {
+			return nil, fmt.Errorf("get %s from %d: %w", URL(bucket, key), offset, err)
+		}
+	}
+	rc, _, _, err := s.core.GetObject(ctx, bucket, key, opts)
+	if err != nil {
+		return nil, wrapErr(fmt.Sprintf("get from offset %d", offset), bucket, key, err)
+	}
+	return rc, nil
+}
+
+// SHA256 streams an object and returns the hex SHA-256 of its content and
+// its size, to verify what was stored.
+func (s *Store) SHA256(ctx context.Context, bucket, key string) (string, int64, error) {
+	rc, _, err := s.Get(ctx, bucket, key)
+	if err != nil {
+		return "", 0, err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, rc)
+	if err != nil {
+		return "", n, wrapErr("hash", bucket, key, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// Delete removes an object; a missing object (or bucket) is not an error.
+func (s *Store) Delete(ctx context.Context, bucket, key string) error {
+	err := s.client.RemoveObject(ctx, bucket, key, minio.RemoveObjectOptions{})
+	if err != nil && !IsNotFound(err) {
+		return wrapErr("delete", bucket, key, err)
+	}
+	return nil
+}
+
+// DeletePrefix removes every object whose key starts with prefix, and
+// aborts incomplete multipart uploads under it.
+func (s *Store) DeletePrefix(ctx context.Context, bucket, prefix string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the listing if removal fails midway
+	objects := s.client.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true})
+	var listErr error
+	toRemove := make(chan minio.ObjectInfo)
+	go func() {
+		defer close(toRemove)
+		for o := range objects {
+			if o.Err != nil {
+				listErr = o.Err
+				return
+			}
+			select {
+			case toRemove <- o:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var firstErr error
+	for r := range s.client.RemoveObjects(ctx, bucket, toRemove, minio.RemoveObjectsOptions{}) {
+		if r.Err != nil && firstErr == nil && !IsNotFound(r.Err) {
+			firstErr = wrapErr("delete", bucket, r.ObjectName, r.Err)
+		}
+	}
+	if listErr != nil && !IsNotFound(listErr) {
+		return wrapErr("list for delete", bucket, prefix, listErr)
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	// MinIO lists multipart uploads by exact key only, so list all of the
+	// bucket's and filter here.
+	for u := range s.client.ListIncompleteUploads(ctx, bucket, "", true) {
+		if u.Err == nil && !strings.HasPrefix(u.Key, prefix) {
+			continue
+		}
+		if u.Err != nil {
+			if IsNotFound(u.Err) {
+				return nil
+			}
+			return wrapErr("list incomplete uploads", bucket, prefix, u.Err)
+		}
+		if err := s.core.AbortMultipartUpload(ctx, bucket, u.Key, u.UploadID); err != nil && !IsNotFound(err) {
+			return wrapErr("abort upload", bucket, u.Key, err)
+		}
+	}
+	return nil
+}
+
+// List returns the keys under prefix, recursively, in lexical order.
+func (s *Store) List(ctx context.Context, bucket, prefix string) ([]string, error) {
+	var keys []string
+	for o := range s.client.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if o.Err != nil {
+			return nil, wrapErr("list", bucket, prefix, o.Err)
+		}
+		keys = append(keys, o.Key)
+	}
+	return keys, nil
+}
+
+// PresignGet returns a URL anyone can GET the object with until ttl passes.
+func (s *Store) PresignGet(ctx context.Context, bucket, key string, ttl time.Duration) (*url.URL, error) {
+	u, err := s.client.PresignedGetObject(ctx, bucket, key, ttl, nil)
+	if err != nil {
+		return nil, wrapErr("presign get", bucket, key, err)
+	}
+	return u, nil
+}
+
+// PresignPut returns a URL anyone can PUT the object's content to until ttl
+// passes.
+func (s *Store) PresignPut(ctx context.Context, bucket, key string, ttl time.Duration) (*url.URL, error) {
+	u, err := s.client.PresignedPutObject(ctx, bucket, key, ttl)
+	if err != nil {
+		return nil, wrapErr("presign put", bucket, key, err)
+	}
+	return u, nil
+}

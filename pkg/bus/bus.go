@@ -1,0 +1,263 @@
+// Package bus is Slipway's JetStream plumbing: the streams of commands,
+// events and dead letters, publishing with CloudEvents envelopes, durable
+// consumers with retries, heartbeats and dead-lettering, and request/reply
+// queries through NATS micro services. Subject layout: docs/design.md.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults of Config.
+const (
+	DefaultPrefix      = "slipway"
+	DefaultEventMaxAge = 30 * 24 * time.Hour
+	// duplicateWindow bounds how long JetStream remembers a Nats-Msg-Id:
+	// a retried saga step within it is dropped.
+	duplicateWindow = 2 * time.Minute
+)
+
+// Config tells a Bus where to connect and who it is.
+type Config struct {
+	URL string
+	// Prefix of every subject and stream; default "slipway".
+	Prefix string
+	// Service is this process's service name: ce-source "/slipway/<service>",
+	// durable name of its command consumer, micro service name.
+	Service string
+	// Replicas of streams and KV buckets; default 1.
+	Replicas int
+	// EventMaxAge is how long events are kept; default 30 days.
+	EventMaxAge time.Duration
+	Logger      *slog.Logger
+	// ConnectTimeout bounds how long Connect retries an unreachable server;
+	// 0 retries until ctx is done.
+	ConnectTimeout time.Duration
+}
+
+func (c *Config) defaults() error {
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if c.Service == "" {
+		return errors.New("bus: Config.Service is empty: every process needs a service name")
+	}
+	if !validToken(c.Service) {
+		return fmt.Errorf("bus: service name %q must be one subject token without '.', '*', '>' or spaces", c.Service)
+	}
+	for _, tok := range strings.Split(c.Prefix, ".") {
+		if !validToken(tok) {
+			return fmt.Errorf("bus: prefix %q is not a valid subject prefix", c.Prefix)
+		}
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.EventMaxAge <= 0 {
+		c.EventMaxAge = DefaultEventMaxAge
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+func validToken(s string) bool {
+	return s != "" && !strings.ContainsAny(s, ".*> \t\r\n/\\")
+}
+
+// Bus is a connection to NATS with Slipway's subject and stream layout.
+type Bus struct {
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	cfg Config
+	log *slog.Logger
+}
+
+// Connect dials cfg.URL, retrying until the server answers (or ctx is done
+// or cfg.ConnectTimeout passes), with reconnects forever once connected.
+func Connect(ctx context.Context, cfg Config, opts ...nats.Option) (*Bus, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if cfg.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.ConnectTimeout)
+		defer cancel()
+	}
+	log := cfg.Logger
+	all := append([]nats.Option{
+		nats.Name("slipway-" + cfg.Service),
+		nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("bus: disconnected from NATS", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("bus: reconnected to NATS", "url", nc.ConnectedUrlRedacted())
+		}),
+	}, opts...)
+	delay := 200 * time.Millisecond
+	for {
+		nc, err := nats.Connect(cfg.URL, all...)
+		if err == nil {
+			b, err := New(nc, cfg)
+			if err != nil {
+				nc.Close()
+			}
+			return b, err
+		}
+		log.Warn("bus: NATS not reachable, retrying", "url", cfg.URL, "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("bus: connect to %s: %w (last error: %v)", cfg.URL, ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+// New wraps an existing connection. Close drains it.
+func New(nc *nats.Conn, cfg Config) (*Bus, error) {
+	if nc == nil {
+		return nil, errors.New("bus: nil NATS connection")
+	}
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("bus: jetstream: %w", err)
+	}
+	return &Bus{nc: nc, js: js, cfg: cfg, log: cfg.Logger.With("service", cfg.Service)}, nil
+}
+
+// Close drains the connection and waits until it is closed: subscriptions
+// handle what they hold and pending publishes are flushed first. Stop the
+// consumers before, so their handlers can still ack.
+func (b *Bus) Close() {
+	if err := b.nc.Drain(); err != nil {
+		b.nc.Close()
+		return
+	}
+	// Drain is asynchronous; nats.Conn offers no way to wait on it other
+	// than its closed handler, which belongs to whoever dialled.
+	deadline := time.Now().Add(b.nc.Opts.DrainTimeout + time.Second)
+	for !b.nc.IsClosed() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.nc.Close()
+}
+
+// Conn returns the NATS connection.
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// JetStream returns the JetStream context.
+func (b *Bus) JetStream() jetstream.JetStream { return b.js }
+
+// Prefix returns the subject prefix.
+func (b *Bus) Prefix() string { return b.cfg.Prefix }
+
+// Service returns this process's service name.
+func (b *Bus) Service() string { return b.cfg.Service }
+
+// Logger returns the bus logger.
+func (b *Bus) Logger() *slog.Logger { return b.log }
+
+// StreamPrefix returns the stream name prefix: the subject prefix
+// upper-cased, every character other than a letter or digit turned to '_'.
+func StreamPrefix(prefix string) string {
+	var sb strings.Builder
+	for _, r := range strings.ToUpper(prefix) {
+		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
+			sb.WriteRune(r)
+		} else {
+			sb.WriteByte('_')
+		}
+	}
+	return sb.String()
+}
+
+// CommandStream, EventStream and DeadLetterStream name the three streams.
+func (b *Bus) CommandStream() string    { return StreamPrefix(b.cfg.Prefix) + "_CMD" }
+func (b *Bus) EventStream() string      { return StreamPrefix(b.cfg.Prefix) + "_EVT" }
+func (b *Bus) DeadLetterStream() string { return StreamPrefix(b.cfg.Prefix) + "_DLQ" }
+
+// CommandSubject is "<prefix>.cmd.<service>.<verb>".
+func (b *Bus) CommandSubject(service, verb string) string {
+	return b.cfg.Prefix + ".cmd." + service + "." + verb
+}
+
+// EventSubject is "<prefix>.evt.<service>.<event>.<id>".
+func (b *Bus) EventSubject(service, event, id string) string {
+	return b.cfg.Prefix + ".evt." + service + "." + event + "." + id
+}
+
+// DeadLetterSubject is "<prefix>.dlq.<stream>.<consumer>".
+func (b *Bus) DeadLetterSubject(stream, consumer string) string {
+	return b.cfg.Prefix + ".dlq." + stream + "." + consumer
+}
+
+// QuerySubject is "<prefix>.api.<service>.<endpoint>".
+func (b *Bus) QuerySubject(service, endpoint string) string {
+	return b.cfg.Prefix + ".api." + service + "." + endpoint
+}
+
+// Setup creates or updates the command, event and dead-letter streams. It
+// is idempotent, so every service runs it at start.
+func (b *Bus) Setup(ctx context.Context) error {
+	p := b.cfg.Prefix
+	streams := []jetstream.StreamConfig{{
+		Name:        b.CommandStream(),
+		Description: "Slipway commands: one durable consumer per service",
+		Subjects:    []string{p + ".cmd.>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Duplicates:  duplicateWindow,
+	}, {
+		Name:        b.EventStream(),
+		Description: "Slipway events",
+		Subjects:    []string{p + ".evt.>"},
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      b.cfg.EventMaxAge,
+		Duplicates:  min(duplicateWindow, b.cfg.EventMaxAge),
+	}, {
+		Name:        b.DeadLetterStream(),
+		Description: "Slipway dead letters: messages that exhausted their deliveries",
+		Subjects:    []string{p + ".dlq.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Duplicates:  duplicateWindow,
+	}}
+	for _, sc := range streams {
+		sc.Storage = jetstream.FileStorage
+		sc.Replicas = b.cfg.Replicas
+		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("bus: create or update stream %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// KeyValue creates or updates a KV bucket keeping 5 revisions per key;
+// ttl 0 keeps entries forever.
+func (b *Bus) KeyValue(ctx context.Context, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
+	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:   bucket,
+		History:  5,
+		TTL:      ttl,
+		Storage:  jetstream.FileStorage,
+		Replicas: b.cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bus: key-value bucket %s: %w", bucket, err)
+	}
+	return kv, nil
+}

@@ -1,0 +1,104 @@
+package bus
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// startServer runs a real in-process nats-server with JetStream.
+func startServer(tb testing.TB) *server.Server {
+	tb.Helper()
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: tb.TempDir(), NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		tb.Fatal("nats-server not ready")
+	}
+	tb.Cleanup(func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
+	return srv
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// newBus connects a Bus for service to srv and sets up the streams.
+func newBus(tb testing.TB, srv *server.Server, service string) *Bus {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := Connect(ctx, Config{URL: srv.ClientURL(), Service: service, Logger: quietLogger()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(b.Close)
+	if err := b.Setup(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+func testCtx(tb testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+// recorder collects the messages a handler saw.
+type recorder struct {
+	mu   sync.Mutex
+	msgs []*Msg
+	at   []time.Time
+	ch   chan *Msg
+}
+
+func newRecorder() *recorder { return &recorder{ch: make(chan *Msg, 100)} }
+
+func (r *recorder) add(m *Msg) {
+	r.mu.Lock()
+	r.msgs = append(r.msgs, m)
+	r.at = append(r.at, time.Now())
+	r.mu.Unlock()
+	r.ch <- m
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.msgs)
+}
+
+func (r *recorder) wait(tb testing.TB, d time.Duration) *Msg {
+	tb.Helper()
+	select {
+	case m := <-r.ch:
+		return m
+	case <-time.After(d):
+		tb.Fatalf("no message within %s", d)
+		return nil
+	}
+}
+
+func streamMsgs(tb testing.TB, b *Bus, stream string) uint64 {
+	tb.Helper()
+	s, err := b.JetStream().Stream(context.Background(), stream)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return info.State.Msgs
+}

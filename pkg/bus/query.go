@@ -1,0 +1,170 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/slipway/slipway/pkg/envelope"
+)
+
+// QueryHandler answers one query; the result is sent back as JSON
+// ([]byte and json.RawMessage as they are).
+type QueryHandler func(ctx context.Context, req []byte) (any, error)
+
+// DefaultQueryTimeout bounds a Query whose ctx has no deadline.
+const DefaultQueryTimeout = 10 * time.Second
+
+// maxQueriesInFlight bounds the handlers one Serve runs at once; micro
+// itself would run them one after the other per endpoint.
+const maxQueriesInFlight = 64
+
+var microName = regexp.MustCompile(`[^A-Za-z0-9_-]`)
+
+// Serve registers a NATS micro service named after this service, with one
+// endpoint per entry on "<prefix>.api.<service>.<endpoint>". Stop the
+// returned service to remove it.
+func (b *Bus) Serve(version, description string, endpoints map[string]QueryHandler) (micro.Service, error) {
+	svc, err := micro.AddService(b.nc, micro.Config{
+		Name:        microName.ReplaceAllString(b.Service(), "_"),
+		Version:     version,
+		Description: description,
+		Metadata:    map[string]string{"prefix": b.cfg.Prefix},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bus: micro service %s: %w", b.Service(), err)
+	}
+	group := svc.AddGroup(b.cfg.Prefix + ".api." + b.Service())
+	sem := make(chan struct{}, maxQueriesInFlight)
+	for name, h := range endpoints {
+		handler := b.queryHandler(b.QuerySubject(b.Service(), name), h, sem)
+		if err := group.AddEndpoint(name, handler); err != nil {
+			_ = svc.Stop()
+			return nil, fmt.Errorf("bus: endpoint %q of %s: %w", name, b.Service(), err)
+		}
+	}
+	// Make sure the server knows the endpoints before anyone is told the
+	// service is up; a request racing the subscriptions gets no responders.
+	if err := b.nc.Flush(); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("bus: micro service %s: flush: %w", b.Service(), err)
+	}
+	return svc, nil
+}
+
+// queryHandler answers inside micro's callback: micro reads the request's
+// error state after the handler returns, so replying from another goroutine
+// races with it. Queries are short KV reads; sem still bounds the total.
+func (b *Bus) queryHandler(subject string, h QueryHandler, sem chan struct{}) micro.Handler {
+	return micro.HandlerFunc(func(req micro.Request) {
+		sem <- struct{}{}
+		defer func() { <-sem }()
+		b.answer(subject, h, req)
+	})
+}
+
+func (b *Bus) answer(subject string, h QueryHandler, req micro.Request) {
+	carrier := propagation.MapCarrier{}
+	for _, k := range []string{envelope.HeaderTraceParent, envelope.HeaderTraceState} {
+		if v := req.Headers().Get(k); v != "" {
+			carrier[k] = v
+		}
+	}
+	ctx := envelope.Envelope{TraceParent: carrier[envelope.HeaderTraceParent],
+		TraceState: carrier[envelope.HeaderTraceState]}.ExtractTrace(context.Background())
+	ctx, cancel := context.WithTimeout(ctx, DefaultQueryTimeout)
+	defer cancel()
+	ctx, span := tracer().Start(ctx, subject, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("slipway.service", b.Service()),
+			attribute.String("messaging.destination.name", subject)))
+	defer span.End()
+
+	result, err := callQuery(ctx, h, req.Data())
+	var body []byte
+	if err == nil {
+		body, err = encode(result)
+	}
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		code := ErrorCode(err)
+		if code == "" {
+			code = CodeInternal
+			b.log.Error("bus: query failed", "subject", subject, "err", err)
+		}
+		if rerr := req.Error(code, err.Error(), nil); rerr != nil {
+			b.log.Warn("bus: query error reply failed", "subject", subject, "err", rerr)
+		}
+		return
+	}
+	if err := req.Respond(body); err != nil {
+		b.log.Warn("bus: query reply failed", "subject", subject, "err", err)
+	}
+}
+
+func callQuery(ctx context.Context, h QueryHandler, data []byte) (result any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("query handler panicked: %v", r)
+		}
+	}()
+	return h(ctx, data)
+}
+
+// Query asks service's endpoint and decodes the JSON answer into resp
+// (nil: ignore it). An error reply becomes a *QueryError.
+func (b *Bus) Query(ctx context.Context, service, endpoint string, req any, resp any) error {
+	subject := b.QuerySubject(service, endpoint)
+	body, err := encode(req)
+	if err != nil {
+		return fmt.Errorf("query %s: encode request: %w", subject, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultQueryTimeout)
+		defer cancel()
+	}
+	ctx, span := tracer().Start(ctx, subject, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("messaging.destination.name", subject)))
+	defer span.End()
+	var env envelope.Envelope
+	env.InjectTrace(ctx)
+	msg := nats.NewMsg(subject)
+	msg.Data = body
+	if env.TraceParent != "" {
+		msg.Header.Set(envelope.HeaderTraceParent, env.TraceParent)
+	}
+	if env.TraceState != "" {
+		msg.Header.Set(envelope.HeaderTraceState, env.TraceState)
+	}
+	reply, err := b.nc.RequestMsgWithContext(ctx, msg)
+	if errors.Is(err, nats.ErrNoResponders) {
+		err = &QueryError{Code: CodeUnavailable, Description: fmt.Sprintf("no %s service answers on %s", service, subject)}
+	}
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return fmt.Errorf("query %s: %w", subject, err)
+	}
+	if code := reply.Header.Get(micro.ErrorCodeHeader); code != "" {
+		qe := &QueryError{Code: code, Description: reply.Header.Get(micro.ErrorHeader)}
+		span.SetStatus(codes.Error, qe.Error())
+		return qe
+	}
+	if resp == nil {
+		return nil
+	}
+	if err := json.Unmarshal(reply.Data, resp); err != nil {
+		return fmt.Errorf("query %s: decode answer: %w", subject, err)
+	}
+	return nil
+}

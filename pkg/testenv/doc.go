@@ -1,0 +1,7 @@
+// Package testenv starts the real components Slipway's tests run against: an
+// in-process nats-server with JetStream and a MinIO server process.
+//
+// The starters that take no testing.TB (NewNATSServer, StartMinIO, FreePort,
+// RepoRoot) are also usable outside tests, e.g. by `slipway up` or a TestMain
+// that shares one MinIO between the tests of a package.
+package testenv

@@ -1,0 +1,102 @@
+package testenv_test
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/slipway/slipway/pkg/testenv"
+)
+
+func TestNATSJetStream(t *testing.T) {
+	url, srv := testenv.NATS(t)
+	if !srv.JetStreamEnabled() {
+		t.Fatal("JetStream is not enabled")
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}}); err != nil {
+		t.Fatalf("create stream: %v", err)
+	}
+	ack, err := js.Publish(ctx, "t.x", []byte("hello"))
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	if ack.Sequence != 1 {
+		t.Fatalf("sequence = %d, want 1", ack.Sequence)
+	}
+}
+
+func TestMinIOLive(t *testing.T) {
+	s3 := testenv.MinIO(t)
+	resp, err := http.Get("http://" + s3.Endpoint + "/minio/health/live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("health: %s", resp.Status)
+	}
+	cfg := s3.BlobConfig()
+	if cfg.Endpoint != s3.Endpoint || cfg.AccessKey != s3.AccessKey || cfg.SecretKey == "" {
+		t.Fatalf("BlobConfig = %+v does not match %+v", cfg, s3)
+	}
+}
+
+func TestStartMinIOStopKills(t *testing.T) {
+	s3, stop, err := testenv.StartMinIO(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	stop() // idempotent
+	c := &http.Client{Timeout: time.Second}
+	if resp, err := c.Get("http://" + s3.Endpoint + "/minio/health/live"); err == nil {
+		resp.Body.Close()
+		t.Fatal("minio still answers after stop")
+	}
+}
+
+func TestMinIOBinaryFromEnv(t *testing.T) {
+	t.Setenv("SLIPWAY_MINIO_BIN", filepath.Join(t.TempDir(), "nope"))
+	if _, err := testenv.MinIOBinary(); err == nil {
+		t.Fatal("missing SLIPWAY_MINIO_BIN accepted")
+	}
+	if _, _, err := testenv.StartMinIO(t.TempDir()); err == nil {
+		t.Fatal("StartMinIO with a missing binary succeeded")
+	}
+}
+
+func TestRepoRoot(t *testing.T) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.work")); err != nil {
+		t.Fatalf("RepoRoot %q has no go.work: %v", root, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "pkg", "go.mod")); err != nil {
+		t.Fatalf("RepoRoot %q is not the slipway repo: %v", root, err)
+	}
+}
+
+func TestFreePort(t *testing.T) {
+	p, err := testenv.FreePort()
+	if err != nil || p <= 0 || p > 65535 {
+		t.Fatalf("FreePort = %d, %v", p, err)
+	}
+}

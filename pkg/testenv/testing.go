@@ -1,0 +1,35 @@
+package testenv
+
+import (
+	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// NATS starts an in-process nats-server with JetStream for this test, on a
+// random port with its store in t.TempDir(), and shuts it down on cleanup.
+func NATS(t testing.TB) (url string, srv *server.Server) {
+	t.Helper()
+	srv, err := NewNATSServer(t.TempDir(), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
+	return srv.ClientURL(), srv
+}
+
+// MinIO starts a MinIO server process for this test, with its data in
+// t.TempDir(), and kills it on cleanup. It fails the test (never skips it)
+// when the binary is missing.
+func MinIO(t testing.TB) S3 {
+	t.Helper()
+	s3, stop, err := StartMinIO(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return s3
+}

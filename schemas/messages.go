@@ -1,0 +1,99 @@
+package schemas
+
+import (
+	"embed"
+	"fmt"
+	"io/fs"
+	"reflect"
+	"strings"
+)
+
+// files holds the schema tree exactly as it is in the repository.
+//
+//go:embed defs.json cmd/*.json evt/*.json asyncapi.yaml
+var files embed.FS
+
+// IDBase is the URL every schema $id starts with.
+const IDBase = "https://slipway.dev/schemas/"
+
+// Kinds of message.
+const (
+	KindCommand = "cmd"
+	KindEvent   = "evt"
+)
+
+// registered is one entry of the generated registry.
+type registered struct {
+	kind, service, name, file string
+	typ                       reflect.Type
+}
+
+// Message describes one command or event schema and the Go type generated for it.
+type Message struct {
+	Kind    string // "cmd" or "evt"
+	Service string // e.g. "catalog"
+	Name    string // e.g. "image-create"
+	Title   string // the schema title: the Go type's name
+	Schema  []byte // the schema document
+	Type    reflect.Type
+}
+
+// ID returns the $id of the message's schema.
+func (m Message) ID() string { return ID(m.Kind, m.Service, m.Name) }
+
+// FS returns the embedded schema tree: defs.json, cmd/*.json, evt/*.json and
+// asyncapi.yaml.
+func FS() fs.FS { return files }
+
+// ID returns the schema $id (and ce-dataschema value) of a message, e.g.
+// https://slipway.dev/schemas/cmd/catalog.image-create.json. It does not check that
+// the message exists.
+func ID(kind, service, name string) string {
+	return IDBase + kind + "/" + service + "." + name + ".json"
+}
+
+// ParseID splits a schema $id made by [ID] back into kind, service and name.
+func ParseID(id string) (kind, service, name string, err error) {
+	rest, ok := strings.CutPrefix(id, IDBase)
+	if ok {
+		rest, ok = strings.CutSuffix(rest, ".json")
+	}
+	if ok {
+		kind, rest, ok = strings.Cut(rest, "/")
+	}
+	if ok {
+		service, name, ok = strings.Cut(rest, ".")
+	}
+	if !ok || (kind != KindCommand && kind != KindEvent) || service == "" || name == "" {
+		return "", "", "", fmt.Errorf("schema id %q: want %s<cmd|evt>/<service>.<name>.json", id, IDBase)
+	}
+	return kind, service, name, nil
+}
+
+// Messages lists every message schema with its Go type, commands first.
+func Messages() []Message {
+	out := make([]Message, 0, len(registry))
+	for _, r := range registry {
+		out = append(out, r.message())
+	}
+	return out
+}
+
+// Lookup returns one message's description.
+func Lookup(kind, service, name string) (Message, bool) {
+	for _, r := range registry {
+		if r.kind == kind && r.service == service && r.name == name {
+			return r.message(), true
+		}
+	}
+	return Message{}, false
+}
+
+func (r registered) message() Message {
+	data, err := files.ReadFile(r.file)
+	if err != nil {
+		// The generator and the embed pattern read the same tree.
+		panic(fmt.Sprintf("schemas: %s is in the registry but not embedded: %v", r.file, err))
+	}
+	return Message{Kind: r.kind, Service: r.service, Name: r.name, Title: r.typ.Name(), Schema: data, Type: r.typ}
+}

@@ -1,0 +1,323 @@
+package schemas
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// schemaDoc is a schema file decoded loosely, for checking conventions.
+type schemaDoc struct {
+	Schema      string `json:"$schema"`
+	ID          string `json:"$id"`
+	Title       string `json:"title"`
+	Description string `json:"description"`
+	Ref         string `json:"$ref"`
+	AddlProps   *bool  `json:"additionalProperties"`
+	Examples    []json.RawMessage
+}
+
+func loadDoc(t *testing.T, m Message) schemaDoc {
+	t.Helper()
+	var d schemaDoc
+	if err := json.Unmarshal(m.Schema, &d); err != nil {
+		t.Fatalf("%s: %v", m.ID(), err)
+	}
+	return d
+}
+
+func TestEverySchemaCompiles(t *testing.T) {
+	all, err := compiled()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := Messages()
+	if len(all) != len(msgs) {
+		t.Errorf("%d compiled message schemas, %d registered messages", len(all), len(msgs))
+	}
+	for _, m := range msgs {
+		if all[m.ID()] == nil {
+			t.Errorf("%s is registered but not compiled", m.ID())
+		}
+	}
+}
+
+func TestEveryContractMessageExists(t *testing.T) {
+	want := map[string]string{
+		"cmd catalog.image-create":        "ImageCreate",
+		"cmd catalog.image-delete":        "ImageRef",
+		"cmd catalog.image-enable":        "ImageRef",
+		"cmd catalog.image-disable":       "ImageRef",
+		"cmd catalog.image-persistent":    "ImageRef",
+		"cmd catalog.image-nonpersistent": "ImageRef",
+		"cmd catalog.image-rename":        "ImageRename",
+		"cmd catalog.image-update":        "ImageUpdate",
+		"cmd converter.import":            "ConverterImport",
+		"cmd converter.create-blank":      "ConverterCreateBlank",
+		"evt catalog.image-created":       "Image",
+		"evt catalog.state-changed":       "StateChanged",
+		"evt catalog.image-updated":       "Image",
+		"evt catalog.image-deleted":       "ImageDeleted",
+		"evt catalog.failed":              "CatalogFailed",
+		"evt converter.progress":          "ConverterProgress",
+		"evt converter.converted":         "ConverterConverted",
+		"evt converter.failed":            "ConverterFailed",
+	}
+	got := map[string]string{}
+	for _, m := range Messages() {
+		got[m.Kind+" "+m.Service+"."+m.Name] = m.Type.Name()
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("messages:\n got %v\nwant %v", got, want)
+	}
+}
+
+func TestSchemaConventions(t *testing.T) {
+	for _, m := range Messages() {
+		d := loadDoc(t, m)
+		if d.Schema != "https://json-schema.org/draft/2020-12/schema" {
+			t.Errorf("%s: $schema is %q", m.ID(), d.Schema)
+		}
+		if d.ID != m.ID() {
+			t.Errorf("%s: $id is %q", m.ID(), d.ID)
+		}
+		if d.Title != m.Type.Name() || m.Title != d.Title {
+			t.Errorf("%s: title %q, Go type %s", m.ID(), d.Title, m.Type.Name())
+		}
+		if d.Description == "" {
+			t.Errorf("%s: no description", m.ID())
+		}
+		if len(d.Examples) == 0 {
+			t.Errorf("%s: no examples", m.ID())
+		}
+		// A payload with its own properties must be closed; one that is a $ref
+		// inherits the closed shape of its definition (the generator checks both).
+		if d.Ref == "" && (d.AddlProps == nil || *d.AddlProps) {
+			t.Errorf("%s: additionalProperties must be false", m.ID())
+		}
+		if d.Ref != "" && d.AddlProps != nil {
+			t.Errorf("%s: additionalProperties next to $ref rejects every property", m.ID())
+		}
+	}
+}
+
+// TestExamples checks that every example validates, decodes into its Go type with
+// no field left over, and encodes back to the same JSON.
+func TestExamples(t *testing.T) {
+	for _, m := range Messages() {
+		for i, ex := range loadDoc(t, m).Examples {
+			if err := Validate(m.Kind, m.Service, m.Name, ex); err != nil {
+				t.Errorf("%s example %d: %v", m.ID(), i, err)
+				continue
+			}
+			v := reflect.New(m.Type)
+			dec := json.NewDecoder(bytes.NewReader(ex))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(v.Interface()); err != nil {
+				t.Errorf("%s example %d into %s: %v", m.ID(), i, m.Type, err)
+				continue
+			}
+			if err := ValidateValue(m.Kind, m.Service, m.Name, v.Interface()); err != nil {
+				t.Errorf("%s example %d after a Go round trip: %v", m.ID(), i, err)
+			}
+			again, _ := json.Marshal(v.Interface())
+			if !sameJSON(t, ex, again) {
+				t.Errorf("%s example %d changed in a Go round trip:\n was %s\n now %s", m.ID(), i, compact(ex), again)
+			}
+		}
+	}
+}
+
+func sameJSON(t *testing.T, a, b []byte) bool {
+	t.Helper()
+	var va, vb any
+	if err := json.Unmarshal(a, &va); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &vb); err != nil {
+		t.Fatal(err)
+	}
+	return reflect.DeepEqual(va, vb)
+}
+
+func compact(b []byte) string {
+	var buf bytes.Buffer
+	_ = json.Compact(&buf, b)
+	return buf.String()
+}
+
+func TestInvalidPayloadsNameTheField(t *testing.T) {
+	const (
+		okDest = `"dest":"s3://slipway-default/images/1/disk.qcow2"`
+		sha    = "3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b"
+	)
+	tests := []struct {
+		kind, service, name, payload, want string
+	}{
+		{"cmd", "catalog", "image-create", `{"name":"x","size_mib":0}`, "catalog.image-create: /size_mib: must be >= 1"},
+		{"cmd", "catalog", "image-create", `{"name":"x","size_mib":16777217}`, "/size_mib: must be <= 16777216"},
+		{"cmd", "catalog", "image-create", `{"name":"x"}`, "/path is required, or /size_mib is required"},
+		{"cmd", "catalog", "image-create", `{"size_mib":1}`, "/name: is required"},
+		{"cmd", "catalog", "image-create", `{"name":"","size_mib":1}`, "/name: must not be empty"},
+		{"cmd", "catalog", "image-create", `{"name":"a\u0007b","size_mib":1}`, "/name: \"a\\u0007b\" does not match"},
+		{"cmd", "catalog", "image-create", `{"name":"` + strings.Repeat("n", 129) + `","size_mib":1}`, "/name: must be at most 128"},
+		{"cmd", "catalog", "image-create", `{"name":"x","size_mib":1,"type":"FLOPPY"}`, `/type: is "FLOPPY", must be one of "OS"`},
+		{"cmd", "catalog", "image-create", `{"name":"x","path":"ftp://host/disk"}`, "/path: \"ftp://host/disk\" does not match"},
+		{"cmd", "catalog", "image-create", `{"name":"x","path":"s3://b/k","checksum":"md5:abc"}`, "/checksum:"},
+		{"cmd", "catalog", "image-create", `{"name":"x","size_mib":1,"fs":"ntfs"}`, "/fs: is \"ntfs\""},
+		{"cmd", "catalog", "image-create", `{"name":"x","size_mib":1,"compression":"gzip"}`, "/compression:"},
+		{"cmd", "catalog", "image-create", `{"name":"x","size_mib":1,"sizemib":1}`, "/sizemib: is not allowed"},
+		{"cmd", "catalog", "image-create", `{"name":"x","size_mib":1,"attributes":{"k":1}}`, "/attributes/k: must be string, not number"},
+		{"cmd", "catalog", "image-create", `{"name":"x","size_mib":1.5}`, "/size_mib: must be integer"},
+		{"cmd", "catalog", "image-delete", `{"id":-1}`, "catalog.image-delete: /id: must be >= 0"},
+		{"cmd", "catalog", "image-delete", `{}`, "/id: is required"},
+		{"cmd", "catalog", "image-enable", `{"id":"7"}`, "/id: must be integer, not string"},
+		{"cmd", "catalog", "image-rename", `{"id":1}`, "/name: is required"},
+		{"cmd", "catalog", "image-update", `{"id":1,"attributes":{"k":"v"},"replace":"yes"}`, "/replace: must be boolean"},
+		{"cmd", "converter", "import", `{"image_id":1,"source":"s3://b/k","dest":"http://x/y"}`, "/dest:"},
+		{"cmd", "converter", "import", `{"image_id":1,"source":"s3://b/k",` + okDest + `,"max_virtual_size":0}`, "/max_virtual_size: must be >= 1"},
+		{"cmd", "converter", "create-blank", `{"image_id":1,"size_mib":1,"format":"vmdk",` + okDest + `}`, `/format: is "vmdk", must be one of "raw", "qcow2"`},
+		{"evt", "catalog", "state-changed", `{"id":1,"from":"LOCKED","to":"ERROR"}`, "/error: is required"},
+		{"evt", "catalog", "state-changed", `{"id":1,"to":"INIT"}`, "/to: is \"INIT\""},
+		{"evt", "catalog", "image-created", `{"id":1,"name":"a","datastore":"default","type":"OS","persistent":false,"state":"READY","rvms":0,"created_at":"yesterday","updated_at":"2025-01-01T00:00:00Z"}`, "/created_at: \"yesterday\" is not a valid date-time"},
+		{"evt", "catalog", "image-updated", `{"id":1,"name":"a","datastore":"default","type":"OS","persistent":false,"state":"READY","rvms":0,"created_at":"2025-01-01T00:00:00Z","updated_at":"2025-01-01T00:00:00Z","sha256":"ABC"}`, "/sha256:"},
+		{"evt", "catalog", "failed", `{"command":"slipway.cmd.catalog.image-create","error":""}`, "/error: must not be empty"},
+		{"evt", "converter", "progress", `{"image_id":1,"phase":"resize","bytes_done":0,"bytes_total":0}`, "/phase:"},
+		{"evt", "converter", "converted", `{"image_id":1,` + okDest + `,"format":"qcow2","virtual_size":1,"size":-1,"sha256":"` + sha + `"}`, "/size: must be >= 0"},
+		{"evt", "converter", "failed", `{"image_id":1,"phase":"fetch","error":"x"}`, "/retryable: is required"},
+	}
+	for _, tc := range tests {
+		err := Validate(tc.kind, tc.service, tc.name, []byte(tc.payload))
+		if err == nil {
+			t.Errorf("%s.%s accepted %s", tc.service, tc.name, tc.payload)
+			continue
+		}
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v does not match ErrInvalid", tc.payload, err)
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s.%s %s:\n got %q\nwant it to contain %q", tc.service, tc.name, tc.payload, err, tc.want)
+		}
+	}
+}
+
+func TestValidationErrorListsProblems(t *testing.T) {
+	err := Validate("cmd", "catalog", "image-create", []byte(`{"a":1,"b":2,"c":3,"d":4,"name":"x","size_mib":1}`))
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("got %T %v, want *ValidationError", err, err)
+	}
+	if len(ve.Problems) != 4 || ve.Problems[0].Path != "/a" {
+		t.Errorf("problems: %+v", ve.Problems)
+	}
+	if !strings.HasSuffix(err.Error(), "(and 1 more)") {
+		t.Errorf("error %q does not say how many problems were left out", err)
+	}
+}
+
+func TestUnknownAndMalformed(t *testing.T) {
+	err := Validate("cmd", "catalog", "image-explode", []byte(`{}`))
+	if !errors.Is(err, ErrUnknownMessage) || !strings.Contains(err.Error(), "catalog.image-explode") {
+		t.Errorf("unknown message: %v", err)
+	}
+	err = Validate("evt", "catalog", "image-create", []byte(`{}`)) // a command, not an event
+	if !errors.Is(err, ErrUnknownMessage) {
+		t.Errorf("wrong kind: %v", err)
+	}
+	for _, bad := range []string{``, `{"name":`, `{"name":"x"} trailing`, `nul`} {
+		err := Validate("cmd", "catalog", "image-create", []byte(bad))
+		if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "malformed JSON: ") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
+
+func TestValidateValue(t *testing.T) {
+	ok := ImageCreate{Name: "blank", Type: ImageTypeDatablock, SizeMiB: 10, FS: FilesystemExt4}
+	if err := ValidateValue("cmd", "catalog", "image-create", ok); err != nil {
+		t.Errorf("valid ImageCreate: %v", err)
+	}
+	// A zero required enum is sent as "" and must be caught before publishing.
+	err := ValidateValue("evt", "converter", "progress", ConverterProgress{ImageID: 1})
+	if err == nil || !strings.Contains(err.Error(), "/phase: is \"\"") {
+		t.Errorf("zero phase: %v", err)
+	}
+	id := int64(0)
+	if err := ValidateValue("evt", "catalog", "failed", CatalogFailed{ID: &id, Command: "slipway.cmd.catalog.image-delete", Error: "no"}); err != nil {
+		t.Errorf("failed event for image 0: %v", err)
+	}
+	data, _ := json.Marshal(CatalogFailed{ID: &id, Command: "c", Error: "e"})
+	if !strings.Contains(string(data), `"id":0`) {
+		t.Errorf("image ID 0 was dropped: %s", data)
+	}
+	if err := ValidateValue("cmd", "catalog", "image-create", func() {}); err == nil || !strings.Contains(err.Error(), "marshal") {
+		t.Errorf("unmarshalable value: %v", err)
+	}
+}
+
+func TestConcurrentValidate(t *testing.T) {
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Go(func() {
+			errs <- Validate("cmd", "catalog", "image-rename", []byte(`{"id":1,"name":"n"}`))
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestIDs(t *testing.T) {
+	id := ID("cmd", "catalog", "image-create")
+	if id != "https://slipway.dev/schemas/cmd/catalog.image-create.json" {
+		t.Errorf("ID = %s", id)
+	}
+	for _, m := range Messages() {
+		k, s, n, err := ParseID(m.ID())
+		if err != nil || k != m.Kind || s != m.Service || n != m.Name {
+			t.Errorf("ParseID(%s) = %s %s %s %v", m.ID(), k, s, n, err)
+		}
+	}
+	for _, bad := range []string{"", "https://slipway.dev/schemas/defs.json", "https://slipway.dev/schemas/api/catalog.list.json", "https://example.com/cmd/a.b.json"} {
+		if _, _, _, err := ParseID(bad); err == nil {
+			t.Errorf("ParseID(%q) accepted it", bad)
+		}
+	}
+	if _, ok := Lookup("evt", "converter", "progress"); !ok {
+		t.Error("Lookup(evt converter progress) failed")
+	}
+	if _, ok := Lookup("evt", "converter", "nope"); ok {
+		t.Error("Lookup found a message that does not exist")
+	}
+}
+
+func TestFSHoldsTheTree(t *testing.T) {
+	files := map[string]bool{}
+	err := fs.WalkDir(FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files[p] = true
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"asyncapi.yaml", "defs.json", "cmd/catalog.image-create.json", "evt/converter.failed.json"} {
+		if !files[want] {
+			t.Errorf("FS() lacks %s (has %v)", want, files)
+		}
+	}
+	if len(files) != len(Messages())+2 {
+		t.Errorf("FS() has %d files, want the %d message schemas + defs.json + asyncapi.yaml", len(files), len(Messages()))
+	}
+}

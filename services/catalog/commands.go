@@ -1,0 +1,355 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/schemas"
+)
+
+// Command verbs the catalog consumes.
+const (
+	CmdImageCreate        = "image-create"
+	CmdImageDelete        = "image-delete"
+	CmdImageEnable        = "image-enable"
+	CmdImageDisable       = "image-disable"
+	CmdImagePersistent    = "image-persistent"
+	CmdImageNonPersistent = "image-nonpersistent"
+	CmdImageRename        = "image-rename"
+	CmdImageUpdate        = "image-update"
+)
+
+// Verbs lists the commands the catalog consumes.
+func Verbs() []string {
+	return []string{CmdImageCreate, CmdImageDelete, CmdImageEnable, CmdImageDisable,
+		CmdImagePersistent, CmdImageNonPersistent, CmdImageRename, CmdImageUpdate}
+}
+
+// maxAttributes is the schema's bound on an image's attributes.
+const maxAttributes = 256
+
+// handleCommand validates a command, skips one already processed, and
+// runs it. A command that is malformed or refused is terminated with a
+// failed event; an infrastructure error is retried.
+func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
+	if !slices.Contains(Verbs(), m.Name) {
+		return s.reject(ctx, m, nil, fmt.Errorf("the catalog has no command %q (commands: %s)", m.Name, strings.Join(Verbs(), ", ")))
+	}
+	if err := schemas.Validate(schemas.KindCommand, ServiceName, m.Name, m.Data); err != nil {
+		return s.reject(ctx, m, nil, err)
+	}
+	prior, _, err := s.dedupGet(ctx, m.Envelope.ID)
+	if err != nil {
+		return err
+	}
+	if prior != nil && prior.Done {
+		s.log.Info("command already processed; ignoring the redelivery",
+			"subject", m.Subject, "ce_id", m.Envelope.ID, "image", prior.ImageID)
+		return nil
+	}
+	res, err := s.dispatch(ctx, m, prior)
+	if err != nil {
+		if isRefusal(err) {
+			var id *int64
+			if res.ImageID >= 0 {
+				id = &res.ImageID
+			}
+			return s.reject(ctx, m, id, err)
+		}
+		return err
+	}
+	return s.dedupDone(ctx, m.Envelope.ID, res)
+}
+
+// dispatch runs one valid command. The result's ImageID is -1 when no
+// image is concerned.
+func (s *Service) dispatch(ctx context.Context, m *bus.Msg, prior *processed) (processed, error) {
+	if m.Name == CmdImageCreate {
+		return s.create(ctx, m, prior)
+	}
+	var id int64
+	var err error
+	switch m.Name {
+	case CmdImageRename:
+		var req schemas.ImageRename
+		if err = decode(m, &req); err == nil {
+			id = req.ID
+			err = s.rename(ctx, m, req)
+		}
+	case CmdImageUpdate:
+		var req schemas.ImageUpdate
+		if err = decode(m, &req); err == nil {
+			id = req.ID
+			err = s.updateAttributes(ctx, m, req)
+		}
+	default:
+		var req schemas.ImageRef
+		if err = decode(m, &req); err == nil {
+			id = req.ID
+			err = s.simple(ctx, m, req.ID)
+		}
+	}
+	return processed{ImageID: id}, err
+}
+
+// decode reads a schema-valid payload; what still does not fit the Go type
+// is the sender's fault, so it is a refusal.
+func decode(m *bus.Msg, v any) error {
+	if err := m.Decode(v); err != nil {
+		return &refusal{err}
+	}
+	return nil
+}
+
+// simple runs the commands that name an image and nothing else.
+func (s *Service) simple(ctx context.Context, m *bus.Msg, id int64) error {
+	switch m.Name {
+	case CmdImageEnable:
+		return s.setState(ctx, m, id, OpEnable, StateDisabled, StateReady)
+	case CmdImageDisable:
+		return s.setState(ctx, m, id, OpDisable, StateReady, StateDisabled)
+	case CmdImagePersistent:
+		return s.setPersistent(ctx, m, id, true)
+	case CmdImageNonPersistent:
+		return s.setPersistent(ctx, m, id, false)
+	case CmdImageDelete:
+		return s.delete(ctx, m, id)
+	}
+	return refuse("the catalog has no command %q", m.Name)
+}
+
+// reject publishes the failed event of a command and terminates it.
+func (s *Service) reject(ctx context.Context, m *bus.Msg, id *int64, cause error) error {
+	subjectID := "cmd-" + strconv.FormatUint(m.StreamSeq, 10)
+	if id != nil {
+		subjectID = idToken(*id)
+	}
+	s.log.Warn("command refused", "subject", m.Subject, "ce_id", m.Envelope.ID, "err", cause)
+	if err := s.emitFailed(ctx, subjectID, id, m.Subject, cause.Error(), causedBy(m.Envelope, EvtFailed)); err != nil {
+		return fmt.Errorf("publish failed event for %s: %w (refusal: %v)", m.Subject, err, cause)
+	}
+	if s.dedup != nil && m.Envelope.ID != "" {
+		p := processed{ImageID: -1, Error: cause.Error()}
+		if id != nil {
+			p.ImageID = *id
+		}
+		if err := s.dedupDone(ctx, m.Envelope.ID, p); err != nil {
+			s.log.Warn("recording a refused command", "err", err)
+		}
+	}
+	return bus.Terminal(cause)
+}
+
+// modify applies change to image id under compare-and-set, after checking
+// that op is allowed in the image's current state. It returns the record
+// before and after, and whether anything was written.
+func (s *Service) modify(ctx context.Context, id int64, op Op, change func(*schemas.Image) error) (before, after *schemas.Image, changed bool, err error) {
+	after, _, changed, err = s.images.update(ctx, id, func(img *schemas.Image) error {
+		before = cloneImage(img)
+		if err := Allow(op, img); err != nil {
+			return &refusal{err}
+		}
+		return change(img)
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, false, refuse("image %d does not exist", id)
+	}
+	return before, after, changed, err
+}
+
+// transition moves img to state to, refusing what the life cycle forbids.
+func transition(img *schemas.Image, to State) error {
+	from := State(img.State)
+	if from == to {
+		return errNoChange
+	}
+	if !from.CanTransition(to) {
+		return refuse("image %d is %s: it cannot become %s", img.ID, describe(img), to)
+	}
+	img.State = schemas.ImageState(to)
+	if to != StateError {
+		img.Error = ""
+	}
+	return nil
+}
+
+// setState is enable and disable: from → to, a no-op when already there.
+func (s *Service) setState(ctx context.Context, m *bus.Msg, id int64, op Op, from, to State) error {
+	_, _, changed, err := s.modify(ctx, id, op, func(img *schemas.Image) error {
+		return transition(img, to)
+	})
+	if err != nil {
+		return err
+	}
+	// A redelivery finds the change made; publish again in case the first
+	// delivery died before it could (same event ID: JetStream drops a copy).
+	if changed || m.Delivered > 1 {
+		return s.emitState(ctx, id, from, to, "", causedBy(m.Envelope, EvtStateChanged))
+	}
+	return nil
+}
+
+func (s *Service) setPersistent(ctx context.Context, m *bus.Msg, id int64, persistent bool) error {
+	op := OpNonPersistent
+	if persistent {
+		op = OpPersistent
+	}
+	_, img, changed, err := s.modify(ctx, id, op, func(img *schemas.Image) error {
+		if img.Persistent == persistent {
+			return errNoChange
+		}
+		img.Persistent = persistent
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if changed || m.Delivered > 1 {
+		return s.emitImage(ctx, EvtImageUpdated, img, causedBy(m.Envelope, EvtImageUpdated))
+	}
+	return nil
+}
+
+func (s *Service) rename(ctx context.Context, m *bus.Msg, req schemas.ImageRename) error {
+	cur, _, err := s.images.get(ctx, req.ID)
+	if errors.Is(err, ErrNotFound) {
+		return refuse("image %d does not exist", req.ID)
+	}
+	if err != nil {
+		return err
+	}
+	if err := Allow(OpRename, cur); err != nil {
+		return &refusal{err}
+	}
+	if cur.Name != req.Name {
+		if err := s.images.claimName(ctx, cur.User, req.Name, req.ID); err != nil {
+			return err
+		}
+	}
+	var old string
+	_, img, changed, err := s.modify(ctx, req.ID, OpRename, func(img *schemas.Image) error {
+		if img.Name == req.Name {
+			return errNoChange
+		}
+		old = img.Name
+		img.Name = req.Name
+		return nil
+	})
+	if err != nil {
+		if cur.Name != req.Name {
+			_ = s.images.releaseName(ctx, cur.User, req.Name, req.ID)
+		}
+		return err
+	}
+	if changed {
+		if err := s.images.releaseName(ctx, img.User, old, img.ID); err != nil {
+			return err
+		}
+	}
+	if changed || m.Delivered > 1 {
+		return s.emitImage(ctx, EvtImageUpdated, img, causedBy(m.Envelope, EvtImageUpdated))
+	}
+	return nil
+}
+
+func (s *Service) updateAttributes(ctx context.Context, m *bus.Msg, req schemas.ImageUpdate) error {
+	_, img, changed, err := s.modify(ctx, req.ID, OpUpdate, func(img *schemas.Image) error {
+		next := map[string]string{}
+		if !req.Replace {
+			maps.Copy(next, img.Attributes)
+		}
+		for k, v := range req.Attributes {
+			if v == "" && !req.Replace {
+				delete(next, k)
+			} else {
+				next[k] = v
+			}
+		}
+		if len(next) > maxAttributes {
+			return refuse("image %d would have %d attributes; at most %d are allowed", img.ID, len(next), maxAttributes)
+		}
+		if maps.Equal(next, img.Attributes) || (len(next) == 0 && len(img.Attributes) == 0) {
+			return errNoChange
+		}
+		img.Attributes = next
+		if len(next) == 0 {
+			img.Attributes = nil
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if changed || m.Delivered > 1 {
+		return s.emitImage(ctx, EvtImageUpdated, img, causedBy(m.Envelope, EvtImageUpdated))
+	}
+	return nil
+}
+
+// delete moves the image to DELETE, removes its blobs, its name and its
+// record, then says so. A delete interrupted half way resumes from DELETE.
+func (s *Service) delete(ctx context.Context, m *bus.Msg, id int64) error {
+	var from State
+	img, _, changed, err := s.images.update(ctx, id, func(img *schemas.Image) error {
+		from = State(img.State)
+		if from == StateDelete {
+			return errNoChange // resuming an interrupted delete
+		}
+		if err := Allow(OpDelete, img); err != nil {
+			return &refusal{err}
+		}
+		return transition(img, StateDelete)
+	})
+	if errors.Is(err, ErrNotFound) {
+		if m.Delivered > 1 { // the first delivery finished the job
+			return nil
+		}
+		return refuse("image %d does not exist", id)
+	}
+	if err != nil {
+		return err
+	}
+	if changed {
+		if err := s.emitState(ctx, id, from, StateDelete, "", causedBy(m.Envelope, EvtStateChanged)); err != nil {
+			return err
+		}
+	}
+	if err := s.deleteBlobs(ctx, img); err != nil {
+		return err
+	}
+	if err := s.images.releaseName(ctx, img.User, img.Name, img.ID); err != nil {
+		return err
+	}
+	if err := s.images.remove(ctx, id); err != nil {
+		return err
+	}
+	return s.emitDeleted(ctx, img, m)
+}
+
+func (s *Service) emitDeleted(ctx context.Context, img *schemas.Image, m *bus.Msg) error {
+	_, err := s.bus.Event(ctx, EvtImageDeleted, idToken(img.ID),
+		schemas.ImageDeleted{ID: img.ID, Name: img.Name}, causedBy(m.Envelope, EvtImageDeleted)...)
+	return err
+}
+
+// deleteBlobs removes everything stored for the image: its blob, and
+// anything else under its key prefix (a half-written conversion).
+func (s *Service) deleteBlobs(ctx context.Context, img *schemas.Image) error {
+	ds, ok := s.stores[img.Datastore]
+	if !ok {
+		return fmt.Errorf("image %d: datastore %q is not configured: its blobs cannot be deleted", img.ID, img.Datastore)
+	}
+	if err := s.blobs.DeletePrefix(ctx, ds.Bucket, imagePrefix(img.ID)); err != nil {
+		return fmt.Errorf("image %d: delete blobs: %w", img.ID, err)
+	}
+	return nil
+}
+
+// imagePrefix is where an image's blobs live in its datastore's bucket.
+func imagePrefix(id int64) string { return "images/" + idToken(id) + "/" }

@@ -1,0 +1,89 @@
+package catalog
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Defaults of Config.
+const (
+	DefaultUser              = "oneadmin"
+	DefaultGroup             = "oneadmin"
+	DefaultConvertDeadline   = 2 * time.Hour
+	DefaultCommitDeadline    = 10 * time.Minute
+	DefaultReconcileInterval = 30 * time.Second
+	DefaultUploadBucket      = "slipway-uploads"
+	// DefaultMaxVirtualSize caps what an import may expand to: 2 TiB.
+	DefaultMaxVirtualSize int64 = 2 << 40
+	// DedupTTL is how long processed command IDs are remembered.
+	DedupTTL = 24 * time.Hour
+)
+
+// Config configures the catalog.
+type Config struct {
+	// User and Group own every image until authentication exists.
+	User, Group string
+	// ConvertDeadline bounds the convert phase of an import (default 2h).
+	ConvertDeadline time.Duration
+	// CommitDeadline bounds the commit phase (default 10 min).
+	CommitDeadline time.Duration
+	// ReconcileInterval is how often expired and stuck sagas are looked
+	// for (default 30s).
+	ReconcileInterval time.Duration
+	// Datastores served; default DefaultDatastores().
+	Datastores []Datastore
+	// UploadBucket holds objects staged by the CLI (default
+	// "slipway-uploads"); only objects there may be marked staged, since
+	// the catalog deletes staged objects after an import.
+	UploadBucket string
+	// MaxVirtualSize is the largest virtual size an import may have
+	// (default 2 TiB).
+	MaxVirtualSize int64
+	// VerifyDigest makes the commit read the whole blob back and check
+	// its SHA-256 against the converter's, instead of trusting the digest
+	// the object store recorded at upload. It costs one full read.
+	VerifyDigest bool
+	// Concurrency is how many commands (and, separately, converter
+	// events) one replica handles at once (default 1, which keeps the
+	// commands about one image in order within a replica).
+	Concurrency int
+	// Version is reported by the micro service (default "0.1.0").
+	Version string
+	Logger  *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.User == "" {
+		c.User = DefaultUser
+	}
+	if c.Group == "" {
+		c.Group = DefaultGroup
+	}
+	if c.ConvertDeadline <= 0 {
+		c.ConvertDeadline = DefaultConvertDeadline
+	}
+	if c.CommitDeadline <= 0 {
+		c.CommitDeadline = DefaultCommitDeadline
+	}
+	if c.ReconcileInterval <= 0 {
+		c.ReconcileInterval = DefaultReconcileInterval
+	}
+	if len(c.Datastores) == 0 {
+		c.Datastores = DefaultDatastores()
+	}
+	if c.UploadBucket == "" {
+		c.UploadBucket = DefaultUploadBucket
+	}
+	if c.MaxVirtualSize <= 0 {
+		c.MaxVirtualSize = DefaultMaxVirtualSize
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 1
+	}
+	if c.Version == "" {
+		c.Version = "0.1.0"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}

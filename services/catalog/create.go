@@ -1,0 +1,284 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/saga"
+	"github.com/slipway/slipway/schemas"
+)
+
+// sagaNamespace derives saga IDs from command IDs when the command's
+// correlation ID cannot serve.
+var sagaNamespace = uuid.MustParse("5b1e4c1e-7c55-4d8e-9a43-2f6a3b0f4c11")
+
+// plan is an image-create command checked against the catalog's rules.
+type plan struct {
+	req    schemas.ImageCreate
+	ds     Datastore
+	typ    schemas.ImageType
+	format schemas.DiskFormat // blank disks: raw or qcow2
+	staged string             // s3:// URL of the upload to delete afterwards
+}
+
+// planCreate applies the rules a schema cannot express. Every error is a
+// refusal that says what to change.
+func (s *Service) planCreate(req schemas.ImageCreate) (plan, error) {
+	p := plan{req: req, typ: req.Type}
+	if req.Datastore == "" {
+		p.req.Datastore = "default"
+	}
+	ds, err := s.datastore(p.req.Datastore)
+	if err != nil {
+		return p, err
+	}
+	p.ds = ds
+	blank := req.SizeMiB > 0
+	if p.typ == "" {
+		p.typ = schemas.ImageTypeOS
+		if blank {
+			p.typ = schemas.ImageTypeDatablock
+		}
+	}
+	if err := ds.accepts(string(p.typ)); err != nil {
+		return p, &refusal{err}
+	}
+	switch {
+	case req.Persistent && IsFileType(p.typ):
+		return p, refuse("type %s is a file type: file images cannot be persistent", p.typ)
+	case req.Path != "" && blank:
+		return p, refuse("give either path (to import data) or size_mib (to make an empty DATABLOCK), not both")
+	case blank && p.typ != schemas.ImageTypeDatablock:
+		return p, refuse("size_mib makes an empty DATABLOCK: an image of type %s needs a path to import from", p.typ)
+	case !blank && req.FS != "":
+		return p, refuse("fs %s applies to an empty DATABLOCK (size_mib): an imported image keeps its own filesystems", req.FS)
+	case blank && (req.SourceFormat != "" || req.Checksum != "" || req.Staged):
+		return p, refuse("source_format, checksum and staged describe imported data: they do not apply to an empty DATABLOCK (size_mib)")
+	case req.Compression != "" && req.Format != "" && req.Format != schemas.DiskFormatQcow2:
+		return p, refuse("compression %s applies to qcow2 only, not to format %s", req.Compression, req.Format)
+	}
+	if blank {
+		p.format = req.Format
+		if p.format == "" {
+			p.format = schemas.DiskFormatRaw
+		}
+		if p.format != schemas.DiskFormatRaw && p.format != schemas.DiskFormatQcow2 {
+			return p, refuse("an empty DATABLOCK is made as raw or qcow2, not %s", p.format)
+		}
+	}
+	if req.Staged {
+		bucket, _, err := blob.ParseURL(req.Path)
+		if err != nil || bucket != s.cfg.UploadBucket {
+			return p, refuse("staged uploads live in s3://%s/: %q is not one, and the catalog deletes staged objects after the import", s.cfg.UploadBucket, req.Path)
+		}
+		p.staged = req.Path
+	}
+	return p, nil
+}
+
+// dest is where the converter stores the image's blob. The extension is
+// the wanted format, else the declared one; when neither is known it is
+// left off, and the record's format comes from the converter's report.
+func (p plan) dest(id int64) string {
+	key := imagePrefix(id) + "disk"
+	switch {
+	case p.format != "":
+		key += "." + string(p.format)
+	case p.req.Format != "":
+		key += "." + string(p.req.Format)
+	case IsFileType(p.typ):
+		key += ".raw"
+	case p.req.SourceFormat != "":
+		key += "." + string(p.req.SourceFormat)
+	}
+	return blob.URL(p.ds.Bucket, key)
+}
+
+// create registers an image LOCKED and starts its import saga. Each step
+// tolerates having been done already, so a redelivery after a crash
+// finishes the job with the same image ID instead of starting another.
+func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (processed, error) {
+	none := processed{ImageID: -1}
+	var req schemas.ImageCreate
+	if err := decode(m, &req); err != nil {
+		return none, err
+	}
+	p, err := s.planCreate(req)
+	if err != nil {
+		return none, err
+	}
+	if prior == nil {
+		// Fail early, before burning an ID, in the common case; the
+		// claim after allocation settles races.
+		if held, err := s.images.lookupName(ctx, s.cfg.User, req.Name); err == nil {
+			return none, refuse("an image named %q already exists for user %s (ID %d): image names are unique per owner", req.Name, s.cfg.User, held.ID)
+		}
+		id, err := s.images.nextID(ctx)
+		if err != nil {
+			return none, err
+		}
+		sagaID, err := s.chooseSagaID(ctx, m)
+		if err != nil {
+			return none, err
+		}
+		won, err := s.dedupClaim(ctx, m.Envelope.ID, processed{ImageID: id, SagaID: sagaID})
+		if err != nil {
+			return none, err
+		}
+		prior = &won
+	}
+	id, sagaID := prior.ImageID, prior.SagaID
+	res := processed{ImageID: id, SagaID: sagaID}
+	data := importData{ImageID: id, CommandID: m.Envelope.ID, Command: m.Subject, Dest: p.dest(id), Staged: p.staged}
+	if err := s.startSaga(ctx, sagaID, data); err != nil {
+		return res, err
+	}
+	if err := s.images.claimName(ctx, s.cfg.User, req.Name, id); err != nil {
+		if isRefusal(err) {
+			s.abandon(ctx, sagaID, err.Error())
+		}
+		return res, err
+	}
+	img, err := s.register(ctx, p, id, sagaID)
+	if err != nil {
+		return res, err
+	}
+	if err := s.emitImage(ctx, EvtImageCreated, img, causedBy(m.Envelope, EvtImageCreated)); err != nil {
+		return res, err
+	}
+	if err := s.emitState(ctx, id, "", StateLocked, "", causedBy(m.Envelope, EvtStateChanged)); err != nil {
+		return res, err
+	}
+	return res, s.sendConvert(ctx, m, p, data, sagaID)
+}
+
+// chooseSagaID is the command's correlation ID, so every message of the
+// workflow shares it; a correlation that is not a UUID or already names
+// another saga gives an ID derived from the command's.
+func (s *Service) chooseSagaID(ctx context.Context, m *bus.Msg) (string, error) {
+	derived := uuid.NewSHA1(sagaNamespace, []byte(m.Envelope.ID)).String()
+	c := m.Envelope.CorrelationID
+	if _, err := uuid.Parse(c); err != nil {
+		return derived, nil
+	}
+	_, err := s.sagas.Get(ctx, c)
+	switch {
+	case errors.Is(err, saga.ErrNotFound):
+		return c, nil
+	case err != nil:
+		return "", err
+	}
+	return derived, nil
+}
+
+func (s *Service) startSaga(ctx context.Context, id string, data importData) error {
+	sg := &saga.Saga{
+		ID:       id,
+		Kind:     KindImport,
+		Subject:  idToken(data.ImageID),
+		Phase:    PhaseConvert,
+		Deadline: time.Now().UTC().Add(s.cfg.ConvertDeadline),
+		Owned:    []string{data.Dest},
+	}
+	if err := sg.SetData(data); err != nil {
+		return err
+	}
+	err := s.sagas.Create(ctx, sg)
+	if errors.Is(err, saga.ErrExists) {
+		cur, gerr := s.sagas.Get(ctx, id)
+		if gerr != nil {
+			return gerr
+		}
+		if cur.Subject != sg.Subject {
+			return fmt.Errorf("saga %s already belongs to image %s, not %s", id, cur.Subject, sg.Subject)
+		}
+		return nil // a redelivery: started already
+	}
+	return err
+}
+
+// abandon fails a saga that never got going (nothing to undo but the
+// destination, which compensation handles).
+func (s *Service) abandon(ctx context.Context, sagaID, reason string) {
+	if _, err := s.sagas.Fail(ctx, sagaID, reason); err != nil {
+		s.log.Warn("abandoning saga", "saga", sagaID, "err", err)
+		return
+	}
+	if err := s.engine.Compensate(ctx, sagaID); err != nil {
+		s.log.Warn("abandoning saga", "saga", sagaID, "err", err)
+	}
+}
+
+// register creates the LOCKED record, or returns the one a previous
+// delivery created.
+func (s *Service) register(ctx context.Context, p plan, id int64, sagaID string) (*schemas.Image, error) {
+	t := now()
+	img := &schemas.Image{
+		ID:          id,
+		Name:        p.req.Name,
+		User:        s.cfg.User,
+		Group:       s.cfg.Group,
+		Datastore:   p.ds.Name,
+		Type:        p.typ,
+		Persistent:  p.req.Persistent,
+		DevPrefix:   p.req.DevPrefix,
+		Target:      p.req.Target,
+		State:       schemas.ImageStateLocked,
+		Description: p.req.Description,
+		Attributes:  p.req.Attributes,
+		Origin:      p.req.Path,
+		SagaID:      sagaID,
+		CreatedAt:   t,
+		UpdatedAt:   t,
+	}
+	if p.req.SizeMiB > 0 {
+		img.Origin = "blank"
+	}
+	if len(img.Attributes) == 0 {
+		img.Attributes = nil
+	}
+	_, created, err := s.images.create(ctx, img)
+	if err != nil || created {
+		return img, err
+	}
+	cur, _, err := s.images.get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if cur.SagaID != sagaID {
+		return nil, fmt.Errorf("image %d already exists for saga %s, not %s", id, cur.SagaID, sagaID)
+	}
+	return cur, nil
+}
+
+// sendConvert asks the converter for the data. Its ID is the saga step's,
+// so a resend is a duplicate JetStream drops.
+func (s *Service) sendConvert(ctx context.Context, m *bus.Msg, p plan, data importData, sagaID string) error {
+	opts := []bus.PubOption{bus.CausedBy(m.Envelope), bus.WithStep(sagaID, string(PhaseConvert)), bus.WithSubject(idToken(data.ImageID))}
+	var err error
+	if p.req.SizeMiB > 0 {
+		_, err = s.bus.Command(ctx, "converter", "create-blank", schemas.ConverterCreateBlank{
+			ImageID: data.ImageID, SizeMiB: p.req.SizeMiB, Format: p.format, FS: p.req.FS, Dest: data.Dest,
+		}, opts...)
+	} else {
+		format := p.req.Format
+		if format == "" && IsFileType(p.typ) {
+			format = schemas.DiskFormatRaw // files are stored as they are
+		}
+		_, err = s.bus.Command(ctx, "converter", "import", schemas.ConverterImport{
+			ImageID: data.ImageID, Source: p.req.Path, SourceFormat: p.req.SourceFormat, Format: format,
+			Compression: p.req.Compression, Checksum: p.req.Checksum, Dest: data.Dest,
+			MaxVirtualSize: s.cfg.MaxVirtualSize,
+		}, opts...)
+	}
+	if err != nil {
+		return fmt.Errorf("image %d: ask the converter: %w", data.ImageID, err)
+	}
+	return nil
+}

@@ -1,0 +1,16 @@
+// Package catalog is Slipway's image registry, with OpenNebula `oneimage`
+// semantics: small integer image IDs allocated from 0 and never reused,
+// datastores, image types, and a strict life cycle of states (see
+// State.CanTransition and Allow).
+//
+// The catalog consumes its commands (slipway.cmd.catalog.*), answers
+// queries (slipway.api.catalog.{list,show,datastores}), publishes an event
+// for every change (slipway.evt.catalog.*), and orchestrates the import
+// saga: an image is LOCKED while the converter fetches, inspects and
+// converts its data, then READY once the catalog has checked the stored
+// blob, or ERROR with a message when anything failed or took too long.
+//
+// All state lives in JetStream KV buckets written with revision
+// compare-and-set, so several replicas of the service can run side by side
+// and a redelivered message never acts twice.
+package catalog

@@ -1,0 +1,65 @@
+package catalog
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/slipway/slipway/pkg/run"
+)
+
+// Environment variables read by ConfigFromEnv.
+const (
+	EnvUser              = "SLIPWAY_USER"
+	EnvGroup             = "SLIPWAY_GROUP"
+	EnvConvertDeadline   = "SLIPWAY_CATALOG_CONVERT_DEADLINE"
+	EnvCommitDeadline    = "SLIPWAY_CATALOG_COMMIT_DEADLINE"
+	EnvReconcileInterval = "SLIPWAY_CATALOG_RECONCILE_INTERVAL"
+	EnvMaxVirtualSize    = "SLIPWAY_CATALOG_MAX_VIRTUAL_SIZE"
+	EnvVerifyDigest      = "SLIPWAY_CATALOG_VERIFY_DIGEST"
+	EnvConcurrency       = "SLIPWAY_CATALOG_CONCURRENCY"
+	EnvUploadBucket      = "SLIPWAY_UPLOAD_BUCKET"
+	EnvDefaultBucket     = "SLIPWAY_DATASTORE_DEFAULT_BUCKET"
+	EnvFilesBucket       = "SLIPWAY_DATASTORE_FILES_BUCKET"
+)
+
+// ConfigFromEnv reads the catalog's configuration from the environment;
+// unset variables keep the defaults (digest verification is on). The error
+// names every variable that is wrong.
+func ConfigFromEnv() (Config, error) {
+	cfg := Config{
+		User:         run.Env(EnvUser, DefaultUser),
+		Group:        run.Env(EnvGroup, DefaultGroup),
+		UploadBucket: run.Env(EnvUploadBucket, DefaultUploadBucket),
+	}
+	var errs []error
+	collect := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	var err error
+	cfg.ConvertDeadline, err = run.EnvDuration(EnvConvertDeadline, DefaultConvertDeadline)
+	collect(err)
+	cfg.CommitDeadline, err = run.EnvDuration(EnvCommitDeadline, DefaultCommitDeadline)
+	collect(err)
+	cfg.ReconcileInterval, err = run.EnvDuration(EnvReconcileInterval, DefaultReconcileInterval)
+	collect(err)
+	cfg.VerifyDigest, err = run.EnvBool(EnvVerifyDigest, true)
+	collect(err)
+	cfg.Concurrency, err = run.EnvInt(EnvConcurrency, 1)
+	collect(err)
+	if v := strings.TrimSpace(run.Env(EnvMaxVirtualSize, "")); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			collect(fmt.Errorf("%s=%q is not a positive number of bytes", EnvMaxVirtualSize, v))
+		}
+		cfg.MaxVirtualSize = n
+	}
+	ds := DefaultDatastores()
+	ds[0].Bucket = run.Env(EnvDefaultBucket, ds[0].Bucket)
+	ds[1].Bucket = run.Env(EnvFilesBucket, ds[1].Bucket)
+	cfg.Datastores = ds
+	return cfg, errors.Join(errs...)
+}

@@ -1,0 +1,71 @@
+package catalog
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/schemas"
+)
+
+// Event names the catalog publishes.
+const (
+	EvtImageCreated = "image-created"
+	EvtImageUpdated = "image-updated"
+	EvtImageDeleted = "image-deleted"
+	EvtStateChanged = "state-changed"
+	EvtFailed       = "failed"
+)
+
+// maxErrorLen is the schema's bound on error messages.
+const maxErrorLen = 4096
+
+func idToken(id int64) string { return strconv.FormatInt(id, 10) }
+
+// causedBy links an event to the message that caused it and gives it an ID
+// derived from that message and what the event says, so re-publishing it
+// after a crash or redelivery is dropped by JetStream as a duplicate.
+func causedBy(parent envelope.Envelope, what string) []bus.PubOption {
+	return []bus.PubOption{bus.CausedBy(parent), bus.WithID(envelope.StepID(parent.ID, what))}
+}
+
+// inSaga is causedBy for events with no message behind them (reconciler).
+func inSaga(sagaID, what string) []bus.PubOption {
+	return []bus.PubOption{bus.WithCorrelation(sagaID), bus.WithID(envelope.StepID(sagaID, what))}
+}
+
+func (s *Service) emitState(ctx context.Context, id int64, from, to State, reason string, opts []bus.PubOption) error {
+	ev := schemas.StateChanged{ID: id, From: schemas.ImageState(from), To: schemas.ImageState(to)}
+	if to == StateError {
+		ev.Error = clip(reason)
+	}
+	_, err := s.bus.Event(ctx, EvtStateChanged, idToken(id), ev, opts...)
+	return err
+}
+
+func (s *Service) emitImage(ctx context.Context, event string, img *schemas.Image, opts []bus.PubOption) error {
+	_, err := s.bus.Event(ctx, event, idToken(img.ID), img, opts...)
+	return err
+}
+
+func (s *Service) emitFailed(ctx context.Context, subjectID string, id *int64, command, reason string, opts []bus.PubOption) error {
+	ev := schemas.CatalogFailed{ID: id, Command: command, Error: clip(reason)}
+	_, err := s.bus.Event(ctx, EvtFailed, subjectID, ev, opts...)
+	return err
+}
+
+// clip keeps a message within the schema's bound.
+func clip(msg string) string {
+	if msg == "" {
+		return "unknown error"
+	}
+	if len(msg) <= maxErrorLen {
+		return msg
+	}
+	cut := maxErrorLen - len("…")
+	for cut > 0 && msg[cut]&0xC0 == 0x80 { // do not split a UTF-8 sequence
+		cut--
+	}
+	return msg[:cut] + "…"
+}

@@ -1,0 +1,398 @@
+package catalog
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/schemas"
+)
+
+// s3 is one MinIO shared by the package's tests; each test uses fresh
+// buckets through its own datastore names.
+var s3 testenv.S3
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "catalog-minio-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var stop func()
+	s3, stop, err = testenv.StartMinIO(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "catalog tests need MinIO:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	stop()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var bucketSeq struct {
+	sync.Mutex
+	n int
+}
+
+// uniqueSuffix keeps the buckets of concurrent or successive tests apart in
+// the shared MinIO.
+func uniqueSuffix() string {
+	bucketSeq.Lock()
+	defer bucketSeq.Unlock()
+	bucketSeq.n++
+	return fmt.Sprintf("%d-%d", os.Getpid(), bucketSeq.n)
+}
+
+// harness is a catalog over a real nats-server and MinIO, with a CLI-side
+// bus to send commands, a converter-side bus to send converter events, and
+// a recorder of everything published.
+type harness struct {
+	t         *testing.T
+	ctx       context.Context
+	url       string
+	cfg       Config
+	svc       *Service
+	cli       *bus.Bus // sends commands as the CLI does
+	converter *bus.Bus // sends converter events
+	blobs     *blob.Store
+	rec       *recorder
+	stop      func()
+}
+
+func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
+	t.Helper()
+	url, _ := testenv.NATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	sfx := uniqueSuffix()
+	cfg := Config{
+		Datastores: []Datastore{
+			{Name: "default", Kind: KindImage, Bucket: "img-" + sfx, Types: imageTypes(KindImage)},
+			{Name: "files", Kind: KindFile, Bucket: "files-" + sfx, Types: imageTypes(KindFile)},
+		},
+		UploadBucket:      "uploads-" + sfx,
+		ReconcileInterval: 100 * time.Millisecond,
+		VerifyDigest:      true,
+		Logger:            slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	for _, f := range mutate {
+		f(&cfg)
+	}
+	blobs, err := blob.New(s3.BlobConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, ctx: ctx, url: url, cfg: cfg, blobs: blobs}
+	h.cli = h.connect("cli")
+	h.converter = h.connect("converter")
+	h.rec = record(t, h.cli.Conn(), "slipway.evt.>", "slipway.cmd.converter.>")
+	h.start()
+	return h
+}
+
+func (h *harness) connect(service string) *bus.Bus {
+	h.t.Helper()
+	b, err := bus.Connect(h.ctx, bus.Config{URL: h.url, Service: service, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(b.Close)
+	return b
+}
+
+// start runs a catalog; stop ends it and waits for Run to return.
+func (h *harness) start() *Service {
+	h.t.Helper()
+	b := h.connect(ServiceName)
+	svc := New(b, h.blobs, h.cfg)
+	ctx, cancel := context.WithCancel(h.ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	select {
+	case <-svc.Ready():
+	case err := <-done:
+		h.t.Fatalf("catalog stopped before it was ready: %v", err)
+	case <-time.After(30 * time.Second):
+		h.t.Fatal("catalog not ready after 30s")
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				h.t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	h.t.Cleanup(stop)
+	h.svc, h.stop = svc, stop
+	return svc
+}
+
+// command sends a command as the CLI does and returns its envelope.
+func (h *harness) command(verb string, data any) envelope.Envelope {
+	h.t.Helper()
+	env, err := h.cli.Command(h.ctx, ServiceName, verb, data)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return env
+}
+
+// create sends image-create and waits for image-created.
+func (h *harness) create(req schemas.ImageCreate) schemas.Image {
+	h.t.Helper()
+	env := h.command(CmdImageCreate, req)
+	m := h.rec.wait(h.t, "image-created for "+req.Name, func(m *nats.Msg) bool {
+		return strings.Contains(m.Subject, ".image-created.") && m.Header.Get(envelope.HeaderCausationID) == env.ID
+	})
+	var img schemas.Image
+	mustJSON(h.t, m.Data, &img)
+	return img
+}
+
+// convertCommand waits for the converter command of image id.
+func (h *harness) convertCommand(id int64) (*nats.Msg, schemas.ConverterImport) {
+	h.t.Helper()
+	m := h.rec.wait(h.t, fmt.Sprintf("converter command for image %d", id), func(m *nats.Msg) bool {
+		if !strings.HasPrefix(m.Subject, "slipway.cmd.converter.") {
+			return false
+		}
+		var c struct {
+			ImageID int64 `json:"image_id"`
+		}
+		return json.Unmarshal(m.Data, &c) == nil && c.ImageID == id
+	})
+	var c schemas.ConverterImport
+	if m.Subject == "slipway.cmd.converter.import" {
+		mustJSON(h.t, m.Data, &c)
+	} else {
+		var b schemas.ConverterCreateBlank
+		mustJSON(h.t, m.Data, &b)
+		c = schemas.ConverterImport{ImageID: b.ImageID, Dest: b.Dest, Format: b.Format}
+	}
+	return m, c
+}
+
+// convert plays the converter: it stores data at the command's dest and
+// reports it converted.
+func (h *harness) convert(cmd *nats.Msg, c schemas.ConverterImport, data []byte, format schemas.DiskFormat) schemas.ConverterConverted {
+	h.t.Helper()
+	bucket, key, err := blob.ParseURL(c.Dest)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	info, err := h.blobs.Put(h.ctx, bucket, key, bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ev := schemas.ConverterConverted{ImageID: c.ImageID, Dest: c.Dest, Format: format,
+		VirtualSize: int64(len(data)) * 4, Size: info.Size, SHA256: info.SHA256, DetectedFormat: format}
+	h.converterEvent(cmd, "converted", c.ImageID, ev)
+	return ev
+}
+
+func (h *harness) converterEvent(cmd *nats.Msg, event string, id int64, data any) {
+	h.t.Helper()
+	cause, err := envelope.FromHeader(cmd.Header)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := h.converter.Event(h.ctx, event, idToken(id), data, bus.CausedBy(cause)); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// waitState waits for the state-changed event of image id to state to.
+func (h *harness) waitState(id int64, to State) schemas.StateChanged {
+	h.t.Helper()
+	m := h.rec.wait(h.t, fmt.Sprintf("image %d to become %s", id, to), func(m *nats.Msg) bool {
+		if m.Subject != "slipway.evt.catalog.state-changed."+idToken(id) {
+			return false
+		}
+		var ev schemas.StateChanged
+		return json.Unmarshal(m.Data, &ev) == nil && State(ev.To) == to
+	})
+	var ev schemas.StateChanged
+	mustJSON(h.t, m.Data, &ev)
+	return ev
+}
+
+// waitFailed waits for a failed event of the workflow the command env
+// started (same correlation), as the CLI does.
+func (h *harness) waitFailed(env envelope.Envelope) (*nats.Msg, schemas.CatalogFailed) {
+	h.t.Helper()
+	m := h.rec.wait(h.t, "failed event of "+env.Type, func(m *nats.Msg) bool {
+		return strings.HasPrefix(m.Subject, "slipway.evt.catalog.failed.") && m.Header.Get(envelope.HeaderCorrelationID) == env.CorrelationID
+	})
+	var ev schemas.CatalogFailed
+	mustJSON(h.t, m.Data, &ev)
+	return m, ev
+}
+
+// show asks the show query for image id.
+func (h *harness) show(id int64) (schemas.Image, error) {
+	var img schemas.Image
+	err := h.cli.Query(h.ctx, ServiceName, QueryShow, ShowRequest{ID: &id}, &img)
+	return img, err
+}
+
+func (h *harness) mustShow(id int64) schemas.Image {
+	h.t.Helper()
+	img, err := h.show(id)
+	if err != nil {
+		h.t.Fatalf("show image %d: %v", id, err)
+	}
+	return img
+}
+
+// exists reports whether an object is in the store.
+func (h *harness) exists(url string) bool {
+	h.t.Helper()
+	bucket, key, err := blob.ParseURL(url)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	_, err = h.blobs.Stat(h.ctx, bucket, key)
+	if err != nil && !blob.IsNotFound(err) {
+		h.t.Fatal(err)
+	}
+	return err == nil
+}
+
+func (h *harness) put(url string, data []byte) {
+	h.t.Helper()
+	bucket, key, err := blob.ParseURL(url)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := h.blobs.Put(h.ctx, bucket, key, bytes.NewReader(data), int64(len(data))); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// recorder keeps every message on some subjects, checks each catalog
+// event against its schema, and lets tests wait for one.
+type recorder struct {
+	mu   sync.Mutex
+	msgs []*nats.Msg
+	more chan struct{}
+}
+
+func record(t *testing.T, nc *nats.Conn, subjects ...string) *recorder {
+	t.Helper()
+	r := &recorder{more: make(chan struct{})}
+	for _, subj := range subjects {
+		sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
+			if strings.HasPrefix(m.Subject, "slipway.evt.catalog.") {
+				name := strings.Split(m.Subject, ".")[3]
+				if err := schemas.Validate(schemas.KindEvent, ServiceName, name, m.Data); err != nil {
+					t.Errorf("catalog published an invalid %s event: %v\n%s", name, err, m.Data)
+				}
+			}
+			r.mu.Lock()
+			r.msgs = append(r.msgs, m)
+			close(r.more)
+			r.more = make(chan struct{})
+			r.mu.Unlock()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (r *recorder) wait(t *testing.T, what string, match func(*nats.Msg) bool) *nats.Msg {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for seen := 0; ; {
+		r.mu.Lock()
+		msgs, more := r.msgs, r.more
+		r.mu.Unlock()
+		for ; seen < len(msgs); seen++ {
+			if match(msgs[seen]) {
+				return msgs[seen]
+			}
+		}
+		select {
+		case <-more:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s; got:\n%s", what, r.dump())
+		}
+	}
+}
+
+// all returns the messages matching match so far.
+func (r *recorder) all(match func(*nats.Msg) bool) []*nats.Msg {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*nats.Msg
+	for _, m := range r.msgs {
+		if match(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (r *recorder) dump() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var sb strings.Builder
+	for _, m := range r.msgs {
+		fmt.Fprintf(&sb, "  %s %s\n", m.Subject, m.Data)
+	}
+	return sb.String()
+}
+
+func mustJSON(t *testing.T, data []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("decode %s: %v", data, err)
+	}
+}
+
+func sha(data []byte) string {
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
+}
+
+// stateChanges lists the transitions published for image id, in order.
+func (r *recorder) stateChanges(id int64) []string {
+	var out []string
+	for _, m := range r.all(func(m *nats.Msg) bool { return m.Subject == "slipway.evt.catalog.state-changed."+idToken(id) }) {
+		var ev schemas.StateChanged
+		_ = json.Unmarshal(m.Data, &ev)
+		out = append(out, fmt.Sprintf("%s->%s", ev.From, ev.To))
+	}
+	return out
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

@@ -1,0 +1,203 @@
+package catalog
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/saga"
+)
+
+// ServiceName is the catalog's name on the bus.
+const ServiceName = "catalog"
+
+// drainTimeout bounds how long Run waits for handlers in flight when its
+// context ends.
+const drainTimeout = 30 * time.Second
+
+// Service is the catalog. Create it with New and start it with Run.
+type Service struct {
+	bus   *bus.Bus
+	blobs *blob.Store
+	cfg   Config
+	log   *slog.Logger
+
+	images *images
+	dedup  jetstream.KeyValue
+	sagas  *saga.Store
+	engine *saga.Engine
+	stores map[string]Datastore
+
+	ready     chan struct{}
+	readyOnce sync.Once
+}
+
+// New returns a catalog that talks over b and keeps blobs in store. b must
+// belong to the "catalog" service: its events are the catalog's.
+func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
+	cfg.defaults()
+	s := &Service{
+		bus:    b,
+		blobs:  store,
+		cfg:    cfg,
+		log:    cfg.Logger.With("service", ServiceName),
+		stores: make(map[string]Datastore, len(cfg.Datastores)),
+		ready:  make(chan struct{}),
+	}
+	for _, ds := range cfg.Datastores {
+		s.stores[ds.Name] = ds
+	}
+	return s
+}
+
+// Ready is closed once Run has set everything up and consumes messages.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// Run sets up streams, KV buckets and datastore buckets, then consumes
+// commands and converter events, answers queries and reconciles sagas
+// until ctx ends. It then stops taking new work, lets the handlers in
+// flight finish (up to 30s) and returns nil.
+func (s *Service) Run(ctx context.Context) error {
+	if s.bus.Service() != ServiceName {
+		return fmt.Errorf("catalog: the bus belongs to service %q, want %q (events would carry the wrong subject)", s.bus.Service(), ServiceName)
+	}
+	if err := s.setup(ctx); err != nil {
+		return err
+	}
+	// Handlers run on a context that outlives ctx, so that a shutdown lets
+	// the message in hand finish instead of cutting it in the middle.
+	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+
+	cmds, err := s.bus.ConsumeCommands(work, s.handleCommand, bus.Concurrency(s.cfg.Concurrency))
+	if err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	p := s.bus.Prefix()
+	evts, err := s.bus.ConsumeEvents(work, ServiceName,
+		[]string{p + ".evt.converter.converted.>", p + ".evt.converter.failed.>"}, s.handleConverterEvent, bus.Concurrency(s.cfg.Concurrency))
+	if err != nil {
+		cmds.Stop()
+		return fmt.Errorf("catalog: %w", err)
+	}
+	svc, err := s.bus.Serve(s.cfg.Version, "Slipway image catalog", s.endpoints())
+	if err != nil {
+		cmds.Stop()
+		evts.Stop()
+		return fmt.Errorf("catalog: %w", err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = s.engine.RunReconciler(ctx, s.cfg.ReconcileInterval, saga.Hooks{Expired: s.expired, Resume: s.resume})
+	}()
+	s.readyOnce.Do(func() { close(s.ready) })
+	s.log.Info("catalog running", "prefix", p, "user", s.cfg.User)
+
+	<-ctx.Done()
+	if err := svc.Stop(); err != nil {
+		s.log.Warn("catalog: stopping micro service", "err", err)
+	}
+	drained := make(chan struct{})
+	go func() { cmds.Stop(); evts.Stop(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(drainTimeout):
+		s.log.Warn("catalog: handlers did not finish in time; cancelling them", "timeout", drainTimeout)
+		stopWork()
+		<-drained
+	}
+	wg.Wait()
+	return nil
+}
+
+// setup creates what the catalog needs; every step is idempotent.
+func (s *Service) setup(ctx context.Context) error {
+	if err := s.bus.Setup(ctx); err != nil {
+		return fmt.Errorf("catalog setup: %w", err)
+	}
+	kv := func(name string, ttl time.Duration) (jetstream.KeyValue, error) {
+		return s.bus.KeyValue(ctx, bucketName(s.bus.Prefix(), name), ttl)
+	}
+	imgKV, err := kv("catalog_images", 0)
+	if err != nil {
+		return fmt.Errorf("catalog setup: %w", err)
+	}
+	meta, err := kv("catalog_meta", 0)
+	if err != nil {
+		return fmt.Errorf("catalog setup: %w", err)
+	}
+	sagaKV, err := kv("catalog_sagas", 0)
+	if err != nil {
+		return fmt.Errorf("catalog setup: %w", err)
+	}
+	if s.dedup, err = kv("catalog_dedup", DedupTTL); err != nil {
+		return fmt.Errorf("catalog setup: %w", err)
+	}
+	s.images = &images{kv: imgKV, meta: meta, now: now}
+	s.sagas = saga.NewStore(sagaKV)
+	s.engine = saga.NewEngine(s.sagas, s.importDefinition())
+	s.engine.Logger = s.log
+	buckets := []string{s.cfg.UploadBucket}
+	for _, ds := range s.cfg.Datastores {
+		buckets = append(buckets, ds.Bucket)
+		if err := s.putDatastore(ctx, meta, ds); err != nil {
+			return err
+		}
+	}
+	for _, b := range buckets {
+		if err := s.blobs.EnsureBucket(ctx, b); err != nil {
+			return fmt.Errorf("catalog setup: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *Service) putDatastore(ctx context.Context, meta jetstream.KeyValue, ds Datastore) error {
+	b, err := json.Marshal(ds)
+	if err != nil {
+		return err
+	}
+	if _, err := meta.Put(ctx, keyDatastorePrefix+ds.Name, b); err != nil {
+		return fmt.Errorf("catalog setup: record datastore %s: %w", ds.Name, err)
+	}
+	return nil
+}
+
+// bucketName turns "slipway" + "catalog_images" into "slipway_catalog_images";
+// another prefix gives other buckets, so two installations can share a server.
+func bucketName(prefix, name string) string {
+	var sb strings.Builder
+	for _, r := range prefix {
+		if (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || r == '-' {
+			sb.WriteRune(r)
+		} else {
+			sb.WriteByte('_')
+		}
+	}
+	return sb.String() + "_" + name
+}
+
+func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
+
+// datastore finds a datastore by name.
+func (s *Service) datastore(name string) (Datastore, error) {
+	ds, ok := s.stores[name]
+	if !ok {
+		names := make([]string, 0, len(s.cfg.Datastores))
+		for _, d := range s.cfg.Datastores {
+			names = append(names, d.Name)
+		}
+		return Datastore{}, refuse("datastore %q does not exist (datastores: %s)", name, strings.Join(names, ", "))
+	}
+	return ds, nil
+}

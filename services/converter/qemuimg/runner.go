@@ -1,0 +1,190 @@
+package qemuimg
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/slipway/slipway/services/converter/inspect"
+)
+
+// Defaults for Runner's zero fields.
+const (
+	DefaultBinary              = "qemu-img"
+	DefaultCPUSeconds          = 30
+	DefaultConvertCPUSeconds   = 3600
+	DefaultAddressSpace        = 1 << 30
+	DefaultConvertAddressSpace = 4 << 30
+	DefaultNice                = 10
+)
+
+// ErrPath marks a path refused before qemu-img could see it.
+var ErrPath = errors.New("path refused")
+
+// Runner runs qemu-img with limits. The zero value is ready to use.
+type Runner struct {
+	Binary              string // qemu-img executable; default "qemu-img"
+	CPUSeconds          int    // CPU-time limit for info, check and measure; default 30
+	ConvertCPUSeconds   int    // CPU-time limit for convert and create; default 3600
+	AddressSpace        int64  // address-space limit for info, check and measure; default 1 GiB
+	ConvertAddressSpace int64  // address-space limit for convert and create; default 4 GiB
+	Nice                int    // niceness added to qemu-img; default 10, negative: none
+}
+
+// limits selects the limits of a light (info) or heavy (convert) call.
+type limits struct {
+	cpu int
+	as  int64
+}
+
+func (r *Runner) light() limits {
+	return limits{cpu: or(r.CPUSeconds, DefaultCPUSeconds), as: or(r.AddressSpace, DefaultAddressSpace)}
+}
+
+func (r *Runner) heavy() limits {
+	return limits{cpu: or(r.ConvertCPUSeconds, DefaultConvertCPUSeconds), as: or(r.ConvertAddressSpace, DefaultConvertAddressSpace)}
+}
+
+func or[T int | int64](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+// CheckPath refuses anything but a clean absolute local path: qemu treats
+// "json:{…}" and "proto:…" filenames as instructions, not files.
+func CheckPath(p string) error {
+	switch {
+	case p == "":
+		return fmt.Errorf("%w: empty path", ErrPath)
+	case strings.HasPrefix(p, "json:"):
+		return fmt.Errorf("%w: %q is a json: pseudo-filename; only local paths are accepted", ErrPath, p)
+	case !filepath.IsAbs(p):
+		return fmt.Errorf("%w: %q is not an absolute path", ErrPath, p)
+	case strings.ContainsAny(p, ":\x00\n\r"):
+		return fmt.Errorf("%w: %q contains ':' or a control character, which qemu may read as a protocol prefix or option", ErrPath, p)
+	case filepath.Clean(p) != p:
+		return fmt.Errorf("%w: %q is not a clean path", ErrPath, p)
+	}
+	return nil
+}
+
+// command builds `prlimit --as=N --cpu=N -- nice -n N qemu-img args…` in its
+// own process group; cancelling ctx kills the group.
+func (r *Runner) command(ctx context.Context, lim limits, args ...string) *exec.Cmd {
+	bin := r.Binary
+	if bin == "" {
+		bin = DefaultBinary
+	}
+	argv := []string{"--as=" + strconv.FormatInt(lim.as, 10), "--cpu=" + strconv.Itoa(lim.cpu), "--"}
+	nice := r.Nice
+	if nice == 0 {
+		nice = DefaultNice
+	}
+	if nice > 0 {
+		argv = append(argv, "nice", "-n", strconv.Itoa(nice))
+	}
+	argv = append(argv, bin)
+	argv = append(argv, args...)
+	cmd := exec.CommandContext(ctx, "prlimit", argv...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		// prlimit and nice exec qemu-img, but kill the whole group anyway in
+		// case anything forked.
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+// run executes a light or heavy qemu-img call and returns its stdout.
+func (r *Runner) run(ctx context.Context, lim limits, args ...string) ([]byte, error) {
+	var stdout bytes.Buffer
+	stderr := &tailBuffer{max: 8 << 10}
+	cmd := r.command(ctx, lim, args...)
+	cmd.Stdout = &limitedWriter{w: &stdout, n: 16 << 20}
+	cmd.Stderr = stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.Bytes(), runError(ctx, args, err, stderr.String(), lim)
+	}
+	return stdout.Bytes(), nil
+}
+
+// runError describes a failed qemu-img call, naming the limit it hit when
+// the kernel killed it for one.
+func runError(ctx context.Context, args []string, err error, stderr string, lim limits) error {
+	verb := "qemu-img"
+	if len(args) > 0 {
+		verb += " " + args[0]
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s: %w", verb, ctx.Err())
+	}
+	msg := strings.TrimSpace(stderr)
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			switch ws.Signal() {
+			case syscall.SIGXCPU, syscall.SIGKILL:
+				return fmt.Errorf("%s: killed by %v (CPU limit %d s): %s", verb, ws.Signal(), lim.cpu, msg)
+			}
+		}
+		if isMemoryError(msg) {
+			return fmt.Errorf("%s: out of memory under the address-space limit of %s: %s", verb, inspect.HumanBytes(uint64(lim.as)), msg)
+		}
+	}
+	if msg == "" {
+		return fmt.Errorf("%s: %w", verb, err)
+	}
+	return fmt.Errorf("%s: %w: %s", verb, err, msg)
+}
+
+func isMemoryError(msg string) bool {
+	m := strings.ToLower(msg)
+	for _, s := range []string{"cannot allocate memory", "out of memory", "failed to allocate", "error while loading shared libraries", "mmap"} {
+		if strings.Contains(m, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// tailBuffer keeps the last max bytes written: qemu-img's stderr is small,
+// but a hostile image must not make us buffer without bound.
+type tailBuffer struct {
+	buf []byte
+	max int
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.max {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.buf) }
+
+// limitedWriter fails once n bytes have been written.
+type limitedWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.n {
+		return 0, errors.New("qemu-img output too large")
+	}
+	l.n -= int64(len(p))
+	return l.w.Write(p)
+}
