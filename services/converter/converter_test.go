@@ -1,0 +1,412 @@
+package converter
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/telemetry"
+	"github.com/slipway/slipway/schemas"
+)
+
+// assertStored checks the event describes the stored object and returns
+// the object as a local file.
+func assertStored(t *testing.T, h *harness, ev schemas.ConverterConverted) string {
+	t.Helper()
+	bucket, key, err := blob.ParseURL(ev.Dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, size, err := h.store.SHA256(h.ctx, bucket, key)
+	if err != nil {
+		t.Fatalf("stored object: %v", err)
+	}
+	if sum != ev.SHA256 || size != ev.Size {
+		t.Fatalf("event says sha256 %s size %d, the object has %s size %d", ev.SHA256, ev.Size, sum, size)
+	}
+	if err := schemas.ValidateValue("evt", Name, "converted", ev); err != nil {
+		t.Errorf("converted event does not match its schema: %v", err)
+	}
+	return h.download(ev.Dest)
+}
+
+func assertNoObject(t *testing.T, h *harness, dest string) {
+	t.Helper()
+	bucket, key, _ := blob.ParseURL(dest)
+	if _, err := h.store.Stat(h.ctx, bucket, key); !blob.IsNotFound(err) {
+		t.Errorf("%s: want no object, Stat says %v", dest, err)
+	}
+}
+
+func TestImportQCOW2AsIs(t *testing.T) {
+	h := newHarness(t, Config{})
+	raw := rawDisk(t, 64<<20)
+	qcow := filepath.Join(t.TempDir(), "disk.qcow2")
+	qemuImg(t, "convert", "-f", "raw", "-O", "qcow2", raw, qcow)
+	src := h.upload(qcow, "t1/disk.qcow2")
+	dest := blob.URL(images, "images/1/disk.qcow2")
+
+	cmdID := h.command("import", schemas.ConverterImport{ImageID: 1, Source: src, SourceFormat: "qcow2", Dest: dest})
+	var ev schemas.ConverterConverted
+	hdr := h.event("converted", "1", &ev)
+	if ev.Format != "qcow2" || ev.DetectedFormat != "qcow2" || ev.VirtualSize != 64<<20 || ev.ImageID != 1 {
+		t.Fatalf("converted %+v", ev)
+	}
+	stored := assertStored(t, h, ev)
+	if sumFile(t, stored) != sumFile(t, qcow) {
+		t.Error("a qcow2 kept as is must be stored byte for byte")
+	}
+	env, err := envelope.FromHeader(hdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The command started its saga: its ID is the correlation.
+	if env.CausationID != cmdID || env.CorrelationID != cmdID || env.ID != envelope.StepID(cmdID, "converted") {
+		t.Errorf("envelope %+v: want causation and correlation %s and the step ID of \"converted\"", env, cmdID)
+	}
+}
+
+func TestImportRawToCompressedQCOW2(t *testing.T) {
+	h := newHarness(t, Config{})
+	raw := rawDisk(t, 32<<20)
+	src := h.upload(raw, "t2/disk.img")
+	dest := blob.URL(images, "images/2/disk.qcow2")
+	h.command("import", schemas.ConverterImport{ImageID: 2, Source: src, Format: "qcow2", Compression: "zstd", Dest: dest})
+	var ev schemas.ConverterConverted
+	h.event("converted", "2", &ev)
+	if ev.Format != "qcow2" || ev.DetectedFormat != "raw" || ev.VirtualSize != 32<<20 {
+		t.Fatalf("converted %+v", ev)
+	}
+	stored := assertStored(t, h, ev)
+	info := qemuInfo(t, stored)
+	if info["format"] != "qcow2" {
+		t.Fatalf("stored format %v", info["format"])
+	}
+	spec, _ := info["format-specific"].(map[string]any)
+	data, _ := spec["data"].(map[string]any)
+	if data["compression-type"] != "zstd" {
+		t.Errorf("compression type %v, want zstd", data["compression-type"])
+	}
+	back := filepath.Join(t.TempDir(), "back.raw")
+	qemuImg(t, "convert", "-f", "qcow2", "-O", "raw", stored, back)
+	if sumFile(t, back) != sumFile(t, raw) {
+		t.Error("the converted disk does not hold the original data")
+	}
+}
+
+func TestImportBackingFileRefused(t *testing.T) {
+	h := newHarness(t, Config{})
+	qcow := filepath.Join(t.TempDir(), "evil.qcow2")
+	qemuImg(t, "create", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw", qcow, "1M")
+	src := h.upload(qcow, "t3/evil.qcow2")
+	dest := blob.URL(images, "images/3/disk.qcow2")
+	h.command("import", schemas.ConverterImport{ImageID: 3, Source: src, Dest: dest})
+	var ev schemas.ConverterFailed
+	h.event("failed", "3", &ev)
+	if ev.Phase != schemas.ConverterPhaseInspect || ev.Retryable || !strings.Contains(ev.Error, "/etc/passwd") {
+		t.Fatalf("failed %+v: want a terminal inspect failure naming the backing file", ev)
+	}
+	assertNoObject(t, h, dest)
+}
+
+func TestImportChecksumMismatch(t *testing.T) {
+	h := newHarness(t, Config{})
+	src := h.upload(rawDisk(t, 4<<20), "t4/disk.raw")
+	dest := blob.URL(images, "images/4/disk.raw")
+	wrong := strings.Repeat("0", 64)
+	h.command("import", schemas.ConverterImport{ImageID: 4, Source: src, Checksum: "sha256:" + wrong, Dest: dest})
+	var ev schemas.ConverterFailed
+	h.event("failed", "4", &ev)
+	if ev.Phase != schemas.ConverterPhaseFetch || ev.Retryable || !strings.Contains(ev.Error, wrong) {
+		t.Fatalf("failed %+v: want a terminal fetch failure naming the digest", ev)
+	}
+	assertNoObject(t, h, dest)
+}
+
+func TestBadCommandsThenGood(t *testing.T) {
+	h := newHarness(t, Config{})
+	// Not JSON at all: no image to name, so the event's id is the command's
+	// stream sequence.
+	h.command("import", []byte("{not json"))
+	var unknown map[string]any
+	select {
+	case m := <-h.events:
+		if !strings.HasPrefix(m.Subject, "slipway.evt.converter.failed.cmd-") {
+			t.Fatalf("got %s, want failed.cmd-<seq>", m.Subject)
+		}
+		if err := jsonUnmarshal(m.Data, &unknown); err != nil {
+			t.Fatal(err)
+		}
+		if unknown["retryable"] != false || !strings.Contains(fmt.Sprint(unknown["error"]), "JSON") {
+			t.Errorf("failed payload %v", unknown)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no failed event for a bad JSON command")
+	}
+	// JSON but invalid: the image is known.
+	h.command("import", map[string]any{"image_id": 5, "source": "ftp://example.com/x", "dest": blob.URL(images, "images/5/disk.raw")})
+	var ev schemas.ConverterFailed
+	h.event("failed", "5", &ev)
+	if ev.Retryable || !strings.Contains(ev.Error, "source") {
+		t.Fatalf("failed %+v", ev)
+	}
+	// The next good command still runs.
+	src := h.upload(rawDisk(t, 2<<20), "t5/disk.raw")
+	h.command("import", schemas.ConverterImport{ImageID: 6, Source: src, Dest: blob.URL(images, "images/6/disk.raw")})
+	var ok schemas.ConverterConverted
+	h.event("converted", "6", &ok)
+	assertStored(t, h, ok)
+}
+
+func TestImportHTTPGzipWithProgressAndJobs(t *testing.T) {
+	h := newHarness(t, Config{})
+	raw := rawDisk(t, 16<<20)
+	plain, err := os.ReadFile(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(plain)
+	zw.Close()
+	body := gz.Bytes()
+	release := make(chan struct{})
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		half := len(body) / 2
+		w.Write(body[:half])
+		w.(http.Flusher).Flush()
+		<-release // hold the job in its fetch phase
+		w.Write(body[half:])
+	}))
+	defer srv.Close()
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	dest := blob.URL(images, "images/7/disk.raw")
+	sum := sha256.Sum256(body)
+	h.command("import", schemas.ConverterImport{ImageID: 7, Source: srv.URL + "/disk.raw.gz?token=secret",
+		Checksum: "sha256:" + hex.EncodeToString(sum[:]), Dest: dest})
+
+	// A progress event for the fetch, and the job in the jobs endpoint.
+	var progress schemas.ConverterProgress
+	waitFor(t, h.events, "slipway.evt.converter.progress.7", &progress)
+	if progress.Phase != schemas.ConverterPhaseFetch || progress.BytesDone == 0 || progress.BytesTotal != int64(len(body)) {
+		t.Errorf("progress %+v", progress)
+	}
+	var jobs struct{ Jobs []JobStatus }
+	if err := h.cli.Query(h.ctx, Name, "jobs", nil, &jobs); err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs.Jobs) != 1 || jobs.Jobs[0].ImageID != 7 || jobs.Jobs[0].Phase != "fetch" {
+		t.Fatalf("jobs %+v", jobs.Jobs)
+	}
+	if strings.Contains(jobs.Jobs[0].Source, "secret") {
+		t.Errorf("jobs endpoint shows the source's query string: %s", jobs.Jobs[0].Source)
+	}
+	close(release)
+
+	var ev schemas.ConverterConverted
+	h.event("converted", "7", &ev)
+	if ev.DetectedFormat != "raw" || ev.Format != "raw" || ev.VirtualSize != 16<<20 {
+		t.Fatalf("converted %+v", ev)
+	}
+	if stored := assertStored(t, h, ev); sumFile(t, stored) != sumFile(t, raw) {
+		t.Error("stored disk differs from the decompressed input")
+	}
+	if err := h.cli.Query(h.ctx, Name, "jobs", nil, &jobs); err != nil || len(jobs.Jobs) != 0 {
+		t.Errorf("jobs after the end: %+v, %v", jobs.Jobs, err)
+	}
+}
+
+func TestCreateBlank(t *testing.T) {
+	h := newHarness(t, Config{})
+	dest := blob.URL(images, "images/8/disk.qcow2")
+	h.command("create-blank", schemas.ConverterCreateBlank{ImageID: 8, SizeMiB: 64, Format: "qcow2", FS: "ext4", Dest: dest})
+	var ev schemas.ConverterConverted
+	h.event("converted", "8", &ev)
+	if ev.Format != "qcow2" || ev.VirtualSize != 64<<20 || ev.DetectedFormat != "" {
+		t.Fatalf("converted %+v", ev)
+	}
+	stored := assertStored(t, h, ev)
+	if info := qemuInfo(t, stored); info["format"] != "qcow2" || info["virtual-size"] != float64(64<<20) {
+		t.Fatalf("stored %v", info)
+	}
+
+	// xfs below its minimum is refused with a reason.
+	h.command("create-blank", schemas.ConverterCreateBlank{ImageID: 9, SizeMiB: 100, Format: "raw", FS: "xfs", Dest: blob.URL(images, "images/9/disk.raw")})
+	var f schemas.ConverterFailed
+	h.event("failed", "9", &f)
+	if f.Phase != schemas.ConverterPhaseMkfs || f.Retryable || !strings.Contains(f.Error, "300 MiB") {
+		t.Fatalf("failed %+v", f)
+	}
+}
+
+func TestFormatsEndpoint(t *testing.T) {
+	h := newHarness(t, Config{})
+	var f Formats
+	if err := h.cli.Query(h.ctx, Name, "formats", nil, &f); err != nil {
+		t.Fatal(err)
+	}
+	if !contains(f.Output, "qcow2") || !contains(f.Decompression, "zstd") || !contains(f.Filesystems, "xfs") {
+		t.Fatalf("formats %+v", f)
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{"1024": 1024, "512M": 512 << 20, "64GiB": 64 << 30, "1T": 1 << 40, "2 GB": 2 << 30} {
+		if got, err := ParseBytes(in); err != nil || got != want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "x", "-1", "1P", "0"} {
+		if _, err := ParseBytes(bad); err == nil {
+			t.Errorf("ParseBytes(%q) succeeded", bad)
+		}
+	}
+}
+
+func waitFor(t *testing.T, ch chan *nats.Msg, subject string, v any) {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case m := <-ch:
+			if m.Subject == subject {
+				if err := jsonUnmarshal(m.Data, v); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no message on %s", subject)
+		}
+	}
+}
+
+func sumFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestRetryableFailureReportedOnLastDelivery(t *testing.T) {
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		http.Error(w, "try later", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	cfg := Config{MaxDeliver: 2}
+	cfg.Fetch.Retries = -1 // leave retrying to JetStream
+	h := newHarness(t, cfg)
+	dest := blob.URL(images, "images/10/disk.raw")
+	h.command("import", schemas.ConverterImport{ImageID: 10, Source: srv.URL + "/d", Dest: dest})
+	var ev schemas.ConverterFailed
+	h.event("failed", "10", &ev)
+	if ev.Phase != schemas.ConverterPhaseFetch || !ev.Retryable || !strings.Contains(ev.Error, "503") {
+		t.Fatalf("failed %+v: want a retryable fetch failure", ev)
+	}
+	if n := requests.Load(); n != 2 {
+		t.Errorf("%d requests, want one per delivery (2)", n)
+	}
+	assertNoObject(t, h, dest)
+}
+
+func TestImportVMDKToQCOW2Traced(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	defer telemetry.InstallForTest(exp)()
+	h := newHarness(t, Config{})
+	raw := rawDisk(t, 8<<20)
+	vmdk := filepath.Join(t.TempDir(), "disk.vmdk")
+	qemuImg(t, "convert", "-f", "raw", "-O", "vmdk", raw, vmdk)
+	src := h.upload(vmdk, "t11/disk.vmdk")
+	h.command("import", schemas.ConverterImport{ImageID: 11, Source: src, SourceFormat: "vmdk", Format: "qcow2",
+		Dest: blob.URL(images, "images/11/disk.qcow2")})
+	var ev schemas.ConverterConverted
+	h.event("converted", "11", &ev)
+	if ev.DetectedFormat != "vmdk" || ev.Format != "qcow2" || ev.VirtualSize != 8<<20 {
+		t.Fatalf("converted %+v", ev)
+	}
+	back := filepath.Join(t.TempDir(), "back.raw")
+	qemuImg(t, "convert", "-f", "qcow2", "-O", "raw", assertStored(t, h, ev), back)
+	if sumFile(t, back) != sumFile(t, raw) {
+		t.Error("converted disk differs from the original")
+	}
+
+	// Spans are ended before the event is published, except the handler's.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		spans := exp.GetSpans()
+		byName := map[string]tracetest.SpanStub{}
+		for _, s := range spans {
+			byName[s.Name] = s
+		}
+		process, ok := byName["slipway.cmd.converter.import process"]
+		if ok {
+			for _, name := range []string{"converter.fetch", "converter.inspect", "converter.convert", "converter.upload"} {
+				s, ok := byName[name]
+				if !ok {
+					t.Fatalf("no span %s among %d spans", name, len(spans))
+				}
+				if !hasAttr(s, "slipway.service", "converter") {
+					t.Errorf("span %s lacks slipway.service=converter", name)
+				}
+				if s.Parent.SpanID() != process.SpanContext.SpanID() {
+					t.Errorf("span %s is not a child of the handler span", name)
+				}
+			}
+			if !hasAttr(process, "slipway.service", "converter") {
+				t.Error("handler span lacks slipway.service=converter")
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no handler span among %d spans", len(spans))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func hasAttr(s tracetest.SpanStub, key, value string) bool {
+	for _, a := range s.Attributes {
+		if string(a.Key) == key && a.Value.AsString() == value {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,251 @@
+package converter
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/testenv"
+)
+
+// s3 is one MinIO shared by the package's tests.
+var s3 testenv.S3
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "converter-minio-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var stop func()
+	s3, stop, err = testenv.StartMinIO(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "converter tests need MinIO:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	stop()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const (
+	uploads = "slipway-uploads"
+	images  = "slipway-default"
+)
+
+// harness is a running converter on its own NATS server and a client bus
+// that sends commands and watches events.
+type harness struct {
+	t      *testing.T
+	ctx    context.Context
+	cli    *bus.Bus
+	store  *blob.Store
+	events chan *nats.Msg
+	svc    *Service
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newHarness(t *testing.T, cfg Config) *harness {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	url, _ := testenv.NATS(t)
+	b, err := bus.Connect(ctx, bus.Config{URL: url, Service: Name, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	if err := b.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := bus.Connect(ctx, bus.Config{URL: url, Service: "cli", Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cli.Close)
+	store, err := blob.New(s3.BlobConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bucket := range []string{uploads, images} {
+		if err := store.EnsureBucket(ctx, bucket); err != nil {
+			t.Fatal(err)
+		}
+	}
+	events := make(chan *nats.Msg, 1000)
+	sub, err := cli.Conn().ChanSubscribe("slipway.evt.converter.>", events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+
+	if cfg.TempDir == "" {
+		cfg.TempDir = t.TempDir()
+	}
+	if cfg.ProgressInterval == 0 {
+		cfg.ProgressInterval = 50 * time.Millisecond
+	}
+	cfg.Logger = quiet()
+	svc := New(b, store, cfg)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if entries, _ := os.ReadDir(cfg.TempDir); len(entries) != 0 {
+			t.Errorf("temp dir %s not cleaned: %d entries left", cfg.TempDir, len(entries))
+		}
+	})
+	h := &harness{t: t, ctx: ctx, cli: cli, store: store, events: events, svc: svc}
+	h.waitReady()
+	return h
+}
+
+// waitReady waits until the micro service answers, which Run starts before
+// consuming.
+func (h *harness) waitReady() {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var f Formats
+		err := h.cli.Query(h.ctx, Name, "formats", nil, &f)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("converter not serving: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// command sends a converter command and returns its ce-id.
+func (h *harness) command(verb string, payload any) string {
+	h.t.Helper()
+	env, err := h.cli.Command(h.ctx, Name, verb, payload)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return env.ID
+}
+
+// event waits for the next event named kind ("converted", "failed") about
+// id, skipping progress events.
+func (h *harness) event(kind, id string, v any) nats.Header {
+	h.t.Helper()
+	subject := "slipway.evt.converter." + kind + "." + id
+	timeout := time.After(2 * time.Minute)
+	for {
+		select {
+		case m := <-h.events:
+			if strings.HasPrefix(m.Subject, "slipway.evt.converter.progress.") {
+				continue
+			}
+			if m.Subject != subject {
+				h.t.Fatalf("got %s %s, want %s", m.Subject, m.Data, subject)
+			}
+			if err := json.Unmarshal(m.Data, v); err != nil {
+				h.t.Fatal(err)
+			}
+			return m.Header
+		case <-timeout:
+			h.t.Fatalf("no %s event", subject)
+		}
+	}
+}
+
+// upload stores a local file in the uploads bucket and returns its URL.
+func (h *harness) upload(path, key string) string {
+	h.t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	if _, err := h.store.Put(h.ctx, uploads, key, f, st.Size()); err != nil {
+		h.t.Fatal(err)
+	}
+	return blob.URL(uploads, key)
+}
+
+// download fetches an object to a local file.
+func (h *harness) download(dest string) string {
+	h.t.Helper()
+	bucket, key, err := blob.ParseURL(dest)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	rc, _, err := h.store.Get(h.ctx, bucket, key)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer rc.Close()
+	path := filepath.Join(h.t.TempDir(), filepath.Base(key))
+	f, err := os.Create(path)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, rc); err != nil {
+		h.t.Fatal(err)
+	}
+	return path
+}
+
+// rawDisk writes a raw disk of size bytes with random data in its first MiB.
+func rawDisk(t *testing.T, size int64) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "disk.raw")
+	data := make([]byte, 1<<20)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, size); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func qemuImg(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("qemu-img", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("qemu-img %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(bytes.TrimSpace(out))
+}
+
+// qemuInfo returns `qemu-img info --output=json` of path.
+func qemuInfo(t *testing.T, path string) map[string]any {
+	t.Helper()
+	var info map[string]any
+	if err := json.Unmarshal([]byte(qemuImg(t, "info", "--output=json", path)), &info); err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -1,0 +1,368 @@
+package converter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/converter/inspect"
+	"github.com/slipway/slipway/services/converter/qemuimg"
+	"github.com/slipway/slipway/services/converter/source"
+)
+
+// cleanupTimeout bounds removing a partial destination object, which runs
+// even when the job's context is what ended it.
+const cleanupTimeout = 30 * time.Second
+
+// Saga step names: the events' IDs derive from them, so a retried job
+// republishes the same ce-id and JetStream drops the duplicate.
+const (
+	stepConverted = "converted"
+	stepFailed    = "converter-failed"
+)
+
+func (s *Service) handleImport(ctx context.Context, m *bus.Msg) error {
+	var cmd schemas.ConverterImport
+	if err := decode(m, "import", &cmd); err != nil {
+		return s.reject(ctx, m, schemas.ConverterPhaseFetch, err)
+	}
+	j := s.start(m, "import", schemas.ConverterPhaseFetch, cmd.ImageID, cmd.Source, cmd.Dest)
+	defer s.jobs.remove(j)
+	stop := s.report(ctx, j, bus.CausedBy(m.Envelope))
+	out, err := s.runImport(ctx, j, cmd)
+	stop()
+	return s.finish(ctx, m, cmd.ImageID, cmd.Dest, out, err)
+}
+
+// decode validates a command against its schema and decodes it; either
+// failure wraps errInvalid.
+func decode(m *bus.Msg, verb string, v any) error {
+	if err := schemas.Validate("cmd", Name, verb, m.Data); err != nil {
+		return fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	if err := m.Decode(v); err != nil {
+		return fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	return nil
+}
+
+func (s *Service) start(m *bus.Msg, command string, phase schemas.ConverterPhase, imageID int64, src, dest string) *job {
+	j := &job{id: m.Envelope.ID, command: command, imageID: imageID, source: src, dest: dest,
+		delivered: m.Delivered, started: time.Now().UTC()}
+	j.setPhase(phase, 0)
+	s.jobs.add(j)
+	return j
+}
+
+// runImport fetches, inspects, converts and uploads one image.
+func (s *Service) runImport(ctx context.Context, j *job, cmd schemas.ConverterImport) (schemas.ConverterConverted, error) {
+	want, compress, err := s.plan(cmd)
+	if err != nil {
+		return schemas.ConverterConverted{}, failed(schemas.ConverterPhaseFetch, err)
+	}
+	dir, err := os.MkdirTemp(s.cfg.TempDir, fmt.Sprintf("import-%d-*", cmd.ImageID))
+	if err != nil {
+		return schemas.ConverterConverted{}, failed(schemas.ConverterPhaseFetch, fmt.Errorf("work directory: %w", err))
+	}
+	defer os.RemoveAll(dir)
+
+	input, err := s.fetch(ctx, j, cmd, dir)
+	if err != nil {
+		return schemas.ConverterConverted{}, failed(schemas.ConverterPhaseFetch, err)
+	}
+	rep, err := s.inspect(ctx, j, cmd, input)
+	if err != nil {
+		return schemas.ConverterConverted{}, failed(schemas.ConverterPhaseInspect, err)
+	}
+	if want == "" {
+		want = rep.Format
+	}
+	output, err := s.convert(ctx, j, input, rep, want, compress, dir)
+	if err != nil {
+		return schemas.ConverterConverted{}, failed(schemas.ConverterPhaseConvert, err)
+	}
+	info, err := s.upload(ctx, j, output, cmd.Dest)
+	if err != nil {
+		return schemas.ConverterConverted{}, failed(schemas.ConverterPhaseUpload, err)
+	}
+	return schemas.ConverterConverted{
+		ImageID: cmd.ImageID, Dest: cmd.Dest, Format: schemas.DiskFormat(want),
+		VirtualSize: rep.VirtualSize, Size: info.Size, SHA256: info.SHA256,
+		DetectedFormat: schemas.DiskFormat(rep.Format),
+	}, nil
+}
+
+// plan checks what the command asks for before anything is fetched.
+func (s *Service) plan(cmd schemas.ConverterImport) (want inspect.Format, compress string, err error) {
+	if cmd.Format != "" {
+		if want, err = inspect.ParseFormat(string(cmd.Format)); err != nil {
+			return "", "", fmt.Errorf("%w: %w", errInvalid, err)
+		}
+	}
+	compress = string(cmd.Compression)
+	if compress != "" && want != "" && want != inspect.QCOW2 {
+		return "", "", fmt.Errorf("%w: compression %q needs format qcow2, not %q", errInvalid, compress, orDetected(want))
+	}
+	if _, _, err := blob.ParseURL(cmd.Dest); err != nil {
+		return "", "", fmt.Errorf("%w: dest: %w", errInvalid, err)
+	}
+	return want, compress, nil
+}
+
+func orDetected(f inspect.Format) string {
+	if f == "" {
+		return "the detected one"
+	}
+	return string(f)
+}
+
+func (s *Service) fetch(ctx context.Context, j *job, cmd schemas.ConverterImport, dir string) (path string, err error) {
+	ctx, span := s.span(ctx, "fetch", cmd.ImageID)
+	defer func() { endSpan(span, err) }()
+	j.setPhase(schemas.ConverterPhaseFetch, 0)
+	opts := s.cfg.Fetch
+	opts.Store, opts.Checksum, opts.MaxBytes = s.store, cmd.Checksum, s.cfg.MaxInputBytes
+	opts.Progress, opts.TempDir = j.progress, dir
+	res, err := source.Fetch(ctx, cmd.Source, filepath.Join(dir, "input"), opts)
+	if err != nil {
+		return "", err
+	}
+	s.log.Info("fetched", "image_id", cmd.ImageID, "source", redact(cmd.Source), "bytes", res.FetchedBytes,
+		"compression", res.Compression, "size", res.Size)
+	return res.Path, nil
+}
+
+// inspect checks the input with inspect and cross-checks qemu-img's view.
+func (s *Service) inspect(ctx context.Context, j *job, cmd schemas.ConverterImport, path string) (rep inspect.Report, err error) {
+	ctx, span := s.span(ctx, "inspect", cmd.ImageID)
+	defer func() { endSpan(span, err) }()
+	j.setPhase(schemas.ConverterPhaseInspect, 0)
+	limit := s.cfg.MaxVirtualSize
+	if cmd.MaxVirtualSize > 0 && cmd.MaxVirtualSize < limit {
+		limit = cmd.MaxVirtualSize
+	}
+	rep, err = inspect.InspectFile(path, inspect.Limits{MaxVirtualSize: limit})
+	if err != nil {
+		return rep, err
+	}
+	if cmd.SourceFormat != "" {
+		declared, err := inspect.ParseFormat(string(cmd.SourceFormat))
+		if err != nil {
+			return rep, fmt.Errorf("%w: source_format: %w", errInvalid, err)
+		}
+		if err := inspect.Check(rep, declared); err != nil {
+			return rep, err
+		}
+	}
+	if rep.Format == inspect.LUKS {
+		return rep, nil // qemu-img cannot open it without its secret
+	}
+	info, err := s.cfg.QemuImg.Info(ctx, path, rep.Format)
+	if err != nil {
+		return rep, err
+	}
+	if info.VirtualSize != rep.VirtualSize {
+		return rep, fmt.Errorf("%w: inspection found a virtual size of %d bytes but qemu-img sees %d",
+			qemuimg.ErrUnsafe, rep.VirtualSize, info.VirtualSize)
+	}
+	return rep, nil
+}
+
+// convert returns the file to upload: the input itself when it already is
+// what was asked for, else a qemu-img conversion of it.
+func (s *Service) convert(ctx context.Context, j *job, input string, rep inspect.Report, want inspect.Format, compress, dir string) (out string, err error) {
+	if want == rep.Format && compress == "" {
+		return input, nil
+	}
+	switch {
+	case compress != "" && want != inspect.QCOW2:
+		return "", fmt.Errorf("%w: compression %q needs qcow2 output, and the image is %s", errInvalid, compress, want)
+	case rep.Format == inspect.LUKS:
+		return "", fmt.Errorf("%w: a LUKS image cannot be converted here (it needs its key); import it as luks", errInvalid)
+	case want == inspect.ISO || want == inspect.LUKS:
+		return "", fmt.Errorf("%w: cannot convert %s to %s", errInvalid, rep.Format, want)
+	case want == inspect.Raw && rep.Format == inspect.ISO:
+		return input, nil // an ISO is raw data already
+	}
+	ctx, span := s.span(ctx, "convert", j.imageID)
+	defer func() { endSpan(span, err) }()
+	j.setPhase(schemas.ConverterPhaseConvert, rep.VirtualSize)
+	opts := qemuimg.ConvertOptions{Compress: compress != "", CompressionType: compress, Progress: j.progress}
+	if err := s.ensureRoom(ctx, input, rep.Format, want, opts, dir); err != nil {
+		return "", err
+	}
+	out = filepath.Join(dir, "output."+string(want))
+	if err := s.cfg.QemuImg.Convert(ctx, input, rep.Format, out, want, opts); err != nil {
+		return "", err
+	}
+	// The input is no longer needed: free its space before the upload.
+	os.Remove(input)
+	return out, nil
+}
+
+// ensureRoom checks dir can hold the conversion. Raw output is written
+// sparse, so it needs about what the data needs as qcow2, not its virtual
+// size.
+func (s *Service) ensureRoom(ctx context.Context, input string, from, to inspect.Format, opts qemuimg.ConvertOptions, dir string) error {
+	target, mopts := to, opts
+	if to == inspect.Raw {
+		target, mopts = inspect.QCOW2, qemuimg.ConvertOptions{}
+	}
+	mopts.Progress = nil
+	need, err := s.cfg.QemuImg.Measure(ctx, input, from, target, mopts)
+	if err != nil {
+		s.log.Warn("qemu-img measure failed; converting without a space check", "err", err)
+		return nil
+	}
+	return qemuimg.EnsureFree(dir, need)
+}
+
+// upload stores path at dest, hashing it on the way.
+func (s *Service) upload(ctx context.Context, j *job, path, dest string) (info blob.Info, err error) {
+	ctx, span := s.span(ctx, "upload", j.imageID)
+	defer func() { endSpan(span, err) }()
+	bucket, key, err := blob.ParseURL(dest)
+	if err != nil {
+		return info, fmt.Errorf("%w: dest: %w", errInvalid, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return info, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return info, err
+	}
+	j.setPhase(schemas.ConverterPhaseUpload, st.Size())
+	info, err = s.store.Put(ctx, bucket, key, f, st.Size(),
+		blob.Progress(func(n int64) { j.progress(n, st.Size()) }))
+	if err != nil {
+		return info, err
+	}
+	s.log.Info("stored", "image_id", j.imageID, "dest", dest, "size", info.Size, "sha256", info.SHA256)
+	return info, nil
+}
+
+// finish settles a job: a converted event on success, a failed event on a
+// terminal failure or on the last delivery, else an error to retry.
+func (s *Service) finish(ctx context.Context, m *bus.Msg, imageID int64, dest string, out schemas.ConverterConverted, err error) error {
+	saga := m.Envelope.CorrelationID
+	if err == nil {
+		if _, perr := s.bus.Event(ctx, "converted", idToken(imageID), out,
+			bus.CausedBy(m.Envelope), bus.WithStep(saga, stepConverted)); perr != nil {
+			return fmt.Errorf("publish converted: %w", perr) // redelivery redoes the job, same dest and ce-id
+		}
+		return nil
+	}
+	var je *jobError
+	if !errors.As(err, &je) {
+		je = failed(schemas.ConverterPhaseFetch, err)
+	}
+	last := m.Delivered >= uint64(s.cfg.MaxDeliver)
+	if je.terminal || last || je.phase == schemas.ConverterPhaseUpload {
+		s.removeDest(dest)
+	}
+	if !je.terminal && !last {
+		s.log.Warn("job failed, will retry", "image_id", imageID, "phase", je.phase, "delivered", m.Delivered, "err", err)
+		return err
+	}
+	s.publishFailed(ctx, m, imageID, je)
+	if je.terminal {
+		return bus.Terminal(err)
+	}
+	return err // the last delivery: the dead-letter stream gets it
+}
+
+// reject answers a command that cannot be understood.
+func (s *Service) reject(ctx context.Context, m *bus.Msg, phase schemas.ConverterPhase, err error) error {
+	imageID, ok := peekImageID(m.Data)
+	je := &jobError{phase: phase, err: err, terminal: true}
+	if ok {
+		s.publishFailed(ctx, m, imageID, je)
+	} else {
+		s.publishFailedUnknown(ctx, m, je)
+	}
+	return bus.Terminal(err)
+}
+
+func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, imageID int64, je *jobError) {
+	ev := schemas.ConverterFailed{ImageID: imageID, Phase: je.phase, Error: message(je.err), Retryable: !je.terminal}
+	if _, err := s.bus.Event(ctx, "failed", idToken(imageID), ev,
+		bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepFailed)); err != nil {
+		s.log.Error("failed event not published", "image_id", imageID, "err", err)
+	}
+	s.log.Error("job failed", "image_id", imageID, "phase", je.phase, "retryable", !je.terminal, "err", je.err)
+}
+
+// publishFailedUnknown reports a command whose image is unknown (its JSON
+// is broken) as failed.cmd-<stream sequence>, like the catalog does. The
+// payload has no image_id: guessing one would fail an unrelated image.
+func (s *Service) publishFailedUnknown(ctx context.Context, m *bus.Msg, je *jobError) {
+	id := fmt.Sprintf("cmd-%d", m.StreamSeq)
+	ev := map[string]any{"phase": je.phase, "error": message(je.err), "retryable": false}
+	if _, err := s.bus.Event(ctx, "failed", id, ev,
+		bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepFailed)); err != nil {
+		s.log.Error("failed event not published", "command", m.Subject, "err", err)
+	}
+	s.log.Error("command rejected", "command", m.Subject, "seq", m.StreamSeq, "err", je.err)
+}
+
+// peekImageID finds image_id in a payload that failed validation but is
+// still JSON.
+func peekImageID(data []byte) (int64, bool) {
+	var v struct {
+		ImageID *int64 `json:"image_id"`
+	}
+	if json.Unmarshal(data, &v) != nil || v.ImageID == nil || *v.ImageID < 0 {
+		return 0, false
+	}
+	return *v.ImageID, true
+}
+
+// message trims an error to what the schema allows.
+func message(err error) string {
+	msg := err.Error()
+	if len(msg) > 4000 {
+		msg = msg[:4000] + "…"
+	}
+	if msg == "" {
+		msg = "unknown error"
+	}
+	return msg
+}
+
+// removeDest deletes what a failed job may have stored at dest, even when
+// the job's context is gone.
+func (s *Service) removeDest(dest string) {
+	bucket, key, err := blob.ParseURL(dest)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	if err := s.store.Delete(ctx, bucket, key); err != nil {
+		s.log.Warn("partial destination not removed", "dest", dest, "err", err)
+	}
+}
+
+// isClientError reports an S3 answer that will not change on retry
+// (denied, no such bucket, bad request).
+func isClientError(err error) bool {
+	if blob.IsNotFound(err) {
+		return true
+	}
+	var er minio.ErrorResponse
+	return errors.As(err, &er) && er.StatusCode >= 400 && er.StatusCode < 500 &&
+		er.StatusCode != http.StatusRequestTimeout && er.StatusCode != http.StatusTooManyRequests
+}

@@ -1,0 +1,244 @@
+package converter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/converter/blank"
+	"github.com/slipway/slipway/services/converter/inspect"
+	"github.com/slipway/slipway/services/converter/qemuimg"
+	"github.com/slipway/slipway/services/converter/source"
+)
+
+// Name is the service name: subjects, durable consumer, micro service.
+const Name = "converter"
+
+// Version is reported by the micro service.
+const Version = "0.1.0"
+
+// Defaults of Config.
+const (
+	DefaultMaxVirtualSize   int64 = 1 << 40 // 1 TiB
+	DefaultProgressInterval       = time.Second
+	DefaultAckWait                = 30 * time.Second
+	DefaultMaxDeliver             = 10
+)
+
+// Config tunes the service. The zero value works.
+type Config struct {
+	// TempDir holds the jobs' working files; default os.TempDir(). It
+	// needs room for an input and its conversion.
+	TempDir string
+	// MaxVirtualSize is the largest virtual size accepted; a command may
+	// ask for less, never more. Default 1 TiB.
+	MaxVirtualSize int64
+	// MaxInputBytes caps a fetched input after decompression; default
+	// MaxVirtualSize + 1 GiB (image metadata).
+	MaxInputBytes int64
+	// Concurrency is how many jobs run at once; default 1.
+	Concurrency int
+	// ProgressInterval is the least time between two progress events of
+	// a job; default 1s.
+	ProgressInterval time.Duration
+	// QemuImg runs qemu-img; nil means its defaults.
+	QemuImg *qemuimg.Runner
+	// AckWait and MaxDeliver tune the command consumer; defaults 30s and 10.
+	AckWait    time.Duration
+	MaxDeliver int
+	// Fetch adds options to every fetch (HTTP client, retries); its
+	// Store, Checksum, MaxBytes, Progress and TempDir are set per job.
+	Fetch source.Options
+	// Logger defaults to the bus's logger.
+	Logger *slog.Logger
+}
+
+// Service is the converter.
+type Service struct {
+	bus    *bus.Bus
+	store  *blob.Store
+	cfg    Config
+	log    *slog.Logger
+	tracer trace.Tracer
+	jobs   jobs
+}
+
+// New returns a converter publishing on b and storing in store.
+func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
+	if cfg.TempDir == "" {
+		cfg.TempDir = os.TempDir()
+	}
+	if abs, err := filepath.Abs(cfg.TempDir); err == nil {
+		cfg.TempDir = abs // qemu-img is only given absolute paths
+	}
+	if cfg.MaxVirtualSize <= 0 {
+		cfg.MaxVirtualSize = DefaultMaxVirtualSize
+	}
+	if cfg.MaxInputBytes <= 0 {
+		cfg.MaxInputBytes = cfg.MaxVirtualSize + 1<<30
+	}
+	if cfg.Concurrency < 1 {
+		cfg.Concurrency = 1
+	}
+	if cfg.ProgressInterval <= 0 {
+		cfg.ProgressInterval = DefaultProgressInterval
+	}
+	if cfg.QemuImg == nil {
+		cfg.QemuImg = &qemuimg.Runner{}
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = DefaultAckWait
+	}
+	if cfg.MaxDeliver <= 0 {
+		cfg.MaxDeliver = DefaultMaxDeliver
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = b.Logger()
+	}
+	return &Service{bus: b, store: store, cfg: cfg, log: log, tracer: otel.Tracer("slipway/converter")}
+}
+
+// Run consumes commands and serves queries until ctx ends. Jobs in flight
+// when it ends are abandoned and their commands redelivered later.
+func (s *Service) Run(ctx context.Context) error {
+	if err := os.MkdirAll(s.cfg.TempDir, 0o700); err != nil {
+		return fmt.Errorf("converter: temp dir: %w", err)
+	}
+	cons, err := s.bus.ConsumeCommands(ctx, s.handle,
+		bus.AckWait(s.cfg.AckWait), bus.MaxDeliver(s.cfg.MaxDeliver), bus.Concurrency(s.cfg.Concurrency))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
+		return fmt.Errorf("converter: consume commands: %w", err)
+	}
+	defer cons.Stop() // waits for the jobs in flight, whose context ctx ends too
+	svc, err := s.bus.Serve(Version, "Fetches, inspects, converts and stores disk images; makes empty disks",
+		map[string]bus.QueryHandler{"jobs": s.queryJobs, "formats": s.queryFormats})
+	if err != nil {
+		return fmt.Errorf("converter: serve queries: %w", err)
+	}
+	defer svc.Stop()
+	s.log.Info("converter running", "temp_dir", s.cfg.TempDir, "concurrency", s.cfg.Concurrency,
+		"max_virtual_size", s.cfg.MaxVirtualSize)
+	<-ctx.Done()
+	return nil
+}
+
+// handle dispatches a command to its handler.
+func (s *Service) handle(ctx context.Context, m *bus.Msg) error {
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("slipway.service", Name))
+	switch m.Name {
+	case "import":
+		return s.handleImport(ctx, m)
+	case "create-blank":
+		return s.handleCreateBlank(ctx, m)
+	}
+	return bus.Terminal(fmt.Errorf("converter: unknown command %q (import, create-blank)", m.Subject))
+}
+
+// span starts a child span of a job phase.
+func (s *Service) span(ctx context.Context, name string, imageID int64) (context.Context, trace.Span) {
+	return s.tracer.Start(ctx, "converter."+name, trace.WithAttributes(
+		attribute.String("slipway.service", Name),
+		attribute.Int64("slipway.image_id", imageID)))
+}
+
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
+
+func idToken(imageID int64) string { return strconv.FormatInt(imageID, 10) }
+
+// queryJobs answers the jobs endpoint.
+func (s *Service) queryJobs(context.Context, []byte) (any, error) {
+	return map[string]any{"jobs": s.jobs.list()}, nil
+}
+
+// Formats is what the formats endpoint answers.
+type Formats struct {
+	Input         []string `json:"input"`
+	Output        []string `json:"output"`
+	Compression   []string `json:"compression"`
+	Decompression []string `json:"decompression"`
+	Filesystems   []string `json:"filesystems"`
+	BlankFormats  []string `json:"blank_formats"`
+	Sources       []string `json:"sources"`
+}
+
+// SupportedFormats lists what the converter reads and writes.
+func SupportedFormats() Formats {
+	return Formats{
+		Input:         []string{"raw", "qcow2", "vmdk", "vdi", "vpc", "vhdx", "iso", "luks"},
+		Output:        []string{"raw", "qcow2", "vmdk", "vdi", "vpc", "vhdx"},
+		Compression:   []string{"zstd", "zlib"},
+		Decompression: []string{source.Gzip, source.Bzip2, source.XZ, source.Zstd},
+		Filesystems:   blank.Filesystems,
+		BlankFormats:  []string{"raw", "qcow2"},
+		Sources:       []string{"s3", "http", "https"},
+	}
+}
+
+func (s *Service) queryFormats(context.Context, []byte) (any, error) { return SupportedFormats(), nil }
+
+// jobError is a failed job: where it failed and whether retrying can help.
+type jobError struct {
+	phase    schemas.ConverterPhase
+	err      error
+	terminal bool
+}
+
+func (e *jobError) Error() string { return e.err.Error() }
+func (e *jobError) Unwrap() error { return e.err }
+
+// errInvalid marks a command that is wrong as sent.
+var errInvalid = errors.New("invalid command")
+
+// failed classifies err from phase.
+func failed(phase schemas.ConverterPhase, err error) *jobError {
+	return &jobError{phase: phase, err: err, terminal: isTerminal(phase, err)}
+}
+
+// isTerminal decides whether retrying could help. Cancellation and a full
+// disk always may; network phases are terminal only for answers that will
+// not change; local phases fail the same way on the same bytes.
+func isTerminal(phase schemas.ConverterPhase, err error) bool {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return false
+	case errors.Is(err, errInvalid), errors.Is(err, inspect.ErrRefused),
+		errors.Is(err, qemuimg.ErrUnsafe), errors.Is(err, qemuimg.ErrCorrupt), errors.Is(err, qemuimg.ErrPath):
+		return true
+	case errors.Is(err, qemuimg.ErrNoSpace):
+		return false
+	}
+	var noSpace *source.NoSpaceError
+	if errors.As(err, &noSpace) {
+		return false
+	}
+	switch phase {
+	case schemas.ConverterPhaseFetch:
+		return source.IsPermanent(err)
+	case schemas.ConverterPhaseUpload:
+		return isClientError(err)
+	}
+	return true
+}

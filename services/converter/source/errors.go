@@ -1,0 +1,106 @@
+package source
+
+import (
+	"errors"
+	"fmt"
+)
+
+// permanent marks errors that a retry cannot fix: the input is wrong, not
+// the network.
+type permanent interface{ Permanent() bool }
+
+// IsPermanent reports whether err (or an error it wraps) is one that
+// retrying the fetch cannot fix: an unsupported or refused source, a 4xx
+// answer, a missing object, a checksum mismatch, corrupt compressed data or
+// a size limit. Network errors, 5xx answers and a full disk are not.
+func IsPermanent(err error) bool {
+	var p permanent
+	return errors.As(err, &p) && p.Permanent()
+}
+
+// permanentError wraps an error to mark it permanent.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string   { return e.err.Error() }
+func (e *permanentError) Unwrap() error   { return e.err }
+func (e *permanentError) Permanent() bool { return true }
+
+func permanentf(format string, args ...any) error {
+	return &permanentError{fmt.Errorf(format, args...)}
+}
+
+// ChecksumError is returned when the fetched bytes do not have the declared
+// digest.
+type ChecksumError struct {
+	Source   string
+	Expected string // "sha256:<hex>"
+	Actual   string // "sha256:<hex>"
+}
+
+func (e *ChecksumError) Error() string {
+	return fmt.Sprintf("checksum mismatch for %s: expected %s, got %s", e.Source, e.Expected, e.Actual)
+}
+
+// Permanent implements the permanent marker: the same bytes will hash the same.
+func (e *ChecksumError) Permanent() bool { return true }
+
+// HTTPStatusError is an HTTP answer that is neither the data nor a redirect.
+type HTTPStatusError struct {
+	URL        string
+	StatusCode int
+	Status     string
+}
+
+func (e *HTTPStatusError) Error() string {
+	return fmt.Sprintf("GET %s: %s", e.URL, e.Status)
+}
+
+// Permanent is true for 4xx answers other than 408 (timeout) and 429 (too
+// many requests), which say "try later".
+func (e *HTTPStatusError) Permanent() bool {
+	c := e.StatusCode
+	return c >= 400 && c < 500 && c != 408 && c != 429
+}
+
+// LimitError is returned when the decompressed data grows past MaxBytes.
+type LimitError struct{ Limit int64 }
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("decompressed data exceeds the limit of %s", HumanBytes(e.Limit))
+}
+
+// Permanent implements the permanent marker.
+func (e *LimitError) Permanent() bool { return true }
+
+// NoSpaceError is returned instead of ENOSPC when the destination file
+// system runs short. It is not permanent: space may be freed.
+type NoSpaceError struct {
+	Dir        string
+	Need, Free int64 // Need 0 when unknown
+}
+
+func (e *NoSpaceError) Error() string {
+	if e.Need > 0 {
+		return fmt.Sprintf("not enough space in %s: need %s, %s free", e.Dir, HumanBytes(e.Need), HumanBytes(e.Free))
+	}
+	return fmt.Sprintf("not enough space in %s: %s free", e.Dir, HumanBytes(e.Free))
+}
+
+// HumanBytes formats n with binary units: "64 GiB", "1.5 MiB", "512 B".
+func HumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	v := float64(n) / float64(div)
+	suffix := "KMGTPE"[exp : exp+1]
+	if n%div == 0 {
+		return fmt.Sprintf("%d %siB", n/div, suffix)
+	}
+	return fmt.Sprintf("%.1f %siB", v, suffix)
+}

@@ -1,0 +1,251 @@
+package source
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/slipway/slipway/pkg/blob"
+)
+
+// DefaultMaxBytes caps the decompressed output when Options.MaxBytes is 0.
+const DefaultMaxBytes int64 = 64 << 30
+
+// Options tune a Fetch. The zero value works for http(s) sources.
+type Options struct {
+	// Store reads s3:// sources; required for them.
+	Store *blob.Store
+	// HTTPClient fetches http(s) sources; nil means a client with
+	// connect and header timeouts but no overall one.
+	HTTPClient *http.Client
+	// Checksum is "sha256:<hex>" of the bytes as fetched, before
+	// decompression; "" skips the check.
+	Checksum string
+	// MaxBytes caps the size of the output (after decompression); 0
+	// means DefaultMaxBytes, negative means no cap.
+	MaxBytes int64
+	// Progress, when set, is called as bytes arrive with the bytes
+	// fetched so far and the total (0 when unknown).
+	Progress func(done, total int64)
+	// TempDir holds the output when dst is ""; "" means os.TempDir().
+	TempDir string
+	// Retries is how many times a failed request or dropped connection
+	// is retried over the whole fetch; 0 means 8, negative means none.
+	Retries int
+	// RetryDelay is the first backoff, doubled on each retry up to 30s;
+	// 0 means 1s.
+	RetryDelay time.Duration
+	// IdleTimeout abandons and resumes a connection that delivers no
+	// bytes for this long; 0 means 2 minutes.
+	IdleTimeout time.Duration
+}
+
+// Result describes a fetched input.
+type Result struct {
+	Path          string // the local file
+	Compression   string // None, Gzip, Bzip2, XZ or Zstd
+	FetchedBytes  int64  // bytes as fetched
+	Size          int64  // bytes of Path (after decompression)
+	SHA256Fetched string // hex SHA-256 of the fetched bytes
+}
+
+// Fetch copies src ("s3://bucket/key", "http://…", "https://…") to the
+// file dst, decompressing it on the way. dst "" makes a temporary file in
+// opts.TempDir. On error nothing is left at dst. Errors that retrying
+// cannot fix satisfy IsPermanent.
+func Fetch(ctx context.Context, src string, dst string, opts Options) (Result, error) {
+	opts = opts.withDefaults()
+	want, err := parseChecksum(opts.Checksum)
+	if err != nil {
+		return Result{}, err
+	}
+	o, err := newOrigin(src, opts)
+	if err != nil {
+		return Result{}, err
+	}
+	f, err := createOutput(dst, opts.TempDir)
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := fetchInto(ctx, o, f, opts)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close %s: %w", f.Name(), cerr)
+	}
+	if err == nil && want != "" && res.SHA256Fetched != want {
+		err = &ChecksumError{Source: o.String(), Expected: "sha256:" + want, Actual: "sha256:" + res.SHA256Fetched}
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return Result{}, err
+	}
+	return res, nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxBytes == 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	if o.Retries == 0 {
+		o.Retries = 8
+	}
+	if o.RetryDelay <= 0 {
+		o.RetryDelay = time.Second
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 2 * time.Minute
+	}
+	if o.TempDir == "" {
+		o.TempDir = os.TempDir()
+	}
+	return o
+}
+
+// parseChecksum returns the lower-case hex digest of "sha256:<hex>".
+func parseChecksum(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	algo, digest, ok := strings.Cut(s, ":")
+	if !ok || !strings.EqualFold(algo, "sha256") {
+		return "", permanentf("checksum %q: want \"sha256:<64 hex digits>\"", s)
+	}
+	digest = strings.ToLower(digest)
+	if b, err := hex.DecodeString(digest); err != nil || len(b) != sha256.Size {
+		return "", permanentf("checksum %q: want \"sha256:<64 hex digits>\"", s)
+	}
+	return digest, nil
+}
+
+func createOutput(dst, tempDir string) (*os.File, error) {
+	if dst == "" {
+		f, err := os.CreateTemp(tempDir, "fetch-*")
+		if err != nil {
+			return nil, fmt.Errorf("create temporary file in %s: %w", tempDir, err)
+		}
+		return f, nil
+	}
+	f, err := os.OpenFile(dst, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", dst, err)
+	}
+	return f, nil
+}
+
+// fetchInto runs the pipeline origin → hash → decompress → cap → f,
+// starting it over whenever the origin had to restart from byte 0.
+func fetchInto(ctx context.Context, o origin, f *os.File, opts Options) (Result, error) {
+	r := &resumer{
+		ctx: ctx, origin: o, retries: max(opts.Retries, 0),
+		delay: opts.RetryDelay, maxDelay: 30 * time.Second, idle: opts.IdleTimeout, total: -1,
+	}
+	defer r.closeBody()
+	dir := filepath.Dir(f.Name())
+	w := &sparseWriter{f: f, dir: dir}
+	buf := make([]byte, 1<<20)
+	for {
+		res, err := copyOnce(r, w, buf, opts)
+		if errors.Is(err, errRestart) || (err != nil && r.restart) {
+			if err := w.reset(); err != nil {
+				return Result{}, fmt.Errorf("restart %s: %w", f.Name(), err)
+			}
+			r.resume()
+			continue
+		}
+		if err != nil {
+			return Result{}, err
+		}
+		res.Path = f.Name()
+		return res, nil
+	}
+}
+
+// copyOnce reads the resumer from its current body to the end.
+func copyOnce(r *resumer, w *sparseWriter, buf []byte, opts Options) (Result, error) {
+	h := sha256.New()
+	in := &hashingReader{r: r, h: h, progress: opts.Progress}
+	br := bufio.NewReaderSize(in, 64<<10)
+	if _, err := br.Peek(1); err != nil && err != io.EOF {
+		return Result{}, err // nothing opened yet: the resumer's error
+	}
+	if r.total > 0 {
+		if err := ensureFree(w.dir, r.total); err != nil {
+			return Result{}, err
+		}
+	}
+	dec, comp, err := decompressor(br)
+	if err != nil {
+		return Result{}, r.explain(permanentf("%s: %w", r.origin, err))
+	}
+	defer dec.Close()
+	lim := &limitReader{r: dec, max: opts.MaxBytes}
+	if _, err := io.CopyBuffer(w, lim, buf); err != nil {
+		return Result{}, r.explain(copyError(r.origin, comp, err))
+	}
+	// Hash what may trail the compressed stream too: the checksum is of
+	// the whole input.
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		return Result{}, r.explain(err)
+	}
+	if err := w.finish(); err != nil {
+		return Result{}, fmt.Errorf("size %s: %w", w.f.Name(), err)
+	}
+	return Result{
+		Compression:   comp,
+		FetchedBytes:  in.n,
+		Size:          w.off,
+		SHA256Fetched: hex.EncodeToString(h.Sum(nil)),
+	}, nil
+}
+
+// explain prefers the resumer's own failure (network, cancellation,
+// restart) to what a decompressor made of it.
+func (r *resumer) explain(err error) error {
+	switch {
+	case r.restart:
+		return errRestart
+	case r.err != nil:
+		return r.err
+	}
+	return err
+}
+
+// copyError names corrupt compressed data as such; limit and space errors
+// pass through.
+func copyError(o origin, comp string, err error) error {
+	var lim *LimitError
+	var ns *NoSpaceError
+	if errors.As(err, &lim) || errors.As(err, &ns) || comp == None {
+		return err
+	}
+	return permanentf("%s: %s data: %w", o, comp, err)
+}
+
+// hashingReader hashes and counts the fetched bytes and reports progress.
+type hashingReader struct {
+	r        *resumer
+	h        hash.Hash
+	n        int64
+	progress func(done, total int64)
+}
+
+func (hr *hashingReader) Read(p []byte) (int, error) {
+	n, err := hr.r.Read(p)
+	if n > 0 {
+		hr.h.Write(p[:n])
+		hr.n += int64(n)
+		if hr.progress != nil {
+			hr.progress(hr.n, max(hr.r.total, 0))
+		}
+	}
+	return n, err
+}

@@ -1,0 +1,490 @@
+package source
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+func randomBytes(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func sum(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// fastOpts keeps retries quick in tests.
+func fastOpts() Options {
+	return Options{RetryDelay: 10 * time.Millisecond, TempDir: os.TempDir()}
+}
+
+// dropOnce answers the first request with the headers and half of the body,
+// then cuts the connection; later requests go to next.
+type dropOnce struct {
+	data    []byte
+	etag    string
+	dropped atomic.Bool
+	next    http.Handler
+}
+
+func (d *dropOnce) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if d.dropped.CompareAndSwap(false, true) {
+		conn, bufw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			panic(err)
+		}
+		fmt.Fprintf(bufw, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nETag: %s\r\nContent-Type: application/octet-stream\r\n\r\n", len(d.data), d.etag)
+		bufw.Write(d.data[:len(d.data)/2])
+		bufw.Flush()
+		conn.Close()
+		return
+	}
+	d.next.ServeHTTP(w, r)
+}
+
+// recorder logs the Range and If-Range headers of the requests it sees.
+type recorder struct {
+	mu     sync.Mutex
+	ranges []string
+	next   http.Handler
+}
+
+func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec.mu.Lock()
+	rec.ranges = append(rec.ranges, r.Header.Get("Range")+"|"+r.Header.Get("If-Range"))
+	rec.mu.Unlock()
+	rec.next.ServeHTTP(w, r)
+}
+
+func serveContent(data []byte, etag string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", etag)
+		http.ServeContent(w, r, "disk.img", time.Unix(1700000000, 0), bytes.NewReader(data))
+	})
+}
+
+func TestFetchHTTPResumesAfterDroppedConnection(t *testing.T) {
+	data := randomBytes(t, 3<<20)
+	etag := `"v1"`
+	rec := &recorder{next: &dropOnce{data: data, etag: etag, next: serveContent(data, etag)}}
+	srv := httptest.NewServer(rec)
+	defer srv.Close()
+
+	dst := filepath.Join(t.TempDir(), "out")
+	var lastDone, lastTotal int64
+	opts := fastOpts()
+	opts.Checksum = "sha256:" + sum(data)
+	opts.Progress = func(done, total int64) { lastDone, lastTotal = done, total }
+	res, err := Fetch(context.Background(), srv.URL+"/disk.img", dst, opts)
+	if err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	if res.SHA256Fetched != sum(data) || res.FetchedBytes != int64(len(data)) || res.Size != int64(len(data)) {
+		t.Fatalf("result %+v, want sha %s size %d", res, sum(data), len(data))
+	}
+	assertFile(t, dst, data)
+	if len(rec.ranges) != 2 {
+		t.Fatalf("requests %q, want 2", rec.ranges)
+	}
+	want := fmt.Sprintf("bytes=%d-|%s", len(data)/2, etag)
+	if rec.ranges[1] != want {
+		t.Errorf("resume request Range|If-Range = %q, want %q", rec.ranges[1], want)
+	}
+	if lastDone != int64(len(data)) || lastTotal != int64(len(data)) {
+		t.Errorf("last progress %d/%d, want %d/%d", lastDone, lastTotal, len(data), len(data))
+	}
+}
+
+func TestFetchHTTPRestartsWhenRangeIgnored(t *testing.T) {
+	data := randomBytes(t, 2<<20)
+	var full atomic.Int32
+	ignoreRange := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		full.Add(1)
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+		w.Write(data) // 200 whatever the Range says
+	})
+	srv := httptest.NewServer(&dropOnce{data: data, etag: `"x"`, next: ignoreRange})
+	defer srv.Close()
+
+	dst := filepath.Join(t.TempDir(), "out")
+	res, err := Fetch(context.Background(), srv.URL+"/disk.img", dst, fastOpts())
+	if err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	if res.SHA256Fetched != sum(data) || res.FetchedBytes != int64(len(data)) {
+		t.Fatalf("result %+v: a restart must not splice the two answers", res)
+	}
+	assertFile(t, dst, data)
+	if full.Load() != 1 {
+		t.Errorf("full answers after the drop: %d, want 1", full.Load())
+	}
+}
+
+func TestFetchHTTPRestartsWhenFileChanged(t *testing.T) {
+	old := randomBytes(t, 1<<20)
+	data := randomBytes(t, 1<<20)
+	// The file changes after the drop: If-Range must make the server send
+	// the whole new version, never its second half after the old first.
+	srv := httptest.NewServer(&dropOnce{data: old, etag: `"old"`, next: serveContent(data, `"new"`)})
+	defer srv.Close()
+	dst := filepath.Join(t.TempDir(), "out")
+	res, err := Fetch(context.Background(), srv.URL+"/d", dst, fastOpts())
+	if err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	if res.SHA256Fetched != sum(data) {
+		t.Fatalf("sha %s, want the new version's %s", res.SHA256Fetched, sum(data))
+	}
+	assertFile(t, dst, data)
+}
+
+func TestFetchHTTPStalledConnectionResumes(t *testing.T) {
+	data := randomBytes(t, 1<<20)
+	var first atomic.Bool
+	release := make(chan struct{})
+	defer close(release)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if first.CompareAndSwap(false, true) {
+			w.Header().Set("ETag", `"s"`)
+			w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+			w.Write(data[:1000])
+			w.(http.Flusher).Flush()
+			select { // stall until the test ends or the client gives up
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		serveContent(data, `"s"`).ServeHTTP(w, r)
+	})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	opts := fastOpts()
+	opts.IdleTimeout = 300 * time.Millisecond
+	res, err := Fetch(context.Background(), srv.URL+"/d", filepath.Join(t.TempDir(), "out"), opts)
+	if err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	if res.SHA256Fetched != sum(data) {
+		t.Fatalf("sha mismatch after stall")
+	}
+}
+
+func TestFetchChecksumMismatch(t *testing.T) {
+	data := randomBytes(t, 100<<10)
+	srv := httptest.NewServer(serveContent(data, `"c"`))
+	defer srv.Close()
+	wrong := strings.Repeat("ab", 32)
+	dst := filepath.Join(t.TempDir(), "out")
+	opts := fastOpts()
+	opts.Checksum = "sha256:" + wrong
+	_, err := Fetch(context.Background(), srv.URL+"/d", dst, opts)
+	var ce *ChecksumError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want a ChecksumError", err)
+	}
+	for _, d := range []string{wrong, sum(data)} {
+		if !strings.Contains(err.Error(), d) {
+			t.Errorf("error %q does not name digest %s", err, d)
+		}
+	}
+	if !IsPermanent(err) {
+		t.Error("a checksum mismatch must be permanent")
+	}
+	if _, err := os.Stat(dst); !os.IsNotExist(err) {
+		t.Errorf("dst left behind after failure: %v", err)
+	}
+}
+
+func TestFetchBadChecksumSyntax(t *testing.T) {
+	opts := fastOpts()
+	opts.Checksum = "md5:abcd"
+	_, err := Fetch(context.Background(), "http://127.0.0.1:1/x", filepath.Join(t.TempDir(), "o"), opts)
+	if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "sha256:") {
+		t.Fatalf("err = %v, want a permanent error explaining the syntax", err)
+	}
+}
+
+func TestFetchCompressions(t *testing.T) {
+	// Compressible but not trivial: text with random parts, plus a zero run
+	// that must come out as a hole.
+	var plain bytes.Buffer
+	for i := 0; i < 20000; i++ {
+		fmt.Fprintf(&plain, "line %d %x\n", i, randomBytes(t, 8))
+	}
+	plain.Write(make([]byte, 4<<20))
+	plain.WriteString("tail")
+	data := plain.Bytes()
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "plain")
+	if err := os.WriteFile(raw, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		cmd  []string
+		ext  string
+	}{
+		{None, nil, ""},
+		{Gzip, []string{"gzip", "-k", "-f"}, ".gz"},
+		{Bzip2, []string{"bzip2", "-k", "-f"}, ".bz2"},
+		{XZ, []string{"xz", "-k", "-f", "-T1"}, ".xz"},
+		{Zstd, []string{"zstd", "-q", "-f"}, ".zst"},
+	}
+	for _, c := range cases {
+		label := c.name
+		if label == None {
+			label = "none"
+		}
+		t.Run(label, func(t *testing.T) {
+			if c.cmd != nil {
+				out, err := exec.Command(c.cmd[0], append(c.cmd[1:], raw)...).CombinedOutput()
+				if err != nil {
+					t.Fatalf("%v: %v\n%s", c.cmd, err, out)
+				}
+			}
+			input, err := os.ReadFile(raw + c.ext)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(serveContent(input, `"z"`))
+			defer srv.Close()
+			dst := filepath.Join(t.TempDir(), "out")
+			opts := fastOpts()
+			opts.Checksum = "sha256:" + sum(input) // of the bytes as fetched
+			res, err := Fetch(context.Background(), srv.URL+"/f"+c.ext, dst, opts)
+			if err != nil {
+				t.Fatalf("Fetch: %v", err)
+			}
+			if res.Compression != c.name || res.Size != int64(len(data)) || res.FetchedBytes != int64(len(input)) {
+				t.Fatalf("result %+v, want compression %q size %d fetched %d", res, c.name, len(data), len(input))
+			}
+			assertFile(t, dst, data)
+			var st syscall.Stat_t
+			if err := syscall.Stat(dst, &st); err != nil {
+				t.Fatal(err)
+			}
+			if used := st.Blocks * 512; used >= int64(len(data)) {
+				t.Errorf("output uses %d bytes on disk for %d: the zero run was written, not left a hole", used, len(data))
+			}
+		})
+	}
+}
+
+func TestFetchCorruptCompressedDataIsPermanent(t *testing.T) {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(randomBytes(t, 200<<10))
+	zw.Close()
+	b := gz.Bytes()
+	b[len(b)/2] ^= 0xff
+	srv := httptest.NewServer(serveContent(b, `"g"`))
+	defer srv.Close()
+	_, err := Fetch(context.Background(), srv.URL+"/x.gz", filepath.Join(t.TempDir(), "o"), fastOpts())
+	if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "gzip") {
+		t.Fatalf("err = %v, want a permanent gzip data error", err)
+	}
+}
+
+func TestFetchGzipBombStopsAtLimit(t *testing.T) {
+	// 2 GiB of zeros, gzip'd on the fly: the server never holds it and the
+	// client must stop after MaxBytes, long before the server is done.
+	var served atomic.Int64
+	bomb := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+		zeros := make([]byte, 1<<20)
+		for i := 0; i < 2048; i++ {
+			if _, err := zw.Write(zeros); err != nil {
+				return
+			}
+			served.Add(int64(len(zeros)))
+		}
+		zw.Close()
+	})
+	srv := httptest.NewServer(bomb)
+	defer srv.Close()
+	dst := filepath.Join(t.TempDir(), "o")
+	opts := fastOpts()
+	opts.MaxBytes = 64 << 20
+	start := time.Now()
+	_, err := Fetch(context.Background(), srv.URL+"/bomb.gz", dst, opts)
+	var le *LimitError
+	if !errors.As(err, &le) || !IsPermanent(err) {
+		t.Fatalf("err = %v, want a permanent LimitError", err)
+	}
+	if want := "decompressed data exceeds the limit of 64 MiB"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not say %q", err, want)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("took %s to stop a bomb", d)
+	}
+	if n := served.Load(); n >= 2<<30 {
+		t.Errorf("server produced all %d bytes: the client did not stop early", n)
+	}
+	if _, err := os.Stat(dst); !os.IsNotExist(err) {
+		t.Errorf("dst left behind: %v", err)
+	}
+}
+
+func TestFetchRefusesLocalAndUnknownSources(t *testing.T) {
+	cases := map[string]string{
+		"ftp://example.com/x":  `unsupported source scheme "ftp"; use s3://, http:// or https://`,
+		"file:///etc/passwd":   "file://",
+		"/etc/passwd":          "local path",
+		"../../etc/passwd":     "local path",
+		"etc/passwd":           "local path",
+		"s3://bucket/key":      "no object store",
+		"":                     "empty source",
+		"gopher://example.com": `unsupported source scheme "gopher"`,
+	}
+	for src, want := range cases {
+		_, err := Fetch(context.Background(), src, filepath.Join(t.TempDir(), "o"), fastOpts())
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Fetch(%q) err = %v, want it to contain %q", src, err, want)
+		}
+	}
+}
+
+func TestFetchHTTPStatusErrors(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	_, err := Fetch(context.Background(), srv.URL+"/missing", filepath.Join(t.TempDir(), "o"), fastOpts())
+	var se *HTTPStatusError
+	if !errors.As(err, &se) || se.StatusCode != 404 || !IsPermanent(err) {
+		t.Fatalf("err = %v, want a permanent 404", err)
+	}
+	if calls.Load() != 1 {
+		t.Errorf("a 404 was retried: %d requests", calls.Load())
+	}
+}
+
+func TestFetchHTTPRetriesServerErrors(t *testing.T) {
+	data := randomBytes(t, 10<<10)
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 2 {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		serveContent(data, `"e"`).ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	res, err := Fetch(context.Background(), srv.URL+"/d", "", fastOpts())
+	if err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	defer os.Remove(res.Path)
+	assertFile(t, res.Path, data)
+
+	// Out of retries: the 503 is reported, and it is not permanent.
+	calls.Store(-100)
+	opts := fastOpts()
+	opts.Retries = 2
+	_, err = Fetch(context.Background(), srv.URL+"/d", "", opts)
+	if err == nil || IsPermanent(err) || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("err = %v, want a retryable 503 error", err)
+	}
+}
+
+func TestHumanBytes(t *testing.T) {
+	for n, want := range map[int64]string{512: "512 B", 64 << 30: "64 GiB", 3 << 19: "1.5 MiB", 1 << 40: "1 TiB"} {
+		if got := HumanBytes(n); got != want {
+			t.Errorf("HumanBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func assertFile(t *testing.T, path string, want []byte) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != int64(len(want)) || hex.EncodeToString(h.Sum(nil)) != sum(want) {
+		t.Fatalf("%s: %d bytes with sha %x, want %d bytes with sha %s", path, n, h.Sum(nil), len(want), sum(want))
+	}
+}
+
+func TestFetchNotEnoughSpace(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(int64(1)<<50)) // 1 PiB announced
+		w.Write(make([]byte, 4096))
+		w.(http.Flusher).Flush()
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	_, err := Fetch(context.Background(), srv.URL+"/huge", filepath.Join(dir, "o"), fastOpts())
+	var ns *NoSpaceError
+	if !errors.As(err, &ns) || !strings.Contains(err.Error(), "not enough space in "+dir) {
+		t.Fatalf("err = %v, want not enough space in %s", err, dir)
+	}
+	if IsPermanent(err) {
+		t.Error("a full disk may be freed: not permanent")
+	}
+}
+
+func TestXZDictionaryLimit(t *testing.T) {
+	// xz -9 asks for 64 MiB (accepted); a 1 GiB dictionary is refused
+	// before the decoder allocates it.
+	if d := lzma2Dict(28); d != 64<<20 {
+		t.Fatalf("lzma2Dict(28) = %d, want 64 MiB", d)
+	}
+	small := compressWith(t, []string{"xz", "-9", "-T1", "-c"}, []byte("hello"))
+	if err := checkXZDict(bufio.NewReader(bytes.NewReader(small))); err != nil {
+		t.Fatalf("xz -9 refused: %v", err)
+	}
+	big := compressWith(t, []string{"xz", "--lzma2=dict=1GiB", "-T1", "-c"}, []byte("hello"))
+	srv := httptest.NewServer(serveContent(big, `"x"`))
+	defer srv.Close()
+	_, err := Fetch(context.Background(), srv.URL+"/x.xz", filepath.Join(t.TempDir(), "o"), fastOpts())
+	if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "dictionary of 1 GiB exceeds") {
+		t.Fatalf("err = %v, want the dictionary refused", err)
+	}
+}
+
+func compressWith(t *testing.T, cmd []string, data []byte) []byte {
+	t.Helper()
+	c := exec.Command(cmd[0], cmd[1:]...)
+	c.Stdin = bytes.NewReader(data)
+	out, err := c.Output()
+	if err != nil {
+		t.Fatalf("%v: %v", cmd, err)
+	}
+	return out
+}
