@@ -16,7 +16,7 @@ export SLIPWAY_S3_ACCESS_KEY=slipway SLIPWAY_S3_SECRET_KEY=slipway-secret
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "starting the stack: embedded NATS JetStream + MinIO + catalog + converter"
-"$BIN/slipway" up --data-dir "$DATA" --nats-port "$NATS_PORT" --s3-port "$S3_PORT" >"$DATA/up.log" 2>&1 &
+"$BIN/slipway" up --data-dir "$DATA" --nats-port "$NATS_PORT" --minio-address "127.0.0.1:$S3_PORT" >"$DATA/up.log" 2>&1 &
 UP_PID=$!
 cleanup() {
 	if kill -0 "$UP_PID" 2>/dev/null; then

@@ -57,7 +57,9 @@ func (b *Bus) RunDeadLetter(ctx context.Context) (Stopper, error) {
 		}
 		d.subs = append(d.subs, sub)
 	}
-	if err := b.nc.FlushWithContext(ctx); err != nil {
+	// nats.go refuses FlushWithContext without a deadline; ctx is the
+	// forwarder's whole life, so bound only the flush.
+	if err := b.nc.FlushTimeout(5 * time.Second); err != nil {
 		d.Stop()
 		return nil, fmt.Errorf("bus: dead letters: %w", err)
 	}

@@ -115,9 +115,12 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 // Run consumes commands and serves queries until ctx ends. Jobs in flight
 // when it ends are abandoned and their commands redelivered later.
 func (s *Service) Run(ctx context.Context) error {
-	if err := os.MkdirAll(s.cfg.TempDir, 0o700); err != nil {
-		return fmt.Errorf("converter: temp dir: %w", err)
+	work, release, err := claimWorkDir(s.cfg.TempDir)
+	if err != nil {
+		return fmt.Errorf("converter: %w", err)
 	}
+	defer release() // after the jobs in flight have stopped (defers run last-first)
+	s.cfg.TempDir = work
 	cons, err := s.bus.ConsumeCommands(ctx, s.handle,
 		bus.AckWait(s.cfg.AckWait), bus.MaxDeliver(s.cfg.MaxDeliver), bus.Concurrency(s.cfg.Concurrency))
 	if err != nil {

@@ -1,0 +1,327 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/nats-io/nats.go"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/catalog"
+	"github.com/slipway/slipway/services/converter"
+	"github.com/slipway/slipway/tools/slipway/cli"
+)
+
+// stack is one whole Slipway: a real in-process nats-server, a real MinIO
+// process, the catalog and the converter, each on its own bus connection.
+type stack struct {
+	t        *testing.T
+	natsURL  string
+	s3       testenv.S3
+	store    *blob.Store
+	nc       *nats.Conn
+	ctx      context.Context
+	services sync.WaitGroup
+
+	converterCancel context.CancelFunc
+}
+
+type stackOptions struct {
+	// noConverter leaves the converter out so a test can run it as a process.
+	noConverter    bool
+	maxVirtualSize int64
+}
+
+func newStack(t *testing.T, opts stackOptions) *stack {
+	t.Helper()
+	natsURL, _ := testenv.NATS(t)
+	s3 := testenv.MinIO(t)
+	store, err := blob.New(s3.BlobConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &stack{t: t, natsURL: natsURL, s3: s3, store: store, ctx: ctx}
+	t.Cleanup(func() {
+		cancel()
+		s.services.Wait()
+	})
+
+	s.nc, err = nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.nc.Close)
+
+	cat := s.connect("catalog")
+	if err := cat.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.run("catalog", func(ctx context.Context) error {
+		return catalog.New(cat, store, catalog.Config{VerifyDigest: true}).Run(ctx)
+	})
+	if !opts.noConverter {
+		s.startConverter(opts.maxVirtualSize)
+	}
+	s.waitForService("catalog")
+	return s
+}
+
+func (s *stack) connect(service string) *bus.Bus {
+	s.t.Helper()
+	b, err := bus.Connect(s.ctx, bus.Config{URL: s.natsURL, Service: service})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(b.Close)
+	return b
+}
+
+func (s *stack) run(name string, fn func(ctx context.Context) error) {
+	s.services.Add(1)
+	go func() {
+		defer s.services.Done()
+		if err := fn(s.ctx); err != nil && s.ctx.Err() == nil {
+			s.t.Errorf("%s stopped: %v", name, err)
+		}
+	}()
+}
+
+func (s *stack) startConverter(maxVirtualSize int64) {
+	b := s.connect("converter")
+	ctx, cancel := context.WithCancel(s.ctx)
+	s.converterCancel = cancel
+	cfg := converter.Config{TempDir: s.t.TempDir(), MaxVirtualSize: maxVirtualSize}
+	s.services.Add(1)
+	go func() {
+		defer s.services.Done()
+		if err := converter.New(b, s.store, cfg).Run(ctx); err != nil && ctx.Err() == nil {
+			s.t.Errorf("converter stopped: %v", err)
+		}
+	}()
+	s.waitForService("converter")
+}
+
+// waitForService waits until the service answers NATS micro's PING.
+func (s *stack) waitForService(name string) {
+	s.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		msg, err := s.nc.Request("$SRV.PING."+name, nil, 500*time.Millisecond)
+		if err == nil && len(msg.Data) > 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.t.Fatalf("service %s did not come up", name)
+}
+
+// slipway runs the CLI in-process against this stack, the way a user would.
+func (s *stack) slipway(args ...string) (stdout, stderr string, code int) {
+	s.t.Helper()
+	var out, errb bytes.Buffer
+	full := append([]string{
+		"--nats-url", s.natsURL,
+		"--s3-endpoint", s.s3.Endpoint,
+		"--s3-access-key", s.s3.AccessKey,
+		"--s3-secret-key", s.s3.SecretKey,
+	}, args...)
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Minute)
+	defer cancel()
+	code = cli.Execute(ctx, full, &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+// mustSlipway runs the CLI and fails the test unless it exits 0.
+func (s *stack) mustSlipway(args ...string) string {
+	s.t.Helper()
+	out, errOut, code := s.slipway(args...)
+	if code != 0 {
+		s.t.Fatalf("slipway %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+// create runs `slipway image create ... --wait` and returns the image ID and
+// the exit code (0 READY, non-zero ERROR).
+func (s *stack) create(args ...string) (id int64, out string, code int) {
+	s.t.Helper()
+	stdout, stderr, code := s.slipway(append([]string{"image", "create", "--wait"}, args...)...)
+	out = stdout + stderr
+	if _, err := fmt.Sscanf(idLine(stdout), "ID: %d", &id); err != nil {
+		s.t.Fatalf("no ID line in create output (exit %d):\n%s", code, out)
+	}
+	return id, out, code
+}
+
+func idLine(out string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "ID: ") {
+			return l
+		}
+	}
+	return ""
+}
+
+// show returns the catalog's record of an image through `slipway image show --json`.
+func (s *stack) show(id int64) schemas.Image {
+	s.t.Helper()
+	out := s.mustSlipway("image", "show", fmt.Sprint(id), "--json")
+	var img schemas.Image
+	if err := json.Unmarshal([]byte(out), &img); err != nil {
+		s.t.Fatalf("image show --json: %v\n%s", err, out)
+	}
+	return img
+}
+
+// waitState polls the catalog until the image leaves LOCKED.
+func (s *stack) waitSettled(id int64, timeout time.Duration) schemas.Image {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		img := s.show(id)
+		if img.State != "LOCKED" {
+			return img
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("image %d still LOCKED after %s", id, timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// objectSHA256 reads an s3:// object back with minio-go and hashes it.
+func (s *stack) objectSHA256(url string) (string, int64) {
+	s.t.Helper()
+	bucket, key, err := blob.ParseURL(url)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	obj, err := s.store.Client().GetObject(s.ctx, bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer obj.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, obj)
+	if err != nil {
+		s.t.Fatalf("read %s: %v", url, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n
+}
+
+// objects lists every object in every bucket as s3:// URLs.
+func (s *stack) objects() []string {
+	s.t.Helper()
+	buckets, err := s.store.Client().ListBuckets(s.ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var urls []string
+	for _, b := range buckets {
+		for o := range s.store.Client().ListObjects(s.ctx, b.Name, minio.ListObjectsOptions{Recursive: true}) {
+			if o.Err != nil {
+				s.t.Fatal(o.Err)
+			}
+			urls = append(urls, blob.URL(b.Name, o.Key))
+		}
+	}
+	return urls
+}
+
+// incompleteUploads counts multipart uploads left open in every bucket.
+func (s *stack) incompleteUploads() int {
+	s.t.Helper()
+	buckets, err := s.store.Client().ListBuckets(s.ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	n := 0
+	for _, b := range buckets {
+		for u := range s.store.Client().ListIncompleteUploads(s.ctx, b.Name, "", true) {
+			if u.Err == nil {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// qemuImg runs the real qemu-img and fails the test on error.
+func qemuImg(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("qemu-img", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("qemu-img %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// writeRandomRaw makes a raw disk of size bytes whose first half is
+// pseudo-random data, so conversions have real work to do.
+func writeRandomRaw(t *testing.T, path string, size int64) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	seed := sha256.Sum256([]byte(path))
+	for off := int64(0); off < size/2; off += int64(len(buf)) {
+		for i := 0; i < len(buf); i += 32 {
+			seed = sha256.Sum256(seed[:])
+			copy(buf[i:], seed[:])
+		}
+		if _, err := f.WriteAt(buf, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func fileSHA256(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// download copies an s3:// object to a local file.
+func (s *stack) download(url, path string) {
+	s.t.Helper()
+	bucket, key, err := blob.ParseURL(url)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := s.store.Client().FGetObject(s.ctx, bucket, key, path, minio.GetObjectOptions{}); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func tempPath(t *testing.T, name string) string { return filepath.Join(t.TempDir(), name) }

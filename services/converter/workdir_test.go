@@ -1,0 +1,41 @@
+package converter
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// A converter killed mid-job leaves its work directory; the next one to start
+// removes it, and never removes a live converter's directory.
+func TestClaimWorkDirSweepsDeadConverters(t *testing.T) {
+	root := t.TempDir()
+	dead := filepath.Join(root, workDirPrefix+"dead")
+	if err := os.MkdirAll(filepath.Join(dead, "import-3-x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dead, "import-3-x", "input"), []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	live, releaseLive, err := claimWorkDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Errorf("dead converter's work dir still there: %v", err)
+	}
+	other, releaseOther, err := claimWorkDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("a second converter removed the live one's work dir: %v", err)
+	}
+	releaseOther()
+	releaseLive()
+	for _, d := range []string{live, other} {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("%s not removed on release", d)
+		}
+	}
+}

@@ -1,0 +1,312 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/spf13/cobra"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/tools/slipway/render"
+)
+
+// UploadBucket is where the CLI stages local files for the catalog, which
+// deletes them once the import is done.
+const UploadBucket = "slipway-uploads"
+
+func newCreateCmd(g *globals) *cobra.Command {
+	var (
+		f       createFlags
+		wait    bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "create [flags] [TEMPLATE_FILE]",
+		Short: "Register an image from a file, a URL or as an empty DATABLOCK",
+		Long: `Register an image, like oneimage create. The data comes from --path: a local
+file (or - for standard input), which is uploaded to S3 first, an http(s)://
+URL or an s3://bucket/key object; or, for an empty DATABLOCK, from --size.
+
+An image template in OpenNebula syntax may be given instead of or as well as
+flags (NAME, PATH, DESCRIPTION, TYPE, PERSISTENT, DEV_PREFIX, TARGET, SIZE,
+FORMAT, FS; any other attribute is kept as an image attribute); flags
+override the template.
+
+Prints "ID: N" once the catalog has registered the image. With --wait it then
+follows the import and exits non-zero if the image ends in ERROR.`,
+		Example: `  slipway image create --name alpine --path ./alpine.qcow2 --wait
+  slipway image create --name ubuntu --path https://host/noble.img --format qcow2 --compression zstd
+  slipway image create --name scratch --type DATABLOCK --size 1024 --fs ext4
+  slipway image create image.tmpl --persistent`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var tmpl map[string]string
+			if len(args) == 1 {
+				t, err := readTemplateFile(args[0], g.io.in)
+				if err != nil {
+					return err
+				}
+				tmpl = t
+			}
+			spec, err := buildCreate(tmpl, f, cmd.Flags().Changed)
+			if err != nil {
+				return &ExitError{Code: 2, Err: fmt.Errorf("image create: %w", err)}
+			}
+			return g.create(cmd.Context(), spec, wait, timeout)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.name, "name", "", "image name")
+	fl.StringVarP(&f.datastore, "datastore", "d", "default", "datastore (default; files for KERNEL, RAMDISK, CONTEXT)")
+	fl.StringVar(&f.description, "description", "", "free text")
+	fl.StringVar(&f.typ, "type", "", "OS|CDROM|DATABLOCK|KERNEL|RAMDISK|CONTEXT (default OS)")
+	fl.BoolVar(&f.persistent, "persistent", false, "make the image persistent")
+	fl.StringVar(&f.devPrefix, "prefix", "", "device prefix (hd, sd, vd, xvd), as oneimage names it; the subject prefix comes from $SLIPWAY_PREFIX here")
+	fl.StringVar(&f.devPrefix, "dev-prefix", "", "same as --prefix")
+	fl.StringVar(&f.target, "target", "", "device target, e.g. vda")
+	fl.StringVar(&f.path, "path", "", "local file, - (stdin), http(s):// URL or s3://bucket/key")
+	fl.Int64Var(&f.sizeMiB, "size", 0, "size in MiB of an empty DATABLOCK")
+	fl.StringVar(&f.format, "format", "", "stored format: raw|qcow2|vmdk|vdi|vpc|vhdx (default: keep the detected one)")
+	fl.StringVar(&f.sourceFormat, "source-format", "", "declared format of the input; must match what inspection finds")
+	fl.StringVar(&f.fs, "fs", "", "filesystem of an empty DATABLOCK: ext2|ext3|ext4|xfs")
+	fl.StringVar(&f.compression, "compression", "", "qcow2 compression: zstd|zlib")
+	fl.StringVar(&f.checksum, "checksum", "", "expected sha256:<hex> of the input")
+	fl.StringArrayVar(&f.attrs, "attr", nil, "attribute KEY=VALUE (repeatable)")
+	fl.BoolVar(&wait, "wait", false, "follow the import until READY or ERROR")
+	fl.DurationVar(&timeout, "timeout", 0, "give up after this long (0: 1m for the registration; no limit with --wait)")
+	return cmd
+}
+
+func readTemplateFile(name string, stdin io.Reader) (map[string]string, error) {
+	var r io.Reader = stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("image template: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	t, err := parseTemplate(r)
+	if err != nil {
+		return nil, fmt.Errorf("image template %s: %w", name, err)
+	}
+	return t, nil
+}
+
+// create uploads a local path if there is one, publishes the create
+// command and waits for the catalog's answer (and with wait, the end of
+// the import).
+func (g *globals) create(ctx context.Context, spec schemas.ImageCreate, wait bool, timeout time.Duration) error {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	b, err := g.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	var staged *blob.Info
+	var store *blob.Store
+	if kind, _ := classifyPath(spec.Path); spec.Path != "" && kind != pathURL {
+		store, err = blob.New(g.blobConfig())
+		if err != nil {
+			return fmt.Errorf("s3 %s: %w", g.s3Endpoint, err)
+		}
+		info, err := g.upload(ctx, store, spec.Path, spec.Checksum)
+		if err != nil {
+			return err
+		}
+		staged = &info
+		spec.Path, spec.Staged = info.URL(), true
+	}
+	unstage := func() {
+		if staged != nil {
+			_ = store.Delete(context.WithoutCancel(ctx), staged.Bucket, staged.Key)
+		}
+	}
+
+	filter := "catalog.>"
+	if wait {
+		filter = ">" // progress comes from the converter
+	}
+	w, err := watch(b.Conn(), b.Prefix(), filter)
+	if err != nil {
+		unstage()
+		return err
+	}
+	defer w.close()
+	env, err := b.Command(ctx, "catalog", "image-create", spec)
+	if err != nil {
+		unstage()
+		return err
+	}
+	acceptCtx := ctx
+	if timeout == 0 {
+		var cancel context.CancelFunc
+		acceptCtx, cancel = context.WithTimeout(ctx, defaultActionTimeout)
+		defer cancel()
+	}
+	ev, err := awaitOutcome(acceptCtx, w, env.CorrelationID, func(ev event) bool { return ev.Name == "image-created" }, nil, 0)
+	if err != nil {
+		var f *failedError
+		if errors.As(err, &f) && ev.ID != "" && !isImageID(ev.ID) {
+			unstage() // rejected before any image owned the upload
+		}
+		return fmt.Errorf("image create: %w", err)
+	}
+	var img render.Image
+	if err := ev.decode(&img); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.io.out, "ID: %d\n", img.ID)
+	if !wait {
+		return nil
+	}
+	return g.follow(ctx, b, w, img)
+}
+
+func isImageID(s string) bool {
+	_, err := strconv.ParseInt(s, 10, 64)
+	return err == nil
+}
+
+// upload streams a local file (or stdin for "-") to the upload bucket.
+func (g *globals) upload(ctx context.Context, store *blob.Store, path, checksum string) (blob.Info, error) {
+	var (
+		r    io.Reader
+		size int64 = -1
+		base       = "stdin"
+	)
+	if path == "-" {
+		r = g.io.in
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return blob.Info{}, fmt.Errorf("--path: %w", err)
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return blob.Info{}, fmt.Errorf("--path: %w", err)
+		}
+		if !fi.Mode().IsRegular() {
+			return blob.Info{}, fmt.Errorf("--path %q: not a regular file (use - to read standard input)", path)
+		}
+		r, size, base = f, fi.Size(), filepath.Base(path)
+	}
+	if err := store.EnsureBucket(ctx, UploadBucket); err != nil {
+		return blob.Info{}, fmt.Errorf("s3 %s: %w", g.s3Endpoint, err)
+	}
+	key := "uploads/" + uuid.NewString() + "/" + base
+	bar := newProgressView(g.io.err, "")
+	opts := []blob.PutOption{blob.Progress(func(done int64) { bar.update("upload", done, max(size, 0), time.Now()) })}
+	if hex, ok := stripSHA256(checksum); ok {
+		opts = append(opts, blob.ExpectSHA256(hex))
+	}
+	info, err := store.Put(ctx, UploadBucket, key, r, size, opts...)
+	bar.done()
+	if err != nil {
+		return blob.Info{}, fmt.Errorf("upload %s to s3://%s/%s: %w", path, UploadBucket, key, err)
+	}
+	fmt.Fprintf(g.io.err, "uploaded %s (%s) to %s\n", base, render.HumanSize(info.Size), info.URL())
+	return info, nil
+}
+
+func stripSHA256(checksum string) (string, bool) {
+	if len(checksum) == len("sha256:")+64 && checksum[:7] == "sha256:" {
+		return checksum[7:], true
+	}
+	return "", false
+}
+
+// follow watches image img until it is READY or ERROR. Events drive it; a
+// periodic show covers events a slow terminal made the subscription drop.
+func (g *globals) follow(ctx context.Context, b *bus.Bus, w *watcher, img render.Image) error {
+	id := strconv.Itoa(img.ID)
+	bar := newProgressView(g.io.err, "image "+id)
+	defer bar.done()
+	poll := time.NewTicker(5 * time.Second)
+	defer poll.Stop()
+	state := img.State
+	for {
+		switch state {
+		case string(schemas.ImageStateReady):
+			bar.done()
+			return g.finishReady(ctx, b, int64(img.ID))
+		case string(schemas.ImageStateError):
+			bar.done()
+			return g.finishError(ctx, b, int64(img.ID), "")
+		}
+		select {
+		case <-ctx.Done():
+			bar.done()
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("image %d: still %s when the timeout passed; it goes on (slipway image show %d)", img.ID, state, img.ID)
+			}
+			return fmt.Errorf("image %d: stopped watching; the import goes on (slipway image show %d)", img.ID, img.ID)
+		case m := <-w.events():
+			ev, ok := w.parse(m)
+			if !ok || ev.ID != id {
+				continue
+			}
+			switch {
+			case ev.Service == "converter" && ev.Name == "progress":
+				var p schemas.ConverterProgress
+				if ev.decode(&p) == nil {
+					bar.update(string(p.Phase), p.BytesDone, p.BytesTotal, time.Now())
+				}
+			case ev.Service == "catalog" && ev.Name == "state-changed":
+				var sc schemas.StateChanged
+				if ev.decode(&sc) == nil {
+					if sc.To == schemas.ImageStateError {
+						bar.done()
+						return g.finishError(ctx, b, int64(img.ID), sc.Error)
+					}
+					state = string(sc.To)
+				}
+			case ev.Service == "catalog" && ev.Name == "image-deleted":
+				return &ExitError{Code: 1, Err: fmt.Errorf("image %d was deleted while it was imported", img.ID)}
+			}
+		case <-poll.C:
+			if cur, err := showImage(ctx, b, int64(img.ID)); err == nil {
+				state = cur.State
+			}
+		}
+	}
+}
+
+func (g *globals) finishReady(ctx context.Context, b *bus.Bus, id int64) error {
+	img, err := showImage(ctx, b, id)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.io.out, "image %d: READY format %s size %s (%d bytes) sha256 %s\n",
+		id, img.Format, render.HumanSize(img.Size), img.Size, img.SHA256)
+	return nil
+}
+
+func (g *globals) finishError(ctx context.Context, b *bus.Bus, id int64, msg string) error {
+	if msg == "" {
+		if img, err := showImage(ctx, b, id); err == nil {
+			msg = img.Error
+		}
+	}
+	if msg == "" {
+		msg = "no reason recorded"
+	}
+	fmt.Fprintf(g.io.err, "image %d: ERROR: %s\n", id, msg)
+	return &ExitError{Code: 1}
+}

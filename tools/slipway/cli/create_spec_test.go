@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/slipway/slipway/schemas"
+)
+
+func changedSet(names ...string) func(string) bool {
+	return func(n string) bool {
+		for _, x := range names {
+			if x == n {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func TestBuildCreateFlagsOverrideTemplate(t *testing.T) {
+	tmpl := map[string]string{
+		"NAME": "from-template", "PATH": "https://example.test/a.img", "DESCRIPTION": "tmpl desc",
+		"TYPE": "cdrom", "PERSISTENT": "YES", "DEV_PREFIX": "hd", "TARGET": "hda", "FORMAT": "QCOW2",
+		"LUKS_SECRET": "abc", "OS_FLAVOUR": "alpine",
+	}
+	f := createFlags{name: "from-flag", datastore: "default", devPrefix: "vd", typ: "OS",
+		attrs: []string{"os_flavour=debian", "extra=1"}}
+	c, err := buildCreate(tmpl, f, changedSet("name", "prefix", "type"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := schemas.ImageCreate{
+		Name: "from-flag", Datastore: "default", Description: "tmpl desc", Type: "OS",
+		Persistent: true, DevPrefix: "vd", Target: "hda", Path: "https://example.test/a.img",
+		Format:     "qcow2",
+		Attributes: map[string]string{"LUKS_SECRET": "abc", "OS_FLAVOUR": "debian", "EXTRA": "1"},
+	}
+	if c.Name != want.Name || c.Datastore != want.Datastore || c.Description != want.Description ||
+		c.Type != want.Type || c.Persistent != want.Persistent || c.DevPrefix != want.DevPrefix ||
+		c.Target != want.Target || c.Path != want.Path || c.Format != want.Format {
+		t.Errorf("merged = %+v\nwant     %+v", c, want)
+	}
+	if len(c.Attributes) != len(want.Attributes) {
+		t.Errorf("attributes = %v, want %v", c.Attributes, want.Attributes)
+	}
+	for k, v := range want.Attributes {
+		if c.Attributes[k] != v {
+			t.Errorf("attribute %s = %q, want %q", k, c.Attributes[k], v)
+		}
+	}
+}
+
+func TestBuildCreatePersistentFlagBeatsTemplate(t *testing.T) {
+	tmpl := map[string]string{"NAME": "x", "SIZE": "64", "PERSISTENT": "yes", "TYPE": "DATABLOCK", "FS": "EXT4"}
+	c, err := buildCreate(tmpl, createFlags{datastore: "default", persistent: false}, changedSet("persistent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Persistent || c.SizeMiB != 64 || c.FS != "ext4" || c.Type != "DATABLOCK" {
+		t.Errorf("got %+v", c)
+	}
+}
+
+func TestBuildCreateFileTypesGoToFilesDatastore(t *testing.T) {
+	c, err := buildCreate(nil, createFlags{name: "k", typ: "KERNEL", path: "s3://b/k", datastore: "default"}, changedSet("name", "type", "path"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Datastore != "files" {
+		t.Errorf("KERNEL datastore = %q, want files", c.Datastore)
+	}
+	c, _ = buildCreate(nil, createFlags{name: "k", typ: "KERNEL", path: "s3://b/k", datastore: "default"}, changedSet("name", "type", "path", "datastore"))
+	if c.Datastore != "default" {
+		t.Errorf("explicit --datastore overridden: %q", c.Datastore)
+	}
+}
+
+func TestBuildCreateRefusals(t *testing.T) {
+	cases := []struct {
+		name string
+		tmpl map[string]string
+		f    createFlags
+		want string
+	}{
+		{"no name", nil, createFlags{path: "x.img"}, "a name is required"},
+		{"no data", nil, createFlags{name: "a"}, "give --path"},
+		{"path and size", nil, createFlags{name: "a", path: "x", sizeMiB: 5}, "not both"},
+		{"bad type", nil, createFlags{name: "a", sizeMiB: 1, typ: "FLOPPY"}, `type "FLOPPY"`},
+		{"bad format", nil, createFlags{name: "a", path: "x", format: "qed"}, `format "qed"`},
+		{"bad compression", nil, createFlags{name: "a", path: "x", compression: "lz4"}, "--compression"},
+		{"bad checksum", nil, createFlags{name: "a", path: "x", checksum: "md5:abc"}, "--checksum"},
+		{"ftp scheme", nil, createFlags{name: "a", path: "ftp://host/x.img"}, `scheme "ftp" is not supported`},
+		{"s3 without key", nil, createFlags{name: "a", path: "s3://bucket"}, "want s3://bucket/key"},
+		{"bad template size", map[string]string{"NAME": "a", "SIZE": "big"}, createFlags{}, "template SIZE"},
+		{"bad template persistent", map[string]string{"NAME": "a", "PATH": "x", "PERSISTENT": "maybe"}, createFlags{}, "PERSISTENT"},
+		{"bad attr", nil, createFlags{name: "a", path: "x", attrs: []string{"novalue"}}, "want KEY=VALUE"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := buildCreate(c.tmpl, c.f, func(string) bool { return false })
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("err = %v, want it to mention %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestChecksumNormalized(t *testing.T) {
+	hex := strings.Repeat("AB", 32)
+	c, err := buildCreate(nil, createFlags{name: "a", path: "x", checksum: "SHA256:" + hex}, func(string) bool { return false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Checksum != "sha256:"+strings.ToLower(hex) {
+		t.Errorf("checksum = %q", c.Checksum)
+	}
+}
+
+func TestClassifyPath(t *testing.T) {
+	cases := map[string]pathKind{
+		"-": pathStdin, "disk.qcow2": pathLocal, "./a:b.img": pathLocal, "/tmp/x": pathLocal,
+		"http://h/x": pathURL, "HTTPS://h/x": pathURL, "s3://bucket/key/x": pathURL,
+	}
+	for p, want := range cases {
+		got, err := classifyPath(p)
+		if err != nil || got != want {
+			t.Errorf("classifyPath(%q) = %v, %v; want %v", p, got, err, want)
+		}
+	}
+	for _, p := range []string{"file:///etc/passwd", "docker://alpine", "https://", "s3:///key"} {
+		if _, err := classifyPath(p); err == nil {
+			t.Errorf("classifyPath(%q) accepted", p)
+		}
+	}
+}

@@ -1,0 +1,334 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/tools/slipway/render"
+)
+
+// defaultActionTimeout bounds the wait for the catalog's answer to a
+// command other than a --wait create.
+const defaultActionTimeout = time.Minute
+
+func newImageCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "Manage images (like OpenNebula's oneimage)",
+		// cobra shows help and succeeds for an unknown subcommand of a
+		// command without Run; a typo must fail instead.
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+			}
+			return cmd.Help()
+		},
+	}
+	cmd.AddCommand(
+		newCreateCmd(g),
+		newListCmd(g),
+		newShowCmd(g),
+		newTopCmd(g),
+		newRefCmd(g, "delete", "Delete an image and its data", "image-delete"),
+		newRefCmd(g, "enable", "Enable a disabled image", "image-enable"),
+		newRefCmd(g, "disable", "Disable an image: no new VM may use it", "image-disable"),
+		newRefCmd(g, "persistent", "Make an image persistent", "image-persistent"),
+		newRefCmd(g, "nonpersistent", "Make an image non-persistent", "image-nonpersistent"),
+		newRenameCmd(g),
+		newUpdateCmd(g),
+	)
+	return cmd
+}
+
+func newListCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List images (ID USER GROUP NAME DATASTORE SIZE TYPE PER STAT RVMS)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, err := g.connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			images, err := listImages(cmd.Context(), b)
+			if err != nil {
+				return err
+			}
+			slices.SortFunc(images, func(a, b render.Image) int { return a.ID - b.ID })
+			if asJSON {
+				if images == nil {
+					images = []render.Image{}
+				}
+				return render.JSON(g.io.out, images)
+			}
+			return render.List(g.io.out, images)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
+	return cmd
+}
+
+func newShowCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show ID|NAME",
+		Short: "Show one image",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			b, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			id, err := resolve(ctx, b, args[0])
+			if err != nil {
+				return err
+			}
+			img, err := showImage(ctx, b, id)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return render.JSON(g.io.out, img)
+			}
+			return render.Show(g.io.out, img, nil)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON object")
+	return cmd
+}
+
+// action is one catalog command about an existing image.
+type action struct {
+	verb    string
+	payload func(id int64) any
+	// reached tells whether img already is what the command asks for. The
+	// catalog publishes nothing for a command that changes nothing, so
+	// this both skips such a command and ends the wait should the change
+	// be seen before (or instead of) its event.
+	reached func(img render.Image) bool
+}
+
+func refAction(verb string) action {
+	a := action{verb: verb, payload: func(id int64) any { return schemas.ImageRef{ID: id} }}
+	switch verb {
+	case "image-enable":
+		a.reached = func(img render.Image) bool { return img.State == string(schemas.ImageStateReady) }
+	case "image-disable":
+		a.reached = func(img render.Image) bool { return img.State == string(schemas.ImageStateDisabled) }
+	case "image-persistent":
+		a.reached = func(img render.Image) bool { return img.Persistent }
+	case "image-nonpersistent":
+		a.reached = func(img render.Image) bool { return !img.Persistent }
+	}
+	return a
+}
+
+// newRefCmd makes a command whose only argument is the image: delete,
+// enable, disable, persistent, nonpersistent.
+func newRefCmd(g *globals, use, short, verb string) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   use + " ID|NAME",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.act(cmd.Context(), args[0], timeout, refAction(verb))
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", defaultActionTimeout, "how long to wait for the catalog's answer")
+	return cmd
+}
+
+func newRenameCmd(g *globals) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "rename ID|NAME NEW_NAME",
+		Short: "Rename an image",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.act(cmd.Context(), args[0], timeout, action{
+				verb:    "image-rename",
+				payload: func(id int64) any { return schemas.ImageRename{ID: id, Name: args[1]} },
+				reached: func(img render.Image) bool { return img.Name == args[1] },
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", defaultActionTimeout, "how long to wait for the catalog's answer")
+	return cmd
+}
+
+func newUpdateCmd(g *globals) *cobra.Command {
+	var (
+		timeout time.Duration
+		attrs   []string
+		replace bool
+	)
+	cmd := &cobra.Command{
+		Use:   "update ID|NAME --attr KEY=VALUE...",
+		Short: "Change an image's attributes (merge; KEY= removes a key; --replace replaces them all)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := parseAttrs(attrs)
+			if err != nil {
+				return err
+			}
+			if len(m) == 0 && !replace {
+				return &ExitError{Code: 2, Err: errors.New("image update: give at least one --attr KEY=VALUE (or --replace to clear them all)")}
+			}
+			return g.act(cmd.Context(), args[0], timeout, action{
+				verb:    "image-update",
+				payload: func(id int64) any { return schemas.ImageUpdate{ID: id, Attributes: m, Replace: replace} },
+				reached: func(img render.Image) bool { return attrsReached(img.Attributes, m, replace) },
+			})
+		},
+	}
+	cmd.Flags().StringArrayVar(&attrs, "attr", nil, "attribute KEY=VALUE (repeatable)")
+	cmd.Flags().BoolVar(&replace, "replace", false, "replace all attributes instead of merging")
+	cmd.Flags().DurationVar(&timeout, "timeout", defaultActionTimeout, "how long to wait for the catalog's answer")
+	return cmd
+}
+
+// attrsReached tells whether have already is the result of updating with
+// want: merging (a "" value removes its key) or replacing.
+func attrsReached(have, want map[string]string, replace bool) bool {
+	if replace {
+		n := 0
+		for k, v := range want {
+			if v == "" {
+				continue
+			}
+			n++
+			if have[k] != v {
+				return false
+			}
+		}
+		return len(have) == n
+	}
+	for k, v := range want {
+		if cur, ok := have[k]; v == "" && ok || v != "" && cur != v {
+			return false
+		}
+	}
+	return true
+}
+
+// pollInterval is how often act looks at the image while it waits.
+const pollInterval = 2 * time.Second
+
+// act publishes one catalog command about an image and waits for its
+// outcome, printing what changed.
+func (g *globals) act(ctx context.Context, ref string, timeout time.Duration, a action) error {
+	b, err := g.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	id, err := resolve(ctx, b, ref)
+	if err != nil {
+		return err
+	}
+	what := strings.TrimPrefix(a.verb, "image-")
+	if a.reached != nil {
+		img, err := showImage(ctx, b, id)
+		if err != nil {
+			return err
+		}
+		if a.reached(img) {
+			fmt.Fprintf(g.io.out, "image %d: nothing to %s (%s)\n", id, what, summary(img))
+			return nil
+		}
+	}
+	w, err := watch(b.Conn(), b.Prefix(), "catalog.>")
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	env, err := b.Command(ctx, "catalog", a.verb, a.payload(id), bus.WithSubject(fmt.Sprint(id)))
+	if err != nil {
+		return err
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	poll := func(ctx context.Context) bool {
+		img, err := showImage(ctx, b, id)
+		if a.verb == "image-delete" {
+			return err != nil && strings.Contains(err.Error(), "does not exist")
+		}
+		return err == nil && a.reached != nil && a.reached(img)
+	}
+	ev, err := awaitOutcome(ctx, w, env.CorrelationID, func(ev event) bool {
+		if a.verb == "image-delete" {
+			return ev.Name == "image-deleted"
+		}
+		return ev.Name == "state-changed" || ev.Name == "image-updated"
+	}, poll, pollInterval)
+	if err != nil {
+		return fmt.Errorf("image %d: %s: %w", id, what, err)
+	}
+	fmt.Fprintln(g.io.out, describeOutcome(id, a.verb, ev))
+	return nil
+}
+
+// summary is the part of an image a no-op message mentions.
+func summary(img render.Image) string {
+	return fmt.Sprintf("%s, persistent %s, %d attributes", img.State, render.YesNo(img.Persistent), len(img.Attributes))
+}
+
+// describeOutcome says in one line what a command did.
+func describeOutcome(id int64, verb string, ev event) string {
+	switch ev.Name {
+	case "image-deleted":
+		return fmt.Sprintf("image %d deleted", id)
+	case "state-changed":
+		var sc schemas.StateChanged
+		if ev.decode(&sc) == nil {
+			return fmt.Sprintf("image %d: %s -> %s", id, sc.From, sc.To)
+		}
+	case "image-updated":
+		var img render.Image
+		if ev.decode(&img) == nil {
+			switch verb {
+			case "image-rename":
+				return fmt.Sprintf("image %d renamed to %q", id, img.Name)
+			case "image-persistent", "image-nonpersistent":
+				return fmt.Sprintf("image %d: persistent %s", id, render.YesNo(img.Persistent))
+			case "image-update":
+				return fmt.Sprintf("image %d updated: %d attributes", id, len(img.Attributes))
+			}
+		}
+	}
+	if verb == "image-delete" {
+		return fmt.Sprintf("image %d deleted", id)
+	}
+	return fmt.Sprintf("image %d: %s done", id, strings.TrimPrefix(verb, "image-"))
+}
+
+// parseAttrs reads repeated KEY=VALUE flags. Keys are upper-cased, as
+// OpenNebula template attributes are.
+func parseAttrs(list []string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, kv := range list {
+		k, v, ok := strings.Cut(kv, "=")
+		k = strings.ToUpper(strings.TrimSpace(k))
+		if !ok || k == "" {
+			return nil, &ExitError{Code: 2, Err: fmt.Errorf("--attr %q: want KEY=VALUE", kv)}
+		}
+		m[k] = v
+	}
+	return m, nil
+}

@@ -1,0 +1,150 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/telemetry"
+)
+
+// Defaults of the connection flags: they reach what `slipway up` starts.
+const (
+	DefaultNATSURL    = "nats://127.0.0.1:4222"
+	DefaultS3Endpoint = "127.0.0.1:9000"
+	DefaultAccessKey  = "slipway"
+	DefaultSecretKey  = "slipway-secret"
+)
+
+// ExitError carries a process exit code through cobra; its message, when
+// not empty, has been or will be printed once.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("exit status %d", e.Code)
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// streams are the standard streams of one invocation.
+type streams struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+// globals are the connection settings every command shares.
+type globals struct {
+	natsURL    string
+	prefix     string
+	s3Endpoint string
+	s3Access   string
+	s3Secret   string
+	s3Secure   bool
+	user       string
+	io         streams
+}
+
+// Execute runs the slipway command line args (without the program name)
+// and returns the process exit code: 0 on success, 1 on failure, 2 on a
+// usage error.
+func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return execute(ctx, args, streams{in: os.Stdin, out: stdout, err: stderr})
+}
+
+func execute(ctx context.Context, args []string, s streams) int {
+	// Traces start here when OTEL_* asks for export, so one import is one
+	// trace from the CLI through every service (and `up`'s services share
+	// the process's provider).
+	if telemetry.Enabled() {
+		shutdown, err := telemetry.Setup(ctx, "slipway")
+		if err != nil {
+			fmt.Fprintf(s.err, "slipway: telemetry: %v\n", err)
+			return 1
+		}
+		defer func() { _ = shutdown(context.WithoutCancel(ctx)) }()
+	}
+	root := newRoot(s)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	var exit *ExitError
+	if errors.As(err, &exit) {
+		if exit.Err != nil {
+			fmt.Fprintf(s.err, "slipway: %v\n", exit.Err)
+		}
+		return exit.Code
+	}
+	fmt.Fprintf(s.err, "slipway: %v\n", err)
+	if isUsage(err) {
+		return 2
+	}
+	return 1
+}
+
+// isUsage recognises cobra's and pflag's argument errors.
+func isUsage(err error) bool {
+	msg := err.Error()
+	for _, s := range []string{"unknown command", "unknown flag", "unknown shorthand",
+		"accepts ", "requires at least", "requires at most", "invalid argument", "flag needs an argument", "required flag"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func newRoot(s streams) *cobra.Command {
+	g := &globals{io: s}
+	root := &cobra.Command{
+		Use:   "slipway",
+		Short: "Slipway turns disks and container images into VM disk images",
+		Long: `Slipway turns disks and container images into VM disk images, over NATS
+JetStream and S3. "slipway up" runs the whole stack in one process; the
+"image" commands talk to it (or to any Slipway) like OpenNebula's oneimage.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(s.out)
+	root.SetErr(s.err)
+	root.SetIn(s.in)
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.natsURL, "nats-url", env("SLIPWAY_NATS_URL", DefaultNATSURL), "NATS server URL ($SLIPWAY_NATS_URL)")
+	pf.StringVar(&g.prefix, "prefix", env("SLIPWAY_PREFIX", bus.DefaultPrefix), "subject prefix ($SLIPWAY_PREFIX)")
+	pf.StringVar(&g.s3Endpoint, "s3-endpoint", env("SLIPWAY_S3_ENDPOINT", DefaultS3Endpoint), "S3 endpoint host:port or URL ($SLIPWAY_S3_ENDPOINT)")
+	pf.StringVar(&g.s3Access, "s3-access-key", env("SLIPWAY_S3_ACCESS_KEY", DefaultAccessKey), "S3 access key ($SLIPWAY_S3_ACCESS_KEY)")
+	pf.StringVar(&g.s3Secret, "s3-secret-key", env("SLIPWAY_S3_SECRET_KEY", DefaultSecretKey), "S3 secret key ($SLIPWAY_S3_SECRET_KEY)")
+	g.s3Secure = envBool("SLIPWAY_S3_SECURE")
+	g.user = env("SLIPWAY_USER", "oneadmin")
+
+	root.AddCommand(newUpCmd(g), newImageCmd(g), newVersionCmd(g))
+	return root
+}
+
+func env(key, def string) string {
+	if v := strings.TrimSpace(os.Getenv(key)); v != "" {
+		return v
+	}
+	return def
+}
+
+func envBool(key string) bool {
+	switch strings.ToLower(strings.TrimSpace(os.Getenv(key))) {
+	case "1", "true", "yes", "on":
+		return true
+	}
+	return false
+}

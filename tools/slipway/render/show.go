@@ -1,0 +1,97 @@
+package render
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// TimeLayout is oneimage show's REGISTER TIME layout (month/day, local time).
+const TimeLayout = "01/02 15:04:05"
+
+// Show writes one image as oneimage show does: an information block of
+// "KEY : value" lines, then the image template in OpenNebula syntax.
+// Times are shown in loc (nil means local time).
+func Show(w io.Writer, img Image, loc *time.Location) error {
+	if loc == nil {
+		loc = time.Local
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "IMAGE %d INFORMATION\n", img.ID)
+	line := func(k, v string) { fmt.Fprintf(&b, "%-15s: %s\n", k, v) }
+	line("ID", strconv.Itoa(img.ID))
+	line("NAME", img.Name)
+	line("USER", img.User)
+	line("GROUP", img.Group)
+	line("DATASTORE", img.Datastore)
+	line("TYPE", img.Type)
+	line("REGISTER TIME", registerTime(img.CreatedAt, loc))
+	line("PERSISTENT", YesNo(img.Persistent))
+	line("SOURCE", dash(img.Source))
+	line("PATH", dash(img.Origin))
+	line("FORMAT", dash(img.Format))
+	line("SIZE", HumanSize(img.Size))
+	line("STATE", ShortState(img.State))
+	line("RUNNING_VMS", strconv.Itoa(img.RVMs))
+	line("SHA256", dash(img.SHA256))
+	if img.Error != "" {
+		line("ERROR", img.Error)
+	}
+	b.WriteString("\nIMAGE TEMPLATE\n")
+	for _, kv := range templateAttributes(img) {
+		fmt.Fprintf(&b, "%s=%s\n", kv[0], Quote(kv[1]))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// templateAttributes lists the template of an image, sorted by key: the
+// well-known attributes the record keeps in fields, then its free-form ones.
+func templateAttributes(img Image) [][2]string {
+	all := map[string]string{}
+	maps.Copy(all, img.Attributes)
+	for k, v := range map[string]string{
+		"DESCRIPTION": img.Description,
+		"DEV_PREFIX":  img.DevPrefix,
+		"TARGET":      img.Target,
+	} {
+		if v != "" {
+			all[k] = v
+		}
+	}
+	out := make([][2]string, 0, len(all))
+	for _, k := range slices.Sorted(maps.Keys(all)) {
+		out = append(out, [2]string{k, all[k]})
+	}
+	return out
+}
+
+// Quote renders a template value in OpenNebula syntax: double quotes, with
+// backslashes and quotes escaped.
+func Quote(v string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v) + `"`
+}
+
+// registerTime shows an RFC 3339 time in oneimage's layout, or the text as
+// it is when it does not parse.
+func registerTime(s string, loc *time.Location) string {
+	if s == "" {
+		return "-"
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return s
+	}
+	return t.In(loc).Format(TimeLayout)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,123 @@
+package up
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// minioProc is a MinIO server running as a child process in its own
+// process group, so stopping it also stops anything it forked.
+type minioProc struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+	log    *os.File
+}
+
+// findMinIO resolves the MinIO binary: the configured path when it exists,
+// else $SLIPWAY_MINIO_BIN, else "minio" on PATH.
+func findMinIO(configured string) (string, error) {
+	candidates := []string{configured, os.Getenv("SLIPWAY_MINIO_BIN")}
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		if fi, err := os.Stat(c); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return c, nil
+		}
+	}
+	if p, err := exec.LookPath("minio"); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("minio binary not found at %q, in $SLIPWAY_MINIO_BIN or on PATH: run `make tools`, or give --s3-endpoint to use another S3 server", configured)
+}
+
+func startMinIO(ctx context.Context, bin, dataDir, addr, consoleAddr, accessKey, secretKey string) (*minioProc, error) {
+	if len(accessKey) < 3 {
+		return nil, fmt.Errorf("minio: access key %q is too short: MinIO needs at least 3 characters", accessKey)
+	}
+	if len(secretKey) < 8 {
+		return nil, errors.New("minio: secret key is too short: MinIO needs at least 8 characters")
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("minio: data directory: %w", err)
+	}
+	logPath := filepath.Join(filepath.Dir(dataDir), "minio.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("minio: log file: %w", err)
+	}
+	cmd := exec.Command(bin, "server", "--address", addr, "--console-address", consoleAddr, "--quiet", dataDir)
+	cmd.Env = append(os.Environ(),
+		"MINIO_ROOT_USER="+accessKey,
+		"MINIO_ROOT_PASSWORD="+secretKey,
+		"MINIO_BROWSER=off",
+		"MINIO_UPDATE=off",
+	)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Own process group so Stop reaches anything MinIO forks; Pdeathsig so
+	// a crashed slipway does not leave MinIO holding the port.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("minio: start %s: %w", bin, err)
+	}
+	p := &minioProc{cmd: cmd, exited: make(chan struct{}), log: logf}
+	go func() { _ = cmd.Wait(); close(p.exited) }()
+	if err := p.waitLive(ctx, addr); err != nil {
+		p.stop(0)
+		return nil, fmt.Errorf("minio on %s (log %s): %w", addr, logPath, err)
+	}
+	return p, nil
+}
+
+func (p *minioProc) waitLive(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	url := "http://" + addr + "/minio/health/live"
+	client := &http.Client{Timeout: 2 * time.Second}
+	var last error
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("GET %s: %s", url, resp.Status)
+		}
+		last = err
+		select {
+		case <-p.exited:
+			return errors.New("exited before becoming live (is the port taken?)")
+		case <-ctx.Done():
+			return fmt.Errorf("not live: %w (last: %v)", ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// stop asks MinIO's process group to terminate, and kills it when it has
+// not gone within grace.
+func (p *minioProc) stop(grace time.Duration) {
+	pgid := p.cmd.Process.Pid
+	if grace > 0 {
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		select {
+		case <-p.exited:
+			p.log.Close()
+			return
+		case <-time.After(grace):
+		}
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	<-p.exited
+	p.log.Close()
+}

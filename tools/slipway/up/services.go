@@ -1,0 +1,45 @@
+package up
+
+import (
+	"context"
+	"path/filepath"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/services/catalog"
+	"github.com/slipway/slipway/services/converter"
+)
+
+// runner is a service: Run serves until ctx ends, drains, and returns.
+type runner interface {
+	Run(ctx context.Context) error
+}
+
+// readier is a service that tells when it consumes and answers, so `up`
+// announces itself only once a command sent right away would be served.
+type readier interface {
+	Ready() <-chan struct{}
+}
+
+// service is one in-process service and how to build it on its own bus
+// connection.
+type service struct {
+	name  string
+	build func(b *bus.Bus, store *blob.Store) runner
+}
+
+// services lists every implemented service. Each gets its own bus
+// connection, as it would running as its own binary.
+func (s *Stack) services() []service {
+	log := s.cfg.Logger
+	return []service{
+		{"catalog", func(b *bus.Bus, st *blob.Store) runner {
+			return catalog.New(b, st, catalog.Config{User: s.cfg.User, Logger: log})
+		}},
+		{"converter", func(b *bus.Bus, st *blob.Store) runner {
+			// Work files next to the rest of the stack's data rather than
+			// in /tmp, which is often a small tmpfs.
+			return converter.New(b, st, converter.Config{TempDir: filepath.Join(s.cfg.DataDir, "work"), Logger: log.With("service", "converter")})
+		}},
+	}
+}

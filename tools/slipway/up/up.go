@@ -1,0 +1,392 @@
+package up
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/run"
+)
+
+// Defaults of Config, matching the defaults of the CLI's connection flags.
+const (
+	DefaultDataDir     = ".data"
+	DefaultNATSPort    = 4222
+	DefaultMinIOAddr   = "127.0.0.1:9000"
+	DefaultConsoleAddr = "127.0.0.1:9001"
+	DefaultAccessKey   = "slipway"
+	DefaultSecretKey   = "slipway-secret"
+	DefaultMinIOBin    = "./bin/minio"
+	// UploadBucket is where the CLI stages local files.
+	UploadBucket = "slipway-uploads"
+)
+
+// Config says what `slipway up` starts.
+type Config struct {
+	// DataDir holds the NATS store (<DataDir>/nats) and MinIO's data
+	// (<DataDir>/minio). Default ".data".
+	DataDir string
+	// NATSPort is the client port on 127.0.0.1; -1 picks a free one.
+	// 0 means DefaultNATSPort.
+	NATSPort int
+	// Prefix of subjects and streams; default "slipway".
+	Prefix string
+	// S3 reaches an existing S3 server. When S3.Endpoint is empty a MinIO
+	// child process is started on MinIOAddr with S3's keys (or the
+	// defaults).
+	S3 blob.Config
+	// MinIOBin is the MinIO binary (default ./bin/minio, then
+	// $SLIPWAY_MINIO_BIN, then PATH).
+	MinIOBin string
+	// MinIOAddr and ConsoleAddr are MinIO's API and (disabled) console
+	// addresses.
+	MinIOAddr, ConsoleAddr string
+	// User owns the images the catalog creates (default $SLIPWAY_USER,
+	// then the catalog's default).
+	User string
+	// Logger receives the services' logs; default discards below Warn.
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.NATSPort == 0 {
+		c.NATSPort = DefaultNATSPort
+	}
+	if c.Prefix == "" {
+		c.Prefix = bus.DefaultPrefix
+	}
+	if c.MinIOBin == "" {
+		c.MinIOBin = DefaultMinIOBin
+	}
+	if c.MinIOAddr == "" {
+		c.MinIOAddr = DefaultMinIOAddr
+	}
+	if c.ConsoleAddr == "" {
+		c.ConsoleAddr = nextPort(c.MinIOAddr, DefaultConsoleAddr)
+	}
+	if c.S3.Endpoint == "" {
+		if c.S3.AccessKey == "" {
+			c.S3.AccessKey = DefaultAccessKey
+		}
+		if c.S3.SecretKey == "" {
+			c.S3.SecretKey = DefaultSecretKey
+		}
+	}
+	if c.User == "" {
+		c.User = os.Getenv("SLIPWAY_USER")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+}
+
+// nextPort is addr with its port plus one (MinIO's console sits beside its
+// API), or def when addr has no numeric port.
+func nextPort(addr, def string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return def
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n <= 0 || n >= 65535 {
+		return def
+	}
+	return net.JoinHostPort(host, strconv.Itoa(n+1))
+}
+
+// Stack is a running Slipway.
+type Stack struct {
+	// NATSURL reaches the embedded nats-server.
+	NATSURL string
+	// S3 reaches the object store (the MinIO child or the given server).
+	S3 blob.Config
+	// MinIO tells whether S3 is a MinIO child process of this stack.
+	MinIO bool
+	// Prefix is the subject prefix.
+	Prefix string
+	// Services names the services running in-process.
+	Services []string
+
+	cfg   Config
+	nats  *server.Server
+	minio *minioProc
+	group *run.Group
+	buses []*bus.Bus
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start brings the stack up: NATS, MinIO (unless cfg.S3.Endpoint is set),
+// streams, the dead-letter forwarder and every service. On error whatever
+// was started is stopped again.
+func Start(ctx context.Context, cfg Config) (st *Stack, err error) {
+	cfg.defaults()
+	s := &Stack{cfg: cfg, Prefix: cfg.Prefix, S3: cfg.S3}
+	defer func() {
+		if err != nil {
+			_ = s.Stop()
+		}
+	}()
+	if err := s.startNATS(); err != nil {
+		return nil, err
+	}
+	if err := s.startS3(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.startServices(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) startNATS() error {
+	dir := filepath.Join(s.cfg.DataDir, "nats")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("nats: store directory: %w", err)
+	}
+	srv, err := server.NewServer(&server.Options{
+		ServerName: "slipway",
+		Host:       "127.0.0.1",
+		Port:       s.cfg.NATSPort,
+		JetStream:  true,
+		StoreDir:   dir,
+		NoSigs:     true, // signals belong to the CLI, which stops the server in order
+	})
+	if err != nil {
+		return fmt.Errorf("nats: configure (port %d, store %s): %w", s.cfg.NATSPort, dir, err)
+	}
+	srv.Start()
+	s.nats = srv
+	if !srv.ReadyForConnections(10 * time.Second) {
+		return fmt.Errorf("nats: not ready for connections on 127.0.0.1:%d after 10s (is the port taken?)", s.cfg.NATSPort)
+	}
+	if !srv.JetStreamEnabled() {
+		return fmt.Errorf("nats: JetStream did not start (store %s)", dir)
+	}
+	s.NATSURL = srv.ClientURL()
+	return nil
+}
+
+func (s *Stack) startS3(ctx context.Context) error {
+	if s.cfg.S3.Endpoint != "" {
+		return nil
+	}
+	bin, err := findMinIO(s.cfg.MinIOBin)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(s.cfg.DataDir, "minio")
+	p, err := startMinIO(ctx, bin, dir, s.cfg.MinIOAddr, s.cfg.ConsoleAddr, s.cfg.S3.AccessKey, s.cfg.S3.SecretKey)
+	if err != nil {
+		return err
+	}
+	s.minio = p
+	s.MinIO = true
+	s.S3.Endpoint = s.cfg.MinIOAddr
+	s.S3.Secure = false
+	if s.S3.Region == "" {
+		s.S3.Region = "us-east-1" // MinIO's; spares a bucket-location round trip
+	}
+	return nil
+}
+
+func (s *Stack) connect(ctx context.Context, name string) (*bus.Bus, error) {
+	b, err := bus.Connect(ctx, bus.Config{
+		URL:            s.NATSURL,
+		Prefix:         s.Prefix,
+		Service:        name,
+		Logger:         s.cfg.Logger,
+		ConnectTimeout: 10 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	s.buses = append(s.buses, b)
+	return b, nil
+}
+
+func (s *Stack) startServices(ctx context.Context) error {
+	store, err := blob.New(s.S3)
+	if err != nil {
+		return fmt.Errorf("s3 %s: %w", s.S3.Endpoint, err)
+	}
+	if err := store.EnsureBucket(ctx, UploadBucket); err != nil {
+		return fmt.Errorf("s3 %s: bucket %s: %w", s.S3.Endpoint, UploadBucket, err)
+	}
+	admin, err := s.connect(ctx, "slipway")
+	if err != nil {
+		return err
+	}
+	if err := admin.Setup(ctx); err != nil {
+		return err
+	}
+	// The services outlive the ctx that started them: Stop ends them. The
+	// group stops them all when one fails.
+	s.group = run.NewGroup(context.WithoutCancel(ctx), run.WithDrain(drainTimeout))
+	dlqCtx, dlqCancel := context.WithCancel(s.group.Context())
+	dlq, err := admin.RunDeadLetter(dlqCtx)
+	if err != nil {
+		dlqCancel()
+		return fmt.Errorf("dead-letter forwarder: %w", err)
+	}
+	s.group.Go("dead-letter", func(ctx context.Context) error {
+		<-ctx.Done()
+		dlq.Stop()
+		dlqCancel()
+		return nil
+	})
+	var ready []readier
+	for _, svc := range s.services() {
+		b, err := s.connect(ctx, svc.name)
+		if err != nil {
+			return err
+		}
+		r := svc.build(b, store)
+		if rd, ok := r.(readier); ok {
+			ready = append(ready, rd)
+		}
+		s.Services = append(s.Services, svc.name)
+		s.group.Go(svc.name, func(ctx context.Context) error {
+			err := r.Run(ctx)
+			if err == nil && ctx.Err() == nil {
+				return errors.New("stopped on its own")
+			}
+			return err
+		})
+	}
+	return s.waitReady(ctx, ready)
+}
+
+// readyTimeout bounds how long services may take to set up.
+const readyTimeout = time.Minute
+
+func (s *Stack) waitReady(ctx context.Context, services []readier) error {
+	timeout := time.NewTimer(readyTimeout)
+	defer timeout.Stop()
+	for _, r := range services {
+		select {
+		case <-r.Ready():
+		case <-s.group.Context().Done():
+			s.group.Stop()
+			if err := s.group.Wait(); err != nil {
+				return err
+			}
+			return errors.New("services stopped while starting")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timeout.C:
+			return fmt.Errorf("services not ready after %s", readyTimeout)
+		}
+	}
+	return nil
+}
+
+// drainTimeout bounds how long services get to finish their work on Stop.
+const drainTimeout = 30 * time.Second
+
+// Failed is closed when the stack stops serving: a service failed (Err
+// says why) or Stop was called.
+func (s *Stack) Failed() <-chan struct{} {
+	if s.group == nil {
+		return nil
+	}
+	return s.group.Context().Done()
+}
+
+// Stop takes the stack down in order: services drain and return, their
+// connections drain, NATS shuts down, MinIO stops. It returns the first
+// service error, if any, and is safe to call more than once.
+func (s *Stack) Stop() error {
+	s.stopOnce.Do(func() {
+		if s.group != nil {
+			s.group.Stop()
+			s.stopErr = s.group.Wait()
+		}
+		for _, b := range s.buses {
+			b.Close()
+		}
+		if s.nats != nil {
+			s.nats.Shutdown()
+			s.nats.WaitForShutdown()
+		}
+		if s.minio != nil {
+			s.minio.stop(10 * time.Second)
+		}
+	})
+	return s.stopErr
+}
+
+// Env is the environment that points the CLI (and the services run as
+// separate binaries) at this stack.
+func (s *Stack) Env() [][2]string {
+	env := [][2]string{
+		{"SLIPWAY_NATS_URL", s.NATSURL},
+		{"SLIPWAY_S3_ENDPOINT", s.S3.Endpoint},
+		{"SLIPWAY_S3_ACCESS_KEY", s.S3.AccessKey},
+		{"SLIPWAY_S3_SECRET_KEY", s.S3.SecretKey},
+	}
+	if s.Prefix != bus.DefaultPrefix {
+		env = append(env, [2]string{"SLIPWAY_PREFIX", s.Prefix})
+	}
+	return env
+}
+
+// PrintInfo tells a person how to reach the stack.
+func (s *Stack) PrintInfo(w io.Writer) {
+	fmt.Fprintf(w, "NATS      %s (JetStream, store %s)\n", s.NATSURL, filepath.Join(s.cfg.DataDir, "nats"))
+	scheme := "http"
+	if s.S3.Secure {
+		scheme = "https"
+	}
+	what := "S3 server"
+	if s.MinIO {
+		what = "MinIO, data " + filepath.Join(s.cfg.DataDir, "minio")
+	}
+	fmt.Fprintf(w, "S3        %s://%s (%s)\n", scheme, s.S3.Endpoint, what)
+	fmt.Fprintf(w, "          access key %s, secret key %s\n", s.S3.AccessKey, s.S3.SecretKey)
+	fmt.Fprintf(w, "services  %s, dead-letter forwarder\n", strings.Join(s.Services, ", "))
+	fmt.Fprintln(w, "\nTo use it from another shell:")
+	for _, kv := range s.Env() {
+		fmt.Fprintf(w, "  export %s=%s\n", kv[0], kv[1])
+	}
+}
+
+// Run starts the stack, prints how to reach it and the ready line
+// "slipway is up", and runs until ctx is cancelled (Ctrl-C) or a service
+// fails; then it stops everything.
+func Run(ctx context.Context, cfg Config, out io.Writer) error {
+	s, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	s.PrintInfo(out)
+	fmt.Fprintln(out, "\nslipway is up (Ctrl-C to stop)")
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(out, "slipway: stopping")
+	case <-s.Failed():
+		fmt.Fprintln(out, "slipway: a service failed, stopping")
+	}
+	if err := s.Stop(); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "slipway: stopped")
+	return nil
+}

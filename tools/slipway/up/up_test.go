@@ -1,0 +1,151 @@
+package up
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/testenv"
+)
+
+// syncBuffer is written by Run while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	p, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", p)
+}
+
+// TestRunStartsAndStopsTheWholeStack runs `slipway up` with its own MinIO
+// child, checks that NATS (with the streams) and S3 (with the buckets)
+// serve, then interrupts it and checks that both are gone.
+func TestRunStartsAndStopsTheWholeStack(t *testing.T) {
+	bin, err := testenv.MinIOBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := Config{DataDir: dir, NATSPort: -1, MinIOBin: bin, MinIOAddr: freeAddr(t), ConsoleAddr: freeAddr(t)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, out) }()
+
+	deadline := time.After(2 * time.Minute)
+	for !strings.Contains(out.String(), "slipway is up") {
+		select {
+		case err := <-done:
+			t.Fatalf("Run returned before it was up: %v\n%s", err, out.String())
+		case <-deadline:
+			t.Fatalf("not up after 2 minutes:\n%s", out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	text := out.String()
+	for _, want := range []string{"export SLIPWAY_NATS_URL=nats://127.0.0.1:", "export SLIPWAY_S3_ENDPOINT=" + cfg.MinIOAddr,
+		"export SLIPWAY_S3_ACCESS_KEY=slipway", "export SLIPWAY_S3_SECRET_KEY=slipway-secret", "catalog"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %q:\n%s", want, text)
+		}
+	}
+	natsURL := strings.Fields(text[strings.Index(text, "SLIPWAY_NATS_URL=")+len("SLIPWAY_NATS_URL="):])[0]
+
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := nc.JetStream()
+	for _, stream := range []string{"SLIPWAY_CMD", "SLIPWAY_EVT", "SLIPWAY_DLQ"} {
+		if _, err := js.StreamInfo(stream); err != nil {
+			t.Errorf("stream %s: %v", stream, err)
+		}
+	}
+	nc.Close()
+	store, err := blob.New(blob.Config{Endpoint: cfg.MinIOAddr, AccessKey: DefaultAccessKey, SecretKey: DefaultSecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bucket := range []string{UploadBucket, "slipway-default"} {
+		if ok, err := store.Client().BucketExists(context.Background(), bucket); err != nil || !ok {
+			t.Errorf("bucket %s: exists %v, %v", bucket, ok, err)
+		}
+	}
+	for _, sub := range []string{"nats", "minio"} {
+		if _, err := os.Stat(filepath.Join(dir, sub)); err != nil {
+			t.Errorf("data dir: %v", err)
+		}
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Run did not stop within a minute of the interrupt")
+	}
+	if !strings.HasSuffix(out.String(), "slipway: stopped\n") {
+		t.Errorf("output end:\n%s", out.String())
+	}
+	if c, err := net.DialTimeout("tcp", strings.TrimPrefix(natsURL, "nats://"), time.Second); err == nil {
+		c.Close()
+		t.Error("NATS still listens after stop")
+	}
+	if resp, err := http.Get("http://" + cfg.MinIOAddr + "/minio/health/live"); err == nil {
+		resp.Body.Close()
+		t.Error("MinIO still answers after stop")
+	}
+}
+
+func TestStartRefusesAShortSecret(t *testing.T) {
+	bin, err := testenv.MinIOBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Start(context.Background(), Config{DataDir: t.TempDir(), NATSPort: -1, MinIOBin: bin,
+		MinIOAddr: freeAddr(t), ConsoleAddr: freeAddr(t), S3: blob.Config{AccessKey: "slipway", SecretKey: "short"}})
+	if err == nil || !strings.Contains(err.Error(), "at least 8 characters") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestStartWithoutMinIOBinaryNamesTheFix(t *testing.T) {
+	t.Setenv("SLIPWAY_MINIO_BIN", "")
+	t.Setenv("PATH", t.TempDir())
+	_, err := Start(context.Background(), Config{DataDir: t.TempDir(), NATSPort: -1, MinIOBin: "/nonexistent/minio"})
+	if err == nil || !strings.Contains(err.Error(), "make tools") {
+		t.Errorf("err = %v", err)
+	}
+}
