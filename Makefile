@@ -14,8 +14,8 @@ STATICCHECK_VERSION ?= v0.8.2
 APT_PACKAGES := qemu-utils qemu-system-x86 e2fsprogs xfsprogs cryptsetup-bin busybox-static \
 	docker-registry skopeo zstd xz-utils bzip2 gzip util-linux genisoimage s3cmd ca-certificates
 
-# Every Go module of the workspace, as ./dir/... patterns.
-MODULES := ./schemas/... ./pkg/... ./services/... ./tools/... ./integration/...
+# Every Go module of the workspace (go.work), as ./dir/... patterns.
+MODULES = $(shell go list -m -f '{{.Dir}}/...' | sed 's|^$(CURDIR)|.|')
 
 GO_TEST_FLAGS ?= -count=1 -timeout 45m
 BENCH_FLAGS   ?= -run '^$$' -bench . -benchtime 1x -timeout 60m

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -323,5 +322,3 @@ func (s *stack) download(url, path string) {
 		s.t.Fatal(err)
 	}
 }
-
-func tempPath(t *testing.T, name string) string { return filepath.Join(t.TempDir(), name) }
