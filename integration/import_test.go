@@ -68,6 +68,9 @@ func TestImportSources(t *testing.T) {
 			if img.State != "READY" {
 				t.Fatalf("state %s (%s), want READY", img.State, img.Error)
 			}
+			if path := c.args[1]; img.Origin != path {
+				t.Errorf("origin (PATH) %q, want what the user named: %q", img.Origin, path)
+			}
 			if string(img.Format) != c.wantFormat {
 				t.Errorf("format %q, want %q", img.Format, c.wantFormat)
 			}

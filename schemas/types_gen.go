@@ -243,6 +243,10 @@ type ImageCreate struct {
 	// path is an upload object Slipway owns and deletes after the import.
 	Staged bool `json:"staged,omitempty"`
 
+	// What the user named as the source, shown as the image's PATH (e.g. the local file the CLI
+	// uploaded to path); defaults to path.
+	Origin string `json:"origin,omitempty"`
+
 	// Declared format of the data at path; it must match the detected one.
 	SourceFormat DiskFormat `json:"source_format,omitempty"`
 

@@ -237,6 +237,9 @@ func (s *Service) register(ctx context.Context, p plan, id int64, sagaID string)
 		CreatedAt:   t,
 		UpdatedAt:   t,
 	}
+	if p.req.Origin != "" {
+		img.Origin = p.req.Origin
+	}
 	if p.req.SizeMiB > 0 {
 		img.Origin = "blank"
 	}

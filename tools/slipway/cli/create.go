@@ -130,6 +130,7 @@ func (g *globals) create(ctx context.Context, spec schemas.ImageCreate, wait boo
 			return err
 		}
 		staged = &info
+		spec.Origin = localOrigin(spec.Path)
 		spec.Path, spec.Staged = info.URL(), true
 	}
 	unstage := func() {
@@ -309,4 +310,16 @@ func (g *globals) finishError(ctx context.Context, b *bus.Bus, id int64, msg str
 	}
 	fmt.Fprintf(g.io.err, "image %d: ERROR: %s\n", id, msg)
 	return &ExitError{Code: 1}
+}
+
+// localOrigin is what the image's PATH shows for an uploaded file: the file
+// the user named, not the staging object that is deleted after the import.
+func localOrigin(path string) string {
+	if path == "-" {
+		return "stdin"
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
 }
