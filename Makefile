@@ -12,7 +12,7 @@ STATICCHECK_VERSION ?= v0.8.2
 
 # Debian packages the tests and the demo use.
 APT_PACKAGES := qemu-utils qemu-system-x86 e2fsprogs xfsprogs cryptsetup-bin busybox-static \
-	docker-registry skopeo zstd xz-utils bzip2 gzip util-linux genisoimage s3cmd ca-certificates
+	docker-registry skopeo zstd xz-utils bzip2 gzip util-linux genisoimage s3cmd jq ca-certificates
 
 # Every Go module of the workspace (go.work), as ./dir/... patterns.
 MODULES = $(shell go list -m -f '{{.Dir}}/...' | sed 's|^$(CURDIR)|.|')

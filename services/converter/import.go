@@ -197,7 +197,9 @@ func (s *Service) convert(ctx context.Context, j *job, input string, rep inspect
 	ctx, span := s.span(ctx, "convert", j.imageID)
 	defer func() { endSpan(span, err) }()
 	j.setPhase(schemas.ConverterPhaseConvert, rep.VirtualSize)
-	opts := qemuimg.ConvertOptions{Compress: compress != "", CompressionType: compress, Progress: j.progress}
+	// inspect already ran qemu-img info on the input and matched its size.
+	verified := &qemuimg.Info{Format: rep.Format.QemuFormat(), VirtualSize: rep.VirtualSize}
+	opts := qemuimg.ConvertOptions{Compress: compress != "", CompressionType: compress, Progress: j.progress, Verified: verified}
 	if err := s.ensureRoom(ctx, input, rep.Format, want, opts, dir); err != nil {
 		return "", err
 	}

@@ -24,6 +24,10 @@ type ConvertOptions struct {
 	// Progress, when set, is called with bytes done and the virtual size as
 	// qemu-img reports progress (about every 1%).
 	Progress func(done, total int64)
+	// Verified is what an earlier Info call on the same source reported.
+	// Convert then skips its own Info call (one qemu-img run fewer); nil
+	// means Convert checks the source itself.
+	Verified *Info
 }
 
 func (o ConvertOptions) outOfOrder() bool { return o.OutOfOrder == nil || *o.OutOfOrder }
@@ -62,9 +66,10 @@ func (o ConvertOptions) createOptions(to inspect.Format) (string, error) {
 	return "", nil
 }
 
-// Convert converts src (format from) into dst (format to). It first runs
-// Info on src, which double-checks the format and the absence of backing and
-// data files and gives the size progress is reported against.
+// Convert converts src (format from) into dst (format to). Unless
+// opts.Verified carries an earlier result, it first runs Info on src, which
+// double-checks the format and the absence of backing and data files and
+// gives the size progress is reported against.
 func (r *Runner) Convert(ctx context.Context, src string, from inspect.Format, dst string, to inspect.Format, opts ConvertOptions) error {
 	if err := CheckPath(dst); err != nil {
 		return err
@@ -76,9 +81,13 @@ func (r *Runner) Convert(ctx context.Context, src string, from inspect.Format, d
 	if err != nil {
 		return err
 	}
-	info, err := r.Info(ctx, src, from)
-	if err != nil {
-		return err
+	info := opts.Verified
+	if info == nil {
+		checked, err := r.Info(ctx, src, from)
+		if err != nil {
+			return err
+		}
+		info = &checked
 	}
 	args := []string{"convert", "-f", from.QemuFormat(), "-O", string(to)}
 	if o != "" {
