@@ -21,9 +21,14 @@ type minioProc struct {
 }
 
 // findMinIO resolves the MinIO binary: the configured path when it exists,
-// else $SLIPWAY_MINIO_BIN, else "minio" on PATH.
+// else $SLIPWAY_MINIO_BIN, else a minio beside the slipway executable (make
+// puts both in ./bin, so `bin/slipway up` works from any directory), else
+// "minio" on PATH.
 func findMinIO(configured string) (string, error) {
 	candidates := []string{configured, os.Getenv("SLIPWAY_MINIO_BIN")}
+	if exe, err := os.Executable(); err == nil {
+		candidates = append(candidates, filepath.Join(filepath.Dir(exe), "minio"))
+	}
 	for _, c := range candidates {
 		if c == "" {
 			continue
