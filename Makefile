@@ -20,6 +20,10 @@ MODULES = $(shell go list -m -f '{{.Dir}}/...' | sed 's|^$(CURDIR)|.|')
 GO_TEST_FLAGS ?= -count=1 -timeout 45m
 BENCH_FLAGS   ?= -run '^$$' -bench . -benchtime 1x -timeout 60m
 
+# Tests and the demo never reach out to Docker Hub; `make up` lists it when
+# the machine can (SLIPWAY_DOCKERHUB_MONITORING=off turns that off too).
+test demo bench: export SLIPWAY_DOCKERHUB_MONITORING = off
+
 .DEFAULT_GOAL := help
 
 .PHONY: help
@@ -36,7 +40,7 @@ deps: ## Install the Debian packages (as root), or print the apt-get line to run
 	else echo "deps: run as root: apt-get install -y $$missing"; exit 1; fi
 
 .PHONY: tools
-tools: $(BIN)/minio $(BIN)/nats ## Install pinned MinIO and the nats CLI into ./bin (reused when present)
+tools: $(BIN)/minio $(BIN)/nats kernel ## Install pinned MinIO, the nats CLI and a Debian kernel into ./bin (reused when present)
 
 $(BIN)/minio:
 	@echo "tools: building MinIO $(MINIO_VERSION) into ./bin (several minutes the first time)"
@@ -45,14 +49,21 @@ $(BIN)/minio:
 $(BIN)/nats:
 	GOBIN=$(BIN) GOFLAGS= go install github.com/nats-io/natscli/nats@$(NATSCLI_VERSION)
 
+.PHONY: kernel
+kernel: ## Fetch Debian's kernel (bzImage) into ./bin/kernel for QEMU boots
+	./tools/fetch-kernel.sh $(BIN)/kernel
+
 $(BIN)/staticcheck:
 	GOBIN=$(BIN) GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 .PHONY: build
-build: ## Build slipway, catalog and converter into ./bin
+build: ## Build slipway, every service and the static guest init into ./bin
 	go build -o $(BIN)/slipway ./tools/slipway
 	go build -o $(BIN)/catalog ./services/catalog/cmd/catalog
 	go build -o $(BIN)/converter ./services/converter/cmd/converter
+	go build -o $(BIN)/builder ./services/builder/cmd/builder
+	go build -o $(BIN)/market-dockerhub ./services/market-dockerhub/cmd/market-dockerhub
+	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(BIN)/slipway-init ./services/builder/cmd/slipway-init
 
 .PHONY: up
 up: deps tools build ## Run the whole stack in one process (embedded NATS, local MinIO)
@@ -83,4 +94,4 @@ gen: ## Regenerate Go types from the JSON Schemas
 
 .PHONY: clean
 clean: ## Remove build output and the demo's data
-	rm -rf .data $(BIN)/slipway $(BIN)/catalog $(BIN)/converter
+	rm -rf .data $(BIN)/slipway $(BIN)/catalog $(BIN)/converter $(BIN)/builder $(BIN)/market-dockerhub $(BIN)/slipway-init

@@ -34,12 +34,12 @@ func TestComposeFile(t *testing.T) {
 		t.Fatalf("docker-compose.yml does not load: %v", err)
 	}
 
-	for _, name := range []string{"nats", "minio", "minio-init", "catalog", "converter", "slipway"} {
+	for _, name := range []string{"nats", "minio", "minio-init", "catalog", "converter", "builder", "market-dockerhub", "slipway"} {
 		if _, ok := project.Services[name]; !ok {
 			t.Errorf("service %q missing", name)
 		}
 	}
-	for _, v := range []string{"nats-data", "minio-data", "converter-tmp"} {
+	for _, v := range []string{"nats-data", "minio-data", "converter-tmp", "builder-tmp"} {
 		if _, ok := project.Volumes[v]; !ok {
 			t.Errorf("volume %q missing", v)
 		}
@@ -61,14 +61,15 @@ func TestComposeFile(t *testing.T) {
 
 	t.Run("services wait for their dependencies", func(t *testing.T) {
 		dependsOn(t, project, "minio-init", "minio", types.ServiceConditionHealthy)
-		for _, svc := range []string{"catalog", "converter"} {
+		for _, svc := range []string{"catalog", "converter", "builder"} {
 			dependsOn(t, project, svc, "nats", types.ServiceConditionHealthy)
 			dependsOn(t, project, svc, "minio-init", types.ServiceConditionCompletedSuccessfully)
 		}
+		dependsOn(t, project, "market-dockerhub", "nats", types.ServiceConditionHealthy)
 	})
 
 	t.Run("services are built from their own Dockerfiles", func(t *testing.T) {
-		for _, svc := range []string{"catalog", "converter", "slipway"} {
+		for _, svc := range []string{"catalog", "converter", "builder", "market-dockerhub", "slipway"} {
 			s := project.Services[svc]
 			if s.Build == nil {
 				t.Errorf("%s has no build section", svc)

@@ -22,8 +22,10 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/builder"
 	"github.com/slipway/slipway/services/catalog"
 	"github.com/slipway/slipway/services/converter"
+	marketdockerhub "github.com/slipway/slipway/services/market-dockerhub"
 	"github.com/slipway/slipway/tools/slipway/cli"
 )
 
@@ -45,6 +47,10 @@ type stackOptions struct {
 	// noConverter leaves the converter out so a test can run it as a process.
 	noConverter    bool
 	maxVirtualSize int64
+	// containers adds market-dockerhub and the builder, for docker:// imports.
+	containers bool
+	// guestInit is the slipway-init binary the builder injects.
+	guestInit string
 }
 
 func newStack(t *testing.T, opts stackOptions) *stack {
@@ -77,6 +83,9 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	})
 	if !opts.noConverter {
 		s.startConverter(opts.maxVirtualSize)
+	}
+	if opts.containers {
+		s.startContainerServices(opts.guestInit)
 	}
 	s.waitForService("catalog")
 	return s
@@ -115,6 +124,22 @@ func (s *stack) startConverter(maxVirtualSize int64) {
 		}
 	}()
 	s.waitForService("converter")
+}
+
+// startContainerServices runs market-dockerhub (never listing Docker Hub:
+// this machine must not reach it) and the builder.
+func (s *stack) startContainerServices(guestInit string) {
+	market := s.connect("market-dockerhub")
+	s.run("market-dockerhub", func(ctx context.Context) error {
+		return marketdockerhub.New(market, marketdockerhub.Config{HubOffline: true, HubAPI: "http://127.0.0.1:1"}).Run(ctx)
+	})
+	b := s.connect("builder")
+	cfg := builder.Config{TempDir: s.t.TempDir(), GuestInit: guestInit}
+	s.run("builder", func(ctx context.Context) error {
+		return builder.New(b, s.store, cfg).Run(ctx)
+	})
+	s.waitForService("market-dockerhub")
+	s.waitForService("builder")
 }
 
 // waitForService waits until the service answers NATS micro's PING.

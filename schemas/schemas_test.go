@@ -67,6 +67,13 @@ func TestEveryContractMessageExists(t *testing.T) {
 		"evt converter.progress":          "ConverterProgress",
 		"evt converter.converted":         "ConverterConverted",
 		"evt converter.failed":            "ConverterFailed",
+		"cmd builder.build":               "BuilderBuild",
+		"evt builder.progress":            "BuilderProgress",
+		"evt builder.built":               "BuilderBuilt",
+		"evt builder.failed":              "BuilderFailed",
+		"cmd market-dockerhub.resolve":    "MarketDockerhubResolve",
+		"evt market-dockerhub.resolved":   "MarketDockerhubResolved",
+		"evt market-dockerhub.failed":     "MarketDockerhubFailed",
 	}
 	got := map[string]string{}
 	for _, m := range Messages() {

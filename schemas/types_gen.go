@@ -124,6 +124,41 @@ func ConverterPhaseValues() []ConverterPhase {
 	return []ConverterPhase{ConverterPhaseFetch, ConverterPhaseInspect, ConverterPhaseConvert, ConverterPhaseUpload, ConverterPhaseMkfs}
 }
 
+// BuilderPhase is defined in defs.json.
+//
+// Phase of a builder job.
+type BuilderPhase string
+
+// BuilderPhase values.
+const (
+	BuilderPhasePull    BuilderPhase = "pull"
+	BuilderPhaseFlatten BuilderPhase = "flatten"
+	BuilderPhaseMkfs    BuilderPhase = "mkfs"
+	BuilderPhaseUpload  BuilderPhase = "upload"
+)
+
+// BuilderPhaseValues returns every BuilderPhase, in schema order.
+func BuilderPhaseValues() []BuilderPhase {
+	return []BuilderPhase{BuilderPhasePull, BuilderPhaseFlatten, BuilderPhaseMkfs, BuilderPhaseUpload}
+}
+
+// ContentKind is defined in defs.json.
+//
+// What a container image carries: a container filesystem to build a disk from, or one disk file
+// (RancherVM /base_image/, KubeVirt containerDisk /disk/) to import as it is.
+type ContentKind string
+
+// ContentKind values.
+const (
+	ContentKindContainer ContentKind = "container"
+	ContentKindDisk      ContentKind = "disk"
+)
+
+// ContentKindValues returns every ContentKind, in schema order.
+func ContentKindValues() []ContentKind {
+	return []ContentKind{ContentKindContainer, ContentKindDisk}
+}
+
 // ImageRef is defined in defs.json. It is the payload of command catalog.image-delete, command
 // catalog.image-disable, command catalog.image-enable, command catalog.image-nonpersistent,
 // command catalog.image-persistent.
@@ -210,6 +245,38 @@ type Image struct {
 	UpdatedAt string `json:"updated_at"`
 }
 
+// BuilderBuild is the payload of command builder.build
+// (https://slipway.dev/schemas/cmd/builder.build.json).
+//
+// Pull a pinned container image and store at dest either a raw disk holding its flattened
+// filesystem, with Slipway's guest init and the container's config injected (kind container),
+// or the one disk file it carries (kind disk).
+type BuilderBuild struct {
+	// Image the disk is for.
+	ImageID int64 `json:"image_id"`
+
+	// The container image, pinned to its manifest digest.
+	Reference string `json:"reference"`
+
+	// What the image carries.
+	Kind ContentKind `json:"kind"`
+
+	// Size of the filesystem in MiB (kind container); absent: the content plus room to spare.
+	SizeMiB int64 `json:"size_mib,omitempty"`
+
+	// Filesystem to build (kind container; default ext4).
+	Filesystem Filesystem `json:"filesystem,omitempty"`
+
+	// Distribution to record, overriding the image's /etc/os-release.
+	Distro string `json:"distro,omitempty"`
+
+	// Architecture the reference was resolved for (amd64, arm64, arm/v7), for the record.
+	Arch string `json:"arch,omitempty"`
+
+	// Where to store the disk.
+	Dest string `json:"dest"`
+}
+
 // ImageCreate is the payload of command catalog.image-create
 // (https://slipway.dev/schemas/cmd/catalog.image-create.json).
 //
@@ -237,7 +304,8 @@ type ImageCreate struct {
 	// Device name.
 	Target string `json:"target,omitempty"`
 
-	// Where to import the data from: s3://bucket/key or http(s)://….
+	// Where to import the data from: s3://bucket/key, http(s)://…, or a container image
+	// docker://….
 	Path string `json:"path,omitempty"`
 
 	// path is an upload object Slipway owns and deletes after the import.
@@ -348,6 +416,87 @@ type ConverterImport struct {
 	MaxVirtualSize int64 `json:"max_virtual_size,omitempty"`
 }
 
+// MarketDockerhubResolve is the payload of command market-dockerhub.resolve
+// (https://slipway.dev/schemas/cmd/market-dockerhub.resolve.json).
+//
+// Resolve a docker:// URL to a manifest digest pinned for one platform, and say what the image
+// carries.
+type MarketDockerhubResolve struct {
+	// Image the resolution is for.
+	ImageID int64 `json:"image_id"`
+
+	// The docker:// URL given to image-create.
+	URL string `json:"url"`
+}
+
+// BuilderBuilt is the payload of event builder.built
+// (https://slipway.dev/schemas/evt/builder.built.json).
+//
+// A container image was turned into a disk and stored at dest.
+type BuilderBuilt struct {
+	// Image the disk is for.
+	ImageID int64 `json:"image_id"`
+
+	// Where the disk is stored.
+	Dest string `json:"dest"`
+
+	// Format of the stored disk: raw for a built filesystem; absent for a carried disk, whose
+	// format the converter detects.
+	Format DiskFormat `json:"format,omitempty"`
+
+	// Virtual size in bytes; absent for a carried disk.
+	VirtualSize int64 `json:"virtual_size,omitempty"`
+
+	// Bytes stored.
+	Size int64 `json:"size"`
+
+	// SHA-256 of the stored blob.
+	SHA256 string `json:"sha256"`
+
+	// Distribution of the built filesystem: the command's distro, else the ID of its
+	// /etc/os-release, else unknown; absent for a carried disk.
+	Distro string `json:"distro,omitempty"`
+
+	// Manifest digest of the image that was pulled.
+	Digest string `json:"digest"`
+}
+
+// BuilderFailed is the payload of event builder.failed
+// (https://slipway.dev/schemas/evt/builder.failed.json).
+//
+// A builder job failed.
+type BuilderFailed struct {
+	// Image the job was for.
+	ImageID int64 `json:"image_id"`
+
+	// Phase that failed.
+	Phase BuilderPhase `json:"phase"`
+
+	// What went wrong, for a person to act on.
+	Error string `json:"error"`
+
+	// Trying again may succeed.
+	Retryable bool `json:"retryable"`
+}
+
+// BuilderProgress is the payload of event builder.progress
+// (https://slipway.dev/schemas/evt/builder.progress.json).
+//
+// How far a builder job got; published about once a second.
+type BuilderProgress struct {
+	// Image the job is for.
+	ImageID int64 `json:"image_id"`
+
+	// Current phase.
+	Phase BuilderPhase `json:"phase"`
+
+	// Bytes processed in this phase.
+	BytesDone int64 `json:"bytes_done"`
+
+	// Bytes this phase will process; 0 when unknown.
+	BytesTotal int64 `json:"bytes_total"`
+}
+
 // CatalogFailed is the payload of event catalog.failed
 // (https://slipway.dev/schemas/evt/catalog.failed.json).
 //
@@ -456,8 +605,46 @@ type ConverterProgress struct {
 	BytesTotal int64 `json:"bytes_total"`
 }
 
+// MarketDockerhubFailed is the payload of event market-dockerhub.failed
+// (https://slipway.dev/schemas/evt/market-dockerhub.failed.json).
+//
+// A docker:// URL could not be resolved.
+type MarketDockerhubFailed struct {
+	// Image the resolution was for.
+	ImageID int64 `json:"image_id"`
+
+	// What went wrong, for a person to act on: for an unknown repository or tag, the registry's
+	// own message.
+	Error string `json:"error"`
+}
+
+// MarketDockerhubResolved is the payload of event market-dockerhub.resolved
+// (https://slipway.dev/schemas/evt/market-dockerhub.resolved.json).
+//
+// A docker:// URL was resolved to a pinned manifest.
+type MarketDockerhubResolved struct {
+	// Image the resolution is for.
+	ImageID int64 `json:"image_id"`
+
+	// The image, pinned to the platform's manifest digest.
+	Reference string `json:"reference"`
+
+	// The platform's manifest digest.
+	Digest string `json:"digest"`
+
+	// Platform the manifest is for.
+	Platform string `json:"platform"`
+
+	// What the image carries.
+	Kind ContentKind `json:"kind"`
+
+	// Compressed bytes of its layers.
+	Size int64 `json:"size"`
+}
+
 // registry maps every message schema to its generated Go type.
 var registry = []registered{
+	{kind: "cmd", service: "builder", name: "build", file: "cmd/builder.build.json", typ: reflect.TypeFor[BuilderBuild]()},
 	{kind: "cmd", service: "catalog", name: "image-create", file: "cmd/catalog.image-create.json", typ: reflect.TypeFor[ImageCreate]()},
 	{kind: "cmd", service: "catalog", name: "image-delete", file: "cmd/catalog.image-delete.json", typ: reflect.TypeFor[ImageRef]()},
 	{kind: "cmd", service: "catalog", name: "image-disable", file: "cmd/catalog.image-disable.json", typ: reflect.TypeFor[ImageRef]()},
@@ -468,6 +655,10 @@ var registry = []registered{
 	{kind: "cmd", service: "catalog", name: "image-update", file: "cmd/catalog.image-update.json", typ: reflect.TypeFor[ImageUpdate]()},
 	{kind: "cmd", service: "converter", name: "create-blank", file: "cmd/converter.create-blank.json", typ: reflect.TypeFor[ConverterCreateBlank]()},
 	{kind: "cmd", service: "converter", name: "import", file: "cmd/converter.import.json", typ: reflect.TypeFor[ConverterImport]()},
+	{kind: "cmd", service: "market-dockerhub", name: "resolve", file: "cmd/market-dockerhub.resolve.json", typ: reflect.TypeFor[MarketDockerhubResolve]()},
+	{kind: "evt", service: "builder", name: "built", file: "evt/builder.built.json", typ: reflect.TypeFor[BuilderBuilt]()},
+	{kind: "evt", service: "builder", name: "failed", file: "evt/builder.failed.json", typ: reflect.TypeFor[BuilderFailed]()},
+	{kind: "evt", service: "builder", name: "progress", file: "evt/builder.progress.json", typ: reflect.TypeFor[BuilderProgress]()},
 	{kind: "evt", service: "catalog", name: "failed", file: "evt/catalog.failed.json", typ: reflect.TypeFor[CatalogFailed]()},
 	{kind: "evt", service: "catalog", name: "image-created", file: "evt/catalog.image-created.json", typ: reflect.TypeFor[Image]()},
 	{kind: "evt", service: "catalog", name: "image-deleted", file: "evt/catalog.image-deleted.json", typ: reflect.TypeFor[ImageDeleted]()},
@@ -476,4 +667,6 @@ var registry = []registered{
 	{kind: "evt", service: "converter", name: "converted", file: "evt/converter.converted.json", typ: reflect.TypeFor[ConverterConverted]()},
 	{kind: "evt", service: "converter", name: "failed", file: "evt/converter.failed.json", typ: reflect.TypeFor[ConverterFailed]()},
 	{kind: "evt", service: "converter", name: "progress", file: "evt/converter.progress.json", typ: reflect.TypeFor[ConverterProgress]()},
+	{kind: "evt", service: "market-dockerhub", name: "failed", file: "evt/market-dockerhub.failed.json", typ: reflect.TypeFor[MarketDockerhubFailed]()},
+	{kind: "evt", service: "market-dockerhub", name: "resolved", file: "evt/market-dockerhub.resolved.json", typ: reflect.TypeFor[MarketDockerhubResolved]()},
 }

@@ -10,6 +10,8 @@ const (
 	DefaultUser              = "oneadmin"
 	DefaultGroup             = "oneadmin"
 	DefaultConvertDeadline   = 2 * time.Hour
+	DefaultResolveDeadline   = 10 * time.Minute
+	DefaultBuildDeadline     = 2 * time.Hour
 	DefaultCommitDeadline    = 10 * time.Minute
 	DefaultReconcileInterval = 30 * time.Second
 	DefaultUploadBucket      = "slipway-uploads"
@@ -25,6 +27,12 @@ type Config struct {
 	User, Group string
 	// ConvertDeadline bounds the convert phase of an import (default 2h).
 	ConvertDeadline time.Duration
+	// ResolveDeadline bounds the resolve phase of a docker import: the
+	// market's registry lookup (default 10 min).
+	ResolveDeadline time.Duration
+	// BuildDeadline bounds the build phase of a docker import: pull,
+	// flatten, mkfs and upload by the builder (default 2h).
+	BuildDeadline time.Duration
 	// CommitDeadline bounds the commit phase (default 10 min).
 	CommitDeadline time.Duration
 	// ReconcileInterval is how often expired and stuck sagas are looked
@@ -61,6 +69,12 @@ func (c *Config) defaults() {
 	}
 	if c.ConvertDeadline <= 0 {
 		c.ConvertDeadline = DefaultConvertDeadline
+	}
+	if c.ResolveDeadline <= 0 {
+		c.ResolveDeadline = DefaultResolveDeadline
+	}
+	if c.BuildDeadline <= 0 {
+		c.BuildDeadline = DefaultBuildDeadline
 	}
 	if c.CommitDeadline <= 0 {
 		c.CommitDeadline = DefaultCommitDeadline

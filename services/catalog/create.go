@@ -10,6 +10,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/dockerurl"
 	"github.com/slipway/slipway/pkg/saga"
 	"github.com/slipway/slipway/schemas"
 )
@@ -25,12 +26,21 @@ type plan struct {
 	typ    schemas.ImageType
 	format schemas.DiskFormat // blank disks: raw or qcow2
 	staged string             // s3:// URL of the upload to delete afterwards
+	docker *dockerurl.URL     // the parsed docker:// path of a docker import
 }
 
 // planCreate applies the rules a schema cannot express. Every error is a
 // refusal that says what to change.
 func (s *Service) planCreate(req schemas.ImageCreate) (plan, error) {
 	p := plan{req: req, typ: req.Type}
+	if isDockerPath(req.Path) {
+		// The URL first: a malformed one is the problem to report.
+		u, err := dockerurl.Parse(req.Path)
+		if err != nil {
+			return p, &refusal{err}
+		}
+		p.docker = &u
+	}
 	if req.Datastore == "" {
 		p.req.Datastore = "default"
 	}
@@ -71,6 +81,9 @@ func (s *Service) planCreate(req schemas.ImageCreate) (plan, error) {
 		if p.format != schemas.DiskFormatRaw && p.format != schemas.DiskFormatQcow2 {
 			return p, refuse("an empty DATABLOCK is made as raw or qcow2, not %s", p.format)
 		}
+	}
+	if p.docker != nil {
+		return p, planDocker(&p)
 	}
 	if req.Staged {
 		bucket, _, err := blob.ParseURL(req.Path)
@@ -136,7 +149,13 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 	id, sagaID := prior.ImageID, prior.SagaID
 	res := processed{ImageID: id, SagaID: sagaID}
 	data := importData{ImageID: id, CommandID: m.Envelope.ID, Command: m.Subject, Dest: p.dest(id), Staged: p.staged}
-	if err := s.startSaga(ctx, sagaID, data); err != nil {
+	start := s.startSaga
+	if p.docker != nil {
+		start = func(ctx context.Context, sagaID string, data importData) error {
+			return s.startDockerSaga(ctx, sagaID, p, data)
+		}
+	}
+	if err := start(ctx, sagaID, data); err != nil {
 		return res, err
 	}
 	if err := s.images.claimName(ctx, s.cfg.User, req.Name, id); err != nil {
@@ -154,6 +173,9 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 	}
 	if err := s.emitState(ctx, id, "", StateLocked, "", causedBy(m.Envelope, EvtStateChanged)); err != nil {
 		return res, err
+	}
+	if p.docker != nil {
+		return res, s.sendResolve(ctx, m, p, data.ImageID, sagaID)
 	}
 	return res, s.sendConvert(ctx, m, p, data, sagaID)
 }
@@ -189,6 +211,13 @@ func (s *Service) startSaga(ctx context.Context, id string, data importData) err
 	if err := sg.SetData(data); err != nil {
 		return err
 	}
+	return s.createSaga(ctx, sg)
+}
+
+// createSaga stores a new saga; finding it stored by a previous delivery
+// is success.
+func (s *Service) createSaga(ctx context.Context, sg *saga.Saga) error {
+	id := sg.ID
 	err := s.sagas.Create(ctx, sg)
 	if errors.Is(err, saga.ErrExists) {
 		cur, gerr := s.sagas.Get(ctx, id)

@@ -15,6 +15,8 @@ const (
 	EnvGroup             = "SLIPWAY_GROUP"
 	EnvConvertDeadline   = "SLIPWAY_CATALOG_CONVERT_DEADLINE"
 	EnvCommitDeadline    = "SLIPWAY_CATALOG_COMMIT_DEADLINE"
+	EnvResolveDeadline   = "SLIPWAY_CATALOG_RESOLVE_DEADLINE"
+	EnvBuildDeadline     = "SLIPWAY_CATALOG_BUILD_DEADLINE"
 	EnvReconcileInterval = "SLIPWAY_CATALOG_RECONCILE_INTERVAL"
 	EnvMaxVirtualSize    = "SLIPWAY_CATALOG_MAX_VIRTUAL_SIZE"
 	EnvVerifyDigest      = "SLIPWAY_CATALOG_VERIFY_DIGEST"
@@ -43,6 +45,10 @@ func ConfigFromEnv() (Config, error) {
 	cfg.ConvertDeadline, err = run.EnvDuration(EnvConvertDeadline, DefaultConvertDeadline)
 	collect(err)
 	cfg.CommitDeadline, err = run.EnvDuration(EnvCommitDeadline, DefaultCommitDeadline)
+	collect(err)
+	cfg.ResolveDeadline, err = run.EnvDuration(EnvResolveDeadline, DefaultResolveDeadline)
+	collect(err)
+	cfg.BuildDeadline, err = run.EnvDuration(EnvBuildDeadline, DefaultBuildDeadline)
 	collect(err)
 	cfg.ReconcileInterval, err = run.EnvDuration(EnvReconcileInterval, DefaultReconcileInterval)
 	collect(err)

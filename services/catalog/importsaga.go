@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -37,6 +38,9 @@ type importData struct {
 	// Result is the converter's report, kept for a commit resumed after a
 	// crash.
 	Result *schemas.ConverterConverted `json:"result,omitempty"`
+	// SetAttributes are merged into the image's attributes at commit
+	// (provenance of a docker import).
+	SetAttributes map[string]string `json:"set_attributes,omitempty"`
 }
 
 func (s *Service) importDefinition() saga.Definition {
@@ -112,7 +116,7 @@ func (s *Service) handleConverterEvent(ctx context.Context, m *bus.Msg) error {
 func (s *Service) findSaga(ctx context.Context, correlation string, imageID int64) (*saga.Saga, error) {
 	if correlation != "" {
 		sg, err := s.sagas.Get(ctx, correlation)
-		if err == nil && sg.Kind == KindImport && sg.Subject == idToken(imageID) {
+		if err == nil && isImportKind(sg.Kind) && sg.Subject == idToken(imageID) {
 			return sg, nil
 		}
 		if err != nil && !errors.Is(err, saga.ErrNotFound) {
@@ -234,7 +238,7 @@ func (s *Service) recordResult(ctx context.Context, id string, ev schemas.Conver
 		if d.Dest != ev.Dest {
 			sg.Owned = append(sg.Owned, ev.Dest)
 		}
-		return sg.SetData(d)
+		return mergeData(sg, d) // keeps the fields of a docker import
 	})
 }
 
@@ -272,6 +276,12 @@ func (s *Service) commit(ctx context.Context, sg *saga.Saga, cause *envelope.Env
 		img.StoredSize = res.Size
 		img.SHA256 = res.SHA256
 		img.Source = res.Dest
+		if len(d.SetAttributes) > 0 {
+			if img.Attributes == nil {
+				img.Attributes = map[string]string{}
+			}
+			maps.Copy(img.Attributes, d.SetAttributes)
+		}
 		return nil
 	})
 	switch {
@@ -411,21 +421,24 @@ func (s *Service) failImport(ctx context.Context, sg *saga.Saga, reason string, 
 
 // expired is the reconciler's hook for an import past its phase deadline.
 func (s *Service) expired(ctx context.Context, sg *saga.Saga) error {
-	if sg.Kind != KindImport {
+	if !isImportKind(sg.Kind) {
 		_, err := s.sagas.Expire(ctx, sg.ID)
 		return err
 	}
 	d := roundDuration(sg.PhaseDuration())
 	reason := fmt.Sprintf("import did not finish within %s", d)
-	if sg.Phase == PhaseCommit {
+	switch sg.Phase {
+	case PhaseCommit:
 		reason = fmt.Sprintf("import could not be committed within %s", d)
+	case PhaseResolve, PhaseBuild:
+		reason = dockerExpired(sg, d)
 	}
 	return s.failImport(ctx, sg, reason, nil)
 }
 
 // resume finishes a commit a crashed process left half done.
 func (s *Service) resume(ctx context.Context, sg *saga.Saga) error {
-	if sg.Kind != KindImport || sg.Phase != PhaseCommit {
+	if !isImportKind(sg.Kind) || sg.Phase != PhaseCommit {
 		return nil
 	}
 	return s.commit(ctx, sg, nil)

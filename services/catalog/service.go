@@ -62,7 +62,7 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 func (s *Service) Ready() <-chan struct{} { return s.ready }
 
 // Run sets up streams, KV buckets and datastore buckets, then consumes
-// commands and converter events, answers queries and reconciles sagas
+// commands and the converter's, builder's and market's events, answers queries and reconciles sagas
 // until ctx ends. It then stops taking new work, lets the handlers in
 // flight finish (up to 30s) and returns nil.
 func (s *Service) Run(ctx context.Context) error {
@@ -82,8 +82,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("catalog: %w", err)
 	}
 	p := s.bus.Prefix()
-	evts, err := s.bus.ConsumeEvents(work, ServiceName,
-		[]string{p + ".evt.converter.converted.>", p + ".evt.converter.failed.>"}, s.handleConverterEvent, bus.Concurrency(s.cfg.Concurrency))
+	evts, err := s.bus.ConsumeEvents(work, ServiceName, s.eventFilters(), s.handleEvent, bus.Concurrency(s.cfg.Concurrency))
 	if err != nil {
 		cmds.Stop()
 		return fmt.Errorf("catalog: %w", err)
@@ -145,7 +144,7 @@ func (s *Service) setup(ctx context.Context) error {
 	}
 	s.images = &images{kv: imgKV, meta: meta, now: now}
 	s.sagas = saga.NewStore(sagaKV)
-	s.engine = saga.NewEngine(s.sagas, s.importDefinition())
+	s.engine = saga.NewEngine(s.sagas, s.importDefinition(), s.dockerDefinition())
 	s.engine.Logger = s.log
 	buckets := []string{s.cfg.UploadBucket}
 	for _, ds := range s.cfg.Datastores {

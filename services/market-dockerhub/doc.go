@@ -1,3 +1,16 @@
-// Package marketdockerhub is the planned Slipway market-dockerhub service. It holds no implementation
-// yet: its subjects are described in README.md and it is built in issue #3.
+// Package marketdockerhub is Slipway's marketplace of container images,
+// OpenNebula's `onemarket` for Docker Hub and for any OCI registry.
+//
+// A marketplace lists apps, one per repository: Docker Hub's official
+// images through Hub's API (the default marketplace "DockerHub", ID 0), or
+// a registry's repositories and tags through /v2/_catalog and
+// /v2/<repo>/tags/list. The lists are kept in a JetStream KV bucket and
+// refreshed on a schedule, unless monitoring is switched off for that
+// marketplace.
+//
+// The service consumes its commands (slipway.cmd.market-dockerhub.*):
+// marketplace management, refresh, app-import (which asks the catalog for
+// an image from a docker:// URL and the launcher for a VM template), and
+// resolve, the catalog's docker-import step that pins a docker:// URL to a
+// manifest digest. It answers queries on slipway.api.market-dockerhub.*.
 package marketdockerhub

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/slipway/slipway/pkg/dockerurl"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -205,8 +206,15 @@ func classifyPath(p string) (pathKind, error) {
 			return 0, fmt.Errorf("--path %q: want s3://bucket/key", p)
 		}
 		return pathURL, nil
+	case "docker":
+		// Built by the builder from a registry; check the URL here so a
+		// mistake is named before anything is sent.
+		if _, err := dockerurl.Parse(p); err != nil {
+			return 0, fmt.Errorf("--path: %w", err)
+		}
+		return pathURL, nil
 	default:
-		return 0, fmt.Errorf("--path %q: scheme %q is not supported: use a local file, - for standard input, http(s):// or s3://", p, m[1])
+		return 0, fmt.Errorf("--path %q: scheme %q is not supported: use a local file, - for standard input, http(s)://, s3:// or docker://", p, m[1])
 	}
 }
 

@@ -121,6 +121,7 @@ func TestClassifyPath(t *testing.T) {
 	cases := map[string]pathKind{
 		"-": pathStdin, "disk.qcow2": pathLocal, "./a:b.img": pathLocal, "/tmp/x": pathLocal,
 		"http://h/x": pathURL, "HTTPS://h/x": pathURL, "s3://bucket/key/x": pathURL,
+		"docker://alpine": pathURL, "docker://127.0.0.1:5000/team/app?tag=1&size=512&format=qcow2": pathURL,
 	}
 	for p, want := range cases {
 		got, err := classifyPath(p)
@@ -128,7 +129,7 @@ func TestClassifyPath(t *testing.T) {
 			t.Errorf("classifyPath(%q) = %v, %v; want %v", p, got, err, want)
 		}
 	}
-	for _, p := range []string{"file:///etc/passwd", "docker://alpine", "https://", "s3:///key"} {
+	for _, p := range []string{"file:///etc/passwd", "docker://", "docker://alpine?filesystem=btrfs", "docker://alpine?size=0", "https://", "s3:///key"} {
 		if _, err := classifyPath(p); err == nil {
 			t.Errorf("classifyPath(%q) accepted", p)
 		}

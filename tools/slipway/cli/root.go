@@ -130,7 +130,7 @@ JetStream and S3. "slipway up" runs the whole stack in one process; the
 	g.s3Secure = envBool("SLIPWAY_S3_SECURE")
 	g.user = env("SLIPWAY_USER", "oneadmin")
 
-	root.AddCommand(newUpCmd(g), newImageCmd(g), newVersionCmd(g))
+	root.AddCommand(newUpCmd(g), newImageCmd(g), newMarketCmd(g), newVersionCmd(g))
 	return root
 }
 

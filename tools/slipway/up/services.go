@@ -6,8 +6,10 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/services/builder"
 	"github.com/slipway/slipway/services/catalog"
 	"github.com/slipway/slipway/services/converter"
+	marketdockerhub "github.com/slipway/slipway/services/market-dockerhub"
 )
 
 // runner is a service: Run serves until ctx ends, drains, and returns.
@@ -40,6 +42,29 @@ func (s *Stack) services() []service {
 			// Work files next to the rest of the stack's data rather than
 			// in /tmp, which is often a small tmpfs.
 			return converter.New(b, st, converter.Config{TempDir: filepath.Join(s.cfg.DataDir, "work"), Logger: log.With("service", "converter")})
+		}},
+		{marketdockerhub.ServiceName, func(b *bus.Bus, _ *blob.Store) runner {
+			cfg, err := marketdockerhub.ConfigFromEnv()
+			if err != nil {
+				log.Warn("market-dockerhub: ignoring its environment", "err", err)
+				cfg = marketdockerhub.Config{}
+			}
+			if s.cfg.User != "" {
+				cfg.User = s.cfg.User
+			}
+			cfg.Logger = log
+			return marketdockerhub.New(b, cfg)
+		}},
+		{builder.Name, func(b *bus.Bus, st *blob.Store) runner {
+			// Registry mirrors, credentials and the guest init binary come
+			// from the same variables as the builder binary's.
+			cfg, err := builder.ConfigFromEnv()
+			if err != nil {
+				log.Warn("builder: ignoring its environment", "err", err)
+				cfg = builder.Config{}
+			}
+			cfg.TempDir, cfg.Logger = filepath.Join(s.cfg.DataDir, "work"), log.With("service", builder.Name)
+			return builder.New(b, st, cfg)
 		}},
 	}
 }

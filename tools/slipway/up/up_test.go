@@ -50,6 +50,8 @@ func freeAddr(t *testing.T) string {
 // child, checks that NATS (with the streams) and S3 (with the buckets)
 // serve, then interrupts it and checks that both are gone.
 func TestRunStartsAndStopsTheWholeStack(t *testing.T) {
+	// This machine must not reach out to Docker Hub: no listing at start.
+	t.Setenv("SLIPWAY_DOCKERHUB_MONITORING", "off")
 	bin, err := testenv.MinIOBinary()
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,294 @@
+package oci
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/sync/errgroup"
+)
+
+// Image is a pulled image whose layers sit in a local cache.
+type Image interface {
+	// Layers returns the layers, read from the cache; Uncompressed
+	// decompresses on demand and fails at EOF if the content does not
+	// match the config's diff_id.
+	Layers() ([]v1.Layer, error)
+	Config() (*v1.ConfigFile, error)
+	// Digest is the image manifest's digest, "sha256:…".
+	Digest() string
+}
+
+// Pull fetches the image pinned by a "repo@sha256:…" reference (an index
+// digest picks opts' platform) into cacheDir: compressed blobs named by
+// digest under cacheDir/blobs/sha256/, each verified against the manifest's
+// digest and size before it is renamed into place. Layers already in the
+// cache are not fetched again.
+func Pull(ctx context.Context, pinned string, cacheDir string, opts Options) (Image, error) {
+	s, err := opts.settings()
+	if err != nil {
+		return nil, err
+	}
+	d, err := name.NewDigest(pinned, s.nameOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("pull %q: want a pinned reference repo@sha256:…: %w", pinned, err)
+	}
+	srcs, err := s.sources(d.Context())
+	if err != nil {
+		return nil, err
+	}
+	pullers, err := s.pullers(ctx, srcs)
+	if err != nil {
+		return nil, err
+	}
+	img, m, cfg, at, err := s.manifest(ctx, d, pullers)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, fmt.Errorf("%s: config lists %d diff_ids for %d layers", pinned, len(cfg.RootFS.DiffIDs), len(m.Layers))
+	}
+	c := &cache{dir: filepath.Join(cacheDir, "blobs", "sha256"), sources: pullers[at:]}
+	if err := c.fetchAll(ctx, m.Layers, s); err != nil {
+		return nil, err
+	}
+	dig, err := img.Digest()
+	if err != nil {
+		return nil, err
+	}
+	return &cachedImage{digest: dig.String(), manifest: m, config: cfg, dir: c.dir}, nil
+}
+
+// puller is an authenticated client for one source.
+type puller struct {
+	source
+	opts []remote.Option
+	cred credentials
+}
+
+func (s settings) pullers(ctx context.Context, srcs []source) ([]puller, error) {
+	out := make([]puller, 0, len(srcs))
+	for _, src := range srcs {
+		ropts, cred, err := s.remoteOptions(ctx, src.repo)
+		if err != nil {
+			return nil, err
+		}
+		p, err := remote.NewPuller(ropts...)
+		if err != nil {
+			return nil, err
+		}
+		// Reuse keeps token exchanges across the layer fetches.
+		out = append(out, puller{source: src, opts: slices.Concat(ropts, []remote.Option{remote.Reuse(p)}), cred: cred})
+	}
+	return out, nil
+}
+
+// manifest fetches the pinned manifest and config from the first source that
+// has them, returning that source's index.
+func (s settings) manifest(ctx context.Context, d name.Digest, ps []puller) (v1.Image, *v1.Manifest, *v1.ConfigFile, int, error) {
+	var mirrorErrs []error
+	for i, p := range ps {
+		ref := retarget(d, p.repo)
+		img, m, cfg, err := s.manifestAt(ref, p)
+		if err == nil {
+			return img, m, cfg, i, nil
+		}
+		err = registryError(err, ref, p.cred)
+		if !p.mirror || ctx.Err() != nil {
+			return nil, nil, nil, 0, withMirrorErrors(err, mirrorErrs)
+		}
+		mirrorErrs = append(mirrorErrs, fmt.Errorf("mirror %s: %w", p.repo.RegistryStr(), err))
+	}
+	panic("unreachable: the origin is always the last source")
+}
+
+func (s settings) manifestAt(ref name.Reference, p puller) (v1.Image, *v1.Manifest, *v1.ConfigFile, error) {
+	desc, err := remote.Get(ref, p.opts...)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	img, _, err := s.pickImage(ref, desc)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cfg, err := img.ConfigFile()
+	return img, m, cfg, err
+}
+
+// cache writes verified blobs into dir.
+type cache struct {
+	dir     string
+	sources []puller // the source that served the manifest, then the rest
+
+	mu          sync.Mutex
+	done, total int64
+	progress    func(done, total int64)
+}
+
+func (c *cache) fetchAll(ctx context.Context, layers []v1.Descriptor, s settings) error {
+	if err := os.MkdirAll(c.dir, 0o755); err != nil {
+		return err
+	}
+	for _, l := range layers {
+		c.total += l.Size
+	}
+	c.progress = s.Progress
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.Parallelism)
+	for i, l := range layers {
+		g.Go(func() error { return c.fetch(gctx, i+1, l) })
+	}
+	return g.Wait()
+}
+
+// fetch brings layer n (1-based) into the cache, trying each source in turn.
+func (c *cache) fetch(ctx context.Context, n int, l v1.Descriptor) error {
+	if l.Digest.Algorithm != "sha256" {
+		return fmt.Errorf("layer %d %s: unsupported digest algorithm", n, l.Digest)
+	}
+	final := filepath.Join(c.dir, l.Digest.Hex)
+	if fi, err := os.Stat(final); err == nil && fi.Size() == l.Size {
+		c.add(l.Size) // written by an earlier pull, verified then
+		return nil
+	}
+	var errs []error
+	for _, p := range c.sources {
+		err := c.fetchFrom(ctx, p, n, l, final)
+		if err == nil {
+			return nil
+		}
+		if !p.mirror || ctx.Err() != nil {
+			return withMirrorErrors(err, errs)
+		}
+		errs = append(errs, fmt.Errorf("mirror %s: %w", p.repo.RegistryStr(), err))
+	}
+	panic("unreachable: the origin is always the last source")
+}
+
+func (c *cache) fetchFrom(ctx context.Context, p puller, n int, l v1.Descriptor, final string) (err error) {
+	ref := p.repo.Digest(l.Digest.String())
+	// ctx is the errgroup's: one layer failing stops the others' downloads.
+	rl, err := remote.Layer(ref, slices.Concat(p.opts, []remote.Option{remote.WithContext(ctx)})...)
+	if err != nil {
+		return layerError(n, l, registryError(err, ref, p.cred))
+	}
+	rc, err := rl.Compressed()
+	if err != nil {
+		return layerError(n, l, blobFetchError(err, ref, p.cred, l))
+	}
+	defer rc.Close()
+	tmp, err := os.CreateTemp(c.dir, l.Digest.Hex+".part-*")
+	if err != nil {
+		return err
+	}
+	written := int64(0)
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+			c.add(-written)
+		}
+	}()
+	h := sha256.New()
+	w := &progressWriter{w: io.MultiWriter(tmp, h), add: c.add, n: &written}
+	// One byte past the manifest's size is enough to know it is too long.
+	_, cerr := io.Copy(w, io.LimitReader(rc, l.Size+1))
+	if err := verifyBlob(n, l, written, h, cerr, ref, p.cred); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), final)
+}
+
+// verifyBlob checks what arrived against the manifest's descriptor.
+// go-containerregistry verifies too, but its error does not say which layer;
+// our own hash decides, and its error is kept only for transport failures.
+func verifyBlob(n int, l v1.Descriptor, got int64, h hash.Hash, cerr error, ref name.Digest, cred credentials) error {
+	sum := "sha256:" + hex.EncodeToString(h.Sum(nil))
+	switch {
+	case got > l.Size:
+		return layerError(n, l, fmt.Errorf("size mismatch: the registry sent more than the manifest's %d bytes", l.Size))
+	case got == l.Size && sum != l.Digest.String():
+		return layerError(n, l, fmt.Errorf("%w: the registry sent %s", ErrDigestMismatch, sum))
+	case cerr != nil && !isVerifyError(cerr):
+		return layerError(n, l, registryError(cerr, ref, cred))
+	case got != l.Size:
+		return layerError(n, l, fmt.Errorf("size mismatch: the registry sent %d bytes, the manifest says %d", got, l.Size))
+	}
+	return nil
+}
+
+// isVerifyError recognizes go-containerregistry's own verification errors
+// (its type is internal), which verifyBlob reports in its own words.
+func isVerifyError(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "error verifying")
+}
+
+// blobFetchError reports a failure to start a blob download; a
+// Content-Length other than the manifest's size is a size mismatch.
+func blobFetchError(err error, ref name.Digest, cred credentials, l v1.Descriptor) error {
+	if strings.Contains(err.Error(), "Content-Length") {
+		return fmt.Errorf("size mismatch: %w", err)
+	}
+	return registryError(err, ref, cred)
+}
+
+func layerError(n int, l v1.Descriptor, err error) error {
+	return &LayerError{Layer: n, Digest: l.Digest.String(), Err: err}
+}
+
+// LayerError is a failure to fetch or verify one layer.
+type LayerError struct {
+	Layer  int    // 1-based position in the manifest
+	Digest string // the manifest's digest for it
+	Err    error
+}
+
+func (e *LayerError) Error() string { return fmt.Sprintf("layer %d %s: %v", e.Layer, e.Digest, e.Err) }
+func (e *LayerError) Unwrap() error { return e.Err }
+
+// ErrDigestMismatch matches (errors.Is) a LayerError whose content did not
+// hash to the manifest's digest.
+var ErrDigestMismatch = errors.New("digest mismatch")
+
+func (c *cache) add(delta int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.done += delta
+	if c.progress != nil {
+		c.progress(c.done, c.total)
+	}
+}
+
+// progressWriter counts bytes and reports them as they reach the cache.
+type progressWriter struct {
+	w   io.Writer
+	add func(int64)
+	n   *int64
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	*p.n += int64(n)
+	p.add(int64(n))
+	return n, err
+}

@@ -1,0 +1,252 @@
+package oci_test
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/slipway/slipway/pkg/oci"
+)
+
+// multiLayer is busybox plus four layers of random bytes.
+func multiLayer(t *testing.T) v1.Image {
+	t.Helper()
+	layers := []v1.Layer{}
+	for i := range 4 {
+		buf := make([]byte, 64<<10+i)
+		rand.Read(buf)
+		layers = append(layers, layer(t, file("data/"+strconv.Itoa(i), string(buf))))
+	}
+	bb, _ := busyboxImage(t, "linux/amd64").Layers()
+	return image(t, "linux/amd64", append(bb, layers...)...)
+}
+
+func TestPull(t *testing.T) {
+	ctx := context.Background()
+	var blobs counter
+	host := newRegistry(t, blobs.wrap(isBlobGet))
+	img := multiLayer(t)
+	dig := push(t, host+"/big/app:1", img)
+	cacheDir := t.TempDir()
+
+	var mu sync.Mutex
+	var calls, lastDone, lastTotal int64
+	opts := oci.Options{Parallelism: 2, Progress: func(done, total int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		if done < lastDone {
+			t.Errorf("progress went back from %d to %d", lastDone, done)
+		}
+		calls, lastDone, lastTotal = calls+1, done, total
+	}}
+	before := blobs.count()
+	got, err := oci.Pull(ctx, host+"/big/app@"+dig, cacheDir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Digest() != dig {
+		t.Fatalf("digest %s, want %s", got.Digest(), dig)
+	}
+	m, _ := img.Manifest()
+	var total int64
+	for _, l := range m.Layers {
+		total += l.Size
+		fi, err := os.Stat(filepath.Join(cacheDir, "blobs", "sha256", l.Digest.Hex))
+		if err != nil || fi.Size() != l.Size {
+			t.Fatalf("cache blob %s: %v", l.Digest, err)
+		}
+	}
+	if calls == 0 || lastDone != total || lastTotal != total {
+		t.Fatalf("progress: %d calls, last %d/%d, want %d", calls, lastDone, lastTotal, total)
+	}
+	if n := blobs.count() - before; n != len(m.Layers)+1 {
+		t.Fatalf("%d blob fetches for %d layers and the config", n, len(m.Layers))
+	}
+	if blobs.maxIn > 2 {
+		t.Fatalf("%d layer fetches at once, Parallelism 2", blobs.maxIn)
+	}
+	assertSameLayers(t, img, got)
+
+	cfg, err := got.Config()
+	if err != nil || cfg.Config.Cmd[0] != "/bin/sh" {
+		t.Fatalf("config %+v %v", cfg, err)
+	}
+
+	// A second pull into the same cache fetches only the config.
+	before = blobs.count()
+	if _, err := oci.Pull(ctx, host+"/big/app@"+dig, cacheDir, oci.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := blobs.count() - before; n != 1 {
+		t.Fatalf("cached pull fetched %d blobs, want just the config", n)
+	}
+
+	_, err = oci.Pull(ctx, host+"/big/app:1", cacheDir, oci.Options{})
+	mustContain(t, err, `pull "`+host+`/big/app:1": want a pinned reference repo@sha256:…`)
+}
+
+// assertSameLayers compares the pulled layers' uncompressed content with
+// the original's, and reads every file of the busybox layer.
+func assertSameLayers(t *testing.T, want v1.Image, got oci.Image) {
+	t.Helper()
+	wl, _ := want.Layers()
+	gl, err := got.Layers()
+	if err != nil || len(gl) != len(wl) {
+		t.Fatalf("%d layers, want %d: %v", len(gl), len(wl), err)
+	}
+	for i := range wl {
+		wd, _ := wl[i].DiffID()
+		gd, _ := gl[i].DiffID()
+		gdig, _ := gl[i].Digest()
+		wdig, _ := wl[i].Digest()
+		if wd != gd || gdig != wdig {
+			t.Fatalf("layer %d: diff_id %s digest %s, want %s %s", i+1, gd, gdig, wd, wdig)
+		}
+		rc, err := gl[i].Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := tar.NewReader(rc)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("layer %d: %v", i+1, err)
+			}
+			if h.Name == "bin/busybox" {
+				assertSameFile(t, tr, "/bin/busybox")
+			}
+		}
+		if _, err := io.Copy(io.Discard, rc); err != nil { // the diff_id check runs at EOF
+			t.Fatalf("layer %d: %v", i+1, err)
+		}
+		rc.Close()
+	}
+}
+
+func assertSameFile(t *testing.T, r io.Reader, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if !sameStream(t, r, f) {
+		t.Fatalf("content differs from %s", path)
+	}
+}
+
+// sameStream compares two streams chunk by chunk.
+func sameStream(t *testing.T, a, b io.Reader) bool {
+	t.Helper()
+	ba, bb := make([]byte, 32<<10), make([]byte, 32<<10)
+	for {
+		na, ea := io.ReadFull(a, ba)
+		nb, eb := io.ReadFull(b, bb)
+		if na != nb || string(ba[:na]) != string(bb[:nb]) {
+			return false
+		}
+		if ea != nil || eb != nil {
+			if (ea == io.EOF || ea == io.ErrUnexpectedEOF) && (eb == io.EOF || eb == io.ErrUnexpectedEOF) {
+				return true
+			}
+			t.Fatalf("reading: %v / %v", ea, eb)
+		}
+	}
+}
+
+// tamper rewrites the body of GET .../blobs/<digest> with f.
+func tamper(digest string, f func([]byte) []byte) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+digest) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, r)
+			body := f(rec.Body.Bytes())
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			w.WriteHeader(rec.Code)
+			w.Write(body)
+		})
+	}
+}
+
+func TestPullDigestMismatch(t *testing.T) {
+	ctx := context.Background()
+	img := multiLayer(t)
+	m, _ := img.Manifest()
+	second := m.Layers[1].Digest.String()
+	for _, tc := range []struct {
+		name string
+		f    func([]byte) []byte
+		want string
+	}{
+		{"flipped byte", func(b []byte) []byte { b[len(b)/2] ^= 0xff; return b }, "layer 2 " + second + ": digest mismatch: the registry sent sha256:"},
+		{"truncated", func(b []byte) []byte { return b[:len(b)-10] }, "layer 2 " + second + ": size mismatch"},
+		{"longer", func(b []byte) []byte { return append(b, "trailing"...) }, "layer 2 " + second + ": size mismatch"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			host := newRegistry(t, tamper(second, tc.f))
+			dig := push(t, host+"/bad/app:1", img)
+			cacheDir := t.TempDir()
+			_, err := oci.Pull(ctx, host+"/bad/app@"+dig, cacheDir, oci.Options{})
+			mustContain(t, err, tc.want)
+			var le *oci.LayerError
+			if !errors.As(err, &le) || le.Layer != 2 || le.Digest != second {
+				t.Fatalf("error %#v", err)
+			}
+			if strings.Contains(tc.want, "digest mismatch") != errors.Is(err, oci.ErrDigestMismatch) {
+				t.Fatalf("errors.Is(%v, ErrDigestMismatch) wrong", err)
+			}
+			if _, err := os.Stat(filepath.Join(cacheDir, "blobs", "sha256", m.Layers[1].Digest.Hex)); !os.IsNotExist(err) {
+				t.Fatalf("the bad blob is in the cache: %v", err)
+			}
+			leftovers, _ := filepath.Glob(filepath.Join(cacheDir, "blobs", "sha256", "*.part-*"))
+			if len(leftovers) != 0 {
+				t.Fatalf("temporary files left: %v", leftovers)
+			}
+		})
+	}
+}
+
+func TestPullDiffIDMismatch(t *testing.T) {
+	ctx := context.Background()
+	host := newRegistry(t)
+	img := busyboxImage(t, "linux/amd64")
+	cfg, _ := img.ConfigFile()
+	cfg = cfg.DeepCopy()
+	cfg.RootFS.DiffIDs[0] = v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ab", 32)}
+	lying, err := mutate.ConfigFile(img, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dig := push(t, host+"/lying/app:1", lying)
+	got, err := oci.Pull(ctx, host+"/lying/app@"+dig, t.TempDir(), oci.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := got.Layers()
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	_, err = io.Copy(io.Discard, rc)
+	mustContain(t, err, "layer 1: uncompressed content is sha256:", "the config's diff_id is sha256:abab")
+}

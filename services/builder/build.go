@@ -1,0 +1,334 @@
+package builder
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/oci"
+	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/builder/flatten"
+	"github.com/slipway/slipway/services/builder/fsimage"
+	"github.com/slipway/slipway/services/builder/tree"
+)
+
+// Label is the filesystem label of every built image.
+const Label = "slipway-root"
+
+// DefaultFilesystem is built when the command names none.
+const DefaultFilesystem = "ext4"
+
+// cleanupTimeout bounds removing a partial destination object, which runs
+// even when the job's context is what ended it.
+const cleanupTimeout = 30 * time.Second
+
+// Saga step names: the events' IDs derive from them, so a retried job
+// republishes the same ce-id and JetStream drops the duplicate.
+const (
+	stepBuilt  = "built"
+	stepFailed = "builder-failed"
+)
+
+func (s *Service) handleBuild(ctx context.Context, m *bus.Msg) error {
+	var cmd schemas.BuilderBuild
+	if err := decode(m, &cmd); err != nil {
+		return s.reject(ctx, m, err)
+	}
+	j := &job{id: m.Envelope.ID, reference: cmd.Reference, kind: string(cmd.Kind), dest: cmd.Dest,
+		imageID: cmd.ImageID, delivered: m.Delivered, started: time.Now().UTC()}
+	j.setPhase(schemas.BuilderPhasePull, 0)
+	s.jobs.add(j)
+	defer s.jobs.remove(j)
+	stop := s.report(ctx, j, bus.CausedBy(m.Envelope))
+	out, err := s.runBuild(ctx, j, cmd)
+	stop()
+	return s.finish(ctx, m, cmd, out, err)
+}
+
+// decode validates a command against its schema and decodes it; either
+// failure wraps errInvalid.
+func decode(m *bus.Msg, v any) error {
+	if err := schemas.Validate(schemas.KindCommand, Name, "build", m.Data); err != nil {
+		return fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	if err := m.Decode(v); err != nil {
+		return fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	return nil
+}
+
+// target is where a job stores its disk.
+type target struct{ bucket, key string }
+
+// runBuild pulls the image and stores its disk at the command's dest.
+func (s *Service) runBuild(ctx context.Context, j *job, cmd schemas.BuilderBuild) (schemas.BuilderBuilt, error) {
+	var dest target
+	var err error
+	if dest.bucket, dest.key, err = blob.ParseURL(cmd.Dest); err != nil {
+		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, fmt.Errorf("%w: dest: %w", errInvalid, err))
+	}
+	if cmd.Kind == schemas.ContentKindContainer {
+		if err := s.checkGuestInit(); err != nil {
+			return schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, err)
+		}
+	}
+	dir, err := os.MkdirTemp(s.cfg.TempDir, fmt.Sprintf("build-%d-*", cmd.ImageID))
+	if err != nil {
+		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, fmt.Errorf("work directory: %w", err))
+	}
+	defer os.RemoveAll(dir)
+
+	cache := filepath.Join(dir, "cache")
+	img, err := s.pull(ctx, j, cmd, cache)
+	if err != nil {
+		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, err)
+	}
+	if cmd.Kind == schemas.ContentKindDisk {
+		return s.storeDisk(ctx, j, cmd, img, dest)
+	}
+	return s.buildContainer(ctx, j, cmd, img, dir, dest)
+}
+
+// pull fetches the pinned image's layers into cache, verified.
+func (s *Service) pull(ctx context.Context, j *job, cmd schemas.BuilderBuild, cache string) (oci.Image, error) {
+	j.setPhase(schemas.BuilderPhasePull, 0)
+	opts := s.cfg.Registry
+	opts.Platform = cmd.Arch // only matters if the digest names an index
+	opts.Insecure = opts.Insecure || s.insecure(cmd.Reference)
+	opts.Progress = j.progress
+	img, err := oci.Pull(ctx, cmd.Reference, cache, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("pulled", "image_id", cmd.ImageID, "reference", cmd.Reference, "digest", img.Digest())
+	return img, nil
+}
+
+// storeDisk uploads the disk file a disk-kind image carries, as it is:
+// the converter inspects it like any upload.
+func (s *Service) storeDisk(ctx context.Context, j *job, cmd schemas.BuilderBuild, img oci.Image, dest target) (schemas.BuilderBuilt, error) {
+	name, rc, size, err := oci.DiskFile(ctx, img)
+	if err != nil {
+		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, err)
+	}
+	defer rc.Close()
+	j.setPhase(schemas.BuilderPhaseUpload, size)
+	info, err := s.store.Put(ctx, dest.bucket, dest.key, rc, size, blob.Progress(func(n int64) { j.progress(n, size) }))
+	if err != nil {
+		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhaseUpload, err)
+	}
+	s.log.Info("stored the image's disk", "image_id", cmd.ImageID, "file", name, "dest", cmd.Dest, "size", info.Size)
+	return schemas.BuilderBuilt{ImageID: cmd.ImageID, Dest: cmd.Dest, Size: info.Size, SHA256: info.SHA256,
+		Digest: img.Digest()}, nil
+}
+
+// buildContainer flattens a container image, injects the guest init and
+// makes a raw filesystem image of it. Each intermediate is removed as soon
+// as the next step has consumed it, so the work directory holds at most
+// two of layers, tree and image at a time.
+func (s *Service) buildContainer(ctx context.Context, j *job, cmd schemas.BuilderBuild, img oci.Image, dir string, dest target) (schemas.BuilderBuilt, error) {
+	var out schemas.BuilderBuilt
+	cfg, err := img.Config()
+	if err != nil {
+		return out, failed(schemas.BuilderPhasePull, err)
+	}
+	root := filepath.Join(dir, "root")
+	t, err := s.flatten(ctx, j, img, root)
+	if err != nil {
+		return out, failed(schemas.BuilderPhaseFlatten, err)
+	}
+	os.RemoveAll(filepath.Join(dir, "cache"))
+	distro := s.distro(root, cmd)
+	if err := inject(root, t, s.cfg.GuestInit, cfg); err != nil {
+		return out, failed(schemas.BuilderPhaseFlatten, err)
+	}
+	fs := string(cmd.Filesystem)
+	if fs == "" {
+		fs = DefaultFilesystem
+	}
+	raw := filepath.Join(dir, "disk.raw")
+	j.setPhase(schemas.BuilderPhaseMkfs, 0)
+	res, err := fsimage.Build(ctx, root, t, raw, fsimage.Options{Filesystem: fs, SizeMiB: cmd.SizeMiB, Label: Label})
+	if err != nil {
+		return out, failed(schemas.BuilderPhaseMkfs, err)
+	}
+	os.RemoveAll(root)
+	info, err := s.upload(ctx, j, raw, dest)
+	if err != nil {
+		return out, failed(schemas.BuilderPhaseUpload, err)
+	}
+	return schemas.BuilderBuilt{ImageID: cmd.ImageID, Dest: cmd.Dest, Format: schemas.DiskFormatRaw,
+		VirtualSize: res.SizeBytes, Size: info.Size, SHA256: info.SHA256, Distro: distro, Digest: img.Digest()}, nil
+}
+
+// flatten applies the layers to root; progress counts the uncompressed
+// bytes read (their total is unknown until the end).
+func (s *Service) flatten(ctx context.Context, j *job, img oci.Image, root string) (*tree.Tree, error) {
+	j.setPhase(schemas.BuilderPhaseFlatten, 0)
+	v1layers, err := img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	var read counter
+	read.report = func(n int64) { j.progress(n, 0) }
+	layers := make([]flatten.Layer, len(v1layers))
+	for i, l := range v1layers {
+		layers[i] = countedLayer{Layer: flatten.FromV1(l), c: &read}
+	}
+	t, err := flatten.Flatten(ctx, layers, root, s.cfg.Flatten)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("flattened", "image_id", j.imageID, "layers", len(layers), "entries", t.Len(), "bytes_read", read.n.Load())
+	return t, nil
+}
+
+// upload stores the built image, hashing it on the way.
+func (s *Service) upload(ctx context.Context, j *job, path string, dest target) (blob.Info, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return blob.Info{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return blob.Info{}, err
+	}
+	j.setPhase(schemas.BuilderPhaseUpload, st.Size())
+	info, err := s.store.Put(ctx, dest.bucket, dest.key, f, st.Size(),
+		blob.Progress(func(n int64) { j.progress(n, st.Size()) }))
+	if err != nil {
+		return info, err
+	}
+	s.log.Info("stored", "image_id", j.imageID, "dest", j.dest, "size", info.Size, "sha256", info.SHA256)
+	return info, nil
+}
+
+// finish settles a job: a built event on success, a failed event on a
+// terminal failure or on the last delivery, else an error to retry.
+func (s *Service) finish(ctx context.Context, m *bus.Msg, cmd schemas.BuilderBuild, out schemas.BuilderBuilt, err error) error {
+	if err == nil {
+		if _, perr := s.bus.Event(ctx, "built", idToken(cmd.ImageID), out,
+			bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepBuilt)); perr != nil {
+			return fmt.Errorf("publish built: %w", perr) // redelivery redoes the job, same dest and ce-id
+		}
+		return nil
+	}
+	je := asJobError(err)
+	last := m.Delivered >= uint64(s.cfg.MaxDeliver)
+	if je.terminal || last || je.phase == schemas.BuilderPhaseUpload {
+		s.removeDest(cmd.Dest)
+	}
+	if !je.terminal && !last {
+		s.log.Warn("job failed, will retry", "image_id", cmd.ImageID, "phase", je.phase, "delivered", m.Delivered, "err", err)
+		return err
+	}
+	s.publishFailed(ctx, m, cmd.ImageID, je)
+	if je.terminal {
+		return bus.Terminal(err)
+	}
+	return err // the last delivery: the dead-letter stream gets it
+}
+
+// reject answers a command that cannot be understood.
+func (s *Service) reject(ctx context.Context, m *bus.Msg, err error) error {
+	je := &jobError{phase: schemas.BuilderPhasePull, err: err, terminal: true}
+	if imageID, ok := peekImageID(m.Data); ok {
+		s.publishFailed(ctx, m, imageID, je)
+	} else {
+		// No image to name: guessing one would fail an unrelated image.
+		id := fmt.Sprintf("cmd-%d", m.StreamSeq)
+		ev := map[string]any{"phase": je.phase, "error": message(err), "retryable": false}
+		if _, perr := s.bus.Event(ctx, "failed", id, ev,
+			bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepFailed)); perr != nil {
+			s.log.Error("failed event not published", "command", m.Subject, "err", perr)
+		}
+		s.log.Error("command rejected", "command", m.Subject, "seq", m.StreamSeq, "err", err)
+	}
+	return bus.Terminal(err)
+}
+
+func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, imageID int64, je *jobError) {
+	ev := schemas.BuilderFailed{ImageID: imageID, Phase: je.phase, Error: message(je.err), Retryable: !je.terminal}
+	if _, err := s.bus.Event(ctx, "failed", idToken(imageID), ev,
+		bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepFailed)); err != nil {
+		s.log.Error("failed event not published", "image_id", imageID, "err", err)
+	}
+	s.log.Error("job failed", "image_id", imageID, "phase", je.phase, "retryable", !je.terminal, "err", je.err)
+}
+
+// peekImageID finds image_id in a payload that failed validation but is
+// still JSON.
+func peekImageID(data []byte) (int64, bool) {
+	var v struct {
+		ImageID *int64 `json:"image_id"`
+	}
+	if json.Unmarshal(data, &v) != nil || v.ImageID == nil || *v.ImageID < 0 {
+		return 0, false
+	}
+	return *v.ImageID, true
+}
+
+// message trims an error to what the schema allows.
+func message(err error) string {
+	msg := err.Error()
+	if len(msg) > 4000 {
+		msg = msg[:4000] + "…"
+	}
+	if msg == "" {
+		msg = "unknown error"
+	}
+	return msg
+}
+
+// removeDest deletes what a failed job may have stored at dest, even when
+// the job's context is gone.
+func (s *Service) removeDest(dest string) {
+	bucket, key, err := blob.ParseURL(dest)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	if err := s.store.Delete(ctx, bucket, key); err != nil && !blob.IsNotFound(err) {
+		s.log.Warn("partial destination not removed", "dest", dest, "err", err)
+	}
+}
+
+// counter adds up the bytes read through every layer of a flatten.
+type counter struct {
+	n      atomic.Int64
+	report func(int64)
+}
+
+// countedLayer counts what Flatten reads of a layer.
+type countedLayer struct {
+	flatten.Layer
+	c *counter
+}
+
+func (l countedLayer) Uncompressed() (io.ReadCloser, error) {
+	rc, err := l.Layer.Uncompressed()
+	if err != nil {
+		return nil, err
+	}
+	return &countingReader{ReadCloser: rc, c: l.c}, nil
+}
+
+type countingReader struct {
+	io.ReadCloser
+	c *counter
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	r.c.report(r.c.n.Add(int64(n)))
+	return n, err
+}

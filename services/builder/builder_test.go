@@ -1,0 +1,489 @@
+package builder
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/nats-io/nats.go"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/builder/fsimage"
+	"github.com/slipway/slipway/services/builder/guestinit"
+	"github.com/slipway/slipway/services/builder/tree"
+)
+
+// s3 is one MinIO shared by the package's tests; initBinary is the guest
+// init, built once from this repository.
+var (
+	s3         testenv.S3
+	initBinary string
+)
+
+const uploads = "slipway-uploads"
+
+func TestMain(m *testing.M) {
+	code, err := setup(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "builder tests:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func setup(m *testing.M) (int, error) {
+	dir, err := os.MkdirTemp("", "builder-test-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	initBinary = filepath.Join(dir, GuestInitName)
+	build := exec.Command("go", "build", "-o", initBinary, "./cmd/slipway-init")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("build the guest init: %v\n%s", err, out)
+	}
+	var stop func()
+	s3, stop, err = testenv.StartMinIO(filepath.Join(dir, "minio"))
+	if err != nil {
+		return 0, fmt.Errorf("need MinIO: %w", err)
+	}
+	defer stop()
+	return m.Run(), nil
+}
+
+// harness is a running builder on its own NATS server, a loopback
+// registry, and a client bus that sends commands and watches events.
+type harness struct {
+	t       *testing.T
+	ctx     context.Context
+	cli     *bus.Bus
+	store   *blob.Store
+	events  chan *nats.Msg
+	reg     string // host:port of the registry
+	tempDir string
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	url, _ := testenv.NATS(t)
+	connect := func(service string) *bus.Bus {
+		b, err := bus.Connect(ctx, bus.Config{URL: url, Service: service, Logger: quiet()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(b.Close)
+		return b
+	}
+	b, cli := connect(Name), connect("cli")
+	if err := b.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	store, err := blob.New(s3.BlobConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.EnsureBucket(ctx, uploads); err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan *nats.Msg, 1000)
+	sub, err := cli.Conn().ChanSubscribe("slipway.evt.builder.>", events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+
+	h := &harness{t: t, ctx: ctx, cli: cli, store: store, events: events,
+		reg: strings.TrimPrefix(srv.URL, "http://"), tempDir: t.TempDir()}
+	svc := New(b, store, Config{TempDir: h.tempDir, GuestInit: initBinary, ProgressInterval: 10 * time.Millisecond, Logger: quiet()})
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if entries, _ := os.ReadDir(h.tempDir); len(entries) != 0 {
+			t.Errorf("temp dir %s not cleaned: %d entries left", h.tempDir, len(entries))
+		}
+	})
+	h.waitReady()
+	return h
+}
+
+func (h *harness) waitReady() {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var v struct{ Jobs []JobStatus }
+		if err := h.cli.Query(h.ctx, Name, "jobs", nil, &v); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatal("builder not serving")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// file is one entry of a test layer.
+type file struct {
+	name, link string
+	typ        byte
+	mode       int64
+	data       []byte
+}
+
+// push builds an image of one layer holding files, with config c, pushes
+// it to the registry as repo:tag and returns its pinned reference.
+func (h *harness) push(repo string, files []file, c v1.Config) string {
+	h.t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range files {
+		hdr := &tar.Header{Name: f.name, Typeflag: f.typ, Mode: f.mode, Linkname: f.link, Size: int64(len(f.data)),
+			ModTime: time.Unix(1700000000, 0)}
+		if err := tw.WriteHeader(hdr); err != nil {
+			h.t.Fatal(err)
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		h.t.Fatal(err)
+	}
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if img, err = mutate.Config(img, c); err != nil {
+		h.t.Fatal(err)
+	}
+	ref, err := name.ParseReference(h.reg + "/" + repo + ":1")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		h.t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return h.reg + "/" + repo + "@" + d.String()
+}
+
+// build sends a build command and returns the final event (built or
+// failed) with the progress events seen before it.
+func (h *harness) build(cmd schemas.BuilderBuild, v any) (event string, progress []schemas.BuilderProgress) {
+	h.t.Helper()
+	if _, err := h.cli.Command(h.ctx, Name, "build", cmd); err != nil {
+		h.t.Fatal(err)
+	}
+	timeout := time.After(2 * time.Minute)
+	for {
+		select {
+		case m := <-h.events:
+			kind := strings.Split(m.Subject, ".")[3]
+			if err := schemas.Validate(schemas.KindEvent, Name, kind, m.Data); err != nil {
+				h.t.Fatalf("invalid %s event: %v", kind, err)
+			}
+			if m.Subject != fmt.Sprintf("slipway.evt.builder.%s.%d", kind, cmd.ImageID) {
+				h.t.Fatalf("event %s for another image", m.Subject)
+			}
+			if kind == "progress" {
+				var p schemas.BuilderProgress
+				mustJSON(h.t, m.Data, &p)
+				progress = append(progress, p)
+				continue
+			}
+			mustJSON(h.t, m.Data, v)
+			return kind, progress
+		case <-timeout:
+			h.t.Fatalf("no event for image %d", cmd.ImageID)
+		}
+	}
+}
+
+func mustJSON(t *testing.T, data []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("decode %s: %v", data, err)
+	}
+}
+
+// download fetches an object to a local file.
+func (h *harness) download(url string) string {
+	h.t.Helper()
+	bucket, key, err := blob.ParseURL(url)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	rc, _, err := h.store.Get(h.ctx, bucket, key)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer rc.Close()
+	path := filepath.Join(h.t.TempDir(), "blob")
+	f, err := os.Create(path)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, rc); err != nil {
+		h.t.Fatal(err)
+	}
+	return path
+}
+
+func (h *harness) exists(url string) bool {
+	h.t.Helper()
+	bucket, key, _ := blob.ParseURL(url)
+	_, err := h.store.Stat(h.ctx, bucket, key)
+	if err != nil && !blob.IsNotFound(err) {
+		h.t.Fatal(err)
+	}
+	return err == nil
+}
+
+func sha(data []byte) string {
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// busyboxFiles is a minimal image: busybox-static, a shell link to it,
+// and an os-release reached through a symlink, as Debian lays it out.
+func busyboxFiles(t *testing.T) []file {
+	return []file{
+		{name: "bin/", typ: tar.TypeDir, mode: 0o755},
+		{name: "bin/busybox", typ: tar.TypeReg, mode: 0o755, data: readFile(t, "/bin/busybox")},
+		{name: "bin/sh", typ: tar.TypeSymlink, mode: 0o777, link: "busybox"},
+		{name: "etc/", typ: tar.TypeDir, mode: 0o755},
+		{name: "etc/os-release", typ: tar.TypeSymlink, mode: 0o777, link: "../usr/lib/os-release"},
+		{name: "usr/", typ: tar.TypeDir, mode: 0o755},
+		{name: "usr/lib/", typ: tar.TypeDir, mode: 0o755},
+		{name: "usr/lib/os-release", typ: tar.TypeReg, mode: 0o644, data: []byte("NAME=\"Slipway Test\"\nID=\"slipway-test\"\n")},
+	}
+}
+
+var busyboxConfig = v1.Config{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"echo hello"},
+	Env: []string{"PATH=/bin", "GREETING=hi"}, WorkingDir: "/tmp", User: "1000:1000"}
+
+func TestBuildBusybox(t *testing.T) {
+	h := newHarness(t)
+	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
+	dest := blob.URL(uploads, "builds/7/disk.raw")
+	var built schemas.BuilderBuilt
+	kind, progress := h.build(schemas.BuilderBuild{ImageID: 7, Reference: ref, Kind: schemas.ContentKindContainer,
+		SizeMiB: 64, Filesystem: schemas.FilesystemExt4, Dest: dest}, &built)
+	if kind != "built" {
+		t.Fatalf("got %s: %+v", kind, built)
+	}
+	_, digest, _ := strings.Cut(ref, "@")
+	if built.Dest != dest || built.Format != schemas.DiskFormatRaw || built.VirtualSize != 64<<20 ||
+		built.Size != 64<<20 || built.Distro != "slipway-test" || built.Digest != digest {
+		t.Fatalf("built = %+v", built)
+	}
+	if len(progress) == 0 {
+		t.Error("no progress event")
+	}
+
+	raw := h.download(dest)
+	if got := sha(readFile(t, raw)); got != built.SHA256 {
+		t.Fatalf("stored blob sha256 %s, event says %s", got, built.SHA256)
+	}
+	if out, err := exec.Command("e2fsck", "-fn", raw).CombinedOutput(); err != nil {
+		t.Fatalf("e2fsck: %v\n%s", err, out)
+	}
+	tr, err := fsimage.ReadExt(h.ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bb := mustEntry(t, tr, "bin/busybox")
+	if bb.Type != tree.Regular || bb.Mode != 0o755 || bb.UID != 0 || bb.Size != int64(len(readFile(t, "/bin/busybox"))) {
+		t.Fatalf("bin/busybox = %+v", bb)
+	}
+	if sh := mustEntry(t, tr, "bin/sh"); sh.Type != tree.Symlink || sh.Link != "busybox" {
+		t.Fatalf("bin/sh = %+v", sh)
+	}
+	checkHash(t, h.ctx, raw, "bin/busybox", sha(readFile(t, "/bin/busybox")))
+
+	init := mustEntry(t, tr, ".slipway/init")
+	if init.Type != tree.Regular || init.Mode != 0o755 || init.UID != 0 || init.GID != 0 {
+		t.Fatalf(".slipway/init = %+v", init)
+	}
+	checkHash(t, h.ctx, raw, ".slipway/init", sha(readFile(t, initBinary)))
+	conf, _ := json.MarshalIndent(guestinit.Config{Entrypoint: busyboxConfig.Entrypoint, Cmd: busyboxConfig.Cmd,
+		Env: busyboxConfig.Env, WorkingDir: "/tmp", User: "1000:1000"}, "", "  ")
+	if c := mustEntry(t, tr, ".slipway/config.json"); c.Mode != 0o644 || c.UID != 0 {
+		t.Fatalf(".slipway/config.json = %+v", c)
+	}
+	checkHash(t, h.ctx, raw, ".slipway/config.json", sha(conf))
+}
+
+func mustEntry(t *testing.T, tr *tree.Tree, p string) *tree.Entry {
+	t.Helper()
+	e, ok := tr.Get(p)
+	if !ok {
+		t.Fatalf("%s is not in the image", p)
+	}
+	return e
+}
+
+func checkHash(t *testing.T, ctx context.Context, image, p, want string) {
+	t.Helper()
+	got, err := fsimage.ContentHash(ctx, image, "ext4", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("%s has sha256 %s, want %s", p, got, want)
+	}
+}
+
+// An image without os-release is built, recorded as unknown; the
+// command's distro wins over os-release; xfs works too.
+func TestBuildDistroAndXFS(t *testing.T) {
+	h := newHarness(t)
+	scratch := h.push("test/scratch", []file{
+		{name: "hello", typ: tar.TypeReg, mode: 0o755, data: readFile(t, "/bin/busybox")},
+	}, v1.Config{Entrypoint: []string{"/hello"}})
+	var built schemas.BuilderBuilt
+	if kind, _ := h.build(schemas.BuilderBuild{ImageID: 1, Reference: scratch, Kind: schemas.ContentKindContainer,
+		Dest: blob.URL(uploads, "builds/1/disk.raw")}, &built); kind != "built" || built.Distro != UnknownDistro {
+		t.Fatalf("scratch image: %s %+v", kind, built)
+	}
+	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
+	dest := blob.URL(uploads, "builds/2/disk.raw")
+	if kind, _ := h.build(schemas.BuilderBuild{ImageID: 2, Reference: ref, Kind: schemas.ContentKindContainer,
+		Filesystem: schemas.FilesystemXFS, Distro: "alpine", Dest: dest}, &built); kind != "built" || built.Distro != "alpine" {
+		t.Fatalf("xfs image: %s %+v", kind, built)
+	}
+	raw := h.download(dest)
+	if out, err := exec.Command("xfs_repair", "-n", raw).CombinedOutput(); err != nil {
+		t.Fatalf("xfs_repair: %v\n%s", err, out)
+	}
+	tr, err := fsimage.ReadXFS(h.ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := mustEntry(t, tr, ".slipway/init"); e.Mode != 0o755 || e.UID != 0 {
+		t.Fatalf(".slipway/init = %+v", e)
+	}
+	got, err := fsimage.ContentHash(h.ctx, raw, "xfs", "bin/busybox")
+	if err != nil || got != sha(readFile(t, "/bin/busybox")) {
+		t.Fatalf("bin/busybox hash %s, %v", got, err)
+	}
+}
+
+func TestBuildTooSmall(t *testing.T) {
+	h := newHarness(t)
+	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
+	dest := blob.URL(uploads, "builds/3/disk.raw")
+	var f schemas.BuilderFailed
+	kind, _ := h.build(schemas.BuilderBuild{ImageID: 3, Reference: ref, Kind: schemas.ContentKindContainer,
+		SizeMiB: 1, Dest: dest}, &f)
+	if kind != "failed" || f.Phase != schemas.BuilderPhaseMkfs || f.Retryable ||
+		!strings.Contains(f.Error, "size=1 MiB is too small") || !strings.Contains(f.Error, "needs at least") {
+		t.Fatalf("%s: %+v", kind, f)
+	}
+	if h.exists(dest) {
+		t.Error("a failed build left its dest")
+	}
+}
+
+func TestBuildUnknownDigest(t *testing.T) {
+	h := newHarness(t)
+	h.push("test/busybox", busyboxFiles(t), busyboxConfig)
+	ref := h.reg + "/test/busybox@sha256:" + strings.Repeat("ab", 32)
+	var f schemas.BuilderFailed
+	kind, _ := h.build(schemas.BuilderBuild{ImageID: 4, Reference: ref, Kind: schemas.ContentKindContainer,
+		Dest: blob.URL(uploads, "builds/4/disk.raw")}, &f)
+	if kind != "failed" || f.Phase != schemas.BuilderPhasePull || f.Retryable || !strings.Contains(f.Error, "MANIFEST_UNKNOWN") {
+		t.Fatalf("%s: %+v", kind, f)
+	}
+}
+
+// A disk carried in an image (KubeVirt containerDisk) is stored as it is.
+func TestBuildCarriedDisk(t *testing.T) {
+	h := newHarness(t)
+	disk := bytes.Repeat([]byte("QFI\xfb disk "), 5000)
+	ref := h.push("test/disk", []file{
+		{name: "disk/", typ: tar.TypeDir, mode: 0o555},
+		{name: "disk/debian.qcow2", typ: tar.TypeReg, mode: 0o444, data: disk},
+	}, v1.Config{})
+	dest := blob.URL(uploads, "builds/5/disk.raw")
+	var built schemas.BuilderBuilt
+	if kind, _ := h.build(schemas.BuilderBuild{ImageID: 5, Reference: ref, Kind: schemas.ContentKindDisk, Dest: dest}, &built); kind != "built" {
+		t.Fatalf("%s: %+v", kind, built)
+	}
+	if built.Size != int64(len(disk)) || built.SHA256 != sha(disk) || built.Format != "" || built.Distro != "" {
+		t.Fatalf("built = %+v", built)
+	}
+	if got := readFile(t, h.download(dest)); !bytes.Equal(got, disk) {
+		t.Fatal("stored disk differs")
+	}
+}
+
+// A command that does not match its schema fails at once, naming the
+// problem.
+func TestBuildInvalidCommand(t *testing.T) {
+	h := newHarness(t)
+	var f schemas.BuilderFailed
+	if _, err := h.cli.Command(h.ctx, Name, "build", map[string]any{"image_id": 6, "reference": "nginx:latest", "kind": "container", "dest": "s3://slipway-uploads/x"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-h.events:
+		mustJSON(t, m.Data, &f)
+		if m.Subject != "slipway.evt.builder.failed.6" || f.Retryable || !strings.Contains(f.Error, "/reference") {
+			t.Fatalf("%s: %+v", m.Subject, f)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("no failed event")
+	}
+}

@@ -1,0 +1,95 @@
+package builder
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/slipway/slipway/pkg/run"
+)
+
+// Environment variables read by ConfigFromEnv.
+const (
+	EnvTempDir            = "SLIPWAY_TMPDIR"
+	EnvGuestInit          = "SLIPWAY_GUEST_INIT"
+	EnvRegistryMirrors    = "SLIPWAY_REGISTRY_MIRRORS"
+	EnvRegistryInsecure   = "SLIPWAY_REGISTRY_INSECURE"
+	EnvDockerConfig       = "SLIPWAY_DOCKER_CONFIG"
+	EnvConcurrency        = "SLIPWAY_BUILDER_CONCURRENCY"
+	EnvProgressInterval   = "SLIPWAY_PROGRESS_INTERVAL"
+	EnvParallelLayerPulls = "SLIPWAY_BUILDER_PARALLEL_PULLS"
+)
+
+// ConfigFromEnv reads the builder's variables (see the README); unset
+// ones keep New's defaults. Registry credentials come from the standard
+// docker config.json ($DOCKER_CONFIG/config.json, else
+// ~/.docker/config.json) unless SLIPWAY_DOCKER_CONFIG names a file.
+func ConfigFromEnv() (Config, error) {
+	cfg := Config{TempDir: run.Env(EnvTempDir, ""), GuestInit: run.Env(EnvGuestInit, "")}
+	var errs []error
+	var err error
+	if cfg.Registry.Mirrors, err = ParseMirrors(os.Getenv(EnvRegistryMirrors)); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", EnvRegistryMirrors, err))
+	}
+	cfg.InsecureRegistries = splitList(os.Getenv(EnvRegistryInsecure), ",")
+	cfg.Registry.DockerConfig = run.Env(EnvDockerConfig, "")
+	if cfg.Concurrency, err = run.EnvInt(EnvConcurrency, 1); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.Registry.Parallelism, err = run.EnvInt(EnvParallelLayerPulls, 0); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.ProgressInterval, err = run.EnvDuration(EnvProgressInterval, DefaultProgressInterval); err != nil {
+		errs = append(errs, err)
+	}
+	return cfg, errors.Join(errs...)
+}
+
+// ParseMirrors parses "registry=mirror[,mirror…][;registry=…]", e.g.
+// "docker.io=mirror.local:5000,10.0.0.9:5000;ghcr.io=ghcr-cache.local".
+func ParseMirrors(s string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, entry := range splitList(s, ";") {
+		reg, list, ok := strings.Cut(entry, "=")
+		reg = strings.TrimSpace(reg)
+		mirrors := splitList(list, ",")
+		if !ok || reg == "" || len(mirrors) == 0 {
+			return nil, fmt.Errorf("%q: want registry=mirror[,mirror…]", entry)
+		}
+		out[reg] = append(out[reg], mirrors...)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+func splitList(s, sep string) []string {
+	var out []string
+	for _, f := range strings.Split(s, sep) {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// insecure reports whether the registry of ref may be reached over plain
+// HTTP. Loopback and private addresses always may (go-containerregistry's
+// rule); others only when listed in Config.InsecureRegistries.
+func (s *Service) insecure(ref string) bool {
+	if len(s.cfg.InsecureRegistries) == 0 {
+		return false
+	}
+	r, err := name.ParseReference(ref, name.WeakValidation)
+	if err != nil {
+		return false
+	}
+	reg := r.Context().RegistryStr()
+	return slices.Contains(s.cfg.InsecureRegistries, reg) ||
+		(reg == name.DefaultRegistry && slices.Contains(s.cfg.InsecureRegistries, "docker.io"))
+}

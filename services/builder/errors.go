@@ -1,0 +1,92 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"syscall"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/oci"
+	"github.com/slipway/slipway/schemas"
+)
+
+// jobError is a failed job: where it failed and whether retrying can help.
+type jobError struct {
+	phase    schemas.BuilderPhase
+	err      error
+	terminal bool
+}
+
+func (e *jobError) Error() string { return e.err.Error() }
+func (e *jobError) Unwrap() error { return e.err }
+
+// errInvalid marks a command that is wrong as sent.
+var errInvalid = errors.New("invalid command")
+
+// failed classifies err from phase.
+func failed(phase schemas.BuilderPhase, err error) *jobError {
+	return &jobError{phase: phase, err: err, terminal: isTerminal(phase, err)}
+}
+
+func asJobError(err error) *jobError {
+	var je *jobError
+	if errors.As(err, &je) {
+		return je
+	}
+	return failed(schemas.BuilderPhasePull, err)
+}
+
+// isTerminal decides whether retrying could help. Cancellation and a full
+// disk always may; the registry and the store are retried for answers that
+// may change (network, 5xx, 408, 429); the local phases (flatten, mkfs)
+// fail the same way on the same layers.
+func isTerminal(phase schemas.BuilderPhase, err error) bool {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return false
+	case errors.Is(err, errInvalid), errors.Is(err, errNoGuestInit):
+		return true
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return false
+	}
+	switch phase {
+	case schemas.BuilderPhasePull:
+		return isPermanentPull(err)
+	case schemas.BuilderPhaseUpload:
+		return isClientError(err)
+	}
+	return true
+}
+
+// isPermanentPull tells a registry's final answer (unknown manifest,
+// denied, digest mismatch, not a disk image) from a failure to get one.
+func isPermanentPull(err error) bool {
+	var re *oci.RegistryError
+	if errors.As(err, &re) {
+		return re.Status >= 400 && re.Status < 500 &&
+			re.Status != http.StatusRequestTimeout && re.Status != http.StatusTooManyRequests
+	}
+	var ne net.Error
+	var pe *os.PathError
+	var le *os.LinkError
+	if errors.As(err, &ne) || errors.As(err, &pe) || errors.As(err, &le) {
+		return false // the network, or the local cache's disk
+	}
+	return true // digest or size mismatch, malformed manifest, disk error
+}
+
+// isClientError reports an S3 answer that will not change on retry
+// (denied, no such bucket, bad request).
+func isClientError(err error) bool {
+	if blob.IsNotFound(err) {
+		return true
+	}
+	var er minio.ErrorResponse
+	return errors.As(err, &er) && er.StatusCode >= 400 && er.StatusCode < 500 &&
+		er.StatusCode != http.StatusRequestTimeout && er.StatusCode != http.StatusTooManyRequests
+}

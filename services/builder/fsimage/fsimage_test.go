@@ -1,0 +1,446 @@
+package fsimage
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/slipway/slipway/services/builder/tree"
+)
+
+// capability is a security.capability value (VFS_CAP_REVISION_2,
+// cap_net_raw permitted and effective), binary bytes.
+var capability = string([]byte{0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+
+// fixture is a (directory, tree) pair as the flattener makes them: contents
+// on disk with restrictive modes and the builder's owner, no device nodes
+// or fifos, real hard links; the real metadata in the tree.
+type fixture struct {
+	t    *testing.T
+	root string
+	tree *tree.Tree
+}
+
+func newFixture(t *testing.T) *fixture {
+	f := &fixture{t: t, root: t.TempDir(), tree: tree.New()}
+	if err := os.Chmod(f.root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	root, _ := f.tree.Get(".")
+	root.ModTime = 1700000000
+	return f
+}
+
+func (f *fixture) put(e *tree.Entry) *tree.Entry {
+	if e.ModTime == 0 {
+		e.ModTime = 1700000000 + int64(f.tree.Len())
+	}
+	f.tree.Put(e)
+	return e
+}
+
+func (f *fixture) dir(p string, mode, uid, gid uint32) {
+	if err := os.MkdirAll(filepath.Join(f.root, p), 0o700); err != nil {
+		f.t.Fatal(err)
+	}
+	f.put(&tree.Entry{Path: p, Type: tree.Dir, Mode: mode, UID: uid, GID: gid})
+}
+
+func (f *fixture) file(p string, content []byte, mode, uid, gid uint32) *tree.Entry {
+	if err := os.WriteFile(filepath.Join(f.root, p), content, 0o600); err != nil {
+		f.t.Fatal(err)
+	}
+	return f.put(&tree.Entry{Path: p, Type: tree.Regular, Mode: mode, UID: uid, GID: gid, Size: int64(len(content))})
+}
+
+func (f *fixture) symlink(p, target string) {
+	if err := os.Symlink(target, filepath.Join(f.root, p)); err != nil {
+		f.t.Fatal(err)
+	}
+	f.put(&tree.Entry{Path: p, Type: tree.Symlink, Mode: 0o777, Link: target, Size: int64(len(target))})
+}
+
+func (f *fixture) hardlink(p, target string) {
+	if err := os.Link(filepath.Join(f.root, target), filepath.Join(f.root, p)); err != nil {
+		f.t.Fatal(err)
+	}
+	f.put(&tree.Entry{Path: p, Type: tree.Hardlink, Link: target})
+}
+
+// special records a device node or fifo in the tree only, as the flattener
+// does.
+func (f *fixture) special(p string, typ tree.Type, mode, major, minor uint32) {
+	f.put(&tree.Entry{Path: p, Type: typ, Mode: mode, Major: major, Minor: minor})
+}
+
+func randomBytes(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n)
+	for i := 0; i < n; i += 8 {
+		v := r.Uint64()
+		for j := 0; j < 8 && i+j < n; j++ {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return b
+}
+
+// richTree is the test tree: every kind of entry, owners, setuid, sticky,
+// xattrs, links. oddNames adds names only ext can hold.
+func richTree(t *testing.T, oddNames bool) *fixture {
+	f := newFixture(t)
+	for _, d := range []string{"etc", "usr", "usr/bin", "usr/share", "usr/share/doc", "home", "data", "dev", "run"} {
+		f.dir(d, 0o755, 0, 0)
+	}
+	f.dir("tmp", 0o1777, 0, 0)
+	f.dir("home/user", 0o750, 1000, 1000)
+	f.dir("var", 0o755, 0, 0)
+	f.dir("var/www", 0o2775, 33, 33)
+	host := f.file("etc/hostname", []byte("slipway\n"), 0o644, 0, 0)
+	host.Xattrs = map[string]string{"user.comment": "the machine's name"}
+	f.file("etc/empty", nil, 0o644, 0, 0)
+	f.file("usr/bin/sudo", []byte("#!/bin/sh\necho pretend to be root\n"), 0o4755, 0, 0)
+	f.file("usr/bin/wall", []byte("wall"), 0o2755, 0, 5)
+	ping := f.file("usr/bin/ping", []byte("ping binary"), 0o755, 0, 0)
+	ping.Xattrs = map[string]string{"security.capability": capability}
+	f.file("home/user/notes.txt", []byte("mine\n"), 0o640, 1000, 1000)
+	f.file("var/www/index.html", []byte("<h1>hi</h1>\n"), 0o644, 33, 33)
+	// Inside a setgid directory, but owned otherwise: no inheritance.
+	f.file("var/www/root-owned", []byte("r"), 0o644, 0, 0)
+	f.dir("var/www/plain", 0o755, 0, 0)
+	f.file("data/big", randomBytes(5<<20, 1), 0o600, 1000, 1000)
+	f.symlink("usr/bin/sh", "/usr/bin/busybox")
+	f.symlink("etc/sudo", "../usr/bin/sudo")
+	f.symlink("usr/share/doc/long", strings.Repeat("../", 10)+strings.Repeat("very-long-directory-name/", 4)+"file")
+	f.hardlink("usr/bin/sudoedit", "usr/bin/sudo")
+	f.hardlink("usr/bin/ping6", "usr/bin/ping")
+	f.special("dev/null", tree.CharDevice, 0o666, 1, 3)
+	f.special("dev/sda", tree.BlockDevice, 0o660, 8, 0)
+	f.special("run/initctl", tree.FIFO, 0o600, 0, 0)
+	f.put(&tree.Entry{Path: "dev/null-link", Type: tree.Hardlink, Link: "dev/null"})
+	f.file("home/user/big-ids", []byte("ids"), 0o600, 100000, 200000).ModTime = 4102444800 // 2100
+	f.file("home/user/old", []byte("old"), 0o600, 1000, 1000).ModTime = 1
+	// A label the host put on a file (SELinux would): not in the tree, so
+	// not in the image.
+	strayXattr = syscall.Setxattr(filepath.Join(f.root, "etc/hostname"), "user.host-label", []byte("host"), 0) == nil
+	if oddNames {
+		f.file("etc/with space", []byte("spaced\n"), 0o644, 0, 0)
+		f.file(`etc/a"quote`, []byte("quoted\n"), 0o644, 0, 0)
+		f.file(`etc/back\slash`, []byte("slashed\n"), 0o644, 0, 0)
+		f.file("etc/:colon $", []byte("colon\n"), 0o644, 0, 0)
+		f.dir("etc/dir with space", 0o700, 1000, 1000)
+		f.special("etc/dir with space/fifo \"q\"", tree.FIFO, 0o644, 0, 0)
+	}
+	return f
+}
+
+// strayXattr is whether the host let richTree put an xattr on disk that
+// the tree does not hold.
+var strayXattr bool
+
+func hashFile(t *testing.T, p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func readBack(ctx context.Context, t *testing.T, image, fs string) *tree.Tree {
+	var got *tree.Tree
+	var err error
+	if fs == "xfs" {
+		got, err = ReadXFS(ctx, image)
+	} else {
+		got, err = ReadExt(ctx, image)
+	}
+	if err != nil {
+		t.Fatalf("reading %s image: %v", fs, err)
+	}
+	return got
+}
+
+func check(t *testing.T, fs, image string) {
+	t.Helper()
+	var cmd *exec.Cmd
+	if fs == "xfs" {
+		cmd = exec.Command("xfs_repair", "-n", "-f", image)
+	} else {
+		cmd = exec.Command("e2fsck", "-fn", image)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", cmd, err, out)
+	}
+}
+
+func TestBuildAndReadBack(t *testing.T) {
+	for _, fs := range Filesystems {
+		t.Run(fs, func(t *testing.T) {
+			ctx := context.Background()
+			f := richTree(t, fs != "xfs")
+			image := filepath.Join(t.TempDir(), "disk.img")
+			res, err := Build(ctx, f.root, f.tree, image, Options{Filesystem: fs, Label: "slipway-root"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info, err := os.Stat(image); err != nil || info.Size() != res.SizeBytes {
+				t.Fatalf("image size %v (%v), result says %d", info.Size(), err, res.SizeBytes)
+			}
+			var want int64
+			for _, e := range f.tree.Entries() {
+				want += e.Size * int64(btoi(e.Type == tree.Regular))
+			}
+			if res.ContentBytes != want {
+				t.Errorf("content bytes %d, want %d", res.ContentBytes, want)
+			}
+			check(t, fs, image)
+			got := readBack(ctx, t, image, fs)
+			for _, d := range Diff(f.tree, got, fs) {
+				t.Error(d)
+			}
+			spotChecks(t, fs, got)
+			if !strayXattr {
+				t.Log("the test directory holds no user xattrs; removal of host xattrs was not exercised")
+			}
+			for _, e := range f.tree.Entries() {
+				e = resolve(f.tree, e)
+				if e.Type != tree.Regular {
+					continue
+				}
+				h, err := ContentHash(ctx, image, fs, e.Path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := hashFile(t, filepath.Join(f.root, e.Path)); h != want {
+					t.Errorf("%s: content hash %s, want %s", e.Path, h, want)
+				}
+			}
+		})
+	}
+}
+
+// spotChecks asserts the important facts directly, not only through Diff.
+func spotChecks(t *testing.T, fs string, got *tree.Tree) {
+	t.Helper()
+	want := map[string]string{
+		"usr/bin/sudo":  "file 04755 0:0",
+		"usr/bin/wall":  "file 02755 0:5",
+		"tmp":           "dir 01777 0:0",
+		"var/www":       "dir 02775 33:33",
+		"home/user":     "dir 0750 1000:1000",
+		"dev/null":      "char 0666 0:0 1:3",
+		"dev/sda":       "block 0660 0:0 8:0",
+		"run/initctl":   "fifo 0600 0:0",
+		"usr/bin/sh":    "symlink 0777 0:0 -> /usr/bin/busybox",
+		"etc/sudo":      "symlink 0777 0:0 -> ../usr/bin/sudo",
+		"etc/empty":     "file 0644 0:0 size 0",
+		"data/big":      "file 0600 1000:1000 size 5242880",
+		"etc/hostname":  "file 0644 0:0 size 8",
+		"usr/bin/ping6": "hardlink -> usr/bin/ping",
+	}
+	if fs == "xfs" {
+		// The protofile has no hard links: the link is a copy.
+		want["usr/bin/ping6"] = "file 0755 0:0 size 11"
+	}
+	for p, w := range want {
+		e, ok := got.Get(p)
+		if !ok {
+			t.Errorf("%s: missing", p)
+			continue
+		}
+		if s := describe(e); s != w {
+			t.Errorf("%s: %s, want %s", p, s, w)
+		}
+	}
+	if ping, _ := got.Get("usr/bin/ping"); ping == nil || ping.Xattrs["security.capability"] != capability {
+		t.Errorf("usr/bin/ping: security.capability lost: %q", ping.Xattrs)
+	}
+	if host, _ := got.Get("etc/hostname"); host == nil || host.Xattrs["user.comment"] != "the machine's name" {
+		t.Errorf("etc/hostname: user.comment lost")
+	}
+}
+
+func describe(e *tree.Entry) string {
+	s := fmt.Sprintf("%s 0%o %d:%d", e.Type, e.Mode, e.UID, e.GID)
+	switch e.Type {
+	case tree.Hardlink:
+		return "hardlink -> " + e.Link
+	case tree.Symlink:
+		s += " -> " + e.Link
+	case tree.CharDevice, tree.BlockDevice:
+		s += fmt.Sprintf(" %d:%d", e.Major, e.Minor)
+	case tree.Regular:
+		if strings.Contains(e.Path, "empty") || strings.Contains(e.Path, "big") || strings.Contains(e.Path, "hostname") || strings.Contains(e.Path, "ping") {
+			s += fmt.Sprintf(" size %d", e.Size)
+		}
+	}
+	return s
+}
+
+func TestSizeTooSmall(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.file("big", randomBytes(40<<20, 2), 0o644, 0, 0)
+	for _, fs := range []string{"ext4", "xfs"} {
+		need := Required(f.tree, fs)
+		_, err := Build(ctx, f.root, f.tree, filepath.Join(t.TempDir(), "x.img"), Options{Filesystem: fs, SizeMiB: 20})
+		want := fmt.Sprintf("size=20 MiB is too small for this image: its content needs at least %d MiB", need)
+		if err == nil || err.Error() != want || !errors.Is(err, ErrTooSmall) {
+			t.Fatalf("%s: error %v, want %q", fs, err, want)
+		}
+		// The estimate is a real size: an image of exactly that size builds.
+		image := filepath.Join(t.TempDir(), "x.img")
+		if _, err := Build(ctx, f.root, f.tree, image, Options{Filesystem: fs, SizeMiB: need}); err != nil {
+			t.Fatalf("%s at the required %d MiB: %v", fs, need, err)
+		}
+		if fs == "ext4" && (need < 41 || need > 60) {
+			t.Errorf("ext4 needs %d MiB for 40 MiB of content, want 41..60", need)
+		}
+	}
+}
+
+// TestMkfsOutOfSpace makes mke2fs itself run out of space (bypassing the
+// estimate) and expects the same kind of message.
+func TestMkfsOutOfSpace(t *testing.T) {
+	f := newFixture(t)
+	f.file("big", randomBytes(12<<20, 3), 0o644, 0, 0)
+	image := filepath.Join(t.TempDir(), "x.img")
+	if err := createSparse(image, 8*MiB); err != nil {
+		t.Fatal(err)
+	}
+	err := buildExt(context.Background(), f.root, f.tree, image, 8, Options{Filesystem: "ext4"})
+	var tooSmall *TooSmallError
+	if !errors.As(err, &tooSmall) || tooSmall.Tool != "mkfs.ext4" {
+		t.Fatalf("error %v, want mkfs.ext4 running out of space", err)
+	}
+	tooSmall.SizeMiB, tooSmall.NeedMiB = 8, Required(f.tree, "ext4")
+	if msg := err.Error(); !strings.HasPrefix(msg, "size=8 MiB is too small for this image: its content needs more than 8 MiB") {
+		t.Fatalf("message %q", msg)
+	}
+}
+
+func TestAutoSize(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.dir("lib", 0o755, 0, 0)
+	for i := range 50 {
+		f.file(fmt.Sprintf("lib/part%02d", i), randomBytes(1<<20, uint64(10+i)), 0o644, 0, 0)
+	}
+	for _, fs := range []string{"ext4", "xfs"} {
+		image := filepath.Join(t.TempDir(), "auto.img")
+		res, err := Build(ctx, f.root, f.tree, image, Options{Filesystem: fs})
+		if err != nil {
+			t.Fatalf("%s: %v", fs, err)
+		}
+		if res.ContentBytes != 50<<20 {
+			t.Errorf("%s: content %d bytes, want %d", fs, res.ContentBytes, 50<<20)
+		}
+		if need := Required(f.tree, fs) * MiB; res.SizeBytes < need || (fs == "ext4" && res.SizeBytes < 50<<20*5/4) {
+			t.Errorf("%s: auto size %d bytes, below the content plus 25%% or the required %d", fs, res.SizeBytes, need)
+		}
+		check(t, fs, image)
+		got := readBack(ctx, t, image, fs)
+		for _, d := range Diff(f.tree, got, fs) {
+			t.Errorf("%s: %s", fs, d)
+		}
+		h, err := ContentHash(ctx, image, fs, "lib/part49")
+		if err != nil || h != hashFile(t, filepath.Join(f.root, "lib/part49")) {
+			t.Errorf("%s: lib/part49 hash %s, %v", fs, h, err)
+		}
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.file("ok", []byte("x"), 0o644, 0, 0)
+	out := filepath.Join(t.TempDir(), "x.img")
+	if _, err := Build(ctx, f.root, f.tree, out, Options{Filesystem: "btrfs"}); err == nil ||
+		err.Error() != `filesystem "btrfs" is not supported (ext2, ext3, ext4, xfs)` {
+		t.Errorf("btrfs: %v", err)
+	}
+	f.file("with space", []byte("x"), 0o644, 0, 0)
+	if _, err := Build(ctx, f.root, f.tree, out, Options{Filesystem: "xfs"}); err == nil || !strings.Contains(err.Error(), `"with space"`) {
+		t.Errorf("xfs with a space in a name: %v", err)
+	}
+	f.put(&tree.Entry{Path: "new\nline", Type: tree.FIFO, Mode: 0o644})
+	if _, err := Build(ctx, f.root, f.tree, out, Options{Filesystem: "ext4"}); err == nil || !strings.Contains(err.Error(), "newline") {
+		t.Errorf("newline in a name: %v", err)
+	}
+	g := newFixture(t)
+	g.file("a", []byte("x"), 0o644, 0, 0)
+	if err := os.WriteFile(filepath.Join(g.root, "stray"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Build(ctx, g.root, g.tree, out, Options{Filesystem: "ext4"}); err == nil || !strings.Contains(err.Error(), `"stray" is in the directory but not in the tree`) {
+		t.Errorf("stray file: %v", err)
+	}
+}
+
+// TestXFSHardLinksAreCopies states the xfs limitation: hard links become
+// separate inodes with the same content.
+func TestXFSHardLinksAreCopies(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.file("a", []byte("shared"), 0o644, 0, 0)
+	f.hardlink("b", "a")
+	image := filepath.Join(t.TempDir(), "x.img")
+	if _, err := Build(ctx, f.root, f.tree, image, Options{Filesystem: "xfs"}); err != nil {
+		t.Fatal(err)
+	}
+	got := readBack(ctx, t, image, "xfs")
+	b, _ := got.Get("b")
+	if b == nil || b.Type != tree.Regular || b.Size != 6 {
+		t.Fatalf("b = %+v, want a regular 6-byte copy", b)
+	}
+	ha, _ := ContentHash(ctx, image, "xfs", "a")
+	hb, _ := ContentHash(ctx, image, "xfs", "b")
+	if ha == "" || ha != hb {
+		t.Fatalf("a and b hash %q and %q", ha, hb)
+	}
+}
+
+func TestUnquoteXFSDB(t *testing.T) {
+	in := `"\000\001\a\b\c\d\e\f\g\016\"x\\\377"`
+	want := []byte{0, 1, 7, 8, 9, 10, 11, 12, 13, 14, '"', 'x', '\\', 0xff}
+	if got := unquoteXFSDB(in); !bytes.Equal([]byte(got), want) {
+		t.Fatalf("%q, want %q", got, want)
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestRequiredIsEnough builds many small files and directories (where
+// inodes and directory blocks, not data, dominate) at exactly Required.
+func TestRequiredIsEnough(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	for d := range 30 {
+		f.dir(fmt.Sprintf("d%02d", d), 0o755, 0, 0)
+		for i := range 100 {
+			f.file(fmt.Sprintf("d%02d/a-rather-long-file-name-%04d", d, i), []byte("x"), 0o644, 0, 0)
+		}
+	}
+	for _, fs := range Filesystems {
+		need := Required(f.tree, fs)
+		if _, err := Build(ctx, f.root, f.tree, filepath.Join(t.TempDir(), "r.img"), Options{Filesystem: fs, SizeMiB: need}); err != nil {
+			t.Errorf("%s at the required %d MiB: %v", fs, need, err)
+		}
+	}
+}

@@ -1,0 +1,192 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/oci"
+	"github.com/slipway/slipway/services/builder/flatten"
+)
+
+// Name is the service name: subjects, durable consumer, micro service.
+const Name = "builder"
+
+// Version is reported by the micro service.
+const Version = "0.1.0"
+
+// Defaults of Config.
+const (
+	DefaultProgressInterval = time.Second
+	DefaultAckWait          = 30 * time.Second
+	DefaultMaxDeliver       = 10
+	// GuestInitName is the guest init binary's file name.
+	GuestInitName = "slipway-init"
+)
+
+// Config tunes the service. The zero value works where a guest init
+// binary can be found (see GuestInit).
+type Config struct {
+	// TempDir holds the jobs' working files: the pulled layers, the
+	// flattened tree and the built image, each removed as soon as the next
+	// step no longer needs it. Default os.TempDir().
+	TempDir string
+	// GuestInit is the static guest init binary injected at
+	// /.slipway/init. Default: slipway-init beside the running executable,
+	// else bin/slipway-init under the working directory.
+	GuestInit string
+	// Registry configures registry access (mirrors, credentials); its
+	// Platform and Progress are set per job.
+	Registry oci.Options
+	// InsecureRegistries lists registry hosts ("host:port") that may be
+	// reached over plain HTTP; a job sets Registry.Insecure when its
+	// image's registry is one of them.
+	InsecureRegistries []string
+	// Flatten bounds and shapes layer extraction; the zero value is
+	// flatten's default policy.
+	Flatten flatten.Policy
+	// Concurrency is how many jobs run at once; default 1.
+	Concurrency int
+	// ProgressInterval is the least time between two progress events of a
+	// job; default 1s.
+	ProgressInterval time.Duration
+	// AckWait and MaxDeliver tune the command consumer; defaults 30s and 10.
+	AckWait    time.Duration
+	MaxDeliver int
+	// Logger defaults to the bus's logger.
+	Logger *slog.Logger
+}
+
+// Service is the builder.
+type Service struct {
+	bus   *bus.Bus
+	store *blob.Store
+	cfg   Config
+	log   *slog.Logger
+	jobs  jobs
+}
+
+// New returns a builder publishing on b and storing in store.
+func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
+	if cfg.TempDir == "" {
+		cfg.TempDir = os.TempDir()
+	}
+	if abs, err := filepath.Abs(cfg.TempDir); err == nil {
+		cfg.TempDir = abs // mkfs and debugfs are only given absolute paths
+	}
+	if cfg.GuestInit == "" {
+		cfg.GuestInit = DefaultGuestInit()
+	}
+	if cfg.Concurrency < 1 {
+		cfg.Concurrency = 1
+	}
+	if cfg.ProgressInterval <= 0 {
+		cfg.ProgressInterval = DefaultProgressInterval
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = DefaultAckWait
+	}
+	if cfg.MaxDeliver <= 0 {
+		cfg.MaxDeliver = DefaultMaxDeliver
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = b.Logger()
+	}
+	return &Service{bus: b, store: store, cfg: cfg, log: log}
+}
+
+// DefaultGuestInit finds the guest init binary: slipway-init beside the
+// running executable, else bin/slipway-init under the working directory
+// (a checkout after `make build`). It returns the first candidate when
+// none exists, so the error names a path.
+func DefaultGuestInit() string {
+	var candidates []string
+	if exe, err := os.Executable(); err == nil {
+		candidates = append(candidates, filepath.Join(filepath.Dir(exe), GuestInitName))
+	}
+	if wd, err := os.Getwd(); err == nil {
+		candidates = append(candidates, filepath.Join(wd, "bin", GuestInitName))
+	}
+	for _, c := range candidates {
+		if fi, err := os.Stat(c); err == nil && fi.Mode().IsRegular() {
+			return c
+		}
+	}
+	if len(candidates) == 0 {
+		return filepath.Join("bin", GuestInitName)
+	}
+	return candidates[0]
+}
+
+// errNoGuestInit marks a builder that cannot inject its init: the command
+// fails terminally with what to do.
+var errNoGuestInit = errors.New("no guest init binary")
+
+// checkGuestInit makes sure the init binary is a regular file.
+func (s *Service) checkGuestInit() error {
+	fi, err := os.Stat(s.cfg.GuestInit)
+	if err == nil && !fi.Mode().IsRegular() {
+		err = errors.New("not a regular file")
+	}
+	if err != nil {
+		return fmt.Errorf("%w at %s (%v): build it with `make build` or `go build -o bin/slipway-init ./services/builder/cmd/slipway-init`, or set %s",
+			errNoGuestInit, s.cfg.GuestInit, err, EnvGuestInit)
+	}
+	return nil
+}
+
+// Run consumes commands and serves queries until ctx ends. Jobs in flight
+// when it ends are abandoned and their commands redelivered later.
+func (s *Service) Run(ctx context.Context) error {
+	if err := s.checkGuestInit(); err != nil {
+		// Disk images still build; container images fail with this message.
+		s.log.Warn("builder: container images cannot be built", "err", err)
+	}
+	work, release, err := claimWorkDir(s.cfg.TempDir)
+	if err != nil {
+		return fmt.Errorf("builder: %w", err)
+	}
+	defer release() // after the jobs in flight have stopped (defers run last-first)
+	s.cfg.TempDir = work
+	cons, err := s.bus.ConsumeCommands(ctx, s.handle,
+		bus.AckWait(s.cfg.AckWait), bus.MaxDeliver(s.cfg.MaxDeliver), bus.Concurrency(s.cfg.Concurrency))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
+		return fmt.Errorf("builder: consume commands: %w", err)
+	}
+	defer cons.Stop() // waits for the jobs in flight, whose context ctx ends too
+	svc, err := s.bus.Serve(Version, "Builds VM disks from container images",
+		map[string]bus.QueryHandler{"jobs": s.queryJobs})
+	if err != nil {
+		return fmt.Errorf("builder: serve queries: %w", err)
+	}
+	defer svc.Stop()
+	s.log.Info("builder running", "temp_dir", s.cfg.TempDir, "guest_init", s.cfg.GuestInit, "concurrency", s.cfg.Concurrency)
+	<-ctx.Done()
+	return nil
+}
+
+// handle dispatches a command to its handler.
+func (s *Service) handle(ctx context.Context, m *bus.Msg) error {
+	if m.Name == "build" {
+		return s.handleBuild(ctx, m)
+	}
+	return bus.Terminal(fmt.Errorf("builder: unknown command %q (build)", m.Subject))
+}
+
+// queryJobs answers the jobs endpoint.
+func (s *Service) queryJobs(context.Context, []byte) (any, error) {
+	return map[string]any{"jobs": s.jobs.list()}, nil
+}
+
+func idToken(imageID int64) string { return strconv.FormatInt(imageID, 10) }

@@ -1,0 +1,123 @@
+package marketdockerhub
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/slipway/slipway/pkg/run"
+)
+
+// Defaults of Config.
+const (
+	DefaultHubAPI          = "https://hub.docker.com"
+	DefaultRefreshInterval = time.Hour
+	DefaultUser            = "oneadmin"
+)
+
+// Environment variables read by ConfigFromEnv.
+const (
+	EnvHubAPI          = "SLIPWAY_DOCKERHUB_API"
+	EnvRefreshInterval = "SLIPWAY_MARKET_REFRESH"
+	EnvDockerConfig    = "SLIPWAY_DOCKER_CONFIG"
+	EnvMirrors         = "SLIPWAY_REGISTRY_MIRRORS"
+	EnvHubMonitoring   = "SLIPWAY_DOCKERHUB_MONITORING"
+	EnvUser            = "SLIPWAY_USER"
+)
+
+// Config configures the service.
+type Config struct {
+	// HubAPI is the base URL of Docker Hub's API for the default
+	// marketplace (default https://hub.docker.com). It only seeds the
+	// marketplace record on first start; market-update changes it later.
+	HubAPI string
+	// HubOffline seeds the DockerHub marketplace with monitoring off, for
+	// machines that cannot (or must not) reach Docker Hub: nothing is
+	// listed until `market-update` switches it on. Imports by docker://
+	// URL work either way.
+	HubOffline bool
+	// RefreshInterval is how often monitored marketplaces are listed
+	// again (default 1h).
+	RefreshInterval time.Duration
+	// DockerConfig is the docker config.json with registry credentials
+	// ("" for the standard places).
+	DockerConfig string
+	// Mirrors maps a registry host to the mirrors tried before it.
+	Mirrors map[string][]string
+	// User owns the images and templates apps are imported as.
+	User string
+	// HTTPClient talks to Hub's API (default: a client with a 1 min
+	// timeout).
+	HTTPClient *http.Client
+	// Version is reported by the micro service (default "0.1.0").
+	Version string
+	Logger  *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.HubAPI == "" {
+		c.HubAPI = DefaultHubAPI
+	}
+	c.HubAPI = strings.TrimRight(c.HubAPI, "/")
+	if c.RefreshInterval <= 0 {
+		c.RefreshInterval = DefaultRefreshInterval
+	}
+	if c.User == "" {
+		c.User = DefaultUser
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: time.Minute}
+	}
+	if c.Version == "" {
+		c.Version = "0.1.0"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// ConfigFromEnv reads the configuration from the environment; unset
+// variables keep the defaults. SLIPWAY_REGISTRY_MIRRORS is
+// "host=mirror1,mirror2;host2=mirror3".
+func ConfigFromEnv() (Config, error) {
+	cfg := Config{
+		HubAPI:       run.Env(EnvHubAPI, DefaultHubAPI),
+		DockerConfig: run.Env(EnvDockerConfig, ""),
+		User:         run.Env(EnvUser, DefaultUser),
+	}
+	var errs []error
+	var err error
+	monitoring, err := run.EnvBool(EnvHubMonitoring, true)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	cfg.HubOffline = !monitoring
+	if cfg.RefreshInterval, err = run.EnvDuration(EnvRefreshInterval, DefaultRefreshInterval); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.Mirrors, err = parseMirrors(run.Env(EnvMirrors, "")); err != nil {
+		errs = append(errs, err)
+	}
+	return cfg, errors.Join(errs...)
+}
+
+func parseMirrors(s string) (map[string][]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[string][]string{}
+	for entry := range strings.SplitSeq(s, ";") {
+		host, list, ok := strings.Cut(strings.TrimSpace(entry), "=")
+		if !ok || strings.TrimSpace(host) == "" || strings.TrimSpace(list) == "" {
+			return nil, errors.New(EnvMirrors + `: want "host=mirror1,mirror2;host2=mirror3", got entry "` + entry + `"`)
+		}
+		for m := range strings.SplitSeq(list, ",") {
+			if m = strings.TrimSpace(m); m != "" {
+				out[strings.TrimSpace(host)] = append(out[strings.TrimSpace(host)], m)
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,433 @@
+package marketdockerhub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/nats-io/nats.go"
+
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/schemas"
+)
+
+// harness is the service over a real nats-server, with a fake Docker Hub
+// API on loopback, a CLI-side bus and a recorder of what is published.
+type harness struct {
+	t    *testing.T
+	ctx  context.Context
+	url  string
+	cfg  Config
+	svc  *Service
+	cli  *bus.Bus
+	hub  *fakeHub
+	rec  *recorder
+	stop func()
+}
+
+func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
+	t.Helper()
+	url, _ := testenv.NATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	h := &harness{t: t, ctx: ctx, url: url, hub: newFakeHub(t)}
+	h.cfg = Config{
+		HubAPI:          h.hub.srv.URL,
+		RefreshInterval: time.Hour,
+		Logger:          slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	for _, f := range mutate {
+		f(&h.cfg)
+	}
+	h.cli = h.connect("cli")
+	h.rec = record(t, h.cli.Conn(), "slipway.evt.>", "slipway.cmd.>")
+	h.start()
+	return h
+}
+
+func (h *harness) connect(service string) *bus.Bus {
+	h.t.Helper()
+	b, err := bus.Connect(h.ctx, bus.Config{URL: h.url, Service: service, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(b.Close)
+	return b
+}
+
+func (h *harness) start() {
+	h.t.Helper()
+	svc := New(h.connect(ServiceName), h.cfg)
+	ctx, cancel := context.WithCancel(h.ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	select {
+	case <-svc.Ready():
+	case err := <-done:
+		h.t.Fatalf("service stopped before it was ready: %v", err)
+	case <-time.After(30 * time.Second):
+		h.t.Fatal("service not ready after 30s")
+	}
+	var once sync.Once
+	h.svc = svc
+	h.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				h.t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	h.t.Cleanup(h.stop)
+}
+
+func (h *harness) command(verb string, data any) envelope.Envelope {
+	h.t.Helper()
+	env, err := h.cli.Command(h.ctx, ServiceName, verb, data)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return env
+}
+
+// outcome waits for the event named event with the correlation of env.
+func (h *harness) outcome(env envelope.Envelope, event string) *nats.Msg {
+	h.t.Helper()
+	return h.rec.wait(h.t, event+" of "+env.Type, func(m *nats.Msg) bool {
+		return strings.HasPrefix(m.Subject, "slipway.evt.market-dockerhub."+event+".") &&
+			m.Header.Get(envelope.HeaderCorrelationID) == env.CorrelationID
+	})
+}
+
+// createMarket creates a registry marketplace and waits for its first
+// listing when monitored.
+func (h *harness) createMarket(req MarketCreate) Market {
+	h.t.Helper()
+	env := h.command(CmdMarketCreate, req)
+	var mk Market
+	mustJSON(h.t, h.outcome(env, EvtMarketCreated).Data, &mk)
+	if mk.Monitoring {
+		var ev AppsRefreshed
+		mustJSON(h.t, h.outcome(env, EvtAppsRefreshed).Data, &ev)
+		if ev.Error != "" {
+			h.t.Fatalf("first listing of %s: %s", req.Name, ev.Error)
+		}
+	}
+	return mk
+}
+
+func (h *harness) apps(market int64) []App {
+	h.t.Helper()
+	var apps []App
+	if err := h.cli.Query(h.ctx, ServiceName, QueryApps, AppsRequest{MarketID: &market}, &apps); err != nil {
+		h.t.Fatal(err)
+	}
+	return apps
+}
+
+func (h *harness) markets() []Market {
+	h.t.Helper()
+	var out []Market
+	if err := h.cli.Query(h.ctx, ServiceName, QueryList, nil, &out); err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
+func appNamed(t *testing.T, apps []App, name string) App {
+	t.Helper()
+	for _, a := range apps {
+		if a.Name == name {
+			return a
+		}
+	}
+	t.Fatalf("no app %q in %+v", name, apps)
+	return App{}
+}
+
+// fakeHub serves Docker Hub's API format for official images on
+// loopback, two pages of repositories, and each one's tags.
+type fakeHub struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	reqs []string
+}
+
+type hubRepo struct {
+	Name, Description string
+	Stars, Pulls      int64
+	Tags              map[string]int64 // tag → full_size
+}
+
+var hubRepos = []hubRepo{
+	{Name: "nginx", Description: "Official build of Nginx.", Stars: 21000, Pulls: 12000000000,
+		Tags: map[string]int64{"latest": 72 << 20, "alpine": 20 << 20}},
+	{Name: "alpine", Description: "A minimal Docker image based on Alpine Linux", Stars: 11000, Pulls: 9000000000,
+		Tags: map[string]int64{"latest": 3 << 20, "3.20": 3 << 20}},
+	{Name: "busybox", Description: "Busybox base image.", Stars: 3300, Pulls: 8000000000,
+		Tags: map[string]int64{"musl": 1 << 20, "1.36": 2 << 20}},
+}
+
+// hubPageLen makes the three repositories two pages.
+const hubPageLen = 2
+
+func newFakeHub(t *testing.T) *fakeHub {
+	f := &fakeHub{}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeHub) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.reqs = append(f.reqs, r.URL.RequestURI())
+	f.mu.Unlock()
+	rest, ok := strings.CutPrefix(r.URL.Path, "/v2/repositories/library/")
+	switch {
+	case !ok:
+		http.NotFound(w, r)
+	case rest == "":
+		f.page(w, r)
+	case strings.HasSuffix(rest, "/tags"):
+		f.tags(w, strings.TrimSuffix(rest, "/tags"))
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (f *fakeHub) page(w http.ResponseWriter, r *http.Request) {
+	page, err := strconv.Atoi(r.URL.Query().Get("page"))
+	if err != nil || page < 1 {
+		http.Error(w, `{"message":"bad page"}`, http.StatusBadRequest)
+		return
+	}
+	lo, hi := (page-1)*hubPageLen, min(page*hubPageLen, len(hubRepos))
+	type result struct {
+		Name        string `json:"name"`
+		Namespace   string `json:"namespace"`
+		RepoType    string `json:"repository_type"`
+		Status      int    `json:"status"`
+		Description string `json:"description"`
+		IsPrivate   bool   `json:"is_private"`
+		StarCount   int64  `json:"star_count"`
+		PullCount   int64  `json:"pull_count"`
+		LastUpdated string `json:"last_updated"`
+	}
+	body := map[string]any{"count": len(hubRepos), "next": nil, "previous": nil, "results": []result{}}
+	if hi < len(hubRepos) {
+		q := url.Values{"page_size": {r.URL.Query().Get("page_size")}, "page": {strconv.Itoa(page + 1)}}
+		body["next"] = f.srv.URL + "/v2/repositories/library/?" + q.Encode()
+	}
+	var results []result
+	for _, rp := range hubRepos[min(lo, hi):hi] {
+		results = append(results, result{Name: rp.Name, Namespace: "library", RepoType: "image", Status: 1,
+			Description: rp.Description, StarCount: rp.Stars, PullCount: rp.Pulls, LastUpdated: "2024-06-01T10:00:00.000000Z"})
+	}
+	body["results"] = results
+	writeJSON(w, body)
+}
+
+func (f *fakeHub) tags(w http.ResponseWriter, repo string) {
+	for _, rp := range hubRepos {
+		if rp.Name != repo {
+			continue
+		}
+		var results []map[string]any
+		for tag, size := range rp.Tags {
+			results = append(results, map[string]any{"name": tag, "full_size": size, "last_updated": "2024-06-01T10:00:00.000000Z",
+				"images": []map[string]any{{"architecture": "amd64", "os": "linux", "size": size}}})
+		}
+		writeJSON(w, map[string]any{"count": len(results), "next": nil, "previous": nil, "results": results})
+		return
+	}
+	w.WriteHeader(http.StatusNotFound)
+	writeJSON(w, map[string]any{"message": "object not found", "errinfo": map[string]any{}})
+}
+
+func (f *fakeHub) reset() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reqs = nil
+}
+
+func (f *fakeHub) requests() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.reqs...)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// newRegistry starts a real OCI registry on loopback and returns its
+// host:port.
+func newRegistry(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// push writes a random image of layers layers to host/repo:tag.
+func push(t *testing.T, host, repo, tag string, layers int64) v1.Image {
+	t.Helper()
+	img, err := random.Image(4096, layers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Name the platform in the config, as real images do.
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", runtime.GOARCH
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.NewTag(host + "/" + repo + ":" + tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+	return img
+}
+
+func layerBytes(t *testing.T, img v1.Image) int64 {
+	t.Helper()
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, l := range m.Layers {
+		n += l.Size
+	}
+	return n
+}
+
+// recorder keeps every message on some subjects and lets tests wait for
+// one. Events with a schema in the schemas module are checked against it.
+type recorder struct {
+	mu   sync.Mutex
+	msgs []*nats.Msg
+	more chan struct{}
+}
+
+func record(t *testing.T, nc *nats.Conn, subjects ...string) *recorder {
+	t.Helper()
+	r := &recorder{more: make(chan struct{})}
+	for _, subj := range subjects {
+		sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
+			checkSchema(t, m)
+			r.mu.Lock()
+			r.msgs = append(r.msgs, m)
+			close(r.more)
+			r.more = make(chan struct{})
+			r.mu.Unlock()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// checkSchema validates what the service publishes wherever the schemas
+// module knows the message.
+func checkSchema(t *testing.T, m *nats.Msg) {
+	parts := strings.Split(m.Subject, ".")
+	if len(parts) < 4 || parts[0] != "slipway" {
+		return
+	}
+	if err := schemas.Validate(parts[1], parts[2], parts[3], m.Data); err != nil && !isUnknown(err) {
+		t.Errorf("%s does not match its schema: %v\n%s", m.Subject, err, m.Data)
+	}
+}
+
+func isUnknown(err error) bool { return errors.Is(err, schemas.ErrUnknownMessage) }
+
+func (r *recorder) wait(t *testing.T, what string, match func(*nats.Msg) bool) *nats.Msg {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for seen := 0; ; {
+		r.mu.Lock()
+		msgs, more := r.msgs, r.more
+		r.mu.Unlock()
+		for ; seen < len(msgs); seen++ {
+			if match(msgs[seen]) {
+				return msgs[seen]
+			}
+		}
+		select {
+		case <-more:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s; got:\n%s", what, r.dump())
+		}
+	}
+}
+
+func (r *recorder) all(match func(*nats.Msg) bool) []*nats.Msg {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*nats.Msg
+	for _, m := range r.msgs {
+		if match(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (r *recorder) dump() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var sb strings.Builder
+	for _, m := range r.msgs {
+		fmt.Fprintf(&sb, "  %s %s\n", m.Subject, m.Data)
+	}
+	return sb.String()
+}
+
+func mustJSON(t *testing.T, data []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("decode %s: %v", data, err)
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

@@ -1,0 +1,71 @@
+package marketdockerhub
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+func TestHubRefusesANextPageOnAnotherHost(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, `{"count":3,"next":"http://elsewhere.example/v2/repositories/library/?page=2","previous":null,"results":[{"name":"nginx"}]}`)
+	}))
+	defer srv.Close()
+	_, err := hub{base: srv.URL, client: srv.Client(), log: slog.New(slog.DiscardHandler)}.list(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "another host") {
+		t.Errorf("err = %v, want a refusal of the foreign next page", err)
+	}
+}
+
+func TestHubReportsItsStatus(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = io.WriteString(w, `{"message":"rate limit exceeded"}`)
+	}))
+	defer srv.Close()
+	_, err := hub{base: srv.URL, client: srv.Client(), log: slog.New(slog.DiscardHandler)}.list(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "429") || !strings.Contains(err.Error(), "rate limit exceeded") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestParseMirrors(t *testing.T) {
+	m, err := parseMirrors("docker.io=127.0.0.1:5001, 127.0.0.1:5002;quay.io=q.local")
+	if err != nil || len(m) != 2 || len(m["docker.io"]) != 2 || m["docker.io"][1] != "127.0.0.1:5002" || m["quay.io"][0] != "q.local" {
+		t.Errorf("mirrors = %v, %v", m, err)
+	}
+	if _, err := parseMirrors("docker.io"); err == nil || !strings.Contains(err.Error(), EnvMirrors) {
+		t.Errorf("bad entry: %v", err)
+	}
+}
+
+func TestPlatformOf(t *testing.T) {
+	if p := platformOf(&v1.ConfigFile{OS: "linux", Architecture: "arm", Variant: "v7"}, ""); p != "linux/arm/v7" {
+		t.Errorf("from config: %s", p)
+	}
+	if p := platformOf(&v1.ConfigFile{}, "arm64"); p != "linux/arm64" {
+		t.Errorf("from arch=: %s", p)
+	}
+	if p := platformOf(nil, ""); p != "linux/"+runtime.GOARCH {
+		t.Errorf("default: %s", p)
+	}
+}
+
+func TestAppDefaultTag(t *testing.T) {
+	for tags, want := range map[string]string{"": "latest", "v1,latest": "latest", "1.36,musl": "1.36"} {
+		var a App
+		if tags != "" {
+			a.Tags = strings.Split(tags, ",")
+		}
+		if got := a.DefaultTag(); got != want {
+			t.Errorf("tags %q: %s, want %s", tags, got, want)
+		}
+	}
+}

@@ -1,0 +1,623 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/envelope"
+	market "github.com/slipway/slipway/services/market-dockerhub"
+	"github.com/slipway/slipway/tools/slipway/render"
+)
+
+// The market commands talk to the market-dockerhub service like
+// OpenNebula's onemarket and onemarketapp.
+
+const marketService = market.ServiceName
+
+// marketTimeLayout is onemarketapp list's REGTIME (month/day/year).
+const marketTimeLayout = "01/02/06"
+
+func newMarketCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "market",
+		Short: "Manage marketplaces and their apps (like OpenNebula's onemarket)",
+		RunE:  unknownSubcommand,
+	}
+	app := &cobra.Command{
+		Use:   "app",
+		Short: "List, show and import marketplace apps (like onemarketapp)",
+		RunE:  unknownSubcommand,
+	}
+	app.AddCommand(newMarketAppListCmd(g), newMarketAppShowCmd(g), newMarketAppImportCmd(g))
+	cmd.AddCommand(newMarketListCmd(g), newMarketShowCmd(g), newMarketCreateCmd(g), newMarketUpdateCmd(g),
+		newMarketDeleteCmd(g), newMarketRefreshCmd(g), app)
+	return cmd
+}
+
+// unknownSubcommand makes a typo fail instead of showing help.
+func unknownSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+	}
+	return cmd.Help()
+}
+
+// withBus runs f with a connection to NATS.
+func (g *globals) withBus(ctx context.Context, f func(*bus.Bus) error) error {
+	b, err := g.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	return f(b)
+}
+
+// marketColumns are onemarket list's columns.
+var marketColumns = []render.Column{
+	{Title: "ID", Right: true}, {Title: "NAME"}, {Title: "SIZE", Right: true}, {Title: "AVAIL", Right: true},
+	{Title: "APPS", Right: true}, {Title: "MAD"}, {Title: "ZONE", Right: true},
+}
+
+// marketRow is one marketplace under marketColumns: a public marketplace
+// has no capacity, shown "0M" and "-" as onemarket shows it.
+func marketRow(m market.Market) []string {
+	avail := "-"
+	if m.TotalMB > 0 {
+		avail = render.HumanSize(m.FreeMB << 20)
+	}
+	return []string{strconv.FormatInt(m.ID, 10), m.Name, render.HumanSize(m.TotalMB << 20), avail,
+		strconv.Itoa(m.Apps), m.MAD, strconv.Itoa(m.Zone)}
+}
+
+// appColumns are onemarketapp list's columns.
+var appColumns = []render.Column{
+	{Title: "ID", Right: true}, {Title: "NAME"}, {Title: "VERSION"}, {Title: "SIZE", Right: true}, {Title: "STAT"},
+	{Title: "TYPE"}, {Title: "REGTIME"}, {Title: "MARKET"}, {Title: "ZONE", Right: true},
+}
+
+// appRow is one app under appColumns; marketName names its marketplace.
+func appRow(a market.App, marketName string, zone int, loc *time.Location) []string {
+	size := "-"
+	if a.Size > 0 {
+		size = render.HumanSize(a.Size)
+	}
+	reg := a.RegTime
+	if t, err := time.Parse(time.RFC3339Nano, a.RegTime); err == nil {
+		reg = t.In(loc).Format(marketTimeLayout)
+	}
+	return []string{strconv.FormatInt(a.ID, 10), a.Name, a.DefaultTag(), size, "rdy", "img", reg,
+		marketName, strconv.Itoa(zone)}
+}
+
+func listMarkets(ctx context.Context, b *bus.Bus) ([]market.Market, error) {
+	var out []market.Market
+	if err := b.Query(ctx, marketService, market.QueryList, struct{}{}, &out); err != nil {
+		return nil, fmt.Errorf("list marketplaces: %w", err)
+	}
+	return out, nil
+}
+
+// findMarket resolves a marketplace ID or name.
+func findMarket(ctx context.Context, b *bus.Bus, ref string) (market.Market, error) {
+	req := market.ShowRequest{Name: ref}
+	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
+		req = market.ShowRequest{ID: &id}
+	}
+	var m market.Market
+	if err := b.Query(ctx, marketService, market.QueryShow, req, &m); err != nil {
+		var qe *bus.QueryError
+		if errors.As(err, &qe) && qe.Code != bus.CodeUnavailable {
+			return m, errors.New(qe.Description)
+		}
+		return m, fmt.Errorf("marketplace %s: %w", ref, err)
+	}
+	return m, nil
+}
+
+func newMarketListCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List marketplaces (ID NAME SIZE AVAIL APPS MAD ZONE)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+				markets, err := listMarkets(cmd.Context(), b)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return render.JSON(g.io.out, markets)
+				}
+				rows := make([][]string, len(markets))
+				for i, m := range markets {
+					rows[i] = marketRow(m)
+				}
+				return render.Table(g.io.out, marketColumns, rows)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
+	return cmd
+}
+
+func newMarketShowCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show ID|NAME",
+		Short: "Show one marketplace",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+				m, err := findMarket(cmd.Context(), b, args[0])
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return render.JSON(g.io.out, m)
+				}
+				return showMarket(g.io.out, m)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON object")
+	return cmd
+}
+
+func showMarket(w io.Writer, m market.Market) error {
+	where := m.Registry
+	if m.MAD == market.MADDockerHub {
+		where = m.Endpoint
+	}
+	refreshed := m.RefreshedAt
+	if refreshed == "" {
+		refreshed = "never"
+	}
+	lines := [][2]string{{"ID", strconv.FormatInt(m.ID, 10)}, {"NAME", m.Name}, {"MARKET MAD", m.MAD},
+		{"SOURCE", where}, {"INSECURE", render.YesNo(m.Insecure)}, {"MONITORING", render.YesNo(m.Monitoring)},
+		{"APPS", strconv.Itoa(m.Apps)}, {"ZONE", strconv.Itoa(m.Zone)}, {"LAST REFRESH", refreshed}}
+	if m.Error != "" {
+		lines = append(lines, [2]string{"ERROR", m.Error})
+	}
+	if _, err := fmt.Fprintf(w, "MARKETPLACE %d INFORMATION\n", m.ID); err != nil {
+		return err
+	}
+	return writeFields(w, lines)
+}
+
+func writeFields(w io.Writer, lines [][2]string) error {
+	for _, l := range lines {
+		if _, err := fmt.Fprintf(w, "%-15s: %s\n", l[0], l[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// marketAnswer sends a command to the market service and waits for the
+// first of its events named in want (or command-failed, an error).
+func (g *globals) marketAnswer(ctx context.Context, b *bus.Bus, verb string, data any, timeout time.Duration, want ...string) (event, error) {
+	w, err := watch(b.Conn(), b.Prefix(), ">")
+	if err != nil {
+		return event{}, err
+	}
+	defer w.close()
+	env, err := b.Command(ctx, marketService, verb, data)
+	if err != nil {
+		return event{}, err
+	}
+	return awaitMarket(ctx, w, env, timeout, marketService, want...)
+}
+
+// awaitMarket waits for an event of service, in env's saga, named in
+// want; a command-failed (market) or failed (catalog) event is an error.
+func awaitMarket(ctx context.Context, w *watcher, env envelope.Envelope, timeout time.Duration, service string, want ...string) (event, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return event{}, fmt.Errorf("no answer from the %s service in %s (is it running?)", service, timeout)
+		case m := <-w.events():
+			ev, ok := w.parse(m)
+			if !ok || ev.Service != service || ev.Env.CorrelationID != env.CorrelationID {
+				continue
+			}
+			if ev.Name == market.EvtCommandFailed || (service == "catalog" && ev.Name == "failed") {
+				var f struct {
+					Error string `json:"error"`
+				}
+				if err := ev.decode(&f); err != nil {
+					return ev, err
+				}
+				return ev, &failedError{msg: f.Error}
+			}
+			for _, name := range want {
+				if ev.Name == name {
+					return ev, nil
+				}
+			}
+		}
+	}
+}
+
+func newMarketCreateCmd(g *globals) *cobra.Command {
+	var (
+		req        market.MarketCreate
+		monitoring bool
+		timeout    time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "create --name NAME --registry HOST[:PORT]",
+		Short: "Add a marketplace listing an OCI registry's repositories",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req.Monitoring = &monitoring
+			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+				want := []string{market.EvtMarketCreated}
+				if monitoring {
+					want = []string{market.EvtAppsRefreshed}
+				}
+				ev, err := g.marketAnswer(cmd.Context(), b, market.CmdMarketCreate, req, timeout, want...)
+				if err != nil {
+					return fmt.Errorf("market create %s: %w", req.Name, err)
+				}
+				if ev.Name == market.EvtAppsRefreshed {
+					return printRefreshed(g.io.out, req.Name, ev)
+				}
+				fmt.Fprintf(g.io.out, "marketplace %s %q created (monitoring off: run `slipway market refresh %s`)\n", ev.ID, req.Name, req.Name)
+				return nil
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.Name, "name", "", "marketplace name")
+	f.StringVar(&req.Registry, "registry", "", "registry host[:port]")
+	f.BoolVar(&req.Insecure, "insecure", false, "talk plain HTTP to the registry")
+	f.BoolVar(&monitoring, "monitoring", true, "list the registry again on a schedule")
+	f.DurationVar(&timeout, "timeout", defaultActionTimeout, "how long to wait for the first listing")
+	_ = cmd.MarkFlagRequired("name")
+	_ = cmd.MarkFlagRequired("registry")
+	return cmd
+}
+
+func printRefreshed(w io.Writer, name string, ev event) error {
+	var r market.AppsRefreshed
+	if err := ev.decode(&r); err != nil {
+		return err
+	}
+	if r.Error != "" {
+		return fmt.Errorf("marketplace %d %q: listing failed: %s", r.MarketID, name, r.Error)
+	}
+	_, err := fmt.Fprintf(w, "marketplace %d %q: %d apps (%d new, %d gone)\n", r.MarketID, name, r.Apps, r.Added, r.Removed)
+	return err
+}
+
+func newMarketUpdateCmd(g *globals) *cobra.Command {
+	var (
+		monitoring, insecure     bool
+		name, registry, endpoint string
+		timeout                  time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "update ID|NAME [--monitoring=false] [--insecure] [--name N] [--registry R] [--endpoint URL]",
+		Short: "Change a marketplace (e.g. switch its monitoring off)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+				m, err := findMarket(cmd.Context(), b, args[0])
+				if err != nil {
+					return err
+				}
+				req := market.MarketUpdate{ID: m.ID}
+				fl := cmd.Flags()
+				if fl.Changed("monitoring") {
+					req.Monitoring = &monitoring
+				}
+				if fl.Changed("insecure") {
+					req.Insecure = &insecure
+				}
+				if fl.Changed("name") {
+					req.Name = &name
+				}
+				if fl.Changed("registry") {
+					req.Registry = &registry
+				}
+				if fl.Changed("endpoint") {
+					req.Endpoint = &endpoint
+				}
+				ev, err := g.marketAnswer(cmd.Context(), b, market.CmdMarketUpdate, req, timeout, market.EvtMarketUpdated)
+				if err != nil {
+					return fmt.Errorf("market update %s: %w", args[0], err)
+				}
+				var after market.Market
+				if err := ev.decode(&after); err != nil {
+					return err
+				}
+				fmt.Fprintf(g.io.out, "marketplace %d %q updated: monitoring %s\n", after.ID, after.Name, render.YesNo(after.Monitoring))
+				return nil
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&monitoring, "monitoring", true, "list the marketplace again on a schedule")
+	f.BoolVar(&insecure, "insecure", false, "talk plain HTTP to the registry")
+	f.StringVar(&name, "name", "", "new name")
+	f.StringVar(&registry, "registry", "", "new registry host[:port]")
+	f.StringVar(&endpoint, "endpoint", "", "new Docker Hub API base URL")
+	f.DurationVar(&timeout, "timeout", defaultActionTimeout, "how long to wait for the answer")
+	return cmd
+}
+
+func newMarketDeleteCmd(g *globals) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "delete ID|NAME",
+		Short: "Delete a marketplace and its apps (imported images stay)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+				m, err := findMarket(cmd.Context(), b, args[0])
+				if err != nil {
+					return err
+				}
+				if _, err := g.marketAnswer(cmd.Context(), b, market.CmdMarketDelete, market.MarketDelete{ID: m.ID}, timeout, market.EvtMarketDeleted); err != nil {
+					return fmt.Errorf("market delete %s: %w", args[0], err)
+				}
+				fmt.Fprintf(g.io.out, "marketplace %d %q deleted\n", m.ID, m.Name)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", defaultActionTimeout, "how long to wait for the answer")
+	return cmd
+}
+
+func newMarketRefreshCmd(g *globals) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "refresh ID|NAME",
+		Short: "List a marketplace's apps again now",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+				m, err := findMarket(cmd.Context(), b, args[0])
+				if err != nil {
+					return err
+				}
+				ev, err := g.marketAnswer(cmd.Context(), b, market.CmdRefresh, market.Refresh{MarketID: m.ID}, timeout, market.EvtAppsRefreshed)
+				if err != nil {
+					return fmt.Errorf("market refresh %s: %w", args[0], err)
+				}
+				return printRefreshed(g.io.out, m.Name, ev)
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", defaultActionTimeout, "how long to wait for the listing")
+	return cmd
+}
+
+func newMarketAppListCmd(g *globals) *cobra.Command {
+	var (
+		asJSON bool
+		filter string
+	)
+	cmd := &cobra.Command{
+		Use:   "list [MARKET]",
+		Short: "List apps (ID NAME VERSION SIZE STAT TYPE REGTIME MARKET ZONE)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			return g.withBus(ctx, func(b *bus.Bus) error {
+				markets, err := listMarkets(ctx, b)
+				if err != nil {
+					return err
+				}
+				req := market.AppsRequest{Filter: filter}
+				if len(args) == 1 {
+					m, err := findMarket(ctx, b, args[0])
+					if err != nil {
+						return err
+					}
+					req.MarketID = &m.ID
+				}
+				var apps []market.App
+				if err := b.Query(ctx, marketService, market.QueryApps, req, &apps); err != nil {
+					return fmt.Errorf("list apps: %w", err)
+				}
+				if asJSON {
+					if apps == nil {
+						apps = []market.App{}
+					}
+					return render.JSON(g.io.out, apps)
+				}
+				return writeApps(g.io.out, apps, markets, time.Local)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
+	cmd.Flags().StringVar(&filter, "filter", "", "only apps whose name or description contains this")
+	return cmd
+}
+
+func writeApps(w io.Writer, apps []market.App, markets []market.Market, loc *time.Location) error {
+	byID := map[int64]market.Market{}
+	for _, m := range markets {
+		byID[m.ID] = m
+	}
+	rows := make([][]string, len(apps))
+	for i, a := range apps {
+		m := byID[a.MarketID]
+		name := m.Name
+		if name == "" {
+			name = strconv.FormatInt(a.MarketID, 10)
+		}
+		rows[i] = appRow(a, name, m.Zone, loc)
+	}
+	return render.Table(w, appColumns, rows)
+}
+
+// findApp resolves an app ID or name, within one marketplace when given.
+func findApp(ctx context.Context, b *bus.Bus, ref, marketRef string) (market.App, error) {
+	var req market.AppShowRequest
+	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
+		req.ID = &id
+	} else {
+		req.Name = ref
+	}
+	if marketRef != "" {
+		m, err := findMarket(ctx, b, marketRef)
+		if err != nil {
+			return market.App{}, err
+		}
+		req.MarketID = &m.ID
+	}
+	var a market.App
+	if err := b.Query(ctx, marketService, market.QueryAppShow, req, &a); err != nil {
+		var qe *bus.QueryError
+		if errors.As(err, &qe) && qe.Code != bus.CodeUnavailable {
+			return a, errors.New(qe.Description)
+		}
+		return a, fmt.Errorf("app %s: %w", ref, err)
+	}
+	return a, nil
+}
+
+func newMarketAppShowCmd(g *globals) *cobra.Command {
+	var (
+		asJSON    bool
+		marketRef string
+	)
+	cmd := &cobra.Command{
+		Use:   "show ID|NAME [--market MARKET]",
+		Short: "Show an app: its tags, description and VM template",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			return g.withBus(ctx, func(b *bus.Bus) error {
+				a, err := findApp(ctx, b, args[0], marketRef)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return render.JSON(g.io.out, a)
+				}
+				m, err := findMarket(ctx, b, strconv.FormatInt(a.MarketID, 10))
+				if err != nil {
+					return err
+				}
+				return showApp(g.io.out, a, m)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON object")
+	cmd.Flags().StringVar(&marketRef, "market", "", "marketplace ID or name, when several have the app")
+	return cmd
+}
+
+func showApp(w io.Writer, a market.App, m market.Market) error {
+	size := "-"
+	if a.Size > 0 {
+		size = render.HumanSize(a.Size)
+	}
+	lines := [][2]string{{"ID", strconv.FormatInt(a.ID, 10)}, {"NAME", a.Name},
+		{"MARKETPLACE", fmt.Sprintf("%s (%d)", m.Name, m.ID)}, {"SOURCE", a.Source}, {"VERSION", a.DefaultTag()},
+		{"TAGS", strings.Join(a.Tags, ", ")}, {"SIZE", size}, {"REGISTER TIME", a.RegTime}}
+	if a.Stars > 0 || a.Pulls > 0 {
+		lines = append(lines, [2]string{"STARS", strconv.FormatInt(a.Stars, 10)}, [2]string{"PULLS", strconv.FormatInt(a.Pulls, 10)})
+	}
+	if a.LastUpdated != "" {
+		lines = append(lines, [2]string{"LAST UPDATED", a.LastUpdated})
+	}
+	if _, err := fmt.Fprintf(w, "MARKETPLACE APP %d INFORMATION\n", a.ID); err != nil {
+		return err
+	}
+	if err := writeFields(w, lines); err != nil {
+		return err
+	}
+	if a.Description != "" {
+		if _, err := fmt.Fprintf(w, "\nDESCRIPTION\n%s\n", a.Description); err != nil {
+			return err
+		}
+	}
+	_, err := fmt.Fprintf(w, "\nVM TEMPLATE\n%s", a.Template)
+	return err
+}
+
+func newMarketAppImportCmd(g *globals) *cobra.Command {
+	var (
+		req       market.AppImport
+		marketRef string
+		timeout   time.Duration
+		wait      bool
+	)
+	cmd := &cobra.Command{
+		Use:   "import ID|NAME --name IMAGE [--market M --tag T --size MiB --filesystem ext4 --format qcow2 --datastore default]",
+		Short: "Import an app as an image, with a VM template for it",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			return g.withBus(ctx, func(b *bus.Bus) error {
+				a, err := findApp(ctx, b, args[0], marketRef)
+				if err != nil {
+					return err
+				}
+				req.MarketID, req.App = a.MarketID, a.Name
+				return g.importApp(ctx, b, req, timeout, wait)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.Name, "name", "", "name of the image (and VM template) to create")
+	f.StringVar(&marketRef, "market", "", "marketplace ID or name, when several have the app")
+	f.StringVar(&req.Tag, "tag", "", "tag to import (default: latest, or the app's only tag)")
+	f.Int64Var(&req.SizeMiB, "size", 0, "disk size in MiB (default: sized by the builder)")
+	f.StringVar(&req.Filesystem, "filesystem", "ext4", "ext2, ext3, ext4 or xfs")
+	f.StringVar(&req.Format, "format", "qcow2", "raw or qcow2")
+	f.StringVar(&req.Datastore, "datastore", "default", "datastore of the image")
+	f.DurationVar(&timeout, "timeout", defaultActionTimeout, "how long to wait for each answer")
+	f.BoolVar(&wait, "wait", true, "wait for the catalog to register the image")
+	_ = cmd.MarkFlagRequired("name")
+	return cmd
+}
+
+// importApp sends app-import and reports what the market service sent,
+// then (with wait) the image the catalog registered.
+func (g *globals) importApp(ctx context.Context, b *bus.Bus, req market.AppImport, timeout time.Duration, wait bool) error {
+	w, err := watch(b.Conn(), b.Prefix(), ">")
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	env, err := b.Command(ctx, marketService, market.CmdAppImport, req)
+	if err != nil {
+		return err
+	}
+	ev, err := awaitMarket(ctx, w, env, timeout, marketService, market.EvtAppImported)
+	if err != nil {
+		return fmt.Errorf("import %s: %w", req.App, err)
+	}
+	var done market.AppImported
+	if err := ev.decode(&done); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.io.out, "importing %s as image %q from %s\nVM template %q sent to the launcher (see `slipway market app show %s`)\n",
+		done.App, done.Name, done.URL, done.Name, done.App)
+	if !wait {
+		return nil
+	}
+	ev, err = awaitMarket(ctx, w, env, timeout, "catalog", "image-created")
+	if err != nil {
+		return fmt.Errorf("import %s: %w", req.App, err)
+	}
+	fmt.Fprintf(g.io.out, "image %s %q created; follow it with `slipway image top`\n", ev.ID, done.Name)
+	return nil
+}
