@@ -9,10 +9,11 @@ export GOFLAGS ?= -buildvcs=false
 MINIO_VERSION       ?= v0.0.0-20260212201848-7aac2a2c5b7c
 NATSCLI_VERSION     ?= v0.5.1
 STATICCHECK_VERSION ?= v0.8.2
+GGCR_VERSION        ?= v0.22.1
 
 # Debian packages the tests and the demo use.
 APT_PACKAGES := qemu-utils qemu-system-x86 e2fsprogs xfsprogs cryptsetup-bin busybox-static \
-	docker-registry skopeo zstd xz-utils bzip2 gzip util-linux genisoimage s3cmd jq ca-certificates
+	docker-registry skopeo zstd xz-utils bzip2 gzip util-linux genisoimage s3cmd jq curl ca-certificates
 
 # Every Go module of the workspace (go.work), as ./dir/... patterns.
 MODULES = $(shell go list -m -f '{{.Dir}}/...' | sed 's|^$(CURDIR)|.|')
@@ -40,7 +41,7 @@ deps: ## Install the Debian packages (as root), or print the apt-get line to run
 	else echo "deps: run as root: apt-get install -y $$missing"; exit 1; fi
 
 .PHONY: tools
-tools: $(BIN)/minio $(BIN)/nats kernel ## Install pinned MinIO, the nats CLI and a Debian kernel into ./bin (reused when present)
+tools: $(BIN)/minio $(BIN)/nats $(BIN)/crane kernel ## Install pinned MinIO, the nats and crane CLIs and a Debian kernel into ./bin (reused when present)
 
 $(BIN)/minio:
 	@echo "tools: building MinIO $(MINIO_VERSION) into ./bin (several minutes the first time)"
@@ -52,6 +53,9 @@ $(BIN)/nats:
 .PHONY: kernel
 kernel: ## Fetch Debian's kernel (bzImage) into ./bin/kernel for QEMU boots
 	./tools/fetch-kernel.sh $(BIN)/kernel
+
+$(BIN)/crane:
+	GOBIN=$(BIN) GOFLAGS= go install github.com/google/go-containerregistry/cmd/crane@$(GGCR_VERSION)
 
 $(BIN)/staticcheck:
 	GOBIN=$(BIN) GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

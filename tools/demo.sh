@@ -7,6 +7,7 @@ BIN="$PWD/bin"
 DATA="${SLIPWAY_DEMO_DIR:-$PWD/.data/demo}"
 NATS_PORT="${SLIPWAY_DEMO_NATS_PORT:-4222}"
 S3_PORT="${SLIPWAY_DEMO_S3_PORT:-9000}"
+REGISTRY="127.0.0.1:${SLIPWAY_DEMO_REGISTRY_PORT:-5000}"
 
 rm -rf "$DATA" && mkdir -p "$DATA/work"
 export SLIPWAY_NATS_URL="nats://127.0.0.1:$NATS_PORT"
@@ -18,7 +19,9 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 step "starting the stack: embedded NATS JetStream + MinIO + catalog + converter"
 "$BIN/slipway" up --data-dir "$DATA" --nats-port "$NATS_PORT" --minio-address "127.0.0.1:$S3_PORT" >"$DATA/up.log" 2>&1 &
 UP_PID=$!
+REG_PID=""
 cleanup() {
+	[ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null
 	if kill -0 "$UP_PID" 2>/dev/null; then
 		step "stopping the stack"
 		kill -INT "$UP_PID"
@@ -49,11 +52,49 @@ step "slipway image create --name demo-disk --path disk.raw --format qcow2 --com
 step "an empty 64 MiB DATABLOCK with ext4, straight into qcow2"
 "$BIN/slipway" image create --name scratch --type DATABLOCK --size 64 --fs ext4 --format qcow2 --wait
 
+step "a container image: busybox, built here and pushed to a registry on $REGISTRY"
+mkdir -p "$DATA/registry" "$DATA/work/rootfs/bin" "$DATA/work/rootfs/etc"
+cat >"$DATA/registry/config.yml" <<YAML
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $DATA/registry/data
+http:
+  addr: $REGISTRY
+YAML
+/usr/bin/docker-registry serve "$DATA/registry/config.yml" >"$DATA/registry/log" 2>&1 &
+REG_PID=$!
+for _ in $(seq 50); do curl -fs "http://$REGISTRY/v2/" >/dev/null 2>&1 && break; sleep 0.2; done
+cp /bin/busybox "$DATA/work/rootfs/bin/busybox"
+ln -sf busybox "$DATA/work/rootfs/bin/sh"
+printf 'ID=busybox\nNAME=BusyBox\n' >"$DATA/work/rootfs/etc/os-release"
+tar -C "$DATA/work/rootfs" --owner=0 --group=0 -cf "$DATA/work/layer.tar" .
+crane() { "$BIN/crane" "$@" >>"$DATA/crane.log" 2>&1 || { cat "$DATA/crane.log"; exit 1; }; }
+crane append --insecure -f "$DATA/work/layer.tar" -t "$REGISTRY/demo/busybox:1.0"
+crane mutate --insecure "$REGISTRY/demo/busybox:1.0" --cmd /bin/busybox,echo,hello-from-slipway -t "$REGISTRY/demo/busybox:1.0"
+echo "pushed $REGISTRY/demo/busybox:1.0"
+
+step "the registry as a marketplace: slipway market create --name local --registry $REGISTRY --insecure"
+"$BIN/slipway" market create --name local --registry "$REGISTRY" --insecure
+"$BIN/slipway" market list
+"$BIN/slipway" market app list local
+
+step "slipway image create --path 'docker://$REGISTRY/demo/busybox?tag=1.0&size=64&filesystem=ext4&format=qcow2' --wait"
+"$BIN/slipway" image create --name busybox-vm \
+	--path "docker://$REGISTRY/demo/busybox?tag=1.0&size=64&filesystem=ext4&format=qcow2" --wait
+
 step "slipway image list"
 "$BIN/slipway" image list
 
 step "slipway image show demo-disk"
 "$BIN/slipway" image show demo-disk
+
+step "slipway image show busybox-vm (provenance: the pinned digest it was built from)"
+"$BIN/slipway" image show busybox-vm
 
 step "reading the stored blob back with a plain S3 client (s3cmd) and checking its sha256"
 source_url=$("$BIN/slipway" image show demo-disk --json | sed -n 's/.*"source": *"\([^"]*\)".*/\1/p')
