@@ -239,7 +239,7 @@ func layer(t *testing.T, entries []tarEntry) v1.Layer {
 	return l
 }
 
-func push(t *testing.T, ref string, layers []v1.Layer, cfg v1.Config) {
+func push(t testing.TB, ref string, layers []v1.Layer, cfg v1.Config) {
 	t.Helper()
 	img, err := mutate.AppendLayers(empty.Image, layers...)
 	if err != nil {
@@ -265,7 +265,7 @@ func push(t *testing.T, ref string, layers []v1.Layer, cfg v1.Config) {
 }
 
 // buildGuestInit builds the static slipway-init the builder injects.
-func buildGuestInit(t *testing.T) string {
+func buildGuestInit(t testing.TB) string {
 	t.Helper()
 	root, err := testenv.RepoRoot()
 	if err != nil {

@@ -32,7 +32,7 @@ import (
 // stack is one whole Slipway: a real in-process nats-server, a real MinIO
 // process, the catalog and the converter, each on its own bus connection.
 type stack struct {
-	t        *testing.T
+	t        testing.TB
 	natsURL  string
 	s3       testenv.S3
 	store    *blob.Store
@@ -53,7 +53,7 @@ type stackOptions struct {
 	guestInit string
 }
 
-func newStack(t *testing.T, opts stackOptions) *stack {
+func newStack(t testing.TB, opts stackOptions) *stack {
 	t.Helper()
 	natsURL, _ := testenv.NATS(t)
 	s3 := testenv.MinIO(t)
@@ -288,7 +288,7 @@ func (s *stack) incompleteUploads() int {
 }
 
 // qemuImg runs the real qemu-img and fails the test on error.
-func qemuImg(t *testing.T, args ...string) string {
+func qemuImg(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := exec.Command("qemu-img", args...).CombinedOutput()
 	if err != nil {

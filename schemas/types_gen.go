@@ -414,6 +414,10 @@ type ConverterImport struct {
 
 	// Largest virtual size accepted, in bytes (at most 16 TiB).
 	MaxVirtualSize int64 `json:"max_virtual_size,omitempty"`
+
+	// Store the bytes exactly as fetched, for KERNEL, RAMDISK and CONTEXT files: no decompression,
+	// disk inspection or conversion (a compressed initrd stays compressed).
+	File bool `json:"file,omitempty"`
 }
 
 // MarketDockerhubResolve is the payload of command market-dockerhub.resolve

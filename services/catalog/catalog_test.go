@@ -162,7 +162,7 @@ func TestIllegalTransitionsThroughTheBus(t *testing.T) {
 		t.Fatalf("delete LOCKED: %q", f.Error)
 	}
 	cmd, c := h.convertCommand(img.ID)
-	if c.Format != schemas.DiskFormatRaw || !strings.HasSuffix(c.Dest, "/images/0/disk.raw") || !strings.Contains(c.Dest, "files-") {
+	if !c.File || c.Format != "" || !strings.HasSuffix(c.Dest, "/images/0/disk.raw") || !strings.Contains(c.Dest, "files-") {
 		t.Fatalf("kernel import = %+v", c)
 	}
 	h.convert(cmd, c, []byte("kernel"), schemas.DiskFormatRaw)

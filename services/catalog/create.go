@@ -299,15 +299,17 @@ func (s *Service) sendConvert(ctx context.Context, m *bus.Msg, p plan, data impo
 			ImageID: data.ImageID, SizeMiB: p.req.SizeMiB, Format: p.format, FS: p.req.FS, Dest: data.Dest,
 		}, opts...)
 	} else {
-		format := p.req.Format
-		if format == "" && IsFileType(p.typ) {
-			format = schemas.DiskFormatRaw // files are stored as they are
-		}
-		_, err = s.bus.Command(ctx, "converter", "import", schemas.ConverterImport{
-			ImageID: data.ImageID, Source: p.req.Path, SourceFormat: p.req.SourceFormat, Format: format,
+		cmd := schemas.ConverterImport{
+			ImageID: data.ImageID, Source: p.req.Path, SourceFormat: p.req.SourceFormat, Format: p.req.Format,
 			Compression: p.req.Compression, Checksum: p.req.Checksum, Dest: data.Dest,
 			MaxVirtualSize: s.cfg.MaxVirtualSize,
-		}, opts...)
+		}
+		if IsFileType(p.typ) {
+			// Kernels, initrds and context files are not disks: they are
+			// stored byte for byte, never inspected or converted.
+			cmd.File, cmd.Format, cmd.SourceFormat, cmd.Compression = true, "", "", ""
+		}
+		_, err = s.bus.Command(ctx, "converter", "import", cmd, opts...)
 	}
 	if err != nil {
 		return fmt.Errorf("image %d: ask the converter: %w", data.ImageID, err)

@@ -80,6 +80,9 @@ func (s *Service) runImport(ctx context.Context, j *job, cmd schemas.ConverterIm
 	if err != nil {
 		return schemas.ConverterConverted{}, failed(schemas.ConverterPhaseFetch, err)
 	}
+	if cmd.File {
+		return s.storeFile(ctx, j, cmd, input)
+	}
 	rep, err := s.inspect(ctx, j, cmd, input)
 	if err != nil {
 		return schemas.ConverterConverted{}, failed(schemas.ConverterPhaseInspect, err)
@@ -132,7 +135,7 @@ func (s *Service) fetch(ctx context.Context, j *job, cmd schemas.ConverterImport
 	j.setPhase(schemas.ConverterPhaseFetch, 0)
 	opts := s.cfg.Fetch
 	opts.Store, opts.Checksum, opts.MaxBytes = s.store, cmd.Checksum, s.cfg.MaxInputBytes
-	opts.Progress, opts.TempDir = j.progress, dir
+	opts.Progress, opts.TempDir, opts.Verbatim = j.progress, dir, cmd.File
 	res, err := source.Fetch(ctx, cmd.Source, filepath.Join(dir, "input"), opts)
 	if err != nil {
 		return "", err
@@ -367,4 +370,26 @@ func isClientError(err error) bool {
 	var er minio.ErrorResponse
 	return errors.As(err, &er) && er.StatusCode >= 400 && er.StatusCode < 500 &&
 		er.StatusCode != http.StatusRequestTimeout && er.StatusCode != http.StatusTooManyRequests
+}
+
+// storeFile stores a KERNEL, RAMDISK or CONTEXT file byte for byte: it is
+// not a disk, so there is nothing to inspect or convert, and its "virtual
+// size" is its length.
+func (s *Service) storeFile(ctx context.Context, j *job, cmd schemas.ConverterImport, path string) (schemas.ConverterConverted, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return schemas.ConverterConverted{}, failed(schemas.ConverterPhaseFetch, err)
+	}
+	if fi.Size() == 0 {
+		return schemas.ConverterConverted{}, failed(schemas.ConverterPhaseInspect,
+			fmt.Errorf("%w: the file is empty (0 bytes)", errInvalid))
+	}
+	info, err := s.upload(ctx, j, path, cmd.Dest)
+	if err != nil {
+		return schemas.ConverterConverted{}, failed(schemas.ConverterPhaseUpload, err)
+	}
+	return schemas.ConverterConverted{
+		ImageID: cmd.ImageID, Dest: cmd.Dest, Format: schemas.DiskFormatRaw,
+		VirtualSize: fi.Size(), Size: info.Size, SHA256: info.SHA256,
+	}, nil
 }

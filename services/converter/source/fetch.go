@@ -48,6 +48,9 @@ type Options struct {
 	// IdleTimeout abandons and resumes a connection that delivers no
 	// bytes for this long; 0 means 2 minutes.
 	IdleTimeout time.Duration
+	// Verbatim keeps the bytes as fetched: no decompression. Files such
+	// as compressed initrds must be stored exactly as given.
+	Verbatim bool
 }
 
 // Result describes a fetched input.
@@ -182,9 +185,13 @@ func copyOnce(r *resumer, w *sparseWriter, buf []byte, opts Options) (Result, er
 			return Result{}, err
 		}
 	}
-	dec, comp, err := decompressor(br)
-	if err != nil {
-		return Result{}, r.explain(permanentf("%s: %w", r.origin, err))
+	var dec io.ReadCloser = io.NopCloser(br)
+	comp := None
+	if !opts.Verbatim {
+		var err error
+		if dec, comp, err = decompressor(br); err != nil {
+			return Result{}, r.explain(permanentf("%s: %w", r.origin, err))
+		}
 	}
 	defer dec.Close()
 	lim := &limitReader{r: dec, max: opts.MaxBytes}

@@ -131,6 +131,7 @@ JetStream and S3. "slipway up" runs the whole stack in one process; the
 	g.user = env("SLIPWAY_USER", "oneadmin")
 
 	root.AddCommand(newUpCmd(g), newImageCmd(g), newMarketCmd(g), newVersionCmd(g))
+	addExportCmd(root, g)
 	return root
 }
 
