@@ -13,7 +13,7 @@ GGCR_VERSION        ?= v0.22.1
 
 # Debian packages the tests and the demo use.
 APT_PACKAGES := qemu-utils qemu-system-x86 e2fsprogs xfsprogs cryptsetup-bin busybox-static \
-	docker-registry skopeo zstd xz-utils bzip2 gzip util-linux genisoimage s3cmd jq curl ca-certificates
+	docker-registry skopeo zstd xz-utils bzip2 gzip util-linux genisoimage s3cmd jq curl time ca-certificates
 
 # Every Go module of the workspace (go.work), as ./dir/... patterns.
 MODULES = $(shell go list -m -f '{{.Dir}}/...' | sed 's|^$(CURDIR)|.|')
@@ -85,6 +85,7 @@ test: deps tools ## Run every test against real NATS, MinIO, qemu-img and mkfs
 .PHONY: bench
 bench: deps tools ## Run the benchmarks; each prints its baseline and the ratio
 	go test $(BENCH_FLAGS) ./pkg/bus/ ./pkg/blob/ ./services/converter/qemuimg/
+	go test -run '^$$' -bench DockerToQcow2 -benchtime 1x -timeout 30m ./integration/
 
 .PHONY: lint
 lint: $(BIN)/staticcheck ## gofmt, go vet and staticcheck across the workspace
