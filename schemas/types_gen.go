@@ -248,9 +248,10 @@ type Image struct {
 // BuilderBuild is the payload of command builder.build
 // (https://slipway.dev/schemas/cmd/builder.build.json).
 //
-// Pull a pinned container image and store at dest either a raw disk holding its flattened
-// filesystem, with Slipway's guest init and the container's config injected (kind container),
-// or the one disk file it carries (kind disk).
+// Pull a pinned container image and store at dest either a disk holding its flattened
+// filesystem, with Slipway's guest init and the container's config injected, in its final
+// format (kind container: dest is the image's own blob, no converter pass), or the one disk
+// file it carries, as it is, for the converter to inspect (kind disk).
 type BuilderBuild struct {
 	// Image the disk is for.
 	ImageID int64 `json:"image_id"`
@@ -273,7 +274,14 @@ type BuilderBuild struct {
 	// Architecture the reference was resolved for (amd64, arm64, arm/v7), for the record.
 	Arch string `json:"arch,omitempty"`
 
-	// Where to store the disk.
+	// Format to store the built filesystem in (kind container; default raw).
+	Format DiskFormat `json:"format,omitempty"`
+
+	// qcow2 cluster compression (kind container, format qcow2 only); absent: uncompressed.
+	Compression Compression `json:"compression,omitempty"`
+
+	// Where to store the disk: for kind container the image's final blob in its datastore, for
+	// kind disk a staging object the converter imports.
 	Dest string `json:"dest"`
 }
 
@@ -436,7 +444,8 @@ type MarketDockerhubResolve struct {
 // BuilderBuilt is the payload of event builder.built
 // (https://slipway.dev/schemas/evt/builder.built.json).
 //
-// A container image was turned into a disk and stored at dest.
+// A container image was turned into a disk and stored at dest: a built filesystem in its final
+// format (kind container), or the disk file it carries (kind disk).
 type BuilderBuilt struct {
 	// Image the disk is for.
 	ImageID int64 `json:"image_id"`
@@ -444,11 +453,11 @@ type BuilderBuilt struct {
 	// Where the disk is stored.
 	Dest string `json:"dest"`
 
-	// Format of the stored disk: raw for a built filesystem; absent for a carried disk, whose
-	// format the converter detects.
+	// Format of the stored disk: the command's format (raw or qcow2) for a built filesystem;
+	// absent for a carried disk, whose format the converter detects.
 	Format DiskFormat `json:"format,omitempty"`
 
-	// Virtual size in bytes; absent for a carried disk.
+	// Virtual size in bytes (the filesystem's size); absent for a carried disk.
 	VirtualSize int64 `json:"virtual_size,omitempty"`
 
 	// Bytes stored.

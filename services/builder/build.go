@@ -75,6 +75,9 @@ func (s *Service) runBuild(ctx context.Context, j *job, cmd schemas.BuilderBuild
 		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, fmt.Errorf("%w: dest: %w", errInvalid, err))
 	}
 	if cmd.Kind == schemas.ContentKindContainer {
+		if err := checkFormat(cmd); err != nil {
+			return schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, err)
+		}
 		if err := s.checkGuestInit(); err != nil {
 			return schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, err)
 		}
@@ -130,9 +133,13 @@ func (s *Service) storeDisk(ctx context.Context, j *job, cmd schemas.BuilderBuil
 }
 
 // buildContainer flattens a container image, injects the guest init and
-// makes a raw filesystem image of it. Each intermediate is removed as soon
-// as the next step has consumed it, so the work directory holds at most
-// two of layers, tree and image at a time.
+// makes a filesystem image of it in the command's format, stored at dest
+// as the image's final blob: the filesystem is this builder's own work
+// from a confined tree, so there is no untrusted disk for the converter to
+// inspect, and skipping it saves a download and an upload of the whole
+// raw image. Each intermediate is removed as soon as the next step has
+// consumed it, so the work directory holds at most two of layers, tree
+// and image at a time.
 func (s *Service) buildContainer(ctx context.Context, j *job, cmd schemas.BuilderBuild, img oci.Image, dir string, dest target) (schemas.BuilderBuilt, error) {
 	var out schemas.BuilderBuilt
 	cfg, err := img.Config()
@@ -160,11 +167,18 @@ func (s *Service) buildContainer(ctx context.Context, j *job, cmd schemas.Builde
 		return out, failed(schemas.BuilderPhaseMkfs, err)
 	}
 	os.RemoveAll(root)
-	info, err := s.upload(ctx, j, raw, dest)
+	disk := raw
+	if formatOf(cmd) == schemas.DiskFormatQcow2 {
+		disk = filepath.Join(dir, "disk.qcow2")
+		if err := toQcow2(ctx, raw, disk, cmd.Compression); err != nil {
+			return out, failed(schemas.BuilderPhaseMkfs, err)
+		}
+	}
+	info, err := s.upload(ctx, j, disk, dest)
 	if err != nil {
 		return out, failed(schemas.BuilderPhaseUpload, err)
 	}
-	return schemas.BuilderBuilt{ImageID: cmd.ImageID, Dest: cmd.Dest, Format: schemas.DiskFormatRaw,
+	return schemas.BuilderBuilt{ImageID: cmd.ImageID, Dest: cmd.Dest, Format: formatOf(cmd),
 		VirtualSize: res.SizeBytes, Size: info.Size, SHA256: info.SHA256, Distro: distro, Digest: img.Digest()}, nil
 }
 

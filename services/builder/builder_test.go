@@ -365,6 +365,68 @@ func TestBuildBusybox(t *testing.T) {
 	checkHash(t, h.ctx, raw, ".slipway/config.json", sha(conf))
 }
 
+// A qcow2 build is the final blob: qemu-img reads it as qcow2 of the
+// filesystem's size, zstd-compressed, and its raw conversion is the
+// filesystem with busybox in it. Compression with raw output is refused.
+func TestBuildQcow2(t *testing.T) {
+	h := newHarness(t)
+	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
+	dest := blob.URL(uploads, "images/9/disk.qcow2")
+	var built schemas.BuilderBuilt
+	kind, _ := h.build(schemas.BuilderBuild{ImageID: 9, Reference: ref, Kind: schemas.ContentKindContainer,
+		SizeMiB: 64, Format: schemas.DiskFormatQcow2, Compression: schemas.CompressionZstd, Dest: dest}, &built)
+	if kind != "built" {
+		t.Fatalf("got %s: %+v", kind, built)
+	}
+	if built.Dest != dest || built.Format != schemas.DiskFormatQcow2 || built.VirtualSize != 64<<20 ||
+		built.Size <= 0 || built.Size >= 64<<20 || built.Distro != "slipway-test" {
+		t.Fatalf("built = %+v", built)
+	}
+	qcow := h.download(dest)
+	if got := sha(readFile(t, qcow)); got != built.SHA256 || int64(len(readFile(t, qcow))) != built.Size {
+		t.Fatalf("stored blob sha256 %s, event says %s", got, built.SHA256)
+	}
+	out, err := exec.Command("qemu-img", "info", "--output=json", "-f", "qcow2", qcow).Output()
+	if err != nil {
+		t.Fatalf("qemu-img info: %v", err)
+	}
+	var info struct {
+		Format      string `json:"format"`
+		VirtualSize int64  `json:"virtual-size"`
+		Specific    struct {
+			Data struct {
+				Compression string `json:"compression-type"`
+			} `json:"data"`
+		} `json:"format-specific"`
+	}
+	mustJSON(t, out, &info)
+	if info.Format != "qcow2" || info.VirtualSize != 64<<20 || info.Specific.Data.Compression != "zstd" {
+		t.Fatalf("qemu-img info = %s", out)
+	}
+	raw := filepath.Join(t.TempDir(), "disk.raw")
+	if out, err := exec.Command("qemu-img", "convert", "-f", "qcow2", "-O", "raw", qcow, raw).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img convert: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("e2fsck", "-fn", raw).CombinedOutput(); err != nil {
+		t.Fatalf("e2fsck: %v\n%s", err, out)
+	}
+	tr, err := fsimage.ReadExt(h.ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bb := mustEntry(t, tr, "bin/busybox"); bb.Type != tree.Regular || bb.Mode != 0o755 {
+		t.Fatalf("bin/busybox = %+v", bb)
+	}
+	checkHash(t, h.ctx, raw, "bin/busybox", sha(readFile(t, "/bin/busybox")))
+
+	var f schemas.BuilderFailed
+	if kind, _ := h.build(schemas.BuilderBuild{ImageID: 10, Reference: ref, Kind: schemas.ContentKindContainer,
+		Compression: schemas.CompressionZlib, Dest: blob.URL(uploads, "images/10/disk.raw")}, &f); kind != "failed" ||
+		f.Retryable || !strings.Contains(f.Error, "compression zlib applies to qcow2 only") {
+		t.Fatalf("compressed raw: %s %+v", kind, f)
+	}
+}
+
 func mustEntry(t *testing.T, tr *tree.Tree, p string) *tree.Entry {
 	t.Helper()
 	e, ok := tr.Get(p)

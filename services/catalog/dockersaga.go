@@ -17,9 +17,14 @@ import (
 )
 
 // The docker import workflow: resolve (market-dockerhub pins the URL to a
-// manifest digest) → build (the builder pulls it and makes a raw disk in
-// the upload bucket) → convert (the converter imports that disk like any
-// staged upload) → commit (READY, with the image's provenance).
+// manifest digest) → build → commit (READY, with the image's provenance).
+// For a container filesystem the builder stores the final blob itself, in
+// the image's format at its datastore destination: the filesystem is its
+// own work from a confined tree, so there is no untrusted disk to inspect,
+// and going through the converter would move the whole raw image twice
+// more. A disk carried in an image is untrusted: the builder stages it in
+// the upload bucket and a convert phase imports it like any upload
+// (build → convert → commit).
 const (
 	KindDockerImport = "docker-import"
 	PhaseResolve     = saga.Phase("resolve")
@@ -41,7 +46,8 @@ const (
 
 // dockerData is the docker import's saga state. It holds importData's
 // fields, so the convert and commit phases are the import's own; Staged is
-// the builder's output, deleted once the converter has imported it.
+// where a carried disk is built, deleted once the converter has imported
+// it (a container build goes straight to Dest).
 type dockerData struct {
 	importData
 	URL         string              `json:"url"`
@@ -111,8 +117,8 @@ func explicitFormat(path string) bool {
 	return err == nil && q.Has("format")
 }
 
-// buildURL is where the builder stores the disk of image id: an upload
-// object the import deletes once converted.
+// buildURL is where the builder stages the disk an image carries: an
+// upload object the import deletes once converted.
 func (s *Service) buildURL(id int64) string {
 	return blob.URL(s.cfg.UploadBucket, "builds/"+idToken(id)+"/disk.raw")
 }
@@ -283,11 +289,22 @@ func (d dockerData) pinnedDigest() string {
 	return u.Digest
 }
 
+// buildDest is where the builder is asked to store its output: the
+// image's final blob for a container filesystem, the staging object for a
+// carried disk.
+func (d dockerData) buildDest() string {
+	if d.Kind == schemas.ContentKindContainer {
+		return d.Dest
+	}
+	return d.Staged
+}
+
 func (s *Service) sendBuild(ctx context.Context, m *bus.Msg, sagaID string, d dockerData) error {
-	cmd := schemas.BuilderBuild{ImageID: d.ImageID, Reference: d.Reference, Kind: d.Kind, Dest: d.Staged,
+	cmd := schemas.BuilderBuild{ImageID: d.ImageID, Reference: d.Reference, Kind: d.Kind, Dest: d.buildDest(),
 		Distro: d.Distro, Arch: d.Arch}
 	if d.Kind == schemas.ContentKindContainer {
 		cmd.SizeMiB, cmd.Filesystem = d.SizeMiB, d.Filesystem
+		cmd.Format, cmd.Compression = d.Format, d.Compression
 	}
 	_, err := s.bus.Command(ctx, builderService, "build", cmd,
 		bus.CausedBy(m.Envelope), bus.WithStep(sagaID, string(PhaseBuild)), bus.WithSubject(idToken(d.ImageID)))
@@ -297,7 +314,8 @@ func (s *Service) sendBuild(ctx context.Context, m *bus.Msg, sagaID string, d do
 	return nil
 }
 
-// built checks the builder's report and hands its disk to the converter.
+// built checks the builder's report and commits a container build, or
+// hands a carried disk to the converter.
 func (s *Service) built(ctx context.Context, m *bus.Msg, ev schemas.BuilderBuilt) error {
 	sg, d, err := s.findDockerSaga(ctx, m, ev.ImageID)
 	switch {
@@ -313,11 +331,13 @@ func (s *Service) built(ctx context.Context, m *bus.Msg, ev schemas.BuilderBuilt
 		return s.deleteBuild(ctx, ev)
 	case sg.Phase == PhaseConvert && d.Built != nil:
 		return s.sendDockerConvert(ctx, m, sg.ID, d) // a redelivery after a crash
+	case sg.Phase == PhaseCommit && d.Built != nil:
+		return s.commit(ctx, sg, &m.Envelope) // idem; commit is idempotent
 	case sg.Phase != PhaseBuild:
 		return nil
 	}
-	if reason := checkBuilt(d, ev); reason != "" {
-		if ev.Dest != d.Staged {
+	if reason := s.checkBuilt(d, ev); reason != "" {
+		if ev.Dest != d.buildDest() {
 			_ = s.deleteBuild(ctx, ev)
 		}
 		return s.failImport(ctx, sg, reason, &m.Envelope)
@@ -335,10 +355,19 @@ func (s *Service) built(ctx context.Context, m *bus.Msg, ev schemas.BuilderBuilt
 		if ev.Distro != "" {
 			d.SetAttributes[AttrDistro] = ev.Distro
 		}
+		if d.Kind == schemas.ContentKindContainer {
+			// The build is the image's blob: commit checks it as it
+			// checks a converter's report.
+			d.Result = &schemas.ConverterConverted{ImageID: ev.ImageID, Dest: ev.Dest, Format: ev.Format,
+				VirtualSize: ev.VirtualSize, Size: ev.Size, SHA256: ev.SHA256}
+		}
 		return sg.SetData(d)
 	})
 	if err != nil {
 		return err
+	}
+	if d.Kind == schemas.ContentKindContainer {
+		return s.commitBuilt(ctx, m, sg.ID, ev)
 	}
 	sg, err = s.sagas.Advance(ctx, sg.ID, PhaseBuild, PhaseConvert, s.cfg.ConvertDeadline, "built "+ev.Dest)
 	if errors.Is(err, saga.ErrWrongPhase) {
@@ -353,14 +382,36 @@ func (s *Service) built(ctx context.Context, m *bus.Msg, ev schemas.BuilderBuilt
 	return s.sendDockerConvert(ctx, m, sg.ID, d)
 }
 
+// commitBuilt advances a container build to commit and commits it.
+func (s *Service) commitBuilt(ctx context.Context, m *bus.Msg, sagaID string, ev schemas.BuilderBuilt) error {
+	sg, err := s.sagas.Advance(ctx, sagaID, PhaseBuild, PhaseCommit, s.cfg.CommitDeadline, "built "+ev.Dest)
+	if errors.Is(err, saga.ErrWrongPhase) {
+		return nil // a duplicate delivery advanced it, or the saga failed meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	return s.commit(ctx, sg, &m.Envelope)
+}
+
 // checkBuilt says why a builder's report does not fit the saga ("" when
-// it does).
-func checkBuilt(d dockerData, ev schemas.BuilderBuilt) string {
+// it does). A container build is the final blob, so it must also be what
+// the converter would have produced: the wanted format, within the
+// virtual size limit.
+func (s *Service) checkBuilt(d dockerData, ev schemas.BuilderBuilt) string {
 	switch {
-	case ev.Dest != d.Staged:
-		return fmt.Sprintf("the builder stored the disk at %s instead of %s", ev.Dest, d.Staged)
+	case ev.Dest != d.buildDest():
+		return fmt.Sprintf("the builder stored the disk at %s instead of %s", ev.Dest, d.buildDest())
 	case ev.Digest != d.Digest:
 		return fmt.Sprintf("the builder pulled %s, but %s was resolved to %s", ev.Digest, d.URL, d.Digest)
+	case d.Kind != schemas.ContentKindContainer:
+		return ""
+	case ev.Format != d.Format:
+		return fmt.Sprintf("the builder stored %s, but %s was asked for", ev.Format, d.Format)
+	case ev.VirtualSize <= 0:
+		return "the builder reported no virtual size for a built filesystem"
+	case s.cfg.MaxVirtualSize > 0 && ev.VirtualSize > s.cfg.MaxVirtualSize:
+		return fmt.Sprintf("the built filesystem is %d bytes, over the limit of %d", ev.VirtualSize, s.cfg.MaxVirtualSize)
 	}
 	return ""
 }
@@ -383,12 +434,22 @@ func (s *Service) sendDockerConvert(ctx context.Context, m *bus.Msg, sagaID stri
 	return nil
 }
 
-// deleteBuild deletes a reported build if it lies where builds live.
+// deleteBuild deletes a reported build no import owns if it lies where
+// builds live: the image's staging object, or its own blobs (a container
+// build), unless that blob is what the image now records.
 func (s *Service) deleteBuild(ctx context.Context, ev schemas.BuilderBuilt) error {
-	if ev.Dest != s.buildURL(ev.ImageID) {
+	if ev.Dest == s.buildURL(ev.ImageID) {
+		return s.deleteURL(ctx, ev.Dest)
+	}
+	img, _, err := s.images.get(ctx, ev.ImageID)
+	if err == nil && img.Source == ev.Dest {
 		return nil
 	}
-	return s.deleteURL(ctx, ev.Dest)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	s.log.Info("deleting a build no import owns", "image", ev.ImageID, "dest", ev.Dest)
+	return s.deleteOwned(ctx, schemas.ConverterConverted{ImageID: ev.ImageID, Dest: ev.Dest})
 }
 
 // dockerFailed ends a docker import in ERROR on a market or builder

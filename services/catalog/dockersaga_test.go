@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
@@ -76,16 +77,40 @@ func (h *dockerHarness) resolve(id int64, kind schemas.ContentKind) (*nats.Msg, 
 }
 
 // build plays the builder for image id: it stores data at the command's
-// dest and reports it built.
-func (h *dockerHarness) build(id int64, data []byte) (schemas.BuilderBuild, schemas.BuilderBuilt) {
+// dest and reports it built, in the command's format with a virtual size
+// of virtual for a container filesystem, as it is for a carried disk.
+func (h *dockerHarness) build(id int64, data []byte, virtual int64) (*nats.Msg, schemas.BuilderBuild, schemas.BuilderBuilt) {
 	h.t.Helper()
 	var c schemas.BuilderBuild
 	cmd := h.commandFor(builderService, "build", id, &c)
 	h.put(c.Dest, data)
-	ev := schemas.BuilderBuilt{ImageID: id, Dest: c.Dest, Format: schemas.DiskFormatRaw,
-		VirtualSize: int64(len(data)), Size: int64(len(data)), SHA256: sha(data), Distro: "alpine", Digest: testDigest}
+	ev := schemas.BuilderBuilt{ImageID: id, Dest: c.Dest, Size: int64(len(data)), SHA256: sha(data), Digest: testDigest}
+	if c.Kind == schemas.ContentKindContainer {
+		ev.Format, ev.VirtualSize, ev.Distro = c.Format, virtual, "alpine"
+		if ev.Format == "" {
+			ev.Format = schemas.DiskFormatRaw
+		}
+	}
 	h.reply(h.builder, cmd, "built", id, ev)
-	return c, ev
+	return cmd, c, ev
+}
+
+// eventsSettled waits until the catalog has handled every event
+// published so far: its durable consumer has nothing pending or unacked.
+func (h *dockerHarness) eventsSettled() {
+	h.t.Helper()
+	js, err := jetstream.New(h.cli.Conn())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	cons, err := js.Consumer(h.ctx, h.cli.EventStream(), ServiceName)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	waitFor(h.t, "the catalog to handle every event", func() bool {
+		info, err := cons.Info(h.ctx)
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	})
 }
 
 func TestDockerImportLifecycle(t *testing.T) {
@@ -103,36 +128,39 @@ func TestDockerImportLifecycle(t *testing.T) {
 	}
 
 	_, res := h.resolve(0, schemas.ContentKindContainer)
-	data := []byte(strings.Repeat("ext4 ", 2000))
-	bc, built := h.build(0, data)
+	// The builder writes the final qcow2 where the image's blob lives.
+	stored := []byte(strings.Repeat("qcow2 of the build ", 100))
+	bcmd, bc, built := h.build(0, stored, 64<<20)
+	wantDest := "s3://" + h.cfg.Datastores[0].Bucket + "/images/0/disk.qcow2"
 	want := schemas.BuilderBuild{ImageID: 0, Reference: res.Reference, Kind: schemas.ContentKindContainer, SizeMiB: 64,
 		Filesystem: schemas.FilesystemXFS, Distro: "alpine", Arch: "arm64",
-		Dest: "s3://" + h.cfg.UploadBucket + "/builds/0/disk.raw"}
+		Format: schemas.DiskFormatQcow2, Compression: schemas.CompressionZstd, Dest: wantDest}
 	if bc != want {
 		t.Fatalf("build command\n got %+v\nwant %+v", bc, want)
 	}
 
-	cmd, conv := h.convertCommand(0)
-	wantDest := "s3://" + h.cfg.Datastores[0].Bucket + "/images/0/disk.qcow2"
-	if conv.Source != built.Dest || conv.SourceFormat != schemas.DiskFormatRaw || conv.Format != schemas.DiskFormatQcow2 ||
-		conv.Compression != schemas.CompressionZstd || conv.Checksum != "sha256:"+sha(data) || conv.Dest != wantDest {
-		t.Fatalf("converter command = %+v", conv)
-	}
-	stored := []byte("qcow2 of the build")
-	h.convert(cmd, conv, stored, schemas.DiskFormatQcow2)
 	h.waitState(0, StateReady)
 	got := h.mustShow(0)
 	wantAttrs := map[string]string{AttrSourceReference: url, AttrSourceDigest: testDigest, AttrDistro: "alpine"}
-	if State(got.State) != StateReady || got.Source != wantDest || got.SHA256 != sha(stored) ||
+	if State(got.State) != StateReady || got.Source != wantDest || got.Format != schemas.DiskFormatQcow2 ||
+		got.Size != 64<<20 || got.StoredSize != int64(len(stored)) || got.SHA256 != sha(stored) ||
 		!mapsEqual(got.Attributes, wantAttrs) {
 		t.Fatalf("READY image = %+v", got)
 	}
-	waitFor(t, "the build to be deleted", func() bool { return !h.exists(built.Dest) })
 	waitFor(t, "the saga to succeed", func() bool {
 		sg, err := h.svc.sagas.Get(h.ctx, got.SagaID)
 		return err == nil && sg.Status == saga.StatusSucceeded &&
-			slices.Equal(sg.Visited(), []saga.Phase{PhaseResolve, PhaseBuild, PhaseConvert, PhaseCommit})
+			slices.Equal(sg.Visited(), []saga.Phase{PhaseResolve, PhaseBuild, PhaseCommit})
 	})
+	// The same report again (another delivery) changes nothing.
+	h.reply(h.builder, bcmd, "built", 0, built)
+	h.eventsSettled()
+	if again := h.mustShow(0); again.UpdatedAt != got.UpdatedAt || !h.exists(wantDest) {
+		t.Fatalf("a duplicate built changed the image: %+v", again)
+	}
+	if n := len(h.rec.all(func(m *nats.Msg) bool { return strings.HasPrefix(m.Subject, "slipway.cmd.converter.") })); n != 0 {
+		t.Fatalf("%d converter commands for a container image", n)
+	}
 	if got := h.rec.stateChanges(0); !slices.Equal(got, []string{"->LOCKED", "LOCKED->READY"}) {
 		t.Fatalf("state changes = %v", got)
 	}
@@ -236,10 +264,10 @@ func TestDockerImportFailures(t *testing.T) {
 	}
 	waitFor(t, "compensation to delete the build", func() bool { return !h.exists(bc.Dest) })
 
-	// 2: the converter refuses the built disk: the build and the dest go.
+	// 2: the converter refuses a carried disk: the build and the dest go.
 	h.command(CmdImageCreate, schemas.ImageCreate{Name: "conv", Path: "docker://registry.local:5000/team/app"})
-	h.resolve(2, schemas.ContentKindContainer)
-	_, built := h.build(2, []byte("not really ext4"))
+	h.resolve(2, schemas.ContentKindDisk)
+	_, _, built := h.build(2, []byte("not really a disk"), 0)
 	ccmd, conv := h.convertCommand(2)
 	h.put(conv.Dest, []byte("half"))
 	h.converterEvent(ccmd, "failed", 2, schemas.ConverterFailed{ImageID: 2, Phase: schemas.ConverterPhaseInspect, Error: "raw: no filesystem"})
@@ -262,6 +290,21 @@ func TestDockerImportFailures(t *testing.T) {
 	other := "sha256:" + strings.Repeat("f", 64)
 	h.reply(h.builder, bcmd, "built", 3, schemas.BuilderBuilt{ImageID: 3, Dest: bc.Dest, Format: "raw", Size: 1, SHA256: sha([]byte("x")), Digest: other})
 	if ev := h.waitState(3, StateError); !strings.Contains(ev.Error, "the builder pulled "+other) {
+		t.Fatalf("error = %q", ev.Error)
+	}
+	waitFor(t, "compensation to delete the build", func() bool { return !h.exists(bc.Dest) })
+
+	// 4: a container build is the final blob, so it must be in the format
+	// asked for: a raw one for a qcow2 image fails and is deleted.
+	h.command(CmdImageCreate, schemas.ImageCreate{Name: "fmt", Path: "docker://registry.local:5000/team/app?format=qcow2"})
+	h.resolve(4, schemas.ContentKindContainer)
+	bcmd = h.commandFor(builderService, "build", 4, &bc)
+	if bc.Format != schemas.DiskFormatQcow2 || !strings.HasSuffix(bc.Dest, "/images/4/disk.qcow2") {
+		t.Fatalf("build command = %+v", bc)
+	}
+	h.put(bc.Dest, []byte("raw"))
+	h.reply(h.builder, bcmd, "built", 4, schemas.BuilderBuilt{ImageID: 4, Dest: bc.Dest, Format: "raw", VirtualSize: 3, Size: 3, SHA256: sha([]byte("raw")), Digest: testDigest})
+	if ev := h.waitState(4, StateError); ev.Error != "the builder stored raw, but qcow2 was asked for" {
 		t.Fatalf("error = %q", ev.Error)
 	}
 	waitFor(t, "compensation to delete the build", func() bool { return !h.exists(bc.Dest) })

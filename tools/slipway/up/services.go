@@ -36,7 +36,9 @@ func (s *Stack) services() []service {
 	log := s.cfg.Logger
 	return []service{
 		{"catalog", func(b *bus.Bus, st *blob.Store) runner {
-			return catalog.New(b, st, catalog.Config{User: s.cfg.User, Logger: log})
+			// The digest is checked before an image becomes READY, as the
+			// catalog's own binary does by default.
+			return catalog.New(b, st, catalog.Config{User: s.cfg.User, VerifyDigest: true, Logger: log})
 		}},
 		{"converter", func(b *bus.Bus, st *blob.Store) runner {
 			// Work files next to the rest of the stack's data rather than

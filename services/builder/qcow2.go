@@ -1,0 +1,57 @@
+package builder
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/slipway/slipway/schemas"
+)
+
+// qemuImg is the qemu-img binary that writes qcow2 output.
+const qemuImg = "qemu-img"
+
+// checkFormat refuses a format or compression the builder cannot write.
+// The schema limits format to raw and qcow2; it cannot tie compression
+// to qcow2.
+func checkFormat(cmd schemas.BuilderBuild) error {
+	if cmd.Compression != "" && cmd.Format != schemas.DiskFormatQcow2 {
+		return fmt.Errorf("%w: compression %s applies to qcow2 only, not to format %s", errInvalid, cmd.Compression, formatOf(cmd))
+	}
+	return nil
+}
+
+// formatOf is the command's output format, raw when absent.
+func formatOf(cmd schemas.BuilderBuild) schemas.DiskFormat {
+	if cmd.Format == "" {
+		return schemas.DiskFormatRaw
+	}
+	return cmd.Format
+}
+
+// toQcow2 converts the raw image at raw into out and removes raw as soon
+// as it is converted. The input is a filesystem this builder just made,
+// not an untrusted disk, so qemu-img runs unconfined; both formats are
+// explicit so nothing is probed. -W lets the writes land out of order,
+// which is what makes a compressed conversion use more than one core.
+func toQcow2(ctx context.Context, raw, out string, compression schemas.Compression) error {
+	args := []string{"convert", "-q", "-f", "raw", "-O", "qcow2", "-W"}
+	if compression != "" {
+		args = append(args, "-c", "-o", "compression_type="+string(compression))
+	}
+	args = append(args, raw, out)
+	c := exec.CommandContext(ctx, qemuImg, args...)
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	if err := c.Run(); err != nil {
+		os.Remove(out)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%s %s: %w: %s", qemuImg, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return os.Remove(raw)
+}
