@@ -13,6 +13,7 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/oci"
+	"github.com/slipway/slipway/pkg/workdir"
 	"github.com/slipway/slipway/services/builder/flatten"
 )
 
@@ -150,7 +151,7 @@ func (s *Service) Run(ctx context.Context) error {
 		// Disk images still build; container images fail with this message.
 		s.log.Warn("builder: container images cannot be built", "err", err)
 	}
-	work, release, err := claimWorkDir(s.cfg.TempDir)
+	work, release, err := workdir.Claim(s.cfg.TempDir, "slipway-builder-")
 	if err != nil {
 		return fmt.Errorf("builder: %w", err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/workdir"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/converter/blank"
 	"github.com/slipway/slipway/services/converter/inspect"
@@ -115,7 +116,7 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 // Run consumes commands and serves queries until ctx ends. Jobs in flight
 // when it ends are abandoned and their commands redelivered later.
 func (s *Service) Run(ctx context.Context) error {
-	work, release, err := claimWorkDir(s.cfg.TempDir)
+	work, release, err := workdir.Claim(s.cfg.TempDir, "slipway-converter-")
 	if err != nil {
 		return fmt.Errorf("converter: %w", err)
 	}

@@ -1,4 +1,4 @@
-package converter
+package workdir
 
 import (
 	"os"
@@ -6,30 +6,31 @@ import (
 	"testing"
 )
 
-// A converter killed mid-job leaves its work directory; the next one to start
-// removes it, and never removes a live converter's directory.
-func TestClaimWorkDirSweepsDeadConverters(t *testing.T) {
+// A worker killed mid-job leaves its work directory; the next one to start
+// removes it, and never removes a live worker's directory.
+func TestClaimSweepsDeadWorkers(t *testing.T) {
+	const prefix = "slipway-test-"
 	root := t.TempDir()
-	dead := filepath.Join(root, workDirPrefix+"dead")
+	dead := filepath.Join(root, prefix+"dead")
 	if err := os.MkdirAll(filepath.Join(dead, "import-3-x"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dead, "import-3-x", "input"), []byte("partial"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	live, releaseLive, err := claimWorkDir(root)
+	live, releaseLive, err := Claim(root, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(dead); !os.IsNotExist(err) {
-		t.Errorf("dead converter's work dir still there: %v", err)
+		t.Errorf("dead worker's work dir still there: %v", err)
 	}
-	other, releaseOther, err := claimWorkDir(root)
+	other, releaseOther, err := Claim(root, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(live); err != nil {
-		t.Errorf("a second converter removed the live one's work dir: %v", err)
+		t.Errorf("a second worker removed the live one's work dir: %v", err)
 	}
 	releaseOther()
 	releaseLive()
