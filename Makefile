@@ -84,7 +84,8 @@ test: deps tools ## Run every test against real NATS, MinIO, qemu-img and mkfs
 
 .PHONY: bench
 bench: deps tools ## Run the benchmarks; each prints its baseline and the ratio
-	go test $(BENCH_FLAGS) ./pkg/bus/ ./pkg/blob/ ./services/converter/qemuimg/
+	go test $(BENCH_FLAGS) ./pkg/bus/ ./pkg/blob/
+	go test -run '^$$' -bench . -benchtime 8x -timeout 30m ./services/converter/qemuimg/
 	go test -run '^$$' -bench DockerToQcow2 -benchtime 1x -timeout 30m ./integration/
 
 .PHONY: lint
