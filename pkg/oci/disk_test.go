@@ -59,7 +59,7 @@ func TestDiskDetection(t *testing.T) {
 			if res.Kind != tc.kind || res.DiskPath != tc.path || res.Digest != dig {
 				t.Fatalf("kind %q path %q, want %q %q", res.Kind, res.DiskPath, tc.kind, tc.path)
 			}
-			pulled, err := oci.Pull(ctx, res.Reference, t.TempDir(), oci.Options{})
+			pulled, err := pullAll(t, ctx, res.Reference, t.TempDir(), oci.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -110,7 +110,7 @@ func testPushDisk(t *testing.T, ctx context.Context, host, disk string) {
 	if res.Digest != dig || res.Kind != oci.KindDisk || res.DiskPath != "/disk/vm.qcow2" || res.Platform != "linux/arm64" {
 		t.Fatalf("resolved %+v, pushed %s", res, dig)
 	}
-	img, err := oci.Pull(ctx, res.Reference, t.TempDir(), oci.Options{})
+	img, err := pullAll(t, ctx, res.Reference, t.TempDir(), oci.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

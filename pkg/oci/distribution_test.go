@@ -122,7 +122,7 @@ func TestDistributionRegistry(t *testing.T) {
 	_, err = oci.Resolve(ctx, host+"/slipway/multi:1", oci.Options{Platform: "linux/ppc64le"})
 	mustContain(t, err, "no linux/ppc64le image in "+host+"/slipway/multi: available linux/amd64, linux/arm64")
 
-	pulled, err := oci.Pull(ctx, res.Reference, t.TempDir(), oci.Options{})
+	pulled, err := pullAll(t, ctx, res.Reference, t.TempDir(), oci.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestDistributionMemoryBounded(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	img, err := oci.Pull(ctx, res.Reference, t.TempDir(), oci.Options{})
+	img, err := pullAll(t, ctx, res.Reference, t.TempDir(), oci.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/slipway/slipway/pkg/oci"
 )
 
 // newRegistry starts go-containerregistry's in-memory registry on loopback,
@@ -268,4 +270,19 @@ func mustContain(t *testing.T, err error, want ...string) {
 			t.Fatalf("error %q does not contain %q", err, w)
 		}
 	}
+}
+
+// pullAll pulls and waits for every layer's download, for tests that want
+// the whole image in the cache as Pull used to leave it.
+func pullAll(t *testing.T, ctx context.Context, ref, cacheDir string, opts oci.Options) (oci.Image, error) {
+	t.Helper()
+	img, err := oci.Pull(ctx, ref, cacheDir, opts)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { img.Close() }) // before cacheDir's removal: cleanups run last first
+	if err := img.Wait(); err != nil {
+		return nil, err
+	}
+	return img, nil
 }

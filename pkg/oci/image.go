@@ -23,21 +23,25 @@ import (
 const maxZstdWindow = 128 << 20
 
 // cachedImage is a pulled image: manifest and config in memory (small),
-// layers in the cache directory.
+// layers in the cache directory once their downloads have finished.
 type cachedImage struct {
-	digest   string
-	manifest *v1.Manifest
-	config   *v1.ConfigFile
-	dir      string
+	digest    string
+	manifest  *v1.Manifest
+	config    *v1.ConfigFile
+	dir       string
+	downloads *downloads
 }
 
 func (i *cachedImage) Digest() string                  { return i.digest }
 func (i *cachedImage) Config() (*v1.ConfigFile, error) { return i.config.DeepCopy(), nil }
+func (i *cachedImage) Wait() error                     { return i.downloads.waitAll() }
+func (i *cachedImage) Close() error                    { return i.downloads.close() }
 
 func (i *cachedImage) Layers() ([]v1.Layer, error) {
 	out := make([]v1.Layer, len(i.manifest.Layers))
 	for n, d := range i.manifest.Layers {
-		cl := &cachedLayer{path: filepath.Join(i.dir, d.Digest.Hex), desc: d, diffID: i.config.RootFS.DiffIDs[n], n: n + 1}
+		cl := &cachedLayer{path: filepath.Join(i.dir, d.Digest.Hex), desc: d, diffID: i.config.RootFS.DiffIDs[n], n: n + 1,
+			downloaded: func() error { return i.downloads.wait(n) }}
 		l, err := partial.CompressedToLayer(cl)
 		if err != nil {
 			return nil, err
@@ -47,19 +51,35 @@ func (i *cachedImage) Layers() ([]v1.Layer, error) {
 	return out, nil
 }
 
-// cachedLayer is one layer's compressed blob in the cache.
+// cachedLayer is one layer's compressed blob in the cache; downloaded
+// waits until it is there.
 type cachedLayer struct {
-	path   string
-	desc   v1.Descriptor
-	diffID v1.Hash
-	n      int
+	path       string
+	desc       v1.Descriptor
+	diffID     v1.Hash
+	n          int
+	downloaded func() error
 }
 
 func (l *cachedLayer) Digest() (v1.Hash, error)            { return l.desc.Digest, nil }
 func (l *cachedLayer) DiffID() (v1.Hash, error)            { return l.diffID, nil }
 func (l *cachedLayer) Size() (int64, error)                { return l.desc.Size, nil }
 func (l *cachedLayer) MediaType() (types.MediaType, error) { return l.desc.MediaType, nil }
-func (l *cachedLayer) Compressed() (io.ReadCloser, error)  { return os.Open(l.path) }
+
+func (l *cachedLayer) Compressed() (io.ReadCloser, error) {
+	f, err := l.open()
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return f, nil
+}
+
+func (l *cachedLayer) open() (*os.File, error) {
+	if err := l.downloaded(); err != nil {
+		return nil, err
+	}
+	return os.Open(l.path)
+}
 
 // verifiedLayer decompresses on demand and checks the uncompressed stream
 // against the config's diff_id, so a layer whose compressed blob matched but
@@ -70,7 +90,7 @@ type verifiedLayer struct {
 }
 
 func (l *verifiedLayer) Uncompressed() (io.ReadCloser, error) {
-	f, err := os.Open(l.cl.path)
+	f, err := l.cl.open()
 	if err != nil {
 		return nil, err
 	}

@@ -49,8 +49,10 @@ type Options struct {
 	Parallelism int
 	// Transport is the base HTTP transport (nil = go-containerregistry's).
 	Transport http.RoundTripper
-	// Progress, when set, is called by Pull as compressed layer bytes reach
-	// the cache: done of total bytes. Calls are serialized.
+	// Progress, when set, is called as compressed layer bytes reach the
+	// cache: done of total bytes. The downloads run in the background, so
+	// calls go on after Pull returns, until Image.Wait or Close. Calls are
+	// serialized.
 	Progress func(done, total int64)
 }
 

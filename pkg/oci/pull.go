@@ -13,29 +13,44 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"golang.org/x/sync/errgroup"
 )
 
-// Image is a pulled image whose layers sit in a local cache.
+// Image is a pulled image whose layers download into a local cache in the
+// background, so a caller can work on the first layers while the later
+// ones are still on the way.
 type Image interface {
-	// Layers returns the layers, read from the cache; Uncompressed
-	// decompresses on demand and fails at EOF if the content does not
-	// match the config's diff_id.
+	// Layers returns the layers, read from the cache. A layer's
+	// Compressed and Uncompressed wait until its download has finished,
+	// and return its download error (a *LayerError) if it failed;
+	// Uncompressed decompresses on demand and fails at EOF if the content
+	// does not match the config's diff_id.
 	Layers() ([]v1.Layer, error)
 	Config() (*v1.ConfigFile, error)
 	// Digest is the image manifest's digest, "sha256:…".
 	Digest() string
+	// Wait waits for every layer's download and returns the first
+	// failure, which stopped the others.
+	Wait() error
+	// Close stops the downloads still running and waits for them to
+	// end, removing their partial files; it returns the first download
+	// failure that came before it, if any. Call it (or Wait) before
+	// removing the cache directory.
+	Close() error
 }
 
-// Pull fetches the image pinned by a "repo@sha256:…" reference (an index
-// digest picks opts' platform) into cacheDir: compressed blobs named by
-// digest under cacheDir/blobs/sha256/, each verified against the manifest's
-// digest and size before it is renamed into place. Layers already in the
-// cache are not fetched again.
+// Pull resolves the image pinned by a "repo@sha256:…" reference (an index
+// digest picks opts' platform) and returns as soon as its manifest and
+// config are known, its layers still downloading in the background (at
+// most opts.Parallelism at once, lowest first) into cacheDir: compressed
+// blobs named by digest under cacheDir/blobs/sha256/, each verified against
+// the manifest's digest and size before it is renamed into place. Layers
+// already in the cache are not fetched again. One layer failing, or ctx
+// ending, stops the other downloads.
 func Pull(ctx context.Context, pinned string, cacheDir string, opts Options) (Image, error) {
 	s, err := opts.settings()
 	if err != nil {
@@ -60,15 +75,16 @@ func Pull(ctx context.Context, pinned string, cacheDir string, opts Options) (Im
 	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
 		return nil, fmt.Errorf("%s: config lists %d diff_ids for %d layers", pinned, len(cfg.RootFS.DiffIDs), len(m.Layers))
 	}
-	c := &cache{dir: filepath.Join(cacheDir, "blobs", "sha256"), sources: pullers[at:]}
-	if err := c.fetchAll(ctx, m.Layers, s); err != nil {
-		return nil, err
-	}
 	dig, err := img.Digest()
 	if err != nil {
 		return nil, err
 	}
-	return &cachedImage{digest: dig.String(), manifest: m, config: cfg, dir: c.dir}, nil
+	c := &cache{dir: filepath.Join(cacheDir, "blobs", "sha256"), sources: pullers[at:], progress: s.Progress}
+	if err := os.MkdirAll(c.dir, 0o755); err != nil {
+		return nil, err
+	}
+	return &cachedImage{digest: dig.String(), manifest: m, config: cfg, dir: c.dir,
+		downloads: c.start(ctx, m.Layers, s.Parallelism)}, nil
 }
 
 // puller is an authenticated client for one source.
@@ -141,24 +157,103 @@ type cache struct {
 	progress    func(done, total int64)
 }
 
-func (c *cache) fetchAll(ctx context.Context, layers []v1.Descriptor, s settings) error {
-	if err := os.MkdirAll(c.dir, 0o755); err != nil {
-		return err
-	}
+// start fetches layers in the background with parallelism workers, which
+// take the layers lowest first: that is the order Flatten reads them in.
+func (c *cache) start(ctx context.Context, layers []v1.Descriptor, parallelism int) *downloads {
 	for _, l := range layers {
 		c.total += l.Size
 	}
-	c.progress = s.Progress
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.Parallelism)
-	for i, l := range layers {
-		g.Go(func() error { return c.fetch(gctx, i+1, l) })
+	ctx, cancel := context.WithCancelCause(ctx)
+	d := &downloads{ctx: ctx, cancel: cancel, all: make(chan struct{}), layers: make([]download, len(layers))}
+	for i := range d.layers {
+		d.layers[i].done = make(chan struct{})
 	}
-	return g.Wait()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(parallelism, len(layers)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(layers); i = int(next.Add(1) - 1) {
+				d.finish(i, c.fetch(ctx, i+1, layers[i]))
+			}
+		})
+	}
+	go func() {
+		wg.Wait()
+		cancel(errDownloaded) // releases the context; every layer is settled
+		close(d.all)
+	}()
+	return d
+}
+
+// errClosed is what a layer read returns when Close stopped its download.
+var errClosed = errors.New("image closed before the layer was downloaded")
+
+// errDownloaded ends the downloads' context once none is left running.
+var errDownloaded = errors.New("downloads finished")
+
+// downloads tracks one Pull's background layer fetches.
+type downloads struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	all    chan struct{} // closed when no download is running any more
+	layers []download
+
+	mu    sync.Mutex
+	first error // the first failure, which cancelled the others
+}
+
+// download is one layer's fetch: err is set before done is closed.
+type download struct {
+	done chan struct{}
+	err  error
+}
+
+// finish settles layer i. A download cut short by another layer's
+// failure, or by Close, reports that cause rather than its own
+// "context canceled".
+func (d *downloads) finish(i int, err error) {
+	if err != nil {
+		var le *LayerError
+		if cause := context.Cause(d.ctx); cause == errClosed || errors.As(cause, &le) {
+			err = cause
+		}
+		d.mu.Lock()
+		if d.first == nil {
+			d.first = err
+		}
+		d.mu.Unlock()
+		d.cancel(err)
+	}
+	d.layers[i].err = err
+	close(d.layers[i].done)
+}
+
+// wait blocks until layer i (0-based) is in the cache or has failed.
+func (d *downloads) wait(i int) error {
+	<-d.layers[i].done
+	return d.layers[i].err
+}
+
+func (d *downloads) waitAll() error {
+	<-d.all
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.first
+}
+
+func (d *downloads) close() error {
+	d.cancel(errClosed)
+	if err := d.waitAll(); !errors.Is(err, errClosed) {
+		return err
+	}
+	return nil
 }
 
 // fetch brings layer n (1-based) into the cache, trying each source in turn.
 func (c *cache) fetch(ctx context.Context, n int, l v1.Descriptor) error {
+	if err := ctx.Err(); err != nil {
+		return layerError(n, l, err) // a queued download after a failure: do not start it
+	}
 	if l.Digest.Algorithm != "sha256" {
 		return fmt.Errorf("layer %d %s: unsupported digest algorithm", n, l.Digest)
 	}
@@ -183,7 +278,7 @@ func (c *cache) fetch(ctx context.Context, n int, l v1.Descriptor) error {
 
 func (c *cache) fetchFrom(ctx context.Context, p puller, n int, l v1.Descriptor, final string) (err error) {
 	ref := p.repo.Digest(l.Digest.String())
-	// ctx is the errgroup's: one layer failing stops the others' downloads.
+	// ctx is the downloads': one layer failing stops the others.
 	rl, err := remote.Layer(ref, slices.Concat(p.opts, []remote.Option{remote.WithContext(ctx)})...)
 	if err != nil {
 		return layerError(n, l, registryError(err, ref, p.cred))

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -56,6 +57,10 @@ func TestPull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer got.Close()
+	if err := got.Wait(); err != nil {
+		t.Fatal(err)
+	}
 	if got.Digest() != dig {
 		t.Fatalf("digest %s, want %s", got.Digest(), dig)
 	}
@@ -86,7 +91,7 @@ func TestPull(t *testing.T) {
 
 	// A second pull into the same cache fetches only the config.
 	before = blobs.count()
-	if _, err := oci.Pull(ctx, host+"/big/app@"+dig, cacheDir, oci.Options{}); err != nil {
+	if _, err := pullAll(t, ctx, host+"/big/app@"+dig, cacheDir, oci.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if n := blobs.count() - before; n != 1 {
@@ -205,14 +210,23 @@ func TestPullDigestMismatch(t *testing.T) {
 			host := newRegistry(t, tamper(second, tc.f))
 			dig := push(t, host+"/bad/app:1", img)
 			cacheDir := t.TempDir()
-			_, err := oci.Pull(ctx, host+"/bad/app@"+dig, cacheDir, oci.Options{})
-			mustContain(t, err, tc.want)
-			var le *oci.LayerError
-			if !errors.As(err, &le) || le.Layer != 2 || le.Digest != second {
-				t.Fatalf("error %#v", err)
+			img, err := oci.Pull(ctx, host+"/bad/app@"+dig, cacheDir, oci.Options{})
+			if err != nil {
+				t.Fatal(err) // the layers are checked as they arrive, after Pull
 			}
-			if strings.Contains(tc.want, "digest mismatch") != errors.Is(err, oci.ErrDigestMismatch) {
-				t.Fatalf("errors.Is(%v, ErrDigestMismatch) wrong", err)
+			defer img.Close()
+			layers, _ := img.Layers()
+			_, uerr := layers[1].Uncompressed()
+			_, cerr := layers[1].Compressed()
+			for _, err := range []error{img.Wait(), uerr, cerr, img.Close()} {
+				mustContain(t, err, tc.want)
+				var le *oci.LayerError
+				if !errors.As(err, &le) || le.Layer != 2 || le.Digest != second {
+					t.Fatalf("error %#v", err)
+				}
+				if strings.Contains(tc.want, "digest mismatch") != errors.Is(err, oci.ErrDigestMismatch) {
+					t.Fatalf("errors.Is(%v, ErrDigestMismatch) wrong", err)
+				}
 			}
 			if _, err := os.Stat(filepath.Join(cacheDir, "blobs", "sha256", m.Layers[1].Digest.Hex)); !os.IsNotExist(err) {
 				t.Fatalf("the bad blob is in the cache: %v", err)
@@ -237,7 +251,7 @@ func TestPullDiffIDMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	dig := push(t, host+"/lying/app:1", lying)
-	got, err := oci.Pull(ctx, host+"/lying/app@"+dig, t.TempDir(), oci.Options{})
+	got, err := pullAll(t, ctx, host+"/lying/app@"+dig, t.TempDir(), oci.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,4 +263,156 @@ func TestPullDiffIDMismatch(t *testing.T) {
 	defer rc.Close()
 	_, err = io.Copy(io.Discard, rc)
 	mustContain(t, err, "layer 1: uncompressed content is sha256:", "the config's diff_id is sha256:abab")
+}
+
+// hold serves half of GET .../blobs/<digest>, then holds the rest until
+// release is closed or the client goes away; held is closed once the first
+// half is out, so the client has a partial file.
+type hold struct {
+	digest        string
+	held, release chan struct{}
+}
+
+func newHold(digest string) *hold {
+	return &hold{digest: digest, held: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (h *hold) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/blobs/"+h.digest) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r)
+		body := rec.Body.Bytes()
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(rec.Code)
+		w.Write(body[:len(body)/2])
+		w.(http.Flusher).Flush()
+		close(h.held)
+		select {
+		case <-h.release:
+			w.Write(body[len(body)/2:])
+		case <-r.Context().Done():
+		case <-time.After(time.Minute): // a safety net: the test fails, it does not hang
+		}
+	})
+}
+
+// readLayer reads a layer through to EOF, where its diff_id is checked.
+func readLayer(l v1.Layer) error {
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = io.Copy(io.Discard, rc)
+	return err
+}
+
+func TestPullOverlapsDownloads(t *testing.T) {
+	ctx := context.Background()
+	img := multiLayer(t)
+	m, _ := img.Manifest()
+	h := newHold(m.Layers[1].Digest.String())
+	host := newRegistry(t, h.wrap)
+	dig := push(t, host+"/slow/app:1", img)
+	cacheDir := t.TempDir()
+
+	// Pull returns, and layer 1 reads through to the end, while layer 2's
+	// download is stuck half way: a Pull that waited for every layer would
+	// never get here.
+	got, err := oci.Pull(ctx, host+"/slow/app@"+dig, cacheDir, oci.Options{Parallelism: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	layers, _ := got.Layers()
+	<-h.held
+	if err := readLayer(layers[0]); err != nil {
+		t.Fatalf("layer 1 while layer 2 downloads: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(cacheDir, "blobs", "sha256", m.Layers[1].Digest.Hex)); !os.IsNotExist(err) {
+		t.Fatalf("layer 2 is in the cache before its download finished: %v", err)
+	}
+	close(h.release)
+	for i, l := range layers[1:] {
+		if err := readLayer(l); err != nil {
+			t.Fatalf("layer %d: %v", i+2, err)
+		}
+	}
+	if err := got.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	assertSameLayers(t, img, got)
+}
+
+func TestPullCancel(t *testing.T) {
+	img := multiLayer(t)
+	m, _ := img.Manifest()
+	second := m.Layers[1].Digest
+	for _, tc := range []struct {
+		name string
+		stop func(cancel context.CancelFunc, img oci.Image) error
+		want error
+		msg  string
+	}{
+		{"context", func(cancel context.CancelFunc, img oci.Image) error { cancel(); return img.Wait() }, context.Canceled, "layer 2 " + second.String()},
+		{"close", func(_ context.CancelFunc, img oci.Image) error { return img.Close() }, nil, "image closed before the layer was downloaded"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			h := newHold(second.String())
+			host := newRegistry(t, h.wrap)
+			dig := push(t, host+"/stuck/app:1", img)
+			cacheDir := t.TempDir()
+			// Progress tells when everything but layer 2's second half is in
+			// the cache, which is when its partial file must exist.
+			var total int64
+			for _, l := range m.Layers {
+				total += l.Size
+			}
+			partial := make(chan struct{})
+			var once sync.Once
+			progress := func(done, _ int64) {
+				if done == total-m.Layers[1].Size+m.Layers[1].Size/2 {
+					once.Do(func() { close(partial) })
+				}
+			}
+			got, err := oci.Pull(ctx, host+"/stuck/app@"+dig, cacheDir, oci.Options{Parallelism: 2, Progress: progress})
+			if err != nil {
+				t.Fatal(err)
+			}
+			layers, _ := got.Layers()
+			<-partial
+			leftovers, _ := filepath.Glob(filepath.Join(cacheDir, "blobs", "sha256", second.Hex+".part-*"))
+			if len(leftovers) != 1 {
+				t.Fatalf("want layer 2's partial file while it downloads, have %v", leftovers)
+			}
+
+			// Stopping returns once every download has ended, leaving no
+			// partial file; layer 2 reports why it never arrived.
+			if err := tc.stop(cancel, got); !errors.Is(err, tc.want) {
+				t.Fatalf("stopping: %v, want %v", err, tc.want)
+			}
+			leftovers, _ = filepath.Glob(filepath.Join(cacheDir, "blobs", "sha256", "*.part-*"))
+			if len(leftovers) != 0 {
+				t.Fatalf("temporary files left: %v", leftovers)
+			}
+			if _, err := os.Stat(filepath.Join(cacheDir, "blobs", "sha256", second.Hex)); !os.IsNotExist(err) {
+				t.Fatalf("layer 2 is in the cache: %v", err)
+			}
+			err = readLayer(layers[1])
+			mustContain(t, err, tc.msg)
+			if tc.want != nil && !errors.Is(err, tc.want) {
+				t.Fatalf("layer 2: %v, want %v", err, tc.want)
+			}
+			// Nothing is left running to write into a removed cache.
+			if err := os.RemoveAll(cacheDir); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

@@ -84,7 +84,7 @@ func TestResolveMultiArch(t *testing.T) {
 	if err != nil || byIdx.Digest != digestOf(t, s390) {
 		t.Fatalf("by index digest: %+v %v", byIdx, err)
 	}
-	pulled, err := oci.Pull(ctx, host+"/multi@"+idx, t.TempDir(), oci.Options{Platform: "arm64"})
+	pulled, err := pullAll(t, ctx, host+"/multi@"+idx, t.TempDir(), oci.Options{Platform: "arm64"})
 	if err != nil || pulled.Digest() != digestOf(t, arm) {
 		t.Fatalf("pull by index digest: %v", err)
 	}
@@ -135,7 +135,7 @@ func TestAuth(t *testing.T) {
 	if err != nil || res.Digest != want {
 		t.Fatalf("with credentials: %+v %v", res, err)
 	}
-	img, err := oci.Pull(ctx, res.Reference, t.TempDir(), oci.Options{DockerConfig: good})
+	img, err := pullAll(t, ctx, res.Reference, t.TempDir(), oci.Options{DockerConfig: good})
 	if err != nil || img.Digest() != want {
 		t.Fatalf("pull with credentials: %v", err)
 	}
@@ -146,7 +146,7 @@ func TestAuth(t *testing.T) {
 	if !errors.Is(err, oci.ErrUnauthorized) {
 		t.Fatalf("%v is not ErrUnauthorized", err)
 	}
-	_, err = oci.Pull(ctx, res.Reference, t.TempDir(), oci.Options{DockerConfig: bad})
+	_, err = pullAll(t, ctx, res.Reference, t.TempDir(), oci.Options{DockerConfig: bad})
 	mustContain(t, err, "authentication refused")
 
 	other := writeDockerConfig(t, map[string]string{"registry.example:5000": "a:b"})
@@ -184,7 +184,7 @@ func TestMirrors(t *testing.T) {
 	if originHits.count() != 0 || mirrorHits.count() == 0 {
 		t.Fatalf("origin hit %d times, mirror %d", originHits.count(), mirrorHits.count())
 	}
-	if _, err := oci.Pull(ctx, res.Reference, t.TempDir(), opts); err != nil {
+	if _, err := pullAll(t, ctx, res.Reference, t.TempDir(), opts); err != nil {
 		t.Fatalf("pull through mirror: %v", err)
 	}
 	if originHits.count() != 0 {
@@ -198,7 +198,7 @@ func TestMirrors(t *testing.T) {
 		t.Fatalf("fallback to origin: %+v %v", res, err)
 	}
 	// The origin's pinned image is not on the mirror: the pull falls back.
-	if _, err := oci.Pull(ctx, res.Reference, t.TempDir(), opts); err != nil {
+	if _, err := pullAll(t, ctx, res.Reference, t.TempDir(), opts); err != nil {
 		t.Fatalf("pull fallback: %v", err)
 	}
 
@@ -227,7 +227,7 @@ func TestDockerHubMirror(t *testing.T) {
 		if res.Reference != "docker.io/library/busybox@"+want {
 			t.Fatalf("%s: reference %q", key, res.Reference)
 		}
-		img, err := oci.Pull(ctx, res.Reference, t.TempDir(), opts)
+		img, err := pullAll(t, ctx, res.Reference, t.TempDir(), opts)
 		if err != nil || img.Digest() != want {
 			t.Fatalf("%s: pull: %v", key, err)
 		}

@@ -93,24 +93,33 @@ func (s *Service) runBuild(ctx context.Context, j *job, cmd schemas.BuilderBuild
 	if err != nil {
 		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, err)
 	}
+	// Deferred after the RemoveAll, so it runs first: no download may
+	// still be writing into the cache when the directory goes.
+	defer img.Close()
 	if cmd.Kind == schemas.ContentKindDisk {
 		return s.storeDisk(ctx, j, cmd, img, dest)
 	}
 	return s.buildContainer(ctx, j, cmd, img, dir, dest)
 }
 
-// pull fetches the pinned image's layers into cache, verified.
+// pull resolves the pinned image and starts fetching its layers into
+// cache, verified; the next phase reads each layer as it arrives.
 func (s *Service) pull(ctx context.Context, j *job, cmd schemas.BuilderBuild, cache string) (oci.Image, error) {
 	j.setPhase(schemas.BuilderPhasePull, 0)
 	opts := s.cfg.Registry
 	opts.Platform = cmd.Arch // only matters if the digest names an index
 	opts.Insecure = opts.Insecure || s.insecure(cmd.Reference)
-	opts.Progress = j.progress
+	opts.Progress = func(done, total int64) {
+		// The downloads go on during the next phase, which reports its own.
+		if j.currentPhase() == schemas.BuilderPhasePull {
+			j.progress(done, total)
+		}
+	}
 	img, err := oci.Pull(ctx, cmd.Reference, cache, opts)
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("pulled", "image_id", cmd.ImageID, "reference", cmd.Reference, "digest", img.Digest())
+	s.log.Info("pulling", "image_id", cmd.ImageID, "reference", cmd.Reference, "digest", img.Digest())
 	return img, nil
 }
 
@@ -149,7 +158,13 @@ func (s *Service) buildContainer(ctx context.Context, j *job, cmd schemas.Builde
 	root := filepath.Join(dir, "root")
 	t, err := s.flatten(ctx, j, img, root)
 	if err != nil {
+		if derr := img.Close(); derr != nil {
+			return out, failed(schemas.BuilderPhasePull, derr) // a layer never arrived
+		}
 		return out, failed(schemas.BuilderPhaseFlatten, err)
+	}
+	if err := img.Wait(); err != nil { // at once: Flatten has read every layer
+		return out, failed(schemas.BuilderPhasePull, err)
 	}
 	os.RemoveAll(filepath.Join(dir, "cache"))
 	distro := s.distro(root, cmd)
