@@ -90,6 +90,11 @@ func (s settings) resolveAt(ctx context.Context, ref name.Reference) (Resolved, 
 	if err := describe(img, &res); err != nil {
 		return Resolved{}, registryError(err, ref, cred)
 	}
+	if res.Platform == "" {
+		// Neither an index nor the config names one: the image is taken
+		// for the platform it was asked for.
+		res.Platform = platformString(s.platform)
+	}
 	if err := s.checkPlatform(ref, res); err != nil {
 		return Resolved{}, err
 	}
@@ -204,7 +209,7 @@ func describe(img v1.Image, res *Resolved) error {
 	for _, l := range m.Layers {
 		res.Size += l.Size
 	}
-	if res.Platform == "" && cfg.OS != "" {
+	if res.Platform == "" && cfg.OS != "" && cfg.Architecture != "" {
 		res.Platform = platformString(v1.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant})
 	}
 	return nil

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/slipway/slipway/pkg/oci"
 )
 
@@ -250,4 +253,32 @@ func mapOf[V any](kv ...any) map[string]V {
 		m[kv[i].(string)] = kv[i+1].(V)
 	}
 	return m
+}
+
+// An image is reported with the platform its config names; one whose
+// config names none is taken for the platform asked for (arch=), else the
+// host's.
+func TestResolvePlatformOfAConfigWithoutOne(t *testing.T) {
+	host := newRegistry(t)
+	ctx := context.Background()
+	push(t, host+"/p/armv7:1", image(t, "linux/arm/v7", layer(t, file("a", "a"))))
+	bare, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{RootFS: v1.RootFS{Type: "layers"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	push(t, host+"/p/bare:1", bare)
+
+	for _, c := range []struct{ ref, platform, want string }{
+		{host + "/p/armv7:1", "", "linux/arm/v7"},
+		{host + "/p/bare:1", "arm64", "linux/arm64"},
+		{host + "/p/bare:1", "", "linux/" + runtime.GOARCH},
+	} {
+		r, err := oci.Resolve(ctx, c.ref, oci.Options{Platform: c.platform})
+		if err != nil {
+			t.Fatalf("%s: %v", c.ref, err)
+		}
+		if r.Platform != c.want {
+			t.Errorf("%s (platform %q): %s, want %s", c.ref, c.platform, r.Platform, c.want)
+		}
+	}
 }

@@ -43,9 +43,9 @@ func (s *Service) handleBuild(ctx context.Context, m *bus.Msg) error {
 	}
 	j := &job{id: m.Envelope.ID, reference: cmd.Reference, kind: string(cmd.Kind), dest: cmd.Dest,
 		imageID: cmd.ImageID, delivered: m.Delivered, started: time.Now().UTC()}
-	j.setPhase(schemas.BuilderPhasePull, 0)
-	s.jobs.add(j)
-	defer s.jobs.remove(j)
+	j.SetPhase(schemas.BuilderPhasePull, 0)
+	s.jobs.Add(j)
+	defer s.jobs.Remove(j)
 	stop := s.report(ctx, j, bus.CausedBy(m.Envelope))
 	out, err := s.runBuild(ctx, j, cmd)
 	stop()
@@ -105,14 +105,14 @@ func (s *Service) runBuild(ctx context.Context, j *job, cmd schemas.BuilderBuild
 // pull resolves the pinned image and starts fetching its layers into
 // cache, verified; the next phase reads each layer as it arrives.
 func (s *Service) pull(ctx context.Context, j *job, cmd schemas.BuilderBuild, cache string) (oci.Image, error) {
-	j.setPhase(schemas.BuilderPhasePull, 0)
+	j.SetPhase(schemas.BuilderPhasePull, 0)
 	opts := s.cfg.Registry
 	opts.Platform = cmd.Arch // only matters if the digest names an index
 	opts.Insecure = opts.Insecure || s.insecure(cmd.Reference)
 	opts.Progress = func(done, total int64) {
 		// The downloads go on during the next phase, which reports its own.
-		if j.currentPhase() == schemas.BuilderPhasePull {
-			j.progress(done, total)
+		if j.Phase() == schemas.BuilderPhasePull {
+			j.Update(done, total)
 		}
 	}
 	img, err := oci.Pull(ctx, cmd.Reference, cache, opts)
@@ -131,8 +131,8 @@ func (s *Service) storeDisk(ctx context.Context, j *job, cmd schemas.BuilderBuil
 		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, err)
 	}
 	defer rc.Close()
-	j.setPhase(schemas.BuilderPhaseUpload, size)
-	info, err := s.store.Put(ctx, dest.bucket, dest.key, rc, size, blob.Progress(func(n int64) { j.progress(n, size) }))
+	j.SetPhase(schemas.BuilderPhaseUpload, size)
+	info, err := s.store.Put(ctx, dest.bucket, dest.key, rc, size, blob.Progress(func(n int64) { j.Update(n, size) }))
 	if err != nil {
 		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhaseUpload, err)
 	}
@@ -176,7 +176,7 @@ func (s *Service) buildContainer(ctx context.Context, j *job, cmd schemas.Builde
 		fs = DefaultFilesystem
 	}
 	raw := filepath.Join(dir, "disk.raw")
-	j.setPhase(schemas.BuilderPhaseMkfs, 0)
+	j.SetPhase(schemas.BuilderPhaseMkfs, 0)
 	res, err := fsimage.Build(ctx, root, t, raw, fsimage.Options{Filesystem: fs, SizeMiB: cmd.SizeMiB, Label: Label})
 	if err != nil {
 		return out, failed(schemas.BuilderPhaseMkfs, err)
@@ -200,13 +200,13 @@ func (s *Service) buildContainer(ctx context.Context, j *job, cmd schemas.Builde
 // flatten applies the layers to root; progress counts the uncompressed
 // bytes read (their total is unknown until the end).
 func (s *Service) flatten(ctx context.Context, j *job, img oci.Image, root string) (*tree.Tree, error) {
-	j.setPhase(schemas.BuilderPhaseFlatten, 0)
+	j.SetPhase(schemas.BuilderPhaseFlatten, 0)
 	v1layers, err := img.Layers()
 	if err != nil {
 		return nil, err
 	}
 	var read counter
-	read.report = func(n int64) { j.progress(n, 0) }
+	read.report = func(n int64) { j.Update(n, 0) }
 	layers := make([]flatten.Layer, len(v1layers))
 	for i, l := range v1layers {
 		layers[i] = countedLayer{Layer: flatten.FromV1(l), c: &read}
@@ -230,9 +230,9 @@ func (s *Service) upload(ctx context.Context, j *job, path string, dest target) 
 	if err != nil {
 		return blob.Info{}, err
 	}
-	j.setPhase(schemas.BuilderPhaseUpload, st.Size())
+	j.SetPhase(schemas.BuilderPhaseUpload, st.Size())
 	info, err := s.store.Put(ctx, dest.bucket, dest.key, f, st.Size(),
-		blob.Progress(func(n int64) { j.progress(n, st.Size()) }))
+		blob.Progress(func(n int64) { j.Update(n, st.Size()) }))
 	if err != nil {
 		return info, err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/pkg/oci"
 	"github.com/slipway/slipway/pkg/workdir"
 	"github.com/slipway/slipway/services/builder/flatten"
@@ -71,7 +72,7 @@ type Service struct {
 	store *blob.Store
 	cfg   Config
 	log   *slog.Logger
-	jobs  jobs
+	jobs  jobs.Set[job]
 }
 
 // New returns a builder publishing on b and storing in store.
@@ -187,7 +188,7 @@ func (s *Service) handle(ctx context.Context, m *bus.Msg) error {
 
 // queryJobs answers the jobs endpoint.
 func (s *Service) queryJobs(context.Context, []byte) (any, error) {
-	return map[string]any{"jobs": s.jobs.list()}, nil
+	return map[string]any{"jobs": jobs.List(&s.jobs, (*job).status)}, nil
 }
 
 func idToken(imageID int64) string { return strconv.FormatInt(imageID, 10) }

@@ -64,10 +64,10 @@ func TestImportLifecycle(t *testing.T) {
 	// A duplicate converted event changes nothing.
 	h.converterEvent(cmd, "converted", 0, ev)
 	time.Sleep(300 * time.Millisecond)
-	if got := h.rec.stateChanges(0); !slices.Equal(got, []string{"->LOCKED", "LOCKED->READY"}) {
+	if got := stateChanges(h.rec, 0); !slices.Equal(got, []string{"->LOCKED", "LOCKED->READY"}) {
 		t.Fatalf("state changes = %v", got)
 	}
-	updated := h.rec.all(func(m *nats.Msg) bool { return m.Subject == "slipway.evt.catalog.image-updated.0" })
+	updated := h.rec.All(func(m *nats.Msg) bool { return m.Subject == "slipway.evt.catalog.image-updated.0" })
 	if len(updated) != 1 {
 		t.Fatalf("%d image-updated events, want 1", len(updated))
 	}
@@ -122,7 +122,7 @@ func TestConverterFailedPutsImageInError(t *testing.T) {
 	})
 	// An ERROR image can be deleted, and the name is free again.
 	h.command(CmdImageDelete, schemas.ImageRef{ID: 0})
-	h.rec.wait(t, "image-deleted", func(m *nats.Msg) bool { return m.Subject == "slipway.evt.catalog.image-deleted.0" })
+	h.rec.Wait(t, "image-deleted", func(m *nats.Msg) bool { return m.Subject == "slipway.evt.catalog.image-deleted.0" })
 	if _, err := h.show(0); !bus.IsNotFound(err) {
 		t.Fatalf("show deleted image: %v, want 404", err)
 	}
@@ -190,9 +190,9 @@ func TestIllegalTransitionsThroughTheBus(t *testing.T) {
 	h.command(CmdImageEnable, schemas.ImageRef{ID: 0})
 	h.waitState(0, StateReady)
 	h.command(CmdImageDelete, schemas.ImageRef{ID: 0})
-	h.rec.wait(t, "image-deleted", func(m *nats.Msg) bool { return m.Subject == "slipway.evt.catalog.image-deleted.0" })
+	h.rec.Wait(t, "image-deleted", func(m *nats.Msg) bool { return m.Subject == "slipway.evt.catalog.image-deleted.0" })
 	want := []string{"->LOCKED", "LOCKED->READY", "READY->DISABLED", "DISABLED->READY", "READY->DELETE"}
-	if got := h.rec.stateChanges(0); !slices.Equal(got, want) {
+	if got := stateChanges(h.rec, 0); !slices.Equal(got, want) {
 		t.Fatalf("state changes = %v, want %v", got, want)
 	}
 	if h.exists(c.Dest) {
@@ -349,7 +349,7 @@ func TestMalformedCommandsDoNotBlock(t *testing.T) {
 		return ack.Sequence
 	}
 	waitCmdFailed := func(seq uint64) schemas.CatalogFailed {
-		m := h.rec.wait(t, fmt.Sprintf("failed event of command %d", seq), func(m *nats.Msg) bool {
+		m := h.rec.Wait(t, fmt.Sprintf("failed event of command %d", seq), func(m *nats.Msg) bool {
 			return m.Subject == fmt.Sprintf("slipway.evt.catalog.failed.cmd-%d", seq)
 		})
 		var f schemas.CatalogFailed
@@ -375,7 +375,7 @@ func TestMalformedCommandsDoNotBlock(t *testing.T) {
 	}
 	// The consumer goes on: a valid plain command is processed.
 	pub("slipway.cmd.catalog.image-create", []byte(`{"name": "after", "size_mib": 1}`))
-	m := h.rec.wait(t, "image-created", func(m *nats.Msg) bool { return m.Subject == "slipway.evt.catalog.image-created.0" })
+	m := h.rec.Wait(t, "image-created", func(m *nats.Msg) bool { return m.Subject == "slipway.evt.catalog.image-created.0" })
 	var img schemas.Image
 	mustJSON(t, m.Data, &img)
 	if img.Name != "after" {
@@ -399,7 +399,7 @@ func TestDuplicateCommandDeliveryCreatesOneImage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h.rec.wait(t, "image-created", func(m *nats.Msg) bool { return m.Subject == "slipway.evt.catalog.image-created.0" })
+	h.rec.Wait(t, "image-created", func(m *nats.Msg) bool { return m.Subject == "slipway.evt.catalog.image-created.0" })
 	// A later command proves the three were handled.
 	next := h.create(schemas.ImageCreate{Name: "next", SizeMiB: 1})
 	if next.ID != 1 {
@@ -409,10 +409,10 @@ func TestDuplicateCommandDeliveryCreatesOneImage(t *testing.T) {
 	if len(list) != 2 {
 		t.Fatalf("%d images, want 2", len(list))
 	}
-	created := h.rec.all(func(m *nats.Msg) bool { return strings.Contains(m.Subject, ".image-created.") })
-	failed := h.rec.all(func(m *nats.Msg) bool { return strings.Contains(m.Subject, ".failed.") })
+	created := h.rec.All(func(m *nats.Msg) bool { return strings.Contains(m.Subject, ".image-created.") })
+	failed := h.rec.All(func(m *nats.Msg) bool { return strings.Contains(m.Subject, ".failed.") })
 	if len(created) != 2 || len(failed) != 0 {
-		t.Fatalf("%d image-created and %d failed events, want 2 and 0:\n%s", len(created), len(failed), h.rec.dump())
+		t.Fatalf("%d image-created and %d failed events, want 2 and 0:\n%s", len(created), len(failed), h.rec.Dump())
 	}
 }
 
@@ -434,7 +434,7 @@ func TestCreateResumesAfterCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := h.rec.wait(t, "image-created", func(m *nats.Msg) bool { return strings.Contains(m.Subject, ".image-created.") })
+	m := h.rec.Wait(t, "image-created", func(m *nats.Msg) bool { return strings.Contains(m.Subject, ".image-created.") })
 	var img schemas.Image
 	mustJSON(t, m.Data, &img)
 	if img.ID != 0 || img.SagaID != sagaID {
@@ -456,7 +456,7 @@ func TestConcurrentCreatesGetDistinctIDs(t *testing.T) {
 	}
 	wg.Wait()
 	waitFor(t, "all images", func() bool {
-		return len(h.rec.all(func(m *nats.Msg) bool { return strings.Contains(m.Subject, ".image-created.") })) == n
+		return len(h.rec.All(func(m *nats.Msg) bool { return strings.Contains(m.Subject, ".image-created.") })) == n
 	})
 	list := listImages(t, h, ListFilter{})
 	if len(list) != n {
@@ -500,7 +500,7 @@ func TestRenameUpdatePersistentAndQueries(t *testing.T) {
 	a := h.create(schemas.ImageCreate{Name: "a", SizeMiB: 1, Attributes: map[string]string{"K1": "v1", "K2": "v2"}})
 	b := h.create(schemas.ImageCreate{Name: "b", SizeMiB: 1})
 	updated := func(env envelope.Envelope) schemas.Image {
-		m := h.rec.wait(t, "image-updated", func(m *nats.Msg) bool {
+		m := h.rec.Wait(t, "image-updated", func(m *nats.Msg) bool {
 			return strings.Contains(m.Subject, ".image-updated.") && m.Header.Get(envelope.HeaderCausationID) == env.ID
 		})
 		var img schemas.Image

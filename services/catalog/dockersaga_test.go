@@ -14,6 +14,7 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/pkg/saga"
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -24,7 +25,7 @@ const testDigest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef01234
 type dockerHarness struct {
 	*harness
 	market, builder *bus.Bus
-	cmds            *recorder
+	cmds            *testenv.Recorder
 }
 
 func newDockerHarness(t *testing.T, mutate ...func(*Config)) *dockerHarness {
@@ -40,7 +41,7 @@ func (h *dockerHarness) commandFor(service, verb string, id int64, v any) *nats.
 	if service == "converter" {
 		rec = h.rec
 	}
-	m := rec.wait(h.t, fmt.Sprintf("%s.%s for image %d", service, verb, id), func(m *nats.Msg) bool {
+	m := rec.Wait(h.t, fmt.Sprintf("%s.%s for image %d", service, verb, id), func(m *nats.Msg) bool {
 		var c struct {
 			ImageID int64 `json:"image_id"`
 		}
@@ -158,10 +159,10 @@ func TestDockerImportLifecycle(t *testing.T) {
 	if again := h.mustShow(0); again.UpdatedAt != got.UpdatedAt || !h.exists(wantDest) {
 		t.Fatalf("a duplicate built changed the image: %+v", again)
 	}
-	if n := len(h.rec.all(func(m *nats.Msg) bool { return strings.HasPrefix(m.Subject, "slipway.cmd.converter.") })); n != 0 {
+	if n := len(h.rec.All(func(m *nats.Msg) bool { return strings.HasPrefix(m.Subject, "slipway.cmd.converter.") })); n != 0 {
 		t.Fatalf("%d converter commands for a container image", n)
 	}
-	if got := h.rec.stateChanges(0); !slices.Equal(got, []string{"->LOCKED", "LOCKED->READY"}) {
+	if got := stateChanges(h.rec, 0); !slices.Equal(got, []string{"->LOCKED", "LOCKED->READY"}) {
 		t.Fatalf("state changes = %v", got)
 	}
 }
@@ -186,11 +187,11 @@ func TestDockerImportCarriedDisk(t *testing.T) {
 	if conv.SourceFormat != "" || conv.Format != schemas.DiskFormatQcow2 {
 		t.Fatalf("converter command for a carried disk = %+v", conv)
 	}
-	if n := len(h.cmds.all(func(m *nats.Msg) bool { return m.Subject == "slipway.cmd.builder.build" })); n != 1 {
+	if n := len(h.cmds.All(func(m *nats.Msg) bool { return m.Subject == "slipway.cmd.builder.build" })); n != 1 {
 		// A resend carries the same Nats-Msg-Id; core subscribers see it,
 		// the stream keeps one. Both are acceptable only if identical.
 		ids := map[string]bool{}
-		for _, m := range h.cmds.all(func(m *nats.Msg) bool { return m.Subject == "slipway.cmd.builder.build" }) {
+		for _, m := range h.cmds.All(func(m *nats.Msg) bool { return m.Subject == "slipway.cmd.builder.build" }) {
 			ids[m.Header.Get("Nats-Msg-Id")] = true
 		}
 		if len(ids) != 1 {
@@ -328,7 +329,7 @@ func TestDockerImportBuildDeadline(t *testing.T) {
 	if got := h.mustShow(0); State(got.State) != StateError {
 		t.Fatalf("a late build changed the image: %+v", got)
 	}
-	if n := len(h.rec.all(func(m *nats.Msg) bool { return strings.HasPrefix(m.Subject, "slipway.cmd.converter.") })); n != 0 {
+	if n := len(h.rec.All(func(m *nats.Msg) bool { return strings.HasPrefix(m.Subject, "slipway.cmd.converter.") })); n != 0 {
 		t.Fatalf("%d converter commands after the import failed", n)
 	}
 }

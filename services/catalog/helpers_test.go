@@ -72,7 +72,7 @@ type harness struct {
 	cli       *bus.Bus // sends commands as the CLI does
 	converter *bus.Bus // sends converter events
 	blobs     *blob.Store
-	rec       *recorder
+	rec       *testenv.Recorder
 	stop      func()
 }
 
@@ -160,7 +160,7 @@ func (h *harness) command(verb string, data any) envelope.Envelope {
 func (h *harness) create(req schemas.ImageCreate) schemas.Image {
 	h.t.Helper()
 	env := h.command(CmdImageCreate, req)
-	m := h.rec.wait(h.t, "image-created for "+req.Name, func(m *nats.Msg) bool {
+	m := h.rec.Wait(h.t, "image-created for "+req.Name, func(m *nats.Msg) bool {
 		return strings.Contains(m.Subject, ".image-created.") && m.Header.Get(envelope.HeaderCausationID) == env.ID
 	})
 	var img schemas.Image
@@ -171,7 +171,7 @@ func (h *harness) create(req schemas.ImageCreate) schemas.Image {
 // convertCommand waits for the converter command of image id.
 func (h *harness) convertCommand(id int64) (*nats.Msg, schemas.ConverterImport) {
 	h.t.Helper()
-	m := h.rec.wait(h.t, fmt.Sprintf("converter command for image %d", id), func(m *nats.Msg) bool {
+	m := h.rec.Wait(h.t, fmt.Sprintf("converter command for image %d", id), func(m *nats.Msg) bool {
 		if !strings.HasPrefix(m.Subject, "slipway.cmd.converter.") {
 			return false
 		}
@@ -223,7 +223,7 @@ func (h *harness) converterEvent(cmd *nats.Msg, event string, id int64, data any
 // waitState waits for the state-changed event of image id to state to.
 func (h *harness) waitState(id int64, to State) schemas.StateChanged {
 	h.t.Helper()
-	m := h.rec.wait(h.t, fmt.Sprintf("image %d to become %s", id, to), func(m *nats.Msg) bool {
+	m := h.rec.Wait(h.t, fmt.Sprintf("image %d to become %s", id, to), func(m *nats.Msg) bool {
 		if m.Subject != "slipway.evt.catalog.state-changed."+idToken(id) {
 			return false
 		}
@@ -239,7 +239,7 @@ func (h *harness) waitState(id int64, to State) schemas.StateChanged {
 // started (same correlation), as the CLI does.
 func (h *harness) waitFailed(env envelope.Envelope) (*nats.Msg, schemas.CatalogFailed) {
 	h.t.Helper()
-	m := h.rec.wait(h.t, "failed event of "+env.Type, func(m *nats.Msg) bool {
+	m := h.rec.Wait(h.t, "failed event of "+env.Type, func(m *nats.Msg) bool {
 		return strings.HasPrefix(m.Subject, "slipway.evt.catalog.failed.") && m.Header.Get(envelope.HeaderCorrelationID) == env.CorrelationID
 	})
 	var ev schemas.CatalogFailed
@@ -288,83 +288,18 @@ func (h *harness) put(url string, data []byte) {
 	}
 }
 
-// recorder keeps every message on some subjects, checks each catalog
-// event against its schema, and lets tests wait for one.
-type recorder struct {
-	mu   sync.Mutex
-	msgs []*nats.Msg
-	more chan struct{}
-}
-
-func record(t *testing.T, nc *nats.Conn, subjects ...string) *recorder {
+// record keeps every message on some subjects and checks each catalog
+// event against its schema.
+func record(t *testing.T, nc *nats.Conn, subjects ...string) *testenv.Recorder {
 	t.Helper()
-	r := &recorder{more: make(chan struct{})}
-	for _, subj := range subjects {
-		sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
-			if strings.HasPrefix(m.Subject, "slipway.evt.catalog.") {
-				name := strings.Split(m.Subject, ".")[3]
-				if err := schemas.Validate(schemas.KindEvent, ServiceName, name, m.Data); err != nil {
-					t.Errorf("catalog published an invalid %s event: %v\n%s", name, err, m.Data)
-				}
-			}
-			r.mu.Lock()
-			r.msgs = append(r.msgs, m)
-			close(r.more)
-			r.more = make(chan struct{})
-			r.mu.Unlock()
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = sub.Unsubscribe() })
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-func (r *recorder) wait(t *testing.T, what string, match func(*nats.Msg) bool) *nats.Msg {
-	t.Helper()
-	deadline := time.After(20 * time.Second)
-	for seen := 0; ; {
-		r.mu.Lock()
-		msgs, more := r.msgs, r.more
-		r.mu.Unlock()
-		for ; seen < len(msgs); seen++ {
-			if match(msgs[seen]) {
-				return msgs[seen]
+	return testenv.Record(t, nc, func(m *nats.Msg) {
+		if strings.HasPrefix(m.Subject, "slipway.evt.catalog.") {
+			name := strings.Split(m.Subject, ".")[3]
+			if err := schemas.Validate(schemas.KindEvent, ServiceName, name, m.Data); err != nil {
+				t.Errorf("catalog published an invalid %s event: %v\n%s", name, err, m.Data)
 			}
 		}
-		select {
-		case <-more:
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s; got:\n%s", what, r.dump())
-		}
-	}
-}
-
-// all returns the messages matching match so far.
-func (r *recorder) all(match func(*nats.Msg) bool) []*nats.Msg {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []*nats.Msg
-	for _, m := range r.msgs {
-		if match(m) {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-func (r *recorder) dump() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var sb strings.Builder
-	for _, m := range r.msgs {
-		fmt.Fprintf(&sb, "  %s %s\n", m.Subject, m.Data)
-	}
-	return sb.String()
+	}, subjects...)
 }
 
 func mustJSON(t *testing.T, data []byte, v any) {
@@ -380,9 +315,9 @@ func sha(data []byte) string {
 }
 
 // stateChanges lists the transitions published for image id, in order.
-func (r *recorder) stateChanges(id int64) []string {
+func stateChanges(r *testenv.Recorder, id int64) []string {
 	var out []string
-	for _, m := range r.all(func(m *nats.Msg) bool { return m.Subject == "slipway.evt.catalog.state-changed."+idToken(id) }) {
+	for _, m := range r.All(func(m *nats.Msg) bool { return m.Subject == "slipway.evt.catalog.state-changed."+idToken(id) }) {
 		var ev schemas.StateChanged
 		_ = json.Unmarshal(m.Data, &ev)
 		out = append(out, fmt.Sprintf("%s->%s", ev.From, ev.To))

@@ -16,7 +16,7 @@ func (s *Service) handleCreateBlank(ctx context.Context, m *bus.Msg) error {
 		return s.reject(ctx, m, schemas.ConverterPhaseMkfs, err)
 	}
 	j := s.start(m, "create-blank", schemas.ConverterPhaseMkfs, cmd.ImageID, "", cmd.Dest)
-	defer s.jobs.remove(j)
+	defer s.jobs.Remove(j)
 	stop := s.report(ctx, j, bus.CausedBy(m.Envelope))
 	out, err := s.runCreateBlank(ctx, j, cmd)
 	stop()
@@ -46,7 +46,7 @@ func (s *Service) runCreateBlank(ctx context.Context, j *job, cmd schemas.Conver
 func (s *Service) mkfs(ctx context.Context, j *job, cmd schemas.ConverterCreateBlank, dir string) (path string, err error) {
 	ctx, span := s.span(ctx, "mkfs", cmd.ImageID)
 	defer func() { endSpan(span, err) }()
-	j.setPhase(schemas.ConverterPhaseMkfs, 0)
+	j.SetPhase(schemas.ConverterPhaseMkfs, 0)
 	if cmd.SizeMiB<<20 > s.cfg.MaxVirtualSize {
 		return "", fmt.Errorf("%w: %d MiB exceeds the limit of %d MiB", errInvalid, cmd.SizeMiB, s.cfg.MaxVirtualSize>>20)
 	}

@@ -37,7 +37,7 @@ func (s *Service) handleImport(ctx context.Context, m *bus.Msg) error {
 		return s.reject(ctx, m, schemas.ConverterPhaseFetch, err)
 	}
 	j := s.start(m, "import", schemas.ConverterPhaseFetch, cmd.ImageID, cmd.Source, cmd.Dest)
-	defer s.jobs.remove(j)
+	defer s.jobs.Remove(j)
 	stop := s.report(ctx, j, bus.CausedBy(m.Envelope))
 	out, err := s.runImport(ctx, j, cmd)
 	stop()
@@ -59,8 +59,8 @@ func decode(m *bus.Msg, verb string, v any) error {
 func (s *Service) start(m *bus.Msg, command string, phase schemas.ConverterPhase, imageID int64, src, dest string) *job {
 	j := &job{id: m.Envelope.ID, command: command, imageID: imageID, source: src, dest: dest,
 		delivered: m.Delivered, started: time.Now().UTC()}
-	j.setPhase(phase, 0)
-	s.jobs.add(j)
+	j.SetPhase(phase, 0)
+	s.jobs.Add(j)
 	return j
 }
 
@@ -132,10 +132,10 @@ func orDetected(f inspect.Format) string {
 func (s *Service) fetch(ctx context.Context, j *job, cmd schemas.ConverterImport, dir string) (path string, err error) {
 	ctx, span := s.span(ctx, "fetch", cmd.ImageID)
 	defer func() { endSpan(span, err) }()
-	j.setPhase(schemas.ConverterPhaseFetch, 0)
+	j.SetPhase(schemas.ConverterPhaseFetch, 0)
 	opts := s.cfg.Fetch
 	opts.Store, opts.Checksum, opts.MaxBytes = s.store, cmd.Checksum, s.cfg.MaxInputBytes
-	opts.Progress, opts.TempDir, opts.Verbatim = j.progress, dir, cmd.File
+	opts.Progress, opts.TempDir, opts.Verbatim = j.Update, dir, cmd.File
 	res, err := source.Fetch(ctx, cmd.Source, filepath.Join(dir, "input"), opts)
 	if err != nil {
 		return "", err
@@ -149,7 +149,7 @@ func (s *Service) fetch(ctx context.Context, j *job, cmd schemas.ConverterImport
 func (s *Service) inspect(ctx context.Context, j *job, cmd schemas.ConverterImport, path string) (rep inspect.Report, err error) {
 	ctx, span := s.span(ctx, "inspect", cmd.ImageID)
 	defer func() { endSpan(span, err) }()
-	j.setPhase(schemas.ConverterPhaseInspect, 0)
+	j.SetPhase(schemas.ConverterPhaseInspect, 0)
 	limit := s.cfg.MaxVirtualSize
 	if cmd.MaxVirtualSize > 0 && cmd.MaxVirtualSize < limit {
 		limit = cmd.MaxVirtualSize
@@ -199,10 +199,10 @@ func (s *Service) convert(ctx context.Context, j *job, input string, rep inspect
 	}
 	ctx, span := s.span(ctx, "convert", j.imageID)
 	defer func() { endSpan(span, err) }()
-	j.setPhase(schemas.ConverterPhaseConvert, rep.VirtualSize)
+	j.SetPhase(schemas.ConverterPhaseConvert, rep.VirtualSize)
 	// inspect already ran qemu-img info on the input and matched its size.
 	verified := &qemuimg.Info{Format: rep.Format.QemuFormat(), VirtualSize: rep.VirtualSize}
-	opts := qemuimg.ConvertOptions{Compress: compress != "", CompressionType: compress, Progress: j.progress, Verified: verified}
+	opts := qemuimg.ConvertOptions{Compress: compress != "", CompressionType: compress, Progress: j.Update, Verified: verified}
 	if err := s.ensureRoom(ctx, input, rep.Format, want, opts, dir); err != nil {
 		return "", err
 	}
@@ -249,9 +249,9 @@ func (s *Service) upload(ctx context.Context, j *job, path, dest string) (info b
 	if err != nil {
 		return info, err
 	}
-	j.setPhase(schemas.ConverterPhaseUpload, st.Size())
+	j.SetPhase(schemas.ConverterPhaseUpload, st.Size())
 	info, err = s.store.Put(ctx, bucket, key, f, st.Size(),
-		blob.Progress(func(n int64) { j.progress(n, st.Size()) }))
+		blob.Progress(func(n int64) { j.Update(n, st.Size()) }))
 	if err != nil {
 		return info, err
 	}

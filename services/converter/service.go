@@ -17,6 +17,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/pkg/workdir"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/converter/blank"
@@ -74,7 +75,7 @@ type Service struct {
 	cfg    Config
 	log    *slog.Logger
 	tracer trace.Tracer
-	jobs   jobs
+	jobs   jobs.Set[job]
 }
 
 // New returns a converter publishing on b and storing in store.
@@ -174,7 +175,7 @@ func idToken(imageID int64) string { return strconv.FormatInt(imageID, 10) }
 
 // queryJobs answers the jobs endpoint.
 func (s *Service) queryJobs(context.Context, []byte) (any, error) {
-	return map[string]any{"jobs": s.jobs.list()}, nil
+	return map[string]any{"jobs": jobs.List(&s.jobs, (*job).status)}, nil
 }
 
 // Formats is what the formats endpoint answers.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -42,7 +41,7 @@ type harness struct {
 	svc  *Service
 	cli  *bus.Bus
 	hub  *fakeHub
-	rec  *recorder
+	rec  *testenv.Recorder
 	stop func()
 }
 
@@ -114,7 +113,7 @@ func (h *harness) command(verb string, data any) envelope.Envelope {
 // outcome waits for the event named event with the correlation of env.
 func (h *harness) outcome(env envelope.Envelope, event string) *nats.Msg {
 	h.t.Helper()
-	return h.rec.wait(h.t, event+" of "+env.Type, func(m *nats.Msg) bool {
+	return h.rec.Wait(h.t, event+" of "+env.Type, func(m *nats.Msg) bool {
 		return strings.HasPrefix(m.Subject, "slipway.evt.market-dockerhub."+event+".") &&
 			m.Header.Get(envelope.HeaderCorrelationID) == env.CorrelationID
 	})
@@ -331,35 +330,11 @@ func layerBytes(t *testing.T, img v1.Image) int64 {
 	return n
 }
 
-// recorder keeps every message on some subjects and lets tests wait for
-// one. Events with a schema in the schemas module are checked against it.
-type recorder struct {
-	mu   sync.Mutex
-	msgs []*nats.Msg
-	more chan struct{}
-}
-
-func record(t *testing.T, nc *nats.Conn, subjects ...string) *recorder {
+// record keeps every message on some subjects; events with a schema in the
+// schemas module are checked against it.
+func record(t *testing.T, nc *nats.Conn, subjects ...string) *testenv.Recorder {
 	t.Helper()
-	r := &recorder{more: make(chan struct{})}
-	for _, subj := range subjects {
-		sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
-			checkSchema(t, m)
-			r.mu.Lock()
-			r.msgs = append(r.msgs, m)
-			close(r.more)
-			r.more = make(chan struct{})
-			r.mu.Unlock()
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = sub.Unsubscribe() })
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return testenv.Record(t, nc, func(m *nats.Msg) { checkSchema(t, m) }, subjects...)
 }
 
 // checkSchema validates what the service publishes wherever the schemas
@@ -375,48 +350,6 @@ func checkSchema(t *testing.T, m *nats.Msg) {
 }
 
 func isUnknown(err error) bool { return errors.Is(err, schemas.ErrUnknownMessage) }
-
-func (r *recorder) wait(t *testing.T, what string, match func(*nats.Msg) bool) *nats.Msg {
-	t.Helper()
-	deadline := time.After(30 * time.Second)
-	for seen := 0; ; {
-		r.mu.Lock()
-		msgs, more := r.msgs, r.more
-		r.mu.Unlock()
-		for ; seen < len(msgs); seen++ {
-			if match(msgs[seen]) {
-				return msgs[seen]
-			}
-		}
-		select {
-		case <-more:
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s; got:\n%s", what, r.dump())
-		}
-	}
-}
-
-func (r *recorder) all(match func(*nats.Msg) bool) []*nats.Msg {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []*nats.Msg
-	for _, m := range r.msgs {
-		if match(m) {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-func (r *recorder) dump() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var sb strings.Builder
-	for _, m := range r.msgs {
-		fmt.Fprintf(&sb, "  %s %s\n", m.Subject, m.Data)
-	}
-	return sb.String()
-}
 
 func mustJSON(t *testing.T, data []byte, v any) {
 	t.Helper()

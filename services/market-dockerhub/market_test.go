@@ -24,7 +24,7 @@ func TestDockerHubListsOfficialImagesAcrossPages(t *testing.T) {
 	h := newHarness(t)
 	// The first start lists DockerHub by itself; count the pages of a
 	// listing asked for afterwards.
-	h.rec.wait(t, "the first listing of DockerHub", func(m *nats.Msg) bool {
+	h.rec.Wait(t, "the first listing of DockerHub", func(m *nats.Msg) bool {
 		return m.Subject == "slipway.evt.market-dockerhub.apps-refreshed.0"
 	})
 	h.hub.reset()
@@ -161,7 +161,7 @@ func TestScheduledRefreshAndMonitoringOff(t *testing.T) {
 
 	// A repository pushed now shows up without anyone asking.
 	push(t, host, "second", "v1", 1)
-	h.rec.wait(t, "a scheduled listing with the new repository", func(m *nats.Msg) bool {
+	h.rec.Wait(t, "a scheduled listing with the new repository", func(m *nats.Msg) bool {
 		var ev AppsRefreshed
 		return m.Subject == "slipway.evt.market-dockerhub.apps-refreshed.2" &&
 			json.Unmarshal(m.Data, &ev) == nil && ev.Apps == 2 && ev.Added == 1
@@ -171,12 +171,12 @@ func TestScheduledRefreshAndMonitoringOff(t *testing.T) {
 	}
 	// Every tick looks at every marketplace: two more scheduled listings
 	// of "watched" mean "quiet" was passed over at least twice.
-	h.rec.wait(t, "two more listings of watched", func(*nats.Msg) bool {
-		return len(h.rec.all(func(m *nats.Msg) bool {
+	h.rec.Wait(t, "two more listings of watched", func(*nats.Msg) bool {
+		return len(h.rec.All(func(m *nats.Msg) bool {
 			return m.Subject == "slipway.evt.market-dockerhub.apps-refreshed.2"
 		})) >= 4
 	})
-	if n := len(h.rec.all(func(m *nats.Msg) bool {
+	if n := len(h.rec.All(func(m *nats.Msg) bool {
 		return m.Subject == "slipway.evt.market-dockerhub.apps-refreshed.1"
 	})); n != 0 || len(h.apps(quiet.ID)) != 0 {
 		t.Errorf("quiet (monitoring off) was listed %d times and has %d apps", n, len(h.apps(quiet.ID)))
@@ -186,7 +186,7 @@ func TestScheduledRefreshAndMonitoringOff(t *testing.T) {
 	on := true
 	env := h.command(CmdMarketUpdate, MarketUpdate{ID: quiet.ID, Monitoring: &on})
 	h.outcome(env, EvtMarketUpdated)
-	h.rec.wait(t, "a scheduled listing of quiet once monitored", func(m *nats.Msg) bool {
+	h.rec.Wait(t, "a scheduled listing of quiet once monitored", func(m *nats.Msg) bool {
 		return m.Subject == "slipway.evt.market-dockerhub.apps-refreshed.1"
 	})
 	if got := len(h.apps(quiet.ID)); got != 2 {
@@ -202,7 +202,7 @@ func TestAppImportSendsImageAndTemplate(t *testing.T) {
 
 	env := h.command(CmdAppImport, AppImport{MarketID: mk.ID, App: "team/app", Tag: "v1", Name: "app-vm",
 		SizeMiB: 512, Filesystem: "xfs", Format: "qcow2", Datastore: "default"})
-	create := h.rec.wait(t, "catalog image-create", func(m *nats.Msg) bool {
+	create := h.rec.Wait(t, "catalog image-create", func(m *nats.Msg) bool {
 		return m.Subject == "slipway.cmd.catalog.image-create" && m.Header.Get(envelope.HeaderCorrelationID) == env.CorrelationID
 	})
 	if err := schemas.Validate(schemas.KindCommand, "catalog", "image-create", create.Data); err != nil {
@@ -219,7 +219,7 @@ func TestAppImportSendsImageAndTemplate(t *testing.T) {
 		t.Errorf("the docker URL parses as %+v, %v", u, err)
 	}
 
-	tc := h.rec.wait(t, "launcher template-create", func(m *nats.Msg) bool {
+	tc := h.rec.Wait(t, "launcher template-create", func(m *nats.Msg) bool {
 		return m.Subject == "slipway.cmd.launcher.template-create" && m.Header.Get(envelope.HeaderCorrelationID) == env.CorrelationID
 	})
 	var cmd TemplateCreate

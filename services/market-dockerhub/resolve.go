@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"runtime"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/slipway/slipway/pkg/bus"
@@ -40,9 +38,6 @@ func (s *Service) resolve(ctx context.Context, m *bus.Msg) error {
 			return fmt.Errorf("resolve %s (attempt %d of %d): %w", u.Reference(), m.Delivered, maxResolveDeliveries, err)
 		}
 		return s.resolveFailed(ctx, m, req.ImageID, err)
-	}
-	if r.Platform == "" { // an image whose config names no platform
-		r.Platform = platformOf(r.Config, u.Arch)
 	}
 	ev := Resolved{ImageID: req.ImageID, Reference: r.Reference, Digest: r.Digest,
 		Platform: r.Platform, Kind: r.Kind, Size: r.Size}
@@ -101,18 +96,4 @@ func (s *Service) insecure(ctx context.Context, host string) bool {
 		}
 	}
 	return false
-}
-
-// platformOf is the platform an image's config names, or the one asked
-// for when it names none.
-func platformOf(cfg *v1.ConfigFile, arch string) string {
-	if cfg != nil && cfg.OS != "" && cfg.Architecture != "" {
-		p := v1.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}
-		return p.String()
-	}
-	p, err := oci.ParsePlatform(arch)
-	if err != nil {
-		return "linux/" + runtime.GOARCH
-	}
-	return p.String()
 }

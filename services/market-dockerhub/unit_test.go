@@ -6,11 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"testing"
-
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 func TestHubRefusesANextPageOnAnotherHost(t *testing.T) {
@@ -43,18 +40,6 @@ func TestParseMirrors(t *testing.T) {
 	}
 	if _, err := parseMirrors("docker.io"); err == nil || !strings.Contains(err.Error(), EnvMirrors) {
 		t.Errorf("bad entry: %v", err)
-	}
-}
-
-func TestPlatformOf(t *testing.T) {
-	if p := platformOf(&v1.ConfigFile{OS: "linux", Architecture: "arm", Variant: "v7"}, ""); p != "linux/arm/v7" {
-		t.Errorf("from config: %s", p)
-	}
-	if p := platformOf(&v1.ConfigFile{}, "arm64"); p != "linux/arm64" {
-		t.Errorf("from arch=: %s", p)
-	}
-	if p := platformOf(nil, ""); p != "linux/"+runtime.GOARCH {
-		t.Errorf("default: %s", p)
 	}
 }
 

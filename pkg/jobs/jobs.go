@@ -1,0 +1,111 @@
+// Package jobs is the in-flight bookkeeping Slipway's workers share (the
+// converter and the builder): a job's live phase and byte counters, written
+// from the data path; the set of jobs a `jobs` query lists; and the
+// reporter that turns them into `progress` events at most once per interval,
+// so publishing never sits on the data path.
+package jobs
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/slipway/slipway/pkg/bus"
+)
+
+// Progress is a job's phase and byte counters. The data path updates them
+// while the reporter and the jobs endpoint read them, hence atomics.
+type Progress[P ~string] struct {
+	phase       atomic.Value // P
+	done, total atomic.Int64
+}
+
+// SetPhase starts phase, with total bytes when known (0 otherwise).
+func (p *Progress[P]) SetPhase(phase P, total int64) {
+	p.done.Store(0)
+	p.total.Store(max(total, 0))
+	p.phase.Store(phase)
+}
+
+// Phase is the current phase ("" before the first SetPhase).
+func (p *Progress[P]) Phase() P {
+	phase, _ := p.phase.Load().(P)
+	return phase
+}
+
+// Update is the progress callback handed to fetch, convert, pull and
+// upload: done bytes so far, and the total when the step learns it.
+func (p *Progress[P]) Update(done, total int64) {
+	p.done.Store(done)
+	if total > 0 {
+		p.total.Store(total)
+	}
+}
+
+// Bytes returns the bytes done and the total (0 when unknown).
+func (p *Progress[P]) Bytes() (done, total int64) { return p.done.Load(), p.total.Load() }
+
+// Set holds the jobs in flight, in the order they started.
+type Set[J any] struct {
+	mu   sync.Mutex
+	jobs []*J
+}
+
+// Add records a job that started.
+func (s *Set[J]) Add(j *J) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.jobs = append(s.jobs, j)
+}
+
+// Remove forgets a job that ended.
+func (s *Set[J]) Remove(j *J) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.jobs = slices.DeleteFunc(s.jobs, func(x *J) bool { return x == j })
+}
+
+// List returns status(j) for every job in flight, oldest first.
+func List[J, S any](s *Set[J], status func(*J) S) []S {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]S, 0, len(s.jobs))
+	for _, j := range s.jobs {
+		out = append(out, status(j))
+	}
+	return out
+}
+
+// Report publishes snapshot() as the bus's `progress` event for id every
+// interval while it changes, until stop is called; snapshot reports false
+// while there is nothing to say yet (no phase). Publishing errors are only
+// logged: progress is a courtesy, never a reason to fail a job.
+func Report[E comparable](ctx context.Context, b *bus.Bus, interval time.Duration, id string,
+	snapshot func() (E, bool), opts ...bus.PubOption) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		var last E
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			e, ok := snapshot()
+			if !ok || e == last {
+				continue
+			}
+			last = e
+			if _, err := b.Event(ctx, "progress", id, e, opts...); err != nil && ctx.Err() == nil {
+				b.Logger().Debug("progress event not published", "id", id, "err", err)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}

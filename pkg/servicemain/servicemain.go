@@ -1,0 +1,123 @@
+// Package servicemain is the shared body of every Slipway service binary:
+// configuration from the environment, telemetry, the S3 store, the bus
+// connection and its streams, the service itself and a health endpoint, all
+// stopped cleanly on SIGINT/SIGTERM. A service's cmd/<name>/main.go only
+// says how to build the service from these.
+//
+// Environment: SLIPWAY_NATS_URL (default nats://127.0.0.1:4222),
+// SLIPWAY_PREFIX (default slipway), the S3 variables of blob.ConfigFromEnv,
+// SLIPWAY_HEALTH_ADDR (health endpoint, off when empty), SLIPWAY_LOG_LEVEL,
+// SLIPWAY_LOG_FORMAT and the OTEL_* variables.
+package servicemain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/run"
+	"github.com/slipway/slipway/pkg/telemetry"
+)
+
+// Service is what a binary runs until its context ends.
+type Service interface {
+	Run(ctx context.Context) error
+}
+
+// readier is a Service that says when it is serving; health reports
+// "starting" until then. Services without it are healthy at once.
+type readier interface {
+	Ready() <-chan struct{}
+}
+
+// Deps are what a service is built from. Store is nil for a service built
+// with WithoutS3.
+type Deps struct {
+	Bus    *bus.Bus
+	Store  *blob.Store
+	Logger *slog.Logger
+}
+
+// Build makes the service from its dependencies; it reads the service's
+// own configuration from the environment.
+type Build func(d Deps) (Service, error)
+
+type options struct{ noS3 bool }
+
+// Option tunes Main.
+type Option func(*options)
+
+// WithoutS3 is for services that keep no image data.
+func WithoutS3() Option { return func(o *options) { o.noS3 = true } }
+
+// Main runs the service named name as the process's only job and exits.
+func Main(name string, build Build, opts ...Option) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	run.Main(name, func(ctx context.Context) error { return serve(ctx, name, build, o) })
+}
+
+func serve(ctx context.Context, name string, build Build, o options) error {
+	shutdown, err := telemetry.Setup(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = shutdown(context.WithoutCancel(ctx)) }()
+
+	d := Deps{Logger: slog.Default()}
+	if !o.noS3 {
+		if d.Store, err = blob.New(blob.ConfigFromEnv()); err != nil {
+			return err
+		}
+	}
+	d.Bus, err = bus.Connect(ctx, bus.Config{
+		URL:     run.Env("SLIPWAY_NATS_URL", "nats://127.0.0.1:4222"),
+		Prefix:  run.Env("SLIPWAY_PREFIX", bus.DefaultPrefix),
+		Service: name,
+		Logger:  d.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer d.Bus.Close()
+	if err := d.Bus.Setup(ctx); err != nil {
+		return err
+	}
+	svc, err := build(d)
+	if err != nil {
+		return err
+	}
+	return runWithHealth(ctx, name, svc)
+}
+
+// runWithHealth runs svc beside the health endpoint of SLIPWAY_HEALTH_ADDR.
+func runWithHealth(ctx context.Context, name string, svc Service) error {
+	var health run.Health
+	g := run.NewGroup(ctx)
+	g.Go(name, svc.Run)
+	if r, ok := svc.(readier); ok {
+		health.Set(name, errors.New("starting"))
+		g.Go("ready", func(ctx context.Context) error {
+			select {
+			case <-r.Ready():
+				health.Set(name, nil)
+			case <-ctx.Done():
+			}
+			return nil
+		})
+	} else {
+		health.Set(name, nil)
+	}
+	g.Go("health", func(ctx context.Context) error {
+		if err := run.ServeHealth(ctx, run.Env(run.HealthAddrEnv, ""), &health); err != nil {
+			return fmt.Errorf("health endpoint: %w", err)
+		}
+		return nil
+	})
+	return g.Wait()
+}
