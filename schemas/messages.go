@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"embed"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"reflect"
@@ -96,4 +97,36 @@ func (r registered) message() Message {
 		panic(fmt.Sprintf("schemas: %s is in the registry but not embedded: %v", r.file, err))
 	}
 	return Message{Kind: r.kind, Service: r.service, Name: r.name, Title: r.typ.Name(), Schema: data, Type: r.typ}
+}
+
+// MaxErrorLen is the schemas' bound on an error message (the `maxLength`
+// of every `error` field).
+const MaxErrorLen = 4096
+
+// ErrorText is msg fitted to an `error` field: never empty, at most
+// MaxErrorLen bytes, cut on a UTF-8 boundary with "…" when it is longer.
+func ErrorText(msg string) string {
+	if msg == "" {
+		return "unknown error"
+	}
+	if len(msg) <= MaxErrorLen {
+		return msg
+	}
+	cut := MaxErrorLen - len("…")
+	for cut > 0 && msg[cut]&0xC0 == 0x80 { // do not split a UTF-8 sequence
+		cut--
+	}
+	return msg[:cut] + "…"
+}
+
+// PeekImageID finds image_id in a payload that failed validation but is
+// still JSON, so the failure can still be reported against its image.
+func PeekImageID(data []byte) (int64, bool) {
+	var v struct {
+		ImageID *int64 `json:"image_id"`
+	}
+	if json.Unmarshal(data, &v) != nil || v.ImageID == nil || *v.ImageID < 0 {
+		return 0, false
+	}
+	return *v.ImageID, true
 }

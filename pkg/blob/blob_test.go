@@ -395,3 +395,23 @@ func TestPresign(t *testing.T) {
 		t.Fatalf("tampered presigned GET: %s, want 403", resp.Status)
 	}
 }
+
+func TestDeleteURL(t *testing.T) {
+	s, bucket := newStore(t)
+	ctx := context.Background()
+	info, err := s.Put(ctx, bucket, "u/1", strings.NewReader("one"), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // a missing object is not an error
+		if err := s.DeleteURL(ctx, info.URL()); err != nil {
+			t.Fatalf("DeleteURL: %v", err)
+		}
+	}
+	if _, err := s.Stat(ctx, bucket, "u/1"); !blob.IsNotFound(err) {
+		t.Fatalf("object still there: %v", err)
+	}
+	if err := s.DeleteURL(ctx, "https://example.invalid/x"); err == nil {
+		t.Fatal("a non-s3 URL was accepted")
+	}
+}

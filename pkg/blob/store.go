@@ -218,6 +218,16 @@ func (s *Store) Delete(ctx context.Context, bucket, key string) error {
 	return nil
 }
 
+// DeleteURL deletes the object an s3:// URL names; a missing object is not
+// an error, a URL that names no object is.
+func (s *Store) DeleteURL(ctx context.Context, u string) error {
+	bucket, key, err := ParseURL(u)
+	if err != nil {
+		return err
+	}
+	return s.Delete(ctx, bucket, key)
+}
+
 // DeletePrefix removes every object whose key starts with prefix, and
 // aborts incomplete multipart uploads under it.
 func (s *Store) DeletePrefix(ctx context.Context, bucket, prefix string) error {

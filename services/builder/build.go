@@ -2,7 +2,6 @@ package builder
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -269,12 +268,12 @@ func (s *Service) finish(ctx context.Context, m *bus.Msg, cmd schemas.BuilderBui
 // reject answers a command that cannot be understood.
 func (s *Service) reject(ctx context.Context, m *bus.Msg, err error) error {
 	je := &jobError{phase: schemas.BuilderPhasePull, err: err, terminal: true}
-	if imageID, ok := peekImageID(m.Data); ok {
+	if imageID, ok := schemas.PeekImageID(m.Data); ok {
 		s.publishFailed(ctx, m, imageID, je)
 	} else {
 		// No image to name: guessing one would fail an unrelated image.
 		id := fmt.Sprintf("cmd-%d", m.StreamSeq)
-		ev := map[string]any{"phase": je.phase, "error": message(err), "retryable": false}
+		ev := map[string]any{"phase": je.phase, "error": schemas.ErrorText(err.Error()), "retryable": false}
 		if _, perr := s.bus.Event(ctx, "failed", id, ev,
 			bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepFailed)); perr != nil {
 			s.log.Error("failed event not published", "command", m.Subject, "err", perr)
@@ -285,7 +284,7 @@ func (s *Service) reject(ctx context.Context, m *bus.Msg, err error) error {
 }
 
 func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, imageID int64, je *jobError) {
-	ev := schemas.BuilderFailed{ImageID: imageID, Phase: je.phase, Error: message(je.err), Retryable: !je.terminal}
+	ev := schemas.BuilderFailed{ImageID: imageID, Phase: je.phase, Error: schemas.ErrorText(je.err.Error()), Retryable: !je.terminal}
 	if _, err := s.bus.Event(ctx, "failed", idToken(imageID), ev,
 		bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepFailed)); err != nil {
 		s.log.Error("failed event not published", "image_id", imageID, "err", err)
@@ -293,40 +292,12 @@ func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, imageID int64, 
 	s.log.Error("job failed", "image_id", imageID, "phase", je.phase, "retryable", !je.terminal, "err", je.err)
 }
 
-// peekImageID finds image_id in a payload that failed validation but is
-// still JSON.
-func peekImageID(data []byte) (int64, bool) {
-	var v struct {
-		ImageID *int64 `json:"image_id"`
-	}
-	if json.Unmarshal(data, &v) != nil || v.ImageID == nil || *v.ImageID < 0 {
-		return 0, false
-	}
-	return *v.ImageID, true
-}
-
-// message trims an error to what the schema allows.
-func message(err error) string {
-	msg := err.Error()
-	if len(msg) > 4000 {
-		msg = msg[:4000] + "…"
-	}
-	if msg == "" {
-		msg = "unknown error"
-	}
-	return msg
-}
-
 // removeDest deletes what a failed job may have stored at dest, even when
 // the job's context is gone.
 func (s *Service) removeDest(dest string) {
-	bucket, key, err := blob.ParseURL(dest)
-	if err != nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
-	if err := s.store.Delete(ctx, bucket, key); err != nil && !blob.IsNotFound(err) {
+	if err := s.store.DeleteURL(ctx, dest); err != nil {
 		s.log.Warn("partial destination not removed", "dest", dest, "err", err)
 	}
 }

@@ -18,9 +18,6 @@ const (
 	EvtFailed       = "failed"
 )
 
-// maxErrorLen is the schema's bound on error messages.
-const maxErrorLen = 4096
-
 func idToken(id int64) string { return strconv.FormatInt(id, 10) }
 
 // causedBy links an event to the message that caused it and gives it an ID
@@ -38,7 +35,7 @@ func inSaga(sagaID, what string) []bus.PubOption {
 func (s *Service) emitState(ctx context.Context, id int64, from, to State, reason string, opts []bus.PubOption) error {
 	ev := schemas.StateChanged{ID: id, From: schemas.ImageState(from), To: schemas.ImageState(to)}
 	if to == StateError {
-		ev.Error = clip(reason)
+		ev.Error = schemas.ErrorText(reason)
 	}
 	_, err := s.bus.Event(ctx, EvtStateChanged, idToken(id), ev, opts...)
 	return err
@@ -50,22 +47,8 @@ func (s *Service) emitImage(ctx context.Context, event string, img *schemas.Imag
 }
 
 func (s *Service) emitFailed(ctx context.Context, subjectID string, id *int64, command, reason string, opts []bus.PubOption) error {
-	ev := schemas.CatalogFailed{ID: id, Command: command, Error: clip(reason)}
+	ev := schemas.CatalogFailed{ID: id, Command: command, Error: schemas.ErrorText(reason)}
 	_, err := s.bus.Event(ctx, EvtFailed, subjectID, ev, opts...)
 	return err
 }
 
-// clip keeps a message within the schema's bound.
-func clip(msg string) string {
-	if msg == "" {
-		return "unknown error"
-	}
-	if len(msg) <= maxErrorLen {
-		return msg
-	}
-	cut := maxErrorLen - len("…")
-	for cut > 0 && msg[cut]&0xC0 == 0x80 { // do not split a UTF-8 sequence
-		cut--
-	}
-	return msg[:cut] + "…"
-}

@@ -383,7 +383,7 @@ func (s *Service) failImport(ctx context.Context, sg *saga.Saga, reason string, 
 			return errNoChange
 		}
 		img.State = schemas.ImageStateError
-		img.Error = clip(reason)
+		img.Error = schemas.ErrorText(reason)
 		return nil
 	})
 	if err != nil && !errors.Is(err, ErrNotFound) {

@@ -2,7 +2,6 @@ package converter
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -291,7 +290,7 @@ func (s *Service) finish(ctx context.Context, m *bus.Msg, imageID int64, dest st
 
 // reject answers a command that cannot be understood.
 func (s *Service) reject(ctx context.Context, m *bus.Msg, phase schemas.ConverterPhase, err error) error {
-	imageID, ok := peekImageID(m.Data)
+	imageID, ok := schemas.PeekImageID(m.Data)
 	je := &jobError{phase: phase, err: err, terminal: true}
 	if ok {
 		s.publishFailed(ctx, m, imageID, je)
@@ -302,7 +301,7 @@ func (s *Service) reject(ctx context.Context, m *bus.Msg, phase schemas.Converte
 }
 
 func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, imageID int64, je *jobError) {
-	ev := schemas.ConverterFailed{ImageID: imageID, Phase: je.phase, Error: message(je.err), Retryable: !je.terminal}
+	ev := schemas.ConverterFailed{ImageID: imageID, Phase: je.phase, Error: schemas.ErrorText(je.err.Error()), Retryable: !je.terminal}
 	if _, err := s.bus.Event(ctx, "failed", idToken(imageID), ev,
 		bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepFailed)); err != nil {
 		s.log.Error("failed event not published", "image_id", imageID, "err", err)
@@ -315,7 +314,7 @@ func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, imageID int64, 
 // payload has no image_id: guessing one would fail an unrelated image.
 func (s *Service) publishFailedUnknown(ctx context.Context, m *bus.Msg, je *jobError) {
 	id := fmt.Sprintf("cmd-%d", m.StreamSeq)
-	ev := map[string]any{"phase": je.phase, "error": message(je.err), "retryable": false}
+	ev := map[string]any{"phase": je.phase, "error": schemas.ErrorText(je.err.Error()), "retryable": false}
 	if _, err := s.bus.Event(ctx, "failed", id, ev,
 		bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepFailed)); err != nil {
 		s.log.Error("failed event not published", "command", m.Subject, "err", err)
@@ -323,40 +322,12 @@ func (s *Service) publishFailedUnknown(ctx context.Context, m *bus.Msg, je *jobE
 	s.log.Error("command rejected", "command", m.Subject, "seq", m.StreamSeq, "err", je.err)
 }
 
-// peekImageID finds image_id in a payload that failed validation but is
-// still JSON.
-func peekImageID(data []byte) (int64, bool) {
-	var v struct {
-		ImageID *int64 `json:"image_id"`
-	}
-	if json.Unmarshal(data, &v) != nil || v.ImageID == nil || *v.ImageID < 0 {
-		return 0, false
-	}
-	return *v.ImageID, true
-}
-
-// message trims an error to what the schema allows.
-func message(err error) string {
-	msg := err.Error()
-	if len(msg) > 4000 {
-		msg = msg[:4000] + "…"
-	}
-	if msg == "" {
-		msg = "unknown error"
-	}
-	return msg
-}
-
 // removeDest deletes what a failed job may have stored at dest, even when
 // the job's context is gone.
 func (s *Service) removeDest(dest string) {
-	bucket, key, err := blob.ParseURL(dest)
-	if err != nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
-	if err := s.store.Delete(ctx, bucket, key); err != nil {
+	if err := s.store.DeleteURL(ctx, dest); err != nil {
 		s.log.Warn("partial destination not removed", "dest", dest, "err", err)
 	}
 }

@@ -87,7 +87,7 @@ func decode(m *bus.Msg, v any) error {
 // reject publishes command-failed.cmd-<seq> and terminates the command.
 func (s *Service) reject(ctx context.Context, m *bus.Msg, cause error) error {
 	s.log.Warn("command refused", "subject", m.Subject, "ce_id", m.Envelope.ID, "err", cause)
-	ev := CommandFailed{Command: m.Subject, Error: clip(cause.Error())}
+	ev := CommandFailed{Command: m.Subject, Error: schemas.ErrorText(cause.Error())}
 	token := "cmd-" + strconv.FormatUint(m.StreamSeq, 10)
 	if _, err := s.bus.Event(ctx, EvtCommandFailed, token, ev, causedBy(m.Envelope, EvtCommandFailed)...); err != nil {
 		return fmt.Errorf("publish command-failed for %s: %w (refusal: %v)", m.Subject, err, cause)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/schemas"
 )
 
 // lister lists a marketplace's apps upstream.
@@ -76,7 +77,7 @@ func (s *Service) relist(ctx context.Context, mk Market) (AppsRefreshed, error) 
 			return ev, fmt.Errorf("refresh of marketplace %d interrupted: %w", mk.ID, err)
 		}
 		s.log.Warn("refresh failed", "market", mk.ID, "name", mk.Name, "err", err)
-		ev.Error = clip(err.Error())
+		ev.Error = schemas.ErrorText(err.Error())
 		_, uerr := s.store.updateMarket(ctx, mk.ID, func(m *Market) error {
 			m.RefreshedAt, m.Error = started, ev.Error
 			return nil

@@ -11,6 +11,7 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/dockerurl"
 	"github.com/slipway/slipway/pkg/oci"
+	"github.com/slipway/slipway/schemas"
 )
 
 // maxResolveDeliveries is how often a resolve that failed for a reason
@@ -49,7 +50,7 @@ func (s *Service) resolve(ctx context.Context, m *bus.Msg) error {
 // registry's refusal, the registry's own words) and ends the command.
 func (s *Service) resolveFailed(ctx context.Context, m *bus.Msg, imageID int64, cause error) error {
 	s.log.Warn("resolve failed", "image", imageID, "err", cause)
-	ev := Failed{ImageID: imageID, Error: clip(cause.Error())}
+	ev := Failed{ImageID: imageID, Error: schemas.ErrorText(cause.Error())}
 	if _, err := s.bus.Event(ctx, EvtFailed, idToken(imageID), ev, causedBy(m.Envelope, EvtFailed)...); err != nil {
 		return fmt.Errorf("publish failed event of image %d: %w (resolve: %v)", imageID, err, cause)
 	}

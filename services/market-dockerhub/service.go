@@ -167,19 +167,3 @@ func causedBy(parent envelope.Envelope, what string) []bus.PubOption {
 	return []bus.PubOption{bus.CausedBy(parent), bus.WithID(envelope.StepID(parent.ID, what))}
 }
 
-// maxErrorLen bounds error messages in events.
-const maxErrorLen = 4096
-
-func clip(msg string) string {
-	if msg == "" {
-		return "unknown error"
-	}
-	if len(msg) <= maxErrorLen {
-		return msg
-	}
-	cut := maxErrorLen - len("…")
-	for cut > 0 && msg[cut]&0xC0 == 0x80 {
-		cut--
-	}
-	return msg[:cut] + "…"
-}
