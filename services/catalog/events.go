@@ -51,4 +51,3 @@ func (s *Service) emitFailed(ctx context.Context, subjectID string, id *int64, c
 	_, err := s.bus.Event(ctx, EvtFailed, subjectID, ev, opts...)
 	return err
 }
-

@@ -166,4 +166,3 @@ func idToken(id int64) string { return strconv.FormatInt(id, 10) }
 func causedBy(parent envelope.Envelope, what string) []bus.PubOption {
 	return []bus.PubOption{bus.CausedBy(parent), bus.WithID(envelope.StepID(parent.ID, what))}
 }
-
