@@ -12,9 +12,8 @@ import (
 // Diff lists how got, a tree read back from an image of filesystem fs,
 // differs from want, the tree it was built from: entry by entry, types,
 // modes, owners, sizes, symlink targets, device numbers, xattrs, hard link
-// groups and (ext only) mtimes. ext's lost+found is ignored unless want has
-// one. On xfs hard links are expected as separate copies and mtimes are not
-// compared (see the package comment). An empty result means they match.
+// groups and mtimes. ext's lost+found is ignored unless want has one (xfs
+// images have none). An empty result means they match.
 func Diff(want, got *tree.Tree, fs string) []string {
 	var d []string
 	wantGroups, gotGroups := linkGroups(want), linkGroups(got)
@@ -24,13 +23,10 @@ func Diff(want, got *tree.Tree, fs string) []string {
 			d = append(d, fmt.Sprintf("%q: missing", w.Path))
 			continue
 		}
-		if fs != "xfs" && wantGroups[w.Path] != gotGroups[w.Path] {
+		if wantGroups[w.Path] != gotGroups[w.Path] {
 			d = append(d, fmt.Sprintf("%q: hard-linked with %q, want with %q", w.Path, gotGroups[w.Path], wantGroups[w.Path]))
 		}
-		if fs == "xfs" && g.Type == tree.Hardlink {
-			d = append(d, fmt.Sprintf("%q: a hard link to %q, xfs should hold a copy", w.Path, g.Link))
-		}
-		d = append(d, diffEntry(w.Path, resolve(want, w), resolve(got, g), fs)...)
+		d = append(d, diffEntry(w.Path, resolve(want, w), resolve(got, g))...)
 	}
 	for _, g := range got.Entries() {
 		if _, ok := want.Get(g.Path); !ok && !(fs != "xfs" && g.Path == "lost+found") {
@@ -40,7 +36,7 @@ func Diff(want, got *tree.Tree, fs string) []string {
 	return d
 }
 
-func diffEntry(p string, w, g *tree.Entry, fs string) []string {
+func diffEntry(p string, w, g *tree.Entry) []string {
 	var d []string
 	add := func(what string, got, want any) {
 		d = append(d, fmt.Sprintf("%q: %s %v, want %v", p, what, got, want))
@@ -67,7 +63,7 @@ func diffEntry(p string, w, g *tree.Entry, fs string) []string {
 	if !maps.Equal(w.Xattrs, g.Xattrs) && (len(w.Xattrs) > 0 || len(g.Xattrs) > 0) {
 		add("xattrs", fmt.Sprintf("%q", g.Xattrs), fmt.Sprintf("%q", w.Xattrs))
 	}
-	if fs != "xfs" && w.ModTime != g.ModTime {
+	if w.ModTime != g.ModTime {
 		add("mtime", g.ModTime, w.ModTime)
 	}
 	return d

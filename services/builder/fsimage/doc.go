@@ -14,18 +14,26 @@
 //
 // xfs: mkfs.xfs -p with a protofile carries owners, modes (setuid, setgid),
 // symlinks, devices and fifos; then one xfs_db -x run applies what the
-// protofile cannot say: sticky bits and xattrs. xfs_repair -n checks the
-// result. Limitations of xfs (xfsprogs 6.1, Debian 12):
-//   - The protofile has no hard links: each link becomes its own inode with
-//     the same content (and counts twice towards the size).
+// protofile cannot say: hard links, sticky bits, mtimes and xattrs.
+// xfs_repair -n checks the result, and the image is read back and compared
+// with the tree. Hard links (xfslink.go): the protofile gives each extra
+// name an empty stand-in inode; xfs_db points the name's directory entry at
+// the real inode (only the entry's inode number changes, so this holds for
+// short-form, block, leaf and node directories alike), marks the stand-in
+// free and sets the link count; xfs_repair then frees the stand-ins in the
+// inode btrees and counters, and must report nothing else. Limitations
+// (xfsprogs 6.1, Debian 12):
 //   - Names holding spaces, tabs or a leading colon, and names equal to "$",
 //     cannot be written in a protofile; such trees are refused.
-//   - Timestamps are mkfs's own time, not the tree's mtimes.
+//   - mtimes are whole seconds from 1901-12-13 to 2194-03-23 (bigtime as
+//     xfs_db 6.1 writes it); others are refused. The other timestamps are
+//     what mkfs.xfs writes.
 //   - xattrs are set with xfs_db in expert mode and must fit in the inode
-//     (short form, about 300 bytes per file); larger sets are refused.
+//     (short form, about 200 bytes per file); larger sets are refused.
 //   - xfs cannot be smaller than 300 MiB.
 //   - mkfs.xfs reads each regular file whole into memory while copying it.
 //
 // ReadExt and ReadXFS list a built image's tree with debugfs and xfs_db
-// (no mounts) for tests and checks; ContentHash hashes one file's content.
+// (no mounts) for tests and checks, ReadXFSInodes an xfs image's inode
+// numbers and link counts; ContentHash hashes one file's content.
 package fsimage

@@ -22,6 +22,10 @@ type listed struct {
 	ino   uint64
 	entry *tree.Entry // metadata; Path is the first name in tree order
 	names []string
+	// nlink is the link count the inode stores, format its data fork's
+	// format (xfs: local, extents or btree); the xfs reader fills them.
+	nlink  uint32
+	format string
 }
 
 // inodeList gathers the inodes of an image as its directories are walked.

@@ -34,13 +34,28 @@ func (h *headBuffer) Write(p []byte) (int, error) {
 // may be nil) as it comes, and returns its standard error. A failing exit
 // is an error naming the tool and quoting its stderr.
 func run(ctx context.Context, onLine func(string) error, name string, args ...string) (string, error) {
+	return runTool(ctx, onLine, false, name, args...)
+}
+
+// runMerged is run for tools that report on stderr: onLine sees every line
+// of both streams, in the order written, however long the report.
+func runMerged(ctx context.Context, onLine func(string) error, name string, args ...string) error {
+	_, err := runTool(ctx, onLine, true, name, args...)
+	return err
+}
+
+func runTool(ctx context.Context, onLine func(string) error, merge bool, name string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(cmd.Environ(), "LC_ALL=C", "DEBUGFS_PAGER=__none__", "PAGER=__none__")
+	// TZ=UTC: xfs_db prints timestamps as local dates, which ReadXFS parses.
+	cmd.Env = append(cmd.Environ(), "LC_ALL=C", "TZ=UTC", "DEBUGFS_PAGER=__none__", "PAGER=__none__")
 	var stderr headBuffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return "", err
+	}
+	if merge {
+		cmd.Stderr = cmd.Stdout // the pipe's write end: one stream, in order
 	}
 	if err := cmd.Start(); err != nil {
 		return "", fmt.Errorf("%s: %w", name, err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -17,6 +18,14 @@ import (
 // xfsAttrMax bounds an inode's xattrs (names, values and headers) so they
 // stay in the inode's short-form attribute fork, which xfs_db can write.
 const xfsAttrMax = 200
+
+// The range of mtimes xfsFixes can write: bigtime's lower bound, and the
+// largest whose encoding xfs_db 6.1 parses (a signed 64-bit number of
+// nanoseconds from the lower bound): 1901-12-13 to 2194-03-23.
+const (
+	xfsMinTime = -1 << 31
+	xfsMaxTime = math.MaxInt64/1_000_000_000 - 1<<31
+)
 
 // xfsNamespaces maps xattr prefixes to xfs_db attr_set flags.
 var xfsNamespaces = map[string]string{"user.": "-u", "security.": "-s", "trusted.": "-r"}
@@ -34,12 +43,14 @@ func buildXFS(ctx context.Context, root string, t *tree.Tree, out string, sizeMi
 	if err := writeProto(root, t, proto, work); err != nil {
 		return err
 	}
-	args := []string{"-q", "-f", "-p", proto}
+	// bigtime: timestamps past 2038, and the encoding xfsFixes writes.
+	meta := "bigtime=1"
+	if opts.UUID != "" {
+		meta += ",uuid=" + opts.UUID
+	}
+	args := []string{"-q", "-f", "-p", proto, "-m", meta}
 	if opts.Label != "" {
 		args = append(args, "-L", opts.Label)
-	}
-	if opts.UUID != "" {
-		args = append(args, "-m", "uuid="+opts.UUID)
 	}
 	if stderr, err := run(ctx, nil, "mkfs.xfs", append(args, out)...); err != nil {
 		return noSpace("mkfs.xfs", stderr, err)
@@ -72,6 +83,10 @@ func checkProtoName(e *tree.Entry) error {
 	if e.Type == tree.Symlink && (e.Link == "" || strings.ContainsAny(e.Link, " \t") || strings.HasPrefix(e.Link, ":")) {
 		return fmt.Errorf("xfs: symlink %q: mkfs.xfs protofiles cannot hold the target %q (empty, white space or a leading colon; ext4 can)", e.Path, e.Link)
 	}
+	if e.Type != tree.Hardlink && (e.ModTime < xfsMinTime || e.ModTime > xfsMaxTime) {
+		return fmt.Errorf("xfs: entry %q: mtime %d is outside what this builder can write to xfs (%d to %d, years 1901 to 2194)",
+			e.Path, e.ModTime, int64(xfsMinTime), int64(xfsMaxTime))
+	}
 	n := 4
 	for k, v := range e.Xattrs {
 		ns, _ := xattrNamespace(k)
@@ -95,15 +110,20 @@ func xattrNamespace(name string) (prefix, flag string) {
 	return "", ""
 }
 
-// writeProto writes the mkfs.xfs protofile for t. Hard links become copies
-// (the format has none); sources whose host path holds white space are
-// reached through symlinks in work.
+// writeProto writes the mkfs.xfs protofile for t. The format has no hard
+// links: each extra name gets an empty stand-in of its target's type, which
+// linkXFS replaces (see xfslink.go). Sources whose host path holds white
+// space are reached through symlinks in work.
 func writeProto(root string, t *tree.Tree, proto, work string) error {
 	f, err := os.Create(proto)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	empty := filepath.Join(work, "empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		return err
+	}
 	w := bufio.NewWriter(f)
 	children := map[string][]*tree.Entry{}
 	for _, e := range t.Entries() {
@@ -122,6 +142,9 @@ func writeProto(root string, t *tree.Tree, proto, work string) error {
 			switch meta.Type {
 			case tree.Regular:
 				src := filepath.Join(root, meta.Path)
+				if e.Type == tree.Hardlink {
+					src = empty
+				}
 				if strings.ContainsAny(src, " \t\n") || strings.HasPrefix(src, ":") {
 					sources++
 					alias := filepath.Join(work, "s"+strconv.Itoa(sources))
@@ -184,10 +207,11 @@ func protoMode(e *tree.Entry) string {
 	return fmt.Sprintf("%c%c%c%03o", protoTypes[e.Type], u, g, e.Mode&0o777)
 }
 
-// fixXFS makes the image match what the protofile could not say (sticky
-// bits, owners or modes mkfs changed, xattrs) with one xfs_db -x run.
+// fixXFS makes the image match what the protofile could not say (hard
+// links, sticky bits, owners or modes mkfs changed, mtimes, xattrs) with
+// one xfs_db -x run, then has xfs_repair free the hard links' stand-ins.
 func fixXFS(ctx context.Context, t *tree.Tree, out string) error {
-	l, err := listXFS(ctx, out)
+	l, geo, err := listXFS(ctx, out)
 	if err != nil {
 		return err
 	}
@@ -197,21 +221,50 @@ func fixXFS(ctx context.Context, t *tree.Tree, out string) error {
 			byPath[n] = x
 		}
 	}
-	var cmds []string
+	links, err := planLinks(t, byPath)
+	if err != nil {
+		return err
+	}
+	slots, err := findSlots(ctx, out, geo, links, l)
+	if err != nil {
+		return err
+	}
+	cmds := linkCommands(links, slots)
 	for _, e := range t.Entries() {
-		want, x := resolve(t, e), byPath[e.Path]
+		if e.Type == tree.Hardlink {
+			continue // its target's inode is fixed
+		}
+		x := byPath[e.Path]
 		if x == nil {
 			return fmt.Errorf("xfs: %q is missing from the image mkfs.xfs made", e.Path)
 		}
-		cmds = append(cmds, xfsFixes(x.ino, want, x.entry)...)
+		cmds = append(cmds, xfsFixes(x.ino, e, x.entry)...)
 	}
-	if len(cmds) == 0 {
-		return nil
+	if err := xfsDBScript(ctx, out, true, cmds, checkWrite); err != nil {
+		return fmt.Errorf("xfs: setting hard links, sticky bits, mtimes and xattrs: %w", err)
 	}
-	if err := xfsDBScript(ctx, out, true, cmds, nil); err != nil {
-		return fmt.Errorf("xfs: setting sticky bits and xattrs: %w", err)
+	if len(links.links) > 0 {
+		return repairXFS(ctx, out, links)
 	}
 	return nil
+}
+
+// checkWrite reads what an xfs_db -x script prints: each write echoes
+// "field = value"; anything else is a failed command (xfs_db reports
+// those on stdout and exits 0).
+func checkWrite(line string) error {
+	if !strings.Contains(line, " = ") {
+		return fmt.Errorf("xfs_db: %s", line)
+	}
+	return nil
+}
+
+// xfsTime is a bigtime timestamp as xfs_db 6.1 writes it: its "sec" field
+// takes the whole 64-bit on-disk value, nanoseconds since 1901-12-13
+// 20:45:52 UTC. ReadXFS's check after the build catches a tool that reads
+// it otherwise.
+func xfsTime(unix int64) uint64 {
+	return uint64(unix-xfsMinTime) * 1e9
 }
 
 func xfsFixes(ino uint64, want, got *tree.Entry) []string {
@@ -225,6 +278,8 @@ func xfsFixes(ino uint64, want, got *tree.Entry) []string {
 	if want.GID != got.GID {
 		c = append(c, fmt.Sprintf("write core.gid %d", want.GID))
 	}
+	// Always: mkfs.xfs's stamp has nanoseconds, the tree's none.
+	c = append(c, fmt.Sprintf("write core.mtime.sec %d", xfsTime(want.ModTime)))
 	names := sortedKeys(want.Xattrs)
 	for _, k := range names {
 		ns, flag := xattrNamespace(k)
@@ -234,9 +289,6 @@ func xfsFixes(ino uint64, want, got *tree.Entry) []string {
 		if v := want.Xattrs[k]; v != "" {
 			c = append(c, fmt.Sprintf("write a.sfattr.list[%d].value #%s", i, hex.EncodeToString([]byte(v))))
 		}
-	}
-	if len(c) == 0 {
-		return nil
 	}
 	return append([]string{fmt.Sprintf("inode %d", ino)}, c...)
 }

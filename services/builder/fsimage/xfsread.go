@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/slipway/slipway/services/builder/tree"
 )
@@ -17,28 +19,57 @@ import (
 const xfsMarker = "@@fsimage "
 
 // ReadXFS lists the tree of an xfs image with xfs_db, without mounting it:
-// paths, types, modes, owners, sizes, symlink targets, device numbers and
-// short-form xattrs. Timestamps are not read (xfs_db 6.1 prints bigtime
-// stamps inconsistently). Names sharing an inode are reported as hard links
-// to the first of them in tree order.
+// paths, types, modes, owners, sizes, symlink targets, device numbers,
+// short-form xattrs and mtimes (whole seconds). Names sharing an inode are
+// reported as hard links to the first of them in tree order; ReadXFSInodes
+// gives the inode numbers and stored link counts.
 func ReadXFS(ctx context.Context, image string) (*tree.Tree, error) {
-	l, err := listXFS(ctx, image)
+	l, _, err := listXFS(ctx, image)
 	if err != nil {
 		return nil, err
 	}
 	return l.tree(), nil
 }
 
-func listXFS(ctx context.Context, image string) (*inodeList, error) {
-	geo, err := xfsGeometry(ctx, image)
+// Inode is one inode of an image as ReadXFSInodes lists it.
+type Inode struct {
+	Ino uint64
+	// Nlink is the link count stored in the inode.
+	Nlink uint32
+	// Names are the paths naming the inode, in tree order.
+	Names []string
+}
+
+// ReadXFSInodes lists every inode reachable from an xfs image's root with
+// its number, stored link count and names, ordered by first name, so tests
+// can check hard links against the counts the filesystem keeps.
+func ReadXFSInodes(ctx context.Context, image string) ([]Inode, error) {
+	l, _, err := listXFS(ctx, image)
 	if err != nil {
 		return nil, err
+	}
+	out := make([]Inode, 0, len(l.byIno))
+	for _, x := range l.byIno {
+		names := slices.Clone(x.names)
+		sort.Slice(names, func(i, j int) bool { return pathLess(names[i], names[j]) })
+		out = append(out, Inode{Ino: x.ino, Nlink: x.nlink, Names: names})
+	}
+	sort.Slice(out, func(i, j int) bool { return pathLess(out[i].Names[0], out[j].Names[0]) })
+	return out, nil
+}
+
+// listXFS walks an xfs image's directories breadth first, one xfs_db run
+// per level to list them and one to inspect their entries.
+func listXFS(ctx context.Context, image string) (*inodeList, xfsGeo, error) {
+	geo, err := xfsGeometry(ctx, image)
+	if err != nil {
+		return nil, geo, err
 	}
 	l := &inodeList{byIno: map[uint64]*listed{}}
 	l.add(geo.rootIno, ".", &tree.Entry{Type: tree.Dir})
 	level := map[uint64]string{geo.rootIno: "."}
 	if err := inspectXFS(ctx, image, geo, l, level, nil); err != nil {
-		return nil, err
+		return nil, geo, err
 	}
 	for len(level) > 0 {
 		var cmds []string
@@ -69,10 +100,10 @@ func listXFS(ctx context.Context, image string) (*inodeList, error) {
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return nil, geo, err
 		}
 		if err := inspectXFS(ctx, image, geo, l, next, kinds); err != nil {
-			return nil, err
+			return nil, geo, err
 		}
 		level = map[uint64]string{}
 		for ino, p := range next {
@@ -81,7 +112,7 @@ func listXFS(ctx context.Context, image string) (*inodeList, error) {
 			}
 		}
 	}
-	return l, nil
+	return l, geo, nil
 }
 
 // parseXFSLs reads "cookie ino type hash namelen name (good)"; the name is
@@ -112,7 +143,7 @@ func inspectXFS(ctx context.Context, image string, geo xfsGeo, l *inodeList, ino
 	var cmds []string
 	for ino := range inos {
 		cmds = append(cmds, fmt.Sprintf("echo %s%d", xfsMarker, ino), fmt.Sprintf("inode %d", ino),
-			"print core.mode core.uid core.gid core.size core.format")
+			"print core.mode core.uid core.gid core.size core.format core.nlinkv2 core.mtime.sec")
 		if k := kinds[ino]; k != "regular" && k != "directory" {
 			cmds = append(cmds, "print u3")
 		}
@@ -172,9 +203,20 @@ func parseXFSField(x *listed, line string, remote map[uint64]*tree.Entry) error 
 			e.Size = int64(num())
 		}
 	case key == "core.format":
-		if e.Type == tree.Symlink && !strings.Contains(val, "local") {
+		// "2 (extents)"
+		_, f, _ := strings.Cut(val, "(")
+		x.format = strings.TrimSuffix(f, ")")
+		if e.Type == tree.Symlink && x.format != "local" {
 			remote[x.ino] = e
 		}
+	case key == "core.nlinkv2":
+		x.nlink = uint32(num())
+	case key == "core.mtime.sec":
+		t, err := parseXFSTime(val)
+		if err != nil {
+			return fmt.Errorf("xfs_db: inode %d: %w", x.ino, err)
+		}
+		e.ModTime = t
 	case key == "u3.dev":
 		d := num()
 		e.Major, e.Minor = uint32(d>>18), uint32(d&(1<<18-1))
@@ -245,13 +287,29 @@ func unquoteXFSDB(s string) string {
 	return b.String()
 }
 
+// parseXFSTime reads a timestamp's seconds as xfs_db prints them: a date
+// in the C locale and, as run sets TZ, in UTC ("Tue Nov 14 22:13:20
+// 2023"); a plain number is taken as it is.
+func parseXFSTime(val string) (int64, error) {
+	if n, err := strconv.ParseInt(val, 10, 64); err == nil {
+		return n, nil
+	}
+	t, err := time.ParseInLocation("Mon Jan _2 15:04:05 2006", val, time.UTC)
+	if err != nil {
+		return 0, fmt.Errorf("timestamp %q: %w", val, err)
+	}
+	return t.Unix(), nil
+}
+
 type xfsGeo struct {
 	blockSize, agBlocks, rootIno uint64
+	// dirBlocks is the size of a directory block in filesystem blocks.
+	dirBlocks uint64
 }
 
 func xfsGeometry(ctx context.Context, image string) (xfsGeo, error) {
 	var g xfsGeo
-	err := xfsDBScript(ctx, image, false, []string{"sb 0", "print blocksize agblocks rootino"}, func(line string) error {
+	err := xfsDBScript(ctx, image, false, []string{"sb 0", "print blocksize agblocks rootino dirblklog"}, func(line string) error {
 		k, v, _ := strings.Cut(line, " = ")
 		n, _ := strconv.ParseUint(v, 10, 64)
 		switch k {
@@ -261,9 +319,12 @@ func xfsGeometry(ctx context.Context, image string) (xfsGeo, error) {
 			g.agBlocks = n
 		case "rootino":
 			g.rootIno = n
+		case "dirblklog":
+			g.dirBlocks = 1 << n
 		}
 		return nil
 	})
+	g.dirBlocks = max(g.dirBlocks, 1)
 	if err == nil && (g.blockSize == 0 || g.agBlocks == 0 || g.rootIno == 0) {
 		err = fmt.Errorf("xfs_db: %s: no superblock geometry", image)
 	}
