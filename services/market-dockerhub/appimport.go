@@ -2,46 +2,51 @@ package marketdockerhub
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/dockerurl"
 	"github.com/slipway/slipway/schemas"
 )
 
-// Services the import talks to.
+// Services and messages the import talks to.
 const (
 	catalogService    = "catalog"
 	launcherService   = "launcher"
 	cmdImageCreate    = "image-create"
+	evtImageCreated   = "image-created"
+	queryImageShow    = "show"
 	cmdTemplateCreate = "template-create"
 )
 
-// appImport asks the catalog for an image of the app (path docker://…)
-// and the launcher for its VM template, in the command's saga, and keeps
-// the template for app-show. It waits for neither: the catalog's events
-// say how the image fares.
+// AttrImport is the image attribute holding the ce-id of the app-import
+// that created the image: a redelivered import finds its image by it.
+const AttrImport = "MARKETPLACE_IMPORT"
+
+// catalogCallTimeout bounds the wait for the catalog's image-created; a
+// longer silence (the catalog down) retries the import.
+const catalogCallTimeout = 30 * time.Second
+
+// appImport has the catalog create an image of the app (path docker://…)
+// and waits for its ID, then sends the launcher a VM template whose disk
+// is that image (DISK = [ IMAGE_ID = N ]), keeps the template for
+// app-show and reports app-imported. The catalog's refusal (a taken name,
+// an unknown datastore) refuses the import with the catalog's message. It
+// does not wait for the image to be built: the catalog's events say how
+// that fares.
 func (s *Service) appImport(ctx context.Context, m *bus.Msg) error {
 	var req AppImport
 	if err := decode(m, &req); err != nil {
 		return err
 	}
-	if req.Name == "" {
-		return refuse("app-import: give the name of the image to create")
-	}
-	mk, _, err := s.store.market(ctx, req.MarketID)
-	if errors.Is(err, ErrNotFound) {
-		return refuse("marketplace %d does not exist", req.MarketID)
-	}
-	if err != nil {
-		return err
-	}
-	app, err := s.store.app(ctx, req.MarketID, req.App)
-	if errors.Is(err, ErrNotFound) {
-		return refuse("marketplace %d (%s) has no app %q (refresh it, or check the name)", mk.ID, mk.Name, req.App)
-	}
+	mk, app, err := s.importedApp(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -49,16 +54,11 @@ func (s *Service) appImport(ctx context.Context, m *bus.Msg) error {
 	if err != nil {
 		return &refusal{err}
 	}
-	create := schemas.ImageCreate{Name: req.Name, Datastore: req.Datastore, Type: schemas.ImageType("OS"),
-		Path: src, Description: app.Description,
-		Attributes: map[string]string{"MARKETPLACE": mk.Name, "MARKETPLACE_APP": app.Name}}
-	if len(create.Description) > 1024 {
-		create.Description = create.Description[:1024]
-	}
-	if _, err := s.bus.Command(ctx, catalogService, cmdImageCreate, create, causedBy(m.Envelope, cmdImageCreate)...); err != nil {
+	imageID, err := s.importImage(ctx, m, mk, app, req, src)
+	if err != nil {
 		return err
 	}
-	tmpl := VMTemplate(req.Name, s.cfg.User, -1, app)
+	tmpl := VMTemplate(req.Name, s.cfg.User, s.cfg.Kernel, imageID, app)
 	if _, err := s.bus.Command(ctx, launcherService, cmdTemplateCreate, TemplateCreate{Name: req.Name, Template: tmpl},
 		causedBy(m.Envelope, cmdTemplateCreate)...); err != nil {
 		return err
@@ -66,23 +66,112 @@ func (s *Service) appImport(ctx context.Context, m *bus.Msg) error {
 	if err := s.store.putTemplate(ctx, mk.ID, app.Name, tmpl); err != nil {
 		return err
 	}
-	ev := AppImported{MarketID: mk.ID, App: app.Name, Name: req.Name, URL: src, Template: tmpl}
+	ev := AppImported{MarketID: mk.ID, App: app.Name, Name: req.Name, URL: src, ImageID: imageID, Template: tmpl}
 	_, err = s.bus.Event(ctx, EvtAppImported, idToken(mk.ID), ev, causedBy(m.Envelope, EvtAppImported)...)
 	return err
+}
+
+// importedApp finds the marketplace and the app an import names.
+func (s *Service) importedApp(ctx context.Context, req AppImport) (Market, App, error) {
+	mk, _, err := s.store.market(ctx, req.MarketID)
+	if errors.Is(err, ErrNotFound) {
+		return mk, App{}, refuse("marketplace %d does not exist", req.MarketID)
+	}
+	if err != nil {
+		return mk, App{}, err
+	}
+	app, err := s.store.app(ctx, req.MarketID, req.App)
+	if errors.Is(err, ErrNotFound) {
+		return mk, app, refuse("marketplace %d (%s) has no app %q (refresh it, or check the name)", mk.ID, mk.Name, req.App)
+	}
+	return mk, app, err
+}
+
+// importImage returns the ID of the image an import creates, asking the
+// catalog once per import: the answer is remembered under the command's
+// ce-id, because a repeated image-create would get no answer (JetStream
+// and the catalog both drop a command they have seen).
+func (s *Service) importImage(ctx context.Context, m *bus.Msg, mk Market, app App, req AppImport, src string) (int64, error) {
+	key := "import." + enc(m.Envelope.ID)
+	if e, err := s.dedup.Get(ctx, key); err == nil {
+		return strconv.ParseInt(string(e.Value()), 10, 64)
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, err
+	}
+	id, found, err := s.importedBefore(ctx, m, req.Name)
+	if err != nil {
+		return 0, err
+	}
+	if !found {
+		if id, err = s.createImage(ctx, m, mk, app, req, src); err != nil {
+			return 0, err
+		}
+	}
+	if _, err := s.dedup.Put(ctx, key, []byte(idToken(id))); err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+// importedBefore finds, on a redelivery, the image an earlier delivery of
+// the same import had the catalog create when its answer was lost: the
+// image of that name whose AttrImport is the command's ce-id.
+func (s *Service) importedBefore(ctx context.Context, m *bus.Msg, name string) (int64, bool, error) {
+	if m.Delivered <= 1 {
+		return 0, false, nil
+	}
+	var img schemas.Image
+	err := s.bus.Query(ctx, catalogService, queryImageShow, map[string]string{"name": name}, &img)
+	if bus.IsNotFound(err) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("look for image %q of an earlier delivery: %w", name, err)
+	}
+	if img.Attributes[AttrImport] != m.Envelope.ID {
+		return 0, false, nil // someone else's: image-create gets the catalog's refusal
+	}
+	return img.ID, true, nil
+}
+
+// createImage asks the catalog for the image and waits for its ID.
+func (s *Service) createImage(ctx context.Context, m *bus.Msg, mk Market, app App, req AppImport, src string) (int64, error) {
+	create := schemas.ImageCreate{Name: req.Name, Datastore: req.Datastore, Type: schemas.ImageTypeOS,
+		Path: src, Description: app.Description,
+		Attributes: map[string]string{"MARKETPLACE": mk.Name, "MARKETPLACE_APP": app.Name, AttrImport: m.Envelope.ID}}
+	if len(create.Description) > 1024 {
+		create.Description = create.Description[:1024]
+	}
+	cctx, cancel := context.WithTimeout(ctx, catalogCallTimeout)
+	defer cancel()
+	ans, err := s.bus.Call(cctx, catalogService, cmdImageCreate, create, []string{evtImageCreated},
+		causedBy(m.Envelope, cmdImageCreate)...)
+	var ce *bus.CallError
+	if errors.As(err, &ce) {
+		return 0, refuse("the catalog refused image %q: %s", req.Name, ce.Message)
+	}
+	if err != nil {
+		return 0, err
+	}
+	var img schemas.Image
+	if err := json.Unmarshal(ans.Data, &img); err != nil {
+		return 0, fmt.Errorf("the catalog's %s for %q: %w", evtImageCreated, req.Name, err)
+	}
+	return img.ID, nil
 }
 
 // importURL is the docker:// URL an import of app sends the catalog,
 // checked by the same parser the catalog's saga uses.
 func importURL(mk Market, app App, req AppImport) (string, error) {
 	u := dockerurl.URL{Repository: app.Name, Tag: req.Tag, SizeMiB: req.SizeMiB,
-		Filesystem: req.Filesystem, Format: req.Format}
-	if mk.MAD == MADRegistry {
+		Filesystem: string(req.Filesystem), Format: string(req.Format)}
+	if mk.Mad == MADRegistry {
 		u.Registry = mk.Registry
 	} else if u.Repository != "" && !strings.Contains(u.Repository, "/") {
 		u.Repository = "library/" + u.Repository
 	}
 	if u.Tag == "" {
-		u.Tag = app.DefaultTag()
+		u.Tag = DefaultTag(app)
 	}
 	if u.Filesystem == "" {
 		u.Filesystem = dockerurl.DefaultFilesystem

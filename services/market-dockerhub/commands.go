@@ -28,14 +28,15 @@ func isRefusal(err error) bool {
 	return errors.As(err, &r)
 }
 
-// handleCommand checks a command against its schema (where the schemas
-// module has one) and runs it. A refused command is terminated with a
-// command-failed event; any other error is retried.
+// handleCommand checks a command against its schema and runs it. A
+// command that is not valid, or refused, is terminated with a
+// command-failed event (resolve: failed.<image_id>, when it names an
+// image); any other error is retried.
 func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
 	if !slices.Contains(Verbs(), m.Name) {
 		return s.reject(ctx, m, fmt.Errorf("market-dockerhub has no command %q (commands: %s)", m.Name, strings.Join(Verbs(), ", ")))
 	}
-	if err := schemas.Validate(schemas.KindCommand, ServiceName, m.Name, m.Data); err != nil && !errors.Is(err, schemas.ErrUnknownMessage) {
+	if err := schemas.Validate(schemas.KindCommand, ServiceName, m.Name, m.Data); err != nil {
 		if m.Name == CmdResolve {
 			if id, ok := imageIDOf(m); ok {
 				return s.resolveFailed(ctx, m, id, err)
@@ -139,7 +140,7 @@ func (s *Service) marketCreate(ctx context.Context, m *bus.Msg) error {
 	if err := s.store.claimName(ctx, req.Name, id); err != nil {
 		return err
 	}
-	mk := Market{ID: id, Name: req.Name, MAD: MADRegistry, Registry: req.Registry, Insecure: req.Insecure,
+	mk := Market{ID: id, Name: req.Name, Mad: MADRegistry, Registry: req.Registry, Insecure: req.Insecure,
 		Monitoring: req.Monitoring == nil || *req.Monitoring, CreatedAt: now()}
 	if _, err := s.store.kv.Create(ctx, marketKey(id), marshal(mk)); err != nil && !isConflict(err) {
 		return fmt.Errorf("write %s: %w", marketKey(id), err)
@@ -220,7 +221,7 @@ func applyUpdate(mk *Market, req MarketUpdate) error {
 		mk.Insecure = *req.Insecure
 	}
 	if req.Registry != nil {
-		if mk.MAD != MADRegistry {
+		if mk.Mad != MADRegistry {
 			return refuse("marketplace %d (%s) lists Docker Hub: it has no registry to change", mk.ID, mk.Name)
 		}
 		if err := validRegistry(*req.Registry); err != nil {
@@ -229,7 +230,7 @@ func applyUpdate(mk *Market, req MarketUpdate) error {
 		mk.Registry = *req.Registry
 	}
 	if req.Endpoint != nil {
-		if mk.MAD != MADDockerHub {
+		if mk.Mad != MADDockerHub {
 			return refuse("marketplace %d (%s) is a registry: it has no Hub API endpoint", mk.ID, mk.Name)
 		}
 		if !strings.HasPrefix(*req.Endpoint, "http://") && !strings.HasPrefix(*req.Endpoint, "https://") {

@@ -2,6 +2,7 @@ package marketdockerhub
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -15,6 +16,7 @@ const (
 	DefaultHubAPI          = "https://hub.docker.com"
 	DefaultRefreshInterval = time.Hour
 	DefaultUser            = "oneadmin"
+	DefaultKernel          = "kernel"
 )
 
 // Environment variables read by ConfigFromEnv.
@@ -25,6 +27,7 @@ const (
 	EnvMirrors         = "SLIPWAY_REGISTRY_MIRRORS"
 	EnvHubMonitoring   = "SLIPWAY_DOCKERHUB_MONITORING"
 	EnvUser            = "SLIPWAY_USER"
+	EnvKernel          = "SLIPWAY_DOCKERHUB_KERNEL"
 )
 
 // Config configures the service.
@@ -46,8 +49,12 @@ type Config struct {
 	DockerConfig string
 	// Mirrors maps a registry host to the mirrors tried before it.
 	Mirrors map[string][]string
-	// User owns the images and templates apps are imported as.
+	// User owns the images and templates apps are imported as, and the
+	// kernel their templates name.
 	User string
+	// Kernel is the name of the KERNEL image (kernel-registry) the VM
+	// templates of imported apps boot (default "kernel").
+	Kernel string
 	// HTTPClient talks to Hub's API (default: a client with a 1 min
 	// timeout).
 	HTTPClient *http.Client
@@ -66,6 +73,9 @@ func (c *Config) defaults() {
 	}
 	if c.User == "" {
 		c.User = DefaultUser
+	}
+	if c.Kernel == "" {
+		c.Kernel = DefaultKernel
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: time.Minute}
@@ -86,6 +96,7 @@ func ConfigFromEnv() (Config, error) {
 		HubAPI:       run.Env(EnvHubAPI, DefaultHubAPI),
 		DockerConfig: run.Env(EnvDockerConfig, ""),
 		User:         run.Env(EnvUser, DefaultUser),
+		Kernel:       run.Env(EnvKernel, DefaultKernel),
 	}
 	var errs []error
 	var err error
@@ -98,6 +109,9 @@ func ConfigFromEnv() (Config, error) {
 		errs = append(errs, err)
 	}
 	if cfg.Mirrors, err = parseMirrors(run.Env(EnvMirrors, "")); err != nil {
+		errs = append(errs, err)
+	}
+	if err := cfg.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return cfg, errors.Join(errs...)
@@ -120,4 +134,24 @@ func parseMirrors(s string) (map[string][]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// validate checks what the VM templates quote: the kernel's and the
+// user's names go inside $FILE[IMAGE="…", IMAGE_UNAME="…"], which has no
+// escapes.
+func (c Config) validate() error {
+	var errs []error
+	for _, v := range []struct{ what, env, value string }{
+		{"kernel image name", EnvKernel, c.Kernel},
+		{"user", EnvUser, c.User},
+	} {
+		if v.value == "" { // the default applies
+			continue
+		}
+		if len(v.value) > 128 || strings.ContainsAny(v.value, `"[]\`) ||
+			strings.ContainsFunc(v.value, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			errs = append(errs, fmt.Errorf("%s (%s) %q: want up to 128 characters without quotes, brackets, backslashes or control characters", v.what, v.env, v.value))
+		}
+	}
+	return errors.Join(errs...)
 }

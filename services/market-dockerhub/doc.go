@@ -9,8 +9,9 @@
 // marketplace.
 //
 // The service consumes its commands (slipway.cmd.market-dockerhub.*):
-// marketplace management, refresh, app-import (which asks the catalog for
-// an image from a docker:// URL and the launcher for a VM template), and
+// marketplace management, refresh, app-import (which has the catalog
+// create an image from a docker:// URL, waits for its ID, and sends the
+// launcher a VM template whose disk is that image), and
 // resolve, the catalog's docker-import step that pins a docker:// URL to a
 // manifest digest. It answers queries on slipway.api.market-dockerhub.*.
 package marketdockerhub

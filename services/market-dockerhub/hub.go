@@ -125,7 +125,7 @@ func (h hub) tags(ctx context.Context, a *App) error {
 	for _, r := range t.Results {
 		a.Tags = append(a.Tags, r.Name)
 	}
-	def := a.DefaultTag()
+	def := DefaultTag(*a)
 	for _, r := range t.Results {
 		if r.Name == def {
 			a.Size = r.FullSize

@@ -13,11 +13,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
-
-	"github.com/slipway/slipway/pkg/dockerurl"
-	"github.com/slipway/slipway/pkg/envelope"
-	"github.com/slipway/slipway/pkg/onetemplate"
-	"github.com/slipway/slipway/schemas"
 )
 
 func TestDockerHubListsOfficialImagesAcrossPages(t *testing.T) {
@@ -31,7 +26,7 @@ func TestDockerHubListsOfficialImagesAcrossPages(t *testing.T) {
 	env := h.command(CmdRefresh, Refresh{MarketID: 0})
 	var ev AppsRefreshed
 	mustJSON(t, h.outcome(env, EvtAppsRefreshed).Data, &ev)
-	if ev.Error != "" || ev.Apps != len(hubRepos) {
+	if ev.Error != "" || ev.Apps != int64(len(hubRepos)) {
 		t.Fatalf("apps-refreshed = %+v, want %d apps and no error", ev, len(hubRepos))
 	}
 	apps := h.apps(0)
@@ -49,11 +44,11 @@ func TestDockerHubListsOfficialImagesAcrossPages(t *testing.T) {
 		})
 		got := slices.Sorted(slices.Values(a.Tags))
 		if a.Description != want.Description || a.Stars != want.Stars || a.Pulls != want.Pulls ||
-			!slices.Equal(got, wantTags) || a.Source != "docker://"+want.Name || a.RegTime == "" || a.MarketID != 0 {
+			!slices.Equal(got, wantTags) || a.Source != "docker://"+want.Name || a.Regtime == "" || a.MarketID != 0 {
 			t.Errorf("app %s = %+v, want %+v", want.Name, a, want)
 		}
-		if wantSize := want.Tags[a.DefaultTag()]; a.Size != wantSize {
-			t.Errorf("app %s: size %d, want %d (tag %s)", a.Name, a.Size, wantSize, a.DefaultTag())
+		if wantSize := want.Tags[DefaultTag(a)]; a.Size != wantSize {
+			t.Errorf("app %s: size %d, want %d (tag %s)", a.Name, a.Size, wantSize, DefaultTag(a))
 		}
 	}
 	pages := 0
@@ -69,8 +64,8 @@ func TestDockerHubListsOfficialImagesAcrossPages(t *testing.T) {
 		t.Errorf("%d page requests, want 2: %v", pages, h.hub.requests())
 	}
 	mk := h.markets()
-	if len(mk) != 1 || mk[0].ID != 0 || mk[0].Name != DefaultMarketName || mk[0].MAD != MADDockerHub ||
-		mk[0].Apps != len(hubRepos) || mk[0].RefreshedAt == "" || mk[0].Error != "" {
+	if len(mk) != 1 || mk[0].ID != 0 || mk[0].Name != DefaultMarketName || mk[0].Mad != MADDockerHub ||
+		mk[0].Apps != int64(len(hubRepos)) || mk[0].RefreshedAt == "" || mk[0].Error != "" {
 		t.Errorf("markets = %+v", mk)
 	}
 
@@ -82,7 +77,7 @@ func TestDockerHubListsOfficialImagesAcrossPages(t *testing.T) {
 	}
 	again := h.apps(0)
 	for i := range apps {
-		if again[i].ID != apps[i].ID || again[i].RegTime != apps[i].RegTime {
+		if again[i].ID != apps[i].ID || again[i].Regtime != apps[i].Regtime {
 			t.Errorf("app %s changed identity: %+v -> %+v", apps[i].Name, apps[i], again[i])
 		}
 	}
@@ -109,7 +104,7 @@ func TestRegistryMarketplaceListsCatalogAndTags(t *testing.T) {
 	push(t, host, "busybox", "1.36", 1)
 
 	mk := h.createMarket(MarketCreate{Name: "local", Registry: host})
-	if mk.ID != 1 || mk.MAD != MADRegistry || !mk.Monitoring || mk.Registry != host {
+	if mk.ID != 1 || mk.Mad != MADRegistry || !mk.Monitoring || mk.Registry != host {
 		t.Errorf("market = %+v", mk)
 	}
 	apps := h.apps(mk.ID)
@@ -118,10 +113,10 @@ func TestRegistryMarketplaceListsCatalogAndTags(t *testing.T) {
 	}
 	app := appNamed(t, apps, "team/app")
 	if !slices.Equal(app.Tags, []string{"latest", "v1"}) || app.Size != layerBytes(t, latest) ||
-		app.Source != "docker://"+host+"/team/app" || app.DefaultTag() != "latest" {
+		app.Source != "docker://"+host+"/team/app" || DefaultTag(app) != "latest" {
 		t.Errorf("team/app = %+v (size want %d)", app, layerBytes(t, latest))
 	}
-	if bb := appNamed(t, apps, "busybox"); !slices.Equal(bb.Tags, []string{"1.36"}) || bb.DefaultTag() != "1.36" {
+	if bb := appNamed(t, apps, "busybox"); !slices.Equal(bb.Tags, []string{"1.36"}) || DefaultTag(bb) != "1.36" {
 		t.Errorf("busybox = %+v", bb)
 	}
 
@@ -191,108 +186,6 @@ func TestScheduledRefreshAndMonitoringOff(t *testing.T) {
 	})
 	if got := len(h.apps(quiet.ID)); got != 2 {
 		t.Errorf("quiet has %d apps once monitored, want 2", got)
-	}
-}
-
-func TestAppImportSendsImageAndTemplate(t *testing.T) {
-	h := newHarness(t)
-	host := newRegistry(t)
-	push(t, host, "team/app", "v1", 1)
-	mk := h.createMarket(MarketCreate{Name: "local", Registry: host})
-
-	env := h.command(CmdAppImport, AppImport{MarketID: mk.ID, App: "team/app", Tag: "v1", Name: "app-vm",
-		SizeMiB: 512, Filesystem: "xfs", Format: "qcow2", Datastore: "default"})
-	create := h.rec.Wait(t, "catalog image-create", func(m *nats.Msg) bool {
-		return m.Subject == "slipway.cmd.catalog.image-create" && m.Header.Get(envelope.HeaderCorrelationID) == env.CorrelationID
-	})
-	if err := schemas.Validate(schemas.KindCommand, "catalog", "image-create", create.Data); err != nil {
-		t.Errorf("image-create is not valid: %v", err)
-	}
-	var ic schemas.ImageCreate
-	mustJSON(t, create.Data, &ic)
-	wantURL := "docker://" + host + "/team/app:v1?size=512&filesystem=xfs&format=qcow2"
-	if ic.Name != "app-vm" || ic.Path != wantURL || ic.Datastore != "default" || ic.Attributes["MARKETPLACE"] != "local" {
-		t.Errorf("image-create = %+v, want path %s", ic, wantURL)
-	}
-	u, err := dockerurl.Parse(ic.Path)
-	if err != nil || u.Registry != host || u.Repository != "team/app" || u.Tag != "v1" || u.SizeMiB != 512 {
-		t.Errorf("the docker URL parses as %+v, %v", u, err)
-	}
-
-	tc := h.rec.Wait(t, "launcher template-create", func(m *nats.Msg) bool {
-		return m.Subject == "slipway.cmd.launcher.template-create" && m.Header.Get(envelope.HeaderCorrelationID) == env.CorrelationID
-	})
-	var cmd TemplateCreate
-	mustJSON(t, tc.Data, &cmd)
-	checkTemplate(t, cmd.Template, "app-vm")
-	h.outcome(env, EvtAppImported)
-
-	var shown App
-	if err := h.cli.Query(h.ctx, ServiceName, QueryAppShow, AppShowRequest{MarketID: &mk.ID, Name: "team/app"}, &shown); err != nil {
-		t.Fatal(err)
-	}
-	if shown.Template != cmd.Template || !slices.Equal(shown.Tags, []string{"v1"}) {
-		t.Errorf("app-show = %+v\nwant the imported template:\n%s", shown, cmd.Template)
-	}
-
-	// Docker Hub apps import as library images, defaults filled in.
-	h.outcome(h.command(CmdRefresh, Refresh{MarketID: 0}), EvtAppsRefreshed)
-	env = h.command(CmdAppImport, AppImport{MarketID: 0, App: "nginx", Name: "nginx"})
-	var imported AppImported
-	mustJSON(t, h.outcome(env, EvtAppImported).Data, &imported)
-	if imported.URL != "docker://nginx:latest?filesystem=ext4&format=raw" {
-		t.Errorf("hub import URL = %s", imported.URL)
-	}
-	if u, err := dockerurl.Parse(imported.URL); err != nil || u.Repository != "library/nginx" || u.Registry != "" {
-		t.Errorf("hub import URL parses as %+v, %v", u, err)
-	}
-
-	env = h.command(CmdAppImport, AppImport{MarketID: mk.ID, App: "nosuch", Name: "x"})
-	var f CommandFailed
-	mustJSON(t, h.outcome(env, EvtCommandFailed).Data, &f)
-	if !strings.Contains(f.Error, `no app "nosuch"`) {
-		t.Errorf("unknown app: %+v", f)
-	}
-}
-
-func checkTemplate(t *testing.T, text, image string) {
-	t.Helper()
-	tmpl, err := onetemplate.ParseString(text)
-	if err != nil {
-		t.Fatalf("template does not parse: %v\n%s", err, text)
-	}
-	get := func(k string) string { v, _ := tmpl.Get(k); return v }
-	if get("NAME") != image || get("CPU") != "1" || get("MEMORY") != "768" {
-		t.Errorf("template:\n%s", text)
-	}
-	disks := tmpl.Vectors("DISK")
-	if len(disks) != 1 || disks[0]["IMAGE"] != image || disks[0]["IMAGE_UNAME"] != "oneadmin" {
-		t.Errorf("DISK = %v", disks)
-	}
-	osv := tmpl.Vectors("OS")
-	if len(osv) != 1 || osv[0]["KERNEL_DS"] != `$FILE[IMAGE="kernel"]` || osv[0]["ROOT"] != "vda" ||
-		osv[0]["KERNEL_CMD"] != "console=ttyS0 init=/.slipway/init" {
-		t.Errorf("OS = %v", osv)
-	}
-	ctx := tmpl.Vectors("CONTEXT")
-	if len(ctx) != 1 || ctx[0]["NETWORK"] != "YES" || ctx[0]["SSH_PUBLIC_KEY"] != "$USER[SSH_PUBLIC_KEY]" {
-		t.Errorf("CONTEXT = %v", ctx)
-	}
-	if len(tmpl.Vectors("GRAPHICS")) != 1 {
-		t.Errorf("no GRAPHICS in\n%s", text)
-	}
-}
-
-func TestVMTemplateWithImageID(t *testing.T) {
-	tmpl, err := onetemplate.ParseString(VMTemplate("web", "oneadmin", 7, App{Description: `says "hi"`}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := tmpl.Vectors("DISK"); len(d) != 1 || d[0]["IMAGE_ID"] != "7" || d[0]["IMAGE"] != "" {
-		t.Errorf("DISK = %v", d)
-	}
-	if v, _ := tmpl.Get("DESCRIPTION"); v != `says "hi"` {
-		t.Errorf("DESCRIPTION = %q", v)
 	}
 }
 
@@ -374,5 +267,38 @@ func TestShutdownInterruptsASlowListing(t *testing.T) {
 	h.stop()
 	if d := time.Since(start); d > drainTimeout/2 {
 		t.Errorf("shutdown took %s with a listing in flight", d)
+	}
+}
+
+// TestInvalidCommandsAreRefused: a command that does not match its schema
+// gets one command-failed naming the field, and is not retried.
+func TestInvalidCommandsAreRefused(t *testing.T) {
+	h := newHarness(t)
+	for _, tc := range []struct {
+		verb, payload, want string
+	}{
+		{CmdAppImport, `{"market_id":0,"app":"nginx","name":"web","size_mib":0}`, "market-dockerhub.app-import: /size_mib: must be >= 1"},
+		{CmdAppImport, `{"market_id":0,"app":"nginx","name":"web","format":"vmdk"}`, `/format: is "vmdk"`},
+		{CmdAppImport, `{"market_id":0,"app":"nginx"}`, "/name: is required"},
+		{CmdMarketCreate, `{"name":"x","registry":"r:5000","colour":"red"}`, "/colour: is not allowed"},
+		{CmdMarketUpdate, `{"id":0,"endpoint":"ftp://hub"}`, "/endpoint:"},
+		{CmdRefresh, `{}`, "market-dockerhub.refresh: /market_id: is required"},
+		{CmdMarketDelete, `{"id":-1}`, "/id: must be >= 0"},
+		// Past the schema, the service's own rules say what is wrong.
+		{CmdMarketCreate, `{"name":"x","registry":"http://r:5000/v2"}`, "want host[:port], without a scheme or a path"},
+	} {
+		env := h.command(tc.verb, json.RawMessage(tc.payload))
+		var f CommandFailed
+		mustJSON(t, h.outcome(env, EvtCommandFailed).Data, &f)
+		if !strings.Contains(f.Error, tc.want) || f.Command != "slipway.cmd.market-dockerhub."+tc.verb {
+			t.Errorf("%s %s: %+v, want an error containing %q", tc.verb, tc.payload, f, tc.want)
+		}
+	}
+	// A retried command would be refused again: wait a moment and count.
+	time.Sleep(2 * time.Second)
+	if n := len(h.rec.All(func(m *nats.Msg) bool {
+		return strings.HasPrefix(m.Subject, "slipway.evt.market-dockerhub.command-failed.")
+	})); n != 8 {
+		t.Errorf("%d command-failed events for 8 invalid commands:\n%s", n, h.rec.Dump())
 	}
 }

@@ -43,7 +43,7 @@ func (s *Service) queryList(ctx context.Context, _ []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	counts := map[int64]int{}
+	counts := map[int64]int64{}
 	for _, a := range apps {
 		counts[a.MarketID]++
 	}
@@ -69,7 +69,7 @@ func (s *Service) queryShow(ctx context.Context, req []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	mk.Apps = len(apps)
+	mk.Apps = int64(len(apps))
 	return mk, nil
 }
 
@@ -136,7 +136,7 @@ func (s *Service) queryAppShow(ctx context.Context, req []byte) (any, error) {
 		return nil, err
 	}
 	if app.Template == "" {
-		app.Template = VMTemplate(app.Name, s.cfg.User, -1, app)
+		app.Template = VMTemplate(app.Name, s.cfg.User, s.cfg.Kernel, -1, app)
 	}
 	return app, nil
 }

@@ -19,13 +19,13 @@ type lister interface {
 }
 
 func (s *Service) lister(mk Market) (lister, error) {
-	switch mk.MAD {
+	switch mk.Mad {
 	case MADDockerHub:
 		return hub{base: mk.Endpoint, client: s.cfg.HTTPClient, log: s.log}, nil
 	case MADRegistry:
 		return registryLister{host: mk.Registry, insecure: mk.Insecure, log: s.log}, nil
 	}
-	return nil, fmt.Errorf("marketplace %d (%s): unknown MAD %q", mk.ID, mk.Name, mk.MAD)
+	return nil, fmt.Errorf("marketplace %d (%s): unknown MAD %q", mk.ID, mk.Name, mk.Mad)
 }
 
 // refresh lists marketplace id again and reports apps-refreshed. A
@@ -51,7 +51,7 @@ func (s *Service) refresh(ctx context.Context, m *bus.Msg, id int64) error {
 		if err != nil {
 			return err
 		}
-		ev.Apps, ev.Error = len(apps), mk.Error
+		ev.Apps, ev.Error = int64(len(apps)), mk.Error
 	} else if ev, err = s.relist(ctx, mk); err != nil {
 		return err
 	}
@@ -103,7 +103,7 @@ func (s *Service) relist(ctx context.Context, mk Market) (AppsRefreshed, error) 
 // storeApps writes the listed apps, keeping the ID and registration time
 // of those already known, and deletes the ones no longer listed.
 func (s *Service) storeApps(ctx context.Context, market int64, fresh []App) (AppsRefreshed, error) {
-	ev := AppsRefreshed{MarketID: market, Apps: len(fresh)}
+	ev := AppsRefreshed{MarketID: market, Apps: int64(len(fresh))}
 	old, err := s.store.apps(ctx, market)
 	if err != nil {
 		return ev, err
@@ -124,17 +124,17 @@ func (s *Service) storeApps(ctx context.Context, market int64, fresh []App) (App
 			return ev, err
 		}
 	}
-	ev.Added = int(added)
+	ev.Added = added
 	for _, a := range fresh {
 		a.MarketID = market
 		if prev, ok := known[a.Name]; ok {
-			a.ID, a.RegTime = prev.ID, prev.RegTime
+			a.ID, a.Regtime = prev.ID, prev.Regtime
 			delete(known, a.Name)
 			if sameJSON(prev, a) {
 				continue
 			}
 		} else {
-			a.ID, a.RegTime = next, now()
+			a.ID, a.Regtime = next, now()
 			next++
 		}
 		if err := s.store.putJSON(ctx, appKey(market, a.Name), a); err != nil {

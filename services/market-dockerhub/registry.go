@@ -96,7 +96,7 @@ func (r registryLister) app(ctx context.Context, reg name.Registry, repo string)
 	slices.Sort(tags)
 	a := App{Name: repo, Tags: tags, Source: "docker://" + r.host + "/" + repo}
 	if len(tags) > 0 {
-		a.Size = r.size(ctx, ref.Tag(a.DefaultTag()))
+		a.Size = r.size(ctx, ref.Tag(DefaultTag(a)))
 	}
 	return a, nil
 }

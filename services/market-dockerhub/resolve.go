@@ -41,7 +41,7 @@ func (s *Service) resolve(ctx context.Context, m *bus.Msg) error {
 		return s.resolveFailed(ctx, m, req.ImageID, err)
 	}
 	ev := Resolved{ImageID: req.ImageID, Reference: r.Reference, Digest: r.Digest,
-		Platform: r.Platform, Kind: r.Kind, Size: r.Size}
+		Platform: r.Platform, Kind: schemas.ContentKind(r.Kind), Size: r.Size}
 	_, err = s.bus.Event(ctx, EvtResolved, id, ev, causedBy(m.Envelope, EvtResolved)...)
 	return err
 }
@@ -92,7 +92,7 @@ func (s *Service) insecure(ctx context.Context, host string) bool {
 		return false
 	}
 	for _, m := range markets {
-		if m.MAD == MADRegistry && m.Registry == host && m.Insecure {
+		if m.Mad == MADRegistry && m.Registry == host && m.Insecure {
 			return true
 		}
 	}

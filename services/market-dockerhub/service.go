@@ -66,6 +66,9 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.bus.Service() != ServiceName {
 		return fmt.Errorf("market-dockerhub: the bus belongs to service %q, want %q", s.bus.Service(), ServiceName)
 	}
+	if err := s.cfg.validate(); err != nil {
+		return fmt.Errorf("market-dockerhub: %w", err)
+	}
 	if err := s.setup(ctx); err != nil {
 		return err
 	}
@@ -126,7 +129,7 @@ func (s *Service) ensureDefault(ctx context.Context) error {
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("market-dockerhub setup: %w", err)
 	}
-	m := Market{ID: 0, Name: DefaultMarketName, MAD: MADDockerHub, Endpoint: s.cfg.HubAPI,
+	m := Market{ID: 0, Name: DefaultMarketName, Mad: MADDockerHub, Endpoint: s.cfg.HubAPI,
 		Monitoring: !s.cfg.HubOffline, CreatedAt: now()}
 	if err := s.store.claimName(ctx, m.Name, m.ID); err != nil {
 		return fmt.Errorf("market-dockerhub setup: %w", err)

@@ -8,19 +8,20 @@ import (
 
 // VM template defaults of an imported app: OpenNebula's own defaults for
 // a small VM, and Slipway's guest init as PID 1 of a kernel booted from
-// the kernel registry's "kernel" file.
+// the kernel registry (Config.Kernel names its KERNEL image).
 const (
 	DefaultCPU       = "1"
 	DefaultMemoryMiB = "768"
 	GuestInit        = "/.slipway/init"
-	KernelImage      = "kernel"
 )
 
 // VMTemplate is the OpenNebula VM template of an app imported as image
-// name. imageID < 0 means the catalog has not allocated the image yet, so
-// the disk names it by name and owner (which OpenNebula resolves when the
-// VM is instantiated).
-func VMTemplate(name, user string, imageID int64, app App) string {
+// name, whose kernel is the KERNEL image kernel owned by user. The disk
+// names the image by ID, as the launcher and OpenNebula want it; imageID
+// < 0 means there is no image yet (app-show before any import), so the
+// disk names the image an import would create by name and owner, which
+// the launcher resolves when the VM is instantiated.
+func VMTemplate(name, user, kernel string, imageID int64, app App) string {
 	t := &onetemplate.Template{}
 	t.Add("NAME", name)
 	if app.Description != "" {
@@ -34,11 +35,18 @@ func VMTemplate(name, user string, imageID int64, app App) string {
 	}
 	t.AddVector("DISK", disk)
 	t.AddVector("OS", map[string]string{
-		"KERNEL_DS":  `$FILE[IMAGE="` + KernelImage + `"]`,
+		"KERNEL_DS":  KernelDS(kernel, user),
 		"ROOT":       "vda",
 		"KERNEL_CMD": "console=ttyS0 init=" + GuestInit,
 	})
 	t.AddVector("GRAPHICS", map[string]string{"LISTEN": "0.0.0.0", "TYPE": "VNC"})
 	t.AddVector("CONTEXT", map[string]string{"NETWORK": "YES", "SSH_PUBLIC_KEY": "$USER[SSH_PUBLIC_KEY]"})
 	return t.String()
+}
+
+// KernelDS is the OS/KERNEL_DS of a template: the KERNEL image named
+// kernel of user, in OpenNebula's $FILE syntax. Config.validate keeps
+// quotes and brackets out of the name, which this syntax cannot escape.
+func KernelDS(kernel, user string) string {
+	return `$FILE[IMAGE="` + kernel + `", IMAGE_UNAME="` + user + `"]`
 }

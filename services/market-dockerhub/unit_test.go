@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/slipway/slipway/schemas"
 )
 
 func TestHubRefusesANextPageOnAnotherHost(t *testing.T) {
@@ -49,8 +51,47 @@ func TestAppDefaultTag(t *testing.T) {
 		if tags != "" {
 			a.Tags = strings.Split(tags, ",")
 		}
-		if got := a.DefaultTag(); got != want {
+		if got := DefaultTag(a); got != want {
 			t.Errorf("tags %q: %s, want %s", tags, got, want)
 		}
+	}
+}
+
+// TestEveryMessageHasASchema: every command the service consumes and every
+// event it publishes is in the schemas module.
+func TestEveryMessageHasASchema(t *testing.T) {
+	for _, v := range Verbs() {
+		if _, ok := schemas.Lookup(schemas.KindCommand, ServiceName, v); !ok {
+			t.Errorf("command %s has no schema", v)
+		}
+	}
+	for _, e := range []string{EvtResolved, EvtFailed, EvtMarketCreated, EvtMarketUpdated, EvtMarketDeleted,
+		EvtAppsRefreshed, EvtAppImported, EvtCommandFailed} {
+		if _, ok := schemas.Lookup(schemas.KindEvent, ServiceName, e); !ok {
+			t.Errorf("event %s has no schema", e)
+		}
+	}
+}
+
+func TestConfigKernel(t *testing.T) {
+	t.Setenv(EnvKernel, "vmlinuz-6.1")
+	cfg, err := ConfigFromEnv()
+	if err != nil || cfg.Kernel != "vmlinuz-6.1" {
+		t.Errorf("kernel = %q, %v", cfg.Kernel, err)
+	}
+	t.Setenv(EnvKernel, "")
+	if cfg, err = ConfigFromEnv(); err != nil || cfg.Kernel != DefaultKernel {
+		t.Errorf("default kernel = %q, %v", cfg.Kernel, err)
+	}
+	for _, bad := range []string{`my"kernel`, "k]", `a\b`, "tab\there"} {
+		t.Setenv(EnvKernel, bad)
+		if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), EnvKernel) {
+			t.Errorf("kernel %q: %v, want an error naming %s", bad, err, EnvKernel)
+		}
+	}
+	t.Setenv(EnvKernel, "")
+	t.Setenv(EnvUser, `o"ne`)
+	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), EnvUser) {
+		t.Errorf("user with a quote: %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/schemas"
 	market "github.com/slipway/slipway/services/market-dockerhub"
 	"github.com/slipway/slipway/tools/slipway/render"
 )
@@ -70,11 +71,11 @@ var marketColumns = []render.Column{
 // has no capacity, shown "0M" and "-" as onemarket shows it.
 func marketRow(m market.Market) []string {
 	avail := "-"
-	if m.TotalMB > 0 {
-		avail = render.HumanSize(m.FreeMB << 20)
+	if m.TotalMb > 0 {
+		avail = render.HumanSize(m.FreeMb << 20)
 	}
-	return []string{strconv.FormatInt(m.ID, 10), m.Name, render.HumanSize(m.TotalMB << 20), avail,
-		strconv.Itoa(m.Apps), m.MAD, strconv.Itoa(m.Zone)}
+	return []string{strconv.FormatInt(m.ID, 10), m.Name, render.HumanSize(m.TotalMb << 20), avail,
+		strconv.FormatInt(m.Apps, 10), string(m.Mad), strconv.FormatInt(m.Zone, 10)}
 }
 
 // appColumns are onemarketapp list's columns.
@@ -84,17 +85,17 @@ var appColumns = []render.Column{
 }
 
 // appRow is one app under appColumns; marketName names its marketplace.
-func appRow(a market.App, marketName string, zone int, loc *time.Location) []string {
+func appRow(a market.App, marketName string, zone int64, loc *time.Location) []string {
 	size := "-"
 	if a.Size > 0 {
 		size = render.HumanSize(a.Size)
 	}
-	reg := a.RegTime
-	if t, err := time.Parse(time.RFC3339Nano, a.RegTime); err == nil {
+	reg := a.Regtime
+	if t, err := time.Parse(time.RFC3339Nano, a.Regtime); err == nil {
 		reg = t.In(loc).Format(marketTimeLayout)
 	}
-	return []string{strconv.FormatInt(a.ID, 10), a.Name, a.DefaultTag(), size, "rdy", "img", reg,
-		marketName, strconv.Itoa(zone)}
+	return []string{strconv.FormatInt(a.ID, 10), a.Name, market.DefaultTag(a), size, "rdy", "img", reg,
+		marketName, strconv.FormatInt(zone, 10)}
 }
 
 func listMarkets(ctx context.Context, b *bus.Bus) ([]market.Market, error) {
@@ -174,16 +175,16 @@ func newMarketShowCmd(g *globals) *cobra.Command {
 
 func showMarket(w io.Writer, m market.Market) error {
 	where := m.Registry
-	if m.MAD == market.MADDockerHub {
+	if m.Mad == market.MADDockerHub {
 		where = m.Endpoint
 	}
 	refreshed := m.RefreshedAt
 	if refreshed == "" {
 		refreshed = "never"
 	}
-	lines := [][2]string{{"ID", strconv.FormatInt(m.ID, 10)}, {"NAME", m.Name}, {"MARKET MAD", m.MAD},
+	lines := [][2]string{{"ID", strconv.FormatInt(m.ID, 10)}, {"NAME", m.Name}, {"MARKET MAD", string(m.Mad)},
 		{"SOURCE", where}, {"INSECURE", render.YesNo(m.Insecure)}, {"MONITORING", render.YesNo(m.Monitoring)},
-		{"APPS", strconv.Itoa(m.Apps)}, {"ZONE", strconv.Itoa(m.Zone)}, {"LAST REFRESH", refreshed}}
+		{"APPS", strconv.FormatInt(m.Apps, 10)}, {"ZONE", strconv.FormatInt(m.Zone, 10)}, {"LAST REFRESH", refreshed}}
 	if m.Error != "" {
 		lines = append(lines, [2]string{"ERROR", m.Error})
 	}
@@ -214,24 +215,24 @@ func (g *globals) marketAnswer(ctx context.Context, b *bus.Bus, verb string, dat
 	if err != nil {
 		return event{}, err
 	}
-	return awaitMarket(ctx, w, env, timeout, marketService, want...)
+	return awaitMarket(ctx, w, env, timeout, want...)
 }
 
-// awaitMarket waits for an event of service, in env's saga, named in
-// want; a command-failed (market) or failed (catalog) event is an error.
-func awaitMarket(ctx context.Context, w *watcher, env envelope.Envelope, timeout time.Duration, service string, want ...string) (event, error) {
+// awaitMarket waits for an event of the market service, in env's saga,
+// named in want; a command-failed event is an error.
+func awaitMarket(ctx context.Context, w *watcher, env envelope.Envelope, timeout time.Duration, want ...string) (event, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
 		select {
 		case <-ctx.Done():
-			return event{}, fmt.Errorf("no answer from the %s service in %s (is it running?)", service, timeout)
+			return event{}, fmt.Errorf("no answer from the %s service in %s (is it running?)", marketService, timeout)
 		case m := <-w.events():
 			ev, ok := w.parse(m)
-			if !ok || ev.Service != service || ev.Env.CorrelationID != env.CorrelationID {
+			if !ok || ev.Service != marketService || ev.Env.CorrelationID != env.CorrelationID {
 				continue
 			}
-			if ev.Name == market.EvtCommandFailed || (service == "catalog" && ev.Name == "failed") {
+			if ev.Name == market.EvtCommandFailed {
 				var f struct {
 					Error string `json:"error"`
 				}
@@ -529,8 +530,8 @@ func showApp(w io.Writer, a market.App, m market.Market) error {
 		size = render.HumanSize(a.Size)
 	}
 	lines := [][2]string{{"ID", strconv.FormatInt(a.ID, 10)}, {"NAME", a.Name},
-		{"MARKETPLACE", fmt.Sprintf("%s (%d)", m.Name, m.ID)}, {"SOURCE", a.Source}, {"VERSION", a.DefaultTag()},
-		{"TAGS", strings.Join(a.Tags, ", ")}, {"SIZE", size}, {"REGISTER TIME", a.RegTime}}
+		{"MARKETPLACE", fmt.Sprintf("%s (%d)", m.Name, m.ID)}, {"SOURCE", a.Source}, {"VERSION", market.DefaultTag(a)},
+		{"TAGS", strings.Join(a.Tags, ", ")}, {"SIZE", size}, {"REGISTER TIME", a.Regtime}}
 	if a.Stars > 0 || a.Pulls > 0 {
 		lines = append(lines, [2]string{"STARS", strconv.FormatInt(a.Stars, 10)}, [2]string{"PULLS", strconv.FormatInt(a.Pulls, 10)})
 	}
@@ -554,15 +555,20 @@ func showApp(w io.Writer, a market.App, m market.Market) error {
 
 func newMarketAppImportCmd(g *globals) *cobra.Command {
 	var (
-		req       market.AppImport
-		marketRef string
-		timeout   time.Duration
-		wait      bool
+		req                market.AppImport
+		marketRef          string
+		filesystem, format string
+		timeout            time.Duration
+		wait               bool
 	)
 	cmd := &cobra.Command{
-		Use:   "import ID|NAME --name IMAGE [--market M --tag T --size MiB --filesystem ext4 --format qcow2 --datastore default]",
+		Use:   "import ID|NAME --name IMAGE [--market M --tag T --size MiB --filesystem ext4 --format qcow2 --datastore default] [--wait]",
 		Short: "Import an app as an image, with a VM template for it",
-		Args:  cobra.ExactArgs(1),
+		Long: `Import an app: the catalog creates the image from the app's docker:// URL, and the
+launcher gets a VM template whose disk is that image (DISK = [ IMAGE_ID = N ]).
+Prints the image ID once the catalog has registered it; with --wait it then follows
+the import until the image is READY or ERROR.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			return g.withBus(ctx, func(b *bus.Bus) error {
@@ -571,6 +577,7 @@ func newMarketAppImportCmd(g *globals) *cobra.Command {
 					return err
 				}
 				req.MarketID, req.App = a.MarketID, a.Name
+				req.Filesystem, req.Format = schemas.Filesystem(filesystem), schemas.DiskFormat(format)
 				return g.importApp(ctx, b, req, timeout, wait)
 			})
 		},
@@ -578,19 +585,20 @@ func newMarketAppImportCmd(g *globals) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&req.Name, "name", "", "name of the image (and VM template) to create")
 	f.StringVar(&marketRef, "market", "", "marketplace ID or name, when several have the app")
-	f.StringVar(&req.Tag, "tag", "", "tag to import (default: latest, or the app's only tag)")
+	f.StringVar(&req.Tag, "tag", "", "tag to import (default: latest, or the app's first tag)")
 	f.Int64Var(&req.SizeMiB, "size", 0, "disk size in MiB (default: sized by the builder)")
-	f.StringVar(&req.Filesystem, "filesystem", "ext4", "ext2, ext3, ext4 or xfs")
-	f.StringVar(&req.Format, "format", "qcow2", "raw or qcow2")
+	f.StringVar(&filesystem, "filesystem", "ext4", "ext2, ext3, ext4 or xfs")
+	f.StringVar(&format, "format", "qcow2", "raw or qcow2")
 	f.StringVar(&req.Datastore, "datastore", "default", "datastore of the image")
-	f.DurationVar(&timeout, "timeout", defaultActionTimeout, "how long to wait for each answer")
-	f.BoolVar(&wait, "wait", true, "wait for the catalog to register the image")
+	f.DurationVar(&timeout, "timeout", defaultActionTimeout, "how long to wait for the image's registration (with --wait, for its import too)")
+	f.BoolVar(&wait, "wait", false, "follow the import until READY or ERROR")
 	_ = cmd.MarkFlagRequired("name")
 	return cmd
 }
 
-// importApp sends app-import and reports what the market service sent,
-// then (with wait) the image the catalog registered.
+// importApp sends app-import and reports the image the catalog registered
+// and the template sent to the launcher; with wait it then follows the
+// image's import.
 func (g *globals) importApp(ctx context.Context, b *bus.Bus, req market.AppImport, timeout time.Duration, wait bool) error {
 	w, err := watch(b.Conn(), b.Prefix(), ">")
 	if err != nil {
@@ -601,7 +609,7 @@ func (g *globals) importApp(ctx context.Context, b *bus.Bus, req market.AppImpor
 	if err != nil {
 		return err
 	}
-	ev, err := awaitMarket(ctx, w, env, timeout, marketService, market.EvtAppImported)
+	ev, err := awaitMarket(ctx, w, env, timeout, market.EvtAppImported)
 	if err != nil {
 		return fmt.Errorf("import %s: %w", req.App, err)
 	}
@@ -609,15 +617,19 @@ func (g *globals) importApp(ctx context.Context, b *bus.Bus, req market.AppImpor
 	if err := ev.decode(&done); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.io.out, "importing %s as image %q from %s\nVM template %q sent to the launcher (see `slipway market app show %s`)\n",
-		done.App, done.Name, done.URL, done.Name, done.App)
+	fmt.Fprintf(g.io.out, "image %d %q: importing %s from %s\nVM template %q (DISK = [ IMAGE_ID = %d ]) sent to the launcher; `slipway market app show %s` prints it\n",
+		done.ImageID, done.Name, done.App, done.URL, done.Name, done.ImageID, done.App)
 	if !wait {
 		return nil
 	}
-	ev, err = awaitMarket(ctx, w, env, timeout, "catalog", "image-created")
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	img, err := showImage(ctx, b, done.ImageID)
 	if err != nil {
 		return fmt.Errorf("import %s: %w", req.App, err)
 	}
-	fmt.Fprintf(g.io.out, "image %s %q created; follow it with `slipway image top`\n", ev.ID, done.Name)
-	return nil
+	return g.follow(ctx, b, w, img)
 }

@@ -1,32 +1,32 @@
 package cli
 
 import (
-	"context"
 	"io"
 	"log"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/testenv"
-	market "github.com/slipway/slipway/services/market-dockerhub"
 )
 
-// marketStack runs the market service over a real nats-server, with Docker
-// Hub's API faked on loopback (one official image) and a real registry
-// holding team/app:v1 and :latest and busybox:1.36.
+// marketStack runs the whole stack (up.Start: catalog, builder, market,
+// real MinIO) with Docker Hub's API faked on loopback (one official image)
+// and a real registry holding team/app:v1 and :latest and busybox:1.36.
 func marketStack(t *testing.T) (flags []string, host string) {
 	t.Helper()
-	url, _ := testenv.NATS(t)
 	hub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		switch r.URL.Path {
@@ -43,40 +43,55 @@ func marketStack(t *testing.T) (flags []string, host string) {
 	t.Cleanup(reg.Close)
 	host = strings.TrimPrefix(reg.URL, "http://")
 	for _, ref := range []string{"team/app:v1", "team/app:latest", "busybox:1.36"} {
-		img, err := random.Image(2048, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tag, err := name.NewTag(host + "/" + ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := remote.Write(tag, img); err != nil {
-			t.Fatal(err)
-		}
+		pushImage(t, host+"/"+ref)
 	}
+	t.Setenv("SLIPWAY_DOCKERHUB_API", hub.URL)
+	t.Setenv("SLIPWAY_GUEST_INIT", buildGuestInit(t))
+	flags, _ = stack(t)
+	return flags, host
+}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	b, err := bus.Connect(ctx, bus.Config{URL: url, Service: market.ServiceName, Logger: slog.New(slog.DiscardHandler)})
+// pushImage writes a small random image for this machine's platform, as
+// real images name theirs.
+func pushImage(t *testing.T, ref string) {
+	t.Helper()
+	img, err := random.Image(2048, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := market.New(b, market.Config{HubAPI: hub.URL, RefreshInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(newTestLog(t), nil))})
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("market Run: %v", err)
-		}
-		b.Close()
-	})
-	select {
-	case <-svc.Ready():
-	case err := <-done:
-		t.Fatalf("market service stopped: %v", err)
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return []string{"--nats-url", url}, host
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", runtime.GOARCH
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(tag, img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// buildGuestInit builds the guest init the builder injects.
+func buildGuestInit(t *testing.T) string {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "slipway-init")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./services/builder/cmd/slipway-init")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build slipway-init: %v\n%s", err, out)
+	}
+	return bin
 }
 
 func TestMarketCommands(t *testing.T) {
@@ -116,19 +131,31 @@ func TestMarketCommands(t *testing.T) {
 
 	r = must(t, slipway(t, flags, "market", "app", "show", "team/app"), "market app show")
 	for _, s := range []string{"TAGS           : latest, v1", "SOURCE         : docker://" + host + "/team/app",
-		"VM TEMPLATE\n", `NAME = "team/app"`, `IMAGE = "team/app"`, `KERNEL_CMD = "console=ttyS0 init=/.slipway/init"`} {
+		"VM TEMPLATE\n", `NAME = "team/app"`, `IMAGE = "team/app"`, `KERNEL_CMD = "console=ttyS0 init=/.slipway/init"`,
+		`KERNEL_DS = "$FILE[IMAGE=\"kernel\", IMAGE_UNAME=\"oneadmin\"]"`} {
 		if !strings.Contains(r.stdout, s) {
 			t.Errorf("app show lacks %q:\n%s", s, r.stdout)
 		}
 	}
 
-	r = must(t, slipway(t, flags, "market", "app", "import", "team/app", "--name", "web", "--tag", "v1", "--wait=false"), "market app import")
-	if !strings.Contains(r.stdout, "docker://"+host+"/team/app:v1?filesystem=ext4&format=qcow2") {
-		t.Errorf("import: %s", r.stdout)
+	// The import is followed to READY; the template names the image by ID.
+	r = must(t, slipway(t, flags, "market", "app", "import", "team/app", "--name", "web", "--tag", "v1", "--wait"), "market app import")
+	m := regexp.MustCompile(`(?m)^image (\d+) "web": importing team/app from docker://` + regexp.QuoteMeta(host) + `/team/app:v1\?filesystem=ext4&format=qcow2$`).FindStringSubmatch(r.stdout)
+	if m == nil || !strings.Contains(r.stdout, "image "+m[1]+": READY format qcow2") {
+		t.Fatalf("import:\n%s%s", r.stdout, r.stderr)
 	}
 	r = must(t, slipway(t, flags, "market", "app", "show", "team/app", "--market", "local"), "market app show")
-	if !strings.Contains(r.stdout, `NAME = "web"`) {
-		t.Errorf("app show after import lacks the imported template:\n%s", r.stdout)
+	if !strings.Contains(r.stdout, `NAME = "web"`) || !strings.Contains(r.stdout, `IMAGE_ID = "`+m[1]+`"`) || strings.Contains(r.stdout, "IMAGE_UNAME = ") {
+		t.Errorf("app show after import lacks the imported template (DISK = [ IMAGE_ID = %s ]):\n%s", m[1], r.stdout)
+	}
+	r = must(t, slipway(t, flags, "image", "show", m[1], "--json"), "image show")
+	if !strings.Contains(r.stdout, `"MARKETPLACE_APP": "team/app"`) && !strings.Contains(r.stdout, `"MARKETPLACE_APP":"team/app"`) {
+		t.Errorf("image %s lacks its marketplace attributes:\n%s", m[1], r.stdout)
+	}
+	// The catalog's refusal is the import's error.
+	r = slipway(t, flags, "market", "app", "import", "team/app", "--name", "web")
+	if r.code != 1 || !strings.Contains(r.stderr, `the catalog refused image "web"`) || !strings.Contains(r.stderr, "already exists") {
+		t.Errorf("import under a taken name: exit %d, %s", r.code, r.stderr)
 	}
 
 	r = must(t, slipway(t, flags, "market", "update", "local", "--monitoring=false"), "market update")

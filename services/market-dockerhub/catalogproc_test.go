@@ -1,0 +1,117 @@
+package marketdockerhub
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/slipway/slipway/pkg/testenv"
+)
+
+// The import tests run the real catalog, as its binary is built from this
+// repository (go.work), over the harness's NATS and a real MinIO: the
+// market module does not depend on the catalog's, so the service image
+// builds without it.
+var (
+	catalogOnce sync.Once
+	catalogBin  string
+	catalogErr  error
+	catalogDir  string
+)
+
+// TestMain removes the catalog binary the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if catalogDir != "" {
+		os.RemoveAll(catalogDir)
+	}
+	os.Exit(code)
+}
+
+func buildCatalog(t *testing.T) string {
+	t.Helper()
+	catalogOnce.Do(func() {
+		root, err := testenv.RepoRoot()
+		if err != nil {
+			catalogErr = err
+			return
+		}
+		if catalogDir, catalogErr = os.MkdirTemp("", "market-test-catalog-"); catalogErr != nil {
+			return
+		}
+		catalogBin = filepath.Join(catalogDir, "catalog")
+		cmd := exec.Command("go", "build", "-o", catalogBin, "./services/catalog/cmd/catalog")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			catalogErr = &buildError{err: err, out: string(out)}
+		}
+	})
+	if catalogErr != nil {
+		t.Fatalf("build the catalog: %v", catalogErr)
+	}
+	return catalogBin
+}
+
+type buildError struct {
+	err error
+	out string
+}
+
+func (e *buildError) Error() string { return e.err.Error() + "\n" + e.out }
+
+// startCatalog runs the catalog process against the harness's NATS and a
+// MinIO of its own, and waits until it answers queries. It is stopped
+// (SIGTERM, then killed) when the test ends.
+func (h *harness) startCatalog() {
+	h.t.Helper()
+	bin := buildCatalog(h.t)
+	s3 := testenv.MinIO(h.t)
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(),
+		"SLIPWAY_NATS_URL="+h.url,
+		"SLIPWAY_S3_ENDPOINT="+s3.Endpoint,
+		"SLIPWAY_S3_ACCESS_KEY="+s3.AccessKey,
+		"SLIPWAY_S3_SECRET_KEY="+s3.SecretKey,
+		"SLIPWAY_LOG_LEVEL=warn",
+	)
+	cmd.Stdout, cmd.Stderr = testWriter{h.t}, testWriter{h.t}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		h.t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	h.t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(h.ctx, time.Second)
+		var ds []map[string]any
+		err := h.cli.Query(ctx, catalogService, "datastores", nil, &ds)
+		cancel()
+		if err == nil {
+			return
+		}
+		select {
+		case err := <-done:
+			h.t.Fatalf("the catalog exited before it answered: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("the catalog did not answer within 30s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
