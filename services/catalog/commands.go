@@ -23,12 +23,16 @@ const (
 	CmdImageNonPersistent = "image-nonpersistent"
 	CmdImageRename        = "image-rename"
 	CmdImageUpdate        = "image-update"
+	CmdImageUse           = "image-use"
+	CmdImageRelease       = "image-release"
+	CmdImageEncrypt       = "image-encrypt"
 )
 
 // Verbs lists the commands the catalog consumes.
 func Verbs() []string {
 	return []string{CmdImageCreate, CmdImageDelete, CmdImageEnable, CmdImageDisable,
-		CmdImagePersistent, CmdImageNonPersistent, CmdImageRename, CmdImageUpdate}
+		CmdImagePersistent, CmdImageNonPersistent, CmdImageRename, CmdImageUpdate,
+		CmdImageUse, CmdImageRelease, CmdImageEncrypt}
 }
 
 // maxAttributes is the schema's bound on an image's attributes.
@@ -70,8 +74,11 @@ func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
 // dispatch runs one valid command. The result's ImageID is -1 when no
 // image is concerned.
 func (s *Service) dispatch(ctx context.Context, m *bus.Msg, prior *processed) (processed, error) {
-	if m.Name == CmdImageCreate {
+	switch m.Name {
+	case CmdImageCreate:
 		return s.create(ctx, m, prior)
+	case CmdImageEncrypt:
+		return s.encrypt(ctx, m, prior)
 	}
 	var id int64
 	var err error
@@ -87,6 +94,18 @@ func (s *Service) dispatch(ctx context.Context, m *bus.Msg, prior *processed) (p
 		if err = decode(m, &req); err == nil {
 			id = req.ID
 			err = s.updateAttributes(ctx, m, req)
+		}
+	case CmdImageUse:
+		var req schemas.ImageUse
+		if err = decode(m, &req); err == nil {
+			id = req.ID
+			err = s.use(ctx, m, req)
+		}
+	case CmdImageRelease:
+		var req schemas.ImageRelease
+		if err = decode(m, &req); err == nil {
+			id = req.ID
+			err = s.release(ctx, m, req)
 		}
 	default:
 		var req schemas.ImageRef
@@ -271,6 +290,9 @@ func (s *Service) updateAttributes(ctx context.Context, m *bus.Msg, req schemas.
 				next[k] = v
 			}
 		}
+		if err := keepsCatalogAttributes(img, next); err != nil {
+			return err
+		}
 		if len(next) > maxAttributes {
 			return refuse("image %d would have %d attributes; at most %d are allowed", img.ID, len(next), maxAttributes)
 		}
@@ -322,6 +344,13 @@ func (s *Service) delete(ctx context.Context, m *bus.Msg, id int64) error {
 	}
 	if err := s.deleteBlobs(ctx, img); err != nil {
 		return err
+	}
+	// The secret opens nothing any more. A resumed delete sends it again
+	// with the same ID, which JetStream drops.
+	if secret := img.Attributes[AttrLUKSSecret]; secret != "" {
+		if err := s.sendSecretDelete(ctx, secret, img.ID, bus.CausedBy(m.Envelope)); err != nil {
+			return err
+		}
 	}
 	if err := s.images.releaseName(ctx, img.User, img.Name, img.ID); err != nil {
 		return err

@@ -13,6 +13,7 @@ const (
 	DefaultResolveDeadline   = 10 * time.Minute
 	DefaultBuildDeadline     = 2 * time.Hour
 	DefaultCommitDeadline    = 10 * time.Minute
+	DefaultEncryptDeadline   = 2 * time.Hour
 	DefaultReconcileInterval = 30 * time.Second
 	DefaultUploadBucket      = "slipway-uploads"
 	// DefaultMaxVirtualSize caps what an import may expand to: 2 TiB.
@@ -33,6 +34,10 @@ type Config struct {
 	// BuildDeadline bounds the build phase of a docker import: pull,
 	// flatten, mkfs and upload by the builder (default 2h).
 	BuildDeadline time.Duration
+	// EncryptDeadline bounds the encrypt phase of the LUKS sagas:
+	// crypto-luks downloads, encrypts and uploads the whole disk, as the
+	// converter does in an import (default 2h).
+	EncryptDeadline time.Duration
 	// CommitDeadline bounds the commit phase (default 10 min).
 	CommitDeadline time.Duration
 	// ReconcileInterval is how often expired and stuck sagas are looked
@@ -75,6 +80,9 @@ func (c *Config) defaults() {
 	}
 	if c.BuildDeadline <= 0 {
 		c.BuildDeadline = DefaultBuildDeadline
+	}
+	if c.EncryptDeadline <= 0 {
+		c.EncryptDeadline = DefaultEncryptDeadline
 	}
 	if c.CommitDeadline <= 0 {
 		c.CommitDeadline = DefaultCommitDeadline

@@ -27,6 +27,7 @@ type plan struct {
 	format schemas.DiskFormat // blank disks: raw or qcow2
 	staged string             // s3:// URL of the upload to delete afterwards
 	docker *dockerurl.URL     // the parsed docker:// path of a docker import
+	luks   bool               // an empty LUKS volume, made by crypto-luks
 }
 
 // planCreate applies the rules a schema cannot express. Every error is a
@@ -58,6 +59,12 @@ func (s *Service) planCreate(req schemas.ImageCreate) (plan, error) {
 	}
 	if err := ds.accepts(string(p.typ)); err != nil {
 		return p, &refusal{err}
+	}
+	if _, ok := req.Attributes[AttrLUKSSecret]; ok {
+		return p, refuse("attribute %s is set by the catalog on LUKS images: it cannot be given", AttrLUKSSecret)
+	}
+	if req.LUKS {
+		return p, planLuks(&p)
 	}
 	switch {
 	case req.Persistent && IsFileType(p.typ):
@@ -93,6 +100,25 @@ func (s *Service) planCreate(req schemas.ImageCreate) (plan, error) {
 		p.staged = req.Path
 	}
 	return p, nil
+}
+
+// planLuks applies the rules of an empty LUKS volume (luks: true).
+func planLuks(p *plan) error {
+	req := p.req
+	switch {
+	case req.SizeMiB <= 0 || req.Path != "":
+		return refuse("luks makes an empty LUKS volume of size_mib: give size_mib and no path (to encrypt existing data, import it and use image-encrypt)")
+	case p.typ != schemas.ImageTypeDatablock && p.typ != schemas.ImageTypeOS:
+		return refuse("an empty LUKS volume is a DATABLOCK or an OS disk, not %s", p.typ)
+	case req.FS != "":
+		return refuse("fs %s cannot be made inside an empty LUKS volume: the catalog never sees its plaintext; make the filesystem from the VM that opens it", req.FS)
+	case req.Format != "" && req.Format != schemas.DiskFormatLUKS:
+		return refuse("an empty LUKS volume is stored as luks, not %s", req.Format)
+	case req.Compression != "" || req.SourceFormat != "" || req.Checksum != "" || req.Staged:
+		return refuse("compression, source_format, checksum and staged describe imported data: they do not apply to an empty LUKS volume")
+	}
+	p.luks, p.format = true, schemas.DiskFormatLUKS
+	return nil
 }
 
 // dest is where the converter stores the image's blob. The extension is
@@ -132,27 +158,22 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 		if held, err := s.images.lookupName(ctx, s.cfg.User, req.Name); err == nil {
 			return none, refuse("an image named %q already exists for user %s (ID %d): image names are unique per owner", req.Name, s.cfg.User, held.ID)
 		}
-		id, err := s.images.nextID(ctx)
-		if err != nil {
+		if prior, err = s.claimNewImage(ctx, m); err != nil {
 			return none, err
 		}
-		sagaID, err := s.chooseSagaID(ctx, m)
-		if err != nil {
-			return none, err
-		}
-		won, err := s.dedupClaim(ctx, m.Envelope.ID, processed{ImageID: id, SagaID: sagaID})
-		if err != nil {
-			return none, err
-		}
-		prior = &won
 	}
 	id, sagaID := prior.ImageID, prior.SagaID
 	res := processed{ImageID: id, SagaID: sagaID}
 	data := importData{ImageID: id, CommandID: m.Envelope.ID, Command: m.Subject, Dest: p.dest(id), Staged: p.staged}
 	start := s.startSaga
-	if p.docker != nil {
+	switch {
+	case p.docker != nil:
 		start = func(ctx context.Context, sagaID string, data importData) error {
 			return s.startDockerSaga(ctx, sagaID, p, data)
+		}
+	case p.luks:
+		start = func(ctx context.Context, sagaID string, data importData) error {
+			return s.startLuksSaga(ctx, sagaID, KindLuksCreate, luksData{importData: data, SizeMiB: req.SizeMiB})
 		}
 	}
 	if err := start(ctx, sagaID, data); err != nil {
@@ -164,18 +185,18 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 		}
 		return res, err
 	}
-	img, err := s.register(ctx, p, id, sagaID)
+	img, err := s.insert(ctx, s.record(p, id, sagaID))
 	if err != nil {
 		return res, err
 	}
-	if err := s.emitImage(ctx, EvtImageCreated, img, causedBy(m.Envelope, EvtImageCreated)); err != nil {
+	if err := s.announce(ctx, m, img); err != nil {
 		return res, err
 	}
-	if err := s.emitState(ctx, id, "", StateLocked, "", causedBy(m.Envelope, EvtStateChanged)); err != nil {
-		return res, err
-	}
-	if p.docker != nil {
+	switch {
+	case p.docker != nil:
 		return res, s.sendResolve(ctx, m, p, data.ImageID, sagaID)
+	case p.luks:
+		return res, s.sendLuks(ctx, m, sagaID, luksData{importData: data, SizeMiB: req.SizeMiB})
 	}
 	return res, s.sendConvert(ctx, m, p, data, sagaID)
 }
@@ -244,9 +265,8 @@ func (s *Service) abandon(ctx context.Context, sagaID, reason string) {
 	}
 }
 
-// register creates the LOCKED record, or returns the one a previous
-// delivery created.
-func (s *Service) register(ctx context.Context, p plan, id int64, sagaID string) (*schemas.Image, error) {
+// record is the LOCKED record of a new image.
+func (s *Service) record(p plan, id int64, sagaID string) *schemas.Image {
 	t := now()
 	img := &schemas.Image{
 		ID:          id,
@@ -275,16 +295,22 @@ func (s *Service) register(ctx context.Context, p plan, id int64, sagaID string)
 	if len(img.Attributes) == 0 {
 		img.Attributes = nil
 	}
+	return img
+}
+
+// insert stores a new record, or returns the one a previous delivery
+// stored.
+func (s *Service) insert(ctx context.Context, img *schemas.Image) (*schemas.Image, error) {
 	_, created, err := s.images.create(ctx, img)
 	if err != nil || created {
 		return img, err
 	}
-	cur, _, err := s.images.get(ctx, id)
+	cur, _, err := s.images.get(ctx, img.ID)
 	if err != nil {
 		return nil, err
 	}
-	if cur.SagaID != sagaID {
-		return nil, fmt.Errorf("image %d already exists for saga %s, not %s", id, cur.SagaID, sagaID)
+	if cur.SagaID != img.SagaID {
+		return nil, fmt.Errorf("image %d already exists for saga %s, not %s", img.ID, cur.SagaID, img.SagaID)
 	}
 	return cur, nil
 }

@@ -9,6 +9,10 @@
 // saga: an image is LOCKED while the converter fetches, inspects and
 // converts its data, then READY once the catalog has checked the stored
 // blob, or ERROR with a message when anything failed or took too long.
+// The LUKS sagas (encrypt, luks-create) work the same way with
+// crypto-luks. VMs take and release images with image-use and
+// image-release (USED, USED_PERS, RVMS); a persistent image's changes are
+// copied over its blob when its VM releases it.
 //
 // All state lives in JetStream KV buckets written with revision
 // compare-and-set, so several replicas of the service can run side by side

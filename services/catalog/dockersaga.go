@@ -66,7 +66,11 @@ type dockerData struct {
 	Built *schemas.BuilderBuilt `json:"built,omitempty"`
 }
 
-func isImportKind(kind string) bool { return kind == KindImport || kind == KindDockerImport }
+// isImportKind tells the workflows that write a new image's data and end
+// in the import's commit phase: imports and the LUKS sagas.
+func isImportKind(kind string) bool {
+	return kind == KindImport || kind == KindDockerImport || isLuksKind(kind)
+}
 
 func isDockerPath(p string) bool { return strings.HasPrefix(p, dockerurl.Scheme) }
 
@@ -163,6 +167,7 @@ func (s *Service) eventFilters() []string {
 		p + "converter.converted.>", p + "converter.failed.>",
 		p + marketService + ".resolved.>", p + marketService + ".failed.>",
 		p + builderService + ".built.>", p + builderService + ".failed.>",
+		p + cryptoService + ".encrypted.>", p + cryptoService + ".failed.>",
 	}
 }
 
@@ -173,6 +178,8 @@ func (s *Service) handleEvent(ctx context.Context, m *bus.Msg) error {
 		return s.handleConverterEvent(ctx, m)
 	case marketService, builderService:
 		return s.handleDockerEvent(ctx, m)
+	case cryptoService:
+		return s.handleLuksEvent(ctx, m)
 	}
 	return nil
 }

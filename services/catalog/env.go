@@ -17,6 +17,7 @@ const (
 	EnvCommitDeadline    = "SLIPWAY_CATALOG_COMMIT_DEADLINE"
 	EnvResolveDeadline   = "SLIPWAY_CATALOG_RESOLVE_DEADLINE"
 	EnvBuildDeadline     = "SLIPWAY_CATALOG_BUILD_DEADLINE"
+	EnvEncryptDeadline   = "SLIPWAY_CATALOG_ENCRYPT_DEADLINE"
 	EnvReconcileInterval = "SLIPWAY_CATALOG_RECONCILE_INTERVAL"
 	EnvMaxVirtualSize    = "SLIPWAY_CATALOG_MAX_VIRTUAL_SIZE"
 	EnvVerifyDigest      = "SLIPWAY_CATALOG_VERIFY_DIGEST"
@@ -49,6 +50,8 @@ func ConfigFromEnv() (Config, error) {
 	cfg.ResolveDeadline, err = run.EnvDuration(EnvResolveDeadline, DefaultResolveDeadline)
 	collect(err)
 	cfg.BuildDeadline, err = run.EnvDuration(EnvBuildDeadline, DefaultBuildDeadline)
+	collect(err)
+	cfg.EncryptDeadline, err = run.EnvDuration(EnvEncryptDeadline, DefaultEncryptDeadline)
 	collect(err)
 	cfg.ReconcileInterval, err = run.EnvDuration(EnvReconcileInterval, DefaultReconcileInterval)
 	collect(err)

@@ -253,7 +253,7 @@ func (s *Service) commit(ctx context.Context, sg *saga.Saga, cause *envelope.Env
 	if d.Result == nil {
 		return s.failImport(ctx, sg, "import reached commit without the converter's report", cause)
 	}
-	if reason, err := s.verifyBlob(ctx, *d.Result); err != nil {
+	if reason, err := s.verifyBlob(ctx, reporter(sg.Kind), *d.Result); err != nil {
 		return err
 	} else if reason != "" {
 		return s.failImport(ctx, sg, reason, cause)
@@ -313,22 +313,41 @@ func (s *Service) commit(ctx context.Context, sg *saga.Saga, cause *envelope.Env
 
 var errLost = errors.New("the import no longer owns the image")
 
+// reporter names who reports the blob a workflow commits.
+func reporter(kind string) string {
+	if isLuksKind(kind) {
+		return cryptoService
+	}
+	return "the converter"
+}
+
+// workName names a workflow in messages.
+func workName(kind string) string {
+	switch kind {
+	case KindEncrypt:
+		return "the encryption"
+	case KindLuksCreate:
+		return "the LUKS volume"
+	}
+	return "import"
+}
+
 // verifyBlob returns why the stored blob does not match the converter's
 // report ("" when it does); err is for failures worth retrying.
-func (s *Service) verifyBlob(ctx context.Context, res schemas.ConverterConverted) (reason string, err error) {
+func (s *Service) verifyBlob(ctx context.Context, who string, res schemas.ConverterConverted) (reason string, err error) {
 	bucket, key, err := blob.ParseURL(res.Dest)
 	if err != nil {
-		return fmt.Sprintf("the converter reported an invalid destination: %v", err), nil
+		return fmt.Sprintf("%s reported an invalid destination: %v", who, err), nil
 	}
 	info, err := s.blobs.Stat(ctx, bucket, key)
 	if blob.IsNotFound(err) {
-		return fmt.Sprintf("the converter reported %s, but the store has no such object", res.Dest), nil
+		return fmt.Sprintf("%s reported %s, but the store has no such object", who, res.Dest), nil
 	}
 	if err != nil {
 		return "", err
 	}
 	if info.Size != res.Size {
-		return fmt.Sprintf("the converter reported %d bytes at %s, but the store holds %d", res.Size, res.Dest, info.Size), nil
+		return fmt.Sprintf("%s reported %d bytes at %s, but the store holds %d", who, res.Size, res.Dest, info.Size), nil
 	}
 	if !s.cfg.VerifyDigest {
 		return "", nil
@@ -341,7 +360,7 @@ func (s *Service) verifyBlob(ctx context.Context, res schemas.ConverterConverted
 		return "", err
 	}
 	if sum != res.SHA256 {
-		return fmt.Sprintf("%s has SHA-256 %s, but the converter reported %s", res.Dest, sum, res.SHA256), nil
+		return fmt.Sprintf("%s has SHA-256 %s, but %s reported %s", res.Dest, sum, who, res.SHA256), nil
 	}
 	return "", nil
 }
@@ -429,9 +448,11 @@ func (s *Service) expired(ctx context.Context, sg *saga.Saga) error {
 	reason := fmt.Sprintf("import did not finish within %s", d)
 	switch sg.Phase {
 	case PhaseCommit:
-		reason = fmt.Sprintf("import could not be committed within %s", d)
+		reason = fmt.Sprintf("%s could not be committed within %s", workName(sg.Kind), d)
 	case PhaseResolve, PhaseBuild:
 		reason = dockerExpired(sg, d)
+	case PhaseEncrypt:
+		reason = luksExpired(sg, d)
 	}
 	return s.failImport(ctx, sg, reason, nil)
 }

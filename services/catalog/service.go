@@ -62,7 +62,8 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 func (s *Service) Ready() <-chan struct{} { return s.ready }
 
 // Run sets up streams, KV buckets and datastore buckets, then consumes
-// commands and the converter's, builder's and market's events, answers queries and reconciles sagas
+// commands and the converter's, builder's, market's and crypto-luks's
+// events, answers queries and reconciles sagas
 // until ctx ends. It then stops taking new work, lets the handlers in
 // flight finish (up to 30s) and returns nil.
 func (s *Service) Run(ctx context.Context) error {
@@ -144,7 +145,8 @@ func (s *Service) setup(ctx context.Context) error {
 	}
 	s.images = &images{kv: imgKV, meta: meta, now: now}
 	s.sagas = saga.NewStore(sagaKV)
-	s.engine = saga.NewEngine(s.sagas, s.importDefinition(), s.dockerDefinition())
+	defs := append([]saga.Definition{s.importDefinition(), s.dockerDefinition()}, s.luksDefinitions()...)
+	s.engine = saga.NewEngine(s.sagas, defs...)
 	s.engine.Logger = s.log
 	buckets := []string{s.cfg.UploadBucket}
 	for _, ds := range s.cfg.Datastores {

@@ -3,6 +3,8 @@ package catalog
 import (
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/slipway/slipway/schemas"
 )
@@ -28,16 +30,19 @@ const (
 // may move to. Every state change of the catalog goes through
 // State.CanTransition, so a change not listed here cannot happen.
 var transitions = map[State][]State{
-	StateLocked:         {StateReady, StateError, StateLockedUsed, StateLockedUsedPers},
-	StateReady:          {StateUsed, StateUsedPers, StateDisabled, StateLocked, StateClone, StateDelete, StateError},
-	StateUsed:           {StateReady, StateLockedUsed, StateClone, StateError},
-	StateUsedPers:       {StateReady, StateLockedUsedPers, StateError},
-	StateDisabled:       {StateReady, StateDelete},
-	StateError:          {StateDelete},
-	StateDelete:         {},
-	StateClone:          {StateReady, StateUsed, StateError},
-	StateLockedUsed:     {StateUsed, StateLocked, StateError},
-	StateLockedUsedPers: {StateUsedPers, StateLocked, StateError},
+	StateLocked:     {StateReady, StateError, StateLockedUsed, StateLockedUsedPers},
+	StateReady:      {StateUsed, StateUsedPers, StateDisabled, StateLocked, StateClone, StateDelete, StateError},
+	StateUsed:       {StateReady, StateLockedUsed, StateClone, StateError},
+	StateUsedPers:   {StateReady, StateLockedUsedPers, StateError},
+	StateDisabled:   {StateReady, StateDelete},
+	StateError:      {StateDelete},
+	StateDelete:     {},
+	StateClone:      {StateReady, StateUsed, StateError},
+	StateLockedUsed: {StateUsed, StateLocked, StateError},
+	// A persistent image's changes are saved while its VM still holds it
+	// (LOCKED_USED_PERS); saving and letting go is one write, so the image
+	// never shows a VM that is gone.
+	StateLockedUsedPers: {StateUsedPers, StateLocked, StateError, StateReady},
 }
 
 // States lists every state, in the order of the schema's enumeration.
@@ -70,6 +75,8 @@ const (
 	OpRename        Op = "rename"
 	OpUpdate        Op = "update"
 	OpDelete        Op = "delete"
+	OpUse           Op = "use"     // a VM takes the image (launcher)
+	OpEncrypt       Op = "encrypt" // the image is read into a new LUKS image
 )
 
 // Allow says whether op may be applied to img, and if not, why, in words a
@@ -77,6 +84,12 @@ const (
 // that depend on more than the state (type, running VMs) live.
 func Allow(op Op, img *schemas.Image) error {
 	st := State(img.State)
+	switch op {
+	case OpUse:
+		return allowUse(img)
+	case OpEncrypt:
+		return allowEncrypt(img)
+	}
 	if st == StateDelete {
 		return fmt.Errorf("image %d is being deleted: it cannot be changed", img.ID)
 	}
@@ -133,13 +146,91 @@ func allowPersistence(img *schemas.Image, want string) error {
 	return fmt.Errorf("image %d is %s: it cannot be made %s now", img.ID, img.State, want)
 }
 
+// allowUse says whether a VM that does not hold img yet may take it. File
+// images are taken in any usable state without being locked; whether the
+// image is persistent decides between sharing and one VM at a time.
+func allowUse(img *schemas.Image) error {
+	id := img.ID
+	switch st := State(img.State); st {
+	case StateReady:
+		return nil
+	case StateUsed:
+		if !img.Persistent {
+			return nil
+		}
+		return fmt.Errorf("image %d is persistent but USED by %d VMs: it cannot be used until they are gone", id, img.RVMs)
+	case StateUsedPers, StateLockedUsedPers:
+		return fmt.Errorf("image %d is persistent and in use by %s: a persistent image is used by one VM at a time; terminate that VM first or use a non-persistent image", id, holder(img))
+	case StateDisabled:
+		return fmt.Errorf("image %d is DISABLED: enable it before a VM can use it", id)
+	case StateLocked:
+		return fmt.Errorf("image %d is LOCKED (its data is still being written): a VM can use it once it is READY", id)
+	case StateLockedUsed:
+		return fmt.Errorf("image %d is LOCKED_USED (an operation holds it): try again once it is USED or READY", id)
+	case StateError:
+		return fmt.Errorf("image %d is in ERROR (%s): no VM can use it; delete it and import it again", id, img.Error)
+	case StateDelete:
+		return fmt.Errorf("image %d is being deleted: no VM can use it", id)
+	case StateClone:
+		return fmt.Errorf("image %d is being cloned: a VM can use it once it is READY", id)
+	}
+	return fmt.Errorf("image %d is %s: no VM can use it", id, img.State)
+}
+
+// allowEncrypt says whether img may be the source of a LUKS encryption:
+// its data must be complete and must not change while crypto-luks reads it.
+func allowEncrypt(img *schemas.Image) error {
+	id := img.ID
+	if IsFileType(img.Type) {
+		return fmt.Errorf("image %d is a %s file: only disk images (OS, CDROM, DATABLOCK) can be encrypted", id, img.Type)
+	}
+	if img.Format == schemas.DiskFormatLUKS {
+		return fmt.Errorf("image %d is LUKS-encrypted already", id)
+	}
+	switch st := State(img.State); st {
+	case StateReady, StateUsed, StateDisabled:
+		if img.Source == "" {
+			return fmt.Errorf("image %d has no stored data to encrypt", id)
+		}
+		return nil
+	case StateUsedPers:
+		return fmt.Errorf("image %d is in use by %s (persistent): encrypt it when the VM is done", id, holder(img))
+	case StateLockedUsedPers:
+		return fmt.Errorf("image %d is LOCKED_USED_PERS (the changes of %s are being saved): encrypt it when the VM is done", id, holder(img))
+	case StateLocked, StateLockedUsed:
+		return fmt.Errorf("image %d is %s (its data is being written): encrypt it once it is READY", id, st)
+	case StateError:
+		return fmt.Errorf("image %d is in ERROR (%s): it has no usable data to encrypt", id, img.Error)
+	case StateDelete:
+		return fmt.Errorf("image %d is being deleted: it cannot be encrypted", id)
+	case StateClone:
+		return fmt.Errorf("image %d is being cloned: encrypt it once it is READY", id)
+	}
+	return fmt.Errorf("image %d is %s: it cannot be encrypted now", id, img.State)
+}
+
+// holder names the VM(s) holding an image, e.g. "VM 5".
+func holder(img *schemas.Image) string {
+	switch len(img.VMs) {
+	case 0:
+		return "a VM"
+	case 1:
+		return fmt.Sprintf("VM %d", img.VMs[0])
+	}
+	parts := make([]string, len(img.VMs))
+	for i, v := range img.VMs {
+		parts[i] = strconv.FormatInt(v, 10)
+	}
+	return "VMs " + strings.Join(parts, ", ")
+}
+
 // describe renders a state with what makes it what it is, e.g. "USED by 2 VMs".
 func describe(img *schemas.Image) string {
 	switch st := State(img.State); st {
 	case StateUsed, StateLockedUsed:
 		return fmt.Sprintf("%s by %d %s", st, img.RVMs, plural(img.RVMs, "VM", "VMs"))
 	case StateUsedPers, StateLockedUsedPers:
-		return fmt.Sprintf("%s by a VM", st)
+		return fmt.Sprintf("%s by %s", st, holder(img))
 	case StateLocked:
 		return "LOCKED (its import is still running)"
 	default:

@@ -22,6 +22,7 @@ type Image struct {
 	Source      string            `json:"source"`
 	Error       string            `json:"error"`
 	RVMs        int               `json:"rvms"`
+	VMs         []int64           `json:"vms,omitempty"` // the VMs using it (catalog image-use)
 	Description string            `json:"description,omitempty"`
 	Attributes  map[string]string `json:"attributes,omitempty"`
 	Origin      string            `json:"origin,omitempty"`

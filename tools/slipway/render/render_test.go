@@ -131,6 +131,17 @@ LUKS_SECRET="s1"
 	}
 }
 
+func TestShowNamesTheVMs(t *testing.T) {
+	img := Image{ID: 4, Name: "db", Type: "OS", State: "USED", RVMs: 2, VMs: []int64{5, 12}}
+	var b bytes.Buffer
+	if err := Show(&b, img, time.UTC); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "STATE          : used\nRUNNING_VMS    : 2\nVMS            : 5,12\n") {
+		t.Errorf("show:\n%s", b.String())
+	}
+}
+
 func TestJSONHasContractKeys(t *testing.T) {
 	var b bytes.Buffer
 	if err := JSON(&b, []Image{{ID: 1}}); err != nil {

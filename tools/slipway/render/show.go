@@ -37,6 +37,13 @@ func Show(w io.Writer, img Image, loc *time.Location) error {
 	line("SIZE", HumanSize(img.Size))
 	line("STATE", ShortState(img.State))
 	line("RUNNING_VMS", strconv.Itoa(img.RVMs))
+	if len(img.VMs) > 0 {
+		ids := make([]string, len(img.VMs))
+		for i, v := range img.VMs {
+			ids[i] = strconv.FormatInt(v, 10)
+		}
+		line("VMS", strings.Join(ids, ","))
+	}
 	line("SHA256", dash(img.SHA256))
 	if img.Error != "" {
 		line("ERROR", img.Error)
