@@ -68,6 +68,8 @@ build: ## Build slipway, every service and the static guest init into ./bin
 	go build -o $(BIN)/builder ./services/builder/cmd/builder
 	go build -o $(BIN)/market-dockerhub ./services/market-dockerhub/cmd/market-dockerhub
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(BIN)/slipway-init ./services/builder/cmd/slipway-init
+	go build -o $(BIN)/kernel-registry ./services/kernel-registry/cmd/kernel-registry
+	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(BIN)/slipway-initrd ./services/kernel-registry/cmd/slipway-initrd
 
 .PHONY: up
 up: deps tools build ## Run the whole stack in one process (embedded NATS, local MinIO)
@@ -100,4 +102,4 @@ gen: ## Regenerate Go types from the JSON Schemas
 
 .PHONY: clean
 clean: ## Remove build output and the demo's data
-	rm -rf .data $(BIN)/slipway $(BIN)/catalog $(BIN)/converter $(BIN)/builder $(BIN)/market-dockerhub $(BIN)/slipway-init
+	rm -rf .data $(BIN)/slipway $(BIN)/catalog $(BIN)/converter $(BIN)/builder $(BIN)/market-dockerhub $(BIN)/slipway-init $(BIN)/kernel-registry $(BIN)/slipway-initrd

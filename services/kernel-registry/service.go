@@ -1,0 +1,201 @@
+// Package kernelregistry is Slipway's kernel-registry service. It takes
+// kernels (an ELF vmlinux, a bzImage, or a Debian linux-image package with
+// its modules) from staged uploads, examines them (package kernel), builds
+// a minimal initrd from a package's modules (packages deb and initrd),
+// registers KERNEL and RAMDISK images in the catalog's files datastore, and
+// keeps what it learned of each kernel in KV for the launcher (PVH entry,
+// the extracted vmlinux, the initrd built for it). KERNEL images registered
+// through the catalog directly are examined when they become READY.
+//
+// Subjects, configuration and state: README.md.
+package kernelregistry
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/workdir"
+	"github.com/slipway/slipway/services/kernel-registry/initrd"
+)
+
+// Name is the service name: subjects, durable consumer, micro service.
+const Name = "kernel-registry"
+
+// Version is reported by the micro service.
+const Version = "0.1.0"
+
+// Defaults of Config.
+const (
+	DefaultUploadBucket   = "slipway-uploads"
+	DefaultFilesBucket    = "slipway-files"
+	DefaultFilesDatastore = "files"
+	DefaultAckWait        = 30 * time.Second
+	DefaultMaxDeliver     = 5
+	DefaultCallTimeout    = time.Minute
+)
+
+// Config tunes the service; the zero value works where slipway-initrd can
+// be found (initrd.DefaultInit).
+type Config struct {
+	// UploadBucket holds staged uploads: add's sources, and the kernel and
+	// initrd this service stages for the catalog. It must be the catalog's
+	// upload bucket. Default slipway-uploads.
+	UploadBucket string
+	// FilesBucket is the files datastore's bucket, where the vmlinux of a
+	// bzImage is kept at kernels/<id>/vmlinux. Default slipway-files.
+	FilesBucket string
+	// FilesDatastore is the catalog datastore of KERNEL and RAMDISK images.
+	// Default files.
+	FilesDatastore string
+	// TempDir holds each job's files (a kernel package unpacks to about
+	// 400 MiB). Default os.TempDir().
+	TempDir string
+	// Initrd is the slipway-initrd binary; default initrd.DefaultInit().
+	Initrd string
+	// Modules are the initrd's wanted modules; nil means
+	// initrd.DefaultModules.
+	Modules []string
+	// AckWait and MaxDeliver tune the consumers; CallTimeout bounds each
+	// catalog call.
+	AckWait     time.Duration
+	MaxDeliver  int
+	CallTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Service is the kernel registry.
+type Service struct {
+	bus       *bus.Bus
+	store     *blob.Store
+	cfg       Config
+	log       *slog.Logger
+	kernels   jetstream.KeyValue
+	ready     chan struct{}
+	readyOnce sync.Once
+}
+
+// New returns a kernel registry publishing on b and storing in store.
+func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
+	if cfg.UploadBucket == "" {
+		cfg.UploadBucket = DefaultUploadBucket
+	}
+	if cfg.FilesBucket == "" {
+		cfg.FilesBucket = DefaultFilesBucket
+	}
+	if cfg.FilesDatastore == "" {
+		cfg.FilesDatastore = DefaultFilesDatastore
+	}
+	if cfg.TempDir == "" {
+		cfg.TempDir = os.TempDir()
+	}
+	if abs, err := filepath.Abs(cfg.TempDir); err == nil {
+		cfg.TempDir = abs
+	}
+	if cfg.Initrd == "" {
+		cfg.Initrd = initrd.DefaultInit()
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = DefaultAckWait
+	}
+	if cfg.MaxDeliver <= 0 {
+		cfg.MaxDeliver = DefaultMaxDeliver
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = DefaultCallTimeout
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = b.Logger()
+	}
+	return &Service{bus: b, store: store, cfg: cfg, log: log, ready: make(chan struct{})}
+}
+
+// Ready is closed once the service consumes and answers.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// Run consumes commands and catalog events and serves queries until ctx
+// ends.
+func (s *Service) Run(ctx context.Context) error {
+	if _, err := os.Stat(s.cfg.Initrd); err != nil {
+		// Kernels still register; packages get no initrd until it exists.
+		s.log.Warn("kernel-registry: no slipway-initrd binary: kernel packages will fail", "path", s.cfg.Initrd, "err", err)
+	}
+	kv, err := s.bus.KeyValue(ctx, bucketName(s.bus.Prefix(), "kernel-registry_kernels"), 0)
+	if err != nil {
+		return fmt.Errorf("kernel-registry: %w", err)
+	}
+	s.kernels = kv
+	work, release, err := workdir.Claim(s.cfg.TempDir, "slipway-kernel-registry-")
+	if err != nil {
+		return fmt.Errorf("kernel-registry: %w", err)
+	}
+	defer release()
+	s.cfg.TempDir = work
+	opts := []bus.ConsumeOption{bus.AckWait(s.cfg.AckWait), bus.MaxDeliver(s.cfg.MaxDeliver)}
+	cmds, err := s.bus.ConsumeCommands(ctx, s.handleCommand, opts...)
+	if err != nil {
+		return s.startErr(ctx, "consume commands", err)
+	}
+	defer cmds.Stop()
+	evts, err := s.bus.ConsumeEvents(ctx, Name+"-catalog", []string{
+		s.bus.Prefix() + ".evt.catalog.image-updated.>",
+		s.bus.Prefix() + ".evt.catalog.image-deleted.>",
+	}, s.handleCatalogEvent, opts...)
+	if err != nil {
+		return s.startErr(ctx, "consume catalog events", err)
+	}
+	defer evts.Stop()
+	svc, err := s.bus.Serve(Version, "Kernels and their initrds", map[string]bus.QueryHandler{
+		"list": s.queryList,
+		"show": s.queryShow,
+	})
+	if err != nil {
+		return fmt.Errorf("kernel-registry: serve queries: %w", err)
+	}
+	defer svc.Stop()
+	s.readyOnce.Do(func() { close(s.ready) })
+	s.log.Info("kernel-registry running", "temp_dir", work, "initrd", s.cfg.Initrd)
+	<-ctx.Done()
+	return nil
+}
+
+func (s *Service) startErr(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		return nil // stopped while starting
+	}
+	return fmt.Errorf("kernel-registry: %s: %w", what, err)
+}
+
+// handleCommand dispatches a command.
+func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
+	if m.Name == "add" {
+		return s.handleAdd(ctx, m)
+	}
+	err := fmt.Errorf("unknown command %q (kernel-registry takes add)", m.Subject)
+	s.publishFailed(ctx, m, cmdToken(m), err, "")
+	return bus.Terminal(err)
+}
+
+// bucketName turns "slipway" + "kernel-registry_kernels" into
+// "slipway_kernel-registry_kernels", as the catalog names its buckets.
+func bucketName(prefix, name string) string {
+	var sb strings.Builder
+	for _, r := range prefix {
+		if (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || r == '-' {
+			sb.WriteRune(r)
+		} else {
+			sb.WriteByte('_')
+		}
+	}
+	return sb.String() + "_" + name
+}

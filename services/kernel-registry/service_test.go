@@ -1,0 +1,569 @@
+package kernelregistry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/catalog"
+	"github.com/slipway/slipway/services/converter"
+)
+
+// s3 is one MinIO shared by the package's tests, each with its own
+// buckets; initrdBin is slipway-initrd built for them.
+var (
+	s3        testenv.S3
+	initrdBin string
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "kernel-registry-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := func() int {
+		defer os.RemoveAll(dir)
+		initrdBin = filepath.Join(dir, "slipway-initrd")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", initrdBin, "./cmd/slipway-initrd")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build slipway-initrd: %v\n%s", err, out)
+			return 1
+		}
+		var stop func()
+		if s3, stop, err = testenv.StartMinIO(filepath.Join(dir, "minio")); err != nil {
+			fmt.Fprintln(os.Stderr, "kernel-registry tests need MinIO:", err)
+			return 1
+		}
+		defer stop()
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+var seq struct {
+	sync.Mutex
+	n int
+}
+
+func suffix() string {
+	seq.Lock()
+	defer seq.Unlock()
+	seq.n++
+	return fmt.Sprintf("%d-%d", os.Getpid(), seq.n)
+}
+
+// stack is the catalog, the converter and kernel-registry on a real
+// nats-server and the shared MinIO, each on its own bus connection.
+type stack struct {
+	t                      *testing.T
+	ctx                    context.Context
+	url                    string
+	store                  *blob.Store
+	cli                    *bus.Bus
+	rec                    *testenv.Recorder
+	uploads, files, images string // buckets
+	wg                     sync.WaitGroup
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	url, _ := testenv.NATS(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	store, err := blob.New(s3.BlobConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sfx := suffix()
+	s := &stack{t: t, ctx: ctx, url: url, store: store,
+		uploads: "uploads-" + sfx, files: "files-" + sfx, images: "images-" + sfx}
+	s.cli = s.connect("cli")
+	if err := s.cli.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.rec = testenv.Record(t, s.cli.Conn(), nil, "slipway.evt.>")
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cat := catalog.New(s.connect("catalog"), store, catalog.Config{
+		Datastores: []catalog.Datastore{
+			{Name: "default", Kind: catalog.KindImage, Bucket: s.images, Types: []string{"OS", "CDROM", "DATABLOCK"}},
+			{Name: "files", Kind: catalog.KindFile, Bucket: s.files, Types: []string{"KERNEL", "RAMDISK", "CONTEXT"}},
+		},
+		UploadBucket: s.uploads, VerifyDigest: true, Logger: log,
+	})
+	s.run("catalog", cat.Run, cat.Ready())
+	conv := converter.New(s.connect("converter"), store, converter.Config{TempDir: t.TempDir(), Logger: log})
+	s.run("converter", conv.Run, nil)
+	kr := New(s.connect(Name), store, Config{UploadBucket: s.uploads, FilesBucket: s.files,
+		TempDir: t.TempDir(), Initrd: initrdBin, Logger: log})
+	s.run(Name, kr.Run, kr.Ready())
+	// Registered last, so it runs first: the services stop before their
+	// connections close.
+	t.Cleanup(func() { cancel(); s.wg.Wait() })
+	s.waitService("converter")
+	if err := store.EnsureBucket(ctx, s.uploads); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s *stack) connect(service string) *bus.Bus {
+	s.t.Helper()
+	b, err := bus.Connect(s.ctx, bus.Config{URL: s.url, Service: service, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(b.Close)
+	return b
+}
+
+func (s *stack) run(name string, run func(context.Context) error, ready <-chan struct{}) {
+	s.wg.Add(1)
+	done := make(chan struct{})
+	go func() {
+		defer s.wg.Done()
+		defer close(done)
+		if err := run(s.ctx); err != nil {
+			s.t.Errorf("%s: %v", name, err)
+		}
+	}()
+	if ready == nil {
+		return
+	}
+	select {
+	case <-ready:
+	case <-done:
+		s.t.Fatalf("%s stopped before it was ready", name)
+	case <-time.After(30 * time.Second):
+		s.t.Fatalf("%s not ready after 30s", name)
+	}
+}
+
+func (s *stack) waitService(name string) {
+	s.t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if m, err := s.cli.Conn().Request("$SRV.PING."+name, nil, 500*time.Millisecond); err == nil && len(m.Data) > 0 {
+			return
+		}
+	}
+	s.t.Fatalf("%s did not come up", name)
+}
+
+// stage uploads a file as the CLI does and returns its s3:// URL.
+func (s *stack) stage(data io.Reader, size int64, name string) string {
+	s.t.Helper()
+	info, err := s.store.Put(s.ctx, s.uploads, "kernels/"+uuid.NewString()+"/"+name, data, size)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return info.URL()
+}
+
+func (s *stack) stageFile(path string) string {
+	s.t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer f.Close()
+	fi, _ := f.Stat()
+	return s.stage(f, fi.Size(), filepath.Base(path))
+}
+
+// add calls kernel-registry add and returns the added kernel, or the
+// failure.
+func (s *stack) add(req schemas.KernelRegistryAdd, timeout time.Duration) (schemas.Kernel, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	defer cancel()
+	m, err := s.cli.Call(ctx, Name, "add", req, []string{"added"})
+	var k schemas.Kernel
+	if err == nil {
+		err = schemas.Validate(schemas.KindEvent, Name, "added", m.Data)
+	}
+	if err == nil {
+		err = json.Unmarshal(m.Data, &k)
+	}
+	return k, err
+}
+
+// image asks the catalog for an image.
+func (s *stack) image(id int64) schemas.Image {
+	s.t.Helper()
+	var img schemas.Image
+	if err := s.cli.Query(s.ctx, "catalog", "show", map[string]int64{"id": id}, &img); err != nil {
+		s.t.Fatalf("catalog show %d: %v", id, err)
+	}
+	return img
+}
+
+// waitReady polls the catalog until the image is READY.
+func (s *stack) waitReady(id int64, timeout time.Duration) schemas.Image {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		img := s.image(id)
+		switch {
+		case img.State == schemas.ImageStateReady:
+			return img
+		case img.State == schemas.ImageStateError:
+			s.t.Fatalf("image %d: ERROR %s", id, img.Error)
+		case time.Now().After(deadline):
+			s.t.Fatalf("image %d still %s after %s", id, img.State, timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// objects lists a bucket.
+func (s *stack) objects(bucket string) []string {
+	s.t.Helper()
+	keys, err := s.store.List(s.ctx, bucket, "")
+	if err != nil && !blob.IsNotFound(err) {
+		s.t.Fatal(err)
+	}
+	return keys
+}
+
+func kernelFiles(t *testing.T) (dir string) {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	dir = filepath.Join(filepath.Dir(file), "..", "..", "bin", "kernel")
+	for _, f := range []string{"vmlinuz", "linux-image.deb", "version"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Skipf("no %s (run tools/fetch-kernel.sh): %v", f, err)
+		}
+	}
+	return dir
+}
+
+// TestAddDebianPackage adds Debian's linux-image package: a KERNEL and a
+// RAMDISK image become READY in the catalog, and show reports the facts.
+func TestAddDebianPackage(t *testing.T) {
+	dir := kernelFiles(t)
+	version, _ := os.ReadFile(filepath.Join(dir, "version"))
+	s := newStack(t)
+	start := time.Now()
+	src := s.stageFile(filepath.Join(dir, "linux-image.deb"))
+	k, err := s.add(schemas.KernelRegistryAdd{Source: src, Filename: "linux-image-test.deb"}, 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := time.Since(start)
+	if k.Format != schemas.KernelFormatBzimage || k.Arch != "x86_64" || k.Version != strings.TrimSpace(string(version)) ||
+		!k.Pvh || k.PvhEntry == 0 || k.Initrd == nil || k.Modules < 20 || k.Vmlinux == "" || k.Source != schemas.KernelSourceAdd ||
+		k.Name != "vmlinuz-"+k.Version || k.Compression != schemas.KernelCompressionXz {
+		t.Fatalf("added %+v", k)
+	}
+	kimg := s.waitReady(k.ID, 3*time.Minute)
+	rd := s.waitReady(*k.Initrd, 3*time.Minute)
+	t.Logf("added in %s, both images READY after %s: kernel %d (%d bytes), initrd %d (%d bytes, %d modules)",
+		added.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), k.ID, kimg.Size, rd.ID, rd.Size, k.Modules)
+	if kimg.Type != schemas.ImageTypeKernel || kimg.Datastore != "files" || kimg.SHA256 != k.SHA256 || kimg.Size != k.Size {
+		t.Errorf("kernel image %+v, record sha %s size %d", kimg, k.SHA256, k.Size)
+	}
+	if rd.Type != schemas.ImageTypeRamdisk || rd.Name != k.Name+"-initrd" {
+		t.Errorf("initrd image %+v", rd)
+	}
+	// The kept vmlinux is the ELF.
+	bucket, key, _ := blob.ParseURL(k.Vmlinux)
+	rc, err := s.store.GetRange(s.ctx, bucket, key, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, 4)
+	io.ReadFull(rc, head)
+	rc.Close()
+	if string(head) != "\x7fELF" || bucket != s.files {
+		t.Errorf("vmlinux %s starts with %q", k.Vmlinux, head)
+	}
+	// show by ID and by name, list.
+	var byID, byName schemas.Kernel
+	var all []schemas.Kernel
+	if err := s.cli.Query(s.ctx, Name, "show", map[string]int64{"id": k.ID}, &byID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cli.Query(s.ctx, Name, "show", map[string]string{"name": k.Name}, &byName); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cli.Query(s.ctx, Name, "list", nil, &all); err != nil {
+		t.Fatal(err)
+	}
+	if byID.SHA256 != k.SHA256 || byName.ID != k.ID || len(all) != 1 || *all[0].Initrd != *k.Initrd {
+		t.Errorf("show %+v / %+v, list %+v", byID, byName, all)
+	}
+	if err := s.cli.Query(s.ctx, Name, "show", map[string]int64{"id": 99}, nil); !bus.IsNotFound(err) {
+		t.Errorf("show of a missing kernel: %v", err)
+	}
+	// The upload and the staged files are gone once the catalog has them.
+	if left := s.objects(s.uploads); len(left) > 0 {
+		t.Errorf("left in the upload bucket: %v", left)
+	}
+	// The KERNEL image's READY did not make the examiner take it over.
+	time.Sleep(time.Second)
+	if ex := s.rec.All(func(m *natsMsg) bool { return strings.Contains(m.Subject, ".kernel-registry.examined.") }); len(ex) > 0 {
+		t.Errorf("add's own image was examined again: %s", ex[0].Data)
+	}
+}
+
+// TestAddKernelFiles adds a bzImage and an ELF vmlinux (no package: no
+// initrd), and a second kernel under a name already taken.
+func TestAddKernelFiles(t *testing.T) {
+	dir := kernelFiles(t)
+	s := newStack(t)
+	bz, err := s.add(schemas.KernelRegistryAdd{Source: s.stageFile(filepath.Join(dir, "vmlinuz")), Name: "k"}, 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bz.Format != schemas.KernelFormatBzimage || !bz.Pvh || bz.Firecracker || bz.FirecrackerReason == "" ||
+		bz.Initrd != nil || bz.Modules != 0 || bz.Vmlinux == "" || bz.Name != "k" {
+		t.Fatalf("bzImage: %+v", bz)
+	}
+	s.waitReady(bz.ID, 3*time.Minute)
+
+	// The vmlinux it kept, added as a kernel of its own: an ELF that fits
+	// Firecracker, with the PVH note.
+	bucket, key, _ := blob.ParseURL(bz.Vmlinux)
+	rc, size, err := s.store.Get(s.ctx, bucket, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := s.stage(rc, size, "vmlinux")
+	rc.Close()
+	elf, err := s.add(schemas.KernelRegistryAdd{Source: src}, 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if elf.Format != schemas.KernelFormatElf || !elf.Pvh || elf.PvhEntry != bz.PvhEntry || !elf.Firecracker ||
+		elf.Vmlinux != "" || elf.Version != bz.Version || elf.Name != "vmlinux" || elf.Compression != "" {
+		t.Fatalf("ELF: %+v", elf)
+	}
+	s.waitReady(elf.ID, 3*time.Minute)
+
+	// A name taken: the catalog's refusal, and nothing left behind.
+	_, err = s.add(schemas.KernelRegistryAdd{Source: s.stageFile(filepath.Join(dir, "vmlinuz")), Name: "k"}, 5*time.Minute)
+	if !bus.IsCallError(err) || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("second kernel named k: %v", err)
+	}
+	t.Log(err)
+	var all []schemas.Kernel
+	if err := s.cli.Query(s.ctx, Name, "list", nil, &all); err != nil || len(all) != 2 {
+		t.Fatalf("list: %v %+v", err, all)
+	}
+	time.Sleep(500 * time.Millisecond) // the catalog deletes its staged copies as it commits
+	if left := s.objects(s.uploads); len(left) > 0 {
+		t.Errorf("left in the upload bucket: %v", left)
+	}
+	if vm := s.objects(s.files); len(vm) != 3 { // kernels/0/vmlinux and the two images' blobs
+		t.Errorf("files bucket: %v", vm)
+	}
+}
+
+// TestAddUndone: a failure after the KERNEL image exists (its initrd's
+// name is taken) deletes that image and leaves nothing else.
+func TestAddUndone(t *testing.T) {
+	dir := kernelFiles(t)
+	version, _ := os.ReadFile(filepath.Join(dir, "version"))
+	v := strings.TrimSpace(string(version))
+	s := newStack(t)
+	first, err := s.add(schemas.KernelRegistryAdd{Source: s.stageFile(filepath.Join(dir, "vmlinuz")), Name: "pkg-initrd"}, 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.waitReady(first.ID, 3*time.Minute)
+
+	// A small package: Debian's kernel and a modules tree whose drivers are
+	// all built in, so its initrd is quick to make.
+	root := t.TempDir()
+	files := map[string][]byte{
+		"DEBIAN/control":                        []byte("Package: linux-image-test\nVersion: 1\nArchitecture: amd64\nMaintainer: t <t@t>\nDescription: test\n"),
+		"lib/modules/" + v + "/modules.builtin": []byte("kernel/drivers/virtio/virtio_pci.ko\nkernel/drivers/block/virtio_blk.ko\nkernel/fs/ext4/ext4.ko\n"),
+	}
+	if files["boot/vmlinuz-"+v], err = os.ReadFile(filepath.Join(dir, "vmlinuz")); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range files {
+		os.MkdirAll(filepath.Join(root, filepath.Dir(name)), 0o755)
+		os.WriteFile(filepath.Join(root, name), data, 0o644)
+	}
+	pkg := filepath.Join(t.TempDir(), "linux-image-test.deb")
+	if out, err := exec.Command("dpkg-deb", "--root-owner-group", "-Zgzip", "--build", root, pkg).CombinedOutput(); err != nil {
+		t.Skipf("dpkg-deb: %v %s", err, out)
+	}
+	_, err = s.add(schemas.KernelRegistryAdd{Source: s.stageFile(pkg), Name: "pkg"}, 5*time.Minute)
+	var ce *bus.CallError
+	if !errors.As(err, &ce) || !strings.Contains(ce.Message, `"pkg-initrd" already exists`) {
+		t.Fatalf("%v", err)
+	}
+	if id := strings.TrimPrefix(ce.Msg.Subject, "slipway.evt.kernel-registry.failed."); id == ce.Msg.Subject || strings.HasPrefix(id, "cmd-") {
+		t.Errorf("failed on %s: want the KERNEL image's ID", ce.Msg.Subject)
+	}
+	// The KERNEL image "pkg" goes once its import is over.
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(300 * time.Millisecond) {
+		var images []schemas.Image
+		if err := s.cli.Query(s.ctx, "catalog", "list", struct{}{}, &images); err != nil {
+			t.Fatal(err)
+		}
+		if len(images) == 1 && images[0].ID == first.ID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("images left: %+v", images)
+		}
+	}
+	var all []schemas.Kernel
+	if err := s.cli.Query(s.ctx, Name, "list", nil, &all); err != nil || len(all) != 1 || all[0].ID != first.ID {
+		t.Fatalf("kernels: %v %+v", err, all)
+	}
+	if left := s.objects(s.uploads); len(left) > 0 {
+		t.Errorf("left in the upload bucket: %v", left)
+	}
+}
+
+// TestAddBadFiles: what is not an x86_64 kernel fails with a clear error,
+// and nothing is left staged or created.
+func TestAddBadFiles(t *testing.T) {
+	dir := kernelFiles(t)
+	vmlinuz, err := os.ReadFile(filepath.Join(dir, "vmlinuz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	random := make([]byte, 256<<10)
+	for i := range random {
+		random[i] = byte(i*7 + i/251)
+	}
+	arm64 := make([]byte, 64<<10)
+	copy(arm64[0x38:], "ARM\x64")
+	s := newStack(t)
+	for _, c := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"random", random, "not a kernel"},
+		{"truncated", vmlinuz[:len(vmlinuz)/2], "truncated bzImage"},
+		{"arm64", arm64, "aarch64"},
+		{"broken package", append([]byte("!<arch>\n"), random[:1000]...), "not a Debian kernel package"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src := s.stage(bytes.NewReader(c.data), int64(len(c.data)), c.name+".bin")
+			_, err := s.add(schemas.KernelRegistryAdd{Source: src}, time.Minute)
+			var ce *bus.CallError
+			if !errors.As(err, &ce) || !strings.Contains(ce.Message, c.want) {
+				t.Fatalf("%v, want a failure saying %q", err, c.want)
+			}
+			if err := schemas.Validate(schemas.KindEvent, Name, "failed", ce.Msg.Data); err != nil {
+				t.Error(err)
+			}
+			t.Logf("failed: %s", ce.Message)
+			if left := s.objects(s.uploads); len(left) > 0 {
+				t.Errorf("left in the upload bucket: %v", left)
+			}
+		})
+	}
+	var images []schemas.Image
+	if err := s.cli.Query(s.ctx, "catalog", "list", struct{}{}, &images); err == nil && len(images) > 0 {
+		t.Errorf("images were created: %+v", images)
+	}
+	t.Run("invalid command", func(t *testing.T) {
+		_, err := s.add(schemas.KernelRegistryAdd{}, time.Minute)
+		if !bus.IsCallError(err) || !strings.Contains(err.Error(), "source") {
+			t.Fatalf("%v", err)
+		}
+	})
+	t.Run("not a staged upload", func(t *testing.T) {
+		// An object elsewhere is refused and left alone.
+		if _, err := s.store.Put(s.ctx, s.images, "keep/me", strings.NewReader("x"), 1); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.add(schemas.KernelRegistryAdd{Source: "s3://" + s.images + "/keep/me"}, time.Minute)
+		if !bus.IsCallError(err) || !strings.Contains(err.Error(), "staged uploads") {
+			t.Fatalf("%v", err)
+		}
+		if _, err := s.store.Stat(s.ctx, s.images, "keep/me"); err != nil {
+			t.Errorf("the named object was deleted: %v", err)
+		}
+	})
+}
+
+// TestExamineCatalogKernel: a KERNEL image registered through the catalog
+// is examined when it becomes READY.
+func TestExamineCatalogKernel(t *testing.T) {
+	dir := kernelFiles(t)
+	s := newStack(t)
+	src := s.stageFile(filepath.Join(dir, "vmlinuz"))
+	ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+	defer cancel()
+	m, err := s.cli.Call(ctx, "catalog", "image-create", schemas.ImageCreate{Name: "plain-kernel", Datastore: "files",
+		Type: schemas.ImageTypeKernel, Path: src, Staged: true}, []string{"image-created"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var img schemas.Image
+	json.Unmarshal(m.Data, &img)
+	s.waitReady(img.ID, 3*time.Minute)
+	var k schemas.Kernel
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		err := s.cli.Query(s.ctx, Name, "show", map[string]int64{"id": img.ID}, &k)
+		if err == nil {
+			break
+		}
+		if !bus.IsNotFound(err) || time.Now().After(deadline) {
+			t.Fatalf("show %d: %v", img.ID, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if k.Source != schemas.KernelSourceCatalog || k.Name != "plain-kernel" || !k.Pvh || k.Format != schemas.KernelFormatBzimage ||
+		k.Initrd != nil || k.Vmlinux == "" {
+		t.Fatalf("examined %+v", k)
+	}
+	ev := s.rec.Wait(t, "examined event", func(m *natsMsg) bool { return strings.Contains(m.Subject, ".kernel-registry.examined.") })
+	if err := schemas.Validate(schemas.KindEvent, Name, "examined", ev.Data); err != nil {
+		t.Error(err)
+	}
+
+	// Deleting the image forgets the kernel and removes its vmlinux.
+	if _, err := s.cli.Call(ctx, "catalog", "image-delete", schemas.ImageRef{ID: img.ID}, []string{"image-deleted"}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		err := s.cli.Query(s.ctx, Name, "show", map[string]int64{"id": img.ID}, nil)
+		if bus.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kernel %d still known after its image was deleted: %v", img.ID, err)
+		}
+	}
+	if left := s.objects(s.files); len(left) > 0 {
+		t.Errorf("left in the files bucket: %v", left)
+	}
+}
+
+type natsMsg = nats.Msg
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
