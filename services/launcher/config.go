@@ -1,0 +1,169 @@
+package launcher
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/slipway/slipway/pkg/run"
+)
+
+// Name is the service name: subjects, durable consumer, micro service.
+const Name = "launcher"
+
+// Version is reported by the micro service.
+const Version = "0.1.0"
+
+// Defaults of Config.
+const (
+	DefaultShutdownTimeout = 60 * time.Second
+	DefaultQuitGrace       = 10 * time.Second
+	DefaultCallTimeout     = 30 * time.Second
+	DefaultUploadBucket    = "slipway-uploads"
+	DefaultConcurrency     = 4
+	DefaultAckWait         = 30 * time.Second
+	DefaultMaxDeliver      = 10
+	// DefaultConsoleChunk bounds the text one console query returns, well
+	// below NATS's default 1 MiB payload even after JSON escaping.
+	DefaultConsoleChunk = 256 << 10
+)
+
+// Environment variables read by ConfigFromEnv.
+const (
+	EnvWorkDir         = "SLIPWAY_LAUNCHER_WORK_DIR"
+	EnvCacheDir        = "SLIPWAY_LAUNCHER_CACHE_DIR"
+	EnvQEMU            = "SLIPWAY_LAUNCHER_QEMU"
+	EnvAccel           = "SLIPWAY_LAUNCHER_ACCEL"
+	EnvShutdownTimeout = "SLIPWAY_LAUNCHER_SHUTDOWN_TIMEOUT"
+	EnvReadyTimeout    = "SLIPWAY_LAUNCHER_READY_TIMEOUT"
+	EnvUploadBucket    = "SLIPWAY_UPLOAD_BUCKET"
+)
+
+// Config tunes the service. The zero value works on a machine with
+// qemu-system-x86_64 and qemu-img on PATH.
+type Config struct {
+	// WorkDir holds one directory per VM (overlays, private copies of
+	// persistent disks, LUKS passphrase files, the context ISO, the QMP
+	// socket) and the serial console logs (consoles/<vm>.log, kept after
+	// the VM ends). QMP sockets live in it too, unless its paths are too
+	// long for a unix socket; then in a short directory of os.TempDir().
+	// Default /var/lib/slipway/launcher when writable, else
+	// <os.TempDir()>/slipway-launcher.
+	WorkDir string
+	// CacheDir holds image blobs fetched from S3, keyed by image ID and
+	// SHA-256 and shared by every VM. Default WorkDir/cache.
+	CacheDir string
+	// QEMU is the qemu-system binary; default qemu-system-x86_64.
+	QEMU string
+	// QEMUImg is the qemu-img binary; default qemu-img.
+	QEMUImg string
+	// Accel is "kvm", "tcg" or "" (KVM when /dev/kvm is usable, else TCG).
+	Accel string
+	// ShutdownTimeout is how long a gentle poweroff or terminate waits for
+	// the guest to power off after the ACPI request before QEMU is told to
+	// quit; default 60s.
+	ShutdownTimeout time.Duration
+	// QuitGrace is how long QEMU gets to exit after QMP quit before it is
+	// killed; default 10s.
+	QuitGrace time.Duration
+	// ReadyTimeout, when positive, fails a VM whose guest has not printed
+	// its ready line that long after QEMU started; 0 waits for ever (a guest
+	// without Slipway's init stays in BOOT).
+	ReadyTimeout time.Duration
+	// CallTimeout bounds each exchange with another service (catalog
+	// image-use, image-release, image-create; kernel-registry and
+	// crypto-luks queries); default 30s.
+	CallTimeout time.Duration
+	// UploadBucket receives persistent disks at EPILOG and save-as copies
+	// (vms/<vm>/…) for the catalog to take; default slipway-uploads.
+	UploadBucket string
+	// Concurrency is how many commands are handled at once; default 4.
+	// Long work (PROLOG downloads, shutdowns, EPILOG uploads) runs beside
+	// the command handlers, so a slow VM never blocks another's commands.
+	Concurrency int
+	// AckWait and MaxDeliver tune the command consumer; defaults 30s, 10.
+	AckWait    time.Duration
+	MaxDeliver int
+	// Logger defaults to the bus's logger.
+	Logger *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.WorkDir == "" {
+		c.WorkDir = defaultWorkDir()
+	}
+	if abs, err := filepath.Abs(c.WorkDir); err == nil {
+		c.WorkDir = abs
+	}
+	if c.CacheDir == "" {
+		c.CacheDir = filepath.Join(c.WorkDir, "cache")
+	}
+	if abs, err := filepath.Abs(c.CacheDir); err == nil {
+		c.CacheDir = abs
+	}
+	if c.QEMU == "" {
+		c.QEMU = "qemu-system-x86_64"
+	}
+	if c.QEMUImg == "" {
+		c.QEMUImg = "qemu-img"
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.QuitGrace <= 0 {
+		c.QuitGrace = DefaultQuitGrace
+	}
+	if c.CallTimeout <= 0 {
+		c.CallTimeout = DefaultCallTimeout
+	}
+	if c.UploadBucket == "" {
+		c.UploadBucket = DefaultUploadBucket
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = DefaultAckWait
+	}
+	if c.MaxDeliver <= 0 {
+		c.MaxDeliver = DefaultMaxDeliver
+	}
+}
+
+// defaultWorkDir prefers the system location, falling back to the temp dir
+// for an unprivileged user.
+func defaultWorkDir() string {
+	const sys = "/var/lib/slipway/launcher"
+	if err := os.MkdirAll(sys, 0o700); err == nil {
+		return sys
+	}
+	return filepath.Join(os.TempDir(), "slipway-launcher")
+}
+
+// ConfigFromEnv reads the launcher's variables (see the README); unset ones
+// keep New's defaults.
+func ConfigFromEnv() (Config, error) {
+	cfg := Config{
+		WorkDir:      run.Env(EnvWorkDir, ""),
+		CacheDir:     run.Env(EnvCacheDir, ""),
+		QEMU:         run.Env(EnvQEMU, ""),
+		Accel:        run.Env(EnvAccel, ""),
+		UploadBucket: run.Env(EnvUploadBucket, ""),
+	}
+	var errs []error
+	var err error
+	if cfg.ShutdownTimeout, err = run.EnvDuration(EnvShutdownTimeout, DefaultShutdownTimeout); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.ReadyTimeout, err = run.EnvDuration(EnvReadyTimeout, 0); err != nil {
+		errs = append(errs, err)
+	}
+	switch cfg.Accel {
+	case "", "kvm", "tcg":
+	default:
+		errs = append(errs, errors.New(EnvAccel+": want kvm, tcg or empty (automatic)"))
+	}
+	return cfg, errors.Join(errs...)
+}

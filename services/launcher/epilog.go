@@ -1,0 +1,131 @@
+package launcher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/schemas"
+)
+
+// epilog lets go of everything a VM holds: with save, each persistent disk
+// is uploaded and committed over its image with image-release; every other
+// image is released as it is; then the VM directory (overlays, copies,
+// passphrase files, context ISO, QMP socket) is removed. It can run again
+// after a crash: what was released is no longer in the record.
+func (s *Service) epilog(ctx context.Context, rec *vmRecord, save bool) (string, error) {
+	rec, _, err := s.vms.get(ctx, rec.ID) // the locks as they are now
+	if err != nil {
+		return "", err
+	}
+	persistent := map[int64]planDisk{}
+	if rec.Run.Plan != nil {
+		for _, pd := range rec.Run.Plan.Disks {
+			if pd.Persistent {
+				persistent[pd.ImageID] = pd
+			}
+		}
+	}
+	var notes []string
+	var errs []error
+	for _, imageID := range rec.Run.Locks {
+		pd, ok := persistent[imageID]
+		if save && ok {
+			note, err := s.saveDisk(ctx, rec.ID, pd)
+			if err == nil {
+				notes = append(notes, note)
+				continue
+			}
+			// Keep nothing locked: release without the changes, and say so.
+			errs = append(errs, fmt.Errorf("DISK %d: the changes could not be written back to image %d, they are lost: %w", pd.DiskID, imageID, err))
+		}
+		if _, err := s.release(ctx, rec.ID, imageID, nil); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, d := range []string{s.vmDir(rec.ID), s.runDir(rec.ID)} {
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, fmt.Errorf("remove the VM's files: %w", err))
+		}
+	}
+	if n := len(rec.Run.Locks); n > 0 {
+		notes = append(notes, fmt.Sprintf("%d image(s) released", n))
+	}
+	return strings.Join(notes, "; "), errors.Join(errs...)
+}
+
+// saveDisk uploads a persistent disk's private copy to the upload bucket
+// and has the catalog copy it over the image's blob.
+func (s *Service) saveDisk(ctx context.Context, vmID int64, pd planDisk) (string, error) {
+	vsize := pd.Public.Size
+	if pd.Format != "luks" { // a LUKS header cannot be read without its passphrase; its size does not change
+		var err error
+		if vsize, err = s.virtualSize(ctx, pd.Path, pd.Format); err != nil {
+			return "", err
+		}
+	}
+	key := fmt.Sprintf("vms/%d/disk-%d.%s", vmID, pd.DiskID, pd.Public.Format)
+	info, err := s.upload(ctx, pd.Path, key)
+	if err != nil {
+		return "", err
+	}
+	save := &schemas.ImageSave{Source: info.URL(), Format: pd.Public.Format, Size: info.Size,
+		VirtualSize: vsize, SHA256: info.SHA256}
+	saved, err := s.release(ctx, vmID, pd.ImageID, save)
+	if err != nil || !saved {
+		// The catalog deletes what it took; what it did not take is ours.
+		if derr := s.blobs.DeleteURL(ctx, info.URL()); derr != nil {
+			s.log.Warn("removing a staged disk failed", "url", info.URL(), "err", derr)
+		}
+	}
+	if err != nil {
+		return "", err
+	}
+	if !saved {
+		return fmt.Sprintf("DISK %d: image %d was not held by the VM any more; its changes were not kept", pd.DiskID, pd.ImageID), nil
+	}
+	return fmt.Sprintf("DISK %d saved to image %d", pd.DiskID, pd.ImageID), nil
+}
+
+// upload stores a local file at key in the upload bucket.
+func (s *Service) upload(ctx context.Context, path, key string) (blob.Info, error) {
+	if err := s.blobs.EnsureBucket(ctx, s.cfg.UploadBucket); err != nil {
+		return blob.Info{}, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return blob.Info{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return blob.Info{}, err
+	}
+	return s.blobs.Put(ctx, s.cfg.UploadBucket, key, f, fi.Size())
+}
+
+// virtualSize asks qemu-img for a disk's virtual size.
+func (s *Service) virtualSize(ctx context.Context, path, format string) (int64, error) {
+	cmd := exec.CommandContext(ctx, s.cfg.QEMUImg, "info", "-U", "--output=json", "-f", format, path)
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return 0, fmt.Errorf("qemu-img info %s: %s", path, strings.TrimSpace(string(ee.Stderr)))
+		}
+		return 0, err
+	}
+	var info struct {
+		VirtualSize json.Number `json:"virtual-size"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		return 0, fmt.Errorf("qemu-img info %s: %w", path, err)
+	}
+	return strconv.ParseInt(info.VirtualSize.String(), 10, 64)
+}

@@ -1,0 +1,549 @@
+package launcher_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/catalog"
+	"github.com/slipway/slipway/services/converter"
+	cryptoluks "github.com/slipway/slipway/services/crypto-luks"
+	"github.com/slipway/slipway/services/crypto-luks/envelope"
+	kernelregistry "github.com/slipway/slipway/services/kernel-registry"
+	"github.com/slipway/slipway/services/launcher"
+)
+
+// bootTimeout bounds one QEMU boot under TCG on a machine shared with
+// other test runs.
+const bootTimeout = 300 * time.Second
+
+// s3 is one MinIO shared by the package's tests; each test has its own
+// buckets.
+var s3 testenv.S3
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "launcher-minio-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var stop func()
+	s3, stop, err = testenv.StartMinIO(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "launcher tests need MinIO:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	stop()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var seq struct {
+	sync.Mutex
+	n int
+}
+
+func uniqueSuffix() string {
+	seq.Lock()
+	defer seq.Unlock()
+	seq.n++
+	return fmt.Sprintf("%d-%d", os.Getpid(), seq.n)
+}
+
+// harness is a catalog, a converter and a launcher over a real nats-server
+// and MinIO, with a CLI-side bus and a recorder of every event.
+type harness struct {
+	t       *testing.T
+	ctx     context.Context
+	url     string
+	blobs   *blob.Store
+	cli     *bus.Bus
+	rec     *testenv.Recorder
+	uploads string
+	sfx     string
+	work    string
+	lcfg    launcher.Config
+
+	launcherStop func()
+}
+
+// newHarness starts the services; mutate tunes the launcher's Config.
+func newHarness(t *testing.T, mutate ...func(*launcher.Config)) *harness {
+	t.Helper()
+	url, _ := testenv.NATS(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	blobs, err := blob.New(s3.BlobConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sfx := uniqueSuffix()
+	// A short work dir: QMP sockets live in it.
+	work, err := os.MkdirTemp("", "lt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(work) })
+	h := &harness{t: t, ctx: ctx, url: url, blobs: blobs, uploads: "uploads-" + sfx, sfx: sfx, work: work}
+	h.cli = h.connect("cli")
+	h.rec = testenv.Record(t, h.cli.Conn(), checkSchema(t), "slipway.evt.>")
+	h.startCatalog(sfx)
+	h.startConverter()
+	h.lcfg = launcher.Config{WorkDir: work, UploadBucket: h.uploads, ShutdownTimeout: 5 * time.Second,
+		QuitGrace: 5 * time.Second, Logger: testLogger(t)}
+	for _, f := range mutate {
+		f(&h.lcfg)
+	}
+	h.startLauncher()
+	return h
+}
+
+// checkSchema validates every launcher event against its schema.
+func checkSchema(t *testing.T) func(*nats.Msg) {
+	return func(m *nats.Msg) {
+		parts := strings.SplitN(m.Subject, ".", 5)
+		if len(parts) < 5 || parts[2] != launcher.Name {
+			return
+		}
+		if err := schemas.Validate(schemas.KindEvent, parts[2], parts[3], m.Data); err != nil {
+			t.Errorf("launcher event %s does not match its schema: %v\n%s", m.Subject, err, m.Data)
+		}
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func (h *harness) connect(service string) *bus.Bus {
+	h.t.Helper()
+	b, err := bus.Connect(h.ctx, bus.Config{URL: h.url, Service: service, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(b.Close)
+	return b
+}
+
+// run starts a service and stops it when the test ends.
+func (h *harness) run(name string, run func(ctx context.Context) error) (stop func()) {
+	ctx, cancel := context.WithCancel(h.ctx)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				h.t.Errorf("%s: %v", name, err)
+			}
+		})
+	}
+	h.t.Cleanup(stop)
+	return stop
+}
+
+func (h *harness) startCatalog(sfx string) {
+	b := h.connect(catalog.ServiceName)
+	cfg := catalog.Config{
+		Datastores: []catalog.Datastore{
+			{Name: "default", Kind: catalog.KindImage, Bucket: "img-" + sfx, Types: []string{"OS", "CDROM", "DATABLOCK"}},
+			{Name: "files", Kind: catalog.KindFile, Bucket: "files-" + sfx, Types: []string{"KERNEL", "RAMDISK", "CONTEXT"}},
+		},
+		UploadBucket: h.uploads, VerifyDigest: true, ReconcileInterval: time.Second,
+		Logger: slog.New(slog.NewTextHandler(testWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	svc := catalog.New(b, h.blobs, cfg)
+	h.run("catalog", svc.Run)
+	h.waitReady("catalog", svc.Ready())
+}
+
+func (h *harness) startConverter() {
+	b := h.connect("converter")
+	svc := converter.New(b, h.blobs, converter.Config{TempDir: h.t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	h.run("converter", svc.Run)
+	h.waitService("converter")
+}
+
+// startLauncher runs a launcher on the harness's work dir (again, after
+// stopLauncher, as a restarted process would).
+func (h *harness) startLauncher() {
+	b := h.connect(launcher.Name)
+	svc := launcher.New(b, h.blobs, h.lcfg)
+	h.launcherStop = h.run("launcher", svc.Run)
+	h.waitReady("launcher", svc.Ready())
+}
+
+func (h *harness) stopLauncher() { h.launcherStop() }
+
+func (h *harness) waitReady(name string, ready <-chan struct{}) {
+	h.t.Helper()
+	select {
+	case <-ready:
+	case <-time.After(30 * time.Second):
+		h.t.Fatalf("%s not ready after 30s", name)
+	}
+}
+
+func (h *harness) waitService(name string) {
+	h.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if m, err := h.cli.Conn().Request("$SRV.PING."+name, nil, 500*time.Millisecond); err == nil && len(m.Data) > 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	h.t.Fatalf("service %s did not come up", name)
+}
+
+// importFile stages a local file and registers it in the catalog, waiting
+// until the image is READY.
+func (h *harness) importFile(path string, req schemas.ImageCreate) schemas.Image {
+	h.t.Helper()
+	if err := h.blobs.EnsureBucket(h.ctx, h.uploads); err != nil {
+		h.t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer f.Close()
+	fi, _ := f.Stat()
+	info, err := h.blobs.Put(h.ctx, h.uploads, "staged/"+uuid.NewString()+"/"+filepath.Base(path), f, fi.Size())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Path, req.Staged = info.URL(), true
+	m, err := h.cli.Call(h.ctx, "catalog", "image-create", req, []string{"image-created"})
+	if err != nil {
+		h.t.Fatalf("image-create %s: %v", req.Name, err)
+	}
+	var img schemas.Image
+	mustJSON(h.t, m.Data, &img)
+	return h.waitImage(img.ID, func(i schemas.Image) bool { return i.State != "LOCKED" }, "not LOCKED")
+}
+
+// image asks the catalog for an image.
+func (h *harness) image(id int64) schemas.Image {
+	h.t.Helper()
+	var img schemas.Image
+	if err := h.cli.Query(h.ctx, "catalog", "show", map[string]int64{"id": id}, &img); err != nil {
+		h.t.Fatalf("catalog show %d: %v", id, err)
+	}
+	return img
+}
+
+// waitImage polls the catalog until ok holds.
+func (h *harness) waitImage(id int64, ok func(schemas.Image) bool, what string) schemas.Image {
+	h.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		img := h.image(id)
+		if ok(img) {
+			return img
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("image %d: still not %s: %+v", id, what, img)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// call sends a launcher command and waits for its answer.
+func (h *harness) call(verb string, data any, accept ...string) (*bus.Msg, error) {
+	ctx, cancel := context.WithTimeout(h.ctx, 2*time.Minute)
+	defer cancel()
+	return h.cli.Call(ctx, launcher.Name, verb, data, accept)
+}
+
+// mustCall is call that fails the test on a refusal.
+func (h *harness) mustCall(verb string, data any, accept ...string) *bus.Msg {
+	h.t.Helper()
+	m, err := h.call(verb, data, accept...)
+	if err != nil {
+		h.t.Fatalf("launcher %s: %v", verb, err)
+	}
+	return m
+}
+
+// createTemplate stores a template and returns its ID.
+func (h *harness) createTemplate(name, text string) int64 {
+	h.t.Helper()
+	m := h.mustCall(launcher.CmdTemplateCreate, schemas.LauncherTemplateCreate{Name: name, Template: text}, launcher.EvtTemplateCreated)
+	var t schemas.VMTemplate
+	mustJSON(h.t, m.Data, &t)
+	return t.ID
+}
+
+// instantiate makes a VM and returns its ID.
+func (h *harness) instantiate(tid int64, name string) int64 {
+	h.t.Helper()
+	m := h.mustCall(launcher.CmdInstantiate, schemas.LauncherInstantiate{TemplateID: tid, Name: name}, launcher.EvtVMCreated)
+	var c schemas.LauncherVMCreated
+	mustJSON(h.t, m.Data, &c)
+	return c.ID
+}
+
+// vm asks the launcher for a VM.
+func (h *harness) vm(id int64) schemas.VM {
+	h.t.Helper()
+	var vm schemas.VM
+	if err := h.cli.Query(h.ctx, launcher.Name, launcher.QueryVM, launcher.VMRequest{ID: id}, &vm); err != nil {
+		h.t.Fatalf("vm %d: %v", id, err)
+	}
+	return vm
+}
+
+// waitVM waits until VM id is in state want; a final state other than
+// want fails the test with the VM's reason.
+func (h *harness) waitVM(id int64, want schemas.VMState, timeout time.Duration) schemas.VM {
+	h.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		vm := h.vm(id)
+		switch {
+		case vm.State == want:
+			return vm
+		case vm.State == schemas.VMStateFailed || vm.State == schemas.VMStateDone:
+			h.t.Fatalf("VM %d is %s (%s), want %s\nconsole:\n%s", id, vm.State, vm.Reason, want, h.console(id))
+		case time.Now().After(deadline):
+			h.t.Fatalf("VM %d still %s after %s, want %s\nconsole:\n%s", id, vm.State, timeout, want, h.console(id))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// console reads a VM's whole console.
+func (h *harness) console(id int64) string {
+	h.t.Helper()
+	var sb strings.Builder
+	for off := int64(0); ; {
+		var c launcher.Console
+		if err := h.cli.Query(h.ctx, launcher.Name, launcher.QueryConsole, launcher.ConsoleRequest{ID: id, Offset: off}, &c); err != nil {
+			h.t.Fatalf("console %d: %v", id, err)
+		}
+		sb.WriteString(c.Text)
+		if c.Next >= c.Size || c.Next == off {
+			return sb.String()
+		}
+		off = c.Next
+	}
+}
+
+// states lists the state changes of VM id seen so far, in order.
+func (h *harness) states(id int64) []string {
+	var out []string
+	for _, m := range h.rec.All(func(m *nats.Msg) bool {
+		return m.Subject == fmt.Sprintf("slipway.evt.launcher.vm-state-changed.%d", id)
+	}) {
+		var ev schemas.LauncherVMStateChanged
+		mustJSON(h.t, m.Data, &ev)
+		out = append(out, string(ev.To))
+	}
+	return out
+}
+
+func mustJSON(t *testing.T, data []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("decode %s: %v", data, err)
+	}
+}
+
+// noQEMULeft fails the test when a QEMU process runs from the work dir.
+func (h *harness) noQEMULeft() {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pids := qemuPIDs(h.work)
+		if len(pids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("QEMU processes left running from %s: %v", h.work, pids)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func qemuPIDs(dir string) []string {
+	entries, _ := os.ReadDir("/proc")
+	var out []string
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && bytes.Contains(b, []byte("qemu-system")) && bytes.Contains(b, []byte(dir)) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// repoFile returns a file of the repository, skipping the test when absent.
+func repoFile(t *testing.T, rel, how string) string {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(root, rel)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("%s is missing (%v): %s", rel, err, how)
+	}
+	return p
+}
+
+// needTools skips the test when a binary the boot needs is missing.
+func needTools(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is needed: %v (make deps)", tool, err)
+		}
+	}
+}
+
+// rawDisk writes a raw disk of size bytes starting with text.
+func rawDisk(t *testing.T, size int64, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "disk.raw")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// cpioEntry is one file of a newc archive.
+type cpioEntry struct {
+	name         string
+	mode         uint32
+	data         []byte
+	major, minor uint32 // of a device node
+}
+
+// initramfs writes a gzip newc archive holding busybox and init, whose
+// /init is script: the guest the tests boot.
+func initramfs(t *testing.T, script string) string {
+	t.Helper()
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Skipf("a static busybox is needed at /bin/busybox (busybox-static): %v", err)
+	}
+	entries := []cpioEntry{
+		{name: "bin", mode: 0o040755}, {name: "dev", mode: 0o040755}, {name: "proc", mode: 0o040755},
+		{name: "sys", mode: 0o040755}, {name: "mnt", mode: 0o040755},
+		{name: "dev/console", mode: 0o020600, major: 5, minor: 1},
+		{name: "bin/busybox", mode: 0o100755, data: bb},
+		{name: "init", mode: 0o100755, data: []byte(script)},
+	}
+	p := filepath.Join(t.TempDir(), "initrd.gz")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zw := gzip.NewWriter(f)
+	if err := writeNewc(zw, entries); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func writeNewc(w io.Writer, entries []cpioEntry) error {
+	pad := func(n int) error {
+		if n%4 == 0 {
+			return nil
+		}
+		_, err := w.Write(make([]byte, 4-n%4))
+		return err
+	}
+	entries = append(entries, cpioEntry{name: "TRAILER!!!"})
+	for i, e := range entries {
+		nlink := 1
+		if e.mode&0o170000 == 0o040000 {
+			nlink = 2
+		}
+		hdr := fmt.Sprintf("070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
+			i+1, e.mode, 0, 0, nlink, 0, len(e.data), 0, 0, e.major, e.minor, len(e.name)+1, 0)
+		if _, err := io.WriteString(w, hdr+e.name+"\x00"); err != nil {
+			return err
+		}
+		if err := pad(len(hdr) + len(e.name) + 1); err != nil {
+			return err
+		}
+		if _, err := w.Write(e.data); err != nil {
+			return err
+		}
+		if err := pad(len(e.data)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startCryptoLUKS runs crypto-luks with a fresh key-encryption key.
+func (h *harness) startCryptoLUKS() {
+	h.t.Helper()
+	kek := make([]byte, 32)
+	if _, err := rand.Read(kek); err != nil {
+		h.t.Fatal(err)
+	}
+	keys, err := envelope.New(kek)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	b := h.connect(cryptoluks.Name)
+	svc := cryptoluks.New(b, h.blobs, cryptoluks.Config{Keys: keys, TempDir: h.t.TempDir(),
+		IterTime: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	h.run("crypto-luks", svc.Run)
+	h.waitReady("crypto-luks", svc.Ready())
+}
+
+// startKernelRegistry runs kernel-registry on the harness's buckets.
+func (h *harness) startKernelRegistry() {
+	h.t.Helper()
+	b := h.connect(kernelregistry.Name)
+	svc := kernelregistry.New(b, h.blobs, kernelregistry.Config{UploadBucket: h.uploads, FilesBucket: "files-" + h.sfx,
+		TempDir: h.t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	h.run("kernel-registry", svc.Run)
+	h.waitService(kernelregistry.Name)
+}

@@ -1,0 +1,139 @@
+package launcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/launcher/vmtemplate"
+)
+
+// kernelFacts is what the launcher reads of kernel-registry's Kernel
+// record (docs/boot.md).
+type kernelFacts struct {
+	ID      int64  `json:"id"`
+	Name    string `json:"name"`
+	Format  string `json:"format"` // elf | bzimage
+	Arch    string `json:"arch"`
+	Version string `json:"version"`
+	PVH     bool   `json:"pvh"`
+	Initrd  *int64 `json:"initrd"`
+	Vmlinux string `json:"vmlinux"` // s3:// URL of the uncompressed ELF of a bzImage
+	SHA256  string `json:"sha256"`
+}
+
+// kernelFacts asks kernel-registry about a KERNEL image. A kernel it does
+// not know, or no kernel-registry at all, gives nil: the image then boots
+// as it is, with the Linux boot protocol.
+func (s *Service) kernelFacts(ctx context.Context, id int64) (*kernelFacts, error) {
+	ctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	var k kernelFacts
+	err := s.bus.Query(ctx, kernelService, "show", map[string]int64{"id": id}, &k)
+	if err == nil {
+		return &k, nil
+	}
+	code := bus.ErrorCode(err)
+	if code == bus.CodeNotFound || code == bus.CodeUnavailable {
+		s.log.Info("kernel-registry has no facts about the kernel; booting the image as it is", "kernel", id, "err", err)
+		return nil, nil
+	}
+	return nil, fmt.Errorf("ask kernel-registry about kernel %d: %w", id, err)
+}
+
+// prepareBoot chooses the kernel (and how to enter it), the initrd and
+// the command line.
+func (s *Service) prepareBoot(ctx context.Context, spec *vmtemplate.Spec, plan *bootPlan) error {
+	os := spec.OS
+	root := os.Root
+	if root == "" {
+		root = vmtemplate.DefaultRoot
+	}
+	plan.QEMU.Append = strings.TrimSpace(fmt.Sprintf(baseCmdline, root) + " " + os.KernelCmd)
+	if os.KernelDS.IsZero() {
+		if !os.InitrdDS.IsZero() {
+			return errors.New("OS/INITRD_DS needs OS/KERNEL_DS: an initrd without a kernel cannot boot")
+		}
+		plan.QEMU.Append = "" // firmware boot from the disks: no kernel to pass it to
+		return nil
+	}
+	kimg, err := s.showFile(ctx, os.KernelDS, "OS/KERNEL_DS", "KERNEL")
+	if err != nil {
+		return err
+	}
+	facts, err := s.kernelFacts(ctx, kimg.ID)
+	if err != nil {
+		return fmt.Errorf("OS/KERNEL_DS: %w", err)
+	}
+	if err := s.chooseKernel(ctx, kimg, facts, os.BootMode, plan); err != nil {
+		return err
+	}
+	initrd := os.InitrdDS
+	attr := "OS/INITRD_DS"
+	if initrd.IsZero() && facts != nil && facts.Initrd != nil {
+		initrd = vmtemplate.FileRef{ImageID: facts.Initrd}
+		attr = fmt.Sprintf("the initrd of kernel %d (RAMDISK image %d)", kimg.ID, *facts.Initrd)
+	}
+	if initrd.IsZero() {
+		return nil
+	}
+	iimg, err := s.showFile(ctx, initrd, attr, "RAMDISK")
+	if err != nil {
+		return err
+	}
+	if plan.QEMU.Initrd, err = s.cache.image(ctx, iimg); err != nil {
+		return fmt.Errorf("%s: %w", attr, err)
+	}
+	plan.Initrd = &schemas.VMFile{ImageID: iimg.ID, Name: iimg.Name}
+	return nil
+}
+
+// chooseKernel picks PVH or the Linux boot protocol and fetches the file
+// QEMU boots: the kernel image, or for PVH of a bzImage the vmlinux
+// kernel-registry extracted.
+func (s *Service) chooseKernel(ctx context.Context, kimg *schemas.Image, facts *kernelFacts, mode vmtemplate.BootMode, plan *bootPlan) error {
+	name := kimg.Name
+	if facts != nil && facts.Name != "" {
+		name = facts.Name
+	}
+	pvhReady := facts != nil && facts.PVH && (facts.Format == "elf" || facts.Vmlinux != "")
+	switch mode {
+	case vmtemplate.BootPVH:
+		if facts == nil {
+			return fmt.Errorf("OS/BOOT_MODE pvh: kernel %d (%s) has not been examined by kernel-registry, so its PVH entry note is unknown", kimg.ID, name)
+		}
+		if !facts.PVH {
+			return fmt.Errorf("kernel %d (%s) has no PVH entry note: boot it with OS/BOOT_MODE = linux (or auto)", kimg.ID, name)
+		}
+		if !pvhReady {
+			return fmt.Errorf("kernel %d (%s) has a PVH entry note but kernel-registry kept no uncompressed vmlinux of it", kimg.ID, name)
+		}
+	case vmtemplate.BootLinux:
+		pvhReady = false
+	}
+	file := &schemas.VMFile{ImageID: kimg.ID, Name: name, BootMode: schemas.VMBootModeLinux}
+	if facts != nil {
+		file.Version = facts.Version
+	}
+	var err error
+	switch {
+	case pvhReady && facts.Format != "elf":
+		file.BootMode = schemas.VMBootModePvh
+		key := "vmlinux-" + strconv.FormatInt(kimg.ID, 10) + "-" + kimg.SHA256
+		plan.QEMU.Kernel, err = s.cache.url(ctx, key, facts.Vmlinux, "")
+	default:
+		if pvhReady {
+			file.BootMode = schemas.VMBootModePvh
+		}
+		plan.QEMU.Kernel, err = s.cache.image(ctx, kimg)
+	}
+	if err != nil {
+		return fmt.Errorf("OS/KERNEL_DS: kernel %d: %w", kimg.ID, err)
+	}
+	plan.Kernel = file
+	return nil
+}

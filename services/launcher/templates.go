@@ -1,0 +1,186 @@
+package launcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/launcher/vmtemplate"
+)
+
+func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
+
+// decode reads a schema-valid payload; what still does not fit the Go type
+// is the sender's fault.
+func decode(m *bus.Msg, v any) error {
+	if err := m.Decode(v); err != nil {
+		return &refusal{err: err}
+	}
+	return nil
+}
+
+// parseTemplate checks a template's text with the same parser instantiate
+// uses, so a template that was accepted can be instantiated.
+func parseTemplate(text string) (*vmtemplate.Spec, error) {
+	spec, err := vmtemplate.Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+func (s *Service) templateCreate(ctx context.Context, m *bus.Msg) error {
+	var req schemas.LauncherTemplateCreate
+	if err := decode(m, &req); err != nil {
+		return err
+	}
+	id, done, err := s.processedBefore(ctx, m)
+	if err != nil {
+		return err
+	}
+	if done {
+		if _, _, err := s.templates.get(ctx, id); err == nil {
+			return s.republishTemplate(ctx, m, id, EvtTemplateCreated)
+		} else if !errors.Is(err, errNotFound) {
+			return err
+		}
+	}
+	if _, err := parseTemplate(req.Template); err != nil {
+		return refuse(nil, "template %q: %v", req.Name, err)
+	}
+	if holder, err := s.templates.lookupName(ctx, req.Name); err == nil {
+		if live, err := s.templateHolds(ctx, req.Name)(holder); err != nil {
+			return err
+		} else if live && (!done || holder != id) {
+			return refuse(nil, "a template named %q already exists (ID %d): template names are unique", req.Name, holder)
+		}
+	}
+	if !done {
+		// Recorded first: a redelivery after a crash reuses this ID.
+		if id, err = s.templates.nextID(ctx); err != nil {
+			return err
+		}
+		if err := s.markProcessed(ctx, m, id); err != nil {
+			return err
+		}
+	}
+	holder, err := s.templates.claimName(ctx, req.Name, id, s.templateHolds(ctx, req.Name))
+	if err != nil {
+		return err
+	}
+	if holder != id {
+		return refuse(nil, "a template named %q already exists (ID %d): template names are unique", req.Name, holder)
+	}
+	t := schemas.VMTemplate{ID: id, Name: req.Name, Template: req.Template, CreatedAt: now()}
+	t.UpdatedAt = t.CreatedAt
+	if err := s.templates.create(ctx, id, &t); err != nil {
+		_ = s.templates.releaseName(ctx, req.Name, id)
+		return err
+	}
+	_, err = s.bus.Event(ctx, EvtTemplateCreated, idKey(id), t, causedBy(m.Envelope, EvtTemplateCreated)...)
+	return err
+}
+
+// templateHolds reports whether a template other than a crash leftover
+// holds name.
+func (s *Service) templateHolds(ctx context.Context, name string) func(int64) (bool, error) {
+	return func(holder int64) (bool, error) {
+		t, _, err := s.templates.get(ctx, holder)
+		if errors.Is(err, errNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		return t.Name == name, nil
+	}
+}
+
+// republishTemplate answers a redelivered create with the same event.
+func (s *Service) republishTemplate(ctx context.Context, m *bus.Msg, id int64, event string) error {
+	t, _, err := s.templates.get(ctx, id)
+	if err != nil {
+		return err
+	}
+	_, err = s.bus.Event(ctx, event, idKey(id), t, causedBy(m.Envelope, event)...)
+	return err
+}
+
+func (s *Service) templateUpdate(ctx context.Context, m *bus.Msg) error {
+	var req schemas.LauncherTemplateUpdate
+	if err := decode(m, &req); err != nil {
+		return err
+	}
+	if _, err := parseTemplate(req.Template); err != nil {
+		return refuse(&req.ID, "template %d: %v", req.ID, err)
+	}
+	t, _, err := s.templates.update(ctx, req.ID, func(t *schemas.VMTemplate) error {
+		t.Template, t.UpdatedAt = req.Template, now()
+		return nil
+	})
+	if errors.Is(err, errNotFound) {
+		return refuse(&req.ID, "template %d does not exist", req.ID)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = s.bus.Event(ctx, EvtTemplateUpdated, idKey(t.ID), t, causedBy(m.Envelope, EvtTemplateUpdated)...)
+	return err
+}
+
+func (s *Service) templateDelete(ctx context.Context, m *bus.Msg) error {
+	var req schemas.LauncherTemplateDelete
+	if err := decode(m, &req); err != nil {
+		return err
+	}
+	t, _, err := s.templates.get(ctx, req.ID)
+	if errors.Is(err, errNotFound) {
+		if m.Delivered > 1 { // the first delivery deleted it
+			return nil
+		}
+		return refuse(&req.ID, "template %d does not exist", req.ID)
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.templates.remove(ctx, t.ID); err != nil {
+		return err
+	}
+	if err := s.templates.releaseName(ctx, t.Name, t.ID); err != nil {
+		return err
+	}
+	ev := schemas.LauncherTemplateDeleted{ID: t.ID, Name: t.Name}
+	_, err = s.bus.Event(ctx, EvtTemplateDeleted, idKey(t.ID), ev, causedBy(m.Envelope, EvtTemplateDeleted)...)
+	return err
+}
+
+// findTemplate resolves a template by ID or name (for queries).
+func (s *Service) findTemplate(ctx context.Context, id *int64, name string) (*schemas.VMTemplate, error) {
+	switch {
+	case id != nil && name != "":
+		return nil, bus.Invalid(errors.New("give id or name, not both"))
+	case id != nil:
+		t, _, err := s.templates.get(ctx, *id)
+		if errors.Is(err, errNotFound) {
+			return nil, bus.NotFound(fmt.Errorf("template %d does not exist", *id))
+		}
+		return t, err
+	case name != "":
+		tid, err := s.templates.lookupName(ctx, name)
+		if errors.Is(err, errNotFound) {
+			return nil, bus.NotFound(fmt.Errorf("no template is named %q", name))
+		}
+		if err != nil {
+			return nil, err
+		}
+		t, _, err := s.templates.get(ctx, tid)
+		if errors.Is(err, errNotFound) || (err == nil && t.Name != name) {
+			return nil, bus.NotFound(fmt.Errorf("no template is named %q", name))
+		}
+		return t, err
+	}
+	return nil, bus.Invalid(errors.New("give the id or the name of the template"))
+}

@@ -1,0 +1,308 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/onetemplate"
+	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/launcher"
+	"github.com/slipway/slipway/tools/slipway/render"
+)
+
+// The template commands manage the launcher's VM templates like
+// OpenNebula's onetemplate; `template instantiate` makes a VM of one.
+
+// launcherCallTimeout bounds the wait for the launcher's answer to a
+// command (a gentle poweroff waits for the guest, up to a minute).
+const launcherCallTimeout = 3 * time.Minute
+
+func newVMTemplateCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "template",
+		Short: "Manage VM templates (like OpenNebula's onetemplate)",
+		RunE:  unknownSubcommand,
+	}
+	cmd.AddCommand(newTemplateCreateCmd(g), newTemplateListCmd(g), newTemplateShowCmd(g),
+		newTemplateUpdateCmd(g), newTemplateDeleteCmd(g), newTemplateInstantiateCmd(g))
+	return cmd
+}
+
+// launcherCall sends a launcher command and waits for the first of its
+// events named in accept; a refusal comes back as the launcher's message.
+func launcherCall(ctx context.Context, b *bus.Bus, verb string, data any, accept ...string) (*bus.Msg, error) {
+	ctx, cancel := context.WithTimeout(ctx, launcherCallTimeout)
+	defer cancel()
+	m, err := b.Call(ctx, launcher.Name, verb, data, accept)
+	var ce *bus.CallError
+	if errors.As(err, &ce) {
+		return m, errors.New(ce.Message)
+	}
+	if err != nil && ctx.Err() != nil {
+		return m, fmt.Errorf("no answer from the launcher in %s (is it running?)", launcherCallTimeout)
+	}
+	return m, err
+}
+
+// queryError turns a query's error reply into its description.
+func queryError(err error, what string) error {
+	var qe *bus.QueryError
+	if errors.As(err, &qe) && qe.Code != bus.CodeUnavailable {
+		return errors.New(qe.Description)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// readTemplateText reads a VM template file ("-" for stdin).
+func readTemplateText(name string, stdin io.Reader) (string, error) {
+	r := stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return "", fmt.Errorf("VM template: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, onetemplate.MaxSize+1))
+	if err != nil {
+		return "", fmt.Errorf("VM template %s: %w", name, err)
+	}
+	if len(b) > onetemplate.MaxSize {
+		return "", fmt.Errorf("VM template %s is larger than %d bytes", name, onetemplate.MaxSize)
+	}
+	return string(b), nil
+}
+
+// templateName is the name a new template gets: --name, else its NAME,
+// else the file's base name.
+func templateName(flag, text, file string) string {
+	if flag != "" {
+		return flag
+	}
+	if t, err := onetemplate.ParseString(text); err == nil {
+		if n, ok := t.Get("NAME"); ok && strings.TrimSpace(n) != "" {
+			return strings.TrimSpace(n)
+		}
+	}
+	if file == "-" {
+		return "template"
+	}
+	return strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
+}
+
+// findTemplate resolves a template ID or name.
+func findTemplate(ctx context.Context, b *bus.Bus, ref string) (schemas.VMTemplate, error) {
+	req := launcher.TemplateRequest{Name: ref}
+	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
+		req = launcher.TemplateRequest{ID: &id}
+	}
+	var t schemas.VMTemplate
+	if err := b.Query(ctx, launcher.Name, launcher.QueryTemplate, req, &t); err != nil {
+		return t, queryError(err, "template "+ref)
+	}
+	return t, nil
+}
+
+func newTemplateCreateCmd(g *globals) *cobra.Command {
+	var name string
+	cmd := &cobra.Command{
+		Use:   "create FILE [--name NAME]",
+		Short: "Create a VM template from a file in OpenNebula's syntax (- reads stdin); prints ID: N",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			text, err := readTemplateText(args[0], g.io.in)
+			if err != nil {
+				return err
+			}
+			req := schemas.LauncherTemplateCreate{Name: templateName(name, text, args[0]), Template: text}
+			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+				m, err := launcherCall(cmd.Context(), b, launcher.CmdTemplateCreate, req, launcher.EvtTemplateCreated)
+				if err != nil {
+					return fmt.Errorf("template create %s: %w", args[0], err)
+				}
+				var t schemas.VMTemplate
+				if err := m.Decode(&t); err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(g.io.out, "ID: %d\n", t.ID)
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "template name (default: its NAME, else the file name)")
+	return cmd
+}
+
+var templateColumns = []render.Column{{Title: "ID", Right: true}, {Title: "USER"}, {Title: "GROUP"}, {Title: "NAME"}, {Title: "REGTIME"}}
+
+func newTemplateListCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List VM templates (ID USER GROUP NAME REGTIME)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+				var list []schemas.VMTemplate
+				if err := b.Query(cmd.Context(), launcher.Name, launcher.QueryTemplates, struct{}{}, &list); err != nil {
+					return queryError(err, "list templates")
+				}
+				if asJSON {
+					if list == nil {
+						list = []schemas.VMTemplate{}
+					}
+					return render.JSON(g.io.out, list)
+				}
+				rows := make([][]string, len(list))
+				for i, t := range list {
+					rows[i] = []string{strconv.FormatInt(t.ID, 10), g.user, g.user, t.Name, regTime(t.CreatedAt, time.Local)}
+				}
+				return render.Table(g.io.out, templateColumns, rows)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
+	return cmd
+}
+
+// regTime shows an RFC 3339 time as onetemplate list does.
+func regTime(s string, loc *time.Location) string {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return s
+	}
+	return t.In(loc).Format("01/02 15:04:05")
+}
+
+func newTemplateShowCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show ID|NAME [--json]",
+		Short: "Show a VM template and its text",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+				t, err := findTemplate(cmd.Context(), b, args[0])
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return render.JSON(g.io.out, t)
+				}
+				fmt.Fprintf(g.io.out, "TEMPLATE %d INFORMATION\n", t.ID)
+				if err := writeFields(g.io.out, [][2]string{{"ID", strconv.FormatInt(t.ID, 10)}, {"NAME", t.Name},
+					{"USER", g.user}, {"REGISTER TIME", regTime(t.CreatedAt, time.Local)}}); err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(g.io.out, "\nTEMPLATE CONTENTS\n%s", withNewline(t.Template))
+				return err
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON object")
+	return cmd
+}
+
+func withNewline(s string) string {
+	if strings.HasSuffix(s, "\n") {
+		return s
+	}
+	return s + "\n"
+}
+
+func newTemplateUpdateCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "update ID|NAME FILE",
+		Short: "Replace a VM template's text (- reads stdin)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			text, err := readTemplateText(args[1], g.io.in)
+			if err != nil {
+				return err
+			}
+			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+				t, err := findTemplate(cmd.Context(), b, args[0])
+				if err != nil {
+					return err
+				}
+				req := schemas.LauncherTemplateUpdate{ID: t.ID, Template: text}
+				if _, err := launcherCall(cmd.Context(), b, launcher.CmdTemplateUpdate, req, launcher.EvtTemplateUpdated); err != nil {
+					return fmt.Errorf("template update %s: %w", args[0], err)
+				}
+				_, err = fmt.Fprintf(g.io.out, "template %d %q updated\n", t.ID, t.Name)
+				return err
+			})
+		},
+	}
+}
+
+func newTemplateDeleteCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete ID|NAME",
+		Short: "Delete a VM template (its VMs keep running)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+				t, err := findTemplate(cmd.Context(), b, args[0])
+				if err != nil {
+					return err
+				}
+				if _, err := launcherCall(cmd.Context(), b, launcher.CmdTemplateDelete, schemas.LauncherTemplateDelete{ID: t.ID}, launcher.EvtTemplateDeleted); err != nil {
+					return fmt.Errorf("template delete %s: %w", args[0], err)
+				}
+				_, err = fmt.Fprintf(g.io.out, "template %d %q deleted\n", t.ID, t.Name)
+				return err
+			})
+		},
+	}
+}
+
+func newTemplateInstantiateCmd(g *globals) *cobra.Command {
+	var (
+		name    string
+		wait    bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "instantiate ID|NAME [--name NAME] [--wait]",
+		Short: "Create a VM from a template and boot it; prints ID: N (the VM's)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			return g.withBus(ctx, func(b *bus.Bus) error {
+				t, err := findTemplate(ctx, b, args[0])
+				if err != nil {
+					return err
+				}
+				m, err := launcherCall(ctx, b, launcher.CmdInstantiate, schemas.LauncherInstantiate{TemplateID: t.ID, Name: name}, launcher.EvtVMCreated)
+				if err != nil {
+					return fmt.Errorf("template instantiate %s: %w", args[0], err)
+				}
+				var c schemas.LauncherVMCreated
+				if err := m.Decode(&c); err != nil {
+					return err
+				}
+				fmt.Fprintf(g.io.out, "ID: %d\n", c.ID)
+				if !wait {
+					return nil
+				}
+				return g.waitVMState(ctx, b, c.ID, timeout, schemas.VMStateRunning, schemas.VMStatePoweroff)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "VM name (default: the template's name and the VM ID)")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the VM is RUNNING (or has powered off); exit 1 if it FAILED")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long --wait waits")
+	return cmd
+}
