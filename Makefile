@@ -70,6 +70,8 @@ build: ## Build slipway, every service and the static guest init into ./bin
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(BIN)/slipway-init ./services/builder/cmd/slipway-init
 	go build -o $(BIN)/kernel-registry ./services/kernel-registry/cmd/kernel-registry
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(BIN)/slipway-initrd ./services/kernel-registry/cmd/slipway-initrd
+	go build -o $(BIN)/crypto-luks ./services/crypto-luks/cmd/crypto-luks
+	go build -o $(BIN)/launcher ./services/launcher/cmd/launcher
 
 .PHONY: up
 up: deps tools build ## Run the whole stack in one process (embedded NATS, local MinIO)
@@ -88,6 +90,7 @@ test: deps tools ## Run every test against real NATS, MinIO, qemu-img and mkfs
 bench: deps tools ## Run the benchmarks; each prints its baseline and the ratio
 	go test $(BENCH_FLAGS) ./pkg/bus/ ./pkg/blob/
 	go test -run '^$$' -bench . -benchtime 8x -timeout 30m ./services/converter/qemuimg/
+	go test -run '^$$' -bench LUKSEncrypt -benchtime 2x -timeout 30m ./services/crypto-luks/
 	go test -run '^$$' -bench DockerToQcow2 -benchtime 1x -timeout 30m ./integration/
 
 .PHONY: lint
@@ -102,4 +105,4 @@ gen: ## Regenerate Go types from the JSON Schemas
 
 .PHONY: clean
 clean: ## Remove build output and the demo's data
-	rm -rf .data $(BIN)/slipway $(BIN)/catalog $(BIN)/converter $(BIN)/builder $(BIN)/market-dockerhub $(BIN)/slipway-init $(BIN)/kernel-registry $(BIN)/slipway-initrd
+	rm -rf .data $(BIN)/slipway $(BIN)/catalog $(BIN)/converter $(BIN)/builder $(BIN)/market-dockerhub $(BIN)/slipway-init $(BIN)/kernel-registry $(BIN)/slipway-initrd $(BIN)/crypto-luks $(BIN)/launcher

@@ -203,7 +203,7 @@ type tarEntry struct {
 }
 
 // layer makes an uncompressed-tar image layer from entries.
-func layer(t *testing.T, entries []tarEntry) v1.Layer {
+func layer(t testing.TB, entries []tarEntry) v1.Layer {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)

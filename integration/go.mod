@@ -12,6 +12,7 @@ require (
 	github.com/slipway/slipway/services/builder v0.0.0
 	github.com/slipway/slipway/services/catalog v0.0.0
 	github.com/slipway/slipway/services/converter v0.0.0
+	github.com/slipway/slipway/services/kernel-registry v0.0.0 // indirect
 	github.com/slipway/slipway/services/market-dockerhub v0.0.0
 	github.com/slipway/slipway/tools/slipway v0.0.0
 	go.opentelemetry.io/otel/sdk v1.47.0
@@ -51,6 +52,7 @@ require (
 	github.com/opencontainers/go-digest v1.0.0 // indirect
 	github.com/opencontainers/image-spec v1.1.1 // indirect
 	github.com/philhofer/fwd v1.2.0 // indirect
+	github.com/pierrec/lz4/v4 v4.1.22 // indirect
 	github.com/prometheus/client_golang v1.24.1 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
@@ -59,6 +61,8 @@ require (
 	github.com/rs/xid v1.6.0 // indirect
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
 	github.com/sirupsen/logrus v1.10.2 // indirect
+	github.com/slipway/slipway/services/crypto-luks v0.0.0
+	github.com/slipway/slipway/services/launcher v0.0.0
 	github.com/spf13/cobra v1.10.2 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect
 	github.com/tinylib/msgp v1.6.4 // indirect
@@ -112,3 +116,9 @@ replace (
 replace github.com/slipway/slipway/services/builder => ../services/builder
 
 replace github.com/slipway/slipway/services/market-dockerhub => ../services/market-dockerhub
+
+replace github.com/slipway/slipway/services/kernel-registry => ../services/kernel-registry
+
+replace github.com/slipway/slipway/services/crypto-luks => ../services/crypto-luks
+
+replace github.com/slipway/slipway/services/launcher => ../services/launcher

@@ -51,6 +51,8 @@ type stackOptions struct {
 	containers bool
 	// guestInit is the slipway-init binary the builder injects.
 	guestInit string
+	// boot adds kernel-registry, crypto-luks and the launcher.
+	boot bool
 }
 
 func newStack(t testing.TB, opts stackOptions) *stack {
@@ -86,6 +88,9 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	}
 	if opts.containers {
 		s.startContainerServices(opts.guestInit)
+	}
+	if opts.boot {
+		s.startBootServices()
 	}
 	s.waitForService("catalog")
 	return s

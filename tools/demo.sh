@@ -87,6 +87,42 @@ step "slipway image create --path 'docker://$REGISTRY/demo/busybox?tag=1.0&size=
 "$BIN/slipway" image create --name busybox-vm \
 	--path "docker://$REGISTRY/demo/busybox?tag=1.0&size=64&filesystem=ext4&format=qcow2" --wait
 
+step "a kernel: slipway kernel add bin/kernel/linux-image.deb (Debian's package: kernel + an initrd built from its modules)"
+"$BIN/slipway" kernel add --name debian "$BIN/kernel/linux-image.deb"
+"$BIN/slipway" kernel show debian
+
+step "LUKS: slipway luks encrypt busybox-vm --name busybox-luks (the passphrase stays envelope-encrypted in crypto-luks)"
+"$BIN/slipway" luks encrypt busybox-vm --name busybox-luks
+for _ in $(seq 240); do
+	state=$("$BIN/slipway" image show busybox-luks --json | sed -n 's/.*"state": *"\([^"]*\)".*/\1/p')
+	[ "$state" = LOCKED ] || break
+	sleep 0.5
+done
+"$BIN/slipway" image show busybox-luks
+
+step "boot it: a VM template (OpenNebula syntax) with the LUKS disk and the kernel, instantiated under QEMU ($( [ -w /dev/kvm ] && echo KVM || echo 'TCG: no KVM here, so this takes a little while'))"
+cat >"$DATA/work/busybox.tmpl" <<'TMPL'
+NAME   = "busybox"
+CPU    = 1
+MEMORY = 256
+DISK   = [ IMAGE = "busybox-luks" ]
+OS     = [ KERNEL_DS = "$FILE[IMAGE=debian]", ROOT = "vda" ]
+CONTEXT = [ HOSTNAME = "busybox-vm" ]
+TMPL
+cat "$DATA/work/busybox.tmpl"
+"$BIN/slipway" template create "$DATA/work/busybox.tmpl"
+vm=$("$BIN/slipway" template instantiate busybox --wait --timeout 10m | tee /dev/stderr | sed -n 's/^ID: //p')
+for _ in $(seq 120); do
+	"$BIN/slipway" vm console "$vm" | grep -q hello-from-slipway && break
+	sleep 1
+done
+step "slipway vm console $vm (the container's CMD ran as the VM's process)"
+"$BIN/slipway" vm console "$vm" | grep -E 'SLIPWAY-|hello-from-slipway|slipway-initrd: (switching|mounted)' || "$BIN/slipway" vm console "$vm"
+"$BIN/slipway" vm show "$vm"
+step "slipway vm terminate $vm --wait: the image is READY again"
+"$BIN/slipway" vm terminate "$vm" --wait
+"$BIN/slipway" image list
+
 step "slipway image list"
 "$BIN/slipway" image list
 

@@ -1,0 +1,66 @@
+package integration
+
+import (
+	"context"
+	"crypto/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/slipway/slipway/pkg/testenv"
+	cryptoluks "github.com/slipway/slipway/services/crypto-luks"
+	"github.com/slipway/slipway/services/crypto-luks/envelope"
+	kernelregistry "github.com/slipway/slipway/services/kernel-registry"
+	"github.com/slipway/slipway/services/launcher"
+)
+
+// startBootServices runs kernel-registry (with a slipway-initrd built for
+// the test), crypto-luks (with a KEK made for the test) and the launcher
+// (QEMU with KVM where /dev/kvm is usable, TCG elsewhere).
+func (s *stack) startBootServices() {
+	s.t.Helper()
+	kek := make([]byte, envelope.KeySize)
+	if _, err := rand.Read(kek); err != nil {
+		s.t.Fatal(err)
+	}
+	keys, err := envelope.New(kek)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	kr := s.connect(kernelregistry.Name)
+	krCfg := kernelregistry.Config{TempDir: s.t.TempDir(), Initrd: s.buildInitrdInit()}
+	s.run(kernelregistry.Name, func(ctx context.Context) error {
+		return kernelregistry.New(kr, s.store, krCfg).Run(ctx)
+	})
+	cl := s.connect(cryptoluks.Name)
+	clCfg := cryptoluks.Config{Keys: keys, TempDir: s.t.TempDir(), IterTime: 100 * time.Millisecond}
+	s.run(cryptoluks.Name, func(ctx context.Context) error {
+		return cryptoluks.New(cl, s.store, clCfg).Run(ctx)
+	})
+	la := s.connect(launcher.Name)
+	laCfg := launcher.Config{WorkDir: s.t.TempDir(), ShutdownTimeout: 5 * time.Second}
+	s.run(launcher.Name, func(ctx context.Context) error {
+		return launcher.New(la, s.store, laCfg).Run(ctx)
+	})
+	for _, name := range []string{kernelregistry.Name, cryptoluks.Name, launcher.Name} {
+		s.waitForService(name)
+	}
+}
+
+// buildInitrdInit builds the static init kernel-registry puts in initrds.
+func (s *stack) buildInitrdInit() string {
+	s.t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	bin := filepath.Join(s.t.TempDir(), "slipway-initrd")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./services/kernel-registry/cmd/slipway-initrd")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		s.t.Fatalf("go build slipway-initrd: %v\n%s", err, out)
+	}
+	return bin
+}
