@@ -142,6 +142,25 @@ func BuilderPhaseValues() []BuilderPhase {
 	return []BuilderPhase{BuilderPhasePull, BuilderPhaseFlatten, BuilderPhaseMkfs, BuilderPhaseUpload}
 }
 
+// LuksPhase is defined in defs.json.
+//
+// Phase of a crypto-luks job.
+type LuksPhase string
+
+// LuksPhase values.
+const (
+	LuksPhaseDownload LuksPhase = "download"
+	LuksPhaseEncrypt  LuksPhase = "encrypt"
+	LuksPhaseCreate   LuksPhase = "create"
+	LuksPhaseAmend    LuksPhase = "amend"
+	LuksPhaseUpload   LuksPhase = "upload"
+)
+
+// LuksPhaseValues returns every LuksPhase, in schema order.
+func LuksPhaseValues() []LuksPhase {
+	return []LuksPhase{LuksPhaseDownload, LuksPhaseEncrypt, LuksPhaseCreate, LuksPhaseAmend, LuksPhaseUpload}
+}
+
 // ContentKind is defined in defs.json.
 //
 // What a container image carries: a container filesystem to build a disk from, or one disk file
@@ -159,6 +178,413 @@ func ContentKindValues() []ContentKind {
 	return []ContentKind{ContentKindContainer, ContentKindDisk}
 }
 
+// VMState is defined in defs.json.
+//
+// Life-cycle state of a VM.
+type VMState string
+
+// VMState values.
+const (
+	VMStatePending  VMState = "PENDING"
+	VMStateProlog   VMState = "PROLOG"
+	VMStateBoot     VMState = "BOOT"
+	VMStateRunning  VMState = "RUNNING"
+	VMStatePoweroff VMState = "POWEROFF"
+	VMStateEpilog   VMState = "EPILOG"
+	VMStateDone     VMState = "DONE"
+	VMStateFailed   VMState = "FAILED"
+)
+
+// VMStateValues returns every VMState, in schema order.
+func VMStateValues() []VMState {
+	return []VMState{VMStatePending, VMStateProlog, VMStateBoot, VMStateRunning, VMStatePoweroff, VMStateEpilog, VMStateDone, VMStateFailed}
+}
+
+// VMBootMode is defined in defs.json.
+//
+// How the kernel is entered: its PVH entry (uncompressed ELF) or the Linux boot protocol.
+type VMBootMode string
+
+// VMBootMode values.
+const (
+	VMBootModePvh   VMBootMode = "pvh"
+	VMBootModeLinux VMBootMode = "linux"
+)
+
+// VMBootModeValues returns every VMBootMode, in schema order.
+func VMBootModeValues() []VMBootMode {
+	return []VMBootMode{VMBootModePvh, VMBootModeLinux}
+}
+
+// MarketMAD is defined in defs.json.
+//
+// Marketplace driver: dockerhub lists Docker Hub's official images through Hub's API, registry
+// lists an OCI registry's repositories through /v2/_catalog.
+type MarketMAD string
+
+// MarketMAD values.
+const (
+	MarketMADDockerhub MarketMAD = "dockerhub"
+	MarketMADRegistry  MarketMAD = "registry"
+)
+
+// MarketMADValues returns every MarketMAD, in schema order.
+func MarketMADValues() []MarketMAD {
+	return []MarketMAD{MarketMADDockerhub, MarketMADRegistry}
+}
+
+// KernelFormat is defined in defs.json.
+//
+// How a kernel file is laid out: an ELF vmlinux or an x86 bzImage.
+type KernelFormat string
+
+// KernelFormat values.
+const (
+	KernelFormatElf     KernelFormat = "elf"
+	KernelFormatBzimage KernelFormat = "bzimage"
+)
+
+// KernelFormatValues returns every KernelFormat, in schema order.
+func KernelFormatValues() []KernelFormat {
+	return []KernelFormat{KernelFormatElf, KernelFormatBzimage}
+}
+
+// KernelCompression is defined in defs.json.
+//
+// Compression of a bzImage's payload (none: an uncompressed payload).
+type KernelCompression string
+
+// KernelCompression values.
+const (
+	KernelCompressionNone  KernelCompression = "none"
+	KernelCompressionGzip  KernelCompression = "gzip"
+	KernelCompressionXz    KernelCompression = "xz"
+	KernelCompressionZstd  KernelCompression = "zstd"
+	KernelCompressionLz4   KernelCompression = "lz4"
+	KernelCompressionLzma  KernelCompression = "lzma"
+	KernelCompressionBzip2 KernelCompression = "bzip2"
+	KernelCompressionLzo   KernelCompression = "lzo"
+)
+
+// KernelCompressionValues returns every KernelCompression, in schema order.
+func KernelCompressionValues() []KernelCompression {
+	return []KernelCompression{KernelCompressionNone, KernelCompressionGzip, KernelCompressionXz, KernelCompressionZstd, KernelCompressionLz4, KernelCompressionLzma, KernelCompressionBzip2, KernelCompressionLzo}
+}
+
+// KernelSource is defined in defs.json.
+//
+// How kernel-registry learned of a kernel: kernel-registry.add, or a KERNEL image registered
+// through the catalog.
+type KernelSource string
+
+// KernelSource values.
+const (
+	KernelSourceAdd     KernelSource = "add"
+	KernelSourceCatalog KernelSource = "catalog"
+)
+
+// KernelSourceValues returns every KernelSource, in schema order.
+func KernelSourceValues() []KernelSource {
+	return []KernelSource{KernelSourceAdd, KernelSourceCatalog}
+}
+
+// VMAction is defined in defs.json. It is the payload of command launcher.poweroff, command
+// launcher.terminate.
+//
+// A command that names one VM, hard or gentle.
+type VMAction struct {
+	// VM ID.
+	ID int64 `json:"id"`
+
+	// Stop QEMU at once instead of asking the guest to power off (ACPI) first.
+	Hard bool `json:"hard,omitempty"`
+}
+
+// VMTemplate is defined in defs.json. It is the payload of event launcher.template-created,
+// event launcher.template-updated.
+//
+// A VM template the launcher keeps (key = ID).
+type VMTemplate struct {
+	// Template ID.
+	ID int64 `json:"id"`
+
+	// Template name, unique.
+	Name string `json:"name"`
+
+	// The template text.
+	Template string `json:"template"`
+
+	// Creation time, RFC 3339.
+	CreatedAt string `json:"created_at,omitempty"`
+
+	// Last change, RFC 3339.
+	UpdatedAt string `json:"updated_at,omitempty"`
+}
+
+// VMDisk is defined in defs.json.
+//
+// One DISK of a VM, as the launcher attached it.
+type VMDisk struct {
+	// Index of the DISK in the template, from 0.
+	DiskID int64 `json:"disk_id"`
+
+	// Catalog image.
+	ImageID int64 `json:"image_id"`
+
+	// Image name.
+	Image string `json:"image,omitempty"`
+
+	// Image type.
+	Type ImageType `json:"type,omitempty"`
+
+	// Format of the image's blob.
+	Format DiskFormat `json:"format,omitempty"`
+
+	// The VM writes to a private copy that replaces the image's blob at EPILOG; otherwise its
+	// writes go to an overlay discarded at EPILOG.
+	Persistent bool `json:"persistent,omitempty"`
+
+	// Attached read-only (READONLY = yes, or a CDROM).
+	Readonly bool `json:"readonly,omitempty"`
+
+	// The image is LUKS-encrypted; its passphrase reached QEMU through a secret file.
+	LUKS bool `json:"luks,omitempty"`
+
+	// Device name the guest sees (vda, sdb, hdc…).
+	Target string `json:"target,omitempty"`
+
+	// Disk bus, from the target's prefix: virtio, scsi or ide.
+	Bus string `json:"bus,omitempty"`
+
+	// Virtual size in bytes.
+	Size int64 `json:"size,omitempty"`
+
+	// Internal snapshots taken with disk-snapshot.
+	Snapshots []string `json:"snapshots,omitempty"`
+}
+
+// VMFile is defined in defs.json.
+//
+// A file image a VM boots with: its kernel or initrd.
+type VMFile struct {
+	// Catalog image (KERNEL or RAMDISK).
+	ImageID int64 `json:"image_id"`
+
+	// Image name.
+	Name string `json:"name,omitempty"`
+
+	// Kernel version, when kernel-registry knows it.
+	Version string `json:"version,omitempty"`
+
+	// How the kernel is entered (kernels only).
+	BootMode VMBootMode `json:"boot_mode,omitempty"`
+}
+
+// VM is defined in defs.json.
+//
+// A VM record the launcher keeps (key = ID) and answers the vm and vms queries with.
+type VM struct {
+	// VM ID.
+	ID int64 `json:"id"`
+
+	// VM name.
+	Name string `json:"name"`
+
+	// Life-cycle state.
+	State VMState `json:"state"`
+
+	// Template it was instantiated from.
+	TemplateID int64 `json:"template_id"`
+
+	// The template text as instantiated.
+	Template string `json:"template"`
+
+	// Virtual CPUs.
+	Vcpu int64 `json:"vcpu,omitempty"`
+
+	// Memory in MiB.
+	MemoryMiB int64 `json:"memory_mib,omitempty"`
+
+	// The DISKs, once PROLOG resolved them (empty before).
+	Disks []VMDisk `json:"disks"`
+
+	// The kernel (OS/KERNEL_DS).
+	Kernel *VMFile `json:"kernel,omitempty"`
+
+	// The initrd (OS/INITRD_DS, else the kernel's own).
+	Initrd *VMFile `json:"initrd,omitempty"`
+
+	// The kernel command line.
+	Cmdline string `json:"cmdline,omitempty"`
+
+	// Why the VM reached its state.
+	Reason string `json:"reason,omitempty"`
+
+	// Why the VM is FAILED.
+	Error string `json:"error,omitempty"`
+
+	// Creation time, RFC 3339.
+	CreatedAt string `json:"created_at"`
+
+	// Last change, RFC 3339.
+	UpdatedAt string `json:"updated_at"`
+}
+
+// Market is defined in defs.json. It is the payload of event market-dockerhub.market-created,
+// event market-dockerhub.market-updated.
+//
+// A marketplace record as market-dockerhub keeps it and publishes it whole in market-created
+// and market-updated events (onemarket's ID NAME SIZE AVAIL APPS MAD ZONE).
+type Market struct {
+	// Marketplace ID.
+	ID int64 `json:"id"`
+
+	// Marketplace name, unique.
+	Name string `json:"name"`
+
+	// Marketplace driver.
+	Mad MarketMAD `json:"mad"`
+
+	// Zone (always 0).
+	Zone int64 `json:"zone"`
+
+	// Base URL of Hub's API (MAD dockerhub).
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// The registry (MAD registry).
+	Registry string `json:"registry,omitempty"`
+
+	// Plain HTTP and unverified TLS are allowed to the registry.
+	Insecure bool `json:"insecure,omitempty"`
+
+	// The marketplace is listed again on a schedule.
+	Monitoring bool `json:"monitoring"`
+
+	// onemarket's SIZE in MiB: 0, a public marketplace has no capacity.
+	TotalMb int64 `json:"total_mb"`
+
+	// onemarket's AVAIL in MiB: 0, shown -.
+	FreeMb int64 `json:"free_mb"`
+
+	// Number of apps (filled in by queries; 0 in events).
+	Apps int64 `json:"apps"`
+
+	// Start of the last listing, RFC 3339.
+	RefreshedAt string `json:"refreshed_at,omitempty"`
+
+	// Why the last listing failed; absent after a good one.
+	Error string `json:"error,omitempty"`
+
+	// Creation time, RFC 3339.
+	CreatedAt string `json:"created_at"`
+}
+
+// MarketApp is defined in defs.json.
+//
+// A marketplace app: one repository, as market-dockerhub lists it (onemarketapp's ID NAME
+// VERSION SIZE … REGTIME MARKET).
+type MarketApp struct {
+	// App ID, global, kept across refreshes.
+	ID int64 `json:"id"`
+
+	// Marketplace of the app.
+	MarketID int64 `json:"market_id"`
+
+	// The repository, e.g. nginx or team/app.
+	Name string `json:"name"`
+
+	// Hub's description of the repository.
+	Description string `json:"description,omitempty"`
+
+	// Tags of the repository (Hub: the newest 100).
+	Tags []string `json:"tags,omitempty"`
+
+	// Hub's star count (0 elsewhere).
+	Stars int64 `json:"stars,omitempty"`
+
+	// Hub's pull count (0 elsewhere).
+	Pulls int64 `json:"pulls,omitempty"`
+
+	// Compressed bytes of the default tag; absent when unknown.
+	Size int64 `json:"size,omitempty"`
+
+	// docker:// URL of the repository, without a tag or options.
+	Source string `json:"source"`
+
+	// When Hub last saw a push, as Hub says it.
+	LastUpdated string `json:"last_updated,omitempty"`
+
+	// When the app was first listed, RFC 3339.
+	Regtime string `json:"regtime"`
+
+	// The VM template of the app's last import, or the one an import under the app's own name
+	// would send (app-show only).
+	Template string `json:"template,omitempty"`
+}
+
+// Kernel is defined in defs.json. It is the payload of event kernel-registry.added, event
+// kernel-registry.examined.
+//
+// What kernel-registry knows of a KERNEL image (KV <prefix>_kernel-registry_kernels, key = the
+// image ID), published whole in added and examined events and answered by show.
+type Kernel struct {
+	// The KERNEL image's ID.
+	ID int64 `json:"id"`
+
+	// The KERNEL image's name.
+	Name string `json:"name"`
+
+	// elf or bzimage.
+	Format KernelFormat `json:"format"`
+
+	// Architecture as uname -m says it (x86_64).
+	Arch string `json:"arch"`
+
+	// Kernel release (6.1.0-56-amd64); empty when the file does not say.
+	Version string `json:"version"`
+
+	// The kernel has the PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY): QEMU boots its ELF (vmlinux
+	// for a bzImage) directly.
+	Pvh bool `json:"pvh"`
+
+	// The PVH entry point (physical address).
+	PvhEntry int64 `json:"pvh_entry,omitempty"`
+
+	// The kernel file itself fits Firecracker (an uncompressed x86_64 ELF).
+	Firecracker bool `json:"firecracker"`
+
+	// Why the kernel file does not fit Firecracker.
+	FirecrackerReason string `json:"firecracker_reason,omitempty"`
+
+	// A bzImage's payload compression.
+	Compression KernelCompression `json:"compression,omitempty"`
+
+	// The kernel embeds its configuration (IKCONFIG).
+	Config bool `json:"config"`
+
+	// The RAMDISK image built for the kernel from its modules; absent when none was built.
+	Initrd *int64 `json:"initrd,omitempty"`
+
+	// The uncompressed ELF extracted from a bzImage, kept for PVH boot; absent when the kernel is
+	// an ELF itself.
+	Vmlinux string `json:"vmlinux,omitempty"`
+
+	// Kernel modules in the initrd.
+	Modules int64 `json:"modules,omitempty"`
+
+	// Bytes of the kernel file.
+	Size int64 `json:"size"`
+
+	// SHA-256 of the kernel file.
+	SHA256 string `json:"sha256,omitempty"`
+
+	// add or catalog.
+	Source KernelSource `json:"source"`
+
+	// When the kernel was recorded, RFC 3339.
+	CreatedAt string `json:"created_at,omitempty"`
+}
+
 // ImageRef is defined in defs.json. It is the payload of command catalog.image-delete, command
 // catalog.image-disable, command catalog.image-enable, command catalog.image-nonpersistent,
 // command catalog.image-persistent.
@@ -167,6 +593,28 @@ func ContentKindValues() []ContentKind {
 type ImageRef struct {
 	// Image ID.
 	ID int64 `json:"id"`
+}
+
+// ImageSave is defined in defs.json.
+//
+// A persistent image's changes, staged by the launcher for image-release: the catalog checks
+// the staged object against size and sha256, copies it over the image's blob (server side) and
+// deletes it.
+type ImageSave struct {
+	// The staged disk, in the upload bucket (s3://slipway-uploads/…).
+	Source string `json:"source"`
+
+	// Format of the staged disk; the image takes it.
+	Format DiskFormat `json:"format"`
+
+	// Bytes of the staged object.
+	Size int64 `json:"size"`
+
+	// Virtual size of the disk in bytes.
+	VirtualSize int64 `json:"virtual_size"`
+
+	// SHA-256 of the staged object.
+	SHA256 string `json:"sha256"`
 }
 
 // Image is defined in defs.json. It is the payload of event catalog.image-created, event
@@ -223,8 +671,12 @@ type Image struct {
 	// Why the image is in ERROR.
 	Error string `json:"error,omitempty"`
 
-	// Number of VMs using the image.
+	// Number of VMs using the image (the length of vms).
 	RVMs int64 `json:"rvms"`
+
+	// IDs of the VMs using the image, in the order they took it (at most one for a persistent
+	// image). File images (KERNEL, RAMDISK, CONTEXT) are not locked and list none.
+	VMs []int64 `json:"vms,omitempty"`
 
 	// Free text.
 	Description string `json:"description,omitempty"`
@@ -288,8 +740,8 @@ type BuilderBuild struct {
 // ImageCreate is the payload of command catalog.image-create
 // (https://slipway.dev/schemas/cmd/catalog.image-create.json).
 //
-// Register a new image: import it from path, or make an empty DATABLOCK of size_mib. Either
-// path or size_mib must be given.
+// Register a new image: import it from path, or make an empty DATABLOCK of size_mib (with luks,
+// an empty LUKS volume). Either path or size_mib must be given.
 type ImageCreate struct {
 	// Image name.
 	Name string `json:"name"`
@@ -341,8 +793,49 @@ type ImageCreate struct {
 	// Filesystem to make on an empty DATABLOCK.
 	FS Filesystem `json:"fs,omitempty"`
 
+	// Make an empty LUKS-encrypted volume of size_mib (type DATABLOCK or OS) through crypto-luks;
+	// the image gets format luks and the attribute LUKS_SECRET.
+	LUKS bool `json:"luks,omitempty"`
+
 	// Free-form attributes.
 	Attributes map[string]string `json:"attributes,omitempty"`
+}
+
+// ImageEncrypt is the payload of command catalog.image-encrypt
+// (https://slipway.dev/schemas/cmd/catalog.image-encrypt.json).
+//
+// Encrypt an image into a new LUKS image (saga encrypt, through crypto-luks): the new image has
+// the source's type and datastore, is not persistent, and becomes READY with format luks and
+// the attributes LUKS_SECRET and ENCRYPTED_FROM. The source must be READY, USED or DISABLED.
+// Answered by image-created (the new image, LOCKED) or failed.
+type ImageEncrypt struct {
+	// ID of the image to encrypt (the source, left unchanged).
+	ID int64 `json:"id"`
+
+	// Name of the new image.
+	Name string `json:"name"`
+
+	// Free text for the new image.
+	Description string `json:"description,omitempty"`
+}
+
+// ImageRelease is the payload of command catalog.image-release
+// (https://slipway.dev/schemas/cmd/catalog.image-release.json).
+//
+// A VM lets an image go (the launcher's EPILOG, or a failed PROLOG). With save (persistent
+// images only), the staged disk is checked and copied over the image's blob server side first
+// (the image is LOCKED_USED_PERS meanwhile), then the staged object is deleted. The image is
+// READY again once no VM uses it. Releasing a VM that does not hold the image changes nothing
+// and is answered. Answered by image-released or failed, caused by this command.
+type ImageRelease struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// ID of the VM that releases the image.
+	VMID int64 `json:"vm_id"`
+
+	// The VM's changes to a persistent image, to keep.
+	Save *ImageSave `json:"save,omitempty"`
 }
 
 // ImageRename is the payload of command catalog.image-rename
@@ -371,6 +864,22 @@ type ImageUpdate struct {
 
 	// Replace all attributes instead of merging.
 	Replace bool `json:"replace,omitempty"`
+}
+
+// ImageUse is the payload of command catalog.image-use
+// (https://slipway.dev/schemas/cmd/catalog.image-use.json).
+//
+// A VM takes an image (the launcher's PROLOG): READY or USED becomes USED with one more VM for
+// a non-persistent image, READY becomes USED_PERS for a persistent one (one VM at a time).
+// DISABLED, LOCKED, ERROR and DELETE images are refused with the reason. File images (KERNEL,
+// RAMDISK, CONTEXT) are not locked. Idempotent per vm_id. Answered by image-used or failed,
+// caused by this command.
+type ImageUse struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// ID of the VM that uses the image.
+	VMID int64 `json:"vm_id"`
 }
 
 // ConverterCreateBlank is the payload of command converter.create-blank
@@ -426,6 +935,316 @@ type ConverterImport struct {
 	// Store the bytes exactly as fetched, for KERNEL, RAMDISK and CONTEXT files: no decompression,
 	// disk inspection or conversion (a compressed initrd stays compressed).
 	File bool `json:"file,omitempty"`
+}
+
+// CryptoLuksCreate is the payload of command crypto-luks.create
+// (https://slipway.dev/schemas/cmd/crypto-luks.create.json).
+//
+// Create an empty LUKS volume of size_mib at dest with a new, generated passphrase (saga
+// luks-create of the catalog). Answered by encrypted or failed.
+type CryptoLuksCreate struct {
+	// The new image.
+	ImageID int64 `json:"image_id"`
+
+	// Size of the volume in MiB.
+	SizeMiB int64 `json:"size_mib"`
+
+	// Where to store the LUKS file.
+	Dest string `json:"dest"`
+}
+
+// CryptoLuksEncrypt is the payload of command crypto-luks.encrypt
+// (https://slipway.dev/schemas/cmd/crypto-luks.encrypt.json).
+//
+// Encrypt the disk at source into a LUKS file at dest with a new, generated passphrase (saga
+// encrypt of the catalog). Answered by encrypted or failed.
+type CryptoLuksEncrypt struct {
+	// The new (encrypted) image.
+	ImageID int64 `json:"image_id"`
+
+	// The blob of the image to encrypt.
+	Source string `json:"source"`
+
+	// Format of the source blob.
+	SourceFormat DiskFormat `json:"source_format"`
+
+	// Where to store the LUKS file.
+	Dest string `json:"dest"`
+}
+
+// CryptoLuksRotateKEK is the payload of command crypto-luks.rotate-kek
+// (https://slipway.dev/schemas/cmd/crypto-luks.rotate-kek.json).
+//
+// Re-wrap every secret's data key with the current key-encryption key (SLIPWAY_LUKS_KEK or
+// SLIPWAY_LUKS_KEK_FILE), unwrapping with the old ones (SLIPWAY_LUKS_OLD_KEK_FILES).
+// Passphrases and LUKS files do not change. Answered by kek-rotated or failed.
+type CryptoLuksRotateKEK struct {
+	// Refuse unless the service's current KEK has this ID (guards against rotating to a KEK other
+	// than the one meant).
+	ExpectKekID string `json:"expect_kek_id,omitempty"`
+}
+
+// CryptoLuksRotate is the payload of command crypto-luks.rotate
+// (https://slipway.dev/schemas/cmd/crypto-luks.rotate.json).
+//
+// Give a LUKS image a new primary passphrase: a new key slot with a generated passphrase, then
+// the old primary slot erased. Other slots stay. The image must be READY or DISABLED. Answered
+// by slots-changed or failed.
+type CryptoLuksRotate struct {
+	// The LUKS image.
+	ImageID int64 `json:"image_id"`
+}
+
+// CryptoLuksSecretDelete is the payload of command crypto-luks.secret-delete
+// (https://slipway.dev/schemas/cmd/crypto-luks.secret-delete.json).
+//
+// Forget a LUKS secret: its image was deleted (or its encryption failed after the secret was
+// made). Deleting a secret that does not exist is not an error.
+type CryptoLuksSecretDelete struct {
+	// The secret's UUID (the image's LUKS_SECRET).
+	Secret string `json:"secret"`
+
+	// The image the secret belonged to.
+	ImageID int64 `json:"image_id"`
+}
+
+// CryptoLuksSlotAdd is the payload of command crypto-luks.slot-add
+// (https://slipway.dev/schemas/cmd/crypto-luks.slot-add.json).
+//
+// Add a key slot with a new, generated passphrase to a LUKS image's blob (downloaded, amended
+// with qemu-img amend, uploaded over the same object). The image must be READY or DISABLED.
+// Answered by slots-changed or failed.
+type CryptoLuksSlotAdd struct {
+	// The LUKS image.
+	ImageID int64 `json:"image_id"`
+
+	// Key slot to fill (0 to 7); absent: the lowest free one.
+	Slot *int64 `json:"slot,omitempty"`
+}
+
+// CryptoLuksSlotRemove is the payload of command crypto-luks.slot-remove
+// (https://slipway.dev/schemas/cmd/crypto-luks.slot-remove.json).
+//
+// Erase a key slot of a LUKS image's blob and forget its passphrase. The last active slot is
+// never erased. Removing the primary slot (the one the secret query hands out) makes the lowest
+// remaining slot primary. The image must be READY or DISABLED. Answered by slots-changed or
+// failed.
+type CryptoLuksSlotRemove struct {
+	// The LUKS image.
+	ImageID int64 `json:"image_id"`
+
+	// Key slot to erase (0 to 7).
+	Slot int64 `json:"slot"`
+}
+
+// KernelRegistryAdd is the payload of command kernel-registry.add
+// (https://slipway.dev/schemas/cmd/kernel-registry.add.json).
+//
+// Register a kernel from a staged upload: a kernel file (ELF vmlinux or bzImage) or a Debian
+// linux-image package, whose modules become a minimal initrd. The service creates a KERNEL
+// image (and a RAMDISK image) in the catalog's files datastore, deletes the staged upload and
+// answers with added (or failed).
+type KernelRegistryAdd struct {
+	// The staged upload (s3://slipway-uploads/kernels/<uuid>/<file>); the service deletes it when
+	// done.
+	Source string `json:"source"`
+
+	// Name of the KERNEL image; default the file name. The RAMDISK image is named <name>-initrd.
+	Name string `json:"name,omitempty"`
+
+	// The file's name as the user had it, for the default name and the catalog's origin; default
+	// the last part of source.
+	Filename string `json:"filename,omitempty"`
+}
+
+// LauncherDiskSaveAs is the payload of command launcher.disk-save-as
+// (https://slipway.dev/schemas/cmd/launcher.disk-save-as.json).
+//
+// Copy a VM disk's current content into a new catalog image (the guest is paused around the
+// copy while it runs). Answered by disk-saved, with the new image's ID, or failed.
+type LauncherDiskSaveAs struct {
+	// VM ID.
+	ID int64 `json:"id"`
+
+	// Index of the DISK, from 0.
+	DiskID int64 `json:"disk_id"`
+
+	// Name of the new image.
+	Name string `json:"name"`
+}
+
+// LauncherDiskSnapshot is the payload of command launcher.disk-snapshot
+// (https://slipway.dev/schemas/cmd/launcher.disk-snapshot.json).
+//
+// Take an internal snapshot of a VM's persistent qcow2 disk (QMP while QEMU runs, qemu-img when
+// powered off). Other disks are refused with the reason. Answered by disk-snapshotted or
+// failed.
+type LauncherDiskSnapshot struct {
+	// VM ID.
+	ID int64 `json:"id"`
+
+	// Index of the DISK, from 0.
+	DiskID int64 `json:"disk_id"`
+
+	// Snapshot name.
+	Name string `json:"name"`
+}
+
+// LauncherInstantiate is the payload of command launcher.instantiate
+// (https://slipway.dev/schemas/cmd/launcher.instantiate.json).
+//
+// Create a VM from a template and boot it: vm-created, then vm-state-changed PENDING → PROLOG
+// → BOOT → RUNNING (or FAILED with the reason).
+type LauncherInstantiate struct {
+	// Template ID.
+	TemplateID int64 `json:"template_id"`
+
+	// VM name; default the template's NAME (or name) followed by -<vm id>.
+	Name string `json:"name,omitempty"`
+}
+
+// LauncherResume is the payload of command launcher.resume
+// (https://slipway.dev/schemas/cmd/launcher.resume.json).
+//
+// Boot a VM in POWEROFF again with its disks as they are: BOOT → RUNNING.
+type LauncherResume struct {
+	// VM ID.
+	ID int64 `json:"id"`
+}
+
+// LauncherTemplateCreate is the payload of command launcher.template-create
+// (https://slipway.dev/schemas/cmd/launcher.template-create.json).
+//
+// Keep a VM template (OpenNebula syntax). A template that does not parse is refused with the
+// parser's message. Answered by template-created or failed.
+type LauncherTemplateCreate struct {
+	// Template name, unique.
+	Name string `json:"name"`
+
+	// The template text.
+	Template string `json:"template"`
+}
+
+// LauncherTemplateDelete is the payload of command launcher.template-delete
+// (https://slipway.dev/schemas/cmd/launcher.template-delete.json).
+//
+// Delete a VM template; VMs instantiated from it keep running. Answered by template-deleted or
+// failed.
+type LauncherTemplateDelete struct {
+	// Template ID.
+	ID int64 `json:"id"`
+}
+
+// LauncherTemplateUpdate is the payload of command launcher.template-update
+// (https://slipway.dev/schemas/cmd/launcher.template-update.json).
+//
+// Replace a VM template's text (its name stays; a NAME inside the text is ignored). VMs already
+// instantiated keep the text they started with. Answered by template-updated or failed.
+type LauncherTemplateUpdate struct {
+	// Template ID.
+	ID int64 `json:"id"`
+
+	// The new template text.
+	Template string `json:"template"`
+}
+
+// MarketDockerhubAppImport is the payload of command market-dockerhub.app-import
+// (https://slipway.dev/schemas/cmd/market-dockerhub.app-import.json).
+//
+// Import an app: the catalog creates an OS image from the app's docker:// URL (image-create),
+// then the launcher gets a VM template naming that image by ID (template-create). Answered by
+// app-imported once the catalog registered the image, or command-failed (unknown marketplace or
+// app, or the catalog's refusal, e.g. a taken image name).
+type MarketDockerhubAppImport struct {
+	// Marketplace of the app.
+	MarketID int64 `json:"market_id"`
+
+	// The app: its repository name in the marketplace.
+	App string `json:"app"`
+
+	// Tag to import; absent: latest when the app has it, else its first tag.
+	Tag string `json:"tag,omitempty"`
+
+	// Name of the image and of the VM template to create.
+	Name string `json:"name"`
+
+	// Size of the disk's filesystem; absent: the content plus room to spare.
+	SizeMiB int64 `json:"size_mib,omitempty"`
+
+	// Filesystem to build; absent: ext4.
+	Filesystem Filesystem `json:"filesystem,omitempty"`
+
+	// Disk format to store; absent: raw.
+	Format DiskFormat `json:"format,omitempty"`
+
+	// Datastore of the image; absent: the catalog's default.
+	Datastore string `json:"datastore,omitempty"`
+}
+
+// MarketDockerhubMarketCreate is the payload of command market-dockerhub.market-create
+// (https://slipway.dev/schemas/cmd/market-dockerhub.market-create.json).
+//
+// Add a marketplace (MAD registry) listing an OCI registry's repositories (/v2/_catalog) and
+// their tags. Answered by market-created, then (monitoring on) apps-refreshed; a taken name or
+// a registry that is not host[:port] by command-failed.
+type MarketDockerhubMarketCreate struct {
+	// Marketplace name, unique.
+	Name string `json:"name"`
+
+	// The registry, host[:port].
+	Registry string `json:"registry"`
+
+	// Talk plain HTTP (or unverified TLS) to the registry, for listing and for imports from it.
+	Insecure bool `json:"insecure,omitempty"`
+
+	// List the registry again on the service's schedule; absent: true.
+	Monitoring *bool `json:"monitoring,omitempty"`
+}
+
+// MarketDockerhubMarketDelete is the payload of command market-dockerhub.market-delete
+// (https://slipway.dev/schemas/cmd/market-dockerhub.market-delete.json).
+//
+// Delete a marketplace and its apps; images imported from it stay. Answered by market-deleted
+// or command-failed.
+type MarketDockerhubMarketDelete struct {
+	// Marketplace to delete.
+	ID int64 `json:"id"`
+}
+
+// MarketDockerhubMarketUpdate is the payload of command market-dockerhub.market-update
+// (https://slipway.dev/schemas/cmd/market-dockerhub.market-update.json).
+//
+// Change the fields given of a marketplace; absent fields keep their value. Answered by
+// market-updated (the whole record) or command-failed.
+type MarketDockerhubMarketUpdate struct {
+	// Marketplace to change.
+	ID int64 `json:"id"`
+
+	// New name, unique.
+	Name *string `json:"name,omitempty"`
+
+	// New base URL of Hub's API (MAD dockerhub only).
+	Endpoint *string `json:"endpoint,omitempty"`
+
+	// New registry host[:port] (MAD registry only).
+	Registry *string `json:"registry,omitempty"`
+
+	// Talk plain HTTP (or unverified TLS) to the registry.
+	Insecure *bool `json:"insecure,omitempty"`
+
+	// List the marketplace again on the service's schedule.
+	Monitoring *bool `json:"monitoring,omitempty"`
+}
+
+// MarketDockerhubRefresh is the payload of command market-dockerhub.refresh
+// (https://slipway.dev/schemas/cmd/market-dockerhub.refresh.json).
+//
+// List a marketplace's apps again now: Docker Hub's official images through Hub's API, or a
+// registry's repositories and tags. Answered by apps-refreshed (a failed listing is reported
+// there) or command-failed.
+type MarketDockerhubRefresh struct {
+	// Marketplace to list.
+	MarketID int64 `json:"market_id"`
 }
 
 // MarketDockerhubResolve is the payload of command market-dockerhub.resolve
@@ -537,6 +1356,47 @@ type ImageDeleted struct {
 	Name string `json:"name"`
 }
 
+// ImageReleased is the payload of event catalog.image-released
+// (https://slipway.dev/schemas/evt/catalog.image-released.json).
+//
+// A VM no longer uses the image: the answer to image-release (also when the VM did not hold
+// it). saved tells that the image's blob now holds the changes given in save.
+type ImageReleased struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// The VM that released the image.
+	VMID int64 `json:"vm_id"`
+
+	// The image's state now (READY once no VM uses it).
+	State ImageState `json:"state"`
+
+	// Number of VMs still using the image.
+	RVMs int64 `json:"rvms"`
+
+	// The VM's changes were copied over the image's blob.
+	Saved bool `json:"saved"`
+}
+
+// ImageUsed is the payload of event catalog.image-used
+// (https://slipway.dev/schemas/evt/catalog.image-used.json).
+//
+// A VM uses the image: the answer to image-use (also when the VM already held it). state and
+// rvms are the image's after the command; a file image keeps its state and count.
+type ImageUsed struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// The VM that uses the image.
+	VMID int64 `json:"vm_id"`
+
+	// The image's state now (USED, USED_PERS; READY for a file image).
+	State ImageState `json:"state"`
+
+	// Number of VMs using the image now.
+	RVMs int64 `json:"rvms"`
+}
+
 // StateChanged is the payload of event catalog.state-changed
 // (https://slipway.dev/schemas/evt/catalog.state-changed.json).
 //
@@ -618,6 +1478,284 @@ type ConverterProgress struct {
 	BytesTotal int64 `json:"bytes_total"`
 }
 
+// CryptoLuksEncrypted is the payload of event crypto-luks.encrypted
+// (https://slipway.dev/schemas/evt/crypto-luks.encrypted.json).
+//
+// A LUKS file (an encrypted copy, or an empty volume) was stored at dest; its passphrase is
+// kept under secret, envelope-encrypted, never in this event.
+type CryptoLuksEncrypted struct {
+	// The image the LUKS file is for.
+	ImageID int64 `json:"image_id"`
+
+	// Where the LUKS file is stored.
+	Dest string `json:"dest"`
+
+	// Size of the decrypted payload in bytes.
+	VirtualSize int64 `json:"virtual_size"`
+
+	// Bytes stored.
+	Size int64 `json:"size"`
+
+	// SHA-256 of the stored LUKS file.
+	SHA256 string `json:"sha256"`
+
+	// UUID of the secret that opens the LUKS file (the image's LUKS_SECRET).
+	Secret string `json:"secret"`
+}
+
+// CryptoLuksFailed is the payload of event crypto-luks.failed
+// (https://slipway.dev/schemas/evt/crypto-luks.failed.json).
+//
+// A crypto-luks command failed or was refused.
+type CryptoLuksFailed struct {
+	// The image the command was about; absent when it named none.
+	ImageID *int64 `json:"image_id,omitempty"`
+
+	// What went wrong, for a person to act on.
+	Error string `json:"error"`
+}
+
+// CryptoLuksKEKRotated is the payload of event crypto-luks.kek-rotated
+// (https://slipway.dev/schemas/evt/crypto-luks.kek-rotated.json).
+//
+// Every secret's data key is now wrapped by the current key-encryption key; the old KEKs are no
+// longer needed. Subject ID: the current KEK's ID.
+type CryptoLuksKEKRotated struct {
+	// The current KEK.
+	KekID string `json:"kek_id"`
+
+	// Secrets checked.
+	Secrets int64 `json:"secrets"`
+
+	// Secrets whose data key was re-wrapped (the others were wrapped by the current KEK already).
+	Rewrapped int64 `json:"rewrapped"`
+
+	// The old KEKs the service was configured with.
+	OldKekIds []string `json:"old_kek_ids,omitempty"`
+}
+
+// CryptoLuksProgress is the payload of event crypto-luks.progress
+// (https://slipway.dev/schemas/evt/crypto-luks.progress.json).
+//
+// How far a crypto-luks job got; published about once a second while it changes.
+type CryptoLuksProgress struct {
+	// Image the job is for.
+	ImageID int64 `json:"image_id"`
+
+	// Current phase.
+	Phase LuksPhase `json:"phase"`
+
+	// Bytes processed in this phase.
+	Done int64 `json:"done"`
+
+	// Bytes this phase will process; 0 when unknown.
+	Total int64 `json:"total"`
+}
+
+// CryptoLuksSlotsChanged is the payload of event crypto-luks.slots-changed
+// (https://slipway.dev/schemas/evt/crypto-luks.slots-changed.json).
+//
+// The key slots of a LUKS image's blob changed (slot-add, slot-remove, rotate). The blob was
+// rewritten in place, so its size and SHA-256 are new; no passphrase is in this event.
+type CryptoLuksSlotsChanged struct {
+	// The LUKS image.
+	ImageID int64 `json:"image_id"`
+
+	// The image's secret (LUKS_SECRET).
+	Secret string `json:"secret"`
+
+	// Key slots crypto-luks holds a passphrase for, after the change (active in the volume).
+	Slots []int64 `json:"slots"`
+
+	// The slot whose passphrase the secret query hands out.
+	Primary int64 `json:"primary"`
+
+	// Slots filled by this change.
+	Added []int64 `json:"added,omitempty"`
+
+	// Slots erased by this change.
+	Removed []int64 `json:"removed,omitempty"`
+
+	// The blob that was rewritten.
+	Dest string `json:"dest"`
+
+	// Bytes stored.
+	Size int64 `json:"size"`
+
+	// SHA-256 of the rewritten blob.
+	SHA256 string `json:"sha256"`
+}
+
+// KernelRegistryFailed is the payload of event kernel-registry.failed
+// (https://slipway.dev/schemas/evt/kernel-registry.failed.json).
+//
+// An add command was refused or failed (id token cmd-<stream sequence>, or the KERNEL image ID
+// once it exists), or a KERNEL image could not be examined (its image ID). Nothing it staged is
+// left behind.
+type KernelRegistryFailed struct {
+	// What went wrong, for a person to act on.
+	Error string `json:"error"`
+
+	// The staged upload or the image blob that was read.
+	Source string `json:"source,omitempty"`
+}
+
+// LauncherDiskSaved is the payload of event launcher.disk-saved
+// (https://slipway.dev/schemas/evt/launcher.disk-saved.json).
+//
+// A VM disk's content was handed to the catalog as a new image (which imports it: follow the
+// image's own events until READY).
+type LauncherDiskSaved struct {
+	// VM ID.
+	ID int64 `json:"id"`
+
+	// Index of the DISK.
+	DiskID int64 `json:"disk_id"`
+
+	// The new image.
+	ImageID int64 `json:"image_id"`
+}
+
+// LauncherDiskSnapshotted is the payload of event launcher.disk-snapshotted
+// (https://slipway.dev/schemas/evt/launcher.disk-snapshotted.json).
+//
+// An internal snapshot of a VM's persistent disk was taken.
+type LauncherDiskSnapshotted struct {
+	// VM ID.
+	ID int64 `json:"id"`
+
+	// Index of the DISK.
+	DiskID int64 `json:"disk_id"`
+
+	// Snapshot name.
+	Name string `json:"name"`
+}
+
+// LauncherFailed is the payload of event launcher.failed
+// (https://slipway.dev/schemas/evt/launcher.failed.json).
+//
+// The launcher refused a command. The subject's id is the VM's or template's ID, or cmd-<stream
+// sequence> when the command named nothing that exists.
+type LauncherFailed struct {
+	// VM or template ID the command was about.
+	ID *int64 `json:"id,omitempty"`
+
+	// Subject of the refused command.
+	Command string `json:"command"`
+
+	// What went wrong, for a person to act on.
+	Error string `json:"error"`
+}
+
+// LauncherTemplateDeleted is the payload of event launcher.template-deleted
+// (https://slipway.dev/schemas/evt/launcher.template-deleted.json).
+//
+// A VM template was deleted.
+type LauncherTemplateDeleted struct {
+	// Template ID.
+	ID int64 `json:"id"`
+
+	// Its name.
+	Name string `json:"name"`
+}
+
+// LauncherVMCreated is the payload of event launcher.vm-created
+// (https://slipway.dev/schemas/evt/launcher.vm-created.json).
+//
+// A VM was created from a template (state PENDING); its boot follows as vm-state-changed
+// events.
+type LauncherVMCreated struct {
+	// VM ID.
+	ID int64 `json:"id"`
+
+	// VM name.
+	Name string `json:"name"`
+
+	// Template it came from.
+	TemplateID int64 `json:"template_id"`
+}
+
+// LauncherVMStateChanged is the payload of event launcher.vm-state-changed
+// (https://slipway.dev/schemas/evt/launcher.vm-state-changed.json).
+//
+// A VM moved from one state to another.
+type LauncherVMStateChanged struct {
+	// VM ID.
+	ID int64 `json:"id"`
+
+	// State before; absent for a new VM.
+	From VMState `json:"from,omitempty"`
+
+	// State now.
+	To VMState `json:"to"`
+
+	// Why, for a person to read (the error of a FAILED VM).
+	Reason string `json:"reason,omitempty"`
+}
+
+// MarketDockerhubAppImported is the payload of event market-dockerhub.app-imported
+// (https://slipway.dev/schemas/evt/market-dockerhub.app-imported.json).
+//
+// An app import was accepted: the catalog registered the image (LOCKED, its docker import under
+// way; follow the catalog's events for image_id) and the launcher was sent the VM template
+// naming it. Subject id: the marketplace ID.
+type MarketDockerhubAppImported struct {
+	// Marketplace of the app.
+	MarketID int64 `json:"market_id"`
+
+	// The app imported.
+	App string `json:"app"`
+
+	// Name of the image and of the VM template.
+	Name string `json:"name"`
+
+	// The docker:// URL the image is imported from.
+	URL string `json:"url"`
+
+	// The image the catalog created.
+	ImageID int64 `json:"image_id"`
+
+	// The VM template sent to the launcher, in OpenNebula's syntax (DISK = [ IMAGE_ID = image_id
+	// ]).
+	Template string `json:"template"`
+}
+
+// MarketDockerhubAppsRefreshed is the payload of event market-dockerhub.apps-refreshed
+// (https://slipway.dev/schemas/evt/market-dockerhub.apps-refreshed.json).
+//
+// A marketplace was listed (refresh, scheduled or asked for). A listing that failed keeps the
+// apps listed before and says why in error. Subject id: the marketplace ID.
+type MarketDockerhubAppsRefreshed struct {
+	// The marketplace listed.
+	MarketID int64 `json:"market_id"`
+
+	// Apps it has now.
+	Apps int64 `json:"apps"`
+
+	// Apps new in this listing.
+	Added int64 `json:"added"`
+
+	// Apps no longer listed, deleted.
+	Removed int64 `json:"removed"`
+
+	// Why the listing failed; absent when it worked.
+	Error string `json:"error,omitempty"`
+}
+
+// MarketDockerhubCommandFailed is the payload of event market-dockerhub.command-failed
+// (https://slipway.dev/schemas/evt/market-dockerhub.command-failed.json).
+//
+// market-dockerhub refused a command other than resolve (which answers failed.<image_id>): not
+// valid against its schema, naming an unknown marketplace or app, a taken name, or refused by
+// the catalog. The command is not retried. Subject id: cmd-<stream sequence of the command>.
+type MarketDockerhubCommandFailed struct {
+	// Subject of the refused command.
+	Command string `json:"command"`
+
+	// What is wrong, for a person to act on.
+	Error string `json:"error"`
+}
+
 // MarketDockerhubFailed is the payload of event market-dockerhub.failed
 // (https://slipway.dev/schemas/evt/market-dockerhub.failed.json).
 //
@@ -629,6 +1767,19 @@ type MarketDockerhubFailed struct {
 	// What went wrong, for a person to act on: for an unknown repository or tag, the registry's
 	// own message.
 	Error string `json:"error"`
+}
+
+// MarketDockerhubMarketDeleted is the payload of event market-dockerhub.market-deleted
+// (https://slipway.dev/schemas/evt/market-dockerhub.market-deleted.json).
+//
+// A marketplace and its apps were deleted (market-delete); images imported from it stay.
+// Subject id: the marketplace ID.
+type MarketDockerhubMarketDeleted struct {
+	// The deleted marketplace.
+	ID int64 `json:"id"`
+
+	// Its name, free again.
+	Name string `json:"name"`
 }
 
 // MarketDockerhubResolved is the payload of event market-dockerhub.resolved
@@ -662,12 +1813,37 @@ var registry = []registered{
 	{kind: "cmd", service: "catalog", name: "image-delete", file: "cmd/catalog.image-delete.json", typ: reflect.TypeFor[ImageRef]()},
 	{kind: "cmd", service: "catalog", name: "image-disable", file: "cmd/catalog.image-disable.json", typ: reflect.TypeFor[ImageRef]()},
 	{kind: "cmd", service: "catalog", name: "image-enable", file: "cmd/catalog.image-enable.json", typ: reflect.TypeFor[ImageRef]()},
+	{kind: "cmd", service: "catalog", name: "image-encrypt", file: "cmd/catalog.image-encrypt.json", typ: reflect.TypeFor[ImageEncrypt]()},
 	{kind: "cmd", service: "catalog", name: "image-nonpersistent", file: "cmd/catalog.image-nonpersistent.json", typ: reflect.TypeFor[ImageRef]()},
 	{kind: "cmd", service: "catalog", name: "image-persistent", file: "cmd/catalog.image-persistent.json", typ: reflect.TypeFor[ImageRef]()},
+	{kind: "cmd", service: "catalog", name: "image-release", file: "cmd/catalog.image-release.json", typ: reflect.TypeFor[ImageRelease]()},
 	{kind: "cmd", service: "catalog", name: "image-rename", file: "cmd/catalog.image-rename.json", typ: reflect.TypeFor[ImageRename]()},
 	{kind: "cmd", service: "catalog", name: "image-update", file: "cmd/catalog.image-update.json", typ: reflect.TypeFor[ImageUpdate]()},
+	{kind: "cmd", service: "catalog", name: "image-use", file: "cmd/catalog.image-use.json", typ: reflect.TypeFor[ImageUse]()},
 	{kind: "cmd", service: "converter", name: "create-blank", file: "cmd/converter.create-blank.json", typ: reflect.TypeFor[ConverterCreateBlank]()},
 	{kind: "cmd", service: "converter", name: "import", file: "cmd/converter.import.json", typ: reflect.TypeFor[ConverterImport]()},
+	{kind: "cmd", service: "crypto-luks", name: "create", file: "cmd/crypto-luks.create.json", typ: reflect.TypeFor[CryptoLuksCreate]()},
+	{kind: "cmd", service: "crypto-luks", name: "encrypt", file: "cmd/crypto-luks.encrypt.json", typ: reflect.TypeFor[CryptoLuksEncrypt]()},
+	{kind: "cmd", service: "crypto-luks", name: "rotate-kek", file: "cmd/crypto-luks.rotate-kek.json", typ: reflect.TypeFor[CryptoLuksRotateKEK]()},
+	{kind: "cmd", service: "crypto-luks", name: "rotate", file: "cmd/crypto-luks.rotate.json", typ: reflect.TypeFor[CryptoLuksRotate]()},
+	{kind: "cmd", service: "crypto-luks", name: "secret-delete", file: "cmd/crypto-luks.secret-delete.json", typ: reflect.TypeFor[CryptoLuksSecretDelete]()},
+	{kind: "cmd", service: "crypto-luks", name: "slot-add", file: "cmd/crypto-luks.slot-add.json", typ: reflect.TypeFor[CryptoLuksSlotAdd]()},
+	{kind: "cmd", service: "crypto-luks", name: "slot-remove", file: "cmd/crypto-luks.slot-remove.json", typ: reflect.TypeFor[CryptoLuksSlotRemove]()},
+	{kind: "cmd", service: "kernel-registry", name: "add", file: "cmd/kernel-registry.add.json", typ: reflect.TypeFor[KernelRegistryAdd]()},
+	{kind: "cmd", service: "launcher", name: "disk-save-as", file: "cmd/launcher.disk-save-as.json", typ: reflect.TypeFor[LauncherDiskSaveAs]()},
+	{kind: "cmd", service: "launcher", name: "disk-snapshot", file: "cmd/launcher.disk-snapshot.json", typ: reflect.TypeFor[LauncherDiskSnapshot]()},
+	{kind: "cmd", service: "launcher", name: "instantiate", file: "cmd/launcher.instantiate.json", typ: reflect.TypeFor[LauncherInstantiate]()},
+	{kind: "cmd", service: "launcher", name: "poweroff", file: "cmd/launcher.poweroff.json", typ: reflect.TypeFor[VMAction]()},
+	{kind: "cmd", service: "launcher", name: "resume", file: "cmd/launcher.resume.json", typ: reflect.TypeFor[LauncherResume]()},
+	{kind: "cmd", service: "launcher", name: "template-create", file: "cmd/launcher.template-create.json", typ: reflect.TypeFor[LauncherTemplateCreate]()},
+	{kind: "cmd", service: "launcher", name: "template-delete", file: "cmd/launcher.template-delete.json", typ: reflect.TypeFor[LauncherTemplateDelete]()},
+	{kind: "cmd", service: "launcher", name: "template-update", file: "cmd/launcher.template-update.json", typ: reflect.TypeFor[LauncherTemplateUpdate]()},
+	{kind: "cmd", service: "launcher", name: "terminate", file: "cmd/launcher.terminate.json", typ: reflect.TypeFor[VMAction]()},
+	{kind: "cmd", service: "market-dockerhub", name: "app-import", file: "cmd/market-dockerhub.app-import.json", typ: reflect.TypeFor[MarketDockerhubAppImport]()},
+	{kind: "cmd", service: "market-dockerhub", name: "market-create", file: "cmd/market-dockerhub.market-create.json", typ: reflect.TypeFor[MarketDockerhubMarketCreate]()},
+	{kind: "cmd", service: "market-dockerhub", name: "market-delete", file: "cmd/market-dockerhub.market-delete.json", typ: reflect.TypeFor[MarketDockerhubMarketDelete]()},
+	{kind: "cmd", service: "market-dockerhub", name: "market-update", file: "cmd/market-dockerhub.market-update.json", typ: reflect.TypeFor[MarketDockerhubMarketUpdate]()},
+	{kind: "cmd", service: "market-dockerhub", name: "refresh", file: "cmd/market-dockerhub.refresh.json", typ: reflect.TypeFor[MarketDockerhubRefresh]()},
 	{kind: "cmd", service: "market-dockerhub", name: "resolve", file: "cmd/market-dockerhub.resolve.json", typ: reflect.TypeFor[MarketDockerhubResolve]()},
 	{kind: "evt", service: "builder", name: "built", file: "evt/builder.built.json", typ: reflect.TypeFor[BuilderBuilt]()},
 	{kind: "evt", service: "builder", name: "failed", file: "evt/builder.failed.json", typ: reflect.TypeFor[BuilderFailed]()},
@@ -675,11 +1851,35 @@ var registry = []registered{
 	{kind: "evt", service: "catalog", name: "failed", file: "evt/catalog.failed.json", typ: reflect.TypeFor[CatalogFailed]()},
 	{kind: "evt", service: "catalog", name: "image-created", file: "evt/catalog.image-created.json", typ: reflect.TypeFor[Image]()},
 	{kind: "evt", service: "catalog", name: "image-deleted", file: "evt/catalog.image-deleted.json", typ: reflect.TypeFor[ImageDeleted]()},
+	{kind: "evt", service: "catalog", name: "image-released", file: "evt/catalog.image-released.json", typ: reflect.TypeFor[ImageReleased]()},
 	{kind: "evt", service: "catalog", name: "image-updated", file: "evt/catalog.image-updated.json", typ: reflect.TypeFor[Image]()},
+	{kind: "evt", service: "catalog", name: "image-used", file: "evt/catalog.image-used.json", typ: reflect.TypeFor[ImageUsed]()},
 	{kind: "evt", service: "catalog", name: "state-changed", file: "evt/catalog.state-changed.json", typ: reflect.TypeFor[StateChanged]()},
 	{kind: "evt", service: "converter", name: "converted", file: "evt/converter.converted.json", typ: reflect.TypeFor[ConverterConverted]()},
 	{kind: "evt", service: "converter", name: "failed", file: "evt/converter.failed.json", typ: reflect.TypeFor[ConverterFailed]()},
 	{kind: "evt", service: "converter", name: "progress", file: "evt/converter.progress.json", typ: reflect.TypeFor[ConverterProgress]()},
+	{kind: "evt", service: "crypto-luks", name: "encrypted", file: "evt/crypto-luks.encrypted.json", typ: reflect.TypeFor[CryptoLuksEncrypted]()},
+	{kind: "evt", service: "crypto-luks", name: "failed", file: "evt/crypto-luks.failed.json", typ: reflect.TypeFor[CryptoLuksFailed]()},
+	{kind: "evt", service: "crypto-luks", name: "kek-rotated", file: "evt/crypto-luks.kek-rotated.json", typ: reflect.TypeFor[CryptoLuksKEKRotated]()},
+	{kind: "evt", service: "crypto-luks", name: "progress", file: "evt/crypto-luks.progress.json", typ: reflect.TypeFor[CryptoLuksProgress]()},
+	{kind: "evt", service: "crypto-luks", name: "slots-changed", file: "evt/crypto-luks.slots-changed.json", typ: reflect.TypeFor[CryptoLuksSlotsChanged]()},
+	{kind: "evt", service: "kernel-registry", name: "added", file: "evt/kernel-registry.added.json", typ: reflect.TypeFor[Kernel]()},
+	{kind: "evt", service: "kernel-registry", name: "examined", file: "evt/kernel-registry.examined.json", typ: reflect.TypeFor[Kernel]()},
+	{kind: "evt", service: "kernel-registry", name: "failed", file: "evt/kernel-registry.failed.json", typ: reflect.TypeFor[KernelRegistryFailed]()},
+	{kind: "evt", service: "launcher", name: "disk-saved", file: "evt/launcher.disk-saved.json", typ: reflect.TypeFor[LauncherDiskSaved]()},
+	{kind: "evt", service: "launcher", name: "disk-snapshotted", file: "evt/launcher.disk-snapshotted.json", typ: reflect.TypeFor[LauncherDiskSnapshotted]()},
+	{kind: "evt", service: "launcher", name: "failed", file: "evt/launcher.failed.json", typ: reflect.TypeFor[LauncherFailed]()},
+	{kind: "evt", service: "launcher", name: "template-created", file: "evt/launcher.template-created.json", typ: reflect.TypeFor[VMTemplate]()},
+	{kind: "evt", service: "launcher", name: "template-deleted", file: "evt/launcher.template-deleted.json", typ: reflect.TypeFor[LauncherTemplateDeleted]()},
+	{kind: "evt", service: "launcher", name: "template-updated", file: "evt/launcher.template-updated.json", typ: reflect.TypeFor[VMTemplate]()},
+	{kind: "evt", service: "launcher", name: "vm-created", file: "evt/launcher.vm-created.json", typ: reflect.TypeFor[LauncherVMCreated]()},
+	{kind: "evt", service: "launcher", name: "vm-state-changed", file: "evt/launcher.vm-state-changed.json", typ: reflect.TypeFor[LauncherVMStateChanged]()},
+	{kind: "evt", service: "market-dockerhub", name: "app-imported", file: "evt/market-dockerhub.app-imported.json", typ: reflect.TypeFor[MarketDockerhubAppImported]()},
+	{kind: "evt", service: "market-dockerhub", name: "apps-refreshed", file: "evt/market-dockerhub.apps-refreshed.json", typ: reflect.TypeFor[MarketDockerhubAppsRefreshed]()},
+	{kind: "evt", service: "market-dockerhub", name: "command-failed", file: "evt/market-dockerhub.command-failed.json", typ: reflect.TypeFor[MarketDockerhubCommandFailed]()},
 	{kind: "evt", service: "market-dockerhub", name: "failed", file: "evt/market-dockerhub.failed.json", typ: reflect.TypeFor[MarketDockerhubFailed]()},
+	{kind: "evt", service: "market-dockerhub", name: "market-created", file: "evt/market-dockerhub.market-created.json", typ: reflect.TypeFor[Market]()},
+	{kind: "evt", service: "market-dockerhub", name: "market-deleted", file: "evt/market-dockerhub.market-deleted.json", typ: reflect.TypeFor[MarketDockerhubMarketDeleted]()},
+	{kind: "evt", service: "market-dockerhub", name: "market-updated", file: "evt/market-dockerhub.market-updated.json", typ: reflect.TypeFor[Market]()},
 	{kind: "evt", service: "market-dockerhub", name: "resolved", file: "evt/market-dockerhub.resolved.json", typ: reflect.TypeFor[MarketDockerhubResolved]()},
 }

@@ -12,6 +12,9 @@ require (
 	github.com/slipway/slipway/services/builder v0.0.0
 	github.com/slipway/slipway/services/catalog v0.0.0
 	github.com/slipway/slipway/services/converter v0.0.0
+	github.com/slipway/slipway/services/crypto-luks v0.0.0
+	github.com/slipway/slipway/services/kernel-registry v0.0.0
+	github.com/slipway/slipway/services/launcher v0.0.0
 	github.com/slipway/slipway/services/market-dockerhub v0.0.0
 	github.com/spf13/cobra v1.10.2
 	golang.org/x/sys v0.49.0
@@ -23,6 +26,8 @@ require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/digitalocean/go-libvirt v0.0.0-20220804181439-8648fbde413e // indirect
+	github.com/digitalocean/go-qemu v0.0.0-20230711162256-2e3d0186973e // indirect
 	github.com/docker/cli v29.7.2+incompatible // indirect
 	github.com/docker/docker-credential-helpers v0.9.3 // indirect
 	github.com/dustin/go-humanize v1.0.1 // indirect
@@ -45,6 +50,7 @@ require (
 	github.com/opencontainers/go-digest v1.0.0 // indirect
 	github.com/opencontainers/image-spec v1.1.1 // indirect
 	github.com/philhofer/fwd v1.2.0 // indirect
+	github.com/pierrec/lz4/v4 v4.1.22 // indirect
 	github.com/prometheus/client_golang v1.24.1 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
@@ -98,5 +104,8 @@ replace (
 	github.com/slipway/slipway/services/builder => ../../services/builder
 	github.com/slipway/slipway/services/catalog => ../../services/catalog
 	github.com/slipway/slipway/services/converter => ../../services/converter
+	github.com/slipway/slipway/services/crypto-luks => ../../services/crypto-luks
+	github.com/slipway/slipway/services/kernel-registry => ../../services/kernel-registry
+	github.com/slipway/slipway/services/launcher => ../../services/launcher
 	github.com/slipway/slipway/services/market-dockerhub => ../../services/market-dockerhub
 )

@@ -131,6 +131,9 @@ JetStream and S3. "slipway up" runs the whole stack in one process; the
 	g.user = env("SLIPWAY_USER", "oneadmin")
 
 	root.AddCommand(newUpCmd(g), newImageCmd(g), newMarketCmd(g), newVersionCmd(g))
+	root.AddCommand(newKernelCmd(g))
+	root.AddCommand(newLuksCmd(g))
+	root.AddCommand(newVMTemplateCmd(g), newVMCmd(g))
 	addExportCmd(root, g)
 	return root
 }

@@ -9,6 +9,9 @@ import (
 	"github.com/slipway/slipway/services/builder"
 	"github.com/slipway/slipway/services/catalog"
 	"github.com/slipway/slipway/services/converter"
+	cryptoluks "github.com/slipway/slipway/services/crypto-luks"
+	kernelregistry "github.com/slipway/slipway/services/kernel-registry"
+	"github.com/slipway/slipway/services/launcher"
 	marketdockerhub "github.com/slipway/slipway/services/market-dockerhub"
 )
 
@@ -67,6 +70,39 @@ func (s *Stack) services() []service {
 			}
 			cfg.TempDir, cfg.Logger = filepath.Join(s.cfg.DataDir, "work"), log.With("service", builder.Name)
 			return builder.New(b, st, cfg)
+		}},
+		{cryptoluks.Name, func(b *bus.Bus, st *blob.Store) runner {
+			// The KEK comes from SLIPWAY_LUKS_KEK(_FILE) like the binary's;
+			// without them the stack keeps its own in its data dir, made
+			// (mode 0600) on first start.
+			return cryptoluks.NewFromEnv(b, st, cryptoluks.Config{TempDir: filepath.Join(s.cfg.DataDir, "work"),
+				Logger: log.With("service", cryptoluks.Name)}, filepath.Join(s.cfg.DataDir, "luks.kek"))
+		}},
+		{kernelregistry.Name, func(b *bus.Bus, st *blob.Store) runner {
+			// The slipway-initrd binary and initrd modules come from the same
+			// variables as the kernel-registry binary's.
+			cfg, err := kernelregistry.ConfigFromEnv()
+			if err != nil {
+				log.Warn("kernel-registry: ignoring its environment", "err", err)
+				cfg = kernelregistry.Config{}
+			}
+			cfg.TempDir, cfg.Logger = filepath.Join(s.cfg.DataDir, "work"), log.With("service", kernelregistry.Name)
+			return kernelregistry.New(b, st, cfg)
+		}},
+		{launcher.Name, func(b *bus.Bus, st *blob.Store) runner {
+			// QEMU, acceleration and timeouts come from the same variables
+			// as the launcher binary's; VMs, the blob cache and consoles
+			// live beside the rest of the stack's data.
+			cfg, err := launcher.ConfigFromEnv()
+			if err != nil {
+				log.Warn("launcher: ignoring its environment", "err", err)
+				cfg = launcher.Config{}
+			}
+			if cfg.WorkDir == "" {
+				cfg.WorkDir = filepath.Join(s.cfg.DataDir, "launcher")
+			}
+			cfg.Logger = log.With("service", launcher.Name)
+			return launcher.New(b, st, cfg)
 		}},
 	}
 }

@@ -1,0 +1,150 @@
+package cryptoluks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"syscall"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/crypto-luks/luks"
+)
+
+// jobError is a failed command and whether retrying can help.
+type jobError struct {
+	err      error
+	terminal bool
+}
+
+func (e *jobError) Error() string { return e.err.Error() }
+func (e *jobError) Unwrap() error { return e.err }
+
+// terminal marks err as one no retry can fix.
+func terminal(err error) error { return &jobError{err: err, terminal: true} }
+
+// transient marks err as one a retry may fix.
+func transient(err error) error { return &jobError{err: err} }
+
+// isTerminal decides whether retrying could help: an explicit mark wins;
+// then cancellation and a full disk may pass; bad input, a wrong
+// passphrase, an unknown secret and S3's final answers (4xx) do not.
+func isTerminal(err error) bool {
+	var je *jobError
+	if errors.As(err, &je) {
+		return je.terminal
+	}
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return false
+	case errors.Is(err, errInvalid), errors.Is(err, errNoSecret), errors.Is(err, errRefused),
+		errors.Is(err, luks.ErrWrongPassphrase), errors.Is(err, luks.ErrFormat), errors.Is(err, luks.ErrNotLUKS),
+		errors.Is(err, luks.ErrSlot), errors.Is(err, luks.ErrPath):
+		return true
+	}
+	return isClientError(err)
+}
+
+// errRefused marks a command refused for the state of things (the image is
+// in use, not a LUKS image…).
+var errRefused = errors.New("refused")
+
+func refuse(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errRefused, fmt.Sprintf(format, args...))
+}
+
+// isClientError reports an S3 answer that will not change on retry.
+func isClientError(err error) bool {
+	if blob.IsNotFound(err) {
+		return true
+	}
+	var er minio.ErrorResponse
+	return errors.As(err, &er) && er.StatusCode >= 400 && er.StatusCode < 500 &&
+		er.StatusCode != http.StatusRequestTimeout && er.StatusCode != http.StatusTooManyRequests
+}
+
+// message is err as a failed event tells it, without the internal marks.
+func message(err error) string {
+	msg := err.Error()
+	if p := errRefused.Error() + ": "; len(msg) > len(p) && msg[:len(p)] == p {
+		msg = msg[len(p):]
+	}
+	return schemas.ErrorText(msg)
+}
+
+// decode validates a command against its schema and decodes it.
+func decode(m *bus.Msg, v any) error {
+	if err := schemas.Validate(schemas.KindCommand, Name, m.Name, m.Data); err != nil {
+		return fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	if err := m.Decode(v); err != nil {
+		return fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	return nil
+}
+
+// settle turns a handler's outcome into the message's fate: nil acks; a
+// terminal error, or any error on the last delivery, publishes a failed
+// event about id (after cleanup, when given) and ends the message; any
+// other error is retried.
+func (s *Service) settle(ctx context.Context, m *bus.Msg, imageID *int64, err error, cleanup func()) error {
+	if err == nil {
+		return nil
+	}
+	last := m.Delivered >= uint64(s.cfg.MaxDeliver)
+	term := isTerminal(err)
+	if !term && !last {
+		s.log.Warn("command failed, will retry", "command", m.Subject, "image_id", imageID, "delivered", m.Delivered, "err", err)
+		return err
+	}
+	if cleanup != nil {
+		cleanup()
+	}
+	s.publishFailed(ctx, m, imageID, err)
+	if term {
+		return bus.Terminal(err)
+	}
+	return err // the last delivery: the dead-letter stream gets it
+}
+
+// reject answers a command that cannot be understood.
+func (s *Service) reject(ctx context.Context, m *bus.Msg, err error) error {
+	var id *int64
+	if imageID, ok := schemas.PeekImageID(m.Data); ok {
+		id = &imageID
+	}
+	s.publishFailed(ctx, m, id, err)
+	return bus.Terminal(err)
+}
+
+// publishFailed sends failed.<image-id> (or failed.cmd-<seq> for a command
+// naming no image), caused by the command; its ID derives from the
+// command's, so a redelivery cannot publish it twice.
+func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, imageID *int64, err error) {
+	id := fmt.Sprintf("cmd-%d", m.StreamSeq)
+	if imageID != nil {
+		id = idToken(*imageID)
+	}
+	ev := schemas.CryptoLuksFailed{ImageID: imageID, Error: message(err)}
+	if _, perr := s.bus.Event(context.WithoutCancel(ctx), "failed", id, ev,
+		bus.CausedBy(m.Envelope), bus.WithID(envelope.StepID(m.Envelope.ID, "failed"))); perr != nil {
+		s.log.Error("failed event not published", "command", m.Subject, "err", perr)
+	}
+	s.log.Error("command failed", "command", m.Subject, "id", id, "err", err)
+}
+
+// publish sends a success event about id, caused by m, with an ID derived
+// from m's, so a redelivery that publishes it again is dropped.
+func (s *Service) publish(ctx context.Context, m *bus.Msg, event, id string, v any) error {
+	_, err := s.bus.Event(ctx, event, id, v, bus.CausedBy(m.Envelope), bus.WithID(envelope.StepID(m.Envelope.ID, event)))
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", event, err)
+	}
+	return nil
+}

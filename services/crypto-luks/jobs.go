@@ -1,0 +1,56 @@
+package cryptoluks
+
+import (
+	"context"
+	"time"
+
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/jobs"
+	"github.com/slipway/slipway/schemas"
+)
+
+// JobStatus is one in-flight job as the jobs query reports it.
+type JobStatus struct {
+	ID        string    `json:"id"` // ce-id of the command
+	Command   string    `json:"command"`
+	ImageID   int64     `json:"image_id"`
+	Phase     string    `json:"phase"`
+	Done      int64     `json:"done"`
+	Total     int64     `json:"total"`
+	Delivered uint64    `json:"delivered"`
+	StartedAt time.Time `json:"started_at"`
+}
+
+// job is the live state of one command that moves an image's bytes.
+type job struct {
+	id, command string
+	imageID     int64
+	delivered   uint64
+	started     time.Time
+
+	jobs.Progress[schemas.LuksPhase]
+}
+
+func (j *job) snapshot() (schemas.CryptoLuksProgress, bool) {
+	done, total := j.Bytes()
+	return schemas.CryptoLuksProgress{ImageID: j.imageID, Phase: j.Phase(), Done: done, Total: total}, j.Phase() != ""
+}
+
+func (j *job) status() JobStatus {
+	p, _ := j.snapshot()
+	return JobStatus{ID: j.id, Command: j.command, ImageID: j.imageID, Phase: string(p.Phase), Done: p.Done, Total: p.Total,
+		Delivered: j.delivered, StartedAt: j.started}
+}
+
+// startJob registers a job for m and reports its progress until stop.
+func (s *Service) startJob(ctx context.Context, m *bus.Msg, imageID int64, first schemas.LuksPhase) (*job, func()) {
+	j := &job{id: m.Envelope.ID, command: m.Name, imageID: imageID, delivered: m.Delivered, started: time.Now().UTC()}
+	j.SetPhase(first, 0)
+	s.jobs.Add(j)
+	stop := jobs.Report(ctx, s.bus, s.cfg.ProgressInterval, idToken(imageID), j.snapshot, bus.CausedBy(m.Envelope))
+	return j, func() { stop(); s.jobs.Remove(j) }
+}
+
+func (s *Service) queryJobs(context.Context, []byte) (any, error) {
+	return map[string]any{"jobs": jobs.List(&s.jobs, (*job).status)}, nil
+}

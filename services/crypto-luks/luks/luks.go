@@ -1,0 +1,348 @@
+// Package luks makes and changes LUKS volumes with qemu-img: encrypt a raw
+// or qcow2 file into a LUKS file, create an empty LUKS volume, read its
+// header, check a passphrase, and add, remove and replace key slots with
+// `qemu-img amend` (QEMU 5.1 or later).
+//
+// Passphrases reach qemu-img only through secret objects read from files
+// (`--object secret,id=…,file=<0600 file>,format=raw`) that exist just for
+// the one call: never in argv, the environment or a log. Every call that
+// writes a key slot passes an explicit iter-time (Runner.IterTime): the
+// passphrases Slipway makes are 256 random bits, which no key stretching
+// makes stronger, while every slot costs its iteration time again on each
+// open. qemu-img still times PBKDF2 once per call to turn iter-time into an
+// iteration count, and that measurement can fail on a busy or virtual CPU
+// ("Unable to get accurate CPU usage"); such a call is run again, up to
+// four times in all.
+package luks
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// MaxSlots is how many key slots a LUKS1 header has.
+const MaxSlots = 8
+
+// Defaults of Runner.
+const (
+	DefaultBinary       = "qemu-img"
+	DefaultIterTime     = 100 * time.Millisecond
+	DefaultAddressSpace = 4 << 30
+	// DefaultCPUSeconds bounds one qemu-img call's CPU time (an encryption
+	// of a large disk takes minutes).
+	DefaultCPUSeconds = 6 * 3600
+)
+
+// Errors callers tell apart with errors.Is.
+var (
+	// ErrWrongPassphrase: no key slot opens with the passphrase given.
+	ErrWrongPassphrase = errors.New("wrong passphrase: no key slot of the volume opens with it")
+	// ErrFormat: the file is not in the format it was declared to be, or is
+	// a format this package does not read.
+	ErrFormat = errors.New("unexpected disk format")
+	// ErrNotLUKS: the file is not a LUKS volume.
+	ErrNotLUKS = errors.New("not a LUKS volume")
+	// ErrSlot: a key slot number is out of range, taken or empty, or the
+	// change would leave no active slot.
+	ErrSlot = errors.New("key slot")
+	// ErrPath: a path qemu-img could read as something else than a file.
+	ErrPath = errors.New("path refused")
+)
+
+// cpuUsageMsg is qemu's message when its PBKDF2 timing fails.
+const cpuUsageMsg = "Unable to get accurate CPU usage"
+
+// wrongPassMsg is qemu's message when no key slot opens.
+const wrongPassMsg = "Invalid password, cannot unlock any keyslot"
+
+// Runner runs qemu-img. The zero value works.
+type Runner struct {
+	// Binary is the qemu-img executable; default "qemu-img".
+	Binary string
+	// TempDir holds the short-lived secret files and scratch outputs;
+	// default os.TempDir().
+	TempDir string
+	// IterTime is the PBKDF2 time of a new key slot; default 100 ms.
+	IterTime time.Duration
+	// AddressSpace and CPUSeconds limit each qemu-img process (through
+	// prlimit when it is installed); defaults 4 GiB and 6 h.
+	AddressSpace int64
+	CPUSeconds   int
+}
+
+// NewPassphrase makes a strong passphrase: 32 random bytes in unpadded
+// base64url (43 characters), printable so operators can hand it to other
+// tools.
+func NewPassphrase() ([]byte, error) {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, fmt.Errorf("passphrase: %w", err)
+	}
+	out := make([]byte, base64.RawURLEncoding.EncodedLen(len(raw)))
+	base64.RawURLEncoding.Encode(out, raw)
+	return out, nil
+}
+
+func (r *Runner) iterMillis() string {
+	d := r.IterTime
+	if d <= 0 {
+		d = DefaultIterTime
+	}
+	return strconv.FormatInt(max(d.Milliseconds(), 1), 10)
+}
+
+func (r *Runner) tempDir() string {
+	if r.TempDir != "" {
+		return r.TempDir
+	}
+	return os.TempDir()
+}
+
+// checkPath refuses what qemu could take for something other than a plain
+// local file: json: and protocol prefixes, relative or unclean paths,
+// control characters. Commas are escaped where a path goes into options.
+func checkPath(p string) error {
+	switch {
+	case p == "":
+		return fmt.Errorf("%w: empty path", ErrPath)
+	case !filepath.IsAbs(p):
+		return fmt.Errorf("%w: %q is not absolute", ErrPath, p)
+	case filepath.Clean(p) != p:
+		return fmt.Errorf("%w: %q is not a clean path", ErrPath, p)
+	case strings.ContainsAny(p, ":\x00\r\n"):
+		return fmt.Errorf("%w: %q contains ':' or a control character, which qemu may read as a protocol or an option", ErrPath, p)
+	}
+	return nil
+}
+
+// optValue escapes a value for qemu's key=value,… option syntax.
+func optValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// secrets writes each passphrase to its own 0600 file in dir and returns
+// the --object arguments naming them sec0, sec1, …; cleanup removes the
+// files and must run as soon as qemu-img has exited.
+func (r *Runner) secrets(passes ...[]byte) (args []string, cleanup func(), err error) {
+	var files []string
+	cleanup = func() {
+		for _, f := range files {
+			os.Remove(f)
+		}
+	}
+	for i, p := range passes {
+		if len(p) == 0 {
+			cleanup()
+			return nil, func() {}, errors.New("empty passphrase")
+		}
+		f, err := os.CreateTemp(r.tempDir(), ".luks-secret-*") // 0600
+		if err != nil {
+			cleanup()
+			return nil, func() {}, fmt.Errorf("secret file: %w", err)
+		}
+		files = append(files, f.Name())
+		_, werr := f.Write(p)
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			cleanup()
+			return nil, func() {}, fmt.Errorf("secret file: %w", werr)
+		}
+		args = append(args, "--object", fmt.Sprintf("secret,id=sec%d,file=%s,format=raw", i, optValue(f.Name())))
+	}
+	return args, cleanup, nil
+}
+
+// imageOpts opens path as a LUKS volume unlocked by secret sec<i>.
+func imageOpts(path string, secret int) string {
+	return fmt.Sprintf("driver=luks,key-secret=sec%d,file.driver=file,file.filename=%s", secret, optValue(path))
+}
+
+// command builds qemu-img under prlimit (when installed), in its own
+// process group so cancelling ctx kills everything it started.
+func (r *Runner) command(ctx context.Context, args []string) *exec.Cmd {
+	bin := r.Binary
+	if bin == "" {
+		bin = DefaultBinary
+	}
+	name, argv := bin, args
+	if pl, err := exec.LookPath("prlimit"); err == nil {
+		as := r.AddressSpace
+		if as <= 0 {
+			as = DefaultAddressSpace
+		}
+		cpu := r.CPUSeconds
+		if cpu <= 0 {
+			cpu = DefaultCPUSeconds
+		}
+		name = pl
+		argv = append([]string{"--as=" + strconv.FormatInt(as, 10), "--cpu=" + strconv.Itoa(cpu), "--", bin}, args...)
+	}
+	cmd := exec.CommandContext(ctx, name, argv...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	cmd.Env = []string{"LC_ALL=C", "PATH=" + os.Getenv("PATH")}
+	return cmd
+}
+
+// cpuUsageAttempts bounds the runs of a call whose PBKDF2 timing failed.
+// One retry was not always enough here: on 2 busy virtual CPUs two runs in
+// a row failed the same way (the thread's CPU time did not move during
+// qemu's 32768-iteration probe).
+const cpuUsageAttempts = 4
+
+// run runs qemu-img, again (after a short pause) when its PBKDF2 timing
+// failed; progress, when not nil, receives stdout as it comes (for -p).
+// Nothing is written before that timing, so a rerun starts clean.
+func (r *Runner) run(ctx context.Context, progress io.Writer, args ...string) ([]byte, error) {
+	for attempt := 1; ; attempt++ {
+		out, err := r.runOnce(ctx, progress, args)
+		if err == nil || !strings.Contains(err.Error(), cpuUsageMsg) || attempt == cpuUsageAttempts {
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return out, err
+		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+		}
+	}
+}
+
+func (r *Runner) runOnce(ctx context.Context, progress io.Writer, args []string) ([]byte, error) {
+	var stdout bytes.Buffer
+	stderr := &tail{max: 8 << 10}
+	cmd := r.command(ctx, args)
+	cmd.Stdout = &stdout
+	if progress != nil {
+		cmd.Stdout = progress
+	}
+	cmd.Stderr = stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.Bytes(), r.runError(ctx, args, err, stderr.String())
+	}
+	return stdout.Bytes(), nil
+}
+
+func (r *Runner) runError(ctx context.Context, args []string, err error, stderr string) error {
+	verb := "qemu-img " + args[0]
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s: %w", verb, ctx.Err())
+	}
+	msg := strings.TrimSpace(stderr)
+	if strings.Contains(msg, wrongPassMsg) {
+		return fmt.Errorf("%s: %w", verb, ErrWrongPassphrase)
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return fmt.Errorf("%s: killed by %v (limits: CPU %d s, memory %d bytes): %s", verb, ws.Signal(), r.CPUSeconds, r.AddressSpace, msg)
+		}
+	}
+	if msg == "" {
+		return fmt.Errorf("%s: %w", verb, err)
+	}
+	return fmt.Errorf("%s: %w: %s", verb, err, msg)
+}
+
+// tail keeps the last max bytes written to it.
+type tail struct {
+	buf []byte
+	max int
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.max {
+		t.buf = t.buf[len(t.buf)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string { return string(t.buf) }
+
+// Info is what a LUKS header tells without a passphrase.
+type Info struct {
+	// VirtualSize is the size of the decrypted payload, in bytes.
+	VirtualSize int64 `json:"virtual_size"`
+	// Slots tells for each of the 8 key slots whether it is active.
+	Slots [MaxSlots]bool `json:"slots"`
+	// UUID of the LUKS header.
+	UUID   string `json:"uuid"`
+	Cipher string `json:"cipher"`
+}
+
+// Active lists the active key slots, in order.
+func (i Info) Active() []int {
+	var out []int
+	for n, a := range i.Slots {
+		if a {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// FreeSlot is the lowest inactive slot, or -1 when all are taken.
+func (i Info) FreeSlot() int {
+	for n, a := range i.Slots {
+		if !a {
+			return n
+		}
+	}
+	return -1
+}
+
+// Info reads a LUKS header (`qemu-img info -f luks`; no passphrase needed).
+func (r *Runner) Info(ctx context.Context, path string) (Info, error) {
+	if err := checkPath(path); err != nil {
+		return Info{}, err
+	}
+	if f, err := DetectFile(path); err != nil {
+		return Info{}, err
+	} else if f != FormatLUKS {
+		return Info{}, fmt.Errorf("%s: %w (it is %s)", filepath.Base(path), ErrNotLUKS, f)
+	}
+	out, err := r.run(ctx, nil, "info", "--output", "json", "-f", "luks", path)
+	if err != nil {
+		return Info{}, err
+	}
+	var raw struct {
+		VirtualSize    int64 `json:"virtual-size"`
+		FormatSpecific struct {
+			Type string `json:"type"`
+			Data struct {
+				UUID       string `json:"uuid"`
+				CipherAlg  string `json:"cipher-alg"`
+				CipherMode string `json:"cipher-mode"`
+				Slots      []struct {
+					Active bool `json:"active"`
+				} `json:"slots"`
+			} `json:"data"`
+		} `json:"format-specific"`
+	}
+	if err := json.Unmarshal(out, &raw); err != nil {
+		return Info{}, fmt.Errorf("qemu-img info: %w", err)
+	}
+	d := raw.FormatSpecific.Data
+	if raw.FormatSpecific.Type != "luks" || len(d.Slots) != MaxSlots {
+		return Info{}, fmt.Errorf("qemu-img info: %w: format-specific type %q with %d slots", ErrNotLUKS, raw.FormatSpecific.Type, len(d.Slots))
+	}
+	info := Info{VirtualSize: raw.VirtualSize, UUID: d.UUID, Cipher: d.CipherAlg + "-" + d.CipherMode}
+	for n, s := range d.Slots {
+		info.Slots[n] = s.Active
+	}
+	return info, nil
+}

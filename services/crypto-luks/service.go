@@ -1,0 +1,193 @@
+package cryptoluks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/jobs"
+	"github.com/slipway/slipway/pkg/workdir"
+	"github.com/slipway/slipway/services/crypto-luks/envelope"
+	"github.com/slipway/slipway/services/crypto-luks/luks"
+)
+
+// Name is the service name: subjects, durable consumer, micro service.
+const Name = "crypto-luks"
+
+// Version is reported by the micro service.
+const Version = "0.1.0"
+
+// Defaults of Config.
+const (
+	DefaultProgressInterval = time.Second
+	DefaultAckWait          = 30 * time.Second
+	DefaultMaxDeliver       = 10
+)
+
+// Config tunes the service.
+type Config struct {
+	// Keys wraps and unwraps the data keys; required.
+	Keys *envelope.Keyring
+	// TempDir holds the jobs' files (a downloaded source, the LUKS file
+	// being made or amended, the secret files qemu-img reads), each
+	// removed as soon as its job ends. Default os.TempDir().
+	TempDir string
+	// IterTime is the PBKDF2 time of each new key slot; default
+	// luks.DefaultIterTime.
+	IterTime time.Duration
+	// QemuImg is the qemu-img binary; default "qemu-img" on PATH.
+	QemuImg string
+	// Concurrency is how many jobs run at once; default 1.
+	Concurrency int
+	// ProgressInterval is the least time between two progress events of a
+	// job; default 1s.
+	ProgressInterval time.Duration
+	// AckWait and MaxDeliver tune the command consumer; defaults 30s and 10.
+	AckWait    time.Duration
+	MaxDeliver int
+	// Logger defaults to the bus's logger.
+	Logger *slog.Logger
+}
+
+// Service is crypto-luks.
+type Service struct {
+	bus   *bus.Bus
+	store *blob.Store
+	cfg   Config
+	log   *slog.Logger
+	keys  *envelope.Keyring
+	luks  *luks.Runner
+	db    *secretStore
+	jobs  jobs.Set[job]
+	ready chan struct{}
+	// err is a configuration error Run reports (see NewFromEnv).
+	err error
+}
+
+// New returns the service publishing on b and storing blobs in store.
+func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
+	if cfg.TempDir == "" {
+		cfg.TempDir = os.TempDir()
+	}
+	if abs, err := filepath.Abs(cfg.TempDir); err == nil {
+		cfg.TempDir = abs // qemu-img is only given absolute paths
+	}
+	if cfg.Concurrency < 1 {
+		cfg.Concurrency = 1
+	}
+	if cfg.ProgressInterval <= 0 {
+		cfg.ProgressInterval = DefaultProgressInterval
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = DefaultAckWait
+	}
+	if cfg.MaxDeliver <= 0 {
+		cfg.MaxDeliver = DefaultMaxDeliver
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = b.Logger()
+	}
+	s := &Service{bus: b, store: store, cfg: cfg, log: log, keys: cfg.Keys, ready: make(chan struct{}),
+		luks: &luks.Runner{Binary: cfg.QemuImg, IterTime: cfg.IterTime}}
+	if s.keys == nil {
+		s.err = fmt.Errorf("%s: %w", Name, envelope.ErrNoKEK)
+	}
+	return s
+}
+
+// NewFromEnv is New with the service's own variables read from the
+// environment on top of base (see ConfigFromEnv). A configuration error is
+// returned by Run, so a stack that builds every service at once reports it
+// where it reports any service failing.
+func NewFromEnv(b *bus.Bus, store *blob.Store, base Config, defaultKEKFile string) *Service {
+	cfg, err := ConfigFromEnv(defaultKEKFile)
+	if base.TempDir != "" && cfg.TempDir == "" {
+		cfg.TempDir = base.TempDir
+	}
+	cfg.Logger = base.Logger
+	if cfg.QemuImg == "" {
+		cfg.QemuImg = base.QemuImg
+	}
+	s := New(b, store, cfg)
+	if err != nil {
+		s.err = fmt.Errorf("%s: %w", Name, err)
+	}
+	return s
+}
+
+// Ready is closed once the service consumes commands and answers queries.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// Run consumes commands and serves queries until ctx ends. Jobs in flight
+// when it ends are abandoned and their commands redelivered later.
+func (s *Service) Run(ctx context.Context) error {
+	if s.err != nil {
+		return s.err
+	}
+	work, release, err := workdir.Claim(s.cfg.TempDir, "slipway-crypto-luks-")
+	if err != nil {
+		return fmt.Errorf("%s: %w", Name, err)
+	}
+	defer release() // after the consumer has stopped (defers run last-first)
+	s.cfg.TempDir = work
+	s.luks.TempDir = work
+	if s.db, err = openStore(ctx, s.bus); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("%s: %w", Name, err)
+	}
+	cons, err := s.bus.ConsumeCommands(ctx, s.handle,
+		bus.AckWait(s.cfg.AckWait), bus.MaxDeliver(s.cfg.MaxDeliver), bus.Concurrency(s.cfg.Concurrency))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
+		return fmt.Errorf("%s: consume commands: %w", Name, err)
+	}
+	defer cons.Stop()
+	svc, err := s.bus.Serve(Version, "LUKS encryption and envelope-encrypted passphrases", map[string]bus.QueryHandler{
+		"secret":  s.querySecret,
+		"secrets": s.querySecrets,
+		"slots":   s.querySlots,
+		"jobs":    s.queryJobs,
+	})
+	if err != nil {
+		return fmt.Errorf("%s: serve queries: %w", Name, err)
+	}
+	defer svc.Stop()
+	s.log.Info("crypto-luks running", "temp_dir", work, "kek_id", s.keys.CurrentID(), "old_kek_ids", s.keys.OldIDs())
+	close(s.ready)
+	<-ctx.Done()
+	return nil
+}
+
+// handle dispatches a command to its handler.
+func (s *Service) handle(ctx context.Context, m *bus.Msg) error {
+	switch m.Name {
+	case "encrypt":
+		return s.handleEncrypt(ctx, m)
+	case "create":
+		return s.handleCreate(ctx, m)
+	case "secret-delete":
+		return s.handleSecretDelete(ctx, m)
+	case "slot-add", "slot-remove", "rotate":
+		return s.handleSlots(ctx, m)
+	case "rotate-kek":
+		return s.handleRotateKEK(ctx, m)
+	}
+	return s.reject(ctx, m, fmt.Errorf("%w: unknown command %q (encrypt, create, secret-delete, slot-add, slot-remove, rotate, rotate-kek)", errInvalid, m.Subject))
+}
+
+func idToken(imageID int64) string { return strconv.FormatInt(imageID, 10) }
+
+// errInvalid marks a command that is wrong as sent.
+var errInvalid = errors.New("invalid command")

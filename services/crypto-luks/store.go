@@ -1,0 +1,279 @@
+package cryptoluks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/services/crypto-luks/envelope"
+)
+
+// Record states.
+const (
+	stateCreating = "creating" // the volume is being made; the secret is not handed out
+	stateReady    = "ready"
+)
+
+// Record is one secret as KV keeps it (key = the secret's UUID). Nothing in
+// it is a passphrase in clear: passphrases are sealed with the secret's
+// data key, which is stored wrapped by the KEK.
+type Record struct {
+	Secret  string `json:"secret"`
+	ImageID int64  `json:"image_id"`
+	// Wrapped is the data key: kek_id and wrapped_key.
+	envelope.Wrapped
+	// Slots are the key slots whose passphrase crypto-luks made.
+	Slots []Slot `json:"slots"`
+	// Primary is the slot whose passphrase the secret query hands out.
+	Primary int `json:"primary"`
+	// Pending is a key-slot change whose new passphrase is recorded before
+	// the volume is amended, so a crash in between loses nothing.
+	Pending *Pending `json:"pending,omitempty"`
+	State   string   `json:"state"`
+	// Blob is the stored volume as crypto-luks last wrote it.
+	Blob *BlobInfo `json:"blob,omitempty"`
+	// LastCommand is the ce-id of the last slot change applied, and
+	// LastChange what it did: a redelivered command is answered again
+	// instead of applied twice.
+	LastCommand string     `json:"last_command,omitempty"`
+	LastChange  *SlotDelta `json:"last_change,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+}
+
+// Slot is one key slot and its sealed passphrase.
+type Slot struct {
+	Slot int `json:"slot"`
+	// Passphrase is sealed with the data key, bound to "slot-<n>".
+	Passphrase []byte    `json:"passphrase"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// Pending is a slot change in progress.
+type Pending struct {
+	Command string `json:"command"`
+	// Slot receives the new passphrase; -1 when nothing is added.
+	Slot       int    `json:"slot"`
+	Passphrase []byte `json:"passphrase,omitempty"`
+	Remove     []int  `json:"remove,omitempty"`
+}
+
+// SlotDelta is what a slot change did.
+type SlotDelta struct {
+	Added   []int `json:"added,omitempty"`
+	Removed []int `json:"removed,omitempty"`
+}
+
+// BlobInfo is a stored LUKS volume.
+type BlobInfo struct {
+	Dest        string `json:"dest"`
+	Size        int64  `json:"size"`
+	SHA256      string `json:"sha256"`
+	VirtualSize int64  `json:"virtual_size"`
+}
+
+func slotLabel(n int) string { return "slot-" + strconv.Itoa(n) }
+
+// slot returns the record's slot n.
+func (r *Record) slot(n int) (Slot, bool) {
+	i := slices.IndexFunc(r.Slots, func(s Slot) bool { return s.Slot == n })
+	if i < 0 {
+		return Slot{}, false
+	}
+	return r.Slots[i], true
+}
+
+// slotNumbers lists the record's slots, in order.
+func (r *Record) slotNumbers() []int {
+	out := make([]int, 0, len(r.Slots))
+	for _, s := range r.Slots {
+		out = append(out, s.Slot)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// errNoSecret: no record under that UUID (or for that image).
+var errNoSecret = errors.New("unknown secret")
+
+// secretStore is the KV of secrets (key = UUID) and the index of image IDs
+// to secrets, which makes "same image, same secret" hold on redelivery.
+type secretStore struct {
+	secrets, images jetstream.KeyValue
+}
+
+// bucketName turns "slipway" + "crypto-luks_secrets" into
+// "slipway_crypto-luks_secrets", as the catalog names its buckets.
+func bucketName(prefix, name string) string {
+	var sb strings.Builder
+	for _, r := range prefix {
+		if (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || r == '-' {
+			sb.WriteRune(r)
+		} else {
+			sb.WriteByte('_')
+		}
+	}
+	return sb.String() + "_" + name
+}
+
+func openStore(ctx context.Context, b *bus.Bus) (*secretStore, error) {
+	secrets, err := b.KeyValue(ctx, bucketName(b.Prefix(), Name+"_secrets"), 0)
+	if err != nil {
+		return nil, err
+	}
+	images, err := b.KeyValue(ctx, bucketName(b.Prefix(), Name+"_images"), 0)
+	if err != nil {
+		return nil, err
+	}
+	return &secretStore{secrets: secrets, images: images}, nil
+}
+
+func (st *secretStore) get(ctx context.Context, secret string) (*Record, uint64, error) {
+	if _, err := uuid.Parse(secret); err != nil {
+		return nil, 0, fmt.Errorf("%w %q: not a UUID", errNoSecret, secret)
+	}
+	e, err := st.secrets.Get(ctx, secret)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, fmt.Errorf("%w %s: crypto-luks has no such secret (was its image deleted?)", errNoSecret, secret)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("read secret %s: %w", secret, err)
+	}
+	var r Record
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return nil, 0, fmt.Errorf("secret %s: corrupt record: %w", secret, err)
+	}
+	return &r, e.Revision(), nil
+}
+
+// put writes r: created when rev is 0, else only over revision rev.
+func (st *secretStore) put(ctx context.Context, r *Record, rev uint64) (uint64, error) {
+	r.UpdatedAt = time.Now().UTC()
+	data, err := json.Marshal(r)
+	if err != nil {
+		return 0, err
+	}
+	if rev == 0 {
+		rev, err = st.secrets.Create(ctx, r.Secret, data)
+	} else {
+		rev, err = st.secrets.Update(ctx, r.Secret, data, rev)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("write secret %s: %w", r.Secret, err)
+	}
+	return rev, nil
+}
+
+// update applies change to the current record, retrying on a concurrent
+// write (compare-and-set on the revision).
+func (st *secretStore) update(ctx context.Context, secret string, change func(*Record) error) (*Record, error) {
+	for range 10 {
+		r, rev, err := st.get(ctx, secret)
+		if err != nil {
+			return nil, err
+		}
+		if err := change(r); err != nil {
+			return nil, err
+		}
+		if _, err = st.put(ctx, r, rev); err == nil {
+			return r, nil
+		}
+		if !isConflict(err) {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("secret %s: too many concurrent changes", secret)
+}
+
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) ||
+		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
+}
+
+// remove deletes a secret and its index entry; a missing one is fine.
+func (st *secretStore) remove(ctx context.Context, r *Record) error {
+	if err := st.secrets.Delete(ctx, r.Secret); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("delete secret %s: %w", r.Secret, err)
+	}
+	key := idToken(r.ImageID)
+	e, err := st.images.Get(ctx, key)
+	if err == nil && string(e.Value()) == r.Secret {
+		err = st.images.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) && !isConflict(err) {
+		return fmt.Errorf("delete index of image %d: %w", r.ImageID, err)
+	}
+	return nil
+}
+
+// secretFor returns the secret UUID of image id, creating and indexing a
+// new one when it has none. Two deliveries racing get the same UUID.
+func (st *secretStore) secretFor(ctx context.Context, id int64) (string, error) {
+	key := idToken(id)
+	for range 3 {
+		e, err := st.images.Get(ctx, key)
+		if err == nil {
+			return string(e.Value()), nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return "", fmt.Errorf("read index of image %d: %w", id, err)
+		}
+		secret := uuid.NewString()
+		if _, err := st.images.Create(ctx, key, []byte(secret)); err == nil {
+			return secret, nil
+		} else if !isConflict(err) {
+			return "", fmt.Errorf("index image %d: %w", id, err)
+		}
+	}
+	return "", fmt.Errorf("index image %d: too many concurrent changes", id)
+}
+
+// lookupImage returns the secret of image id, if it has one.
+func (st *secretStore) lookupImage(ctx context.Context, id int64) (string, error) {
+	e, err := st.images.Get(ctx, idToken(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", fmt.Errorf("%w: image %d has no LUKS secret", errNoSecret, id)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read index of image %d: %w", id, err)
+	}
+	return string(e.Value()), nil
+}
+
+// list returns every record, in key order.
+func (st *secretStore) list(ctx context.Context) ([]*Record, error) {
+	lister, err := st.secrets.ListKeys(ctx)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list secrets: %w", err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	out := make([]*Record, 0, len(keys))
+	for _, k := range keys {
+		r, _, err := st.get(ctx, k)
+		if errors.Is(err, errNoSecret) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}

@@ -1,0 +1,621 @@
+package cli
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/sealbox"
+	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/tools/slipway/render"
+)
+
+// cryptoLuks is the crypto-luks service's name on the bus.
+const cryptoLuks = "crypto-luks"
+
+// attrLUKSSecret is the image attribute naming its crypto-luks secret.
+const attrLUKSSecret = "LUKS_SECRET"
+
+// defaultSlotTimeout bounds a key-slot change: crypto-luks downloads the
+// whole volume, amends it and uploads it again.
+const defaultSlotTimeout = 30 * time.Minute
+
+func newLuksCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "luks",
+		Short: "LUKS-encrypted images: encrypt, empty volumes, secrets, key slots, key rotation",
+		Long: `LUKS-encrypted images, made and kept by the crypto-luks service. Their
+passphrases are generated (32 random bytes), stored only envelope-encrypted
+and handed out sealed to a one-time key; an image names its secret in the
+LUKS_SECRET attribute.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+			}
+			return cmd.Help()
+		},
+	}
+	cmd.AddCommand(newLuksEncryptCmd(g), newLuksCreateCmd(g), newLuksSecretCmd(g), newLuksSlotCmd(g),
+		newLuksRotateCmd(g), newLuksRotateKEKCmd(g))
+	return cmd
+}
+
+func newLuksEncryptCmd(g *globals) *cobra.Command {
+	var (
+		name, description string
+		timeout           time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "encrypt ID|NAME --name NAME",
+		Short: "Encrypt an image into a new LUKS image; prints its ID and waits until it is READY",
+		Long: `Encrypt an image into a new image (the source's type and datastore, format
+luks, attributes LUKS_SECRET and ENCRYPTED_FROM). The source must be READY,
+USED or DISABLED and stays as it is. Prints "ID: N" once the catalog has
+registered the new image, then follows the encryption and exits non-zero if
+the image ends in ERROR.`,
+		Example: `  slipway luks encrypt debian --name debian-luks`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if strings.TrimSpace(name) == "" {
+				return &ExitError{Code: 2, Err: errors.New("luks encrypt: --name is required")}
+			}
+			ctx := cmd.Context()
+			b, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			id, err := resolve(ctx, b, args[0])
+			if err != nil {
+				return err
+			}
+			req := schemas.ImageEncrypt{ID: id, Name: name, Description: description}
+			return g.newLuksImage(ctx, b, "image-encrypt", req, timeout)
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "name of the new image (required)")
+	cmd.Flags().StringVar(&description, "description", "", "free text for the new image")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up waiting after this long (0: no limit)")
+	return cmd
+}
+
+func newLuksCreateCmd(g *globals) *cobra.Command {
+	var (
+		req     schemas.ImageCreate
+		typ     string
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "create --size MiB --name NAME",
+		Short: "Create an empty LUKS volume (a DATABLOCK); prints its ID and waits until it is READY",
+		Example: `  slipway luks create --size 1024 --name scratch-luks
+  slipway luks create --size 512 --name data --persistent`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch {
+			case strings.TrimSpace(req.Name) == "":
+				return &ExitError{Code: 2, Err: errors.New("luks create: --name is required")}
+			case req.SizeMiB <= 0:
+				return &ExitError{Code: 2, Err: errors.New("luks create: --size MiB is required and must be positive")}
+			}
+			req.Type, req.LUKS = schemas.ImageType(strings.ToUpper(typ)), true
+			ctx := cmd.Context()
+			b, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			return g.newLuksImage(ctx, b, "image-create", req, timeout)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&req.Name, "name", "", "image name (required)")
+	fl.Int64Var(&req.SizeMiB, "size", 0, "size in MiB (required)")
+	fl.StringVar(&typ, "type", "DATABLOCK", "image type: DATABLOCK or OS")
+	fl.StringVarP(&req.Datastore, "datastore", "d", "default", "datastore")
+	fl.StringVar(&req.Description, "description", "", "free text")
+	fl.BoolVar(&req.Persistent, "persistent", false, "make the image persistent")
+	fl.DurationVar(&timeout, "timeout", 0, "give up waiting after this long (0: no limit)")
+	return cmd
+}
+
+// newLuksImage sends a catalog command that makes a new LUKS image, prints
+// its ID as soon as the catalog registers it and follows it to READY or
+// ERROR, as image create --wait does.
+func (g *globals) newLuksImage(ctx context.Context, b *bus.Bus, verb string, req any, timeout time.Duration) error {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	w, err := watch(b.Conn(), b.Prefix(), ">") // progress comes from crypto-luks
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	env, err := b.Command(ctx, "catalog", verb, req)
+	if err != nil {
+		return err
+	}
+	acceptCtx, cancel := context.WithTimeout(ctx, defaultActionTimeout)
+	defer cancel()
+	ev, err := awaitOutcome(acceptCtx, w, env.CorrelationID, func(ev event) bool { return ev.Name == "image-created" }, nil, 0)
+	if err != nil {
+		return fmt.Errorf("luks: %w", err)
+	}
+	var img render.Image
+	if err := ev.decode(&img); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.io.out, "ID: %d\n", img.ID)
+	return g.followLuks(ctx, b, w, img)
+}
+
+// followLuks is follow with crypto-luks's progress drawn.
+func (g *globals) followLuks(ctx context.Context, b *bus.Bus, w *watcher, img render.Image) error {
+	id := strconv.Itoa(img.ID)
+	bar := newProgressView(g.io.err, "image "+id)
+	defer bar.done()
+	poll := time.NewTicker(5 * time.Second)
+	defer poll.Stop()
+	state := img.State
+	for {
+		switch state {
+		case string(schemas.ImageStateReady):
+			bar.done()
+			return g.finishReady(ctx, b, int64(img.ID))
+		case string(schemas.ImageStateError):
+			bar.done()
+			return g.finishError(ctx, b, int64(img.ID), "")
+		}
+		select {
+		case <-ctx.Done():
+			bar.done()
+			return fmt.Errorf("image %d: still %s when the wait ended; it goes on (slipway image show %d)", img.ID, state, img.ID)
+		case m := <-w.events():
+			ev, ok := w.parse(m)
+			if !ok || ev.ID != id {
+				continue
+			}
+			switch {
+			case ev.Service == cryptoLuks && ev.Name == "progress":
+				var p schemas.CryptoLuksProgress
+				if ev.decode(&p) == nil {
+					bar.update(string(p.Phase), p.Done, p.Total, time.Now())
+				}
+			case ev.Service == "catalog" && ev.Name == "state-changed":
+				var sc schemas.StateChanged
+				if ev.decode(&sc) == nil {
+					if sc.To == schemas.ImageStateError {
+						bar.done()
+						return g.finishError(ctx, b, int64(img.ID), sc.Error)
+					}
+					state = string(sc.To)
+				}
+			case ev.Service == "catalog" && ev.Name == "image-deleted":
+				return &ExitError{Code: 1, Err: fmt.Errorf("image %d was deleted while it was made", img.ID)}
+			}
+		case <-poll.C:
+			if cur, err := showImage(ctx, b, int64(img.ID)); err == nil {
+				state = cur.State
+			}
+		}
+	}
+}
+
+// luksImage resolves ref to a LUKS image and its secret.
+func luksImage(ctx context.Context, b *bus.Bus, ref string) (render.Image, string, error) {
+	id, err := resolve(ctx, b, ref)
+	if err != nil {
+		return render.Image{}, "", err
+	}
+	img, err := showImage(ctx, b, id)
+	if err != nil {
+		return img, "", err
+	}
+	secret := img.Attributes[attrLUKSSecret]
+	if secret == "" {
+		return img, "", fmt.Errorf("image %d (%s) is not a LUKS image: it has no %s attribute", img.ID, img.Name, attrLUKSSecret)
+	}
+	return img, secret, nil
+}
+
+// slotsInfo is crypto-luks's answer to the slots query.
+type slotsInfo struct {
+	Secret  string `json:"secret"`
+	ImageID int64  `json:"image_id"`
+	State   string `json:"state"`
+	KEKID   string `json:"kek_id"`
+	Primary int    `json:"primary"`
+	Slots   []struct {
+		Slot      int       `json:"slot"`
+		Primary   bool      `json:"primary"`
+		CreatedAt time.Time `json:"created_at"`
+	} `json:"slots"`
+	Pending bool `json:"pending"`
+}
+
+func newLuksSecretCmd(g *globals) *cobra.Command {
+	var (
+		libvirt, passphrase bool
+		volume              string
+	)
+	cmd := &cobra.Command{
+		Use:   "secret ID|NAME [--libvirt-xml] [--passphrase]",
+		Short: "Show an image's LUKS secret; its libvirt secret XML; its passphrase",
+		Long: `Without flags: the image's secret UUID (its LUKS_SECRET), key-encryption key
+and key slots, never the passphrase.
+
+--libvirt-xml prints the libvirt secret for operators (usage type volume,
+the LUKS_SECRET UUID) on standard output, and the virsh secret-define /
+secret-set-value steps on standard error, so the XML can go to a file.
+
+--passphrase prints the passphrase, without a newline, fetched sealed to a
+one-time key; redirect it into a file readable only by you. With
+--libvirt-xml as well, a shell script that defines the secret and sets its
+value (through a 0600 file, never a command line) is printed instead.`,
+		Example: `  slipway luks secret 7 --libvirt-xml > secret.xml
+  (umask 077; slipway luks secret 7 --passphrase > passphrase)
+  slipway luks secret 7 --libvirt-xml --passphrase | ssh host sh`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			b, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			img, secret, err := luksImage(ctx, b, args[0])
+			if err != nil {
+				return err
+			}
+			var pass []byte
+			if passphrase {
+				if pass, err = fetchPassphrase(ctx, b, secret, int64(img.ID)); err != nil {
+					return err
+				}
+			}
+			if volume == "" {
+				volume = fmt.Sprintf("/var/lib/libvirt/images/slipway-%d.luks", img.ID)
+			}
+			sec := libvirtSecret{UUID: secret, ImageID: img.ID, Name: img.Name, Volume: volume}
+			switch {
+			case libvirt && passphrase:
+				_, err = io.WriteString(g.io.out, sec.Script(pass))
+			case libvirt:
+				if _, err = io.WriteString(g.io.out, sec.XML()); err == nil {
+					_, err = io.WriteString(g.io.err, sec.Steps())
+				}
+			case passphrase:
+				_, err = g.io.out.Write(pass)
+			default:
+				err = g.showSecret(ctx, b, img, secret)
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&libvirt, "libvirt-xml", false, "print the libvirt secret XML (and the virsh steps)")
+	cmd.Flags().BoolVar(&passphrase, "passphrase", false, "print the passphrase itself")
+	cmd.Flags().StringVar(&volume, "volume", "", "path of the volume on the libvirt host, for the secret's usage (default /var/lib/libvirt/images/slipway-ID.luks)")
+	return cmd
+}
+
+// fetchPassphrase asks crypto-luks for a passphrase sealed to a key made
+// for this one request and opens it.
+func fetchPassphrase(ctx context.Context, b *bus.Bus, secret string, imageID int64) ([]byte, error) {
+	key, err := sealbox.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	req := map[string]any{"secret": secret, "image_id": imageID, "public_key": sealbox.EncodePublicKey(key.PublicKey())}
+	var rep struct {
+		Sealed string `json:"sealed"`
+	}
+	if err := b.Query(ctx, cryptoLuks, "secret", req, &rep); err != nil {
+		return nil, fmt.Errorf("secret %s of image %d: %w", secret, imageID, err)
+	}
+	box, err := base64.StdEncoding.DecodeString(rep.Sealed)
+	if err != nil {
+		return nil, fmt.Errorf("secret %s: the sealed answer is not base64: %w", secret, err)
+	}
+	pass, err := sealbox.Open(key, box)
+	if err != nil {
+		return nil, fmt.Errorf("secret %s: %w", secret, err)
+	}
+	return pass, nil
+}
+
+func (g *globals) showSecret(ctx context.Context, b *bus.Bus, img render.Image, secret string) error {
+	info, err := querySlots(ctx, b, secret)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(g.io.out, 0, 8, 1, ' ', 0)
+	fmt.Fprintf(tw, "IMAGE\t%d (%s)\n", img.ID, img.Name)
+	fmt.Fprintf(tw, "SECRET\t%s\n", info.Secret)
+	fmt.Fprintf(tw, "KEK\t%s\n", info.KEKID)
+	fmt.Fprintf(tw, "SLOTS\t%s (primary %d)\n", slotNumbers(info), info.Primary)
+	if info.Pending {
+		fmt.Fprintf(tw, "PENDING\ta key-slot change was interrupted; the next one settles it\n")
+	}
+	return tw.Flush()
+}
+
+func querySlots(ctx context.Context, b *bus.Bus, secret string) (slotsInfo, error) {
+	var info slotsInfo
+	if err := b.Query(ctx, cryptoLuks, "slots", map[string]string{"secret": secret}, &info); err != nil {
+		return info, fmt.Errorf("secret %s: %w", secret, err)
+	}
+	return info, nil
+}
+
+func slotNumbers(info slotsInfo) string {
+	s := make([]string, len(info.Slots))
+	for i, sl := range info.Slots {
+		s[i] = strconv.Itoa(sl.Slot)
+	}
+	return strings.Join(s, ", ")
+}
+
+// libvirtSecret is what an operator defines on a libvirt host so QEMU
+// there can open a Slipway LUKS image.
+type libvirtSecret struct {
+	UUID    string
+	ImageID int
+	Name    string
+	Volume  string
+}
+
+// XML is the secret's definition: private (libvirt never shows its value
+// again), not ephemeral, used by the volume.
+func (s libvirtSecret) XML() string {
+	return fmt.Sprintf(`<secret ephemeral='no' private='yes'>
+  <uuid>%s</uuid>
+  <description>%s</description>
+  <usage type='volume'>
+    <volume>%s</volume>
+  </usage>
+</secret>
+`, html.EscapeString(s.UUID), html.EscapeString(fmt.Sprintf("Slipway image %d (%s): LUKS passphrase", s.ImageID, s.Name)),
+		html.EscapeString(s.Volume))
+}
+
+func (s libvirtSecret) files() (xml, pass string) {
+	return "slipway-luks-" + s.UUID + ".xml", "slipway-luks-" + s.UUID + ".pass"
+}
+
+// Steps are the virsh commands, as comments for a person to run: the
+// passphrase goes through a 0600 file, never a command line.
+func (s libvirtSecret) Steps() string {
+	xml, pass := s.files()
+	return fmt.Sprintf(`# On every libvirt host that runs image %[1]d:
+#   slipway luks secret %[1]d --libvirt-xml > %[2]s
+#   virsh -c qemu:///system secret-define %[2]s
+#   (umask 077; slipway luks secret %[1]d --passphrase > %[3]s)
+#   virsh -c qemu:///system secret-set-value --secret %[4]s --file %[3]s --plain
+#   rm -f %[3]s
+# A disk of a domain then opens with:
+#   <encryption format='luks'><secret type='passphrase' uuid='%[4]s'/></encryption>
+`, s.ImageID, xml, pass, s.UUID)
+}
+
+// Script defines the secret and sets its value on the host it runs on.
+// The passphrase is written by printf, a shell builtin, so it never is an
+// argument of a process.
+func (s libvirtSecret) Script(pass []byte) string {
+	xml, passFile := s.files()
+	return fmt.Sprintf(`#!/bin/sh
+# libvirt secret of Slipway image %d (%s), LUKS_SECRET=%s
+set -eu
+umask 077
+cat > %s <<'SLIPWAY_EOF'
+%sSLIPWAY_EOF
+virsh -c qemu:///system secret-define %s
+printf '%%s' '%s' > %s
+virsh -c qemu:///system secret-set-value --secret %s --file %s --plain
+rm -f %s %s
+`, s.ImageID, s.Name, s.UUID, xml, s.XML(), xml, shellQuoted(pass), passFile, s.UUID, passFile, passFile, xml)
+}
+
+// shellQuoted makes pass safe inside single quotes (Slipway's passphrases
+// are base64url and need nothing; an operator's own might).
+func shellQuoted(pass []byte) string {
+	return strings.ReplaceAll(string(pass), "'", `'\''`)
+}
+
+func newLuksSlotCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "slot",
+		Short: "List, add and remove key slots of a LUKS image",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+			}
+			return cmd.Help()
+		},
+	}
+	list := &cobra.Command{
+		Use:   "list ID|NAME",
+		Short: "List the key slots crypto-luks holds a passphrase for",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			b, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			_, secret, err := luksImage(ctx, b, args[0])
+			if err != nil {
+				return err
+			}
+			info, err := querySlots(ctx, b, secret)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(g.io.out, 0, 8, 2, ' ', 0)
+			fmt.Fprintln(tw, "SLOT\tPRIMARY\tCREATED")
+			for _, sl := range info.Slots {
+				fmt.Fprintf(tw, "%d\t%s\t%s\n", sl.Slot, render.YesNo(sl.Primary), sl.CreatedAt.Local().Format("01/02 15:04:05"))
+			}
+			return tw.Flush()
+		},
+	}
+	var (
+		addSlot, removeSlot int
+		timeout             time.Duration
+	)
+	add := &cobra.Command{
+		Use:   "add ID|NAME [--slot N]",
+		Short: "Add a key slot with a new, generated passphrase",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var slot *int64
+			if cmd.Flags().Changed("slot") {
+				n := int64(addSlot)
+				slot = &n
+			}
+			return g.slotCommand(cmd.Context(), args[0], "slot-add", timeout, func(id int64) any {
+				return schemas.CryptoLuksSlotAdd{ImageID: id, Slot: slot}
+			})
+		},
+	}
+	add.Flags().IntVar(&addSlot, "slot", 0, "key slot to fill, 0 to 7 (default: the lowest free one)")
+	add.Flags().DurationVar(&timeout, "timeout", defaultSlotTimeout, "how long to wait for crypto-luks")
+	remove := &cobra.Command{
+		Use:   "remove ID|NAME --slot N",
+		Short: "Erase a key slot (never the last one)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("slot") {
+				return &ExitError{Code: 2, Err: errors.New("luks slot remove: --slot N is required")}
+			}
+			return g.slotCommand(cmd.Context(), args[0], "slot-remove", timeout, func(id int64) any {
+				return schemas.CryptoLuksSlotRemove{ImageID: id, Slot: int64(removeSlot)}
+			})
+		},
+	}
+	remove.Flags().IntVar(&removeSlot, "slot", -1, "key slot to erase, 0 to 7")
+	remove.Flags().DurationVar(&timeout, "timeout", defaultSlotTimeout, "how long to wait for crypto-luks")
+	cmd.AddCommand(list, add, remove)
+	return cmd
+}
+
+func newLuksRotateCmd(g *globals) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "rotate ID|NAME",
+		Short: "Give a LUKS image a new passphrase (new key slot, old primary slot erased)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.slotCommand(cmd.Context(), args[0], "rotate", timeout, func(id int64) any {
+				return schemas.CryptoLuksRotate{ImageID: id}
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", defaultSlotTimeout, "how long to wait for crypto-luks")
+	return cmd
+}
+
+// slotCommand sends a key-slot command about an image and prints the
+// slots crypto-luks reports after it.
+func (g *globals) slotCommand(ctx context.Context, ref, verb string, timeout time.Duration, payload func(id int64) any) error {
+	b, err := g.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	img, _, err := luksImage(ctx, b, ref)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	m, err := b.Call(ctx, cryptoLuks, verb, payload(int64(img.ID)), []string{"slots-changed"}, bus.WithSubject(strconv.Itoa(img.ID)))
+	if err != nil {
+		return fmt.Errorf("image %d: %s: %w", img.ID, verb, callMessage(err))
+	}
+	var ch schemas.CryptoLuksSlotsChanged
+	if err := json.Unmarshal(m.Data, &ch); err != nil {
+		return err
+	}
+	fmt.Fprintln(g.io.out, describeSlots(ch))
+	return nil
+}
+
+// callMessage is a refusal's own message, without the call's prefix.
+func callMessage(err error) error {
+	var ce *bus.CallError
+	if errors.As(err, &ce) {
+		return errors.New(ce.Message)
+	}
+	return err
+}
+
+func describeSlots(ch schemas.CryptoLuksSlotsChanged) string {
+	join := func(v []int64) string {
+		s := make([]string, len(v))
+		for i, n := range v {
+			s[i] = strconv.FormatInt(n, 10)
+		}
+		return strings.Join(s, ", ")
+	}
+	msg := fmt.Sprintf("image %d: key slots %s (primary %d)", ch.ImageID, join(ch.Slots), ch.Primary)
+	if len(ch.Added) > 0 {
+		msg += "; added " + join(ch.Added)
+	}
+	if len(ch.Removed) > 0 {
+		msg += "; removed " + join(ch.Removed)
+	}
+	return msg
+}
+
+func newLuksRotateKEKCmd(g *globals) *cobra.Command {
+	var (
+		expect  string
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "rotate-kek",
+		Short: "Re-wrap every data key with crypto-luks's current key-encryption key",
+		Long: `Re-wrap every secret's data key with the key-encryption key crypto-luks now
+runs with. First give crypto-luks the new KEK (SLIPWAY_LUKS_KEK_FILE) and the
+old one (SLIPWAY_LUKS_OLD_KEK_FILES) and restart it; after this command the old
+KEK is no longer needed. Passphrases and LUKS images do not change.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			b, err := g.connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			m, err := b.Call(ctx, cryptoLuks, "rotate-kek", schemas.CryptoLuksRotateKEK{ExpectKekID: expect}, []string{"kek-rotated"})
+			if err != nil {
+				return fmt.Errorf("rotate-kek: %w", callMessage(err))
+			}
+			var ev schemas.CryptoLuksKEKRotated
+			if err := json.Unmarshal(m.Data, &ev); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.io.out, "KEK %s: %d secrets, %d re-wrapped\n", ev.KekID, ev.Secrets, ev.Rewrapped)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&expect, "expect-kek", "", "refuse unless crypto-luks's current KEK has this ID")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for crypto-luks")
+	return cmd
+}
