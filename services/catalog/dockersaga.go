@@ -168,6 +168,7 @@ func (s *Service) eventFilters() []string {
 		p + marketService + ".resolved.>", p + marketService + ".failed.>",
 		p + builderService + ".built.>", p + builderService + ".failed.>",
 		p + cryptoService + ".encrypted.>", p + cryptoService + ".failed.>",
+		p + cryptoService + ".slots-changed.>",
 	}
 }
 

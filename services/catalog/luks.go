@@ -267,12 +267,19 @@ func (s *Service) compensateLuks(ctx context.Context, sg *saga.Saga) error {
 
 // handleLuksEvent drives the LUKS sagas from crypto-luks's reports.
 func (s *Service) handleLuksEvent(ctx context.Context, m *bus.Msg) error {
-	if m.Name != "encrypted" && m.Name != "failed" {
+	if m.Name != "encrypted" && m.Name != "failed" && m.Name != "slots-changed" {
 		return nil
 	}
 	if err := schemas.Validate(schemas.KindEvent, cryptoService, m.Name, m.Data); err != nil {
 		s.log.Error("ignoring an invalid crypto-luks event", "subject", m.Subject, "err", err)
 		return bus.Terminal(err)
+	}
+	if m.Name == "slots-changed" {
+		var ev schemas.CryptoLuksSlotsChanged
+		if err := m.Decode(&ev); err != nil {
+			return bus.Terminal(err)
+		}
+		return s.slotsChanged(ctx, m, ev)
 	}
 	if m.Name == "encrypted" {
 		var ev schemas.CryptoLuksEncrypted
@@ -433,4 +440,34 @@ func luksExpired(sg *saga.Saga, d time.Duration) string {
 		return fmt.Sprintf("creating an empty LUKS volume of %d MiB did not finish within %s", data.SizeMiB, d)
 	}
 	return fmt.Sprintf("encrypting image %d did not finish within %s", data.SourceID, d)
+}
+
+// slotsChanged records the digest and size of a LUKS blob crypto-luks
+// rewrote to change its key slots, so the record keeps describing the
+// blob (launchers check what they fetch against it). A report about
+// another blob or secret than the image's is ignored with a log line.
+func (s *Service) slotsChanged(ctx context.Context, m *bus.Msg, ev schemas.CryptoLuksSlotsChanged) error {
+	img, _, changed, err := s.images.update(ctx, ev.ImageID, func(img *schemas.Image) error {
+		if img.Source != ev.Dest || img.Attributes[AttrLUKSSecret] != ev.Secret {
+			return errNoChange
+		}
+		if img.SHA256 == ev.SHA256 && img.StoredSize == ev.Size {
+			return errNoChange
+		}
+		img.SHA256, img.StoredSize = ev.SHA256, ev.Size
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !changed {
+		if img.Source != ev.Dest || img.Attributes[AttrLUKSSecret] != ev.Secret {
+			s.log.Warn("ignoring crypto-luks slots-changed about another blob or secret", "image", ev.ImageID, "dest", ev.Dest, "source", img.Source)
+		}
+		return nil
+	}
+	return s.emitImage(ctx, EvtImageUpdated, img, []bus.PubOption{bus.CausedBy(m.Envelope)})
 }

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -166,6 +169,15 @@ func TestEndToEndLuks(t *testing.T) {
 	if got := decryptBlob(t, store, img.Source, newPass, 4<<20); !bytes.Equal(got, data) {
 		t.Fatal("after rotate: decrypted image differs")
 	}
+	// Each slot change rewrote the blob; the catalog follows its digest
+	// (from crypto-luks's slots-changed), so launchers accept the blob.
+	blobSum := objectSHA256(t, store, img.Source)
+	for deadline := time.Now().Add(20 * time.Second); img.SHA256 != blobSum; img = showJSON(t, flags, id) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the slot changes the catalog says sha256 %s, the blob's is %s", img.SHA256, blobSum)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 
 	r = must(t, slipway(t, flags, "luks", "create", "--size", "8", "--name", "scratch"))
 	if !regexp.MustCompile(`(?m)^ID: \d+$`).MatchString(r.stdout) || !strings.Contains(r.stdout, "READY format luks") {
@@ -222,4 +234,23 @@ func decryptBlob(t *testing.T, store *blob.Store, u, pass string, size int) []by
 		t.Fatalf("decrypted %d bytes, want %d", len(got), size)
 	}
 	return got
+}
+
+// objectSHA256 hashes an s3:// object.
+func objectSHA256(t *testing.T, store *blob.Store, u string) string {
+	t.Helper()
+	bucket, key, err := blob.ParseURL(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := store.Client().GetObject(context.Background(), bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, obj); err != nil {
+		t.Fatalf("read %s: %v", u, err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
