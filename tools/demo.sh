@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# make demo: start the whole stack, import a disk from a file, show it READY
-# with its checksum, read it back from S3 with a plain S3 client, and stop.
+# make demo: start the whole stack, import a disk from a file and a container
+# image from a loopback registry, encrypt it with LUKS, boot it as a VM under
+# QEMU with Debian's kernel, print its console, read a blob back from S3 with a
+# plain S3 client, and stop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="$PWD/bin"
@@ -92,12 +94,7 @@ step "a kernel: slipway kernel add bin/kernel/linux-image.deb (Debian's package:
 "$BIN/slipway" kernel show debian
 
 step "LUKS: slipway luks encrypt busybox-vm --name busybox-luks (the passphrase stays envelope-encrypted in crypto-luks)"
-"$BIN/slipway" luks encrypt busybox-vm --name busybox-luks
-for _ in $(seq 240); do
-	state=$("$BIN/slipway" image show busybox-luks --json | sed -n 's/.*"state": *"\([^"]*\)".*/\1/p')
-	[ "$state" = LOCKED ] || break
-	sleep 0.5
-done
+"$BIN/slipway" luks encrypt busybox-vm --name busybox-luks # waits for READY
 "$BIN/slipway" image show busybox-luks
 
 step "boot it: a VM template (OpenNebula syntax) with the LUKS disk and the kernel, instantiated under QEMU ($( [ -w /dev/kvm ] && echo KVM || echo 'TCG: no KVM here, so this takes a little while'))"
@@ -111,7 +108,9 @@ CONTEXT = [ HOSTNAME = "busybox-vm" ]
 TMPL
 cat "$DATA/work/busybox.tmpl"
 "$BIN/slipway" template create "$DATA/work/busybox.tmpl"
-vm=$("$BIN/slipway" template instantiate busybox --wait --timeout 10m | tee /dev/stderr | sed -n 's/^ID: //p')
+out=$("$BIN/slipway" template instantiate busybox --wait --timeout 10m)
+echo "$out"
+vm=$(echo "$out" | sed -n 's/^ID: //p')
 for _ in $(seq 120); do
 	"$BIN/slipway" vm console "$vm" | grep -q hello-from-slipway && break
 	sleep 1
