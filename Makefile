@@ -78,7 +78,7 @@ up: deps tools build ## Run the whole stack in one process (embedded NATS, local
 	$(BIN)/slipway up
 
 .PHONY: demo
-demo: deps tools build ## Start the stack, import a disk, show it READY, stop
+demo: deps tools build ## Start the stack, import a disk and a container image, encrypt it, boot it as a VM, stop
 	./tools/demo.sh
 
 .PHONY: test
