@@ -34,12 +34,12 @@ func TestComposeFile(t *testing.T) {
 		t.Fatalf("docker-compose.yml does not load: %v", err)
 	}
 
-	for _, name := range []string{"nats", "minio", "minio-init", "catalog", "converter", "builder", "market-dockerhub", "slipway"} {
+	for _, name := range []string{"nats", "minio", "minio-init", "catalog", "converter", "builder", "market-dockerhub", "kernel-registry", "crypto-luks", "launcher", "slipway"} {
 		if _, ok := project.Services[name]; !ok {
 			t.Errorf("service %q missing", name)
 		}
 	}
-	for _, v := range []string{"nats-data", "minio-data", "converter-tmp", "builder-tmp"} {
+	for _, v := range []string{"nats-data", "minio-data", "converter-tmp", "builder-tmp", "kernel-registry-tmp", "crypto-luks-tmp", "launcher-work"} {
 		if _, ok := project.Volumes[v]; !ok {
 			t.Errorf("volume %q missing", v)
 		}
@@ -69,7 +69,7 @@ func TestComposeFile(t *testing.T) {
 	})
 
 	t.Run("services are built from their own Dockerfiles", func(t *testing.T) {
-		for _, svc := range []string{"catalog", "converter", "builder", "market-dockerhub", "slipway"} {
+		for _, svc := range []string{"catalog", "converter", "builder", "market-dockerhub", "kernel-registry", "crypto-luks", "launcher", "slipway"} {
 			s := project.Services[svc]
 			if s.Build == nil {
 				t.Errorf("%s has no build section", svc)
