@@ -49,11 +49,7 @@ func (s *Service) kernelFacts(ctx context.Context, id int64) (*kernelFacts, erro
 // the command line.
 func (s *Service) prepareBoot(ctx context.Context, spec *vmtemplate.Spec, plan *bootPlan) error {
 	os := spec.OS
-	root := os.Root
-	if root == "" {
-		root = vmtemplate.DefaultRoot
-	}
-	plan.QEMU.Append = strings.TrimSpace(fmt.Sprintf(baseCmdline, root) + " " + os.KernelCmd)
+	plan.QEMU.Append = kernelCmdline(os, "")
 	if os.KernelDS.IsZero() {
 		if !os.InitrdDS.IsZero() {
 			return errors.New("OS/INITRD_DS needs OS/KERNEL_DS: an initrd without a kernel cannot boot")
@@ -72,17 +68,8 @@ func (s *Service) prepareBoot(ctx context.Context, spec *vmtemplate.Spec, plan *
 	if err := s.chooseKernel(ctx, kimg, facts, os.BootMode, plan); err != nil {
 		return err
 	}
-	initrd := os.InitrdDS
-	attr := "OS/INITRD_DS"
-	if initrd.IsZero() && facts != nil && facts.Initrd != nil {
-		initrd = vmtemplate.FileRef{ImageID: facts.Initrd}
-		attr = fmt.Sprintf("the initrd of kernel %d (RAMDISK image %d)", kimg.ID, *facts.Initrd)
-	}
-	if initrd.IsZero() {
-		return nil
-	}
-	iimg, err := s.showFile(ctx, initrd, attr, "RAMDISK")
-	if err != nil {
+	iimg, attr, err := s.initrdFor(ctx, os, kimg, facts)
+	if err != nil || iimg == nil {
 		return err
 	}
 	if plan.QEMU.Initrd, err = s.cache.image(ctx, iimg); err != nil {
@@ -90,6 +77,44 @@ func (s *Service) prepareBoot(ctx context.Context, spec *vmtemplate.Spec, plan *
 	}
 	plan.Initrd = &schemas.VMFile{ImageID: iimg.ID, Name: iimg.Name}
 	return nil
+}
+
+// kernelCmdline is the command line a kernel boots with: the launcher's
+// base, extra (options of one hypervisor) and KERNEL_CMD last, so the
+// template can override.
+func kernelCmdline(o vmtemplate.OS, extra string) string {
+	root := o.Root
+	if root == "" {
+		root = vmtemplate.DefaultRoot
+	}
+	line := fmt.Sprintf(baseCmdline, root)
+	if extra != "" {
+		line += " " + extra
+	}
+	return strings.TrimSpace(line + " " + o.KernelCmd)
+}
+
+// initrdFor resolves the initrd kernel kimg boots with: OS/INITRD_DS, else
+// the kernel's own initrd (kernel-registry's facts); nil when none. attr
+// names where it came from, for errors.
+func (s *Service) initrdFor(ctx context.Context, o vmtemplate.OS, kimg *schemas.Image, facts *kernelFacts) (img *schemas.Image, attr string, err error) {
+	initrd := o.InitrdDS
+	attr = "OS/INITRD_DS"
+	if initrd.IsZero() && facts != nil && facts.Initrd != nil {
+		initrd = vmtemplate.FileRef{ImageID: facts.Initrd}
+		attr = fmt.Sprintf("the initrd of kernel %d (RAMDISK image %d)", kimg.ID, *facts.Initrd)
+	}
+	if initrd.IsZero() {
+		return nil, attr, nil
+	}
+	img, err = s.showFile(ctx, initrd, attr, "RAMDISK")
+	return img, attr, err
+}
+
+// vmlinuxKey names in the cache the vmlinux kernel-registry kept of a
+// bzImage kernel.
+func vmlinuxKey(kimg *schemas.Image) string {
+	return "vmlinux-" + strconv.FormatInt(kimg.ID, 10) + "-" + kimg.SHA256
 }
 
 // chooseKernel picks PVH or the Linux boot protocol and fetches the file
@@ -123,8 +148,7 @@ func (s *Service) chooseKernel(ctx context.Context, kimg *schemas.Image, facts *
 	switch {
 	case pvhReady && facts.Format != "elf":
 		file.BootMode = schemas.VMBootModePvh
-		key := "vmlinux-" + strconv.FormatInt(kimg.ID, 10) + "-" + kimg.SHA256
-		plan.QEMU.Kernel, err = s.cache.url(ctx, key, facts.Vmlinux, "")
+		plan.QEMU.Kernel, err = s.cache.url(ctx, vmlinuxKey(kimg), facts.Vmlinux, "")
 	default:
 		if pvhReady {
 			file.BootMode = schemas.VMBootModePvh

@@ -53,11 +53,12 @@ type Console struct {
 
 func (s *Service) endpoints() map[string]bus.QueryHandler {
 	return map[string]bus.QueryHandler{
-		QueryTemplates: s.queryTemplates,
-		QueryTemplate:  s.queryTemplate,
-		QueryVMs:       s.queryVMs,
-		QueryVM:        s.queryVM,
-		QueryConsole:   s.queryConsole,
+		QueryTemplates:   s.queryTemplates,
+		QueryTemplate:    s.queryTemplate,
+		QueryVMs:         s.queryVMs,
+		QueryVM:          s.queryVM,
+		QueryConsole:     s.queryConsole,
+		QueryFirecracker: s.queryFirecracker,
 	}
 }
 

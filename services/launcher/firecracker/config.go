@@ -104,6 +104,21 @@ func Config(k Kernel, drives []Drive, vcpus int, memMiB int64, bootArgs string, 
 	if err := kernelFacts(k); err != nil {
 		return nil, err
 	}
+	for i, d := range drives {
+		if d.Format != "" && d.Format != "raw" {
+			return nil, fmt.Errorf("firecracker: drive %d (%s): format %s: Firecracker reads raw images only", i, d.Path, d.Format)
+		}
+	}
+	c := Build(k, drives, vcpus, memMiB, bootArgs, nics...)
+	if err := Validate(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Build is Config without any check: the configuration as given, for a
+// caller that reports Problems itself. Drive formats are not looked at.
+func Build(k Kernel, drives []Drive, vcpus int, memMiB int64, bootArgs string, nics ...NIC) *VMConfig {
 	if bootArgs == "" {
 		bootArgs = DefaultBootArgs
 	}
@@ -113,9 +128,6 @@ func Config(k Kernel, drives []Drive, vcpus int, memMiB int64, bootArgs string, 
 		Drives:        []DriveConfig{},
 	}
 	for i, d := range drives {
-		if d.Format != "" && d.Format != "raw" {
-			return nil, fmt.Errorf("firecracker: drive %d (%s): format %s: Firecracker reads raw images only", i, d.Path, d.Format)
-		}
 		id := d.ID
 		if id == "" {
 			id = fmt.Sprintf("drive%d", i)
@@ -132,10 +144,7 @@ func Config(k Kernel, drives []Drive, vcpus int, memMiB int64, bootArgs string, 
 		}
 		c.NetworkInterfaces = append(c.NetworkInterfaces, NetworkInterface{IfaceID: id, HostDevName: n.HostDevName, GuestMAC: n.GuestMAC})
 	}
-	if err := Validate(c); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return c
 }
 
 // kernelFacts refuses a kernel kernel-registry already found unfit.

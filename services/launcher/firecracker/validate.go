@@ -14,6 +14,15 @@ import (
 // images (not qcow2, not LUKS), at most one root drive, unique IDs, 1–32 vCPUs, at least
 // 128 MiB. All problems are reported together.
 func Validate(c *VMConfig) error {
+	errs := Problems(c)
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("firecracker: %w", errors.Join(errs...))
+}
+
+// Problems is what Validate finds, one error per problem; nil when none.
+func Problems(c *VMConfig) []error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if err := CheckKernel(c.BootSource.KernelImagePath); err != nil {
@@ -31,11 +40,7 @@ func Validate(c *VMConfig) error {
 		add("mem_size_mib %d is below %d", m, MinMemMiB)
 	}
 	errs = append(errs, checkDrives(c.Drives)...)
-	errs = append(errs, checkNICs(c.NetworkInterfaces)...)
-	if len(errs) == 0 {
-		return nil
-	}
-	return fmt.Errorf("firecracker: %w", errors.Join(errs...))
+	return append(errs, checkNICs(c.NetworkInterfaces)...)
 }
 
 func checkDrives(drives []DriveConfig) []error {

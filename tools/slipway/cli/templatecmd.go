@@ -34,7 +34,7 @@ func newVMTemplateCmd(g *globals) *cobra.Command {
 		RunE:  unknownSubcommand,
 	}
 	cmd.AddCommand(newTemplateCreateCmd(g), newTemplateListCmd(g), newTemplateShowCmd(g),
-		newTemplateUpdateCmd(g), newTemplateDeleteCmd(g), newTemplateInstantiateCmd(g))
+		newTemplateUpdateCmd(g), newTemplateDeleteCmd(g), newTemplateInstantiateCmd(g), newTemplateFirecrackerCmd(g))
 	return cmd
 }
 
@@ -305,4 +305,72 @@ func newTemplateInstantiateCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the VM is RUNNING (or has powered off); exit 1 if it FAILED")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long --wait waits")
 	return cmd
+}
+
+func newTemplateFirecrackerCmd(g *globals) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "firecracker ID|NAME [--output FILE]",
+		Short: "Print the Firecracker VM configuration (--config-file JSON) of a template; exit 1 when it is not valid",
+		Long: `Print the Firecracker VM configuration of a template: the JSON firecracker --config-file
+reads, with the kernel (an uncompressed x86_64 ELF: the image itself, or the vmlinux
+kernel-registry kept of a bzImage), the initrd and the raw disks fetched to the launcher's
+cache (drives read-only: the cache is shared). No VM is made and no image is locked.
+Problems (a qcow2 or LUKS disk, a kernel Firecracker cannot boot…), notes and whether this
+host can boot it (a firecracker binary and /dev/kvm) go to stderr; an invalid configuration
+exits 1 and --output is then not written.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := launcher.FirecrackerRequest{Name: args[0]}
+			if id, err := strconv.ParseInt(args[0], 10, 64); err == nil {
+				req = launcher.FirecrackerRequest{TemplateID: &id}
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), launcherCallTimeout)
+			defer cancel()
+			return g.withBus(ctx, func(b *bus.Bus) error {
+				var a launcher.Firecracker
+				if err := b.Query(ctx, launcher.Name, launcher.QueryFirecracker, req, &a); err != nil {
+					return queryError(err, "template firecracker "+args[0])
+				}
+				return writeFirecracker(g, a, output, args[0])
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "write the configuration to FILE (mode 0600) instead of stdout")
+	return cmd
+}
+
+// writeFirecracker prints (or writes) the configuration and reports its
+// problems, notes and bootability on stderr.
+func writeFirecracker(g *globals, a launcher.Firecracker, output, ref string) error {
+	for _, n := range a.Notes {
+		fmt.Fprintf(g.io.err, "note: %s\n", n)
+	}
+	for _, p := range a.Problems {
+		fmt.Fprintf(g.io.err, "problem: %s\n", p)
+	}
+	if !a.Bootable && a.WhyNot != "" {
+		fmt.Fprintf(g.io.err, "not bootable here: %s\n", a.WhyNot)
+	}
+	if a.Config == nil {
+		return fmt.Errorf("template %s: the launcher answered no configuration", ref)
+	}
+	switch {
+	case output != "" && a.Valid:
+		if err := a.Config.WriteFile(output); err != nil {
+			return err
+		}
+	case output == "":
+		js, err := a.Config.JSON()
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(g.io.out, "%s\n", js); err != nil {
+			return err
+		}
+	}
+	if !a.Valid {
+		return fmt.Errorf("template %s: the Firecracker configuration is not valid: %d problem(s)", ref, len(a.Problems))
+	}
+	return nil
 }
