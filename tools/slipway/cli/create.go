@@ -233,8 +233,10 @@ func stripSHA256(checksum string) (string, bool) {
 	return "", false
 }
 
-// follow watches image img until it is READY or ERROR. Events drive it; a
-// periodic show covers events a slow terminal made the subscription drop.
+// follow watches image img until it is READY or ERROR, drawing the
+// progress of the worker making it (the converter for imports, crypto-luks
+// for LUKS images). Events drive it; a periodic show covers events a slow
+// terminal made the subscription drop.
 func (g *globals) follow(ctx context.Context, b *bus.Bus, w *watcher, img render.Image) error {
 	id := strconv.Itoa(img.ID)
 	bar := newProgressView(g.io.err, "image "+id)
@@ -264,10 +266,9 @@ func (g *globals) follow(ctx context.Context, b *bus.Bus, w *watcher, img render
 				continue
 			}
 			switch {
-			case ev.Service == "converter" && ev.Name == "progress":
-				var p schemas.ConverterProgress
-				if ev.decode(&p) == nil {
-					bar.update(string(p.Phase), p.BytesDone, p.BytesTotal, time.Now())
+			case ev.Name == "progress":
+				if phase, done, total, ok := workerProgress(ev); ok {
+					bar.update(phase, done, total, time.Now())
 				}
 			case ev.Service == "catalog" && ev.Name == "state-changed":
 				var sc schemas.StateChanged
@@ -287,6 +288,24 @@ func (g *globals) follow(ctx context.Context, b *bus.Bus, w *watcher, img render
 			}
 		}
 	}
+}
+
+// workerProgress reads a progress event of a worker whose progress follow
+// draws.
+func workerProgress(ev event) (phase string, done, total int64, ok bool) {
+	switch ev.Service {
+	case "converter":
+		var p schemas.ConverterProgress
+		if ev.decode(&p) == nil {
+			return string(p.Phase), p.BytesDone, p.BytesTotal, true
+		}
+	case cryptoLuks:
+		var p schemas.CryptoLuksProgress
+		if ev.decode(&p) == nil {
+			return string(p.Phase), p.Done, p.Total, true
+		}
+	}
+	return "", 0, 0, false
 }
 
 func (g *globals) finishReady(ctx context.Context, b *bus.Bus, id int64) error {

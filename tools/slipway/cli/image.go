@@ -25,12 +25,7 @@ func newImageCmd(g *globals) *cobra.Command {
 		Short: "Manage images (like OpenNebula's oneimage)",
 		// cobra shows help and succeeds for an unknown subcommand of a
 		// command without Run; a typo must fail instead.
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
-			}
-			return cmd.Help()
-		},
+		RunE: unknownSubcommand,
 	}
 	cmd.AddCommand(
 		newCreateCmd(g),

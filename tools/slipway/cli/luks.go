@@ -39,12 +39,7 @@ func newLuksCmd(g *globals) *cobra.Command {
 passphrases are generated (32 random bytes), stored only envelope-encrypted
 and handed out sealed to a one-time key; an image names its secret in the
 LUKS_SECRET attribute.`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
-			}
-			return cmd.Help()
-		},
+		RunE: unknownSubcommand,
 	}
 	cmd.AddCommand(newLuksEncryptCmd(g), newLuksCreateCmd(g), newLuksSecretCmd(g), newLuksSlotCmd(g),
 		newLuksRotateCmd(g), newLuksRotateKEKCmd(g))
@@ -159,59 +154,7 @@ func (g *globals) newLuksImage(ctx context.Context, b *bus.Bus, verb string, req
 		return err
 	}
 	fmt.Fprintf(g.io.out, "ID: %d\n", img.ID)
-	return g.followLuks(ctx, b, w, img)
-}
-
-// followLuks is follow with crypto-luks's progress drawn.
-func (g *globals) followLuks(ctx context.Context, b *bus.Bus, w *watcher, img render.Image) error {
-	id := strconv.Itoa(img.ID)
-	bar := newProgressView(g.io.err, "image "+id)
-	defer bar.done()
-	poll := time.NewTicker(5 * time.Second)
-	defer poll.Stop()
-	state := img.State
-	for {
-		switch state {
-		case string(schemas.ImageStateReady):
-			bar.done()
-			return g.finishReady(ctx, b, int64(img.ID))
-		case string(schemas.ImageStateError):
-			bar.done()
-			return g.finishError(ctx, b, int64(img.ID), "")
-		}
-		select {
-		case <-ctx.Done():
-			bar.done()
-			return fmt.Errorf("image %d: still %s when the wait ended; it goes on (slipway image show %d)", img.ID, state, img.ID)
-		case m := <-w.events():
-			ev, ok := w.parse(m)
-			if !ok || ev.ID != id {
-				continue
-			}
-			switch {
-			case ev.Service == cryptoLuks && ev.Name == "progress":
-				var p schemas.CryptoLuksProgress
-				if ev.decode(&p) == nil {
-					bar.update(string(p.Phase), p.Done, p.Total, time.Now())
-				}
-			case ev.Service == "catalog" && ev.Name == "state-changed":
-				var sc schemas.StateChanged
-				if ev.decode(&sc) == nil {
-					if sc.To == schemas.ImageStateError {
-						bar.done()
-						return g.finishError(ctx, b, int64(img.ID), sc.Error)
-					}
-					state = string(sc.To)
-				}
-			case ev.Service == "catalog" && ev.Name == "image-deleted":
-				return &ExitError{Code: 1, Err: fmt.Errorf("image %d was deleted while it was made", img.ID)}
-			}
-		case <-poll.C:
-			if cur, err := showImage(ctx, b, int64(img.ID)); err == nil {
-				state = cur.State
-			}
-		}
-	}
+	return g.follow(ctx, b, w, img)
 }
 
 // luksImage resolves ref to a LUKS image and its secret.
@@ -438,12 +381,7 @@ func newLuksSlotCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "slot",
 		Short: "List, add and remove key slots of a LUKS image",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
-			}
-			return cmd.Help()
-		},
+		RunE:  unknownSubcommand,
 	}
 	list := &cobra.Command{
 		Use:   "list ID|NAME",

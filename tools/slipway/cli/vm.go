@@ -339,6 +339,15 @@ func (g *globals) waitVMState(ctx context.Context, b *bus.Bus, id int64, timeout
 	}
 }
 
+// diskIndex reads a DISK argument: the disk's index as `vm show` lists it.
+func diskIndex(arg string) (int64, error) {
+	disk, err := strconv.ParseInt(arg, 10, 64)
+	if err != nil || disk < 0 {
+		return 0, fmt.Errorf("DISK %q: want the disk's index (0, 1, …) as `vm show` lists it", arg)
+	}
+	return disk, nil
+}
+
 func newVMSaveAsCmd(g *globals) *cobra.Command {
 	var name string
 	cmd := &cobra.Command{
@@ -346,9 +355,9 @@ func newVMSaveAsCmd(g *globals) *cobra.Command {
 		Short: "Copy a VM disk's current content into a new image; prints ID: N (the image's)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			disk, err := strconv.ParseInt(args[1], 10, 64)
-			if err != nil || disk < 0 {
-				return fmt.Errorf("DISK %q: want the disk's index (0, 1, …) as `vm show` lists it", args[1])
+			disk, err := diskIndex(args[1])
+			if err != nil {
+				return err
 			}
 			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
 				vm, err := findVM(cmd.Context(), b, args[0])
@@ -380,9 +389,9 @@ func newVMSnapshotCmd(g *globals) *cobra.Command {
 		Short: "Take an internal snapshot of a VM's persistent qcow2 disk",
 		Args:  cobra.ExactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			disk, err := strconv.ParseInt(args[1], 10, 64)
-			if err != nil || disk < 0 {
-				return fmt.Errorf("DISK %q: want the disk's index (0, 1, …) as `vm show` lists it", args[1])
+			disk, err := diskIndex(args[1])
+			if err != nil {
+				return err
 			}
 			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
 				vm, err := findVM(cmd.Context(), b, args[0])
