@@ -187,6 +187,22 @@ func StreamPrefix(prefix string) string {
 	return sb.String()
 }
 
+// BucketName names a service's KV bucket: "slipway" + "catalog_images"
+// gives "slipway_catalog_images". Every character of the prefix other than
+// a letter, digit or '-' becomes '_'; another prefix gives other buckets,
+// so two installations can share a server.
+func BucketName(prefix, name string) string {
+	var sb strings.Builder
+	for _, r := range prefix {
+		if (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || r == '-' {
+			sb.WriteRune(r)
+		} else {
+			sb.WriteByte('_')
+		}
+	}
+	return sb.String() + "_" + name
+}
+
 // CommandStream, EventStream and DeadLetterStream name the three streams.
 func (b *Bus) CommandStream() string    { return StreamPrefix(b.cfg.Prefix) + "_CMD" }
 func (b *Bus) EventStream() string      { return StreamPrefix(b.cfg.Prefix) + "_EVT" }

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +22,20 @@ import (
 // QueryHandler answers one query; the result is sent back as JSON
 // ([]byte and json.RawMessage as they are).
 type QueryHandler func(ctx context.Context, req []byte) (any, error)
+
+// DecodeQuery reads a query's optional JSON request strictly: an empty
+// body leaves v as it is, an unknown field or bad JSON is Invalid.
+func DecodeQuery(req []byte, v any) error {
+	if len(bytes.TrimSpace(req)) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(req))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return Invalid(fmt.Errorf("bad request: %w", err))
+	}
+	return nil
+}
 
 // DefaultQueryTimeout bounds a Query whose ctx has no deadline.
 const DefaultQueryTimeout = 10 * time.Second

@@ -1,9 +1,7 @@
 package catalog
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -39,22 +37,9 @@ func (s *Service) endpoints() map[string]bus.QueryHandler {
 	}
 }
 
-// decodeQuery reads an optional JSON request strictly.
-func decodeQuery(req []byte, v any) error {
-	if len(bytes.TrimSpace(req)) == 0 {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(req))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return bus.Invalid(fmt.Errorf("bad request: %w", err))
-	}
-	return nil
-}
-
 func (s *Service) queryList(ctx context.Context, req []byte) (any, error) {
 	var f ListFilter
-	if err := decodeQuery(req, &f); err != nil {
+	if err := bus.DecodeQuery(req, &f); err != nil {
 		return nil, err
 	}
 	if f.State != "" && !State(f.State).Valid() {
@@ -77,7 +62,7 @@ func (s *Service) queryList(ctx context.Context, req []byte) (any, error) {
 
 func (s *Service) queryShow(ctx context.Context, req []byte) (any, error) {
 	var r ShowRequest
-	if err := decodeQuery(req, &r); err != nil {
+	if err := bus.DecodeQuery(req, &r); err != nil {
 		return nil, err
 	}
 	switch {

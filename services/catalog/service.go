@@ -126,7 +126,7 @@ func (s *Service) setup(ctx context.Context) error {
 		return fmt.Errorf("catalog setup: %w", err)
 	}
 	kv := func(name string, ttl time.Duration) (jetstream.KeyValue, error) {
-		return s.bus.KeyValue(ctx, bucketName(s.bus.Prefix(), name), ttl)
+		return s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), name), ttl)
 	}
 	imgKV, err := kv("catalog_images", 0)
 	if err != nil {
@@ -172,20 +172,6 @@ func (s *Service) putDatastore(ctx context.Context, meta jetstream.KeyValue, ds 
 		return fmt.Errorf("catalog setup: record datastore %s: %w", ds.Name, err)
 	}
 	return nil
-}
-
-// bucketName turns "slipway" + "catalog_images" into "slipway_catalog_images";
-// another prefix gives other buckets, so two installations can share a server.
-func bucketName(prefix, name string) string {
-	var sb strings.Builder
-	for _, r := range prefix {
-		if (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || r == '-' {
-			sb.WriteRune(r)
-		} else {
-			sb.WriteByte('_')
-		}
-	}
-	return sb.String() + "_" + name
 }
 
 func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }

@@ -26,18 +26,8 @@ const (
 
 // use handles image-use.
 func (s *Service) use(ctx context.Context, m *bus.Msg, req schemas.ImageUse) error {
-	var from State
-	img, _, changed, err := s.images.update(ctx, req.ID, func(img *schemas.Image) error {
-		from = State(img.State)
-		return take(img, req.VMID)
-	})
-	if errors.Is(err, ErrNotFound) {
-		return refuse("image %d does not exist", req.ID)
-	}
+	img, err := s.changeLocks(ctx, m, req.ID, func(img *schemas.Image) error { return take(img, req.VMID) })
 	if err != nil {
-		return err
-	}
-	if err := s.emitLockChange(ctx, m, from, img, changed); err != nil {
 		return err
 	}
 	_, err = s.bus.Event(ctx, EvtImageUsed, idToken(img.ID),
@@ -87,36 +77,35 @@ func (s *Service) release(ctx context.Context, m *bus.Msg, req schemas.ImageRele
 	if req.Save != nil {
 		return s.releaseSaving(ctx, m, req)
 	}
-	var from State
-	img, _, changed, err := s.images.update(ctx, req.ID, func(img *schemas.Image) error {
-		from = State(img.State)
-		return drop(img, req.VMID)
-	})
-	if errors.Is(err, ErrNotFound) {
-		return refuse("image %d does not exist", req.ID)
-	}
+	img, err := s.changeLocks(ctx, m, req.ID, func(img *schemas.Image) error { return drop(img, req.VMID) })
 	if err != nil {
-		return err
-	}
-	if err := s.emitLockChange(ctx, m, from, img, changed); err != nil {
 		return err
 	}
 	return s.emitReleased(ctx, m, img, req.VMID, false)
 }
 
-// emitLockChange publishes what a use or release changed: the state, if
-// it changed, and the record (vms, rvms), so that every change of an
-// image is an event and watchers (slipway image top) see RVMS move.
-func (s *Service) emitLockChange(ctx context.Context, m *bus.Msg, from State, img *schemas.Image, changed bool) error {
-	if !changed {
-		return nil
+// changeLocks applies a use or release (take or drop) to image id and
+// publishes what it changed: the state, if it changed, and the record
+// (vms, rvms), so that every change of an image is an event and watchers
+// (slipway image top) see RVMS move.
+func (s *Service) changeLocks(ctx context.Context, m *bus.Msg, id int64, apply func(*schemas.Image) error) (*schemas.Image, error) {
+	var from State
+	img, _, changed, err := s.images.update(ctx, id, func(img *schemas.Image) error {
+		from = State(img.State)
+		return apply(img)
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil, refuse("image %d does not exist", id)
+	}
+	if err != nil || !changed {
+		return img, err
 	}
 	if State(img.State) != from {
 		if err := s.emitState(ctx, img.ID, from, State(img.State), "", causedBy(m.Envelope, EvtStateChanged)); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return s.emitImage(ctx, EvtImageUpdated, img, causedBy(m.Envelope, EvtImageUpdated))
+	return img, s.emitImage(ctx, EvtImageUpdated, img, causedBy(m.Envelope, EvtImageUpdated))
 }
 
 // drop applies image-release without save to the record: a VM that does

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -111,26 +110,12 @@ type secretStore struct {
 	secrets, images jetstream.KeyValue
 }
 
-// bucketName turns "slipway" + "crypto-luks_secrets" into
-// "slipway_crypto-luks_secrets", as the catalog names its buckets.
-func bucketName(prefix, name string) string {
-	var sb strings.Builder
-	for _, r := range prefix {
-		if (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || r == '-' {
-			sb.WriteRune(r)
-		} else {
-			sb.WriteByte('_')
-		}
-	}
-	return sb.String() + "_" + name
-}
-
 func openStore(ctx context.Context, b *bus.Bus) (*secretStore, error) {
-	secrets, err := b.KeyValue(ctx, bucketName(b.Prefix(), Name+"_secrets"), 0)
+	secrets, err := b.KeyValue(ctx, bus.BucketName(b.Prefix(), Name+"_secrets"), 0)
 	if err != nil {
 		return nil, err
 	}
-	images, err := b.KeyValue(ctx, bucketName(b.Prefix(), Name+"_images"), 0)
+	images, err := b.KeyValue(ctx, bus.BucketName(b.Prefix(), Name+"_images"), 0)
 	if err != nil {
 		return nil, err
 	}

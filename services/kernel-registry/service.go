@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -130,7 +129,7 @@ func (s *Service) Run(ctx context.Context) error {
 		// Kernels still register; packages get no initrd until it exists.
 		s.log.Warn("kernel-registry: no slipway-initrd binary: kernel packages will fail", "path", s.cfg.Initrd, "err", err)
 	}
-	kv, err := s.bus.KeyValue(ctx, bucketName(s.bus.Prefix(), "kernel-registry_kernels"), 0)
+	kv, err := s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), "kernel-registry_kernels"), 0)
 	if err != nil {
 		return fmt.Errorf("kernel-registry: %w", err)
 	}
@@ -184,18 +183,4 @@ func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
 	err := fmt.Errorf("unknown command %q (kernel-registry takes add)", m.Subject)
 	s.publishFailed(ctx, m, cmdToken(m), err, "")
 	return bus.Terminal(err)
-}
-
-// bucketName turns "slipway" + "kernel-registry_kernels" into
-// "slipway_kernel-registry_kernels", as the catalog names its buckets.
-func bucketName(prefix, name string) string {
-	var sb strings.Builder
-	for _, r := range prefix {
-		if (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || r == '-' {
-			sb.WriteRune(r)
-		} else {
-			sb.WriteByte('_')
-		}
-	}
-	return sb.String() + "_" + name
 }

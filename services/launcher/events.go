@@ -3,11 +3,8 @@ package launcher
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
@@ -62,7 +59,7 @@ func (s *Service) processedBefore(ctx context.Context, m *bus.Msg) (int64, bool,
 		return 0, false, nil
 	}
 	e, err := s.dedup.Get(ctx, dedupKey(m.Envelope.ID))
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+	if isMissing(err) {
 		return 0, false, nil
 	}
 	if err != nil {

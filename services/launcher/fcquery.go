@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/services/launcher/firecracker"
 	"github.com/slipway/slipway/services/launcher/vmtemplate"
 )
@@ -63,7 +64,7 @@ func (p *fcPlan) problem(format string, a ...any) {
 // problem in the answer.
 func (s *Service) queryFirecracker(ctx context.Context, req []byte) (any, error) {
 	var r FirecrackerRequest
-	if err := decodeQuery(req, &r); err != nil {
+	if err := bus.DecodeQuery(req, &r); err != nil {
 		return nil, err
 	}
 	t, err := s.findTemplate(ctx, r.TemplateID, r.Name)

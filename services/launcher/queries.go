@@ -1,9 +1,7 @@
 package launcher
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -62,19 +60,6 @@ func (s *Service) endpoints() map[string]bus.QueryHandler {
 	}
 }
 
-// decodeQuery reads an optional JSON request strictly.
-func decodeQuery(req []byte, v any) error {
-	if len(bytes.TrimSpace(req)) == 0 {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(req))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return bus.Invalid(fmt.Errorf("bad request: %w", err))
-	}
-	return nil
-}
-
 func (s *Service) queryTemplates(ctx context.Context, _ []byte) (any, error) {
 	out, err := s.templates.list(ctx)
 	if out == nil {
@@ -85,7 +70,7 @@ func (s *Service) queryTemplates(ctx context.Context, _ []byte) (any, error) {
 
 func (s *Service) queryTemplate(ctx context.Context, req []byte) (any, error) {
 	var r TemplateRequest
-	if err := decodeQuery(req, &r); err != nil {
+	if err := bus.DecodeQuery(req, &r); err != nil {
 		return nil, err
 	}
 	return s.findTemplate(ctx, r.ID, r.Name)
@@ -93,7 +78,7 @@ func (s *Service) queryTemplate(ctx context.Context, req []byte) (any, error) {
 
 func (s *Service) queryVMs(ctx context.Context, req []byte) (any, error) {
 	var r VMsRequest
-	if err := decodeQuery(req, &r); err != nil {
+	if err := bus.DecodeQuery(req, &r); err != nil {
 		return nil, err
 	}
 	all, err := s.vms.list(ctx)
@@ -111,7 +96,7 @@ func (s *Service) queryVMs(ctx context.Context, req []byte) (any, error) {
 
 func (s *Service) getVM(ctx context.Context, req []byte) (*vmRecord, error) {
 	var r VMRequest
-	if err := decodeQuery(req, &r); err != nil {
+	if err := bus.DecodeQuery(req, &r); err != nil {
 		return nil, err
 	}
 	rec, _, err := s.vms.get(ctx, r.ID)
@@ -140,7 +125,7 @@ func public(rec *vmRecord) schemas.VM {
 
 func (s *Service) queryConsole(ctx context.Context, req []byte) (any, error) {
 	var r ConsoleRequest
-	if err := decodeQuery(req, &r); err != nil {
+	if err := bus.DecodeQuery(req, &r); err != nil {
 		return nil, err
 	}
 	if r.Offset < 0 {

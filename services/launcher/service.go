@@ -139,7 +139,7 @@ func (s *Service) setup(ctx context.Context) (unlock func(), err error) {
 		return nil, fmt.Errorf("launcher setup: %w", err)
 	}
 	kv := func(name string, ttl time.Duration) (jetstream.KeyValue, error) {
-		return s.bus.KeyValue(ctx, bucketName(s.bus.Prefix(), name), ttl)
+		return s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), name), ttl)
 	}
 	tkv, err := kv("launcher_templates", 0)
 	if err != nil {
@@ -192,19 +192,6 @@ func (s *Service) vmsDir() string             { return filepath.Join(s.cfg.WorkD
 func (s *Service) consoleDir() string         { return filepath.Join(s.cfg.WorkDir, "consoles") }
 func (s *Service) vmDir(id int64) string      { return filepath.Join(s.vmsDir(), idKey(id)) }
 func (s *Service) consoleLog(id int64) string { return filepath.Join(s.consoleDir(), idKey(id)+".log") }
-
-// bucketName turns "slipway" + "launcher_vms" into "slipway_launcher_vms".
-func bucketName(prefix, name string) string {
-	var sb strings.Builder
-	for _, r := range prefix {
-		if (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || r == '-' {
-			sb.WriteRune(r)
-		} else {
-			sb.WriteByte('_')
-		}
-	}
-	return sb.String() + "_" + name
-}
 
 // handlers maps each verb to its handler.
 func (s *Service) handlers() map[string]func(context.Context, *bus.Msg) error {

@@ -24,13 +24,7 @@ func decode(m *bus.Msg, v any) error {
 
 // parseTemplate checks a template's text with the same parser instantiate
 // uses, so a template that was accepted can be instantiated.
-func parseTemplate(text string) (*vmtemplate.Spec, error) {
-	spec, err := vmtemplate.Parse(text)
-	if err != nil {
-		return nil, err
-	}
-	return spec, nil
-}
+func parseTemplate(text string) (*vmtemplate.Spec, error) { return vmtemplate.Parse(text) }
 
 func (s *Service) templateCreate(ctx context.Context, m *bus.Msg) error {
 	var req schemas.LauncherTemplateCreate
@@ -42,8 +36,8 @@ func (s *Service) templateCreate(ctx context.Context, m *bus.Msg) error {
 		return err
 	}
 	if done {
-		if _, _, err := s.templates.get(ctx, id); err == nil {
-			return s.republishTemplate(ctx, m, id, EvtTemplateCreated)
+		if t, _, err := s.templates.get(ctx, id); err == nil {
+			return s.emitTemplate(ctx, m, EvtTemplateCreated, t) // a redelivery: the same event
 		} else if !errors.Is(err, errNotFound) {
 			return err
 		}
@@ -80,8 +74,7 @@ func (s *Service) templateCreate(ctx context.Context, m *bus.Msg) error {
 		_ = s.templates.releaseName(ctx, req.Name, id)
 		return err
 	}
-	_, err = s.bus.Event(ctx, EvtTemplateCreated, idKey(id), t, causedBy(m.Envelope, EvtTemplateCreated)...)
-	return err
+	return s.emitTemplate(ctx, m, EvtTemplateCreated, &t)
 }
 
 // templateHolds reports whether a template other than a crash leftover
@@ -99,13 +92,9 @@ func (s *Service) templateHolds(ctx context.Context, name string) func(int64) (b
 	}
 }
 
-// republishTemplate answers a redelivered create with the same event.
-func (s *Service) republishTemplate(ctx context.Context, m *bus.Msg, id int64, event string) error {
-	t, _, err := s.templates.get(ctx, id)
-	if err != nil {
-		return err
-	}
-	_, err = s.bus.Event(ctx, event, idKey(id), t, causedBy(m.Envelope, event)...)
+// emitTemplate publishes event with the template record, caused by m.
+func (s *Service) emitTemplate(ctx context.Context, m *bus.Msg, event string, t *schemas.VMTemplate) error {
+	_, err := s.bus.Event(ctx, event, idKey(t.ID), t, causedBy(m.Envelope, event)...)
 	return err
 }
 
@@ -127,8 +116,7 @@ func (s *Service) templateUpdate(ctx context.Context, m *bus.Msg) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.bus.Event(ctx, EvtTemplateUpdated, idKey(t.ID), t, causedBy(m.Envelope, EvtTemplateUpdated)...)
-	return err
+	return s.emitTemplate(ctx, m, EvtTemplateUpdated, t)
 }
 
 func (s *Service) templateDelete(ctx context.Context, m *bus.Msg) error {

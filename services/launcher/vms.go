@@ -224,10 +224,10 @@ func (s *Service) instantiate(ctx context.Context, m *bus.Msg) error {
 		return err
 	}
 	if done {
-		if _, _, err := s.vms.get(ctx, id); err == nil {
+		if rec, _, err := s.vms.get(ctx, id); err == nil {
 			// The VM exists: its deployment started then, or the
 			// restart that followed settles it.
-			return s.republishCreated(ctx, m, id)
+			return s.announceCreated(ctx, m, rec)
 		} else if !errors.Is(err, errNotFound) {
 			return err
 		}
@@ -283,16 +283,6 @@ func (s *Service) announceCreated(ctx context.Context, m *bus.Msg, rec *vmRecord
 	st := schemas.LauncherVMStateChanged{ID: rec.ID, To: schemas.VMStatePending}
 	_, err := s.bus.Event(ctx, EvtVMStateChanged, idKey(rec.ID), st, causeOf(m).opts(rec.ID, 0)...)
 	return err
-}
-
-// republishCreated answers a redelivered instantiate; the VM's deployment
-// already started (or a restart settled it).
-func (s *Service) republishCreated(ctx context.Context, m *bus.Msg, id int64) error {
-	rec, _, err := s.vms.get(ctx, id)
-	if err != nil {
-		return err
-	}
-	return s.announceCreated(ctx, m, rec)
 }
 
 // spawn runs f as part of the service: Run waits for it.

@@ -1,9 +1,7 @@
 package marketdockerhub
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -18,19 +16,6 @@ func (s *Service) endpoints() map[string]bus.QueryHandler {
 		QueryApps:    s.queryApps,
 		QueryAppShow: s.queryAppShow,
 	}
-}
-
-// decodeQuery reads an optional JSON request strictly.
-func decodeQuery(req []byte, v any) error {
-	if len(bytes.TrimSpace(req)) == 0 {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(req))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return bus.Invalid(fmt.Errorf("bad request: %w", err))
-	}
-	return nil
 }
 
 // queryList answers every marketplace with its app count.
@@ -58,7 +43,7 @@ func (s *Service) queryList(ctx context.Context, _ []byte) (any, error) {
 
 func (s *Service) queryShow(ctx context.Context, req []byte) (any, error) {
 	var r ShowRequest
-	if err := decodeQuery(req, &r); err != nil {
+	if err := bus.DecodeQuery(req, &r); err != nil {
 		return nil, err
 	}
 	mk, err := s.findMarket(ctx, r)
@@ -95,7 +80,7 @@ func (s *Service) findMarket(ctx context.Context, r ShowRequest) (Market, error)
 
 func (s *Service) queryApps(ctx context.Context, req []byte) (any, error) {
 	var r AppsRequest
-	if err := decodeQuery(req, &r); err != nil {
+	if err := bus.DecodeQuery(req, &r); err != nil {
 		return nil, err
 	}
 	var apps []App
@@ -125,7 +110,7 @@ func (s *Service) queryApps(ctx context.Context, req []byte) (any, error) {
 // or the one an import under the app's own name would create.
 func (s *Service) queryAppShow(ctx context.Context, req []byte) (any, error) {
 	var r AppShowRequest
-	if err := decodeQuery(req, &r); err != nil {
+	if err := bus.DecodeQuery(req, &r); err != nil {
 		return nil, err
 	}
 	app, err := s.findApp(ctx, r)

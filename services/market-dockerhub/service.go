@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -110,11 +109,11 @@ func (s *Service) setup(ctx context.Context) error {
 	if err := s.bus.Setup(ctx); err != nil {
 		return fmt.Errorf("market-dockerhub setup: %w", err)
 	}
-	kv, err := s.bus.KeyValue(ctx, bucketName(s.bus.Prefix(), "market_dockerhub"), 0)
+	kv, err := s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), "market_dockerhub"), 0)
 	if err != nil {
 		return fmt.Errorf("market-dockerhub setup: %w", err)
 	}
-	if s.dedup, err = s.bus.KeyValue(ctx, bucketName(s.bus.Prefix(), "market_dockerhub_dedup"), dedupTTL); err != nil {
+	if s.dedup, err = s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), "market_dockerhub_dedup"), dedupTTL); err != nil {
 		return fmt.Errorf("market-dockerhub setup: %w", err)
 	}
 	s.store = &store{kv: kv}
@@ -144,20 +143,6 @@ func (s *Service) ensureDefault(ctx context.Context) error {
 		return fmt.Errorf("market-dockerhub setup: %w", err)
 	}
 	return nil
-}
-
-// bucketName turns "slipway" + "market_dockerhub" into
-// "slipway_market_dockerhub", as the catalog names its buckets.
-func bucketName(prefix, name string) string {
-	var sb strings.Builder
-	for _, r := range prefix {
-		if (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || r == '-' {
-			sb.WriteRune(r)
-		} else {
-			sb.WriteByte('_')
-		}
-	}
-	return sb.String() + "_" + name
 }
 
 func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
