@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/nats-io/nats.go"
+
+	"github.com/slipway/slipway/services/launcher/qemu"
 )
 
 // BenchmarkImportToRunning measures a container image's way from a
@@ -192,7 +194,7 @@ func handToRunning(b *testing.B, crane, ref, guestInit string, cfg v1.Config, vm
 	mark := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", "-machine", "q35", "-accel", accel(), "-m", "256",
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", "-machine", "q35", "-accel", qemu.DefaultAccel(), "-m", "256",
 		"-nographic", "-no-reboot", "-kernel", vmlinuz, "-initrd", initrd,
 		"-drive", "file="+qcow+",format=qcow2,if=virtio", "-append", "console=ttyS0 root=/dev/vda rw panic=-1")
 	out, err := cmd.StdoutPipe()
@@ -219,12 +221,4 @@ func waitLine(r io.Reader, prefix string) bool {
 		}
 	}
 	return false
-}
-
-func accel() string {
-	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
-		f.Close()
-		return "kvm"
-	}
-	return "tcg"
 }

@@ -3,12 +3,8 @@ package integration
 import (
 	"context"
 	"crypto/rand"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"time"
 
-	"github.com/slipway/slipway/pkg/testenv"
 	cryptoluks "github.com/slipway/slipway/services/crypto-luks"
 	"github.com/slipway/slipway/services/crypto-luks/envelope"
 	kernelregistry "github.com/slipway/slipway/services/kernel-registry"
@@ -51,16 +47,5 @@ func (s *stack) startBootServices() {
 // buildInitrdInit builds the static init kernel-registry puts in initrds.
 func (s *stack) buildInitrdInit() string {
 	s.t.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	bin := filepath.Join(s.t.TempDir(), "slipway-initrd")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./services/kernel-registry/cmd/slipway-initrd")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		s.t.Fatalf("go build slipway-initrd: %v\n%s", err, out)
-	}
-	return bin
+	return buildStatic(s.t, "./services/kernel-registry/cmd/slipway-initrd")
 }

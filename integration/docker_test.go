@@ -267,16 +267,23 @@ func push(t testing.TB, ref string, layers []v1.Layer, cfg v1.Config) {
 // buildGuestInit builds the static slipway-init the builder injects.
 func buildGuestInit(t testing.TB) string {
 	t.Helper()
+	return buildStatic(t, "./services/builder/cmd/slipway-init")
+}
+
+// buildStatic builds the static binary of the repository's package pkg
+// into a temporary directory.
+func buildStatic(t testing.TB, pkg string) string {
+	t.Helper()
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "slipway-init")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./services/builder/cmd/slipway-init")
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build slipway-init: %v\n%s", err, out)
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
 	}
 	return bin
 }
