@@ -194,7 +194,11 @@ func handToRunning(b *testing.B, crane, ref, guestInit string, cfg v1.Config, vm
 	mark := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", "-machine", "q35", "-accel", qemu.DefaultAccel(), "-m", "256",
+	acc, err := qemu.ProbeOnce(ctx, qemu.ProbeConfig{}) // the launcher's own choice
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", "-machine", "q35", "-accel", acc.Accel, "-cpu", acc.CPU, "-m", "256",
 		"-nographic", "-no-reboot", "-kernel", vmlinuz, "-initrd", initrd,
 		"-drive", "file="+qcow+",format=qcow2,if=virtio", "-append", "console=ttyS0 root=/dev/vda rw panic=-1")
 	out, err := cmd.StdoutPipe()

@@ -13,7 +13,7 @@ import (
 
 // startBootServices runs kernel-registry (with a slipway-initrd built for
 // the test), crypto-luks (with a KEK made for the test) and the launcher
-// (QEMU with KVM where /dev/kvm is usable, TCG elsewhere).
+// (QEMU with the accelerator the launcher's probe proves: KVM, else TCG).
 func (s *stack) startBootServices() {
 	s.t.Helper()
 	kek := make([]byte, envelope.KeySize)

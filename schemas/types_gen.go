@@ -216,6 +216,22 @@ func VMBootModeValues() []VMBootMode {
 	return []VMBootMode{VMBootModePvh, VMBootModeLinux}
 }
 
+// VMAccel is defined in defs.json.
+//
+// A QEMU accelerator: KVM, or TCG (software emulation).
+type VMAccel string
+
+// VMAccel values.
+const (
+	VMAccelKvm VMAccel = "kvm"
+	VMAccelTcg VMAccel = "tcg"
+)
+
+// VMAccelValues returns every VMAccel, in schema order.
+func VMAccelValues() []VMAccel {
+	return []VMAccel{VMAccelKvm, VMAccelTcg}
+}
+
 // MarketMAD is defined in defs.json.
 //
 // Marketplace driver: dockerhub lists Docker Hub's official images through Hub's API, registry
@@ -380,6 +396,36 @@ type VMFile struct {
 	BootMode VMBootMode `json:"boot_mode,omitempty"`
 }
 
+// VMAcceleratorCandidate is defined in defs.json.
+//
+// An accelerator the launcher's probe passed over, and why.
+type VMAcceleratorCandidate struct {
+	// Accelerator.
+	Accel VMAccel `json:"accel"`
+
+	// CPU model.
+	Cpu string `json:"cpu"`
+
+	// Why its probe guest did not print its line: QEMU's own error, or that it hung.
+	Reason string `json:"reason"`
+}
+
+// VMAccelerator is defined in defs.json.
+//
+// The accelerator and CPU model a VM ran with, as the launcher's probe chose them when it
+// started: a tiny guest booted under each candidate, best first, and the first that printed its
+// line won.
+type VMAccelerator struct {
+	// Accelerator.
+	Accel VMAccel `json:"accel"`
+
+	// CPU model.
+	Cpu string `json:"cpu"`
+
+	// Better candidates whose probe failed, best first.
+	PassedOver []VMAcceleratorCandidate `json:"passed_over,omitempty"`
+}
+
 // VM is defined in defs.json.
 //
 // A VM record the launcher keeps (key = ID) and answers the vm and vms queries with.
@@ -416,6 +462,9 @@ type VM struct {
 
 	// The kernel command line.
 	Cmdline string `json:"cmdline,omitempty"`
+
+	// The accelerator and CPU model of the VM's last boot.
+	Accelerator *VMAccelerator `json:"accelerator,omitempty"`
 
 	// Why the VM reached its state.
 	Reason string `json:"reason,omitempty"`

@@ -97,7 +97,7 @@ step "LUKS: slipway luks encrypt busybox-vm --name busybox-luks (the passphrase 
 "$BIN/slipway" luks encrypt busybox-vm --name busybox-luks # waits for READY
 "$BIN/slipway" image show busybox-luks
 
-step "boot it: a VM template (OpenNebula syntax) with the LUKS disk and the kernel, instantiated under QEMU ($( [ -w /dev/kvm ] && echo KVM || echo 'TCG: no KVM here, so this takes a little while'))"
+step "boot it: a VM template (OpenNebula syntax) with the LUKS disk and the kernel, instantiated under QEMU with the accelerator the launcher's probe chose"
 cat >"$DATA/work/busybox.tmpl" <<'TMPL'
 NAME   = "busybox"
 CPU    = 1
@@ -118,6 +118,7 @@ done
 step "slipway vm console $vm (the container's CMD ran as the VM's process)"
 "$BIN/slipway" vm console "$vm" | grep -E 'SLIPWAY-|hello-from-slipway|slipway-initrd: (switching|mounted)' || "$BIN/slipway" vm console "$vm"
 "$BIN/slipway" vm show "$vm"
+step "the launcher booted it with: $("$BIN/slipway" vm show "$vm" --json | jq -r '.accelerator | "\(.accel) (-cpu \(.cpu))" + ([.passed_over[]? | "; passed over \(.accel) -cpu \(.cpu): \(.reason)"] | join(""))')"
 step "slipway vm terminate $vm --wait: the image is READY again"
 "$BIN/slipway" vm terminate "$vm" --wait
 "$BIN/slipway" image list

@@ -2,12 +2,14 @@ package launcher
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/slipway/slipway/pkg/run"
+	"github.com/slipway/slipway/services/launcher/qemu"
 )
 
 // Name is the service name: subjects, durable consumer, micro service.
@@ -36,6 +38,7 @@ const (
 	EnvCacheDir        = "SLIPWAY_LAUNCHER_CACHE_DIR"
 	EnvQEMU            = "SLIPWAY_LAUNCHER_QEMU"
 	EnvAccel           = "SLIPWAY_LAUNCHER_ACCEL"
+	EnvProbeTimeout    = "SLIPWAY_LAUNCHER_PROBE_TIMEOUT"
 	EnvShutdownTimeout = "SLIPWAY_LAUNCHER_SHUTDOWN_TIMEOUT"
 	EnvReadyTimeout    = "SLIPWAY_LAUNCHER_READY_TIMEOUT"
 	EnvUploadBucket    = "SLIPWAY_UPLOAD_BUCKET"
@@ -59,8 +62,15 @@ type Config struct {
 	QEMU string
 	// QEMUImg is the qemu-img binary; default qemu-img.
 	QEMUImg string
-	// Accel is "kvm", "tcg" or "" (KVM when /dev/kvm is usable, else TCG).
+	// Accel is "" (probe every candidate: KVM with -cpu host, KVM with a
+	// conservative CPU model, TCG), "kvm" (probe only KVM; none working is an
+	// error at start) or "tcg". The probe boots a tiny guest under each
+	// candidate at start; the first that prints its line is kept for the
+	// launcher's lifetime (see qemu.Probe).
 	Accel string
+	// ProbeTimeout bounds each candidate's probe boot; default
+	// qemu.DefaultProbeTimeout.
+	ProbeTimeout time.Duration
 	// ShutdownTimeout is how long a gentle poweroff or terminate waits for
 	// the guest to power off after the ACPI request before QEMU is told to
 	// quit; default 60s.
@@ -160,10 +170,11 @@ func ConfigFromEnv() (Config, error) {
 	if cfg.ReadyTimeout, err = run.EnvDuration(EnvReadyTimeout, 0); err != nil {
 		errs = append(errs, err)
 	}
-	switch cfg.Accel {
-	case "", "kvm", "tcg":
-	default:
-		errs = append(errs, errors.New(EnvAccel+": want kvm, tcg or empty (automatic)"))
+	if cfg.ProbeTimeout, err = run.EnvDuration(EnvProbeTimeout, qemu.DefaultProbeTimeout); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := qemu.Candidates(cfg.Accel); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", EnvAccel, err))
 	}
 	return cfg, errors.Join(errs...)
 }

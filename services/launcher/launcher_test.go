@@ -14,6 +14,7 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/launcher"
+	"github.com/slipway/slipway/services/launcher/qemu"
 )
 
 // bootImages imports what a boot needs: Debian's kernel as a KERNEL image,
@@ -72,6 +73,10 @@ CONTEXT = [ GREETING = "hello", TOKEN = "%s" ]
 	if vm.Kernel == nil || vm.Kernel.ImageID != kernel.ID || vm.Kernel.BootMode != schemas.VMBootModeLinux ||
 		vm.Initrd == nil || vm.Initrd.ImageID != initrd.ID {
 		t.Errorf("kernel %+v initrd %+v", vm.Kernel, vm.Initrd)
+	}
+	if acc, err := qemu.ProbeOnce(h.ctx, qemu.ProbeConfig{}); err != nil || vm.Accelerator == nil ||
+		string(vm.Accelerator.Accel) != acc.Accel || vm.Accelerator.Cpu != acc.CPU || len(vm.Accelerator.PassedOver) != len(acc.PassedOver) {
+		t.Errorf("VM ran with %+v; the probe chose %+v (%v)", vm.Accelerator, acc, err)
 	}
 	if !strings.HasPrefix(vm.Cmdline, "console=ttyS0 root=/dev/vda rw panic=-1 loglevel=4") {
 		t.Errorf("cmdline %q", vm.Cmdline)

@@ -84,7 +84,7 @@ func (s *Service) boot(ctx context.Context, m *machine, rec *vmRecord, c cause) 
 		return errors.New("nothing was prepared for this VM (its PROLOG did not finish)")
 	}
 	cfg := plan.QEMU
-	cfg.Binary, cfg.Accel = s.cfg.QEMU, s.cfg.Accel
+	cfg.Binary, cfg.Accel, cfg.CPU = s.cfg.QEMU, s.accel.Accel, s.accel.CPU
 	cfg.RunDir = s.runDir(rec.ID)
 	cfg.ConsoleLog = s.consoleLog(rec.ID)
 	if _, err := os.Stat(s.vmDir(rec.ID)); err != nil {
@@ -103,6 +103,7 @@ func (s *Service) boot(ctx context.Context, m *machine, rec *vmRecord, c cause) 
 	m.setQEMU(vm, stop)
 	if _, _, err := s.vms.update(ctx, rec.ID, func(r *vmRecord) error {
 		r.Run.PID = vm.PID()
+		r.Accelerator = s.acceleratorRecord()
 		return nil
 	}); err != nil {
 		s.log.Warn("recording QEMU's pid failed", "vm", rec.ID, "err", err)

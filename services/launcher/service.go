@@ -20,6 +20,7 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/launcher/qemu"
 )
 
 // Command verbs the launcher consumes.
@@ -60,6 +61,9 @@ type Service struct {
 	vms       *kvStore[vmRecord]
 	dedup     jetstream.KeyValue
 	cache     *blobCache
+	// accel is what the probe chose at Run's start, kept for the
+	// launcher's lifetime.
+	accel qemu.Accelerator
 
 	// life is the context of the VMs' goroutines and QEMU processes: it
 	// ends when Run returns, and QEMU with it.
@@ -98,6 +102,9 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.bus.Service() != Name {
 		return fmt.Errorf("launcher: the bus belongs to service %q, want %q", s.bus.Service(), Name)
 	}
+	if err := s.chooseAccelerator(ctx); err != nil {
+		return err
+	}
 	unlock, err := s.setup(ctx)
 	if err != nil {
 		return err
@@ -127,9 +134,42 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	defer func() { _ = svc.Stop() }()
 	s.readyOnce.Do(func() { close(s.ready) })
-	s.log.Info("launcher running", "work_dir", s.cfg.WorkDir, "cache_dir", s.cfg.CacheDir, "qemu", s.cfg.QEMU)
+	s.log.Info("launcher running", "work_dir", s.cfg.WorkDir, "cache_dir", s.cfg.CacheDir, "qemu", s.cfg.QEMU,
+		"accel", s.accel.Accel, "cpu", s.accel.CPU)
 	<-ctx.Done()
 	return nil
+}
+
+// chooseAccelerator proves which accelerator runs guests by booting the
+// probe guest under each candidate (see qemu.Probe) and logs the choice and
+// every candidate passed over, with why.
+func (s *Service) chooseAccelerator(ctx context.Context) error {
+	acc, err := qemu.ProbeOnce(ctx, qemu.ProbeConfig{Binary: s.cfg.QEMU, Force: s.cfg.Accel, Timeout: s.cfg.ProbeTimeout})
+	if err != nil {
+		if s.cfg.Accel != "" {
+			return fmt.Errorf("launcher: %s=%s: %w", EnvAccel, s.cfg.Accel, err)
+		}
+		return fmt.Errorf("launcher: %w", err)
+	}
+	for _, r := range acc.PassedOver {
+		s.log.Warn("accelerator passed over", "accel", r.Accel, "cpu", r.CPU, "reason", r.Reason)
+	}
+	s.log.Info("accelerator chosen", "accel", acc.Accel, "cpu", acc.CPU, "forced", s.cfg.Accel != "", "probe", acc.Explain())
+	s.accel = acc
+	return nil
+}
+
+// Accelerator returns what the probe chose (zero before Run has probed).
+func (s *Service) Accelerator() qemu.Accelerator { return s.accel }
+
+// acceleratorRecord is the probe's choice as VM records show it.
+func (s *Service) acceleratorRecord() *schemas.VMAccelerator {
+	r := &schemas.VMAccelerator{Accel: schemas.VMAccel(s.accel.Accel), Cpu: s.accel.CPU}
+	for _, p := range s.accel.PassedOver {
+		r.PassedOver = append(r.PassedOver, schemas.VMAcceleratorCandidate{
+			Accel: schemas.VMAccel(p.Accel), Cpu: p.CPU, Reason: p.Reason})
+	}
+	return r
 }
 
 // setup makes the buckets and directories and locks the work directory

@@ -1,7 +1,9 @@
 // Package qemu runs one QEMU virtual machine as a child process and controls it over QMP
 // (github.com/digitalocean/go-qemu): start, status, ACPI power-down, pause/resume, quit,
-// kill, internal disk snapshots, raw commands. Acceleration is KVM when /dev/kvm is
-// usable, TCG otherwise.
+// kill, internal disk snapshots, raw commands. The accelerator is proven, not
+// guessed: Probe boots a tiny guest under KVM with -cpu host, KVM with a conservative
+// CPU model, then TCG, and the first whose guest prints its line wins (a /dev/kvm that
+// opens may still be unable to run guests, as under nested virtualization).
 //
 // The machine is q35 with -nodefaults, -no-user-config, -display none and -no-reboot (a
 // guest reboot or panic=-1 ends QEMU). The serial console (ttyS0) is appended to
@@ -90,7 +92,8 @@ type NIC struct {
 type Config struct {
 	Name      string // guest name (-name); also in error messages
 	Binary    string // default qemu-system-x86_64
-	Accel     string // "" = kvm when /dev/kvm is usable, else tcg
+	Accel     string // kvm or tcg; "" = what ProbeOnce chooses for Binary
+	CPU       string // -cpu model; "" = host under kvm, QEMU's default under tcg
 	CPUs      int    // default 1
 	MemoryMiB int64  // default 256
 	Kernel    string // -kernel: a bzImage, or an ELF vmlinux with a PVH note (PVH boot)

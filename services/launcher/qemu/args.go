@@ -22,6 +22,7 @@ const (
 var (
 	idRe  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,30}$`)
 	macRe = regexp.MustCompile(`^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$`)
+	cpuRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 )
 
 // paths are the files QEMU uses in RunDir.
@@ -52,8 +53,8 @@ func (c *Config) normalize() error {
 	if c.MemoryMiB == 0 {
 		c.MemoryMiB = DefaultMemoryMiB
 	}
-	if c.Accel == "" {
-		c.Accel = DefaultAccel()
+	if c.CPU == "" && c.Accel == AccelKVM {
+		c.CPU = CPUHost
 	}
 	if err := c.checkMachine(); err != nil {
 		return err
@@ -79,6 +80,8 @@ func (c *Config) checkMachine() error {
 	switch {
 	case c.Accel != AccelKVM && c.Accel != AccelTCG:
 		return fmt.Errorf("accel %q must be kvm or tcg", c.Accel)
+	case c.CPU != "" && !cpuRe.MatchString(c.CPU):
+		return fmt.Errorf("CPU model %q is not a QEMU CPU model name", c.CPU)
 	case c.CPUs < 1 || c.CPUs > 255:
 		return fmt.Errorf("CPUs %d must be 1 to 255", c.CPUs)
 	case c.MemoryMiB < 16:
@@ -225,8 +228,8 @@ func (c *Config) args() ([]string, error) {
 	if c.Name == "" {
 		a = append(a[:0], a[2:]...)
 	}
-	if c.Accel == AccelKVM {
-		a = append(a, "-cpu", "host")
+	if c.CPU != "" {
+		a = append(a, "-cpu", c.CPU)
 	}
 	if c.Kernel != "" {
 		a = append(a, "-kernel", c.Kernel)
@@ -398,14 +401,4 @@ func BusForPrefix(target string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("target %q: prefix must be vd (virtio), sd (scsi) or hd (ide)", target)
-}
-
-// DefaultAccel returns kvm when /dev/kvm can be opened for reading and writing, else tcg.
-func DefaultAccel() string {
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return AccelTCG
-	}
-	f.Close()
-	return AccelKVM
 }

@@ -23,8 +23,8 @@ func TestBootToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer vm.Kill()
-	if vm.Accel() != AccelTCG && vm.Accel() != AccelKVM {
-		t.Fatalf("accel %q", vm.Accel())
+	if acc, err := ProbeOnce(ctx, ProbeConfig{}); err != nil || vm.Accel() != acc.Accel || vm.CPU() != acc.CPU {
+		t.Fatalf("VM runs with %s -cpu %s; the probe chose %+v (%v)", vm.Accel(), vm.CPU(), acc, err)
 	}
 	waitConsole(t, vm, token, bootTimeout)
 	select {

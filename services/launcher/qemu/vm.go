@@ -47,6 +47,13 @@ type VM struct {
 // QEMU's own message (for a wrong LUKS passphrase: "Invalid password, cannot unlock any
 // keyslot").
 func Start(ctx context.Context, cfg Config) (*VM, error) {
+	if cfg.Accel == "" {
+		acc, err := ProbeOnce(ctx, ProbeConfig{Binary: cfg.Binary})
+		if err != nil {
+			return nil, fmt.Errorf("qemu %s: %w", cfg.Name, err)
+		}
+		cfg.Accel, cfg.CPU = acc.Accel, acc.CPU
+	}
 	if err := cfg.normalize(); err != nil {
 		return nil, fmt.Errorf("qemu %s: %w", cfg.Name, err)
 	}
@@ -237,6 +244,9 @@ func (v *VM) ConsoleLog() string { return v.cfg.paths().console }
 
 // Accel returns the accelerator in use (kvm or tcg).
 func (v *VM) Accel() string { return v.cfg.Accel }
+
+// CPU returns the -cpu model in use ("" = QEMU's default).
+func (v *VM) CPU() string { return v.cfg.CPU }
 
 // Done is closed when QEMU has exited.
 func (v *VM) Done() <-chan struct{} { return v.done }

@@ -188,6 +188,12 @@ func showVM(w io.Writer, vm schemas.VM, user string) error {
 	if vm.Cmdline != "" {
 		lines = append(lines, [2]string{"CMDLINE", vm.Cmdline})
 	}
+	if a := vm.Accelerator; a != nil {
+		lines = append(lines, [2]string{"ACCELERATOR", fmt.Sprintf("%s (-cpu %s)", a.Accel, a.Cpu)})
+		for _, p := range a.PassedOver {
+			lines = append(lines, [2]string{"PASSED OVER", fmt.Sprintf("%s (-cpu %s): %s", p.Accel, p.Cpu, p.Reason)})
+		}
+	}
 	if vm.Reason != "" {
 		lines = append(lines, [2]string{"REASON", vm.Reason})
 	}

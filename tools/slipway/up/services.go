@@ -12,6 +12,7 @@ import (
 	cryptoluks "github.com/slipway/slipway/services/crypto-luks"
 	kernelregistry "github.com/slipway/slipway/services/kernel-registry"
 	"github.com/slipway/slipway/services/launcher"
+	"github.com/slipway/slipway/services/launcher/qemu"
 	marketdockerhub "github.com/slipway/slipway/services/market-dockerhub"
 )
 
@@ -24,6 +25,12 @@ type runner interface {
 // announces itself only once a command sent right away would be served.
 type readier interface {
 	Ready() <-chan struct{}
+}
+
+// accelerated is the launcher: once ready, it knows which accelerator its
+// probe proved.
+type accelerated interface {
+	Accelerator() qemu.Accelerator
 }
 
 // service is one in-process service and how to build it on its own bus

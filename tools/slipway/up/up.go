@@ -122,6 +122,9 @@ type Stack struct {
 	Prefix string
 	// Services names the services running in-process.
 	Services []string
+	// Accelerator is what the launcher's probe chose, and what it passed
+	// over ("" without a launcher).
+	Accelerator string
 
 	cfg   Config
 	nats  *server.Server
@@ -253,6 +256,7 @@ func (s *Stack) startServices(ctx context.Context) error {
 		return nil
 	})
 	var ready []readier
+	var probed []accelerated
 	for _, svc := range s.services() {
 		b, err := s.connect(ctx, svc.name)
 		if err != nil {
@@ -261,6 +265,9 @@ func (s *Stack) startServices(ctx context.Context) error {
 		r := svc.build(b, store)
 		if rd, ok := r.(readier); ok {
 			ready = append(ready, rd)
+		}
+		if a, ok := r.(accelerated); ok {
+			probed = append(probed, a)
 		}
 		s.Services = append(s.Services, svc.name)
 		s.group.Go(svc.name, func(ctx context.Context) error {
@@ -271,7 +278,13 @@ func (s *Stack) startServices(ctx context.Context) error {
 			return err
 		})
 	}
-	return s.waitReady(ctx, ready)
+	if err := s.waitReady(ctx, ready); err != nil {
+		return err
+	}
+	for _, a := range probed {
+		s.Accelerator = a.Accelerator().Explain()
+	}
+	return nil
 }
 
 // readyTimeout bounds how long services may take to set up.
@@ -362,6 +375,9 @@ func (s *Stack) PrintInfo(w io.Writer) {
 	fmt.Fprintf(w, "S3        %s://%s (%s)\n", scheme, s.S3.Endpoint, what)
 	fmt.Fprintf(w, "          access key %s, secret key %s\n", s.S3.AccessKey, s.S3.SecretKey)
 	fmt.Fprintf(w, "services  %s, dead-letter forwarder\n", strings.Join(s.Services, ", "))
+	if s.Accelerator != "" {
+		fmt.Fprintf(w, "QEMU      %s\n", s.Accelerator)
+	}
 	fmt.Fprintln(w, "\nTo use it from another shell:")
 	for _, kv := range s.Env() {
 		fmt.Fprintf(w, "  export %s=%s\n", kv[0], kv[1])

@@ -1,0 +1,163 @@
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slipway/slipway/services/launcher/qemu/qemutest"
+)
+
+// A KVM that aborts, as nested KVM does on -cpu host, is passed over with
+// QEMU's own error; TCG is chosen.
+func TestProbeAbortingKVM(t *testing.T) {
+	needQEMU(t)
+	bin := qemutest.Wrapper(t, "kvm", qemutest.AbortMSR)
+	acc, err := Probe(testCtx(t, time.Minute), ProbeConfig{Binary: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc.Candidate != (Candidate{AccelTCG, CPUBase}) {
+		t.Fatalf("chose %v, want tcg", acc.Candidate)
+	}
+	if len(acc.PassedOver) != 2 || acc.PassedOver[0].Candidate != (Candidate{AccelKVM, CPUHost}) ||
+		acc.PassedOver[1].Candidate != (Candidate{AccelKVM, CPUBase}) {
+		t.Fatalf("passed over %v, want kvm -cpu host then kvm -cpu qemu64", acc.PassedOver)
+	}
+	for _, r := range acc.PassedOver {
+		if r.Reason != "qemu aborted: failed to set MSR 0x10a to 0x69" {
+			t.Errorf("reason %q", r.Reason)
+		}
+	}
+	if e := acc.Explain(); !strings.Contains(e, "passed over kvm -cpu host: qemu aborted: failed to set MSR 0x10a") {
+		t.Errorf("Explain() = %q", e)
+	}
+}
+
+// A KVM whose guest hangs silently (QEMU runs, prints nothing) is passed
+// over once the deadline passes, and the probe does not wait longer.
+func TestProbeHangingKVM(t *testing.T) {
+	needQEMU(t)
+	bin := qemutest.Wrapper(t, "kvm", `exec sleep 600`)
+	start := time.Now()
+	acc, err := Probe(testCtx(t, time.Minute), ProbeConfig{Binary: bin, Timeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc.Accel != AccelTCG || len(acc.PassedOver) != 2 {
+		t.Fatalf("chose %+v", acc)
+	}
+	for _, r := range acc.PassedOver {
+		if r.Reason != "the guest printed nothing within 3s (it hangs)" {
+			t.Errorf("reason %q", r.Reason)
+		}
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("probe took %v with two 3s deadlines and a working TCG", d)
+	}
+	if out, _ := exec.Command("pgrep", "-f", bin).Output(); len(out) > 0 {
+		t.Errorf("hung probes left behind: %s", out)
+	}
+}
+
+// The guest's line carries a fresh nonce: a QEMU that prints a plausible
+// line without running the guest is not believed, and one that exits with
+// an error is named with its status.
+func TestProbeLineMustComeFromTheGuest(t *testing.T) {
+	needQEMU(t)
+	bin := qemutest.Wrapper(t, "kvm", `echo "slipway-probe 0000000000000000 long mode reached"; exit 0`)
+	acc, err := Probe(testCtx(t, time.Minute), ProbeConfig{Binary: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc.Accel != AccelTCG || len(acc.PassedOver) != 2 ||
+		acc.PassedOver[0].Reason != "qemu exited with status 0 before the guest printed its line" {
+		t.Fatalf("chose %+v", acc)
+	}
+	bin = qemutest.Wrapper(t, "kvm", `echo "qemu-system-x86_64: -accel kvm: Could not access KVM kernel module: Permission denied" >&2; exit 1`)
+	acc, err = Probe(testCtx(t, time.Minute), ProbeConfig{Binary: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "qemu exited with status 1: -accel kvm: Could not access KVM kernel module: Permission denied"; acc.PassedOver[0].Reason != want {
+		t.Errorf("reason %q, want %q", acc.PassedOver[0].Reason, want)
+	}
+}
+
+// A forced accelerator that fails is an error naming why, never a silent
+// fallback to another.
+func TestProbeForcedKVMFails(t *testing.T) {
+	needQEMU(t)
+	bin := qemutest.Wrapper(t, "kvm", qemutest.AbortMSR)
+	acc, err := Probe(testCtx(t, time.Minute), ProbeConfig{Binary: bin, Force: AccelKVM})
+	if !errors.Is(err, ErrNoAccelerator) {
+		t.Fatalf("forced kvm: %+v, %v; want ErrNoAccelerator", acc, err)
+	}
+	for _, want := range []string{"kvm -cpu host: qemu aborted: failed to set MSR 0x10a", "kvm -cpu qemu64: qemu aborted"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "tcg") {
+		t.Errorf("forced kvm tried tcg: %v", err)
+	}
+	if _, err := Probe(context.Background(), ProbeConfig{Force: "hvf"}); err == nil || !strings.Contains(err.Error(), `"hvf"`) {
+		t.Errorf("force hvf: %v", err)
+	}
+}
+
+// TCG always exists: forced, it boots the real probe guest through real,
+// protected and long mode.
+func TestProbeTCG(t *testing.T) {
+	needQEMU(t)
+	acc, err := Probe(testCtx(t, time.Minute), ProbeConfig{Force: AccelTCG, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc.Candidate != (Candidate{AccelTCG, CPUBase}) || len(acc.PassedOver) != 0 {
+		t.Fatalf("%+v", acc)
+	}
+}
+
+// ProbeOnce answers a second time from memory.
+func TestProbeOnceRemembers(t *testing.T) {
+	needQEMU(t)
+	ctx := testCtx(t, 2*time.Minute)
+	first, err := ProbeOnce(ctx, ProbeConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	again, err := ProbeOnce(ctx, ProbeConfig{Binary: DefaultBinary, Timeout: DefaultProbeTimeout})
+	if err != nil || again.Candidate != first.Candidate || time.Since(start) > 100*time.Millisecond {
+		t.Fatalf("second ProbeOnce: %+v %v after %v; first %+v", again, err, time.Since(start), first)
+	}
+	t.Logf("this machine: %s", first.Explain())
+}
+
+func TestProbeROM(t *testing.T) {
+	rom, err := probeROM("hello\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rom) != 64<<10 {
+		t.Fatalf("ROM is %d bytes", len(rom))
+	}
+	// The reset vector jumps to offset 0 of the segment.
+	if rom[0xfff0] != 0xe9 || 0xfff3+int(binary.LittleEndian.Uint16(rom[0xfff1:]))&0xffff != 0x10000 {
+		t.Errorf("reset vector % x", rom[0xfff0:0xfff3])
+	}
+	if !bytes.Contains(rom, []byte{0xb0, 'h', 0xee, 0xb0, 'e', 0xee}) {
+		t.Error("the line is not written out byte by byte")
+	}
+	for _, bad := range []string{"a\x00b\n", "two\nlines\n", "tab\there\n", "é\n"} {
+		if _, err := probeROM(bad); err == nil {
+			t.Errorf("probeROM(%q) accepted", bad)
+		}
+	}
+}
