@@ -19,6 +19,12 @@ APT_PACKAGES := qemu-utils qemu-system-x86 e2fsprogs xfsprogs cryptsetup-bin bus
 MODULES = $(shell go list -m -f '{{.Dir}}/...' | sed 's|^$(CURDIR)|.|')
 
 GO_TEST_FLAGS ?= -count=1 -timeout 45m
+
+# Every fuzz target, as package:Function; `make fuzz` (and `make test`) runs
+# each for FUZZ_TIME.
+FUZZ_TIME    ?= 20s
+FUZZ_TARGETS := ./services/builder/fsimage:FuzzBuilderScripts ./services/builder/flatten:FuzzFlatten \
+	./services/converter/inspect:FuzzInspect ./pkg/dockerurl:FuzzParse ./pkg/onetemplate:FuzzParse
 BENCH_FLAGS   ?= -run '^$$' -bench . -benchtime 1x -timeout 60m
 
 # Tests and the demo never reach out to Docker Hub; `make up` lists it when
@@ -85,6 +91,14 @@ demo: deps tools build ## Start the stack, import a disk and a container image, 
 test: deps tools ## Run every test against real NATS, MinIO, qemu-img and mkfs
 	go vet $(MODULES)
 	go test $(GO_TEST_FLAGS) $(MODULES)
+	$(MAKE) --no-print-directory fuzz
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZ_TIME (20s) each; seed corpora live in testdata/fuzz
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz: $${t##*:} in $${t%%:*} for $(FUZZ_TIME)"; \
+		go test -run '^$$' -fuzz "^$${t##*:}$$" -fuzztime $(FUZZ_TIME) "$${t%%:*}"; \
+	done
 
 .PHONY: bench
 bench: deps tools ## Run the benchmarks; each prints its baseline and the ratio

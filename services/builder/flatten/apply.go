@@ -146,6 +146,11 @@ func entryPath(name string) (string, error) {
 	if p == ".." || strings.HasPrefix(p, "../") {
 		return "", errorf(ErrUnsafe, "path climbs out of the root")
 	}
+	// Names end up in the builders' scripts: control characters never
+	// get that far.
+	if err := tree.CheckPath(p); err != nil {
+		return "", errorf(ErrUnsafe, "%v", err)
+	}
 	return p, nil
 }
 
@@ -297,8 +302,8 @@ func checkSymlink(dir *node, target string) error {
 	switch {
 	case target == "":
 		return errorf(ErrInvalid, "symlink with an empty target")
-	case strings.ContainsRune(target, 0):
-		return errorf(ErrInvalid, "symlink target holds a NUL byte")
+	case tree.CheckLink(target) != nil:
+		return errorf(ErrUnsafe, "%v", tree.CheckLink(target))
 	case strings.HasPrefix(target, "/"):
 		return nil
 	}
@@ -420,7 +425,10 @@ func (f *flattener) meta(hdr *tar.Header, typ tree.Type) (*inode, error) {
 		ino.mode &^= 0o6000
 	}
 	for k, v := range hdr.PAXRecords {
-		if name, ok := strings.CutPrefix(k, xattrPrefix); ok && name != "" {
+		if name, ok := strings.CutPrefix(k, xattrPrefix); ok {
+			if err := tree.CheckXattr(name, v); err != nil {
+				return nil, errorf(ErrUnsafe, "%v", err)
+			}
 			if ino.xattrs == nil {
 				ino.xattrs = map[string]string{}
 			}

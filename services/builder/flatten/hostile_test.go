@@ -61,6 +61,19 @@ func TestHostileLayers(t *testing.T) {
 		{"absolute", func(sandbox) [][]te { return [][]te{{fileE("/etc/slipway-flatten-test", "x", 0o644)}} },
 			ErrUnsafe, []string{`entry "/etc/slipway-flatten-test": absolute path`},
 			func(sandbox) []string { return []string{"/etc/slipway-flatten-test"} }},
+		{"xattr-name-with-a-debugfs-command", func(sandbox) [][]te {
+			return [][]te{{fileE("victim", "x", 0o644).xattr("user.a\ndump \"/payload\" /host/path\nx", "v")}}
+		}, ErrUnsafe, []string{`entry "victim"`, `holds the byte 0x0a`}, nil},
+		{"xattr-system-namespace", func(sandbox) [][]te {
+			return [][]te{{fileE("acl", "x", 0o644).xattr("system.posix_acl_access", "v")}}
+		}, ErrUnsafe, []string{`entry "acl"`, `xattr "system.posix_acl_access" is not in the user., trusted., security. namespaces`}, nil},
+		{"xattr-empty-name", func(sandbox) [][]te {
+			return [][]te{{fileE("e", "x", 0o644).xattr("", "v")}}
+		}, ErrUnsafe, []string{`entry "e"`}, nil},
+		{"name-with-a-newline", func(sandbox) [][]te { return [][]te{{fileE("a\nset_inode_field / uid 0", "x", 0o644)}} },
+			ErrUnsafe, []string{`control character 0x0a`}, nil},
+		{"symlink-target-with-a-carriage-return", func(sandbox) [][]te { return [][]te{{symE("l", "x\rdump /etc/shadow /tmp/x")}} },
+			ErrUnsafe, []string{`entry "l"`, `control character 0x0d`}, nil},
 		{"symlink-climbs", func(sandbox) [][]te { return [][]te{{symE("up", "../..")}} },
 			ErrUnsafe, []string{`entry "up": symlink target "../.." climbs out of the root`}, nil},
 		{"symlink-climbs-nested", func(sandbox) [][]te {

@@ -90,10 +90,6 @@ func debugfsErrors(stderr string) error {
 	return nil
 }
 
-// dq quotes s for debugfs's command parser, where "" inside quotes is a
-// literal quote.
-func dq(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
-
 // abs is an entry's path in debugfs's absolute form.
 func abs(p string) string {
 	if p == "." {
@@ -115,31 +111,12 @@ func writeExtScript(root string, t *tree.Tree, script, work string) error {
 	w := &scriptWriter{w: bufio.NewWriter(f)}
 	links := map[string]int{} // device and fifo inodes that hard links share
 	for _, e := range t.Entries() {
-		p := dq(abs(e.Path))
-		switch e.Type {
-		case tree.Hardlink:
-			if linksSpecial(t, e) {
-				w.line("ln %s %s", dq(abs(e.Link)), p)
-				links[e.Link]++
-			}
-			continue
-		case tree.CharDevice, tree.BlockDevice, tree.FIFO:
-			if _, err := os.Lstat(filepath.Join(root, e.Path)); os.IsNotExist(err) {
-				w.line("cd %s", dq(abs(path.Dir(e.Path))))
-				w.line("mknod %s", mknodArgs(e))
-				w.line("cd /")
-			}
-		}
-		w.line("set_inode_field %s uid %d", p, e.UID)
-		w.line("set_inode_field %s gid %d", p, e.GID)
-		w.line("set_inode_field %s mode 0%o", p, typeBits[e.Type]|e.Mode&0o7777)
-		w.line("set_inode_field %s mtime @%d", p, e.ModTime)
-		if err := w.xattrs(root, e, p, work); err != nil {
-			return err
+		if err := w.entry(root, t, e, work, links); err != nil {
+			return fmt.Errorf("entry %q: %w", e.Path, err)
 		}
 	}
 	for target, n := range links {
-		w.line("set_inode_field %s links_count %d", dq(abs(target)), n+1)
+		w.line("set_inode_field %s links_count %d", w.q(abs(target)), n+1)
 	}
 	if w.err != nil {
 		return w.err
@@ -148,6 +125,34 @@ func writeExtScript(root string, t *tree.Tree, script, work string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// entry writes the commands of one entry; hard links to device nodes and
+// fifos are counted in links.
+func (w *scriptWriter) entry(root string, t *tree.Tree, e *tree.Entry, work string, links map[string]int) error {
+	p := w.q(abs(e.Path))
+	switch e.Type {
+	case tree.Hardlink:
+		if linksSpecial(t, e) {
+			w.line("ln %s %s", w.q(abs(e.Link)), p)
+			links[e.Link]++
+		}
+		return w.err
+	case tree.CharDevice, tree.BlockDevice, tree.FIFO:
+		if _, err := os.Lstat(filepath.Join(root, e.Path)); os.IsNotExist(err) {
+			w.line("cd %s", w.q(abs(path.Dir(e.Path))))
+			w.line("mknod %s", w.mknodArgs(e))
+			w.line("cd /")
+		}
+	}
+	w.line("set_inode_field %s uid %d", p, e.UID)
+	w.line("set_inode_field %s gid %d", p, e.GID)
+	w.line("set_inode_field %s mode 0%o", p, typeBits[e.Type]|e.Mode&0o7777)
+	w.line("set_inode_field %s mtime @%d", p, e.ModTime)
+	if err := w.xattrs(root, e, p, work); err != nil {
+		return err
+	}
+	return w.err
 }
 
 // linksSpecial tells whether e is a hard link to a device node or fifo,
@@ -164,8 +169,8 @@ func isSpecial(t tree.Type) bool {
 	return t == tree.CharDevice || t == tree.BlockDevice || t == tree.FIFO
 }
 
-func mknodArgs(e *tree.Entry) string {
-	name := dq(path.Base(e.Path))
+func (w *scriptWriter) mknodArgs(e *tree.Entry) string {
+	name := w.q(path.Base(e.Path))
 	switch e.Type {
 	case tree.CharDevice:
 		return fmt.Sprintf("%s c %d %d", name, e.Major, e.Minor)
@@ -179,6 +184,15 @@ type scriptWriter struct {
 	w      *bufio.Writer
 	err    error
 	values int
+}
+
+// q is debugfsQuote; a refusal is kept in s.err and stops the script.
+func (s *scriptWriter) q(v string) string {
+	out, err := debugfsQuote(v)
+	if err != nil && s.err == nil {
+		s.err = err
+	}
+	return out
 }
 
 func (s *scriptWriter) line(format string, args ...any) {
@@ -200,7 +214,7 @@ func (s *scriptWriter) xattrs(root string, e *tree.Entry, p, work string) error 
 	if e.Type == tree.Regular || e.Type == tree.Dir {
 		for _, name := range diskXattrs(filepath.Join(root, e.Path)) {
 			if _, ok := e.Xattrs[name]; !ok {
-				s.line("ea_rm %s %s", p, dq(name))
+				s.line("ea_rm %s %s", p, s.q(name))
 			}
 		}
 	}
@@ -210,7 +224,7 @@ func (s *scriptWriter) xattrs(root string, e *tree.Entry, p, work string) error 
 		if err := os.WriteFile(file, []byte(e.Xattrs[name]), 0o600); err != nil {
 			return err
 		}
-		s.line("ea_set -f %s %s %s", dq(file), p, dq(name))
+		s.line("ea_set -f %s %s %s", s.q(file), p, s.q(name))
 	}
 	return nil
 }

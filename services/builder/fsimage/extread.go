@@ -246,12 +246,24 @@ func fetchExtValues(ctx context.Context, image string, l *inodeList, xattrNames 
 		e := x.entry
 		if e.Type == tree.Symlink && e.Link == "" && e.Size > 0 {
 			f := filepath.Join(work, fmt.Sprintf("l%d", ino))
-			cmds = append(cmds, fmt.Sprintf("dump <%d> %s", ino, dq(f)))
+			qf, err := debugfsQuote(f)
+			if err != nil {
+				return err
+			}
+			cmds = append(cmds, fmt.Sprintf("dump <%d> %s", ino, qf))
 			files[f] = func(b []byte) { e.Link = string(b) }
 		}
 		for i, name := range xattrNames[ino] {
 			f := filepath.Join(work, fmt.Sprintf("x%d.%d", ino, i))
-			cmds = append(cmds, fmt.Sprintf("ea_get -f %s <%d> %s", dq(f), ino, dq(name)))
+			qf, err := debugfsQuote(f)
+			if err != nil {
+				return err
+			}
+			qn, err := debugfsQuote(name)
+			if err != nil {
+				return fmt.Errorf("inode %d: %w", ino, err)
+			}
+			cmds = append(cmds, fmt.Sprintf("ea_get -f %s <%d> %s", qf, ino, qn))
 			if e.Xattrs == nil {
 				e.Xattrs = map[string]string{}
 			}
@@ -319,7 +331,11 @@ func ContentHash(ctx context.Context, image, fs, p string) (string, error) {
 
 // extCat streams a file's content out of an ext image with debugfs cat.
 func extCat(ctx context.Context, image, p string, w io.Writer) error {
-	cmd := exec.CommandContext(ctx, "debugfs", "-R", "cat "+dq(abs(p)), image)
+	qp, err := debugfsQuote(abs(p))
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "debugfs", "-R", "cat "+qp, image)
 	var stderr headBuffer
 	cmd.Stdout, cmd.Stderr = w, &stderr
 	if err := cmd.Run(); err != nil {

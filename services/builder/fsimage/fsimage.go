@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 
 	"github.com/slipway/slipway/services/builder/tree"
@@ -128,21 +129,25 @@ func checkLabel(opts Options) error {
 	if len(opts.Label) > limit {
 		return fmt.Errorf("label %q is longer than %s allows (%d bytes)", opts.Label, opts.Filesystem, limit)
 	}
-	if strings.ContainsAny(opts.Label, "\n\x00") {
-		return fmt.Errorf("label %q holds a newline or NUL", opts.Label)
+	if i := tree.ControlByte(opts.Label); i >= 0 {
+		return fmt.Errorf("label %q holds the control character %#02x", opts.Label, opts.Label[i])
+	}
+	// The UUID reaches mkfs.xfs inside a -m suboption list, where a comma
+	// would start another suboption.
+	if opts.UUID != "" && !uuidRe.MatchString(opts.UUID) {
+		return fmt.Errorf("UUID %q is not of the form 01234567-89ab-cdef-0123-456789abcdef", opts.UUID)
 	}
 	return nil
 }
+
+var uuidRe = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // checkNames refuses names the tools cannot be told about: debugfs scripts
 // and protofiles are line based.
 func checkNames(t *tree.Tree, fs string) error {
 	for _, e := range t.Entries() {
-		if strings.ContainsAny(e.Path, "\n\x00") {
-			return fmt.Errorf("entry %q: names holding a newline cannot be written to %s", e.Path, fs)
-		}
-		if e.Type == tree.Symlink && strings.ContainsAny(e.Link, "\n\x00") {
-			return fmt.Errorf("symlink %q: a target holding a newline cannot be written to %s", e.Path, fs)
+		if err := tree.CheckEntry(e); err != nil {
+			return fmt.Errorf("entry %q cannot be written to %s: %w", e.Path, fs, err)
 		}
 		if fs == "xfs" {
 			if err := checkProtoName(e); err != nil {

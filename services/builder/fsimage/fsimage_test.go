@@ -371,8 +371,18 @@ func TestRefusals(t *testing.T) {
 		t.Errorf("xfs with a space in a name: %v", err)
 	}
 	f.put(&tree.Entry{Path: "new\nline", Type: tree.FIFO, Mode: 0o644})
-	if _, err := Build(ctx, f.root, f.tree, out, Options{Filesystem: "ext4"}); err == nil || !strings.Contains(err.Error(), "newline") {
+	if _, err := Build(ctx, f.root, f.tree, out, Options{Filesystem: "ext4"}); err == nil || !strings.Contains(err.Error(), "control character 0x0a") {
 		t.Errorf("newline in a name: %v", err)
+	}
+	ok := newFixture(t)
+	ok.file("ok", []byte("x"), 0o644, 0, 0)
+	if _, err := Build(ctx, ok.root, ok.tree, out, Options{Filesystem: "xfs", UUID: "01234567-89ab-cdef-0123-456789abcdef,sparse=0"}); err == nil ||
+		!strings.Contains(err.Error(), "is not of the form") {
+		t.Errorf("UUID with a suboption: %v", err)
+	}
+	if _, err := Build(ctx, ok.root, ok.tree, out, Options{Filesystem: "ext4", Label: "a\nb"}); err == nil ||
+		!strings.Contains(err.Error(), "control character 0x0a") {
+		t.Errorf("label with a newline: %v", err)
 	}
 	g := newFixture(t)
 	g.file("a", []byte("x"), 0o644, 0, 0)

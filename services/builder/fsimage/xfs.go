@@ -71,17 +71,18 @@ func buildXFS(ctx context.Context, root string, t *tree.Tree, out string, sizeMi
 	return nil
 }
 
-// checkProtoName refuses what a protofile cannot say: its tokens are
-// separated by white space, ":" starts a comment and "$" ends a directory.
+// checkProtoName refuses what a protofile or xfs_db cannot say (see
+// protoWord and xfsDBWord), before anything is written.
 func checkProtoName(e *tree.Entry) error {
 	if e.Path != "." {
-		name := path.Base(e.Path)
-		if strings.ContainsAny(name, " \t") || strings.HasPrefix(name, ":") || name == "$" {
-			return fmt.Errorf("xfs: entry %q: mkfs.xfs protofiles cannot hold names with spaces or tabs, starting with a colon, or named $ (ext4 can)", e.Path)
+		if _, err := protoWord(path.Base(e.Path)); err != nil {
+			return fmt.Errorf("xfs: entry %q: %w (ext4 can hold it)", e.Path, err)
 		}
 	}
-	if e.Type == tree.Symlink && (e.Link == "" || strings.ContainsAny(e.Link, " \t") || strings.HasPrefix(e.Link, ":")) {
-		return fmt.Errorf("xfs: symlink %q: mkfs.xfs protofiles cannot hold the target %q (empty, white space or a leading colon; ext4 can)", e.Path, e.Link)
+	if e.Type == tree.Symlink {
+		if _, err := protoWord(e.Link); err != nil {
+			return fmt.Errorf("xfs: symlink %q: target: %w (ext4 can hold it)", e.Path, err)
+		}
 	}
 	if e.Type != tree.Hardlink && (e.ModTime < xfsMinTime || e.ModTime > xfsMaxTime) {
 		return fmt.Errorf("xfs: entry %q: mtime %d is outside what this builder can write to xfs (%d to %d, years 1901 to 2194)",
@@ -90,8 +91,11 @@ func checkProtoName(e *tree.Entry) error {
 	n := 4
 	for k, v := range e.Xattrs {
 		ns, _ := xattrNamespace(k)
-		if ns == "" || strings.ContainsAny(k, " \t\"\\") {
-			return fmt.Errorf("xfs: entry %q: xattr %q is not in the user, security or trusted namespace, or holds white space or quotes", e.Path, k)
+		if ns == "" {
+			return fmt.Errorf("xfs: entry %q: xattr %q is not in the user, security or trusted namespace", e.Path, k)
+		}
+		if _, err := xfsDBWord(k[len(ns):]); err != nil {
+			return fmt.Errorf("xfs: entry %q: xattr %q: %w", e.Path, k, err)
 		}
 		n += 3 + len(k) - len(ns) + len(v)
 	}
@@ -138,14 +142,18 @@ func writeProto(root string, t *tree.Tree, proto, work string) error {
 	walk = func(dir string) error {
 		for _, e := range children[dir] {
 			meta := resolve(t, e)
-			fmt.Fprintf(w, "%s %s %d %d", path.Base(e.Path), protoMode(meta), meta.UID, meta.GID)
+			name, err := protoWord(path.Base(e.Path))
+			if err != nil {
+				return fmt.Errorf("xfs: entry %q: %w", e.Path, err)
+			}
+			fmt.Fprintf(w, "%s %s %d %d", name, protoMode(meta), meta.UID, meta.GID)
 			switch meta.Type {
 			case tree.Regular:
 				src := filepath.Join(root, meta.Path)
 				if e.Type == tree.Hardlink {
 					src = empty
 				}
-				if strings.ContainsAny(src, " \t\n") || strings.HasPrefix(src, ":") {
+				if _, err := protoWord(src); err != nil {
 					sources++
 					alias := filepath.Join(work, "s"+strconv.Itoa(sources))
 					if err := os.Symlink(src, alias); err != nil {
@@ -155,7 +163,11 @@ func writeProto(root string, t *tree.Tree, proto, work string) error {
 				}
 				fmt.Fprintf(w, " %s", src)
 			case tree.Symlink:
-				fmt.Fprintf(w, " %s", meta.Link)
+				link, err := protoWord(meta.Link)
+				if err != nil {
+					return fmt.Errorf("xfs: symlink %q: %w", e.Path, err)
+				}
+				fmt.Fprintf(w, " %s", link)
 			case tree.CharDevice, tree.BlockDevice:
 				fmt.Fprintf(w, " %d %d", meta.Major, meta.Minor)
 			}
@@ -238,7 +250,11 @@ func fixXFS(ctx context.Context, t *tree.Tree, out string) error {
 		if x == nil {
 			return fmt.Errorf("xfs: %q is missing from the image mkfs.xfs made", e.Path)
 		}
-		cmds = append(cmds, xfsFixes(x.ino, e, x.entry)...)
+		fixes, err := xfsFixes(x.ino, e, x.entry)
+		if err != nil {
+			return fmt.Errorf("xfs: entry %q: %w", e.Path, err)
+		}
+		cmds = append(cmds, fixes...)
 	}
 	if err := xfsDBScript(ctx, out, true, cmds, checkWrite); err != nil {
 		return fmt.Errorf("xfs: setting hard links, sticky bits, mtimes and xattrs: %w", err)
@@ -267,7 +283,7 @@ func xfsTime(unix int64) uint64 {
 	return uint64(unix-xfsMinTime) * 1e9
 }
 
-func xfsFixes(ino uint64, want, got *tree.Entry) []string {
+func xfsFixes(ino uint64, want, got *tree.Entry) ([]string, error) {
 	var c []string
 	if want.Mode != got.Mode {
 		c = append(c, fmt.Sprintf("write core.mode 0%o", typeBits[want.Type]|want.Mode))
@@ -283,12 +299,19 @@ func xfsFixes(ino uint64, want, got *tree.Entry) []string {
 	names := sortedKeys(want.Xattrs)
 	for _, k := range names {
 		ns, flag := xattrNamespace(k)
-		c = append(c, fmt.Sprintf("attr_set %s -v %d %s", flag, len(want.Xattrs[k]), strings.TrimPrefix(k, ns)))
+		if flag == "" {
+			return nil, fmt.Errorf("xattr %q is not in the user, security or trusted namespace", k)
+		}
+		name, err := xfsDBWord(k[len(ns):])
+		if err != nil {
+			return nil, fmt.Errorf("xattr %q: %w", k, err)
+		}
+		c = append(c, fmt.Sprintf("attr_set %s -v %d %s", flag, len(want.Xattrs[k]), name))
 	}
 	for i, k := range names {
 		if v := want.Xattrs[k]; v != "" {
 			c = append(c, fmt.Sprintf("write a.sfattr.list[%d].value #%s", i, hex.EncodeToString([]byte(v))))
 		}
 	}
-	return append([]string{fmt.Sprintf("inode %d", ino)}, c...)
+	return append([]string{fmt.Sprintf("inode %d", ino)}, c...), nil
 }
