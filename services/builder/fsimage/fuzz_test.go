@@ -89,8 +89,10 @@ func flattenFields(t *testing.T, name, link, xname, xvalue string) (*tree.Tree, 
 
 type fuzzLayer []byte
 
-func (fuzzLayer) Digest() string                         { return "sha256:fuzz" }
-func (l fuzzLayer) Uncompressed() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(l)), nil }
+func (fuzzLayer) Digest() string { return "sha256:fuzz" }
+func (l fuzzLayer) Uncompressed() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(l)), nil
+}
 
 // rawTree holds the fields as they are: no flattener checked them. Slashes
 // are the tree's own separators, so they are replaced in the name.

@@ -333,4 +333,3 @@ func checkProto(proto string, t *tree.Tree, root, work string) error {
 	}
 	return nil
 }
-
