@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -133,7 +134,9 @@ func (s *Service) fetch(ctx context.Context, j *job, cmd schemas.ConverterImport
 	defer func() { endSpan(span, err) }()
 	j.SetPhase(schemas.ConverterPhaseFetch, 0)
 	opts := s.cfg.Fetch
-	opts.Store, opts.Checksum, opts.MaxBytes = s.store, cmd.Checksum, s.cfg.MaxInputBytes
+	opts.Store, opts.Checksum = s.store, cmd.Checksum
+	opts.MaxBytes = min(s.cfg.MaxInputBytes, inputAllowance(s.virtualLimit(cmd)))
+	opts.Bound = boundByHeader
 	opts.Progress, opts.TempDir, opts.Verbatim = j.Update, dir, cmd.File
 	res, err := source.Fetch(ctx, cmd.Source, filepath.Join(dir, "input"), opts)
 	if err != nil {
@@ -149,11 +152,7 @@ func (s *Service) inspect(ctx context.Context, j *job, cmd schemas.ConverterImpo
 	ctx, span := s.span(ctx, "inspect", cmd.ImageID)
 	defer func() { endSpan(span, err) }()
 	j.SetPhase(schemas.ConverterPhaseInspect, 0)
-	limit := s.cfg.MaxVirtualSize
-	if cmd.MaxVirtualSize > 0 && cmd.MaxVirtualSize < limit {
-		limit = cmd.MaxVirtualSize
-	}
-	rep, err = inspect.InspectFile(path, inspect.Limits{MaxVirtualSize: limit})
+	rep, err = inspect.InspectFile(path, inspect.Limits{MaxVirtualSize: s.virtualLimit(cmd)})
 	if err != nil {
 		return rep, err
 	}
@@ -363,4 +362,32 @@ func (s *Service) storeFile(ctx context.Context, j *job, cmd schemas.ConverterIm
 		ImageID: cmd.ImageID, Dest: cmd.Dest, Format: schemas.DiskFormatRaw,
 		VirtualSize: fi.Size(), Size: info.Size, SHA256: info.SHA256,
 	}, nil
+}
+
+// virtualLimit is the largest virtual size this import may have: the
+// service's, or the command's when lower.
+func (s *Service) virtualLimit(cmd schemas.ConverterImport) int64 {
+	if cmd.MaxVirtualSize > 0 && cmd.MaxVirtualSize < s.cfg.MaxVirtualSize {
+		return cmd.MaxVirtualSize
+	}
+	return s.cfg.MaxVirtualSize
+}
+
+// inputAllowance is how large an input with a virtual size of at most v
+// may be once decompressed: a raw image is exactly its virtual size, and a
+// sparse format's metadata (tables, headers, a VMDK's grain directory)
+// stays well within a quarter of it. So a small gzip of zeros stops at the
+// limit instead of filling the disk.
+func inputAllowance(v int64) int64 {
+	return v + min(v/4, 1<<30) + 64<<20
+}
+
+// boundByHeader lowers the input's cap once its header is out, when the
+// header declares a virtual size (qcow2, VMDK, VDI, VHD).
+func boundByHeader(head []byte) (int64, string) {
+	f, v, ok := inspect.HeadVirtualSize(head)
+	if !ok || v > math.MaxInt64/2 {
+		return 0, ""
+	}
+	return inputAllowance(int64(v)), fmt.Sprintf("its %s header declares a virtual size of %s", f, inspect.HumanBytes(v))
 }

@@ -91,17 +91,31 @@ type zstdCloser struct{ *zstd.Decoder }
 func (z zstdCloser) Close() error { z.Decoder.Close(); return nil }
 
 // limitReader fails with a LimitError once more than max bytes came out.
+// With bound set, the first BoundHead bytes may lower max (see
+// Options.Bound).
 type limitReader struct {
-	r   io.Reader
-	n   int64
-	max int64
+	r     io.Reader
+	n     int64
+	max   int64
+	why   string
+	bound func([]byte) (int64, string)
+	head  []byte
 }
 
 func (l *limitReader) Read(p []byte) (int, error) {
 	n, err := l.r.Read(p)
 	l.n += int64(n)
+	if l.bound != nil {
+		l.head = append(l.head, p[:min(n, BoundHead-len(l.head))]...)
+		if len(l.head) == BoundHead || err != nil {
+			if b, why := l.bound(l.head); b > 0 && (l.max <= 0 || b < l.max) {
+				l.max, l.why = b, why
+			}
+			l.bound, l.head = nil, nil
+		}
+	}
 	if l.max > 0 && l.n > l.max {
-		return 0, &LimitError{Limit: l.max}
+		return 0, &LimitError{Limit: l.max, Why: l.why}
 	}
 	return n, err
 }

@@ -62,11 +62,19 @@ func (e *HTTPStatusError) Permanent() bool {
 	return c >= 400 && c < 500 && c != 408 && c != 429
 }
 
-// LimitError is returned when the decompressed data grows past MaxBytes.
-type LimitError struct{ Limit int64 }
+// LimitError is returned when the decompressed data grows past MaxBytes,
+// or past what Options.Bound allowed (Why says why).
+type LimitError struct {
+	Limit int64
+	Why   string
+}
 
 func (e *LimitError) Error() string {
-	return fmt.Sprintf("decompressed data exceeds the limit of %s", HumanBytes(e.Limit))
+	s := fmt.Sprintf("decompressed data exceeds the limit of %s", HumanBytes(e.Limit))
+	if e.Why != "" {
+		s += " (" + e.Why + ")"
+	}
+	return s
 }
 
 // Permanent implements the permanent marker.

@@ -51,7 +51,15 @@ type Options struct {
 	// Verbatim keeps the bytes as fetched: no decompression. Files such
 	// as compressed initrds must be stored exactly as given.
 	Verbatim bool
+	// Bound, when set, sees the first BoundHead bytes of the output (all
+	// of it when shorter) and may lower MaxBytes for the rest: an image
+	// whose header declares its virtual size cannot need much more. It
+	// returns the new cap (0 keeps MaxBytes) and why, for the error.
+	Bound func(head []byte) (max int64, why string)
 }
+
+// BoundHead is how much of the output Options.Bound sees.
+const BoundHead = 4096
 
 // Result describes a fetched input.
 type Result struct {
@@ -194,7 +202,7 @@ func copyOnce(r *resumer, w *sparseWriter, buf []byte, opts Options) (Result, er
 		}
 	}
 	defer dec.Close()
-	lim := &limitReader{r: dec, max: opts.MaxBytes}
+	lim := &limitReader{r: dec, max: opts.MaxBytes, bound: opts.Bound}
 	if _, err := io.CopyBuffer(w, lim, buf); err != nil {
 		return Result{}, r.explain(copyError(r.origin, comp, err))
 	}

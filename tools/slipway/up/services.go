@@ -37,79 +37,73 @@ type accelerated interface {
 // connection.
 type service struct {
 	name  string
-	build func(b *bus.Bus, store *blob.Store) runner
+	build func(b *bus.Bus, store *blob.Store) (runner, error)
 }
 
 // services lists every implemented service. Each gets its own bus
-// connection, as it would running as its own binary.
+// connection, as it would running as its own binary, and reads the same
+// variables as its binary does: an operator's caps (SLIPWAY_MAX_VIRTUAL_SIZE,
+// SLIPWAY_MAX_INPUT_BYTES…) hold here too, and a variable that is wrong
+// stops `up` with its name rather than being ignored. Work files default
+// to the stack's data directory rather than /tmp, which is often a small
+// tmpfs.
 func (s *Stack) services() []service {
 	log := s.cfg.Logger
+	work := filepath.Join(s.cfg.DataDir, "work")
+	orWork := func(dir string) string {
+		if dir == "" {
+			return work
+		}
+		return dir
+	}
 	return []service{
-		{"catalog", func(b *bus.Bus, st *blob.Store) runner {
-			// The digest is checked before an image becomes READY, as the
-			// catalog's own binary does by default.
-			return catalog.New(b, st, catalog.Config{User: s.cfg.User, VerifyDigest: true, Logger: log})
-		}},
-		{"converter", func(b *bus.Bus, st *blob.Store) runner {
-			// Work files next to the rest of the stack's data rather than
-			// in /tmp, which is often a small tmpfs.
-			return converter.New(b, st, converter.Config{TempDir: filepath.Join(s.cfg.DataDir, "work"), Logger: log.With("service", "converter")})
-		}},
-		{marketdockerhub.ServiceName, func(b *bus.Bus, _ *blob.Store) runner {
-			cfg, err := marketdockerhub.ConfigFromEnv()
-			if err != nil {
-				log.Warn("market-dockerhub: ignoring its environment", "err", err)
-				cfg = marketdockerhub.Config{}
-			}
+		{"catalog", func(b *bus.Bus, st *blob.Store) (runner, error) {
+			cfg, err := catalog.ConfigFromEnv()
 			if s.cfg.User != "" {
 				cfg.User = s.cfg.User
 			}
 			cfg.Logger = log
-			return marketdockerhub.New(b, cfg)
+			return catalog.New(b, st, cfg), err
 		}},
-		{builder.Name, func(b *bus.Bus, st *blob.Store) runner {
-			// Registry mirrors, credentials and the guest init binary come
-			// from the same variables as the builder binary's.
+		{"converter", func(b *bus.Bus, st *blob.Store) (runner, error) {
+			cfg, err := converter.ConfigFromEnv()
+			cfg.TempDir, cfg.Logger = orWork(cfg.TempDir), log.With("service", "converter")
+			return converter.New(b, st, cfg), err
+		}},
+		{marketdockerhub.ServiceName, func(b *bus.Bus, _ *blob.Store) (runner, error) {
+			cfg, err := marketdockerhub.ConfigFromEnv()
+			if s.cfg.User != "" {
+				cfg.User = s.cfg.User
+			}
+			cfg.Logger = log
+			return marketdockerhub.New(b, cfg), err
+		}},
+		{builder.Name, func(b *bus.Bus, st *blob.Store) (runner, error) {
 			cfg, err := builder.ConfigFromEnv()
-			if err != nil {
-				log.Warn("builder: ignoring its environment", "err", err)
-				cfg = builder.Config{}
-			}
-			cfg.TempDir, cfg.Logger = filepath.Join(s.cfg.DataDir, "work"), log.With("service", builder.Name)
-			return builder.New(b, st, cfg)
+			cfg.TempDir, cfg.Logger = orWork(cfg.TempDir), log.With("service", builder.Name)
+			return builder.New(b, st, cfg), err
 		}},
-		{cryptoluks.Name, func(b *bus.Bus, st *blob.Store) runner {
-			// The KEK comes from SLIPWAY_LUKS_KEK(_FILE) like the binary's;
-			// without them the stack keeps its own in its data dir, made
-			// (mode 0600) on first start.
-			return cryptoluks.NewFromEnv(b, st, cryptoluks.Config{TempDir: filepath.Join(s.cfg.DataDir, "work"),
-				Logger: log.With("service", cryptoluks.Name)}, filepath.Join(s.cfg.DataDir, "luks.kek"))
+		{cryptoluks.Name, func(b *bus.Bus, st *blob.Store) (runner, error) {
+			// The key-encryption key comes from SLIPWAY_LUKS_KEK(_FILE), or
+			// is generated into the data directory (mode 0600) on first
+			// start; a bad variable makes Run fail with its name.
+			return cryptoluks.NewFromEnv(b, st, cryptoluks.Config{TempDir: work,
+				Logger: log.With("service", cryptoluks.Name)}, filepath.Join(s.cfg.DataDir, "luks.kek")), nil
 		}},
-		{kernelregistry.Name, func(b *bus.Bus, st *blob.Store) runner {
-			// The slipway-initrd binary and initrd modules come from the same
-			// variables as the kernel-registry binary's.
+		{kernelregistry.Name, func(b *bus.Bus, st *blob.Store) (runner, error) {
 			cfg, err := kernelregistry.ConfigFromEnv()
-			if err != nil {
-				log.Warn("kernel-registry: ignoring its environment", "err", err)
-				cfg = kernelregistry.Config{}
-			}
-			cfg.TempDir, cfg.Logger = filepath.Join(s.cfg.DataDir, "work"), log.With("service", kernelregistry.Name)
-			return kernelregistry.New(b, st, cfg)
+			cfg.TempDir, cfg.Logger = orWork(cfg.TempDir), log.With("service", kernelregistry.Name)
+			return kernelregistry.New(b, st, cfg), err
 		}},
-		{launcher.Name, func(b *bus.Bus, st *blob.Store) runner {
-			// QEMU, acceleration and timeouts come from the same variables
-			// as the launcher binary's; VMs, the blob cache and consoles
-			// live beside the rest of the stack's data.
+		{launcher.Name, func(b *bus.Bus, st *blob.Store) (runner, error) {
+			// VMs, the blob cache and consoles live beside the rest of the
+			// stack's data unless SLIPWAY_LAUNCHER_WORK_DIR says otherwise.
 			cfg, err := launcher.ConfigFromEnv()
-			if err != nil {
-				log.Warn("launcher: ignoring its environment", "err", err)
-				cfg = launcher.Config{}
-			}
 			if cfg.WorkDir == "" {
 				cfg.WorkDir = filepath.Join(s.cfg.DataDir, "launcher")
 			}
 			cfg.Logger = log.With("service", launcher.Name)
-			return launcher.New(b, st, cfg)
+			return launcher.New(b, st, cfg), err
 		}},
 	}
 }

@@ -262,7 +262,10 @@ func (s *Stack) startServices(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		r := svc.build(b, store)
+		r, err := svc.build(b, store)
+		if err != nil {
+			return fmt.Errorf("%s: %w", svc.name, err)
+		}
 		if rd, ok := r.(readier); ok {
 			ready = append(ready, rd)
 		}

@@ -151,3 +151,18 @@ func TestStartWithoutMinIOBinaryNamesTheFix(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// A service variable that is wrong stops `up` with its name; it is never
+// ignored.
+func TestStartRefusesABadServiceVariable(t *testing.T) {
+	t.Setenv("SLIPWAY_MAX_INPUT_BYTES", "lots")
+	bin, err := testenv.MinIOBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Start(context.Background(), Config{DataDir: t.TempDir(), NATSPort: -1, MinIOBin: bin,
+		MinIOAddr: freeAddr(t), ConsoleAddr: freeAddr(t)})
+	if err == nil || !strings.Contains(err.Error(), `converter: SLIPWAY_MAX_INPUT_BYTES="lots"`) {
+		t.Errorf("err = %v", err)
+	}
+}
