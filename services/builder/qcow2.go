@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"strings"
 
+	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -44,6 +45,7 @@ func toQcow2(ctx context.Context, raw, out string, compression schemas.Compressi
 	}
 	args = append(args, raw, out)
 	c := exec.CommandContext(ctx, qemuImg, args...)
+	c.Env = run.ChildEnv()
 	var stderr bytes.Buffer
 	c.Stderr = &stderr
 	if err := c.Run(); err != nil {

@@ -336,6 +336,7 @@ func extCat(ctx context.Context, image, p string, w io.Writer) error {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, "debugfs", "-R", "cat "+qp, image)
+	cmd.Env = toolEnv()
 	var stderr headBuffer
 	cmd.Stdout, cmd.Stderr = w, &stderr
 	if err := cmd.Run(); err != nil {

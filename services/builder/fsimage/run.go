@@ -8,6 +8,8 @@ import (
 	"io"
 	"os/exec"
 	"strings"
+
+	runenv "github.com/slipway/slipway/pkg/run"
 )
 
 // stderrLimit bounds how much of a tool's stderr is kept for messages.
@@ -46,8 +48,7 @@ func runMerged(ctx context.Context, onLine func(string) error, name string, args
 
 func runTool(ctx context.Context, onLine func(string) error, merge bool, name string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
-	// TZ=UTC: xfs_db prints timestamps as local dates, which ReadXFS parses.
-	cmd.Env = append(cmd.Environ(), "LC_ALL=C", "TZ=UTC", "DEBUGFS_PAGER=__none__", "PAGER=__none__")
+	cmd.Env = toolEnv()
 	var stderr headBuffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -96,4 +97,11 @@ func firstLines(s string, n int) string {
 		lines = append(lines[:n], fmt.Sprintf("(%d more lines)", len(lines)-n))
 	}
 	return strings.Join(lines, "; ")
+}
+
+// toolEnv is the whole environment of mkfs, debugfs, xfs_db and xfs_repair:
+// none of the builder's own (registry credentials, S3 keys). TZ=UTC:
+// xfs_db prints timestamps as local dates, which ReadXFS parses.
+func toolEnv() []string {
+	return runenv.ChildEnv("TZ=UTC", "DEBUGFS_PAGER=__none__", "PAGER=__none__")
 }

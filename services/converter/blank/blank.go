@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	runenv "github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/services/converter/inspect"
 	"github.com/slipway/slipway/services/converter/qemuimg"
 )
@@ -121,7 +122,7 @@ func mkfs(ctx context.Context, path, fs string) error {
 		return fmt.Errorf("blank disk: %s not found (install e2fsprogs or xfsprogs): %w", args[0], err)
 	}
 	cmd := exec.CommandContext(ctx, bin, args[1:]...)
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
+	cmd.Env = runenv.ChildEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second

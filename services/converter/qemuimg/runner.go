@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/services/converter/inspect"
 )
 
@@ -96,6 +97,7 @@ func (r *Runner) command(ctx context.Context, lim limits, args ...string) *exec.
 	argv = append(argv, bin)
 	argv = append(argv, args...)
 	cmd := exec.CommandContext(ctx, "prlimit", argv...)
+	cmd.Env = run.ChildEnv() // a parser of hostile disks gets none of our secrets
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {
 		// prlimit and nice exec qemu-img, but kill the whole group anyway in
