@@ -187,6 +187,23 @@ func TestHostileCorpus(t *testing.T) {
 		replaceText(t, p, `parentCID=ffffffff`, "parentCID=12345678\nparentFileNameHint=\"/etc/shadow\"")
 		refused(t, inspect(p), ErrBackingFile, "parentCID=12345678")
 	})
+	// qemu finds descriptor keys with strstr: a parent hint in a comment
+	// is still a backing file to qemu-img 7.2.
+	t.Run("vmdk parent hint behind a comment", func(t *testing.T) {
+		p := convertTo(t, dir, raw, "hint.vmdk", "vmdk")
+		replaceText(t, p, `parentCID=ffffffff`, "parentCID=ffffffff\n# parentFileNameHint=\"/etc/hostname\"")
+		refused(t, inspect(p), ErrBackingFile, `mentions parentFileNameHint outside its own key line`)
+	})
+	t.Run("vmdk second createType in a comment", func(t *testing.T) {
+		p := convertTo(t, dir, raw, "twotypes.vmdk", "vmdk")
+		replaceText(t, p, `# Disk DescriptorFile`, "# createType=\"vmfs\"")
+		refused(t, inspect(p), ErrBackingFile, `mentions createType`)
+	})
+	t.Run("vmdk createType twice", func(t *testing.T) {
+		p := convertTo(t, dir, raw, "dup.vmdk", "vmdk")
+		replaceText(t, p, `parentCID=ffffffff`, "parentCID=ffffffff\ncreateType=\"monolithicSparse\"")
+		refused(t, inspect(p), ErrMalformed, `must appear once`)
+	})
 	t.Run("qed", func(t *testing.T) {
 		p := filepath.Join(dir, "a.qed")
 		qemuImg(t, "create", "-f", "qed", p, "8M")

@@ -113,8 +113,12 @@ func vmdkDescriptor(s *src, descOff, descSize uint64) (string, error) {
 func checkVMDKDescriptor(text string) (string, error) {
 	createType := ""
 	extents := 0
+	seen := map[string]bool{}
 	for _, raw := range strings.Split(text, "\n") {
 		line := strings.TrimSpace(raw)
+		if err := checkQemuKeys(line, seen); err != nil {
+			return "", err
+		}
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
@@ -152,6 +156,36 @@ func checkVMDKDescriptor(text string) (string, error) {
 		return "", refuse(VMDK, ErrMalformed, "vmdk descriptor has %d extents; a monolithic image has exactly one", extents)
 	}
 	return createType, nil
+}
+
+// vmdkQemuKeys are the descriptor keys qemu reads, and it finds each with
+// strstr over the whole descriptor: in a comment, inside another key or
+// value, wherever it first appears. qemu-img 7.2 takes
+// `# parentFileNameHint="/etc/hostname"` as a backing file.
+var vmdkQemuKeys = []string{"parentFileNameHint", "parentCID", "createType", "CID"}
+
+// checkQemuKeys refuses a line that mentions a key qemu reads anywhere but
+// as its own key (exactly spelt, once per descriptor), so that qemu and
+// this parser read the same descriptor.
+func checkQemuKeys(line string, seen map[string]bool) error {
+	rest := line
+	if m := vmdkKeyRE.FindStringSubmatch(line); m != nil && !strings.HasPrefix(line, "#") {
+		for _, k := range vmdkQemuKeys {
+			if strings.EqualFold(m[1], k) {
+				if m[1] != k || seen[k] {
+					return refuse(VMDK, ErrMalformed, "vmdk descriptor line %q: the key %s must appear once, spelt exactly so", clip(line), k)
+				}
+				seen[k] = true
+				rest = m[2]
+			}
+		}
+	}
+	for _, k := range vmdkQemuKeys {
+		if strings.Contains(rest, k) {
+			return refuse(VMDK, ErrBackingFile, "vmdk descriptor line %q mentions %s outside its own key line: qemu reads that key wherever it appears", clip(line), k)
+		}
+	}
+	return nil
 }
 
 func checkVMDKExtent(line string, m []string, n int) error {
