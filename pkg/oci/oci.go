@@ -54,7 +54,15 @@ type Options struct {
 	// calls go on after Pull returns, until Image.Wait or Close. Calls are
 	// serialized.
 	Progress func(done, total int64)
+	// MaxBytes caps the compressed layer bytes an image may declare, all
+	// layers together; an image over it is refused before any layer is
+	// fetched. 0 = DefaultMaxBytes, negative = no cap.
+	MaxBytes int64
 }
+
+// DefaultMaxBytes is Options.MaxBytes's default: as much as the builder's
+// flattener unpacks by default.
+const DefaultMaxBytes int64 = 64 << 30
 
 // settings are Options with defaults applied and the platform parsed.
 type settings struct {

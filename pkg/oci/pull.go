@@ -75,6 +75,9 @@ func Pull(ctx context.Context, pinned string, cacheDir string, opts Options) (Im
 	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
 		return nil, fmt.Errorf("%s: config lists %d diff_ids for %d layers", pinned, len(cfg.RootFS.DiffIDs), len(m.Layers))
 	}
+	if err := checkLayerBytes(pinned, m.Layers, s.MaxBytes); err != nil {
+		return nil, err
+	}
 	dig, err := img.Digest()
 	if err != nil {
 		return nil, err
@@ -387,3 +390,27 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 	p.add(int64(n))
 	return n, err
 }
+
+// ErrTooLarge marks an image whose layers add up to more than
+// Options.MaxBytes.
+var ErrTooLarge = errors.New("image too large")
+
+// checkLayerBytes refuses a manifest whose layers declare a negative size
+// or more than max bytes together: each download is already held to its
+// descriptor's size, so this caps the whole pull.
+func checkLayerBytes(pinned string, layers []v1.Descriptor, max int64) error {
+	if max == 0 {
+		max = DefaultMaxBytes
+	}
+	var total int64
+	for i, l := range layers {
+		if l.Size < 0 {
+			return fmt.Errorf("%s: layer %d (%s) declares a negative size", pinned, i+1, l.Digest)
+		}
+		if total += l.Size; max > 0 && total > max {
+			return fmt.Errorf("%w: %s: its layers declare more than %d bytes (the limit)", ErrTooLarge, pinned, max)
+		}
+	}
+	return nil
+}
+

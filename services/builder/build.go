@@ -108,6 +108,11 @@ func (s *Service) pull(ctx context.Context, j *job, cmd schemas.BuilderBuild, ca
 	opts := s.cfg.Registry
 	opts.Platform = cmd.Arch // only matters if the digest names an index
 	opts.Insecure = opts.Insecure || s.insecure(cmd.Reference)
+	if opts.MaxBytes == 0 {
+		// What the flattener would unpack at most: a download past it
+		// could only be refused later.
+		opts.MaxBytes = s.cfg.Flatten.MaxBytes
+	}
 	opts.Progress = func(done, total int64) {
 		// The downloads go on during the next phase, which reports its own.
 		if j.Phase() == schemas.BuilderPhasePull {
