@@ -24,7 +24,7 @@ GO_TEST_FLAGS ?= -count=1 -timeout 45m
 # each for FUZZ_TIME.
 FUZZ_TIME    ?= 20s
 FUZZ_TARGETS := ./services/builder/fsimage:FuzzBuilderScripts ./services/builder/flatten:FuzzFlatten \
-	./services/converter/inspect:FuzzInspect ./pkg/dockerurl:FuzzParse ./pkg/onetemplate:FuzzParse
+	./pkg/inspect:FuzzInspect ./pkg/dockerurl:FuzzParse ./pkg/onetemplate:FuzzParse
 BENCH_FLAGS   ?= -run '^$$' -bench . -benchtime 1x -timeout 60m
 
 # Tests and the demo never reach out to Docker Hub; `make up` lists it when

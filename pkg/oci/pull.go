@@ -413,4 +413,3 @@ func checkLayerBytes(pinned string, layers []v1.Descriptor, max int64) error {
 	}
 	return nil
 }
-

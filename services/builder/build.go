@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/slipway/slipway/pkg/diskspace"
+
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/oci"
@@ -181,6 +183,11 @@ func (s *Service) buildContainer(ctx context.Context, j *job, cmd schemas.Builde
 	}
 	raw := filepath.Join(dir, "disk.raw")
 	j.SetPhase(schemas.BuilderPhaseMkfs, 0)
+	// mkfs copies the flattened tree into the image, so the image's blocks
+	// need room beside the tree: refuse now rather than at ENOSPC.
+	if err := diskspace.Ensure(dir, fsimage.Required(t, fs)<<20+64<<20); err != nil {
+		return out, failed(schemas.BuilderPhaseMkfs, err)
+	}
 	res, err := fsimage.Build(ctx, root, t, raw, fsimage.Options{Filesystem: fs, SizeMiB: cmd.SizeMiB, Label: Label})
 	if err != nil {
 		return out, failed(schemas.BuilderPhaseMkfs, err)

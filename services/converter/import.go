@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/slipway/slipway/pkg/diskspace"
+
 	"github.com/minio/minio-go/v7"
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/inspect"
 	"github.com/slipway/slipway/schemas"
-	"github.com/slipway/slipway/services/converter/inspect"
 	"github.com/slipway/slipway/services/converter/qemuimg"
 	"github.com/slipway/slipway/services/converter/source"
 )
@@ -228,7 +230,7 @@ func (s *Service) ensureRoom(ctx context.Context, input string, from, to inspect
 		s.log.Warn("qemu-img measure failed; converting without a space check", "err", err)
 		return nil
 	}
-	return qemuimg.EnsureFree(dir, need)
+	return diskspace.Ensure(dir, need)
 }
 
 // upload stores path at dest, hashing it on the way.

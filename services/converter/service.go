@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/slipway/slipway/pkg/diskspace"
+
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -17,11 +19,11 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/inspect"
 	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/pkg/workdir"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/converter/blank"
-	"github.com/slipway/slipway/services/converter/inspect"
 	"github.com/slipway/slipway/services/converter/qemuimg"
 	"github.com/slipway/slipway/services/converter/source"
 )
@@ -232,7 +234,7 @@ func isTerminal(phase schemas.ConverterPhase, err error) bool {
 	case errors.Is(err, errInvalid), errors.Is(err, inspect.ErrRefused),
 		errors.Is(err, qemuimg.ErrUnsafe), errors.Is(err, qemuimg.ErrCorrupt), errors.Is(err, qemuimg.ErrPath):
 		return true
-	case errors.Is(err, qemuimg.ErrNoSpace):
+	case errors.Is(err, diskspace.ErrNoSpace):
 		return false
 	}
 	var noSpace *source.NoSpaceError

@@ -16,8 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/slipway/slipway/pkg/inspect"
 	runenv "github.com/slipway/slipway/pkg/run"
-	"github.com/slipway/slipway/services/converter/inspect"
 	"github.com/slipway/slipway/services/converter/qemuimg"
 )
 

@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/slipway/slipway/services/converter/inspect"
+	"github.com/slipway/slipway/pkg/inspect"
 	"github.com/slipway/slipway/services/converter/qemuimg"
 )
 

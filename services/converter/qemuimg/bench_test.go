@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slipway/slipway/services/converter/inspect"
+	"github.com/slipway/slipway/pkg/diskspace"
+
+	"github.com/slipway/slipway/pkg/inspect"
 )
 
 // BenchmarkConvert compares what the service does (inspect.InspectFile, then
@@ -31,7 +33,7 @@ func BenchmarkConvert(b *testing.B) {
 		size = n
 	}
 	dir := b.TempDir()
-	if err := EnsureFree(dir, 3*size); err != nil {
+	if err := diskspace.Ensure(dir, 3*size); err != nil {
 		b.Fatal(err)
 	}
 	src := filepath.Join(dir, "src.raw")

@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/slipway/slipway/services/converter/inspect"
+	"github.com/slipway/slipway/pkg/inspect"
 )
 
 // ConvertOptions tune Convert and Measure.

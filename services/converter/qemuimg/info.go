@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/slipway/slipway/services/converter/inspect"
+	"github.com/slipway/slipway/pkg/inspect"
 )
 
 // ErrUnsafe marks an image qemu-img reports as referencing another file or

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slipway/slipway/services/converter/inspect"
+	"github.com/slipway/slipway/pkg/inspect"
 )
 
 // mixedRaw writes a raw image of size bytes: alternating 1 MiB runs of
@@ -299,23 +299,5 @@ func TestLimits(t *testing.T) {
 	ok := Runner{}
 	if _, err := ok.Info(ctx, src, inspect.Raw); err != nil {
 		t.Fatalf("Info with default limits: %v", err)
-	}
-}
-
-func TestFreeSpace(t *testing.T) {
-	dir := t.TempDir()
-	free, err := FreeSpace(dir)
-	if err != nil || free <= 0 {
-		t.Fatalf("FreeSpace = %d, %v", free, err)
-	}
-	if err := EnsureFree(dir, 1); err != nil {
-		t.Fatal(err)
-	}
-	err = EnsureFree(dir, 1<<62)
-	if !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "need 4 EiB in "+dir) || !strings.Contains(err.Error(), "free") {
-		t.Fatalf("EnsureFree(4 EiB) = %v", err)
-	}
-	if _, err := FreeSpace(filepath.Join(dir, "missing")); err == nil {
-		t.Fatal("FreeSpace of a missing dir succeeded")
 	}
 }

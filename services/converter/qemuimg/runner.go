@@ -13,8 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/slipway/slipway/pkg/inspect"
 	"github.com/slipway/slipway/pkg/run"
-	"github.com/slipway/slipway/services/converter/inspect"
 )
 
 // Defaults for Runner's zero fields.

@@ -3,24 +3,15 @@ package source
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"os"
 	"syscall"
-)
 
-// FreeSpace returns the bytes available to an unprivileged writer in the
-// file system holding dir.
-func FreeSpace(dir string) (int64, error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, fmt.Errorf("free space of %s: %w", dir, err)
-	}
-	return int64(st.Bavail) * int64(st.Bsize), nil
-}
+	"github.com/slipway/slipway/pkg/diskspace"
+)
 
 // ensureFree fails with a NoSpaceError unless dir has need bytes free.
 func ensureFree(dir string, need int64) error {
-	free, err := FreeSpace(dir)
+	free, err := diskspace.Free(dir)
 	if err != nil {
 		return err
 	}
@@ -64,7 +55,7 @@ func (w *sparseWriter) Write(p []byte) (int, error) {
 			}
 			if _, err := w.f.Write(chunk); err != nil {
 				if errors.Is(err, syscall.ENOSPC) {
-					free, _ := FreeSpace(w.dir)
+					free, _ := diskspace.Free(w.dir)
 					return written, &NoSpaceError{Dir: w.dir, Free: free}
 				}
 				return written, err

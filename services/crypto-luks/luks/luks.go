@@ -312,10 +312,8 @@ func (r *Runner) Info(ctx context.Context, path string) (Info, error) {
 	if err := checkPath(path); err != nil {
 		return Info{}, err
 	}
-	if f, err := DetectFile(path); err != nil {
+	if err := isLUKS(path); err != nil {
 		return Info{}, err
-	} else if f != FormatLUKS {
-		return Info{}, fmt.Errorf("%s: %w (it is %s)", filepath.Base(path), ErrNotLUKS, f)
 	}
 	out, err := r.run(ctx, nil, "info", "--output", "json", "-f", "luks", path)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/slipway/slipway/pkg/diskspace"
 )
 
 // Progress receives bytes done of total while qemu-img converts.
@@ -28,6 +30,9 @@ func (r *Runner) Encrypt(ctx context.Context, src, srcFormat, dst string, pass [
 		return err // the caller names the source better than its local path
 	}
 	if err := refuseExisting(dst); err != nil {
+		return err
+	}
+	if err := diskspace.Ensure(filepath.Dir(dst), volumeBytes(virtual)); err != nil {
 		return err
 	}
 	objs, cleanup, err := r.secrets(pass)
@@ -60,6 +65,9 @@ func (r *Runner) Create(ctx context.Context, dst string, size int64, pass []byte
 	if err := refuseExisting(dst); err != nil {
 		return err
 	}
+	if err := diskspace.Ensure(filepath.Dir(dst), volumeBytes(size)); err != nil {
+		return err
+	}
 	objs, cleanup, err := r.secrets(pass)
 	if err != nil {
 		return err
@@ -87,7 +95,7 @@ func (r *Runner) Decrypt(ctx context.Context, src string, pass []byte, dst, form
 	if format != FormatRaw && format != FormatQcow2 {
 		return fmt.Errorf("%w: decrypt to %q: want raw or qcow2", ErrFormat, format)
 	}
-	if err := r.isLUKS(src); err != nil {
+	if err := isLUKS(src); err != nil {
 		return err
 	}
 	objs, cleanup, err := r.secrets(pass)
@@ -111,7 +119,7 @@ func (r *Runner) Verify(ctx context.Context, path string, pass []byte) error {
 	if err := checkPath(path); err != nil {
 		return err
 	}
-	if err := r.isLUKS(path); err != nil {
+	if err := isLUKS(path); err != nil {
 		return err
 	}
 	objs, cleanup, err := r.secrets(pass)
@@ -209,7 +217,7 @@ func (r *Runner) amend(ctx context.Context, path, opts string, passes ...[]byte)
 	if err := checkPath(path); err != nil {
 		return err
 	}
-	if err := r.isLUKS(path); err != nil {
+	if err := isLUKS(path); err != nil {
 		return err
 	}
 	objs, cleanup, err := r.secrets(passes...)
@@ -221,17 +229,6 @@ func (r *Runner) amend(ctx context.Context, path, opts string, passes ...[]byte)
 	args = append(args, "-o", opts, imageOpts(path, 0))
 	_, err = r.run(ctx, nil, args...)
 	return err
-}
-
-func (r *Runner) isLUKS(path string) error {
-	f, err := DetectFile(path)
-	if err != nil {
-		return err
-	}
-	if f != FormatLUKS {
-		return fmt.Errorf("%s: %w (it is %s)", filepath.Base(path), ErrNotLUKS, f)
-	}
-	return nil
 }
 
 func refuseExisting(p string) error {
@@ -277,3 +274,8 @@ func (w *percentWriter) Write(p []byte) (int, error) {
 		w.buf = w.buf[end+len("/100%)"):]
 	}
 }
+
+// volumeBytes is what a LUKS volume of virtual bytes takes on disk: every
+// sector is written (encrypted zeros are not zeros), plus the header and
+// key slots (16 MiB with qemu's defaults), plus a margin.
+func volumeBytes(virtual int64) int64 { return virtual + 32<<20 }
