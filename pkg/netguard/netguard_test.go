@@ -293,11 +293,13 @@ func TestRedirects(t *testing.T) {
 // pooled across callers.
 func TestTransportIsShared(t *testing.T) {
 	var p *netguard.Policy
-	if p.Transport() != p.Transport() {
+	first := p.Transport()
+	if p.Transport() != first {
 		t.Error("the default policy's transport is not shared")
 	}
 	q := netguard.MustParse("10.0.0.0/8")
-	if q.Transport() != q.Transport() || q.Transport() == p.Transport() {
+	firstQ := q.Transport()
+	if q.Transport() != firstQ || firstQ == first {
 		t.Error("a policy's transport is not its own")
 	}
 	if q.Transport().Proxy != nil {
