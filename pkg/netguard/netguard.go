@@ -213,7 +213,11 @@ func (e *RefusedError) Error() string {
 		return fmt.Sprintf("refusing to connect to %s (%s): it is never allowed, whatever %s says", e.Addr, what, EnvAllow)
 	}
 	ip := e.Addr.Addr()
-	return fmt.Sprintf("refusing to connect to %s (%s): set %s=%s to allow it", e.Addr, what, EnvAllow, netip.PrefixFrom(ip, ip.BitLen()))
+	open := netip.PrefixFrom(ip, ip.BitLen()).String()
+	if e.Host != "" {
+		open += " (or " + net.JoinHostPort(e.Host, strconv.Itoa(int(e.Addr.Port()))) + ")"
+	}
+	return fmt.Sprintf("refusing to connect to %s (%s): set %s=%s to allow it", e.Addr, what, EnvAllow, open)
 }
 
 // Check tells whether the policy lets a connection to addr through; host

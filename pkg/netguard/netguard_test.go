@@ -213,7 +213,7 @@ func TestDialAllowList(t *testing.T) {
 	if !errors.As(err, &re) || re.Reason != "loopback" || re.Host != "localhost" || !re.Addr.Addr().IsLoopback() {
 		t.Fatalf("dial %s: %v, want refused as loopback", byName, err)
 	}
-	if !strings.Contains(err.Error(), "(loopback, the address of localhost): set SLIPWAY_FETCH_ALLOW=") {
+	if !strings.Contains(err.Error(), "(loopback, the address of localhost): set SLIPWAY_FETCH_ALLOW=") || !strings.HasSuffix(err.Error(), " (or "+byName+") to allow it") {
 		t.Errorf("dial %s: %v, want the name in the message", byName, err)
 	}
 	// Opened by name, it connects.
