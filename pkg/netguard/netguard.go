@@ -321,19 +321,29 @@ func (p *Policy) Client(timeout time.Duration) *http.Client {
 // maxRedirects matches net/http's own limit.
 const maxRedirects = 10
 
+// RedirectError is a redirect CheckRedirect would not follow.
+type RedirectError struct {
+	From, To string // the URLs, without their passwords
+	Reason   string
+}
+
+func (e *RedirectError) Error() string {
+	return fmt.Sprintf("refusing the redirect from %s to %s: %s", e.From, e.To, e.Reason)
+}
+
 // CheckRedirect is an http.Client's CheckRedirect: it follows at most 10
-// redirects and only to http and https URLs. (The hop's address is checked
-// when it is dialed.)
+// redirects, and only to http and https URLs, or returns a
+// *RedirectError. (The hop's address is checked when it is dialed.)
 func CheckRedirect(req *http.Request, via []*http.Request) error {
-	from := "?"
+	from := ""
 	if len(via) > 0 {
 		from = via[len(via)-1].URL.Redacted()
 	}
 	if s := req.URL.Scheme; s != "http" && s != "https" {
-		return fmt.Errorf("refusing the redirect from %s to %s: only http and https are followed", from, req.URL.Redacted())
+		return &RedirectError{From: from, To: req.URL.Redacted(), Reason: "only http and https are followed"}
 	}
 	if len(via) >= maxRedirects {
-		return fmt.Errorf("stopped after %d redirects (the last from %s)", maxRedirects, from)
+		return &RedirectError{From: from, To: req.URL.Redacted(), Reason: fmt.Sprintf("stopped after %d redirects", maxRedirects)}
 	}
 	return nil
 }

@@ -249,6 +249,8 @@ func TestRedirects(t *testing.T) {
 			http.Redirect(w, r, refused.URL+"/secret", http.StatusFound)
 		case "/file":
 			http.Redirect(w, r, "file:///etc/passwd", http.StatusFound)
+		case "/loop":
+			http.Redirect(w, r, "/loop", http.StatusFound)
 		case "/here":
 			http.Redirect(w, r, "/final", http.StatusMovedPermanently)
 		default:
@@ -284,8 +286,18 @@ func TestRedirects(t *testing.T) {
 		resp.Body.Close()
 		t.Fatal("followed a redirect to file://")
 	}
-	if !strings.Contains(err.Error(), "refusing the redirect from "+allowed.URL+"/file to file:///etc/passwd: only http and https are followed") {
+	var rerr *netguard.RedirectError
+	if !errors.As(err, &rerr) || !strings.Contains(err.Error(), "refusing the redirect from "+allowed.URL+"/file to file:///etc/passwd: only http and https are followed") {
 		t.Errorf("redirect to file://: %v", err)
+	}
+
+	resp, err = c.Get(allowed.URL + "/loop")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("followed redirects forever")
+	}
+	if !errors.As(err, &rerr) || rerr.Reason != "stopped after 10 redirects" {
+		t.Errorf("redirect loop: %v", err)
 	}
 }
 
