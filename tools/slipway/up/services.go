@@ -53,7 +53,11 @@ func (s *Stack) services() []service {
 		{"converter", func(b *bus.Bus, st *blob.Store) runner {
 			// Work files next to the rest of the stack's data rather than
 			// in /tmp, which is often a small tmpfs.
-			return converter.New(b, st, converter.Config{TempDir: filepath.Join(s.cfg.DataDir, "work"), Logger: log.With("service", "converter")})
+			// http(s) sources reach what SLIPWAY_FETCH_ALLOW opens, as
+			// the converter binary's do.
+			cfg := converter.Config{TempDir: filepath.Join(s.cfg.DataDir, "work"), Logger: log.With("service", "converter")}
+			cfg.Fetch.Guard = s.cfg.Guard
+			return converter.New(b, st, cfg)
 		}},
 		{marketdockerhub.ServiceName, func(b *bus.Bus, _ *blob.Store) runner {
 			cfg, err := marketdockerhub.ConfigFromEnv()
@@ -64,7 +68,7 @@ func (s *Stack) services() []service {
 			if s.cfg.User != "" {
 				cfg.User = s.cfg.User
 			}
-			cfg.Logger = log
+			cfg.Guard, cfg.Logger = s.cfg.Guard, log
 			return marketdockerhub.New(b, cfg)
 		}},
 		{builder.Name, func(b *bus.Bus, st *blob.Store) runner {
@@ -76,6 +80,7 @@ func (s *Stack) services() []service {
 				cfg = builder.Config{}
 			}
 			cfg.TempDir, cfg.Logger = filepath.Join(s.cfg.DataDir, "work"), log.With("service", builder.Name)
+			cfg.Registry.Guard = s.cfg.Guard
 			return builder.New(b, st, cfg)
 		}},
 		{cryptoluks.Name, func(b *bus.Bus, st *blob.Store) runner {
