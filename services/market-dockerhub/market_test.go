@@ -315,7 +315,7 @@ func TestRefusedAddressesFailClearly(t *testing.T) {
 	env := h.command(CmdRefresh, Refresh{MarketID: 0})
 	var ev AppsRefreshed
 	mustJSON(t, h.outcome(env, EvtAppsRefreshed).Data, &ev)
-	if !strings.Contains(ev.Error, "docker hub") || !strings.Contains(ev.Error, "refusing to connect to "+hubHost+setting) {
+	if !strings.HasPrefix(ev.Error, "docker hub: GET "+h.hub.srv.URL+"/v2/repositories/library/") || !strings.HasSuffix(ev.Error, ": refusing to connect to "+hubHost+setting) {
 		t.Errorf("Hub listing: %+v, want the refusal of %s", ev, hubHost)
 	}
 	if mk := h.markets(); mk[0].Error != ev.Error {
