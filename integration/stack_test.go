@@ -20,6 +20,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/builder"
@@ -41,6 +42,9 @@ type stack struct {
 	services sync.WaitGroup
 
 	converterCancel context.CancelFunc
+	// guard is what the converter, market-dockerhub and the builder may
+	// fetch from.
+	guard *netguard.Policy
 }
 
 type stackOptions struct {
@@ -53,6 +57,10 @@ type stackOptions struct {
 	guestInit string
 	// boot adds kernel-registry, crypto-luks and the launcher.
 	boot bool
+	// noFetchAllow runs the fetching services without SLIPWAY_FETCH_ALLOW:
+	// loopback, where the tests' servers and registries listen, refused.
+	// Otherwise they run with 127.0.0.0/8 and ::1 open.
+	noFetchAllow bool
 }
 
 func newStack(t testing.TB, opts stackOptions) *stack {
@@ -65,6 +73,9 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &stack{t: t, natsURL: natsURL, s3: s3, store: store, ctx: ctx}
+	if !opts.noFetchAllow {
+		s.guard = netguard.MustParse("127.0.0.0/8,::1/128")
+	}
 	t.Cleanup(func() {
 		cancel()
 		s.services.Wait()
@@ -121,6 +132,7 @@ func (s *stack) startConverter(maxVirtualSize int64) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	s.converterCancel = cancel
 	cfg := converter.Config{TempDir: s.t.TempDir(), MaxVirtualSize: maxVirtualSize}
+	cfg.Fetch.Guard = s.guard
 	s.services.Add(1)
 	go func() {
 		defer s.services.Done()
@@ -136,10 +148,11 @@ func (s *stack) startConverter(maxVirtualSize int64) {
 func (s *stack) startContainerServices(guestInit string) {
 	market := s.connect("market-dockerhub")
 	s.run("market-dockerhub", func(ctx context.Context) error {
-		return marketdockerhub.New(market, marketdockerhub.Config{HubOffline: true, HubAPI: "http://127.0.0.1:1"}).Run(ctx)
+		return marketdockerhub.New(market, marketdockerhub.Config{HubOffline: true, HubAPI: "http://127.0.0.1:1", Guard: s.guard}).Run(ctx)
 	})
 	b := s.connect("builder")
 	cfg := builder.Config{TempDir: s.t.TempDir(), GuestInit: guestInit}
+	cfg.Registry.Guard = s.guard
 	s.run("builder", func(ctx context.Context) error {
 		return builder.New(b, s.store, cfg).Run(ctx)
 	})

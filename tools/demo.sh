@@ -15,6 +15,8 @@ rm -rf "$DATA" && mkdir -p "$DATA/work"
 export SLIPWAY_NATS_URL="nats://127.0.0.1:$NATS_PORT"
 export SLIPWAY_S3_ENDPOINT="127.0.0.1:$S3_PORT"
 export SLIPWAY_S3_ACCESS_KEY=slipway SLIPWAY_S3_SECRET_KEY=slipway-secret
+# The services fetch only from public addresses; open the demo's registry on loopback.
+export SLIPWAY_FETCH_ALLOW="$REGISTRY"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 

@@ -44,7 +44,7 @@ func TestDiskDetection(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			img := image(t, "linux/amd64", tc.layers...)
 			dig := push(t, host+"/disks/x:1", img)
-			res, err := oci.Resolve(ctx, host+"/disks/x:1", oci.Options{})
+			res, err := oci.Resolve(ctx, host+"/disks/x:1", oci.Options{Guard: loopback})
 			if tc.err != "" {
 				mustContain(t, err, host+"/disks/x: ", tc.err)
 				var de *oci.DiskError
@@ -59,7 +59,7 @@ func TestDiskDetection(t *testing.T) {
 			if res.Kind != tc.kind || res.DiskPath != tc.path || res.Digest != dig {
 				t.Fatalf("kind %q path %q, want %q %q", res.Kind, res.DiskPath, tc.kind, tc.path)
 			}
-			pulled, err := pullAll(t, ctx, res.Reference, t.TempDir(), oci.Options{})
+			pulled, err := pullAll(t, ctx, res.Reference, t.TempDir(), oci.Options{Guard: loopback})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -99,18 +99,18 @@ func TestPushDisk(t *testing.T) {
 }
 
 func testPushDisk(t *testing.T, ctx context.Context, host, disk string) {
-	dig, err := oci.PushDisk(ctx, host+"/vms/ubuntu:24.04", disk, oci.Options{Platform: "linux/arm64"})
+	dig, err := oci.PushDisk(ctx, host+"/vms/ubuntu:24.04", disk, oci.Options{Guard: loopback, Platform: "linux/arm64"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := oci.Resolve(ctx, host+"/vms/ubuntu:24.04", oci.Options{Platform: "linux/arm64"})
+	res, err := oci.Resolve(ctx, host+"/vms/ubuntu:24.04", oci.Options{Guard: loopback, Platform: "linux/arm64"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Digest != dig || res.Kind != oci.KindDisk || res.DiskPath != "/disk/vm.qcow2" || res.Platform != "linux/arm64" {
 		t.Fatalf("resolved %+v, pushed %s", res, dig)
 	}
-	img, err := pullAll(t, ctx, res.Reference, t.TempDir(), oci.Options{})
+	img, err := pullAll(t, ctx, res.Reference, t.TempDir(), oci.Options{Guard: loopback})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func testPushDisk(t *testing.T, ctx context.Context, host, disk string) {
 	assertSameFile(t, rc, disk)
 
 	// The same disk gives the same image.
-	again, err := oci.PushDisk(ctx, host+"/vms/ubuntu:again", disk, oci.Options{Platform: "linux/arm64"})
+	again, err := oci.PushDisk(ctx, host+"/vms/ubuntu:again", disk, oci.Options{Guard: loopback, Platform: "linux/arm64"})
 	if err != nil || again != dig {
 		t.Fatalf("second push %s %v, want %s", again, err, dig)
 	}
@@ -173,16 +173,16 @@ func TestPushDiskRancherVM(t *testing.T) {
 	host := newRegistry(t)
 	disk := filepath.Join(t.TempDir(), "base.img")
 	writeRandom(t, disk, 1<<20)
-	if _, err := oci.PushDiskLayout(ctx, host+"/rvm/base:1", disk, oci.RancherVMLayout, oci.Options{}); err != nil {
+	if _, err := oci.PushDiskLayout(ctx, host+"/rvm/base:1", disk, oci.RancherVMLayout, oci.Options{Guard: loopback}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := oci.Resolve(ctx, host+"/rvm/base:1", oci.Options{})
+	res, err := oci.Resolve(ctx, host+"/rvm/base:1", oci.Options{Guard: loopback})
 	if err != nil || res.Kind != oci.KindDisk || res.DiskPath != "/base_image/base.img" {
 		t.Fatalf("%+v %v", res, err)
 	}
 
-	_, err = oci.PushDisk(ctx, host+"/rvm/base:1", filepath.Dir(disk), oci.Options{})
+	_, err = oci.PushDisk(ctx, host+"/rvm/base:1", filepath.Dir(disk), oci.Options{Guard: loopback})
 	mustContain(t, err, "not a regular file")
-	_, err = oci.PushDisk(ctx, host+"/rvm/base@sha256:"+string(make([]byte, 0)), disk, oci.Options{})
+	_, err = oci.PushDisk(ctx, host+"/rvm/base@sha256:"+string(make([]byte, 0)), disk, oci.Options{Guard: loopback})
 	mustContain(t, err, "want registry/repository[:tag]")
 }

@@ -106,7 +106,7 @@ func TestDistributionRegistry(t *testing.T) {
 	push(t, host+"/slipway/busybox:musl", amd)
 	idx := pushIndex(t, host+"/slipway/multi:1", map[string]v1.Image{"linux/amd64": amd, "linux/arm64": arm})
 
-	res, err := oci.Resolve(ctx, host+"/slipway/busybox:musl", oci.Options{})
+	res, err := oci.Resolve(ctx, host+"/slipway/busybox:musl", oci.Options{Guard: loopback})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,23 +114,23 @@ func TestDistributionRegistry(t *testing.T) {
 		t.Fatalf("resolved %+v", res)
 	}
 	for platform, want := range map[string]v1.Image{"linux/amd64": amd, "linux/arm64": arm} {
-		r, err := oci.Resolve(ctx, host+"/slipway/multi:1", oci.Options{Platform: platform})
+		r, err := oci.Resolve(ctx, host+"/slipway/multi:1", oci.Options{Guard: loopback, Platform: platform})
 		if err != nil || r.Digest != digestOf(t, want) || r.Index != idx {
 			t.Fatalf("%s: %+v %v", platform, r, err)
 		}
 	}
-	_, err = oci.Resolve(ctx, host+"/slipway/multi:1", oci.Options{Platform: "linux/ppc64le"})
+	_, err = oci.Resolve(ctx, host+"/slipway/multi:1", oci.Options{Guard: loopback, Platform: "linux/ppc64le"})
 	mustContain(t, err, "no linux/ppc64le image in "+host+"/slipway/multi: available linux/amd64, linux/arm64")
 
-	pulled, err := pullAll(t, ctx, res.Reference, t.TempDir(), oci.Options{})
+	pulled, err := pullAll(t, ctx, res.Reference, t.TempDir(), oci.Options{Guard: loopback})
 	if err != nil {
 		t.Fatal(err)
 	}
 	assertSameLayers(t, amd, pulled)
 
-	_, err = oci.Resolve(ctx, host+"/slipway/busybox:nope", oci.Options{})
+	_, err = oci.Resolve(ctx, host+"/slipway/busybox:nope", oci.Options{Guard: loopback})
 	mustContain(t, err, "registry "+host+": MANIFEST_UNKNOWN: manifest unknown", `(tag "nope" in slipway/busybox)`)
-	_, err = oci.Resolve(ctx, host+"/slipway/ghost:1", oci.Options{})
+	_, err = oci.Resolve(ctx, host+"/slipway/ghost:1", oci.Options{Guard: loopback})
 	// distribution answers an unknown repository's manifest with MANIFEST_UNKNOWN.
 	mustContain(t, err, "registry "+host+": MANIFEST_UNKNOWN: manifest unknown", `(tag "1" in slipway/ghost)`)
 	var re *oci.RegistryError
@@ -152,10 +152,10 @@ func TestDistributionMemoryBounded(t *testing.T) {
 	const size = 48 << 20
 	disk := filepath.Join(t.TempDir(), "big.raw")
 	writeRandom(t, disk, size)
-	if _, err := oci.PushDisk(ctx, host+"/vms/big:1", disk, oci.Options{}); err != nil {
+	if _, err := oci.PushDisk(ctx, host+"/vms/big:1", disk, oci.Options{Guard: loopback}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := oci.Resolve(ctx, host+"/vms/big:1", oci.Options{})
+	res, err := oci.Resolve(ctx, host+"/vms/big:1", oci.Options{Guard: loopback})
 	if err != nil || res.Kind != oci.KindDisk {
 		t.Fatalf("%+v %v", res, err)
 	}
@@ -163,7 +163,7 @@ func TestDistributionMemoryBounded(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	img, err := pullAll(t, ctx, res.Reference, t.TempDir(), oci.Options{})
+	img, err := pullAll(t, ctx, res.Reference, t.TempDir(), oci.Options{Guard: loopback})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/slipway/slipway/pkg/netguard"
 )
 
 // ErrUnauthorized matches (errors.Is) every RegistryError for a refused or
@@ -55,6 +57,10 @@ func registryError(err error, ref name.Reference, cred credentials) error {
 		return err
 	}
 	e := &RegistryError{Registry: ref.Context().RegistryStr(), Err: err, Message: err.Error()}
+	if refused, ok := netguard.AsRefused(err); ok {
+		e.Message = refused.Error() // not go-containerregistry's retelling of the URL
+		return e
+	}
 	var te *transport.Error
 	if !errors.As(err, &te) {
 		return e

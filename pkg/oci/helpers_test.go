@@ -27,8 +27,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/oci"
 )
+
+// loopback opens the test registries, which listen on loopback, as
+// SLIPWAY_FETCH_ALLOW=127.0.0.0/8,::1/128 would.
+var loopback = netguard.MustParse("127.0.0.0/8,::1/128")
 
 // newRegistry starts go-containerregistry's in-memory registry on loopback,
 // optionally wrapped, and returns its host:port.

@@ -21,14 +21,14 @@ func TestPullRefusesImagesOverMaxBytes(t *testing.T) {
 		total += l.Size
 	}
 	before := blobs.count()
-	_, err := oci.Pull(context.Background(), host+"/big/app@"+dig, t.TempDir(), oci.Options{MaxBytes: total - 1})
+	_, err := oci.Pull(context.Background(), host+"/big/app@"+dig, t.TempDir(), oci.Options{Guard: loopback, MaxBytes: total - 1})
 	if !errors.Is(err, oci.ErrTooLarge) {
 		t.Fatalf("Pull with MaxBytes one short of the layers: %v, want ErrTooLarge", err)
 	}
 	if n := blobs.count() - before; n != 1 { // the config blob only
 		t.Errorf("%d blobs fetched, want only the config", n)
 	}
-	got, err := oci.Pull(context.Background(), host+"/big/app@"+dig, t.TempDir(), oci.Options{MaxBytes: total})
+	got, err := oci.Pull(context.Background(), host+"/big/app@"+dig, t.TempDir(), oci.Options{Guard: loopback, MaxBytes: total})
 	if err != nil {
 		t.Fatalf("Pull with MaxBytes equal to the layers: %v", err)
 	}

@@ -7,7 +7,9 @@
 // containerDisk image.
 //
 // Registries are tried through their configured mirrors first, then the
-// origin. Credentials come from a docker config.json. Errors keep the
+// origin. Credentials come from a docker config.json. Every connection is
+// dialed through package netguard (Options.Guard): a registry on loopback or
+// a private address is refused unless SLIPWAY_FETCH_ALLOW opens it. Errors keep the
 // registry's own message ("registry 127.0.0.1:5000: MANIFEST_UNKNOWN:
 // manifest unknown (tag "nope")"). Nothing here holds a layer in memory.
 package oci
@@ -22,6 +24,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/slipway/slipway/pkg/netguard"
 )
 
 // DefaultParallelism is how many layers Pull fetches at once by default.
@@ -47,7 +51,14 @@ type Options struct {
 	Platform string
 	// Parallelism is how many layers Pull fetches at once (default 4).
 	Parallelism int
-	// Transport is the base HTTP transport (nil = go-containerregistry's).
+	// Guard says which addresses registries, mirrors and token servers
+	// may be dialed at: nil refuses loopback, private and other special
+	// addresses (see package netguard); netguard.FromEnv reads
+	// SLIPWAY_FETCH_ALLOW.
+	Guard *netguard.Policy
+	// Transport replaces the base HTTP transport, Guard's. Only for a
+	// caller that acts for the person running it (the CLI), never for a
+	// service fetching what a request names.
 	Transport http.RoundTripper
 	// Progress, when set, is called as compressed layer bytes reach the
 	// cache: done of total bytes. The downloads run in the background, so
@@ -156,11 +167,16 @@ func (s settings) remoteOptions(ctx context.Context, repo name.Repository) ([]re
 	if err != nil {
 		return nil, cred, err
 	}
-	opts := []remote.Option{remote.WithContext(ctx), remote.WithAuth(cred.auth), remote.WithJobs(s.Parallelism)}
+	return []remote.Option{remote.WithContext(ctx), remote.WithAuth(cred.auth), remote.WithJobs(s.Parallelism),
+		remote.WithTransport(s.transport())}, cred, nil
+}
+
+// transport is Transport, else Guard's.
+func (s settings) transport() http.RoundTripper {
 	if s.Transport != nil {
-		opts = append(opts, remote.WithTransport(s.Transport))
+		return s.Transport
 	}
-	return opts, cred, nil
+	return s.Guard.Transport()
 }
 
 // displayName is a repository's name as people write it: Docker Hub's

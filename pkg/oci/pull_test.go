@@ -44,7 +44,7 @@ func TestPull(t *testing.T) {
 
 	var mu sync.Mutex
 	var calls, lastDone, lastTotal int64
-	opts := oci.Options{Parallelism: 2, Progress: func(done, total int64) {
+	opts := oci.Options{Guard: loopback, Parallelism: 2, Progress: func(done, total int64) {
 		mu.Lock()
 		defer mu.Unlock()
 		if done < lastDone {
@@ -91,14 +91,14 @@ func TestPull(t *testing.T) {
 
 	// A second pull into the same cache fetches only the config.
 	before = blobs.count()
-	if _, err := pullAll(t, ctx, host+"/big/app@"+dig, cacheDir, oci.Options{}); err != nil {
+	if _, err := pullAll(t, ctx, host+"/big/app@"+dig, cacheDir, oci.Options{Guard: loopback}); err != nil {
 		t.Fatal(err)
 	}
 	if n := blobs.count() - before; n != 1 {
 		t.Fatalf("cached pull fetched %d blobs, want just the config", n)
 	}
 
-	_, err = oci.Pull(ctx, host+"/big/app:1", cacheDir, oci.Options{})
+	_, err = oci.Pull(ctx, host+"/big/app:1", cacheDir, oci.Options{Guard: loopback})
 	mustContain(t, err, `pull "`+host+`/big/app:1": want a pinned reference repo@sha256:…`)
 }
 
@@ -210,7 +210,7 @@ func TestPullDigestMismatch(t *testing.T) {
 			host := newRegistry(t, tamper(second, tc.f))
 			dig := push(t, host+"/bad/app:1", img)
 			cacheDir := t.TempDir()
-			img, err := oci.Pull(ctx, host+"/bad/app@"+dig, cacheDir, oci.Options{})
+			img, err := oci.Pull(ctx, host+"/bad/app@"+dig, cacheDir, oci.Options{Guard: loopback})
 			if err != nil {
 				t.Fatal(err) // the layers are checked as they arrive, after Pull
 			}
@@ -251,7 +251,7 @@ func TestPullDiffIDMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	dig := push(t, host+"/lying/app:1", lying)
-	got, err := pullAll(t, ctx, host+"/lying/app@"+dig, t.TempDir(), oci.Options{})
+	got, err := pullAll(t, ctx, host+"/lying/app@"+dig, t.TempDir(), oci.Options{Guard: loopback})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +323,7 @@ func TestPullOverlapsDownloads(t *testing.T) {
 	// Pull returns, and layer 1 reads through to the end, while layer 2's
 	// download is stuck half way: a Pull that waited for every layer would
 	// never get here.
-	got, err := oci.Pull(ctx, host+"/slow/app@"+dig, cacheDir, oci.Options{Parallelism: 4})
+	got, err := oci.Pull(ctx, host+"/slow/app@"+dig, cacheDir, oci.Options{Guard: loopback, Parallelism: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +381,7 @@ func TestPullCancel(t *testing.T) {
 					once.Do(func() { close(partial) })
 				}
 			}
-			got, err := oci.Pull(ctx, host+"/stuck/app@"+dig, cacheDir, oci.Options{Parallelism: 2, Progress: progress})
+			got, err := oci.Pull(ctx, host+"/stuck/app@"+dig, cacheDir, oci.Options{Guard: loopback, Parallelism: 2, Progress: progress})
 			if err != nil {
 				t.Fatal(err)
 			}

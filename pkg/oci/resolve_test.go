@@ -22,7 +22,7 @@ func TestResolveTagAndDigest(t *testing.T) {
 	want := push(t, host+"/team/busybox:musl", img)
 
 	rt := &countingTransport{base: http.DefaultTransport}
-	res, err := oci.Resolve(ctx, host+"/team/busybox:musl", oci.Options{Platform: "linux/amd64", Transport: rt})
+	res, err := oci.Resolve(ctx, host+"/team/busybox:musl", oci.Options{Guard: loopback, Platform: "linux/amd64", Transport: rt})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,18 +44,18 @@ func TestResolveTagAndDigest(t *testing.T) {
 	}
 
 	// The pinned reference resolves to itself.
-	again, err := oci.Resolve(ctx, res.Reference, oci.Options{})
+	again, err := oci.Resolve(ctx, res.Reference, oci.Options{Guard: loopback})
 	if err != nil || again.Digest != want {
 		t.Fatalf("resolve pinned: %+v, %v", again, err)
 	}
 
 	// Moving the tag does not move the pinned reference.
 	push(t, host+"/team/busybox:musl", image(t, "linux/amd64", layer(t, file("x", "other"))))
-	moved, err := oci.Resolve(ctx, host+"/team/busybox:musl", oci.Options{})
+	moved, err := oci.Resolve(ctx, host+"/team/busybox:musl", oci.Options{Guard: loopback})
 	if err != nil || moved.Digest == want {
 		t.Fatalf("after retag: %+v, %v", moved, err)
 	}
-	pinned, err := oci.Resolve(ctx, res.Reference, oci.Options{})
+	pinned, err := oci.Resolve(ctx, res.Reference, oci.Options{Guard: loopback})
 	if err != nil || pinned.Digest != want {
 		t.Fatalf("pinned after retag: %+v, %v", pinned, err)
 	}
@@ -70,7 +70,7 @@ func TestResolveMultiArch(t *testing.T) {
 	idx := pushIndex(t, host+"/multi:1", mapOf[v1.Image]("linux/amd64", amd, "linux/arm64/v8", arm, "linux/s390x", s390))
 
 	for platform, want := range map[string]string{"linux/amd64": digestOf(t, amd), "arm64": digestOf(t, arm), "linux/arm64/v8": digestOf(t, arm), "s390x": digestOf(t, s390)} {
-		res, err := oci.Resolve(ctx, host+"/multi:1", oci.Options{Platform: platform})
+		res, err := oci.Resolve(ctx, host+"/multi:1", oci.Options{Guard: loopback, Platform: platform})
 		if err != nil {
 			t.Fatalf("%s: %v", platform, err)
 		}
@@ -78,28 +78,28 @@ func TestResolveMultiArch(t *testing.T) {
 			t.Fatalf("%s: resolved %+v, want %s from index %s", platform, res, want, idx)
 		}
 	}
-	res, _ := oci.Resolve(ctx, host+"/multi:1", oci.Options{Platform: "arm64"})
+	res, _ := oci.Resolve(ctx, host+"/multi:1", oci.Options{Guard: loopback, Platform: "arm64"})
 	if res.Platform != "linux/arm64/v8" {
 		t.Fatalf("platform %q", res.Platform)
 	}
 	// The index's digest, pinned, picks the platform too.
-	byIdx, err := oci.Resolve(ctx, host+"/multi@"+idx, oci.Options{Platform: "linux/s390x"})
+	byIdx, err := oci.Resolve(ctx, host+"/multi@"+idx, oci.Options{Guard: loopback, Platform: "linux/s390x"})
 	if err != nil || byIdx.Digest != digestOf(t, s390) {
 		t.Fatalf("by index digest: %+v %v", byIdx, err)
 	}
-	pulled, err := pullAll(t, ctx, host+"/multi@"+idx, t.TempDir(), oci.Options{Platform: "arm64"})
+	pulled, err := pullAll(t, ctx, host+"/multi@"+idx, t.TempDir(), oci.Options{Guard: loopback, Platform: "arm64"})
 	if err != nil || pulled.Digest() != digestOf(t, arm) {
 		t.Fatalf("pull by index digest: %v", err)
 	}
 
-	_, err = oci.Resolve(ctx, host+"/multi:1", oci.Options{Platform: "linux/riscv64"})
+	_, err = oci.Resolve(ctx, host+"/multi:1", oci.Options{Guard: loopback, Platform: "linux/riscv64"})
 	mustContain(t, err, "no linux/riscv64 image in "+host+"/multi: available linux/amd64, linux/arm64/v8, linux/s390x")
-	_, err = oci.Resolve(ctx, host+"/multi:1", oci.Options{Platform: "linux/arm64/v7"})
+	_, err = oci.Resolve(ctx, host+"/multi:1", oci.Options{Guard: loopback, Platform: "linux/arm64/v7"})
 	mustContain(t, err, "no linux/arm64/v7 image")
 
 	// A single-platform image of another platform than asked for.
 	push(t, host+"/single:1", amd)
-	_, err = oci.Resolve(ctx, host+"/single:1", oci.Options{Platform: "linux/arm64"})
+	_, err = oci.Resolve(ctx, host+"/single:1", oci.Options{Guard: loopback, Platform: "linux/arm64"})
 	mustContain(t, err, "no linux/arm64 image in "+host+"/single: it is a single-platform linux/amd64 image")
 }
 
@@ -108,23 +108,23 @@ func TestResolveUnknown(t *testing.T) {
 	host := newRegistry(t)
 	push(t, host+"/team/app:1", busyboxImage(t, "linux/amd64"))
 
-	_, err := oci.Resolve(ctx, host+"/team/app:nope", oci.Options{})
+	_, err := oci.Resolve(ctx, host+"/team/app:nope", oci.Options{Guard: loopback})
 	mustContain(t, err, "registry "+host+": MANIFEST_UNKNOWN: ", `(tag "nope" in team/app)`)
 	var re *oci.RegistryError
 	if !errors.As(err, &re) || re.Code != "MANIFEST_UNKNOWN" || re.Status != http.StatusNotFound {
 		t.Fatalf("error %#v", err)
 	}
-	_, err = oci.Resolve(ctx, host+"/team/ghost:1", oci.Options{})
+	_, err = oci.Resolve(ctx, host+"/team/ghost:1", oci.Options{Guard: loopback})
 	mustContain(t, err, "registry "+host+": NAME_UNKNOWN: ", `(repository "team/ghost")`)
-	_, err = oci.Resolve(ctx, host+"/team/app@sha256:"+strings.Repeat("0", 64), oci.Options{})
+	_, err = oci.Resolve(ctx, host+"/team/app@sha256:"+strings.Repeat("0", 64), oci.Options{Guard: loopback})
 	mustContain(t, err, "MANIFEST_UNKNOWN", `(digest "sha256:0000`, `" in team/app)`)
 
-	_, err = oci.Resolve(ctx, "Bad Name", oci.Options{})
+	_, err = oci.Resolve(ctx, "Bad Name", oci.Options{Guard: loopback})
 	mustContain(t, err, `reference "Bad Name"`)
-	_, err = oci.Resolve(ctx, host+"/team/app:1", oci.Options{Platform: "a/b/c/d"})
+	_, err = oci.Resolve(ctx, host+"/team/app:1", oci.Options{Guard: loopback, Platform: "a/b/c/d"})
 	mustContain(t, err, "invalid platform")
 	// Nothing listens on port 1.
-	_, err = oci.Resolve(ctx, "127.0.0.1:1/x:1", oci.Options{})
+	_, err = oci.Resolve(ctx, "127.0.0.1:1/x:1", oci.Options{Guard: loopback})
 	mustContain(t, err, "registry 127.0.0.1:1: ", "connection refused")
 }
 
@@ -134,35 +134,35 @@ func TestAuth(t *testing.T) {
 	want := push(t, host+"/private/app:1", busyboxImage(t, "linux/amd64"), basic("slipway", "s3cret"))
 
 	good := writeDockerConfig(t, map[string]string{host: "slipway:s3cret"})
-	res, err := oci.Resolve(ctx, host+"/private/app:1", oci.Options{DockerConfig: good})
+	res, err := oci.Resolve(ctx, host+"/private/app:1", oci.Options{Guard: loopback, DockerConfig: good})
 	if err != nil || res.Digest != want {
 		t.Fatalf("with credentials: %+v %v", res, err)
 	}
-	img, err := pullAll(t, ctx, res.Reference, t.TempDir(), oci.Options{DockerConfig: good})
+	img, err := pullAll(t, ctx, res.Reference, t.TempDir(), oci.Options{Guard: loopback, DockerConfig: good})
 	if err != nil || img.Digest() != want {
 		t.Fatalf("pull with credentials: %v", err)
 	}
 
 	bad := writeDockerConfig(t, map[string]string{host: "slipway:wrong"})
-	_, err = oci.Resolve(ctx, host+"/private/app:1", oci.Options{DockerConfig: bad})
+	_, err = oci.Resolve(ctx, host+"/private/app:1", oci.Options{Guard: loopback, DockerConfig: bad})
 	mustContain(t, err, "registry "+host+": authentication refused for private/app with the credentials from "+bad, "UNAUTHORIZED")
 	if !errors.Is(err, oci.ErrUnauthorized) {
 		t.Fatalf("%v is not ErrUnauthorized", err)
 	}
-	_, err = pullAll(t, ctx, res.Reference, t.TempDir(), oci.Options{DockerConfig: bad})
+	_, err = pullAll(t, ctx, res.Reference, t.TempDir(), oci.Options{Guard: loopback, DockerConfig: bad})
 	mustContain(t, err, "authentication refused")
 
 	other := writeDockerConfig(t, map[string]string{"registry.example:5000": "a:b"})
-	_, err = oci.Resolve(ctx, host+"/private/app:1", oci.Options{DockerConfig: other})
+	_, err = oci.Resolve(ctx, host+"/private/app:1", oci.Options{Guard: loopback, DockerConfig: other})
 	mustContain(t, err, "authentication required for private/app and "+other+" has no credentials for "+host)
 
-	_, err = oci.Resolve(ctx, host+"/private/app:1", oci.Options{DockerConfig: "/nonexistent/config.json"})
+	_, err = oci.Resolve(ctx, host+"/private/app:1", oci.Options{Guard: loopback, DockerConfig: "/nonexistent/config.json"})
 	mustContain(t, err, "/nonexistent/config.json", "no such file")
 
 	// The default keychain reads $DOCKER_CONFIG/config.json.
 	t.Setenv("HOME", t.TempDir())
 	t.Setenv("DOCKER_CONFIG", strings.TrimSuffix(good, "/config.json"))
-	res, err = oci.Resolve(ctx, host+"/private/app:1", oci.Options{})
+	res, err = oci.Resolve(ctx, host+"/private/app:1", oci.Options{Guard: loopback})
 	if err != nil || res.Digest != want {
 		t.Fatalf("default keychain: %+v %v", res, err)
 	}
@@ -175,7 +175,7 @@ func TestMirrors(t *testing.T) {
 	mirror := newRegistry(t, mirrorHits.wrap(isManifestGet))
 	fromOrigin := push(t, origin+"/lib/app:1", busyboxImage(t, "linux/amd64"))
 	fromMirror := push(t, mirror+"/lib/app:1", image(t, "linux/amd64", layer(t, file("mirror", "yes"))))
-	opts := oci.Options{Mirrors: map[string][]string{origin: {"127.0.0.1:1", mirror}}}
+	opts := oci.Options{Guard: loopback, Mirrors: map[string][]string{origin: {"127.0.0.1:1", mirror}}}
 
 	res, err := oci.Resolve(ctx, origin+"/lib/app:1", opts)
 	if err != nil {
@@ -222,7 +222,7 @@ func TestDockerHubMirror(t *testing.T) {
 	mirror := newRegistry(t)
 	want := push(t, mirror+"/library/busybox:1", busyboxImage(t, "linux/amd64"))
 	for _, key := range []string{"docker.io", "index.docker.io"} {
-		opts := oci.Options{Mirrors: map[string][]string{key: {mirror}}, DockerConfig: writeDockerConfig(t, nil)}
+		opts := oci.Options{Guard: loopback, Mirrors: map[string][]string{key: {mirror}}, DockerConfig: writeDockerConfig(t, nil)}
 		res, err := oci.Resolve(ctx, "busybox:1", opts)
 		if err != nil {
 			t.Fatalf("%s: %v", key, err)
@@ -273,7 +273,7 @@ func TestResolvePlatformOfAConfigWithoutOne(t *testing.T) {
 		{host + "/p/bare:1", "arm64", "linux/arm64"},
 		{host + "/p/bare:1", "", "linux/" + runtime.GOARCH},
 	} {
-		r, err := oci.Resolve(ctx, c.ref, oci.Options{Platform: c.platform})
+		r, err := oci.Resolve(ctx, c.ref, oci.Options{Guard: loopback, Platform: c.platform})
 		if err != nil {
 			t.Fatalf("%s: %v", c.ref, err)
 		}

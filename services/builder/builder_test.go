@@ -30,6 +30,8 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/netguard"
+	"github.com/slipway/slipway/pkg/oci"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/builder/fsimage"
@@ -90,7 +92,11 @@ type harness struct {
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func newHarness(t *testing.T) *harness {
+// loopback opens the tests' registry, as
+// SLIPWAY_FETCH_ALLOW=127.0.0.0/8,::1/128 would.
+var loopback = netguard.MustParse("127.0.0.0/8,::1/128")
+
+func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
@@ -125,7 +131,12 @@ func newHarness(t *testing.T) *harness {
 
 	h := &harness{t: t, ctx: ctx, cli: cli, store: store, events: events,
 		reg: strings.TrimPrefix(srv.URL, "http://"), tempDir: t.TempDir()}
-	svc := New(b, store, Config{TempDir: h.tempDir, GuestInit: initBinary, ProgressInterval: 10 * time.Millisecond, Logger: quiet()})
+	cfg := Config{TempDir: h.tempDir, GuestInit: initBinary, ProgressInterval: 10 * time.Millisecond, Logger: quiet(),
+		Registry: oci.Options{Guard: loopback}}
+	for _, f := range mutate {
+		f(&cfg)
+	}
+	svc := New(b, store, cfg)
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(runCtx) }()
@@ -507,6 +518,24 @@ func TestBuildUnknownDigest(t *testing.T) {
 		Dest: blob.URL(uploads, "builds/4/disk.raw")}, &f)
 	if kind != "failed" || f.Phase != schemas.BuilderPhasePull || f.Retryable || !strings.Contains(f.Error, "MANIFEST_UNKNOWN") {
 		t.Fatalf("%s: %+v", kind, f)
+	}
+}
+
+// TestBuildFromRefusedRegistry: without SLIPWAY_FETCH_ALLOW a registry on
+// loopback is refused; the build fails for good in its pull phase, naming
+// the address and the setting.
+func TestBuildFromRefusedRegistry(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Registry.Guard = nil })
+	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
+	var f schemas.BuilderFailed
+	kind, _ := h.build(schemas.BuilderBuild{ImageID: 11, Reference: ref, Kind: schemas.ContentKindContainer,
+		Dest: blob.URL(uploads, "builds/11/disk.raw")}, &f)
+	want := "registry " + h.reg + ": refusing to connect to " + h.reg + " (loopback): set SLIPWAY_FETCH_ALLOW=127.0.0.1/32 to allow it"
+	if kind != "failed" || f.Phase != schemas.BuilderPhasePull || f.Retryable || !strings.Contains(f.Error, want) {
+		t.Fatalf("%s: %+v\nwant a final pull failure containing %q", kind, f, want)
+	}
+	if h.exists(blob.URL(uploads, "builds/11/disk.raw")) {
+		t.Error("a failed build left its dest")
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/run"
 )
 
@@ -37,6 +38,9 @@ func ConfigFromEnv() (Config, error) {
 	}
 	cfg.InsecureRegistries = splitList(os.Getenv(EnvRegistryInsecure), ",")
 	cfg.Registry.DockerConfig = run.Env(EnvDockerConfig, "")
+	if cfg.Registry.Guard, err = netguard.FromEnv(); err != nil {
+		errs = append(errs, err)
+	}
 	if cfg.Concurrency, err = run.EnvInt(EnvConcurrency, 1); err != nil {
 		errs = append(errs, err)
 	}

@@ -1,12 +1,15 @@
 package builder
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/slipway/slipway/pkg/netguard"
 )
 
 func TestConfigFromEnv(t *testing.T) {
@@ -26,6 +29,18 @@ func TestConfigFromEnv(t *testing.T) {
 	if !s.insecure("registry.lan:5000/team/app@sha256:"+strings.Repeat("a", 64)) || s.insecure("docker.io/library/nginx:1") {
 		t.Fatal("insecure registries are not matched by host")
 	}
+	if err := cfg.Registry.Guard.Check("", netip.MustParseAddrPort("127.0.0.1:5000")); err == nil {
+		t.Error("loopback is open without SLIPWAY_FETCH_ALLOW")
+	}
+	t.Setenv(netguard.EnvAllow, "127.0.0.1:5000")
+	if cfg, err = ConfigFromEnv(); err != nil || cfg.Registry.Guard.Check("", netip.MustParseAddrPort("127.0.0.1:5000")) != nil {
+		t.Errorf("SLIPWAY_FETCH_ALLOW=127.0.0.1:5000: %v, %v", cfg.Registry.Guard, err)
+	}
+	t.Setenv(netguard.EnvAllow, "127.0.0.1:http")
+	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), "SLIPWAY_FETCH_ALLOW: entry \"127.0.0.1:http\"") {
+		t.Errorf("bad SLIPWAY_FETCH_ALLOW: %v", err)
+	}
+	t.Setenv(netguard.EnvAllow, "")
 	t.Setenv(EnvRegistryMirrors, "docker.io")
 	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), EnvRegistryMirrors) {
 		t.Fatalf("bad mirrors: %v", err)

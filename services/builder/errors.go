@@ -11,6 +11,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/oci"
 	"github.com/slipway/slipway/schemas"
 )
@@ -64,8 +65,12 @@ func isTerminal(phase schemas.BuilderPhase, err error) bool {
 }
 
 // isPermanentPull tells a registry's final answer (unknown manifest,
-// denied, digest mismatch, not a disk image) from a failure to get one.
+// denied, digest mismatch, not a disk image) or an address the guard
+// refuses from a failure to get one.
 func isPermanentPull(err error) bool {
+	if _, ok := netguard.AsRefused(err); ok {
+		return true // the same address is refused next time
+	}
 	var re *oci.RegistryError
 	if errors.As(err, &re) {
 		return re.Status >= 400 && re.Status < 500 &&

@@ -44,7 +44,9 @@ type Config struct {
 	// /.slipway/init. Default: slipway-init beside the running executable,
 	// else bin/slipway-init under the working directory.
 	GuestInit string
-	// Registry configures registry access (mirrors, credentials); its
+	// Registry configures registry access (mirrors, credentials, the
+	// guard of the addresses dialed: nil Registry.Guard refuses loopback,
+	// private and other special addresses, see package netguard); its
 	// Platform and Progress are set per job.
 	Registry oci.Options
 	// InsecureRegistries lists registry hosts ("host:port") that may be

@@ -23,6 +23,7 @@ import (
 	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/pkg/telemetry"
 	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/converter/source"
 )
 
 // assertStored checks the event describes the stored object and returns
@@ -182,7 +183,7 @@ func TestBadCommandsThenGood(t *testing.T) {
 }
 
 func TestImportHTTPGzipWithProgressAndJobs(t *testing.T) {
-	h := newHarness(t, Config{})
+	h := newHarness(t, Config{Fetch: source.Options{Guard: loopback}})
 	raw := rawDisk(t, 16<<20)
 	plain, err := os.ReadFile(raw)
 	if err != nil {
@@ -341,6 +342,7 @@ func TestRetryableFailureReportedOnLastDelivery(t *testing.T) {
 	defer srv.Close()
 	cfg := Config{MaxDeliver: 2}
 	cfg.Fetch.Retries = -1 // leave retrying to JetStream
+	cfg.Fetch.Guard = loopback
 	h := newHarness(t, cfg)
 	dest := blob.URL(images, "images/10/disk.raw")
 	h.command("import", schemas.ConverterImport{ImageID: 10, Source: srv.URL + "/d", Dest: dest})
@@ -431,4 +433,30 @@ func readHead(t *testing.T, path string, n int) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestImportFromRefusedAddressFails: without SLIPWAY_FETCH_ALLOW an import
+// from a loopback URL fails at once, for good, naming the address and the
+// setting, and the server never sees a request.
+func TestImportFromRefusedAddressFails(t *testing.T) {
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		_, _ = w.Write(make([]byte, 1<<20))
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	h := newHarness(t, Config{})
+	dest := blob.URL(images, "images/12/disk.raw")
+	h.command("import", schemas.ConverterImport{ImageID: 12, Source: srv.URL + "/disk.raw", Dest: dest})
+	var ev schemas.ConverterFailed
+	h.event("failed", "12", &ev)
+	want := "refusing to connect to " + host + " (loopback): set SLIPWAY_FETCH_ALLOW=127.0.0.1/32 to allow it"
+	if ev.Phase != schemas.ConverterPhaseFetch || ev.Retryable || !strings.Contains(ev.Error, want) {
+		t.Errorf("failed %+v\nwant a final fetch failure containing %q", ev, want)
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("the server saw %d requests", n)
+	}
+	assertNoObject(t, h, dest)
 }

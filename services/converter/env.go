@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/services/converter/qemuimg"
 )
@@ -23,8 +24,10 @@ const (
 // ConfigFromEnv reads the converter's variables: SLIPWAY_TMPDIR,
 // SLIPWAY_MAX_VIRTUAL_SIZE and SLIPWAY_MAX_INPUT_BYTES (bytes, or with a
 // binary suffix: 500M, 64G, 1T), SLIPWAY_CONVERTER_CONCURRENCY,
-// SLIPWAY_PROGRESS_INTERVAL (a Go duration) and SLIPWAY_QEMU_IMG (the
-// qemu-img binary). Unset variables keep New's defaults.
+// SLIPWAY_PROGRESS_INTERVAL (a Go duration), SLIPWAY_QEMU_IMG (the
+// qemu-img binary) and SLIPWAY_FETCH_ALLOW (what http(s) sources may reach
+// beyond public addresses; see package netguard). Unset variables keep
+// New's defaults.
 func ConfigFromEnv() (Config, error) {
 	var cfg Config
 	var err error
@@ -42,6 +45,9 @@ func ConfigFromEnv() (Config, error) {
 		return cfg, err
 	}
 	cfg.QemuImg = &qemuimg.Runner{Binary: run.Env(EnvQemuImg, "")}
+	if cfg.Fetch.Guard, err = netguard.FromEnv(); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/testenv"
 )
 
@@ -61,6 +62,9 @@ type harness struct {
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// loopback opens the tests' HTTP servers, which listen on loopback.
+var loopback = netguard.MustParse("127.0.0.0/8,::1/128")
 
 func newHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()

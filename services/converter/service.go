@@ -63,8 +63,10 @@ type Config struct {
 	// AckWait and MaxDeliver tune the command consumer; defaults 30s and 10.
 	AckWait    time.Duration
 	MaxDeliver int
-	// Fetch adds options to every fetch (HTTP client, retries); its
-	// Store, Checksum, MaxBytes, Progress and TempDir are set per job.
+	// Fetch adds options to every fetch (the guard of http(s) sources,
+	// retries); its Store, Checksum, MaxBytes, Progress and TempDir are
+	// set per job. A nil Fetch.Guard refuses loopback, private and other
+	// special addresses (ConfigFromEnv reads SLIPWAY_FETCH_ALLOW).
 	Fetch source.Options
 	// Logger defaults to the bus's logger.
 	Logger *slog.Logger

@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strings"
 	"time"
 
+	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/run"
 )
 
@@ -55,9 +55,11 @@ type Config struct {
 	// Kernel is the name of the KERNEL image (kernel-registry) the VM
 	// templates of imported apps boot (default "kernel").
 	Kernel string
-	// HTTPClient talks to Hub's API (default: a client with a 1 min
-	// timeout).
-	HTTPClient *http.Client
+	// Guard says which addresses Hub's API, registries, their mirrors
+	// and token servers may be dialed at: nil refuses loopback, private
+	// and other special addresses (see package netguard); ConfigFromEnv
+	// reads SLIPWAY_FETCH_ALLOW.
+	Guard *netguard.Policy
 	// Version is reported by the micro service (default "0.1.0").
 	Version string
 	Logger  *slog.Logger
@@ -77,9 +79,6 @@ func (c *Config) defaults() {
 	if c.Kernel == "" {
 		c.Kernel = DefaultKernel
 	}
-	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{Timeout: time.Minute}
-	}
 	if c.Version == "" {
 		c.Version = "0.1.0"
 	}
@@ -90,7 +89,8 @@ func (c *Config) defaults() {
 
 // ConfigFromEnv reads the configuration from the environment; unset
 // variables keep the defaults. SLIPWAY_REGISTRY_MIRRORS is
-// "host=mirror1,mirror2;host2=mirror3".
+// "host=mirror1,mirror2;host2=mirror3"; SLIPWAY_FETCH_ALLOW opens
+// addresses to Hub's API and registries (see package netguard).
 func ConfigFromEnv() (Config, error) {
 	cfg := Config{
 		HubAPI:       run.Env(EnvHubAPI, DefaultHubAPI),
@@ -109,6 +109,9 @@ func ConfigFromEnv() (Config, error) {
 		errs = append(errs, err)
 	}
 	if cfg.Mirrors, err = parseMirrors(run.Env(EnvMirrors, "")); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.Guard, err = netguard.FromEnv(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := cfg.validate(); err != nil {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 )
@@ -45,6 +46,10 @@ type harness struct {
 	stop func()
 }
 
+// loopback opens what the tests serve on loopback, as
+// SLIPWAY_FETCH_ALLOW=127.0.0.0/8,::1/128 would.
+var loopback = netguard.MustParse("127.0.0.0/8,::1/128")
+
 func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	t.Helper()
 	url, _ := testenv.NATS(t)
@@ -53,6 +58,7 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	h := &harness{t: t, ctx: ctx, url: url, hub: newFakeHub(t)}
 	h.cfg = Config{
 		HubAPI:          h.hub.srv.URL,
+		Guard:           loopback, // the fake Hub and the registries listen there
 		RefreshInterval: time.Hour,
 		Logger:          slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}

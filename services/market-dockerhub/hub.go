@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+
+	"github.com/slipway/slipway/pkg/netguard"
 )
 
 // Bounds on what one listing of Hub reads: its official images are a few
@@ -158,6 +160,9 @@ func (h hub) get(ctx context.Context, u string, v any) error {
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := h.client.Do(req)
+	if refused, ok := netguard.AsRefused(err); ok {
+		return fmt.Errorf("docker hub: GET %s: %w", u, refused) // without the dialer's retelling
+	}
 	if err != nil {
 		return fmt.Errorf("docker hub: %w", err)
 	}

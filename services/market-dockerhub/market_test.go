@@ -302,3 +302,41 @@ func TestInvalidCommandsAreRefused(t *testing.T) {
 		t.Errorf("%d command-failed events for 8 invalid commands:\n%s", n, h.rec.Dump())
 	}
 }
+
+// TestRefusedAddressesFailClearly: without SLIPWAY_FETCH_ALLOW, Hub's API,
+// a registry marketplace and a docker:// image on loopback are refused,
+// each failure naming the address and the setting, and nothing reaches
+// them.
+func TestRefusedAddressesFailClearly(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Guard = nil })
+	hubHost := strings.TrimPrefix(h.hub.srv.URL, "http://")
+	setting := " (loopback): set SLIPWAY_FETCH_ALLOW=127.0.0.1/32 to allow it"
+
+	env := h.command(CmdRefresh, Refresh{MarketID: 0})
+	var ev AppsRefreshed
+	mustJSON(t, h.outcome(env, EvtAppsRefreshed).Data, &ev)
+	if !strings.HasPrefix(ev.Error, "docker hub: GET "+h.hub.srv.URL+"/v2/repositories/library/") || !strings.HasSuffix(ev.Error, ": refusing to connect to "+hubHost+setting) {
+		t.Errorf("Hub listing: %+v, want the refusal of %s", ev, hubHost)
+	}
+	if mk := h.markets(); mk[0].Error != ev.Error {
+		t.Errorf("market error = %q, want %q", mk[0].Error, ev.Error)
+	}
+	if reqs := h.hub.requests(); len(reqs) != 0 {
+		t.Errorf("the Hub API saw %v", reqs)
+	}
+
+	host := newRegistry(t)
+	push(t, host, "team/app", "v1", 1)
+	env = h.command(CmdMarketCreate, MarketCreate{Name: "local", Registry: host})
+	mustJSON(t, h.outcome(env, EvtAppsRefreshed).Data, &ev)
+	if !strings.Contains(ev.Error, "registry "+host) || !strings.Contains(ev.Error, "refusing to connect to "+host+setting) || ev.Apps != 0 {
+		t.Errorf("registry listing: %+v, want the refusal of %s", ev, host)
+	}
+
+	env = h.command(CmdResolve, Resolve{ImageID: 9, URL: "docker://" + host + "/team/app?tag=v1"})
+	var f Failed
+	mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
+	if want := "registry " + host + ": refusing to connect to " + host + setting; f.ImageID != 9 || f.Error != want {
+		t.Errorf("resolve: %+v\nwant the error %q", f, want)
+	}
+}

@@ -21,9 +21,9 @@ type lister interface {
 func (s *Service) lister(mk Market) (lister, error) {
 	switch mk.Mad {
 	case MADDockerHub:
-		return hub{base: mk.Endpoint, client: s.cfg.HTTPClient, log: s.log}, nil
+		return hub{base: mk.Endpoint, client: s.hubClient, log: s.log}, nil
 	case MADRegistry:
-		return registryLister{host: mk.Registry, insecure: mk.Insecure, log: s.log}, nil
+		return registryLister{host: mk.Registry, insecure: mk.Insecure, transport: s.cfg.Guard.Transport(), log: s.log}, nil
 	}
 	return nil, fmt.Errorf("marketplace %d (%s): unknown MAD %q", mk.ID, mk.Name, mk.Mad)
 }

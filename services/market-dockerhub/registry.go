@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime"
 	"slices"
 	"sync"
@@ -23,14 +24,15 @@ const (
 // registryLister lists an OCI registry's repositories (/v2/_catalog) and
 // each one's tags (/v2/<repo>/tags/list).
 type registryLister struct {
-	host     string
-	insecure bool
-	log      *slog.Logger
+	host      string
+	insecure  bool
+	transport http.RoundTripper // the guard's
+	log       *slog.Logger
 }
 
 func (r registryLister) options(ctx context.Context) []remote.Option {
 	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain),
-		remote.WithPlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH})}
+		remote.WithPlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH}), remote.WithTransport(r.transport)}
 }
 
 func (r registryLister) registry() (name.Registry, error) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/dockerurl"
+	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/oci"
 	"github.com/slipway/slipway/schemas"
 )
@@ -32,7 +33,7 @@ func (s *Service) resolve(ctx context.Context, m *bus.Msg) error {
 		return s.resolveFailed(ctx, m, req.ImageID, err)
 	}
 	opts := oci.Options{DockerConfig: s.cfg.DockerConfig, Mirrors: s.cfg.Mirrors,
-		Insecure: s.insecure(ctx, u.Registry), Platform: u.Arch}
+		Insecure: s.insecure(ctx, u.Registry), Platform: u.Arch, Guard: s.cfg.Guard}
 	r, err := oci.Resolve(ctx, u.Reference(), opts)
 	if err != nil {
 		if !permanent(err) && m.Delivered < maxResolveDeliveries {
@@ -58,12 +59,16 @@ func (s *Service) resolveFailed(ctx context.Context, m *bus.Msg, imageID int64, 
 }
 
 // permanent tells a registry's refusal (unknown repository or tag,
-// denied, bad request) or an image that cannot be imported, which no retry
-// changes, from a passing failure (no answer, a 5xx, rate limiting).
+// denied, bad request), an address the guard refuses, or an image that
+// cannot be imported, which no retry changes, from a passing failure (no
+// answer, a 5xx, rate limiting).
 func permanent(err error) bool {
 	var de *oci.DiskError
 	if errors.As(err, &de) {
 		return true
+	}
+	if _, ok := netguard.AsRefused(err); ok {
+		return true // the same address is refused next time
 	}
 	status := 0
 	var re *oci.RegistryError

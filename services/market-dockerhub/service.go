@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -39,6 +40,8 @@ type Service struct {
 	log   *slog.Logger
 	store *store
 	dedup jetstream.KeyValue
+	// hubClient talks to Hub's API through the guard, with a 1 min timeout.
+	hubClient *http.Client
 	// listing holds a *sync.Mutex per marketplace ID.
 	listing sync.Map
 	// stopping ends with Run's context: listings, unlike other handlers,
@@ -52,7 +55,8 @@ type Service struct {
 // New returns the service; b must belong to "market-dockerhub".
 func New(b *bus.Bus, cfg Config) *Service {
 	cfg.defaults()
-	return &Service{bus: b, cfg: cfg, log: cfg.Logger.With("service", ServiceName), ready: make(chan struct{})}
+	return &Service{bus: b, cfg: cfg, log: cfg.Logger.With("service", ServiceName), ready: make(chan struct{}),
+		hubClient: cfg.Guard.Client(time.Minute)}
 }
 
 // Ready is closed once Run consumes commands and answers queries.

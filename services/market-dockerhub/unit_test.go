@@ -6,9 +6,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 
+	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -93,5 +95,22 @@ func TestConfigKernel(t *testing.T) {
 	t.Setenv(EnvUser, `o"ne`)
 	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), EnvUser) {
 		t.Errorf("user with a quote: %v", err)
+	}
+}
+
+func TestConfigFetchAllow(t *testing.T) {
+	reg := netip.MustParseAddrPort("127.0.0.1:5000")
+	t.Setenv(netguard.EnvAllow, "")
+	cfg, err := ConfigFromEnv()
+	if err != nil || cfg.Guard.Check("", reg) == nil {
+		t.Errorf("unset: %v, loopback open", err)
+	}
+	t.Setenv(netguard.EnvAllow, "127.0.0.1:5000")
+	if cfg, err = ConfigFromEnv(); err != nil || cfg.Guard.Check("", reg) != nil {
+		t.Errorf("127.0.0.1:5000 not opened: %v", err)
+	}
+	t.Setenv(netguard.EnvAllow, "fe80::/10")
+	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), `SLIPWAY_FETCH_ALLOW: entry "fe80::/10": IPv6 link-local addresses are never allowed`) {
+		t.Errorf("fe80::/10: %v", err)
 	}
 }

@@ -9,13 +9,13 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/netguard"
 )
 
 // DefaultMaxBytes caps the decompressed output when Options.MaxBytes is 0.
@@ -25,9 +25,11 @@ const DefaultMaxBytes int64 = 64 << 30
 type Options struct {
 	// Store reads s3:// sources; required for them.
 	Store *blob.Store
-	// HTTPClient fetches http(s) sources; nil means a client with
-	// connect and header timeouts but no overall one.
-	HTTPClient *http.Client
+	// Guard says which addresses http(s) sources (and every redirect
+	// hop) may be dialed at; nil refuses loopback, private and other
+	// special addresses (see package netguard). The client has connect
+	// and header timeouts but no overall one.
+	Guard *netguard.Policy
 	// Checksum is "sha256:<hex>" of the bytes as fetched, before
 	// decompression; "" skips the check.
 	Checksum string

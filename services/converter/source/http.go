@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/slipway/slipway/pkg/netguard"
 )
 
 // httpOrigin fetches a URL and resumes it with Range requests guarded by
@@ -26,23 +28,26 @@ type httpOrigin struct {
 	total     int64
 }
 
-// defaultHTTPClient has no overall timeout (images are large) but bounds
-// connecting and waiting for headers; stalls mid-body are caught by the
-// idle watchdog of the fetch.
-var defaultHTTPClient = &http.Client{
-	Transport: &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSHandshakeTimeout:   30 * time.Second,
-		ResponseHeaderTimeout: 60 * time.Second,
-		ForceAttemptHTTP2:     true,
-	},
+// clients holds one client per guard, so connections are pooled across
+// fetches.
+var clients sync.Map // *netguard.Policy → *http.Client
+
+// httpClient is the client of guard: its transport dials through the
+// guard, has no overall timeout (images are large) but bounds connecting
+// and waiting for headers; stalls mid-body are caught by the idle watchdog
+// of the fetch.
+func httpClient(guard *netguard.Policy) *http.Client {
+	if c, ok := clients.Load(guard); ok {
+		return c.(*http.Client)
+	}
+	t := guard.Transport().Clone()
+	t.TLSHandshakeTimeout = 30 * time.Second
+	t.ResponseHeaderTimeout = 60 * time.Second
+	c, _ := clients.LoadOrStore(guard, &http.Client{Transport: t, CheckRedirect: netguard.CheckRedirect})
+	return c.(*http.Client)
 }
 
 func newHTTPOrigin(u *url.URL, c *http.Client) *httpOrigin {
-	if c == nil {
-		c = defaultHTTPClient
-	}
 	return &httpOrigin{url: u, client: c, total: -1}
 }
 
@@ -141,12 +146,20 @@ func parseContentRange(h string) (start, total int64, ok bool) {
 	return start, total, true
 }
 
-// classifyTransportError marks certificate problems permanent; everything
-// else (refused, reset, timeouts, DNS) may heal.
+// classifyTransportError marks certificate problems and addresses the guard
+// refuses permanent; everything else (connection refused, reset, timeouts,
+// DNS) may heal.
 func classifyTransportError(u string, err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = ue.Err // its message repeats the method and URL
+	}
+	if refused, ok := netguard.AsRefused(err); ok {
+		return permanentf("GET %s: %w", u, refused) // the same address is refused next time
+	}
+	var redirect *netguard.RedirectError
+	if errors.As(err, &redirect) {
+		return permanentf("GET %s: %w", u, redirect)
 	}
 	var unknownCA x509.UnknownAuthorityError
 	var hostErr x509.HostnameError

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/slipway/slipway/pkg/netguard"
 )
 
 func randomBytes(t *testing.T, n int) []byte {
@@ -39,9 +41,12 @@ func sum(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// fastOpts keeps retries quick in tests.
+// loopback opens the tests' servers, which listen on loopback.
+var loopback = netguard.MustParse("127.0.0.0/8,::1/128")
+
+// fastOpts keeps retries quick in tests and opens loopback.
 func fastOpts() Options {
-	return Options{RetryDelay: 10 * time.Millisecond, TempDir: os.TempDir()}
+	return Options{RetryDelay: 10 * time.Millisecond, TempDir: os.TempDir(), Guard: loopback}
 }
 
 // dropOnce answers the first request with the headers and half of the body,
@@ -487,4 +492,62 @@ func compressWith(t *testing.T, cmd []string, data []byte) []byte {
 		t.Fatalf("%v: %v", cmd, err)
 	}
 	return out
+}
+
+// TestFetchRefusesGuardedAddresses: without an allow list a loopback URL is
+// refused before any request, at once and for good (no retries), naming
+// the address and the setting; a redirect from an opened server to
+// another address or to file:// is refused the same way.
+func TestFetchRefusesGuardedAddresses(t *testing.T) {
+	var hits atomic.Int32
+	secret := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		_, _ = io.WriteString(w, "secret")
+	}))
+	defer secret.Close()
+	host := strings.TrimPrefix(secret.URL, "http://")
+
+	opts := fastOpts()
+	opts.Guard = nil
+	opts.RetryDelay = time.Second // a retry would show in the time taken
+	dst := filepath.Join(t.TempDir(), "o")
+	start := time.Now()
+	_, err := Fetch(context.Background(), secret.URL+"/latest?token=x", dst, opts)
+	want := "GET " + secret.URL + "/latest?token=x: refusing to connect to " + host + " (loopback): set SLIPWAY_FETCH_ALLOW=127.0.0.1/32 to allow it"
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %v\nwant %s", err, want)
+	}
+	if !IsPermanent(err) || time.Since(start) > 900*time.Millisecond {
+		t.Errorf("a refusal must be permanent and not retried (took %s)", time.Since(start))
+	}
+	if _, err := os.Stat(dst); !os.IsNotExist(err) {
+		t.Errorf("dst left behind: %v", err)
+	}
+
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/to-secret":
+			http.Redirect(w, r, secret.URL+"/", http.StatusFound)
+		case "/to-file":
+			http.Redirect(w, r, "file:///etc/passwd", http.StatusFound)
+		}
+	}))
+	defer front.Close()
+	opts.Guard = netguard.MustParse(strings.TrimPrefix(front.URL, "http://"))
+	_, err = Fetch(context.Background(), front.URL+"/to-secret", dst, opts)
+	if _, ok := netguard.AsRefused(err); !ok || !IsPermanent(err) || !strings.Contains(err.Error(), "refusing to connect to "+host+" (loopback)") {
+		t.Errorf("redirect to %s: %v, want a permanent refusal", host, err)
+	}
+	_, err = Fetch(context.Background(), front.URL+"/to-file", dst, opts)
+	if !IsPermanent(err) || !strings.Contains(err.Error(), "to file:///etc/passwd: only http and https are followed") {
+		t.Errorf("redirect to file://: %v, want a permanent refusal", err)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the refused server saw %d requests", n)
+	}
+	// Opened, the same URL is fetched.
+	opts.Guard = netguard.MustParse(host)
+	if _, err := Fetch(context.Background(), secret.URL+"/latest", dst, opts); err != nil || hits.Load() != 1 {
+		t.Errorf("with %s open: %v (%d requests)", host, err, hits.Load())
+	}
 }

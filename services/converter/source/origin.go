@@ -41,7 +41,7 @@ func newOrigin(src string, opts Options) (origin, error) {
 		if u.Host == "" {
 			return nil, permanentf("source %q: no host", src)
 		}
-		return newHTTPOrigin(u, opts.HTTPClient), nil
+		return newHTTPOrigin(u, httpClient(opts.Guard)), nil
 	case "file":
 		return nil, permanentf("source %q refused: file:// would read host files; use s3://, http:// or https://", src)
 	default:

@@ -46,6 +46,8 @@ func marketStack(t *testing.T) (flags []string, host string) {
 		pushImage(t, host+"/"+ref)
 	}
 	t.Setenv("SLIPWAY_DOCKERHUB_API", hub.URL)
+	// Both listen on loopback, which the services refuse unless opened.
+	t.Setenv("SLIPWAY_FETCH_ALLOW", strings.TrimPrefix(hub.URL, "http://")+","+host)
 	t.Setenv("SLIPWAY_GUEST_INIT", buildGuestInit(t))
 	flags, _ = stack(t)
 	return flags, host

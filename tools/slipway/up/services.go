@@ -68,6 +68,7 @@ func (s *Stack) services() []service {
 		{"converter", func(b *bus.Bus, st *blob.Store) (runner, error) {
 			cfg, err := converter.ConfigFromEnv()
 			cfg.TempDir, cfg.Logger = orWork(cfg.TempDir), log.With("service", "converter")
+			cfg.Fetch.Guard = s.cfg.Guard
 			return converter.New(b, st, cfg), err
 		}},
 		{marketdockerhub.ServiceName, func(b *bus.Bus, _ *blob.Store) (runner, error) {
@@ -75,12 +76,13 @@ func (s *Stack) services() []service {
 			if s.cfg.User != "" {
 				cfg.User = s.cfg.User
 			}
-			cfg.Logger = log
+			cfg.Guard, cfg.Logger = s.cfg.Guard, log
 			return marketdockerhub.New(b, cfg), err
 		}},
 		{builder.Name, func(b *bus.Bus, st *blob.Store) (runner, error) {
 			cfg, err := builder.ConfigFromEnv()
 			cfg.TempDir, cfg.Logger = orWork(cfg.TempDir), log.With("service", builder.Name)
+			cfg.Registry.Guard = s.cfg.Guard
 			return builder.New(b, st, cfg), err
 		}},
 		{cryptoluks.Name, func(b *bus.Bus, st *blob.Store) (runner, error) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/run"
 )
 
@@ -57,6 +58,10 @@ type Config struct {
 	// User owns the images the catalog creates (default $SLIPWAY_USER,
 	// then the catalog's default).
 	User string
+	// Guard says which addresses the converter, the builder and
+	// market-dockerhub may fetch from (see package netguard); nil reads
+	// SLIPWAY_FETCH_ALLOW, and Start fails if that is malformed.
+	Guard *netguard.Policy
 	// Logger receives the services' logs; default discards below Warn.
 	Logger *slog.Logger
 }
@@ -141,6 +146,11 @@ type Stack struct {
 // was started is stopped again.
 func Start(ctx context.Context, cfg Config) (st *Stack, err error) {
 	cfg.defaults()
+	if cfg.Guard == nil {
+		if cfg.Guard, err = netguard.FromEnv(); err != nil {
+			return nil, err
+		}
+	}
 	s := &Stack{cfg: cfg, Prefix: cfg.Prefix, S3: cfg.S3}
 	defer func() {
 		if err != nil {

@@ -166,3 +166,15 @@ func TestStartRefusesABadServiceVariable(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestStartRefusesAMalformedFetchAllowList(t *testing.T) {
+	t.Setenv("SLIPWAY_FETCH_ALLOW", "127.0.0.1/32,registry:port")
+	dir := t.TempDir()
+	_, err := Start(context.Background(), Config{DataDir: dir, NATSPort: -1, MinIOBin: "/nonexistent/minio"})
+	if err == nil || !strings.Contains(err.Error(), `SLIPWAY_FETCH_ALLOW: entry "registry:port": port "port": want 1 to 65535`) {
+		t.Errorf("err = %v, want the entry named", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("started something before refusing: %d entries in the data dir", len(entries))
+	}
+}
