@@ -20,6 +20,10 @@ MODULES = $(shell go list -m -f '{{.Dir}}/...' | sed 's|^$(CURDIR)|.|')
 
 GO_TEST_FLAGS ?= -count=1 -timeout 45m
 
+# The packages with the most concurrency run a second time under the race
+# detector in `make test`.
+RACE_PKGS := ./pkg/bus/... ./pkg/saga/... ./services/catalog/... ./services/launcher/...
+
 # Every fuzz target, as package:Function; `make fuzz` (and `make test`) runs
 # each for FUZZ_TIME.
 FUZZ_TIME    ?= 20s
@@ -91,6 +95,7 @@ demo: deps tools build ## Start the stack, import a disk and a container image, 
 test: deps tools ## Run every test against real NATS, MinIO, qemu-img and mkfs
 	go vet $(MODULES)
 	go test $(GO_TEST_FLAGS) $(MODULES)
+	go test -race $(GO_TEST_FLAGS) $(RACE_PKGS)
 	$(MAKE) --no-print-directory fuzz
 
 .PHONY: fuzz
