@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -35,18 +36,29 @@ func newBlobCache(dir string, blobs *blob.Store) *blobCache {
 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]`)
 
-// imageKey names an image's blob in the cache.
-func imageKey(img *schemas.Image) string {
+// imageKey names an image's blob in the cache. The record comes from a
+// reply on the bus, so what becomes a file name is checked first: the
+// SHA-256 is 64 hex digits and the format one Slipway knows.
+func imageKey(img *schemas.Image) (string, error) {
 	ver := img.SHA256
-	if ver == "" {
+	switch {
+	case img.ID < 0:
+		return "", fmt.Errorf("image ID %d is not an image ID", img.ID)
+	case ver == "":
 		ver = "t" + unsafeName.ReplaceAllString(img.UpdatedAt, "_")
+	case !sha256Hex.MatchString(ver):
+		return "", fmt.Errorf("image %d: SHA-256 %q is not 64 lower-case hex digits", img.ID, ver)
 	}
 	ext := string(img.Format)
 	if ext == "" {
 		ext = "bin"
+	} else if !slices.Contains(schemas.DiskFormatValues(), img.Format) {
+		return "", fmt.Errorf("image %d: format %q is not a disk format", img.ID, ext)
 	}
-	return "image-" + strconv.FormatInt(img.ID, 10) + "-" + ver + "." + ext
+	return "image-" + strconv.FormatInt(img.ID, 10) + "-" + ver + "." + ext, nil
 }
+
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // image returns the local path of an image's blob, fetching it first when
 // needed; the blob's SHA-256 must be the catalog's.
@@ -54,7 +66,11 @@ func (c *blobCache) image(ctx context.Context, img *schemas.Image) (string, erro
 	if img.Source == "" {
 		return "", fmt.Errorf("image %d (%s) has no stored blob", img.ID, img.Name)
 	}
-	return c.fetch(ctx, imageKey(img), img.Source, img.SHA256)
+	key, err := imageKey(img)
+	if err != nil {
+		return "", err
+	}
+	return c.fetch(ctx, key, img.Source, img.SHA256)
 }
 
 // url returns the local path of the object at u under key, fetching it
