@@ -38,7 +38,7 @@ type diskImage struct {
 // kernel and initrd chosen, the context ISO built. On error the locks
 // taken stay recorded in the VM for the caller's clean-up.
 func (s *Service) prolog(ctx context.Context, rec *vmRecord) (*bootPlan, error) {
-	spec, err := parseTemplate(rec.Template)
+	spec, err := s.parseTemplate(rec.Template)
 	if err != nil {
 		return nil, err
 	}
@@ -55,8 +55,12 @@ func (s *Service) prolog(ctx context.Context, rec *vmRecord) (*bootPlan, error) 
 			return nil, fmt.Errorf("DISK %d: %w", i, err)
 		}
 	}
+	raw, err := qemu.ParseRaw(spec.Raw) // parseTemplate checked it; the words it allows
+	if err != nil {
+		return nil, err
+	}
 	plan := &bootPlan{QEMU: qemu.Config{Name: fmt.Sprintf("one-%d", rec.ID), CPUs: spec.VCPU,
-		MemoryMiB: spec.MemoryMiB, ExtraArgs: strings.Fields(spec.Raw)}}
+		MemoryMiB: spec.MemoryMiB, ExtraArgs: raw}}
 	if err := s.prepareDisks(ctx, spec, disks, dir, plan); err != nil {
 		return nil, err
 	}

@@ -19,6 +19,9 @@ func Parse(text string) (*Spec, error) {
 		return nil, fmt.Errorf("template: %w", err)
 	}
 	s := &Spec{Text: text, VCPU: DefaultVCPU, MemoryMiB: DefaultMemoryMiB}
+	if err := hostPaths(tpl); err != nil {
+		return nil, err
+	}
 	if err := s.scalars(tpl); err != nil {
 		return nil, err
 	}
@@ -29,6 +32,29 @@ func Parse(text string) (*Spec, error) {
 		}
 	}
 	return s, nil
+}
+
+// hostPaths refuses the attributes that name paths on the host, which the launcher never
+// opens (even when the operator does not restrict them): EMULATOR, OS/BOOTLOADER,
+// DISK/SOURCE and CONTEXT/FILES. OS/KERNEL and OS/INITRD are refused by os with a hint.
+func hostPaths(tpl *onetemplate.Template) error {
+	for _, a := range tpl.Attrs {
+		var key string
+		switch {
+		case a.Name == "EMULATOR":
+			key = "EMULATOR"
+		case a.Name == "OS" && a.Vector["BOOTLOADER"] != "":
+			key = "OS/BOOTLOADER"
+		case a.Name == "DISK" && a.Vector["SOURCE"] != "":
+			key = "DISK/SOURCE"
+		case a.Name == "CONTEXT" && a.Vector["FILES"] != "":
+			key = "CONTEXT/FILES"
+		default:
+			continue
+		}
+		return fmt.Errorf("%s names a path on the host, which the launcher never opens (disks, kernels and files come from images)", key)
+	}
+	return nil
 }
 
 // single returns a single-valued attribute, refusing a vector or a repeat of it.
