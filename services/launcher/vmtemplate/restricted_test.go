@@ -51,3 +51,17 @@ func TestHostPathsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A NIC MODEL becomes a -device driver: only QEMU's network cards are accepted.
+func TestNICModel(t *testing.T) {
+	for _, ok := range []string{"virtio", "e1000", "rtl8139", "virtio-net-pci"} {
+		if _, err := Parse("NIC = [ MODEL = \"" + ok + "\" ]\n"); err != nil {
+			t.Errorf("MODEL %s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"vhost-vsock-pci", "vfio-pci", "usb-host", "e1000,romfile=x", "pvpanic"} {
+		if _, err := Parse("NIC = [ MODEL = \"" + bad + "\" ]\n"); err == nil || !strings.Contains(err.Error(), "is not a network card QEMU emulates") {
+			t.Errorf("MODEL %s: %v", bad, err)
+		}
+	}
+}
