@@ -209,7 +209,9 @@ func (s *Service) prepareDisk(ctx context.Context, i int64, d diskImage, target,
 // copyFile makes a private, writable copy of a cached blob, sparse and
 // sharing blocks with it where the filesystem can.
 func (s *Service) copyFile(ctx context.Context, src, dst string) error {
-	out, err := exec.CommandContext(ctx, "cp", "--sparse=always", "--reflink=auto", src, dst).CombinedOutput()
+	cmd := exec.CommandContext(ctx, "cp", "--sparse=always", "--reflink=auto", src, dst)
+	cmd.Env = []string{}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		os.Remove(dst)
 		return fmt.Errorf("copy %s: %v: %s", filepath.Base(src), err, strings.TrimSpace(string(out)))
@@ -219,7 +221,9 @@ func (s *Service) copyFile(ctx context.Context, src, dst string) error {
 
 // qemuImg runs qemu-img, with its message in the error.
 func (s *Service) qemuImg(ctx context.Context, args ...string) error {
-	out, err := exec.CommandContext(ctx, s.cfg.QEMUImg, args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, s.cfg.QEMUImg, args...)
+	cmd.Env = []string{} // qemu-img needs nothing from ours (no S3 key, no KEK)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("qemu-img %s: %v: %s", args[0], err, strings.TrimSpace(string(out)))
 	}

@@ -77,6 +77,30 @@ func (c *Config) confine() error {
 	return nil
 }
 
+// CheckConfined checks, for a process that opens an image outside QEMU (qemu-img run by
+// the launcher as root), that the image and its qcow2 backing chain resolve under dirs:
+// a header rewritten to name a host file is refused instead of read.
+func CheckConfined(path, format string, dirs ...string) error {
+	real, err := realDirs("dirs", dirs)
+	if err != nil {
+		return err
+	}
+	check := func(what, p string, _ bool) error {
+		r, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if !under(r, real) {
+			return fmt.Errorf("%s %s lies outside %s", what, p, strings.Join(dirs, ", "))
+		}
+		return nil
+	}
+	if err := check("image", path, false); err != nil {
+		return err
+	}
+	return checkBackingChain("image "+filepath.Base(path), Disk{Path: path, Format: format}, check)
+}
+
 // checkBackingChain follows a qcow2 disk's backing files (as recorded in each header, or
 // BackingFile) and checks each; a chain deeper than 8 is refused.
 func checkBackingChain(what string, d Disk, check func(what, p string, write bool) error) error {

@@ -196,6 +196,13 @@ func TestConfinement(t *testing.T) {
 		t.Errorf("Start with a disk outside = %v, want a refusal", err)
 	}
 	assertNoQEMU(t, dir)
+	// Images qemu-img opens as root are checked the same way.
+	if err := CheckConfined(overlayOut, FormatQcow2, dir, images); err == nil || !strings.Contains(err.Error(), "backing file "+rawOut+" lies outside") {
+		t.Errorf("CheckConfined(overlay over a host file) = %v", err)
+	}
+	if err := CheckConfined(overlayOK, FormatQcow2, dir, images); err != nil {
+		t.Errorf("CheckConfined(overlay over the cache) = %v", err)
+	}
 	// What may be opened.
 	ok := base()
 	ok.Kernel = rawImg
