@@ -161,7 +161,13 @@ func (c *Config) defaults() {
 // for an unprivileged user.
 func defaultWorkDir() string {
 	const sys = "/var/lib/slipway/launcher"
-	if err := os.MkdirAll(sys, 0o700); err == nil {
+	// 0711: QEMU, run as unprivileged uids, walks through to its VM directory.
+	if err := os.MkdirAll(sys, 0o711); err == nil {
+		if os.Geteuid() == 0 { // made 0700 by earlier versions: Slipway's own directory
+			if fi, err := os.Stat(filepath.Dir(sys)); err == nil {
+				_ = os.Chmod(filepath.Dir(sys), fi.Mode().Perm()|0o001)
+			}
+		}
 		return sys
 	}
 	return filepath.Join(os.TempDir(), "slipway-launcher")

@@ -200,7 +200,11 @@ func (s *Service) setup(ctx context.Context) (unlock func(), err error) {
 	s.templates = &kvStore[schemas.VMTemplate]{kv: tkv, what: "template"}
 	s.vms = &kvStore[vmRecord]{kv: vkv, what: "VM"}
 	for _, d := range []string{s.cfg.WorkDir, s.vmsDir(), s.consoleDir(), s.cfg.CacheDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+		mode := os.FileMode(0o700)
+		if s.conf.switchUser && d != s.consoleDir() {
+			mode = 0o711 // parents made here must let QEMU's uids through too
+		}
+		if err := os.MkdirAll(d, mode); err != nil {
 			return nil, fmt.Errorf("launcher setup: %w", err)
 		}
 	}
