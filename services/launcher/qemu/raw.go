@@ -59,12 +59,12 @@ var deviceDenied = map[string]bool{
 	"hostdevice": true, "hostbus": true, "hostaddr": true, "hostport": true, "sysfsdev": true,
 	"fd": true, "fds": true, "vhostfd": true, "vhostfds": true, "chardev": true,
 	"netdev": true, "fsdev": true, "memdev": true, "splash": true, "socket": true,
-	"guest-cid": true, "x-igd-opregion": true,
+	"guest-cid": true, "x-igd-opregion": true, "ibdev": true, "ibport": true, "tpmdev": true,
 }
 
 // driverDenied are device drivers (substrings) that reach the host.
 var driverDenied = []string{"vfio", "vhost", "vsock", "usb-host", "usb-redir", "ivshmem", "9p",
-	"passthru", "passthrough", "pci-assign", "loader", "guest-loader", "isa-debugcon", "tpm"}
+	"passthru", "passthrough", "pci-assign", "loader", "guest-loader", "isa-debugcon", "tpm", "pvrdma"}
 
 // ParseRaw splits RAW text into QEMU arguments and checks each option against the RAW
 // policy, naming what it refuses.
@@ -146,7 +146,6 @@ func checkRawValue(opt, v string) error {
 				return fmt.Errorf("device %q reaches the host", driver)
 			}
 		}
-		return checkProps(kv)
 	case "global":
 		// driver.prop=value, or driver=…,property=…,value=…
 		for _, p := range kv {
@@ -173,16 +172,10 @@ func checkRawValue(opt, v string) error {
 				}
 			}
 		}
-	case "smbios":
-		for _, p := range kv {
-			if k, _, _ := strings.Cut(p, "="); k == "file" {
-				return fmt.Errorf("file= names a host file")
-			}
-		}
-	case "boot":
-		return checkProps(kv)
 	}
-	return nil
+	// No option may name a file, even by a bare name in the VM's directory (its LUKS
+	// passphrase files live there): -smbios path=, -boot splash=, romfile=…
+	return checkProps(kv)
 }
 
 func checkProps(kv []string) error {
