@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"crypto/rand"
+	"os"
 	"time"
 
 	cryptoluks "github.com/slipway/slipway/services/crypto-luks"
@@ -35,7 +36,14 @@ func (s *stack) startBootServices() {
 		return cryptoluks.New(cl, s.store, clCfg).Run(ctx)
 	})
 	la := s.connect(launcher.Name)
-	laCfg := launcher.Config{WorkDir: s.t.TempDir(), ShutdownTimeout: 5 * time.Second}
+	// Not t.TempDir(): its parent is 0700, and the launcher (as root) runs QEMU as an
+	// unprivileged uid that must walk down to its VM directory.
+	work, err := os.MkdirTemp("", "slipway-launcher-it-")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { os.RemoveAll(work) })
+	laCfg := launcher.Config{WorkDir: work, ShutdownTimeout: 5 * time.Second}
 	s.run(launcher.Name, func(ctx context.Context) error {
 		return launcher.New(la, s.store, laCfg).Run(ctx)
 	})

@@ -42,6 +42,8 @@ const (
 	EnvShutdownTimeout = "SLIPWAY_LAUNCHER_SHUTDOWN_TIMEOUT"
 	EnvReadyTimeout    = "SLIPWAY_LAUNCHER_READY_TIMEOUT"
 	EnvUploadBucket    = "SLIPWAY_UPLOAD_BUCKET"
+	EnvRestrictedAttr  = "SLIPWAY_LAUNCHER_RESTRICTED_ATTR"
+	EnvQEMUUIDs        = "SLIPWAY_LAUNCHER_QEMU_UIDS"
 )
 
 // Config tunes the service. The zero value works on a machine with
@@ -96,6 +98,16 @@ type Config struct {
 	// AckWait and MaxDeliver tune the command consumer; defaults 30s, 10.
 	AckWait    time.Duration
 	MaxDeliver int
+	// RestrictedAttr lists the template attributes refused at template create and update
+	// and at instantiate, like OpenNebula's VM_RESTRICTED_ATTR: NAME or VECTOR/NAME,
+	// comma-separated. "" = vmtemplate.DefaultRestricted (RAW, EMULATOR, OS/KERNEL,
+	// OS/INITRD, OS/BOOTLOADER, DISK/SOURCE, CONTEXT/FILES); "none" restricts nothing. A
+	// list that omits RAW allows RAW, still checked by qemu.ParseRaw.
+	RestrictedAttr string
+	// QEMUUIDs is the range "first-last" of numeric uids (gid = uid, no account needed)
+	// QEMU runs as when the launcher runs as root: one per running VM, owning only that
+	// VM's directory. Default DefaultQEMUUIDs.
+	QEMUUIDs string
 	// Logger defaults to the bus's logger.
 	Logger *slog.Logger
 }
@@ -140,13 +152,22 @@ func (c *Config) defaults() {
 	if c.MaxDeliver <= 0 {
 		c.MaxDeliver = DefaultMaxDeliver
 	}
+	if c.QEMUUIDs == "" {
+		c.QEMUUIDs = DefaultQEMUUIDs
+	}
 }
 
 // defaultWorkDir prefers the system location, falling back to the temp dir
 // for an unprivileged user.
 func defaultWorkDir() string {
 	const sys = "/var/lib/slipway/launcher"
-	if err := os.MkdirAll(sys, 0o700); err == nil {
+	// 0711: QEMU, run as unprivileged uids, walks through to its VM directory.
+	if err := os.MkdirAll(sys, 0o711); err == nil {
+		if os.Geteuid() == 0 { // made 0700 by earlier versions: Slipway's own directory
+			if fi, err := os.Stat(filepath.Dir(sys)); err == nil {
+				_ = os.Chmod(filepath.Dir(sys), fi.Mode().Perm()|0o001)
+			}
+		}
 		return sys
 	}
 	return filepath.Join(os.TempDir(), "slipway-launcher")
@@ -161,6 +182,9 @@ func ConfigFromEnv() (Config, error) {
 		QEMU:         run.Env(EnvQEMU, ""),
 		Accel:        run.Env(EnvAccel, ""),
 		UploadBucket: run.Env(EnvUploadBucket, ""),
+		// Unset keeps the default list; set to "none" to restrict nothing.
+		RestrictedAttr: run.Env(EnvRestrictedAttr, ""),
+		QEMUUIDs:       run.Env(EnvQEMUUIDs, ""),
 	}
 	var errs []error
 	var err error
@@ -175,6 +199,11 @@ func ConfigFromEnv() (Config, error) {
 	}
 	if _, err := qemu.Candidates(cfg.Accel); err != nil {
 		errs = append(errs, fmt.Errorf("%s: %w", EnvAccel, err))
+	}
+	probe := cfg
+	probe.defaults()
+	if err := newConfinement(probe).err; err != nil {
+		errs = append(errs, err)
 	}
 	return cfg, errors.Join(errs...)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/launcher/qemu"
 )
 
 // diskStates are the states in which a VM's disks exist.
@@ -128,6 +129,9 @@ func (s *Service) convertPaused(ctx context.Context, m *machine, pd planDisk, ds
 			}
 		}()
 	}
+	if err := qemu.CheckConfined(pd.Path, format, s.vmDir(m.id), s.cfg.CacheDir); err != nil {
+		return err
+	}
 	return s.qemuImg(ctx, "convert", "-U", "-f", format, "-O", "qcow2", pd.Path, dst)
 }
 
@@ -159,6 +163,9 @@ func (s *Service) diskSnapshotCmd(ctx context.Context, msg *bus.Msg) error {
 		err = vm.SnapshotInternal(ctx, pd.QEMUID, req.Name)
 	} else {
 		// qemu-img snapshot takes no -f; --image-opts names the format.
+		if err := qemu.CheckConfined(pd.Path, pd.Format, s.vmDir(req.ID), s.cfg.CacheDir); err != nil {
+			return refuse(&req.ID, "snapshot of DISK %d of VM %d: %v", req.DiskID, req.ID, err)
+		}
 		err = s.qemuImg(ctx, "snapshot", "-c", req.Name, "--image-opts",
 			"driver=qcow2,file.driver=file,file.filename="+strings.ReplaceAll(pd.Path, ",", ",,"))
 	}

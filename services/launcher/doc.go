@@ -13,6 +13,13 @@
 // catalog's image-release, overlays discarded, locks released) → DONE. Any
 // failure gives FAILED with the reason, nothing locked and no QEMU left.
 //
+// Templates using a restricted attribute (RAW and the ones naming host paths,
+// by default; Config.RestrictedAttr) are refused at create, update and
+// instantiate. QEMU is confined: seccomp sandbox, empty environment, a
+// numeric uid per VM (Config.QEMUUIDs, when the launcher is root) owning only
+// that VM's directory, and every file it opens under the VM's directory or
+// the image cache.
+//
 // The engines are the subpackages: vmtemplate (the template's meaning),
 // qemu (one QEMU process over QMP), contextdisk (the CONTEXT ISO) and
 // firecracker (its VM configuration). Subjects and configuration: README.md.

@@ -113,6 +113,7 @@ func (s *Service) upload(ctx context.Context, path, key string) (blob.Info, erro
 // virtualSize asks qemu-img for a disk's virtual size.
 func (s *Service) virtualSize(ctx context.Context, path, format string) (int64, error) {
 	cmd := exec.CommandContext(ctx, s.cfg.QEMUImg, "info", "-U", "--output=json", "-f", format, path)
+	cmd.Env = []string{}
 	out, err := cmd.Output()
 	if err != nil {
 		var ee *exec.ExitError

@@ -71,7 +71,7 @@ func (s *Service) queryFirecracker(ctx context.Context, req []byte) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	spec, err := parseTemplate(t.Template)
+	spec, err := s.parseTemplate(t.Template)
 	if err != nil {
 		return nil, fmt.Errorf("template %d: %w", t.ID, err)
 	}

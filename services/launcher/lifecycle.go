@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/slipway/slipway/schemas"
@@ -87,19 +88,38 @@ func (s *Service) boot(ctx context.Context, m *machine, rec *vmRecord, c cause) 
 	cfg.Binary, cfg.Accel, cfg.CPU = s.cfg.QEMU, s.accel.Accel, s.accel.CPU
 	cfg.RunDir = s.runDir(rec.ID)
 	cfg.ConsoleLog = s.consoleLog(rec.ID)
-	if _, err := os.Stat(s.vmDir(rec.ID)); err != nil {
+	cfg.VMDir = s.vmDir(rec.ID)
+	cfg.ImageDirs = []string{s.cfg.CacheDir}
+	if _, err := os.Stat(cfg.VMDir); err != nil {
 		return fmt.Errorf("the VM's directory is gone: %w", err)
 	}
 	if err := os.MkdirAll(cfg.RunDir, 0o700); err != nil {
 		return err
+	}
+	if cfg.RunDir != cfg.VMDir { // the short socket directory in the temp dir
+		if err := os.Chmod(filepath.Dir(cfg.RunDir), 0o711); err != nil {
+			return err
+		}
+	}
+	owner, err := s.conf.assign(rec.ID)
+	if err != nil {
+		return err
+	}
+	if owner != nil {
+		cfg.User = &qemu.User{UID: owner.uid, GID: owner.uid}
 	}
 	offset := fileSize(cfg.ConsoleLog) // the log is appended to across boots
 	qctx, stop := context.WithCancel(s.life)
 	vm, err := qemu.Start(qctx, cfg)
 	if err != nil {
 		stop()
+		s.conf.release(rec.ID, owner, cfg.VMDir, cfg.RunDir)
 		return err
 	}
+	go func() {
+		<-vm.Done()
+		s.conf.release(rec.ID, owner, cfg.VMDir, cfg.RunDir)
+	}()
 	m.setQEMU(vm, stop)
 	if _, _, err := s.vms.update(ctx, rec.ID, func(r *vmRecord) error {
 		r.Run.PID = vm.PID()

@@ -38,7 +38,7 @@ type diskImage struct {
 // kernel and initrd chosen, the context ISO built. On error the locks
 // taken stay recorded in the VM for the caller's clean-up.
 func (s *Service) prolog(ctx context.Context, rec *vmRecord) (*bootPlan, error) {
-	spec, err := parseTemplate(rec.Template)
+	spec, err := s.parseTemplate(rec.Template)
 	if err != nil {
 		return nil, err
 	}
@@ -55,8 +55,12 @@ func (s *Service) prolog(ctx context.Context, rec *vmRecord) (*bootPlan, error) 
 			return nil, fmt.Errorf("DISK %d: %w", i, err)
 		}
 	}
+	raw, err := qemu.ParseRaw(spec.Raw) // parseTemplate checked it; the words it allows
+	if err != nil {
+		return nil, err
+	}
 	plan := &bootPlan{QEMU: qemu.Config{Name: fmt.Sprintf("one-%d", rec.ID), CPUs: spec.VCPU,
-		MemoryMiB: spec.MemoryMiB, ExtraArgs: strings.Fields(spec.Raw)}}
+		MemoryMiB: spec.MemoryMiB, ExtraArgs: raw}}
 	if err := s.prepareDisks(ctx, spec, disks, dir, plan); err != nil {
 		return nil, err
 	}
@@ -205,7 +209,9 @@ func (s *Service) prepareDisk(ctx context.Context, i int64, d diskImage, target,
 // copyFile makes a private, writable copy of a cached blob, sparse and
 // sharing blocks with it where the filesystem can.
 func (s *Service) copyFile(ctx context.Context, src, dst string) error {
-	out, err := exec.CommandContext(ctx, "cp", "--sparse=always", "--reflink=auto", src, dst).CombinedOutput()
+	cmd := exec.CommandContext(ctx, "cp", "--sparse=always", "--reflink=auto", src, dst)
+	cmd.Env = []string{}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		os.Remove(dst)
 		return fmt.Errorf("copy %s: %v: %s", filepath.Base(src), err, strings.TrimSpace(string(out)))
@@ -215,7 +221,9 @@ func (s *Service) copyFile(ctx context.Context, src, dst string) error {
 
 // qemuImg runs qemu-img, with its message in the error.
 func (s *Service) qemuImg(ctx context.Context, args ...string) error {
-	out, err := exec.CommandContext(ctx, s.cfg.QEMUImg, args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, s.cfg.QEMUImg, args...)
+	cmd.Env = []string{} // qemu-img needs nothing from ours (no S3 key, no KEK)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("qemu-img %s: %v: %s", args[0], err, strings.TrimSpace(string(out)))
 	}

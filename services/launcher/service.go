@@ -64,6 +64,8 @@ type Service struct {
 	// accel is what the probe chose at Run's start, kept for the
 	// launcher's lifetime.
 	accel qemu.Accelerator
+	// conf holds the restricted attributes and QEMU's uids.
+	conf *confinement
 
 	// life is the context of the VMs' goroutines and QEMU processes: it
 	// ends when Run returns, and QEMU with it.
@@ -85,7 +87,7 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 		log = b.Logger()
 	}
 	return &Service{bus: b, blobs: store, cfg: cfg, log: log,
-		machines: map[int64]*machine{}, ready: make(chan struct{})}
+		machines: map[int64]*machine{}, ready: make(chan struct{}), conf: newConfinement(cfg)}
 }
 
 // Ready is closed once Run consumes commands and answers queries.
@@ -101,6 +103,9 @@ func (s *Service) Config() Config { return s.cfg }
 func (s *Service) Run(ctx context.Context) error {
 	if s.bus.Service() != Name {
 		return fmt.Errorf("launcher: the bus belongs to service %q, want %q", s.bus.Service(), Name)
+	}
+	if s.conf.err != nil {
+		return fmt.Errorf("launcher: %w", s.conf.err)
 	}
 	if err := s.chooseAccelerator(ctx); err != nil {
 		return err
@@ -195,8 +200,27 @@ func (s *Service) setup(ctx context.Context) (unlock func(), err error) {
 	s.templates = &kvStore[schemas.VMTemplate]{kv: tkv, what: "template"}
 	s.vms = &kvStore[vmRecord]{kv: vkv, what: "VM"}
 	for _, d := range []string{s.cfg.WorkDir, s.vmsDir(), s.consoleDir(), s.cfg.CacheDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+		mode := os.FileMode(0o700)
+		if s.conf.switchUser && d != s.consoleDir() {
+			mode = 0o711 // parents made here must let QEMU's uids through too
+		}
+		if err := os.MkdirAll(d, mode); err != nil {
 			return nil, fmt.Errorf("launcher setup: %w", err)
+		}
+	}
+	if s.conf.switchUser {
+		// QEMU's uid walks through these to its VM directory and the cached images (files
+		// 0444); it can neither list them nor write in them. Consoles stay 0700: QEMU gets
+		// its console log as a descriptor.
+		for _, d := range []string{s.cfg.WorkDir, s.vmsDir(), s.cfg.CacheDir} {
+			if err := os.Chmod(d, 0o711); err != nil {
+				return nil, fmt.Errorf("launcher setup: %w", err)
+			}
+		}
+		for d, setting := range map[string]string{s.cfg.WorkDir: EnvWorkDir, s.cfg.CacheDir: EnvCacheDir} {
+			if err := searchable(d, setting); err != nil {
+				return nil, fmt.Errorf("launcher setup: %w", err)
+			}
 		}
 	}
 	s.cache = newBlobCache(s.cfg.CacheDir, s.blobs)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/launcher/qemu"
 	"github.com/slipway/slipway/services/launcher/vmtemplate"
 )
 
@@ -23,8 +24,22 @@ func decode(m *bus.Msg, v any) error {
 }
 
 // parseTemplate checks a template's text with the same parser instantiate
-// uses, so a template that was accepted can be instantiated.
-func parseTemplate(text string) (*vmtemplate.Spec, error) { return vmtemplate.Parse(text) }
+// uses, so a template that was accepted can be instantiated: restricted
+// attributes first (naming the setting that allows them), then the
+// attributes' meaning, then RAW against qemu.ParseRaw's policy.
+func (s *Service) parseTemplate(text string) (*vmtemplate.Spec, error) {
+	if err := s.conf.checkRestricted(text); err != nil {
+		return nil, err
+	}
+	spec, err := vmtemplate.Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := qemu.ParseRaw(spec.Raw); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
 
 func (s *Service) templateCreate(ctx context.Context, m *bus.Msg) error {
 	var req schemas.LauncherTemplateCreate
@@ -42,7 +57,7 @@ func (s *Service) templateCreate(ctx context.Context, m *bus.Msg) error {
 			return err
 		}
 	}
-	if _, err := parseTemplate(req.Template); err != nil {
+	if _, err := s.parseTemplate(req.Template); err != nil {
 		return refuse(nil, "template %q: %v", req.Name, err)
 	}
 	if holder, err := s.templates.lookupName(ctx, req.Name); err == nil {
@@ -103,7 +118,7 @@ func (s *Service) templateUpdate(ctx context.Context, m *bus.Msg) error {
 	if err := decode(m, &req); err != nil {
 		return err
 	}
-	if _, err := parseTemplate(req.Template); err != nil {
+	if _, err := s.parseTemplate(req.Template); err != nil {
 		return refuse(&req.ID, "template %d: %v", req.ID, err)
 	}
 	t, _, err := s.templates.update(ctx, req.ID, func(t *schemas.VMTemplate) error {

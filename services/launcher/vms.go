@@ -239,7 +239,7 @@ func (s *Service) instantiate(ctx context.Context, m *bus.Msg) error {
 	if err != nil {
 		return err
 	}
-	spec, err := parseTemplate(t.Template)
+	spec, err := s.parseTemplate(t.Template)
 	if err != nil {
 		return refuse(nil, "template %d (%s): %v", t.ID, t.Name, err)
 	}

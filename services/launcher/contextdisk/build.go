@@ -58,6 +58,7 @@ func buildISO(tool, path, script string, files []File) error {
 		args = append(args, graft(f.Name, f.Path))
 	}
 	cmd := exec.Command(tool, args...)
+	cmd.Env = []string{} // the tool needs nothing from ours
 	var stderr tail
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {

@@ -26,6 +26,12 @@
 // → the overlay's explicit backing node, because QEMU cannot open an encrypted backing
 // file from the qcow2 header alone.
 //
+// Confinement: QEMU runs with -sandbox (SandboxArg), an empty environment, its working
+// directory in RunDir and, with Config.User, as an unprivileged uid/gid that owns RunDir
+// and VMDir. Every file it opens is checked to lie under RunDir, VMDir or ImageDirs
+// (symbolic links and qcow2 backing chains followed) before it starts. Template text
+// (OpenNebula RAW) reaches the command line only through ParseRaw.
+//
 // A QEMU process never outlives its VM value: it runs in its own process group, gets
 // SIGKILL when this process dies (PDEATHSIG), and is killed when the Start context ends or
 // Start fails.
@@ -104,9 +110,19 @@ type Config struct {
 	// RunDir holds the QMP socket, the pid file and, by default, the console log. It must
 	// exist; keep its path short (unix socket paths are limited to 107 bytes).
 	RunDir string
-	// ConsoleLog receives the serial console (appended); default RunDir/console.log.
+	// ConsoleLog receives the serial console (appended); default RunDir/console.log. This
+	// package opens it and QEMU gets the open descriptor (-add-fd), so it may lie anywhere.
 	ConsoleLog string
-	// ExtraArgs are appended to QEMU's command line as they are (RAW).
+	// VMDir is the VM's own directory (overlays, private copies, LUKS secret files);
+	// default RunDir. With User set, it and RunDir are given to User before QEMU starts.
+	VMDir string
+	// ImageDirs are shared, read-only directories QEMU may read images from (the verified
+	// image cache). Every file QEMU opens must lie under RunDir, VMDir or one of these.
+	ImageDirs []string
+	// User, when set, is the identity QEMU runs as (this process must be root to switch).
+	User *User
+	// ExtraArgs are appended to QEMU's command line as they are: callers pass only
+	// arguments they trust or that ParseRaw accepted.
 	ExtraArgs []string
 }
 

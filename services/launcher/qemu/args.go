@@ -17,6 +17,7 @@ const (
 	DefaultNICModel  = "virtio-net-pci"
 	maxIDEDisks      = 6 // ports of the q35 ICH9 AHCI controller
 	maxSocketPath    = 107
+	consoleFdset     = "1" // the -add-fd set holding the console log's descriptor
 )
 
 var (
@@ -219,7 +220,9 @@ func (c *Config) args() ([]string, error) {
 		"-m", strconv.FormatInt(c.MemoryMiB, 10),
 		"-smp", strconv.Itoa(c.CPUs),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-		"-chardev", "file,id=console,append=on,path=" + optEsc(p.console),
+		"-sandbox", SandboxArg,
+		"-add-fd", "fd=3,set=" + consoleFdset + ",opaque=console",
+		"-chardev", "file,id=console,append=on,path=/dev/fdset/" + consoleFdset,
 		"-serial", "chardev:console",
 		"-chardev", "socket,id=qmp,server=on,wait=off,path=" + optEsc(p.qmp),
 		"-mon", "chardev=qmp,mode=control",

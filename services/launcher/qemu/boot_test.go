@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ func TestBootToken(t *testing.T) {
 	dir := runDir(t)
 	ctx := testCtx(t, bootTimeout+30*time.Second)
 	vm, err := Start(ctx, Config{Name: "boot-token", Kernel: kernel, Initrd: initrd,
-		Append: "console=ttyS0 panic=-1 loglevel=4", RunDir: dir})
+		Append: "console=ttyS0 panic=-1 loglevel=4", RunDir: dir, ImageDirs: []string{filepath.Dir(kernel), filepath.Dir(initrd)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +57,7 @@ func TestControl(t *testing.T) {
 	dir := runDir(t)
 	ctx := testCtx(t, bootTimeout+60*time.Second)
 	vm, err := Start(ctx, Config{Name: "control", Kernel: kernel, Initrd: initrd,
-		Append: "console=ttyS0 panic=-1 loglevel=4", RunDir: dir, MemoryMiB: 192})
+		Append: "console=ttyS0 panic=-1 loglevel=4", RunDir: dir, MemoryMiB: 192, ImageDirs: []string{filepath.Dir(kernel), filepath.Dir(initrd)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,7 +70,7 @@ func TestDisks(t *testing.T) {
 		{Path: roImg, Bus: BusVirtio, ReadOnly: true, ID: "ro"},
 	}
 	nics := []NIC{{User: true, MAC: "52:54:00:AB:CD:01"}, {Model: "e1000"}}
-	vm, err := Start(ctx, Config{Name: "disks", RunDir: dir, Disks: disks, NICs: nics, ExtraArgs: []string{"-S"}})
+	vm, err := Start(ctx, Config{Name: "disks", RunDir: dir, VMDir: img, Disks: disks, NICs: nics, ExtraArgs: []string{"-S"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestWrongPassphrase(t *testing.T) {
 	makeLUKS(t, luks, secretFile(t, img, "good", "the right one"), "4M")
 	bad := secretFile(t, img, "bad", "the wrong one")
 	ctx := testCtx(t, time.Minute)
-	_, err := Start(ctx, Config{Name: "wrongpass", RunDir: dir, ExtraArgs: []string{"-S"},
+	_, err := Start(ctx, Config{Name: "wrongpass", RunDir: dir, VMDir: img, ExtraArgs: []string{"-S"},
 		Disks: []Disk{{Path: luks, Format: FormatLUKS, SecretFile: bad}}})
 	if err == nil || !strings.Contains(err.Error(), "Invalid password, cannot unlock any keyslot") {
 		t.Fatalf("Start = %v; want QEMU's invalid password message", err)
@@ -176,7 +176,7 @@ func TestWrongPassphrase(t *testing.T) {
 	if err := CreateOverlay(ctx, over, luks, FormatLUKS, 4<<20); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Start(ctx, Config{Name: "wrongpass2", RunDir: dir, ExtraArgs: []string{"-S"},
+	_, err = Start(ctx, Config{Name: "wrongpass2", RunDir: dir, VMDir: img, ExtraArgs: []string{"-S"},
 		Disks: []Disk{{Path: over, Format: FormatQcow2, BackingSecretFile: bad}}})
 	if err == nil || !strings.Contains(err.Error(), "Invalid password") {
 		t.Fatalf("Start with a wrong backing passphrase = %v", err)

@@ -37,7 +37,9 @@ func CreateOverlay(ctx context.Context, path, backing, backingFormat string, siz
 	if size > 0 {
 		args = append(args, strconv.FormatInt(size, 10))
 	}
-	out, err := exec.CommandContext(ctx, "qemu-img", args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, "qemu-img", args...)
+	cmd.Env = []string{} // qemu-img needs nothing from ours (no S3 key, no KEK)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		os.Remove(path)
 		return fmt.Errorf("overlay %s: qemu-img: %v: %s", path, err, strings.TrimSpace(string(out)))

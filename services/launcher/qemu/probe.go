@@ -166,7 +166,7 @@ func probeOne(ctx context.Context, bin, dir string, c Candidate, cfg ProbeConfig
 	args := []string{
 		"-machine", "q35", "-accel", c.Accel, "-cpu", c.CPU, "-m", "16",
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-		"-bios", romPath, "-serial", "stdio",
+		"-sandbox", SandboxArg, "-bios", romPath, "-serial", "stdio",
 	}
 	cmd := exec.Command(bin, append(args, cfg.ExtraArgs...)...)
 	cmd.Env = []string{} // QEMU needs nothing from ours

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -121,6 +123,32 @@ func TestProbeTCG(t *testing.T) {
 	}
 	if acc.Candidate != (Candidate{AccelTCG, CPUBase}) || len(acc.PassedOver) != 0 {
 		t.Fatalf("%+v", acc)
+	}
+}
+
+// The probe guest runs under the same seccomp sandbox as VMs, with an empty environment:
+// the wrapper records QEMU's arguments and environment, and the guest still prints its line.
+func TestProbeSandboxed(t *testing.T) {
+	needQEMU(t)
+	t.Setenv("SLIPWAY_TEST_SECRET", "must-not-reach-qemu")
+	log := filepath.Join(t.TempDir(), "args")
+	bin := qemutest.Wrapper(t, "tcg", `echo "$*" > `+log+`; env >> `+log)
+	acc, err := Probe(testCtx(t, time.Minute), ProbeConfig{Binary: bin, Force: AccelTCG, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc.Accel != AccelTCG {
+		t.Fatalf("%+v", acc)
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), " -sandbox "+SandboxArg+" ") {
+		t.Errorf("the probe's command line lacks -sandbox %s: %s", SandboxArg, b)
+	}
+	if strings.Contains(string(b), "SLIPWAY_TEST_SECRET") {
+		t.Errorf("the probe's QEMU got this process's environment: %s", b)
 	}
 }
 

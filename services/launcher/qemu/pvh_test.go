@@ -25,7 +25,8 @@ func TestPVHBoot(t *testing.T) {
 	dir := runDir(t)
 	ctx := testCtx(t, bootTimeout+30*time.Second)
 	vm, err := Start(ctx, Config{Name: "pvh", Kernel: vmlinux, Initrd: initrd,
-		Append: "console=ttyS0 panic=-1 loglevel=4", RunDir: dir})
+		Append: "console=ttyS0 panic=-1 loglevel=4", RunDir: dir,
+		ImageDirs: []string{filepath.Dir(vmlinux), filepath.Dir(initrd)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,6 +57,14 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, fmt.Errorf("qemu %s: %w", cfg.Name, err)
 	}
+	if err := cfg.confine(); err != nil {
+		return nil, fmt.Errorf("qemu %s: %w", cfg.Name, err)
+	}
+	if cfg.User != nil {
+		if err := cfg.handOver(*cfg.User); err != nil {
+			return nil, fmt.Errorf("qemu %s: giving its directories to uid %d: %w", cfg.Name, cfg.User.UID, err)
+		}
+	}
 	args, err := cfg.args()
 	if err != nil {
 		return nil, fmt.Errorf("qemu %s: %w", cfg.Name, err)
@@ -78,17 +86,22 @@ func (v *VM) launch(ctx context.Context) error {
 	p := v.cfg.paths()
 	os.Remove(p.qmp)
 	os.Remove(p.pid)
-	// Create the console log now so readers can open it before the guest writes.
-	if f, err := os.OpenFile(p.console, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+	// Opened here (so readers can open it before the guest writes) and handed to QEMU as
+	// descriptor 3 (-add-fd): QEMU needs no access to the log's directory.
+	console, err := os.OpenFile(p.console, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
 		return fmt.Errorf("qemu %s: console log: %w", v.cfg.Name, err)
-	} else {
-		f.Close()
 	}
+	defer console.Close()
 	v.cmd = exec.Command(v.cfg.Binary, v.args...)
 	v.cmd.Stdout, v.cmd.Stderr = v.out, v.out
+	v.cmd.ExtraFiles = []*os.File{console}
+	v.cmd.Env = []string{} // no S3 key, no KEK: QEMU needs nothing from ours
+	v.cmd.Dir = v.cfg.RunDir
 	// Own process group: Kill reaches every thread and helper. PDEATHSIG: if this process
 	// dies without cleaning up, the kernel kills QEMU.
-	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL,
+		Credential: credential(v.cfg.User)}
 	if err := v.cmd.Start(); err != nil {
 		return fmt.Errorf("qemu %s: %w", v.cfg.Name, err)
 	}

@@ -1,7 +1,8 @@
 // Package vmtemplate reads OpenNebula VM templates (NAME, CPU, VCPU, MEMORY, DISK, OS,
 // CONTEXT, NIC, RAW) into a Spec the launcher acts on. The syntax itself is parsed by
 // pkg/onetemplate; this package gives the attributes their meaning and checks them, with
-// errors that name the attribute at fault.
+// errors that name the attribute at fault. Restricted lists the attributes a template
+// uses that the operator restricts (RAW and the ones naming host paths by default).
 package vmtemplate
 
 // BootMode says how the kernel is entered.

@@ -19,6 +19,9 @@ func Parse(text string) (*Spec, error) {
 		return nil, fmt.Errorf("template: %w", err)
 	}
 	s := &Spec{Text: text, VCPU: DefaultVCPU, MemoryMiB: DefaultMemoryMiB}
+	if err := hostPaths(tpl); err != nil {
+		return nil, err
+	}
 	if err := s.scalars(tpl); err != nil {
 		return nil, err
 	}
@@ -29,6 +32,29 @@ func Parse(text string) (*Spec, error) {
 		}
 	}
 	return s, nil
+}
+
+// hostPaths refuses the attributes that name paths on the host, which the launcher never
+// opens (even when the operator does not restrict them): EMULATOR, OS/BOOTLOADER,
+// DISK/SOURCE and CONTEXT/FILES. OS/KERNEL and OS/INITRD are refused by os with a hint.
+func hostPaths(tpl *onetemplate.Template) error {
+	for _, a := range tpl.Attrs {
+		var key string
+		switch {
+		case a.Name == "EMULATOR":
+			key = "EMULATOR"
+		case a.Name == "OS" && a.Vector["BOOTLOADER"] != "":
+			key = "OS/BOOTLOADER"
+		case a.Name == "DISK" && a.Vector["SOURCE"] != "":
+			key = "DISK/SOURCE"
+		case a.Name == "CONTEXT" && a.Vector["FILES"] != "":
+			key = "CONTEXT/FILES"
+		default:
+			continue
+		}
+		return fmt.Errorf("%s names a path on the host, which the launcher never opens (disks, kernels and files come from images)", key)
+	}
+	return nil
 }
 
 // single returns a single-valued attribute, refusing a vector or a repeat of it.
@@ -280,12 +306,36 @@ func (s *Spec) nics(tpl *onetemplate.Template) error {
 			}
 			n.MAC = mac
 		}
-		if strings.ContainsAny(n.Model, " ,=\t") {
-			return fmt.Errorf("NIC %d: MODEL %q is not a device model name", i+1, n.Model)
+		if n.Model != "" && !nicModels[n.Model] {
+			return fmt.Errorf("NIC %d: MODEL %q is not a network card QEMU emulates (%s)", i+1, n.Model, strings.Join(NICModels(), ", "))
 		}
 		s.NICs = append(s.NICs, n)
 	}
 	return nil
+}
+
+// nicModels are the NIC MODELs a template may name: QEMU's PCI network cards. MODEL becomes
+// a -device driver, so only these names reach QEMU (no other device, no host device).
+var nicModels = map[string]bool{}
+
+func init() {
+	for _, m := range []string{"virtio", "virtio-net-pci", "virtio-net-pci-non-transitional",
+		"virtio-net-pci-transitional", "e1000", "e1000-82540em", "e1000-82544gc", "e1000-82545em",
+		"e1000e", "i82550", "i82551", "i82557a", "i82557b", "i82557c", "i82558a", "i82558b",
+		"i82559a", "i82559b", "i82559c", "i82559er", "i82562", "i82801", "ne2k_pci", "pcnet",
+		"rtl8139", "tulip", "vmxnet3"} {
+		nicModels[m] = true
+	}
+}
+
+// NICModels lists the MODELs a NIC may name, sorted.
+func NICModels() []string {
+	out := make([]string, 0, len(nicModels))
+	for m := range nicModels {
+		out = append(out, m)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // normalMAC checks a MAC address and writes it in lower case.

@@ -22,6 +22,18 @@ import (
 
 // stack starts the real Slipway in-process (embedded NATS on a free port,
 // a real MinIO, every service) and returns the global flags that reach it.
+// dataDir is a data directory for up.Start under the system temp dir, not t.TempDir(),
+// whose 0700 parent would keep the launcher's QEMU uids from their VM directories.
+func dataDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "slipway-up-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 func stack(t *testing.T) (flags []string, s3 testenv.S3) {
 	t.Helper()
 	// This machine must not reach out to Docker Hub: no listing at start.
@@ -31,7 +43,7 @@ func stack(t *testing.T) (flags []string, s3 testenv.S3) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	st, err := up.Start(ctx, up.Config{DataDir: t.TempDir(), NATSPort: -1, S3: s3.BlobConfig(), Logger: logger})
+	st, err := up.Start(ctx, up.Config{DataDir: dataDir(t), NATSPort: -1, S3: s3.BlobConfig(), Logger: logger})
 	if err != nil {
 		t.Fatalf("up.Start: %v", err)
 	}

@@ -79,7 +79,7 @@ func TestEndToEndLuks(t *testing.T) {
 		t.Setenv(v, "")
 	}
 	s3 := testenv.MinIO(t)
-	dataDir := t.TempDir()
+	dataDir := dataDir(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(newTestLog(t), &slog.HandlerOptions{Level: slog.LevelInfo}))

@@ -2,6 +2,7 @@ package up
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 
 	"github.com/slipway/slipway/pkg/blob"
@@ -103,6 +104,14 @@ func (s *Stack) services() []service {
 			cfg, err := launcher.ConfigFromEnv()
 			if cfg.WorkDir == "" {
 				cfg.WorkDir = filepath.Join(s.cfg.DataDir, "launcher")
+				// As root the launcher runs QEMU as unprivileged uids, which
+				// must walk through the data directory to their VM
+				// directories: others may search it (not list it).
+				if os.Geteuid() == 0 {
+					if fi, err := os.Stat(s.cfg.DataDir); err == nil {
+						_ = os.Chmod(s.cfg.DataDir, fi.Mode().Perm()|0o001)
+					}
+				}
 			}
 			cfg.Logger = log.With("service", launcher.Name)
 			return launcher.New(b, st, cfg), err

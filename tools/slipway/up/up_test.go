@@ -56,7 +56,13 @@ func TestRunStartsAndStopsTheWholeStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
+	// Not t.TempDir(): its 0700 parent would keep the launcher's QEMU uids (root runs
+	// QEMU unprivileged) from their VM directories, and the launcher refuses to start.
+	dir, err := os.MkdirTemp("", "slipway-up-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	cfg := Config{DataDir: dir, NATSPort: -1, MinIOBin: bin, MinIOAddr: freeAddr(t), ConsoleAddr: freeAddr(t)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

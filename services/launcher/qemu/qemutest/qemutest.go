@@ -23,7 +23,17 @@ func Wrapper(t *testing.T, accel, script string) string {
 	if err != nil {
 		t.Skipf("qemu-system-x86_64 not found: %v", err)
 	}
-	p := filepath.Join(t.TempDir(), "qemu-wrapper")
+	// Not t.TempDir(): its parent is 0700, and a launcher running as root runs QEMU as an
+	// unprivileged uid that must reach the wrapper.
+	dir, err := os.MkdirTemp("", "qemutest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "qemu-wrapper")
 	body := "#!/bin/sh\ncase \" $* \" in\n*\" -accel " + accel + " \"*)\n" + script + "\n;;\nesac\nexec " + real + " \"$@\"\n"
 	if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
