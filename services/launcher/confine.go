@@ -125,6 +125,10 @@ func (c *confinement) release(id int64, u *qemuUser, dirs ...string) {
 
 // searchable checks that QEMU, under an unprivileged uid, can walk down to dir: every
 // ancestor must let others search it (x for others).
+// Reachable tells whether QEMU, run as an unprivileged uid, can walk from
+// / to dir: every directory above it must be searchable by others.
+func Reachable(dir string) error { return searchable(dir, EnvWorkDir) }
+
 func searchable(dir, setting string) error {
 	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
 		st, err := os.Stat(p)

@@ -2,6 +2,8 @@ package up
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 
@@ -103,18 +105,39 @@ func (s *Stack) services() []service {
 			// stack's data unless SLIPWAY_LAUNCHER_WORK_DIR says otherwise.
 			cfg, err := launcher.ConfigFromEnv()
 			if cfg.WorkDir == "" {
-				cfg.WorkDir = filepath.Join(s.cfg.DataDir, "launcher")
-				// As root the launcher runs QEMU as unprivileged uids, which
-				// must walk through the data directory to their VM
-				// directories: others may search it (not list it).
-				if os.Geteuid() == 0 {
-					if fi, err := os.Stat(s.cfg.DataDir); err == nil {
-						_ = os.Chmod(s.cfg.DataDir, fi.Mode().Perm()|0o001)
-					}
-				}
+				cfg.WorkDir = s.launcherWorkDir()
 			}
 			cfg.Logger = log.With("service", launcher.Name)
 			return launcher.New(b, st, cfg), err
 		}},
 	}
+}
+
+// launcherWorkDir is DataDir/launcher. As root the launcher runs QEMU as
+// unprivileged uids, which must walk through the data directory to their
+// VM directories, so others may search it (not list it). When a directory
+// above the data directory is closed to them (a checkout under /root), the
+// VMs live under /var/lib/slipway instead, in a directory named after the
+// data directory, and the log says so.
+func (s *Stack) launcherWorkDir() string {
+	dir := filepath.Join(s.cfg.DataDir, "launcher")
+	if os.Geteuid() != 0 {
+		return dir
+	}
+	if fi, err := os.Stat(s.cfg.DataDir); err == nil {
+		_ = os.Chmod(s.cfg.DataDir, fi.Mode().Perm()|0o001)
+	}
+	if launcher.Reachable(dir) == nil {
+		return dir
+	}
+	sum := sha256.Sum256([]byte(s.cfg.DataDir))
+	moved := filepath.Join("/var/lib/slipway", "up-"+hex.EncodeToString(sum[:6]))
+	for _, d := range []string{filepath.Dir(moved), moved} {
+		if err := os.MkdirAll(d, 0o711); err == nil {
+			_ = os.Chmod(d, 0o711)
+		}
+	}
+	s.cfg.Logger.Info("the data directory is out of reach of QEMU's unprivileged uids: VMs live elsewhere",
+		"data_dir", s.cfg.DataDir, "launcher_work_dir", filepath.Join(moved, "launcher"))
+	return filepath.Join(moved, "launcher")
 }

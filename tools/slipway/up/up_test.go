@@ -3,6 +3,8 @@ package up
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -182,5 +184,35 @@ func TestStartRefusesAMalformedFetchAllowList(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("started something before refusing: %d entries in the data dir", len(entries))
+	}
+}
+
+// As root, a data directory under a directory others cannot search (a
+// checkout under /root) still runs VMs: the launcher's work directory moves
+// under /var/lib/slipway, where QEMU's unprivileged uids can reach it.
+func TestStartAsRootUnderAClosedDirectory(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root runs QEMU as unprivileged uids")
+	}
+	t.Setenv("SLIPWAY_DOCKERHUB_MONITORING", "off")
+	bin, err := testenv.MinIOBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := t.TempDir()
+	if err := os.Chmod(closed, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(closed, "data")
+	st, err := Start(context.Background(), Config{DataDir: dataDir, NATSPort: -1, MinIOBin: bin,
+		MinIOAddr: freeAddr(t), ConsoleAddr: freeAddr(t)})
+	if err != nil {
+		t.Fatalf("Start under a 0700 directory: %v", err)
+	}
+	defer st.Stop()
+	sum := sha256.Sum256([]byte(dataDir))
+	lock := filepath.Join("/var/lib/slipway", "up-"+hex.EncodeToString(sum[:6]), "launcher", ".lock")
+	if _, err := os.Stat(lock); err != nil {
+		t.Errorf("the launcher does not run in /var/lib/slipway: %v", err)
 	}
 }
