@@ -184,10 +184,11 @@ func (s *Service) inspect(ctx context.Context, j *job, cmd schemas.ConverterImpo
 // convert returns the file to upload: a qemu-img conversion of the input,
 // always, so that what QEMU later opens writable is qemu-img's own output
 // and never a hostile file's metadata (a qcow2 in, a qcow2 out is still
-// rewritten). Only raw data, which has no metadata, is kept as it is.
+// rewritten). Only raw data and ISO images, which QEMU opens as raw bytes,
+// are kept as they are.
 func (s *Service) convert(ctx context.Context, j *job, input string, rep inspect.Report, want inspect.Format, compress, dir string) (out string, err error) {
 	switch {
-	case want == inspect.Raw && rep.Format == inspect.Raw && compress == "":
+	case want == rep.Format && (want == inspect.Raw || want == inspect.ISO) && compress == "":
 		return input, nil
 	case compress != "" && want != inspect.QCOW2:
 		return "", fmt.Errorf("%w: compression %q needs qcow2 output, and the image is %s", errInvalid, compress, want)
