@@ -178,24 +178,25 @@ func (s *Service) converted(ctx context.Context, m *bus.Msg, ev schemas.Converte
 	return s.commit(ctx, sg, &m.Envelope)
 }
 
-// checkDest makes sure the converter wrote where this image's blobs live.
+// checkDest makes sure the converter wrote the key this attempt derived.
 func (s *Service) checkDest(d importData, ev schemas.ConverterConverted) string {
 	if ev.Dest == d.Dest {
-		return ""
-	}
-	want, _, _ := blob.ParseURL(d.Dest)
-	bucket, key, err := blob.ParseURL(ev.Dest)
-	if err == nil && bucket == want && strings.HasPrefix(key, imagePrefix(d.ImageID)) {
 		return ""
 	}
 	return fmt.Sprintf("the converter stored the disk at %s instead of %s", ev.Dest, d.Dest)
 }
 
-// deleteOwned deletes a reported blob if it lies where image blobs live.
+// deleteOwned deletes a reported blob if it lies where image blobs live,
+// unless the image records it as its blob.
 func (s *Service) deleteOwned(ctx context.Context, ev schemas.ConverterConverted) error {
 	bucket, key, err := blob.ParseURL(ev.Dest)
 	if err != nil || !strings.HasPrefix(key, imagePrefix(ev.ImageID)) || !s.isDatastoreBucket(bucket) {
 		return nil
+	}
+	if img, _, err := s.images.get(ctx, ev.ImageID); err == nil && img.Source == ev.Dest {
+		return nil
+	} else if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
 	}
 	return s.deleteURL(ctx, ev.Dest)
 }

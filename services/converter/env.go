@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/services/converter/qemuimg"
 )
@@ -24,7 +25,10 @@ const (
 // SLIPWAY_MAX_VIRTUAL_SIZE and SLIPWAY_MAX_INPUT_BYTES (bytes, or with a
 // binary suffix: 500M, 64G, 1T), SLIPWAY_CONVERTER_CONCURRENCY,
 // SLIPWAY_PROGRESS_INTERVAL (a Go duration) and SLIPWAY_QEMU_IMG (the
-// qemu-img binary). Unset variables keep New's defaults.
+// qemu-img binary), and the buckets of blob.LocationsFromEnv
+// (SLIPWAY_DATASTORE_DEFAULT_BUCKET, SLIPWAY_DATASTORE_FILES_BUCKET,
+// SLIPWAY_UPLOAD_BUCKET, SLIPWAY_IMPORT_BUCKETS). Unset variables keep
+// New's defaults.
 func ConfigFromEnv() (Config, error) {
 	var cfg Config
 	var err error
@@ -42,6 +46,9 @@ func ConfigFromEnv() (Config, error) {
 		return cfg, err
 	}
 	cfg.QemuImg = &qemuimg.Runner{Binary: run.Env(EnvQemuImg, "")}
+	if cfg.Locations, err = blob.LocationsFromEnv(); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
 }
 
