@@ -20,8 +20,7 @@ const (
 	DefaultDatastoreBucket = "slipway-default"
 	DefaultFilesBucket     = "slipway-files"
 	// StagingPrefix is where the CLI stages uploads in the upload bucket
-	// ("uploads/<uuid>/<file name>"): the only objects an import may
-	// consume (delete) as staged.
+	// ("uploads/<uuid>/<file name>").
 	StagingPrefix = "uploads/"
 	// BuildPrefix is where the builder stages a disk it carried out of a
 	// container image, in the upload bucket, for the converter.
@@ -81,6 +80,14 @@ func LocationsFromEnv() (Locations, error) {
 	}
 	return l, nil
 }
+
+// StagingPrefixes are where Slipway's own writers stage objects in the
+// upload bucket for an image-create with staged: true, as
+// <prefix><id>/<file>: the CLI (uploads/), kernel-registry
+// (kernel-registry/<uuid>/vmlinuz, initrd.img) and the launcher's save-as
+// (vms/<vm>/saveas-<disk>-<seq>.qcow2). They are the only objects an
+// import may consume (delete) as staged.
+var StagingPrefixes = []string{StagingPrefix, "kernel-registry/", "vms/"}
 
 // sagaToken is the form of a saga ID in a key: a lower-case UUID.
 var sagaToken = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
@@ -172,18 +179,24 @@ func (l Locations) CheckSource(src string) error {
 	return fmt.Errorf("source %s: bucket %q is not the upload bucket (%s) nor listed in %s: imports read s3:// only from those", src, bucket, l.UploadBucket, EnvImportBuckets)
 }
 
-// CheckStaged refuses a staged path that is not an upload the CLI staged:
-// s3://<upload bucket>/uploads/<id>/<file>.
+// CheckStaged refuses a staged path that is not an object Slipway staged:
+// s3://<upload bucket>/<prefix><id>/<file>, prefix one of StagingPrefixes
+// (uploads/ is what the CLI writes).
 func (l Locations) CheckStaged(path string) error {
 	bucket, key, err := ParseURL(path)
 	if err != nil {
 		return fmt.Errorf("staged path: %w", err)
 	}
-	rest, ok := strings.CutPrefix(key, StagingPrefix)
-	if bucket != l.UploadBucket || !ok || strings.Count(rest, "/") != 1 || strings.HasPrefix(rest, "/") || strings.HasSuffix(rest, "/") {
-		return fmt.Errorf("staged path %s: staged uploads are s3://%s/%s<id>/<file> (what the CLI writes); the import deletes a staged object, so nothing else may be staged", path, l.UploadBucket, StagingPrefix)
+	if bucket == l.UploadBucket {
+		for _, prefix := range StagingPrefixes {
+			rest, ok := strings.CutPrefix(key, prefix)
+			if ok && strings.Count(rest, "/") == 1 && !strings.HasPrefix(rest, "/") && !strings.HasSuffix(rest, "/") {
+				return nil
+			}
+		}
 	}
-	return nil
+	return fmt.Errorf("staged path %s: staged uploads are s3://%s/%s<id>/<file> (what the CLI writes; also %s of kernel-registry and the launcher); the import deletes a staged object, so nothing else may be staged",
+		path, l.UploadBucket, StagingPrefix, strings.Join(StagingPrefixes[1:], ", "))
 }
 
 // CheckImageBlob refuses a source that is not an image's blob: an object

@@ -70,8 +70,11 @@ func TestLocationsCheckSourceAndStaged(t *testing.T) {
 	if err := l.CheckSource("s3://slipway-default/images/1/x"); err == nil {
 		t.Error("a datastore bucket listed for imports was read")
 	}
-	if err := l.CheckStaged("s3://slipway-uploads/uploads/6f1c/disk.vmdk"); err != nil {
-		t.Error(err)
+	for _, u := range []string{"s3://slipway-uploads/uploads/6f1c/disk.vmdk", "s3://slipway-uploads/kernel-registry/6f1c/vmlinuz",
+		"s3://slipway-uploads/vms/7/saveas-0-12.qcow2"} {
+		if err := l.CheckStaged(u); err != nil {
+			t.Error(err)
+		}
 	}
 	for _, u := range []string{"s3://slipway-uploads/builds/1/disk.raw", "s3://slipway-uploads/uploads/disk.vmdk",
 		"s3://slipway-uploads/uploads/a/b/c", "s3://operator-imports/uploads/a/b", "s3://slipway-default/uploads/a/b"} {
