@@ -55,6 +55,11 @@ type stackOptions struct {
 	boot bool
 }
 
+// importBuckets is what the stack's operator lists in
+// SLIPWAY_IMPORT_BUCKETS: s3:// imports may read these besides the upload
+// bucket.
+var importBuckets = []string{"user-disks"}
+
 func newStack(t testing.TB, opts stackOptions) *stack {
 	t.Helper()
 	natsURL, _ := testenv.NATS(t)
@@ -81,7 +86,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 		t.Fatal(err)
 	}
 	s.run("catalog", func(ctx context.Context) error {
-		return catalog.New(cat, store, catalog.Config{VerifyDigest: true}).Run(ctx)
+		return catalog.New(cat, store, catalog.Config{VerifyDigest: true, ImportBuckets: importBuckets}).Run(ctx)
 	})
 	if !opts.noConverter {
 		s.startConverter(opts.maxVirtualSize)
@@ -120,7 +125,9 @@ func (s *stack) startConverter(maxVirtualSize int64) {
 	b := s.connect("converter")
 	ctx, cancel := context.WithCancel(s.ctx)
 	s.converterCancel = cancel
-	cfg := converter.Config{TempDir: s.t.TempDir(), MaxVirtualSize: maxVirtualSize}
+	loc := blob.DefaultLocations()
+	loc.ImportBuckets = importBuckets
+	cfg := converter.Config{TempDir: s.t.TempDir(), MaxVirtualSize: maxVirtualSize, Locations: loc}
 	s.services.Add(1)
 	go func() {
 		defer s.services.Done()
