@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/pkg/saga"
@@ -150,6 +151,17 @@ func TestDeadlineExpiryCompensates(t *testing.T) {
 	waitFor(t, "the late blob to be deleted", func() bool { return !h.exists(c.Dest) })
 	if got := h.mustShow(img.ID); State(got.State) != StateError {
 		t.Fatalf("late converted event changed the image: %+v", got)
+	}
+	// A late report naming a key of another attempt of the image: the
+	// catalog deletes only keys of the saga the report is about.
+	other := "s3://" + h.cfg.Datastores[0].Bucket + "/" + blob.AttemptPrefix(img.ID, "6a0e8f4b-1c2d-4e3f-8a9b-0c1d2e3f4a5b") + "disk.raw"
+	h.put(other, []byte("another attempt's blob"))
+	h.converterEvent(cmd, "converted", img.ID, schemas.ConverterConverted{ImageID: img.ID, Dest: other, Format: schemas.DiskFormatRaw,
+		VirtualSize: 4096, Size: 22, SHA256: sha([]byte("another attempt's blob"))})
+	h.convert(cmd, c, []byte("late again"), schemas.DiskFormatRaw) // handled after the one above
+	waitFor(t, "the second late blob to be deleted", func() bool { return !h.exists(c.Dest) })
+	if !h.exists(other) {
+		t.Fatal("a late report deleted another attempt's blob")
 	}
 }
 
