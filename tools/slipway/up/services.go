@@ -44,16 +44,26 @@ type service struct {
 // connection, as it would running as its own binary.
 func (s *Stack) services() []service {
 	log := s.cfg.Logger
+	// The catalog's default datastores and upload bucket, and the import
+	// buckets an operator lists in SLIPWAY_IMPORT_BUCKETS: every service
+	// checks S3 locations against the same buckets.
+	loc := blob.DefaultLocations()
+	if env, err := blob.LocationsFromEnv(); err != nil {
+		log.Warn("ignoring "+blob.EnvImportBuckets, "err", err)
+	} else {
+		loc.ImportBuckets = env.ImportBuckets
+	}
 	return []service{
 		{"catalog", func(b *bus.Bus, st *blob.Store) runner {
 			// The digest is checked before an image becomes READY, as the
 			// catalog's own binary does by default.
-			return catalog.New(b, st, catalog.Config{User: s.cfg.User, VerifyDigest: true, Logger: log})
+			return catalog.New(b, st, catalog.Config{User: s.cfg.User, VerifyDigest: true, ImportBuckets: loc.ImportBuckets, Logger: log})
 		}},
 		{"converter", func(b *bus.Bus, st *blob.Store) runner {
 			// Work files next to the rest of the stack's data rather than
 			// in /tmp, which is often a small tmpfs.
-			return converter.New(b, st, converter.Config{TempDir: filepath.Join(s.cfg.DataDir, "work"), Logger: log.With("service", "converter")})
+			return converter.New(b, st, converter.Config{TempDir: filepath.Join(s.cfg.DataDir, "work"), Locations: loc,
+				Logger: log.With("service", "converter")})
 		}},
 		{marketdockerhub.ServiceName, func(b *bus.Bus, _ *blob.Store) runner {
 			cfg, err := marketdockerhub.ConfigFromEnv()
@@ -76,13 +86,14 @@ func (s *Stack) services() []service {
 				cfg = builder.Config{}
 			}
 			cfg.TempDir, cfg.Logger = filepath.Join(s.cfg.DataDir, "work"), log.With("service", builder.Name)
+			cfg.Locations = loc
 			return builder.New(b, st, cfg)
 		}},
 		{cryptoluks.Name, func(b *bus.Bus, st *blob.Store) runner {
 			// The KEK comes from SLIPWAY_LUKS_KEK(_FILE) like the binary's;
 			// without them the stack keeps its own in its data dir, made
 			// (mode 0600) on first start.
-			return cryptoluks.NewFromEnv(b, st, cryptoluks.Config{TempDir: filepath.Join(s.cfg.DataDir, "work"),
+			return cryptoluks.NewFromEnv(b, st, cryptoluks.Config{TempDir: filepath.Join(s.cfg.DataDir, "work"), Locations: loc,
 				Logger: log.With("service", cryptoluks.Name)}, filepath.Join(s.cfg.DataDir, "luks.kek"))
 		}},
 		{kernelregistry.Name, func(b *bus.Bus, st *blob.Store) runner {
