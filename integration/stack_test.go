@@ -63,6 +63,11 @@ type stackOptions struct {
 	noFetchAllow bool
 }
 
+// importBuckets is what the stack's operator lists in
+// SLIPWAY_IMPORT_BUCKETS: s3:// imports may read these besides the upload
+// bucket.
+var importBuckets = []string{"user-disks"}
+
 func newStack(t testing.TB, opts stackOptions) *stack {
 	t.Helper()
 	natsURL, _ := testenv.NATS(t)
@@ -92,7 +97,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 		t.Fatal(err)
 	}
 	s.run("catalog", func(ctx context.Context) error {
-		return catalog.New(cat, store, catalog.Config{VerifyDigest: true}).Run(ctx)
+		return catalog.New(cat, store, catalog.Config{VerifyDigest: true, ImportBuckets: importBuckets}).Run(ctx)
 	})
 	if !opts.noConverter {
 		s.startConverter(opts.maxVirtualSize)
@@ -131,7 +136,9 @@ func (s *stack) startConverter(maxVirtualSize int64) {
 	b := s.connect("converter")
 	ctx, cancel := context.WithCancel(s.ctx)
 	s.converterCancel = cancel
-	cfg := converter.Config{TempDir: s.t.TempDir(), MaxVirtualSize: maxVirtualSize}
+	loc := blob.DefaultLocations()
+	loc.ImportBuckets = importBuckets
+	cfg := converter.Config{TempDir: s.t.TempDir(), MaxVirtualSize: maxVirtualSize, Locations: loc}
 	cfg.Fetch.Guard = s.guard
 	s.services.Add(1)
 	go func() {

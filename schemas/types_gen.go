@@ -781,8 +781,12 @@ type BuilderBuild struct {
 	// qcow2 cluster compression (kind container, format qcow2 only); absent: uncompressed.
 	Compression Compression `json:"compression,omitempty"`
 
-	// Where to store the disk: for kind container the image's final blob in its datastore, for
-	// kind disk a staging object the converter imports.
+	// Where to store the disk: for kind container the image's final blob, s3://<datastore
+	// bucket>/images/<image_id>/<saga>/disk.<format>; for kind disk the staging object the
+	// converter imports, s3://<upload bucket>/builds/<image_id>/<saga>/disk.raw; the key is
+	// derived from the image and the saga (the command's correlation ID), never chosen by the
+	// sender: the service refuses any other dest, never overwrites an object another command
+	// wrote, and on failure deletes only what this command wrote.
 	Dest string `json:"dest"`
 }
 
@@ -813,11 +817,13 @@ type ImageCreate struct {
 	// Device name.
 	Target string `json:"target,omitempty"`
 
-	// Where to import the data from: s3://bucket/key, http(s)://…, or a container image
+	// Where to import the data from: s3://bucket/key (only in the upload bucket or a bucket listed
+	// in SLIPWAY_IMPORT_BUCKETS, never a datastore bucket), http(s)://…, or a container image
 	// docker://….
 	Path string `json:"path,omitempty"`
 
-	// path is an upload object Slipway owns and deletes after the import.
+	// path is an upload the CLI staged, s3://<upload bucket>/uploads/<id>/<file>, which the import
+	// deletes when it is over; any other path is refused.
 	Staged bool `json:"staged,omitempty"`
 
 	// What the user named as the source, shown as the image's PATH (e.g. the local file the CLI
@@ -948,19 +954,24 @@ type ConverterCreateBlank struct {
 	// Filesystem to make; absent leaves the disk unformatted.
 	FS Filesystem `json:"fs,omitempty"`
 
-	// Where to store the disk.
+	// Where to store the disk: s3://<datastore bucket>/images/<image_id>/<saga>/disk.<format>; the
+	// key is derived from the image and the saga (the command's correlation ID), never chosen by
+	// the sender: the service refuses any other dest, never overwrites an object another command
+	// wrote, and on failure deletes only what this command wrote.
 	Dest string `json:"dest"`
 }
 
 // ConverterImport is the payload of command converter.import
 // (https://slipway.dev/schemas/cmd/converter.import.json).
 //
-// Fetch a disk from source, inspect it, convert it and store it at dest.
+// Fetch a disk from source, inspect it, convert it and store it at dest, the key derived for
+// the image and the saga.
 type ConverterImport struct {
 	// Image the data is for.
 	ImageID int64 `json:"image_id"`
 
-	// Where to fetch the data from.
+	// Where to fetch the data from: http(s)://, or s3:// in the upload bucket or a bucket listed
+	// in SLIPWAY_IMPORT_BUCKETS (never a datastore bucket: no import reads another image's blob).
 	Source string `json:"source"`
 
 	// Declared input format; it must match the detected one.
@@ -975,7 +986,11 @@ type ConverterImport struct {
 	// Expected digest of the fetched data.
 	Checksum string `json:"checksum,omitempty"`
 
-	// Where to store the converted disk.
+	// Where to store the converted disk: s3://<datastore
+	// bucket>/images/<image_id>/<saga>/disk[.<format>]; the key is derived from the image and the
+	// saga (the command's correlation ID), never chosen by the sender: the service refuses any
+	// other dest, never overwrites an object another command wrote, and on failure deletes only
+	// what this command wrote.
 	Dest string `json:"dest"`
 
 	// Largest virtual size accepted, in bytes (at most 16 TiB).
@@ -998,7 +1013,10 @@ type CryptoLuksCreate struct {
 	// Size of the volume in MiB.
 	SizeMiB int64 `json:"size_mib"`
 
-	// Where to store the LUKS file.
+	// Where to store the LUKS file: s3://<datastore bucket>/images/<image_id>/<saga>/disk.luks;
+	// the key is derived from the image and the saga (the command's correlation ID), never chosen
+	// by the sender: the service refuses any other dest, never overwrites an object another
+	// command wrote, and on failure deletes only what this command wrote.
 	Dest string `json:"dest"`
 }
 
@@ -1011,13 +1029,16 @@ type CryptoLuksEncrypt struct {
 	// The new (encrypted) image.
 	ImageID int64 `json:"image_id"`
 
-	// The blob of the image to encrypt.
+	// The blob of the image to encrypt: an object under images/ in a datastore bucket.
 	Source string `json:"source"`
 
 	// Format of the source blob.
 	SourceFormat DiskFormat `json:"source_format"`
 
-	// Where to store the LUKS file.
+	// Where to store the LUKS file: s3://<datastore bucket>/images/<image_id>/<saga>/disk.luks;
+	// the key is derived from the image and the saga (the command's correlation ID), never chosen
+	// by the sender: the service refuses any other dest, never overwrites an object another
+	// command wrote, and on failure deletes only what this command wrote.
 	Dest string `json:"dest"`
 }
 
@@ -1318,7 +1339,8 @@ type BuilderBuilt struct {
 	// Image the disk is for.
 	ImageID int64 `json:"image_id"`
 
-	// Where the disk is stored.
+	// Where the disk is stored: the dest of the command, the key this attempt wrote; the catalog
+	// commits it as the image's blob.
 	Dest string `json:"dest"`
 
 	// Format of the stored disk: the command's format (raw or qcow2) for a built filesystem;
@@ -1472,7 +1494,8 @@ type ConverterConverted struct {
 	// Image the disk is for.
 	ImageID int64 `json:"image_id"`
 
-	// Where the disk is stored.
+	// Where the disk is stored: the dest of the command, the key this attempt wrote; the catalog
+	// commits it as the image's blob.
 	Dest string `json:"dest"`
 
 	// Format of the stored disk.
@@ -1536,7 +1559,8 @@ type CryptoLuksEncrypted struct {
 	// The image the LUKS file is for.
 	ImageID int64 `json:"image_id"`
 
-	// Where the LUKS file is stored.
+	// Where the LUKS file is stored: the dest of the command, the key this attempt wrote; the
+	// catalog commits it as the image's blob.
 	Dest string `json:"dest"`
 
 	// Size of the decrypted payload in bytes.

@@ -31,6 +31,7 @@ type putOptions struct {
 	contentType  string
 	expectSHA256 string
 	progress     func(int64)
+	command      string
 }
 
 // ContentType sets the stored object's Content-Type.
@@ -43,6 +44,11 @@ func ExpectSHA256(hexDigest string) PutOption {
 		o.expectSHA256 = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(hexDigest), "sha256:"))
 	}
 }
+
+// OwnedBy records in the object's metadata (MetaCommand) the ID of the
+// command whose job writes it, so that a failed job can later tell an
+// object it wrote from one it must not touch (see DeleteIfOwned).
+func OwnedBy(commandID string) PutOption { return func(o *putOptions) { o.command = commandID } }
 
 // Progress has fn called with the number of bytes sent so far, often (every
 // few KiB): callers rate-limit what they do with it. Calls come one at a
@@ -89,6 +95,9 @@ func (s *Store) Put(ctx context.Context, bucket, key string, r io.Reader, size i
 		store: s, bucket: bucket, key: key, size: size, opts: o,
 		hash:  sha256.New(),
 		pOpts: minio.PutObjectOptions{ContentType: o.contentType},
+	}
+	if o.command != "" {
+		u.pOpts.UserMetadata = map[string]string{MetaCommand: o.command}
 	}
 	u.src = io.TeeReader(r, u.hash)
 	info, err := u.run(ctx)

@@ -144,6 +144,9 @@ type ObjectInfo struct {
 	ETag         string
 	ContentType  string
 	LastModified time.Time
+	// Command is the MetaCommand metadata: the command whose job wrote
+	// the object ("" when none was recorded).
+	Command string
 }
 
 // Stat describes an object; IsNotFound(err) tells a missing one.
@@ -155,6 +158,7 @@ func (s *Store) Stat(ctx context.Context, bucket, key string) (ObjectInfo, error
 	return ObjectInfo{
 		Bucket: bucket, Key: key, Size: oi.Size, ETag: oi.ETag,
 		ContentType: oi.ContentType, LastModified: oi.LastModified,
+		Command: oi.UserMetadata[MetaCommand],
 	}, nil
 }
 
@@ -226,6 +230,50 @@ func (s *Store) DeleteURL(ctx context.Context, u string) error {
 		return err
 	}
 	return s.Delete(ctx, bucket, key)
+}
+
+// ErrTaken is returned by CheckFresh for an object another command wrote.
+var ErrTaken = errors.New("object exists and was written by another command")
+
+// CheckFresh makes sure a job of command commandID may write bucket/key:
+// no object is there, or the one there was written by the same command (an
+// earlier delivery of it). A job never overwrites what it did not write.
+func (s *Store) CheckFresh(ctx context.Context, bucket, key, commandID string) error {
+	oi, err := s.Stat(ctx, bucket, key)
+	switch {
+	case IsNotFound(err):
+		return nil
+	case err != nil:
+		return err
+	case commandID != "" && oi.Command == commandID:
+		return nil
+	}
+	return fmt.Errorf("%s: %w", URL(bucket, key), ErrTaken)
+}
+
+// DeleteIfOwned deletes the object at u only if command commandID wrote it
+// (see OwnedBy): a failed job's clean-up never removes an object another
+// job wrote. A missing object, or one owned by another command, is left
+// alone and reported as not deleted.
+func (s *Store) DeleteIfOwned(ctx context.Context, u, commandID string) (bool, error) {
+	bucket, key, err := ParseURL(u)
+	if err != nil {
+		return false, err
+	}
+	oi, err := s.Stat(ctx, bucket, key)
+	if IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if commandID == "" || oi.Command != commandID {
+		return false, nil
+	}
+	if err := s.Delete(ctx, bucket, key); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // DeletePrefix removes every object whose key starts with prefix, and

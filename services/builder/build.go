@@ -42,6 +42,9 @@ func (s *Service) handleBuild(ctx context.Context, m *bus.Msg) error {
 	if err := decode(m, &cmd); err != nil {
 		return s.reject(ctx, m, err)
 	}
+	if err := s.checkDest(m, cmd); err != nil {
+		return s.reject(ctx, m, err)
+	}
 	j := &job{id: m.Envelope.ID, reference: cmd.Reference, kind: string(cmd.Kind), dest: cmd.Dest,
 		imageID: cmd.ImageID, delivered: m.Delivered, started: time.Now().UTC()}
 	j.SetPhase(schemas.BuilderPhasePull, 0)
@@ -51,6 +54,21 @@ func (s *Service) handleBuild(ctx context.Context, m *bus.Msg) error {
 	out, err := s.runBuild(ctx, j, cmd)
 	stop()
 	return s.finish(ctx, m, cmd, out, err)
+}
+
+// checkDest refuses, before anything is pulled, a dest that is not the one
+// derived from the image and the saga (the command's correlation ID): the
+// image's blob in a datastore bucket for kind container, the build staging
+// object in the upload bucket for kind disk.
+func (s *Service) checkDest(m *bus.Msg, cmd schemas.BuilderBuild) error {
+	check := s.cfg.Locations.CheckDest
+	if cmd.Kind != schemas.ContentKindContainer {
+		check = s.cfg.Locations.CheckBuildDest
+	}
+	if err := check(cmd.Dest, cmd.ImageID, m.Envelope.CorrelationID); err != nil {
+		return fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	return nil
 }
 
 // decode validates a command against its schema and decodes it; either
@@ -138,7 +156,10 @@ func (s *Service) storeDisk(ctx context.Context, j *job, cmd schemas.BuilderBuil
 	}
 	defer rc.Close()
 	j.SetPhase(schemas.BuilderPhaseUpload, size)
-	info, err := s.store.Put(ctx, dest.bucket, dest.key, rc, size, blob.Progress(func(n int64) { j.Update(n, size) }))
+	if err := s.store.CheckFresh(ctx, dest.bucket, dest.key, j.id); err != nil {
+		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhaseUpload, fmt.Errorf("%w: dest: %w", errInvalid, err))
+	}
+	info, err := s.store.Put(ctx, dest.bucket, dest.key, rc, size, blob.OwnedBy(j.id), blob.Progress(func(n int64) { j.Update(n, size) }))
 	if err != nil {
 		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhaseUpload, err)
 	}
@@ -242,7 +263,10 @@ func (s *Service) upload(ctx context.Context, j *job, path string, dest target) 
 		return blob.Info{}, err
 	}
 	j.SetPhase(schemas.BuilderPhaseUpload, st.Size())
-	info, err := s.store.Put(ctx, dest.bucket, dest.key, f, st.Size(),
+	if err := s.store.CheckFresh(ctx, dest.bucket, dest.key, j.id); err != nil {
+		return blob.Info{}, fmt.Errorf("%w: dest: %w", errInvalid, err)
+	}
+	info, err := s.store.Put(ctx, dest.bucket, dest.key, f, st.Size(), blob.OwnedBy(j.id),
 		blob.Progress(func(n int64) { j.Update(n, st.Size()) }))
 	if err != nil {
 		return info, err
@@ -264,7 +288,7 @@ func (s *Service) finish(ctx context.Context, m *bus.Msg, cmd schemas.BuilderBui
 	je := asJobError(err)
 	last := m.Delivered >= uint64(s.cfg.MaxDeliver)
 	if je.terminal || last || je.phase == schemas.BuilderPhaseUpload {
-		s.removeDest(cmd.Dest)
+		s.removeDest(cmd.Dest, m.Envelope.ID)
 	}
 	if !je.terminal && !last {
 		s.log.Warn("job failed, will retry", "image_id", cmd.ImageID, "phase", je.phase, "delivered", m.Delivered, "err", err)
@@ -305,11 +329,12 @@ func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, imageID int64, 
 }
 
 // removeDest deletes what a failed job may have stored at dest, even when
-// the job's context is gone.
-func (s *Service) removeDest(dest string) {
+// the job's context is gone: only an object this command wrote (its
+// metadata names the command), never one that was there before.
+func (s *Service) removeDest(dest, commandID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
-	if err := s.store.DeleteURL(ctx, dest); err != nil {
+	if _, err := s.store.DeleteIfOwned(ctx, dest, commandID); err != nil {
 		s.log.Warn("partial destination not removed", "dest", dest, "err", err)
 	}
 }

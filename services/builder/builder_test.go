@@ -46,7 +46,18 @@ var (
 	initBinary string
 )
 
-const uploads = "slipway-uploads"
+const (
+	uploads = "slipway-uploads"
+	images  = "slipway-default"
+	// testSaga is the correlation (saga) ID of the harness's commands.
+	testSaga = "5d1e2f3a-4b5c-4d6e-8f7a-9b0c1d2e3f4a"
+)
+
+// dst is the destination the builder accepts for a container build of
+// image id in the harness's saga.
+func dst(id int64, name string) string {
+	return blob.URL(images, blob.AttemptPrefix(id, testSaga)+name)
+}
 
 func TestMain(m *testing.M) {
 	code, err := setup(m)
@@ -117,8 +128,10 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.EnsureBucket(ctx, uploads); err != nil {
-		t.Fatal(err)
+	for _, bucket := range []string{uploads, images} {
+		if err := store.EnsureBucket(ctx, bucket); err != nil {
+			t.Fatal(err)
+		}
 	}
 	events := make(chan *nats.Msg, 1000)
 	sub, err := cli.Conn().ChanSubscribe("slipway.evt.builder.>", events)
@@ -223,7 +236,7 @@ func (h *harness) push(repo string, files []file, c v1.Config) string {
 // failed) with the progress events seen before it.
 func (h *harness) build(cmd schemas.BuilderBuild, v any) (event string, progress []schemas.BuilderProgress) {
 	h.t.Helper()
-	if _, err := h.cli.Command(h.ctx, Name, "build", cmd); err != nil {
+	if _, err := h.cli.Command(h.ctx, Name, "build", cmd, bus.WithCorrelation(testSaga)); err != nil {
 		h.t.Fatal(err)
 	}
 	timeout := time.After(2 * time.Minute)
@@ -327,7 +340,7 @@ var busyboxConfig = v1.Config{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []stri
 func TestBuildBusybox(t *testing.T) {
 	h := newHarness(t)
 	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
-	dest := blob.URL(uploads, "builds/7/disk.raw")
+	dest := dst(7, "disk.raw")
 	var built schemas.BuilderBuilt
 	kind, progress := h.build(schemas.BuilderBuild{ImageID: 7, Reference: ref, Kind: schemas.ContentKindContainer,
 		SizeMiB: 64, Filesystem: schemas.FilesystemExt4, Dest: dest}, &built)
@@ -382,7 +395,7 @@ func TestBuildBusybox(t *testing.T) {
 func TestBuildQcow2(t *testing.T) {
 	h := newHarness(t)
 	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
-	dest := blob.URL(uploads, "images/9/disk.qcow2")
+	dest := dst(9, "disk.qcow2")
 	var built schemas.BuilderBuilt
 	kind, _ := h.build(schemas.BuilderBuild{ImageID: 9, Reference: ref, Kind: schemas.ContentKindContainer,
 		SizeMiB: 64, Format: schemas.DiskFormatQcow2, Compression: schemas.CompressionZstd, Dest: dest}, &built)
@@ -432,7 +445,7 @@ func TestBuildQcow2(t *testing.T) {
 
 	var f schemas.BuilderFailed
 	if kind, _ := h.build(schemas.BuilderBuild{ImageID: 10, Reference: ref, Kind: schemas.ContentKindContainer,
-		Compression: schemas.CompressionZlib, Dest: blob.URL(uploads, "images/10/disk.raw")}, &f); kind != "failed" ||
+		Compression: schemas.CompressionZlib, Dest: dst(10, "disk.raw")}, &f); kind != "failed" ||
 		f.Retryable || !strings.Contains(f.Error, "compression zlib applies to qcow2 only") {
 		t.Fatalf("compressed raw: %s %+v", kind, f)
 	}
@@ -467,11 +480,11 @@ func TestBuildDistroAndXFS(t *testing.T) {
 	}, v1.Config{Entrypoint: []string{"/hello"}})
 	var built schemas.BuilderBuilt
 	if kind, _ := h.build(schemas.BuilderBuild{ImageID: 1, Reference: scratch, Kind: schemas.ContentKindContainer,
-		Dest: blob.URL(uploads, "builds/1/disk.raw")}, &built); kind != "built" || built.Distro != UnknownDistro {
+		Dest: dst(1, "disk.raw")}, &built); kind != "built" || built.Distro != UnknownDistro {
 		t.Fatalf("scratch image: %s %+v", kind, built)
 	}
 	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
-	dest := blob.URL(uploads, "builds/2/disk.raw")
+	dest := dst(2, "disk.raw")
 	if kind, _ := h.build(schemas.BuilderBuild{ImageID: 2, Reference: ref, Kind: schemas.ContentKindContainer,
 		Filesystem: schemas.FilesystemXFS, Distro: "alpine", Dest: dest}, &built); kind != "built" || built.Distro != "alpine" {
 		t.Fatalf("xfs image: %s %+v", kind, built)
@@ -496,7 +509,7 @@ func TestBuildDistroAndXFS(t *testing.T) {
 func TestBuildTooSmall(t *testing.T) {
 	h := newHarness(t)
 	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
-	dest := blob.URL(uploads, "builds/3/disk.raw")
+	dest := dst(3, "disk.raw")
 	var f schemas.BuilderFailed
 	kind, _ := h.build(schemas.BuilderBuild{ImageID: 3, Reference: ref, Kind: schemas.ContentKindContainer,
 		SizeMiB: 1, Dest: dest}, &f)
@@ -515,7 +528,7 @@ func TestBuildUnknownDigest(t *testing.T) {
 	ref := h.reg + "/test/busybox@sha256:" + strings.Repeat("ab", 32)
 	var f schemas.BuilderFailed
 	kind, _ := h.build(schemas.BuilderBuild{ImageID: 4, Reference: ref, Kind: schemas.ContentKindContainer,
-		Dest: blob.URL(uploads, "builds/4/disk.raw")}, &f)
+		Dest: dst(4, "disk.raw")}, &f)
 	if kind != "failed" || f.Phase != schemas.BuilderPhasePull || f.Retryable || !strings.Contains(f.Error, "MANIFEST_UNKNOWN") {
 		t.Fatalf("%s: %+v", kind, f)
 	}
@@ -547,7 +560,7 @@ func TestBuildCarriedDisk(t *testing.T) {
 		{name: "disk/", typ: tar.TypeDir, mode: 0o555},
 		{name: "disk/debian.qcow2", typ: tar.TypeReg, mode: 0o444, data: disk},
 	}, v1.Config{})
-	dest := blob.URL(uploads, "builds/5/disk.raw")
+	dest := blob.URL(uploads, blob.BuildKey(5, testSaga))
 	var built schemas.BuilderBuilt
 	if kind, _ := h.build(schemas.BuilderBuild{ImageID: 5, Reference: ref, Kind: schemas.ContentKindDisk, Dest: dest}, &built); kind != "built" {
 		t.Fatalf("%s: %+v", kind, built)

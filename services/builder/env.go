@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/run"
 )
@@ -48,6 +49,9 @@ func ConfigFromEnv() (Config, error) {
 		errs = append(errs, err)
 	}
 	if cfg.ProgressInterval, err = run.EnvDuration(EnvProgressInterval, DefaultProgressInterval); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.Locations, err = blob.LocationsFromEnv(); err != nil {
 		errs = append(errs, err)
 	}
 	return cfg, errors.Join(errs...)

@@ -64,6 +64,10 @@ type Config struct {
 	// AckWait and MaxDeliver tune the command consumer; defaults 30s and 10.
 	AckWait    time.Duration
 	MaxDeliver int
+	// Locations are the buckets destinations are checked against; zero
+	// means blob.DefaultLocations() (ConfigFromEnv reads
+	// blob.LocationsFromEnv).
+	Locations blob.Locations
 	// Logger defaults to the bus's logger.
 	Logger *slog.Logger
 }
@@ -96,6 +100,9 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 	}
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = DefaultAckWait
+	}
+	if len(cfg.Locations.DatastoreBuckets) == 0 && cfg.Locations.UploadBucket == "" {
+		cfg.Locations = blob.DefaultLocations()
 	}
 	if cfg.MaxDeliver <= 0 {
 		cfg.MaxDeliver = DefaultMaxDeliver

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/pkg/saga"
@@ -19,7 +20,7 @@ import (
 
 func TestImportLifecycle(t *testing.T) {
 	h := newHarness(t)
-	staged := "s3://" + h.cfg.UploadBucket + "/staged/abc/disk.vmdk"
+	staged := "s3://" + h.cfg.UploadBucket + "/uploads/abc/disk.vmdk"
 	h.put(staged, []byte("pretend this is a vmdk"))
 
 	img := h.create(schemas.ImageCreate{Name: "alpine", Path: staged, Staged: true, Format: schemas.DiskFormatQcow2,
@@ -29,7 +30,7 @@ func TestImportLifecycle(t *testing.T) {
 		t.Fatalf("created image = %+v", img)
 	}
 	cmd, conv := h.convertCommand(img.ID)
-	wantDest := "s3://" + h.cfg.Datastores[0].Bucket + "/images/0/disk.qcow2"
+	wantDest := "s3://" + h.cfg.Datastores[0].Bucket + "/images/0/" + img.SagaID + "/disk.qcow2"
 	if cmd.Subject != "slipway.cmd.converter.import" || conv.Dest != wantDest || conv.Source != staged ||
 		conv.Format != schemas.DiskFormatQcow2 || conv.MaxVirtualSize != DefaultMaxVirtualSize {
 		t.Fatalf("converter command %s = %+v", cmd.Subject, conv)
@@ -83,7 +84,7 @@ func TestBlankDatablock(t *testing.T) {
 	var blank schemas.ConverterCreateBlank
 	mustJSON(t, cmd.Data, &blank)
 	if cmd.Subject != "slipway.cmd.converter.create-blank" || blank.SizeMiB != 64 || blank.Format != schemas.DiskFormatRaw ||
-		blank.FS != schemas.FilesystemExt4 || !strings.HasSuffix(blank.Dest, "/images/0/disk.raw") {
+		blank.FS != schemas.FilesystemExt4 || !inAttempt(blank.Dest, 0, "disk.raw") {
 		t.Fatalf("create-blank = %s %+v", cmd.Subject, blank)
 	}
 	h.convert(cmd, c, make([]byte, 4096), schemas.DiskFormatRaw)
@@ -92,11 +93,11 @@ func TestBlankDatablock(t *testing.T) {
 
 func TestConverterFailedPutsImageInError(t *testing.T) {
 	h := newHarness(t)
-	staged := "s3://" + h.cfg.UploadBucket + "/staged/x/disk.qcow2"
+	staged := "s3://" + h.cfg.UploadBucket + "/uploads/x/disk.qcow2"
 	h.put(staged, []byte("bad disk"))
 	env := h.command(CmdImageCreate, schemas.ImageCreate{Name: "bad", Path: staged, Staged: true})
 	cmd, c := h.convertCommand(0)
-	if !strings.HasSuffix(c.Dest, "/images/0/disk") {
+	if !inAttempt(c.Dest, 0, "disk") {
 		t.Fatalf("without a format the dest has no extension, got %s", c.Dest)
 	}
 	h.put(c.Dest, []byte("half a conversion")) // what a dying converter left
@@ -134,7 +135,7 @@ func TestConverterFailedPutsImageInError(t *testing.T) {
 
 func TestDeadlineExpiryCompensates(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.ConvertDeadline = 400 * time.Millisecond })
-	staged := "s3://" + h.cfg.UploadBucket + "/staged/slow"
+	staged := "s3://" + h.cfg.UploadBucket + "/uploads/x/slow"
 	h.put(staged, []byte("slow"))
 	img := h.create(schemas.ImageCreate{Name: "slow", Path: staged, Staged: true, Format: schemas.DiskFormatRaw})
 	cmd, c := h.convertCommand(img.ID)
@@ -151,6 +152,17 @@ func TestDeadlineExpiryCompensates(t *testing.T) {
 	if got := h.mustShow(img.ID); State(got.State) != StateError {
 		t.Fatalf("late converted event changed the image: %+v", got)
 	}
+	// A late report naming a key of another attempt of the image: the
+	// catalog deletes only keys of the saga the report is about.
+	other := "s3://" + h.cfg.Datastores[0].Bucket + "/" + blob.AttemptPrefix(img.ID, "6a0e8f4b-1c2d-4e3f-8a9b-0c1d2e3f4a5b") + "disk.raw"
+	h.put(other, []byte("another attempt's blob"))
+	h.converterEvent(cmd, "converted", img.ID, schemas.ConverterConverted{ImageID: img.ID, Dest: other, Format: schemas.DiskFormatRaw,
+		VirtualSize: 4096, Size: 22, SHA256: sha([]byte("another attempt's blob"))})
+	h.convert(cmd, c, []byte("late again"), schemas.DiskFormatRaw) // handled after the one above
+	waitFor(t, "the second late blob to be deleted", func() bool { return !h.exists(c.Dest) })
+	if !h.exists(other) {
+		t.Fatal("a late report deleted another attempt's blob")
+	}
 }
 
 func TestIllegalTransitionsThroughTheBus(t *testing.T) {
@@ -162,7 +174,7 @@ func TestIllegalTransitionsThroughTheBus(t *testing.T) {
 		t.Fatalf("delete LOCKED: %q", f.Error)
 	}
 	cmd, c := h.convertCommand(img.ID)
-	if !c.File || c.Format != "" || !strings.HasSuffix(c.Dest, "/images/0/disk.raw") || !strings.Contains(c.Dest, "files-") {
+	if !c.File || c.Format != "" || !inAttempt(c.Dest, 0, "disk.raw") || !strings.Contains(c.Dest, "files-") {
 		t.Fatalf("kernel import = %+v", c)
 	}
 	h.convert(cmd, c, []byte("kernel"), schemas.DiskFormatRaw)
@@ -308,7 +320,11 @@ func TestCreateRefusals(t *testing.T) {
 		{schemas.ImageCreate{Name: "n", Path: "https://x.invalid/n", Datastore: "nope"},
 			`datastore "nope" does not exist (datastores: default, files)`},
 		{schemas.ImageCreate{Name: "s", Path: "s3://somebucket/key", Staged: true},
-			"staged uploads live in s3://" + h.cfg.UploadBucket + `/: "s3://somebucket/key" is not one, and the catalog deletes staged objects after the import`},
+			`source s3://somebucket/key: bucket "somebucket" is not the upload bucket (` + h.cfg.UploadBucket + `) nor listed in SLIPWAY_IMPORT_BUCKETS: imports read s3:// only from those`},
+		{schemas.ImageCreate{Name: "s", Path: "s3://" + h.cfg.Datastores[0].Bucket + "/images/0/x/disk.raw"},
+			"source s3://" + h.cfg.Datastores[0].Bucket + `/images/0/x/disk.raw: bucket "` + h.cfg.Datastores[0].Bucket + `" is a datastore bucket, not the upload bucket (` + h.cfg.UploadBucket + `) nor listed in SLIPWAY_IMPORT_BUCKETS: an import never reads another image's blob`},
+		{schemas.ImageCreate{Name: "s", Path: "s3://" + h.cfg.UploadBucket + "/vms/7/x/disk-0.qcow2", Staged: true},
+			"staged path s3://" + h.cfg.UploadBucket + "/vms/7/x/disk-0.qcow2: staged uploads are s3://" + h.cfg.UploadBucket + "/uploads/<id>/<file> (what the CLI writes; also kernel-registry/, vms/ of kernel-registry and the launcher); the import deletes a staged object, so nothing else may be staged"},
 		{schemas.ImageCreate{Name: "b", SizeMiB: 10, Type: schemas.ImageTypeOS},
 			"size_mib makes an empty DATABLOCK: an image of type OS needs a path to import from"},
 		{schemas.ImageCreate{Name: "b", SizeMiB: 10, Path: "https://x.invalid/b"},

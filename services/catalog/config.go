@@ -3,6 +3,8 @@ package catalog
 import (
 	"log/slog"
 	"time"
+
+	"github.com/slipway/slipway/pkg/blob"
 )
 
 // Defaults of Config.
@@ -49,6 +51,10 @@ type Config struct {
 	// "slipway-uploads"); only objects there may be marked staged, since
 	// the catalog deletes staged objects after an import.
 	UploadBucket string
+	// ImportBuckets are the buckets besides UploadBucket an s3:// path
+	// may name (SLIPWAY_IMPORT_BUCKETS); a datastore bucket never
+	// qualifies, so no import reads another image's blob.
+	ImportBuckets []string
 	// MaxVirtualSize is the largest virtual size an import may have
 	// (default 2 TiB).
 	MaxVirtualSize int64
@@ -108,4 +114,14 @@ func (c *Config) defaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+}
+
+// locations are the buckets the workers check destinations and sources
+// against, as the catalog is configured.
+func (c *Config) locations() blob.Locations {
+	l := blob.Locations{UploadBucket: c.UploadBucket, ImportBuckets: c.ImportBuckets}
+	for _, ds := range c.Datastores {
+		l.DatastoreBuckets = append(l.DatastoreBuckets, ds.Bucket)
+	}
+	return l
 }

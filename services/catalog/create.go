@@ -92,10 +92,12 @@ func (s *Service) planCreate(req schemas.ImageCreate) (plan, error) {
 	if p.docker != nil {
 		return p, planDocker(&p)
 	}
+	if err := s.locations().CheckSource(req.Path); err != nil {
+		return p, &refusal{err}
+	}
 	if req.Staged {
-		bucket, _, err := blob.ParseURL(req.Path)
-		if err != nil || bucket != s.cfg.UploadBucket {
-			return p, refuse("staged uploads live in s3://%s/: %q is not one, and the catalog deletes staged objects after the import", s.cfg.UploadBucket, req.Path)
+		if err := s.locations().CheckStaged(req.Path); err != nil {
+			return p, &refusal{err}
 		}
 		p.staged = req.Path
 	}
@@ -121,11 +123,13 @@ func planLuks(p *plan) error {
 	return nil
 }
 
-// dest is where the converter stores the image's blob. The extension is
-// the wanted format, else the declared one; when neither is known it is
-// left off, and the record's format comes from the converter's report.
-func (p plan) dest(id int64) string {
-	key := imagePrefix(id) + "disk"
+// dest is where the converter stores the image's blob: a fresh key of this
+// saga, images/<id>/<saga>/disk[.<format>], which the converter checks is
+// the one derived from the image and the saga. The extension is the
+// wanted format, else the declared one; when neither is known it is left
+// off, and the record's format comes from the converter's report.
+func (p plan) dest(id int64, sagaID string) string {
+	key := blob.AttemptPrefix(id, sagaID) + "disk"
 	switch {
 	case p.format != "":
 		key += "." + string(p.format)
@@ -164,7 +168,7 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 	}
 	id, sagaID := prior.ImageID, prior.SagaID
 	res := processed{ImageID: id, SagaID: sagaID}
-	data := importData{ImageID: id, CommandID: m.Envelope.ID, Command: m.Subject, Dest: p.dest(id), Staged: p.staged}
+	data := importData{ImageID: id, CommandID: m.Envelope.ID, Command: m.Subject, Dest: p.dest(id, sagaID), Staged: p.staged}
 	start := s.startSaga
 	switch {
 	case p.docker != nil:

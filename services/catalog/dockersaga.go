@@ -122,14 +122,21 @@ func explicitFormat(path string) bool {
 }
 
 // buildURL is where the builder stages the disk an image carries: an
-// upload object the import deletes once converted.
-func (s *Service) buildURL(id int64) string {
-	return blob.URL(s.cfg.UploadBucket, "builds/"+idToken(id)+"/disk.raw")
+// upload object of this saga the import deletes once converted.
+func (s *Service) buildURL(id int64, sagaID string) string {
+	return blob.URL(s.cfg.UploadBucket, blob.BuildKey(id, sagaID))
+}
+
+// isBuildURL reports whether u lies where the builder stages image id's
+// carried disks.
+func (s *Service) isBuildURL(id int64, u string) bool {
+	bucket, key, err := blob.ParseURL(u)
+	return err == nil && bucket == s.cfg.UploadBucket && strings.HasPrefix(key, blob.BuildPrefix+idToken(id)+"/")
 }
 
 // startDockerSaga records a docker import in its resolve phase.
 func (s *Service) startDockerSaga(ctx context.Context, id string, p plan, base importData) error {
-	base.Staged = s.buildURL(base.ImageID)
+	base.Staged = s.buildURL(base.ImageID, id)
 	u := p.docker
 	d := dockerData{importData: base, URL: p.req.Path, Format: p.format, Compression: p.req.Compression,
 		SizeMiB: u.SizeMiB, Filesystem: schemas.Filesystem(u.Filesystem),
@@ -446,7 +453,7 @@ func (s *Service) sendDockerConvert(ctx context.Context, m *bus.Msg, sagaID stri
 // builds live: the image's staging object, or its own blobs (a container
 // build), unless that blob is what the image now records.
 func (s *Service) deleteBuild(ctx context.Context, ev schemas.BuilderBuilt) error {
-	if ev.Dest == s.buildURL(ev.ImageID) {
+	if s.isBuildURL(ev.ImageID, ev.Dest) {
 		return s.deleteURL(ctx, ev.Dest)
 	}
 	img, _, err := s.images.get(ctx, ev.ImageID)

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/run"
 )
 
@@ -70,5 +71,8 @@ func ConfigFromEnv() (Config, error) {
 	ds[0].Bucket = run.Env(EnvDefaultBucket, ds[0].Bucket)
 	ds[1].Bucket = run.Env(EnvFilesBucket, ds[1].Bucket)
 	cfg.Datastores = ds
+	loc, err := blob.LocationsFromEnv()
+	collect(err)
+	cfg.ImportBuckets = loc.ImportBuckets
 	return cfg, errors.Join(errs...)
 }

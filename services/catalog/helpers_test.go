@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -330,4 +332,13 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// attemptKey matches a key of one attempt: images/<id>/<saga>/<name>.
+var attemptKey = regexp.MustCompile(`/images/([0-9]+)/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/([^/]+)$`)
+
+// inAttempt reports whether u is an attempt's key for image id, named name.
+func inAttempt(u string, id int64, name string) bool {
+	m := attemptKey.FindStringSubmatch(u)
+	return m != nil && m[1] == strconv.FormatInt(id, 10) && m[2] == name
 }

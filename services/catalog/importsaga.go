@@ -152,14 +152,14 @@ func (s *Service) converted(ctx context.Context, m *bus.Msg, ev schemas.Converte
 		// The import failed or timed out while the converter worked: its
 		// blob arrived after compensation and has no owner.
 		s.log.Info("deleting a blob that arrived after its import failed", "image", ev.ImageID, "dest", ev.Dest)
-		return s.deleteOwned(ctx, ev)
+		return s.deleteAttempt(ctx, ev, sg.ID)
 	case sg.Phase == PhaseConvert:
 		var d importData
 		if err := sg.Decode(&d); err != nil {
 			return err
 		}
 		if reason := s.checkDest(d, ev); reason != "" {
-			_ = s.deleteOwned(ctx, ev)
+			_ = s.deleteAttempt(ctx, ev, sg.ID)
 			return s.failImport(ctx, sg, reason, &m.Envelope)
 		}
 		if sg, err = s.recordResult(ctx, sg.ID, ev); err != nil {
@@ -178,26 +178,39 @@ func (s *Service) converted(ctx context.Context, m *bus.Msg, ev schemas.Converte
 	return s.commit(ctx, sg, &m.Envelope)
 }
 
-// checkDest makes sure the converter wrote where this image's blobs live.
+// checkDest makes sure the converter wrote the key this attempt derived.
 func (s *Service) checkDest(d importData, ev schemas.ConverterConverted) string {
 	if ev.Dest == d.Dest {
-		return ""
-	}
-	want, _, _ := blob.ParseURL(d.Dest)
-	bucket, key, err := blob.ParseURL(ev.Dest)
-	if err == nil && bucket == want && strings.HasPrefix(key, imagePrefix(d.ImageID)) {
 		return ""
 	}
 	return fmt.Sprintf("the converter stored the disk at %s instead of %s", ev.Dest, d.Dest)
 }
 
-// deleteOwned deletes a reported blob if it lies where image blobs live.
+// deleteOwned deletes a reported blob if it lies where image blobs live,
+// unless the image records it as its blob.
 func (s *Service) deleteOwned(ctx context.Context, ev schemas.ConverterConverted) error {
 	bucket, key, err := blob.ParseURL(ev.Dest)
 	if err != nil || !strings.HasPrefix(key, imagePrefix(ev.ImageID)) || !s.isDatastoreBucket(bucket) {
 		return nil
 	}
+	if img, _, err := s.images.get(ctx, ev.ImageID); err == nil && img.Source == ev.Dest {
+		return nil
+	} else if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
 	return s.deleteURL(ctx, ev.Dest)
+}
+
+// deleteAttempt deletes a reported blob only if it lies under the key
+// prefix of saga sagaID's attempt (images/<id>/<saga>/): a report about a
+// saga never makes the catalog delete what another attempt wrote.
+func (s *Service) deleteAttempt(ctx context.Context, ev schemas.ConverterConverted, sagaID string) error {
+	_, key, err := blob.ParseURL(ev.Dest)
+	if err != nil || !strings.HasPrefix(key, blob.AttemptPrefix(ev.ImageID, sagaID)) {
+		s.log.Warn("not deleting a reported blob outside its attempt's keys", "image", ev.ImageID, "saga", sagaID, "dest", ev.Dest)
+		return nil
+	}
+	return s.deleteOwned(ctx, ev)
 }
 
 // orphan handles a converted report no saga claims: if its image is gone,

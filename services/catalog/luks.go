@@ -82,9 +82,10 @@ func keepsCatalogAttributes(img *schemas.Image, next map[string]string) error {
 	return nil
 }
 
-// luksDest is where crypto-luks stores a LUKS image's blob.
-func luksDest(ds Datastore, id int64) string {
-	return blob.URL(ds.Bucket, imagePrefix(id)+"disk."+string(schemas.DiskFormatLUKS))
+// luksDest is where crypto-luks stores a LUKS image's blob: a fresh key of
+// the saga, which crypto-luks checks is the derived one.
+func luksDest(ds Datastore, id int64, sagaID string) string {
+	return blob.URL(ds.Bucket, blob.AttemptPrefix(id, sagaID)+"disk."+string(schemas.DiskFormatLUKS))
 }
 
 // encrypt registers the new image of an image-encrypt LOCKED and starts
@@ -123,7 +124,7 @@ func (s *Service) encrypt(ctx context.Context, m *bus.Msg, prior *processed) (pr
 	id, sagaID := prior.ImageID, prior.SagaID
 	res := processed{ImageID: id, SagaID: sagaID}
 	d := luksData{
-		importData: importData{ImageID: id, CommandID: m.Envelope.ID, Command: m.Subject, Dest: luksDest(ds, id),
+		importData: importData{ImageID: id, CommandID: m.Envelope.ID, Command: m.Subject, Dest: luksDest(ds, id, sagaID),
 			SetAttributes: map[string]string{AttrEncryptedFrom: idToken(src.ID)}},
 		SourceID: src.ID, Source: src.Source, SourceFormat: src.Format,
 	}

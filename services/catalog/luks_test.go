@@ -304,7 +304,7 @@ func TestEncryptSaga(t *testing.T) {
 	}
 	h.waitState(img.ID, StateReady)
 	got := h.mustShow(img.ID)
-	wantDest := "s3://" + h.cfg.Datastores[0].Bucket + "/images/1/disk.luks"
+	wantDest := "s3://" + h.cfg.Datastores[0].Bucket + "/images/1/" + img.SagaID + "/disk.luks"
 	blobData := h.read(wantDest)
 	secret := got.Attributes[AttrLUKSSecret]
 	if got.Format != schemas.DiskFormatLUKS || got.Source != wantDest || got.SHA256 != sha(blobData) ||
@@ -440,7 +440,7 @@ func TestEncryptFailureCompensates(t *testing.T) {
 	if failed.ID == nil || *failed.ID != 1 || failed.Command != "slipway.cmd.catalog.image-encrypt" || failed.Error != ev.Error {
 		t.Fatalf("failed %+v", failed)
 	}
-	dest := "s3://" + h.cfg.Datastores[0].Bucket + "/images/1/disk.luks"
+	dest := "s3://" + h.cfg.Datastores[0].Bucket + "/images/1/" + h.mustShow(1).SagaID + "/disk.luks"
 	waitFor(t, "the partial upload to be deleted", func() bool { return !h.exists(dest) })
 	img := h.mustShow(1)
 	waitFor(t, "the saga to be compensated", func() bool {
@@ -459,7 +459,7 @@ func TestEncryptFailureCompensates(t *testing.T) {
 	if !strings.Contains(ev.Error, "but crypto-luks reported "+sha([]byte("not what was stored"))) {
 		t.Fatalf("ERROR %q", ev.Error)
 	}
-	dest2 := "s3://" + h.cfg.Datastores[0].Bucket + "/images/2/disk.luks"
+	dest2 := "s3://" + h.cfg.Datastores[0].Bucket + "/images/2/" + h.mustShow(2).SagaID + "/disk.luks"
 	waitFor(t, "the blob to be deleted", func() bool { return !h.exists(dest2) })
 	waitFor(t, "the secret to be deleted", func() bool { return len(luks.secretDeletes()) == 1 })
 	if d := luks.secretDeletes()[0]; d.ImageID != 2 || uuid.Validate(d.Secret) != nil {
@@ -487,7 +487,7 @@ func TestEncryptDeadlineAndLateReport(t *testing.T) {
 	// crypto-luks finishes after all: its blob and secret have no owner.
 	waitFor(t, "the job to be held", func() bool { luks.mu.Lock(); defer luks.mu.Unlock(); return len(luks.held) == 1 })
 	luks.releaseHeld()
-	dest := "s3://" + h.cfg.Datastores[0].Bucket + "/images/1/disk.luks"
+	dest := "s3://" + h.cfg.Datastores[0].Bucket + "/images/1/" + h.mustShow(1).SagaID + "/disk.luks"
 	waitFor(t, "the late secret to be deleted", func() bool { return len(luks.secretDeletes()) == 1 })
 	waitFor(t, "the late blob to be deleted", func() bool { return !h.exists(dest) })
 	if got := h.mustShow(1); State(got.State) != StateError {
@@ -505,7 +505,7 @@ func TestLuksCreate(t *testing.T) {
 	}
 	h.waitState(img.ID, StateReady)
 	got := h.mustShow(img.ID)
-	wantDest := "s3://" + h.cfg.Datastores[0].Bucket + "/images/0/disk.luks"
+	wantDest := "s3://" + h.cfg.Datastores[0].Bucket + "/images/0/" + img.SagaID + "/disk.luks"
 	data := h.read(wantDest)
 	if got.Format != schemas.DiskFormatLUKS || got.Source != wantDest || got.Size != 16<<20 || got.SHA256 != sha(data) ||
 		uuid.Validate(got.Attributes[AttrLUKSSecret]) != nil || got.Attributes[AttrEncryptedFrom] != "" || !isLUKS(data) {

@@ -188,3 +188,5 @@ func (s *Service) datastore(name string) (Datastore, error) {
 	}
 	return ds, nil
 }
+
+func (s *Service) locations() blob.Locations { return s.cfg.locations() }

@@ -15,6 +15,9 @@ func (s *Service) handleCreateBlank(ctx context.Context, m *bus.Msg) error {
 	if err := decode(m, "create-blank", &cmd); err != nil {
 		return s.reject(ctx, m, schemas.ConverterPhaseMkfs, err)
 	}
+	if err := s.checkLocations(m, cmd.ImageID, cmd.Dest, ""); err != nil {
+		return s.reject(ctx, m, schemas.ConverterPhaseMkfs, err)
+	}
 	j := s.start(m, "create-blank", schemas.ConverterPhaseMkfs, cmd.ImageID, "", cmd.Dest)
 	defer s.jobs.Remove(j)
 	stop := s.report(ctx, j, bus.CausedBy(m.Envelope))

@@ -64,7 +64,7 @@ func TestImportQCOW2IsRewritten(t *testing.T) {
 	qcow := filepath.Join(t.TempDir(), "disk.qcow2")
 	qemuImg(t, "convert", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096", raw, qcow)
 	src := h.upload(qcow, "t1/disk.qcow2")
-	dest := blob.URL(images, "images/1/disk.qcow2")
+	dest := dst(1, "disk.qcow2")
 
 	cmdID := h.command("import", schemas.ConverterImport{ImageID: 1, Source: src, SourceFormat: "qcow2", Dest: dest})
 	var ev schemas.ConverterConverted
@@ -84,9 +84,9 @@ func TestImportQCOW2IsRewritten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The command started its saga: its ID is the correlation.
-	if env.CausationID != cmdID || env.CorrelationID != cmdID || env.ID != envelope.StepID(cmdID, "converted") {
-		t.Errorf("envelope %+v: want causation and correlation %s and the step ID of \"converted\"", env, cmdID)
+	// The event is caused by the command and is a step of its saga.
+	if env.CausationID != cmdID || env.CorrelationID != testSaga || env.ID != envelope.StepID(testSaga, "converted") {
+		t.Errorf("envelope %+v: want causation %s, correlation %s and the step ID of \"converted\"", env, cmdID, testSaga)
 	}
 }
 
@@ -94,7 +94,7 @@ func TestImportRawToCompressedQCOW2(t *testing.T) {
 	h := newHarness(t, Config{})
 	raw := rawDisk(t, 32<<20)
 	src := h.upload(raw, "t2/disk.img")
-	dest := blob.URL(images, "images/2/disk.qcow2")
+	dest := dst(2, "disk.qcow2")
 	h.command("import", schemas.ConverterImport{ImageID: 2, Source: src, Format: "qcow2", Compression: "zstd", Dest: dest})
 	var ev schemas.ConverterConverted
 	h.event("converted", "2", &ev)
@@ -123,7 +123,7 @@ func TestImportBackingFileRefused(t *testing.T) {
 	qcow := filepath.Join(t.TempDir(), "evil.qcow2")
 	qemuImg(t, "create", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw", qcow, "1M")
 	src := h.upload(qcow, "t3/evil.qcow2")
-	dest := blob.URL(images, "images/3/disk.qcow2")
+	dest := dst(3, "disk.qcow2")
 	h.command("import", schemas.ConverterImport{ImageID: 3, Source: src, Dest: dest})
 	var ev schemas.ConverterFailed
 	h.event("failed", "3", &ev)
@@ -136,7 +136,7 @@ func TestImportBackingFileRefused(t *testing.T) {
 func TestImportChecksumMismatch(t *testing.T) {
 	h := newHarness(t, Config{})
 	src := h.upload(rawDisk(t, 4<<20), "t4/disk.raw")
-	dest := blob.URL(images, "images/4/disk.raw")
+	dest := dst(4, "disk.raw")
 	wrong := strings.Repeat("0", 64)
 	h.command("import", schemas.ConverterImport{ImageID: 4, Source: src, Checksum: "sha256:" + wrong, Dest: dest})
 	var ev schemas.ConverterFailed
@@ -168,7 +168,7 @@ func TestBadCommandsThenGood(t *testing.T) {
 		t.Fatal("no failed event for a bad JSON command")
 	}
 	// JSON but invalid: the image is known.
-	h.command("import", map[string]any{"image_id": 5, "source": "ftp://example.com/x", "dest": blob.URL(images, "images/5/disk.raw")})
+	h.command("import", map[string]any{"image_id": 5, "source": "ftp://example.com/x", "dest": dst(5, "disk.raw")})
 	var ev schemas.ConverterFailed
 	h.event("failed", "5", &ev)
 	if ev.Retryable || !strings.Contains(ev.Error, "source") {
@@ -176,7 +176,7 @@ func TestBadCommandsThenGood(t *testing.T) {
 	}
 	// The next good command still runs.
 	src := h.upload(rawDisk(t, 2<<20), "t5/disk.raw")
-	h.command("import", schemas.ConverterImport{ImageID: 6, Source: src, Dest: blob.URL(images, "images/6/disk.raw")})
+	h.command("import", schemas.ConverterImport{ImageID: 6, Source: src, Dest: dst(6, "disk.raw")})
 	var ok schemas.ConverterConverted
 	h.event("converted", "6", &ok)
 	assertStored(t, h, ok)
@@ -213,7 +213,7 @@ func TestImportHTTPGzipWithProgressAndJobs(t *testing.T) {
 			close(release)
 		}
 	}()
-	dest := blob.URL(images, "images/7/disk.raw")
+	dest := dst(7, "disk.raw")
 	sum := sha256.Sum256(body)
 	h.command("import", schemas.ConverterImport{ImageID: 7, Source: srv.URL + "/disk.raw.gz?token=secret",
 		Checksum: "sha256:" + hex.EncodeToString(sum[:]), Dest: dest})
@@ -251,7 +251,7 @@ func TestImportHTTPGzipWithProgressAndJobs(t *testing.T) {
 
 func TestCreateBlank(t *testing.T) {
 	h := newHarness(t, Config{})
-	dest := blob.URL(images, "images/8/disk.qcow2")
+	dest := dst(8, "disk.qcow2")
 	h.command("create-blank", schemas.ConverterCreateBlank{ImageID: 8, SizeMiB: 64, Format: "qcow2", FS: "ext4", Dest: dest})
 	var ev schemas.ConverterConverted
 	h.event("converted", "8", &ev)
@@ -264,7 +264,7 @@ func TestCreateBlank(t *testing.T) {
 	}
 
 	// xfs below its minimum is refused with a reason.
-	h.command("create-blank", schemas.ConverterCreateBlank{ImageID: 9, SizeMiB: 100, Format: "raw", FS: "xfs", Dest: blob.URL(images, "images/9/disk.raw")})
+	h.command("create-blank", schemas.ConverterCreateBlank{ImageID: 9, SizeMiB: 100, Format: "raw", FS: "xfs", Dest: dst(9, "disk.raw")})
 	var f schemas.ConverterFailed
 	h.event("failed", "9", &f)
 	if f.Phase != schemas.ConverterPhaseMkfs || f.Retryable || !strings.Contains(f.Error, "300 MiB") {
@@ -344,7 +344,7 @@ func TestRetryableFailureReportedOnLastDelivery(t *testing.T) {
 	cfg.Fetch.Retries = -1 // leave retrying to JetStream
 	cfg.Fetch.Guard = loopback
 	h := newHarness(t, cfg)
-	dest := blob.URL(images, "images/10/disk.raw")
+	dest := dst(10, "disk.raw")
 	h.command("import", schemas.ConverterImport{ImageID: 10, Source: srv.URL + "/d", Dest: dest})
 	var ev schemas.ConverterFailed
 	h.event("failed", "10", &ev)
@@ -366,7 +366,7 @@ func TestImportVMDKToQCOW2Traced(t *testing.T) {
 	qemuImg(t, "convert", "-f", "raw", "-O", "vmdk", raw, vmdk)
 	src := h.upload(vmdk, "t11/disk.vmdk")
 	h.command("import", schemas.ConverterImport{ImageID: 11, Source: src, SourceFormat: "vmdk", Format: "qcow2",
-		Dest: blob.URL(images, "images/11/disk.qcow2")})
+		Dest: dst(11, "disk.qcow2")})
 	var ev schemas.ConverterConverted
 	h.event("converted", "11", &ev)
 	if ev.DetectedFormat != "vmdk" || ev.Format != "qcow2" || ev.VirtualSize != 8<<20 {

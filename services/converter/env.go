@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/services/converter/qemuimg"
@@ -25,8 +26,11 @@ const (
 // SLIPWAY_MAX_VIRTUAL_SIZE and SLIPWAY_MAX_INPUT_BYTES (bytes, or with a
 // binary suffix: 500M, 64G, 1T), SLIPWAY_CONVERTER_CONCURRENCY,
 // SLIPWAY_PROGRESS_INTERVAL (a Go duration), SLIPWAY_QEMU_IMG (the
-// qemu-img binary) and SLIPWAY_FETCH_ALLOW (what http(s) sources may reach
-// beyond public addresses; see package netguard). Unset variables keep
+// qemu-img binary), SLIPWAY_FETCH_ALLOW (what http(s) sources may reach
+// beyond public addresses; see package netguard) and the buckets of
+// blob.LocationsFromEnv (SLIPWAY_DATASTORE_DEFAULT_BUCKET,
+// SLIPWAY_DATASTORE_FILES_BUCKET, SLIPWAY_UPLOAD_BUCKET,
+// SLIPWAY_IMPORT_BUCKETS). Unset variables keep
 // New's defaults.
 func ConfigFromEnv() (Config, error) {
 	var cfg Config
@@ -46,6 +50,9 @@ func ConfigFromEnv() (Config, error) {
 	}
 	cfg.QemuImg = &qemuimg.Runner{Binary: run.Env(EnvQemuImg, "")}
 	if cfg.Fetch.Guard, err = netguard.FromEnv(); err != nil {
+		return cfg, err
+	}
+	if cfg.Locations, err = blob.LocationsFromEnv(); err != nil {
 		return cfg, err
 	}
 	return cfg, nil

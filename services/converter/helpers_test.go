@@ -48,7 +48,15 @@ func TestMain(m *testing.M) {
 const (
 	uploads = "slipway-uploads"
 	images  = "slipway-default"
+	// testSaga is the correlation (saga) ID of the harness's commands.
+	testSaga = "0b7a3c1e-2f4d-4e5a-9b6c-7d8e9f0a1b2c"
 )
+
+// dst is the destination the converter accepts for image id in the
+// harness's saga: images/<id>/<saga>/<name> in the default datastore.
+func dst(id int64, name string) string {
+	return blob.URL(images, blob.AttemptPrefix(id, testSaga)+name)
+}
 
 // harness is a running converter on its own NATS server and a client bus
 // that sends commands and watches events.
@@ -145,7 +153,7 @@ func (h *harness) waitReady() {
 // command sends a converter command and returns its ce-id.
 func (h *harness) command(verb string, payload any) string {
 	h.t.Helper()
-	env, err := h.cli.Command(h.ctx, Name, verb, payload)
+	env, err := h.cli.Command(h.ctx, Name, verb, payload, bus.WithCorrelation(testSaga))
 	if err != nil {
 		h.t.Fatal(err)
 	}

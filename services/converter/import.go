@@ -38,12 +38,29 @@ func (s *Service) handleImport(ctx context.Context, m *bus.Msg) error {
 	if err := decode(m, "import", &cmd); err != nil {
 		return s.reject(ctx, m, schemas.ConverterPhaseFetch, err)
 	}
+	if err := s.checkLocations(m, cmd.ImageID, cmd.Dest, cmd.Source); err != nil {
+		return s.reject(ctx, m, schemas.ConverterPhaseFetch, err)
+	}
 	j := s.start(m, "import", schemas.ConverterPhaseFetch, cmd.ImageID, cmd.Source, cmd.Dest)
 	defer s.jobs.Remove(j)
 	stop := s.report(ctx, j, bus.CausedBy(m.Envelope))
 	out, err := s.runImport(ctx, j, cmd)
 	stop()
 	return s.finish(ctx, m, cmd.ImageID, cmd.Dest, out, err)
+}
+
+// checkLocations refuses, before anything is read or written, a dest that
+// is not the one derived from the image and the saga (the command's
+// correlation ID) in a datastore bucket, and an s3:// source outside the
+// upload bucket and SLIPWAY_IMPORT_BUCKETS.
+func (s *Service) checkLocations(m *bus.Msg, imageID int64, dest, source string) error {
+	if err := s.cfg.Locations.CheckDest(dest, imageID, m.Envelope.CorrelationID); err != nil {
+		return fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	if err := s.cfg.Locations.CheckSource(source); err != nil {
+		return fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	return nil
 }
 
 // decode validates a command against its schema and decodes it; either
@@ -252,7 +269,10 @@ func (s *Service) upload(ctx context.Context, j *job, path, dest string) (info b
 		return info, err
 	}
 	j.SetPhase(schemas.ConverterPhaseUpload, st.Size())
-	info, err = s.store.Put(ctx, bucket, key, f, st.Size(),
+	if err := s.store.CheckFresh(ctx, bucket, key, j.id); err != nil {
+		return info, fmt.Errorf("dest: %w", err)
+	}
+	info, err = s.store.Put(ctx, bucket, key, f, st.Size(), blob.OwnedBy(j.id),
 		blob.Progress(func(n int64) { j.Update(n, st.Size()) }))
 	if err != nil {
 		return info, err
@@ -278,7 +298,7 @@ func (s *Service) finish(ctx context.Context, m *bus.Msg, imageID int64, dest st
 	}
 	last := m.Delivered >= uint64(s.cfg.MaxDeliver)
 	if je.terminal || last || je.phase == schemas.ConverterPhaseUpload {
-		s.removeDest(dest)
+		s.removeDest(dest, m.Envelope.ID)
 	}
 	if !je.terminal && !last {
 		s.log.Warn("job failed, will retry", "image_id", imageID, "phase", je.phase, "delivered", m.Delivered, "err", err)
@@ -326,11 +346,12 @@ func (s *Service) publishFailedUnknown(ctx context.Context, m *bus.Msg, je *jobE
 }
 
 // removeDest deletes what a failed job may have stored at dest, even when
-// the job's context is gone.
-func (s *Service) removeDest(dest string) {
+// the job's context is gone: only an object this command wrote (its
+// metadata names the command), never one that was there before.
+func (s *Service) removeDest(dest, commandID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
-	if err := s.store.DeleteURL(ctx, dest); err != nil {
+	if _, err := s.store.DeleteIfOwned(ctx, dest, commandID); err != nil {
 		s.log.Warn("partial destination not removed", "dest", dest, "err", err)
 	}
 }

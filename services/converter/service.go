@@ -68,6 +68,10 @@ type Config struct {
 	// set per job. A nil Fetch.Guard refuses loopback, private and other
 	// special addresses (ConfigFromEnv reads SLIPWAY_FETCH_ALLOW).
 	Fetch source.Options
+	// Locations are the buckets destinations and s3:// sources are
+	// checked against; zero means blob.DefaultLocations() (see
+	// blob.LocationsFromEnv).
+	Locations blob.Locations
 	// Logger defaults to the bus's logger.
 	Logger *slog.Logger
 }
@@ -110,6 +114,9 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 	}
 	if cfg.MaxDeliver <= 0 {
 		cfg.MaxDeliver = DefaultMaxDeliver
+	}
+	if len(cfg.Locations.DatastoreBuckets) == 0 && cfg.Locations.UploadBucket == "" {
+		cfg.Locations = blob.DefaultLocations()
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -233,7 +240,7 @@ func isTerminal(phase schemas.ConverterPhase, err error) bool {
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return false
-	case errors.Is(err, errInvalid), errors.Is(err, inspect.ErrRefused),
+	case errors.Is(err, errInvalid), errors.Is(err, inspect.ErrRefused), errors.Is(err, blob.ErrTaken),
 		errors.Is(err, qemuimg.ErrUnsafe), errors.Is(err, qemuimg.ErrCorrupt), errors.Is(err, qemuimg.ErrPath):
 		return true
 	case errors.Is(err, diskspace.ErrNoSpace):

@@ -3,6 +3,7 @@ package cryptoluks
 import (
 	"errors"
 
+	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/services/crypto-luks/envelope"
 	"github.com/slipway/slipway/services/crypto-luks/luks"
@@ -36,6 +37,8 @@ func ConfigFromEnv(defaultKEKFile string) (Config, error) {
 	cfg.Concurrency, err = run.EnvInt(EnvConcurrency, 1)
 	errs = append(errs, err)
 	cfg.ProgressInterval, err = run.EnvDuration(EnvProgressInterval, DefaultProgressInterval)
+	errs = append(errs, err)
+	cfg.Locations, err = blob.LocationsFromEnv()
 	errs = append(errs, err)
 	return cfg, errors.Join(errs...)
 }

@@ -25,6 +25,12 @@ func (s *Service) handleEncrypt(ctx context.Context, m *bus.Msg) error {
 	if err := decode(m, &cmd); err != nil {
 		return s.reject(ctx, m, err)
 	}
+	if err := s.checkDest(m, cmd.ImageID, cmd.Dest); err != nil {
+		return s.reject(ctx, m, err)
+	}
+	if err := s.cfg.Locations.CheckImageBlob(cmd.Source); err != nil {
+		return s.reject(ctx, m, fmt.Errorf("%w: %w", errInvalid, err))
+	}
 	mk := func(ctx context.Context, j *job, dir string, pass []byte) (string, int64, error) {
 		return s.encryptFile(ctx, j, cmd, dir, pass)
 	}
@@ -34,6 +40,9 @@ func (s *Service) handleEncrypt(ctx context.Context, m *bus.Msg) error {
 func (s *Service) handleCreate(ctx context.Context, m *bus.Msg) error {
 	var cmd schemas.CryptoLuksCreate
 	if err := decode(m, &cmd); err != nil {
+		return s.reject(ctx, m, err)
+	}
+	if err := s.checkDest(m, cmd.ImageID, cmd.Dest); err != nil {
 		return s.reject(ctx, m, err)
 	}
 	mk := func(ctx context.Context, j *job, dir string, pass []byte) (string, int64, error) {
@@ -46,6 +55,16 @@ func (s *Service) handleCreate(ctx context.Context, m *bus.Msg) error {
 		return out, size, nil
 	}
 	return s.makeVolume(ctx, m, cmd.ImageID, cmd.Dest, schemas.LuksPhaseCreate, mk)
+}
+
+// checkDest refuses, before anything is made, a dest that is not the one
+// derived from the image and the saga (the command's correlation ID) in a
+// datastore bucket.
+func (s *Service) checkDest(m *bus.Msg, imageID int64, dest string) error {
+	if err := s.cfg.Locations.CheckDest(dest, imageID, m.Envelope.CorrelationID); err != nil {
+		return fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	return nil
 }
 
 // volumeMaker writes a new LUKS volume opened by pass into dir and returns
@@ -62,7 +81,7 @@ func (s *Service) makeVolume(ctx context.Context, m *bus.Msg, imageID int64, des
 	if err == nil {
 		err = s.publish(ctx, m, "encrypted", idToken(imageID), out)
 	}
-	return s.settle(ctx, m, &imageID, err, func() { s.forget(imageID, dest, rec) })
+	return s.settle(ctx, m, &imageID, err, func() { s.forget(imageID, dest, m.Envelope.ID, rec) })
 }
 
 func (s *Service) runMake(ctx context.Context, j *job, imageID int64, dest string, mk volumeMaker) (schemas.CryptoLuksEncrypted, *Record, error) {
@@ -92,7 +111,13 @@ func (s *Service) runMake(ctx context.Context, j *job, imageID int64, dest strin
 	if err != nil {
 		return out, rec, err
 	}
-	info, err := s.upload(ctx, j, path, bucket, key)
+	// A new volume goes to a fresh key: never over an object another
+	// command wrote, and marked as this command's so that only its own
+	// failure removes it.
+	if err := s.store.CheckFresh(ctx, bucket, key, j.id); err != nil {
+		return out, rec, terminal(fmt.Errorf("dest: %w", err))
+	}
+	info, err := s.upload(ctx, j, path, bucket, key, blob.OwnedBy(j.id))
 	if err != nil {
 		return out, rec, err
 	}
@@ -247,7 +272,7 @@ func (s *Service) download(ctx context.Context, j *job, u, path string) error {
 }
 
 // upload stores the file at path as bucket/key, hashing it on the way.
-func (s *Service) upload(ctx context.Context, j *job, path, bucket, key string) (blob.Info, error) {
+func (s *Service) upload(ctx context.Context, j *job, path, bucket, key string, opts ...blob.PutOption) (blob.Info, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return blob.Info{}, err
@@ -258,19 +283,21 @@ func (s *Service) upload(ctx context.Context, j *job, path, bucket, key string) 
 		return blob.Info{}, err
 	}
 	j.SetPhase(schemas.LuksPhaseUpload, st.Size())
-	info, err := s.store.Put(ctx, bucket, key, f, st.Size(), blob.Progress(func(n int64) { j.Update(n, st.Size()) }))
+	opts = append(opts, blob.Progress(func(n int64) { j.Update(n, st.Size()) }))
+	info, err := s.store.Put(ctx, bucket, key, f, st.Size(), opts...)
 	if err != nil {
 		return info, fmt.Errorf("upload to %s: %w", blob.URL(bucket, key), err)
 	}
 	return info, nil
 }
 
-// forget removes what a failed encrypt or create made: the dest object
-// and the image's secret (unless another dest holds a volume it opens).
-func (s *Service) forget(imageID int64, dest string, rec *Record) {
+// forget removes what a failed encrypt or create made: the dest object if
+// this command wrote it (never one that was there before) and the image's
+// secret (unless another dest holds a volume it opens).
+func (s *Service) forget(imageID int64, dest, commandID string, rec *Record) {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
-	if err := s.store.DeleteURL(ctx, dest); err != nil {
+	if _, err := s.store.DeleteIfOwned(ctx, dest, commandID); err != nil {
 		s.log.Warn("partial destination not removed", "dest", dest, "err", err)
 	}
 	if rec == nil {

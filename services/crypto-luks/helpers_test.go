@@ -180,7 +180,7 @@ func (e *env) startService(keys *envelope.Keyring) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	svc := New(b, e.store, Config{Keys: keys, TempDir: e.tmp, IterTime: 10 * time.Millisecond,
+	svc := New(b, e.store, Config{Keys: keys, TempDir: e.tmp, IterTime: 10 * time.Millisecond, Locations: testLocations,
 		ProgressInterval: 50 * time.Millisecond, MaxDeliver: 10, AckWait: 3 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -236,7 +236,7 @@ func (e *env) command(verb string, data any, accept ...string) (*bus.Msg, error)
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	return e.bus.Call(ctx, Name, verb, data, accept)
+	return e.bus.Call(ctx, Name, verb, data, accept, bus.WithCorrelation(testSaga))
 }
 
 func (e *env) mustCommand(verb string, data any, accept string, out any) {
@@ -409,4 +409,15 @@ func (e *env) scanObject(bucket, key string, needles [][]byte) {
 		}
 		carry = copy(buf, data[len(data)-overlap:])
 	}
+}
+
+// testSaga is the correlation (saga) ID of the test commands.
+const testSaga = "3c9d2e1f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
+
+// testLocations make "src" and "dst" the datastore buckets.
+var testLocations = blob.Locations{DatastoreBuckets: []string{"dst", "src"}, UploadBucket: "slipway-uploads"}
+
+// dst is the destination crypto-luks accepts for image id in testSaga.
+func dst(id int64) string {
+	return blob.URL("dst", blob.AttemptPrefix(id, testSaga)+"disk.luks")
 }

@@ -52,6 +52,10 @@ type Config struct {
 	// AckWait and MaxDeliver tune the command consumer; defaults 30s and 10.
 	AckWait    time.Duration
 	MaxDeliver int
+	// Locations are the buckets destinations and sources are checked
+	// against; zero means blob.DefaultLocations() (ConfigFromEnv reads
+	// blob.LocationsFromEnv).
+	Locations blob.Locations
 	// Logger defaults to the bus's logger.
 	Logger *slog.Logger
 }
@@ -88,6 +92,9 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = DefaultAckWait
 	}
+	if len(cfg.Locations.DatastoreBuckets) == 0 && cfg.Locations.UploadBucket == "" {
+		cfg.Locations = blob.DefaultLocations()
+	}
 	if cfg.MaxDeliver <= 0 {
 		cfg.MaxDeliver = DefaultMaxDeliver
 	}
@@ -106,7 +113,9 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 // NewFromEnv is New with the service's own variables read from the
 // environment on top of base (see ConfigFromEnv). A configuration error is
 // returned by Run, so a stack that builds every service at once reports it
-// where it reports any service failing.
+// where it reports any service failing. base's TempDir and QemuImg are
+// used where the environment says nothing; base's Locations, when set,
+// replace the environment's.
 func NewFromEnv(b *bus.Bus, store *blob.Store, base Config, defaultKEKFile string) *Service {
 	cfg, err := ConfigFromEnv(defaultKEKFile)
 	if base.TempDir != "" && cfg.TempDir == "" {
@@ -115,6 +124,9 @@ func NewFromEnv(b *bus.Bus, store *blob.Store, base Config, defaultKEKFile strin
 	cfg.Logger = base.Logger
 	if cfg.QemuImg == "" {
 		cfg.QemuImg = base.QemuImg
+	}
+	if len(base.Locations.DatastoreBuckets) > 0 {
+		cfg.Locations = base.Locations // the embedding stack's buckets
 	}
 	s := New(b, store, cfg)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/crypto-luks/luks"
@@ -47,7 +48,7 @@ func (e *env) sourceImage(name string, size int64) [32]byte {
 	f.Close()
 	r, _ := os.Open(path)
 	defer r.Close()
-	if _, err := e.store.Put(context.Background(), "src", name, r, size); err != nil {
+	if _, err := e.store.Put(context.Background(), "src", "images/"+name, r, size); err != nil {
 		e.t.Fatal(err)
 	}
 	var sum [32]byte
@@ -110,7 +111,7 @@ func TestService(t *testing.T) {
 	var enc schemas.CryptoLuksEncrypted
 	e.run(t, "encrypt 64 MiB and decrypt it back", func(t *testing.T) {
 		want := e.sourceImage("disk.raw", 64<<20)
-		cmd := schemas.CryptoLuksEncrypt{ImageID: 7, Source: "s3://src/disk.raw", SourceFormat: schemas.DiskFormatRaw, Dest: "s3://dst/images/7/disk.luks"}
+		cmd := schemas.CryptoLuksEncrypt{ImageID: 7, Source: "s3://src/images/disk.raw", SourceFormat: schemas.DiskFormatRaw, Dest: dst(7)}
 		e.mustCommand("encrypt", cmd, "encrypted", &enc)
 		if enc.ImageID != 7 || enc.Dest != cmd.Dest || enc.VirtualSize != 64<<20 || enc.Size <= 64<<20 {
 			t.Fatalf("encrypted event %+v", enc)
@@ -154,7 +155,7 @@ func TestService(t *testing.T) {
 
 	e.run(t, "empty volume", func(t *testing.T) {
 		var ev schemas.CryptoLuksEncrypted
-		e.mustCommand("create", schemas.CryptoLuksCreate{ImageID: 8, SizeMiB: 16, Dest: "s3://dst/images/8/disk.luks"}, "encrypted", &ev)
+		e.mustCommand("create", schemas.CryptoLuksCreate{ImageID: 8, SizeMiB: 16, Dest: dst(8)}, "encrypted", &ev)
 		if ev.VirtualSize != 16<<20 || ev.Secret == enc.Secret {
 			t.Fatalf("create: %+v", ev)
 		}
@@ -176,16 +177,16 @@ func TestService(t *testing.T) {
 		}
 		f, _ := os.Open(qc)
 		st, _ := f.Stat()
-		if _, err := e.store.Put(context.Background(), "src", "d.qcow2", f, st.Size()); err != nil {
+		if _, err := e.store.Put(context.Background(), "src", "images/d.qcow2", f, st.Size()); err != nil {
 			t.Fatal(err)
 		}
 		f.Close()
-		e.refused("encrypt", schemas.CryptoLuksEncrypt{ImageID: 20, Source: "s3://src/d.qcow2", SourceFormat: schemas.DiskFormatRaw,
-			Dest: "s3://dst/images/20/disk.luks"}, "s3://src/d.qcow2: unexpected disk format: declared raw but its header says qcow2")
-		e.refused("encrypt", schemas.CryptoLuksEncrypt{ImageID: 21, Source: "s3://src/missing.raw", SourceFormat: schemas.DiskFormatRaw,
-			Dest: "s3://dst/images/21/disk.luks"}, "s3://src/missing.raw")
-		e.refused("encrypt", schemas.CryptoLuksEncrypt{ImageID: 22, Source: "s3://src/d.qcow2", SourceFormat: schemas.DiskFormatVMDK,
-			Dest: "s3://dst/images/22/disk.luks"}, "only raw, iso and qcow2")
+		e.refused("encrypt", schemas.CryptoLuksEncrypt{ImageID: 20, Source: "s3://src/images/d.qcow2", SourceFormat: schemas.DiskFormatRaw,
+			Dest: dst(20)}, "s3://src/images/d.qcow2: unexpected disk format: declared raw but its header says qcow2")
+		e.refused("encrypt", schemas.CryptoLuksEncrypt{ImageID: 21, Source: "s3://src/images/missing.raw", SourceFormat: schemas.DiskFormatRaw,
+			Dest: dst(21)}, "s3://src/images/missing.raw")
+		e.refused("encrypt", schemas.CryptoLuksEncrypt{ImageID: 22, Source: "s3://src/images/d.qcow2", SourceFormat: schemas.DiskFormatVMDK,
+			Dest: dst(22)}, "only raw, iso and qcow2")
 		e.refused("encrypt", json.RawMessage(`{"image_id": 23, "source": "http://x/y"}`), "invalid command")
 		for _, id := range []int64{20, 21, 22} {
 			if keys, _ := e.store.List(context.Background(), "dst", "images/"+idToken(id)+"/"); len(keys) != 0 {
@@ -303,7 +304,8 @@ func TestService(t *testing.T) {
 		}
 		f, _ := os.Open(path)
 		st, _ := f.Stat()
-		if _, err := e.store.Put(ctx, "dst", "images/7/disk.luks", f, st.Size()); err != nil {
+		bucket, key, _ := blob.ParseURL(enc.Dest)
+		if _, err := e.store.Put(ctx, bucket, key, f, st.Size()); err != nil {
 			t.Fatal(err)
 		}
 		f.Close()

@@ -1,0 +1,213 @@
+package blob
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Environment variables read by LocationsFromEnv. The datastore and upload
+// variables are the catalog's own, so every service agrees on them.
+const (
+	EnvUploadBucket        = "SLIPWAY_UPLOAD_BUCKET"
+	EnvDefaultBucket       = "SLIPWAY_DATASTORE_DEFAULT_BUCKET"
+	EnvFilesBucket         = "SLIPWAY_DATASTORE_FILES_BUCKET"
+	EnvImportBuckets       = "SLIPWAY_IMPORT_BUCKETS"
+	DefaultUploadBucket    = "slipway-uploads"
+	DefaultDatastoreBucket = "slipway-default"
+	DefaultFilesBucket     = "slipway-files"
+	// StagingPrefix is where the CLI stages uploads in the upload bucket
+	// ("uploads/<uuid>/<file name>").
+	StagingPrefix = "uploads/"
+	// BuildPrefix is where the builder stages a disk it carried out of a
+	// container image, in the upload bucket, for the converter.
+	BuildPrefix = "builds/"
+	// MetaCommand is the user metadata that names the command whose job
+	// wrote an object (see OwnedBy).
+	MetaCommand = "Slipway-Command"
+)
+
+// Locations are the buckets the system derives S3 locations from. Commands
+// never choose where a service writes: a destination is
+// images/<image>/<saga>/… in a datastore bucket (or builds/<image>/<saga>/…
+// in the upload bucket), and s3:// sources are read only from the upload
+// bucket and the buckets an operator lists for imports.
+type Locations struct {
+	// DatastoreBuckets are the buckets of the catalog's datastores.
+	DatastoreBuckets []string
+	// UploadBucket holds the CLI's staged uploads and the builder's
+	// carried disks.
+	UploadBucket string
+	// ImportBuckets are further buckets s3:// import sources may name
+	// (SLIPWAY_IMPORT_BUCKETS, comma-separated).
+	ImportBuckets []string
+}
+
+// DefaultLocations are the buckets of a default deployment.
+func DefaultLocations() Locations {
+	return Locations{
+		DatastoreBuckets: []string{DefaultDatastoreBucket, DefaultFilesBucket},
+		UploadBucket:     DefaultUploadBucket,
+	}
+}
+
+// LocationsFromEnv reads SLIPWAY_DATASTORE_DEFAULT_BUCKET,
+// SLIPWAY_DATASTORE_FILES_BUCKET, SLIPWAY_UPLOAD_BUCKET and
+// SLIPWAY_IMPORT_BUCKETS; unset variables keep DefaultLocations. A bucket
+// name that is not valid is an error naming the variable.
+func LocationsFromEnv() (Locations, error) {
+	l := Locations{
+		DatastoreBuckets: []string{envOr(EnvDefaultBucket, DefaultDatastoreBucket), envOr(EnvFilesBucket, DefaultFilesBucket)},
+		UploadBucket:     envOr(EnvUploadBucket, DefaultUploadBucket),
+	}
+	for b := range strings.SplitSeq(os.Getenv(EnvImportBuckets), ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			l.ImportBuckets = append(l.ImportBuckets, b)
+		}
+	}
+	for _, b := range append(append([]string{l.UploadBucket}, l.DatastoreBuckets...), l.ImportBuckets...) {
+		if _, _, err := ParseURL(URL(b, "x")); err != nil {
+			return l, fmt.Errorf("bucket %q (%s, %s, %s, %s): %w", b, EnvDefaultBucket, EnvFilesBucket, EnvUploadBucket, EnvImportBuckets, err)
+		}
+	}
+	for _, b := range l.ImportBuckets {
+		if slices.Contains(l.DatastoreBuckets, b) {
+			return l, fmt.Errorf("%s lists %q, a datastore bucket: imports must not read other images' blobs", EnvImportBuckets, b)
+		}
+	}
+	return l, nil
+}
+
+// StagingPrefixes are where Slipway's own writers stage objects in the
+// upload bucket for an image-create with staged: true, as
+// <prefix><id>/<file>: the CLI (uploads/), kernel-registry
+// (kernel-registry/<uuid>/vmlinuz, initrd.img) and the launcher's save-as
+// (vms/<vm>/saveas-<disk>-<seq>.qcow2). They are the only objects an
+// import may consume (delete) as staged.
+var StagingPrefixes = []string{StagingPrefix, "kernel-registry/", "vms/"}
+
+// sagaToken is the form of a saga ID in a key: a lower-case UUID.
+var sagaToken = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// CheckSaga refuses a saga ID that cannot be part of a key.
+func CheckSaga(sagaID string) error {
+	if !sagaToken.MatchString(sagaID) {
+		return fmt.Errorf("saga (correlation) ID %q is not a lower-case UUID: it names the attempt's key", sagaID)
+	}
+	return nil
+}
+
+// ImagePrefix is the key prefix of every blob an image ever had.
+func ImagePrefix(imageID int64) string {
+	return "images/" + strconv.FormatInt(imageID, 10) + "/"
+}
+
+// AttemptPrefix is the key prefix of what one saga (one attempt) writes
+// for an image: images/<image>/<saga>/.
+func AttemptPrefix(imageID int64, sagaID string) string {
+	return ImagePrefix(imageID) + sagaID + "/"
+}
+
+// BuildKey is where the builder stages the disk of a kind-disk build, in
+// the upload bucket.
+func BuildKey(imageID int64, sagaID string) string {
+	return BuildPrefix + strconv.FormatInt(imageID, 10) + "/" + sagaID + "/disk.raw"
+}
+
+// diskName is the last element of a derived destination: disk or
+// disk.<format>.
+var diskName = regexp.MustCompile(`^disk(\.[a-z0-9]{1,8})?$`)
+
+// IsDatastoreBucket reports whether bucket is a datastore's.
+func (l Locations) IsDatastoreBucket(bucket string) bool {
+	return slices.Contains(l.DatastoreBuckets, bucket)
+}
+
+// CheckDest refuses a destination that is not the one the system derives
+// for this image and saga: s3://<datastore bucket>/images/<image>/<saga>/disk[.<format>].
+func (l Locations) CheckDest(dest string, imageID int64, sagaID string) error {
+	bucket, key, err := ParseURL(dest)
+	if err != nil {
+		return fmt.Errorf("dest: %w", err)
+	}
+	if err := CheckSaga(sagaID); err != nil {
+		return fmt.Errorf("dest: %w", err)
+	}
+	if !l.IsDatastoreBucket(bucket) {
+		return fmt.Errorf("dest %s: bucket %q is not a datastore bucket (%s): a service writes image blobs only to datastores", dest, bucket, strings.Join(l.DatastoreBuckets, ", "))
+	}
+	prefix := AttemptPrefix(imageID, sagaID)
+	name, ok := strings.CutPrefix(key, prefix)
+	if !ok || !diskName.MatchString(name) {
+		return fmt.Errorf("dest %s: want s3://%s/%sdisk[.<format>]: the key is derived from the image and the saga (correlation ID), never chosen by a command", dest, bucket, prefix)
+	}
+	return nil
+}
+
+// CheckBuildDest refuses a kind-disk build destination that is not
+// s3://<upload bucket>/builds/<image>/<saga>/disk.raw.
+func (l Locations) CheckBuildDest(dest string, imageID int64, sagaID string) error {
+	if err := CheckSaga(sagaID); err != nil {
+		return fmt.Errorf("dest: %w", err)
+	}
+	if want := URL(l.UploadBucket, BuildKey(imageID, sagaID)); dest != want {
+		return fmt.Errorf("dest %s: want %s: the key is derived from the image and the saga (correlation ID), never chosen by a command", dest, want)
+	}
+	return nil
+}
+
+// CheckSource refuses an s3:// import source outside the upload bucket and
+// the import buckets; other URLs pass (their scheme is the fetcher's
+// business).
+func (l Locations) CheckSource(src string) error {
+	if !strings.HasPrefix(src, scheme) {
+		return nil
+	}
+	bucket, _, err := ParseURL(src)
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	if l.IsDatastoreBucket(bucket) {
+		return fmt.Errorf("source %s: bucket %q is a datastore bucket, not the upload bucket (%s) nor listed in %s: an import never reads another image's blob", src, bucket, l.UploadBucket, EnvImportBuckets)
+	}
+	if bucket == l.UploadBucket || slices.Contains(l.ImportBuckets, bucket) {
+		return nil
+	}
+	return fmt.Errorf("source %s: bucket %q is not the upload bucket (%s) nor listed in %s: imports read s3:// only from those", src, bucket, l.UploadBucket, EnvImportBuckets)
+}
+
+// CheckStaged refuses a staged path that is not an object Slipway staged:
+// s3://<upload bucket>/<prefix><id>/<file>, prefix one of StagingPrefixes
+// (uploads/ is what the CLI writes).
+func (l Locations) CheckStaged(path string) error {
+	bucket, key, err := ParseURL(path)
+	if err != nil {
+		return fmt.Errorf("staged path: %w", err)
+	}
+	if bucket == l.UploadBucket {
+		for _, prefix := range StagingPrefixes {
+			rest, ok := strings.CutPrefix(key, prefix)
+			if ok && strings.Count(rest, "/") == 1 && !strings.HasPrefix(rest, "/") && !strings.HasSuffix(rest, "/") {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("staged path %s: staged uploads are s3://%s/%s<id>/<file> (what the CLI writes; also %s of kernel-registry and the launcher); the import deletes a staged object, so nothing else may be staged",
+		path, l.UploadBucket, StagingPrefix, strings.Join(StagingPrefixes[1:], ", "))
+}
+
+// CheckImageBlob refuses a source that is not an image's blob: an object
+// under images/ in a datastore bucket (what crypto-luks encrypts).
+func (l Locations) CheckImageBlob(src string) error {
+	bucket, key, err := ParseURL(src)
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	if !l.IsDatastoreBucket(bucket) || !strings.HasPrefix(key, "images/") {
+		return fmt.Errorf("source %s: not an image's blob (s3://<datastore bucket>/images/…; datastore buckets: %s)", src, strings.Join(l.DatastoreBuckets, ", "))
+	}
+	return nil
+}

@@ -1,0 +1,144 @@
+package blob_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/slipway/slipway/pkg/blob"
+)
+
+const saga = "0b7a3c1e-2f4d-4e5a-9b6c-7d8e9f0a1b2c"
+
+func TestLocationsCheckDest(t *testing.T) {
+	l := blob.DefaultLocations()
+	ok := []string{
+		"s3://slipway-default/images/7/" + saga + "/disk.qcow2",
+		"s3://slipway-files/images/7/" + saga + "/disk.raw",
+		"s3://slipway-default/images/7/" + saga + "/disk",
+	}
+	for _, u := range ok {
+		if err := l.CheckDest(u, 7, saga); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+	bad := map[string]string{
+		"s3://slipway-default/images/7/disk.qcow2":                           "derived",
+		"s3://slipway-default/images/8/" + saga + "/disk.qcow2":              "derived",
+		"s3://slipway-default/images/7/" + saga + "/../8/disk.qcow2":         "derived",
+		"s3://slipway-default/images/7/" + saga + "/disk.qcow2/x":            "derived",
+		"s3://slipway-uploads/images/7/" + saga + "/disk.qcow2":              "not a datastore bucket",
+		"s3://elsewhere/images/7/" + saga + "/disk.qcow2":                    "not a datastore bucket",
+		"https://example.org/images/7/" + saga + "/disk.qcow2":               "not s3",
+		"s3://slipway-default/images/7/0B7A3C1E-2F4D-4E5A-9B6C-7D8E9F0A1B2C": "derived",
+	}
+	for u, want := range bad {
+		if err := l.CheckDest(u, 7, saga); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err %v, want one mentioning %q", u, err, want)
+		}
+	}
+	if err := l.CheckDest(ok[0], 7, "not-a-uuid"); err == nil || !strings.Contains(err.Error(), "correlation") {
+		t.Errorf("a saga that is not a UUID: %v", err)
+	}
+	if err := l.CheckBuildDest("s3://slipway-uploads/builds/7/"+saga+"/disk.raw", 7, saga); err != nil {
+		t.Error(err)
+	}
+	if err := l.CheckBuildDest("s3://slipway-uploads/uploads/x/disk.raw", 7, saga); err == nil {
+		t.Error("a build dest outside builds/<id>/<saga>/ was accepted")
+	}
+}
+
+func TestLocationsCheckSourceAndStaged(t *testing.T) {
+	l := blob.DefaultLocations()
+	l.ImportBuckets = []string{"operator-imports"}
+	for _, u := range []string{"s3://slipway-uploads/uploads/a/b.raw", "s3://operator-imports/any/key", "https://x/y"} {
+		if err := l.CheckSource(u); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+	for _, u := range []string{"s3://slipway-default/images/1/" + saga + "/disk.raw", "s3://other/key"} {
+		err := l.CheckSource(u)
+		bucket, _, _ := blob.ParseURL(u)
+		if err == nil || !strings.Contains(err.Error(), `bucket "`+bucket+`"`) || !strings.Contains(err.Error(), blob.EnvImportBuckets) {
+			t.Errorf("%s: err %v, want one naming the bucket and %s", u, err, blob.EnvImportBuckets)
+		}
+	}
+	// A datastore bucket listed for imports still never qualifies.
+	l.ImportBuckets = append(l.ImportBuckets, "slipway-default")
+	if err := l.CheckSource("s3://slipway-default/images/1/x"); err == nil {
+		t.Error("a datastore bucket listed for imports was read")
+	}
+	for _, u := range []string{"s3://slipway-uploads/uploads/6f1c/disk.vmdk", "s3://slipway-uploads/kernel-registry/6f1c/vmlinuz",
+		"s3://slipway-uploads/vms/7/saveas-0-12.qcow2"} {
+		if err := l.CheckStaged(u); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, u := range []string{"s3://slipway-uploads/builds/1/disk.raw", "s3://slipway-uploads/uploads/disk.vmdk",
+		"s3://slipway-uploads/uploads/a/b/c", "s3://operator-imports/uploads/a/b", "s3://slipway-default/uploads/a/b"} {
+		if err := l.CheckStaged(u); err == nil {
+			t.Errorf("%s accepted as staged", u)
+		}
+	}
+}
+
+func TestLocationsFromEnv(t *testing.T) {
+	t.Setenv(blob.EnvImportBuckets, " a-bucket, other-bucket ,")
+	t.Setenv(blob.EnvDefaultBucket, "my-default")
+	l, err := blob.LocationsFromEnv()
+	if err != nil || len(l.ImportBuckets) != 2 || l.ImportBuckets[1] != "other-bucket" || !l.IsDatastoreBucket("my-default") {
+		t.Fatalf("%+v %v", l, err)
+	}
+	t.Setenv(blob.EnvImportBuckets, "my-default")
+	if _, err := blob.LocationsFromEnv(); err == nil || !strings.Contains(err.Error(), blob.EnvImportBuckets) {
+		t.Fatalf("a datastore bucket in %s: %v", blob.EnvImportBuckets, err)
+	}
+	t.Setenv(blob.EnvImportBuckets, "Bad_Bucket")
+	if _, err := blob.LocationsFromEnv(); err == nil {
+		t.Fatal("an invalid bucket name was accepted")
+	}
+}
+
+func TestOwnedObjects(t *testing.T) {
+	s, bucket := newStore(t)
+	ctx := context.Background()
+	data := []byte("written by command A")
+	if _, err := s.Put(ctx, bucket, "k", bytes.NewReader(data), int64(len(data)), blob.OwnedBy("A")); err != nil {
+		t.Fatal(err)
+	}
+	if oi, err := s.Stat(ctx, bucket, "k"); err != nil || oi.Command != "A" {
+		t.Fatalf("stat %+v %v", oi, err)
+	}
+	if err := s.CheckFresh(ctx, bucket, "k", "A"); err != nil {
+		t.Errorf("the same command: %v", err)
+	}
+	if err := s.CheckFresh(ctx, bucket, "k", "B"); !errors.Is(err, blob.ErrTaken) {
+		t.Errorf("another command: %v", err)
+	}
+	if err := s.CheckFresh(ctx, bucket, "nothing", "B"); err != nil {
+		t.Errorf("a free key: %v", err)
+	}
+	u := blob.URL(bucket, "k")
+	if deleted, err := s.DeleteIfOwned(ctx, u, "B"); err != nil || deleted {
+		t.Fatalf("command B deleted A's object: %v %v", deleted, err)
+	}
+	if _, err := s.Stat(ctx, bucket, "k"); err != nil {
+		t.Fatalf("A's object is gone: %v", err)
+	}
+	if deleted, err := s.DeleteIfOwned(ctx, u, "A"); err != nil || !deleted {
+		t.Fatalf("command A could not delete its object: %v %v", deleted, err)
+	}
+	if _, err := s.Stat(ctx, bucket, "k"); !blob.IsNotFound(err) {
+		t.Fatalf("after delete: %v", err)
+	}
+	// Multipart uploads carry the owner too.
+	big := bytes.Repeat([]byte("x"), testPart+1)
+	if _, err := s.Put(ctx, bucket, "big", bytes.NewReader(big), int64(len(big)), blob.OwnedBy("C")); err != nil {
+		t.Fatal(err)
+	}
+	if oi, err := s.Stat(ctx, bucket, "big"); err != nil || oi.Command != "C" {
+		t.Fatalf("multipart stat %+v %v", oi, err)
+	}
+}
