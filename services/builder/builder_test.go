@@ -542,12 +542,12 @@ func TestBuildFromRefusedRegistry(t *testing.T) {
 	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
 	var f schemas.BuilderFailed
 	kind, _ := h.build(schemas.BuilderBuild{ImageID: 11, Reference: ref, Kind: schemas.ContentKindContainer,
-		Dest: blob.URL(uploads, "builds/11/disk.raw")}, &f)
+		Dest: dst(11, "disk.raw")}, &f)
 	want := "registry " + h.reg + ": refusing to connect to " + h.reg + " (loopback): set SLIPWAY_FETCH_ALLOW=127.0.0.1/32 to allow it"
 	if kind != "failed" || f.Phase != schemas.BuilderPhasePull || f.Retryable || !strings.Contains(f.Error, want) {
 		t.Fatalf("%s: %+v\nwant a final pull failure containing %q", kind, f, want)
 	}
-	if h.exists(blob.URL(uploads, "builds/11/disk.raw")) {
+	if h.exists(dst(11, "disk.raw")) {
 		t.Error("a failed build left its dest")
 	}
 }

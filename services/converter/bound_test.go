@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -39,7 +38,7 @@ func TestImportStopsAtTheHeadersVirtualSize(t *testing.T) {
 	}
 	f.Close()
 	src := h.upload(bomb, "t-bound/bomb.qcow2.gz")
-	dest := blob.URL(images, "images/41/disk.qcow2")
+	dest := dst(41, "disk.qcow2")
 	h.command("import", schemas.ConverterImport{ImageID: 41, Source: src, Dest: dest})
 	var ev schemas.ConverterFailed
 	h.event("failed", "41", &ev)

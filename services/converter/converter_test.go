@@ -447,7 +447,7 @@ func TestImportFromRefusedAddressFails(t *testing.T) {
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
 	h := newHarness(t, Config{})
-	dest := blob.URL(images, "images/12/disk.raw")
+	dest := dst(12, "disk.raw")
 	h.command("import", schemas.ConverterImport{ImageID: 12, Source: srv.URL + "/disk.raw", Dest: dest})
 	var ev schemas.ConverterFailed
 	h.event("failed", "12", &ev)

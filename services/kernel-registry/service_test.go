@@ -111,7 +111,8 @@ func newStack(t *testing.T) *stack {
 		UploadBucket: s.uploads, VerifyDigest: true, Logger: log,
 	})
 	s.run("catalog", cat.Run, cat.Ready())
-	conv := converter.New(s.connect("converter"), store, converter.Config{TempDir: t.TempDir(), Logger: log})
+	conv := converter.New(s.connect("converter"), store, converter.Config{TempDir: t.TempDir(), Logger: log,
+		Locations: blob.Locations{DatastoreBuckets: []string{s.images, s.files}, UploadBucket: s.uploads}})
 	s.run("converter", conv.Run, nil)
 	kr := New(s.connect(Name), store, Config{UploadBucket: s.uploads, FilesBucket: s.files,
 		TempDir: t.TempDir(), Initrd: initrdBin, Logger: log})
@@ -171,7 +172,7 @@ func (s *stack) waitService(name string) {
 // stage uploads a file as the CLI does and returns its s3:// URL.
 func (s *stack) stage(data io.Reader, size int64, name string) string {
 	s.t.Helper()
-	info, err := s.store.Put(s.ctx, s.uploads, "kernels/"+uuid.NewString()+"/"+name, data, size)
+	info, err := s.store.Put(s.ctx, s.uploads, blob.StagingPrefix+uuid.NewString()+"/"+name, data, size)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -188,7 +188,8 @@ func (h *harness) startCatalog(sfx string) {
 
 func (h *harness) startConverter() {
 	b := h.connect("converter")
-	svc := converter.New(b, h.blobs, converter.Config{TempDir: h.t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	svc := converter.New(b, h.blobs, converter.Config{TempDir: h.t.TempDir(), Locations: h.locations(),
+		Logger: slog.New(slog.DiscardHandler)})
 	h.run("converter", svc.Run)
 	h.waitService("converter")
 }
@@ -238,7 +239,7 @@ func (h *harness) importFile(path string, req schemas.ImageCreate) schemas.Image
 	}
 	defer f.Close()
 	fi, _ := f.Stat()
-	info, err := h.blobs.Put(h.ctx, h.uploads, "staged/"+uuid.NewString()+"/"+filepath.Base(path), f, fi.Size())
+	info, err := h.blobs.Put(h.ctx, h.uploads, blob.StagingPrefix+uuid.NewString()+"/"+filepath.Base(path), f, fi.Size())
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -532,10 +533,15 @@ func (h *harness) startCryptoLUKS() {
 		h.t.Fatal(err)
 	}
 	b := h.connect(cryptoluks.Name)
-	svc := cryptoluks.New(b, h.blobs, cryptoluks.Config{Keys: keys, TempDir: h.t.TempDir(),
+	svc := cryptoluks.New(b, h.blobs, cryptoluks.Config{Keys: keys, TempDir: h.t.TempDir(), Locations: h.locations(),
 		IterTime: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	h.run("crypto-luks", svc.Run)
 	h.waitReady("crypto-luks", svc.Ready())
+}
+
+// locations are the harness's buckets, as the catalog has them.
+func (h *harness) locations() blob.Locations {
+	return blob.Locations{DatastoreBuckets: []string{"img-" + h.sfx, "files-" + h.sfx}, UploadBucket: h.uploads}
 }
 
 // startKernelRegistry runs kernel-registry on the harness's buckets.
