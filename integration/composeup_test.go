@@ -249,7 +249,7 @@ func (c *composeStack) compose(timeout time.Duration, extra []string, args ...st
 // slipway …) with the bind mounts given ("host:container[:ro]").
 func (c *composeStack) cli(mounts []string, args ...string) (stdout, stderr string, code int) {
 	c.t.Helper()
-	full := []string{"run", "--rm", "-T"}
+	full := []string{"run", "--rm", "--no-deps", "-T"}
 	for _, m := range mounts {
 		full = append(full, "-v", m)
 	}

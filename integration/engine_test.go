@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -192,9 +193,36 @@ func (e *engine) stopDockerd() {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// dockerd leaves its default network namespace mounted in the exec
+	// root when it stops.
+	for _, m := range mountsUnder(e.execRoot) {
+		if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", m, err)
+		}
+	}
+	if left := mountsUnder(filepath.Join(e.cache, "docker")); len(left) > 0 {
+		t.Errorf("mounts left in the data root after dockerd stopped: %v", left)
+	}
 	if err := os.RemoveAll(e.execRoot); err != nil {
 		t.Errorf("exec root: %v", err)
 	}
+}
+
+// mountsUnder lists the mount points under dir, deepest first.
+func mountsUnder(dir string) []string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			out = append(out, f[4])
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
+	return out
 }
 
 // docker runs the docker CLI with the engine's environment plus extra and
