@@ -119,7 +119,7 @@ func TestComposeStack(t *testing.T) {
 	}
 	diskID := c.mustID(c.mustCLI([]string{work + ":/work:ro"}, "image", "create", "--wait", "--name", "compose-disk", "--path", "/work/disk.qcow2"))
 	disk := c.show(diskID)
-	if disk.State != "READY" || disk.Size != 16 {
+	if disk.State != "READY" || disk.Size != 16<<20 {
 		t.Fatalf("imported disk: %+v", disk)
 	}
 	stored := filepath.Join(t.TempDir(), "stored")
