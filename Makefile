@@ -10,10 +10,14 @@ MINIO_VERSION       ?= v0.0.0-20260212201848-7aac2a2c5b7c
 NATSCLI_VERSION     ?= v0.5.1
 STATICCHECK_VERSION ?= v0.8.2
 GGCR_VERSION        ?= v0.22.1
+COMPOSE_VERSION     ?= v5.6.0
+# The nats-server the compose test runs as its NATS image: the version the CLI embeds.
+NATS_SERVER_VERSION ?= $(shell awk '$$1 == "github.com/nats-io/nats-server/v2" { print $$2 }' tools/slipway/go.mod)
 
 # Debian packages the tests and the demo use.
 APT_PACKAGES := qemu-utils qemu-system-x86 e2fsprogs xfsprogs cryptsetup-bin busybox-static \
-	docker-registry skopeo zstd xz-utils bzip2 gzip util-linux genisoimage s3cmd jq curl time ca-certificates
+	docker-registry skopeo zstd xz-utils bzip2 gzip util-linux genisoimage s3cmd jq curl time ca-certificates \
+	docker.io debootstrap
 
 # Every Go module of the workspace (go.work), as ./dir/... patterns.
 MODULES = $(shell go list -m -f '{{.Dir}}/...' | sed 's|^$(CURDIR)|.|')
@@ -51,7 +55,7 @@ deps: ## Install the Debian packages (as root), or print the apt-get line to run
 	else echo "deps: run as root: apt-get install -y $$missing"; exit 1; fi
 
 .PHONY: tools
-tools: $(BIN)/minio $(BIN)/nats $(BIN)/crane kernel ## Install pinned MinIO, the nats and crane CLIs and a Debian kernel into ./bin (reused when present)
+tools: $(BIN)/minio $(BIN)/nats $(BIN)/crane $(BIN)/nats-server $(BIN)/docker-compose kernel ## Install pinned MinIO, nats-server, docker compose, the nats and crane CLIs and a Debian kernel into ./bin (reused when present)
 
 $(BIN)/minio:
 	@echo "tools: building MinIO $(MINIO_VERSION) into ./bin (several minutes the first time)"
@@ -63,6 +67,18 @@ $(BIN)/nats:
 .PHONY: kernel
 kernel: ## Fetch Debian's kernel (bzImage) into ./bin/kernel for QEMU boots
 	./tools/fetch-kernel.sh $(BIN)/kernel
+
+$(BIN)/nats-server:
+	GOBIN=$(BIN) GOFLAGS= CGO_ENABLED=0 go install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
+
+# docker compose, as the docker CLI plugin ./bin/docker-compose. `go install
+# …@version` refuses it (its go.mod has exclude directives), so it is built
+# inside its own module, from the module cache.
+$(BIN)/docker-compose:
+	@echo "tools: building docker compose $(COMPOSE_VERSION) into ./bin"
+	dir=$$(GOFLAGS= go mod download -json github.com/docker/compose/v5@$(COMPOSE_VERSION) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); \
+	test -n "$$dir" && cd "$$dir" && GOFLAGS=-buildvcs=false CGO_ENABLED=0 go build -trimpath \
+		-ldflags '-s -w -X github.com/docker/compose/v5/internal.Version=$(COMPOSE_VERSION)' -o $(BIN)/docker-compose ./cmd
 
 $(BIN)/crane:
 	GOBIN=$(BIN) GOFLAGS= go install github.com/google/go-containerregistry/cmd/crane@$(GGCR_VERSION)

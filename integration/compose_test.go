@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"cmp"
 	"context"
 	"os"
 	"path/filepath"
@@ -14,30 +15,21 @@ import (
 
 // TestComposeFile loads docker-compose.yml with the real compose-spec parser
 // (no engine runs here) and checks the stack it describes is whole.
+// TestComposeStack runs it.
 func TestComposeFile(t *testing.T) {
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts, err := cli.NewProjectOptions(
-		[]string{filepath.Join(root, "docker-compose.yml")},
-		cli.WithWorkingDirectory(root),
-		cli.WithName("slipway"),
-		cli.WithProfiles([]string{"cli"}),
-		cli.WithEnv(nil),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	project, err := opts.LoadProject(context.Background())
-	if err != nil {
-		t.Fatalf("docker-compose.yml does not load: %v", err)
-	}
+	project := loadCompose(t, root, nil)
 
-	for _, name := range []string{"nats", "minio", "minio-init", "catalog", "converter", "builder", "market-dockerhub", "kernel-registry", "crypto-luks", "launcher", "slipway"} {
+	for _, name := range []string{"nats", "minio", "catalog", "converter", "builder", "market-dockerhub", "kernel-registry", "crypto-luks", "launcher", "dead-letter", "slipway"} {
 		if _, ok := project.Services[name]; !ok {
 			t.Errorf("service %q missing", name)
 		}
+	}
+	if len(project.Services) != 11 {
+		t.Errorf("%d services, want 11: %v", len(project.Services), project.ServiceNames())
 	}
 	for _, v := range []string{"nats-data", "minio-data", "converter-tmp", "builder-tmp", "kernel-registry-tmp", "crypto-luks-tmp", "launcher-work"} {
 		if _, ok := project.Volumes[v]; !ok {
@@ -60,45 +52,129 @@ func TestComposeFile(t *testing.T) {
 	})
 
 	t.Run("services wait for their dependencies", func(t *testing.T) {
-		dependsOn(t, project, "minio-init", "minio", types.ServiceConditionHealthy)
-		for _, svc := range []string{"catalog", "converter", "builder"} {
+		for _, svc := range []string{"catalog", "converter", "builder", "kernel-registry", "crypto-luks", "launcher"} {
 			dependsOn(t, project, svc, "nats", types.ServiceConditionHealthy)
-			dependsOn(t, project, svc, "minio-init", types.ServiceConditionCompletedSuccessfully)
+			dependsOn(t, project, svc, "minio", types.ServiceConditionHealthy)
 		}
 		dependsOn(t, project, "market-dockerhub", "nats", types.ServiceConditionHealthy)
+		dependsOn(t, project, "dead-letter", "nats", types.ServiceConditionHealthy)
+		for _, svc := range []string{"catalog", "converter", "builder", "market-dockerhub", "kernel-registry", "crypto-luks", "launcher", "dead-letter"} {
+			dependsOn(t, project, "slipway", svc, types.ServiceConditionHealthy)
+		}
 	})
 
-	t.Run("services are built from their own Dockerfiles", func(t *testing.T) {
-		for _, svc := range []string{"catalog", "converter", "builder", "market-dockerhub", "kernel-registry", "crypto-luks", "launcher", "slipway"} {
+	t.Run("every service has a healthcheck and the host's network", func(t *testing.T) {
+		for name, s := range project.Services {
+			if s.NetworkMode != "host" {
+				t.Errorf("%s: network_mode %q, want host", name, s.NetworkMode)
+			}
+			if name == "slipway" { // one-off CLI runs
+				continue
+			}
+			if s.HealthCheck == nil || s.HealthCheck.Disable || len(s.HealthCheck.Test) < 2 || s.HealthCheck.Test[0] != "CMD" {
+				t.Errorf("%s: no exec-form healthcheck: %+v", name, s.HealthCheck)
+			}
+		}
+	})
+
+	t.Run("services are built from deploy/Dockerfile and probe themselves", func(t *testing.T) {
+		dockerfile, err := os.ReadFile(filepath.Join(root, "deploy", "Dockerfile"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		targets := map[string]string{"dead-letter": "slipway"}
+		for _, svc := range []string{"catalog", "converter", "builder", "market-dockerhub", "kernel-registry", "crypto-luks", "launcher", "dead-letter", "slipway"} {
 			s := project.Services[svc]
 			if s.Build == nil {
 				t.Errorf("%s has no build section", svc)
 				continue
 			}
-			want := filepath.Join("deploy", svc, "Dockerfile")
-			if s.Build.Dockerfile != want {
-				t.Errorf("%s dockerfile = %q, want %q", svc, s.Build.Dockerfile, want)
+			target := cmp.Or(targets[svc], svc)
+			if s.Build.Dockerfile != "deploy/Dockerfile" || s.Build.Target != target || s.Build.Network != "host" {
+				t.Errorf("%s builds %q target %q network %q, want deploy/Dockerfile target %q network host", svc, s.Build.Dockerfile, s.Build.Target, s.Build.Network, target)
 			}
-			if _, err := os.Stat(filepath.Join(root, want)); err != nil {
-				t.Errorf("%s: %v", svc, err)
+			if !strings.Contains(string(dockerfile), " AS "+target+"\n") {
+				t.Errorf("deploy/Dockerfile has no stage %q", target)
 			}
 			env := s.Environment
-			for _, k := range []string{"SLIPWAY_NATS_URL", "SLIPWAY_S3_ENDPOINT", "SLIPWAY_S3_ACCESS_KEY", "SLIPWAY_S3_SECRET_KEY"} {
+			for _, k := range []string{"SLIPWAY_NATS_URL", "SLIPWAY_S3_ENDPOINT", "SLIPWAY_S3_ACCESS_KEY", "SLIPWAY_S3_SECRET_KEY", "SLIPWAY_HEALTH_ADDR"} {
 				if v, ok := env[k]; !ok || v == nil || *v == "" {
 					t.Errorf("%s lacks environment %s", svc, k)
 				}
 			}
-		}
-	})
-
-	t.Run("bucket init creates every datastore bucket", func(t *testing.T) {
-		cmd := strings.Join(project.Services["minio-init"].Command, " ")
-		for _, b := range []string{"slipway-default", "slipway-files", "slipway-uploads"} {
-			if !strings.Contains(cmd, b) {
-				t.Errorf("minio-init does not create bucket %s", b)
+			if svc == "slipway" {
+				continue
+			}
+			want := []string{"CMD", "/usr/local/bin/" + svc, "-healthcheck"}
+			if svc == "dead-letter" {
+				want = []string{"CMD", "/usr/local/bin/slipway", "dead-letter", "--healthcheck"}
+			}
+			if s.HealthCheck == nil || !slices.Equal(s.HealthCheck.Test, want) {
+				t.Errorf("%s healthcheck %v, want %v", svc, s.HealthCheck, want)
 			}
 		}
 	})
+
+	t.Run("images and bases are variables defaulting to upstream", func(t *testing.T) {
+		if got := project.Services["nats"].Image; got != "nats:2.12-alpine" {
+			t.Errorf("nats image %q", got)
+		}
+		if got := project.Services["minio"].Image; !strings.HasPrefix(got, "minio/minio:RELEASE.") {
+			t.Errorf("minio image %q", got)
+		}
+		args := project.Services["catalog"].Build.Args
+		for k, want := range map[string]string{"GO_IMAGE": "golang:1.26-bookworm", "DEBIAN_IMAGE": "debian:bookworm-slim", "STATIC_IMAGE": "gcr.io/distroless/static-debian12:nonroot"} {
+			if v := args[k]; v == nil || *v != want {
+				t.Errorf("build arg %s = %v, want %s", k, v, want)
+			}
+		}
+		local := loadCompose(t, root, map[string]string{
+			"NATS_IMAGE": "local/nats", "MINIO_IMAGE": "local/minio", "GO_IMAGE": "local/go",
+			"DEBIAN_IMAGE": "local/debian", "STATIC_IMAGE": "local/static", "SLIPWAY_NATS_PORT": "14222",
+		})
+		if local.Services["nats"].Image != "local/nats" || local.Services["minio"].Image != "local/minio" {
+			t.Errorf("images do not follow NATS_IMAGE and MINIO_IMAGE: %q %q", local.Services["nats"].Image, local.Services["minio"].Image)
+		}
+		largs := local.Services["launcher"].Build.Args
+		for k, want := range map[string]string{"GO_IMAGE": "local/go", "DEBIAN_IMAGE": "local/debian", "STATIC_IMAGE": "local/static"} {
+			if v := largs[k]; v == nil || *v != want {
+				t.Errorf("build arg %s = %v, want %s", k, v, want)
+			}
+		}
+		if v := local.Services["catalog"].Environment["SLIPWAY_NATS_URL"]; v == nil || *v != "nats://127.0.0.1:14222" {
+			t.Errorf("SLIPWAY_NATS_URL does not follow SLIPWAY_NATS_PORT: %v", v)
+		}
+		for name, s := range project.Services {
+			if strings.Contains(s.Image, "minio/mc") {
+				t.Errorf("%s uses %s: the catalog creates the buckets", name, s.Image)
+			}
+		}
+	})
+}
+
+// loadCompose loads docker-compose.yml (every profile) with env as the
+// whole environment.
+func loadCompose(t *testing.T, root string, env map[string]string) *types.Project {
+	t.Helper()
+	var envList []string
+	for k, v := range env {
+		envList = append(envList, k+"="+v)
+	}
+	opts, err := cli.NewProjectOptions(
+		[]string{filepath.Join(root, "docker-compose.yml")},
+		cli.WithWorkingDirectory(root),
+		cli.WithName("slipway"),
+		cli.WithProfiles([]string{"cli"}),
+		cli.WithEnv(envList),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	project, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("docker-compose.yml does not load: %v", err)
+	}
+	return project
 }
 
 func mountsVolume(t *testing.T, s types.ServiceConfig, source, target string) {

@@ -5,15 +5,23 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"time"
 )
 
 // HealthAddrEnv names the variable with the health endpoint's listen
-// address (e.g. ":8081"); empty turns the endpoint off.
+// address: "host:port" (e.g. ":8081") or "unix:PATH" for a Unix socket
+// (what docker-compose.yml uses: with host networking every container
+// shares the ports, not the files); empty turns the endpoint off.
 const HealthAddrEnv = "SLIPWAY_HEALTH_ADDR"
+
+// unixPrefix marks a health address that is a Unix socket's path.
+const unixPrefix = "unix:"
 
 // Health collects the state of a process's components. The zero value is
 // ready to use; with no component reported it is healthy.
@@ -75,18 +83,78 @@ func (h *Health) Handler() http.Handler {
 	})
 }
 
-// ServeHealth serves h on addr until ctx is done: /healthz and /readyz
-// report the components, /livez only says the process answers. An empty
-// addr turns it off (it returns nil at once).
+// ServeHealth serves h on addr (see HealthAddrEnv) until ctx is done:
+// /healthz and /readyz report the components, /livez only says the process
+// answers. An empty addr turns it off (it returns nil at once).
 func ServeHealth(ctx context.Context, addr string, h *Health) error {
 	if addr == "" {
 		return nil
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := listenHealth(addr)
 	if err != nil {
 		return fmt.Errorf("health endpoint: %w", err)
 	}
 	return serveHealth(ctx, ln, h)
+}
+
+func listenHealth(addr string) (net.Listener, error) {
+	path, ok := strings.CutPrefix(addr, unixPrefix)
+	if !ok {
+		return net.Listen("tcp", addr)
+	}
+	if path == "" {
+		return nil, fmt.Errorf("%q: no socket path after %q", addr, unixPrefix)
+	}
+	// A process that was killed leaves its socket behind, and a restarted
+	// container keeps its files: the old socket would block the address.
+	// Only a socket is removed, never another kind of file.
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+	}
+	return net.Listen("unix", path)
+}
+
+// CheckHealth asks the health endpoint listening on addr (as written in
+// SLIPWAY_HEALTH_ADDR; a TCP address without a host, or with an
+// unspecified one, is reached on loopback) for /healthz. It returns nil
+// when the answer is 200, and an error with the answer otherwise.
+func CheckHealth(ctx context.Context, addr string) error {
+	if addr == "" {
+		return fmt.Errorf("%s is empty: the health endpoint is off", HealthAddrEnv)
+	}
+	tr := &http.Transport{DisableKeepAlives: true}
+	target := "http://health"
+	if path, ok := strings.CutPrefix(addr, unixPrefix); ok {
+		var d net.Dialer
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", path)
+		}
+	} else {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return fmt.Errorf("health address %q: %w", addr, err)
+		}
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			host = "127.0.0.1"
+		}
+		target = "http://" + net.JoinHostPort(host, port)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return fmt.Errorf("health endpoint %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("health endpoint %s: %s: %s", addr, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
 }
 
 func serveHealth(ctx context.Context, ln net.Listener, h *Health) error {

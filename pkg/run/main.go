@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Environment variables read by Main.
@@ -22,12 +23,38 @@ const (
 	LogFormatEnv = "SLIPWAY_LOG_FORMAT" // json (default) or text
 )
 
+// HealthcheckArg, as a program's only argument, makes Main probe the health
+// endpoint of the running instance instead of running: it asks
+// SLIPWAY_HEALTH_ADDR for /healthz and exits 0 when healthy, 1 otherwise.
+// Container healthchecks then need no tool besides the binary itself.
+const HealthcheckArg = "-healthcheck"
+
+// healthcheckTimeout bounds one HealthcheckArg probe.
+const healthcheckTimeout = 5 * time.Second
+
 // Main runs fn as the whole program named name and exits: 0 when fn
 // returns nil (or a context error after a shutdown signal), 1 when it fails
 // or the logging variables are invalid. The first SIGINT or SIGTERM cancels
 // fn's context for a graceful stop; a second one exits at once with 130.
+// With HealthcheckArg as the only argument it probes instead (see there).
 func Main(name string, fn func(ctx context.Context) error) {
+	if len(os.Args) == 2 && os.Args[1] == HealthcheckArg {
+		os.Exit(HealthcheckCode(name, os.Getenv(HealthAddrEnv), os.Stderr))
+	}
 	os.Exit(mainCode(name, fn, os.Stderr, func() { os.Exit(130) }))
+}
+
+// HealthcheckCode probes the health endpoint on addr (see CheckHealth) and
+// returns the exit code of a healthcheck: 0 healthy, 1 not, with the
+// reason on stderr.
+func HealthcheckCode(name, addr string, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(context.Background(), healthcheckTimeout)
+	defer cancel()
+	if err := CheckHealth(ctx, addr); err != nil {
+		fmt.Fprintf(stderr, "%s: unhealthy: %v\n", name, err)
+		return 1
+	}
+	return 0
 }
 
 // mainCode is Main without the exit, so tests can drive it.

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -290,5 +291,94 @@ func TestServeHealth(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("serve: %v", err)
+	}
+}
+
+// TestHealthcheckOverUnixSocket serves the endpoint on a Unix socket the
+// way docker-compose.yml sets it, over a stale socket a killed process
+// left behind, and probes it the way a container healthcheck does.
+func TestHealthcheckOverUnixSocket(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "health.sock")
+	stale, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.(*net.UnixListener).SetUnlinkOnClose(false)
+	stale.Close() // the file stays, like after SIGKILL
+	if _, err := os.Lstat(path); err != nil {
+		t.Fatalf("stale socket: %v", err)
+	}
+	addr := "unix:" + path
+
+	var stderr bytes.Buffer
+	if code := HealthcheckCode("svc", addr, &stderr); code != 1 || !strings.Contains(stderr.String(), "unhealthy") {
+		t.Fatalf("no server: code %d, stderr %q", code, stderr.String())
+	}
+
+	h := &Health{}
+	h.Set("bus", errors.New("not connected"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeHealth(ctx, addr, h) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		stderr.Reset()
+		code := HealthcheckCode("svc", addr, &stderr)
+		if code == 1 && strings.Contains(stderr.String(), "503") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("unhealthy service: code %d, stderr %q", code, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(stderr.String(), "not connected") {
+		t.Errorf("the probe does not say why: %q", stderr.String())
+	}
+	h.Set("bus", nil)
+	if code := HealthcheckCode("svc", addr, &stderr); code != 0 {
+		t.Fatalf("healthy service: code %d, stderr %q", code, stderr.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+
+	// A regular file at the path is not removed: listening fails.
+	file := filepath.Join(dir, "not-a-socket")
+	if err := os.WriteFile(file, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := ServeHealth(context.Background(), "unix:"+file, h); err == nil {
+		t.Fatal("listened over a regular file")
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "keep" {
+		t.Fatalf("the regular file was touched: %q %v", b, err)
+	}
+	if code := HealthcheckCode("svc", "", &stderr); code != 1 || !strings.Contains(stderr.String(), HealthAddrEnv) {
+		t.Fatalf("empty address: code %d, stderr %q", code, stderr.String())
+	}
+}
+
+// TestCheckHealthTCP reaches an endpoint given as ":port" on loopback.
+func TestCheckHealthTCP(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &Health{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = serveHealth(ctx, ln, h) }()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	for _, addr := range []string{":" + port, "0.0.0.0:" + port, "127.0.0.1:" + port} {
+		if err := CheckHealth(ctx, addr); err != nil {
+			t.Errorf("%s: %v", addr, err)
+		}
+	}
+	h.Set("s3", errors.New("unreachable"))
+	if err := CheckHealth(ctx, ":"+port); err == nil || !strings.Contains(err.Error(), "unreachable") {
+		t.Errorf("unhealthy: %v", err)
 	}
 }

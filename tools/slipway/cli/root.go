@@ -133,6 +133,7 @@ JetStream and S3. "slipway up" runs the whole stack in one process; the
 	root.AddCommand(newUpCmd(g), newImageCmd(g), newMarketCmd(g), newVersionCmd(g))
 	root.AddCommand(newKernelCmd(g))
 	root.AddCommand(newLuksCmd(g))
+	root.AddCommand(newDeadLetterCmd(g))
 	root.AddCommand(newVMTemplateCmd(g), newVMCmd(g))
 	addExportCmd(root, g)
 	return root

@@ -1,0 +1,495 @@
+package integration
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/minio/minio-go/v7"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/schemas"
+)
+
+// composeProject is the project name of the test's stack, so that it never
+// touches a "slipway" project of the same engine.
+const composeProject = "slipway-test"
+
+// composeServices are the long-running services of docker-compose.yml.
+var composeServices = []string{"nats", "minio", "catalog", "converter", "builder", "market-dockerhub",
+	"kernel-registry", "crypto-luks", "launcher", "dead-letter"}
+
+// TestComposeStack runs docker-compose.yml on a real Docker engine, the
+// steps of the README's "On a container engine" section: build every
+// image, start the stack and wait until every service is healthy, then,
+// with the CLI container, import a disk file, import a docker:// image from
+// a registry on loopback, add a kernel and boot the image in the launcher's
+// container until its token shows on the console; `down -v` leaves no
+// container, volume or process behind. Upstream images are replaced by local
+// stand-ins (see engine.standIns): this machine reaches no image registry.
+func TestComposeStack(t *testing.T) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deb := debianKernelPackage(t)
+	began := time.Now()
+	e := startEngine(t, root)
+	images := e.standIns(root)
+	t.Logf("engine and stand-ins ready: %s", time.Since(began).Round(time.Second))
+
+	ports := freePorts(t, 4)
+	kek := make([]byte, 32)
+	if _, err := rand.Read(kek); err != nil {
+		t.Fatal(err)
+	}
+	c := &composeStack{t: t, e: e, root: root, s3Port: ports[2]}
+	c.env = append(append([]string{}, images...),
+		"COMPOSE_PROJECT_NAME="+composeProject,
+		fmt.Sprintf("SLIPWAY_NATS_PORT=%d", ports[0]),
+		fmt.Sprintf("SLIPWAY_NATS_MONITOR_PORT=%d", ports[1]),
+		fmt.Sprintf("SLIPWAY_S3_PORT=%d", ports[2]),
+		fmt.Sprintf("SLIPWAY_S3_CONSOLE_PORT=%d", ports[3]),
+		"SLIPWAY_LUKS_KEK="+base64.StdEncoding.EncodeToString(kek),
+		"SLIPWAY_DOCKERHUB_MONITORING=off",
+		// The registry of step 4 listens on loopback, which outbound
+		// fetches may reach only when opened.
+		"SLIPWAY_FETCH_ALLOW=127.0.0.0/8",
+	)
+	// The build's go stage downloads modules the way this machine does.
+	for _, k := range []string{"GOPROXY", "GOFLAGS", "GONOSUMDB", "GONOSUMCHECK", "GOSUMDB", "GOPRIVATE", "GOINSECURE"} {
+		if v := goEnv(t, k); v != "" {
+			c.env = append(c.env, k+"="+v)
+		}
+	}
+	c.files = []string{"-f", filepath.Join(root, "docker-compose.yml")}
+	if gid, ok := kvmGroup(); ok {
+		c.files = append(c.files, "-f", filepath.Join(root, "deploy", "compose.kvm.yml"))
+		c.env = append(c.env, fmt.Sprintf("KVM_GID=%d", gid))
+		t.Logf("launcher: /dev/kvm passed in (group %d)", gid)
+	} else {
+		t.Log("launcher: no group-accessible /dev/kvm, QEMU runs on TCG")
+	}
+
+	// 1. Build every image (one at a time: with the classic builder, and
+	// no buildx, parallel builds would each compile the go stage).
+	step := time.Now()
+	c.compose(30*time.Minute, []string{"COMPOSE_PARALLEL_LIMIT=1"}, "--profile", "cli", "build")
+	t.Logf("compose build: %s", time.Since(step).Round(time.Second))
+
+	// 2. Start the stack and wait until every service is healthy.
+	step = time.Now()
+	t.Cleanup(c.down)
+	if _, errOut, err := c.run(10*time.Minute, nil, "up", "-d", "--wait", "--wait-timeout", "480"); err != nil {
+		t.Fatalf("compose up: %v\n%s\n%s", err, lastLines(errOut, 30), c.diagnose())
+	}
+	c.checkHealthy()
+	t.Logf("compose up (all healthy): %s", time.Since(step).Round(time.Second))
+
+	work := t.TempDir()
+	if err := os.Chmod(work, 0o755); err != nil { // the CLI runs as uid 65532
+		t.Fatal(err)
+	}
+
+	// 3. Import a disk file.
+	step = time.Now()
+	raw := filepath.Join(work, "disk.raw")
+	mkfs := exec.Command("mkfs.ext4", "-q", "-F", "-L", "compose", raw, "16M")
+	if out, err := mkfs.CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+	qemuImg(t, "convert", "-f", "raw", "-O", "qcow2", raw, filepath.Join(work, "disk.qcow2"))
+	for _, f := range []string{"disk.raw", "disk.qcow2"} {
+		if err := os.Chmod(filepath.Join(work, f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	diskID := c.mustID(c.mustCLI([]string{work + ":/work:ro"}, "image", "create", "--wait", "--name", "compose-disk", "--path", "/work/disk.qcow2"))
+	disk := c.show(diskID)
+	if disk.State != "READY" || disk.Size != 16<<20 {
+		t.Fatalf("imported disk: %+v", disk)
+	}
+	stored := filepath.Join(t.TempDir(), "stored")
+	c.download(disk.Source, stored)
+	if out, err := exec.Command("qemu-img", "compare", "-f", "raw", "-F", string(disk.Format), raw, stored).CombinedOutput(); err != nil {
+		t.Fatalf("the stored %s disk differs from the file: %v\n%s", disk.Format, err, out)
+	}
+	t.Logf("disk import: %s", time.Since(step).Round(time.Second))
+
+	// 4. Import a docker:// image from a registry on loopback (the
+	// containers share the host's network).
+	step = time.Now()
+	reg := httptest.NewServer(registry.New())
+	defer reg.Close()
+	host := strings.TrimPrefix(reg.URL, "http://")
+	token := "COMPOSE-" + randomHex(t, 6)
+	busybox, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatalf("busybox-static is needed (make deps): %v", err)
+	}
+	push(t, host+"/test/bootme:1.0", []v1.Layer{layer(t, []tarEntry{
+		{name: "bin/", mode: 0o755, dir: true},
+		{name: "bin/busybox", mode: 0o755, body: busybox},
+		{name: "bin/sh", link: "busybox", symlink: true},
+		{name: "etc/", mode: 0o755, dir: true},
+		{name: "etc/os-release", mode: 0o644, body: []byte("ID=busybox\nNAME=BusyBox\n")},
+	})}, v1.Config{
+		Entrypoint: []string{"/bin/busybox", "sh", "-c"}, Cmd: []string{"echo " + token + " host=$(hostname)"},
+		Env: []string{"PATH=/bin"},
+	})
+	url := "docker://" + host + "/test/bootme?tag=1.0&size=64&filesystem=ext4&format=qcow2"
+	imageID := c.mustID(c.mustCLI(nil, "image", "create", "--wait", "--name", "compose-bootme", "--path", url))
+	if img := c.show(imageID); img.State != "READY" || img.Format != "qcow2" {
+		t.Fatalf("docker import: %+v", img)
+	}
+	t.Logf("docker:// import: %s", time.Since(step).Round(time.Second))
+
+	// 5. Add a kernel and boot the image in the launcher's container.
+	step = time.Now()
+	kernelID := c.mustID(c.mustCLI([]string{filepath.Dir(deb) + ":/kernel:ro"}, "kernel", "add", "--name", "debian", "/kernel/"+filepath.Base(deb)))
+	var kernel struct {
+		Arch   string `json:"arch"`
+		Initrd *int64 `json:"initrd"`
+	}
+	c.mustJSON(&kernel, nil, "kernel", "show", fmt.Sprint(kernelID), "--json")
+	if kernel.Arch != "x86_64" || kernel.Initrd == nil {
+		t.Fatalf("kernel %d: %+v, want x86_64 with an initrd", kernelID, kernel)
+	}
+	for _, id := range []int64{kernelID, *kernel.Initrd} {
+		if img := c.waitSettled(id, 3*time.Minute); img.State != "READY" {
+			t.Fatalf("kernel-registry image %d is %s (%s)", id, img.State, img.Error)
+		}
+	}
+	tmpl := filepath.Join(work, "vm.tmpl")
+	writeFile(t, tmpl, fmt.Appendf(nil, `NAME = "compose-vm"
+CPU = 1
+MEMORY = 256
+DISK = [ IMAGE_ID = %d ]
+OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", ROOT = "vda" ]
+CONTEXT = [ HOSTNAME = "compose-vm" ]
+`, imageID, kernelID))
+	if err := os.Chmod(tmpl, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tmplID := c.mustID(c.mustCLI([]string{work + ":/work:ro"}, "template", "create", "/work/vm.tmpl"))
+	vm := c.mustID(c.mustCLI(nil, "template", "instantiate", fmt.Sprint(tmplID)))
+	console := c.waitConsole(vm, token, 8*time.Minute)
+	if !strings.Contains(console, "SLIPWAY-READY") || !strings.Contains(console, "host=compose-vm") {
+		t.Errorf("console lacks the ready line or the context hostname:\n%s", console)
+	}
+	t.Logf("kernel add and boot to the token: %s", time.Since(step).Round(time.Second))
+	c.mustCLI(nil, "vm", "terminate", fmt.Sprint(vm))
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		var rec vmRecord
+		c.mustJSON(&rec, nil, "vm", "show", fmt.Sprint(vm), "--json")
+		if rec.State == "DONE" {
+			break
+		}
+		if rec.State == "FAILED" || time.Now().After(deadline) {
+			t.Fatalf("VM %d did not end DONE: %s (%s)", vm, rec.State, rec.Error)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	if img := c.waitImageState(imageID, "READY", time.Minute); img.RVMs != 0 {
+		t.Errorf("after terminate the image has %d VMs", img.RVMs)
+	}
+
+	// 6. Take it down: nothing is left.
+	step = time.Now()
+	c.down()
+	t.Logf("compose down -v: %s", time.Since(step).Round(time.Second))
+	t.Logf("whole test: %s", time.Since(began).Round(time.Second))
+}
+
+// composeStack is the test's compose project on an engine.
+type composeStack struct {
+	t      *testing.T
+	e      *engine
+	root   string
+	env    []string
+	files  []string
+	s3Port int
+	// seen are the IDs of every container the project had, checked for
+	// leftover processes after down.
+	seen []string
+	done bool
+}
+
+func (c *composeStack) run(timeout time.Duration, extra []string, args ...string) (stdout, stderr string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	full := append([]string{"compose", "--project-directory", c.root}, c.files...)
+	return c.e.run(ctx, append(append([]string{}, c.env...), extra...), nil, append(full, args...)...)
+}
+
+func (c *composeStack) compose(timeout time.Duration, extra []string, args ...string) string {
+	c.t.Helper()
+	out, errOut, err := c.run(timeout, extra, args...)
+	if err != nil {
+		c.t.Fatalf("docker compose %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, lastLines(out, 40), lastLines(errOut, 60))
+	}
+	return out
+}
+
+// cli runs the slipway CLI in its container (docker compose run --rm
+// slipway …) with the bind mounts given ("host:container[:ro]").
+func (c *composeStack) cli(mounts []string, args ...string) (stdout, stderr string, code int) {
+	c.t.Helper()
+	full := []string{"run", "--rm", "--no-deps", "-T"}
+	for _, m := range mounts {
+		full = append(full, "-v", m)
+	}
+	full = append(append(full, "slipway"), args...)
+	out, errOut, err := c.run(10*time.Minute, nil, full...)
+	code = 0
+	if err != nil {
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) {
+			c.t.Fatalf("docker compose run slipway %s: %v\n%s", strings.Join(args, " "), err, errOut)
+		}
+		code = exit.ExitCode()
+	}
+	return out, errOut, code
+}
+
+func (c *composeStack) mustCLI(mounts []string, args ...string) string {
+	c.t.Helper()
+	out, errOut, code := c.cli(mounts, args...)
+	if code != 0 {
+		c.t.Fatalf("slipway %s: exit %d\nstdout:\n%s\nstderr:\n%s\n%s", strings.Join(args, " "), code, out, lastLines(errOut, 40), c.diagnose())
+	}
+	return out
+}
+
+func (c *composeStack) mustID(out string) int64 {
+	c.t.Helper()
+	var id int64
+	if _, err := fmt.Sscanf(idLine(out), "ID: %d", &id); err != nil {
+		c.t.Fatalf("no ID line in:\n%s", out)
+	}
+	return id
+}
+
+func (c *composeStack) mustJSON(v any, mounts []string, args ...string) {
+	c.t.Helper()
+	out := c.mustCLI(mounts, args...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		c.t.Fatalf("slipway %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func (c *composeStack) show(id int64) schemas.Image {
+	c.t.Helper()
+	var img schemas.Image
+	c.mustJSON(&img, nil, "image", "show", fmt.Sprint(id), "--json")
+	return img
+}
+
+func (c *composeStack) waitSettled(id int64, timeout time.Duration) schemas.Image {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		img := c.show(id)
+		if img.State != "LOCKED" || time.Now().After(deadline) {
+			return img
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+func (c *composeStack) waitImageState(id int64, state string, timeout time.Duration) schemas.Image {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		img := c.show(id)
+		if string(img.State) == state {
+			return img
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("image %d is %s, want %s", id, img.State, state)
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// waitConsole polls the VM's console until it holds want, failing early
+// when the VM fails.
+func (c *composeStack) waitConsole(vm int64, want string, timeout time.Duration) string {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		console := c.mustCLI(nil, "vm", "console", fmt.Sprint(vm))
+		if strings.Contains(console, want) {
+			return console
+		}
+		var rec vmRecord
+		c.mustJSON(&rec, nil, "vm", "show", fmt.Sprint(vm), "--json")
+		if rec.State == "FAILED" || time.Now().After(deadline) {
+			c.t.Fatalf("VM %d is %s (%s) and its console has no %q:\n%s\n%s", vm, rec.State, rec.Error, want, console, c.diagnose())
+		}
+		time.Sleep(3 * time.Second)
+	}
+}
+
+// download reads an s3:// object of the stack's MinIO into path.
+func (c *composeStack) download(url, path string) {
+	c.t.Helper()
+	store, err := blob.New(blob.Config{Endpoint: fmt.Sprintf("127.0.0.1:%d", c.s3Port), AccessKey: "slipway", SecretKey: "slipway-secret"})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	bucket, key, err := blob.ParseURL(url)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := store.Client().FGetObject(context.Background(), bucket, key, path, minio.GetObjectOptions{}); err != nil {
+		c.t.Fatalf("download %s: %v", url, err)
+	}
+}
+
+type composePS struct {
+	ID      string `json:"ID"`
+	Service string `json:"Service"`
+	State   string `json:"State"`
+	Health  string `json:"Health"`
+}
+
+// ps lists the project's containers (all of them with all).
+func (c *composeStack) ps(all bool) []composePS {
+	c.t.Helper()
+	args := []string{"ps", "--format", "json", "--no-trunc"}
+	if all {
+		args = append(args, "--all")
+	}
+	out := strings.TrimSpace(c.compose(time.Minute, nil, args...))
+	var list []composePS
+	if strings.HasPrefix(out, "[") {
+		if err := json.Unmarshal([]byte(out), &list); err != nil {
+			c.t.Fatalf("compose ps: %v\n%s", err, out)
+		}
+		return list
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); l == "" {
+			continue
+		}
+		var p composePS
+		if err := json.Unmarshal([]byte(l), &p); err != nil {
+			c.t.Fatalf("compose ps: %v\n%s", err, l)
+		}
+		list = append(list, p)
+	}
+	return list
+}
+
+// checkHealthy asserts every long-running service runs and is healthy.
+func (c *composeStack) checkHealthy() {
+	c.t.Helper()
+	got := map[string]composePS{}
+	for _, p := range c.ps(true) {
+		got[p.Service] = p
+		c.seen = append(c.seen, p.ID)
+	}
+	for _, svc := range composeServices {
+		p, ok := got[svc]
+		if !ok {
+			c.t.Errorf("service %s has no container", svc)
+			continue
+		}
+		if p.State != "running" || p.Health != "healthy" {
+			c.t.Errorf("service %s is %s/%s, want running/healthy", svc, p.State, p.Health)
+		}
+	}
+	if c.t.Failed() {
+		c.t.Fatal(c.diagnose())
+	}
+}
+
+// diagnose is the state and recent logs of the project, for failures.
+func (c *composeStack) diagnose() string {
+	ps, _, _ := c.run(time.Minute, nil, "ps", "--all")
+	logs, _, _ := c.run(time.Minute, nil, "logs", "--no-color", "--tail", "15")
+	return "compose ps:\n" + ps + "\ncompose logs (last lines of each):\n" + logs
+}
+
+// down runs `docker compose down -v` and checks nothing of the project is
+// left: no container, no volume, no process in a container it had.
+func (c *composeStack) down() {
+	if c.done {
+		return
+	}
+	c.done = true
+	t := c.t
+	for _, p := range c.ps(true) {
+		c.seen = append(c.seen, p.ID)
+	}
+	c.compose(5*time.Minute, nil, "--profile", "cli", "down", "--volumes", "--remove-orphans", "--timeout", "30")
+	label := "label=com.docker.compose.project=" + composeProject
+	if out := strings.TrimSpace(c.e.docker(context.Background(), nil, nil, "ps", "--all", "--quiet", "--filter", label)); out != "" {
+		t.Errorf("containers left after down: %s", out)
+	}
+	if out := strings.TrimSpace(c.e.docker(context.Background(), nil, nil, "volume", "ls", "--quiet", "--filter", label)); out != "" {
+		t.Errorf("volumes left after down -v: %s", out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		left := processesInContainers(slices.Compact(c.seen))
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("processes of the project's containers still run after down: %s", strings.Join(left, "; "))
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// kvmGroup is the group owning /dev/kvm when members of it may open it.
+func kvmGroup() (int, bool) {
+	fi, err := os.Stat("/dev/kvm")
+	if err != nil || fi.Mode().Perm()&0o060 != 0o060 {
+		return 0, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return int(st.Gid), true
+}
+
+// freePorts returns n TCP ports free on loopback now.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ports []int
+	var lns []net.Listener
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return ports
+}
