@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // A Docker engine for the compose test: the one already reachable, or,
@@ -61,7 +63,7 @@ type engine struct {
 func startEngine(t *testing.T, root string) *engine {
 	t.Helper()
 	if _, err := exec.LookPath("docker"); err != nil {
-		t.Skip("no docker CLI on PATH: make deps installs docker.io")
+		testenv.Skip(t, "no docker CLI on PATH: make deps installs docker.io")
 	}
 	plugin := filepath.Join(root, "bin", "docker-compose")
 	if _, err := os.Stat(plugin); err != nil {
@@ -106,11 +108,11 @@ func startEngine(t *testing.T, root string) *engine {
 		}
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("no Docker engine is reachable and the test is not root, so it cannot start dockerd")
+		testenv.Skip(t, "no Docker engine is reachable and the test is not root, so it cannot start dockerd")
 	}
 	dockerd, err := exec.LookPath("dockerd")
 	if err != nil {
-		t.Skip("no Docker engine is reachable and dockerd is not installed: make deps installs docker.io")
+		testenv.Skip(t, "no Docker engine is reachable and dockerd is not installed: make deps installs docker.io")
 	}
 	e.startDockerd(dockerd)
 	return e
@@ -542,7 +544,7 @@ func (e *engine) debootstrap(mirror string, sources []aptSource, key string) str
 		return out
 	}
 	if _, err := exec.LookPath("debootstrap"); err != nil {
-		t.Skip("debootstrap is not installed (make deps installs it): no Debian stand-in")
+		testenv.Skip(t, "debootstrap is not installed (make deps installs it): no Debian stand-in")
 	}
 	old, _ := filepath.Glob(filepath.Join(e.cache, "debian-bookworm-*.tar"))
 	for _, f := range old {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/slipway/slipway/pkg/netguard"
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // TestDefaultRefusesEachRange checks one address of every refused range,
@@ -143,7 +144,7 @@ func listen(t *testing.T, network, addr string) (net.Listener, int) {
 	t.Helper()
 	ln, err := net.Listen(network, addr)
 	if err != nil {
-		t.Skipf("cannot listen on %s %s: %v", network, addr, err)
+		testenv.Skip(t, "cannot listen on %s %s: %v", network, addr, err)
 	}
 	t.Cleanup(func() { ln.Close() })
 	go func() {

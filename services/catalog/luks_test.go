@@ -23,6 +23,7 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/pkg/saga"
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -60,7 +61,7 @@ type secretDeleted struct {
 func newLuksStandIn(h *harness) *luksStandIn {
 	h.t.Helper()
 	if _, err := exec.LookPath("qemu-img"); err != nil {
-		h.t.Skip("qemu-img is needed to make LUKS files: ", err)
+		testenv.Skip(h.t, "qemu-img is needed to make LUKS files: %v", err)
 	}
 	f := &luksStandIn{t: h.t, h: h, bus: h.connect(cryptoService), mode: map[int64]string{}}
 	stop, err := f.bus.ConsumeCommands(h.ctx, f.handle)

@@ -87,7 +87,7 @@ func randomKey(t *testing.T) []byte {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img is not installed: apt-get install qemu-utils")
+		testenv.Skip(t, "qemu-img is not installed: apt-get install qemu-utils")
 	}
 	url, _ := testenv.NATS(t)
 	s3 := testenv.MinIO(t)

@@ -250,7 +250,7 @@ func kernelFiles(t *testing.T) (dir string) {
 	dir = filepath.Join(filepath.Dir(file), "..", "..", "bin", "kernel")
 	for _, f := range []string{"vmlinuz", "linux-image.deb", "version"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			t.Skipf("no %s (run tools/fetch-kernel.sh): %v", f, err)
+			testenv.Skip(t, "no %s (run tools/fetch-kernel.sh): %v", f, err)
 		}
 	}
 	return dir
@@ -407,7 +407,7 @@ func TestAddUndone(t *testing.T) {
 	}
 	pkg := filepath.Join(t.TempDir(), "linux-image-test.deb")
 	if out, err := exec.Command("dpkg-deb", "--root-owner-group", "-Zgzip", "--build", root, pkg).CombinedOutput(); err != nil {
-		t.Skipf("dpkg-deb: %v %s", err, out)
+		testenv.Skip(t, "dpkg-deb: %v %s", err, out)
 	}
 	_, err = s.add(schemas.KernelRegistryAdd{Source: s.stageFile(pkg), Name: "pkg"}, 5*time.Minute)
 	var ce *bus.CallError

@@ -6,11 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/launcher"
 	"github.com/slipway/slipway/services/launcher/qemu"
@@ -77,7 +77,7 @@ func launcherConfigError(c launcher.Config) (launcher.Config, error) {
 func TestConfinedVMs(t *testing.T) {
 	needTools(t, "qemu-system-x86_64", "qemu-img")
 	if os.Geteuid() != 0 {
-		t.Skip("QEMU runs as its own uid only when the launcher is root; this test runs as uid " + strconv.Itoa(os.Geteuid()))
+		testenv.Skip(t, "QEMU runs as its own uid only when the launcher is root; this test runs as uid %d", os.Geteuid())
 	}
 	secret := "kek-" + uniqueSuffix()
 	t.Setenv("SLIPWAY_TEST_LUKS_KEK", secret)

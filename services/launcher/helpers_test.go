@@ -417,7 +417,7 @@ func repoFile(t *testing.T, rel, how string) string {
 	}
 	p := filepath.Join(root, rel)
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("%s is missing (%v): %s", rel, err, how)
+		testenv.Skip(t, "%s is missing (%v): %s", rel, err, how)
 	}
 	return p
 }
@@ -427,7 +427,7 @@ func needTools(t *testing.T, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is needed: %v (make deps)", tool, err)
+			testenv.Skip(t, "%s is needed: %v (make deps)", tool, err)
 		}
 	}
 }
@@ -464,7 +464,7 @@ func initramfs(t *testing.T, script string) string {
 	t.Helper()
 	bb, err := os.ReadFile("/bin/busybox")
 	if err != nil {
-		t.Skipf("a static busybox is needed at /bin/busybox (busybox-static): %v", err)
+		testenv.Skip(t, "a static busybox is needed at /bin/busybox (busybox-static): %v", err)
 	}
 	entries := []cpioEntry{
 		{name: "bin", mode: 0o040755}, {name: "dev", mode: 0o040755}, {name: "proc", mode: 0o040755},

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/launcher"
 )
@@ -55,7 +56,7 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]", BOOT_
 			!strings.Contains(vm.Error, "no PVH entry note") {
 			t.Fatalf("PVH boot of a kernel without the note: %s %q", vm.State, vm.Error)
 		}
-		t.Skipf("kernel %s has no PVH entry note: the refusal was checked, the PVH boot cannot be", facts.Version)
+		testenv.Skip(t, "kernel %s has no PVH entry note: the refusal was checked, the PVH boot cannot be", facts.Version)
 	}
 	if facts.Vmlinux == "" {
 		t.Fatalf("kernel-registry kept no vmlinux of the PVH bzImage: %+v", facts)

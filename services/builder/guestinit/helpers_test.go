@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 var (
@@ -88,7 +90,7 @@ func busyboxRoot(t *testing.T, config string) string {
 func needRoot(t *testing.T, why string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skipf("skipped: needs root (%s); run the tests as root, as CI does", why)
+		testenv.Skip(t, "skipped: needs root (%s); run the tests as root, as CI does", why)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // runner returns a Runner whose qemu-img is a wrapper that records every
@@ -19,7 +21,7 @@ import (
 func runner(t *testing.T) (*Runner, string) {
 	t.Helper()
 	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img is not installed: apt-get install qemu-utils")
+		testenv.Skip(t, "qemu-img is not installed: apt-get install qemu-utils")
 	}
 	dir := t.TempDir()
 	log := filepath.Join(dir, "argv.log")

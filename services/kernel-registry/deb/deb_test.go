@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // debianPackage is the linux-image .deb tools/fetch-kernel.sh keeps.
@@ -21,7 +23,7 @@ func debianPackage(t *testing.T) (deb, vmlinuz string) {
 	dir := filepath.Join(filepath.Dir(file), "..", "..", "..", "bin", "kernel")
 	deb = filepath.Join(dir, "linux-image.deb")
 	if _, err := os.Stat(deb); err != nil {
-		t.Skipf("no %s (run tools/fetch-kernel.sh): %v", deb, err)
+		testenv.Skip(t, "no %s (run tools/fetch-kernel.sh): %v", deb, err)
 	}
 	return deb, filepath.Join(dir, "vmlinuz")
 }
@@ -79,7 +81,7 @@ func sum(t *testing.T, path string) [32]byte {
 func buildDeb(t *testing.T, files map[string]string, compression string) string {
 	t.Helper()
 	if _, err := exec.LookPath("dpkg-deb"); err != nil {
-		t.Skipf("dpkg-deb not installed: %v", err)
+		testenv.Skip(t, "dpkg-deb not installed: %v", err)
 	}
 	root := t.TempDir()
 	files["DEBIAN/control"] = "Package: linux-image-test\nVersion: 1\nArchitecture: amd64\nMaintainer: t <t@t>\nDescription: test\n"

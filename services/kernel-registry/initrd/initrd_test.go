@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // initBin is slipway-initrd, built once for the package's tests.
@@ -52,7 +54,7 @@ func debianModules(t *testing.T) string {
 	t.Helper()
 	deb := filepath.Join(kernelDir(t), "linux-image.deb")
 	if _, err := os.Stat(deb); err != nil {
-		t.Skipf("no %s (run tools/fetch-kernel.sh): %v", deb, err)
+		testenv.Skip(t, "no %s (run tools/fetch-kernel.sh): %v", deb, err)
 	}
 	root := t.TempDir()
 	if out, err := exec.Command("dpkg-deb", "-x", deb, root).CombinedOutput(); err != nil {
@@ -235,7 +237,7 @@ func TestModulesDepAndCompression(t *testing.T) {
 func TestQEMUBoot(t *testing.T) {
 	kernel := filepath.Join(kernelDir(t), "vmlinuz")
 	if _, err := os.Stat(kernel); err != nil {
-		t.Skipf("no kernel (run tools/fetch-kernel.sh): %v", err)
+		testenv.Skip(t, "no kernel (run tools/fetch-kernel.sh): %v", err)
 	}
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
@@ -310,11 +312,11 @@ func TestQEMUBoot(t *testing.T) {
 // and a power-off, not a hang or a panic.
 func TestQEMUNoRoot(t *testing.T) {
 	if testing.Short() {
-		t.Skip("boots a VM")
+		testenv.Skip(t, "boots a VM")
 	}
 	kernel := filepath.Join(kernelDir(t), "vmlinuz")
 	if _, err := os.Stat(kernel); err != nil {
-		t.Skipf("no kernel (run tools/fetch-kernel.sh): %v", err)
+		testenv.Skip(t, "no kernel (run tools/fetch-kernel.sh): %v", err)
 	}
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {

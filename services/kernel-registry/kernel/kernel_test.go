@@ -16,6 +16,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
+
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // debianKernel is tools/fetch-kernel.sh's bzImage (`make kernel`).
@@ -25,7 +27,7 @@ func debianKernel(t *testing.T) (path, version string) {
 	dir := filepath.Join(filepath.Dir(file), "..", "..", "..", "bin", "kernel")
 	path = filepath.Join(dir, "vmlinuz")
 	if _, err := os.Stat(path); err != nil {
-		t.Skipf("no Debian kernel at %s (run `make kernel` or tools/fetch-kernel.sh): %v", path, err)
+		testenv.Skip(t, "no Debian kernel at %s (run `make kernel` or tools/fetch-kernel.sh): %v", path, err)
 	}
 	v, err := os.ReadFile(filepath.Join(dir, "version"))
 	if err != nil {
@@ -110,7 +112,7 @@ func configSays(t *testing.T, path, line string) bool {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
-		t.Skipf("no kernel config at %s: %v", path, err)
+		testenv.Skip(t, "no kernel config at %s: %v", path, err)
 	}
 	for _, l := range strings.Split(string(b), "\n") {
 		if l == line {
@@ -395,7 +397,7 @@ func compress(t *testing.T, c Compression, data []byte) []byte {
 		CompressionBzip2: {"bzip2", "-9", "-c"},
 	}[c]
 	if _, err := exec.LookPath(args[0]); err != nil {
-		t.Skipf("%s not installed (make deps): %v", args[0], err)
+		testenv.Skip(t, "%s not installed (make deps): %v", args[0], err)
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	var stderr bytes.Buffer

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // fakeELF writes a minimal 64-bit little-endian ELF header for machine and type.
@@ -157,7 +159,7 @@ func TestRealKernel(t *testing.T) {
 	bz := filepath.Join(filepath.Dir(file), "..", "..", "..", "bin", "kernel", "vmlinuz")
 	data, err := os.ReadFile(bz)
 	if err != nil {
-		t.Skipf("no kernel at %s (tools/fetch-kernel.sh): %v", bz, err)
+		testenv.Skip(t, "no kernel at %s (tools/fetch-kernel.sh): %v", bz, err)
 	}
 	if err := CheckKernel(bz); err == nil || !strings.Contains(err.Error(), "bzImage") {
 		t.Errorf("CheckKernel(bzImage) = %v", err)
@@ -165,7 +167,7 @@ func TestRealKernel(t *testing.T) {
 	i := bytes.Index(data, []byte("\xfd7zXZ\x00"))
 	xz, lerr := exec.LookPath("xz")
 	if i < 0 || lerr != nil {
-		t.Skipf("cannot extract the vmlinux here (xz payload found: %v, xz: %v)", i >= 0, lerr)
+		testenv.Skip(t, "cannot extract the vmlinux here (xz payload found: %v, xz: %v)", i >= 0, lerr)
 	}
 	out := filepath.Join(t.TempDir(), "vmlinux")
 	f, err := os.Create(out)
@@ -188,7 +190,7 @@ func TestRealKernel(t *testing.T) {
 // the kernel panics and Firecracker exits: the console must show the kernel started.
 func bootVmlinux(t *testing.T, vmlinux string) {
 	if _, err := Available(""); err != nil {
-		t.Skipf("Firecracker cannot run here: %v", err)
+		testenv.Skip(t, "Firecracker cannot run here: %v", err)
 	}
 	c, err := Config(Kernel{Path: vmlinux}, nil, 1, 256, DefaultBootArgs)
 	if err != nil {
@@ -216,7 +218,7 @@ func bootVmlinux(t *testing.T, vmlinux string) {
 
 func TestBootUnavailable(t *testing.T) {
 	if _, err := Available(""); err == nil {
-		t.Skip("Firecracker can run here: nothing to refuse")
+		testenv.Skip(t, "Firecracker can run here: nothing to refuse")
 	}
 	dir := t.TempDir()
 	c := &VMConfig{BootSource: BootSource{KernelImagePath: fakeELF(t, dir, "vmlinux", emX86_64, etExec)},

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // testUID is an unprivileged identity with no /etc/passwd entry for the confined boot.
@@ -50,7 +52,7 @@ func copyReadOnly(t *testing.T, src, dir string) string {
 func TestBootConfined(t *testing.T) {
 	needQEMU(t)
 	if os.Geteuid() != 0 {
-		t.Skip("switching QEMU to another uid needs root; this test runs as uid " + strconv.Itoa(os.Geteuid()))
+		testenv.Skip(t, "switching QEMU to another uid needs root; this test runs as uid %d", os.Geteuid())
 	}
 	secret := "slipway-test-kek-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	t.Setenv("SLIPWAY_TEST_S3_SECRET_KEY", secret)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // bootTimeout bounds a TCG boot on a shared 2-CPU machine.
@@ -36,7 +38,7 @@ func needQEMU(t *testing.T) {
 	t.Helper()
 	for _, b := range []string{DefaultBinary, "qemu-img"} {
 		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("%s not installed: %v", b, err)
+			testenv.Skip(t, "%s not installed: %v", b, err)
 		}
 	}
 }
@@ -45,7 +47,7 @@ func needQEMU(t *testing.T) {
 func kernelPath(t *testing.T) string {
 	p := filepath.Join(repoRoot(t), "bin", "kernel", "vmlinuz")
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("no kernel at %s (tools/fetch-kernel.sh fetches it): %v", p, err)
+		testenv.Skip(t, "no kernel at %s (tools/fetch-kernel.sh fetches it): %v", p, err)
 	}
 	return p
 }
@@ -135,14 +137,14 @@ func initramfs(t *testing.T, script string) string {
 	t.Helper()
 	bb, err := exec.LookPath("busybox")
 	if err != nil {
-		t.Skipf("busybox (busybox-static) not installed: %v", err)
+		testenv.Skip(t, "busybox (busybox-static) not installed: %v", err)
 	}
 	data, err := os.ReadFile(bb)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !isStaticELF(data) {
-		t.Skipf("%s is not statically linked (install busybox-static)", bb)
+		testenv.Skip(t, "%s is not statically linked (install busybox-static)", bb)
 	}
 	const dir, chr, reg = 0o040755, 0o020600, 0o100755
 	entries := []cpioEntry{

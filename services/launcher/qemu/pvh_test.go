@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // TestPVHBoot boots the uncompressed ELF vmlinux inside bin/kernel/vmlinuz through its
@@ -18,7 +20,7 @@ func TestPVHBoot(t *testing.T) {
 	needQEMU(t)
 	vmlinux := extractVmlinux(t, kernelPath(t))
 	if !hasPVHNote(t, vmlinux) {
-		t.Skipf("%s has no PVH note (XEN_ELFNOTE_PHYS32_ENTRY): the kernel was built without CONFIG_PVH", vmlinux)
+		testenv.Skip(t, "%s has no PVH note (XEN_ELFNOTE_PHYS32_ENTRY): the kernel was built without CONFIG_PVH", vmlinux)
 	}
 	token := "pvh-token-" + time.Now().Format("150405.000000")
 	initrd := initramfs(t, "echo "+token+"\n/bin/busybox poweroff -f\n")
@@ -44,7 +46,7 @@ func extractVmlinux(t *testing.T, bzImage string) string {
 	t.Helper()
 	xz, err := exec.LookPath("xz")
 	if err != nil {
-		t.Skipf("xz not installed: cannot extract the vmlinux: %v", err)
+		testenv.Skip(t, "xz not installed: cannot extract the vmlinux: %v", err)
 	}
 	data, err := os.ReadFile(bzImage)
 	if err != nil {
@@ -52,7 +54,7 @@ func extractVmlinux(t *testing.T, bzImage string) string {
 	}
 	i := bytes.Index(data, []byte("\xfd7zXZ\x00"))
 	if i < 0 {
-		t.Skipf("%s has no xz payload (another compression): not extracted here", bzImage)
+		testenv.Skip(t, "%s has no xz payload (another compression): not extracted here", bzImage)
 	}
 	out := filepath.Join(t.TempDir(), "vmlinux")
 	f, err := os.Create(out)

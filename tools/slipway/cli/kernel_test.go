@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // TestKernelCommands adds Debian's bzImage and a file that is not a
@@ -18,7 +20,7 @@ func TestKernelCommands(t *testing.T) {
 	}
 	vmlinuz := filepath.Join(root, "bin", "kernel", "vmlinuz")
 	if _, err := os.Stat(vmlinuz); err != nil {
-		t.Skipf("no kernel (run tools/fetch-kernel.sh): %v", err)
+		testenv.Skip(t, "no kernel (run tools/fetch-kernel.sh): %v", err)
 	}
 	// kernel-registry finds slipway-initrd through the variable `up` passes on.
 	initrd := filepath.Join(t.TempDir(), "slipway-initrd")

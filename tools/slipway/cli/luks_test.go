@@ -72,7 +72,7 @@ func TestLibvirtSecret(t *testing.T) {
 // every luks subcommand.
 func TestEndToEndLuks(t *testing.T) {
 	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img is not installed")
+		testenv.Skip(t, "qemu-img is not installed")
 	}
 	t.Setenv("SLIPWAY_DOCKERHUB_MONITORING", "off")
 	for _, v := range []string{"SLIPWAY_LUKS_KEK", "SLIPWAY_LUKS_KEK_FILE", "SLIPWAY_LUKS_OLD_KEK_FILES"} {

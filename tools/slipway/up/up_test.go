@@ -192,7 +192,7 @@ func TestStartRefusesAMalformedFetchAllowList(t *testing.T) {
 // under /var/lib/slipway, where QEMU's unprivileged uids can reach it.
 func TestStartAsRootUnderAClosedDirectory(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("only root runs QEMU as unprivileged uids")
+		testenv.Skip(t, "only root runs QEMU as unprivileged uids")
 	}
 	t.Setenv("SLIPWAY_DOCKERHUB_MONITORING", "off")
 	bin, err := testenv.MinIOBinary()

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // sample is compressible data with some noise, 2 MiB.
@@ -29,7 +31,7 @@ func sample() []byte {
 func compress(t *testing.T, data []byte, args ...string) []byte {
 	t.Helper()
 	if _, err := exec.LookPath("xz"); err != nil {
-		t.Skipf("xz not installed (make deps): %v", err)
+		testenv.Skip(t, "xz not installed (make deps): %v", err)
 	}
 	cmd := exec.Command("xz", append(args, "-c")...)
 	cmd.Stdin = bytes.NewReader(data)
