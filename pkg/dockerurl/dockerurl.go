@@ -225,12 +225,16 @@ func (u *URL) setSize(v string) error {
 	return nil
 }
 
+var tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+
 func (u *URL) setTag(v string) error {
 	if u.Tag != "" && u.Tag != v {
 		return fmt.Errorf("conflicting tags: %q in the image name and tag=%s", u.Tag, v)
 	}
-	if _, err := name.NewTag("x:" + v); err != nil {
-		return fmt.Errorf("invalid tag=%s: %w", v, err)
+	// The tag's own grammar (OCI distribution): "x:"+v alone would also
+	// take "/0" as a registry port and a repository.
+	if !tagRE.MatchString(v) {
+		return fmt.Errorf("invalid tag=%s: a tag is a letter, digit or '_' then up to 127 of those, '.' or '-'", v)
 	}
 	u.Tag = v
 	return nil
