@@ -270,6 +270,12 @@ func (u URL) name() string {
 	if short, ok := strings.CutPrefix(u.Repository, "library/"); ok && !strings.Contains(short, "/") {
 		return short
 	}
+	// A Docker Hub repository whose first component looks like a host
+	// ("0.0/app", "localhost/app") would read back as a registry: spell
+	// Docker Hub out.
+	if first, _, ok := strings.Cut(u.Repository, "/"); ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		return "docker.io/" + u.Repository
+	}
 	return u.Repository
 }
 
