@@ -67,6 +67,24 @@ var (
 
 // Parse parses a docker:// URL, applying the defaults above.
 func Parse(s string) (URL, error) {
+	u, err := parse(s)
+	if err != nil {
+		return URL{}, err
+	}
+	// What is accepted must be writable back: its reference parses and its
+	// canonical form reads back as the same URL. Anything else (a name too
+	// long once "library/" is added, a repository that reads back as a
+	// registry) is refused here rather than misread later.
+	if _, err := name.ParseReference(u.Reference()); err != nil {
+		return URL{}, fmt.Errorf("docker URL %q: its image reference %q does not parse: %w", s, u.Reference(), err)
+	}
+	if again, err := parse(u.String()); err != nil || again != u {
+		return URL{}, fmt.Errorf("docker URL %q cannot be written back unambiguously (as %q)", s, u.String())
+	}
+	return u, nil
+}
+
+func parse(s string) (URL, error) {
 	if s == "" {
 		return URL{}, errEmpty
 	}
