@@ -410,7 +410,7 @@ func (e *engine) standIns(root string) []string {
 	}
 	// One import of the Debian root plus the toolchain: one layer, no
 	// build context to send.
-	goKey := sha256.Sum256(fmt.Appendf(nil, "%s\n%s\n%s\n%s\n", debKey, gover, goroot, fileSum(t, ca)))
+	goKey := sha256.Sum256(fmt.Appendf(nil, "%s\n%s\n%s\n%s\n", debKey, gover, goroot, fileSHA256(t, ca)))
 	if e.imageKey(golang) != hex.EncodeToString(goKey[:])[:32] {
 		rootfs := e.debootstrap(mirror, sources, debKey)
 		e.importStandIn(golang, hex.EncodeToString(goKey[:])[:32], []string{
@@ -442,7 +442,7 @@ func (e *engine) standIns(root string) []string {
 	e.buildStandIn(nats, `FROM `+debian+`
 ENTRYPOINT ["nats-server"]
 COPY root/ /
-`, []string{debID, fileSum(t, natsBin), fileSum(t, busybox)}, map[string]string{
+`, []string{debID, fileSHA256(t, natsBin), fileSHA256(t, busybox)}, map[string]string{
 		"root/usr/local/bin/nats-server": natsBin,
 		"root/usr/local/bin/busybox":     busybox,
 		"root/usr/local/bin/wget":        "symlink:busybox",
@@ -454,7 +454,7 @@ COPY root/ /
 ENTRYPOINT ["minio"]
 RUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*
 COPY root/ /
-`, []string{debID, fileSum(t, minioBin)}, map[string]string{
+`, []string{debID, fileSHA256(t, minioBin)}, map[string]string{
 		"root/usr/local/bin/minio": minioBin,
 	})
 
@@ -717,20 +717,6 @@ func goEnv(t testing.TB, name string) string {
 		t.Fatalf("go env %s: %v", name, err)
 	}
 	return strings.TrimSpace(string(out))
-}
-
-func fileSum(t testing.TB, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 func fileExists(path string) bool {

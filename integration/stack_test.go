@@ -347,7 +347,7 @@ func writeRandomRaw(t *testing.T, path string, size int64) {
 	}
 }
 
-func fileSHA256(t *testing.T, path string) string {
+func fileSHA256(t testing.TB, path string) string {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
