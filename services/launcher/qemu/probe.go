@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -199,7 +200,7 @@ func probeOne(ctx context.Context, bin, dir string, c Candidate, cfg ProbeConfig
 }
 
 // scanFor reports whether r yields a line equal to want before it ends.
-func scanFor(r interface{ Read([]byte) (int, error) }, want string) bool {
+func scanFor(r io.Reader, want string) bool {
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		if strings.TrimRight(sc.Text(), "\r") == want {
