@@ -201,7 +201,9 @@ func (s *scriptWriter) line(format string, args ...any) {
 	}
 	l := fmt.Sprintf(format, args...)
 	if len(l) > debugfsLineMax {
-		s.err = fmt.Errorf("debugfs command for %.80q… is %d bytes, longer than debugfs reads (%d)", l, len(l), debugfsLineMax)
+		// A longer line would be cut by fgets and its tail read as a
+		// command of its own: the language cannot carry it.
+		s.err = &EncodeError{"debugfs", l[:80] + "…", fmt.Sprintf("the command is %d bytes, longer than debugfs reads (%d)", len(l), debugfsLineMax)}
 		return
 	}
 	_, s.err = s.w.WriteString(l + "\n")
