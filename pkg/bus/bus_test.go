@@ -379,6 +379,64 @@ func TestHeartbeatKeepsLongWorkAlive(t *testing.T) {
 	}
 }
 
+func TestJobDeadlineEndsWorkThatHeartbeats(t *testing.T) {
+	srv := startServer(t)
+	const limit = 1500 * time.Millisecond
+	var (
+		mu      sync.Mutex
+		expired []error
+	)
+	ctx := testCtx(t)
+	b := newBus(t, srv, "builder")
+	deliveries := make(chan time.Duration, 10)
+	stop, err := b.ConsumeCommands(ctx, func(hctx context.Context, m *Msg) error {
+		start := time.Now()
+		<-hctx.Done() // works past AckWait, sending heartbeats, until the deadline
+		mu.Lock()
+		expired = append(expired, JobExpired(hctx))
+		mu.Unlock()
+		deliveries <- time.Since(start)
+		return hctx.Err() // what a job's tools return: retryable on its face
+	}, AckWait(300*time.Millisecond), JobDeadline(limit), Backoff(func(uint64) time.Duration { return 50 * time.Millisecond }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop.Stop()
+	if _, err := b.Command(ctx, "builder", "build", createCmd{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-deliveries:
+		if d < limit || d > limit+time.Second {
+			t.Fatalf("handler's context ended after %s, want the deadline %s", d, limit)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the job deadline never ended the handler")
+	}
+	select {
+	case <-deliveries:
+		t.Fatal("a job that ran out of time was delivered again")
+	case <-time.After(2 * time.Second):
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var de *DeadlineError
+	if len(expired) != 1 || !errors.As(expired[0], &de) || de.Limit != limit {
+		t.Fatalf("JobExpired = %v, want a *DeadlineError of %s", expired, limit)
+	}
+	if !strings.Contains(de.Error(), "deadline of 1.5s") {
+		t.Fatalf("DeadlineError says %q", de.Error())
+	}
+	if JobExpired(context.Background()) != nil {
+		t.Fatal("JobExpired on a live context")
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if JobExpired(cctx) != nil {
+		t.Fatal("JobExpired on a cancelled (not expired) context")
+	}
+}
+
 func TestMaxDeliverGoesToDeadLetterStream(t *testing.T) {
 	srv := startServer(t)
 	b := newBus(t, srv, "catalog")

@@ -81,6 +81,7 @@ type consumeConfig struct {
 	concurrency int
 	backoff     func(delivered uint64) time.Duration
 	deliverNew  bool
+	jobDeadline time.Duration
 }
 
 // ConsumeOption tunes a consumer.
@@ -107,6 +108,41 @@ func Backoff(f func(delivered uint64) time.Duration) ConsumeOption {
 // DeliverNew makes a new durable event consumer start at new events instead
 // of the whole retained history. It only matters when the consumer is created.
 func DeliverNew() ConsumeOption { return func(c *consumeConfig) { c.deliverNew = true } }
+
+// JobDeadline bounds the wall-clock time of each delivery's handler
+// (default: none). Heartbeats keep a working handler's message alive for
+// ever; this is what ends a job that works without end. The handler's
+// context ends with a *DeadlineError as its cause (see JobExpired), and a
+// handler that then returns a retryable error has its message terminated
+// anyway: the same job would run out of time again.
+func JobDeadline(d time.Duration) ConsumeOption { return func(c *consumeConfig) { c.jobDeadline = d } }
+
+// DeadlineError is the cause of a handler's context that reached its
+// JobDeadline.
+type DeadlineError struct{ Limit time.Duration }
+
+func (e *DeadlineError) Error() string {
+	return fmt.Sprintf("the job ran longer than its deadline of %s (%s)", e.Limit, EnvJobDeadline)
+}
+
+// EnvJobDeadline is the variable the workers read their JobDeadline from
+// (a Go duration); DefaultJobDeadline is what they use when it is unset.
+const (
+	EnvJobDeadline     = "SLIPWAY_JOB_DEADLINE"
+	DefaultJobDeadline = 6 * time.Hour
+)
+
+// JobExpired returns the *DeadlineError that ended ctx, a handler's
+// context, or nil when ctx has not reached its job deadline. A handler
+// that gets one reports it as a terminal failure, through a context that
+// is not ctx (context.WithoutCancel), which has ended.
+func JobExpired(ctx context.Context) error {
+	var de *DeadlineError
+	if ctx.Err() != nil && errors.As(context.Cause(ctx), &de) {
+		return de
+	}
+	return nil
+}
 
 // DefaultBackoff doubles from 1s per delivery, capped at one minute.
 func DefaultBackoff(delivered uint64) time.Duration {
@@ -251,9 +287,17 @@ func (w *worker) handle(raw jetstream.Msg) {
 		))
 	defer span.End()
 
+	if d := w.cc.jobDeadline; d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, d, &DeadlineError{Limit: d})
+		defer cancel()
+	}
 	stop := w.heartbeat(m)
 	err = w.run(ctx, m)
 	stop()
+	if expired := JobExpired(ctx); err != nil && expired != nil && !IsTerminal(err) {
+		err = Terminal(fmt.Errorf("%w: %w", expired, err))
+	}
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/run"
 )
@@ -52,6 +53,9 @@ func ConfigFromEnv() (Config, error) {
 		errs = append(errs, err)
 	}
 	if cfg.Locations, err = blob.LocationsFromEnv(); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.JobDeadline, err = run.EnvDuration(bus.EnvJobDeadline, bus.DefaultJobDeadline); err != nil {
 		errs = append(errs, err)
 	}
 	return cfg, errors.Join(errs...)

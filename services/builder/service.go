@@ -64,6 +64,9 @@ type Config struct {
 	// AckWait and MaxDeliver tune the command consumer; defaults 30s and 10.
 	AckWait    time.Duration
 	MaxDeliver int
+	// JobDeadline bounds each job's wall-clock time, heartbeats or not;
+	// default bus.DefaultJobDeadline (6h).
+	JobDeadline time.Duration
 	// Locations are the buckets destinations are checked against; zero
 	// means blob.DefaultLocations() (ConfigFromEnv reads
 	// blob.LocationsFromEnv).
@@ -106,6 +109,9 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 	}
 	if cfg.MaxDeliver <= 0 {
 		cfg.MaxDeliver = DefaultMaxDeliver
+	}
+	if cfg.JobDeadline <= 0 {
+		cfg.JobDeadline = bus.DefaultJobDeadline
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -168,7 +174,8 @@ func (s *Service) Run(ctx context.Context) error {
 	defer release() // after the jobs in flight have stopped (defers run last-first)
 	s.cfg.TempDir = work
 	cons, err := s.bus.ConsumeCommands(ctx, s.handle,
-		bus.AckWait(s.cfg.AckWait), bus.MaxDeliver(s.cfg.MaxDeliver), bus.Concurrency(s.cfg.Concurrency))
+		bus.AckWait(s.cfg.AckWait), bus.MaxDeliver(s.cfg.MaxDeliver), bus.Concurrency(s.cfg.Concurrency),
+		bus.JobDeadline(s.cfg.JobDeadline))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting

@@ -460,3 +460,39 @@ func TestImportFromRefusedAddressFails(t *testing.T) {
 	}
 	assertNoObject(t, h, dest)
 }
+
+// A source that sends half its body and then stalls keeps the job alive
+// through its heartbeats; the job deadline ends it, once, as a final
+// failure with nothing stored.
+func TestJobDeadlineEndsAStalledFetch(t *testing.T) {
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		w.Header().Set("Content-Length", fmt.Sprint(2<<20))
+		_, _ = w.Write(make([]byte, 1<<20))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	cfg := Config{JobDeadline: 2 * time.Second, AckWait: 500 * time.Millisecond}
+	cfg.Fetch.Guard = loopback
+	cfg.Fetch.Retries = -1
+	h := newHarness(t, cfg)
+	dest := dst(13, "disk.raw")
+	start := time.Now()
+	h.command("import", schemas.ConverterImport{ImageID: 13, Source: srv.URL + "/disk.raw", Dest: dest})
+	var ev schemas.ConverterFailed
+	h.event("failed", "13", &ev)
+	if took := time.Since(start); took < 2*time.Second {
+		t.Errorf("failed after %s, before the deadline", took)
+	}
+	want := "the job ran longer than its deadline of 2s (SLIPWAY_JOB_DEADLINE)"
+	if ev.Retryable || !strings.Contains(ev.Error, want) {
+		t.Errorf("failed %+v\nwant a final failure containing %q", ev, want)
+	}
+	time.Sleep(1500 * time.Millisecond) // past AckWait and a backoff
+	if n := requests.Load(); n != 1 {
+		t.Errorf("the source was fetched %d times, want once", n)
+	}
+	assertNoObject(t, h, dest)
+}

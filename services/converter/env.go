@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/services/converter/qemuimg"
@@ -53,6 +54,9 @@ func ConfigFromEnv() (Config, error) {
 		return cfg, err
 	}
 	if cfg.Locations, err = blob.LocationsFromEnv(); err != nil {
+		return cfg, err
+	}
+	if cfg.JobDeadline, err = run.EnvDuration(bus.EnvJobDeadline, bus.DefaultJobDeadline); err != nil {
 		return cfg, err
 	}
 	return cfg, nil

@@ -296,6 +296,12 @@ func (s *Service) finish(ctx context.Context, m *bus.Msg, imageID int64, dest st
 	if !errors.As(err, &je) {
 		je = failed(schemas.ConverterPhaseFetch, err)
 	}
+	if expired := bus.JobExpired(ctx); expired != nil {
+		// Running out of time again would not help; ctx has ended, so the
+		// failure is reported through one that has not.
+		ctx = context.WithoutCancel(ctx)
+		je = &jobError{phase: je.phase, err: fmt.Errorf("%w: %w", expired, je.err), terminal: true}
+	}
 	last := m.Delivered >= uint64(s.cfg.MaxDeliver)
 	if je.terminal || last || je.phase == schemas.ConverterPhaseUpload {
 		s.removeDest(dest, m.Envelope.ID)

@@ -63,6 +63,9 @@ type Config struct {
 	// AckWait and MaxDeliver tune the command consumer; defaults 30s and 10.
 	AckWait    time.Duration
 	MaxDeliver int
+	// JobDeadline bounds each job's wall-clock time, heartbeats or not;
+	// default bus.DefaultJobDeadline (6h).
+	JobDeadline time.Duration
 	// Fetch adds options to every fetch (the guard of http(s) sources,
 	// retries); its Store, Checksum, MaxBytes, Progress and TempDir are
 	// set per job. A nil Fetch.Guard refuses loopback, private and other
@@ -115,6 +118,9 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 	if cfg.MaxDeliver <= 0 {
 		cfg.MaxDeliver = DefaultMaxDeliver
 	}
+	if cfg.JobDeadline <= 0 {
+		cfg.JobDeadline = bus.DefaultJobDeadline
+	}
 	if len(cfg.Locations.DatastoreBuckets) == 0 && cfg.Locations.UploadBucket == "" {
 		cfg.Locations = blob.DefaultLocations()
 	}
@@ -135,7 +141,8 @@ func (s *Service) Run(ctx context.Context) error {
 	defer release() // after the jobs in flight have stopped (defers run last-first)
 	s.cfg.TempDir = work
 	cons, err := s.bus.ConsumeCommands(ctx, s.handle,
-		bus.AckWait(s.cfg.AckWait), bus.MaxDeliver(s.cfg.MaxDeliver), bus.Concurrency(s.cfg.Concurrency))
+		bus.AckWait(s.cfg.AckWait), bus.MaxDeliver(s.cfg.MaxDeliver), bus.Concurrency(s.cfg.Concurrency),
+		bus.JobDeadline(s.cfg.JobDeadline))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting

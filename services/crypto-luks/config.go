@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/services/crypto-luks/envelope"
 	"github.com/slipway/slipway/services/crypto-luks/luks"
@@ -39,6 +40,8 @@ func ConfigFromEnv(defaultKEKFile string) (Config, error) {
 	cfg.ProgressInterval, err = run.EnvDuration(EnvProgressInterval, DefaultProgressInterval)
 	errs = append(errs, err)
 	cfg.Locations, err = blob.LocationsFromEnv()
+	errs = append(errs, err)
+	cfg.JobDeadline, err = run.EnvDuration(bus.EnvJobDeadline, bus.DefaultJobDeadline)
 	errs = append(errs, err)
 	return cfg, errors.Join(errs...)
 }

@@ -97,6 +97,11 @@ func (s *Service) settle(ctx context.Context, m *bus.Msg, imageID *int64, err er
 	if err == nil {
 		return nil
 	}
+	if expired := bus.JobExpired(ctx); expired != nil {
+		// Running out of time again would not help; ctx has ended, so the
+		// failure is reported through one that has not.
+		ctx, err = context.WithoutCancel(ctx), &jobError{err: fmt.Errorf("%w: %w", expired, err), terminal: true}
+	}
 	last := m.Delivered >= uint64(s.cfg.MaxDeliver)
 	term := isTerminal(err)
 	if !term && !last {

@@ -172,7 +172,10 @@ func (e *env) setImage(img schemas.Image) {
 
 // startService runs crypto-luks with keys on its own connection until
 // stopService (or the test's end).
-func (e *env) startService(keys *envelope.Keyring) {
+func (e *env) startService(keys *envelope.Keyring) { e.startServiceWith(keys, nil) }
+
+// startServiceWith is startService with tune changing the configuration.
+func (e *env) startServiceWith(keys *envelope.Keyring, tune func(*Config)) {
 	e.t.Helper()
 	e.stopService()
 	b, err := bus.Connect(context.Background(), bus.Config{URL: e.url, Service: Name,
@@ -180,8 +183,12 @@ func (e *env) startService(keys *envelope.Keyring) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	svc := New(b, e.store, Config{Keys: keys, TempDir: e.tmp, IterTime: 10 * time.Millisecond, Locations: testLocations,
-		ProgressInterval: 50 * time.Millisecond, MaxDeliver: 10, AckWait: 3 * time.Second})
+	cfg := Config{Keys: keys, TempDir: e.tmp, IterTime: 10 * time.Millisecond, Locations: testLocations,
+		ProgressInterval: 50 * time.Millisecond, MaxDeliver: 10, AckWait: 3 * time.Second}
+	if tune != nil {
+		tune(&cfg)
+	}
+	svc := New(b, e.store, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()

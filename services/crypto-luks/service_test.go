@@ -442,3 +442,21 @@ func schemasHex(sum [32]byte) string {
 	}
 	return string(out)
 }
+
+// An encryption still working at its job deadline (here a key derivation told to take
+// longer than the deadline) ends once, as a final failure naming the deadline.
+func TestJobDeadline(t *testing.T) {
+	e := newEnv(t)
+	e.startServiceWith(newKeyring(t, randomKey(t)), func(c *Config) {
+		c.JobDeadline = time.Second
+		c.IterTime = 5 * time.Second
+		c.AckWait = 300 * time.Millisecond
+	})
+	e.sourceImage("slow.raw", 1<<20)
+	start := time.Now()
+	e.refused("encrypt", schemas.CryptoLuksEncrypt{ImageID: 30, Source: "s3://src/images/slow.raw",
+		SourceFormat: schemas.DiskFormatRaw, Dest: dst(30)}, "the job ran longer than its deadline of 1s (SLIPWAY_JOB_DEADLINE)")
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("the refusal came after %s, long after the 1s deadline", took)
+	}
+}

@@ -45,9 +45,24 @@ type retryable struct{ err error }
 func (r *retryable) Error() string { return r.err.Error() }
 func (r *retryable) Unwrap() error { return r.err }
 
+// overdue turns the failure of a job that ran past its deadline into a
+// final one, with a context to report it through (the job's has ended).
+func overdue(ctx context.Context, err error) (context.Context, error) {
+	if expired := bus.JobExpired(ctx); expired != nil {
+		return context.WithoutCancel(ctx), &final{fmt.Errorf("%w: %w", expired, err)}
+	}
+	return ctx, err
+}
+
+// final marks an error no retry can fix, whatever it wraps.
+type final struct{ error }
+
+func (f *final) Unwrap() error { return f.error }
+
 func isRetryable(err error) bool {
 	var r *retryable
-	return errors.As(err, &r) && !errors.Is(err, errInvalid)
+	var f *final
+	return errors.As(err, &r) && !errors.Is(err, errInvalid) && !errors.As(err, &f)
 }
 
 // storeErr marks a store failure retryable unless the store's answer is
@@ -70,6 +85,7 @@ func (s *Service) handleAdd(ctx context.Context, m *bus.Msg) error {
 	k, err := j.run(ctx)
 	j.cleanup(err != nil)
 	if err != nil {
+		ctx, err = overdue(ctx, err)
 		if isRetryable(err) && m.Delivered < uint64(s.cfg.MaxDeliver) && j.kernelID == nil {
 			return err // the staged source stays for the next delivery
 		}

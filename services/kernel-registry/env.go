@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/run"
 )
 
@@ -36,6 +37,9 @@ func ConfigFromEnv() (Config, error) {
 	var errs []error
 	var err error
 	if cfg.MaxDeliver, err = run.EnvInt(EnvMaxDeliver, DefaultMaxDeliver); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.JobDeadline, err = run.EnvDuration(bus.EnvJobDeadline, bus.DefaultJobDeadline); err != nil {
 		errs = append(errs, err)
 	}
 	return cfg, errors.Join(errs...)

@@ -72,6 +72,7 @@ func (s *Service) handleImageUpdated(ctx context.Context, m *bus.Msg) error {
 	}
 	k, err := s.examine(ctx, img)
 	if err != nil {
+		ctx, err = overdue(ctx, err)
 		if isRetryable(err) && m.Delivered < uint64(s.cfg.MaxDeliver) {
 			return err
 		}

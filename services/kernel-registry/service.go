@@ -69,6 +69,9 @@ type Config struct {
 	AckWait     time.Duration
 	MaxDeliver  int
 	CallTimeout time.Duration
+	// JobDeadline bounds each add or examination's wall-clock time,
+	// heartbeats or not; default bus.DefaultJobDeadline (6h).
+	JobDeadline time.Duration
 	Logger      *slog.Logger
 }
 
@@ -112,6 +115,9 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = DefaultCallTimeout
 	}
+	if cfg.JobDeadline <= 0 {
+		cfg.JobDeadline = bus.DefaultJobDeadline
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = b.Logger()
@@ -140,7 +146,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	defer release()
 	s.cfg.TempDir = work
-	opts := []bus.ConsumeOption{bus.AckWait(s.cfg.AckWait), bus.MaxDeliver(s.cfg.MaxDeliver)}
+	opts := []bus.ConsumeOption{bus.AckWait(s.cfg.AckWait), bus.MaxDeliver(s.cfg.MaxDeliver), bus.JobDeadline(s.cfg.JobDeadline)}
 	cmds, err := s.bus.ConsumeCommands(ctx, s.handleCommand, opts...)
 	if err != nil {
 		return s.startErr(ctx, "consume commands", err)
