@@ -3,10 +3,13 @@ package blob
 import (
 	"fmt"
 	"os"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/google/uuid"
 )
 
 // Environment variables read by LocationsFromEnv. The datastore and upload
@@ -22,6 +25,9 @@ const (
 	// StagingPrefix is where the CLI stages uploads in the upload bucket
 	// ("uploads/<uuid>/<file name>").
 	StagingPrefix = "uploads/"
+	// KernelUploadPrefix is where the CLI stages a kernel or package for
+	// kernel-registry's add ("kernels/<uuid>/<file name>").
+	KernelUploadPrefix = "kernels/"
 	// BuildPrefix is where the builder stages a disk it carried out of a
 	// container image, in the upload bucket, for the converter.
 	BuildPrefix = "builds/"
@@ -179,24 +185,72 @@ func (l Locations) CheckSource(src string) error {
 	return fmt.Errorf("source %s: bucket %q is not the upload bucket (%s) nor listed in %s: imports read s3:// only from those", src, bucket, l.UploadBucket, EnvImportBuckets)
 }
 
+// StagingKey is a fresh key under prefix for a file the CLI stages:
+// <prefix><uuid>/<base of file>.
+func StagingKey(prefix, file string) string {
+	return prefix + uuid.NewString() + "/" + path.Base(file)
+}
+
 // CheckStaged refuses a staged path that is not an object Slipway staged:
 // s3://<upload bucket>/<prefix><id>/<file>, prefix one of StagingPrefixes
 // (uploads/ is what the CLI writes).
 func (l Locations) CheckStaged(path string) error {
-	bucket, key, err := ParseURL(path)
-	if err != nil {
-		return fmt.Errorf("staged path: %w", err)
-	}
-	if bucket == l.UploadBucket {
-		for _, prefix := range StagingPrefixes {
-			rest, ok := strings.CutPrefix(key, prefix)
-			if ok && strings.Count(rest, "/") == 1 && !strings.HasPrefix(rest, "/") && !strings.HasSuffix(rest, "/") {
-				return nil
-			}
-		}
+	if l.stagedUnder(path, StagingPrefixes) {
+		return nil
 	}
 	return fmt.Errorf("staged path %s: staged uploads are s3://%s/%s<id>/<file> (what the CLI writes; also %s of kernel-registry and the launcher); the import deletes a staged object, so nothing else may be staged",
 		path, l.UploadBucket, StagingPrefix, strings.Join(StagingPrefixes[1:], ", "))
+}
+
+// CheckKernelUpload refuses a kernel-registry add source that is not what
+// the CLI stages for it: s3://<upload bucket>/kernels/<id>/<file>. The
+// add deletes its source, so it may name nothing else.
+func (l Locations) CheckKernelUpload(path string) error {
+	if l.stagedUnder(path, []string{KernelUploadPrefix}) {
+		return nil
+	}
+	return fmt.Errorf("source %s: kernel uploads are s3://%s/%s<id>/<file> (what the CLI writes); add deletes its source, so it reads nothing else",
+		path, l.UploadBucket, KernelUploadPrefix)
+}
+
+// stagedUnder reports whether path is s3://<upload bucket>/<prefix><id>/<file>
+// for one of prefixes.
+func (l Locations) stagedUnder(path string, prefixes []string) bool {
+	bucket, key, err := ParseURL(path)
+	if err != nil || bucket != l.UploadBucket {
+		return false
+	}
+	for _, prefix := range prefixes {
+		rest, ok := strings.CutPrefix(key, prefix)
+		if ok && strings.Count(rest, "/") == 1 && !strings.HasPrefix(rest, "/") && !strings.HasSuffix(rest, "/") {
+			return true
+		}
+	}
+	return false
+}
+
+// SavedDiskKey is where the launcher stages a persistent disk it gives
+// back to the catalog: vms/<vm>/disk-<disk>.<format>.
+func SavedDiskKey(vmID, diskID int64, format string) string {
+	return fmt.Sprintf("vms/%d/disk-%d.%s", vmID, diskID, format)
+}
+
+// savedDisk is the form of SavedDiskKey after vms/<vm>/.
+var savedDisk = regexp.MustCompile(`^disk-[0-9]+\.[a-z0-9]{1,8}$`)
+
+// CheckSavedDisk refuses a release's saved disk that is not one the
+// launcher staged for that VM: s3://<upload bucket>/vms/<vm>/disk-<disk>.<format>.
+// The catalog takes (deletes) it, so it may name nothing else.
+func (l Locations) CheckSavedDisk(path string, vmID int64) error {
+	bucket, key, err := ParseURL(path)
+	prefix := "vms/" + strconv.FormatInt(vmID, 10) + "/"
+	if err == nil && bucket == l.UploadBucket {
+		if rest, ok := strings.CutPrefix(key, prefix); ok && savedDisk.MatchString(rest) {
+			return nil
+		}
+	}
+	return fmt.Errorf("save.source %q: a saved disk is s3://%s/%sdisk-<disk>.<format>, staged by the launcher for VM %d; the catalog deletes it once copied, so it takes nothing else",
+		path, l.UploadBucket, prefix, vmID)
 }
 
 // CheckImageBlob refuses a source that is not an image's blob: an object

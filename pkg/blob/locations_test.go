@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -80,6 +81,41 @@ func TestLocationsCheckSourceAndStaged(t *testing.T) {
 		"s3://slipway-uploads/uploads/a/b/c", "s3://operator-imports/uploads/a/b", "s3://slipway-default/uploads/a/b"} {
 		if err := l.CheckStaged(u); err == nil {
 			t.Errorf("%s accepted as staged", u)
+		}
+	}
+}
+
+func TestKernelUploadsAndSavedDisks(t *testing.T) {
+	l := blob.DefaultLocations()
+	key := blob.StagingKey(blob.KernelUploadPrefix, "/home/me/linux-image.deb")
+	if !strings.HasPrefix(key, "kernels/") || !strings.HasSuffix(key, "/linux-image.deb") {
+		t.Fatalf("StagingKey = %q", key)
+	}
+	if err := l.CheckKernelUpload(blob.URL(l.UploadBucket, key)); err != nil {
+		t.Error(err)
+	}
+	for _, u := range []string{"s3://slipway-uploads/uploads/6f1c/disk.vmdk", "s3://slipway-uploads/kernels/x.deb",
+		"s3://slipway-uploads/kernels/a/b/c", "s3://slipway-uploads/vms/7/disk-0.qcow2",
+		"s3://slipway-default/kernels/a/b", "s3://slipway-uploads/kernel-registry/6f1c/vmlinuz", "/etc/passwd"} {
+		if err := l.CheckKernelUpload(u); err == nil || !strings.Contains(err.Error(), "kernels/<id>/<file>") {
+			t.Errorf("%s: err %v, want a refusal naming the form", u, err)
+		}
+	}
+	saved := blob.URL(l.UploadBucket, blob.SavedDiskKey(7, 0, "qcow2"))
+	if saved != "s3://slipway-uploads/vms/7/disk-0.qcow2" {
+		t.Fatalf("SavedDiskKey URL = %s", saved)
+	}
+	if err := l.CheckSavedDisk(saved, 7); err != nil {
+		t.Error(err)
+	}
+	for _, c := range []struct {
+		u  string
+		vm int64
+	}{{saved, 8}, {"s3://slipway-uploads/uploads/6f1c/disk.vmdk", 7}, {"s3://slipway-uploads/vms/7/saveas-0-12.qcow2", 7},
+		{"s3://slipway-uploads/vms/7/disk-0.qcow2/x", 7}, {"s3://slipway-default/vms/7/disk-0.qcow2", 7},
+		{"s3://slipway-uploads/vms/7/../8/disk-0.qcow2", 7}} {
+		if err := l.CheckSavedDisk(c.u, c.vm); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("for VM %d", c.vm)) {
+			t.Errorf("%s for VM %d: err %v, want a refusal", c.u, c.vm, err)
 		}
 	}
 }

@@ -144,8 +144,8 @@ func (s *Service) emitReleased(ctx context.Context, m *bus.Msg, img *schemas.Ima
 // the end (or when it is refused), so nothing is left in the upload bucket.
 func (s *Service) releaseSaving(ctx context.Context, m *bus.Msg, req schemas.ImageRelease) error {
 	save := req.Save
-	if bucket, _, err := blob.ParseURL(save.Source); err != nil || bucket != s.cfg.UploadBucket {
-		return refuse("save.source must be a staged object in s3://%s/ (the catalog deletes it once copied): %q is not one", s.cfg.UploadBucket, save.Source)
+	if err := s.locations().CheckSavedDisk(save.Source, req.VMID); err != nil {
+		return refuse("%v", err)
 	}
 	img, held, err := s.lockForSave(ctx, m, req)
 	if isRefusal(err) {

@@ -459,7 +459,7 @@ func TestReleaseSaveRefusals(t *testing.T) {
 	h.mustUse(pers.ID, 7)
 	h.mustUse(shared.ID, 7)
 
-	bad := h.stage("vms/7/bad.raw", []byte("what the VM wrote"), schemas.DiskFormatRaw)
+	bad := h.stage("vms/7/disk-1.raw", []byte("what the VM wrote"), schemas.DiskFormatRaw)
 	bad.SHA256 = sha([]byte("something else"))
 	_, err := h.release(pers.ID, 7, bad)
 	want := fmt.Sprintf("image 0: the saved disk %s has SHA-256 %s, but %s was reported; nothing was saved and VM 7 still holds the image",
@@ -477,23 +477,33 @@ func TestReleaseSaveRefusals(t *testing.T) {
 	wantStates := []string{"->LOCKED", "LOCKED->READY", "READY->USED_PERS", "USED_PERS->LOCKED_USED_PERS", "LOCKED_USED_PERS->USED_PERS"}
 	h.wantStates(pers.ID, wantStates...)
 
-	short := h.stage("vms/7/short.raw", []byte("abc"), schemas.DiskFormatRaw)
+	short := h.stage("vms/7/disk-2.raw", []byte("abc"), schemas.DiskFormatRaw)
 	short.Size = 4
 	if _, err := h.release(pers.ID, 7, short); !strings.Contains(refusalOf(t, err), "has 3 bytes, but 4 were reported") {
 		t.Fatalf("bad size: %v", err)
 	}
-	missing := &schemas.ImageSave{Source: "s3://" + h.cfg.UploadBucket + "/vms/7/nothing.raw", Format: schemas.DiskFormatRaw, Size: 1, SHA256: sha(nil)}
+	missing := &schemas.ImageSave{Source: "s3://" + h.cfg.UploadBucket + "/vms/7/disk-3.raw", Format: schemas.DiskFormatRaw, Size: 1, SHA256: sha(nil)}
 	if _, err := h.release(pers.ID, 7, missing); !strings.Contains(refusalOf(t, err), "the saved disk "+missing.Source+" does not exist") {
 		t.Fatalf("missing staged disk: %v", err)
 	}
 	elsewhere := &schemas.ImageSave{Source: shared.Source, Format: schemas.DiskFormatRaw, Size: 1, SHA256: sha(nil)}
-	if _, err := h.release(pers.ID, 7, elsewhere); !strings.Contains(refusalOf(t, err), "save.source must be a staged object in s3://"+h.cfg.UploadBucket+"/") {
+	if _, err := h.release(pers.ID, 7, elsewhere); !strings.Contains(refusalOf(t, err), "a saved disk is s3://"+h.cfg.UploadBucket+"/vms/7/disk-<disk>.<format>") {
 		t.Fatalf("save from outside the upload bucket: %v", err)
 	}
 	if !h.exists(elsewhere.Source) {
 		t.Fatal("a refused save deleted another image's blob")
 	}
-	nonpers := h.stage("vms/7/shared.raw", []byte("x"), schemas.DiskFormatRaw)
+	// Nor another upload, nor another VM's saved disk: each stays.
+	for _, key := range []string{"uploads/6f1c/disk.raw", "vms/8/disk-0.raw", "kernels/6f1c/vmlinuz"} {
+		other := h.stage(key, []byte("x"), schemas.DiskFormatRaw)
+		if _, err := h.release(pers.ID, 7, other); !strings.Contains(refusalOf(t, err), "staged by the launcher for VM 7") {
+			t.Fatalf("save of %s: %v", key, err)
+		}
+		if !h.exists(other.Source) {
+			t.Fatalf("a refused save deleted %s", other.Source)
+		}
+	}
+	nonpers := h.stage("vms/7/disk-4.raw", []byte("x"), schemas.DiskFormatRaw)
 	if _, err := h.release(shared.ID, 7, nonpers); refusalOf(t, err) != "image 1 is not persistent: a VM's changes to it are discarded, there is nothing to save (release it without save)" {
 		t.Fatalf("save on a shared image: %v", err)
 	}

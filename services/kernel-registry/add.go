@@ -136,13 +136,16 @@ func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, token string, e
 	}
 }
 
-// deleteSource removes add's source when it is a staged upload: a command
+// deleteSource removes add's source when it is a kernel upload: a command
 // naming another object must not make the service delete it.
 func (s *Service) deleteSource(url string) {
-	if bucket, _, err := blob.ParseURL(url); err == nil && bucket == s.cfg.UploadBucket {
+	if s.uploads().CheckKernelUpload(url) == nil {
 		s.deleteStaged(url)
 	}
 }
+
+// uploads are the locations kernel uploads are checked against.
+func (s *Service) uploads() blob.Locations { return blob.Locations{UploadBucket: s.cfg.UploadBucket} }
 
 // deleteStaged removes an upload whatever ended the job.
 func (s *Service) deleteStaged(url string) {
@@ -181,10 +184,10 @@ type prepared struct {
 }
 
 func (j *addJob) run(ctx context.Context) (schemas.Kernel, error) {
-	bucket, _, err := blob.ParseURL(j.cmd.Source)
-	if err != nil || bucket != j.s.cfg.UploadBucket {
-		return schemas.Kernel{}, fmt.Errorf("%w: source %s: add reads staged uploads in s3://%s/", errInvalid, j.cmd.Source, j.s.cfg.UploadBucket)
+	if err := j.s.uploads().CheckKernelUpload(j.cmd.Source); err != nil {
+		return schemas.Kernel{}, fmt.Errorf("%w: %w", errInvalid, err)
 	}
+	var err error
 	if j.dir, err = os.MkdirTemp(j.s.cfg.TempDir, "add-*"); err != nil {
 		return schemas.Kernel{}, &retryable{fmt.Errorf("work directory: %w", err)}
 	}

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 
 	"github.com/slipway/slipway/pkg/blob"
@@ -170,16 +169,23 @@ func (s *stack) waitService(name string) {
 }
 
 // stage uploads a file as the CLI does and returns its s3:// URL.
+// stage uploads a file as the CLI does for kernel add.
 func (s *stack) stage(data io.Reader, size int64, name string) string {
+	return s.stageUnder(blob.KernelUploadPrefix, data, size, name)
+}
+
+func (s *stack) stageUnder(prefix string, data io.Reader, size int64, name string) string {
 	s.t.Helper()
-	info, err := s.store.Put(s.ctx, s.uploads, blob.StagingPrefix+uuid.NewString()+"/"+name, data, size)
+	info, err := s.store.Put(s.ctx, s.uploads, blob.StagingKey(prefix, name), data, size)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	return info.URL()
 }
 
-func (s *stack) stageFile(path string) string {
+func (s *stack) stageFile(path string) string { return s.stageFileUnder(blob.KernelUploadPrefix, path) }
+
+func (s *stack) stageFileUnder(prefix, path string) string {
 	s.t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -187,7 +193,7 @@ func (s *stack) stageFile(path string) string {
 	}
 	defer f.Close()
 	fi, _ := f.Stat()
-	return s.stage(f, fi.Size(), filepath.Base(path))
+	return s.stageUnder(prefix, f, fi.Size(), filepath.Base(path))
 }
 
 // add calls kernel-registry add and returns the added kernel, or the
@@ -496,11 +502,22 @@ func TestAddBadFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := s.add(schemas.KernelRegistryAdd{Source: "s3://" + s.images + "/keep/me"}, time.Minute)
-		if !bus.IsCallError(err) || !strings.Contains(err.Error(), "staged uploads") {
+		if !bus.IsCallError(err) || !strings.Contains(err.Error(), "kernel uploads are s3://"+s.uploads+"/kernels/<id>/<file>") {
 			t.Fatalf("%v", err)
 		}
 		if _, err := s.store.Stat(s.ctx, s.images, "keep/me"); err != nil {
 			t.Errorf("the named object was deleted: %v", err)
+		}
+		// Nor may it take another upload in the upload bucket (an image
+		// the CLI staged for the catalog).
+		other := s.stageUnder(blob.StagingPrefix, strings.NewReader("someone's disk"), 14, "disk.raw")
+		_, err = s.add(schemas.KernelRegistryAdd{Source: other}, time.Minute)
+		if !bus.IsCallError(err) || !strings.Contains(err.Error(), "kernels/<id>/<file>") {
+			t.Fatalf("%v", err)
+		}
+		bucket, key, _ := blob.ParseURL(other)
+		if _, err := s.store.Stat(s.ctx, bucket, key); err != nil {
+			t.Errorf("another upload was deleted: %v", err)
 		}
 	})
 }
@@ -510,7 +527,7 @@ func TestAddBadFiles(t *testing.T) {
 func TestExamineCatalogKernel(t *testing.T) {
 	dir := kernelFiles(t)
 	s := newStack(t)
-	src := s.stageFile(filepath.Join(dir, "vmlinuz"))
+	src := s.stageFileUnder(blob.StagingPrefix, filepath.Join(dir, "vmlinuz")) // as the CLI stages image-create
 	ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
 	defer cancel()
 	m, err := s.cli.Call(ctx, "catalog", "image-create", schemas.ImageCreate{Name: "plain-kernel", Datastore: "files",

@@ -70,7 +70,7 @@ func (s *Service) saveDisk(ctx context.Context, vmID int64, pd planDisk) (string
 			return "", err
 		}
 	}
-	key := fmt.Sprintf("vms/%d/disk-%d.%s", vmID, pd.DiskID, pd.Public.Format)
+	key := blob.SavedDiskKey(vmID, pd.DiskID, string(pd.Public.Format))
 	info, err := s.upload(ctx, pd.Path, key)
 	if err != nil {
 		return "", err

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
 	"github.com/slipway/slipway/pkg/blob"
@@ -211,7 +210,7 @@ func (g *globals) upload(ctx context.Context, store *blob.Store, path, checksum 
 	if err := store.EnsureBucket(ctx, UploadBucket); err != nil {
 		return blob.Info{}, fmt.Errorf("s3 %s: %w", g.s3Endpoint, err)
 	}
-	key := blob.StagingPrefix + uuid.NewString() + "/" + base // what the catalog accepts as staged
+	key := blob.StagingKey(blob.StagingPrefix, base) // what the catalog accepts as staged
 	bar := newProgressView(g.io.err, "")
 	opts := []blob.PutOption{blob.Progress(func(done int64) { bar.update("upload", done, max(size, 0), time.Now()) })}
 	if hex, ok := stripSHA256(checksum); ok {

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
 	"github.com/slipway/slipway/pkg/blob"
@@ -98,7 +97,7 @@ func (g *globals) addKernel(ctx context.Context, b *bus.Bus, path, name string) 
 		return k, fmt.Errorf("s3 %s: %w", g.s3Endpoint, err)
 	}
 	base := filepath.Base(path)
-	key := "kernels/" + uuid.NewString() + "/" + base
+	key := blob.StagingKey(blob.KernelUploadPrefix, base) // what kernel-registry accepts
 	info, err := store.Put(ctx, UploadBucket, key, f, fi.Size())
 	if err != nil {
 		return k, fmt.Errorf("upload %s to s3://%s/%s: %w", path, UploadBucket, key, err)
