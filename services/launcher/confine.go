@@ -106,6 +106,20 @@ func (c *confinement) assign(id int64) (*qemuUser, error) {
 	return nil, fmt.Errorf("no free uid for QEMU in %s=%d-%d: every one is in use or has an account", EnvQEMUUIDs, c.first, c.first+c.n-1)
 }
 
+// probeVM is the confinement key of the accelerator probe: no VM has a negative ID.
+const probeVM = -1
+
+// probeUser is who the accelerator probe runs QEMU as: a uid of the VMs' range, so the
+// probe proves what their QEMU can use. nil when the launcher is not root.
+func (c *confinement) probeUser() (*qemu.User, error) {
+	u, err := c.assign(probeVM)
+	if err != nil || u == nil {
+		return nil, err
+	}
+	c.release(probeVM, u) // the probe ends before any VM starts
+	return &qemu.User{UID: u.uid, GID: u.uid}, nil
+}
+
 // release takes a VM's directories back for root once its QEMU has exited, so the next
 // VM given the same uid cannot read them, and frees the uid.
 func (c *confinement) release(id int64, u *qemuUser, dirs ...string) {

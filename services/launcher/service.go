@@ -149,7 +149,11 @@ func (s *Service) Run(ctx context.Context) error {
 // probe guest under each candidate (see qemu.Probe) and logs the choice and
 // every candidate passed over, with why.
 func (s *Service) chooseAccelerator(ctx context.Context) error {
-	acc, err := qemu.ProbeOnce(ctx, qemu.ProbeConfig{Binary: s.cfg.QEMU, Force: s.cfg.Accel, Timeout: s.cfg.ProbeTimeout})
+	user, err := s.conf.probeUser()
+	if err != nil {
+		return fmt.Errorf("launcher: %w", err)
+	}
+	acc, err := qemu.ProbeOnce(ctx, qemu.ProbeConfig{Binary: s.cfg.QEMU, Force: s.cfg.Accel, Timeout: s.cfg.ProbeTimeout, User: user})
 	if err != nil {
 		if s.cfg.Accel != "" {
 			return fmt.Errorf("launcher: %s=%s: %w", EnvAccel, s.cfg.Accel, err)

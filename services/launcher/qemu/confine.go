@@ -213,10 +213,28 @@ func ChownTree(dir string, uid, gid int) error {
 }
 
 // credential is the SysProcAttr credential for u, or nil when QEMU keeps this process's
-// identity.
+// identity. Its only supplementary group is the one /dev/kvm is shared with (kvm on
+// Debian), so an unprivileged QEMU can use KVM where the host lets that group.
 func credential(u *User) *syscall.Credential {
 	if u == nil {
 		return nil
 	}
-	return &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: []uint32{}}
+	return &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: kvmGroups(kvmDevice)}
+}
+
+// kvmDevice is KVM's device node.
+const kvmDevice = "/dev/kvm"
+
+// kvmGroups is the group that may read and write dev, when that is not root's; none
+// otherwise.
+func kvmGroups(dev string) []uint32 {
+	fi, err := os.Stat(dev)
+	if err != nil {
+		return []uint32{}
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Gid == 0 || fi.Mode().Perm()&0o060 != 0o060 {
+		return []uint32{}
+	}
+	return []uint32{st.Gid}
 }

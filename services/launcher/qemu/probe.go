@@ -95,6 +95,10 @@ type ProbeConfig struct {
 	Timeout time.Duration
 	// ExtraArgs are added to each probe's command line (after Slipway's own).
 	ExtraArgs []string
+	// User, when set, is who QEMU runs as: the identity VMs will have, so
+	// the probe proves what they can use (an unprivileged uid may not open
+	// /dev/kvm where root can) and a hostile QEMU escape is not root.
+	User *User
 }
 
 func (c *ProbeConfig) defaults() {
@@ -128,6 +132,11 @@ func Probe(ctx context.Context, cfg ProbeConfig) (Accelerator, error) {
 		return Accelerator{}, err
 	}
 	defer os.RemoveAll(dir)
+	if cfg.User != nil {
+		if err := ChownTree(dir, int(cfg.User.UID), int(cfg.User.GID)); err != nil {
+			return Accelerator{}, err
+		}
+	}
 	var acc Accelerator
 	for _, c := range cands {
 		err := probeOne(ctx, bin, dir, c, cfg)
@@ -162,6 +171,11 @@ func probeOne(ctx context.Context, bin, dir string, c Candidate, cfg ProbeConfig
 	if err := os.WriteFile(romPath, rom, 0o600); err != nil {
 		return err
 	}
+	if u := cfg.User; u != nil {
+		if err := os.Chown(romPath, int(u.UID), int(u.GID)); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	args := []string{
@@ -177,7 +191,7 @@ func probeOne(ctx context.Context, bin, dir string, c Candidate, cfg ProbeConfig
 	if err != nil {
 		return err
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: credential(cfg.User)}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("qemu did not start: %v", err)
 	}
@@ -196,7 +210,11 @@ func probeOne(ctx context.Context, bin, dir string, c Candidate, cfg ProbeConfig
 	case ctx.Err() != nil && !exitedEarly(waitErr):
 		return fmt.Errorf("the guest printed nothing within %v (it hangs)", cfg.Timeout)
 	}
-	return qemuFailure(waitErr, stderr.String())
+	err = qemuFailure(waitErr, stderr.String())
+	if u := cfg.User; u != nil && c.Accel == AccelKVM && strings.Contains(stderr.String(), "Permission denied") {
+		err = fmt.Errorf("%w (QEMU runs as uid %d, as VMs do: %s must let it, or its group, read and write)", err, u.UID, kvmDevice)
+	}
+	return err
 }
 
 // scanFor reports whether r yields a line equal to want before it ends.
@@ -285,13 +303,17 @@ type probeKey struct {
 	binary, force string
 	timeout       time.Duration
 	extra         string
+	user          User
 }
 
 // ProbeOnce is Probe, remembered per configuration for the life of the
 // process. Failures are not remembered.
 func ProbeOnce(ctx context.Context, cfg ProbeConfig) (Accelerator, error) {
 	cfg.defaults()
-	k := probeKey{cfg.Binary, cfg.Force, cfg.Timeout, strings.Join(cfg.ExtraArgs, "\x00")}
+	k := probeKey{cfg.Binary, cfg.Force, cfg.Timeout, strings.Join(cfg.ExtraArgs, "\x00"), User{}}
+	if cfg.User != nil {
+		k.user = *cfg.User
+	}
 	if a, ok := probed.Load(k); ok {
 		return a.(Accelerator), nil
 	}

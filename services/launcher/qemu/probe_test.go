@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -187,5 +188,69 @@ func TestProbeROM(t *testing.T) {
 		if _, err := probeROM(bad); err == nil {
 			t.Errorf("probeROM(%q) accepted", bad)
 		}
+	}
+}
+
+// Under a root launcher the probe runs QEMU as the VMs' unprivileged uid, so it proves
+// what their QEMU can use; the guest still prints its line.
+func TestProbeRunsAsTheVMsUser(t *testing.T) {
+	needQEMU(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run QEMU as another uid")
+	}
+	out, err := os.MkdirTemp("", "probe-user-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(out) })
+	if err := os.Chmod(out, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(out, "id")
+	bin := qemutest.Wrapper(t, "tcg", `id -u > `+log)
+	u := &User{UID: 50321, GID: 50321}
+	acc, err := Probe(testCtx(t, time.Minute), ProbeConfig{Binary: bin, Force: AccelTCG, Timeout: 30 * time.Second, User: u})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc.Accel != AccelTCG {
+		t.Fatalf("%+v", acc)
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(b)); got != "50321" {
+		t.Fatalf("the probe's QEMU ran as uid %s, want 50321", got)
+	}
+}
+
+// An unprivileged QEMU gets /dev/kvm's group when that group may read and write it, and
+// no group otherwise.
+func TestKVMGroups(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown a file to another group")
+	}
+	dev := filepath.Join(t.TempDir(), "kvm")
+	if err := os.WriteFile(dev, nil, 0o660); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		gid  int
+		mode os.FileMode
+		want []uint32
+	}{{108, 0o660, []uint32{108}}, {108, 0o666, []uint32{108}}, {108, 0o640, []uint32{}}, {0, 0o660, []uint32{}}} {
+		if err := os.Chown(dev, 0, c.gid); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dev, c.mode); err != nil {
+			t.Fatal(err)
+		}
+		if got := kvmGroups(dev); !slices.Equal(got, c.want) {
+			t.Errorf("gid %d mode %v: groups %v, want %v", c.gid, c.mode, got, c.want)
+		}
+	}
+	if got := kvmGroups(filepath.Join(t.TempDir(), "none")); len(got) != 0 {
+		t.Errorf("no device: %v", got)
 	}
 }
