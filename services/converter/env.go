@@ -9,8 +9,8 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/netguard"
+	"github.com/slipway/slipway/pkg/qemuimg"
 	"github.com/slipway/slipway/pkg/run"
-	"github.com/slipway/slipway/services/converter/qemuimg"
 )
 
 // Environment variables read by ConfigFromEnv.

@@ -17,8 +17,8 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/inspect"
+	"github.com/slipway/slipway/pkg/qemuimg"
 	"github.com/slipway/slipway/schemas"
-	"github.com/slipway/slipway/services/converter/qemuimg"
 	"github.com/slipway/slipway/services/converter/source"
 )
 

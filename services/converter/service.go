@@ -21,10 +21,10 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/inspect"
 	"github.com/slipway/slipway/pkg/jobs"
+	"github.com/slipway/slipway/pkg/qemuimg"
 	"github.com/slipway/slipway/pkg/workdir"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/converter/blank"
-	"github.com/slipway/slipway/services/converter/qemuimg"
 	"github.com/slipway/slipway/services/converter/source"
 )
 

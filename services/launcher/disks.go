@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/qemuimg"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/launcher/qemu"
 )
@@ -132,6 +133,11 @@ func (s *Service) convertPaused(ctx context.Context, m *machine, pd planDisk, ds
 	if err := qemu.CheckConfined(pd.Path, format, s.vmDir(m.id), s.cfg.CacheDir); err != nil {
 		return err
 	}
+	for _, p := range []string{pd.Path, dst} {
+		if err := qemuimg.CheckPath(p); err != nil {
+			return err
+		}
+	}
 	return s.qemuImg(ctx, "convert", "-U", "-f", format, "-O", "qcow2", pd.Path, dst)
 }
 
@@ -164,6 +170,9 @@ func (s *Service) diskSnapshotCmd(ctx context.Context, msg *bus.Msg) error {
 	} else {
 		// qemu-img snapshot takes no -f; --image-opts names the format.
 		if err := qemu.CheckConfined(pd.Path, pd.Format, s.vmDir(req.ID), s.cfg.CacheDir); err != nil {
+			return refuse(&req.ID, "snapshot of DISK %d of VM %d: %v", req.DiskID, req.ID, err)
+		}
+		if err := qemuimg.CheckPath(pd.Path); err != nil {
 			return refuse(&req.ID, "snapshot of DISK %d of VM %d: %v", req.DiskID, req.ID, err)
 		}
 		err = s.qemuImg(ctx, "snapshot", "-c", req.Name, "--image-opts",

@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 
 	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/qemuimg"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -112,15 +112,12 @@ func (s *Service) upload(ctx context.Context, path, key string) (blob.Info, erro
 
 // virtualSize asks qemu-img for a disk's virtual size.
 func (s *Service) virtualSize(ctx context.Context, path, format string) (int64, error) {
-	cmd := exec.CommandContext(ctx, s.cfg.QEMUImg, "info", "-U", "--output=json", "-f", format, path)
-	cmd.Env = []string{}
-	out, err := cmd.Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return 0, fmt.Errorf("qemu-img info %s: %s", path, strings.TrimSpace(string(ee.Stderr)))
-		}
+	if err := qemuimg.CheckPath(path); err != nil {
 		return 0, err
+	}
+	out, err := s.img.Run(ctx, s.img.Light(), "info", "-U", "--output=json", "-f", format, path)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
 	}
 	var info struct {
 		VirtualSize json.Number `json:"virtual-size"`

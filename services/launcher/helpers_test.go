@@ -22,6 +22,8 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/qemuimg"
+	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/catalog"
@@ -552,4 +554,62 @@ func (h *harness) startKernelRegistry() {
 		TempDir: h.t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
 	h.run("kernel-registry", svc.Run)
 	h.waitService(kernelregistry.Name)
+}
+
+// recordingQemuImg writes a qemu-img wrapper for Config.QEMUImg that appends
+// to log, for every call, what the launcher started it with: its
+// subcommand, ulimit -v (KiB) and -t (s), its pid and process group, and its
+// environment as execve gave it; then it runs the real qemu-img.
+func recordingQemuImg(t *testing.T) (bin, log string) {
+	t.Helper()
+	dir := t.TempDir()
+	bin, log = filepath.Join(dir, "qemu-img"), filepath.Join(dir, "qemu-img.log")
+	script := `#!/bin/sh
+echo "$1 as=$(ulimit -v) cpu=$(ulimit -t) pid=$$ pgrp=$(cut -d' ' -f5 /proc/$$/stat) env=$(tr '\0' ' ' < /proc/$$/environ)" >> ` + log + `
+exec qemu-img "$@"
+`
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin, log
+}
+
+// checkQemuImgConfined reads recordingQemuImg's log: each subcommand in
+// want must have run, and every call must have run under the shared
+// runner's default limits (qemuimg.Runner's Light ones for info and create,
+// Heavy ones for convert and snapshot), with run.ChildEnv as its whole
+// environment, in its own process group.
+func checkQemuImgConfined(t *testing.T, log string, want ...string) {
+	t.Helper()
+	data, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatalf("the launcher never ran Config.QEMUImg: %v", err)
+	}
+	light := fmt.Sprintf("as=%d cpu=%d", qemuimg.DefaultAddressSpace>>10, qemuimg.DefaultCPUSeconds)
+	heavy := fmt.Sprintf("as=%d cpu=%d", qemuimg.DefaultConvertAddressSpace>>10, qemuimg.DefaultConvertCPUSeconds)
+	limits := map[string]string{"info": light, "create": light, "convert": heavy, "snapshot": heavy}
+	env := "env=" + strings.Join(run.ChildEnv(), " ")
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		sub, rest, _ := strings.Cut(line, " ")
+		seen[sub] = true
+		if lim, ok := limits[sub]; !ok || !strings.HasPrefix(rest, lim+" ") {
+			t.Errorf("qemu-img %s ran with %q, want limits %q", sub, rest, lim)
+		}
+		var pid, pgrp string
+		if i := strings.Index(rest, "pid="); i >= 0 {
+			fmt.Sscanf(rest[i:], "pid=%s pgrp=%s", &pid, &pgrp)
+		}
+		if pid == "" || pid != pgrp {
+			t.Errorf("qemu-img %s: %q: want its own process group", sub, rest)
+		}
+		if i := strings.Index(rest, "env="); i < 0 || strings.TrimSpace(rest[i:]) != env {
+			t.Errorf("qemu-img %s: %q: want only %q", sub, rest, env)
+		}
+	}
+	for _, sub := range want {
+		if !seen[sub] {
+			t.Errorf("qemu-img %s never ran through Config.QEMUImg; log:\n%s", sub, data)
+		}
+	}
 }

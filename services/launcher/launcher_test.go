@@ -125,7 +125,10 @@ CONTEXT = [ GREETING = "hello", TOKEN = "%s" ]
 
 func TestPersistentDiskSnapshotSaveAsRestart(t *testing.T) {
 	needTools(t, "qemu-system-x86_64", "qemu-img")
-	h := newHarness(t)
+	// Every qemu-img call of the launcher goes through the shared confined
+	// runner, with Config.QEMUImg as its binary: checked at the end.
+	qemuImgBin, qemuImgLog := recordingQemuImg(t)
+	h := newHarness(t, func(c *launcher.Config) { c.QEMUImg = qemuImgBin })
 	kernel, initrd := bootImages(t, h, readyScript("stay", true))
 	shared := h.importFile(rawDisk(t, 4<<20, "shared-disk"), schemas.ImageCreate{Name: "shared", Type: "DATABLOCK"})
 	pers := h.importFile(rawDisk(t, 8<<20, "persistent-disk"), schemas.ImageCreate{Name: "pers", Type: "OS",
@@ -230,6 +233,9 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]" ]
 		t.Errorf("staged objects left in the upload bucket: %v", left)
 	}
 	h.noQEMULeft()
+	// The overlay of disk 0 (PROLOG), the save-as copy, the snapshot of the
+	// powered-off disk and the persistent disk's size (EPILOG).
+	checkQemuImgConfined(t, qemuImgLog, "create", "convert", "snapshot", "info")
 }
 
 // waitFinal waits until VM id is DONE or FAILED.

@@ -193,7 +193,7 @@ func (s *Service) prepareDisk(ctx context.Context, i int64, d diskImage, target,
 		if format == qemu.FormatLUKS {
 			size = img.Size // …which it cannot open without the passphrase
 		}
-		if err := qemu.CreateOverlay(ctx, pd.Path, base, format, size); err != nil {
+		if err := qemu.CreateOverlay(ctx, s.img, pd.Path, base, format, size); err != nil {
 			return pd, qd, err
 		}
 		qd.Format = qemu.FormatQcow2
@@ -219,15 +219,12 @@ func (s *Service) copyFile(ctx context.Context, src, dst string) error {
 	return os.Chmod(dst, 0o600)
 }
 
-// qemuImg runs qemu-img, with its message in the error.
+// qemuImg runs a whole-image qemu-img call (convert, snapshot) through the
+// shared confined runner, with its Heavy limits; qemu-img's message is in
+// the error. The caller checks the paths with qemuimg.CheckPath.
 func (s *Service) qemuImg(ctx context.Context, args ...string) error {
-	cmd := exec.CommandContext(ctx, s.cfg.QEMUImg, args...)
-	cmd.Env = []string{} // qemu-img needs nothing from ours (no S3 key, no KEK)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("qemu-img %s: %v: %s", args[0], err, strings.TrimSpace(string(out)))
-	}
-	return nil
+	_, err := s.img.Run(ctx, s.img.Heavy(), args...)
+	return err
 }
 
 // prepareContext builds the CONTEXT ISO and attaches it read-only as the

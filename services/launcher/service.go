@@ -19,6 +19,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/qemuimg"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/launcher/qemu"
 )
@@ -66,6 +67,10 @@ type Service struct {
 	accel qemu.Accelerator
 	// conf holds the restricted attributes and QEMU's uids.
 	conf *confinement
+	// img runs every qemu-img call (overlays, save-as copies, offline
+	// snapshots, sizes at EPILOG), confined: the runner the converter and
+	// crypto-luks use, with Config.QEMUImg as its binary.
+	img *qemuimg.Runner
 
 	// life is the context of the VMs' goroutines and QEMU processes: it
 	// ends when Run returns, and QEMU with it.
@@ -87,7 +92,8 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 		log = b.Logger()
 	}
 	return &Service{bus: b, blobs: store, cfg: cfg, log: log,
-		machines: map[int64]*machine{}, ready: make(chan struct{}), conf: newConfinement(cfg)}
+		machines: map[int64]*machine{}, ready: make(chan struct{}), conf: newConfinement(cfg),
+		img: &qemuimg.Runner{Binary: cfg.QEMUImg}}
 }
 
 // Ready is closed once Run consumes commands and answers queries.

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/slipway/slipway/pkg/inspect"
+	"github.com/slipway/slipway/pkg/qemuimg"
 	runenv "github.com/slipway/slipway/pkg/run"
-	"github.com/slipway/slipway/services/converter/qemuimg"
 )
 
 // Limits of a blank disk.

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/slipway/slipway/pkg/inspect"
-	"github.com/slipway/slipway/services/converter/qemuimg"
+	"github.com/slipway/slipway/pkg/qemuimg"
 )
 
 func TestCreate(t *testing.T) {

@@ -13,10 +13,16 @@
 // iteration count, and that measurement can fail on a busy or virtual CPU
 // ("Unable to get accurate CPU usage"); such a call is run again, up to
 // four times in all.
+//
+// qemu-img runs through pkg/qemuimg's Runner, the one the converter and the
+// launcher use: under prlimit (Runner.AddressSpace and CPUSeconds, 4 GiB and
+// 6 h by default), at a lower nice priority, with run.ChildEnv as its whole
+// environment, in its own process group. Every file path it is given, and
+// every path an --image-opts or secret object string is built from, has
+// passed qemuimg.CheckPath.
 package luks
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -25,14 +31,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/slipway/slipway/pkg/run"
+	"github.com/slipway/slipway/pkg/qemuimg"
 )
 
 // MaxSlots is how many key slots a LUKS1 header has.
@@ -60,8 +64,9 @@ var (
 	// ErrSlot: a key slot number is out of range, taken or empty, or the
 	// change would leave no active slot.
 	ErrSlot = errors.New("key slot")
-	// ErrPath: a path qemu-img could read as something else than a file.
-	ErrPath = errors.New("path refused")
+	// ErrPath: a path qemu-img could read as something else than a file
+	// (qemuimg.ErrPath).
+	ErrPath = qemuimg.ErrPath
 )
 
 // cpuUsageMsg is qemu's message when its PBKDF2 timing fails.
@@ -80,9 +85,27 @@ type Runner struct {
 	// IterTime is the PBKDF2 time of a new key slot; default 100 ms.
 	IterTime time.Duration
 	// AddressSpace and CPUSeconds limit each qemu-img process (through
-	// prlimit when it is installed); defaults 4 GiB and 6 h.
+	// prlimit); defaults 4 GiB and 6 h.
 	AddressSpace int64
 	CPUSeconds   int
+}
+
+// qemuImg is the shared runner for r's binary.
+func (r *Runner) qemuImg() *qemuimg.Runner {
+	return &qemuimg.Runner{Binary: r.Binary}
+}
+
+// limits are r's limits of one qemu-img call, every call alike: an
+// encryption reads and writes a whole disk.
+func (r *Runner) limits() qemuimg.Limits {
+	lim := qemuimg.Limits{AddressSpace: r.AddressSpace, CPUSeconds: r.CPUSeconds}
+	if lim.AddressSpace <= 0 {
+		lim.AddressSpace = DefaultAddressSpace
+	}
+	if lim.CPUSeconds <= 0 {
+		lim.CPUSeconds = DefaultCPUSeconds
+	}
+	return lim
 }
 
 // NewPassphrase makes a strong passphrase: 32 random bytes in unpadded
@@ -106,29 +129,25 @@ func (r *Runner) iterMillis() string {
 	return strconv.FormatInt(max(d.Milliseconds(), 1), 10)
 }
 
-func (r *Runner) tempDir() string {
-	if r.TempDir != "" {
-		return r.TempDir
+// tempDir is where secret files and scratch outputs go: TempDir or
+// os.TempDir(), made absolute and clean, for qemuimg.CheckPath.
+func (r *Runner) tempDir() (string, error) {
+	d := r.TempDir
+	if d == "" {
+		d = os.TempDir()
 	}
-	return os.TempDir()
+	abs, err := filepath.Abs(d)
+	if err != nil {
+		return "", fmt.Errorf("temp dir: %w", err)
+	}
+	return abs, nil
 }
 
 // checkPath refuses what qemu could take for something other than a plain
-// local file: json: and protocol prefixes, relative or unclean paths,
-// control characters. Commas are escaped where a path goes into options.
-func checkPath(p string) error {
-	switch {
-	case p == "":
-		return fmt.Errorf("%w: empty path", ErrPath)
-	case !filepath.IsAbs(p):
-		return fmt.Errorf("%w: %q is not absolute", ErrPath, p)
-	case filepath.Clean(p) != p:
-		return fmt.Errorf("%w: %q is not a clean path", ErrPath, p)
-	case strings.ContainsAny(p, ":\x00\r\n"):
-		return fmt.Errorf("%w: %q contains ':' or a control character, which qemu may read as a protocol or an option", ErrPath, p)
-	}
-	return nil
-}
+// local file (qemuimg.CheckPath): json: and protocol prefixes, relative or
+// unclean paths, control characters. Commas are escaped where a path goes
+// into options.
+func checkPath(p string) error { return qemuimg.CheckPath(p) }
 
 // optValue escapes a value for qemu's key=value,… option syntax.
 func optValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }
@@ -143,17 +162,26 @@ func (r *Runner) secrets(passes ...[]byte) (args []string, cleanup func(), err e
 			os.Remove(f)
 		}
 	}
+	dir, err := r.tempDir()
+	if err != nil {
+		return nil, func() {}, err
+	}
 	for i, p := range passes {
 		if len(p) == 0 {
 			cleanup()
 			return nil, func() {}, errors.New("empty passphrase")
 		}
-		f, err := os.CreateTemp(r.tempDir(), ".luks-secret-*") // 0600
+		f, err := os.CreateTemp(dir, ".luks-secret-*") // 0600
 		if err != nil {
 			cleanup()
 			return nil, func() {}, fmt.Errorf("secret file: %w", err)
 		}
 		files = append(files, f.Name())
+		if err := checkPath(f.Name()); err != nil {
+			f.Close()
+			cleanup()
+			return nil, func() {}, fmt.Errorf("secret file: %w", err)
+		}
 		_, werr := f.Write(p)
 		if cerr := f.Close(); werr == nil {
 			werr = cerr
@@ -170,34 +198,6 @@ func (r *Runner) secrets(passes ...[]byte) (args []string, cleanup func(), err e
 // imageOpts opens path as a LUKS volume unlocked by secret sec<i>.
 func imageOpts(path string, secret int) string {
 	return fmt.Sprintf("driver=luks,key-secret=sec%d,file.driver=file,file.filename=%s", secret, optValue(path))
-}
-
-// command builds qemu-img under prlimit (when installed), in its own
-// process group so cancelling ctx kills everything it started.
-func (r *Runner) command(ctx context.Context, args []string) *exec.Cmd {
-	bin := r.Binary
-	if bin == "" {
-		bin = DefaultBinary
-	}
-	name, argv := bin, args
-	if pl, err := exec.LookPath("prlimit"); err == nil {
-		as := r.AddressSpace
-		if as <= 0 {
-			as = DefaultAddressSpace
-		}
-		cpu := r.CPUSeconds
-		if cpu <= 0 {
-			cpu = DefaultCPUSeconds
-		}
-		name = pl
-		argv = append([]string{"--as=" + strconv.FormatInt(as, 10), "--cpu=" + strconv.Itoa(cpu), "--", bin}, args...)
-	}
-	cmd := exec.CommandContext(ctx, name, argv...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	cmd.Env = run.ChildEnv()
-	return cmd
 }
 
 // cpuUsageAttempts bounds the runs of a call whose PBKDF2 timing failed.
@@ -224,56 +224,18 @@ func (r *Runner) run(ctx context.Context, progress io.Writer, args ...string) ([
 }
 
 func (r *Runner) runOnce(ctx context.Context, progress io.Writer, args []string) ([]byte, error) {
-	var stdout bytes.Buffer
-	stderr := &tail{max: 8 << 10}
-	cmd := r.command(ctx, args)
-	cmd.Stdout = &stdout
+	var out []byte
+	var err error
 	if progress != nil {
-		cmd.Stdout = progress
+		err = r.qemuImg().Stream(ctx, r.limits(), progress, args...)
+	} else {
+		out, err = r.qemuImg().Run(ctx, r.limits(), args...)
 	}
-	cmd.Stderr = stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.Bytes(), r.runError(ctx, args, err, stderr.String())
+	if err != nil && ctx.Err() == nil && strings.Contains(err.Error(), wrongPassMsg) {
+		return out, fmt.Errorf("qemu-img %s: %w", args[0], ErrWrongPassphrase)
 	}
-	return stdout.Bytes(), nil
+	return out, err
 }
-
-func (r *Runner) runError(ctx context.Context, args []string, err error, stderr string) error {
-	verb := "qemu-img " + args[0]
-	if ctx.Err() != nil {
-		return fmt.Errorf("%s: %w", verb, ctx.Err())
-	}
-	msg := strings.TrimSpace(stderr)
-	if strings.Contains(msg, wrongPassMsg) {
-		return fmt.Errorf("%s: %w", verb, ErrWrongPassphrase)
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return fmt.Errorf("%s: killed by %v (limits: CPU %d s, memory %d bytes): %s", verb, ws.Signal(), r.CPUSeconds, r.AddressSpace, msg)
-		}
-	}
-	if msg == "" {
-		return fmt.Errorf("%s: %w", verb, err)
-	}
-	return fmt.Errorf("%s: %w: %s", verb, err, msg)
-}
-
-// tail keeps the last max bytes written to it.
-type tail struct {
-	buf []byte
-	max int
-}
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > t.max {
-		t.buf = t.buf[len(t.buf)-t.max:]
-	}
-	return len(p), nil
-}
-
-func (t *tail) String() string { return string(t.buf) }
 
 // Info is what a LUKS header tells without a passphrase.
 type Info struct {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/pkg/testenv"
 )
 
@@ -276,5 +278,59 @@ func TestPercentWriter(t *testing.T) {
 	}
 	if len(got) != 3 || got[0] != 0 || got[1] != 12.5 || got[2] != 100 {
 		t.Fatalf("parsed %v", got)
+	}
+}
+
+// qemu-img runs through the shared confined runner (pkg/qemuimg): under
+// prlimit with this package's limits (4 GiB, 6 h by default, or the
+// Runner's), with run.ChildEnv as its whole environment, in its own process
+// group.
+func TestQemuImgIsConfined(t *testing.T) {
+	r, _ := runner(t)
+	t.Setenv("SLIPWAY_LUKS_KEK", "must-not-leak")
+	dir := t.TempDir()
+	log := filepath.Join(dir, "confined.log")
+	wrapper := filepath.Join(dir, "qemu-img")
+	script := "#!/bin/sh\n{ echo \"as=$(ulimit -v) cpu=$(ulimit -t) pid=$$ pgrp=$(cut -d' ' -f5 /proc/$$/stat)\"; tr '\\0' ' ' < /proc/$$/environ; echo; } >> " + log + "\nexec qemu-img \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := r.Create(ctx, filepath.Join(dir, "a.luks"), 1<<20, pass(t)); err != nil {
+		t.Fatal(err)
+	}
+	// Info runs qemu-img once (no PBKDF2 timing, so no retry).
+	r.Binary = wrapper
+	if _, err := r.Info(ctx, filepath.Join(dir, "a.luks")); err != nil {
+		t.Fatal(err)
+	}
+	r.AddressSpace, r.CPUSeconds = 3<<30, 1234
+	if _, err := r.Info(ctx, filepath.Join(dir, "a.luks")); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("log:\n%s", data)
+	}
+	for i, want := range []string{
+		fmt.Sprintf("as=%d cpu=%d", DefaultAddressSpace>>10, DefaultCPUSeconds),
+		fmt.Sprintf("as=%d cpu=%d", (3<<30)>>10, 1234),
+	} {
+		limits, env := lines[2*i], strings.TrimSpace(lines[2*i+1])
+		if !strings.HasPrefix(limits, want+" ") {
+			t.Errorf("call %d: %s, want %s", i, limits, want)
+		}
+		var pid, pgrp string
+		fmt.Sscanf(limits[strings.Index(limits, "pid="):], "pid=%s pgrp=%s", &pid, &pgrp)
+		if pid == "" || pid != pgrp {
+			t.Errorf("call %d: %s: want qemu-img in its own process group", i, limits)
+		}
+		if want := strings.Join(run.ChildEnv(), " "); env != want {
+			t.Errorf("call %d: environment %q, want %q", i, env, want)
+		}
 	}
 }

@@ -127,12 +127,19 @@ func (r *Runner) Verify(ctx context.Context, path string, pass []byte) error {
 		return err
 	}
 	defer cleanup()
-	out, err := os.CreateTemp(r.tempDir(), ".luks-verify-*")
+	dir, err := r.tempDir()
+	if err != nil {
+		return err
+	}
+	out, err := os.CreateTemp(dir, ".luks-verify-*")
 	if err != nil {
 		return err
 	}
 	out.Close()
 	defer os.Remove(out.Name())
+	if err := checkPath(out.Name()); err != nil {
+		return err
+	}
 	args := append([]string{"dd", "--image-opts"}, objs...)
 	args = append(args, "-O", "raw", "bs=512", "count=1", "if="+imageOpts(path, 0), "of="+out.Name())
 	if _, err := r.run(ctx, nil, args...); err != nil {

@@ -51,7 +51,7 @@ func TestDisks(t *testing.T) {
 	makeLUKS(t, luks, sec, "8M")
 	makeLUKS(t, base, bsec, "8M")
 	ctx := testCtx(t, 2*time.Minute)
-	if err := CreateOverlay(ctx, overlay, base, FormatLUKS, 8<<20); err != nil {
+	if err := CreateOverlay(ctx, nil, overlay, base, FormatLUKS, 8<<20); err != nil {
 		t.Fatal(err)
 	}
 	if name, format, err := qcow2Backing(overlay); err != nil || name != base || format != "luks" {
@@ -173,7 +173,7 @@ func TestWrongPassphrase(t *testing.T) {
 	assertNoQEMU(t, dir)
 	// The same for the LUKS base of an overlay.
 	over := filepath.Join(img, "over.qcow2")
-	if err := CreateOverlay(ctx, over, luks, FormatLUKS, 4<<20); err != nil {
+	if err := CreateOverlay(ctx, nil, over, luks, FormatLUKS, 4<<20); err != nil {
 		t.Fatal(err)
 	}
 	_, err = Start(ctx, Config{Name: "wrongpass2", RunDir: dir, VMDir: img, ExtraArgs: []string{"-S"},
@@ -330,7 +330,7 @@ func TestCreateOverlay(t *testing.T) {
 	qemuImg(t, "create", "-q", "-f", "raw", base, "3M")
 	over := filepath.Join(dir, "over.qcow2")
 	ctx := testCtx(t, time.Minute)
-	if err := CreateOverlay(ctx, over, base, FormatRaw, 0); err != nil {
+	if err := CreateOverlay(ctx, nil, over, base, FormatRaw, 0); err != nil {
 		t.Fatal(err)
 	}
 	if name, format, err := qcow2Backing(over); err != nil || name != base || format != "raw" {
@@ -349,9 +349,12 @@ func TestCreateOverlay(t *testing.T) {
 		{filepath.Join(dir, "a"), base, "vmdk", 0, `backing format "vmdk"`},
 		{filepath.Join(dir, "b"), base, FormatLUKS, 0, "virtual size of a LUKS backing image must be given"},
 		{filepath.Join(dir, "c"), filepath.Join(dir, "none"), FormatRaw, 0, "no such file"},
-		{filepath.Join(dir, "d"), base, FormatQcow2, 0, "qemu-img"}, // a raw file read as qcow2
+		{filepath.Join(dir, "d"), base, FormatQcow2, 0, "qemu-img create"}, // a raw file read as qcow2
+		{"relative.qcow2", base, FormatRaw, 0, "not an absolute path"},
+		{filepath.Join(dir, "e"), `json:{"file.filename":"` + base + `"}`, FormatRaw, 0, "json: pseudo-filename"},
+		{filepath.Join(dir, "f"), "nbd:localhost:10809", FormatRaw, 0, "path refused"},
 	} {
-		err := CreateOverlay(ctx, tc.path, tc.backing, tc.format, tc.size)
+		err := CreateOverlay(ctx, nil, tc.path, tc.backing, tc.format, tc.size)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("CreateOverlay(%s, %s, %s) = %v, want %q", tc.path, tc.backing, tc.format, err, tc.want)
 		}

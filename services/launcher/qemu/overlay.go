@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
-	"strings"
+
+	"github.com/slipway/slipway/pkg/qemuimg"
 )
 
 // CreateOverlay makes a qcow2 overlay at path over backing (format backingFormat), for a
@@ -14,9 +14,20 @@ import (
 // is. size is the virtual size in bytes; 0 lets qemu-img read it from the backing image,
 // which is not possible for a LUKS backing image (its header is encrypted; give the size).
 // For a LUKS backing image the overlay is created without opening it (-u), and the VM
-// opens it with Disk.BackingSecretFile. The backing path is recorded as given: pass an
-// absolute path. path must not exist.
-func CreateOverlay(ctx context.Context, path, backing, backingFormat string, size int64) error {
+// opens it with Disk.BackingSecretFile. The backing path is recorded as given; both paths
+// must pass qemuimg.CheckPath (absolute, clean, no protocol prefix). path must not exist.
+// qemu-img runs through img, confined (prlimit, nice, empty environment, own process
+// group), with img's Light limits; nil is the zero Runner (qemu-img from PATH).
+func CreateOverlay(ctx context.Context, img *qemuimg.Runner, path, backing, backingFormat string, size int64) error {
+	if img == nil {
+		img = &qemuimg.Runner{}
+	}
+	if err := qemuimg.CheckPath(path); err != nil {
+		return fmt.Errorf("overlay: %w", err)
+	}
+	if err := qemuimg.CheckPath(backing); err != nil {
+		return fmt.Errorf("overlay %s: backing: %w", path, err)
+	}
 	if backingFormat != FormatRaw && backingFormat != FormatQcow2 && backingFormat != FormatLUKS {
 		return fmt.Errorf("overlay %s: backing format %q must be raw, qcow2 or luks", path, backingFormat)
 	}
@@ -37,12 +48,9 @@ func CreateOverlay(ctx context.Context, path, backing, backingFormat string, siz
 	if size > 0 {
 		args = append(args, strconv.FormatInt(size, 10))
 	}
-	cmd := exec.CommandContext(ctx, "qemu-img", args...)
-	cmd.Env = []string{} // qemu-img needs nothing from ours (no S3 key, no KEK)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
+	if _, err := img.Run(ctx, img.Light(), args...); err != nil {
 		os.Remove(path)
-		return fmt.Errorf("overlay %s: qemu-img: %v: %s", path, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("overlay %s: %w", path, err)
 	}
 	return nil
 }

@@ -110,7 +110,7 @@ func (r *Runner) Convert(ctx context.Context, src string, from inspect.Format, d
 // progress.
 func (r *Runner) runProgress(ctx context.Context, args []string, total int64, progress func(done, total int64)) error {
 	stderr := &tailBuffer{max: 8 << 10}
-	cmd := r.command(ctx, r.heavy(), args...)
+	cmd := r.Command(ctx, r.Heavy(), args...)
 	cmd.Stderr = stderr
 	var wg sync.WaitGroup
 	if progress != nil {
@@ -129,7 +129,7 @@ func (r *Runner) runProgress(ctx context.Context, args []string, total int64, pr
 	}
 	wg.Wait()
 	if err := cmd.Wait(); err != nil {
-		return runError(ctx, args, err, stderr.String(), r.heavy())
+		return runError(ctx, args, err, stderr.String(), r.Heavy())
 	}
 	return nil
 }
@@ -201,7 +201,7 @@ func (r *Runner) Measure(ctx context.Context, path string, from, to inspect.Form
 	if o != "" {
 		args = append(args, "-o", o)
 	}
-	out, err := r.run(ctx, r.light(), append(args, path)...)
+	out, err := r.Run(ctx, r.Light(), append(args, path)...)
 	if err != nil {
 		return 0, err
 	}
@@ -232,6 +232,6 @@ func (r *Runner) Create(ctx context.Context, path string, f inspect.Format, size
 	if f == inspect.VHD {
 		args = append(args, "-o", "force_size=on")
 	}
-	_, err := r.run(ctx, r.heavy(), append(args, path, strconv.FormatInt(size, 10))...)
+	_, err := r.Run(ctx, r.Heavy(), append(args, path, strconv.FormatInt(size, 10))...)
 	return err
 }

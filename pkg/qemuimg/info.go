@@ -49,7 +49,7 @@ func (r *Runner) Info(ctx context.Context, path string, f inspect.Format) (Info,
 	if err != nil {
 		return Info{}, err
 	}
-	out, err := r.run(ctx, r.light(), "info", "--output=json", "-f", qf, path)
+	out, err := r.Run(ctx, r.Light(), "info", "--output=json", "-f", qf, path)
 	if err != nil {
 		return Info{}, err
 	}
@@ -87,7 +87,7 @@ func (r *Runner) Check(ctx context.Context, path string, f inspect.Format) error
 	if !checkable[f] {
 		return nil
 	}
-	_, err := r.run(ctx, r.light(), "check", "--output=json", "-f", string(f), path)
+	_, err := r.Run(ctx, r.Light(), "check", "--output=json", "-f", string(f), path)
 	switch code := exitCode(err); code {
 	case 0, 3:
 		return nil

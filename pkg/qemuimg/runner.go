@@ -30,28 +30,41 @@ const (
 // ErrPath marks a path refused before qemu-img could see it.
 var ErrPath = errors.New("path refused")
 
-// Runner runs qemu-img with limits. The zero value is ready to use.
+// Runner runs qemu-img with limits. The zero value is ready to use. It is
+// the one way Slipway runs qemu-img on disks it did not write itself: the
+// converter, crypto-luks and the launcher all go through it.
 type Runner struct {
 	Binary              string // qemu-img executable; default "qemu-img"
-	CPUSeconds          int    // CPU-time limit for info, check and measure; default 30
-	ConvertCPUSeconds   int    // CPU-time limit for convert and create; default 3600
-	AddressSpace        int64  // address-space limit for info, check and measure; default 1 GiB
-	ConvertAddressSpace int64  // address-space limit for convert and create; default 4 GiB
+	CPUSeconds          int    // CPU-time limit of Light calls (info, check, measure); default 30
+	ConvertCPUSeconds   int    // CPU-time limit of Heavy calls (convert, create); default 3600
+	AddressSpace        int64  // address-space limit of Light calls; default 1 GiB
+	ConvertAddressSpace int64  // address-space limit of Heavy calls; default 4 GiB
 	Nice                int    // niceness added to qemu-img; default 10, negative: none
 }
 
-// limits selects the limits of a light (info) or heavy (convert) call.
-type limits struct {
-	cpu int
-	as  int64
+// Limits bound one qemu-img process (prlimit's --cpu and --as).
+type Limits struct {
+	CPUSeconds   int   // CPU time, in seconds
+	AddressSpace int64 // address space, in bytes
 }
 
-func (r *Runner) light() limits {
-	return limits{cpu: or(r.CPUSeconds, DefaultCPUSeconds), as: or(r.AddressSpace, DefaultAddressSpace)}
+// Light returns the limits of a call that reads headers and metadata:
+// info, check, measure.
+func (r *Runner) Light() Limits {
+	return Limits{CPUSeconds: or(r.CPUSeconds, DefaultCPUSeconds), AddressSpace: or(r.AddressSpace, DefaultAddressSpace)}
 }
 
-func (r *Runner) heavy() limits {
-	return limits{cpu: or(r.ConvertCPUSeconds, DefaultConvertCPUSeconds), as: or(r.ConvertAddressSpace, DefaultConvertAddressSpace)}
+// Heavy returns the limits of a call that reads or writes a whole image:
+// convert, create.
+func (r *Runner) Heavy() Limits {
+	return Limits{CPUSeconds: or(r.ConvertCPUSeconds, DefaultConvertCPUSeconds), AddressSpace: or(r.ConvertAddressSpace, DefaultConvertAddressSpace)}
+}
+
+// orLight fills lim's zero fields with the runner's Light limits: a call
+// never runs without a bound.
+func (r *Runner) orLight(lim Limits) Limits {
+	l := r.Light()
+	return Limits{CPUSeconds: or(lim.CPUSeconds, l.CPUSeconds), AddressSpace: or(lim.AddressSpace, l.AddressSpace)}
 }
 
 func or[T int | int64](v, def T) T {
@@ -79,14 +92,19 @@ func CheckPath(p string) error {
 	return nil
 }
 
-// command builds `prlimit --as=N --cpu=N -- nice -n N qemu-img args…` in its
-// own process group; cancelling ctx kills the group.
-func (r *Runner) command(ctx context.Context, lim limits, args ...string) *exec.Cmd {
+// Command builds `prlimit --as=N --cpu=N -- nice -n N qemu-img args…`
+// under lim (a zero field takes the Light limit) with run.ChildEnv as its
+// whole environment, in its own process group, which cancelling ctx kills.
+// The caller sets Stdout and Stderr and runs it; Run and Stream do that and
+// describe a failure. The caller is also the one that checks args: explicit
+// formats, and paths through CheckPath.
+func (r *Runner) Command(ctx context.Context, lim Limits, args ...string) *exec.Cmd {
+	lim = r.orLight(lim)
 	bin := r.Binary
 	if bin == "" {
 		bin = DefaultBinary
 	}
-	argv := []string{"--as=" + strconv.FormatInt(lim.as, 10), "--cpu=" + strconv.Itoa(lim.cpu), "--"}
+	argv := []string{"--as=" + strconv.FormatInt(lim.AddressSpace, 10), "--cpu=" + strconv.Itoa(lim.CPUSeconds), "--"}
 	nice := r.Nice
 	if nice == 0 {
 		nice = DefaultNice
@@ -108,22 +126,32 @@ func (r *Runner) command(ctx context.Context, lim limits, args ...string) *exec.
 	return cmd
 }
 
-// run executes a light or heavy qemu-img call and returns its stdout.
-func (r *Runner) run(ctx context.Context, lim limits, args ...string) ([]byte, error) {
+// Run runs qemu-img args under lim and returns its stdout (at most 16 MiB).
+// A failure names the subcommand, the limit qemu-img hit if it hit one, and
+// the end of its stderr; an *exec.ExitError stays reachable with errors.As.
+func (r *Runner) Run(ctx context.Context, lim Limits, args ...string) ([]byte, error) {
 	var stdout bytes.Buffer
+	err := r.Stream(ctx, lim, &limitedWriter{w: &stdout, n: 16 << 20}, args...)
+	return stdout.Bytes(), err
+}
+
+// Stream is Run with qemu-img's stdout written to w as it comes (for -p
+// progress); nil discards it.
+func (r *Runner) Stream(ctx context.Context, lim Limits, w io.Writer, args ...string) error {
+	lim = r.orLight(lim)
 	stderr := &tailBuffer{max: 8 << 10}
-	cmd := r.command(ctx, lim, args...)
-	cmd.Stdout = &limitedWriter{w: &stdout, n: 16 << 20}
+	cmd := r.Command(ctx, lim, args...)
+	cmd.Stdout = w
 	cmd.Stderr = stderr
 	if err := cmd.Run(); err != nil {
-		return stdout.Bytes(), runError(ctx, args, err, stderr.String(), lim)
+		return runError(ctx, args, err, stderr.String(), lim)
 	}
-	return stdout.Bytes(), nil
+	return nil
 }
 
 // runError describes a failed qemu-img call, naming the limit it hit when
 // the kernel killed it for one.
-func runError(ctx context.Context, args []string, err error, stderr string, lim limits) error {
+func runError(ctx context.Context, args []string, err error, stderr string, lim Limits) error {
 	verb := "qemu-img"
 	if len(args) > 0 {
 		verb += " " + args[0]
@@ -137,11 +165,11 @@ func runError(ctx context.Context, args []string, err error, stderr string, lim 
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			switch ws.Signal() {
 			case syscall.SIGXCPU, syscall.SIGKILL:
-				return fmt.Errorf("%s: killed by %v (CPU limit %d s): %s", verb, ws.Signal(), lim.cpu, msg)
+				return fmt.Errorf("%s: killed by %v (CPU limit %d s): %s", verb, ws.Signal(), lim.CPUSeconds, msg)
 			}
 		}
 		if isMemoryError(msg) {
-			return fmt.Errorf("%s: out of memory under the address-space limit of %s: %s", verb, inspect.HumanBytes(uint64(lim.as)), msg)
+			return fmt.Errorf("%s: out of memory under the address-space limit of %s: %s", verb, inspect.HumanBytes(uint64(lim.AddressSpace)), msg)
 		}
 	}
 	if msg == "" {
