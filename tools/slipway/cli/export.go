@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/oci"
+	"github.com/slipway/slipway/pkg/qemuimg"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/tools/slipway/render"
 )
@@ -329,15 +329,17 @@ func compressedQcow2(ctx context.Context, path, qfmt string) (ok bool, why strin
 	return true, "", nil
 }
 
+// qemuImg runs qemu-img confined (pkg/qemuimg): the blob is someone's
+// image, and the CLI's environment holds S3 keys.
+var qemuImg = &qemuimg.Runner{}
+
 // qemuJSON runs a qemu-img subcommand that prints JSON and decodes it.
 func qemuJSON(ctx context.Context, v any, args ...string) error {
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "qemu-img", args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("qemu-img %s: %w: %s", args[0], err, strings.TrimSpace(stderr.String()))
+	out, err := qemuImg.Run(ctx, qemuImg.Light(), args...)
+	if err != nil {
+		return err
 	}
-	if err := json.Unmarshal(stdout.Bytes(), v); err != nil {
+	if err := json.Unmarshal(out, v); err != nil {
 		return fmt.Errorf("qemu-img %s: reading its JSON: %w", args[0], err)
 	}
 	return nil
@@ -347,24 +349,22 @@ func qemuJSON(ctx context.Context, v any, args ...string) error {
 // showing qemu-img's own progress as a share of size (the virtual size).
 func (g *globals) compress(ctx context.Context, src, from, dst string, size int64) error {
 	args := []string{"convert", "-p", "-f", from, "-O", "qcow2", "-c", "-o", "compression_type=zlib", src, dst}
-	cmd := exec.CommandContext(ctx, "qemu-img", args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("qemu-img convert: %w", err)
-	}
+	pr, pw := io.Pipe()
 	bar := newProgressView(g.io.err, "")
-	readPercent(stdout, func(pct float64) {
-		bar.update("convert", int64(pct/100*float64(size)), size, time.Now())
-	})
-	err = cmd.Wait()
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		readPercent(pr, func(pct float64) {
+			bar.update("convert", int64(pct/100*float64(size)), size, time.Now())
+		})
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	err := qemuImg.Stream(ctx, qemuImg.Heavy(), pw, args...)
+	pw.Close()
+	<-read
 	bar.done()
 	if err != nil {
-		return fmt.Errorf("qemu-img %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		return err
 	}
 	fi, err := os.Stat(dst)
 	if err != nil {
