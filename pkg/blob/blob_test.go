@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/testenv"
 )
@@ -25,24 +26,7 @@ import (
 // or more each on a busy machine.
 var shared testenv.S3
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "slipway-blob-minio-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	s3, stop, err := testenv.StartMinIO(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	shared = s3
-	code := m.Run()
-	stop()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithMinIO(m, "blob", &shared)) }
 
 const testPart = 5 << 20 // the S3 minimum, so multipart paths run on small data
 

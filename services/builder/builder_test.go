@@ -80,13 +80,7 @@ func setup(m *testing.M) (int, error) {
 	if out, err := build.CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("build the guest init: %v\n%s", err, out)
 	}
-	var stop func()
-	s3, stop, err = testenv.StartMinIO(filepath.Join(dir, "minio"))
-	if err != nil {
-		return 0, fmt.Errorf("need MinIO: %w", err)
-	}
-	defer stop()
-	return m.Run(), nil
+	return testenv.RunWithMinIO(m, "builder", &s3), nil
 }
 
 // harness is a running builder on its own NATS server, a loopback

@@ -29,38 +29,7 @@ import (
 // buckets through its own datastore names.
 var s3 testenv.S3
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "catalog-minio-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	var stop func()
-	s3, stop, err = testenv.StartMinIO(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "catalog tests need MinIO:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	stop()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-var bucketSeq struct {
-	sync.Mutex
-	n int
-}
-
-// uniqueSuffix keeps the buckets of concurrent or successive tests apart in
-// the shared MinIO.
-func uniqueSuffix() string {
-	bucketSeq.Lock()
-	defer bucketSeq.Unlock()
-	bucketSeq.n++
-	return fmt.Sprintf("%d-%d", os.Getpid(), bucketSeq.n)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithMinIO(m, "catalog", &s3)) }
 
 // harness is a catalog over a real nats-server and MinIO, with a CLI-side
 // bus to send commands, a converter-side bus to send converter events, and
@@ -83,7 +52,7 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	url, _ := testenv.NATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	sfx := uniqueSuffix()
+	sfx := testenv.Unique()
 	cfg := Config{
 		Datastores: []Datastore{
 			{Name: "default", Kind: KindImage, Bucket: "img-" + sfx, Types: imageTypes(KindImage)},

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -26,24 +25,7 @@ import (
 // s3 is one MinIO shared by the package's tests.
 var s3 testenv.S3
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "converter-minio-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	var stop func()
-	s3, stop, err = testenv.StartMinIO(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "converter tests need MinIO:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	stop()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithMinIO(m, "converter", &s3)) }
 
 const (
 	uploads = "slipway-uploads"

@@ -49,13 +49,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "build slipway-initrd: %v\n%s", err, out)
 			return 1
 		}
-		var stop func()
-		if s3, stop, err = testenv.StartMinIO(filepath.Join(dir, "minio")); err != nil {
-			fmt.Fprintln(os.Stderr, "kernel-registry tests need MinIO:", err)
-			return 1
-		}
-		defer stop()
-		return m.Run()
+		return testenv.RunWithMinIO(m, "kernel-registry", &s3)
 	}()
 	os.Exit(code)
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/launcher"
 	"github.com/slipway/slipway/services/launcher/qemu"
@@ -18,7 +19,7 @@ import (
 func TestVMRecordsTheProbedAccelerator(t *testing.T) {
 	needTools(t, "qemu-system-x86_64", "qemu-img")
 	h := newHarness(t, func(c *launcher.Config) { c.QEMU = qemutest.Wrapper(t, "kvm", qemutest.AbortMSR) })
-	token := "tok-" + uniqueSuffix()
+	token := "tok-" + testenv.Unique()
 	kernel, _ := bootImages(t, h, readyScript(token, false))
 	tid := h.createTemplate("accel", fmt.Sprintf(`NAME = "accel"
 MEMORY = 256

@@ -79,7 +79,7 @@ func TestConfinedVMs(t *testing.T) {
 	if os.Geteuid() != 0 {
 		testenv.Skip(t, "QEMU runs as its own uid only when the launcher is root; this test runs as uid %d", os.Geteuid())
 	}
-	secret := "kek-" + uniqueSuffix()
+	secret := "kek-" + testenv.Unique()
 	t.Setenv("SLIPWAY_TEST_LUKS_KEK", secret)
 	h := newHarness(t, func(c *launcher.Config) { c.RestrictedAttr = "EMULATOR" })
 	kernel, initrd := bootImages(t, h, readyScript("confined", true))

@@ -42,36 +42,7 @@ const bootTimeout = 300 * time.Second
 // buckets.
 var s3 testenv.S3
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "launcher-minio-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	var stop func()
-	s3, stop, err = testenv.StartMinIO(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "launcher tests need MinIO:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	stop()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-var seq struct {
-	sync.Mutex
-	n int
-}
-
-func uniqueSuffix() string {
-	seq.Lock()
-	defer seq.Unlock()
-	seq.n++
-	return fmt.Sprintf("%d-%d", os.Getpid(), seq.n)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithMinIO(m, "launcher", &s3)) }
 
 // harness is a catalog, a converter and a launcher over a real nats-server
 // and MinIO, with a CLI-side bus and a recorder of every event.
@@ -100,7 +71,7 @@ func newHarness(t *testing.T, mutate ...func(*launcher.Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sfx := uniqueSuffix()
+	sfx := testenv.Unique()
 	// A short work dir: QMP sockets live in it.
 	work, err := os.MkdirTemp("", "lt")
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/launcher"
 	"github.com/slipway/slipway/services/launcher/qemu"
@@ -46,7 +47,7 @@ func readyScript(token string, stay bool) string {
 func TestBootPowerOffResumeTerminate(t *testing.T) {
 	needTools(t, "qemu-system-x86_64", "qemu-img")
 	h := newHarness(t)
-	token := "tok-" + uniqueSuffix()
+	token := "tok-" + testenv.Unique()
 	kernel, initrd := bootImages(t, h, readyScript(token, false))
 	disk := h.importFile(rawDisk(t, 4<<20, "disk-zero"), schemas.ImageCreate{Name: "disk", Type: "OS"})
 	tid := h.createTemplate("boot", fmt.Sprintf(`NAME = "boot"

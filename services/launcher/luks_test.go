@@ -14,6 +14,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/sealbox"
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/launcher"
 )
@@ -27,7 +28,7 @@ func TestLUKSDisk(t *testing.T) {
 	needTools(t, "qemu-system-x86_64", "qemu-img")
 	h := newHarness(t)
 	h.startCryptoLUKS()
-	token := "luks-" + uniqueSuffix()
+	token := "luks-" + testenv.Unique()
 	kernel, initrd := bootImages(t, h, readyScript(token, false))
 	plain := h.importFile(rawDisk(t, 8<<20, "plain-text"), schemas.ImageCreate{Name: "plain", Type: "OS"})
 	m, err := h.cli.Call(h.ctx, "catalog", "image-encrypt", schemas.ImageEncrypt{ID: plain.ID, Name: "sealed"}, []string{"image-created"})

@@ -28,7 +28,7 @@ func TestPVHBootWithKernelRegistry(t *testing.T) {
 	needTools(t, "qemu-system-x86_64", "qemu-img")
 	h := newHarness(t)
 	h.startKernelRegistry()
-	token := "pvh-" + uniqueSuffix()
+	token := "pvh-" + testenv.Unique()
 	kernel, initrd := bootImages(t, h, readyScript(token, false))
 	var facts kernelFacts
 	deadline := time.Now().Add(2 * time.Minute)
