@@ -287,7 +287,7 @@ func TestUsedImageRefusesChangesThroughTheBus(t *testing.T) {
 	h.convert(cmd, c, make([]byte, 1024), schemas.DiskFormatRaw)
 	h.waitState(img.ID, StateReady)
 	// No launcher yet: put the image in use the way one will.
-	if _, _, _, err := h.svc.images.update(h.ctx, img.ID, func(i *schemas.Image) error {
+	if _, _, err := h.svc.images.Update(h.ctx, img.ID, func(i *schemas.Image) error {
 		i.State, i.RVMs = schemas.ImageStateUsed, 2
 		return nil
 	}); err != nil {
@@ -435,7 +435,7 @@ func TestDuplicateCommandDeliveryCreatesOneImage(t *testing.T) {
 func TestCreateResumesAfterCrash(t *testing.T) {
 	h := newHarness(t)
 	// A previous delivery allocated ID 0 and claimed the command, then died.
-	id, err := h.svc.images.nextID(h.ctx)
+	id, err := h.svc.images.NextID(h.ctx)
 	if err != nil || id != 0 {
 		t.Fatalf("nextID = %d, %v", id, err)
 	}
@@ -490,7 +490,7 @@ func TestConcurrentCreatesGetDistinctIDs(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			id, err := h.svc.images.nextID(h.ctx)
+			id, err := h.svc.images.NextID(h.ctx)
 			if err != nil {
 				t.Error(err)
 				return

@@ -169,7 +169,7 @@ func (s *Service) reject(ctx context.Context, m *bus.Msg, id *int64, cause error
 // that op is allowed in the image's current state. It returns the record
 // before and after, and whether anything was written.
 func (s *Service) modify(ctx context.Context, id int64, op Op, change func(*schemas.Image) error) (before, after *schemas.Image, changed bool, err error) {
-	after, _, changed, err = s.images.update(ctx, id, func(img *schemas.Image) error {
+	after, changed, err = s.images.Update(ctx, id, func(img *schemas.Image) error {
 		before = cloneImage(img)
 		if err := Allow(op, img); err != nil {
 			return &refusal{err}
@@ -236,7 +236,7 @@ func (s *Service) setPersistent(ctx context.Context, m *bus.Msg, id int64, persi
 }
 
 func (s *Service) rename(ctx context.Context, m *bus.Msg, req schemas.ImageRename) error {
-	cur, _, err := s.images.get(ctx, req.ID)
+	cur, _, err := s.images.Get(ctx, req.ID)
 	if errors.Is(err, ErrNotFound) {
 		return refuse("image %d does not exist", req.ID)
 	}
@@ -318,7 +318,7 @@ func (s *Service) updateAttributes(ctx context.Context, m *bus.Msg, req schemas.
 // record, then says so. A delete interrupted half way resumes from DELETE.
 func (s *Service) delete(ctx context.Context, m *bus.Msg, id int64) error {
 	var from State
-	img, _, changed, err := s.images.update(ctx, id, func(img *schemas.Image) error {
+	img, changed, err := s.images.Update(ctx, id, func(img *schemas.Image) error {
 		from = State(img.State)
 		if from == StateDelete {
 			return errNoChange // resuming an interrupted delete
@@ -355,7 +355,7 @@ func (s *Service) delete(ctx context.Context, m *bus.Msg, id int64) error {
 	if err := s.images.releaseName(ctx, img.User, img.Name, img.ID); err != nil {
 		return err
 	}
-	if err := s.images.remove(ctx, id); err != nil {
+	if err := s.images.Purge(ctx, id); err != nil {
 		return err
 	}
 	return s.emitDeleted(ctx, img, m)

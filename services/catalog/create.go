@@ -11,6 +11,7 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/dockerurl"
+	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/pkg/saga"
 	"github.com/slipway/slipway/schemas"
 )
@@ -305,11 +306,11 @@ func (s *Service) record(p plan, id int64, sagaID string) *schemas.Image {
 // insert stores a new record, or returns the one a previous delivery
 // stored.
 func (s *Service) insert(ctx context.Context, img *schemas.Image) (*schemas.Image, error) {
-	_, created, err := s.images.create(ctx, img)
-	if err != nil || created {
+	_, err := s.images.Create(ctx, img.ID, img)
+	if !errors.Is(err, kvstore.ErrExists) {
 		return img, err
 	}
-	cur, _, err := s.images.get(ctx, img.ID)
+	cur, _, err := s.images.Get(ctx, img.ID)
 	if err != nil {
 		return nil, err
 	}

@@ -456,7 +456,7 @@ func (s *Service) deleteBuild(ctx context.Context, ev schemas.BuilderBuilt) erro
 	if s.isBuildURL(ev.ImageID, ev.Dest) {
 		return s.deleteURL(ctx, ev.Dest)
 	}
-	img, _, err := s.images.get(ctx, ev.ImageID)
+	img, _, err := s.images.Get(ctx, ev.ImageID)
 	if err == nil && img.Source == ev.Dest {
 		return nil
 	}

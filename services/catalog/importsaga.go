@@ -123,7 +123,7 @@ func (s *Service) findSaga(ctx context.Context, correlation string, imageID int6
 			return nil, err
 		}
 	}
-	img, _, err := s.images.get(ctx, imageID)
+	img, _, err := s.images.Get(ctx, imageID)
 	if errors.Is(err, ErrNotFound) || (err == nil && img.SagaID == "") {
 		return nil, saga.ErrNotFound
 	}
@@ -193,7 +193,7 @@ func (s *Service) deleteOwned(ctx context.Context, ev schemas.ConverterConverted
 	if err != nil || !strings.HasPrefix(key, imagePrefix(ev.ImageID)) || !s.isDatastoreBucket(bucket) {
 		return nil
 	}
-	if img, _, err := s.images.get(ctx, ev.ImageID); err == nil && img.Source == ev.Dest {
+	if img, _, err := s.images.Get(ctx, ev.ImageID); err == nil && img.Source == ev.Dest {
 		return nil
 	} else if err != nil && !errors.Is(err, ErrNotFound) {
 		return err
@@ -216,7 +216,7 @@ func (s *Service) deleteAttempt(ctx context.Context, ev schemas.ConverterConvert
 // orphan handles a converted report no saga claims: if its image is gone,
 // the blob has no owner and is deleted.
 func (s *Service) orphan(ctx context.Context, ev schemas.ConverterConverted) error {
-	img, _, err := s.images.get(ctx, ev.ImageID)
+	img, _, err := s.images.Get(ctx, ev.ImageID)
 	if err == nil && img.Source == ev.Dest {
 		return nil
 	}
@@ -272,7 +272,7 @@ func (s *Service) commit(ctx context.Context, sg *saga.Saga, cause *envelope.Env
 		return s.failImport(ctx, sg, reason, cause)
 	}
 	res := d.Result
-	img, _, _, err := s.images.update(ctx, d.ImageID, func(img *schemas.Image) error {
+	img, _, err := s.images.Update(ctx, d.ImageID, func(img *schemas.Image) error {
 		if img.SagaID != sg.ID {
 			return fmt.Errorf("image %d belongs to saga %s now: %w", img.ID, img.SagaID, errLost)
 		}
@@ -406,7 +406,7 @@ func (s *Service) failImport(ctx context.Context, sg *saga.Saga, reason string, 
 		return err
 	}
 	committed := false
-	img, _, changed, err := s.images.update(ctx, d.ImageID, func(img *schemas.Image) error {
+	img, changed, err := s.images.Update(ctx, d.ImageID, func(img *schemas.Image) error {
 		switch {
 		case img.SagaID != sg.ID || State(img.State) == StateError:
 			return errNoChange

@@ -97,7 +97,7 @@ func (s *Service) encrypt(ctx context.Context, m *bus.Msg, prior *processed) (pr
 	}
 	// Refusals before the new image exists are about the source.
 	none := processed{ImageID: req.ID}
-	src, _, err := s.images.get(ctx, req.ID)
+	src, _, err := s.images.Get(ctx, req.ID)
 	if errors.Is(err, ErrNotFound) {
 		return none, refuse("image %d does not exist", req.ID)
 	}
@@ -150,7 +150,7 @@ func (s *Service) encrypt(ctx context.Context, m *bus.Msg, prior *processed) (pr
 // claimNewImage allocates an image ID and a saga ID for a command and
 // records them, so a redelivery resumes with the same ones.
 func (s *Service) claimNewImage(ctx context.Context, m *bus.Msg) (*processed, error) {
-	id, err := s.images.nextID(ctx)
+	id, err := s.images.NextID(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -373,7 +373,7 @@ func (s *Service) recordEncrypted(ctx context.Context, id string, ev schemas.Cry
 // orphanLuks deletes a LUKS blob and secret no running saga owns, unless
 // the image records them (a duplicate report about a committed image).
 func (s *Service) orphanLuks(ctx context.Context, ev schemas.CryptoLuksEncrypted) error {
-	img, _, err := s.images.get(ctx, ev.ImageID)
+	img, _, err := s.images.Get(ctx, ev.ImageID)
 	switch {
 	case err == nil && img.Attributes[AttrLUKSSecret] == ev.Secret:
 		return nil
@@ -448,7 +448,7 @@ func luksExpired(sg *saga.Saga, d time.Duration) string {
 // blob (launchers check what they fetch against it). A report about
 // another blob or secret than the image's is ignored with a log line.
 func (s *Service) slotsChanged(ctx context.Context, m *bus.Msg, ev schemas.CryptoLuksSlotsChanged) error {
-	img, _, changed, err := s.images.update(ctx, ev.ImageID, func(img *schemas.Image) error {
+	img, changed, err := s.images.Update(ctx, ev.ImageID, func(img *schemas.Image) error {
 		if img.Source != ev.Dest || img.Attributes[AttrLUKSSecret] != ev.Secret {
 			return errNoChange
 		}

@@ -45,7 +45,7 @@ func (s *Service) queryList(ctx context.Context, req []byte) (any, error) {
 	if f.State != "" && !State(f.State).Valid() {
 		return nil, bus.Invalid(fmt.Errorf("state %q is not an image state (want one of %v)", f.State, States()))
 	}
-	all, err := s.images.list(ctx)
+	all, err := s.images.List(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +69,7 @@ func (s *Service) queryShow(ctx context.Context, req []byte) (any, error) {
 	case r.ID != nil && r.Name != "":
 		return nil, bus.Invalid(errors.New("give id or name, not both"))
 	case r.ID != nil:
-		img, _, err := s.images.get(ctx, *r.ID)
+		img, _, err := s.images.Get(ctx, *r.ID)
 		if errors.Is(err, ErrNotFound) {
 			return nil, bus.NotFound(fmt.Errorf("image %d does not exist", *r.ID))
 		}

@@ -143,7 +143,7 @@ func (s *Service) setup(ctx context.Context) error {
 	if s.dedup, err = kv("catalog_dedup", DedupTTL); err != nil {
 		return fmt.Errorf("catalog setup: %w", err)
 	}
-	s.images = &images{kv: imgKV, meta: meta, now: now}
+	s.images = newImages(imgKV, meta, now)
 	s.sagas = saga.NewStore(sagaKV)
 	defs := append([]saga.Definition{s.importDefinition(), s.dockerDefinition()}, s.luksDefinitions()...)
 	s.engine = saga.NewEngine(s.sagas, defs...)

@@ -90,7 +90,7 @@ func (s *Service) release(ctx context.Context, m *bus.Msg, req schemas.ImageRele
 // (slipway image top) see RVMS move.
 func (s *Service) changeLocks(ctx context.Context, m *bus.Msg, id int64, apply func(*schemas.Image) error) (*schemas.Image, error) {
 	var from State
-	img, _, changed, err := s.images.update(ctx, id, func(img *schemas.Image) error {
+	img, changed, err := s.images.Update(ctx, id, func(img *schemas.Image) error {
 		from = State(img.State)
 		return apply(img)
 	})
@@ -177,7 +177,7 @@ func (s *Service) releaseSaving(ctx context.Context, m *bus.Msg, req schemas.Ima
 // lockForSave moves the image from USED_PERS to LOCKED_USED_PERS for the
 // copy. held is false when the VM does not hold the image.
 func (s *Service) lockForSave(ctx context.Context, m *bus.Msg, req schemas.ImageRelease) (img *schemas.Image, held bool, err error) {
-	img, _, changed, err := s.images.update(ctx, req.ID, func(img *schemas.Image) error {
+	img, changed, err := s.images.Update(ctx, req.ID, func(img *schemas.Image) error {
 		held = slices.Contains(img.VMs, req.VMID)
 		switch {
 		case !held:
@@ -236,7 +236,7 @@ func (s *Service) checkStaged(ctx context.Context, save schemas.ImageSave) (reas
 // refuseSave gives the lock back (the VM still holds the image, its blob
 // unchanged), deletes the bad staged disk and refuses the release.
 func (s *Service) refuseSave(ctx context.Context, m *bus.Msg, id, vm int64, staged, reason string) error {
-	_, _, changed, err := s.images.update(ctx, id, func(img *schemas.Image) error {
+	_, changed, err := s.images.Update(ctx, id, func(img *schemas.Image) error {
 		if State(img.State) != StateLockedUsedPers {
 			return errNoChange
 		}
@@ -274,7 +274,7 @@ func (s *Service) commitSave(ctx context.Context, m *bus.Msg, img *schemas.Image
 		return fmt.Errorf("image %d: save the changes of VM %d: %w", img.ID, req.VMID, err)
 	}
 	old := img.Source
-	after, _, changed, err := s.images.update(ctx, img.ID, func(img *schemas.Image) error {
+	after, changed, err := s.images.Update(ctx, img.ID, func(img *schemas.Image) error {
 		if State(img.State) != StateLockedUsedPers || !slices.Contains(img.VMs, req.VMID) {
 			return errNoChange
 		}

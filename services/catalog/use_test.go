@@ -329,7 +329,7 @@ func TestUseRefusals(t *testing.T) {
 
 	deleting := h.ready(schemas.ImageCreate{Name: "going", SizeMiB: 1}, make([]byte, 1024))
 	// A delete caught half way (its process died after the first step).
-	if _, _, _, err := h.svc.images.update(h.ctx, deleting.ID, func(i *schemas.Image) error { return transition(i, StateDelete) }); err != nil {
+	if _, _, err := h.svc.images.Update(h.ctx, deleting.ID, func(i *schemas.Image) error { return transition(i, StateDelete) }); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {

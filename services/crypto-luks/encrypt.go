@@ -12,6 +12,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/crypto-luks/luks"
 )
@@ -188,8 +189,8 @@ func (s *Service) secretOf(ctx context.Context, imageID int64) (*Record, error) 
 	now := time.Now().UTC()
 	rec = &Record{Secret: secret, ImageID: imageID, Wrapped: wrapped, Primary: 0, State: stateCreating,
 		Slots: []Slot{{Slot: 0, Passphrase: sealed, CreatedAt: now}}, CreatedAt: now}
-	if _, err := s.db.put(ctx, rec, 0); err != nil {
-		if isConflict(err) { // another delivery made it first: use that one
+	if err := s.db.create(ctx, rec); err != nil {
+		if errors.Is(err, kvstore.ErrExists) { // another delivery made it first: use that one
 			rec, _, err = s.db.get(ctx, secret)
 			return rec, err
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -32,7 +33,7 @@ func (s *Service) rotateKEK(ctx context.Context, cmd schemas.CryptoLuksRotateKEK
 	if cmd.ExpectKekID != "" && cmd.ExpectKekID != cur {
 		return ev, refuse("the current KEK is %s, not %s as the command expects: configure the new KEK (SLIPWAY_LUKS_KEK_FILE) and restart crypto-luks first", cur, cmd.ExpectKekID)
 	}
-	recs, err := s.db.list(ctx)
+	recs, err := s.db.secrets.List(ctx)
 	if err != nil {
 		return ev, err
 	}
@@ -46,13 +47,13 @@ func (s *Service) rotateKEK(ctx context.Context, cmd schemas.CryptoLuksRotateKEK
 				return terminal(err)
 			}
 			if !ch {
-				return errUnchanged
+				return kvstore.ErrNoChange
 			}
 			r.Wrapped, changed = w, true
 			return nil
 		})
 		switch {
-		case errors.Is(err, errUnchanged), errors.Is(err, errNoSecret):
+		case errors.Is(err, errNoSecret):
 		case err != nil && isTerminal(err):
 			failed = append(failed, err.Error())
 		case err != nil:
@@ -69,6 +70,3 @@ func (s *Service) rotateKEK(ctx context.Context, cmd schemas.CryptoLuksRotateKEK
 	}
 	return ev, nil
 }
-
-// errUnchanged ends an update that has nothing to write.
-var errUnchanged = errors.New("unchanged")

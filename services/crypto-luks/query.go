@@ -162,14 +162,14 @@ func (s *Service) querySecrets(ctx context.Context, data []byte) (any, error) {
 	if err := strictJSON(data, &req); err != nil {
 		return nil, err
 	}
-	recs, err := s.db.list(ctx)
+	recs, err := s.db.secrets.List(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := []SecretInfo{}
 	for _, r := range recs {
 		if req.ImageID == nil || r.ImageID == *req.ImageID {
-			out = append(out, infoOf(r))
+			out = append(out, infoOf(&r))
 		}
 	}
 	return map[string]any{"secrets": out}, nil

@@ -2,7 +2,6 @@ package cryptoluks
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/services/crypto-luks/envelope"
 )
 
@@ -104,10 +104,12 @@ func (r *Record) slotNumbers() []int {
 // errNoSecret: no record under that UUID (or for that image).
 var errNoSecret = errors.New("unknown secret")
 
-// secretStore is the KV of secrets (key = UUID) and the index of image IDs
-// to secrets, which makes "same image, same secret" hold on redelivery.
+// secretStore keeps the secrets, kvstore records keyed by UUID, and the
+// index of image IDs to secrets, which makes "same image, same secret"
+// hold on redelivery.
 type secretStore struct {
-	secrets, images jetstream.KeyValue
+	secrets *kvstore.Store[string, Record]
+	images  jetstream.KeyValue
 }
 
 func openStore(ctx context.Context, b *bus.Bus) (*secretStore, error) {
@@ -119,64 +121,61 @@ func openStore(ctx context.Context, b *bus.Bus) (*secretStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &secretStore{secrets: secrets, images: images}, nil
+	return &secretStore{secrets: kvstore.New[string](secrets, kvstore.Config[Record]{What: "secret"}), images: images}, nil
+}
+
+// validSecret refuses a secret that is no UUID with errNoSecret.
+func validSecret(secret string) error {
+	if _, err := uuid.Parse(secret); err != nil {
+		return fmt.Errorf("%w %q: not a UUID", errNoSecret, secret)
+	}
+	return nil
+}
+
+// noSecret says errNoSecret for a secret kvstore does not find.
+func noSecret(secret string, err error) error {
+	if errors.Is(err, kvstore.ErrNotFound) {
+		return fmt.Errorf("%w %s: crypto-luks has no such secret (was its image deleted?)", errNoSecret, secret)
+	}
+	return err
 }
 
 func (st *secretStore) get(ctx context.Context, secret string) (*Record, uint64, error) {
-	if _, err := uuid.Parse(secret); err != nil {
-		return nil, 0, fmt.Errorf("%w %q: not a UUID", errNoSecret, secret)
+	if err := validSecret(secret); err != nil {
+		return nil, 0, err
 	}
-	e, err := st.secrets.Get(ctx, secret)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, 0, fmt.Errorf("%w %s: crypto-luks has no such secret (was its image deleted?)", errNoSecret, secret)
-	}
+	r, rev, err := st.secrets.Get(ctx, secret)
 	if err != nil {
-		return nil, 0, fmt.Errorf("read secret %s: %w", secret, err)
+		return nil, 0, noSecret(secret, err)
 	}
-	var r Record
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		return nil, 0, fmt.Errorf("secret %s: corrupt record: %w", secret, err)
-	}
-	return &r, e.Revision(), nil
+	return r, rev, nil
 }
 
-// put writes r: created when rev is 0, else only over revision rev.
-func (st *secretStore) put(ctx context.Context, r *Record, rev uint64) (uint64, error) {
+// create writes the new record r; kvstore.ErrExists when another delivery
+// made it first.
+func (st *secretStore) create(ctx context.Context, r *Record) error {
 	r.UpdatedAt = time.Now().UTC()
-	data, err := json.Marshal(r)
-	if err != nil {
-		return 0, err
-	}
-	if rev == 0 {
-		rev, err = st.secrets.Create(ctx, r.Secret, data)
-	} else {
-		rev, err = st.secrets.Update(ctx, r.Secret, data, rev)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("write secret %s: %w", r.Secret, err)
-	}
-	return rev, nil
+	_, err := st.secrets.Create(ctx, r.Secret, r)
+	return err
 }
 
-// update applies change to the current record, retrying on a concurrent
-// write (compare-and-set on the revision).
+// update applies change to the current record under compare-and-set;
+// change returning kvstore.ErrNoChange writes nothing.
 func (st *secretStore) update(ctx context.Context, secret string, change func(*Record) error) (*Record, error) {
-	for range 10 {
-		r, rev, err := st.get(ctx, secret)
-		if err != nil {
-			return nil, err
-		}
-		if err := change(r); err != nil {
-			return nil, err
-		}
-		if _, err = st.put(ctx, r, rev); err == nil {
-			return r, nil
-		}
-		if !isConflict(err) {
-			return nil, err
-		}
+	if err := validSecret(secret); err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("secret %s: too many concurrent changes", secret)
+	r, _, err := st.secrets.Update(ctx, secret, func(r *Record) error {
+		if err := change(r); err != nil {
+			return err
+		}
+		r.UpdatedAt = time.Now().UTC()
+		return nil
+	})
+	if err != nil {
+		return nil, noSecret(secret, err)
+	}
+	return r, nil
 }
 
 func isConflict(err error) bool {
@@ -187,8 +186,8 @@ func isConflict(err error) bool {
 
 // remove deletes a secret and its index entry; a missing one is fine.
 func (st *secretStore) remove(ctx context.Context, r *Record) error {
-	if err := st.secrets.Delete(ctx, r.Secret); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("delete secret %s: %w", r.Secret, err)
+	if err := st.secrets.Delete(ctx, r.Secret); err != nil {
+		return err
 	}
 	key := idToken(r.ImageID)
 	e, err := st.images.Get(ctx, key)
@@ -233,32 +232,4 @@ func (st *secretStore) lookupImage(ctx context.Context, id int64) (string, error
 		return "", fmt.Errorf("read index of image %d: %w", id, err)
 	}
 	return string(e.Value()), nil
-}
-
-// list returns every record, in key order.
-func (st *secretStore) list(ctx context.Context) ([]*Record, error) {
-	lister, err := st.secrets.ListKeys(ctx)
-	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("list secrets: %w", err)
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	out := make([]*Record, 0, len(keys))
-	for _, k := range keys {
-		r, _, err := st.get(ctx, k)
-		if errors.Is(err, errNoSecret) {
-			continue // deleted meanwhile
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, nil
 }

@@ -43,7 +43,7 @@ func (s *Service) handleImageDeleted(ctx context.Context, m *bus.Msg) error {
 			return err
 		}
 	}
-	if err := s.kernels.Delete(ctx, strconv.FormatInt(d.ID, 10)); err != nil {
+	if err := s.kernels.Delete(ctx, d.ID); err != nil {
 		return err
 	}
 	s.log.Info("kernel forgotten: its image was deleted", "id", d.ID, "name", k.Name)

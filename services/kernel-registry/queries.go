@@ -11,7 +11,7 @@ import (
 
 // queryList answers list: every kernel, in ID order.
 func (s *Service) queryList(ctx context.Context, _ []byte) (any, error) {
-	return s.listKernels(ctx)
+	return s.kernels.List(ctx)
 }
 
 // showRequest names a kernel by its image ID or its name.
@@ -33,7 +33,7 @@ func (s *Service) queryShow(ctx context.Context, req []byte) (any, error) {
 		}
 		return k, err
 	}
-	all, err := s.listKernels(ctx)
+	all, err := s.kernels.List(ctx)
 	if err != nil {
 		return nil, err
 	}

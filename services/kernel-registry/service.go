@@ -19,11 +19,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/pkg/workdir"
+	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/kernel-registry/initrd"
 )
 
@@ -81,7 +81,7 @@ type Service struct {
 	store     *blob.Store
 	cfg       Config
 	log       *slog.Logger
-	kernels   jetstream.KeyValue
+	kernels   *kvstore.Store[int64, schemas.Kernel]
 	ready     chan struct{}
 	readyOnce sync.Once
 }
@@ -139,7 +139,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("kernel-registry: %w", err)
 	}
-	s.kernels = kv
+	s.kernels = openKernels(kv)
 	work, release, err := workdir.Claim(s.cfg.TempDir, "slipway-kernel-registry-")
 	if err != nil {
 		return fmt.Errorf("kernel-registry: %w", err)

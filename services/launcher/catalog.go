@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/launcher/vmtemplate"
 )
@@ -106,9 +107,9 @@ func usable(img *schemas.Image) error {
 // recorded in the VM's locks first, so that whatever happens next releases
 // it.
 func (s *Service) lock(ctx context.Context, vmID, imageID int64) error {
-	if _, _, err := s.vms.update(ctx, vmID, func(r *vmRecord) error {
+	if _, _, err := s.vms.Update(ctx, vmID, func(r *vmRecord) error {
 		if slices.Contains(r.Run.Locks, imageID) {
-			return errNoChange
+			return kvstore.ErrNoChange
 		}
 		r.Run.Locks = append(r.Run.Locks, imageID)
 		return nil
@@ -144,10 +145,10 @@ func (s *Service) release(ctx context.Context, vmID, imageID int64, save *schema
 	if err := json.Unmarshal(m.Data, &ans); err != nil {
 		return false, fmt.Errorf("release image %d: %w", imageID, err)
 	}
-	_, _, err = s.vms.update(ctx, vmID, func(r *vmRecord) error {
+	_, _, err = s.vms.Update(ctx, vmID, func(r *vmRecord) error {
 		i := slices.Index(r.Run.Locks, imageID)
 		if i < 0 {
-			return errNoChange
+			return kvstore.ErrNoChange
 		}
 		r.Run.Locks = slices.Delete(r.Run.Locks, i, i+1)
 		return nil

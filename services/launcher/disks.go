@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/pkg/qemuimg"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/launcher/qemu"
@@ -21,8 +22,8 @@ var diskStates = []schemas.VMState{stBoot, stRunning, stPoweroff}
 
 // vmDisk finds a disk of a VM whose disks exist; the caller holds m.op.
 func (s *Service) vmDisk(ctx context.Context, id, diskID int64) (*vmRecord, planDisk, error) {
-	rec, _, err := s.vms.get(ctx, id)
-	if errors.Is(err, errNotFound) {
+	rec, _, err := s.vms.Get(ctx, id)
+	if errors.Is(err, kvstore.ErrNotFound) {
 		return nil, planDisk{}, refuse(&id, "VM %d does not exist", id)
 	}
 	if err != nil {
@@ -181,7 +182,7 @@ func (s *Service) diskSnapshotCmd(ctx context.Context, msg *bus.Msg) error {
 	if err != nil {
 		return refuse(&req.ID, "snapshot of DISK %d of VM %d: %v", req.DiskID, req.ID, err)
 	}
-	if _, _, err := s.vms.update(ctx, req.ID, func(r *vmRecord) error {
+	if _, _, err := s.vms.Update(ctx, req.ID, func(r *vmRecord) error {
 		for i := range r.Run.Plan.Disks {
 			if d := &r.Run.Plan.Disks[i]; d.DiskID == req.DiskID {
 				d.Public.Snapshots = append(d.Public.Snapshots, req.Name)

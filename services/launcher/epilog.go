@@ -20,7 +20,7 @@ import (
 // passphrase files, context ISO, QMP socket) is removed. It can run again
 // after a crash: what was released is no longer in the record.
 func (s *Service) epilog(ctx context.Context, rec *vmRecord, save bool) (string, error) {
-	rec, _, err := s.vms.get(ctx, rec.ID) // the locks as they are now
+	rec, _, err := s.vms.Get(ctx, rec.ID) // the locks as they are now
 	if err != nil {
 		return "", err
 	}

@@ -3,8 +3,11 @@ package launcher
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
@@ -59,7 +62,7 @@ func (s *Service) processedBefore(ctx context.Context, m *bus.Msg) (int64, bool,
 		return 0, false, nil
 	}
 	e, err := s.dedup.Get(ctx, dedupKey(m.Envelope.ID))
-	if isMissing(err) {
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return 0, false, nil
 	}
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/launcher/qemu"
 )
@@ -121,7 +122,7 @@ func (s *Service) boot(ctx context.Context, m *machine, rec *vmRecord, c cause) 
 		s.conf.release(rec.ID, owner, cfg.VMDir, cfg.RunDir)
 	}()
 	m.setQEMU(vm, stop)
-	if _, _, err := s.vms.update(ctx, rec.ID, func(r *vmRecord) error {
+	if _, _, err := s.vms.Update(ctx, rec.ID, func(r *vmRecord) error {
 		r.Run.PID = vm.PID()
 		r.Accelerator = s.acceleratorRecord()
 		return nil
@@ -266,7 +267,7 @@ func (s *Service) terminate(m *machine, hard bool, c cause, accept func(error)) 
 		case stDone:
 			return refuse(&m.id, "VM %d is DONE already", m.id)
 		case stEpilog:
-			return errNoChange // an earlier terminate died half way: finish it
+			return kvstore.ErrNoChange // an earlier terminate died half way: finish it
 		}
 		return nil
 	})
@@ -303,7 +304,7 @@ func (s *Service) poweroff(m *machine, hard bool, c cause, accept func(error)) {
 	defer m.op.Unlock()
 	ctx, cancel := settleCtx()
 	defer cancel()
-	rec, _, err := s.vms.get(ctx, m.id)
+	rec, _, err := s.vms.Get(ctx, m.id)
 	if err != nil {
 		accept(err)
 		return
@@ -354,7 +355,7 @@ func (s *Service) fail(m *machine, reason string, c cause) {
 	s.stopQEMU(m, true)
 	ctx, cancel := settleCtx()
 	defer cancel()
-	rec, _, err := s.vms.get(ctx, m.id)
+	rec, _, err := s.vms.Get(ctx, m.id)
 	if err != nil {
 		s.log.Error("VM failed; its record cannot be read", "vm", m.id, "reason", reason, "err", err)
 		return

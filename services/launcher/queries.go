@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -61,11 +62,7 @@ func (s *Service) endpoints() map[string]bus.QueryHandler {
 }
 
 func (s *Service) queryTemplates(ctx context.Context, _ []byte) (any, error) {
-	out, err := s.templates.list(ctx)
-	if out == nil {
-		out = []schemas.VMTemplate{}
-	}
-	return out, err
+	return s.templates.List(ctx)
 }
 
 func (s *Service) queryTemplate(ctx context.Context, req []byte) (any, error) {
@@ -81,7 +78,7 @@ func (s *Service) queryVMs(ctx context.Context, req []byte) (any, error) {
 	if err := bus.DecodeQuery(req, &r); err != nil {
 		return nil, err
 	}
-	all, err := s.vms.list(ctx)
+	all, err := s.vms.List(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -99,8 +96,8 @@ func (s *Service) getVM(ctx context.Context, req []byte) (*vmRecord, error) {
 	if err := bus.DecodeQuery(req, &r); err != nil {
 		return nil, err
 	}
-	rec, _, err := s.vms.get(ctx, r.ID)
-	if errors.Is(err, errNotFound) {
+	rec, _, err := s.vms.Get(ctx, r.ID)
+	if errors.Is(err, kvstore.ErrNotFound) {
 		return nil, bus.NotFound(fmt.Errorf("VM %d does not exist", r.ID))
 	}
 	return rec, err
@@ -131,7 +128,7 @@ func (s *Service) queryConsole(ctx context.Context, req []byte) (any, error) {
 	if r.Offset < 0 {
 		return nil, bus.Invalid(fmt.Errorf("offset %d is negative", r.Offset))
 	}
-	if _, _, err := s.vms.get(ctx, r.ID); errors.Is(err, errNotFound) {
+	if _, _, err := s.vms.Get(ctx, r.ID); errors.Is(err, kvstore.ErrNotFound) {
 		return nil, bus.NotFound(fmt.Errorf("VM %d does not exist", r.ID))
 	} else if err != nil {
 		return nil, err

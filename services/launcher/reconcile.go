@@ -15,7 +15,7 @@ import (
 // PROLOG becomes FAILED with its locks released, an EPILOG is finished, a
 // PENDING VM is deployed. No lock is left without a VM that holds it.
 func (s *Service) reconcile(ctx context.Context) error {
-	all, err := s.vms.list(ctx)
+	all, err := s.vms.List(ctx)
 	if err != nil {
 		return err
 	}

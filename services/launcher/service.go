@@ -19,6 +19,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/pkg/qemuimg"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/launcher/qemu"
@@ -58,8 +59,8 @@ type Service struct {
 	cfg   Config
 	log   *slog.Logger
 
-	templates *kvStore[schemas.VMTemplate]
-	vms       *kvStore[vmRecord]
+	templates *kvstore.Store[int64, schemas.VMTemplate]
+	vms       *kvstore.Store[int64, vmRecord]
 	dedup     jetstream.KeyValue
 	cache     *blobCache
 	// accel is what the probe chose at Run's start, kept for the
@@ -207,8 +208,8 @@ func (s *Service) setup(ctx context.Context) (unlock func(), err error) {
 	if s.dedup, err = kv("launcher_dedup", dedupTTL); err != nil {
 		return nil, fmt.Errorf("launcher setup: %w", err)
 	}
-	s.templates = &kvStore[schemas.VMTemplate]{kv: tkv, what: "template"}
-	s.vms = &kvStore[vmRecord]{kv: vkv, what: "VM"}
+	s.templates = kvstore.New[int64](tkv, kvstore.Config[schemas.VMTemplate]{What: "template"})
+	s.vms = kvstore.New[int64](vkv, kvstore.Config[vmRecord]{What: "VM"})
 	for _, d := range []string{s.cfg.WorkDir, s.vmsDir(), s.consoleDir(), s.cfg.CacheDir} {
 		mode := os.FileMode(0o700)
 		if s.conf.switchUser && d != s.consoleDir() {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/launcher/qemu"
 	"github.com/slipway/slipway/services/launcher/vmtemplate"
@@ -51,16 +52,16 @@ func (s *Service) templateCreate(ctx context.Context, m *bus.Msg) error {
 		return err
 	}
 	if done {
-		if t, _, err := s.templates.get(ctx, id); err == nil {
+		if t, _, err := s.templates.Get(ctx, id); err == nil {
 			return s.emitTemplate(ctx, m, EvtTemplateCreated, t) // a redelivery: the same event
-		} else if !errors.Is(err, errNotFound) {
+		} else if !errors.Is(err, kvstore.ErrNotFound) {
 			return err
 		}
 	}
 	if _, err := s.parseTemplate(req.Template); err != nil {
 		return refuse(nil, "template %q: %v", req.Name, err)
 	}
-	if holder, err := s.templates.lookupName(ctx, req.Name); err == nil {
+	if holder, err := s.templates.LookupName(ctx, kvstore.Name{req.Name}); err == nil {
 		if live, err := s.templateHolds(ctx, req.Name)(holder); err != nil {
 			return err
 		} else if live && (!done || holder != id) {
@@ -69,14 +70,14 @@ func (s *Service) templateCreate(ctx context.Context, m *bus.Msg) error {
 	}
 	if !done {
 		// Recorded first: a redelivery after a crash reuses this ID.
-		if id, err = s.templates.nextID(ctx); err != nil {
+		if id, err = s.templates.NextID(ctx); err != nil {
 			return err
 		}
 		if err := s.markProcessed(ctx, m, id); err != nil {
 			return err
 		}
 	}
-	holder, err := s.templates.claimName(ctx, req.Name, id, s.templateHolds(ctx, req.Name))
+	holder, err := s.templates.ClaimName(ctx, kvstore.Name{req.Name}, id, s.templateHolds(ctx, req.Name))
 	if err != nil {
 		return err
 	}
@@ -85,8 +86,8 @@ func (s *Service) templateCreate(ctx context.Context, m *bus.Msg) error {
 	}
 	t := schemas.VMTemplate{ID: id, Name: req.Name, Template: req.Template, CreatedAt: now()}
 	t.UpdatedAt = t.CreatedAt
-	if err := s.templates.create(ctx, id, &t); err != nil {
-		_ = s.templates.releaseName(ctx, req.Name, id)
+	if _, err := s.templates.Create(ctx, id, &t); err != nil {
+		_ = s.templates.ReleaseName(ctx, kvstore.Name{req.Name}, id)
 		return err
 	}
 	return s.emitTemplate(ctx, m, EvtTemplateCreated, &t)
@@ -96,8 +97,8 @@ func (s *Service) templateCreate(ctx context.Context, m *bus.Msg) error {
 // holds name.
 func (s *Service) templateHolds(ctx context.Context, name string) func(int64) (bool, error) {
 	return func(holder int64) (bool, error) {
-		t, _, err := s.templates.get(ctx, holder)
-		if errors.Is(err, errNotFound) {
+		t, _, err := s.templates.Get(ctx, holder)
+		if errors.Is(err, kvstore.ErrNotFound) {
 			return false, nil
 		}
 		if err != nil {
@@ -121,11 +122,11 @@ func (s *Service) templateUpdate(ctx context.Context, m *bus.Msg) error {
 	if _, err := s.parseTemplate(req.Template); err != nil {
 		return refuse(&req.ID, "template %d: %v", req.ID, err)
 	}
-	t, _, err := s.templates.update(ctx, req.ID, func(t *schemas.VMTemplate) error {
+	t, _, err := s.templates.Update(ctx, req.ID, func(t *schemas.VMTemplate) error {
 		t.Template, t.UpdatedAt = req.Template, now()
 		return nil
 	})
-	if errors.Is(err, errNotFound) {
+	if errors.Is(err, kvstore.ErrNotFound) {
 		return refuse(&req.ID, "template %d does not exist", req.ID)
 	}
 	if err != nil {
@@ -139,8 +140,8 @@ func (s *Service) templateDelete(ctx context.Context, m *bus.Msg) error {
 	if err := decode(m, &req); err != nil {
 		return err
 	}
-	t, _, err := s.templates.get(ctx, req.ID)
-	if errors.Is(err, errNotFound) {
+	t, _, err := s.templates.Get(ctx, req.ID)
+	if errors.Is(err, kvstore.ErrNotFound) {
 		if m.Delivered > 1 { // the first delivery deleted it
 			return nil
 		}
@@ -149,10 +150,10 @@ func (s *Service) templateDelete(ctx context.Context, m *bus.Msg) error {
 	if err != nil {
 		return err
 	}
-	if err := s.templates.remove(ctx, t.ID); err != nil {
+	if err := s.templates.Purge(ctx, t.ID); err != nil {
 		return err
 	}
-	if err := s.templates.releaseName(ctx, t.Name, t.ID); err != nil {
+	if err := s.templates.ReleaseName(ctx, kvstore.Name{t.Name}, t.ID); err != nil {
 		return err
 	}
 	ev := schemas.LauncherTemplateDeleted{ID: t.ID, Name: t.Name}
@@ -166,21 +167,21 @@ func (s *Service) findTemplate(ctx context.Context, id *int64, name string) (*sc
 	case id != nil && name != "":
 		return nil, bus.Invalid(errors.New("give id or name, not both"))
 	case id != nil:
-		t, _, err := s.templates.get(ctx, *id)
-		if errors.Is(err, errNotFound) {
+		t, _, err := s.templates.Get(ctx, *id)
+		if errors.Is(err, kvstore.ErrNotFound) {
 			return nil, bus.NotFound(fmt.Errorf("template %d does not exist", *id))
 		}
 		return t, err
 	case name != "":
-		tid, err := s.templates.lookupName(ctx, name)
-		if errors.Is(err, errNotFound) {
+		tid, err := s.templates.LookupName(ctx, kvstore.Name{name})
+		if errors.Is(err, kvstore.ErrNotFound) {
 			return nil, bus.NotFound(fmt.Errorf("no template is named %q", name))
 		}
 		if err != nil {
 			return nil, err
 		}
-		t, _, err := s.templates.get(ctx, tid)
-		if errors.Is(err, errNotFound) || (err == nil && t.Name != name) {
+		t, _, err := s.templates.Get(ctx, tid)
+		if errors.Is(err, kvstore.ErrNotFound) || (err == nil && t.Name != name) {
 			return nil, bus.NotFound(fmt.Errorf("no template is named %q", name))
 		}
 		return t, err

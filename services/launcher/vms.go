@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/launcher/qemu"
 )
@@ -178,7 +179,7 @@ func (e *wrongState) Error() string { return fmt.Sprintf("VM %d is %s", e.id, e.
 func (s *Service) transition(ctx context.Context, id int64, from []schemas.VMState, to schemas.VMState,
 	reason string, c cause, change func(*vmRecord) error) (*vmRecord, error) {
 	var prev schemas.VMState
-	rec, changed, err := s.vms.update(ctx, id, func(r *vmRecord) error {
+	rec, changed, err := s.vms.Update(ctx, id, func(r *vmRecord) error {
 		if len(from) > 0 && !slices.Contains(from, r.State) {
 			return &wrongState{id: id, cur: r.State}
 		}
@@ -224,16 +225,16 @@ func (s *Service) instantiate(ctx context.Context, m *bus.Msg) error {
 		return err
 	}
 	if done {
-		if rec, _, err := s.vms.get(ctx, id); err == nil {
+		if rec, _, err := s.vms.Get(ctx, id); err == nil {
 			// The VM exists: its deployment started then, or the
 			// restart that followed settles it.
 			return s.announceCreated(ctx, m, rec)
-		} else if !errors.Is(err, errNotFound) {
+		} else if !errors.Is(err, kvstore.ErrNotFound) {
 			return err
 		}
 	}
-	t, _, err := s.templates.get(ctx, req.TemplateID)
-	if errors.Is(err, errNotFound) {
+	t, _, err := s.templates.Get(ctx, req.TemplateID)
+	if errors.Is(err, kvstore.ErrNotFound) {
 		return refuse(nil, "template %d does not exist", req.TemplateID)
 	}
 	if err != nil {
@@ -246,7 +247,7 @@ func (s *Service) instantiate(ctx context.Context, m *bus.Msg) error {
 	if !done {
 		// The ID is recorded against the command before the VM exists,
 		// so a redelivery after a crash makes this VM, not another.
-		if id, err = s.vms.nextID(ctx); err != nil {
+		if id, err = s.vms.NextID(ctx); err != nil {
 			return err
 		}
 		if err := s.markProcessed(ctx, m, id); err != nil {
@@ -264,7 +265,7 @@ func (s *Service) instantiate(ctx context.Context, m *bus.Msg) error {
 	rec := vmRecord{VM: schemas.VM{ID: id, Name: name, State: schemas.VMStatePending, TemplateID: t.ID,
 		Template: t.Template, Vcpu: int64(spec.VCPU), MemoryMiB: spec.MemoryMiB, Disks: []schemas.VMDisk{}, CreatedAt: now()}}
 	rec.UpdatedAt = rec.CreatedAt
-	if err := s.vms.create(ctx, id, &rec); err != nil {
+	if _, err := s.vms.Create(ctx, id, &rec); err != nil {
 		return err
 	}
 	if err := s.announceCreated(ctx, m, &rec); err != nil {
@@ -298,7 +299,7 @@ func (s *Service) spawn(f func()) {
 // the VM, hand the operation to a goroutine, and answer once it has
 // accepted (its first state change made) or refused.
 func (s *Service) vmCommand(ctx context.Context, id int64, op func(m *machine, accept func(error))) error {
-	if _, _, err := s.vms.get(ctx, id); errors.Is(err, errNotFound) {
+	if _, _, err := s.vms.Get(ctx, id); errors.Is(err, kvstore.ErrNotFound) {
 		return refuse(&id, "VM %d does not exist", id)
 	} else if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -142,8 +143,8 @@ func (s *Service) marketCreate(ctx context.Context, m *bus.Msg) error {
 	}
 	mk := Market{ID: id, Name: req.Name, Mad: MADRegistry, Registry: req.Registry, Insecure: req.Insecure,
 		Monitoring: req.Monitoring == nil || *req.Monitoring, CreatedAt: now()}
-	if _, err := s.store.kv.Create(ctx, marketKey(id), marshal(mk)); err != nil && !isConflict(err) {
-		return fmt.Errorf("write %s: %w", marketKey(id), err)
+	if _, err := s.store.markets.Create(ctx, id, &mk); err != nil && !errors.Is(err, kvstore.ErrExists) {
+		return err
 	}
 	mk, _, err = s.store.market(ctx, id)
 	if err != nil {
@@ -167,7 +168,7 @@ func (s *Service) marketIDFor(ctx context.Context, ceID string) (int64, error) {
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return 0, err
 	}
-	id, err := s.store.nextIDs(ctx, keyNextMarket, 1)
+	id, err := s.store.markets.NextID(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -202,7 +203,7 @@ func (s *Service) marketUpdate(ctx context.Context, m *bus.Msg) error {
 		return err
 	}
 	if req.Name != nil && *req.Name != old.Name {
-		if err := s.store.releaseName(ctx, old.Name); err != nil {
+		if err := s.store.releaseName(ctx, old.Name, old.ID); err != nil {
 			return err
 		}
 	}
@@ -256,7 +257,7 @@ func (s *Service) marketDelete(ctx context.Context, m *bus.Msg) error {
 	if err != nil {
 		return err
 	}
-	apps, err := s.store.apps(ctx, req.ID)
+	apps, err := s.store.appsOf(ctx, req.ID)
 	if err != nil {
 		return err
 	}
@@ -265,10 +266,10 @@ func (s *Service) marketDelete(ctx context.Context, m *bus.Msg) error {
 			return err
 		}
 	}
-	if err := s.store.releaseName(ctx, mk.Name); err != nil {
+	if err := s.store.releaseName(ctx, mk.Name, mk.ID); err != nil {
 		return err
 	}
-	if err := s.store.kv.Delete(ctx, marketKey(req.ID)); err != nil {
+	if err := s.store.markets.Delete(ctx, req.ID); err != nil {
 		return err
 	}
 	_, err = s.bus.Event(ctx, EvtMarketDeleted, idToken(req.ID), MarketDeleted{ID: req.ID, Name: mk.Name},

@@ -20,11 +20,11 @@ func (s *Service) endpoints() map[string]bus.QueryHandler {
 
 // queryList answers every marketplace with its app count.
 func (s *Service) queryList(ctx context.Context, _ []byte) (any, error) {
-	markets, err := s.store.markets(ctx)
+	markets, err := s.store.markets.List(ctx)
 	if err != nil {
 		return nil, err
 	}
-	apps, err := s.store.allApps(ctx)
+	apps, err := s.store.apps.List(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +50,7 @@ func (s *Service) queryShow(ctx context.Context, req []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	apps, err := s.store.apps(ctx, mk.ID)
+	apps, err := s.store.appsOf(ctx, mk.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -89,9 +89,9 @@ func (s *Service) queryApps(ctx context.Context, req []byte) (any, error) {
 		if _, err := s.findMarket(ctx, ShowRequest{ID: r.MarketID}); err != nil {
 			return nil, err
 		}
-		apps, err = s.store.apps(ctx, *r.MarketID)
+		apps, err = s.store.appsOf(ctx, *r.MarketID)
 	} else {
-		apps, err = s.store.allApps(ctx)
+		apps, err = s.store.apps.List(ctx)
 	}
 	if err != nil {
 		return nil, err
@@ -140,9 +140,9 @@ func (s *Service) findApp(ctx context.Context, r AppShowRequest) (App, error) {
 	var apps []App
 	var err error
 	if r.MarketID != nil {
-		apps, err = s.store.apps(ctx, *r.MarketID)
+		apps, err = s.store.appsOf(ctx, *r.MarketID)
 	} else {
-		apps, err = s.store.allApps(ctx)
+		apps, err = s.store.apps.List(ctx)
 	}
 	if err != nil {
 		return App{}, err

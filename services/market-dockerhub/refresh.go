@@ -47,7 +47,7 @@ func (s *Service) refresh(ctx context.Context, m *bus.Msg, id int64) error {
 	}
 	ev := AppsRefreshed{MarketID: id}
 	if last, err := time.Parse(time.RFC3339Nano, mk.RefreshedAt); err == nil && !m.Envelope.Time.IsZero() && last.After(m.Envelope.Time) {
-		apps, err := s.store.apps(ctx, id)
+		apps, err := s.store.appsOf(ctx, id)
 		if err != nil {
 			return err
 		}
@@ -104,7 +104,7 @@ func (s *Service) relist(ctx context.Context, mk Market) (AppsRefreshed, error) 
 // of those already known, and deletes the ones no longer listed.
 func (s *Service) storeApps(ctx context.Context, market int64, fresh []App) (AppsRefreshed, error) {
 	ev := AppsRefreshed{MarketID: market, Apps: int64(len(fresh))}
-	old, err := s.store.apps(ctx, market)
+	old, err := s.store.appsOf(ctx, market)
 	if err != nil {
 		return ev, err
 	}
@@ -120,7 +120,7 @@ func (s *Service) storeApps(ctx context.Context, market int64, fresh []App) (App
 	}
 	var next int64
 	if added > 0 {
-		if next, err = s.store.nextIDs(ctx, keyNextApp, added); err != nil {
+		if next, err = s.store.apps.NextIDs(ctx, added); err != nil {
 			return ev, err
 		}
 	}
@@ -137,7 +137,7 @@ func (s *Service) storeApps(ctx context.Context, market int64, fresh []App) (App
 			a.ID, a.Regtime = next, now()
 			next++
 		}
-		if err := s.store.putJSON(ctx, appKey(market, a.Name), a); err != nil {
+		if _, err := s.store.apps.Put(ctx, appKey(market, a.Name), &a); err != nil {
 			return ev, err
 		}
 	}
@@ -178,7 +178,7 @@ func (s *Service) schedule(ctx context.Context) {
 }
 
 func (s *Service) scheduleOnce(ctx context.Context) error {
-	markets, err := s.store.markets(ctx)
+	markets, err := s.store.markets.List(ctx)
 	if err != nil {
 		return err
 	}
@@ -196,14 +196,6 @@ func (s *Service) scheduleOnce(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func marshal(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err) // only called with the package's own record types
-	}
-	return b
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

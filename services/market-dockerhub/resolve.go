@@ -92,7 +92,7 @@ func (s *Service) insecure(ctx context.Context, host string) bool {
 	if host == "" {
 		return false
 	}
-	markets, err := s.store.markets(ctx)
+	markets, err := s.store.markets.List(ctx)
 	if err != nil {
 		return false
 	}

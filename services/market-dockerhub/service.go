@@ -120,7 +120,7 @@ func (s *Service) setup(ctx context.Context) error {
 	if s.dedup, err = s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), "market_dockerhub_dedup"), dedupTTL); err != nil {
 		return fmt.Errorf("market-dockerhub setup: %w", err)
 	}
-	s.store = &store{kv: kv}
+	s.store = newStore(kv)
 	return s.ensureDefault(ctx)
 }
 
@@ -137,10 +137,10 @@ func (s *Service) ensureDefault(ctx context.Context) error {
 	if err := s.store.claimName(ctx, m.Name, m.ID); err != nil {
 		return fmt.Errorf("market-dockerhub setup: %w", err)
 	}
-	if err := s.store.putJSON(ctx, marketKey(0), m); err != nil {
+	if _, err := s.store.markets.Put(ctx, 0, &m); err != nil {
 		return fmt.Errorf("market-dockerhub setup: %w", err)
 	}
-	if _, err := s.store.nextIDs(ctx, keyNextMarket, 1); err != nil {
+	if _, err := s.store.markets.NextID(ctx); err != nil {
 		return fmt.Errorf("market-dockerhub setup: %w", err)
 	}
 	if _, err := s.store.kv.Put(ctx, keyInitialized, []byte(now())); err != nil {
