@@ -7,7 +7,7 @@ import (
 	"time"
 
 	cryptoluks "github.com/slipway/slipway/services/crypto-luks"
-	"github.com/slipway/slipway/services/crypto-luks/envelope"
+	"github.com/slipway/slipway/services/crypto-luks/keywrap"
 	kernelregistry "github.com/slipway/slipway/services/kernel-registry"
 	"github.com/slipway/slipway/services/launcher"
 )
@@ -17,11 +17,11 @@ import (
 // (QEMU with the accelerator the launcher's probe proves: KVM, else TCG).
 func (s *stack) startBootServices() {
 	s.t.Helper()
-	kek := make([]byte, envelope.KeySize)
+	kek := make([]byte, keywrap.KeySize)
 	if _, err := rand.Read(kek); err != nil {
 		s.t.Fatal(err)
 	}
-	keys, err := envelope.New(kek)
+	keys, err := keywrap.New(kek)
 	if err != nil {
 		s.t.Fatal(err)
 	}

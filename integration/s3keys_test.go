@@ -18,7 +18,7 @@ import (
 	slenvelope "github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/services/builder"
 	cryptoluks "github.com/slipway/slipway/services/crypto-luks"
-	"github.com/slipway/slipway/services/crypto-luks/envelope"
+	"github.com/slipway/slipway/services/crypto-luks/keywrap"
 )
 
 // rawPub publishes payload on a command subject the way `nats pub` does:
@@ -47,11 +47,11 @@ func (s *stack) rawPub(service, verb string, payload any, saga string) {
 // naming the rule, and the blob keeps its bytes, ETag and Last-Modified.
 func TestRawCommandsCannotTouchAnotherImagesBlob(t *testing.T) {
 	s := newStack(t, stackOptions{})
-	kek := make([]byte, envelope.KeySize)
+	kek := make([]byte, keywrap.KeySize)
 	if _, err := rand.Read(kek); err != nil {
 		t.Fatal(err)
 	}
-	keys, err := envelope.New(kek)
+	keys, err := keywrap.New(kek)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/run"
-	"github.com/slipway/slipway/services/crypto-luks/envelope"
+	"github.com/slipway/slipway/services/crypto-luks/keywrap"
 	"github.com/slipway/slipway/services/crypto-luks/luks"
 )
 
@@ -23,13 +23,13 @@ const (
 
 // ConfigFromEnv reads the service's variables (see the README). With no KEK
 // configured it uses defaultKEKFile, creating it (mode 0600) when missing,
-// or fails with envelope.ErrNoKEK when defaultKEKFile is empty: the
+// or fails with keywrap.ErrNoKEK when defaultKEKFile is empty: the
 // service binary never invents a key nobody knows about.
 func ConfigFromEnv(defaultKEKFile string) (Config, error) {
 	var cfg Config
 	var errs []error
 	var err error
-	cfg.Keys, err = envelope.FromEnv(defaultKEKFile)
+	cfg.Keys, err = keywrap.FromEnv(defaultKEKFile)
 	errs = append(errs, err)
 	cfg.TempDir = run.Env(EnvTempDir, "")
 	cfg.QemuImg = run.Env(EnvQemuImg, "")

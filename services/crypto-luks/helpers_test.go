@@ -24,7 +24,7 @@ import (
 	"github.com/slipway/slipway/pkg/sealbox"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
-	"github.com/slipway/slipway/services/crypto-luks/envelope"
+	"github.com/slipway/slipway/services/crypto-luks/keywrap"
 )
 
 // env is a real NATS server, a real MinIO and crypto-luks between them,
@@ -46,7 +46,7 @@ type env struct {
 	mu       sync.Mutex
 	images   map[int64]schemas.Image // what the catalog stand-in answers
 	passes   [][]byte                // every passphrase seen, for the leak scan
-	keysUsed []*envelope.Keyring
+	keysUsed []*keywrap.Keyring
 }
 
 type lockedBuffer struct {
@@ -66,9 +66,9 @@ func (b *lockedBuffer) Bytes() []byte {
 	return bytes.Clone(b.buf.Bytes())
 }
 
-func newKeyring(t *testing.T, keys ...[]byte) *envelope.Keyring {
+func newKeyring(t *testing.T, keys ...[]byte) *keywrap.Keyring {
 	t.Helper()
-	kr, err := envelope.New(keys[0], keys[1:]...)
+	kr, err := keywrap.New(keys[0], keys[1:]...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,10 +172,10 @@ func (e *env) setImage(img schemas.Image) {
 
 // startService runs crypto-luks with keys on its own connection until
 // stopService (or the test's end).
-func (e *env) startService(keys *envelope.Keyring) { e.startServiceWith(keys, nil) }
+func (e *env) startService(keys *keywrap.Keyring) { e.startServiceWith(keys, nil) }
 
 // startServiceWith is startService with tune changing the configuration.
-func (e *env) startServiceWith(keys *envelope.Keyring, tune func(*Config)) {
+func (e *env) startServiceWith(keys *keywrap.Keyring, tune func(*Config)) {
 	e.t.Helper()
 	e.stopService()
 	b, err := bus.Connect(context.Background(), bus.Config{URL: e.url, Service: Name,

@@ -14,7 +14,7 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/pkg/workdir"
-	"github.com/slipway/slipway/services/crypto-luks/envelope"
+	"github.com/slipway/slipway/services/crypto-luks/keywrap"
 	"github.com/slipway/slipway/services/crypto-luks/luks"
 )
 
@@ -34,7 +34,7 @@ const (
 // Config tunes the service.
 type Config struct {
 	// Keys wraps and unwraps the data keys; required.
-	Keys *envelope.Keyring
+	Keys *keywrap.Keyring
 	// TempDir holds the jobs' files (a downloaded source, the LUKS file
 	// being made or amended, the secret files qemu-img reads), each
 	// removed as soon as its job ends. Default os.TempDir().
@@ -69,7 +69,7 @@ type Service struct {
 	store *blob.Store
 	cfg   Config
 	log   *slog.Logger
-	keys  *envelope.Keyring
+	keys  *keywrap.Keyring
 	luks  *luks.Runner
 	db    *secretStore
 	jobs  jobs.Set[job]
@@ -111,7 +111,7 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 	s := &Service{bus: b, store: store, cfg: cfg, log: log, keys: cfg.Keys, ready: make(chan struct{}),
 		luks: &luks.Runner{Binary: cfg.QemuImg, IterTime: cfg.IterTime}}
 	if s.keys == nil {
-		s.err = fmt.Errorf("%s: %w", Name, envelope.ErrNoKEK)
+		s.err = fmt.Errorf("%s: %w", Name, keywrap.ErrNoKEK)
 	}
 	return s
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/schemas"
-	"github.com/slipway/slipway/services/crypto-luks/envelope"
+	"github.com/slipway/slipway/services/crypto-luks/keywrap"
 	"github.com/slipway/slipway/services/crypto-luks/luks"
 )
 
@@ -160,7 +160,7 @@ func (s *Service) changeSlots(ctx context.Context, j *job, m *bus.Msg, ch slotCh
 
 // plan records the change as pending, with a new sealed passphrase when
 // it adds a slot.
-func (s *Service) plan(ctx context.Context, rec *Record, dk envelope.DataKey, path string, ch slotChange, cmdID string) (*Record, error) {
+func (s *Service) plan(ctx context.Context, rec *Record, dk keywrap.DataKey, path string, ch slotChange, cmdID string) (*Record, error) {
 	info, err := s.luks.Info(ctx, path)
 	if err != nil {
 		return nil, err
@@ -208,7 +208,7 @@ func (s *Service) plan(ctx context.Context, rec *Record, dk envelope.DataKey, pa
 
 // amend applies rec.Pending to the volume at path, unlocking with the
 // primary passphrase.
-func (s *Service) amend(ctx context.Context, rec *Record, dk envelope.DataKey, path string) error {
+func (s *Service) amend(ctx context.Context, rec *Record, dk keywrap.DataKey, path string) error {
 	p := rec.Pending
 	unlock, err := s.openSlot(rec, dk, rec.Primary)
 	if err != nil {
@@ -238,7 +238,7 @@ func classifyAmend(rec *Record, err error) error {
 	return terminalUnlessTransient(fmt.Errorf("image %d: %w", rec.ImageID, err))
 }
 
-func (s *Service) openSlot(rec *Record, dk envelope.DataKey, n int) ([]byte, error) {
+func (s *Service) openSlot(rec *Record, dk keywrap.DataKey, n int) ([]byte, error) {
 	sl, ok := rec.slot(n)
 	if !ok {
 		return nil, fmt.Errorf("secret %s has no passphrase for slot %d", rec.Secret, n)
@@ -250,7 +250,7 @@ func (s *Service) openSlot(rec *Record, dk envelope.DataKey, n int) ([]byte, err
 // stored: a pending new passphrase that opens it was applied (it is kept),
 // one that does not was never uploaded (it is dropped); slots the header
 // no longer has are forgotten.
-func (s *Service) reconcile(ctx context.Context, rec *Record, dk envelope.DataKey, path string) (*Record, error) {
+func (s *Service) reconcile(ctx context.Context, rec *Record, dk keywrap.DataKey, path string) (*Record, error) {
 	info, err := s.luks.Info(ctx, path)
 	if err != nil {
 		return nil, terminal(fmt.Errorf("image %d: %w", rec.ImageID, err))

@@ -13,7 +13,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/kvstore"
-	"github.com/slipway/slipway/services/crypto-luks/envelope"
+	"github.com/slipway/slipway/services/crypto-luks/keywrap"
 )
 
 // Record states.
@@ -29,7 +29,7 @@ type Record struct {
 	Secret  string `json:"secret"`
 	ImageID int64  `json:"image_id"`
 	// Wrapped is the data key: kek_id and wrapped_key.
-	envelope.Wrapped
+	keywrap.Wrapped
 	// Slots are the key slots whose passphrase crypto-luks made.
 	Slots []Slot `json:"slots"`
 	// Primary is the slot whose passphrase the secret query hands out.

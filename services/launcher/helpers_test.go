@@ -29,7 +29,7 @@ import (
 	"github.com/slipway/slipway/services/catalog"
 	"github.com/slipway/slipway/services/converter"
 	cryptoluks "github.com/slipway/slipway/services/crypto-luks"
-	"github.com/slipway/slipway/services/crypto-luks/envelope"
+	"github.com/slipway/slipway/services/crypto-luks/keywrap"
 	kernelregistry "github.com/slipway/slipway/services/kernel-registry"
 	"github.com/slipway/slipway/services/launcher"
 )
@@ -501,7 +501,7 @@ func (h *harness) startCryptoLUKS() {
 	if _, err := rand.Read(kek); err != nil {
 		h.t.Fatal(err)
 	}
-	keys, err := envelope.New(kek)
+	keys, err := keywrap.New(kek)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-// Package envelope keeps crypto-luks' passphrases envelope-encrypted: each
+// Package keywrap keeps crypto-luks' passphrases envelope-encrypted: each
 // secret has its own random data key, which encrypts that secret's
 // passphrases (AES-256-GCM), and the data key is stored only wrapped by the
 // key-encryption key (KEK), also with AES-256-GCM. The KEK comes from
@@ -14,7 +14,7 @@
 // ones (SLIPWAY_LUKS_OLD_KEK_FILES); Rewrap moves a data key from whichever
 // KEK wrapped it to the current one. The data keys and the passphrases do
 // not change, so images encrypted before still open.
-package envelope
+package keywrap
 
 import (
 	"crypto/aes"
@@ -172,11 +172,11 @@ type DataKey struct {
 // with its form wrapped by the current KEK.
 func (k *Keyring) NewDataKey(secret string) (DataKey, Wrapped, error) {
 	if secret == "" {
-		return DataKey{}, Wrapped{}, errors.New("envelope: empty secret ID")
+		return DataKey{}, Wrapped{}, errors.New("keywrap: empty secret ID")
 	}
 	raw := make([]byte, KeySize)
 	if _, err := rand.Read(raw); err != nil {
-		return DataKey{}, Wrapped{}, fmt.Errorf("envelope: data key: %w", err)
+		return DataKey{}, Wrapped{}, fmt.Errorf("keywrap: data key: %w", err)
 	}
 	w, err := k.wrap(secret, raw)
 	if err != nil {
@@ -189,7 +189,7 @@ func (k *Keyring) NewDataKey(secret string) (DataKey, Wrapped, error) {
 func dataKey(secret string, raw []byte) (DataKey, error) {
 	aead, err := newGCM(raw)
 	if err != nil {
-		return DataKey{}, fmt.Errorf("envelope: %w", err)
+		return DataKey{}, fmt.Errorf("keywrap: %w", err)
 	}
 	return DataKey{secret: secret, aead: aead}, nil
 }
@@ -252,7 +252,7 @@ func (k *Keyring) Rewrap(secret string, w Wrapped) (Wrapped, bool, error) {
 // slot, say): it opens only with the same secret's key and the same label.
 func (d DataKey) Seal(label string, plaintext []byte) ([]byte, error) {
 	if d.aead == nil {
-		return nil, errors.New("envelope: zero data key")
+		return nil, errors.New("keywrap: zero data key")
 	}
 	return seal(d.aead, plaintext, d.aad(label))
 }
@@ -260,7 +260,7 @@ func (d DataKey) Seal(label string, plaintext []byte) ([]byte, error) {
 // Open decrypts what Seal made with the same label.
 func (d DataKey) Open(label string, ciphertext []byte) ([]byte, error) {
 	if d.aead == nil {
-		return nil, errors.New("envelope: zero data key")
+		return nil, errors.New("keywrap: zero data key")
 	}
 	p, err := open(d.aead, ciphertext, d.aad(label))
 	if err != nil {
@@ -276,7 +276,7 @@ func (d DataKey) aad(label string) []byte {
 func seal(aead cipher.AEAD, plaintext, aad []byte) ([]byte, error) {
 	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plaintext)+aead.Overhead())
 	if _, err := rand.Read(nonce); err != nil {
-		return nil, fmt.Errorf("envelope: nonce: %w", err)
+		return nil, fmt.Errorf("keywrap: nonce: %w", err)
 	}
 	return aead.Seal(nonce, nonce, plaintext, aad), nil
 }
