@@ -102,16 +102,28 @@ func TestAsyncAPIChannelsMatchSchemas(t *testing.T) {
 	for name, msg := range doc.Components.Messages {
 		r, _ := msg.Payload["$ref"].(string)
 		if r == "" {
-			continue // inline payloads (query requests, errors)
+			continue // inline payloads (query errors)
 		}
-		if f := resolveFileRef(t, r); f != "" && !strings.Contains(r, "#") {
-			used[f]++
+		f := resolveFileRef(t, r)
+		if f == "" || strings.Contains(r, "#") {
+			continue
+		}
+		used[f]++
+		switch kind, _, _ := strings.Cut(f, "/"); kind {
+		case KindCommand, KindEvent:
 			if want := IDBase + f; msg.DataSchema != want {
 				t.Errorf("message %s: x-ce-dataschema %q, want %q", name, msg.DataSchema, want)
 			}
 			if len(msg.Traits) != 1 || local(t, msg.Traits[0].Ref, "#/components/messageTraits/") != "cloudEvent" {
 				t.Errorf("message %s: lacks the cloudEvent trait", name)
 			}
+		case KindQuery, KindReply:
+			// Queries are plain NATS request/reply: no CloudEvents envelope.
+			if msg.DataSchema != "" || len(msg.Traits) != 0 {
+				t.Errorf("message %s: a query's request or reply carries no CloudEvents envelope", name)
+			}
+		default:
+			t.Errorf("message %s: payload %s is not under cmd/, evt/, qry/ or rpl/", name, f)
 		}
 	}
 	for _, m := range Messages() {
@@ -124,22 +136,88 @@ func TestAsyncAPIChannelsMatchSchemas(t *testing.T) {
 			t.Errorf("asyncapi has no channel %s.%s.%s", m.Kind, m.Service, m.Name)
 			continue
 		}
-		want := "slipway.cmd." + m.Service + "." + m.Name
-		if m.Kind == KindEvent {
+		var want string
+		switch m.Kind {
+		case KindCommand:
+			want = "slipway.cmd." + m.Service + "." + m.Name
+		case KindEvent:
 			want = "slipway.evt." + m.Service + "." + m.Name + ".{id}"
+		case KindQuery:
+			want = "slipway.api." + m.Service + "." + m.Name
+		case KindReply:
+			want = "<null>" // the asker's reply inbox
 		}
 		if got := deref(ch.Address); got != want {
 			t.Errorf("channel %s.%s.%s: address %q, want %q", m.Kind, m.Service, m.Name, got, want)
 		}
+		carried := 0
 		for _, r := range ch.Messages {
 			cm := doc.Components.Messages[local(t, r.Ref, "#/components/messages/")]
+			if cm.Payload["$ref"] == nil {
+				continue // a query error
+			}
+			carried++
 			if cm.Payload["$ref"] != "./"+f || cm.Title != m.Title {
 				t.Errorf("channel for %s carries %v (%s)", f, cm.Payload["$ref"], cm.Title)
 			}
 		}
+		if carried != 1 {
+			t.Errorf("channel for %s carries %d schema payloads, want 1", f, carried)
+		}
 	}
 	if len(used) != len(Messages()) {
 		t.Errorf("asyncapi uses %d schema files, the module has %d", len(used), len(Messages()))
+	}
+}
+
+// TestAsyncAPIQueriesAreRequestReply checks that every query is one operation
+// receiving its request on slipway.api.<service>.<endpoint> and replying with its
+// reply or an error, and that every reply schema belongs to a query.
+func TestAsyncAPIQueriesAreRequestReply(t *testing.T) {
+	doc := loadAsyncAPI(t)
+	queries := Queries()
+	if len(queries) == 0 {
+		t.Fatal("no queries")
+	}
+	replies := 0
+	for _, m := range Messages() {
+		if m.Kind == KindReply {
+			replies++
+			if _, err := LookupQuery(m.Service, m.Name); err != nil {
+				t.Errorf("reply %s.%s: %v", m.Service, m.Name, err)
+			}
+		}
+	}
+	if replies != len(queries) {
+		t.Errorf("%d reply schemas for %d queries", replies, len(queries))
+	}
+	for _, q := range queries {
+		key := q.Service + "." + q.Endpoint
+		op, ok := doc.Operations[KindQuery+"."+key]
+		if !ok || op.Reply == nil {
+			t.Errorf("query %s: no request/reply operation %s.%s", key, KindQuery, key)
+			continue
+		}
+		if op.Action != "receive" || local(t, op.Channel.Ref, "#/channels/") != KindQuery+"."+key {
+			t.Errorf("query %s: operation %s on %s, want receive on %s.%s", key, op.Action, op.Channel.Ref, KindQuery, key)
+		}
+		if len(op.Messages) != 1 || op.Messages[0].Ref != "#/channels/"+KindQuery+"."+key+"/messages/request" {
+			t.Errorf("query %s: operation messages %v", key, op.Messages)
+		}
+		if got := local(t, op.Reply.Channel.Ref, "#/channels/"); got != KindReply+"."+key {
+			t.Errorf("query %s: replies on %s, want %s.%s", key, got, KindReply, key)
+		}
+		var got []string
+		for _, r := range op.Reply.Messages {
+			got = append(got, r.Ref)
+		}
+		want := []string{"#/channels/" + KindReply + "." + key + "/messages/reply", "#/channels/" + KindReply + "." + key + "/messages/error"}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("query %s: reply messages %v, want %v", key, got, want)
+		}
+		if r := doc.Channels[KindReply+"."+key].Messages["error"].Ref; r != "#/components/messages/api.error" {
+			t.Errorf("query %s: error reply is %q", key, r)
+		}
 	}
 }
 
@@ -182,12 +260,6 @@ func TestAsyncAPIReferencesResolve(t *testing.T) {
 			for _, r := range op.Reply.Messages {
 				checkOpMessage(name, r)
 			}
-		}
-	}
-	for _, name := range []string{"api.catalog.list", "api.catalog.show"} {
-		op, ok := doc.Operations[name]
-		if !ok || op.Reply == nil {
-			t.Errorf("query %s: no request/reply operation", name)
 		}
 	}
 	for name, ch := range doc.Channels {

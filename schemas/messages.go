@@ -11,17 +11,29 @@ import (
 
 // files holds the schema tree exactly as it is in the repository.
 //
-//go:embed defs.json cmd/*.json evt/*.json asyncapi.yaml
+//go:embed defs.json cmd/*.json evt/*.json qry/*.json rpl/*.json asyncapi.yaml
 var files embed.FS
 
 // IDBase is the URL every schema $id starts with.
 const IDBase = "https://slipway.dev/schemas/"
 
-// Kinds of message.
+// Kinds of message. A query has two: its request (KindQuery) and its
+// reply (KindReply), both named <service>.<endpoint>.
 const (
 	KindCommand = "cmd"
 	KindEvent   = "evt"
+	KindQuery   = "qry"
+	KindReply   = "rpl"
 )
+
+// validKind reports whether kind is one of the four kinds.
+func validKind(kind string) bool {
+	switch kind {
+	case KindCommand, KindEvent, KindQuery, KindReply:
+		return true
+	}
+	return false
+}
 
 // registered is one entry of the generated registry.
 type registered struct {
@@ -29,11 +41,12 @@ type registered struct {
 	typ                       reflect.Type
 }
 
-// Message describes one command or event schema and the Go type generated for it.
+// Message describes one command, event, query request or query reply schema
+// and the Go type generated for it.
 type Message struct {
-	Kind    string // "cmd" or "evt"
+	Kind    string // "cmd", "evt", "qry" or "rpl"
 	Service string // e.g. "catalog"
-	Name    string // e.g. "image-create"
+	Name    string // e.g. "image-create"; a query's endpoint, e.g. "show"
 	Title   string // the schema title: the Go type's name
 	Schema  []byte // the schema document
 	Type    reflect.Type
@@ -42,13 +55,14 @@ type Message struct {
 // ID returns the $id of the message's schema.
 func (m Message) ID() string { return ID(m.Kind, m.Service, m.Name) }
 
-// FS returns the embedded schema tree: defs.json, cmd/*.json, evt/*.json and
-// asyncapi.yaml.
+// FS returns the embedded schema tree: defs.json, cmd/*.json, evt/*.json,
+// qry/*.json, rpl/*.json and asyncapi.yaml.
 func FS() fs.FS { return files }
 
 // ID returns the schema $id (and ce-dataschema value) of a message, e.g.
-// https://slipway.dev/schemas/cmd/catalog.image-create.json. It does not check that
-// the message exists.
+// https://slipway.dev/schemas/cmd/catalog.image-create.json, or of a query's
+// request or reply (https://slipway.dev/schemas/rpl/catalog.show.json). It
+// does not check that the message exists.
 func ID(kind, service, name string) string {
 	return IDBase + kind + "/" + service + "." + name + ".json"
 }
@@ -65,13 +79,14 @@ func ParseID(id string) (kind, service, name string, err error) {
 	if ok {
 		service, name, ok = strings.Cut(rest, ".")
 	}
-	if !ok || (kind != KindCommand && kind != KindEvent) || service == "" || name == "" {
-		return "", "", "", fmt.Errorf("schema id %q: want %s<cmd|evt>/<service>.<name>.json", id, IDBase)
+	if !ok || !validKind(kind) || service == "" || name == "" {
+		return "", "", "", fmt.Errorf("schema id %q: want %s<cmd|evt|qry|rpl>/<service>.<name>.json", id, IDBase)
 	}
 	return kind, service, name, nil
 }
 
-// Messages lists every message schema with its Go type, commands first.
+// Messages lists every message schema with its Go type: commands, events,
+// query requests, then query replies.
 func Messages() []Message {
 	out := make([]Message, 0, len(registry))
 	for _, r := range registry {
@@ -88,6 +103,42 @@ func Lookup(kind, service, name string) (Message, bool) {
 		}
 	}
 	return Message{}, false
+}
+
+// Query is one query endpoint: the schemas of its request and of its reply.
+type Query struct {
+	Service, Endpoint string
+	Request, Reply    Message
+}
+
+// LookupQuery returns the request and reply schemas of service's endpoint. It
+// fails, matching [ErrUnknownMessage], unless both exist.
+func LookupQuery(service, endpoint string) (Query, error) {
+	q := Query{Service: service, Endpoint: endpoint}
+	var okReq, okRep bool
+	q.Request, okReq = Lookup(KindQuery, service, endpoint)
+	q.Reply, okRep = Lookup(KindReply, service, endpoint)
+	switch {
+	case !okReq && !okRep:
+		return q, fmt.Errorf("%w: query %s.%s has no request schema (qry/%[2]s.%[3]s.json) and no reply schema (rpl/%[2]s.%[3]s.json)", ErrUnknownMessage, service, endpoint)
+	case !okReq:
+		return q, fmt.Errorf("%w: query %s.%s has no request schema (qry/%[2]s.%[3]s.json)", ErrUnknownMessage, service, endpoint)
+	case !okRep:
+		return q, fmt.Errorf("%w: query %s.%s has no reply schema (rpl/%[2]s.%[3]s.json)", ErrUnknownMessage, service, endpoint)
+	}
+	return q, nil
+}
+
+// Queries lists every query endpoint with a request schema, in file order.
+func Queries() []Query {
+	var out []Query
+	for _, r := range registry {
+		if r.kind == KindQuery {
+			q, _ := LookupQuery(r.service, r.name)
+			out = append(out, q)
+		}
+	}
+	return out
 }
 
 func (r registered) message() Message {

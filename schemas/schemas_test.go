@@ -18,8 +18,12 @@ type schemaDoc struct {
 	Title       string `json:"title"`
 	Description string `json:"description"`
 	Ref         string `json:"$ref"`
-	AddlProps   *bool  `json:"additionalProperties"`
-	Examples    []json.RawMessage
+	Type        string `json:"type"`
+	Items       *struct {
+		Ref string `json:"$ref"`
+	} `json:"items"`
+	AddlProps *bool `json:"additionalProperties"`
+	Examples  []json.RawMessage
 }
 
 func loadDoc(t *testing.T, m Message) schemaDoc {
@@ -128,6 +132,51 @@ func TestEveryContractMessageExists(t *testing.T) {
 		"evt launcher.disk-saved":       "LauncherDiskSaved",
 		"evt launcher.disk-snapshotted": "LauncherDiskSnapshotted",
 		"evt launcher.failed":           "LauncherFailed",
+		// Queries: every endpoint a service serves has a request and a reply.
+		"qry catalog.list":              "CatalogListRequest",
+		"rpl catalog.list":              "CatalogListReply",
+		"qry catalog.show":              "CatalogShowRequest",
+		"rpl catalog.show":              "Image",
+		"qry catalog.datastores":        "CatalogDatastoresRequest",
+		"rpl catalog.datastores":        "CatalogDatastoresReply",
+		"qry converter.jobs":            "ConverterJobsRequest",
+		"rpl converter.jobs":            "ConverterJobsReply",
+		"qry converter.formats":         "ConverterFormatsRequest",
+		"rpl converter.formats":         "ConverterFormatsReply",
+		"qry builder.jobs":              "BuilderJobsRequest",
+		"rpl builder.jobs":              "BuilderJobsReply",
+		"qry crypto-luks.secret":        "CryptoLuksSecretRequest",
+		"rpl crypto-luks.secret":        "CryptoLuksSecretReply",
+		"qry crypto-luks.secrets":       "CryptoLuksSecretsRequest",
+		"rpl crypto-luks.secrets":       "CryptoLuksSecretsReply",
+		"qry crypto-luks.slots":         "CryptoLuksSlotsRequest",
+		"rpl crypto-luks.slots":         "LuksSecret",
+		"qry crypto-luks.jobs":          "CryptoLuksJobsRequest",
+		"rpl crypto-luks.jobs":          "CryptoLuksJobsReply",
+		"qry kernel-registry.list":      "KernelRegistryListRequest",
+		"rpl kernel-registry.list":      "KernelRegistryListReply",
+		"qry kernel-registry.show":      "KernelRegistryShowRequest",
+		"rpl kernel-registry.show":      "Kernel",
+		"qry launcher.templates":        "LauncherTemplatesRequest",
+		"rpl launcher.templates":        "LauncherTemplatesReply",
+		"qry launcher.template":         "LauncherTemplateRequest",
+		"rpl launcher.template":         "VMTemplate",
+		"qry launcher.vms":              "LauncherVMsRequest",
+		"rpl launcher.vms":              "LauncherVMsReply",
+		"qry launcher.vm":               "LauncherVMRequest",
+		"rpl launcher.vm":               "VM",
+		"qry launcher.console":          "LauncherConsoleRequest",
+		"rpl launcher.console":          "LauncherConsoleReply",
+		"qry launcher.firecracker":      "LauncherFirecrackerRequest",
+		"rpl launcher.firecracker":      "LauncherFirecrackerReply",
+		"qry market-dockerhub.list":     "MarketDockerhubListRequest",
+		"rpl market-dockerhub.list":     "MarketDockerhubListReply",
+		"qry market-dockerhub.show":     "MarketDockerhubShowRequest",
+		"rpl market-dockerhub.show":     "Market",
+		"qry market-dockerhub.apps":     "MarketDockerhubAppsRequest",
+		"rpl market-dockerhub.apps":     "MarketDockerhubAppsReply",
+		"qry market-dockerhub.app-show": "MarketDockerhubAppShowRequest",
+		"rpl market-dockerhub.app-show": "MarketApp",
 	}
 	got := map[string]string{}
 	for _, m := range Messages() {
@@ -157,8 +206,17 @@ func TestSchemaConventions(t *testing.T) {
 			t.Errorf("%s: no examples", m.ID())
 		}
 		// A payload with its own properties must be closed; one that is a $ref
-		// inherits the closed shape of its definition (the generator checks both).
-		if d.Ref == "" && (d.AddlProps == nil || *d.AddlProps) {
+		// inherits the closed shape of its definition (the generator checks both);
+		// an array (a list query's reply) holds items of a definition.
+		switch {
+		case d.Type == "array":
+			if d.Items == nil || d.Items.Ref == "" || d.AddlProps != nil {
+				t.Errorf("%s: an array payload's items must be a $ref to a definition", m.ID())
+			}
+			if m.Kind != KindReply {
+				t.Errorf("%s: only a query reply may be an array", m.ID())
+			}
+		case d.Ref == "" && (d.AddlProps == nil || *d.AddlProps):
 			t.Errorf("%s: additionalProperties must be false", m.ID())
 		}
 		if d.Ref != "" && d.AddlProps != nil {
@@ -251,6 +309,19 @@ func TestInvalidPayloadsNameTheField(t *testing.T) {
 		{"evt", "converter", "progress", `{"image_id":1,"phase":"resize","bytes_done":0,"bytes_total":0}`, "/phase:"},
 		{"evt", "converter", "converted", `{"image_id":1,` + okDest + `,"format":"qcow2","virtual_size":1,"size":-1,"sha256":"` + sha + `"}`, "/size: must be >= 0"},
 		{"evt", "converter", "failed", `{"image_id":1,"phase":"fetch","error":"x"}`, "/retryable: is required"},
+		// Query requests and replies.
+		{"qry", "catalog", "show", `{}`, "catalog.show: one of these must hold: /id is required, or /name is required"},
+		{"qry", "catalog", "show", `{"id":"7"}`, "catalog.show: /id: must be integer, not string"},
+		{"qry", "catalog", "show", `{"id":1,"name":"a"}`, "catalog.show: give only one of /id, /name"},
+		{"qry", "catalog", "list", `{"state":"HAPPY"}`, `/state: is "HAPPY"`},
+		{"qry", "catalog", "datastores", `{"all":true}`, "/all: is not allowed"},
+		{"qry", "crypto-luks", "secret", `{"secret":"0b8e7c9a-3f1d-4c2e-9a6b-5d4e3f2a1b0c","public_key":"AAAA"}`, "/public_key: \"AAAA\" does not match"},
+		{"qry", "launcher", "vm", `{}`, "launcher.vm: /id: is required"},
+		{"rpl", "catalog", "show", `{"id":"7","name":"a","datastore":"default","type":"OS","persistent":false,"state":"READY","rvms":0,"created_at":"2025-01-01T00:00:00Z","updated_at":"2025-01-01T00:00:00Z"}`, "catalog.show: /id: must be integer, not string"},
+		{"rpl", "catalog", "show", `{"id":7,"name":"a","datastore":"default","type":"OS","persistent":false,"state":"READY","rvms":0,"source":"/etc/passwd","created_at":"2025-01-01T00:00:00Z","updated_at":"2025-01-01T00:00:00Z"}`, "/source: \"/etc/passwd\" does not match"},
+		{"rpl", "catalog", "list", `null`, "catalog.list: must be array, not null"},
+		{"rpl", "crypto-luks", "secret", `{"secret":"0b8e7c9a-3f1d-4c2e-9a6b-5d4e3f2a1b0c","image_id":8,"slot":9,"sealed":"AAAA"}`, "/slot: must be <= 7"},
+		{"rpl", "launcher", "firecracker", `{"config":{"boot-source":{"kernel_image_path":"vmlinux"},"drives":[],"machine-config":{"vcpu_count":1,"mem_size_mib":512,"smt":false}},"valid":true,"problems":[],"bootable":false}`, "/config/boot-source/kernel_image_path:"},
 	}
 	for _, tc := range tests {
 		err := Validate(tc.kind, tc.service, tc.name, []byte(tc.payload))
@@ -360,6 +431,41 @@ func TestIDs(t *testing.T) {
 	if _, ok := Lookup("evt", "converter", "nope"); ok {
 		t.Error("Lookup found a message that does not exist")
 	}
+	for _, k := range []string{KindQuery, KindReply} {
+		id := ID(k, "catalog", "show")
+		if kind, svc, name, err := ParseID(id); err != nil || kind != k || svc != "catalog" || name != "show" {
+			t.Errorf("ParseID(%s) = %s %s %s %v", id, kind, svc, name, err)
+		}
+	}
+}
+
+func TestLookupQuery(t *testing.T) {
+	q, err := LookupQuery("catalog", "show")
+	if err != nil || q.Request.Kind != KindQuery || q.Reply.Kind != KindReply ||
+		q.Request.Type != reflect.TypeFor[CatalogShowRequest]() || q.Reply.Type != reflect.TypeFor[Image]() {
+		t.Fatalf("LookupQuery(catalog, show) = %+v, %v", q, err)
+	}
+	_, err = LookupQuery("catalog", "image-show")
+	if !errors.Is(err, ErrUnknownMessage) || !strings.Contains(err.Error(), "catalog.image-show") ||
+		!strings.Contains(err.Error(), "qry/catalog.image-show.json") {
+		t.Errorf("unknown query: %v", err)
+	}
+	// A command is not a query.
+	if _, err := LookupQuery("catalog", "image-create"); !errors.Is(err, ErrUnknownMessage) {
+		t.Errorf("a command looked up as a query: %v", err)
+	}
+	seen := map[string]bool{}
+	for _, q := range Queries() {
+		seen[q.Service+"."+q.Endpoint] = true
+		if q.Reply.Schema == nil || q.Request.Schema == nil {
+			t.Errorf("query %s.%s lacks a schema", q.Service, q.Endpoint)
+		}
+	}
+	for _, want := range []string{"catalog.list", "catalog.show", "crypto-luks.secret", "launcher.firecracker", "market-dockerhub.app-show"} {
+		if !seen[want] {
+			t.Errorf("Queries() lacks %s", want)
+		}
+	}
 }
 
 func TestFSHoldsTheTree(t *testing.T) {
@@ -373,7 +479,8 @@ func TestFSHoldsTheTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"asyncapi.yaml", "defs.json", "cmd/catalog.image-create.json", "evt/converter.failed.json"} {
+	for _, want := range []string{"asyncapi.yaml", "defs.json", "cmd/catalog.image-create.json", "evt/converter.failed.json",
+		"qry/catalog.show.json", "rpl/catalog.show.json"} {
 		if !files[want] {
 			t.Errorf("FS() lacks %s (has %v)", want, files)
 		}

@@ -304,6 +304,23 @@ func KernelSourceValues() []KernelSource {
 	return []KernelSource{KernelSourceAdd, KernelSourceCatalog}
 }
 
+// DatastoreKind is defined in defs.json.
+//
+// What a datastore holds: image (disks: OS, CDROM, DATABLOCK) or file (KERNEL, RAMDISK,
+// CONTEXT).
+type DatastoreKind string
+
+// DatastoreKind values.
+const (
+	DatastoreKindImage DatastoreKind = "image"
+	DatastoreKindFile  DatastoreKind = "file"
+)
+
+// DatastoreKindValues returns every DatastoreKind, in schema order.
+func DatastoreKindValues() []DatastoreKind {
+	return []DatastoreKind{DatastoreKindImage, DatastoreKindFile}
+}
+
 // VMAction is defined in defs.json. It is the payload of command launcher.poweroff, command
 // launcher.terminate.
 //
@@ -317,7 +334,7 @@ type VMAction struct {
 }
 
 // VMTemplate is defined in defs.json. It is the payload of event launcher.template-created,
-// event launcher.template-updated.
+// event launcher.template-updated, the reply to query launcher.template.
 //
 // A VM template the launcher keeps (key = ID).
 type VMTemplate struct {
@@ -426,7 +443,7 @@ type VMAccelerator struct {
 	PassedOver []VMAcceleratorCandidate `json:"passed_over,omitempty"`
 }
 
-// VM is defined in defs.json.
+// VM is defined in defs.json. It is the payload of the reply to query launcher.vm.
 //
 // A VM record the launcher keeps (key = ID) and answers the vm and vms queries with.
 type VM struct {
@@ -480,7 +497,7 @@ type VM struct {
 }
 
 // Market is defined in defs.json. It is the payload of event market-dockerhub.market-created,
-// event market-dockerhub.market-updated.
+// event market-dockerhub.market-updated, the reply to query market-dockerhub.show.
 //
 // A marketplace record as market-dockerhub keeps it and publishes it whole in market-created
 // and market-updated events (onemarket's ID NAME SIZE AVAIL APPS MAD ZONE).
@@ -528,7 +545,8 @@ type Market struct {
 	CreatedAt string `json:"created_at"`
 }
 
-// MarketApp is defined in defs.json.
+// MarketApp is defined in defs.json. It is the payload of the reply to query
+// market-dockerhub.app-show.
 //
 // A marketplace app: one repository, as market-dockerhub lists it (onemarketapp's ID NAME
 // VERSION SIZE … REGTIME MARKET).
@@ -572,7 +590,7 @@ type MarketApp struct {
 }
 
 // Kernel is defined in defs.json. It is the payload of event kernel-registry.added, event
-// kernel-registry.examined.
+// kernel-registry.examined, the reply to query kernel-registry.show.
 //
 // What kernel-registry knows of a KERNEL image (KV <prefix>_kernel-registry_kernels, key = the
 // image ID), published whole in added and examined events and answered by show.
@@ -667,7 +685,7 @@ type ImageSave struct {
 }
 
 // Image is defined in defs.json. It is the payload of event catalog.image-created, event
-// catalog.image-updated.
+// catalog.image-updated, the reply to query catalog.show.
 //
 // The image record the catalog keeps (key = ID) and publishes whole in image-created and
 // image-updated events.
@@ -744,6 +762,256 @@ type Image struct {
 
 	// Last change, RFC 3339.
 	UpdatedAt string `json:"updated_at"`
+}
+
+// CatalogDatastore is defined in defs.json.
+//
+// A datastore the catalog serves: a bucket and the image types it takes.
+type CatalogDatastore struct {
+	// Datastore name.
+	Name string `json:"name"`
+
+	// What it holds.
+	Kind DatastoreKind `json:"kind"`
+
+	// The bucket its blobs live in.
+	Bucket string `json:"bucket"`
+
+	// Image types it accepts.
+	Types []ImageType `json:"types"`
+}
+
+// ConverterJob is defined in defs.json.
+//
+// A converter job in flight, as the jobs query lists it.
+type ConverterJob struct {
+	// ce-id of the command.
+	ID string `json:"id"`
+
+	// The command: import or create-blank.
+	Command string `json:"command"`
+
+	// Image the job is for.
+	ImageID int64 `json:"image_id"`
+
+	// Current phase.
+	Phase ConverterPhase `json:"phase"`
+
+	// Bytes processed in this phase.
+	BytesDone int64 `json:"bytes_done"`
+
+	// Bytes this phase will process; 0 when unknown.
+	BytesTotal int64 `json:"bytes_total"`
+
+	// Where the data comes from (import only), without credentials or query string.
+	Source string `json:"source,omitempty"`
+
+	// Where the disk is written.
+	Dest string `json:"dest"`
+
+	// Delivery count of the command (1 on the first attempt).
+	Delivered int64 `json:"delivered"`
+
+	// When this delivery started, RFC 3339.
+	StartedAt string `json:"started_at"`
+}
+
+// BuilderJob is defined in defs.json.
+//
+// A builder job in flight, as the jobs query lists it.
+type BuilderJob struct {
+	// ce-id of the build command.
+	ID string `json:"id"`
+
+	// Image the build is for.
+	ImageID int64 `json:"image_id"`
+
+	// The container image, pinned to its digest.
+	Reference string `json:"reference"`
+
+	// What the container image carries.
+	Kind ContentKind `json:"kind"`
+
+	// Current phase.
+	Phase BuilderPhase `json:"phase"`
+
+	// Bytes processed in this phase.
+	BytesDone int64 `json:"bytes_done"`
+
+	// Bytes this phase will process; 0 when unknown.
+	BytesTotal int64 `json:"bytes_total"`
+
+	// Where the disk is written.
+	Dest string `json:"dest"`
+
+	// Delivery count of the command (1 on the first attempt).
+	Delivered int64 `json:"delivered"`
+
+	// When this delivery started, RFC 3339.
+	StartedAt string `json:"started_at"`
+}
+
+// LuksJob is defined in defs.json.
+//
+// A crypto-luks job in flight (encrypt, create, or a key-slot change), as the jobs query lists
+// it.
+type LuksJob struct {
+	// ce-id of the command.
+	ID string `json:"id"`
+
+	// The command.
+	Command string `json:"command"`
+
+	// Image the job is for.
+	ImageID int64 `json:"image_id"`
+
+	// Current phase.
+	Phase LuksPhase `json:"phase"`
+
+	// Bytes processed in this phase.
+	Done int64 `json:"done"`
+
+	// Bytes this phase will process; 0 when unknown.
+	Total int64 `json:"total"`
+
+	// Delivery count of the command (1 on the first attempt).
+	Delivered int64 `json:"delivered"`
+
+	// When this delivery started, RFC 3339.
+	StartedAt string `json:"started_at"`
+}
+
+// LuksSlot is defined in defs.json.
+//
+// A key slot crypto-luks holds a passphrase for; never the passphrase itself.
+type LuksSlot struct {
+	// Slot number.
+	Slot int64 `json:"slot"`
+
+	// The secret query hands out this slot's passphrase by default.
+	Primary bool `json:"primary"`
+
+	// When the slot was filled, RFC 3339.
+	CreatedAt string `json:"created_at"`
+}
+
+// LuksSecret is defined in defs.json. It is the payload of the reply to query
+// crypto-luks.slots.
+//
+// A crypto-luks secret's metadata, as the secrets and slots queries answer it: never a
+// passphrase or a key.
+type LuksSecret struct {
+	// The secret's UUID.
+	Secret string `json:"secret"`
+
+	// Its image.
+	ImageID int64 `json:"image_id"`
+
+	// creating while the volume is made (its passphrase is not handed out), then ready.
+	State string `json:"state"`
+
+	// The key-encryption key that wraps its data key.
+	KekID string `json:"kek_id"`
+
+	// The slot whose passphrase the secret query hands out by default.
+	Primary int64 `json:"primary"`
+
+	// The slots crypto-luks holds a passphrase for.
+	Slots []LuksSlot `json:"slots"`
+
+	// A key-slot change was recorded and not committed (the next change settles it).
+	Pending bool `json:"pending,omitempty"`
+
+	// The stored volume, once written.
+	Dest string `json:"dest,omitempty"`
+
+	// SHA-256 of the stored volume.
+	SHA256 string `json:"sha256,omitempty"`
+
+	// Virtual size of the volume in bytes.
+	VirtualSize int64 `json:"virtual_size,omitempty"`
+
+	// Creation time, RFC 3339.
+	CreatedAt string `json:"created_at"`
+
+	// Last change, RFC 3339.
+	UpdatedAt string `json:"updated_at"`
+}
+
+// FirecrackerBootSource is defined in defs.json.
+//
+// Firecracker's boot-source: the kernel, its command line and initrd.
+type FirecrackerBootSource struct {
+	// The uncompressed ELF kernel; empty when the template has none (a problem of the answer).
+	KernelImagePath string `json:"kernel_image_path"`
+
+	// The kernel command line.
+	BootArgs string `json:"boot_args,omitempty"`
+
+	// The initrd, when there is one.
+	InitrdPath string `json:"initrd_path,omitempty"`
+}
+
+// FirecrackerDrive is defined in defs.json.
+//
+// One of Firecracker's drives: a raw disk image.
+type FirecrackerDrive struct {
+	// Drive ID (disk0, disk1…).
+	DriveID string `json:"drive_id"`
+
+	// The disk image.
+	PathOnHost string `json:"path_on_host"`
+
+	// The guest's root device.
+	IsRootDevice bool `json:"is_root_device"`
+
+	// Attached read-only.
+	IsReadOnly bool `json:"is_read_only"`
+}
+
+// FirecrackerMachine is defined in defs.json.
+//
+// Firecracker's machine-config: vCPUs and memory.
+type FirecrackerMachine struct {
+	// vCPUs, from the template (more than Firecracker takes is a problem of the answer).
+	VcpuCount int64 `json:"vcpu_count"`
+
+	// Memory in MiB, from the template.
+	MemSizeMiB int64 `json:"mem_size_mib"`
+
+	// Simultaneous multithreading.
+	Smt bool `json:"smt"`
+}
+
+// FirecrackerNetworkInterface is defined in defs.json.
+//
+// One of Firecracker's virtio-net devices, on a host tap device.
+type FirecrackerNetworkInterface struct {
+	// Interface ID (eth0…).
+	IfaceID string `json:"iface_id"`
+
+	// The tap device.
+	HostDevName string `json:"host_dev_name"`
+
+	// The guest's MAC address; absent: Firecracker's choice.
+	GuestMac string `json:"guest_mac,omitempty"`
+}
+
+// FirecrackerConfig is defined in defs.json.
+//
+// The document `firecracker --config-file` reads (field names are Firecracker's).
+type FirecrackerConfig struct {
+	// Kernel, command line, initrd.
+	BootSource FirecrackerBootSource `json:"boot-source"`
+
+	// Block devices.
+	Drives []FirecrackerDrive `json:"drives"`
+
+	// vCPUs and memory.
+	MachineConfig FirecrackerMachine `json:"machine-config"`
+
+	// Network interfaces (the launcher's answer has none).
+	NetworkInterfaces []FirecrackerNetworkInterface `json:"network-interfaces,omitempty"`
 }
 
 // BuilderBuild is the payload of command builder.build
@@ -1879,6 +2147,417 @@ type MarketDockerhubResolved struct {
 	Size int64 `json:"size"`
 }
 
+// BuilderJobsRequest is the payload of query builder.jobs
+// (https://slipway.dev/schemas/qry/builder.jobs.json).
+//
+// List the builder's jobs in flight. The request has no fields (an empty body is the same).
+type BuilderJobsRequest struct {
+}
+
+// CatalogDatastoresRequest is the payload of query catalog.datastores
+// (https://slipway.dev/schemas/qry/catalog.datastores.json).
+//
+// List the datastores the catalog serves. The request has no fields (an empty body is the
+// same).
+type CatalogDatastoresRequest struct {
+}
+
+// CatalogListRequest is the payload of query catalog.list
+// (https://slipway.dev/schemas/qry/catalog.list.json).
+//
+// List the catalog's images, in ID order, narrowed by the filters given (an empty body lists
+// every image).
+type CatalogListRequest struct {
+	// Only this owner's images.
+	User string `json:"user,omitempty"`
+
+	// Only the images of this datastore.
+	Datastore string `json:"datastore,omitempty"`
+
+	// Only the images in this state.
+	State ImageState `json:"state,omitempty"`
+}
+
+// CatalogShowRequest is the payload of query catalog.show
+// (https://slipway.dev/schemas/qry/catalog.show.json).
+//
+// Show one image, by ID or by name (a name is looked up among the catalog user's images); one
+// of the two, not both. 404 when there is no such image.
+type CatalogShowRequest struct {
+	// Image ID.
+	ID *int64 `json:"id,omitempty"`
+
+	// Image name.
+	Name string `json:"name,omitempty"`
+}
+
+// ConverterFormatsRequest is the payload of query converter.formats
+// (https://slipway.dev/schemas/qry/converter.formats.json).
+//
+// Ask what the converter reads and writes. The request has no fields (an empty body is the
+// same).
+type ConverterFormatsRequest struct {
+}
+
+// ConverterJobsRequest is the payload of query converter.jobs
+// (https://slipway.dev/schemas/qry/converter.jobs.json).
+//
+// List the converter's jobs in flight. The request has no fields (an empty body is the same).
+type ConverterJobsRequest struct {
+}
+
+// CryptoLuksJobsRequest is the payload of query crypto-luks.jobs
+// (https://slipway.dev/schemas/qry/crypto-luks.jobs.json).
+//
+// List crypto-luks's jobs in flight. The request has no fields (an empty body is the same).
+type CryptoLuksJobsRequest struct {
+}
+
+// CryptoLuksSecretRequest is the payload of query crypto-luks.secret
+// (https://slipway.dev/schemas/qry/crypto-luks.secret.json).
+//
+// Ask for a passphrase, sealed to the asker's one-time X25519 public key: whoever reads the
+// reply sees only the sealed box. Name the secret, the image, or both (they must agree). 404
+// for an unknown secret or slot, or while the image is still being encrypted.
+type CryptoLuksSecretRequest struct {
+	// The secret's UUID (the image's LUKS_SECRET).
+	Secret string `json:"secret,omitempty"`
+
+	// The image.
+	ImageID *int64 `json:"image_id,omitempty"`
+
+	// The asker's one-time X25519 public key: base64 (standard or URL alphabet, padded or not) of
+	// its raw 32 bytes.
+	PublicKey string `json:"public_key"`
+
+	// The slot whose passphrase to hand out; absent: the primary slot.
+	Slot *int64 `json:"slot,omitempty"`
+}
+
+// CryptoLuksSecretsRequest is the payload of query crypto-luks.secrets
+// (https://slipway.dev/schemas/qry/crypto-luks.secrets.json).
+//
+// List the secrets' metadata (never a passphrase), every secret's or one image's.
+type CryptoLuksSecretsRequest struct {
+	// Only this image's secret.
+	ImageID *int64 `json:"image_id,omitempty"`
+}
+
+// CryptoLuksSlotsRequest is the payload of query crypto-luks.slots
+// (https://slipway.dev/schemas/qry/crypto-luks.slots.json).
+//
+// Describe one secret's key slots, by secret, by image, or both (they must agree). 404 for an
+// unknown secret.
+type CryptoLuksSlotsRequest struct {
+	// The secret's UUID (the image's LUKS_SECRET).
+	Secret string `json:"secret,omitempty"`
+
+	// The image.
+	ImageID *int64 `json:"image_id,omitempty"`
+}
+
+// KernelRegistryListRequest is the payload of query kernel-registry.list
+// (https://slipway.dev/schemas/qry/kernel-registry.list.json).
+//
+// List every kernel. The request has no fields (an empty body is the same).
+type KernelRegistryListRequest struct {
+}
+
+// KernelRegistryShowRequest is the payload of query kernel-registry.show
+// (https://slipway.dev/schemas/qry/kernel-registry.show.json).
+//
+// Show one kernel, by its image ID or its name (the ID wins when both are given). 404 when
+// there is no such kernel.
+type KernelRegistryShowRequest struct {
+	// The KERNEL image's ID.
+	ID *int64 `json:"id,omitempty"`
+
+	// The KERNEL image's name.
+	Name string `json:"name,omitempty"`
+}
+
+// LauncherConsoleRequest is the payload of query launcher.console
+// (https://slipway.dev/schemas/qry/launcher.console.json).
+//
+// Read a VM's serial console from a byte offset. 404 when there is no such VM.
+type LauncherConsoleRequest struct {
+	// VM ID.
+	ID int64 `json:"id"`
+
+	// Byte offset into the console log to read from; absent: 0.
+	Offset int64 `json:"offset,omitempty"`
+}
+
+// LauncherFirecrackerRequest is the payload of query launcher.firecracker
+// (https://slipway.dev/schemas/qry/launcher.firecracker.json).
+//
+// Resolve a VM template's kernel, initrd and disks as the PROLOG would (fetching them into the
+// launcher's cache, locking nothing) and answer its Firecracker configuration. Name the
+// template by ID or by name, not both. 404 when there is no such template.
+type LauncherFirecrackerRequest struct {
+	// Template ID.
+	TemplateID *int64 `json:"template_id,omitempty"`
+
+	// Template name.
+	Name string `json:"name,omitempty"`
+}
+
+// LauncherTemplateRequest is the payload of query launcher.template
+// (https://slipway.dev/schemas/qry/launcher.template.json).
+//
+// Show one VM template, by ID or by name; one of the two, not both. 404 when there is no such
+// template.
+type LauncherTemplateRequest struct {
+	// Template ID.
+	ID *int64 `json:"id,omitempty"`
+
+	// Template name.
+	Name string `json:"name,omitempty"`
+}
+
+// LauncherTemplatesRequest is the payload of query launcher.templates
+// (https://slipway.dev/schemas/qry/launcher.templates.json).
+//
+// List every VM template. The request has no fields (an empty body is the same).
+type LauncherTemplatesRequest struct {
+}
+
+// LauncherVMRequest is the payload of query launcher.vm
+// (https://slipway.dev/schemas/qry/launcher.vm.json).
+//
+// Show one VM. 404 when there is no such VM.
+type LauncherVMRequest struct {
+	// VM ID.
+	ID int64 `json:"id"`
+}
+
+// LauncherVMsRequest is the payload of query launcher.vms
+// (https://slipway.dev/schemas/qry/launcher.vms.json).
+//
+// List the VMs, in ID order; with state, only the VMs in that state.
+type LauncherVMsRequest struct {
+	// Only the VMs in this state.
+	State VMState `json:"state,omitempty"`
+}
+
+// MarketDockerhubAppShowRequest is the payload of query market-dockerhub.app-show
+// (https://slipway.dev/schemas/qry/market-dockerhub.app-show.json).
+//
+// Show one app with the VM template of its last import (or the one an import under its own name
+// would send): by app ID, or by name within a marketplace (in any marketplace when market_id is
+// absent, as long as one app has that name). 404 when there is no such app, 400 when the name
+// is ambiguous.
+type MarketDockerhubAppShowRequest struct {
+	// App ID.
+	ID *int64 `json:"id,omitempty"`
+
+	// Marketplace the app is in.
+	MarketID *int64 `json:"market_id,omitempty"`
+
+	// App name: the repository (nginx, team/app).
+	Name string `json:"name,omitempty"`
+}
+
+// MarketDockerhubAppsRequest is the payload of query market-dockerhub.apps
+// (https://slipway.dev/schemas/qry/market-dockerhub.apps.json).
+//
+// List the apps of one marketplace (every marketplace's without market_id) whose name or
+// description contains filter (case-insensitive). 404 for a marketplace that does not exist.
+type MarketDockerhubAppsRequest struct {
+	// Only this marketplace's apps.
+	MarketID *int64 `json:"market_id,omitempty"`
+
+	// Text the name or the description contains.
+	Filter string `json:"filter,omitempty"`
+}
+
+// MarketDockerhubListRequest is the payload of query market-dockerhub.list
+// (https://slipway.dev/schemas/qry/market-dockerhub.list.json).
+//
+// List every marketplace with its app count. The request has no fields (an empty body is the
+// same).
+type MarketDockerhubListRequest struct {
+}
+
+// MarketDockerhubShowRequest is the payload of query market-dockerhub.show
+// (https://slipway.dev/schemas/qry/market-dockerhub.show.json).
+//
+// Show one marketplace, by ID or by name; one of the two, not both. 404 when there is no such
+// marketplace.
+type MarketDockerhubShowRequest struct {
+	// Marketplace ID (0 is DockerHub).
+	ID *int64 `json:"id,omitempty"`
+
+	// Marketplace name.
+	Name string `json:"name,omitempty"`
+}
+
+// BuilderJobsReply is the payload of the reply to query builder.jobs
+// (https://slipway.dev/schemas/rpl/builder.jobs.json).
+//
+// The builder's jobs in flight, oldest first.
+type BuilderJobsReply struct {
+	// Jobs in flight, oldest first.
+	Jobs []BuilderJob `json:"jobs"`
+}
+
+// ConverterFormatsReply is the payload of the reply to query converter.formats
+// (https://slipway.dev/schemas/rpl/converter.formats.json).
+//
+// What the converter reads and writes.
+type ConverterFormatsReply struct {
+	// Disk formats it imports.
+	Input []DiskFormat `json:"input"`
+
+	// Disk formats it converts to.
+	Output []DiskFormat `json:"output"`
+
+	// qcow2 cluster compressions it writes.
+	Compression []Compression `json:"compression"`
+
+	// Compressed sources it unpacks (gzip, bzip2, xz, zstd).
+	Decompression []string `json:"decompression"`
+
+	// File systems it makes on an empty disk.
+	Filesystems []Filesystem `json:"filesystems"`
+
+	// Formats of the empty disks it makes.
+	BlankFormats []DiskFormat `json:"blank_formats"`
+
+	// URL schemes it fetches from (s3, http, https).
+	Sources []string `json:"sources"`
+}
+
+// ConverterJobsReply is the payload of the reply to query converter.jobs
+// (https://slipway.dev/schemas/rpl/converter.jobs.json).
+//
+// The converter's jobs in flight, oldest first.
+type ConverterJobsReply struct {
+	// Jobs in flight, oldest first.
+	Jobs []ConverterJob `json:"jobs"`
+}
+
+// CryptoLuksJobsReply is the payload of the reply to query crypto-luks.jobs
+// (https://slipway.dev/schemas/rpl/crypto-luks.jobs.json).
+//
+// crypto-luks's jobs in flight, oldest first.
+type CryptoLuksJobsReply struct {
+	// Jobs in flight, oldest first.
+	Jobs []LuksJob `json:"jobs"`
+}
+
+// CryptoLuksSecretReply is the payload of the reply to query crypto-luks.secret
+// (https://slipway.dev/schemas/rpl/crypto-luks.secret.json).
+//
+// The passphrase, sealed to the request's public key (sealbox: X25519, HKDF-SHA256,
+// AES-256-GCM), base64. The schema describes the shape only; only the asker's private key opens
+// it.
+type CryptoLuksSecretReply struct {
+	// The secret's UUID.
+	Secret string `json:"secret"`
+
+	// Its image.
+	ImageID int64 `json:"image_id"`
+
+	// The slot whose passphrase is sealed.
+	Slot int64 `json:"slot"`
+
+	// The sealed passphrase, standard base64.
+	Sealed string `json:"sealed"`
+}
+
+// CryptoLuksSecretsReply is the payload of the reply to query crypto-luks.secrets
+// (https://slipway.dev/schemas/rpl/crypto-luks.secrets.json).
+//
+// The secrets' metadata, in UUID order.
+type CryptoLuksSecretsReply struct {
+	// The secrets (none: an empty array).
+	Secrets []LuksSecret `json:"secrets"`
+}
+
+// LauncherConsoleReply is the payload of the reply to query launcher.console
+// (https://slipway.dev/schemas/rpl/launcher.console.json).
+//
+// A piece of the VM's serial console.
+type LauncherConsoleReply struct {
+	// The console from the asked offset, at most 256 KiB (bytes that are not UTF-8 read as
+	// U+FFFD).
+	Text string `json:"text"`
+
+	// Bytes of the whole console log.
+	Size int64 `json:"size"`
+
+	// The offset to ask for next.
+	Next int64 `json:"next"`
+}
+
+// LauncherFirecrackerReply is the payload of the reply to query launcher.firecracker
+// (https://slipway.dev/schemas/rpl/launcher.firecracker.json).
+//
+// The template's Firecracker configuration, its paths in the launcher's cache, and what makes
+// it invalid or unbootable here.
+type LauncherFirecrackerReply struct {
+	// The JSON `firecracker --config-file` reads.
+	Config FirecrackerConfig `json:"config"`
+
+	// problems is empty.
+	Valid bool `json:"valid"`
+
+	// Why Firecracker cannot take the configuration.
+	Problems []string `json:"problems"`
+
+	// Remarks that do not make it invalid.
+	Notes []string `json:"notes,omitempty"`
+
+	// This host can boot it: it is valid, a firecracker binary is on PATH and /dev/kvm opens.
+	Bootable bool `json:"bootable"`
+
+	// Why this host cannot boot it.
+	WhyNot string `json:"why_not,omitempty"`
+}
+
+// CatalogDatastoresReply is the payload of the reply to query catalog.datastores
+// (https://slipway.dev/schemas/rpl/catalog.datastores.json).
+//
+// The datastores, as the catalog is configured.
+type CatalogDatastoresReply []CatalogDatastore
+
+// CatalogListReply is the payload of the reply to query catalog.list
+// (https://slipway.dev/schemas/rpl/catalog.list.json).
+//
+// The images that match the filters, in ID order (an empty array when none does).
+type CatalogListReply []Image
+
+// KernelRegistryListReply is the payload of the reply to query kernel-registry.list
+// (https://slipway.dev/schemas/rpl/kernel-registry.list.json).
+//
+// Every kernel kernel-registry knows, in ID order (an empty array when none).
+type KernelRegistryListReply []Kernel
+
+// LauncherTemplatesReply is the payload of the reply to query launcher.templates
+// (https://slipway.dev/schemas/rpl/launcher.templates.json).
+//
+// Every VM template, in ID order (an empty array when none).
+type LauncherTemplatesReply []VMTemplate
+
+// LauncherVMsReply is the payload of the reply to query launcher.vms
+// (https://slipway.dev/schemas/rpl/launcher.vms.json).
+//
+// The VMs, in ID order (an empty array when none).
+type LauncherVMsReply []VM
+
+// MarketDockerhubAppsReply is the payload of the reply to query market-dockerhub.apps
+// (https://slipway.dev/schemas/rpl/market-dockerhub.apps.json).
+//
+// The apps, by marketplace and name (an empty array when none matches).
+type MarketDockerhubAppsReply []MarketApp
+
+// MarketDockerhubListReply is the payload of the reply to query market-dockerhub.list
+// (https://slipway.dev/schemas/rpl/market-dockerhub.list.json).
+//
+// Every marketplace, in ID order, apps counted.
+type MarketDockerhubListReply []Market
+
 // registry maps every message schema to its generated Go type.
 var registry = []registered{
 	{kind: "cmd", service: "builder", name: "build", file: "cmd/builder.build.json", typ: reflect.TypeFor[BuilderBuild]()},
@@ -1955,4 +2634,48 @@ var registry = []registered{
 	{kind: "evt", service: "market-dockerhub", name: "market-deleted", file: "evt/market-dockerhub.market-deleted.json", typ: reflect.TypeFor[MarketDockerhubMarketDeleted]()},
 	{kind: "evt", service: "market-dockerhub", name: "market-updated", file: "evt/market-dockerhub.market-updated.json", typ: reflect.TypeFor[Market]()},
 	{kind: "evt", service: "market-dockerhub", name: "resolved", file: "evt/market-dockerhub.resolved.json", typ: reflect.TypeFor[MarketDockerhubResolved]()},
+	{kind: "qry", service: "builder", name: "jobs", file: "qry/builder.jobs.json", typ: reflect.TypeFor[BuilderJobsRequest]()},
+	{kind: "qry", service: "catalog", name: "datastores", file: "qry/catalog.datastores.json", typ: reflect.TypeFor[CatalogDatastoresRequest]()},
+	{kind: "qry", service: "catalog", name: "list", file: "qry/catalog.list.json", typ: reflect.TypeFor[CatalogListRequest]()},
+	{kind: "qry", service: "catalog", name: "show", file: "qry/catalog.show.json", typ: reflect.TypeFor[CatalogShowRequest]()},
+	{kind: "qry", service: "converter", name: "formats", file: "qry/converter.formats.json", typ: reflect.TypeFor[ConverterFormatsRequest]()},
+	{kind: "qry", service: "converter", name: "jobs", file: "qry/converter.jobs.json", typ: reflect.TypeFor[ConverterJobsRequest]()},
+	{kind: "qry", service: "crypto-luks", name: "jobs", file: "qry/crypto-luks.jobs.json", typ: reflect.TypeFor[CryptoLuksJobsRequest]()},
+	{kind: "qry", service: "crypto-luks", name: "secret", file: "qry/crypto-luks.secret.json", typ: reflect.TypeFor[CryptoLuksSecretRequest]()},
+	{kind: "qry", service: "crypto-luks", name: "secrets", file: "qry/crypto-luks.secrets.json", typ: reflect.TypeFor[CryptoLuksSecretsRequest]()},
+	{kind: "qry", service: "crypto-luks", name: "slots", file: "qry/crypto-luks.slots.json", typ: reflect.TypeFor[CryptoLuksSlotsRequest]()},
+	{kind: "qry", service: "kernel-registry", name: "list", file: "qry/kernel-registry.list.json", typ: reflect.TypeFor[KernelRegistryListRequest]()},
+	{kind: "qry", service: "kernel-registry", name: "show", file: "qry/kernel-registry.show.json", typ: reflect.TypeFor[KernelRegistryShowRequest]()},
+	{kind: "qry", service: "launcher", name: "console", file: "qry/launcher.console.json", typ: reflect.TypeFor[LauncherConsoleRequest]()},
+	{kind: "qry", service: "launcher", name: "firecracker", file: "qry/launcher.firecracker.json", typ: reflect.TypeFor[LauncherFirecrackerRequest]()},
+	{kind: "qry", service: "launcher", name: "template", file: "qry/launcher.template.json", typ: reflect.TypeFor[LauncherTemplateRequest]()},
+	{kind: "qry", service: "launcher", name: "templates", file: "qry/launcher.templates.json", typ: reflect.TypeFor[LauncherTemplatesRequest]()},
+	{kind: "qry", service: "launcher", name: "vm", file: "qry/launcher.vm.json", typ: reflect.TypeFor[LauncherVMRequest]()},
+	{kind: "qry", service: "launcher", name: "vms", file: "qry/launcher.vms.json", typ: reflect.TypeFor[LauncherVMsRequest]()},
+	{kind: "qry", service: "market-dockerhub", name: "app-show", file: "qry/market-dockerhub.app-show.json", typ: reflect.TypeFor[MarketDockerhubAppShowRequest]()},
+	{kind: "qry", service: "market-dockerhub", name: "apps", file: "qry/market-dockerhub.apps.json", typ: reflect.TypeFor[MarketDockerhubAppsRequest]()},
+	{kind: "qry", service: "market-dockerhub", name: "list", file: "qry/market-dockerhub.list.json", typ: reflect.TypeFor[MarketDockerhubListRequest]()},
+	{kind: "qry", service: "market-dockerhub", name: "show", file: "qry/market-dockerhub.show.json", typ: reflect.TypeFor[MarketDockerhubShowRequest]()},
+	{kind: "rpl", service: "builder", name: "jobs", file: "rpl/builder.jobs.json", typ: reflect.TypeFor[BuilderJobsReply]()},
+	{kind: "rpl", service: "catalog", name: "datastores", file: "rpl/catalog.datastores.json", typ: reflect.TypeFor[CatalogDatastoresReply]()},
+	{kind: "rpl", service: "catalog", name: "list", file: "rpl/catalog.list.json", typ: reflect.TypeFor[CatalogListReply]()},
+	{kind: "rpl", service: "catalog", name: "show", file: "rpl/catalog.show.json", typ: reflect.TypeFor[Image]()},
+	{kind: "rpl", service: "converter", name: "formats", file: "rpl/converter.formats.json", typ: reflect.TypeFor[ConverterFormatsReply]()},
+	{kind: "rpl", service: "converter", name: "jobs", file: "rpl/converter.jobs.json", typ: reflect.TypeFor[ConverterJobsReply]()},
+	{kind: "rpl", service: "crypto-luks", name: "jobs", file: "rpl/crypto-luks.jobs.json", typ: reflect.TypeFor[CryptoLuksJobsReply]()},
+	{kind: "rpl", service: "crypto-luks", name: "secret", file: "rpl/crypto-luks.secret.json", typ: reflect.TypeFor[CryptoLuksSecretReply]()},
+	{kind: "rpl", service: "crypto-luks", name: "secrets", file: "rpl/crypto-luks.secrets.json", typ: reflect.TypeFor[CryptoLuksSecretsReply]()},
+	{kind: "rpl", service: "crypto-luks", name: "slots", file: "rpl/crypto-luks.slots.json", typ: reflect.TypeFor[LuksSecret]()},
+	{kind: "rpl", service: "kernel-registry", name: "list", file: "rpl/kernel-registry.list.json", typ: reflect.TypeFor[KernelRegistryListReply]()},
+	{kind: "rpl", service: "kernel-registry", name: "show", file: "rpl/kernel-registry.show.json", typ: reflect.TypeFor[Kernel]()},
+	{kind: "rpl", service: "launcher", name: "console", file: "rpl/launcher.console.json", typ: reflect.TypeFor[LauncherConsoleReply]()},
+	{kind: "rpl", service: "launcher", name: "firecracker", file: "rpl/launcher.firecracker.json", typ: reflect.TypeFor[LauncherFirecrackerReply]()},
+	{kind: "rpl", service: "launcher", name: "template", file: "rpl/launcher.template.json", typ: reflect.TypeFor[VMTemplate]()},
+	{kind: "rpl", service: "launcher", name: "templates", file: "rpl/launcher.templates.json", typ: reflect.TypeFor[LauncherTemplatesReply]()},
+	{kind: "rpl", service: "launcher", name: "vm", file: "rpl/launcher.vm.json", typ: reflect.TypeFor[VM]()},
+	{kind: "rpl", service: "launcher", name: "vms", file: "rpl/launcher.vms.json", typ: reflect.TypeFor[LauncherVMsReply]()},
+	{kind: "rpl", service: "market-dockerhub", name: "app-show", file: "rpl/market-dockerhub.app-show.json", typ: reflect.TypeFor[MarketApp]()},
+	{kind: "rpl", service: "market-dockerhub", name: "apps", file: "rpl/market-dockerhub.apps.json", typ: reflect.TypeFor[MarketDockerhubAppsReply]()},
+	{kind: "rpl", service: "market-dockerhub", name: "list", file: "rpl/market-dockerhub.list.json", typ: reflect.TypeFor[MarketDockerhubListReply]()},
+	{kind: "rpl", service: "market-dockerhub", name: "show", file: "rpl/market-dockerhub.show.json", typ: reflect.TypeFor[Market]()},
 }

@@ -171,6 +171,11 @@ func problems(e *jsonschema.ValidationError) []Problem {
 		if len(e.Causes) > 0 {
 			return []Problem{alternatives(loc, e.Causes)}
 		}
+		if k, ok := k.(*kind.OneOf); ok && len(k.Subschemas) > 1 {
+			if names := oneOfRequired(e.SchemaURL, k.Subschemas); len(names) > 1 {
+				return []Problem{{loc, "give only one of " + strings.Join(names, ", ")}}
+			}
+		}
 	case *kind.Required:
 		out := make([]Problem, 0, len(k.Missing))
 		for _, m := range k.Missing {
@@ -213,6 +218,44 @@ func alternatives(loc string, branches []*jsonschema.ValidationError) Problem {
 		}
 	}
 	return Problem{loc, "one of these must hold: " + strings.Join(parts, ", or ")}
+}
+
+// oneOfRequired lists, as JSON pointers, the properties the matched branches of
+// a oneOf require: a payload that gave more than one of alternatives such as
+// "id or name" is told which ones (nil when the schema cannot be read).
+func oneOfRequired(schemaURL string, matched []int) []string {
+	file, ptr, _ := strings.Cut(strings.TrimPrefix(schemaURL, IDBase), "#")
+	data, err := files.ReadFile(file)
+	if err != nil {
+		return nil
+	}
+	var v any
+	if json.Unmarshal(data, &v) != nil {
+		return nil
+	}
+	// schemaURL names the schema holding the oneOf keyword.
+	for _, tok := range append(strings.Split(ptr, "/")[1:], "oneOf") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[tok]
+	}
+	branches, _ := v.([]any)
+	var names []string
+	for _, i := range matched {
+		if i < 0 || i >= len(branches) {
+			return nil
+		}
+		b, _ := branches[i].(map[string]any)
+		req, _ := b["required"].([]any)
+		for _, r := range req {
+			if s, ok := r.(string); ok {
+				names = append(names, "/"+escape(s))
+			}
+		}
+	}
+	return names
 }
 
 // describe words one leaf failure for a person; kinds without a wording here use

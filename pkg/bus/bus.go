@@ -2,6 +2,11 @@
 // events and dead letters, publishing with CloudEvents envelopes, durable
 // consumers with retries, heartbeats and dead-lettering, and request/reply
 // queries through NATS micro services. Subject layout: docs/design.md.
+//
+// Queries follow the contract in package schemas: [Bus.Serve] serves only
+// endpoints that have a request and a reply schema, checks every request
+// before its handler runs and every reply before it leaves; [Bus.Query]
+// checks the reply again before decoding it, whoever sent it.
 package bus
 
 import (

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,10 +19,13 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/schemas"
 )
 
 // QueryHandler answers one query; the result is sent back as JSON
-// ([]byte and json.RawMessage as they are).
+// ([]byte and json.RawMessage as they are). req has already been checked
+// against the endpoint's request schema (an empty body stands for {}); the
+// result is checked against its reply schema before it is sent.
 type QueryHandler func(ctx context.Context, req []byte) (any, error)
 
 // DecodeQuery reads a query's optional JSON request strictly: an empty
@@ -49,7 +54,27 @@ var microName = regexp.MustCompile(`[^A-Za-z0-9_-]`)
 // Serve registers a NATS micro service named after this service, with one
 // endpoint per entry on "<prefix>.api.<service>.<endpoint>". Stop the
 // returned service to remove it.
+//
+// Every endpoint must have a request schema and a reply schema in package
+// schemas (qry/<service>.<endpoint>.json and rpl/<service>.<endpoint>.json);
+// Serve refuses, serving nothing, when one lacks them. A request that does not
+// match its schema is answered CodeInvalid without calling the handler; a
+// reply that does not match its schema is a bug of the service: it is logged
+// and answered CodeInternal instead.
 func (b *Bus) Serve(version, description string, endpoints map[string]QueryHandler) (micro.Service, error) {
+	contracts := make(map[string]schemas.Query, len(endpoints))
+	var missing []error
+	for _, name := range slices.Sorted(maps.Keys(endpoints)) {
+		q, err := schemas.LookupQuery(b.Service(), name)
+		if err != nil {
+			missing = append(missing, err)
+			continue
+		}
+		contracts[name] = q
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("bus: micro service %s: every endpoint needs its schemas: %w", b.Service(), errors.Join(missing...))
+	}
 	svc, err := micro.AddService(b.nc, micro.Config{
 		Name:        microName.ReplaceAllString(b.Service(), "_"),
 		Version:     version,
@@ -62,8 +87,10 @@ func (b *Bus) Serve(version, description string, endpoints map[string]QueryHandl
 	group := svc.AddGroup(b.cfg.Prefix + ".api." + b.Service())
 	sem := make(chan struct{}, maxQueriesInFlight)
 	for name, h := range endpoints {
-		handler := b.queryHandler(b.QuerySubject(b.Service(), name), h, sem)
-		if err := group.AddEndpoint(name, handler); err != nil {
+		q := contracts[name]
+		handler := b.queryHandler(b.QuerySubject(b.Service(), name), name, h, sem)
+		meta := map[string]string{"request_schema": q.Request.ID(), "reply_schema": q.Reply.ID()}
+		if err := group.AddEndpoint(name, handler, micro.WithEndpointMetadata(meta)); err != nil {
 			_ = svc.Stop()
 			return nil, fmt.Errorf("bus: endpoint %q of %s: %w", name, b.Service(), err)
 		}
@@ -80,15 +107,24 @@ func (b *Bus) Serve(version, description string, endpoints map[string]QueryHandl
 // queryHandler answers inside micro's callback: micro reads the request's
 // error state after the handler returns, so replying from another goroutine
 // races with it. Queries are short KV reads; sem still bounds the total.
-func (b *Bus) queryHandler(subject string, h QueryHandler, sem chan struct{}) micro.Handler {
+func (b *Bus) queryHandler(subject, endpoint string, h QueryHandler, sem chan struct{}) micro.Handler {
 	return micro.HandlerFunc(func(req micro.Request) {
 		sem <- struct{}{}
 		defer func() { <-sem }()
-		b.answer(subject, h, req)
+		b.answer(subject, endpoint, h, req)
 	})
 }
 
-func (b *Bus) answer(subject string, h QueryHandler, req micro.Request) {
+// queryBody is what a query's request schema is checked against: an empty
+// body is the empty request {}.
+func queryBody(data []byte) []byte {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return []byte("{}")
+	}
+	return data
+}
+
+func (b *Bus) answer(subject, endpoint string, h QueryHandler, req micro.Request) {
 	carrier := propagation.MapCarrier{}
 	for _, k := range []string{envelope.HeaderTraceParent, envelope.HeaderTraceState} {
 		if v := req.Headers().Get(k); v != "" {
@@ -104,10 +140,27 @@ func (b *Bus) answer(subject string, h QueryHandler, req micro.Request) {
 			attribute.String("messaging.destination.name", subject)))
 	defer span.End()
 
-	result, err := callQuery(ctx, h, req.Data())
-	var body []byte
-	if err == nil {
-		body, err = encode(result)
+	var (
+		body   []byte
+		logged bool
+		err    = schemas.Validate(schemas.KindQuery, b.Service(), endpoint, queryBody(req.Data()))
+	)
+	if err != nil {
+		err = Invalid(fmt.Errorf("bad request: %w", err))
+	} else {
+		var result any
+		result, err = callQuery(ctx, h, req.Data())
+		if err == nil {
+			body, err = encode(result)
+		}
+		if err == nil {
+			if verr := schemas.Validate(schemas.KindReply, b.Service(), endpoint, body); verr != nil {
+				// The service's own bug: nobody gets a reply that breaks the contract.
+				err = fmt.Errorf("the reply does not match its schema: %w", verr)
+				b.log.Error("bus: query reply refused: it does not match its schema", "subject", subject, "err", verr)
+				logged = true
+			}
+		}
 	}
 	if err != nil {
 		span.RecordError(err)
@@ -115,7 +168,9 @@ func (b *Bus) answer(subject string, h QueryHandler, req micro.Request) {
 		code := ErrorCode(err)
 		if code == "" {
 			code = CodeInternal
-			b.log.Error("bus: query failed", "subject", subject, "err", err)
+			if !logged {
+				b.log.Error("bus: query failed", "subject", subject, "err", err)
+			}
 		}
 		if rerr := req.Error(code, err.Error(), nil); rerr != nil {
 			b.log.Warn("bus: query error reply failed", "subject", subject, "err", rerr)
@@ -138,8 +193,17 @@ func callQuery(ctx context.Context, h QueryHandler, data []byte) (result any, er
 
 // Query asks service's endpoint and decodes the JSON answer into resp
 // (nil: ignore it). An error reply becomes a *QueryError.
+//
+// The answer is checked against the endpoint's reply schema before anything
+// is decoded: a reply that does not match it (a buggy or forged responder)
+// fails the query, with an error naming the query and the problem that
+// matches schemas.ErrInvalid or schemas.ErrMalformed, and resp is left as it
+// was. A query that has no schemas is refused before anything is sent.
 func (b *Bus) Query(ctx context.Context, service, endpoint string, req any, resp any) error {
 	subject := b.QuerySubject(service, endpoint)
+	if _, err := schemas.LookupQuery(service, endpoint); err != nil {
+		return fmt.Errorf("query %s: %w", subject, err)
+	}
 	body, err := encode(req)
 	if err != nil {
 		return fmt.Errorf("query %s: encode request: %w", subject, err)
@@ -174,6 +238,12 @@ func (b *Bus) Query(ctx context.Context, service, endpoint string, req any, resp
 		qe := &QueryError{Code: code, Description: reply.Header.Get(micro.ErrorHeader)}
 		span.SetStatus(codes.Error, qe.Error())
 		return qe
+	}
+	if err := schemas.Validate(schemas.KindReply, service, endpoint, reply.Data); err != nil {
+		err = fmt.Errorf("query %s: reply refused, it does not match its schema: %w", subject, err)
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		return err
 	}
 	if resp == nil {
 		return nil

@@ -189,7 +189,9 @@ func (s *Service) transition(ctx context.Context, id int64, from []schemas.VMSta
 				return err
 			}
 		}
-		r.State, r.Reason, r.UpdatedAt = to, reason, now()
+		// The record is what the vm and vms queries answer: its reason fits
+		// the VM schema (maxLength) like the event's.
+		r.State, r.Reason, r.UpdatedAt = to, truncate(reason), now()
 		if to == schemas.VMStateFailed {
 			r.Error = schemas.ErrorText(reason)
 		}

@@ -86,6 +86,78 @@ func TestGenerateRejectsShapesItCannotType(t *testing.T) {
 	}
 }
 
+func TestGenerateQueries(t *testing.T) {
+	tree := validTree()
+	tree["defs.json"].Data = []byte(strings.Replace(string(tree["defs.json"].Data), `"ThingID": {`,
+		`"Thing": {"title": "Thing", "description": "A thing.", "type": "object", "additionalProperties": false, "required": ["id"], "properties": {"id": {"$ref": "#/$defs/ThingID"}}},
+    "ThingID": {`, 1))
+	tree["qry/thing.list.json"] = &fstest.MapFile{Data: []byte(`{
+  "$id": "https://slipway.dev/schemas/qry/thing.list.json",
+  "title": "ThingListRequest",
+  "description": "List things.",
+  "type": "object",
+  "additionalProperties": false,
+  "properties": {}
+}`)}
+	tree["rpl/thing.list.json"] = &fstest.MapFile{Data: []byte(`{
+  "$id": "https://slipway.dev/schemas/rpl/thing.list.json",
+  "title": "ThingListReply",
+  "description": "The things.",
+  "type": "array",
+  "items": {"$ref": "../defs.json#/$defs/Thing"}
+}`)}
+	tree["rpl/thing.show.json"] = &fstest.MapFile{Data: []byte(`{
+  "$id": "https://slipway.dev/schemas/rpl/thing.show.json",
+  "title": "Thing",
+  "description": "The thing.",
+  "$ref": "../defs.json#/$defs/Thing"
+}`)}
+	src, err := Generate(tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"type ThingListRequest struct {\n}",
+		"// ThingListReply is the payload of the reply to query thing.list",
+		"type ThingListReply []Thing\n",
+		"It is the payload of the reply to query thing.show.",
+		`{kind: "qry", service: "thing", name: "list", file: "qry/thing.list.json", typ: reflect.TypeFor[ThingListRequest]()}`,
+		`{kind: "rpl", service: "thing", name: "list", file: "rpl/thing.list.json", typ: reflect.TypeFor[ThingListReply]()}`,
+		`{kind: "rpl", service: "thing", name: "show", file: "rpl/thing.show.json", typ: reflect.TypeFor[Thing]()}`,
+	} {
+		if !strings.Contains(string(src), want) {
+			t.Errorf("generated code lacks %q:\n%s", want, src)
+		}
+	}
+	// Only a reply may be an array.
+	asCmd := validTree()
+	asCmd["cmd/thing.list.json"] = &fstest.MapFile{Data: []byte(strings.ReplaceAll(string(tree["rpl/thing.list.json"].Data), "rpl/", "cmd/"))}
+	asCmd["defs.json"] = tree["defs.json"]
+	if _, err := Generate(asCmd); err == nil || !strings.Contains(err.Error(), "only a query reply may be an array") {
+		t.Errorf("array command: err = %v", err)
+	}
+	// An array payload needs items, and takes no object keywords.
+	for from, wantErr := range map[string]string{
+		`"items": {"$ref": "../defs.json#/$defs/Thing"}`: "array without items",
+		`"type": "array",`: "an array payload cannot have properties",
+	} {
+		bad := validTree()
+		bad["rpl/thing.list.json"] = &fstest.MapFile{Data: tree["rpl/thing.list.json"].Data}
+		data := string(bad["rpl/thing.list.json"].Data)
+		switch {
+		case strings.HasPrefix(from, `"items"`):
+			data = strings.Replace(data, `,
+  "items": {"$ref": "../defs.json#/$defs/Thing"}`, "", 1)
+		default:
+			data = strings.Replace(data, from, from+` "properties": {},`, 1)
+		}
+		bad["rpl/thing.list.json"].Data = []byte(strings.Replace(data, "#/$defs/Thing", "#/$defs/Color", 1))
+		if _, err := Generate(bad); err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("%s: err = %v, want %q", wantErr, err, wantErr)
+		}
+	}
+}
+
 func TestGoName(t *testing.T) {
 	for in, want := range map[string]string{
 		"image_id": "ImageID", "size_mib": "SizeMiB", "sha256": "SHA256", "OS": "OS",

@@ -22,7 +22,7 @@ type schemaFile struct {
 	path    string // inside the schema tree, e.g. cmd/catalog.image-create.json
 	id      string
 	root    *object
-	kind    string // "cmd" or "evt"; empty for definition files
+	kind    string // "cmd", "evt", "qry" or "rpl"; empty for definition files
 	service string
 	name    string
 }
@@ -48,22 +48,30 @@ type structType struct {
 	fields        []field
 }
 
+// sliceType is a message whose payload is a JSON array (a query reply listing
+// records): a named slice of its items' type.
+type sliceType struct {
+	name, comment, elem string
+}
+
 type generator struct {
 	byID    map[string]*schemaFile
 	defs    map[string]*def // by Go type name
 	order   []string        // Go type names of defs in declaration order
 	structs []*structType   // message structs in file order
+	slices  []*sliceType    // message slices in file order
 	reg     []*schemaFile   // messages, in file order
 	regType map[*schemaFile]string
 }
 
 var (
-	fileRe  = regexp.MustCompile(`^(cmd|evt)/([a-z][a-z0-9-]*)\.([a-z][a-z0-9-]*)\.json$`)
+	fileRe  = regexp.MustCompile(`^(cmd|evt|qry|rpl)/([a-z][a-z0-9-]*)\.([a-z][a-z0-9-]*)\.json$`)
 	identRe = regexp.MustCompile(`^[A-Z][A-Za-z0-9]*$`)
 )
 
 // Generate reads every schema in fsys (defs at the top level, messages under
-// cmd/ and evt/) and returns the gofmt-ed Go source of types_gen.go.
+// cmd/ and evt/, query requests under qry/ and their replies under rpl/) and
+// returns the gofmt-ed Go source of types_gen.go.
 func Generate(fsys fs.FS) ([]byte, error) {
 	g := &generator{byID: map[string]*schemaFile{}, defs: map[string]*def{}, regType: map[*schemaFile]string{}}
 	defFiles, msgFiles, err := g.load(fsys)
@@ -92,7 +100,7 @@ func Generate(fsys fs.FS) ([]byte, error) {
 }
 
 func (g *generator) load(fsys fs.FS) (defFiles, msgFiles []*schemaFile, err error) {
-	for _, pattern := range []string{"*.json", "cmd/*.json", "evt/*.json"} {
+	for _, pattern := range []string{"*.json", "cmd/*.json", "evt/*.json", "qry/*.json", "rpl/*.json"} {
 		names, err := fs.Glob(fsys, pattern)
 		if err != nil {
 			return nil, nil, err
@@ -114,7 +122,7 @@ func (g *generator) load(fsys fs.FS) (defFiles, msgFiles []*schemaFile, err erro
 		}
 	}
 	if len(msgFiles) == 0 {
-		return nil, nil, fmt.Errorf("no message schemas found under cmd/ or evt/")
+		return nil, nil, fmt.Errorf("no message schemas found under cmd/, evt/, qry/ or rpl/")
 	}
 	return defFiles, msgFiles, nil
 }
@@ -139,7 +147,7 @@ func readSchema(fsys fs.FS, name string) (*schemaFile, error) {
 	if m := fileRe.FindStringSubmatch(name); m != nil {
 		f.kind, f.service, f.name = m[1], m[2], m[3]
 	} else if strings.Contains(name, "/") {
-		return nil, fmt.Errorf("%s: message schemas are named <cmd|evt>/<service>.<name>.json", name)
+		return nil, fmt.Errorf("%s: message schemas are named <cmd|evt|qry|rpl>/<service>.<name>.json", name)
 	}
 	return f, nil
 }
@@ -211,6 +219,17 @@ func (g *generator) message(f *schemaFile) error {
 			return fmt.Errorf("title %q is used by another message; share it through $defs and $ref", title)
 		}
 	}
+	for _, sl := range g.slices {
+		if sl.name == title {
+			return fmt.Errorf("title %q is used by another message", title)
+		}
+	}
+	if f.root.str("type") == "array" {
+		if f.kind != "rpl" {
+			return fmt.Errorf("%s: only a query reply may be an array; a command, event or request is an object", title)
+		}
+		return g.sliceMessage(f, title)
+	}
 	st, err := g.structOf(f, f.root, title)
 	if err != nil {
 		return err
@@ -222,9 +241,37 @@ func (g *generator) message(f *schemaFile) error {
 	return nil
 }
 
+// sliceMessage declares a message whose payload is an array of one item type
+// (a $ref to a definition, or a plain type), e.g. a list query's reply.
+func (g *generator) sliceMessage(f *schemaFile, title string) error {
+	items := f.root.obj("items")
+	if items == nil {
+		return fmt.Errorf("%s: array without items", title)
+	}
+	for _, kw := range []string{"properties", "additionalProperties", "anyOf", "oneOf", "allOf", "prefixItems"} {
+		if f.root.has(kw) {
+			return fmt.Errorf("%s: an array payload cannot have %s", title, kw)
+		}
+	}
+	elem, _, err := g.goType(f, items, title+"[]")
+	if err != nil {
+		return err
+	}
+	g.slices = append(g.slices, &sliceType{name: title, elem: elem,
+		comment: fmt.Sprintf("%s is the payload of %s %s (%s).\n\n%s", title, kindWord(f.kind), f.message(), f.id, f.root.str("description"))})
+	g.reg = append(g.reg, f)
+	g.regType[f] = title
+	return nil
+}
+
 func kindWord(kind string) string {
-	if kind == "cmd" {
+	switch kind {
+	case "cmd":
 		return "command"
+	case "qry":
+		return "query"
+	case "rpl":
+		return "the reply to query"
 	}
 	return "event"
 }
@@ -429,6 +476,10 @@ func (g *generator) emit() ([]byte, error) {
 	}
 	for _, st := range g.structs {
 		emitStruct(&b, st)
+	}
+	for _, sl := range g.slices {
+		writeComment(&b, "", sl.comment)
+		fmt.Fprintf(&b, "type %s []%s\n\n", sl.name, sl.elem)
 	}
 	b.WriteString("// registry maps every message schema to its generated Go type.\nvar registry = []registered{\n")
 	for _, f := range g.reg {

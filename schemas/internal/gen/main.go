@@ -15,7 +15,7 @@ import (
 const OutputFile = "types_gen.go"
 
 func main() {
-	dir := flag.String("dir", ".", "schema directory (holds defs.json, cmd/, evt/)")
+	dir := flag.String("dir", ".", "schema directory (holds defs.json, cmd/, evt/, qry/, rpl/)")
 	flag.Parse()
 	if err := run(*dir); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)

@@ -1,0 +1,29 @@
+package converter
+
+import (
+	"testing"
+	"time"
+
+	"github.com/slipway/slipway/schemas"
+)
+
+// TestJobStatusMatchesSchema: what the jobs query answers for a job in
+// flight matches its reply schema, a source with credentials and a query
+// string included (it is shown redacted).
+func TestJobStatusMatchesSchema(t *testing.T) {
+	dest := "s3://slipway-default/images/7/0b7a3c1e-2f4d-4e5a-9b6c-7d8e9f0a1b2c/disk.raw"
+	for _, j := range []*job{
+		{id: "88c1d26c-212a-4310-a782-bb57b417e141", command: "import", imageID: 7, dest: dest,
+			source: "https://user:secret@dl.example.org/disk.raw.gz?X-Amz-Signature=abc", delivered: 1, started: time.Now().UTC()},
+		{id: "88c1d26c-212a-4310-a782-bb57b417e142", command: "import", imageID: 7, dest: dest,
+			source: "s3://slipway-uploads/uploads/7/disk.qcow2", delivered: 3, started: time.Now().UTC()},
+		{id: "88c1d26c-212a-4310-a782-bb57b417e143", command: "create-blank", imageID: 0, dest: dest, delivered: 1, started: time.Now().UTC()},
+	} {
+		j.SetPhase(schemas.ConverterPhaseFetch, 1064259)
+		j.Update(532129, 0)
+		reply := map[string]any{"jobs": []JobStatus{j.status()}}
+		if err := schemas.ValidateValue(schemas.KindReply, Name, "jobs", reply); err != nil {
+			t.Errorf("%s %s: %v", j.command, j.source, err)
+		}
+	}
+}
