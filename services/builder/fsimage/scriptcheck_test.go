@@ -193,7 +193,7 @@ func checkXFSDBCommands(cmds []string, e *tree.Entry) error {
 		if strings.ContainsAny(c, "\n\r\x00") {
 			return fmt.Errorf("command %q holds a line break or NUL", c)
 		}
-		a := strings.Fields(c)
+		a := cFields(c)
 		bad := func(why string) error { return fmt.Errorf("command %q: %s", c, why) }
 		switch {
 		case len(a) == 0:
@@ -226,11 +226,19 @@ func checkXFSDBCommands(cmds []string, e *tree.Entry) error {
 	return nil
 }
 
+// cFields splits s at white space as C's isspace does in the C locale the
+// tools run in (run.ChildEnv sets LC_ALL=C): only ASCII space, tab and the
+// line breaks. strings.Fields would also split at Unicode spaces such as
+// U+200A, which mkfs.xfs and xfs_db read as part of a name.
+func cFields(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune(" \t\n\v\f\r", r) })
+}
+
 // protoEntries parses a mkfs.xfs protofile as mkfs does (white-space
 // separated tokens; a directory's entries end at "$") and returns each
 // entry's path and the source file of regular files.
 func protoEntries(proto string) (map[string]string, error) {
-	toks := strings.Fields(proto)
+	toks := cFields(proto)
 	if len(toks) < 6 || toks[0] != "fsimage" {
 		return nil, fmt.Errorf("bad protofile header")
 	}
