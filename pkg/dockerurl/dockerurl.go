@@ -65,6 +65,21 @@ var (
 	digestPrefix = "sha256:"
 )
 
+// PickTag is the tag a repository with tags shows by default (a
+// marketplace app's VERSION, the tag an import takes when none is given):
+// DefaultTag when tags has it, else the first tag, else DefaultTag.
+func PickTag(tags []string) string {
+	for _, t := range tags {
+		if t == DefaultTag {
+			return t
+		}
+	}
+	if len(tags) > 0 {
+		return tags[0]
+	}
+	return DefaultTag
+}
+
 // Parse parses a docker:// URL, applying the defaults above.
 func Parse(s string) (URL, error) {
 	u, err := parse(s)

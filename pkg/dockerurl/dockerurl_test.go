@@ -161,3 +161,15 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestPickTag(t *testing.T) {
+	for tags, want := range map[string]string{"": "latest", "v1,latest": "latest", "1.36,musl": "1.36"} {
+		var ts []string
+		if tags != "" {
+			ts = strings.Split(tags, ",")
+		}
+		if got := dockerurl.PickTag(ts); got != want {
+			t.Errorf("tags %q: %s, want %s", tags, got, want)
+		}
+	}
+}

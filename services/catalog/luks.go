@@ -42,8 +42,8 @@ const cryptoService = "crypto-luks"
 // changed with image-create or image-update: LUKS_SECRET names the secret
 // that opens the image and is deleted with it.
 const (
-	AttrLUKSSecret    = "LUKS_SECRET"
-	AttrEncryptedFrom = "ENCRYPTED_FROM"
+	AttrLUKSSecret    = schemas.AttrLUKSSecret
+	AttrEncryptedFrom = schemas.AttrEncryptedFrom
 )
 
 // luksData is the state of a LUKS saga. It holds importData's fields, so

@@ -18,7 +18,7 @@ import (
 )
 
 // AttrLUKSSecret is the catalog attribute naming an image's secret.
-const AttrLUKSSecret = "LUKS_SECRET"
+const AttrLUKSSecret = schemas.AttrLUKSSecret
 
 // slotChange is one slot-add, slot-remove or rotate command.
 type slotChange struct {

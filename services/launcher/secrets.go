@@ -14,7 +14,7 @@ import (
 
 // LUKSSecretAttr is the image attribute naming a LUKS image's secret in
 // crypto-luks.
-const LUKSSecretAttr = "LUKS_SECRET"
+const LUKSSecretAttr = schemas.AttrLUKSSecret
 
 // secretRequest and secretAnswer are crypto-luks' secret query: the
 // passphrase comes back sealed to a key pair made for this one request, so

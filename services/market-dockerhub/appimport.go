@@ -171,7 +171,7 @@ func importURL(mk Market, app App, req AppImport) (string, error) {
 		u.Repository = "library/" + u.Repository
 	}
 	if u.Tag == "" {
-		u.Tag = DefaultTag(app)
+		u.Tag = dockerurl.PickTag(app.Tags)
 	}
 	if u.Filesystem == "" {
 		u.Filesystem = dockerurl.DefaultFilesystem

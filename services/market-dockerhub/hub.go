@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/slipway/slipway/pkg/dockerurl"
 	"github.com/slipway/slipway/pkg/netguard"
 )
 
@@ -127,7 +128,7 @@ func (h hub) tags(ctx context.Context, a *App) error {
 	for _, r := range t.Results {
 		a.Tags = append(a.Tags, r.Name)
 	}
-	def := DefaultTag(*a)
+	def := dockerurl.PickTag(a.Tags)
 	for _, r := range t.Results {
 		if r.Name == def {
 			a.Size = r.FullSize

@@ -13,6 +13,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
+
+	"github.com/slipway/slipway/pkg/dockerurl"
 )
 
 func TestDockerHubListsOfficialImagesAcrossPages(t *testing.T) {
@@ -47,8 +49,8 @@ func TestDockerHubListsOfficialImagesAcrossPages(t *testing.T) {
 			!slices.Equal(got, wantTags) || a.Source != "docker://"+want.Name || a.Regtime == "" || a.MarketID != 0 {
 			t.Errorf("app %s = %+v, want %+v", want.Name, a, want)
 		}
-		if wantSize := want.Tags[DefaultTag(a)]; a.Size != wantSize {
-			t.Errorf("app %s: size %d, want %d (tag %s)", a.Name, a.Size, wantSize, DefaultTag(a))
+		if wantSize := want.Tags[dockerurl.PickTag(a.Tags)]; a.Size != wantSize {
+			t.Errorf("app %s: size %d, want %d (tag %s)", a.Name, a.Size, wantSize, dockerurl.PickTag(a.Tags))
 		}
 	}
 	pages := 0
@@ -113,10 +115,10 @@ func TestRegistryMarketplaceListsCatalogAndTags(t *testing.T) {
 	}
 	app := appNamed(t, apps, "team/app")
 	if !slices.Equal(app.Tags, []string{"latest", "v1"}) || app.Size != layerBytes(t, latest) ||
-		app.Source != "docker://"+host+"/team/app" || DefaultTag(app) != "latest" {
+		app.Source != "docker://"+host+"/team/app" || dockerurl.PickTag(app.Tags) != "latest" {
 		t.Errorf("team/app = %+v (size want %d)", app, layerBytes(t, latest))
 	}
-	if bb := appNamed(t, apps, "busybox"); !slices.Equal(bb.Tags, []string{"1.36"}) || DefaultTag(bb) != "1.36" {
+	if bb := appNamed(t, apps, "busybox"); !slices.Equal(bb.Tags, []string{"1.36"}) || dockerurl.PickTag(bb.Tags) != "1.36" {
 		t.Errorf("busybox = %+v", bb)
 	}
 

@@ -67,20 +67,6 @@ type (
 	TemplateCreate = schemas.LauncherTemplateCreate
 )
 
-// DefaultTag is the tag an app's VERSION shows: "latest" when the
-// repository has it, else its first tag.
-func DefaultTag(a App) string {
-	for _, t := range a.Tags {
-		if t == "latest" {
-			return t
-		}
-	}
-	if len(a.Tags) > 0 {
-		return a.Tags[0]
-	}
-	return "latest"
-}
-
 // Query endpoints, on <prefix>.api.market-dockerhub.<endpoint>.
 const (
 	QueryList    = "list"

@@ -13,6 +13,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/slipway/slipway/pkg/dockerurl"
 )
 
 // Bounds of one registry listing.
@@ -98,7 +100,7 @@ func (r registryLister) app(ctx context.Context, reg name.Registry, repo string)
 	slices.Sort(tags)
 	a := App{Name: repo, Tags: tags, Source: "docker://" + r.host + "/" + repo}
 	if len(tags) > 0 {
-		a.Size = r.size(ctx, ref.Tag(DefaultTag(a)))
+		a.Size = r.size(ctx, ref.Tag(dockerurl.PickTag(a.Tags)))
 	}
 	return a, nil
 }

@@ -47,18 +47,6 @@ func TestParseMirrors(t *testing.T) {
 	}
 }
 
-func TestAppDefaultTag(t *testing.T) {
-	for tags, want := range map[string]string{"": "latest", "v1,latest": "latest", "1.36,musl": "1.36"} {
-		var a App
-		if tags != "" {
-			a.Tags = strings.Split(tags, ",")
-		}
-		if got := DefaultTag(a); got != want {
-			t.Errorf("tags %q: %s, want %s", tags, got, want)
-		}
-	}
-}
-
 // TestEveryMessageHasASchema: every command the service consumes and every
 // event it publishes is in the schemas module.
 func TestEveryMessageHasASchema(t *testing.T) {

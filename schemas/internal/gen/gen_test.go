@@ -50,6 +50,8 @@ func TestRunWritesFile(t *testing.T) {
 		"\tRef *int64 `json:\"ref,omitempty\"`",
 		"// Which thing to paint.",
 		`{kind: "cmd", service: "thing", name: "paint", file: "cmd/thing.paint.json", typ: reflect.TypeFor[ThingPaint]()}`,
+		`ServiceThing = "thing"`,
+		`CommandThingPaint = "paint"`,
 	} {
 		if !strings.Contains(string(src), want) {
 			t.Errorf("generated code lacks %q:\n%s", want, src)

@@ -481,6 +481,7 @@ func (g *generator) emit() ([]byte, error) {
 		writeComment(&b, "", sl.comment)
 		fmt.Fprintf(&b, "type %s []%s\n\n", sl.name, sl.elem)
 	}
+	g.emitNames(&b)
 	b.WriteString("// registry maps every message schema to its generated Go type.\nvar registry = []registered{\n")
 	for _, f := range g.reg {
 		fmt.Fprintf(&b, "\t{kind: %q, service: %q, name: %q, file: %q, typ: reflect.TypeFor[%s]()},\n",
@@ -488,6 +489,39 @@ func (g *generator) emit() ([]byte, error) {
 	}
 	b.WriteString("}\n")
 	return b.Bytes(), nil
+}
+
+// emitNames declares the contract's names as constants, derived from the
+// message files' names (<kind>/<service>.<name>.json): each service
+// (ServiceCatalog = "catalog"), each command (CommandCatalogImageCreate =
+// "image-create"), event (EventCatalogImageCreated) and query endpoint
+// (QueryCatalogShow = "show"). Services are sorted; messages keep file order.
+func (g *generator) emitNames(b *bytes.Buffer) {
+	var services []string
+	for _, f := range g.reg {
+		if !slices.Contains(services, f.service) {
+			services = append(services, f.service)
+		}
+	}
+	slices.Sort(services)
+	b.WriteString("// Services: the <service> of slipway.cmd|evt|api.<service>.… subjects.\nconst (\n")
+	for _, s := range services {
+		fmt.Fprintf(b, "\tService%s = %q\n", goName(s), s)
+	}
+	b.WriteString(")\n\n")
+	for _, k := range []struct{ kind, prefix, comment string }{
+		{"cmd", "Command", "Commands: the verb of slipway.cmd.<service>.<verb>, one per cmd/<service>.<verb>.json."},
+		{"evt", "Event", "Events: the name of slipway.evt.<service>.<name>.<id>, one per evt/<service>.<name>.json."},
+		{"qry", "Query", "Query endpoints: slipway.api.<service>.<endpoint>, one per qry/<service>.<endpoint>.json."},
+	} {
+		fmt.Fprintf(b, "// %s\nconst (\n", k.comment)
+		for _, f := range g.reg {
+			if f.kind == k.kind {
+				fmt.Fprintf(b, "\t%s%s%s = %q\n", k.prefix, goName(f.service), goName(f.name), f.name)
+			}
+		}
+		b.WriteString(")\n\n")
+	}
 }
 
 func (g *generator) emitEnum(b *bytes.Buffer, d *def) {

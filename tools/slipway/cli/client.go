@@ -13,6 +13,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/tools/slipway/render"
 )
 
@@ -48,7 +49,7 @@ func (g *globals) blobConfig() blob.Config {
 // listImages asks the catalog for every image, in ID order.
 func listImages(ctx context.Context, b *bus.Bus) ([]render.Image, error) {
 	var raw json.RawMessage
-	if err := b.Query(ctx, "catalog", "list", struct{}{}, &raw); err != nil {
+	if err := b.Query(ctx, schemas.ServiceCatalog, schemas.QueryCatalogList, struct{}{}, &raw); err != nil {
 		return nil, fmt.Errorf("list images: %w", err)
 	}
 	return decodeList(raw)
@@ -72,7 +73,7 @@ func decodeList(raw json.RawMessage) ([]render.Image, error) {
 // showImage asks the catalog for one image.
 func showImage(ctx context.Context, b *bus.Bus, id int64) (render.Image, error) {
 	var img render.Image
-	if err := b.Query(ctx, "catalog", "show", map[string]int64{"id": id}, &img); err != nil {
+	if err := b.Query(ctx, schemas.ServiceCatalog, schemas.QueryCatalogShow, map[string]int64{"id": id}, &img); err != nil {
 		if bus.IsNotFound(err) {
 			return img, fmt.Errorf("image %d does not exist", id)
 		}

@@ -148,7 +148,7 @@ func (g *globals) create(ctx context.Context, spec schemas.ImageCreate, wait boo
 		return err
 	}
 	defer w.close()
-	env, err := b.Command(ctx, "catalog", "image-create", spec)
+	env, err := b.Command(ctx, schemas.ServiceCatalog, schemas.CommandCatalogImageCreate, spec)
 	if err != nil {
 		unstage()
 		return err
@@ -159,7 +159,7 @@ func (g *globals) create(ctx context.Context, spec schemas.ImageCreate, wait boo
 		acceptCtx, cancel = context.WithTimeout(ctx, defaultActionTimeout)
 		defer cancel()
 	}
-	ev, err := awaitOutcome(acceptCtx, w, env.CorrelationID, func(ev event) bool { return ev.Name == "image-created" }, nil, 0)
+	ev, err := awaitOutcome(acceptCtx, w, env.CorrelationID, func(ev event) bool { return ev.Name == schemas.EventCatalogImageCreated }, nil, 0)
 	if err != nil {
 		var f *failedError
 		if errors.As(err, &f) && ev.ID != "" && !isImageID(ev.ID) {
@@ -269,7 +269,7 @@ func (g *globals) follow(ctx context.Context, b *bus.Bus, w *watcher, img render
 				if phase, done, total, ok := workerProgress(ev); ok {
 					bar.update(phase, done, total, time.Now())
 				}
-			case ev.Service == "catalog" && ev.Name == "state-changed":
+			case ev.Service == schemas.ServiceCatalog && ev.Name == schemas.EventCatalogStateChanged:
 				var sc schemas.StateChanged
 				if ev.decode(&sc) == nil {
 					if sc.To == schemas.ImageStateError {
@@ -278,7 +278,7 @@ func (g *globals) follow(ctx context.Context, b *bus.Bus, w *watcher, img render
 					}
 					state = string(sc.To)
 				}
-			case ev.Service == "catalog" && ev.Name == "image-deleted":
+			case ev.Service == schemas.ServiceCatalog && ev.Name == schemas.EventCatalogImageDeleted:
 				return &ExitError{Code: 1, Err: fmt.Errorf("image %d was deleted while it was imported", img.ID)}
 			}
 		case <-poll.C:
@@ -293,7 +293,7 @@ func (g *globals) follow(ctx context.Context, b *bus.Bus, w *watcher, img render
 // draws.
 func workerProgress(ev event) (phase string, done, total int64, ok bool) {
 	switch ev.Service {
-	case "converter":
+	case schemas.ServiceConverter:
 		var p schemas.ConverterProgress
 		if ev.decode(&p) == nil {
 			return string(p.Phase), p.BytesDone, p.BytesTotal, true

@@ -116,10 +116,10 @@ func awaitOutcome(ctx context.Context, w *watcher, corr string, done func(event)
 		case m = <-w.ch:
 		}
 		ev, ok := w.parse(m)
-		if !ok || ev.Service != "catalog" || ev.Env.CorrelationID != corr {
+		if !ok || ev.Service != schemas.ServiceCatalog || ev.Env.CorrelationID != corr {
 			continue
 		}
-		if ev.Name == "failed" {
+		if ev.Name == schemas.EventCatalogFailed {
 			var f schemas.CatalogFailed
 			if err := ev.decode(&f); err != nil {
 				return ev, err

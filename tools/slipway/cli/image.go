@@ -32,11 +32,11 @@ func newImageCmd(g *globals) *cobra.Command {
 		newListCmd(g),
 		newShowCmd(g),
 		newTopCmd(g),
-		newRefCmd(g, "delete", "Delete an image and its data", "image-delete"),
-		newRefCmd(g, "enable", "Enable a disabled image", "image-enable"),
-		newRefCmd(g, "disable", "Disable an image: no new VM may use it", "image-disable"),
-		newRefCmd(g, "persistent", "Make an image persistent", "image-persistent"),
-		newRefCmd(g, "nonpersistent", "Make an image non-persistent", "image-nonpersistent"),
+		newRefCmd(g, "delete", "Delete an image and its data", schemas.CommandCatalogImageDelete),
+		newRefCmd(g, "enable", "Enable a disabled image", schemas.CommandCatalogImageEnable),
+		newRefCmd(g, "disable", "Disable an image: no new VM may use it", schemas.CommandCatalogImageDisable),
+		newRefCmd(g, "persistent", "Make an image persistent", schemas.CommandCatalogImagePersistent),
+		newRefCmd(g, "nonpersistent", "Make an image non-persistent", schemas.CommandCatalogImageNonpersistent),
 		newRenameCmd(g),
 		newUpdateCmd(g),
 	)
@@ -118,13 +118,13 @@ type action struct {
 func refAction(verb string) action {
 	a := action{verb: verb, payload: func(id int64) any { return schemas.ImageRef{ID: id} }}
 	switch verb {
-	case "image-enable":
+	case schemas.CommandCatalogImageEnable:
 		a.reached = func(img render.Image) bool { return img.State == string(schemas.ImageStateReady) }
-	case "image-disable":
+	case schemas.CommandCatalogImageDisable:
 		a.reached = func(img render.Image) bool { return img.State == string(schemas.ImageStateDisabled) }
-	case "image-persistent":
+	case schemas.CommandCatalogImagePersistent:
 		a.reached = func(img render.Image) bool { return img.Persistent }
-	case "image-nonpersistent":
+	case schemas.CommandCatalogImageNonpersistent:
 		a.reached = func(img render.Image) bool { return !img.Persistent }
 	}
 	return a
@@ -154,7 +154,7 @@ func newRenameCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.act(cmd.Context(), args[0], timeout, action{
-				verb:    "image-rename",
+				verb:    schemas.CommandCatalogImageRename,
 				payload: func(id int64) any { return schemas.ImageRename{ID: id, Name: args[1]} },
 				reached: func(img render.Image) bool { return img.Name == args[1] },
 			})
@@ -183,7 +183,7 @@ func newUpdateCmd(g *globals) *cobra.Command {
 				return &ExitError{Code: 2, Err: errors.New("image update: give at least one --attr KEY=VALUE (or --replace to clear them all)")}
 			}
 			return g.act(cmd.Context(), args[0], timeout, action{
-				verb:    "image-update",
+				verb:    schemas.CommandCatalogImageUpdate,
 				payload: func(id int64) any { return schemas.ImageUpdate{ID: id, Attributes: m, Replace: replace} },
 				reached: func(img render.Image) bool { return attrsReached(img.Attributes, m, replace) },
 			})
@@ -250,7 +250,7 @@ func (g *globals) act(ctx context.Context, ref string, timeout time.Duration, a 
 		return err
 	}
 	defer w.close()
-	env, err := b.Command(ctx, "catalog", a.verb, a.payload(id), bus.WithSubject(fmt.Sprint(id)))
+	env, err := b.Command(ctx, schemas.ServiceCatalog, a.verb, a.payload(id), bus.WithSubject(fmt.Sprint(id)))
 	if err != nil {
 		return err
 	}
@@ -261,16 +261,16 @@ func (g *globals) act(ctx context.Context, ref string, timeout time.Duration, a 
 	}
 	poll := func(ctx context.Context) bool {
 		img, err := showImage(ctx, b, id)
-		if a.verb == "image-delete" {
+		if a.verb == schemas.CommandCatalogImageDelete {
 			return err != nil && strings.Contains(err.Error(), "does not exist")
 		}
 		return err == nil && a.reached != nil && a.reached(img)
 	}
 	ev, err := awaitOutcome(ctx, w, env.CorrelationID, func(ev event) bool {
-		if a.verb == "image-delete" {
-			return ev.Name == "image-deleted"
+		if a.verb == schemas.CommandCatalogImageDelete {
+			return ev.Name == schemas.EventCatalogImageDeleted
 		}
-		return ev.Name == "state-changed" || ev.Name == "image-updated"
+		return ev.Name == schemas.EventCatalogStateChanged || ev.Name == schemas.EventCatalogImageUpdated
 	}, poll, pollInterval)
 	if err != nil {
 		return fmt.Errorf("image %d: %s: %w", id, what, err)
@@ -287,27 +287,27 @@ func summary(img render.Image) string {
 // describeOutcome says in one line what a command did.
 func describeOutcome(id int64, verb string, ev event) string {
 	switch ev.Name {
-	case "image-deleted":
+	case schemas.EventCatalogImageDeleted:
 		return fmt.Sprintf("image %d deleted", id)
-	case "state-changed":
+	case schemas.EventCatalogStateChanged:
 		var sc schemas.StateChanged
 		if ev.decode(&sc) == nil {
 			return fmt.Sprintf("image %d: %s -> %s", id, sc.From, sc.To)
 		}
-	case "image-updated":
+	case schemas.EventCatalogImageUpdated:
 		var img render.Image
 		if ev.decode(&img) == nil {
 			switch verb {
-			case "image-rename":
+			case schemas.CommandCatalogImageRename:
 				return fmt.Sprintf("image %d renamed to %q", id, img.Name)
-			case "image-persistent", "image-nonpersistent":
+			case schemas.CommandCatalogImagePersistent, schemas.CommandCatalogImageNonpersistent:
 				return fmt.Sprintf("image %d: persistent %s", id, render.YesNo(img.Persistent))
-			case "image-update":
+			case schemas.CommandCatalogImageUpdate:
 				return fmt.Sprintf("image %d updated: %d attributes", id, len(img.Attributes))
 			}
 		}
 	}
-	if verb == "image-delete" {
+	if verb == schemas.CommandCatalogImageDelete {
 		return fmt.Sprintf("image %d deleted", id)
 	}
 	return fmt.Sprintf("image %d: %s done", id, strings.TrimPrefix(verb, "image-"))

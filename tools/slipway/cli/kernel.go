@@ -20,7 +20,7 @@ import (
 
 // The kernel commands talk to the kernel-registry service.
 
-const kernelService = "kernel-registry"
+const kernelService = schemas.ServiceKernelRegistry
 
 // kernelColumns are kernel list's columns.
 var kernelColumns = []render.Column{
@@ -74,7 +74,7 @@ KERNEL image's ID.`,
 func (g *globals) addKernel(ctx context.Context, b *bus.Bus, path, name string) (schemas.Kernel, error) {
 	var k schemas.Kernel
 	// Fail before a long upload when nobody would take it.
-	if err := b.Query(ctx, kernelService, "list", struct{}{}, nil); err != nil {
+	if err := b.Query(ctx, kernelService, schemas.QueryKernelRegistryList, struct{}{}, nil); err != nil {
 		return k, fmt.Errorf("kernel-registry does not answer (is it running?): %w", err)
 	}
 	f, err := os.Open(path)
@@ -103,7 +103,7 @@ func (g *globals) addKernel(ctx context.Context, b *bus.Bus, path, name string) 
 		return k, fmt.Errorf("upload %s to s3://%s/%s: %w", path, UploadBucket, key, err)
 	}
 	fmt.Fprintf(g.io.err, "uploaded %s (%s); kernel-registry is examining it\n", base, render.HumanSize(info.Size))
-	m, err := b.Call(ctx, kernelService, "add", schemas.KernelRegistryAdd{Source: info.URL(), Name: name, Filename: base}, []string{"added"})
+	m, err := b.Call(ctx, kernelService, schemas.CommandKernelRegistryAdd, schemas.KernelRegistryAdd{Source: info.URL(), Name: name, Filename: base}, []string{schemas.EventKernelRegistryAdded})
 	if err != nil {
 		if ce, ok := err.(*bus.CallError); ok {
 			return k, fmt.Errorf("kernel add %s: %s", path, ce.Message)
@@ -141,7 +141,7 @@ func newKernelListCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
 				var kernels []schemas.Kernel
-				if err := b.Query(cmd.Context(), kernelService, "list", struct{}{}, &kernels); err != nil {
+				if err := b.Query(cmd.Context(), kernelService, schemas.QueryKernelRegistryList, struct{}{}, &kernels); err != nil {
 					return fmt.Errorf("list kernels: %w", err)
 				}
 				if asJSON {
@@ -202,7 +202,7 @@ func showKernel(ctx context.Context, b *bus.Bus, ref string) (schemas.Kernel, er
 	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
 		req = map[string]int64{"id": id}
 	}
-	if err := b.Query(ctx, kernelService, "show", req, &k); err != nil {
+	if err := b.Query(ctx, kernelService, schemas.QueryKernelRegistryShow, req, &k); err != nil {
 		if bus.IsNotFound(err) {
 			return k, fmt.Errorf("kernel %s: no such kernel (slipway kernel list shows them)", ref)
 		}

@@ -22,10 +22,10 @@ import (
 )
 
 // cryptoLuks is the crypto-luks service's name on the bus.
-const cryptoLuks = "crypto-luks"
+const cryptoLuks = schemas.ServiceCryptoLUKS
 
 // attrLUKSSecret is the image attribute naming its crypto-luks secret.
-const attrLUKSSecret = "LUKS_SECRET"
+const attrLUKSSecret = schemas.AttrLUKSSecret
 
 // defaultSlotTimeout bounds a key-slot change: crypto-luks downloads the
 // whole volume, amends it and uploads it again.
@@ -76,7 +76,7 @@ the image ends in ERROR.`,
 				return err
 			}
 			req := schemas.ImageEncrypt{ID: id, Name: name, Description: description}
-			return g.newLuksImage(ctx, b, "image-encrypt", req, timeout)
+			return g.newLuksImage(ctx, b, schemas.CommandCatalogImageEncrypt, req, timeout)
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "name of the new image (required)")
@@ -111,7 +111,7 @@ func newLuksCreateCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer b.Close()
-			return g.newLuksImage(ctx, b, "image-create", req, timeout)
+			return g.newLuksImage(ctx, b, schemas.CommandCatalogImageCreate, req, timeout)
 		},
 	}
 	fl := cmd.Flags()
@@ -139,13 +139,13 @@ func (g *globals) newLuksImage(ctx context.Context, b *bus.Bus, verb string, req
 		return err
 	}
 	defer w.close()
-	env, err := b.Command(ctx, "catalog", verb, req)
+	env, err := b.Command(ctx, schemas.ServiceCatalog, verb, req)
 	if err != nil {
 		return err
 	}
 	acceptCtx, cancel := context.WithTimeout(ctx, defaultActionTimeout)
 	defer cancel()
-	ev, err := awaitOutcome(acceptCtx, w, env.CorrelationID, func(ev event) bool { return ev.Name == "image-created" }, nil, 0)
+	ev, err := awaitOutcome(acceptCtx, w, env.CorrelationID, func(ev event) bool { return ev.Name == schemas.EventCatalogImageCreated }, nil, 0)
 	if err != nil {
 		return fmt.Errorf("luks: %w", err)
 	}
@@ -265,7 +265,7 @@ func fetchPassphrase(ctx context.Context, b *bus.Bus, secret string, imageID int
 	var rep struct {
 		Sealed string `json:"sealed"`
 	}
-	if err := b.Query(ctx, cryptoLuks, "secret", req, &rep); err != nil {
+	if err := b.Query(ctx, cryptoLuks, schemas.QueryCryptoLUKSSecret, req, &rep); err != nil {
 		return nil, fmt.Errorf("secret %s of image %d: %w", secret, imageID, err)
 	}
 	box, err := base64.StdEncoding.DecodeString(rep.Sealed)
@@ -297,7 +297,7 @@ func (g *globals) showSecret(ctx context.Context, b *bus.Bus, img render.Image, 
 
 func querySlots(ctx context.Context, b *bus.Bus, secret string) (slotsInfo, error) {
 	var info slotsInfo
-	if err := b.Query(ctx, cryptoLuks, "slots", map[string]string{"secret": secret}, &info); err != nil {
+	if err := b.Query(ctx, cryptoLuks, schemas.QueryCryptoLUKSSlots, map[string]string{"secret": secret}, &info); err != nil {
 		return info, fmt.Errorf("secret %s: %w", secret, err)
 	}
 	return info, nil
@@ -424,7 +424,7 @@ func newLuksSlotCmd(g *globals) *cobra.Command {
 				n := int64(addSlot)
 				slot = &n
 			}
-			return g.slotCommand(cmd.Context(), args[0], "slot-add", timeout, func(id int64) any {
+			return g.slotCommand(cmd.Context(), args[0], schemas.CommandCryptoLUKSSlotAdd, timeout, func(id int64) any {
 				return schemas.CryptoLuksSlotAdd{ImageID: id, Slot: slot}
 			})
 		},
@@ -439,7 +439,7 @@ func newLuksSlotCmd(g *globals) *cobra.Command {
 			if !cmd.Flags().Changed("slot") {
 				return &ExitError{Code: 2, Err: errors.New("luks slot remove: --slot N is required")}
 			}
-			return g.slotCommand(cmd.Context(), args[0], "slot-remove", timeout, func(id int64) any {
+			return g.slotCommand(cmd.Context(), args[0], schemas.CommandCryptoLUKSSlotRemove, timeout, func(id int64) any {
 				return schemas.CryptoLuksSlotRemove{ImageID: id, Slot: int64(removeSlot)}
 			})
 		},
@@ -457,7 +457,7 @@ func newLuksRotateCmd(g *globals) *cobra.Command {
 		Short: "Give a LUKS image a new passphrase (new key slot, old primary slot erased)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.slotCommand(cmd.Context(), args[0], "rotate", timeout, func(id int64) any {
+			return g.slotCommand(cmd.Context(), args[0], schemas.CommandCryptoLUKSRotate, timeout, func(id int64) any {
 				return schemas.CryptoLuksRotate{ImageID: id}
 			})
 		},
@@ -480,7 +480,7 @@ func (g *globals) slotCommand(ctx context.Context, ref, verb string, timeout tim
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	m, err := b.Call(ctx, cryptoLuks, verb, payload(int64(img.ID)), []string{"slots-changed"}, bus.WithSubject(strconv.Itoa(img.ID)))
+	m, err := b.Call(ctx, cryptoLuks, verb, payload(int64(img.ID)), []string{schemas.EventCryptoLUKSSlotsChanged}, bus.WithSubject(strconv.Itoa(img.ID)))
 	if err != nil {
 		return fmt.Errorf("image %d: %s: %w", img.ID, verb, callMessage(err))
 	}
@@ -541,7 +541,7 @@ KEK is no longer needed. Passphrases and LUKS images do not change.`,
 			defer b.Close()
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			m, err := b.Call(ctx, cryptoLuks, "rotate-kek", schemas.CryptoLuksRotateKEK{ExpectKekID: expect}, []string{"kek-rotated"})
+			m, err := b.Call(ctx, cryptoLuks, schemas.CommandCryptoLUKSRotateKek, schemas.CryptoLuksRotateKEK{ExpectKekID: expect}, []string{schemas.EventCryptoLUKSKekRotated})
 			if err != nil {
 				return fmt.Errorf("rotate-kek: %w", callMessage(err))
 			}

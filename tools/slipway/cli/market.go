@@ -12,16 +12,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/dockerurl"
 	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/schemas"
-	market "github.com/slipway/slipway/services/market-dockerhub"
 	"github.com/slipway/slipway/tools/slipway/render"
 )
 
 // The market commands talk to the market-dockerhub service like
 // OpenNebula's onemarket and onemarketapp.
 
-const marketService = market.ServiceName
+const marketService = schemas.ServiceMarketDockerhub
 
 // marketTimeLayout is onemarketapp list's REGTIME (month/day/year).
 const marketTimeLayout = "01/02/06"
@@ -69,7 +69,7 @@ var marketColumns = []render.Column{
 
 // marketRow is one marketplace under marketColumns: a public marketplace
 // has no capacity, shown "0M" and "-" as onemarket shows it.
-func marketRow(m market.Market) []string {
+func marketRow(m schemas.Market) []string {
 	avail := "-"
 	if m.TotalMb > 0 {
 		avail = render.HumanSize(m.FreeMb << 20)
@@ -85,7 +85,7 @@ var appColumns = []render.Column{
 }
 
 // appRow is one app under appColumns; marketName names its marketplace.
-func appRow(a market.App, marketName string, zone int64, loc *time.Location) []string {
+func appRow(a schemas.MarketApp, marketName string, zone int64, loc *time.Location) []string {
 	size := "-"
 	if a.Size > 0 {
 		size = render.HumanSize(a.Size)
@@ -94,26 +94,26 @@ func appRow(a market.App, marketName string, zone int64, loc *time.Location) []s
 	if t, err := time.Parse(time.RFC3339Nano, a.Regtime); err == nil {
 		reg = t.In(loc).Format(marketTimeLayout)
 	}
-	return []string{strconv.FormatInt(a.ID, 10), a.Name, market.DefaultTag(a), size, "rdy", "img", reg,
+	return []string{strconv.FormatInt(a.ID, 10), a.Name, dockerurl.PickTag(a.Tags), size, "rdy", "img", reg,
 		marketName, strconv.FormatInt(zone, 10)}
 }
 
-func listMarkets(ctx context.Context, b *bus.Bus) ([]market.Market, error) {
-	var out []market.Market
-	if err := b.Query(ctx, marketService, market.QueryList, struct{}{}, &out); err != nil {
+func listMarkets(ctx context.Context, b *bus.Bus) ([]schemas.Market, error) {
+	var out []schemas.Market
+	if err := b.Query(ctx, marketService, schemas.QueryMarketDockerhubList, schemas.MarketDockerhubListRequest{}, &out); err != nil {
 		return nil, fmt.Errorf("list marketplaces: %w", err)
 	}
 	return out, nil
 }
 
 // findMarket resolves a marketplace ID or name.
-func findMarket(ctx context.Context, b *bus.Bus, ref string) (market.Market, error) {
-	req := market.ShowRequest{Name: ref}
+func findMarket(ctx context.Context, b *bus.Bus, ref string) (schemas.Market, error) {
+	req := schemas.MarketDockerhubShowRequest{Name: ref}
 	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
-		req = market.ShowRequest{ID: &id}
+		req = schemas.MarketDockerhubShowRequest{ID: &id}
 	}
-	var m market.Market
-	if err := b.Query(ctx, marketService, market.QueryShow, req, &m); err != nil {
+	var m schemas.Market
+	if err := b.Query(ctx, marketService, schemas.QueryMarketDockerhubShow, req, &m); err != nil {
 		var qe *bus.QueryError
 		if errors.As(err, &qe) && qe.Code != bus.CodeUnavailable {
 			return m, errors.New(qe.Description)
@@ -173,9 +173,9 @@ func newMarketShowCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func showMarket(w io.Writer, m market.Market) error {
+func showMarket(w io.Writer, m schemas.Market) error {
 	where := m.Registry
-	if m.Mad == market.MADDockerHub {
+	if m.Mad == schemas.MarketMADDockerhub {
 		where = m.Endpoint
 	}
 	refreshed := m.RefreshedAt
@@ -232,10 +232,8 @@ func awaitMarket(ctx context.Context, w *watcher, env envelope.Envelope, timeout
 			if !ok || ev.Service != marketService || ev.Env.CorrelationID != env.CorrelationID {
 				continue
 			}
-			if ev.Name == market.EvtCommandFailed {
-				var f struct {
-					Error string `json:"error"`
-				}
+			if ev.Name == schemas.EventMarketDockerhubCommandFailed {
+				var f schemas.MarketDockerhubCommandFailed
 				if err := ev.decode(&f); err != nil {
 					return ev, err
 				}
@@ -252,7 +250,7 @@ func awaitMarket(ctx context.Context, w *watcher, env envelope.Envelope, timeout
 
 func newMarketCreateCmd(g *globals) *cobra.Command {
 	var (
-		req        market.MarketCreate
+		req        schemas.MarketDockerhubMarketCreate
 		monitoring bool
 		timeout    time.Duration
 	)
@@ -263,15 +261,15 @@ func newMarketCreateCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req.Monitoring = &monitoring
 			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
-				want := []string{market.EvtMarketCreated}
+				want := []string{schemas.EventMarketDockerhubMarketCreated}
 				if monitoring {
-					want = []string{market.EvtAppsRefreshed}
+					want = []string{schemas.EventMarketDockerhubAppsRefreshed}
 				}
-				ev, err := g.marketAnswer(cmd.Context(), b, market.CmdMarketCreate, req, timeout, want...)
+				ev, err := g.marketAnswer(cmd.Context(), b, schemas.CommandMarketDockerhubMarketCreate, req, timeout, want...)
 				if err != nil {
 					return fmt.Errorf("market create %s: %w", req.Name, err)
 				}
-				if ev.Name == market.EvtAppsRefreshed {
+				if ev.Name == schemas.EventMarketDockerhubAppsRefreshed {
 					return printRefreshed(g.io.out, req.Name, ev)
 				}
 				fmt.Fprintf(g.io.out, "marketplace %s %q created (monitoring off: run `slipway market refresh %s`)\n", ev.ID, req.Name, req.Name)
@@ -291,7 +289,7 @@ func newMarketCreateCmd(g *globals) *cobra.Command {
 }
 
 func printRefreshed(w io.Writer, name string, ev event) error {
-	var r market.AppsRefreshed
+	var r schemas.MarketDockerhubAppsRefreshed
 	if err := ev.decode(&r); err != nil {
 		return err
 	}
@@ -318,7 +316,7 @@ func newMarketUpdateCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				req := market.MarketUpdate{ID: m.ID}
+				req := schemas.MarketDockerhubMarketUpdate{ID: m.ID}
 				fl := cmd.Flags()
 				if fl.Changed("monitoring") {
 					req.Monitoring = &monitoring
@@ -335,11 +333,11 @@ func newMarketUpdateCmd(g *globals) *cobra.Command {
 				if fl.Changed("endpoint") {
 					req.Endpoint = &endpoint
 				}
-				ev, err := g.marketAnswer(cmd.Context(), b, market.CmdMarketUpdate, req, timeout, market.EvtMarketUpdated)
+				ev, err := g.marketAnswer(cmd.Context(), b, schemas.CommandMarketDockerhubMarketUpdate, req, timeout, schemas.EventMarketDockerhubMarketUpdated)
 				if err != nil {
 					return fmt.Errorf("market update %s: %w", args[0], err)
 				}
-				var after market.Market
+				var after schemas.Market
 				if err := ev.decode(&after); err != nil {
 					return err
 				}
@@ -370,7 +368,7 @@ func newMarketDeleteCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if _, err := g.marketAnswer(cmd.Context(), b, market.CmdMarketDelete, market.MarketDelete{ID: m.ID}, timeout, market.EvtMarketDeleted); err != nil {
+				if _, err := g.marketAnswer(cmd.Context(), b, schemas.CommandMarketDockerhubMarketDelete, schemas.MarketDockerhubMarketDelete{ID: m.ID}, timeout, schemas.EventMarketDockerhubMarketDeleted); err != nil {
 					return fmt.Errorf("market delete %s: %w", args[0], err)
 				}
 				fmt.Fprintf(g.io.out, "marketplace %d %q deleted\n", m.ID, m.Name)
@@ -394,7 +392,7 @@ func newMarketRefreshCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				ev, err := g.marketAnswer(cmd.Context(), b, market.CmdRefresh, market.Refresh{MarketID: m.ID}, timeout, market.EvtAppsRefreshed)
+				ev, err := g.marketAnswer(cmd.Context(), b, schemas.CommandMarketDockerhubRefresh, schemas.MarketDockerhubRefresh{MarketID: m.ID}, timeout, schemas.EventMarketDockerhubAppsRefreshed)
 				if err != nil {
 					return fmt.Errorf("market refresh %s: %w", args[0], err)
 				}
@@ -422,7 +420,7 @@ func newMarketAppListCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				req := market.AppsRequest{Filter: filter}
+				req := schemas.MarketDockerhubAppsRequest{Filter: filter}
 				if len(args) == 1 {
 					m, err := findMarket(ctx, b, args[0])
 					if err != nil {
@@ -430,13 +428,13 @@ func newMarketAppListCmd(g *globals) *cobra.Command {
 					}
 					req.MarketID = &m.ID
 				}
-				var apps []market.App
-				if err := b.Query(ctx, marketService, market.QueryApps, req, &apps); err != nil {
+				var apps []schemas.MarketApp
+				if err := b.Query(ctx, marketService, schemas.QueryMarketDockerhubApps, req, &apps); err != nil {
 					return fmt.Errorf("list apps: %w", err)
 				}
 				if asJSON {
 					if apps == nil {
-						apps = []market.App{}
+						apps = []schemas.MarketApp{}
 					}
 					return render.JSON(g.io.out, apps)
 				}
@@ -449,8 +447,8 @@ func newMarketAppListCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func writeApps(w io.Writer, apps []market.App, markets []market.Market, loc *time.Location) error {
-	byID := map[int64]market.Market{}
+func writeApps(w io.Writer, apps []schemas.MarketApp, markets []schemas.Market, loc *time.Location) error {
+	byID := map[int64]schemas.Market{}
 	for _, m := range markets {
 		byID[m.ID] = m
 	}
@@ -467,8 +465,8 @@ func writeApps(w io.Writer, apps []market.App, markets []market.Market, loc *tim
 }
 
 // findApp resolves an app ID or name, within one marketplace when given.
-func findApp(ctx context.Context, b *bus.Bus, ref, marketRef string) (market.App, error) {
-	var req market.AppShowRequest
+func findApp(ctx context.Context, b *bus.Bus, ref, marketRef string) (schemas.MarketApp, error) {
+	var req schemas.MarketDockerhubAppShowRequest
 	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
 		req.ID = &id
 	} else {
@@ -477,12 +475,12 @@ func findApp(ctx context.Context, b *bus.Bus, ref, marketRef string) (market.App
 	if marketRef != "" {
 		m, err := findMarket(ctx, b, marketRef)
 		if err != nil {
-			return market.App{}, err
+			return schemas.MarketApp{}, err
 		}
 		req.MarketID = &m.ID
 	}
-	var a market.App
-	if err := b.Query(ctx, marketService, market.QueryAppShow, req, &a); err != nil {
+	var a schemas.MarketApp
+	if err := b.Query(ctx, marketService, schemas.QueryMarketDockerhubAppShow, req, &a); err != nil {
 		var qe *bus.QueryError
 		if errors.As(err, &qe) && qe.Code != bus.CodeUnavailable {
 			return a, errors.New(qe.Description)
@@ -524,13 +522,13 @@ func newMarketAppShowCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func showApp(w io.Writer, a market.App, m market.Market) error {
+func showApp(w io.Writer, a schemas.MarketApp, m schemas.Market) error {
 	size := "-"
 	if a.Size > 0 {
 		size = render.HumanSize(a.Size)
 	}
 	lines := [][2]string{{"ID", strconv.FormatInt(a.ID, 10)}, {"NAME", a.Name},
-		{"MARKETPLACE", fmt.Sprintf("%s (%d)", m.Name, m.ID)}, {"SOURCE", a.Source}, {"VERSION", market.DefaultTag(a)},
+		{"MARKETPLACE", fmt.Sprintf("%s (%d)", m.Name, m.ID)}, {"SOURCE", a.Source}, {"VERSION", dockerurl.PickTag(a.Tags)},
 		{"TAGS", strings.Join(a.Tags, ", ")}, {"SIZE", size}, {"REGISTER TIME", a.Regtime}}
 	if a.Stars > 0 || a.Pulls > 0 {
 		lines = append(lines, [2]string{"STARS", strconv.FormatInt(a.Stars, 10)}, [2]string{"PULLS", strconv.FormatInt(a.Pulls, 10)})
@@ -555,7 +553,7 @@ func showApp(w io.Writer, a market.App, m market.Market) error {
 
 func newMarketAppImportCmd(g *globals) *cobra.Command {
 	var (
-		req                market.AppImport
+		req                schemas.MarketDockerhubAppImport
 		marketRef          string
 		filesystem, format string
 		timeout            time.Duration
@@ -599,21 +597,21 @@ the import until the image is READY or ERROR.`,
 // importApp sends app-import and reports the image the catalog registered
 // and the template sent to the launcher; with wait it then follows the
 // image's import.
-func (g *globals) importApp(ctx context.Context, b *bus.Bus, req market.AppImport, timeout time.Duration, wait bool) error {
+func (g *globals) importApp(ctx context.Context, b *bus.Bus, req schemas.MarketDockerhubAppImport, timeout time.Duration, wait bool) error {
 	w, err := watch(b.Conn(), b.Prefix(), ">")
 	if err != nil {
 		return err
 	}
 	defer w.close()
-	env, err := b.Command(ctx, marketService, market.CmdAppImport, req)
+	env, err := b.Command(ctx, marketService, schemas.CommandMarketDockerhubAppImport, req)
 	if err != nil {
 		return err
 	}
-	ev, err := awaitMarket(ctx, w, env, timeout, market.EvtAppImported)
+	ev, err := awaitMarket(ctx, w, env, timeout, schemas.EventMarketDockerhubAppImported)
 	if err != nil {
 		return fmt.Errorf("import %s: %w", req.App, err)
 	}
-	var done market.AppImported
+	var done schemas.MarketDockerhubAppImported
 	if err := ev.decode(&done); err != nil {
 		return err
 	}

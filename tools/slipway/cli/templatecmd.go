@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +17,6 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/onetemplate"
 	"github.com/slipway/slipway/schemas"
-	"github.com/slipway/slipway/services/launcher"
 	"github.com/slipway/slipway/tools/slipway/render"
 )
 
@@ -43,7 +43,7 @@ func newVMTemplateCmd(g *globals) *cobra.Command {
 func launcherCall(ctx context.Context, b *bus.Bus, verb string, data any, accept ...string) (*bus.Msg, error) {
 	ctx, cancel := context.WithTimeout(ctx, launcherCallTimeout)
 	defer cancel()
-	m, err := b.Call(ctx, launcher.Name, verb, data, accept)
+	m, err := b.Call(ctx, schemas.ServiceLauncher, verb, data, accept)
 	var ce *bus.CallError
 	if errors.As(err, &ce) {
 		return m, errors.New(ce.Message)
@@ -103,12 +103,12 @@ func templateName(flag, text, file string) string {
 
 // findTemplate resolves a template ID or name.
 func findTemplate(ctx context.Context, b *bus.Bus, ref string) (schemas.VMTemplate, error) {
-	req := launcher.TemplateRequest{Name: ref}
+	req := schemas.LauncherTemplateRequest{Name: ref}
 	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
-		req = launcher.TemplateRequest{ID: &id}
+		req = schemas.LauncherTemplateRequest{ID: &id}
 	}
 	var t schemas.VMTemplate
-	if err := b.Query(ctx, launcher.Name, launcher.QueryTemplate, req, &t); err != nil {
+	if err := b.Query(ctx, schemas.ServiceLauncher, schemas.QueryLauncherTemplate, req, &t); err != nil {
 		return t, queryError(err, "template "+ref)
 	}
 	return t, nil
@@ -127,7 +127,7 @@ func newTemplateCreateCmd(g *globals) *cobra.Command {
 			}
 			req := schemas.LauncherTemplateCreate{Name: templateName(name, text, args[0]), Template: text}
 			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
-				m, err := launcherCall(cmd.Context(), b, launcher.CmdTemplateCreate, req, launcher.EvtTemplateCreated)
+				m, err := launcherCall(cmd.Context(), b, schemas.CommandLauncherTemplateCreate, req, schemas.EventLauncherTemplateCreated)
 				if err != nil {
 					return fmt.Errorf("template create %s: %w", args[0], err)
 				}
@@ -155,7 +155,7 @@ func newTemplateListCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
 				var list []schemas.VMTemplate
-				if err := b.Query(cmd.Context(), launcher.Name, launcher.QueryTemplates, struct{}{}, &list); err != nil {
+				if err := b.Query(cmd.Context(), schemas.ServiceLauncher, schemas.QueryLauncherTemplates, schemas.LauncherTemplatesRequest{}, &list); err != nil {
 					return queryError(err, "list templates")
 				}
 				if asJSON {
@@ -237,7 +237,7 @@ func newTemplateUpdateCmd(g *globals) *cobra.Command {
 					return err
 				}
 				req := schemas.LauncherTemplateUpdate{ID: t.ID, Template: text}
-				if _, err := launcherCall(cmd.Context(), b, launcher.CmdTemplateUpdate, req, launcher.EvtTemplateUpdated); err != nil {
+				if _, err := launcherCall(cmd.Context(), b, schemas.CommandLauncherTemplateUpdate, req, schemas.EventLauncherTemplateUpdated); err != nil {
 					return fmt.Errorf("template update %s: %w", args[0], err)
 				}
 				_, err = fmt.Fprintf(g.io.out, "template %d %q updated\n", t.ID, t.Name)
@@ -258,7 +258,7 @@ func newTemplateDeleteCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if _, err := launcherCall(cmd.Context(), b, launcher.CmdTemplateDelete, schemas.LauncherTemplateDelete{ID: t.ID}, launcher.EvtTemplateDeleted); err != nil {
+				if _, err := launcherCall(cmd.Context(), b, schemas.CommandLauncherTemplateDelete, schemas.LauncherTemplateDelete{ID: t.ID}, schemas.EventLauncherTemplateDeleted); err != nil {
 					return fmt.Errorf("template delete %s: %w", args[0], err)
 				}
 				_, err = fmt.Fprintf(g.io.out, "template %d %q deleted\n", t.ID, t.Name)
@@ -285,7 +285,7 @@ func newTemplateInstantiateCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				m, err := launcherCall(ctx, b, launcher.CmdInstantiate, schemas.LauncherInstantiate{TemplateID: t.ID, Name: name}, launcher.EvtVMCreated)
+				m, err := launcherCall(ctx, b, schemas.CommandLauncherInstantiate, schemas.LauncherInstantiate{TemplateID: t.ID, Name: name}, schemas.EventLauncherVMCreated)
 				if err != nil {
 					return fmt.Errorf("template instantiate %s: %w", args[0], err)
 				}
@@ -321,15 +321,15 @@ host can boot it (a firecracker binary and /dev/kvm) go to stderr; an invalid co
 exits 1 and --output is then not written.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := launcher.FirecrackerRequest{Name: args[0]}
+			req := schemas.LauncherFirecrackerRequest{Name: args[0]}
 			if id, err := strconv.ParseInt(args[0], 10, 64); err == nil {
-				req = launcher.FirecrackerRequest{TemplateID: &id}
+				req = schemas.LauncherFirecrackerRequest{TemplateID: &id}
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), launcherCallTimeout)
 			defer cancel()
 			return g.withBus(ctx, func(b *bus.Bus) error {
-				var a launcher.Firecracker
-				if err := b.Query(ctx, launcher.Name, launcher.QueryFirecracker, req, &a); err != nil {
+				var a schemas.LauncherFirecrackerReply
+				if err := b.Query(ctx, schemas.ServiceLauncher, schemas.QueryLauncherFirecracker, req, &a); err != nil {
 					return queryError(err, "template firecracker "+args[0])
 				}
 				return writeFirecracker(g, a, output, args[0])
@@ -342,7 +342,7 @@ exits 1 and --output is then not written.`,
 
 // writeFirecracker prints (or writes) the configuration and reports its
 // problems, notes and bootability on stderr.
-func writeFirecracker(g *globals, a launcher.Firecracker, output, ref string) error {
+func writeFirecracker(g *globals, a schemas.LauncherFirecrackerReply, output, ref string) error {
 	for _, n := range a.Notes {
 		fmt.Fprintf(g.io.err, "note: %s\n", n)
 	}
@@ -352,19 +352,18 @@ func writeFirecracker(g *globals, a launcher.Firecracker, output, ref string) er
 	if !a.Bootable && a.WhyNot != "" {
 		fmt.Fprintf(g.io.err, "not bootable here: %s\n", a.WhyNot)
 	}
-	if a.Config == nil {
-		return fmt.Errorf("template %s: the launcher answered no configuration", ref)
+	// The reply always has a configuration: bus.Query checked it against
+	// the reply schema, which requires one.
+	js, err := json.MarshalIndent(a.Config, "", "  ")
+	if err != nil {
+		return err
 	}
 	switch {
 	case output != "" && a.Valid:
-		if err := a.Config.WriteFile(output); err != nil {
+		if err := os.WriteFile(output, append(js, '\n'), 0o600); err != nil {
 			return err
 		}
 	case output == "":
-		js, err := a.Config.JSON()
-		if err != nil {
-			return err
-		}
 		if _, err := fmt.Fprintf(g.io.out, "%s\n", js); err != nil {
 			return err
 		}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/slipway/slipway/services/launcher/firecracker"
+	"github.com/slipway/slipway/schemas"
 )
 
 // TestTemplateFirecracker asks the launcher for Firecracker configurations
@@ -24,11 +24,11 @@ func TestTemplateFirecracker(t *testing.T) {
 	}
 	must(t, slipway(t, flags, "template", "create", file), "template create")
 	r := slipway(t, flags, "template", "firecracker", "fc")
-	var c firecracker.VMConfig
+	var c schemas.FirecrackerConfig
 	if err := json.Unmarshal([]byte(r.stdout), &c); err != nil {
 		t.Fatalf("template firecracker printed no configuration: %v\n%s", err, r.stdout)
 	}
-	if r.code != 1 || c.MachineConfig.VcpuCount != 2 || c.MachineConfig.MemSizeMib != 512 ||
+	if r.code != 1 || c.MachineConfig.VcpuCount != 2 || c.MachineConfig.MemSizeMiB != 512 ||
 		!strings.Contains(r.stderr, "problem: OS/KERNEL_DS is not set") || !strings.Contains(r.stderr, "not valid") {
 		t.Errorf("template firecracker of a template without a kernel: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/schemas"
-	"github.com/slipway/slipway/services/launcher"
 	"github.com/slipway/slipway/tools/slipway/render"
 )
 
@@ -27,9 +26,9 @@ func newVMCmd(g *globals) *cobra.Command {
 		RunE:  unknownSubcommand,
 	}
 	cmd.AddCommand(newVMListCmd(g), newVMShowCmd(g), newVMConsoleCmd(g),
-		newVMActionCmd(g, launcher.CmdTerminate, "End the VM from any state: EPILOG (persistent disks written back, images released) → DONE", schemas.VMStateDone),
-		newVMActionCmd(g, launcher.CmdPoweroff, "Power the VM off (ACPI; --hard stops QEMU at once), keeping its disks", schemas.VMStatePoweroff),
-		newVMActionCmd(g, launcher.CmdResume, "Boot a VM in POWEROFF again", schemas.VMStateRunning),
+		newVMActionCmd(g, schemas.CommandLauncherTerminate, "End the VM from any state: EPILOG (persistent disks written back, images released) → DONE", schemas.VMStateDone),
+		newVMActionCmd(g, schemas.CommandLauncherPoweroff, "Power the VM off (ACPI; --hard stops QEMU at once), keeping its disks", schemas.VMStatePoweroff),
+		newVMActionCmd(g, schemas.CommandLauncherResume, "Boot a VM in POWEROFF again", schemas.VMStateRunning),
 		newVMSaveAsCmd(g), newVMSnapshotCmd(g))
 	return cmd
 }
@@ -38,7 +37,7 @@ func newVMCmd(g *globals) *cobra.Command {
 func findVM(ctx context.Context, b *bus.Bus, ref string) (schemas.VM, error) {
 	var vm schemas.VM
 	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
-		if err := b.Query(ctx, launcher.Name, launcher.QueryVM, launcher.VMRequest{ID: id}, &vm); err != nil {
+		if err := b.Query(ctx, schemas.ServiceLauncher, schemas.QueryLauncherVM, schemas.LauncherVMRequest{ID: id}, &vm); err != nil {
 			return vm, queryError(err, "VM "+ref)
 		}
 		return vm, nil
@@ -64,7 +63,7 @@ func findVM(ctx context.Context, b *bus.Bus, ref string) (schemas.VM, error) {
 
 func listVMs(ctx context.Context, b *bus.Bus) ([]schemas.VM, error) {
 	var vms []schemas.VM
-	if err := b.Query(ctx, launcher.Name, launcher.QueryVMs, struct{}{}, &vms); err != nil {
+	if err := b.Query(ctx, schemas.ServiceLauncher, schemas.QueryLauncherVMs, schemas.LauncherVMsRequest{}, &vms); err != nil {
 		return nil, queryError(err, "list VMs")
 	}
 	return vms, nil
@@ -254,8 +253,8 @@ func newVMConsoleCmd(g *globals) *cobra.Command {
 // printConsole writes the whole console log, a query at a time.
 func printConsole(ctx context.Context, b *bus.Bus, id int64, w io.Writer) error {
 	for off := int64(0); ; {
-		var c launcher.Console
-		if err := b.Query(ctx, launcher.Name, launcher.QueryConsole, launcher.ConsoleRequest{ID: id, Offset: off}, &c); err != nil {
+		var c schemas.LauncherConsoleReply
+		if err := b.Query(ctx, schemas.ServiceLauncher, schemas.QueryLauncherConsole, schemas.LauncherConsoleRequest{ID: id, Offset: off}, &c); err != nil {
 			return queryError(err, fmt.Sprintf("console of VM %d", id))
 		}
 		if _, err := io.WriteString(w, c.Text); err != nil {
@@ -276,7 +275,7 @@ func newVMActionCmd(g *globals, verb, short string, target schemas.VMState) *cob
 		timeout time.Duration
 	)
 	use := verb + " ID|NAME"
-	if verb != launcher.CmdResume {
+	if verb != schemas.CommandLauncherResume {
 		use += " [--hard]"
 	}
 	cmd := &cobra.Command{
@@ -291,10 +290,10 @@ func newVMActionCmd(g *globals, verb, short string, target schemas.VMState) *cob
 					return err
 				}
 				var req any = schemas.VMAction{ID: vm.ID, Hard: hard}
-				if verb == launcher.CmdResume {
+				if verb == schemas.CommandLauncherResume {
 					req = schemas.LauncherResume{ID: vm.ID}
 				}
-				m, err := launcherCall(ctx, b, verb, req, launcher.EvtVMStateChanged)
+				m, err := launcherCall(ctx, b, verb, req, schemas.EventLauncherVMStateChanged)
 				if err != nil {
 					return fmt.Errorf("vm %s %s: %w", verb, args[0], err)
 				}
@@ -310,7 +309,7 @@ func newVMActionCmd(g *globals, verb, short string, target schemas.VMState) *cob
 			})
 		},
 	}
-	if verb != launcher.CmdResume {
+	if verb != schemas.CommandLauncherResume {
 		cmd.Flags().BoolVar(&hard, "hard", false, "stop QEMU at once instead of asking the guest to power off")
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the VM is "+string(target)+"; exit 1 if it FAILED")
@@ -327,7 +326,7 @@ func (g *globals) waitVMState(ctx context.Context, b *bus.Bus, id int64, timeout
 	defer t.Stop()
 	for {
 		var vm schemas.VM
-		if err := b.Query(ctx, launcher.Name, launcher.QueryVM, launcher.VMRequest{ID: id}, &vm); err != nil {
+		if err := b.Query(ctx, schemas.ServiceLauncher, schemas.QueryLauncherVM, schemas.LauncherVMRequest{ID: id}, &vm); err != nil {
 			return queryError(err, fmt.Sprintf("VM %d", id))
 		}
 		switch {
@@ -371,7 +370,7 @@ func newVMSaveAsCmd(g *globals) *cobra.Command {
 					return err
 				}
 				req := schemas.LauncherDiskSaveAs{ID: vm.ID, DiskID: disk, Name: name}
-				m, err := launcherCall(cmd.Context(), b, launcher.CmdDiskSaveAs, req, launcher.EvtDiskSaved)
+				m, err := launcherCall(cmd.Context(), b, schemas.CommandLauncherDiskSaveAs, req, schemas.EventLauncherDiskSaved)
 				if err != nil {
 					return fmt.Errorf("vm disk-save-as %s %d: %w", args[0], disk, err)
 				}
@@ -405,7 +404,7 @@ func newVMSnapshotCmd(g *globals) *cobra.Command {
 					return err
 				}
 				req := schemas.LauncherDiskSnapshot{ID: vm.ID, DiskID: disk, Name: args[2]}
-				if _, err := launcherCall(cmd.Context(), b, launcher.CmdDiskSnapshot, req, launcher.EvtDiskSnapshotted); err != nil {
+				if _, err := launcherCall(cmd.Context(), b, schemas.CommandLauncherDiskSnapshot, req, schemas.EventLauncherDiskSnapshotted); err != nil {
 					return fmt.Errorf("vm disk-snapshot %s %d: %w", args[0], disk, err)
 				}
 				_, err = fmt.Fprintf(g.io.out, "VM %d DISK %d: snapshot %q taken\n", vm.ID, disk, args[2])
