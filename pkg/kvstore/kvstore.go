@@ -71,6 +71,10 @@ type Config[T any] struct {
 	// ID, if set, orders List by the records' own IDs; otherwise lists
 	// follow the keys (numerically for int64 keys).
 	ID func(*T) int64
+	// Revision, if set, is told the KV revision of every record Get, List
+	// and Update return (for Update's written record, the one written), for
+	// records that carry it (saga.Saga.Revision).
+	Revision func(v *T, rev uint64)
 }
 
 // Store keeps records of type T under keys of type K. See the package
@@ -150,6 +154,9 @@ func (s *Store[K, T]) decode(k K, e jetstream.KeyValueEntry) (*T, error) {
 	if err := json.Unmarshal(e.Value(), &v); err != nil {
 		return nil, fmt.Errorf("%s: decode revision %d: %w", s.name(k), e.Revision(), err)
 	}
+	if s.cfg.Revision != nil {
+		s.cfg.Revision(&v, e.Revision())
+	}
 	return &v, nil
 }
 
@@ -191,7 +198,7 @@ func (s *Store[K, T]) Put(ctx context.Context, k K, v *T) (uint64, error) {
 // fn is returned as is, with the record as read.
 func (s *Store[K, T]) Update(ctx context.Context, k K, fn func(*T) error) (v *T, changed bool, err error) {
 	var cur, next *T
-	_, err = cas(ctx, s.kv, s.key(k), s.name(k), func(e jetstream.KeyValueEntry) ([]byte, error) {
+	rev, err := cas(ctx, s.kv, s.key(k), s.name(k), func(e jetstream.KeyValueEntry) ([]byte, error) {
 		if e == nil {
 			cur, next = nil, nil
 			return nil, fmt.Errorf("%s does not exist: %w", s.name(k), ErrNotFound)
@@ -218,6 +225,9 @@ func (s *Store[K, T]) Update(ctx context.Context, k K, fn func(*T) error) (v *T,
 		return cur, false, nil
 	case err != nil:
 		return cur, false, err
+	}
+	if s.cfg.Revision != nil {
+		s.cfg.Revision(next, rev)
 	}
 	return next, true, nil
 }

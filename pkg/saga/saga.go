@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/slipway/slipway/pkg/kvstore"
 )
 
 // Phase names a step of a workflow, e.g. "fetch", "convert", "commit".
@@ -41,10 +43,9 @@ var (
 	// ErrNotRunning: the saga has succeeded, failed or is compensating.
 	ErrNotRunning = errors.New("saga is not running")
 	// ErrNoChange, returned by an Update function, means "nothing to
-	// write": Update returns the current saga and no error.
-	ErrNoChange = errors.New("no change")
-	// ErrConflict: a write kept losing revision races (too much contention).
-	ErrConflict = errors.New("saga update kept conflicting")
+	// write": Update returns the current saga and no error. It is
+	// kvstore's, whose loop Update runs.
+	ErrNoChange = kvstore.ErrNoChange
 	// ErrBusy: another Compensate call holds the saga's lease.
 	ErrBusy = errors.New("saga is being compensated elsewhere")
 	// ErrUnknownKind: no Definition registered for the saga's kind.

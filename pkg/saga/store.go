@@ -2,31 +2,30 @@ package saga
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/slipway/slipway/pkg/kvstore"
 )
 
-// maxTries bounds the read-modify-write loop of Update. Each conflict means
-// another writer made progress, so hitting the bound needs heavy contention
-// on a single saga.
-const maxTries = 20
-
-// Store keeps sagas in a JetStream KV bucket (key = saga ID).
+// Store keeps sagas in a JetStream KV bucket (key = saga ID), through the
+// one compare-and-set store of pkg/kvstore.
 type Store struct {
-	kv  jetstream.KeyValue
-	now func() time.Time
+	kv   jetstream.KeyValue
+	recs *kvstore.Store[string, Saga]
+	now  func() time.Time
 }
 
 // NewStore returns a store over kv. The bucket should keep one revision per
 // key (history 1): the saga carries its own history.
 func NewStore(kv jetstream.KeyValue) *Store {
-	return &Store{kv: kv, now: func() time.Time { return time.Now().UTC() }}
+	recs := kvstore.New[string](kv, kvstore.Config[Saga]{What: "saga",
+		Revision: func(s *Saga, rev uint64) { s.Revision = rev }})
+	return &Store{kv: kv, recs: recs, now: func() time.Time { return time.Now().UTC() }}
 }
 
 // Create stores a new saga. Empty Status becomes running, zero timestamps
@@ -49,16 +48,12 @@ func (st *Store) Create(ctx context.Context, s *Saga) error {
 	if len(s.History) == 0 {
 		s.record(s.Phase, s.Status, now, "started")
 	}
-	b, err := json.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("saga %s: encode: %w", s.ID, err)
-	}
-	rev, err := st.kv.Create(ctx, s.ID, b)
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	rev, err := st.recs.Create(ctx, s.ID, s)
+	if errors.Is(err, kvstore.ErrExists) {
 		return fmt.Errorf("saga %s: %w", s.ID, ErrExists)
 	}
 	if err != nil {
-		return fmt.Errorf("saga %s: create: %w", s.ID, err)
+		return err
 	}
 	s.Revision = rev
 	return nil
@@ -66,19 +61,17 @@ func (st *Store) Create(ctx context.Context, s *Saga) error {
 
 // Get reads a saga; ErrNotFound when there is none.
 func (st *Store) Get(ctx context.Context, id string) (*Saga, error) {
-	e, err := st.kv.Get(ctx, id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return nil, fmt.Errorf("saga %s: %w", id, ErrNotFound)
+	s, _, err := st.recs.Get(ctx, id)
+	return s, notFound(id, err)
+}
+
+// notFound gives the store's not-found its own sentinel, so a caller
+// matching ErrNotFound never takes another record's absence for a saga's.
+func notFound(id string, err error) error {
+	if errors.Is(err, kvstore.ErrNotFound) {
+		return fmt.Errorf("saga %s: %w", id, ErrNotFound)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("saga %s: get: %w", id, err)
-	}
-	var s Saga
-	if err := json.Unmarshal(e.Value(), &s); err != nil {
-		return nil, fmt.Errorf("saga %s: decode revision %d: %w", id, e.Revision(), err)
-	}
-	s.Revision = e.Revision()
-	return &s, nil
+	return err
 }
 
 // Update reads the saga, applies fn and writes the result if the revision
@@ -87,49 +80,18 @@ func (st *Store) Get(ctx context.Context, id string) (*Saga, error) {
 // writes nothing and Update returns the saga as read; any other error from
 // fn is returned as is.
 func (st *Store) Update(ctx context.Context, id string, fn func(s *Saga) error) (*Saga, error) {
-	for try := 0; try < maxTries; try++ {
-		cur, err := st.Get(ctx, id)
-		if err != nil {
-			return nil, err
+	s, _, err := st.recs.Update(ctx, id, func(next *Saga) error {
+		if err := fn(next); err != nil {
+			return err
 		}
-		next := cur.clone()
-		if err := fn(next); errors.Is(err, ErrNoChange) {
-			return cur, nil
-		} else if err != nil {
-			return nil, err
-		}
-		next.ID = cur.ID // the key is the identity; fn cannot move a saga
+		next.ID = id // the key is the identity; fn cannot move a saga
 		next.UpdatedAt = st.now()
-		b, err := json.Marshal(next)
-		if err != nil {
-			return nil, fmt.Errorf("saga %s: encode: %w", id, err)
-		}
-		rev, err := st.kv.Update(ctx, id, b, cur.Revision)
-		if err == nil {
-			next.Revision = rev
-			return next, nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return nil, fmt.Errorf("saga %s: write revision %d: %w", id, cur.Revision+1, err)
-		}
-		if err := backoff(ctx, try); err != nil {
-			return nil, fmt.Errorf("saga %s: update: %w", id, err)
-		}
-	}
-	return nil, fmt.Errorf("saga %s: %w after %d tries", id, ErrConflict, maxTries)
-}
-
-// backoff sleeps a little, with jitter, so racing writers spread out.
-func backoff(ctx context.Context, try int) error {
-	d := time.Duration(1+rand.IntN(5*(try+1))) * time.Millisecond
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
 		return nil
+	})
+	if err != nil {
+		return nil, notFound(id, err)
 	}
+	return s, nil
 }
 
 // Advance moves a running saga from phase from to phase to, with a deadline
@@ -225,24 +187,13 @@ func (st *Store) Expire(ctx context.Context, id string) (*Saga, error) {
 // List returns every saga in the bucket. Sagas deleted while listing are
 // skipped.
 func (st *Store) List(ctx context.Context) ([]*Saga, error) {
-	lister, err := st.kv.ListKeys(ctx)
+	all, err := st.recs.List(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("saga list: %w", err)
+		return nil, err
 	}
-	defer func() { _ = lister.Stop() }()
-	var out []*Saga
-	for key := range lister.Keys() {
-		s, err := st.Get(ctx, key)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("saga list: %w", err)
+	out := make([]*Saga, len(all))
+	for i := range all {
+		out[i] = &all[i]
 	}
 	return out, nil
 }
