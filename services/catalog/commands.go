@@ -13,19 +13,19 @@ import (
 	"github.com/slipway/slipway/schemas"
 )
 
-// Command verbs the catalog consumes.
+// Command verbs the catalog consumes; the names are the contract's (schemas).
 const (
-	CmdImageCreate        = "image-create"
-	CmdImageDelete        = "image-delete"
-	CmdImageEnable        = "image-enable"
-	CmdImageDisable       = "image-disable"
-	CmdImagePersistent    = "image-persistent"
-	CmdImageNonPersistent = "image-nonpersistent"
-	CmdImageRename        = "image-rename"
-	CmdImageUpdate        = "image-update"
-	CmdImageUse           = "image-use"
-	CmdImageRelease       = "image-release"
-	CmdImageEncrypt       = "image-encrypt"
+	CmdImageCreate        = schemas.CommandCatalogImageCreate
+	CmdImageDelete        = schemas.CommandCatalogImageDelete
+	CmdImageEnable        = schemas.CommandCatalogImageEnable
+	CmdImageDisable       = schemas.CommandCatalogImageDisable
+	CmdImagePersistent    = schemas.CommandCatalogImagePersistent
+	CmdImageNonPersistent = schemas.CommandCatalogImageNonpersistent
+	CmdImageRename        = schemas.CommandCatalogImageRename
+	CmdImageUpdate        = schemas.CommandCatalogImageUpdate
+	CmdImageUse           = schemas.CommandCatalogImageUse
+	CmdImageRelease       = schemas.CommandCatalogImageRelease
+	CmdImageEncrypt       = schemas.CommandCatalogImageEncrypt
 )
 
 // Verbs lists the commands the catalog consumes.

@@ -9,13 +9,13 @@ import (
 	"github.com/slipway/slipway/schemas"
 )
 
-// Event names the catalog publishes.
+// Event names the catalog publishes; the names are the contract's (schemas).
 const (
-	EvtImageCreated = "image-created"
-	EvtImageUpdated = "image-updated"
-	EvtImageDeleted = "image-deleted"
-	EvtStateChanged = "state-changed"
-	EvtFailed       = "failed"
+	EvtImageCreated = schemas.EventCatalogImageCreated
+	EvtImageUpdated = schemas.EventCatalogImageUpdated
+	EvtImageDeleted = schemas.EventCatalogImageDeleted
+	EvtStateChanged = schemas.EventCatalogStateChanged
+	EvtFailed       = schemas.EventCatalogFailed
 )
 
 func idToken(id int64) string { return strconv.FormatInt(id, 10) }

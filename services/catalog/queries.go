@@ -11,9 +11,9 @@ import (
 
 // Query endpoints, on <prefix>.api.catalog.<endpoint>.
 const (
-	QueryList       = "list"
-	QueryShow       = "show"
-	QueryDatastores = "datastores"
+	QueryList       = schemas.QueryCatalogList
+	QueryShow       = schemas.QueryCatalogShow
+	QueryDatastores = schemas.QueryCatalogDatastores
 )
 
 // ListFilter narrows a list query; empty fields match everything.

@@ -20,8 +20,8 @@ import (
 
 // Events answering image-use and image-release.
 const (
-	EvtImageUsed     = "image-used"
-	EvtImageReleased = "image-released"
+	EvtImageUsed     = schemas.EventCatalogImageUsed
+	EvtImageReleased = schemas.EventCatalogImageReleased
 )
 
 // use handles image-use.

@@ -12,11 +12,11 @@ import (
 
 // Query endpoints, on <prefix>.api.launcher.<endpoint>.
 const (
-	QueryTemplates = "templates"
-	QueryTemplate  = "template"
-	QueryVMs       = "vms"
-	QueryVM        = "vm"
-	QueryConsole   = "console"
+	QueryTemplates = schemas.QueryLauncherTemplates
+	QueryTemplate  = schemas.QueryLauncherTemplate
+	QueryVMs       = schemas.QueryLauncherVMs
+	QueryVM        = schemas.QueryLauncherVM
+	QueryConsole   = schemas.QueryLauncherConsole
 )
 
 // TemplateRequest names a template by ID or by name.

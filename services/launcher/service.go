@@ -25,29 +25,29 @@ import (
 	"github.com/slipway/slipway/services/launcher/qemu"
 )
 
-// Command verbs the launcher consumes.
+// Command verbs the launcher consumes; the names are the contract's (schemas).
 const (
-	CmdTemplateCreate = "template-create"
-	CmdTemplateUpdate = "template-update"
-	CmdTemplateDelete = "template-delete"
-	CmdInstantiate    = "instantiate"
-	CmdTerminate      = "terminate"
-	CmdPoweroff       = "poweroff"
-	CmdResume         = "resume"
-	CmdDiskSnapshot   = "disk-snapshot"
-	CmdDiskSaveAs     = "disk-save-as"
+	CmdTemplateCreate = schemas.CommandLauncherTemplateCreate
+	CmdTemplateUpdate = schemas.CommandLauncherTemplateUpdate
+	CmdTemplateDelete = schemas.CommandLauncherTemplateDelete
+	CmdInstantiate    = schemas.CommandLauncherInstantiate
+	CmdTerminate      = schemas.CommandLauncherTerminate
+	CmdPoweroff       = schemas.CommandLauncherPoweroff
+	CmdResume         = schemas.CommandLauncherResume
+	CmdDiskSnapshot   = schemas.CommandLauncherDiskSnapshot
+	CmdDiskSaveAs     = schemas.CommandLauncherDiskSaveAs
 )
 
-// Event names the launcher publishes.
+// Event names the launcher publishes; the names are the contract's (schemas).
 const (
-	EvtTemplateCreated  = "template-created"
-	EvtTemplateUpdated  = "template-updated"
-	EvtTemplateDeleted  = "template-deleted"
-	EvtVMCreated        = "vm-created"
-	EvtVMStateChanged   = "vm-state-changed"
-	EvtDiskSaved        = "disk-saved"
-	EvtDiskSnapshotted  = "disk-snapshotted"
-	EvtFailed           = "failed"
+	EvtTemplateCreated  = schemas.EventLauncherTemplateCreated
+	EvtTemplateUpdated  = schemas.EventLauncherTemplateUpdated
+	EvtTemplateDeleted  = schemas.EventLauncherTemplateDeleted
+	EvtVMCreated        = schemas.EventLauncherVMCreated
+	EvtVMStateChanged   = schemas.EventLauncherVMStateChanged
+	EvtDiskSaved        = schemas.EventLauncherDiskSaved
+	EvtDiskSnapshotted  = schemas.EventLauncherDiskSnapshotted
+	EvtFailed           = schemas.EventLauncherFailed
 	dedupTTL            = 24 * time.Hour
 	maxSocketPathLength = 100 // sun_path is 108 bytes with its NUL; keep a margin
 )

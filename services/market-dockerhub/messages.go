@@ -4,12 +4,12 @@ import "github.com/slipway/slipway/schemas"
 
 // Command verbs the service consumes.
 const (
-	CmdRefresh      = "refresh"
-	CmdMarketCreate = "market-create"
-	CmdMarketUpdate = "market-update"
-	CmdMarketDelete = "market-delete"
-	CmdResolve      = "resolve"
-	CmdAppImport    = "app-import"
+	CmdRefresh      = schemas.CommandMarketDockerhubRefresh
+	CmdMarketCreate = schemas.CommandMarketDockerhubMarketCreate
+	CmdMarketUpdate = schemas.CommandMarketDockerhubMarketUpdate
+	CmdMarketDelete = schemas.CommandMarketDockerhubMarketDelete
+	CmdResolve      = schemas.CommandMarketDockerhubResolve
+	CmdAppImport    = schemas.CommandMarketDockerhubAppImport
 )
 
 // Verbs lists the commands the service consumes.
@@ -20,17 +20,17 @@ func Verbs() []string {
 // Events the service publishes, on <prefix>.evt.market-dockerhub.<event>.<id>.
 const (
 	// EvtResolved and EvtFailed answer resolve; <id> is the image ID.
-	EvtResolved = "resolved"
-	EvtFailed   = "failed"
+	EvtResolved = schemas.EventMarketDockerhubResolved
+	EvtFailed   = schemas.EventMarketDockerhubFailed
 	// The market events' <id> is the marketplace ID.
-	EvtMarketCreated = "market-created"
-	EvtMarketUpdated = "market-updated"
-	EvtMarketDeleted = "market-deleted"
-	EvtAppsRefreshed = "apps-refreshed"
-	EvtAppImported   = "app-imported"
+	EvtMarketCreated = schemas.EventMarketDockerhubMarketCreated
+	EvtMarketUpdated = schemas.EventMarketDockerhubMarketUpdated
+	EvtMarketDeleted = schemas.EventMarketDockerhubMarketDeleted
+	EvtAppsRefreshed = schemas.EventMarketDockerhubAppsRefreshed
+	EvtAppImported   = schemas.EventMarketDockerhubAppImported
 	// EvtCommandFailed refuses a command other than resolve; <id> is
 	// "cmd-<stream sequence>".
-	EvtCommandFailed = "command-failed"
+	EvtCommandFailed = schemas.EventMarketDockerhubCommandFailed
 )
 
 // MADs (marketplace drivers).
@@ -69,10 +69,10 @@ type (
 
 // Query endpoints, on <prefix>.api.market-dockerhub.<endpoint>.
 const (
-	QueryList    = "list"
-	QueryShow    = "show"
-	QueryApps    = "apps"
-	QueryAppShow = "app-show"
+	QueryList    = schemas.QueryMarketDockerhubList
+	QueryShow    = schemas.QueryMarketDockerhubShow
+	QueryApps    = schemas.QueryMarketDockerhubApps
+	QueryAppShow = schemas.QueryMarketDockerhubAppShow
 )
 
 // ShowRequest names a marketplace by ID or by name.
