@@ -23,30 +23,60 @@ const RecordTimeout = 20 * time.Second
 
 // Record subscribes to subjects on nc until the test ends. check, when not
 // nil, sees each message first (tests validate what a service publishes
-// against its schema there).
+// against its schema there). Messages are kept in the order the server
+// sent them, across subjects: every subscription feeds one channel from
+// the connection's read loop, and one goroutine records them.
 func Record(t testing.TB, nc *nats.Conn, check func(*nats.Msg), subjects ...string) *Recorder {
 	t.Helper()
 	r := &Recorder{more: make(chan struct{})}
+	in := make(chan *nats.Msg, recordBuffer)
+	done := make(chan struct{})
+	var subs []*nats.Subscription
+	stop := func() {
+		for _, sub := range subs {
+			_ = sub.Unsubscribe()
+		}
+		close(done)
+	}
 	for _, subj := range subjects {
-		sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
-			if check != nil {
-				check(m)
-			}
-			r.mu.Lock()
-			r.msgs = append(r.msgs, m)
-			close(r.more)
-			r.more = make(chan struct{})
-			r.mu.Unlock()
-		})
+		sub, err := nc.ChanSubscribe(subj, in)
 		if err != nil {
+			stop()
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = sub.Unsubscribe() })
+		subs = append(subs, sub)
 	}
+	go func() {
+		for {
+			select {
+			case m := <-in:
+				r.add(m, check)
+			case <-done:
+				return
+			}
+		}
+	}()
+	t.Cleanup(stop)
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// recordBuffer is how many messages may wait for the recording goroutine:
+// the read loop drops a message a full channel cannot take, so it is far
+// more than any test publishes in a burst.
+const recordBuffer = 1 << 16
+
+func (r *Recorder) add(m *nats.Msg, check func(*nats.Msg)) {
+	if check != nil {
+		check(m)
+	}
+	r.mu.Lock()
+	r.msgs = append(r.msgs, m)
+	close(r.more)
+	r.more = make(chan struct{})
+	r.mu.Unlock()
 }
 
 // Wait returns the first message, recorded so far or to come, that match
