@@ -98,7 +98,8 @@ type Spec struct {
 	// Name is the service's name: the bus's service, the prefix of its
 	// scratch directory (slipway-<Name>-) and of its errors.
 	Name string
-	// Version and Description are the micro service's.
+	// Version and Description are the micro service's; Version defaults
+	// to 0.0.0.
 	Version, Description string
 	// Handle handles one command (bus.ConsumeCommands).
 	Handle bus.Handler
@@ -142,6 +143,9 @@ func New(b *bus.Bus, cfg Config, spec Spec) *Worker {
 		log = b.Logger()
 	}
 	cfg.Logger = log
+	if spec.Version == "" {
+		spec.Version = "0.0.0"
+	}
 	return &Worker{bus: b, cfg: cfg, spec: spec, log: log, dir: cfg.TempDir, ready: make(chan struct{})}
 }
 

@@ -170,3 +170,6 @@ func (s *Service) handle(ctx context.Context, m *bus.Msg) error {
 }
 
 func idToken(imageID int64) string { return worker.Token(imageID) }
+
+// Ready is closed once the builder consumes commands and serves queries.
+func (s *Service) Ready() <-chan struct{} { return s.w.Ready() }

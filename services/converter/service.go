@@ -222,3 +222,6 @@ func isTerminal(phase schemas.ConverterPhase, err error) bool {
 	}
 	return true
 }
+
+// Ready is closed once the converter consumes commands and serves queries.
+func (s *Service) Ready() <-chan struct{} { return s.w.Ready() }
