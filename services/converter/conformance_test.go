@@ -68,20 +68,7 @@ func TestConformance(t *testing.T) {
 		Start: func(t *testing.T) func() {
 			svc := New(b, store, Config{TempDir: t.TempDir(), ProgressInterval: 50 * time.Millisecond,
 				AckWait: 2 * time.Second, Fetch: source.Options{Guard: loopback}, Logger: quiet()})
-			runCtx, stop := context.WithCancel(ctx)
-			done := make(chan error, 1)
-			go func() { done <- svc.Run(runCtx) }()
-			select {
-			case <-svc.Ready():
-			case err := <-done:
-				t.Fatalf("Run: %v", err)
-			}
-			return func() {
-				stop()
-				if err := <-done; err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			}
+			return workertest.Start(t, svc.Run, svc.Ready())
 		},
 		Good: func(t *testing.T) workertest.Command {
 			id := next()

@@ -424,3 +424,28 @@ func Seq(first int64) func() int64 {
 	n := first - 1
 	return func() int64 { n++; return n }
 }
+
+// Start runs run (a worker's Run) until the returned stop, which waits for
+// it and fails t when it returned an error; Start returns once ready is
+// closed. It is what an Adapter's Start usually is.
+func Start(t *testing.T, run func(context.Context) error, ready <-chan struct{}) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("Run: %v", err)
+	case <-time.After(Timeout):
+		cancel()
+		t.Fatal("the worker did not get ready")
+	}
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+}

@@ -155,20 +155,7 @@ func TestFakeWorkerConforms(t *testing.T) {
 		Start: func(t *testing.T) func() {
 			f.w = worker.New(b, worker.Config{TempDir: t.TempDir(), ProgressInterval: 10 * time.Millisecond,
 				AckWait: 2 * time.Second, Logger: quiet}, worker.Spec{Name: "builder", Handle: f.handle, Jobs: &f.tracker})
-			runCtx, stop := context.WithCancel(ctx)
-			done := make(chan error, 1)
-			go func() { done <- f.w.Run(runCtx) }()
-			select {
-			case <-f.w.Ready():
-			case err := <-done:
-				t.Fatalf("Run: %v", err)
-			}
-			return func() {
-				stop()
-				if err := <-done; err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			}
+			return workertest.Start(t, f.w.Run, f.w.Ready())
 		},
 		Good: func(*testing.T) workertest.Command { return cmd(command{ImageID: next()}) },
 		Bad:  func(*testing.T) workertest.Command { return cmd(command{ImageID: next(), Bad: true}) },
