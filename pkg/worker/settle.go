@@ -26,6 +26,10 @@ type Settlement struct {
 	// Failed publishes the failed event of a final failure; terminal is
 	// false on a last delivery that might have worked later (retryable).
 	Failed func(ctx context.Context, err error, terminal bool)
+	// TerminateLast ends the last delivery's failure with bus.Terminal as
+	// well, for a worker whose failed event is the whole report, instead
+	// of leaving it to the dead-letter stream.
+	TerminateLast bool
 	// Attrs are added to the log line of a failure that will be retried.
 	Attrs []any
 }
@@ -73,7 +77,7 @@ func (w *Worker) Settle(ctx context.Context, m *bus.Msg, err error, s Settlement
 	if s.Failed != nil {
 		s.Failed(ctx, err, terminal)
 	}
-	if terminal {
+	if terminal || s.TerminateLast {
 		return bus.Terminal(err)
 	}
 	return err // the last delivery: the dead-letter stream gets it
