@@ -14,8 +14,8 @@
 //   - KillMidJob: a worker stopped during a job, and a new one started,
 //     bring the command to exactly one terminal event (success or failed).
 //   - JobsQuery: the `jobs` query lists the job in flight, with its
-//     command's ce-id and delivery count, in a reply its schema accepts,
-//     and lists nothing once it is over.
+//     command's ce-id, its delivery count, phase and start, in a reply its
+//     schema accepts, and lists nothing once it is over.
 package workertest
 
 import (
@@ -398,9 +398,11 @@ func (s *suite) jobsQuery(t *testing.T) {
 		t.Fatalf("jobs in flight: %+v, want the one", rows)
 	}
 	r := rows[0]
-	if r.ID != env.ID || r.Delivered != 1 || r.Phase == "" ||
+	// A delivery may go to a pull request a stopped worker left behind and
+	// come again after the ack wait: delivered is at least 1, not 1.
+	if r.ID != env.ID || r.Delivered < 1 || r.Phase == "" ||
 		r.StartedAt.Before(before.Add(-time.Second)) || r.StartedAt.After(time.Now()) {
-		t.Errorf("job in flight %+v; want id %s, delivered 1, a phase, started since %s", r, env.ID, before.Format(time.RFC3339Nano))
+		t.Errorf("job in flight %+v; want id %s, delivered, a phase, started since %s", r, env.ID, before.Format(time.RFC3339Nano))
 	}
 	release()
 	s.wait(t, events, cmd.ID, nil, s.a.Succeeded, s.a.Failed)
