@@ -316,3 +316,42 @@ func TestServeRefusesAnEndpointWithoutSchemas(t *testing.T) {
 		t.Fatalf("Run = %v", err)
 	}
 }
+
+// TestSettleFates checks Settle's decisions without a bus: retry, the
+// last delivery (dead-letter stream or TerminateLast), terminal.
+func TestSettleFates(t *testing.T) {
+	w := New(nil, Config{MaxDeliver: 2, Logger: quiet()}, Spec{Name: "test"})
+	ctx := context.Background()
+	for _, c := range []struct {
+		name          string
+		delivered     uint64
+		err           error
+		terminateLast bool
+		wantFailed    bool
+		wantTerminal  bool
+		wantFinal     bool
+	}{
+		{"retry", 1, errors.New("again"), false, false, false, false},
+		{"last", 2, errors.New("again"), false, true, false, true},
+		{"last, terminated", 2, errors.New("again"), true, true, true, true},
+		{"terminal", 1, bus.Terminal(errTerminal), false, true, true, true},
+		{"success", 1, nil, false, false, false, false},
+	} {
+		var failed, final, succeeded bool
+		got := w.Settle(ctx, &bus.Msg{Delivered: c.delivered, Subject: "x"}, c.err, Settlement{
+			Succeeded:     func(context.Context) error { succeeded = true; return nil },
+			Cleanup:       func(_ error, f bool) { final = f },
+			Failed:        func(context.Context, error, bool) { failed = true },
+			TerminateLast: c.terminateLast,
+		})
+		if c.err == nil {
+			if got != nil || !succeeded {
+				t.Errorf("%s: %v, succeeded %v", c.name, got, succeeded)
+			}
+			continue
+		}
+		if got == nil || failed != c.wantFailed || bus.IsTerminal(got) != c.wantTerminal || final != c.wantFinal {
+			t.Errorf("%s: %v (terminal %v), failed %v, final %v", c.name, got, bus.IsTerminal(got), failed, final)
+		}
+	}
+}
