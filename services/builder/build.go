@@ -14,6 +14,7 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/oci"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/builder/flatten"
 	"github.com/slipway/slipway/services/builder/fsimage"
@@ -48,9 +49,7 @@ func (s *Service) handleBuild(ctx context.Context, m *bus.Msg) error {
 	j := &job{id: m.Envelope.ID, reference: cmd.Reference, kind: string(cmd.Kind), dest: cmd.Dest,
 		imageID: cmd.ImageID, delivered: m.Delivered, started: time.Now().UTC()}
 	j.SetPhase(schemas.BuilderPhasePull, 0)
-	s.jobs.Add(j)
-	defer s.jobs.Remove(j)
-	stop := s.report(ctx, j, bus.CausedBy(m.Envelope))
+	stop := s.jobs.Start(ctx, s.w, m, idToken(cmd.ImageID), j)
 	out, err := s.runBuild(ctx, j, cmd)
 	stop()
 	return s.finish(ctx, m, cmd, out, err)
@@ -275,36 +274,36 @@ func (s *Service) upload(ctx context.Context, j *job, path string, dest target) 
 	return info, nil
 }
 
-// finish settles a job: a built event on success, a failed event on a
-// terminal failure or on the last delivery, else an error to retry.
+// finish settles a job (worker.Settle): a built event on success, a failed
+// event on a terminal failure or on the last delivery, else an error to
+// retry. What a failure may have stored at dest is removed when the
+// failure is final or happened while uploading.
 func (s *Service) finish(ctx context.Context, m *bus.Msg, cmd schemas.BuilderBuild, out schemas.BuilderBuilt, err error) error {
-	if err == nil {
-		if _, perr := s.bus.Event(ctx, "built", idToken(cmd.ImageID), out,
-			bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepBuilt)); perr != nil {
-			return fmt.Errorf("publish built: %w", perr) // redelivery redoes the job, same dest and ce-id
-		}
-		return nil
+	var phase schemas.BuilderPhase
+	if err != nil {
+		phase = asJobError(err).phase
 	}
-	je := asJobError(err)
-	if expired := bus.JobExpired(ctx); expired != nil {
-		// Running out of time again would not help; ctx has ended, so the
-		// failure is reported through one that has not.
-		ctx = context.WithoutCancel(ctx)
-		je = &jobError{phase: je.phase, err: fmt.Errorf("%w: %w", expired, je.err), terminal: true}
-	}
-	last := m.Delivered >= uint64(s.cfg.MaxDeliver)
-	if je.terminal || last || je.phase == schemas.BuilderPhaseUpload {
-		s.removeDest(cmd.Dest, m.Envelope.ID)
-	}
-	if !je.terminal && !last {
-		s.log.Warn("job failed, will retry", "image_id", cmd.ImageID, "phase", je.phase, "delivered", m.Delivered, "err", err)
-		return err
-	}
-	s.publishFailed(ctx, m, cmd.ImageID, je)
-	if je.terminal {
-		return bus.Terminal(err)
-	}
-	return err // the last delivery: the dead-letter stream gets it
+	return s.w.Settle(ctx, m, err, worker.Settlement{
+		Succeeded: func(ctx context.Context) error {
+			if _, perr := s.bus.Event(ctx, "built", idToken(cmd.ImageID), out,
+				bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepBuilt)); perr != nil {
+				return fmt.Errorf("publish built: %w", perr) // redelivery redoes the job, same dest and ce-id
+			}
+			return nil
+		},
+		Terminal: func(err error) bool { return asJobError(err).terminal },
+		Expired: func(err, expired error) error {
+			je := asJobError(err)
+			return &jobError{phase: je.phase, err: fmt.Errorf("%w: %w", expired, je.err), terminal: true}
+		},
+		Cleanup: func(_ error, final bool) {
+			if final || phase == schemas.BuilderPhaseUpload {
+				s.removeDest(cmd.Dest, m.Envelope.ID)
+			}
+		},
+		Failed: func(ctx context.Context, err error, _ bool) { s.publishFailed(ctx, m, cmd.ImageID, asJobError(err)) },
+		Attrs:  []any{"image_id", cmd.ImageID, "phase", phase},
+	})
 }
 
 // reject answers a command that cannot be understood.
@@ -314,7 +313,7 @@ func (s *Service) reject(ctx context.Context, m *bus.Msg, err error) error {
 		s.publishFailed(ctx, m, imageID, je)
 	} else {
 		// No image to name: guessing one would fail an unrelated image.
-		id := fmt.Sprintf("cmd-%d", m.StreamSeq)
+		id := worker.CommandToken(m)
 		ev := map[string]any{"phase": je.phase, "error": schemas.ErrorText(err.Error()), "retryable": false}
 		if _, perr := s.bus.Event(ctx, "failed", id, ev,
 			bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepFailed)); perr != nil {

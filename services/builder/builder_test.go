@@ -186,44 +186,51 @@ type file struct {
 // it to the registry as repo:tag and returns its pinned reference.
 func (h *harness) push(repo string, files []file, c v1.Config) string {
 	h.t.Helper()
+	return push(h.t, h.reg, repo, files, c)
+}
+
+// push builds an image of one layer holding files, with config c, pushes
+// it to the registry at reg as repo:tag and returns its pinned reference.
+func push(t *testing.T, reg, repo string, files []file, c v1.Config) string {
+	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, f := range files {
 		hdr := &tar.Header{Name: f.name, Typeflag: f.typ, Mode: f.mode, Linkname: f.link, Size: int64(len(f.data)),
 			ModTime: time.Unix(1700000000, 0)}
 		if err := tw.WriteHeader(hdr); err != nil {
-			h.t.Fatal(err)
+			t.Fatal(err)
 		}
 		if _, err := tw.Write(f.data); err != nil {
-			h.t.Fatal(err)
+			t.Fatal(err)
 		}
 	}
 	if err := tw.Close(); err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	img, err := mutate.AppendLayers(empty.Image, layer)
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if img, err = mutate.Config(img, c); err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
-	ref, err := name.ParseReference(h.reg + "/" + repo + ":1")
+	ref, err := name.ParseReference(reg + "/" + repo + ":1")
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if err := remote.Write(ref, img); err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	d, err := img.Digest()
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
-	return h.reg + "/" + repo + "@" + d.String()
+	return reg + "/" + repo + "@" + d.String()
 }
 
 // build sends a build command and returns the final event (built or

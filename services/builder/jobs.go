@@ -1,10 +1,8 @@
 package builder
 
 import (
-	"context"
 	"time"
 
-	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/schemas"
 )
@@ -33,19 +31,15 @@ type job struct {
 	jobs.Progress[schemas.BuilderPhase]
 }
 
-// snapshot is the job's progress event; false before its first phase.
-func (j *job) snapshot() (schemas.BuilderProgress, bool) {
+// Snapshot is the job's progress event; false before its first phase.
+func (j *job) Snapshot() (schemas.BuilderProgress, bool) {
 	done, total := j.Bytes()
 	return schemas.BuilderProgress{ImageID: j.imageID, Phase: j.Phase(), BytesDone: done, BytesTotal: total}, j.Phase() != ""
 }
 
-func (j *job) status() JobStatus {
-	p, _ := j.snapshot()
+// Status is the job as the jobs endpoint shows it.
+func (j *job) Status() JobStatus {
+	p, _ := j.Snapshot()
 	return JobStatus{ID: j.id, ImageID: j.imageID, Reference: j.reference, Kind: j.kind, Phase: string(p.Phase),
 		BytesDone: p.BytesDone, BytesTotal: p.BytesTotal, Dest: j.dest, Delivered: j.delivered, StartedAt: j.started}
-}
-
-// report publishes j's progress about once per interval until stopped.
-func (s *Service) report(ctx context.Context, j *job, opts ...bus.PubOption) (stop func()) {
-	return jobs.Report(ctx, s.bus, s.cfg.ProgressInterval, idToken(j.imageID), j.snapshot, opts...)
 }

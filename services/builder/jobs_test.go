@@ -17,7 +17,7 @@ func TestJobStatusMatchesSchema(t *testing.T) {
 			delivered: 1, started: time.Now().UTC()}
 		j.SetPhase(schemas.BuilderPhaseFlatten, 3623807)
 		j.Update(3145728, 0)
-		reply := map[string]any{"jobs": []JobStatus{j.status()}}
+		reply := map[string]any{"jobs": []JobStatus{j.Status()}}
 		if err := schemas.ValidateValue(schemas.KindReply, Name, "jobs", reply); err != nil {
 			t.Errorf("%s: %v", kind, err)
 		}

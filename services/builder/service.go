@@ -7,14 +7,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
-	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/pkg/oci"
-	"github.com/slipway/slipway/pkg/workdir"
+	"github.com/slipway/slipway/pkg/worker"
+	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/builder/flatten"
 )
 
@@ -26,9 +25,9 @@ const Version = "0.1.0"
 
 // Defaults of Config.
 const (
-	DefaultProgressInterval = time.Second
-	DefaultAckWait          = 30 * time.Second
-	DefaultMaxDeliver       = 10
+	DefaultProgressInterval = worker.DefaultProgressInterval
+	DefaultAckWait          = worker.DefaultAckWait
+	DefaultMaxDeliver       = worker.DefaultMaxDeliver
 	// GuestInitName is the guest init binary's file name.
 	GuestInitName = "slipway-init"
 )
@@ -81,43 +80,35 @@ type Service struct {
 	store *blob.Store
 	cfg   Config
 	log   *slog.Logger
-	jobs  jobs.Set[job]
+	w     *worker.Worker
+	jobs  worker.Tracker[schemas.BuilderProgress, JobStatus]
 }
 
 // New returns a builder publishing on b and storing in store.
 func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
-	if cfg.TempDir == "" {
-		cfg.TempDir = os.TempDir()
-	}
-	if abs, err := filepath.Abs(cfg.TempDir); err == nil {
-		cfg.TempDir = abs // mkfs and debugfs are only given absolute paths
-	}
 	if cfg.GuestInit == "" {
 		cfg.GuestInit = DefaultGuestInit()
-	}
-	if cfg.Concurrency < 1 {
-		cfg.Concurrency = 1
-	}
-	if cfg.ProgressInterval <= 0 {
-		cfg.ProgressInterval = DefaultProgressInterval
-	}
-	if cfg.AckWait <= 0 {
-		cfg.AckWait = DefaultAckWait
 	}
 	if len(cfg.Locations.DatastoreBuckets) == 0 && cfg.Locations.UploadBucket == "" {
 		cfg.Locations = blob.DefaultLocations()
 	}
-	if cfg.MaxDeliver <= 0 {
-		cfg.MaxDeliver = DefaultMaxDeliver
-	}
-	if cfg.JobDeadline <= 0 {
-		cfg.JobDeadline = bus.DefaultJobDeadline
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = b.Logger()
-	}
-	return &Service{bus: b, store: store, cfg: cfg, log: log}
+	s := &Service{bus: b, store: store}
+	s.w = worker.New(b, worker.Config{TempDir: cfg.TempDir, Concurrency: cfg.Concurrency,
+		ProgressInterval: cfg.ProgressInterval, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver,
+		JobDeadline: cfg.JobDeadline, Logger: cfg.Logger}, worker.Spec{
+		Name: Name, Version: Version, Description: "Builds VM disks from container images",
+		Handle: s.handle,
+		Jobs:   &s.jobs,
+		Start: func(_ context.Context, dir string) (func(), error) {
+			s.cfg.TempDir = dir // mkfs and debugfs are only given absolute paths
+			return nil, nil
+		},
+		Running: func() []any {
+			return []any{"temp_dir", s.w.Dir(), "guest_init", s.cfg.GuestInit, "concurrency", s.w.Config().Concurrency}
+		},
+	})
+	s.cfg, s.log = cfg, s.w.Logger()
+	return s
 }
 
 // DefaultGuestInit finds the guest init binary: slipway-init beside the
@@ -167,31 +158,7 @@ func (s *Service) Run(ctx context.Context) error {
 		// Disk images still build; container images fail with this message.
 		s.log.Warn("builder: container images cannot be built", "err", err)
 	}
-	work, release, err := workdir.Claim(s.cfg.TempDir, "slipway-builder-")
-	if err != nil {
-		return fmt.Errorf("builder: %w", err)
-	}
-	defer release() // after the jobs in flight have stopped (defers run last-first)
-	s.cfg.TempDir = work
-	cons, err := s.bus.ConsumeCommands(ctx, s.handle,
-		bus.AckWait(s.cfg.AckWait), bus.MaxDeliver(s.cfg.MaxDeliver), bus.Concurrency(s.cfg.Concurrency),
-		bus.JobDeadline(s.cfg.JobDeadline))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while starting
-		}
-		return fmt.Errorf("builder: consume commands: %w", err)
-	}
-	defer cons.Stop() // waits for the jobs in flight, whose context ctx ends too
-	svc, err := s.bus.Serve(Version, "Builds VM disks from container images",
-		map[string]bus.QueryHandler{"jobs": s.queryJobs})
-	if err != nil {
-		return fmt.Errorf("builder: serve queries: %w", err)
-	}
-	defer svc.Stop()
-	s.log.Info("builder running", "temp_dir", s.cfg.TempDir, "guest_init", s.cfg.GuestInit, "concurrency", s.cfg.Concurrency)
-	<-ctx.Done()
-	return nil
+	return s.w.Run(ctx)
 }
 
 // handle dispatches a command to its handler.
@@ -202,9 +169,7 @@ func (s *Service) handle(ctx context.Context, m *bus.Msg) error {
 	return bus.Terminal(fmt.Errorf("builder: unknown command %q (build)", m.Subject))
 }
 
-// queryJobs answers the jobs endpoint.
-func (s *Service) queryJobs(context.Context, []byte) (any, error) {
-	return map[string]any{"jobs": jobs.List(&s.jobs, (*job).status)}, nil
-}
+func idToken(imageID int64) string { return worker.Token(imageID) }
 
-func idToken(imageID int64) string { return strconv.FormatInt(imageID, 10) }
+// Ready is closed once the builder consumes commands and serves queries.
+func (s *Service) Ready() <-chan struct{} { return s.w.Ready() }

@@ -18,6 +18,7 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/inspect"
 	"github.com/slipway/slipway/pkg/qemuimg"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/converter/source"
 )
@@ -42,8 +43,7 @@ func (s *Service) handleImport(ctx context.Context, m *bus.Msg) error {
 		return s.reject(ctx, m, schemas.ConverterPhaseFetch, err)
 	}
 	j := s.start(m, "import", schemas.ConverterPhaseFetch, cmd.ImageID, cmd.Source, cmd.Dest)
-	defer s.jobs.Remove(j)
-	stop := s.report(ctx, j, bus.CausedBy(m.Envelope))
+	stop := s.jobs.Start(ctx, s.w, m, idToken(cmd.ImageID), j)
 	out, err := s.runImport(ctx, j, cmd)
 	stop()
 	return s.finish(ctx, m, cmd.ImageID, cmd.Dest, out, err)
@@ -79,7 +79,6 @@ func (s *Service) start(m *bus.Msg, command string, phase schemas.ConverterPhase
 	j := &job{id: m.Envelope.ID, command: command, imageID: imageID, source: src, dest: dest,
 		delivered: m.Delivered, started: time.Now().UTC()}
 	j.SetPhase(phase, 0)
-	s.jobs.Add(j)
 	return j
 }
 
@@ -281,40 +280,45 @@ func (s *Service) upload(ctx context.Context, j *job, path, dest string) (info b
 	return info, nil
 }
 
-// finish settles a job: a converted event on success, a failed event on a
-// terminal failure or on the last delivery, else an error to retry.
+// finish settles a job (worker.Settle): a converted event on success, a
+// failed event on a terminal failure or on the last delivery, else an
+// error to retry. What a failure may have stored at dest is removed when
+// the failure is final or happened while uploading.
 func (s *Service) finish(ctx context.Context, m *bus.Msg, imageID int64, dest string, out schemas.ConverterConverted, err error) error {
-	saga := m.Envelope.CorrelationID
-	if err == nil {
-		if _, perr := s.bus.Event(ctx, "converted", idToken(imageID), out,
-			bus.CausedBy(m.Envelope), bus.WithStep(saga, stepConverted)); perr != nil {
-			return fmt.Errorf("publish converted: %w", perr) // redelivery redoes the job, same dest and ce-id
-		}
-		return nil
+	var phase schemas.ConverterPhase
+	if err != nil {
+		phase = asJobError(err).phase
 	}
+	return s.w.Settle(ctx, m, err, worker.Settlement{
+		Succeeded: func(ctx context.Context) error {
+			if _, perr := s.bus.Event(ctx, "converted", idToken(imageID), out,
+				bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepConverted)); perr != nil {
+				return fmt.Errorf("publish converted: %w", perr) // redelivery redoes the job, same dest and ce-id
+			}
+			return nil
+		},
+		Terminal: func(err error) bool { return asJobError(err).terminal },
+		Expired: func(err, expired error) error {
+			je := asJobError(err)
+			return &jobError{phase: je.phase, err: fmt.Errorf("%w: %w", expired, je.err), terminal: true}
+		},
+		Cleanup: func(err error, final bool) {
+			if final || phase == schemas.ConverterPhaseUpload {
+				s.removeDest(dest, m.Envelope.ID)
+			}
+		},
+		Failed: func(ctx context.Context, err error, _ bool) { s.publishFailed(ctx, m, imageID, asJobError(err)) },
+		Attrs:  []any{"image_id", imageID, "phase", phase},
+	})
+}
+
+// asJobError is err as a jobError, a failure of the fetch when it is not one.
+func asJobError(err error) *jobError {
 	var je *jobError
-	if !errors.As(err, &je) {
-		je = failed(schemas.ConverterPhaseFetch, err)
+	if errors.As(err, &je) {
+		return je
 	}
-	if expired := bus.JobExpired(ctx); expired != nil {
-		// Running out of time again would not help; ctx has ended, so the
-		// failure is reported through one that has not.
-		ctx = context.WithoutCancel(ctx)
-		je = &jobError{phase: je.phase, err: fmt.Errorf("%w: %w", expired, je.err), terminal: true}
-	}
-	last := m.Delivered >= uint64(s.cfg.MaxDeliver)
-	if je.terminal || last || je.phase == schemas.ConverterPhaseUpload {
-		s.removeDest(dest, m.Envelope.ID)
-	}
-	if !je.terminal && !last {
-		s.log.Warn("job failed, will retry", "image_id", imageID, "phase", je.phase, "delivered", m.Delivered, "err", err)
-		return err
-	}
-	s.publishFailed(ctx, m, imageID, je)
-	if je.terminal {
-		return bus.Terminal(err)
-	}
-	return err // the last delivery: the dead-letter stream gets it
+	return failed(schemas.ConverterPhaseFetch, err)
 }
 
 // reject answers a command that cannot be understood.
@@ -342,7 +346,7 @@ func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, imageID int64, 
 // is broken) as failed.cmd-<stream sequence>, like the catalog does. The
 // payload has no image_id: guessing one would fail an unrelated image.
 func (s *Service) publishFailedUnknown(ctx context.Context, m *bus.Msg, je *jobError) {
-	id := fmt.Sprintf("cmd-%d", m.StreamSeq)
+	id := worker.CommandToken(m)
 	ev := map[string]any{"phase": je.phase, "error": schemas.ErrorText(je.err.Error()), "retryable": false}
 	if _, err := s.bus.Event(ctx, "failed", id, ev,
 		bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepFailed)); err != nil {

@@ -1,11 +1,9 @@
 package converter
 
 import (
-	"context"
 	"net/url"
 	"time"
 
-	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/schemas"
 )
@@ -34,14 +32,15 @@ type job struct {
 	jobs.Progress[schemas.ConverterPhase]
 }
 
-// snapshot is the job's progress event; false before its first phase.
-func (j *job) snapshot() (schemas.ConverterProgress, bool) {
+// Snapshot is the job's progress event; false before its first phase.
+func (j *job) Snapshot() (schemas.ConverterProgress, bool) {
 	done, total := j.Bytes()
 	return schemas.ConverterProgress{ImageID: j.imageID, Phase: j.Phase(), BytesDone: done, BytesTotal: total}, j.Phase() != ""
 }
 
-func (j *job) status() JobStatus {
-	p, _ := j.snapshot()
+// Status is the job as the jobs endpoint shows it.
+func (j *job) Status() JobStatus {
+	p, _ := j.Snapshot()
 	return JobStatus{ID: j.id, Command: j.command, ImageID: j.imageID, Phase: string(p.Phase),
 		BytesDone: p.BytesDone, BytesTotal: p.BytesTotal, Source: redact(j.source), Dest: j.dest,
 		Delivered: j.delivered, StartedAt: j.started}
@@ -56,9 +55,4 @@ func redact(src string) string {
 	}
 	u.User, u.RawQuery, u.Fragment = nil, "", ""
 	return u.String()
-}
-
-// report publishes j's progress about once per interval until stopped.
-func (s *Service) report(ctx context.Context, j *job, opts ...bus.PubOption) (stop func()) {
-	return jobs.Report(ctx, s.bus, s.cfg.ProgressInterval, idToken(j.imageID), j.snapshot, opts...)
 }

@@ -21,7 +21,7 @@ func TestJobStatusMatchesSchema(t *testing.T) {
 	} {
 		j.SetPhase(schemas.ConverterPhaseFetch, 1064259)
 		j.Update(532129, 0)
-		reply := map[string]any{"jobs": []JobStatus{j.status()}}
+		reply := map[string]any{"jobs": []JobStatus{j.Status()}}
 		if err := schemas.ValidateValue(schemas.KindReply, Name, "jobs", reply); err != nil {
 			t.Errorf("%s %s: %v", j.command, j.source, err)
 		}

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/slipway/slipway/pkg/diskspace"
@@ -20,9 +17,8 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/inspect"
-	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/pkg/qemuimg"
-	"github.com/slipway/slipway/pkg/workdir"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/converter/blank"
 	"github.com/slipway/slipway/services/converter/source"
@@ -37,9 +33,9 @@ const Version = "0.1.0"
 // Defaults of Config.
 const (
 	DefaultMaxVirtualSize   int64 = 1 << 40 // 1 TiB
-	DefaultProgressInterval       = time.Second
-	DefaultAckWait                = 30 * time.Second
-	DefaultMaxDeliver             = 10
+	DefaultProgressInterval       = worker.DefaultProgressInterval
+	DefaultAckWait                = worker.DefaultAckWait
+	DefaultMaxDeliver             = worker.DefaultMaxDeliver
 )
 
 // Config tunes the service. The zero value works.
@@ -86,81 +82,47 @@ type Service struct {
 	cfg    Config
 	log    *slog.Logger
 	tracer trace.Tracer
-	jobs   jobs.Set[job]
+	w      *worker.Worker
+	jobs   worker.Tracker[schemas.ConverterProgress, JobStatus]
 }
 
 // New returns a converter publishing on b and storing in store.
 func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
-	if cfg.TempDir == "" {
-		cfg.TempDir = os.TempDir()
-	}
-	if abs, err := filepath.Abs(cfg.TempDir); err == nil {
-		cfg.TempDir = abs // qemu-img is only given absolute paths
-	}
 	if cfg.MaxVirtualSize <= 0 {
 		cfg.MaxVirtualSize = DefaultMaxVirtualSize
 	}
 	if cfg.MaxInputBytes <= 0 {
 		cfg.MaxInputBytes = cfg.MaxVirtualSize + 1<<30
 	}
-	if cfg.Concurrency < 1 {
-		cfg.Concurrency = 1
-	}
-	if cfg.ProgressInterval <= 0 {
-		cfg.ProgressInterval = DefaultProgressInterval
-	}
 	if cfg.QemuImg == nil {
 		cfg.QemuImg = &qemuimg.Runner{}
-	}
-	if cfg.AckWait <= 0 {
-		cfg.AckWait = DefaultAckWait
-	}
-	if cfg.MaxDeliver <= 0 {
-		cfg.MaxDeliver = DefaultMaxDeliver
-	}
-	if cfg.JobDeadline <= 0 {
-		cfg.JobDeadline = bus.DefaultJobDeadline
 	}
 	if len(cfg.Locations.DatastoreBuckets) == 0 && cfg.Locations.UploadBucket == "" {
 		cfg.Locations = blob.DefaultLocations()
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = b.Logger()
-	}
-	return &Service{bus: b, store: store, cfg: cfg, log: log, tracer: otel.Tracer("slipway/converter")}
+	s := &Service{bus: b, store: store, tracer: otel.Tracer("slipway/converter")}
+	s.w = worker.New(b, worker.Config{TempDir: cfg.TempDir, Concurrency: cfg.Concurrency,
+		ProgressInterval: cfg.ProgressInterval, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver,
+		JobDeadline: cfg.JobDeadline, Logger: cfg.Logger}, worker.Spec{
+		Name: Name, Version: Version, Description: "Fetches, inspects, converts and stores disk images; makes empty disks",
+		Handle:  s.handle,
+		Queries: map[string]bus.QueryHandler{"formats": s.queryFormats},
+		Jobs:    &s.jobs,
+		Start: func(_ context.Context, dir string) (func(), error) {
+			s.cfg.TempDir = dir // qemu-img is only given absolute paths
+			return nil, nil
+		},
+		Running: func() []any {
+			return []any{"temp_dir", s.w.Dir(), "concurrency", s.w.Config().Concurrency, "max_virtual_size", s.cfg.MaxVirtualSize}
+		},
+	})
+	s.cfg, s.log = cfg, s.w.Logger()
+	return s
 }
 
 // Run consumes commands and serves queries until ctx ends. Jobs in flight
 // when it ends are abandoned and their commands redelivered later.
-func (s *Service) Run(ctx context.Context) error {
-	work, release, err := workdir.Claim(s.cfg.TempDir, "slipway-converter-")
-	if err != nil {
-		return fmt.Errorf("converter: %w", err)
-	}
-	defer release() // after the jobs in flight have stopped (defers run last-first)
-	s.cfg.TempDir = work
-	cons, err := s.bus.ConsumeCommands(ctx, s.handle,
-		bus.AckWait(s.cfg.AckWait), bus.MaxDeliver(s.cfg.MaxDeliver), bus.Concurrency(s.cfg.Concurrency),
-		bus.JobDeadline(s.cfg.JobDeadline))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while starting
-		}
-		return fmt.Errorf("converter: consume commands: %w", err)
-	}
-	defer cons.Stop() // waits for the jobs in flight, whose context ctx ends too
-	svc, err := s.bus.Serve(Version, "Fetches, inspects, converts and stores disk images; makes empty disks",
-		map[string]bus.QueryHandler{"jobs": s.queryJobs, "formats": s.queryFormats})
-	if err != nil {
-		return fmt.Errorf("converter: serve queries: %w", err)
-	}
-	defer svc.Stop()
-	s.log.Info("converter running", "temp_dir", s.cfg.TempDir, "concurrency", s.cfg.Concurrency,
-		"max_virtual_size", s.cfg.MaxVirtualSize)
-	<-ctx.Done()
-	return nil
-}
+func (s *Service) Run(ctx context.Context) error { return s.w.Run(ctx) }
 
 // handle dispatches a command to its handler.
 func (s *Service) handle(ctx context.Context, m *bus.Msg) error {
@@ -189,12 +151,7 @@ func endSpan(span trace.Span, err error) {
 	span.End()
 }
 
-func idToken(imageID int64) string { return strconv.FormatInt(imageID, 10) }
-
-// queryJobs answers the jobs endpoint.
-func (s *Service) queryJobs(context.Context, []byte) (any, error) {
-	return map[string]any{"jobs": jobs.List(&s.jobs, (*job).status)}, nil
-}
+func idToken(imageID int64) string { return worker.Token(imageID) }
 
 // Formats is what the formats endpoint answers.
 type Formats struct {
@@ -265,3 +222,6 @@ func isTerminal(phase schemas.ConverterPhase, err error) bool {
 	}
 	return true
 }
+
+// Ready is closed once the converter consumes commands and serves queries.
+func (s *Service) Ready() <-chan struct{} { return s.w.Ready() }

@@ -12,6 +12,7 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/crypto-luks/luks"
 )
@@ -89,33 +90,24 @@ func decode(m *bus.Msg, v any) error {
 	return nil
 }
 
-// settle turns a handler's outcome into the message's fate: nil acks; a
-// terminal error, or any error on the last delivery, publishes a failed
-// event about id (after cleanup, when given) and ends the message; any
-// other error is retried.
+// settle turns a handler's outcome into the message's fate
+// (worker.Settle): nil acks; a terminal error, or any error on the last
+// delivery, publishes a failed event about id (after cleanup, when given)
+// and ends the message; any other error is retried.
 func (s *Service) settle(ctx context.Context, m *bus.Msg, imageID *int64, err error, cleanup func()) error {
-	if err == nil {
-		return nil
-	}
-	if expired := bus.JobExpired(ctx); expired != nil {
-		// Running out of time again would not help; ctx has ended, so the
-		// failure is reported through one that has not.
-		ctx, err = context.WithoutCancel(ctx), &jobError{err: fmt.Errorf("%w: %w", expired, err), terminal: true}
-	}
-	last := m.Delivered >= uint64(s.cfg.MaxDeliver)
-	term := isTerminal(err)
-	if !term && !last {
-		s.log.Warn("command failed, will retry", "command", m.Subject, "image_id", imageID, "delivered", m.Delivered, "err", err)
-		return err
-	}
-	if cleanup != nil {
-		cleanup()
-	}
-	s.publishFailed(ctx, m, imageID, err)
-	if term {
-		return bus.Terminal(err)
-	}
-	return err // the last delivery: the dead-letter stream gets it
+	return s.w.Settle(ctx, m, err, worker.Settlement{
+		Terminal: isTerminal,
+		Expired: func(err, expired error) error {
+			return &jobError{err: fmt.Errorf("%w: %w", expired, err), terminal: true}
+		},
+		Cleanup: func(_ error, final bool) {
+			if final && cleanup != nil {
+				cleanup()
+			}
+		},
+		Failed: func(ctx context.Context, err error, _ bool) { s.publishFailed(ctx, m, imageID, err) },
+		Attrs:  []any{"image_id", imageID},
+	})
 }
 
 // reject answers a command that cannot be understood.
@@ -132,7 +124,7 @@ func (s *Service) reject(ctx context.Context, m *bus.Msg, err error) error {
 // naming no image), caused by the command; its ID derives from the
 // command's, so a redelivery cannot publish it twice.
 func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, imageID *int64, err error) {
-	id := fmt.Sprintf("cmd-%d", m.StreamSeq)
+	id := worker.CommandToken(m)
 	if imageID != nil {
 		id = idToken(*imageID)
 	}

@@ -31,13 +31,15 @@ type job struct {
 	jobs.Progress[schemas.LuksPhase]
 }
 
-func (j *job) snapshot() (schemas.CryptoLuksProgress, bool) {
+// Snapshot is the job's progress event; false before its first phase.
+func (j *job) Snapshot() (schemas.CryptoLuksProgress, bool) {
 	done, total := j.Bytes()
 	return schemas.CryptoLuksProgress{ImageID: j.imageID, Phase: j.Phase(), Done: done, Total: total}, j.Phase() != ""
 }
 
-func (j *job) status() JobStatus {
-	p, _ := j.snapshot()
+// Status is the job as the jobs query shows it.
+func (j *job) Status() JobStatus {
+	p, _ := j.Snapshot()
 	return JobStatus{ID: j.id, Command: j.command, ImageID: j.imageID, Phase: string(p.Phase), Done: p.Done, Total: p.Total,
 		Delivered: j.delivered, StartedAt: j.started}
 }
@@ -46,11 +48,5 @@ func (j *job) status() JobStatus {
 func (s *Service) startJob(ctx context.Context, m *bus.Msg, imageID int64, first schemas.LuksPhase) (*job, func()) {
 	j := &job{id: m.Envelope.ID, command: m.Name, imageID: imageID, delivered: m.Delivered, started: time.Now().UTC()}
 	j.SetPhase(first, 0)
-	s.jobs.Add(j)
-	stop := jobs.Report(ctx, s.bus, s.cfg.ProgressInterval, idToken(imageID), j.snapshot, bus.CausedBy(m.Envelope))
-	return j, func() { stop(); s.jobs.Remove(j) }
-}
-
-func (s *Service) queryJobs(context.Context, []byte) (any, error) {
-	return map[string]any{"jobs": jobs.List(&s.jobs, (*job).status)}, nil
+	return j, s.jobs.Start(ctx, s.w, m, idToken(imageID), j)
 }

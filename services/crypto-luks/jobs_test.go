@@ -19,7 +19,7 @@ func TestJobStatusMatchesSchema(t *testing.T) {
 		j := &job{id: "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7", command: c.command, imageID: 8, delivered: 1, started: time.Now().UTC()}
 		j.SetPhase(c.phase, 209715200)
 		j.Update(104857600, 0)
-		reply := map[string]any{"jobs": []JobStatus{j.status()}}
+		reply := map[string]any{"jobs": []JobStatus{j.Status()}}
 		if err := schemas.ValidateValue(schemas.KindReply, Name, "jobs", reply); err != nil {
 			t.Errorf("%s: %v", c.command, err)
 		}

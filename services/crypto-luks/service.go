@@ -5,15 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
-	"github.com/slipway/slipway/pkg/jobs"
-	"github.com/slipway/slipway/pkg/workdir"
+	"github.com/slipway/slipway/pkg/worker"
+	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/crypto-luks/keywrap"
 	"github.com/slipway/slipway/services/crypto-luks/luks"
 )
@@ -26,9 +23,9 @@ const Version = "0.1.0"
 
 // Defaults of Config.
 const (
-	DefaultProgressInterval = time.Second
-	DefaultAckWait          = 30 * time.Second
-	DefaultMaxDeliver       = 10
+	DefaultProgressInterval = worker.DefaultProgressInterval
+	DefaultAckWait          = worker.DefaultAckWait
+	DefaultMaxDeliver       = worker.DefaultMaxDeliver
 )
 
 // Config tunes the service.
@@ -72,44 +69,36 @@ type Service struct {
 	keys  *keywrap.Keyring
 	luks  *luks.Runner
 	db    *secretStore
-	jobs  jobs.Set[job]
-	ready chan struct{}
+	w     *worker.Worker
+	jobs  worker.Tracker[schemas.CryptoLuksProgress, JobStatus]
 	// err is a configuration error Run reports (see NewFromEnv).
 	err error
 }
 
 // New returns the service publishing on b and storing blobs in store.
 func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
-	if cfg.TempDir == "" {
-		cfg.TempDir = os.TempDir()
-	}
-	if abs, err := filepath.Abs(cfg.TempDir); err == nil {
-		cfg.TempDir = abs // qemu-img is only given absolute paths
-	}
-	if cfg.Concurrency < 1 {
-		cfg.Concurrency = 1
-	}
-	if cfg.ProgressInterval <= 0 {
-		cfg.ProgressInterval = DefaultProgressInterval
-	}
-	if cfg.AckWait <= 0 {
-		cfg.AckWait = DefaultAckWait
-	}
 	if len(cfg.Locations.DatastoreBuckets) == 0 && cfg.Locations.UploadBucket == "" {
 		cfg.Locations = blob.DefaultLocations()
 	}
-	if cfg.MaxDeliver <= 0 {
-		cfg.MaxDeliver = DefaultMaxDeliver
-	}
-	if cfg.JobDeadline <= 0 {
-		cfg.JobDeadline = bus.DefaultJobDeadline
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = b.Logger()
-	}
-	s := &Service{bus: b, store: store, cfg: cfg, log: log, keys: cfg.Keys, ready: make(chan struct{}),
-		luks: &luks.Runner{Binary: cfg.QemuImg, IterTime: cfg.IterTime}}
+	s := &Service{bus: b, store: store, keys: cfg.Keys}
+	s.w = worker.New(b, worker.Config{TempDir: cfg.TempDir, Concurrency: cfg.Concurrency,
+		ProgressInterval: cfg.ProgressInterval, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver,
+		JobDeadline: cfg.JobDeadline, Logger: cfg.Logger}, worker.Spec{
+		Name: Name, Version: Version, Description: "LUKS encryption and envelope-encrypted passphrases",
+		Handle: s.handle,
+		Queries: map[string]bus.QueryHandler{
+			"secret":  s.querySecret,
+			"secrets": s.querySecrets,
+			"slots":   s.querySlots,
+		},
+		Jobs:  &s.jobs,
+		Start: s.start,
+		Running: func() []any {
+			return []any{"temp_dir", s.w.Dir(), "kek_id", s.keys.CurrentID(), "old_kek_ids", s.keys.OldIDs()}
+		},
+	})
+	s.cfg, s.log = cfg, s.w.Logger()
+	s.luks = &luks.Runner{Binary: cfg.QemuImg, IterTime: cfg.IterTime}
 	if s.keys == nil {
 		s.err = fmt.Errorf("%s: %w", Name, keywrap.ErrNoKEK)
 	}
@@ -142,51 +131,27 @@ func NewFromEnv(b *bus.Bus, store *blob.Store, base Config, defaultKEKFile strin
 }
 
 // Ready is closed once the service consumes commands and answers queries.
-func (s *Service) Ready() <-chan struct{} { return s.ready }
+func (s *Service) Ready() <-chan struct{} { return s.w.Ready() }
 
-// Run consumes commands and serves queries until ctx ends. Jobs in flight
-// when it ends are abandoned and their commands redelivered later.
+// Run consumes commands and serves queries until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	if s.err != nil {
 		return s.err
 	}
-	work, release, err := workdir.Claim(s.cfg.TempDir, "slipway-crypto-luks-")
+	return s.w.Run(ctx)
+}
+
+// start opens the secrets' store once the worker has its directory, which
+// qemu-img is only given absolute paths under.
+func (s *Service) start(ctx context.Context, dir string) (func(), error) {
+	s.cfg.TempDir = dir
+	s.luks.TempDir = dir
+	db, err := openStore(ctx, s.bus)
 	if err != nil {
-		return fmt.Errorf("%s: %w", Name, err)
+		return nil, err
 	}
-	defer release() // after the consumer has stopped (defers run last-first)
-	s.cfg.TempDir = work
-	s.luks.TempDir = work
-	if s.db, err = openStore(ctx, s.bus); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("%s: %w", Name, err)
-	}
-	cons, err := s.bus.ConsumeCommands(ctx, s.handle,
-		bus.AckWait(s.cfg.AckWait), bus.MaxDeliver(s.cfg.MaxDeliver), bus.Concurrency(s.cfg.Concurrency),
-		bus.JobDeadline(s.cfg.JobDeadline))
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped while starting
-		}
-		return fmt.Errorf("%s: consume commands: %w", Name, err)
-	}
-	defer cons.Stop()
-	svc, err := s.bus.Serve(Version, "LUKS encryption and envelope-encrypted passphrases", map[string]bus.QueryHandler{
-		"secret":  s.querySecret,
-		"secrets": s.querySecrets,
-		"slots":   s.querySlots,
-		"jobs":    s.queryJobs,
-	})
-	if err != nil {
-		return fmt.Errorf("%s: serve queries: %w", Name, err)
-	}
-	defer svc.Stop()
-	s.log.Info("crypto-luks running", "temp_dir", work, "kek_id", s.keys.CurrentID(), "old_kek_ids", s.keys.OldIDs())
-	close(s.ready)
-	<-ctx.Done()
-	return nil
+	s.db = db
+	return nil, nil
 }
 
 // handle dispatches a command to its handler.
@@ -206,7 +171,7 @@ func (s *Service) handle(ctx context.Context, m *bus.Msg) error {
 	return s.reject(ctx, m, fmt.Errorf("%w: unknown command %q (encrypt, create, secret-delete, slot-add, slot-remove, rotate, rotate-kek)", errInvalid, m.Subject))
 }
 
-func idToken(imageID int64) string { return strconv.FormatInt(imageID, 10) }
+func idToken(imageID int64) string { return worker.Token(imageID) }
 
 // errInvalid marks a command that is wrong as sent.
 var errInvalid = errors.New("invalid command")

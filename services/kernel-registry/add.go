@@ -17,6 +17,7 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/kernel-registry/deb"
 	"github.com/slipway/slipway/services/kernel-registry/initrd"
@@ -84,28 +85,38 @@ func (s *Service) handleAdd(ctx context.Context, m *bus.Msg) error {
 	j := &addJob{s: s, m: m, cmd: cmd}
 	k, err := j.run(ctx)
 	j.cleanup(err != nil)
-	if err != nil {
-		ctx, err = overdue(ctx, err)
-		if isRetryable(err) && m.Delivered < uint64(s.cfg.MaxDeliver) && j.kernelID == nil {
-			return err // the staged source stays for the next delivery
-		}
-		s.deleteSource(cmd.Source)
-		token := cmdToken(m)
-		if j.kernelID != nil {
-			token = strconv.FormatInt(*j.kernelID, 10)
-		}
-		s.log.Warn("kernel-registry: add failed", "source", cmd.Source, "err", err)
-		s.publishFailed(ctx, m, token, err, cmd.Source)
-		return bus.Terminal(err)
-	}
-	s.deleteSource(cmd.Source)
-	_, err = s.bus.Event(ctx, "added", strconv.FormatInt(k.ID, 10), k,
-		bus.CausedBy(m.Envelope), bus.WithID(envelope.StepID(m.Envelope.ID, "added")))
-	if err != nil {
-		return err // the record is kept; a redelivery finds the name taken, so say it now
-	}
-	s.log.Info("kernel added", "id", k.ID, "name", k.Name, "version", k.Version, "initrd", k.Initrd, "modules", k.Modules)
-	return nil
+	// A failure is final unless the store or the bus may do better next
+	// time and no kernel was recorded; the staged source stays for the
+	// next delivery until then.
+	return s.w.Settle(ctx, m, err, worker.Settlement{
+		Succeeded: func(ctx context.Context) error {
+			s.deleteSource(cmd.Source)
+			_, err := s.bus.Event(ctx, "added", strconv.FormatInt(k.ID, 10), k,
+				bus.CausedBy(m.Envelope), bus.WithID(envelope.StepID(m.Envelope.ID, "added")))
+			if err != nil {
+				return err // the record is kept; a redelivery finds the name taken, so say it now
+			}
+			s.log.Info("kernel added", "id", k.ID, "name", k.Name, "version", k.Version, "initrd", k.Initrd, "modules", k.Modules)
+			return nil
+		},
+		Terminal: func(err error) bool { return !isRetryable(err) || j.kernelID != nil },
+		Expired:  func(err, expired error) error { return &final{fmt.Errorf("%w: %w", expired, err)} },
+		Cleanup: func(_ error, final bool) {
+			if final {
+				s.deleteSource(cmd.Source)
+			}
+		},
+		Failed: func(ctx context.Context, err error, _ bool) {
+			token := cmdToken(m)
+			if j.kernelID != nil {
+				token = strconv.FormatInt(*j.kernelID, 10)
+			}
+			s.log.Warn("kernel-registry: add failed", "source", cmd.Source, "err", err)
+			s.publishFailed(ctx, m, token, err, cmd.Source)
+		},
+		TerminateLast: true,
+		Attrs:         []any{"source", cmd.Source},
+	})
 }
 
 // decode validates a command against its schema and decodes it.
@@ -120,7 +131,7 @@ func decode(m *bus.Msg, v any) error {
 }
 
 // cmdToken is the failed event's id before any image exists.
-func cmdToken(m *bus.Msg) string { return "cmd-" + strconv.FormatUint(m.StreamSeq, 10) }
+func cmdToken(m *bus.Msg) string { return worker.CommandToken(m) }
 
 // publishFailed says why a message could not be handled; the handler's
 // error terminates the message either way.

@@ -15,14 +15,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/kvstore"
-	"github.com/slipway/slipway/pkg/workdir"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/kernel-registry/initrd"
 )
@@ -38,7 +36,7 @@ const (
 	DefaultUploadBucket   = "slipway-uploads"
 	DefaultFilesBucket    = "slipway-files"
 	DefaultFilesDatastore = "files"
-	DefaultAckWait        = 30 * time.Second
+	DefaultAckWait        = worker.DefaultAckWait
 	DefaultMaxDeliver     = 5
 	DefaultCallTimeout    = time.Minute
 )
@@ -77,13 +75,12 @@ type Config struct {
 
 // Service is the kernel registry.
 type Service struct {
-	bus       *bus.Bus
-	store     *blob.Store
-	cfg       Config
-	log       *slog.Logger
-	kernels   *kvstore.Store[int64, schemas.Kernel]
-	ready     chan struct{}
-	readyOnce sync.Once
+	bus     *bus.Bus
+	store   *blob.Store
+	cfg     Config
+	log     *slog.Logger
+	kernels *kvstore.Store[int64, schemas.Kernel]
+	w       *worker.Worker
 }
 
 // New returns a kernel registry publishing on b and storing in store.
@@ -97,17 +94,8 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 	if cfg.FilesDatastore == "" {
 		cfg.FilesDatastore = DefaultFilesDatastore
 	}
-	if cfg.TempDir == "" {
-		cfg.TempDir = os.TempDir()
-	}
-	if abs, err := filepath.Abs(cfg.TempDir); err == nil {
-		cfg.TempDir = abs
-	}
 	if cfg.Initrd == "" {
 		cfg.Initrd = initrd.DefaultInit()
-	}
-	if cfg.AckWait <= 0 {
-		cfg.AckWait = DefaultAckWait
 	}
 	if cfg.MaxDeliver <= 0 {
 		cfg.MaxDeliver = DefaultMaxDeliver
@@ -115,18 +103,23 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = DefaultCallTimeout
 	}
-	if cfg.JobDeadline <= 0 {
-		cfg.JobDeadline = bus.DefaultJobDeadline
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = b.Logger()
-	}
-	return &Service{bus: b, store: store, cfg: cfg, log: log, ready: make(chan struct{})}
+	s := &Service{bus: b, store: store}
+	s.w = worker.New(b, worker.Config{TempDir: cfg.TempDir, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver,
+		JobDeadline: cfg.JobDeadline, Logger: cfg.Logger}, worker.Spec{
+		Name: Name, Version: Version, Description: "Kernels and their initrds",
+		Handle:  s.handleCommand,
+		Queries: map[string]bus.QueryHandler{"list": s.queryList, "show": s.queryShow},
+		Start:   s.start,
+		Running: func() []any { return []any{"temp_dir", s.w.Dir(), "initrd", s.cfg.Initrd} },
+	})
+	wc := s.w.Config()
+	cfg.AckWait, cfg.JobDeadline = wc.AckWait, wc.JobDeadline
+	s.cfg, s.log = cfg, s.w.Logger()
+	return s
 }
 
 // Ready is closed once the service consumes and answers.
-func (s *Service) Ready() <-chan struct{} { return s.ready }
+func (s *Service) Ready() <-chan struct{} { return s.w.Ready() }
 
 // Run consumes commands and catalog events and serves queries until ctx
 // ends.
@@ -135,50 +128,26 @@ func (s *Service) Run(ctx context.Context) error {
 		// Kernels still register; packages get no initrd until it exists.
 		s.log.Warn("kernel-registry: no slipway-initrd binary: kernel packages will fail", "path", s.cfg.Initrd, "err", err)
 	}
+	return s.w.Run(ctx)
+}
+
+// start opens the kernels' bucket and consumes the catalog's image events,
+// once the worker has its directory.
+func (s *Service) start(ctx context.Context, dir string) (func(), error) {
 	kv, err := s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), "kernel-registry_kernels"), 0)
 	if err != nil {
-		return fmt.Errorf("kernel-registry: %w", err)
+		return nil, err
 	}
 	s.kernels = openKernels(kv)
-	work, release, err := workdir.Claim(s.cfg.TempDir, "slipway-kernel-registry-")
-	if err != nil {
-		return fmt.Errorf("kernel-registry: %w", err)
-	}
-	defer release()
-	s.cfg.TempDir = work
-	opts := []bus.ConsumeOption{bus.AckWait(s.cfg.AckWait), bus.MaxDeliver(s.cfg.MaxDeliver), bus.JobDeadline(s.cfg.JobDeadline)}
-	cmds, err := s.bus.ConsumeCommands(ctx, s.handleCommand, opts...)
-	if err != nil {
-		return s.startErr(ctx, "consume commands", err)
-	}
-	defer cmds.Stop()
+	s.cfg.TempDir = dir
 	evts, err := s.bus.ConsumeEvents(ctx, Name+"-catalog", []string{
 		s.bus.Prefix() + ".evt.catalog.image-updated.>",
 		s.bus.Prefix() + ".evt.catalog.image-deleted.>",
-	}, s.handleCatalogEvent, opts...)
+	}, s.handleCatalogEvent, bus.AckWait(s.cfg.AckWait), bus.MaxDeliver(s.cfg.MaxDeliver), bus.JobDeadline(s.cfg.JobDeadline))
 	if err != nil {
-		return s.startErr(ctx, "consume catalog events", err)
+		return nil, fmt.Errorf("consume catalog events: %w", err)
 	}
-	defer evts.Stop()
-	svc, err := s.bus.Serve(Version, "Kernels and their initrds", map[string]bus.QueryHandler{
-		"list": s.queryList,
-		"show": s.queryShow,
-	})
-	if err != nil {
-		return fmt.Errorf("kernel-registry: serve queries: %w", err)
-	}
-	defer svc.Stop()
-	s.readyOnce.Do(func() { close(s.ready) })
-	s.log.Info("kernel-registry running", "temp_dir", work, "initrd", s.cfg.Initrd)
-	<-ctx.Done()
-	return nil
-}
-
-func (s *Service) startErr(ctx context.Context, what string, err error) error {
-	if ctx.Err() != nil {
-		return nil // stopped while starting
-	}
-	return fmt.Errorf("kernel-registry: %s: %w", what, err)
+	return evts.Stop, nil
 }
 
 // handleCommand dispatches a command.

@@ -1,0 +1,84 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/slipway/slipway/pkg/bus"
+)
+
+// Settlement is how a service publishes and classifies one job's outcome;
+// Settle does the rest. Only Failed is needed for a job that can fail.
+type Settlement struct {
+	// Succeeded publishes the success event; its error is retried (the
+	// redelivery redoes the job and publishes under the same ce-id).
+	Succeeded func(ctx context.Context) error
+	// Terminal tells whether retrying err cannot help; nil means
+	// bus.IsTerminal.
+	Terminal func(err error) bool
+	// Expired makes the final error of a job that ran past its deadline
+	// out of its error; nil means fmt.Errorf("%w: %w", expired, err).
+	Expired func(err, expired error) error
+	// Cleanup, when set, runs after every failure before it is reported:
+	// final tells whether this is the command's last attempt (a terminal
+	// failure or the last delivery).
+	Cleanup func(err error, final bool)
+	// Failed publishes the failed event of a final failure; terminal is
+	// false on a last delivery that might have worked later (retryable).
+	Failed func(ctx context.Context, err error, terminal bool)
+	// TerminateLast ends the last delivery's failure with bus.Terminal as
+	// well, for a worker whose failed event is the whole report, instead
+	// of leaving it to the dead-letter stream.
+	TerminateLast bool
+	// Attrs are added to the log line of a failure that will be retried.
+	Attrs []any
+}
+
+// Settle turns the outcome err of command m's job into the message's fate,
+// the way every worker does: nil publishes the success event; a terminal
+// failure, or any failure on the last delivery (MaxDeliver), publishes
+// one failed event and ends the message (bus.Terminal when terminal, else
+// the error, for the dead-letter stream); any other failure is retried. A
+// job past its deadline (bus.JobExpired) is final: its ctx has ended, so
+// it is reported through context.WithoutCancel(ctx).
+func (w *Worker) Settle(ctx context.Context, m *bus.Msg, err error, s Settlement) error {
+	if err == nil {
+		if s.Succeeded != nil {
+			return s.Succeeded(ctx)
+		}
+		return nil
+	}
+	isTerminal := s.Terminal
+	if isTerminal == nil {
+		isTerminal = bus.IsTerminal
+	}
+	terminal := isTerminal(err)
+	if expired := bus.JobExpired(ctx); expired != nil {
+		// Running out of time again would not help; ctx has ended, so the
+		// failure is reported through one that has not.
+		ctx = context.WithoutCancel(ctx)
+		if s.Expired != nil {
+			err = s.Expired(err, expired)
+		} else {
+			err = fmt.Errorf("%w: %w", expired, err)
+		}
+		terminal = true
+	}
+	last := m.Delivered >= uint64(w.cfg.MaxDeliver)
+	final := terminal || last
+	if s.Cleanup != nil {
+		s.Cleanup(err, final)
+	}
+	if !final {
+		w.log.Warn("job failed, will retry", append(append([]any{"command", m.Subject}, s.Attrs...),
+			"delivered", m.Delivered, "err", err)...)
+		return err
+	}
+	if s.Failed != nil {
+		s.Failed(ctx, err, terminal)
+	}
+	if terminal || s.TerminateLast {
+		return bus.Terminal(err)
+	}
+	return err // the last delivery: the dead-letter stream gets it
+}

@@ -1,0 +1,453 @@
+// Package workertest is the conformance suite of Slipway's workers, in the
+// style of watermill's pubsub tests: a worker's own tests hand Run a small
+// Adapter (how to start the worker, a command that succeeds, one that is
+// wrong, one that stays in flight until released) and the suite checks
+// what every worker built on package worker must do:
+//
+//   - Redelivery: the same command delivered again (same ce-id, as after a
+//     lost ack) ends in exactly one success event in the event stream.
+//   - BadCommand: a command wrong as sent gets exactly one failed event and
+//     no success, and is not retried.
+//   - ProgressMonotone: progress events of a job never go back: within a
+//     phase the byte counter does not decrease, and a phase left is never
+//     entered again.
+//   - KillMidJob: a worker stopped during a job, and a new one started,
+//     bring the command to exactly one terminal event (success or failed).
+//   - JobsQuery: the `jobs` query lists the job in flight, with its
+//     command's ce-id, its delivery count, phase and start, in a reply its
+//     schema accepts, and lists nothing once it is over.
+package workertest
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/envelope"
+)
+
+// Timeout bounds each wait of the suite (a job, an event, a redelivery).
+var Timeout = 2 * time.Minute
+
+// Command is one command the suite sends.
+type Command struct {
+	Verb string
+	Data any
+	// ID is the id token of the events about the command's job (an image
+	// ID, "cmd-<seq>" is not known beforehand and not supported).
+	ID string
+	// Opts are added when publishing (a correlation, say). Give every
+	// command a saga of its own, as in production: event IDs derived from
+	// a saga shared by several commands are dropped as duplicates.
+	Opts []bus.PubOption
+}
+
+// Adapter is what the suite needs of one worker.
+type Adapter struct {
+	// Client is a bus on the worker's NATS server, not the worker's own;
+	// the suite publishes, queries and reads the streams through it.
+	Client *bus.Bus
+	// Service is the worker's name.
+	Service string
+	// Succeeded and Failed name the success and failure events
+	// ("converted", "failed").
+	Succeeded, Failed string
+	// DoneField is the byte counter of the progress events; default
+	// "bytes_done".
+	DoneField string
+	// Start runs a new worker; it returns once the worker serves queries,
+	// and stop returns once the worker's Run has. The worker's AckWait
+	// should be short (a few seconds): KillMidJob waits for a redelivery.
+	Start func(t *testing.T) (stop func())
+	// Good returns a new command whose job succeeds.
+	Good func(t *testing.T) Command
+	// Bad returns a new command that is wrong as sent.
+	Bad func(t *testing.T) Command
+	// Slow returns a new command whose job succeeds but stays in flight,
+	// reporting progress, until release is called (release is idempotent).
+	Slow func(t *testing.T) (cmd Command, release func())
+}
+
+// Run runs every check of the suite as a subtest of t.
+func Run(t *testing.T, a Adapter) {
+	t.Helper()
+	if a.DoneField == "" {
+		a.DoneField = "bytes_done"
+	}
+	s := &suite{a: a}
+	t.Run("Redelivery", s.redelivery)
+	t.Run("BadCommand", s.badCommand)
+	t.Run("ProgressMonotone", s.progressMonotone)
+	t.Run("KillMidJob", s.killMidJob)
+	t.Run("JobsQuery", s.jobsQuery)
+}
+
+type suite struct{ a Adapter }
+
+func (s *suite) ctx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// subject is the subject of event about id.
+func (s *suite) subject(event, id string) string {
+	return s.a.Client.EventSubject(s.a.Service, event, id)
+}
+
+// watch records the events about id from now on.
+func (s *suite) watch(t *testing.T, id string) chan *nats.Msg {
+	t.Helper()
+	ch := make(chan *nats.Msg, 4096)
+	sub, err := s.a.Client.Conn().ChanSubscribe(s.subject("*", id), ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := s.a.Client.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// send publishes cmd and returns its envelope.
+func (s *suite) send(t *testing.T, ctx context.Context, cmd Command, opts ...bus.PubOption) envelope.Envelope {
+	t.Helper()
+	env, err := s.a.Client.Command(ctx, s.a.Service, cmd.Verb, cmd.Data, append(slices.Clone(cmd.Opts), opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// wait returns the first event of one of the names that ch brings,
+// collecting the others (progress) in seen.
+func (s *suite) wait(t *testing.T, ch chan *nats.Msg, id string, seen *[]*nats.Msg, events ...string) *nats.Msg {
+	t.Helper()
+	want := make([]string, len(events))
+	for i, e := range events {
+		want[i] = s.subject(e, id)
+	}
+	timeout := time.After(Timeout)
+	for {
+		select {
+		case m := <-ch:
+			if slices.Contains(want, m.Subject) {
+				return m
+			}
+			if seen != nil {
+				*seen = append(*seen, m)
+			}
+		case <-timeout:
+			t.Fatalf("no %v event about %s within %s", events, id, Timeout)
+			return nil
+		}
+	}
+}
+
+// stored counts the events stored in the event stream on subject: what a
+// saga sees, after JetStream dropped duplicates.
+func (s *suite) stored(t *testing.T, ctx context.Context, subject string) uint64 {
+	t.Helper()
+	js, err := jetstream.New(s.a.Client.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, s.a.Client.EventStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Subjects[subject]
+}
+
+// drained waits until the command stream holds no command of the service:
+// every one was acked or terminated. Every check waits for it before it
+// stops its worker: an event seen is not yet an event acknowledged, and a
+// command left behind would be redelivered into the next check.
+func (s *suite) drained(t *testing.T, ctx context.Context) {
+	t.Helper()
+	js, err := jetstream.New(s.a.Client.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := s.a.Client.CommandSubject(s.a.Service, ">")
+	for {
+		st, err := js.Stream(ctx, s.a.Client.CommandStream())
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(subject))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		for _, c := range info.State.Subjects {
+			n += c
+		}
+		if n == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("commands still in the stream: %v", info.State.Subjects)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// settleTime lets a worker publish what it would publish twice.
+const settleTime = 500 * time.Millisecond
+
+func (s *suite) redelivery(t *testing.T) {
+	ctx := s.ctx(t)
+	stop := s.a.Start(t)
+	defer stop()
+	cmd := s.a.Good(t)
+	events := s.watch(t, cmd.ID)
+	raw := make(chan *nats.Msg, 1)
+	sub, err := s.a.Client.Conn().ChanSubscribe(s.a.Client.CommandSubject(s.a.Service, cmd.Verb), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	env := s.send(t, ctx, cmd)
+	var sent *nats.Msg
+	select {
+	case sent = <-raw:
+	case <-ctx.Done():
+		t.Fatal("the command was not seen")
+	}
+	s.wait(t, events, cmd.ID, nil, s.a.Succeeded, s.a.Failed)
+	s.drained(t, ctx)
+
+	// The same message again, as JetStream redelivers it when an ack is
+	// lost: only the stream's duplicate check is left out.
+	again := nats.NewMsg(sent.Subject)
+	again.Data = sent.Data
+	for k, v := range sent.Header {
+		if k != jetstream.MsgIDHeader {
+			again.Header[k] = v
+		}
+	}
+	js, err := jetstream.New(s.a.Client.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.PublishMsg(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	s.drained(t, ctx)
+	time.Sleep(settleTime)
+	if n := s.stored(t, ctx, s.subject(s.a.Succeeded, cmd.ID)); n != 1 {
+		t.Errorf("command %s delivered twice: %d %s events stored, want 1", env.ID, n, s.a.Succeeded)
+	}
+	if n := s.stored(t, ctx, s.subject(s.a.Failed, cmd.ID)); n != 0 {
+		t.Errorf("command %s delivered twice: %d %s events stored, want 0", env.ID, n, s.a.Failed)
+	}
+}
+
+func (s *suite) badCommand(t *testing.T) {
+	ctx := s.ctx(t)
+	stop := s.a.Start(t)
+	defer stop()
+	cmd := s.a.Bad(t)
+	events := s.watch(t, cmd.ID)
+	s.send(t, ctx, cmd)
+	m := s.wait(t, events, cmd.ID, nil, s.a.Succeeded, s.a.Failed)
+	if m.Subject != s.subject(s.a.Failed, cmd.ID) {
+		t.Fatalf("a bad command got %s %s", m.Subject, m.Data)
+	}
+	s.drained(t, ctx)
+	time.Sleep(settleTime)
+	if n := s.stored(t, ctx, s.subject(s.a.Failed, cmd.ID)); n != 1 {
+		t.Errorf("%d %s events stored, want 1", n, s.a.Failed)
+	}
+	if n := s.stored(t, ctx, s.subject(s.a.Succeeded, cmd.ID)); n != 0 {
+		t.Errorf("%d %s events stored for a bad command", n, s.a.Succeeded)
+	}
+}
+
+// progress is what the suite reads of a progress event.
+type progress struct {
+	phase string
+	done  int64
+}
+
+func (s *suite) decodeProgress(t *testing.T, m *nats.Msg) progress {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal(m.Data, &v); err != nil {
+		t.Fatalf("progress %s: %v", m.Data, err)
+	}
+	phase, _ := v["phase"].(string)
+	done, ok := v[s.a.DoneField].(float64)
+	if phase == "" || !ok {
+		t.Fatalf("progress %s has no phase or %s", m.Data, s.a.DoneField)
+	}
+	return progress{phase: phase, done: int64(done)}
+}
+
+func (s *suite) progressMonotone(t *testing.T) {
+	ctx := s.ctx(t)
+	stop := s.a.Start(t)
+	defer stop()
+	cmd, release := s.a.Slow(t)
+	defer release()
+	events := s.watch(t, cmd.ID)
+	s.send(t, ctx, cmd)
+	var seen []*nats.Msg
+	first := s.wait(t, events, cmd.ID, &seen, "progress")
+	seen = append(seen, first)
+	release()
+	end := s.wait(t, events, cmd.ID, &seen, s.a.Succeeded, s.a.Failed)
+	if end.Subject != s.subject(s.a.Succeeded, cmd.ID) {
+		t.Fatalf("the job ended with %s %s", end.Subject, end.Data)
+	}
+	s.drained(t, ctx) // the worker stops once it is done with the command
+	var left []string
+	var last *progress
+	for _, m := range seen {
+		if m.Subject != s.subject("progress", cmd.ID) {
+			continue
+		}
+		p := s.decodeProgress(t, m)
+		switch {
+		case last == nil:
+		case p.phase == last.phase:
+			if p.done < last.done {
+				t.Errorf("phase %s went back from %d to %d bytes", p.phase, last.done, p.done)
+			}
+		default:
+			if slices.Contains(left, p.phase) {
+				t.Errorf("phase %s entered again after %v", p.phase, left)
+			}
+			left = append(left, last.phase)
+		}
+		last = &p
+	}
+}
+
+func (s *suite) killMidJob(t *testing.T) {
+	ctx := s.ctx(t)
+	stop := s.a.Start(t)
+	cmd, release := s.a.Slow(t)
+	defer release()
+	events := s.watch(t, cmd.ID)
+	s.send(t, ctx, cmd)
+	s.wait(t, events, cmd.ID, nil, "progress")
+	stop() // the job is abandoned mid-way
+	stop = s.a.Start(t)
+	defer stop()
+	release()
+	s.wait(t, events, cmd.ID, nil, s.a.Succeeded, s.a.Failed)
+	s.drained(t, ctx)
+	time.Sleep(settleTime)
+	ok := s.stored(t, ctx, s.subject(s.a.Succeeded, cmd.ID))
+	failed := s.stored(t, ctx, s.subject(s.a.Failed, cmd.ID))
+	if ok+failed != 1 {
+		t.Errorf("after a kill mid-job: %d %s and %d %s events stored, want exactly one terminal event",
+			ok, s.a.Succeeded, failed, s.a.Failed)
+	}
+}
+
+// jobRow is what the suite checks of a row of the jobs reply.
+type jobRow struct {
+	ID        string    `json:"id"`
+	Delivered uint64    `json:"delivered"`
+	StartedAt time.Time `json:"started_at"`
+	Phase     string    `json:"phase"`
+}
+
+func (s *suite) jobs(t *testing.T, ctx context.Context) []jobRow {
+	t.Helper()
+	var reply struct {
+		Jobs []jobRow `json:"jobs"`
+	}
+	// Query checks the reply against the endpoint's schema.
+	if err := s.a.Client.Query(ctx, s.a.Service, "jobs", nil, &reply); err != nil {
+		t.Fatalf("jobs query: %v", err)
+	}
+	return reply.Jobs
+}
+
+func (s *suite) jobsQuery(t *testing.T) {
+	ctx := s.ctx(t)
+	stop := s.a.Start(t)
+	defer stop()
+	if rows := s.jobs(t, ctx); len(rows) != 0 {
+		t.Fatalf("jobs of an idle worker: %+v", rows)
+	}
+	cmd, release := s.a.Slow(t)
+	defer release()
+	events := s.watch(t, cmd.ID)
+	before := time.Now()
+	env := s.send(t, ctx, cmd)
+	s.wait(t, events, cmd.ID, nil, "progress")
+	rows := s.jobs(t, ctx)
+	if len(rows) != 1 {
+		t.Fatalf("jobs in flight: %+v, want the one", rows)
+	}
+	r := rows[0]
+	// A delivery may go to a pull request a stopped worker left behind and
+	// come again after the ack wait: delivered is at least 1, not 1.
+	if r.ID != env.ID || r.Delivered < 1 || r.Phase == "" ||
+		r.StartedAt.Before(before.Add(-time.Second)) || r.StartedAt.After(time.Now()) {
+		t.Errorf("job in flight %+v; want id %s, delivered, a phase, started since %s", r, env.ID, before.Format(time.RFC3339Nano))
+	}
+	release()
+	s.wait(t, events, cmd.ID, nil, s.a.Succeeded, s.a.Failed)
+	s.drained(t, ctx)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rows := s.jobs(t, ctx)
+		if len(rows) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("jobs after the end: %+v", rows)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Seq returns a func that numbers the suite's commands from first on, as
+// the id tokens of adapters' events.
+func Seq(first int64) func() int64 {
+	n := first - 1
+	return func() int64 { n++; return n }
+}
+
+// Start runs run (a worker's Run) until the returned stop, which waits for
+// it and fails t when it returned an error; Start returns once ready is
+// closed. It is what an Adapter's Start usually is.
+func Start(t *testing.T, run func(context.Context) error, ready <-chan struct{}) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("Run: %v", err)
+	case <-time.After(Timeout):
+		cancel()
+		t.Fatal("the worker did not get ready")
+	}
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+}

@@ -1,0 +1,123 @@
+package builder
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/oci"
+	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/pkg/worker/workertest"
+	"github.com/slipway/slipway/schemas"
+)
+
+// TestConformance runs the workers' conformance suite against the
+// builder, with disks carried in images (kind disk).
+func TestConformance(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	url, _ := testenv.NATS(t)
+	connect := func(service string) *bus.Bus {
+		b, err := bus.Connect(ctx, bus.Config{URL: url, Service: service, Logger: quiet()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(b.Close)
+		return b
+	}
+	b, cli := connect(Name), connect("cli")
+	if err := b.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	store, err := blob.New(s3.BlobConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bucket := range []string{uploads, images} {
+		if err := store.EnsureBucket(ctx, bucket); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The registry holds the layer downloads of a repository named in
+	// holds until it is released.
+	var mu sync.Mutex
+	holds := map[string]chan struct{}{}
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
+			mu.Lock()
+			var hold chan struct{}
+			for repo, ch := range holds {
+				if strings.HasPrefix(r.URL.Path, "/v2/"+repo+"/") {
+					hold = ch
+				}
+			}
+			mu.Unlock()
+			if hold != nil {
+				select {
+				case <-hold:
+				case <-r.Context().Done():
+					return
+				}
+			}
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	disk := bytes.Repeat([]byte("QFI\xfb disk "), 5000)
+	carried := []file{
+		{name: "disk/", typ: tar.TypeDir, mode: 0o555},
+		{name: "disk/debian.qcow2", typ: tar.TypeReg, mode: 0o444, data: disk},
+	}
+	ref := push(t, host, "test/disk", carried, v1.Config{})
+	next := workertest.Seq(9000)
+	// Each command is a saga of its own, as each build is: the events'
+	// IDs derive from the saga.
+	build := func(id int64, ref string) workertest.Command {
+		saga := envelope.NewID()
+		return workertest.Command{Verb: "build", ID: idToken(id), Opts: []bus.PubOption{bus.WithCorrelation(saga)},
+			Data: schemas.BuilderBuild{ImageID: id, Reference: ref, Kind: schemas.ContentKindDisk,
+				Dest: blob.URL(uploads, blob.BuildKey(id, saga))}}
+	}
+
+	workertest.Run(t, workertest.Adapter{
+		Client: cli, Service: Name, Succeeded: "built", Failed: "failed",
+		Start: func(t *testing.T) func() {
+			svc := New(b, store, Config{TempDir: t.TempDir(), GuestInit: initBinary, ProgressInterval: 10 * time.Millisecond,
+				AckWait: 2 * time.Second, Logger: quiet(), Registry: oci.Options{Guard: loopback}})
+			return workertest.Start(t, svc.Run, svc.Ready())
+		},
+		Good: func(t *testing.T) workertest.Command { return build(next(), ref) },
+		Bad: func(t *testing.T) workertest.Command {
+			return build(next(), "nginx:latest") // not pinned: the schema refuses it
+		},
+		Slow: func(t *testing.T) (workertest.Command, func()) {
+			id := next()
+			repo := "test/slow" + idToken(id)
+			slow := push(t, host, repo, carried, v1.Config{})
+			hold := make(chan struct{})
+			mu.Lock()
+			holds[repo] = hold
+			mu.Unlock()
+			var once sync.Once
+			release := func() { once.Do(func() { close(hold) }) }
+			t.Cleanup(release)
+			return build(id, slow), release
+		},
+	})
+}
