@@ -75,12 +75,16 @@ func showImage(ctx context.Context, b *bus.Bus, id int64) (render.Image, error) 
 	var img render.Image
 	if err := b.Query(ctx, schemas.ServiceCatalog, schemas.QueryCatalogShow, map[string]int64{"id": id}, &img); err != nil {
 		if bus.IsNotFound(err) {
-			return img, fmt.Errorf("image %d does not exist", id)
+			return img, fmt.Errorf("image %d %w", id, errNoImage)
 		}
 		return img, fmt.Errorf("show image %d: %w", id, err)
 	}
 	return img, nil
 }
+
+// errNoImage is showImage's answer for an ID the catalog does not know;
+// callers match it, never its text.
+var errNoImage = errors.New("does not exist")
 
 // resolve turns an ID or a name into an image ID. A name must match
 // exactly one image.

@@ -262,7 +262,7 @@ func (g *globals) act(ctx context.Context, ref string, timeout time.Duration, a 
 	poll := func(ctx context.Context) bool {
 		img, err := showImage(ctx, b, id)
 		if a.verb == schemas.CommandCatalogImageDelete {
-			return err != nil && strings.Contains(err.Error(), "does not exist")
+			return errors.Is(err, errNoImage)
 		}
 		return err == nil && a.reached != nil && a.reached(img)
 	}
