@@ -64,7 +64,9 @@ func TestBootContainerImage(t *testing.T) {
 	// The process prints the token, the block devices it sees (name, size
 	// in sectors, read-only flag) and the context's hostname, then ends:
 	// the init powers the VM off.
-	script := `echo ` + token + ` host=$(hostname); for d in /sys/block/*; do echo "disk $(basename $d) $(cat $d/size) ro=$(cat $d/ro)"; done`
+	// The last line says the list of disks is complete, so a test reading
+	// the console for them does not read it half way.
+	script := `echo ` + token + ` host=$(hostname); for d in /sys/block/*; do echo "disk $(basename $d) $(cat $d/size) ro=$(cat $d/ro)"; done; echo ` + token + ` end`
 	push(t, host+"/test/bootme:1.0", []v1.Layer{root}, v1.Config{
 		Entrypoint: []string{"/bin/busybox", "sh", "-c"}, Cmd: []string{script},
 		Env: []string{"PATH=/bin"},
@@ -102,7 +104,7 @@ func TestBootContainerImage(t *testing.T) {
 	t.Run("LUKS persistent image boots and prints its token", func(t *testing.T) {
 		tmpl := s.template(t, "luks-vm", fmt.Sprintf(`DISK = [ IMAGE_ID = %d ]`, luksID), kernelID)
 		vm := s.instantiate(t, tmpl)
-		console := s.waitConsole(t, vm, token, 6*time.Minute)
+		console := s.waitConsole(t, vm, token+" end", 6*time.Minute)
 		if !strings.Contains(console, "SLIPWAY-READY") || !strings.Contains(console, "host=luks-vm") {
 			t.Errorf("console lacks the ready line or the context hostname:\n%s", console)
 		}
@@ -155,7 +157,7 @@ func TestBootContainerImage(t *testing.T) {
 		}
 		disks := fmt.Sprintf("DISK = [ IMAGE_ID = %d ]\nDISK = [ IMAGE_ID = %d ]\nDISK = [ IMAGE_ID = %d ]", plainID, cdID, dbID)
 		vm := s.instantiate(t, s.template(t, "devices", disks, kernelID))
-		console := s.waitConsole(t, vm, token, 6*time.Minute)
+		console := s.waitConsole(t, vm, token+" end", 6*time.Minute)
 		var rec vmRecord
 		s.mustJSON(&rec, "vm", "show", fmt.Sprint(vm), "--json")
 		if len(rec.Disks) != 3 {
