@@ -90,9 +90,12 @@ type Runner struct {
 	CPUSeconds   int
 }
 
-// qemuImg is the shared runner for r's binary.
+// qemuImg is the shared runner for r's binary, not niced: qemu's PBKDF2
+// calibration measures its thread's CPU time over a short probe, and a
+// niced qemu-img on busy CPUs fails it ("Unable to get accurate CPU
+// usage") far more often.
 func (r *Runner) qemuImg() *qemuimg.Runner {
-	return &qemuimg.Runner{Binary: r.Binary}
+	return &qemuimg.Runner{Binary: r.Binary, Nice: -1}
 }
 
 // limits are r's limits of one qemu-img call, every call alike: an
