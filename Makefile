@@ -116,10 +116,7 @@ test: deps tools ## Run every test against real NATS, MinIO, qemu-img and mkfs
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZ_TIME (20s) each; seed corpora live in testdata/fuzz
-	@set -e; for t in $(FUZZ_TARGETS); do \
-		echo "fuzz: $${t##*:} in $${t%%:*} for $(FUZZ_TIME)"; \
-		go test -run '^$$' -fuzz "^$${t##*:}$$" -fuzztime $(FUZZ_TIME) "$${t%%:*}"; \
-	done
+	@./tools/fuzz.sh $(FUZZ_TIME) $(FUZZ_TARGETS)
 
 .PHONY: bench
 bench: deps tools ## Run the benchmarks; each prints its baseline and the ratio
