@@ -10,9 +10,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 
 	"github.com/slipway/slipway/pkg/blob"
-	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/run"
+	"github.com/slipway/slipway/pkg/worker"
 )
 
 // Environment variables read by ConfigFromEnv.
@@ -55,7 +55,7 @@ func ConfigFromEnv() (Config, error) {
 	if cfg.Locations, err = blob.LocationsFromEnv(); err != nil {
 		errs = append(errs, err)
 	}
-	if cfg.JobDeadline, err = run.EnvDuration(bus.EnvJobDeadline, bus.DefaultJobDeadline); err != nil {
+	if cfg.JobDeadline, err = worker.JobDeadlineFromEnv(); err != nil {
 		errs = append(errs, err)
 	}
 	return cfg, errors.Join(errs...)

@@ -7,10 +7,10 @@ import (
 	"strings"
 
 	"github.com/slipway/slipway/pkg/blob"
-	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/qemuimg"
 	"github.com/slipway/slipway/pkg/run"
+	"github.com/slipway/slipway/pkg/worker"
 )
 
 // Environment variables read by ConfigFromEnv.
@@ -56,7 +56,7 @@ func ConfigFromEnv() (Config, error) {
 	if cfg.Locations, err = blob.LocationsFromEnv(); err != nil {
 		return cfg, err
 	}
-	if cfg.JobDeadline, err = run.EnvDuration(bus.EnvJobDeadline, bus.DefaultJobDeadline); err != nil {
+	if cfg.JobDeadline, err = worker.JobDeadlineFromEnv(); err != nil {
 		return cfg, err
 	}
 	return cfg, nil

@@ -4,8 +4,8 @@ import (
 	"errors"
 
 	"github.com/slipway/slipway/pkg/blob"
-	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/run"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/services/crypto-luks/keywrap"
 	"github.com/slipway/slipway/services/crypto-luks/luks"
 )
@@ -41,7 +41,7 @@ func ConfigFromEnv(defaultKEKFile string) (Config, error) {
 	errs = append(errs, err)
 	cfg.Locations, err = blob.LocationsFromEnv()
 	errs = append(errs, err)
-	cfg.JobDeadline, err = run.EnvDuration(bus.EnvJobDeadline, bus.DefaultJobDeadline)
+	cfg.JobDeadline, err = worker.JobDeadlineFromEnv()
 	errs = append(errs, err)
 	return cfg, errors.Join(errs...)
 }

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/run"
+	"github.com/slipway/slipway/pkg/worker"
 )
 
 // Environment variables read by ConfigFromEnv.
@@ -39,7 +39,7 @@ func ConfigFromEnv() (Config, error) {
 	if cfg.MaxDeliver, err = run.EnvInt(EnvMaxDeliver, DefaultMaxDeliver); err != nil {
 		errs = append(errs, err)
 	}
-	if cfg.JobDeadline, err = run.EnvDuration(bus.EnvJobDeadline, bus.DefaultJobDeadline); err != nil {
+	if cfg.JobDeadline, err = worker.JobDeadlineFromEnv(); err != nil {
 		errs = append(errs, err)
 	}
 	return cfg, errors.Join(errs...)
