@@ -65,14 +65,15 @@ func TestEveryContractMessageExists(t *testing.T) {
 		"cmd converter.create-blank":      "ConverterCreateBlank",
 		"evt catalog.image-created":       "Image",
 		"evt catalog.state-changed":       "StateChanged",
+		"evt catalog.image-progress":      "ImageProgress",
 		"evt catalog.image-updated":       "Image",
 		"evt catalog.image-deleted":       "ImageDeleted",
 		"evt catalog.failed":              "CatalogFailed",
-		"evt converter.progress":          "ConverterProgress",
+		"evt converter.progress":          "Progress",
 		"evt converter.converted":         "ConverterConverted",
 		"evt converter.failed":            "ConverterFailed",
 		"cmd builder.build":               "BuilderBuild",
-		"evt builder.progress":            "BuilderProgress",
+		"evt builder.progress":            "Progress",
 		"evt builder.built":               "BuilderBuilt",
 		"evt builder.failed":              "BuilderFailed",
 		"cmd market-dockerhub.resolve":    "MarketDockerhubResolve",
@@ -106,7 +107,7 @@ func TestEveryContractMessageExists(t *testing.T) {
 		"cmd crypto-luks.slot-remove":   "CryptoLuksSlotRemove",
 		"cmd crypto-luks.rotate":        "CryptoLuksRotate",
 		"cmd crypto-luks.rotate-kek":    "CryptoLuksRotateKEK",
-		"evt crypto-luks.progress":      "CryptoLuksProgress",
+		"evt crypto-luks.progress":      "Progress",
 		"evt crypto-luks.slots-changed": "CryptoLuksSlotsChanged",
 		"evt crypto-luks.kek-rotated":   "CryptoLuksKEKRotated",
 		// Issue #4: kernel-registry.
@@ -306,7 +307,8 @@ func TestInvalidPayloadsNameTheField(t *testing.T) {
 		{"evt", "catalog", "image-created", `{"id":1,"name":"a","datastore":"default","type":"OS","persistent":false,"state":"READY","rvms":0,"created_at":"yesterday","updated_at":"2025-01-01T00:00:00Z"}`, "/created_at: \"yesterday\" is not a valid date-time"},
 		{"evt", "catalog", "image-updated", `{"id":1,"name":"a","datastore":"default","type":"OS","persistent":false,"state":"READY","rvms":0,"created_at":"2025-01-01T00:00:00Z","updated_at":"2025-01-01T00:00:00Z","sha256":"ABC"}`, "/sha256:"},
 		{"evt", "catalog", "failed", `{"command":"slipway.cmd.catalog.image-create","error":""}`, "/error: must not be empty"},
-		{"evt", "converter", "progress", `{"image_id":1,"phase":"resize","bytes_done":0,"bytes_total":0}`, "/phase:"},
+		{"evt", "converter", "progress", `{"image_id":1,"phase":"fetch\u001b[2J","bytes_done":0,"bytes_total":0}`, "/phase:"},
+		{"evt", "catalog", "image-progress", `{"id":1,"step":"Convert","phase":"fetch","bytes_done":0,"bytes_total":0}`, "/step:"},
 		{"evt", "converter", "converted", `{"image_id":1,` + okDest + `,"format":"qcow2","virtual_size":1,"size":-1,"sha256":"` + sha + `"}`, "/size: must be >= 0"},
 		{"evt", "converter", "failed", `{"image_id":1,"phase":"fetch","error":"x"}`, "/retryable: is required"},
 		// Query requests and replies.
@@ -375,8 +377,13 @@ func TestValidateValue(t *testing.T) {
 		t.Errorf("valid ImageCreate: %v", err)
 	}
 	// A zero required enum is sent as "" and must be caught before publishing.
-	err := ValidateValue("evt", "converter", "progress", ConverterProgress{ImageID: 1})
-	if err == nil || !strings.Contains(err.Error(), "/phase: is \"\"") {
+	err := ValidateValue("evt", "catalog", "state-changed", StateChanged{ID: 1})
+	if err == nil || !strings.Contains(err.Error(), "/to: is \"\"") {
+		t.Errorf("zero state: %v", err)
+	}
+	// So is a zero phase of a progress event.
+	err = ValidateValue("evt", "converter", "progress", Progress{ImageID: 1})
+	if err == nil || !strings.Contains(err.Error(), "/phase: \"\" does not match") {
 		t.Errorf("zero phase: %v", err)
 	}
 	id := int64(0)

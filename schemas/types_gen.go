@@ -781,6 +781,25 @@ type CatalogDatastore struct {
 	Types []ImageType `json:"types"`
 }
 
+// Progress is defined in defs.json. It is the payload of event builder.progress, event
+// converter.progress, event crypto-luks.progress.
+//
+// How far a worker's job for an image got: the one progress shape of every worker, published
+// about once a second while it changes.
+type Progress struct {
+	// Image the job is for.
+	ImageID int64 `json:"image_id"`
+
+	// Current phase of the job.
+	Phase string `json:"phase"`
+
+	// Bytes processed in this phase.
+	BytesDone int64 `json:"bytes_done"`
+
+	// Bytes this phase will process; 0 when unknown.
+	BytesTotal int64 `json:"bytes_total"`
+}
+
 // ConverterJob is defined in defs.json.
 //
 // A converter job in flight, as the jobs query lists it.
@@ -869,10 +888,10 @@ type LuksJob struct {
 	Phase LuksPhase `json:"phase"`
 
 	// Bytes processed in this phase.
-	Done int64 `json:"done"`
+	BytesDone int64 `json:"bytes_done"`
 
 	// Bytes this phase will process; 0 when unknown.
-	Total int64 `json:"total"`
+	BytesTotal int64 `json:"bytes_total"`
 
 	// Delivery count of the command (1 on the first attempt).
 	Delivered int64 `json:"delivered"`
@@ -1650,24 +1669,6 @@ type BuilderFailed struct {
 	Retryable bool `json:"retryable"`
 }
 
-// BuilderProgress is the payload of event builder.progress
-// (https://slipway.dev/schemas/evt/builder.progress.json).
-//
-// How far a builder job got; published about once a second.
-type BuilderProgress struct {
-	// Image the job is for.
-	ImageID int64 `json:"image_id"`
-
-	// Current phase.
-	Phase BuilderPhase `json:"phase"`
-
-	// Bytes processed in this phase.
-	BytesDone int64 `json:"bytes_done"`
-
-	// Bytes this phase will process; 0 when unknown.
-	BytesTotal int64 `json:"bytes_total"`
-}
-
 // CatalogFailed is the payload of event catalog.failed
 // (https://slipway.dev/schemas/evt/catalog.failed.json).
 //
@@ -1693,6 +1694,29 @@ type ImageDeleted struct {
 
 	// Its name.
 	Name string `json:"name"`
+}
+
+// ImageProgress is the payload of event catalog.image-progress
+// (https://slipway.dev/schemas/evt/catalog.image-progress.json).
+//
+// How far the work on an image got, whatever worker does it: the catalog republishes the
+// progress of the worker running the current step of the image's saga under the image, so a
+// watcher follows one subject.
+type ImageProgress struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// The saga step the work belongs to (the step whose command the worker runs).
+	Step string `json:"step"`
+
+	// The worker's current phase in that step.
+	Phase string `json:"phase"`
+
+	// Bytes processed in this phase.
+	BytesDone int64 `json:"bytes_done"`
+
+	// Bytes this phase will process; 0 when unknown.
+	BytesTotal int64 `json:"bytes_total"`
 }
 
 // ImageReleased is the payload of event catalog.image-released
@@ -1800,24 +1824,6 @@ type ConverterFailed struct {
 	Retryable bool `json:"retryable"`
 }
 
-// ConverterProgress is the payload of event converter.progress
-// (https://slipway.dev/schemas/evt/converter.progress.json).
-//
-// How far a converter job got; published about once a second.
-type ConverterProgress struct {
-	// Image the job is for.
-	ImageID int64 `json:"image_id"`
-
-	// Current phase.
-	Phase ConverterPhase `json:"phase"`
-
-	// Bytes processed in this phase.
-	BytesDone int64 `json:"bytes_done"`
-
-	// Bytes this phase will process; 0 when unknown.
-	BytesTotal int64 `json:"bytes_total"`
-}
-
 // CryptoLuksEncrypted is the payload of event crypto-luks.encrypted
 // (https://slipway.dev/schemas/evt/crypto-luks.encrypted.json).
 //
@@ -1873,24 +1879,6 @@ type CryptoLuksKEKRotated struct {
 
 	// The old KEKs the service was configured with.
 	OldKekIds []string `json:"old_kek_ids,omitempty"`
-}
-
-// CryptoLuksProgress is the payload of event crypto-luks.progress
-// (https://slipway.dev/schemas/evt/crypto-luks.progress.json).
-//
-// How far a crypto-luks job got; published about once a second while it changes.
-type CryptoLuksProgress struct {
-	// Image the job is for.
-	ImageID int64 `json:"image_id"`
-
-	// Current phase.
-	Phase LuksPhase `json:"phase"`
-
-	// Bytes processed in this phase.
-	Done int64 `json:"done"`
-
-	// Bytes this phase will process; 0 when unknown.
-	Total int64 `json:"total"`
 }
 
 // CryptoLuksSlotsChanged is the payload of event crypto-luks.slots-changed
@@ -2618,6 +2606,7 @@ const (
 	EventCatalogFailed                = "failed"
 	EventCatalogImageCreated          = "image-created"
 	EventCatalogImageDeleted          = "image-deleted"
+	EventCatalogImageProgress         = "image-progress"
 	EventCatalogImageReleased         = "image-released"
 	EventCatalogImageUpdated          = "image-updated"
 	EventCatalogImageUsed             = "image-used"
@@ -2718,21 +2707,22 @@ var registry = []registered{
 	{kind: "cmd", service: "market-dockerhub", name: "resolve", file: "cmd/market-dockerhub.resolve.json", typ: reflect.TypeFor[MarketDockerhubResolve]()},
 	{kind: "evt", service: "builder", name: "built", file: "evt/builder.built.json", typ: reflect.TypeFor[BuilderBuilt]()},
 	{kind: "evt", service: "builder", name: "failed", file: "evt/builder.failed.json", typ: reflect.TypeFor[BuilderFailed]()},
-	{kind: "evt", service: "builder", name: "progress", file: "evt/builder.progress.json", typ: reflect.TypeFor[BuilderProgress]()},
+	{kind: "evt", service: "builder", name: "progress", file: "evt/builder.progress.json", typ: reflect.TypeFor[Progress]()},
 	{kind: "evt", service: "catalog", name: "failed", file: "evt/catalog.failed.json", typ: reflect.TypeFor[CatalogFailed]()},
 	{kind: "evt", service: "catalog", name: "image-created", file: "evt/catalog.image-created.json", typ: reflect.TypeFor[Image]()},
 	{kind: "evt", service: "catalog", name: "image-deleted", file: "evt/catalog.image-deleted.json", typ: reflect.TypeFor[ImageDeleted]()},
+	{kind: "evt", service: "catalog", name: "image-progress", file: "evt/catalog.image-progress.json", typ: reflect.TypeFor[ImageProgress]()},
 	{kind: "evt", service: "catalog", name: "image-released", file: "evt/catalog.image-released.json", typ: reflect.TypeFor[ImageReleased]()},
 	{kind: "evt", service: "catalog", name: "image-updated", file: "evt/catalog.image-updated.json", typ: reflect.TypeFor[Image]()},
 	{kind: "evt", service: "catalog", name: "image-used", file: "evt/catalog.image-used.json", typ: reflect.TypeFor[ImageUsed]()},
 	{kind: "evt", service: "catalog", name: "state-changed", file: "evt/catalog.state-changed.json", typ: reflect.TypeFor[StateChanged]()},
 	{kind: "evt", service: "converter", name: "converted", file: "evt/converter.converted.json", typ: reflect.TypeFor[ConverterConverted]()},
 	{kind: "evt", service: "converter", name: "failed", file: "evt/converter.failed.json", typ: reflect.TypeFor[ConverterFailed]()},
-	{kind: "evt", service: "converter", name: "progress", file: "evt/converter.progress.json", typ: reflect.TypeFor[ConverterProgress]()},
+	{kind: "evt", service: "converter", name: "progress", file: "evt/converter.progress.json", typ: reflect.TypeFor[Progress]()},
 	{kind: "evt", service: "crypto-luks", name: "encrypted", file: "evt/crypto-luks.encrypted.json", typ: reflect.TypeFor[CryptoLuksEncrypted]()},
 	{kind: "evt", service: "crypto-luks", name: "failed", file: "evt/crypto-luks.failed.json", typ: reflect.TypeFor[CryptoLuksFailed]()},
 	{kind: "evt", service: "crypto-luks", name: "kek-rotated", file: "evt/crypto-luks.kek-rotated.json", typ: reflect.TypeFor[CryptoLuksKEKRotated]()},
-	{kind: "evt", service: "crypto-luks", name: "progress", file: "evt/crypto-luks.progress.json", typ: reflect.TypeFor[CryptoLuksProgress]()},
+	{kind: "evt", service: "crypto-luks", name: "progress", file: "evt/crypto-luks.progress.json", typ: reflect.TypeFor[Progress]()},
 	{kind: "evt", service: "crypto-luks", name: "slots-changed", file: "evt/crypto-luks.slots-changed.json", typ: reflect.TypeFor[CryptoLuksSlotsChanged]()},
 	{kind: "evt", service: "kernel-registry", name: "added", file: "evt/kernel-registry.added.json", typ: reflect.TypeFor[Kernel]()},
 	{kind: "evt", service: "kernel-registry", name: "examined", file: "evt/kernel-registry.examined.json", typ: reflect.TypeFor[Kernel]()},

@@ -25,13 +25,6 @@ import (
 
 type phase string
 
-type progressEvent struct {
-	ImageID    int64 `json:"image_id"`
-	Phase      phase `json:"phase"`
-	BytesDone  int64 `json:"bytes_done"`
-	BytesTotal int64 `json:"bytes_total"`
-}
-
 type status struct {
 	ID         string    `json:"id"`
 	ImageID    int64     `json:"image_id"`
@@ -53,15 +46,10 @@ type job struct {
 	jobs.Progress[phase]
 }
 
-func (j *job) Snapshot() (progressEvent, bool) {
-	d, t := j.Bytes()
-	return progressEvent{ImageID: j.imageID, Phase: j.Phase(), BytesDone: d, BytesTotal: t}, j.Phase() != ""
-}
-
 func (j *job) Status() status {
-	p, _ := j.Snapshot()
+	done, total := j.Bytes()
 	return status{ID: j.id, ImageID: j.imageID, Reference: "docker.io/library/alpine@sha256:" + strings.Repeat("ab", 32), Kind: "container",
-		Phase: string(p.Phase), BytesDone: p.BytesDone, BytesTotal: p.BytesTotal,
+		Phase: string(j.Phase()), BytesDone: done, BytesTotal: total,
 		Dest: "s3://slipway-uploads/builds/1/disk.raw", Delivered: j.delivered, StartedAt: j.started}
 }
 
@@ -76,7 +64,7 @@ type harness struct {
 	ctx     context.Context
 	b       *bus.Bus
 	w       *Worker
-	tracker Tracker[progressEvent, status]
+	tracker Tracker[phase, status]
 	release chan struct{}
 	started chan struct{}
 	events  *testenv.Recorder
@@ -133,7 +121,7 @@ func (h *harness) handle(ctx context.Context, m *bus.Msg) error {
 	}
 	j := &job{id: m.Envelope.ID, imageID: cmd.ImageID, delivered: m.Delivered, started: time.Now().UTC()}
 	j.SetPhase("pull", 100)
-	stop := h.tracker.Start(ctx, h.w, m, Token(cmd.ImageID), j)
+	stop := h.tracker.Start(ctx, h.w, m, cmd.ImageID, j)
 	var err error
 	switch cmd.Mode {
 	case "terminal":

@@ -49,7 +49,7 @@ func (s *Service) handleBuild(ctx context.Context, m *bus.Msg) error {
 	j := &job{id: m.Envelope.ID, reference: cmd.Reference, kind: string(cmd.Kind), dest: cmd.Dest,
 		imageID: cmd.ImageID, delivered: m.Delivered, started: time.Now().UTC()}
 	j.SetPhase(schemas.BuilderPhasePull, 0)
-	stop := s.jobs.Start(ctx, s.w, m, idToken(cmd.ImageID), j)
+	stop := s.jobs.Start(ctx, s.w, m, cmd.ImageID, j)
 	out, err := s.runBuild(ctx, j, cmd)
 	stop()
 	return s.finish(ctx, m, cmd, out, err)

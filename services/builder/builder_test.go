@@ -235,7 +235,7 @@ func push(t *testing.T, reg, repo string, files []file, c v1.Config) string {
 
 // build sends a build command and returns the final event (built or
 // failed) with the progress events seen before it.
-func (h *harness) build(cmd schemas.BuilderBuild, v any) (event string, progress []schemas.BuilderProgress) {
+func (h *harness) build(cmd schemas.BuilderBuild, v any) (event string, progress []schemas.Progress) {
 	h.t.Helper()
 	if _, err := h.cli.Command(h.ctx, Name, "build", cmd, bus.WithCorrelation(testSaga)); err != nil {
 		h.t.Fatal(err)
@@ -252,7 +252,7 @@ func (h *harness) build(cmd schemas.BuilderBuild, v any) (event string, progress
 				h.t.Fatalf("event %s for another image", m.Subject)
 			}
 			if kind == "progress" {
-				var p schemas.BuilderProgress
+				var p schemas.Progress
 				mustJSON(h.t, m.Data, &p)
 				progress = append(progress, p)
 				continue

@@ -31,15 +31,9 @@ type job struct {
 	jobs.Progress[schemas.BuilderPhase]
 }
 
-// Snapshot is the job's progress event; false before its first phase.
-func (j *job) Snapshot() (schemas.BuilderProgress, bool) {
-	done, total := j.Bytes()
-	return schemas.BuilderProgress{ImageID: j.imageID, Phase: j.Phase(), BytesDone: done, BytesTotal: total}, j.Phase() != ""
-}
-
 // Status is the job as the jobs endpoint shows it.
 func (j *job) Status() JobStatus {
-	p, _ := j.Snapshot()
-	return JobStatus{ID: j.id, ImageID: j.imageID, Reference: j.reference, Kind: j.kind, Phase: string(p.Phase),
-		BytesDone: p.BytesDone, BytesTotal: p.BytesTotal, Dest: j.dest, Delivered: j.delivered, StartedAt: j.started}
+	done, total := j.Bytes()
+	return JobStatus{ID: j.id, ImageID: j.imageID, Reference: j.reference, Kind: j.kind, Phase: string(j.Phase()),
+		BytesDone: done, BytesTotal: total, Dest: j.dest, Delivered: j.delivered, StartedAt: j.started}
 }

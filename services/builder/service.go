@@ -81,7 +81,7 @@ type Service struct {
 	cfg   Config
 	log   *slog.Logger
 	w     *worker.Worker
-	jobs  worker.Tracker[schemas.BuilderProgress, JobStatus]
+	jobs  worker.Tracker[schemas.BuilderPhase, JobStatus]
 }
 
 // New returns a builder publishing on b and storing in store.

@@ -19,7 +19,7 @@ func (s *Service) handleCreateBlank(ctx context.Context, m *bus.Msg) error {
 		return s.reject(ctx, m, schemas.ConverterPhaseMkfs, err)
 	}
 	j := s.start(m, "create-blank", schemas.ConverterPhaseMkfs, cmd.ImageID, "", cmd.Dest)
-	stop := s.jobs.Start(ctx, s.w, m, idToken(cmd.ImageID), j)
+	stop := s.jobs.Start(ctx, s.w, m, cmd.ImageID, j)
 	out, err := s.runCreateBlank(ctx, j, cmd)
 	stop()
 	return s.finish(ctx, m, cmd.ImageID, cmd.Dest, out, err)

@@ -219,9 +219,9 @@ func TestImportHTTPGzipWithProgressAndJobs(t *testing.T) {
 		Checksum: "sha256:" + hex.EncodeToString(sum[:]), Dest: dest})
 
 	// A progress event for the fetch, and the job in the jobs endpoint.
-	var progress schemas.ConverterProgress
+	var progress schemas.Progress
 	waitFor(t, h.events, "slipway.evt.converter.progress.7", &progress)
-	if progress.Phase != schemas.ConverterPhaseFetch || progress.BytesDone == 0 || progress.BytesTotal != int64(len(body)) {
+	if progress.Phase != string(schemas.ConverterPhaseFetch) || progress.BytesDone == 0 || progress.BytesTotal != int64(len(body)) {
 		t.Errorf("progress %+v", progress)
 	}
 	var jobs struct{ Jobs []JobStatus }

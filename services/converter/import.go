@@ -43,7 +43,7 @@ func (s *Service) handleImport(ctx context.Context, m *bus.Msg) error {
 		return s.reject(ctx, m, schemas.ConverterPhaseFetch, err)
 	}
 	j := s.start(m, "import", schemas.ConverterPhaseFetch, cmd.ImageID, cmd.Source, cmd.Dest)
-	stop := s.jobs.Start(ctx, s.w, m, idToken(cmd.ImageID), j)
+	stop := s.jobs.Start(ctx, s.w, m, cmd.ImageID, j)
 	out, err := s.runImport(ctx, j, cmd)
 	stop()
 	return s.finish(ctx, m, cmd.ImageID, cmd.Dest, out, err)

@@ -32,17 +32,11 @@ type job struct {
 	jobs.Progress[schemas.ConverterPhase]
 }
 
-// Snapshot is the job's progress event; false before its first phase.
-func (j *job) Snapshot() (schemas.ConverterProgress, bool) {
-	done, total := j.Bytes()
-	return schemas.ConverterProgress{ImageID: j.imageID, Phase: j.Phase(), BytesDone: done, BytesTotal: total}, j.Phase() != ""
-}
-
 // Status is the job as the jobs endpoint shows it.
 func (j *job) Status() JobStatus {
-	p, _ := j.Snapshot()
-	return JobStatus{ID: j.id, Command: j.command, ImageID: j.imageID, Phase: string(p.Phase),
-		BytesDone: p.BytesDone, BytesTotal: p.BytesTotal, Source: redact(j.source), Dest: j.dest,
+	done, total := j.Bytes()
+	return JobStatus{ID: j.id, Command: j.command, ImageID: j.imageID, Phase: string(j.Phase()),
+		BytesDone: done, BytesTotal: total, Source: redact(j.source), Dest: j.dest,
 		Delivered: j.delivered, StartedAt: j.started}
 }
 

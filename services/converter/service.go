@@ -83,7 +83,7 @@ type Service struct {
 	log    *slog.Logger
 	tracer trace.Tracer
 	w      *worker.Worker
-	jobs   worker.Tracker[schemas.ConverterProgress, JobStatus]
+	jobs   worker.Tracker[schemas.ConverterPhase, JobStatus]
 }
 
 // New returns a converter publishing on b and storing in store.

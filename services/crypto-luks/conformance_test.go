@@ -49,7 +49,7 @@ func TestConformance(t *testing.T) {
 		return func(saga string) string { return blob.URL("dst", blob.AttemptPrefix(id, saga)+"disk.luks") }
 	}
 	workertest.Run(t, workertest.Adapter{
-		Client: e.bus, Service: Name, Succeeded: "encrypted", Failed: "failed", DoneField: "done",
+		Client: e.bus, Service: Name, Succeeded: "encrypted", Failed: "failed",
 		Start: func(t *testing.T) func() {
 			b, err := bus.Connect(context.Background(), bus.Config{URL: e.url, Service: Name, Logger: quiet()})
 			if err != nil {

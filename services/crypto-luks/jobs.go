@@ -11,14 +11,14 @@ import (
 
 // JobStatus is one in-flight job as the jobs query reports it.
 type JobStatus struct {
-	ID        string    `json:"id"` // ce-id of the command
-	Command   string    `json:"command"`
-	ImageID   int64     `json:"image_id"`
-	Phase     string    `json:"phase"`
-	Done      int64     `json:"done"`
-	Total     int64     `json:"total"`
-	Delivered uint64    `json:"delivered"`
-	StartedAt time.Time `json:"started_at"`
+	ID         string    `json:"id"` // ce-id of the command
+	Command    string    `json:"command"`
+	ImageID    int64     `json:"image_id"`
+	Phase      string    `json:"phase"`
+	BytesDone  int64     `json:"bytes_done"`
+	BytesTotal int64     `json:"bytes_total"`
+	Delivered  uint64    `json:"delivered"`
+	StartedAt  time.Time `json:"started_at"`
 }
 
 // job is the live state of one command that moves an image's bytes.
@@ -31,16 +31,10 @@ type job struct {
 	jobs.Progress[schemas.LuksPhase]
 }
 
-// Snapshot is the job's progress event; false before its first phase.
-func (j *job) Snapshot() (schemas.CryptoLuksProgress, bool) {
-	done, total := j.Bytes()
-	return schemas.CryptoLuksProgress{ImageID: j.imageID, Phase: j.Phase(), Done: done, Total: total}, j.Phase() != ""
-}
-
 // Status is the job as the jobs query shows it.
 func (j *job) Status() JobStatus {
-	p, _ := j.Snapshot()
-	return JobStatus{ID: j.id, Command: j.command, ImageID: j.imageID, Phase: string(p.Phase), Done: p.Done, Total: p.Total,
+	done, total := j.Bytes()
+	return JobStatus{ID: j.id, Command: j.command, ImageID: j.imageID, Phase: string(j.Phase()), BytesDone: done, BytesTotal: total,
 		Delivered: j.delivered, StartedAt: j.started}
 }
 
@@ -48,5 +42,5 @@ func (j *job) Status() JobStatus {
 func (s *Service) startJob(ctx context.Context, m *bus.Msg, imageID int64, first schemas.LuksPhase) (*job, func()) {
 	j := &job{id: m.Envelope.ID, command: m.Name, imageID: imageID, delivered: m.Delivered, started: time.Now().UTC()}
 	j.SetPhase(first, 0)
-	return j, s.jobs.Start(ctx, s.w, m, idToken(imageID), j)
+	return j, s.jobs.Start(ctx, s.w, m, imageID, j)
 }

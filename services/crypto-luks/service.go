@@ -70,7 +70,7 @@ type Service struct {
 	luks  *luks.Runner
 	db    *secretStore
 	w     *worker.Worker
-	jobs  worker.Tracker[schemas.CryptoLuksProgress, JobStatus]
+	jobs  worker.Tracker[schemas.LuksPhase, JobStatus]
 	// err is a configuration error Run reports (see NewFromEnv).
 	err error
 }

@@ -8,9 +8,10 @@
 //     lost ack) ends in exactly one success event in the event stream.
 //   - BadCommand: a command wrong as sent gets exactly one failed event and
 //     no success, and is not retried.
-//   - ProgressMonotone: progress events of a job never go back: within a
-//     phase the byte counter does not decrease, and a phase left is never
-//     entered again.
+//   - ProgressMonotone: progress events of a job are the one progress
+//     shape (schemas.Progress, valid against the worker's progress schema)
+//     and never go back: within a phase bytes_done does not decrease, and
+//     a phase left is never entered again.
 //   - KillMidJob: a worker stopped during a job, and a new one started,
 //     bring the command to exactly one terminal event (success or failed).
 //   - JobsQuery: the `jobs` query lists the job in flight, with its
@@ -22,6 +23,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -30,6 +32,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/schemas"
 )
 
 // Timeout bounds each wait of the suite (a job, an event, a redelivery).
@@ -58,9 +61,6 @@ type Adapter struct {
 	// Succeeded and Failed name the success and failure events
 	// ("converted", "failed").
 	Succeeded, Failed string
-	// DoneField is the byte counter of the progress events; default
-	// "bytes_done".
-	DoneField string
 	// Start runs a new worker; it returns once the worker serves queries,
 	// and stop returns once the worker's Run has. The worker's AckWait
 	// should be short (a few seconds): KillMidJob waits for a redelivery.
@@ -77,9 +77,6 @@ type Adapter struct {
 // Run runs every check of the suite as a subtest of t.
 func Run(t *testing.T, a Adapter) {
 	t.Helper()
-	if a.DoneField == "" {
-		a.DoneField = "bytes_done"
-	}
 	s := &suite{a: a}
 	t.Run("Redelivery", s.redelivery)
 	t.Run("BadCommand", s.badCommand)
@@ -277,24 +274,21 @@ func (s *suite) badCommand(t *testing.T) {
 	}
 }
 
-// progress is what the suite reads of a progress event.
-type progress struct {
-	phase string
-	done  int64
-}
-
-func (s *suite) decodeProgress(t *testing.T, m *nats.Msg) progress {
+// decodeProgress reads a progress event, which must be the one progress
+// shape every worker publishes, about the command's image.
+func (s *suite) decodeProgress(t *testing.T, m *nats.Msg, id string) schemas.Progress {
 	t.Helper()
-	var v map[string]any
-	if err := json.Unmarshal(m.Data, &v); err != nil {
+	if err := schemas.Validate(schemas.KindEvent, s.a.Service, "progress", m.Data); err != nil {
 		t.Fatalf("progress %s: %v", m.Data, err)
 	}
-	phase, _ := v["phase"].(string)
-	done, ok := v[s.a.DoneField].(float64)
-	if phase == "" || !ok {
-		t.Fatalf("progress %s has no phase or %s", m.Data, s.a.DoneField)
+	var p schemas.Progress
+	if err := json.Unmarshal(m.Data, &p); err != nil {
+		t.Fatalf("progress %s: %v", m.Data, err)
 	}
-	return progress{phase: phase, done: int64(done)}
+	if strconv.FormatInt(p.ImageID, 10) != id {
+		t.Fatalf("progress %s on the subject of %s", m.Data, id)
+	}
+	return p
 }
 
 func (s *suite) progressMonotone(t *testing.T) {
@@ -315,23 +309,23 @@ func (s *suite) progressMonotone(t *testing.T) {
 	}
 	s.drained(t, ctx) // the worker stops once it is done with the command
 	var left []string
-	var last *progress
+	var last *schemas.Progress
 	for _, m := range seen {
 		if m.Subject != s.subject("progress", cmd.ID) {
 			continue
 		}
-		p := s.decodeProgress(t, m)
+		p := s.decodeProgress(t, m, cmd.ID)
 		switch {
 		case last == nil:
-		case p.phase == last.phase:
-			if p.done < last.done {
-				t.Errorf("phase %s went back from %d to %d bytes", p.phase, last.done, p.done)
+		case p.Phase == last.Phase:
+			if p.BytesDone < last.BytesDone {
+				t.Errorf("phase %s went back from %d to %d bytes", p.Phase, last.BytesDone, p.BytesDone)
 			}
 		default:
-			if slices.Contains(left, p.phase) {
-				t.Errorf("phase %s entered again after %v", p.phase, left)
+			if slices.Contains(left, p.Phase) {
+				t.Errorf("phase %s entered again after %v", p.Phase, left)
 			}
-			left = append(left, last.phase)
+			left = append(left, last.Phase)
 		}
 		last = &p
 	}

@@ -22,13 +22,6 @@ import (
 // A fake worker run as the builder (whose `jobs` reply schema the bus
 // checks): the suite's own test.
 
-type progressEvent struct {
-	ImageID    int64  `json:"image_id"`
-	Phase      string `json:"phase"`
-	BytesDone  int64  `json:"bytes_done"`
-	BytesTotal int64  `json:"bytes_total"`
-}
-
 type status struct {
 	ID         string    `json:"id"`
 	ImageID    int64     `json:"image_id"`
@@ -50,15 +43,10 @@ type job struct {
 	jobs.Progress[string]
 }
 
-func (j *job) Snapshot() (progressEvent, bool) {
-	d, t := j.Bytes()
-	return progressEvent{ImageID: j.imageID, Phase: j.Phase(), BytesDone: d, BytesTotal: t}, j.Phase() != ""
-}
-
 func (j *job) Status() status {
-	p, _ := j.Snapshot()
+	done, total := j.Bytes()
 	return status{ID: j.id, ImageID: j.imageID, Reference: "docker.io/library/alpine@sha256:" + strings.Repeat("ab", 32),
-		Kind: "disk", Phase: p.Phase, BytesDone: p.BytesDone, BytesTotal: p.BytesTotal,
+		Kind: "disk", Phase: j.Phase(), BytesDone: done, BytesTotal: total,
 		Dest: "s3://slipway-uploads/builds/1/disk.raw", Delivered: j.delivered, StartedAt: j.started}
 }
 
@@ -72,7 +60,7 @@ type command struct {
 // commands.
 type fake struct {
 	w       *worker.Worker
-	tracker worker.Tracker[progressEvent, status]
+	tracker worker.Tracker[string, status]
 	mu      sync.Mutex
 	holds   map[string]chan struct{}
 }
@@ -95,7 +83,7 @@ func (f *fake) handle(ctx context.Context, m *bus.Msg) error {
 	}
 	j := &job{id: m.Envelope.ID, imageID: cmd.ImageID, delivered: m.Delivered, started: time.Now().UTC()}
 	j.SetPhase("pull", 100)
-	stop := f.tracker.Start(ctx, f.w, m, worker.Token(cmd.ImageID), j)
+	stop := f.tracker.Start(ctx, f.w, m, cmd.ImageID, j)
 	var err error
 	if cmd.Hold != "" {
 		for i := int64(1); i <= 3; i++ {
