@@ -63,8 +63,8 @@ func (s *Service) Ready() <-chan struct{} { return s.ready }
 
 // Run sets up streams, KV buckets and datastore buckets, then consumes
 // commands and the converter's, builder's, market's and crypto-luks's
-// events, answers queries and reconciles sagas
-// until ctx ends. It then stops taking new work, lets the handlers in
+// events, republishes the workers' progress under the image, answers
+// queries and reconciles sagas until ctx ends. It then stops taking new work, lets the handlers in
 // flight finish (up to 30s) and returns nil.
 func (s *Service) Run(ctx context.Context) error {
 	if s.bus.Service() != ServiceName {
@@ -88,6 +88,13 @@ func (s *Service) Run(ctx context.Context) error {
 		cmds.Stop()
 		return fmt.Errorf("catalog: %w", err)
 	}
+	stopProgress, err := s.republishProgress(work)
+	if err != nil {
+		cmds.Stop()
+		evts.Stop()
+		return fmt.Errorf("catalog: %w", err)
+	}
+	defer stopProgress()
 	svc, err := s.bus.Serve(s.cfg.Version, "Slipway image catalog", s.endpoints())
 	if err != nil {
 		cmds.Stop()
