@@ -138,11 +138,7 @@ func (g *globals) create(ctx context.Context, spec schemas.ImageCreate, wait boo
 		}
 	}
 
-	filter := "catalog.>"
-	if wait {
-		filter = ">" // progress comes from the converter
-	}
-	w, err := watch(b.Conn(), b.Prefix(), filter)
+	w, err := watch(b.Conn(), b.Prefix(), "catalog.>") // the catalog republishes the workers' progress
 	if err != nil {
 		unstage()
 		return err
@@ -233,8 +229,8 @@ func stripSHA256(checksum string) (string, bool) {
 }
 
 // follow watches image img until it is READY or ERROR, drawing the
-// progress of the worker making it (the converter for imports, crypto-luks
-// for LUKS images). Events drive it; a periodic show covers events a slow
+// progress the catalog republishes under the image, whatever saga step
+// and worker make it. Events drive it; a periodic show covers events a slow
 // terminal made the subscription drop.
 func (g *globals) follow(ctx context.Context, b *bus.Bus, w *watcher, img render.Image) error {
 	id := strconv.Itoa(img.ID)
@@ -265,9 +261,9 @@ func (g *globals) follow(ctx context.Context, b *bus.Bus, w *watcher, img render
 				continue
 			}
 			switch {
-			case ev.Name == "progress":
-				if phase, done, total, ok := workerProgress(ev); ok {
-					bar.update(phase, done, total, time.Now())
+			case ev.Service == schemas.ServiceCatalog && ev.Name == schemas.EventCatalogImageProgress:
+				if p, ok := imageProgress(ev); ok {
+					bar.show(p, time.Now())
 				}
 			case ev.Service == schemas.ServiceCatalog && ev.Name == schemas.EventCatalogStateChanged:
 				var sc schemas.StateChanged
@@ -287,24 +283,6 @@ func (g *globals) follow(ctx context.Context, b *bus.Bus, w *watcher, img render
 			}
 		}
 	}
-}
-
-// workerProgress reads a progress event of a worker whose progress follow
-// draws.
-func workerProgress(ev event) (phase string, done, total int64, ok bool) {
-	switch ev.Service {
-	case schemas.ServiceConverter:
-		var p schemas.ConverterProgress
-		if ev.decode(&p) == nil {
-			return string(p.Phase), p.BytesDone, p.BytesTotal, true
-		}
-	case cryptoLuks:
-		var p schemas.CryptoLuksProgress
-		if ev.decode(&p) == nil {
-			return string(p.Phase), p.Done, p.Total, true
-		}
-	}
-	return "", 0, 0, false
 }
 
 func (g *globals) finishReady(ctx context.Context, b *bus.Bus, id int64) error {

@@ -321,3 +321,21 @@ func TestEndToEndErrorIsReported(t *testing.T) {
 		t.Errorf("after hostile import: %+v", images)
 	}
 }
+
+// TestEndToEndWaitShowsCatalogProgress: `image create --wait` draws the
+// progress of a real import, which it can only have from the catalog's
+// image-progress subject (it subscribes to the catalog's events alone),
+// named by the saga step and the converter's phases.
+func TestEndToEndWaitShowsCatalogProgress(t *testing.T) {
+	// Workers report often, so that a small import reports at all.
+	t.Setenv("SLIPWAY_PROGRESS_INTERVAL", "5ms")
+	flags, _ := stack(t)
+	disk := qcow2(t)
+	r := must(t, slipway(t, flags, "image", "create", "--name", "progress", "--path", disk, "--format", "raw", "--wait", "--timeout", "2m"))
+	if !strings.Contains(r.stdout, "image 0: READY format raw") {
+		t.Errorf("create --wait stdout:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stderr, "image 0 convert/") {
+		t.Errorf("create --wait drew no progress of the convert step:\n%s", r.stderr)
+	}
+}

@@ -134,7 +134,7 @@ func (g *globals) newLuksImage(ctx context.Context, b *bus.Bus, verb string, req
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	w, err := watch(b.Conn(), b.Prefix(), ">") // progress comes from crypto-luks
+	w, err := watch(b.Conn(), b.Prefix(), "catalog.>") // the catalog republishes crypto-luks's progress
 	if err != nil {
 		return err
 	}

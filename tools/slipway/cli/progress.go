@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"time"
 
 	"golang.org/x/term"
 
+	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/tools/slipway/render"
 )
 
@@ -26,7 +28,7 @@ type progressView struct {
 	label string
 	tty   bool
 
-	phase      string
+	phase      string // the label of the step and phase drawn
 	phaseStart time.Time
 	startDone  int64
 	lastDraw   time.Time
@@ -46,18 +48,24 @@ const (
 // update records bytes done of total (0: unknown) in phase at now and
 // draws when it is time to.
 func (p *progressView) update(phase string, done, total int64, now time.Time) {
-	newPhase := phase != p.phase
+	p.show(render.Progress{Phase: phase, Done: done, Total: total}, now)
+}
+
+// show records prog (its rate is measured here) at now and draws when it
+// is time to. A new step or phase starts a new measure and line.
+func (p *progressView) show(prog render.Progress, now time.Time) {
+	done, total := prog.Done, prog.Total
+	newPhase := prog.Label() != p.phase
 	if newPhase {
-		p.phase, p.phaseStart, p.startDone = phase, now, done
+		p.phase, p.phaseStart, p.startDone = prog.Label(), now, done
 	}
 	// The rate is the phase's average: progress arrives in bursts (a part
 	// read into memory at once, then sent), so rates between two reports
 	// swing wildly.
-	var rate float64
+	prog.Rate = 0
 	if dt := now.Sub(p.phaseStart).Seconds(); dt >= 0.5 && done > p.startDone {
-		rate = float64(done-p.startDone) / dt
+		prog.Rate = float64(done-p.startDone) / dt
 	}
-	prog := render.Progress{Phase: phase, Done: done, Total: total, Rate: rate}
 	if p.tty {
 		if !newPhase && now.Sub(p.lastDraw) < ttyInterval && done != total {
 			return
@@ -90,4 +98,21 @@ func (p *progressView) prefix() string {
 		return ""
 	}
 	return p.label + " "
+}
+
+// imageProgress reads the catalog's image-progress event: the one
+// progress the CLI follows, whatever saga step or worker it comes from, so
+// a new step needs nothing here. It is checked against its schema first,
+// so what reaches a terminal is never a control sequence someone
+// published.
+func imageProgress(ev event) (render.Progress, bool) {
+	if ev.Service != schemas.ServiceCatalog || ev.Name != schemas.EventCatalogImageProgress ||
+		schemas.Validate(schemas.KindEvent, ev.Service, ev.Name, ev.Data) != nil {
+		return render.Progress{}, false
+	}
+	var p schemas.ImageProgress
+	if ev.decode(&p) != nil || strconv.FormatInt(p.ID, 10) != ev.ID {
+		return render.Progress{}, false
+	}
+	return render.Progress{Step: p.Step, Phase: p.Phase, Done: p.BytesDone, Total: p.BytesTotal}, true
 }

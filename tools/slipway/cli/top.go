@@ -90,9 +90,9 @@ func (m *topModel) apply(ev event, now time.Time) string {
 	case "catalog.image-deleted":
 		delete(m.rows, id)
 		return fmt.Sprintf("image %d deleted", id)
-	case "converter.progress":
-		var p schemas.ConverterProgress
-		if ev.decode(&p) != nil || row == nil {
+	case "catalog." + schemas.EventCatalogImageProgress:
+		p, ok := imageProgress(ev)
+		if !ok || row == nil {
 			return ""
 		}
 		return row.progressed(p, now)
@@ -100,15 +100,14 @@ func (m *topModel) apply(ev event, now time.Time) string {
 	return ""
 }
 
-func (r *topRow) progressed(p schemas.ConverterProgress, now time.Time) string {
-	prog := render.Progress{Phase: string(p.Phase), Done: p.BytesDone, Total: p.BytesTotal}
-	samePhase := r.progress != nil && r.progress.Phase == prog.Phase
+func (r *topRow) progressed(prog render.Progress, now time.Time) string {
+	samePhase := r.progress != nil && r.progress.Label() == prog.Label()
 	if samePhase {
-		if dt := now.Sub(r.prevAt).Seconds(); dt > 0 && p.BytesDone >= r.prevDone {
-			prog.Rate = float64(p.BytesDone-r.prevDone) / dt
+		if dt := now.Sub(r.prevAt).Seconds(); dt > 0 && prog.Done >= r.prevDone {
+			prog.Rate = float64(prog.Done-r.prevDone) / dt
 		}
 	}
-	r.progress, r.prevDone, r.prevAt = &prog, p.BytesDone, now
+	r.progress, r.prevDone, r.prevAt = &prog, prog.Done, now
 	if samePhase && now.Sub(r.lastLine) < plainInterval {
 		return ""
 	}
@@ -136,7 +135,7 @@ func (m *topModel) table(w io.Writer) error {
 		r := m.rows[id]
 		phase, pct, rate := "", "", ""
 		if r.progress != nil {
-			phase = r.progress.Phase
+			phase = r.progress.Label()
 			if p := r.progress.Percent(); p >= 0 {
 				pct = strconv.Itoa(p) + "%"
 			} else {
@@ -171,7 +170,7 @@ func (g *globals) top(ctx context.Context, once bool) error {
 	}
 	defer b.Close()
 	// Subscribe before the snapshot so no change falls between the two.
-	w, err := watch(b.Conn(), b.Prefix(), ">")
+	w, err := watch(b.Conn(), b.Prefix(), "catalog.>")
 	if err != nil {
 		return err
 	}
@@ -209,7 +208,7 @@ func (g *globals) top(ctx context.Context, once bool) error {
 			}
 			line := model.apply(ev, time.Now())
 			if tty {
-				dirty = dirty || line != "" || ev.Name == "progress"
+				dirty = dirty || line != "" || ev.Name == schemas.EventCatalogImageProgress
 			} else if line != "" {
 				fmt.Fprintf(g.io.out, "%s %s\n", time.Now().Format("15:04:05"), line)
 			}

@@ -25,10 +25,12 @@ func TestTopModelFollowsEvents(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	lines := []string{
 		m.apply(ev(t, "catalog", "image-created", "1", render.Image{ID: 1, Name: "new", State: "LOCKED", Type: "DATABLOCK", Datastore: "default"}), t0),
-		m.apply(ev(t, "converter", "progress", "1", map[string]any{"image_id": 1, "phase": "convert", "bytes_done": 0, "bytes_total": 100 << 20}), t0),
-		m.apply(ev(t, "converter", "progress", "1", map[string]any{"image_id": 1, "phase": "convert", "bytes_done": 50 << 20, "bytes_total": 100 << 20}), t0.Add(500*time.Millisecond)),
+		m.apply(ev(t, "catalog", "image-progress", "1", map[string]any{"id": 1, "step": "convert", "phase": "convert", "bytes_done": 0, "bytes_total": 100 << 20}), t0),
+		m.apply(ev(t, "catalog", "image-progress", "1", map[string]any{"id": 1, "step": "convert", "phase": "convert", "bytes_done": 50 << 20, "bytes_total": 100 << 20}), t0.Add(500*time.Millisecond)),
+		// A worker's own progress is not what the CLI follows.
+		m.apply(ev(t, "converter", "progress", "1", map[string]any{"image_id": 1, "phase": "upload", "bytes_done": 0, "bytes_total": 1}), t0.Add(700*time.Millisecond)),
 	}
-	if !strings.Contains(lines[0], `image 1 "new" created`) || !strings.Contains(lines[1], "image 1 convert 0%") || lines[2] != "" {
+	if !strings.Contains(lines[0], `image 1 "new" created`) || !strings.Contains(lines[1], "image 1 convert/convert 0%") || lines[2] != "" || lines[3] != "" {
 		t.Errorf("lines = %q (progress lines at most one a second)", lines)
 	}
 	var b bytes.Buffer
