@@ -9,17 +9,9 @@ import (
 	"github.com/slipway/slipway/schemas"
 )
 
-// JobStatus is one in-flight job as the jobs query reports it.
-type JobStatus struct {
-	ID         string    `json:"id"` // ce-id of the command
-	Command    string    `json:"command"`
-	ImageID    int64     `json:"image_id"`
-	Phase      string    `json:"phase"`
-	BytesDone  int64     `json:"bytes_done"`
-	BytesTotal int64     `json:"bytes_total"`
-	Delivered  uint64    `json:"delivered"`
-	StartedAt  time.Time `json:"started_at"`
-}
+// JobStatus is one in-flight job as the jobs query reports it: the
+// contract's row (schemas/defs.json LuksJob).
+type JobStatus = schemas.LuksJob
 
 // job is the live state of one command that moves an image's bytes.
 type job struct {
@@ -34,8 +26,8 @@ type job struct {
 // Status is the job as the jobs query shows it.
 func (j *job) Status() JobStatus {
 	done, total := j.Bytes()
-	return JobStatus{ID: j.id, Command: j.command, ImageID: j.imageID, Phase: string(j.Phase()), BytesDone: done, BytesTotal: total,
-		Delivered: j.delivered, StartedAt: j.started}
+	return JobStatus{ID: j.id, Command: j.command, ImageID: j.imageID, Phase: j.Phase(), BytesDone: done, BytesTotal: total,
+		Delivered: int64(j.delivered), StartedAt: j.started.Format(time.RFC3339Nano)}
 }
 
 // startJob registers a job for m and reports its progress until stop.
