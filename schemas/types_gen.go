@@ -20,11 +20,6 @@ const (
 	ImageTypeContext   ImageType = "CONTEXT"
 )
 
-// ImageTypeValues returns every ImageType, in schema order.
-func ImageTypeValues() []ImageType {
-	return []ImageType{ImageTypeOS, ImageTypeCDROM, ImageTypeDatablock, ImageTypeKernel, ImageTypeRamdisk, ImageTypeContext}
-}
-
 // ImageState is defined in defs.json.
 //
 // Life-cycle state of an image.
@@ -44,11 +39,6 @@ const (
 	ImageStateLockedUsedPers ImageState = "LOCKED_USED_PERS"
 )
 
-// ImageStateValues returns every ImageState, in schema order.
-func ImageStateValues() []ImageState {
-	return []ImageState{ImageStateLocked, ImageStateReady, ImageStateUsed, ImageStateUsedPers, ImageStateDisabled, ImageStateError, ImageStateDelete, ImageStateClone, ImageStateLockedUsed, ImageStateLockedUsedPers}
-}
-
 // DiskFormat is defined in defs.json.
 //
 // Disk image format (qemu-img names; vpc is VHD).
@@ -66,11 +56,6 @@ const (
 	DiskFormatLUKS  DiskFormat = "luks"
 )
 
-// DiskFormatValues returns every DiskFormat, in schema order.
-func DiskFormatValues() []DiskFormat {
-	return []DiskFormat{DiskFormatRaw, DiskFormatQcow2, DiskFormatVMDK, DiskFormatVDI, DiskFormatVPC, DiskFormatVHDX, DiskFormatISO, DiskFormatLUKS}
-}
-
 // Filesystem is defined in defs.json.
 //
 // Filesystem to make on an empty disk.
@@ -84,11 +69,6 @@ const (
 	FilesystemXFS  Filesystem = "xfs"
 )
 
-// FilesystemValues returns every Filesystem, in schema order.
-func FilesystemValues() []Filesystem {
-	return []Filesystem{FilesystemExt2, FilesystemExt3, FilesystemExt4, FilesystemXFS}
-}
-
 // Compression is defined in defs.json.
 //
 // qcow2 cluster compression.
@@ -99,11 +79,6 @@ const (
 	CompressionZstd Compression = "zstd"
 	CompressionZlib Compression = "zlib"
 )
-
-// CompressionValues returns every Compression, in schema order.
-func CompressionValues() []Compression {
-	return []Compression{CompressionZstd, CompressionZlib}
-}
 
 // ConverterPhase is defined in defs.json.
 //
@@ -119,11 +94,6 @@ const (
 	ConverterPhaseMkfs    ConverterPhase = "mkfs"
 )
 
-// ConverterPhaseValues returns every ConverterPhase, in schema order.
-func ConverterPhaseValues() []ConverterPhase {
-	return []ConverterPhase{ConverterPhaseFetch, ConverterPhaseInspect, ConverterPhaseConvert, ConverterPhaseUpload, ConverterPhaseMkfs}
-}
-
 // BuilderPhase is defined in defs.json.
 //
 // Phase of a builder job.
@@ -136,11 +106,6 @@ const (
 	BuilderPhaseMkfs    BuilderPhase = "mkfs"
 	BuilderPhaseUpload  BuilderPhase = "upload"
 )
-
-// BuilderPhaseValues returns every BuilderPhase, in schema order.
-func BuilderPhaseValues() []BuilderPhase {
-	return []BuilderPhase{BuilderPhasePull, BuilderPhaseFlatten, BuilderPhaseMkfs, BuilderPhaseUpload}
-}
 
 // LuksPhase is defined in defs.json.
 //
@@ -156,11 +121,6 @@ const (
 	LuksPhaseUpload   LuksPhase = "upload"
 )
 
-// LuksPhaseValues returns every LuksPhase, in schema order.
-func LuksPhaseValues() []LuksPhase {
-	return []LuksPhase{LuksPhaseDownload, LuksPhaseEncrypt, LuksPhaseCreate, LuksPhaseAmend, LuksPhaseUpload}
-}
-
 // ContentKind is defined in defs.json.
 //
 // What a container image carries: a container filesystem to build a disk from, or one disk file
@@ -172,11 +132,6 @@ const (
 	ContentKindContainer ContentKind = "container"
 	ContentKindDisk      ContentKind = "disk"
 )
-
-// ContentKindValues returns every ContentKind, in schema order.
-func ContentKindValues() []ContentKind {
-	return []ContentKind{ContentKindContainer, ContentKindDisk}
-}
 
 // VMState is defined in defs.json.
 //
@@ -195,11 +150,6 @@ const (
 	VMStateFailed   VMState = "FAILED"
 )
 
-// VMStateValues returns every VMState, in schema order.
-func VMStateValues() []VMState {
-	return []VMState{VMStatePending, VMStateProlog, VMStateBoot, VMStateRunning, VMStatePoweroff, VMStateEpilog, VMStateDone, VMStateFailed}
-}
-
 // VMBootMode is defined in defs.json.
 //
 // How the kernel is entered: its PVH entry (uncompressed ELF) or the Linux boot protocol.
@@ -211,11 +161,6 @@ const (
 	VMBootModeLinux VMBootMode = "linux"
 )
 
-// VMBootModeValues returns every VMBootMode, in schema order.
-func VMBootModeValues() []VMBootMode {
-	return []VMBootMode{VMBootModePvh, VMBootModeLinux}
-}
-
 // VMAccel is defined in defs.json.
 //
 // A QEMU accelerator: KVM, or TCG (software emulation).
@@ -226,11 +171,6 @@ const (
 	VMAccelKvm VMAccel = "kvm"
 	VMAccelTcg VMAccel = "tcg"
 )
-
-// VMAccelValues returns every VMAccel, in schema order.
-func VMAccelValues() []VMAccel {
-	return []VMAccel{VMAccelKvm, VMAccelTcg}
-}
 
 // MarketMAD is defined in defs.json.
 //
@@ -244,11 +184,6 @@ const (
 	MarketMADRegistry  MarketMAD = "registry"
 )
 
-// MarketMADValues returns every MarketMAD, in schema order.
-func MarketMADValues() []MarketMAD {
-	return []MarketMAD{MarketMADDockerhub, MarketMADRegistry}
-}
-
 // KernelFormat is defined in defs.json.
 //
 // How a kernel file is laid out: an ELF vmlinux or an x86 bzImage.
@@ -259,11 +194,6 @@ const (
 	KernelFormatElf     KernelFormat = "elf"
 	KernelFormatBzimage KernelFormat = "bzimage"
 )
-
-// KernelFormatValues returns every KernelFormat, in schema order.
-func KernelFormatValues() []KernelFormat {
-	return []KernelFormat{KernelFormatElf, KernelFormatBzimage}
-}
 
 // KernelCompression is defined in defs.json.
 //
@@ -282,11 +212,6 @@ const (
 	KernelCompressionLzo   KernelCompression = "lzo"
 )
 
-// KernelCompressionValues returns every KernelCompression, in schema order.
-func KernelCompressionValues() []KernelCompression {
-	return []KernelCompression{KernelCompressionNone, KernelCompressionGzip, KernelCompressionXz, KernelCompressionZstd, KernelCompressionLz4, KernelCompressionLzma, KernelCompressionBzip2, KernelCompressionLzo}
-}
-
 // KernelSource is defined in defs.json.
 //
 // How kernel-registry learned of a kernel: kernel-registry.add, or a KERNEL image registered
@@ -298,11 +223,6 @@ const (
 	KernelSourceAdd     KernelSource = "add"
 	KernelSourceCatalog KernelSource = "catalog"
 )
-
-// KernelSourceValues returns every KernelSource, in schema order.
-func KernelSourceValues() []KernelSource {
-	return []KernelSource{KernelSourceAdd, KernelSourceCatalog}
-}
 
 // DatastoreKind is defined in defs.json.
 //
@@ -316,10 +236,26 @@ const (
 	DatastoreKindFile  DatastoreKind = "file"
 )
 
-// DatastoreKindValues returns every DatastoreKind, in schema order.
-func DatastoreKindValues() []DatastoreKind {
-	return []DatastoreKind{DatastoreKindImage, DatastoreKindFile}
-}
+// Every value of each enum, in schema order: ImageTypeValues() returns a new []ImageType.
+var (
+	ImageTypeValues         = enumValues(ImageTypeOS, ImageTypeCDROM, ImageTypeDatablock, ImageTypeKernel, ImageTypeRamdisk, ImageTypeContext)
+	ImageStateValues        = enumValues(ImageStateLocked, ImageStateReady, ImageStateUsed, ImageStateUsedPers, ImageStateDisabled, ImageStateError, ImageStateDelete, ImageStateClone, ImageStateLockedUsed, ImageStateLockedUsedPers)
+	DiskFormatValues        = enumValues(DiskFormatRaw, DiskFormatQcow2, DiskFormatVMDK, DiskFormatVDI, DiskFormatVPC, DiskFormatVHDX, DiskFormatISO, DiskFormatLUKS)
+	FilesystemValues        = enumValues(FilesystemExt2, FilesystemExt3, FilesystemExt4, FilesystemXFS)
+	CompressionValues       = enumValues(CompressionZstd, CompressionZlib)
+	ConverterPhaseValues    = enumValues(ConverterPhaseFetch, ConverterPhaseInspect, ConverterPhaseConvert, ConverterPhaseUpload, ConverterPhaseMkfs)
+	BuilderPhaseValues      = enumValues(BuilderPhasePull, BuilderPhaseFlatten, BuilderPhaseMkfs, BuilderPhaseUpload)
+	LuksPhaseValues         = enumValues(LuksPhaseDownload, LuksPhaseEncrypt, LuksPhaseCreate, LuksPhaseAmend, LuksPhaseUpload)
+	ContentKindValues       = enumValues(ContentKindContainer, ContentKindDisk)
+	VMStateValues           = enumValues(VMStatePending, VMStateProlog, VMStateBoot, VMStateRunning, VMStatePoweroff, VMStateEpilog, VMStateDone, VMStateFailed)
+	VMBootModeValues        = enumValues(VMBootModePvh, VMBootModeLinux)
+	VMAccelValues           = enumValues(VMAccelKvm, VMAccelTcg)
+	MarketMADValues         = enumValues(MarketMADDockerhub, MarketMADRegistry)
+	KernelFormatValues      = enumValues(KernelFormatElf, KernelFormatBzimage)
+	KernelCompressionValues = enumValues(KernelCompressionNone, KernelCompressionGzip, KernelCompressionXz, KernelCompressionZstd, KernelCompressionLz4, KernelCompressionLzma, KernelCompressionBzip2, KernelCompressionLzo)
+	KernelSourceValues      = enumValues(KernelSourceAdd, KernelSourceCatalog)
+	DatastoreKindValues     = enumValues(DatastoreKindImage, DatastoreKindFile)
+)
 
 // VMAction is defined in defs.json. It is the payload of command launcher.poweroff, command
 // launcher.terminate.

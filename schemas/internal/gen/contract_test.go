@@ -12,6 +12,16 @@ import (
 // servicesDir holds the services whose READMEs carry generated tables.
 const servicesDir = "../../../services"
 
+// paintedEvent is an event schema without x-slipway metadata.
+const paintedEvent = `{
+  "$id": "https://slipway.dev/schemas/evt/thing.painted.json",
+  "title": "ThingPainted",
+  "description": "Painted.",
+  "type": "object",
+  "additionalProperties": false,
+  "properties": {}
+}`
+
 // fixTree writes the x-slipway metadata of every message in tree.
 func fixTree(t *testing.T, tree fstest.MapFS) {
 	t.Helper()
@@ -95,15 +105,8 @@ func TestContractMetadataMustMatchThePath(t *testing.T) {
 	}
 	// An event's {id} names one of asyncapi.yaml's parameters.
 	tree := validTree()
-	tree["evt/thing.painted.json"] = &fstest.MapFile{Data: []byte(`{
-  "$id": "https://slipway.dev/schemas/evt/thing.painted.json",
-  "x-slipway": {"kind": "event", "owner": "thing", "subject": "{prefix}.evt.thing.painted.{id}", "id_param": "colour"},
-  "title": "ThingPainted",
-  "description": "Painted.",
-  "type": "object",
-  "additionalProperties": false,
-  "properties": {}
-}`)}
+	tree["evt/thing.painted.json"] = &fstest.MapFile{Data: []byte(strings.Replace(paintedEvent, `thing.painted.json",`,
+		`thing.painted.json",`+"\n"+`  "x-slipway": {"kind": "event", "owner": "thing", "subject": "{prefix}.evt.thing.painted.{id}", "id_param": "colour"},`, 1))}
 	if _, err := Generate(tree); err == nil || !strings.Contains(err.Error(), `evt/thing.painted.json: x-slipway.id_param "colour" is none of`) {
 		t.Errorf("unknown id_param: err = %v", err)
 	}
@@ -113,14 +116,7 @@ func TestFixDerivesMetadataFromThePath(t *testing.T) {
 	tree := validTree()
 	paint := tree["cmd/thing.paint.json"]
 	paint.Data = []byte(strings.Replace(string(paint.Data), `"subject": "{prefix}.cmd.thing.paint"}`, `"subject": "stale", "answers": ["painted"]}`, 1))
-	tree["evt/thing.painted.json"] = &fstest.MapFile{Data: []byte(`{
-  "$id": "https://slipway.dev/schemas/evt/thing.painted.json",
-  "title": "ThingPainted",
-  "description": "Painted.",
-  "type": "object",
-  "additionalProperties": false,
-  "properties": {}
-}`)}
+	tree["evt/thing.painted.json"] = &fstest.MapFile{Data: []byte(paintedEvent)}
 	tree["evt/thing.paint-failed.json"] = &fstest.MapFile{Data: []byte(strings.NewReplacer("painted", "paint-failed", "ThingPainted", "ThingPaintFailed").Replace(string(tree["evt/thing.painted.json"].Data)))}
 	fixTree(t, tree)
 	for path, want := range map[string]string{

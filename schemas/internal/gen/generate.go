@@ -479,6 +479,7 @@ func (g *generator) emit() ([]byte, error) {
 			g.emitEnum(&b, d)
 		}
 	}
+	g.emitEnumValues(&b)
 	for _, name := range g.order {
 		d := g.defs[name]
 		if d.enum {
@@ -549,14 +550,24 @@ func (g *generator) emitEnum(b *bytes.Buffer, d *def) {
 		fmt.Fprintf(b, "\t%s%s %s = %q\n", d.name, goName(v), d.name, v)
 	}
 	b.WriteString(")\n\n")
-	fmt.Fprintf(b, "// %sValues returns every %s, in schema order.\nfunc %sValues() []%s {\n\treturn []%s{", d.name, d.name, d.name, d.name, d.name)
-	for i, v := range values {
-		if i > 0 {
-			b.WriteString(", ")
+}
+
+// emitEnumValues declares each enum's XValues, a function returning its
+// values in schema order, through one generic helper (enum.go).
+func (g *generator) emitEnumValues(b *bytes.Buffer) {
+	b.WriteString("// Every value of each enum, in schema order: ImageTypeValues() returns a new []ImageType.\nvar (\n")
+	for _, name := range g.order {
+		d := g.defs[name]
+		if !d.enum {
+			continue
 		}
-		b.WriteString(d.name + goName(v))
+		var consts []string
+		for _, v := range d.schema.strings("enum") {
+			consts = append(consts, d.name+goName(v))
+		}
+		fmt.Fprintf(b, "\t%sValues = enumValues(%s)\n", d.name, strings.Join(consts, ", "))
 	}
-	b.WriteString("}\n}\n\n")
+	b.WriteString(")\n\n")
 }
 
 func emitStruct(b *bytes.Buffer, st *structType) {
