@@ -1,5 +1,7 @@
 package schemas
 
+import "sync"
+
 // The descriptors of the contract: types_gen.go declares one per message
 // (CmdCatalogImageCreate, EvtCatalogImageCreated, QryCatalogShow) from its
 // schema's x-slipway metadata, so a caller names a message once and gets its
@@ -38,3 +40,16 @@ type Qry[Req, Rep any] struct {
 func (q Qry[Req, Rep]) Subject(prefix string) string {
 	return prefix + ".api." + q.Service + "." + q.Endpoint
 }
+
+// known indexes the registry by kind, service and name.
+var known = sync.OnceValue(func() map[[3]string]bool {
+	m := make(map[[3]string]bool, len(registry))
+	for _, r := range registry {
+		m[[3]string{r.kind, r.service, r.name}] = true
+	}
+	return m
+})
+
+// Known reports whether the contract has a schema for the message: cheap
+// enough to ask before every publish.
+func Known(kind, service, name string) bool { return known()[[3]string{kind, service, name}] }
