@@ -131,9 +131,10 @@ lint: $(BIN)/staticcheck ## gofmt, go vet and staticcheck across the workspace
 	go vet $(MODULES)
 	$(BIN)/staticcheck $(MODULES)
 
-.PHONY: gen
-gen: ## Regenerate Go types from the JSON Schemas
-	cd schemas && go generate ./...
+.PHONY: generate gen
+generate: ## Regenerate from the JSON Schemas: their x-slipway metadata, schemas/types_gen.go, schemas/asyncapi.yaml, the services' README subject tables
+	cd schemas && go run ./internal/gen -fix
+gen: generate
 
 .PHONY: clean
 clean: ## Remove build output and the demo's data

@@ -1,11 +1,13 @@
 // Package schemas is Slipway's message contract: a JSON Schema (draft 2020-12) for
 // every command and event on the bus and for the request and the reply of every
-// query, an AsyncAPI 3.0 document mapping subjects to those schemas, Go types
-// generated from the schemas, and a validator.
+// query, each with its x-slipway metadata (kind, owner, subject, a command's
+// answering events), and what is generated from them: Go types, names and typed
+// descriptors ([Cmd], [Evt], [Qry]), an AsyncAPI 3.0 document and the subject
+// tables of the services' READMEs; and a validator.
 //
-// The schema files are the source of truth. types_gen.go is generated from them by
-// ./internal/gen (run `go generate ./...` or `make gen`), and a test fails when the
-// generated code is stale, so the Go types cannot drift from the schemas.
+// The schema files are the source of truth. ./internal/gen generates the rest
+// (run `make generate`, or `go generate ./...` here), and a test fails when a
+// generated file is stale, so nothing can drift from the schemas.
 //
 // A message is named by its kind ("cmd" or "evt"), its service and its name, as in
 // the subject slipway.<kind>.<service>.<name>[.<id>]; its schema's $id (see [ID]) is

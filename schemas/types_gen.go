@@ -20,11 +20,6 @@ const (
 	ImageTypeContext   ImageType = "CONTEXT"
 )
 
-// ImageTypeValues returns every ImageType, in schema order.
-func ImageTypeValues() []ImageType {
-	return []ImageType{ImageTypeOS, ImageTypeCDROM, ImageTypeDatablock, ImageTypeKernel, ImageTypeRamdisk, ImageTypeContext}
-}
-
 // ImageState is defined in defs.json.
 //
 // Life-cycle state of an image.
@@ -44,11 +39,6 @@ const (
 	ImageStateLockedUsedPers ImageState = "LOCKED_USED_PERS"
 )
 
-// ImageStateValues returns every ImageState, in schema order.
-func ImageStateValues() []ImageState {
-	return []ImageState{ImageStateLocked, ImageStateReady, ImageStateUsed, ImageStateUsedPers, ImageStateDisabled, ImageStateError, ImageStateDelete, ImageStateClone, ImageStateLockedUsed, ImageStateLockedUsedPers}
-}
-
 // DiskFormat is defined in defs.json.
 //
 // Disk image format (qemu-img names; vpc is VHD).
@@ -66,11 +56,6 @@ const (
 	DiskFormatLUKS  DiskFormat = "luks"
 )
 
-// DiskFormatValues returns every DiskFormat, in schema order.
-func DiskFormatValues() []DiskFormat {
-	return []DiskFormat{DiskFormatRaw, DiskFormatQcow2, DiskFormatVMDK, DiskFormatVDI, DiskFormatVPC, DiskFormatVHDX, DiskFormatISO, DiskFormatLUKS}
-}
-
 // Filesystem is defined in defs.json.
 //
 // Filesystem to make on an empty disk.
@@ -84,11 +69,6 @@ const (
 	FilesystemXFS  Filesystem = "xfs"
 )
 
-// FilesystemValues returns every Filesystem, in schema order.
-func FilesystemValues() []Filesystem {
-	return []Filesystem{FilesystemExt2, FilesystemExt3, FilesystemExt4, FilesystemXFS}
-}
-
 // Compression is defined in defs.json.
 //
 // qcow2 cluster compression.
@@ -99,11 +79,6 @@ const (
 	CompressionZstd Compression = "zstd"
 	CompressionZlib Compression = "zlib"
 )
-
-// CompressionValues returns every Compression, in schema order.
-func CompressionValues() []Compression {
-	return []Compression{CompressionZstd, CompressionZlib}
-}
 
 // ConverterPhase is defined in defs.json.
 //
@@ -119,11 +94,6 @@ const (
 	ConverterPhaseMkfs    ConverterPhase = "mkfs"
 )
 
-// ConverterPhaseValues returns every ConverterPhase, in schema order.
-func ConverterPhaseValues() []ConverterPhase {
-	return []ConverterPhase{ConverterPhaseFetch, ConverterPhaseInspect, ConverterPhaseConvert, ConverterPhaseUpload, ConverterPhaseMkfs}
-}
-
 // BuilderPhase is defined in defs.json.
 //
 // Phase of a builder job.
@@ -136,11 +106,6 @@ const (
 	BuilderPhaseMkfs    BuilderPhase = "mkfs"
 	BuilderPhaseUpload  BuilderPhase = "upload"
 )
-
-// BuilderPhaseValues returns every BuilderPhase, in schema order.
-func BuilderPhaseValues() []BuilderPhase {
-	return []BuilderPhase{BuilderPhasePull, BuilderPhaseFlatten, BuilderPhaseMkfs, BuilderPhaseUpload}
-}
 
 // LuksPhase is defined in defs.json.
 //
@@ -156,11 +121,6 @@ const (
 	LuksPhaseUpload   LuksPhase = "upload"
 )
 
-// LuksPhaseValues returns every LuksPhase, in schema order.
-func LuksPhaseValues() []LuksPhase {
-	return []LuksPhase{LuksPhaseDownload, LuksPhaseEncrypt, LuksPhaseCreate, LuksPhaseAmend, LuksPhaseUpload}
-}
-
 // ContentKind is defined in defs.json.
 //
 // What a container image carries: a container filesystem to build a disk from, or one disk file
@@ -172,11 +132,6 @@ const (
 	ContentKindContainer ContentKind = "container"
 	ContentKindDisk      ContentKind = "disk"
 )
-
-// ContentKindValues returns every ContentKind, in schema order.
-func ContentKindValues() []ContentKind {
-	return []ContentKind{ContentKindContainer, ContentKindDisk}
-}
 
 // VMState is defined in defs.json.
 //
@@ -195,11 +150,6 @@ const (
 	VMStateFailed   VMState = "FAILED"
 )
 
-// VMStateValues returns every VMState, in schema order.
-func VMStateValues() []VMState {
-	return []VMState{VMStatePending, VMStateProlog, VMStateBoot, VMStateRunning, VMStatePoweroff, VMStateEpilog, VMStateDone, VMStateFailed}
-}
-
 // VMBootMode is defined in defs.json.
 //
 // How the kernel is entered: its PVH entry (uncompressed ELF) or the Linux boot protocol.
@@ -211,11 +161,6 @@ const (
 	VMBootModeLinux VMBootMode = "linux"
 )
 
-// VMBootModeValues returns every VMBootMode, in schema order.
-func VMBootModeValues() []VMBootMode {
-	return []VMBootMode{VMBootModePvh, VMBootModeLinux}
-}
-
 // VMAccel is defined in defs.json.
 //
 // A QEMU accelerator: KVM, or TCG (software emulation).
@@ -226,11 +171,6 @@ const (
 	VMAccelKvm VMAccel = "kvm"
 	VMAccelTcg VMAccel = "tcg"
 )
-
-// VMAccelValues returns every VMAccel, in schema order.
-func VMAccelValues() []VMAccel {
-	return []VMAccel{VMAccelKvm, VMAccelTcg}
-}
 
 // MarketMAD is defined in defs.json.
 //
@@ -244,11 +184,6 @@ const (
 	MarketMADRegistry  MarketMAD = "registry"
 )
 
-// MarketMADValues returns every MarketMAD, in schema order.
-func MarketMADValues() []MarketMAD {
-	return []MarketMAD{MarketMADDockerhub, MarketMADRegistry}
-}
-
 // KernelFormat is defined in defs.json.
 //
 // How a kernel file is laid out: an ELF vmlinux or an x86 bzImage.
@@ -259,11 +194,6 @@ const (
 	KernelFormatElf     KernelFormat = "elf"
 	KernelFormatBzimage KernelFormat = "bzimage"
 )
-
-// KernelFormatValues returns every KernelFormat, in schema order.
-func KernelFormatValues() []KernelFormat {
-	return []KernelFormat{KernelFormatElf, KernelFormatBzimage}
-}
 
 // KernelCompression is defined in defs.json.
 //
@@ -282,11 +212,6 @@ const (
 	KernelCompressionLzo   KernelCompression = "lzo"
 )
 
-// KernelCompressionValues returns every KernelCompression, in schema order.
-func KernelCompressionValues() []KernelCompression {
-	return []KernelCompression{KernelCompressionNone, KernelCompressionGzip, KernelCompressionXz, KernelCompressionZstd, KernelCompressionLz4, KernelCompressionLzma, KernelCompressionBzip2, KernelCompressionLzo}
-}
-
 // KernelSource is defined in defs.json.
 //
 // How kernel-registry learned of a kernel: kernel-registry.add, or a KERNEL image registered
@@ -298,11 +223,6 @@ const (
 	KernelSourceAdd     KernelSource = "add"
 	KernelSourceCatalog KernelSource = "catalog"
 )
-
-// KernelSourceValues returns every KernelSource, in schema order.
-func KernelSourceValues() []KernelSource {
-	return []KernelSource{KernelSourceAdd, KernelSourceCatalog}
-}
 
 // DatastoreKind is defined in defs.json.
 //
@@ -316,10 +236,26 @@ const (
 	DatastoreKindFile  DatastoreKind = "file"
 )
 
-// DatastoreKindValues returns every DatastoreKind, in schema order.
-func DatastoreKindValues() []DatastoreKind {
-	return []DatastoreKind{DatastoreKindImage, DatastoreKindFile}
-}
+// Every value of each enum, in schema order: ImageTypeValues() returns a new []ImageType.
+var (
+	ImageTypeValues         = enumValues(ImageTypeOS, ImageTypeCDROM, ImageTypeDatablock, ImageTypeKernel, ImageTypeRamdisk, ImageTypeContext)
+	ImageStateValues        = enumValues(ImageStateLocked, ImageStateReady, ImageStateUsed, ImageStateUsedPers, ImageStateDisabled, ImageStateError, ImageStateDelete, ImageStateClone, ImageStateLockedUsed, ImageStateLockedUsedPers)
+	DiskFormatValues        = enumValues(DiskFormatRaw, DiskFormatQcow2, DiskFormatVMDK, DiskFormatVDI, DiskFormatVPC, DiskFormatVHDX, DiskFormatISO, DiskFormatLUKS)
+	FilesystemValues        = enumValues(FilesystemExt2, FilesystemExt3, FilesystemExt4, FilesystemXFS)
+	CompressionValues       = enumValues(CompressionZstd, CompressionZlib)
+	ConverterPhaseValues    = enumValues(ConverterPhaseFetch, ConverterPhaseInspect, ConverterPhaseConvert, ConverterPhaseUpload, ConverterPhaseMkfs)
+	BuilderPhaseValues      = enumValues(BuilderPhasePull, BuilderPhaseFlatten, BuilderPhaseMkfs, BuilderPhaseUpload)
+	LuksPhaseValues         = enumValues(LuksPhaseDownload, LuksPhaseEncrypt, LuksPhaseCreate, LuksPhaseAmend, LuksPhaseUpload)
+	ContentKindValues       = enumValues(ContentKindContainer, ContentKindDisk)
+	VMStateValues           = enumValues(VMStatePending, VMStateProlog, VMStateBoot, VMStateRunning, VMStatePoweroff, VMStateEpilog, VMStateDone, VMStateFailed)
+	VMBootModeValues        = enumValues(VMBootModePvh, VMBootModeLinux)
+	VMAccelValues           = enumValues(VMAccelKvm, VMAccelTcg)
+	MarketMADValues         = enumValues(MarketMADDockerhub, MarketMADRegistry)
+	KernelFormatValues      = enumValues(KernelFormatElf, KernelFormatBzimage)
+	KernelCompressionValues = enumValues(KernelCompressionNone, KernelCompressionGzip, KernelCompressionXz, KernelCompressionZstd, KernelCompressionLz4, KernelCompressionLzma, KernelCompressionBzip2, KernelCompressionLzo)
+	KernelSourceValues      = enumValues(KernelSourceAdd, KernelSourceCatalog)
+	DatastoreKindValues     = enumValues(DatastoreKindImage, DatastoreKindFile)
+)
 
 // VMAction is defined in defs.json. It is the payload of command launcher.poweroff, command
 // launcher.terminate.
@@ -2664,6 +2600,107 @@ const (
 	QueryMarketDockerhubApps    = "apps"
 	QueryMarketDockerhubList    = "list"
 	QueryMarketDockerhubShow    = "show"
+)
+
+// Descriptors: each message's service, name and Go types; their methods build its subjects.
+var (
+	CmdBuilderBuild                 = Cmd[BuilderBuild]{Service: ServiceBuilder, Verb: CommandBuilderBuild, Answers: []string{EventBuilderBuilt}}
+	CmdCatalogImageCreate           = Cmd[ImageCreate]{Service: ServiceCatalog, Verb: CommandCatalogImageCreate, Answers: []string{EventCatalogImageCreated}}
+	CmdCatalogImageDelete           = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImageDelete, Answers: []string{EventCatalogImageDeleted}}
+	CmdCatalogImageDisable          = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImageDisable, Answers: []string{EventCatalogImageUpdated}}
+	CmdCatalogImageEnable           = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImageEnable, Answers: []string{EventCatalogImageUpdated}}
+	CmdCatalogImageEncrypt          = Cmd[ImageEncrypt]{Service: ServiceCatalog, Verb: CommandCatalogImageEncrypt, Answers: []string{EventCatalogImageCreated}}
+	CmdCatalogImageNonpersistent    = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImageNonpersistent, Answers: []string{EventCatalogImageUpdated}}
+	CmdCatalogImagePersistent       = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImagePersistent, Answers: []string{EventCatalogImageUpdated}}
+	CmdCatalogImageRelease          = Cmd[ImageRelease]{Service: ServiceCatalog, Verb: CommandCatalogImageRelease, Answers: []string{EventCatalogImageReleased}}
+	CmdCatalogImageRename           = Cmd[ImageRename]{Service: ServiceCatalog, Verb: CommandCatalogImageRename, Answers: []string{EventCatalogImageUpdated}}
+	CmdCatalogImageUpdate           = Cmd[ImageUpdate]{Service: ServiceCatalog, Verb: CommandCatalogImageUpdate, Answers: []string{EventCatalogImageUpdated}}
+	CmdCatalogImageUse              = Cmd[ImageUse]{Service: ServiceCatalog, Verb: CommandCatalogImageUse, Answers: []string{EventCatalogImageUsed}}
+	CmdConverterCreateBlank         = Cmd[ConverterCreateBlank]{Service: ServiceConverter, Verb: CommandConverterCreateBlank, Answers: []string{EventConverterConverted}}
+	CmdConverterImport              = Cmd[ConverterImport]{Service: ServiceConverter, Verb: CommandConverterImport, Answers: []string{EventConverterConverted}}
+	CmdCryptoLUKSCreate             = Cmd[CryptoLuksCreate]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSCreate, Answers: []string{EventCryptoLUKSEncrypted}}
+	CmdCryptoLUKSEncrypt            = Cmd[CryptoLuksEncrypt]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSEncrypt, Answers: []string{EventCryptoLUKSEncrypted}}
+	CmdCryptoLUKSRotateKek          = Cmd[CryptoLuksRotateKEK]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSRotateKek, Answers: []string{EventCryptoLUKSKekRotated}}
+	CmdCryptoLUKSRotate             = Cmd[CryptoLuksRotate]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSRotate, Answers: []string{EventCryptoLUKSSlotsChanged}}
+	CmdCryptoLUKSSecretDelete       = Cmd[CryptoLuksSecretDelete]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSSecretDelete, Answers: nil}
+	CmdCryptoLUKSSlotAdd            = Cmd[CryptoLuksSlotAdd]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSSlotAdd, Answers: []string{EventCryptoLUKSSlotsChanged}}
+	CmdCryptoLUKSSlotRemove         = Cmd[CryptoLuksSlotRemove]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSSlotRemove, Answers: []string{EventCryptoLUKSSlotsChanged}}
+	CmdKernelRegistryAdd            = Cmd[KernelRegistryAdd]{Service: ServiceKernelRegistry, Verb: CommandKernelRegistryAdd, Answers: []string{EventKernelRegistryAdded}}
+	CmdLauncherDiskSaveAs           = Cmd[LauncherDiskSaveAs]{Service: ServiceLauncher, Verb: CommandLauncherDiskSaveAs, Answers: []string{EventLauncherDiskSaved}}
+	CmdLauncherDiskSnapshot         = Cmd[LauncherDiskSnapshot]{Service: ServiceLauncher, Verb: CommandLauncherDiskSnapshot, Answers: []string{EventLauncherDiskSnapshotted}}
+	CmdLauncherInstantiate          = Cmd[LauncherInstantiate]{Service: ServiceLauncher, Verb: CommandLauncherInstantiate, Answers: []string{EventLauncherVMCreated}}
+	CmdLauncherPoweroff             = Cmd[VMAction]{Service: ServiceLauncher, Verb: CommandLauncherPoweroff, Answers: []string{EventLauncherVMStateChanged}}
+	CmdLauncherResume               = Cmd[LauncherResume]{Service: ServiceLauncher, Verb: CommandLauncherResume, Answers: []string{EventLauncherVMStateChanged}}
+	CmdLauncherTemplateCreate       = Cmd[LauncherTemplateCreate]{Service: ServiceLauncher, Verb: CommandLauncherTemplateCreate, Answers: []string{EventLauncherTemplateCreated}}
+	CmdLauncherTemplateDelete       = Cmd[LauncherTemplateDelete]{Service: ServiceLauncher, Verb: CommandLauncherTemplateDelete, Answers: []string{EventLauncherTemplateDeleted}}
+	CmdLauncherTemplateUpdate       = Cmd[LauncherTemplateUpdate]{Service: ServiceLauncher, Verb: CommandLauncherTemplateUpdate, Answers: []string{EventLauncherTemplateUpdated}}
+	CmdLauncherTerminate            = Cmd[VMAction]{Service: ServiceLauncher, Verb: CommandLauncherTerminate, Answers: []string{EventLauncherVMStateChanged}}
+	CmdMarketDockerhubAppImport     = Cmd[MarketDockerhubAppImport]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubAppImport, Answers: []string{EventMarketDockerhubAppImported}}
+	CmdMarketDockerhubMarketCreate  = Cmd[MarketDockerhubMarketCreate]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubMarketCreate, Answers: []string{EventMarketDockerhubMarketCreated}}
+	CmdMarketDockerhubMarketDelete  = Cmd[MarketDockerhubMarketDelete]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubMarketDelete, Answers: []string{EventMarketDockerhubMarketDeleted}}
+	CmdMarketDockerhubMarketUpdate  = Cmd[MarketDockerhubMarketUpdate]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubMarketUpdate, Answers: []string{EventMarketDockerhubMarketUpdated}}
+	CmdMarketDockerhubRefresh       = Cmd[MarketDockerhubRefresh]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubRefresh, Answers: []string{EventMarketDockerhubAppsRefreshed}}
+	CmdMarketDockerhubResolve       = Cmd[MarketDockerhubResolve]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubResolve, Answers: []string{EventMarketDockerhubResolved}}
+	EvtBuilderBuilt                 = Evt[BuilderBuilt]{Service: ServiceBuilder, Name: EventBuilderBuilt}
+	EvtBuilderFailed                = Evt[BuilderFailed]{Service: ServiceBuilder, Name: EventBuilderFailed}
+	EvtBuilderProgress              = Evt[Progress]{Service: ServiceBuilder, Name: EventBuilderProgress}
+	EvtCatalogFailed                = Evt[CatalogFailed]{Service: ServiceCatalog, Name: EventCatalogFailed}
+	EvtCatalogImageCreated          = Evt[Image]{Service: ServiceCatalog, Name: EventCatalogImageCreated}
+	EvtCatalogImageDeleted          = Evt[ImageDeleted]{Service: ServiceCatalog, Name: EventCatalogImageDeleted}
+	EvtCatalogImageProgress         = Evt[ImageProgress]{Service: ServiceCatalog, Name: EventCatalogImageProgress}
+	EvtCatalogImageReleased         = Evt[ImageReleased]{Service: ServiceCatalog, Name: EventCatalogImageReleased}
+	EvtCatalogImageUpdated          = Evt[Image]{Service: ServiceCatalog, Name: EventCatalogImageUpdated}
+	EvtCatalogImageUsed             = Evt[ImageUsed]{Service: ServiceCatalog, Name: EventCatalogImageUsed}
+	EvtCatalogStateChanged          = Evt[StateChanged]{Service: ServiceCatalog, Name: EventCatalogStateChanged}
+	EvtConverterConverted           = Evt[ConverterConverted]{Service: ServiceConverter, Name: EventConverterConverted}
+	EvtConverterFailed              = Evt[ConverterFailed]{Service: ServiceConverter, Name: EventConverterFailed}
+	EvtConverterProgress            = Evt[Progress]{Service: ServiceConverter, Name: EventConverterProgress}
+	EvtCryptoLUKSEncrypted          = Evt[CryptoLuksEncrypted]{Service: ServiceCryptoLUKS, Name: EventCryptoLUKSEncrypted}
+	EvtCryptoLUKSFailed             = Evt[CryptoLuksFailed]{Service: ServiceCryptoLUKS, Name: EventCryptoLUKSFailed}
+	EvtCryptoLUKSKekRotated         = Evt[CryptoLuksKEKRotated]{Service: ServiceCryptoLUKS, Name: EventCryptoLUKSKekRotated}
+	EvtCryptoLUKSProgress           = Evt[Progress]{Service: ServiceCryptoLUKS, Name: EventCryptoLUKSProgress}
+	EvtCryptoLUKSSlotsChanged       = Evt[CryptoLuksSlotsChanged]{Service: ServiceCryptoLUKS, Name: EventCryptoLUKSSlotsChanged}
+	EvtKernelRegistryAdded          = Evt[Kernel]{Service: ServiceKernelRegistry, Name: EventKernelRegistryAdded}
+	EvtKernelRegistryExamined       = Evt[Kernel]{Service: ServiceKernelRegistry, Name: EventKernelRegistryExamined}
+	EvtKernelRegistryFailed         = Evt[KernelRegistryFailed]{Service: ServiceKernelRegistry, Name: EventKernelRegistryFailed}
+	EvtLauncherDiskSaved            = Evt[LauncherDiskSaved]{Service: ServiceLauncher, Name: EventLauncherDiskSaved}
+	EvtLauncherDiskSnapshotted      = Evt[LauncherDiskSnapshotted]{Service: ServiceLauncher, Name: EventLauncherDiskSnapshotted}
+	EvtLauncherFailed               = Evt[LauncherFailed]{Service: ServiceLauncher, Name: EventLauncherFailed}
+	EvtLauncherTemplateCreated      = Evt[VMTemplate]{Service: ServiceLauncher, Name: EventLauncherTemplateCreated}
+	EvtLauncherTemplateDeleted      = Evt[LauncherTemplateDeleted]{Service: ServiceLauncher, Name: EventLauncherTemplateDeleted}
+	EvtLauncherTemplateUpdated      = Evt[VMTemplate]{Service: ServiceLauncher, Name: EventLauncherTemplateUpdated}
+	EvtLauncherVMCreated            = Evt[LauncherVMCreated]{Service: ServiceLauncher, Name: EventLauncherVMCreated}
+	EvtLauncherVMStateChanged       = Evt[LauncherVMStateChanged]{Service: ServiceLauncher, Name: EventLauncherVMStateChanged}
+	EvtMarketDockerhubAppImported   = Evt[MarketDockerhubAppImported]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubAppImported}
+	EvtMarketDockerhubAppsRefreshed = Evt[MarketDockerhubAppsRefreshed]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubAppsRefreshed}
+	EvtMarketDockerhubCommandFailed = Evt[MarketDockerhubCommandFailed]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubCommandFailed}
+	EvtMarketDockerhubFailed        = Evt[MarketDockerhubFailed]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubFailed}
+	EvtMarketDockerhubMarketCreated = Evt[Market]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubMarketCreated}
+	EvtMarketDockerhubMarketDeleted = Evt[MarketDockerhubMarketDeleted]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubMarketDeleted}
+	EvtMarketDockerhubMarketUpdated = Evt[Market]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubMarketUpdated}
+	EvtMarketDockerhubResolved      = Evt[MarketDockerhubResolved]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubResolved}
+	QryBuilderJobs                  = Qry[BuilderJobsRequest, BuilderJobsReply]{Service: ServiceBuilder, Endpoint: QueryBuilderJobs}
+	QryCatalogDatastores            = Qry[CatalogDatastoresRequest, CatalogDatastoresReply]{Service: ServiceCatalog, Endpoint: QueryCatalogDatastores}
+	QryCatalogList                  = Qry[CatalogListRequest, CatalogListReply]{Service: ServiceCatalog, Endpoint: QueryCatalogList}
+	QryCatalogShow                  = Qry[CatalogShowRequest, Image]{Service: ServiceCatalog, Endpoint: QueryCatalogShow}
+	QryConverterFormats             = Qry[ConverterFormatsRequest, ConverterFormatsReply]{Service: ServiceConverter, Endpoint: QueryConverterFormats}
+	QryConverterJobs                = Qry[ConverterJobsRequest, ConverterJobsReply]{Service: ServiceConverter, Endpoint: QueryConverterJobs}
+	QryCryptoLUKSJobs               = Qry[CryptoLuksJobsRequest, CryptoLuksJobsReply]{Service: ServiceCryptoLUKS, Endpoint: QueryCryptoLUKSJobs}
+	QryCryptoLUKSSecret             = Qry[CryptoLuksSecretRequest, CryptoLuksSecretReply]{Service: ServiceCryptoLUKS, Endpoint: QueryCryptoLUKSSecret}
+	QryCryptoLUKSSecrets            = Qry[CryptoLuksSecretsRequest, CryptoLuksSecretsReply]{Service: ServiceCryptoLUKS, Endpoint: QueryCryptoLUKSSecrets}
+	QryCryptoLUKSSlots              = Qry[CryptoLuksSlotsRequest, LuksSecret]{Service: ServiceCryptoLUKS, Endpoint: QueryCryptoLUKSSlots}
+	QryKernelRegistryList           = Qry[KernelRegistryListRequest, KernelRegistryListReply]{Service: ServiceKernelRegistry, Endpoint: QueryKernelRegistryList}
+	QryKernelRegistryShow           = Qry[KernelRegistryShowRequest, Kernel]{Service: ServiceKernelRegistry, Endpoint: QueryKernelRegistryShow}
+	QryLauncherConsole              = Qry[LauncherConsoleRequest, LauncherConsoleReply]{Service: ServiceLauncher, Endpoint: QueryLauncherConsole}
+	QryLauncherFirecracker          = Qry[LauncherFirecrackerRequest, LauncherFirecrackerReply]{Service: ServiceLauncher, Endpoint: QueryLauncherFirecracker}
+	QryLauncherTemplate             = Qry[LauncherTemplateRequest, VMTemplate]{Service: ServiceLauncher, Endpoint: QueryLauncherTemplate}
+	QryLauncherTemplates            = Qry[LauncherTemplatesRequest, LauncherTemplatesReply]{Service: ServiceLauncher, Endpoint: QueryLauncherTemplates}
+	QryLauncherVM                   = Qry[LauncherVMRequest, VM]{Service: ServiceLauncher, Endpoint: QueryLauncherVM}
+	QryLauncherVMs                  = Qry[LauncherVMsRequest, LauncherVMsReply]{Service: ServiceLauncher, Endpoint: QueryLauncherVMs}
+	QryMarketDockerhubAppShow       = Qry[MarketDockerhubAppShowRequest, MarketApp]{Service: ServiceMarketDockerhub, Endpoint: QueryMarketDockerhubAppShow}
+	QryMarketDockerhubApps          = Qry[MarketDockerhubAppsRequest, MarketDockerhubAppsReply]{Service: ServiceMarketDockerhub, Endpoint: QueryMarketDockerhubApps}
+	QryMarketDockerhubList          = Qry[MarketDockerhubListRequest, MarketDockerhubListReply]{Service: ServiceMarketDockerhub, Endpoint: QueryMarketDockerhubList}
+	QryMarketDockerhubShow          = Qry[MarketDockerhubShowRequest, Market]{Service: ServiceMarketDockerhub, Endpoint: QueryMarketDockerhubShow}
 )
 
 // registry maps every message schema to its generated Go type.

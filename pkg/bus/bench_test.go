@@ -62,9 +62,10 @@ func measureBus(b *testing.B, srv *server.Server, n int) []time.Duration {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cli := newBus(b, srv, "cli")
-	worker := newBus(b, srv, "worker")
+	// A command and an event of the contract: the bus refuses any other.
+	worker := newBus(b, srv, "converter")
 	stopW, err := worker.ConsumeCommands(ctx, func(ctx context.Context, m *Msg) error {
-		_, err := worker.Event(ctx, "done", "1", m.Data, CausedBy(m.Envelope))
+		_, err := worker.Event(ctx, "converted", "1", m.Data, CausedBy(m.Envelope))
 		return err
 	})
 	if err != nil {
@@ -72,7 +73,7 @@ func measureBus(b *testing.B, srv *server.Server, n int) []time.Duration {
 	}
 	defer stopW.Stop()
 	got := make(chan struct{}, 1)
-	stopE, err := cli.ConsumeEvents(ctx, "bench", []string{cli.EventSubject("worker", "done", "*")},
+	stopE, err := cli.ConsumeEvents(ctx, "bench", []string{cli.EventSubject("converter", "converted", "*")},
 		func(context.Context, *Msg) error { got <- struct{}{}; return nil }, DeliverNew())
 	if err != nil {
 		b.Fatal(err)
@@ -80,7 +81,7 @@ func measureBus(b *testing.B, srv *server.Server, n int) []time.Duration {
 	defer stopE.Stop()
 	body := []byte(`{"name":"bench"}`)
 	return sample(b, n, func() error {
-		_, err := cli.Command(ctx, "worker", "run", body)
+		_, err := cli.Command(ctx, "converter", "import", body)
 		return err
 	}, got)
 }

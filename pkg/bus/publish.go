@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/schemas"
 )
 
 const tracerName = "github.com/slipway/slipway/pkg/bus"
@@ -53,8 +54,12 @@ func WithSubject(ceSubject string) PubOption {
 }
 
 // Command publishes a command to service's verb and returns the envelope
-// sent. A command outside any saga starts one: its correlation is its ID.
+// sent. A command without a schema (cmd/<service>.<verb>.json) is refused,
+// matching schemas.ErrUnknownMessage. A command outside any saga starts one: its correlation is its ID.
 func (b *Bus) Command(ctx context.Context, service, verb string, data any, opts ...PubOption) (envelope.Envelope, error) {
+	if err := described(schemas.KindCommand, service, verb); err != nil {
+		return envelope.Envelope{}, err
+	}
 	env := envelope.Envelope{
 		Type:       envelope.Type(service, verb),
 		DataSchema: envelope.DataSchema("cmd", service, verb),
@@ -71,8 +76,13 @@ func (b *Bus) Command(ctx context.Context, service, verb string, data any, opts 
 	return b.publish(ctx, b.CommandSubject(service, verb), env, data)
 }
 
-// Event publishes an event of this service about id (ce-subject = id).
+// Event publishes an event of this service about id (ce-subject = id). An
+// event without a schema (evt/<service>.<event>.json) is refused, matching
+// schemas.ErrUnknownMessage.
 func (b *Bus) Event(ctx context.Context, event, id string, data any, opts ...PubOption) (envelope.Envelope, error) {
+	if err := described(schemas.KindEvent, b.Service(), event); err != nil {
+		return envelope.Envelope{}, err
+	}
 	env := envelope.Envelope{
 		Type:       envelope.Type(b.Service(), event),
 		DataSchema: envelope.DataSchema("evt", b.Service(), event),

@@ -13,18 +13,11 @@ import (
 	"github.com/slipway/slipway/services/launcher/vmtemplate"
 )
 
-// The services the launcher talks to, and their verbs.
+// The services the launcher queries by name; the catalog's commands and
+// queries are named by their descriptors (schemas.CmdCatalogImageUse…).
 const (
-	catalogService  = "catalog"
 	kernelService   = "kernel-registry"
 	lukskeysService = "crypto-luks"
-
-	cmdImageUse     = "image-use"
-	cmdImageRelease = "image-release"
-	cmdImageCreate  = "image-create"
-	evtImageUsed    = "image-used"
-	evtImageRelease = "image-released"
-	evtImageCreated = "image-created"
 )
 
 // callCtx bounds one exchange with another service.
@@ -35,17 +28,17 @@ func (s *Service) callCtx(ctx context.Context) (context.Context, context.CancelF
 // showImage asks the catalog for an image by ID or by name; uname, when
 // given, must be the image's owner.
 func (s *Service) showImage(ctx context.Context, id *int64, name, uname string) (*schemas.Image, error) {
-	req := map[string]any{}
+	req := schemas.CatalogShowRequest{ID: id}
 	what := ""
 	if id != nil {
-		req["id"], what = *id, fmt.Sprintf("image %d", *id)
+		what = fmt.Sprintf("image %d", *id)
 	} else {
-		req["name"], what = name, fmt.Sprintf("image %q", name)
+		req.Name, what = name, fmt.Sprintf("image %q", name)
 	}
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
-	var img schemas.Image
-	if err := s.bus.Query(ctx, catalogService, "show", req, &img); err != nil {
+	img, err := bus.Ask(ctx, s.bus, schemas.QryCatalogShow, req)
+	if err != nil {
 		if bus.IsNotFound(err) {
 			return nil, fmt.Errorf("%s does not exist in the catalog", what)
 		}
@@ -118,7 +111,7 @@ func (s *Service) lock(ctx context.Context, vmID, imageID int64) error {
 	}
 	cctx, cancel := s.callCtx(ctx)
 	defer cancel()
-	_, err := s.bus.Call(cctx, catalogService, cmdImageUse, schemas.ImageUse{ID: imageID, VMID: vmID}, []string{evtImageUsed})
+	_, err := bus.Invoke(cctx, s.bus, schemas.CmdCatalogImageUse, schemas.ImageUse{ID: imageID, VMID: vmID})
 	var ce *bus.CallError
 	if errors.As(err, &ce) {
 		return errors.New(ce.Message)
@@ -132,8 +125,7 @@ func (s *Service) lock(ctx context.Context, vmID, imageID int64) error {
 func (s *Service) release(ctx context.Context, vmID, imageID int64, save *schemas.ImageSave) (bool, error) {
 	cctx, cancel := s.callCtx(ctx)
 	defer cancel()
-	m, err := s.bus.Call(cctx, catalogService, cmdImageRelease,
-		schemas.ImageRelease{ID: imageID, VMID: vmID, Save: save}, []string{evtImageRelease})
+	m, err := bus.Invoke(cctx, s.bus, schemas.CmdCatalogImageRelease, schemas.ImageRelease{ID: imageID, VMID: vmID, Save: save})
 	var ce *bus.CallError
 	if errors.As(err, &ce) {
 		return false, fmt.Errorf("the catalog refused to release image %d: %s", imageID, ce.Message)

@@ -32,7 +32,7 @@ func TestGeneratedCodeIsCurrent(t *testing.T) {
 func TestRunWritesFile(t *testing.T) {
 	dir := t.TempDir()
 	writeTree(t, dir, validTree())
-	if err := run(dir); err != nil {
+	if err := run(dir, "", false); err != nil {
 		t.Fatal(err)
 	}
 	src, err := os.ReadFile(filepath.Join(dir, OutputFile))
@@ -114,6 +114,7 @@ func TestGenerateQueries(t *testing.T) {
   "description": "The thing.",
   "$ref": "../defs.json#/$defs/Thing"
 }`)}
+	fixTree(t, tree)
 	src, err := Generate(tree)
 	if err != nil {
 		t.Fatal(err)
@@ -135,6 +136,7 @@ func TestGenerateQueries(t *testing.T) {
 	asCmd := validTree()
 	asCmd["cmd/thing.list.json"] = &fstest.MapFile{Data: []byte(strings.ReplaceAll(string(tree["rpl/thing.list.json"].Data), "rpl/", "cmd/"))}
 	asCmd["defs.json"] = tree["defs.json"]
+	fixTree(t, asCmd)
 	if _, err := Generate(asCmd); err == nil || !strings.Contains(err.Error(), "only a query reply may be an array") {
 		t.Errorf("array command: err = %v", err)
 	}
@@ -183,6 +185,7 @@ func validTree() fstest.MapFS {
 }`)},
 		"cmd/thing.paint.json": {Data: []byte(`{
   "$id": "https://slipway.dev/schemas/cmd/thing.paint.json",
+  "x-slipway": {"kind": "command", "owner": "thing", "subject": "{prefix}.cmd.thing.paint"},
   "title": "ThingPaint",
   "description": "Paint a thing.",
   "type": "object",

@@ -25,6 +25,9 @@ type schemaFile struct {
 	kind    string // "cmd", "evt", "qry" or "rpl"; empty for definition files
 	service string
 	name    string
+	meta    contract // x-slipway, see contract.go
+	hasMeta bool
+	metaErr error
 }
 
 func (f *schemaFile) message() string { return f.service + "." + f.name }
@@ -73,9 +76,21 @@ var (
 // cmd/ and evt/, query requests under qry/ and their replies under rpl/) and
 // returns the gofmt-ed Go source of types_gen.go.
 func Generate(fsys fs.FS) ([]byte, error) {
+	g, err := parse(fsys)
+	if err != nil {
+		return nil, err
+	}
+	return g.goSource()
+}
+
+// parse reads and checks the schema tree, the source of every generated file.
+func parse(fsys fs.FS) (*generator, error) {
 	g := &generator{byID: map[string]*schemaFile{}, defs: map[string]*def{}, regType: map[*schemaFile]string{}}
 	defFiles, msgFiles, err := g.load(fsys)
 	if err != nil {
+		return nil, err
+	}
+	if err := g.checkContracts(msgFiles); err != nil {
 		return nil, err
 	}
 	for _, f := range defFiles {
@@ -88,6 +103,11 @@ func Generate(fsys fs.FS) ([]byte, error) {
 			return nil, fmt.Errorf("%s: %w", f.path, err)
 		}
 	}
+	return g, nil
+}
+
+// goSource is types_gen.go.
+func (g *generator) goSource() ([]byte, error) {
 	src, err := g.emit()
 	if err != nil {
 		return nil, err
@@ -146,6 +166,7 @@ func readSchema(fsys fs.FS, name string) (*schemaFile, error) {
 	}
 	if m := fileRe.FindStringSubmatch(name); m != nil {
 		f.kind, f.service, f.name = m[1], m[2], m[3]
+		f.meta, f.hasMeta, f.metaErr = readContract(root)
 	} else if strings.Contains(name, "/") {
 		return nil, fmt.Errorf("%s: message schemas are named <cmd|evt|qry|rpl>/<service>.<name>.json", name)
 	}
@@ -458,6 +479,7 @@ func (g *generator) emit() ([]byte, error) {
 			g.emitEnum(&b, d)
 		}
 	}
+	g.emitEnumValues(&b)
 	for _, name := range g.order {
 		d := g.defs[name]
 		if d.enum {
@@ -482,6 +504,7 @@ func (g *generator) emit() ([]byte, error) {
 		fmt.Fprintf(&b, "type %s []%s\n\n", sl.name, sl.elem)
 	}
 	g.emitNames(&b)
+	g.emitDescriptors(&b)
 	b.WriteString("// registry maps every message schema to its generated Go type.\nvar registry = []registered{\n")
 	for _, f := range g.reg {
 		fmt.Fprintf(&b, "\t{kind: %q, service: %q, name: %q, file: %q, typ: reflect.TypeFor[%s]()},\n",
@@ -497,13 +520,7 @@ func (g *generator) emit() ([]byte, error) {
 // "image-create"), event (EventCatalogImageCreated) and query endpoint
 // (QueryCatalogShow = "show"). Services are sorted; messages keep file order.
 func (g *generator) emitNames(b *bytes.Buffer) {
-	var services []string
-	for _, f := range g.reg {
-		if !slices.Contains(services, f.service) {
-			services = append(services, f.service)
-		}
-	}
-	slices.Sort(services)
+	services := g.owners()
 	b.WriteString("// Services: the <service> of slipway.cmd|evt|api.<service>.… subjects.\nconst (\n")
 	for _, s := range services {
 		fmt.Fprintf(b, "\tService%s = %q\n", goName(s), s)
@@ -533,14 +550,24 @@ func (g *generator) emitEnum(b *bytes.Buffer, d *def) {
 		fmt.Fprintf(b, "\t%s%s %s = %q\n", d.name, goName(v), d.name, v)
 	}
 	b.WriteString(")\n\n")
-	fmt.Fprintf(b, "// %sValues returns every %s, in schema order.\nfunc %sValues() []%s {\n\treturn []%s{", d.name, d.name, d.name, d.name, d.name)
-	for i, v := range values {
-		if i > 0 {
-			b.WriteString(", ")
+}
+
+// emitEnumValues declares each enum's XValues, a function returning its
+// values in schema order, through one generic helper (enum.go).
+func (g *generator) emitEnumValues(b *bytes.Buffer) {
+	b.WriteString("// Every value of each enum, in schema order: ImageTypeValues() returns a new []ImageType.\nvar (\n")
+	for _, name := range g.order {
+		d := g.defs[name]
+		if !d.enum {
+			continue
 		}
-		b.WriteString(d.name + goName(v))
+		var consts []string
+		for _, v := range d.schema.strings("enum") {
+			consts = append(consts, d.name+goName(v))
+		}
+		fmt.Fprintf(b, "\t%sValues = enumValues(%s)\n", d.name, strings.Join(consts, ", "))
 	}
-	b.WriteString("}\n}\n\n")
+	b.WriteString(")\n\n")
 }
 
 func emitStruct(b *bytes.Buffer, st *structType) {

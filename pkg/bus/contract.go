@@ -1,0 +1,42 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/schemas"
+)
+
+// described refuses a command or an event the contract has no schema for:
+// every message on the bus is described in package schemas, as Serve and
+// Query demand of every query.
+func described(kind, service, name string) error {
+	if schemas.Known(kind, service, name) {
+		return nil
+	}
+	return fmt.Errorf("bus: %s.%s has no schema (%s/%[1]s.%[2]s.json): %[4]w", service, name, kind, schemas.ErrUnknownMessage)
+}
+
+// Ask asks q's endpoint and returns its reply, typed by the descriptor
+// (schemas.QryCatalogShow): Query with the types the schemas give.
+func Ask[Req, Rep any](ctx context.Context, b *Bus, q schemas.Qry[Req, Rep], req Req) (Rep, error) {
+	var rep Rep
+	err := b.Query(ctx, q.Service, q.Endpoint, req, &rep)
+	return rep, err
+}
+
+// Send publishes the command c describes (schemas.CmdCatalogImageDelete).
+func Send[T any](ctx context.Context, b *Bus, c schemas.Cmd[T], data T, opts ...PubOption) (envelope.Envelope, error) {
+	return b.Command(ctx, c.Service, c.Verb, data, opts...)
+}
+
+// Invoke sends the command c describes and waits for the first of the
+// events its schema says answer it, or a failure: Call with the contract's
+// answers. A command that no event answers cannot be invoked.
+func Invoke[T any](ctx context.Context, b *Bus, c schemas.Cmd[T], data T, opts ...PubOption) (*Msg, error) {
+	if len(c.Answers) == 0 {
+		return nil, fmt.Errorf("bus: %s.%s: no event answers it (its schema's x-slipway declares no answers): send it instead", c.Service, c.Verb)
+	}
+	return b.Call(ctx, c.Service, c.Verb, data, c.Answers, opts...)
+}

@@ -1,0 +1,122 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/slipway/slipway/schemas"
+)
+
+// TestUndescribedMessagesAreRefused: a command or an event the contract has
+// no schema for never reaches the bus, as a query without schemas is never
+// served or asked.
+func TestUndescribedMessagesAreRefused(t *testing.T) {
+	srv := startServer(t)
+	catalog := newBus(t, srv, "catalog")
+	ctx := testCtx(t)
+	seen := newRecorder()
+	sub, err := catalog.Conn().Subscribe(catalog.Prefix()+".>", func(m *nats.Msg) { seen.add(&Msg{Subject: m.Subject}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	for _, tc := range []struct {
+		name string
+		send func() error
+		want string
+	}{
+		{"command of no service", func() error { _, err := catalog.Command(ctx, "nobody", "run", nil); return err }, "nobody.run has no schema (cmd/nobody.run.json)"},
+		{"unknown verb", func() error { _, err := catalog.Command(ctx, "catalog", "image-explode", nil); return err }, "catalog.image-explode has no schema (cmd/catalog.image-explode.json)"},
+		{"an event as a command", func() error { _, err := catalog.Command(ctx, "catalog", "image-created", nil); return err }, "(cmd/catalog.image-created.json)"},
+		{"unknown event", func() error { _, err := catalog.Event(ctx, "image-exploded", "1", nil); return err }, "catalog.image-exploded has no schema (evt/catalog.image-exploded.json)"},
+		{"another service's event", func() error { _, err := catalog.Event(ctx, "converted", "1", nil); return err }, "(evt/catalog.converted.json)"},
+		{"call", func() error {
+			_, err := catalog.Call(ctx, "catalog", "image-explode", nil, []string{"image-exploded"})
+			return err
+		}, "catalog.image-explode has no schema"},
+	} {
+		err := tc.send()
+		if !errors.Is(err, schemas.ErrUnknownMessage) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want ErrUnknownMessage saying %q", tc.name, err, tc.want)
+		}
+	}
+	// A described message goes out, and the refused ones did not.
+	if _, err := catalog.Command(ctx, "catalog", "image-enable", schemas.ImageRef{ID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if m := <-seen.ch; m.Subject != catalog.CommandSubject("catalog", "image-enable") {
+		t.Errorf("first message on the bus: %s, want only the described command", m.Subject)
+	}
+}
+
+// TestDescriptors: the generated descriptors carry a message's names and
+// types, so a caller asks, sends and invokes without spelling them.
+func TestDescriptors(t *testing.T) {
+	ctx, srv := testCtx(t), startServer(t)
+	catalog, cli := newBus(t, srv, "catalog"), newBus(t, srv, "cli")
+	serveCatalog(t, catalog)
+
+	one := int64(1)
+	img, err := Ask(ctx, cli, schemas.QryCatalogShow, schemas.CatalogShowRequest{ID: &one})
+	if err != nil || img.Name != "alpine" {
+		t.Fatalf("ask show: %v, %+v", err, img)
+	}
+	list, err := Ask(ctx, cli, schemas.QryCatalogList, schemas.CatalogListRequest{})
+	if err != nil || len(list) != 1 || list[0].ID != 1 {
+		t.Fatalf("ask list: %v, %+v", err, list)
+	}
+	two := int64(2)
+	if _, err := Ask(ctx, cli, schemas.QryCatalogShow, schemas.CatalogShowRequest{ID: &two}); !IsNotFound(err) {
+		t.Fatalf("ask a missing image: %v", err)
+	}
+
+	// The catalog answers image-use with image-used, as the schema declares.
+	if got := schemas.CmdCatalogImageUse.Answers; len(got) != 1 || got[0] != schemas.EventCatalogImageUsed {
+		t.Fatalf("image-use answers %v", got)
+	}
+	cons, err := catalog.ConsumeCommands(ctx, func(ctx context.Context, m *Msg) error {
+		var req schemas.ImageUse
+		if err := m.Decode(&req); err != nil {
+			return Terminal(err)
+		}
+		_, err := catalog.Event(ctx, schemas.EventCatalogImageUsed, "1", schemas.ImageUsed{ID: req.ID, VMID: req.VMID}, CausedBy(m.Envelope))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Stop()
+	m, err := Invoke(ctx, cli, schemas.CmdCatalogImageUse, schemas.ImageUse{ID: 1, VMID: 9})
+	if err != nil || m.Name != schemas.EventCatalogImageUsed || m.Subject != schemas.EvtCatalogImageUsed.Subject(cli.Prefix(), "1") {
+		t.Fatalf("invoke image-use: %v, %+v", err, m)
+	}
+	// A command no event answers is sent, not invoked.
+	if _, err := Invoke(ctx, cli, schemas.CmdCryptoLUKSSecretDelete, schemas.CryptoLuksSecretDelete{}); err == nil || !strings.Contains(err.Error(), "no event answers it") {
+		t.Fatalf("invoke secret-delete: %v", err)
+	}
+	env, err := Send(ctx, cli, schemas.CmdCatalogImageEnable, schemas.ImageRef{ID: 1})
+	if err != nil || env.DataSchema != schemas.ID(schemas.KindCommand, "catalog", "image-enable") {
+		t.Fatalf("send image-enable: %v, %+v", err, env)
+	}
+}
+
+// TestDescriptorSubjects: the descriptors build the subjects the bus uses.
+func TestDescriptorSubjects(t *testing.T) {
+	b := &Bus{cfg: Config{Prefix: "it-1"}}
+	for _, c := range []struct{ got, want string }{
+		{schemas.CmdCatalogImageCreate.Subject("it-1"), "it-1.cmd.catalog.image-create"},
+		{schemas.CmdCatalogImageCreate.Subject("it-1"), b.CommandSubject("catalog", "image-create")},
+		{schemas.EvtCatalogImageCreated.Subject("it-1", "7"), b.EventSubject("catalog", "image-created", "7")},
+		{schemas.EvtCatalogImageCreated.Filter("it-1"), "it-1.evt.catalog.image-created.*"},
+		{schemas.QryCatalogShow.Subject("it-1"), b.QuerySubject("catalog", "show")},
+	} {
+		if c.got != c.want {
+			t.Errorf("subject %q, want %q", c.got, c.want)
+		}
+	}
+}

@@ -1,0 +1,55 @@
+package schemas
+
+import "sync"
+
+// The descriptors of the contract: types_gen.go declares one per message
+// (CmdCatalogImageCreate, EvtCatalogImageCreated, QryCatalogShow) from its
+// schema's x-slipway metadata, so a caller names a message once and gets its
+// subject, its Go types and, for a command, the events that answer it.
+// pkg/bus takes them (bus.Ask, bus.Send, bus.Invoke).
+
+// Cmd is a command: T is its payload; Answers are the events of Service that
+// answer it (what bus.Call waits for), from x-slipway "answers".
+type Cmd[T any] struct {
+	Service, Verb string
+	Answers       []string
+}
+
+// Subject is "<prefix>.cmd.<service>.<verb>".
+func (c Cmd[T]) Subject(prefix string) string { return prefix + ".cmd." + c.Service + "." + c.Verb }
+
+// Evt is an event published by Service: T is its payload.
+type Evt[T any] struct {
+	Service, Name string
+}
+
+// Subject is "<prefix>.evt.<service>.<event>.<id>".
+func (e Evt[T]) Subject(prefix, id string) string {
+	return prefix + ".evt." + e.Service + "." + e.Name + "." + id
+}
+
+// Filter matches the event about every id: "<prefix>.evt.<service>.<event>.*".
+func (e Evt[T]) Filter(prefix string) string { return e.Subject(prefix, "*") }
+
+// Qry is a query endpoint: Req is its request, Rep its reply.
+type Qry[Req, Rep any] struct {
+	Service, Endpoint string
+}
+
+// Subject is "<prefix>.api.<service>.<endpoint>".
+func (q Qry[Req, Rep]) Subject(prefix string) string {
+	return prefix + ".api." + q.Service + "." + q.Endpoint
+}
+
+// known indexes the registry by kind, service and name.
+var known = sync.OnceValue(func() map[[3]string]bool {
+	m := make(map[[3]string]bool, len(registry))
+	for _, r := range registry {
+		m[[3]string{r.kind, r.service, r.name}] = true
+	}
+	return m
+})
+
+// Known reports whether the contract has a schema for the message: cheap
+// enough to ask before every publish.
+func Known(kind, service, name string) bool { return known()[[3]string{kind, service, name}] }
