@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/schemas"
 )
@@ -108,4 +109,13 @@ func cloneImage(img *schemas.Image) *schemas.Image {
 		}
 	}
 	return &c
+}
+
+// decode reads a schema-valid payload; what still does not fit the Go type
+// is the sender's fault, so it is a refusal.
+func decode(m *bus.Msg, v any) error {
+	if err := m.Decode(v); err != nil {
+		return &refusal{err}
+	}
+	return nil
 }
