@@ -1368,8 +1368,9 @@ type CryptoLuksRotateKEK struct {
 // (https://slipway.dev/schemas/cmd/crypto-luks.rotate.json).
 //
 // Give a LUKS image a new primary passphrase: a new key slot with a generated passphrase, then
-// the old primary slot erased. Other slots stay. The image must be READY or DISABLED. Answered
-// by slots-changed or failed.
+// the old primary slot erased. Other slots stay. Sent by the catalog's saga slots
+// (catalog.image-slot-rotate), which holds the image LOCKED meanwhile. Answered by
+// slots-changed or failed.
 type CryptoLuksRotate struct {
 	// The LUKS image.
 	ImageID int64 `json:"image_id"`
@@ -1392,8 +1393,9 @@ type CryptoLuksSecretDelete struct {
 // (https://slipway.dev/schemas/cmd/crypto-luks.slot-add.json).
 //
 // Add a key slot with a new, generated passphrase to a LUKS image's blob (downloaded, amended
-// with qemu-img amend, uploaded over the same object). The image must be READY or DISABLED.
-// Answered by slots-changed or failed.
+// with qemu-img amend, uploaded over the same object). Sent by the catalog's saga slots
+// (catalog.image-slot-add), which holds the image LOCKED meanwhile; crypto-luks finds the
+// secret and the blob in its own record of the image. Answered by slots-changed or failed.
 type CryptoLuksSlotAdd struct {
 	// The LUKS image.
 	ImageID int64 `json:"image_id"`
@@ -1407,8 +1409,8 @@ type CryptoLuksSlotAdd struct {
 //
 // Erase a key slot of a LUKS image's blob and forget its passphrase. The last active slot is
 // never erased. Removing the primary slot (the one the secret query hands out) makes the lowest
-// remaining slot primary. The image must be READY or DISABLED. Answered by slots-changed or
-// failed.
+// remaining slot primary. Sent by the catalog's saga slots (catalog.image-slot-remove), which
+// holds the image LOCKED meanwhile. Answered by slots-changed or failed.
 type CryptoLuksSlotRemove struct {
 	// The LUKS image.
 	ImageID int64 `json:"image_id"`

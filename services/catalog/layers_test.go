@@ -130,7 +130,15 @@ func TestLayers(t *testing.T) {
 		}
 		return back[i].name < back[j].name
 	})
-	t.Logf("%d references between files, %d from a lower layer back up to a higher one", len(refs), len(back))
+	pairs, backPairs := map[[2]string]bool{}, map[[2]string]bool{}
+	for _, r := range refs {
+		pairs[[2]string{r.from, r.to}] = true
+	}
+	for _, r := range back {
+		backPairs[[2]string{r.from, r.to}] = true
+	}
+	t.Logf("%d references (file and name) between files, %d from a lower layer back up to a higher one; "+
+		"%d pairs of files, %d of them upwards", len(refs), len(back), len(pairs), len(backPairs))
 	for _, r := range back {
 		t.Logf("  %s (%s) -> %s (%s): %s", r.from, layers[layerOf[r.from]].name, r.to, layers[layerOf[r.to]].name, r.name)
 	}

@@ -42,6 +42,7 @@ type luksStandIn struct {
 	mode     map[int64]string // "fail", "badsum", "hold"
 	real     bool             // make real LUKS files with qemu-img
 	held     []heldJob
+	slots    map[int64][]int64 // key slots per image (slot changes)
 	commands []*bus.Msg
 	deleted  []secretDeleted
 }
@@ -114,6 +115,20 @@ func (f *luksStandIn) handle(ctx context.Context, m *bus.Msg) error {
 		}
 		f.mu.Unlock()
 		return f.work(ctx, m, c.ImageID, mode)
+	case "slot-add", "slot-remove", "rotate":
+		var c luksJob
+		if err := json.Unmarshal(m.Data, &c); err != nil {
+			return bus.Terminal(err)
+		}
+		f.mu.Lock()
+		mode := f.mode[c.ImageID]
+		if mode == "hold" {
+			f.held = append(f.held, heldJob{m, c.ImageID})
+			f.mu.Unlock()
+			return nil
+		}
+		f.mu.Unlock()
+		return f.changeSlots(ctx, m, c.ImageID, mode)
 	}
 	return bus.Terminal(fmt.Errorf("the stand-in has no command %q", m.Name))
 }
@@ -125,7 +140,11 @@ func (f *luksStandIn) releaseHeld() {
 	f.held = nil
 	f.mu.Unlock()
 	for _, j := range held {
-		if err := f.work(f.h.ctx, j.m, j.img, ""); err != nil {
+		work := f.work
+		if j.m.Name != "encrypt" && j.m.Name != "create" {
+			work = f.changeSlots
+		}
+		if err := work(f.h.ctx, j.m, j.img, ""); err != nil {
 			f.t.Error(err)
 		}
 	}

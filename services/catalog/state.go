@@ -224,7 +224,7 @@ func allowSlots(img *schemas.Image) error {
 	case st == StateUsed || st == StateUsedPers || st == StateLockedUsed || st == StateLockedUsedPers:
 		return fmt.Errorf("image %d (%s) is in use (%s by %s): change its key slots when no VM uses it", id, name, st, holder(img))
 	case st != StateReady && st != StateDisabled:
-		return fmt.Errorf("image %d (%s) is %s: key slots can only change on a READY or DISABLED image", id, name, describe(img))
+		return fmt.Errorf("image %d (%s) is %s: key slots can only change on a READY or DISABLED image", id, name, st)
 	case img.Source == "":
 		return fmt.Errorf("image %d (%s) has no blob", id, name)
 	}

@@ -191,9 +191,10 @@ func (s *Service) handleEvent(ctx context.Context, m *bus.Msg) error {
 	return nil
 }
 
+// waitsFor reports whether some flow waits for or handles the event.
 func (s *Service) waitsFor(key string) bool {
-	for _, k := range s.eventKeys() {
-		if k == key {
+	for _, f := range s.flows {
+		if f.handler(key) != nil || f.unclaimed[key] != nil {
 			return true
 		}
 	}
