@@ -216,10 +216,7 @@ func (s *Service) setPersistent(ctx context.Context, m *bus.Msg, id int64, persi
 }
 
 func (s *Service) rename(ctx context.Context, m *bus.Msg, req schemas.ImageRename) error {
-	cur, _, err := s.images.Get(ctx, req.ID)
-	if errors.Is(err, ErrNotFound) {
-		return refuse("image %d does not exist", req.ID)
-	}
+	cur, err := s.images.existing(ctx, req.ID)
 	if err != nil {
 		return err
 	}

@@ -199,12 +199,8 @@ func (s *Service) buildFailed(ctx context.Context, m *bus.Msg, sg *saga.Saga) er
 
 // resolved records the pinned reference and asks the builder for the disk.
 func (s *Service) resolved(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
-	var ev schemas.MarketDockerhubResolved
-	if err := m.Decode(&ev); err != nil {
-		return bus.Terminal(err)
-	}
-	var d dockerData
-	if err := sg.Decode(&d); err != nil {
+	ev, d, err := decodeStep[schemas.MarketDockerhubResolved, dockerData](m, sg)
+	if err != nil {
 		return err
 	}
 	switch {
@@ -220,7 +216,7 @@ func (s *Service) resolved(ctx context.Context, m *bus.Msg, sg *saga.Saga) error
 	if want := d.pinnedDigest(); want != "" && want != ev.Digest {
 		return s.failImport(ctx, sg, fmt.Sprintf("resolve: %s is pinned to %s, but the registry resolved %s", d.URL, want, ev.Digest), &m.Envelope)
 	}
-	sg, err := s.sagas.Update(ctx, sg.ID, func(sg *saga.Saga) error {
+	sg, err = s.sagas.Update(ctx, sg.ID, func(sg *saga.Saga) error {
 		if sg.Status != saga.StatusRunning || sg.Phase != PhaseResolve {
 			return saga.ErrNoChange
 		}
@@ -279,12 +275,8 @@ func (s *Service) sendBuild(ctx context.Context, m *bus.Msg, sagaID string, d do
 // built checks the builder's report and commits a container build, or
 // hands a carried disk to the converter.
 func (s *Service) built(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
-	var ev schemas.BuilderBuilt
-	if err := m.Decode(&ev); err != nil {
-		return bus.Terminal(err)
-	}
-	var d dockerData
-	if err := sg.Decode(&d); err != nil {
+	ev, d, err := decodeStep[schemas.BuilderBuilt, dockerData](m, sg)
+	if err != nil {
 		return err
 	}
 	switch {
@@ -307,7 +299,7 @@ func (s *Service) built(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
 		}
 		return s.failImport(ctx, sg, reason, &m.Envelope)
 	}
-	sg, err := s.sagas.Update(ctx, sg.ID, func(sg *saga.Saga) error {
+	sg, err = s.sagas.Update(ctx, sg.ID, func(sg *saga.Saga) error {
 		if sg.Status != saga.StatusRunning || sg.Phase != PhaseBuild {
 			return saga.ErrNoChange
 		}

@@ -111,10 +111,7 @@ func (s *Service) encrypt(ctx context.Context, m *bus.Msg, prior *processed) (pr
 	}
 	// Refusals before the new image exists are about the source.
 	none := processed{ImageID: req.ID}
-	src, _, err := s.images.Get(ctx, req.ID)
-	if errors.Is(err, ErrNotFound) {
-		return none, refuse("image %d does not exist", req.ID)
-	}
+	src, err := s.images.existing(ctx, req.ID)
 	if err != nil {
 		return none, err
 	}
@@ -233,15 +230,10 @@ func (s *Service) compensateLuks(ctx context.Context, sg *saga.Saga) error {
 
 // encrypted records crypto-luks's report and commits the image.
 func (s *Service) encrypted(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
-	var ev schemas.CryptoLuksEncrypted
-	if err := m.Decode(&ev); err != nil {
-		return bus.Terminal(err)
-	}
-	var d luksData
-	if err := sg.Decode(&d); err != nil {
+	ev, d, err := decodeStep[schemas.CryptoLuksEncrypted, luksData](m, sg)
+	if err != nil {
 		return err
 	}
-	var err error
 	switch {
 	case sg.Status == saga.StatusSucceeded:
 		if d.Secret != ev.Secret {
@@ -333,12 +325,8 @@ func (s *Service) deleteStray(ctx context.Context, id int64, u string) {
 // saga's command failed (other crypto-luks failures, such as a refused
 // slot-add, are not the catalog's business).
 func (s *Service) luksFailed(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
-	var ev schemas.CryptoLuksFailed
-	if err := m.Decode(&ev); err != nil {
-		return bus.Terminal(err)
-	}
-	var d luksData
-	if err := sg.Decode(&d); err != nil {
+	ev, d, err := decodeStep[schemas.CryptoLuksFailed, luksData](m, sg)
+	if err != nil {
 		return err
 	}
 	switch {

@@ -101,7 +101,7 @@ func (f *luksStandIn) handle(ctx context.Context, m *bus.Msg) error {
 		f.deleted = append(f.deleted, d)
 		f.mu.Unlock()
 		return nil
-	case "encrypt", "create":
+	case "encrypt", "create", "slot-add", "slot-remove", "rotate":
 		var c luksJob
 		if err := json.Unmarshal(m.Data, &c); err != nil {
 			return bus.Terminal(err)
@@ -114,21 +114,7 @@ func (f *luksStandIn) handle(ctx context.Context, m *bus.Msg) error {
 			return nil
 		}
 		f.mu.Unlock()
-		return f.work(ctx, m, c.ImageID, mode)
-	case "slot-add", "slot-remove", "rotate":
-		var c luksJob
-		if err := json.Unmarshal(m.Data, &c); err != nil {
-			return bus.Terminal(err)
-		}
-		f.mu.Lock()
-		mode := f.mode[c.ImageID]
-		if mode == "hold" {
-			f.held = append(f.held, heldJob{m, c.ImageID})
-			f.mu.Unlock()
-			return nil
-		}
-		f.mu.Unlock()
-		return f.changeSlots(ctx, m, c.ImageID, mode)
+		return f.job(m)(ctx, m, c.ImageID, mode)
 	}
 	return bus.Terminal(fmt.Errorf("the stand-in has no command %q", m.Name))
 }
@@ -140,14 +126,18 @@ func (f *luksStandIn) releaseHeld() {
 	f.held = nil
 	f.mu.Unlock()
 	for _, j := range held {
-		work := f.work
-		if j.m.Name != "encrypt" && j.m.Name != "create" {
-			work = f.changeSlots
-		}
-		if err := work(f.h.ctx, j.m, j.img, ""); err != nil {
+		if err := f.job(j.m)(f.h.ctx, j.m, j.img, ""); err != nil {
 			f.t.Error(err)
 		}
 	}
+}
+
+// job is what the stand-in does for command m.
+func (f *luksStandIn) job(m *bus.Msg) func(context.Context, *bus.Msg, int64, string) error {
+	if m.Name == "encrypt" || m.Name == "create" {
+		return f.work
+	}
+	return f.changeSlots
 }
 
 // luksJob is what an encrypt or create command asks.

@@ -123,8 +123,7 @@ func (s *Service) setup(ctx context.Context) error {
 	}
 	s.images = newImages(imgKV, meta, now)
 	s.sagas = saga.NewStore(sagaKV)
-	flows := append([]*flow{s.importFlow(), s.dockerFlow(), s.slotsFlow()}, s.luksFlows()...)
-	s.engine = saga.NewEngine(s.sagas, s.declare(flows...)...)
+	s.engine = saga.NewEngine(s.sagas, s.declare(s.sagaFlows()...)...)
 	s.engine.Logger = s.log
 	buckets := []string{s.cfg.UploadBucket}
 	for _, ds := range s.cfg.Datastores {
@@ -139,6 +138,11 @@ func (s *Service) setup(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// sagaFlows are the sagas the catalog runs, each declared in its file.
+func (s *Service) sagaFlows() []*flow {
+	return append([]*flow{s.importFlow(), s.dockerFlow(), s.slotsFlow()}, s.luksFlows()...)
 }
 
 func (s *Service) putDatastore(ctx context.Context, meta jetstream.KeyValue, ds Datastore) error {

@@ -107,10 +107,7 @@ func (s *Service) changeSlots(ctx context.Context, m *bus.Msg, prior *processed)
 		return processed{ImageID: -1}, err
 	}
 	res := processed{ImageID: d.ImageID}
-	img, _, err := s.images.Get(ctx, d.ImageID)
-	if errors.Is(err, ErrNotFound) {
-		return res, refuse("image %d does not exist", d.ImageID)
-	}
+	img, err := s.images.existing(ctx, d.ImageID)
 	if err != nil {
 		return res, err
 	}
@@ -195,12 +192,8 @@ func (s *Service) lockForSlots(ctx context.Context, m *bus.Msg, sagaID string, d
 // slotsChanged records crypto-luks's rewritten blob and gives the image
 // back, then answers the command.
 func (s *Service) slotsChanged(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
-	var ev schemas.CryptoLuksSlotsChanged
-	if err := m.Decode(&ev); err != nil {
-		return bus.Terminal(err)
-	}
-	var d slotsData
-	if err := sg.Decode(&d); err != nil {
+	ev, d, err := decodeStep[schemas.CryptoLuksSlotsChanged, slotsData](m, sg)
+	if err != nil {
 		return err
 	}
 	if m.Envelope.CausationID != envelope.StepID(sg.ID, string(PhaseSlots)) {
@@ -228,19 +221,15 @@ func (s *Service) slotsChanged(ctx context.Context, m *bus.Msg, sg *saga.Saga) e
 	if _, err := s.bus.Event(ctx, EvtImageSlotsChanged, idToken(d.ImageID), answer, answers(sg.ID, d, EvtImageSlotsChanged)...); err != nil {
 		return err
 	}
-	_, err := s.sagas.Succeed(ctx, sg.ID, "key slots changed")
+	_, err = s.sagas.Succeed(ctx, sg.ID, "key slots changed")
 	return err
 }
 
 // slotsFailed gives the image back, its blob unchanged, when crypto-luks
 // refuses or fails the saga's command.
 func (s *Service) slotsFailed(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
-	var ev schemas.CryptoLuksFailed
-	if err := m.Decode(&ev); err != nil {
-		return bus.Terminal(err)
-	}
-	var d slotsData
-	if err := sg.Decode(&d); err != nil {
+	ev, d, err := decodeStep[schemas.CryptoLuksFailed, slotsData](m, sg)
+	if err != nil {
 		return err
 	}
 	if sg.Status == saga.StatusSucceeded || m.Envelope.CausationID != envelope.StepID(sg.ID, string(PhaseSlots)) {

@@ -204,11 +204,8 @@ func (s *Service) waitsFor(key string) bool {
 // eventImageID is the image an event is about: its image_id, else its
 // subject's ID token (a failure without image_id).
 func eventImageID(m *bus.Msg) (int64, bool) {
-	var ev struct {
-		ImageID *int64 `json:"image_id"`
-	}
-	if json.Unmarshal(m.Data, &ev) == nil && ev.ImageID != nil {
-		return *ev.ImageID, true
+	if id, ok := schemas.PeekImageID(m.Data); ok {
+		return id, true
 	}
 	if strings.HasPrefix(m.ID, "cmd-") {
 		return 0, false
@@ -387,6 +384,15 @@ func stepOpts(sagaID string, cause *envelope.Envelope, what string) []bus.PubOpt
 		return causedBy(*cause, what)
 	}
 	return inSaga(sagaID, what)
+}
+
+// decodeStep decodes an event (a malformed one is terminal) and the data
+// of the saga it is about.
+func decodeStep[E, D any](m *bus.Msg, sg *saga.Saga) (ev E, d D, err error) {
+	if err := m.Decode(&ev); err != nil {
+		return ev, d, bus.Terminal(err)
+	}
+	return ev, d, sg.Decode(&d)
 }
 
 // mergeData overlays v's fields on the saga's data, keeping the fields v
