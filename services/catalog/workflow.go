@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -126,26 +127,18 @@ func (s *Service) sortedFlows() []*flow {
 
 // eventKeys lists every event some flow waits for or handles unclaimed.
 func (s *Service) eventKeys() []string {
-	seen := map[string]bool{}
-	var keys []string
-	add := func(k string) {
-		if !seen[k] {
-			seen[k] = true
-			keys = append(keys, k)
-		}
-	}
-	for _, f := range s.sortedFlows() {
+	set := map[string]bool{}
+	for _, f := range s.flows {
 		for _, p := range f.phases {
 			for k := range p.on {
-				add(k)
+				set[k] = true
 			}
 		}
 		for k := range f.unclaimed {
-			add(k)
+			set[k] = true
 		}
 	}
-	slices.Sort(keys)
-	return keys
+	return slices.Sorted(maps.Keys(set))
 }
 
 // eventFilters are the events the catalog consumes: those its flows wait

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -54,5 +55,18 @@ func TestFlowDeclarations(t *testing.T) {
 				t.Errorf("flow %s handles %s unclaimed, which has no schema", f.kind, k)
 			}
 		}
+	}
+}
+
+// TestEventKeys: the events the catalog consumes are derived from the
+// declarations; these are the reports its sagas wait for.
+func TestEventKeys(t *testing.T) {
+	s := New(nil, nil, Config{})
+	s.declare(s.sagaFlows()...)
+	want := []string{"builder.built", "builder.failed", "converter.converted", "converter.failed",
+		"crypto-luks.encrypted", "crypto-luks.failed", "crypto-luks.slots-changed",
+		"market-dockerhub.failed", "market-dockerhub.resolved"}
+	if got := s.eventKeys(); !slices.Equal(got, want) {
+		t.Fatalf("event keys %v, want %v", got, want)
 	}
 }
