@@ -1128,6 +1128,48 @@ type ImageRename struct {
 	Name string `json:"name"`
 }
 
+// ImageSlotAdd is the payload of command catalog.image-slot-add
+// (https://slipway.dev/schemas/cmd/catalog.image-slot-add.json).
+//
+// Add a key slot with a new, generated passphrase to a LUKS image (saga slots): the image must
+// be READY or DISABLED and no VM may use it; it is LOCKED while crypto-luks rewrites its blob,
+// then goes back to its state with the new digest. Answered by image-slots-changed or failed,
+// caused by this command.
+type ImageSlotAdd struct {
+	// The LUKS image.
+	ID int64 `json:"id"`
+
+	// Key slot to fill (0 to 7); absent: the lowest free one.
+	Slot *int64 `json:"slot,omitempty"`
+}
+
+// ImageSlotRemove is the payload of command catalog.image-slot-remove
+// (https://slipway.dev/schemas/cmd/catalog.image-slot-remove.json).
+//
+// Erase a key slot of a LUKS image (saga slots; never its last slot): the image must be READY
+// or DISABLED and no VM may use it; it is LOCKED while crypto-luks rewrites its blob, then goes
+// back to its state with the new digest. Answered by image-slots-changed or failed, caused by
+// this command.
+type ImageSlotRemove struct {
+	// The LUKS image.
+	ID int64 `json:"id"`
+
+	// Key slot to erase (0 to 7).
+	Slot int64 `json:"slot"`
+}
+
+// ImageSlotRotate is the payload of command catalog.image-slot-rotate
+// (https://slipway.dev/schemas/cmd/catalog.image-slot-rotate.json).
+//
+// Give a LUKS image a new primary passphrase (saga slots): a new key slot, then the old primary
+// slot erased. The image must be READY or DISABLED and no VM may use it; it is LOCKED while
+// crypto-luks rewrites its blob, then goes back to its state with the new digest. Answered by
+// image-slots-changed or failed, caused by this command.
+type ImageSlotRotate struct {
+	// The LUKS image.
+	ID int64 `json:"id"`
+}
+
 // ImageUpdate is the payload of command catalog.image-update
 // (https://slipway.dev/schemas/cmd/catalog.image-update.json).
 //
@@ -1281,8 +1323,9 @@ type CryptoLuksRotateKEK struct {
 // (https://slipway.dev/schemas/cmd/crypto-luks.rotate.json).
 //
 // Give a LUKS image a new primary passphrase: a new key slot with a generated passphrase, then
-// the old primary slot erased. Other slots stay. The image must be READY or DISABLED. Answered
-// by slots-changed or failed.
+// the old primary slot erased. Other slots stay. Sent by the catalog's saga slots
+// (catalog.image-slot-rotate), which holds the image LOCKED meanwhile. Answered by
+// slots-changed or failed.
 type CryptoLuksRotate struct {
 	// The LUKS image.
 	ImageID int64 `json:"image_id"`
@@ -1305,8 +1348,9 @@ type CryptoLuksSecretDelete struct {
 // (https://slipway.dev/schemas/cmd/crypto-luks.slot-add.json).
 //
 // Add a key slot with a new, generated passphrase to a LUKS image's blob (downloaded, amended
-// with qemu-img amend, uploaded over the same object). The image must be READY or DISABLED.
-// Answered by slots-changed or failed.
+// with qemu-img amend, uploaded over the same object). Sent by the catalog's saga slots
+// (catalog.image-slot-add), which holds the image LOCKED meanwhile; crypto-luks finds the
+// secret and the blob in its own record of the image. Answered by slots-changed or failed.
 type CryptoLuksSlotAdd struct {
 	// The LUKS image.
 	ImageID int64 `json:"image_id"`
@@ -1320,8 +1364,8 @@ type CryptoLuksSlotAdd struct {
 //
 // Erase a key slot of a LUKS image's blob and forget its passphrase. The last active slot is
 // never erased. Removing the primary slot (the one the secret query hands out) makes the lowest
-// remaining slot primary. The image must be READY or DISABLED. Answered by slots-changed or
-// failed.
+// remaining slot primary. Sent by the catalog's saga slots (catalog.image-slot-remove), which
+// holds the image LOCKED meanwhile. Answered by slots-changed or failed.
 type CryptoLuksSlotRemove struct {
 	// The LUKS image.
 	ImageID int64 `json:"image_id"`
@@ -1675,6 +1719,38 @@ type ImageReleased struct {
 
 	// The VM's changes were copied over the image's blob.
 	Saved bool `json:"saved"`
+}
+
+// ImageSlotsChanged is the payload of event catalog.image-slots-changed
+// (https://slipway.dev/schemas/evt/catalog.image-slots-changed.json).
+//
+// The key slots of a LUKS image changed (image-slot-add, image-slot-remove, image-slot-rotate):
+// crypto-luks rewrote its blob, the record has the new size and SHA-256, and the image is back
+// in its state. Caused by the command; no passphrase is in this event.
+type ImageSlotsChanged struct {
+	// The LUKS image.
+	ID int64 `json:"id"`
+
+	// Key slots crypto-luks holds a passphrase for, after the change.
+	Slots []int64 `json:"slots"`
+
+	// The slot whose passphrase crypto-luks's secret query hands out.
+	Primary int64 `json:"primary"`
+
+	// Slots filled by this change.
+	Added []int64 `json:"added,omitempty"`
+
+	// Slots erased by this change.
+	Removed []int64 `json:"removed,omitempty"`
+
+	// Bytes stored.
+	Size int64 `json:"size"`
+
+	// SHA-256 of the rewritten blob.
+	SHA256 string `json:"sha256"`
+
+	// The image's state once given back (READY or DISABLED).
+	State ImageState `json:"state"`
 }
 
 // ImageUsed is the payload of event catalog.image-used
@@ -2505,6 +2581,9 @@ const (
 	CommandCatalogImagePersistent      = "image-persistent"
 	CommandCatalogImageRelease         = "image-release"
 	CommandCatalogImageRename          = "image-rename"
+	CommandCatalogImageSlotAdd         = "image-slot-add"
+	CommandCatalogImageSlotRemove      = "image-slot-remove"
+	CommandCatalogImageSlotRotate      = "image-slot-rotate"
 	CommandCatalogImageUpdate          = "image-update"
 	CommandCatalogImageUse             = "image-use"
 	CommandConverterCreateBlank        = "create-blank"
@@ -2544,6 +2623,7 @@ const (
 	EventCatalogImageDeleted          = "image-deleted"
 	EventCatalogImageProgress         = "image-progress"
 	EventCatalogImageReleased         = "image-released"
+	EventCatalogImageSlotsChanged     = "image-slots-changed"
 	EventCatalogImageUpdated          = "image-updated"
 	EventCatalogImageUsed             = "image-used"
 	EventCatalogStateChanged          = "state-changed"
@@ -2614,6 +2694,9 @@ var (
 	CmdCatalogImagePersistent       = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImagePersistent, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageRelease          = Cmd[ImageRelease]{Service: ServiceCatalog, Verb: CommandCatalogImageRelease, Answers: []string{EventCatalogImageReleased}}
 	CmdCatalogImageRename           = Cmd[ImageRename]{Service: ServiceCatalog, Verb: CommandCatalogImageRename, Answers: []string{EventCatalogImageUpdated}}
+	CmdCatalogImageSlotAdd          = Cmd[ImageSlotAdd]{Service: ServiceCatalog, Verb: CommandCatalogImageSlotAdd, Answers: nil}
+	CmdCatalogImageSlotRemove       = Cmd[ImageSlotRemove]{Service: ServiceCatalog, Verb: CommandCatalogImageSlotRemove, Answers: nil}
+	CmdCatalogImageSlotRotate       = Cmd[ImageSlotRotate]{Service: ServiceCatalog, Verb: CommandCatalogImageSlotRotate, Answers: nil}
 	CmdCatalogImageUpdate           = Cmd[ImageUpdate]{Service: ServiceCatalog, Verb: CommandCatalogImageUpdate, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageUse              = Cmd[ImageUse]{Service: ServiceCatalog, Verb: CommandCatalogImageUse, Answers: []string{EventCatalogImageUsed}}
 	CmdConverterCreateBlank         = Cmd[ConverterCreateBlank]{Service: ServiceConverter, Verb: CommandConverterCreateBlank, Answers: []string{EventConverterConverted}}
@@ -2649,6 +2732,7 @@ var (
 	EvtCatalogImageDeleted          = Evt[ImageDeleted]{Service: ServiceCatalog, Name: EventCatalogImageDeleted}
 	EvtCatalogImageProgress         = Evt[ImageProgress]{Service: ServiceCatalog, Name: EventCatalogImageProgress}
 	EvtCatalogImageReleased         = Evt[ImageReleased]{Service: ServiceCatalog, Name: EventCatalogImageReleased}
+	EvtCatalogImageSlotsChanged     = Evt[ImageSlotsChanged]{Service: ServiceCatalog, Name: EventCatalogImageSlotsChanged}
 	EvtCatalogImageUpdated          = Evt[Image]{Service: ServiceCatalog, Name: EventCatalogImageUpdated}
 	EvtCatalogImageUsed             = Evt[ImageUsed]{Service: ServiceCatalog, Name: EventCatalogImageUsed}
 	EvtCatalogStateChanged          = Evt[StateChanged]{Service: ServiceCatalog, Name: EventCatalogStateChanged}
@@ -2715,6 +2799,9 @@ var registry = []registered{
 	{kind: "cmd", service: "catalog", name: "image-persistent", file: "cmd/catalog.image-persistent.json", typ: reflect.TypeFor[ImageRef]()},
 	{kind: "cmd", service: "catalog", name: "image-release", file: "cmd/catalog.image-release.json", typ: reflect.TypeFor[ImageRelease]()},
 	{kind: "cmd", service: "catalog", name: "image-rename", file: "cmd/catalog.image-rename.json", typ: reflect.TypeFor[ImageRename]()},
+	{kind: "cmd", service: "catalog", name: "image-slot-add", file: "cmd/catalog.image-slot-add.json", typ: reflect.TypeFor[ImageSlotAdd]()},
+	{kind: "cmd", service: "catalog", name: "image-slot-remove", file: "cmd/catalog.image-slot-remove.json", typ: reflect.TypeFor[ImageSlotRemove]()},
+	{kind: "cmd", service: "catalog", name: "image-slot-rotate", file: "cmd/catalog.image-slot-rotate.json", typ: reflect.TypeFor[ImageSlotRotate]()},
 	{kind: "cmd", service: "catalog", name: "image-update", file: "cmd/catalog.image-update.json", typ: reflect.TypeFor[ImageUpdate]()},
 	{kind: "cmd", service: "catalog", name: "image-use", file: "cmd/catalog.image-use.json", typ: reflect.TypeFor[ImageUse]()},
 	{kind: "cmd", service: "converter", name: "create-blank", file: "cmd/converter.create-blank.json", typ: reflect.TypeFor[ConverterCreateBlank]()},
@@ -2750,6 +2837,7 @@ var registry = []registered{
 	{kind: "evt", service: "catalog", name: "image-deleted", file: "evt/catalog.image-deleted.json", typ: reflect.TypeFor[ImageDeleted]()},
 	{kind: "evt", service: "catalog", name: "image-progress", file: "evt/catalog.image-progress.json", typ: reflect.TypeFor[ImageProgress]()},
 	{kind: "evt", service: "catalog", name: "image-released", file: "evt/catalog.image-released.json", typ: reflect.TypeFor[ImageReleased]()},
+	{kind: "evt", service: "catalog", name: "image-slots-changed", file: "evt/catalog.image-slots-changed.json", typ: reflect.TypeFor[ImageSlotsChanged]()},
 	{kind: "evt", service: "catalog", name: "image-updated", file: "evt/catalog.image-updated.json", typ: reflect.TypeFor[Image]()},
 	{kind: "evt", service: "catalog", name: "image-used", file: "evt/catalog.image-used.json", typ: reflect.TypeFor[ImageUsed]()},
 	{kind: "evt", service: "catalog", name: "state-changed", file: "evt/catalog.state-changed.json", typ: reflect.TypeFor[StateChanged]()},

@@ -26,13 +26,16 @@ const (
 	CmdImageUse           = schemas.CommandCatalogImageUse
 	CmdImageRelease       = schemas.CommandCatalogImageRelease
 	CmdImageEncrypt       = schemas.CommandCatalogImageEncrypt
+	CmdImageSlotAdd       = schemas.CommandCatalogImageSlotAdd
+	CmdImageSlotRemove    = schemas.CommandCatalogImageSlotRemove
+	CmdImageSlotRotate    = schemas.CommandCatalogImageSlotRotate
 )
 
 // Verbs lists the commands the catalog consumes.
 func Verbs() []string {
 	return []string{CmdImageCreate, CmdImageDelete, CmdImageEnable, CmdImageDisable,
 		CmdImagePersistent, CmdImageNonPersistent, CmdImageRename, CmdImageUpdate,
-		CmdImageUse, CmdImageRelease, CmdImageEncrypt}
+		CmdImageUse, CmdImageRelease, CmdImageEncrypt, CmdImageSlotAdd, CmdImageSlotRemove, CmdImageSlotRotate}
 }
 
 // maxAttributes is the schema's bound on an image's attributes.
@@ -79,6 +82,8 @@ func (s *Service) dispatch(ctx context.Context, m *bus.Msg, prior *processed) (p
 		return s.create(ctx, m, prior)
 	case CmdImageEncrypt:
 		return s.encrypt(ctx, m, prior)
+	case CmdImageSlotAdd, CmdImageSlotRemove, CmdImageSlotRotate:
+		return s.changeSlots(ctx, m, prior)
 	}
 	var id int64
 	var err error
@@ -115,15 +120,6 @@ func (s *Service) dispatch(ctx context.Context, m *bus.Msg, prior *processed) (p
 		}
 	}
 	return processed{ImageID: id}, err
-}
-
-// decode reads a schema-valid payload; what still does not fit the Go type
-// is the sender's fault, so it is a refusal.
-func decode(m *bus.Msg, v any) error {
-	if err := m.Decode(v); err != nil {
-		return &refusal{err}
-	}
-	return nil
 }
 
 // simple runs the commands that name an image and nothing else.
@@ -182,22 +178,6 @@ func (s *Service) modify(ctx context.Context, id int64, op Op, change func(*sche
 	return before, after, changed, err
 }
 
-// transition moves img to state to, refusing what the life cycle forbids.
-func transition(img *schemas.Image, to State) error {
-	from := State(img.State)
-	if from == to {
-		return errNoChange
-	}
-	if !from.CanTransition(to) {
-		return refuse("image %d is %s: it cannot become %s", img.ID, describe(img), to)
-	}
-	img.State = schemas.ImageState(to)
-	if to != StateError {
-		img.Error = ""
-	}
-	return nil
-}
-
 // setState is enable and disable: from → to, a no-op when already there.
 func (s *Service) setState(ctx context.Context, m *bus.Msg, id int64, op Op, from, to State) error {
 	_, _, changed, err := s.modify(ctx, id, op, func(img *schemas.Image) error {
@@ -236,10 +216,7 @@ func (s *Service) setPersistent(ctx context.Context, m *bus.Msg, id int64, persi
 }
 
 func (s *Service) rename(ctx context.Context, m *bus.Msg, req schemas.ImageRename) error {
-	cur, _, err := s.images.Get(ctx, req.ID)
-	if errors.Is(err, ErrNotFound) {
-		return refuse("image %d does not exist", req.ID)
-	}
+	cur, err := s.images.existing(ctx, req.ID)
 	if err != nil {
 		return err
 	}
@@ -379,6 +356,3 @@ func (s *Service) deleteBlobs(ctx context.Context, img *schemas.Image) error {
 	}
 	return nil
 }
-
-// imagePrefix is where an image's blobs live in its datastore's bucket.
-func imagePrefix(id int64) string { return "images/" + idToken(id) + "/" }

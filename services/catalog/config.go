@@ -38,7 +38,8 @@ type Config struct {
 	BuildDeadline time.Duration
 	// EncryptDeadline bounds the encrypt phase of the LUKS sagas:
 	// crypto-luks downloads, encrypts and uploads the whole disk, as the
-	// converter does in an import (default 2h).
+	// converter does in an import (default 2h). A key-slot change (saga
+	// slots) moves the whole disk the same way and has the same bound.
 	EncryptDeadline time.Duration
 	// CommitDeadline bounds the commit phase (default 10 min).
 	CommitDeadline time.Duration

@@ -2,23 +2,12 @@ package catalog
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/dockerurl"
-	"github.com/slipway/slipway/pkg/kvstore"
-	"github.com/slipway/slipway/pkg/saga"
 	"github.com/slipway/slipway/schemas"
 )
-
-// sagaNamespace derives saga IDs from command IDs when the command's
-// correlation ID cannot serve.
-var sagaNamespace = uuid.MustParse("5b1e4c1e-7c55-4d8e-9a43-2f6a3b0f4c11")
 
 // plan is an image-create command checked against the catalog's rules.
 type plan struct {
@@ -91,7 +80,8 @@ func (s *Service) planCreate(req schemas.ImageCreate) (plan, error) {
 		}
 	}
 	if p.docker != nil {
-		return p, planDocker(&p)
+		p.format, err = dockerFormat(p.req, p.typ, p.docker)
+		return p, err
 	}
 	if err := s.locations().CheckSource(req.Path); err != nil {
 		return p, &refusal{err}
@@ -170,18 +160,7 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 	id, sagaID := prior.ImageID, prior.SagaID
 	res := processed{ImageID: id, SagaID: sagaID}
 	data := importData{ImageID: id, CommandID: m.Envelope.ID, Command: m.Subject, Dest: p.dest(id, sagaID), Staged: p.staged}
-	start := s.startSaga
-	switch {
-	case p.docker != nil:
-		start = func(ctx context.Context, sagaID string, data importData) error {
-			return s.startDockerSaga(ctx, sagaID, p, data)
-		}
-	case p.luks:
-		start = func(ctx context.Context, sagaID string, data importData) error {
-			return s.startLuksSaga(ctx, sagaID, KindLuksCreate, luksData{importData: data, SizeMiB: req.SizeMiB})
-		}
-	}
-	if err := start(ctx, sagaID, data); err != nil {
+	if err := s.startCreate(ctx, p, sagaID, data); err != nil {
 		return res, err
 	}
 	if err := s.images.claimName(ctx, s.cfg.User, req.Name, id); err != nil {
@@ -199,75 +178,23 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 	}
 	switch {
 	case p.docker != nil:
-		return res, s.sendResolve(ctx, m, p, data.ImageID, sagaID)
+		return res, s.sendResolve(ctx, m, p.req.Path, data.ImageID, sagaID)
 	case p.luks:
 		return res, s.sendLuks(ctx, m, sagaID, luksData{importData: data, SizeMiB: req.SizeMiB})
 	}
 	return res, s.sendConvert(ctx, m, p, data, sagaID)
 }
 
-// chooseSagaID is the command's correlation ID, so every message of the
-// workflow shares it; a correlation that is not a UUID or already names
-// another saga gives an ID derived from the command's.
-func (s *Service) chooseSagaID(ctx context.Context, m *bus.Msg) (string, error) {
-	derived := uuid.NewSHA1(sagaNamespace, []byte(m.Envelope.ID)).String()
-	c := m.Envelope.CorrelationID
-	if _, err := uuid.Parse(c); err != nil {
-		return derived, nil
-	}
-	_, err := s.sagas.Get(ctx, c)
+// startCreate starts the saga an image-create needs: a docker import, an
+// empty LUKS volume, or an import.
+func (s *Service) startCreate(ctx context.Context, p plan, sagaID string, data importData) error {
 	switch {
-	case errors.Is(err, saga.ErrNotFound):
-		return c, nil
-	case err != nil:
-		return "", err
+	case p.docker != nil:
+		return s.startDockerSaga(ctx, sagaID, p.req, p.docker, p.format, data)
+	case p.luks:
+		return s.start(ctx, sagaID, KindLuksCreate, data.ImageID, luksData{importData: data, SizeMiB: p.req.SizeMiB}, data.Dest)
 	}
-	return derived, nil
-}
-
-func (s *Service) startSaga(ctx context.Context, id string, data importData) error {
-	sg := &saga.Saga{
-		ID:       id,
-		Kind:     KindImport,
-		Subject:  idToken(data.ImageID),
-		Phase:    PhaseConvert,
-		Deadline: time.Now().UTC().Add(s.cfg.ConvertDeadline),
-		Owned:    []string{data.Dest},
-	}
-	if err := sg.SetData(data); err != nil {
-		return err
-	}
-	return s.createSaga(ctx, sg)
-}
-
-// createSaga stores a new saga; finding it stored by a previous delivery
-// is success.
-func (s *Service) createSaga(ctx context.Context, sg *saga.Saga) error {
-	id := sg.ID
-	err := s.sagas.Create(ctx, sg)
-	if errors.Is(err, saga.ErrExists) {
-		cur, gerr := s.sagas.Get(ctx, id)
-		if gerr != nil {
-			return gerr
-		}
-		if cur.Subject != sg.Subject {
-			return fmt.Errorf("saga %s already belongs to image %s, not %s", id, cur.Subject, sg.Subject)
-		}
-		return nil // a redelivery: started already
-	}
-	return err
-}
-
-// abandon fails a saga that never got going (nothing to undo but the
-// destination, which compensation handles).
-func (s *Service) abandon(ctx context.Context, sagaID, reason string) {
-	if _, err := s.sagas.Fail(ctx, sagaID, reason); err != nil {
-		s.log.Warn("abandoning saga", "saga", sagaID, "err", err)
-		return
-	}
-	if err := s.engine.Compensate(ctx, sagaID); err != nil {
-		s.log.Warn("abandoning saga", "saga", sagaID, "err", err)
-	}
+	return s.start(ctx, sagaID, KindImport, data.ImageID, data, data.Dest)
 }
 
 // record is the LOCKED record of a new image.
@@ -303,47 +230,22 @@ func (s *Service) record(p plan, id int64, sagaID string) *schemas.Image {
 	return img
 }
 
-// insert stores a new record, or returns the one a previous delivery
-// stored.
-func (s *Service) insert(ctx context.Context, img *schemas.Image) (*schemas.Image, error) {
-	_, err := s.images.Create(ctx, img.ID, img)
-	if !errors.Is(err, kvstore.ErrExists) {
-		return img, err
-	}
-	cur, _, err := s.images.Get(ctx, img.ID)
-	if err != nil {
-		return nil, err
-	}
-	if cur.SagaID != img.SagaID {
-		return nil, fmt.Errorf("image %d already exists for saga %s, not %s", img.ID, cur.SagaID, img.SagaID)
-	}
-	return cur, nil
-}
-
 // sendConvert asks the converter for the data. Its ID is the saga step's,
 // so a resend is a duplicate JetStream drops.
 func (s *Service) sendConvert(ctx context.Context, m *bus.Msg, p plan, data importData, sagaID string) error {
-	opts := []bus.PubOption{bus.CausedBy(m.Envelope), bus.WithStep(sagaID, string(PhaseConvert)), bus.WithSubject(idToken(data.ImageID))}
-	var err error
 	if p.req.SizeMiB > 0 {
-		_, err = s.bus.Command(ctx, "converter", "create-blank", schemas.ConverterCreateBlank{
-			ImageID: data.ImageID, SizeMiB: p.req.SizeMiB, Format: p.format, FS: p.req.FS, Dest: data.Dest,
-		}, opts...)
-	} else {
-		cmd := schemas.ConverterImport{
-			ImageID: data.ImageID, Source: p.req.Path, SourceFormat: p.req.SourceFormat, Format: p.req.Format,
-			Compression: p.req.Compression, Checksum: p.req.Checksum, Dest: data.Dest,
-			MaxVirtualSize: s.cfg.MaxVirtualSize,
-		}
-		if IsFileType(p.typ) {
-			// Kernels, initrds and context files are not disks: they are
-			// stored byte for byte, never inspected or converted.
-			cmd.File, cmd.Format, cmd.SourceFormat, cmd.Compression = true, "", "", ""
-		}
-		_, err = s.bus.Command(ctx, "converter", "import", cmd, opts...)
+		return s.send(ctx, m.Envelope, sagaID, PhaseConvert, data.ImageID, schemas.ServiceConverter, "create-blank",
+			schemas.ConverterCreateBlank{ImageID: data.ImageID, SizeMiB: p.req.SizeMiB, Format: p.format, FS: p.req.FS, Dest: data.Dest})
 	}
-	if err != nil {
-		return fmt.Errorf("image %d: ask the converter: %w", data.ImageID, err)
+	cmd := schemas.ConverterImport{
+		ImageID: data.ImageID, Source: p.req.Path, SourceFormat: p.req.SourceFormat, Format: p.req.Format,
+		Compression: p.req.Compression, Checksum: p.req.Checksum, Dest: data.Dest,
+		MaxVirtualSize: s.cfg.MaxVirtualSize,
 	}
-	return nil
+	if IsFileType(p.typ) {
+		// Kernels, initrds and context files are not disks: they are
+		// stored byte for byte, never inspected or converted.
+		cmd.File, cmd.Format, cmd.SourceFormat, cmd.Compression = true, "", "", ""
+	}
+	return s.send(ctx, m.Envelope, sagaID, PhaseConvert, data.ImageID, schemas.ServiceConverter, "import", cmd)
 }

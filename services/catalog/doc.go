@@ -10,7 +10,9 @@
 // converts its data, then READY once the catalog has checked the stored
 // blob, or ERROR with a message when anything failed or took too long.
 // The LUKS sagas (encrypt, luks-create) work the same way with
-// crypto-luks. VMs take and release images with image-use and
+// crypto-luks, and a LUKS image's key slots change in saga slots while the
+// image is LOCKED. Every saga is a declared flow of phases run by one
+// workflow core (workflow.go), which names no kind. VMs take and release images with image-use and
 // image-release (USED, USED_PERS, RVMS); a persistent image's changes are
 // copied over its blob when its VM releases it.
 //

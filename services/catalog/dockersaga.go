@@ -2,7 +2,6 @@ package catalog
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -33,8 +32,16 @@ const (
 
 // Services the docker import talks to.
 const (
-	marketService  = "market-dockerhub"
-	builderService = "builder"
+	marketService  = schemas.ServiceMarketDockerhub
+	builderService = schemas.ServiceBuilder
+)
+
+// Events the docker import waits for (besides the converter's).
+var (
+	evtResolved      = eventKey(marketService, schemas.EventMarketDockerhubResolved)
+	evtResolveFailed = eventKey(marketService, schemas.EventMarketDockerhubFailed)
+	evtBuilt         = eventKey(builderService, schemas.EventBuilderBuilt)
+	evtBuildFailed   = eventKey(builderService, schemas.EventBuilderFailed)
 )
 
 // Provenance attributes a docker import records on its image.
@@ -66,51 +73,69 @@ type dockerData struct {
 	Built *schemas.BuilderBuilt `json:"built,omitempty"`
 }
 
-// isImportKind tells the workflows that write a new image's data and end
-// in the import's commit phase: imports and the LUKS sagas.
-func isImportKind(kind string) bool {
-	return kind == KindImport || kind == KindDockerImport || isLuksKind(kind)
-}
-
 func isDockerPath(p string) bool { return strings.HasPrefix(p, dockerurl.Scheme) }
 
-func (s *Service) dockerDefinition() saga.Definition {
-	return saga.Definition{Kind: KindDockerImport, Phases: map[saga.Phase]saga.PhaseSpec{
-		PhaseResolve: {Deadline: s.cfg.ResolveDeadline},
-		// Both delete everything the import may have written: the build
-		// and the converted disk.
-		PhaseBuild:   {Deadline: s.cfg.BuildDeadline, Compensate: s.compensateImport},
-		PhaseConvert: {Deadline: s.cfg.ConvertDeadline, Compensate: s.compensateImport},
-		PhaseCommit:  {Deadline: s.cfg.CommitDeadline},
-	}}
+// dockerFlow declares the docker import.
+func (s *Service) dockerFlow() *flow {
+	return &flow{
+		kind: KindDockerImport, what: "import", reporter: "the converter", fail: s.failImport,
+		phases: []phase{{
+			name:     PhaseResolve,
+			commands: []string{"market-dockerhub.resolve"},
+			on:       map[string]eventHandler{evtResolved: s.resolved, evtResolveFailed: s.resolveFailed},
+			deadline: s.cfg.ResolveDeadline,
+			expired: func(sg *saga.Saga, d time.Duration) string {
+				return fmt.Sprintf("resolving %s did not finish within %s", dockerURL(sg), d)
+			},
+		}, {
+			name:     PhaseBuild,
+			commands: []string{"builder.build"},
+			on:       map[string]eventHandler{evtBuilt: s.built, evtBuildFailed: s.buildFailed},
+			deadline: s.cfg.BuildDeadline,
+			// Both build and convert delete everything the import may
+			// have written: the build and the converted disk.
+			compensate: s.compensateImport,
+			expired: func(sg *saga.Saga, d time.Duration) string {
+				return fmt.Sprintf("building a disk from %s did not finish within %s", dockerURL(sg), d)
+			},
+		}, s.convertPhase(), s.commitPhase("import")},
+		// A build reported after its import failed or its image went away.
+		unclaimed: map[string]eventHandler{evtBuilt: s.orphanBuild},
+	}
 }
 
-// planDocker applies the rules of a docker:// path to an image-create
-// whose URL parsed.
-func planDocker(p *plan) error {
-	req, u := p.req, p.docker
+// dockerURL is the URL a docker import is about.
+func dockerURL(sg *saga.Saga) string {
+	var d dockerData
+	_ = sg.Decode(&d)
+	return d.URL
+}
+
+// dockerFormat applies the rules of a docker:// path u to an image-create
+// of type typ whose URL parsed, and returns the format to store.
+func dockerFormat(req schemas.ImageCreate, typ schemas.ImageType, u *dockerurl.URL) (schemas.DiskFormat, error) {
 	switch {
 	case req.Staged:
-		return refuse("staged marks an uploaded object the catalog deletes: a docker:// path is not one")
+		return "", refuse("staged marks an uploaded object the catalog deletes: a docker:// path is not one")
 	case req.SourceFormat != "" || req.Checksum != "":
-		return refuse("source_format and checksum describe a disk to import: a docker:// image is pinned by its manifest digest instead (docker://repo@sha256:…)")
-	case p.typ != schemas.ImageTypeOS && p.typ != schemas.ImageTypeDatablock:
-		return refuse("a docker:// image becomes an OS or DATABLOCK disk, not %s", p.typ)
+		return "", refuse("source_format and checksum describe a disk to import: a docker:// image is pinned by its manifest digest instead (docker://repo@sha256:…)")
+	case typ != schemas.ImageTypeOS && typ != schemas.ImageTypeDatablock:
+		return "", refuse("a docker:// image becomes an OS or DATABLOCK disk, not %s", typ)
 	}
-	p.format = schemas.DiskFormat(u.Format)
-	if req.Format != "" && req.Format != p.format {
+	format := schemas.DiskFormat(u.Format)
+	if req.Format != "" && req.Format != format {
 		if explicitFormat(req.Path) {
-			return refuse("format %s conflicts with format=%s in the docker URL", req.Format, u.Format)
+			return "", refuse("format %s conflicts with format=%s in the docker URL", req.Format, u.Format)
 		}
-		p.format = req.Format
+		format = req.Format
 	}
-	if p.format != schemas.DiskFormatRaw && p.format != schemas.DiskFormatQcow2 {
-		return refuse("a docker:// image is stored as raw or qcow2, not %s", p.format)
+	if format != schemas.DiskFormatRaw && format != schemas.DiskFormatQcow2 {
+		return "", refuse("a docker:// image is stored as raw or qcow2, not %s", format)
 	}
-	if req.Compression != "" && p.format != schemas.DiskFormatQcow2 {
-		return refuse("compression %s applies to qcow2 only, not to format %s", req.Compression, p.format)
+	if req.Compression != "" && format != schemas.DiskFormatQcow2 {
+		return "", refuse("compression %s applies to qcow2 only, not to format %s", req.Compression, format)
 	}
-	return nil
+	return format, nil
 }
 
 // explicitFormat reports whether a docker URL names its format (Parse
@@ -134,96 +159,33 @@ func (s *Service) isBuildURL(id int64, u string) bool {
 	return err == nil && bucket == s.cfg.UploadBucket && strings.HasPrefix(key, blob.BuildPrefix+idToken(id)+"/")
 }
 
-// startDockerSaga records a docker import in its resolve phase.
-func (s *Service) startDockerSaga(ctx context.Context, id string, p plan, base importData) error {
+// startDockerSaga records a docker import of u (req's path) in its
+// resolve phase.
+func (s *Service) startDockerSaga(ctx context.Context, id string, req schemas.ImageCreate, u *dockerurl.URL, format schemas.DiskFormat, base importData) error {
 	base.Staged = s.buildURL(base.ImageID, id)
-	u := p.docker
-	d := dockerData{importData: base, URL: p.req.Path, Format: p.format, Compression: p.req.Compression,
+	d := dockerData{importData: base, URL: req.Path, Format: format, Compression: req.Compression,
 		SizeMiB: u.SizeMiB, Filesystem: schemas.Filesystem(u.Filesystem),
 		Distro: strings.ToLower(u.Distro), Arch: u.Arch}
-	sg := &saga.Saga{
-		ID:       id,
-		Kind:     KindDockerImport,
-		Subject:  idToken(base.ImageID),
-		Phase:    PhaseResolve,
-		Deadline: time.Now().UTC().Add(s.cfg.ResolveDeadline),
-		Owned:    []string{base.Staged, base.Dest},
-	}
-	if err := sg.SetData(d); err != nil {
-		return err
-	}
-	return s.createSaga(ctx, sg)
+	return s.start(ctx, id, KindDockerImport, base.ImageID, d, base.Staged, base.Dest)
 }
 
 // sendResolve asks market-dockerhub to pin the URL.
-func (s *Service) sendResolve(ctx context.Context, m *bus.Msg, p plan, imageID int64, sagaID string) error {
-	_, err := s.bus.Command(ctx, marketService, "resolve",
-		schemas.MarketDockerhubResolve{ImageID: imageID, URL: p.req.Path},
-		bus.CausedBy(m.Envelope), bus.WithStep(sagaID, string(PhaseResolve)), bus.WithSubject(idToken(imageID)))
-	if err != nil {
-		return fmt.Errorf("image %d: ask %s to resolve %s: %w", imageID, marketService, p.req.Path, err)
-	}
-	return nil
+func (s *Service) sendResolve(ctx context.Context, m *bus.Msg, path string, imageID int64, sagaID string) error {
+	return s.send(ctx, m.Envelope, sagaID, PhaseResolve, imageID, marketService, "resolve",
+		schemas.MarketDockerhubResolve{ImageID: imageID, URL: path})
 }
 
-// eventFilters are the events the catalog consumes: the reports of the
-// services its sagas wait for.
-func (s *Service) eventFilters() []string {
-	p := s.bus.Prefix() + ".evt."
-	return []string{
-		p + "converter.converted.>", p + "converter.failed.>",
-		p + marketService + ".resolved.>", p + marketService + ".failed.>",
-		p + builderService + ".built.>", p + builderService + ".failed.>",
-		p + cryptoService + ".encrypted.>", p + cryptoService + ".failed.>",
-		p + cryptoService + ".slots-changed.>",
-	}
-}
-
-// handleEvent routes a consumed event by the service that sent it.
-func (s *Service) handleEvent(ctx context.Context, m *bus.Msg) error {
-	switch m.Service {
-	case "converter":
-		return s.handleConverterEvent(ctx, m)
-	case marketService, builderService:
-		return s.handleDockerEvent(ctx, m)
-	case cryptoService:
-		return s.handleLuksEvent(ctx, m)
-	}
-	return nil
-}
-
-// handleDockerEvent drives docker imports from market-dockerhub's and the
-// builder's reports.
-func (s *Service) handleDockerEvent(ctx context.Context, m *bus.Msg) error {
-	ok := (m.Service == marketService && (m.Name == "resolved" || m.Name == "failed")) ||
-		(m.Service == builderService && (m.Name == "built" || m.Name == "failed"))
-	if !ok {
-		return nil
-	}
-	if err := schemas.Validate(schemas.KindEvent, m.Service, m.Name, m.Data); err != nil {
-		s.log.Error("ignoring an invalid event", "subject", m.Subject, "err", err)
+// resolveFailed and buildFailed end a docker import in ERROR on a market
+// or builder failure reported while the saga waits for that service.
+func (s *Service) resolveFailed(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
+	var ev schemas.MarketDockerhubFailed
+	if err := m.Decode(&ev); err != nil {
 		return bus.Terminal(err)
 	}
-	switch {
-	case m.Name == "resolved":
-		var ev schemas.MarketDockerhubResolved
-		if err := m.Decode(&ev); err != nil {
-			return bus.Terminal(err)
-		}
-		return s.resolved(ctx, m, ev)
-	case m.Name == "built":
-		var ev schemas.BuilderBuilt
-		if err := m.Decode(&ev); err != nil {
-			return bus.Terminal(err)
-		}
-		return s.built(ctx, m, ev)
-	case m.Service == marketService:
-		var ev schemas.MarketDockerhubFailed
-		if err := m.Decode(&ev); err != nil {
-			return bus.Terminal(err)
-		}
-		return s.dockerFailed(ctx, m, ev.ImageID, PhaseResolve, "resolve: "+ev.Error)
-	}
+	return s.dockerFailed(ctx, m, sg, PhaseResolve, "resolve: "+ev.Error)
+}
+
+func (s *Service) buildFailed(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
 	var ev schemas.BuilderFailed
 	if err := m.Decode(&ev); err != nil {
 		return bus.Terminal(err)
@@ -232,30 +194,16 @@ func (s *Service) handleDockerEvent(ctx context.Context, m *bus.Msg) error {
 	if ev.Retryable {
 		reason += " (this may be temporary: delete the image and import it again)"
 	}
-	return s.dockerFailed(ctx, m, ev.ImageID, PhaseBuild, reason)
-}
-
-// findDockerSaga is findSaga restricted to docker imports.
-func (s *Service) findDockerSaga(ctx context.Context, m *bus.Msg, imageID int64) (*saga.Saga, dockerData, error) {
-	var d dockerData
-	sg, err := s.findSaga(ctx, m.Envelope.CorrelationID, imageID)
-	if err != nil {
-		return nil, d, err
-	}
-	if sg.Kind != KindDockerImport {
-		return nil, d, saga.ErrNotFound
-	}
-	return sg, d, sg.Decode(&d)
+	return s.dockerFailed(ctx, m, sg, PhaseBuild, reason)
 }
 
 // resolved records the pinned reference and asks the builder for the disk.
-func (s *Service) resolved(ctx context.Context, m *bus.Msg, ev schemas.MarketDockerhubResolved) error {
-	sg, d, err := s.findDockerSaga(ctx, m, ev.ImageID)
-	switch {
-	case errors.Is(err, saga.ErrNotFound):
-		return nil
-	case err != nil:
+func (s *Service) resolved(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
+	ev, d, err := decodeStep[schemas.MarketDockerhubResolved, dockerData](m, sg)
+	if err != nil {
 		return err
+	}
+	switch {
 	case sg.Status != saga.StatusRunning:
 		return nil
 	case sg.Phase == PhaseBuild && d.Reference == ev.Reference:
@@ -282,7 +230,7 @@ func (s *Service) resolved(ctx context.Context, m *bus.Msg, ev schemas.MarketDoc
 	if err != nil {
 		return err
 	}
-	sg, err = s.sagas.Advance(ctx, sg.ID, PhaseResolve, PhaseBuild, s.cfg.BuildDeadline, "resolved "+ev.Reference)
+	sg, err = s.advance(ctx, sg, PhaseResolve, PhaseBuild, "resolved "+ev.Reference)
 	if errors.Is(err, saga.ErrWrongPhase) {
 		return nil // a duplicate delivery advanced it, or the saga failed meanwhile
 	}
@@ -321,23 +269,17 @@ func (s *Service) sendBuild(ctx context.Context, m *bus.Msg, sagaID string, d do
 		cmd.SizeMiB, cmd.Filesystem = d.SizeMiB, d.Filesystem
 		cmd.Format, cmd.Compression = d.Format, d.Compression
 	}
-	_, err := s.bus.Command(ctx, builderService, "build", cmd,
-		bus.CausedBy(m.Envelope), bus.WithStep(sagaID, string(PhaseBuild)), bus.WithSubject(idToken(d.ImageID)))
-	if err != nil {
-		return fmt.Errorf("image %d: ask the builder: %w", d.ImageID, err)
-	}
-	return nil
+	return s.send(ctx, m.Envelope, sagaID, PhaseBuild, d.ImageID, builderService, "build", cmd)
 }
 
 // built checks the builder's report and commits a container build, or
 // hands a carried disk to the converter.
-func (s *Service) built(ctx context.Context, m *bus.Msg, ev schemas.BuilderBuilt) error {
-	sg, d, err := s.findDockerSaga(ctx, m, ev.ImageID)
-	switch {
-	case errors.Is(err, saga.ErrNotFound):
-		return s.deleteBuild(ctx, ev) // its image is gone
-	case err != nil:
+func (s *Service) built(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
+	ev, d, err := decodeStep[schemas.BuilderBuilt, dockerData](m, sg)
+	if err != nil {
 		return err
+	}
+	switch {
 	case sg.Status == saga.StatusSucceeded:
 		return nil // a duplicate
 	case sg.Status != saga.StatusRunning:
@@ -382,9 +324,9 @@ func (s *Service) built(ctx context.Context, m *bus.Msg, ev schemas.BuilderBuilt
 		return err
 	}
 	if d.Kind == schemas.ContentKindContainer {
-		return s.commitBuilt(ctx, m, sg.ID, ev)
+		return s.commitBuilt(ctx, m, sg, ev)
 	}
-	sg, err = s.sagas.Advance(ctx, sg.ID, PhaseBuild, PhaseConvert, s.cfg.ConvertDeadline, "built "+ev.Dest)
+	sg, err = s.advance(ctx, sg, PhaseBuild, PhaseConvert, "built "+ev.Dest)
 	if errors.Is(err, saga.ErrWrongPhase) {
 		return nil
 	}
@@ -398,8 +340,8 @@ func (s *Service) built(ctx context.Context, m *bus.Msg, ev schemas.BuilderBuilt
 }
 
 // commitBuilt advances a container build to commit and commits it.
-func (s *Service) commitBuilt(ctx context.Context, m *bus.Msg, sagaID string, ev schemas.BuilderBuilt) error {
-	sg, err := s.sagas.Advance(ctx, sagaID, PhaseBuild, PhaseCommit, s.cfg.CommitDeadline, "built "+ev.Dest)
+func (s *Service) commitBuilt(ctx context.Context, m *bus.Msg, sg *saga.Saga, ev schemas.BuilderBuilt) error {
+	sg, err := s.advance(ctx, sg, PhaseBuild, PhaseCommit, "built "+ev.Dest)
 	if errors.Is(err, saga.ErrWrongPhase) {
 		return nil // a duplicate delivery advanced it, or the saga failed meanwhile
 	}
@@ -441,12 +383,16 @@ func (s *Service) sendDockerConvert(ctx context.Context, m *bus.Msg, sagaID stri
 	if d.Kind == schemas.ContentKindContainer {
 		cmd.SourceFormat = schemas.DiskFormatRaw
 	}
-	_, err := s.bus.Command(ctx, "converter", "import", cmd,
-		bus.CausedBy(m.Envelope), bus.WithStep(sagaID, string(PhaseConvert)), bus.WithSubject(idToken(d.ImageID)))
-	if err != nil {
-		return fmt.Errorf("image %d: ask the converter: %w", d.ImageID, err)
+	return s.send(ctx, m.Envelope, sagaID, PhaseConvert, d.ImageID, schemas.ServiceConverter, "import", cmd)
+}
+
+// orphanBuild deletes a build reported for no running docker import.
+func (s *Service) orphanBuild(ctx context.Context, m *bus.Msg, _ *saga.Saga) error {
+	var ev schemas.BuilderBuilt
+	if err := m.Decode(&ev); err != nil {
+		return bus.Terminal(err)
 	}
-	return nil
+	return s.deleteBuild(ctx, ev)
 }
 
 // deleteBuild deletes a reported build no import owns if it lies where
@@ -467,50 +413,11 @@ func (s *Service) deleteBuild(ctx context.Context, ev schemas.BuilderBuilt) erro
 	return s.deleteOwned(ctx, schemas.ConverterConverted{ImageID: ev.ImageID, Dest: ev.Dest})
 }
 
-// dockerFailed ends a docker import in ERROR on a market or builder
-// failure reported while the saga waits for that service.
-func (s *Service) dockerFailed(ctx context.Context, m *bus.Msg, imageID int64, phase saga.Phase, reason string) error {
-	sg, _, err := s.findDockerSaga(ctx, m, imageID)
-	switch {
-	case errors.Is(err, saga.ErrNotFound):
-		return nil
-	case err != nil:
-		return err
-	case sg.Status.Finished() || sg.Phase != phase:
+// dockerFailed ends a docker import in ERROR on a failure reported while
+// the saga waits in phase.
+func (s *Service) dockerFailed(ctx context.Context, m *bus.Msg, sg *saga.Saga, ph saga.Phase, reason string) error {
+	if sg.Status.Finished() || sg.Phase != ph {
 		return nil // late, or about another attempt
 	}
 	return s.failImport(ctx, sg, reason, &m.Envelope)
-}
-
-// dockerExpired words a deadline passed in a docker import's own phases.
-func dockerExpired(sg *saga.Saga, d time.Duration) string {
-	var data dockerData
-	_ = sg.Decode(&data)
-	if sg.Phase == PhaseResolve {
-		return fmt.Sprintf("resolving %s did not finish within %s", data.URL, d)
-	}
-	return fmt.Sprintf("building a disk from %s did not finish within %s", data.URL, d)
-}
-
-// mergeData overlays v's fields on the saga's data, keeping the fields v
-// does not know (a docker import's, when the import code updates it).
-func mergeData(sg *saga.Saga, v any) error {
-	fields := map[string]json.RawMessage{}
-	if len(sg.Data) > 0 {
-		if err := json.Unmarshal(sg.Data, &fields); err != nil {
-			return fmt.Errorf("saga %s: decode data: %w", sg.ID, err)
-		}
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	over := map[string]json.RawMessage{}
-	if err := json.Unmarshal(b, &over); err != nil {
-		return err
-	}
-	for k, raw := range over {
-		fields[k] = raw
-	}
-	return sg.SetData(fields)
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/slipway/slipway/pkg/blob"
@@ -35,8 +33,13 @@ const (
 	PhaseEncrypt   = saga.Phase("encrypt")
 )
 
-// The service the LUKS sagas talk to.
-const cryptoService = "crypto-luks"
+// The service the LUKS sagas talk to, and the events they wait for.
+const cryptoService = schemas.ServiceCryptoLUKS
+
+var (
+	evtEncrypted  = eventKey(cryptoService, schemas.EventCryptoLUKSEncrypted)
+	evtLuksFailed = eventKey(cryptoService, schemas.EventCryptoLUKSFailed)
+)
 
 // Attributes the catalog sets on LUKS images. They cannot be set or
 // changed with image-create or image-update: LUKS_SECRET names the secret
@@ -61,14 +64,25 @@ type luksData struct {
 	Secret string `json:"secret,omitempty"`
 }
 
-func isLuksKind(kind string) bool { return kind == KindEncrypt || kind == KindLuksCreate }
-
-func (s *Service) luksDefinitions() []saga.Definition {
-	phases := map[saga.Phase]saga.PhaseSpec{
-		PhaseEncrypt: {Deadline: s.cfg.EncryptDeadline, Compensate: s.compensateLuks},
-		PhaseCommit:  {Deadline: s.cfg.CommitDeadline},
+// luksFlows declare the two LUKS sagas: crypto-luks encrypts (or makes an
+// empty volume), then the image is committed as an import is.
+func (s *Service) luksFlows() []*flow {
+	encrypt := func() phase {
+		return phase{
+			name:     PhaseEncrypt,
+			commands: []string{"crypto-luks.encrypt", "crypto-luks.create"},
+			on:       map[string]eventHandler{evtEncrypted: s.encrypted, evtLuksFailed: s.luksFailed},
+			deadline: s.cfg.EncryptDeadline, compensate: s.compensateLuks, expired: luksExpired,
+		}
 	}
-	return []saga.Definition{{Kind: KindEncrypt, Phases: phases}, {Kind: KindLuksCreate, Phases: phases}}
+	mk := func(kind, what string) *flow {
+		return &flow{kind: kind, what: what, reporter: cryptoService, fail: s.failImport,
+			phases: []phase{encrypt(), s.commitPhase(what)},
+			// An encrypted report after its saga failed (or its image
+			// went away): its blob and secret have no owner.
+			unclaimed: map[string]eventHandler{evtEncrypted: s.orphanEncrypted}}
+	}
+	return []*flow{mk(KindEncrypt, "the encryption"), mk(KindLuksCreate, "the LUKS volume")}
 }
 
 // keepsCatalogAttributes refuses a change of the attributes only the
@@ -97,10 +111,7 @@ func (s *Service) encrypt(ctx context.Context, m *bus.Msg, prior *processed) (pr
 	}
 	// Refusals before the new image exists are about the source.
 	none := processed{ImageID: req.ID}
-	src, _, err := s.images.Get(ctx, req.ID)
-	if errors.Is(err, ErrNotFound) {
-		return none, refuse("image %d does not exist", req.ID)
-	}
+	src, err := s.images.existing(ctx, req.ID)
 	if err != nil {
 		return none, err
 	}
@@ -128,7 +139,7 @@ func (s *Service) encrypt(ctx context.Context, m *bus.Msg, prior *processed) (pr
 			SetAttributes: map[string]string{AttrEncryptedFrom: idToken(src.ID)}},
 		SourceID: src.ID, Source: src.Source, SourceFormat: src.Format,
 	}
-	if err := s.startLuksSaga(ctx, sagaID, KindEncrypt, d); err != nil {
+	if err := s.start(ctx, sagaID, KindEncrypt, id, d, d.Dest); err != nil {
 		return res, err
 	}
 	if err := s.images.claimName(ctx, s.cfg.User, req.Name, id); err != nil {
@@ -145,24 +156,6 @@ func (s *Service) encrypt(ctx context.Context, m *bus.Msg, prior *processed) (pr
 		return res, err
 	}
 	return res, s.sendLuks(ctx, m, sagaID, d)
-}
-
-// claimNewImage allocates an image ID and a saga ID for a command and
-// records them, so a redelivery resumes with the same ones.
-func (s *Service) claimNewImage(ctx context.Context, m *bus.Msg) (*processed, error) {
-	id, err := s.images.NextID(ctx)
-	if err != nil {
-		return nil, err
-	}
-	sagaID, err := s.chooseSagaID(ctx, m)
-	if err != nil {
-		return nil, err
-	}
-	won, err := s.dedupClaim(ctx, m.Envelope.ID, processed{ImageID: id, SagaID: sagaID})
-	if err != nil {
-		return nil, err
-	}
-	return &won, nil
 }
 
 // encryptedRecord is the LOCKED record of an encryption of src: the
@@ -188,47 +181,16 @@ func encryptedRecord(src *schemas.Image, req schemas.ImageEncrypt, id int64, sag
 	}
 }
 
-// announce publishes a new record: image-created (the answer a client
-// waits for) and its first state.
-func (s *Service) announce(ctx context.Context, m *bus.Msg, img *schemas.Image) error {
-	if err := s.emitImage(ctx, EvtImageCreated, img, causedBy(m.Envelope, EvtImageCreated)); err != nil {
-		return err
-	}
-	return s.emitState(ctx, img.ID, "", StateLocked, "", causedBy(m.Envelope, EvtStateChanged))
-}
-
-func (s *Service) startLuksSaga(ctx context.Context, id, kind string, d luksData) error {
-	sg := &saga.Saga{
-		ID:       id,
-		Kind:     kind,
-		Subject:  idToken(d.ImageID),
-		Phase:    PhaseEncrypt,
-		Deadline: time.Now().UTC().Add(s.cfg.EncryptDeadline),
-		Owned:    []string{d.Dest},
-	}
-	if err := sg.SetData(d); err != nil {
-		return err
-	}
-	return s.createSaga(ctx, sg)
-}
-
 // sendLuks asks crypto-luks to encrypt the source (encrypt) or to make an
 // empty volume (luks-create). Its ID is the saga step's, so a resend is a
 // duplicate JetStream drops.
 func (s *Service) sendLuks(ctx context.Context, m *bus.Msg, sagaID string, d luksData) error {
-	opts := []bus.PubOption{bus.CausedBy(m.Envelope), bus.WithStep(sagaID, string(PhaseEncrypt)), bus.WithSubject(idToken(d.ImageID))}
-	var err error
 	if d.SizeMiB > 0 {
-		_, err = s.bus.Command(ctx, cryptoService, "create",
-			schemas.CryptoLuksCreate{ImageID: d.ImageID, SizeMiB: d.SizeMiB, Dest: d.Dest}, opts...)
-	} else {
-		_, err = s.bus.Command(ctx, cryptoService, "encrypt",
-			schemas.CryptoLuksEncrypt{ImageID: d.ImageID, Source: d.Source, SourceFormat: d.SourceFormat, Dest: d.Dest}, opts...)
+		return s.send(ctx, m.Envelope, sagaID, PhaseEncrypt, d.ImageID, cryptoService, "create",
+			schemas.CryptoLuksCreate{ImageID: d.ImageID, SizeMiB: d.SizeMiB, Dest: d.Dest})
 	}
-	if err != nil {
-		return fmt.Errorf("image %d: ask %s: %w", d.ImageID, cryptoService, err)
-	}
-	return nil
+	return s.send(ctx, m.Envelope, sagaID, PhaseEncrypt, d.ImageID, cryptoService, "encrypt",
+		schemas.CryptoLuksEncrypt{ImageID: d.ImageID, Source: d.Source, SourceFormat: d.SourceFormat, Dest: d.Dest})
 }
 
 // sendSecretDelete asks crypto-luks to forget a secret. The ID is derived
@@ -266,57 +228,13 @@ func (s *Service) compensateLuks(ctx context.Context, sg *saga.Saga) error {
 	return errors.Join(errs...)
 }
 
-// handleLuksEvent drives the LUKS sagas from crypto-luks's reports.
-func (s *Service) handleLuksEvent(ctx context.Context, m *bus.Msg) error {
-	if m.Name != "encrypted" && m.Name != "failed" && m.Name != "slots-changed" {
-		return nil
-	}
-	if err := schemas.Validate(schemas.KindEvent, cryptoService, m.Name, m.Data); err != nil {
-		s.log.Error("ignoring an invalid crypto-luks event", "subject", m.Subject, "err", err)
-		return bus.Terminal(err)
-	}
-	if m.Name == "slots-changed" {
-		var ev schemas.CryptoLuksSlotsChanged
-		if err := m.Decode(&ev); err != nil {
-			return bus.Terminal(err)
-		}
-		return s.slotsChanged(ctx, m, ev)
-	}
-	if m.Name == "encrypted" {
-		var ev schemas.CryptoLuksEncrypted
-		if err := m.Decode(&ev); err != nil {
-			return bus.Terminal(err)
-		}
-		return s.encrypted(ctx, m, ev)
-	}
-	var ev schemas.CryptoLuksFailed
-	if err := m.Decode(&ev); err != nil {
-		return bus.Terminal(err)
-	}
-	return s.luksFailed(ctx, m, ev)
-}
-
-// findLuksSaga is findSaga restricted to LUKS sagas.
-func (s *Service) findLuksSaga(ctx context.Context, m *bus.Msg, imageID int64) (*saga.Saga, luksData, error) {
-	var d luksData
-	sg, err := s.findSaga(ctx, m.Envelope.CorrelationID, imageID)
-	if err != nil {
-		return nil, d, err
-	}
-	if !isLuksKind(sg.Kind) {
-		return nil, d, saga.ErrNotFound
-	}
-	return sg, d, sg.Decode(&d)
-}
-
 // encrypted records crypto-luks's report and commits the image.
-func (s *Service) encrypted(ctx context.Context, m *bus.Msg, ev schemas.CryptoLuksEncrypted) error {
-	sg, d, err := s.findLuksSaga(ctx, m, ev.ImageID)
-	switch {
-	case errors.Is(err, saga.ErrNotFound):
-		return s.orphanLuks(ctx, ev)
-	case err != nil:
+func (s *Service) encrypted(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
+	ev, d, err := decodeStep[schemas.CryptoLuksEncrypted, luksData](m, sg)
+	if err != nil {
 		return err
+	}
+	switch {
 	case sg.Status == saga.StatusSucceeded:
 		if d.Secret != ev.Secret {
 			s.log.Error("crypto-luks reported a second secret for an image already committed", "image", ev.ImageID, "secret", d.Secret, "reported", ev.Secret)
@@ -335,7 +253,7 @@ func (s *Service) encrypted(ctx context.Context, m *bus.Msg, ev schemas.CryptoLu
 			s.deleteStray(ctx, ev.ImageID, ev.Dest)
 			return s.failImport(ctx, sg, fmt.Sprintf("crypto-luks stored the disk at %s instead of %s", ev.Dest, d.Dest), &m.Envelope)
 		}
-		sg, err = s.sagas.Advance(ctx, sg.ID, PhaseEncrypt, PhaseCommit, s.cfg.CommitDeadline, "encrypted")
+		sg, err = s.advance(ctx, sg, PhaseEncrypt, PhaseCommit, "encrypted")
 		if errors.Is(err, saga.ErrWrongPhase) {
 			return nil // a duplicate delivery advanced it first
 		}
@@ -370,6 +288,15 @@ func (s *Service) recordEncrypted(ctx context.Context, id string, ev schemas.Cry
 	})
 }
 
+// orphanEncrypted is orphanLuks for a report no saga claims.
+func (s *Service) orphanEncrypted(ctx context.Context, m *bus.Msg, _ *saga.Saga) error {
+	var ev schemas.CryptoLuksEncrypted
+	if err := m.Decode(&ev); err != nil {
+		return bus.Terminal(err)
+	}
+	return s.orphanLuks(ctx, ev)
+}
+
 // orphanLuks deletes a LUKS blob and secret no running saga owns, unless
 // the image records them (a duplicate report about a committed image).
 func (s *Service) orphanLuks(ctx context.Context, ev schemas.CryptoLuksEncrypted) error {
@@ -397,17 +324,12 @@ func (s *Service) deleteStray(ctx context.Context, id int64, u string) {
 // luksFailed ends a LUKS saga in ERROR when crypto-luks reports that the
 // saga's command failed (other crypto-luks failures, such as a refused
 // slot-add, are not the catalog's business).
-func (s *Service) luksFailed(ctx context.Context, m *bus.Msg, ev schemas.CryptoLuksFailed) error {
-	id, ok := failedImageID(m, ev)
-	if !ok {
-		return nil
-	}
-	sg, d, err := s.findLuksSaga(ctx, m, id)
-	switch {
-	case errors.Is(err, saga.ErrNotFound):
-		return nil
-	case err != nil:
+func (s *Service) luksFailed(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
+	ev, d, err := decodeStep[schemas.CryptoLuksFailed, luksData](m, sg)
+	if err != nil {
 		return err
+	}
+	switch {
 	case sg.Status.Finished() || sg.Phase != PhaseEncrypt:
 		return nil // late, or a duplicate
 	case m.Envelope.CorrelationID != sg.ID && m.Envelope.CausationID != envelope.StepID(sg.ID, string(PhaseEncrypt)):
@@ -420,19 +342,6 @@ func (s *Service) luksFailed(ctx context.Context, m *bus.Msg, ev schemas.CryptoL
 	return s.failImport(ctx, sg, fmt.Sprintf("%s: %s", verb, ev.Error), &m.Envelope)
 }
 
-// failedImageID is the image a crypto-luks failure is about: its image_id,
-// else the subject's ID token.
-func failedImageID(m *bus.Msg, ev schemas.CryptoLuksFailed) (int64, bool) {
-	if ev.ImageID != nil {
-		return *ev.ImageID, true
-	}
-	if strings.HasPrefix(m.ID, "cmd-") {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(m.ID, 10, 64)
-	return n, err == nil && n >= 0
-}
-
 // luksExpired words a deadline passed while crypto-luks worked.
 func luksExpired(sg *saga.Saga, d time.Duration) string {
 	var data luksData
@@ -441,34 +350,4 @@ func luksExpired(sg *saga.Saga, d time.Duration) string {
 		return fmt.Sprintf("creating an empty LUKS volume of %d MiB did not finish within %s", data.SizeMiB, d)
 	}
 	return fmt.Sprintf("encrypting image %d did not finish within %s", data.SourceID, d)
-}
-
-// slotsChanged records the digest and size of a LUKS blob crypto-luks
-// rewrote to change its key slots, so the record keeps describing the
-// blob (launchers check what they fetch against it). A report about
-// another blob or secret than the image's is ignored with a log line.
-func (s *Service) slotsChanged(ctx context.Context, m *bus.Msg, ev schemas.CryptoLuksSlotsChanged) error {
-	img, changed, err := s.images.Update(ctx, ev.ImageID, func(img *schemas.Image) error {
-		if img.Source != ev.Dest || img.Attributes[AttrLUKSSecret] != ev.Secret {
-			return errNoChange
-		}
-		if img.SHA256 == ev.SHA256 && img.StoredSize == ev.Size {
-			return errNoChange
-		}
-		img.SHA256, img.StoredSize = ev.SHA256, ev.Size
-		return nil
-	})
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !changed {
-		if img.Source != ev.Dest || img.Attributes[AttrLUKSSecret] != ev.Secret {
-			s.log.Warn("ignoring crypto-luks slots-changed about another blob or secret", "image", ev.ImageID, "dest", ev.Dest, "source", img.Source)
-		}
-		return nil
-	}
-	return s.emitImage(ctx, EvtImageUpdated, img, []bus.PubOption{bus.CausedBy(m.Envelope)})
 }

@@ -42,6 +42,7 @@ type luksStandIn struct {
 	mode     map[int64]string // "fail", "badsum", "hold"
 	real     bool             // make real LUKS files with qemu-img
 	held     []heldJob
+	slots    map[int64][]int64 // key slots per image (slot changes)
 	commands []*bus.Msg
 	deleted  []secretDeleted
 }
@@ -100,7 +101,7 @@ func (f *luksStandIn) handle(ctx context.Context, m *bus.Msg) error {
 		f.deleted = append(f.deleted, d)
 		f.mu.Unlock()
 		return nil
-	case "encrypt", "create":
+	case "encrypt", "create", "slot-add", "slot-remove", "rotate":
 		var c luksJob
 		if err := json.Unmarshal(m.Data, &c); err != nil {
 			return bus.Terminal(err)
@@ -113,7 +114,7 @@ func (f *luksStandIn) handle(ctx context.Context, m *bus.Msg) error {
 			return nil
 		}
 		f.mu.Unlock()
-		return f.work(ctx, m, c.ImageID, mode)
+		return f.job(m)(ctx, m, c.ImageID, mode)
 	}
 	return bus.Terminal(fmt.Errorf("the stand-in has no command %q", m.Name))
 }
@@ -125,10 +126,18 @@ func (f *luksStandIn) releaseHeld() {
 	f.held = nil
 	f.mu.Unlock()
 	for _, j := range held {
-		if err := f.work(f.h.ctx, j.m, j.img, ""); err != nil {
+		if err := f.job(j.m)(f.h.ctx, j.m, j.img, ""); err != nil {
 			f.t.Error(err)
 		}
 	}
+}
+
+// job is what the stand-in does for command m.
+func (f *luksStandIn) job(m *bus.Msg) func(context.Context, *bus.Msg, int64, string) error {
+	if m.Name == "encrypt" || m.Name == "create" {
+		return f.work
+	}
+	return f.changeSlots
 }
 
 // luksJob is what an encrypt or create command asks.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,29 +14,9 @@ import (
 	"github.com/slipway/slipway/pkg/saga"
 )
 
-// ServiceName is the catalog's name on the bus.
-const ServiceName = "catalog"
-
 // drainTimeout bounds how long Run waits for handlers in flight when its
 // context ends.
 const drainTimeout = 30 * time.Second
-
-// Service is the catalog. Create it with New and start it with Run.
-type Service struct {
-	bus   *bus.Bus
-	blobs *blob.Store
-	cfg   Config
-	log   *slog.Logger
-
-	images *images
-	dedup  jetstream.KeyValue
-	sagas  *saga.Store
-	engine *saga.Engine
-	stores map[string]Datastore
-
-	ready     chan struct{}
-	readyOnce sync.Once
-}
 
 // New returns a catalog that talks over b and keeps blobs in store. b must
 // belong to the "catalog" service: its events are the catalog's.
@@ -152,8 +130,7 @@ func (s *Service) setup(ctx context.Context) error {
 	}
 	s.images = newImages(imgKV, meta, now)
 	s.sagas = saga.NewStore(sagaKV)
-	defs := append([]saga.Definition{s.importDefinition(), s.dockerDefinition()}, s.luksDefinitions()...)
-	s.engine = saga.NewEngine(s.sagas, defs...)
+	s.engine = saga.NewEngine(s.sagas, s.declare(s.sagaFlows()...)...)
 	s.engine.Logger = s.log
 	buckets := []string{s.cfg.UploadBucket}
 	for _, ds := range s.cfg.Datastores {
@@ -170,6 +147,11 @@ func (s *Service) setup(ctx context.Context) error {
 	return nil
 }
 
+// sagaFlows are the sagas the catalog runs, each declared in its file.
+func (s *Service) sagaFlows() []*flow {
+	return append([]*flow{s.importFlow(), s.dockerFlow(), s.slotsFlow()}, s.luksFlows()...)
+}
+
 func (s *Service) putDatastore(ctx context.Context, meta jetstream.KeyValue, ds Datastore) error {
 	b, err := json.Marshal(ds)
 	if err != nil {
@@ -180,20 +162,3 @@ func (s *Service) putDatastore(ctx context.Context, meta jetstream.KeyValue, ds 
 	}
 	return nil
 }
-
-func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
-
-// datastore finds a datastore by name.
-func (s *Service) datastore(name string) (Datastore, error) {
-	ds, ok := s.stores[name]
-	if !ok {
-		names := make([]string, 0, len(s.cfg.Datastores))
-		for _, d := range s.cfg.Datastores {
-			names = append(names, d.Name)
-		}
-		return Datastore{}, refuse("datastore %q does not exist (datastores: %s)", name, strings.Join(names, ", "))
-	}
-	return ds, nil
-}
-
-func (s *Service) locations() blob.Locations { return s.cfg.locations() }

@@ -30,11 +30,13 @@ const (
 // may move to. Every state change of the catalog goes through
 // State.CanTransition, so a change not listed here cannot happen.
 var transitions = map[State][]State{
-	StateLocked:     {StateReady, StateError, StateLockedUsed, StateLockedUsedPers},
-	StateReady:      {StateUsed, StateUsedPers, StateDisabled, StateLocked, StateClone, StateDelete, StateError},
-	StateUsed:       {StateReady, StateLockedUsed, StateClone, StateError},
-	StateUsedPers:   {StateReady, StateLockedUsedPers, StateError},
-	StateDisabled:   {StateReady, StateDelete},
+	StateLocked:   {StateReady, StateError, StateLockedUsed, StateLockedUsedPers, StateDisabled},
+	StateReady:    {StateUsed, StateUsedPers, StateDisabled, StateLocked, StateClone, StateDelete, StateError},
+	StateUsed:     {StateReady, StateLockedUsed, StateClone, StateError},
+	StateUsedPers: {StateReady, StateLockedUsedPers, StateError},
+	// A DISABLED image is LOCKED while its blob is rewritten (key slots)
+	// and given back DISABLED.
+	StateDisabled:   {StateReady, StateDelete, StateLocked},
 	StateError:      {StateDelete},
 	StateDelete:     {},
 	StateClone:      {StateReady, StateUsed, StateError},
@@ -77,6 +79,7 @@ const (
 	OpDelete        Op = "delete"
 	OpUse           Op = "use"     // a VM takes the image (launcher)
 	OpEncrypt       Op = "encrypt" // the image is read into a new LUKS image
+	OpSlots         Op = "slots"   // crypto-luks rewrites a LUKS image's key slots
 )
 
 // Allow says whether op may be applied to img, and if not, why, in words a
@@ -89,6 +92,8 @@ func Allow(op Op, img *schemas.Image) error {
 		return allowUse(img)
 	case OpEncrypt:
 		return allowEncrypt(img)
+	case OpSlots:
+		return allowSlots(img)
 	}
 	if st == StateDelete {
 		return fmt.Errorf("image %d is being deleted: it cannot be changed", img.ID)
@@ -209,6 +214,23 @@ func allowEncrypt(img *schemas.Image) error {
 	return fmt.Errorf("image %d is %s: it cannot be encrypted now", id, img.State)
 }
 
+// allowSlots says whether crypto-luks may rewrite img's blob to change its
+// key slots: a LUKS image no VM uses, READY or DISABLED.
+func allowSlots(img *schemas.Image) error {
+	id, name := img.ID, img.Name
+	switch st := State(img.State); {
+	case img.Format != schemas.DiskFormatLUKS || img.Attributes[schemas.AttrLUKSSecret] == "":
+		return fmt.Errorf("image %d (%s) is not a LUKS image (format %q, no %s attribute)", id, name, img.Format, schemas.AttrLUKSSecret)
+	case st == StateUsed || st == StateUsedPers || st == StateLockedUsed || st == StateLockedUsedPers:
+		return fmt.Errorf("image %d (%s) is in use (%s by %s): change its key slots when no VM uses it", id, name, st, holder(img))
+	case st != StateReady && st != StateDisabled:
+		return fmt.Errorf("image %d (%s) is %s: key slots can only change on a READY or DISABLED image", id, name, st)
+	case img.Source == "":
+		return fmt.Errorf("image %d (%s) has no blob", id, name)
+	}
+	return nil
+}
+
 // holder names the VM(s) holding an image, e.g. "VM 5".
 func holder(img *schemas.Image) string {
 	switch len(img.VMs) {
@@ -243,4 +265,20 @@ func plural(n int64, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// transition moves img to state to, refusing what the life cycle forbids.
+func transition(img *schemas.Image, to State) error {
+	from := State(img.State)
+	if from == to {
+		return errNoChange
+	}
+	if !from.CanTransition(to) {
+		return refuse("image %d is %s: it cannot become %s", img.ID, describe(img), to)
+	}
+	img.State = schemas.ImageState(to)
+	if to != StateError {
+		img.Error = ""
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/schemas"
 )
@@ -61,6 +62,16 @@ func (s *images) Update(ctx context.Context, id int64, fn func(img *schemas.Imag
 	})
 }
 
+// existing reads image id; a missing image is a refusal (the command
+// named it).
+func (s *images) existing(ctx context.Context, id int64) (*schemas.Image, error) {
+	img, _, err := s.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, refuse("image %d does not exist", id)
+	}
+	return img, err
+}
+
 // claimName reserves name for user on behalf of image id. A name already
 // held by another live image with that name is refused; an index entry left
 // behind by a crash (its image is gone or renamed) is taken over.
@@ -108,4 +119,13 @@ func cloneImage(img *schemas.Image) *schemas.Image {
 		}
 	}
 	return &c
+}
+
+// decode reads a schema-valid payload; what still does not fit the Go type
+// is the sender's fault, so it is a refusal.
+func decode(m *bus.Msg, v any) error {
+	if err := m.Decode(v); err != nil {
+		return &refusal{err}
+	}
+	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"os/exec"
@@ -28,8 +27,8 @@ import (
 )
 
 // env is a real NATS server, a real MinIO and crypto-luks between them,
-// plus a stand-in for the catalog's show query (the catalog itself runs in
-// the CLI's end-to-end test) and everything a leak scan needs.
+// and everything a leak scan needs (the catalog, which locks images for
+// slot changes, runs with crypto-luks in the CLI's end-to-end test).
 type env struct {
 	t       *testing.T
 	root    *testing.T // the test itself: logs go there, subtests come and go
@@ -44,8 +43,7 @@ type env struct {
 	svc     *Service
 
 	mu       sync.Mutex
-	images   map[int64]schemas.Image // what the catalog stand-in answers
-	passes   [][]byte                // every passphrase seen, for the leak scan
+	passes   [][]byte // every passphrase seen, for the leak scan
 	keysUsed []*keywrap.Keyring
 }
 
@@ -108,8 +106,7 @@ func newEnv(t *testing.T) *env {
 	if err := b.Setup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, root: t, url: url, nc: nc, bus: b, store: store, logs: &lockedBuffer{}, tmp: t.TempDir(),
-		images: map[int64]schemas.Image{}}
+	e := &env{t: t, root: t, url: url, nc: nc, bus: b, store: store, logs: &lockedBuffer{}, tmp: t.TempDir()}
 	// Everything on the bus, query replies included, is kept for the leak
 	// scan; events are checked against their schemas on the way.
 	e.rec = testenv.Record(t, nc, func(m *nats.Msg) {
@@ -126,48 +123,8 @@ func newEnv(t *testing.T) *env {
 			t.Fatal(err)
 		}
 	}
-	e.serveCatalog()
 	t.Cleanup(e.stopService) // subtests start services; the test stops the last
 	return e
-}
-
-// serveCatalog answers catalog show {id} from e.images, in the catalog's
-// record format.
-func (e *env) serveCatalog() {
-	cb, err := bus.New(e.nc, bus.Config{Service: "catalog"})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	svc, err := cb.Serve("0.0.1", "catalog stand-in", map[string]bus.QueryHandler{
-		"show": func(_ context.Context, req []byte) (any, error) {
-			var q struct {
-				ID int64 `json:"id"`
-			}
-			if err := json.Unmarshal(req, &q); err != nil {
-				return nil, bus.Invalid(err)
-			}
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			img, ok := e.images[q.ID]
-			if !ok {
-				return nil, bus.NotFound(fmt.Errorf("image %d does not exist", q.ID))
-			}
-			return img, nil
-		},
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { _ = svc.Stop() })
-}
-
-func (e *env) setImage(img schemas.Image) {
-	if err := schemas.ValidateValue(schemas.KindEvent, "catalog", "image-updated", img); err != nil {
-		e.t.Fatalf("catalog stand-in record: %v", err)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.images[img.ID] = img
 }
 
 // startService runs crypto-luks with keys on its own connection until

@@ -61,50 +61,28 @@ func (s *Service) handleSlots(ctx context.Context, m *bus.Msg) error {
 	return s.settle(ctx, m, &ch.imageID, err, nil)
 }
 
-// catalogImage is the part of the catalog's image record crypto-luks reads.
-type catalogImage struct {
-	ID         int64             `json:"id"`
-	Name       string            `json:"name"`
-	State      string            `json:"state"`
-	Format     string            `json:"format"`
-	Source     string            `json:"source"`
-	Attributes map[string]string `json:"attributes"`
-	VMs        []int64           `json:"vms"`
-}
-
-// lockableImage asks the catalog for image id and refuses an image whose
-// blob must not change now: in use, locked, not LUKS.
-func (s *Service) lockableImage(ctx context.Context, id int64) (catalogImage, error) {
-	var img catalogImage
-	if err := s.bus.Query(ctx, "catalog", "show", map[string]int64{"id": id}, &img); err != nil {
-		if bus.IsNotFound(err) {
-			return img, refuse("image %d does not exist", id)
-		}
-		return img, fmt.Errorf("ask the catalog about image %d: %w", id, err)
+// slotTarget finds the secret and the blob of image id in crypto-luks's
+// own records: the catalog sends slot changes only for a LUKS image it
+// has locked (its saga slots), so nothing here asks it again.
+func (s *Service) slotTarget(ctx context.Context, id int64) (*Record, error) {
+	secret, err := s.db.lookupImage(ctx, id)
+	if errors.Is(err, errNoSecret) {
+		return nil, refuse("image %d has no LUKS secret: crypto-luks did not make it (is it a LUKS image?)", id)
 	}
-	secret := img.Attributes[AttrLUKSSecret]
+	if err != nil {
+		return nil, err
+	}
+	rec, _, err := s.db.get(ctx, secret)
+	if err != nil {
+		return nil, fmt.Errorf("image %d: %s %s: %w", id, AttrLUKSSecret, secret, err)
+	}
 	switch {
-	case img.Format != luks.FormatLUKS || secret == "":
-		return img, refuse("image %d (%s) is not a LUKS image (format %q, no %s attribute)", id, img.Name, img.Format, AttrLUKSSecret)
-	case img.State == "USED" || img.State == "USED_PERS":
-		return img, refuse("image %d (%s) is in use (%s%s): change its key slots when no VM uses it", id, img.Name, img.State, vmList(img.VMs))
-	case img.State != "READY" && img.State != "DISABLED":
-		return img, refuse("image %d (%s) is %s: key slots can only change on a READY or DISABLED image", id, img.Name, img.State)
-	case img.Source == "":
-		return img, refuse("image %d (%s) has no blob", id, img.Name)
+	case rec.ImageID != id:
+		return nil, refuse("secret %s belongs to image %d, not image %d", secret, rec.ImageID, id)
+	case rec.Blob == nil || rec.Blob.Dest == "":
+		return nil, refuse("image %d has no blob yet: its encryption has not finished", id)
 	}
-	return img, nil
-}
-
-func vmList(vms []int64) string {
-	if len(vms) == 0 {
-		return ""
-	}
-	s := make([]string, len(vms))
-	for i, v := range vms {
-		s[i] = fmt.Sprint(v)
-	}
-	return " by VM " + strings.Join(s, ", ")
+	return rec, nil
 }
 
 // changeSlots downloads the image's volume, settles what an interrupted
@@ -113,18 +91,11 @@ func vmList(vms []int64) string {
 // and commits the record. Each step can be redone after a crash.
 func (s *Service) changeSlots(ctx context.Context, j *job, m *bus.Msg, ch slotChange) (schemas.CryptoLuksSlotsChanged, error) {
 	var ev schemas.CryptoLuksSlotsChanged
-	img, err := s.lockableImage(ctx, ch.imageID)
+	rec, err := s.slotTarget(ctx, ch.imageID)
 	if err != nil {
 		return ev, err
 	}
-	secret := img.Attributes[AttrLUKSSecret]
-	rec, _, err := s.db.get(ctx, secret)
-	if err != nil {
-		return ev, fmt.Errorf("image %d: %s %s: %w", ch.imageID, AttrLUKSSecret, secret, err)
-	}
-	if rec.ImageID != ch.imageID {
-		return ev, refuse("secret %s belongs to image %d, not image %d", secret, rec.ImageID, ch.imageID)
-	}
+	source := rec.Blob.Dest
 	if rec.LastCommand == m.Envelope.ID && rec.Blob != nil {
 		return slotsEvent(rec), nil // done before; only the event was lost
 	}
@@ -138,7 +109,7 @@ func (s *Service) changeSlots(ctx context.Context, j *job, m *bus.Msg, ch slotCh
 	}
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "disk.luks")
-	if err := s.download(ctx, j, img.Source, path); err != nil {
+	if err := s.download(ctx, j, source, path); err != nil {
 		return ev, err
 	}
 	j.SetPhase(schemas.LuksPhaseAmend, 0)
@@ -147,7 +118,7 @@ func (s *Service) changeSlots(ctx context.Context, j *job, m *bus.Msg, ch slotCh
 	}
 	if rec.LastCommand == m.Envelope.ID {
 		// The upload happened before a crash; record what is stored now.
-		return s.commitBlob(ctx, j, rec, img.Source, path, false)
+		return s.commitBlob(ctx, j, rec, source, path, false)
 	}
 	if rec, err = s.plan(ctx, rec, dk, path, ch, m.Envelope.ID); err != nil {
 		return ev, err
@@ -155,7 +126,7 @@ func (s *Service) changeSlots(ctx context.Context, j *job, m *bus.Msg, ch slotCh
 	if err := s.amend(ctx, rec, dk, path); err != nil {
 		return ev, err
 	}
-	return s.commitBlob(ctx, j, rec, img.Source, path, true)
+	return s.commitBlob(ctx, j, rec, source, path, true)
 }
 
 // plan records the change as pending, with a new sealed passphrase when

@@ -424,8 +424,8 @@ func newLuksSlotCmd(g *globals) *cobra.Command {
 				n := int64(addSlot)
 				slot = &n
 			}
-			return g.slotCommand(cmd.Context(), args[0], schemas.CommandCryptoLUKSSlotAdd, timeout, func(id int64) any {
-				return schemas.CryptoLuksSlotAdd{ImageID: id, Slot: slot}
+			return g.slotCommand(cmd.Context(), args[0], schemas.CommandCatalogImageSlotAdd, timeout, func(id int64) any {
+				return schemas.ImageSlotAdd{ID: id, Slot: slot}
 			})
 		},
 	}
@@ -439,8 +439,8 @@ func newLuksSlotCmd(g *globals) *cobra.Command {
 			if !cmd.Flags().Changed("slot") {
 				return &ExitError{Code: 2, Err: errors.New("luks slot remove: --slot N is required")}
 			}
-			return g.slotCommand(cmd.Context(), args[0], schemas.CommandCryptoLUKSSlotRemove, timeout, func(id int64) any {
-				return schemas.CryptoLuksSlotRemove{ImageID: id, Slot: int64(removeSlot)}
+			return g.slotCommand(cmd.Context(), args[0], schemas.CommandCatalogImageSlotRemove, timeout, func(id int64) any {
+				return schemas.ImageSlotRemove{ID: id, Slot: int64(removeSlot)}
 			})
 		},
 	}
@@ -457,8 +457,8 @@ func newLuksRotateCmd(g *globals) *cobra.Command {
 		Short: "Give a LUKS image a new passphrase (new key slot, old primary slot erased)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.slotCommand(cmd.Context(), args[0], schemas.CommandCryptoLUKSRotate, timeout, func(id int64) any {
-				return schemas.CryptoLuksRotate{ImageID: id}
+			return g.slotCommand(cmd.Context(), args[0], schemas.CommandCatalogImageSlotRotate, timeout, func(id int64) any {
+				return schemas.ImageSlotRotate{ID: id}
 			})
 		},
 	}
@@ -466,8 +466,9 @@ func newLuksRotateCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// slotCommand sends a key-slot command about an image and prints the
-// slots crypto-luks reports after it.
+// slotCommand sends a key-slot command about an image to the catalog,
+// which locks the image while crypto-luks rewrites its blob, and prints
+// the slots it reports after the change.
 func (g *globals) slotCommand(ctx context.Context, ref, verb string, timeout time.Duration, payload func(id int64) any) error {
 	b, err := g.connect(ctx)
 	if err != nil {
@@ -480,11 +481,11 @@ func (g *globals) slotCommand(ctx context.Context, ref, verb string, timeout tim
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	m, err := b.Call(ctx, cryptoLuks, verb, payload(int64(img.ID)), []string{schemas.EventCryptoLUKSSlotsChanged}, bus.WithSubject(strconv.Itoa(img.ID)))
+	m, err := b.Call(ctx, schemas.ServiceCatalog, verb, payload(int64(img.ID)), []string{schemas.EventCatalogImageSlotsChanged}, bus.WithSubject(strconv.Itoa(img.ID)))
 	if err != nil {
 		return fmt.Errorf("image %d: %s: %w", img.ID, verb, callMessage(err))
 	}
-	var ch schemas.CryptoLuksSlotsChanged
+	var ch schemas.ImageSlotsChanged
 	if err := json.Unmarshal(m.Data, &ch); err != nil {
 		return err
 	}
@@ -501,7 +502,7 @@ func callMessage(err error) error {
 	return err
 }
 
-func describeSlots(ch schemas.CryptoLuksSlotsChanged) string {
+func describeSlots(ch schemas.ImageSlotsChanged) string {
 	join := func(v []int64) string {
 		s := make([]string, len(v))
 		for i, n := range v {
@@ -509,7 +510,7 @@ func describeSlots(ch schemas.CryptoLuksSlotsChanged) string {
 		}
 		return strings.Join(s, ", ")
 	}
-	msg := fmt.Sprintf("image %d: key slots %s (primary %d)", ch.ImageID, join(ch.Slots), ch.Primary)
+	msg := fmt.Sprintf("image %d: key slots %s (primary %d)", ch.ID, join(ch.Slots), ch.Primary)
 	if len(ch.Added) > 0 {
 		msg += "; added " + join(ch.Added)
 	}

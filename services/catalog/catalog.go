@@ -1,0 +1,81 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/saga"
+)
+
+// ServiceName is the catalog's name on the bus.
+const ServiceName = "catalog"
+
+// Service is the catalog. Create it with New and start it with Run.
+type Service struct {
+	bus   *bus.Bus
+	blobs *blob.Store
+	cfg   Config
+	log   *slog.Logger
+
+	images *images
+	dedup  jetstream.KeyValue
+	sagas  *saga.Store
+	engine *saga.Engine
+	stores map[string]Datastore
+	// flows are the saga declarations by kind (workflow.go).
+	flows map[string]*flow
+
+	ready     chan struct{}
+	readyOnce sync.Once
+}
+
+func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
+
+// datastore finds a datastore by name.
+func (s *Service) datastore(name string) (Datastore, error) {
+	ds, ok := s.stores[name]
+	if !ok {
+		names := make([]string, 0, len(s.cfg.Datastores))
+		for _, d := range s.cfg.Datastores {
+			names = append(names, d.Name)
+		}
+		return Datastore{}, refuse("datastore %q does not exist (datastores: %s)", name, strings.Join(names, ", "))
+	}
+	return ds, nil
+}
+
+func (s *Service) locations() blob.Locations { return s.cfg.locations() }
+
+func (s *Service) isDatastoreBucket(bucket string) bool {
+	for _, ds := range s.cfg.Datastores {
+		if ds.Bucket == bucket {
+			return true
+		}
+	}
+	return false
+}
+
+// imagePrefix is where an image's blobs live in its datastore's bucket.
+func imagePrefix(id int64) string { return "images/" + idToken(id) + "/" }
+
+func (s *Service) deleteURL(ctx context.Context, u string) error {
+	if u == "" {
+		return nil
+	}
+	bucket, key, err := blob.ParseURL(u)
+	if err != nil {
+		return nil // nothing we could have written
+	}
+	if err := s.blobs.Delete(ctx, bucket, key); err != nil && !blob.IsNotFound(err) {
+		return fmt.Errorf("delete %s: %w", u, err)
+	}
+	return nil
+}

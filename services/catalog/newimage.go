@@ -1,0 +1,274 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"time"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/kvstore"
+	"github.com/slipway/slipway/pkg/saga"
+	"github.com/slipway/slipway/schemas"
+)
+
+// What every saga that makes a new image shares: the image ID and saga ID
+// a command claims, the LOCKED record and its announcement, and the commit
+// phase that checks the reported blob and makes the image READY (or puts
+// it in ERROR and compensates). The flows of importsaga.go, dockersaga.go
+// and luks.go end in this commit phase; they differ in what comes before.
+
+// PhaseCommit is the last phase of a saga that makes a new image.
+const (
+	PhaseCommit   = saga.Phase("commit")
+	stepCommitted = "committed"
+)
+
+// commitPhase declares the commit phase: the catalog's own work, resumed
+// after a restart (no message would redeliver it).
+func (s *Service) commitPhase(what string) phase {
+	return phase{
+		name:     PhaseCommit,
+		deadline: s.cfg.CommitDeadline,
+		expired: func(_ *saga.Saga, d time.Duration) string {
+			return fmt.Sprintf("%s could not be committed within %s", what, d)
+		},
+		resume: func(ctx context.Context, sg *saga.Saga) error { return s.commit(ctx, sg, nil) },
+	}
+}
+
+// importData is the import saga's own state.
+type importData struct {
+	ImageID   int64  `json:"image_id"`
+	CommandID string `json:"command_id"`
+	// Command is the subject of the command that started the import.
+	Command string `json:"command"`
+	// Dest is where the converter was asked to store the blob.
+	Dest string `json:"dest"`
+	// Staged is the upload to delete once the import is over.
+	Staged string `json:"staged,omitempty"`
+	// Result is the converter's report, kept for a commit resumed after a
+	// crash.
+	Result *schemas.ConverterConverted `json:"result,omitempty"`
+	// SetAttributes are merged into the image's attributes at commit
+	// (provenance of a docker import).
+	SetAttributes map[string]string `json:"set_attributes,omitempty"`
+}
+
+// deleteOwned deletes a reported blob if it lies where image blobs live,
+// unless the image records it as its blob.
+func (s *Service) deleteOwned(ctx context.Context, ev schemas.ConverterConverted) error {
+	bucket, key, err := blob.ParseURL(ev.Dest)
+	if err != nil || !strings.HasPrefix(key, imagePrefix(ev.ImageID)) || !s.isDatastoreBucket(bucket) {
+		return nil
+	}
+	if img, _, err := s.images.Get(ctx, ev.ImageID); err == nil && img.Source == ev.Dest {
+		return nil
+	} else if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	return s.deleteURL(ctx, ev.Dest)
+}
+
+// deleteAttempt deletes a reported blob only if it lies under the key
+// prefix of saga sagaID's attempt (images/<id>/<saga>/): a report about a
+// saga never makes the catalog delete what another attempt wrote.
+func (s *Service) deleteAttempt(ctx context.Context, ev schemas.ConverterConverted, sagaID string) error {
+	_, key, err := blob.ParseURL(ev.Dest)
+	if err != nil || !strings.HasPrefix(key, blob.AttemptPrefix(ev.ImageID, sagaID)) {
+		s.log.Warn("not deleting a reported blob outside its attempt's keys", "image", ev.ImageID, "saga", sagaID, "dest", ev.Dest)
+		return nil
+	}
+	return s.deleteOwned(ctx, ev)
+}
+
+// commit checks the stored blob against the converter's report and makes
+// the image READY. It is idempotent, so a redelivered report or the
+// reconciler can run it again after a crash.
+func (s *Service) commit(ctx context.Context, sg *saga.Saga, cause *envelope.Envelope) error {
+	var d importData
+	if err := sg.Decode(&d); err != nil {
+		return err
+	}
+	if d.Result == nil {
+		return s.failImport(ctx, sg, "import reached commit without the converter's report", cause)
+	}
+	if reason, err := s.verifyBlob(ctx, s.flowOf(sg.Kind).reporter, *d.Result); err != nil {
+		return err
+	} else if reason != "" {
+		return s.failImport(ctx, sg, reason, cause)
+	}
+	res := d.Result
+	img, _, err := s.images.Update(ctx, d.ImageID, func(img *schemas.Image) error {
+		if img.SagaID != sg.ID {
+			return fmt.Errorf("image %d belongs to saga %s now: %w", img.ID, img.SagaID, errLost)
+		}
+		if State(img.State) == StateReady && img.Source == res.Dest {
+			return errNoChange
+		}
+		if State(img.State) != StateLocked {
+			return fmt.Errorf("image %d is %s: %w", img.ID, img.State, errLost)
+		}
+		img.State = schemas.ImageStateReady
+		img.Error = ""
+		img.Format = res.Format
+		img.Size = res.VirtualSize
+		img.StoredSize = res.Size
+		img.SHA256 = res.SHA256
+		img.Source = res.Dest
+		if len(d.SetAttributes) > 0 {
+			if img.Attributes == nil {
+				img.Attributes = map[string]string{}
+			}
+			maps.Copy(img.Attributes, d.SetAttributes)
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errLost), errors.Is(err, ErrNotFound):
+		// The image went to ERROR (deadline) or away while we checked:
+		// this import has nobody to deliver to.
+		return s.failImport(ctx, sg, fmt.Sprintf("import finished too late: %v", err), cause)
+	case err != nil:
+		return err
+	}
+	opts := func(what string) []bus.PubOption { return stepOpts(sg.ID, cause, what) }
+	if err := s.emitState(ctx, img.ID, StateLocked, StateReady, "", opts(stepCommitted+"/"+EvtStateChanged)); err != nil {
+		return err
+	}
+	if err := s.emitImage(ctx, EvtImageUpdated, img, opts(stepCommitted+"/"+EvtImageUpdated)); err != nil {
+		return err
+	}
+	if err := s.deleteURL(ctx, d.Staged); err != nil {
+		return err
+	}
+	_, err = s.sagas.Succeed(ctx, sg.ID, "image READY")
+	return err
+}
+
+var errLost = errors.New("the import no longer owns the image")
+
+// verifyBlob returns why the stored blob does not match the converter's
+// report ("" when it does); err is for failures worth retrying.
+func (s *Service) verifyBlob(ctx context.Context, who string, res schemas.ConverterConverted) (reason string, err error) {
+	bucket, key, err := blob.ParseURL(res.Dest)
+	if err != nil {
+		return fmt.Sprintf("%s reported an invalid destination: %v", who, err), nil
+	}
+	info, err := s.blobs.Stat(ctx, bucket, key)
+	if blob.IsNotFound(err) {
+		return fmt.Sprintf("%s reported %s, but the store has no such object", who, res.Dest), nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if info.Size != res.Size {
+		return fmt.Sprintf("%s reported %d bytes at %s, but the store holds %d", who, res.Size, res.Dest, info.Size), nil
+	}
+	if !s.cfg.VerifyDigest {
+		return "", nil
+	}
+	sum, _, err := s.blobs.SHA256(ctx, bucket, key)
+	if blob.IsNotFound(err) {
+		return fmt.Sprintf("%s vanished while its digest was checked", res.Dest), nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if sum != res.SHA256 {
+		return fmt.Sprintf("%s has SHA-256 %s, but %s reported %s", res.Dest, sum, who, res.SHA256), nil
+	}
+	return "", nil
+}
+
+// failImport ends an import in ERROR: the image goes to ERROR with reason,
+// a failed event says why, and the saga is failed and compensated. If the
+// image is READY from this saga already (the commit won a race, or crashed
+// before finishing), the commit is finished instead.
+func (s *Service) failImport(ctx context.Context, sg *saga.Saga, reason string, cause *envelope.Envelope) error {
+	var d importData
+	if err := sg.Decode(&d); err != nil {
+		return err
+	}
+	committed := false
+	img, changed, err := s.images.Update(ctx, d.ImageID, func(img *schemas.Image) error {
+		switch {
+		case img.SagaID != sg.ID || State(img.State) == StateError:
+			return errNoChange
+		case State(img.State) != StateLocked:
+			committed = true
+			return errNoChange
+		}
+		img.State = schemas.ImageStateError
+		img.Error = schemas.ErrorText(reason)
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if committed {
+		if sg.Phase == PhaseCommit && sg.Status == saga.StatusRunning {
+			return s.commit(ctx, sg, cause)
+		}
+		return nil
+	}
+	opts := func(what string) []bus.PubOption { return stepOpts(sg.ID, cause, what) }
+	if img != nil && (changed || State(img.State) == StateError) {
+		id := img.ID
+		if err := s.emitState(ctx, id, StateLocked, StateError, img.Error, opts("import-failed/"+EvtStateChanged)); err != nil {
+			return err
+		}
+		if err := s.emitFailed(ctx, idToken(id), &id, d.Command, img.Error, opts("import-failed/"+EvtFailed)); err != nil {
+			return err
+		}
+	}
+	return s.settle(ctx, sg, reason)
+}
+
+// claimNewImage allocates an image ID and a saga ID for a command and
+// records them, so a redelivery resumes with the same ones.
+func (s *Service) claimNewImage(ctx context.Context, m *bus.Msg) (*processed, error) {
+	id, err := s.images.NextID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sagaID, err := s.chooseSagaID(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	won, err := s.dedupClaim(ctx, m.Envelope.ID, processed{ImageID: id, SagaID: sagaID})
+	if err != nil {
+		return nil, err
+	}
+	return &won, nil
+}
+
+// announce publishes a new record: image-created (the answer a client
+// waits for) and its first state.
+func (s *Service) announce(ctx context.Context, m *bus.Msg, img *schemas.Image) error {
+	if err := s.emitImage(ctx, EvtImageCreated, img, causedBy(m.Envelope, EvtImageCreated)); err != nil {
+		return err
+	}
+	return s.emitState(ctx, img.ID, "", StateLocked, "", causedBy(m.Envelope, EvtStateChanged))
+}
+
+// insert stores a new record, or returns the one a previous delivery
+// stored.
+func (s *Service) insert(ctx context.Context, img *schemas.Image) (*schemas.Image, error) {
+	_, err := s.images.Create(ctx, img.ID, img)
+	if !errors.Is(err, kvstore.ErrExists) {
+		return img, err
+	}
+	cur, _, err := s.images.Get(ctx, img.ID)
+	if err != nil {
+		return nil, err
+	}
+	if cur.SagaID != img.SagaID {
+		return nil, fmt.Errorf("image %d already exists for saga %s, not %s", img.ID, cur.SagaID, img.SagaID)
+	}
+	return cur, nil
+}
