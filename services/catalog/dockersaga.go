@@ -218,13 +218,13 @@ func (s *Service) handleDockerEvent(ctx context.Context, m *bus.Msg) error {
 		}
 		return s.built(ctx, m, ev)
 	case m.Service == marketService:
-		var ev schemas.MarketDockerhubFailed
+		var ev schemas.Failure
 		if err := m.Decode(&ev); err != nil {
 			return bus.Terminal(err)
 		}
-		return s.dockerFailed(ctx, m, ev.ImageID, PhaseResolve, "resolve: "+ev.Error)
+		return s.dockerFailed(ctx, m, ev, PhaseResolve, "resolve: "+ev.Error)
 	}
-	var ev schemas.BuilderFailed
+	var ev schemas.Failure
 	if err := m.Decode(&ev); err != nil {
 		return bus.Terminal(err)
 	}
@@ -232,7 +232,7 @@ func (s *Service) handleDockerEvent(ctx context.Context, m *bus.Msg) error {
 	if ev.Retryable {
 		reason += " (this may be temporary: delete the image and import it again)"
 	}
-	return s.dockerFailed(ctx, m, ev.ImageID, PhaseBuild, reason)
+	return s.dockerFailed(ctx, m, ev, PhaseBuild, reason)
 }
 
 // findDockerSaga is findSaga restricted to docker imports.
@@ -469,8 +469,11 @@ func (s *Service) deleteBuild(ctx context.Context, ev schemas.BuilderBuilt) erro
 
 // dockerFailed ends a docker import in ERROR on a market or builder
 // failure reported while the saga waits for that service.
-func (s *Service) dockerFailed(ctx context.Context, m *bus.Msg, imageID int64, phase saga.Phase, reason string) error {
-	sg, _, err := s.findDockerSaga(ctx, m, imageID)
+func (s *Service) dockerFailed(ctx context.Context, m *bus.Msg, ev schemas.Failure, phase saga.Phase, reason string) error {
+	if ev.ImageID == nil {
+		return nil // a command naming no image: no import waits for it
+	}
+	sg, _, err := s.findDockerSaga(ctx, m, *ev.ImageID)
 	switch {
 	case errors.Is(err, saga.ErrNotFound):
 		return nil
@@ -479,7 +482,7 @@ func (s *Service) dockerFailed(ctx context.Context, m *bus.Msg, imageID int64, p
 	case sg.Status.Finished() || sg.Phase != phase:
 		return nil // late, or about another attempt
 	}
-	return s.failImport(ctx, sg, reason, &m.Envelope)
+	return s.failImportCode(ctx, sg, ev.Code, reason, &m.Envelope)
 }
 
 // dockerExpired words a deadline passed in a docker import's own phases.

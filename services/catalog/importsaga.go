@@ -104,7 +104,7 @@ func (s *Service) handleConverterEvent(ctx context.Context, m *bus.Msg) error {
 		}
 		return s.converted(ctx, m, ev)
 	}
-	var ev schemas.ConverterFailed
+	var ev schemas.Failure
 	if err := m.Decode(&ev); err != nil {
 		return bus.Terminal(err)
 	}
@@ -378,8 +378,11 @@ func (s *Service) verifyBlob(ctx context.Context, who string, res schemas.Conver
 	return "", nil
 }
 
-func (s *Service) convertFailed(ctx context.Context, m *bus.Msg, ev schemas.ConverterFailed) error {
-	sg, err := s.findSaga(ctx, m.Envelope.CorrelationID, ev.ImageID)
+func (s *Service) convertFailed(ctx context.Context, m *bus.Msg, ev schemas.Failure) error {
+	if ev.ImageID == nil {
+		return nil // a command naming no image: no import waits for it
+	}
+	sg, err := s.findSaga(ctx, m.Envelope.CorrelationID, *ev.ImageID)
 	if errors.Is(err, saga.ErrNotFound) {
 		return nil
 	}
@@ -393,14 +396,14 @@ func (s *Service) convertFailed(ctx context.Context, m *bus.Msg, ev schemas.Conv
 	if ev.Retryable {
 		reason += " (this may be temporary: delete the image and import it again)"
 	}
-	return s.failImport(ctx, sg, reason, &m.Envelope)
+	return s.failImportCode(ctx, sg, ev.Code, reason, &m.Envelope)
 }
 
 // failImport ends an import in ERROR: the image goes to ERROR with reason,
 // a failed event says why, and the saga is failed and compensated. If the
 // image is READY from this saga already (the commit won a race, or crashed
 // before finishing), the commit is finished instead.
-func (s *Service) failImport(ctx context.Context, sg *saga.Saga, reason string, cause *envelope.Envelope) error {
+func (s *Service) failImportCode(ctx context.Context, sg *saga.Saga, code, reason string, cause *envelope.Envelope) error {
 	var d importData
 	if err := sg.Decode(&d); err != nil {
 		return err
@@ -438,7 +441,7 @@ func (s *Service) failImport(ctx context.Context, sg *saga.Saga, reason string, 
 		if err := s.emitState(ctx, id, StateLocked, StateError, img.Error, opts("import-failed/"+EvtStateChanged)); err != nil {
 			return err
 		}
-		if err := s.emitFailed(ctx, idToken(id), &id, d.Command, img.Error, opts("import-failed/"+EvtFailed)); err != nil {
+		if err := s.emitFailed(ctx, idToken(id), &id, d.Command, code, img.Error, opts("import-failed/"+EvtFailed)); err != nil {
 			return err
 		}
 	}
@@ -467,7 +470,7 @@ func (s *Service) expired(ctx context.Context, sg *saga.Saga) error {
 	case PhaseEncrypt:
 		reason = luksExpired(sg, d)
 	}
-	return s.failImport(ctx, sg, reason, nil)
+	return s.failImportCode(ctx, sg, schemas.CodeDeadlineExceeded, reason, nil)
 }
 
 // resume finishes a commit a crashed process left half done.

@@ -289,7 +289,7 @@ func (s *Service) handleLuksEvent(ctx context.Context, m *bus.Msg) error {
 		}
 		return s.encrypted(ctx, m, ev)
 	}
-	var ev schemas.CryptoLuksFailed
+	var ev schemas.Failure
 	if err := m.Decode(&ev); err != nil {
 		return bus.Terminal(err)
 	}
@@ -397,7 +397,7 @@ func (s *Service) deleteStray(ctx context.Context, id int64, u string) {
 // luksFailed ends a LUKS saga in ERROR when crypto-luks reports that the
 // saga's command failed (other crypto-luks failures, such as a refused
 // slot-add, are not the catalog's business).
-func (s *Service) luksFailed(ctx context.Context, m *bus.Msg, ev schemas.CryptoLuksFailed) error {
+func (s *Service) luksFailed(ctx context.Context, m *bus.Msg, ev schemas.Failure) error {
 	id, ok := failedImageID(m, ev)
 	if !ok {
 		return nil
@@ -417,12 +417,12 @@ func (s *Service) luksFailed(ctx context.Context, m *bus.Msg, ev schemas.CryptoL
 	if d.SizeMiB > 0 {
 		verb = "create"
 	}
-	return s.failImport(ctx, sg, fmt.Sprintf("%s: %s", verb, ev.Error), &m.Envelope)
+	return s.failImportCode(ctx, sg, ev.Code, fmt.Sprintf("%s: %s", verb, ev.Error), &m.Envelope)
 }
 
 // failedImageID is the image a crypto-luks failure is about: its image_id,
 // else the subject's ID token.
-func failedImageID(m *bus.Msg, ev schemas.CryptoLuksFailed) (int64, bool) {
+func failedImageID(m *bus.Msg, ev schemas.Failure) (int64, bool) {
 	if ev.ImageID != nil {
 		return *ev.ImageID, true
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/slipway/slipway/pkg/dockerurl"
+	"github.com/slipway/slipway/schemas"
 )
 
 func TestDockerHubListsOfficialImagesAcrossPages(t *testing.T) {
@@ -124,9 +125,9 @@ func TestRegistryMarketplaceListsCatalogAndTags(t *testing.T) {
 
 	// Names are unique; a deleted marketplace takes its apps along.
 	env := h.command(CmdMarketCreate, MarketCreate{Name: "local", Registry: host})
-	var f CommandFailed
-	mustJSON(t, h.outcome(env, EvtCommandFailed).Data, &f)
-	if !strings.Contains(f.Error, `already named "local"`) {
+	var f Failed
+	mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
+	if !strings.Contains(f.Error, `already named "local"`) || f.Code != schemas.CodeConflict {
 		t.Errorf("duplicate name: %+v", f)
 	}
 	env = h.command(CmdMarketDelete, MarketDelete{ID: mk.ID})
@@ -217,18 +218,26 @@ func TestResolvePinsTheRegistrysDigest(t *testing.T) {
 	var f Failed
 	m = h.outcome(env, EvtFailed)
 	mustJSON(t, m.Data, &f)
-	if m.Subject != "slipway.evt.market-dockerhub.failed.6" || f.ImageID != 6 || !strings.Contains(f.Error, "MANIFEST_UNKNOWN") {
+	if m.Subject != "slipway.evt.market-dockerhub.failed.6" || f.ImageID == nil || *f.ImageID != 6 || !strings.Contains(f.Error, "MANIFEST_UNKNOWN") ||
+		f.Code != schemas.CodeSourceNotFound || f.Retryable {
 		t.Errorf("unknown tag: %s %+v, want the registry's MANIFEST_UNKNOWN", m.Subject, f)
 	}
 	env = h.command(CmdResolve, Resolve{ImageID: 7, URL: "docker://" + host + "/nosuchrepo:v1"})
 	mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
-	if f.ImageID != 7 || !strings.Contains(f.Error, "UNKNOWN") {
+	if f.ImageID == nil || *f.ImageID != 7 || !strings.Contains(f.Error, "UNKNOWN") || f.Code != schemas.CodeSourceNotFound {
 		t.Errorf("unknown repository: %+v", f)
 	}
 	env = h.command(CmdResolve, Resolve{ImageID: 8, URL: "docker://" + host + "/team/app?filesystem=ntfs"})
 	mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
-	if f.ImageID != 8 || !strings.Contains(f.Error, "ntfs") {
+	if f.ImageID == nil || *f.ImageID != 8 || !strings.Contains(f.Error, "ntfs") || f.Code != schemas.CodeInvalidInput {
 		t.Errorf("bad URL: %+v", f)
+	}
+	// A registry whose name does not resolve: final at once, no attempt to retry.
+	env = h.command(CmdResolve, Resolve{ImageID: 10, URL: "docker://nonexistent.invalid/team/app:v1"})
+	f = Failed{}
+	mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
+	if f.ImageID == nil || *f.ImageID != 10 || f.Code != schemas.CodeHostNotFound || f.Retryable || f.NextAttemptAt != "" {
+		t.Errorf("unresolvable registry: %+v, want a final host-not-found failure", f)
 	}
 }
 
@@ -273,7 +282,7 @@ func TestShutdownInterruptsASlowListing(t *testing.T) {
 }
 
 // TestInvalidCommandsAreRefused: a command that does not match its schema
-// gets one command-failed naming the field, and is not retried.
+// gets one failed event naming the field, and is not retried.
 func TestInvalidCommandsAreRefused(t *testing.T) {
 	h := newHarness(t)
 	for _, tc := range []struct {
@@ -290,8 +299,8 @@ func TestInvalidCommandsAreRefused(t *testing.T) {
 		{CmdMarketCreate, `{"name":"x","registry":"http://r:5000/v2"}`, "want host[:port], without a scheme or a path"},
 	} {
 		env := h.command(tc.verb, json.RawMessage(tc.payload))
-		var f CommandFailed
-		mustJSON(t, h.outcome(env, EvtCommandFailed).Data, &f)
+		var f Failed
+		mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
 		if !strings.Contains(f.Error, tc.want) || f.Command != "slipway.cmd.market-dockerhub."+tc.verb {
 			t.Errorf("%s %s: %+v, want an error containing %q", tc.verb, tc.payload, f, tc.want)
 		}
@@ -299,9 +308,9 @@ func TestInvalidCommandsAreRefused(t *testing.T) {
 	// A retried command would be refused again: wait a moment and count.
 	time.Sleep(2 * time.Second)
 	if n := len(h.rec.All(func(m *nats.Msg) bool {
-		return strings.HasPrefix(m.Subject, "slipway.evt.market-dockerhub.command-failed.")
+		return strings.HasPrefix(m.Subject, "slipway.evt.market-dockerhub.failed event.")
 	})); n != 8 {
-		t.Errorf("%d command-failed events for 8 invalid commands:\n%s", n, h.rec.Dump())
+		t.Errorf("%d failed event events for 8 invalid commands:\n%s", n, h.rec.Dump())
 	}
 }
 
@@ -338,7 +347,8 @@ func TestRefusedAddressesFailClearly(t *testing.T) {
 	env = h.command(CmdResolve, Resolve{ImageID: 9, URL: "docker://" + host + "/team/app?tag=v1"})
 	var f Failed
 	mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
-	if want := "registry " + host + ": refusing to connect to " + host + setting; f.ImageID != 9 || f.Error != want {
+	if want := "registry " + host + ": refusing to connect to " + host + setting; f.ImageID == nil || *f.ImageID != 9 || f.Error != want ||
+		f.Code != schemas.CodeAccessDenied {
 		t.Errorf("resolve: %+v\nwant the error %q", f, want)
 	}
 }

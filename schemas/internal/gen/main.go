@@ -24,6 +24,9 @@ func main() {
 }
 
 func run(dir string) error {
+	if err := runErrors(dir); err != nil {
+		return err
+	}
 	src, err := Generate(os.DirFS(dir))
 	if err != nil {
 		return err

@@ -3,6 +3,9 @@ package source
 import (
 	"errors"
 	"fmt"
+
+	"github.com/slipway/slipway/pkg/netguard"
+	"github.com/slipway/slipway/schemas"
 )
 
 // permanent marks errors that a retry cannot fix: the input is wrong, not
@@ -29,6 +32,30 @@ func permanentf(format string, args ...any) error {
 	return &permanentError{fmt.Errorf(format, args...)}
 }
 
+// fetchError is a failed request classified where it arose, with its code
+// from the catalogue (schemas/errors.json); it is permanent when the
+// catalogue says the code is not retryable.
+type fetchError struct {
+	code string
+	err  error
+}
+
+func (e *fetchError) Error() string       { return e.err.Error() }
+func (e *fetchError) Unwrap() error       { return e.err }
+func (e *fetchError) FailureCode() string { return e.code }
+func (e *fetchError) Permanent() bool {
+	c, ok := schemas.LookupErrorCode(e.code)
+	return ok && !c.Retryable
+}
+
+// withCode gives err its code; "" leaves it as it is.
+func withCode(code string, err error) error {
+	if code == "" {
+		return err
+	}
+	return &fetchError{code: code, err: err}
+}
+
 // ChecksumError is returned when the fetched bytes do not have the declared
 // digest.
 type ChecksumError struct {
@@ -43,6 +70,9 @@ func (e *ChecksumError) Error() string {
 
 // Permanent implements the permanent marker: the same bytes will hash the same.
 func (e *ChecksumError) Permanent() bool { return true }
+
+// FailureCode is invalid-input: the data is not what the command declared.
+func (e *ChecksumError) FailureCode() string { return schemas.CodeInvalidInput }
 
 // HTTPStatusError is an HTTP answer that is neither the data nor a redirect.
 type HTTPStatusError struct {
@@ -62,6 +92,10 @@ func (e *HTTPStatusError) Permanent() bool {
 	return c >= 400 && c < 500 && c != 408 && c != 429
 }
 
+// FailureCode classifies the answer: 404 and 410 source-not-found, 401 and
+// 403 access-denied, 408, 429 and 5xx unavailable.
+func (e *HTTPStatusError) FailureCode() string { return netguard.StatusCode(e.StatusCode) }
+
 // LimitError is returned when the decompressed data grows past MaxBytes,
 // or past what Options.Bound allowed (Why says why).
 type LimitError struct {
@@ -80,6 +114,9 @@ func (e *LimitError) Error() string {
 // Permanent implements the permanent marker.
 func (e *LimitError) Permanent() bool { return true }
 
+// FailureCode is too-large.
+func (e *LimitError) FailureCode() string { return schemas.CodeTooLarge }
+
 // NoSpaceError is returned instead of ENOSPC when the destination file
 // system runs short. It is not permanent: space may be freed.
 type NoSpaceError struct {
@@ -93,6 +130,9 @@ func (e *NoSpaceError) Error() string {
 	}
 	return fmt.Sprintf("not enough space in %s: %s free", e.Dir, HumanBytes(e.Free))
 }
+
+// FailureCode is unavailable: space may be freed.
+func (e *NoSpaceError) FailureCode() string { return schemas.CodeUnavailable }
 
 // HumanBytes formats n with binary units: "64 GiB", "1.5 MiB", "512 B".
 func HumanBytes(n int64) string {
