@@ -304,7 +304,7 @@ func (s *Service) finish(ctx context.Context, m *bus.Msg, cmd schemas.BuilderBui
 		Failed: func(ctx context.Context, err error, f schemas.Failure) {
 			s.publishFailed(ctx, m, cmd.ImageID, asJobError(err), f)
 		},
-		Attrs:  []any{"image_id", cmd.ImageID, "phase", phase},
+		Attrs: []any{"image_id", cmd.ImageID, "phase", phase},
 	})
 }
 

@@ -310,7 +310,7 @@ func (s *Service) finish(ctx context.Context, m *bus.Msg, imageID int64, dest st
 		Failed: func(ctx context.Context, err error, f schemas.Failure) {
 			s.publishFailed(ctx, m, imageID, asJobError(err), f)
 		},
-		Attrs:  []any{"image_id", imageID, "phase", phase},
+		Attrs: []any{"image_id", imageID, "phase", phase},
 	})
 }
 

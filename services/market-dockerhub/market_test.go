@@ -2,6 +2,7 @@ package marketdockerhub
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -15,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/slipway/slipway/pkg/dockerurl"
+	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -241,6 +243,34 @@ func TestResolvePinsTheRegistrysDigest(t *testing.T) {
 	}
 }
 
+// TestResolveShowsEachFailedAttempt: a registry that answers 503 is asked
+// again on the next deliveries; each failed attempt is published, with its
+// code and when the next comes, and the last is final (retryable, with no
+// next attempt).
+func TestResolveShowsEachFailedAttempt(t *testing.T) {
+	h := newHarness(t)
+	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}))
+	defer busy.Close()
+	host := strings.TrimPrefix(busy.URL, "http://")
+	env := h.command(CmdResolve, Resolve{ImageID: 11, URL: "docker://" + host + "/team/app:v1"})
+	for attempt := int64(1); attempt <= maxResolveDeliveries; attempt++ {
+		m := h.rec.Wait(t, fmt.Sprintf("failed event of attempt %d", attempt), func(m *nats.Msg) bool {
+			var f Failed
+			return strings.HasPrefix(m.Subject, "slipway.evt.market-dockerhub.failed.11") &&
+				m.Header.Get(envelope.HeaderCorrelationID) == env.CorrelationID &&
+				json.Unmarshal(m.Data, &f) == nil && f.Attempt == attempt
+		})
+		var f Failed
+		mustJSON(t, m.Data, &f)
+		final := attempt == maxResolveDeliveries
+		if f.Code != schemas.CodeUnavailable || !f.Retryable || (f.NextAttemptAt == "") != final || f.MaxAttempts != maxResolveDeliveries {
+			t.Errorf("attempt %d: %+v", attempt, f)
+		}
+	}
+}
+
 func TestQueriesRefuseBadRequests(t *testing.T) {
 	h := newHarness(t)
 	var mk Market
@@ -301,16 +331,20 @@ func TestInvalidCommandsAreRefused(t *testing.T) {
 		env := h.command(tc.verb, json.RawMessage(tc.payload))
 		var f Failed
 		mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
-		if !strings.Contains(f.Error, tc.want) || f.Command != "slipway.cmd.market-dockerhub."+tc.verb {
-			t.Errorf("%s %s: %+v, want an error containing %q", tc.verb, tc.payload, f, tc.want)
+		code := schemas.CodeInvalidCommand
+		if strings.Contains(tc.want, "host[:port]") {
+			code = schemas.CodeConflict // the service's own rule, past the schema
+		}
+		if !strings.Contains(f.Error, tc.want) || f.Command != "slipway.cmd.market-dockerhub."+tc.verb || f.Code != code {
+			t.Errorf("%s %s: %+v, want an error containing %q, code %s", tc.verb, tc.payload, f, tc.want, code)
 		}
 	}
 	// A retried command would be refused again: wait a moment and count.
 	time.Sleep(2 * time.Second)
 	if n := len(h.rec.All(func(m *nats.Msg) bool {
-		return strings.HasPrefix(m.Subject, "slipway.evt.market-dockerhub.failed event.")
+		return strings.HasPrefix(m.Subject, "slipway.evt.market-dockerhub.failed.")
 	})); n != 8 {
-		t.Errorf("%d failed event events for 8 invalid commands:\n%s", n, h.rec.Dump())
+		t.Errorf("%d failed events for 8 invalid commands:\n%s", n, h.rec.Dump())
 	}
 }
 

@@ -67,7 +67,6 @@ func (s *Service) resolveFailed(ctx context.Context, m *bus.Msg, imageID int64, 
 func (s *Service) publishAttempt(ctx context.Context, m *bus.Msg, imageID int64, cause error) {
 	ev := s.resolveFailure(m, imageID, cause)
 	ev.Retryable = true
-	ev.MaxAttempts = maxResolveDeliveries
 	ev.NextAttemptAt = time.Now().Add(bus.DefaultBackoff(m.Delivered)).UTC().Format(time.RFC3339)
 	step := fmt.Sprintf("%s/attempt-%d", EvtFailed, m.Delivered)
 	if _, err := s.bus.Event(ctx, EvtFailed, idToken(imageID), ev, causedBy(m.Envelope, step)...); err != nil {
@@ -79,7 +78,7 @@ func (s *Service) publishAttempt(ctx context.Context, m *bus.Msg, imageID int64,
 // message, command and attempt.
 func (s *Service) resolveFailure(m *bus.Msg, imageID int64, cause error) Failed {
 	return Failed{Code: resolveCode(cause), ImageID: &imageID, Command: m.Subject,
-		Error: schemas.ErrorText(cause.Error()), Attempt: int64(max(m.Delivered, 1))}
+		Error: schemas.ErrorText(cause.Error()), Attempt: int64(max(m.Delivered, 1)), MaxAttempts: maxResolveDeliveries}
 }
 
 // resolveCode classifies a failed resolve: an image that cannot be

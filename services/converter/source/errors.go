@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/schemas"
 )
@@ -18,7 +19,7 @@ type permanent interface{ Permanent() bool }
 // a size limit. Network errors, 5xx answers and a full disk are not.
 func IsPermanent(err error) bool {
 	var p permanent
-	return errors.As(err, &p) && p.Permanent()
+	return errors.As(err, &p) && p.Permanent() || bus.IsTerminal(err)
 }
 
 // permanentError wraps an error to mark it permanent.
@@ -32,28 +33,14 @@ func permanentf(format string, args ...any) error {
 	return &permanentError{fmt.Errorf(format, args...)}
 }
 
-// fetchError is a failed request classified where it arose, with its code
-// from the catalogue (schemas/errors.json); it is permanent when the
-// catalogue says the code is not retryable.
-type fetchError struct {
-	code string
-	err  error
-}
-
-func (e *fetchError) Error() string       { return e.err.Error() }
-func (e *fetchError) Unwrap() error       { return e.err }
-func (e *fetchError) FailureCode() string { return e.code }
-func (e *fetchError) Permanent() bool {
-	c, ok := schemas.LookupErrorCode(e.code)
-	return ok && !c.Retryable
-}
-
-// withCode gives err its code; "" leaves it as it is.
+// withCode gives a failed request its code from the catalogue
+// (schemas/errors.json), classified where it arose; a code the catalogue
+// says is not retryable makes it permanent. "" leaves err as it is.
 func withCode(code string, err error) error {
 	if code == "" {
 		return err
 	}
-	return &fetchError{code: code, err: err}
+	return bus.WithCode(code, err)
 }
 
 // ChecksumError is returned when the fetched bytes do not have the declared
