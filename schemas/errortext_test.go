@@ -27,3 +27,33 @@ func TestPeekImageID(t *testing.T) {
 		}
 	}
 }
+
+// TestFailureCodesAreTheCatalogue checks that a failed event takes exactly
+// the catalogue's codes, and that the generated lookup agrees with it.
+func TestFailureCodesAreTheCatalogue(t *testing.T) {
+	codes := ErrorCodes()
+	if len(codes) == 0 {
+		t.Fatal("empty catalogue")
+	}
+	for _, c := range codes {
+		f := Failure{Code: c.Code, Error: "e", Retryable: c.Retryable}
+		if err := ValidateValue(KindEvent, ServiceConverter, EventConverterFailed, f); err != nil {
+			t.Errorf("code %q refused: %v", c.Code, err)
+		}
+		if got, ok := LookupErrorCode(c.Code); !ok || got != c {
+			t.Errorf("LookupErrorCode(%q) = %+v, %v", c.Code, got, ok)
+		}
+	}
+	if err := ValidateValue(KindEvent, ServiceConverter, EventConverterFailed, Failure{Code: "no-such-code", Error: "e"}); err == nil {
+		t.Error("a code outside the catalogue validated")
+	}
+	if c, ok := LookupErrorCode(CodeImageLocked); !ok || !c.Retryable {
+		t.Errorf("image-locked: %+v %v, want a retryable code", c, ok)
+	}
+	if c, _ := LookupErrorCode(CodeHostNotFound); c.Retryable {
+		t.Error("host-not-found is retryable")
+	}
+	if _, ok := LookupErrorCode("nope"); ok {
+		t.Error("found a code that is not in the catalogue")
+	}
+}

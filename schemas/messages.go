@@ -11,7 +11,7 @@ import (
 
 // files holds the schema tree exactly as it is in the repository.
 //
-//go:embed defs.json cmd/*.json evt/*.json qry/*.json rpl/*.json asyncapi.yaml
+//go:embed defs.json errors.json cmd/*.json evt/*.json qry/*.json rpl/*.json asyncapi.yaml
 var files embed.FS
 
 // IDBase is the URL every schema $id starts with.
@@ -55,7 +55,7 @@ type Message struct {
 // ID returns the $id of the message's schema.
 func (m Message) ID() string { return ID(m.Kind, m.Service, m.Name) }
 
-// FS returns the embedded schema tree: defs.json, cmd/*.json, evt/*.json,
+// FS returns the embedded schema tree: defs.json, errors.json, cmd/*.json, evt/*.json,
 // qry/*.json, rpl/*.json and asyncapi.yaml.
 func FS() fs.FS { return files }
 

@@ -68,17 +68,17 @@ func TestEveryContractMessageExists(t *testing.T) {
 		"evt catalog.image-progress":      "ImageProgress",
 		"evt catalog.image-updated":       "Image",
 		"evt catalog.image-deleted":       "ImageDeleted",
-		"evt catalog.failed":              "CatalogFailed",
+		"evt catalog.failed":              "Failure",
 		"evt converter.progress":          "Progress",
 		"evt converter.converted":         "ConverterConverted",
-		"evt converter.failed":            "ConverterFailed",
+		"evt converter.failed":            "Failure",
 		"cmd builder.build":               "BuilderBuild",
 		"evt builder.progress":            "Progress",
 		"evt builder.built":               "BuilderBuilt",
-		"evt builder.failed":              "BuilderFailed",
+		"evt builder.failed":              "Failure",
 		"cmd market-dockerhub.resolve":    "MarketDockerhubResolve",
 		"evt market-dockerhub.resolved":   "MarketDockerhubResolved",
-		"evt market-dockerhub.failed":     "MarketDockerhubFailed",
+		"evt market-dockerhub.failed":     "Failure",
 
 		// market-dockerhub's marketplaces and apps.
 		"cmd market-dockerhub.refresh":        "MarketDockerhubRefresh",
@@ -91,7 +91,6 @@ func TestEveryContractMessageExists(t *testing.T) {
 		"evt market-dockerhub.market-deleted": "MarketDockerhubMarketDeleted",
 		"evt market-dockerhub.apps-refreshed": "MarketDockerhubAppsRefreshed",
 		"evt market-dockerhub.app-imported":   "MarketDockerhubAppImported",
-		"evt market-dockerhub.command-failed": "MarketDockerhubCommandFailed",
 		// Issue #4: the catalog's image locks and LUKS images.
 		"cmd catalog.image-use":           "ImageUse",
 		"cmd catalog.image-release":       "ImageRelease",
@@ -106,7 +105,7 @@ func TestEveryContractMessageExists(t *testing.T) {
 		"cmd crypto-luks.create":          "CryptoLuksCreate",
 		"cmd crypto-luks.secret-delete":   "CryptoLuksSecretDelete",
 		"evt crypto-luks.encrypted":       "CryptoLuksEncrypted",
-		"evt crypto-luks.failed":          "CryptoLuksFailed",
+		"evt crypto-luks.failed":          "Failure",
 		"cmd crypto-luks.slot-add":        "CryptoLuksSlotAdd",
 		"cmd crypto-luks.slot-remove":     "CryptoLuksSlotRemove",
 		"cmd crypto-luks.rotate":          "CryptoLuksRotate",
@@ -118,7 +117,7 @@ func TestEveryContractMessageExists(t *testing.T) {
 		"cmd kernel-registry.add":      "KernelRegistryAdd",
 		"evt kernel-registry.added":    "Kernel",
 		"evt kernel-registry.examined": "Kernel",
-		"evt kernel-registry.failed":   "KernelRegistryFailed",
+		"evt kernel-registry.failed":   "Failure",
 		// Issue #4: the launcher's templates and VMs.
 		"cmd launcher.template-create":  "LauncherTemplateCreate",
 		"cmd launcher.template-update":  "LauncherTemplateUpdate",
@@ -136,7 +135,7 @@ func TestEveryContractMessageExists(t *testing.T) {
 		"evt launcher.vm-state-changed": "LauncherVMStateChanged",
 		"evt launcher.disk-saved":       "LauncherDiskSaved",
 		"evt launcher.disk-snapshotted": "LauncherDiskSnapshotted",
-		"evt launcher.failed":           "LauncherFailed",
+		"evt launcher.failed":           "Failure",
 		// Queries: every endpoint a service serves has a request and a reply.
 		"qry catalog.list":              "CatalogListRequest",
 		"rpl catalog.list":              "CatalogListReply",
@@ -391,11 +390,11 @@ func TestValidateValue(t *testing.T) {
 		t.Errorf("zero phase: %v", err)
 	}
 	id := int64(0)
-	if err := ValidateValue("evt", "catalog", "failed", CatalogFailed{ID: &id, Command: "slipway.cmd.catalog.image-delete", Error: "no"}); err != nil {
+	if err := ValidateValue("evt", "catalog", "failed", Failure{Code: CodeConflict, ImageID: &id, Command: "slipway.cmd.catalog.image-delete", Error: "no"}); err != nil {
 		t.Errorf("failed event for image 0: %v", err)
 	}
-	data, _ := json.Marshal(CatalogFailed{ID: &id, Command: "c", Error: "e"})
-	if !strings.Contains(string(data), `"id":0`) {
+	data, _ := json.Marshal(Failure{Code: CodeInternal, ImageID: &id, Command: "c", Error: "e"})
+	if !strings.Contains(string(data), `"image_id":0`) {
 		t.Errorf("image ID 0 was dropped: %s", data)
 	}
 	if err := ValidateValue("cmd", "catalog", "image-create", func() {}); err == nil || !strings.Contains(err.Error(), "marshal") {
@@ -490,13 +489,13 @@ func TestFSHoldsTheTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"asyncapi.yaml", "defs.json", "cmd/catalog.image-create.json", "evt/converter.failed.json",
+	for _, want := range []string{"asyncapi.yaml", "defs.json", "errors.json", "cmd/catalog.image-create.json", "evt/converter.failed.json",
 		"qry/catalog.show.json", "rpl/catalog.show.json"} {
 		if !files[want] {
 			t.Errorf("FS() lacks %s (has %v)", want, files)
 		}
 	}
-	if len(files) != len(Messages())+2 {
-		t.Errorf("FS() has %d files, want the %d message schemas + defs.json + asyncapi.yaml", len(files), len(Messages()))
+	if len(files) != len(Messages())+3 {
+		t.Errorf("FS() has %d files, want the %d message schemas + defs.json + errors.json + asyncapi.yaml", len(files), len(Messages()))
 	}
 }

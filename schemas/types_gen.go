@@ -257,6 +257,48 @@ var (
 	DatastoreKindValues     = enumValues(DatastoreKindImage, DatastoreKindFile)
 )
 
+// Failure is defined in defs.json. It is the payload of event builder.failed, event
+// catalog.failed, event converter.failed, event crypto-luks.failed, event
+// kernel-registry.failed, event launcher.failed, event market-dockerhub.failed.
+//
+// Why a command or a job failed: the one payload of every service's failed event. code is from
+// the catalogue (errors.json), for programs; error is for people. A failed attempt that will be
+// tried again has attempt and next_attempt_at; a final failure has no next_attempt_at.
+type Failure struct {
+	// What kind of failure it is: a stable code from the catalogue (errors.json).
+	Code string `json:"code"`
+
+	// What went wrong, for a person to act on.
+	Error string `json:"error"`
+
+	// Trying again may succeed; false when the command or its input must change first.
+	Retryable bool `json:"retryable"`
+
+	// Subject of the command that failed.
+	Command string `json:"command,omitempty"`
+
+	// Image the command or job was for; absent when it named none.
+	ImageID *int64 `json:"image_id,omitempty"`
+
+	// Another record the command was about: a VM's or template's ID (launcher).
+	ID *int64 `json:"id,omitempty"`
+
+	// Phase of the job that failed (fetch, inspect, pull, mkfs, upload…).
+	Phase string `json:"phase,omitempty"`
+
+	// The staged upload or image blob that was read (kernel-registry).
+	Source string `json:"source,omitempty"`
+
+	// Which delivery of the command failed (1 on the first attempt).
+	Attempt int64 `json:"attempt,omitempty"`
+
+	// How many deliveries the command gets in all.
+	MaxAttempts int64 `json:"max_attempts,omitempty"`
+
+	// When the next attempt comes, RFC 3339; absent on a final failure.
+	NextAttemptAt string `json:"next_attempt_at,omitempty"`
+}
+
 // VMAction is defined in defs.json. It is the payload of command launcher.poweroff, command
 // launcher.terminate.
 //
@@ -1490,8 +1532,8 @@ type LauncherTemplateUpdate struct {
 //
 // Import an app: the catalog creates an OS image from the app's docker:// URL (image-create),
 // then the launcher gets a VM template naming that image by ID (template-create). Answered by
-// app-imported once the catalog registered the image, or command-failed (unknown marketplace or
-// app, or the catalog's refusal, e.g. a taken image name).
+// app-imported once the catalog registered the image, or failed (unknown marketplace or app, or
+// the catalog's refusal, e.g. a taken image name).
 type MarketDockerhubAppImport struct {
 	// Marketplace of the app.
 	MarketID int64 `json:"market_id"`
@@ -1523,7 +1565,7 @@ type MarketDockerhubAppImport struct {
 //
 // Add a marketplace (MAD registry) listing an OCI registry's repositories (/v2/_catalog) and
 // their tags. Answered by market-created, then (monitoring on) apps-refreshed; a taken name or
-// a registry that is not host[:port] by command-failed.
+// a registry that is not host[:port] by failed.
 type MarketDockerhubMarketCreate struct {
 	// Marketplace name, unique.
 	Name string `json:"name"`
@@ -1542,7 +1584,7 @@ type MarketDockerhubMarketCreate struct {
 // (https://slipway.dev/schemas/cmd/market-dockerhub.market-delete.json).
 //
 // Delete a marketplace and its apps; images imported from it stay. Answered by market-deleted
-// or command-failed.
+// or failed.
 type MarketDockerhubMarketDelete struct {
 	// Marketplace to delete.
 	ID int64 `json:"id"`
@@ -1552,7 +1594,7 @@ type MarketDockerhubMarketDelete struct {
 // (https://slipway.dev/schemas/cmd/market-dockerhub.market-update.json).
 //
 // Change the fields given of a marketplace; absent fields keep their value. Answered by
-// market-updated (the whole record) or command-failed.
+// market-updated (the whole record) or failed.
 type MarketDockerhubMarketUpdate struct {
 	// Marketplace to change.
 	ID int64 `json:"id"`
@@ -1578,7 +1620,7 @@ type MarketDockerhubMarketUpdate struct {
 //
 // List a marketplace's apps again now: Docker Hub's official images through Hub's API, or a
 // registry's repositories and tags. Answered by apps-refreshed (a failed listing is reported
-// there) or command-failed.
+// there) or failed.
 type MarketDockerhubRefresh struct {
 	// Marketplace to list.
 	MarketID int64 `json:"market_id"`
@@ -1629,39 +1671,6 @@ type BuilderBuilt struct {
 
 	// Manifest digest of the image that was pulled.
 	Digest string `json:"digest"`
-}
-
-// BuilderFailed is the payload of event builder.failed
-// (https://slipway.dev/schemas/evt/builder.failed.json).
-//
-// A builder job failed.
-type BuilderFailed struct {
-	// Image the job was for.
-	ImageID int64 `json:"image_id"`
-
-	// Phase that failed.
-	Phase BuilderPhase `json:"phase"`
-
-	// What went wrong, for a person to act on.
-	Error string `json:"error"`
-
-	// Trying again may succeed.
-	Retryable bool `json:"retryable"`
-}
-
-// CatalogFailed is the payload of event catalog.failed
-// (https://slipway.dev/schemas/evt/catalog.failed.json).
-//
-// The catalog rejected a command or a workflow failed.
-type CatalogFailed struct {
-	// Image ID; absent when the command was rejected before any image existed.
-	ID *int64 `json:"id,omitempty"`
-
-	// Subject of the command that failed.
-	Command string `json:"command"`
-
-	// What went wrong, for a person to act on.
-	Error string `json:"error"`
 }
 
 // ImageDeleted is the payload of event catalog.image-deleted
@@ -1818,24 +1827,6 @@ type ConverterConverted struct {
 	DetectedFormat DiskFormat `json:"detected_format,omitempty"`
 }
 
-// ConverterFailed is the payload of event converter.failed
-// (https://slipway.dev/schemas/evt/converter.failed.json).
-//
-// A converter job failed.
-type ConverterFailed struct {
-	// Image the job was for.
-	ImageID int64 `json:"image_id"`
-
-	// Phase that failed.
-	Phase ConverterPhase `json:"phase"`
-
-	// What went wrong, for a person to act on.
-	Error string `json:"error"`
-
-	// Trying again may succeed.
-	Retryable bool `json:"retryable"`
-}
-
 // CryptoLuksEncrypted is the payload of event crypto-luks.encrypted
 // (https://slipway.dev/schemas/evt/crypto-luks.encrypted.json).
 //
@@ -1860,18 +1851,6 @@ type CryptoLuksEncrypted struct {
 
 	// UUID of the secret that opens the LUKS file (the image's LUKS_SECRET).
 	Secret string `json:"secret"`
-}
-
-// CryptoLuksFailed is the payload of event crypto-luks.failed
-// (https://slipway.dev/schemas/evt/crypto-luks.failed.json).
-//
-// A crypto-luks command failed or was refused.
-type CryptoLuksFailed struct {
-	// The image the command was about; absent when it named none.
-	ImageID *int64 `json:"image_id,omitempty"`
-
-	// What went wrong, for a person to act on.
-	Error string `json:"error"`
 }
 
 // CryptoLuksKEKRotated is the payload of event crypto-luks.kek-rotated
@@ -1927,20 +1906,6 @@ type CryptoLuksSlotsChanged struct {
 	SHA256 string `json:"sha256"`
 }
 
-// KernelRegistryFailed is the payload of event kernel-registry.failed
-// (https://slipway.dev/schemas/evt/kernel-registry.failed.json).
-//
-// An add command was refused or failed (id token cmd-<stream sequence>, or the KERNEL image ID
-// once it exists), or a KERNEL image could not be examined (its image ID). Nothing it staged is
-// left behind.
-type KernelRegistryFailed struct {
-	// What went wrong, for a person to act on.
-	Error string `json:"error"`
-
-	// The staged upload or the image blob that was read.
-	Source string `json:"source,omitempty"`
-}
-
 // LauncherDiskSaved is the payload of event launcher.disk-saved
 // (https://slipway.dev/schemas/evt/launcher.disk-saved.json).
 //
@@ -1970,22 +1935,6 @@ type LauncherDiskSnapshotted struct {
 
 	// Snapshot name.
 	Name string `json:"name"`
-}
-
-// LauncherFailed is the payload of event launcher.failed
-// (https://slipway.dev/schemas/evt/launcher.failed.json).
-//
-// The launcher refused a command. The subject's id is the VM's or template's ID, or cmd-<stream
-// sequence> when the command named nothing that exists.
-type LauncherFailed struct {
-	// VM or template ID the command was about.
-	ID *int64 `json:"id,omitempty"`
-
-	// Subject of the refused command.
-	Command string `json:"command"`
-
-	// What went wrong, for a person to act on.
-	Error string `json:"error"`
 }
 
 // LauncherTemplateDeleted is the payload of event launcher.template-deleted
@@ -2081,33 +2030,6 @@ type MarketDockerhubAppsRefreshed struct {
 
 	// Why the listing failed; absent when it worked.
 	Error string `json:"error,omitempty"`
-}
-
-// MarketDockerhubCommandFailed is the payload of event market-dockerhub.command-failed
-// (https://slipway.dev/schemas/evt/market-dockerhub.command-failed.json).
-//
-// market-dockerhub refused a command other than resolve (which answers failed.<image_id>): not
-// valid against its schema, naming an unknown marketplace or app, a taken name, or refused by
-// the catalog. The command is not retried. Subject id: cmd-<stream sequence of the command>.
-type MarketDockerhubCommandFailed struct {
-	// Subject of the refused command.
-	Command string `json:"command"`
-
-	// What is wrong, for a person to act on.
-	Error string `json:"error"`
-}
-
-// MarketDockerhubFailed is the payload of event market-dockerhub.failed
-// (https://slipway.dev/schemas/evt/market-dockerhub.failed.json).
-//
-// A docker:// URL could not be resolved.
-type MarketDockerhubFailed struct {
-	// Image the resolution was for.
-	ImageID int64 `json:"image_id"`
-
-	// What went wrong, for a person to act on: for an unknown repository or tag, the registry's
-	// own message.
-	Error string `json:"error"`
 }
 
 // MarketDockerhubMarketDeleted is the payload of event market-dockerhub.market-deleted
@@ -2648,7 +2570,6 @@ const (
 	EventLauncherVMStateChanged       = "vm-state-changed"
 	EventMarketDockerhubAppImported   = "app-imported"
 	EventMarketDockerhubAppsRefreshed = "apps-refreshed"
-	EventMarketDockerhubCommandFailed = "command-failed"
 	EventMarketDockerhubFailed        = "failed"
 	EventMarketDockerhubMarketCreated = "market-created"
 	EventMarketDockerhubMarketDeleted = "market-deleted"
@@ -2725,9 +2646,9 @@ var (
 	CmdMarketDockerhubRefresh       = Cmd[MarketDockerhubRefresh]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubRefresh, Answers: []string{EventMarketDockerhubAppsRefreshed}}
 	CmdMarketDockerhubResolve       = Cmd[MarketDockerhubResolve]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubResolve, Answers: []string{EventMarketDockerhubResolved}}
 	EvtBuilderBuilt                 = Evt[BuilderBuilt]{Service: ServiceBuilder, Name: EventBuilderBuilt}
-	EvtBuilderFailed                = Evt[BuilderFailed]{Service: ServiceBuilder, Name: EventBuilderFailed}
+	EvtBuilderFailed                = Evt[Failure]{Service: ServiceBuilder, Name: EventBuilderFailed}
 	EvtBuilderProgress              = Evt[Progress]{Service: ServiceBuilder, Name: EventBuilderProgress}
-	EvtCatalogFailed                = Evt[CatalogFailed]{Service: ServiceCatalog, Name: EventCatalogFailed}
+	EvtCatalogFailed                = Evt[Failure]{Service: ServiceCatalog, Name: EventCatalogFailed}
 	EvtCatalogImageCreated          = Evt[Image]{Service: ServiceCatalog, Name: EventCatalogImageCreated}
 	EvtCatalogImageDeleted          = Evt[ImageDeleted]{Service: ServiceCatalog, Name: EventCatalogImageDeleted}
 	EvtCatalogImageProgress         = Evt[ImageProgress]{Service: ServiceCatalog, Name: EventCatalogImageProgress}
@@ -2737,19 +2658,19 @@ var (
 	EvtCatalogImageUsed             = Evt[ImageUsed]{Service: ServiceCatalog, Name: EventCatalogImageUsed}
 	EvtCatalogStateChanged          = Evt[StateChanged]{Service: ServiceCatalog, Name: EventCatalogStateChanged}
 	EvtConverterConverted           = Evt[ConverterConverted]{Service: ServiceConverter, Name: EventConverterConverted}
-	EvtConverterFailed              = Evt[ConverterFailed]{Service: ServiceConverter, Name: EventConverterFailed}
+	EvtConverterFailed              = Evt[Failure]{Service: ServiceConverter, Name: EventConverterFailed}
 	EvtConverterProgress            = Evt[Progress]{Service: ServiceConverter, Name: EventConverterProgress}
 	EvtCryptoLUKSEncrypted          = Evt[CryptoLuksEncrypted]{Service: ServiceCryptoLUKS, Name: EventCryptoLUKSEncrypted}
-	EvtCryptoLUKSFailed             = Evt[CryptoLuksFailed]{Service: ServiceCryptoLUKS, Name: EventCryptoLUKSFailed}
+	EvtCryptoLUKSFailed             = Evt[Failure]{Service: ServiceCryptoLUKS, Name: EventCryptoLUKSFailed}
 	EvtCryptoLUKSKekRotated         = Evt[CryptoLuksKEKRotated]{Service: ServiceCryptoLUKS, Name: EventCryptoLUKSKekRotated}
 	EvtCryptoLUKSProgress           = Evt[Progress]{Service: ServiceCryptoLUKS, Name: EventCryptoLUKSProgress}
 	EvtCryptoLUKSSlotsChanged       = Evt[CryptoLuksSlotsChanged]{Service: ServiceCryptoLUKS, Name: EventCryptoLUKSSlotsChanged}
 	EvtKernelRegistryAdded          = Evt[Kernel]{Service: ServiceKernelRegistry, Name: EventKernelRegistryAdded}
 	EvtKernelRegistryExamined       = Evt[Kernel]{Service: ServiceKernelRegistry, Name: EventKernelRegistryExamined}
-	EvtKernelRegistryFailed         = Evt[KernelRegistryFailed]{Service: ServiceKernelRegistry, Name: EventKernelRegistryFailed}
+	EvtKernelRegistryFailed         = Evt[Failure]{Service: ServiceKernelRegistry, Name: EventKernelRegistryFailed}
 	EvtLauncherDiskSaved            = Evt[LauncherDiskSaved]{Service: ServiceLauncher, Name: EventLauncherDiskSaved}
 	EvtLauncherDiskSnapshotted      = Evt[LauncherDiskSnapshotted]{Service: ServiceLauncher, Name: EventLauncherDiskSnapshotted}
-	EvtLauncherFailed               = Evt[LauncherFailed]{Service: ServiceLauncher, Name: EventLauncherFailed}
+	EvtLauncherFailed               = Evt[Failure]{Service: ServiceLauncher, Name: EventLauncherFailed}
 	EvtLauncherTemplateCreated      = Evt[VMTemplate]{Service: ServiceLauncher, Name: EventLauncherTemplateCreated}
 	EvtLauncherTemplateDeleted      = Evt[LauncherTemplateDeleted]{Service: ServiceLauncher, Name: EventLauncherTemplateDeleted}
 	EvtLauncherTemplateUpdated      = Evt[VMTemplate]{Service: ServiceLauncher, Name: EventLauncherTemplateUpdated}
@@ -2757,8 +2678,7 @@ var (
 	EvtLauncherVMStateChanged       = Evt[LauncherVMStateChanged]{Service: ServiceLauncher, Name: EventLauncherVMStateChanged}
 	EvtMarketDockerhubAppImported   = Evt[MarketDockerhubAppImported]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubAppImported}
 	EvtMarketDockerhubAppsRefreshed = Evt[MarketDockerhubAppsRefreshed]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubAppsRefreshed}
-	EvtMarketDockerhubCommandFailed = Evt[MarketDockerhubCommandFailed]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubCommandFailed}
-	EvtMarketDockerhubFailed        = Evt[MarketDockerhubFailed]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubFailed}
+	EvtMarketDockerhubFailed        = Evt[Failure]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubFailed}
 	EvtMarketDockerhubMarketCreated = Evt[Market]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubMarketCreated}
 	EvtMarketDockerhubMarketDeleted = Evt[MarketDockerhubMarketDeleted]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubMarketDeleted}
 	EvtMarketDockerhubMarketUpdated = Evt[Market]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubMarketUpdated}
@@ -2830,9 +2750,9 @@ var registry = []registered{
 	{kind: "cmd", service: "market-dockerhub", name: "refresh", file: "cmd/market-dockerhub.refresh.json", typ: reflect.TypeFor[MarketDockerhubRefresh]()},
 	{kind: "cmd", service: "market-dockerhub", name: "resolve", file: "cmd/market-dockerhub.resolve.json", typ: reflect.TypeFor[MarketDockerhubResolve]()},
 	{kind: "evt", service: "builder", name: "built", file: "evt/builder.built.json", typ: reflect.TypeFor[BuilderBuilt]()},
-	{kind: "evt", service: "builder", name: "failed", file: "evt/builder.failed.json", typ: reflect.TypeFor[BuilderFailed]()},
+	{kind: "evt", service: "builder", name: "failed", file: "evt/builder.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "builder", name: "progress", file: "evt/builder.progress.json", typ: reflect.TypeFor[Progress]()},
-	{kind: "evt", service: "catalog", name: "failed", file: "evt/catalog.failed.json", typ: reflect.TypeFor[CatalogFailed]()},
+	{kind: "evt", service: "catalog", name: "failed", file: "evt/catalog.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "catalog", name: "image-created", file: "evt/catalog.image-created.json", typ: reflect.TypeFor[Image]()},
 	{kind: "evt", service: "catalog", name: "image-deleted", file: "evt/catalog.image-deleted.json", typ: reflect.TypeFor[ImageDeleted]()},
 	{kind: "evt", service: "catalog", name: "image-progress", file: "evt/catalog.image-progress.json", typ: reflect.TypeFor[ImageProgress]()},
@@ -2842,19 +2762,19 @@ var registry = []registered{
 	{kind: "evt", service: "catalog", name: "image-used", file: "evt/catalog.image-used.json", typ: reflect.TypeFor[ImageUsed]()},
 	{kind: "evt", service: "catalog", name: "state-changed", file: "evt/catalog.state-changed.json", typ: reflect.TypeFor[StateChanged]()},
 	{kind: "evt", service: "converter", name: "converted", file: "evt/converter.converted.json", typ: reflect.TypeFor[ConverterConverted]()},
-	{kind: "evt", service: "converter", name: "failed", file: "evt/converter.failed.json", typ: reflect.TypeFor[ConverterFailed]()},
+	{kind: "evt", service: "converter", name: "failed", file: "evt/converter.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "converter", name: "progress", file: "evt/converter.progress.json", typ: reflect.TypeFor[Progress]()},
 	{kind: "evt", service: "crypto-luks", name: "encrypted", file: "evt/crypto-luks.encrypted.json", typ: reflect.TypeFor[CryptoLuksEncrypted]()},
-	{kind: "evt", service: "crypto-luks", name: "failed", file: "evt/crypto-luks.failed.json", typ: reflect.TypeFor[CryptoLuksFailed]()},
+	{kind: "evt", service: "crypto-luks", name: "failed", file: "evt/crypto-luks.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "crypto-luks", name: "kek-rotated", file: "evt/crypto-luks.kek-rotated.json", typ: reflect.TypeFor[CryptoLuksKEKRotated]()},
 	{kind: "evt", service: "crypto-luks", name: "progress", file: "evt/crypto-luks.progress.json", typ: reflect.TypeFor[Progress]()},
 	{kind: "evt", service: "crypto-luks", name: "slots-changed", file: "evt/crypto-luks.slots-changed.json", typ: reflect.TypeFor[CryptoLuksSlotsChanged]()},
 	{kind: "evt", service: "kernel-registry", name: "added", file: "evt/kernel-registry.added.json", typ: reflect.TypeFor[Kernel]()},
 	{kind: "evt", service: "kernel-registry", name: "examined", file: "evt/kernel-registry.examined.json", typ: reflect.TypeFor[Kernel]()},
-	{kind: "evt", service: "kernel-registry", name: "failed", file: "evt/kernel-registry.failed.json", typ: reflect.TypeFor[KernelRegistryFailed]()},
+	{kind: "evt", service: "kernel-registry", name: "failed", file: "evt/kernel-registry.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "launcher", name: "disk-saved", file: "evt/launcher.disk-saved.json", typ: reflect.TypeFor[LauncherDiskSaved]()},
 	{kind: "evt", service: "launcher", name: "disk-snapshotted", file: "evt/launcher.disk-snapshotted.json", typ: reflect.TypeFor[LauncherDiskSnapshotted]()},
-	{kind: "evt", service: "launcher", name: "failed", file: "evt/launcher.failed.json", typ: reflect.TypeFor[LauncherFailed]()},
+	{kind: "evt", service: "launcher", name: "failed", file: "evt/launcher.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "launcher", name: "template-created", file: "evt/launcher.template-created.json", typ: reflect.TypeFor[VMTemplate]()},
 	{kind: "evt", service: "launcher", name: "template-deleted", file: "evt/launcher.template-deleted.json", typ: reflect.TypeFor[LauncherTemplateDeleted]()},
 	{kind: "evt", service: "launcher", name: "template-updated", file: "evt/launcher.template-updated.json", typ: reflect.TypeFor[VMTemplate]()},
@@ -2862,8 +2782,7 @@ var registry = []registered{
 	{kind: "evt", service: "launcher", name: "vm-state-changed", file: "evt/launcher.vm-state-changed.json", typ: reflect.TypeFor[LauncherVMStateChanged]()},
 	{kind: "evt", service: "market-dockerhub", name: "app-imported", file: "evt/market-dockerhub.app-imported.json", typ: reflect.TypeFor[MarketDockerhubAppImported]()},
 	{kind: "evt", service: "market-dockerhub", name: "apps-refreshed", file: "evt/market-dockerhub.apps-refreshed.json", typ: reflect.TypeFor[MarketDockerhubAppsRefreshed]()},
-	{kind: "evt", service: "market-dockerhub", name: "command-failed", file: "evt/market-dockerhub.command-failed.json", typ: reflect.TypeFor[MarketDockerhubCommandFailed]()},
-	{kind: "evt", service: "market-dockerhub", name: "failed", file: "evt/market-dockerhub.failed.json", typ: reflect.TypeFor[MarketDockerhubFailed]()},
+	{kind: "evt", service: "market-dockerhub", name: "failed", file: "evt/market-dockerhub.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "market-dockerhub", name: "market-created", file: "evt/market-dockerhub.market-created.json", typ: reflect.TypeFor[Market]()},
 	{kind: "evt", service: "market-dockerhub", name: "market-deleted", file: "evt/market-dockerhub.market-deleted.json", typ: reflect.TypeFor[MarketDockerhubMarketDeleted]()},
 	{kind: "evt", service: "market-dockerhub", name: "market-updated", file: "evt/market-dockerhub.market-updated.json", typ: reflect.TypeFor[Market]()},

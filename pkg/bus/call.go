@@ -10,23 +10,29 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/schemas"
 )
 
-// FailedEvents are the event names a service uses to refuse a command;
-// Call turns them into a *CallError.
-var FailedEvents = []string{"failed", "command-failed"}
+// FailedEvents are the event names a service uses to refuse a command
+// (payload schemas.Failure); Call turns them into a *CallError.
+var FailedEvents = []string{"failed"}
 
 // CallError is a refusal: the service answered the command with a failed
-// event. Message is the event's "error" field.
+// event. Code is the event's code (schemas.Code…): callers match it, never
+// Message, the event's "error" field.
 type CallError struct {
 	Service, Verb string
+	Code          string
 	Message       string
 	Msg           *Msg
 }
 
 func (e *CallError) Error() string {
-	return fmt.Sprintf("%s %s: %s", e.Service, e.Verb, e.Message)
+	return fmt.Sprintf("%s %s: %s (%s)", e.Service, e.Verb, e.Message, e.Code)
 }
+
+// FailureCode is the refusal's code, for CodeOf.
+func (e *CallError) FailureCode() string { return e.Code }
 
 // Call publishes a command and waits for service's answer: the first of its
 // events named in accept, or a failed event, that was caused by the
@@ -63,7 +69,11 @@ func (b *Bus) Call(ctx context.Context, service, verb string, data any, accept [
 				continue
 			}
 			if slices.Contains(FailedEvents, m.Name) {
-				return m, &CallError{Service: service, Verb: verb, Message: failureText(m.Data), Msg: m}
+				f := failureOf(m.Data)
+				if f.NextAttemptAt != "" {
+					continue // an attempt that failed; the service tries again
+				}
+				return m, &CallError{Service: service, Verb: verb, Code: f.Code, Message: f.Error, Msg: m}
 			}
 			return m, nil
 		}
@@ -85,15 +95,17 @@ func (b *Bus) answerTo(nm *nats.Msg, cmdID string, accept []string) (*Msg, bool)
 	return m, true
 }
 
-// failureText is the "error" field of a failed event, or its raw text.
-func failureText(data []byte) string {
-	var f struct {
-		Error string `json:"error"`
+// failureOf decodes a failed event; one that does not fit the shape keeps
+// its raw text as the message, with the code internal.
+func failureOf(data []byte) schemas.Failure {
+	var f schemas.Failure
+	if json.Unmarshal(data, &f) != nil || f.Error == "" {
+		f = schemas.Failure{Error: string(data)}
 	}
-	if json.Unmarshal(data, &f) == nil && f.Error != "" {
-		return f.Error
+	if f.Code == "" {
+		f.Code = schemas.CodeInternal
 	}
-	return string(data)
+	return f
 }
 
 // IsCallError reports whether err is a service's refusal.

@@ -1,8 +1,11 @@
 package bus
 
 import (
+	"context"
 	"errors"
 	"fmt"
+
+	"github.com/slipway/slipway/schemas"
 )
 
 // TerminalError marks an error that retrying cannot fix: the message is
@@ -20,10 +23,91 @@ func Terminal(err error) error {
 	return &TerminalError{Err: err}
 }
 
-// IsTerminal reports whether err, or an error it wraps, is terminal.
+// IsTerminal reports whether err, or an error it wraps, is terminal: marked
+// with Terminal, or given a code the catalogue says is not retryable
+// (WithCode).
 func IsTerminal(err error) bool {
 	var t *TerminalError
-	return errors.As(err, &t)
+	if errors.As(err, &t) {
+		return true
+	}
+	var c *CodedError
+	if errors.As(err, &c) {
+		info, ok := schemas.LookupErrorCode(c.Code)
+		return ok && !info.Retryable
+	}
+	return false
+}
+
+// CodedError is an error classified where it arose, with its code from the
+// catalogue (schemas.Code…, errors.json). Failed events carry the code, so
+// no caller reads the message to decide what to do.
+type CodedError struct {
+	Code string
+	Err  error
+}
+
+func (e *CodedError) Error() string       { return e.Err.Error() }
+func (e *CodedError) Unwrap() error       { return e.Err }
+func (e *CodedError) FailureCode() string { return e.Code }
+
+// WithCode gives err its catalogue code. An error whose code the catalogue
+// says is not retryable (host-not-found, source-not-found…) is terminal as
+// well (IsTerminal). WithCode(code, nil) is nil.
+func WithCode(code string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &CodedError{Code: code, Err: err}
+}
+
+// coded is an error that knows its catalogue code (CodedError, CallError).
+type coded interface{ FailureCode() string }
+
+// CodeOf returns the catalogue code of err: deadline-exceeded for a job
+// past its deadline (whatever failed when it ran out); else the code of the
+// outermost CodedError or CallError (or other error with a FailureCode) it
+// wraps; else invalid-command for a payload that does not match its
+// schema, refused for another terminal error and internal for the rest.
+func CodeOf(err error) string {
+	var de *DeadlineError
+	if errors.As(err, &de) {
+		return schemas.CodeDeadlineExceeded
+	}
+	var c coded
+	if errors.As(err, &c) && c.FailureCode() != "" {
+		return c.FailureCode()
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return schemas.CodeDeadlineExceeded
+	case errors.Is(err, schemas.ErrInvalid), errors.Is(err, schemas.ErrMalformed):
+		return schemas.CodeInvalidCommand
+	case IsTerminal(err):
+		return schemas.CodeRefused
+	}
+	return schemas.CodeInternal
+}
+
+// CodeOr is CodeOf(err), or fallback when err has no code of its own (CodeOf
+// would only say refused or internal): for a service's refusals by its own
+// rules, say conflict.
+func CodeOr(err error, fallback string) string {
+	if code := CodeOf(err); code != schemas.CodeRefused && code != schemas.CodeInternal {
+		return code
+	}
+	return fallback
+}
+
+// NewFailure is the payload of a failed event reporting err: its code
+// (CodeOf), its message fitted to the schema and whether a retry may pass
+// (not when err is terminal).
+func NewFailure(err error) schemas.Failure {
+	msg := "unknown error"
+	if err != nil {
+		msg = err.Error()
+	}
+	return schemas.Failure{Code: CodeOf(err), Error: schemas.ErrorText(msg), Retryable: !IsTerminal(err)}
 }
 
 // Status codes of query errors, carried in the micro error header.

@@ -36,6 +36,17 @@ func (e *RegistryError) Error() string {
 
 func (e *RegistryError) Unwrap() error { return e.Err }
 
+// FailureCode classifies the failure for a failed event (schemas/errors.json):
+// by the registry's HTTP status when it answered (404 source-not-found, 401
+// access-denied, 5xx unavailable…), else by what went wrong on the way
+// (host-not-found, tls-certificate…); "" when neither says.
+func (e *RegistryError) FailureCode() string {
+	if e.Status != 0 {
+		return netguard.StatusCode(e.Status)
+	}
+	return netguard.FailureCode(e.Err)
+}
+
 // Is makes errors.Is(err, ErrUnauthorized) true for authentication failures.
 func (e *RegistryError) Is(target error) bool {
 	return target == ErrUnauthorized && isAuthStatus(e.Status)

@@ -168,7 +168,7 @@ func (s settings) remoteOptions(ctx context.Context, repo name.Repository) ([]re
 		return nil, cred, err
 	}
 	return []remote.Option{remote.WithContext(ctx), remote.WithAuth(cred.auth), remote.WithJobs(s.Parallelism),
-		remote.WithTransport(s.transport())}, cred, nil
+		remote.WithTransport(recordAnswers{s.transport()})}, cred, nil
 }
 
 // transport is Transport, else Guard's.

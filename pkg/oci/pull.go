@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -282,13 +281,14 @@ func (c *cache) fetch(ctx context.Context, n int, l v1.Descriptor) error {
 func (c *cache) fetchFrom(ctx context.Context, p puller, n int, l v1.Descriptor, final string) (err error) {
 	ref := p.repo.Digest(l.Digest.String())
 	// ctx is the downloads': one layer failing stops the others.
+	ctx, answer := watchBlob(ctx)
 	rl, err := remote.Layer(ref, slices.Concat(p.opts, []remote.Option{remote.WithContext(ctx)})...)
 	if err != nil {
 		return layerError(n, l, registryError(err, ref, p.cred))
 	}
 	rc, err := rl.Compressed()
 	if err != nil {
-		return layerError(n, l, blobFetchError(err, ref, p.cred, l))
+		return layerError(n, l, blobFetchError(err, ref, p.cred, l, answer))
 	}
 	defer rc.Close()
 	tmp, err := os.CreateTemp(c.dir, l.Digest.Hex+".part-*")
@@ -307,7 +307,7 @@ func (c *cache) fetchFrom(ctx context.Context, p puller, n int, l v1.Descriptor,
 	w := &progressWriter{w: io.MultiWriter(tmp, h), add: c.add, n: &written}
 	// One byte past the manifest's size is enough to know it is too long.
 	_, cerr := io.Copy(w, io.LimitReader(rc, l.Size+1))
-	if err := verifyBlob(n, l, written, h, cerr, ref, p.cred); err != nil {
+	if err := verifyBlob(n, l, written, h, cerr, answer, ref, p.cred); err != nil {
 		return err
 	}
 	if err := tmp.Close(); err != nil {
@@ -318,15 +318,16 @@ func (c *cache) fetchFrom(ctx context.Context, p puller, n int, l v1.Descriptor,
 
 // verifyBlob checks what arrived against the manifest's descriptor.
 // go-containerregistry verifies too, but its error does not say which layer;
-// our own hash decides, and its error is kept only for transport failures.
-func verifyBlob(n int, l v1.Descriptor, got int64, h hash.Hash, cerr error, ref name.Digest, cred credentials) error {
+// our own hash decides, and its error is kept only for transport failures:
+// when the registry's body did not arrive whole.
+func verifyBlob(n int, l v1.Descriptor, got int64, h hash.Hash, cerr error, answer *blobAnswer, ref name.Digest, cred credentials) error {
 	sum := "sha256:" + hex.EncodeToString(h.Sum(nil))
 	switch {
 	case got > l.Size:
 		return layerError(n, l, fmt.Errorf("size mismatch: the registry sent more than the manifest's %d bytes", l.Size))
 	case got == l.Size && sum != l.Digest.String():
 		return layerError(n, l, fmt.Errorf("%w: the registry sent %s", ErrDigestMismatch, sum))
-	case cerr != nil && !isVerifyError(cerr):
+	case cerr != nil && !answer.bodyEnded():
 		return layerError(n, l, registryError(cerr, ref, cred))
 	case got != l.Size:
 		return layerError(n, l, fmt.Errorf("size mismatch: the registry sent %d bytes, the manifest says %d", got, l.Size))
@@ -334,17 +335,10 @@ func verifyBlob(n int, l v1.Descriptor, got int64, h hash.Hash, cerr error, ref 
 	return nil
 }
 
-// isVerifyError recognizes go-containerregistry's own verification errors
-// (its type is internal), which verifyBlob reports in its own words.
-func isVerifyError(err error) bool {
-	msg := err.Error()
-	return strings.Contains(msg, "error verifying")
-}
-
 // blobFetchError reports a failure to start a blob download; a
 // Content-Length other than the manifest's size is a size mismatch.
-func blobFetchError(err error, ref name.Digest, cred credentials, l v1.Descriptor) error {
-	if strings.Contains(err.Error(), "Content-Length") {
+func blobFetchError(err error, ref name.Digest, cred credentials, l v1.Descriptor, answer *blobAnswer) error {
+	if answer.sizeDiffers(l.Size) {
 		return fmt.Errorf("size mismatch: %w", err)
 	}
 	return registryError(err, ref, cred)

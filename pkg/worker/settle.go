@@ -3,8 +3,11 @@ package worker
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/schemas"
 )
 
 // Settlement is how a service publishes and classifies one job's outcome;
@@ -23,9 +26,13 @@ type Settlement struct {
 	// final tells whether this is the command's last attempt (a terminal
 	// failure or the last delivery).
 	Cleanup func(err error, final bool)
-	// Failed publishes the failed event of a final failure; terminal is
-	// false on a last delivery that might have worked later (retryable).
-	Failed func(ctx context.Context, err error, terminal bool)
+	// Failed publishes the failed event f reporting err, under the event
+	// ID step FailedStep(step, f): for a final failure, and for every failed
+	// attempt that will be retried (f.NextAttemptAt set), so that watchers
+	// see each attempt, its reason and when the next one comes. f has the
+	// code, the message, retryable (false when terminal), the command and
+	// the attempt; the service adds what it knows (image, phase).
+	Failed func(ctx context.Context, err error, f schemas.Failure)
 	// TerminateLast ends the last delivery's failure with bus.Terminal as
 	// well, for a worker whose failed event is the whole report, instead
 	// of leaving it to the dead-letter stream.
@@ -38,9 +45,11 @@ type Settlement struct {
 // the way every worker does: nil publishes the success event; a terminal
 // failure, or any failure on the last delivery (MaxDeliver), publishes
 // one failed event and ends the message (bus.Terminal when terminal, else
-// the error, for the dead-letter stream); any other failure is retried. A
-// job past its deadline (bus.JobExpired) is final: its ctx has ended, so
-// it is reported through context.WithoutCancel(ctx).
+// the error, for the dead-letter stream); any other failure publishes a
+// failed event for the attempt (retryable, with when the next comes) and
+// is retried after bus.DefaultBackoff. A job past its deadline
+// (bus.JobExpired) is final: its ctx has ended, so it is reported through
+// context.WithoutCancel(ctx).
 func (w *Worker) Settle(ctx context.Context, m *bus.Msg, err error, s Settlement) error {
 	if err == nil {
 		if s.Succeeded != nil {
@@ -53,7 +62,8 @@ func (w *Worker) Settle(ctx context.Context, m *bus.Msg, err error, s Settlement
 		isTerminal = bus.IsTerminal
 	}
 	terminal := isTerminal(err)
-	if expired := bus.JobExpired(ctx); expired != nil {
+	expired := bus.JobExpired(ctx)
+	if expired != nil {
 		// Running out of time again would not help; ctx has ended, so the
 		// failure is reported through one that has not.
 		ctx = context.WithoutCancel(ctx)
@@ -69,16 +79,49 @@ func (w *Worker) Settle(ctx context.Context, m *bus.Msg, err error, s Settlement
 	if s.Cleanup != nil {
 		s.Cleanup(err, final)
 	}
-	if !final {
-		w.log.Warn("job failed, will retry", append(append([]any{"command", m.Subject}, s.Attrs...),
+	f := bus.NewFailure(err)
+	f.Retryable, f.Command = !terminal, m.Subject
+	f.Attempt, f.MaxAttempts = int64(max(m.Delivered, 1)), int64(w.cfg.MaxDeliver)
+	if expired != nil {
+		f.Code = schemas.CodeDeadlineExceeded
+	}
+	if !final && ctx.Err() != nil {
+		// The worker is stopping: the job was abandoned, not failed, and
+		// comes back after the ack wait.
+		w.log.Warn("job abandoned, will be redelivered", append(append([]any{"command", m.Subject}, s.Attrs...),
 			"delivered", m.Delivered, "err", err)...)
 		return err
 	}
+	if !final {
+		// The consumer redelivers after bus.DefaultBackoff (Run sets no other).
+		f.NextAttemptAt = time.Now().Add(bus.DefaultBackoff(m.Delivered)).UTC().Format(time.RFC3339)
+		w.log.Warn("job failed, will retry", append(append([]any{"command", m.Subject}, s.Attrs...),
+			"delivered", m.Delivered, "code", f.Code, "next_attempt_at", f.NextAttemptAt, "err", err)...)
+		if s.Failed != nil {
+			s.Failed(ctx, err, f)
+		}
+		return err
+	}
 	if s.Failed != nil {
-		s.Failed(ctx, err, terminal)
+		s.Failed(ctx, err, f)
 	}
 	if terminal || s.TerminateLast {
 		return bus.Terminal(err)
 	}
 	return err // the last delivery: the dead-letter stream gets it
 }
+
+// FailedStep is the step, in the event ID, of the failed event f: step
+// for a final failure, step/attempt-<n> for attempt n that will be
+// retried, so that each attempt is its own event while a redelivered
+// final report is still dropped as a duplicate.
+func FailedStep(step string, f schemas.Failure) string {
+	if f.NextAttemptAt == "" {
+		return step
+	}
+	return step + "/attempt-" + strconv.FormatInt(f.Attempt, 10)
+}
+
+// IsAttempt reports whether f is a failed attempt that will be retried,
+// not the command's final failure.
+func IsAttempt(f schemas.Failure) bool { return f.NextAttemptAt != "" }

@@ -18,6 +18,7 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/schemas"
 )
 
 // The tests run as the builder: the bus checks the `jobs` reply against
@@ -147,12 +148,12 @@ func (h *harness) handle(ctx context.Context, m *bus.Msg) error {
 				bus.CausedBy(m.Envelope))
 			return err
 		},
-		Failed: func(ctx context.Context, err error, terminal bool) {
+		Failed: func(ctx context.Context, err error, f schemas.Failure) {
 			if ctx.Err() != nil {
 				panic("Failed called with an ended context")
 			}
-			_, _ = h.b.Event(ctx, "failed", Token(cmd.ImageID),
-				map[string]any{"image_id": cmd.ImageID, "error": err.Error(), "retryable": !terminal}, bus.CausedBy(m.Envelope))
+			f.ImageID = &cmd.ImageID
+			_, _ = h.b.Event(ctx, "failed", Token(cmd.ImageID), f, bus.CausedBy(m.Envelope))
 		},
 		Attrs: []any{"image_id", cmd.ImageID},
 	})
@@ -236,12 +237,25 @@ func TestRetriesUntilTheLastDelivery(t *testing.T) {
 	h := newHarness(t, Config{MaxDeliver: 2})
 	h.send(t, command{ImageID: 3, Mode: "retry"})
 	m := h.events.Wait(t, "failed", isEvent("failed", 3))
-	if !strings.Contains(string(m.Data), `"retryable":true`) {
-		t.Fatalf("failed event %s", m.Data)
+	var first schemas.Failure
+	if err := json.Unmarshal(m.Data, &first); err != nil || !first.Retryable || first.Attempt != 1 ||
+		first.MaxAttempts != 2 || !IsAttempt(first) || first.Code != schemas.CodeInternal {
+		t.Fatalf("first attempt's failed event %s: want attempt 1 of 2, retryable, with next_attempt_at", m.Data)
+	}
+	if next, err := time.Parse(time.RFC3339, first.NextAttemptAt); err != nil || time.Until(next) > bus.DefaultBackoff(1)+time.Second {
+		t.Errorf("next_attempt_at %q: want about %s from now", first.NextAttemptAt, bus.DefaultBackoff(1))
 	}
 	time.Sleep(300 * time.Millisecond)
-	if n, f := h.runs.Load(), len(h.events.All(isEvent("failed", 3))); n != 2 || f != 1 {
-		t.Fatalf("%d runs, %d failed events; want 2 and 1", n, f)
+	h.events.Wait(t, "second failed event", func(m *nats.Msg) bool {
+		return isEvent("failed", 3)(m) && !strings.Contains(string(m.Data), "next_attempt_at")
+	})
+	all := h.events.All(isEvent("failed", 3))
+	if n := h.runs.Load(); n != 2 || len(all) != 2 {
+		t.Fatalf("%d runs, %d failed events; want 2 and 2 (the attempt, then the last)", n, len(all))
+	}
+	var last schemas.Failure
+	if err := json.Unmarshal(all[1].Data, &last); err != nil || IsAttempt(last) || last.Attempt != 2 || !last.Retryable {
+		t.Fatalf("last failed event %s: want the final report of attempt 2, retryable", all[1].Data)
 	}
 }
 
@@ -277,7 +291,8 @@ func TestExpiredJobIsFinal(t *testing.T) {
 	h := newHarness(t, Config{JobDeadline: 300 * time.Millisecond})
 	h.send(t, command{ImageID: 5, Mode: "expire"})
 	m := h.events.Wait(t, "failed", isEvent("failed", 5))
-	if !strings.Contains(string(m.Data), "deadline") || !strings.Contains(string(m.Data), `"retryable":false`) {
+	if !strings.Contains(string(m.Data), "deadline") || !strings.Contains(string(m.Data), `"retryable":false`) ||
+		!strings.Contains(string(m.Data), `"code":"deadline-exceeded"`) {
 		t.Fatalf("failed event %s", m.Data)
 	}
 	time.Sleep(500 * time.Millisecond)
@@ -319,17 +334,18 @@ func TestSettleFates(t *testing.T) {
 		wantTerminal  bool
 		wantFinal     bool
 	}{
-		{"retry", 1, errors.New("again"), false, false, false, false},
+		{"retry", 1, errors.New("again"), false, true, false, false},
 		{"last", 2, errors.New("again"), false, true, false, true},
 		{"last, terminated", 2, errors.New("again"), true, true, true, true},
 		{"terminal", 1, bus.Terminal(errTerminal), false, true, true, true},
 		{"success", 1, nil, false, false, false, false},
 	} {
 		var failed, final, succeeded bool
+		var report schemas.Failure
 		got := w.Settle(ctx, &bus.Msg{Delivered: c.delivered, Subject: "x"}, c.err, Settlement{
 			Succeeded:     func(context.Context) error { succeeded = true; return nil },
 			Cleanup:       func(_ error, f bool) { final = f },
-			Failed:        func(context.Context, error, bool) { failed = true },
+			Failed:        func(_ context.Context, _ error, f schemas.Failure) { failed, report = true, f },
 			TerminateLast: c.terminateLast,
 		})
 		if c.err == nil {
@@ -340,6 +356,10 @@ func TestSettleFates(t *testing.T) {
 		}
 		if got == nil || failed != c.wantFailed || bus.IsTerminal(got) != c.wantTerminal || final != c.wantFinal {
 			t.Errorf("%s: %v (terminal %v), failed %v, final %v", c.name, got, bus.IsTerminal(got), failed, final)
+		}
+		if IsAttempt(report) == final || report.Retryable == bus.IsTerminal(c.err) || report.Command != "x" ||
+			report.Attempt != int64(c.delivered) || FailedStep("failed", report) == "failed" != final {
+			t.Errorf("%s: reported %+v (final %v)", c.name, report, final)
 		}
 	}
 }

@@ -301,21 +301,24 @@ func (s *Service) finish(ctx context.Context, m *bus.Msg, cmd schemas.BuilderBui
 				s.removeDest(cmd.Dest, m.Envelope.ID)
 			}
 		},
-		Failed: func(ctx context.Context, err error, _ bool) { s.publishFailed(ctx, m, cmd.ImageID, asJobError(err)) },
-		Attrs:  []any{"image_id", cmd.ImageID, "phase", phase},
+		Failed: func(ctx context.Context, err error, f schemas.Failure) {
+			s.publishFailed(ctx, m, cmd.ImageID, asJobError(err), f)
+		},
+		Attrs: []any{"image_id", cmd.ImageID, "phase", phase},
 	})
 }
 
 // reject answers a command that cannot be understood.
 func (s *Service) reject(ctx context.Context, m *bus.Msg, err error) error {
 	je := &jobError{phase: schemas.BuilderPhasePull, err: err, terminal: true}
+	f := schemas.Failure{Code: failureCode(err), Error: schemas.ErrorText(err.Error()), Command: m.Subject}
 	if imageID, ok := schemas.PeekImageID(m.Data); ok {
-		s.publishFailed(ctx, m, imageID, je)
+		s.publishFailed(ctx, m, imageID, je, f)
 	} else {
 		// No image to name: guessing one would fail an unrelated image.
 		id := worker.CommandToken(m)
-		ev := map[string]any{"phase": je.phase, "error": schemas.ErrorText(err.Error()), "retryable": false}
-		if _, perr := s.bus.Event(ctx, "failed", id, ev,
+		f.Phase = string(je.phase)
+		if _, perr := s.bus.Event(ctx, "failed", id, f,
 			bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepFailed)); perr != nil {
 			s.log.Error("failed event not published", "command", m.Subject, "err", perr)
 		}
@@ -324,13 +327,22 @@ func (s *Service) reject(ctx context.Context, m *bus.Msg, err error) error {
 	return bus.Terminal(err)
 }
 
-func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, imageID int64, je *jobError) {
-	ev := schemas.BuilderFailed{ImageID: imageID, Phase: je.phase, Error: schemas.ErrorText(je.err.Error()), Retryable: !je.terminal}
-	if _, err := s.bus.Event(ctx, "failed", idToken(imageID), ev,
-		bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepFailed)); err != nil {
+// publishFailed publishes f (from worker.Settle, or a rejection) about
+// imageID with the job's phase and code: a final failure, or an attempt
+// that will be retried (f.NextAttemptAt).
+func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, imageID int64, je *jobError, f schemas.Failure) {
+	f.ImageID, f.Phase, f.Code = &imageID, string(je.phase), failureCode(je)
+	if f.Code == schemas.CodeInternal && je.terminal {
+		f.Code = schemas.CodeRefused
+	}
+	if _, err := s.bus.Event(ctx, "failed", idToken(imageID), f,
+		bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, worker.FailedStep(stepFailed, f))); err != nil {
 		s.log.Error("failed event not published", "image_id", imageID, "err", err)
 	}
-	s.log.Error("job failed", "image_id", imageID, "phase", je.phase, "retryable", !je.terminal, "err", je.err)
+	if worker.IsAttempt(f) {
+		return // Settle logged it
+	}
+	s.log.Error("job failed", "image_id", imageID, "phase", je.phase, "code", f.Code, "retryable", f.Retryable, "err", je.err)
 }
 
 // removeDest deletes what a failed job may have stored at dest, even when

@@ -444,7 +444,7 @@ func TestBuildQcow2(t *testing.T) {
 	}
 	checkHash(t, h.ctx, raw, "bin/busybox", sha(readFile(t, "/bin/busybox")))
 
-	var f schemas.BuilderFailed
+	var f schemas.Failure
 	if kind, _ := h.build(schemas.BuilderBuild{ImageID: 10, Reference: ref, Kind: schemas.ContentKindContainer,
 		Compression: schemas.CompressionZlib, Dest: dst(10, "disk.raw")}, &f); kind != "failed" ||
 		f.Retryable || !strings.Contains(f.Error, "compression zlib applies to qcow2 only") {
@@ -511,10 +511,10 @@ func TestBuildTooSmall(t *testing.T) {
 	h := newHarness(t)
 	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
 	dest := dst(3, "disk.raw")
-	var f schemas.BuilderFailed
+	var f schemas.Failure
 	kind, _ := h.build(schemas.BuilderBuild{ImageID: 3, Reference: ref, Kind: schemas.ContentKindContainer,
 		SizeMiB: 1, Dest: dest}, &f)
-	if kind != "failed" || f.Phase != schemas.BuilderPhaseMkfs || f.Retryable ||
+	if kind != "failed" || f.Phase != string(schemas.BuilderPhaseMkfs) || f.Code != schemas.CodeTooLarge || f.Retryable ||
 		!strings.Contains(f.Error, "size=1 MiB is too small") || !strings.Contains(f.Error, "needs at least") {
 		t.Fatalf("%s: %+v", kind, f)
 	}
@@ -527,11 +527,30 @@ func TestBuildUnknownDigest(t *testing.T) {
 	h := newHarness(t)
 	h.push("test/busybox", busyboxFiles(t), busyboxConfig)
 	ref := h.reg + "/test/busybox@sha256:" + strings.Repeat("ab", 32)
-	var f schemas.BuilderFailed
+	var f schemas.Failure
 	kind, _ := h.build(schemas.BuilderBuild{ImageID: 4, Reference: ref, Kind: schemas.ContentKindContainer,
 		Dest: dst(4, "disk.raw")}, &f)
-	if kind != "failed" || f.Phase != schemas.BuilderPhasePull || f.Retryable || !strings.Contains(f.Error, "MANIFEST_UNKNOWN") {
+	if kind != "failed" || f.Phase != string(schemas.BuilderPhasePull) || f.Retryable || !strings.Contains(f.Error, "MANIFEST_UNKNOWN") ||
+		f.Code != schemas.CodeSourceNotFound {
 		t.Fatalf("%s: %+v", kind, f)
+	}
+}
+
+// TestBuildFromUnresolvableRegistry: a registry whose name does not resolve
+// fails the build at once, for good, with host-not-found: no retry.
+func TestBuildFromUnresolvableRegistry(t *testing.T) {
+	h := newHarness(t)
+	ref := "nonexistent.invalid/test/busybox@sha256:" + strings.Repeat("ab", 32)
+	var f schemas.Failure
+	start := time.Now()
+	kind, _ := h.build(schemas.BuilderBuild{ImageID: 12, Reference: ref, Kind: schemas.ContentKindContainer,
+		Dest: dst(12, "disk.raw")}, &f)
+	if kind != "failed" || f.Code != schemas.CodeHostNotFound || f.Retryable || f.NextAttemptAt != "" ||
+		f.Phase != string(schemas.BuilderPhasePull) {
+		t.Fatalf("%s: %+v: want a final pull failure with host-not-found", kind, f)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("the failure took %s: something retried", d)
 	}
 }
 
@@ -541,11 +560,12 @@ func TestBuildUnknownDigest(t *testing.T) {
 func TestBuildFromRefusedRegistry(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Registry.Guard = nil })
 	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
-	var f schemas.BuilderFailed
+	var f schemas.Failure
 	kind, _ := h.build(schemas.BuilderBuild{ImageID: 11, Reference: ref, Kind: schemas.ContentKindContainer,
 		Dest: dst(11, "disk.raw")}, &f)
 	want := "registry " + h.reg + ": refusing to connect to " + h.reg + " (loopback): set SLIPWAY_FETCH_ALLOW=127.0.0.1/32 to allow it"
-	if kind != "failed" || f.Phase != schemas.BuilderPhasePull || f.Retryable || !strings.Contains(f.Error, want) {
+	if kind != "failed" || f.Phase != string(schemas.BuilderPhasePull) || f.Retryable || !strings.Contains(f.Error, want) ||
+		f.Code != schemas.CodeAccessDenied {
 		t.Fatalf("%s: %+v\nwant a final pull failure containing %q", kind, f, want)
 	}
 	if h.exists(dst(11, "disk.raw")) {
@@ -578,14 +598,15 @@ func TestBuildCarriedDisk(t *testing.T) {
 // problem.
 func TestBuildInvalidCommand(t *testing.T) {
 	h := newHarness(t)
-	var f schemas.BuilderFailed
+	var f schemas.Failure
 	if _, err := h.cli.Command(h.ctx, Name, "build", map[string]any{"image_id": 6, "reference": "nginx:latest", "kind": "container", "dest": "s3://slipway-uploads/x"}); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case m := <-h.events:
 		mustJSON(t, m.Data, &f)
-		if m.Subject != "slipway.evt.builder.failed.6" || f.Retryable || !strings.Contains(f.Error, "/reference") {
+		if m.Subject != "slipway.evt.builder.failed.6" || f.Retryable || !strings.Contains(f.Error, "/reference") ||
+			f.Code != schemas.CodeInvalidCommand {
 			t.Fatalf("%s: %+v", m.Subject, f)
 		}
 	case <-time.After(time.Minute):

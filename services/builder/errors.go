@@ -3,7 +3,6 @@ package builder
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"os"
 	"syscall"
@@ -11,9 +10,11 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/oci"
 	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/builder/fsimage"
 )
 
 // jobError is a failed job: where it failed and whether retrying can help.
@@ -65,24 +66,50 @@ func isTerminal(phase schemas.BuilderPhase, err error) bool {
 }
 
 // isPermanentPull tells a registry's final answer (unknown manifest,
-// denied, digest mismatch, not a disk image) or an address the guard
-// refuses from a failure to get one.
+// denied, digest mismatch, not a disk image), a host name that does not
+// resolve, a refused certificate or an address the guard refuses from a
+// failure to get an answer.
 func isPermanentPull(err error) bool {
-	if _, ok := netguard.AsRefused(err); ok {
-		return true // the same address is refused next time
+	if code := pullCode(err); code != "" {
+		c, _ := schemas.LookupErrorCode(code)
+		return !c.Retryable
 	}
-	var re *oci.RegistryError
-	if errors.As(err, &re) {
-		return re.Status >= 400 && re.Status < 500 &&
-			re.Status != http.StatusRequestTimeout && re.Status != http.StatusTooManyRequests
-	}
-	var ne net.Error
 	var pe *os.PathError
 	var le *os.LinkError
-	if errors.As(err, &ne) || errors.As(err, &pe) || errors.As(err, &le) {
-		return false // the network, or the local cache's disk
+	if errors.As(err, &pe) || errors.As(err, &le) {
+		return false // the local cache's disk
 	}
 	return true // digest or size mismatch, malformed manifest, disk error
+}
+
+// pullCode is the code of a registry's answer or of the way to it; "" when
+// neither says.
+func pullCode(err error) string {
+	var re *oci.RegistryError
+	if errors.As(err, &re) {
+		if code := re.FailureCode(); code != "" {
+			return code
+		}
+	}
+	return netguard.FailureCode(err)
+}
+
+// failureCode is the code of a job's failure for its failed event.
+func failureCode(err error) string {
+	switch {
+	case errors.Is(err, errInvalid):
+		return schemas.CodeInvalidCommand
+	case errors.Is(err, errNoGuestInit):
+		return schemas.CodeInvalidInput
+	case errors.Is(err, fsimage.ErrTooSmall):
+		return schemas.CodeTooLarge
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return schemas.CodeUnavailable
+	}
+	if code := pullCode(err); code != "" {
+		return code
+	}
+	return bus.CodeOf(err)
 }
 
 // isClientError reports an S3 answer that will not change on retry

@@ -101,14 +101,15 @@ func TestConverterFailedPutsImageInError(t *testing.T) {
 		t.Fatalf("without a format the dest has no extension, got %s", c.Dest)
 	}
 	h.put(c.Dest, []byte("half a conversion")) // what a dying converter left
-	h.converterEvent(cmd, "failed", 0, schemas.ConverterFailed{ImageID: 0, Phase: schemas.ConverterPhaseInspect,
+	h.converterEvent(cmd, "failed", 0, schemas.Failure{Code: schemas.CodeInvalidInput, ImageID: new(int64(0)), Phase: string(schemas.ConverterPhaseInspect),
 		Error: `qcow2 header: backing file "/etc/passwd" is not allowed`})
 	ev := h.waitState(0, StateError)
 	if !strings.Contains(ev.Error, `backing file "/etc/passwd" is not allowed`) || ev.From != schemas.ImageStateLocked {
 		t.Fatalf("state-changed = %+v", ev)
 	}
 	_, failed := h.waitFailed(env)
-	if failed.ID == nil || *failed.ID != 0 || failed.Command != "slipway.cmd.catalog.image-create" ||
+	if failed.ImageID == nil || *failed.ImageID != 0 || failed.Command != "slipway.cmd.catalog.image-create" ||
+		failed.Code != schemas.CodeInvalidInput || failed.Retryable ||
 		!strings.Contains(failed.Error, "/etc/passwd") {
 		t.Fatalf("failed = %+v", failed)
 	}
@@ -338,8 +339,8 @@ func TestCreateRefusals(t *testing.T) {
 		if f.Error != tc.want {
 			t.Errorf("%+v: error %q, want %q", tc.req, f.Error, tc.want)
 		}
-		if f.ID != nil || !strings.HasPrefix(m.Subject, "slipway.evt.catalog.failed.cmd-") {
-			t.Errorf("refused create: subject %s, id %v", m.Subject, f.ID)
+		if f.ImageID != nil || !strings.HasPrefix(m.Subject, "slipway.evt.catalog.failed.cmd-") {
+			t.Errorf("refused create: subject %s, id %v", m.Subject, f.ImageID)
 		}
 	}
 	// Nothing was registered, and no ID was burnt.
@@ -349,7 +350,8 @@ func TestCreateRefusals(t *testing.T) {
 	}
 	// Names are unique per owner.
 	_, f := h.waitFailed(h.command(CmdImageCreate, schemas.ImageCreate{Name: "first", SizeMiB: 2}))
-	if f.Error != `an image named "first" already exists for user oneadmin (ID 0): image names are unique per owner` {
+	if f.Error != `an image named "first" already exists for user oneadmin (ID 0): image names are unique per owner` ||
+		f.Code != schemas.CodeConflict {
 		t.Fatalf("duplicate name: %q", f.Error)
 	}
 }
@@ -364,17 +366,18 @@ func TestMalformedCommandsDoNotBlock(t *testing.T) {
 		}
 		return ack.Sequence
 	}
-	waitCmdFailed := func(seq uint64) schemas.CatalogFailed {
+	waitCmdFailed := func(seq uint64) schemas.Failure {
 		m := h.rec.Wait(t, fmt.Sprintf("failed event of command %d", seq), func(m *nats.Msg) bool {
 			return m.Subject == fmt.Sprintf("slipway.evt.catalog.failed.cmd-%d", seq)
 		})
-		var f schemas.CatalogFailed
+		var f schemas.Failure
 		mustJSON(t, m.Data, &f)
 		return f
 	}
 	// Plain `nats pub` style: no envelope at all.
 	f := waitCmdFailed(pub("slipway.cmd.catalog.image-create", []byte(`{"name": "x", `)))
-	if f.Command != "slipway.cmd.catalog.image-create" || !strings.Contains(f.Error, "catalog.image-create") {
+	if f.Command != "slipway.cmd.catalog.image-create" || !strings.Contains(f.Error, "catalog.image-create") ||
+		f.Code != schemas.CodeInvalidCommand {
 		t.Fatalf("malformed JSON: %+v", f)
 	}
 	f = waitCmdFailed(pub("slipway.cmd.catalog.image-create", []byte(`{"name": "x", "size_mib": 0}`)))

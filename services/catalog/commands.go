@@ -146,7 +146,7 @@ func (s *Service) reject(ctx context.Context, m *bus.Msg, id *int64, cause error
 		subjectID = idToken(*id)
 	}
 	s.log.Warn("command refused", "subject", m.Subject, "ce_id", m.Envelope.ID, "err", cause)
-	if err := s.emitFailed(ctx, subjectID, id, m.Subject, cause.Error(), causedBy(m.Envelope, EvtFailed)); err != nil {
+	if err := s.emitFailed(ctx, subjectID, id, m.Subject, bus.CodeOr(cause, schemas.CodeConflict), cause.Error(), causedBy(m.Envelope, EvtFailed)); err != nil {
 		return fmt.Errorf("publish failed event for %s: %w (refusal: %v)", m.Subject, err, cause)
 	}
 	if s.dedup != nil && m.Envelope.ID != "" {
@@ -168,12 +168,12 @@ func (s *Service) modify(ctx context.Context, id int64, op Op, change func(*sche
 	after, changed, err = s.images.Update(ctx, id, func(img *schemas.Image) error {
 		before = cloneImage(img)
 		if err := Allow(op, img); err != nil {
-			return &refusal{err}
+			return &refusal{lockedCode(img, err)}
 		}
 		return change(img)
 	})
 	if errors.Is(err, ErrNotFound) {
-		return nil, nil, false, refuse("image %d does not exist", id)
+		return nil, nil, false, &refusal{bus.WithCode(schemas.CodeNotFound, fmt.Errorf("image %d does not exist", id))}
 	}
 	return before, after, changed, err
 }
@@ -301,7 +301,7 @@ func (s *Service) delete(ctx context.Context, m *bus.Msg, id int64) error {
 			return errNoChange // resuming an interrupted delete
 		}
 		if err := Allow(OpDelete, img); err != nil {
-			return &refusal{err}
+			return &refusal{lockedCode(img, err)}
 		}
 		return transition(img, StateDelete)
 	})
@@ -309,7 +309,7 @@ func (s *Service) delete(ctx context.Context, m *bus.Msg, id int64) error {
 		if m.Delivered > 1 { // the first delivery finished the job
 			return nil
 		}
-		return refuse("image %d does not exist", id)
+		return &refusal{bus.WithCode(schemas.CodeNotFound, fmt.Errorf("image %d does not exist", id))}
 	}
 	if err != nil {
 		return err

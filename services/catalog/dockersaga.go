@@ -78,7 +78,7 @@ func isDockerPath(p string) bool { return strings.HasPrefix(p, dockerurl.Scheme)
 // dockerFlow declares the docker import.
 func (s *Service) dockerFlow() *flow {
 	return &flow{
-		kind: KindDockerImport, what: "import", reporter: "the converter", fail: s.failImport,
+		kind: KindDockerImport, what: "import", reporter: "the converter", fail: s.failImportCode,
 		phases: []phase{{
 			name:     PhaseResolve,
 			commands: []string{"market-dockerhub.resolve"},
@@ -178,15 +178,15 @@ func (s *Service) sendResolve(ctx context.Context, m *bus.Msg, path string, imag
 // resolveFailed and buildFailed end a docker import in ERROR on a market
 // or builder failure reported while the saga waits for that service.
 func (s *Service) resolveFailed(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
-	var ev schemas.MarketDockerhubFailed
+	var ev schemas.Failure
 	if err := m.Decode(&ev); err != nil {
 		return bus.Terminal(err)
 	}
-	return s.dockerFailed(ctx, m, sg, PhaseResolve, "resolve: "+ev.Error)
+	return s.dockerFailed(ctx, m, sg, PhaseResolve, ev.Code, "resolve: "+ev.Error)
 }
 
 func (s *Service) buildFailed(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
-	var ev schemas.BuilderFailed
+	var ev schemas.Failure
 	if err := m.Decode(&ev); err != nil {
 		return bus.Terminal(err)
 	}
@@ -194,7 +194,7 @@ func (s *Service) buildFailed(ctx context.Context, m *bus.Msg, sg *saga.Saga) er
 	if ev.Retryable {
 		reason += " (this may be temporary: delete the image and import it again)"
 	}
-	return s.dockerFailed(ctx, m, sg, PhaseBuild, reason)
+	return s.dockerFailed(ctx, m, sg, PhaseBuild, ev.Code, reason)
 }
 
 // resolved records the pinned reference and asks the builder for the disk.
@@ -415,9 +415,9 @@ func (s *Service) deleteBuild(ctx context.Context, ev schemas.BuilderBuilt) erro
 
 // dockerFailed ends a docker import in ERROR on a failure reported while
 // the saga waits in phase.
-func (s *Service) dockerFailed(ctx context.Context, m *bus.Msg, sg *saga.Saga, ph saga.Phase, reason string) error {
+func (s *Service) dockerFailed(ctx context.Context, m *bus.Msg, sg *saga.Saga, ph saga.Phase, code, reason string) error {
 	if sg.Status.Finished() || sg.Phase != ph {
 		return nil // late, or about another attempt
 	}
-	return s.failImport(ctx, sg, reason, &m.Envelope)
+	return s.failImportCode(ctx, sg, code, reason, &m.Envelope)
 }

@@ -217,7 +217,7 @@ func TestDockerImportRefusals(t *testing.T) {
 	} {
 		env := h.command(CmdImageCreate, tc.req)
 		m, f := h.waitFailed(env)
-		if !strings.Contains(f.Error, tc.want) || f.ID != nil || !strings.Contains(m.Subject, ".failed.cmd-") {
+		if !strings.Contains(f.Error, tc.want) || f.ImageID != nil || !strings.Contains(m.Subject, ".failed.cmd-") {
 			t.Errorf("%s: failed %s = %+v, want %q", tc.req.Path, m.Subject, f, tc.want)
 		}
 	}
@@ -243,12 +243,12 @@ func TestDockerImportFailures(t *testing.T) {
 	var rc schemas.MarketDockerhubResolve
 	cmd := h.commandFor(marketService, "resolve", 0, &rc)
 	msg := "GET https://registry.local:5000/v2/team/app/manifests/nosuch: MANIFEST_UNKNOWN: manifest unknown; unknown tag=nosuch"
-	h.reply(h.market, cmd, "failed", 0, schemas.MarketDockerhubFailed{ImageID: 0, Error: msg})
+	h.reply(h.market, cmd, "failed", 0, schemas.Failure{Code: schemas.CodeSourceNotFound, ImageID: new(int64(0)), Error: msg})
 	ev := h.waitState(0, StateError)
 	if ev.Error != "resolve: "+msg {
 		t.Fatalf("error = %q", ev.Error)
 	}
-	if _, f := h.waitFailed(env); f.ID == nil || *f.ID != 0 || !strings.Contains(f.Error, "MANIFEST_UNKNOWN") {
+	if _, f := h.waitFailed(env); f.ImageID == nil || *f.ImageID != 0 || !strings.Contains(f.Error, "MANIFEST_UNKNOWN") {
 		t.Fatalf("failed = %+v", f)
 	}
 
@@ -259,7 +259,7 @@ func TestDockerImportFailures(t *testing.T) {
 	bcmd := h.commandFor(builderService, "build", 1, &bc)
 	h.put(bc.Dest, []byte("partial"))
 	tooSmall := "ext4 filesystem of 1 MiB is too small for the content: it needs at least 9 MiB (size=9)"
-	h.reply(h.builder, bcmd, "failed", 1, schemas.BuilderFailed{ImageID: 1, Phase: "mkfs", Error: tooSmall})
+	h.reply(h.builder, bcmd, "failed", 1, schemas.Failure{Code: schemas.CodeTooLarge, ImageID: new(int64(1)), Phase: "mkfs", Error: tooSmall})
 	if ev := h.waitState(1, StateError); ev.Error != "build (mkfs): "+tooSmall {
 		t.Fatalf("error = %q", ev.Error)
 	}
@@ -271,7 +271,7 @@ func TestDockerImportFailures(t *testing.T) {
 	_, _, built := h.build(2, []byte("not really a disk"), 0)
 	ccmd, conv := h.convertCommand(2)
 	h.put(conv.Dest, []byte("half"))
-	h.converterEvent(ccmd, "failed", 2, schemas.ConverterFailed{ImageID: 2, Phase: schemas.ConverterPhaseInspect, Error: "raw: no filesystem"})
+	h.converterEvent(ccmd, "failed", 2, schemas.Failure{Code: schemas.CodeInvalidInput, ImageID: new(int64(2)), Phase: string(schemas.ConverterPhaseInspect), Error: "raw: no filesystem"})
 	if ev := h.waitState(2, StateError); ev.Error != "inspect: raw: no filesystem" {
 		t.Fatalf("error = %q", ev.Error)
 	}

@@ -46,8 +46,11 @@ func (s *Service) emitImage(ctx context.Context, event string, img *schemas.Imag
 	return err
 }
 
-func (s *Service) emitFailed(ctx context.Context, subjectID string, id *int64, command, reason string, opts []bus.PubOption) error {
-	ev := schemas.CatalogFailed{ID: id, Command: command, Error: schemas.ErrorText(reason)}
+// emitFailed publishes a failed event about image id (nil when none
+// exists) with its code from the catalogue (schemas/errors.json).
+func (s *Service) emitFailed(ctx context.Context, subjectID string, id *int64, command, code, reason string, opts []bus.PubOption) error {
+	c, _ := schemas.LookupErrorCode(code)
+	ev := schemas.Failure{Code: code, ImageID: id, Command: command, Error: schemas.ErrorText(reason), Retryable: c.Retryable}
 	_, err := s.bus.Event(ctx, EvtFailed, subjectID, ev, opts...)
 	return err
 }

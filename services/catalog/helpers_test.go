@@ -208,12 +208,12 @@ func (h *harness) waitState(id int64, to State) schemas.StateChanged {
 
 // waitFailed waits for a failed event of the workflow the command env
 // started (same correlation), as the CLI does.
-func (h *harness) waitFailed(env envelope.Envelope) (*nats.Msg, schemas.CatalogFailed) {
+func (h *harness) waitFailed(env envelope.Envelope) (*nats.Msg, schemas.Failure) {
 	h.t.Helper()
 	m := h.rec.Wait(h.t, "failed event of "+env.Type, func(m *nats.Msg) bool {
 		return strings.HasPrefix(m.Subject, "slipway.evt.catalog.failed.") && m.Header.Get(envelope.HeaderCorrelationID) == env.CorrelationID
 	})
-	var ev schemas.CatalogFailed
+	var ev schemas.Failure
 	mustJSON(h.t, m.Data, &ev)
 	return m, ev
 }

@@ -27,7 +27,7 @@ var (
 // importFlow declares the import.
 func (s *Service) importFlow() *flow {
 	return &flow{
-		kind: KindImport, what: "import", reporter: "the converter", fail: s.failImport,
+		kind: KindImport, what: "import", reporter: "the converter", fail: s.failImportCode,
 		phases: []phase{s.convertPhase(), s.commitPhase("import")},
 		// A blob reported for no running import has no owner.
 		unclaimed: map[string]eventHandler{evtConverted: s.orphanConverted},
@@ -157,7 +157,7 @@ func (s *Service) recordResult(ctx context.Context, id string, ev schemas.Conver
 
 // convertFailed ends an import the converter could not do in ERROR.
 func (s *Service) convertFailed(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
-	var ev schemas.ConverterFailed
+	var ev schemas.Failure
 	if err := m.Decode(&ev); err != nil {
 		return bus.Terminal(err)
 	}
@@ -168,5 +168,5 @@ func (s *Service) convertFailed(ctx context.Context, m *bus.Msg, sg *saga.Saga) 
 	if ev.Retryable {
 		reason += " (this may be temporary: delete the image and import it again)"
 	}
-	return s.failImport(ctx, sg, reason, &m.Envelope)
+	return s.failImportCode(ctx, sg, ev.Code, reason, &m.Envelope)
 }

@@ -76,7 +76,7 @@ func (s *Service) luksFlows() []*flow {
 		}
 	}
 	mk := func(kind, what string) *flow {
-		return &flow{kind: kind, what: what, reporter: cryptoService, fail: s.failImport,
+		return &flow{kind: kind, what: what, reporter: cryptoService, fail: s.failImportCode,
 			phases: []phase{encrypt(), s.commitPhase(what)},
 			// An encrypted report after its saga failed (or its image
 			// went away): its blob and secret have no owner.
@@ -325,7 +325,7 @@ func (s *Service) deleteStray(ctx context.Context, id int64, u string) {
 // saga's command failed (other crypto-luks failures, such as a refused
 // slot-add, are not the catalog's business).
 func (s *Service) luksFailed(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
-	ev, d, err := decodeStep[schemas.CryptoLuksFailed, luksData](m, sg)
+	ev, d, err := decodeStep[schemas.Failure, luksData](m, sg)
 	if err != nil {
 		return err
 	}
@@ -339,7 +339,7 @@ func (s *Service) luksFailed(ctx context.Context, m *bus.Msg, sg *saga.Saga) err
 	if d.SizeMiB > 0 {
 		verb = "create"
 	}
-	return s.failImport(ctx, sg, fmt.Sprintf("%s: %s", verb, ev.Error), &m.Envelope)
+	return s.failImportCode(ctx, sg, ev.Code, fmt.Sprintf("%s: %s", verb, ev.Error), &m.Envelope)
 }
 
 // luksExpired words a deadline passed while crypto-luks worked.

@@ -167,7 +167,7 @@ func (f *luksStandIn) work(ctx context.Context, m *bus.Msg, id int64, mode strin
 		if _, err := f.h.blobs.Put(ctx, bucket, key, bytes.NewReader(half), int64(len(half))); err != nil {
 			return err
 		}
-		_, err := f.bus.Event(ctx, "failed", idToken(id), schemas.CryptoLuksFailed{ImageID: &id,
+		_, err := f.bus.Event(ctx, "failed", idToken(id), schemas.Failure{Code: schemas.CodeInvalidInput, ImageID: &id,
 			Error: "qemu-img convert: Could not read image for determining its format: Input/output error"}, bus.CausedBy(m.Envelope))
 		return err
 	}
@@ -390,7 +390,7 @@ func TestEncryptRefusals(t *testing.T) {
 	locked := h.create(schemas.ImageCreate{Name: "importing", SizeMiB: 1})
 	broken := h.create(schemas.ImageCreate{Name: "broken", SizeMiB: 1})
 	cmd, _ := h.convertCommand(broken.ID)
-	h.converterEvent(cmd, "failed", broken.ID, schemas.ConverterFailed{ImageID: broken.ID, Phase: schemas.ConverterPhaseFetch, Error: "404 Not Found"})
+	h.converterEvent(cmd, "failed", broken.ID, schemas.Failure{Code: schemas.CodeInvalidInput, ImageID: new(broken.ID), Phase: string(schemas.ConverterPhaseFetch), Error: "404 Not Found"})
 	h.waitState(broken.ID, StateError)
 	kernel := h.ready(schemas.ImageCreate{Name: "vmlinuz", Type: schemas.ImageTypeKernel, Datastore: "files", Path: "https://example.invalid/k"}, []byte("k"))
 	used := h.ready(schemas.ImageCreate{Name: "shared", SizeMiB: 1}, make([]byte, 1024))
@@ -447,7 +447,7 @@ func TestEncryptFailureCompensates(t *testing.T) {
 		t.Fatalf("ERROR %q", ev.Error)
 	}
 	_, failed := h.waitFailed(env)
-	if failed.ID == nil || *failed.ID != 1 || failed.Command != "slipway.cmd.catalog.image-encrypt" || failed.Error != ev.Error {
+	if failed.ImageID == nil || *failed.ImageID != 1 || failed.Command != "slipway.cmd.catalog.image-encrypt" || failed.Error != ev.Error {
 		t.Fatalf("failed %+v", failed)
 	}
 	dest := "s3://" + h.cfg.Datastores[0].Bucket + "/images/1/" + h.mustShow(1).SagaID + "/disk.luks"

@@ -185,11 +185,11 @@ func (s *Service) verifyBlob(ctx context.Context, who string, res schemas.Conver
 	return "", nil
 }
 
-// failImport ends an import in ERROR: the image goes to ERROR with reason,
+// failImportCode ends an import in ERROR: the image goes to ERROR with reason,
 // a failed event says why, and the saga is failed and compensated. If the
 // image is READY from this saga already (the commit won a race, or crashed
 // before finishing), the commit is finished instead.
-func (s *Service) failImport(ctx context.Context, sg *saga.Saga, reason string, cause *envelope.Envelope) error {
+func (s *Service) failImportCode(ctx context.Context, sg *saga.Saga, code, reason string, cause *envelope.Envelope) error {
 	var d importData
 	if err := sg.Decode(&d); err != nil {
 		return err
@@ -222,7 +222,7 @@ func (s *Service) failImport(ctx context.Context, sg *saga.Saga, reason string, 
 		if err := s.emitState(ctx, id, StateLocked, StateError, img.Error, opts("import-failed/"+EvtStateChanged)); err != nil {
 			return err
 		}
-		if err := s.emitFailed(ctx, idToken(id), &id, d.Command, img.Error, opts("import-failed/"+EvtFailed)); err != nil {
+		if err := s.emitFailed(ctx, idToken(id), &id, d.Command, code, img.Error, opts("import-failed/"+EvtFailed)); err != nil {
 			return err
 		}
 	}

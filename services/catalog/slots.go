@@ -206,7 +206,7 @@ func (s *Service) slotsChanged(ctx context.Context, m *bus.Msg, sg *saga.Saga) e
 		if err := s.giveBack(ctx, m, sg.ID, d, nil); err != nil {
 			return err
 		}
-		return s.endSlots(ctx, sg, d, fmt.Sprintf("crypto-luks rewrote %s (secret %s), but image %d's blob is %s (secret %s)",
+		return s.endSlots(ctx, sg, d, schemas.CodeInternal, fmt.Sprintf("crypto-luks rewrote %s (secret %s), but image %d's blob is %s (secret %s)",
 			ev.Dest, ev.Secret, d.ImageID, d.Source, d.Secret))
 	}
 	if err := s.giveBack(ctx, m, sg.ID, d, &ev); err != nil {
@@ -228,7 +228,7 @@ func (s *Service) slotsChanged(ctx context.Context, m *bus.Msg, sg *saga.Saga) e
 // slotsFailed gives the image back, its blob unchanged, when crypto-luks
 // refuses or fails the saga's command.
 func (s *Service) slotsFailed(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
-	ev, d, err := decodeStep[schemas.CryptoLuksFailed, slotsData](m, sg)
+	ev, d, err := decodeStep[schemas.Failure, slotsData](m, sg)
 	if err != nil {
 		return err
 	}
@@ -238,7 +238,7 @@ func (s *Service) slotsFailed(ctx context.Context, m *bus.Msg, sg *saga.Saga) er
 	if err := s.giveBack(ctx, m, sg.ID, d, nil); err != nil {
 		return err
 	}
-	return s.endSlots(ctx, sg, d, fmt.Sprintf("%s: %s", d.Verb, ev.Error))
+	return s.endSlots(ctx, sg, d, ev.Code, fmt.Sprintf("%s: %s", d.Verb, ev.Error))
 }
 
 // giveBack moves the image from LOCKED back to the state it was locked
@@ -267,21 +267,21 @@ func (s *Service) giveBack(ctx context.Context, m *bus.Msg, sagaID string, d slo
 
 // slotsExpired is the flow's fail: the caller learns the change did not
 // finish in time; the lock stays until crypto-luks reports.
-func (s *Service) slotsExpired(ctx context.Context, sg *saga.Saga, reason string, _ *envelope.Envelope) error {
+func (s *Service) slotsExpired(ctx context.Context, sg *saga.Saga, code, reason string, _ *envelope.Envelope) error {
 	var d slotsData
 	if err := sg.Decode(&d); err != nil {
 		return err
 	}
-	return s.endSlots(ctx, sg, d, reason)
+	return s.endSlots(ctx, sg, d, code, reason)
 }
 
 // endSlots answers a failed key-slot change and fails its saga.
-func (s *Service) endSlots(ctx context.Context, sg *saga.Saga, d slotsData, reason string) error {
+func (s *Service) endSlots(ctx context.Context, sg *saga.Saga, d slotsData, code, reason string) error {
 	if sg.Status != saga.StatusRunning {
 		return nil
 	}
 	id := d.ImageID
-	if err := s.emitFailed(ctx, idToken(id), &id, d.Command, reason, answers(sg.ID, d, "slots-failed/"+EvtFailed)); err != nil {
+	if err := s.emitFailed(ctx, idToken(id), &id, d.Command, code, reason, answers(sg.ID, d, "slots-failed/"+EvtFailed)); err != nil {
 		return err
 	}
 	return s.settle(ctx, sg, reason)

@@ -29,7 +29,7 @@ func (f *luksStandIn) changeSlots(ctx context.Context, m *bus.Msg, id int64, mod
 		f.t.Errorf("crypto-luks rewrites image %d while it is %s with VMs %v: the catalog did not lock it", id, img.State, img.VMs)
 	}
 	if mode == "fail" {
-		_, err := f.bus.Event(ctx, "failed", idToken(id), schemas.CryptoLuksFailed{ImageID: &id,
+		_, err := f.bus.Event(ctx, "failed", idToken(id), schemas.Failure{Code: schemas.CodeRefused, ImageID: &id,
 			Error: fmt.Sprintf("image %d: key slot 0 is its only key slot; erasing it would make the image unreadable", id)}, bus.CausedBy(m.Envelope))
 		return err
 	}

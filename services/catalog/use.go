@@ -45,7 +45,7 @@ func take(img *schemas.Image, vm int64) error {
 		return errNoChange
 	}
 	if err := Allow(OpUse, img); err != nil {
-		return &refusal{err}
+		return &refusal{lockedCode(img, err)}
 	}
 	if IsFileType(img.Type) {
 		return errNoChange

@@ -324,7 +324,7 @@ func TestUseRefusals(t *testing.T) {
 
 	broken := h.create(schemas.ImageCreate{Name: "broken", SizeMiB: 1})
 	cmd, _ := h.convertCommand(broken.ID)
-	h.converterEvent(cmd, "failed", broken.ID, schemas.ConverterFailed{ImageID: broken.ID, Phase: schemas.ConverterPhaseMkfs, Error: "mkfs.ext4 died"})
+	h.converterEvent(cmd, "failed", broken.ID, schemas.Failure{Code: schemas.CodeInvalidInput, ImageID: new(broken.ID), Phase: string(schemas.ConverterPhaseMkfs), Error: "mkfs.ext4 died"})
 	h.waitState(broken.ID, StateError)
 
 	deleting := h.ready(schemas.ImageCreate{Name: "going", SizeMiB: 1}, make([]byte, 1024))

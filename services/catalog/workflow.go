@@ -42,7 +42,7 @@ type flow struct {
 	// fail ends a saga of this kind with reason: the image learns why and
 	// the saga is failed and compensated. cause is the message that made
 	// it fail (nil: a deadline).
-	fail func(ctx context.Context, sg *saga.Saga, reason string, cause *envelope.Envelope) error
+	fail func(ctx context.Context, sg *saga.Saga, code, reason string, cause *envelope.Envelope) error
 	// unclaimed handles events, by "<service>.<event>", that no saga of a
 	// kind waiting for them claims (a late or stray report).
 	unclaimed map[string]eventHandler
@@ -347,7 +347,7 @@ func (s *Service) expired(ctx context.Context, sg *saga.Saga) error {
 	if p := f.phase(sg.Phase); p != nil && p.expired != nil {
 		reason = p.expired(sg, d)
 	}
-	return f.fail(ctx, sg, reason, nil)
+	return f.fail(ctx, sg, schemas.CodeDeadlineExceeded, reason, nil)
 }
 
 // resume is the reconciler's hook after a restart: the phase picks up

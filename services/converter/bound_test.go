@@ -40,9 +40,9 @@ func TestImportStopsAtTheHeadersVirtualSize(t *testing.T) {
 	src := h.upload(bomb, "t-bound/bomb.qcow2.gz")
 	dest := dst(41, "disk.qcow2")
 	h.command("import", schemas.ConverterImport{ImageID: 41, Source: src, Dest: dest})
-	var ev schemas.ConverterFailed
+	var ev schemas.Failure
 	h.event("failed", "41", &ev)
-	if ev.Phase != schemas.ConverterPhaseFetch || ev.Retryable ||
+	if ev.Phase != string(schemas.ConverterPhaseFetch) || ev.Retryable ||
 		!strings.Contains(ev.Error, "exceeds the limit of 65.2 MiB (its qcow2 header declares a virtual size of 1 MiB)") {
 		t.Fatalf("failed %+v: want a terminal fetch failure naming the header's size", ev)
 	}

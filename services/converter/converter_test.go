@@ -125,9 +125,9 @@ func TestImportBackingFileRefused(t *testing.T) {
 	src := h.upload(qcow, "t3/evil.qcow2")
 	dest := dst(3, "disk.qcow2")
 	h.command("import", schemas.ConverterImport{ImageID: 3, Source: src, Dest: dest})
-	var ev schemas.ConverterFailed
+	var ev schemas.Failure
 	h.event("failed", "3", &ev)
-	if ev.Phase != schemas.ConverterPhaseInspect || ev.Retryable || !strings.Contains(ev.Error, "/etc/passwd") {
+	if ev.Phase != string(schemas.ConverterPhaseInspect) || ev.Retryable || !strings.Contains(ev.Error, "/etc/passwd") {
 		t.Fatalf("failed %+v: want a terminal inspect failure naming the backing file", ev)
 	}
 	assertNoObject(t, h, dest)
@@ -139,9 +139,9 @@ func TestImportChecksumMismatch(t *testing.T) {
 	dest := dst(4, "disk.raw")
 	wrong := strings.Repeat("0", 64)
 	h.command("import", schemas.ConverterImport{ImageID: 4, Source: src, Checksum: "sha256:" + wrong, Dest: dest})
-	var ev schemas.ConverterFailed
+	var ev schemas.Failure
 	h.event("failed", "4", &ev)
-	if ev.Phase != schemas.ConverterPhaseFetch || ev.Retryable || !strings.Contains(ev.Error, wrong) {
+	if ev.Phase != string(schemas.ConverterPhaseFetch) || ev.Retryable || !strings.Contains(ev.Error, wrong) {
 		t.Fatalf("failed %+v: want a terminal fetch failure naming the digest", ev)
 	}
 	assertNoObject(t, h, dest)
@@ -169,7 +169,7 @@ func TestBadCommandsThenGood(t *testing.T) {
 	}
 	// JSON but invalid: the image is known.
 	h.command("import", map[string]any{"image_id": 5, "source": "ftp://example.com/x", "dest": dst(5, "disk.raw")})
-	var ev schemas.ConverterFailed
+	var ev schemas.Failure
 	h.event("failed", "5", &ev)
 	if ev.Retryable || !strings.Contains(ev.Error, "source") {
 		t.Fatalf("failed %+v", ev)
@@ -265,9 +265,9 @@ func TestCreateBlank(t *testing.T) {
 
 	// xfs below its minimum is refused with a reason.
 	h.command("create-blank", schemas.ConverterCreateBlank{ImageID: 9, SizeMiB: 100, Format: "raw", FS: "xfs", Dest: dst(9, "disk.raw")})
-	var f schemas.ConverterFailed
+	var f schemas.Failure
 	h.event("failed", "9", &f)
-	if f.Phase != schemas.ConverterPhaseMkfs || f.Retryable || !strings.Contains(f.Error, "300 MiB") {
+	if f.Phase != string(schemas.ConverterPhaseMkfs) || f.Retryable || !strings.Contains(f.Error, "300 MiB") {
 		t.Fatalf("failed %+v", f)
 	}
 }
@@ -341,20 +341,45 @@ func TestRetryableFailureReportedOnLastDelivery(t *testing.T) {
 	}))
 	defer srv.Close()
 	cfg := Config{MaxDeliver: 2}
-	cfg.Fetch.Retries = -1 // leave retrying to JetStream
 	cfg.Fetch.Guard = loopback
 	h := newHarness(t, cfg)
 	dest := dst(10, "disk.raw")
 	h.command("import", schemas.ConverterImport{ImageID: 10, Source: srv.URL + "/d", Dest: dest})
-	var ev schemas.ConverterFailed
+	// The first attempt is reported as it fails, with when the next comes.
+	var attempt schemas.Failure
+	h.event("failed", "10", &attempt)
+	if attempt.Attempt != 1 || attempt.MaxAttempts != 2 || attempt.NextAttemptAt == "" || !attempt.Retryable ||
+		attempt.Code != schemas.CodeUnavailable || !strings.Contains(attempt.Error, "503") {
+		t.Fatalf("failed %+v: want attempt 1 of 2, retryable, unavailable, with next_attempt_at", attempt)
+	}
+	var ev schemas.Failure
 	h.event("failed", "10", &ev)
-	if ev.Phase != schemas.ConverterPhaseFetch || !ev.Retryable || !strings.Contains(ev.Error, "503") {
-		t.Fatalf("failed %+v: want a retryable fetch failure", ev)
+	if ev.Phase != string(schemas.ConverterPhaseFetch) || !ev.Retryable || !strings.Contains(ev.Error, "503") ||
+		ev.Attempt != 2 || ev.NextAttemptAt != "" || ev.Code != schemas.CodeUnavailable {
+		t.Fatalf("failed %+v: want the final report of attempt 2, a retryable fetch failure", ev)
 	}
 	if n := requests.Load(); n != 2 {
 		t.Errorf("%d requests, want one per delivery (2)", n)
 	}
 	assertNoObject(t, h, dest)
+}
+
+// TestImportFromUnresolvableHost: a host name that does not resolve fails
+// the import at once, for good, with host-not-found: one delivery, no
+// retry, within seconds.
+func TestImportFromUnresolvableHost(t *testing.T) {
+	h := newHarness(t, Config{})
+	start := time.Now()
+	h.command("import", schemas.ConverterImport{ImageID: 14, Source: "https://nonexistent.invalid/x.qcow2", Dest: dst(14, "disk.qcow2")})
+	var ev schemas.Failure
+	h.event("failed", "14", &ev)
+	if ev.Code != schemas.CodeHostNotFound || ev.Retryable || ev.NextAttemptAt != "" || ev.Attempt != 1 ||
+		ev.Phase != string(schemas.ConverterPhaseFetch) || !strings.Contains(ev.Error, "nonexistent.invalid") {
+		t.Fatalf("failed %+v: want a final host-not-found fetch failure on the first attempt", ev)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("failed after %s", took)
+	}
 }
 
 func TestImportVMDKToQCOW2Traced(t *testing.T) {
@@ -449,10 +474,11 @@ func TestImportFromRefusedAddressFails(t *testing.T) {
 	h := newHarness(t, Config{})
 	dest := dst(12, "disk.raw")
 	h.command("import", schemas.ConverterImport{ImageID: 12, Source: srv.URL + "/disk.raw", Dest: dest})
-	var ev schemas.ConverterFailed
+	var ev schemas.Failure
 	h.event("failed", "12", &ev)
 	want := "refusing to connect to " + host + " (loopback): set SLIPWAY_FETCH_ALLOW=127.0.0.1/32 to allow it"
-	if ev.Phase != schemas.ConverterPhaseFetch || ev.Retryable || !strings.Contains(ev.Error, want) {
+	if ev.Phase != string(schemas.ConverterPhaseFetch) || ev.Retryable || !strings.Contains(ev.Error, want) ||
+		ev.Code != schemas.CodeAccessDenied {
 		t.Errorf("failed %+v\nwant a final fetch failure containing %q", ev, want)
 	}
 	if n := requests.Load(); n != 0 {
@@ -481,13 +507,13 @@ func TestJobDeadlineEndsAStalledFetch(t *testing.T) {
 	dest := dst(13, "disk.raw")
 	start := time.Now()
 	h.command("import", schemas.ConverterImport{ImageID: 13, Source: srv.URL + "/disk.raw", Dest: dest})
-	var ev schemas.ConverterFailed
+	var ev schemas.Failure
 	h.event("failed", "13", &ev)
 	if took := time.Since(start); took < 2*time.Second {
 		t.Errorf("failed after %s, before the deadline", took)
 	}
 	want := "the job ran longer than its deadline of 2s (SLIPWAY_JOB_DEADLINE)"
-	if ev.Retryable || !strings.Contains(ev.Error, want) {
+	if ev.Retryable || !strings.Contains(ev.Error, want) || ev.Code != schemas.CodeDeadlineExceeded {
 		t.Errorf("failed %+v\nwant a final failure containing %q", ev, want)
 	}
 	time.Sleep(1500 * time.Millisecond) // past AckWait and a backoff

@@ -307,8 +307,10 @@ func (s *Service) finish(ctx context.Context, m *bus.Msg, imageID int64, dest st
 				s.removeDest(dest, m.Envelope.ID)
 			}
 		},
-		Failed: func(ctx context.Context, err error, _ bool) { s.publishFailed(ctx, m, imageID, asJobError(err)) },
-		Attrs:  []any{"image_id", imageID, "phase", phase},
+		Failed: func(ctx context.Context, err error, f schemas.Failure) {
+			s.publishFailed(ctx, m, imageID, asJobError(err), f)
+		},
+		Attrs: []any{"image_id", imageID, "phase", phase},
 	})
 }
 
@@ -325,30 +327,37 @@ func asJobError(err error) *jobError {
 func (s *Service) reject(ctx context.Context, m *bus.Msg, phase schemas.ConverterPhase, err error) error {
 	imageID, ok := schemas.PeekImageID(m.Data)
 	je := &jobError{phase: phase, err: err, terminal: true}
+	f := schemas.Failure{Error: schemas.ErrorText(err.Error()), Command: m.Subject}
 	if ok {
-		s.publishFailed(ctx, m, imageID, je)
+		s.publishFailed(ctx, m, imageID, je, f)
 	} else {
-		s.publishFailedUnknown(ctx, m, je)
+		s.publishFailedUnknown(ctx, m, je, f)
 	}
 	return bus.Terminal(err)
 }
 
-func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, imageID int64, je *jobError) {
-	ev := schemas.ConverterFailed{ImageID: imageID, Phase: je.phase, Error: schemas.ErrorText(je.err.Error()), Retryable: !je.terminal}
-	if _, err := s.bus.Event(ctx, "failed", idToken(imageID), ev,
-		bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepFailed)); err != nil {
+// publishFailed publishes f (from worker.Settle, or a rejection) about
+// imageID with the job's phase and code: a final failure, or an attempt
+// that will be retried (f.NextAttemptAt).
+func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, imageID int64, je *jobError, f schemas.Failure) {
+	f.ImageID, f.Phase, f.Code, f.Retryable = &imageID, string(je.phase), je.code(), !je.terminal
+	if _, err := s.bus.Event(ctx, "failed", idToken(imageID), f,
+		bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, worker.FailedStep(stepFailed, f))); err != nil {
 		s.log.Error("failed event not published", "image_id", imageID, "err", err)
 	}
-	s.log.Error("job failed", "image_id", imageID, "phase", je.phase, "retryable", !je.terminal, "err", je.err)
+	if worker.IsAttempt(f) {
+		return // Settle logged it
+	}
+	s.log.Error("job failed", "image_id", imageID, "phase", je.phase, "code", f.Code, "retryable", f.Retryable, "err", je.err)
 }
 
 // publishFailedUnknown reports a command whose image is unknown (its JSON
 // is broken) as failed.cmd-<stream sequence>, like the catalog does. The
 // payload has no image_id: guessing one would fail an unrelated image.
-func (s *Service) publishFailedUnknown(ctx context.Context, m *bus.Msg, je *jobError) {
+func (s *Service) publishFailedUnknown(ctx context.Context, m *bus.Msg, je *jobError, f schemas.Failure) {
 	id := worker.CommandToken(m)
-	ev := map[string]any{"phase": je.phase, "error": schemas.ErrorText(je.err.Error()), "retryable": false}
-	if _, err := s.bus.Event(ctx, "failed", id, ev,
+	f.Phase, f.Code = string(je.phase), je.code()
+	if _, err := s.bus.Event(ctx, "failed", id, f,
 		bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepFailed)); err != nil {
 		s.log.Error("failed event not published", "command", m.Subject, "err", err)
 	}

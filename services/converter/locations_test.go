@@ -99,7 +99,7 @@ func rawPub(t *testing.T, h *harness, verb string, payload any, saga string) {
 
 func wantFailed(t *testing.T, h *harness, id string, words ...string) {
 	t.Helper()
-	var ev schemas.ConverterFailed
+	var ev schemas.Failure
 	h.event("failed", id, &ev)
 	if ev.Retryable {
 		t.Errorf("failed %+v: want a terminal refusal", ev)

@@ -189,6 +189,29 @@ type jobError struct {
 func (e *jobError) Error() string { return e.err.Error() }
 func (e *jobError) Unwrap() error { return e.err }
 
+// code is the failure's code for its failed event: what the source or the
+// command says (source errors carry theirs), else the kind of failure.
+func (e *jobError) code() string {
+	err := e.err
+	var noSpace *source.NoSpaceError
+	switch {
+	case errors.Is(err, errInvalid):
+		return schemas.CodeInvalidCommand
+	case errors.Is(err, inspect.ErrRefused), errors.Is(err, qemuimg.ErrUnsafe), errors.Is(err, qemuimg.ErrCorrupt),
+		errors.Is(err, qemuimg.ErrPath):
+		return schemas.CodeInvalidInput
+	case errors.Is(err, blob.ErrTaken):
+		return schemas.CodeConflict
+	case errors.Is(err, diskspace.ErrNoSpace), errors.As(err, &noSpace):
+		return schemas.CodeUnavailable
+	}
+	code := bus.CodeOf(err)
+	if code == schemas.CodeInternal && e.terminal {
+		return schemas.CodeRefused
+	}
+	return code
+}
+
 // errInvalid marks a command that is wrong as sent.
 var errInvalid = errors.New("invalid command")
 

@@ -52,12 +52,18 @@ func isTerminal(err error) bool {
 	return isClientError(err)
 }
 
-// errRefused marks a command refused for the state of things (the image is
-// in use, not a LUKS image…).
+// errRefused matches (errors.Is) a command refused for the state of things
+// (the image is in use, not a LUKS image…).
 var errRefused = errors.New("refused")
 
+// refusal is such a refusal, in the words a person reads.
+type refusal struct{ msg string }
+
+func (r *refusal) Error() string        { return r.msg }
+func (r *refusal) Is(target error) bool { return target == errRefused }
+
 func refuse(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errRefused, fmt.Sprintf(format, args...))
+	return &refusal{msg: fmt.Sprintf(format, args...)}
 }
 
 // isClientError reports an S3 answer that will not change on retry.
@@ -70,13 +76,26 @@ func isClientError(err error) bool {
 		er.StatusCode != http.StatusRequestTimeout && er.StatusCode != http.StatusTooManyRequests
 }
 
-// message is err as a failed event tells it, without the internal marks.
-func message(err error) string {
-	msg := err.Error()
-	if p := errRefused.Error() + ": "; len(msg) > len(p) && msg[:len(p)] == p {
-		msg = msg[len(p):]
+// failureCode is the code of a failure for its failed event.
+func failureCode(err error) string {
+	switch {
+	case errors.Is(err, errInvalid):
+		return schemas.CodeInvalidCommand
+	case errors.Is(err, errNoSecret), blob.IsNotFound(err):
+		return schemas.CodeNotFound
+	case errors.Is(err, errRefused):
+		return schemas.CodeConflict
+	case errors.Is(err, luks.ErrWrongPassphrase), errors.Is(err, luks.ErrFormat), errors.Is(err, luks.ErrNotLUKS),
+		errors.Is(err, luks.ErrSlot), errors.Is(err, luks.ErrPath):
+		return schemas.CodeInvalidInput
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return schemas.CodeUnavailable
 	}
-	return schemas.ErrorText(msg)
+	code := bus.CodeOf(err)
+	if code == schemas.CodeInternal && isTerminal(err) {
+		return schemas.CodeRefused
+	}
+	return code
 }
 
 // decode validates a command against its schema and decodes it.
@@ -105,7 +124,7 @@ func (s *Service) settle(ctx context.Context, m *bus.Msg, imageID *int64, err er
 				cleanup()
 			}
 		},
-		Failed: func(ctx context.Context, err error, _ bool) { s.publishFailed(ctx, m, imageID, err) },
+		Failed: func(ctx context.Context, err error, f schemas.Failure) { s.publishFailed(ctx, m, imageID, err, f) },
 		Attrs:  []any{"image_id", imageID},
 	})
 }
@@ -116,24 +135,27 @@ func (s *Service) reject(ctx context.Context, m *bus.Msg, err error) error {
 	if imageID, ok := schemas.PeekImageID(m.Data); ok {
 		id = &imageID
 	}
-	s.publishFailed(ctx, m, id, err)
+	s.publishFailed(ctx, m, id, err, schemas.Failure{Command: m.Subject})
 	return bus.Terminal(err)
 }
 
-// publishFailed sends failed.<image-id> (or failed.cmd-<seq> for a command
-// naming no image), caused by the command; its ID derives from the
-// command's, so a redelivery cannot publish it twice.
-func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, imageID *int64, err error) {
+// publishFailed sends f, completed, as failed.<image-id> (or
+// failed.cmd-<seq> for a command naming no image), caused by the command;
+// its ID derives from the command's (and the attempt's, for an attempt
+// that will be retried), so a redelivery cannot publish it twice.
+func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, imageID *int64, err error, f schemas.Failure) {
 	id := worker.CommandToken(m)
 	if imageID != nil {
 		id = idToken(*imageID)
 	}
-	ev := schemas.CryptoLuksFailed{ImageID: imageID, Error: message(err)}
-	if _, perr := s.bus.Event(context.WithoutCancel(ctx), "failed", id, ev,
-		bus.CausedBy(m.Envelope), bus.WithID(envelope.StepID(m.Envelope.ID, "failed"))); perr != nil {
+	f.ImageID, f.Code, f.Error, f.Retryable = imageID, failureCode(err), schemas.ErrorText(err.Error()), !isTerminal(err)
+	if _, perr := s.bus.Event(context.WithoutCancel(ctx), "failed", id, f,
+		bus.CausedBy(m.Envelope), bus.WithID(envelope.StepID(m.Envelope.ID, worker.FailedStep("failed", f)))); perr != nil {
 		s.log.Error("failed event not published", "command", m.Subject, "err", perr)
 	}
-	s.log.Error("command failed", "command", m.Subject, "id", id, "err", err)
+	if !worker.IsAttempt(f) {
+		s.log.Error("command failed", "command", m.Subject, "id", id, "code", f.Code, "err", err)
+	}
 }
 
 // publish sends a success event about id, caused by m, with an ID derived

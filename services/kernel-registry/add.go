@@ -9,7 +9,6 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -66,6 +65,25 @@ func isRetryable(err error) bool {
 	return errors.As(err, &r) && !errors.Is(err, errInvalid) && !errors.As(err, &f)
 }
 
+// failureCode is the code of a failure for its failed event.
+func failureCode(err error) string {
+	switch {
+	case errors.Is(err, errInvalid):
+		return schemas.CodeInvalidCommand
+	case errors.Is(err, kernel.ErrNotKernel), errors.Is(err, kernel.ErrTruncated), errors.Is(err, kernel.ErrArch),
+		errors.Is(err, kernel.ErrCompression), errors.Is(err, kernel.ErrNoConfig), errors.Is(err, deb.ErrNotPackage),
+		errors.Is(err, initrd.ErrNoInit):
+		return schemas.CodeInvalidInput
+	case blob.IsNotFound(err):
+		return schemas.CodeSourceNotFound
+	}
+	code := bus.CodeOf(err)
+	if code == schemas.CodeInternal && !isRetryable(err) {
+		return schemas.CodeRefused
+	}
+	return code
+}
+
 // storeErr marks a store failure retryable unless the store's answer is
 // final (no such object, denied).
 func storeErr(what string, err error) error {
@@ -79,7 +97,7 @@ func storeErr(what string, err error) error {
 func (s *Service) handleAdd(ctx context.Context, m *bus.Msg) error {
 	var cmd schemas.KernelRegistryAdd
 	if err := decode(m, &cmd); err != nil {
-		s.publishFailed(ctx, m, cmdToken(m), err, "")
+		s.publishFailed(ctx, m, cmdToken(m), err, schemas.Failure{})
 		return bus.Terminal(err)
 	}
 	j := &addJob{s: s, m: m, cmd: cmd}
@@ -106,13 +124,16 @@ func (s *Service) handleAdd(ctx context.Context, m *bus.Msg) error {
 				s.deleteSource(cmd.Source)
 			}
 		},
-		Failed: func(ctx context.Context, err error, _ bool) {
+		Failed: func(ctx context.Context, err error, f schemas.Failure) {
 			token := cmdToken(m)
 			if j.kernelID != nil {
 				token = strconv.FormatInt(*j.kernelID, 10)
 			}
-			s.log.Warn("kernel-registry: add failed", "source", cmd.Source, "err", err)
-			s.publishFailed(ctx, m, token, err, cmd.Source)
+			if !worker.IsAttempt(f) {
+				s.log.Warn("kernel-registry: add failed", "source", cmd.Source, "err", err)
+			}
+			f.Source = cmd.Source
+			s.publishFailed(ctx, m, token, err, f)
 		},
 		TerminateLast: true,
 		Attrs:         []any{"source", cmd.Source},
@@ -133,15 +154,15 @@ func decode(m *bus.Msg, v any) error {
 // cmdToken is the failed event's id before any image exists.
 func cmdToken(m *bus.Msg) string { return worker.CommandToken(m) }
 
-// publishFailed says why a message could not be handled; the handler's
-// error terminates the message either way.
-func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, token string, err error, source string) {
-	msg := err.Error()
-	if len(msg) > 4000 {
-		msg = msg[:4000] + "…"
-	}
-	_, perr := s.bus.Event(ctx, "failed", token, schemas.KernelRegistryFailed{Error: msg, Source: source},
-		bus.CausedBy(m.Envelope), bus.WithID(envelope.StepID(m.Envelope.ID, "failed")))
+// publishFailed says why a message could not be handled, completing f
+// (from worker.Settle, with the attempt, or a bare one); the handler's
+// error terminates the message unless f is an attempt that will be
+// retried.
+func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, token string, err error, f schemas.Failure) {
+	f.Code, f.Error, f.Command = failureCode(err), schemas.ErrorText(err.Error()), m.Subject
+	f.Retryable = isRetryable(err) && f.Code != schemas.CodeDeadlineExceeded
+	_, perr := s.bus.Event(ctx, "failed", token, f,
+		bus.CausedBy(m.Envelope), bus.WithID(envelope.StepID(m.Envelope.ID, worker.FailedStep("failed", f))))
 	if perr != nil {
 		s.log.Error("kernel-registry: publish failed event", "err", perr, "cause", err)
 	}
@@ -423,8 +444,7 @@ func (s *Service) deleteImage(id int64, cause envelope.Envelope) {
 	defer cancel()
 	for {
 		_, err := s.bus.Call(ctx, "catalog", "image-delete", schemas.ImageRef{ID: id}, []string{"image-deleted"}, bus.CausedBy(cause))
-		var ce *bus.CallError
-		if err == nil || !errors.As(err, &ce) || !strings.Contains(ce.Message, "LOCKED") {
+		if err == nil || !bus.IsCallError(err) || bus.CodeOf(err) != schemas.CodeImageLocked {
 			if err != nil {
 				s.log.Warn("kernel-registry: delete the image of a failed add", "id", id, "err", err)
 			}

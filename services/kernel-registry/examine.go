@@ -77,7 +77,8 @@ func (s *Service) handleImageUpdated(ctx context.Context, m *bus.Msg) error {
 			return err
 		}
 		s.log.Warn("kernel-registry: cannot examine a KERNEL image", "id", img.ID, "err", err)
-		s.publishFailed(ctx, m, strconv.FormatInt(img.ID, 10), fmt.Errorf("KERNEL image %d (%s): %w", img.ID, img.Name, err), img.Source)
+		s.publishFailed(ctx, m, strconv.FormatInt(img.ID, 10), fmt.Errorf("KERNEL image %d (%s): %w", img.ID, img.Name, err),
+			schemas.Failure{ImageID: &img.ID, Source: img.Source})
 		return bus.Terminal(err)
 	}
 	_, err = s.bus.Event(ctx, "examined", strconv.FormatInt(k.ID, 10), k,

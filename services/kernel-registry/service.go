@@ -156,6 +156,6 @@ func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
 		return s.handleAdd(ctx, m)
 	}
 	err := fmt.Errorf("unknown command %q (kernel-registry takes add)", m.Subject)
-	s.publishFailed(ctx, m, cmdToken(m), err, "")
+	s.publishFailed(ctx, m, cmdToken(m), err, schemas.Failure{})
 	return bus.Terminal(err)
 }

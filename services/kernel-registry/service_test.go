@@ -468,8 +468,8 @@ func TestAddBadFiles(t *testing.T) {
 			src := s.stage(bytes.NewReader(c.data), int64(len(c.data)), c.name+".bin")
 			_, err := s.add(schemas.KernelRegistryAdd{Source: src}, time.Minute)
 			var ce *bus.CallError
-			if !errors.As(err, &ce) || !strings.Contains(ce.Message, c.want) {
-				t.Fatalf("%v, want a failure saying %q", err, c.want)
+			if !errors.As(err, &ce) || !strings.Contains(ce.Message, c.want) || ce.Code != schemas.CodeInvalidInput {
+				t.Fatalf("%v, want an invalid-input failure saying %q", err, c.want)
 			}
 			if err := schemas.Validate(schemas.KindEvent, Name, "failed", ce.Msg.Data); err != nil {
 				t.Error(err)

@@ -24,7 +24,7 @@ var diskStates = []schemas.VMState{stBoot, stRunning, stPoweroff}
 func (s *Service) vmDisk(ctx context.Context, id, diskID int64) (*vmRecord, planDisk, error) {
 	rec, _, err := s.vms.Get(ctx, id)
 	if errors.Is(err, kvstore.ErrNotFound) {
-		return nil, planDisk{}, refuse(&id, "VM %d does not exist", id)
+		return nil, planDisk{}, missing(&id, "VM %d does not exist", id)
 	}
 	if err != nil {
 		return nil, planDisk{}, err

@@ -90,14 +90,12 @@ func (s *Service) queryFirecracker(ctx context.Context, req []byte) (any, error)
 // answer builds, validates and judges the configuration.
 func (p *fcPlan) answer(spec *vmtemplate.Spec) Firecracker {
 	c := firecracker.Build(p.kernel, p.drives, spec.VCPU, spec.MemoryMiB, kernelCmdline(spec.OS, firecrackerArgs))
-	noKernel := ""
-	if p.kernel.Path == "" { // already a problem; Validate would only add "open : no such file"
-		noKernel = firecracker.CheckKernel("").Error()
+	check := firecracker.Problems
+	if p.kernel.Path == "" { // already a problem; the kernel check would only add "open : no such file"
+		check = firecracker.ConfigProblems
 	}
-	for _, e := range firecracker.Problems(c) {
-		if e.Error() != noKernel {
-			p.problems = append(p.problems, e.Error())
-		}
+	for _, e := range check(c) {
+		p.problems = append(p.problems, e.Error())
 	}
 	a := Firecracker{Config: c, Valid: len(p.problems) == 0, Problems: p.problems, Notes: p.notes}
 	if a.Problems == nil {

@@ -320,6 +320,12 @@ func refuse(id *int64, format string, args ...any) error {
 	return &refusal{id: id, err: fmt.Errorf(format, args...)}
 }
 
+// missing refuses a command naming a VM or template that does not exist
+// (code not-found).
+func missing(id *int64, format string, args ...any) error {
+	return &refusal{id: id, err: bus.WithCode(schemas.CodeNotFound, fmt.Errorf(format, args...))}
+}
+
 func isRefusal(err error) bool {
 	var r *refusal
 	return errors.As(err, &r)
@@ -337,7 +343,7 @@ func (s *Service) reject(ctx context.Context, m *bus.Msg, cause error) error {
 		subject = idKey(*id)
 	}
 	s.log.Warn("command refused", "subject", m.Subject, "ce_id", m.Envelope.ID, "err", cause)
-	ev := schemas.LauncherFailed{ID: id, Command: m.Subject, Error: schemas.ErrorText(cause.Error())}
+	ev := schemas.Failure{Code: bus.CodeOr(cause, schemas.CodeConflict), ID: id, Command: m.Subject, Error: schemas.ErrorText(cause.Error())}
 	if _, err := s.bus.Event(ctx, EvtFailed, subject, ev, causedBy(m.Envelope, EvtFailed)...); err != nil {
 		return fmt.Errorf("publish failed event for %s: %w (refusal: %v)", m.Subject, err, cause)
 	}

@@ -127,7 +127,7 @@ func (s *Service) templateUpdate(ctx context.Context, m *bus.Msg) error {
 		return nil
 	})
 	if errors.Is(err, kvstore.ErrNotFound) {
-		return refuse(&req.ID, "template %d does not exist", req.ID)
+		return missing(&req.ID, "template %d does not exist", req.ID)
 	}
 	if err != nil {
 		return err
@@ -145,7 +145,7 @@ func (s *Service) templateDelete(ctx context.Context, m *bus.Msg) error {
 		if m.Delivered > 1 { // the first delivery deleted it
 			return nil
 		}
-		return refuse(&req.ID, "template %d does not exist", req.ID)
+		return missing(&req.ID, "template %d does not exist", req.ID)
 	}
 	if err != nil {
 		return err

@@ -237,7 +237,7 @@ func (s *Service) instantiate(ctx context.Context, m *bus.Msg) error {
 	}
 	t, _, err := s.templates.Get(ctx, req.TemplateID)
 	if errors.Is(err, kvstore.ErrNotFound) {
-		return refuse(nil, "template %d does not exist", req.TemplateID)
+		return missing(nil, "template %d does not exist", req.TemplateID)
 	}
 	if err != nil {
 		return err
@@ -302,7 +302,7 @@ func (s *Service) spawn(f func()) {
 // accepted (its first state change made) or refused.
 func (s *Service) vmCommand(ctx context.Context, id int64, op func(m *machine, accept func(error))) error {
 	if _, _, err := s.vms.Get(ctx, id); errors.Is(err, kvstore.ErrNotFound) {
-		return refuse(&id, "VM %d does not exist", id)
+		return missing(&id, "VM %d does not exist", id)
 	} else if err != nil {
 		return err
 	}

@@ -75,14 +75,14 @@ func (s *Service) appImport(ctx context.Context, m *bus.Msg) error {
 func (s *Service) importedApp(ctx context.Context, req AppImport) (Market, App, error) {
 	mk, _, err := s.store.market(ctx, req.MarketID)
 	if errors.Is(err, ErrNotFound) {
-		return mk, App{}, refuse("marketplace %d does not exist", req.MarketID)
+		return mk, App{}, missing("marketplace %d does not exist", req.MarketID)
 	}
 	if err != nil {
 		return mk, App{}, err
 	}
 	app, err := s.store.app(ctx, req.MarketID, req.App)
 	if errors.Is(err, ErrNotFound) {
-		return mk, app, refuse("marketplace %d (%s) has no app %q (refresh it, or check the name)", mk.ID, mk.Name, req.App)
+		return mk, app, missing("marketplace %d (%s) has no app %q (refresh it, or check the name)", mk.ID, mk.Name, req.App)
 	}
 	return mk, app, err
 }
@@ -148,7 +148,8 @@ func (s *Service) createImage(ctx context.Context, m *bus.Msg, mk Market, app Ap
 		causedBy(m.Envelope, cmdImageCreate)...)
 	var ce *bus.CallError
 	if errors.As(err, &ce) {
-		return 0, refuse("the catalog refused image %q: %s", req.Name, ce.Message)
+		// The catalog's code (a taken name: conflict) is the refusal's.
+		return 0, &refusal{bus.WithCode(ce.Code, fmt.Errorf("the catalog refused image %q: %s", req.Name, ce.Message))}
 	}
 	if err != nil {
 		return 0, err

@@ -78,8 +78,8 @@ func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 
 	t.Run("a taken name is the catalog's refusal", func(t *testing.T) {
 		again := h.command(CmdAppImport, req)
-		var f CommandFailed
-		mustJSON(t, h.outcome(again, EvtCommandFailed).Data, &f)
+		var f Failed
+		mustJSON(t, h.outcome(again, EvtFailed).Data, &f)
 		if !strings.Contains(f.Error, `the catalog refused image "app-vm"`) || !strings.Contains(f.Error, "already exists") {
 			t.Errorf("second import: %+v", f)
 		}
@@ -117,8 +117,8 @@ func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 
 	t.Run("an unknown app is refused", func(t *testing.T) {
 		env := h.command(CmdAppImport, AppImport{MarketID: mk.ID, App: "nosuch", Name: "x"})
-		var f CommandFailed
-		mustJSON(t, h.outcome(env, EvtCommandFailed).Data, &f)
+		var f Failed
+		mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
 		if !strings.Contains(f.Error, `no app "nosuch"`) {
 			t.Errorf("unknown app: %+v", f)
 		}

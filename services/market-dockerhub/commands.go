@@ -16,13 +16,19 @@ import (
 )
 
 // refusal is a command that can never succeed as sent: it is terminated
-// with a command-failed event instead of retried.
+// with a failed event instead of retried.
 type refusal struct{ err error }
 
 func (r *refusal) Error() string { return r.err.Error() }
 func (r *refusal) Unwrap() error { return r.err }
 
 func refuse(format string, args ...any) error { return &refusal{fmt.Errorf(format, args...)} }
+
+// missing refuses a command naming something that does not exist
+// (code not-found).
+func missing(format string, args ...any) error {
+	return &refusal{bus.WithCode(schemas.CodeNotFound, fmt.Errorf(format, args...))}
+}
 
 func isRefusal(err error) bool {
 	var r *refusal
@@ -31,7 +37,7 @@ func isRefusal(err error) bool {
 
 // handleCommand checks a command against its schema and runs it. A
 // command that is not valid, or refused, is terminated with a
-// command-failed event (resolve: failed.<image_id>, when it names an
+// failed.cmd-<seq> event (resolve: failed.<image_id>, when it names an
 // image); any other error is retried.
 func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
 	if !slices.Contains(Verbs(), m.Name) {
@@ -86,13 +92,13 @@ func decode(m *bus.Msg, v any) error {
 	return nil
 }
 
-// reject publishes command-failed.cmd-<seq> and terminates the command.
+// reject publishes failed.cmd-<seq> and terminates the command.
 func (s *Service) reject(ctx context.Context, m *bus.Msg, cause error) error {
 	s.log.Warn("command refused", "subject", m.Subject, "ce_id", m.Envelope.ID, "err", cause)
-	ev := CommandFailed{Command: m.Subject, Error: schemas.ErrorText(cause.Error())}
+	ev := Failed{Code: bus.CodeOr(cause, schemas.CodeConflict), Command: m.Subject, Error: schemas.ErrorText(cause.Error())}
 	token := "cmd-" + strconv.FormatUint(m.StreamSeq, 10)
-	if _, err := s.bus.Event(ctx, EvtCommandFailed, token, ev, causedBy(m.Envelope, EvtCommandFailed)...); err != nil {
-		return fmt.Errorf("publish command-failed for %s: %w (refusal: %v)", m.Subject, err, cause)
+	if _, err := s.bus.Event(ctx, EvtFailed, token, ev, causedBy(m.Envelope, EvtFailed)...); err != nil {
+		return fmt.Errorf("publish failed for %s: %w (refusal: %v)", m.Subject, err, cause)
 	}
 	return bus.Terminal(cause)
 }
@@ -185,7 +191,7 @@ func (s *Service) marketUpdate(ctx context.Context, m *bus.Msg) error {
 	}
 	old, _, err := s.store.market(ctx, req.ID)
 	if errors.Is(err, ErrNotFound) {
-		return refuse("marketplace %d does not exist", req.ID)
+		return missing("marketplace %d does not exist", req.ID)
 	}
 	if err != nil {
 		return err
@@ -252,7 +258,7 @@ func (s *Service) marketDelete(ctx context.Context, m *bus.Msg) error {
 		if m.Delivered > 1 { // the first delivery finished the job
 			return nil
 		}
-		return refuse("marketplace %d does not exist", req.ID)
+		return missing("marketplace %d does not exist", req.ID)
 	}
 	if err != nil {
 		return err

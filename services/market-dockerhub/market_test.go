@@ -2,6 +2,7 @@ package marketdockerhub
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -15,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/slipway/slipway/pkg/dockerurl"
+	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/schemas"
 )
 
 func TestDockerHubListsOfficialImagesAcrossPages(t *testing.T) {
@@ -124,9 +127,9 @@ func TestRegistryMarketplaceListsCatalogAndTags(t *testing.T) {
 
 	// Names are unique; a deleted marketplace takes its apps along.
 	env := h.command(CmdMarketCreate, MarketCreate{Name: "local", Registry: host})
-	var f CommandFailed
-	mustJSON(t, h.outcome(env, EvtCommandFailed).Data, &f)
-	if !strings.Contains(f.Error, `already named "local"`) {
+	var f Failed
+	mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
+	if !strings.Contains(f.Error, `already named "local"`) || f.Code != schemas.CodeConflict {
 		t.Errorf("duplicate name: %+v", f)
 	}
 	env = h.command(CmdMarketDelete, MarketDelete{ID: mk.ID})
@@ -217,18 +220,54 @@ func TestResolvePinsTheRegistrysDigest(t *testing.T) {
 	var f Failed
 	m = h.outcome(env, EvtFailed)
 	mustJSON(t, m.Data, &f)
-	if m.Subject != "slipway.evt.market-dockerhub.failed.6" || f.ImageID != 6 || !strings.Contains(f.Error, "MANIFEST_UNKNOWN") {
+	if m.Subject != "slipway.evt.market-dockerhub.failed.6" || f.ImageID == nil || *f.ImageID != 6 || !strings.Contains(f.Error, "MANIFEST_UNKNOWN") ||
+		f.Code != schemas.CodeSourceNotFound || f.Retryable {
 		t.Errorf("unknown tag: %s %+v, want the registry's MANIFEST_UNKNOWN", m.Subject, f)
 	}
 	env = h.command(CmdResolve, Resolve{ImageID: 7, URL: "docker://" + host + "/nosuchrepo:v1"})
 	mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
-	if f.ImageID != 7 || !strings.Contains(f.Error, "UNKNOWN") {
+	if f.ImageID == nil || *f.ImageID != 7 || !strings.Contains(f.Error, "UNKNOWN") || f.Code != schemas.CodeSourceNotFound {
 		t.Errorf("unknown repository: %+v", f)
 	}
 	env = h.command(CmdResolve, Resolve{ImageID: 8, URL: "docker://" + host + "/team/app?filesystem=ntfs"})
 	mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
-	if f.ImageID != 8 || !strings.Contains(f.Error, "ntfs") {
+	if f.ImageID == nil || *f.ImageID != 8 || !strings.Contains(f.Error, "ntfs") || f.Code != schemas.CodeInvalidInput {
 		t.Errorf("bad URL: %+v", f)
+	}
+	// A registry whose name does not resolve: final at once, no attempt to retry.
+	env = h.command(CmdResolve, Resolve{ImageID: 10, URL: "docker://nonexistent.invalid/team/app:v1"})
+	f = Failed{}
+	mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
+	if f.ImageID == nil || *f.ImageID != 10 || f.Code != schemas.CodeHostNotFound || f.Retryable || f.NextAttemptAt != "" {
+		t.Errorf("unresolvable registry: %+v, want a final host-not-found failure", f)
+	}
+}
+
+// TestResolveShowsEachFailedAttempt: a registry that answers 503 is asked
+// again on the next deliveries; each failed attempt is published, with its
+// code and when the next comes, and the last is final (retryable, with no
+// next attempt).
+func TestResolveShowsEachFailedAttempt(t *testing.T) {
+	h := newHarness(t)
+	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}))
+	defer busy.Close()
+	host := strings.TrimPrefix(busy.URL, "http://")
+	env := h.command(CmdResolve, Resolve{ImageID: 11, URL: "docker://" + host + "/team/app:v1"})
+	for attempt := int64(1); attempt <= maxResolveDeliveries; attempt++ {
+		m := h.rec.Wait(t, fmt.Sprintf("failed event of attempt %d", attempt), func(m *nats.Msg) bool {
+			var f Failed
+			return strings.HasPrefix(m.Subject, "slipway.evt.market-dockerhub.failed.11") &&
+				m.Header.Get(envelope.HeaderCorrelationID) == env.CorrelationID &&
+				json.Unmarshal(m.Data, &f) == nil && f.Attempt == attempt
+		})
+		var f Failed
+		mustJSON(t, m.Data, &f)
+		final := attempt == maxResolveDeliveries
+		if f.Code != schemas.CodeUnavailable || !f.Retryable || (f.NextAttemptAt == "") != final || f.MaxAttempts != maxResolveDeliveries {
+			t.Errorf("attempt %d: %+v", attempt, f)
+		}
 	}
 }
 
@@ -273,7 +312,7 @@ func TestShutdownInterruptsASlowListing(t *testing.T) {
 }
 
 // TestInvalidCommandsAreRefused: a command that does not match its schema
-// gets one command-failed naming the field, and is not retried.
+// gets one failed event naming the field, and is not retried.
 func TestInvalidCommandsAreRefused(t *testing.T) {
 	h := newHarness(t)
 	for _, tc := range []struct {
@@ -290,18 +329,22 @@ func TestInvalidCommandsAreRefused(t *testing.T) {
 		{CmdMarketCreate, `{"name":"x","registry":"http://r:5000/v2"}`, "want host[:port], without a scheme or a path"},
 	} {
 		env := h.command(tc.verb, json.RawMessage(tc.payload))
-		var f CommandFailed
-		mustJSON(t, h.outcome(env, EvtCommandFailed).Data, &f)
-		if !strings.Contains(f.Error, tc.want) || f.Command != "slipway.cmd.market-dockerhub."+tc.verb {
-			t.Errorf("%s %s: %+v, want an error containing %q", tc.verb, tc.payload, f, tc.want)
+		var f Failed
+		mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
+		code := schemas.CodeInvalidCommand
+		if strings.Contains(tc.want, "host[:port]") {
+			code = schemas.CodeConflict // the service's own rule, past the schema
+		}
+		if !strings.Contains(f.Error, tc.want) || f.Command != "slipway.cmd.market-dockerhub."+tc.verb || f.Code != code {
+			t.Errorf("%s %s: %+v, want an error containing %q, code %s", tc.verb, tc.payload, f, tc.want, code)
 		}
 	}
 	// A retried command would be refused again: wait a moment and count.
 	time.Sleep(2 * time.Second)
 	if n := len(h.rec.All(func(m *nats.Msg) bool {
-		return strings.HasPrefix(m.Subject, "slipway.evt.market-dockerhub.command-failed.")
+		return strings.HasPrefix(m.Subject, "slipway.evt.market-dockerhub.failed.")
 	})); n != 8 {
-		t.Errorf("%d command-failed events for 8 invalid commands:\n%s", n, h.rec.Dump())
+		t.Errorf("%d failed events for 8 invalid commands:\n%s", n, h.rec.Dump())
 	}
 }
 
@@ -338,7 +381,8 @@ func TestRefusedAddressesFailClearly(t *testing.T) {
 	env = h.command(CmdResolve, Resolve{ImageID: 9, URL: "docker://" + host + "/team/app?tag=v1"})
 	var f Failed
 	mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
-	if want := "registry " + host + ": refusing to connect to " + host + setting; f.ImageID != 9 || f.Error != want {
+	if want := "registry " + host + ": refusing to connect to " + host + setting; f.ImageID == nil || *f.ImageID != 9 || f.Error != want ||
+		f.Code != schemas.CodeAccessDenied {
 		t.Errorf("resolve: %+v\nwant the error %q", f, want)
 	}
 }

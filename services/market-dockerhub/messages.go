@@ -20,6 +20,8 @@ func Verbs() []string {
 // Events the service publishes, on <prefix>.evt.market-dockerhub.<event>.<id>.
 const (
 	// EvtResolved and EvtFailed answer resolve; <id> is the image ID.
+	// EvtFailed also refuses any other command; <id> is then
+	// "cmd-<stream sequence>".
 	EvtResolved = schemas.EventMarketDockerhubResolved
 	EvtFailed   = schemas.EventMarketDockerhubFailed
 	// The market events' <id> is the marketplace ID.
@@ -28,9 +30,6 @@ const (
 	EvtMarketDeleted = schemas.EventMarketDockerhubMarketDeleted
 	EvtAppsRefreshed = schemas.EventMarketDockerhubAppsRefreshed
 	EvtAppImported   = schemas.EventMarketDockerhubAppImported
-	// EvtCommandFailed refuses a command other than resolve; <id> is
-	// "cmd-<stream sequence>".
-	EvtCommandFailed = schemas.EventMarketDockerhubCommandFailed
 )
 
 // MADs (marketplace drivers).
@@ -57,8 +56,7 @@ type (
 	Resolve      = schemas.MarketDockerhubResolve
 
 	Resolved      = schemas.MarketDockerhubResolved
-	Failed        = schemas.MarketDockerhubFailed
-	CommandFailed = schemas.MarketDockerhubCommandFailed
+	Failed        = schemas.Failure
 	AppImported   = schemas.MarketDockerhubAppImported
 	AppsRefreshed = schemas.MarketDockerhubAppsRefreshed
 	MarketDeleted = schemas.MarketDockerhubMarketDeleted

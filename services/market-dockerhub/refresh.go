@@ -40,7 +40,7 @@ func (s *Service) refresh(ctx context.Context, m *bus.Msg, id int64) error {
 	defer mu.(*sync.Mutex).Unlock()
 	mk, _, err := s.store.market(ctx, id)
 	if errors.Is(err, ErrNotFound) {
-		return refuse("marketplace %d does not exist", id)
+		return missing("marketplace %d does not exist", id)
 	}
 	if err != nil {
 		return err

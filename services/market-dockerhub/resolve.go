@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
@@ -30,14 +30,16 @@ func (s *Service) resolve(ctx context.Context, m *bus.Msg) error {
 	id := idToken(req.ImageID)
 	u, err := dockerurl.Parse(req.URL)
 	if err != nil {
-		return s.resolveFailed(ctx, m, req.ImageID, err)
+		return s.resolveFailed(ctx, m, req.ImageID, bus.WithCode(schemas.CodeInvalidInput, err))
 	}
 	opts := oci.Options{DockerConfig: s.cfg.DockerConfig, Mirrors: s.cfg.Mirrors,
 		Insecure: s.insecure(ctx, u.Registry), Platform: u.Arch, Guard: s.cfg.Guard}
 	r, err := oci.Resolve(ctx, u.Reference(), opts)
 	if err != nil {
 		if !permanent(err) && m.Delivered < maxResolveDeliveries {
-			return fmt.Errorf("resolve %s (attempt %d of %d): %w", u.Reference(), m.Delivered, maxResolveDeliveries, err)
+			err = fmt.Errorf("resolve %s (attempt %d of %d): %w", u.Reference(), m.Delivered, maxResolveDeliveries, err)
+			s.publishAttempt(ctx, m, req.ImageID, err)
+			return err
 		}
 		return s.resolveFailed(ctx, m, req.ImageID, err)
 	}
@@ -47,43 +49,71 @@ func (s *Service) resolve(ctx context.Context, m *bus.Msg) error {
 	return err
 }
 
-// resolveFailed publishes failed.<id> with cause's message (for a
-// registry's refusal, the registry's own words) and ends the command.
+// resolveFailed publishes failed.<id> with cause's code and message (for
+// a registry's refusal, the registry's own words) and ends the command.
 func (s *Service) resolveFailed(ctx context.Context, m *bus.Msg, imageID int64, cause error) error {
 	s.log.Warn("resolve failed", "image", imageID, "err", cause)
-	ev := Failed{ImageID: imageID, Error: schemas.ErrorText(cause.Error())}
+	ev := s.resolveFailure(m, imageID, cause)
+	ev.Retryable = !permanent(cause)
 	if _, err := s.bus.Event(ctx, EvtFailed, idToken(imageID), ev, causedBy(m.Envelope, EvtFailed)...); err != nil {
 		return fmt.Errorf("publish failed event of image %d: %w (resolve: %v)", imageID, err, cause)
 	}
 	return bus.Terminal(cause)
 }
 
-// permanent tells a registry's refusal (unknown repository or tag,
-// denied, bad request), an address the guard refuses, or an image that
-// cannot be imported, which no retry changes, from a passing failure (no
-// answer, a 5xx, rate limiting).
-func permanent(err error) bool {
+// publishAttempt publishes failed.<id> for a resolve attempt that failed
+// and will be tried again, with when: the catalog shows it under the
+// image. Its ID derives from the command's and the attempt.
+func (s *Service) publishAttempt(ctx context.Context, m *bus.Msg, imageID int64, cause error) {
+	ev := s.resolveFailure(m, imageID, cause)
+	ev.Retryable = true
+	ev.NextAttemptAt = time.Now().Add(bus.DefaultBackoff(m.Delivered)).UTC().Format(time.RFC3339)
+	step := fmt.Sprintf("%s/attempt-%d", EvtFailed, m.Delivered)
+	if _, err := s.bus.Event(ctx, EvtFailed, idToken(imageID), ev, causedBy(m.Envelope, step)...); err != nil {
+		s.log.Warn("failed attempt not published", "image", imageID, "err", err)
+	}
+}
+
+// resolveFailure is the failed event of a resolve: its code (resolveCode),
+// message, command and attempt.
+func (s *Service) resolveFailure(m *bus.Msg, imageID int64, cause error) Failed {
+	return Failed{Code: resolveCode(cause), ImageID: &imageID, Command: m.Subject,
+		Error: schemas.ErrorText(cause.Error()), Attempt: int64(max(m.Delivered, 1)), MaxAttempts: maxResolveDeliveries}
+}
+
+// resolveCode classifies a failed resolve: an image that cannot be
+// imported is invalid-input; a registry's answer by its status (404
+// source-not-found, 401 access-denied, 5xx unavailable…); the way to it by
+// netguard (host-not-found, tls-certificate, access-denied for a refused
+// address, unavailable); the rest by bus.CodeOf.
+func resolveCode(err error) string {
 	var de *oci.DiskError
-	if errors.As(err, &de) {
-		return true
-	}
-	if _, ok := netguard.AsRefused(err); ok {
-		return true // the same address is refused next time
-	}
-	status := 0
 	var re *oci.RegistryError
 	var te *transport.Error
 	switch {
-	case errors.As(err, &re):
-		status = re.Status
+	case errors.As(err, &de):
+		return schemas.CodeInvalidInput
+	case errors.As(err, &re) && re.FailureCode() != "":
+		return re.FailureCode()
 	case errors.As(err, &te):
-		status = te.StatusCode
+		if code := netguard.StatusCode(te.StatusCode); code != "" {
+			return code
+		}
 	}
-	switch status {
-	case http.StatusRequestTimeout, http.StatusTooManyRequests:
-		return false
+	if code := netguard.FailureCode(err); code != "" {
+		return code
 	}
-	return status >= 400 && status < 500
+	return bus.CodeOf(err)
+}
+
+// permanent tells a failure no retry changes (a registry's refusal, a host
+// name that does not resolve, a refused certificate or address, an image
+// that cannot be imported) from a passing one (no answer, a 5xx, rate
+// limiting, a lookup that failed for now), by its code.
+func permanent(err error) bool {
+	code := resolveCode(err)
+	c, ok := schemas.LookupErrorCode(code)
+	return code != schemas.CodeInternal && ok && !c.Retryable
 }
 
 // insecure reports whether a registry marketplace for host was created

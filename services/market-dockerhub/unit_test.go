@@ -56,7 +56,7 @@ func TestEveryMessageHasASchema(t *testing.T) {
 		}
 	}
 	for _, e := range []string{EvtResolved, EvtFailed, EvtMarketCreated, EvtMarketUpdated, EvtMarketDeleted,
-		EvtAppsRefreshed, EvtAppImported, EvtCommandFailed} {
+		EvtAppsRefreshed, EvtAppImported} {
 		if _, ok := schemas.Lookup(schemas.KindEvent, ServiceName, e); !ok {
 			t.Errorf("event %s has no schema", e)
 		}

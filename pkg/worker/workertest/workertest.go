@@ -6,8 +6,10 @@
 //
 //   - Redelivery: the same command delivered again (same ce-id, as after a
 //     lost ack) ends in exactly one success event in the event stream.
-//   - BadCommand: a command wrong as sent gets exactly one failed event and
-//     no success, and is not retried.
+//   - BadCommand: a command wrong as sent gets exactly one failed event,
+//     valid against its schema, with a code from the catalogue
+//     (schemas/errors.json) and not retryable; no success; it is not
+//     retried.
 //   - ProgressMonotone: progress events of a job are the one progress
 //     shape (schemas.Progress, valid against the worker's progress schema)
 //     and never go back: within a phase bytes_done does not decrease, and
@@ -135,7 +137,7 @@ func (s *suite) wait(t *testing.T, ch chan *nats.Msg, id string, seen *[]*nats.M
 	for {
 		select {
 		case m := <-ch:
-			if slices.Contains(want, m.Subject) {
+			if slices.Contains(want, m.Subject) && !isAttempt(m) {
 				return m
 			}
 			if seen != nil {
@@ -146,6 +148,13 @@ func (s *suite) wait(t *testing.T, ch chan *nats.Msg, id string, seen *[]*nats.M
 			return nil
 		}
 	}
+}
+
+// isAttempt tells a failed attempt that will be retried (next_attempt_at)
+// from a command's end.
+func isAttempt(m *nats.Msg) bool {
+	var f schemas.Failure
+	return json.Unmarshal(m.Data, &f) == nil && f.NextAttemptAt != ""
 }
 
 // stored counts the events stored in the event stream on subject: what a
@@ -263,6 +272,15 @@ func (s *suite) badCommand(t *testing.T) {
 	m := s.wait(t, events, cmd.ID, nil, s.a.Succeeded, s.a.Failed)
 	if m.Subject != s.subject(s.a.Failed, cmd.ID) {
 		t.Fatalf("a bad command got %s %s", m.Subject, m.Data)
+	}
+	var f schemas.Failure
+	if err := schemas.Validate(schemas.KindEvent, s.a.Service, s.a.Failed, m.Data); err != nil {
+		t.Errorf("the failed event does not fit its schema: %v", err)
+	} else if err := json.Unmarshal(m.Data, &f); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := schemas.LookupErrorCode(f.Code); !ok || f.Retryable {
+		t.Errorf("a bad command's failed event %s: want a code of the catalogue and retryable false", m.Data)
 	}
 	s.drained(t, ctx)
 	time.Sleep(settleTime)

@@ -17,6 +17,7 @@ import (
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/pkg/worker/workertest"
+	"github.com/slipway/slipway/schemas"
 )
 
 // A fake worker run as the builder (whose `jobs` reply schema the bus
@@ -77,8 +78,8 @@ func (f *fake) hold(name string) chan struct{} {
 func (f *fake) handle(ctx context.Context, m *bus.Msg) error {
 	var cmd command
 	if err := json.Unmarshal(m.Data, &cmd); err != nil || cmd.Bad {
-		err = errors.Join(errors.New("invalid command"), err)
-		_, _ = f.w.Bus().Event(ctx, "failed", worker.Token(cmd.ImageID), map[string]any{"error": err.Error()}, bus.CausedBy(m.Envelope))
+		err = bus.WithCode(schemas.CodeInvalidCommand, errors.Join(errors.New("invalid command"), err))
+		_, _ = f.w.Bus().Event(ctx, "failed", worker.Token(cmd.ImageID), bus.NewFailure(err), bus.CausedBy(m.Envelope))
 		return bus.Terminal(err)
 	}
 	j := &job{id: m.Envelope.ID, imageID: cmd.ImageID, delivered: m.Delivered, started: time.Now().UTC()}
@@ -108,9 +109,10 @@ func (f *fake) handle(ctx context.Context, m *bus.Msg) error {
 				bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, "built"))
 			return err
 		},
-		Failed: func(ctx context.Context, err error, terminal bool) {
-			_, _ = f.w.Bus().Event(ctx, "failed", worker.Token(cmd.ImageID), map[string]any{"error": err.Error()},
-				bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, "failed"))
+		Failed: func(ctx context.Context, err error, fl schemas.Failure) {
+			fl.ImageID = &cmd.ImageID
+			_, _ = f.w.Bus().Event(ctx, "failed", worker.Token(cmd.ImageID), fl,
+				bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, worker.FailedStep("failed", fl)))
 		},
 	})
 }

@@ -10,8 +10,10 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -71,6 +73,13 @@ func Outputs(dir, services string) (map[string][]byte, error) {
 		return nil, err
 	}
 	out := map[string][]byte{filepath.Join(dir, OutputFile): src, filepath.Join(dir, AsyncAPIFile): doc}
+	codes, table, err := GenerateErrors(os.DirFS(dir))
+	switch {
+	case err == nil:
+		out[filepath.Join(dir, ErrorsOutput)], out[filepath.Join(dir, ErrorsDoc)] = codes, table
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	}
 	if services == "" {
 		return out, nil
 	}

@@ -3,6 +3,10 @@ package source
 import (
 	"errors"
 	"fmt"
+
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/netguard"
+	"github.com/slipway/slipway/schemas"
 )
 
 // permanent marks errors that a retry cannot fix: the input is wrong, not
@@ -15,7 +19,7 @@ type permanent interface{ Permanent() bool }
 // a size limit. Network errors, 5xx answers and a full disk are not.
 func IsPermanent(err error) bool {
 	var p permanent
-	return errors.As(err, &p) && p.Permanent()
+	return errors.As(err, &p) && p.Permanent() || bus.IsTerminal(err)
 }
 
 // permanentError wraps an error to mark it permanent.
@@ -27,6 +31,16 @@ func (e *permanentError) Permanent() bool { return true }
 
 func permanentf(format string, args ...any) error {
 	return &permanentError{fmt.Errorf(format, args...)}
+}
+
+// withCode gives a failed request its code from the catalogue
+// (schemas/errors.json), classified where it arose; a code the catalogue
+// says is not retryable makes it permanent. "" leaves err as it is.
+func withCode(code string, err error) error {
+	if code == "" {
+		return err
+	}
+	return bus.WithCode(code, err)
 }
 
 // ChecksumError is returned when the fetched bytes do not have the declared
@@ -43,6 +57,9 @@ func (e *ChecksumError) Error() string {
 
 // Permanent implements the permanent marker: the same bytes will hash the same.
 func (e *ChecksumError) Permanent() bool { return true }
+
+// FailureCode is invalid-input: the data is not what the command declared.
+func (e *ChecksumError) FailureCode() string { return schemas.CodeInvalidInput }
 
 // HTTPStatusError is an HTTP answer that is neither the data nor a redirect.
 type HTTPStatusError struct {
@@ -62,6 +79,10 @@ func (e *HTTPStatusError) Permanent() bool {
 	return c >= 400 && c < 500 && c != 408 && c != 429
 }
 
+// FailureCode classifies the answer: 404 and 410 source-not-found, 401 and
+// 403 access-denied, 408, 429 and 5xx unavailable.
+func (e *HTTPStatusError) FailureCode() string { return netguard.StatusCode(e.StatusCode) }
+
 // LimitError is returned when the decompressed data grows past MaxBytes,
 // or past what Options.Bound allowed (Why says why).
 type LimitError struct {
@@ -80,6 +101,9 @@ func (e *LimitError) Error() string {
 // Permanent implements the permanent marker.
 func (e *LimitError) Permanent() bool { return true }
 
+// FailureCode is too-large.
+func (e *LimitError) FailureCode() string { return schemas.CodeTooLarge }
+
 // NoSpaceError is returned instead of ENOSPC when the destination file
 // system runs short. It is not permanent: space may be freed.
 type NoSpaceError struct {
@@ -93,6 +117,9 @@ func (e *NoSpaceError) Error() string {
 	}
 	return fmt.Sprintf("not enough space in %s: %s free", e.Dir, HumanBytes(e.Free))
 }
+
+// FailureCode is unavailable: space may be freed.
+func (e *NoSpaceError) FailureCode() string { return schemas.CodeUnavailable }
 
 // HumanBytes formats n with binary units: "64 GiB", "1.5 MiB", "512 B".
 func HumanBytes(n int64) string {

@@ -41,8 +41,10 @@ type Options struct {
 	Progress func(done, total int64)
 	// TempDir holds the output when dst is ""; "" means os.TempDir().
 	TempDir string
-	// Retries is how many times a failed request or dropped connection
-	// is retried over the whole fetch; 0 means 8, negative means none.
+	// Retries is how many times a dropped connection, or a failed request
+	// to resume it, is retried over the whole fetch; 0 means 8, negative
+	// means none. A first request that fails is not retried here: the
+	// caller's redelivery does, visibly.
 	Retries int
 	// RetryDelay is the first backoff, doubled on each retry up to 30s;
 	// 0 means 1s.

@@ -2,8 +2,6 @@ package source
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -146,26 +144,17 @@ func parseContentRange(h string) (start, total int64, ok bool) {
 	return start, total, true
 }
 
-// classifyTransportError marks certificate problems and addresses the guard
-// refuses permanent; everything else (connection refused, reset, timeouts,
-// DNS) may heal.
+// classifyTransportError gives a failed request its code (netguard's
+// classification): a name that does not resolve, a refused certificate and
+// an address or redirect the guard refuses are permanent; everything else
+// (connection refused, reset, timeouts, a failed lookup) may heal.
 func classifyTransportError(u string, err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = ue.Err // its message repeats the method and URL
 	}
 	if refused, ok := netguard.AsRefused(err); ok {
-		return permanentf("GET %s: %w", u, refused) // the same address is refused next time
+		err = refused // its own words, not the dialer's retelling
 	}
-	var redirect *netguard.RedirectError
-	if errors.As(err, &redirect) {
-		return permanentf("GET %s: %w", u, redirect)
-	}
-	var unknownCA x509.UnknownAuthorityError
-	var hostErr x509.HostnameError
-	var certErr *tls.CertificateVerificationError
-	if errors.As(err, &unknownCA) || errors.As(err, &hostErr) || errors.As(err, &certErr) {
-		return permanentf("GET %s: %w", u, err)
-	}
-	return fmt.Errorf("GET %s: %w", u, err)
+	return withCode(netguard.FailureCode(err), fmt.Errorf("GET %s: %w", u, err))
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -25,6 +26,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/slipway/slipway/pkg/netguard"
+	"github.com/slipway/slipway/schemas"
 )
 
 func randomBytes(t *testing.T, n int) []byte {
@@ -393,31 +395,58 @@ func TestFetchHTTPStatusErrors(t *testing.T) {
 	}
 }
 
-func TestFetchHTTPRetriesServerErrors(t *testing.T) {
+// TestFetchHTTPFirstFailureIsNotRetried: a source that answers 503 at
+// once fails the fetch at once, retryable, after one request: the
+// command's redelivery retries it, where watchers see it. The next fetch
+// gets the data.
+func TestFetchHTTPFirstFailureIsNotRetried(t *testing.T) {
 	data := randomBytes(t, 10<<10)
 	var calls atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if calls.Add(1) <= 2 {
+		if calls.Add(1) <= 1 {
 			http.Error(w, "busy", http.StatusServiceUnavailable)
 			return
 		}
 		serveContent(data, `"e"`).ServeHTTP(w, r)
 	}))
 	defer srv.Close()
+	_, err := Fetch(context.Background(), srv.URL+"/d", "", fastOpts())
+	var se *HTTPStatusError
+	if !errors.As(err, &se) || se.StatusCode != http.StatusServiceUnavailable || IsPermanent(err) ||
+		se.FailureCode() != schemas.CodeUnavailable {
+		t.Fatalf("err = %v, want a retryable 503 error", err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d requests, want 1", n)
+	}
 	res, err := Fetch(context.Background(), srv.URL+"/d", "", fastOpts())
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)
 	}
 	defer os.Remove(res.Path)
 	assertFile(t, res.Path, data)
+}
 
-	// Out of retries: the 503 is reported, and it is not permanent.
-	calls.Store(-100)
-	opts := fastOpts()
-	opts.Retries = 2
-	_, err = Fetch(context.Background(), srv.URL+"/d", "", opts)
-	if err == nil || IsPermanent(err) || !strings.Contains(err.Error(), "503") {
-		t.Fatalf("err = %v, want a retryable 503 error", err)
+// TestFetchClassifiesWhereItFails: a name that does not resolve and a
+// certificate the client refuses are permanent, with their codes, after
+// one try.
+func TestFetchClassifiesWhereItFails(t *testing.T) {
+	start := time.Now()
+	_, err := Fetch(context.Background(), "https://nonexistent.invalid/x.qcow2", "", fastOpts())
+	var coded interface{ FailureCode() string }
+	if !IsPermanent(err) || !errors.As(err, &coded) || coded.FailureCode() != schemas.CodeHostNotFound {
+		t.Errorf("unresolvable host: %v, want permanent host-not-found", err)
+	}
+	srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshake the client refuses
+	srv.StartTLS()
+	defer srv.Close()
+	_, err = Fetch(context.Background(), srv.URL+"/d", "", fastOpts())
+	if !IsPermanent(err) || !errors.As(err, &coded) || coded.FailureCode() != schemas.CodeTLSCertificate {
+		t.Errorf("untrusted certificate: %v, want permanent tls-certificate", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %s: something retried", d)
 	}
 }
 

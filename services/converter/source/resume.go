@@ -29,6 +29,7 @@ type resumer struct {
 	timer   *time.Timer
 
 	offset, total int64
+	started       bool // the origin answered once: retries resume a transfer
 	restart       bool // pending: the caller must reset and read again
 	eof           bool
 	err           error // sticky failure, not an EOF
@@ -88,12 +89,16 @@ func (r *resumer) Read(p []byte) (int, error) {
 }
 
 // reopen opens the origin at the current offset, retrying failures that
-// may heal.
+// may heal once the transfer has started. A first request that fails ends
+// the fetch at once: the command's redelivery retries it, and every
+// watcher sees that attempt fail (a hidden loop here kept one delivery
+// busy for minutes).
 func (r *resumer) reopen() error {
 	for {
 		ctx, cancel := context.WithCancel(r.ctx)
 		body, start, total, err := r.origin.open(ctx, r.offset)
 		if err == nil {
+			r.started = true
 			r.body, r.cancel, r.total = body, cancel, total
 			r.stalled.Store(false)
 			r.timer = time.AfterFunc(r.idle, func() { r.stalled.Store(true); cancel() })
@@ -108,7 +113,7 @@ func (r *resumer) reopen() error {
 		if ctxErr := r.ctx.Err(); ctxErr != nil {
 			return r.fail(ctxErr)
 		}
-		if IsPermanent(err) {
+		if IsPermanent(err) || !r.started {
 			return r.fail(err)
 		}
 		if err := r.backoff(err); err != nil {

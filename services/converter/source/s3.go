@@ -10,6 +10,8 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/netguard"
+	"github.com/slipway/slipway/schemas"
 )
 
 // s3Origin reads an object of the blob store and resumes with ranged GETs.
@@ -47,13 +49,13 @@ func (o *s3Origin) open(ctx context.Context, offset int64) (io.ReadCloser, int64
 
 func (o *s3Origin) wrap(err error) error {
 	if blob.IsNotFound(err) {
-		return permanentf("%s: object not found: %w", o, err)
+		return withCode(schemas.CodeSourceNotFound, fmt.Errorf("%s: object not found: %w", o, err))
 	}
 	// Denied, bad request…: asking again gets the same answer.
 	var er minio.ErrorResponse
 	if errors.As(err, &er) && er.StatusCode >= 400 && er.StatusCode < 500 &&
 		er.StatusCode != http.StatusRequestTimeout && er.StatusCode != http.StatusTooManyRequests {
-		return permanentf("%s: %w", o, err)
+		return &permanentError{withCode(netguard.StatusCode(er.StatusCode), fmt.Errorf("%s: %w", o, err))}
 	}
-	return fmt.Errorf("%s: %w", o, err)
+	return withCode(netguard.FailureCode(err), fmt.Errorf("%s: %w", o, err))
 }

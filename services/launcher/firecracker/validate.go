@@ -24,10 +24,17 @@ func Validate(c *VMConfig) error {
 // Problems is what Validate finds, one error per problem; nil when none.
 func Problems(c *VMConfig) []error {
 	var errs []error
-	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if err := CheckKernel(c.BootSource.KernelImagePath); err != nil {
 		errs = append(errs, err)
 	}
+	return append(errs, ConfigProblems(c)...)
+}
+
+// ConfigProblems is Problems without the kernel's check, for a caller that
+// knows the kernel is missing and has said so.
+func ConfigProblems(c *VMConfig) []error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if p := c.BootSource.InitrdPath; p != "" {
 		if err := regular(p); err != nil {
 			add("initrd: %v", err)

@@ -246,7 +246,7 @@ func (g *globals) follow(ctx context.Context, b *bus.Bus, w *watcher, img render
 			return g.finishReady(ctx, b, int64(img.ID))
 		case string(schemas.ImageStateError):
 			bar.done()
-			return g.finishError(ctx, b, int64(img.ID), "")
+			return g.finishError(ctx, b, int64(img.ID), "", "")
 		}
 		select {
 		case <-ctx.Done():
@@ -270,9 +270,15 @@ func (g *globals) follow(ctx context.Context, b *bus.Bus, w *watcher, img render
 				if ev.decode(&sc) == nil {
 					if sc.To == schemas.ImageStateError {
 						bar.done()
-						return g.finishError(ctx, b, int64(img.ID), sc.Error)
+						return g.finishError(ctx, b, int64(img.ID), sc.Error, finalCode(ctx, w, id))
 					}
 					state = string(sc.To)
+				}
+			case ev.Service == schemas.ServiceCatalog && ev.Name == schemas.EventCatalogFailed:
+				// A worker's attempt failed and will be retried: say so, and when.
+				if f, final, err := failureOf(ev); err == nil && !final {
+					bar.done()
+					fmt.Fprintf(g.io.err, "image %s: %s\n", id, attemptLine(f))
 				}
 			case ev.Service == schemas.ServiceCatalog && ev.Name == schemas.EventCatalogImageDeleted:
 				return &ExitError{Code: 1, Err: fmt.Errorf("image %d was deleted while it was imported", img.ID)}
@@ -295,7 +301,9 @@ func (g *globals) finishReady(ctx context.Context, b *bus.Bus, id int64) error {
 	return nil
 }
 
-func (g *globals) finishError(ctx context.Context, b *bus.Bus, id int64, msg string) error {
+// finishError reports image id in ERROR with msg (else the record's) and
+// the failure's code when known.
+func (g *globals) finishError(ctx context.Context, b *bus.Bus, id int64, msg, code string) error {
 	if msg == "" {
 		if img, err := showImage(ctx, b, id); err == nil {
 			msg = img.Error
@@ -303,6 +311,9 @@ func (g *globals) finishError(ctx context.Context, b *bus.Bus, id int64, msg str
 	}
 	if msg == "" {
 		msg = "no reason recorded"
+	}
+	if code != "" {
+		msg += " (" + code + ")"
 	}
 	fmt.Fprintf(g.io.err, "image %d: ERROR: %s\n", id, msg)
 	return &ExitError{Code: 1}

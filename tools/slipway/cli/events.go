@@ -83,11 +83,6 @@ func (w *watcher) parse(m *nats.Msg) (event, bool) {
 	return event{Subject: m.Subject, Service: parts[0], Name: parts[1], ID: parts[2], Env: env, Data: m.Data}, true
 }
 
-// failedError is a command the catalog rejected.
-type failedError struct{ msg string }
-
-func (e *failedError) Error() string { return e.msg }
-
 // awaitOutcome waits for the catalog's answer to the command whose
 // correlation is corr: the first catalog event with that correlation for
 // which done returns true, or its failed event, which becomes an error.
@@ -120,11 +115,13 @@ func awaitOutcome(ctx context.Context, w *watcher, corr string, done func(event)
 			continue
 		}
 		if ev.Name == schemas.EventCatalogFailed {
-			var f schemas.CatalogFailed
-			if err := ev.decode(&f); err != nil {
+			f, final, err := failureOf(ev)
+			if err != nil {
 				return ev, err
 			}
-			return ev, &failedError{msg: f.Error}
+			if final {
+				return ev, &failedError{msg: f.Error, code: f.Code}
+			}
 		}
 		if done(ev) {
 			return ev, nil

@@ -105,8 +105,8 @@ func (g *globals) addKernel(ctx context.Context, b *bus.Bus, path, name string) 
 	fmt.Fprintf(g.io.err, "uploaded %s (%s); kernel-registry is examining it\n", base, render.HumanSize(info.Size))
 	m, err := b.Call(ctx, kernelService, schemas.CommandKernelRegistryAdd, schemas.KernelRegistryAdd{Source: info.URL(), Name: name, Filename: base}, []string{schemas.EventKernelRegistryAdded})
 	if err != nil {
-		if ce, ok := err.(*bus.CallError); ok {
-			return k, fmt.Errorf("kernel add %s: %s", path, ce.Message)
+		if bus.IsCallError(err) {
+			return k, fmt.Errorf("kernel add %s: %w", path, callFailure(err))
 		}
 		return k, err
 	}

@@ -483,7 +483,7 @@ func (g *globals) slotCommand(ctx context.Context, ref, verb string, timeout tim
 	defer cancel()
 	m, err := b.Call(ctx, schemas.ServiceCatalog, verb, payload(int64(img.ID)), []string{schemas.EventCatalogImageSlotsChanged}, bus.WithSubject(strconv.Itoa(img.ID)))
 	if err != nil {
-		return fmt.Errorf("image %d: %s: %w", img.ID, verb, callMessage(err))
+		return fmt.Errorf("image %d: %s: %w", img.ID, verb, callFailure(err))
 	}
 	var ch schemas.ImageSlotsChanged
 	if err := json.Unmarshal(m.Data, &ch); err != nil {
@@ -491,15 +491,6 @@ func (g *globals) slotCommand(ctx context.Context, ref, verb string, timeout tim
 	}
 	fmt.Fprintln(g.io.out, describeSlots(ch))
 	return nil
-}
-
-// callMessage is a refusal's own message, without the call's prefix.
-func callMessage(err error) error {
-	var ce *bus.CallError
-	if errors.As(err, &ce) {
-		return errors.New(ce.Message)
-	}
-	return err
 }
 
 func describeSlots(ch schemas.ImageSlotsChanged) string {
@@ -544,7 +535,7 @@ KEK is no longer needed. Passphrases and LUKS images do not change.`,
 			defer cancel()
 			m, err := b.Call(ctx, cryptoLuks, schemas.CommandCryptoLUKSRotateKek, schemas.CryptoLuksRotateKEK{ExpectKekID: expect}, []string{schemas.EventCryptoLUKSKekRotated})
 			if err != nil {
-				return fmt.Errorf("rotate-kek: %w", callMessage(err))
+				return fmt.Errorf("rotate-kek: %w", callFailure(err))
 			}
 			var ev schemas.CryptoLuksKEKRotated
 			if err := json.Unmarshal(m.Data, &ev); err != nil {

@@ -204,7 +204,7 @@ func writeFields(w io.Writer, lines [][2]string) error {
 }
 
 // marketAnswer sends a command to the market service and waits for the
-// first of its events named in want (or command-failed, an error).
+// first of its events named in want (or failed, an error).
 func (g *globals) marketAnswer(ctx context.Context, b *bus.Bus, verb string, data any, timeout time.Duration, want ...string) (event, error) {
 	w, err := watch(b.Conn(), b.Prefix(), ">")
 	if err != nil {
@@ -219,7 +219,7 @@ func (g *globals) marketAnswer(ctx context.Context, b *bus.Bus, verb string, dat
 }
 
 // awaitMarket waits for an event of the market service, in env's saga,
-// named in want; a command-failed event is an error.
+// named in want; a failed event is an error.
 func awaitMarket(ctx context.Context, w *watcher, env envelope.Envelope, timeout time.Duration, want ...string) (event, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -232,12 +232,14 @@ func awaitMarket(ctx context.Context, w *watcher, env envelope.Envelope, timeout
 			if !ok || ev.Service != marketService || ev.Env.CorrelationID != env.CorrelationID {
 				continue
 			}
-			if ev.Name == schemas.EventMarketDockerhubCommandFailed {
-				var f schemas.MarketDockerhubCommandFailed
-				if err := ev.decode(&f); err != nil {
+			if ev.Name == schemas.EventMarketDockerhubFailed {
+				f, final, err := failureOf(ev)
+				if err != nil {
 					return ev, err
 				}
-				return ev, &failedError{msg: f.Error}
+				if final {
+					return ev, &failedError{msg: f.Error, code: f.Code}
+				}
 			}
 			for _, name := range want {
 				if ev.Name == name {

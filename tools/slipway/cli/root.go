@@ -76,6 +76,7 @@ func execute(ctx context.Context, args []string, s streams) int {
 		defer func() { _ = shutdown(context.WithoutCancel(ctx)) }()
 	}
 	root := newRoot(s)
+	markRuns(root)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
@@ -95,16 +96,34 @@ func execute(ctx context.Context, args []string, s streams) int {
 	return 1
 }
 
-// isUsage recognises cobra's and pflag's argument errors.
+// isUsage tells cobra's and pflag's argument errors (an unknown command
+// or flag, a wrong number of arguments, a missing required flag) from the
+// errors of a command that ran: those come before any RunE.
 func isUsage(err error) bool {
-	msg := err.Error()
-	for _, s := range []string{"unknown command", "unknown flag", "unknown shorthand",
-		"accepts ", "requires at least", "requires at most", "invalid argument", "flag needs an argument", "required flag"} {
-		if strings.Contains(msg, s) {
-			return true
+	var ran *ranError
+	return !errors.As(err, &ran)
+}
+
+// ranError is an error a command's RunE returned: the command line was
+// good, the command failed.
+type ranError struct{ err error }
+
+func (e *ranError) Error() string { return e.err.Error() }
+func (e *ranError) Unwrap() error { return e.err }
+
+// markRuns makes every RunE under c mark its errors as ranError.
+func markRuns(c *cobra.Command) {
+	if run := c.RunE; run != nil {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if err := run(cmd, args); err != nil {
+				return &ranError{err}
+			}
+			return nil
 		}
 	}
-	return false
+	for _, sub := range c.Commands() {
+		markRuns(sub)
+	}
 }
 
 func newRoot(s streams) *cobra.Command {

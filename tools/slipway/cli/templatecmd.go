@@ -44,9 +44,8 @@ func launcherCall(ctx context.Context, b *bus.Bus, verb string, data any, accept
 	ctx, cancel := context.WithTimeout(ctx, launcherCallTimeout)
 	defer cancel()
 	m, err := b.Call(ctx, schemas.ServiceLauncher, verb, data, accept)
-	var ce *bus.CallError
-	if errors.As(err, &ce) {
-		return m, errors.New(ce.Message)
+	if bus.IsCallError(err) {
+		return m, callFailure(err)
 	}
 	if err != nil && ctx.Err() != nil {
 		return m, fmt.Errorf("no answer from the launcher in %s (is it running?)", launcherCallTimeout)
