@@ -6,8 +6,6 @@ import (
 	"fmt"
 
 	"github.com/slipway/slipway/pkg/bus"
-	"github.com/slipway/slipway/pkg/envelope"
-	"github.com/slipway/slipway/pkg/saga"
 	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
 )
@@ -25,13 +23,6 @@ func lockedCode(img *schemas.Image, err error) error {
 		return bus.WithCode(schemas.CodeImageLocked, err)
 	}
 	return err
-}
-
-// failImport ends an import in ERROR with reason, for a failure found by
-// the catalog itself (code internal); failImportCode says why the
-// workers' way.
-func (s *Service) failImport(ctx context.Context, sg *saga.Saga, reason string, cause *envelope.Envelope) error {
-	return s.failImportCode(ctx, sg, schemas.CodeInternal, reason, cause)
 }
 
 // withAttempts wraps the event handler: a worker's failed attempt that

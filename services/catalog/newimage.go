@@ -185,6 +185,13 @@ func (s *Service) verifyBlob(ctx context.Context, who string, res schemas.Conver
 	return "", nil
 }
 
+// failImport ends an import in ERROR with reason, for a failure found by
+// the catalog itself (code internal); failImportCode says why the
+// workers' way.
+func (s *Service) failImport(ctx context.Context, sg *saga.Saga, reason string, cause *envelope.Envelope) error {
+	return s.failImportCode(ctx, sg, schemas.CodeInternal, reason, cause)
+}
+
 // failImportCode ends an import in ERROR: the image goes to ERROR with reason,
 // a failed event says why, and the saga is failed and compensated. If the
 // image is READY from this saga already (the commit won a race, or crashed
