@@ -71,7 +71,7 @@ type Service struct {
 	db    *secretStore
 	w     *worker.Worker
 	jobs  worker.Tracker[schemas.CryptoLuksProgress, JobStatus]
-	// err is a configuration error Run reports (see NewFromEnv).
+	// err is a configuration error Run reports (no keyring).
 	err error
 }
 
@@ -101,31 +101,6 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 	s.luks = &luks.Runner{Binary: cfg.QemuImg, IterTime: cfg.IterTime}
 	if s.keys == nil {
 		s.err = fmt.Errorf("%s: %w", Name, keywrap.ErrNoKEK)
-	}
-	return s
-}
-
-// NewFromEnv is New with the service's own variables read from the
-// environment on top of base (see ConfigFromEnv). A configuration error is
-// returned by Run, so a stack that builds every service at once reports it
-// where it reports any service failing. base's TempDir and QemuImg are
-// used where the environment says nothing; base's Locations, when set,
-// replace the environment's.
-func NewFromEnv(b *bus.Bus, store *blob.Store, base Config, defaultKEKFile string) *Service {
-	cfg, err := ConfigFromEnv(defaultKEKFile)
-	if base.TempDir != "" && cfg.TempDir == "" {
-		cfg.TempDir = base.TempDir
-	}
-	cfg.Logger = base.Logger
-	if cfg.QemuImg == "" {
-		cfg.QemuImg = base.QemuImg
-	}
-	if len(base.Locations.DatastoreBuckets) > 0 {
-		cfg.Locations = base.Locations // the embedding stack's buckets
-	}
-	s := New(b, store, cfg)
-	if err != nil {
-		s.err = fmt.Errorf("%s: %w", Name, err)
 	}
 	return s
 }
