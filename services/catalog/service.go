@@ -14,10 +14,11 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/saga"
+	"github.com/slipway/slipway/schemas"
 )
 
 // ServiceName is the catalog's name on the bus.
-const ServiceName = "catalog"
+const ServiceName = schemas.ServiceCatalog
 
 // drainTimeout bounds how long Run waits for handlers in flight when its
 // context ends.

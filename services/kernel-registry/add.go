@@ -91,8 +91,8 @@ func (s *Service) handleAdd(ctx context.Context, m *bus.Msg) error {
 	return s.w.Settle(ctx, m, err, worker.Settlement{
 		Succeeded: func(ctx context.Context) error {
 			s.deleteSource(cmd.Source)
-			_, err := s.bus.Event(ctx, "added", strconv.FormatInt(k.ID, 10), k,
-				bus.CausedBy(m.Envelope), bus.WithID(envelope.StepID(m.Envelope.ID, "added")))
+			_, err := s.bus.Event(ctx, schemas.EventKernelRegistryAdded, strconv.FormatInt(k.ID, 10), k,
+				bus.CausedBy(m.Envelope), bus.WithID(envelope.StepID(m.Envelope.ID, schemas.EventKernelRegistryAdded)))
 			if err != nil {
 				return err // the record is kept; a redelivery finds the name taken, so say it now
 			}
@@ -377,7 +377,7 @@ func (j *addJob) createImage(ctx context.Context, req schemas.ImageCreate) (sche
 	req.Datastore, req.Staged = j.s.cfg.FilesDatastore, true
 	ctx, cancel := context.WithTimeout(ctx, j.s.cfg.CallTimeout)
 	defer cancel()
-	m, err := j.s.bus.Call(ctx, "catalog", "image-create", req, []string{"image-created"}, bus.CausedBy(j.m.Envelope))
+	m, err := j.s.bus.Call(ctx, schemas.ServiceCatalog, schemas.CommandCatalogImageCreate, req, []string{schemas.EventCatalogImageCreated}, bus.CausedBy(j.m.Envelope))
 	if err != nil {
 		if bus.IsCallError(err) {
 			return schemas.Image{}, fmt.Errorf("the catalog refused the %s image %q: %w", req.Type, req.Name, err)
@@ -422,7 +422,7 @@ func (s *Service) deleteImage(id int64, cause envelope.Envelope) {
 	ctx, cancel := context.WithTimeout(context.Background(), imageCleanupTimeout)
 	defer cancel()
 	for {
-		_, err := s.bus.Call(ctx, "catalog", "image-delete", schemas.ImageRef{ID: id}, []string{"image-deleted"}, bus.CausedBy(cause))
+		_, err := s.bus.Call(ctx, schemas.ServiceCatalog, schemas.CommandCatalogImageDelete, schemas.ImageRef{ID: id}, []string{schemas.EventCatalogImageDeleted}, bus.CausedBy(cause))
 		var ce *bus.CallError
 		if err == nil || !errors.As(err, &ce) || !strings.Contains(ce.Message, "LOCKED") {
 			if err != nil {

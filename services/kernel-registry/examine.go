@@ -18,7 +18,7 @@ import (
 
 // handleCatalogEvent dispatches the catalog's events.
 func (s *Service) handleCatalogEvent(ctx context.Context, m *bus.Msg) error {
-	if m.Name == "image-deleted" {
+	if m.Name == schemas.EventCatalogImageDeleted {
 		return s.handleImageDeleted(ctx, m)
 	}
 	return s.handleImageUpdated(ctx, m)
@@ -80,8 +80,8 @@ func (s *Service) handleImageUpdated(ctx context.Context, m *bus.Msg) error {
 		s.publishFailed(ctx, m, strconv.FormatInt(img.ID, 10), fmt.Errorf("KERNEL image %d (%s): %w", img.ID, img.Name, err), img.Source)
 		return bus.Terminal(err)
 	}
-	_, err = s.bus.Event(ctx, "examined", strconv.FormatInt(k.ID, 10), k,
-		bus.CausedBy(m.Envelope), bus.WithID(envelope.StepID(m.Envelope.ID, "examined")))
+	_, err = s.bus.Event(ctx, schemas.EventKernelRegistryExamined, strconv.FormatInt(k.ID, 10), k,
+		bus.CausedBy(m.Envelope), bus.WithID(envelope.StepID(m.Envelope.ID, schemas.EventKernelRegistryExamined)))
 	return err
 }
 

@@ -26,7 +26,7 @@ import (
 )
 
 // Name is the service name: subjects, durable consumer, micro service.
-const Name = "kernel-registry"
+const Name = schemas.ServiceKernelRegistry
 
 // Version is reported by the micro service.
 const Version = "0.1.0"
@@ -108,7 +108,7 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 		JobDeadline: cfg.JobDeadline, Logger: cfg.Logger}, worker.Spec{
 		Name: Name, Version: Version, Description: "Kernels and their initrds",
 		Handle:  s.handleCommand,
-		Queries: map[string]bus.QueryHandler{"list": s.queryList, "show": s.queryShow},
+		Queries: map[string]bus.QueryHandler{schemas.QueryKernelRegistryList: s.queryList, schemas.QueryKernelRegistryShow: s.queryShow},
 		Start:   s.start,
 		Running: func() []any { return []any{"temp_dir", s.w.Dir(), "initrd", s.cfg.Initrd} },
 	})
@@ -141,8 +141,8 @@ func (s *Service) start(ctx context.Context, dir string) (func(), error) {
 	s.kernels = openKernels(kv)
 	s.cfg.TempDir = dir
 	evts, err := s.bus.ConsumeEvents(ctx, Name+"-catalog", []string{
-		s.bus.Prefix() + ".evt.catalog.image-updated.>",
-		s.bus.Prefix() + ".evt.catalog.image-deleted.>",
+		s.bus.EventSubject(schemas.ServiceCatalog, schemas.EventCatalogImageUpdated, ">"),
+		s.bus.EventSubject(schemas.ServiceCatalog, schemas.EventCatalogImageDeleted, ">"),
 	}, s.handleCatalogEvent, bus.AckWait(s.cfg.AckWait), bus.MaxDeliver(s.cfg.MaxDeliver), bus.JobDeadline(s.cfg.JobDeadline))
 	if err != nil {
 		return nil, fmt.Errorf("consume catalog events: %w", err)
@@ -152,7 +152,7 @@ func (s *Service) start(ctx context.Context, dir string) (func(), error) {
 
 // handleCommand dispatches a command.
 func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
-	if m.Name == "add" {
+	if m.Name == schemas.CommandKernelRegistryAdd {
 		return s.handleAdd(ctx, m)
 	}
 	err := fmt.Errorf("unknown command %q (kernel-registry takes add)", m.Subject)

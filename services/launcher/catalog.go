@@ -13,20 +13,6 @@ import (
 	"github.com/slipway/slipway/services/launcher/vmtemplate"
 )
 
-// The services the launcher talks to, and their verbs.
-const (
-	catalogService  = "catalog"
-	kernelService   = "kernel-registry"
-	lukskeysService = "crypto-luks"
-
-	cmdImageUse     = "image-use"
-	cmdImageRelease = "image-release"
-	cmdImageCreate  = "image-create"
-	evtImageUsed    = "image-used"
-	evtImageRelease = "image-released"
-	evtImageCreated = "image-created"
-)
-
 // callCtx bounds one exchange with another service.
 func (s *Service) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.cfg.CallTimeout)
@@ -45,7 +31,7 @@ func (s *Service) showImage(ctx context.Context, id *int64, name, uname string) 
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	var img schemas.Image
-	if err := s.bus.Query(ctx, catalogService, "show", req, &img); err != nil {
+	if err := s.bus.Query(ctx, schemas.ServiceCatalog, schemas.QueryCatalogShow, req, &img); err != nil {
 		if bus.IsNotFound(err) {
 			return nil, fmt.Errorf("%s does not exist in the catalog", what)
 		}
@@ -118,7 +104,7 @@ func (s *Service) lock(ctx context.Context, vmID, imageID int64) error {
 	}
 	cctx, cancel := s.callCtx(ctx)
 	defer cancel()
-	_, err := s.bus.Call(cctx, catalogService, cmdImageUse, schemas.ImageUse{ID: imageID, VMID: vmID}, []string{evtImageUsed})
+	_, err := s.bus.Call(cctx, schemas.ServiceCatalog, schemas.CommandCatalogImageUse, schemas.ImageUse{ID: imageID, VMID: vmID}, []string{schemas.EventCatalogImageUsed})
 	var ce *bus.CallError
 	if errors.As(err, &ce) {
 		return errors.New(ce.Message)
@@ -132,8 +118,8 @@ func (s *Service) lock(ctx context.Context, vmID, imageID int64) error {
 func (s *Service) release(ctx context.Context, vmID, imageID int64, save *schemas.ImageSave) (bool, error) {
 	cctx, cancel := s.callCtx(ctx)
 	defer cancel()
-	m, err := s.bus.Call(cctx, catalogService, cmdImageRelease,
-		schemas.ImageRelease{ID: imageID, VMID: vmID, Save: save}, []string{evtImageRelease})
+	m, err := s.bus.Call(cctx, schemas.ServiceCatalog, schemas.CommandCatalogImageRelease,
+		schemas.ImageRelease{ID: imageID, VMID: vmID, Save: save}, []string{schemas.EventCatalogImageReleased})
 	var ce *bus.CallError
 	if errors.As(err, &ce) {
 		return false, fmt.Errorf("the catalog refused to release image %d: %s", imageID, ce.Message)

@@ -69,7 +69,7 @@ func (s *Service) diskSaveAsCmd(ctx context.Context, msg *bus.Msg) error {
 		SourceFormat: "qcow2", Description: fmt.Sprintf("DISK %d of VM %d, saved", req.DiskID, req.ID)}
 	cctx, cancel := s.callCtx(ctx)
 	defer cancel()
-	ans, err := s.bus.Call(cctx, catalogService, cmdImageCreate, create, []string{evtImageCreated})
+	ans, err := s.bus.Call(cctx, schemas.ServiceCatalog, schemas.CommandCatalogImageCreate, create, []string{schemas.EventCatalogImageCreated})
 	if err != nil {
 		if derr := s.blobs.DeleteURL(context.WithoutCancel(ctx), staged); derr != nil {
 			s.log.Warn("removing a staged save-as copy failed", "url", staged, "err", derr)
