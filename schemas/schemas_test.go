@@ -114,6 +114,7 @@ func TestEveryContractMessageExists(t *testing.T) {
 		"evt kernel-registry.added":    "Kernel",
 		"evt kernel-registry.examined": "Kernel",
 		"evt kernel-registry.failed":   "KernelRegistryFailed",
+		"evt kernel-registry.progress": "KernelRegistryProgress",
 		// Issue #4: the launcher's templates and VMs.
 		"cmd launcher.template-create":  "LauncherTemplateCreate",
 		"cmd launcher.template-update":  "LauncherTemplateUpdate",
@@ -156,6 +157,8 @@ func TestEveryContractMessageExists(t *testing.T) {
 		"qry kernel-registry.list":      "KernelRegistryListRequest",
 		"rpl kernel-registry.list":      "KernelRegistryListReply",
 		"qry kernel-registry.show":      "KernelRegistryShowRequest",
+		"qry kernel-registry.jobs":      "KernelRegistryJobsRequest",
+		"rpl kernel-registry.jobs":      "KernelRegistryJobsReply",
 		"rpl kernel-registry.show":      "Kernel",
 		"qry launcher.templates":        "LauncherTemplatesRequest",
 		"rpl launcher.templates":        "LauncherTemplatesReply",

@@ -304,6 +304,26 @@ func KernelSourceValues() []KernelSource {
 	return []KernelSource{KernelSourceAdd, KernelSourceCatalog}
 }
 
+// KernelRegistryPhase is defined in defs.json.
+//
+// Phase of a kernel-registry add: download the upload, unpack a package, examine the kernel,
+// build its initrd, register the images and the record.
+type KernelRegistryPhase string
+
+// KernelRegistryPhase values.
+const (
+	KernelRegistryPhaseDownload KernelRegistryPhase = "download"
+	KernelRegistryPhaseUnpack   KernelRegistryPhase = "unpack"
+	KernelRegistryPhaseExamine  KernelRegistryPhase = "examine"
+	KernelRegistryPhaseInitrd   KernelRegistryPhase = "initrd"
+	KernelRegistryPhaseRegister KernelRegistryPhase = "register"
+)
+
+// KernelRegistryPhaseValues returns every KernelRegistryPhase, in schema order.
+func KernelRegistryPhaseValues() []KernelRegistryPhase {
+	return []KernelRegistryPhase{KernelRegistryPhaseDownload, KernelRegistryPhaseUnpack, KernelRegistryPhaseExamine, KernelRegistryPhaseInitrd, KernelRegistryPhaseRegister}
+}
+
 // DatastoreKind is defined in defs.json.
 //
 // What a datastore holds: image (disks: OS, CDROM, DATABLOCK) or file (KERNEL, RAMDISK,
@@ -650,6 +670,32 @@ type Kernel struct {
 
 	// When the kernel was recorded, RFC 3339.
 	CreatedAt string `json:"created_at,omitempty"`
+}
+
+// KernelRegistryJob is defined in defs.json.
+//
+// A kernel-registry add in flight, as the jobs query lists it.
+type KernelRegistryJob struct {
+	// ce-id of the add command.
+	ID string `json:"id"`
+
+	// The staged upload being added.
+	Source string `json:"source"`
+
+	// Current phase.
+	Phase KernelRegistryPhase `json:"phase"`
+
+	// Bytes processed in this phase.
+	BytesDone int64 `json:"bytes_done"`
+
+	// Bytes this phase will process; 0 when unknown.
+	BytesTotal int64 `json:"bytes_total"`
+
+	// Delivery count of the command (1 on the first attempt).
+	Delivered int64 `json:"delivered"`
+
+	// When this delivery started, RFC 3339.
+	StartedAt string `json:"started_at"`
 }
 
 // ImageRef is defined in defs.json. It is the payload of command catalog.image-delete, command
@@ -1941,6 +1987,25 @@ type KernelRegistryFailed struct {
 	Source string `json:"source,omitempty"`
 }
 
+// KernelRegistryProgress is the payload of event kernel-registry.progress
+// (https://slipway.dev/schemas/evt/kernel-registry.progress.json).
+//
+// How far a kernel-registry add got; published about once a second, about the command
+// (cmd-<stream sequence>) since no image exists yet.
+type KernelRegistryProgress struct {
+	// The staged upload being added.
+	Source string `json:"source"`
+
+	// Current phase.
+	Phase KernelRegistryPhase `json:"phase"`
+
+	// Bytes processed in this phase.
+	BytesDone int64 `json:"bytes_done"`
+
+	// Bytes this phase will process; 0 when unknown.
+	BytesTotal int64 `json:"bytes_total"`
+}
+
 // LauncherDiskSaved is the payload of event launcher.disk-saved
 // (https://slipway.dev/schemas/evt/launcher.disk-saved.json).
 //
@@ -2256,6 +2321,14 @@ type CryptoLuksSlotsRequest struct {
 	ImageID *int64 `json:"image_id,omitempty"`
 }
 
+// KernelRegistryJobsRequest is the payload of query kernel-registry.jobs
+// (https://slipway.dev/schemas/qry/kernel-registry.jobs.json).
+//
+// List the kernel-registry's jobs in flight. The request has no fields (an empty body is the
+// same).
+type KernelRegistryJobsRequest struct {
+}
+
 // KernelRegistryListRequest is the payload of query kernel-registry.list
 // (https://slipway.dev/schemas/qry/kernel-registry.list.json).
 //
@@ -2475,6 +2548,15 @@ type CryptoLuksSecretsReply struct {
 	Secrets []LuksSecret `json:"secrets"`
 }
 
+// KernelRegistryJobsReply is the payload of the reply to query kernel-registry.jobs
+// (https://slipway.dev/schemas/rpl/kernel-registry.jobs.json).
+//
+// The kernel registry's adds in flight, oldest first.
+type KernelRegistryJobsReply struct {
+	// Adds in flight, oldest first.
+	Jobs []KernelRegistryJob `json:"jobs"`
+}
+
 // LauncherConsoleReply is the payload of the reply to query launcher.console
 // (https://slipway.dev/schemas/rpl/launcher.console.json).
 //
@@ -2633,6 +2715,7 @@ const (
 	EventKernelRegistryAdded          = "added"
 	EventKernelRegistryExamined       = "examined"
 	EventKernelRegistryFailed         = "failed"
+	EventKernelRegistryProgress       = "progress"
 	EventLauncherDiskSaved            = "disk-saved"
 	EventLauncherDiskSnapshotted      = "disk-snapshotted"
 	EventLauncherFailed               = "failed"
@@ -2663,6 +2746,7 @@ const (
 	QueryCryptoLUKSSecret       = "secret"
 	QueryCryptoLUKSSecrets      = "secrets"
 	QueryCryptoLUKSSlots        = "slots"
+	QueryKernelRegistryJobs     = "jobs"
 	QueryKernelRegistryList     = "list"
 	QueryKernelRegistryShow     = "show"
 	QueryLauncherConsole        = "console"
@@ -2737,6 +2821,7 @@ var registry = []registered{
 	{kind: "evt", service: "kernel-registry", name: "added", file: "evt/kernel-registry.added.json", typ: reflect.TypeFor[Kernel]()},
 	{kind: "evt", service: "kernel-registry", name: "examined", file: "evt/kernel-registry.examined.json", typ: reflect.TypeFor[Kernel]()},
 	{kind: "evt", service: "kernel-registry", name: "failed", file: "evt/kernel-registry.failed.json", typ: reflect.TypeFor[KernelRegistryFailed]()},
+	{kind: "evt", service: "kernel-registry", name: "progress", file: "evt/kernel-registry.progress.json", typ: reflect.TypeFor[KernelRegistryProgress]()},
 	{kind: "evt", service: "launcher", name: "disk-saved", file: "evt/launcher.disk-saved.json", typ: reflect.TypeFor[LauncherDiskSaved]()},
 	{kind: "evt", service: "launcher", name: "disk-snapshotted", file: "evt/launcher.disk-snapshotted.json", typ: reflect.TypeFor[LauncherDiskSnapshotted]()},
 	{kind: "evt", service: "launcher", name: "failed", file: "evt/launcher.failed.json", typ: reflect.TypeFor[LauncherFailed]()},
@@ -2763,6 +2848,7 @@ var registry = []registered{
 	{kind: "qry", service: "crypto-luks", name: "secret", file: "qry/crypto-luks.secret.json", typ: reflect.TypeFor[CryptoLuksSecretRequest]()},
 	{kind: "qry", service: "crypto-luks", name: "secrets", file: "qry/crypto-luks.secrets.json", typ: reflect.TypeFor[CryptoLuksSecretsRequest]()},
 	{kind: "qry", service: "crypto-luks", name: "slots", file: "qry/crypto-luks.slots.json", typ: reflect.TypeFor[CryptoLuksSlotsRequest]()},
+	{kind: "qry", service: "kernel-registry", name: "jobs", file: "qry/kernel-registry.jobs.json", typ: reflect.TypeFor[KernelRegistryJobsRequest]()},
 	{kind: "qry", service: "kernel-registry", name: "list", file: "qry/kernel-registry.list.json", typ: reflect.TypeFor[KernelRegistryListRequest]()},
 	{kind: "qry", service: "kernel-registry", name: "show", file: "qry/kernel-registry.show.json", typ: reflect.TypeFor[KernelRegistryShowRequest]()},
 	{kind: "qry", service: "launcher", name: "console", file: "qry/launcher.console.json", typ: reflect.TypeFor[LauncherConsoleRequest]()},
@@ -2785,6 +2871,7 @@ var registry = []registered{
 	{kind: "rpl", service: "crypto-luks", name: "secret", file: "rpl/crypto-luks.secret.json", typ: reflect.TypeFor[CryptoLuksSecretReply]()},
 	{kind: "rpl", service: "crypto-luks", name: "secrets", file: "rpl/crypto-luks.secrets.json", typ: reflect.TypeFor[CryptoLuksSecretsReply]()},
 	{kind: "rpl", service: "crypto-luks", name: "slots", file: "rpl/crypto-luks.slots.json", typ: reflect.TypeFor[LuksSecret]()},
+	{kind: "rpl", service: "kernel-registry", name: "jobs", file: "rpl/kernel-registry.jobs.json", typ: reflect.TypeFor[KernelRegistryJobsReply]()},
 	{kind: "rpl", service: "kernel-registry", name: "list", file: "rpl/kernel-registry.list.json", typ: reflect.TypeFor[KernelRegistryListReply]()},
 	{kind: "rpl", service: "kernel-registry", name: "show", file: "rpl/kernel-registry.show.json", typ: reflect.TypeFor[Kernel]()},
 	{kind: "rpl", service: "launcher", name: "console", file: "rpl/launcher.console.json", typ: reflect.TypeFor[LauncherConsoleReply]()},

@@ -97,7 +97,7 @@ func (s *Service) examine(ctx context.Context, img schemas.Image) (schemas.Kerne
 	}
 	defer os.RemoveAll(dir)
 	file := filepath.Join(dir, "kernel")
-	if err := download(ctx, s.store, img.Source, file); err != nil {
+	if err := download(ctx, s.store, img.Source, file, nil); err != nil {
 		return schemas.Kernel{}, err
 	}
 	f, err := inspectFile(file)

@@ -14,7 +14,7 @@ import (
 )
 
 // download streams an s3:// object to a local file.
-func download(ctx context.Context, store *blob.Store, url, dst string) error {
+func download(ctx context.Context, store *blob.Store, url, dst string, progress func(done, total int64)) error {
 	bucket, key, err := blob.ParseURL(url)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errInvalid, err)
@@ -28,7 +28,12 @@ func download(ctx context.Context, store *blob.Store, url, dst string) error {
 	if err != nil {
 		return &retryable{err}
 	}
-	n, err := io.Copy(f, rc)
+	var w io.Writer = f
+	if progress != nil {
+		progress(0, size)
+		w = &progressWriter{w: f, total: size, report: progress}
+	}
+	n, err := io.Copy(w, rc)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -121,4 +126,18 @@ func fileSHA256(file string) (string, error) {
 		return "", &retryable{err}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// progressWriter reports the bytes written through it.
+type progressWriter struct {
+	w           io.Writer
+	done, total int64
+	report      func(done, total int64)
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.done += int64(n)
+	p.report(p.done, p.total)
+	return n, err
 }

@@ -17,6 +17,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/kvstore"
@@ -80,7 +82,9 @@ type Service struct {
 	cfg     Config
 	log     *slog.Logger
 	kernels *kvstore.Store[int64, schemas.Kernel]
+	added   jetstream.KeyValue // ce-id digest → kernel ID of the adds done
 	w       *worker.Worker
+	jobs    worker.Tracker[schemas.KernelRegistryProgress, schemas.KernelRegistryJob]
 }
 
 // New returns a kernel registry publishing on b and storing in store.
@@ -108,6 +112,7 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 		JobDeadline: cfg.JobDeadline, Logger: cfg.Logger}, worker.Spec{
 		Name: Name, Version: Version, Description: "Kernels and their initrds",
 		Handle:  s.handleCommand,
+		Jobs:    &s.jobs,
 		Queries: map[string]bus.QueryHandler{schemas.QueryKernelRegistryList: s.queryList, schemas.QueryKernelRegistryShow: s.queryShow},
 		Start:   s.start,
 		Running: func() []any { return []any{"temp_dir", s.w.Dir(), "initrd", s.cfg.Initrd} },
@@ -139,6 +144,9 @@ func (s *Service) start(ctx context.Context, dir string) (func(), error) {
 		return nil, err
 	}
 	s.kernels = openKernels(kv)
+	if s.added, err = s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), "kernel-registry_added"), AddedTTL); err != nil {
+		return nil, err
+	}
 	s.cfg.TempDir = dir
 	evts, err := s.bus.ConsumeEvents(ctx, Name+"-catalog", []string{
 		s.bus.EventSubject(schemas.ServiceCatalog, schemas.EventCatalogImageUpdated, ">"),

@@ -2,7 +2,10 @@
 // style of watermill's pubsub tests: a worker's own tests hand Run a small
 // Adapter (how to start the worker, a command that succeeds, one that is
 // wrong, one that stays in flight until released) and the suite checks
-// what every worker built on package worker must do:
+// what every worker built on package worker must do. A command's events
+// are those it caused (ce-causationid), about the ID the adapter names, or
+// about any ID when that is not known before the job (the kernel
+// registry's, allocated by the add):
 //
 //   - Redelivery: the same command delivered again (same ce-id, as after a
 //     lost ack) ends in exactly one success event in the event stream.
@@ -22,6 +25,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,7 +44,10 @@ type Command struct {
 	Verb string
 	Data any
 	// ID is the id token of the events about the command's job (an image
-	// ID, "cmd-<seq>" is not known beforehand and not supported).
+	// ID). Empty when it is not known beforehand (an ID the job allocates,
+	// "cmd-<seq>"): the suite then knows the command's events by their
+	// ce-causationid alone. Either way an event counts only when it was
+	// caused by the command.
 	ID string
 	// Opts are added when publishing (a correlation, say). Give every
 	// command a saga of its own, as in production: event IDs derived from
@@ -96,16 +103,32 @@ func (s *suite) ctx(t *testing.T) context.Context {
 	return ctx
 }
 
-// subject is the subject of event about id.
+// subject is the subject of event about id ("*" when id is unknown).
 func (s *suite) subject(event, id string) string {
+	if id == "" {
+		id = "*"
+	}
 	return s.a.Client.EventSubject(s.a.Service, event, id)
 }
 
-// watch records the events about id from now on.
-func (s *suite) watch(t *testing.T, id string) chan *nats.Msg {
+// event is the event name of m, an event of the service.
+func (s *suite) event(m *nats.Msg) string {
+	rest := strings.TrimPrefix(m.Subject, strings.TrimSuffix(s.a.Client.EventSubject(s.a.Service, "", ""), "."))
+	event, _, _ := strings.Cut(rest, ".")
+	return event
+}
+
+// causedBy tells whether m was caused by the command with ce-id cmdID.
+func causedBy(m *nats.Msg, cmdID string) bool {
+	return m.Header.Get(envelope.HeaderCausationID) == cmdID
+}
+
+// watch records the events about cmd's id (every event of the service
+// when it is unknown) from now on.
+func (s *suite) watch(t *testing.T, cmd Command) chan *nats.Msg {
 	t.Helper()
 	ch := make(chan *nats.Msg, 4096)
-	sub, err := s.a.Client.Conn().ChanSubscribe(s.subject("*", id), ch)
+	sub, err := s.a.Client.Conn().ChanSubscribe(s.subject("*", cmd.ID), ch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,34 +149,35 @@ func (s *suite) send(t *testing.T, ctx context.Context, cmd Command, opts ...bus
 	return env
 }
 
-// wait returns the first event of one of the names that ch brings,
-// collecting the others (progress) in seen.
-func (s *suite) wait(t *testing.T, ch chan *nats.Msg, id string, seen *[]*nats.Msg, events ...string) *nats.Msg {
+// wait returns the first event of one of the names that ch brings that
+// the command with ce-id cmdID caused, collecting the command's others
+// (progress) in seen.
+func (s *suite) wait(t *testing.T, ch chan *nats.Msg, cmdID string, seen *[]*nats.Msg, events ...string) *nats.Msg {
 	t.Helper()
-	want := make([]string, len(events))
-	for i, e := range events {
-		want[i] = s.subject(e, id)
-	}
 	timeout := time.After(Timeout)
 	for {
 		select {
 		case m := <-ch:
-			if slices.Contains(want, m.Subject) {
+			if !causedBy(m, cmdID) {
+				continue
+			}
+			if slices.Contains(events, s.event(m)) {
 				return m
 			}
 			if seen != nil {
 				*seen = append(*seen, m)
 			}
 		case <-timeout:
-			t.Fatalf("no %v event about %s within %s", events, id, Timeout)
+			t.Fatalf("no %v event caused by command %s within %s", events, cmdID, Timeout)
 			return nil
 		}
 	}
 }
 
-// stored counts the events stored in the event stream on subject: what a
-// saga sees, after JetStream dropped duplicates.
-func (s *suite) stored(t *testing.T, ctx context.Context, subject string) uint64 {
+// stored counts the event events about cmd stored in the event stream:
+// what a saga sees, after JetStream dropped duplicates. With cmd's id
+// known, every event on its subject counts; without, those cmdID caused.
+func (s *suite) stored(t *testing.T, ctx context.Context, cmd Command, cmdID, event string) uint64 {
 	t.Helper()
 	js, err := jetstream.New(s.a.Client.Conn())
 	if err != nil {
@@ -163,11 +187,29 @@ func (s *suite) stored(t *testing.T, ctx context.Context, subject string) uint64
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subject))
+	subject := s.subject(event, cmd.ID)
+	if cmd.ID != "" {
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(subject))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Subjects[subject]
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return info.State.Subjects[subject]
+	var n uint64
+	for pending := cons.CachedInfo().NumPending; pending > 0; pending-- {
+		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatalf("read %s: %v", subject, err)
+		}
+		if m.Headers().Get(envelope.HeaderCausationID) == cmdID {
+			n++
+		}
+	}
+	return n
 }
 
 // drained waits until the command stream holds no command of the service:
@@ -213,7 +255,7 @@ func (s *suite) redelivery(t *testing.T) {
 	stop := s.a.Start(t)
 	defer stop()
 	cmd := s.a.Good(t)
-	events := s.watch(t, cmd.ID)
+	events := s.watch(t, cmd)
 	raw := make(chan *nats.Msg, 1)
 	sub, err := s.a.Client.Conn().ChanSubscribe(s.a.Client.CommandSubject(s.a.Service, cmd.Verb), raw)
 	if err != nil {
@@ -227,7 +269,7 @@ func (s *suite) redelivery(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the command was not seen")
 	}
-	s.wait(t, events, cmd.ID, nil, s.a.Succeeded, s.a.Failed)
+	s.wait(t, events, env.ID, nil, s.a.Succeeded, s.a.Failed)
 	s.drained(t, ctx)
 
 	// The same message again, as JetStream redelivers it when an ack is
@@ -248,10 +290,10 @@ func (s *suite) redelivery(t *testing.T) {
 	}
 	s.drained(t, ctx)
 	time.Sleep(settleTime)
-	if n := s.stored(t, ctx, s.subject(s.a.Succeeded, cmd.ID)); n != 1 {
+	if n := s.stored(t, ctx, cmd, env.ID, s.a.Succeeded); n != 1 {
 		t.Errorf("command %s delivered twice: %d %s events stored, want 1", env.ID, n, s.a.Succeeded)
 	}
-	if n := s.stored(t, ctx, s.subject(s.a.Failed, cmd.ID)); n != 0 {
+	if n := s.stored(t, ctx, cmd, env.ID, s.a.Failed); n != 0 {
 		t.Errorf("command %s delivered twice: %d %s events stored, want 0", env.ID, n, s.a.Failed)
 	}
 }
@@ -261,18 +303,18 @@ func (s *suite) badCommand(t *testing.T) {
 	stop := s.a.Start(t)
 	defer stop()
 	cmd := s.a.Bad(t)
-	events := s.watch(t, cmd.ID)
-	s.send(t, ctx, cmd)
-	m := s.wait(t, events, cmd.ID, nil, s.a.Succeeded, s.a.Failed)
-	if m.Subject != s.subject(s.a.Failed, cmd.ID) {
+	events := s.watch(t, cmd)
+	env := s.send(t, ctx, cmd)
+	m := s.wait(t, events, env.ID, nil, s.a.Succeeded, s.a.Failed)
+	if s.event(m) != s.a.Failed {
 		t.Fatalf("a bad command got %s %s", m.Subject, m.Data)
 	}
 	s.drained(t, ctx)
 	time.Sleep(settleTime)
-	if n := s.stored(t, ctx, s.subject(s.a.Failed, cmd.ID)); n != 1 {
+	if n := s.stored(t, ctx, cmd, env.ID, s.a.Failed); n != 1 {
 		t.Errorf("%d %s events stored, want 1", n, s.a.Failed)
 	}
-	if n := s.stored(t, ctx, s.subject(s.a.Succeeded, cmd.ID)); n != 0 {
+	if n := s.stored(t, ctx, cmd, env.ID, s.a.Succeeded); n != 0 {
 		t.Errorf("%d %s events stored for a bad command", n, s.a.Succeeded)
 	}
 }
@@ -303,21 +345,21 @@ func (s *suite) progressMonotone(t *testing.T) {
 	defer stop()
 	cmd, release := s.a.Slow(t)
 	defer release()
-	events := s.watch(t, cmd.ID)
-	s.send(t, ctx, cmd)
+	events := s.watch(t, cmd)
+	env := s.send(t, ctx, cmd)
 	var seen []*nats.Msg
-	first := s.wait(t, events, cmd.ID, &seen, "progress")
+	first := s.wait(t, events, env.ID, &seen, "progress")
 	seen = append(seen, first)
 	release()
-	end := s.wait(t, events, cmd.ID, &seen, s.a.Succeeded, s.a.Failed)
-	if end.Subject != s.subject(s.a.Succeeded, cmd.ID) {
+	end := s.wait(t, events, env.ID, &seen, s.a.Succeeded, s.a.Failed)
+	if s.event(end) != s.a.Succeeded {
 		t.Fatalf("the job ended with %s %s", end.Subject, end.Data)
 	}
 	s.drained(t, ctx) // the worker stops once it is done with the command
 	var left []string
 	var last *progress
 	for _, m := range seen {
-		if m.Subject != s.subject("progress", cmd.ID) {
+		if s.event(m) != "progress" {
 			continue
 		}
 		p := s.decodeProgress(t, m)
@@ -342,18 +384,18 @@ func (s *suite) killMidJob(t *testing.T) {
 	stop := s.a.Start(t)
 	cmd, release := s.a.Slow(t)
 	defer release()
-	events := s.watch(t, cmd.ID)
-	s.send(t, ctx, cmd)
-	s.wait(t, events, cmd.ID, nil, "progress")
+	events := s.watch(t, cmd)
+	env := s.send(t, ctx, cmd)
+	s.wait(t, events, env.ID, nil, "progress")
 	stop() // the job is abandoned mid-way
 	stop = s.a.Start(t)
 	defer stop()
 	release()
-	s.wait(t, events, cmd.ID, nil, s.a.Succeeded, s.a.Failed)
+	s.wait(t, events, env.ID, nil, s.a.Succeeded, s.a.Failed)
 	s.drained(t, ctx)
 	time.Sleep(settleTime)
-	ok := s.stored(t, ctx, s.subject(s.a.Succeeded, cmd.ID))
-	failed := s.stored(t, ctx, s.subject(s.a.Failed, cmd.ID))
+	ok := s.stored(t, ctx, cmd, env.ID, s.a.Succeeded)
+	failed := s.stored(t, ctx, cmd, env.ID, s.a.Failed)
 	if ok+failed != 1 {
 		t.Errorf("after a kill mid-job: %d %s and %d %s events stored, want exactly one terminal event",
 			ok, s.a.Succeeded, failed, s.a.Failed)
@@ -389,10 +431,10 @@ func (s *suite) jobsQuery(t *testing.T) {
 	}
 	cmd, release := s.a.Slow(t)
 	defer release()
-	events := s.watch(t, cmd.ID)
+	events := s.watch(t, cmd)
 	before := time.Now()
 	env := s.send(t, ctx, cmd)
-	s.wait(t, events, cmd.ID, nil, "progress")
+	s.wait(t, events, env.ID, nil, "progress")
 	rows := s.jobs(t, ctx)
 	if len(rows) != 1 {
 		t.Fatalf("jobs in flight: %+v, want the one", rows)
@@ -405,7 +447,7 @@ func (s *suite) jobsQuery(t *testing.T) {
 		t.Errorf("job in flight %+v; want id %s, delivered, a phase, started since %s", r, env.ID, before.Format(time.RFC3339Nano))
 	}
 	release()
-	s.wait(t, events, cmd.ID, nil, s.a.Succeeded, s.a.Failed)
+	s.wait(t, events, env.ID, nil, s.a.Succeeded, s.a.Failed)
 	s.drained(t, ctx)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
