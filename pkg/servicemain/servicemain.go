@@ -69,6 +69,15 @@ func (s Stack) Path(name string) string {
 	return filepath.Join(s.DataDir, name)
 }
 
+// GuardOr is the stack's guard of outbound fetches, else g (the one the
+// service read from SLIPWAY_FETCH_ALLOW).
+func (s Stack) GuardOr(g *netguard.Policy) *netguard.Policy {
+	if s.Guard != nil {
+		return s.Guard
+	}
+	return g
+}
+
 // WorkDir is a worker's scratch directory: dir when its variable set it,
 // else the stack's DataDir/work (rather than /tmp, often a small tmpfs),
 // else "" (the worker's default).

@@ -3,6 +3,7 @@ package servicemain_test
 import (
 	"testing"
 
+	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/servicemain"
 )
 
@@ -21,5 +22,16 @@ func TestStackDefaults(t *testing.T) {
 	}
 	if got := (servicemain.Stack{}).Path("luks.kek"); got != "" {
 		t.Errorf("a binary's Path = %q: it must not invent a key file", got)
+	}
+}
+
+// The stack's guard replaces the service's own only when the stack has one.
+func TestStackGuardOr(t *testing.T) {
+	own, stacks := &netguard.Policy{}, &netguard.Policy{}
+	if got := (servicemain.Stack{}).GuardOr(own); got != own {
+		t.Errorf("without a stack guard: %p, want the service's %p", got, own)
+	}
+	if got := (servicemain.Stack{Guard: stacks}).GuardOr(own); got != stacks {
+		t.Errorf("with a stack guard: %p, want the stack's %p", got, stacks)
 	}
 }

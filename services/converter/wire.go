@@ -12,9 +12,7 @@ func Wire(d servicemain.Deps) (servicemain.Service, error) {
 		return nil, err
 	}
 	cfg.TempDir = d.Stack.WorkDir(cfg.TempDir)
-	if d.Stack.Guard != nil {
-		cfg.Fetch.Guard = d.Stack.Guard
-	}
+	cfg.Fetch.Guard = d.Stack.GuardOr(cfg.Fetch.Guard)
 	cfg.Logger = d.ServiceLogger(Name)
 	return New(d.Bus, d.Store, cfg), nil
 }

@@ -15,9 +15,7 @@ func Wire(d servicemain.Deps) (servicemain.Service, error) {
 	if d.Stack.User != "" {
 		cfg.User = d.Stack.User
 	}
-	if d.Stack.Guard != nil {
-		cfg.Guard = d.Stack.Guard
-	}
+	cfg.Guard = d.Stack.GuardOr(cfg.Guard)
 	cfg.Logger = d.Logger
 	return New(d.Bus, cfg), nil
 }
