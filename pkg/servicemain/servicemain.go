@@ -69,6 +69,15 @@ func (s Stack) Path(name string) string {
 	return filepath.Join(s.DataDir, name)
 }
 
+// UserOr is the stack's user, else u (the one the service read from its
+// environment).
+func (s Stack) UserOr(u string) string {
+	if s.User != "" {
+		return s.User
+	}
+	return u
+}
+
 // GuardOr is the stack's guard of outbound fetches, else g (the one the
 // service read from SLIPWAY_FETCH_ALLOW).
 func (s Stack) GuardOr(g *netguard.Policy) *netguard.Policy {

@@ -35,3 +35,13 @@ func TestStackGuardOr(t *testing.T) {
 		t.Errorf("with a stack guard: %p, want the stack's %p", got, stacks)
 	}
 }
+
+// The stack's user replaces the service's own only when the stack has one.
+func TestStackUserOr(t *testing.T) {
+	if got := (servicemain.Stack{}).UserOr("oneadmin"); got != "oneadmin" {
+		t.Errorf("without a stack user: %q", got)
+	}
+	if got := (servicemain.Stack{User: "alice"}).UserOr("oneadmin"); got != "alice" {
+		t.Errorf("with a stack user: %q", got)
+	}
+}

@@ -10,9 +10,7 @@ func Wire(d servicemain.Deps) (servicemain.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	if d.Stack.User != "" {
-		cfg.User = d.Stack.User
-	}
+	cfg.User = d.Stack.UserOr(cfg.User)
 	cfg.Logger = d.Logger
 	return New(d.Bus, d.Store, cfg), nil
 }

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,30 +27,16 @@ func TestConformance(t *testing.T) {
 	vmlinuz := filepath.Join(kernelFiles(t), "vmlinuz")
 	s := newCatalogStack(t)
 
-	var mu sync.Mutex
-	holds := map[string]chan struct{}{} // object key → released
+	var holds workertest.Holds // object keys
 	target, err := url.Parse(endpointURL(s3.BlobConfig()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet {
-			mu.Lock()
-			var hold chan struct{}
-			for key, ch := range holds {
-				if strings.HasSuffix(r.URL.Path, "/"+key) {
-					hold = ch
-				}
-			}
-			mu.Unlock()
-			if hold != nil {
-				select {
-				case <-hold:
-				case <-r.Context().Done():
-					return
-				}
-			}
+		if r.Method == http.MethodGet &&
+			!holds.Wait(r.Context(), func(key string) bool { return strings.HasSuffix(r.URL.Path, "/"+key) }) {
+			return
 		}
 		proxy.ServeHTTP(w, r)
 	}))
@@ -87,14 +72,7 @@ func TestConformance(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			hold := make(chan struct{})
-			mu.Lock()
-			holds[key] = hold
-			mu.Unlock()
-			var once sync.Once
-			release := func() { once.Do(func() { close(hold) }) }
-			t.Cleanup(release)
-			return add(source), release
+			return add(source), holds.Hold(t, key)
 		},
 	})
 }
@@ -109,4 +87,3 @@ func endpointURL(cfg blob.Config) string {
 	}
 	return "http://" + cfg.Endpoint
 }
-

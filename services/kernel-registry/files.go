@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/services/kernel-registry/deb"
 	"github.com/slipway/slipway/services/kernel-registry/kernel"
 )
@@ -31,7 +32,7 @@ func download(ctx context.Context, store *blob.Store, url, dst string, progress 
 	var w io.Writer = f
 	if progress != nil {
 		progress(0, size)
-		w = &progressWriter{w: f, total: size, report: progress}
+		w = &jobs.Writer{W: f, Total: size, Report: progress}
 	}
 	n, err := io.Copy(w, rc)
 	if cerr := f.Close(); err == nil {
@@ -126,18 +127,4 @@ func fileSHA256(file string) (string, error) {
 		return "", &retryable{err}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// progressWriter reports the bytes written through it.
-type progressWriter struct {
-	w           io.Writer
-	done, total int64
-	report      func(done, total int64)
-}
-
-func (p *progressWriter) Write(b []byte) (int, error) {
-	n, err := p.w.Write(b)
-	p.done += int64(n)
-	p.report(p.done, p.total)
-	return n, err
 }

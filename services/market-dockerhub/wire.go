@@ -12,9 +12,7 @@ func Wire(d servicemain.Deps) (servicemain.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	if d.Stack.User != "" {
-		cfg.User = d.Stack.User
-	}
+	cfg.User = d.Stack.UserOr(cfg.User)
 	cfg.Guard = d.Stack.GuardOr(cfg.Guard)
 	cfg.Logger = d.Logger
 	return New(d.Bus, cfg), nil

@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -492,4 +493,49 @@ func Start(t *testing.T, run func(context.Context) error, ready <-chan struct{})
 			t.Errorf("Run: %v", err)
 		}
 	}
+}
+
+// Holds keeps a Slow command's fetches waiting until the command is
+// released: the test server its worker fetches from asks Wait before it
+// serves. The zero value is ready.
+type Holds struct {
+	mu   sync.Mutex
+	held map[string]chan struct{}
+}
+
+// Hold holds the fetches of key until release, which is idempotent and
+// runs when t ends too.
+func (h *Holds) Hold(t *testing.T, key string) (release func()) {
+	ch := make(chan struct{})
+	h.mu.Lock()
+	if h.held == nil {
+		h.held = map[string]chan struct{}{}
+	}
+	h.held[key] = ch
+	h.mu.Unlock()
+	var once sync.Once
+	release = func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(release)
+	return release
+}
+
+// Wait waits until no key that match accepts is held any more; false when
+// ctx (the request's) ended first.
+func (h *Holds) Wait(ctx context.Context, match func(key string) bool) bool {
+	h.mu.Lock()
+	var waits []chan struct{}
+	for key, ch := range h.held {
+		if match(key) {
+			waits = append(waits, ch)
+		}
+	}
+	h.mu.Unlock()
+	for _, ch := range waits {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
