@@ -106,6 +106,19 @@ func listMarkets(ctx context.Context, b *bus.Bus) ([]schemas.Market, error) {
 	return out, nil
 }
 
+// withFound runs f with a bus and what find resolves ref (an ID or a
+// name) to: a marketplace, a VM, a template.
+func withFound[T any](ctx context.Context, g *globals, find func(context.Context, *bus.Bus, string) (T, error),
+	ref string, f func(*bus.Bus, T) error) error {
+	return g.withBus(ctx, func(b *bus.Bus) error {
+		v, err := find(ctx, b, ref)
+		if err != nil {
+			return err
+		}
+		return f(b, v)
+	})
+}
+
 // findMarket resolves a marketplace ID or name.
 func findMarket(ctx context.Context, b *bus.Bus, ref string) (schemas.Market, error) {
 	req := schemas.MarketDockerhubShowRequest{Name: ref}
@@ -157,11 +170,7 @@ func newMarketShowCmd(g *globals) *cobra.Command {
 		Short: "Show one marketplace",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
-				m, err := findMarket(cmd.Context(), b, args[0])
-				if err != nil {
-					return err
-				}
+			return withFound(cmd.Context(), g, findMarket, args[0], func(_ *bus.Bus, m schemas.Market) error {
 				if asJSON {
 					return render.JSON(g.io.out, m)
 				}
@@ -311,11 +320,7 @@ func newMarketUpdateCmd(g *globals) *cobra.Command {
 		Short: "Change a marketplace (e.g. switch its monitoring off)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
-				m, err := findMarket(cmd.Context(), b, args[0])
-				if err != nil {
-					return err
-				}
+			return withFound(cmd.Context(), g, findMarket, args[0], func(b *bus.Bus, m schemas.Market) error {
 				req := schemas.MarketDockerhubMarketUpdate{ID: m.ID}
 				fl := cmd.Flags()
 				if fl.Changed("monitoring") {
@@ -363,11 +368,7 @@ func newMarketDeleteCmd(g *globals) *cobra.Command {
 		Short: "Delete a marketplace and its apps (imported images stay)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
-				m, err := findMarket(cmd.Context(), b, args[0])
-				if err != nil {
-					return err
-				}
+			return withFound(cmd.Context(), g, findMarket, args[0], func(b *bus.Bus, m schemas.Market) error {
 				if _, err := g.marketAnswer(cmd.Context(), b, schemas.CommandMarketDockerhubMarketDelete, schemas.MarketDockerhubMarketDelete{ID: m.ID}, timeout, schemas.EventMarketDockerhubMarketDeleted); err != nil {
 					return fmt.Errorf("market delete %s: %w", args[0], err)
 				}
@@ -387,11 +388,7 @@ func newMarketRefreshCmd(g *globals) *cobra.Command {
 		Short: "List a marketplace's apps again now",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
-				m, err := findMarket(cmd.Context(), b, args[0])
-				if err != nil {
-					return err
-				}
+			return withFound(cmd.Context(), g, findMarket, args[0], func(b *bus.Bus, m schemas.Market) error {
 				ev, err := g.marketAnswer(cmd.Context(), b, schemas.CommandMarketDockerhubRefresh, schemas.MarketDockerhubRefresh{MarketID: m.ID}, timeout, schemas.EventMarketDockerhubAppsRefreshed)
 				if err != nil {
 					return fmt.Errorf("market refresh %s: %w", args[0], err)
