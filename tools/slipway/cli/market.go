@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -127,11 +126,7 @@ func findMarket(ctx context.Context, b *bus.Bus, ref string) (schemas.Market, er
 	}
 	var m schemas.Market
 	if err := b.Query(ctx, marketService, schemas.QueryMarketDockerhubShow, req, &m); err != nil {
-		var qe *bus.QueryError
-		if errors.As(err, &qe) && qe.Code != bus.CodeUnavailable {
-			return m, errors.New(qe.Description)
-		}
-		return m, fmt.Errorf("marketplace %s: %w", ref, err)
+		return m, queryError(err, "marketplace "+ref)
 	}
 	return m, nil
 }
@@ -478,11 +473,7 @@ func findApp(ctx context.Context, b *bus.Bus, ref, marketRef string) (schemas.Ma
 	}
 	var a schemas.MarketApp
 	if err := b.Query(ctx, marketService, schemas.QueryMarketDockerhubAppShow, req, &a); err != nil {
-		var qe *bus.QueryError
-		if errors.As(err, &qe) && qe.Code != bus.CodeUnavailable {
-			return a, errors.New(qe.Description)
-		}
-		return a, fmt.Errorf("app %s: %w", ref, err)
+		return a, queryError(err, "app "+ref)
 	}
 	return a, nil
 }
