@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/jobs"
@@ -52,3 +53,21 @@ func Token(id int64) string { return strconv.FormatInt(id, 10) }
 // CommandToken is the event id token of a command that names nothing the
 // events could be about (its JSON is broken): cmd-<stream sequence>.
 func CommandToken(m *bus.Msg) string { return fmt.Sprintf("cmd-%d", m.StreamSeq) }
+
+// JobOf is what every job keeps of its command m for the `jobs` reply: the
+// command's ce-id, its delivery count and when this delivery started; and
+// the job's progress. A service's job type embeds it.
+type JobOf[P ~string] struct {
+	ID        string
+	Delivered uint64
+	Started   time.Time
+	jobs.Progress[P]
+}
+
+// NewJob starts the bookkeeping of command m's job.
+func NewJob[P ~string](m *bus.Msg) JobOf[P] {
+	return JobOf[P]{ID: m.Envelope.ID, Delivered: m.Delivered, Started: time.Now().UTC()}
+}
+
+// StartedAt is Started as the `jobs` reply says it (RFC 3339).
+func (j *JobOf[P]) StartedAt() string { return j.Started.Format(time.RFC3339Nano) }

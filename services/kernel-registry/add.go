@@ -90,7 +90,7 @@ func (s *Service) handleAdd(ctx context.Context, m *bus.Msg) error {
 		return s.announceAdded(ctx, m, k)
 	}
 	j := &addJob{s: s, m: m, cmd: cmd,
-		job: &job{id: m.Envelope.ID, source: cmd.Source, delivered: m.Delivered, started: time.Now().UTC()}}
+		job: &job{JobOf: worker.NewJob[schemas.KernelRegistryPhase](m), source: cmd.Source}}
 	stop := s.jobs.Start(ctx, s.w, m, cmdToken(m), j.job)
 	defer stop()
 	k, err := j.run(ctx)

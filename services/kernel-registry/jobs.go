@@ -1,20 +1,15 @@
 package kernelregistry
 
 import (
-	"time"
-
-	"github.com/slipway/slipway/pkg/jobs"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
 )
 
 // job is the live state of one add: its `progress` events (about the
 // command: no image exists yet) and its row in the `jobs` reply.
 type job struct {
-	id, source string
-	delivered  uint64
-	started    time.Time
-
-	jobs.Progress[schemas.KernelRegistryPhase]
+	worker.JobOf[schemas.KernelRegistryPhase]
+	source string
 }
 
 // Snapshot is the job's progress event; false before its first phase.
@@ -26,6 +21,6 @@ func (j *job) Snapshot() (schemas.KernelRegistryProgress, bool) {
 // Status is the job as the jobs endpoint shows it.
 func (j *job) Status() schemas.KernelRegistryJob {
 	p, _ := j.Snapshot()
-	return schemas.KernelRegistryJob{ID: j.id, Source: j.source, Phase: p.Phase, BytesDone: p.BytesDone,
-		BytesTotal: p.BytesTotal, Delivered: int64(j.delivered), StartedAt: j.started.Format(time.RFC3339Nano)}
+	return schemas.KernelRegistryJob{ID: j.ID, Source: j.source, Phase: p.Phase, BytesDone: p.BytesDone,
+		BytesTotal: p.BytesTotal, Delivered: int64(j.Delivered), StartedAt: j.StartedAt()}
 }
