@@ -118,6 +118,7 @@ func TestEveryContractMessageExists(t *testing.T) {
 		"evt kernel-registry.added":    "Kernel",
 		"evt kernel-registry.examined": "Kernel",
 		"evt kernel-registry.failed":   "Failure",
+		"evt kernel-registry.progress": "Progress",
 		// Issue #4: the launcher's templates and VMs.
 		"cmd launcher.template-create":  "LauncherTemplateCreate",
 		"cmd launcher.template-update":  "LauncherTemplateUpdate",
@@ -160,6 +161,8 @@ func TestEveryContractMessageExists(t *testing.T) {
 		"qry kernel-registry.list":      "KernelRegistryListRequest",
 		"rpl kernel-registry.list":      "KernelRegistryListReply",
 		"qry kernel-registry.show":      "KernelRegistryShowRequest",
+		"qry kernel-registry.jobs":      "KernelRegistryJobsRequest",
+		"rpl kernel-registry.jobs":      "KernelRegistryJobsReply",
 		"rpl kernel-registry.show":      "Kernel",
 		"qry launcher.templates":        "LauncherTemplatesRequest",
 		"rpl launcher.templates":        "LauncherTemplatesReply",
@@ -385,7 +388,8 @@ func TestValidateValue(t *testing.T) {
 		t.Errorf("zero state: %v", err)
 	}
 	// So is a zero phase of a progress event.
-	err = ValidateValue("evt", "converter", "progress", Progress{ImageID: 1})
+	one := int64(1)
+	err = ValidateValue("evt", "converter", "progress", Progress{ImageID: &one})
 	if err == nil || !strings.Contains(err.Error(), "/phase: \"\" does not match") {
 		t.Errorf("zero phase: %v", err)
 	}

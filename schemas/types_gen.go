@@ -224,6 +224,21 @@ const (
 	KernelSourceCatalog KernelSource = "catalog"
 )
 
+// KernelRegistryPhase is defined in defs.json.
+//
+// Phase of a kernel-registry add: download the upload, unpack a package, examine the kernel,
+// build its initrd, register the images and the record.
+type KernelRegistryPhase string
+
+// KernelRegistryPhase values.
+const (
+	KernelRegistryPhaseDownload KernelRegistryPhase = "download"
+	KernelRegistryPhaseUnpack   KernelRegistryPhase = "unpack"
+	KernelRegistryPhaseExamine  KernelRegistryPhase = "examine"
+	KernelRegistryPhaseInitrd   KernelRegistryPhase = "initrd"
+	KernelRegistryPhaseRegister KernelRegistryPhase = "register"
+)
+
 // DatastoreKind is defined in defs.json.
 //
 // What a datastore holds: image (disks: OS, CDROM, DATABLOCK) or file (KERNEL, RAMDISK,
@@ -238,23 +253,24 @@ const (
 
 // Every value of each enum, in schema order: ImageTypeValues() returns a new []ImageType.
 var (
-	ImageTypeValues         = enumValues(ImageTypeOS, ImageTypeCDROM, ImageTypeDatablock, ImageTypeKernel, ImageTypeRamdisk, ImageTypeContext)
-	ImageStateValues        = enumValues(ImageStateLocked, ImageStateReady, ImageStateUsed, ImageStateUsedPers, ImageStateDisabled, ImageStateError, ImageStateDelete, ImageStateClone, ImageStateLockedUsed, ImageStateLockedUsedPers)
-	DiskFormatValues        = enumValues(DiskFormatRaw, DiskFormatQcow2, DiskFormatVMDK, DiskFormatVDI, DiskFormatVPC, DiskFormatVHDX, DiskFormatISO, DiskFormatLUKS)
-	FilesystemValues        = enumValues(FilesystemExt2, FilesystemExt3, FilesystemExt4, FilesystemXFS)
-	CompressionValues       = enumValues(CompressionZstd, CompressionZlib)
-	ConverterPhaseValues    = enumValues(ConverterPhaseFetch, ConverterPhaseInspect, ConverterPhaseConvert, ConverterPhaseUpload, ConverterPhaseMkfs)
-	BuilderPhaseValues      = enumValues(BuilderPhasePull, BuilderPhaseFlatten, BuilderPhaseMkfs, BuilderPhaseUpload)
-	LuksPhaseValues         = enumValues(LuksPhaseDownload, LuksPhaseEncrypt, LuksPhaseCreate, LuksPhaseAmend, LuksPhaseUpload)
-	ContentKindValues       = enumValues(ContentKindContainer, ContentKindDisk)
-	VMStateValues           = enumValues(VMStatePending, VMStateProlog, VMStateBoot, VMStateRunning, VMStatePoweroff, VMStateEpilog, VMStateDone, VMStateFailed)
-	VMBootModeValues        = enumValues(VMBootModePvh, VMBootModeLinux)
-	VMAccelValues           = enumValues(VMAccelKvm, VMAccelTcg)
-	MarketMADValues         = enumValues(MarketMADDockerhub, MarketMADRegistry)
-	KernelFormatValues      = enumValues(KernelFormatElf, KernelFormatBzimage)
-	KernelCompressionValues = enumValues(KernelCompressionNone, KernelCompressionGzip, KernelCompressionXz, KernelCompressionZstd, KernelCompressionLz4, KernelCompressionLzma, KernelCompressionBzip2, KernelCompressionLzo)
-	KernelSourceValues      = enumValues(KernelSourceAdd, KernelSourceCatalog)
-	DatastoreKindValues     = enumValues(DatastoreKindImage, DatastoreKindFile)
+	ImageTypeValues           = enumValues(ImageTypeOS, ImageTypeCDROM, ImageTypeDatablock, ImageTypeKernel, ImageTypeRamdisk, ImageTypeContext)
+	ImageStateValues          = enumValues(ImageStateLocked, ImageStateReady, ImageStateUsed, ImageStateUsedPers, ImageStateDisabled, ImageStateError, ImageStateDelete, ImageStateClone, ImageStateLockedUsed, ImageStateLockedUsedPers)
+	DiskFormatValues          = enumValues(DiskFormatRaw, DiskFormatQcow2, DiskFormatVMDK, DiskFormatVDI, DiskFormatVPC, DiskFormatVHDX, DiskFormatISO, DiskFormatLUKS)
+	FilesystemValues          = enumValues(FilesystemExt2, FilesystemExt3, FilesystemExt4, FilesystemXFS)
+	CompressionValues         = enumValues(CompressionZstd, CompressionZlib)
+	ConverterPhaseValues      = enumValues(ConverterPhaseFetch, ConverterPhaseInspect, ConverterPhaseConvert, ConverterPhaseUpload, ConverterPhaseMkfs)
+	BuilderPhaseValues        = enumValues(BuilderPhasePull, BuilderPhaseFlatten, BuilderPhaseMkfs, BuilderPhaseUpload)
+	LuksPhaseValues           = enumValues(LuksPhaseDownload, LuksPhaseEncrypt, LuksPhaseCreate, LuksPhaseAmend, LuksPhaseUpload)
+	ContentKindValues         = enumValues(ContentKindContainer, ContentKindDisk)
+	VMStateValues             = enumValues(VMStatePending, VMStateProlog, VMStateBoot, VMStateRunning, VMStatePoweroff, VMStateEpilog, VMStateDone, VMStateFailed)
+	VMBootModeValues          = enumValues(VMBootModePvh, VMBootModeLinux)
+	VMAccelValues             = enumValues(VMAccelKvm, VMAccelTcg)
+	MarketMADValues           = enumValues(MarketMADDockerhub, MarketMADRegistry)
+	KernelFormatValues        = enumValues(KernelFormatElf, KernelFormatBzimage)
+	KernelCompressionValues   = enumValues(KernelCompressionNone, KernelCompressionGzip, KernelCompressionXz, KernelCompressionZstd, KernelCompressionLz4, KernelCompressionLzma, KernelCompressionBzip2, KernelCompressionLzo)
+	KernelSourceValues        = enumValues(KernelSourceAdd, KernelSourceCatalog)
+	KernelRegistryPhaseValues = enumValues(KernelRegistryPhaseDownload, KernelRegistryPhaseUnpack, KernelRegistryPhaseExamine, KernelRegistryPhaseInitrd, KernelRegistryPhaseRegister)
+	DatastoreKindValues       = enumValues(DatastoreKindImage, DatastoreKindFile)
 )
 
 // Failure is defined in defs.json. It is the payload of event builder.failed, event
@@ -630,6 +646,32 @@ type Kernel struct {
 	CreatedAt string `json:"created_at,omitempty"`
 }
 
+// KernelRegistryJob is defined in defs.json.
+//
+// A kernel-registry add in flight, as the jobs query lists it.
+type KernelRegistryJob struct {
+	// ce-id of the add command.
+	ID string `json:"id"`
+
+	// The staged upload being added.
+	Source string `json:"source"`
+
+	// Current phase.
+	Phase KernelRegistryPhase `json:"phase"`
+
+	// Bytes processed in this phase.
+	BytesDone int64 `json:"bytes_done"`
+
+	// Bytes this phase will process; 0 when unknown.
+	BytesTotal int64 `json:"bytes_total"`
+
+	// Delivery count of the command (1 on the first attempt).
+	Delivered int64 `json:"delivered"`
+
+	// When this delivery started, RFC 3339.
+	StartedAt string `json:"started_at"`
+}
+
 // ImageRef is defined in defs.json. It is the payload of command catalog.image-delete, command
 // catalog.image-disable, command catalog.image-enable, command catalog.image-nonpersistent,
 // command catalog.image-persistent.
@@ -760,13 +802,17 @@ type CatalogDatastore struct {
 }
 
 // Progress is defined in defs.json. It is the payload of event builder.progress, event
-// converter.progress, event crypto-luks.progress.
+// converter.progress, event crypto-luks.progress, event kernel-registry.progress.
 //
-// How far a worker's job for an image got: the one progress shape of every worker, published
-// about once a second while it changes.
+// How far a worker's job got: the one progress shape of every worker, published about once a
+// second while it changes. A job for an image names it (image_id); a job that makes no image
+// until it ends (a kernel add) names its source instead.
 type Progress struct {
 	// Image the job is for.
-	ImageID int64 `json:"image_id"`
+	ImageID *int64 `json:"image_id,omitempty"`
+
+	// What the job reads, for a job about no image yet.
+	Source string `json:"source,omitempty"`
 
 	// Current phase of the job.
 	Phase string `json:"phase"`
@@ -2178,6 +2224,14 @@ type CryptoLuksSlotsRequest struct {
 	ImageID *int64 `json:"image_id,omitempty"`
 }
 
+// KernelRegistryJobsRequest is the payload of query kernel-registry.jobs
+// (https://slipway.dev/schemas/qry/kernel-registry.jobs.json).
+//
+// List the kernel-registry's jobs in flight. The request has no fields (an empty body is the
+// same).
+type KernelRegistryJobsRequest struct {
+}
+
 // KernelRegistryListRequest is the payload of query kernel-registry.list
 // (https://slipway.dev/schemas/qry/kernel-registry.list.json).
 //
@@ -2397,6 +2451,15 @@ type CryptoLuksSecretsReply struct {
 	Secrets []LuksSecret `json:"secrets"`
 }
 
+// KernelRegistryJobsReply is the payload of the reply to query kernel-registry.jobs
+// (https://slipway.dev/schemas/rpl/kernel-registry.jobs.json).
+//
+// The kernel registry's adds in flight, oldest first.
+type KernelRegistryJobsReply struct {
+	// Adds in flight, oldest first.
+	Jobs []KernelRegistryJob `json:"jobs"`
+}
+
 // LauncherConsoleReply is the payload of the reply to query launcher.console
 // (https://slipway.dev/schemas/rpl/launcher.console.json).
 //
@@ -2560,6 +2623,7 @@ const (
 	EventKernelRegistryAdded          = "added"
 	EventKernelRegistryExamined       = "examined"
 	EventKernelRegistryFailed         = "failed"
+	EventKernelRegistryProgress       = "progress"
 	EventLauncherDiskSaved            = "disk-saved"
 	EventLauncherDiskSnapshotted      = "disk-snapshotted"
 	EventLauncherFailed               = "failed"
@@ -2589,6 +2653,7 @@ const (
 	QueryCryptoLUKSSecret       = "secret"
 	QueryCryptoLUKSSecrets      = "secrets"
 	QueryCryptoLUKSSlots        = "slots"
+	QueryKernelRegistryJobs     = "jobs"
 	QueryKernelRegistryList     = "list"
 	QueryKernelRegistryShow     = "show"
 	QueryLauncherConsole        = "console"
@@ -2668,6 +2733,7 @@ var (
 	EvtKernelRegistryAdded          = Evt[Kernel]{Service: ServiceKernelRegistry, Name: EventKernelRegistryAdded}
 	EvtKernelRegistryExamined       = Evt[Kernel]{Service: ServiceKernelRegistry, Name: EventKernelRegistryExamined}
 	EvtKernelRegistryFailed         = Evt[Failure]{Service: ServiceKernelRegistry, Name: EventKernelRegistryFailed}
+	EvtKernelRegistryProgress       = Evt[Progress]{Service: ServiceKernelRegistry, Name: EventKernelRegistryProgress}
 	EvtLauncherDiskSaved            = Evt[LauncherDiskSaved]{Service: ServiceLauncher, Name: EventLauncherDiskSaved}
 	EvtLauncherDiskSnapshotted      = Evt[LauncherDiskSnapshotted]{Service: ServiceLauncher, Name: EventLauncherDiskSnapshotted}
 	EvtLauncherFailed               = Evt[Failure]{Service: ServiceLauncher, Name: EventLauncherFailed}
@@ -2693,6 +2759,7 @@ var (
 	QryCryptoLUKSSecret             = Qry[CryptoLuksSecretRequest, CryptoLuksSecretReply]{Service: ServiceCryptoLUKS, Endpoint: QueryCryptoLUKSSecret}
 	QryCryptoLUKSSecrets            = Qry[CryptoLuksSecretsRequest, CryptoLuksSecretsReply]{Service: ServiceCryptoLUKS, Endpoint: QueryCryptoLUKSSecrets}
 	QryCryptoLUKSSlots              = Qry[CryptoLuksSlotsRequest, LuksSecret]{Service: ServiceCryptoLUKS, Endpoint: QueryCryptoLUKSSlots}
+	QryKernelRegistryJobs           = Qry[KernelRegistryJobsRequest, KernelRegistryJobsReply]{Service: ServiceKernelRegistry, Endpoint: QueryKernelRegistryJobs}
 	QryKernelRegistryList           = Qry[KernelRegistryListRequest, KernelRegistryListReply]{Service: ServiceKernelRegistry, Endpoint: QueryKernelRegistryList}
 	QryKernelRegistryShow           = Qry[KernelRegistryShowRequest, Kernel]{Service: ServiceKernelRegistry, Endpoint: QueryKernelRegistryShow}
 	QryLauncherConsole              = Qry[LauncherConsoleRequest, LauncherConsoleReply]{Service: ServiceLauncher, Endpoint: QueryLauncherConsole}
@@ -2772,6 +2839,7 @@ var registry = []registered{
 	{kind: "evt", service: "kernel-registry", name: "added", file: "evt/kernel-registry.added.json", typ: reflect.TypeFor[Kernel]()},
 	{kind: "evt", service: "kernel-registry", name: "examined", file: "evt/kernel-registry.examined.json", typ: reflect.TypeFor[Kernel]()},
 	{kind: "evt", service: "kernel-registry", name: "failed", file: "evt/kernel-registry.failed.json", typ: reflect.TypeFor[Failure]()},
+	{kind: "evt", service: "kernel-registry", name: "progress", file: "evt/kernel-registry.progress.json", typ: reflect.TypeFor[Progress]()},
 	{kind: "evt", service: "launcher", name: "disk-saved", file: "evt/launcher.disk-saved.json", typ: reflect.TypeFor[LauncherDiskSaved]()},
 	{kind: "evt", service: "launcher", name: "disk-snapshotted", file: "evt/launcher.disk-snapshotted.json", typ: reflect.TypeFor[LauncherDiskSnapshotted]()},
 	{kind: "evt", service: "launcher", name: "failed", file: "evt/launcher.failed.json", typ: reflect.TypeFor[Failure]()},
@@ -2797,6 +2865,7 @@ var registry = []registered{
 	{kind: "qry", service: "crypto-luks", name: "secret", file: "qry/crypto-luks.secret.json", typ: reflect.TypeFor[CryptoLuksSecretRequest]()},
 	{kind: "qry", service: "crypto-luks", name: "secrets", file: "qry/crypto-luks.secrets.json", typ: reflect.TypeFor[CryptoLuksSecretsRequest]()},
 	{kind: "qry", service: "crypto-luks", name: "slots", file: "qry/crypto-luks.slots.json", typ: reflect.TypeFor[CryptoLuksSlotsRequest]()},
+	{kind: "qry", service: "kernel-registry", name: "jobs", file: "qry/kernel-registry.jobs.json", typ: reflect.TypeFor[KernelRegistryJobsRequest]()},
 	{kind: "qry", service: "kernel-registry", name: "list", file: "qry/kernel-registry.list.json", typ: reflect.TypeFor[KernelRegistryListRequest]()},
 	{kind: "qry", service: "kernel-registry", name: "show", file: "qry/kernel-registry.show.json", typ: reflect.TypeFor[KernelRegistryShowRequest]()},
 	{kind: "qry", service: "launcher", name: "console", file: "qry/launcher.console.json", typ: reflect.TypeFor[LauncherConsoleRequest]()},
@@ -2819,6 +2888,7 @@ var registry = []registered{
 	{kind: "rpl", service: "crypto-luks", name: "secret", file: "rpl/crypto-luks.secret.json", typ: reflect.TypeFor[CryptoLuksSecretReply]()},
 	{kind: "rpl", service: "crypto-luks", name: "secrets", file: "rpl/crypto-luks.secrets.json", typ: reflect.TypeFor[CryptoLuksSecretsReply]()},
 	{kind: "rpl", service: "crypto-luks", name: "slots", file: "rpl/crypto-luks.slots.json", typ: reflect.TypeFor[LuksSecret]()},
+	{kind: "rpl", service: "kernel-registry", name: "jobs", file: "rpl/kernel-registry.jobs.json", typ: reflect.TypeFor[KernelRegistryJobsReply]()},
 	{kind: "rpl", service: "kernel-registry", name: "list", file: "rpl/kernel-registry.list.json", typ: reflect.TypeFor[KernelRegistryListReply]()},
 	{kind: "rpl", service: "kernel-registry", name: "show", file: "rpl/kernel-registry.show.json", typ: reflect.TypeFor[Kernel]()},
 	{kind: "rpl", service: "launcher", name: "console", file: "rpl/launcher.console.json", typ: reflect.TypeFor[LauncherConsoleReply]()},

@@ -15,9 +15,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/pkg/telemetry"
 )
@@ -34,16 +36,72 @@ type readier interface {
 }
 
 // Deps are what a service is built from. Store is nil for a service built
-// with WithoutS3.
+// with WithoutS3. Logger is the process's: a service adds its own name.
 type Deps struct {
 	Bus    *bus.Bus
 	Store  *blob.Store
 	Logger *slog.Logger
+	// Stack is zero in a service's own binary; a stack running every
+	// service in one process (`slipway up`) sets it.
+	Stack Stack
 }
 
-// Build makes the service from its dependencies; it reads the service's
-// own configuration from the environment.
-type Build func(d Deps) (Service, error)
+// Stack is what a stack running every service in one process decides for
+// all of them. It replaces only what belongs to the stack; everything else
+// a service reads from the environment as its binary does.
+type Stack struct {
+	// DataDir holds the stack's files. A service keeps its own files under
+	// it where its variable does not say otherwise (see Path, WorkDir).
+	DataDir string
+	// Guard, when not nil, replaces SLIPWAY_FETCH_ALLOW's policy of the
+	// services that fetch.
+	Guard *netguard.Policy
+	// User, when set, owns what the services create.
+	User string
+}
+
+// Path is name under the stack's data directory, "" without a stack: a
+// binary has no default for it.
+func (s Stack) Path(name string) string {
+	if s.DataDir == "" {
+		return ""
+	}
+	return filepath.Join(s.DataDir, name)
+}
+
+// UserOr is the stack's user, else u (the one the service read from its
+// environment).
+func (s Stack) UserOr(u string) string {
+	if s.User != "" {
+		return s.User
+	}
+	return u
+}
+
+// GuardOr is the stack's guard of outbound fetches, else g (the one the
+// service read from SLIPWAY_FETCH_ALLOW).
+func (s Stack) GuardOr(g *netguard.Policy) *netguard.Policy {
+	if s.Guard != nil {
+		return s.Guard
+	}
+	return g
+}
+
+// WorkDir is a worker's scratch directory: dir when its variable set it,
+// else the stack's DataDir/work (rather than /tmp, often a small tmpfs),
+// else "" (the worker's default).
+func (s Stack) WorkDir(dir string) string {
+	if dir != "" {
+		return dir
+	}
+	return s.Path("work")
+}
+
+// Wire makes the service from its dependencies; it reads the service's
+// own configuration from the environment. Each service exports one, used
+// by its binary (Main), by `slipway up` and by tests alike, so that every
+// way of running a service reads the same variables.
+type Wire func(d Deps) (Service, error)
 
 type options struct{ noS3 bool }
 
@@ -54,15 +112,15 @@ type Option func(*options)
 func WithoutS3() Option { return func(o *options) { o.noS3 = true } }
 
 // Main runs the service named name as the process's only job and exits.
-func Main(name string, build Build, opts ...Option) {
+func Main(name string, wire Wire, opts ...Option) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
-	run.Main(name, func(ctx context.Context) error { return serve(ctx, name, build, o) })
+	run.Main(name, func(ctx context.Context) error { return serve(ctx, name, wire, o) })
 }
 
-func serve(ctx context.Context, name string, build Build, o options) error {
+func serve(ctx context.Context, name string, wire Wire, o options) error {
 	shutdown, err := telemetry.Setup(ctx, name)
 	if err != nil {
 		return err
@@ -88,7 +146,7 @@ func serve(ctx context.Context, name string, build Build, o options) error {
 	if err := d.Bus.Setup(ctx); err != nil {
 		return err
 	}
-	svc, err := build(d)
+	svc, err := wire(d)
 	if err != nil {
 		return err
 	}
@@ -120,4 +178,14 @@ func runWithHealth(ctx context.Context, name string, svc Service) error {
 		return nil
 	})
 	return g.Wait()
+}
+
+// ServiceLogger is d.Logger (slog.Default() when nil) naming service, for
+// services whose logger does not say its name itself.
+func (d Deps) ServiceLogger(service string) *slog.Logger {
+	log := d.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return log.With("service", service)
 }

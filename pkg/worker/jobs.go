@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/jobs"
@@ -34,22 +35,33 @@ type tracked[P ~string, S any] struct{ job Job[P, S] }
 // once per the worker's ProgressInterval. stop ends the reports and
 // forgets the job.
 func (t *Tracker[P, S]) Start(ctx context.Context, w *Worker, m *bus.Msg, imageID int64, j Job[P, S]) (stop func()) {
+	return t.start(ctx, w, m, Token(imageID), schemas.Progress{ImageID: &imageID}, j)
+}
+
+// StartSource is Start for a job that makes no image until it ends (a
+// kernel add): its progress names source, about the command
+// (CommandToken).
+func (t *Tracker[P, S]) StartSource(ctx context.Context, w *Worker, m *bus.Msg, source string, j Job[P, S]) (stop func()) {
+	return t.start(ctx, w, m, CommandToken(m), schemas.Progress{Source: source}, j)
+}
+
+func (t *Tracker[P, S]) start(ctx context.Context, w *Worker, m *bus.Msg, token string, about schemas.Progress, j Job[P, S]) (stop func()) {
 	e := &tracked[P, S]{job: j}
 	t.set.Add(e)
-	snapshot := func() (schemas.Progress, bool) { return progressOf(imageID, j) }
-	stopReport := jobs.Report(ctx, w.bus, w.cfg.ProgressInterval, Token(imageID), snapshot, bus.CausedBy(m.Envelope))
+	snapshot := func() (schemas.Progress, bool) { return progressOf(about, j) }
+	stopReport := jobs.Report(ctx, w.bus, w.cfg.ProgressInterval, token, snapshot, bus.CausedBy(m.Envelope))
 	return func() {
 		stopReport()
 		t.set.Remove(e)
 	}
 }
 
-// progressOf is j's progress event for image imageID; false before its
+// progressOf is j's progress event, about what p names; false before its
 // first phase.
-func progressOf[P ~string, S any](imageID int64, j Job[P, S]) (schemas.Progress, bool) {
-	done, total := j.Bytes()
-	phase := string(j.Phase())
-	return schemas.Progress{ImageID: imageID, Phase: phase, BytesDone: done, BytesTotal: total}, phase != ""
+func progressOf[P ~string, S any](p schemas.Progress, j Job[P, S]) (schemas.Progress, bool) {
+	p.BytesDone, p.BytesTotal = j.Bytes()
+	p.Phase = string(j.Phase())
+	return p, p.Phase != ""
 }
 
 // Statuses lists the jobs in flight, oldest first.
@@ -66,3 +78,21 @@ func Token(id int64) string { return strconv.FormatInt(id, 10) }
 // CommandToken is the event id token of a command that names nothing the
 // events could be about (its JSON is broken): cmd-<stream sequence>.
 func CommandToken(m *bus.Msg) string { return fmt.Sprintf("cmd-%d", m.StreamSeq) }
+
+// JobOf is what every job keeps of its command m for the `jobs` reply: the
+// command's ce-id, its delivery count and when this delivery started; and
+// the job's progress. A service's job type embeds it.
+type JobOf[P ~string] struct {
+	ID        string
+	Delivered uint64
+	Started   time.Time
+	jobs.Progress[P]
+}
+
+// NewJob starts the bookkeeping of command m's job.
+func NewJob[P ~string](m *bus.Msg) JobOf[P] {
+	return JobOf[P]{ID: m.Envelope.ID, Delivered: m.Delivered, Started: time.Now().UTC()}
+}
+
+// StartedAt is Started as the `jobs` reply says it (RFC 3339).
+func (j *JobOf[P]) StartedAt() string { return j.Started.Format(time.RFC3339Nano) }

@@ -17,6 +17,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -85,6 +86,25 @@ func (c Config) WithDefaults() Config {
 		c.JobDeadline = bus.DefaultJobDeadline
 	}
 	return c
+}
+
+// Environment variables every worker reads the same way (ConfigFromEnv).
+const (
+	EnvTempDir          = "SLIPWAY_TMPDIR"
+	EnvProgressInterval = "SLIPWAY_PROGRESS_INTERVAL"
+)
+
+// ConfigFromEnv reads what every worker reads the same way: EnvTempDir,
+// concurrencyVar (the worker's own; default 1), EnvProgressInterval (a Go
+// duration) and bus.EnvJobDeadline. Unset variables keep the defaults;
+// the error names every variable that is wrong.
+func ConfigFromEnv(concurrencyVar string) (Config, error) {
+	c := Config{TempDir: run.Env(EnvTempDir, "")}
+	var errs [3]error
+	c.Concurrency, errs[0] = run.EnvInt(concurrencyVar, 1)
+	c.ProgressInterval, errs[1] = run.EnvDuration(EnvProgressInterval, DefaultProgressInterval)
+	c.JobDeadline, errs[2] = JobDeadlineFromEnv()
+	return c, errors.Join(errs[:]...)
 }
 
 // JobDeadlineFromEnv reads bus.EnvJobDeadline (a Go duration), default

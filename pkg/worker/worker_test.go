@@ -363,3 +363,26 @@ func TestSettleFates(t *testing.T) {
 		}
 	}
 }
+
+// ConfigFromEnv reads the variables every worker shares, and names every
+// one that is wrong.
+func TestConfigFromEnv(t *testing.T) {
+	t.Setenv(EnvTempDir, "/scratch")
+	t.Setenv("SLIPWAY_TEST_CONCURRENCY", "3")
+	t.Setenv(EnvProgressInterval, "250ms")
+	t.Setenv(bus.EnvJobDeadline, "2h")
+	c, err := ConfigFromEnv("SLIPWAY_TEST_CONCURRENCY")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{TempDir: "/scratch", Concurrency: 3, ProgressInterval: 250 * time.Millisecond, JobDeadline: 2 * time.Hour}
+	if c != want {
+		t.Errorf("ConfigFromEnv = %+v, want %+v", c, want)
+	}
+	t.Setenv("SLIPWAY_TEST_CONCURRENCY", "many")
+	t.Setenv(EnvProgressInterval, "often")
+	if _, err := ConfigFromEnv("SLIPWAY_TEST_CONCURRENCY"); err == nil ||
+		!strings.Contains(err.Error(), "SLIPWAY_TEST_CONCURRENCY") || !strings.Contains(err.Error(), EnvProgressInterval) {
+		t.Errorf("err = %v, want both variables named", err)
+	}
+}

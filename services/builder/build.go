@@ -34,7 +34,7 @@ const cleanupTimeout = 30 * time.Second
 // Saga step names: the events' IDs derive from them, so a retried job
 // republishes the same ce-id and JetStream drops the duplicate.
 const (
-	stepBuilt  = "built"
+	stepBuilt  = schemas.EventBuilderBuilt
 	stepFailed = "builder-failed"
 )
 
@@ -73,7 +73,7 @@ func (s *Service) checkDest(m *bus.Msg, cmd schemas.BuilderBuild) error {
 // decode validates a command against its schema and decodes it; either
 // failure wraps errInvalid.
 func decode(m *bus.Msg, v any) error {
-	if err := schemas.Validate(schemas.KindCommand, Name, "build", m.Data); err != nil {
+	if err := schemas.Validate(schemas.KindCommand, Name, schemas.CommandBuilderBuild, m.Data); err != nil {
 		return fmt.Errorf("%w: %w", errInvalid, err)
 	}
 	if err := m.Decode(v); err != nil {
@@ -285,7 +285,7 @@ func (s *Service) finish(ctx context.Context, m *bus.Msg, cmd schemas.BuilderBui
 	}
 	return s.w.Settle(ctx, m, err, worker.Settlement{
 		Succeeded: func(ctx context.Context) error {
-			if _, perr := s.bus.Event(ctx, "built", idToken(cmd.ImageID), out,
+			if _, perr := s.bus.Event(ctx, schemas.EventBuilderBuilt, idToken(cmd.ImageID), out,
 				bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepBuilt)); perr != nil {
 				return fmt.Errorf("publish built: %w", perr) // redelivery redoes the job, same dest and ce-id
 			}

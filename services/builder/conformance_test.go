@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -54,26 +53,12 @@ func TestConformance(t *testing.T) {
 	}
 	// The registry holds the layer downloads of a repository named in
 	// holds until it is released.
-	var mu sync.Mutex
-	holds := map[string]chan struct{}{}
+	var holds workertest.Holds // repositories
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
-			mu.Lock()
-			var hold chan struct{}
-			for repo, ch := range holds {
-				if strings.HasPrefix(r.URL.Path, "/v2/"+repo+"/") {
-					hold = ch
-				}
-			}
-			mu.Unlock()
-			if hold != nil {
-				select {
-				case <-hold:
-				case <-r.Context().Done():
-					return
-				}
-			}
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") &&
+			!holds.Wait(r.Context(), func(repo string) bool { return strings.HasPrefix(r.URL.Path, "/v2/"+repo+"/") }) {
+			return
 		}
 		reg.ServeHTTP(w, r)
 	}))
@@ -110,14 +95,7 @@ func TestConformance(t *testing.T) {
 			id := next()
 			repo := "test/slow" + idToken(id)
 			slow := push(t, host, repo, carried, v1.Config{})
-			hold := make(chan struct{})
-			mu.Lock()
-			holds[repo] = hold
-			mu.Unlock()
-			var once sync.Once
-			release := func() { once.Do(func() { close(hold) }) }
-			t.Cleanup(release)
-			return build(id, slow), release
+			return build(id, slow), holds.Hold(t, repo)
 		},
 	})
 }

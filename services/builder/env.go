@@ -17,13 +17,13 @@ import (
 
 // Environment variables read by ConfigFromEnv.
 const (
-	EnvTempDir            = "SLIPWAY_TMPDIR"
+	EnvTempDir            = worker.EnvTempDir
 	EnvGuestInit          = "SLIPWAY_GUEST_INIT"
 	EnvRegistryMirrors    = "SLIPWAY_REGISTRY_MIRRORS"
 	EnvRegistryInsecure   = "SLIPWAY_REGISTRY_INSECURE"
 	EnvDockerConfig       = "SLIPWAY_DOCKER_CONFIG"
 	EnvConcurrency        = "SLIPWAY_BUILDER_CONCURRENCY"
-	EnvProgressInterval   = "SLIPWAY_PROGRESS_INTERVAL"
+	EnvProgressInterval   = worker.EnvProgressInterval
 	EnvParallelLayerPulls = "SLIPWAY_BUILDER_PARALLEL_PULLS"
 )
 
@@ -32,9 +32,10 @@ const (
 // docker config.json ($DOCKER_CONFIG/config.json, else
 // ~/.docker/config.json) unless SLIPWAY_DOCKER_CONFIG names a file.
 func ConfigFromEnv() (Config, error) {
-	cfg := Config{TempDir: run.Env(EnvTempDir, ""), GuestInit: run.Env(EnvGuestInit, "")}
-	var errs []error
-	var err error
+	w, err := worker.ConfigFromEnv(EnvConcurrency)
+	errs := []error{err}
+	cfg := Config{TempDir: w.TempDir, Concurrency: w.Concurrency, ProgressInterval: w.ProgressInterval,
+		JobDeadline: w.JobDeadline, GuestInit: run.Env(EnvGuestInit, "")}
 	if cfg.Registry.Mirrors, err = ParseMirrors(os.Getenv(EnvRegistryMirrors)); err != nil {
 		errs = append(errs, fmt.Errorf("%s: %w", EnvRegistryMirrors, err))
 	}
@@ -43,19 +44,10 @@ func ConfigFromEnv() (Config, error) {
 	if cfg.Registry.Guard, err = netguard.FromEnv(); err != nil {
 		errs = append(errs, err)
 	}
-	if cfg.Concurrency, err = run.EnvInt(EnvConcurrency, 1); err != nil {
-		errs = append(errs, err)
-	}
 	if cfg.Registry.Parallelism, err = run.EnvInt(EnvParallelLayerPulls, 0); err != nil {
 		errs = append(errs, err)
 	}
-	if cfg.ProgressInterval, err = run.EnvDuration(EnvProgressInterval, DefaultProgressInterval); err != nil {
-		errs = append(errs, err)
-	}
 	if cfg.Locations, err = blob.LocationsFromEnv(); err != nil {
-		errs = append(errs, err)
-	}
-	if cfg.JobDeadline, err = worker.JobDeadlineFromEnv(); err != nil {
 		errs = append(errs, err)
 	}
 	return cfg, errors.Join(errs...)

@@ -18,7 +18,7 @@ import (
 )
 
 // Name is the service name: subjects, durable consumer, micro service.
-const Name = "builder"
+const Name = schemas.ServiceBuilder
 
 // Version is reported by the micro service.
 const Version = "0.1.0"
@@ -163,7 +163,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 // handle dispatches a command to its handler.
 func (s *Service) handle(ctx context.Context, m *bus.Msg) error {
-	if m.Name == "build" {
+	if m.Name == schemas.CommandBuilderBuild {
 		return s.handleBuild(ctx, m)
 	}
 	return bus.Terminal(fmt.Errorf("builder: unknown command %q (build)", m.Subject))

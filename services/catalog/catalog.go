@@ -13,10 +13,11 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/saga"
+	"github.com/slipway/slipway/schemas"
 )
 
 // ServiceName is the catalog's name on the bus.
-const ServiceName = "catalog"
+const ServiceName = schemas.ServiceCatalog
 
 // Service is the catalog. Create it with New and start it with Run.
 type Service struct {

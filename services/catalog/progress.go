@@ -77,10 +77,10 @@ func (s *Service) onProgress(ctx context.Context, m *nats.Msg) error {
 	if err := json.Unmarshal(m.Data, &p); err != nil {
 		return err
 	}
-	if idToken(p.ImageID) != id {
-		return fmt.Errorf("progress of image %d on the subject of %s", p.ImageID, id)
+	if p.ImageID == nil || idToken(*p.ImageID) != id {
+		return fmt.Errorf("progress %s on the subject of %s", m.Data, id)
 	}
-	ev := schemas.ImageProgress{ID: p.ImageID, Step: step, Phase: p.Phase, BytesDone: p.BytesDone, BytesTotal: p.BytesTotal}
+	ev := schemas.ImageProgress{ID: *p.ImageID, Step: step, Phase: p.Phase, BytesDone: p.BytesDone, BytesTotal: p.BytesTotal}
 	_, err = s.bus.Event(ctx, EvtImageProgress, id, ev, causedBy(env, EvtImageProgress)...)
 	return err
 }

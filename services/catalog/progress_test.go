@@ -44,13 +44,13 @@ func TestProgressRepublishedUnderTheImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok := schemas.Progress{ImageID: img.ID, Phase: "mkfs", BytesDone: 7, BytesTotal: 9}
+	ok := schemas.Progress{ImageID: new(int64(img.ID)), Phase: "mkfs", BytesDone: 7, BytesTotal: 9}
 	// Refused, all from one connection so they arrive before the last one.
-	progress(done.ID, schemas.Progress{ImageID: done.ID, Phase: "upload", BytesDone: 1}, causedBy(doneCmd))
+	progress(done.ID, schemas.Progress{ImageID: new(int64(done.ID)), Phase: "upload", BytesDone: 1}, causedBy(doneCmd))
 	progress(img.ID, ok, bus.WithCorrelation(sg.ID), bus.CausedBy(envelope.Envelope{CorrelationID: sg.ID, ID: envelope.NewID()}))
 	progress(img.ID, ok) // no saga at all
 	progress(img.ID, map[string]any{"image_id": img.ID, "phase": "mkfs\x1b[2J", "bytes_done": 1, "bytes_total": 1}, causedBy(cmd))
-	progress(img.ID, schemas.Progress{ImageID: done.ID, Phase: "mkfs"}, causedBy(cmd))
+	progress(img.ID, schemas.Progress{ImageID: new(int64(done.ID)), Phase: "mkfs"}, causedBy(cmd))
 	// Republished.
 	progress(img.ID, ok, causedBy(cmd))
 

@@ -12,13 +12,13 @@ import (
 
 func (s *Service) handleCreateBlank(ctx context.Context, m *bus.Msg) error {
 	var cmd schemas.ConverterCreateBlank
-	if err := decode(m, "create-blank", &cmd); err != nil {
+	if err := decode(m, schemas.CommandConverterCreateBlank, &cmd); err != nil {
 		return s.reject(ctx, m, schemas.ConverterPhaseMkfs, err)
 	}
 	if err := s.checkLocations(m, cmd.ImageID, cmd.Dest, ""); err != nil {
 		return s.reject(ctx, m, schemas.ConverterPhaseMkfs, err)
 	}
-	j := s.start(m, "create-blank", schemas.ConverterPhaseMkfs, cmd.ImageID, "", cmd.Dest)
+	j := s.start(m, schemas.CommandConverterCreateBlank, schemas.ConverterPhaseMkfs, cmd.ImageID, "", cmd.Dest)
 	stop := s.jobs.Start(ctx, s.w, m, cmd.ImageID, j)
 	out, err := s.runCreateBlank(ctx, j, cmd)
 	stop()

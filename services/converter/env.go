@@ -15,11 +15,11 @@ import (
 
 // Environment variables read by ConfigFromEnv.
 const (
-	EnvTempDir          = "SLIPWAY_TMPDIR"
+	EnvTempDir          = worker.EnvTempDir
 	EnvMaxVirtualSize   = "SLIPWAY_MAX_VIRTUAL_SIZE"
 	EnvMaxInputBytes    = "SLIPWAY_MAX_INPUT_BYTES"
 	EnvConcurrency      = "SLIPWAY_CONVERTER_CONCURRENCY"
-	EnvProgressInterval = "SLIPWAY_PROGRESS_INTERVAL"
+	EnvProgressInterval = worker.EnvProgressInterval
 	EnvQemuImg          = "SLIPWAY_QEMU_IMG"
 )
 
@@ -34,19 +34,16 @@ const (
 // SLIPWAY_IMPORT_BUCKETS). Unset variables keep
 // New's defaults.
 func ConfigFromEnv() (Config, error) {
-	var cfg Config
-	var err error
-	cfg.TempDir = run.Env(EnvTempDir, "")
+	w, err := worker.ConfigFromEnv(EnvConcurrency)
+	cfg := Config{TempDir: w.TempDir, Concurrency: w.Concurrency, ProgressInterval: w.ProgressInterval,
+		JobDeadline: w.JobDeadline}
+	if err != nil {
+		return cfg, err
+	}
 	if cfg.MaxVirtualSize, err = envBytes(EnvMaxVirtualSize); err != nil {
 		return cfg, err
 	}
 	if cfg.MaxInputBytes, err = envBytes(EnvMaxInputBytes); err != nil {
-		return cfg, err
-	}
-	if cfg.Concurrency, err = run.EnvInt(EnvConcurrency, 1); err != nil {
-		return cfg, err
-	}
-	if cfg.ProgressInterval, err = run.EnvDuration(EnvProgressInterval, DefaultProgressInterval); err != nil {
 		return cfg, err
 	}
 	cfg.QemuImg = &qemuimg.Runner{Binary: run.Env(EnvQemuImg, "")}
@@ -54,9 +51,6 @@ func ConfigFromEnv() (Config, error) {
 		return cfg, err
 	}
 	if cfg.Locations, err = blob.LocationsFromEnv(); err != nil {
-		return cfg, err
-	}
-	if cfg.JobDeadline, err = worker.JobDeadlineFromEnv(); err != nil {
 		return cfg, err
 	}
 	return cfg, nil

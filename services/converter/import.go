@@ -30,19 +30,19 @@ const cleanupTimeout = 30 * time.Second
 // Saga step names: the events' IDs derive from them, so a retried job
 // republishes the same ce-id and JetStream drops the duplicate.
 const (
-	stepConverted = "converted"
+	stepConverted = schemas.EventConverterConverted
 	stepFailed    = "converter-failed"
 )
 
 func (s *Service) handleImport(ctx context.Context, m *bus.Msg) error {
 	var cmd schemas.ConverterImport
-	if err := decode(m, "import", &cmd); err != nil {
+	if err := decode(m, schemas.CommandConverterImport, &cmd); err != nil {
 		return s.reject(ctx, m, schemas.ConverterPhaseFetch, err)
 	}
 	if err := s.checkLocations(m, cmd.ImageID, cmd.Dest, cmd.Source); err != nil {
 		return s.reject(ctx, m, schemas.ConverterPhaseFetch, err)
 	}
-	j := s.start(m, "import", schemas.ConverterPhaseFetch, cmd.ImageID, cmd.Source, cmd.Dest)
+	j := s.start(m, schemas.CommandConverterImport, schemas.ConverterPhaseFetch, cmd.ImageID, cmd.Source, cmd.Dest)
 	stop := s.jobs.Start(ctx, s.w, m, cmd.ImageID, j)
 	out, err := s.runImport(ctx, j, cmd)
 	stop()
@@ -291,7 +291,7 @@ func (s *Service) finish(ctx context.Context, m *bus.Msg, imageID int64, dest st
 	}
 	return s.w.Settle(ctx, m, err, worker.Settlement{
 		Succeeded: func(ctx context.Context) error {
-			if _, perr := s.bus.Event(ctx, "converted", idToken(imageID), out,
+			if _, perr := s.bus.Event(ctx, schemas.EventConverterConverted, idToken(imageID), out,
 				bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepConverted)); perr != nil {
 				return fmt.Errorf("publish converted: %w", perr) // redelivery redoes the job, same dest and ce-id
 			}

@@ -8,19 +8,9 @@ import (
 	"github.com/slipway/slipway/schemas"
 )
 
-// JobStatus is one in-flight job as the jobs endpoint reports it.
-type JobStatus struct {
-	ID         string    `json:"id"` // ce-id of the command
-	Command    string    `json:"command"`
-	ImageID    int64     `json:"image_id"`
-	Phase      string    `json:"phase"`
-	BytesDone  int64     `json:"bytes_done"`
-	BytesTotal int64     `json:"bytes_total"`
-	Source     string    `json:"source,omitempty"`
-	Dest       string    `json:"dest"`
-	Delivered  uint64    `json:"delivered"`
-	StartedAt  time.Time `json:"started_at"`
-}
+// JobStatus is one in-flight job as the jobs endpoint reports it: the
+// contract's row.
+type JobStatus = schemas.ConverterJob
 
 // job is the live state of one command being handled.
 type job struct {
@@ -35,9 +25,9 @@ type job struct {
 // Status is the job as the jobs endpoint shows it.
 func (j *job) Status() JobStatus {
 	done, total := j.Bytes()
-	return JobStatus{ID: j.id, Command: j.command, ImageID: j.imageID, Phase: string(j.Phase()),
+	return JobStatus{ID: j.id, Command: j.command, ImageID: j.imageID, Phase: j.Phase(),
 		BytesDone: done, BytesTotal: total, Source: redact(j.source), Dest: j.dest,
-		Delivered: j.delivered, StartedAt: j.started}
+		Delivered: int64(j.delivered), StartedAt: j.started.Format(time.RFC3339Nano)}
 }
 
 // redact drops credentials and query strings (presigned URLs carry

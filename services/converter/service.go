@@ -25,7 +25,7 @@ import (
 )
 
 // Name is the service name: subjects, durable consumer, micro service.
-const Name = "converter"
+const Name = schemas.ServiceConverter
 
 // Version is reported by the micro service.
 const Version = "0.1.0"
@@ -106,7 +106,7 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 		JobDeadline: cfg.JobDeadline, Logger: cfg.Logger}, worker.Spec{
 		Name: Name, Version: Version, Description: "Fetches, inspects, converts and stores disk images; makes empty disks",
 		Handle:  s.handle,
-		Queries: map[string]bus.QueryHandler{"formats": s.queryFormats},
+		Queries: map[string]bus.QueryHandler{schemas.QueryConverterFormats: s.queryFormats},
 		Jobs:    &s.jobs,
 		Start: func(_ context.Context, dir string) (func(), error) {
 			s.cfg.TempDir = dir // qemu-img is only given absolute paths
@@ -128,9 +128,9 @@ func (s *Service) Run(ctx context.Context) error { return s.w.Run(ctx) }
 func (s *Service) handle(ctx context.Context, m *bus.Msg) error {
 	trace.SpanFromContext(ctx).SetAttributes(attribute.String("slipway.service", Name))
 	switch m.Name {
-	case "import":
+	case schemas.CommandConverterImport:
 		return s.handleImport(ctx, m)
-	case "create-blank":
+	case schemas.CommandConverterCreateBlank:
 		return s.handleCreateBlank(ctx, m)
 	}
 	return bus.Terminal(fmt.Errorf("converter: unknown command %q (import, create-blank)", m.Subject))

@@ -14,11 +14,11 @@ import (
 // package envelope (SLIPWAY_LUKS_KEK, SLIPWAY_LUKS_KEK_FILE,
 // SLIPWAY_LUKS_OLD_KEK_FILES).
 const (
-	EnvTempDir          = "SLIPWAY_TMPDIR"
+	EnvTempDir          = worker.EnvTempDir
 	EnvIterTime         = "SLIPWAY_LUKS_ITER_TIME"
 	EnvQemuImg          = "SLIPWAY_QEMU_IMG"
 	EnvConcurrency      = "SLIPWAY_LUKS_CONCURRENCY"
-	EnvProgressInterval = "SLIPWAY_PROGRESS_INTERVAL"
+	EnvProgressInterval = worker.EnvProgressInterval
 )
 
 // ConfigFromEnv reads the service's variables (see the README). With no KEK
@@ -26,22 +26,16 @@ const (
 // or fails with keywrap.ErrNoKEK when defaultKEKFile is empty: the
 // service binary never invents a key nobody knows about.
 func ConfigFromEnv(defaultKEKFile string) (Config, error) {
-	var cfg Config
-	var errs []error
-	var err error
+	w, err := worker.ConfigFromEnv(EnvConcurrency)
+	errs := []error{err}
+	cfg := Config{TempDir: w.TempDir, Concurrency: w.Concurrency, ProgressInterval: w.ProgressInterval,
+		JobDeadline: w.JobDeadline}
 	cfg.Keys, err = keywrap.FromEnv(defaultKEKFile)
 	errs = append(errs, err)
-	cfg.TempDir = run.Env(EnvTempDir, "")
 	cfg.QemuImg = run.Env(EnvQemuImg, "")
 	cfg.IterTime, err = run.EnvDuration(EnvIterTime, luks.DefaultIterTime)
 	errs = append(errs, err)
-	cfg.Concurrency, err = run.EnvInt(EnvConcurrency, 1)
-	errs = append(errs, err)
-	cfg.ProgressInterval, err = run.EnvDuration(EnvProgressInterval, DefaultProgressInterval)
-	errs = append(errs, err)
 	cfg.Locations, err = blob.LocationsFromEnv()
-	errs = append(errs, err)
-	cfg.JobDeadline, err = worker.JobDeadlineFromEnv()
 	errs = append(errs, err)
 	return cfg, errors.Join(errs...)
 }

@@ -80,7 +80,7 @@ func (s *Service) makeVolume(ctx context.Context, m *bus.Msg, imageID int64, des
 	out, rec, err := s.runMake(ctx, j, imageID, dest, mk)
 	stop()
 	if err == nil {
-		err = s.publish(ctx, m, "encrypted", idToken(imageID), out)
+		err = s.publish(ctx, m, schemas.EventCryptoLUKSEncrypted, idToken(imageID), out)
 	}
 	return s.settle(ctx, m, &imageID, err, func() { s.forget(imageID, dest, m.Envelope.ID, rec) })
 }

@@ -22,7 +22,7 @@ func (s *Service) handleRotateKEK(ctx context.Context, m *bus.Msg) error {
 	}
 	ev, err := s.rotateKEK(ctx, cmd)
 	if err == nil {
-		err = s.publish(ctx, m, "kek-rotated", ev.KekID, ev)
+		err = s.publish(ctx, m, schemas.EventCryptoLUKSKekRotated, ev.KekID, ev)
 	}
 	return s.settle(ctx, m, nil, err, nil)
 }

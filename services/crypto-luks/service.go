@@ -16,7 +16,7 @@ import (
 )
 
 // Name is the service name: subjects, durable consumer, micro service.
-const Name = "crypto-luks"
+const Name = schemas.ServiceCryptoLUKS
 
 // Version is reported by the micro service.
 const Version = "0.1.0"
@@ -87,9 +87,9 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 		Name: Name, Version: Version, Description: "LUKS encryption and envelope-encrypted passphrases",
 		Handle: s.handle,
 		Queries: map[string]bus.QueryHandler{
-			"secret":  s.querySecret,
-			"secrets": s.querySecrets,
-			"slots":   s.querySlots,
+			schemas.QueryCryptoLUKSSecret:  s.querySecret,
+			schemas.QueryCryptoLUKSSecrets: s.querySecrets,
+			schemas.QueryCryptoLUKSSlots:   s.querySlots,
 		},
 		Jobs:  &s.jobs,
 		Start: s.start,
@@ -101,31 +101,6 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 	s.luks = &luks.Runner{Binary: cfg.QemuImg, IterTime: cfg.IterTime}
 	if s.keys == nil {
 		s.err = fmt.Errorf("%s: %w", Name, keywrap.ErrNoKEK)
-	}
-	return s
-}
-
-// NewFromEnv is New with the service's own variables read from the
-// environment on top of base (see ConfigFromEnv). A configuration error is
-// returned by Run, so a stack that builds every service at once reports it
-// where it reports any service failing. base's TempDir and QemuImg are
-// used where the environment says nothing; base's Locations, when set,
-// replace the environment's.
-func NewFromEnv(b *bus.Bus, store *blob.Store, base Config, defaultKEKFile string) *Service {
-	cfg, err := ConfigFromEnv(defaultKEKFile)
-	if base.TempDir != "" && cfg.TempDir == "" {
-		cfg.TempDir = base.TempDir
-	}
-	cfg.Logger = base.Logger
-	if cfg.QemuImg == "" {
-		cfg.QemuImg = base.QemuImg
-	}
-	if len(base.Locations.DatastoreBuckets) > 0 {
-		cfg.Locations = base.Locations // the embedding stack's buckets
-	}
-	s := New(b, store, cfg)
-	if err != nil {
-		s.err = fmt.Errorf("%s: %w", Name, err)
 	}
 	return s
 }
@@ -157,15 +132,15 @@ func (s *Service) start(ctx context.Context, dir string) (func(), error) {
 // handle dispatches a command to its handler.
 func (s *Service) handle(ctx context.Context, m *bus.Msg) error {
 	switch m.Name {
-	case "encrypt":
+	case schemas.CommandCryptoLUKSEncrypt:
 		return s.handleEncrypt(ctx, m)
-	case "create":
+	case schemas.CommandCryptoLUKSCreate:
 		return s.handleCreate(ctx, m)
-	case "secret-delete":
+	case schemas.CommandCryptoLUKSSecretDelete:
 		return s.handleSecretDelete(ctx, m)
-	case "slot-add", "slot-remove", "rotate":
+	case schemas.CommandCryptoLUKSSlotAdd, schemas.CommandCryptoLUKSSlotRemove, schemas.CommandCryptoLUKSRotate:
 		return s.handleSlots(ctx, m)
-	case "rotate-kek":
+	case schemas.CommandCryptoLUKSRotateKek:
 		return s.handleRotateKEK(ctx, m)
 	}
 	return s.reject(ctx, m, fmt.Errorf("%w: unknown command %q (encrypt, create, secret-delete, slot-add, slot-remove, rotate, rotate-kek)", errInvalid, m.Subject))

@@ -100,7 +100,17 @@ func (s *Service) handleAdd(ctx context.Context, m *bus.Msg) error {
 		s.publishFailed(ctx, m, cmdToken(m), err, schemas.Failure{})
 		return bus.Terminal(err)
 	}
-	j := &addJob{s: s, m: m, cmd: cmd}
+	// A redelivery of an add that was done (its ack lost) announces the
+	// kernel again, under the same event ID, instead of adding it twice.
+	if k, done, err := s.addedBefore(ctx, m.Envelope.ID); err != nil {
+		return err
+	} else if done {
+		return s.announceAdded(ctx, m, k)
+	}
+	j := &addJob{s: s, m: m, cmd: cmd,
+		job: &job{JobOf: worker.NewJob[schemas.KernelRegistryPhase](m), source: cmd.Source}}
+	stop := s.jobs.StartSource(ctx, s.w, m, cmd.Source, j.job)
+	defer stop()
 	k, err := j.run(ctx)
 	j.cleanup(err != nil)
 	// A failure is final unless the store or the bus may do better next
@@ -109,10 +119,8 @@ func (s *Service) handleAdd(ctx context.Context, m *bus.Msg) error {
 	return s.w.Settle(ctx, m, err, worker.Settlement{
 		Succeeded: func(ctx context.Context) error {
 			s.deleteSource(cmd.Source)
-			_, err := s.bus.Event(ctx, "added", strconv.FormatInt(k.ID, 10), k,
-				bus.CausedBy(m.Envelope), bus.WithID(envelope.StepID(m.Envelope.ID, "added")))
-			if err != nil {
-				return err // the record is kept; a redelivery finds the name taken, so say it now
+			if err := s.announceAdded(ctx, m, k); err != nil {
+				return err // the record is kept; say it now
 			}
 			s.log.Info("kernel added", "id", k.ID, "name", k.Name, "version", k.Version, "initrd", k.Initrd, "modules", k.Modules)
 			return nil
@@ -138,6 +146,13 @@ func (s *Service) handleAdd(ctx context.Context, m *bus.Msg) error {
 		TerminateLast: true,
 		Attrs:         []any{"source", cmd.Source},
 	})
+}
+
+// announceAdded publishes the added event of kernel k, added by command m.
+func (s *Service) announceAdded(ctx context.Context, m *bus.Msg, k schemas.Kernel) error {
+	_, err := s.bus.Event(ctx, schemas.EventKernelRegistryAdded, strconv.FormatInt(k.ID, 10), k,
+		bus.CausedBy(m.Envelope), bus.WithID(envelope.StepID(m.Envelope.ID, schemas.EventKernelRegistryAdded)))
+	return err
 }
 
 // decode validates a command against its schema and decodes it.
@@ -201,6 +216,7 @@ type addJob struct {
 	vmlinux  string   // the kept vmlinux: deleted if the job fails
 	images   []int64  // catalog images created: deleted if the job fails
 	kernelID *int64
+	job      *job // its progress
 }
 
 // prepared is a kernel examined and ready to register.
@@ -240,12 +256,14 @@ func (j *addJob) prepare(ctx context.Context) (*prepared, error) {
 		p.filename = path.Base(key)
 	}
 	upload := filepath.Join(j.dir, "upload")
-	if err := download(ctx, j.s.store, j.cmd.Source, upload); err != nil {
+	j.job.SetPhase(schemas.KernelRegistryPhaseDownload, 0)
+	if err := download(ctx, j.s.store, j.cmd.Source, upload, j.job.Update); err != nil {
 		return nil, err
 	}
 	p.path, p.defaultName = upload, p.filename
 	var modulesDir string
 	if isPackage(upload) {
+		j.job.SetPhase(schemas.KernelRegistryPhaseUnpack, 0)
 		k, err := unpack(upload, filepath.Join(j.dir, "pkg"))
 		if err != nil {
 			return nil, err
@@ -253,6 +271,7 @@ func (j *addJob) prepare(ctx context.Context) (*prepared, error) {
 		os.Remove(upload) // the package is unpacked: free its space
 		p.path, p.defaultName, modulesDir = k.Image, "vmlinuz-"+k.Version, k.ModulesDir
 	}
+	j.job.SetPhase(schemas.KernelRegistryPhaseExamine, 0)
 	var err error
 	if p.facts, err = inspectFile(p.path); err != nil {
 		return nil, err
@@ -261,6 +280,7 @@ func (j *addJob) prepare(ctx context.Context) (*prepared, error) {
 		return nil, err
 	}
 	if modulesDir != "" {
+		j.job.SetPhase(schemas.KernelRegistryPhaseInitrd, 0)
 		if err := j.buildInitrd(p, modulesDir); err != nil {
 			return nil, err
 		}
@@ -315,6 +335,7 @@ func (j *addJob) buildInitrd(p *prepared, modulesDir string) error {
 // register stages the files, creates the catalog images, keeps the
 // vmlinux and records the kernel.
 func (j *addJob) register(ctx context.Context, p *prepared) (schemas.Kernel, error) {
+	j.job.SetPhase(schemas.KernelRegistryPhaseRegister, 0)
 	prefix := "kernel-registry/" + uuid.NewString() + "/"
 	kernelURL, err := j.stage(ctx, p.path, prefix+"vmlinuz")
 	if err != nil {
@@ -358,6 +379,9 @@ func (j *addJob) register(ctx context.Context, p *prepared) (schemas.Kernel, err
 	if err := j.s.putKernel(ctx, k); err != nil {
 		return k, err
 	}
+	if err := j.s.markAdded(ctx, j.m.Envelope.ID, k.ID); err != nil {
+		return k, err
+	}
 	j.staged, j.images, j.vmlinux = nil, nil, "" // the catalog owns them now
 	return k, nil
 }
@@ -398,7 +422,7 @@ func (j *addJob) createImage(ctx context.Context, req schemas.ImageCreate) (sche
 	req.Datastore, req.Staged = j.s.cfg.FilesDatastore, true
 	ctx, cancel := context.WithTimeout(ctx, j.s.cfg.CallTimeout)
 	defer cancel()
-	m, err := j.s.bus.Call(ctx, "catalog", "image-create", req, []string{"image-created"}, bus.CausedBy(j.m.Envelope))
+	m, err := j.s.bus.Call(ctx, schemas.ServiceCatalog, schemas.CommandCatalogImageCreate, req, []string{schemas.EventCatalogImageCreated}, bus.CausedBy(j.m.Envelope))
 	if err != nil {
 		if bus.IsCallError(err) {
 			return schemas.Image{}, fmt.Errorf("the catalog refused the %s image %q: %w", req.Type, req.Name, err)
@@ -443,7 +467,7 @@ func (s *Service) deleteImage(id int64, cause envelope.Envelope) {
 	ctx, cancel := context.WithTimeout(context.Background(), imageCleanupTimeout)
 	defer cancel()
 	for {
-		_, err := s.bus.Call(ctx, "catalog", "image-delete", schemas.ImageRef{ID: id}, []string{"image-deleted"}, bus.CausedBy(cause))
+		_, err := s.bus.Call(ctx, schemas.ServiceCatalog, schemas.CommandCatalogImageDelete, schemas.ImageRef{ID: id}, []string{schemas.EventCatalogImageDeleted}, bus.CausedBy(cause))
 		if err == nil || !bus.IsCallError(err) || bus.CodeOf(err) != schemas.CodeImageLocked {
 			if err != nil {
 				s.log.Warn("kernel-registry: delete the image of a failed add", "id", id, "err", err)

@@ -18,7 +18,7 @@ import (
 
 // handleCatalogEvent dispatches the catalog's events.
 func (s *Service) handleCatalogEvent(ctx context.Context, m *bus.Msg) error {
-	if m.Name == "image-deleted" {
+	if m.Name == schemas.EventCatalogImageDeleted {
 		return s.handleImageDeleted(ctx, m)
 	}
 	return s.handleImageUpdated(ctx, m)
@@ -81,8 +81,8 @@ func (s *Service) handleImageUpdated(ctx context.Context, m *bus.Msg) error {
 			schemas.Failure{ImageID: &img.ID, Source: img.Source})
 		return bus.Terminal(err)
 	}
-	_, err = s.bus.Event(ctx, "examined", strconv.FormatInt(k.ID, 10), k,
-		bus.CausedBy(m.Envelope), bus.WithID(envelope.StepID(m.Envelope.ID, "examined")))
+	_, err = s.bus.Event(ctx, schemas.EventKernelRegistryExamined, strconv.FormatInt(k.ID, 10), k,
+		bus.CausedBy(m.Envelope), bus.WithID(envelope.StepID(m.Envelope.ID, schemas.EventKernelRegistryExamined)))
 	return err
 }
 
@@ -98,7 +98,7 @@ func (s *Service) examine(ctx context.Context, img schemas.Image) (schemas.Kerne
 	}
 	defer os.RemoveAll(dir)
 	file := filepath.Join(dir, "kernel")
-	if err := download(ctx, s.store, img.Source, file); err != nil {
+	if err := download(ctx, s.store, img.Source, file, nil); err != nil {
 		return schemas.Kernel{}, err
 	}
 	f, err := inspectFile(file)

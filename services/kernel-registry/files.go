@@ -9,12 +9,13 @@ import (
 	"os"
 
 	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/services/kernel-registry/deb"
 	"github.com/slipway/slipway/services/kernel-registry/kernel"
 )
 
 // download streams an s3:// object to a local file.
-func download(ctx context.Context, store *blob.Store, url, dst string) error {
+func download(ctx context.Context, store *blob.Store, url, dst string, progress func(done, total int64)) error {
 	bucket, key, err := blob.ParseURL(url)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errInvalid, err)
@@ -28,7 +29,12 @@ func download(ctx context.Context, store *blob.Store, url, dst string) error {
 	if err != nil {
 		return &retryable{err}
 	}
-	n, err := io.Copy(f, rc)
+	var w io.Writer = f
+	if progress != nil {
+		progress(0, size)
+		w = &jobs.Writer{W: f, Total: size, Report: progress}
+	}
+	n, err := io.Copy(w, rc)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

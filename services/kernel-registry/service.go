@@ -17,6 +17,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/kvstore"
@@ -26,7 +28,7 @@ import (
 )
 
 // Name is the service name: subjects, durable consumer, micro service.
-const Name = "kernel-registry"
+const Name = schemas.ServiceKernelRegistry
 
 // Version is reported by the micro service.
 const Version = "0.1.0"
@@ -80,7 +82,9 @@ type Service struct {
 	cfg     Config
 	log     *slog.Logger
 	kernels *kvstore.Store[int64, schemas.Kernel]
+	added   jetstream.KeyValue // ce-id digest → kernel ID of the adds done
 	w       *worker.Worker
+	jobs    worker.Tracker[schemas.KernelRegistryPhase, schemas.KernelRegistryJob]
 }
 
 // New returns a kernel registry publishing on b and storing in store.
@@ -108,7 +112,8 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 		JobDeadline: cfg.JobDeadline, Logger: cfg.Logger}, worker.Spec{
 		Name: Name, Version: Version, Description: "Kernels and their initrds",
 		Handle:  s.handleCommand,
-		Queries: map[string]bus.QueryHandler{"list": s.queryList, "show": s.queryShow},
+		Jobs:    &s.jobs,
+		Queries: map[string]bus.QueryHandler{schemas.QueryKernelRegistryList: s.queryList, schemas.QueryKernelRegistryShow: s.queryShow},
 		Start:   s.start,
 		Running: func() []any { return []any{"temp_dir", s.w.Dir(), "initrd", s.cfg.Initrd} },
 	})
@@ -139,10 +144,13 @@ func (s *Service) start(ctx context.Context, dir string) (func(), error) {
 		return nil, err
 	}
 	s.kernels = openKernels(kv)
+	if s.added, err = s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), "kernel-registry_added"), AddedTTL); err != nil {
+		return nil, err
+	}
 	s.cfg.TempDir = dir
 	evts, err := s.bus.ConsumeEvents(ctx, Name+"-catalog", []string{
-		s.bus.Prefix() + ".evt.catalog.image-updated.>",
-		s.bus.Prefix() + ".evt.catalog.image-deleted.>",
+		s.bus.EventSubject(schemas.ServiceCatalog, schemas.EventCatalogImageUpdated, ">"),
+		s.bus.EventSubject(schemas.ServiceCatalog, schemas.EventCatalogImageDeleted, ">"),
 	}, s.handleCatalogEvent, bus.AckWait(s.cfg.AckWait), bus.MaxDeliver(s.cfg.MaxDeliver), bus.JobDeadline(s.cfg.JobDeadline))
 	if err != nil {
 		return nil, fmt.Errorf("consume catalog events: %w", err)
@@ -152,7 +160,7 @@ func (s *Service) start(ctx context.Context, dir string) (func(), error) {
 
 // handleCommand dispatches a command.
 func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
-	if m.Name == "add" {
+	if m.Name == schemas.CommandKernelRegistryAdd {
 		return s.handleAdd(ctx, m)
 	}
 	err := fmt.Errorf("unknown command %q (kernel-registry takes add)", m.Subject)

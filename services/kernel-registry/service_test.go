@@ -75,11 +75,22 @@ type stack struct {
 	store                  *blob.Store
 	cli                    *bus.Bus
 	rec                    *testenv.Recorder
+	log                    *slog.Logger
 	uploads, files, images string // buckets
 	wg                     sync.WaitGroup
 }
 
 func newStack(t *testing.T) *stack {
+	t.Helper()
+	s := newCatalogStack(t)
+	kr := New(s.connect(Name), s.store, Config{UploadBucket: s.uploads, FilesBucket: s.files,
+		TempDir: t.TempDir(), Initrd: initrdBin, Logger: s.log})
+	s.run(Name, kr.Run, kr.Ready())
+	return s
+}
+
+// newCatalogStack is the stack without kernel-registry.
+func newCatalogStack(t *testing.T) *stack {
 	t.Helper()
 	url, _ := testenv.NATS(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -96,6 +107,7 @@ func newStack(t *testing.T) *stack {
 	}
 	s.rec = testenv.Record(t, s.cli.Conn(), nil, "slipway.evt.>")
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s.log = log
 	cat := catalog.New(s.connect("catalog"), store, catalog.Config{
 		Datastores: []catalog.Datastore{
 			{Name: "default", Kind: catalog.KindImage, Bucket: s.images, Types: []string{"OS", "CDROM", "DATABLOCK"}},
@@ -107,9 +119,6 @@ func newStack(t *testing.T) *stack {
 	conv := converter.New(s.connect("converter"), store, converter.Config{TempDir: t.TempDir(), Logger: log,
 		Locations: blob.Locations{DatastoreBuckets: []string{s.images, s.files}, UploadBucket: s.uploads}})
 	s.run("converter", conv.Run, nil)
-	kr := New(s.connect(Name), store, Config{UploadBucket: s.uploads, FilesBucket: s.files,
-		TempDir: t.TempDir(), Initrd: initrdBin, Logger: log})
-	s.run(Name, kr.Run, kr.Ready())
 	// Registered last, so it runs first: the services stop before their
 	// connections close.
 	t.Cleanup(func() { cancel(); s.wg.Wait() })

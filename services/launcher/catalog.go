@@ -13,13 +13,6 @@ import (
 	"github.com/slipway/slipway/services/launcher/vmtemplate"
 )
 
-// The services the launcher queries by name; the catalog's commands and
-// queries are named by their descriptors (schemas.CmdCatalogImageUse…).
-const (
-	kernelService   = "kernel-registry"
-	lukskeysService = "crypto-luks"
-)
-
 // callCtx bounds one exchange with another service.
 func (s *Service) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.cfg.CallTimeout)

@@ -9,11 +9,12 @@ import (
 	"time"
 
 	"github.com/slipway/slipway/pkg/run"
+	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/launcher/qemu"
 )
 
 // Name is the service name: subjects, durable consumer, micro service.
-const Name = "launcher"
+const Name = schemas.ServiceLauncher
 
 // Version is reported by the micro service.
 const Version = "0.1.0"

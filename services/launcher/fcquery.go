@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/launcher/firecracker"
 	"github.com/slipway/slipway/services/launcher/vmtemplate"
 )
 
 // QueryFirecracker answers a template's Firecracker configuration.
-const QueryFirecracker = "firecracker"
+const QueryFirecracker = schemas.QueryLauncherFirecracker
 
 // firecrackerArgs join the launcher's command line under Firecracker: its
 // only way to end is the guest rebooting through the keyboard controller

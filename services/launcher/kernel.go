@@ -33,7 +33,7 @@ func (s *Service) kernelFacts(ctx context.Context, id int64) (*kernelFacts, erro
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	var k kernelFacts
-	err := s.bus.Query(ctx, kernelService, "show", map[string]int64{"id": id}, &k)
+	err := s.bus.Query(ctx, schemas.ServiceKernelRegistry, schemas.QueryKernelRegistryShow, map[string]int64{"id": id}, &k)
 	if err == nil {
 		return &k, nil
 	}

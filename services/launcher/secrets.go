@@ -43,7 +43,7 @@ func (s *Service) writePassphrase(ctx context.Context, img *schemas.Image, path 
 	defer cancel()
 	var ans secretAnswer
 	req := secretRequest{Secret: uuid, PublicKey: sealbox.EncodePublicKey(priv.PublicKey())}
-	if err := s.bus.Query(cctx, lukskeysService, "secret", req, &ans); err != nil {
+	if err := s.bus.Query(cctx, schemas.ServiceCryptoLUKS, schemas.QueryCryptoLUKSSecret, req, &ans); err != nil {
 		var qe *bus.QueryError
 		if errors.As(err, &qe) {
 			return fmt.Errorf("image %d (%s): crypto-luks has no passphrase for secret %s: %s", img.ID, img.Name, uuid, qe.Description)

@@ -16,16 +16,6 @@ import (
 	"github.com/slipway/slipway/schemas"
 )
 
-// Services and messages the import talks to.
-const (
-	catalogService    = "catalog"
-	launcherService   = "launcher"
-	cmdImageCreate    = "image-create"
-	evtImageCreated   = "image-created"
-	queryImageShow    = "show"
-	cmdTemplateCreate = "template-create"
-)
-
 // AttrImport is the image attribute holding the ce-id of the app-import
 // that created the image: a redelivered import finds its image by it.
 const AttrImport = "MARKETPLACE_IMPORT"
@@ -59,8 +49,8 @@ func (s *Service) appImport(ctx context.Context, m *bus.Msg) error {
 		return err
 	}
 	tmpl := VMTemplate(req.Name, s.cfg.User, s.cfg.Kernel, imageID, app)
-	if _, err := s.bus.Command(ctx, launcherService, cmdTemplateCreate, TemplateCreate{Name: req.Name, Template: tmpl},
-		causedBy(m.Envelope, cmdTemplateCreate)...); err != nil {
+	if _, err := s.bus.Command(ctx, schemas.ServiceLauncher, schemas.CommandLauncherTemplateCreate, TemplateCreate{Name: req.Name, Template: tmpl},
+		causedBy(m.Envelope, schemas.CommandLauncherTemplateCreate)...); err != nil {
 		return err
 	}
 	if err := s.store.putTemplate(ctx, mk.ID, app.Name, tmpl); err != nil {
@@ -121,7 +111,7 @@ func (s *Service) importedBefore(ctx context.Context, m *bus.Msg, name string) (
 		return 0, false, nil
 	}
 	var img schemas.Image
-	err := s.bus.Query(ctx, catalogService, queryImageShow, map[string]string{"name": name}, &img)
+	err := s.bus.Query(ctx, schemas.ServiceCatalog, schemas.QueryCatalogShow, map[string]string{"name": name}, &img)
 	if bus.IsNotFound(err) {
 		return 0, false, nil
 	}
@@ -144,8 +134,8 @@ func (s *Service) createImage(ctx context.Context, m *bus.Msg, mk Market, app Ap
 	}
 	cctx, cancel := context.WithTimeout(ctx, catalogCallTimeout)
 	defer cancel()
-	ans, err := s.bus.Call(cctx, catalogService, cmdImageCreate, create, []string{evtImageCreated},
-		causedBy(m.Envelope, cmdImageCreate)...)
+	ans, err := s.bus.Call(cctx, schemas.ServiceCatalog, schemas.CommandCatalogImageCreate, create, []string{schemas.EventCatalogImageCreated},
+		causedBy(m.Envelope, schemas.CommandCatalogImageCreate)...)
 	var ce *bus.CallError
 	if errors.As(err, &ce) {
 		// The catalog's code (a taken name: conflict) is the refusal's.
@@ -156,7 +146,7 @@ func (s *Service) createImage(ctx context.Context, m *bus.Msg, mk Market, app Ap
 	}
 	var img schemas.Image
 	if err := json.Unmarshal(ans.Data, &img); err != nil {
-		return 0, fmt.Errorf("the catalog's %s for %q: %w", evtImageCreated, req.Name, err)
+		return 0, fmt.Errorf("the catalog's %s for %q: %w", schemas.EventCatalogImageCreated, req.Name, err)
 	}
 	return img.ID, nil
 }

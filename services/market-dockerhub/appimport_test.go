@@ -129,7 +129,7 @@ func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 func (h *harness) catalogImage(id int64) schemas.Image {
 	h.t.Helper()
 	var img schemas.Image
-	if err := h.cli.Query(h.ctx, catalogService, queryImageShow, map[string]int64{"id": id}, &img); err != nil {
+	if err := h.cli.Query(h.ctx, schemas.ServiceCatalog, schemas.QueryCatalogShow, map[string]int64{"id": id}, &img); err != nil {
 		h.t.Fatalf("catalog show %d: %v", id, err)
 	}
 	return img

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/schemas"
 )
 
 // The import tests run the real catalog, as its binary is built from this
@@ -99,7 +100,7 @@ func (h *harness) startCatalog() {
 	for {
 		ctx, cancel := context.WithTimeout(h.ctx, time.Second)
 		var ds []map[string]any
-		err := h.cli.Query(ctx, catalogService, "datastores", nil, &ds)
+		err := h.cli.Query(ctx, schemas.ServiceCatalog, "datastores", nil, &ds)
 		cancel()
 		if err == nil {
 			return

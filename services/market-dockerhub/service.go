@@ -14,10 +14,11 @@ import (
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/schemas"
 )
 
 // ServiceName is the service's name on the bus.
-const ServiceName = "market-dockerhub"
+const ServiceName = schemas.ServiceMarketDockerhub
 
 // DefaultMarketName is the marketplace of Docker Hub's official images,
 // created with ID 0 on first start.

@@ -2,7 +2,10 @@
 // style of watermill's pubsub tests: a worker's own tests hand Run a small
 // Adapter (how to start the worker, a command that succeeds, one that is
 // wrong, one that stays in flight until released) and the suite checks
-// what every worker built on package worker must do:
+// what every worker built on package worker must do. A command's events
+// are those it caused (ce-causationid), about the ID the adapter names, or
+// about any ID when that is not known before the job (the kernel
+// registry's, allocated by the add):
 //
 //   - Redelivery: the same command delivered again (same ce-id, as after a
 //     lost ack) ends in exactly one success event in the event stream.
@@ -26,6 +29,8 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,7 +50,10 @@ type Command struct {
 	Verb string
 	Data any
 	// ID is the id token of the events about the command's job (an image
-	// ID, "cmd-<seq>" is not known beforehand and not supported).
+	// ID). Empty when it is not known beforehand (an ID the job allocates,
+	// "cmd-<seq>"): the suite then knows the command's events by their
+	// ce-causationid alone. Either way an event counts only when it was
+	// caused by the command.
 	ID string
 	// Opts are added when publishing (a correlation, say). Give every
 	// command a saga of its own, as in production: event IDs derived from
@@ -95,16 +103,32 @@ func (s *suite) ctx(t *testing.T) context.Context {
 	return ctx
 }
 
-// subject is the subject of event about id.
+// subject is the subject of event about id ("*" when id is unknown).
 func (s *suite) subject(event, id string) string {
+	if id == "" {
+		id = "*"
+	}
 	return s.a.Client.EventSubject(s.a.Service, event, id)
 }
 
-// watch records the events about id from now on.
-func (s *suite) watch(t *testing.T, id string) chan *nats.Msg {
+// event is the event name of m, an event of the service.
+func (s *suite) event(m *nats.Msg) string {
+	rest := strings.TrimPrefix(m.Subject, strings.TrimSuffix(s.a.Client.EventSubject(s.a.Service, "", ""), "."))
+	event, _, _ := strings.Cut(rest, ".")
+	return event
+}
+
+// causedBy tells whether m was caused by the command with ce-id cmdID.
+func causedBy(m *nats.Msg, cmdID string) bool {
+	return m.Header.Get(envelope.HeaderCausationID) == cmdID
+}
+
+// watch records the events about cmd's id (every event of the service
+// when it is unknown) from now on.
+func (s *suite) watch(t *testing.T, cmd Command) chan *nats.Msg {
 	t.Helper()
 	ch := make(chan *nats.Msg, 4096)
-	sub, err := s.a.Client.Conn().ChanSubscribe(s.subject("*", id), ch)
+	sub, err := s.a.Client.Conn().ChanSubscribe(s.subject("*", cmd.ID), ch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,26 +149,26 @@ func (s *suite) send(t *testing.T, ctx context.Context, cmd Command, opts ...bus
 	return env
 }
 
-// wait returns the first event of one of the names that ch brings,
-// collecting the others (progress) in seen.
-func (s *suite) wait(t *testing.T, ch chan *nats.Msg, id string, seen *[]*nats.Msg, events ...string) *nats.Msg {
+// wait returns the first event of one of the names that ch brings that
+// the command with ce-id cmdID caused, collecting the command's others
+// (progress) in seen.
+func (s *suite) wait(t *testing.T, ch chan *nats.Msg, cmdID string, seen *[]*nats.Msg, events ...string) *nats.Msg {
 	t.Helper()
-	want := make([]string, len(events))
-	for i, e := range events {
-		want[i] = s.subject(e, id)
-	}
 	timeout := time.After(Timeout)
 	for {
 		select {
 		case m := <-ch:
-			if slices.Contains(want, m.Subject) && !isAttempt(m) {
+			if !causedBy(m, cmdID) {
+				continue
+			}
+			if slices.Contains(events, s.event(m)) && !isAttempt(m) {
 				return m
 			}
 			if seen != nil {
 				*seen = append(*seen, m)
 			}
 		case <-timeout:
-			t.Fatalf("no %v event about %s within %s", events, id, Timeout)
+			t.Fatalf("no %v event caused by command %s within %s", events, cmdID, Timeout)
 			return nil
 		}
 	}
@@ -157,9 +181,10 @@ func isAttempt(m *nats.Msg) bool {
 	return json.Unmarshal(m.Data, &f) == nil && f.NextAttemptAt != ""
 }
 
-// stored counts the events stored in the event stream on subject: what a
-// saga sees, after JetStream dropped duplicates.
-func (s *suite) stored(t *testing.T, ctx context.Context, subject string) uint64 {
+// stored counts the event events about cmd stored in the event stream:
+// what a saga sees, after JetStream dropped duplicates. With cmd's id
+// known, every event on its subject counts; without, those cmdID caused.
+func (s *suite) stored(t *testing.T, ctx context.Context, cmd Command, cmdID, event string) uint64 {
 	t.Helper()
 	js, err := jetstream.New(s.a.Client.Conn())
 	if err != nil {
@@ -169,11 +194,29 @@ func (s *suite) stored(t *testing.T, ctx context.Context, subject string) uint64
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subject))
+	subject := s.subject(event, cmd.ID)
+	if cmd.ID != "" {
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(subject))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Subjects[subject]
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return info.State.Subjects[subject]
+	var n uint64
+	for pending := cons.CachedInfo().NumPending; pending > 0; pending-- {
+		m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatalf("read %s: %v", subject, err)
+		}
+		if m.Headers().Get(envelope.HeaderCausationID) == cmdID {
+			n++
+		}
+	}
+	return n
 }
 
 // drained waits until the command stream holds no command of the service:
@@ -219,7 +262,7 @@ func (s *suite) redelivery(t *testing.T) {
 	stop := s.a.Start(t)
 	defer stop()
 	cmd := s.a.Good(t)
-	events := s.watch(t, cmd.ID)
+	events := s.watch(t, cmd)
 	raw := make(chan *nats.Msg, 1)
 	sub, err := s.a.Client.Conn().ChanSubscribe(s.a.Client.CommandSubject(s.a.Service, cmd.Verb), raw)
 	if err != nil {
@@ -233,7 +276,7 @@ func (s *suite) redelivery(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the command was not seen")
 	}
-	s.wait(t, events, cmd.ID, nil, s.a.Succeeded, s.a.Failed)
+	s.wait(t, events, env.ID, nil, s.a.Succeeded, s.a.Failed)
 	s.drained(t, ctx)
 
 	// The same message again, as JetStream redelivers it when an ack is
@@ -254,10 +297,10 @@ func (s *suite) redelivery(t *testing.T) {
 	}
 	s.drained(t, ctx)
 	time.Sleep(settleTime)
-	if n := s.stored(t, ctx, s.subject(s.a.Succeeded, cmd.ID)); n != 1 {
+	if n := s.stored(t, ctx, cmd, env.ID, s.a.Succeeded); n != 1 {
 		t.Errorf("command %s delivered twice: %d %s events stored, want 1", env.ID, n, s.a.Succeeded)
 	}
-	if n := s.stored(t, ctx, s.subject(s.a.Failed, cmd.ID)); n != 0 {
+	if n := s.stored(t, ctx, cmd, env.ID, s.a.Failed); n != 0 {
 		t.Errorf("command %s delivered twice: %d %s events stored, want 0", env.ID, n, s.a.Failed)
 	}
 }
@@ -267,10 +310,10 @@ func (s *suite) badCommand(t *testing.T) {
 	stop := s.a.Start(t)
 	defer stop()
 	cmd := s.a.Bad(t)
-	events := s.watch(t, cmd.ID)
-	s.send(t, ctx, cmd)
-	m := s.wait(t, events, cmd.ID, nil, s.a.Succeeded, s.a.Failed)
-	if m.Subject != s.subject(s.a.Failed, cmd.ID) {
+	events := s.watch(t, cmd)
+	env := s.send(t, ctx, cmd)
+	m := s.wait(t, events, env.ID, nil, s.a.Succeeded, s.a.Failed)
+	if s.event(m) != s.a.Failed {
 		t.Fatalf("a bad command got %s %s", m.Subject, m.Data)
 	}
 	var f schemas.Failure
@@ -284,10 +327,10 @@ func (s *suite) badCommand(t *testing.T) {
 	}
 	s.drained(t, ctx)
 	time.Sleep(settleTime)
-	if n := s.stored(t, ctx, s.subject(s.a.Failed, cmd.ID)); n != 1 {
+	if n := s.stored(t, ctx, cmd, env.ID, s.a.Failed); n != 1 {
 		t.Errorf("%d %s events stored, want 1", n, s.a.Failed)
 	}
-	if n := s.stored(t, ctx, s.subject(s.a.Succeeded, cmd.ID)); n != 0 {
+	if n := s.stored(t, ctx, cmd, env.ID, s.a.Succeeded); n != 0 {
 		t.Errorf("%d %s events stored for a bad command", n, s.a.Succeeded)
 	}
 }
@@ -303,7 +346,10 @@ func (s *suite) decodeProgress(t *testing.T, m *nats.Msg, id string) schemas.Pro
 	if err := json.Unmarshal(m.Data, &p); err != nil {
 		t.Fatalf("progress %s: %v", m.Data, err)
 	}
-	if strconv.FormatInt(p.ImageID, 10) != id {
+	switch {
+	case id == "" && (p.ImageID != nil || p.Source == ""):
+		t.Fatalf("progress %s of a job about no image yet: want its source and no image_id", m.Data)
+	case id != "" && (p.ImageID == nil || strconv.FormatInt(*p.ImageID, 10) != id):
 		t.Fatalf("progress %s on the subject of %s", m.Data, id)
 	}
 	return p
@@ -315,21 +361,21 @@ func (s *suite) progressMonotone(t *testing.T) {
 	defer stop()
 	cmd, release := s.a.Slow(t)
 	defer release()
-	events := s.watch(t, cmd.ID)
-	s.send(t, ctx, cmd)
+	events := s.watch(t, cmd)
+	env := s.send(t, ctx, cmd)
 	var seen []*nats.Msg
-	first := s.wait(t, events, cmd.ID, &seen, "progress")
+	first := s.wait(t, events, env.ID, &seen, "progress")
 	seen = append(seen, first)
 	release()
-	end := s.wait(t, events, cmd.ID, &seen, s.a.Succeeded, s.a.Failed)
-	if end.Subject != s.subject(s.a.Succeeded, cmd.ID) {
+	end := s.wait(t, events, env.ID, &seen, s.a.Succeeded, s.a.Failed)
+	if s.event(end) != s.a.Succeeded {
 		t.Fatalf("the job ended with %s %s", end.Subject, end.Data)
 	}
 	s.drained(t, ctx) // the worker stops once it is done with the command
 	var left []string
 	var last *schemas.Progress
 	for _, m := range seen {
-		if m.Subject != s.subject("progress", cmd.ID) {
+		if s.event(m) != "progress" {
 			continue
 		}
 		p := s.decodeProgress(t, m, cmd.ID)
@@ -354,18 +400,18 @@ func (s *suite) killMidJob(t *testing.T) {
 	stop := s.a.Start(t)
 	cmd, release := s.a.Slow(t)
 	defer release()
-	events := s.watch(t, cmd.ID)
-	s.send(t, ctx, cmd)
-	s.wait(t, events, cmd.ID, nil, "progress")
+	events := s.watch(t, cmd)
+	env := s.send(t, ctx, cmd)
+	s.wait(t, events, env.ID, nil, "progress")
 	stop() // the job is abandoned mid-way
 	stop = s.a.Start(t)
 	defer stop()
 	release()
-	s.wait(t, events, cmd.ID, nil, s.a.Succeeded, s.a.Failed)
+	s.wait(t, events, env.ID, nil, s.a.Succeeded, s.a.Failed)
 	s.drained(t, ctx)
 	time.Sleep(settleTime)
-	ok := s.stored(t, ctx, s.subject(s.a.Succeeded, cmd.ID))
-	failed := s.stored(t, ctx, s.subject(s.a.Failed, cmd.ID))
+	ok := s.stored(t, ctx, cmd, env.ID, s.a.Succeeded)
+	failed := s.stored(t, ctx, cmd, env.ID, s.a.Failed)
 	if ok+failed != 1 {
 		t.Errorf("after a kill mid-job: %d %s and %d %s events stored, want exactly one terminal event",
 			ok, s.a.Succeeded, failed, s.a.Failed)
@@ -401,10 +447,10 @@ func (s *suite) jobsQuery(t *testing.T) {
 	}
 	cmd, release := s.a.Slow(t)
 	defer release()
-	events := s.watch(t, cmd.ID)
+	events := s.watch(t, cmd)
 	before := time.Now()
 	env := s.send(t, ctx, cmd)
-	s.wait(t, events, cmd.ID, nil, "progress")
+	s.wait(t, events, env.ID, nil, "progress")
 	rows := s.jobs(t, ctx)
 	if len(rows) != 1 {
 		t.Fatalf("jobs in flight: %+v, want the one", rows)
@@ -417,7 +463,7 @@ func (s *suite) jobsQuery(t *testing.T) {
 		t.Errorf("job in flight %+v; want id %s, delivered, a phase, started since %s", r, env.ID, before.Format(time.RFC3339Nano))
 	}
 	release()
-	s.wait(t, events, cmd.ID, nil, s.a.Succeeded, s.a.Failed)
+	s.wait(t, events, env.ID, nil, s.a.Succeeded, s.a.Failed)
 	s.drained(t, ctx)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -462,4 +508,49 @@ func Start(t *testing.T, run func(context.Context) error, ready <-chan struct{})
 			t.Errorf("Run: %v", err)
 		}
 	}
+}
+
+// Holds keeps a Slow command's fetches waiting until the command is
+// released: the test server its worker fetches from asks Wait before it
+// serves. The zero value is ready.
+type Holds struct {
+	mu   sync.Mutex
+	held map[string]chan struct{}
+}
+
+// Hold holds the fetches of key until release, which is idempotent and
+// runs when t ends too.
+func (h *Holds) Hold(t *testing.T, key string) (release func()) {
+	ch := make(chan struct{})
+	h.mu.Lock()
+	if h.held == nil {
+		h.held = map[string]chan struct{}{}
+	}
+	h.held[key] = ch
+	h.mu.Unlock()
+	var once sync.Once
+	release = func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(release)
+	return release
+}
+
+// Wait waits until no key that match accepts is held any more; false when
+// ctx (the request's) ended first.
+func (h *Holds) Wait(ctx context.Context, match func(key string) bool) bool {
+	h.mu.Lock()
+	var waits []chan struct{}
+	for key, ch := range h.held {
+		if match(key) {
+			waits = append(waits, ch)
+		}
+	}
+	h.mu.Unlock()
+	for _, ch := range waits {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }

@@ -60,10 +60,13 @@ type command struct {
 // fake is the command handler; holds are the release channels of slow
 // commands.
 type fake struct {
-	w       *worker.Worker
-	tracker worker.Tracker[string, status]
-	mu      sync.Mutex
-	holds   map[string]chan struct{}
+	// byCommand: the events are about the command (cmd-<seq>), an ID the
+	// sender does not know beforehand.
+	byCommand bool
+	w         *worker.Worker
+	tracker   worker.Tracker[string, status]
+	mu        sync.Mutex
+	holds     map[string]chan struct{}
 }
 
 func (f *fake) hold(name string) chan struct{} {
@@ -75,17 +78,31 @@ func (f *fake) hold(name string) chan struct{} {
 	return f.holds[name]
 }
 
+// token is the id of the events about m's job.
+func (f *fake) token(m *bus.Msg, cmd command) string {
+	if f.byCommand {
+		return worker.CommandToken(m)
+	}
+	return worker.Token(cmd.ImageID)
+}
+
 func (f *fake) handle(ctx context.Context, m *bus.Msg) error {
 	var cmd command
-	if err := json.Unmarshal(m.Data, &cmd); err != nil || cmd.Bad {
+	err := json.Unmarshal(m.Data, &cmd)
+	token := f.token(m, cmd)
+	if err != nil || cmd.Bad {
 		err = bus.WithCode(schemas.CodeInvalidCommand, errors.Join(errors.New("invalid command"), err))
-		_, _ = f.w.Bus().Event(ctx, "failed", worker.Token(cmd.ImageID), bus.NewFailure(err), bus.CausedBy(m.Envelope))
+		_, _ = f.w.Bus().Event(ctx, "failed", token, bus.NewFailure(err), bus.CausedBy(m.Envelope))
 		return bus.Terminal(err)
 	}
 	j := &job{id: m.Envelope.ID, imageID: cmd.ImageID, delivered: m.Delivered, started: time.Now().UTC()}
 	j.SetPhase("pull", 100)
-	stop := f.tracker.Start(ctx, f.w, m, cmd.ImageID, j)
-	var err error
+	var stop func()
+	if f.byCommand {
+		stop = f.tracker.StartSource(ctx, f.w, m, "s3://slipway-uploads/kernels/1/vmlinuz", j)
+	} else {
+		stop = f.tracker.Start(ctx, f.w, m, cmd.ImageID, j)
+	}
 	if cmd.Hold != "" {
 		for i := int64(1); i <= 3; i++ {
 			j.Update(i*10, 0)
@@ -105,19 +122,27 @@ func (f *fake) handle(ctx context.Context, m *bus.Msg) error {
 	stop()
 	return f.w.Settle(ctx, m, err, worker.Settlement{
 		Succeeded: func(ctx context.Context) error {
-			_, err := f.w.Bus().Event(ctx, "built", worker.Token(cmd.ImageID), map[string]any{"image_id": cmd.ImageID},
+			_, err := f.w.Bus().Event(ctx, "built", token, map[string]any{"image_id": cmd.ImageID},
 				bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, "built"))
 			return err
 		},
 		Failed: func(ctx context.Context, err error, fl schemas.Failure) {
-			fl.ImageID = &cmd.ImageID
-			_, _ = f.w.Bus().Event(ctx, "failed", worker.Token(cmd.ImageID), fl,
+			if !f.byCommand {
+				fl.ImageID = &cmd.ImageID
+			}
+			_, _ = f.w.Bus().Event(ctx, "failed", token, fl,
 				bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, worker.FailedStep("failed", fl)))
 		},
 	})
 }
 
-func TestFakeWorkerConforms(t *testing.T) {
+func TestFakeWorkerConforms(t *testing.T) { runFake(t, false) }
+
+// A worker whose events are about the command (cmd-<seq>) is known by
+// their causation.
+func TestFakeWorkerWithIDsNotKnownBeforehandConforms(t *testing.T) { runFake(t, true) }
+
+func runFake(t *testing.T, byCommand bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	url, _ := testenv.NATS(t)
@@ -134,11 +159,15 @@ func TestFakeWorkerConforms(t *testing.T) {
 	if err := b.Setup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	f := &fake{holds: map[string]chan struct{}{}}
+	f := &fake{byCommand: byCommand, holds: map[string]chan struct{}{}}
 	next := workertest.Seq(1)
 	cmd := func(c command) workertest.Command {
-		return workertest.Command{Verb: "build", ID: worker.Token(c.ImageID), Data: c,
+		wc := workertest.Command{Verb: "build", ID: worker.Token(c.ImageID), Data: c,
 			Opts: []bus.PubOption{bus.WithCorrelation(envelope.NewID())}}
+		if byCommand {
+			wc.ID = ""
+		}
+		return wc
 	}
 	workertest.Run(t, workertest.Adapter{
 		Client: cli, Service: "builder", Succeeded: "built", Failed: "failed",

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/pkg/oci"
 	"github.com/slipway/slipway/pkg/qemuimg"
 	"github.com/slipway/slipway/schemas"
@@ -252,7 +253,7 @@ func (g *globals) fetch(ctx context.Context, store *blob.Store, bucket, key, pat
 	bar := newProgressView(g.io.err, "")
 	defer bar.done()
 	h := sha256.New()
-	pw := &progressWriter{w: io.MultiWriter(out, h), total: size, report: func(done, total int64) {
+	pw := &jobs.Writer{W: io.MultiWriter(out, h), Total: size, Report: func(done, total int64) {
 		bar.update("download", done, total, time.Now())
 	}}
 	n, err := io.Copy(pw, rc)
@@ -273,21 +274,6 @@ func (g *globals) fetch(ctx context.Context, store *blob.Store, bucket, key, pat
 	bar.done()
 	fmt.Fprintf(g.io.err, "downloaded %s (%s)\n", url, render.HumanSize(n))
 	return nil
-}
-
-// progressWriter reports bytes written through it.
-type progressWriter struct {
-	w      io.Writer
-	done   int64
-	total  int64
-	report func(done, total int64)
-}
-
-func (p *progressWriter) Write(b []byte) (int, error) {
-	n, err := p.w.Write(b)
-	p.done += int64(n)
-	p.report(p.done, p.total)
-	return n, err
 }
 
 // compressedQcow2 tells whether path may be pushed without conversion: a

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -106,6 +105,19 @@ func listMarkets(ctx context.Context, b *bus.Bus) ([]schemas.Market, error) {
 	return out, nil
 }
 
+// withFound runs f with a bus and what find resolves ref (an ID or a
+// name) to: a marketplace, a VM, a template.
+func withFound[T any](ctx context.Context, g *globals, find func(context.Context, *bus.Bus, string) (T, error),
+	ref string, f func(*bus.Bus, T) error) error {
+	return g.withBus(ctx, func(b *bus.Bus) error {
+		v, err := find(ctx, b, ref)
+		if err != nil {
+			return err
+		}
+		return f(b, v)
+	})
+}
+
 // findMarket resolves a marketplace ID or name.
 func findMarket(ctx context.Context, b *bus.Bus, ref string) (schemas.Market, error) {
 	req := schemas.MarketDockerhubShowRequest{Name: ref}
@@ -114,11 +126,7 @@ func findMarket(ctx context.Context, b *bus.Bus, ref string) (schemas.Market, er
 	}
 	var m schemas.Market
 	if err := b.Query(ctx, marketService, schemas.QueryMarketDockerhubShow, req, &m); err != nil {
-		var qe *bus.QueryError
-		if errors.As(err, &qe) && qe.Code != bus.CodeUnavailable {
-			return m, errors.New(qe.Description)
-		}
-		return m, fmt.Errorf("marketplace %s: %w", ref, err)
+		return m, queryError(err, "marketplace "+ref)
 	}
 	return m, nil
 }
@@ -157,11 +165,7 @@ func newMarketShowCmd(g *globals) *cobra.Command {
 		Short: "Show one marketplace",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
-				m, err := findMarket(cmd.Context(), b, args[0])
-				if err != nil {
-					return err
-				}
+			return withFound(cmd.Context(), g, findMarket, args[0], func(_ *bus.Bus, m schemas.Market) error {
 				if asJSON {
 					return render.JSON(g.io.out, m)
 				}
@@ -313,11 +317,7 @@ func newMarketUpdateCmd(g *globals) *cobra.Command {
 		Short: "Change a marketplace (e.g. switch its monitoring off)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
-				m, err := findMarket(cmd.Context(), b, args[0])
-				if err != nil {
-					return err
-				}
+			return withFound(cmd.Context(), g, findMarket, args[0], func(b *bus.Bus, m schemas.Market) error {
 				req := schemas.MarketDockerhubMarketUpdate{ID: m.ID}
 				fl := cmd.Flags()
 				if fl.Changed("monitoring") {
@@ -365,11 +365,7 @@ func newMarketDeleteCmd(g *globals) *cobra.Command {
 		Short: "Delete a marketplace and its apps (imported images stay)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
-				m, err := findMarket(cmd.Context(), b, args[0])
-				if err != nil {
-					return err
-				}
+			return withFound(cmd.Context(), g, findMarket, args[0], func(b *bus.Bus, m schemas.Market) error {
 				if _, err := g.marketAnswer(cmd.Context(), b, schemas.CommandMarketDockerhubMarketDelete, schemas.MarketDockerhubMarketDelete{ID: m.ID}, timeout, schemas.EventMarketDockerhubMarketDeleted); err != nil {
 					return fmt.Errorf("market delete %s: %w", args[0], err)
 				}
@@ -389,11 +385,7 @@ func newMarketRefreshCmd(g *globals) *cobra.Command {
 		Short: "List a marketplace's apps again now",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
-				m, err := findMarket(cmd.Context(), b, args[0])
-				if err != nil {
-					return err
-				}
+			return withFound(cmd.Context(), g, findMarket, args[0], func(b *bus.Bus, m schemas.Market) error {
 				ev, err := g.marketAnswer(cmd.Context(), b, schemas.CommandMarketDockerhubRefresh, schemas.MarketDockerhubRefresh{MarketID: m.ID}, timeout, schemas.EventMarketDockerhubAppsRefreshed)
 				if err != nil {
 					return fmt.Errorf("market refresh %s: %w", args[0], err)
@@ -483,11 +475,7 @@ func findApp(ctx context.Context, b *bus.Bus, ref, marketRef string) (schemas.Ma
 	}
 	var a schemas.MarketApp
 	if err := b.Query(ctx, marketService, schemas.QueryMarketDockerhubAppShow, req, &a); err != nil {
-		var qe *bus.QueryError
-		if errors.As(err, &qe) && qe.Code != bus.CodeUnavailable {
-			return a, errors.New(qe.Description)
-		}
-		return a, fmt.Errorf("app %s: %w", ref, err)
+		return a, queryError(err, "app "+ref)
 	}
 	return a, nil
 }

@@ -52,7 +52,7 @@ func TestFollowShowsAnyStepTheCatalogReports(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	publish(converter, schemas.EventConverterProgress, schemas.Progress{ImageID: 5, Phase: "own", BytesDone: 1, BytesTotal: 2})
+	publish(converter, schemas.EventConverterProgress, schemas.Progress{ImageID: new(int64(5)), Phase: "own", BytesDone: 1, BytesTotal: 2})
 	publish(catalog, schemas.EventCatalogImageProgress, map[string]any{"id": 5, "step": "scan", "phase": "x\x1b[2J", "bytes_done": 1, "bytes_total": 2})
 	publish(catalog, schemas.EventCatalogImageProgress, schemas.ImageProgress{ID: 5, Step: "scan", Phase: "hash", BytesDone: 3 << 20, BytesTotal: 4 << 20})
 	publish(catalog, schemas.EventCatalogStateChanged, schemas.StateChanged{ID: 5, From: schemas.ImageStateLocked, To: schemas.ImageStateError, Error: "stop here"})

@@ -191,11 +191,7 @@ func newTemplateShowCmd(g *globals) *cobra.Command {
 		Short: "Show a VM template and its text",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
-				t, err := findTemplate(cmd.Context(), b, args[0])
-				if err != nil {
-					return err
-				}
+			return withFound(cmd.Context(), g, findTemplate, args[0], func(b *bus.Bus, t schemas.VMTemplate) error {
 				if asJSON {
 					return render.JSON(g.io.out, t)
 				}
@@ -204,7 +200,7 @@ func newTemplateShowCmd(g *globals) *cobra.Command {
 					{"USER", g.user}, {"REGISTER TIME", regTime(t.CreatedAt, time.Local)}}); err != nil {
 					return err
 				}
-				_, err = fmt.Fprintf(g.io.out, "\nTEMPLATE CONTENTS\n%s", withNewline(t.Template))
+				_, err := fmt.Fprintf(g.io.out, "\nTEMPLATE CONTENTS\n%s", withNewline(t.Template))
 				return err
 			})
 		},
@@ -230,11 +226,7 @@ func newTemplateUpdateCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
-				t, err := findTemplate(cmd.Context(), b, args[0])
-				if err != nil {
-					return err
-				}
+			return withFound(cmd.Context(), g, findTemplate, args[0], func(b *bus.Bus, t schemas.VMTemplate) error {
 				req := schemas.LauncherTemplateUpdate{ID: t.ID, Template: text}
 				if _, err := launcherCall(cmd.Context(), b, schemas.CommandLauncherTemplateUpdate, req, schemas.EventLauncherTemplateUpdated); err != nil {
 					return fmt.Errorf("template update %s: %w", args[0], err)
@@ -252,15 +244,11 @@ func newTemplateDeleteCmd(g *globals) *cobra.Command {
 		Short: "Delete a VM template (its VMs keep running)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
-				t, err := findTemplate(cmd.Context(), b, args[0])
-				if err != nil {
-					return err
-				}
+			return withFound(cmd.Context(), g, findTemplate, args[0], func(b *bus.Bus, t schemas.VMTemplate) error {
 				if _, err := launcherCall(cmd.Context(), b, schemas.CommandLauncherTemplateDelete, schemas.LauncherTemplateDelete{ID: t.ID}, schemas.EventLauncherTemplateDeleted); err != nil {
 					return fmt.Errorf("template delete %s: %w", args[0], err)
 				}
-				_, err = fmt.Fprintf(g.io.out, "template %d %q deleted\n", t.ID, t.Name)
+				_, err := fmt.Fprintf(g.io.out, "template %d %q deleted\n", t.ID, t.Name)
 				return err
 			})
 		},

@@ -157,11 +157,7 @@ func newVMShowCmd(g *globals) *cobra.Command {
 		Short: "Show a VM: state, disks, kernel, why it is in its state",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
-				vm, err := findVM(cmd.Context(), b, args[0])
-				if err != nil {
-					return err
-				}
+			return withFound(cmd.Context(), g, findVM, args[0], func(b *bus.Bus, vm schemas.VM) error {
 				if asJSON {
 					return render.JSON(g.io.out, vm)
 				}
@@ -239,11 +235,7 @@ func newVMConsoleCmd(g *globals) *cobra.Command {
 		Short: "Print what the VM wrote to its serial console so far",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
-				vm, err := findVM(cmd.Context(), b, args[0])
-				if err != nil {
-					return err
-				}
+			return withFound(cmd.Context(), g, findVM, args[0], func(b *bus.Bus, vm schemas.VM) error {
 				return printConsole(cmd.Context(), b, vm.ID, g.io.out)
 			})
 		},
@@ -364,11 +356,7 @@ func newVMSaveAsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
-				vm, err := findVM(cmd.Context(), b, args[0])
-				if err != nil {
-					return err
-				}
+			return withFound(cmd.Context(), g, findVM, args[0], func(b *bus.Bus, vm schemas.VM) error {
 				req := schemas.LauncherDiskSaveAs{ID: vm.ID, DiskID: disk, Name: name}
 				m, err := launcherCall(cmd.Context(), b, schemas.CommandLauncherDiskSaveAs, req, schemas.EventLauncherDiskSaved)
 				if err != nil {
@@ -398,11 +386,7 @@ func newVMSnapshotCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
-				vm, err := findVM(cmd.Context(), b, args[0])
-				if err != nil {
-					return err
-				}
+			return withFound(cmd.Context(), g, findVM, args[0], func(b *bus.Bus, vm schemas.VM) error {
 				req := schemas.LauncherDiskSnapshot{ID: vm.ID, DiskID: disk, Name: args[2]}
 				if _, err := launcherCall(cmd.Context(), b, schemas.CommandLauncherDiskSnapshot, req, schemas.EventLauncherDiskSnapshotted); err != nil {
 					return fmt.Errorf("vm disk-snapshot %s %d: %w", args[0], disk, err)

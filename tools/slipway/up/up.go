@@ -20,6 +20,7 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/run"
+	"github.com/slipway/slipway/pkg/servicemain"
 )
 
 // Defaults of Config, matching the defaults of the CLI's connection flags.
@@ -267,12 +268,12 @@ func (s *Stack) startServices(ctx context.Context) error {
 	})
 	var ready []readier
 	var probed []accelerated
-	for _, svc := range s.services() {
+	for _, svc := range services {
 		b, err := s.connect(ctx, svc.name)
 		if err != nil {
 			return err
 		}
-		r, err := svc.build(b, store)
+		r, err := svc.wire(servicemain.Deps{Bus: b, Store: store, Logger: s.cfg.Logger, Stack: s.stack()})
 		if err != nil {
 			return fmt.Errorf("%s: %w", svc.name, err)
 		}

@@ -1,7 +1,7 @@
 // Command builder runs Slipway's builder service.
 //
 // Configuration comes from the environment: the variables every service
-// reads (see package servicemain) and the service's own (see
+// reads (see package servicemain) and the service's own, wired by Wire (see
 // builder.ConfigFromEnv and the README).
 package main
 
@@ -11,12 +11,5 @@ import (
 )
 
 func main() {
-	servicemain.Main(builder.Name, func(d servicemain.Deps) (servicemain.Service, error) {
-		cfg, err := builder.ConfigFromEnv()
-		if err != nil {
-			return nil, err
-		}
-		cfg.Logger = d.Logger
-		return builder.New(d.Bus, d.Store, cfg), nil
-	})
+	servicemain.Main(builder.Name, builder.Wire)
 }

@@ -1,7 +1,7 @@
 // Command catalog runs Slipway's image catalog service.
 //
 // Configuration comes from the environment: the variables every service
-// reads (see package servicemain) and the service's own (see
+// reads (see package servicemain) and the service's own, wired by Wire (see
 // catalog.ConfigFromEnv and the README).
 package main
 
@@ -11,12 +11,5 @@ import (
 )
 
 func main() {
-	servicemain.Main(catalog.ServiceName, func(d servicemain.Deps) (servicemain.Service, error) {
-		cfg, err := catalog.ConfigFromEnv()
-		if err != nil {
-			return nil, err
-		}
-		cfg.Logger = d.Logger
-		return catalog.New(d.Bus, d.Store, cfg), nil
-	})
+	servicemain.Main(catalog.ServiceName, catalog.Wire)
 }

@@ -1,7 +1,7 @@
 // Command converter runs Slipway's converter service.
 //
 // Configuration comes from the environment: the variables every service
-// reads (see package servicemain) and the service's own (see
+// reads (see package servicemain) and the service's own, wired by Wire (see
 // converter.ConfigFromEnv and the README).
 package main
 
@@ -11,12 +11,5 @@ import (
 )
 
 func main() {
-	servicemain.Main(converter.Name, func(d servicemain.Deps) (servicemain.Service, error) {
-		cfg, err := converter.ConfigFromEnv()
-		if err != nil {
-			return nil, err
-		}
-		cfg.Logger = d.Logger
-		return converter.New(d.Bus, d.Store, cfg), nil
-	})
+	servicemain.Main(converter.Name, converter.Wire)
 }

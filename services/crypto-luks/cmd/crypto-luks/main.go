@@ -12,12 +12,5 @@ import (
 )
 
 func main() {
-	servicemain.Main(cryptoluks.Name, func(d servicemain.Deps) (servicemain.Service, error) {
-		cfg, err := cryptoluks.ConfigFromEnv("")
-		if err != nil {
-			return nil, err
-		}
-		cfg.Logger = d.Logger
-		return cryptoluks.New(d.Bus, d.Store, cfg), nil
-	})
+	servicemain.Main(cryptoluks.Name, cryptoluks.Wire)
 }

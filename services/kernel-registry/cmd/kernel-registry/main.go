@@ -1,7 +1,7 @@
 // Command kernel-registry runs Slipway's kernel-registry service.
 //
 // Configuration comes from the environment: the variables every service
-// reads (see package servicemain) and the service's own (see
+// reads (see package servicemain) and the service's own, wired by Wire (see
 // kernelregistry.ConfigFromEnv and the README).
 package main
 
@@ -11,12 +11,5 @@ import (
 )
 
 func main() {
-	servicemain.Main(kernelregistry.Name, func(d servicemain.Deps) (servicemain.Service, error) {
-		cfg, err := kernelregistry.ConfigFromEnv()
-		if err != nil {
-			return nil, err
-		}
-		cfg.Logger = d.Logger
-		return kernelregistry.New(d.Bus, d.Store, cfg), nil
-	})
+	servicemain.Main(kernelregistry.Name, kernelregistry.Wire)
 }

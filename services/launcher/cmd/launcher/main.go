@@ -12,12 +12,5 @@ import (
 )
 
 func main() {
-	servicemain.Main(launcher.Name, func(d servicemain.Deps) (servicemain.Service, error) {
-		cfg, err := launcher.ConfigFromEnv()
-		if err != nil {
-			return nil, err
-		}
-		cfg.Logger = d.Logger
-		return launcher.New(d.Bus, d.Store, cfg), nil
-	})
+	servicemain.Main(launcher.Name, launcher.Wire)
 }

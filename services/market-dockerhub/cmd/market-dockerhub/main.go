@@ -3,7 +3,7 @@
 // resolve step of docker:// imports.
 //
 // Configuration comes from the environment: the variables every service
-// reads (see package servicemain) and the service's own (see
+// reads (see package servicemain) and the service's own, wired by Wire (see
 // market.ConfigFromEnv and the README).
 package main
 
@@ -13,12 +13,5 @@ import (
 )
 
 func main() {
-	servicemain.Main(market.ServiceName, func(d servicemain.Deps) (servicemain.Service, error) {
-		cfg, err := market.ConfigFromEnv()
-		if err != nil {
-			return nil, err
-		}
-		cfg.Logger = d.Logger
-		return market.New(d.Bus, cfg), nil
-	}, servicemain.WithoutS3())
+	servicemain.Main(market.ServiceName, market.Wire, servicemain.WithoutS3())
 }

@@ -1,0 +1,16 @@
+package kernelregistry
+
+import "github.com/slipway/slipway/pkg/servicemain"
+
+// Wire builds the kernel registry from its dependencies and the
+// environment (ConfigFromEnv): the one wiring its binary, `slipway up` and
+// tests use. A stack replaces only its scratch directory's default.
+func Wire(d servicemain.Deps) (servicemain.Service, error) {
+	cfg, err := ConfigFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	cfg.TempDir = d.Stack.WorkDir(cfg.TempDir)
+	cfg.Logger = d.ServiceLogger(Name)
+	return New(d.Bus, d.Store, cfg), nil
+}
