@@ -25,7 +25,7 @@ var layers = []struct {
 	{"new-image phases", []string{"newimage.go"}},
 	{"saga declarations", []string{"importsaga.go", "dockersaga.go", "luks.go", "slots.go"}},
 	{"command handlers", []string{"commands.go", "create.go", "use.go", "queries.go"}},
-	{"service wiring", []string{"service.go"}},
+	{"service wiring", []string{"service.go", "wire.go"}},
 }
 
 // maxBackReferences is the bound the layering must stay under.
