@@ -33,6 +33,7 @@ import (
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/oci"
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/pkg/worker/workertest"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/builder/fsimage"
 	"github.com/slipway/slipway/services/builder/guestinit"
@@ -105,30 +106,9 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	url, _ := testenv.NATS(t)
-	connect := func(service string) *bus.Bus {
-		b, err := bus.Connect(ctx, bus.Config{URL: url, Service: service, Logger: quiet()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(b.Close)
-		return b
-	}
-	b, cli := connect(Name), connect("cli")
-	if err := b.Setup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	store, err := blob.New(s3.BlobConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, bucket := range []string{uploads, images} {
-		if err := store.EnsureBucket(ctx, bucket); err != nil {
-			t.Fatal(err)
-		}
-	}
+	env := testenv.NewService(t, ctx, s3, Name, uploads, images)
 	events := make(chan *nats.Msg, 1000)
-	sub, err := cli.Conn().ChanSubscribe("slipway.evt.builder.>", events)
+	sub, err := env.Client.Conn().ChanSubscribe("slipway.evt.builder.>", events)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,42 +116,17 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(srv.Close)
 
-	h := &harness{t: t, ctx: ctx, cli: cli, store: store, events: events,
+	h := &harness{t: t, ctx: ctx, cli: env.Client, store: env.Store, events: events,
 		reg: strings.TrimPrefix(srv.URL, "http://"), tempDir: t.TempDir()}
 	cfg := Config{TempDir: h.tempDir, GuestInit: initBinary, ProgressInterval: 10 * time.Millisecond, Logger: quiet(),
 		Registry: oci.Options{Guard: loopback}}
 	for _, f := range mutate {
 		f(&cfg)
 	}
-	svc := New(b, store, cfg)
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(runCtx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if entries, _ := os.ReadDir(h.tempDir); len(entries) != 0 {
-			t.Errorf("temp dir %s not cleaned: %d entries left", h.tempDir, len(entries))
-		}
-	})
-	h.waitReady()
+	testenv.LeftEmpty(t, h.tempDir)
+	svc := New(env.Bus, env.Store, cfg)
+	t.Cleanup(workertest.Start(t, svc.Run, svc.Ready()))
 	return h
-}
-
-func (h *harness) waitReady() {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var v struct{ Jobs []JobStatus }
-		if err := h.cli.Query(h.ctx, Name, "jobs", nil, &v); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatal("builder not serving")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // file is one entry of a test layer.
@@ -275,25 +230,7 @@ func mustJSON(t *testing.T, data []byte, v any) {
 // download fetches an object to a local file.
 func (h *harness) download(url string) string {
 	h.t.Helper()
-	bucket, key, err := blob.ParseURL(url)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	rc, _, err := h.store.Get(h.ctx, bucket, key)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer rc.Close()
-	path := filepath.Join(h.t.TempDir(), "blob")
-	f, err := os.Create(path)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := io.Copy(f, rc); err != nil {
-		h.t.Fatal(err)
-	}
-	return path
+	return testenv.Download(h.t, h.ctx, h.store, url, filepath.Join(h.t.TempDir(), "blob"))
 }
 
 func (h *harness) exists(url string) bool {

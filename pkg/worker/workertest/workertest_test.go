@@ -6,61 +6,19 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
-	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/pkg/worker"
+	"github.com/slipway/slipway/pkg/worker/internal/fakebuild"
 	"github.com/slipway/slipway/pkg/worker/workertest"
 )
 
-// A fake worker run as the builder (whose `jobs` reply schema the bus
-// checks): the suite's own test.
-
-type progressEvent struct {
-	ImageID    int64  `json:"image_id"`
-	Phase      string `json:"phase"`
-	BytesDone  int64  `json:"bytes_done"`
-	BytesTotal int64  `json:"bytes_total"`
-}
-
-type status struct {
-	ID         string    `json:"id"`
-	ImageID    int64     `json:"image_id"`
-	Reference  string    `json:"reference"`
-	Kind       string    `json:"kind"`
-	Phase      string    `json:"phase"`
-	BytesDone  int64     `json:"bytes_done"`
-	BytesTotal int64     `json:"bytes_total"`
-	Dest       string    `json:"dest"`
-	Delivered  uint64    `json:"delivered"`
-	StartedAt  time.Time `json:"started_at"`
-}
-
-type job struct {
-	id        string
-	imageID   int64
-	delivered uint64
-	started   time.Time
-	jobs.Progress[string]
-}
-
-func (j *job) Snapshot() (progressEvent, bool) {
-	d, t := j.Bytes()
-	return progressEvent{ImageID: j.imageID, Phase: j.Phase(), BytesDone: d, BytesTotal: t}, j.Phase() != ""
-}
-
-func (j *job) Status() status {
-	p, _ := j.Snapshot()
-	return status{ID: j.id, ImageID: j.imageID, Reference: "docker.io/library/alpine@sha256:" + strings.Repeat("ab", 32),
-		Kind: "disk", Phase: p.Phase, BytesDone: p.BytesDone, BytesTotal: p.BytesTotal,
-		Dest: "s3://slipway-uploads/builds/1/disk.raw", Delivered: j.delivered, StartedAt: j.started}
-}
+// A stand-in builder (see package fakebuild): the suite's own test.
 
 type command struct {
 	ImageID int64  `json:"image_id"`
@@ -72,7 +30,7 @@ type command struct {
 // commands.
 type fake struct {
 	w       *worker.Worker
-	tracker worker.Tracker[progressEvent, status]
+	tracker worker.Tracker[fakebuild.Progress, fakebuild.Status]
 	mu      sync.Mutex
 	holds   map[string]chan struct{}
 }
@@ -93,8 +51,7 @@ func (f *fake) handle(ctx context.Context, m *bus.Msg) error {
 		_, _ = f.w.Bus().Event(ctx, "failed", worker.Token(cmd.ImageID), map[string]any{"error": err.Error()}, bus.CausedBy(m.Envelope))
 		return bus.Terminal(err)
 	}
-	j := &job{id: m.Envelope.ID, imageID: cmd.ImageID, delivered: m.Delivered, started: time.Now().UTC()}
-	j.SetPhase("pull", 100)
+	j := fakebuild.New(m, cmd.ImageID, "disk", 100)
 	stop := f.tracker.Start(ctx, f.w, m, worker.Token(cmd.ImageID), j)
 	var err error
 	if cmd.Hold != "" {
@@ -130,20 +87,9 @@ func (f *fake) handle(ctx context.Context, m *bus.Msg) error {
 func TestFakeWorkerConforms(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	url, _ := testenv.NATS(t)
+	env := testenv.ServiceBus(t, ctx, "builder")
+	b, cli := env.Bus, env.Client
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	connect := func(service string) *bus.Bus {
-		b, err := bus.Connect(ctx, bus.Config{URL: url, Service: service, Logger: quiet})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(b.Close)
-		return b
-	}
-	b, cli := connect("builder"), connect("cli")
-	if err := b.Setup(ctx); err != nil {
-		t.Fatal(err)
-	}
 	f := &fake{holds: map[string]chan struct{}{}}
 	next := workertest.Seq(1)
 	cmd := func(c command) workertest.Command {

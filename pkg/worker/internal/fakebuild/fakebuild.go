@@ -1,0 +1,67 @@
+// Package fakebuild is the job of the stand-in worker that package
+// worker's tests and the conformance suite's own test run. The stand-in
+// runs as the builder, whose `jobs` reply the bus checks against the
+// builder's schema, so its progress events and job rows are the builder's.
+package fakebuild
+
+import (
+	"strings"
+	"time"
+
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/jobs"
+)
+
+// Progress is a builder.progress event.
+type Progress struct {
+	ImageID    int64  `json:"image_id"`
+	Phase      string `json:"phase"`
+	BytesDone  int64  `json:"bytes_done"`
+	BytesTotal int64  `json:"bytes_total"`
+}
+
+// Status is a row of the builder's `jobs` reply.
+type Status struct {
+	ID         string    `json:"id"`
+	ImageID    int64     `json:"image_id"`
+	Reference  string    `json:"reference"`
+	Kind       string    `json:"kind"`
+	Phase      string    `json:"phase"`
+	BytesDone  int64     `json:"bytes_done"`
+	BytesTotal int64     `json:"bytes_total"`
+	Dest       string    `json:"dest"`
+	Delivered  uint64    `json:"delivered"`
+	StartedAt  time.Time `json:"started_at"`
+}
+
+// Job is one build in flight, started now in phase pull of total bytes.
+type Job struct {
+	id        string
+	imageID   int64
+	kind      string
+	delivered uint64
+	started   time.Time
+	jobs.Progress[string]
+}
+
+// New returns the job of command m building image imageID of kind
+// ("container" or "disk").
+func New(m *bus.Msg, imageID int64, kind string, total int64) *Job {
+	j := &Job{id: m.Envelope.ID, imageID: imageID, kind: kind, delivered: m.Delivered, started: time.Now().UTC()}
+	j.SetPhase("pull", total)
+	return j
+}
+
+// Snapshot is the job's progress event; there is none before a phase.
+func (j *Job) Snapshot() (Progress, bool) {
+	d, t := j.Bytes()
+	return Progress{ImageID: j.imageID, Phase: j.Phase(), BytesDone: d, BytesTotal: t}, j.Phase() != ""
+}
+
+// Status is the job's row in the `jobs` reply.
+func (j *Job) Status() Status {
+	p, _ := j.Snapshot()
+	return Status{ID: j.id, ImageID: j.imageID, Reference: "docker.io/library/alpine@sha256:" + strings.Repeat("ab", 32),
+		Kind: j.kind, Phase: p.Phase, BytesDone: p.BytesDone, BytesTotal: p.BytesTotal,
+		Dest: "s3://slipway-uploads/builds/1/disk.raw", Delivered: j.delivered, StartedAt: j.started}
+}
