@@ -48,6 +48,16 @@ func mixedRaw(t testing.TB, path string, size int64) {
 	}
 }
 
+// rawSource returns a new directory holding src.raw, a mixedRaw image of
+// size bytes, and src.raw's path.
+func rawSource(t testing.TB, size int64) (dir, src string) {
+	t.Helper()
+	dir = t.TempDir()
+	src = filepath.Join(dir, "src.raw")
+	mixedRaw(t, src, size)
+	return dir, src
+}
+
 func fileSHA(t testing.TB, path string) [32]byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -59,9 +69,7 @@ func fileSHA(t testing.TB, path string) [32]byte {
 
 func TestConvertRoundTrips(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src.raw")
-	mixedRaw(t, src, 16<<20)
+	dir, src := rawSource(t, 16<<20)
 	want := fileSHA(t, src)
 	var r Runner
 
@@ -95,9 +103,7 @@ func TestConvertRoundTrips(t *testing.T) {
 
 func TestConvertZstdAndProgress(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src.raw")
-	mixedRaw(t, src, 32<<20)
+	dir, src := rawSource(t, 32<<20)
 	var r Runner
 	var calls atomic.Int64
 	var last atomic.Int64
@@ -140,9 +146,7 @@ func TestConvertZstdAndProgress(t *testing.T) {
 
 func TestMeasureAndCreate(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src.raw")
-	mixedRaw(t, src, 16<<20)
+	dir, src := rawSource(t, 16<<20)
 	var r Runner
 	q, err := r.Measure(ctx, src, inspect.Raw, inspect.QCOW2, ConvertOptions{})
 	if err != nil {
@@ -208,9 +212,7 @@ func TestPathsRefused(t *testing.T) {
 
 func TestUnsupportedRequests(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src.raw")
-	mixedRaw(t, src, 1<<20)
+	dir, src := rawSource(t, 1<<20)
 	var r Runner
 	for name, err := range map[string]error{
 		"luks out":   r.Convert(ctx, src, inspect.Raw, filepath.Join(dir, "o.luks"), inspect.LUKS, ConvertOptions{}),
@@ -241,9 +243,7 @@ func TestISOInputReadAsRaw(t *testing.T) {
 }
 
 func TestCancelKillsQemuImg(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src.raw")
-	mixedRaw(t, src, 256<<20)
+	dir, src := rawSource(t, 256<<20)
 	var r Runner
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan struct{}, 1)
@@ -288,9 +288,7 @@ func regexpQuote(s string) string {
 
 func TestLimits(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src.raw")
-	mixedRaw(t, src, 1<<20)
+	_, src := rawSource(t, 1<<20)
 	r := Runner{AddressSpace: 8 << 20}
 	_, err := r.Info(ctx, src, inspect.Raw)
 	if err == nil || !strings.Contains(err.Error(), "address-space limit of 8 MiB") {

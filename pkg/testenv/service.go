@@ -3,11 +3,7 @@ package testenv
 import (
 	"context"
 	"log/slog"
-	"os"
-	"strings"
 	"testing"
-
-	"github.com/minio/minio-go/v7"
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
@@ -69,42 +65,4 @@ func NewService(t testing.TB, ctx context.Context, s3 S3, name string, buckets .
 	svc := ServiceBus(t, ctx, name)
 	svc.Store = s3.Store(t, ctx, buckets...)
 	return svc
-}
-
-// Writer writes each line a logger writes to the test's log.
-type Writer struct{ T testing.TB }
-
-func (w Writer) Write(p []byte) (int, error) {
-	defer func() { _ = recover() }() // a line a service logs after the test ended
-	w.T.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-// Logger logs at level and above to the test's log.
-func Logger(t testing.TB, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewTextHandler(Writer{t}, &slog.HandlerOptions{Level: level}))
-}
-
-// Download copies the object at url (s3://bucket/key) of store into the
-// file path and returns path.
-func Download(t testing.TB, ctx context.Context, store *blob.Store, url, path string) string {
-	t.Helper()
-	bucket, key, err := blob.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Client().FGetObject(ctx, bucket, key, path, minio.GetObjectOptions{}); err != nil {
-		t.Fatalf("download %s: %v", url, err)
-	}
-	return path
-}
-
-// LeftEmpty fails the test when dir is not empty at its end. Cleanups run
-// last-registered first: call it before starting what must clean dir up.
-func LeftEmpty(t testing.TB, dir string) {
-	t.Cleanup(func() {
-		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
-			t.Errorf("temp dir %s not cleaned: %d entries left", dir, len(entries))
-		}
-	})
 }

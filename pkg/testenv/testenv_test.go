@@ -4,12 +4,15 @@ import (
 	"context"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/slipway/slipway/pkg/testenv"
 )
 
@@ -98,5 +101,43 @@ func TestFreePort(t *testing.T) {
 	p, err := testenv.FreePort()
 	if err != nil || p <= 0 || p > 65535 {
 		t.Fatalf("FreePort = %d, %v", p, err)
+	}
+}
+
+// NewService's store has the buckets asked for, its buses reach each
+// other, and Download reads back what was put.
+func TestNewServiceAndDownload(t *testing.T) {
+	ctx := context.Background()
+	env := testenv.NewService(t, ctx, testenv.MinIO(t), "builder", "bucket-a", "bucket-b")
+	if _, err := env.Store.Put(ctx, "bucket-b", "k/x.raw", strings.NewReader("hello"), 5); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(testenv.Download(t, ctx, env.Store, "s3://bucket-b/k/x.raw", filepath.Join(t.TempDir(), "x")))
+	if err != nil || string(got) != "hello" {
+		t.Fatalf("downloaded %q, %v", got, err)
+	}
+	if ok, err := env.Store.Client().BucketExists(ctx, "bucket-a"); err != nil || !ok {
+		t.Fatalf("bucket-a: %v %v", ok, err)
+	}
+	sub, err := env.Bus.Conn().SubscribeSync("ping")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Bus.Conn().Flush(); err != nil { // the server has the subscription
+		t.Fatal(err)
+	}
+	if err := env.Client.Conn().Publish("ping", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("the service bus did not hear the client: %v", err)
+	}
+}
+
+func TestScript(t *testing.T) {
+	p := testenv.Script(t, "hello", "#!/bin/sh\necho hi $1\n")
+	out, err := exec.Command(p, "there").Output()
+	if err != nil || string(out) != "hi there\n" {
+		t.Fatalf("script said %q, %v", out, err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/pkg/worker/internal/fakebuild"
+	"github.com/slipway/slipway/schemas"
 )
 
 // The tests run a stand-in builder (see package fakebuild).
@@ -80,7 +81,7 @@ func (h *harness) handle(ctx context.Context, m *bus.Msg) error {
 	if err := json.Unmarshal(m.Data, &cmd); err != nil {
 		return bus.Terminal(err)
 	}
-	j := fakebuild.New(m, cmd.ImageID, "container", 100)
+	j := fakebuild.New(m, cmd.ImageID, schemas.ContentKindContainer, 100)
 	stop := h.tracker.Start(ctx, h.w, m, Token(cmd.ImageID), j)
 	var err error
 	switch cmd.Mode {

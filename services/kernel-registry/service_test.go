@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -95,7 +94,7 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	s.rec = testenv.Record(t, s.cli.Conn(), nil, "slipway.evt.>")
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := testenv.Logger(t, slog.LevelWarn)
 	cat := catalog.New(s.connect("catalog"), store, catalog.Config{
 		Datastores: []catalog.Datastore{
 			{Name: "default", Kind: catalog.KindImage, Bucket: s.images, Types: []string{"OS", "CDROM", "DATABLOCK"}},
@@ -122,12 +121,7 @@ func newStack(t *testing.T) *stack {
 
 func (s *stack) connect(service string) *bus.Bus {
 	s.t.Helper()
-	b, err := bus.Connect(s.ctx, bus.Config{URL: s.url, Service: service, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.t.Cleanup(b.Close)
-	return b
+	return testenv.Connect(s.t, s.ctx, s.url, service)
 }
 
 func (s *stack) run(name string, run func(context.Context) error, ready <-chan struct{}) {
@@ -246,12 +240,8 @@ func (s *stack) objects(bucket string) []string {
 
 func kernelFiles(t *testing.T) (dir string) {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	dir = filepath.Join(filepath.Dir(file), "..", "..", "bin", "kernel")
 	for _, f := range []string{"vmlinuz", "linux-image.deb", "version"} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			testenv.Skip(t, "no %s (run tools/fetch-kernel.sh): %v", f, err)
-		}
+		dir = filepath.Dir(testenv.RepoFile(t, "bin/kernel/"+f, "run tools/fetch-kernel.sh"))
 	}
 	return dir
 }
@@ -572,10 +562,3 @@ func TestExamineCatalogKernel(t *testing.T) {
 }
 
 type natsMsg = nats.Msg
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}

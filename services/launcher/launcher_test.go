@@ -22,7 +22,7 @@ import (
 // an initramfs whose /init is script as a RAMDISK image.
 func bootImages(t *testing.T, h *harness, script string) (kernel, initrd schemas.Image) {
 	t.Helper()
-	vmlinuz := repoFile(t, "bin/kernel/vmlinuz", "run `make kernel`")
+	vmlinuz := testenv.RepoFile(t, "bin/kernel/vmlinuz", "run `make kernel`")
 	kernel = h.importFile(vmlinuz, schemas.ImageCreate{Name: "vmlinuz", Type: "KERNEL", Datastore: "files"})
 	initrd = h.importFile(initramfs(t, script), schemas.ImageCreate{Name: "initrd", Type: "RAMDISK", Datastore: "files"})
 	for _, img := range []schemas.Image{kernel, initrd} {

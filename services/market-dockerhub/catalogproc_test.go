@@ -79,7 +79,7 @@ func (h *harness) startCatalog() {
 		"SLIPWAY_S3_SECRET_KEY="+s3.SecretKey,
 		"SLIPWAY_LOG_LEVEL=warn",
 	)
-	cmd.Stdout, cmd.Stderr = testWriter{h.t}, testWriter{h.t}
+	cmd.Stdout, cmd.Stderr = testenv.Writer{T: h.t}, testenv.Writer{T: h.t}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		h.t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/pkg/worker/internal/fakebuild"
 	"github.com/slipway/slipway/pkg/worker/workertest"
+	"github.com/slipway/slipway/schemas"
 )
 
 // A stand-in builder (see package fakebuild): the suite's own test.
@@ -51,7 +52,7 @@ func (f *fake) handle(ctx context.Context, m *bus.Msg) error {
 		_, _ = f.w.Bus().Event(ctx, "failed", worker.Token(cmd.ImageID), map[string]any{"error": err.Error()}, bus.CausedBy(m.Envelope))
 		return bus.Terminal(err)
 	}
-	j := fakebuild.New(m, cmd.ImageID, "disk", 100)
+	j := fakebuild.New(m, cmd.ImageID, schemas.ContentKindDisk, 100)
 	stop := f.tracker.Start(ctx, f.w, m, worker.Token(cmd.ImageID), j)
 	var err error
 	if cmd.Hold != "" {

@@ -27,11 +27,7 @@ func runner(t *testing.T) (*Runner, string) {
 	}
 	dir := t.TempDir()
 	log := filepath.Join(dir, "argv.log")
-	wrapper := filepath.Join(dir, "qemu-img")
-	script := "#!/bin/sh\nprintf '%s\\n' \"$*\" >> " + log + "\nexec qemu-img \"$@\"\n"
-	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	wrapper := testenv.Script(t, "qemu-img", "#!/bin/sh\nprintf '%s\\n' \"$*\" >> "+log+"\nexec qemu-img \"$@\"\n")
 	tmp := filepath.Join(dir, "tmp")
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		t.Fatal(err)
@@ -290,11 +286,7 @@ func TestQemuImgIsConfined(t *testing.T) {
 	t.Setenv("SLIPWAY_LUKS_KEK", "must-not-leak")
 	dir := t.TempDir()
 	log := filepath.Join(dir, "confined.log")
-	wrapper := filepath.Join(dir, "qemu-img")
-	script := "#!/bin/sh\n{ echo \"as=$(ulimit -v) cpu=$(ulimit -t) pid=$$ pgrp=$(cut -d' ' -f5 /proc/$$/stat)\"; tr '\\0' ' ' < /proc/$$/environ; echo; } >> " + log + "\nexec qemu-img \"$@\"\n"
-	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	wrapper := testenv.Script(t, "qemu-img", "#!/bin/sh\n{ echo \"as=$(ulimit -v) cpu=$(ulimit -t) pid=$$ pgrp=$(cut -d' ' -f5 /proc/$$/stat)\"; tr '\\0' ' ' < /proc/$$/environ; echo; } >> "+log+"\nexec qemu-img \"$@\"\n")
 	ctx := context.Background()
 	if err := r.Create(ctx, filepath.Join(dir, "a.luks"), 1<<20, pass(t)); err != nil {
 		t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,20 +41,18 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func kernelDir(t *testing.T) string {
+// kernelFile is bin/kernel/name, which tools/fetch-kernel.sh fetches; the
+// test is skipped without it.
+func kernelFile(t *testing.T, name string) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..", "bin", "kernel")
+	return testenv.RepoFile(t, "bin/kernel/"+name, "run tools/fetch-kernel.sh")
 }
 
 // debianModules unpacks the Debian package's modules with dpkg-deb (the
 // deb package has its own test) and returns lib/modules/<version>.
 func debianModules(t *testing.T) string {
 	t.Helper()
-	deb := filepath.Join(kernelDir(t), "linux-image.deb")
-	if _, err := os.Stat(deb); err != nil {
-		testenv.Skip(t, "no %s (run tools/fetch-kernel.sh): %v", deb, err)
-	}
+	deb := kernelFile(t, "linux-image.deb")
 	root := t.TempDir()
 	if out, err := exec.Command("dpkg-deb", "-x", deb, root).CombinedOutput(); err != nil {
 		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
@@ -235,10 +232,7 @@ func TestModulesDepAndCompression(t *testing.T) {
 // an ext4 root disk on virtio-blk: the initrd loads the modules, mounts
 // the disk and runs its /.slipway/init, which prints a token and powers off.
 func TestQEMUBoot(t *testing.T) {
-	kernel := filepath.Join(kernelDir(t), "vmlinuz")
-	if _, err := os.Stat(kernel); err != nil {
-		testenv.Skip(t, "no kernel (run tools/fetch-kernel.sh): %v", err)
-	}
+	kernel := kernelFile(t, "vmlinuz")
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		t.Fatal("qemu-system-x86_64 not installed (make deps): ", err)
@@ -314,10 +308,7 @@ func TestQEMUNoRoot(t *testing.T) {
 	if testing.Short() {
 		testenv.Skip(t, "boots a VM")
 	}
-	kernel := filepath.Join(kernelDir(t), "vmlinuz")
-	if _, err := os.Stat(kernel); err != nil {
-		testenv.Skip(t, "no kernel (run tools/fetch-kernel.sh): %v", err)
-	}
+	kernel := kernelFile(t, "vmlinuz")
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		t.Fatal("qemu-system-x86_64 not installed (make deps): ", err)

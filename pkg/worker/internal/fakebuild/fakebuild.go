@@ -10,43 +10,27 @@ import (
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/jobs"
+	"github.com/slipway/slipway/schemas"
 )
 
 // Progress is a builder.progress event.
-type Progress struct {
-	ImageID    int64  `json:"image_id"`
-	Phase      string `json:"phase"`
-	BytesDone  int64  `json:"bytes_done"`
-	BytesTotal int64  `json:"bytes_total"`
-}
+type Progress = schemas.BuilderProgress
 
 // Status is a row of the builder's `jobs` reply.
-type Status struct {
-	ID         string    `json:"id"`
-	ImageID    int64     `json:"image_id"`
-	Reference  string    `json:"reference"`
-	Kind       string    `json:"kind"`
-	Phase      string    `json:"phase"`
-	BytesDone  int64     `json:"bytes_done"`
-	BytesTotal int64     `json:"bytes_total"`
-	Dest       string    `json:"dest"`
-	Delivered  uint64    `json:"delivered"`
-	StartedAt  time.Time `json:"started_at"`
-}
+type Status = schemas.BuilderJob
 
 // Job is one build in flight, started now in phase pull of total bytes.
 type Job struct {
 	id        string
 	imageID   int64
-	kind      string
+	kind      schemas.ContentKind
 	delivered uint64
 	started   time.Time
-	jobs.Progress[string]
+	jobs.Progress[schemas.BuilderPhase]
 }
 
-// New returns the job of command m building image imageID of kind
-// ("container" or "disk").
-func New(m *bus.Msg, imageID int64, kind string, total int64) *Job {
+// New returns the job of command m building image imageID of kind.
+func New(m *bus.Msg, imageID int64, kind schemas.ContentKind, total int64) *Job {
 	j := &Job{id: m.Envelope.ID, imageID: imageID, kind: kind, delivered: m.Delivered, started: time.Now().UTC()}
 	j.SetPhase("pull", total)
 	return j
@@ -63,5 +47,5 @@ func (j *Job) Status() Status {
 	p, _ := j.Snapshot()
 	return Status{ID: j.id, ImageID: j.imageID, Reference: "docker.io/library/alpine@sha256:" + strings.Repeat("ab", 32),
 		Kind: j.kind, Phase: p.Phase, BytesDone: p.BytesDone, BytesTotal: p.BytesTotal,
-		Dest: "s3://slipway-uploads/builds/1/disk.raw", Delivered: j.delivered, StartedAt: j.started}
+		Dest: "s3://slipway-uploads/builds/1/disk.raw", Delivered: int64(j.delivered), StartedAt: j.started.Format(time.RFC3339Nano)}
 }
