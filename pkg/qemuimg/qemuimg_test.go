@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/slipway/slipway/pkg/inspect"
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // mixedRaw writes a raw image of size bytes: alternating 1 MiB runs of
@@ -174,9 +175,7 @@ func TestInfoCrossChecks(t *testing.T) {
 	dir := t.TempDir()
 	var r Runner
 	backed := filepath.Join(dir, "backed.qcow2")
-	if out, err := exec.Command("qemu-img", "create", "-f", "qcow2", "-b", "/etc/passwd", "-F", "raw", backed).CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
+	testenv.Exec(t, "qemu-img", "create", "-f", "qcow2", "-b", "/etc/passwd", "-F", "raw", backed)
 	if _, err := r.Info(ctx, backed, inspect.QCOW2); !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), "/etc/passwd") {
 		t.Fatalf("Info on a backed qcow2 = %v, want ErrUnsafe naming /etc/passwd", err)
 	}

@@ -3,7 +3,6 @@ package testenv
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/minio/minio-go/v7"
@@ -35,14 +34,19 @@ func LeftEmpty(t testing.TB, dir string) {
 	})
 }
 
-// Script writes body, a shell script starting with its #! line, as the
-// executable file name in a new temporary directory, and returns its path:
-// a stand-in for a program a test wants to watch or hold.
-func Script(t testing.TB, name, body string) string {
+// OpenDir makes a directory with mode perm in the system's temporary
+// directory and removes it when the test ends. Unlike t.TempDir(), whose
+// parent is 0700, it can be reached by a process of another uid (QEMU
+// run as a VM's user).
+func OpenDir(t testing.TB, prefix string, perm os.FileMode) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return p
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, perm); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

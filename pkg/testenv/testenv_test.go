@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -136,8 +135,40 @@ func TestNewServiceAndDownload(t *testing.T) {
 
 func TestScript(t *testing.T) {
 	p := testenv.Script(t, "hello", "#!/bin/sh\necho hi $1\n")
-	out, err := exec.Command(p, "there").Output()
-	if err != nil || string(out) != "hi there\n" {
-		t.Fatalf("script said %q, %v", out, err)
+	if out := testenv.Exec(t, p, "there"); out != "hi there\n" {
+		t.Fatalf("script said %q", out)
+	}
+}
+
+func TestEventually(t *testing.T) {
+	n := 0
+	if !testenv.Eventually(time.Second, time.Millisecond, func() bool { n++; return n == 3 }) || n != 3 {
+		t.Fatalf("Eventually stopped after %d calls", n)
+	}
+	start := time.Now()
+	if testenv.Eventually(50*time.Millisecond, 10*time.Millisecond, func() bool { return false }) {
+		t.Fatal("a condition never true was reported true")
+	}
+	if d := time.Since(start); d < 50*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("gave up after %s, want about 50ms", d)
+	}
+}
+
+func TestInterleaveAndMedian(t *testing.T) {
+	var order []string
+	testing.Benchmark(func(b *testing.B) {
+		order = order[:0]
+		testenv.Interleave(b, func() { order = append(order, "ours") }, func() { order = append(order, "bare") })
+	})
+	for i := 0; i+3 < len(order); i += 4 {
+		if got := strings.Join(order[i:i+4], " "); got != "ours bare bare ours" {
+			t.Fatalf("rounds %d and %d ran %s", i/2, i/2+1, got)
+		}
+	}
+	if len(order) < 2 {
+		t.Fatalf("ran %v", order)
+	}
+	if m := testenv.Median([]time.Duration{5, 1, 3}); m != 3 {
+		t.Fatalf("median of 5 1 3 = %d", m)
 	}
 }

@@ -76,10 +76,8 @@ func setup(m *testing.M) (int, error) {
 	}
 	defer os.RemoveAll(dir)
 	initBinary = filepath.Join(dir, GuestInitName)
-	build := exec.Command("go", "build", "-o", initBinary, "./cmd/slipway-init")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("build the guest init: %v\n%s", err, out)
+	if err := testenv.GoBuild("./services/builder/cmd/slipway-init", initBinary, true); err != nil {
+		return 0, fmt.Errorf("build the guest init: %w", err)
 	}
 	return testenv.RunWithMinIO(m, "builder", &s3), nil
 }
@@ -127,6 +125,21 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	svc := New(env.Bus, env.Store, cfg)
 	t.Cleanup(workertest.Start(t, svc.Run, svc.Ready()))
 	return h
+}
+
+// pushBusybox pushes busyboxFiles as test/busybox and returns its pinned
+// reference.
+func (h *harness) pushBusybox() string {
+	h.t.Helper()
+	return h.push("test/busybox", busyboxFiles(h.t), busyboxConfig)
+}
+
+// buildContainer builds image id from the container image ref, with cmd's
+// other fields: see build.
+func (h *harness) buildContainer(id int64, ref string, cmd schemas.BuilderBuild, v any) (event string, progress []schemas.BuilderProgress) {
+	h.t.Helper()
+	cmd.ImageID, cmd.Reference, cmd.Kind = id, ref, schemas.ContentKindContainer
+	return h.build(cmd, v)
 }
 
 // file is one entry of a test layer.
@@ -277,11 +290,10 @@ var busyboxConfig = v1.Config{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []stri
 
 func TestBuildBusybox(t *testing.T) {
 	h := newHarness(t)
-	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
+	ref := h.pushBusybox()
 	dest := dst(7, "disk.raw")
 	var built schemas.BuilderBuilt
-	kind, progress := h.build(schemas.BuilderBuild{ImageID: 7, Reference: ref, Kind: schemas.ContentKindContainer,
-		SizeMiB: 64, Filesystem: schemas.FilesystemExt4, Dest: dest}, &built)
+	kind, progress := h.buildContainer(7, ref, schemas.BuilderBuild{SizeMiB: 64, Filesystem: schemas.FilesystemExt4, Dest: dest}, &built)
 	if kind != "built" {
 		t.Fatalf("got %s: %+v", kind, built)
 	}
@@ -298,9 +310,7 @@ func TestBuildBusybox(t *testing.T) {
 	if got := sha(readFile(t, raw)); got != built.SHA256 {
 		t.Fatalf("stored blob sha256 %s, event says %s", got, built.SHA256)
 	}
-	if out, err := exec.Command("e2fsck", "-fn", raw).CombinedOutput(); err != nil {
-		t.Fatalf("e2fsck: %v\n%s", err, out)
-	}
+	testenv.Exec(t, "e2fsck", "-fn", raw)
 	tr, err := fsimage.ReadExt(h.ctx, raw)
 	if err != nil {
 		t.Fatal(err)
@@ -332,11 +342,10 @@ func TestBuildBusybox(t *testing.T) {
 // filesystem with busybox in it. Compression with raw output is refused.
 func TestBuildQcow2(t *testing.T) {
 	h := newHarness(t)
-	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
+	ref := h.pushBusybox()
 	dest := dst(9, "disk.qcow2")
 	var built schemas.BuilderBuilt
-	kind, _ := h.build(schemas.BuilderBuild{ImageID: 9, Reference: ref, Kind: schemas.ContentKindContainer,
-		SizeMiB: 64, Format: schemas.DiskFormatQcow2, Compression: schemas.CompressionZstd, Dest: dest}, &built)
+	kind, _ := h.buildContainer(9, ref, schemas.BuilderBuild{SizeMiB: 64, Format: schemas.DiskFormatQcow2, Compression: schemas.CompressionZstd, Dest: dest}, &built)
 	if kind != "built" {
 		t.Fatalf("got %s: %+v", kind, built)
 	}
@@ -366,12 +375,8 @@ func TestBuildQcow2(t *testing.T) {
 		t.Fatalf("qemu-img info = %s", out)
 	}
 	raw := filepath.Join(t.TempDir(), "disk.raw")
-	if out, err := exec.Command("qemu-img", "convert", "-f", "qcow2", "-O", "raw", qcow, raw).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img convert: %v\n%s", err, out)
-	}
-	if out, err := exec.Command("e2fsck", "-fn", raw).CombinedOutput(); err != nil {
-		t.Fatalf("e2fsck: %v\n%s", err, out)
-	}
+	testenv.Exec(t, "qemu-img", "convert", "-f", "qcow2", "-O", "raw", qcow, raw)
+	testenv.Exec(t, "e2fsck", "-fn", raw)
 	tr, err := fsimage.ReadExt(h.ctx, raw)
 	if err != nil {
 		t.Fatal(err)
@@ -382,8 +387,7 @@ func TestBuildQcow2(t *testing.T) {
 	checkHash(t, h.ctx, raw, "bin/busybox", sha(readFile(t, "/bin/busybox")))
 
 	var f schemas.BuilderFailed
-	if kind, _ := h.build(schemas.BuilderBuild{ImageID: 10, Reference: ref, Kind: schemas.ContentKindContainer,
-		Compression: schemas.CompressionZlib, Dest: dst(10, "disk.raw")}, &f); kind != "failed" ||
+	if kind, _ := h.buildContainer(10, ref, schemas.BuilderBuild{Compression: schemas.CompressionZlib, Dest: dst(10, "disk.raw")}, &f); kind != "failed" ||
 		f.Retryable || !strings.Contains(f.Error, "compression zlib applies to qcow2 only") {
 		t.Fatalf("compressed raw: %s %+v", kind, f)
 	}
@@ -417,20 +421,16 @@ func TestBuildDistroAndXFS(t *testing.T) {
 		{name: "hello", typ: tar.TypeReg, mode: 0o755, data: readFile(t, "/bin/busybox")},
 	}, v1.Config{Entrypoint: []string{"/hello"}})
 	var built schemas.BuilderBuilt
-	if kind, _ := h.build(schemas.BuilderBuild{ImageID: 1, Reference: scratch, Kind: schemas.ContentKindContainer,
-		Dest: dst(1, "disk.raw")}, &built); kind != "built" || built.Distro != UnknownDistro {
+	if kind, _ := h.buildContainer(1, scratch, schemas.BuilderBuild{Dest: dst(1, "disk.raw")}, &built); kind != "built" || built.Distro != UnknownDistro {
 		t.Fatalf("scratch image: %s %+v", kind, built)
 	}
-	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
+	ref := h.pushBusybox()
 	dest := dst(2, "disk.raw")
-	if kind, _ := h.build(schemas.BuilderBuild{ImageID: 2, Reference: ref, Kind: schemas.ContentKindContainer,
-		Filesystem: schemas.FilesystemXFS, Distro: "alpine", Dest: dest}, &built); kind != "built" || built.Distro != "alpine" {
+	if kind, _ := h.buildContainer(2, ref, schemas.BuilderBuild{Filesystem: schemas.FilesystemXFS, Distro: "alpine", Dest: dest}, &built); kind != "built" || built.Distro != "alpine" {
 		t.Fatalf("xfs image: %s %+v", kind, built)
 	}
 	raw := h.download(dest)
-	if out, err := exec.Command("xfs_repair", "-n", raw).CombinedOutput(); err != nil {
-		t.Fatalf("xfs_repair: %v\n%s", err, out)
-	}
+	testenv.Exec(t, "xfs_repair", "-n", raw)
 	tr, err := fsimage.ReadXFS(h.ctx, raw)
 	if err != nil {
 		t.Fatal(err)
@@ -446,11 +446,10 @@ func TestBuildDistroAndXFS(t *testing.T) {
 
 func TestBuildTooSmall(t *testing.T) {
 	h := newHarness(t)
-	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
+	ref := h.pushBusybox()
 	dest := dst(3, "disk.raw")
 	var f schemas.BuilderFailed
-	kind, _ := h.build(schemas.BuilderBuild{ImageID: 3, Reference: ref, Kind: schemas.ContentKindContainer,
-		SizeMiB: 1, Dest: dest}, &f)
+	kind, _ := h.buildContainer(3, ref, schemas.BuilderBuild{SizeMiB: 1, Dest: dest}, &f)
 	if kind != "failed" || f.Phase != schemas.BuilderPhaseMkfs || f.Retryable ||
 		!strings.Contains(f.Error, "size=1 MiB is too small") || !strings.Contains(f.Error, "needs at least") {
 		t.Fatalf("%s: %+v", kind, f)
@@ -462,11 +461,10 @@ func TestBuildTooSmall(t *testing.T) {
 
 func TestBuildUnknownDigest(t *testing.T) {
 	h := newHarness(t)
-	h.push("test/busybox", busyboxFiles(t), busyboxConfig)
+	h.pushBusybox()
 	ref := h.reg + "/test/busybox@sha256:" + strings.Repeat("ab", 32)
 	var f schemas.BuilderFailed
-	kind, _ := h.build(schemas.BuilderBuild{ImageID: 4, Reference: ref, Kind: schemas.ContentKindContainer,
-		Dest: dst(4, "disk.raw")}, &f)
+	kind, _ := h.buildContainer(4, ref, schemas.BuilderBuild{Dest: dst(4, "disk.raw")}, &f)
 	if kind != "failed" || f.Phase != schemas.BuilderPhasePull || f.Retryable || !strings.Contains(f.Error, "MANIFEST_UNKNOWN") {
 		t.Fatalf("%s: %+v", kind, f)
 	}
@@ -477,10 +475,9 @@ func TestBuildUnknownDigest(t *testing.T) {
 // the address and the setting.
 func TestBuildFromRefusedRegistry(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Registry.Guard = nil })
-	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
+	ref := h.pushBusybox()
 	var f schemas.BuilderFailed
-	kind, _ := h.build(schemas.BuilderBuild{ImageID: 11, Reference: ref, Kind: schemas.ContentKindContainer,
-		Dest: dst(11, "disk.raw")}, &f)
+	kind, _ := h.buildContainer(11, ref, schemas.BuilderBuild{Dest: dst(11, "disk.raw")}, &f)
 	want := "registry " + h.reg + ": refusing to connect to " + h.reg + " (loopback): set SLIPWAY_FETCH_ALLOW=127.0.0.1/32 to allow it"
 	if kind != "failed" || f.Phase != schemas.BuilderPhasePull || f.Retryable || !strings.Contains(f.Error, want) {
 		t.Fatalf("%s: %+v\nwant a final pull failure containing %q", kind, f, want)

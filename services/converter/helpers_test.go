@@ -1,14 +1,12 @@
 package converter
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
@@ -158,11 +156,7 @@ func rawDisk(t *testing.T, size int64) string {
 
 func qemuImg(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("qemu-img", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("qemu-img %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(bytes.TrimSpace(out))
+	return strings.TrimSpace(testenv.Exec(t, "qemu-img", args...))
 }
 
 // qemuInfo returns `qemu-img info --output=json` of path.

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/crypto-luks/luks"
 )
@@ -172,9 +172,7 @@ func TestService(t *testing.T) {
 	e.run(t, "bad input", func(t *testing.T) {
 		// A qcow2 declared raw: refused, nothing left behind.
 		qc := filepath.Join(t.TempDir(), "d.qcow2")
-		if out, err := exec.Command("qemu-img", "create", "-f", "qcow2", qc, "4M").CombinedOutput(); err != nil {
-			t.Fatalf("%v %s", err, out)
-		}
+		testenv.Exec(t, "qemu-img", "create", "-f", "qcow2", qc, "4M")
 		f, _ := os.Open(qc)
 		st, _ := f.Stat()
 		if _, err := e.store.Put(context.Background(), "src", "images/d.qcow2", f, st.Size()); err != nil {

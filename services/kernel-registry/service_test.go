@@ -42,10 +42,8 @@ func TestMain(m *testing.M) {
 	code := func() int {
 		defer os.RemoveAll(dir)
 		initrdBin = filepath.Join(dir, "slipway-initrd")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", initrdBin, "./cmd/slipway-initrd")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build slipway-initrd: %v\n%s", err, out)
+		if err := testenv.GoBuild("./services/kernel-registry/cmd/slipway-initrd", initrdBin, true); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		return testenv.RunWithMinIO(m, "kernel-registry", &s3)
@@ -211,21 +209,19 @@ func (s *stack) image(id int64) schemas.Image {
 }
 
 // waitReady polls the catalog until the image is READY.
-func (s *stack) waitReady(id int64, timeout time.Duration) schemas.Image {
+func (s *stack) waitReady(id int64, timeout time.Duration) (img schemas.Image) {
 	s.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		img := s.image(id)
-		switch {
-		case img.State == schemas.ImageStateReady:
-			return img
-		case img.State == schemas.ImageStateError:
-			s.t.Fatalf("image %d: ERROR %s", id, img.Error)
-		case time.Now().After(deadline):
-			s.t.Fatalf("image %d still %s after %s", id, img.State, timeout)
-		}
-		time.Sleep(200 * time.Millisecond)
+	settled := func() bool {
+		img = s.image(id)
+		return img.State == schemas.ImageStateReady || img.State == schemas.ImageStateError
 	}
+	if !testenv.Eventually(timeout, 200*time.Millisecond, settled) {
+		s.t.Fatalf("image %d still %s after %s", id, img.State, timeout)
+	}
+	if img.State == schemas.ImageStateError {
+		s.t.Fatalf("image %d: ERROR %s", id, img.Error)
+	}
+	return img
 }
 
 // objects lists a bucket.

@@ -221,19 +221,12 @@ func (h *harness) image(id int64) schemas.Image {
 }
 
 // waitImage polls the catalog until ok holds.
-func (h *harness) waitImage(id int64, ok func(schemas.Image) bool, what string) schemas.Image {
+func (h *harness) waitImage(id int64, ok func(schemas.Image) bool, what string) (img schemas.Image) {
 	h.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		img := h.image(id)
-		if ok(img) {
-			return img
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("image %d: still not %s: %+v", id, what, img)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !testenv.Eventually(60*time.Second, 100*time.Millisecond, func() bool { img = h.image(id); return ok(img) }) {
+		h.t.Fatalf("image %d: still not %s: %+v", id, what, img)
 	}
+	return img
 }
 
 // call sends a launcher command and waits for its answer.

@@ -95,9 +95,7 @@ func TestEncryptDecryptRawAndQcow2(t *testing.T) {
 	src := filepath.Join(dir, "src.raw")
 	want := pattern(t, src, 4<<20)
 	qcow := filepath.Join(dir, "src.qcow2")
-	if out, err := exec.Command("qemu-img", "convert", "-f", "raw", "-O", "qcow2", src, qcow).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
+	testenv.Exec(t, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", src, qcow)
 	p := pass(t)
 	for _, c := range []struct{ src, format string }{{src, FormatRaw}, {qcow, FormatQcow2}} {
 		dst := filepath.Join(dir, "out-"+c.format+".luks")
@@ -147,13 +145,9 @@ func TestSourceFormatChecked(t *testing.T) {
 	raw := filepath.Join(dir, "disk.raw")
 	pattern(t, raw, 1<<20)
 	qcow := filepath.Join(dir, "disk.qcow2")
-	if out, err := exec.Command("qemu-img", "create", "-f", "qcow2", qcow, "1M").CombinedOutput(); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
+	testenv.Exec(t, "qemu-img", "create", "-f", "qcow2", qcow, "1M")
 	backed := filepath.Join(dir, "backed.qcow2")
-	if out, err := exec.Command("qemu-img", "create", "-f", "qcow2", "-b", qcow, "-F", "qcow2", backed).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
+	testenv.Exec(t, "qemu-img", "create", "-f", "qcow2", "-b", qcow, "-F", "qcow2", backed)
 	p := pass(t)
 	for _, c := range []struct{ src, declared, want string }{
 		{qcow, FormatRaw, "declared raw but its header says qcow2"},

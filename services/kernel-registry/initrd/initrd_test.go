@@ -29,10 +29,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	initBin = filepath.Join(dir, InitName)
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", initBin, "../cmd/slipway-initrd")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build slipway-initrd: %v\n%s", err, out)
+	if err := testenv.GoBuild("./services/kernel-registry/cmd/slipway-initrd", initBin, true); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
@@ -54,9 +52,7 @@ func debianModules(t *testing.T) string {
 	t.Helper()
 	deb := kernelFile(t, "linux-image.deb")
 	root := t.TempDir()
-	if out, err := exec.Command("dpkg-deb", "-x", deb, root).CombinedOutput(); err != nil {
-		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
-	}
+	testenv.Exec(t, "dpkg-deb", "-x", deb, root)
 	dirs, _ := filepath.Glob(filepath.Join(root, "*lib", "modules", "*"))
 	if len(dirs) != 1 {
 		t.Fatalf("modules directories in the package: %v", dirs)
@@ -267,9 +263,7 @@ func TestQEMUBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	disk := filepath.Join(dir, "root.ext4")
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-d", root, disk, "32M").CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
-	}
+	testenv.Exec(t, "mkfs.ext4", "-q", "-F", "-d", root, disk, "32M")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
 	defer cancel()

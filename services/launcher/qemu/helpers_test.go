@@ -194,10 +194,7 @@ func secretFile(t *testing.T, dir, name, pass string) string {
 // qemuImg runs qemu-img and fails the test on error.
 func qemuImg(t *testing.T, args ...string) {
 	t.Helper()
-	out, err := exec.Command("qemu-img", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("qemu-img %v: %v: %s", args, err, out)
-	}
+	testenv.Exec(t, "qemu-img", args...)
 }
 
 // makeLUKS creates an empty LUKS image with the passphrase in secret. qemu-img always
