@@ -3,7 +3,6 @@ package qemuimg
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"math/rand/v2"
 	"os"
@@ -59,19 +58,10 @@ func rawSource(t testing.TB, size int64) (dir, src string) {
 	return dir, src
 }
 
-func fileSHA(t testing.TB, path string) [32]byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sha256.Sum256(b)
-}
-
 func TestConvertRoundTrips(t *testing.T) {
 	ctx := context.Background()
 	dir, src := rawSource(t, 16<<20)
-	want := fileSHA(t, src)
+	want := testenv.FileSHA256(t, src)
 	var r Runner
 
 	qcow := filepath.Join(dir, "a.qcow2")
@@ -95,7 +85,7 @@ func TestConvertRoundTrips(t *testing.T) {
 			if err := r.Convert(ctx, mid, to, back, inspect.Raw, ConvertOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			if got := fileSHA(t, back); got != want {
+			if got := testenv.FileSHA256(t, back); got != want {
 				t.Fatalf("raw -> qcow2 -> %s -> raw changed the content", to)
 			}
 		})

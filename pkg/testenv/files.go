@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"context"
+	"crypto/sha256"
+	"io"
 	"os"
 	"testing"
 
@@ -49,4 +51,19 @@ func OpenDir(t testing.TB, prefix string, perm os.FileMode) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// FileSHA256 is the SHA-256 of the file at path, read as a stream.
+func FileSHA256(t testing.TB, path string) [32]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return [32]byte(h.Sum(nil))
 }

@@ -2,6 +2,7 @@ package testenv_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -170,5 +171,15 @@ func TestInterleaveAndMedian(t *testing.T) {
 	}
 	if m := testenv.Median([]time.Duration{5, 1, 3}); m != 3 {
 		t.Fatalf("median of 5 1 3 = %d", m)
+	}
+}
+
+func TestFileSHA256(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, []byte("abc"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := testenv.FileSHA256(t, p), sha256.Sum256([]byte("abc")); got != want {
+		t.Fatalf("FileSHA256 = %x, want %x", got, want)
 	}
 }
