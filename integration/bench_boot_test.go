@@ -39,16 +39,7 @@ func BenchmarkImportToRunning(b *testing.B) {
 	host := strings.TrimPrefix(reg.URL, "http://")
 	guestInit := buildGuestInit(b)
 	s := newStack(b, stackOptions{containers: true, guestInit: guestInit, boot: true})
-	busybox, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		b.Fatalf("busybox-static is needed (make deps): %v", err)
-	}
-	root := layer(b, []tarEntry{
-		{name: "bin/", mode: 0o755, dir: true},
-		{name: "bin/busybox", mode: 0o755, body: busybox},
-		{name: "etc/", mode: 0o755, dir: true},
-		{name: "etc/os-release", mode: 0o644, body: []byte("ID=busybox\n")},
-	})
+	root := layer(b, busyboxRoot(b))
 	cfg := v1.Config{Entrypoint: []string{"/bin/busybox", "sleep", "600"}}
 	ref := host + "/bench/boot:1"
 	push(b, ref, []v1.Layer{root}, cfg)

@@ -5,14 +5,11 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,9 +40,8 @@ type benchCase struct {
 }
 
 const (
-	distributionBin = "/usr/bin/docker-registry"
-	timeBin         = "/usr/bin/time"
-	chainBucket     = "bench-chain"
+	timeBin     = "/usr/bin/time"
+	chainBucket = "bench-chain"
 )
 
 // BenchmarkDockerToQcow2 turns a container image in a registry into a qcow2
@@ -59,7 +55,7 @@ const (
 // registry's blobs never count in the test process's peak RSS.
 func BenchmarkDockerToQcow2(b *testing.B) {
 	crane := benchTools(b)
-	host := startRegistryProcess(b)
+	host := testenv.Registry(b)
 	guestInit := buildGuestInit(b)
 	cases := []benchCase{
 		{name: "small", layers: 1, perLayer: 18 << 20, sizeMiB: 64},
@@ -83,7 +79,7 @@ func benchTools(b *testing.B) string {
 	if _, err := os.Stat(crane); err != nil {
 		b.Fatalf("crane is needed for the baseline chain: %v: run make tools", err)
 	}
-	for _, tool := range []string{"tar", "mkfs.ext4", "qemu-img", "s3cmd", distributionBin} {
+	for _, tool := range []string{"tar", "mkfs.ext4", "qemu-img", "s3cmd", testenv.DistributionBinary} {
 		if _, err := exec.LookPath(tool); err != nil {
 			b.Fatalf("%s is needed: %v: run make deps", tool, err)
 		}
@@ -252,9 +248,7 @@ func checkChain(b *testing.B, s *stack, c benchCase, qcow, key string) {
 		b.Fatalf("chain: s3 object %s: size %d, err %v; local %d", key, obj.Size, err, st.Size())
 	}
 	raw := filepath.Join(filepath.Dir(qcow), "img.raw")
-	if out, err := exec.Command("e2fsck", "-fn", raw).CombinedOutput(); err != nil {
-		b.Fatalf("chain: e2fsck -fn: %v\n%s", err, out)
-	}
+	testenv.Exec(b, "e2fsck", "-fn", raw)
 }
 
 // step runs one command of the chain and returns its peak RSS in bytes.
@@ -507,68 +501,4 @@ func (t *textReader) Read(p []byte) (int, error) {
 	n := copy(p, t.buf)
 	t.buf = t.buf[:copy(t.buf, t.buf[n:])]
 	return n, nil
-}
-
-// startRegistryProcess runs Debian's docker-registry on a free loopback port
-// with a temporary filesystem store, as its own process, and returns its
-// host:port.
-func startRegistryProcess(b *testing.B) string {
-	dir := b.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	host := l.Addr().String()
-	l.Close() // the registry binds it again; a clash fails the readiness wait
-	cfg := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-http:
-  addr: %s
-`, filepath.Join(dir, "data"), host)), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "registry.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(distributionBin, "serve", cfg)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	b.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		logf.Close()
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if resp, err := http.Get("http://" + host + "/v2/"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return host
-			}
-		}
-		select {
-		case err := <-exited:
-			log, _ := os.ReadFile(logPath)
-			b.Fatalf("docker-registry exited: %v\n%s", err, log)
-		case <-ctx.Done():
-			b.Fatalf("docker-registry on %s not ready after 30s", host)
-		case <-tick.C:
-		}
-	}
 }

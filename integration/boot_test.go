@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -50,17 +49,7 @@ func TestBootContainerImage(t *testing.T) {
 	s := newStack(t, stackOptions{containers: true, guestInit: buildGuestInit(t), boot: true})
 
 	token := "TOKEN-" + randomHex(t, 6)
-	busybox, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Fatalf("busybox-static is needed (make deps): %v", err)
-	}
-	root := layer(t, []tarEntry{
-		{name: "bin/", mode: 0o755, dir: true},
-		{name: "bin/busybox", mode: 0o755, body: busybox},
-		{name: "bin/sh", link: "busybox", symlink: true},
-		{name: "etc/", mode: 0o755, dir: true},
-		{name: "etc/os-release", mode: 0o644, body: []byte("ID=busybox\nNAME=BusyBox\n")},
-	})
+	root := layer(t, busyboxRoot(t))
 	// The process prints the token, the block devices it sees (name, size
 	// in sectors, read-only flag) and the context's hostname, then ends:
 	// the init powers the VM off.
@@ -144,9 +133,7 @@ func TestBootContainerImage(t *testing.T) {
 		}
 		writeFile(t, filepath.Join(dir, "tree", "README"), []byte("on the cdrom\n"))
 		iso := filepath.Join(dir, "cd.iso")
-		if out, err := exec.Command("genisoimage", "-quiet", "-o", iso, "-V", "DATA", "-J", "-R", filepath.Join(dir, "tree")).CombinedOutput(); err != nil {
-			t.Fatalf("genisoimage: %v\n%s", err, out)
-		}
+		testenv.Exec(t, "genisoimage", "-quiet", "-o", iso, "-V", "DATA", "-J", "-R", filepath.Join(dir, "tree"))
 		cdID, out, code := s.create("--name", "cd", "--type", "CDROM", "--path", iso)
 		if code != 0 {
 			t.Fatalf("cdrom import: %s", out)
@@ -240,19 +227,20 @@ func (s *stack) instantiate(t testing.TB, tmpl int64) int64 {
 // when the VM fails.
 func (s *stack) waitConsole(t *testing.T, vm int64, want string, timeout time.Duration) string {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		console := s.mustSlipway("vm", "console", fmt.Sprint(vm))
+	var console string
+	var rec vmRecord
+	testenv.Eventually(timeout, time.Second, func() bool {
+		console = s.mustSlipway("vm", "console", fmt.Sprint(vm))
 		if strings.Contains(console, want) {
-			return console
+			return true
 		}
-		var rec vmRecord
 		s.mustJSON(&rec, "vm", "show", fmt.Sprint(vm), "--json")
-		if rec.State == "FAILED" || time.Now().After(deadline) {
-			t.Fatalf("VM %d is %s (%s) and its console has no %q:\n%s", vm, rec.State, rec.Error, want, console)
-		}
-		time.Sleep(time.Second)
+		return rec.State == "FAILED"
+	})
+	if !strings.Contains(console, want) {
+		t.Fatalf("VM %d is %s (%s) and its console has no %q:\n%s", vm, rec.State, rec.Error, want, console)
 	}
+	return console
 }
 
 // terminate ends a VM and waits for DONE.
@@ -274,17 +262,10 @@ func (s *stack) terminate(t *testing.T, vm int64) {
 }
 
 // waitImageState polls the catalog until the image is in state.
-func (s *stack) waitImageState(id int64, state string, timeout time.Duration) schemas.Image {
+func (s *stack) waitImageState(id int64, state string, timeout time.Duration) (img schemas.Image) {
 	s.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		img := s.show(id)
-		if string(img.State) == state {
-			return img
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("image %d is %s, want %s", id, img.State, state)
-		}
-		time.Sleep(300 * time.Millisecond)
+	if !testenv.Eventually(timeout, 300*time.Millisecond, func() bool { img = s.show(id); return string(img.State) == state }) {
+		s.t.Fatalf("image %d is %s, want %s", id, img.State, state)
 	}
+	return img
 }

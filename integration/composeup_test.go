@@ -20,7 +20,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/minio/minio-go/v7"
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/testenv"
@@ -127,9 +126,7 @@ func TestComposeStack(t *testing.T) {
 	}
 	stored := filepath.Join(t.TempDir(), "stored")
 	c.download(disk.Source, stored)
-	if out, err := exec.Command("qemu-img", "compare", "-f", "raw", "-F", string(disk.Format), raw, stored).CombinedOutput(); err != nil {
-		t.Fatalf("the stored %s disk differs from the file: %v\n%s", disk.Format, err, out)
-	}
+	testenv.Exec(t, "qemu-img", "compare", "-f", "raw", "-F", string(disk.Format), raw, stored)
 	t.Logf("disk import: %s", time.Since(step).Round(time.Second))
 
 	// 4. Import a docker:// image from a registry on loopback (the
@@ -139,17 +136,7 @@ func TestComposeStack(t *testing.T) {
 	defer reg.Close()
 	host := strings.TrimPrefix(reg.URL, "http://")
 	token := "COMPOSE-" + randomHex(t, 6)
-	busybox, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Fatalf("busybox-static is needed (make deps): %v", err)
-	}
-	push(t, host+"/test/bootme:1.0", []v1.Layer{layer(t, []tarEntry{
-		{name: "bin/", mode: 0o755, dir: true},
-		{name: "bin/busybox", mode: 0o755, body: busybox},
-		{name: "bin/sh", link: "busybox", symlink: true},
-		{name: "etc/", mode: 0o755, dir: true},
-		{name: "etc/os-release", mode: 0o644, body: []byte("ID=busybox\nNAME=BusyBox\n")},
-	})}, v1.Config{
+	push(t, host+"/test/bootme:1.0", []v1.Layer{layer(t, busyboxRoot(t))}, v1.Config{
 		Entrypoint: []string{"/bin/busybox", "sh", "-c"}, Cmd: []string{"echo " + token + " host=$(hostname)"},
 		Env: []string{"PATH=/bin"},
 	})
@@ -302,50 +289,40 @@ func (c *composeStack) show(id int64) schemas.Image {
 	return img
 }
 
-func (c *composeStack) waitSettled(id int64, timeout time.Duration) schemas.Image {
+// waitSettled returns the image once it left LOCKED, or as it is after
+// timeout.
+func (c *composeStack) waitSettled(id int64, timeout time.Duration) (img schemas.Image) {
 	c.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		img := c.show(id)
-		if img.State != "LOCKED" || time.Now().After(deadline) {
-			return img
-		}
-		time.Sleep(2 * time.Second)
-	}
+	testenv.Eventually(timeout, 2*time.Second, func() bool { img = c.show(id); return img.State != "LOCKED" })
+	return img
 }
 
-func (c *composeStack) waitImageState(id int64, state string, timeout time.Duration) schemas.Image {
+func (c *composeStack) waitImageState(id int64, state string, timeout time.Duration) (img schemas.Image) {
 	c.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		img := c.show(id)
-		if string(img.State) == state {
-			return img
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("image %d is %s, want %s", id, img.State, state)
-		}
-		time.Sleep(2 * time.Second)
+	if !testenv.Eventually(timeout, 2*time.Second, func() bool { img = c.show(id); return string(img.State) == state }) {
+		c.t.Fatalf("image %d is %s, want %s", id, img.State, state)
 	}
+	return img
 }
 
 // waitConsole polls the VM's console until it holds want, failing early
 // when the VM fails.
 func (c *composeStack) waitConsole(vm int64, want string, timeout time.Duration) string {
 	c.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		console := c.mustCLI(nil, "vm", "console", fmt.Sprint(vm))
+	var console string
+	var rec vmRecord
+	testenv.Eventually(timeout, 3*time.Second, func() bool {
+		console = c.mustCLI(nil, "vm", "console", fmt.Sprint(vm))
 		if strings.Contains(console, want) {
-			return console
+			return true
 		}
-		var rec vmRecord
 		c.mustJSON(&rec, nil, "vm", "show", fmt.Sprint(vm), "--json")
-		if rec.State == "FAILED" || time.Now().After(deadline) {
-			c.t.Fatalf("VM %d is %s (%s) and its console has no %q:\n%s\n%s", vm, rec.State, rec.Error, want, console, c.diagnose())
-		}
-		time.Sleep(3 * time.Second)
+		return rec.State == "FAILED"
+	})
+	if !strings.Contains(console, want) {
+		c.t.Fatalf("VM %d is %s (%s) and its console has no %q:\n%s\n%s", vm, rec.State, rec.Error, want, console, c.diagnose())
 	}
+	return console
 }
 
 // download reads an s3:// object of the stack's MinIO into path.
@@ -355,13 +332,7 @@ func (c *composeStack) download(url, path string) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	bucket, key, err := blob.ParseURL(url)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if err := store.Client().FGetObject(context.Background(), bucket, key, path, minio.GetObjectOptions{}); err != nil {
-		c.t.Fatalf("download %s: %v", url, err)
-	}
+	testenv.Download(c.t, context.Background(), store, url, path)
 }
 
 type composePS struct {

@@ -95,15 +95,9 @@ func TestConverterKilledMidConversion(t *testing.T) {
 
 func buildConverter(t *testing.T) string {
 	t.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	bin := filepath.Join(t.TempDir(), "converter")
-	cmd := exec.Command("go", "build", "-o", bin, "./services/converter/cmd/converter")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build converter: %v\n%s", err, out)
+	if err := testenv.GoBuild("./services/converter/cmd/converter", bin, false); err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

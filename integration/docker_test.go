@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,20 +38,11 @@ func TestDockerImport(t *testing.T) {
 	host := strings.TrimPrefix(reg.URL, "http://")
 	s := newStack(t, stackOptions{containers: true, guestInit: buildGuestInit(t)})
 
-	busybox, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Fatalf("busybox-static is needed (make deps): %v", err)
-	}
-	base := layer(t, []tarEntry{
-		{name: "bin/", mode: 0o755, dir: true},
-		{name: "bin/busybox", mode: 0o755, body: busybox},
-		{name: "bin/sh", link: "busybox", symlink: true},
-		{name: "etc/", mode: 0o755, dir: true},
-		{name: "etc/os-release", mode: 0o644, body: []byte("ID=busybox\nNAME=BusyBox\n")},
-		{name: "etc/motd", mode: 0o644, body: []byte("gone in the next layer\n")},
-		{name: "srv/", mode: 0o755, dir: true},
-		{name: "srv/app.conf", mode: 0o640, uid: 1000, gid: 1000, body: []byte("port=8080\n")},
-	})
+	base := layer(t, busyboxRoot(t,
+		tarEntry{name: "etc/motd", mode: 0o644, body: []byte("gone in the next layer\n")},
+		tarEntry{name: "srv/", mode: 0o755, dir: true},
+		tarEntry{name: "srv/app.conf", mode: 0o640, uid: 1000, gid: 1000, body: []byte("port=8080\n")},
+	))
 	top := layer(t, []tarEntry{
 		{name: "etc/.wh.motd", mode: 0o644},
 		{name: "usr/", mode: 0o755, dir: true},
@@ -97,7 +87,7 @@ func TestDockerImport(t *testing.T) {
 		s.download(img.Source, local)
 		raw := local + ".raw"
 		qemuImg(t, "convert", "-f", "qcow2", "-O", "raw", local, raw)
-		run(t, "e2fsck", "-fn", raw)
+		testenv.Exec(t, "e2fsck", "-fn", raw)
 		tree, err := fsimage.ReadExt(context.Background(), raw)
 		if err != nil {
 			t.Fatal(err)
@@ -133,7 +123,7 @@ func TestDockerImport(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := sha256.Sum256(busybox); h != hex.EncodeToString(want[:]) {
+		if want := sha256.Sum256(busyboxBinary(t)); h != hex.EncodeToString(want[:]) {
 			t.Error("bin/busybox content differs from the layer's")
 		}
 	})
@@ -203,6 +193,29 @@ type tarEntry struct {
 }
 
 // layer makes an uncompressed-tar image layer from entries.
+// busyboxBinary is the host's busybox-static.
+func busyboxBinary(t testing.TB) []byte {
+	t.Helper()
+	busybox, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatalf("busybox-static is needed (make deps): %v", err)
+	}
+	return busybox
+}
+
+// busyboxRoot is a minimal root filesystem, busybox-static with sh linked
+// to it and an os-release, followed by extra.
+func busyboxRoot(t testing.TB, extra ...tarEntry) []tarEntry {
+	t.Helper()
+	return append([]tarEntry{
+		{name: "bin/", mode: 0o755, dir: true},
+		{name: "bin/busybox", mode: 0o755, body: busyboxBinary(t)},
+		{name: "bin/sh", link: "busybox", symlink: true},
+		{name: "etc/", mode: 0o755, dir: true},
+		{name: "etc/os-release", mode: 0o644, body: []byte("ID=busybox\nNAME=BusyBox\n")},
+	}, extra...)
+}
+
 func layer(t testing.TB, entries []tarEntry) v1.Layer {
 	t.Helper()
 	var buf bytes.Buffer
@@ -274,16 +287,9 @@ func buildGuestInit(t testing.TB) string {
 // into a temporary directory.
 func buildStatic(t testing.TB, pkg string) string {
 	t.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, pkg)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	if err := testenv.GoBuild(pkg, bin, true); err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

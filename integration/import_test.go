@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // TestImportSources imports one disk through every kind of path the issue
@@ -164,15 +166,15 @@ func TestBlankDatablocks(t *testing.T) {
 			}
 			switch c.fs {
 			case "xfs":
-				run(t, "xfs_repair", "-n", "-f", raw)
+				testenv.Exec(t, "xfs_repair", "-n", "-f", raw)
 			case "":
 				// No filesystem asked for: the disk must read as zeros.
 				if out, _ := exec.Command("blkid", "-p", raw).CombinedOutput(); len(strings.TrimSpace(string(out))) > 0 {
 					t.Errorf("blank raw disk carries a signature: %s", out)
 				}
 			default:
-				run(t, "e2fsck", "-fn", raw)
-				out := run(t, "dumpe2fs", "-h", raw)
+				testenv.Exec(t, "e2fsck", "-fn", raw)
+				out := testenv.Exec(t, "dumpe2fs", "-h", raw)
 				if c.fs == "ext4" && !strings.Contains(out, "extent") {
 					t.Errorf("ext4 without extents:\n%s", out)
 				}
@@ -195,20 +197,9 @@ func TestBlankDatablocks(t *testing.T) {
 	})
 }
 
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 func sh(t *testing.T, script string) {
 	t.Helper()
-	if out, err := exec.Command("bash", "-c", "set -euo pipefail; "+script).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", script, err, out)
-	}
+	testenv.Exec(t, "bash", "-c", "set -euo pipefail; "+script)
 }
 
 func writeFile(t testing.TB, path string, data []byte) {

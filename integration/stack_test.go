@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -240,19 +239,12 @@ func (s *stack) show(id int64) schemas.Image {
 }
 
 // waitState polls the catalog until the image leaves LOCKED.
-func (s *stack) waitSettled(id int64, timeout time.Duration) schemas.Image {
+func (s *stack) waitSettled(id int64, timeout time.Duration) (img schemas.Image) {
 	s.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		img := s.show(id)
-		if img.State != "LOCKED" {
-			return img
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("image %d still LOCKED after %s", id, timeout)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if !testenv.Eventually(timeout, 200*time.Millisecond, func() bool { img = s.show(id); return img.State != "LOCKED" }) {
+		s.t.Fatalf("image %d still LOCKED after %s", id, timeout)
 	}
+	return img
 }
 
 // objectSHA256 reads an s3:// object back with minio-go and hashes it.
@@ -315,11 +307,7 @@ func (s *stack) incompleteUploads() int {
 // qemuImg runs the real qemu-img and fails the test on error.
 func qemuImg(t testing.TB, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("qemu-img", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("qemu-img %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return testenv.Exec(t, "qemu-img", args...)
 }
 
 // writeRandomRaw makes a raw disk of size bytes whose first half is
@@ -349,26 +337,12 @@ func writeRandomRaw(t *testing.T, path string, size int64) {
 
 func fileSHA256(t testing.TB, path string) string {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
+	sum := testenv.FileSHA256(t, path)
+	return hex.EncodeToString(sum[:])
 }
 
 // download copies an s3:// object to a local file.
 func (s *stack) download(url, path string) {
 	s.t.Helper()
-	bucket, key, err := blob.ParseURL(url)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if err := s.store.Client().FGetObject(s.ctx, bucket, key, path, minio.GetObjectOptions{}); err != nil {
-		s.t.Fatal(err)
-	}
+	testenv.Download(s.t, s.ctx, s.store, url, path)
 }

@@ -3,103 +3,22 @@ package oci_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"testing"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/slipway/slipway/pkg/oci"
+	"github.com/slipway/slipway/pkg/testenv"
 )
-
-const distributionBinary = "/usr/bin/docker-registry"
-
-// startDistribution runs Debian's docker-registry (the distribution
-// registry) on a free loopback port with a temporary filesystem store.
-func startDistribution(t *testing.T) string {
-	t.Helper()
-	if _, err := os.Stat(distributionBinary); err != nil {
-		t.Fatalf("%s is needed (Debian package docker-registry): %v", distributionBinary, err)
-	}
-	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	host := l.Addr().String()
-	l.Close() // the registry binds it again below; a clash fails the readiness wait
-	cfg := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-`, filepath.Join(dir, "data"), host)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(distributionBinary, "serve", cfg)
-	logPath := filepath.Join(dir, "registry.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		logf.Close()
-	})
-	waitReady(t, host, exited, logPath)
-	return host
-}
-
-// waitReady polls /v2/ until the registry answers, it exits, or 30 s pass.
-func waitReady(t *testing.T, host string, exited <-chan error, logPath string) {
-	t.Helper()
-	deadline := time.After(30 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		resp, err := http.Get("http://" + host + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case err := <-exited:
-			log, _ := os.ReadFile(logPath)
-			t.Fatalf("docker-registry exited: %v\n%s", err, log)
-		case <-deadline:
-			t.Fatalf("docker-registry on %s not ready after 30s", host)
-		case <-tick.C:
-		}
-	}
-}
 
 // TestDistributionRegistry runs the main paths against the real registry.
 func TestDistributionRegistry(t *testing.T) {
 	ctx := context.Background()
-	host := startDistribution(t)
+	host := testenv.Registry(t)
 
 	amd := busyboxImage(t, "linux/amd64")
 	arm := busyboxImage(t, "linux/arm64")
@@ -148,7 +67,7 @@ func TestDistributionRegistry(t *testing.T) {
 // disk out, checking that this process allocated far less than the image.
 func TestDistributionMemoryBounded(t *testing.T) {
 	ctx := context.Background()
-	host := startDistribution(t)
+	host := testenv.Registry(t)
 	const size = 48 << 20
 	disk := filepath.Join(t.TempDir(), "big.raw")
 	writeRandom(t, disk, size)

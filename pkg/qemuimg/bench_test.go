@@ -3,7 +3,6 @@ package qemuimg
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/slipway/slipway/pkg/diskspace"
+	"github.com/slipway/slipway/pkg/testenv"
 
 	"github.com/slipway/slipway/pkg/inspect"
 )
@@ -78,23 +78,11 @@ func benchConvert(b *testing.B, src, dir string, size int64, opts ConvertOptions
 		args := append([]string{"convert", "-f", "raw", "-O", "qcow2", "-W"}, bareOpts...)
 		settle()
 		start := time.Now()
-		if out, err := exec.Command("qemu-img", append(args, src, dst)...).CombinedOutput(); err != nil {
-			b.Fatalf("bare qemu-img convert: %v\n%s", err, out)
-		}
+		testenv.Exec(b, "qemu-img", append(args, src, dst)...)
 		bare = append(bare, time.Since(start))
 	}
 	// Alternate which runs first so page-cache warmth favours neither.
-	i := 0
-	for b.Loop() {
-		if i%2 == 0 {
-			runOurs()
-			runBare()
-		} else {
-			runBare()
-			runOurs()
-		}
-		i++
-	}
+	testenv.Interleave(b, runOurs, runBare)
 	// On a virtual disk a run is now and then charged seconds of earlier
 	// writeback (seen here: the first conversion of each pair taking twice
 	// as long, whichever tool it was), so compare the best runs; medians
@@ -104,13 +92,7 @@ func benchConvert(b *testing.B, src, dir string, size int64, opts ConvertOptions
 	b.ReportMetric(bb.Seconds(), "bare-best-s")
 	b.ReportMetric(100*(o.Seconds()-bb.Seconds())/bb.Seconds(), "overhead-%")
 	b.Logf("%d runs each: best ours %v, bare qemu-img %v; medians %v, %v; all ours %v, all bare %v",
-		len(ours), o, bb, median(ours), median(bare), ours, bare)
-}
-
-func median(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[len(s)/2]
+		len(ours), o, bb, testenv.Median(ours), testenv.Median(bare), ours, bare)
 }
 
 // settle flushes the previous run's dirty pages first: otherwise the kernel

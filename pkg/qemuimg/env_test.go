@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/slipway/slipway/pkg/run"
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // qemu-img, a parser of hostile disks, gets none of the converter's
@@ -32,8 +32,7 @@ func TestQemuImgGetsAnEmptyEnvironment(t *testing.T) {
 // and niceness), then its arguments.
 func probeScript(t *testing.T) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "qemu-img")
-	script := `#!/bin/sh
+	return testenv.Script(t, "qemu-img", `#!/bin/sh
 tr '\0' '\n' < /proc/$$/environ
 echo ---
 cat /proc/$$/limits
@@ -42,11 +41,7 @@ echo "$$"
 cat /proc/$$/stat
 echo ---
 printf '%s\n' "$@"
-`
-	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return p
+`)
 }
 
 // probed is what probeScript printed.
@@ -175,12 +170,7 @@ func TestCommandIsConfined(t *testing.T) {
 
 // Stream writes stdout as it comes and describes a failure like Run.
 func TestStreamAndErrors(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "qemu-img")
-	script := "#!/bin/sh\necho out-$1\necho \"qemu-img: $1: it went wrong\" >&2\nexit 3\n"
-	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := testenv.Script(t, "qemu-img", "#!/bin/sh\necho out-$1\necho \"qemu-img: $1: it went wrong\" >&2\nexit 3\n")
 	r := &Runner{Binary: bin}
 	var sb strings.Builder
 	err := r.Stream(context.Background(), r.Heavy(), &sb, "snapshot")

@@ -3,7 +3,6 @@ package qemuimg
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"math/rand/v2"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/slipway/slipway/pkg/inspect"
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // mixedRaw writes a raw image of size bytes: alternating 1 MiB runs of
@@ -48,21 +48,20 @@ func mixedRaw(t testing.TB, path string, size int64) {
 	}
 }
 
-func fileSHA(t testing.TB, path string) [32]byte {
+// rawSource returns a new directory holding src.raw, a mixedRaw image of
+// size bytes, and src.raw's path.
+func rawSource(t testing.TB, size int64) (dir, src string) {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sha256.Sum256(b)
+	dir = t.TempDir()
+	src = filepath.Join(dir, "src.raw")
+	mixedRaw(t, src, size)
+	return dir, src
 }
 
 func TestConvertRoundTrips(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src.raw")
-	mixedRaw(t, src, 16<<20)
-	want := fileSHA(t, src)
+	dir, src := rawSource(t, 16<<20)
+	want := testenv.FileSHA256(t, src)
 	var r Runner
 
 	qcow := filepath.Join(dir, "a.qcow2")
@@ -86,7 +85,7 @@ func TestConvertRoundTrips(t *testing.T) {
 			if err := r.Convert(ctx, mid, to, back, inspect.Raw, ConvertOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			if got := fileSHA(t, back); got != want {
+			if got := testenv.FileSHA256(t, back); got != want {
 				t.Fatalf("raw -> qcow2 -> %s -> raw changed the content", to)
 			}
 		})
@@ -95,9 +94,7 @@ func TestConvertRoundTrips(t *testing.T) {
 
 func TestConvertZstdAndProgress(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src.raw")
-	mixedRaw(t, src, 32<<20)
+	dir, src := rawSource(t, 32<<20)
 	var r Runner
 	var calls atomic.Int64
 	var last atomic.Int64
@@ -140,9 +137,7 @@ func TestConvertZstdAndProgress(t *testing.T) {
 
 func TestMeasureAndCreate(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src.raw")
-	mixedRaw(t, src, 16<<20)
+	dir, src := rawSource(t, 16<<20)
 	var r Runner
 	q, err := r.Measure(ctx, src, inspect.Raw, inspect.QCOW2, ConvertOptions{})
 	if err != nil {
@@ -170,9 +165,7 @@ func TestInfoCrossChecks(t *testing.T) {
 	dir := t.TempDir()
 	var r Runner
 	backed := filepath.Join(dir, "backed.qcow2")
-	if out, err := exec.Command("qemu-img", "create", "-f", "qcow2", "-b", "/etc/passwd", "-F", "raw", backed).CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
+	testenv.Exec(t, "qemu-img", "create", "-f", "qcow2", "-b", "/etc/passwd", "-F", "raw", backed)
 	if _, err := r.Info(ctx, backed, inspect.QCOW2); !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), "/etc/passwd") {
 		t.Fatalf("Info on a backed qcow2 = %v, want ErrUnsafe naming /etc/passwd", err)
 	}
@@ -208,9 +201,7 @@ func TestPathsRefused(t *testing.T) {
 
 func TestUnsupportedRequests(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src.raw")
-	mixedRaw(t, src, 1<<20)
+	dir, src := rawSource(t, 1<<20)
 	var r Runner
 	for name, err := range map[string]error{
 		"luks out":   r.Convert(ctx, src, inspect.Raw, filepath.Join(dir, "o.luks"), inspect.LUKS, ConvertOptions{}),
@@ -241,9 +232,7 @@ func TestISOInputReadAsRaw(t *testing.T) {
 }
 
 func TestCancelKillsQemuImg(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src.raw")
-	mixedRaw(t, src, 256<<20)
+	dir, src := rawSource(t, 256<<20)
 	var r Runner
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan struct{}, 1)
@@ -288,9 +277,7 @@ func regexpQuote(s string) string {
 
 func TestLimits(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src.raw")
-	mixedRaw(t, src, 1<<20)
+	_, src := rawSource(t, 1<<20)
 	r := Runner{AddressSpace: 8 << 20}
 	_, err := r.Info(ctx, src, inspect.Raw)
 	if err == nil || !strings.Contains(err.Error(), "address-space limit of 8 MiB") {

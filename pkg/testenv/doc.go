@@ -1,5 +1,8 @@
 // Package testenv starts the real components Slipway's tests run against: an
-// in-process nats-server with JetStream and a MinIO server process.
+// in-process nats-server with JetStream and a MinIO server process. It also
+// holds the set-up the services' tests share: a service's bus, a client bus
+// and a blob store on them (NewService), test logs (Logger), stand-in
+// programs (Script) and repository files a test needs (RepoFile).
 //
 // The starters that take no testing.TB (NewNATSServer, StartMinIO, FreePort,
 // RepoRoot) are also usable outside tests, e.g. by `slipway up` or a TestMain

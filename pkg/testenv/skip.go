@@ -3,6 +3,7 @@ package testenv
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -14,4 +15,20 @@ func Skip(t testing.TB, format string, args ...any) {
 	reason := fmt.Sprintf(format, args...)
 	fmt.Fprintf(os.Stderr, "SKIP %s: %s\n", t.Name(), reason)
 	t.Skip(reason)
+}
+
+// RepoFile returns the path of rel, a file below the repository root that
+// a tool fetches or builds (bin/kernel/vmlinuz), and skips the test,
+// saying how to get it, when it is missing.
+func RepoFile(t testing.TB, rel, how string) string {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(root, rel)
+	if _, err := os.Stat(p); err != nil {
+		Skip(t, "%s is missing (%v): %s", rel, err, how)
+	}
+	return p
 }

@@ -16,43 +16,12 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/slipway/slipway/pkg/bus"
-	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/pkg/worker/internal/fakebuild"
 	"github.com/slipway/slipway/schemas"
 )
 
-// The tests run as the builder: the bus checks the `jobs` reply against
-// the builder's reply schema, so the rows below are the builder's.
-
-type phase string
-
-type status struct {
-	ID         string    `json:"id"`
-	ImageID    int64     `json:"image_id"`
-	Reference  string    `json:"reference"`
-	Kind       string    `json:"kind"`
-	Phase      string    `json:"phase"`
-	BytesDone  int64     `json:"bytes_done"`
-	BytesTotal int64     `json:"bytes_total"`
-	Dest       string    `json:"dest"`
-	Delivered  uint64    `json:"delivered"`
-	StartedAt  time.Time `json:"started_at"`
-}
-
-type job struct {
-	id        string
-	imageID   int64
-	delivered uint64
-	started   time.Time
-	jobs.Progress[phase]
-}
-
-func (j *job) Status() status {
-	done, total := j.Bytes()
-	return status{ID: j.id, ImageID: j.imageID, Reference: "docker.io/library/alpine@sha256:" + strings.Repeat("ab", 32), Kind: "container",
-		Phase: string(j.Phase()), BytesDone: done, BytesTotal: total,
-		Dest: "s3://slipway-uploads/builds/1/disk.raw", Delivered: j.delivered, StartedAt: j.started}
-}
+// The tests run a stand-in builder (see package fakebuild).
 
 type command struct {
 	ImageID int64  `json:"image_id"`
@@ -65,7 +34,7 @@ type harness struct {
 	ctx     context.Context
 	b       *bus.Bus
 	w       *Worker
-	tracker Tracker[phase, status]
+	tracker Tracker[schemas.BuilderPhase, fakebuild.Status]
 	release chan struct{}
 	started chan struct{}
 	events  *testenv.Recorder
@@ -76,17 +45,9 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 
 func newHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()
-	url, _ := testenv.NATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	b, err := bus.Connect(ctx, bus.Config{URL: url, Service: "builder", Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.Setup(ctx); err != nil {
-		t.Fatal(err)
-	}
+	b := testenv.ServiceBus(t, ctx, "builder").Bus
 	h := &harness{ctx: ctx, b: b, release: make(chan struct{}), started: make(chan struct{}, 10)}
 	if cfg.TempDir == "" {
 		cfg.TempDir = t.TempDir()
@@ -120,8 +81,7 @@ func (h *harness) handle(ctx context.Context, m *bus.Msg) error {
 	if err := json.Unmarshal(m.Data, &cmd); err != nil {
 		return bus.Terminal(err)
 	}
-	j := &job{id: m.Envelope.ID, imageID: cmd.ImageID, delivered: m.Delivered, started: time.Now().UTC()}
-	j.SetPhase("pull", 100)
+	j := fakebuild.New(m, cmd.ImageID, schemas.ContentKindContainer, 100)
 	stop := h.tracker.Start(ctx, h.w, m, cmd.ImageID, j)
 	var err error
 	switch cmd.Mode {
@@ -265,7 +225,7 @@ func TestJobsQueryAndProgress(t *testing.T) {
 	<-h.started
 	h.events.Wait(t, "progress", isEvent("progress", 4))
 	var reply struct {
-		Jobs []status `json:"jobs"`
+		Jobs []fakebuild.Status `json:"jobs"`
 	}
 	cli := h.b // the same bus asks: Query validates the reply too
 	if err := cli.Query(h.ctx, "builder", "jobs", nil, &reply); err != nil {
@@ -302,17 +262,9 @@ func TestExpiredJobIsFinal(t *testing.T) {
 }
 
 func TestServeRefusesAnEndpointWithoutSchemas(t *testing.T) {
-	url, _ := testenv.NATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	b, err := bus.Connect(ctx, bus.Config{URL: url, Service: "builder", Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	if err := b.Setup(ctx); err != nil {
-		t.Fatal(err)
-	}
+	b := testenv.ServiceBus(t, ctx, "builder").Bus
 	w := New(b, Config{TempDir: t.TempDir()}, Spec{Name: "builder", Handle: func(context.Context, *bus.Msg) error { return nil },
 		Queries: map[string]bus.QueryHandler{"nope": func(context.Context, []byte) (any, error) { return nil, nil }}})
 	if err := w.Run(ctx); err == nil || !strings.Contains(err.Error(), "serve queries") {

@@ -33,6 +33,7 @@ import (
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/oci"
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/pkg/worker/workertest"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/builder/fsimage"
 	"github.com/slipway/slipway/services/builder/guestinit"
@@ -75,10 +76,8 @@ func setup(m *testing.M) (int, error) {
 	}
 	defer os.RemoveAll(dir)
 	initBinary = filepath.Join(dir, GuestInitName)
-	build := exec.Command("go", "build", "-o", initBinary, "./cmd/slipway-init")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("build the guest init: %v\n%s", err, out)
+	if err := testenv.GoBuild("./services/builder/cmd/slipway-init", initBinary, true); err != nil {
+		return 0, fmt.Errorf("build the guest init: %w", err)
 	}
 	return testenv.RunWithMinIO(m, "builder", &s3), nil
 }
@@ -105,30 +104,9 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	url, _ := testenv.NATS(t)
-	connect := func(service string) *bus.Bus {
-		b, err := bus.Connect(ctx, bus.Config{URL: url, Service: service, Logger: quiet()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(b.Close)
-		return b
-	}
-	b, cli := connect(Name), connect("cli")
-	if err := b.Setup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	store, err := blob.New(s3.BlobConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, bucket := range []string{uploads, images} {
-		if err := store.EnsureBucket(ctx, bucket); err != nil {
-			t.Fatal(err)
-		}
-	}
+	env := testenv.NewService(t, ctx, s3, Name, uploads, images)
 	events := make(chan *nats.Msg, 1000)
-	sub, err := cli.Conn().ChanSubscribe("slipway.evt.builder.>", events)
+	sub, err := env.Client.Conn().ChanSubscribe("slipway.evt.builder.>", events)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,42 +114,32 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(srv.Close)
 
-	h := &harness{t: t, ctx: ctx, cli: cli, store: store, events: events,
+	h := &harness{t: t, ctx: ctx, cli: env.Client, store: env.Store, events: events,
 		reg: strings.TrimPrefix(srv.URL, "http://"), tempDir: t.TempDir()}
 	cfg := Config{TempDir: h.tempDir, GuestInit: initBinary, ProgressInterval: 10 * time.Millisecond, Logger: quiet(),
 		Registry: oci.Options{Guard: loopback}}
 	for _, f := range mutate {
 		f(&cfg)
 	}
-	svc := New(b, store, cfg)
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(runCtx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if entries, _ := os.ReadDir(h.tempDir); len(entries) != 0 {
-			t.Errorf("temp dir %s not cleaned: %d entries left", h.tempDir, len(entries))
-		}
-	})
-	h.waitReady()
+	testenv.LeftEmpty(t, h.tempDir)
+	svc := New(env.Bus, env.Store, cfg)
+	t.Cleanup(workertest.Start(t, svc.Run, svc.Ready()))
 	return h
 }
 
-func (h *harness) waitReady() {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var v struct{ Jobs []JobStatus }
-		if err := h.cli.Query(h.ctx, Name, "jobs", nil, &v); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatal("builder not serving")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+// pushBusybox pushes busyboxFiles as test/busybox and returns its pinned
+// reference.
+func (h *harness) pushBusybox() string {
+	h.t.Helper()
+	return h.push("test/busybox", busyboxFiles(h.t), busyboxConfig)
+}
+
+// buildContainer builds image id from the container image ref, with cmd's
+// other fields: see build.
+func (h *harness) buildContainer(id int64, ref string, cmd schemas.BuilderBuild, v any) (event string, progress []schemas.Progress) {
+	h.t.Helper()
+	cmd.ImageID, cmd.Reference, cmd.Kind = id, ref, schemas.ContentKindContainer
+	return h.build(cmd, v)
 }
 
 // file is one entry of a test layer.
@@ -275,25 +243,7 @@ func mustJSON(t *testing.T, data []byte, v any) {
 // download fetches an object to a local file.
 func (h *harness) download(url string) string {
 	h.t.Helper()
-	bucket, key, err := blob.ParseURL(url)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	rc, _, err := h.store.Get(h.ctx, bucket, key)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer rc.Close()
-	path := filepath.Join(h.t.TempDir(), "blob")
-	f, err := os.Create(path)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := io.Copy(f, rc); err != nil {
-		h.t.Fatal(err)
-	}
-	return path
+	return testenv.Download(h.t, h.ctx, h.store, url, filepath.Join(h.t.TempDir(), "blob"))
 }
 
 func (h *harness) exists(url string) bool {
@@ -340,11 +290,10 @@ var busyboxConfig = v1.Config{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []stri
 
 func TestBuildBusybox(t *testing.T) {
 	h := newHarness(t)
-	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
+	ref := h.pushBusybox()
 	dest := dst(7, "disk.raw")
 	var built schemas.BuilderBuilt
-	kind, progress := h.build(schemas.BuilderBuild{ImageID: 7, Reference: ref, Kind: schemas.ContentKindContainer,
-		SizeMiB: 64, Filesystem: schemas.FilesystemExt4, Dest: dest}, &built)
+	kind, progress := h.buildContainer(7, ref, schemas.BuilderBuild{SizeMiB: 64, Filesystem: schemas.FilesystemExt4, Dest: dest}, &built)
 	if kind != "built" {
 		t.Fatalf("got %s: %+v", kind, built)
 	}
@@ -361,9 +310,7 @@ func TestBuildBusybox(t *testing.T) {
 	if got := sha(readFile(t, raw)); got != built.SHA256 {
 		t.Fatalf("stored blob sha256 %s, event says %s", got, built.SHA256)
 	}
-	if out, err := exec.Command("e2fsck", "-fn", raw).CombinedOutput(); err != nil {
-		t.Fatalf("e2fsck: %v\n%s", err, out)
-	}
+	testenv.Exec(t, "e2fsck", "-fn", raw)
 	tr, err := fsimage.ReadExt(h.ctx, raw)
 	if err != nil {
 		t.Fatal(err)
@@ -395,11 +342,10 @@ func TestBuildBusybox(t *testing.T) {
 // filesystem with busybox in it. Compression with raw output is refused.
 func TestBuildQcow2(t *testing.T) {
 	h := newHarness(t)
-	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
+	ref := h.pushBusybox()
 	dest := dst(9, "disk.qcow2")
 	var built schemas.BuilderBuilt
-	kind, _ := h.build(schemas.BuilderBuild{ImageID: 9, Reference: ref, Kind: schemas.ContentKindContainer,
-		SizeMiB: 64, Format: schemas.DiskFormatQcow2, Compression: schemas.CompressionZstd, Dest: dest}, &built)
+	kind, _ := h.buildContainer(9, ref, schemas.BuilderBuild{SizeMiB: 64, Format: schemas.DiskFormatQcow2, Compression: schemas.CompressionZstd, Dest: dest}, &built)
 	if kind != "built" {
 		t.Fatalf("got %s: %+v", kind, built)
 	}
@@ -429,12 +375,8 @@ func TestBuildQcow2(t *testing.T) {
 		t.Fatalf("qemu-img info = %s", out)
 	}
 	raw := filepath.Join(t.TempDir(), "disk.raw")
-	if out, err := exec.Command("qemu-img", "convert", "-f", "qcow2", "-O", "raw", qcow, raw).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img convert: %v\n%s", err, out)
-	}
-	if out, err := exec.Command("e2fsck", "-fn", raw).CombinedOutput(); err != nil {
-		t.Fatalf("e2fsck: %v\n%s", err, out)
-	}
+	testenv.Exec(t, "qemu-img", "convert", "-f", "qcow2", "-O", "raw", qcow, raw)
+	testenv.Exec(t, "e2fsck", "-fn", raw)
 	tr, err := fsimage.ReadExt(h.ctx, raw)
 	if err != nil {
 		t.Fatal(err)
@@ -445,8 +387,7 @@ func TestBuildQcow2(t *testing.T) {
 	checkHash(t, h.ctx, raw, "bin/busybox", sha(readFile(t, "/bin/busybox")))
 
 	var f schemas.Failure
-	if kind, _ := h.build(schemas.BuilderBuild{ImageID: 10, Reference: ref, Kind: schemas.ContentKindContainer,
-		Compression: schemas.CompressionZlib, Dest: dst(10, "disk.raw")}, &f); kind != "failed" ||
+	if kind, _ := h.buildContainer(10, ref, schemas.BuilderBuild{Compression: schemas.CompressionZlib, Dest: dst(10, "disk.raw")}, &f); kind != "failed" ||
 		f.Retryable || !strings.Contains(f.Error, "compression zlib applies to qcow2 only") {
 		t.Fatalf("compressed raw: %s %+v", kind, f)
 	}
@@ -480,20 +421,16 @@ func TestBuildDistroAndXFS(t *testing.T) {
 		{name: "hello", typ: tar.TypeReg, mode: 0o755, data: readFile(t, "/bin/busybox")},
 	}, v1.Config{Entrypoint: []string{"/hello"}})
 	var built schemas.BuilderBuilt
-	if kind, _ := h.build(schemas.BuilderBuild{ImageID: 1, Reference: scratch, Kind: schemas.ContentKindContainer,
-		Dest: dst(1, "disk.raw")}, &built); kind != "built" || built.Distro != UnknownDistro {
+	if kind, _ := h.buildContainer(1, scratch, schemas.BuilderBuild{Dest: dst(1, "disk.raw")}, &built); kind != "built" || built.Distro != UnknownDistro {
 		t.Fatalf("scratch image: %s %+v", kind, built)
 	}
-	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
+	ref := h.pushBusybox()
 	dest := dst(2, "disk.raw")
-	if kind, _ := h.build(schemas.BuilderBuild{ImageID: 2, Reference: ref, Kind: schemas.ContentKindContainer,
-		Filesystem: schemas.FilesystemXFS, Distro: "alpine", Dest: dest}, &built); kind != "built" || built.Distro != "alpine" {
+	if kind, _ := h.buildContainer(2, ref, schemas.BuilderBuild{Filesystem: schemas.FilesystemXFS, Distro: "alpine", Dest: dest}, &built); kind != "built" || built.Distro != "alpine" {
 		t.Fatalf("xfs image: %s %+v", kind, built)
 	}
 	raw := h.download(dest)
-	if out, err := exec.Command("xfs_repair", "-n", raw).CombinedOutput(); err != nil {
-		t.Fatalf("xfs_repair: %v\n%s", err, out)
-	}
+	testenv.Exec(t, "xfs_repair", "-n", raw)
 	tr, err := fsimage.ReadXFS(h.ctx, raw)
 	if err != nil {
 		t.Fatal(err)
@@ -509,11 +446,10 @@ func TestBuildDistroAndXFS(t *testing.T) {
 
 func TestBuildTooSmall(t *testing.T) {
 	h := newHarness(t)
-	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
+	ref := h.pushBusybox()
 	dest := dst(3, "disk.raw")
 	var f schemas.Failure
-	kind, _ := h.build(schemas.BuilderBuild{ImageID: 3, Reference: ref, Kind: schemas.ContentKindContainer,
-		SizeMiB: 1, Dest: dest}, &f)
+	kind, _ := h.buildContainer(3, ref, schemas.BuilderBuild{SizeMiB: 1, Dest: dest}, &f)
 	if kind != "failed" || f.Phase != string(schemas.BuilderPhaseMkfs) || f.Code != schemas.CodeTooLarge || f.Retryable ||
 		!strings.Contains(f.Error, "size=1 MiB is too small") || !strings.Contains(f.Error, "needs at least") {
 		t.Fatalf("%s: %+v", kind, f)
@@ -525,11 +461,10 @@ func TestBuildTooSmall(t *testing.T) {
 
 func TestBuildUnknownDigest(t *testing.T) {
 	h := newHarness(t)
-	h.push("test/busybox", busyboxFiles(t), busyboxConfig)
+	h.pushBusybox()
 	ref := h.reg + "/test/busybox@sha256:" + strings.Repeat("ab", 32)
 	var f schemas.Failure
-	kind, _ := h.build(schemas.BuilderBuild{ImageID: 4, Reference: ref, Kind: schemas.ContentKindContainer,
-		Dest: dst(4, "disk.raw")}, &f)
+	kind, _ := h.buildContainer(4, ref, schemas.BuilderBuild{Dest: dst(4, "disk.raw")}, &f)
 	if kind != "failed" || f.Phase != string(schemas.BuilderPhasePull) || f.Retryable || !strings.Contains(f.Error, "MANIFEST_UNKNOWN") ||
 		f.Code != schemas.CodeSourceNotFound {
 		t.Fatalf("%s: %+v", kind, f)
@@ -559,10 +494,9 @@ func TestBuildFromUnresolvableRegistry(t *testing.T) {
 // the address and the setting.
 func TestBuildFromRefusedRegistry(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Registry.Guard = nil })
-	ref := h.push("test/busybox", busyboxFiles(t), busyboxConfig)
+	ref := h.pushBusybox()
 	var f schemas.Failure
-	kind, _ := h.build(schemas.BuilderBuild{ImageID: 11, Reference: ref, Kind: schemas.ContentKindContainer,
-		Dest: dst(11, "disk.raw")}, &f)
+	kind, _ := h.buildContainer(11, ref, schemas.BuilderBuild{Dest: dst(11, "disk.raw")}, &f)
 	want := "registry " + h.reg + ": refusing to connect to " + h.reg + " (loopback): set SLIPWAY_FETCH_ALLOW=127.0.0.1/32 to allow it"
 	if kind != "failed" || f.Phase != string(schemas.BuilderPhasePull) || f.Retryable || !strings.Contains(f.Error, want) ||
 		f.Code != schemas.CodeAccessDenied {

@@ -29,28 +29,7 @@ import (
 func TestConformance(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	url, _ := testenv.NATS(t)
-	connect := func(service string) *bus.Bus {
-		b, err := bus.Connect(ctx, bus.Config{URL: url, Service: service, Logger: quiet()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(b.Close)
-		return b
-	}
-	b, cli := connect(Name), connect("cli")
-	if err := b.Setup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	store, err := blob.New(s3.BlobConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, bucket := range []string{uploads, images} {
-		if err := store.EnsureBucket(ctx, bucket); err != nil {
-			t.Fatal(err)
-		}
-	}
+	env := testenv.NewService(t, ctx, s3, Name, uploads, images)
 	// The registry holds the layer downloads of a repository named in
 	// holds until it is released.
 	var holds workertest.Holds // repositories
@@ -81,9 +60,9 @@ func TestConformance(t *testing.T) {
 	}
 
 	workertest.Run(t, workertest.Adapter{
-		Client: cli, Service: Name, Succeeded: "built", Failed: "failed",
+		Client: env.Client, Service: Name, Succeeded: "built", Failed: "failed",
 		Start: func(t *testing.T) func() {
-			svc := New(b, store, Config{TempDir: t.TempDir(), GuestInit: initBinary, ProgressInterval: 10 * time.Millisecond,
+			svc := New(env.Bus, env.Store, Config{TempDir: t.TempDir(), GuestInit: initBinary, ProgressInterval: 10 * time.Millisecond,
 				AckWait: 2 * time.Second, Logger: quiet(), Registry: oci.Options{Guard: loopback}})
 			return workertest.Start(t, svc.Run, svc.Ready())
 		},

@@ -1,14 +1,13 @@
 package converter
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/pkg/worker/workertest"
 )
 
 // s3 is one MinIO shared by the package's tests.
@@ -60,31 +60,9 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	url, _ := testenv.NATS(t)
-	b, err := bus.Connect(ctx, bus.Config{URL: url, Service: Name, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.Setup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cli, err := bus.Connect(ctx, bus.Config{URL: url, Service: "cli", Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cli.Close)
-	store, err := blob.New(s3.BlobConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, bucket := range []string{uploads, images} {
-		if err := store.EnsureBucket(ctx, bucket); err != nil {
-			t.Fatal(err)
-		}
-	}
+	env := testenv.NewService(t, ctx, s3, Name, uploads, images)
 	events := make(chan *nats.Msg, 1000)
-	sub, err := cli.Conn().ChanSubscribe("slipway.evt.converter.>", events)
+	sub, err := env.Client.Conn().ChanSubscribe("slipway.evt.converter.>", events)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,39 +75,10 @@ func newHarness(t *testing.T, cfg Config) *harness {
 		cfg.ProgressInterval = 50 * time.Millisecond
 	}
 	cfg.Logger = quiet()
-	svc := New(b, store, cfg)
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(runCtx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if entries, _ := os.ReadDir(cfg.TempDir); len(entries) != 0 {
-			t.Errorf("temp dir %s not cleaned: %d entries left", cfg.TempDir, len(entries))
-		}
-	})
-	h := &harness{t: t, ctx: ctx, cli: cli, store: store, events: events, svc: svc}
-	h.waitReady()
-	return h
-}
-
-// waitReady waits until the micro service answers, which Run starts before
-// consuming.
-func (h *harness) waitReady() {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var f Formats
-		err := h.cli.Query(h.ctx, Name, "formats", nil, &f)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("converter not serving: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.LeftEmpty(t, cfg.TempDir)
+	svc := New(env.Bus, env.Store, cfg)
+	t.Cleanup(workertest.Start(t, svc.Run, svc.Ready()))
+	return &harness{t: t, ctx: ctx, cli: env.Client, store: env.Store, events: events, svc: svc}
 }
 
 // command sends a converter command and returns its ce-id.
@@ -185,25 +134,7 @@ func (h *harness) upload(path, key string) string {
 // download fetches an object to a local file.
 func (h *harness) download(dest string) string {
 	h.t.Helper()
-	bucket, key, err := blob.ParseURL(dest)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	rc, _, err := h.store.Get(h.ctx, bucket, key)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer rc.Close()
-	path := filepath.Join(h.t.TempDir(), filepath.Base(key))
-	f, err := os.Create(path)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := io.Copy(f, rc); err != nil {
-		h.t.Fatal(err)
-	}
-	return path
+	return testenv.Download(h.t, h.ctx, h.store, dest, filepath.Join(h.t.TempDir(), path.Base(dest)))
 }
 
 // rawDisk writes a raw disk of size bytes with random data in its first MiB.
@@ -225,11 +156,7 @@ func rawDisk(t *testing.T, size int64) string {
 
 func qemuImg(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("qemu-img", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("qemu-img %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(bytes.TrimSpace(out))
+	return strings.TrimSpace(testenv.Exec(t, "qemu-img", args...))
 }
 
 // qemuInfo returns `qemu-img info --output=json` of path.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/services/crypto-luks/luks"
 )
 
@@ -76,17 +77,7 @@ func BenchmarkLUKSEncrypt(b *testing.B) {
 		bare = append(bare, time.Since(start))
 	}
 	b.ResetTimer()
-	i := 0
-	for b.Loop() {
-		if i%2 == 0 {
-			runOurs()
-			runBare()
-		} else {
-			runBare()
-			runOurs()
-		}
-		i++
-	}
+	testenv.Interleave(b, runOurs, runBare)
 	b.StopTimer()
 	// Best runs: on shared virtual disks a run is now and then charged for
 	// earlier writeback; medians and every run are logged too.
@@ -96,13 +87,7 @@ func BenchmarkLUKSEncrypt(b *testing.B) {
 	b.ReportMetric(mbps(bb), "bare-MB/s")
 	b.ReportMetric(mbps(o)/mbps(bb), "ratio")
 	b.Logf("%d MiB, %d runs each: ours %.1f MB/s, bare qemu-img %.1f MB/s, ratio %.3f; medians %v / %v; all ours %v, all bare %v",
-		size>>20, len(ours), mbps(o), mbps(bb), mbps(o)/mbps(bb), median(ours), median(bare), ours, bare)
-}
-
-func median(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[len(s)/2]
+		size>>20, len(ours), mbps(o), mbps(bb), mbps(o)/mbps(bb), testenv.Median(ours), testenv.Median(bare), ours, bare)
 }
 
 // writeMixed writes size bytes: random 1 MiB runs, every third one zeros.

@@ -15,6 +15,7 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/pkg/worker/workertest"
 	"github.com/slipway/slipway/schemas"
 )
@@ -30,11 +31,7 @@ func TestConformance(t *testing.T) {
 	}
 	dir := t.TempDir()
 	hold := filepath.Join(dir, "hold")
-	wrapper := filepath.Join(dir, "qemu-img")
-	script := fmt.Sprintf("#!/bin/sh\nwhile [ -e %q ]; do sleep 0.05; done\nexec %q \"$@\"\n", hold, real)
-	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	wrapper := testenv.Script(t, "qemu-img", fmt.Sprintf("#!/bin/sh\nwhile [ -e %q ]; do sleep 0.05; done\nexec %q \"$@\"\n", hold, real))
 	keys := newKeyring(t, randomKey(t))
 	e.sourceImage("conformance.raw", 4<<20)
 	src := "s3://src/images/conformance.raw"

@@ -136,7 +136,7 @@ func (e *env) startServiceWith(keys *keywrap.Keyring, tune func(*Config)) {
 	e.t.Helper()
 	e.stopService()
 	b, err := bus.Connect(context.Background(), bus.Config{URL: e.url, Service: Name,
-		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(e.logs, testWriter{e.root}), nil))})
+		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(e.logs, testenv.Writer{T: e.root}), nil))})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -184,14 +184,6 @@ func (e *env) stopService() {
 		e.svcStop()
 		e.svcStop = nil
 	}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	defer func() { _ = recover() }() // a log line after the test ended
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
 }
 
 // command sends a crypto-luks command and returns the first event it

@@ -7,9 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/crypto-luks/luks"
 )
@@ -56,22 +55,6 @@ func (e *env) sourceImage(name string, size int64) [32]byte {
 	return sum
 }
 
-func fileSHA(t *testing.T, path string) [32]byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	var sum [32]byte
-	copy(sum[:], h.Sum(nil))
-	return sum
-}
-
 // decrypt opens the LUKS file with qemu-img and the given passphrase
 // (through a 0600 secret file, as anyone should) and returns the SHA-256 of
 // the plaintext, or qemu-img's error.
@@ -83,7 +66,7 @@ func decrypt(t *testing.T, path string, pass []byte) ([32]byte, error) {
 		return [32]byte{}, err
 	}
 	defer os.Remove(out)
-	return fileSHA(t, out), nil
+	return testenv.FileSHA256(t, out), nil
 }
 
 func opens(t *testing.T, path string, pass []byte) error {
@@ -110,10 +93,10 @@ func TestService(t *testing.T) {
 			t.Fatalf("encrypted event %+v", enc)
 		}
 		path := e.fetch(enc.Dest, "7.luks")
-		if got := fileSHA(t, path); string(got[:]) == string(want[:]) {
+		if got := testenv.FileSHA256(t, path); string(got[:]) == string(want[:]) {
 			t.Fatal("the stored blob is the plaintext")
 		}
-		if sum := fileSHA(t, path); schemasHex(sum) != enc.SHA256 {
+		if sum := testenv.FileSHA256(t, path); schemasHex(sum) != enc.SHA256 {
 			t.Fatalf("event sha256 %s, stored blob %s", enc.SHA256, schemasHex(sum))
 		}
 		pass := e.mustPassphrase(enc.Secret, nil)
@@ -165,9 +148,7 @@ func TestService(t *testing.T) {
 	e.run(t, "bad input", func(t *testing.T) {
 		// A qcow2 declared raw: refused, nothing left behind.
 		qc := filepath.Join(t.TempDir(), "d.qcow2")
-		if out, err := exec.Command("qemu-img", "create", "-f", "qcow2", qc, "4M").CombinedOutput(); err != nil {
-			t.Fatalf("%v %s", err, out)
-		}
+		testenv.Exec(t, "qemu-img", "create", "-f", "qcow2", qc, "4M")
 		f, _ := os.Open(qc)
 		st, _ := f.Stat()
 		if _, err := e.store.Put(context.Background(), "src", "images/d.qcow2", f, st.Size()); err != nil {
@@ -219,7 +200,7 @@ func TestService(t *testing.T) {
 		}
 		p1 := e.mustPassphrase(enc.Secret, intp(1))
 		path := e.fetch(enc.Dest, "7-a.luks")
-		if schemasHex(fileSHA(t, path)) != ch.SHA256 {
+		if schemasHex(testenv.FileSHA256(t, path)) != ch.SHA256 {
 			t.Fatal("slots-changed sha256 is not the stored blob's")
 		}
 		for i, p := range [][]byte{p0, p1} {

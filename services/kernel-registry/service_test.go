@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -43,10 +42,8 @@ func TestMain(m *testing.M) {
 	code := func() int {
 		defer os.RemoveAll(dir)
 		initrdBin = filepath.Join(dir, "slipway-initrd")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", initrdBin, "./cmd/slipway-initrd")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build slipway-initrd: %v\n%s", err, out)
+		if err := testenv.GoBuild("./services/kernel-registry/cmd/slipway-initrd", initrdBin, true); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		return testenv.RunWithMinIO(m, "kernel-registry", &s3)
@@ -106,7 +103,7 @@ func newCatalogStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	s.rec = testenv.Record(t, s.cli.Conn(), nil, "slipway.evt.>")
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := testenv.Logger(t, slog.LevelWarn)
 	s.log = log
 	cat := catalog.New(s.connect("catalog"), store, catalog.Config{
 		Datastores: []catalog.Datastore{
@@ -131,12 +128,7 @@ func newCatalogStack(t *testing.T) *stack {
 
 func (s *stack) connect(service string) *bus.Bus {
 	s.t.Helper()
-	b, err := bus.Connect(s.ctx, bus.Config{URL: s.url, Service: service, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.t.Cleanup(b.Close)
-	return b
+	return testenv.Connect(s.t, s.ctx, s.url, service)
 }
 
 func (s *stack) run(name string, run func(context.Context) error, ready <-chan struct{}) {
@@ -226,21 +218,19 @@ func (s *stack) image(id int64) schemas.Image {
 }
 
 // waitReady polls the catalog until the image is READY.
-func (s *stack) waitReady(id int64, timeout time.Duration) schemas.Image {
+func (s *stack) waitReady(id int64, timeout time.Duration) (img schemas.Image) {
 	s.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		img := s.image(id)
-		switch {
-		case img.State == schemas.ImageStateReady:
-			return img
-		case img.State == schemas.ImageStateError:
-			s.t.Fatalf("image %d: ERROR %s", id, img.Error)
-		case time.Now().After(deadline):
-			s.t.Fatalf("image %d still %s after %s", id, img.State, timeout)
-		}
-		time.Sleep(200 * time.Millisecond)
+	settled := func() bool {
+		img = s.image(id)
+		return img.State == schemas.ImageStateReady || img.State == schemas.ImageStateError
 	}
+	if !testenv.Eventually(timeout, 200*time.Millisecond, settled) {
+		s.t.Fatalf("image %d still %s after %s", id, img.State, timeout)
+	}
+	if img.State == schemas.ImageStateError {
+		s.t.Fatalf("image %d: ERROR %s", id, img.Error)
+	}
+	return img
 }
 
 // objects lists a bucket.
@@ -255,12 +245,8 @@ func (s *stack) objects(bucket string) []string {
 
 func kernelFiles(t *testing.T) (dir string) {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	dir = filepath.Join(filepath.Dir(file), "..", "..", "bin", "kernel")
 	for _, f := range []string{"vmlinuz", "linux-image.deb", "version"} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			testenv.Skip(t, "no %s (run tools/fetch-kernel.sh): %v", f, err)
-		}
+		dir = filepath.Dir(testenv.RepoFile(t, "bin/kernel/"+f, "run tools/fetch-kernel.sh"))
 	}
 	return dir
 }
@@ -581,10 +567,3 @@ func TestExamineCatalogKernel(t *testing.T) {
 }
 
 type natsMsg = nats.Msg
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}

@@ -3,6 +3,7 @@ package launcher_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -48,7 +49,7 @@ func TestForcedKVMThatFailsIsAnErrorAtStart(t *testing.T) {
 	needTools(t, "qemu-system-x86_64")
 	h := newHarness(t)
 	svc := launcher.New(h.connect(launcher.Name), h.blobs, launcher.Config{
-		WorkDir: t.TempDir(), QEMU: qemutest.Wrapper(t, "kvm", qemutest.AbortMSR), Accel: qemu.AccelKVM, Logger: testLogger(t)})
+		WorkDir: t.TempDir(), QEMU: qemutest.Wrapper(t, "kvm", qemutest.AbortMSR), Accel: qemu.AccelKVM, Logger: testenv.Logger(t, slog.LevelInfo)})
 	ctx, cancel := context.WithTimeout(h.ctx, time.Minute)
 	defer cancel()
 	err := svc.Run(ctx)

@@ -84,7 +84,7 @@ func newHarness(t *testing.T, mutate ...func(*launcher.Config)) *harness {
 	h.startCatalog(sfx)
 	h.startConverter()
 	h.lcfg = launcher.Config{WorkDir: work, UploadBucket: h.uploads, ShutdownTimeout: 5 * time.Second,
-		QuitGrace: 5 * time.Second, Logger: testLogger(t)}
+		QuitGrace: 5 * time.Second, Logger: testenv.Logger(t, slog.LevelInfo)}
 	for _, f := range mutate {
 		f(&h.lcfg)
 	}
@@ -105,25 +105,9 @@ func checkSchema(t *testing.T) func(*nats.Msg) {
 	}
 }
 
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
 func (h *harness) connect(service string) *bus.Bus {
 	h.t.Helper()
-	b, err := bus.Connect(h.ctx, bus.Config{URL: h.url, Service: service, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(b.Close)
-	return b
+	return testenv.Connect(h.t, h.ctx, h.url, service)
 }
 
 // run starts a service and stops it when the test ends.
@@ -152,7 +136,7 @@ func (h *harness) startCatalog(sfx string) {
 			{Name: "files", Kind: catalog.KindFile, Bucket: "files-" + sfx, Types: []string{"KERNEL", "RAMDISK", "CONTEXT"}},
 		},
 		UploadBucket: h.uploads, VerifyDigest: true, ReconcileInterval: time.Second,
-		Logger: slog.New(slog.NewTextHandler(testWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger: testenv.Logger(h.t, slog.LevelWarn),
 	}
 	svc := catalog.New(b, h.blobs, cfg)
 	h.run("catalog", svc.Run)
@@ -237,19 +221,12 @@ func (h *harness) image(id int64) schemas.Image {
 }
 
 // waitImage polls the catalog until ok holds.
-func (h *harness) waitImage(id int64, ok func(schemas.Image) bool, what string) schemas.Image {
+func (h *harness) waitImage(id int64, ok func(schemas.Image) bool, what string) (img schemas.Image) {
 	h.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		img := h.image(id)
-		if ok(img) {
-			return img
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("image %d: still not %s: %+v", id, what, img)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !testenv.Eventually(60*time.Second, 100*time.Millisecond, func() bool { img = h.image(id); return ok(img) }) {
+		h.t.Fatalf("image %d: still not %s: %+v", id, what, img)
 	}
+	return img
 }
 
 // call sends a launcher command and waits for its answer.
@@ -379,20 +356,6 @@ func qemuPIDs(dir string) []string {
 		}
 	}
 	return out
-}
-
-// repoFile returns a file of the repository, skipping the test when absent.
-func repoFile(t *testing.T, rel, how string) string {
-	t.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(root, rel)
-	if _, err := os.Stat(p); err != nil {
-		testenv.Skip(t, "%s is missing (%v): %s", rel, err, how)
-	}
-	return p
 }
 
 // needTools skips the test when a binary the boot needs is missing.
@@ -533,15 +496,11 @@ func (h *harness) startKernelRegistry() {
 // environment as execve gave it; then it runs the real qemu-img.
 func recordingQemuImg(t *testing.T) (bin, log string) {
 	t.Helper()
-	dir := t.TempDir()
-	bin, log = filepath.Join(dir, "qemu-img"), filepath.Join(dir, "qemu-img.log")
-	script := `#!/bin/sh
-echo "$1 as=$(ulimit -v) cpu=$(ulimit -t) pid=$$ pgrp=$(cut -d' ' -f5 /proc/$$/stat) env=$(tr '\0' ' ' < /proc/$$/environ)" >> ` + log + `
+	log = filepath.Join(t.TempDir(), "qemu-img.log")
+	bin = testenv.Script(t, "qemu-img", `#!/bin/sh
+echo "$1 as=$(ulimit -v) cpu=$(ulimit -t) pid=$$ pgrp=$(cut -d' ' -f5 /proc/$$/stat) env=$(tr '\0' ' ' < /proc/$$/environ)" >> `+log+`
 exec qemu-img "$@"
-`
-	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+`)
 	return bin, log
 }
 

@@ -22,7 +22,7 @@ import (
 // an initramfs whose /init is script as a RAMDISK image.
 func bootImages(t *testing.T, h *harness, script string) (kernel, initrd schemas.Image) {
 	t.Helper()
-	vmlinuz := repoFile(t, "bin/kernel/vmlinuz", "run `make kernel`")
+	vmlinuz := testenv.RepoFile(t, "bin/kernel/vmlinuz", "run `make kernel`")
 	kernel = h.importFile(vmlinuz, schemas.ImageCreate{Name: "vmlinuz", Type: "KERNEL", Datastore: "files"})
 	initrd = h.importFile(initramfs(t, script), schemas.ImageCreate{Name: "initrd", Type: "RAMDISK", Datastore: "files"})
 	for _, img := range []schemas.Image{kernel, initrd} {
@@ -240,19 +240,16 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]" ]
 }
 
 // waitFinal waits until VM id is DONE or FAILED.
-func (h *harness) waitFinal(id int64) schemas.VM {
+func (h *harness) waitFinal(id int64) (vm schemas.VM) {
 	h.t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		vm := h.vm(id)
-		if vm.State == schemas.VMStateFailed || vm.State == schemas.VMStateDone {
-			return vm
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("VM %d still %s", id, vm.State)
-		}
-		time.Sleep(100 * time.Millisecond)
+	final := func() bool {
+		vm = h.vm(id)
+		return vm.State == schemas.VMStateFailed || vm.State == schemas.VMStateDone
 	}
+	if !testenv.Eventually(time.Minute, 100*time.Millisecond, final) {
+		h.t.Fatalf("VM %d still %s", id, vm.State)
+	}
+	return vm
 }
 
 // download fetches an s3:// object into a temp file.
@@ -284,9 +281,7 @@ func blobPrefix(t *testing.T, h *harness, url, format string, n int) string {
 	t.Helper()
 	src := download(t, h, url)
 	raw := filepath.Join(t.TempDir(), "raw")
-	if out, err := exec.Command("qemu-img", "convert", "-f", format, "-O", "raw", src, raw).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img convert: %v: %s", err, out)
-	}
+	testenv.Exec(t, "qemu-img", "convert", "-f", format, "-O", "raw", src, raw)
 	b, err := os.ReadFile(raw)
 	if err != nil {
 		t.Fatal(err)

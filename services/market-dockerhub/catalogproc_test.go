@@ -37,33 +37,17 @@ func TestMain(m *testing.M) {
 func buildCatalog(t *testing.T) string {
 	t.Helper()
 	catalogOnce.Do(func() {
-		root, err := testenv.RepoRoot()
-		if err != nil {
-			catalogErr = err
-			return
-		}
 		if catalogDir, catalogErr = os.MkdirTemp("", "market-test-catalog-"); catalogErr != nil {
 			return
 		}
 		catalogBin = filepath.Join(catalogDir, "catalog")
-		cmd := exec.Command("go", "build", "-o", catalogBin, "./services/catalog/cmd/catalog")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			catalogErr = &buildError{err: err, out: string(out)}
-		}
+		catalogErr = testenv.GoBuild("./services/catalog/cmd/catalog", catalogBin, false)
 	})
 	if catalogErr != nil {
 		t.Fatalf("build the catalog: %v", catalogErr)
 	}
 	return catalogBin
 }
-
-type buildError struct {
-	err error
-	out string
-}
-
-func (e *buildError) Error() string { return e.err.Error() + "\n" + e.out }
 
 // startCatalog runs the catalog process against the harness's NATS and a
 // MinIO of its own, and waits until it answers queries. It is stopped
@@ -80,7 +64,7 @@ func (h *harness) startCatalog() {
 		"SLIPWAY_S3_SECRET_KEY="+s3.SecretKey,
 		"SLIPWAY_LOG_LEVEL=warn",
 	)
-	cmd.Stdout, cmd.Stderr = testWriter{h.t}, testWriter{h.t}
+	cmd.Stdout, cmd.Stderr = testenv.Writer{T: h.t}, testenv.Writer{T: h.t}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		h.t.Fatal(err)

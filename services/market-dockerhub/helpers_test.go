@@ -60,7 +60,7 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 		HubAPI:          h.hub.srv.URL,
 		Guard:           loopback, // the fake Hub and the registries listen there
 		RefreshInterval: time.Hour,
-		Logger:          slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:          testenv.Logger(t, slog.LevelWarn),
 	}
 	for _, f := range mutate {
 		f(&h.cfg)
@@ -73,12 +73,7 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 
 func (h *harness) connect(service string) *bus.Bus {
 	h.t.Helper()
-	b, err := bus.Connect(h.ctx, bus.Config{URL: h.url, Service: service, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(b.Close)
-	return b
+	return testenv.Connect(h.t, h.ctx, h.url, service)
 }
 
 func (h *harness) start() {
@@ -363,11 +358,4 @@ func mustJSON(t *testing.T, data []byte, v any) {
 	if err := json.Unmarshal(data, v); err != nil {
 		t.Fatalf("decode %s: %v", data, err)
 	}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
 }

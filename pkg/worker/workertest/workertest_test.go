@@ -6,50 +6,20 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
-	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/pkg/worker"
+	"github.com/slipway/slipway/pkg/worker/internal/fakebuild"
 	"github.com/slipway/slipway/pkg/worker/workertest"
 	"github.com/slipway/slipway/schemas"
 )
 
-// A fake worker run as the builder (whose `jobs` reply schema the bus
-// checks): the suite's own test.
-
-type status struct {
-	ID         string    `json:"id"`
-	ImageID    int64     `json:"image_id"`
-	Reference  string    `json:"reference"`
-	Kind       string    `json:"kind"`
-	Phase      string    `json:"phase"`
-	BytesDone  int64     `json:"bytes_done"`
-	BytesTotal int64     `json:"bytes_total"`
-	Dest       string    `json:"dest"`
-	Delivered  uint64    `json:"delivered"`
-	StartedAt  time.Time `json:"started_at"`
-}
-
-type job struct {
-	id        string
-	imageID   int64
-	delivered uint64
-	started   time.Time
-	jobs.Progress[string]
-}
-
-func (j *job) Status() status {
-	done, total := j.Bytes()
-	return status{ID: j.id, ImageID: j.imageID, Reference: "docker.io/library/alpine@sha256:" + strings.Repeat("ab", 32),
-		Kind: "disk", Phase: j.Phase(), BytesDone: done, BytesTotal: total,
-		Dest: "s3://slipway-uploads/builds/1/disk.raw", Delivered: j.delivered, StartedAt: j.started}
-}
+// A stand-in builder (see package fakebuild): the suite's own test.
 
 type command struct {
 	ImageID int64  `json:"image_id"`
@@ -64,7 +34,7 @@ type fake struct {
 	// sender does not know beforehand.
 	byCommand bool
 	w         *worker.Worker
-	tracker   worker.Tracker[string, status]
+	tracker   worker.Tracker[schemas.BuilderPhase, fakebuild.Status]
 	mu        sync.Mutex
 	holds     map[string]chan struct{}
 }
@@ -95,8 +65,7 @@ func (f *fake) handle(ctx context.Context, m *bus.Msg) error {
 		_, _ = f.w.Bus().Event(ctx, "failed", token, bus.NewFailure(err), bus.CausedBy(m.Envelope))
 		return bus.Terminal(err)
 	}
-	j := &job{id: m.Envelope.ID, imageID: cmd.ImageID, delivered: m.Delivered, started: time.Now().UTC()}
-	j.SetPhase("pull", 100)
+	j := fakebuild.New(m, cmd.ImageID, schemas.ContentKindDisk, 100)
 	var stop func()
 	if f.byCommand {
 		stop = f.tracker.StartSource(ctx, f.w, m, "s3://slipway-uploads/kernels/1/vmlinuz", j)
@@ -145,20 +114,9 @@ func TestFakeWorkerWithIDsNotKnownBeforehandConforms(t *testing.T) { runFake(t, 
 func runFake(t *testing.T, byCommand bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	url, _ := testenv.NATS(t)
+	env := testenv.ServiceBus(t, ctx, "builder")
+	b, cli := env.Bus, env.Client
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	connect := func(service string) *bus.Bus {
-		b, err := bus.Connect(ctx, bus.Config{URL: url, Service: service, Logger: quiet})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(b.Close)
-		return b
-	}
-	b, cli := connect("builder"), connect("cli")
-	if err := b.Setup(ctx); err != nil {
-		t.Fatal(err)
-	}
 	f := &fake{byCommand: byCommand, holds: map[string]chan struct{}{}}
 	next := workertest.Seq(1)
 	cmd := func(c command) workertest.Command {

@@ -278,13 +278,7 @@ func TestOpaqueKeepsSameLayerBelow(t *testing.T) {
 
 func TestWhiteoutOfSymlinkRemovesOnlyTheLink(t *testing.T) {
 	sb := newSandbox(t)
-	outside := filepath.Join(sb.base, "outside")
-	if err := os.MkdirAll(outside, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(outside, "keep"), []byte("k"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	outside := sb.outside(t)
 	l1 := layerOf(t, symE("evil", outside))
 	l2 := layerOf(t, whE(".wh.evil"))
 	got, err := Flatten(context.Background(), []Layer{l1, l2}, sb.dst, Policy{})

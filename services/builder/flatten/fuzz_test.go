@@ -31,13 +31,7 @@ func FuzzFlatten(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sb := newSandbox(t)
-		outside := filepath.Join(sb.base, "outside")
-		if err := os.MkdirAll(outside, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(outside, "keep"), []byte("k"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		outside := sb.outside(t)
 		lower := layerOf(t, symE("abs", outside), symE("rel", "d"), dirE("d/", 0o755),
 			fileE("d/f", "f", 0o644), linkE("h", "d/f"))
 		got, err := Flatten(context.Background(), []Layer{lower, bytesLayer(data)}, sb.dst,

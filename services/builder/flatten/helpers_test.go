@@ -120,6 +120,20 @@ func newSandbox(t testing.TB) sandbox {
 	return sandbox{base: base, dst: filepath.Join(base, "root")}
 }
 
+// outside makes a directory beside dst holding the file keep, which no
+// layer may reach, and returns its path.
+func (s sandbox) outside(t testing.TB) string {
+	t.Helper()
+	outside := filepath.Join(s.base, "outside")
+	if err := os.MkdirAll(outside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(outside, "keep"), []byte("k"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return outside
+}
+
 // onlyRoot fails unless the sandbox holds dst and the names in also.
 func (s sandbox) onlyRoot(t testing.TB, also ...string) {
 	t.Helper()

@@ -2,10 +2,8 @@ package guestinit
 
 import (
 	"bufio"
-	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -39,12 +37,7 @@ func buildInit(t *testing.T) string {
 		if buildDir, buildErr = os.MkdirTemp("", "slipway-init-"); buildErr != nil {
 			return
 		}
-		out := filepath.Join(buildDir, "slipway-init")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "../cmd/slipway-init")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, b)
-		}
+		buildErr = testenv.GoBuild("./services/builder/cmd/slipway-init", filepath.Join(buildDir, "slipway-init"), true)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)

@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -369,9 +371,7 @@ func TestISOContext(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(src, "context.sh"), []byte(contextSh), 0o644))
 	must(t, os.WriteFile(filepath.Join(src, "other.txt"), []byte("x"), 0o644))
 	iso := filepath.Join(dir, "ctx.iso")
-	if out, err := exec.Command("genisoimage", "-quiet", "-o", iso, "-V", "CONTEXT", "-J", "-R", src).CombinedOutput(); err != nil {
-		t.Fatalf("genisoimage: %v\n%s", err, out)
-	}
+	testenv.Exec(t, "genisoimage", "-quiet", "-o", iso, "-V", "CONTEXT", "-J", "-R", src)
 	f, err := os.Open(iso)
 	must(t, err)
 	defer f.Close()

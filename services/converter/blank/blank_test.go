@@ -3,7 +3,6 @@ package blank
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/inspect"
 	"github.com/slipway/slipway/pkg/qemuimg"
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 func TestCreate(t *testing.T) {
@@ -54,13 +54,13 @@ func TestCreate(t *testing.T) {
 			raw := path
 			if c.format == "qcow2" {
 				raw = filepath.Join(t.TempDir(), "check.raw")
-				run(t, "qemu-img", "convert", "-f", "qcow2", "-O", "raw", path, raw)
+				testenv.Exec(t, "qemu-img", "convert", "-f", "qcow2", "-O", "raw", path, raw)
 			}
 			if c.fs == "xfs" {
-				run(t, "xfs_repair", "-n", "-f", raw)
+				testenv.Exec(t, "xfs_repair", "-n", "-f", raw)
 			} else {
-				run(t, "e2fsck", "-fn", raw)
-				out := run(t, "dumpe2fs", "-h", raw)
+				testenv.Exec(t, "e2fsck", "-fn", raw)
+				out := testenv.Exec(t, "dumpe2fs", "-h", raw)
 				if c.fs == "ext2" && strings.Contains(out, "has_journal") {
 					t.Errorf("ext2 has a journal")
 				}
@@ -117,13 +117,4 @@ func assertSparse(t *testing.T, path string) {
 	if used := st.Blocks * 512; used > st.Size/2 {
 		t.Errorf("%s uses %d of %d bytes on disk: not sparse", path, used, st.Size)
 	}
-}
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
 }

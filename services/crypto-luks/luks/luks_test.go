@@ -27,11 +27,7 @@ func runner(t *testing.T) (*Runner, string) {
 	}
 	dir := t.TempDir()
 	log := filepath.Join(dir, "argv.log")
-	wrapper := filepath.Join(dir, "qemu-img")
-	script := "#!/bin/sh\nprintf '%s\\n' \"$*\" >> " + log + "\nexec qemu-img \"$@\"\n"
-	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	wrapper := testenv.Script(t, "qemu-img", "#!/bin/sh\nprintf '%s\\n' \"$*\" >> "+log+"\nexec qemu-img \"$@\"\n")
 	tmp := filepath.Join(dir, "tmp")
 	if err := os.Mkdir(tmp, 0o700); err != nil {
 		t.Fatal(err)
@@ -99,9 +95,7 @@ func TestEncryptDecryptRawAndQcow2(t *testing.T) {
 	src := filepath.Join(dir, "src.raw")
 	want := pattern(t, src, 4<<20)
 	qcow := filepath.Join(dir, "src.qcow2")
-	if out, err := exec.Command("qemu-img", "convert", "-f", "raw", "-O", "qcow2", src, qcow).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
+	testenv.Exec(t, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", src, qcow)
 	p := pass(t)
 	for _, c := range []struct{ src, format string }{{src, FormatRaw}, {qcow, FormatQcow2}} {
 		dst := filepath.Join(dir, "out-"+c.format+".luks")
@@ -151,13 +145,9 @@ func TestSourceFormatChecked(t *testing.T) {
 	raw := filepath.Join(dir, "disk.raw")
 	pattern(t, raw, 1<<20)
 	qcow := filepath.Join(dir, "disk.qcow2")
-	if out, err := exec.Command("qemu-img", "create", "-f", "qcow2", qcow, "1M").CombinedOutput(); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
+	testenv.Exec(t, "qemu-img", "create", "-f", "qcow2", qcow, "1M")
 	backed := filepath.Join(dir, "backed.qcow2")
-	if out, err := exec.Command("qemu-img", "create", "-f", "qcow2", "-b", qcow, "-F", "qcow2", backed).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
+	testenv.Exec(t, "qemu-img", "create", "-f", "qcow2", "-b", qcow, "-F", "qcow2", backed)
 	p := pass(t)
 	for _, c := range []struct{ src, declared, want string }{
 		{qcow, FormatRaw, "declared raw but its header says qcow2"},
@@ -290,11 +280,7 @@ func TestQemuImgIsConfined(t *testing.T) {
 	t.Setenv("SLIPWAY_LUKS_KEK", "must-not-leak")
 	dir := t.TempDir()
 	log := filepath.Join(dir, "confined.log")
-	wrapper := filepath.Join(dir, "qemu-img")
-	script := "#!/bin/sh\n{ echo \"as=$(ulimit -v) cpu=$(ulimit -t) pid=$$ pgrp=$(cut -d' ' -f5 /proc/$$/stat)\"; tr '\\0' ' ' < /proc/$$/environ; echo; } >> " + log + "\nexec qemu-img \"$@\"\n"
-	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	wrapper := testenv.Script(t, "qemu-img", "#!/bin/sh\n{ echo \"as=$(ulimit -v) cpu=$(ulimit -t) pid=$$ pgrp=$(cut -d' ' -f5 /proc/$$/stat)\"; tr '\\0' ' ' < /proc/$$/environ; echo; } >> "+log+"\nexec qemu-img \"$@\"\n")
 	ctx := context.Background()
 	if err := r.Create(ctx, filepath.Join(dir, "a.luks"), 1<<20, pass(t)); err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -19,13 +18,8 @@ import (
 // debianPackage is the linux-image .deb tools/fetch-kernel.sh keeps.
 func debianPackage(t *testing.T) (deb, vmlinuz string) {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "..", "..", "bin", "kernel")
-	deb = filepath.Join(dir, "linux-image.deb")
-	if _, err := os.Stat(deb); err != nil {
-		testenv.Skip(t, "no %s (run tools/fetch-kernel.sh): %v", deb, err)
-	}
-	return deb, filepath.Join(dir, "vmlinuz")
+	deb = testenv.RepoFile(t, "bin/kernel/linux-image.deb", "run tools/fetch-kernel.sh")
+	return deb, filepath.Join(filepath.Dir(deb), "vmlinuz")
 }
 
 func TestDebianPackage(t *testing.T) {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,10 +29,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	initBin = filepath.Join(dir, InitName)
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", initBin, "../cmd/slipway-initrd")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build slipway-initrd: %v\n%s", err, out)
+	if err := testenv.GoBuild("./services/kernel-registry/cmd/slipway-initrd", initBin, true); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
@@ -42,24 +39,20 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func kernelDir(t *testing.T) string {
+// kernelFile is bin/kernel/name, which tools/fetch-kernel.sh fetches; the
+// test is skipped without it.
+func kernelFile(t *testing.T, name string) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..", "bin", "kernel")
+	return testenv.RepoFile(t, "bin/kernel/"+name, "run tools/fetch-kernel.sh")
 }
 
 // debianModules unpacks the Debian package's modules with dpkg-deb (the
 // deb package has its own test) and returns lib/modules/<version>.
 func debianModules(t *testing.T) string {
 	t.Helper()
-	deb := filepath.Join(kernelDir(t), "linux-image.deb")
-	if _, err := os.Stat(deb); err != nil {
-		testenv.Skip(t, "no %s (run tools/fetch-kernel.sh): %v", deb, err)
-	}
+	deb := kernelFile(t, "linux-image.deb")
 	root := t.TempDir()
-	if out, err := exec.Command("dpkg-deb", "-x", deb, root).CombinedOutput(); err != nil {
-		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
-	}
+	testenv.Exec(t, "dpkg-deb", "-x", deb, root)
 	dirs, _ := filepath.Glob(filepath.Join(root, "*lib", "modules", "*"))
 	if len(dirs) != 1 {
 		t.Fatalf("modules directories in the package: %v", dirs)
@@ -235,10 +228,7 @@ func TestModulesDepAndCompression(t *testing.T) {
 // an ext4 root disk on virtio-blk: the initrd loads the modules, mounts
 // the disk and runs its /.slipway/init, which prints a token and powers off.
 func TestQEMUBoot(t *testing.T) {
-	kernel := filepath.Join(kernelDir(t), "vmlinuz")
-	if _, err := os.Stat(kernel); err != nil {
-		testenv.Skip(t, "no kernel (run tools/fetch-kernel.sh): %v", err)
-	}
+	kernel := kernelFile(t, "vmlinuz")
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		t.Fatal("qemu-system-x86_64 not installed (make deps): ", err)
@@ -273,9 +263,7 @@ func TestQEMUBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	disk := filepath.Join(dir, "root.ext4")
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-d", root, disk, "32M").CombinedOutput(); err != nil {
-		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
-	}
+	testenv.Exec(t, "mkfs.ext4", "-q", "-F", "-d", root, disk, "32M")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
 	defer cancel()
@@ -314,10 +302,7 @@ func TestQEMUNoRoot(t *testing.T) {
 	if testing.Short() {
 		testenv.Skip(t, "boots a VM")
 	}
-	kernel := filepath.Join(kernelDir(t), "vmlinuz")
-	if _, err := os.Stat(kernel); err != nil {
-		testenv.Skip(t, "no kernel (run tools/fetch-kernel.sh): %v", err)
-	}
+	kernel := kernelFile(t, "vmlinuz")
 	qemu, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
 		t.Fatal("qemu-system-x86_64 not installed (make deps): ", err)

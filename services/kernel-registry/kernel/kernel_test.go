@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -23,13 +22,8 @@ import (
 // debianKernel is tools/fetch-kernel.sh's bzImage (`make kernel`).
 func debianKernel(t *testing.T) (path, version string) {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "..", "..", "bin", "kernel")
-	path = filepath.Join(dir, "vmlinuz")
-	if _, err := os.Stat(path); err != nil {
-		testenv.Skip(t, "no Debian kernel at %s (run `make kernel` or tools/fetch-kernel.sh): %v", path, err)
-	}
-	v, err := os.ReadFile(filepath.Join(dir, "version"))
+	path = testenv.RepoFile(t, "bin/kernel/vmlinuz", "run `make kernel` or tools/fetch-kernel.sh")
+	v, err := os.ReadFile(filepath.Join(filepath.Dir(path), "version"))
 	if err != nil {
 		t.Fatalf("bin/kernel/version: %v", err)
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -155,11 +154,10 @@ func TestConfigErrors(t *testing.T) {
 // TestRealKernel checks the ELF vmlinux inside bin/kernel/vmlinuz (Debian's bzImage)
 // fits, and the bzImage does not.
 func TestRealKernel(t *testing.T) {
-	_, file, _, _ := runtime.Caller(0)
-	bz := filepath.Join(filepath.Dir(file), "..", "..", "..", "bin", "kernel", "vmlinuz")
+	bz := testenv.RepoFile(t, "bin/kernel/vmlinuz", "run tools/fetch-kernel.sh")
 	data, err := os.ReadFile(bz)
 	if err != nil {
-		testenv.Skip(t, "no kernel at %s (tools/fetch-kernel.sh): %v", bz, err)
+		t.Fatal(err)
 	}
 	if err := CheckKernel(bz); err == nil || !strings.Contains(err.Error(), "bzImage") {
 		t.Errorf("CheckKernel(bzImage) = %v", err)

@@ -21,15 +21,7 @@ const testUID = 59990
 // dir): the stand-in for the launcher's image cache.
 func sharedDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "qs-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return testenv.OpenDir(t, "qs-", 0o755)
 }
 
 func copyReadOnly(t *testing.T, src, dir string) string {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -17,22 +16,6 @@ import (
 
 // bootTimeout bounds a TCG boot on a shared 2-CPU machine.
 const bootTimeout = 240 * time.Second
-
-// repoRoot finds the repository root (the directory holding go.work).
-func repoRoot(t *testing.T) string {
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Dir(file)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.work not found above " + file)
-		}
-		dir = parent
-	}
-}
 
 func needQEMU(t *testing.T) {
 	t.Helper()
@@ -45,11 +28,7 @@ func needQEMU(t *testing.T) {
 
 // kernelPath returns bin/kernel/vmlinuz or skips.
 func kernelPath(t *testing.T) string {
-	p := filepath.Join(repoRoot(t), "bin", "kernel", "vmlinuz")
-	if _, err := os.Stat(p); err != nil {
-		testenv.Skip(t, "no kernel at %s (tools/fetch-kernel.sh fetches it): %v", p, err)
-	}
-	return p
+	return testenv.RepoFile(t, "bin/kernel/vmlinuz", "tools/fetch-kernel.sh fetches it")
 }
 
 // runDir makes a short run directory (unix socket paths are limited).
@@ -215,10 +194,7 @@ func secretFile(t *testing.T, dir, name, pass string) string {
 // qemuImg runs qemu-img and fails the test on error.
 func qemuImg(t *testing.T, args ...string) {
 	t.Helper()
-	out, err := exec.Command("qemu-img", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("qemu-img %v: %v: %s", args, err, out)
-	}
+	testenv.Exec(t, "qemu-img", args...)
 }
 
 // makeLUKS creates an empty LUKS image with the passphrase in secret. qemu-img always

@@ -10,6 +10,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/qemuimg"
 	"github.com/slipway/slipway/pkg/run"
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // confinedQemuImg writes a qemu-img wrapper that appends to log what it was
@@ -18,19 +19,14 @@ import (
 // real qemu-img.
 func confinedQemuImg(t *testing.T, log string) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "qemu-img")
-	script := `#!/bin/sh
+	return testenv.Script(t, "qemu-img", `#!/bin/sh
 {
 	echo "as=$(ulimit -v) cpu=$(ulimit -t) pid=$$ pgrp=$(cut -d' ' -f5 /proc/$$/stat)"
 	echo "env=$(tr '\0' ' ' < /proc/$$/environ)"
 	echo "args=$*"
-} >> ` + log + `
+} >> `+log+`
 exec qemu-img "$@"
-`
-	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return p
+`)
 }
 
 // CreateOverlay runs qemu-img through the shared confined runner: its

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/services/launcher/qemu/qemutest"
 )
 
@@ -133,18 +134,7 @@ func TestProbeSandboxed(t *testing.T) {
 	needQEMU(t)
 	t.Setenv("SLIPWAY_TEST_SECRET", "must-not-reach-qemu")
 	log := filepath.Join(t.TempDir(), "args")
-	bin := qemutest.Wrapper(t, "tcg", `echo "$*" > `+log+`; env >> `+log)
-	acc, err := Probe(testCtx(t, time.Minute), ProbeConfig{Binary: bin, Force: AccelTCG, Timeout: 30 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if acc.Accel != AccelTCG {
-		t.Fatalf("%+v", acc)
-	}
-	b, err := os.ReadFile(log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := probeTCG(t, `echo "$*" > `+log+`; env >> `+log, log, nil)
 	if !strings.Contains(string(b), " -sandbox "+SandboxArg+" ") {
 		t.Errorf("the probe's command line lacks -sandbox %s: %s", SandboxArg, b)
 	}
@@ -198,28 +188,8 @@ func TestProbeRunsAsTheVMsUser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to run QEMU as another uid")
 	}
-	out, err := os.MkdirTemp("", "probe-user-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(out) })
-	if err := os.Chmod(out, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	log := filepath.Join(out, "id")
-	bin := qemutest.Wrapper(t, "tcg", `id -u > `+log)
-	u := &User{UID: 50321, GID: 50321}
-	acc, err := Probe(testCtx(t, time.Minute), ProbeConfig{Binary: bin, Force: AccelTCG, Timeout: 30 * time.Second, User: u})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if acc.Accel != AccelTCG {
-		t.Fatalf("%+v", acc)
-	}
-	b, err := os.ReadFile(log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	log := filepath.Join(testenv.OpenDir(t, "probe-user-", 0o777), "id")
+	b := probeTCG(t, `id -u > `+log, log, &User{UID: 50321, GID: 50321})
 	if got := strings.TrimSpace(string(b)); got != "50321" {
 		t.Fatalf("the probe's QEMU ran as uid %s, want 50321", got)
 	}
@@ -253,4 +223,23 @@ func TestKVMGroups(t *testing.T) {
 	if got := kvmGroups(filepath.Join(t.TempDir(), "none")); len(got) != 0 {
 		t.Errorf("no device: %v", got)
 	}
+}
+
+// probeTCG probes TCG as user (nil: this process's) through a wrapper
+// that runs script first, and returns what the script wrote to log.
+func probeTCG(t *testing.T, script, log string, user *User) []byte {
+	t.Helper()
+	bin := qemutest.Wrapper(t, "tcg", script)
+	acc, err := Probe(testCtx(t, time.Minute), ProbeConfig{Binary: bin, Force: AccelTCG, Timeout: 30 * time.Second, User: user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc.Accel != AccelTCG {
+		t.Fatalf("%+v", acc)
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

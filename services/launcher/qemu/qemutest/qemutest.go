@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // AbortMSR is what nested KVM does on -cpu host: QEMU's own error line, then
@@ -25,15 +27,7 @@ func Wrapper(t *testing.T, accel, script string) string {
 	}
 	// Not t.TempDir(): its parent is 0700, and a launcher running as root runs QEMU as an
 	// unprivileged uid that must reach the wrapper.
-	dir, err := os.MkdirTemp("", "qemutest-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, "qemu-wrapper")
+	p := filepath.Join(testenv.OpenDir(t, "qemutest-", 0o755), "qemu-wrapper")
 	body := "#!/bin/sh\ncase \" $* \" in\n*\" -accel " + accel + " \"*)\n" + script + "\n;;\nesac\nexec " + real + " \"$@\"\n"
 	if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
 		t.Fatal(err)

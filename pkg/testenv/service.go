@@ -1,0 +1,68 @@
+package testenv
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+)
+
+// Connect connects a bus to the NATS server at url as service, with a
+// logger that discards, and closes it when the test ends.
+func Connect(t testing.TB, ctx context.Context, url, service string) *bus.Bus {
+	t.Helper()
+	b, err := bus.Connect(ctx, bus.Config{URL: url, Service: service, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// Store returns a blob store on this server in which buckets exist.
+func (s S3) Store(t testing.TB, ctx context.Context, buckets ...string) *blob.Store {
+	t.Helper()
+	store, err := blob.New(s.BlobConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bucket := range buckets {
+		if err := store.EnsureBucket(ctx, bucket); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return store
+}
+
+// Service is what one service under test runs on: its own NATS server,
+// the service's bus with the streams set up, a client bus (service "cli")
+// that sends commands and watches events, and a blob store.
+type Service struct {
+	URL    string // the NATS server's client URL
+	Bus    *bus.Bus
+	Client *bus.Bus
+	Store  *blob.Store
+}
+
+// ServiceBus starts a NATS server for this test and connects to it the
+// bus of the service name, with the streams set up, and a client. Its
+// Store is nil.
+func ServiceBus(t testing.TB, ctx context.Context, name string) Service {
+	t.Helper()
+	url, _ := NATS(t)
+	svc := Service{URL: url, Bus: Connect(t, ctx, url, name), Client: Connect(t, ctx, url, "cli")}
+	if err := svc.Bus.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+// NewService is ServiceBus with a store on s3 in which buckets exist.
+func NewService(t testing.TB, ctx context.Context, s3 S3, name string, buckets ...string) Service {
+	t.Helper()
+	svc := ServiceBus(t, ctx, name)
+	svc.Store = s3.Store(t, ctx, buckets...)
+	return svc
+}
