@@ -1,20 +1,17 @@
 package cli
 
+// The CLI's connections: to NATS for every command, to S3 for uploads
+// and exports, and the helpers that run a command with one.
+
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
-	"github.com/slipway/slipway/schemas"
-	"github.com/slipway/slipway/tools/slipway/render"
 )
 
 // connectTimeout bounds how long a command waits for NATS: a person at a
@@ -46,76 +43,25 @@ func (g *globals) blobConfig() blob.Config {
 	}
 }
 
-// listImages asks the catalog for every image, in ID order.
-func listImages(ctx context.Context, b *bus.Bus) ([]render.Image, error) {
-	var raw json.RawMessage
-	if err := b.Query(ctx, schemas.ServiceCatalog, schemas.QueryCatalogList, struct{}{}, &raw); err != nil {
-		return nil, fmt.Errorf("list images: %w", err)
-	}
-	return decodeList(raw)
-}
-
-// decodeList accepts the list as an array or as {"images": [...]}.
-func decodeList(raw json.RawMessage) ([]render.Image, error) {
-	var images []render.Image
-	if err := json.Unmarshal(raw, &images); err == nil {
-		return images, nil
-	}
-	var wrapped struct {
-		Images []render.Image `json:"images"`
-	}
-	if err := json.Unmarshal(raw, &wrapped); err != nil {
-		return nil, fmt.Errorf("list images: decode the catalog's answer: %w", err)
-	}
-	return wrapped.Images, nil
-}
-
-// showImage asks the catalog for one image.
-func showImage(ctx context.Context, b *bus.Bus, id int64) (render.Image, error) {
-	var img render.Image
-	if err := b.Query(ctx, schemas.ServiceCatalog, schemas.QueryCatalogShow, map[string]int64{"id": id}, &img); err != nil {
-		if bus.IsNotFound(err) {
-			return img, fmt.Errorf("image %d %w", id, errNoImage)
-		}
-		return img, fmt.Errorf("show image %d: %w", id, err)
-	}
-	return img, nil
-}
-
-// errNoImage is showImage's answer for an ID the catalog does not know;
-// callers match it, never its text.
-var errNoImage = errors.New("does not exist")
-
-// resolve turns an ID or a name into an image ID. A name must match
-// exactly one image.
-func resolve(ctx context.Context, b *bus.Bus, ref string) (int64, error) {
-	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
-		if id < 0 {
-			return 0, fmt.Errorf("image ID %d is negative", id)
-		}
-		return id, nil
-	}
-	if strings.TrimSpace(ref) == "" {
-		return 0, errors.New("empty image ID or name")
-	}
-	images, err := listImages(ctx, b)
+// withBus runs f with a connection to NATS.
+func (g *globals) withBus(ctx context.Context, f func(*bus.Bus) error) error {
+	b, err := g.connect(ctx)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	var ids []string
-	var found int64
-	for _, img := range images {
-		if img.Name == ref {
-			found = int64(img.ID)
-			ids = append(ids, strconv.Itoa(img.ID))
+	defer b.Close()
+	return f(b)
+}
+
+// withFound runs f with a bus and what find resolves ref (an ID or a
+// name) to: a marketplace, a VM, a template.
+func withFound[T any](ctx context.Context, g *globals, find func(context.Context, *bus.Bus, string) (T, error),
+	ref string, f func(*bus.Bus, T) error) error {
+	return g.withBus(ctx, func(b *bus.Bus) error {
+		v, err := find(ctx, b, ref)
+		if err != nil {
+			return err
 		}
-	}
-	switch len(ids) {
-	case 0:
-		return 0, fmt.Errorf("no image is named %q", ref)
-	case 1:
-		return found, nil
-	default:
-		return 0, fmt.Errorf("%d images are named %q (IDs %s): use an ID", len(ids), ref, strings.Join(ids, ", "))
-	}
+		return f(b, v)
+	})
 }

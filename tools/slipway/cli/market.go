@@ -42,24 +42,6 @@ func newMarketCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// unknownSubcommand makes a typo fail instead of showing help.
-func unknownSubcommand(cmd *cobra.Command, args []string) error {
-	if len(args) > 0 {
-		return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
-	}
-	return cmd.Help()
-}
-
-// withBus runs f with a connection to NATS.
-func (g *globals) withBus(ctx context.Context, f func(*bus.Bus) error) error {
-	b, err := g.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	return f(b)
-}
-
 // marketColumns are onemarket list's columns.
 var marketColumns = []render.Column{
 	{Title: "ID", Right: true}, {Title: "NAME"}, {Title: "SIZE", Right: true}, {Title: "AVAIL", Right: true},
@@ -103,19 +85,6 @@ func listMarkets(ctx context.Context, b *bus.Bus) ([]schemas.Market, error) {
 		return nil, fmt.Errorf("list marketplaces: %w", err)
 	}
 	return out, nil
-}
-
-// withFound runs f with a bus and what find resolves ref (an ID or a
-// name) to: a marketplace, a VM, a template.
-func withFound[T any](ctx context.Context, g *globals, find func(context.Context, *bus.Bus, string) (T, error),
-	ref string, f func(*bus.Bus, T) error) error {
-	return g.withBus(ctx, func(b *bus.Bus) error {
-		v, err := find(ctx, b, ref)
-		if err != nil {
-			return err
-		}
-		return f(b, v)
-	})
 }
 
 // findMarket resolves a marketplace ID or name.
@@ -196,15 +165,6 @@ func showMarket(w io.Writer, m schemas.Market) error {
 		return err
 	}
 	return writeFields(w, lines)
-}
-
-func writeFields(w io.Writer, lines [][2]string) error {
-	for _, l := range lines {
-		if _, err := fmt.Fprintf(w, "%-15s: %s\n", l[0], l[1]); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // marketAnswer sends a command to the market service and waits for the

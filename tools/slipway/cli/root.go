@@ -158,6 +158,14 @@ JetStream and S3. "slipway up" runs the whole stack in one process; the
 	return root
 }
 
+// unknownSubcommand makes a typo fail instead of showing help.
+func unknownSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+	}
+	return cmd.Help()
+}
+
 func env(key, def string) string {
 	if v := strings.TrimSpace(os.Getenv(key)); v != "" {
 		return v
