@@ -89,6 +89,25 @@ func (w *watcher) parse(m *nats.Msg) (event, bool) {
 // When poll is not nil it is called every interval and ends the wait, with
 // an empty event, once it returns true.
 func awaitOutcome(ctx context.Context, w *watcher, corr string, done func(event) bool, poll func(context.Context) bool, interval time.Duration) (event, error) {
+	ev, err := awaitAnswer(ctx, w, answer{service: schemas.ServiceCatalog, failed: schemas.EventCatalogFailed, corr: corr, done: done}, poll, interval)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ev, errors.New("no answer from the catalog in time (is the catalog service running?)")
+	}
+	return ev, err
+}
+
+// answer says which events answer one command: those of service with
+// correlation corr; the first for which done returns true ends the wait,
+// and a final failed event ends it with an error.
+type answer struct {
+	service, failed, corr string
+	done                  func(event) bool
+}
+
+// awaitAnswer waits for a's answer, or for ctx to end (its error). When
+// poll is not nil it is called every interval and ends the wait, with an
+// empty event, once it returns true.
+func awaitAnswer(ctx context.Context, w *watcher, a answer, poll func(context.Context) bool, interval time.Duration) (event, error) {
 	var tick <-chan time.Time
 	if poll != nil {
 		t := time.NewTicker(interval)
@@ -99,9 +118,6 @@ func awaitOutcome(ctx context.Context, w *watcher, corr string, done func(event)
 		var m *nats.Msg
 		select {
 		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return event{}, errors.New("no answer from the catalog in time (is the catalog service running?)")
-			}
 			return event{}, ctx.Err()
 		case <-tick:
 			if poll(ctx) {
@@ -111,10 +127,10 @@ func awaitOutcome(ctx context.Context, w *watcher, corr string, done func(event)
 		case m = <-w.ch:
 		}
 		ev, ok := w.parse(m)
-		if !ok || ev.Service != schemas.ServiceCatalog || ev.Env.CorrelationID != corr {
+		if !ok || ev.Service != a.service || ev.Env.CorrelationID != a.corr {
 			continue
 		}
-		if ev.Name == schemas.EventCatalogFailed {
+		if ev.Name == a.failed {
 			f, final, err := failureOf(ev)
 			if err != nil {
 				return ev, err
@@ -123,7 +139,7 @@ func awaitOutcome(ctx context.Context, w *watcher, corr string, done func(event)
 				return ev, &failedError{msg: f.Error, code: f.Code}
 			}
 		}
-		if done(ev) {
+		if a.done(ev) {
 			return ev, nil
 		}
 	}

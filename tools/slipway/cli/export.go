@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/pkg/oci"
 	"github.com/slipway/slipway/pkg/qemuimg"
@@ -184,17 +185,12 @@ func (g *globals) export(ctx context.Context, ref string, f exportFlags, layout 
 
 // lookup asks the catalog for the image named by an ID or a name. The
 // connection closes before the long work starts.
-func (g *globals) lookup(ctx context.Context, ref string) (render.Image, error) {
-	b, err := g.connect(ctx)
-	if err != nil {
-		return render.Image{}, err
-	}
-	defer b.Close()
-	id, err := resolve(ctx, b, ref)
-	if err != nil {
-		return render.Image{}, err
-	}
-	return showImage(ctx, b, id)
+func (g *globals) lookup(ctx context.Context, ref string) (img render.Image, err error) {
+	err = withFound(ctx, g, findImage, ref, func(_ *bus.Bus, found render.Image) error {
+		img = found
+		return nil
+	})
+	return img, err
 }
 
 // exportable checks that img is a READY disk and returns the format to

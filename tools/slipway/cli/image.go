@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -30,7 +31,7 @@ func newImageCmd(g *globals) *cobra.Command {
 	cmd.AddCommand(
 		newCreateCmd(g),
 		newListCmd(g),
-		newShowCmd(g),
+		newImageShowCmd(g),
 		newTopCmd(g),
 		newRefCmd(g, "delete", "Delete an image and its data", schemas.CommandCatalogImageDelete),
 		newRefCmd(g, "enable", "Enable a disabled image", schemas.CommandCatalogImageEnable),
@@ -50,58 +51,30 @@ func newListCmd(g *globals) *cobra.Command {
 		Short: "List images (ID USER GROUP NAME DATASTORE SIZE TYPE PER STAT RVMS)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			b, err := g.connect(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			images, err := listImages(cmd.Context(), b)
-			if err != nil {
-				return err
-			}
-			slices.SortFunc(images, func(a, b render.Image) int { return a.ID - b.ID })
-			if asJSON {
-				if images == nil {
-					images = []render.Image{}
+			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+				images, err := listImages(cmd.Context(), b)
+				if err != nil {
+					return err
 				}
-				return render.JSON(g.io.out, images)
-			}
-			return render.List(g.io.out, images)
+				slices.SortFunc(images, func(a, b render.Image) int { return a.ID - b.ID })
+				if asJSON {
+					if images == nil {
+						images = []render.Image{}
+					}
+					return render.JSON(g.io.out, images)
+				}
+				return render.List(g.io.out, images)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
 	return cmd
 }
 
-func newShowCmd(g *globals) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "show ID|NAME",
-		Short: "Show one image",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			b, err := g.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			id, err := resolve(ctx, b, args[0])
-			if err != nil {
-				return err
-			}
-			img, err := showImage(ctx, b, id)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return render.JSON(g.io.out, img)
-			}
-			return render.Show(g.io.out, img, nil)
-		},
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON object")
-	return cmd
+func newImageShowCmd(g *globals) *cobra.Command {
+	return newShowCmd(g, "show ID|NAME", "Show one image", findImage, func(w io.Writer, img render.Image) error {
+		return render.Show(w, img, nil)
+	})
 }
 
 // action is one catalog command about an existing image.
@@ -225,15 +198,13 @@ const pollInterval = 2 * time.Second
 // act publishes one catalog command about an image and waits for its
 // outcome, printing what changed.
 func (g *globals) act(ctx context.Context, ref string, timeout time.Duration, a action) error {
-	b, err := g.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	id, err := resolve(ctx, b, ref)
-	if err != nil {
-		return err
-	}
+	return withFound(ctx, g, resolve, ref, func(b *bus.Bus, id int64) error {
+		return g.actOn(ctx, b, id, timeout, a)
+	})
+}
+
+// actOn is act on the image id.
+func (g *globals) actOn(ctx context.Context, b *bus.Bus, id int64, timeout time.Duration, a action) error {
 	what := strings.TrimPrefix(a.verb, "image-")
 	if a.reached != nil {
 		img, err := showImage(ctx, b, id)

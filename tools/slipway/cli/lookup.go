@@ -52,6 +52,16 @@ func showImage(ctx context.Context, b *bus.Bus, id int64) (render.Image, error) 
 	return img, nil
 }
 
+// findImage resolves ref (an ID or a name) and asks the catalog for
+// that image.
+func findImage(ctx context.Context, b *bus.Bus, ref string) (render.Image, error) {
+	id, err := resolve(ctx, b, ref)
+	if err != nil {
+		return render.Image{}, err
+	}
+	return showImage(ctx, b, id)
+}
+
 // errNoImage is showImage's answer for an ID the catalog does not know;
 // callers match it, never its text.
 var errNoImage = errors.New("does not exist")

@@ -66,17 +66,10 @@ the image ends in ERROR.`,
 				return &ExitError{Code: 2, Err: errors.New("luks encrypt: --name is required")}
 			}
 			ctx := cmd.Context()
-			b, err := g.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			id, err := resolve(ctx, b, args[0])
-			if err != nil {
-				return err
-			}
-			req := schemas.ImageEncrypt{ID: id, Name: name, Description: description}
-			return g.newLuksImage(ctx, b, schemas.CommandCatalogImageEncrypt, req, timeout)
+			return withFound(ctx, g, resolve, args[0], func(b *bus.Bus, id int64) error {
+				req := schemas.ImageEncrypt{ID: id, Name: name, Description: description}
+				return g.newLuksImage(ctx, b, schemas.CommandCatalogImageEncrypt, req, timeout)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "name of the new image (required)")
@@ -106,12 +99,9 @@ func newLuksCreateCmd(g *globals) *cobra.Command {
 			}
 			req.Type, req.LUKS = schemas.ImageType(strings.ToUpper(typ)), true
 			ctx := cmd.Context()
-			b, err := g.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			return g.newLuksImage(ctx, b, schemas.CommandCatalogImageCreate, req, timeout)
+			return g.withBus(ctx, func(b *bus.Bus) error {
+				return g.newLuksImage(ctx, b, schemas.CommandCatalogImageCreate, req, timeout)
+			})
 		},
 	}
 	fl := cmd.Flags()
@@ -157,22 +147,21 @@ func (g *globals) newLuksImage(ctx context.Context, b *bus.Bus, verb string, req
 	return g.follow(ctx, b, w, img)
 }
 
-// luksImage resolves ref to a LUKS image and its secret.
-func luksImage(ctx context.Context, b *bus.Bus, ref string) (render.Image, string, error) {
-	id, err := resolve(ctx, b, ref)
+// findLuksImage resolves ref to a LUKS image: one with a secret, which
+// luksSecret reads.
+func findLuksImage(ctx context.Context, b *bus.Bus, ref string) (render.Image, error) {
+	img, err := findImage(ctx, b, ref)
 	if err != nil {
-		return render.Image{}, "", err
+		return img, err
 	}
-	img, err := showImage(ctx, b, id)
-	if err != nil {
-		return img, "", err
+	if luksSecret(img) == "" {
+		return img, fmt.Errorf("image %d (%s) is not a LUKS image: it has no %s attribute", img.ID, img.Name, attrLUKSSecret)
 	}
-	secret := img.Attributes[attrLUKSSecret]
-	if secret == "" {
-		return img, "", fmt.Errorf("image %d (%s) is not a LUKS image: it has no %s attribute", img.ID, img.Name, attrLUKSSecret)
-	}
-	return img, secret, nil
+	return img, nil
 }
+
+// luksSecret is the ID of the secret crypto-luks holds for img.
+func luksSecret(img render.Image) string { return img.Attributes[attrLUKSSecret] }
 
 // slotsInfo is crypto-luks's answer to the slots query.
 type slotsInfo struct {
@@ -214,38 +203,33 @@ value (through a 0600 file, never a command line) is printed instead.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			b, err := g.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			img, secret, err := luksImage(ctx, b, args[0])
-			if err != nil {
-				return err
-			}
-			var pass []byte
-			if passphrase {
-				if pass, err = fetchPassphrase(ctx, b, secret, int64(img.ID)); err != nil {
-					return err
+			return withFound(ctx, g, findLuksImage, args[0], func(b *bus.Bus, img render.Image) error {
+				secret := luksSecret(img)
+				var pass []byte
+				var err error
+				if passphrase {
+					if pass, err = fetchPassphrase(ctx, b, secret, int64(img.ID)); err != nil {
+						return err
+					}
 				}
-			}
-			if volume == "" {
-				volume = fmt.Sprintf("/var/lib/libvirt/images/slipway-%d.luks", img.ID)
-			}
-			sec := libvirtSecret{UUID: secret, ImageID: img.ID, Name: img.Name, Volume: volume}
-			switch {
-			case libvirt && passphrase:
-				_, err = io.WriteString(g.io.out, sec.Script(pass))
-			case libvirt:
-				if _, err = io.WriteString(g.io.out, sec.XML()); err == nil {
-					_, err = io.WriteString(g.io.err, sec.Steps())
+				if volume == "" {
+					volume = fmt.Sprintf("/var/lib/libvirt/images/slipway-%d.luks", img.ID)
 				}
-			case passphrase:
-				_, err = g.io.out.Write(pass)
-			default:
-				err = g.showSecret(ctx, b, img, secret)
-			}
-			return err
+				sec := libvirtSecret{UUID: secret, ImageID: img.ID, Name: img.Name, Volume: volume}
+				switch {
+				case libvirt && passphrase:
+					_, err = io.WriteString(g.io.out, sec.Script(pass))
+				case libvirt:
+					if _, err = io.WriteString(g.io.out, sec.XML()); err == nil {
+						_, err = io.WriteString(g.io.err, sec.Steps())
+					}
+				case passphrase:
+					_, err = g.io.out.Write(pass)
+				default:
+					err = g.showSecret(ctx, b, img, secret)
+				}
+				return err
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&libvirt, "libvirt-xml", false, "print the libvirt secret XML (and the virsh steps)")
@@ -389,25 +373,18 @@ func newLuksSlotCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			b, err := g.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			_, secret, err := luksImage(ctx, b, args[0])
-			if err != nil {
-				return err
-			}
-			info, err := querySlots(ctx, b, secret)
-			if err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(g.io.out, 0, 8, 2, ' ', 0)
-			fmt.Fprintln(tw, "SLOT\tPRIMARY\tCREATED")
-			for _, sl := range info.Slots {
-				fmt.Fprintf(tw, "%d\t%s\t%s\n", sl.Slot, render.YesNo(sl.Primary), sl.CreatedAt.Local().Format("01/02 15:04:05"))
-			}
-			return tw.Flush()
+			return withFound(ctx, g, findLuksImage, args[0], func(b *bus.Bus, img render.Image) error {
+				info, err := querySlots(ctx, b, luksSecret(img))
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(g.io.out, 0, 8, 2, ' ', 0)
+				fmt.Fprintln(tw, "SLOT\tPRIMARY\tCREATED")
+				for _, sl := range info.Slots {
+					fmt.Fprintf(tw, "%d\t%s\t%s\n", sl.Slot, render.YesNo(sl.Primary), sl.CreatedAt.Local().Format("01/02 15:04:05"))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	var (
@@ -470,15 +447,14 @@ func newLuksRotateCmd(g *globals) *cobra.Command {
 // which locks the image while crypto-luks rewrites its blob, and prints
 // the slots it reports after the change.
 func (g *globals) slotCommand(ctx context.Context, ref, verb string, timeout time.Duration, payload func(id int64) any) error {
-	b, err := g.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	img, _, err := luksImage(ctx, b, ref)
-	if err != nil {
-		return err
-	}
+	return withFound(ctx, g, findLuksImage, ref, func(b *bus.Bus, img render.Image) error {
+		return g.changeSlots(ctx, b, img, verb, timeout, payload)
+	})
+}
+
+// changeSlots sends the key-slot command verb about img and prints the
+// slots the catalog reports after the change.
+func (g *globals) changeSlots(ctx context.Context, b *bus.Bus, img render.Image, verb string, timeout time.Duration, payload func(id int64) any) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	m, err := b.Call(ctx, schemas.ServiceCatalog, verb, payload(int64(img.ID)), []string{schemas.EventCatalogImageSlotsChanged}, bus.WithSubject(strconv.Itoa(img.ID)))
@@ -525,24 +501,20 @@ old one (SLIPWAY_LUKS_OLD_KEK_FILES) and restart it; after this command the old
 KEK is no longer needed. Passphrases and LUKS images do not change.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			b, err := g.connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			ctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			m, err := b.Call(ctx, cryptoLuks, schemas.CommandCryptoLUKSRotateKek, schemas.CryptoLuksRotateKEK{ExpectKekID: expect}, []string{schemas.EventCryptoLUKSKekRotated})
-			if err != nil {
-				return fmt.Errorf("rotate-kek: %w", callFailure(err))
-			}
-			var ev schemas.CryptoLuksKEKRotated
-			if err := json.Unmarshal(m.Data, &ev); err != nil {
-				return err
-			}
-			fmt.Fprintf(g.io.out, "KEK %s: %d secrets, %d re-wrapped\n", ev.KekID, ev.Secrets, ev.Rewrapped)
-			return nil
+			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+				ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+				defer cancel()
+				m, err := b.Call(ctx, cryptoLuks, schemas.CommandCryptoLUKSRotateKek, schemas.CryptoLuksRotateKEK{ExpectKekID: expect}, []string{schemas.EventCryptoLUKSKekRotated})
+				if err != nil {
+					return fmt.Errorf("rotate-kek: %w", callFailure(err))
+				}
+				var ev schemas.CryptoLuksKEKRotated
+				if err := json.Unmarshal(m.Data, &ev); err != nil {
+					return err
+				}
+				fmt.Fprintf(g.io.out, "KEK %s: %d secrets, %d re-wrapped\n", ev.KekID, ev.Secrets, ev.Rewrapped)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&expect, "expect-kek", "", "refuse unless crypto-luks's current KEK has this ID")

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -128,22 +130,7 @@ func newMarketListCmd(g *globals) *cobra.Command {
 }
 
 func newMarketShowCmd(g *globals) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "show ID|NAME",
-		Short: "Show one marketplace",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return withFound(cmd.Context(), g, findMarket, args[0], func(_ *bus.Bus, m schemas.Market) error {
-				if asJSON {
-					return render.JSON(g.io.out, m)
-				}
-				return showMarket(g.io.out, m)
-			})
-		},
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON object")
-	return cmd
+	return newShowCmd(g, "show ID|NAME", "Show one marketplace", findMarket, showMarket)
 }
 
 func showMarket(w io.Writer, m schemas.Market) error {
@@ -187,31 +174,12 @@ func (g *globals) marketAnswer(ctx context.Context, b *bus.Bus, verb string, dat
 func awaitMarket(ctx context.Context, w *watcher, env envelope.Envelope, timeout time.Duration, want ...string) (event, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	for {
-		select {
-		case <-ctx.Done():
-			return event{}, fmt.Errorf("no answer from the %s service in %s (is it running?)", marketService, timeout)
-		case m := <-w.events():
-			ev, ok := w.parse(m)
-			if !ok || ev.Service != marketService || ev.Env.CorrelationID != env.CorrelationID {
-				continue
-			}
-			if ev.Name == schemas.EventMarketDockerhubFailed {
-				f, final, err := failureOf(ev)
-				if err != nil {
-					return ev, err
-				}
-				if final {
-					return ev, &failedError{msg: f.Error, code: f.Code}
-				}
-			}
-			for _, name := range want {
-				if ev.Name == name {
-					return ev, nil
-				}
-			}
-		}
+	ev, err := awaitAnswer(ctx, w, answer{service: marketService, failed: schemas.EventMarketDockerhubFailed, corr: env.CorrelationID,
+		done: func(ev event) bool { return slices.Contains(want, ev.Name) }}, nil, 0)
+	if err != nil && errors.Is(err, ctx.Err()) {
+		return ev, fmt.Errorf("no answer from the %s service in %s (is it running?)", marketService, timeout)
 	}
+	return ev, err
 }
 
 func newMarketCreateCmd(g *globals) *cobra.Command {
@@ -440,6 +408,13 @@ func findApp(ctx context.Context, b *bus.Bus, ref, marketRef string) (schemas.Ma
 	return a, nil
 }
 
+// appIn is findApp within the marketplace marketRef ("": any).
+func appIn(marketRef string) func(context.Context, *bus.Bus, string) (schemas.MarketApp, error) {
+	return func(ctx context.Context, b *bus.Bus, ref string) (schemas.MarketApp, error) {
+		return findApp(ctx, b, ref, marketRef)
+	}
+}
+
 func newMarketAppShowCmd(g *globals) *cobra.Command {
 	var (
 		asJSON    bool
@@ -451,11 +426,7 @@ func newMarketAppShowCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			return g.withBus(ctx, func(b *bus.Bus) error {
-				a, err := findApp(ctx, b, args[0], marketRef)
-				if err != nil {
-					return err
-				}
+			return withFound(ctx, g, appIn(marketRef), args[0], func(b *bus.Bus, a schemas.MarketApp) error {
 				if asJSON {
 					return render.JSON(g.io.out, a)
 				}
@@ -519,11 +490,7 @@ the import until the image is READY or ERROR.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			return g.withBus(ctx, func(b *bus.Bus) error {
-				a, err := findApp(ctx, b, args[0], marketRef)
-				if err != nil {
-					return err
-				}
+			return withFound(ctx, g, appIn(marketRef), args[0], func(b *bus.Bus, a schemas.MarketApp) error {
 				req.MarketID, req.App = a.MarketID, a.Name
 				req.Filesystem, req.Format = schemas.Filesystem(filesystem), schemas.DiskFormat(format)
 				return g.importApp(ctx, b, req, timeout, wait)

@@ -185,28 +185,18 @@ func regTime(s string, loc *time.Location) string {
 }
 
 func newTemplateShowCmd(g *globals) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "show ID|NAME [--json]",
-		Short: "Show a VM template and its text",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return withFound(cmd.Context(), g, findTemplate, args[0], func(b *bus.Bus, t schemas.VMTemplate) error {
-				if asJSON {
-					return render.JSON(g.io.out, t)
-				}
-				fmt.Fprintf(g.io.out, "TEMPLATE %d INFORMATION\n", t.ID)
-				if err := writeFields(g.io.out, [][2]string{{"ID", strconv.FormatInt(t.ID, 10)}, {"NAME", t.Name},
-					{"USER", g.user}, {"REGISTER TIME", regTime(t.CreatedAt, time.Local)}}); err != nil {
-					return err
-				}
-				_, err := fmt.Fprintf(g.io.out, "\nTEMPLATE CONTENTS\n%s", withNewline(t.Template))
-				return err
-			})
-		},
+	return newShowCmd(g, "show ID|NAME [--json]", "Show a VM template and its text", findTemplate,
+		func(w io.Writer, t schemas.VMTemplate) error { return showTemplate(w, t, g.user) })
+}
+
+func showTemplate(w io.Writer, t schemas.VMTemplate, user string) error {
+	fmt.Fprintf(w, "TEMPLATE %d INFORMATION\n", t.ID)
+	if err := writeFields(w, [][2]string{{"ID", strconv.FormatInt(t.ID, 10)}, {"NAME", t.Name},
+		{"USER", user}, {"REGISTER TIME", regTime(t.CreatedAt, time.Local)}}); err != nil {
+		return err
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON object")
-	return cmd
+	_, err := fmt.Fprintf(w, "\nTEMPLATE CONTENTS\n%s", withNewline(t.Template))
+	return err
 }
 
 func withNewline(s string) string {
@@ -267,11 +257,7 @@ func newTemplateInstantiateCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			return g.withBus(ctx, func(b *bus.Bus) error {
-				t, err := findTemplate(ctx, b, args[0])
-				if err != nil {
-					return err
-				}
+			return withFound(ctx, g, findTemplate, args[0], func(b *bus.Bus, t schemas.VMTemplate) error {
 				m, err := launcherCall(ctx, b, schemas.CommandLauncherInstantiate, schemas.LauncherInstantiate{TemplateID: t.ID, Name: name}, schemas.EventLauncherVMCreated)
 				if err != nil {
 					return fmt.Errorf("template instantiate %s: %w", args[0], err)

@@ -151,22 +151,8 @@ func age(created string, now time.Time) string {
 }
 
 func newVMShowCmd(g *globals) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "show ID|NAME [--json]",
-		Short: "Show a VM: state, disks, kernel, why it is in its state",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return withFound(cmd.Context(), g, findVM, args[0], func(b *bus.Bus, vm schemas.VM) error {
-				if asJSON {
-					return render.JSON(g.io.out, vm)
-				}
-				return showVM(g.io.out, vm, g.user)
-			})
-		},
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON object")
-	return cmd
+	return newShowCmd(g, "show ID|NAME [--json]", "Show a VM: state, disks, kernel, why it is in its state", findVM,
+		func(w io.Writer, vm schemas.VM) error { return showVM(w, vm, g.user) })
 }
 
 func showVM(w io.Writer, vm schemas.VM, user string) error {

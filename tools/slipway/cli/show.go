@@ -1,0 +1,34 @@
+package cli
+
+import (
+	"context"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/tools/slipway/render"
+)
+
+// newShowCmd makes the show command of one kind of record: find resolves
+// its one argument (an ID or a name), text prints the record for a
+// person, --json prints it as a JSON object.
+func newShowCmd[T any](g *globals, use, short string, find func(context.Context, *bus.Bus, string) (T, error),
+	text func(io.Writer, T) error) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withFound(cmd.Context(), g, find, args[0], func(_ *bus.Bus, v T) error {
+				if asJSON {
+					return render.JSON(g.io.out, v)
+				}
+				return text(g.io.out, v)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON object")
+	return cmd
+}
