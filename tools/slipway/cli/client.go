@@ -18,17 +18,25 @@ import (
 // terminal wants to hear that nothing runs, not a silent retry loop.
 const connectTimeout = 5 * time.Second
 
+// client is what a command that only talks over the bus needs: where
+// NATS is and the streams to print on.
+type client struct {
+	natsURL string
+	prefix  string
+	io      streams
+}
+
 // connect opens the CLI's bus connection (ce-source /slipway/cli).
-func (g *globals) connect(ctx context.Context) (*bus.Bus, error) {
+func (c *client) connect(ctx context.Context) (*bus.Bus, error) {
 	b, err := bus.Connect(ctx, bus.Config{
-		URL:            g.natsURL,
-		Prefix:         g.prefix,
+		URL:            c.natsURL,
+		Prefix:         c.prefix,
 		Service:        "cli",
 		ConnectTimeout: connectTimeout,
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach NATS at %s (is `slipway up` running? set --nats-url or SLIPWAY_NATS_URL): %w", g.natsURL, err)
+		return nil, fmt.Errorf("cannot reach NATS at %s (is `slipway up` running? set --nats-url or SLIPWAY_NATS_URL): %w", c.natsURL, err)
 	}
 	return b, nil
 }
@@ -44,8 +52,8 @@ func (g *globals) blobConfig() blob.Config {
 }
 
 // withBus runs f with a connection to NATS.
-func (g *globals) withBus(ctx context.Context, f func(*bus.Bus) error) error {
-	b, err := g.connect(ctx)
+func (c *client) withBus(ctx context.Context, f func(*bus.Bus) error) error {
+	b, err := c.connect(ctx)
 	if err != nil {
 		return err
 	}
@@ -53,9 +61,15 @@ func (g *globals) withBus(ctx context.Context, f func(*bus.Bus) error) error {
 	return f(b)
 }
 
+// busRunner runs a function with a bus connection: a client, or the
+// globals that carry one.
+type busRunner interface {
+	withBus(ctx context.Context, f func(*bus.Bus) error) error
+}
+
 // withFound runs f with a bus and what find resolves ref (an ID or a
-// name) to: a marketplace, a VM, a template.
-func withFound[T any](ctx context.Context, g *globals, find func(context.Context, *bus.Bus, string) (T, error),
+// name) to: an image, a marketplace, a VM, a template.
+func withFound[T any](ctx context.Context, g busRunner, find func(context.Context, *bus.Bus, string) (T, error),
 	ref string, f func(*bus.Bus, T) error) error {
 	return g.withBus(ctx, func(b *bus.Bus) error {
 		v, err := find(ctx, b, ref)

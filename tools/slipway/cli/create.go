@@ -232,9 +232,9 @@ func stripSHA256(checksum string) (string, bool) {
 // progress the catalog republishes under the image, whatever saga step
 // and worker make it. Events drive it; a periodic show covers events a slow
 // terminal made the subscription drop.
-func (g *globals) follow(ctx context.Context, b *bus.Bus, w *watcher, img render.Image) error {
+func (c *client) follow(ctx context.Context, b *bus.Bus, w *watcher, img render.Image) error {
 	id := strconv.Itoa(img.ID)
-	bar := newProgressView(g.io.err, "image "+id)
+	bar := newProgressView(c.io.err, "image "+id)
 	defer bar.done()
 	poll := time.NewTicker(5 * time.Second)
 	defer poll.Stop()
@@ -243,10 +243,10 @@ func (g *globals) follow(ctx context.Context, b *bus.Bus, w *watcher, img render
 		switch state {
 		case string(schemas.ImageStateReady):
 			bar.done()
-			return g.finishReady(ctx, b, int64(img.ID))
+			return c.finishReady(ctx, b, int64(img.ID))
 		case string(schemas.ImageStateError):
 			bar.done()
-			return g.finishError(ctx, b, int64(img.ID), "", "")
+			return c.finishError(ctx, b, int64(img.ID), "", "")
 		}
 		select {
 		case <-ctx.Done():
@@ -270,7 +270,7 @@ func (g *globals) follow(ctx context.Context, b *bus.Bus, w *watcher, img render
 				if ev.decode(&sc) == nil {
 					if sc.To == schemas.ImageStateError {
 						bar.done()
-						return g.finishError(ctx, b, int64(img.ID), sc.Error, finalCode(ctx, w, id))
+						return c.finishError(ctx, b, int64(img.ID), sc.Error, finalCode(ctx, w, id))
 					}
 					state = string(sc.To)
 				}
@@ -278,7 +278,7 @@ func (g *globals) follow(ctx context.Context, b *bus.Bus, w *watcher, img render
 				// A worker's attempt failed and will be retried: say so, and when.
 				if f, final, err := failureOf(ev); err == nil && !final {
 					bar.done()
-					fmt.Fprintf(g.io.err, "image %s: %s\n", id, attemptLine(f))
+					fmt.Fprintf(c.io.err, "image %s: %s\n", id, attemptLine(f))
 				}
 			case ev.Service == schemas.ServiceCatalog && ev.Name == schemas.EventCatalogImageDeleted:
 				return &ExitError{Code: 1, Err: fmt.Errorf("image %d was deleted while it was imported", img.ID)}
@@ -291,19 +291,19 @@ func (g *globals) follow(ctx context.Context, b *bus.Bus, w *watcher, img render
 	}
 }
 
-func (g *globals) finishReady(ctx context.Context, b *bus.Bus, id int64) error {
+func (c *client) finishReady(ctx context.Context, b *bus.Bus, id int64) error {
 	img, err := showImage(ctx, b, id)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(g.io.out, "image %d: READY format %s size %s (%d bytes) sha256 %s\n",
+	fmt.Fprintf(c.io.out, "image %d: READY format %s size %s (%d bytes) sha256 %s\n",
 		id, img.Format, render.HumanSize(img.Size), img.Size, img.SHA256)
 	return nil
 }
 
 // finishError reports image id in ERROR with msg (else the record's) and
 // the failure's code when known.
-func (g *globals) finishError(ctx context.Context, b *bus.Bus, id int64, msg, code string) error {
+func (c *client) finishError(ctx context.Context, b *bus.Bus, id int64, msg, code string) error {
 	if msg == "" {
 		if img, err := showImage(ctx, b, id); err == nil {
 			msg = img.Error
@@ -315,7 +315,7 @@ func (g *globals) finishError(ctx context.Context, b *bus.Bus, id int64, msg, co
 	if code != "" {
 		msg += " (" + code + ")"
 	}
-	fmt.Fprintf(g.io.err, "image %d: ERROR: %s\n", id, msg)
+	fmt.Fprintf(c.io.err, "image %d: ERROR: %s\n", id, msg)
 	return &ExitError{Code: 1}
 }
 

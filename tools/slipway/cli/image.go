@@ -72,7 +72,7 @@ func newListCmd(g *globals) *cobra.Command {
 }
 
 func newImageShowCmd(g *globals) *cobra.Command {
-	return newShowCmd(g, "show ID|NAME", "Show one image", findImage, func(w io.Writer, img render.Image) error {
+	return newShowCmd(&g.client, "show ID|NAME", "Show one image", findImage, func(w io.Writer, img render.Image) error {
 		return render.Show(w, img, nil)
 	})
 }

@@ -27,7 +27,7 @@ const marketService = schemas.ServiceMarketDockerhub
 // marketTimeLayout is onemarketapp list's REGTIME (month/day/year).
 const marketTimeLayout = "01/02/06"
 
-func newMarketCmd(g *globals) *cobra.Command {
+func newMarketCmd(c *client) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "market",
 		Short: "Manage marketplaces and their apps (like OpenNebula's onemarket)",
@@ -38,9 +38,9 @@ func newMarketCmd(g *globals) *cobra.Command {
 		Short: "List, show and import marketplace apps (like onemarketapp)",
 		RunE:  unknownSubcommand,
 	}
-	app.AddCommand(newMarketAppListCmd(g), newMarketAppShowCmd(g), newMarketAppImportCmd(g))
-	cmd.AddCommand(newMarketListCmd(g), newMarketShowCmd(g), newMarketCreateCmd(g), newMarketUpdateCmd(g),
-		newMarketDeleteCmd(g), newMarketRefreshCmd(g), app)
+	app.AddCommand(newMarketAppListCmd(c), newMarketAppShowCmd(c), newMarketAppImportCmd(c))
+	cmd.AddCommand(newMarketListCmd(c), newMarketShowCmd(c), newMarketCreateCmd(c), newMarketUpdateCmd(c),
+		newMarketDeleteCmd(c), newMarketRefreshCmd(c), app)
 	return cmd
 }
 
@@ -102,26 +102,26 @@ func findMarket(ctx context.Context, b *bus.Bus, ref string) (schemas.Market, er
 	return m, nil
 }
 
-func newMarketListCmd(g *globals) *cobra.Command {
+func newMarketListCmd(c *client) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List marketplaces (ID NAME SIZE AVAIL APPS MAD ZONE)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
 				markets, err := listMarkets(cmd.Context(), b)
 				if err != nil {
 					return err
 				}
 				if asJSON {
-					return render.JSON(g.io.out, markets)
+					return render.JSON(c.io.out, markets)
 				}
 				rows := make([][]string, len(markets))
 				for i, m := range markets {
 					rows[i] = marketRow(m)
 				}
-				return render.Table(g.io.out, marketColumns, rows)
+				return render.Table(c.io.out, marketColumns, rows)
 			})
 		},
 	}
@@ -129,8 +129,8 @@ func newMarketListCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newMarketShowCmd(g *globals) *cobra.Command {
-	return newShowCmd(g, "show ID|NAME", "Show one marketplace", findMarket, showMarket)
+func newMarketShowCmd(c *client) *cobra.Command {
+	return newShowCmd(c, "show ID|NAME", "Show one marketplace", findMarket, showMarket)
 }
 
 func showMarket(w io.Writer, m schemas.Market) error {
@@ -156,7 +156,7 @@ func showMarket(w io.Writer, m schemas.Market) error {
 
 // marketAnswer sends a command to the market service and waits for the
 // first of its events named in want (or failed, an error).
-func (g *globals) marketAnswer(ctx context.Context, b *bus.Bus, verb string, data any, timeout time.Duration, want ...string) (event, error) {
+func (c *client) marketAnswer(ctx context.Context, b *bus.Bus, verb string, data any, timeout time.Duration, want ...string) (event, error) {
 	w, err := watch(b.Conn(), b.Prefix(), ">")
 	if err != nil {
 		return event{}, err
@@ -182,7 +182,7 @@ func awaitMarket(ctx context.Context, w *watcher, env envelope.Envelope, timeout
 	return ev, err
 }
 
-func newMarketCreateCmd(g *globals) *cobra.Command {
+func newMarketCreateCmd(c *client) *cobra.Command {
 	var (
 		req        schemas.MarketDockerhubMarketCreate
 		monitoring bool
@@ -194,19 +194,19 @@ func newMarketCreateCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			req.Monitoring = &monitoring
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
 				want := []string{schemas.EventMarketDockerhubMarketCreated}
 				if monitoring {
 					want = []string{schemas.EventMarketDockerhubAppsRefreshed}
 				}
-				ev, err := g.marketAnswer(cmd.Context(), b, schemas.CommandMarketDockerhubMarketCreate, req, timeout, want...)
+				ev, err := c.marketAnswer(cmd.Context(), b, schemas.CommandMarketDockerhubMarketCreate, req, timeout, want...)
 				if err != nil {
 					return fmt.Errorf("market create %s: %w", req.Name, err)
 				}
 				if ev.Name == schemas.EventMarketDockerhubAppsRefreshed {
-					return printRefreshed(g.io.out, req.Name, ev)
+					return printRefreshed(c.io.out, req.Name, ev)
 				}
-				fmt.Fprintf(g.io.out, "marketplace %s %q created (monitoring off: run `slipway market refresh %s`)\n", ev.ID, req.Name, req.Name)
+				fmt.Fprintf(c.io.out, "marketplace %s %q created (monitoring off: run `slipway market refresh %s`)\n", ev.ID, req.Name, req.Name)
 				return nil
 			})
 		},
@@ -234,7 +234,7 @@ func printRefreshed(w io.Writer, name string, ev event) error {
 	return err
 }
 
-func newMarketUpdateCmd(g *globals) *cobra.Command {
+func newMarketUpdateCmd(c *client) *cobra.Command {
 	var (
 		monitoring, insecure     bool
 		name, registry, endpoint string
@@ -242,10 +242,10 @@ func newMarketUpdateCmd(g *globals) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "update ID|NAME [--monitoring=false] [--insecure] [--name N] [--registry R] [--endpoint URL]",
-		Short: "Change a marketplace (e.g. switch its monitoring off)",
+		Short: "Change a marketplace (e.c. switch its monitoring off)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withFound(cmd.Context(), g, findMarket, args[0], func(b *bus.Bus, m schemas.Market) error {
+			return withFound(cmd.Context(), c, findMarket, args[0], func(b *bus.Bus, m schemas.Market) error {
 				req := schemas.MarketDockerhubMarketUpdate{ID: m.ID}
 				fl := cmd.Flags()
 				if fl.Changed("monitoring") {
@@ -263,7 +263,7 @@ func newMarketUpdateCmd(g *globals) *cobra.Command {
 				if fl.Changed("endpoint") {
 					req.Endpoint = &endpoint
 				}
-				ev, err := g.marketAnswer(cmd.Context(), b, schemas.CommandMarketDockerhubMarketUpdate, req, timeout, schemas.EventMarketDockerhubMarketUpdated)
+				ev, err := c.marketAnswer(cmd.Context(), b, schemas.CommandMarketDockerhubMarketUpdate, req, timeout, schemas.EventMarketDockerhubMarketUpdated)
 				if err != nil {
 					return fmt.Errorf("market update %s: %w", args[0], err)
 				}
@@ -271,7 +271,7 @@ func newMarketUpdateCmd(g *globals) *cobra.Command {
 				if err := ev.decode(&after); err != nil {
 					return err
 				}
-				fmt.Fprintf(g.io.out, "marketplace %d %q updated: monitoring %s\n", after.ID, after.Name, render.YesNo(after.Monitoring))
+				fmt.Fprintf(c.io.out, "marketplace %d %q updated: monitoring %s\n", after.ID, after.Name, render.YesNo(after.Monitoring))
 				return nil
 			})
 		},
@@ -286,18 +286,18 @@ func newMarketUpdateCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newMarketDeleteCmd(g *globals) *cobra.Command {
+func newMarketDeleteCmd(c *client) *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "delete ID|NAME",
 		Short: "Delete a marketplace and its apps (imported images stay)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withFound(cmd.Context(), g, findMarket, args[0], func(b *bus.Bus, m schemas.Market) error {
-				if _, err := g.marketAnswer(cmd.Context(), b, schemas.CommandMarketDockerhubMarketDelete, schemas.MarketDockerhubMarketDelete{ID: m.ID}, timeout, schemas.EventMarketDockerhubMarketDeleted); err != nil {
+			return withFound(cmd.Context(), c, findMarket, args[0], func(b *bus.Bus, m schemas.Market) error {
+				if _, err := c.marketAnswer(cmd.Context(), b, schemas.CommandMarketDockerhubMarketDelete, schemas.MarketDockerhubMarketDelete{ID: m.ID}, timeout, schemas.EventMarketDockerhubMarketDeleted); err != nil {
 					return fmt.Errorf("market delete %s: %w", args[0], err)
 				}
-				fmt.Fprintf(g.io.out, "marketplace %d %q deleted\n", m.ID, m.Name)
+				fmt.Fprintf(c.io.out, "marketplace %d %q deleted\n", m.ID, m.Name)
 				return nil
 			})
 		},
@@ -306,19 +306,19 @@ func newMarketDeleteCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newMarketRefreshCmd(g *globals) *cobra.Command {
+func newMarketRefreshCmd(c *client) *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "refresh ID|NAME",
 		Short: "List a marketplace's apps again now",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withFound(cmd.Context(), g, findMarket, args[0], func(b *bus.Bus, m schemas.Market) error {
-				ev, err := g.marketAnswer(cmd.Context(), b, schemas.CommandMarketDockerhubRefresh, schemas.MarketDockerhubRefresh{MarketID: m.ID}, timeout, schemas.EventMarketDockerhubAppsRefreshed)
+			return withFound(cmd.Context(), c, findMarket, args[0], func(b *bus.Bus, m schemas.Market) error {
+				ev, err := c.marketAnswer(cmd.Context(), b, schemas.CommandMarketDockerhubRefresh, schemas.MarketDockerhubRefresh{MarketID: m.ID}, timeout, schemas.EventMarketDockerhubAppsRefreshed)
 				if err != nil {
 					return fmt.Errorf("market refresh %s: %w", args[0], err)
 				}
-				return printRefreshed(g.io.out, m.Name, ev)
+				return printRefreshed(c.io.out, m.Name, ev)
 			})
 		},
 	}
@@ -326,7 +326,7 @@ func newMarketRefreshCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newMarketAppListCmd(g *globals) *cobra.Command {
+func newMarketAppListCmd(c *client) *cobra.Command {
 	var (
 		asJSON bool
 		filter string
@@ -337,7 +337,7 @@ func newMarketAppListCmd(g *globals) *cobra.Command {
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			return g.withBus(ctx, func(b *bus.Bus) error {
+			return c.withBus(ctx, func(b *bus.Bus) error {
 				markets, err := listMarkets(ctx, b)
 				if err != nil {
 					return err
@@ -358,9 +358,9 @@ func newMarketAppListCmd(g *globals) *cobra.Command {
 					if apps == nil {
 						apps = []schemas.MarketApp{}
 					}
-					return render.JSON(g.io.out, apps)
+					return render.JSON(c.io.out, apps)
 				}
-				return writeApps(g.io.out, apps, markets, time.Local)
+				return writeApps(c.io.out, apps, markets, time.Local)
 			})
 		},
 	}
@@ -415,7 +415,7 @@ func appIn(marketRef string) func(context.Context, *bus.Bus, string) (schemas.Ma
 	}
 }
 
-func newMarketAppShowCmd(g *globals) *cobra.Command {
+func newMarketAppShowCmd(c *client) *cobra.Command {
 	var (
 		asJSON    bool
 		marketRef string
@@ -426,15 +426,15 @@ func newMarketAppShowCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			return withFound(ctx, g, appIn(marketRef), args[0], func(b *bus.Bus, a schemas.MarketApp) error {
+			return withFound(ctx, c, appIn(marketRef), args[0], func(b *bus.Bus, a schemas.MarketApp) error {
 				if asJSON {
-					return render.JSON(g.io.out, a)
+					return render.JSON(c.io.out, a)
 				}
 				m, err := findMarket(ctx, b, strconv.FormatInt(a.MarketID, 10))
 				if err != nil {
 					return err
 				}
-				return showApp(g.io.out, a, m)
+				return showApp(c.io.out, a, m)
 			})
 		},
 	}
@@ -472,7 +472,7 @@ func showApp(w io.Writer, a schemas.MarketApp, m schemas.Market) error {
 	return err
 }
 
-func newMarketAppImportCmd(g *globals) *cobra.Command {
+func newMarketAppImportCmd(c *client) *cobra.Command {
 	var (
 		req                schemas.MarketDockerhubAppImport
 		marketRef          string
@@ -490,10 +490,10 @@ the import until the image is READY or ERROR.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			return withFound(ctx, g, appIn(marketRef), args[0], func(b *bus.Bus, a schemas.MarketApp) error {
+			return withFound(ctx, c, appIn(marketRef), args[0], func(b *bus.Bus, a schemas.MarketApp) error {
 				req.MarketID, req.App = a.MarketID, a.Name
 				req.Filesystem, req.Format = schemas.Filesystem(filesystem), schemas.DiskFormat(format)
-				return g.importApp(ctx, b, req, timeout, wait)
+				return c.importApp(ctx, b, req, timeout, wait)
 			})
 		},
 	}
@@ -514,7 +514,7 @@ the import until the image is READY or ERROR.`,
 // importApp sends app-import and reports the image the catalog registered
 // and the template sent to the launcher; with wait it then follows the
 // image's import.
-func (g *globals) importApp(ctx context.Context, b *bus.Bus, req schemas.MarketDockerhubAppImport, timeout time.Duration, wait bool) error {
+func (c *client) importApp(ctx context.Context, b *bus.Bus, req schemas.MarketDockerhubAppImport, timeout time.Duration, wait bool) error {
 	w, err := watch(b.Conn(), b.Prefix(), ">")
 	if err != nil {
 		return err
@@ -532,7 +532,7 @@ func (g *globals) importApp(ctx context.Context, b *bus.Bus, req schemas.MarketD
 	if err := ev.decode(&done); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.io.out, "image %d %q: importing %s from %s\nVM template %q (DISK = [ IMAGE_ID = %d ]) sent to the launcher; `slipway market app show %s` prints it\n",
+	fmt.Fprintf(c.io.out, "image %d %q: importing %s from %s\nVM template %q (DISK = [ IMAGE_ID = %d ]) sent to the launcher; `slipway market app show %s` prints it\n",
 		done.ImageID, done.Name, done.App, done.URL, done.Name, done.ImageID, done.App)
 	if !wait {
 		return nil
@@ -546,5 +546,5 @@ func (g *globals) importApp(ctx context.Context, b *bus.Bus, req schemas.MarketD
 	if err != nil {
 		return fmt.Errorf("import %s: %w", req.App, err)
 	}
-	return g.follow(ctx, b, w, img)
+	return c.follow(ctx, b, w, img)
 }

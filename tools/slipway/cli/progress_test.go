@@ -42,7 +42,7 @@ func TestFollowShowsAnyStepTheCatalogReports(t *testing.T) {
 	}
 	defer w.close()
 	var stderr bytes.Buffer
-	g := &globals{io: streams{in: strings.NewReader(""), out: io.Discard, err: &stderr}}
+	g := &client{io: streams{in: strings.NewReader(""), out: io.Discard, err: &stderr}}
 	done := make(chan error, 1)
 	go func() { done <- g.follow(ctx, cli, w, render.Image{ID: 5, State: string(schemas.ImageStateLocked)}) }()
 

@@ -44,16 +44,16 @@ type streams struct {
 	out, err io.Writer
 }
 
-// globals are the connection settings every command shares.
+// globals are the settings every command may use: the bus client, S3
+// and the user. A command group that needs only the bus takes the
+// client alone (the market commands do).
 type globals struct {
-	natsURL    string
-	prefix     string
+	client
 	s3Endpoint string
 	s3Access   string
 	s3Secret   string
 	s3Secure   bool
 	user       string
-	io         streams
 }
 
 // Execute runs the slipway command line args (without the program name)
@@ -127,7 +127,7 @@ func markRuns(c *cobra.Command) {
 }
 
 func newRoot(s streams) *cobra.Command {
-	g := &globals{io: s}
+	g := &globals{client: client{io: s}}
 	root := &cobra.Command{
 		Use:   "slipway",
 		Short: "Slipway turns disks and container images into VM disk images",
@@ -149,7 +149,7 @@ JetStream and S3. "slipway up" runs the whole stack in one process; the
 	g.s3Secure = envBool("SLIPWAY_S3_SECURE")
 	g.user = env("SLIPWAY_USER", "oneadmin")
 
-	root.AddCommand(newUpCmd(g), newImageCmd(g), newMarketCmd(g), newVersionCmd(g))
+	root.AddCommand(newUpCmd(g), newImageCmd(g), newMarketCmd(&g.client), newVersionCmd(g))
 	root.AddCommand(newKernelCmd(g))
 	root.AddCommand(newLuksCmd(g))
 	root.AddCommand(newDeadLetterCmd(g))

@@ -13,7 +13,7 @@ import (
 // newShowCmd makes the show command of one kind of record: find resolves
 // its one argument (an ID or a name), text prints the record for a
 // person, --json prints it as a JSON object.
-func newShowCmd[T any](g *globals, use, short string, find func(context.Context, *bus.Bus, string) (T, error),
+func newShowCmd[T any](c *client, use, short string, find func(context.Context, *bus.Bus, string) (T, error),
 	text func(io.Writer, T) error) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -21,11 +21,11 @@ func newShowCmd[T any](g *globals, use, short string, find func(context.Context,
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withFound(cmd.Context(), g, find, args[0], func(_ *bus.Bus, v T) error {
+			return withFound(cmd.Context(), c, find, args[0], func(_ *bus.Bus, v T) error {
 				if asJSON {
-					return render.JSON(g.io.out, v)
+					return render.JSON(c.io.out, v)
 				}
-				return text(g.io.out, v)
+				return text(c.io.out, v)
 			})
 		},
 	}

@@ -185,7 +185,7 @@ func regTime(s string, loc *time.Location) string {
 }
 
 func newTemplateShowCmd(g *globals) *cobra.Command {
-	return newShowCmd(g, "show ID|NAME [--json]", "Show a VM template and its text", findTemplate,
+	return newShowCmd(&g.client, "show ID|NAME [--json]", "Show a VM template and its text", findTemplate,
 		func(w io.Writer, t schemas.VMTemplate) error { return showTemplate(w, t, g.user) })
 }
 

@@ -151,7 +151,7 @@ func age(created string, now time.Time) string {
 }
 
 func newVMShowCmd(g *globals) *cobra.Command {
-	return newShowCmd(g, "show ID|NAME [--json]", "Show a VM: state, disks, kernel, why it is in its state", findVM,
+	return newShowCmd(&g.client, "show ID|NAME [--json]", "Show a VM: state, disks, kernel, why it is in its state", findVM,
 		func(w io.Writer, vm schemas.VM) error { return showVM(w, vm, g.user) })
 }
 
