@@ -19,10 +19,11 @@ import (
 const connectTimeout = 5 * time.Second
 
 // client is what a command that only talks over the bus needs: where
-// NATS is and the streams to print on.
+// NATS is, the user it shows as owner, and the streams to print on.
 type client struct {
 	natsURL string
 	prefix  string
+	user    string
 	io      streams
 }
 

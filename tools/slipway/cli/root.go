@@ -44,16 +44,15 @@ type streams struct {
 	out, err io.Writer
 }
 
-// globals are the settings every command may use: the bus client, S3
-// and the user. A command group that needs only the bus takes the
-// client alone (the market commands do).
+// globals are the settings every command may use: the bus client and
+// S3. A command group that needs only the bus takes the client alone
+// (market, template and vm do).
 type globals struct {
 	client
 	s3Endpoint string
 	s3Access   string
 	s3Secret   string
 	s3Secure   bool
-	user       string
 }
 
 // Execute runs the slipway command line args (without the program name)
@@ -153,7 +152,7 @@ JetStream and S3. "slipway up" runs the whole stack in one process; the
 	root.AddCommand(newKernelCmd(g))
 	root.AddCommand(newLuksCmd(g))
 	root.AddCommand(newDeadLetterCmd(g))
-	root.AddCommand(newVMTemplateCmd(g), newVMCmd(g))
+	root.AddCommand(newVMTemplateCmd(&g.client), newVMCmd(&g.client))
 	addExportCmd(root, g)
 	return root
 }

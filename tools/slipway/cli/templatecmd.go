@@ -27,14 +27,14 @@ import (
 // command (a gentle poweroff waits for the guest, up to a minute).
 const launcherCallTimeout = 3 * time.Minute
 
-func newVMTemplateCmd(g *globals) *cobra.Command {
+func newVMTemplateCmd(c *client) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "template",
 		Short: "Manage VM templates (like OpenNebula's onetemplate)",
 		RunE:  unknownSubcommand,
 	}
-	cmd.AddCommand(newTemplateCreateCmd(g), newTemplateListCmd(g), newTemplateShowCmd(g),
-		newTemplateUpdateCmd(g), newTemplateDeleteCmd(g), newTemplateInstantiateCmd(g), newTemplateFirecrackerCmd(g))
+	cmd.AddCommand(newTemplateCreateCmd(c), newTemplateListCmd(c), newTemplateShowCmd(c),
+		newTemplateUpdateCmd(c), newTemplateDeleteCmd(c), newTemplateInstantiateCmd(c), newTemplateFirecrackerCmd(c))
 	return cmd
 }
 
@@ -113,19 +113,19 @@ func findTemplate(ctx context.Context, b *bus.Bus, ref string) (schemas.VMTempla
 	return t, nil
 }
 
-func newTemplateCreateCmd(g *globals) *cobra.Command {
+func newTemplateCreateCmd(c *client) *cobra.Command {
 	var name string
 	cmd := &cobra.Command{
 		Use:   "create FILE [--name NAME]",
 		Short: "Create a VM template from a file in OpenNebula's syntax (- reads stdin); prints ID: N",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			text, err := readTemplateText(args[0], g.io.in)
+			text, err := readTemplateText(args[0], c.io.in)
 			if err != nil {
 				return err
 			}
 			req := schemas.LauncherTemplateCreate{Name: templateName(name, text, args[0]), Template: text}
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
 				m, err := launcherCall(cmd.Context(), b, schemas.CommandLauncherTemplateCreate, req, schemas.EventLauncherTemplateCreated)
 				if err != nil {
 					return fmt.Errorf("template create %s: %w", args[0], err)
@@ -134,7 +134,7 @@ func newTemplateCreateCmd(g *globals) *cobra.Command {
 				if err := m.Decode(&t); err != nil {
 					return err
 				}
-				_, err = fmt.Fprintf(g.io.out, "ID: %d\n", t.ID)
+				_, err = fmt.Fprintf(c.io.out, "ID: %d\n", t.ID)
 				return err
 			})
 		},
@@ -145,14 +145,14 @@ func newTemplateCreateCmd(g *globals) *cobra.Command {
 
 var templateColumns = []render.Column{{Title: "ID", Right: true}, {Title: "USER"}, {Title: "GROUP"}, {Title: "NAME"}, {Title: "REGTIME"}}
 
-func newTemplateListCmd(g *globals) *cobra.Command {
+func newTemplateListCmd(c *client) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List VM templates (ID USER GROUP NAME REGTIME)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
 				var list []schemas.VMTemplate
 				if err := b.Query(cmd.Context(), schemas.ServiceLauncher, schemas.QueryLauncherTemplates, schemas.LauncherTemplatesRequest{}, &list); err != nil {
 					return queryError(err, "list templates")
@@ -161,13 +161,13 @@ func newTemplateListCmd(g *globals) *cobra.Command {
 					if list == nil {
 						list = []schemas.VMTemplate{}
 					}
-					return render.JSON(g.io.out, list)
+					return render.JSON(c.io.out, list)
 				}
 				rows := make([][]string, len(list))
 				for i, t := range list {
-					rows[i] = []string{strconv.FormatInt(t.ID, 10), g.user, g.user, t.Name, regTime(t.CreatedAt, time.Local)}
+					rows[i] = []string{strconv.FormatInt(t.ID, 10), c.user, c.user, t.Name, regTime(t.CreatedAt, time.Local)}
 				}
-				return render.Table(g.io.out, templateColumns, rows)
+				return render.Table(c.io.out, templateColumns, rows)
 			})
 		},
 	}
@@ -184,9 +184,9 @@ func regTime(s string, loc *time.Location) string {
 	return t.In(loc).Format("01/02 15:04:05")
 }
 
-func newTemplateShowCmd(g *globals) *cobra.Command {
-	return newShowCmd(&g.client, "show ID|NAME [--json]", "Show a VM template and its text", findTemplate,
-		func(w io.Writer, t schemas.VMTemplate) error { return showTemplate(w, t, g.user) })
+func newTemplateShowCmd(c *client) *cobra.Command {
+	return newShowCmd(c, "show ID|NAME [--json]", "Show a VM template and its text", findTemplate,
+		func(w io.Writer, t schemas.VMTemplate) error { return showTemplate(w, t, c.user) })
 }
 
 func showTemplate(w io.Writer, t schemas.VMTemplate, user string) error {
@@ -206,46 +206,46 @@ func withNewline(s string) string {
 	return s + "\n"
 }
 
-func newTemplateUpdateCmd(g *globals) *cobra.Command {
+func newTemplateUpdateCmd(c *client) *cobra.Command {
 	return &cobra.Command{
 		Use:   "update ID|NAME FILE",
 		Short: "Replace a VM template's text (- reads stdin)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			text, err := readTemplateText(args[1], g.io.in)
+			text, err := readTemplateText(args[1], c.io.in)
 			if err != nil {
 				return err
 			}
-			return withFound(cmd.Context(), g, findTemplate, args[0], func(b *bus.Bus, t schemas.VMTemplate) error {
+			return withFound(cmd.Context(), c, findTemplate, args[0], func(b *bus.Bus, t schemas.VMTemplate) error {
 				req := schemas.LauncherTemplateUpdate{ID: t.ID, Template: text}
 				if _, err := launcherCall(cmd.Context(), b, schemas.CommandLauncherTemplateUpdate, req, schemas.EventLauncherTemplateUpdated); err != nil {
 					return fmt.Errorf("template update %s: %w", args[0], err)
 				}
-				_, err = fmt.Fprintf(g.io.out, "template %d %q updated\n", t.ID, t.Name)
+				_, err = fmt.Fprintf(c.io.out, "template %d %q updated\n", t.ID, t.Name)
 				return err
 			})
 		},
 	}
 }
 
-func newTemplateDeleteCmd(g *globals) *cobra.Command {
+func newTemplateDeleteCmd(c *client) *cobra.Command {
 	return &cobra.Command{
 		Use:   "delete ID|NAME",
 		Short: "Delete a VM template (its VMs keep running)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withFound(cmd.Context(), g, findTemplate, args[0], func(b *bus.Bus, t schemas.VMTemplate) error {
+			return withFound(cmd.Context(), c, findTemplate, args[0], func(b *bus.Bus, t schemas.VMTemplate) error {
 				if _, err := launcherCall(cmd.Context(), b, schemas.CommandLauncherTemplateDelete, schemas.LauncherTemplateDelete{ID: t.ID}, schemas.EventLauncherTemplateDeleted); err != nil {
 					return fmt.Errorf("template delete %s: %w", args[0], err)
 				}
-				_, err := fmt.Fprintf(g.io.out, "template %d %q deleted\n", t.ID, t.Name)
+				_, err := fmt.Fprintf(c.io.out, "template %d %q deleted\n", t.ID, t.Name)
 				return err
 			})
 		},
 	}
 }
 
-func newTemplateInstantiateCmd(g *globals) *cobra.Command {
+func newTemplateInstantiateCmd(c *client) *cobra.Command {
 	var (
 		name    string
 		wait    bool
@@ -257,20 +257,20 @@ func newTemplateInstantiateCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			return withFound(ctx, g, findTemplate, args[0], func(b *bus.Bus, t schemas.VMTemplate) error {
+			return withFound(ctx, c, findTemplate, args[0], func(b *bus.Bus, t schemas.VMTemplate) error {
 				m, err := launcherCall(ctx, b, schemas.CommandLauncherInstantiate, schemas.LauncherInstantiate{TemplateID: t.ID, Name: name}, schemas.EventLauncherVMCreated)
 				if err != nil {
 					return fmt.Errorf("template instantiate %s: %w", args[0], err)
 				}
-				var c schemas.LauncherVMCreated
-				if err := m.Decode(&c); err != nil {
+				var created schemas.LauncherVMCreated
+				if err := m.Decode(&created); err != nil {
 					return err
 				}
-				fmt.Fprintf(g.io.out, "ID: %d\n", c.ID)
+				fmt.Fprintf(c.io.out, "ID: %d\n", created.ID)
 				if !wait {
 					return nil
 				}
-				return g.waitVMState(ctx, b, c.ID, timeout, schemas.VMStateRunning, schemas.VMStatePoweroff)
+				return c.waitVMState(ctx, b, created.ID, timeout, schemas.VMStateRunning, schemas.VMStatePoweroff)
 			})
 		},
 	}
@@ -280,7 +280,7 @@ func newTemplateInstantiateCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newTemplateFirecrackerCmd(g *globals) *cobra.Command {
+func newTemplateFirecrackerCmd(c *client) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "firecracker ID|NAME [--output FILE]",
@@ -300,12 +300,12 @@ exits 1 and --output is then not written.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), launcherCallTimeout)
 			defer cancel()
-			return g.withBus(ctx, func(b *bus.Bus) error {
+			return c.withBus(ctx, func(b *bus.Bus) error {
 				var a schemas.LauncherFirecrackerReply
 				if err := b.Query(ctx, schemas.ServiceLauncher, schemas.QueryLauncherFirecracker, req, &a); err != nil {
 					return queryError(err, "template firecracker "+args[0])
 				}
-				return writeFirecracker(g, a, output, args[0])
+				return writeFirecracker(c, a, output, args[0])
 			})
 		},
 	}
@@ -315,15 +315,15 @@ exits 1 and --output is then not written.`,
 
 // writeFirecracker prints (or writes) the configuration and reports its
 // problems, notes and bootability on stderr.
-func writeFirecracker(g *globals, a schemas.LauncherFirecrackerReply, output, ref string) error {
+func writeFirecracker(c *client, a schemas.LauncherFirecrackerReply, output, ref string) error {
 	for _, n := range a.Notes {
-		fmt.Fprintf(g.io.err, "note: %s\n", n)
+		fmt.Fprintf(c.io.err, "note: %s\n", n)
 	}
 	for _, p := range a.Problems {
-		fmt.Fprintf(g.io.err, "problem: %s\n", p)
+		fmt.Fprintf(c.io.err, "problem: %s\n", p)
 	}
 	if !a.Bootable && a.WhyNot != "" {
-		fmt.Fprintf(g.io.err, "not bootable here: %s\n", a.WhyNot)
+		fmt.Fprintf(c.io.err, "not bootable here: %s\n", a.WhyNot)
 	}
 	// The reply always has a configuration: bus.Query checked it against
 	// the reply schema, which requires one.
@@ -337,7 +337,7 @@ func writeFirecracker(g *globals, a schemas.LauncherFirecrackerReply, output, re
 			return err
 		}
 	case output == "":
-		if _, err := fmt.Fprintf(g.io.out, "%s\n", js); err != nil {
+		if _, err := fmt.Fprintf(c.io.out, "%s\n", js); err != nil {
 			return err
 		}
 	}

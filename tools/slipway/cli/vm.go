@@ -19,17 +19,17 @@ import (
 // The vm commands follow and control the launcher's VMs like OpenNebula's
 // onevm.
 
-func newVMCmd(g *globals) *cobra.Command {
+func newVMCmd(c *client) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "vm",
 		Short: "List, show and control VMs (like OpenNebula's onevm)",
 		RunE:  unknownSubcommand,
 	}
-	cmd.AddCommand(newVMListCmd(g), newVMShowCmd(g), newVMConsoleCmd(g),
-		newVMActionCmd(g, schemas.CommandLauncherTerminate, "End the VM from any state: EPILOG (persistent disks written back, images released) → DONE", schemas.VMStateDone),
-		newVMActionCmd(g, schemas.CommandLauncherPoweroff, "Power the VM off (ACPI; --hard stops QEMU at once), keeping its disks", schemas.VMStatePoweroff),
-		newVMActionCmd(g, schemas.CommandLauncherResume, "Boot a VM in POWEROFF again", schemas.VMStateRunning),
-		newVMSaveAsCmd(g), newVMSnapshotCmd(g))
+	cmd.AddCommand(newVMListCmd(c), newVMShowCmd(c), newVMConsoleCmd(c),
+		newVMActionCmd(c, schemas.CommandLauncherTerminate, "End the VM from any state: EPILOG (persistent disks written back, images released) → DONE", schemas.VMStateDone),
+		newVMActionCmd(c, schemas.CommandLauncherPoweroff, "Power the VM off (ACPI; --hard stops QEMU at once), keeping its disks", schemas.VMStatePoweroff),
+		newVMActionCmd(c, schemas.CommandLauncherResume, "Boot a VM in POWEROFF again", schemas.VMStateRunning),
+		newVMSaveAsCmd(c), newVMSnapshotCmd(c))
 	return cmd
 }
 
@@ -95,7 +95,7 @@ func vmShortState(st schemas.VMState) string {
 var vmColumns = []render.Column{{Title: "ID", Right: true}, {Title: "USER"}, {Title: "NAME"}, {Title: "STAT"},
 	{Title: "CPU", Right: true}, {Title: "MEM", Right: true}, {Title: "TEMPLATE", Right: true}, {Title: "TIME", Right: true}}
 
-func newVMListCmd(g *globals) *cobra.Command {
+func newVMListCmd(c *client) *cobra.Command {
 	var (
 		asJSON bool
 		all    bool
@@ -105,7 +105,7 @@ func newVMListCmd(g *globals) *cobra.Command {
 		Short: "List VMs (ID USER NAME STAT CPU MEM TEMPLATE TIME); DONE ones with --all",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
 				vms, err := listVMs(cmd.Context(), b)
 				if err != nil {
 					return err
@@ -117,9 +117,9 @@ func newVMListCmd(g *globals) *cobra.Command {
 					if vms == nil {
 						vms = []schemas.VM{}
 					}
-					return render.JSON(g.io.out, vms)
+					return render.JSON(c.io.out, vms)
 				}
-				return writeVMs(g.io.out, vms, g.user, time.Now())
+				return writeVMs(c.io.out, vms, c.user, time.Now())
 			})
 		},
 	}
@@ -150,9 +150,9 @@ func age(created string, now time.Time) string {
 	return fmt.Sprintf("%dd %02d:%02d:%02d", days, int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60)
 }
 
-func newVMShowCmd(g *globals) *cobra.Command {
-	return newShowCmd(&g.client, "show ID|NAME [--json]", "Show a VM: state, disks, kernel, why it is in its state", findVM,
-		func(w io.Writer, vm schemas.VM) error { return showVM(w, vm, g.user) })
+func newVMShowCmd(c *client) *cobra.Command {
+	return newShowCmd(c, "show ID|NAME [--json]", "Show a VM: state, disks, kernel, why it is in its state", findVM,
+		func(w io.Writer, vm schemas.VM) error { return showVM(w, vm, c.user) })
 }
 
 func showVM(w io.Writer, vm schemas.VM, user string) error {
@@ -215,14 +215,14 @@ func fileLine(f schemas.VMFile) string {
 	return s
 }
 
-func newVMConsoleCmd(g *globals) *cobra.Command {
+func newVMConsoleCmd(c *client) *cobra.Command {
 	return &cobra.Command{
 		Use:   "console ID|NAME",
 		Short: "Print what the VM wrote to its serial console so far",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withFound(cmd.Context(), g, findVM, args[0], func(b *bus.Bus, vm schemas.VM) error {
-				return printConsole(cmd.Context(), b, vm.ID, g.io.out)
+			return withFound(cmd.Context(), c, findVM, args[0], func(b *bus.Bus, vm schemas.VM) error {
+				return printConsole(cmd.Context(), b, vm.ID, c.io.out)
 			})
 		},
 	}
@@ -246,7 +246,7 @@ func printConsole(ctx context.Context, b *bus.Bus, id int64, w io.Writer) error 
 }
 
 // newVMActionCmd makes terminate, poweroff and resume.
-func newVMActionCmd(g *globals, verb, short string, target schemas.VMState) *cobra.Command {
+func newVMActionCmd(c *client, verb, short string, target schemas.VMState) *cobra.Command {
 	var (
 		hard    bool
 		wait    bool
@@ -262,7 +262,7 @@ func newVMActionCmd(g *globals, verb, short string, target schemas.VMState) *cob
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			return g.withBus(ctx, func(b *bus.Bus) error {
+			return c.withBus(ctx, func(b *bus.Bus) error {
 				vm, err := findVM(ctx, b, args[0])
 				if err != nil {
 					return err
@@ -279,11 +279,11 @@ func newVMActionCmd(g *globals, verb, short string, target schemas.VMState) *cob
 				if err := m.Decode(&ev); err != nil {
 					return err
 				}
-				fmt.Fprintf(g.io.out, "VM %d: %s\n", vm.ID, ev.To)
+				fmt.Fprintf(c.io.out, "VM %d: %s\n", vm.ID, ev.To)
 				if !wait || ev.To == target {
 					return nil
 				}
-				return g.waitVMState(ctx, b, vm.ID, timeout, target)
+				return c.waitVMState(ctx, b, vm.ID, timeout, target)
 			})
 		},
 	}
@@ -297,7 +297,7 @@ func newVMActionCmd(g *globals, verb, short string, target schemas.VMState) *cob
 
 // waitVMState polls the VM until it reaches one of want; FAILED (or DONE
 // when not wanted) is an error with the VM's reason.
-func (g *globals) waitVMState(ctx context.Context, b *bus.Bus, id int64, timeout time.Duration, want ...schemas.VMState) error {
+func (c *client) waitVMState(ctx context.Context, b *bus.Bus, id int64, timeout time.Duration, want ...schemas.VMState) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	t := time.NewTicker(250 * time.Millisecond)
@@ -309,7 +309,7 @@ func (g *globals) waitVMState(ctx context.Context, b *bus.Bus, id int64, timeout
 		}
 		switch {
 		case slices.Contains(want, vm.State):
-			_, err := fmt.Fprintf(g.io.out, "VM %d: %s\n", id, vm.State)
+			_, err := fmt.Fprintf(c.io.out, "VM %d: %s\n", id, vm.State)
 			return err
 		case vm.State == schemas.VMStateFailed || vm.State == schemas.VMStateDone:
 			return &ExitError{Code: 1, Err: fmt.Errorf("VM %d is %s: %s", id, vm.State, vm.Reason)}
@@ -331,7 +331,7 @@ func diskIndex(arg string) (int64, error) {
 	return disk, nil
 }
 
-func newVMSaveAsCmd(g *globals) *cobra.Command {
+func newVMSaveAsCmd(c *client) *cobra.Command {
 	var name string
 	cmd := &cobra.Command{
 		Use:   "disk-save-as ID|NAME DISK --name IMAGE",
@@ -342,7 +342,7 @@ func newVMSaveAsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return withFound(cmd.Context(), g, findVM, args[0], func(b *bus.Bus, vm schemas.VM) error {
+			return withFound(cmd.Context(), c, findVM, args[0], func(b *bus.Bus, vm schemas.VM) error {
 				req := schemas.LauncherDiskSaveAs{ID: vm.ID, DiskID: disk, Name: name}
 				m, err := launcherCall(cmd.Context(), b, schemas.CommandLauncherDiskSaveAs, req, schemas.EventLauncherDiskSaved)
 				if err != nil {
@@ -352,7 +352,7 @@ func newVMSaveAsCmd(g *globals) *cobra.Command {
 				if err := m.Decode(&ev); err != nil {
 					return err
 				}
-				_, err = fmt.Fprintf(g.io.out, "ID: %d\n", ev.ImageID)
+				_, err = fmt.Fprintf(c.io.out, "ID: %d\n", ev.ImageID)
 				return err
 			})
 		},
@@ -362,7 +362,7 @@ func newVMSaveAsCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newVMSnapshotCmd(g *globals) *cobra.Command {
+func newVMSnapshotCmd(c *client) *cobra.Command {
 	return &cobra.Command{
 		Use:   "disk-snapshot ID|NAME DISK SNAPSHOT",
 		Short: "Take an internal snapshot of a VM's persistent qcow2 disk",
@@ -372,12 +372,12 @@ func newVMSnapshotCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return withFound(cmd.Context(), g, findVM, args[0], func(b *bus.Bus, vm schemas.VM) error {
+			return withFound(cmd.Context(), c, findVM, args[0], func(b *bus.Bus, vm schemas.VM) error {
 				req := schemas.LauncherDiskSnapshot{ID: vm.ID, DiskID: disk, Name: args[2]}
 				if _, err := launcherCall(cmd.Context(), b, schemas.CommandLauncherDiskSnapshot, req, schemas.EventLauncherDiskSnapshotted); err != nil {
 					return fmt.Errorf("vm disk-snapshot %s %d: %w", args[0], disk, err)
 				}
-				_, err = fmt.Fprintf(g.io.out, "VM %d DISK %d: snapshot %q taken\n", vm.ID, disk, args[2])
+				_, err = fmt.Fprintf(c.io.out, "VM %d DISK %d: snapshot %q taken\n", vm.ID, disk, args[2])
 				return err
 			})
 		},
