@@ -20,7 +20,7 @@ const deadLetterService = "dead-letter"
 // re-reads the NATS connection state.
 const deadLetterHealthEvery = time.Second
 
-func newDeadLetterCmd(g *globals) *cobra.Command {
+func newDeadLetterCmd(c *client) *cobra.Command {
 	var (
 		healthAddr          string
 		healthcheck         bool
@@ -41,16 +41,16 @@ forwarder and exits 0 (healthy) or 1, for container healthchecks.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if healthcheck {
-				if code := run.HealthcheckCode("slipway dead-letter", healthAddr, g.io.err); code != 0 {
+				if code := run.HealthcheckCode("slipway dead-letter", healthAddr, c.io.err); code != 0 {
 					return &ExitError{Code: code}
 				}
 				return nil
 			}
-			logger, err := run.NewLogger(g.io.err, logLevel, logFormat)
+			logger, err := run.NewLogger(c.io.err, logLevel, logFormat)
 			if err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
-			return runDeadLetter(cmd.Context(), g, healthAddr, logger.With("service", deadLetterService))
+			return runDeadLetter(cmd.Context(), c, healthAddr, logger.With("service", deadLetterService))
 		},
 	}
 	fl := cmd.Flags()
@@ -61,16 +61,16 @@ forwarder and exits 0 (healthy) or 1, for container healthchecks.`,
 	return cmd
 }
 
-func runDeadLetter(ctx context.Context, g *globals, healthAddr string, logger *slog.Logger) error {
+func runDeadLetter(ctx context.Context, c *client, healthAddr string, logger *slog.Logger) error {
 	b, err := bus.Connect(ctx, bus.Config{
-		URL:            g.natsURL,
-		Prefix:         g.prefix,
+		URL:            c.natsURL,
+		Prefix:         c.prefix,
 		Service:        deadLetterService,
 		Logger:         logger,
 		ConnectTimeout: time.Minute,
 	})
 	if err != nil {
-		return fmt.Errorf("cannot reach NATS at %s: %w", g.natsURL, err)
+		return fmt.Errorf("cannot reach NATS at %s: %w", c.natsURL, err)
 	}
 	defer b.Close()
 	if err := b.Setup(ctx); err != nil {
@@ -81,7 +81,7 @@ func runDeadLetter(ctx context.Context, g *globals, healthAddr string, logger *s
 		return err
 	}
 	defer fwd.Stop()
-	logger.Info("dead-letter forwarder running", "nats", g.natsURL, "prefix", g.prefix)
+	logger.Info("dead-letter forwarder running", "nats", c.natsURL, "prefix", c.prefix)
 
 	var health run.Health
 	grp := run.NewGroup(ctx)

@@ -21,6 +21,7 @@ import (
 const defaultActionTimeout = time.Minute
 
 func newImageCmd(g *globals) *cobra.Command {
+	c := &g.client
 	cmd := &cobra.Command{
 		Use:   "image",
 		Short: "Manage images (like OpenNebula's oneimage)",
@@ -30,28 +31,28 @@ func newImageCmd(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(
 		newCreateCmd(g),
-		newListCmd(g),
-		newImageShowCmd(g),
-		newTopCmd(g),
-		newRefCmd(g, "delete", "Delete an image and its data", schemas.CommandCatalogImageDelete),
-		newRefCmd(g, "enable", "Enable a disabled image", schemas.CommandCatalogImageEnable),
-		newRefCmd(g, "disable", "Disable an image: no new VM may use it", schemas.CommandCatalogImageDisable),
-		newRefCmd(g, "persistent", "Make an image persistent", schemas.CommandCatalogImagePersistent),
-		newRefCmd(g, "nonpersistent", "Make an image non-persistent", schemas.CommandCatalogImageNonpersistent),
-		newRenameCmd(g),
-		newUpdateCmd(g),
+		newListCmd(c),
+		newImageShowCmd(c),
+		newTopCmd(c),
+		newRefCmd(c, "delete", "Delete an image and its data", schemas.CommandCatalogImageDelete),
+		newRefCmd(c, "enable", "Enable a disabled image", schemas.CommandCatalogImageEnable),
+		newRefCmd(c, "disable", "Disable an image: no new VM may use it", schemas.CommandCatalogImageDisable),
+		newRefCmd(c, "persistent", "Make an image persistent", schemas.CommandCatalogImagePersistent),
+		newRefCmd(c, "nonpersistent", "Make an image non-persistent", schemas.CommandCatalogImageNonpersistent),
+		newRenameCmd(c),
+		newUpdateCmd(c),
 	)
 	return cmd
 }
 
-func newListCmd(g *globals) *cobra.Command {
+func newListCmd(c *client) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List images (ID USER GROUP NAME DATASTORE SIZE TYPE PER STAT RVMS)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
 				images, err := listImages(cmd.Context(), b)
 				if err != nil {
 					return err
@@ -61,9 +62,9 @@ func newListCmd(g *globals) *cobra.Command {
 					if images == nil {
 						images = []render.Image{}
 					}
-					return render.JSON(g.io.out, images)
+					return render.JSON(c.io.out, images)
 				}
-				return render.List(g.io.out, images)
+				return render.List(c.io.out, images)
 			})
 		},
 	}
@@ -71,8 +72,8 @@ func newListCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newImageShowCmd(g *globals) *cobra.Command {
-	return newShowCmd(&g.client, "show ID|NAME", "Show one image", findImage, func(w io.Writer, img render.Image) error {
+func newImageShowCmd(c *client) *cobra.Command {
+	return newShowCmd(c, "show ID|NAME", "Show one image", findImage, func(w io.Writer, img render.Image) error {
 		return render.Show(w, img, nil)
 	})
 }
@@ -105,28 +106,28 @@ func refAction(verb string) action {
 
 // newRefCmd makes a command whose only argument is the image: delete,
 // enable, disable, persistent, nonpersistent.
-func newRefCmd(g *globals, use, short, verb string) *cobra.Command {
+func newRefCmd(c *client, use, short, verb string) *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   use + " ID|NAME",
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.act(cmd.Context(), args[0], timeout, refAction(verb))
+			return c.act(cmd.Context(), args[0], timeout, refAction(verb))
 		},
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", defaultActionTimeout, "how long to wait for the catalog's answer")
 	return cmd
 }
 
-func newRenameCmd(g *globals) *cobra.Command {
+func newRenameCmd(c *client) *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "rename ID|NAME NEW_NAME",
 		Short: "Rename an image",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.act(cmd.Context(), args[0], timeout, action{
+			return c.act(cmd.Context(), args[0], timeout, action{
 				verb:    schemas.CommandCatalogImageRename,
 				payload: func(id int64) any { return schemas.ImageRename{ID: id, Name: args[1]} },
 				reached: func(img render.Image) bool { return img.Name == args[1] },
@@ -137,7 +138,7 @@ func newRenameCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newUpdateCmd(g *globals) *cobra.Command {
+func newUpdateCmd(c *client) *cobra.Command {
 	var (
 		timeout time.Duration
 		attrs   []string
@@ -155,7 +156,7 @@ func newUpdateCmd(g *globals) *cobra.Command {
 			if len(m) == 0 && !replace {
 				return &ExitError{Code: 2, Err: errors.New("image update: give at least one --attr KEY=VALUE (or --replace to clear them all)")}
 			}
-			return g.act(cmd.Context(), args[0], timeout, action{
+			return c.act(cmd.Context(), args[0], timeout, action{
 				verb:    schemas.CommandCatalogImageUpdate,
 				payload: func(id int64) any { return schemas.ImageUpdate{ID: id, Attributes: m, Replace: replace} },
 				reached: func(img render.Image) bool { return attrsReached(img.Attributes, m, replace) },
@@ -197,14 +198,14 @@ const pollInterval = 2 * time.Second
 
 // act publishes one catalog command about an image and waits for its
 // outcome, printing what changed.
-func (g *globals) act(ctx context.Context, ref string, timeout time.Duration, a action) error {
-	return withFound(ctx, g, resolve, ref, func(b *bus.Bus, id int64) error {
-		return g.actOn(ctx, b, id, timeout, a)
+func (c *client) act(ctx context.Context, ref string, timeout time.Duration, a action) error {
+	return withFound(ctx, c, resolve, ref, func(b *bus.Bus, id int64) error {
+		return c.actOn(ctx, b, id, timeout, a)
 	})
 }
 
 // actOn is act on the image id.
-func (g *globals) actOn(ctx context.Context, b *bus.Bus, id int64, timeout time.Duration, a action) error {
+func (c *client) actOn(ctx context.Context, b *bus.Bus, id int64, timeout time.Duration, a action) error {
 	what := strings.TrimPrefix(a.verb, "image-")
 	if a.reached != nil {
 		img, err := showImage(ctx, b, id)
@@ -212,7 +213,7 @@ func (g *globals) actOn(ctx context.Context, b *bus.Bus, id int64, timeout time.
 			return err
 		}
 		if a.reached(img) {
-			fmt.Fprintf(g.io.out, "image %d: nothing to %s (%s)\n", id, what, summary(img))
+			fmt.Fprintf(c.io.out, "image %d: nothing to %s (%s)\n", id, what, summary(img))
 			return nil
 		}
 	}
@@ -246,7 +247,7 @@ func (g *globals) actOn(ctx context.Context, b *bus.Bus, id int64, timeout time.
 	if err != nil {
 		return fmt.Errorf("image %d: %s: %w", id, what, err)
 	}
-	fmt.Fprintln(g.io.out, describeOutcome(id, a.verb, ev))
+	fmt.Fprintln(c.io.out, describeOutcome(id, a.verb, ev))
 	return nil
 }
 

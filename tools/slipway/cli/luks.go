@@ -31,7 +31,7 @@ const attrLUKSSecret = schemas.AttrLUKSSecret
 // whole volume, amends it and uploads it again.
 const defaultSlotTimeout = 30 * time.Minute
 
-func newLuksCmd(g *globals) *cobra.Command {
+func newLuksCmd(c *client) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "luks",
 		Short: "LUKS-encrypted images: encrypt, empty volumes, secrets, key slots, key rotation",
@@ -41,12 +41,12 @@ and handed out sealed to a one-time key; an image names its secret in the
 LUKS_SECRET attribute.`,
 		RunE: unknownSubcommand,
 	}
-	cmd.AddCommand(newLuksEncryptCmd(g), newLuksCreateCmd(g), newLuksSecretCmd(g), newLuksSlotCmd(g),
-		newLuksRotateCmd(g), newLuksRotateKEKCmd(g))
+	cmd.AddCommand(newLuksEncryptCmd(c), newLuksCreateCmd(c), newLuksSecretCmd(c), newLuksSlotCmd(c),
+		newLuksRotateCmd(c), newLuksRotateKEKCmd(c))
 	return cmd
 }
 
-func newLuksEncryptCmd(g *globals) *cobra.Command {
+func newLuksEncryptCmd(c *client) *cobra.Command {
 	var (
 		name, description string
 		timeout           time.Duration
@@ -66,9 +66,9 @@ the image ends in ERROR.`,
 				return &ExitError{Code: 2, Err: errors.New("luks encrypt: --name is required")}
 			}
 			ctx := cmd.Context()
-			return withFound(ctx, g, resolve, args[0], func(b *bus.Bus, id int64) error {
+			return withFound(ctx, c, resolve, args[0], func(b *bus.Bus, id int64) error {
 				req := schemas.ImageEncrypt{ID: id, Name: name, Description: description}
-				return g.newLuksImage(ctx, b, schemas.CommandCatalogImageEncrypt, req, timeout)
+				return c.newLuksImage(ctx, b, schemas.CommandCatalogImageEncrypt, req, timeout)
 			})
 		},
 	}
@@ -78,7 +78,7 @@ the image ends in ERROR.`,
 	return cmd
 }
 
-func newLuksCreateCmd(g *globals) *cobra.Command {
+func newLuksCreateCmd(c *client) *cobra.Command {
 	var (
 		req     schemas.ImageCreate
 		typ     string
@@ -99,8 +99,8 @@ func newLuksCreateCmd(g *globals) *cobra.Command {
 			}
 			req.Type, req.LUKS = schemas.ImageType(strings.ToUpper(typ)), true
 			ctx := cmd.Context()
-			return g.withBus(ctx, func(b *bus.Bus) error {
-				return g.newLuksImage(ctx, b, schemas.CommandCatalogImageCreate, req, timeout)
+			return c.withBus(ctx, func(b *bus.Bus) error {
+				return c.newLuksImage(ctx, b, schemas.CommandCatalogImageCreate, req, timeout)
 			})
 		},
 	}
@@ -118,7 +118,7 @@ func newLuksCreateCmd(g *globals) *cobra.Command {
 // newLuksImage sends a catalog command that makes a new LUKS image, prints
 // its ID as soon as the catalog registers it and follows it to READY or
 // ERROR, as image create --wait does.
-func (g *globals) newLuksImage(ctx context.Context, b *bus.Bus, verb string, req any, timeout time.Duration) error {
+func (c *client) newLuksImage(ctx context.Context, b *bus.Bus, verb string, req any, timeout time.Duration) error {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -143,8 +143,8 @@ func (g *globals) newLuksImage(ctx context.Context, b *bus.Bus, verb string, req
 	if err := ev.decode(&img); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.io.out, "ID: %d\n", img.ID)
-	return g.follow(ctx, b, w, img)
+	fmt.Fprintf(c.io.out, "ID: %d\n", img.ID)
+	return c.follow(ctx, b, w, img)
 }
 
 // findLuksImage resolves ref to a LUKS image: one with a secret, which
@@ -178,7 +178,7 @@ type slotsInfo struct {
 	Pending bool `json:"pending"`
 }
 
-func newLuksSecretCmd(g *globals) *cobra.Command {
+func newLuksSecretCmd(c *client) *cobra.Command {
 	var (
 		libvirt, passphrase bool
 		volume              string
@@ -203,7 +203,7 @@ value (through a 0600 file, never a command line) is printed instead.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			return withFound(ctx, g, findLuksImage, args[0], func(b *bus.Bus, img render.Image) error {
+			return withFound(ctx, c, findLuksImage, args[0], func(b *bus.Bus, img render.Image) error {
 				secret := luksSecret(img)
 				var pass []byte
 				var err error
@@ -218,15 +218,15 @@ value (through a 0600 file, never a command line) is printed instead.`,
 				sec := libvirtSecret{UUID: secret, ImageID: img.ID, Name: img.Name, Volume: volume}
 				switch {
 				case libvirt && passphrase:
-					_, err = io.WriteString(g.io.out, sec.Script(pass))
+					_, err = io.WriteString(c.io.out, sec.Script(pass))
 				case libvirt:
-					if _, err = io.WriteString(g.io.out, sec.XML()); err == nil {
-						_, err = io.WriteString(g.io.err, sec.Steps())
+					if _, err = io.WriteString(c.io.out, sec.XML()); err == nil {
+						_, err = io.WriteString(c.io.err, sec.Steps())
 					}
 				case passphrase:
-					_, err = g.io.out.Write(pass)
+					_, err = c.io.out.Write(pass)
 				default:
-					err = g.showSecret(ctx, b, img, secret)
+					err = c.showSecret(ctx, b, img, secret)
 				}
 				return err
 			})
@@ -263,12 +263,12 @@ func fetchPassphrase(ctx context.Context, b *bus.Bus, secret string, imageID int
 	return pass, nil
 }
 
-func (g *globals) showSecret(ctx context.Context, b *bus.Bus, img render.Image, secret string) error {
+func (c *client) showSecret(ctx context.Context, b *bus.Bus, img render.Image, secret string) error {
 	info, err := querySlots(ctx, b, secret)
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(g.io.out, 0, 8, 1, ' ', 0)
+	tw := tabwriter.NewWriter(c.io.out, 0, 8, 1, ' ', 0)
 	fmt.Fprintf(tw, "IMAGE\t%d (%s)\n", img.ID, img.Name)
 	fmt.Fprintf(tw, "SECRET\t%s\n", info.Secret)
 	fmt.Fprintf(tw, "KEK\t%s\n", info.KEKID)
@@ -361,7 +361,7 @@ func shellQuoted(pass []byte) string {
 	return strings.ReplaceAll(string(pass), "'", `'\''`)
 }
 
-func newLuksSlotCmd(g *globals) *cobra.Command {
+func newLuksSlotCmd(c *client) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "slot",
 		Short: "List, add and remove key slots of a LUKS image",
@@ -373,12 +373,12 @@ func newLuksSlotCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			return withFound(ctx, g, findLuksImage, args[0], func(b *bus.Bus, img render.Image) error {
+			return withFound(ctx, c, findLuksImage, args[0], func(b *bus.Bus, img render.Image) error {
 				info, err := querySlots(ctx, b, luksSecret(img))
 				if err != nil {
 					return err
 				}
-				tw := tabwriter.NewWriter(g.io.out, 0, 8, 2, ' ', 0)
+				tw := tabwriter.NewWriter(c.io.out, 0, 8, 2, ' ', 0)
 				fmt.Fprintln(tw, "SLOT\tPRIMARY\tCREATED")
 				for _, sl := range info.Slots {
 					fmt.Fprintf(tw, "%d\t%s\t%s\n", sl.Slot, render.YesNo(sl.Primary), sl.CreatedAt.Local().Format("01/02 15:04:05"))
@@ -401,7 +401,7 @@ func newLuksSlotCmd(g *globals) *cobra.Command {
 				n := int64(addSlot)
 				slot = &n
 			}
-			return g.slotCommand(cmd.Context(), args[0], schemas.CommandCatalogImageSlotAdd, timeout, func(id int64) any {
+			return c.slotCommand(cmd.Context(), args[0], schemas.CommandCatalogImageSlotAdd, timeout, func(id int64) any {
 				return schemas.ImageSlotAdd{ID: id, Slot: slot}
 			})
 		},
@@ -416,7 +416,7 @@ func newLuksSlotCmd(g *globals) *cobra.Command {
 			if !cmd.Flags().Changed("slot") {
 				return &ExitError{Code: 2, Err: errors.New("luks slot remove: --slot N is required")}
 			}
-			return g.slotCommand(cmd.Context(), args[0], schemas.CommandCatalogImageSlotRemove, timeout, func(id int64) any {
+			return c.slotCommand(cmd.Context(), args[0], schemas.CommandCatalogImageSlotRemove, timeout, func(id int64) any {
 				return schemas.ImageSlotRemove{ID: id, Slot: int64(removeSlot)}
 			})
 		},
@@ -427,14 +427,14 @@ func newLuksSlotCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newLuksRotateCmd(g *globals) *cobra.Command {
+func newLuksRotateCmd(c *client) *cobra.Command {
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "rotate ID|NAME",
 		Short: "Give a LUKS image a new passphrase (new key slot, old primary slot erased)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.slotCommand(cmd.Context(), args[0], schemas.CommandCatalogImageSlotRotate, timeout, func(id int64) any {
+			return c.slotCommand(cmd.Context(), args[0], schemas.CommandCatalogImageSlotRotate, timeout, func(id int64) any {
 				return schemas.ImageSlotRotate{ID: id}
 			})
 		},
@@ -446,15 +446,15 @@ func newLuksRotateCmd(g *globals) *cobra.Command {
 // slotCommand sends a key-slot command about an image to the catalog,
 // which locks the image while crypto-luks rewrites its blob, and prints
 // the slots it reports after the change.
-func (g *globals) slotCommand(ctx context.Context, ref, verb string, timeout time.Duration, payload func(id int64) any) error {
-	return withFound(ctx, g, findLuksImage, ref, func(b *bus.Bus, img render.Image) error {
-		return g.changeSlots(ctx, b, img, verb, timeout, payload)
+func (c *client) slotCommand(ctx context.Context, ref, verb string, timeout time.Duration, payload func(id int64) any) error {
+	return withFound(ctx, c, findLuksImage, ref, func(b *bus.Bus, img render.Image) error {
+		return c.changeSlots(ctx, b, img, verb, timeout, payload)
 	})
 }
 
 // changeSlots sends the key-slot command verb about img and prints the
 // slots the catalog reports after the change.
-func (g *globals) changeSlots(ctx context.Context, b *bus.Bus, img render.Image, verb string, timeout time.Duration, payload func(id int64) any) error {
+func (c *client) changeSlots(ctx context.Context, b *bus.Bus, img render.Image, verb string, timeout time.Duration, payload func(id int64) any) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	m, err := b.Call(ctx, schemas.ServiceCatalog, verb, payload(int64(img.ID)), []string{schemas.EventCatalogImageSlotsChanged}, bus.WithSubject(strconv.Itoa(img.ID)))
@@ -465,7 +465,7 @@ func (g *globals) changeSlots(ctx context.Context, b *bus.Bus, img render.Image,
 	if err := json.Unmarshal(m.Data, &ch); err != nil {
 		return err
 	}
-	fmt.Fprintln(g.io.out, describeSlots(ch))
+	fmt.Fprintln(c.io.out, describeSlots(ch))
 	return nil
 }
 
@@ -487,7 +487,7 @@ func describeSlots(ch schemas.ImageSlotsChanged) string {
 	return msg
 }
 
-func newLuksRotateKEKCmd(g *globals) *cobra.Command {
+func newLuksRotateKEKCmd(c *client) *cobra.Command {
 	var (
 		expect  string
 		timeout time.Duration
@@ -501,7 +501,7 @@ old one (SLIPWAY_LUKS_OLD_KEK_FILES) and restart it; after this command the old
 KEK is no longer needed. Passphrases and LUKS images do not change.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
 				ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 				defer cancel()
 				m, err := b.Call(ctx, cryptoLuks, schemas.CommandCryptoLUKSRotateKek, schemas.CryptoLuksRotateKEK{ExpectKekID: expect}, []string{schemas.EventCryptoLUKSKekRotated})
@@ -512,7 +512,7 @@ KEK is no longer needed. Passphrases and LUKS images do not change.`,
 				if err := json.Unmarshal(m.Data, &ev); err != nil {
 					return err
 				}
-				fmt.Fprintf(g.io.out, "KEK %s: %d secrets, %d re-wrapped\n", ev.KekID, ev.Secrets, ev.Rewrapped)
+				fmt.Fprintf(c.io.out, "KEK %s: %d secrets, %d re-wrapped\n", ev.KekID, ev.Secrets, ev.Rewrapped)
 				return nil
 			})
 		},

@@ -44,9 +44,9 @@ type streams struct {
 	out, err io.Writer
 }
 
-// globals are the settings every command may use: the bus client and
-// S3. A command group that needs only the bus takes the client alone
-// (market, template and vm do).
+// globals are the bus client and the S3 settings. Only the commands that
+// move data through S3 take them (image create, image export, kernel,
+// up); the others take the client alone.
 type globals struct {
 	client
 	s3Endpoint string
@@ -148,10 +148,10 @@ JetStream and S3. "slipway up" runs the whole stack in one process; the
 	g.s3Secure = envBool("SLIPWAY_S3_SECURE")
 	g.user = env("SLIPWAY_USER", "oneadmin")
 
-	root.AddCommand(newUpCmd(g), newImageCmd(g), newMarketCmd(&g.client), newVersionCmd(g))
+	root.AddCommand(newUpCmd(g), newImageCmd(g), newMarketCmd(&g.client), newVersionCmd(&g.client))
 	root.AddCommand(newKernelCmd(g))
-	root.AddCommand(newLuksCmd(g))
-	root.AddCommand(newDeadLetterCmd(g))
+	root.AddCommand(newLuksCmd(&g.client))
+	root.AddCommand(newDeadLetterCmd(&g.client))
 	root.AddCommand(newVMTemplateCmd(&g.client), newVMCmd(&g.client))
 	addExportCmd(root, g)
 	return root

@@ -16,14 +16,14 @@ import (
 	"github.com/slipway/slipway/tools/slipway/render"
 )
 
-func newTopCmd(g *globals) *cobra.Command {
+func newTopCmd(c *client) *cobra.Command {
 	var once bool
 	cmd := &cobra.Command{
 		Use:   "top",
 		Short: "Watch images live: state and the progress of running imports (q to quit)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.top(cmd.Context(), once)
+			return c.top(cmd.Context(), once)
 		},
 	}
 	cmd.Flags().BoolVar(&once, "once", false, "print one snapshot and exit")
@@ -163,8 +163,8 @@ func oneLine(s string, n int) string {
 
 // top shows the catalog live: redrawn in place on a terminal, as a
 // snapshot followed by one line per change otherwise.
-func (g *globals) top(ctx context.Context, once bool) error {
-	b, err := g.connect(ctx)
+func (c *client) top(ctx context.Context, once bool) error {
+	b, err := c.connect(ctx)
 	if err != nil {
 		return err
 	}
@@ -181,16 +181,16 @@ func (g *globals) top(ctx context.Context, once bool) error {
 	}
 	model := newTopModel(images)
 	if once {
-		return model.table(g.io.out)
+		return model.table(c.io.out)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if restore := watchKeys(g.io.in, cancel); restore != nil {
+	if restore := watchKeys(c.io.in, cancel); restore != nil {
 		defer restore()
 	}
-	tty := isTerminal(g.io.out)
+	tty := isTerminal(c.io.out)
 	if !tty {
-		if err := model.table(g.io.out); err != nil {
+		if err := model.table(c.io.out); err != nil {
 			return err
 		}
 	}
@@ -210,7 +210,7 @@ func (g *globals) top(ctx context.Context, once bool) error {
 			if tty {
 				dirty = dirty || line != "" || ev.Name == schemas.EventCatalogImageProgress
 			} else if line != "" {
-				fmt.Fprintf(g.io.out, "%s %s\n", time.Now().Format("15:04:05"), line)
+				fmt.Fprintf(c.io.out, "%s %s\n", time.Now().Format("15:04:05"), line)
 			}
 		case <-redraw.C:
 			if tty && dirty {
@@ -219,7 +219,7 @@ func (g *globals) top(ctx context.Context, once bool) error {
 				fmt.Fprintf(&sb, "\033[H\033[2Jslipway image top  %s  %d images  (q to quit)\n\n",
 					time.Now().Format("15:04:05"), len(model.rows))
 				_ = model.table(&sb)
-				if _, err := io.WriteString(g.io.out, sb.String()); err != nil {
+				if _, err := io.WriteString(c.io.out, sb.String()); err != nil {
 					return err
 				}
 			}
