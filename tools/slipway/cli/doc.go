@@ -1,7 +1,15 @@
 // Package cli is the slipway command line: `slipway up` (the whole stack
-// in one process), `slipway image …` (oneimage's verbs over the bus) and
-// `slipway version`.
+// in one process), `slipway image …` (oneimage's verbs over the bus),
+// market, kernel, luks, template, vm, dead-letter and `slipway version`.
 //
 // Execute runs one command line in-process with its own output streams,
 // so tests drive the real CLI without building a binary.
+//
+// A command takes a client (where NATS is, the user, the streams) unless
+// it moves data through S3 (image create, image export, kernel, up): those
+// take globals, the client plus the S3 settings. The helpers commands
+// share live in files named for them: client.go (connect, withBus,
+// withFound), lookup.go (images by ID or name), show.go (the show
+// commands), fields.go (show output), events.go (watching and awaiting
+// answers), progress.go (progress display).
 package cli
