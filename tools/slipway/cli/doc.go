@@ -6,7 +6,7 @@
 // so tests drive the real CLI without building a binary.
 //
 // A command takes a client (where NATS is, the user, the streams) unless
-// it moves data through S3 (image create, image export, kernel, up): those
+// it moves data through S3 (image create, image export, kernel add, up): those
 // take globals, the client plus the S3 settings. The helpers commands
 // share live in files named for them: client.go (connect, withBus,
 // withFound), lookup.go (images by ID or name), show.go (the show

@@ -34,7 +34,7 @@ func newKernelCmd(g *globals) *cobra.Command {
 		Short: "Add, list and show kernels (vmlinux, bzImage, Debian linux-image packages)",
 		RunE:  unknownSubcommand,
 	}
-	cmd.AddCommand(newKernelAddCmd(g), newKernelListCmd(g), newKernelShowCmd(g))
+	cmd.AddCommand(newKernelAddCmd(g), newKernelListCmd(&g.client), newKernelShowCmd(&g.client))
 	return cmd
 }
 
@@ -132,14 +132,14 @@ func dashIfEmpty(s string) string {
 	return s
 }
 
-func newKernelListCmd(g *globals) *cobra.Command {
+func newKernelListCmd(c *client) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List kernels (ID NAME FORMAT ARCH VERSION PVH FC INITRD MODULES)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
 				var kernels []schemas.Kernel
 				if err := b.Query(cmd.Context(), kernelService, schemas.QueryKernelRegistryList, struct{}{}, &kernels); err != nil {
 					return fmt.Errorf("list kernels: %w", err)
@@ -149,13 +149,13 @@ func newKernelListCmd(g *globals) *cobra.Command {
 					for i, k := range kernels {
 						out[i] = kernelJSON(k)
 					}
-					return render.JSON(g.io.out, out)
+					return render.JSON(c.io.out, out)
 				}
 				rows := make([][]string, len(kernels))
 				for i, k := range kernels {
 					rows[i] = kernelRow(k)
 				}
-				return render.Table(g.io.out, kernelColumns, rows)
+				return render.Table(c.io.out, kernelColumns, rows)
 			})
 		},
 	}
@@ -172,22 +172,22 @@ func kernelRow(k schemas.Kernel) []string {
 		render.YesNo(k.Pvh), render.YesNo(k.Firecracker), initrd, modules}
 }
 
-func newKernelShowCmd(g *globals) *cobra.Command {
+func newKernelShowCmd(c *client) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "show NAME|ID",
 		Short: "Show what kernel-registry knows of a kernel",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return g.withBus(cmd.Context(), func(b *bus.Bus) error {
+			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
 				k, err := showKernel(cmd.Context(), b, args[0])
 				if err != nil {
 					return err
 				}
 				if asJSON {
-					return render.JSON(g.io.out, kernelJSON(k))
+					return render.JSON(c.io.out, kernelJSON(k))
 				}
-				return writeKernel(g.io.out, k)
+				return writeKernel(c.io.out, k)
 			})
 		},
 	}

@@ -45,8 +45,8 @@ type streams struct {
 }
 
 // globals are the bus client and the S3 settings. Only the commands that
-// move data through S3 take them (image create, image export, kernel,
-// up); the others take the client alone.
+// move data through S3 take them (image create, image export, kernel
+// add, up); the others take the client alone.
 type globals struct {
 	client
 	s3Endpoint string
