@@ -59,10 +59,7 @@ func newListCmd(c *client) *cobra.Command {
 				}
 				slices.SortFunc(images, func(a, b render.Image) int { return a.ID - b.ID })
 				if asJSON {
-					if images == nil {
-						images = []render.Image{}
-					}
-					return render.JSON(c.io.out, images)
+					return render.JSONList(c.io.out, images)
 				}
 				return render.List(c.io.out, images)
 			})

@@ -355,10 +355,7 @@ func newMarketAppListCmd(c *client) *cobra.Command {
 					return fmt.Errorf("list apps: %w", err)
 				}
 				if asJSON {
-					if apps == nil {
-						apps = []schemas.MarketApp{}
-					}
-					return render.JSON(c.io.out, apps)
+					return render.JSONList(c.io.out, apps)
 				}
 				return writeApps(c.io.out, apps, markets, time.Local)
 			})

@@ -158,10 +158,7 @@ func newTemplateListCmd(c *client) *cobra.Command {
 					return queryError(err, "list templates")
 				}
 				if asJSON {
-					if list == nil {
-						list = []schemas.VMTemplate{}
-					}
-					return render.JSON(c.io.out, list)
+					return render.JSONList(c.io.out, list)
 				}
 				rows := make([][]string, len(list))
 				for i, t := range list {

@@ -114,10 +114,7 @@ func newVMListCmd(c *client) *cobra.Command {
 					vms = slices.DeleteFunc(vms, func(v schemas.VM) bool { return v.State == schemas.VMStateDone })
 				}
 				if asJSON {
-					if vms == nil {
-						vms = []schemas.VM{}
-					}
-					return render.JSON(c.io.out, vms)
+					return render.JSONList(c.io.out, vms)
 				}
 				return writeVMs(c.io.out, vms, c.user, time.Now())
 			})

@@ -170,3 +170,18 @@ func TestProgress(t *testing.T) {
 		t.Errorf("Percent over total = %d, want 100", got)
 	}
 }
+
+func TestJSONListWritesAnEmptyArrayNotNull(t *testing.T) {
+	for _, tc := range []struct {
+		list []int
+		want string
+	}{{nil, "[]\n"}, {[]int{}, "[]\n"}, {[]int{1, 2}, "[\n  1,\n  2\n]\n"}} {
+		var sb strings.Builder
+		if err := JSONList(&sb, tc.list); err != nil {
+			t.Fatal(err)
+		}
+		if sb.String() != tc.want {
+			t.Errorf("JSONList(%#v) = %q, want %q", tc.list, sb.String(), tc.want)
+		}
+	}
+}

@@ -113,3 +113,12 @@ func JSON(w io.Writer, v any) error {
 	}
 	return nil
 }
+
+// JSONList writes list as a JSON array, [] when it is empty, so scripts
+// never see null.
+func JSONList[T any](w io.Writer, list []T) error {
+	if list == nil {
+		list = []T{}
+	}
+	return JSON(w, list)
+}
