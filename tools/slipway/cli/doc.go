@@ -6,10 +6,10 @@
 // so tests drive the real CLI without building a binary.
 //
 // A command takes a client (where NATS is, the user, the streams) unless
-// it moves data through S3 (image create, image export, kernel add, up): those
-// take globals, the client plus the S3 settings. The helpers commands
-// share live in files named for them: client.go (connect, withBus,
-// withFound), lookup.go (images by ID or name), show.go (the show
-// commands), fields.go (show output), events.go (watching and awaiting
-// answers), progress.go (progress display).
+// it moves data through S3 (image create, image export, kernel add, up):
+// those take globals, the client plus the S3 settings. The helpers that
+// commands share live in files named for them: client.go (connect,
+// withBus, withFound), lookup.go (images by ID or name), show.go (the
+// show commands), fields.go (show output), events.go (watching and
+// awaiting answers), progress.go (progress display).
 package cli
