@@ -148,12 +148,7 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 		return none, err
 	}
 	if prior == nil {
-		// Fail early, before burning an ID, in the common case; the
-		// claim after allocation settles races.
-		if held, err := s.images.lookupName(ctx, s.cfg.User, req.Name); err == nil {
-			return none, refuse("an image named %q already exists for user %s (ID %d): image names are unique per owner", req.Name, s.cfg.User, held.ID)
-		}
-		if prior, err = s.claimNewImage(ctx, m); err != nil {
+		if prior, err = s.claimNewName(ctx, m, req.Name); err != nil {
 			return none, err
 		}
 	}

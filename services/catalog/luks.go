@@ -125,10 +125,7 @@ func (s *Service) encrypt(ctx context.Context, m *bus.Msg, prior *processed) (pr
 		return none, err
 	}
 	if prior == nil {
-		if held, err := s.images.lookupName(ctx, s.cfg.User, req.Name); err == nil {
-			return none, refuse("an image named %q already exists for user %s (ID %d): image names are unique per owner", req.Name, s.cfg.User, held.ID)
-		}
-		if prior, err = s.claimNewImage(ctx, m); err != nil {
+		if prior, err = s.claimNewName(ctx, m, req.Name); err != nil {
 			return none, err
 		}
 	}

@@ -236,6 +236,17 @@ func (s *Service) failImportCode(ctx context.Context, sg *saga.Saga, code, reaso
 	return s.settle(ctx, sg, reason)
 }
 
+// claimNewName refuses a new image whose name the user holds already,
+// then claims its IDs (claimNewImage). The check fails early, before
+// burning an ID, in the common case; the name claim after allocation
+// settles races.
+func (s *Service) claimNewName(ctx context.Context, m *bus.Msg, name string) (*processed, error) {
+	if held, err := s.images.lookupName(ctx, s.cfg.User, name); err == nil {
+		return nil, refuse("an image named %q already exists for user %s (ID %d): image names are unique per owner", name, s.cfg.User, held.ID)
+	}
+	return s.claimNewImage(ctx, m)
+}
+
 // claimNewImage allocates an image ID and a saga ID for a command and
 // records them, so a redelivery resumes with the same ones.
 func (s *Service) claimNewImage(ctx context.Context, m *bus.Msg) (*processed, error) {
