@@ -41,6 +41,20 @@ type Settlement struct {
 	Attrs []any
 }
 
+// Answer returns a Settlement.Succeeded that publishes the job's result:
+// event about the subject token id, with data, caused by command m and
+// under the event ID step named after the event in m's correlation, so
+// that a redelivery, which redoes the job, publishes under the same ce-id.
+func (w *Worker) Answer(m *bus.Msg, event, id string, data any) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		if _, err := w.bus.Event(ctx, event, id, data,
+			bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, event)); err != nil {
+			return fmt.Errorf("publish %s: %w", event, err)
+		}
+		return nil
+	}
+}
+
 // Settle turns the outcome err of command m's job into the message's fate,
 // the way every worker does: nil publishes the success event; a terminal
 // failure, or any failure on the last delivery (MaxDeliver), publishes

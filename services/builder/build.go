@@ -31,12 +31,10 @@ const DefaultFilesystem = "ext4"
 // even when the job's context is what ended it.
 const cleanupTimeout = 30 * time.Second
 
-// Saga step names: the events' IDs derive from them, so a retried job
-// republishes the same ce-id and JetStream drops the duplicate.
-const (
-	stepBuilt  = schemas.EventBuilderBuilt
-	stepFailed = "builder-failed"
-)
+// stepFailed is the saga step name of the failed event: its ID derives from
+// it, so a retried job republishes the same ce-id and JetStream drops the
+// duplicate (the built event's step is its name, see worker.Answer).
+const stepFailed = "builder-failed"
 
 func (s *Service) handleBuild(ctx context.Context, m *bus.Msg) error {
 	var cmd schemas.BuilderBuild
@@ -252,21 +250,13 @@ func (s *Service) flatten(ctx context.Context, j *job, img oci.Image, root strin
 
 // upload stores the built image, hashing it on the way.
 func (s *Service) upload(ctx context.Context, j *job, path string, dest target) (blob.Info, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return blob.Info{}, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return blob.Info{}, err
-	}
-	j.SetPhase(schemas.BuilderPhaseUpload, st.Size())
-	if err := s.store.CheckFresh(ctx, dest.bucket, dest.key, j.id); err != nil {
-		return blob.Info{}, fmt.Errorf("%w: dest: %w", errInvalid, err)
-	}
-	info, err := s.store.Put(ctx, dest.bucket, dest.key, f, st.Size(), blob.OwnedBy(j.id),
-		blob.Progress(func(n int64) { j.Update(n, st.Size()) }))
+	info, err := s.store.PutFile(ctx, dest.bucket, dest.key, path, func(size int64) error {
+		j.SetPhase(schemas.BuilderPhaseUpload, size)
+		if err := s.store.CheckFresh(ctx, dest.bucket, dest.key, j.id); err != nil {
+			return fmt.Errorf("%w: dest: %w", errInvalid, err)
+		}
+		return nil
+	}, j.Update, blob.OwnedBy(j.id))
 	if err != nil {
 		return info, err
 	}
@@ -284,14 +274,8 @@ func (s *Service) finish(ctx context.Context, m *bus.Msg, cmd schemas.BuilderBui
 		phase = asJobError(err).phase
 	}
 	return s.w.Settle(ctx, m, err, worker.Settlement{
-		Succeeded: func(ctx context.Context) error {
-			if _, perr := s.bus.Event(ctx, schemas.EventBuilderBuilt, idToken(cmd.ImageID), out,
-				bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepBuilt)); perr != nil {
-				return fmt.Errorf("publish built: %w", perr) // redelivery redoes the job, same dest and ce-id
-			}
-			return nil
-		},
-		Terminal: func(err error) bool { return asJobError(err).terminal },
+		Succeeded: s.w.Answer(m, schemas.EventBuilderBuilt, idToken(cmd.ImageID), out), // redelivery redoes the job, same dest and ce-id
+		Terminal:  func(err error) bool { return asJobError(err).terminal },
 		Expired: func(err, expired error) error {
 			je := asJobError(err)
 			return &jobError{phase: je.phase, err: fmt.Errorf("%w: %w", expired, je.err), terminal: true}

@@ -27,12 +27,10 @@ import (
 // even when the job's context is what ended it.
 const cleanupTimeout = 30 * time.Second
 
-// Saga step names: the events' IDs derive from them, so a retried job
-// republishes the same ce-id and JetStream drops the duplicate.
-const (
-	stepConverted = schemas.EventConverterConverted
-	stepFailed    = "converter-failed"
-)
+// stepFailed is the saga step name of the failed event: its ID derives from
+// it, so a retried job republishes the same ce-id and JetStream drops the
+// duplicate (the converted event's step is its name, see worker.Answer).
+const stepFailed = "converter-failed"
 
 func (s *Service) handleImport(ctx context.Context, m *bus.Msg) error {
 	var cmd schemas.ConverterImport
@@ -258,21 +256,13 @@ func (s *Service) upload(ctx context.Context, j *job, path, dest string) (info b
 	if err != nil {
 		return info, fmt.Errorf("%w: dest: %w", errInvalid, err)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return info, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return info, err
-	}
-	j.SetPhase(schemas.ConverterPhaseUpload, st.Size())
-	if err := s.store.CheckFresh(ctx, bucket, key, j.id); err != nil {
-		return info, fmt.Errorf("dest: %w", err)
-	}
-	info, err = s.store.Put(ctx, bucket, key, f, st.Size(), blob.OwnedBy(j.id),
-		blob.Progress(func(n int64) { j.Update(n, st.Size()) }))
+	info, err = s.store.PutFile(ctx, bucket, key, path, func(size int64) error {
+		j.SetPhase(schemas.ConverterPhaseUpload, size)
+		if err := s.store.CheckFresh(ctx, bucket, key, j.id); err != nil {
+			return fmt.Errorf("dest: %w", err)
+		}
+		return nil
+	}, j.Update, blob.OwnedBy(j.id))
 	if err != nil {
 		return info, err
 	}
@@ -290,14 +280,8 @@ func (s *Service) finish(ctx context.Context, m *bus.Msg, imageID int64, dest st
 		phase = asJobError(err).phase
 	}
 	return s.w.Settle(ctx, m, err, worker.Settlement{
-		Succeeded: func(ctx context.Context) error {
-			if _, perr := s.bus.Event(ctx, schemas.EventConverterConverted, idToken(imageID), out,
-				bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepConverted)); perr != nil {
-				return fmt.Errorf("publish converted: %w", perr) // redelivery redoes the job, same dest and ce-id
-			}
-			return nil
-		},
-		Terminal: func(err error) bool { return asJobError(err).terminal },
+		Succeeded: s.w.Answer(m, schemas.EventConverterConverted, idToken(imageID), out), // redelivery redoes the job, same dest and ce-id
+		Terminal:  func(err error) bool { return asJobError(err).terminal },
 		Expired: func(err, expired error) error {
 			je := asJobError(err)
 			return &jobError{phase: je.phase, err: fmt.Errorf("%w: %w", expired, je.err), terminal: true}
