@@ -199,6 +199,13 @@ func (s *Service) setPersistent(ctx context.Context, m *bus.Msg, id int64, persi
 	if err != nil {
 		return err
 	}
+	return s.updated(ctx, m, img, changed)
+}
+
+// updated says image-updated after a change, and again on a redelivery:
+// the first delivery may have died before it could (same event ID:
+// JetStream drops a copy).
+func (s *Service) updated(ctx context.Context, m *bus.Msg, img *schemas.Image, changed bool) error {
 	if changed || m.Delivered > 1 {
 		return s.emitImage(ctx, EvtImageUpdated, img, causedBy(m.Envelope, EvtImageUpdated))
 	}
@@ -238,10 +245,7 @@ func (s *Service) rename(ctx context.Context, m *bus.Msg, req schemas.ImageRenam
 			return err
 		}
 	}
-	if changed || m.Delivered > 1 {
-		return s.emitImage(ctx, EvtImageUpdated, img, causedBy(m.Envelope, EvtImageUpdated))
-	}
-	return nil
+	return s.updated(ctx, m, img, changed)
 }
 
 func (s *Service) updateAttributes(ctx context.Context, m *bus.Msg, req schemas.ImageUpdate) error {
@@ -275,10 +279,7 @@ func (s *Service) updateAttributes(ctx context.Context, m *bus.Msg, req schemas.
 	if err != nil {
 		return err
 	}
-	if changed || m.Delivered > 1 {
-		return s.emitImage(ctx, EvtImageUpdated, img, causedBy(m.Envelope, EvtImageUpdated))
-	}
-	return nil
+	return s.updated(ctx, m, img, changed)
 }
 
 // delete moves the image to DELETE, removes its blobs, its name and its

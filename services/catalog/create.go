@@ -147,13 +147,11 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 	if err != nil {
 		return none, err
 	}
-	if prior == nil {
-		if prior, err = s.claimNewName(ctx, m, req.Name); err != nil {
-			return none, err
-		}
+	res, err := s.claimIDs(ctx, m, prior, req.Name)
+	if err != nil {
+		return none, err
 	}
-	id, sagaID := prior.ImageID, prior.SagaID
-	res := processed{ImageID: id, SagaID: sagaID}
+	id, sagaID := res.ImageID, res.SagaID
 	data := importData{ImageID: id, CommandID: m.Envelope.ID, Command: m.Subject, Dest: p.dest(id, sagaID), Staged: p.staged}
 	if err := s.startCreate(ctx, p, sagaID, data); err != nil {
 		return res, err

@@ -236,15 +236,22 @@ func (s *Service) failImportCode(ctx context.Context, sg *saga.Saga, code, reaso
 	return s.settle(ctx, sg, reason)
 }
 
-// claimNewName refuses a new image whose name the user holds already,
-// then claims its IDs (claimNewImage). The check fails early, before
-// burning an ID, in the common case; the name claim after allocation
-// settles races.
-func (s *Service) claimNewName(ctx context.Context, m *bus.Msg, name string) (*processed, error) {
-	if held, err := s.images.lookupName(ctx, s.cfg.User, name); err == nil {
-		return nil, refuse("an image named %q already exists for user %s (ID %d): image names are unique per owner", name, s.cfg.User, held.ID)
+// claimIDs returns the image and saga IDs of a command that makes a new
+// image named name: those an earlier delivery claimed (prior), else new
+// ones (claimNewImage) once no image of the user holds the name. That
+// check fails early, before burning an ID, in the common case; the name
+// claim after allocation settles races.
+func (s *Service) claimIDs(ctx context.Context, m *bus.Msg, prior *processed, name string) (processed, error) {
+	if prior == nil {
+		if held, err := s.images.lookupName(ctx, s.cfg.User, name); err == nil {
+			return processed{}, refuse("an image named %q already exists for user %s (ID %d): image names are unique per owner", name, s.cfg.User, held.ID)
+		}
+		var err error
+		if prior, err = s.claimNewImage(ctx, m); err != nil {
+			return processed{}, err
+		}
 	}
-	return s.claimNewImage(ctx, m)
+	return processed{ImageID: prior.ImageID, SagaID: prior.SagaID}, nil
 }
 
 // claimNewImage allocates an image ID and a saga ID for a command and
