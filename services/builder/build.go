@@ -71,13 +71,7 @@ func (s *Service) checkDest(m *bus.Msg, cmd schemas.BuilderBuild) error {
 // decode validates a command against its schema and decodes it; either
 // failure wraps errInvalid.
 func decode(m *bus.Msg, v any) error {
-	if err := schemas.Validate(schemas.KindCommand, Name, schemas.CommandBuilderBuild, m.Data); err != nil {
-		return fmt.Errorf("%w: %w", errInvalid, err)
-	}
-	if err := m.Decode(v); err != nil {
-		return fmt.Errorf("%w: %w", errInvalid, err)
-	}
-	return nil
+	return worker.Decode(Name, schemas.CommandBuilderBuild, m, v)
 }
 
 // target is where a job stores its disk.

@@ -5,14 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/slipway/slipway/pkg/diskspace"
-
-	"github.com/minio/minio-go/v7"
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
@@ -64,13 +61,7 @@ func (s *Service) checkLocations(m *bus.Msg, imageID int64, dest, source string)
 // decode validates a command against its schema and decodes it; either
 // failure wraps errInvalid.
 func decode(m *bus.Msg, verb string, v any) error {
-	if err := schemas.Validate("cmd", Name, verb, m.Data); err != nil {
-		return fmt.Errorf("%w: %w", errInvalid, err)
-	}
-	if err := m.Decode(v); err != nil {
-		return fmt.Errorf("%w: %w", errInvalid, err)
-	}
-	return nil
+	return worker.Decode(Name, verb, m, v)
 }
 
 func (s *Service) start(m *bus.Msg, command string, phase schemas.ConverterPhase, imageID int64, src, dest string) *job {
@@ -357,17 +348,6 @@ func (s *Service) removeDest(dest, commandID string) {
 	if _, err := s.store.DeleteIfOwned(ctx, dest, commandID); err != nil {
 		s.log.Warn("partial destination not removed", "dest", dest, "err", err)
 	}
-}
-
-// isClientError reports an S3 answer that will not change on retry
-// (denied, no such bucket, bad request).
-func isClientError(err error) bool {
-	if blob.IsNotFound(err) {
-		return true
-	}
-	var er minio.ErrorResponse
-	return errors.As(err, &er) && er.StatusCode >= 400 && er.StatusCode < 500 &&
-		er.StatusCode != http.StatusRequestTimeout && er.StatusCode != http.StatusTooManyRequests
 }
 
 // storeFile stores a KERNEL, RAMDISK or CONTEXT file byte for byte: it is
