@@ -44,9 +44,8 @@ func (s *Service) handleBuild(ctx context.Context, m *bus.Msg) error {
 	if err := s.checkDest(m, cmd); err != nil {
 		return s.reject(ctx, m, err)
 	}
-	j := &job{id: m.Envelope.ID, reference: cmd.Reference, kind: string(cmd.Kind), dest: cmd.Dest,
-		imageID: cmd.ImageID, delivered: m.Delivered, started: time.Now().UTC()}
-	j.SetPhase(schemas.BuilderPhasePull, 0)
+	j := &job{reference: cmd.Reference, kind: string(cmd.Kind), dest: cmd.Dest}
+	j.Begin(m, cmd.ImageID, schemas.BuilderPhasePull)
 	stop := s.jobs.Start(ctx, s.w, m, cmd.ImageID, j)
 	out, err := s.runBuild(ctx, j, cmd)
 	stop()
@@ -147,10 +146,10 @@ func (s *Service) storeDisk(ctx context.Context, j *job, cmd schemas.BuilderBuil
 	}
 	defer rc.Close()
 	j.SetPhase(schemas.BuilderPhaseUpload, size)
-	if err := s.store.CheckFresh(ctx, dest.bucket, dest.key, j.id); err != nil {
+	if err := s.store.CheckFresh(ctx, dest.bucket, dest.key, j.ID); err != nil {
 		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhaseUpload, fmt.Errorf("%w: dest: %w", errInvalid, err))
 	}
-	info, err := s.store.Put(ctx, dest.bucket, dest.key, rc, size, blob.OwnedBy(j.id), blob.Progress(func(n int64) { j.Update(n, size) }))
+	info, err := s.store.Put(ctx, dest.bucket, dest.key, rc, size, blob.OwnedBy(j.ID), blob.Progress(func(n int64) { j.Update(n, size) }))
 	if err != nil {
 		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhaseUpload, err)
 	}
@@ -238,7 +237,7 @@ func (s *Service) flatten(ctx context.Context, j *job, img oci.Image, root strin
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("flattened", "image_id", j.imageID, "layers", len(layers), "entries", t.Len(), "bytes_read", read.n.Load())
+	s.log.Info("flattened", "image_id", j.ImageID, "layers", len(layers), "entries", t.Len(), "bytes_read", read.n.Load())
 	return t, nil
 }
 
@@ -246,15 +245,15 @@ func (s *Service) flatten(ctx context.Context, j *job, img oci.Image, root strin
 func (s *Service) upload(ctx context.Context, j *job, path string, dest target) (blob.Info, error) {
 	info, err := s.store.PutFile(ctx, dest.bucket, dest.key, path, func(size int64) error {
 		j.SetPhase(schemas.BuilderPhaseUpload, size)
-		if err := s.store.CheckFresh(ctx, dest.bucket, dest.key, j.id); err != nil {
+		if err := s.store.CheckFresh(ctx, dest.bucket, dest.key, j.ID); err != nil {
 			return fmt.Errorf("%w: dest: %w", errInvalid, err)
 		}
 		return nil
-	}, j.Update, blob.OwnedBy(j.id))
+	}, j.Update, blob.OwnedBy(j.ID))
 	if err != nil {
 		return info, err
 	}
-	s.log.Info("stored", "image_id", j.imageID, "dest", j.dest, "size", info.Size, "sha256", info.SHA256)
+	s.log.Info("stored", "image_id", j.ImageID, "dest", j.dest, "size", info.Size, "sha256", info.SHA256)
 	return info, nil
 }
 

@@ -65,9 +65,8 @@ func decode(m *bus.Msg, verb string, v any) error {
 }
 
 func (s *Service) start(m *bus.Msg, command string, phase schemas.ConverterPhase, imageID int64, src, dest string) *job {
-	j := &job{id: m.Envelope.ID, command: command, imageID: imageID, source: src, dest: dest,
-		delivered: m.Delivered, started: time.Now().UTC()}
-	j.SetPhase(phase, 0)
+	j := &job{command: command, source: src, dest: dest}
+	j.Begin(m, imageID, phase)
 	return j
 }
 
@@ -204,7 +203,7 @@ func (s *Service) convert(ctx context.Context, j *job, input string, rep inspect
 	case want == inspect.Raw && rep.Format == inspect.ISO:
 		return input, nil // an ISO is raw data already
 	}
-	ctx, span := s.span(ctx, "convert", j.imageID)
+	ctx, span := s.span(ctx, "convert", j.ImageID)
 	defer func() { endSpan(span, err) }()
 	j.SetPhase(schemas.ConverterPhaseConvert, rep.VirtualSize)
 	// inspect already ran qemu-img info on the input and matched its size.
@@ -241,7 +240,7 @@ func (s *Service) ensureRoom(ctx context.Context, input string, from, to inspect
 
 // upload stores path at dest, hashing it on the way.
 func (s *Service) upload(ctx context.Context, j *job, path, dest string) (info blob.Info, err error) {
-	ctx, span := s.span(ctx, "upload", j.imageID)
+	ctx, span := s.span(ctx, "upload", j.ImageID)
 	defer func() { endSpan(span, err) }()
 	bucket, key, err := blob.ParseURL(dest)
 	if err != nil {
@@ -249,15 +248,15 @@ func (s *Service) upload(ctx context.Context, j *job, path, dest string) (info b
 	}
 	info, err = s.store.PutFile(ctx, bucket, key, path, func(size int64) error {
 		j.SetPhase(schemas.ConverterPhaseUpload, size)
-		if err := s.store.CheckFresh(ctx, bucket, key, j.id); err != nil {
+		if err := s.store.CheckFresh(ctx, bucket, key, j.ID); err != nil {
 			return fmt.Errorf("dest: %w", err)
 		}
 		return nil
-	}, j.Update, blob.OwnedBy(j.id))
+	}, j.Update, blob.OwnedBy(j.ID))
 	if err != nil {
 		return info, err
 	}
-	s.log.Info("stored", "image_id", j.imageID, "dest", dest, "size", info.Size, "sha256", info.SHA256)
+	s.log.Info("stored", "image_id", j.ImageID, "dest", dest, "size", info.Size, "sha256", info.SHA256)
 	return info, nil
 }
 

@@ -115,10 +115,10 @@ func (s *Service) runMake(ctx context.Context, j *job, imageID int64, dest strin
 	// A new volume goes to a fresh key: never over an object another
 	// command wrote, and marked as this command's so that only its own
 	// failure removes it.
-	if err := s.store.CheckFresh(ctx, bucket, key, j.id); err != nil {
+	if err := s.store.CheckFresh(ctx, bucket, key, j.ID); err != nil {
 		return out, rec, terminal(fmt.Errorf("dest: %w", err))
 	}
-	info, err := s.upload(ctx, j, path, bucket, key, blob.OwnedBy(j.id))
+	info, err := s.upload(ctx, j, path, bucket, key, blob.OwnedBy(j.ID))
 	if err != nil {
 		return out, rec, err
 	}
