@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -397,5 +398,35 @@ func TestDeleteURL(t *testing.T) {
 	}
 	if err := s.DeleteURL(ctx, "https://example.invalid/x"); err == nil {
 		t.Fatal("a non-s3 URL was accepted")
+	}
+}
+
+func TestPutFile(t *testing.T) {
+	s, bucket := newStore(t)
+	ctx := context.Background()
+	data := randomBytes(testPart+777, 11)
+	path := filepath.Join(t.TempDir(), "disk")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var begun, last, total int64
+	info, err := s.PutFile(ctx, bucket, "f/1", path, func(size int64) error { begun = size; return nil },
+		func(done, size int64) { last, total = done, size })
+	if err != nil {
+		t.Fatalf("PutFile: %v", err)
+	}
+	n := int64(len(data))
+	if info.Size != n || info.SHA256 != sum(data) || begun != n || last != n || total != n {
+		t.Fatalf("PutFile = %+v, begin %d, last progress %d/%d; want size %d and sha %s everywhere", info, begun, last, total, n, sum(data))
+	}
+	refused := errors.New("refused")
+	if _, err := s.PutFile(ctx, bucket, "f/2", path, func(int64) error { return refused }, nil); !errors.Is(err, refused) {
+		t.Fatalf("PutFile with a refusing begin = %v, want %v", err, refused)
+	}
+	if _, err := s.Stat(ctx, bucket, "f/2"); !blob.IsNotFound(err) {
+		t.Fatalf("a refused PutFile stored something: %v", err)
+	}
+	if _, err := s.PutFile(ctx, bucket, "f/3", filepath.Join(t.TempDir(), "missing"), nil, nil); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("PutFile of a missing file = %v, want not exist", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -67,6 +68,33 @@ const partsPerStep = 2500
 // abortTimeout bounds clean-up after a failure; clean-up runs even when the
 // caller's context is what failed.
 const abortTimeout = 30 * time.Second
+
+// PutFile stores the file at path as bucket/key (Put, with the file's
+// size). begin, when set, is told that size before anything is sent and
+// may still refuse the upload with an error (a job sets its phase and
+// checks the destination there); progress, when set, gets the bytes sent
+// so far and the size.
+func (s *Store) PutFile(ctx context.Context, bucket, key, path string, begin func(size int64) error, progress func(done, total int64), opts ...PutOption) (Info, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Info{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return Info{}, err
+	}
+	size := st.Size()
+	if begin != nil {
+		if err := begin(size); err != nil {
+			return Info{}, err
+		}
+	}
+	if progress != nil {
+		opts = append(opts, Progress(func(n int64) { progress(n, size) }))
+	}
+	return s.Put(ctx, bucket, key, f, size, opts...)
+}
 
 // Put stores the data read from r as bucket/key and returns its size and
 // SHA-256. size is the exact length of the data, or -1 when unknown; with a

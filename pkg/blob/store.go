@@ -20,6 +20,18 @@ import (
 // ErrNotFound is wrapped by errors about a missing bucket or object.
 var ErrNotFound = errors.New("not found")
 
+// IsClientError reports an S3 answer that will not change on retry: not
+// found, denied, no such bucket, bad request (a 4xx other than a timeout or
+// too many requests).
+func IsClientError(err error) bool {
+	if IsNotFound(err) {
+		return true
+	}
+	var er minio.ErrorResponse
+	return errors.As(err, &er) && er.StatusCode >= 400 && er.StatusCode < 500 &&
+		er.StatusCode != http.StatusRequestTimeout && er.StatusCode != http.StatusTooManyRequests
+}
+
 // IsNotFound reports whether err says a bucket or object does not exist.
 func IsNotFound(err error) bool {
 	if errors.Is(err, ErrNotFound) {

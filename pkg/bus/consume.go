@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -73,6 +74,30 @@ type Handler func(ctx context.Context, m *Msg) error
 type Stopper interface {
 	// Stop stops fetching and waits for the handlers in flight to return.
 	Stop()
+}
+
+// Drain stops a service that has ended: svc first (no more queries), then
+// the consumers, waiting up to timeout for the handlers in flight. Past
+// timeout, cancel (which ends the handlers' context) runs and Drain waits
+// for them to return. name prefixes the warnings on log.
+func Drain(log *slog.Logger, name string, svc micro.Service, timeout time.Duration, cancel func(), consumers ...Stopper) {
+	if err := svc.Stop(); err != nil {
+		log.Warn(name+": stopping micro service", "err", err)
+	}
+	drained := make(chan struct{})
+	go func() {
+		for _, c := range consumers {
+			c.Stop()
+		}
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-time.After(timeout):
+		log.Warn(name+": handlers did not finish in time; cancelling them", "timeout", timeout)
+		cancel()
+		<-drained
+	}
 }
 
 type consumeConfig struct {

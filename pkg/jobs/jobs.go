@@ -47,6 +47,27 @@ func (p *Progress[P]) Update(done, total int64) {
 // Bytes returns the bytes done and the total (0 when unknown).
 func (p *Progress[P]) Bytes() (done, total int64) { return p.done.Load(), p.total.Load() }
 
+// Job is what every worker records of a job in flight besides its own
+// fields: the command's ID, the image, the command's delivery count, when
+// the job started, and its live Progress.
+type Job[P ~string] struct {
+	ID        string
+	ImageID   int64
+	Delivered uint64
+	Started   time.Time
+	Progress[P]
+}
+
+// Begin records that command m's job about imageID starts now, in phase
+// first.
+func (j *Job[P]) Begin(m *bus.Msg, imageID int64, first P) {
+	j.ID, j.ImageID, j.Delivered, j.Started = m.Envelope.ID, imageID, m.Delivered, time.Now().UTC()
+	j.SetPhase(first, 0)
+}
+
+// StartedAt is when the job started, as the jobs query shows it.
+func (j *Job[P]) StartedAt() string { return j.Started.Format(time.RFC3339Nano) }
+
 // Set holds the jobs in flight, in the order they started.
 type Set[J any] struct {
 	mu   sync.Mutex

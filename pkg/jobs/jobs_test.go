@@ -3,6 +3,10 @@ package jobs
 import (
 	"reflect"
 	"testing"
+	"time"
+
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/envelope"
 )
 
 type phase string
@@ -39,5 +43,20 @@ func TestProgressPhaseResetsBytes(t *testing.T) {
 	p.SetPhase("upload", 50)
 	if d, tot := p.Bytes(); p.Phase() != "upload" || d != 0 || tot != 50 {
 		t.Fatalf("after SetPhase: %s %d of %d", p.Phase(), d, tot)
+	}
+}
+
+func TestJobBegin(t *testing.T) {
+	var j Job[string]
+	j.Update(5, 10) // left over from nothing: Begin starts afresh
+	before := time.Now().UTC()
+	j.Begin(&bus.Msg{Envelope: envelope.Envelope{ID: "cmd-1"}, Delivered: 3}, 42, "fetch")
+	done, total := j.Bytes()
+	if j.ID != "cmd-1" || j.ImageID != 42 || j.Delivered != 3 || j.Phase() != "fetch" || done != 0 || total != 0 {
+		t.Fatalf("after Begin: id %q image %d delivered %d phase %q bytes %d/%d", j.ID, j.ImageID, j.Delivered, j.Phase(), done, total)
+	}
+	started, err := time.Parse(time.RFC3339Nano, j.StartedAt())
+	if err != nil || started.Before(before) || started.Location() != time.UTC {
+		t.Fatalf("StartedAt = %q (%v), want a UTC time from Begin", j.StartedAt(), err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/slipway/slipway/pkg/defaults"
 	"github.com/slipway/slipway/pkg/inspect"
 	"github.com/slipway/slipway/pkg/run"
 )
@@ -51,27 +52,20 @@ type Limits struct {
 // Light returns the limits of a call that reads headers and metadata:
 // info, check, measure.
 func (r *Runner) Light() Limits {
-	return Limits{CPUSeconds: or(r.CPUSeconds, DefaultCPUSeconds), AddressSpace: or(r.AddressSpace, DefaultAddressSpace)}
+	return Limits{CPUSeconds: defaults.Positive(r.CPUSeconds, DefaultCPUSeconds), AddressSpace: defaults.Positive(r.AddressSpace, DefaultAddressSpace)}
 }
 
 // Heavy returns the limits of a call that reads or writes a whole image:
 // convert, create.
 func (r *Runner) Heavy() Limits {
-	return Limits{CPUSeconds: or(r.ConvertCPUSeconds, DefaultConvertCPUSeconds), AddressSpace: or(r.ConvertAddressSpace, DefaultConvertAddressSpace)}
+	return Limits{CPUSeconds: defaults.Positive(r.ConvertCPUSeconds, DefaultConvertCPUSeconds), AddressSpace: defaults.Positive(r.ConvertAddressSpace, DefaultConvertAddressSpace)}
 }
 
 // orLight fills lim's zero fields with the runner's Light limits: a call
 // never runs without a bound.
 func (r *Runner) orLight(lim Limits) Limits {
 	l := r.Light()
-	return Limits{CPUSeconds: or(lim.CPUSeconds, l.CPUSeconds), AddressSpace: or(lim.AddressSpace, l.AddressSpace)}
-}
-
-func or[T int | int64](v, def T) T {
-	if v > 0 {
-		return v
-	}
-	return def
+	return Limits{CPUSeconds: defaults.Positive(lim.CPUSeconds, l.CPUSeconds), AddressSpace: defaults.Positive(lim.AddressSpace, l.AddressSpace)}
 }
 
 // CheckPath refuses anything but a clean absolute local path: qemu treats

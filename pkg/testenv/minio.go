@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -146,28 +145,12 @@ func startMinIO(bin, dir string) (S3, func(), error) {
 func waitLive(endpoint string, exited <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), minioReadyTimeout)
 	defer cancel()
-	url := "http://" + endpoint + "/minio/health/live"
-	client := &http.Client{Timeout: 2 * time.Second}
-	var last error
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("GET %s: %s", url, resp.Status)
-		}
-		last = err
-		select {
-		case <-exited:
-			return errExitedEarly
-		case <-ctx.Done():
-			return fmt.Errorf("not live after %s: %v", minioReadyTimeout, last)
-		case <-time.After(100 * time.Millisecond):
-		}
+	if err := blob.WaitLive(ctx, endpoint, exited); errors.Is(err, blob.ErrExited) {
+		return errExitedEarly
+	} else if err != nil {
+		return fmt.Errorf("after %s: %w", minioReadyTimeout, err)
 	}
+	return nil
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.

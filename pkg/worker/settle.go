@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -39,6 +40,36 @@ type Settlement struct {
 	TerminateLast bool
 	// Attrs are added to the log line of a failure that will be retried.
 	Attrs []any
+}
+
+// ErrInvalid marks a command that is wrong as sent: it does not match its
+// schema or does not decode. Retrying it cannot help.
+var ErrInvalid = errors.New("invalid command")
+
+// Decode validates m's payload against the schema of service's command
+// and decodes it into v; a failure wraps ErrInvalid.
+func Decode(service, command string, m *bus.Msg, v any) error {
+	if err := schemas.Validate(schemas.KindCommand, service, command, m.Data); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if err := m.Decode(v); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
+// Answer returns a Settlement.Succeeded that publishes the job's result:
+// event about the subject token id, with data, caused by command m and
+// under the event ID step named after the event in m's correlation, so
+// that a redelivery, which redoes the job, publishes under the same ce-id.
+func (w *Worker) Answer(m *bus.Msg, event, id string, data any) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		if _, err := w.bus.Event(ctx, event, id, data,
+			bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, event)); err != nil {
+			return fmt.Errorf("publish %s: %w", event, err)
+		}
+		return nil
+	}
 }
 
 // Settle turns the outcome err of command m's job into the message's fate,

@@ -22,11 +22,11 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/defaults"
 	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/pkg/workdir"
 )
@@ -64,27 +64,9 @@ type Config struct {
 // WithDefaults returns c with every zero field set to its default; the
 // logger stays nil (New takes the bus's).
 func (c Config) WithDefaults() Config {
-	if c.TempDir == "" {
-		c.TempDir = os.TempDir()
-	}
-	if abs, err := filepath.Abs(c.TempDir); err == nil {
-		c.TempDir = abs
-	}
-	if c.Concurrency < 1 {
-		c.Concurrency = 1
-	}
-	if c.ProgressInterval <= 0 {
-		c.ProgressInterval = DefaultProgressInterval
-	}
-	if c.AckWait <= 0 {
-		c.AckWait = DefaultAckWait
-	}
-	if c.MaxDeliver <= 0 {
-		c.MaxDeliver = DefaultMaxDeliver
-	}
-	if c.JobDeadline <= 0 {
-		c.JobDeadline = bus.DefaultJobDeadline
-	}
+	c.TempDir = defaults.Path(c.TempDir, os.TempDir)
+	defaults.Fill(&c, Config{Concurrency: 1, ProgressInterval: DefaultProgressInterval,
+		AckWait: DefaultAckWait, MaxDeliver: DefaultMaxDeliver, JobDeadline: bus.DefaultJobDeadline})
 	return c
 }
 

@@ -31,12 +31,10 @@ const DefaultFilesystem = "ext4"
 // even when the job's context is what ended it.
 const cleanupTimeout = 30 * time.Second
 
-// Saga step names: the events' IDs derive from them, so a retried job
-// republishes the same ce-id and JetStream drops the duplicate.
-const (
-	stepBuilt  = schemas.EventBuilderBuilt
-	stepFailed = "builder-failed"
-)
+// stepFailed is the saga step name of the failed event: its ID derives from
+// it, so a retried job republishes the same ce-id and JetStream drops the
+// duplicate (the built event's step is its name, see worker.Answer).
+const stepFailed = "builder-failed"
 
 func (s *Service) handleBuild(ctx context.Context, m *bus.Msg) error {
 	var cmd schemas.BuilderBuild
@@ -46,9 +44,8 @@ func (s *Service) handleBuild(ctx context.Context, m *bus.Msg) error {
 	if err := s.checkDest(m, cmd); err != nil {
 		return s.reject(ctx, m, err)
 	}
-	j := &job{id: m.Envelope.ID, reference: cmd.Reference, kind: string(cmd.Kind), dest: cmd.Dest,
-		imageID: cmd.ImageID, delivered: m.Delivered, started: time.Now().UTC()}
-	j.SetPhase(schemas.BuilderPhasePull, 0)
+	j := &job{reference: cmd.Reference, kind: string(cmd.Kind), dest: cmd.Dest}
+	j.Begin(m, cmd.ImageID, schemas.BuilderPhasePull)
 	stop := s.jobs.Start(ctx, s.w, m, cmd.ImageID, j)
 	out, err := s.runBuild(ctx, j, cmd)
 	stop()
@@ -73,13 +70,7 @@ func (s *Service) checkDest(m *bus.Msg, cmd schemas.BuilderBuild) error {
 // decode validates a command against its schema and decodes it; either
 // failure wraps errInvalid.
 func decode(m *bus.Msg, v any) error {
-	if err := schemas.Validate(schemas.KindCommand, Name, schemas.CommandBuilderBuild, m.Data); err != nil {
-		return fmt.Errorf("%w: %w", errInvalid, err)
-	}
-	if err := m.Decode(v); err != nil {
-		return fmt.Errorf("%w: %w", errInvalid, err)
-	}
-	return nil
+	return worker.Decode(Name, schemas.CommandBuilderBuild, m, v)
 }
 
 // target is where a job stores its disk.
@@ -155,10 +146,10 @@ func (s *Service) storeDisk(ctx context.Context, j *job, cmd schemas.BuilderBuil
 	}
 	defer rc.Close()
 	j.SetPhase(schemas.BuilderPhaseUpload, size)
-	if err := s.store.CheckFresh(ctx, dest.bucket, dest.key, j.id); err != nil {
+	if err := s.store.CheckFresh(ctx, dest.bucket, dest.key, j.ID); err != nil {
 		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhaseUpload, fmt.Errorf("%w: dest: %w", errInvalid, err))
 	}
-	info, err := s.store.Put(ctx, dest.bucket, dest.key, rc, size, blob.OwnedBy(j.id), blob.Progress(func(n int64) { j.Update(n, size) }))
+	info, err := s.store.Put(ctx, dest.bucket, dest.key, rc, size, blob.OwnedBy(j.ID), blob.Progress(func(n int64) { j.Update(n, size) }))
 	if err != nil {
 		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhaseUpload, err)
 	}
@@ -246,31 +237,23 @@ func (s *Service) flatten(ctx context.Context, j *job, img oci.Image, root strin
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("flattened", "image_id", j.imageID, "layers", len(layers), "entries", t.Len(), "bytes_read", read.n.Load())
+	s.log.Info("flattened", "image_id", j.ImageID, "layers", len(layers), "entries", t.Len(), "bytes_read", read.n.Load())
 	return t, nil
 }
 
 // upload stores the built image, hashing it on the way.
 func (s *Service) upload(ctx context.Context, j *job, path string, dest target) (blob.Info, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return blob.Info{}, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return blob.Info{}, err
-	}
-	j.SetPhase(schemas.BuilderPhaseUpload, st.Size())
-	if err := s.store.CheckFresh(ctx, dest.bucket, dest.key, j.id); err != nil {
-		return blob.Info{}, fmt.Errorf("%w: dest: %w", errInvalid, err)
-	}
-	info, err := s.store.Put(ctx, dest.bucket, dest.key, f, st.Size(), blob.OwnedBy(j.id),
-		blob.Progress(func(n int64) { j.Update(n, st.Size()) }))
+	info, err := s.store.PutFile(ctx, dest.bucket, dest.key, path, func(size int64) error {
+		j.SetPhase(schemas.BuilderPhaseUpload, size)
+		if err := s.store.CheckFresh(ctx, dest.bucket, dest.key, j.ID); err != nil {
+			return fmt.Errorf("%w: dest: %w", errInvalid, err)
+		}
+		return nil
+	}, j.Update, blob.OwnedBy(j.ID))
 	if err != nil {
 		return info, err
 	}
-	s.log.Info("stored", "image_id", j.imageID, "dest", j.dest, "size", info.Size, "sha256", info.SHA256)
+	s.log.Info("stored", "image_id", j.ImageID, "dest", j.dest, "size", info.Size, "sha256", info.SHA256)
 	return info, nil
 }
 
@@ -284,14 +267,8 @@ func (s *Service) finish(ctx context.Context, m *bus.Msg, cmd schemas.BuilderBui
 		phase = asJobError(err).phase
 	}
 	return s.w.Settle(ctx, m, err, worker.Settlement{
-		Succeeded: func(ctx context.Context) error {
-			if _, perr := s.bus.Event(ctx, schemas.EventBuilderBuilt, idToken(cmd.ImageID), out,
-				bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepBuilt)); perr != nil {
-				return fmt.Errorf("publish built: %w", perr) // redelivery redoes the job, same dest and ce-id
-			}
-			return nil
-		},
-		Terminal: func(err error) bool { return asJobError(err).terminal },
+		Succeeded: s.w.Answer(m, schemas.EventBuilderBuilt, idToken(cmd.ImageID), out), // redelivery redoes the job, same dest and ce-id
+		Terminal:  func(err error) bool { return asJobError(err).terminal },
 		Expired: func(err, expired error) error {
 			je := asJobError(err)
 			return &jobError{phase: je.phase, err: fmt.Errorf("%w: %w", expired, je.err), terminal: true}

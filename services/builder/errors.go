@@ -3,16 +3,14 @@ package builder
 import (
 	"context"
 	"errors"
-	"net/http"
 	"os"
 	"syscall"
-
-	"github.com/minio/minio-go/v7"
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/oci"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/builder/fsimage"
 )
@@ -28,7 +26,7 @@ func (e *jobError) Error() string { return e.err.Error() }
 func (e *jobError) Unwrap() error { return e.err }
 
 // errInvalid marks a command that is wrong as sent.
-var errInvalid = errors.New("invalid command")
+var errInvalid = worker.ErrInvalid
 
 // failed classifies err from phase.
 func failed(phase schemas.BuilderPhase, err error) *jobError {
@@ -60,7 +58,7 @@ func isTerminal(phase schemas.BuilderPhase, err error) bool {
 	case schemas.BuilderPhasePull:
 		return isPermanentPull(err)
 	case schemas.BuilderPhaseUpload:
-		return isClientError(err)
+		return blob.IsClientError(err)
 	}
 	return true
 }
@@ -110,15 +108,4 @@ func failureCode(err error) string {
 		return code
 	}
 	return bus.CodeOf(err)
-}
-
-// isClientError reports an S3 answer that will not change on retry
-// (denied, no such bucket, bad request).
-func isClientError(err error) bool {
-	if blob.IsNotFound(err) {
-		return true
-	}
-	var er minio.ErrorResponse
-	return errors.As(err, &er) && er.StatusCode >= 400 && er.StatusCode < 500 &&
-		er.StatusCode != http.StatusRequestTimeout && er.StatusCode != http.StatusTooManyRequests
 }

@@ -1,8 +1,6 @@
 package builder
 
 import (
-	"time"
-
 	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/schemas"
 )
@@ -13,18 +11,15 @@ type JobStatus = schemas.BuilderJob
 
 // job is the live state of one build.
 type job struct {
-	id, reference, kind, dest string
-	imageID                   int64
-	delivered                 uint64
-	started                   time.Time
+	reference, kind, dest string
 
-	jobs.Progress[schemas.BuilderPhase]
+	jobs.Job[schemas.BuilderPhase]
 }
 
 // Status is the job as the jobs endpoint shows it.
 func (j *job) Status() JobStatus {
 	done, total := j.Bytes()
-	return JobStatus{ID: j.id, ImageID: j.imageID, Reference: j.reference, Kind: schemas.ContentKind(j.kind), Phase: j.Phase(),
-		BytesDone: done, BytesTotal: total, Dest: j.dest, Delivered: int64(j.delivered),
-		StartedAt: j.started.Format(time.RFC3339Nano)}
+	return JobStatus{ID: j.ID, ImageID: j.ImageID, Reference: j.reference, Kind: schemas.ContentKind(j.kind), Phase: j.Phase(),
+		BytesDone: done, BytesTotal: total, Dest: j.dest, Delivered: int64(j.Delivered),
+		StartedAt: j.StartedAt()}
 }

@@ -85,41 +85,31 @@ func (s *Service) dispatch(ctx context.Context, m *bus.Msg, prior *processed) (p
 	case CmdImageSlotAdd, CmdImageSlotRemove, CmdImageSlotRotate:
 		return s.changeSlots(ctx, m, prior)
 	}
-	var id int64
-	var err error
 	switch m.Name {
 	case CmdImageRename:
 		var req schemas.ImageRename
-		if err = decode(m, &req); err == nil {
-			id = req.ID
-			err = s.rename(ctx, m, req)
-		}
+		return decodeAndRun(m, &req, &req.ID, func() error { return s.rename(ctx, m, req) })
 	case CmdImageUpdate:
 		var req schemas.ImageUpdate
-		if err = decode(m, &req); err == nil {
-			id = req.ID
-			err = s.updateAttributes(ctx, m, req)
-		}
+		return decodeAndRun(m, &req, &req.ID, func() error { return s.updateAttributes(ctx, m, req) })
 	case CmdImageUse:
 		var req schemas.ImageUse
-		if err = decode(m, &req); err == nil {
-			id = req.ID
-			err = s.use(ctx, m, req)
-		}
+		return decodeAndRun(m, &req, &req.ID, func() error { return s.use(ctx, m, req) })
 	case CmdImageRelease:
 		var req schemas.ImageRelease
-		if err = decode(m, &req); err == nil {
-			id = req.ID
-			err = s.release(ctx, m, req)
-		}
-	default:
-		var req schemas.ImageRef
-		if err = decode(m, &req); err == nil {
-			id = req.ID
-			err = s.simple(ctx, m, req.ID)
-		}
+		return decodeAndRun(m, &req, &req.ID, func() error { return s.release(ctx, m, req) })
 	}
-	return processed{ImageID: id}, err
+	var req schemas.ImageRef
+	return decodeAndRun(m, &req, &req.ID, func() error { return s.simple(ctx, m, req.ID) })
+}
+
+// decodeAndRun decodes m's payload into req and runs the command on it;
+// id points at req's image ID, which the result names.
+func decodeAndRun(m *bus.Msg, req any, id *int64, run func() error) (processed, error) {
+	if err := decode(m, req); err != nil {
+		return processed{}, err
+	}
+	return processed{ImageID: *id}, run()
 }
 
 // simple runs the commands that name an image and nothing else.
@@ -209,6 +199,13 @@ func (s *Service) setPersistent(ctx context.Context, m *bus.Msg, id int64, persi
 	if err != nil {
 		return err
 	}
+	return s.updated(ctx, m, img, changed)
+}
+
+// updated says image-updated after a change, and again on a redelivery:
+// the first delivery may have died before it could (same event ID:
+// JetStream drops a copy).
+func (s *Service) updated(ctx context.Context, m *bus.Msg, img *schemas.Image, changed bool) error {
 	if changed || m.Delivered > 1 {
 		return s.emitImage(ctx, EvtImageUpdated, img, causedBy(m.Envelope, EvtImageUpdated))
 	}
@@ -248,10 +245,7 @@ func (s *Service) rename(ctx context.Context, m *bus.Msg, req schemas.ImageRenam
 			return err
 		}
 	}
-	if changed || m.Delivered > 1 {
-		return s.emitImage(ctx, EvtImageUpdated, img, causedBy(m.Envelope, EvtImageUpdated))
-	}
-	return nil
+	return s.updated(ctx, m, img, changed)
 }
 
 func (s *Service) updateAttributes(ctx context.Context, m *bus.Msg, req schemas.ImageUpdate) error {
@@ -285,10 +279,7 @@ func (s *Service) updateAttributes(ctx context.Context, m *bus.Msg, req schemas.
 	if err != nil {
 		return err
 	}
-	if changed || m.Delivered > 1 {
-		return s.emitImage(ctx, EvtImageUpdated, img, causedBy(m.Envelope, EvtImageUpdated))
-	}
-	return nil
+	return s.updated(ctx, m, img, changed)
 }
 
 // delete moves the image to DELETE, removes its blobs, its name and its

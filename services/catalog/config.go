@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/defaults"
 )
 
 // Defaults of Config.
@@ -73,48 +74,12 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
-	if c.User == "" {
-		c.User = DefaultUser
-	}
-	if c.Group == "" {
-		c.Group = DefaultGroup
-	}
-	if c.ConvertDeadline <= 0 {
-		c.ConvertDeadline = DefaultConvertDeadline
-	}
-	if c.ResolveDeadline <= 0 {
-		c.ResolveDeadline = DefaultResolveDeadline
-	}
-	if c.BuildDeadline <= 0 {
-		c.BuildDeadline = DefaultBuildDeadline
-	}
-	if c.EncryptDeadline <= 0 {
-		c.EncryptDeadline = DefaultEncryptDeadline
-	}
-	if c.CommitDeadline <= 0 {
-		c.CommitDeadline = DefaultCommitDeadline
-	}
-	if c.ReconcileInterval <= 0 {
-		c.ReconcileInterval = DefaultReconcileInterval
-	}
-	if len(c.Datastores) == 0 {
-		c.Datastores = DefaultDatastores()
-	}
-	if c.UploadBucket == "" {
-		c.UploadBucket = DefaultUploadBucket
-	}
-	if c.MaxVirtualSize <= 0 {
-		c.MaxVirtualSize = DefaultMaxVirtualSize
-	}
-	if c.Concurrency <= 0 {
-		c.Concurrency = 1
-	}
-	if c.Version == "" {
-		c.Version = "0.1.0"
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	defaults.Fill(c, Config{User: DefaultUser, Group: DefaultGroup,
+		ConvertDeadline: DefaultConvertDeadline, ResolveDeadline: DefaultResolveDeadline,
+		BuildDeadline: DefaultBuildDeadline, EncryptDeadline: DefaultEncryptDeadline,
+		CommitDeadline: DefaultCommitDeadline, ReconcileInterval: DefaultReconcileInterval,
+		Datastores: DefaultDatastores(), UploadBucket: DefaultUploadBucket, MaxVirtualSize: DefaultMaxVirtualSize,
+		Concurrency: 1, Version: "0.1.0", Logger: slog.Default()})
 }
 
 // locations are the buckets the workers check destinations and sources

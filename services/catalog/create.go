@@ -147,18 +147,11 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 	if err != nil {
 		return none, err
 	}
-	if prior == nil {
-		// Fail early, before burning an ID, in the common case; the
-		// claim after allocation settles races.
-		if held, err := s.images.lookupName(ctx, s.cfg.User, req.Name); err == nil {
-			return none, refuse("an image named %q already exists for user %s (ID %d): image names are unique per owner", req.Name, s.cfg.User, held.ID)
-		}
-		if prior, err = s.claimNewImage(ctx, m); err != nil {
-			return none, err
-		}
+	res, err := s.claimIDs(ctx, m, prior, req.Name)
+	if err != nil {
+		return none, err
 	}
-	id, sagaID := prior.ImageID, prior.SagaID
-	res := processed{ImageID: id, SagaID: sagaID}
+	id, sagaID := res.ImageID, res.SagaID
 	data := importData{ImageID: id, CommandID: m.Envelope.ID, Command: m.Subject, Dest: p.dest(id, sagaID), Staged: p.staged}
 	if err := s.startCreate(ctx, p, sagaID, data); err != nil {
 		return res, err

@@ -124,16 +124,11 @@ func (s *Service) encrypt(ctx context.Context, m *bus.Msg, prior *processed) (pr
 	if err != nil {
 		return none, err
 	}
-	if prior == nil {
-		if held, err := s.images.lookupName(ctx, s.cfg.User, req.Name); err == nil {
-			return none, refuse("an image named %q already exists for user %s (ID %d): image names are unique per owner", req.Name, s.cfg.User, held.ID)
-		}
-		if prior, err = s.claimNewImage(ctx, m); err != nil {
-			return none, err
-		}
+	res, err := s.claimIDs(ctx, m, prior, req.Name)
+	if err != nil {
+		return none, err
 	}
-	id, sagaID := prior.ImageID, prior.SagaID
-	res := processed{ImageID: id, SagaID: sagaID}
+	id, sagaID := res.ImageID, res.SagaID
 	d := luksData{
 		importData: importData{ImageID: id, CommandID: m.Envelope.ID, Command: m.Subject, Dest: luksDest(ds, id, sagaID),
 			SetAttributes: map[string]string{AttrEncryptedFrom: idToken(src.ID)}},

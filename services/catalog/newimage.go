@@ -236,6 +236,24 @@ func (s *Service) failImportCode(ctx context.Context, sg *saga.Saga, code, reaso
 	return s.settle(ctx, sg, reason)
 }
 
+// claimIDs returns the image and saga IDs of a command that makes a new
+// image named name: those an earlier delivery claimed (prior), else new
+// ones (claimNewImage) once no image of the user holds the name. That
+// check fails early, before burning an ID, in the common case; the name
+// claim after allocation settles races.
+func (s *Service) claimIDs(ctx context.Context, m *bus.Msg, prior *processed, name string) (processed, error) {
+	if prior == nil {
+		if held, err := s.images.lookupName(ctx, s.cfg.User, name); err == nil {
+			return processed{}, refuse("an image named %q already exists for user %s (ID %d): image names are unique per owner", name, s.cfg.User, held.ID)
+		}
+		var err error
+		if prior, err = s.claimNewImage(ctx, m); err != nil {
+			return processed{}, err
+		}
+	}
+	return processed{ImageID: prior.ImageID, SagaID: prior.SagaID}, nil
+}
+
 // claimNewImage allocates an image ID and a saga ID for a command and
 // records them, so a redelivery resumes with the same ones.
 func (s *Service) claimNewImage(ctx context.Context, m *bus.Msg) (*processed, error) {

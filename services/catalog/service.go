@@ -89,18 +89,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.log.Info("catalog running", "prefix", p, "user", s.cfg.User)
 
 	<-ctx.Done()
-	if err := svc.Stop(); err != nil {
-		s.log.Warn("catalog: stopping micro service", "err", err)
-	}
-	drained := make(chan struct{})
-	go func() { cmds.Stop(); evts.Stop(); close(drained) }()
-	select {
-	case <-drained:
-	case <-time.After(drainTimeout):
-		s.log.Warn("catalog: handlers did not finish in time; cancelling them", "timeout", drainTimeout)
-		stopWork()
-		<-drained
-	}
+	bus.Drain(s.log, "catalog", svc, drainTimeout, stopWork, cmds, evts)
 	wg.Wait()
 	return nil
 }

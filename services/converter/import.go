@@ -5,14 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/slipway/slipway/pkg/diskspace"
-
-	"github.com/minio/minio-go/v7"
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
@@ -27,12 +24,10 @@ import (
 // even when the job's context is what ended it.
 const cleanupTimeout = 30 * time.Second
 
-// Saga step names: the events' IDs derive from them, so a retried job
-// republishes the same ce-id and JetStream drops the duplicate.
-const (
-	stepConverted = schemas.EventConverterConverted
-	stepFailed    = "converter-failed"
-)
+// stepFailed is the saga step name of the failed event: its ID derives from
+// it, so a retried job republishes the same ce-id and JetStream drops the
+// duplicate (the converted event's step is its name, see worker.Answer).
+const stepFailed = "converter-failed"
 
 func (s *Service) handleImport(ctx context.Context, m *bus.Msg) error {
 	var cmd schemas.ConverterImport
@@ -66,19 +61,12 @@ func (s *Service) checkLocations(m *bus.Msg, imageID int64, dest, source string)
 // decode validates a command against its schema and decodes it; either
 // failure wraps errInvalid.
 func decode(m *bus.Msg, verb string, v any) error {
-	if err := schemas.Validate("cmd", Name, verb, m.Data); err != nil {
-		return fmt.Errorf("%w: %w", errInvalid, err)
-	}
-	if err := m.Decode(v); err != nil {
-		return fmt.Errorf("%w: %w", errInvalid, err)
-	}
-	return nil
+	return worker.Decode(Name, verb, m, v)
 }
 
 func (s *Service) start(m *bus.Msg, command string, phase schemas.ConverterPhase, imageID int64, src, dest string) *job {
-	j := &job{id: m.Envelope.ID, command: command, imageID: imageID, source: src, dest: dest,
-		delivered: m.Delivered, started: time.Now().UTC()}
-	j.SetPhase(phase, 0)
+	j := &job{command: command, source: src, dest: dest}
+	j.Begin(m, imageID, phase)
 	return j
 }
 
@@ -215,7 +203,7 @@ func (s *Service) convert(ctx context.Context, j *job, input string, rep inspect
 	case want == inspect.Raw && rep.Format == inspect.ISO:
 		return input, nil // an ISO is raw data already
 	}
-	ctx, span := s.span(ctx, "convert", j.imageID)
+	ctx, span := s.span(ctx, "convert", j.ImageID)
 	defer func() { endSpan(span, err) }()
 	j.SetPhase(schemas.ConverterPhaseConvert, rep.VirtualSize)
 	// inspect already ran qemu-img info on the input and matched its size.
@@ -252,31 +240,23 @@ func (s *Service) ensureRoom(ctx context.Context, input string, from, to inspect
 
 // upload stores path at dest, hashing it on the way.
 func (s *Service) upload(ctx context.Context, j *job, path, dest string) (info blob.Info, err error) {
-	ctx, span := s.span(ctx, "upload", j.imageID)
+	ctx, span := s.span(ctx, "upload", j.ImageID)
 	defer func() { endSpan(span, err) }()
 	bucket, key, err := blob.ParseURL(dest)
 	if err != nil {
 		return info, fmt.Errorf("%w: dest: %w", errInvalid, err)
 	}
-	f, err := os.Open(path)
+	info, err = s.store.PutFile(ctx, bucket, key, path, func(size int64) error {
+		j.SetPhase(schemas.ConverterPhaseUpload, size)
+		if err := s.store.CheckFresh(ctx, bucket, key, j.ID); err != nil {
+			return fmt.Errorf("dest: %w", err)
+		}
+		return nil
+	}, j.Update, blob.OwnedBy(j.ID))
 	if err != nil {
 		return info, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return info, err
-	}
-	j.SetPhase(schemas.ConverterPhaseUpload, st.Size())
-	if err := s.store.CheckFresh(ctx, bucket, key, j.id); err != nil {
-		return info, fmt.Errorf("dest: %w", err)
-	}
-	info, err = s.store.Put(ctx, bucket, key, f, st.Size(), blob.OwnedBy(j.id),
-		blob.Progress(func(n int64) { j.Update(n, st.Size()) }))
-	if err != nil {
-		return info, err
-	}
-	s.log.Info("stored", "image_id", j.imageID, "dest", dest, "size", info.Size, "sha256", info.SHA256)
+	s.log.Info("stored", "image_id", j.ImageID, "dest", dest, "size", info.Size, "sha256", info.SHA256)
 	return info, nil
 }
 
@@ -290,14 +270,8 @@ func (s *Service) finish(ctx context.Context, m *bus.Msg, imageID int64, dest st
 		phase = asJobError(err).phase
 	}
 	return s.w.Settle(ctx, m, err, worker.Settlement{
-		Succeeded: func(ctx context.Context) error {
-			if _, perr := s.bus.Event(ctx, schemas.EventConverterConverted, idToken(imageID), out,
-				bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepConverted)); perr != nil {
-				return fmt.Errorf("publish converted: %w", perr) // redelivery redoes the job, same dest and ce-id
-			}
-			return nil
-		},
-		Terminal: func(err error) bool { return asJobError(err).terminal },
+		Succeeded: s.w.Answer(m, schemas.EventConverterConverted, idToken(imageID), out), // redelivery redoes the job, same dest and ce-id
+		Terminal:  func(err error) bool { return asJobError(err).terminal },
 		Expired: func(err, expired error) error {
 			je := asJobError(err)
 			return &jobError{phase: je.phase, err: fmt.Errorf("%w: %w", expired, je.err), terminal: true}
@@ -373,17 +347,6 @@ func (s *Service) removeDest(dest, commandID string) {
 	if _, err := s.store.DeleteIfOwned(ctx, dest, commandID); err != nil {
 		s.log.Warn("partial destination not removed", "dest", dest, "err", err)
 	}
-}
-
-// isClientError reports an S3 answer that will not change on retry
-// (denied, no such bucket, bad request).
-func isClientError(err error) bool {
-	if blob.IsNotFound(err) {
-		return true
-	}
-	var er minio.ErrorResponse
-	return errors.As(err, &er) && er.StatusCode >= 400 && er.StatusCode < 500 &&
-		er.StatusCode != http.StatusRequestTimeout && er.StatusCode != http.StatusTooManyRequests
 }
 
 // storeFile stores a KERNEL, RAMDISK or CONTEXT file byte for byte: it is

@@ -2,7 +2,6 @@ package converter
 
 import (
 	"net/url"
-	"time"
 
 	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/schemas"
@@ -14,20 +13,17 @@ type JobStatus = schemas.ConverterJob
 
 // job is the live state of one command being handled.
 type job struct {
-	id, command, source, dest string
-	imageID                   int64
-	delivered                 uint64
-	started                   time.Time
+	command, source, dest string
 
-	jobs.Progress[schemas.ConverterPhase]
+	jobs.Job[schemas.ConverterPhase]
 }
 
 // Status is the job as the jobs endpoint shows it.
 func (j *job) Status() JobStatus {
 	done, total := j.Bytes()
-	return JobStatus{ID: j.id, Command: j.command, ImageID: j.imageID, Phase: j.Phase(),
+	return JobStatus{ID: j.ID, Command: j.command, ImageID: j.ImageID, Phase: j.Phase(),
 		BytesDone: done, BytesTotal: total, Source: redact(j.source), Dest: j.dest,
-		Delivered: int64(j.delivered), StartedAt: j.started.Format(time.RFC3339Nano)}
+		Delivered: int64(j.Delivered), StartedAt: j.StartedAt()}
 }
 
 // redact drops credentials and query strings (presigned URLs carry

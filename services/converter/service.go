@@ -213,7 +213,7 @@ func (e *jobError) code() string {
 }
 
 // errInvalid marks a command that is wrong as sent.
-var errInvalid = errors.New("invalid command")
+var errInvalid = worker.ErrInvalid
 
 // failed classifies err from phase.
 func failed(phase schemas.ConverterPhase, err error) *jobError {
@@ -241,7 +241,7 @@ func isTerminal(phase schemas.ConverterPhase, err error) bool {
 	case schemas.ConverterPhaseFetch:
 		return source.IsPermanent(err)
 	case schemas.ConverterPhaseUpload:
-		return isClientError(err)
+		return blob.IsClientError(err)
 	}
 	return true
 }

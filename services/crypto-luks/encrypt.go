@@ -115,10 +115,10 @@ func (s *Service) runMake(ctx context.Context, j *job, imageID int64, dest strin
 	// A new volume goes to a fresh key: never over an object another
 	// command wrote, and marked as this command's so that only its own
 	// failure removes it.
-	if err := s.store.CheckFresh(ctx, bucket, key, j.id); err != nil {
+	if err := s.store.CheckFresh(ctx, bucket, key, j.ID); err != nil {
 		return out, rec, terminal(fmt.Errorf("dest: %w", err))
 	}
-	info, err := s.upload(ctx, j, path, bucket, key, blob.OwnedBy(j.id))
+	info, err := s.upload(ctx, j, path, bucket, key, blob.OwnedBy(j.ID))
 	if err != nil {
 		return out, rec, err
 	}
@@ -274,18 +274,10 @@ func (s *Service) download(ctx context.Context, j *job, u, path string) error {
 
 // upload stores the file at path as bucket/key, hashing it on the way.
 func (s *Service) upload(ctx context.Context, j *job, path, bucket, key string, opts ...blob.PutOption) (blob.Info, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return blob.Info{}, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return blob.Info{}, err
-	}
-	j.SetPhase(schemas.LuksPhaseUpload, st.Size())
-	opts = append(opts, blob.Progress(func(n int64) { j.Update(n, st.Size()) }))
-	info, err := s.store.Put(ctx, bucket, key, f, st.Size(), opts...)
+	info, err := s.store.PutFile(ctx, bucket, key, path, func(size int64) error {
+		j.SetPhase(schemas.LuksPhaseUpload, size)
+		return nil
+	}, j.Update, opts...)
 	if err != nil {
 		return info, fmt.Errorf("upload to %s: %w", blob.URL(bucket, key), err)
 	}

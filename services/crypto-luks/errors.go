@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"syscall"
-
-	"github.com/minio/minio-go/v7"
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
@@ -49,7 +46,7 @@ func isTerminal(err error) bool {
 		errors.Is(err, luks.ErrSlot), errors.Is(err, luks.ErrPath):
 		return true
 	}
-	return isClientError(err)
+	return blob.IsClientError(err)
 }
 
 // errRefused matches (errors.Is) a command refused for the state of things
@@ -64,16 +61,6 @@ func (r *refusal) Is(target error) bool { return target == errRefused }
 
 func refuse(format string, args ...any) error {
 	return &refusal{msg: fmt.Sprintf(format, args...)}
-}
-
-// isClientError reports an S3 answer that will not change on retry.
-func isClientError(err error) bool {
-	if blob.IsNotFound(err) {
-		return true
-	}
-	var er minio.ErrorResponse
-	return errors.As(err, &er) && er.StatusCode >= 400 && er.StatusCode < 500 &&
-		er.StatusCode != http.StatusRequestTimeout && er.StatusCode != http.StatusTooManyRequests
 }
 
 // failureCode is the code of a failure for its failed event.
@@ -100,13 +87,7 @@ func failureCode(err error) string {
 
 // decode validates a command against its schema and decodes it.
 func decode(m *bus.Msg, v any) error {
-	if err := schemas.Validate(schemas.KindCommand, Name, m.Name, m.Data); err != nil {
-		return fmt.Errorf("%w: %w", errInvalid, err)
-	}
-	if err := m.Decode(v); err != nil {
-		return fmt.Errorf("%w: %w", errInvalid, err)
-	}
-	return nil
+	return worker.Decode(Name, m.Name, m, v)
 }
 
 // settle turns a handler's outcome into the message's fate

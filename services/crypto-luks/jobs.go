@@ -2,7 +2,6 @@ package cryptoluks
 
 import (
 	"context"
-	"time"
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/jobs"
@@ -15,24 +14,21 @@ type JobStatus = schemas.LuksJob
 
 // job is the live state of one command that moves an image's bytes.
 type job struct {
-	id, command string
-	imageID     int64
-	delivered   uint64
-	started     time.Time
+	command string
 
-	jobs.Progress[schemas.LuksPhase]
+	jobs.Job[schemas.LuksPhase]
 }
 
 // Status is the job as the jobs query shows it.
 func (j *job) Status() JobStatus {
 	done, total := j.Bytes()
-	return JobStatus{ID: j.id, Command: j.command, ImageID: j.imageID, Phase: j.Phase(), BytesDone: done, BytesTotal: total,
-		Delivered: int64(j.delivered), StartedAt: j.started.Format(time.RFC3339Nano)}
+	return JobStatus{ID: j.ID, Command: j.command, ImageID: j.ImageID, Phase: j.Phase(), BytesDone: done, BytesTotal: total,
+		Delivered: int64(j.Delivered), StartedAt: j.StartedAt()}
 }
 
 // startJob registers a job for m and reports its progress until stop.
 func (s *Service) startJob(ctx context.Context, m *bus.Msg, imageID int64, first schemas.LuksPhase) (*job, func()) {
-	j := &job{id: m.Envelope.ID, command: m.Name, imageID: imageID, delivered: m.Delivered, started: time.Now().UTC()}
-	j.SetPhase(first, 0)
+	j := &job{command: m.Name}
+	j.Begin(m, imageID, first)
 	return j, s.jobs.Start(ctx, s.w, m, imageID, j)
 }

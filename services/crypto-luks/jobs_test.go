@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -16,7 +17,7 @@ func TestJobStatusMatchesSchema(t *testing.T) {
 		phase   schemas.LuksPhase
 	}{{"encrypt", schemas.LuksPhaseDownload}, {"create", schemas.LuksPhaseCreate}, {"slot-add", schemas.LuksPhaseAmend},
 		{"slot-remove", schemas.LuksPhaseUpload}, {"rotate", schemas.LuksPhaseEncrypt}} {
-		j := &job{id: "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7", command: c.command, imageID: 8, delivered: 1, started: time.Now().UTC()}
+		j := &job{command: c.command, Job: jobs.Job[schemas.LuksPhase]{ID: "3e4f5a6b-7c8d-4e9f-a0b1-c2d3e4f5a6b7", ImageID: 8, Delivered: 1, Started: time.Now().UTC()}}
 		j.SetPhase(c.phase, 209715200)
 		j.Update(104857600, 0)
 		reply := map[string]any{"jobs": []JobStatus{j.Status()}}

@@ -2,7 +2,6 @@ package cryptoluks
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -149,4 +148,4 @@ func (s *Service) handle(ctx context.Context, m *bus.Msg) error {
 func idToken(imageID int64) string { return worker.Token(imageID) }
 
 // errInvalid marks a command that is wrong as sent.
-var errInvalid = errors.New("invalid command")
+var errInvalid = worker.ErrInvalid

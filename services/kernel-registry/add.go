@@ -36,7 +36,7 @@ const cleanupTimeout = 30 * time.Second
 const imageCleanupTimeout = 3 * time.Minute
 
 // errInvalid marks a command that is wrong as sent.
-var errInvalid = errors.New("invalid command")
+var errInvalid = worker.ErrInvalid
 
 // retryable marks a failure of the store or the bus that another delivery
 // may not meet.
@@ -157,13 +157,7 @@ func (s *Service) announceAdded(ctx context.Context, m *bus.Msg, k schemas.Kerne
 
 // decode validates a command against its schema and decodes it.
 func decode(m *bus.Msg, v any) error {
-	if err := schemas.Validate(schemas.KindCommand, Name, m.Name, m.Data); err != nil {
-		return fmt.Errorf("%w: %w", errInvalid, err)
-	}
-	if err := m.Decode(v); err != nil {
-		return fmt.Errorf("%w: %w", errInvalid, err)
-	}
-	return nil
+	return worker.Decode(Name, m.Name, m, v)
 }
 
 // cmdToken is the failed event's id before any image exists.

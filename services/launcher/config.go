@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/slipway/slipway/pkg/defaults"
 	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/launcher/qemu"
@@ -114,48 +115,12 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
-	if c.WorkDir == "" {
-		c.WorkDir = defaultWorkDir()
-	}
-	if abs, err := filepath.Abs(c.WorkDir); err == nil {
-		c.WorkDir = abs
-	}
-	if c.CacheDir == "" {
-		c.CacheDir = filepath.Join(c.WorkDir, "cache")
-	}
-	if abs, err := filepath.Abs(c.CacheDir); err == nil {
-		c.CacheDir = abs
-	}
-	if c.QEMU == "" {
-		c.QEMU = "qemu-system-x86_64"
-	}
-	if c.QEMUImg == "" {
-		c.QEMUImg = "qemu-img"
-	}
-	if c.ShutdownTimeout <= 0 {
-		c.ShutdownTimeout = DefaultShutdownTimeout
-	}
-	if c.QuitGrace <= 0 {
-		c.QuitGrace = DefaultQuitGrace
-	}
-	if c.CallTimeout <= 0 {
-		c.CallTimeout = DefaultCallTimeout
-	}
-	if c.UploadBucket == "" {
-		c.UploadBucket = DefaultUploadBucket
-	}
-	if c.Concurrency <= 0 {
-		c.Concurrency = DefaultConcurrency
-	}
-	if c.AckWait <= 0 {
-		c.AckWait = DefaultAckWait
-	}
-	if c.MaxDeliver <= 0 {
-		c.MaxDeliver = DefaultMaxDeliver
-	}
-	if c.QEMUUIDs == "" {
-		c.QEMUUIDs = DefaultQEMUUIDs
-	}
+	c.WorkDir = defaults.Path(c.WorkDir, defaultWorkDir)
+	c.CacheDir = defaults.Path(c.CacheDir, func() string { return filepath.Join(c.WorkDir, "cache") })
+	defaults.Fill(c, Config{QEMU: "qemu-system-x86_64", QEMUImg: "qemu-img",
+		ShutdownTimeout: DefaultShutdownTimeout, QuitGrace: DefaultQuitGrace, CallTimeout: DefaultCallTimeout,
+		UploadBucket: DefaultUploadBucket, Concurrency: DefaultConcurrency,
+		AckWait: DefaultAckWait, MaxDeliver: DefaultMaxDeliver, QEMUUIDs: DefaultQEMUUIDs})
 }
 
 // defaultWorkDir prefers the system location, falling back to the temp dir

@@ -11,6 +11,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/kvstore"
 )
 
 // causedBy links an event to the message that caused it and derives its
@@ -73,6 +74,21 @@ func (s *Service) processedBefore(ctx context.Context, m *bus.Msg) (int64, bool,
 		return 0, false, fmt.Errorf("dedup: decode command %s: %w", m.Envelope.ID, err)
 	}
 	return p.ID, true, nil
+}
+
+// priorCreate returns what an earlier delivery of the create command m
+// made (processedBefore): its ID, whether there was one, and its record
+// when that delivery stored it (nil when it stopped before).
+func priorCreate[T any](ctx context.Context, s *Service, m *bus.Msg, store *kvstore.Store[int64, T]) (int64, bool, *T, error) {
+	id, done, err := s.processedBefore(ctx, m)
+	if err != nil || !done {
+		return id, done, nil, err
+	}
+	rec, _, err := store.Get(ctx, id)
+	if errors.Is(err, kvstore.ErrNotFound) {
+		return id, true, nil, nil
+	}
+	return id, true, rec, err
 }
 
 // markProcessed records the ID a create command produced.

@@ -47,16 +47,12 @@ func (s *Service) templateCreate(ctx context.Context, m *bus.Msg) error {
 	if err := decode(m, &req); err != nil {
 		return err
 	}
-	id, done, err := s.processedBefore(ctx, m)
+	id, done, prev, err := priorCreate(ctx, s, m, s.templates)
 	if err != nil {
 		return err
 	}
-	if done {
-		if t, _, err := s.templates.Get(ctx, id); err == nil {
-			return s.emitTemplate(ctx, m, EvtTemplateCreated, t) // a redelivery: the same event
-		} else if !errors.Is(err, kvstore.ErrNotFound) {
-			return err
-		}
+	if prev != nil {
+		return s.emitTemplate(ctx, m, EvtTemplateCreated, prev) // a redelivery: the same event
 	}
 	if _, err := s.parseTemplate(req.Template); err != nil {
 		return refuse(nil, "template %q: %v", req.Name, err)

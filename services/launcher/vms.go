@@ -222,18 +222,14 @@ func (s *Service) instantiate(ctx context.Context, m *bus.Msg) error {
 	if err := decode(m, &req); err != nil {
 		return err
 	}
-	id, done, err := s.processedBefore(ctx, m)
+	id, done, prev, err := priorCreate(ctx, s, m, s.vms)
 	if err != nil {
 		return err
 	}
-	if done {
-		if rec, _, err := s.vms.Get(ctx, id); err == nil {
-			// The VM exists: its deployment started then, or the
-			// restart that followed settles it.
-			return s.announceCreated(ctx, m, rec)
-		} else if !errors.Is(err, kvstore.ErrNotFound) {
-			return err
-		}
+	if prev != nil {
+		// The VM exists: its deployment started then, or the restart
+		// that followed settles it.
+		return s.announceCreated(ctx, m, prev)
 	}
 	t, _, err := s.templates.Get(ctx, req.TemplateID)
 	if errors.Is(err, kvstore.ErrNotFound) {

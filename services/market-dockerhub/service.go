@@ -94,18 +94,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.log.Info("market-dockerhub running", "prefix", s.bus.Prefix(), "refresh", s.cfg.RefreshInterval)
 
 	<-ctx.Done()
-	if err := svc.Stop(); err != nil {
-		s.log.Warn("market-dockerhub: stopping micro service", "err", err)
-	}
-	drained := make(chan struct{})
-	go func() { cmds.Stop(); close(drained) }()
-	select {
-	case <-drained:
-	case <-time.After(drainTimeout):
-		s.log.Warn("market-dockerhub: handlers did not finish in time; cancelling them", "timeout", drainTimeout)
-		stopWork()
-		<-drained
-	}
+	bus.Drain(s.log, "market-dockerhub", svc, drainTimeout, stopWork, cmds)
 	wg.Wait()
 	return nil
 }

@@ -24,18 +24,11 @@ var typeBits = map[tree.Type]uint32{
 const debugfsLineMax = 8000
 
 func buildExt(ctx context.Context, root string, t *tree.Tree, out string, sizeMiB int64, opts Options) error {
-	if err := checkDisk(root, t); err != nil {
-		return err
-	}
-	work, err := os.MkdirTemp("", "fsimage-")
+	script, done, err := writeInput(root, t, "script", writeExtScript)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
-	script := filepath.Join(work, "script")
-	if err := writeExtScript(root, t, script, work); err != nil {
-		return err
-	}
+	defer done()
 	tool := "mkfs." + opts.Filesystem
 	args := []string{"-F", "-q", "-b", strconv.Itoa(blockSize),
 		"-N", strconv.FormatInt(estimate(t, opts.Filesystem).inodeCount(sizeMiB), 10),
@@ -240,6 +233,27 @@ func diskXattrs(file string) []string {
 		return nil
 	}
 	return strings.FieldsFunc(string(buf[:n]), func(r rune) bool { return r == 0 })
+}
+
+// writeInput checks the tree against the directory (checkDisk), then has
+// write put what the tools read about it (a debugfs script, an xfs
+// protofile) in the file name of a new scratch directory, which write may
+// use for further files. done removes the directory.
+func writeInput(root string, t *tree.Tree, name string, write func(root string, t *tree.Tree, file, work string) error) (file string, done func(), err error) {
+	if err := checkDisk(root, t); err != nil {
+		return "", nil, err
+	}
+	work, err := os.MkdirTemp("", "fsimage-")
+	if err != nil {
+		return "", nil, err
+	}
+	done = func() { os.RemoveAll(work) }
+	file = filepath.Join(work, name)
+	if err := write(root, t, file, work); err != nil {
+		done()
+		return "", nil, err
+	}
+	return file, done, nil
 }
 
 // checkDisk makes sure the directory and the tree describe the same

@@ -286,22 +286,34 @@ func fetchExtValues(ctx context.Context, image string, l *inodeList, xattrNames 
 	return nil
 }
 
+// writeScript writes cmds, one a line, to a new temporary file named
+// after prefix and returns its path; the caller removes it.
+func writeScript(prefix string, cmds []string) (string, error) {
+	f, err := os.CreateTemp("", prefix)
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.WriteString(f, strings.Join(cmds, "\n")+"\n"); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
 // debugfsScript runs cmds through one read-only debugfs, handing each
 // output line to onLine; debugfs echoes each command as "debugfs: cmd".
 func debugfsScript(ctx context.Context, image string, cmds []string, onLine func(string) error) error {
-	f, err := os.CreateTemp("", "fsimage-debugfs-")
+	script, err := writeScript("fsimage-debugfs-", cmds)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
-	if _, err := io.WriteString(f, strings.Join(cmds, "\n")+"\n"); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	stderr, err := run(ctx, onLine, "debugfs", "-f", f.Name(), image)
+	defer os.Remove(script)
+	stderr, err := run(ctx, onLine, "debugfs", "-f", script, image)
 	if err != nil {
 		return err
 	}

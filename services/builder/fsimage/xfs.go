@@ -31,18 +31,11 @@ const (
 var xfsNamespaces = map[string]string{"user.": "-u", "security.": "-s", "trusted.": "-r"}
 
 func buildXFS(ctx context.Context, root string, t *tree.Tree, out string, sizeMiB int64, opts Options) error {
-	if err := checkDisk(root, t); err != nil {
-		return err
-	}
-	work, err := os.MkdirTemp("", "fsimage-")
+	proto, done, err := writeInput(root, t, "proto", writeProto)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
-	proto := filepath.Join(work, "proto")
-	if err := writeProto(root, t, proto, work); err != nil {
-		return err
-	}
+	defer done()
 	// bigtime: timestamps past 2038, and the encoding xfsFixes writes.
 	meta := "bigtime=1"
 	if opts.UUID != "" {

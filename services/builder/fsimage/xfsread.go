@@ -445,23 +445,16 @@ func xfsLookup(ctx context.Context, image string, ino uint64, p string) (uint64,
 // the commands in a file it sources. Failed commands print messages to
 // stdout, so readers check what they get instead.
 func xfsDBScript(ctx context.Context, image string, write bool, cmds []string, onLine func(string) error) error {
-	f, err := os.CreateTemp("", "fsimage-xfsdb-")
+	script, err := writeScript("fsimage-xfsdb-", cmds)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
-	if _, err := io.WriteString(f, strings.Join(cmds, "\n")+"\n"); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
+	defer os.Remove(script)
 	mode := "-r"
 	if write {
 		mode = "-x"
 	}
-	stderr, err := run(ctx, onLine, "xfs_db", mode, "-f", "-c", "source "+f.Name(), image)
+	stderr, err := run(ctx, onLine, "xfs_db", mode, "-f", "-c", "source "+script, image)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/slipway/slipway/services/launcher/internal/hostfile"
 )
 
 // Validate checks a configuration against Firecracker's limits and the files it names:
@@ -36,7 +38,7 @@ func ConfigProblems(c *VMConfig) []error {
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if p := c.BootSource.InitrdPath; p != "" {
-		if err := regular(p); err != nil {
+		if err := hostfile.Regular(p); err != nil {
 			add("initrd: %v", err)
 		}
 	}
@@ -137,7 +139,7 @@ func CheckKernel(path string) error {
 
 // checkRaw refuses formats Firecracker would read as raw bytes.
 func checkRaw(path string) error {
-	if err := regular(path); err != nil {
+	if err := hostfile.Regular(path); err != nil {
 		return err
 	}
 	f, err := os.Open(path)
@@ -154,17 +156,6 @@ func checkRaw(path string) error {
 		return fmt.Errorf("%s is a qcow2 image: Firecracker reads raw images only (convert it)", path)
 	case bytes.Equal(magic, []byte("LUKS\xba\xbe")):
 		return fmt.Errorf("%s is a LUKS image: Firecracker cannot open LUKS (decrypt it on the host first)", path)
-	}
-	return nil
-}
-
-func regular(p string) error {
-	st, err := os.Stat(p)
-	if err != nil {
-		return err
-	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", p)
 	}
 	return nil
 }

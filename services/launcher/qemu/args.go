@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/slipway/slipway/services/launcher/internal/hostfile"
 )
 
 // Defaults applied to a Config.
@@ -171,24 +173,13 @@ func (d *Disk) normalize(i int) error {
 	case strings.ContainsAny(d.Serial, ",=\x00"):
 		return fmt.Errorf("serial %q must not contain ',' or '='", d.Serial)
 	}
-	if err := regularFile(d.Path); err != nil {
+	if err := hostfile.Regular(d.Path); err != nil {
 		return err
 	}
 	for _, s := range []string{d.SecretFile, d.BackingSecretFile} {
 		if err := checkSecretFile(s); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-func regularFile(p string) error {
-	st, err := os.Stat(p)
-	if err != nil {
-		return err
-	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", p)
 	}
 	return nil
 }
@@ -334,7 +325,7 @@ func (d Disk) lukBackingPath() (string, error) {
 	if !filepath.IsAbs(name) {
 		name = filepath.Join(filepath.Dir(d.Path), name)
 	}
-	if err := regularFile(name); err != nil {
+	if err := hostfile.Regular(name); err != nil {
 		return "", fmt.Errorf("backing file: %w", err)
 	}
 	return name, nil

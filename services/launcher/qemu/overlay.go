@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/slipway/slipway/pkg/qemuimg"
+	"github.com/slipway/slipway/services/launcher/internal/hostfile"
 )
 
 // CreateOverlay makes a qcow2 overlay at path over backing (format backingFormat), for a
@@ -31,7 +32,7 @@ func CreateOverlay(ctx context.Context, img *qemuimg.Runner, path, backing, back
 	if backingFormat != FormatRaw && backingFormat != FormatQcow2 && backingFormat != FormatLUKS {
 		return fmt.Errorf("overlay %s: backing format %q must be raw, qcow2 or luks", path, backingFormat)
 	}
-	if err := regularFile(backing); err != nil {
+	if err := hostfile.Regular(backing); err != nil {
 		return fmt.Errorf("overlay %s: backing: %w", path, err)
 	}
 	if _, err := os.Lstat(path); err == nil {
