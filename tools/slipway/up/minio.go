@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/slipway/slipway/pkg/blob"
 )
 
 // minioProc is a MinIO server running as a child process in its own
@@ -85,28 +86,11 @@ func startMinIO(ctx context.Context, bin, dataDir, addr, consoleAddr, accessKey,
 func (p *minioProc) waitLive(ctx context.Context, addr string) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	url := "http://" + addr + "/minio/health/live"
-	client := &http.Client{Timeout: 2 * time.Second}
-	var last error
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("GET %s: %s", url, resp.Status)
-		}
-		last = err
-		select {
-		case <-p.exited:
-			return errors.New("exited before becoming live (is the port taken?)")
-		case <-ctx.Done():
-			return fmt.Errorf("not live: %w (last: %v)", ctx.Err(), last)
-		case <-time.After(100 * time.Millisecond):
-		}
+	err := blob.WaitLive(ctx, addr, p.exited)
+	if errors.Is(err, blob.ErrExited) {
+		return errors.New("exited before becoming live (is the port taken?)")
 	}
+	return err
 }
 
 // stop asks MinIO's process group to terminate, and kills it when it has
