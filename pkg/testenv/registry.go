@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/slipway/slipway/pkg/run"
 )
 
 // DistributionBinary is Debian's docker-registry, the CNCF distribution
@@ -53,6 +55,7 @@ http:
 	}
 	cmd := exec.Command(DistributionBinary, "serve", cfg)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = run.ChildEnv() // nothing of the test's own environment (S3 keys…)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -25,32 +25,22 @@ func lockedCode(img *schemas.Image, err error) error {
 	return err
 }
 
-// withAttempts wraps the event handler: a worker's failed attempt that
-// will be tried again (next_attempt_at) is not the end of a saga step; it
-// is republished under the image as catalog.failed.<id>, so that a watcher
-// of the image sees each attempt, its reason and when the next comes.
-// Everything else goes on to next.
-func (s *Service) withAttempts(next bus.Handler) bus.Handler {
-	return func(ctx context.Context, m *bus.Msg) error {
-		if m.Name != "failed" {
-			return next(ctx, m)
-		}
-		var f schemas.Failure
-		if err := m.Decode(&f); err != nil || !worker.IsAttempt(f) {
-			return next(ctx, m) // the sagas validate and judge it
-		}
-		return s.republishAttempt(ctx, m, f)
+// attemptOf tells a worker's failed attempt that will be tried again
+// (next_attempt_at) from the end of a saga step: the router republishes
+// it under the image as catalog.failed.<id>, so that a watcher of the
+// image sees each attempt, its reason and when the next comes.
+func attemptOf(m *bus.Msg) (schemas.Failure, bool) {
+	var f schemas.Failure
+	if m.Name != "failed" || m.Decode(&f) != nil {
+		return f, false
 	}
+	return f, worker.IsAttempt(f)
 }
 
 // republishAttempt publishes a worker's failed attempt f about an image the
 // catalog knows, once per attempt (its ID derives from the worker's
-// event).
+// event). The router validated it.
 func (s *Service) republishAttempt(ctx context.Context, m *bus.Msg, f schemas.Failure) error {
-	if err := schemas.Validate(schemas.KindEvent, m.Service, m.Name, m.Data); err != nil {
-		s.log.Error("ignoring an invalid failed event", "subject", m.Subject, "err", err)
-		return bus.Terminal(err)
-	}
 	if f.ImageID == nil {
 		return nil // about no image: nobody watches it here
 	}

@@ -61,7 +61,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("catalog: %w", err)
 	}
 	p := s.bus.Prefix()
-	evts, err := s.bus.ConsumeEvents(work, ServiceName, s.eventFilters(), s.withAttempts(s.handleEvent), bus.Concurrency(s.cfg.Concurrency))
+	evts, err := s.bus.ConsumeEvents(work, ServiceName, s.eventFilters(), s.handleEvent, bus.Concurrency(s.cfg.Concurrency))
 	if err != nil {
 		cmds.Stop()
 		return fmt.Errorf("catalog: %w", err)

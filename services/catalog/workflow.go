@@ -155,7 +155,8 @@ func (s *Service) eventFilters() []string {
 // handleEvent is the router: event → saga (by correlation, else through
 // the image it names) → the handler its flow declares. An event no saga
 // of a waiting kind claims goes to an unclaimed handler, if a flow has
-// one.
+// one. A worker's failed attempt that will be tried again ends no step:
+// it is republished under the image (attemptOf).
 func (s *Service) handleEvent(ctx context.Context, m *bus.Msg) error {
 	key := eventKey(m.Service, m.Name)
 	if !s.waitsFor(key) {
@@ -164,6 +165,9 @@ func (s *Service) handleEvent(ctx context.Context, m *bus.Msg) error {
 	if err := schemas.Validate(schemas.KindEvent, m.Service, m.Name, m.Data); err != nil {
 		s.log.Error("ignoring an invalid event", "subject", m.Subject, "err", err)
 		return bus.Terminal(err)
+	}
+	if f, ok := attemptOf(m); ok {
+		return s.republishAttempt(ctx, m, f)
 	}
 	if id, ok := eventImageID(m); ok {
 		sg, err := s.findSaga(ctx, m.Envelope.CorrelationID, id)

@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway/slipway/pkg/testenv"
+
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/slipway/slipway/pkg/netguard"
@@ -460,18 +462,13 @@ func TestHumanBytes(t *testing.T) {
 
 func assertFile(t *testing.T, path string, want []byte) {
 	t.Helper()
-	f, err := os.Open(path)
+	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n != int64(len(want)) || hex.EncodeToString(h.Sum(nil)) != sum(want) {
-		t.Fatalf("%s: %d bytes with sha %x, want %d bytes with sha %s", path, n, h.Sum(nil), len(want), sum(want))
+	got := testenv.FileSHA256(t, path)
+	if fi.Size() != int64(len(want)) || hex.EncodeToString(got[:]) != sum(want) {
+		t.Fatalf("%s: %d bytes with sha %x, want %d bytes with sha %s", path, fi.Size(), got, len(want), sum(want))
 	}
 }
 
