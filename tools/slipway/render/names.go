@@ -23,12 +23,7 @@ var shortStates = map[string]string{
 
 // ShortState returns oneimage's short form of an image state ("rdy",
 // "lock", …); an unknown state is shown lower-cased rather than hidden.
-func ShortState(state string) string {
-	if s, ok := shortStates[state]; ok {
-		return s
-	}
-	return lower(state)
-}
+func ShortState(state string) string { return shortForm(shortStates, state, lower(state)) }
 
 var shortTypes = map[string]string{
 	"OS":        "OS",
@@ -41,11 +36,14 @@ var shortTypes = map[string]string{
 
 // ShortType returns oneimage's TYPE column ("OS", "CD", "DB", "KL", "RD",
 // "CX").
-func ShortType(t string) string {
-	if s, ok := shortTypes[t]; ok {
+func ShortType(t string) string { return shortForm(shortTypes, t, t) }
+
+// shortForm is v's entry in forms, or unknown when forms has none.
+func shortForm(forms map[string]string, v, unknown string) string {
+	if s, ok := forms[v]; ok {
 		return s
 	}
-	return t
+	return unknown
 }
 
 // YesNo renders a flag as oneimage does.
