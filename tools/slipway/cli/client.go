@@ -5,6 +5,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/schemas"
 )
 
 // connectTimeout bounds how long a command waits for NATS: a person at a
@@ -79,4 +81,23 @@ func withFound[T any](ctx context.Context, g busRunner, find func(context.Contex
 		}
 		return f(b, v)
 	})
+}
+
+// ask asks q's endpoint (bus.Ask); what names the request in an error
+// other than the service's own answer (queryError).
+func ask[Req, Rep any](ctx context.Context, b *bus.Bus, q schemas.Qry[Req, Rep], req Req, what string) (Rep, error) {
+	rep, err := bus.Ask(ctx, b, q, req)
+	if err != nil {
+		return rep, queryError(err, what)
+	}
+	return rep, nil
+}
+
+// queryError turns a query's error reply into its description.
+func queryError(err error, what string) error {
+	var qe *bus.QueryError
+	if errors.As(err, &qe) && qe.Code != bus.CodeUnavailable {
+		return errors.New(qe.Description)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }

@@ -138,17 +138,13 @@ func (g *globals) create(ctx context.Context, spec schemas.ImageCreate, wait boo
 		}
 	}
 
-	w, err := watch(b.Conn(), b.Prefix(), "catalog.>") // the catalog republishes the workers' progress
+	// The catalog republishes the workers' progress.
+	w, env, err := sendWatched(ctx, b, "catalog.>", schemas.ServiceCatalog, schemas.CommandCatalogImageCreate, spec)
 	if err != nil {
 		unstage()
 		return err
 	}
 	defer w.close()
-	env, err := b.Command(ctx, schemas.ServiceCatalog, schemas.CommandCatalogImageCreate, spec)
-	if err != nil {
-		unstage()
-		return err
-	}
 	acceptCtx := ctx
 	if timeout == 0 {
 		var cancel context.CancelFunc

@@ -9,7 +9,8 @@
 // it moves data through S3 (image create, image export, kernel add, up):
 // those take globals, the client plus the S3 settings. The helpers that
 // commands share live in files named for them: client.go (connect,
-// withBus, withFound), lookup.go (images by ID or name), show.go (the
-// show commands), fields.go (show output), events.go (watching and
-// awaiting answers), progress.go (progress display).
+// withBus, withFound, ask), lookup.go (records by ID or name), show.go
+// (the show and list commands), fields.go (show output), events.go
+// (watching, sending and awaiting answers), progress.go (progress
+// display).
 package cli

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/schemas"
 )
@@ -66,6 +67,22 @@ func watch(nc *nats.Conn, prefix, filter string) (*watcher, error) {
 }
 
 func (w *watcher) close() { _ = w.sub.Unsubscribe() }
+
+// sendWatched subscribes to the events filter matches, then sends the
+// command verb to service, so the watcher sees every event the command
+// causes; the caller closes it.
+func sendWatched(ctx context.Context, b *bus.Bus, filter, service, verb string, data any, opts ...bus.PubOption) (*watcher, envelope.Envelope, error) {
+	w, err := watch(b.Conn(), b.Prefix(), filter)
+	if err != nil {
+		return nil, envelope.Envelope{}, err
+	}
+	env, err := b.Command(ctx, service, verb, data, opts...)
+	if err != nil {
+		w.close()
+		return nil, envelope.Envelope{}, err
+	}
+	return w, env, nil
+}
 
 // events exposes the raw channel for select loops; parse what it yields.
 func (w *watcher) events() <-chan *nats.Msg { return w.ch }

@@ -5,9 +5,13 @@ import (
 	"io"
 )
 
-// writeFields prints the "NAME: value" lines of a show command, its
-// names padded into one column as OpenNebula's one*show prints them.
-func writeFields(w io.Writer, lines [][2]string) error {
+// writeInformation prints the information block of a show command: the
+// title "<KIND> <id> INFORMATION", then "NAME: value" lines, their names
+// padded into one column, as OpenNebula's one*show prints them.
+func writeInformation(w io.Writer, kind string, id int64, lines [][2]string) error {
+	if _, err := fmt.Fprintf(w, "%s %d INFORMATION\n", kind, id); err != nil {
+		return err
+	}
 	for _, l := range lines {
 		if _, err := fmt.Fprintf(w, "%-15s: %s\n", l[0], l[1]); err != nil {
 			return err

@@ -31,7 +31,7 @@ func newImageCmd(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(
 		newCreateCmd(g),
-		newListCmd(c),
+		newImageListCmd(c),
 		newImageShowCmd(c),
 		newTopCmd(c),
 		newRefCmd(c, "delete", "Delete an image and its data", schemas.CommandCatalogImageDelete),
@@ -45,28 +45,16 @@ func newImageCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newListCmd(c *client) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List images (ID USER GROUP NAME DATASTORE SIZE TYPE PER STAT RVMS)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
-				images, err := listImages(cmd.Context(), b)
-				if err != nil {
-					return err
-				}
-				slices.SortFunc(images, func(a, b render.Image) int { return a.ID - b.ID })
-				if asJSON {
-					return render.JSONList(c.io.out, images)
-				}
-				return render.List(c.io.out, images)
-			})
-		},
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
-	return cmd
+func newImageListCmd(c *client) *cobra.Command {
+	return newListCmd(c, "list", "List images (ID USER GROUP NAME DATASTORE SIZE TYPE PER STAT RVMS)",
+		func(ctx context.Context, b *bus.Bus) ([]render.Image, error) {
+			images, err := listImages(ctx, b)
+			if err != nil {
+				return nil, err
+			}
+			slices.SortFunc(images, func(a, b render.Image) int { return a.ID - b.ID })
+			return images, nil
+		}, render.List)
 }
 
 func newImageShowCmd(c *client) *cobra.Command {
@@ -104,64 +92,63 @@ func refAction(verb string) action {
 // newRefCmd makes a command whose only argument is the image: delete,
 // enable, disable, persistent, nonpersistent.
 func newRefCmd(c *client, use, short, verb string) *cobra.Command {
-	var timeout time.Duration
-	cmd := &cobra.Command{
-		Use:   use + " ID|NAME",
-		Short: short,
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.act(cmd.Context(), args[0], timeout, refAction(verb))
-		},
-	}
-	cmd.Flags().DurationVar(&timeout, "timeout", defaultActionTimeout, "how long to wait for the catalog's answer")
-	return cmd
+	return newActionCmd(c, use+" ID|NAME", short, 1, func([]string) (action, error) { return refAction(verb), nil })
 }
 
 func newRenameCmd(c *client) *cobra.Command {
-	var timeout time.Duration
-	cmd := &cobra.Command{
-		Use:   "rename ID|NAME NEW_NAME",
-		Short: "Rename an image",
-		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.act(cmd.Context(), args[0], timeout, action{
-				verb:    schemas.CommandCatalogImageRename,
-				payload: func(id int64) any { return schemas.ImageRename{ID: id, Name: args[1]} },
-				reached: func(img render.Image) bool { return img.Name == args[1] },
-			})
-		},
-	}
-	cmd.Flags().DurationVar(&timeout, "timeout", defaultActionTimeout, "how long to wait for the catalog's answer")
-	return cmd
+	return newActionCmd(c, "rename ID|NAME NEW_NAME", "Rename an image", 2, func(args []string) (action, error) {
+		return action{
+			verb:    schemas.CommandCatalogImageRename,
+			payload: func(id int64) any { return schemas.ImageRename{ID: id, Name: args[1]} },
+			reached: func(img render.Image) bool { return img.Name == args[1] },
+		}, nil
+	})
 }
 
 func newUpdateCmd(c *client) *cobra.Command {
 	var (
-		timeout time.Duration
 		attrs   []string
 		replace bool
 	)
-	cmd := &cobra.Command{
-		Use:   "update ID|NAME --attr KEY=VALUE...",
-		Short: "Change an image's attributes (merge; KEY= removes a key; --replace replaces them all)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+	cmd := newActionCmd(c, "update ID|NAME --attr KEY=VALUE...",
+		"Change an image's attributes (merge; KEY= removes a key; --replace replaces them all)", 1,
+		func([]string) (action, error) {
 			m, err := parseAttrs(attrs)
 			if err != nil {
-				return err
+				return action{}, err
 			}
 			if len(m) == 0 && !replace {
-				return &ExitError{Code: 2, Err: errors.New("image update: give at least one --attr KEY=VALUE (or --replace to clear them all)")}
+				return action{}, &ExitError{Code: 2, Err: errors.New("image update: give at least one --attr KEY=VALUE (or --replace to clear them all)")}
 			}
-			return c.act(cmd.Context(), args[0], timeout, action{
+			return action{
 				verb:    schemas.CommandCatalogImageUpdate,
 				payload: func(id int64) any { return schemas.ImageUpdate{ID: id, Attributes: m, Replace: replace} },
 				reached: func(img render.Image) bool { return attrsReached(img.Attributes, m, replace) },
-			})
-		},
-	}
+			}, nil
+		})
 	cmd.Flags().StringArrayVar(&attrs, "attr", nil, "attribute KEY=VALUE (repeatable)")
 	cmd.Flags().BoolVar(&replace, "replace", false, "replace all attributes instead of merging")
+	return cmd
+}
+
+// newActionCmd makes a command about the image its first of nargs
+// arguments names: act makes the catalog command of the arguments (its
+// error refuses the command line before anything is sent), which is sent
+// and awaited --timeout long at most.
+func newActionCmd(c *client, use, short string, nargs int, act func(args []string) (action, error)) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(nargs),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a, err := act(args)
+			if err != nil {
+				return err
+			}
+			return c.act(cmd.Context(), args[0], timeout, a)
+		},
+	}
 	cmd.Flags().DurationVar(&timeout, "timeout", defaultActionTimeout, "how long to wait for the catalog's answer")
 	return cmd
 }
@@ -214,15 +201,11 @@ func (c *client) actOn(ctx context.Context, b *bus.Bus, id int64, timeout time.D
 			return nil
 		}
 	}
-	w, err := watch(b.Conn(), b.Prefix(), "catalog.>")
+	w, env, err := sendWatched(ctx, b, "catalog.>", schemas.ServiceCatalog, a.verb, a.payload(id), bus.WithSubject(fmt.Sprint(id)))
 	if err != nil {
 		return err
 	}
 	defer w.close()
-	env, err := b.Command(ctx, schemas.ServiceCatalog, a.verb, a.payload(id), bus.WithSubject(fmt.Sprint(id)))
-	if err != nil {
-		return err
-	}
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)

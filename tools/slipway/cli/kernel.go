@@ -133,37 +133,26 @@ func dashIfEmpty(s string) string {
 }
 
 func newKernelListCmd(c *client) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List kernels (ID NAME FORMAT ARCH VERSION PVH FC INITRD MODULES)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
-				var kernels []schemas.Kernel
-				if err := b.Query(cmd.Context(), kernelService, schemas.QueryKernelRegistryList, struct{}{}, &kernels); err != nil {
-					return fmt.Errorf("list kernels: %w", err)
-				}
-				if asJSON {
-					out := make([]map[string]any, len(kernels))
-					for i, k := range kernels {
-						out[i] = kernelJSON(k)
-					}
-					return render.JSON(c.io.out, out)
-				}
-				rows := make([][]string, len(kernels))
-				for i, k := range kernels {
-					rows[i] = kernelRow(k)
-				}
-				return render.Table(c.io.out, kernelColumns, rows)
-			})
-		},
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
-	return cmd
+	return newListCmd(c, "list", "List kernels (ID NAME FORMAT ARCH VERSION PVH FC INITRD MODULES)", listKernels,
+		func(w io.Writer, kernels []kernelRecord) error {
+			rows := make([][]string, len(kernels))
+			for i, k := range kernels {
+				rows[i] = kernelRow(k)
+			}
+			return render.Table(w, kernelColumns, rows)
+		})
 }
 
-func kernelRow(k schemas.Kernel) []string {
+// listKernels asks kernel-registry for every kernel.
+func listKernels(ctx context.Context, b *bus.Bus) ([]kernelRecord, error) {
+	var kernels []kernelRecord
+	if err := b.Query(ctx, kernelService, schemas.QueryKernelRegistryList, struct{}{}, &kernels); err != nil {
+		return nil, fmt.Errorf("list kernels: %w", err)
+	}
+	return kernels, nil
+}
+
+func kernelRow(k kernelRecord) []string {
 	initrd, modules := "-", "-"
 	if k.Initrd != nil {
 		initrd, modules = strconv.FormatInt(*k.Initrd, 10), strconv.FormatInt(k.Modules, 10)
@@ -173,31 +162,12 @@ func kernelRow(k schemas.Kernel) []string {
 }
 
 func newKernelShowCmd(c *client) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "show NAME|ID",
-		Short: "Show what kernel-registry knows of a kernel",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
-				k, err := showKernel(cmd.Context(), b, args[0])
-				if err != nil {
-					return err
-				}
-				if asJSON {
-					return render.JSON(c.io.out, kernelJSON(k))
-				}
-				return writeKernel(c.io.out, k)
-			})
-		},
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON object")
-	return cmd
+	return newShowCmd(c, "show NAME|ID", "Show what kernel-registry knows of a kernel", showKernel, writeKernel)
 }
 
 // showKernel asks for a kernel by ID (a number) or name.
-func showKernel(ctx context.Context, b *bus.Bus, ref string) (schemas.Kernel, error) {
-	var k schemas.Kernel
+func showKernel(ctx context.Context, b *bus.Bus, ref string) (kernelRecord, error) {
+	var k kernelRecord
 	var req any = map[string]string{"name": ref}
 	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
 		req = map[string]int64{"id": id}
@@ -211,19 +181,28 @@ func showKernel(ctx context.Context, b *bus.Bus, ref string) (schemas.Kernel, er
 	return k, nil
 }
 
-// kernelJSON is the record with "initrd" always present (null when no
-// initrd was built), so scripts can test it.
-func kernelJSON(k schemas.Kernel) map[string]any {
-	b, _ := json.Marshal(k)
+// kernelRecord is kernel-registry's record of a kernel as list and show
+// print it.
+type kernelRecord schemas.Kernel
+
+// MarshalJSON writes the record with "initrd" always present (null when
+// no initrd was built), so scripts can test it.
+func (k kernelRecord) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(schemas.Kernel(k))
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]any{}
-	_ = json.Unmarshal(b, &out)
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, err
+	}
 	if _, ok := out["initrd"]; !ok {
 		out["initrd"] = nil
 	}
-	return out
+	return json.Marshal(out)
 }
 
-func writeKernel(w io.Writer, k schemas.Kernel) error {
+func writeKernel(w io.Writer, k kernelRecord) error {
 	lines := [][2]string{{"ID", strconv.FormatInt(k.ID, 10)}, {"NAME", k.Name}, {"FORMAT", string(k.Format)},
 		{"ARCH", k.Arch}, {"VERSION", dashIfEmpty(k.Version)}, {"SIZE", render.HumanSize(k.Size)}, {"SHA256", dashIfEmpty(k.SHA256)}}
 	if k.Compression != "" {
@@ -244,8 +223,5 @@ func writeKernel(w io.Writer, k schemas.Kernel) error {
 	}
 	lines = append(lines, [2]string{"INITRD", initrd}, [2]string{"VMLINUX", dashIfEmpty(k.Vmlinux)},
 		[2]string{"SOURCE", string(k.Source)}, [2]string{"REGISTERED", dashIfEmpty(k.CreatedAt)})
-	if _, err := fmt.Fprintf(w, "KERNEL %d INFORMATION\n", k.ID); err != nil {
-		return err
-	}
-	return writeFields(w, lines)
+	return writeInformation(w, "KERNEL", k.ID, lines)
 }

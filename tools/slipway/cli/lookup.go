@@ -13,8 +13,19 @@ import (
 	"github.com/slipway/slipway/tools/slipway/render"
 )
 
-// The lookups of images that many commands share: an ID or a name
-// resolved to an image, one image or all of them from the catalog.
+// The lookups that many commands share: a reference to a record split
+// into an ID or a name for the service that looks it up, and for images
+// an ID or a name resolved to an image, one image or all of them from the
+// catalog.
+
+// idOrName reads a command line's reference to a record that its service
+// looks up by ID or by name: an ID when ref is a number, else a name.
+func idOrName(ref string) (id *int64, name string) {
+	if n, err := strconv.ParseInt(ref, 10, 64); err == nil {
+		return &n, ""
+	}
+	return nil, ref
+}
 
 // listImages asks the catalog for every image, in ID order.
 func listImages(ctx context.Context, b *bus.Bus) ([]render.Image, error) {

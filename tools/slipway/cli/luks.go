@@ -124,15 +124,12 @@ func (c *client) newLuksImage(ctx context.Context, b *bus.Bus, verb string, req 
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	w, err := watch(b.Conn(), b.Prefix(), "catalog.>") // the catalog republishes crypto-luks's progress
+	// The catalog republishes crypto-luks's progress.
+	w, env, err := sendWatched(ctx, b, "catalog.>", schemas.ServiceCatalog, verb, req)
 	if err != nil {
 		return err
 	}
 	defer w.close()
-	env, err := b.Command(ctx, schemas.ServiceCatalog, verb, req)
-	if err != nil {
-		return err
-	}
 	acceptCtx, cancel := context.WithTimeout(ctx, defaultActionTimeout)
 	defer cancel()
 	ev, err := awaitOutcome(acceptCtx, w, env.CorrelationID, func(ev event) bool { return ev.Name == schemas.EventCatalogImageCreated }, nil, 0)

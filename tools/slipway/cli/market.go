@@ -91,42 +91,19 @@ func listMarkets(ctx context.Context, b *bus.Bus) ([]schemas.Market, error) {
 
 // findMarket resolves a marketplace ID or name.
 func findMarket(ctx context.Context, b *bus.Bus, ref string) (schemas.Market, error) {
-	req := schemas.MarketDockerhubShowRequest{Name: ref}
-	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
-		req = schemas.MarketDockerhubShowRequest{ID: &id}
-	}
-	var m schemas.Market
-	if err := b.Query(ctx, marketService, schemas.QueryMarketDockerhubShow, req, &m); err != nil {
-		return m, queryError(err, "marketplace "+ref)
-	}
-	return m, nil
+	id, name := idOrName(ref)
+	return ask(ctx, b, schemas.QryMarketDockerhubShow, schemas.MarketDockerhubShowRequest{ID: id, Name: name}, "marketplace "+ref)
 }
 
 func newMarketListCmd(c *client) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List marketplaces (ID NAME SIZE AVAIL APPS MAD ZONE)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
-				markets, err := listMarkets(cmd.Context(), b)
-				if err != nil {
-					return err
-				}
-				if asJSON {
-					return render.JSON(c.io.out, markets)
-				}
-				rows := make([][]string, len(markets))
-				for i, m := range markets {
-					rows[i] = marketRow(m)
-				}
-				return render.Table(c.io.out, marketColumns, rows)
-			})
-		},
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
-	return cmd
+	return newListCmd(c, "list", "List marketplaces (ID NAME SIZE AVAIL APPS MAD ZONE)", listMarkets,
+		func(w io.Writer, markets []schemas.Market) error {
+			rows := make([][]string, len(markets))
+			for i, m := range markets {
+				rows[i] = marketRow(m)
+			}
+			return render.Table(w, marketColumns, rows)
+		})
 }
 
 func newMarketShowCmd(c *client) *cobra.Command {
@@ -148,25 +125,23 @@ func showMarket(w io.Writer, m schemas.Market) error {
 	if m.Error != "" {
 		lines = append(lines, [2]string{"ERROR", m.Error})
 	}
-	if _, err := fmt.Fprintf(w, "MARKETPLACE %d INFORMATION\n", m.ID); err != nil {
-		return err
-	}
-	return writeFields(w, lines)
+	return writeInformation(w, "MARKETPLACE", m.ID, lines)
 }
 
 // marketAnswer sends a command to the market service and waits for the
-// first of its events named in want (or failed, an error).
-func (c *client) marketAnswer(ctx context.Context, b *bus.Bus, verb string, data any, timeout time.Duration, want ...string) (event, error) {
-	w, err := watch(b.Conn(), b.Prefix(), ">")
+// first of its events named in want (or failed, an error); what names the
+// command in its error.
+func marketAnswer(ctx context.Context, b *bus.Bus, what, verb string, data any, timeout time.Duration, want ...string) (event, error) {
+	w, env, err := sendWatched(ctx, b, ">", marketService, verb, data)
 	if err != nil {
-		return event{}, err
+		return event{}, fmt.Errorf("%s: %w", what, err)
 	}
 	defer w.close()
-	env, err := b.Command(ctx, marketService, verb, data)
+	ev, err := awaitMarket(ctx, w, env, timeout, want...)
 	if err != nil {
-		return event{}, err
+		return ev, fmt.Errorf("%s: %w", what, err)
 	}
-	return awaitMarket(ctx, w, env, timeout, want...)
+	return ev, nil
 }
 
 // awaitMarket waits for an event of the market service, in env's saga,
@@ -199,9 +174,9 @@ func newMarketCreateCmd(c *client) *cobra.Command {
 				if monitoring {
 					want = []string{schemas.EventMarketDockerhubAppsRefreshed}
 				}
-				ev, err := c.marketAnswer(cmd.Context(), b, schemas.CommandMarketDockerhubMarketCreate, req, timeout, want...)
+				ev, err := marketAnswer(cmd.Context(), b, "market create "+req.Name, schemas.CommandMarketDockerhubMarketCreate, req, timeout, want...)
 				if err != nil {
-					return fmt.Errorf("market create %s: %w", req.Name, err)
+					return err
 				}
 				if ev.Name == schemas.EventMarketDockerhubAppsRefreshed {
 					return printRefreshed(c.io.out, req.Name, ev)
@@ -263,9 +238,10 @@ func newMarketUpdateCmd(c *client) *cobra.Command {
 				if fl.Changed("endpoint") {
 					req.Endpoint = &endpoint
 				}
-				ev, err := c.marketAnswer(cmd.Context(), b, schemas.CommandMarketDockerhubMarketUpdate, req, timeout, schemas.EventMarketDockerhubMarketUpdated)
+				ev, err := marketAnswer(cmd.Context(), b, "market update "+args[0], schemas.CommandMarketDockerhubMarketUpdate, req, timeout,
+					schemas.EventMarketDockerhubMarketUpdated)
 				if err != nil {
-					return fmt.Errorf("market update %s: %w", args[0], err)
+					return err
 				}
 				var after schemas.Market
 				if err := ev.decode(&after); err != nil {
@@ -294,8 +270,9 @@ func newMarketDeleteCmd(c *client) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withFound(cmd.Context(), c, findMarket, args[0], func(b *bus.Bus, m schemas.Market) error {
-				if _, err := c.marketAnswer(cmd.Context(), b, schemas.CommandMarketDockerhubMarketDelete, schemas.MarketDockerhubMarketDelete{ID: m.ID}, timeout, schemas.EventMarketDockerhubMarketDeleted); err != nil {
-					return fmt.Errorf("market delete %s: %w", args[0], err)
+				if _, err := marketAnswer(cmd.Context(), b, "market delete "+args[0], schemas.CommandMarketDockerhubMarketDelete,
+					schemas.MarketDockerhubMarketDelete{ID: m.ID}, timeout, schemas.EventMarketDockerhubMarketDeleted); err != nil {
+					return err
 				}
 				fmt.Fprintf(c.io.out, "marketplace %d %q deleted\n", m.ID, m.Name)
 				return nil
@@ -314,9 +291,10 @@ func newMarketRefreshCmd(c *client) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withFound(cmd.Context(), c, findMarket, args[0], func(b *bus.Bus, m schemas.Market) error {
-				ev, err := c.marketAnswer(cmd.Context(), b, schemas.CommandMarketDockerhubRefresh, schemas.MarketDockerhubRefresh{MarketID: m.ID}, timeout, schemas.EventMarketDockerhubAppsRefreshed)
+				ev, err := marketAnswer(cmd.Context(), b, "market refresh "+args[0], schemas.CommandMarketDockerhubRefresh,
+					schemas.MarketDockerhubRefresh{MarketID: m.ID}, timeout, schemas.EventMarketDockerhubAppsRefreshed)
 				if err != nil {
-					return fmt.Errorf("market refresh %s: %w", args[0], err)
+					return err
 				}
 				return printRefreshed(c.io.out, m.Name, ev)
 			})
@@ -385,12 +363,8 @@ func writeApps(w io.Writer, apps []schemas.MarketApp, markets []schemas.Market, 
 
 // findApp resolves an app ID or name, within one marketplace when given.
 func findApp(ctx context.Context, b *bus.Bus, ref, marketRef string) (schemas.MarketApp, error) {
-	var req schemas.MarketDockerhubAppShowRequest
-	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
-		req.ID = &id
-	} else {
-		req.Name = ref
-	}
+	id, name := idOrName(ref)
+	req := schemas.MarketDockerhubAppShowRequest{ID: id, Name: name}
 	if marketRef != "" {
 		m, err := findMarket(ctx, b, marketRef)
 		if err != nil {
@@ -398,11 +372,7 @@ func findApp(ctx context.Context, b *bus.Bus, ref, marketRef string) (schemas.Ma
 		}
 		req.MarketID = &m.ID
 	}
-	var a schemas.MarketApp
-	if err := b.Query(ctx, marketService, schemas.QueryMarketDockerhubAppShow, req, &a); err != nil {
-		return a, queryError(err, "app "+ref)
-	}
-	return a, nil
+	return ask(ctx, b, schemas.QryMarketDockerhubAppShow, req, "app "+ref)
 }
 
 // appIn is findApp within the marketplace marketRef ("": any).
@@ -454,10 +424,7 @@ func showApp(w io.Writer, a schemas.MarketApp, m schemas.Market) error {
 	if a.LastUpdated != "" {
 		lines = append(lines, [2]string{"LAST UPDATED", a.LastUpdated})
 	}
-	if _, err := fmt.Fprintf(w, "MARKETPLACE APP %d INFORMATION\n", a.ID); err != nil {
-		return err
-	}
-	if err := writeFields(w, lines); err != nil {
+	if err := writeInformation(w, "MARKETPLACE APP", a.ID, lines); err != nil {
 		return err
 	}
 	if a.Description != "" {
@@ -512,15 +479,11 @@ the import until the image is READY or ERROR.`,
 // and the template sent to the launcher; with wait it then follows the
 // image's import.
 func (c *client) importApp(ctx context.Context, b *bus.Bus, req schemas.MarketDockerhubAppImport, timeout time.Duration, wait bool) error {
-	w, err := watch(b.Conn(), b.Prefix(), ">")
+	w, env, err := sendWatched(ctx, b, ">", marketService, schemas.CommandMarketDockerhubAppImport, req)
 	if err != nil {
 		return err
 	}
 	defer w.close()
-	env, err := b.Command(ctx, marketService, schemas.CommandMarketDockerhubAppImport, req)
-	if err != nil {
-		return err
-	}
 	ev, err := awaitMarket(ctx, w, env, timeout, schemas.EventMarketDockerhubAppImported)
 	if err != nil {
 		return fmt.Errorf("import %s: %w", req.App, err)

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -39,27 +38,31 @@ func newVMTemplateCmd(c *client) *cobra.Command {
 }
 
 // launcherCall sends a launcher command and waits for the first of its
-// events named in accept; a refusal comes back as the launcher's message.
-func launcherCall(ctx context.Context, b *bus.Bus, verb string, data any, accept ...string) (*bus.Msg, error) {
+// events named in accept; what names the command in its error, a refusal
+// being the launcher's own message.
+func launcherCall(ctx context.Context, b *bus.Bus, what, verb string, data any, accept ...string) (*bus.Msg, error) {
 	ctx, cancel := context.WithTimeout(ctx, launcherCallTimeout)
 	defer cancel()
 	m, err := b.Call(ctx, schemas.ServiceLauncher, verb, data, accept)
-	if bus.IsCallError(err) {
-		return m, callFailure(err)
+	switch {
+	case err == nil:
+		return m, nil
+	case bus.IsCallError(err):
+		err = callFailure(err)
+	case ctx.Err() != nil:
+		err = fmt.Errorf("no answer from the launcher in %s (is it running?)", launcherCallTimeout)
 	}
-	if err != nil && ctx.Err() != nil {
-		return m, fmt.Errorf("no answer from the launcher in %s (is it running?)", launcherCallTimeout)
-	}
-	return m, err
+	return m, fmt.Errorf("%s: %w", what, err)
 }
 
-// queryError turns a query's error reply into its description.
-func queryError(err error, what string) error {
-	var qe *bus.QueryError
-	if errors.As(err, &qe) && qe.Code != bus.CodeUnavailable {
-		return errors.New(qe.Description)
+// launcherAnswer is launcherCall decoding the answering event into a T.
+func launcherAnswer[T any](ctx context.Context, b *bus.Bus, what, verb string, data any, accept ...string) (T, error) {
+	var answer T
+	m, err := launcherCall(ctx, b, what, verb, data, accept...)
+	if err == nil {
+		err = m.Decode(&answer)
 	}
-	return fmt.Errorf("%s: %w", what, err)
+	return answer, err
 }
 
 // readTemplateText reads a VM template file ("-" for stdin).
@@ -102,15 +105,8 @@ func templateName(flag, text, file string) string {
 
 // findTemplate resolves a template ID or name.
 func findTemplate(ctx context.Context, b *bus.Bus, ref string) (schemas.VMTemplate, error) {
-	req := schemas.LauncherTemplateRequest{Name: ref}
-	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
-		req = schemas.LauncherTemplateRequest{ID: &id}
-	}
-	var t schemas.VMTemplate
-	if err := b.Query(ctx, schemas.ServiceLauncher, schemas.QueryLauncherTemplate, req, &t); err != nil {
-		return t, queryError(err, "template "+ref)
-	}
-	return t, nil
+	id, name := idOrName(ref)
+	return ask(ctx, b, schemas.QryLauncherTemplate, schemas.LauncherTemplateRequest{ID: id, Name: name}, "template "+ref)
 }
 
 func newTemplateCreateCmd(c *client) *cobra.Command {
@@ -126,12 +122,9 @@ func newTemplateCreateCmd(c *client) *cobra.Command {
 			}
 			req := schemas.LauncherTemplateCreate{Name: templateName(name, text, args[0]), Template: text}
 			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
-				m, err := launcherCall(cmd.Context(), b, schemas.CommandLauncherTemplateCreate, req, schemas.EventLauncherTemplateCreated)
+				t, err := launcherAnswer[schemas.VMTemplate](cmd.Context(), b, "template create "+args[0],
+					schemas.CommandLauncherTemplateCreate, req, schemas.EventLauncherTemplateCreated)
 				if err != nil {
-					return fmt.Errorf("template create %s: %w", args[0], err)
-				}
-				var t schemas.VMTemplate
-				if err := m.Decode(&t); err != nil {
 					return err
 				}
 				_, err = fmt.Fprintf(c.io.out, "ID: %d\n", t.ID)
@@ -146,30 +139,17 @@ func newTemplateCreateCmd(c *client) *cobra.Command {
 var templateColumns = []render.Column{{Title: "ID", Right: true}, {Title: "USER"}, {Title: "GROUP"}, {Title: "NAME"}, {Title: "REGTIME"}}
 
 func newTemplateListCmd(c *client) *cobra.Command {
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use:   "list",
-		Short: "List VM templates (ID USER GROUP NAME REGTIME)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
-				var list []schemas.VMTemplate
-				if err := b.Query(cmd.Context(), schemas.ServiceLauncher, schemas.QueryLauncherTemplates, schemas.LauncherTemplatesRequest{}, &list); err != nil {
-					return queryError(err, "list templates")
-				}
-				if asJSON {
-					return render.JSONList(c.io.out, list)
-				}
-				rows := make([][]string, len(list))
-				for i, t := range list {
-					rows[i] = []string{strconv.FormatInt(t.ID, 10), c.user, c.user, t.Name, regTime(t.CreatedAt, time.Local)}
-				}
-				return render.Table(c.io.out, templateColumns, rows)
-			})
+	return newListCmd(c, "list", "List VM templates (ID USER GROUP NAME REGTIME)",
+		func(ctx context.Context, b *bus.Bus) ([]schemas.VMTemplate, error) {
+			return ask(ctx, b, schemas.QryLauncherTemplates, schemas.LauncherTemplatesRequest{}, "list templates")
 		},
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
-	return cmd
+		func(w io.Writer, list []schemas.VMTemplate) error {
+			rows := make([][]string, len(list))
+			for i, t := range list {
+				rows[i] = []string{strconv.FormatInt(t.ID, 10), c.user, c.user, t.Name, regTime(t.CreatedAt, time.Local)}
+			}
+			return render.Table(w, templateColumns, rows)
+		})
 }
 
 // regTime shows an RFC 3339 time as onetemplate list does.
@@ -187,8 +167,7 @@ func newTemplateShowCmd(c *client) *cobra.Command {
 }
 
 func showTemplate(w io.Writer, t schemas.VMTemplate, user string) error {
-	fmt.Fprintf(w, "TEMPLATE %d INFORMATION\n", t.ID)
-	if err := writeFields(w, [][2]string{{"ID", strconv.FormatInt(t.ID, 10)}, {"NAME", t.Name},
+	if err := writeInformation(w, "TEMPLATE", t.ID, [][2]string{{"ID", strconv.FormatInt(t.ID, 10)}, {"NAME", t.Name},
 		{"USER", user}, {"REGISTER TIME", regTime(t.CreatedAt, time.Local)}}); err != nil {
 		return err
 	}
@@ -215,8 +194,9 @@ func newTemplateUpdateCmd(c *client) *cobra.Command {
 			}
 			return withFound(cmd.Context(), c, findTemplate, args[0], func(b *bus.Bus, t schemas.VMTemplate) error {
 				req := schemas.LauncherTemplateUpdate{ID: t.ID, Template: text}
-				if _, err := launcherCall(cmd.Context(), b, schemas.CommandLauncherTemplateUpdate, req, schemas.EventLauncherTemplateUpdated); err != nil {
-					return fmt.Errorf("template update %s: %w", args[0], err)
+				if _, err := launcherCall(cmd.Context(), b, "template update "+args[0], schemas.CommandLauncherTemplateUpdate,
+					req, schemas.EventLauncherTemplateUpdated); err != nil {
+					return err
 				}
 				_, err = fmt.Fprintf(c.io.out, "template %d %q updated\n", t.ID, t.Name)
 				return err
@@ -232,8 +212,9 @@ func newTemplateDeleteCmd(c *client) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withFound(cmd.Context(), c, findTemplate, args[0], func(b *bus.Bus, t schemas.VMTemplate) error {
-				if _, err := launcherCall(cmd.Context(), b, schemas.CommandLauncherTemplateDelete, schemas.LauncherTemplateDelete{ID: t.ID}, schemas.EventLauncherTemplateDeleted); err != nil {
-					return fmt.Errorf("template delete %s: %w", args[0], err)
+				if _, err := launcherCall(cmd.Context(), b, "template delete "+args[0], schemas.CommandLauncherTemplateDelete,
+					schemas.LauncherTemplateDelete{ID: t.ID}, schemas.EventLauncherTemplateDeleted); err != nil {
+					return err
 				}
 				_, err := fmt.Fprintf(c.io.out, "template %d %q deleted\n", t.ID, t.Name)
 				return err
@@ -255,12 +236,9 @@ func newTemplateInstantiateCmd(c *client) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			return withFound(ctx, c, findTemplate, args[0], func(b *bus.Bus, t schemas.VMTemplate) error {
-				m, err := launcherCall(ctx, b, schemas.CommandLauncherInstantiate, schemas.LauncherInstantiate{TemplateID: t.ID, Name: name}, schemas.EventLauncherVMCreated)
+				created, err := launcherAnswer[schemas.LauncherVMCreated](ctx, b, "template instantiate "+args[0],
+					schemas.CommandLauncherInstantiate, schemas.LauncherInstantiate{TemplateID: t.ID, Name: name}, schemas.EventLauncherVMCreated)
 				if err != nil {
-					return fmt.Errorf("template instantiate %s: %w", args[0], err)
-				}
-				var created schemas.LauncherVMCreated
-				if err := m.Decode(&created); err != nil {
 					return err
 				}
 				fmt.Fprintf(c.io.out, "ID: %d\n", created.ID)
@@ -291,16 +269,14 @@ host can boot it (a firecracker binary and /dev/kvm) go to stderr; an invalid co
 exits 1 and --output is then not written.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := schemas.LauncherFirecrackerRequest{Name: args[0]}
-			if id, err := strconv.ParseInt(args[0], 10, 64); err == nil {
-				req = schemas.LauncherFirecrackerRequest{TemplateID: &id}
-			}
+			id, name := idOrName(args[0])
+			req := schemas.LauncherFirecrackerRequest{TemplateID: id, Name: name}
 			ctx, cancel := context.WithTimeout(cmd.Context(), launcherCallTimeout)
 			defer cancel()
 			return c.withBus(ctx, func(b *bus.Bus) error {
-				var a schemas.LauncherFirecrackerReply
-				if err := b.Query(ctx, schemas.ServiceLauncher, schemas.QueryLauncherFirecracker, req, &a); err != nil {
-					return queryError(err, "template firecracker "+args[0])
+				a, err := ask(ctx, b, schemas.QryLauncherFirecracker, req, "template firecracker "+args[0])
+				if err != nil {
+					return err
 				}
 				return writeFirecracker(c, a, output, args[0])
 			})

@@ -35,13 +35,10 @@ func newVMCmd(c *client) *cobra.Command {
 
 // findVM resolves a VM ID or name.
 func findVM(ctx context.Context, b *bus.Bus, ref string) (schemas.VM, error) {
-	var vm schemas.VM
 	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
-		if err := b.Query(ctx, schemas.ServiceLauncher, schemas.QueryLauncherVM, schemas.LauncherVMRequest{ID: id}, &vm); err != nil {
-			return vm, queryError(err, "VM "+ref)
-		}
-		return vm, nil
+		return ask(ctx, b, schemas.QryLauncherVM, schemas.LauncherVMRequest{ID: id}, "VM "+ref)
 	}
+	var vm schemas.VM
 	vms, err := listVMs(ctx, b)
 	if err != nil {
 		return vm, err
@@ -62,11 +59,7 @@ func findVM(ctx context.Context, b *bus.Bus, ref string) (schemas.VM, error) {
 }
 
 func listVMs(ctx context.Context, b *bus.Bus) ([]schemas.VM, error) {
-	var vms []schemas.VM
-	if err := b.Query(ctx, schemas.ServiceLauncher, schemas.QueryLauncherVMs, schemas.LauncherVMsRequest{}, &vms); err != nil {
-		return nil, queryError(err, "list VMs")
-	}
-	return vms, nil
+	return ask(ctx, b, schemas.QryLauncherVMs, schemas.LauncherVMsRequest{}, "list VMs")
 }
 
 // vmShortState is onevm list's STAT column.
@@ -96,31 +89,16 @@ var vmColumns = []render.Column{{Title: "ID", Right: true}, {Title: "USER"}, {Ti
 	{Title: "CPU", Right: true}, {Title: "MEM", Right: true}, {Title: "TEMPLATE", Right: true}, {Title: "TIME", Right: true}}
 
 func newVMListCmd(c *client) *cobra.Command {
-	var (
-		asJSON bool
-		all    bool
-	)
-	cmd := &cobra.Command{
-		Use:   "list [--all] [--json]",
-		Short: "List VMs (ID USER NAME STAT CPU MEM TEMPLATE TIME); DONE ones with --all",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
-				vms, err := listVMs(cmd.Context(), b)
-				if err != nil {
-					return err
-				}
-				if !all {
-					vms = slices.DeleteFunc(vms, func(v schemas.VM) bool { return v.State == schemas.VMStateDone })
-				}
-				if asJSON {
-					return render.JSONList(c.io.out, vms)
-				}
-				return writeVMs(c.io.out, vms, c.user, time.Now())
-			})
+	var all bool
+	cmd := newListCmd(c, "list [--all] [--json]", "List VMs (ID USER NAME STAT CPU MEM TEMPLATE TIME); DONE ones with --all",
+		func(ctx context.Context, b *bus.Bus) ([]schemas.VM, error) {
+			vms, err := listVMs(ctx, b)
+			if err != nil || all {
+				return vms, err
+			}
+			return slices.DeleteFunc(vms, func(v schemas.VM) bool { return v.State == schemas.VMStateDone }), nil
 		},
-	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
+		func(w io.Writer, vms []schemas.VM) error { return writeVMs(w, vms, c.user, time.Now()) })
 	cmd.Flags().BoolVar(&all, "all", false, "list DONE VMs too")
 	return cmd
 }
@@ -178,10 +156,7 @@ func showVM(w io.Writer, vm schemas.VM, user string) error {
 	if vm.Error != "" {
 		lines = append(lines, [2]string{"ERROR", vm.Error})
 	}
-	if _, err := fmt.Fprintf(w, "VIRTUAL MACHINE %d INFORMATION\n", vm.ID); err != nil {
-		return err
-	}
-	if err := writeFields(w, lines); err != nil {
+	if err := writeInformation(w, "VIRTUAL MACHINE", vm.ID, lines); err != nil {
 		return err
 	}
 	if len(vm.Disks) == 0 {
@@ -228,9 +203,9 @@ func newVMConsoleCmd(c *client) *cobra.Command {
 // printConsole writes the whole console log, a query at a time.
 func printConsole(ctx context.Context, b *bus.Bus, id int64, w io.Writer) error {
 	for off := int64(0); ; {
-		var c schemas.LauncherConsoleReply
-		if err := b.Query(ctx, schemas.ServiceLauncher, schemas.QueryLauncherConsole, schemas.LauncherConsoleRequest{ID: id, Offset: off}, &c); err != nil {
-			return queryError(err, fmt.Sprintf("console of VM %d", id))
+		c, err := ask(ctx, b, schemas.QryLauncherConsole, schemas.LauncherConsoleRequest{ID: id, Offset: off}, fmt.Sprintf("console of VM %d", id))
+		if err != nil {
+			return err
 		}
 		if _, err := io.WriteString(w, c.Text); err != nil {
 			return err
@@ -268,12 +243,9 @@ func newVMActionCmd(c *client, verb, short string, target schemas.VMState) *cobr
 				if verb == schemas.CommandLauncherResume {
 					req = schemas.LauncherResume{ID: vm.ID}
 				}
-				m, err := launcherCall(ctx, b, verb, req, schemas.EventLauncherVMStateChanged)
+				ev, err := launcherAnswer[schemas.LauncherVMStateChanged](ctx, b, fmt.Sprintf("vm %s %s", verb, args[0]),
+					verb, req, schemas.EventLauncherVMStateChanged)
 				if err != nil {
-					return fmt.Errorf("vm %s %s: %w", verb, args[0], err)
-				}
-				var ev schemas.LauncherVMStateChanged
-				if err := m.Decode(&ev); err != nil {
 					return err
 				}
 				fmt.Fprintf(c.io.out, "VM %d: %s\n", vm.ID, ev.To)
@@ -300,9 +272,9 @@ func (c *client) waitVMState(ctx context.Context, b *bus.Bus, id int64, timeout 
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
-		var vm schemas.VM
-		if err := b.Query(ctx, schemas.ServiceLauncher, schemas.QueryLauncherVM, schemas.LauncherVMRequest{ID: id}, &vm); err != nil {
-			return queryError(err, fmt.Sprintf("VM %d", id))
+		vm, err := ask(ctx, b, schemas.QryLauncherVM, schemas.LauncherVMRequest{ID: id}, fmt.Sprintf("VM %d", id))
+		if err != nil {
+			return err
 		}
 		switch {
 		case slices.Contains(want, vm.State):
@@ -341,12 +313,9 @@ func newVMSaveAsCmd(c *client) *cobra.Command {
 			}
 			return withFound(cmd.Context(), c, findVM, args[0], func(b *bus.Bus, vm schemas.VM) error {
 				req := schemas.LauncherDiskSaveAs{ID: vm.ID, DiskID: disk, Name: name}
-				m, err := launcherCall(cmd.Context(), b, schemas.CommandLauncherDiskSaveAs, req, schemas.EventLauncherDiskSaved)
+				ev, err := launcherAnswer[schemas.LauncherDiskSaved](cmd.Context(), b, fmt.Sprintf("vm disk-save-as %s %d", args[0], disk),
+					schemas.CommandLauncherDiskSaveAs, req, schemas.EventLauncherDiskSaved)
 				if err != nil {
-					return fmt.Errorf("vm disk-save-as %s %d: %w", args[0], disk, err)
-				}
-				var ev schemas.LauncherDiskSaved
-				if err := m.Decode(&ev); err != nil {
 					return err
 				}
 				_, err = fmt.Fprintf(c.io.out, "ID: %d\n", ev.ImageID)
@@ -371,8 +340,9 @@ func newVMSnapshotCmd(c *client) *cobra.Command {
 			}
 			return withFound(cmd.Context(), c, findVM, args[0], func(b *bus.Bus, vm schemas.VM) error {
 				req := schemas.LauncherDiskSnapshot{ID: vm.ID, DiskID: disk, Name: args[2]}
-				if _, err := launcherCall(cmd.Context(), b, schemas.CommandLauncherDiskSnapshot, req, schemas.EventLauncherDiskSnapshotted); err != nil {
-					return fmt.Errorf("vm disk-snapshot %s %d: %w", args[0], disk, err)
+				if _, err := launcherCall(cmd.Context(), b, fmt.Sprintf("vm disk-snapshot %s %d", args[0], disk),
+					schemas.CommandLauncherDiskSnapshot, req, schemas.EventLauncherDiskSnapshotted); err != nil {
+					return err
 				}
 				_, err = fmt.Fprintf(c.io.out, "VM %d DISK %d: snapshot %q taken\n", vm.ID, disk, args[2])
 				return err
