@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/slipway/slipway/pkg/worker"
 	cryptoluks "github.com/slipway/slipway/services/crypto-luks"
 	"github.com/slipway/slipway/services/crypto-luks/keywrap"
 	kernelregistry "github.com/slipway/slipway/services/kernel-registry"
@@ -26,12 +27,12 @@ func (s *stack) startBootServices() {
 		s.t.Fatal(err)
 	}
 	kr := s.connect(kernelregistry.Name)
-	krCfg := kernelregistry.Config{TempDir: s.t.TempDir(), Initrd: s.buildInitrdInit()}
+	krCfg := kernelregistry.Config{Config: worker.Config{TempDir: s.t.TempDir()}, Initrd: s.buildInitrdInit()}
 	s.run(kernelregistry.Name, func(ctx context.Context) error {
 		return kernelregistry.New(kr, s.store, krCfg).Run(ctx)
 	})
 	cl := s.connect(cryptoluks.Name)
-	clCfg := cryptoluks.Config{Keys: keys, TempDir: s.t.TempDir(), IterTime: 100 * time.Millisecond}
+	clCfg := cryptoluks.Config{Config: worker.Config{TempDir: s.t.TempDir()}, Keys: keys, IterTime: 100 * time.Millisecond}
 	s.run(cryptoluks.Name, func(ctx context.Context) error {
 		return cryptoluks.New(cl, s.store, clCfg).Run(ctx)
 	})

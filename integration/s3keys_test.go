@@ -16,6 +16,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	slenvelope "github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/services/builder"
 	cryptoluks "github.com/slipway/slipway/services/crypto-luks"
 	"github.com/slipway/slipway/services/crypto-luks/keywrap"
@@ -57,11 +58,11 @@ func TestRawCommandsCannotTouchAnotherImagesBlob(t *testing.T) {
 	}
 	cl := s.connect(cryptoluks.Name)
 	s.run(cryptoluks.Name, func(ctx context.Context) error {
-		return cryptoluks.New(cl, s.store, cryptoluks.Config{Keys: keys, TempDir: t.TempDir(), IterTime: 100 * time.Millisecond}).Run(ctx)
+		return cryptoluks.New(cl, s.store, cryptoluks.Config{Config: worker.Config{TempDir: t.TempDir()}, Keys: keys, IterTime: 100 * time.Millisecond}).Run(ctx)
 	})
 	bl := s.connect(builder.Name)
 	s.run(builder.Name, func(ctx context.Context) error {
-		return builder.New(bl, s.store, builder.Config{TempDir: t.TempDir()}).Run(ctx)
+		return builder.New(bl, s.store, builder.Config{Config: worker.Config{TempDir: t.TempDir()}}).Run(ctx)
 	})
 	s.waitForService(cryptoluks.Name)
 	s.waitForService(builder.Name)

@@ -21,6 +21,7 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/builder"
 	"github.com/slipway/slipway/services/catalog"
@@ -137,7 +138,7 @@ func (s *stack) startConverter(maxVirtualSize int64) {
 	s.converterCancel = cancel
 	loc := blob.DefaultLocations()
 	loc.ImportBuckets = importBuckets
-	cfg := converter.Config{TempDir: s.t.TempDir(), MaxVirtualSize: maxVirtualSize, Locations: loc}
+	cfg := converter.Config{Config: worker.Config{TempDir: s.t.TempDir()}, MaxVirtualSize: maxVirtualSize, Locations: loc}
 	cfg.Fetch.Guard = s.guard
 	s.services.Add(1)
 	go func() {
@@ -157,7 +158,7 @@ func (s *stack) startContainerServices(guestInit string) {
 		return marketdockerhub.New(market, marketdockerhub.Config{HubOffline: true, HubAPI: "http://127.0.0.1:1", Guard: s.guard}).Run(ctx)
 	})
 	b := s.connect("builder")
-	cfg := builder.Config{TempDir: s.t.TempDir(), GuestInit: guestInit}
+	cfg := builder.Config{Config: worker.Config{TempDir: s.t.TempDir()}, GuestInit: guestInit}
 	cfg.Registry.Guard = s.guard
 	s.run("builder", func(ctx context.Context) error {
 		return builder.New(b, s.store, cfg).Run(ctx)

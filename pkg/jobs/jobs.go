@@ -1,12 +1,14 @@
-// Package jobs is the in-flight bookkeeping Slipway's workers share (the
-// converter and the builder): a job's live phase and byte counters, written
-// from the data path; the set of jobs a `jobs` query lists; and the
+// Package jobs is the in-flight bookkeeping Slipway's workers share: a
+// job's live phase and byte counters, written from the data path; the set
+// of jobs a `jobs` query lists, and each one's row in it; and the
 // reporter that turns them into `progress` events at most once per interval,
 // so publishing never sits on the data path.
 package jobs
 
 import (
 	"context"
+	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -67,6 +69,37 @@ func (j *Job[P]) Begin(m *bus.Msg, imageID int64, first P) {
 
 // StartedAt is when the job started, as the jobs query shows it.
 func (j *Job[P]) StartedAt() string { return j.Started.Format(time.RFC3339Nano) }
+
+// Row is the `jobs` row S of job j with the fields every worker's row
+// has set from j: ID, ImageID (when S has it: a kernel add has no image
+// yet), Phase, BytesDone, BytesTotal, Delivered and StartedAt (RFC 3339).
+// The service sets its own fields on the result. Each worker's row is its
+// own type of the contract (schemas), alike in these fields by name and
+// JSON only, hence reflection; a row type without one of them is a
+// programming error and panics.
+func Row[S any, P ~string](j *Job[P]) S {
+	var row S
+	v := reflect.ValueOf(&row).Elem()
+	set := func(name string, x any) {
+		f := v.FieldByName(name)
+		if !f.IsValid() && name == "ImageID" {
+			return
+		}
+		if !f.IsValid() || f.Type() != reflect.TypeOf(x) {
+			panic(fmt.Sprintf("jobs.Row: %s has no field %s %T", v.Type(), name, x))
+		}
+		f.Set(reflect.ValueOf(x))
+	}
+	done, total := j.Bytes()
+	set("ID", j.ID)
+	set("ImageID", j.ImageID)
+	set("Phase", j.Phase())
+	set("BytesDone", done)
+	set("BytesTotal", total)
+	set("Delivered", int64(j.Delivered))
+	set("StartedAt", j.StartedAt())
+	return row
+}
 
 // Set holds the jobs in flight, in the order they started.
 type Set[J any] struct {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/schemas"
 )
 
 type phase string
@@ -59,4 +60,44 @@ func TestJobBegin(t *testing.T) {
 	if err != nil || started.Before(before) || started.Location() != time.UTC {
 		t.Fatalf("StartedAt = %q (%v), want a UTC time from Begin", j.StartedAt(), err)
 	}
+}
+
+// Row fills the fields every worker's row has, in each worker's contract
+// type; a row without an image (a kernel add's) keeps none.
+func TestRowOfEveryWorker(t *testing.T) {
+	var j Job[schemas.BuilderPhase]
+	j.Begin(&bus.Msg{Envelope: envelope.Envelope{ID: "cmd-1"}, Delivered: 2}, 42, schemas.BuilderPhaseUpload)
+	j.Update(5, 10)
+	b := Row[schemas.BuilderJob](&j)
+	want := schemas.BuilderJob{ID: "cmd-1", ImageID: 42, Phase: schemas.BuilderPhaseUpload, BytesDone: 5, BytesTotal: 10,
+		Delivered: 2, StartedAt: j.StartedAt()}
+	if b != want {
+		t.Errorf("builder row %+v, want %+v", b, want)
+	}
+	var c Job[schemas.ConverterPhase]
+	c.Begin(&bus.Msg{Envelope: envelope.Envelope{ID: "cmd-2"}, Delivered: 1}, 7, schemas.ConverterPhaseFetch)
+	if r := Row[schemas.ConverterJob](&c); r.ID != "cmd-2" || r.ImageID != 7 || r.Phase != schemas.ConverterPhaseFetch || r.Delivered != 1 {
+		t.Errorf("converter row %+v", r)
+	}
+	var l Job[schemas.LuksPhase]
+	l.Begin(&bus.Msg{Envelope: envelope.Envelope{ID: "cmd-3"}, Delivered: 1}, 8, schemas.LuksPhaseEncrypt)
+	if r := Row[schemas.LuksJob](&l); r.ID != "cmd-3" || r.ImageID != 8 || r.Phase != schemas.LuksPhaseEncrypt || r.StartedAt == "" {
+		t.Errorf("crypto-luks row %+v", r)
+	}
+	var k Job[schemas.KernelRegistryPhase]
+	k.Begin(&bus.Msg{Envelope: envelope.Envelope{ID: "cmd-4"}, Delivered: 3}, 0, schemas.KernelRegistryPhaseDownload)
+	if r := Row[schemas.KernelRegistryJob](&k); r.ID != "cmd-4" || r.Phase != schemas.KernelRegistryPhaseDownload || r.Delivered != 3 {
+		t.Errorf("kernel-registry row %+v", r)
+	}
+}
+
+// A row type without a field every row has is a programming error.
+func TestRowPanicsOnAForeignType(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Error("no panic")
+		}
+	}()
+	var j Job[phase]
+	Row[struct{ ID string }](&j)
 }

@@ -1,6 +1,7 @@
 package run
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -60,3 +61,42 @@ func EnvBool(key string, def bool) (bool, error) {
 	}
 	return false, fmt.Errorf("%s=%q is not a boolean (write true or false)", key, v)
 }
+
+// EnvReader reads typed variables as EnvDuration, EnvInt and EnvBool do but
+// keeps what is wrong instead of returning it, so that a configuration
+// reader reads every variable and then names all that are wrong at once
+// (Err). Its zero value is ready.
+type EnvReader struct{ errs []error }
+
+// Duration is EnvDuration(key, def); a wrong value reads as 0 and is kept.
+func (r *EnvReader) Duration(key string, def time.Duration) time.Duration {
+	d, err := EnvDuration(key, def)
+	r.Check(err)
+	return d
+}
+
+// Int is EnvInt(key, def); a wrong value reads as 0 and is kept.
+func (r *EnvReader) Int(key string, def int) int {
+	n, err := EnvInt(key, def)
+	r.Check(err)
+	return n
+}
+
+// Bool is EnvBool(key, def); a wrong value reads as false and is kept.
+func (r *EnvReader) Bool(key string, def bool) bool {
+	b, err := EnvBool(key, def)
+	r.Check(err)
+	return b
+}
+
+// Check keeps err, when it is not nil: what another reader of the
+// environment found wrong.
+func (r *EnvReader) Check(err error) {
+	if err != nil {
+		r.errs = append(r.errs, err)
+	}
+}
+
+// Err joins everything kept, in the order it was read; nil when all was
+// well.
+func (r *EnvReader) Err() error { return errors.Join(r.errs...) }

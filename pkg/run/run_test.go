@@ -64,6 +64,29 @@ func TestEnvHelpers(t *testing.T) {
 	}
 }
 
+// EnvReader reads every variable and names each one that is wrong, in
+// the order read.
+func TestEnvReader(t *testing.T) {
+	t.Setenv("T_DUR", "90s")
+	t.Setenv("T_INT", "4x")
+	t.Setenv("T_BOOL", "maybe")
+	var r EnvReader
+	d, n, b := r.Duration("T_DUR", time.Second), r.Int("T_INT", 1), r.Bool("T_BOOL", true)
+	r.Check(nil)
+	r.Check(errors.New("other"))
+	if d != 90*time.Second || n != 0 || b {
+		t.Errorf("read %v, %v, %v", d, n, b)
+	}
+	err := r.Err()
+	if err == nil || err.Error() != `T_INT="4x" is not an integer`+"\n"+`T_BOOL="maybe" is not a boolean (write true or false)`+"\nother" {
+		t.Fatalf("Err = %v", err)
+	}
+	var ok EnvReader
+	if ok.Int("T_UNSET_123", 7) != 7 || ok.Err() != nil {
+		t.Fatalf("defaults: %v", ok.Err())
+	}
+}
+
 func TestNewLogger(t *testing.T) {
 	var buf bytes.Buffer
 	l, err := NewLogger(&buf, "warn", "")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/jobs"
@@ -14,8 +13,8 @@ import (
 // Job is one command being handled, as the skeleton sees it: its phase
 // and byte counters, which the tracker reports as the one progress shape
 // (schemas.Progress), and its row S in the `jobs` reply. A service's job
-// type embeds jobs.Progress[P] (which gives Phase and Bytes) and adds what
-// its row shows.
+// type embeds jobs.Job[P] (which gives Phase and Bytes), adds what its row
+// shows, and makes the row with jobs.Row.
 type Job[P ~string, S any] interface {
 	Phase() P
 	Bytes() (done, total int64)
@@ -78,21 +77,3 @@ func Token(id int64) string { return strconv.FormatInt(id, 10) }
 // CommandToken is the event id token of a command that names nothing the
 // events could be about (its JSON is broken): cmd-<stream sequence>.
 func CommandToken(m *bus.Msg) string { return fmt.Sprintf("cmd-%d", m.StreamSeq) }
-
-// JobOf is what every job keeps of its command m for the `jobs` reply: the
-// command's ce-id, its delivery count and when this delivery started; and
-// the job's progress. A service's job type embeds it.
-type JobOf[P ~string] struct {
-	ID        string
-	Delivered uint64
-	Started   time.Time
-	jobs.Progress[P]
-}
-
-// NewJob starts the bookkeeping of command m's job.
-func NewJob[P ~string](m *bus.Msg) JobOf[P] {
-	return JobOf[P]{ID: m.Envelope.ID, Delivered: m.Delivered, Started: time.Now().UTC()}
-}
-
-// StartedAt is Started as the `jobs` reply says it (RFC 3339).
-func (j *JobOf[P]) StartedAt() string { return j.Started.Format(time.RFC3339Nano) }

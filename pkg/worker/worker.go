@@ -1,10 +1,13 @@
 // Package worker is the skeleton every Slipway worker (the converter, the
 // builder, crypto-luks, the kernel registry) stands on, written once: the
-// configuration defaults, the claim of a scratch directory (package
-// workdir), the command consumer with its ack wait, deliveries, concurrency
-// and job deadline, the query service with a generic `jobs` endpoint over
-// the jobs in flight (package jobs), progress reporting, the way a job's
-// outcome becomes the command's fate (Settle), and the Ready channel.
+// configuration, its defaults and the variables it is read from (a
+// service's Config embeds Config), the claim of a scratch directory
+// (package workdir), the command consumer with its ack wait, deliveries,
+// concurrency and job deadline, the query service with a generic `jobs`
+// endpoint over the jobs in flight (package jobs), progress reporting, the
+// way a job's outcome becomes the command's fate (Settle, and PhasedJobs
+// for the workers whose jobs store an image's blob in phases), and the
+// Ready channel.
 //
 // In the style of go-containerregistry, a service hands in small pieces and
 // the core fills in the rest: a Spec (name, command handler, its own query
@@ -17,7 +20,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -28,6 +30,7 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/defaults"
 	"github.com/slipway/slipway/pkg/run"
+	"github.com/slipway/slipway/pkg/servicemain"
 	"github.com/slipway/slipway/pkg/workdir"
 )
 
@@ -38,7 +41,8 @@ const (
 	DefaultMaxDeliver       = 10
 )
 
-// Config is what every worker tunes the same way. The zero value works.
+// Config is what every worker tunes the same way; each service's Config
+// embeds it. The zero value works.
 type Config struct {
 	// TempDir holds the jobs' working files; default os.TempDir(), made
 	// absolute (the tools a job runs are only given absolute paths). The
@@ -81,18 +85,27 @@ const (
 // duration) and bus.EnvJobDeadline. Unset variables keep the defaults;
 // the error names every variable that is wrong.
 func ConfigFromEnv(concurrencyVar string) (Config, error) {
-	c := Config{TempDir: run.Env(EnvTempDir, "")}
-	var errs [3]error
-	c.Concurrency, errs[0] = run.EnvInt(concurrencyVar, 1)
-	c.ProgressInterval, errs[1] = run.EnvDuration(EnvProgressInterval, DefaultProgressInterval)
-	c.JobDeadline, errs[2] = JobDeadlineFromEnv()
-	return c, errors.Join(errs[:]...)
+	var env run.EnvReader
+	c := Config{TempDir: run.Env(EnvTempDir, ""), Concurrency: env.Int(concurrencyVar, 1),
+		ProgressInterval: env.Duration(EnvProgressInterval, DefaultProgressInterval)}
+	var err error
+	c.JobDeadline, err = JobDeadlineFromEnv()
+	env.Check(err)
+	return c, env.Err()
 }
 
 // JobDeadlineFromEnv reads bus.EnvJobDeadline (a Go duration), default
 // bus.DefaultJobDeadline.
 func JobDeadlineFromEnv() (time.Duration, error) {
 	return run.EnvDuration(bus.EnvJobDeadline, bus.DefaultJobDeadline)
+}
+
+// ApplyDeps sets what a worker takes from its wiring (a service's Wire):
+// the stack's work directory as TempDir's default, and the service's
+// logger.
+func (c *Config) ApplyDeps(d servicemain.Deps, service string) {
+	c.TempDir = d.Stack.WorkDir(c.TempDir)
+	c.Logger = d.ServiceLogger(service)
 }
 
 // Spec is what a service tells the skeleton about itself.
@@ -117,7 +130,8 @@ type Spec struct {
 	// command consumer has stopped. An error while ctx has ended is a stop
 	// while starting, not a failure.
 	Start func(ctx context.Context, dir string) (stop func(), err error)
-	// Running returns the attributes of the "<name> running" log line.
+	// Running returns the service's own attributes of the "<name>
+	// running" log line, after the scratch directory and the concurrency.
 	Running func() []any
 }
 
@@ -161,7 +175,8 @@ func (w *Worker) Bus() *bus.Bus { return w.bus }
 func (w *Worker) Logger() *slog.Logger { return w.log }
 
 // Dir is the worker's own scratch directory once Run has claimed it
-// (Config().TempDir before).
+// (Config().TempDir before), absolute: each job makes its own directory in
+// it.
 func (w *Worker) Dir() string { return w.dir }
 
 // Ready is closed once the worker consumes commands and serves queries.
@@ -214,9 +229,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("%s: serve queries: %w", name, err)
 	}
 	defer svc.Stop()
-	var attrs []any
+	attrs := []any{"temp_dir", dir, "concurrency", w.cfg.Concurrency}
 	if w.spec.Running != nil {
-		attrs = w.spec.Running()
+		attrs = append(attrs, w.spec.Running()...)
 	}
 	w.log.Info(name+" running", attrs...)
 	w.once.Do(func() { close(w.ready) })

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
-	"time"
 
 	"github.com/slipway/slipway/pkg/diskspace"
 
@@ -26,10 +25,6 @@ const Label = "slipway-root"
 
 // DefaultFilesystem is built when the command names none.
 const DefaultFilesystem = "ext4"
-
-// cleanupTimeout bounds removing a partial destination object, which runs
-// even when the job's context is what ended it.
-const cleanupTimeout = 30 * time.Second
 
 // stepFailed is the saga step name of the failed event: its ID derives from
 // it, so a retried job republishes the same ce-id and JetStream drops the
@@ -91,7 +86,7 @@ func (s *Service) runBuild(ctx context.Context, j *job, cmd schemas.BuilderBuild
 			return schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, err)
 		}
 	}
-	dir, err := os.MkdirTemp(s.cfg.TempDir, fmt.Sprintf("build-%d-*", cmd.ImageID))
+	dir, err := os.MkdirTemp(s.w.Dir(), fmt.Sprintf("build-%d-*", cmd.ImageID))
 	if err != nil {
 		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, fmt.Errorf("work directory: %w", err))
 	}
@@ -257,80 +252,16 @@ func (s *Service) upload(ctx context.Context, j *job, path string, dest target) 
 	return info, nil
 }
 
-// finish settles a job (worker.Settle): a built event on success, a failed
-// event on a terminal failure or on the last delivery, else an error to
-// retry. What a failure may have stored at dest is removed when the
-// failure is final or happened while uploading.
+// finish settles a job (worker.PhasedJobs.Settle): a built event on
+// success, a failed event on a terminal failure or on the last delivery,
+// else an error to retry.
 func (s *Service) finish(ctx context.Context, m *bus.Msg, cmd schemas.BuilderBuild, out schemas.BuilderBuilt, err error) error {
-	var phase schemas.BuilderPhase
-	if err != nil {
-		phase = asJobError(err).phase
-	}
-	return s.w.Settle(ctx, m, err, worker.Settlement{
-		Succeeded: s.w.Answer(m, schemas.EventBuilderBuilt, idToken(cmd.ImageID), out), // redelivery redoes the job, same dest and ce-id
-		Terminal:  func(err error) bool { return asJobError(err).terminal },
-		Expired: func(err, expired error) error {
-			je := asJobError(err)
-			return &jobError{phase: je.phase, err: fmt.Errorf("%w: %w", expired, je.err), terminal: true}
-		},
-		Cleanup: func(_ error, final bool) {
-			if final || phase == schemas.BuilderPhaseUpload {
-				s.removeDest(cmd.Dest, m.Envelope.ID)
-			}
-		},
-		Failed: func(ctx context.Context, err error, f schemas.Failure) {
-			s.publishFailed(ctx, m, cmd.ImageID, asJobError(err), f)
-		},
-		Attrs: []any{"image_id", cmd.ImageID, "phase", phase},
-	})
+	return s.phased.Settle(ctx, m, cmd.ImageID, cmd.Dest, schemas.EventBuilderBuilt, out, err)
 }
 
 // reject answers a command that cannot be understood.
 func (s *Service) reject(ctx context.Context, m *bus.Msg, err error) error {
-	je := &jobError{phase: schemas.BuilderPhasePull, err: err, terminal: true}
-	f := schemas.Failure{Code: failureCode(err), Error: schemas.ErrorText(err.Error()), Command: m.Subject}
-	if imageID, ok := schemas.PeekImageID(m.Data); ok {
-		s.publishFailed(ctx, m, imageID, je, f)
-	} else {
-		// No image to name: guessing one would fail an unrelated image.
-		id := worker.CommandToken(m)
-		f.Phase = string(je.phase)
-		if _, perr := s.bus.Event(ctx, "failed", id, f,
-			bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepFailed)); perr != nil {
-			s.log.Error("failed event not published", "command", m.Subject, "err", perr)
-		}
-		s.log.Error("command rejected", "command", m.Subject, "seq", m.StreamSeq, "err", err)
-	}
-	return bus.Terminal(err)
-}
-
-// publishFailed publishes f (from worker.Settle, or a rejection) about
-// imageID with the job's phase and code: a final failure, or an attempt
-// that will be retried (f.NextAttemptAt).
-func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, imageID int64, je *jobError, f schemas.Failure) {
-	f.ImageID, f.Phase, f.Code = &imageID, string(je.phase), failureCode(je)
-	if f.Code == schemas.CodeInternal && je.terminal {
-		f.Code = schemas.CodeRefused
-	}
-	if _, err := s.bus.Event(ctx, "failed", idToken(imageID), f,
-		bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, worker.FailedStep(stepFailed, f))); err != nil {
-		s.log.Error("failed event not published", "image_id", imageID, "err", err)
-	}
-	if worker.IsAttempt(f) {
-		return // Settle logged it
-	}
-	s.log.Error("job failed", "image_id", imageID, "phase", je.phase, "code", f.Code, "retryable", f.Retryable, "err", je.err)
-}
-
-// removeDest deletes what a failed job may have stored at dest, even when
-// the job's context is gone: only an object this command wrote (its
-// metadata names the command), never one that was there before.
-func (s *Service) removeDest(dest, commandID string) {
-	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-	defer cancel()
-	if _, err := s.store.DeleteIfOwned(ctx, dest, commandID); err != nil {
-		s.log.Warn("partial destination not removed", "dest", dest, "err", err)
-	}
+	return s.phased.Reject(ctx, m, schemas.BuilderPhasePull, err)
 }
 
 // counter adds up the bytes read through every layer of a flatten.

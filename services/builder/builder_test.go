@@ -33,6 +33,7 @@ import (
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/oci"
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/pkg/worker/workertest"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/builder/fsimage"
@@ -116,8 +117,8 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 
 	h := &harness{t: t, ctx: ctx, cli: env.Client, store: env.Store, events: events,
 		reg: strings.TrimPrefix(srv.URL, "http://"), tempDir: t.TempDir()}
-	cfg := Config{TempDir: h.tempDir, GuestInit: initBinary, ProgressInterval: 10 * time.Millisecond, Logger: quiet(),
-		Registry: oci.Options{Guard: loopback}}
+	cfg := Config{Config: worker.Config{TempDir: h.tempDir, ProgressInterval: 10 * time.Millisecond, Logger: quiet()},
+		GuestInit: initBinary, Registry: oci.Options{Guard: loopback}}
 	for _, f := range mutate {
 		f(&cfg)
 	}

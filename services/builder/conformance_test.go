@@ -20,6 +20,7 @@ import (
 	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/pkg/oci"
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/pkg/worker/workertest"
 	"github.com/slipway/slipway/schemas"
 )
@@ -62,8 +63,8 @@ func TestConformance(t *testing.T) {
 	workertest.Run(t, workertest.Adapter{
 		Client: env.Client, Service: Name, Succeeded: "built", Failed: "failed",
 		Start: func(t *testing.T) func() {
-			svc := New(env.Bus, env.Store, Config{TempDir: t.TempDir(), GuestInit: initBinary, ProgressInterval: 10 * time.Millisecond,
-				AckWait: 2 * time.Second, Logger: quiet(), Registry: oci.Options{Guard: loopback}})
+			svc := New(env.Bus, env.Store, Config{Config: worker.Config{TempDir: t.TempDir(), ProgressInterval: 10 * time.Millisecond,
+				AckWait: 2 * time.Second, Logger: quiet()}, GuestInit: initBinary, Registry: oci.Options{Guard: loopback}})
 			return workertest.Start(t, svc.Run, svc.Ready())
 		},
 		Good: func(t *testing.T) workertest.Command { return build(next(), ref) },

@@ -1,7 +1,6 @@
 package builder
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -15,15 +14,14 @@ import (
 	"github.com/slipway/slipway/pkg/worker"
 )
 
-// Environment variables read by ConfigFromEnv.
+// Environment variables read by ConfigFromEnv, besides those every worker
+// reads (worker.ConfigFromEnv).
 const (
-	EnvTempDir            = worker.EnvTempDir
 	EnvGuestInit          = "SLIPWAY_GUEST_INIT"
 	EnvRegistryMirrors    = "SLIPWAY_REGISTRY_MIRRORS"
 	EnvRegistryInsecure   = "SLIPWAY_REGISTRY_INSECURE"
 	EnvDockerConfig       = "SLIPWAY_DOCKER_CONFIG"
 	EnvConcurrency        = "SLIPWAY_BUILDER_CONCURRENCY"
-	EnvProgressInterval   = worker.EnvProgressInterval
 	EnvParallelLayerPulls = "SLIPWAY_BUILDER_PARALLEL_PULLS"
 )
 
@@ -32,25 +30,22 @@ const (
 // docker config.json ($DOCKER_CONFIG/config.json, else
 // ~/.docker/config.json) unless SLIPWAY_DOCKER_CONFIG names a file.
 func ConfigFromEnv() (Config, error) {
-	w, err := worker.ConfigFromEnv(EnvConcurrency)
-	errs := []error{err}
-	cfg := Config{TempDir: w.TempDir, Concurrency: w.Concurrency, ProgressInterval: w.ProgressInterval,
-		JobDeadline: w.JobDeadline, GuestInit: run.Env(EnvGuestInit, "")}
+	var env run.EnvReader
+	var err error
+	cfg := Config{GuestInit: run.Env(EnvGuestInit, "")}
+	cfg.Config, err = worker.ConfigFromEnv(EnvConcurrency)
+	env.Check(err)
 	if cfg.Registry.Mirrors, err = ParseMirrors(os.Getenv(EnvRegistryMirrors)); err != nil {
-		errs = append(errs, fmt.Errorf("%s: %w", EnvRegistryMirrors, err))
+		env.Check(fmt.Errorf("%s: %w", EnvRegistryMirrors, err))
 	}
 	cfg.InsecureRegistries = splitList(os.Getenv(EnvRegistryInsecure), ",")
 	cfg.Registry.DockerConfig = run.Env(EnvDockerConfig, "")
-	if cfg.Registry.Guard, err = netguard.FromEnv(); err != nil {
-		errs = append(errs, err)
-	}
-	if cfg.Registry.Parallelism, err = run.EnvInt(EnvParallelLayerPulls, 0); err != nil {
-		errs = append(errs, err)
-	}
-	if cfg.Locations, err = blob.LocationsFromEnv(); err != nil {
-		errs = append(errs, err)
-	}
-	return cfg, errors.Join(errs...)
+	cfg.Registry.Guard, err = netguard.FromEnv()
+	env.Check(err)
+	cfg.Registry.Parallelism = env.Int(EnvParallelLayerPulls, 0)
+	cfg.Locations, err = blob.LocationsFromEnv()
+	env.Check(err)
+	return cfg, env.Err()
 }
 
 // ParseMirrors parses "registry=mirror[,mirror…][;registry=…]", e.g.

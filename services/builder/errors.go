@@ -16,23 +16,17 @@ import (
 )
 
 // jobError is a failed job: where it failed and whether retrying can help.
-type jobError struct {
-	phase    schemas.BuilderPhase
-	err      error
-	terminal bool
-}
-
-func (e *jobError) Error() string { return e.err.Error() }
-func (e *jobError) Unwrap() error { return e.err }
+type jobError = worker.PhaseError[schemas.BuilderPhase]
 
 // errInvalid marks a command that is wrong as sent.
 var errInvalid = worker.ErrInvalid
 
 // failed classifies err from phase.
 func failed(phase schemas.BuilderPhase, err error) *jobError {
-	return &jobError{phase: phase, err: err, terminal: isTerminal(phase, err)}
+	return &jobError{Phase: phase, Err: err, Terminal: isTerminal(phase, err)}
 }
 
+// asJobError is err as a jobError, a failure of the pull when it is not one.
 func asJobError(err error) *jobError {
 	var je *jobError
 	if errors.As(err, &je) {

@@ -18,8 +18,7 @@ type job struct {
 
 // Status is the job as the jobs endpoint shows it.
 func (j *job) Status() JobStatus {
-	done, total := j.Bytes()
-	return JobStatus{ID: j.ID, ImageID: j.ImageID, Reference: j.reference, Kind: schemas.ContentKind(j.kind), Phase: j.Phase(),
-		BytesDone: done, BytesTotal: total, Dest: j.dest, Delivered: int64(j.Delivered),
-		StartedAt: j.StartedAt()}
+	row := jobs.Row[JobStatus](&j.Job)
+	row.Reference, row.Kind, row.Dest = j.reference, schemas.ContentKind(j.kind), j.dest
+	return row
 }

@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"time"
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/oci"
+	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/builder/flatten"
@@ -23,22 +22,17 @@ const Name = schemas.ServiceBuilder
 // Version is reported by the micro service.
 const Version = "0.1.0"
 
-// Defaults of Config.
-const (
-	DefaultProgressInterval = worker.DefaultProgressInterval
-	DefaultAckWait          = worker.DefaultAckWait
-	DefaultMaxDeliver       = worker.DefaultMaxDeliver
-	// GuestInitName is the guest init binary's file name.
-	GuestInitName = "slipway-init"
-)
+// GuestInitName is the guest init binary's file name.
+const GuestInitName = "slipway-init"
 
 // Config tunes the service. The zero value works where a guest init
 // binary can be found (see GuestInit).
 type Config struct {
-	// TempDir holds the jobs' working files: the pulled layers, the
-	// flattened tree and the built image, each removed as soon as the next
-	// step no longer needs it. Default os.TempDir().
-	TempDir string
+	// Config is what every worker tunes. The scratch directory holds the
+	// jobs' working files: the pulled layers, the flattened tree and the
+	// built image, each removed as soon as the next step no longer needs
+	// it.
+	worker.Config
 	// GuestInit is the static guest init binary injected at
 	// /.slipway/init. Default: slipway-init beside the running executable,
 	// else bin/slipway-init under the working directory.
@@ -55,33 +49,21 @@ type Config struct {
 	// Flatten bounds and shapes layer extraction; the zero value is
 	// flatten's default policy.
 	Flatten flatten.Policy
-	// Concurrency is how many jobs run at once; default 1.
-	Concurrency int
-	// ProgressInterval is the least time between two progress events of a
-	// job; default 1s.
-	ProgressInterval time.Duration
-	// AckWait and MaxDeliver tune the command consumer; defaults 30s and 10.
-	AckWait    time.Duration
-	MaxDeliver int
-	// JobDeadline bounds each job's wall-clock time, heartbeats or not;
-	// default bus.DefaultJobDeadline (6h).
-	JobDeadline time.Duration
 	// Locations are the buckets destinations are checked against; zero
 	// means blob.DefaultLocations() (ConfigFromEnv reads
 	// blob.LocationsFromEnv).
 	Locations blob.Locations
-	// Logger defaults to the bus's logger.
-	Logger *slog.Logger
 }
 
 // Service is the builder.
 type Service struct {
-	bus   *bus.Bus
 	store *blob.Store
 	cfg   Config
 	log   *slog.Logger
 	w     *worker.Worker
 	jobs  worker.Tracker[schemas.BuilderPhase, JobStatus]
+	// phased settles the jobs and rejects what cannot be understood.
+	phased worker.PhasedJobs[schemas.BuilderPhase]
 }
 
 // New returns a builder publishing on b and storing in store.
@@ -92,22 +74,16 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 	if len(cfg.Locations.DatastoreBuckets) == 0 && cfg.Locations.UploadBucket == "" {
 		cfg.Locations = blob.DefaultLocations()
 	}
-	s := &Service{bus: b, store: store}
-	s.w = worker.New(b, worker.Config{TempDir: cfg.TempDir, Concurrency: cfg.Concurrency,
-		ProgressInterval: cfg.ProgressInterval, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver,
-		JobDeadline: cfg.JobDeadline, Logger: cfg.Logger}, worker.Spec{
+	s := &Service{store: store}
+	s.w = worker.New(b, cfg.Config, worker.Spec{
 		Name: Name, Version: Version, Description: "Builds VM disks from container images",
-		Handle: s.handle,
-		Jobs:   &s.jobs,
-		Start: func(_ context.Context, dir string) (func(), error) {
-			s.cfg.TempDir = dir // mkfs and debugfs are only given absolute paths
-			return nil, nil
-		},
-		Running: func() []any {
-			return []any{"temp_dir", s.w.Dir(), "guest_init", s.cfg.GuestInit, "concurrency", s.w.Config().Concurrency}
-		},
+		Handle:  s.handle,
+		Jobs:    &s.jobs,
+		Running: func() []any { return []any{"guest_init", s.cfg.GuestInit} },
 	})
 	s.cfg, s.log = cfg, s.w.Logger()
+	s.phased = worker.PhasedJobs[schemas.BuilderPhase]{Worker: s.w, Store: store, As: asJobError, Code: failureCode,
+		Step: stepFailed, Upload: schemas.BuilderPhaseUpload}
 	return s
 }
 
@@ -115,24 +91,7 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 // running executable, else bin/slipway-init under the working directory
 // (a checkout after `make build`). It returns the first candidate when
 // none exists, so the error names a path.
-func DefaultGuestInit() string {
-	var candidates []string
-	if exe, err := os.Executable(); err == nil {
-		candidates = append(candidates, filepath.Join(filepath.Dir(exe), GuestInitName))
-	}
-	if wd, err := os.Getwd(); err == nil {
-		candidates = append(candidates, filepath.Join(wd, "bin", GuestInitName))
-	}
-	for _, c := range candidates {
-		if fi, err := os.Stat(c); err == nil && fi.Mode().IsRegular() {
-			return c
-		}
-	}
-	if len(candidates) == 0 {
-		return filepath.Join("bin", GuestInitName)
-	}
-	return candidates[0]
-}
+func DefaultGuestInit() string { return run.FindBinary(GuestInitName) }
 
 // errNoGuestInit marks a builder that cannot inject its init: the command
 // fails terminally with what to do.

@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -37,33 +36,19 @@ func ConfigFromEnv() (Config, error) {
 		Group:        run.Env(EnvGroup, DefaultGroup),
 		UploadBucket: run.Env(EnvUploadBucket, DefaultUploadBucket),
 	}
-	var errs []error
-	collect := func(err error) {
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	var err error
-	cfg.ConvertDeadline, err = run.EnvDuration(EnvConvertDeadline, DefaultConvertDeadline)
-	collect(err)
-	cfg.CommitDeadline, err = run.EnvDuration(EnvCommitDeadline, DefaultCommitDeadline)
-	collect(err)
-	cfg.ResolveDeadline, err = run.EnvDuration(EnvResolveDeadline, DefaultResolveDeadline)
-	collect(err)
-	cfg.BuildDeadline, err = run.EnvDuration(EnvBuildDeadline, DefaultBuildDeadline)
-	collect(err)
-	cfg.EncryptDeadline, err = run.EnvDuration(EnvEncryptDeadline, DefaultEncryptDeadline)
-	collect(err)
-	cfg.ReconcileInterval, err = run.EnvDuration(EnvReconcileInterval, DefaultReconcileInterval)
-	collect(err)
-	cfg.VerifyDigest, err = run.EnvBool(EnvVerifyDigest, true)
-	collect(err)
-	cfg.Concurrency, err = run.EnvInt(EnvConcurrency, 1)
-	collect(err)
+	var env run.EnvReader
+	cfg.ConvertDeadline = env.Duration(EnvConvertDeadline, DefaultConvertDeadline)
+	cfg.CommitDeadline = env.Duration(EnvCommitDeadline, DefaultCommitDeadline)
+	cfg.ResolveDeadline = env.Duration(EnvResolveDeadline, DefaultResolveDeadline)
+	cfg.BuildDeadline = env.Duration(EnvBuildDeadline, DefaultBuildDeadline)
+	cfg.EncryptDeadline = env.Duration(EnvEncryptDeadline, DefaultEncryptDeadline)
+	cfg.ReconcileInterval = env.Duration(EnvReconcileInterval, DefaultReconcileInterval)
+	cfg.VerifyDigest = env.Bool(EnvVerifyDigest, true)
+	cfg.Concurrency = env.Int(EnvConcurrency, 1)
 	if v := strings.TrimSpace(run.Env(EnvMaxVirtualSize, "")); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n <= 0 {
-			collect(fmt.Errorf("%s=%q is not a positive number of bytes", EnvMaxVirtualSize, v))
+			env.Check(fmt.Errorf("%s=%q is not a positive number of bytes", EnvMaxVirtualSize, v))
 		}
 		cfg.MaxVirtualSize = n
 	}
@@ -72,7 +57,7 @@ func ConfigFromEnv() (Config, error) {
 	ds[1].Bucket = run.Env(EnvFilesBucket, ds[1].Bucket)
 	cfg.Datastores = ds
 	loc, err := blob.LocationsFromEnv()
-	collect(err)
+	env.Check(err)
 	cfg.ImportBuckets = loc.ImportBuckets
-	return cfg, errors.Join(errs...)
+	return cfg, env.Err()
 }

@@ -26,7 +26,7 @@ func (s *Service) handleCreateBlank(ctx context.Context, m *bus.Msg) error {
 }
 
 func (s *Service) runCreateBlank(ctx context.Context, j *job, cmd schemas.ConverterCreateBlank) (schemas.ConverterConverted, error) {
-	dir, err := os.MkdirTemp(s.cfg.TempDir, fmt.Sprintf("blank-%d-*", cmd.ImageID))
+	dir, err := os.MkdirTemp(s.w.Dir(), fmt.Sprintf("blank-%d-*", cmd.ImageID))
 	if err != nil {
 		return schemas.ConverterConverted{}, failed(schemas.ConverterPhaseMkfs, fmt.Errorf("work directory: %w", err))
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/pkg/worker/workertest"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/converter/source"
@@ -46,8 +47,8 @@ func TestConformance(t *testing.T) {
 	workertest.Run(t, workertest.Adapter{
 		Client: env.Client, Service: Name, Succeeded: "converted", Failed: "failed",
 		Start: func(t *testing.T) func() {
-			svc := New(env.Bus, store, Config{TempDir: t.TempDir(), ProgressInterval: 50 * time.Millisecond,
-				AckWait: 2 * time.Second, Fetch: source.Options{Guard: loopback}, Logger: quiet()})
+			svc := New(env.Bus, store, Config{Config: worker.Config{TempDir: t.TempDir(), ProgressInterval: 50 * time.Millisecond,
+				AckWait: 2 * time.Second, Logger: quiet()}, Fetch: source.Options{Guard: loopback}})
 			return workertest.Start(t, svc.Run, svc.Ready())
 		},
 		Good: func(t *testing.T) workertest.Command {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -22,6 +23,7 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/pkg/telemetry"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/converter/source"
 )
@@ -278,7 +280,7 @@ func TestFormatsEndpoint(t *testing.T) {
 	if err := h.cli.Query(h.ctx, Name, "formats", nil, &f); err != nil {
 		t.Fatal(err)
 	}
-	if !contains(f.Output, "qcow2") || !contains(f.Decompression, "zstd") || !contains(f.Filesystems, "xfs") {
+	if !slices.Contains(f.Output, "qcow2") || !slices.Contains(f.Decompression, "zstd") || !slices.Contains(f.Filesystems, "xfs") {
 		t.Fatalf("formats %+v", f)
 	}
 }
@@ -324,15 +326,6 @@ func sumFile(t *testing.T, path string) string {
 	return hex.EncodeToString(s[:])
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
 func TestRetryableFailureReportedOnLastDelivery(t *testing.T) {
 	var requests atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -340,7 +333,7 @@ func TestRetryableFailureReportedOnLastDelivery(t *testing.T) {
 		http.Error(w, "try later", http.StatusServiceUnavailable)
 	}))
 	defer srv.Close()
-	cfg := Config{MaxDeliver: 2}
+	cfg := Config{Config: worker.Config{MaxDeliver: 2}}
 	cfg.Fetch.Guard = loopback
 	h := newHarness(t, cfg)
 	dest := dst(10, "disk.raw")
@@ -500,7 +493,7 @@ func TestJobDeadlineEndsAStalledFetch(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	defer srv.Close()
-	cfg := Config{JobDeadline: 2 * time.Second, AckWait: 500 * time.Millisecond}
+	cfg := Config{Config: worker.Config{JobDeadline: 2 * time.Second, AckWait: 500 * time.Millisecond}}
 	cfg.Fetch.Guard = loopback
 	cfg.Fetch.Retries = -1
 	h := newHarness(t, cfg)

@@ -13,14 +13,13 @@ import (
 	"github.com/slipway/slipway/pkg/worker"
 )
 
-// Environment variables read by ConfigFromEnv.
+// Environment variables read by ConfigFromEnv, besides those every worker
+// reads (worker.ConfigFromEnv).
 const (
-	EnvTempDir          = worker.EnvTempDir
-	EnvMaxVirtualSize   = "SLIPWAY_MAX_VIRTUAL_SIZE"
-	EnvMaxInputBytes    = "SLIPWAY_MAX_INPUT_BYTES"
-	EnvConcurrency      = "SLIPWAY_CONVERTER_CONCURRENCY"
-	EnvProgressInterval = worker.EnvProgressInterval
-	EnvQemuImg          = "SLIPWAY_QEMU_IMG"
+	EnvMaxVirtualSize = "SLIPWAY_MAX_VIRTUAL_SIZE"
+	EnvMaxInputBytes  = "SLIPWAY_MAX_INPUT_BYTES"
+	EnvConcurrency    = "SLIPWAY_CONVERTER_CONCURRENCY"
+	EnvQemuImg        = "SLIPWAY_QEMU_IMG"
 )
 
 // ConfigFromEnv reads the converter's variables: SLIPWAY_TMPDIR,
@@ -31,29 +30,23 @@ const (
 // beyond public addresses; see package netguard) and the buckets of
 // blob.LocationsFromEnv (SLIPWAY_DATASTORE_DEFAULT_BUCKET,
 // SLIPWAY_DATASTORE_FILES_BUCKET, SLIPWAY_UPLOAD_BUCKET,
-// SLIPWAY_IMPORT_BUCKETS). Unset variables keep
-// New's defaults.
+// SLIPWAY_IMPORT_BUCKETS). Unset variables keep New's defaults; the
+// error names every variable that is wrong.
 func ConfigFromEnv() (Config, error) {
-	w, err := worker.ConfigFromEnv(EnvConcurrency)
-	cfg := Config{TempDir: w.TempDir, Concurrency: w.Concurrency, ProgressInterval: w.ProgressInterval,
-		JobDeadline: w.JobDeadline}
-	if err != nil {
-		return cfg, err
-	}
-	if cfg.MaxVirtualSize, err = envBytes(EnvMaxVirtualSize); err != nil {
-		return cfg, err
-	}
-	if cfg.MaxInputBytes, err = envBytes(EnvMaxInputBytes); err != nil {
-		return cfg, err
-	}
-	cfg.QemuImg = &qemuimg.Runner{Binary: run.Env(EnvQemuImg, "")}
-	if cfg.Fetch.Guard, err = netguard.FromEnv(); err != nil {
-		return cfg, err
-	}
-	if cfg.Locations, err = blob.LocationsFromEnv(); err != nil {
-		return cfg, err
-	}
-	return cfg, nil
+	var env run.EnvReader
+	var err error
+	cfg := Config{QemuImg: &qemuimg.Runner{Binary: run.Env(EnvQemuImg, "")}}
+	cfg.Config, err = worker.ConfigFromEnv(EnvConcurrency)
+	env.Check(err)
+	cfg.MaxVirtualSize, err = envBytes(EnvMaxVirtualSize)
+	env.Check(err)
+	cfg.MaxInputBytes, err = envBytes(EnvMaxInputBytes)
+	env.Check(err)
+	cfg.Fetch.Guard, err = netguard.FromEnv()
+	env.Check(err)
+	cfg.Locations, err = blob.LocationsFromEnv()
+	env.Check(err)
+	return cfg, env.Err()
 }
 
 // envBytes reads a size: digits with an optional K, M, G or T suffix

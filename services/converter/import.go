@@ -7,7 +7,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/slipway/slipway/pkg/diskspace"
 
@@ -19,10 +18,6 @@ import (
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/converter/source"
 )
-
-// cleanupTimeout bounds removing a partial destination object, which runs
-// even when the job's context is what ended it.
-const cleanupTimeout = 30 * time.Second
 
 // stepFailed is the saga step name of the failed event: its ID derives from
 // it, so a retried job republishes the same ce-id and JetStream drops the
@@ -76,7 +71,7 @@ func (s *Service) runImport(ctx context.Context, j *job, cmd schemas.ConverterIm
 	if err != nil {
 		return schemas.ConverterConverted{}, failed(schemas.ConverterPhaseFetch, err)
 	}
-	dir, err := os.MkdirTemp(s.cfg.TempDir, fmt.Sprintf("import-%d-*", cmd.ImageID))
+	dir, err := os.MkdirTemp(s.w.Dir(), fmt.Sprintf("import-%d-*", cmd.ImageID))
 	if err != nil {
 		return schemas.ConverterConverted{}, failed(schemas.ConverterPhaseFetch, fmt.Errorf("work directory: %w", err))
 	}
@@ -260,32 +255,11 @@ func (s *Service) upload(ctx context.Context, j *job, path, dest string) (info b
 	return info, nil
 }
 
-// finish settles a job (worker.Settle): a converted event on success, a
-// failed event on a terminal failure or on the last delivery, else an
-// error to retry. What a failure may have stored at dest is removed when
-// the failure is final or happened while uploading.
+// finish settles a job (worker.PhasedJobs.Settle): a converted event on
+// success, a failed event on a terminal failure or on the last delivery,
+// else an error to retry.
 func (s *Service) finish(ctx context.Context, m *bus.Msg, imageID int64, dest string, out schemas.ConverterConverted, err error) error {
-	var phase schemas.ConverterPhase
-	if err != nil {
-		phase = asJobError(err).phase
-	}
-	return s.w.Settle(ctx, m, err, worker.Settlement{
-		Succeeded: s.w.Answer(m, schemas.EventConverterConverted, idToken(imageID), out), // redelivery redoes the job, same dest and ce-id
-		Terminal:  func(err error) bool { return asJobError(err).terminal },
-		Expired: func(err, expired error) error {
-			je := asJobError(err)
-			return &jobError{phase: je.phase, err: fmt.Errorf("%w: %w", expired, je.err), terminal: true}
-		},
-		Cleanup: func(err error, final bool) {
-			if final || phase == schemas.ConverterPhaseUpload {
-				s.removeDest(dest, m.Envelope.ID)
-			}
-		},
-		Failed: func(ctx context.Context, err error, f schemas.Failure) {
-			s.publishFailed(ctx, m, imageID, asJobError(err), f)
-		},
-		Attrs: []any{"image_id", imageID, "phase", phase},
-	})
+	return s.phased.Settle(ctx, m, imageID, dest, schemas.EventConverterConverted, out, err)
 }
 
 // asJobError is err as a jobError, a failure of the fetch when it is not one.
@@ -297,56 +271,9 @@ func asJobError(err error) *jobError {
 	return failed(schemas.ConverterPhaseFetch, err)
 }
 
-// reject answers a command that cannot be understood.
+// reject answers a command that cannot be understood, as failed in phase.
 func (s *Service) reject(ctx context.Context, m *bus.Msg, phase schemas.ConverterPhase, err error) error {
-	imageID, ok := schemas.PeekImageID(m.Data)
-	je := &jobError{phase: phase, err: err, terminal: true}
-	f := schemas.Failure{Error: schemas.ErrorText(err.Error()), Command: m.Subject}
-	if ok {
-		s.publishFailed(ctx, m, imageID, je, f)
-	} else {
-		s.publishFailedUnknown(ctx, m, je, f)
-	}
-	return bus.Terminal(err)
-}
-
-// publishFailed publishes f (from worker.Settle, or a rejection) about
-// imageID with the job's phase and code: a final failure, or an attempt
-// that will be retried (f.NextAttemptAt).
-func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, imageID int64, je *jobError, f schemas.Failure) {
-	f.ImageID, f.Phase, f.Code, f.Retryable = &imageID, string(je.phase), je.code(), !je.terminal
-	if _, err := s.bus.Event(ctx, "failed", idToken(imageID), f,
-		bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, worker.FailedStep(stepFailed, f))); err != nil {
-		s.log.Error("failed event not published", "image_id", imageID, "err", err)
-	}
-	if worker.IsAttempt(f) {
-		return // Settle logged it
-	}
-	s.log.Error("job failed", "image_id", imageID, "phase", je.phase, "code", f.Code, "retryable", f.Retryable, "err", je.err)
-}
-
-// publishFailedUnknown reports a command whose image is unknown (its JSON
-// is broken) as failed.cmd-<stream sequence>, like the catalog does. The
-// payload has no image_id: guessing one would fail an unrelated image.
-func (s *Service) publishFailedUnknown(ctx context.Context, m *bus.Msg, je *jobError, f schemas.Failure) {
-	id := worker.CommandToken(m)
-	f.Phase, f.Code = string(je.phase), je.code()
-	if _, err := s.bus.Event(ctx, "failed", id, f,
-		bus.CausedBy(m.Envelope), bus.WithStep(m.Envelope.CorrelationID, stepFailed)); err != nil {
-		s.log.Error("failed event not published", "command", m.Subject, "err", err)
-	}
-	s.log.Error("command rejected", "command", m.Subject, "seq", m.StreamSeq, "err", je.err)
-}
-
-// removeDest deletes what a failed job may have stored at dest, even when
-// the job's context is gone: only an object this command wrote (its
-// metadata names the command), never one that was there before.
-func (s *Service) removeDest(dest, commandID string) {
-	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-	defer cancel()
-	if _, err := s.store.DeleteIfOwned(ctx, dest, commandID); err != nil {
-		s.log.Warn("partial destination not removed", "dest", dest, "err", err)
-	}
+	return s.phased.Reject(ctx, m, phase, err)
 }
 
 // storeFile stores a KERNEL, RAMDISK or CONTEXT file byte for byte: it is

@@ -20,10 +20,9 @@ type job struct {
 
 // Status is the job as the jobs endpoint shows it.
 func (j *job) Status() JobStatus {
-	done, total := j.Bytes()
-	return JobStatus{ID: j.ID, Command: j.command, ImageID: j.ImageID, Phase: j.Phase(),
-		BytesDone: done, BytesTotal: total, Source: redact(j.source), Dest: j.dest,
-		Delivered: int64(j.Delivered), StartedAt: j.StartedAt()}
+	row := jobs.Row[JobStatus](&j.Job)
+	row.Command, row.Source, row.Dest = j.command, redact(j.source), j.dest
+	return row
 }
 
 // redact drops credentials and query strings (presigned URLs carry

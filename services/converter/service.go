@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/slipway/slipway/pkg/diskspace"
 
@@ -30,38 +29,22 @@ const Name = schemas.ServiceConverter
 // Version is reported by the micro service.
 const Version = "0.1.0"
 
-// Defaults of Config.
-const (
-	DefaultMaxVirtualSize   int64 = 1 << 40 // 1 TiB
-	DefaultProgressInterval       = worker.DefaultProgressInterval
-	DefaultAckWait                = worker.DefaultAckWait
-	DefaultMaxDeliver             = worker.DefaultMaxDeliver
-)
+// DefaultMaxVirtualSize is the default of Config.MaxVirtualSize.
+const DefaultMaxVirtualSize int64 = 1 << 40 // 1 TiB
 
 // Config tunes the service. The zero value works.
 type Config struct {
-	// TempDir holds the jobs' working files; default os.TempDir(). It
-	// needs room for an input and its conversion.
-	TempDir string
+	// Config is what every worker tunes. The scratch directory needs room
+	// for an input and its conversion.
+	worker.Config
 	// MaxVirtualSize is the largest virtual size accepted; a command may
 	// ask for less, never more. Default 1 TiB.
 	MaxVirtualSize int64
 	// MaxInputBytes caps a fetched input after decompression; default
 	// MaxVirtualSize + 1 GiB (image metadata).
 	MaxInputBytes int64
-	// Concurrency is how many jobs run at once; default 1.
-	Concurrency int
-	// ProgressInterval is the least time between two progress events of
-	// a job; default 1s.
-	ProgressInterval time.Duration
 	// QemuImg runs qemu-img; nil means its defaults.
 	QemuImg *qemuimg.Runner
-	// AckWait and MaxDeliver tune the command consumer; defaults 30s and 10.
-	AckWait    time.Duration
-	MaxDeliver int
-	// JobDeadline bounds each job's wall-clock time, heartbeats or not;
-	// default bus.DefaultJobDeadline (6h).
-	JobDeadline time.Duration
 	// Fetch adds options to every fetch (the guard of http(s) sources,
 	// retries); its Store, Checksum, MaxBytes, Progress and TempDir are
 	// set per job. A nil Fetch.Guard refuses loopback, private and other
@@ -71,19 +54,18 @@ type Config struct {
 	// checked against; zero means blob.DefaultLocations() (see
 	// blob.LocationsFromEnv).
 	Locations blob.Locations
-	// Logger defaults to the bus's logger.
-	Logger *slog.Logger
 }
 
 // Service is the converter.
 type Service struct {
-	bus    *bus.Bus
 	store  *blob.Store
 	cfg    Config
 	log    *slog.Logger
 	tracer trace.Tracer
 	w      *worker.Worker
 	jobs   worker.Tracker[schemas.ConverterPhase, JobStatus]
+	// phased settles the jobs and rejects what cannot be understood.
+	phased worker.PhasedJobs[schemas.ConverterPhase]
 }
 
 // New returns a converter publishing on b and storing in store.
@@ -100,23 +82,17 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 	if len(cfg.Locations.DatastoreBuckets) == 0 && cfg.Locations.UploadBucket == "" {
 		cfg.Locations = blob.DefaultLocations()
 	}
-	s := &Service{bus: b, store: store, tracer: otel.Tracer("slipway/converter")}
-	s.w = worker.New(b, worker.Config{TempDir: cfg.TempDir, Concurrency: cfg.Concurrency,
-		ProgressInterval: cfg.ProgressInterval, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver,
-		JobDeadline: cfg.JobDeadline, Logger: cfg.Logger}, worker.Spec{
+	s := &Service{store: store, tracer: otel.Tracer("slipway/converter")}
+	s.w = worker.New(b, cfg.Config, worker.Spec{
 		Name: Name, Version: Version, Description: "Fetches, inspects, converts and stores disk images; makes empty disks",
 		Handle:  s.handle,
 		Queries: map[string]bus.QueryHandler{schemas.QueryConverterFormats: s.queryFormats},
 		Jobs:    &s.jobs,
-		Start: func(_ context.Context, dir string) (func(), error) {
-			s.cfg.TempDir = dir // qemu-img is only given absolute paths
-			return nil, nil
-		},
-		Running: func() []any {
-			return []any{"temp_dir", s.w.Dir(), "concurrency", s.w.Config().Concurrency, "max_virtual_size", s.cfg.MaxVirtualSize}
-		},
+		Running: func() []any { return []any{"max_virtual_size", s.cfg.MaxVirtualSize} },
 	})
 	s.cfg, s.log = cfg, s.w.Logger()
+	s.phased = worker.PhasedJobs[schemas.ConverterPhase]{Worker: s.w, Store: store, As: asJobError, Code: failureCode,
+		Step: stepFailed, Upload: schemas.ConverterPhaseUpload}
 	return s
 }
 
@@ -154,25 +130,23 @@ func endSpan(span trace.Span, err error) {
 func idToken(imageID int64) string { return worker.Token(imageID) }
 
 // Formats is what the formats endpoint answers.
-type Formats struct {
-	Input         []string `json:"input"`
-	Output        []string `json:"output"`
-	Compression   []string `json:"compression"`
-	Decompression []string `json:"decompression"`
-	Filesystems   []string `json:"filesystems"`
-	BlankFormats  []string `json:"blank_formats"`
-	Sources       []string `json:"sources"`
-}
+type Formats = schemas.ConverterFormatsReply
 
 // SupportedFormats lists what the converter reads and writes.
 func SupportedFormats() Formats {
+	filesystems := make([]schemas.Filesystem, len(blank.Filesystems))
+	for i, fs := range blank.Filesystems {
+		filesystems[i] = schemas.Filesystem(fs)
+	}
 	return Formats{
-		Input:         []string{"raw", "qcow2", "vmdk", "vdi", "vpc", "vhdx", "iso", "luks"},
-		Output:        []string{"raw", "qcow2", "vmdk", "vdi", "vpc", "vhdx"},
-		Compression:   []string{"zstd", "zlib"},
+		Input: []schemas.DiskFormat{schemas.DiskFormatRaw, schemas.DiskFormatQcow2, schemas.DiskFormatVMDK, schemas.DiskFormatVDI,
+			schemas.DiskFormatVPC, schemas.DiskFormatVHDX, schemas.DiskFormatISO, schemas.DiskFormatLUKS},
+		Output: []schemas.DiskFormat{schemas.DiskFormatRaw, schemas.DiskFormatQcow2, schemas.DiskFormatVMDK, schemas.DiskFormatVDI,
+			schemas.DiskFormatVPC, schemas.DiskFormatVHDX},
+		Compression:   []schemas.Compression{schemas.CompressionZstd, schemas.CompressionZlib},
 		Decompression: []string{source.Gzip, source.Bzip2, source.XZ, source.Zstd},
-		Filesystems:   blank.Filesystems,
-		BlankFormats:  []string{"raw", "qcow2"},
+		Filesystems:   filesystems,
+		BlankFormats:  []schemas.DiskFormat{schemas.DiskFormatRaw, schemas.DiskFormatQcow2},
 		Sources:       []string{"s3", "http", "https"},
 	}
 }
@@ -180,19 +154,12 @@ func SupportedFormats() Formats {
 func (s *Service) queryFormats(context.Context, []byte) (any, error) { return SupportedFormats(), nil }
 
 // jobError is a failed job: where it failed and whether retrying can help.
-type jobError struct {
-	phase    schemas.ConverterPhase
-	err      error
-	terminal bool
-}
+type jobError = worker.PhaseError[schemas.ConverterPhase]
 
-func (e *jobError) Error() string { return e.err.Error() }
-func (e *jobError) Unwrap() error { return e.err }
-
-// code is the failure's code for its failed event: what the source or the
-// command says (source errors carry theirs), else the kind of failure.
-func (e *jobError) code() string {
-	err := e.err
+// failureCode is the code of a failure for its failed event: what the
+// source or the command says (source errors carry theirs), else the kind
+// of failure.
+func failureCode(err error) string {
 	var noSpace *source.NoSpaceError
 	switch {
 	case errors.Is(err, errInvalid):
@@ -205,11 +172,7 @@ func (e *jobError) code() string {
 	case errors.Is(err, diskspace.ErrNoSpace), errors.As(err, &noSpace):
 		return schemas.CodeUnavailable
 	}
-	code := bus.CodeOf(err)
-	if code == schemas.CodeInternal && e.terminal {
-		return schemas.CodeRefused
-	}
-	return code
+	return bus.CodeOf(err)
 }
 
 // errInvalid marks a command that is wrong as sent.
@@ -217,7 +180,7 @@ var errInvalid = worker.ErrInvalid
 
 // failed classifies err from phase.
 func failed(phase schemas.ConverterPhase, err error) *jobError {
-	return &jobError{phase: phase, err: err, terminal: isTerminal(phase, err)}
+	return &jobError{Phase: phase, Err: err, Terminal: isTerminal(phase, err)}
 }
 
 // isTerminal decides whether retrying could help. Cancellation and a full

@@ -11,8 +11,7 @@ func Wire(d servicemain.Deps) (servicemain.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.TempDir = d.Stack.WorkDir(cfg.TempDir)
+	cfg.ApplyDeps(d, Name)
 	cfg.Fetch.Guard = d.Stack.GuardOr(cfg.Fetch.Guard)
-	cfg.Logger = d.ServiceLogger(Name)
 	return New(d.Bus, d.Store, cfg), nil
 }

@@ -1,8 +1,6 @@
 package cryptoluks
 
 import (
-	"errors"
-
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/pkg/worker"
@@ -10,15 +8,13 @@ import (
 	"github.com/slipway/slipway/services/crypto-luks/luks"
 )
 
-// Environment variables read by ConfigFromEnv, besides the KEK variables of
-// package envelope (SLIPWAY_LUKS_KEK, SLIPWAY_LUKS_KEK_FILE,
-// SLIPWAY_LUKS_OLD_KEK_FILES).
+// Environment variables read by ConfigFromEnv, besides those every worker
+// reads (worker.ConfigFromEnv) and the KEK variables of package envelope
+// (SLIPWAY_LUKS_KEK, SLIPWAY_LUKS_KEK_FILE, SLIPWAY_LUKS_OLD_KEK_FILES).
 const (
-	EnvTempDir          = worker.EnvTempDir
-	EnvIterTime         = "SLIPWAY_LUKS_ITER_TIME"
-	EnvQemuImg          = "SLIPWAY_QEMU_IMG"
-	EnvConcurrency      = "SLIPWAY_LUKS_CONCURRENCY"
-	EnvProgressInterval = worker.EnvProgressInterval
+	EnvIterTime    = "SLIPWAY_LUKS_ITER_TIME"
+	EnvQemuImg     = "SLIPWAY_QEMU_IMG"
+	EnvConcurrency = "SLIPWAY_LUKS_CONCURRENCY"
 )
 
 // ConfigFromEnv reads the service's variables (see the README). With no KEK
@@ -26,16 +22,15 @@ const (
 // or fails with keywrap.ErrNoKEK when defaultKEKFile is empty: the
 // service binary never invents a key nobody knows about.
 func ConfigFromEnv(defaultKEKFile string) (Config, error) {
-	w, err := worker.ConfigFromEnv(EnvConcurrency)
-	errs := []error{err}
-	cfg := Config{TempDir: w.TempDir, Concurrency: w.Concurrency, ProgressInterval: w.ProgressInterval,
-		JobDeadline: w.JobDeadline}
+	var env run.EnvReader
+	var err error
+	cfg := Config{QemuImg: run.Env(EnvQemuImg, "")}
+	cfg.Config, err = worker.ConfigFromEnv(EnvConcurrency)
+	env.Check(err)
 	cfg.Keys, err = keywrap.FromEnv(defaultKEKFile)
-	errs = append(errs, err)
-	cfg.QemuImg = run.Env(EnvQemuImg, "")
-	cfg.IterTime, err = run.EnvDuration(EnvIterTime, luks.DefaultIterTime)
-	errs = append(errs, err)
+	env.Check(err)
+	cfg.IterTime = env.Duration(EnvIterTime, luks.DefaultIterTime)
 	cfg.Locations, err = blob.LocationsFromEnv()
-	errs = append(errs, err)
-	return cfg, errors.Join(errs...)
+	env.Check(err)
+	return cfg, env.Err()
 }

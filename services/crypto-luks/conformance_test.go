@@ -16,6 +16,7 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/pkg/worker/workertest"
 	"github.com/slipway/slipway/schemas"
 )
@@ -52,8 +53,8 @@ func TestConformance(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			svc := New(b, e.store, Config{Keys: keys, TempDir: t.TempDir(), IterTime: 10 * time.Millisecond,
-				Locations: testLocations, QemuImg: wrapper, ProgressInterval: 50 * time.Millisecond, AckWait: 2 * time.Second})
+			svc := New(b, e.store, Config{Config: worker.Config{TempDir: t.TempDir(), ProgressInterval: 50 * time.Millisecond,
+				AckWait: 2 * time.Second}, Keys: keys, IterTime: 10 * time.Millisecond, Locations: testLocations, QemuImg: wrapper})
 			stop := workertest.Start(t, svc.Run, svc.Ready())
 			return func() { stop(); b.Close() }
 		},

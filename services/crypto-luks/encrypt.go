@@ -13,13 +13,10 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/kvstore"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/crypto-luks/luks"
 )
-
-// cleanupTimeout bounds removing what a failed job left, which runs even
-// when the job's context is what ended it.
-const cleanupTimeout = 30 * time.Second
 
 func (s *Service) handleEncrypt(ctx context.Context, m *bus.Msg) error {
 	var cmd schemas.CryptoLuksEncrypt
@@ -103,7 +100,7 @@ func (s *Service) runMake(ctx context.Context, j *job, imageID int64, dest strin
 	if err != nil {
 		return out, rec, terminal(err)
 	}
-	dir, err := os.MkdirTemp(s.cfg.TempDir, fmt.Sprintf("image-%d-*", imageID))
+	dir, err := os.MkdirTemp(s.w.Dir(), fmt.Sprintf("image-%d-*", imageID))
 	if err != nil {
 		return out, rec, fmt.Errorf("work directory: %w", err)
 	}
@@ -288,7 +285,7 @@ func (s *Service) upload(ctx context.Context, j *job, path, bucket, key string, 
 // this command wrote it (never one that was there before) and the image's
 // secret (unless another dest holds a volume it opens).
 func (s *Service) forget(imageID int64, dest, commandID string, rec *Record) {
-	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), worker.CleanupTimeout)
 	defer cancel()
 	if _, err := s.store.DeleteIfOwned(ctx, dest, commandID); err != nil {
 		s.log.Warn("partial destination not removed", "dest", dest, "err", err)

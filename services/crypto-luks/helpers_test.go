@@ -22,6 +22,7 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/sealbox"
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/crypto-luks/keywrap"
 )
@@ -140,8 +141,8 @@ func (e *env) startServiceWith(keys *keywrap.Keyring, tune func(*Config)) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	cfg := Config{Keys: keys, TempDir: e.tmp, IterTime: 10 * time.Millisecond, Locations: testLocations,
-		ProgressInterval: 50 * time.Millisecond, MaxDeliver: 10, AckWait: 3 * time.Second}
+	cfg := Config{Config: worker.Config{TempDir: e.tmp, ProgressInterval: 50 * time.Millisecond, MaxDeliver: 10,
+		AckWait: 3 * time.Second}, Keys: keys, IterTime: 10 * time.Millisecond, Locations: testLocations}
 	if tune != nil {
 		tune(&cfg)
 	}

@@ -21,9 +21,9 @@ type job struct {
 
 // Status is the job as the jobs query shows it.
 func (j *job) Status() JobStatus {
-	done, total := j.Bytes()
-	return JobStatus{ID: j.ID, Command: j.command, ImageID: j.ImageID, Phase: j.Phase(), BytesDone: done, BytesTotal: total,
-		Delivered: int64(j.Delivered), StartedAt: j.StartedAt()}
+	row := jobs.Row[JobStatus](&j.Job)
+	row.Command = j.command
+	return row
 }
 
 // startJob registers a job for m and reports its progress until stop.

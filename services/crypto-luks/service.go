@@ -20,43 +20,24 @@ const Name = schemas.ServiceCryptoLUKS
 // Version is reported by the micro service.
 const Version = "0.1.0"
 
-// Defaults of Config.
-const (
-	DefaultProgressInterval = worker.DefaultProgressInterval
-	DefaultAckWait          = worker.DefaultAckWait
-	DefaultMaxDeliver       = worker.DefaultMaxDeliver
-)
-
 // Config tunes the service.
 type Config struct {
+	// Config is what every worker tunes. The scratch directory holds the
+	// jobs' files (a downloaded source, the LUKS file being made or
+	// amended, the secret files qemu-img reads), each removed as soon as
+	// its job ends.
+	worker.Config
 	// Keys wraps and unwraps the data keys; required.
 	Keys *keywrap.Keyring
-	// TempDir holds the jobs' files (a downloaded source, the LUKS file
-	// being made or amended, the secret files qemu-img reads), each
-	// removed as soon as its job ends. Default os.TempDir().
-	TempDir string
 	// IterTime is the PBKDF2 time of each new key slot; default
 	// luks.DefaultIterTime.
 	IterTime time.Duration
 	// QemuImg is the qemu-img binary; default "qemu-img" on PATH.
 	QemuImg string
-	// Concurrency is how many jobs run at once; default 1.
-	Concurrency int
-	// ProgressInterval is the least time between two progress events of a
-	// job; default 1s.
-	ProgressInterval time.Duration
-	// AckWait and MaxDeliver tune the command consumer; defaults 30s and 10.
-	AckWait    time.Duration
-	MaxDeliver int
-	// JobDeadline bounds each job's wall-clock time, heartbeats or not;
-	// default bus.DefaultJobDeadline (6h).
-	JobDeadline time.Duration
 	// Locations are the buckets destinations and sources are checked
 	// against; zero means blob.DefaultLocations() (ConfigFromEnv reads
 	// blob.LocationsFromEnv).
 	Locations blob.Locations
-	// Logger defaults to the bus's logger.
-	Logger *slog.Logger
 }
 
 // Service is crypto-luks.
@@ -80,9 +61,7 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 		cfg.Locations = blob.DefaultLocations()
 	}
 	s := &Service{bus: b, store: store, keys: cfg.Keys}
-	s.w = worker.New(b, worker.Config{TempDir: cfg.TempDir, Concurrency: cfg.Concurrency,
-		ProgressInterval: cfg.ProgressInterval, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver,
-		JobDeadline: cfg.JobDeadline, Logger: cfg.Logger}, worker.Spec{
+	s.w = worker.New(b, cfg.Config, worker.Spec{
 		Name: Name, Version: Version, Description: "LUKS encryption and envelope-encrypted passphrases",
 		Handle: s.handle,
 		Queries: map[string]bus.QueryHandler{
@@ -90,11 +69,9 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 			schemas.QueryCryptoLUKSSecrets: s.querySecrets,
 			schemas.QueryCryptoLUKSSlots:   s.querySlots,
 		},
-		Jobs:  &s.jobs,
-		Start: s.start,
-		Running: func() []any {
-			return []any{"temp_dir", s.w.Dir(), "kek_id", s.keys.CurrentID(), "old_kek_ids", s.keys.OldIDs()}
-		},
+		Jobs:    &s.jobs,
+		Start:   s.start,
+		Running: func() []any { return []any{"kek_id", s.keys.CurrentID(), "old_kek_ids", s.keys.OldIDs()} },
 	})
 	s.cfg, s.log = cfg, s.w.Logger()
 	s.luks = &luks.Runner{Binary: cfg.QemuImg, IterTime: cfg.IterTime}
@@ -118,7 +95,6 @@ func (s *Service) Run(ctx context.Context) error {
 // start opens the secrets' store once the worker has its directory, which
 // qemu-img is only given absolute paths under.
 func (s *Service) start(ctx context.Context, dir string) (func(), error) {
-	s.cfg.TempDir = dir
 	s.luks.TempDir = dir
 	db, err := openStore(ctx, s.bus)
 	if err != nil {

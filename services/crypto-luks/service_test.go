@@ -171,7 +171,7 @@ func TestService(t *testing.T) {
 				t.Errorf("image %d: failed encrypt left secrets %+v (%v)", id, secrets.Secrets, err)
 			}
 		}
-		left, _ := os.ReadDir(e.svc.cfg.TempDir)
+		left, _ := os.ReadDir(e.svc.w.Dir())
 		if len(left) != 0 {
 			t.Errorf("work directory not empty after the jobs: %v", left)
 		}

@@ -103,7 +103,7 @@ func (s *Service) changeSlots(ctx context.Context, j *job, m *bus.Msg, ch slotCh
 	if err != nil {
 		return ev, terminal(err)
 	}
-	dir, err := os.MkdirTemp(s.cfg.TempDir, fmt.Sprintf("slots-%d-*", ch.imageID))
+	dir, err := os.MkdirTemp(s.w.Dir(), fmt.Sprintf("slots-%d-*", ch.imageID))
 	if err != nil {
 		return ev, err
 	}

@@ -27,10 +27,6 @@ import (
 // catalog events leaves them to add.
 const AttrRegistry = "KERNEL_REGISTRY"
 
-// cleanupTimeout bounds removing what a failed job staged, which runs even
-// when the job's context is what ended it.
-const cleanupTimeout = 30 * time.Second
-
 // imageCleanupTimeout bounds waiting for a failed add's catalog image to
 // leave LOCKED so it can be deleted.
 const imageCleanupTimeout = 3 * time.Minute
@@ -107,8 +103,8 @@ func (s *Service) handleAdd(ctx context.Context, m *bus.Msg) error {
 	} else if done {
 		return s.announceAdded(ctx, m, k)
 	}
-	j := &addJob{s: s, m: m, cmd: cmd,
-		job: &job{JobOf: worker.NewJob[schemas.KernelRegistryPhase](m), source: cmd.Source}}
+	j := &addJob{s: s, m: m, cmd: cmd, job: &job{source: cmd.Source}}
+	j.job.Begin(m, 0, "") // no image until the add registers one, no phase until the download
 	stop := s.jobs.StartSource(ctx, s.w, m, cmd.Source, j.job)
 	defer stop()
 	k, err := j.run(ctx)
@@ -193,7 +189,7 @@ func (s *Service) deleteStaged(url string) {
 	if url == "" {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), worker.CleanupTimeout)
 	defer cancel()
 	if err := s.store.DeleteURL(ctx, url); err != nil {
 		s.log.Warn("kernel-registry: delete staged object", "url", url, "err", err)
@@ -230,7 +226,7 @@ func (j *addJob) run(ctx context.Context) (schemas.Kernel, error) {
 		return schemas.Kernel{}, fmt.Errorf("%w: %w", errInvalid, err)
 	}
 	var err error
-	if j.dir, err = os.MkdirTemp(j.s.cfg.TempDir, "add-*"); err != nil {
+	if j.dir, err = os.MkdirTemp(j.s.w.Dir(), "add-*"); err != nil {
 		return schemas.Kernel{}, &retryable{fmt.Errorf("work directory: %w", err)}
 	}
 	p, err := j.prepare(ctx)

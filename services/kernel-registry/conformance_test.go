@@ -13,6 +13,7 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/pkg/worker/workertest"
 	"github.com/slipway/slipway/schemas"
 )
@@ -57,8 +58,8 @@ func TestConformance(t *testing.T) {
 	workertest.Run(t, workertest.Adapter{
 		Client: s.cli, Service: Name, Succeeded: schemas.EventKernelRegistryAdded, Failed: schemas.EventKernelRegistryFailed,
 		Start: func(t *testing.T) func() {
-			svc := New(s.connect(Name), store, Config{UploadBucket: s.uploads, FilesBucket: s.files,
-				TempDir: t.TempDir(), Initrd: initrdBin, AckWait: 2 * time.Second, Logger: s.log})
+			svc := New(s.connect(Name), store, Config{Config: worker.Config{TempDir: t.TempDir(), AckWait: 2 * time.Second,
+				Logger: s.log}, UploadBucket: s.uploads, FilesBucket: s.files, Initrd: initrdBin})
 			return workertest.Start(t, svc.Run, svc.Ready())
 		},
 		Good: func(t *testing.T) workertest.Command { return add(s.stageFile(vmlinuz)) },

@@ -92,7 +92,7 @@ func (s *Service) examine(ctx context.Context, img schemas.Image) (schemas.Kerne
 	if img.Source == "" {
 		return schemas.Kernel{}, errors.New("the image has no blob")
 	}
-	dir, err := os.MkdirTemp(s.cfg.TempDir, fmt.Sprintf("examine-%d-*", img.ID))
+	dir, err := os.MkdirTemp(s.w.Dir(), fmt.Sprintf("examine-%d-*", img.ID))
 	if err != nil {
 		return schemas.Kernel{}, &retryable{err}
 	}

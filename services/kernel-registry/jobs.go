@@ -1,7 +1,7 @@
 package kernelregistry
 
 import (
-	"github.com/slipway/slipway/pkg/worker"
+	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -9,13 +9,13 @@ import (
 // tracker reports as `progress` events naming the source (no image exists
 // yet), and its row in the `jobs` reply.
 type job struct {
-	worker.JobOf[schemas.KernelRegistryPhase]
+	jobs.Job[schemas.KernelRegistryPhase]
 	source string
 }
 
 // Status is the job as the jobs endpoint shows it.
 func (j *job) Status() schemas.KernelRegistryJob {
-	done, total := j.Bytes()
-	return schemas.KernelRegistryJob{ID: j.ID, Source: j.source, Phase: j.Phase(), BytesDone: done,
-		BytesTotal: total, Delivered: int64(j.Delivered), StartedAt: j.StartedAt()}
+	row := jobs.Row[schemas.KernelRegistryJob](&j.Job)
+	row.Source = j.source
+	return row
 }

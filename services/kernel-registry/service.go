@@ -21,6 +21,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/defaults"
 	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
@@ -38,7 +39,6 @@ const (
 	DefaultUploadBucket   = "slipway-uploads"
 	DefaultFilesBucket    = "slipway-files"
 	DefaultFilesDatastore = "files"
-	DefaultAckWait        = worker.DefaultAckWait
 	DefaultMaxDeliver     = 5
 	DefaultCallTimeout    = time.Minute
 )
@@ -46,6 +46,12 @@ const (
 // Config tunes the service; the zero value works where slipway-initrd can
 // be found (initrd.DefaultInit).
 type Config struct {
+	// Config is what every worker tunes, but MaxDeliver defaults to
+	// DefaultMaxDeliver; AckWait, MaxDeliver and JobDeadline (each add's
+	// or examination's) tune the consumer of catalog events too. The
+	// scratch directory holds each job's files (a kernel package unpacks
+	// to about 400 MiB).
+	worker.Config
 	// UploadBucket holds staged uploads: add's sources, and the kernel and
 	// initrd this service stages for the catalog. It must be the catalog's
 	// upload bucket. Default slipway-uploads.
@@ -56,23 +62,13 @@ type Config struct {
 	// FilesDatastore is the catalog datastore of KERNEL and RAMDISK images.
 	// Default files.
 	FilesDatastore string
-	// TempDir holds each job's files (a kernel package unpacks to about
-	// 400 MiB). Default os.TempDir().
-	TempDir string
 	// Initrd is the slipway-initrd binary; default initrd.DefaultInit().
 	Initrd string
 	// Modules are the initrd's wanted modules; nil means
 	// initrd.DefaultModules.
 	Modules []string
-	// AckWait and MaxDeliver tune the consumers; CallTimeout bounds each
-	// catalog call.
-	AckWait     time.Duration
-	MaxDeliver  int
+	// CallTimeout bounds each catalog call.
 	CallTimeout time.Duration
-	// JobDeadline bounds each add or examination's wall-clock time,
-	// heartbeats or not; default bus.DefaultJobDeadline (6h).
-	JobDeadline time.Duration
-	Logger      *slog.Logger
 }
 
 // Service is the kernel registry.
@@ -89,36 +85,22 @@ type Service struct {
 
 // New returns a kernel registry publishing on b and storing in store.
 func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
-	if cfg.UploadBucket == "" {
-		cfg.UploadBucket = DefaultUploadBucket
-	}
-	if cfg.FilesBucket == "" {
-		cfg.FilesBucket = DefaultFilesBucket
-	}
-	if cfg.FilesDatastore == "" {
-		cfg.FilesDatastore = DefaultFilesDatastore
-	}
+	defaults.Fill(&cfg, Config{UploadBucket: DefaultUploadBucket, FilesBucket: DefaultFilesBucket,
+		FilesDatastore: DefaultFilesDatastore, CallTimeout: DefaultCallTimeout})
+	cfg.MaxDeliver = defaults.Positive(cfg.MaxDeliver, DefaultMaxDeliver)
 	if cfg.Initrd == "" {
 		cfg.Initrd = initrd.DefaultInit()
 	}
-	if cfg.MaxDeliver <= 0 {
-		cfg.MaxDeliver = DefaultMaxDeliver
-	}
-	if cfg.CallTimeout <= 0 {
-		cfg.CallTimeout = DefaultCallTimeout
-	}
 	s := &Service{bus: b, store: store}
-	s.w = worker.New(b, worker.Config{TempDir: cfg.TempDir, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver,
-		JobDeadline: cfg.JobDeadline, Logger: cfg.Logger}, worker.Spec{
+	s.w = worker.New(b, cfg.Config, worker.Spec{
 		Name: Name, Version: Version, Description: "Kernels and their initrds",
 		Handle:  s.handleCommand,
 		Jobs:    &s.jobs,
 		Queries: map[string]bus.QueryHandler{schemas.QueryKernelRegistryList: s.queryList, schemas.QueryKernelRegistryShow: s.queryShow},
 		Start:   s.start,
-		Running: func() []any { return []any{"temp_dir", s.w.Dir(), "initrd", s.cfg.Initrd} },
+		Running: func() []any { return []any{"initrd", s.cfg.Initrd} },
 	})
-	wc := s.w.Config()
-	cfg.AckWait, cfg.JobDeadline = wc.AckWait, wc.JobDeadline
+	cfg.Config = s.w.Config() // the consumer of catalog events takes the same settings
 	s.cfg, s.log = cfg, s.w.Logger()
 	return s
 }
@@ -136,9 +118,8 @@ func (s *Service) Run(ctx context.Context) error {
 	return s.w.Run(ctx)
 }
 
-// start opens the kernels' bucket and consumes the catalog's image events,
-// once the worker has its directory.
-func (s *Service) start(ctx context.Context, dir string) (func(), error) {
+// start opens the kernels' bucket and consumes the catalog's image events.
+func (s *Service) start(ctx context.Context, _ string) (func(), error) {
 	kv, err := s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), "kernel-registry_kernels"), 0)
 	if err != nil {
 		return nil, err
@@ -147,7 +128,6 @@ func (s *Service) start(ctx context.Context, dir string) (func(), error) {
 	if s.added, err = s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), "kernel-registry_added"), AddedTTL); err != nil {
 		return nil, err
 	}
-	s.cfg.TempDir = dir
 	evts, err := s.bus.ConsumeEvents(ctx, Name+"-catalog", []string{
 		s.bus.EventSubject(schemas.ServiceCatalog, schemas.EventCatalogImageUpdated, ">"),
 		s.bus.EventSubject(schemas.ServiceCatalog, schemas.EventCatalogImageDeleted, ">"),

@@ -21,6 +21,7 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/catalog"
 	"github.com/slipway/slipway/services/converter"
@@ -80,8 +81,8 @@ type stack struct {
 func newStack(t *testing.T) *stack {
 	t.Helper()
 	s := newCatalogStack(t)
-	kr := New(s.connect(Name), s.store, Config{UploadBucket: s.uploads, FilesBucket: s.files,
-		TempDir: t.TempDir(), Initrd: initrdBin, Logger: s.log})
+	kr := New(s.connect(Name), s.store, Config{Config: worker.Config{TempDir: t.TempDir(), Logger: s.log},
+		UploadBucket: s.uploads, FilesBucket: s.files, Initrd: initrdBin})
 	s.run(Name, kr.Run, kr.Ready())
 	return s
 }
@@ -113,7 +114,7 @@ func newCatalogStack(t *testing.T) *stack {
 		UploadBucket: s.uploads, VerifyDigest: true, Logger: log,
 	})
 	s.run("catalog", cat.Run, cat.Ready())
-	conv := converter.New(s.connect("converter"), store, converter.Config{TempDir: t.TempDir(), Logger: log,
+	conv := converter.New(s.connect("converter"), store, converter.Config{Config: worker.Config{TempDir: t.TempDir(), Logger: log},
 		Locations: blob.Locations{DatastoreBuckets: []string{s.images, s.files}, UploadBucket: s.uploads}})
 	s.run("converter", conv.Run, nil)
 	// Registered last, so it runs first: the services stop before their

@@ -10,7 +10,6 @@ func Wire(d servicemain.Deps) (servicemain.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.TempDir = d.Stack.WorkDir(cfg.TempDir)
-	cfg.Logger = d.ServiceLogger(Name)
+	cfg.ApplyDeps(d, Name)
 	return New(d.Bus, d.Store, cfg), nil
 }

@@ -1,7 +1,6 @@
 package launcher
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -152,24 +151,15 @@ func ConfigFromEnv() (Config, error) {
 		RestrictedAttr: run.Env(EnvRestrictedAttr, ""),
 		QEMUUIDs:       run.Env(EnvQEMUUIDs, ""),
 	}
-	var errs []error
-	var err error
-	if cfg.ShutdownTimeout, err = run.EnvDuration(EnvShutdownTimeout, DefaultShutdownTimeout); err != nil {
-		errs = append(errs, err)
-	}
-	if cfg.ReadyTimeout, err = run.EnvDuration(EnvReadyTimeout, 0); err != nil {
-		errs = append(errs, err)
-	}
-	if cfg.ProbeTimeout, err = run.EnvDuration(EnvProbeTimeout, qemu.DefaultProbeTimeout); err != nil {
-		errs = append(errs, err)
-	}
+	var env run.EnvReader
+	cfg.ShutdownTimeout = env.Duration(EnvShutdownTimeout, DefaultShutdownTimeout)
+	cfg.ReadyTimeout = env.Duration(EnvReadyTimeout, 0)
+	cfg.ProbeTimeout = env.Duration(EnvProbeTimeout, qemu.DefaultProbeTimeout)
 	if _, err := qemu.Candidates(cfg.Accel); err != nil {
-		errs = append(errs, fmt.Errorf("%s: %w", EnvAccel, err))
+		env.Check(fmt.Errorf("%s: %w", EnvAccel, err))
 	}
 	probe := cfg
 	probe.defaults()
-	if err := newConfinement(probe).err; err != nil {
-		errs = append(errs, err)
-	}
-	return cfg, errors.Join(errs...)
+	env.Check(newConfinement(probe).err)
+	return cfg, env.Err()
 }

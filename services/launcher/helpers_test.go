@@ -25,6 +25,7 @@ import (
 	"github.com/slipway/slipway/pkg/qemuimg"
 	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/catalog"
 	"github.com/slipway/slipway/services/converter"
@@ -145,8 +146,8 @@ func (h *harness) startCatalog(sfx string) {
 
 func (h *harness) startConverter() {
 	b := h.connect("converter")
-	svc := converter.New(b, h.blobs, converter.Config{TempDir: h.t.TempDir(), Locations: h.locations(),
-		Logger: slog.New(slog.DiscardHandler)})
+	svc := converter.New(b, h.blobs, converter.Config{Config: worker.Config{TempDir: h.t.TempDir(),
+		Logger: slog.New(slog.DiscardHandler)}, Locations: h.locations()})
 	h.run("converter", svc.Run)
 	h.waitService("converter")
 }
@@ -469,8 +470,8 @@ func (h *harness) startCryptoLUKS() {
 		h.t.Fatal(err)
 	}
 	b := h.connect(cryptoluks.Name)
-	svc := cryptoluks.New(b, h.blobs, cryptoluks.Config{Keys: keys, TempDir: h.t.TempDir(), Locations: h.locations(),
-		IterTime: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	svc := cryptoluks.New(b, h.blobs, cryptoluks.Config{Config: worker.Config{TempDir: h.t.TempDir(),
+		Logger: slog.New(slog.DiscardHandler)}, Keys: keys, Locations: h.locations(), IterTime: 10 * time.Millisecond})
 	h.run("crypto-luks", svc.Run)
 	h.waitReady("crypto-luks", svc.Ready())
 }
@@ -484,8 +485,8 @@ func (h *harness) locations() blob.Locations {
 func (h *harness) startKernelRegistry() {
 	h.t.Helper()
 	b := h.connect(kernelregistry.Name)
-	svc := kernelregistry.New(b, h.blobs, kernelregistry.Config{UploadBucket: h.uploads, FilesBucket: "files-" + h.sfx,
-		TempDir: h.t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	svc := kernelregistry.New(b, h.blobs, kernelregistry.Config{Config: worker.Config{TempDir: h.t.TempDir(),
+		Logger: slog.New(slog.DiscardHandler)}, UploadBucket: h.uploads, FilesBucket: "files-" + h.sfx})
 	h.run("kernel-registry", svc.Run)
 	h.waitService(kernelregistry.Name)
 }

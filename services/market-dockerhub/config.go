@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slipway/slipway/pkg/defaults"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/run"
 )
@@ -66,25 +67,9 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
-	if c.HubAPI == "" {
-		c.HubAPI = DefaultHubAPI
-	}
+	defaults.Fill(c, Config{HubAPI: DefaultHubAPI, RefreshInterval: DefaultRefreshInterval, User: DefaultUser,
+		Kernel: DefaultKernel, Version: "0.1.0", Logger: slog.Default()})
 	c.HubAPI = strings.TrimRight(c.HubAPI, "/")
-	if c.RefreshInterval <= 0 {
-		c.RefreshInterval = DefaultRefreshInterval
-	}
-	if c.User == "" {
-		c.User = DefaultUser
-	}
-	if c.Kernel == "" {
-		c.Kernel = DefaultKernel
-	}
-	if c.Version == "" {
-		c.Version = "0.1.0"
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
 }
 
 // ConfigFromEnv reads the configuration from the environment; unset
@@ -98,26 +83,16 @@ func ConfigFromEnv() (Config, error) {
 		User:         run.Env(EnvUser, DefaultUser),
 		Kernel:       run.Env(EnvKernel, DefaultKernel),
 	}
-	var errs []error
+	var env run.EnvReader
 	var err error
-	monitoring, err := run.EnvBool(EnvHubMonitoring, true)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	cfg.HubOffline = !monitoring
-	if cfg.RefreshInterval, err = run.EnvDuration(EnvRefreshInterval, DefaultRefreshInterval); err != nil {
-		errs = append(errs, err)
-	}
-	if cfg.Mirrors, err = parseMirrors(run.Env(EnvMirrors, "")); err != nil {
-		errs = append(errs, err)
-	}
-	if cfg.Guard, err = netguard.FromEnv(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := cfg.validate(); err != nil {
-		errs = append(errs, err)
-	}
-	return cfg, errors.Join(errs...)
+	cfg.HubOffline = !env.Bool(EnvHubMonitoring, true)
+	cfg.RefreshInterval = env.Duration(EnvRefreshInterval, DefaultRefreshInterval)
+	cfg.Mirrors, err = parseMirrors(run.Env(EnvMirrors, ""))
+	env.Check(err)
+	cfg.Guard, err = netguard.FromEnv()
+	env.Check(err)
+	env.Check(cfg.validate())
+	return cfg, env.Err()
 }
 
 func parseMirrors(s string) (map[string][]string, error) {

@@ -24,6 +24,8 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/slipway/slipway/pkg/run"
 )
 
 // DefaultModules are the drivers a Slipway VM's root disk may need: the
@@ -79,22 +81,7 @@ func DefaultInit() string {
 	if p := os.Getenv("SLIPWAY_INITRD_INIT"); p != "" {
 		return p
 	}
-	var candidates []string
-	if exe, err := os.Executable(); err == nil {
-		candidates = append(candidates, filepath.Join(filepath.Dir(exe), InitName))
-	}
-	if wd, err := os.Getwd(); err == nil {
-		candidates = append(candidates, filepath.Join(wd, "bin", InitName))
-	}
-	for _, c := range candidates {
-		if fi, err := os.Stat(c); err == nil && fi.Mode().IsRegular() {
-			return c
-		}
-	}
-	if len(candidates) == 0 {
-		return filepath.Join("bin", InitName)
-	}
-	return candidates[0]
+	return run.FindBinary(InitName)
 }
 
 // ErrNoInit: the slipway-initrd binary is missing.

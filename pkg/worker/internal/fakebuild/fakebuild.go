@@ -6,7 +6,6 @@ package fakebuild
 
 import (
 	"strings"
-	"time"
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/jobs"
@@ -18,25 +17,22 @@ type Status = schemas.BuilderJob
 
 // Job is one build in flight, started now in phase pull of total bytes.
 type Job struct {
-	id        string
-	imageID   int64
-	kind      schemas.ContentKind
-	delivered uint64
-	started   time.Time
-	jobs.Progress[schemas.BuilderPhase]
+	kind schemas.ContentKind
+	jobs.Job[schemas.BuilderPhase]
 }
 
 // New returns the job of command m building image imageID of kind.
 func New(m *bus.Msg, imageID int64, kind schemas.ContentKind, total int64) *Job {
-	j := &Job{id: m.Envelope.ID, imageID: imageID, kind: kind, delivered: m.Delivered, started: time.Now().UTC()}
-	j.SetPhase("pull", total)
+	j := &Job{kind: kind}
+	j.Begin(m, imageID, schemas.BuilderPhasePull)
+	j.Update(0, total)
 	return j
 }
 
 // Status is the job's row in the `jobs` reply.
 func (j *Job) Status() Status {
-	done, total := j.Bytes()
-	return Status{ID: j.id, ImageID: j.imageID, Reference: "docker.io/library/alpine@sha256:" + strings.Repeat("ab", 32),
-		Kind: j.kind, Phase: j.Phase(), BytesDone: done, BytesTotal: total,
-		Dest: "s3://slipway-uploads/builds/1/disk.raw", Delivered: int64(j.delivered), StartedAt: j.started.Format(time.RFC3339Nano)}
+	row := jobs.Row[Status](&j.Job)
+	row.Reference, row.Kind = "docker.io/library/alpine@sha256:"+strings.Repeat("ab", 32), j.kind
+	row.Dest = "s3://slipway-uploads/builds/1/disk.raw"
+	return row
 }
