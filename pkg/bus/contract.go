@@ -26,6 +26,35 @@ func Ask[Req, Rep any](ctx context.Context, b *Bus, q schemas.Qry[Req, Rep], req
 	return rep, err
 }
 
+// Endpoint is one query endpoint a service serves, made by Answer; Endpoints
+// gathers them for Serve.
+type Endpoint struct {
+	name    string
+	handler QueryHandler
+}
+
+// Answer is the endpoint q describes (schemas.QryCatalogShow), answered by h
+// with the types the schemas give: the request is decoded strictly
+// (DecodeQuery) into a Req, and h's Rep is the reply.
+func Answer[Req, Rep any](q schemas.Qry[Req, Rep], h func(ctx context.Context, req Req) (Rep, error)) Endpoint {
+	return Endpoint{name: q.Endpoint, handler: func(ctx context.Context, data []byte) (any, error) {
+		var req Req
+		if err := DecodeQuery(data, &req); err != nil {
+			return nil, err
+		}
+		return h(ctx, req)
+	}}
+}
+
+// Endpoints is the map Serve takes, of the endpoints Answer made.
+func Endpoints(endpoints ...Endpoint) map[string]QueryHandler {
+	m := make(map[string]QueryHandler, len(endpoints))
+	for _, e := range endpoints {
+		m[e.name] = e.handler
+	}
+	return m
+}
+
 // Send publishes the command c describes (schemas.CmdCatalogImageDelete).
 func Send[T any](ctx context.Context, b *Bus, c schemas.Cmd[T], data T, opts ...PubOption) (envelope.Envelope, error) {
 	return b.Command(ctx, c.Service, c.Verb, data, opts...)

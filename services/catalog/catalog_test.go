@@ -424,7 +424,7 @@ func TestDuplicateCommandDeliveryCreatesOneImage(t *testing.T) {
 	if next.ID != 1 {
 		t.Fatalf("next image has ID %d, want 1: the duplicate made an image", next.ID)
 	}
-	list := listImages(t, h, ListFilter{})
+	list := listImages(t, h, schemas.CatalogListRequest{})
 	if len(list) != 2 {
 		t.Fatalf("%d images, want 2", len(list))
 	}
@@ -477,7 +477,7 @@ func TestConcurrentCreatesGetDistinctIDs(t *testing.T) {
 	waitFor(t, "all images", func() bool {
 		return len(h.rec.All(func(m *nats.Msg) bool { return strings.Contains(m.Subject, ".image-created.") })) == n
 	})
-	list := listImages(t, h, ListFilter{})
+	list := listImages(t, h, schemas.CatalogListRequest{})
 	if len(list) != n {
 		t.Fatalf("%d images, want %d", len(list), n)
 	}
@@ -554,36 +554,36 @@ func TestRenameUpdatePersistentAndQueries(t *testing.T) {
 
 	// Queries.
 	var shown schemas.Image
-	if err := h.cli.Query(h.ctx, ServiceName, QueryShow, ShowRequest{Name: "a2"}, &shown); err != nil || shown.ID != a.ID {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryCatalogShow, schemas.CatalogShowRequest{Name: "a2"}, &shown); err != nil || shown.ID != a.ID {
 		t.Fatalf("show by name: %+v, %v", shown, err)
 	}
-	if err := h.cli.Query(h.ctx, ServiceName, QueryShow, ShowRequest{Name: "nope"}, &shown); !bus.IsNotFound(err) {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryCatalogShow, schemas.CatalogShowRequest{Name: "nope"}, &shown); !bus.IsNotFound(err) {
 		t.Fatalf("show missing name: %v", err)
 	}
 	if _, err := h.show(42); !bus.IsNotFound(err) {
 		t.Fatalf("show missing id: %v", err)
 	}
-	if err := h.cli.Query(h.ctx, ServiceName, QueryShow, nil, &shown); bus.ErrorCode(err) != bus.CodeInvalid {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryCatalogShow, nil, &shown); bus.ErrorCode(err) != bus.CodeInvalid {
 		t.Fatalf("show without id or name: %v", err)
 	}
-	if got := listImages(t, h, ListFilter{State: "LOCKED"}); len(got) != 2 {
+	if got := listImages(t, h, schemas.CatalogListRequest{State: "LOCKED"}); len(got) != 2 {
 		t.Fatalf("LOCKED list = %v", ids(got))
 	}
-	if got := listImages(t, h, ListFilter{State: "READY"}); len(got) != 0 {
+	if got := listImages(t, h, schemas.CatalogListRequest{State: "READY"}); len(got) != 0 {
 		t.Fatalf("READY list = %v", ids(got))
 	}
-	if got := listImages(t, h, ListFilter{Datastore: "files"}); len(got) != 0 {
+	if got := listImages(t, h, schemas.CatalogListRequest{Datastore: "files"}); len(got) != 0 {
 		t.Fatalf("files list = %v", ids(got))
 	}
-	if got := listImages(t, h, ListFilter{User: "oneadmin"}); len(got) != 2 || got[0].ID != 0 || got[1].ID != 1 {
+	if got := listImages(t, h, schemas.CatalogListRequest{User: "oneadmin"}); len(got) != 2 || got[0].ID != 0 || got[1].ID != 1 {
 		t.Fatalf("user list = %v", ids(got))
 	}
 	var bad []schemas.Image
-	if err := h.cli.Query(h.ctx, ServiceName, QueryList, ListFilter{State: "HAPPY"}, &bad); bus.ErrorCode(err) != bus.CodeInvalid {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryCatalogList, schemas.CatalogListRequest{State: "HAPPY"}, &bad); bus.ErrorCode(err) != bus.CodeInvalid {
 		t.Fatalf("list with a bad state: %v", err)
 	}
 	var ds []Datastore
-	if err := h.cli.Query(h.ctx, ServiceName, QueryDatastores, nil, &ds); err != nil || len(ds) != 2 ||
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryCatalogDatastores, nil, &ds); err != nil || len(ds) != 2 ||
 		ds[0].Name != "default" || ds[0].Kind != KindImage || ds[1].Name != "files" || ds[1].Kind != KindFile {
 		t.Fatalf("datastores = %+v, %v", ds, err)
 	}
@@ -627,10 +627,10 @@ func TestCommitRefusesABlobThatDoesNotMatch(t *testing.T) {
 	waitFor(t, "the bad blob to be deleted", func() bool { return !h.exists(c.Dest) })
 }
 
-func listImages(t *testing.T, h *harness, f ListFilter) []schemas.Image {
+func listImages(t *testing.T, h *harness, f schemas.CatalogListRequest) []schemas.Image {
 	t.Helper()
 	var out []schemas.Image
-	if err := h.cli.Query(h.ctx, ServiceName, QueryList, f, &out); err != nil {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryCatalogList, f, &out); err != nil {
 		t.Fatal(err)
 	}
 	return out

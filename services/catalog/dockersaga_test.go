@@ -229,7 +229,7 @@ func TestDockerImportRefusals(t *testing.T) {
 func (h *dockerHarness) list() []schemas.Image {
 	h.t.Helper()
 	var out []schemas.Image
-	if err := h.cli.Query(h.ctx, ServiceName, QueryList, struct{}{}, &out); err != nil {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryCatalogList, struct{}{}, &out); err != nil {
 		h.t.Fatal(err)
 	}
 	return out

@@ -221,7 +221,7 @@ func (h *harness) waitFailed(env envelope.Envelope) (*nats.Msg, schemas.Failure)
 // show asks the show query for image id.
 func (h *harness) show(id int64) (schemas.Image, error) {
 	var img schemas.Image
-	err := h.cli.Query(h.ctx, ServiceName, QueryShow, ShowRequest{ID: &id}, &img)
+	err := h.cli.Query(h.ctx, ServiceName, schemas.QueryCatalogShow, schemas.CatalogShowRequest{ID: &id}, &img)
 	return img, err
 }
 

@@ -125,11 +125,7 @@ func (s *Service) orphanConverted(ctx context.Context, m *bus.Msg, _ *saga.Saga)
 	if err := m.Decode(&ev); err != nil {
 		return bus.Terminal(err)
 	}
-	img, _, err := s.images.Get(ctx, ev.ImageID)
-	if err == nil && img.Source == ev.Dest {
-		return nil
-	}
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	if kept, err := s.images.recordsBlob(ctx, ev.ImageID, ev.Dest); kept || err != nil {
 		return err
 	}
 	s.log.Warn("converter reported a blob for no running import; deleting it", "image", ev.ImageID, "dest", ev.Dest)
@@ -139,19 +135,13 @@ func (s *Service) orphanConverted(ctx context.Context, m *bus.Msg, _ *saga.Saga)
 // recordResult stores the converter's report in the saga while it is
 // still converting, so a commit can resume from it after a crash.
 func (s *Service) recordResult(ctx context.Context, id string, ev schemas.ConverterConverted) (*saga.Saga, error) {
-	return s.sagas.Update(ctx, id, func(sg *saga.Saga) error {
-		if sg.Status != saga.StatusRunning || sg.Phase != PhaseConvert {
-			return saga.ErrNoChange
-		}
-		var d importData
-		if err := sg.Decode(&d); err != nil {
-			return err
-		}
+	// importData is the part of any import's data (a docker import's too)
+	// that this step changes.
+	return updateData(ctx, s.sagas, id, PhaseConvert, func(sg *saga.Saga, d *importData) {
 		d.Result = &ev
 		if d.Dest != ev.Dest {
 			sg.Owned = append(sg.Owned, ev.Dest)
 		}
-		return mergeData(sg, d) // keeps the fields of a docker import
 	})
 }
 

@@ -428,7 +428,7 @@ func TestEncryptRefusals(t *testing.T) {
 		t.Fatalf("encrypt twice: %q", msg)
 	}
 	// Nothing was registered for the refusals.
-	if list := listImages(t, h, ListFilter{}); len(list) != 6 {
+	if list := listImages(t, h, schemas.CatalogListRequest{}); len(list) != 6 {
 		t.Fatalf("%d images: %v", len(list), ids(list))
 	}
 }

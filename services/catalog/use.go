@@ -207,28 +207,18 @@ func (s *Service) lockForSave(ctx context.Context, m *bus.Msg, req schemas.Image
 // it is); err is for failures worth retrying.
 func (s *Service) checkStaged(ctx context.Context, save schemas.ImageSave) (reason string, err error) {
 	bucket, key, _ := blob.ParseURL(save.Source)
-	info, err := s.blobs.Stat(ctx, bucket, key)
-	if blob.IsNotFound(err) {
+	got, err := s.readBlob(ctx, bucket, key, save.Size)
+	switch {
+	case err != nil:
+		return "", err
+	case got.missing:
 		return fmt.Sprintf("the saved disk %s does not exist", save.Source), nil
-	}
-	if err != nil {
-		return "", err
-	}
-	if info.Size != save.Size {
-		return fmt.Sprintf("the saved disk %s has %d bytes, but %d were reported", save.Source, info.Size, save.Size), nil
-	}
-	if !s.cfg.VerifyDigest {
-		return "", nil
-	}
-	sum, _, err := s.blobs.SHA256(ctx, bucket, key)
-	if blob.IsNotFound(err) {
+	case got.size != save.Size:
+		return fmt.Sprintf("the saved disk %s has %d bytes, but %d were reported", save.Source, got.size, save.Size), nil
+	case got.vanished:
 		return fmt.Sprintf("the saved disk %s vanished while its digest was checked", save.Source), nil
-	}
-	if err != nil {
-		return "", err
-	}
-	if sum != save.SHA256 {
-		return fmt.Sprintf("the saved disk %s has SHA-256 %s, but %s was reported", save.Source, sum, save.SHA256), nil
+	case got.sha256 != "" && got.sha256 != save.SHA256:
+		return fmt.Sprintf("the saved disk %s has SHA-256 %s, but %s was reported", save.Source, got.sha256, save.SHA256), nil
 	}
 	return "", nil
 }
