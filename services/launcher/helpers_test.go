@@ -132,8 +132,8 @@ func (h *harness) startCatalog(sfx string) {
 	b := h.connect(catalog.ServiceName)
 	cfg := catalog.Config{
 		Datastores: []catalog.Datastore{
-			{Name: "default", Kind: catalog.KindImage, Bucket: "img-" + sfx, Types: []string{"OS", "CDROM", "DATABLOCK"}},
-			{Name: "files", Kind: catalog.KindFile, Bucket: "files-" + sfx, Types: []string{"KERNEL", "RAMDISK", "CONTEXT"}},
+			{Name: "default", Kind: catalog.KindImage, Bucket: "img-" + sfx, Types: []schemas.ImageType{"OS", "CDROM", "DATABLOCK"}},
+			{Name: "files", Kind: catalog.KindFile, Bucket: "files-" + sfx, Types: []schemas.ImageType{"KERNEL", "RAMDISK", "CONTEXT"}},
 		},
 		UploadBucket: h.uploads, VerifyDigest: true, ReconcileInterval: time.Second,
 		Logger: testenv.Logger(h.t, slog.LevelWarn),
@@ -268,7 +268,7 @@ func (h *harness) instantiate(tid int64, name string) int64 {
 func (h *harness) vm(id int64) schemas.VM {
 	h.t.Helper()
 	var vm schemas.VM
-	if err := h.cli.Query(h.ctx, launcher.Name, launcher.QueryVM, launcher.VMRequest{ID: id}, &vm); err != nil {
+	if err := h.cli.Query(h.ctx, launcher.Name, schemas.QueryLauncherVM, schemas.LauncherVMRequest{ID: id}, &vm); err != nil {
 		h.t.Fatalf("vm %d: %v", id, err)
 	}
 	return vm
@@ -298,8 +298,8 @@ func (h *harness) console(id int64) string {
 	h.t.Helper()
 	var sb strings.Builder
 	for off := int64(0); ; {
-		var c launcher.Console
-		if err := h.cli.Query(h.ctx, launcher.Name, launcher.QueryConsole, launcher.ConsoleRequest{ID: id, Offset: off}, &c); err != nil {
+		var c schemas.LauncherConsoleReply
+		if err := h.cli.Query(h.ctx, launcher.Name, schemas.QueryLauncherConsole, schemas.LauncherConsoleRequest{ID: id, Offset: off}, &c); err != nil {
 			h.t.Fatalf("console %d: %v", id, err)
 		}
 		sb.WriteString(c.Text)

@@ -73,7 +73,7 @@ func TestTemplatesAndRefusals(t *testing.T) {
 		t.Errorf("updated template: %+v", upd)
 	}
 	var byName schemas.VMTemplate
-	if err := h.cli.Query(h.ctx, launcher.Name, launcher.QueryTemplate, launcher.TemplateRequest{Name: "t1"}, &byName); err != nil || byName.ID != tid {
+	if err := h.cli.Query(h.ctx, launcher.Name, schemas.QueryLauncherTemplate, schemas.LauncherTemplateRequest{Name: "t1"}, &byName); err != nil || byName.ID != tid {
 		t.Errorf("template by name: %+v %v", byName, err)
 	}
 	h.refused(launcher.CmdTemplateUpdate, schemas.LauncherTemplateUpdate{ID: 999, Template: "MEMORY = 1\n"}, "template 999 does not exist")
@@ -81,10 +81,10 @@ func TestTemplatesAndRefusals(t *testing.T) {
 	gone := h.createTemplate("gone", "MEMORY = 64\n")
 	h.mustCall(launcher.CmdTemplateDelete, schemas.LauncherTemplateDelete{ID: gone}, launcher.EvtTemplateDeleted)
 	var list []schemas.VMTemplate
-	if err := h.cli.Query(h.ctx, launcher.Name, launcher.QueryTemplates, nil, &list); err != nil || len(list) != 1 || list[0].ID != tid {
+	if err := h.cli.Query(h.ctx, launcher.Name, schemas.QueryLauncherTemplates, nil, &list); err != nil || len(list) != 1 || list[0].ID != tid {
 		t.Errorf("templates after delete: %+v %v", list, err)
 	}
-	if err := h.cli.Query(h.ctx, launcher.Name, launcher.QueryTemplate, launcher.TemplateRequest{Name: "gone"}, &byName); !bus.IsNotFound(err) {
+	if err := h.cli.Query(h.ctx, launcher.Name, schemas.QueryLauncherTemplate, schemas.LauncherTemplateRequest{Name: "gone"}, &byName); !bus.IsNotFound(err) {
 		t.Errorf("deleted template by name: %v", err)
 	}
 
@@ -131,11 +131,11 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]" ]
 	h.waitVM(vm.ID, schemas.VMStateDone, 30e9)
 
 	var vms []schemas.VM
-	if err := h.cli.Query(h.ctx, launcher.Name, launcher.QueryVMs, launcher.VMsRequest{State: schemas.VMStateFailed}, &vms); err != nil || len(vms) != 7 {
+	if err := h.cli.Query(h.ctx, launcher.Name, schemas.QueryLauncherVMs, schemas.LauncherVMsRequest{State: schemas.VMStateFailed}, &vms); err != nil || len(vms) != 7 {
 		t.Errorf("FAILED VMs: %d %v", len(vms), err)
 	}
-	var c launcher.Console
-	if err := h.cli.Query(h.ctx, launcher.Name, launcher.QueryConsole, launcher.ConsoleRequest{ID: 999}, &c); !bus.IsNotFound(err) {
+	var c schemas.LauncherConsoleReply
+	if err := h.cli.Query(h.ctx, launcher.Name, schemas.QueryLauncherConsole, schemas.LauncherConsoleRequest{ID: 999}, &c); !bus.IsNotFound(err) {
 		t.Errorf("console of a missing VM: %v", err)
 	}
 	// A command that does not match its schema.

@@ -3,7 +3,6 @@ package launcher
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/slipway/slipway/pkg/bus"
@@ -159,28 +158,21 @@ func (s *Service) templateDelete(ctx context.Context, m *bus.Msg) error {
 
 // findTemplate resolves a template by ID or name (for queries).
 func (s *Service) findTemplate(ctx context.Context, id *int64, name string) (*schemas.VMTemplate, error) {
-	switch {
-	case id != nil && name != "":
-		return nil, bus.Invalid(errors.New("give id or name, not both"))
-	case id != nil:
-		t, _, err := s.templates.Get(ctx, *id)
-		if errors.Is(err, kvstore.ErrNotFound) {
-			return nil, bus.NotFound(fmt.Errorf("template %d does not exist", *id))
-		}
-		return t, err
-	case name != "":
-		tid, err := s.templates.LookupName(ctx, kvstore.Name{name})
-		if errors.Is(err, kvstore.ErrNotFound) {
-			return nil, bus.NotFound(fmt.Errorf("no template is named %q", name))
-		}
-		if err != nil {
-			return nil, err
-		}
-		t, _, err := s.templates.Get(ctx, tid)
-		if errors.Is(err, kvstore.ErrNotFound) || (err == nil && t.Name != name) {
-			return nil, bus.NotFound(fmt.Errorf("no template is named %q", name))
-		}
-		return t, err
-	}
-	return nil, bus.Invalid(errors.New("give the id or the name of the template"))
+	return bus.ByIDOrName("template", id, name,
+		func(id int64) (*schemas.VMTemplate, error) {
+			t, _, err := s.templates.Get(ctx, id)
+			return t, err
+		},
+		func(name string) (*schemas.VMTemplate, error) {
+			tid, err := s.templates.LookupName(ctx, kvstore.Name{name})
+			if err != nil {
+				return nil, err
+			}
+			t, _, err := s.templates.Get(ctx, tid)
+			if err == nil && t.Name != name { // the index entry of a crash leftover
+				return nil, kvstore.ErrNotFound
+			}
+			return t, err
+		},
+		kvstore.ErrNotFound)
 }
