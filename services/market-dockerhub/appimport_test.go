@@ -69,7 +69,7 @@ func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 	}
 
 	var shown App
-	if err := h.cli.Query(h.ctx, ServiceName, QueryAppShow, AppShowRequest{MarketID: &mk.ID, Name: "team/app"}, &shown); err != nil {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubAppShow, schemas.MarketDockerhubAppShowRequest{MarketID: &mk.ID, Name: "team/app"}, &shown); err != nil {
 		t.Fatal(err)
 	}
 	if shown.Template != cmd.Template || !slices.Equal(shown.Tags, []string{"v1"}) {
@@ -88,7 +88,7 @@ func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 		})); n != 0 {
 			t.Errorf("a refused import sent %d launcher commands", n)
 		}
-		if err := h.cli.Query(h.ctx, ServiceName, QueryAppShow, AppShowRequest{MarketID: &mk.ID, Name: "team/app"}, &shown); err != nil || shown.Template != cmd.Template {
+		if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubAppShow, schemas.MarketDockerhubAppShowRequest{MarketID: &mk.ID, Name: "team/app"}, &shown); err != nil || shown.Template != cmd.Template {
 			t.Errorf("the refused import changed app-show's template: %v\n%s", err, shown.Template)
 		}
 	})
@@ -223,7 +223,7 @@ func TestAppShowBeforeImport(t *testing.T) {
 	push(t, host, "team/app", "v1", 1)
 	mk := h.createMarket(MarketCreate{Name: "local", Registry: host})
 	var shown App
-	if err := h.cli.Query(h.ctx, ServiceName, QueryAppShow, AppShowRequest{MarketID: &mk.ID, Name: "team/app"}, &shown); err != nil {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubAppShow, schemas.MarketDockerhubAppShowRequest{MarketID: &mk.ID, Name: "team/app"}, &shown); err != nil {
 		t.Fatal(err)
 	}
 	checkTemplate(t, shown.Template, "team/app", "", DefaultKernel)

@@ -45,7 +45,8 @@ func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
 	}
 	if err := schemas.Validate(schemas.KindCommand, ServiceName, m.Name, m.Data); err != nil {
 		if m.Name == CmdResolve {
-			if id, ok := imageIDOf(m); ok {
+			// The catalog still hears of a resolve that names its image.
+			if id, ok := schemas.PeekImageID(m.Data); ok {
 				return s.resolveFailed(ctx, m, id, err)
 			}
 		}
@@ -70,18 +71,6 @@ func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
 		return s.reject(ctx, m, err)
 	}
 	return err
-}
-
-// imageIDOf digs the image ID out of a resolve that failed validation, so
-// the catalog still hears of it.
-func imageIDOf(m *bus.Msg) (int64, bool) {
-	var v struct {
-		ImageID *int64 `json:"image_id"`
-	}
-	if err := jsonUnmarshal(m.Data, &v); err != nil || v.ImageID == nil || *v.ImageID < 0 {
-		return 0, false
-	}
-	return *v.ImageID, true
 }
 
 // decode reads a payload strictly; what does not fit is refused.

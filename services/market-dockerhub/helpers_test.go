@@ -140,7 +140,7 @@ func (h *harness) createMarket(req MarketCreate) Market {
 func (h *harness) apps(market int64) []App {
 	h.t.Helper()
 	var apps []App
-	if err := h.cli.Query(h.ctx, ServiceName, QueryApps, AppsRequest{MarketID: &market}, &apps); err != nil {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketDockerhubAppsRequest{MarketID: &market}, &apps); err != nil {
 		h.t.Fatal(err)
 	}
 	return apps
@@ -149,7 +149,7 @@ func (h *harness) apps(market int64) []App {
 func (h *harness) markets() []Market {
 	h.t.Helper()
 	var out []Market
-	if err := h.cli.Query(h.ctx, ServiceName, QueryList, nil, &out); err != nil {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubList, nil, &out); err != nil {
 		h.t.Fatal(err)
 	}
 	return out

@@ -135,7 +135,7 @@ func TestRegistryMarketplaceListsCatalogAndTags(t *testing.T) {
 	env = h.command(CmdMarketDelete, MarketDelete{ID: mk.ID})
 	h.outcome(env, EvtMarketDeleted)
 	var all []App
-	if err := h.cli.Query(h.ctx, ServiceName, QueryApps, AppsRequest{}, &all); err != nil {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketDockerhubAppsRequest{}, &all); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range all {
@@ -143,7 +143,7 @@ func TestRegistryMarketplaceListsCatalogAndTags(t *testing.T) {
 			t.Errorf("app %+v outlived its marketplace", a)
 		}
 	}
-	if err := h.cli.Query(h.ctx, ServiceName, QueryApps, AppsRequest{MarketID: &mk.ID}, &all); err == nil || !strings.Contains(err.Error(), "does not exist") {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketDockerhubAppsRequest{MarketID: &mk.ID}, &all); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("apps of a deleted marketplace: %v", err)
 	}
 	if len(h.markets()) != 1 {
@@ -274,15 +274,15 @@ func TestResolveShowsEachFailedAttempt(t *testing.T) {
 func TestQueriesRefuseBadRequests(t *testing.T) {
 	h := newHarness(t)
 	var mk Market
-	if err := h.cli.Query(h.ctx, ServiceName, QueryShow, ShowRequest{Name: DefaultMarketName}, &mk); err != nil || mk.ID != 0 {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubShow, schemas.MarketDockerhubShowRequest{Name: DefaultMarketName}, &mk); err != nil || mk.ID != 0 {
 		t.Errorf("show DockerHub = %+v, %v", mk, err)
 	}
 	id := int64(42)
-	err := h.cli.Query(h.ctx, ServiceName, QueryShow, ShowRequest{ID: &id}, &mk)
+	err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubShow, schemas.MarketDockerhubShowRequest{ID: &id}, &mk)
 	if err == nil || !strings.Contains(err.Error(), "marketplace 42 does not exist") {
 		t.Errorf("show 42: %v", err)
 	}
-	err = h.cli.Query(h.ctx, ServiceName, QueryAppShow, AppShowRequest{Name: "nosuchapp"}, &App{})
+	err = h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubAppShow, schemas.MarketDockerhubAppShowRequest{Name: "nosuchapp"}, &App{})
 	if err == nil || !strings.Contains(err.Error(), `no app is named "nosuchapp"`) {
 		t.Errorf("app-show of an unknown app: %v", err)
 	}

@@ -64,32 +64,3 @@ type (
 	// TemplateCreate is the launcher's command (slipway.cmd.launcher.template-create).
 	TemplateCreate = schemas.LauncherTemplateCreate
 )
-
-// Query endpoints, on <prefix>.api.market-dockerhub.<endpoint>.
-const (
-	QueryList    = schemas.QueryMarketDockerhubList
-	QueryShow    = schemas.QueryMarketDockerhubShow
-	QueryApps    = schemas.QueryMarketDockerhubApps
-	QueryAppShow = schemas.QueryMarketDockerhubAppShow
-)
-
-// ShowRequest names a marketplace by ID or by name.
-type ShowRequest struct {
-	ID   *int64 `json:"id,omitempty"`
-	Name string `json:"name,omitempty"`
-}
-
-// AppsRequest lists the apps of one marketplace (all when MarketID is
-// nil) whose name or description contains Filter.
-type AppsRequest struct {
-	MarketID *int64 `json:"market_id,omitempty"`
-	Filter   string `json:"filter,omitempty"`
-}
-
-// AppShowRequest names an app by ID, or by name within a marketplace (any
-// marketplace when MarketID is nil, as long as one app has that name).
-type AppShowRequest struct {
-	ID       *int64 `json:"id,omitempty"`
-	MarketID *int64 `json:"market_id,omitempty"`
-	Name     string `json:"name,omitempty"`
-}

@@ -197,5 +197,3 @@ func (s *Service) scheduleOnce(ctx context.Context) error {
 	}
 	return nil
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
