@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/schemas"
@@ -16,6 +17,19 @@ func described(kind, service, name string) error {
 		return nil
 	}
 	return fmt.Errorf("bus: %s.%s has no schema (%s/%[1]s.%[2]s.json): %[4]w", service, name, kind, schemas.ErrUnknownMessage)
+}
+
+// Commands lists the verbs of service's commands in the contract, in name
+// order: what a service that consumes its commands handles.
+func Commands(service string) []string {
+	var verbs []string
+	for _, m := range schemas.Messages() {
+		if m.Kind == schemas.KindCommand && m.Service == service {
+			verbs = append(verbs, m.Name)
+		}
+	}
+	slices.Sort(verbs)
+	return verbs
 }
 
 // Ask asks q's endpoint and returns its reply, typed by the descriptor

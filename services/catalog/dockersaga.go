@@ -100,7 +100,7 @@ func (s *Service) dockerFlow() *flow {
 			},
 		}, s.convertPhase(), s.commitPhase("import")},
 		// A build reported after its import failed or its image went away.
-		unclaimed: map[string]eventHandler{evtBuilt: s.orphanBuild},
+		unclaimed: map[string]eventHandler{evtBuilt: unclaimedReport(s.deleteBuild)},
 	}
 }
 
@@ -368,15 +368,6 @@ func (s *Service) sendDockerConvert(ctx context.Context, m *bus.Msg, sagaID stri
 		cmd.SourceFormat = schemas.DiskFormatRaw
 	}
 	return s.send(ctx, m.Envelope, sagaID, PhaseConvert, d.ImageID, schemas.ServiceConverter, "import", cmd)
-}
-
-// orphanBuild deletes a build reported for no running docker import.
-func (s *Service) orphanBuild(ctx context.Context, m *bus.Msg, _ *saga.Saga) error {
-	var ev schemas.BuilderBuilt
-	if err := m.Decode(&ev); err != nil {
-		return bus.Terminal(err)
-	}
-	return s.deleteBuild(ctx, ev)
 }
 
 // deleteBuild deletes a reported build no import owns if it lies where

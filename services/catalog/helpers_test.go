@@ -130,7 +130,7 @@ func (h *harness) command(verb string, data any) envelope.Envelope {
 // create sends image-create and waits for image-created.
 func (h *harness) create(req schemas.ImageCreate) schemas.Image {
 	h.t.Helper()
-	env := h.command(CmdImageCreate, req)
+	env := h.command(schemas.CommandCatalogImageCreate, req)
 	m := h.rec.Wait(h.t, "image-created for "+req.Name, func(m *nats.Msg) bool {
 		return strings.Contains(m.Subject, ".image-created.") && m.Header.Get(envelope.HeaderCausationID) == env.ID
 	})

@@ -30,7 +30,7 @@ func (s *Service) importFlow() *flow {
 		kind: KindImport, what: "import", reporter: "the converter", fail: s.failImportCode,
 		phases: []phase{s.convertPhase(), s.commitPhase("import")},
 		// A blob reported for no running import has no owner.
-		unclaimed: map[string]eventHandler{evtConverted: s.orphanConverted},
+		unclaimed: map[string]eventHandler{evtConverted: unclaimedReport(s.orphanConverted)},
 	}
 }
 
@@ -120,11 +120,7 @@ func (s *Service) checkDest(d importData, ev schemas.ConverterConverted) string 
 
 // orphanConverted handles a converted report no saga claims: if its
 // image is gone, the blob has no owner and is deleted.
-func (s *Service) orphanConverted(ctx context.Context, m *bus.Msg, _ *saga.Saga) error {
-	var ev schemas.ConverterConverted
-	if err := m.Decode(&ev); err != nil {
-		return bus.Terminal(err)
-	}
+func (s *Service) orphanConverted(ctx context.Context, ev schemas.ConverterConverted) error {
 	if kept, err := s.images.recordsBlob(ctx, ev.ImageID, ev.Dest); kept || err != nil {
 		return err
 	}

@@ -80,7 +80,7 @@ func (s *Service) luksFlows() []*flow {
 			phases: []phase{encrypt(), s.commitPhase(what)},
 			// An encrypted report after its saga failed (or its image
 			// went away): its blob and secret have no owner.
-			unclaimed: map[string]eventHandler{evtEncrypted: s.orphanEncrypted}}
+			unclaimed: map[string]eventHandler{evtEncrypted: unclaimedReport(s.orphanLuks)}}
 	}
 	return []*flow{mk(KindEncrypt, "the encryption"), mk(KindLuksCreate, "the LUKS volume")}
 }
@@ -261,15 +261,6 @@ func (s *Service) recordEncrypted(ctx context.Context, id string, ev schemas.Cry
 		}
 		d.SetAttributes[AttrLUKSSecret] = ev.Secret
 	})
-}
-
-// orphanEncrypted is orphanLuks for a report no saga claims.
-func (s *Service) orphanEncrypted(ctx context.Context, m *bus.Msg, _ *saga.Saga) error {
-	var ev schemas.CryptoLuksEncrypted
-	if err := m.Decode(&ev); err != nil {
-		return bus.Terminal(err)
-	}
-	return s.orphanLuks(ctx, ev)
 }
 
 // orphanLuks deletes a LUKS blob and secret no running saga owns, unless

@@ -135,10 +135,10 @@ func (s *Service) commit(ctx context.Context, sg *saga.Saga, cause *envelope.Env
 		return err
 	}
 	opts := func(what string) []bus.PubOption { return stepOpts(sg.ID, cause, what) }
-	if err := s.emitState(ctx, img.ID, StateLocked, StateReady, "", opts(stepCommitted+"/"+EvtStateChanged)); err != nil {
+	if err := s.emitState(ctx, img.ID, StateLocked, StateReady, "", opts(stepCommitted+"/"+schemas.EventCatalogStateChanged)); err != nil {
 		return err
 	}
-	if err := s.emitImage(ctx, EvtImageUpdated, img, opts(stepCommitted+"/"+EvtImageUpdated)); err != nil {
+	if err := s.emitImage(ctx, schemas.EventCatalogImageUpdated, img, opts(stepCommitted+"/"+schemas.EventCatalogImageUpdated)); err != nil {
 		return err
 	}
 	if err := s.deleteURL(ctx, d.Staged); err != nil {
@@ -248,10 +248,10 @@ func (s *Service) failImportCode(ctx context.Context, sg *saga.Saga, code, reaso
 	opts := func(what string) []bus.PubOption { return stepOpts(sg.ID, cause, what) }
 	if img != nil && (changed || State(img.State) == StateError) {
 		id := img.ID
-		if err := s.emitState(ctx, id, StateLocked, StateError, img.Error, opts("import-failed/"+EvtStateChanged)); err != nil {
+		if err := s.emitState(ctx, id, StateLocked, StateError, img.Error, opts("import-failed/"+schemas.EventCatalogStateChanged)); err != nil {
 			return err
 		}
-		if err := s.emitFailed(ctx, idToken(id), &id, d.Command, code, img.Error, opts("import-failed/"+EvtFailed)); err != nil {
+		if err := s.emitFailed(ctx, idToken(id), &id, d.Command, code, img.Error, opts("import-failed/"+schemas.EventCatalogFailed)); err != nil {
 			return err
 		}
 	}
@@ -319,10 +319,10 @@ func (s *Service) register(ctx context.Context, m *bus.Msg, ids processed, start
 // announce publishes a new record: image-created (the answer a client
 // waits for) and its first state.
 func (s *Service) announce(ctx context.Context, m *bus.Msg, img *schemas.Image) error {
-	if err := s.emitImage(ctx, EvtImageCreated, img, causedBy(m.Envelope, EvtImageCreated)); err != nil {
+	if err := s.emitImage(ctx, schemas.EventCatalogImageCreated, img, causedBy(m.Envelope, schemas.EventCatalogImageCreated)); err != nil {
 		return err
 	}
-	return s.emitState(ctx, img.ID, "", StateLocked, "", causedBy(m.Envelope, EvtStateChanged))
+	return s.emitState(ctx, img.ID, "", StateLocked, "", causedBy(m.Envelope, schemas.EventCatalogStateChanged))
 }
 
 // insert stores a new record, or returns the one a previous delivery

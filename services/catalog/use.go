@@ -101,11 +101,11 @@ func (s *Service) changeLocks(ctx context.Context, m *bus.Msg, id int64, apply f
 		return img, err
 	}
 	if State(img.State) != from {
-		if err := s.emitState(ctx, img.ID, from, State(img.State), "", causedBy(m.Envelope, EvtStateChanged)); err != nil {
+		if err := s.emitState(ctx, img.ID, from, State(img.State), "", causedBy(m.Envelope, schemas.EventCatalogStateChanged)); err != nil {
 			return nil, err
 		}
 	}
-	return img, s.emitImage(ctx, EvtImageUpdated, img, causedBy(m.Envelope, EvtImageUpdated))
+	return img, s.emitImage(ctx, schemas.EventCatalogImageUpdated, img, causedBy(m.Envelope, schemas.EventCatalogImageUpdated))
 }
 
 // drop applies image-release without save to the record: a VM that does
@@ -196,7 +196,7 @@ func (s *Service) lockForSave(ctx context.Context, m *bus.Msg, req schemas.Image
 		return nil, false, err
 	}
 	if changed {
-		if err := s.emitState(ctx, img.ID, StateUsedPers, StateLockedUsedPers, "", causedBy(m.Envelope, "save/"+EvtStateChanged)); err != nil {
+		if err := s.emitState(ctx, img.ID, StateUsedPers, StateLockedUsedPers, "", causedBy(m.Envelope, "save/"+schemas.EventCatalogStateChanged)); err != nil {
 			return nil, false, err
 		}
 	}
@@ -236,7 +236,7 @@ func (s *Service) refuseSave(ctx context.Context, m *bus.Msg, id, vm int64, stag
 		return err
 	}
 	if changed {
-		if err := s.emitState(ctx, id, StateLockedUsedPers, StateUsedPers, "", causedBy(m.Envelope, "save-refused/"+EvtStateChanged)); err != nil {
+		if err := s.emitState(ctx, id, StateLockedUsedPers, StateUsedPers, "", causedBy(m.Envelope, "save-refused/"+schemas.EventCatalogStateChanged)); err != nil {
 			return err
 		}
 	}
@@ -276,10 +276,10 @@ func (s *Service) commitSave(ctx context.Context, m *bus.Msg, img *schemas.Image
 		return err
 	}
 	if changed {
-		if err := s.emitState(ctx, img.ID, StateLockedUsedPers, StateReady, "", causedBy(m.Envelope, "saved/"+EvtStateChanged)); err != nil {
+		if err := s.emitState(ctx, img.ID, StateLockedUsedPers, StateReady, "", causedBy(m.Envelope, "saved/"+schemas.EventCatalogStateChanged)); err != nil {
 			return err
 		}
-		if err := s.emitImage(ctx, EvtImageUpdated, after, causedBy(m.Envelope, "saved/"+EvtImageUpdated)); err != nil {
+		if err := s.emitImage(ctx, schemas.EventCatalogImageUpdated, after, causedBy(m.Envelope, "saved/"+schemas.EventCatalogImageUpdated)); err != nil {
 			return err
 		}
 	}

@@ -411,6 +411,18 @@ func updateData[D any](ctx context.Context, sagas *saga.Store, id string, ph sag
 	})
 }
 
+// unclaimedReport is the handler of a report no saga claims: h gets the
+// event's payload (a malformed one is terminal).
+func unclaimedReport[E any](h func(ctx context.Context, ev E) error) eventHandler {
+	return func(ctx context.Context, m *bus.Msg, _ *saga.Saga) error {
+		var ev E
+		if err := m.Decode(&ev); err != nil {
+			return bus.Terminal(err)
+		}
+		return h(ctx, ev)
+	}
+}
+
 // mergeData overlays v's fields on the saga's data, keeping the fields v
 // does not know (a docker import's, when the import code updates it).
 func mergeData(sg *saga.Saga, v any) error {

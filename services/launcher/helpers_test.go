@@ -249,7 +249,7 @@ func (h *harness) mustCall(verb string, data any, accept ...string) *bus.Msg {
 // createTemplate stores a template and returns its ID.
 func (h *harness) createTemplate(name, text string) int64 {
 	h.t.Helper()
-	m := h.mustCall(launcher.CmdTemplateCreate, schemas.LauncherTemplateCreate{Name: name, Template: text}, launcher.EvtTemplateCreated)
+	m := h.mustCall(schemas.CommandLauncherTemplateCreate, schemas.LauncherTemplateCreate{Name: name, Template: text}, schemas.EventLauncherTemplateCreated)
 	var t schemas.VMTemplate
 	mustJSON(h.t, m.Data, &t)
 	return t.ID
@@ -258,7 +258,7 @@ func (h *harness) createTemplate(name, text string) int64 {
 // instantiate makes a VM and returns its ID.
 func (h *harness) instantiate(tid int64, name string) int64 {
 	h.t.Helper()
-	m := h.mustCall(launcher.CmdInstantiate, schemas.LauncherInstantiate{TemplateID: tid, Name: name}, launcher.EvtVMCreated)
+	m := h.mustCall(schemas.CommandLauncherInstantiate, schemas.LauncherInstantiate{TemplateID: tid, Name: name}, schemas.EventLauncherVMCreated)
 	var c schemas.LauncherVMCreated
 	mustJSON(h.t, m.Data, &c)
 	return c.ID

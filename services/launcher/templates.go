@@ -51,7 +51,7 @@ func (s *Service) templateCreate(ctx context.Context, m *bus.Msg) error {
 		return err
 	}
 	if prev != nil {
-		return s.emitTemplate(ctx, m, EvtTemplateCreated, prev) // a redelivery: the same event
+		return s.emitTemplate(ctx, m, schemas.EventLauncherTemplateCreated, prev) // a redelivery: the same event
 	}
 	if _, err := s.parseTemplate(req.Template); err != nil {
 		return refuse(nil, "template %q: %v", req.Name, err)
@@ -85,7 +85,7 @@ func (s *Service) templateCreate(ctx context.Context, m *bus.Msg) error {
 		_ = s.templates.ReleaseName(ctx, kvstore.Name{req.Name}, id)
 		return err
 	}
-	return s.emitTemplate(ctx, m, EvtTemplateCreated, &t)
+	return s.emitTemplate(ctx, m, schemas.EventLauncherTemplateCreated, &t)
 }
 
 // templateHolds reports whether a template other than a crash leftover
@@ -127,7 +127,7 @@ func (s *Service) templateUpdate(ctx context.Context, m *bus.Msg) error {
 	if err != nil {
 		return err
 	}
-	return s.emitTemplate(ctx, m, EvtTemplateUpdated, t)
+	return s.emitTemplate(ctx, m, schemas.EventLauncherTemplateUpdated, t)
 }
 
 func (s *Service) templateDelete(ctx context.Context, m *bus.Msg) error {
@@ -152,7 +152,7 @@ func (s *Service) templateDelete(ctx context.Context, m *bus.Msg) error {
 		return err
 	}
 	ev := schemas.LauncherTemplateDeleted{ID: t.ID, Name: t.Name}
-	_, err = s.bus.Event(ctx, EvtTemplateDeleted, idKey(t.ID), ev, causedBy(m.Envelope, EvtTemplateDeleted)...)
+	_, err = s.bus.Event(ctx, schemas.EventLauncherTemplateDeleted, idKey(t.ID), ev, causedBy(m.Envelope, schemas.EventLauncherTemplateDeleted)...)
 	return err
 }
 

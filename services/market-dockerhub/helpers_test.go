@@ -124,12 +124,12 @@ func (h *harness) outcome(env envelope.Envelope, event string) *nats.Msg {
 // listing when monitored.
 func (h *harness) createMarket(req MarketCreate) Market {
 	h.t.Helper()
-	env := h.command(CmdMarketCreate, req)
+	env := h.command(schemas.CommandMarketDockerhubMarketCreate, req)
 	var mk Market
-	mustJSON(h.t, h.outcome(env, EvtMarketCreated).Data, &mk)
+	mustJSON(h.t, h.outcome(env, schemas.EventMarketDockerhubMarketCreated).Data, &mk)
 	if mk.Monitoring {
 		var ev AppsRefreshed
-		mustJSON(h.t, h.outcome(env, EvtAppsRefreshed).Data, &ev)
+		mustJSON(h.t, h.outcome(env, schemas.EventMarketDockerhubAppsRefreshed).Data, &ev)
 		if ev.Error != "" {
 			h.t.Fatalf("first listing of %s: %s", req.Name, ev.Error)
 		}
