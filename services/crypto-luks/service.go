@@ -84,14 +84,10 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 		ProgressInterval: cfg.ProgressInterval, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver,
 		JobDeadline: cfg.JobDeadline, Logger: cfg.Logger}, worker.Spec{
 		Name: Name, Version: Version, Description: "LUKS encryption and envelope-encrypted passphrases",
-		Handle: s.handle,
-		Queries: map[string]bus.QueryHandler{
-			schemas.QueryCryptoLUKSSecret:  s.querySecret,
-			schemas.QueryCryptoLUKSSecrets: s.querySecrets,
-			schemas.QueryCryptoLUKSSlots:   s.querySlots,
-		},
-		Jobs:  &s.jobs,
-		Start: s.start,
+		Handle:  s.handle,
+		Queries: s.queries(),
+		Jobs:    &s.jobs,
+		Start:   s.start,
 		Running: func() []any {
 			return []any{"temp_dir", s.w.Dir(), "kek_id", s.keys.CurrentID(), "old_kek_ids", s.keys.OldIDs()}
 		},

@@ -103,13 +103,9 @@ func (s *Service) firecrackerKernel(ctx context.Context, spec *vmtemplate.Spec, 
 		p.problem("OS/KERNEL_DS is not set: Firecracker has no firmware and boots a kernel directly")
 		return nil
 	}
-	kimg, err := s.showFile(ctx, o.KernelDS, "OS/KERNEL_DS", "KERNEL")
+	kimg, facts, err := s.osKernel(ctx, o)
 	if err != nil {
 		return err
-	}
-	facts, err := s.kernelFacts(ctx, kimg.ID)
-	if err != nil {
-		return fmt.Errorf("OS/KERNEL_DS: %w", err)
 	}
 	name := kimg.Name
 	if facts != nil && facts.Name != "" {
@@ -151,13 +147,9 @@ func (s *Service) firecrackerDisks(ctx context.Context, spec *vmtemplate.Spec, p
 	if err != nil {
 		return err
 	}
-	prefixes := make([]string, len(disks))
-	for i, d := range disks {
-		prefixes[i] = d.img.DevPrefix
-	}
-	targets, err := spec.Targets(prefixes)
+	targets, err := diskTargets(spec, disks)
 	if err != nil {
-		return fmt.Errorf("DISK: %w", err)
+		return err
 	}
 	root := spec.OS.Root
 	if root == "" {
