@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -118,5 +119,66 @@ func TestDescriptorSubjects(t *testing.T) {
 		if c.got != c.want {
 			t.Errorf("subject %q, want %q", c.got, c.want)
 		}
+	}
+}
+
+// TestAnswer: Answer serves an endpoint with the contract's types, the
+// request decoded for the handler, and ByIDOrName words what a query naming
+// one thing by ID or by name did not find.
+func TestAnswer(t *testing.T) {
+	ctx, srv := testCtx(t), startServer(t)
+	catalog, cli := newBus(t, srv, "catalog"), newBus(t, srv, "cli")
+	errMissing := errors.New("missing")
+	byID := func(id int64) (schemas.Image, error) {
+		if id != 1 {
+			return schemas.Image{}, errMissing
+		}
+		return alpine(1), nil
+	}
+	byName := func(name string) (schemas.Image, error) {
+		if name != "alpine" {
+			return schemas.Image{}, fmt.Errorf("lookup %q: %w", name, errMissing)
+		}
+		return alpine(1), nil
+	}
+	svc, err := catalog.Serve("1.2.3", "image registry", Endpoints(
+		Answer(schemas.QryCatalogShow, func(_ context.Context, r schemas.CatalogShowRequest) (schemas.Image, error) {
+			return ByIDOrName("image", r.ID, r.Name, byID, byName, errMissing)
+		}),
+		Answer(schemas.QryCatalogList, func(context.Context, schemas.CatalogListRequest) (schemas.CatalogListReply, error) {
+			return schemas.CatalogListReply{alpine(1)}, nil
+		}),
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Stop() })
+
+	one, two := int64(1), int64(2)
+	if img, err := Ask(ctx, cli, schemas.QryCatalogShow, schemas.CatalogShowRequest{Name: "alpine"}); err != nil || img.ID != 1 {
+		t.Fatalf("show by name: %v, %+v", err, img)
+	}
+	if list, err := Ask(ctx, cli, schemas.QryCatalogList, schemas.CatalogListRequest{}); err != nil || len(list) != 1 {
+		t.Fatalf("list: %v, %+v", err, list)
+	}
+	for _, tc := range []struct {
+		req  schemas.CatalogShowRequest
+		want string
+	}{
+		{schemas.CatalogShowRequest{ID: &two}, "image 2 does not exist"},
+		{schemas.CatalogShowRequest{Name: "debian"}, `no image is named "debian"`},
+	} {
+		_, err := Ask(ctx, cli, schemas.QryCatalogShow, tc.req)
+		if !IsNotFound(err) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("show %+v: %v, want not found saying %q", tc.req, err, tc.want)
+		}
+	}
+	// The schema refuses these before the handler runs; a caller of
+	// ByIDOrName still gets them right.
+	if _, err := ByIDOrName("image", &one, "alpine", byID, byName, errMissing); ErrorCode(err) != CodeInvalid || err.Error() != "give id or name, not both" {
+		t.Errorf("both: %v", err)
+	}
+	if _, err := ByIDOrName("image", nil, "", byID, byName, errMissing); ErrorCode(err) != CodeInvalid || err.Error() != "give the id or the name of the image" {
+		t.Errorf("neither: %v", err)
 	}
 }

@@ -42,6 +42,32 @@ func DecodeQuery(req []byte, v any) error {
 	return nil
 }
 
+// ByIDOrName answers a query that names one thing (what: "image") by its
+// ID or by its name, one of the two: byID or byName finds it, and an error
+// of theirs that matches missing (kvstore.ErrNotFound) becomes a NotFound
+// that says which was asked for.
+func ByIDOrName[T any](what string, id *int64, name string, byID func(int64) (T, error), byName func(string) (T, error), missing error) (T, error) {
+	var (
+		v   T
+		err error
+	)
+	switch {
+	case id != nil && name != "":
+		return v, Invalid(errors.New("give id or name, not both"))
+	case id != nil:
+		if v, err = byID(*id); errors.Is(err, missing) {
+			return v, NotFound(fmt.Errorf("%s %d does not exist", what, *id))
+		}
+	case name != "":
+		if v, err = byName(name); errors.Is(err, missing) {
+			return v, NotFound(fmt.Errorf("no %s is named %q", what, name))
+		}
+	default:
+		return v, Invalid(fmt.Errorf("give the id or the name of the %s", what))
+	}
+	return v, err
+}
+
 // DefaultQueryTimeout bounds a Query whose ctx has no deadline.
 const DefaultQueryTimeout = 10 * time.Second
 

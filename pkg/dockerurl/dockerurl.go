@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -224,12 +225,12 @@ func (u *URL) set(key, v string) error {
 	case "size":
 		return u.setSize(v)
 	case "filesystem":
-		if !contains(filesystems, v) {
+		if !slices.Contains(filesystems, v) {
 			return fmt.Errorf("unsupported filesystem=%s: use ext2, ext3, ext4 or xfs", v)
 		}
 		u.Filesystem = v
 	case "format":
-		if !contains(formats, v) {
+		if !slices.Contains(formats, v) {
 			return fmt.Errorf("unsupported format=%s: use raw or qcow2", v)
 		}
 		u.Format = v
@@ -283,15 +284,6 @@ func (u *URL) setArch(v string) error {
 	}
 	u.Arch = a
 	return nil
-}
-
-func contains(list []string, v string) bool {
-	for _, s := range list {
-		if s == v {
-			return true
-		}
-	}
-	return false
 }
 
 // name returns "[registry/]repository" in Docker's short form: Docker Hub's

@@ -119,6 +119,21 @@ const (
 
 var isoIDs = [][]byte{[]byte("CD001"), []byte("BEA01"), []byte("NSR02"), []byte("NSR03"), []byte("TEA01")}
 
+// magics are the signatures at the very start of a file and the format
+// each names; VDI's sits at 0x40, ISO 9660's at 32 KiB and a fixed VHD's in
+// its footer (detect looks there too).
+var magics = []struct {
+	prefix string
+	format Format
+}{
+	{"QFI\xfb", QCOW2},
+	{"QED\x00", QED},
+	{"KDMV", VMDK},
+	{"vhdxfile", VHDX},
+	{"LUKS\xba\xbe", LUKS},
+	{"conectix", VHD},
+}
+
 // detect returns every format whose signature the file carries, sorted, or
 // a refusal for signatures of formats Slipway does not accept at all.
 func detect(s *src) ([]Format, error) {
@@ -130,19 +145,11 @@ func detect(s *src) ([]Format, error) {
 		return nil, err
 	}
 	set := map[Format]bool{}
-	switch {
-	case bytes.HasPrefix(head, []byte("QFI\xfb")):
-		set[QCOW2] = true
-	case bytes.HasPrefix(head, []byte("QED\x00")):
-		set[QED] = true
-	case bytes.HasPrefix(head, []byte("KDMV")):
-		set[VMDK] = true
-	case bytes.HasPrefix(head, []byte("vhdxfile")):
-		set[VHDX] = true
-	case bytes.HasPrefix(head, []byte("LUKS\xba\xbe")):
-		set[LUKS] = true
-	case bytes.HasPrefix(head, []byte("conectix")):
-		set[VHD] = true
+	for _, m := range magics {
+		if bytes.HasPrefix(head, []byte(m.prefix)) {
+			set[m.format] = true
+			break
+		}
 	}
 	if len(head) >= 0x44 && le.Uint32(head[0x40:]) == vdiMagic {
 		set[VDI] = true

@@ -128,12 +128,8 @@ func (p *Policy) add(entry string) error {
 		return nil
 	}
 	if ip, err := netip.ParseAddr(entry); err == nil {
-		if ip.Zone() != "" {
-			return fmt.Errorf("entry %q: %s (without a zone)", entry, entryForms)
-		}
-		ip = ip.Unmap()
-		if why := never(ip); why != "" {
-			return fmt.Errorf("entry %q: %s addresses are never allowed", entry, why)
+		if ip, err = entryAddr(entry, ip); err != nil {
+			return err
 		}
 		p.prefixes = append(p.prefixes, netip.PrefixFrom(ip, ip.BitLen()))
 		return nil
@@ -147,12 +143,8 @@ func (p *Policy) add(entry string) error {
 		return fmt.Errorf("entry %q: port %q: want 1 to 65535", entry, port)
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
-		if ip.Zone() != "" {
-			return fmt.Errorf("entry %q: %s (without a zone)", entry, entryForms)
-		}
-		ip = ip.Unmap()
-		if why := never(ip); why != "" {
-			return fmt.Errorf("entry %q: %s addresses are never allowed", entry, why)
+		if ip, err = entryAddr(entry, ip); err != nil {
+			return err
 		}
 		p.addrPorts = append(p.addrPorts, netip.AddrPortFrom(ip, uint16(n)))
 		return nil
@@ -163,6 +155,19 @@ func (p *Policy) add(entry string) error {
 	}
 	p.hostPorts = append(p.hostPorts, net.JoinHostPort(name, strconv.FormatUint(n, 10)))
 	return nil
+}
+
+// entryAddr is the address ip an allow-list entry names, unmapped from
+// IPv4-in-IPv6: an error when it has a zone or is never allowed.
+func entryAddr(entry string, ip netip.Addr) (netip.Addr, error) {
+	if ip.Zone() != "" {
+		return ip, fmt.Errorf("entry %q: %s (without a zone)", entry, entryForms)
+	}
+	ip = ip.Unmap()
+	if why := never(ip); why != "" {
+		return ip, fmt.Errorf("entry %q: %s addresses are never allowed", entry, why)
+	}
+	return ip, nil
 }
 
 func normalizeHost(h string) string { return strings.TrimSuffix(strings.ToLower(h), ".") }

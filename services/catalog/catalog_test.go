@@ -95,7 +95,7 @@ func TestConverterFailedPutsImageInError(t *testing.T) {
 	h := newHarness(t)
 	staged := "s3://" + h.cfg.UploadBucket + "/uploads/x/disk.qcow2"
 	h.put(staged, []byte("bad disk"))
-	env := h.command(CmdImageCreate, schemas.ImageCreate{Name: "bad", Path: staged, Staged: true})
+	env := h.command(schemas.CommandCatalogImageCreate, schemas.ImageCreate{Name: "bad", Path: staged, Staged: true})
 	cmd, c := h.convertCommand(0)
 	if !inAttempt(c.Dest, 0, "disk") {
 		t.Fatalf("without a format the dest has no extension, got %s", c.Dest)
@@ -123,7 +123,7 @@ func TestConverterFailedPutsImageInError(t *testing.T) {
 		return err == nil && sg.Status == saga.StatusFailed && slices.Contains(sg.Compensated, PhaseConvert)
 	})
 	// An ERROR image can be deleted, and the name is free again.
-	h.command(CmdImageDelete, schemas.ImageRef{ID: 0})
+	h.command(schemas.CommandCatalogImageDelete, schemas.ImageRef{ID: 0})
 	h.rec.Wait(t, "image-deleted", func(m *nats.Msg) bool { return m.Subject == "slipway.evt.catalog.image-deleted.0" })
 	if _, err := h.show(0); !bus.IsNotFound(err) {
 		t.Fatalf("show deleted image: %v, want 404", err)
@@ -169,7 +169,7 @@ func TestDeadlineExpiryCompensates(t *testing.T) {
 func TestIllegalTransitionsThroughTheBus(t *testing.T) {
 	h := newHarness(t)
 	img := h.create(schemas.ImageCreate{Name: "k", Path: "https://example.invalid/vmlinuz", Datastore: "files", Type: schemas.ImageTypeKernel})
-	lockedDelete := h.command(CmdImageDelete, schemas.ImageRef{ID: img.ID})
+	lockedDelete := h.command(schemas.CommandCatalogImageDelete, schemas.ImageRef{ID: img.ID})
 	_, f := h.waitFailed(lockedDelete)
 	if f.Error != "image 0 is LOCKED: wait for its import to finish (or fail) before deleting it" {
 		t.Fatalf("delete LOCKED: %q", f.Error)
@@ -186,9 +186,9 @@ func TestIllegalTransitionsThroughTheBus(t *testing.T) {
 		data any
 		want string
 	}{
-		{CmdImagePersistent, schemas.ImageRef{ID: 0}, "image 0 is a KERNEL file: file images cannot be persistent"},
-		{CmdImageEnable, schemas.ImageRef{ID: 7}, "image 7 does not exist"},
-		{CmdImageRename, schemas.ImageRename{ID: 9, Name: "x"}, "image 9 does not exist"},
+		{schemas.CommandCatalogImagePersistent, schemas.ImageRef{ID: 0}, "image 0 is a KERNEL file: file images cannot be persistent"},
+		{schemas.CommandCatalogImageEnable, schemas.ImageRef{ID: 7}, "image 7 does not exist"},
+		{schemas.CommandCatalogImageRename, schemas.ImageRename{ID: 9, Name: "x"}, "image 9 does not exist"},
 	}
 	for _, tc := range cases {
 		_, f := h.waitFailed(h.command(tc.verb, tc.data))
@@ -197,12 +197,12 @@ func TestIllegalTransitionsThroughTheBus(t *testing.T) {
 		}
 	}
 	// disable → DISABLED; disable again is a no-op; enable → READY.
-	h.command(CmdImageDisable, schemas.ImageRef{ID: 0})
+	h.command(schemas.CommandCatalogImageDisable, schemas.ImageRef{ID: 0})
 	h.waitState(0, StateDisabled)
-	h.command(CmdImageDisable, schemas.ImageRef{ID: 0})
-	h.command(CmdImageEnable, schemas.ImageRef{ID: 0})
+	h.command(schemas.CommandCatalogImageDisable, schemas.ImageRef{ID: 0})
+	h.command(schemas.CommandCatalogImageEnable, schemas.ImageRef{ID: 0})
 	h.waitState(0, StateReady)
-	h.command(CmdImageDelete, schemas.ImageRef{ID: 0})
+	h.command(schemas.CommandCatalogImageDelete, schemas.ImageRef{ID: 0})
 	h.rec.Wait(t, "image-deleted", func(m *nats.Msg) bool { return m.Subject == "slipway.evt.catalog.image-deleted.0" })
 	want := []string{"->LOCKED", "LOCKED->READY", "READY->DISABLED", "DISABLED->READY", "READY->DELETE"}
 	if got := stateChanges(h.rec, 0); !slices.Equal(got, want) {
@@ -295,9 +295,9 @@ func TestUsedImageRefusesChangesThroughTheBus(t *testing.T) {
 		t.Fatal(err)
 	}
 	for verb, want := range map[string]string{
-		CmdImagePersistent: "image 0 is USED by 2 VMs: it cannot be made persistent while VMs use it",
-		CmdImageDisable:    "image 0 is USED by 2 VMs: it cannot be disabled while VMs use it",
-		CmdImageDelete:     "image 0 is USED by 2 VMs: it cannot be deleted while VMs use it",
+		schemas.CommandCatalogImagePersistent: "image 0 is USED by 2 VMs: it cannot be made persistent while VMs use it",
+		schemas.CommandCatalogImageDisable:    "image 0 is USED by 2 VMs: it cannot be disabled while VMs use it",
+		schemas.CommandCatalogImageDelete:     "image 0 is USED by 2 VMs: it cannot be deleted while VMs use it",
 	} {
 		_, f := h.waitFailed(h.command(verb, schemas.ImageRef{ID: 0}))
 		if f.Error != want {
@@ -334,7 +334,7 @@ func TestCreateRefusals(t *testing.T) {
 			"an empty DATABLOCK is made as raw or qcow2, not vmdk"},
 	}
 	for _, tc := range cases {
-		env := h.command(CmdImageCreate, tc.req)
+		env := h.command(schemas.CommandCatalogImageCreate, tc.req)
 		m, f := h.waitFailed(env)
 		if f.Error != tc.want {
 			t.Errorf("%+v: error %q, want %q", tc.req, f.Error, tc.want)
@@ -349,7 +349,7 @@ func TestCreateRefusals(t *testing.T) {
 		t.Fatalf("first image after refusals has ID %d", img.ID)
 	}
 	// Names are unique per owner.
-	_, f := h.waitFailed(h.command(CmdImageCreate, schemas.ImageCreate{Name: "first", SizeMiB: 2}))
+	_, f := h.waitFailed(h.command(schemas.CommandCatalogImageCreate, schemas.ImageCreate{Name: "first", SizeMiB: 2}))
 	if f.Error != `an image named "first" already exists for user oneadmin (ID 0): image names are unique per owner` ||
 		f.Code != schemas.CodeConflict {
 		t.Fatalf("duplicate name: %q", f.Error)
@@ -407,7 +407,7 @@ func TestDuplicateCommandDeliveryCreatesOneImage(t *testing.T) {
 	// Two deliveries of the same command (same ce-id) that JetStream's own
 	// duplicate window does not catch (different Nats-Msg-Id), as after a
 	// publisher retry beyond the window.
-	env := envelope.Envelope{ID: envelope.NewID(), Type: envelope.Type(ServiceName, CmdImageCreate), Source: "/slipway/cli",
+	env := envelope.Envelope{ID: envelope.NewID(), Type: envelope.Type(ServiceName, schemas.CommandCatalogImageCreate), Source: "/slipway/cli",
 		Time: time.Now().UTC(), DataContentType: envelope.ContentTypeJSON}
 	env.CorrelationID = env.ID
 	body, _ := json.Marshal(schemas.ImageCreate{Name: "once", SizeMiB: 1})
@@ -424,7 +424,7 @@ func TestDuplicateCommandDeliveryCreatesOneImage(t *testing.T) {
 	if next.ID != 1 {
 		t.Fatalf("next image has ID %d, want 1: the duplicate made an image", next.ID)
 	}
-	list := listImages(t, h, ListFilter{})
+	list := listImages(t, h, schemas.CatalogListRequest{})
 	if len(list) != 2 {
 		t.Fatalf("%d images, want 2", len(list))
 	}
@@ -449,7 +449,7 @@ func TestCreateResumesAfterCrash(t *testing.T) {
 	}
 	h.stop()
 	h.start()
-	_, err = h.cli.Command(h.ctx, ServiceName, CmdImageCreate, schemas.ImageCreate{Name: "resumed", SizeMiB: 1}, bus.WithID(ceID))
+	_, err = h.cli.Command(h.ctx, ServiceName, schemas.CommandCatalogImageCreate, schemas.ImageCreate{Name: "resumed", SizeMiB: 1}, bus.WithID(ceID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -470,14 +470,14 @@ func TestConcurrentCreatesGetDistinctIDs(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h.command(CmdImageCreate, schemas.ImageCreate{Name: fmt.Sprintf("img-%d", i), SizeMiB: 1})
+			h.command(schemas.CommandCatalogImageCreate, schemas.ImageCreate{Name: fmt.Sprintf("img-%d", i), SizeMiB: 1})
 		}()
 	}
 	wg.Wait()
 	waitFor(t, "all images", func() bool {
 		return len(h.rec.All(func(m *nats.Msg) bool { return strings.Contains(m.Subject, ".image-created.") })) == n
 	})
-	list := listImages(t, h, ListFilter{})
+	list := listImages(t, h, schemas.CatalogListRequest{})
 	if len(list) != n {
 		t.Fatalf("%d images, want %d", len(list), n)
 	}
@@ -526,64 +526,64 @@ func TestRenameUpdatePersistentAndQueries(t *testing.T) {
 		mustJSON(t, m.Data, &img)
 		return img
 	}
-	_, f := h.waitFailed(h.command(CmdImageRename, schemas.ImageRename{ID: b.ID, Name: "a"}))
+	_, f := h.waitFailed(h.command(schemas.CommandCatalogImageRename, schemas.ImageRename{ID: b.ID, Name: "a"}))
 	if f.Error != `an image named "a" already exists for user oneadmin (ID 0): image names are unique per owner` {
 		t.Fatalf("rename onto a taken name: %q", f.Error)
 	}
-	if img := updated(h.command(CmdImageRename, schemas.ImageRename{ID: a.ID, Name: "a2"})); img.Name != "a2" {
+	if img := updated(h.command(schemas.CommandCatalogImageRename, schemas.ImageRename{ID: a.ID, Name: "a2"})); img.Name != "a2" {
 		t.Fatalf("renamed = %+v", img)
 	}
 	// The old name is free now.
-	if img := updated(h.command(CmdImageRename, schemas.ImageRename{ID: b.ID, Name: "a"})); img.Name != "a" {
+	if img := updated(h.command(schemas.CommandCatalogImageRename, schemas.ImageRename{ID: b.ID, Name: "a"})); img.Name != "a" {
 		t.Fatalf("renamed = %+v", img)
 	}
-	img := updated(h.command(CmdImageUpdate, schemas.ImageUpdate{ID: a.ID, Attributes: map[string]string{"K1": "", "K3": "v3"}}))
+	img := updated(h.command(schemas.CommandCatalogImageUpdate, schemas.ImageUpdate{ID: a.ID, Attributes: map[string]string{"K1": "", "K3": "v3"}}))
 	if !mapsEqual(img.Attributes, map[string]string{"K2": "v2", "K3": "v3"}) {
 		t.Fatalf("merged attributes = %v", img.Attributes)
 	}
-	img = updated(h.command(CmdImageUpdate, schemas.ImageUpdate{ID: a.ID, Attributes: map[string]string{"ONLY": "1"}, Replace: true}))
+	img = updated(h.command(schemas.CommandCatalogImageUpdate, schemas.ImageUpdate{ID: a.ID, Attributes: map[string]string{"ONLY": "1"}, Replace: true}))
 	if !mapsEqual(img.Attributes, map[string]string{"ONLY": "1"}) {
 		t.Fatalf("replaced attributes = %v", img.Attributes)
 	}
-	if img := updated(h.command(CmdImagePersistent, schemas.ImageRef{ID: a.ID})); !img.Persistent {
+	if img := updated(h.command(schemas.CommandCatalogImagePersistent, schemas.ImageRef{ID: a.ID})); !img.Persistent {
 		t.Fatalf("persistent = %+v", img)
 	}
-	if img := updated(h.command(CmdImageNonPersistent, schemas.ImageRef{ID: a.ID})); img.Persistent {
+	if img := updated(h.command(schemas.CommandCatalogImageNonpersistent, schemas.ImageRef{ID: a.ID})); img.Persistent {
 		t.Fatalf("nonpersistent = %+v", img)
 	}
 
 	// Queries.
 	var shown schemas.Image
-	if err := h.cli.Query(h.ctx, ServiceName, QueryShow, ShowRequest{Name: "a2"}, &shown); err != nil || shown.ID != a.ID {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryCatalogShow, schemas.CatalogShowRequest{Name: "a2"}, &shown); err != nil || shown.ID != a.ID {
 		t.Fatalf("show by name: %+v, %v", shown, err)
 	}
-	if err := h.cli.Query(h.ctx, ServiceName, QueryShow, ShowRequest{Name: "nope"}, &shown); !bus.IsNotFound(err) {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryCatalogShow, schemas.CatalogShowRequest{Name: "nope"}, &shown); !bus.IsNotFound(err) {
 		t.Fatalf("show missing name: %v", err)
 	}
 	if _, err := h.show(42); !bus.IsNotFound(err) {
 		t.Fatalf("show missing id: %v", err)
 	}
-	if err := h.cli.Query(h.ctx, ServiceName, QueryShow, nil, &shown); bus.ErrorCode(err) != bus.CodeInvalid {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryCatalogShow, nil, &shown); bus.ErrorCode(err) != bus.CodeInvalid {
 		t.Fatalf("show without id or name: %v", err)
 	}
-	if got := listImages(t, h, ListFilter{State: "LOCKED"}); len(got) != 2 {
+	if got := listImages(t, h, schemas.CatalogListRequest{State: "LOCKED"}); len(got) != 2 {
 		t.Fatalf("LOCKED list = %v", ids(got))
 	}
-	if got := listImages(t, h, ListFilter{State: "READY"}); len(got) != 0 {
+	if got := listImages(t, h, schemas.CatalogListRequest{State: "READY"}); len(got) != 0 {
 		t.Fatalf("READY list = %v", ids(got))
 	}
-	if got := listImages(t, h, ListFilter{Datastore: "files"}); len(got) != 0 {
+	if got := listImages(t, h, schemas.CatalogListRequest{Datastore: "files"}); len(got) != 0 {
 		t.Fatalf("files list = %v", ids(got))
 	}
-	if got := listImages(t, h, ListFilter{User: "oneadmin"}); len(got) != 2 || got[0].ID != 0 || got[1].ID != 1 {
+	if got := listImages(t, h, schemas.CatalogListRequest{User: "oneadmin"}); len(got) != 2 || got[0].ID != 0 || got[1].ID != 1 {
 		t.Fatalf("user list = %v", ids(got))
 	}
 	var bad []schemas.Image
-	if err := h.cli.Query(h.ctx, ServiceName, QueryList, ListFilter{State: "HAPPY"}, &bad); bus.ErrorCode(err) != bus.CodeInvalid {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryCatalogList, schemas.CatalogListRequest{State: "HAPPY"}, &bad); bus.ErrorCode(err) != bus.CodeInvalid {
 		t.Fatalf("list with a bad state: %v", err)
 	}
 	var ds []Datastore
-	if err := h.cli.Query(h.ctx, ServiceName, QueryDatastores, nil, &ds); err != nil || len(ds) != 2 ||
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryCatalogDatastores, nil, &ds); err != nil || len(ds) != 2 ||
 		ds[0].Name != "default" || ds[0].Kind != KindImage || ds[1].Name != "files" || ds[1].Kind != KindFile {
 		t.Fatalf("datastores = %+v, %v", ds, err)
 	}
@@ -627,10 +627,10 @@ func TestCommitRefusesABlobThatDoesNotMatch(t *testing.T) {
 	waitFor(t, "the bad blob to be deleted", func() bool { return !h.exists(c.Dest) })
 }
 
-func listImages(t *testing.T, h *harness, f ListFilter) []schemas.Image {
+func listImages(t *testing.T, h *harness, f schemas.CatalogListRequest) []schemas.Image {
 	t.Helper()
 	var out []schemas.Image
-	if err := h.cli.Query(h.ctx, ServiceName, QueryList, f, &out); err != nil {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryCatalogList, f, &out); err != nil {
 		t.Fatal(err)
 	}
 	return out

@@ -5,38 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/schemas"
 )
-
-// Command verbs the catalog consumes; the names are the contract's (schemas).
-const (
-	CmdImageCreate        = schemas.CommandCatalogImageCreate
-	CmdImageDelete        = schemas.CommandCatalogImageDelete
-	CmdImageEnable        = schemas.CommandCatalogImageEnable
-	CmdImageDisable       = schemas.CommandCatalogImageDisable
-	CmdImagePersistent    = schemas.CommandCatalogImagePersistent
-	CmdImageNonPersistent = schemas.CommandCatalogImageNonpersistent
-	CmdImageRename        = schemas.CommandCatalogImageRename
-	CmdImageUpdate        = schemas.CommandCatalogImageUpdate
-	CmdImageUse           = schemas.CommandCatalogImageUse
-	CmdImageRelease       = schemas.CommandCatalogImageRelease
-	CmdImageEncrypt       = schemas.CommandCatalogImageEncrypt
-	CmdImageSlotAdd       = schemas.CommandCatalogImageSlotAdd
-	CmdImageSlotRemove    = schemas.CommandCatalogImageSlotRemove
-	CmdImageSlotRotate    = schemas.CommandCatalogImageSlotRotate
-)
-
-// Verbs lists the commands the catalog consumes.
-func Verbs() []string {
-	return []string{CmdImageCreate, CmdImageDelete, CmdImageEnable, CmdImageDisable,
-		CmdImagePersistent, CmdImageNonPersistent, CmdImageRename, CmdImageUpdate,
-		CmdImageUse, CmdImageRelease, CmdImageEncrypt, CmdImageSlotAdd, CmdImageSlotRemove, CmdImageSlotRotate}
-}
 
 // maxAttributes is the schema's bound on an image's attributes.
 const maxAttributes = 256
@@ -45,8 +19,9 @@ const maxAttributes = 256
 // runs it. A command that is malformed or refused is terminated with a
 // failed event; an infrastructure error is retried.
 func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
-	if !slices.Contains(Verbs(), m.Name) {
-		return s.reject(ctx, m, nil, fmt.Errorf("the catalog has no command %q (commands: %s)", m.Name, strings.Join(Verbs(), ", ")))
+	// The catalog consumes every command of its contract (schemas/cmd).
+	if !schemas.Known(schemas.KindCommand, ServiceName, m.Name) {
+		return s.reject(ctx, m, nil, fmt.Errorf("the catalog has no command %q (commands: %s)", m.Name, strings.Join(bus.Commands(ServiceName), ", ")))
 	}
 	if err := schemas.Validate(schemas.KindCommand, ServiceName, m.Name, m.Data); err != nil {
 		return s.reject(ctx, m, nil, err)
@@ -78,24 +53,24 @@ func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
 // image is concerned.
 func (s *Service) dispatch(ctx context.Context, m *bus.Msg, prior *processed) (processed, error) {
 	switch m.Name {
-	case CmdImageCreate:
+	case schemas.CommandCatalogImageCreate:
 		return s.create(ctx, m, prior)
-	case CmdImageEncrypt:
+	case schemas.CommandCatalogImageEncrypt:
 		return s.encrypt(ctx, m, prior)
-	case CmdImageSlotAdd, CmdImageSlotRemove, CmdImageSlotRotate:
+	case schemas.CommandCatalogImageSlotAdd, schemas.CommandCatalogImageSlotRemove, schemas.CommandCatalogImageSlotRotate:
 		return s.changeSlots(ctx, m, prior)
 	}
 	switch m.Name {
-	case CmdImageRename:
+	case schemas.CommandCatalogImageRename:
 		var req schemas.ImageRename
 		return decodeAndRun(m, &req, &req.ID, func() error { return s.rename(ctx, m, req) })
-	case CmdImageUpdate:
+	case schemas.CommandCatalogImageUpdate:
 		var req schemas.ImageUpdate
 		return decodeAndRun(m, &req, &req.ID, func() error { return s.updateAttributes(ctx, m, req) })
-	case CmdImageUse:
+	case schemas.CommandCatalogImageUse:
 		var req schemas.ImageUse
 		return decodeAndRun(m, &req, &req.ID, func() error { return s.use(ctx, m, req) })
-	case CmdImageRelease:
+	case schemas.CommandCatalogImageRelease:
 		var req schemas.ImageRelease
 		return decodeAndRun(m, &req, &req.ID, func() error { return s.release(ctx, m, req) })
 	}
@@ -115,15 +90,15 @@ func decodeAndRun(m *bus.Msg, req any, id *int64, run func() error) (processed, 
 // simple runs the commands that name an image and nothing else.
 func (s *Service) simple(ctx context.Context, m *bus.Msg, id int64) error {
 	switch m.Name {
-	case CmdImageEnable:
+	case schemas.CommandCatalogImageEnable:
 		return s.setState(ctx, m, id, OpEnable, StateDisabled, StateReady)
-	case CmdImageDisable:
+	case schemas.CommandCatalogImageDisable:
 		return s.setState(ctx, m, id, OpDisable, StateReady, StateDisabled)
-	case CmdImagePersistent:
+	case schemas.CommandCatalogImagePersistent:
 		return s.setPersistent(ctx, m, id, true)
-	case CmdImageNonPersistent:
+	case schemas.CommandCatalogImageNonpersistent:
 		return s.setPersistent(ctx, m, id, false)
-	case CmdImageDelete:
+	case schemas.CommandCatalogImageDelete:
 		return s.delete(ctx, m, id)
 	}
 	return refuse("the catalog has no command %q", m.Name)
@@ -136,7 +111,7 @@ func (s *Service) reject(ctx context.Context, m *bus.Msg, id *int64, cause error
 		subjectID = idToken(*id)
 	}
 	s.log.Warn("command refused", "subject", m.Subject, "ce_id", m.Envelope.ID, "err", cause)
-	if err := s.emitFailed(ctx, subjectID, id, m.Subject, bus.CodeOr(cause, schemas.CodeConflict), cause.Error(), causedBy(m.Envelope, EvtFailed)); err != nil {
+	if err := s.emitFailed(ctx, subjectID, id, m.Subject, bus.CodeOr(cause, schemas.CodeConflict), cause.Error(), causedBy(m.Envelope, schemas.EventCatalogFailed)); err != nil {
 		return fmt.Errorf("publish failed event for %s: %w (refusal: %v)", m.Subject, err, cause)
 	}
 	if s.dedup != nil && m.Envelope.ID != "" {
@@ -179,7 +154,7 @@ func (s *Service) setState(ctx context.Context, m *bus.Msg, id int64, op Op, fro
 	// A redelivery finds the change made; publish again in case the first
 	// delivery died before it could (same event ID: JetStream drops a copy).
 	if changed || m.Delivered > 1 {
-		return s.emitState(ctx, id, from, to, "", causedBy(m.Envelope, EvtStateChanged))
+		return s.emitState(ctx, id, from, to, "", causedBy(m.Envelope, schemas.EventCatalogStateChanged))
 	}
 	return nil
 }
@@ -207,7 +182,7 @@ func (s *Service) setPersistent(ctx context.Context, m *bus.Msg, id int64, persi
 // JetStream drops a copy).
 func (s *Service) updated(ctx context.Context, m *bus.Msg, img *schemas.Image, changed bool) error {
 	if changed || m.Delivered > 1 {
-		return s.emitImage(ctx, EvtImageUpdated, img, causedBy(m.Envelope, EvtImageUpdated))
+		return s.emitImage(ctx, schemas.EventCatalogImageUpdated, img, causedBy(m.Envelope, schemas.EventCatalogImageUpdated))
 	}
 	return nil
 }
@@ -306,7 +281,7 @@ func (s *Service) delete(ctx context.Context, m *bus.Msg, id int64) error {
 		return err
 	}
 	if changed {
-		if err := s.emitState(ctx, id, from, StateDelete, "", causedBy(m.Envelope, EvtStateChanged)); err != nil {
+		if err := s.emitState(ctx, id, from, StateDelete, "", causedBy(m.Envelope, schemas.EventCatalogStateChanged)); err != nil {
 			return err
 		}
 	}
@@ -330,8 +305,8 @@ func (s *Service) delete(ctx context.Context, m *bus.Msg, id int64) error {
 }
 
 func (s *Service) emitDeleted(ctx context.Context, img *schemas.Image, m *bus.Msg) error {
-	_, err := s.bus.Event(ctx, EvtImageDeleted, idToken(img.ID),
-		schemas.ImageDeleted{ID: img.ID, Name: img.Name}, causedBy(m.Envelope, EvtImageDeleted)...)
+	_, err := s.bus.Event(ctx, schemas.EventCatalogImageDeleted, idToken(img.ID),
+		schemas.ImageDeleted{ID: img.ID, Name: img.Name}, causedBy(m.Envelope, schemas.EventCatalogImageDeleted)...)
 	return err
 }
 

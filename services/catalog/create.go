@@ -47,7 +47,7 @@ func (s *Service) planCreate(req schemas.ImageCreate) (plan, error) {
 			p.typ = schemas.ImageTypeDatablock
 		}
 	}
-	if err := ds.accepts(string(p.typ)); err != nil {
+	if err := accepts(ds, p.typ); err != nil {
 		return p, &refusal{err}
 	}
 	if _, ok := req.Attributes[AttrLUKSSecret]; ok {
@@ -153,20 +153,8 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 	}
 	id, sagaID := res.ImageID, res.SagaID
 	data := importData{ImageID: id, CommandID: m.Envelope.ID, Command: m.Subject, Dest: p.dest(id, sagaID), Staged: p.staged}
-	if err := s.startCreate(ctx, p, sagaID, data); err != nil {
-		return res, err
-	}
-	if err := s.images.claimName(ctx, s.cfg.User, req.Name, id); err != nil {
-		if isRefusal(err) {
-			s.abandon(ctx, sagaID, err.Error())
-		}
-		return res, err
-	}
-	img, err := s.insert(ctx, s.record(p, id, sagaID))
-	if err != nil {
-		return res, err
-	}
-	if err := s.announce(ctx, m, img); err != nil {
+	start := func() error { return s.startCreate(ctx, p, sagaID, data) }
+	if err := s.register(ctx, m, res, start, s.record(p, id, sagaID)); err != nil {
 		return res, err
 	}
 	switch {

@@ -3,25 +3,22 @@ package catalog
 import (
 	"fmt"
 	"slices"
+
+	"github.com/slipway/slipway/schemas"
 )
 
 // DatastoreKind says what a datastore holds.
-type DatastoreKind string
+type DatastoreKind = schemas.DatastoreKind
 
 // Datastore kinds.
 const (
-	KindImage DatastoreKind = "image" // disks: OS, CDROM, DATABLOCK
-	KindFile  DatastoreKind = "file"  // files: KERNEL, RAMDISK, CONTEXT
+	KindImage = schemas.DatastoreKindImage // disks: OS, CDROM, DATABLOCK
+	KindFile  = schemas.DatastoreKindFile  // files: KERNEL, RAMDISK, CONTEXT
 )
 
-// Datastore is a place images are stored: a bucket.
-type Datastore struct {
-	Name   string        `json:"name"`
-	Kind   DatastoreKind `json:"kind"`
-	Bucket string        `json:"bucket"`
-	// Types lists the image types the datastore accepts.
-	Types []string `json:"types"`
-}
+// Datastore is a place images are stored: a bucket, and the image types it
+// accepts; the catalog's datastores query answers them.
+type Datastore = schemas.CatalogDatastore
 
 // DefaultDatastores are `default` (disks) and `files` (kernels, ramdisks,
 // contexts).
@@ -32,21 +29,21 @@ func DefaultDatastores() []Datastore {
 	}
 }
 
-func imageTypes(k DatastoreKind) []string {
+func imageTypes(k DatastoreKind) []schemas.ImageType {
 	if k == KindFile {
-		return []string{"KERNEL", "RAMDISK", "CONTEXT"}
+		return []schemas.ImageType{schemas.ImageTypeKernel, schemas.ImageTypeRamdisk, schemas.ImageTypeContext}
 	}
-	return []string{"OS", "CDROM", "DATABLOCK"}
+	return []schemas.ImageType{schemas.ImageTypeOS, schemas.ImageTypeCDROM, schemas.ImageTypeDatablock}
 }
 
 // IsFileType reports whether an image type is a file type (KERNEL, RAMDISK,
 // CONTEXT), which lives in a file datastore and cannot be persistent.
 func IsFileType[T ~string](t T) bool {
-	return slices.Contains(imageTypes(KindFile), string(t))
+	return slices.Contains(imageTypes(KindFile), schemas.ImageType(t))
 }
 
 // accepts explains why ds cannot hold an image of type t, or returns nil.
-func (ds Datastore) accepts(t string) error {
+func accepts(ds Datastore, t schemas.ImageType) error {
 	if slices.Contains(ds.Types, t) {
 		return nil
 	}

@@ -100,7 +100,7 @@ func (s *Service) dockerFlow() *flow {
 			},
 		}, s.convertPhase(), s.commitPhase("import")},
 		// A build reported after its import failed or its image went away.
-		unclaimed: map[string]eventHandler{evtBuilt: s.orphanBuild},
+		unclaimed: map[string]eventHandler{evtBuilt: unclaimedReport(s.deleteBuild)},
 	}
 }
 
@@ -216,16 +216,8 @@ func (s *Service) resolved(ctx context.Context, m *bus.Msg, sg *saga.Saga) error
 	if want := d.pinnedDigest(); want != "" && want != ev.Digest {
 		return s.failImport(ctx, sg, fmt.Sprintf("resolve: %s is pinned to %s, but the registry resolved %s", d.URL, want, ev.Digest), &m.Envelope)
 	}
-	sg, err = s.sagas.Update(ctx, sg.ID, func(sg *saga.Saga) error {
-		if sg.Status != saga.StatusRunning || sg.Phase != PhaseResolve {
-			return saga.ErrNoChange
-		}
-		var d dockerData
-		if err := sg.Decode(&d); err != nil {
-			return err
-		}
+	sg, err = updateData(ctx, s.sagas, sg.ID, PhaseResolve, func(_ *saga.Saga, d *dockerData) {
 		d.Reference, d.Digest, d.Platform, d.Kind = ev.Reference, ev.Digest, ev.Platform, ev.Kind
-		return sg.SetData(d)
 	})
 	if err != nil {
 		return err
@@ -299,14 +291,7 @@ func (s *Service) built(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
 		}
 		return s.failImport(ctx, sg, reason, &m.Envelope)
 	}
-	sg, err = s.sagas.Update(ctx, sg.ID, func(sg *saga.Saga) error {
-		if sg.Status != saga.StatusRunning || sg.Phase != PhaseBuild {
-			return saga.ErrNoChange
-		}
-		var d dockerData
-		if err := sg.Decode(&d); err != nil {
-			return err
-		}
+	sg, err = updateData(ctx, s.sagas, sg.ID, PhaseBuild, func(_ *saga.Saga, d *dockerData) {
 		d.Built = &ev
 		d.SetAttributes = map[string]string{AttrSourceReference: d.URL, AttrSourceDigest: ev.Digest}
 		if ev.Distro != "" {
@@ -318,7 +303,6 @@ func (s *Service) built(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
 			d.Result = &schemas.ConverterConverted{ImageID: ev.ImageID, Dest: ev.Dest, Format: ev.Format,
 				VirtualSize: ev.VirtualSize, Size: ev.Size, SHA256: ev.SHA256}
 		}
-		return sg.SetData(d)
 	})
 	if err != nil {
 		return err
@@ -386,15 +370,6 @@ func (s *Service) sendDockerConvert(ctx context.Context, m *bus.Msg, sagaID stri
 	return s.send(ctx, m.Envelope, sagaID, PhaseConvert, d.ImageID, schemas.ServiceConverter, "import", cmd)
 }
 
-// orphanBuild deletes a build reported for no running docker import.
-func (s *Service) orphanBuild(ctx context.Context, m *bus.Msg, _ *saga.Saga) error {
-	var ev schemas.BuilderBuilt
-	if err := m.Decode(&ev); err != nil {
-		return bus.Terminal(err)
-	}
-	return s.deleteBuild(ctx, ev)
-}
-
 // deleteBuild deletes a reported build no import owns if it lies where
 // builds live: the image's staging object, or its own blobs (a container
 // build), unless that blob is what the image now records.
@@ -402,11 +377,7 @@ func (s *Service) deleteBuild(ctx context.Context, ev schemas.BuilderBuilt) erro
 	if s.isBuildURL(ev.ImageID, ev.Dest) {
 		return s.deleteURL(ctx, ev.Dest)
 	}
-	img, _, err := s.images.Get(ctx, ev.ImageID)
-	if err == nil && img.Source == ev.Dest {
-		return nil
-	}
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	if kept, err := s.images.recordsBlob(ctx, ev.ImageID, ev.Dest); kept || err != nil {
 		return err
 	}
 	s.log.Info("deleting a build no import owns", "image", ev.ImageID, "dest", ev.Dest)

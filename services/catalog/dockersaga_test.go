@@ -117,7 +117,7 @@ func (h *dockerHarness) eventsSettled() {
 func TestDockerImportLifecycle(t *testing.T) {
 	h := newDockerHarness(t)
 	url := "docker://registry.local:5000/team/app:1.0?size=64&filesystem=xfs&format=qcow2&distro=Alpine&arch=arm64"
-	env := h.command(CmdImageCreate, schemas.ImageCreate{Name: "app", Path: url, Compression: schemas.CompressionZstd})
+	env := h.command(schemas.CommandCatalogImageCreate, schemas.ImageCreate{Name: "app", Path: url, Compression: schemas.CompressionZstd})
 	var c schemas.MarketDockerhubResolve
 	resolveCmd := h.commandFor(marketService, "resolve", 0, &c)
 	img := h.mustShow(0)
@@ -171,7 +171,7 @@ func TestDockerImportLifecycle(t *testing.T) {
 // a redelivered resolved event does not build twice.
 func TestDockerImportCarriedDisk(t *testing.T) {
 	h := newDockerHarness(t)
-	h.command(CmdImageCreate, schemas.ImageCreate{Name: "vm", Path: "docker://registry.local:5000/vms/debian?size=10", Format: schemas.DiskFormatQcow2})
+	h.command(schemas.CommandCatalogImageCreate, schemas.ImageCreate{Name: "vm", Path: "docker://registry.local:5000/vms/debian?size=10", Format: schemas.DiskFormatQcow2})
 	cmd, res := h.resolve(0, schemas.ContentKindDisk)
 	var bc schemas.BuilderBuild
 	h.commandFor(builderService, "build", 0, &bc)
@@ -215,7 +215,7 @@ func TestDockerImportRefusals(t *testing.T) {
 		{schemas.ImageCreate{Name: "g", Path: "docker://nginx", Datastore: "files", Type: schemas.ImageTypeKernel}, "not KERNEL"},
 		{schemas.ImageCreate{Name: "h", Path: "docker://nginx", Compression: schemas.CompressionZstd}, "qcow2 only"},
 	} {
-		env := h.command(CmdImageCreate, tc.req)
+		env := h.command(schemas.CommandCatalogImageCreate, tc.req)
 		m, f := h.waitFailed(env)
 		if !strings.Contains(f.Error, tc.want) || f.ImageID != nil || !strings.Contains(m.Subject, ".failed.cmd-") {
 			t.Errorf("%s: failed %s = %+v, want %q", tc.req.Path, m.Subject, f, tc.want)
@@ -229,7 +229,7 @@ func TestDockerImportRefusals(t *testing.T) {
 func (h *dockerHarness) list() []schemas.Image {
 	h.t.Helper()
 	var out []schemas.Image
-	if err := h.cli.Query(h.ctx, ServiceName, QueryList, struct{}{}, &out); err != nil {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryCatalogList, struct{}{}, &out); err != nil {
 		h.t.Fatal(err)
 	}
 	return out
@@ -239,7 +239,7 @@ func TestDockerImportFailures(t *testing.T) {
 	h := newDockerHarness(t)
 
 	// 0: the registry does not know the tag.
-	env := h.command(CmdImageCreate, schemas.ImageCreate{Name: "nosuch", Path: "docker://registry.local:5000/team/app:nosuch"})
+	env := h.command(schemas.CommandCatalogImageCreate, schemas.ImageCreate{Name: "nosuch", Path: "docker://registry.local:5000/team/app:nosuch"})
 	var rc schemas.MarketDockerhubResolve
 	cmd := h.commandFor(marketService, "resolve", 0, &rc)
 	msg := "GET https://registry.local:5000/v2/team/app/manifests/nosuch: MANIFEST_UNKNOWN: manifest unknown; unknown tag=nosuch"
@@ -253,7 +253,7 @@ func TestDockerImportFailures(t *testing.T) {
 	}
 
 	// 1: the builder refuses a size too small; what it left is deleted.
-	h.command(CmdImageCreate, schemas.ImageCreate{Name: "small", Path: "docker://registry.local:5000/team/app?size=1"})
+	h.command(schemas.CommandCatalogImageCreate, schemas.ImageCreate{Name: "small", Path: "docker://registry.local:5000/team/app?size=1"})
 	h.resolve(1, schemas.ContentKindContainer)
 	var bc schemas.BuilderBuild
 	bcmd := h.commandFor(builderService, "build", 1, &bc)
@@ -266,7 +266,7 @@ func TestDockerImportFailures(t *testing.T) {
 	waitFor(t, "compensation to delete the build", func() bool { return !h.exists(bc.Dest) })
 
 	// 2: the converter refuses a carried disk: the build and the dest go.
-	h.command(CmdImageCreate, schemas.ImageCreate{Name: "conv", Path: "docker://registry.local:5000/team/app"})
+	h.command(schemas.CommandCatalogImageCreate, schemas.ImageCreate{Name: "conv", Path: "docker://registry.local:5000/team/app"})
 	h.resolve(2, schemas.ContentKindDisk)
 	_, _, built := h.build(2, []byte("not really a disk"), 0)
 	ccmd, conv := h.convertCommand(2)
@@ -284,7 +284,7 @@ func TestDockerImportFailures(t *testing.T) {
 	})
 
 	// 3: the builder pulled something else than what was resolved.
-	h.command(CmdImageCreate, schemas.ImageCreate{Name: "other", Path: "docker://registry.local:5000/team/app"})
+	h.command(schemas.CommandCatalogImageCreate, schemas.ImageCreate{Name: "other", Path: "docker://registry.local:5000/team/app"})
 	h.resolve(3, schemas.ContentKindContainer)
 	bcmd = h.commandFor(builderService, "build", 3, &bc)
 	h.put(bc.Dest, []byte("x"))
@@ -297,7 +297,7 @@ func TestDockerImportFailures(t *testing.T) {
 
 	// 4: a container build is the final blob, so it must be in the format
 	// asked for: a raw one for a qcow2 image fails and is deleted.
-	h.command(CmdImageCreate, schemas.ImageCreate{Name: "fmt", Path: "docker://registry.local:5000/team/app?format=qcow2"})
+	h.command(schemas.CommandCatalogImageCreate, schemas.ImageCreate{Name: "fmt", Path: "docker://registry.local:5000/team/app?format=qcow2"})
 	h.resolve(4, schemas.ContentKindContainer)
 	bcmd = h.commandFor(builderService, "build", 4, &bc)
 	if bc.Format != schemas.DiskFormatQcow2 || !inAttempt(bc.Dest, 4, "disk.qcow2") {
@@ -314,7 +314,7 @@ func TestDockerImportFailures(t *testing.T) {
 func TestDockerImportBuildDeadline(t *testing.T) {
 	h := newDockerHarness(t, func(c *Config) { c.BuildDeadline = 400 * time.Millisecond })
 	url := "docker://registry.local:5000/team/app"
-	h.command(CmdImageCreate, schemas.ImageCreate{Name: "slow", Path: url})
+	h.command(schemas.CommandCatalogImageCreate, schemas.ImageCreate{Name: "slow", Path: url})
 	h.resolve(0, schemas.ContentKindContainer)
 	var bc schemas.BuilderBuild
 	bcmd := h.commandFor(builderService, "build", 0, &bc)

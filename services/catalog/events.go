@@ -9,15 +9,6 @@ import (
 	"github.com/slipway/slipway/schemas"
 )
 
-// Event names the catalog publishes; the names are the contract's (schemas).
-const (
-	EvtImageCreated = schemas.EventCatalogImageCreated
-	EvtImageUpdated = schemas.EventCatalogImageUpdated
-	EvtImageDeleted = schemas.EventCatalogImageDeleted
-	EvtStateChanged = schemas.EventCatalogStateChanged
-	EvtFailed       = schemas.EventCatalogFailed
-)
-
 func idToken(id int64) string { return strconv.FormatInt(id, 10) }
 
 // causedBy links an event to the message that caused it and gives it an ID
@@ -37,7 +28,7 @@ func (s *Service) emitState(ctx context.Context, id int64, from, to State, reaso
 	if to == StateError {
 		ev.Error = schemas.ErrorText(reason)
 	}
-	_, err := s.bus.Event(ctx, EvtStateChanged, idToken(id), ev, opts...)
+	_, err := s.bus.Event(ctx, schemas.EventCatalogStateChanged, idToken(id), ev, opts...)
 	return err
 }
 
@@ -51,6 +42,6 @@ func (s *Service) emitImage(ctx context.Context, event string, img *schemas.Imag
 func (s *Service) emitFailed(ctx context.Context, subjectID string, id *int64, command, code, reason string, opts []bus.PubOption) error {
 	c, _ := schemas.LookupErrorCode(code)
 	ev := schemas.Failure{Code: code, ImageID: id, Command: command, Error: schemas.ErrorText(reason), Retryable: c.Retryable}
-	_, err := s.bus.Event(ctx, EvtFailed, subjectID, ev, opts...)
+	_, err := s.bus.Event(ctx, schemas.EventCatalogFailed, subjectID, ev, opts...)
 	return err
 }

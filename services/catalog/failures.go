@@ -52,6 +52,6 @@ func (s *Service) republishAttempt(ctx context.Context, m *bus.Msg, f schemas.Fa
 	f.Error = schemas.ErrorText(fmt.Sprintf("%s: %s", m.Service, f.Error))
 	s.log.Warn("a worker's attempt failed; it will try again", "image", *f.ImageID, "service", m.Service,
 		"attempt", f.Attempt, "code", f.Code, "next_attempt_at", f.NextAttemptAt)
-	_, err := s.bus.Event(ctx, EvtFailed, idToken(*f.ImageID), f, causedBy(m.Envelope, "attempt/"+EvtFailed)...)
+	_, err := s.bus.Event(ctx, schemas.EventCatalogFailed, idToken(*f.ImageID), f, causedBy(m.Envelope, "attempt/"+schemas.EventCatalogFailed)...)
 	return err
 }

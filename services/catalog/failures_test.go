@@ -15,7 +15,7 @@ import (
 // import, which then succeeds.
 func TestWorkerAttemptIsRepublishedUnderTheImage(t *testing.T) {
 	h := newHarness(t)
-	env := h.command(CmdImageCreate, schemas.ImageCreate{Name: "flaky", Path: "https://files.invalid/flaky.raw"})
+	env := h.command(schemas.CommandCatalogImageCreate, schemas.ImageCreate{Name: "flaky", Path: "https://files.invalid/flaky.raw"})
 	cmd, c := h.convertCommand(0)
 	next := time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339)
 	h.converterEvent(cmd, "failed", 0, schemas.Failure{Code: schemas.CodeUnavailable, ImageID: new(int64(0)),
@@ -27,7 +27,7 @@ func TestWorkerAttemptIsRepublishedUnderTheImage(t *testing.T) {
 		f.ImageID == nil || *f.ImageID != 0 {
 		t.Fatalf("%s %+v: want attempt 1 under image 0, with its code and next attempt", m.Subject, f)
 	}
-	if err := schemas.Validate(schemas.KindEvent, ServiceName, EvtFailed, m.Data); err != nil {
+	if err := schemas.Validate(schemas.KindEvent, ServiceName, schemas.EventCatalogFailed, m.Data); err != nil {
 		t.Error(err)
 	}
 	if img := h.mustShow(0); State(img.State) != StateLocked {
@@ -42,13 +42,13 @@ func TestWorkerAttemptIsRepublishedUnderTheImage(t *testing.T) {
 // says not-found.
 func TestRefusalsCarryTheirCode(t *testing.T) {
 	h := newHarness(t)
-	h.command(CmdImageCreate, schemas.ImageCreate{Name: "busy", Path: "https://files.invalid/busy.raw"})
+	h.command(schemas.CommandCatalogImageCreate, schemas.ImageCreate{Name: "busy", Path: "https://files.invalid/busy.raw"})
 	h.convertCommand(0) // the import holds the image LOCKED
-	_, err := h.cli.Call(h.ctx, ServiceName, CmdImageDelete, schemas.ImageRef{ID: 0}, []string{EvtImageDeleted})
+	_, err := h.cli.Call(h.ctx, ServiceName, schemas.CommandCatalogImageDelete, schemas.ImageRef{ID: 0}, []string{schemas.EventCatalogImageDeleted})
 	if !bus.IsCallError(err) || bus.CodeOf(err) != schemas.CodeImageLocked {
 		t.Fatalf("delete of a LOCKED image: %v, want the code image-locked", err)
 	}
-	_, err = h.cli.Call(h.ctx, ServiceName, CmdImageDelete, schemas.ImageRef{ID: 42}, []string{EvtImageDeleted})
+	_, err = h.cli.Call(h.ctx, ServiceName, schemas.CommandCatalogImageDelete, schemas.ImageRef{ID: 42}, []string{schemas.EventCatalogImageDeleted})
 	if bus.CodeOf(err) != schemas.CodeNotFound {
 		t.Fatalf("delete of no image: %v, want the code not-found", err)
 	}

@@ -130,7 +130,7 @@ func (h *harness) command(verb string, data any) envelope.Envelope {
 // create sends image-create and waits for image-created.
 func (h *harness) create(req schemas.ImageCreate) schemas.Image {
 	h.t.Helper()
-	env := h.command(CmdImageCreate, req)
+	env := h.command(schemas.CommandCatalogImageCreate, req)
 	m := h.rec.Wait(h.t, "image-created for "+req.Name, func(m *nats.Msg) bool {
 		return strings.Contains(m.Subject, ".image-created.") && m.Header.Get(envelope.HeaderCausationID) == env.ID
 	})
@@ -221,7 +221,7 @@ func (h *harness) waitFailed(env envelope.Envelope) (*nats.Msg, schemas.Failure)
 // show asks the show query for image id.
 func (h *harness) show(id int64) (schemas.Image, error) {
 	var img schemas.Image
-	err := h.cli.Query(h.ctx, ServiceName, QueryShow, ShowRequest{ID: &id}, &img)
+	err := h.cli.Query(h.ctx, ServiceName, schemas.QueryCatalogShow, schemas.CatalogShowRequest{ID: &id}, &img)
 	return img, err
 }
 

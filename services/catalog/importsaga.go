@@ -30,7 +30,7 @@ func (s *Service) importFlow() *flow {
 		kind: KindImport, what: "import", reporter: "the converter", fail: s.failImportCode,
 		phases: []phase{s.convertPhase(), s.commitPhase("import")},
 		// A blob reported for no running import has no owner.
-		unclaimed: map[string]eventHandler{evtConverted: s.orphanConverted},
+		unclaimed: map[string]eventHandler{evtConverted: unclaimedReport(s.orphanConverted)},
 	}
 }
 
@@ -120,16 +120,8 @@ func (s *Service) checkDest(d importData, ev schemas.ConverterConverted) string 
 
 // orphanConverted handles a converted report no saga claims: if its
 // image is gone, the blob has no owner and is deleted.
-func (s *Service) orphanConverted(ctx context.Context, m *bus.Msg, _ *saga.Saga) error {
-	var ev schemas.ConverterConverted
-	if err := m.Decode(&ev); err != nil {
-		return bus.Terminal(err)
-	}
-	img, _, err := s.images.Get(ctx, ev.ImageID)
-	if err == nil && img.Source == ev.Dest {
-		return nil
-	}
-	if err != nil && !errors.Is(err, ErrNotFound) {
+func (s *Service) orphanConverted(ctx context.Context, ev schemas.ConverterConverted) error {
+	if kept, err := s.images.recordsBlob(ctx, ev.ImageID, ev.Dest); kept || err != nil {
 		return err
 	}
 	s.log.Warn("converter reported a blob for no running import; deleting it", "image", ev.ImageID, "dest", ev.Dest)
@@ -139,19 +131,13 @@ func (s *Service) orphanConverted(ctx context.Context, m *bus.Msg, _ *saga.Saga)
 // recordResult stores the converter's report in the saga while it is
 // still converting, so a commit can resume from it after a crash.
 func (s *Service) recordResult(ctx context.Context, id string, ev schemas.ConverterConverted) (*saga.Saga, error) {
-	return s.sagas.Update(ctx, id, func(sg *saga.Saga) error {
-		if sg.Status != saga.StatusRunning || sg.Phase != PhaseConvert {
-			return saga.ErrNoChange
-		}
-		var d importData
-		if err := sg.Decode(&d); err != nil {
-			return err
-		}
+	// importData is the part of any import's data (a docker import's too)
+	// that this step changes.
+	return updateData(ctx, s.sagas, id, PhaseConvert, func(sg *saga.Saga, d *importData) {
 		d.Result = &ev
 		if d.Dest != ev.Dest {
 			sg.Owned = append(sg.Owned, ev.Dest)
 		}
-		return mergeData(sg, d) // keeps the fields of a docker import
 	})
 }
 

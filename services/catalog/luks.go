@@ -80,7 +80,7 @@ func (s *Service) luksFlows() []*flow {
 			phases: []phase{encrypt(), s.commitPhase(what)},
 			// An encrypted report after its saga failed (or its image
 			// went away): its blob and secret have no owner.
-			unclaimed: map[string]eventHandler{evtEncrypted: s.orphanEncrypted}}
+			unclaimed: map[string]eventHandler{evtEncrypted: unclaimedReport(s.orphanLuks)}}
 	}
 	return []*flow{mk(KindEncrypt, "the encryption"), mk(KindLuksCreate, "the LUKS volume")}
 }
@@ -134,20 +134,8 @@ func (s *Service) encrypt(ctx context.Context, m *bus.Msg, prior *processed) (pr
 			SetAttributes: map[string]string{AttrEncryptedFrom: idToken(src.ID)}},
 		SourceID: src.ID, Source: src.Source, SourceFormat: src.Format,
 	}
-	if err := s.start(ctx, sagaID, KindEncrypt, id, d, d.Dest); err != nil {
-		return res, err
-	}
-	if err := s.images.claimName(ctx, s.cfg.User, req.Name, id); err != nil {
-		if isRefusal(err) {
-			s.abandon(ctx, sagaID, err.Error())
-		}
-		return res, err
-	}
-	img, err := s.insert(ctx, encryptedRecord(src, req, id, sagaID, s.cfg))
-	if err != nil {
-		return res, err
-	}
-	if err := s.announce(ctx, m, img); err != nil {
+	start := func() error { return s.start(ctx, sagaID, KindEncrypt, id, d, d.Dest) }
+	if err := s.register(ctx, m, res, start, encryptedRecord(src, req, id, sagaID, s.cfg)); err != nil {
 		return res, err
 	}
 	return res, s.sendLuks(ctx, m, sagaID, d)
@@ -264,14 +252,7 @@ func (s *Service) encrypted(ctx context.Context, m *bus.Msg, sg *saga.Saga) erro
 // recordEncrypted keeps the secret (for compensation) and the report (for
 // a commit resumed after a crash) in the saga.
 func (s *Service) recordEncrypted(ctx context.Context, id string, ev schemas.CryptoLuksEncrypted) (*saga.Saga, error) {
-	return s.sagas.Update(ctx, id, func(sg *saga.Saga) error {
-		if sg.Status != saga.StatusRunning || sg.Phase != PhaseEncrypt {
-			return saga.ErrNoChange
-		}
-		var d luksData
-		if err := sg.Decode(&d); err != nil {
-			return err
-		}
+	return updateData(ctx, s.sagas, id, PhaseEncrypt, func(_ *saga.Saga, d *luksData) {
 		d.Secret = ev.Secret
 		d.Result = &schemas.ConverterConverted{ImageID: ev.ImageID, Dest: ev.Dest, Format: schemas.DiskFormatLUKS,
 			VirtualSize: ev.VirtualSize, Size: ev.Size, SHA256: ev.SHA256}
@@ -279,17 +260,7 @@ func (s *Service) recordEncrypted(ctx context.Context, id string, ev schemas.Cry
 			d.SetAttributes = map[string]string{}
 		}
 		d.SetAttributes[AttrLUKSSecret] = ev.Secret
-		return sg.SetData(d)
 	})
-}
-
-// orphanEncrypted is orphanLuks for a report no saga claims.
-func (s *Service) orphanEncrypted(ctx context.Context, m *bus.Msg, _ *saga.Saga) error {
-	var ev schemas.CryptoLuksEncrypted
-	if err := m.Decode(&ev); err != nil {
-		return bus.Terminal(err)
-	}
-	return s.orphanLuks(ctx, ev)
 }
 
 // orphanLuks deletes a LUKS blob and secret no running saga owns, unless

@@ -287,7 +287,7 @@ func (f *luksStandIn) secretDeletes() []secretDeleted {
 // image (image-created) or the refusal.
 func (h *harness) encryptCall(req schemas.ImageEncrypt) (schemas.Image, error) {
 	h.t.Helper()
-	m, err := h.call(CmdImageEncrypt, req, EvtImageCreated)
+	m, err := h.call(schemas.CommandCatalogImageEncrypt, req, schemas.EventCatalogImageCreated)
 	var img schemas.Image
 	if err == nil {
 		mustJSON(h.t, m.Data, &img)
@@ -360,16 +360,16 @@ func TestEncryptSaga(t *testing.T) {
 	}
 
 	// The secret cannot be changed or dropped by hand.
-	_, f := h.waitFailed(h.command(CmdImageUpdate, schemas.ImageUpdate{ID: img.ID, Attributes: map[string]string{AttrLUKSSecret: ""}}))
+	_, f := h.waitFailed(h.command(schemas.CommandCatalogImageUpdate, schemas.ImageUpdate{ID: img.ID, Attributes: map[string]string{AttrLUKSSecret: ""}}))
 	if f.Error != "attribute LUKS_SECRET is set by the catalog on LUKS images: it cannot be changed" {
 		t.Fatalf("update LUKS_SECRET: %q", f.Error)
 	}
 
 	// Deleting an image without a secret sends nothing; deleting the LUKS
 	// image asks crypto-luks to forget its secret once the blob is gone.
-	h.command(CmdImageDelete, schemas.ImageRef{ID: src.ID})
+	h.command(schemas.CommandCatalogImageDelete, schemas.ImageRef{ID: src.ID})
 	h.rec.Wait(t, "image 0 deleted", func(m *nats.Msg) bool { return m.Subject == "slipway.evt.catalog.image-deleted.0" })
-	h.command(CmdImageDelete, schemas.ImageRef{ID: img.ID})
+	h.command(schemas.CommandCatalogImageDelete, schemas.ImageRef{ID: img.ID})
 	h.rec.Wait(t, "image 1 deleted", func(m *nats.Msg) bool { return m.Subject == "slipway.evt.catalog.image-deleted.1" })
 	waitFor(t, "secret-delete", func() bool { return len(luks.secretDeletes()) > 0 })
 	time.Sleep(200 * time.Millisecond)
@@ -428,7 +428,7 @@ func TestEncryptRefusals(t *testing.T) {
 		t.Fatalf("encrypt twice: %q", msg)
 	}
 	// Nothing was registered for the refusals.
-	if list := listImages(t, h, ListFilter{}); len(list) != 6 {
+	if list := listImages(t, h, schemas.CatalogListRequest{}); len(list) != 6 {
 		t.Fatalf("%d images: %v", len(list), ids(list))
 	}
 }
@@ -441,7 +441,7 @@ func TestEncryptFailureCompensates(t *testing.T) {
 	// crypto-luks fails half way: ERROR with its message, the partial
 	// upload deleted, no secret to forget.
 	luks.setMode(1, "fail")
-	env := h.command(CmdImageEncrypt, schemas.ImageEncrypt{ID: src.ID, Name: "doomed"})
+	env := h.command(schemas.CommandCatalogImageEncrypt, schemas.ImageEncrypt{ID: src.ID, Name: "doomed"})
 	ev := h.waitState(1, StateError)
 	if ev.Error != "encrypt: qemu-img convert: Could not read image for determining its format: Input/output error" {
 		t.Fatalf("ERROR %q", ev.Error)
@@ -464,7 +464,7 @@ func TestEncryptFailureCompensates(t *testing.T) {
 	// crypto-luks reports a digest the store does not hold: ERROR, and
 	// compensation deletes the blob and the secret it made.
 	luks.setMode(2, "badsum")
-	h.command(CmdImageEncrypt, schemas.ImageEncrypt{ID: src.ID, Name: "mismatch"})
+	h.command(schemas.CommandCatalogImageEncrypt, schemas.ImageEncrypt{ID: src.ID, Name: "mismatch"})
 	ev = h.waitState(2, StateError)
 	if !strings.Contains(ev.Error, "but crypto-luks reported "+sha([]byte("not what was stored"))) {
 		t.Fatalf("ERROR %q", ev.Error)
@@ -489,7 +489,7 @@ func TestEncryptDeadlineAndLateReport(t *testing.T) {
 	luks := newLuksStandIn(h)
 	src := h.ready(schemas.ImageCreate{Name: "plain", SizeMiB: 1}, make([]byte, 8192))
 	luks.setMode(1, "hold")
-	h.command(CmdImageEncrypt, schemas.ImageEncrypt{ID: src.ID, Name: "slow"})
+	h.command(schemas.CommandCatalogImageEncrypt, schemas.ImageEncrypt{ID: src.ID, Name: "slow"})
 	ev := h.waitState(1, StateError)
 	if ev.Error != "encrypting image 0 did not finish within 300ms" {
 		t.Fatalf("ERROR %q", ev.Error)
@@ -561,7 +561,7 @@ func TestLuksCreate(t *testing.T) {
 		{schemas.ImageCreate{Name: "d", LUKS: true, Path: "s3://somebucket/x", SizeMiB: 8}, "luks makes an empty LUKS volume of size_mib: give size_mib and no path (to encrypt existing data, import it and use image-encrypt)"},
 		{schemas.ImageCreate{Name: "e", SizeMiB: 8, Attributes: map[string]string{AttrLUKSSecret: uuid.NewString()}}, "attribute LUKS_SECRET is set by the catalog on LUKS images: it cannot be given"},
 	} {
-		_, f := h.waitFailed(h.command(CmdImageCreate, c.req))
+		_, f := h.waitFailed(h.command(schemas.CommandCatalogImageCreate, c.req))
 		if f.Error != c.want {
 			t.Errorf("%+v: %q, want %q", c.req, f.Error, c.want)
 		}

@@ -66,9 +66,7 @@ func (s *Service) deleteOwned(ctx context.Context, ev schemas.ConverterConverted
 	if err != nil || !strings.HasPrefix(key, imagePrefix(ev.ImageID)) || !s.isDatastoreBucket(bucket) {
 		return nil
 	}
-	if img, _, err := s.images.Get(ctx, ev.ImageID); err == nil && img.Source == ev.Dest {
-		return nil
-	} else if err != nil && !errors.Is(err, ErrNotFound) {
+	if kept, err := s.images.recordsBlob(ctx, ev.ImageID, ev.Dest); kept || err != nil {
 		return err
 	}
 	return s.deleteURL(ctx, ev.Dest)
@@ -137,10 +135,10 @@ func (s *Service) commit(ctx context.Context, sg *saga.Saga, cause *envelope.Env
 		return err
 	}
 	opts := func(what string) []bus.PubOption { return stepOpts(sg.ID, cause, what) }
-	if err := s.emitState(ctx, img.ID, StateLocked, StateReady, "", opts(stepCommitted+"/"+EvtStateChanged)); err != nil {
+	if err := s.emitState(ctx, img.ID, StateLocked, StateReady, "", opts(stepCommitted+"/"+schemas.EventCatalogStateChanged)); err != nil {
 		return err
 	}
-	if err := s.emitImage(ctx, EvtImageUpdated, img, opts(stepCommitted+"/"+EvtImageUpdated)); err != nil {
+	if err := s.emitImage(ctx, schemas.EventCatalogImageUpdated, img, opts(stepCommitted+"/"+schemas.EventCatalogImageUpdated)); err != nil {
 		return err
 	}
 	if err := s.deleteURL(ctx, d.Staged); err != nil {
@@ -159,30 +157,54 @@ func (s *Service) verifyBlob(ctx context.Context, who string, res schemas.Conver
 	if err != nil {
 		return fmt.Sprintf("%s reported an invalid destination: %v", who, err), nil
 	}
-	info, err := s.blobs.Stat(ctx, bucket, key)
-	if blob.IsNotFound(err) {
+	got, err := s.readBlob(ctx, bucket, key, res.Size)
+	switch {
+	case err != nil:
+		return "", err
+	case got.missing:
 		return fmt.Sprintf("%s reported %s, but the store has no such object", who, res.Dest), nil
-	}
-	if err != nil {
-		return "", err
-	}
-	if info.Size != res.Size {
-		return fmt.Sprintf("%s reported %d bytes at %s, but the store holds %d", who, res.Size, res.Dest, info.Size), nil
-	}
-	if !s.cfg.VerifyDigest {
-		return "", nil
-	}
-	sum, _, err := s.blobs.SHA256(ctx, bucket, key)
-	if blob.IsNotFound(err) {
+	case got.size != res.Size:
+		return fmt.Sprintf("%s reported %d bytes at %s, but the store holds %d", who, res.Size, res.Dest, got.size), nil
+	case got.vanished:
 		return fmt.Sprintf("%s vanished while its digest was checked", res.Dest), nil
-	}
-	if err != nil {
-		return "", err
-	}
-	if sum != res.SHA256 {
-		return fmt.Sprintf("%s has SHA-256 %s, but %s reported %s", res.Dest, sum, who, res.SHA256), nil
+	case got.sha256 != "" && got.sha256 != res.SHA256:
+		return fmt.Sprintf("%s has SHA-256 %s, but %s reported %s", res.Dest, got.sha256, who, res.SHA256), nil
 	}
 	return "", nil
+}
+
+// storedBlob is what the store holds at a blob's key, read to check a
+// report of it.
+type storedBlob struct {
+	missing bool // no object
+	size    int64
+	// sha256 is read only when digests are verified (Config.VerifyDigest)
+	// and the size is the one reported; vanished: the object went away
+	// meanwhile.
+	sha256   string
+	vanished bool
+}
+
+// readBlob reads what the store holds at bucket/key, for a report of size
+// bytes; err is for failures worth retrying.
+func (s *Service) readBlob(ctx context.Context, bucket, key string, size int64) (storedBlob, error) {
+	info, err := s.blobs.Stat(ctx, bucket, key)
+	if blob.IsNotFound(err) {
+		return storedBlob{missing: true}, nil
+	}
+	if err != nil {
+		return storedBlob{}, err
+	}
+	got := storedBlob{size: info.Size}
+	if info.Size != size || !s.cfg.VerifyDigest {
+		return got, nil
+	}
+	got.sha256, _, err = s.blobs.SHA256(ctx, bucket, key)
+	if blob.IsNotFound(err) {
+		got.vanished = true
+		return got, nil
+	}
+	return got, err
 }
 
 // failImport ends an import in ERROR with reason, for a failure found by
@@ -226,10 +248,10 @@ func (s *Service) failImportCode(ctx context.Context, sg *saga.Saga, code, reaso
 	opts := func(what string) []bus.PubOption { return stepOpts(sg.ID, cause, what) }
 	if img != nil && (changed || State(img.State) == StateError) {
 		id := img.ID
-		if err := s.emitState(ctx, id, StateLocked, StateError, img.Error, opts("import-failed/"+EvtStateChanged)); err != nil {
+		if err := s.emitState(ctx, id, StateLocked, StateError, img.Error, opts("import-failed/"+schemas.EventCatalogStateChanged)); err != nil {
 			return err
 		}
-		if err := s.emitFailed(ctx, idToken(id), &id, d.Command, code, img.Error, opts("import-failed/"+EvtFailed)); err != nil {
+		if err := s.emitFailed(ctx, idToken(id), &id, d.Command, code, img.Error, opts("import-failed/"+schemas.EventCatalogFailed)); err != nil {
 			return err
 		}
 	}
@@ -272,13 +294,35 @@ func (s *Service) claimNewImage(ctx context.Context, m *bus.Msg) (*processed, er
 	return &won, nil
 }
 
+// register makes a new image exist under the IDs claimIDs gave it: start
+// starts its saga, then its name is claimed (a refusal abandons the saga),
+// and its LOCKED record rec is stored and announced. Each step tolerates
+// having been done already, so a redelivery after a crash finishes the
+// job.
+func (s *Service) register(ctx context.Context, m *bus.Msg, ids processed, start func() error, rec *schemas.Image) error {
+	if err := start(); err != nil {
+		return err
+	}
+	if err := s.images.claimName(ctx, s.cfg.User, rec.Name, ids.ImageID); err != nil {
+		if isRefusal(err) {
+			s.abandon(ctx, ids.SagaID, err.Error())
+		}
+		return err
+	}
+	img, err := s.insert(ctx, rec)
+	if err != nil {
+		return err
+	}
+	return s.announce(ctx, m, img)
+}
+
 // announce publishes a new record: image-created (the answer a client
 // waits for) and its first state.
 func (s *Service) announce(ctx context.Context, m *bus.Msg, img *schemas.Image) error {
-	if err := s.emitImage(ctx, EvtImageCreated, img, causedBy(m.Envelope, EvtImageCreated)); err != nil {
+	if err := s.emitImage(ctx, schemas.EventCatalogImageCreated, img, causedBy(m.Envelope, schemas.EventCatalogImageCreated)); err != nil {
 		return err
 	}
-	return s.emitState(ctx, img.ID, "", StateLocked, "", causedBy(m.Envelope, EvtStateChanged))
+	return s.emitState(ctx, img.ID, "", StateLocked, "", causedBy(m.Envelope, schemas.EventCatalogStateChanged))
 }
 
 // insert stores a new record, or returns the one a previous delivery

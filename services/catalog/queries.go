@@ -2,46 +2,24 @@ package catalog
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/schemas"
 )
 
-// Query endpoints, on <prefix>.api.catalog.<endpoint>.
-const (
-	QueryList       = schemas.QueryCatalogList
-	QueryShow       = schemas.QueryCatalogShow
-	QueryDatastores = schemas.QueryCatalogDatastores
-)
-
-// ListFilter narrows a list query; empty fields match everything.
-type ListFilter struct {
-	User      string `json:"user,omitempty"`
-	Datastore string `json:"datastore,omitempty"`
-	State     string `json:"state,omitempty"`
-}
-
-// ShowRequest names one image by ID or by name (of the catalog's user).
-type ShowRequest struct {
-	ID   *int64 `json:"id,omitempty"`
-	Name string `json:"name,omitempty"`
-}
-
+// endpoints are the catalog's queries, on <prefix>.api.catalog.<endpoint>,
+// with the requests and replies of the contract (schemas/qry, schemas/rpl).
 func (s *Service) endpoints() map[string]bus.QueryHandler {
-	return map[string]bus.QueryHandler{
-		QueryList:       s.queryList,
-		QueryShow:       s.queryShow,
-		QueryDatastores: s.queryDatastores,
-	}
+	return bus.Endpoints(
+		bus.Answer(schemas.QryCatalogList, s.queryList),
+		bus.Answer(schemas.QryCatalogShow, s.queryShow),
+		bus.Answer(schemas.QryCatalogDatastores, s.queryDatastores),
+	)
 }
 
-func (s *Service) queryList(ctx context.Context, req []byte) (any, error) {
-	var f ListFilter
-	if err := bus.DecodeQuery(req, &f); err != nil {
-		return nil, err
-	}
+// queryList answers the images that match every filter given.
+func (s *Service) queryList(ctx context.Context, f schemas.CatalogListRequest) (schemas.CatalogListReply, error) {
 	if f.State != "" && !State(f.State).Valid() {
 		return nil, bus.Invalid(fmt.Errorf("state %q is not an image state (want one of %v)", f.State, States()))
 	}
@@ -49,41 +27,32 @@ func (s *Service) queryList(ctx context.Context, req []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]schemas.Image, 0, len(all))
+	out := make(schemas.CatalogListReply, 0, len(all))
 	for _, img := range all {
 		if (f.User == "" || img.User == f.User) &&
 			(f.Datastore == "" || img.Datastore == f.Datastore) &&
-			(f.State == "" || string(img.State) == f.State) {
+			(f.State == "" || img.State == f.State) {
 			out = append(out, img)
 		}
 	}
 	return out, nil
 }
 
-func (s *Service) queryShow(ctx context.Context, req []byte) (any, error) {
-	var r ShowRequest
-	if err := bus.DecodeQuery(req, &r); err != nil {
-		return nil, err
+// queryShow answers one image, by ID or by name (of the catalog's user).
+func (s *Service) queryShow(ctx context.Context, r schemas.CatalogShowRequest) (schemas.Image, error) {
+	img, err := bus.ByIDOrName("image", r.ID, r.Name,
+		func(id int64) (*schemas.Image, error) {
+			img, _, err := s.images.Get(ctx, id)
+			return img, err
+		},
+		func(name string) (*schemas.Image, error) { return s.images.lookupName(ctx, s.cfg.User, name) },
+		ErrNotFound)
+	if err != nil {
+		return schemas.Image{}, err
 	}
-	switch {
-	case r.ID != nil && r.Name != "":
-		return nil, bus.Invalid(errors.New("give id or name, not both"))
-	case r.ID != nil:
-		img, _, err := s.images.Get(ctx, *r.ID)
-		if errors.Is(err, ErrNotFound) {
-			return nil, bus.NotFound(fmt.Errorf("image %d does not exist", *r.ID))
-		}
-		return img, err
-	case r.Name != "":
-		img, err := s.images.lookupName(ctx, s.cfg.User, r.Name)
-		if errors.Is(err, ErrNotFound) {
-			return nil, bus.NotFound(fmt.Errorf("no image is named %q", r.Name))
-		}
-		return img, err
-	}
-	return nil, bus.Invalid(errors.New("give the id or the name of the image"))
+	return *img, nil
 }
 
-func (s *Service) queryDatastores(context.Context, []byte) (any, error) {
+func (s *Service) queryDatastores(context.Context, schemas.CatalogDatastoresRequest) (schemas.CatalogDatastoresReply, error) {
 	return s.cfg.Datastores, nil
 }

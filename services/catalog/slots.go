@@ -184,7 +184,7 @@ func (s *Service) lockForSlots(ctx context.Context, m *bus.Msg, sagaID string, d
 		return err
 	}
 	if changed || m.Delivered > 1 {
-		return s.emitState(ctx, d.ImageID, d.From, StateLocked, "", causedBy(m.Envelope, "slots/"+EvtStateChanged))
+		return s.emitState(ctx, d.ImageID, d.From, StateLocked, "", causedBy(m.Envelope, "slots/"+schemas.EventCatalogStateChanged))
 	}
 	return nil
 }
@@ -259,10 +259,10 @@ func (s *Service) giveBack(ctx context.Context, m *bus.Msg, sagaID string, d slo
 	if err != nil || !changed {
 		return err
 	}
-	if err := s.emitState(ctx, d.ImageID, StateLocked, d.From, "", causedBy(m.Envelope, "slots-done/"+EvtStateChanged)); err != nil {
+	if err := s.emitState(ctx, d.ImageID, StateLocked, d.From, "", causedBy(m.Envelope, "slots-done/"+schemas.EventCatalogStateChanged)); err != nil {
 		return err
 	}
-	return s.emitImage(ctx, EvtImageUpdated, img, causedBy(m.Envelope, "slots-done/"+EvtImageUpdated))
+	return s.emitImage(ctx, schemas.EventCatalogImageUpdated, img, causedBy(m.Envelope, "slots-done/"+schemas.EventCatalogImageUpdated))
 }
 
 // slotsExpired is the flow's fail: the caller learns the change did not
@@ -281,7 +281,7 @@ func (s *Service) endSlots(ctx context.Context, sg *saga.Saga, d slotsData, code
 		return nil
 	}
 	id := d.ImageID
-	if err := s.emitFailed(ctx, idToken(id), &id, d.Command, code, reason, answers(sg.ID, d, "slots-failed/"+EvtFailed)); err != nil {
+	if err := s.emitFailed(ctx, idToken(id), &id, d.Command, code, reason, answers(sg.ID, d, "slots-failed/"+schemas.EventCatalogFailed)); err != nil {
 		return err
 	}
 	return s.settle(ctx, sg, reason)
@@ -326,5 +326,5 @@ func (s *Service) recordSlots(ctx context.Context, m *bus.Msg, _ *saga.Saga) err
 		}
 		return nil
 	}
-	return s.emitImage(ctx, EvtImageUpdated, img, []bus.PubOption{bus.CausedBy(m.Envelope)})
+	return s.emitImage(ctx, schemas.EventCatalogImageUpdated, img, []bus.PubOption{bus.CausedBy(m.Envelope)})
 }

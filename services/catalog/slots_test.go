@@ -104,15 +104,15 @@ func TestSlotChangesLockTheImage(t *testing.T) {
 		req  any
 		want string
 	}{
-		{CmdImageSlotAdd, schemas.ImageSlotAdd{ID: 99}, "image 99 does not exist"},
-		{CmdImageSlotAdd, schemas.ImageSlotAdd{ID: plain.ID}, "is not a LUKS image"},
+		{schemas.CommandCatalogImageSlotAdd, schemas.ImageSlotAdd{ID: 99}, "image 99 does not exist"},
+		{schemas.CommandCatalogImageSlotAdd, schemas.ImageSlotAdd{ID: plain.ID}, "is not a LUKS image"},
 	} {
 		if _, err := h.slotCall(c.verb, c.req); !strings.Contains(refusalOf(t, err), c.want) {
 			t.Errorf("%s %+v: %v, want %q", c.verb, c.req, err, c.want)
 		}
 	}
 	h.mustUse(id, 5)
-	if _, err := h.slotCall(CmdImageSlotAdd, schemas.ImageSlotAdd{ID: id}); !strings.Contains(refusalOf(t, err), "in use") {
+	if _, err := h.slotCall(schemas.CommandCatalogImageSlotAdd, schemas.ImageSlotAdd{ID: id}); !strings.Contains(refusalOf(t, err), "in use") {
 		t.Fatalf("slot-add on a used image: %v", err)
 	}
 	h.mustRelease(id, 5, nil)
@@ -129,7 +129,7 @@ func TestSlotChangesLockTheImage(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		ev, err := h.slotCall(CmdImageSlotAdd, schemas.ImageSlotAdd{ID: id})
+		ev, err := h.slotCall(schemas.CommandCatalogImageSlotAdd, schemas.ImageSlotAdd{ID: id})
 		done <- result{ev, err}
 	}()
 	waitFor(t, "the image to be locked", func() bool { return State(h.mustShow(id).State) == StateLocked })
@@ -137,7 +137,7 @@ func TestSlotChangesLockTheImage(t *testing.T) {
 	if _, err := h.use(id, 7); !strings.Contains(refusalOf(t, err), "LOCKED") {
 		t.Fatalf("image-use while the key slots change: %v", err)
 	}
-	if _, err := h.slotCall(CmdImageSlotRotate, schemas.ImageSlotRotate{ID: id}); !strings.Contains(refusalOf(t, err), "LOCKED") {
+	if _, err := h.slotCall(schemas.CommandCatalogImageSlotRotate, schemas.ImageSlotRotate{ID: id}); !strings.Contains(refusalOf(t, err), "LOCKED") {
 		t.Fatalf("a second slot change while the first runs: %v", err)
 	}
 	luks.setMode(id, "")
@@ -159,22 +159,22 @@ func TestSlotChangesLockTheImage(t *testing.T) {
 	h.mustRelease(id, 7, nil)
 
 	// A DISABLED image is locked and given back DISABLED.
-	h.command(CmdImageDisable, schemas.ImageRef{ID: id})
+	h.command(schemas.CommandCatalogImageDisable, schemas.ImageRef{ID: id})
 	waitFor(t, "disabled", func() bool { return State(h.mustShow(id).State) == StateDisabled })
-	ev, err := h.slotCall(CmdImageSlotRemove, schemas.ImageSlotRemove{ID: id, Slot: 0})
+	ev, err := h.slotCall(schemas.CommandCatalogImageSlotRemove, schemas.ImageSlotRemove{ID: id, Slot: 0})
 	if err != nil || State(ev.State) != StateDisabled || !slices.Equal(ev.Removed, []int64{0}) {
 		t.Fatalf("slot-remove on a DISABLED image: %+v %v", ev, err)
 	}
 	if st := State(h.mustShow(id).State); st != StateDisabled {
 		t.Fatalf("given back %s, want DISABLED", st)
 	}
-	h.command(CmdImageEnable, schemas.ImageRef{ID: id})
+	h.command(schemas.CommandCatalogImageEnable, schemas.ImageRef{ID: id})
 	waitFor(t, "enabled", func() bool { return State(h.mustShow(id).State) == StateReady })
 
 	// crypto-luks refuses: the image is given back, its record unchanged.
 	before := h.mustShow(id)
 	luks.setMode(id, "fail")
-	_, err = h.slotCall(CmdImageSlotRemove, schemas.ImageSlotRemove{ID: id, Slot: 1})
+	_, err = h.slotCall(schemas.CommandCatalogImageSlotRemove, schemas.ImageSlotRemove{ID: id, Slot: 1})
 	if msg := refusalOf(t, err); !strings.Contains(msg, "only key slot") || !strings.HasPrefix(msg, "slot-remove: ") {
 		t.Fatalf("refused slot-remove: %q", msg)
 	}
@@ -209,7 +209,10 @@ func TestSlotChangesRaceVMs(t *testing.T) {
 			time.Sleep(time.Duration(round%2*(2+round)) * time.Millisecond)
 			_, useErr = h.use(id, vm)
 		}()
-		go func() { defer wg.Done(); _, slotErr = h.slotCall(CmdImageSlotRotate, schemas.ImageSlotRotate{ID: id}) }()
+		go func() {
+			defer wg.Done()
+			_, slotErr = h.slotCall(schemas.CommandCatalogImageSlotRotate, schemas.ImageSlotRotate{ID: id})
+		}()
 		wg.Wait()
 		if useErr != nil {
 			if msg := refusalOf(t, useErr); !strings.Contains(msg, "LOCKED") {

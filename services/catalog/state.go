@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -84,151 +85,210 @@ const (
 
 // Allow says whether op may be applied to img, and if not, why, in words a
 // person can act on. It is the one place where the rules of the life cycle
-// that depend on more than the state (type, running VMs) live.
+// that depend on more than the state (type, running VMs) live: rules holds
+// them, one per operation.
 func Allow(op Op, img *schemas.Image) error {
+	r, ok := rules[op]
+	if !ok {
+		return fmt.Errorf("unknown operation %q", op)
+	}
 	st := State(img.State)
-	switch op {
-	case OpUse:
-		return allowUse(img)
-	case OpEncrypt:
-		return allowEncrypt(img)
-	case OpSlots:
-		return allowSlots(img)
+	if r.change && st == StateDelete {
+		return explain("image {id} is being deleted: it cannot be changed", img)
 	}
-	if st == StateDelete {
-		return fmt.Errorf("image %d is being deleted: it cannot be changed", img.ID)
-	}
-	switch op {
-	case OpEnable:
-		switch st {
-		case StateDisabled, StateReady: // enabling a READY image changes nothing
-			return nil
-		case StateError:
-			return fmt.Errorf("image %d is in ERROR (%s): it cannot be enabled; delete it and import it again", img.ID, img.Error)
+	if r.fits != nil {
+		if err := r.fits(img); err != nil {
+			return err
 		}
-		return fmt.Errorf("image %d is %s: only a DISABLED image can be enabled", img.ID, describe(img))
-	case OpDisable:
-		switch st {
-		case StateReady, StateDisabled:
-			return nil
-		case StateUsed, StateUsedPers, StateLockedUsed, StateLockedUsedPers:
-			return fmt.Errorf("image %d is %s: it cannot be disabled while VMs use it", img.ID, describe(img))
-		}
-		return fmt.Errorf("image %d is %s: only a READY image can be disabled", img.ID, describe(img))
-	case OpPersistent:
-		if IsFileType(img.Type) {
-			return fmt.Errorf("image %d is a %s file: file images cannot be persistent", img.ID, img.Type)
-		}
-		return allowPersistence(img, "persistent")
-	case OpNonPersistent:
-		return allowPersistence(img, "non-persistent")
-	case OpRename, OpUpdate:
-		return nil
-	case OpDelete:
-		switch st {
-		case StateReady, StateDisabled, StateError:
-			return nil
-		case StateLocked:
-			return fmt.Errorf("image %d is LOCKED: wait for its import to finish (or fail) before deleting it", img.ID)
-		case StateUsed, StateUsedPers, StateLockedUsed, StateLockedUsedPers:
-			return fmt.Errorf("image %d is %s: it cannot be deleted while VMs use it", img.ID, describe(img))
-		}
-		return fmt.Errorf("image %d is %s: it cannot be deleted now", img.ID, describe(img))
 	}
-	return fmt.Errorf("unknown operation %q", op)
-}
-
-// allowPersistence checks a change of the persistent flag: a VM using the
-// image was started with the old semantics (its own copy, or the image
-// itself), so the flag cannot change under it.
-func allowPersistence(img *schemas.Image, want string) error {
-	switch State(img.State) {
-	case StateLocked, StateReady, StateDisabled, StateError:
-		return nil
-	case StateUsed, StateUsedPers, StateLockedUsed, StateLockedUsedPers, StateClone:
-		return fmt.Errorf("image %d is %s: it cannot be made %s while VMs use it", img.ID, describe(img), want)
+	if r.allow != nil && !slices.Contains(r.allow, st) {
+		return explain(r.refusal(st), img)
 	}
-	return fmt.Errorf("image %d is %s: it cannot be made %s now", img.ID, img.State, want)
-}
-
-// allowUse says whether a VM that does not hold img yet may take it. File
-// images are taken in any usable state without being locked; whether the
-// image is persistent decides between sharing and one VM at a time.
-func allowUse(img *schemas.Image) error {
-	id := img.ID
-	switch st := State(img.State); st {
-	case StateReady:
-		return nil
-	case StateUsed:
-		if !img.Persistent {
-			return nil
-		}
-		return fmt.Errorf("image %d is persistent but USED by %d VMs: it cannot be used until they are gone", id, img.RVMs)
-	case StateUsedPers, StateLockedUsedPers:
-		return fmt.Errorf("image %d is persistent and in use by %s: a persistent image is used by one VM at a time; terminate that VM first or use a non-persistent image", id, holder(img))
-	case StateDisabled:
-		return fmt.Errorf("image %d is DISABLED: enable it before a VM can use it", id)
-	case StateLocked:
-		return fmt.Errorf("image %d is LOCKED (its data is still being written): a VM can use it once it is READY", id)
-	case StateLockedUsed:
-		return fmt.Errorf("image %d is LOCKED_USED (an operation holds it): try again once it is USED or READY", id)
-	case StateError:
-		return fmt.Errorf("image %d is in ERROR (%s): no VM can use it; delete it and import it again", id, img.Error)
-	case StateDelete:
-		return fmt.Errorf("image %d is being deleted: no VM can use it", id)
-	case StateClone:
-		return fmt.Errorf("image %d is being cloned: a VM can use it once it is READY", id)
-	}
-	return fmt.Errorf("image %d is %s: no VM can use it", id, img.State)
-}
-
-// allowEncrypt says whether img may be the source of a LUKS encryption:
-// its data must be complete and must not change while crypto-luks reads it.
-func allowEncrypt(img *schemas.Image) error {
-	id := img.ID
-	if IsFileType(img.Type) {
-		return fmt.Errorf("image %d is a %s file: only disk images (OS, CDROM, DATABLOCK) can be encrypted", id, img.Type)
-	}
-	if img.Format == schemas.DiskFormatLUKS {
-		return fmt.Errorf("image %d is LUKS-encrypted already", id)
-	}
-	switch st := State(img.State); st {
-	case StateReady, StateUsed, StateDisabled:
-		if img.Source == "" {
-			return fmt.Errorf("image %d has no stored data to encrypt", id)
-		}
-		return nil
-	case StateUsedPers:
-		return fmt.Errorf("image %d is in use by %s (persistent): encrypt it when the VM is done", id, holder(img))
-	case StateLockedUsedPers:
-		return fmt.Errorf("image %d is LOCKED_USED_PERS (the changes of %s are being saved): encrypt it when the VM is done", id, holder(img))
-	case StateLocked, StateLockedUsed:
-		return fmt.Errorf("image %d is %s (its data is being written): encrypt it once it is READY", id, st)
-	case StateError:
-		return fmt.Errorf("image %d is in ERROR (%s): it has no usable data to encrypt", id, img.Error)
-	case StateDelete:
-		return fmt.Errorf("image %d is being deleted: it cannot be encrypted", id)
-	case StateClone:
-		return fmt.Errorf("image %d is being cloned: encrypt it once it is READY", id)
-	}
-	return fmt.Errorf("image %d is %s: it cannot be encrypted now", id, img.State)
-}
-
-// allowSlots says whether crypto-luks may rewrite img's blob to change its
-// key slots: a LUKS image no VM uses, READY or DISABLED.
-func allowSlots(img *schemas.Image) error {
-	id, name := img.ID, img.Name
-	switch st := State(img.State); {
-	case img.Format != schemas.DiskFormatLUKS || img.Attributes[schemas.AttrLUKSSecret] == "":
-		return fmt.Errorf("image %d (%s) is not a LUKS image (format %q, no %s attribute)", id, name, img.Format, schemas.AttrLUKSSecret)
-	case st == StateUsed || st == StateUsedPers || st == StateLockedUsed || st == StateLockedUsedPers:
-		return fmt.Errorf("image %d (%s) is in use (%s by %s): change its key slots when no VM uses it", id, name, st, holder(img))
-	case st != StateReady && st != StateDisabled:
-		return fmt.Errorf("image %d (%s) is %s: key slots can only change on a READY or DISABLED image", id, name, st)
-	case img.Source == "":
-		return fmt.Errorf("image %d (%s) has no blob", id, name)
+	if r.ready != nil {
+		return r.ready(img)
 	}
 	return nil
+}
+
+// A rule is what one operation asks of an image, checked in this order.
+type rule struct {
+	// change: the operation changes the image, which an image being
+	// deleted refuses before anything else.
+	change bool
+	// fits refuses an image the operation does not apply to, whatever its
+	// state (nil: any image).
+	fits func(*schemas.Image) error
+	// allow lists the states the operation may start from (nil: any).
+	allow []State
+	// refuse says why the states it names refuse the operation, and other
+	// why any other state does; the words go through explain.
+	refuse []refused
+	other  string
+	// ready refuses an image in an allowed state that still lacks what
+	// the operation needs (nil: nothing more).
+	ready func(*schemas.Image) error
+}
+
+// refused is why the states in refuse the operation.
+type refused struct {
+	in  []State
+	why string
+}
+
+// refusal is the words of the rule for an image in state st.
+func (r rule) refusal(st State) string {
+	for _, f := range r.refuse {
+		if slices.Contains(f.in, st) {
+			return f.why
+		}
+	}
+	return r.other
+}
+
+// inUse are the states in which VMs hold an image.
+var inUse = []State{StateUsed, StateUsedPers, StateLockedUsed, StateLockedUsedPers}
+
+// rules is the table Allow reads.
+var rules = map[Op]rule{
+	OpEnable: {
+		change: true,
+		allow:  []State{StateDisabled, StateReady}, // enabling a READY image changes nothing
+		refuse: []refused{
+			{[]State{StateError}, "image {id} is in ERROR ({error}): it cannot be enabled; delete it and import it again"},
+		},
+		other: "image {id} is {described}: only a DISABLED image can be enabled",
+	},
+	OpDisable: {
+		change: true,
+		allow:  []State{StateReady, StateDisabled},
+		refuse: []refused{{inUse, "image {id} is {described}: it cannot be disabled while VMs use it"}},
+		other:  "image {id} is {described}: only a READY image can be disabled",
+	},
+	OpPersistent:    persistence("persistent", notFile),
+	OpNonPersistent: persistence("non-persistent", nil),
+	OpRename:        {change: true},
+	OpUpdate:        {change: true},
+	OpDelete: {
+		change: true,
+		allow:  []State{StateReady, StateDisabled, StateError},
+		refuse: []refused{
+			{[]State{StateLocked}, "image {id} is LOCKED: wait for its import to finish (or fail) before deleting it"},
+			{inUse, "image {id} is {described}: it cannot be deleted while VMs use it"},
+		},
+		other: "image {id} is {described}: it cannot be deleted now",
+	},
+	// A VM that does not hold the image yet takes it. File images are
+	// taken in any usable state without being locked; whether the image
+	// is persistent decides between sharing and one VM at a time.
+	OpUse: {
+		allow: []State{StateReady, StateUsed},
+		refuse: []refused{
+			{[]State{StateUsedPers, StateLockedUsedPers}, "image {id} is persistent and in use by {holder}: a persistent image is used by one VM at a time; terminate that VM first or use a non-persistent image"},
+			{[]State{StateDisabled}, "image {id} is DISABLED: enable it before a VM can use it"},
+			{[]State{StateLocked}, "image {id} is LOCKED (its data is still being written): a VM can use it once it is READY"},
+			{[]State{StateLockedUsed}, "image {id} is LOCKED_USED (an operation holds it): try again once it is USED or READY"},
+			{[]State{StateError}, "image {id} is in ERROR ({error}): no VM can use it; delete it and import it again"},
+			{[]State{StateDelete}, "image {id} is being deleted: no VM can use it"},
+			{[]State{StateClone}, "image {id} is being cloned: a VM can use it once it is READY"},
+		},
+		other: "image {id} is {state}: no VM can use it",
+		ready: func(img *schemas.Image) error {
+			if State(img.State) == StateUsed && img.Persistent {
+				return explain("image {id} is persistent but USED by {rvms} VMs: it cannot be used until they are gone", img)
+			}
+			return nil
+		},
+	},
+	// The image is the source of a LUKS encryption: its data must be
+	// complete and must not change while crypto-luks reads it.
+	OpEncrypt: {
+		fits: func(img *schemas.Image) error {
+			if IsFileType(img.Type) {
+				return explain("image {id} is a {type} file: only disk images (OS, CDROM, DATABLOCK) can be encrypted", img)
+			}
+			if img.Format == schemas.DiskFormatLUKS {
+				return explain("image {id} is LUKS-encrypted already", img)
+			}
+			return nil
+		},
+		allow: []State{StateReady, StateUsed, StateDisabled},
+		refuse: []refused{
+			{[]State{StateUsedPers}, "image {id} is in use by {holder} (persistent): encrypt it when the VM is done"},
+			{[]State{StateLockedUsedPers}, "image {id} is LOCKED_USED_PERS (the changes of {holder} are being saved): encrypt it when the VM is done"},
+			{[]State{StateLocked, StateLockedUsed}, "image {id} is {state} (its data is being written): encrypt it once it is READY"},
+			{[]State{StateError}, "image {id} is in ERROR ({error}): it has no usable data to encrypt"},
+			{[]State{StateDelete}, "image {id} is being deleted: it cannot be encrypted"},
+			{[]State{StateClone}, "image {id} is being cloned: encrypt it once it is READY"},
+		},
+		other: "image {id} is {state}: it cannot be encrypted now",
+		ready: stored("image {id} has no stored data to encrypt"),
+	},
+	// crypto-luks rewrites the image's blob to change its key slots: a
+	// LUKS image no VM uses, READY or DISABLED.
+	OpSlots: {
+		fits: func(img *schemas.Image) error {
+			if img.Format != schemas.DiskFormatLUKS || img.Attributes[schemas.AttrLUKSSecret] == "" {
+				return fmt.Errorf("image %d (%s) is not a LUKS image (format %q, no %s attribute)", img.ID, img.Name, img.Format, schemas.AttrLUKSSecret)
+			}
+			return nil
+		},
+		allow:  []State{StateReady, StateDisabled},
+		refuse: []refused{{inUse, "image {id} ({name}) is in use ({state} by {holder}): change its key slots when no VM uses it"}},
+		other:  "image {id} ({name}) is {state}: key slots can only change on a READY or DISABLED image",
+		ready:  stored("image {id} ({name}) has no blob"),
+	},
+}
+
+// persistence is the rule of a change of the persistent flag (want is what
+// the image is to become): a VM using the image was started with the old
+// semantics (its own copy, or the image itself), so the flag cannot change
+// under it.
+func persistence(want string, fits func(*schemas.Image) error) rule {
+	return rule{
+		change: true,
+		fits:   fits,
+		allow:  []State{StateLocked, StateReady, StateDisabled, StateError},
+		refuse: []refused{
+			{append([]State{StateClone}, inUse...), "image {id} is {described}: it cannot be made " + want + " while VMs use it"},
+		},
+		other: "image {id} is {state}: it cannot be made " + want + " now",
+	}
+}
+
+// notFile refuses a file image (KERNEL, RAMDISK, CONTEXT): it cannot be
+// persistent.
+func notFile(img *schemas.Image) error {
+	if IsFileType(img.Type) {
+		return explain("image {id} is a {type} file: file images cannot be persistent", img)
+	}
+	return nil
+}
+
+// stored refuses, in words why, an image that has no blob.
+func stored(why string) func(*schemas.Image) error {
+	return func(img *schemas.Image) error {
+		if img.Source == "" {
+			return explain(why, img)
+		}
+		return nil
+	}
+}
+
+// explain renders a rule's words about img: {id}, {name}, {type}, {state},
+// {described} (describe), {holder}, {rvms} and {error} stand for what they
+// say. The words are read once, so a name or an error that looks like one
+// of them stays as it is.
+func explain(words string, img *schemas.Image) error {
+	return errors.New(strings.NewReplacer(
+		"{id}", strconv.FormatInt(img.ID, 10),
+		"{name}", img.Name,
+		"{type}", string(img.Type),
+		"{state}", string(img.State),
+		"{described}", describe(img),
+		"{holder}", holder(img),
+		"{rvms}", strconv.FormatInt(img.RVMs, 10),
+		"{error}", img.Error,
+	).Replace(words))
 }
 
 // holder names the VM(s) holding an image, e.g. "VM 5".

@@ -72,6 +72,16 @@ func (s *images) existing(ctx context.Context, id int64) (*schemas.Image, error)
 	return img, err
 }
 
+// recordsBlob reports whether image id records u as its blob; an image
+// that does not exist records nothing.
+func (s *images) recordsBlob(ctx context.Context, id int64, u string) (bool, error) {
+	img, _, err := s.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil && img.Source == u, err
+}
+
 // claimName reserves name for user on behalf of image id. A name already
 // held by another live image with that name is refused; an index entry left
 // behind by a crash (its image is gone or renamed) is taken over.

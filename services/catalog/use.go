@@ -101,11 +101,11 @@ func (s *Service) changeLocks(ctx context.Context, m *bus.Msg, id int64, apply f
 		return img, err
 	}
 	if State(img.State) != from {
-		if err := s.emitState(ctx, img.ID, from, State(img.State), "", causedBy(m.Envelope, EvtStateChanged)); err != nil {
+		if err := s.emitState(ctx, img.ID, from, State(img.State), "", causedBy(m.Envelope, schemas.EventCatalogStateChanged)); err != nil {
 			return nil, err
 		}
 	}
-	return img, s.emitImage(ctx, EvtImageUpdated, img, causedBy(m.Envelope, EvtImageUpdated))
+	return img, s.emitImage(ctx, schemas.EventCatalogImageUpdated, img, causedBy(m.Envelope, schemas.EventCatalogImageUpdated))
 }
 
 // drop applies image-release without save to the record: a VM that does
@@ -196,7 +196,7 @@ func (s *Service) lockForSave(ctx context.Context, m *bus.Msg, req schemas.Image
 		return nil, false, err
 	}
 	if changed {
-		if err := s.emitState(ctx, img.ID, StateUsedPers, StateLockedUsedPers, "", causedBy(m.Envelope, "save/"+EvtStateChanged)); err != nil {
+		if err := s.emitState(ctx, img.ID, StateUsedPers, StateLockedUsedPers, "", causedBy(m.Envelope, "save/"+schemas.EventCatalogStateChanged)); err != nil {
 			return nil, false, err
 		}
 	}
@@ -207,28 +207,18 @@ func (s *Service) lockForSave(ctx context.Context, m *bus.Msg, req schemas.Image
 // it is); err is for failures worth retrying.
 func (s *Service) checkStaged(ctx context.Context, save schemas.ImageSave) (reason string, err error) {
 	bucket, key, _ := blob.ParseURL(save.Source)
-	info, err := s.blobs.Stat(ctx, bucket, key)
-	if blob.IsNotFound(err) {
+	got, err := s.readBlob(ctx, bucket, key, save.Size)
+	switch {
+	case err != nil:
+		return "", err
+	case got.missing:
 		return fmt.Sprintf("the saved disk %s does not exist", save.Source), nil
-	}
-	if err != nil {
-		return "", err
-	}
-	if info.Size != save.Size {
-		return fmt.Sprintf("the saved disk %s has %d bytes, but %d were reported", save.Source, info.Size, save.Size), nil
-	}
-	if !s.cfg.VerifyDigest {
-		return "", nil
-	}
-	sum, _, err := s.blobs.SHA256(ctx, bucket, key)
-	if blob.IsNotFound(err) {
+	case got.size != save.Size:
+		return fmt.Sprintf("the saved disk %s has %d bytes, but %d were reported", save.Source, got.size, save.Size), nil
+	case got.vanished:
 		return fmt.Sprintf("the saved disk %s vanished while its digest was checked", save.Source), nil
-	}
-	if err != nil {
-		return "", err
-	}
-	if sum != save.SHA256 {
-		return fmt.Sprintf("the saved disk %s has SHA-256 %s, but %s was reported", save.Source, sum, save.SHA256), nil
+	case got.sha256 != "" && got.sha256 != save.SHA256:
+		return fmt.Sprintf("the saved disk %s has SHA-256 %s, but %s was reported", save.Source, got.sha256, save.SHA256), nil
 	}
 	return "", nil
 }
@@ -246,7 +236,7 @@ func (s *Service) refuseSave(ctx context.Context, m *bus.Msg, id, vm int64, stag
 		return err
 	}
 	if changed {
-		if err := s.emitState(ctx, id, StateLockedUsedPers, StateUsedPers, "", causedBy(m.Envelope, "save-refused/"+EvtStateChanged)); err != nil {
+		if err := s.emitState(ctx, id, StateLockedUsedPers, StateUsedPers, "", causedBy(m.Envelope, "save-refused/"+schemas.EventCatalogStateChanged)); err != nil {
 			return err
 		}
 	}
@@ -286,10 +276,10 @@ func (s *Service) commitSave(ctx context.Context, m *bus.Msg, img *schemas.Image
 		return err
 	}
 	if changed {
-		if err := s.emitState(ctx, img.ID, StateLockedUsedPers, StateReady, "", causedBy(m.Envelope, "saved/"+EvtStateChanged)); err != nil {
+		if err := s.emitState(ctx, img.ID, StateLockedUsedPers, StateReady, "", causedBy(m.Envelope, "saved/"+schemas.EventCatalogStateChanged)); err != nil {
 			return err
 		}
-		if err := s.emitImage(ctx, EvtImageUpdated, after, causedBy(m.Envelope, "saved/"+EvtImageUpdated)); err != nil {
+		if err := s.emitImage(ctx, schemas.EventCatalogImageUpdated, after, causedBy(m.Envelope, "saved/"+schemas.EventCatalogImageUpdated)); err != nil {
 			return err
 		}
 	}

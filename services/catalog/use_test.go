@@ -45,7 +45,7 @@ func (h *harness) call(verb string, data any, answer string) (*bus.Msg, error) {
 
 func (h *harness) use(id, vm int64) (schemas.ImageUsed, error) {
 	h.t.Helper()
-	m, err := h.call(CmdImageUse, schemas.ImageUse{ID: id, VMID: vm}, EvtImageUsed)
+	m, err := h.call(schemas.CommandCatalogImageUse, schemas.ImageUse{ID: id, VMID: vm}, EvtImageUsed)
 	var ev schemas.ImageUsed
 	if err == nil {
 		mustJSON(h.t, m.Data, &ev)
@@ -67,7 +67,7 @@ func (h *harness) mustUse(id, vm int64) schemas.ImageUsed {
 
 func (h *harness) release(id, vm int64, save *schemas.ImageSave) (schemas.ImageReleased, error) {
 	h.t.Helper()
-	m, err := h.call(CmdImageRelease, schemas.ImageRelease{ID: id, VMID: vm, Save: save}, EvtImageReleased)
+	m, err := h.call(schemas.CommandCatalogImageRelease, schemas.ImageRelease{ID: id, VMID: vm, Save: save}, EvtImageReleased)
 	var ev schemas.ImageReleased
 	if err == nil {
 		mustJSON(h.t, m.Data, &ev)
@@ -187,7 +187,7 @@ func TestUseReleaseNonPersistent(t *testing.T) {
 		return m.Subject == "slipway.evt.catalog.image-updated.0" && jsonOK(m.Data, &u) && slices.Equal(u.VMs, []int64{1, 2}) && u.RVMs == 2
 	})
 	// While used, the image cannot be deleted or disabled.
-	_, f := h.waitFailed(h.command(CmdImageDelete, schemas.ImageRef{ID: img.ID}))
+	_, f := h.waitFailed(h.command(schemas.CommandCatalogImageDelete, schemas.ImageRef{ID: img.ID}))
 	if f.Error != "image 0 is USED by 1 VM: it cannot be deleted while VMs use it" {
 		t.Fatalf("delete of a used image: %q", f.Error)
 	}
@@ -218,7 +218,7 @@ func TestUsePersistentOneVMAtATime(t *testing.T) {
 		t.Fatalf("vms %v", got.VMs)
 	}
 	// Nor may the image change its persistence under the VM.
-	_, f := h.waitFailed(h.command(CmdImageNonPersistent, schemas.ImageRef{ID: img.ID}))
+	_, f := h.waitFailed(h.command(schemas.CommandCatalogImageNonpersistent, schemas.ImageRef{ID: img.ID}))
 	if f.Error != "image 0 is USED_PERS by VM 5: it cannot be made non-persistent while VMs use it" {
 		t.Fatalf("nonpersistent: %q", f.Error)
 	}
@@ -317,7 +317,7 @@ func TestUseRaces(t *testing.T) {
 func TestUseRefusals(t *testing.T) {
 	h := newHarness(t)
 	disabled := h.ready(schemas.ImageCreate{Name: "off", SizeMiB: 1}, make([]byte, 1024))
-	h.command(CmdImageDisable, schemas.ImageRef{ID: disabled.ID})
+	h.command(schemas.CommandCatalogImageDisable, schemas.ImageRef{ID: disabled.ID})
 	h.waitState(disabled.ID, StateDisabled)
 
 	locked := h.create(schemas.ImageCreate{Name: "importing", SizeMiB: 1}) // the converter never answers
@@ -353,7 +353,7 @@ func TestUseRefusals(t *testing.T) {
 		}
 	}
 	// A malformed command is refused by its schema.
-	_, err := h.call(CmdImageUse, map[string]any{"id": 0}, EvtImageUsed)
+	_, err := h.call(schemas.CommandCatalogImageUse, map[string]any{"id": 0}, EvtImageUsed)
 	if msg := refusalOf(t, err); !strings.Contains(msg, "vm_id") {
 		t.Errorf("use without vm_id: %q", msg)
 	}
@@ -376,7 +376,7 @@ func TestUseFileImagesAreNotLocked(t *testing.T) {
 		t.Fatalf("release a kernel: %+v", ev)
 	}
 	h.wantStates(kernel.ID, []string{"->LOCKED", "LOCKED->READY"}...)
-	h.command(CmdImageDisable, schemas.ImageRef{ID: kernel.ID})
+	h.command(schemas.CommandCatalogImageDisable, schemas.ImageRef{ID: kernel.ID})
 	h.waitState(kernel.ID, StateDisabled)
 	if _, err := h.use(kernel.ID, 3); refusalOf(t, err) != "image 0 is DISABLED: enable it before a VM can use it" {
 		t.Fatalf("a disabled kernel: %v", err)

@@ -392,6 +392,37 @@ func decodeStep[E, D any](m *bus.Msg, sg *saga.Saga) (ev E, d D, err error) {
 	return ev, d, sg.Decode(&d)
 }
 
+// updateData changes the data of saga id, decoded as D, while the saga
+// still runs in phase ph (saga.ErrNoChange otherwise: a late or duplicate
+// report changes nothing). change edits the data, and may edit the saga
+// (what it owns); the data is stored back with mergeData, so the fields D
+// does not know stay.
+func updateData[D any](ctx context.Context, sagas *saga.Store, id string, ph saga.Phase, change func(sg *saga.Saga, d *D)) (*saga.Saga, error) {
+	return sagas.Update(ctx, id, func(sg *saga.Saga) error {
+		if sg.Status != saga.StatusRunning || sg.Phase != ph {
+			return saga.ErrNoChange
+		}
+		var d D
+		if err := sg.Decode(&d); err != nil {
+			return err
+		}
+		change(sg, &d)
+		return mergeData(sg, d)
+	})
+}
+
+// unclaimedReport is the handler of a report no saga claims: h gets the
+// event's payload (a malformed one is terminal).
+func unclaimedReport[E any](h func(ctx context.Context, ev E) error) eventHandler {
+	return func(ctx context.Context, m *bus.Msg, _ *saga.Saga) error {
+		var ev E
+		if err := m.Decode(&ev); err != nil {
+			return bus.Terminal(err)
+		}
+		return h(ctx, ev)
+	}
+}
+
 // mergeData overlays v's fields on the saga's data, keeping the fields v
 // does not know (a docker import's, when the import code updates it).
 func mergeData(sg *saga.Saga, v any) error {

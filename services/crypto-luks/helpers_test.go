@@ -223,8 +223,12 @@ func (e *env) passphrase(secret string, slot *int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var rep SecretReply
-	req := SecretRequest{Secret: secret, PublicKey: sealbox.EncodePublicKey(k.PublicKey()), Slot: slot}
+	var rep schemas.CryptoLuksSecretReply
+	req := schemas.CryptoLuksSecretRequest{Secret: secret, PublicKey: sealbox.EncodePublicKey(k.PublicKey())}
+	if slot != nil {
+		n := int64(*slot)
+		req.Slot = &n
+	}
 	if err := e.bus.Query(context.Background(), Name, "secret", req, &rep); err != nil {
 		return nil, err
 	}

@@ -1,69 +1,37 @@
 package cryptoluks
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/sealbox"
+	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/crypto-luks/luks"
 )
 
-// SecretRequest asks for a passphrase, sealed to PublicKey.
-type SecretRequest struct {
-	// Secret is the secret's UUID (the image's LUKS_SECRET); or ImageID.
-	Secret  string `json:"secret,omitempty"`
-	ImageID *int64 `json:"image_id,omitempty"`
-	// PublicKey is the asker's one-time X25519 public key, base64.
-	PublicKey string `json:"public_key"`
-	// Slot picks a slot's passphrase; default the primary slot.
-	Slot *int `json:"slot,omitempty"`
+// queries are crypto-luks's queries, with the requests and replies of the
+// contract (schemas/qry, schemas/rpl).
+func (s *Service) queries() map[string]bus.QueryHandler {
+	return bus.Endpoints(
+		bus.Answer(schemas.QryCryptoLUKSSecret, s.querySecret),
+		bus.Answer(schemas.QryCryptoLUKSSecrets, s.querySecrets),
+		bus.Answer(schemas.QryCryptoLUKSSlots, s.querySlots),
+	)
 }
 
-// SecretReply carries the passphrase sealed to the request's key.
-type SecretReply struct {
-	Secret  string `json:"secret"`
-	ImageID int64  `json:"image_id"`
-	Slot    int    `json:"slot"`
-	// Sealed is sealbox.Seal(public_key, passphrase), base64.
-	Sealed string `json:"sealed"`
-}
-
-// SlotInfo describes a key slot, never its passphrase.
-type SlotInfo struct {
-	Slot      int       `json:"slot"`
-	Primary   bool      `json:"primary"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-// SecretInfo is a secret's metadata, as the secrets and slots queries
-// answer.
-type SecretInfo struct {
-	Secret      string     `json:"secret"`
-	ImageID     int64      `json:"image_id"`
-	State       string     `json:"state"`
-	KEKID       string     `json:"kek_id"`
-	Primary     int        `json:"primary"`
-	Slots       []SlotInfo `json:"slots"`
-	Pending     bool       `json:"pending,omitempty"`
-	Dest        string     `json:"dest,omitempty"`
-	SHA256      string     `json:"sha256,omitempty"`
-	VirtualSize int64      `json:"virtual_size,omitempty"`
-	CreatedAt   time.Time  `json:"created_at"`
-	UpdatedAt   time.Time  `json:"updated_at"`
-}
-
-func infoOf(r *Record) SecretInfo {
-	si := SecretInfo{Secret: r.Secret, ImageID: r.ImageID, State: r.State, KEKID: r.KEKID, Primary: r.Primary,
-		Pending: r.Pending != nil, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Slots: []SlotInfo{}}
+// infoOf is a secret's metadata, as the secrets and slots queries answer
+// it: never a passphrase.
+func infoOf(r *Record) schemas.LuksSecret {
+	si := schemas.LuksSecret{Secret: r.Secret, ImageID: r.ImageID, State: r.State, KekID: r.KEKID, Primary: int64(r.Primary),
+		Pending: r.Pending != nil, CreatedAt: timestamp(r.CreatedAt), UpdatedAt: timestamp(r.UpdatedAt), Slots: []schemas.LuksSlot{}}
 	for _, sl := range r.Slots {
-		si.Slots = append(si.Slots, SlotInfo{Slot: sl.Slot, Primary: sl.Slot == r.Primary, CreatedAt: sl.CreatedAt})
+		si.Slots = append(si.Slots, schemas.LuksSlot{Slot: int64(sl.Slot), Primary: sl.Slot == r.Primary, CreatedAt: timestamp(sl.CreatedAt)})
 	}
 	if r.Blob != nil {
 		si.Dest, si.SHA256, si.VirtualSize = r.Blob.Dest, r.Blob.SHA256, r.Blob.VirtualSize
@@ -71,19 +39,9 @@ func infoOf(r *Record) SecretInfo {
 	return si
 }
 
-// strictJSON decodes a query body, refusing unknown fields; an empty body
-// is an empty request.
-func strictJSON(data []byte, v any) error {
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return bus.Invalid(fmt.Errorf("request: %w", err))
-	}
-	return nil
-}
+// timestamp is t as JSON writes a time.Time: RFC 3339 with the
+// nanoseconds it has.
+func timestamp(t time.Time) string { return t.Format(time.RFC3339Nano) }
 
 // find resolves a request naming a secret or an image.
 func (s *Service) find(ctx context.Context, secret string, imageID *int64) (*Record, error) {
@@ -116,77 +74,61 @@ func notFound(err error) error {
 // querySecret hands out a passphrase sealed to the asker's one-time key:
 // whoever reads the reply on the wire sees only the box. Who may ask at
 // all is NATS's to decide (see the README).
-func (s *Service) querySecret(ctx context.Context, data []byte) (any, error) {
-	var req SecretRequest
-	if err := strictJSON(data, &req); err != nil {
-		return nil, err
-	}
+func (s *Service) querySecret(ctx context.Context, req schemas.CryptoLuksSecretRequest) (schemas.CryptoLuksSecretReply, error) {
+	var none schemas.CryptoLuksSecretReply
 	pub, err := sealbox.ParsePublicKeyBase64(req.PublicKey)
 	if err != nil {
-		return nil, bus.Invalid(fmt.Errorf("public_key: %w (want base64 of a raw 32-byte X25519 public key)", err))
+		return none, bus.Invalid(fmt.Errorf("public_key: %w (want base64 of a raw 32-byte X25519 public key)", err))
 	}
 	rec, err := s.find(ctx, req.Secret, req.ImageID)
 	if err != nil {
-		return nil, err
+		return none, err
 	}
 	if rec.State != stateReady {
-		return nil, bus.NotFound(fmt.Errorf("secret %s: image %d is still being encrypted", rec.Secret, rec.ImageID))
+		return none, bus.NotFound(fmt.Errorf("secret %s: image %d is still being encrypted", rec.Secret, rec.ImageID))
 	}
 	slot := rec.Primary
 	if req.Slot != nil {
-		slot = *req.Slot
+		slot = int(*req.Slot)
 		if _, ok := rec.slot(slot); !ok {
-			return nil, bus.NotFound(fmt.Errorf("secret %s has no key slot %d (slots: %s)", rec.Secret, slot, ints(rec.slotNumbers())))
+			return none, bus.NotFound(fmt.Errorf("secret %s has no key slot %d (slots: %s)", rec.Secret, slot, luks.FormatSlots(rec.slotNumbers())))
 		}
 	}
 	pass, err := s.passphrase(rec, slot)
 	if err != nil {
-		return nil, err
+		return none, err
 	}
 	sealed, err := sealbox.Seal(pub, pass)
 	if err != nil {
-		return nil, bus.Invalid(fmt.Errorf("public_key: %w", err))
+		return none, bus.Invalid(fmt.Errorf("public_key: %w", err))
 	}
 	fp := sha256.Sum256(pub.Bytes())
 	s.log.Info("passphrase handed out, sealed", "secret", rec.Secret, "image_id", rec.ImageID, "slot", slot,
 		"recipient", hex.EncodeToString(fp[:8]))
-	return SecretReply{Secret: rec.Secret, ImageID: rec.ImageID, Slot: slot,
+	return schemas.CryptoLuksSecretReply{Secret: rec.Secret, ImageID: rec.ImageID, Slot: int64(slot),
 		Sealed: base64.StdEncoding.EncodeToString(sealed)}, nil
 }
 
 // querySecrets lists every secret's metadata, or one image's.
-func (s *Service) querySecrets(ctx context.Context, data []byte) (any, error) {
-	var req struct {
-		ImageID *int64 `json:"image_id,omitempty"`
-	}
-	if err := strictJSON(data, &req); err != nil {
-		return nil, err
-	}
+func (s *Service) querySecrets(ctx context.Context, req schemas.CryptoLuksSecretsRequest) (schemas.CryptoLuksSecretsReply, error) {
 	recs, err := s.db.secrets.List(ctx)
 	if err != nil {
-		return nil, err
+		return schemas.CryptoLuksSecretsReply{}, err
 	}
-	out := []SecretInfo{}
+	out := schemas.CryptoLuksSecretsReply{Secrets: []schemas.LuksSecret{}}
 	for _, r := range recs {
 		if req.ImageID == nil || r.ImageID == *req.ImageID {
-			out = append(out, infoOf(&r))
+			out.Secrets = append(out.Secrets, infoOf(&r))
 		}
 	}
-	return map[string]any{"secrets": out}, nil
+	return out, nil
 }
 
 // querySlots describes one secret's key slots.
-func (s *Service) querySlots(ctx context.Context, data []byte) (any, error) {
-	var req struct {
-		Secret  string `json:"secret,omitempty"`
-		ImageID *int64 `json:"image_id,omitempty"`
-	}
-	if err := strictJSON(data, &req); err != nil {
-		return nil, err
-	}
+func (s *Service) querySlots(ctx context.Context, req schemas.CryptoLuksSlotsRequest) (schemas.LuksSecret, error) {
 	rec, err := s.find(ctx, req.Secret, req.ImageID)
 	if err != nil {
-		return nil, err
+		return schemas.LuksSecret{}, err
 	}
 	return infoOf(rec), nil
 }

@@ -63,12 +63,8 @@ func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 	s := &Service{bus: b, store: store, keys: cfg.Keys}
 	s.w = worker.New(b, cfg.Config, worker.Spec{
 		Name: Name, Version: Version, Description: "LUKS encryption and envelope-encrypted passphrases",
-		Handle: s.handle,
-		Queries: map[string]bus.QueryHandler{
-			schemas.QueryCryptoLUKSSecret:  s.querySecret,
-			schemas.QueryCryptoLUKSSecrets: s.querySecrets,
-			schemas.QueryCryptoLUKSSlots:   s.querySlots,
-		},
+		Handle:  s.handle,
+		Queries: s.queries(),
 		Jobs:    &s.jobs,
 		Start:   s.start,
 		Running: func() []any { return []any{"kek_id", s.keys.CurrentID(), "old_kek_ids", s.keys.OldIDs()} },

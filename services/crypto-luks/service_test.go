@@ -166,7 +166,7 @@ func TestService(t *testing.T) {
 			if keys, _ := e.store.List(context.Background(), "dst", "images/"+idToken(id)+"/"); len(keys) != 0 {
 				t.Errorf("image %d: failed encrypt left %v", id, keys)
 			}
-			var secrets struct{ Secrets []SecretInfo }
+			var secrets struct{ Secrets []schemas.LuksSecret }
 			if err := e.bus.Query(context.Background(), Name, "secrets", map[string]int64{"image_id": id}, &secrets); err != nil || len(secrets.Secrets) != 0 {
 				t.Errorf("image %d: failed encrypt left secrets %+v (%v)", id, secrets.Secrets, err)
 			}
@@ -180,7 +180,7 @@ func TestService(t *testing.T) {
 		if !bus.IsNotFound(err) || !strings.Contains(err.Error(), "unknown secret") {
 			t.Errorf("unknown secret: %v", err)
 		}
-		err = e.bus.Query(context.Background(), Name, "secret", SecretRequest{Secret: enc.Secret, PublicKey: "AAAA"}, nil)
+		err = e.bus.Query(context.Background(), Name, "secret", schemas.CryptoLuksSecretRequest{Secret: enc.Secret, PublicKey: "AAAA"}, nil)
 		if bus.ErrorCode(err) != bus.CodeInvalid || !strings.Contains(err.Error(), "public_key") {
 			t.Errorf("bad public key: %v", err)
 		}
@@ -240,7 +240,7 @@ func TestService(t *testing.T) {
 		} else if sum2, _ := decrypt(t, e.fetch(enc.Dest, "7-d.luks"), p2); sum != sum2 {
 			t.Fatal("unstable content")
 		}
-		var slots SecretInfo
+		var slots schemas.LuksSecret
 		if err := e.bus.Query(context.Background(), Name, "slots", map[string]int64{"image_id": 7}, &slots); err != nil {
 			t.Fatal(err)
 		}
@@ -337,13 +337,13 @@ func TestService(t *testing.T) {
 		if err := opens(t, path, e.mustPassphrase(enc.Secret, nil)); err != nil {
 			t.Fatalf("after KEK rotation: %v", err)
 		}
-		var list struct{ Secrets []SecretInfo }
+		var list struct{ Secrets []schemas.LuksSecret }
 		if err := e.bus.Query(context.Background(), Name, "secrets", nil, &list); err != nil {
 			t.Fatal(err)
 		}
 		for _, s := range list.Secrets {
-			if s.KEKID != ev.KekID {
-				t.Errorf("secret %s still wrapped by %s", s.Secret, s.KEKID)
+			if s.KekID != ev.KekID {
+				t.Errorf("secret %s still wrapped by %s", s.Secret, s.KekID)
 			}
 			if _, err := e.passphrase(s.Secret, nil); err != nil {
 				t.Errorf("secret %s after rotation: %v", s.Secret, err)

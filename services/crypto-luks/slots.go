@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/slipway/slipway/pkg/blob"
@@ -147,7 +146,7 @@ func (s *Service) plan(ctx context.Context, rec *Record, dk keywrap.DataKey, pat
 		case p.Slot < 0:
 			return nil, refuse("image %d: all %d key slots are in use; remove one first", rec.ImageID, luks.MaxSlots)
 		case info.Slots[p.Slot]:
-			return nil, refuse("image %d: key slot %d is in use (active: %s)", rec.ImageID, p.Slot, ints(info.Active()))
+			return nil, refuse("image %d: key slot %d is in use (active: %s)", rec.ImageID, p.Slot, luks.FormatSlots(info.Active()))
 		}
 		pass, err := luks.NewPassphrase()
 		if err != nil {
@@ -163,7 +162,7 @@ func (s *Service) plan(ctx context.Context, rec *Record, dk keywrap.DataKey, pat
 		active := info.Active()
 		switch {
 		case !slices.Contains(active, ch.slot):
-			return nil, refuse("image %d: key slot %d is not in use (active: %s)", rec.ImageID, ch.slot, ints(active))
+			return nil, refuse("image %d: key slot %d is not in use (active: %s)", rec.ImageID, ch.slot, luks.FormatSlots(active))
 		case len(active) == 1:
 			return nil, refuse("image %d: key slot %d is its only key slot; erasing it would make the image unreadable", rec.ImageID, ch.slot)
 		case len(rec.Slots) == 1 && rec.Slots[0].Slot == ch.slot:
@@ -335,15 +334,4 @@ func int64s(v []int) []int64 {
 		out[i] = int64(n)
 	}
 	return out
-}
-
-func ints(v []int) string {
-	if len(v) == 0 {
-		return "none"
-	}
-	s := make([]string, len(v))
-	for i, n := range v {
-		s[i] = fmt.Sprint(n)
-	}
-	return strings.Join(s, ", ")
 }

@@ -108,8 +108,8 @@ func newCatalogStack(t *testing.T) *stack {
 	s.log = log
 	cat := catalog.New(s.connect("catalog"), store, catalog.Config{
 		Datastores: []catalog.Datastore{
-			{Name: "default", Kind: catalog.KindImage, Bucket: s.images, Types: []string{"OS", "CDROM", "DATABLOCK"}},
-			{Name: "files", Kind: catalog.KindFile, Bucket: s.files, Types: []string{"KERNEL", "RAMDISK", "CONTEXT"}},
+			{Name: "default", Kind: catalog.KindImage, Bucket: s.images, Types: []schemas.ImageType{"OS", "CDROM", "DATABLOCK"}},
+			{Name: "files", Kind: catalog.KindFile, Bucket: s.files, Types: []schemas.ImageType{"KERNEL", "RAMDISK", "CONTEXT"}},
 		},
 		UploadBucket: s.uploads, VerifyDigest: true, Logger: log,
 	})

@@ -24,14 +24,14 @@ func TestRestrictedAttributes(t *testing.T) {
 	disk := h.importFile(rawDisk(t, 1<<20, "r"), schemas.ImageCreate{Name: "r", Type: "OS"})
 	plain := fmt.Sprintf("DISK = [ IMAGE_ID = %d ]\n", disk.ID)
 	withRaw := plain + `RAW = [ TYPE = "kvm", DATA = "-device virtio-rng-pci" ]` + "\n"
-	h.refused(launcher.CmdTemplateCreate, schemas.LauncherTemplateCreate{Name: "raw", Template: withRaw},
+	h.refused(schemas.CommandLauncherTemplateCreate, schemas.LauncherTemplateCreate{Name: "raw", Template: withRaw},
 		`template "raw"`, "RAW is a restricted attribute", launcher.EnvRestrictedAttr)
-	h.refused(launcher.CmdTemplateCreate, schemas.LauncherTemplateCreate{Name: "emu", Template: plain + `EMULATOR = "/tmp/q"` + "\n"},
+	h.refused(schemas.CommandLauncherTemplateCreate, schemas.LauncherTemplateCreate{Name: "emu", Template: plain + `EMULATOR = "/tmp/q"` + "\n"},
 		"EMULATOR is a restricted attribute", launcher.EnvRestrictedAttr)
-	h.refused(launcher.CmdTemplateCreate, schemas.LauncherTemplateCreate{Name: "src", Template: `DISK = [ IMAGE_ID = 1, SOURCE = "/etc/shadow" ]` + "\n"},
+	h.refused(schemas.CommandLauncherTemplateCreate, schemas.LauncherTemplateCreate{Name: "src", Template: `DISK = [ IMAGE_ID = 1, SOURCE = "/etc/shadow" ]` + "\n"},
 		"DISK/SOURCE is a restricted attribute")
 	tid := h.createTemplate("plain", plain)
-	h.refused(launcher.CmdTemplateUpdate, schemas.LauncherTemplateUpdate{ID: tid, Template: withRaw},
+	h.refused(schemas.CommandLauncherTemplateUpdate, schemas.LauncherTemplateUpdate{ID: tid, Template: withRaw},
 		"RAW is a restricted attribute", launcher.EnvRestrictedAttr)
 
 	// The operator allows RAW (the list omits it): accepted, but not a host file.
@@ -39,21 +39,21 @@ func TestRestrictedAttributes(t *testing.T) {
 	h.lcfg.RestrictedAttr = "EMULATOR,DISK/SOURCE"
 	h.startLauncher()
 	rawID := h.createTemplate("raw", withRaw)
-	h.refused(launcher.CmdTemplateCreate, schemas.LauncherTemplateCreate{Name: "shadow",
+	h.refused(schemas.CommandLauncherTemplateCreate, schemas.LauncherTemplateCreate{Name: "shadow",
 		Template: plain + `RAW = [ TYPE = "kvm", DATA = "-drive file=/etc/shadow,if=virtio" ]` + "\n"},
 		"RAW: -drive is refused")
-	h.refused(launcher.CmdTemplateCreate, schemas.LauncherTemplateCreate{Name: "rom",
+	h.refused(schemas.CommandLauncherTemplateCreate, schemas.LauncherTemplateCreate{Name: "rom",
 		Template: plain + `RAW = "-device e1000,romfile=shadow"` + "\n"}, "property romfile")
-	h.refused(launcher.CmdTemplateCreate, schemas.LauncherTemplateCreate{Name: "sh",
+	h.refused(schemas.CommandLauncherTemplateCreate, schemas.LauncherTemplateCreate{Name: "sh",
 		Template: plain + `RAW = "-device e1000; cat /etc/shadow"` + "\n"}, "not a shell command line")
-	h.refused(launcher.CmdTemplateCreate, schemas.LauncherTemplateCreate{Name: "emu2", Template: plain + `EMULATOR = "/tmp/q"` + "\n"},
+	h.refused(schemas.CommandLauncherTemplateCreate, schemas.LauncherTemplateCreate{Name: "emu2", Template: plain + `EMULATOR = "/tmp/q"` + "\n"},
 		"EMULATOR is a restricted attribute")
 
 	// Back to the default: the template accepted before cannot be instantiated.
 	h.stopLauncher()
 	h.lcfg.RestrictedAttr = ""
 	h.startLauncher()
-	h.refused(launcher.CmdInstantiate, schemas.LauncherInstantiate{TemplateID: rawID},
+	h.refused(schemas.CommandLauncherInstantiate, schemas.LauncherInstantiate{TemplateID: rawID},
 		"RAW is a restricted attribute", launcher.EnvRestrictedAttr)
 
 	// A bad list is a start-up error naming the setting.
@@ -155,7 +155,7 @@ RAW = [ TYPE = "kvm", DATA = "-device 'virtio-rng-pci,id=rng0'" ]
 		t.Error("QEMU's uid can write in the image cache")
 	}
 	for _, id := range []int64{a, b} {
-		h.mustCall(launcher.CmdTerminate, schemas.VMAction{ID: id, Hard: true}, launcher.EvtVMStateChanged)
+		h.mustCall(schemas.CommandLauncherTerminate, schemas.VMAction{ID: id, Hard: true}, schemas.EventLauncherVMStateChanged)
 	}
 	for _, id := range []int64{a, b} {
 		h.waitFinal(id)

@@ -92,7 +92,7 @@ func (s *Service) diskSaveAsCmd(ctx context.Context, msg *bus.Msg) error {
 
 func (s *Service) emitSaved(ctx context.Context, msg *bus.Msg, req schemas.LauncherDiskSaveAs, imageID int64) error {
 	ev := schemas.LauncherDiskSaved{ID: req.ID, DiskID: req.DiskID, ImageID: imageID}
-	_, err := s.bus.Event(ctx, EvtDiskSaved, idKey(req.ID), ev, causedBy(msg.Envelope, EvtDiskSaved)...)
+	_, err := s.bus.Event(ctx, schemas.EventLauncherDiskSaved, idKey(req.ID), ev, causedBy(msg.Envelope, schemas.EventLauncherDiskSaved)...)
 	return err
 }
 
@@ -198,6 +198,6 @@ func (s *Service) diskSnapshotCmd(ctx context.Context, msg *bus.Msg) error {
 
 func (s *Service) emitSnapshotted(ctx context.Context, msg *bus.Msg, req schemas.LauncherDiskSnapshot) error {
 	ev := schemas.LauncherDiskSnapshotted(req)
-	_, err := s.bus.Event(ctx, EvtDiskSnapshotted, idKey(req.ID), ev, causedBy(msg.Envelope, EvtDiskSnapshotted)...)
+	_, err := s.bus.Event(ctx, schemas.EventLauncherDiskSnapshotted, idKey(req.ID), ev, causedBy(msg.Envelope, schemas.EventLauncherDiskSnapshotted)...)
 	return err
 }

@@ -6,14 +6,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/launcher/firecracker"
 	"github.com/slipway/slipway/services/launcher/vmtemplate"
 )
-
-// QueryFirecracker answers a template's Firecracker configuration.
-const QueryFirecracker = schemas.QueryLauncherFirecracker
 
 // firecrackerArgs join the launcher's command line under Firecracker: its
 // only way to end is the guest rebooting through the keyboard controller
@@ -24,26 +20,6 @@ const firecrackerArgs = "reboot=k pci=off"
 // query. They are detached from the query's own deadline (10 s), so a large
 // blob still lands in the cache and the next ask finds it.
 const firecrackerFetchTimeout = 10 * time.Minute
-
-// FirecrackerRequest names a template by ID or by name.
-type FirecrackerRequest struct {
-	TemplateID *int64 `json:"template_id,omitempty"`
-	Name       string `json:"name,omitempty"`
-}
-
-// Firecracker is the answer of the firecracker query: Config is the JSON
-// `firecracker --config-file` reads, its paths in the launcher's cache;
-// Valid is true when Problems is empty; Bootable says whether this host
-// can boot it (a firecracker binary on PATH and /dev/kvm), WhyNot why not.
-// Notes are remarks that do not make the configuration invalid.
-type Firecracker struct {
-	Config   *firecracker.VMConfig `json:"config"`
-	Valid    bool                  `json:"valid"`
-	Problems []string              `json:"problems"`
-	Notes    []string              `json:"notes,omitempty"`
-	Bootable bool                  `json:"bootable"`
-	WhyNot   string                `json:"why_not,omitempty"`
-}
 
 // fcPlan gathers the configuration's parts and what is wrong with them.
 type fcPlan struct {
@@ -63,33 +39,34 @@ func (p *fcPlan) problem(format string, a ...any) {
 // configuration. A template that cannot be resolved at all (an image
 // that does not exist) is an error; what Firecracker cannot take is a
 // problem in the answer.
-func (s *Service) queryFirecracker(ctx context.Context, req []byte) (any, error) {
-	var r FirecrackerRequest
-	if err := bus.DecodeQuery(req, &r); err != nil {
-		return nil, err
-	}
+func (s *Service) queryFirecracker(ctx context.Context, r schemas.LauncherFirecrackerRequest) (schemas.LauncherFirecrackerReply, error) {
+	var none schemas.LauncherFirecrackerReply
 	t, err := s.findTemplate(ctx, r.TemplateID, r.Name)
 	if err != nil {
-		return nil, err
+		return none, err
 	}
 	spec, err := s.parseTemplate(t.Template)
 	if err != nil {
-		return nil, fmt.Errorf("template %d: %w", t.ID, err)
+		return none, fmt.Errorf("template %d: %w", t.ID, err)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), firecrackerFetchTimeout)
 	defer cancel()
 	p := &fcPlan{}
 	if err := s.firecrackerKernel(ctx, spec, p); err != nil {
-		return nil, fmt.Errorf("template %d: %w", t.ID, err)
+		return none, fmt.Errorf("template %d: %w", t.ID, err)
 	}
 	if err := s.firecrackerDisks(ctx, spec, p); err != nil {
-		return nil, fmt.Errorf("template %d: %w", t.ID, err)
+		return none, fmt.Errorf("template %d: %w", t.ID, err)
 	}
 	return p.answer(spec), nil
 }
 
-// answer builds, validates and judges the configuration.
-func (p *fcPlan) answer(spec *vmtemplate.Spec) Firecracker {
+// answer builds, validates and judges the configuration: Config is the
+// JSON `firecracker --config-file` reads, its paths in the launcher's
+// cache; Valid is true when Problems is empty; Bootable says whether this
+// host can boot it (a firecracker binary on PATH and /dev/kvm), WhyNot why
+// not. Notes are remarks that do not make the configuration invalid.
+func (p *fcPlan) answer(spec *vmtemplate.Spec) schemas.LauncherFirecrackerReply {
 	c := firecracker.Build(p.kernel, p.drives, spec.VCPU, spec.MemoryMiB, kernelCmdline(spec.OS, firecrackerArgs))
 	check := firecracker.Problems
 	if p.kernel.Path == "" { // already a problem; the kernel check would only add "open : no such file"
@@ -98,7 +75,7 @@ func (p *fcPlan) answer(spec *vmtemplate.Spec) Firecracker {
 	for _, e := range check(c) {
 		p.problems = append(p.problems, e.Error())
 	}
-	a := Firecracker{Config: c, Valid: len(p.problems) == 0, Problems: p.problems, Notes: p.notes}
+	a := schemas.LauncherFirecrackerReply{Config: schemas.FirecrackerConfig(*c), Valid: len(p.problems) == 0, Problems: p.problems, Notes: p.notes}
 	if a.Problems == nil {
 		a.Problems = []string{}
 	}
@@ -126,13 +103,9 @@ func (s *Service) firecrackerKernel(ctx context.Context, spec *vmtemplate.Spec, 
 		p.problem("OS/KERNEL_DS is not set: Firecracker has no firmware and boots a kernel directly")
 		return nil
 	}
-	kimg, err := s.showFile(ctx, o.KernelDS, "OS/KERNEL_DS", "KERNEL")
+	kimg, facts, err := s.osKernel(ctx, o)
 	if err != nil {
 		return err
-	}
-	facts, err := s.kernelFacts(ctx, kimg.ID)
-	if err != nil {
-		return fmt.Errorf("OS/KERNEL_DS: %w", err)
 	}
 	name := kimg.Name
 	if facts != nil && facts.Name != "" {
@@ -174,13 +147,9 @@ func (s *Service) firecrackerDisks(ctx context.Context, spec *vmtemplate.Spec, p
 	if err != nil {
 		return err
 	}
-	prefixes := make([]string, len(disks))
-	for i, d := range disks {
-		prefixes[i] = d.img.DevPrefix
-	}
-	targets, err := spec.Targets(prefixes)
+	targets, err := diskTargets(spec, disks)
 	if err != nil {
-		return fmt.Errorf("DISK: %w", err)
+		return err
 	}
 	root := spec.OS.Root
 	if root == "" {

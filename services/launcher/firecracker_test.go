@@ -33,11 +33,11 @@ func (h *harness) waitKernelFacts(id int64) kernelFacts {
 }
 
 // firecrackerConfig asks the launcher's firecracker query.
-func (h *harness) firecrackerConfig(req launcher.FirecrackerRequest) (launcher.Firecracker, error) {
+func (h *harness) firecrackerConfig(req schemas.LauncherFirecrackerRequest) (schemas.LauncherFirecrackerReply, error) {
 	ctx, cancel := context.WithTimeout(h.ctx, 2*time.Minute)
 	defer cancel()
-	var ans launcher.Firecracker
-	err := h.cli.Query(ctx, launcher.Name, launcher.QueryFirecracker, req, &ans)
+	var ans schemas.LauncherFirecrackerReply
+	err := h.cli.Query(ctx, launcher.Name, schemas.QueryLauncherFirecracker, req, &ans)
 	return ans, err
 }
 
@@ -62,14 +62,14 @@ DISK = [ IMAGE_ID = %d ]
 OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]", KERNEL_CMD = "quiet" ]
 `, disk.ID, kernel.ID, initrd.ID))
 
-	ans, err := h.firecrackerConfig(launcher.FirecrackerRequest{TemplateID: &tid})
+	ans, err := h.firecrackerConfig(schemas.LauncherFirecrackerRequest{TemplateID: &tid})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !ans.Valid || len(ans.Problems) != 0 || ans.Config == nil {
+	if !ans.Valid || len(ans.Problems) != 0 {
 		t.Fatalf("firecracker config of a raw disk and an examined kernel: %+v", ans)
 	}
-	c := ans.Config
+	c := (*firecracker.VMConfig)(&ans.Config)
 	if err := firecracker.CheckKernel(c.BootSource.KernelImagePath); err != nil {
 		t.Errorf("the kernel is not an ELF vmlinux: %v", err)
 	}
@@ -80,7 +80,7 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]", KERNE
 		!strings.HasPrefix(c.Drives[0].PathOnHost, filepath.Join(h.work, "cache")+"/") {
 		t.Errorf("drives: %+v, want the cached raw disk as root", c.Drives)
 	}
-	if c.MachineConfig.VcpuCount != 2 || c.MachineConfig.MemSizeMib != 384 {
+	if c.MachineConfig.VcpuCount != 2 || c.MachineConfig.MemSizeMiB != 384 {
 		t.Errorf("machine-config: %+v", c.MachineConfig)
 	}
 	if a := c.BootSource.BootArgs; !strings.HasPrefix(a, "console=ttyS0 root=/dev/vda") || !strings.Contains(a, "reboot=k") ||
@@ -108,7 +108,7 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]", KERNE
 DISK = [ IMAGE_ID = %d ]
 OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]" ]
 `, disk.ID, q.ID, kernel.ID, initrd.ID))
-	ans, err = h.firecrackerConfig(launcher.FirecrackerRequest{Name: "fc-qcow2"})
+	ans, err = h.firecrackerConfig(schemas.LauncherFirecrackerRequest{Name: "fc-qcow2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]" ]
 		t.Errorf("qcow2 disk: valid %v bootable %v problems %q, want %q", ans.Valid, ans.Bootable, ans.Problems, want)
 	}
 
-	if _, err := h.firecrackerConfig(launcher.FirecrackerRequest{Name: "nope"}); bus.ErrorCode(err) != bus.CodeNotFound ||
+	if _, err := h.firecrackerConfig(schemas.LauncherFirecrackerRequest{Name: "nope"}); bus.ErrorCode(err) != bus.CodeNotFound ||
 		!strings.Contains(err.Error(), `no template is named "nope"`) {
 		t.Errorf("missing template: %v", err)
 	}

@@ -133,8 +133,8 @@ func (h *harness) startCatalog(sfx string) {
 	b := h.connect(catalog.ServiceName)
 	cfg := catalog.Config{
 		Datastores: []catalog.Datastore{
-			{Name: "default", Kind: catalog.KindImage, Bucket: "img-" + sfx, Types: []string{"OS", "CDROM", "DATABLOCK"}},
-			{Name: "files", Kind: catalog.KindFile, Bucket: "files-" + sfx, Types: []string{"KERNEL", "RAMDISK", "CONTEXT"}},
+			{Name: "default", Kind: catalog.KindImage, Bucket: "img-" + sfx, Types: []schemas.ImageType{"OS", "CDROM", "DATABLOCK"}},
+			{Name: "files", Kind: catalog.KindFile, Bucket: "files-" + sfx, Types: []schemas.ImageType{"KERNEL", "RAMDISK", "CONTEXT"}},
 		},
 		UploadBucket: h.uploads, VerifyDigest: true, ReconcileInterval: time.Second,
 		Logger: testenv.Logger(h.t, slog.LevelWarn),
@@ -250,7 +250,7 @@ func (h *harness) mustCall(verb string, data any, accept ...string) *bus.Msg {
 // createTemplate stores a template and returns its ID.
 func (h *harness) createTemplate(name, text string) int64 {
 	h.t.Helper()
-	m := h.mustCall(launcher.CmdTemplateCreate, schemas.LauncherTemplateCreate{Name: name, Template: text}, launcher.EvtTemplateCreated)
+	m := h.mustCall(schemas.CommandLauncherTemplateCreate, schemas.LauncherTemplateCreate{Name: name, Template: text}, schemas.EventLauncherTemplateCreated)
 	var t schemas.VMTemplate
 	mustJSON(h.t, m.Data, &t)
 	return t.ID
@@ -259,7 +259,7 @@ func (h *harness) createTemplate(name, text string) int64 {
 // instantiate makes a VM and returns its ID.
 func (h *harness) instantiate(tid int64, name string) int64 {
 	h.t.Helper()
-	m := h.mustCall(launcher.CmdInstantiate, schemas.LauncherInstantiate{TemplateID: tid, Name: name}, launcher.EvtVMCreated)
+	m := h.mustCall(schemas.CommandLauncherInstantiate, schemas.LauncherInstantiate{TemplateID: tid, Name: name}, schemas.EventLauncherVMCreated)
 	var c schemas.LauncherVMCreated
 	mustJSON(h.t, m.Data, &c)
 	return c.ID
@@ -269,7 +269,7 @@ func (h *harness) instantiate(tid int64, name string) int64 {
 func (h *harness) vm(id int64) schemas.VM {
 	h.t.Helper()
 	var vm schemas.VM
-	if err := h.cli.Query(h.ctx, launcher.Name, launcher.QueryVM, launcher.VMRequest{ID: id}, &vm); err != nil {
+	if err := h.cli.Query(h.ctx, launcher.Name, schemas.QueryLauncherVM, schemas.LauncherVMRequest{ID: id}, &vm); err != nil {
 		h.t.Fatalf("vm %d: %v", id, err)
 	}
 	return vm
@@ -299,8 +299,8 @@ func (h *harness) console(id int64) string {
 	h.t.Helper()
 	var sb strings.Builder
 	for off := int64(0); ; {
-		var c launcher.Console
-		if err := h.cli.Query(h.ctx, launcher.Name, launcher.QueryConsole, launcher.ConsoleRequest{ID: id, Offset: off}, &c); err != nil {
+		var c schemas.LauncherConsoleReply
+		if err := h.cli.Query(h.ctx, launcher.Name, schemas.QueryLauncherConsole, schemas.LauncherConsoleRequest{ID: id, Offset: off}, &c); err != nil {
 			h.t.Fatalf("console %d: %v", id, err)
 		}
 		sb.WriteString(c.Text)

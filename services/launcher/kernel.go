@@ -12,28 +12,27 @@ import (
 	"github.com/slipway/slipway/services/launcher/vmtemplate"
 )
 
-// kernelFacts is what the launcher reads of kernel-registry's Kernel
-// record (docs/boot.md).
-type kernelFacts struct {
-	ID      int64  `json:"id"`
-	Name    string `json:"name"`
-	Format  string `json:"format"` // elf | bzimage
-	Arch    string `json:"arch"`
-	Version string `json:"version"`
-	PVH     bool   `json:"pvh"`
-	Initrd  *int64 `json:"initrd"`
-	Vmlinux string `json:"vmlinux"` // s3:// URL of the uncompressed ELF of a bzImage
-	SHA256  string `json:"sha256"`
+// osKernel is the KERNEL image OS/KERNEL_DS names and what kernel-registry
+// found out about it (kernelFacts).
+func (s *Service) osKernel(ctx context.Context, o vmtemplate.OS) (*schemas.Image, *schemas.Kernel, error) {
+	kimg, err := s.showFile(ctx, o.KernelDS, "OS/KERNEL_DS", "KERNEL")
+	if err != nil {
+		return nil, nil, err
+	}
+	facts, err := s.kernelFacts(ctx, kimg.ID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("OS/KERNEL_DS: %w", err)
+	}
+	return kimg, facts, nil
 }
 
-// kernelFacts asks kernel-registry about a KERNEL image. A kernel it does
-// not know, or no kernel-registry at all, gives nil: the image then boots
-// as it is, with the Linux boot protocol.
-func (s *Service) kernelFacts(ctx context.Context, id int64) (*kernelFacts, error) {
+// kernelFacts asks kernel-registry about a KERNEL image (docs/boot.md). A
+// kernel it does not know, or no kernel-registry at all, gives nil: the
+// image then boots as it is, with the Linux boot protocol.
+func (s *Service) kernelFacts(ctx context.Context, id int64) (*schemas.Kernel, error) {
 	ctx, cancel := s.callCtx(ctx)
 	defer cancel()
-	var k kernelFacts
-	err := s.bus.Query(ctx, schemas.ServiceKernelRegistry, schemas.QueryKernelRegistryShow, map[string]int64{"id": id}, &k)
+	k, err := bus.Ask(ctx, s.bus, schemas.QryKernelRegistryShow, schemas.KernelRegistryShowRequest{ID: &id})
 	if err == nil {
 		return &k, nil
 	}
@@ -57,13 +56,9 @@ func (s *Service) prepareBoot(ctx context.Context, spec *vmtemplate.Spec, plan *
 		plan.QEMU.Append = "" // firmware boot from the disks: no kernel to pass it to
 		return nil
 	}
-	kimg, err := s.showFile(ctx, os.KernelDS, "OS/KERNEL_DS", "KERNEL")
+	kimg, facts, err := s.osKernel(ctx, os)
 	if err != nil {
 		return err
-	}
-	facts, err := s.kernelFacts(ctx, kimg.ID)
-	if err != nil {
-		return fmt.Errorf("OS/KERNEL_DS: %w", err)
 	}
 	if err := s.chooseKernel(ctx, kimg, facts, os.BootMode, plan); err != nil {
 		return err
@@ -97,7 +92,7 @@ func kernelCmdline(o vmtemplate.OS, extra string) string {
 // initrdFor resolves the initrd kernel kimg boots with: OS/INITRD_DS, else
 // the kernel's own initrd (kernel-registry's facts); nil when none. attr
 // names where it came from, for errors.
-func (s *Service) initrdFor(ctx context.Context, o vmtemplate.OS, kimg *schemas.Image, facts *kernelFacts) (img *schemas.Image, attr string, err error) {
+func (s *Service) initrdFor(ctx context.Context, o vmtemplate.OS, kimg *schemas.Image, facts *schemas.Kernel) (img *schemas.Image, attr string, err error) {
 	initrd := o.InitrdDS
 	attr = "OS/INITRD_DS"
 	if initrd.IsZero() && facts != nil && facts.Initrd != nil {
@@ -120,18 +115,18 @@ func vmlinuxKey(kimg *schemas.Image) string {
 // chooseKernel picks PVH or the Linux boot protocol and fetches the file
 // QEMU boots: the kernel image, or for PVH of a bzImage the vmlinux
 // kernel-registry extracted.
-func (s *Service) chooseKernel(ctx context.Context, kimg *schemas.Image, facts *kernelFacts, mode vmtemplate.BootMode, plan *bootPlan) error {
+func (s *Service) chooseKernel(ctx context.Context, kimg *schemas.Image, facts *schemas.Kernel, mode vmtemplate.BootMode, plan *bootPlan) error {
 	name := kimg.Name
 	if facts != nil && facts.Name != "" {
 		name = facts.Name
 	}
-	pvhReady := facts != nil && facts.PVH && (facts.Format == "elf" || facts.Vmlinux != "")
+	pvhReady := facts != nil && facts.Pvh && (facts.Format == "elf" || facts.Vmlinux != "")
 	switch mode {
 	case vmtemplate.BootPVH:
 		if facts == nil {
 			return fmt.Errorf("OS/BOOT_MODE pvh: kernel %d (%s) has not been examined by kernel-registry, so its PVH entry note is unknown", kimg.ID, name)
 		}
-		if !facts.PVH {
+		if !facts.Pvh {
 			return fmt.Errorf("kernel %d (%s) has no PVH entry note: boot it with OS/BOOT_MODE = linux (or auto)", kimg.ID, name)
 		}
 		if !pvhReady {

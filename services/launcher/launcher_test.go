@@ -92,7 +92,7 @@ CONTEXT = [ GREETING = "hello", TOKEN = "%s" ]
 	h.noQEMULeft()
 
 	// resume boots the same disks again.
-	h.mustCall(launcher.CmdResume, schemas.LauncherResume{ID: id}, launcher.EvtVMStateChanged)
+	h.mustCall(schemas.CommandLauncherResume, schemas.LauncherResume{ID: id}, schemas.EventLauncherVMStateChanged)
 	deadline := time.Now().Add(bootTimeout)
 	for strings.Count(h.console(id), "token="+token) < 2 || h.vm(id).State != schemas.VMStatePoweroff {
 		if time.Now().After(deadline) {
@@ -101,7 +101,7 @@ CONTEXT = [ GREETING = "hello", TOKEN = "%s" ]
 		time.Sleep(500 * time.Millisecond)
 	}
 
-	h.mustCall(launcher.CmdTerminate, schemas.VMAction{ID: id}, launcher.EvtVMStateChanged)
+	h.mustCall(schemas.CommandLauncherTerminate, schemas.VMAction{ID: id}, schemas.EventLauncherVMStateChanged)
 	h.waitVM(id, schemas.VMStateDone, time.Minute)
 	want = append(want, "BOOT", "RUNNING", "POWEROFF", "EPILOG", "DONE")
 	if got := h.states(id); !slices.Equal(got, want) {
@@ -117,7 +117,7 @@ CONTEXT = [ GREETING = "hello", TOKEN = "%s" ]
 		t.Error("the console log is gone after DONE")
 	}
 	// A DONE VM is not terminated twice.
-	if _, err := h.call(launcher.CmdTerminate, schemas.VMAction{ID: id}, launcher.EvtVMStateChanged); !bus.IsCallError(err) ||
+	if _, err := h.call(schemas.CommandLauncherTerminate, schemas.VMAction{ID: id}, schemas.EventLauncherVMStateChanged); !bus.IsCallError(err) ||
 		!strings.Contains(err.Error(), "DONE") {
 		t.Errorf("terminate of a DONE VM: %v", err)
 	}
@@ -165,14 +165,14 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]" ]
 
 	// Snapshots: the running persistent qcow2 disk through QMP; the
 	// non-persistent one is refused.
-	h.mustCall(launcher.CmdDiskSnapshot, schemas.LauncherDiskSnapshot{ID: a, DiskID: 1, Name: "live"}, launcher.EvtDiskSnapshotted)
-	if _, err := h.call(launcher.CmdDiskSnapshot, schemas.LauncherDiskSnapshot{ID: a, DiskID: 0, Name: "x"}, launcher.EvtDiskSnapshotted); !bus.IsCallError(err) ||
+	h.mustCall(schemas.CommandLauncherDiskSnapshot, schemas.LauncherDiskSnapshot{ID: a, DiskID: 1, Name: "live"}, schemas.EventLauncherDiskSnapshotted)
+	if _, err := h.call(schemas.CommandLauncherDiskSnapshot, schemas.LauncherDiskSnapshot{ID: a, DiskID: 0, Name: "x"}, schemas.EventLauncherDiskSnapshotted); !bus.IsCallError(err) ||
 		!strings.Contains(err.Error(), "not persistent") {
 		t.Errorf("snapshot of a non-persistent disk: %v", err)
 	}
 
 	// save-as of the running VM's overlay.
-	m := h.mustCall(launcher.CmdDiskSaveAs, schemas.LauncherDiskSaveAs{ID: a, DiskID: 0, Name: "saved"}, launcher.EvtDiskSaved)
+	m := h.mustCall(schemas.CommandLauncherDiskSaveAs, schemas.LauncherDiskSaveAs{ID: a, DiskID: 0, Name: "saved"}, schemas.EventLauncherDiskSaved)
 	var saved schemas.LauncherDiskSaved
 	mustJSON(t, m.Data, &saved)
 	img := h.waitImage(saved.ImageID, func(i schemas.Image) bool { return i.State != "LOCKED" }, "settled")
@@ -198,23 +198,23 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]" ]
 	if img := h.image(pers.ID); img.State != "USED_PERS" {
 		t.Errorf("persistent image after the restart: %s", img.State)
 	}
-	if _, err := h.call(launcher.CmdPoweroff, schemas.VMAction{ID: a}, launcher.EvtVMStateChanged); !bus.IsCallError(err) {
+	if _, err := h.call(schemas.CommandLauncherPoweroff, schemas.VMAction{ID: a}, schemas.EventLauncherVMStateChanged); !bus.IsCallError(err) {
 		t.Errorf("poweroff of a POWEROFF VM: %v", err)
 	}
 	// Snapshot of the powered-off disk with qemu-img.
-	h.mustCall(launcher.CmdDiskSnapshot, schemas.LauncherDiskSnapshot{ID: a, DiskID: 1, Name: "off"}, launcher.EvtDiskSnapshotted)
+	h.mustCall(schemas.CommandLauncherDiskSnapshot, schemas.LauncherDiskSnapshot{ID: a, DiskID: 1, Name: "off"}, schemas.EventLauncherDiskSnapshotted)
 
 	// Boot again, and power off gently: the guest ignores ACPI, so QEMU
 	// is stopped after the shutdown timeout.
-	h.mustCall(launcher.CmdResume, schemas.LauncherResume{ID: a}, launcher.EvtVMStateChanged)
+	h.mustCall(schemas.CommandLauncherResume, schemas.LauncherResume{ID: a}, schemas.EventLauncherVMStateChanged)
 	h.waitVM(a, schemas.VMStateRunning, bootTimeout)
-	h.mustCall(launcher.CmdPoweroff, schemas.VMAction{ID: a}, launcher.EvtVMStateChanged)
+	h.mustCall(schemas.CommandLauncherPoweroff, schemas.VMAction{ID: a}, schemas.EventLauncherVMStateChanged)
 	vm = h.vm(a)
 	if vm.State != schemas.VMStatePoweroff || !strings.Contains(vm.Reason, "did not power off") {
 		t.Errorf("gentle poweroff: %s %q", vm.State, vm.Reason)
 	}
 
-	h.mustCall(launcher.CmdTerminate, schemas.VMAction{ID: a, Hard: true}, launcher.EvtVMStateChanged)
+	h.mustCall(schemas.CommandLauncherTerminate, schemas.VMAction{ID: a, Hard: true}, schemas.EventLauncherVMStateChanged)
 	vm = h.waitVM(a, schemas.VMStateDone, 2*time.Minute)
 	after := h.waitImage(pers.ID, func(i schemas.Image) bool { return i.State == "READY" }, "READY")
 	if after.RVMs != 0 || after.SHA256 == pers.SHA256 {

@@ -64,7 +64,7 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]" ]
 		t.Error("the passphrase file does not hold the image's passphrase")
 	}
 
-	h.mustCall(launcher.CmdTerminate, schemas.VMAction{ID: id}, launcher.EvtVMStateChanged)
+	h.mustCall(schemas.CommandLauncherTerminate, schemas.VMAction{ID: id}, schemas.EventLauncherVMStateChanged)
 	h.waitVM(id, schemas.VMStateDone, time.Minute)
 	if _, err := os.Stat(secretFile); !os.IsNotExist(err) {
 		t.Errorf("the passphrase file is left after DONE: %v", err)

@@ -110,6 +110,20 @@ func (s *Service) resolveDisks(ctx context.Context, spec *vmtemplate.Spec) ([]di
 	return out, nil
 }
 
+// diskTargets are the targets (vda, sdb…) of disks, the template's DISKs
+// resolved: spec.Targets with the images' DEV_PREFIX.
+func diskTargets(spec *vmtemplate.Spec, disks []diskImage) ([]string, error) {
+	prefixes := make([]string, len(disks))
+	for i, d := range disks {
+		prefixes[i] = d.img.DevPrefix
+	}
+	targets, err := spec.Targets(prefixes)
+	if err != nil {
+		return nil, fmt.Errorf("DISK: %w", err)
+	}
+	return targets, nil
+}
+
 // qemuFormat is the QEMU format driver of an image format.
 func qemuFormat(f schemas.DiskFormat) (string, error) {
 	switch f {
@@ -127,13 +141,9 @@ func qemuFormat(f schemas.DiskFormat) (string, error) {
 
 // prepareDisks materialises every DISK in the VM directory.
 func (s *Service) prepareDisks(ctx context.Context, spec *vmtemplate.Spec, disks []diskImage, dir string, plan *bootPlan) error {
-	prefixes := make([]string, len(disks))
-	for i, d := range disks {
-		prefixes[i] = d.img.DevPrefix
-	}
-	targets, err := spec.Targets(prefixes)
+	targets, err := diskTargets(spec, disks)
 	if err != nil {
-		return fmt.Errorf("DISK: %w", err)
+		return err
 	}
 	for i, d := range disks {
 		pd, qd, err := s.prepareDisk(ctx, int64(i), d, targets[i], dir)

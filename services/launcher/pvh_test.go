@@ -68,7 +68,7 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]", BOOT_
 	if c := h.console(id); !strings.Contains(c, "token="+token) || !strings.Contains(c, launcher.ReadyLine) {
 		t.Fatalf("console:\n%s", c)
 	}
-	h.mustCall(launcher.CmdTerminate, schemas.VMAction{ID: id}, launcher.EvtVMStateChanged)
+	h.mustCall(schemas.CommandLauncherTerminate, schemas.VMAction{ID: id}, schemas.EventLauncherVMStateChanged)
 	h.waitVM(id, schemas.VMStateDone, time.Minute)
 	h.noQEMULeft()
 }

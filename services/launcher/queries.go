@@ -10,79 +10,37 @@ import (
 	"github.com/slipway/slipway/schemas"
 )
 
-// Query endpoints, on <prefix>.api.launcher.<endpoint>.
-const (
-	QueryTemplates = schemas.QueryLauncherTemplates
-	QueryTemplate  = schemas.QueryLauncherTemplate
-	QueryVMs       = schemas.QueryLauncherVMs
-	QueryVM        = schemas.QueryLauncherVM
-	QueryConsole   = schemas.QueryLauncherConsole
-)
-
-// TemplateRequest names a template by ID or by name.
-type TemplateRequest struct {
-	ID   *int64 `json:"id,omitempty"`
-	Name string `json:"name,omitempty"`
-}
-
-// VMRequest names a VM.
-type VMRequest struct {
-	ID int64 `json:"id"`
-}
-
-// VMsRequest filters the vms query; empty State lists every VM.
-type VMsRequest struct {
-	State schemas.VMState `json:"state,omitempty"`
-}
-
-// ConsoleRequest asks for a VM's serial console from Offset (bytes).
-type ConsoleRequest struct {
-	ID     int64 `json:"id"`
-	Offset int64 `json:"offset,omitempty"`
-}
-
-// Console is a piece of a VM's serial console: Text from the asked offset
-// (at most 256 KiB), Size the whole log's, Next the offset to ask for
-// next.
-type Console struct {
-	Text string `json:"text"`
-	Size int64  `json:"size"`
-	Next int64  `json:"next"`
-}
-
+// endpoints are the launcher's queries, on <prefix>.api.launcher.<endpoint>,
+// with the requests and replies of the contract (schemas/qry, schemas/rpl).
 func (s *Service) endpoints() map[string]bus.QueryHandler {
-	return map[string]bus.QueryHandler{
-		QueryTemplates:   s.queryTemplates,
-		QueryTemplate:    s.queryTemplate,
-		QueryVMs:         s.queryVMs,
-		QueryVM:          s.queryVM,
-		QueryConsole:     s.queryConsole,
-		QueryFirecracker: s.queryFirecracker,
-	}
+	return bus.Endpoints(
+		bus.Answer(schemas.QryLauncherTemplates, s.queryTemplates),
+		bus.Answer(schemas.QryLauncherTemplate, s.queryTemplate),
+		bus.Answer(schemas.QryLauncherVMs, s.queryVMs),
+		bus.Answer(schemas.QryLauncherVM, s.queryVM),
+		bus.Answer(schemas.QryLauncherConsole, s.queryConsole),
+		bus.Answer(schemas.QryLauncherFirecracker, s.queryFirecracker),
+	)
 }
 
-func (s *Service) queryTemplates(ctx context.Context, _ []byte) (any, error) {
+func (s *Service) queryTemplates(ctx context.Context, _ schemas.LauncherTemplatesRequest) (schemas.LauncherTemplatesReply, error) {
 	return s.templates.List(ctx)
 }
 
-func (s *Service) queryTemplate(ctx context.Context, req []byte) (any, error) {
-	var r TemplateRequest
-	if err := bus.DecodeQuery(req, &r); err != nil {
-		return nil, err
+func (s *Service) queryTemplate(ctx context.Context, r schemas.LauncherTemplateRequest) (schemas.VMTemplate, error) {
+	t, err := s.findTemplate(ctx, r.ID, r.Name)
+	if err != nil {
+		return schemas.VMTemplate{}, err
 	}
-	return s.findTemplate(ctx, r.ID, r.Name)
+	return *t, nil
 }
 
-func (s *Service) queryVMs(ctx context.Context, req []byte) (any, error) {
-	var r VMsRequest
-	if err := bus.DecodeQuery(req, &r); err != nil {
-		return nil, err
-	}
+func (s *Service) queryVMs(ctx context.Context, r schemas.LauncherVMsRequest) (schemas.LauncherVMsReply, error) {
 	all, err := s.vms.List(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]schemas.VM, 0, len(all))
+	out := make(schemas.LauncherVMsReply, 0, len(all))
 	for _, rec := range all {
 		if r.State == "" || rec.State == r.State {
 			out = append(out, public(&rec))
@@ -91,22 +49,20 @@ func (s *Service) queryVMs(ctx context.Context, req []byte) (any, error) {
 	return out, nil
 }
 
-func (s *Service) getVM(ctx context.Context, req []byte) (*vmRecord, error) {
-	var r VMRequest
-	if err := bus.DecodeQuery(req, &r); err != nil {
-		return nil, err
-	}
-	rec, _, err := s.vms.Get(ctx, r.ID)
+// queriedVM reads the VM a query names; one that does not exist is
+// NotFound.
+func (s *Service) queriedVM(ctx context.Context, id int64) (*vmRecord, error) {
+	rec, _, err := s.vms.Get(ctx, id)
 	if errors.Is(err, kvstore.ErrNotFound) {
-		return nil, bus.NotFound(fmt.Errorf("VM %d does not exist", r.ID))
+		return nil, bus.NotFound(fmt.Errorf("VM %d does not exist", id))
 	}
 	return rec, err
 }
 
-func (s *Service) queryVM(ctx context.Context, req []byte) (any, error) {
-	rec, err := s.getVM(ctx, req)
+func (s *Service) queryVM(ctx context.Context, r schemas.LauncherVMRequest) (schemas.VM, error) {
+	rec, err := s.queriedVM(ctx, r.ID)
 	if err != nil {
-		return nil, err
+		return schemas.VM{}, err
 	}
 	return public(rec), nil
 }
@@ -120,22 +76,16 @@ func public(rec *vmRecord) schemas.VM {
 	return vm
 }
 
-func (s *Service) queryConsole(ctx context.Context, req []byte) (any, error) {
-	var r ConsoleRequest
-	if err := bus.DecodeQuery(req, &r); err != nil {
-		return nil, err
-	}
+func (s *Service) queryConsole(ctx context.Context, r schemas.LauncherConsoleRequest) (schemas.LauncherConsoleReply, error) {
 	if r.Offset < 0 {
-		return nil, bus.Invalid(fmt.Errorf("offset %d is negative", r.Offset))
+		return schemas.LauncherConsoleReply{}, bus.Invalid(fmt.Errorf("offset %d is negative", r.Offset))
 	}
-	if _, _, err := s.vms.Get(ctx, r.ID); errors.Is(err, kvstore.ErrNotFound) {
-		return nil, bus.NotFound(fmt.Errorf("VM %d does not exist", r.ID))
-	} else if err != nil {
-		return nil, err
+	if _, err := s.queriedVM(ctx, r.ID); err != nil {
+		return schemas.LauncherConsoleReply{}, err
 	}
 	text, size, err := readConsole(s.consoleLog(r.ID), r.Offset, DefaultConsoleChunk)
 	if err != nil {
-		return nil, fmt.Errorf("VM %d: read the console: %w", r.ID, err)
+		return schemas.LauncherConsoleReply{}, fmt.Errorf("VM %d: read the console: %w", r.ID, err)
 	}
-	return Console{Text: text, Size: size, Next: r.Offset + int64(len(text))}, nil
+	return schemas.LauncherConsoleReply{Text: text, Size: size, Next: r.Offset + int64(len(text))}, nil
 }

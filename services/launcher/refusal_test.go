@@ -62,29 +62,29 @@ func TestTemplatesAndRefusals(t *testing.T) {
 
 	// Templates: a syntax error is refused with the parser's message;
 	// names are unique; update and delete; queries by ID and name.
-	h.refused(launcher.CmdTemplateCreate, schemas.LauncherTemplateCreate{Name: "bad", Template: "DISK = [ IMAGE_ID = 1"}, `template "bad"`)
-	h.refused(launcher.CmdTemplateCreate, schemas.LauncherTemplateCreate{Name: "bad", Template: "DISK = [ IMAGE_ID = x ]\n"}, "IMAGE_ID")
+	h.refused(schemas.CommandLauncherTemplateCreate, schemas.LauncherTemplateCreate{Name: "bad", Template: "DISK = [ IMAGE_ID = 1"}, `template "bad"`)
+	h.refused(schemas.CommandLauncherTemplateCreate, schemas.LauncherTemplateCreate{Name: "bad", Template: "DISK = [ IMAGE_ID = x ]\n"}, "IMAGE_ID")
 	tid := h.createTemplate("t1", fmt.Sprintf("DISK = [ IMAGE_ID = %d ]\n", ok.ID))
-	h.refused(launcher.CmdTemplateCreate, schemas.LauncherTemplateCreate{Name: "t1", Template: "MEMORY = 64\n"}, "already exists", fmt.Sprintf("ID %d", tid))
-	m := h.mustCall(launcher.CmdTemplateUpdate, schemas.LauncherTemplateUpdate{ID: tid, Template: fmt.Sprintf("MEMORY = 128\nDISK = [ IMAGE_ID = %d ]\n", ok.ID)}, launcher.EvtTemplateUpdated)
+	h.refused(schemas.CommandLauncherTemplateCreate, schemas.LauncherTemplateCreate{Name: "t1", Template: "MEMORY = 64\n"}, "already exists", fmt.Sprintf("ID %d", tid))
+	m := h.mustCall(schemas.CommandLauncherTemplateUpdate, schemas.LauncherTemplateUpdate{ID: tid, Template: fmt.Sprintf("MEMORY = 128\nDISK = [ IMAGE_ID = %d ]\n", ok.ID)}, schemas.EventLauncherTemplateUpdated)
 	var upd schemas.VMTemplate
 	mustJSON(t, m.Data, &upd)
 	if upd.Name != "t1" || !strings.Contains(upd.Template, "MEMORY = 128") {
 		t.Errorf("updated template: %+v", upd)
 	}
 	var byName schemas.VMTemplate
-	if err := h.cli.Query(h.ctx, launcher.Name, launcher.QueryTemplate, launcher.TemplateRequest{Name: "t1"}, &byName); err != nil || byName.ID != tid {
+	if err := h.cli.Query(h.ctx, launcher.Name, schemas.QueryLauncherTemplate, schemas.LauncherTemplateRequest{Name: "t1"}, &byName); err != nil || byName.ID != tid {
 		t.Errorf("template by name: %+v %v", byName, err)
 	}
-	h.refused(launcher.CmdTemplateUpdate, schemas.LauncherTemplateUpdate{ID: 999, Template: "MEMORY = 1\n"}, "template 999 does not exist")
-	h.refused(launcher.CmdInstantiate, schemas.LauncherInstantiate{TemplateID: 999}, "template 999 does not exist")
+	h.refused(schemas.CommandLauncherTemplateUpdate, schemas.LauncherTemplateUpdate{ID: 999, Template: "MEMORY = 1\n"}, "template 999 does not exist")
+	h.refused(schemas.CommandLauncherInstantiate, schemas.LauncherInstantiate{TemplateID: 999}, "template 999 does not exist")
 	gone := h.createTemplate("gone", "MEMORY = 64\n")
-	h.mustCall(launcher.CmdTemplateDelete, schemas.LauncherTemplateDelete{ID: gone}, launcher.EvtTemplateDeleted)
+	h.mustCall(schemas.CommandLauncherTemplateDelete, schemas.LauncherTemplateDelete{ID: gone}, schemas.EventLauncherTemplateDeleted)
 	var list []schemas.VMTemplate
-	if err := h.cli.Query(h.ctx, launcher.Name, launcher.QueryTemplates, nil, &list); err != nil || len(list) != 1 || list[0].ID != tid {
+	if err := h.cli.Query(h.ctx, launcher.Name, schemas.QueryLauncherTemplates, nil, &list); err != nil || len(list) != 1 || list[0].ID != tid {
 		t.Errorf("templates after delete: %+v %v", list, err)
 	}
-	if err := h.cli.Query(h.ctx, launcher.Name, launcher.QueryTemplate, launcher.TemplateRequest{Name: "gone"}, &byName); !bus.IsNotFound(err) {
+	if err := h.cli.Query(h.ctx, launcher.Name, schemas.QueryLauncherTemplate, schemas.LauncherTemplateRequest{Name: "gone"}, &byName); !bus.IsNotFound(err) {
 		t.Errorf("deleted template by name: %v", err)
 	}
 
@@ -123,21 +123,21 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]" ]
 	}
 
 	// What a FAILED VM accepts: terminate (→ DONE), nothing else.
-	h.refused(launcher.CmdResume, schemas.LauncherResume{ID: vm.ID}, "FAILED", "POWEROFF")
-	h.refused(launcher.CmdPoweroff, schemas.VMAction{ID: vm.ID}, "FAILED")
-	h.refused(launcher.CmdDiskSaveAs, schemas.LauncherDiskSaveAs{ID: vm.ID, DiskID: 0, Name: "x"}, "FAILED")
-	h.refused(launcher.CmdTerminate, schemas.VMAction{ID: 12345}, "VM 12345 does not exist")
-	h.mustCall(launcher.CmdTerminate, schemas.VMAction{ID: vm.ID}, launcher.EvtVMStateChanged)
+	h.refused(schemas.CommandLauncherResume, schemas.LauncherResume{ID: vm.ID}, "FAILED", "POWEROFF")
+	h.refused(schemas.CommandLauncherPoweroff, schemas.VMAction{ID: vm.ID}, "FAILED")
+	h.refused(schemas.CommandLauncherDiskSaveAs, schemas.LauncherDiskSaveAs{ID: vm.ID, DiskID: 0, Name: "x"}, "FAILED")
+	h.refused(schemas.CommandLauncherTerminate, schemas.VMAction{ID: 12345}, "VM 12345 does not exist")
+	h.mustCall(schemas.CommandLauncherTerminate, schemas.VMAction{ID: vm.ID}, schemas.EventLauncherVMStateChanged)
 	h.waitVM(vm.ID, schemas.VMStateDone, 30e9)
 
 	var vms []schemas.VM
-	if err := h.cli.Query(h.ctx, launcher.Name, launcher.QueryVMs, launcher.VMsRequest{State: schemas.VMStateFailed}, &vms); err != nil || len(vms) != 7 {
+	if err := h.cli.Query(h.ctx, launcher.Name, schemas.QueryLauncherVMs, schemas.LauncherVMsRequest{State: schemas.VMStateFailed}, &vms); err != nil || len(vms) != 7 {
 		t.Errorf("FAILED VMs: %d %v", len(vms), err)
 	}
-	var c launcher.Console
-	if err := h.cli.Query(h.ctx, launcher.Name, launcher.QueryConsole, launcher.ConsoleRequest{ID: 999}, &c); !bus.IsNotFound(err) {
+	var c schemas.LauncherConsoleReply
+	if err := h.cli.Query(h.ctx, launcher.Name, schemas.QueryLauncherConsole, schemas.LauncherConsoleRequest{ID: 999}, &c); !bus.IsNotFound(err) {
 		t.Errorf("console of a missing VM: %v", err)
 	}
 	// A command that does not match its schema.
-	h.refused(launcher.CmdInstantiate, map[string]any{"template": 1}, "launcher.instantiate")
+	h.refused(schemas.CommandLauncherInstantiate, map[string]any{"template": 1}, "launcher.instantiate")
 }

@@ -25,29 +25,7 @@ import (
 	"github.com/slipway/slipway/services/launcher/qemu"
 )
 
-// Command verbs the launcher consumes; the names are the contract's (schemas).
 const (
-	CmdTemplateCreate = schemas.CommandLauncherTemplateCreate
-	CmdTemplateUpdate = schemas.CommandLauncherTemplateUpdate
-	CmdTemplateDelete = schemas.CommandLauncherTemplateDelete
-	CmdInstantiate    = schemas.CommandLauncherInstantiate
-	CmdTerminate      = schemas.CommandLauncherTerminate
-	CmdPoweroff       = schemas.CommandLauncherPoweroff
-	CmdResume         = schemas.CommandLauncherResume
-	CmdDiskSnapshot   = schemas.CommandLauncherDiskSnapshot
-	CmdDiskSaveAs     = schemas.CommandLauncherDiskSaveAs
-)
-
-// Event names the launcher publishes; the names are the contract's (schemas).
-const (
-	EvtTemplateCreated  = schemas.EventLauncherTemplateCreated
-	EvtTemplateUpdated  = schemas.EventLauncherTemplateUpdated
-	EvtTemplateDeleted  = schemas.EventLauncherTemplateDeleted
-	EvtVMCreated        = schemas.EventLauncherVMCreated
-	EvtVMStateChanged   = schemas.EventLauncherVMStateChanged
-	EvtDiskSaved        = schemas.EventLauncherDiskSaved
-	EvtDiskSnapshotted  = schemas.EventLauncherDiskSnapshotted
-	EvtFailed           = schemas.EventLauncherFailed
 	dedupTTL            = 24 * time.Hour
 	maxSocketPathLength = 100 // sun_path is 108 bytes with its NUL; keep a margin
 )
@@ -271,22 +249,16 @@ func (s *Service) consoleLog(id int64) string { return filepath.Join(s.consoleDi
 // handlers maps each verb to its handler.
 func (s *Service) handlers() map[string]func(context.Context, *bus.Msg) error {
 	return map[string]func(context.Context, *bus.Msg) error{
-		CmdTemplateCreate: s.templateCreate,
-		CmdTemplateUpdate: s.templateUpdate,
-		CmdTemplateDelete: s.templateDelete,
-		CmdInstantiate:    s.instantiate,
-		CmdTerminate:      s.terminateCmd,
-		CmdPoweroff:       s.poweroffCmd,
-		CmdResume:         s.resumeCmd,
-		CmdDiskSnapshot:   s.diskSnapshotCmd,
-		CmdDiskSaveAs:     s.diskSaveAsCmd,
+		schemas.CommandLauncherTemplateCreate: s.templateCreate,
+		schemas.CommandLauncherTemplateUpdate: s.templateUpdate,
+		schemas.CommandLauncherTemplateDelete: s.templateDelete,
+		schemas.CommandLauncherInstantiate:    s.instantiate,
+		schemas.CommandLauncherTerminate:      s.terminateCmd,
+		schemas.CommandLauncherPoweroff:       s.poweroffCmd,
+		schemas.CommandLauncherResume:         s.resumeCmd,
+		schemas.CommandLauncherDiskSnapshot:   s.diskSnapshotCmd,
+		schemas.CommandLauncherDiskSaveAs:     s.diskSaveAsCmd,
 	}
-}
-
-// Verbs lists the commands the launcher consumes.
-func Verbs() []string {
-	return []string{CmdTemplateCreate, CmdTemplateUpdate, CmdTemplateDelete, CmdInstantiate,
-		CmdTerminate, CmdPoweroff, CmdResume, CmdDiskSnapshot, CmdDiskSaveAs}
 }
 
 // handle validates a command and runs it. A refused command gets a failed
@@ -294,7 +266,7 @@ func Verbs() []string {
 func (s *Service) handle(ctx context.Context, m *bus.Msg) error {
 	h, ok := s.handlers()[m.Name]
 	if !ok {
-		return s.reject(ctx, m, refuse(nil, "the launcher has no command %q (commands: %s)", m.Name, strings.Join(Verbs(), ", ")))
+		return s.reject(ctx, m, refuse(nil, "the launcher has no command %q (commands: %s)", m.Name, strings.Join(bus.Commands(Name), ", ")))
 	}
 	if err := schemas.Validate(schemas.KindCommand, Name, m.Name, m.Data); err != nil {
 		return s.reject(ctx, m, &refusal{err: err})
@@ -344,7 +316,7 @@ func (s *Service) reject(ctx context.Context, m *bus.Msg, cause error) error {
 	}
 	s.log.Warn("command refused", "subject", m.Subject, "ce_id", m.Envelope.ID, "err", cause)
 	ev := schemas.Failure{Code: bus.CodeOr(cause, schemas.CodeConflict), ID: id, Command: m.Subject, Error: schemas.ErrorText(cause.Error())}
-	if _, err := s.bus.Event(ctx, EvtFailed, subject, ev, causedBy(m.Envelope, EvtFailed)...); err != nil {
+	if _, err := s.bus.Event(ctx, schemas.EventLauncherFailed, subject, ev, causedBy(m.Envelope, schemas.EventLauncherFailed)...); err != nil {
 		return fmt.Errorf("publish failed event for %s: %w (refusal: %v)", m.Subject, err, cause)
 	}
 	return bus.Terminal(cause)

@@ -3,7 +3,6 @@ package launcher
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/slipway/slipway/pkg/bus"
@@ -52,7 +51,7 @@ func (s *Service) templateCreate(ctx context.Context, m *bus.Msg) error {
 		return err
 	}
 	if prev != nil {
-		return s.emitTemplate(ctx, m, EvtTemplateCreated, prev) // a redelivery: the same event
+		return s.emitTemplate(ctx, m, schemas.EventLauncherTemplateCreated, prev) // a redelivery: the same event
 	}
 	if _, err := s.parseTemplate(req.Template); err != nil {
 		return refuse(nil, "template %q: %v", req.Name, err)
@@ -86,7 +85,7 @@ func (s *Service) templateCreate(ctx context.Context, m *bus.Msg) error {
 		_ = s.templates.ReleaseName(ctx, kvstore.Name{req.Name}, id)
 		return err
 	}
-	return s.emitTemplate(ctx, m, EvtTemplateCreated, &t)
+	return s.emitTemplate(ctx, m, schemas.EventLauncherTemplateCreated, &t)
 }
 
 // templateHolds reports whether a template other than a crash leftover
@@ -128,7 +127,7 @@ func (s *Service) templateUpdate(ctx context.Context, m *bus.Msg) error {
 	if err != nil {
 		return err
 	}
-	return s.emitTemplate(ctx, m, EvtTemplateUpdated, t)
+	return s.emitTemplate(ctx, m, schemas.EventLauncherTemplateUpdated, t)
 }
 
 func (s *Service) templateDelete(ctx context.Context, m *bus.Msg) error {
@@ -153,34 +152,27 @@ func (s *Service) templateDelete(ctx context.Context, m *bus.Msg) error {
 		return err
 	}
 	ev := schemas.LauncherTemplateDeleted{ID: t.ID, Name: t.Name}
-	_, err = s.bus.Event(ctx, EvtTemplateDeleted, idKey(t.ID), ev, causedBy(m.Envelope, EvtTemplateDeleted)...)
+	_, err = s.bus.Event(ctx, schemas.EventLauncherTemplateDeleted, idKey(t.ID), ev, causedBy(m.Envelope, schemas.EventLauncherTemplateDeleted)...)
 	return err
 }
 
 // findTemplate resolves a template by ID or name (for queries).
 func (s *Service) findTemplate(ctx context.Context, id *int64, name string) (*schemas.VMTemplate, error) {
-	switch {
-	case id != nil && name != "":
-		return nil, bus.Invalid(errors.New("give id or name, not both"))
-	case id != nil:
-		t, _, err := s.templates.Get(ctx, *id)
-		if errors.Is(err, kvstore.ErrNotFound) {
-			return nil, bus.NotFound(fmt.Errorf("template %d does not exist", *id))
-		}
-		return t, err
-	case name != "":
-		tid, err := s.templates.LookupName(ctx, kvstore.Name{name})
-		if errors.Is(err, kvstore.ErrNotFound) {
-			return nil, bus.NotFound(fmt.Errorf("no template is named %q", name))
-		}
-		if err != nil {
-			return nil, err
-		}
-		t, _, err := s.templates.Get(ctx, tid)
-		if errors.Is(err, kvstore.ErrNotFound) || (err == nil && t.Name != name) {
-			return nil, bus.NotFound(fmt.Errorf("no template is named %q", name))
-		}
-		return t, err
-	}
-	return nil, bus.Invalid(errors.New("give the id or the name of the template"))
+	return bus.ByIDOrName("template", id, name,
+		func(id int64) (*schemas.VMTemplate, error) {
+			t, _, err := s.templates.Get(ctx, id)
+			return t, err
+		},
+		func(name string) (*schemas.VMTemplate, error) {
+			tid, err := s.templates.LookupName(ctx, kvstore.Name{name})
+			if err != nil {
+				return nil, err
+			}
+			t, _, err := s.templates.Get(ctx, tid)
+			if err == nil && t.Name != name { // the index entry of a crash leftover
+				return nil, kvstore.ErrNotFound
+			}
+			return t, err
+		},
+		kvstore.ErrNotFound)
 }

@@ -203,7 +203,7 @@ func (s *Service) transition(ctx context.Context, id int64, from []schemas.VMSta
 	}
 	s.log.Info("VM state changed", "vm", id, "from", prev, "to", to, "reason", reason)
 	ev := schemas.LauncherVMStateChanged{ID: id, From: prev, To: to, Reason: truncate(reason)}
-	if _, err := s.bus.Event(ctx, EvtVMStateChanged, idKey(id), ev, c.opts(id, rec.Run.Seq)...); err != nil {
+	if _, err := s.bus.Event(ctx, schemas.EventLauncherVMStateChanged, idKey(id), ev, c.opts(id, rec.Run.Seq)...); err != nil {
 		s.log.Warn("publishing a VM state change failed", "vm", id, "to", to, "err", err)
 	}
 	return rec, nil
@@ -276,11 +276,11 @@ func (s *Service) instantiate(ctx context.Context, m *bus.Msg) error {
 // announceCreated publishes vm-created and the first state change.
 func (s *Service) announceCreated(ctx context.Context, m *bus.Msg, rec *vmRecord) error {
 	ev := schemas.LauncherVMCreated{ID: rec.ID, Name: rec.Name, TemplateID: rec.TemplateID}
-	if _, err := s.bus.Event(ctx, EvtVMCreated, idKey(rec.ID), ev, causedBy(m.Envelope, EvtVMCreated)...); err != nil {
+	if _, err := s.bus.Event(ctx, schemas.EventLauncherVMCreated, idKey(rec.ID), ev, causedBy(m.Envelope, schemas.EventLauncherVMCreated)...); err != nil {
 		return err
 	}
 	st := schemas.LauncherVMStateChanged{ID: rec.ID, To: schemas.VMStatePending}
-	_, err := s.bus.Event(ctx, EvtVMStateChanged, idKey(rec.ID), st, causeOf(m).opts(rec.ID, 0)...)
+	_, err := s.bus.Event(ctx, schemas.EventLauncherVMStateChanged, idKey(rec.ID), st, causeOf(m).opts(rec.ID, 0)...)
 	return err
 }
 

@@ -57,7 +57,7 @@ func (s *Service) appImport(ctx context.Context, m *bus.Msg) error {
 		return err
 	}
 	ev := AppImported{MarketID: mk.ID, App: app.Name, Name: req.Name, URL: src, ImageID: imageID, Template: tmpl}
-	_, err = s.bus.Event(ctx, EvtAppImported, idToken(mk.ID), ev, causedBy(m.Envelope, EvtAppImported)...)
+	_, err = s.bus.Event(ctx, schemas.EventMarketDockerhubAppImported, idToken(mk.ID), ev, causedBy(m.Envelope, schemas.EventMarketDockerhubAppImported)...)
 	return err
 }
 

@@ -29,9 +29,9 @@ func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 
 	req := AppImport{MarketID: mk.ID, App: "team/app", Tag: "v1", Name: "app-vm",
 		SizeMiB: 512, Filesystem: schemas.FilesystemXFS, Format: schemas.DiskFormatQcow2, Datastore: "default"}
-	env := h.command(CmdAppImport, req)
+	env := h.command(schemas.CommandMarketDockerhubAppImport, req)
 	var imported AppImported
-	mustJSON(t, h.outcome(env, EvtAppImported).Data, &imported)
+	mustJSON(t, h.outcome(env, schemas.EventMarketDockerhubAppImported).Data, &imported)
 	wantURL := "docker://" + host + "/team/app:v1?size=512&filesystem=xfs&format=qcow2"
 	if imported.URL != wantURL || imported.Name != "app-vm" || imported.App != "team/app" || imported.MarketID != mk.ID {
 		t.Errorf("app-imported = %+v, want url %s", imported, wantURL)
@@ -69,7 +69,7 @@ func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 	}
 
 	var shown App
-	if err := h.cli.Query(h.ctx, ServiceName, QueryAppShow, AppShowRequest{MarketID: &mk.ID, Name: "team/app"}, &shown); err != nil {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubAppShow, schemas.MarketDockerhubAppShowRequest{MarketID: &mk.ID, Name: "team/app"}, &shown); err != nil {
 		t.Fatal(err)
 	}
 	if shown.Template != cmd.Template || !slices.Equal(shown.Tags, []string{"v1"}) {
@@ -77,9 +77,9 @@ func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 	}
 
 	t.Run("a taken name is the catalog's refusal", func(t *testing.T) {
-		again := h.command(CmdAppImport, req)
+		again := h.command(schemas.CommandMarketDockerhubAppImport, req)
 		var f Failed
-		mustJSON(t, h.outcome(again, EvtFailed).Data, &f)
+		mustJSON(t, h.outcome(again, schemas.EventMarketDockerhubFailed).Data, &f)
 		if !strings.Contains(f.Error, `the catalog refused image "app-vm"`) || !strings.Contains(f.Error, "already exists") {
 			t.Errorf("second import: %+v", f)
 		}
@@ -88,7 +88,7 @@ func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 		})); n != 0 {
 			t.Errorf("a refused import sent %d launcher commands", n)
 		}
-		if err := h.cli.Query(h.ctx, ServiceName, QueryAppShow, AppShowRequest{MarketID: &mk.ID, Name: "team/app"}, &shown); err != nil || shown.Template != cmd.Template {
+		if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubAppShow, schemas.MarketDockerhubAppShowRequest{MarketID: &mk.ID, Name: "team/app"}, &shown); err != nil || shown.Template != cmd.Template {
 			t.Errorf("the refused import changed app-show's template: %v\n%s", err, shown.Template)
 		}
 	})
@@ -101,7 +101,7 @@ func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 		}
 		data, _ := json.Marshal(req)
 		m := &bus.Msg{Envelope: env, Subject: "slipway.cmd.market-dockerhub.app-import", Data: data, Delivered: 2,
-			Service: ServiceName, Name: CmdAppImport}
+			Service: ServiceName, Name: schemas.CommandMarketDockerhubAppImport}
 		start := time.Now()
 		if err := h.svc.appImport(h.ctx, m); err != nil {
 			t.Fatalf("redelivered import: %v", err)
@@ -116,9 +116,9 @@ func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 	})
 
 	t.Run("an unknown app is refused", func(t *testing.T) {
-		env := h.command(CmdAppImport, AppImport{MarketID: mk.ID, App: "nosuch", Name: "x"})
+		env := h.command(schemas.CommandMarketDockerhubAppImport, AppImport{MarketID: mk.ID, App: "nosuch", Name: "x"})
 		var f Failed
-		mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
+		mustJSON(t, h.outcome(env, schemas.EventMarketDockerhubFailed).Data, &f)
 		if !strings.Contains(f.Error, `no app "nosuch"`) {
 			t.Errorf("unknown app: %+v", f)
 		}
@@ -223,7 +223,7 @@ func TestAppShowBeforeImport(t *testing.T) {
 	push(t, host, "team/app", "v1", 1)
 	mk := h.createMarket(MarketCreate{Name: "local", Registry: host})
 	var shown App
-	if err := h.cli.Query(h.ctx, ServiceName, QueryAppShow, AppShowRequest{MarketID: &mk.ID, Name: "team/app"}, &shown); err != nil {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubAppShow, schemas.MarketDockerhubAppShowRequest{MarketID: &mk.ID, Name: "team/app"}, &shown); err != nil {
 		t.Fatal(err)
 	}
 	checkTemplate(t, shown.Template, "team/app", "", DefaultKernel)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -40,12 +39,13 @@ func isRefusal(err error) bool {
 // failed.cmd-<seq> event (resolve: failed.<image_id>, when it names an
 // image); any other error is retried.
 func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
-	if !slices.Contains(Verbs(), m.Name) {
-		return s.reject(ctx, m, fmt.Errorf("market-dockerhub has no command %q (commands: %s)", m.Name, strings.Join(Verbs(), ", ")))
+	if !schemas.Known(schemas.KindCommand, ServiceName, m.Name) {
+		return s.reject(ctx, m, fmt.Errorf("market-dockerhub has no command %q (commands: %s)", m.Name, strings.Join(bus.Commands(ServiceName), ", ")))
 	}
 	if err := schemas.Validate(schemas.KindCommand, ServiceName, m.Name, m.Data); err != nil {
-		if m.Name == CmdResolve {
-			if id, ok := imageIDOf(m); ok {
+		if m.Name == schemas.CommandMarketDockerhubResolve {
+			// The catalog still hears of a resolve that names its image.
+			if id, ok := schemas.PeekImageID(m.Data); ok {
 				return s.resolveFailed(ctx, m, id, err)
 			}
 		}
@@ -53,35 +53,23 @@ func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
 	}
 	var err error
 	switch m.Name {
-	case CmdResolve:
+	case schemas.CommandMarketDockerhubResolve:
 		return s.resolve(ctx, m)
-	case CmdRefresh:
+	case schemas.CommandMarketDockerhubRefresh:
 		err = s.refreshCmd(ctx, m)
-	case CmdMarketCreate:
+	case schemas.CommandMarketDockerhubMarketCreate:
 		err = s.marketCreate(ctx, m)
-	case CmdMarketUpdate:
+	case schemas.CommandMarketDockerhubMarketUpdate:
 		err = s.marketUpdate(ctx, m)
-	case CmdMarketDelete:
+	case schemas.CommandMarketDockerhubMarketDelete:
 		err = s.marketDelete(ctx, m)
-	case CmdAppImport:
+	case schemas.CommandMarketDockerhubAppImport:
 		err = s.appImport(ctx, m)
 	}
 	if isRefusal(err) {
 		return s.reject(ctx, m, err)
 	}
 	return err
-}
-
-// imageIDOf digs the image ID out of a resolve that failed validation, so
-// the catalog still hears of it.
-func imageIDOf(m *bus.Msg) (int64, bool) {
-	var v struct {
-		ImageID *int64 `json:"image_id"`
-	}
-	if err := jsonUnmarshal(m.Data, &v); err != nil || v.ImageID == nil || *v.ImageID < 0 {
-		return 0, false
-	}
-	return *v.ImageID, true
 }
 
 // decode reads a payload strictly; what does not fit is refused.
@@ -97,7 +85,7 @@ func (s *Service) reject(ctx context.Context, m *bus.Msg, cause error) error {
 	s.log.Warn("command refused", "subject", m.Subject, "ce_id", m.Envelope.ID, "err", cause)
 	ev := Failed{Code: bus.CodeOr(cause, schemas.CodeConflict), Command: m.Subject, Error: schemas.ErrorText(cause.Error())}
 	token := "cmd-" + strconv.FormatUint(m.StreamSeq, 10)
-	if _, err := s.bus.Event(ctx, EvtFailed, token, ev, causedBy(m.Envelope, EvtFailed)...); err != nil {
+	if _, err := s.bus.Event(ctx, schemas.EventMarketDockerhubFailed, token, ev, causedBy(m.Envelope, schemas.EventMarketDockerhubFailed)...); err != nil {
 		return fmt.Errorf("publish failed for %s: %w (refusal: %v)", m.Subject, err, cause)
 	}
 	return bus.Terminal(cause)
@@ -156,11 +144,11 @@ func (s *Service) marketCreate(ctx context.Context, m *bus.Msg) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.bus.Event(ctx, EvtMarketCreated, idToken(id), mk, causedBy(m.Envelope, EvtMarketCreated)...); err != nil {
+	if _, err := s.bus.Event(ctx, schemas.EventMarketDockerhubMarketCreated, idToken(id), mk, causedBy(m.Envelope, schemas.EventMarketDockerhubMarketCreated)...); err != nil {
 		return err
 	}
 	if mk.Monitoring { // list it now rather than at the next tick
-		_, err = s.bus.Command(ctx, ServiceName, CmdRefresh, Refresh{MarketID: id}, causedBy(m.Envelope, CmdRefresh)...)
+		_, err = s.bus.Command(ctx, ServiceName, schemas.CommandMarketDockerhubRefresh, Refresh{MarketID: id}, causedBy(m.Envelope, schemas.CommandMarketDockerhubRefresh)...)
 	}
 	return err
 }
@@ -213,7 +201,7 @@ func (s *Service) marketUpdate(ctx context.Context, m *bus.Msg) error {
 			return err
 		}
 	}
-	_, err = s.bus.Event(ctx, EvtMarketUpdated, idToken(mk.ID), mk, causedBy(m.Envelope, EvtMarketUpdated)...)
+	_, err = s.bus.Event(ctx, schemas.EventMarketDockerhubMarketUpdated, idToken(mk.ID), mk, causedBy(m.Envelope, schemas.EventMarketDockerhubMarketUpdated)...)
 	return err
 }
 
@@ -278,7 +266,7 @@ func (s *Service) marketDelete(ctx context.Context, m *bus.Msg) error {
 	if err := s.store.markets.Delete(ctx, req.ID); err != nil {
 		return err
 	}
-	_, err = s.bus.Event(ctx, EvtMarketDeleted, idToken(req.ID), MarketDeleted{ID: req.ID, Name: mk.Name},
-		causedBy(m.Envelope, EvtMarketDeleted)...)
+	_, err = s.bus.Event(ctx, schemas.EventMarketDockerhubMarketDeleted, idToken(req.ID), MarketDeleted{ID: req.ID, Name: mk.Name},
+		causedBy(m.Envelope, schemas.EventMarketDockerhubMarketDeleted)...)
 	return err
 }

@@ -124,12 +124,12 @@ func (h *harness) outcome(env envelope.Envelope, event string) *nats.Msg {
 // listing when monitored.
 func (h *harness) createMarket(req MarketCreate) Market {
 	h.t.Helper()
-	env := h.command(CmdMarketCreate, req)
+	env := h.command(schemas.CommandMarketDockerhubMarketCreate, req)
 	var mk Market
-	mustJSON(h.t, h.outcome(env, EvtMarketCreated).Data, &mk)
+	mustJSON(h.t, h.outcome(env, schemas.EventMarketDockerhubMarketCreated).Data, &mk)
 	if mk.Monitoring {
 		var ev AppsRefreshed
-		mustJSON(h.t, h.outcome(env, EvtAppsRefreshed).Data, &ev)
+		mustJSON(h.t, h.outcome(env, schemas.EventMarketDockerhubAppsRefreshed).Data, &ev)
 		if ev.Error != "" {
 			h.t.Fatalf("first listing of %s: %s", req.Name, ev.Error)
 		}
@@ -140,7 +140,7 @@ func (h *harness) createMarket(req MarketCreate) Market {
 func (h *harness) apps(market int64) []App {
 	h.t.Helper()
 	var apps []App
-	if err := h.cli.Query(h.ctx, ServiceName, QueryApps, AppsRequest{MarketID: &market}, &apps); err != nil {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketDockerhubAppsRequest{MarketID: &market}, &apps); err != nil {
 		h.t.Fatal(err)
 	}
 	return apps
@@ -149,7 +149,7 @@ func (h *harness) apps(market int64) []App {
 func (h *harness) markets() []Market {
 	h.t.Helper()
 	var out []Market
-	if err := h.cli.Query(h.ctx, ServiceName, QueryList, nil, &out); err != nil {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubList, nil, &out); err != nil {
 		h.t.Fatal(err)
 	}
 	return out

@@ -28,9 +28,9 @@ func TestDockerHubListsOfficialImagesAcrossPages(t *testing.T) {
 		return m.Subject == "slipway.evt.market-dockerhub.apps-refreshed.0"
 	})
 	h.hub.reset()
-	env := h.command(CmdRefresh, Refresh{MarketID: 0})
+	env := h.command(schemas.CommandMarketDockerhubRefresh, Refresh{MarketID: 0})
 	var ev AppsRefreshed
-	mustJSON(t, h.outcome(env, EvtAppsRefreshed).Data, &ev)
+	mustJSON(t, h.outcome(env, schemas.EventMarketDockerhubAppsRefreshed).Data, &ev)
 	if ev.Error != "" || ev.Apps != int64(len(hubRepos)) {
 		t.Fatalf("apps-refreshed = %+v, want %d apps and no error", ev, len(hubRepos))
 	}
@@ -75,8 +75,8 @@ func TestDockerHubListsOfficialImagesAcrossPages(t *testing.T) {
 	}
 
 	// A second listing keeps the apps' IDs.
-	env = h.command(CmdRefresh, Refresh{MarketID: 0})
-	mustJSON(t, h.outcome(env, EvtAppsRefreshed).Data, &ev)
+	env = h.command(schemas.CommandMarketDockerhubRefresh, Refresh{MarketID: 0})
+	mustJSON(t, h.outcome(env, schemas.EventMarketDockerhubAppsRefreshed).Data, &ev)
 	if ev.Added != 0 || ev.Removed != 0 {
 		t.Errorf("second refresh = %+v", ev)
 	}
@@ -90,9 +90,9 @@ func TestDockerHubListsOfficialImagesAcrossPages(t *testing.T) {
 
 func TestDockerHubErrorIsReported(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.HubAPI = "http://127.0.0.1:1" })
-	env := h.command(CmdRefresh, Refresh{MarketID: 0})
+	env := h.command(schemas.CommandMarketDockerhubRefresh, Refresh{MarketID: 0})
 	var ev AppsRefreshed
-	mustJSON(t, h.outcome(env, EvtAppsRefreshed).Data, &ev)
+	mustJSON(t, h.outcome(env, schemas.EventMarketDockerhubAppsRefreshed).Data, &ev)
 	if !strings.Contains(ev.Error, "docker hub") || !strings.Contains(ev.Error, "127.0.0.1:1") {
 		t.Errorf("apps-refreshed = %+v, want an error naming the API", ev)
 	}
@@ -126,16 +126,16 @@ func TestRegistryMarketplaceListsCatalogAndTags(t *testing.T) {
 	}
 
 	// Names are unique; a deleted marketplace takes its apps along.
-	env := h.command(CmdMarketCreate, MarketCreate{Name: "local", Registry: host})
+	env := h.command(schemas.CommandMarketDockerhubMarketCreate, MarketCreate{Name: "local", Registry: host})
 	var f Failed
-	mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
+	mustJSON(t, h.outcome(env, schemas.EventMarketDockerhubFailed).Data, &f)
 	if !strings.Contains(f.Error, `already named "local"`) || f.Code != schemas.CodeConflict {
 		t.Errorf("duplicate name: %+v", f)
 	}
-	env = h.command(CmdMarketDelete, MarketDelete{ID: mk.ID})
-	h.outcome(env, EvtMarketDeleted)
+	env = h.command(schemas.CommandMarketDockerhubMarketDelete, MarketDelete{ID: mk.ID})
+	h.outcome(env, schemas.EventMarketDockerhubMarketDeleted)
 	var all []App
-	if err := h.cli.Query(h.ctx, ServiceName, QueryApps, AppsRequest{}, &all); err != nil {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketDockerhubAppsRequest{}, &all); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range all {
@@ -143,7 +143,7 @@ func TestRegistryMarketplaceListsCatalogAndTags(t *testing.T) {
 			t.Errorf("app %+v outlived its marketplace", a)
 		}
 	}
-	if err := h.cli.Query(h.ctx, ServiceName, QueryApps, AppsRequest{MarketID: &mk.ID}, &all); err == nil || !strings.Contains(err.Error(), "does not exist") {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketDockerhubAppsRequest{MarketID: &mk.ID}, &all); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("apps of a deleted marketplace: %v", err)
 	}
 	if len(h.markets()) != 1 {
@@ -184,8 +184,8 @@ func TestScheduledRefreshAndMonitoringOff(t *testing.T) {
 
 	// Switching monitoring off stops the listings of "watched" too.
 	on := true
-	env := h.command(CmdMarketUpdate, MarketUpdate{ID: quiet.ID, Monitoring: &on})
-	h.outcome(env, EvtMarketUpdated)
+	env := h.command(schemas.CommandMarketDockerhubMarketUpdate, MarketUpdate{ID: quiet.ID, Monitoring: &on})
+	h.outcome(env, schemas.EventMarketDockerhubMarketUpdated)
 	h.rec.Wait(t, "a scheduled listing of quiet once monitored", func(m *nats.Msg) bool {
 		return m.Subject == "slipway.evt.market-dockerhub.apps-refreshed.1"
 	})
@@ -204,8 +204,8 @@ func TestResolvePinsTheRegistrysDigest(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	env := h.command(CmdResolve, Resolve{ImageID: 5, URL: "docker://" + host + "/team/app?tag=v1&size=1024"})
-	m := h.outcome(env, EvtResolved)
+	env := h.command(schemas.CommandMarketDockerhubResolve, Resolve{ImageID: 5, URL: "docker://" + host + "/team/app?tag=v1&size=1024"})
+	m := h.outcome(env, schemas.EventMarketDockerhubResolved)
 	if m.Subject != "slipway.evt.market-dockerhub.resolved.5" {
 		t.Errorf("subject %s", m.Subject)
 	}
@@ -216,28 +216,28 @@ func TestResolvePinsTheRegistrysDigest(t *testing.T) {
 		t.Errorf("resolved = %+v, want digest %s", r, desc.Digest)
 	}
 
-	env = h.command(CmdResolve, Resolve{ImageID: 6, URL: "docker://" + host + "/team/app:nosuchtag"})
+	env = h.command(schemas.CommandMarketDockerhubResolve, Resolve{ImageID: 6, URL: "docker://" + host + "/team/app:nosuchtag"})
 	var f Failed
-	m = h.outcome(env, EvtFailed)
+	m = h.outcome(env, schemas.EventMarketDockerhubFailed)
 	mustJSON(t, m.Data, &f)
 	if m.Subject != "slipway.evt.market-dockerhub.failed.6" || f.ImageID == nil || *f.ImageID != 6 || !strings.Contains(f.Error, "MANIFEST_UNKNOWN") ||
 		f.Code != schemas.CodeSourceNotFound || f.Retryable {
 		t.Errorf("unknown tag: %s %+v, want the registry's MANIFEST_UNKNOWN", m.Subject, f)
 	}
-	env = h.command(CmdResolve, Resolve{ImageID: 7, URL: "docker://" + host + "/nosuchrepo:v1"})
-	mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
+	env = h.command(schemas.CommandMarketDockerhubResolve, Resolve{ImageID: 7, URL: "docker://" + host + "/nosuchrepo:v1"})
+	mustJSON(t, h.outcome(env, schemas.EventMarketDockerhubFailed).Data, &f)
 	if f.ImageID == nil || *f.ImageID != 7 || !strings.Contains(f.Error, "UNKNOWN") || f.Code != schemas.CodeSourceNotFound {
 		t.Errorf("unknown repository: %+v", f)
 	}
-	env = h.command(CmdResolve, Resolve{ImageID: 8, URL: "docker://" + host + "/team/app?filesystem=ntfs"})
-	mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
+	env = h.command(schemas.CommandMarketDockerhubResolve, Resolve{ImageID: 8, URL: "docker://" + host + "/team/app?filesystem=ntfs"})
+	mustJSON(t, h.outcome(env, schemas.EventMarketDockerhubFailed).Data, &f)
 	if f.ImageID == nil || *f.ImageID != 8 || !strings.Contains(f.Error, "ntfs") || f.Code != schemas.CodeInvalidInput {
 		t.Errorf("bad URL: %+v", f)
 	}
 	// A registry whose name does not resolve: final at once, no attempt to retry.
-	env = h.command(CmdResolve, Resolve{ImageID: 10, URL: "docker://nonexistent.invalid/team/app:v1"})
+	env = h.command(schemas.CommandMarketDockerhubResolve, Resolve{ImageID: 10, URL: "docker://nonexistent.invalid/team/app:v1"})
 	f = Failed{}
-	mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
+	mustJSON(t, h.outcome(env, schemas.EventMarketDockerhubFailed).Data, &f)
 	if f.ImageID == nil || *f.ImageID != 10 || f.Code != schemas.CodeHostNotFound || f.Retryable || f.NextAttemptAt != "" {
 		t.Errorf("unresolvable registry: %+v, want a final host-not-found failure", f)
 	}
@@ -254,7 +254,7 @@ func TestResolveShowsEachFailedAttempt(t *testing.T) {
 	}))
 	defer busy.Close()
 	host := strings.TrimPrefix(busy.URL, "http://")
-	env := h.command(CmdResolve, Resolve{ImageID: 11, URL: "docker://" + host + "/team/app:v1"})
+	env := h.command(schemas.CommandMarketDockerhubResolve, Resolve{ImageID: 11, URL: "docker://" + host + "/team/app:v1"})
 	for attempt := int64(1); attempt <= maxResolveDeliveries; attempt++ {
 		m := h.rec.Wait(t, fmt.Sprintf("failed event of attempt %d", attempt), func(m *nats.Msg) bool {
 			var f Failed
@@ -274,15 +274,15 @@ func TestResolveShowsEachFailedAttempt(t *testing.T) {
 func TestQueriesRefuseBadRequests(t *testing.T) {
 	h := newHarness(t)
 	var mk Market
-	if err := h.cli.Query(h.ctx, ServiceName, QueryShow, ShowRequest{Name: DefaultMarketName}, &mk); err != nil || mk.ID != 0 {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubShow, schemas.MarketDockerhubShowRequest{Name: DefaultMarketName}, &mk); err != nil || mk.ID != 0 {
 		t.Errorf("show DockerHub = %+v, %v", mk, err)
 	}
 	id := int64(42)
-	err := h.cli.Query(h.ctx, ServiceName, QueryShow, ShowRequest{ID: &id}, &mk)
+	err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubShow, schemas.MarketDockerhubShowRequest{ID: &id}, &mk)
 	if err == nil || !strings.Contains(err.Error(), "marketplace 42 does not exist") {
 		t.Errorf("show 42: %v", err)
 	}
-	err = h.cli.Query(h.ctx, ServiceName, QueryAppShow, AppShowRequest{Name: "nosuchapp"}, &App{})
+	err = h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubAppShow, schemas.MarketDockerhubAppShowRequest{Name: "nosuchapp"}, &App{})
 	if err == nil || !strings.Contains(err.Error(), `no app is named "nosuchapp"`) {
 		t.Errorf("app-show of an unknown app: %v", err)
 	}
@@ -318,19 +318,19 @@ func TestInvalidCommandsAreRefused(t *testing.T) {
 	for _, tc := range []struct {
 		verb, payload, want string
 	}{
-		{CmdAppImport, `{"market_id":0,"app":"nginx","name":"web","size_mib":0}`, "market-dockerhub.app-import: /size_mib: must be >= 1"},
-		{CmdAppImport, `{"market_id":0,"app":"nginx","name":"web","format":"vmdk"}`, `/format: is "vmdk"`},
-		{CmdAppImport, `{"market_id":0,"app":"nginx"}`, "/name: is required"},
-		{CmdMarketCreate, `{"name":"x","registry":"r:5000","colour":"red"}`, "/colour: is not allowed"},
-		{CmdMarketUpdate, `{"id":0,"endpoint":"ftp://hub"}`, "/endpoint:"},
-		{CmdRefresh, `{}`, "market-dockerhub.refresh: /market_id: is required"},
-		{CmdMarketDelete, `{"id":-1}`, "/id: must be >= 0"},
+		{schemas.CommandMarketDockerhubAppImport, `{"market_id":0,"app":"nginx","name":"web","size_mib":0}`, "market-dockerhub.app-import: /size_mib: must be >= 1"},
+		{schemas.CommandMarketDockerhubAppImport, `{"market_id":0,"app":"nginx","name":"web","format":"vmdk"}`, `/format: is "vmdk"`},
+		{schemas.CommandMarketDockerhubAppImport, `{"market_id":0,"app":"nginx"}`, "/name: is required"},
+		{schemas.CommandMarketDockerhubMarketCreate, `{"name":"x","registry":"r:5000","colour":"red"}`, "/colour: is not allowed"},
+		{schemas.CommandMarketDockerhubMarketUpdate, `{"id":0,"endpoint":"ftp://hub"}`, "/endpoint:"},
+		{schemas.CommandMarketDockerhubRefresh, `{}`, "market-dockerhub.refresh: /market_id: is required"},
+		{schemas.CommandMarketDockerhubMarketDelete, `{"id":-1}`, "/id: must be >= 0"},
 		// Past the schema, the service's own rules say what is wrong.
-		{CmdMarketCreate, `{"name":"x","registry":"http://r:5000/v2"}`, "want host[:port], without a scheme or a path"},
+		{schemas.CommandMarketDockerhubMarketCreate, `{"name":"x","registry":"http://r:5000/v2"}`, "want host[:port], without a scheme or a path"},
 	} {
 		env := h.command(tc.verb, json.RawMessage(tc.payload))
 		var f Failed
-		mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
+		mustJSON(t, h.outcome(env, schemas.EventMarketDockerhubFailed).Data, &f)
 		code := schemas.CodeInvalidCommand
 		if strings.Contains(tc.want, "host[:port]") {
 			code = schemas.CodeConflict // the service's own rule, past the schema
@@ -357,9 +357,9 @@ func TestRefusedAddressesFailClearly(t *testing.T) {
 	hubHost := strings.TrimPrefix(h.hub.srv.URL, "http://")
 	setting := " (loopback): set SLIPWAY_FETCH_ALLOW=127.0.0.1/32 to allow it"
 
-	env := h.command(CmdRefresh, Refresh{MarketID: 0})
+	env := h.command(schemas.CommandMarketDockerhubRefresh, Refresh{MarketID: 0})
 	var ev AppsRefreshed
-	mustJSON(t, h.outcome(env, EvtAppsRefreshed).Data, &ev)
+	mustJSON(t, h.outcome(env, schemas.EventMarketDockerhubAppsRefreshed).Data, &ev)
 	if !strings.HasPrefix(ev.Error, "docker hub: GET "+h.hub.srv.URL+"/v2/repositories/library/") || !strings.HasSuffix(ev.Error, ": refusing to connect to "+hubHost+setting) {
 		t.Errorf("Hub listing: %+v, want the refusal of %s", ev, hubHost)
 	}
@@ -372,15 +372,15 @@ func TestRefusedAddressesFailClearly(t *testing.T) {
 
 	host := newRegistry(t)
 	push(t, host, "team/app", "v1", 1)
-	env = h.command(CmdMarketCreate, MarketCreate{Name: "local", Registry: host})
-	mustJSON(t, h.outcome(env, EvtAppsRefreshed).Data, &ev)
+	env = h.command(schemas.CommandMarketDockerhubMarketCreate, MarketCreate{Name: "local", Registry: host})
+	mustJSON(t, h.outcome(env, schemas.EventMarketDockerhubAppsRefreshed).Data, &ev)
 	if !strings.Contains(ev.Error, "registry "+host) || !strings.Contains(ev.Error, "refusing to connect to "+host+setting) || ev.Apps != 0 {
 		t.Errorf("registry listing: %+v, want the refusal of %s", ev, host)
 	}
 
-	env = h.command(CmdResolve, Resolve{ImageID: 9, URL: "docker://" + host + "/team/app?tag=v1"})
+	env = h.command(schemas.CommandMarketDockerhubResolve, Resolve{ImageID: 9, URL: "docker://" + host + "/team/app?tag=v1"})
 	var f Failed
-	mustJSON(t, h.outcome(env, EvtFailed).Data, &f)
+	mustJSON(t, h.outcome(env, schemas.EventMarketDockerhubFailed).Data, &f)
 	if want := "registry " + host + ": refusing to connect to " + host + setting; f.ImageID == nil || *f.ImageID != 9 || f.Error != want ||
 		f.Code != schemas.CodeAccessDenied {
 		t.Errorf("resolve: %+v\nwant the error %q", f, want)

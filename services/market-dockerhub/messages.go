@@ -2,35 +2,12 @@ package marketdockerhub
 
 import "github.com/slipway/slipway/schemas"
 
-// Command verbs the service consumes.
-const (
-	CmdRefresh      = schemas.CommandMarketDockerhubRefresh
-	CmdMarketCreate = schemas.CommandMarketDockerhubMarketCreate
-	CmdMarketUpdate = schemas.CommandMarketDockerhubMarketUpdate
-	CmdMarketDelete = schemas.CommandMarketDockerhubMarketDelete
-	CmdResolve      = schemas.CommandMarketDockerhubResolve
-	CmdAppImport    = schemas.CommandMarketDockerhubAppImport
-)
-
-// Verbs lists the commands the service consumes.
-func Verbs() []string {
-	return []string{CmdRefresh, CmdMarketCreate, CmdMarketUpdate, CmdMarketDelete, CmdResolve, CmdAppImport}
-}
-
-// Events the service publishes, on <prefix>.evt.market-dockerhub.<event>.<id>.
-const (
-	// EvtResolved and EvtFailed answer resolve; <id> is the image ID.
-	// EvtFailed also refuses any other command; <id> is then
-	// "cmd-<stream sequence>".
-	EvtResolved = schemas.EventMarketDockerhubResolved
-	EvtFailed   = schemas.EventMarketDockerhubFailed
-	// The market events' <id> is the marketplace ID.
-	EvtMarketCreated = schemas.EventMarketDockerhubMarketCreated
-	EvtMarketUpdated = schemas.EventMarketDockerhubMarketUpdated
-	EvtMarketDeleted = schemas.EventMarketDockerhubMarketDeleted
-	EvtAppsRefreshed = schemas.EventMarketDockerhubAppsRefreshed
-	EvtAppImported   = schemas.EventMarketDockerhubAppImported
-)
+// The service consumes every command of its contract
+// (schemas/cmd/market-dockerhub.*.json) and publishes its events on
+// <prefix>.evt.market-dockerhub.<event>.<id>: resolved and failed answer
+// resolve, <id> the image ID (failed also refuses any other command, <id>
+// then "cmd-<stream sequence>"); the market events' <id> is the
+// marketplace ID.
 
 // MADs (marketplace drivers).
 const (
@@ -64,32 +41,3 @@ type (
 	// TemplateCreate is the launcher's command (slipway.cmd.launcher.template-create).
 	TemplateCreate = schemas.LauncherTemplateCreate
 )
-
-// Query endpoints, on <prefix>.api.market-dockerhub.<endpoint>.
-const (
-	QueryList    = schemas.QueryMarketDockerhubList
-	QueryShow    = schemas.QueryMarketDockerhubShow
-	QueryApps    = schemas.QueryMarketDockerhubApps
-	QueryAppShow = schemas.QueryMarketDockerhubAppShow
-)
-
-// ShowRequest names a marketplace by ID or by name.
-type ShowRequest struct {
-	ID   *int64 `json:"id,omitempty"`
-	Name string `json:"name,omitempty"`
-}
-
-// AppsRequest lists the apps of one marketplace (all when MarketID is
-// nil) whose name or description contains Filter.
-type AppsRequest struct {
-	MarketID *int64 `json:"market_id,omitempty"`
-	Filter   string `json:"filter,omitempty"`
-}
-
-// AppShowRequest names an app by ID, or by name within a marketplace (any
-// marketplace when MarketID is nil, as long as one app has that name).
-type AppShowRequest struct {
-	ID       *int64 `json:"id,omitempty"`
-	MarketID *int64 `json:"market_id,omitempty"`
-	Name     string `json:"name,omitempty"`
-}

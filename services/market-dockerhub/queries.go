@@ -7,19 +7,23 @@ import (
 	"strings"
 
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/schemas"
 )
 
+// endpoints are the service's queries, on
+// <prefix>.api.market-dockerhub.<endpoint>, with the requests and replies
+// of the contract (schemas/qry, schemas/rpl).
 func (s *Service) endpoints() map[string]bus.QueryHandler {
-	return map[string]bus.QueryHandler{
-		QueryList:    s.queryList,
-		QueryShow:    s.queryShow,
-		QueryApps:    s.queryApps,
-		QueryAppShow: s.queryAppShow,
-	}
+	return bus.Endpoints(
+		bus.Answer(schemas.QryMarketDockerhubList, s.queryList),
+		bus.Answer(schemas.QryMarketDockerhubShow, s.queryShow),
+		bus.Answer(schemas.QryMarketDockerhubApps, s.queryApps),
+		bus.Answer(schemas.QryMarketDockerhubAppShow, s.queryAppShow),
+	)
 }
 
 // queryList answers every marketplace with its app count.
-func (s *Service) queryList(ctx context.Context, _ []byte) (any, error) {
+func (s *Service) queryList(ctx context.Context, _ schemas.MarketDockerhubListRequest) (schemas.MarketDockerhubListReply, error) {
 	markets, err := s.store.markets.List(ctx)
 	if err != nil {
 		return nil, err
@@ -41,62 +45,43 @@ func (s *Service) queryList(ctx context.Context, _ []byte) (any, error) {
 	return markets, nil
 }
 
-func (s *Service) queryShow(ctx context.Context, req []byte) (any, error) {
-	var r ShowRequest
-	if err := bus.DecodeQuery(req, &r); err != nil {
-		return nil, err
-	}
-	mk, err := s.findMarket(ctx, r)
+// queryShow answers one marketplace, by ID or by name, with its app count.
+func (s *Service) queryShow(ctx context.Context, r schemas.MarketDockerhubShowRequest) (Market, error) {
+	mk, err := s.findMarket(ctx, r.ID, r.Name)
 	if err != nil {
-		return nil, err
+		return Market{}, err
 	}
 	apps, err := s.store.appsOf(ctx, mk.ID)
 	if err != nil {
-		return nil, err
+		return Market{}, err
 	}
 	mk.Apps = int64(len(apps))
 	return mk, nil
 }
 
-func (s *Service) findMarket(ctx context.Context, r ShowRequest) (Market, error) {
-	var mk Market
-	var err error
-	switch {
-	case r.ID != nil && r.Name != "":
-		return mk, bus.Invalid(errors.New("give id or name, not both"))
-	case r.ID != nil:
-		if mk, _, err = s.store.market(ctx, *r.ID); errors.Is(err, ErrNotFound) {
-			return mk, bus.NotFound(fmt.Errorf("marketplace %d does not exist", *r.ID))
-		}
-	case r.Name != "":
-		if mk, err = s.store.marketByName(ctx, r.Name); errors.Is(err, ErrNotFound) {
-			return mk, bus.NotFound(fmt.Errorf("no marketplace is named %q", r.Name))
-		}
-	default:
-		return mk, bus.Invalid(errors.New("give the id or the name of the marketplace"))
-	}
-	return mk, err
+func (s *Service) findMarket(ctx context.Context, id *int64, name string) (Market, error) {
+	return bus.ByIDOrName("marketplace", id, name,
+		func(id int64) (Market, error) {
+			mk, _, err := s.store.market(ctx, id)
+			return mk, err
+		},
+		func(name string) (Market, error) { return s.store.marketByName(ctx, name) },
+		ErrNotFound)
 }
 
-func (s *Service) queryApps(ctx context.Context, req []byte) (any, error) {
-	var r AppsRequest
-	if err := bus.DecodeQuery(req, &r); err != nil {
-		return nil, err
-	}
-	var apps []App
-	var err error
+// queryApps answers the apps of one marketplace, or of all, whose name or
+// description contains the filter.
+func (s *Service) queryApps(ctx context.Context, r schemas.MarketDockerhubAppsRequest) (schemas.MarketDockerhubAppsReply, error) {
 	if r.MarketID != nil {
-		if _, err := s.findMarket(ctx, ShowRequest{ID: r.MarketID}); err != nil {
+		if _, err := s.findMarket(ctx, r.MarketID, ""); err != nil {
 			return nil, err
 		}
-		apps, err = s.store.appsOf(ctx, *r.MarketID)
-	} else {
-		apps, err = s.store.apps.List(ctx)
 	}
+	apps, err := s.appsIn(ctx, r.MarketID)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]App, 0, len(apps))
+	out := make(schemas.MarketDockerhubAppsReply, 0, len(apps))
 	f := strings.ToLower(r.Filter)
 	for _, a := range apps {
 		if f == "" || strings.Contains(strings.ToLower(a.Name), f) || strings.Contains(strings.ToLower(a.Description), f) {
@@ -106,19 +91,24 @@ func (s *Service) queryApps(ctx context.Context, req []byte) (any, error) {
 	return out, nil
 }
 
+// appsIn lists the apps of marketplace market, or of every marketplace
+// when market is nil.
+func (s *Service) appsIn(ctx context.Context, market *int64) ([]App, error) {
+	if market != nil {
+		return s.store.appsOf(ctx, *market)
+	}
+	return s.store.apps.List(ctx)
+}
+
 // queryAppShow answers one app with the VM template of its last import,
 // or the one an import under the app's own name would create.
-func (s *Service) queryAppShow(ctx context.Context, req []byte) (any, error) {
-	var r AppShowRequest
-	if err := bus.DecodeQuery(req, &r); err != nil {
-		return nil, err
-	}
+func (s *Service) queryAppShow(ctx context.Context, r schemas.MarketDockerhubAppShowRequest) (App, error) {
 	app, err := s.findApp(ctx, r)
 	if err != nil {
-		return nil, err
+		return App{}, err
 	}
 	if app.Template, err = s.store.template(ctx, app.MarketID, app.Name); err != nil {
-		return nil, err
+		return App{}, err
 	}
 	if app.Template == "" {
 		app.Template = VMTemplate(app.Name, s.cfg.User, s.cfg.Kernel, -1, app)
@@ -126,7 +116,7 @@ func (s *Service) queryAppShow(ctx context.Context, req []byte) (any, error) {
 	return app, nil
 }
 
-func (s *Service) findApp(ctx context.Context, r AppShowRequest) (App, error) {
+func (s *Service) findApp(ctx context.Context, r schemas.MarketDockerhubAppShowRequest) (App, error) {
 	if r.ID == nil && r.Name == "" {
 		return App{}, bus.Invalid(errors.New("give the id or the name of the app"))
 	}
@@ -137,13 +127,7 @@ func (s *Service) findApp(ctx context.Context, r AppShowRequest) (App, error) {
 		}
 		return a, err
 	}
-	var apps []App
-	var err error
-	if r.MarketID != nil {
-		apps, err = s.store.appsOf(ctx, *r.MarketID)
-	} else {
-		apps, err = s.store.apps.List(ctx)
-	}
+	apps, err := s.appsIn(ctx, r.MarketID)
 	if err != nil {
 		return App{}, err
 	}

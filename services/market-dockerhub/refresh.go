@@ -55,7 +55,7 @@ func (s *Service) refresh(ctx context.Context, m *bus.Msg, id int64) error {
 	} else if ev, err = s.relist(ctx, mk); err != nil {
 		return err
 	}
-	_, err = s.bus.Event(ctx, EvtAppsRefreshed, idToken(id), ev, causedBy(m.Envelope, EvtAppsRefreshed)...)
+	_, err = s.bus.Event(ctx, schemas.EventMarketDockerhubAppsRefreshed, idToken(id), ev, causedBy(m.Envelope, schemas.EventMarketDockerhubAppsRefreshed)...)
 	return err
 }
 
@@ -191,11 +191,9 @@ func (s *Service) scheduleOnce(ctx context.Context) error {
 			continue
 		}
 		id := envelope.StepID(idToken(mk.ID), "refresh@"+mk.RefreshedAt)
-		if _, err := s.bus.Command(ctx, ServiceName, CmdRefresh, Refresh{MarketID: mk.ID}, bus.WithID(id)); err != nil {
+		if _, err := s.bus.Command(ctx, ServiceName, schemas.CommandMarketDockerhubRefresh, Refresh{MarketID: mk.ID}, bus.WithID(id)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -45,7 +45,7 @@ func (s *Service) resolve(ctx context.Context, m *bus.Msg) error {
 	}
 	ev := Resolved{ImageID: req.ImageID, Reference: r.Reference, Digest: r.Digest,
 		Platform: r.Platform, Kind: schemas.ContentKind(r.Kind), Size: r.Size}
-	_, err = s.bus.Event(ctx, EvtResolved, id, ev, causedBy(m.Envelope, EvtResolved)...)
+	_, err = s.bus.Event(ctx, schemas.EventMarketDockerhubResolved, id, ev, causedBy(m.Envelope, schemas.EventMarketDockerhubResolved)...)
 	return err
 }
 
@@ -55,7 +55,7 @@ func (s *Service) resolveFailed(ctx context.Context, m *bus.Msg, imageID int64, 
 	s.log.Warn("resolve failed", "image", imageID, "err", cause)
 	ev := s.resolveFailure(m, imageID, cause)
 	ev.Retryable = !permanent(cause)
-	if _, err := s.bus.Event(ctx, EvtFailed, idToken(imageID), ev, causedBy(m.Envelope, EvtFailed)...); err != nil {
+	if _, err := s.bus.Event(ctx, schemas.EventMarketDockerhubFailed, idToken(imageID), ev, causedBy(m.Envelope, schemas.EventMarketDockerhubFailed)...); err != nil {
 		return fmt.Errorf("publish failed event of image %d: %w (resolve: %v)", imageID, err, cause)
 	}
 	return bus.Terminal(cause)
@@ -68,8 +68,8 @@ func (s *Service) publishAttempt(ctx context.Context, m *bus.Msg, imageID int64,
 	ev := s.resolveFailure(m, imageID, cause)
 	ev.Retryable = true
 	ev.NextAttemptAt = time.Now().Add(bus.DefaultBackoff(m.Delivered)).UTC().Format(time.RFC3339)
-	step := fmt.Sprintf("%s/attempt-%d", EvtFailed, m.Delivered)
-	if _, err := s.bus.Event(ctx, EvtFailed, idToken(imageID), ev, causedBy(m.Envelope, step)...); err != nil {
+	step := fmt.Sprintf("%s/attempt-%d", schemas.EventMarketDockerhubFailed, m.Delivered)
+	if _, err := s.bus.Event(ctx, schemas.EventMarketDockerhubFailed, idToken(imageID), ev, causedBy(m.Envelope, step)...); err != nil {
 		s.log.Warn("failed attempt not published", "image", imageID, "err", err)
 	}
 }

@@ -7,9 +7,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/schemas"
 )
@@ -47,16 +49,18 @@ func TestParseMirrors(t *testing.T) {
 	}
 }
 
-// TestEveryMessageHasASchema: every command the service consumes and every
-// event it publishes is in the schemas module.
+// TestEveryMessageHasASchema: the commands of the service's contract are
+// the ones handleCommand handles, and every event it publishes is in the
+// schemas module.
 func TestEveryMessageHasASchema(t *testing.T) {
-	for _, v := range Verbs() {
-		if _, ok := schemas.Lookup(schemas.KindCommand, ServiceName, v); !ok {
-			t.Errorf("command %s has no schema", v)
-		}
+	handled := []string{schemas.CommandMarketDockerhubAppImport, schemas.CommandMarketDockerhubMarketCreate,
+		schemas.CommandMarketDockerhubMarketDelete, schemas.CommandMarketDockerhubMarketUpdate,
+		schemas.CommandMarketDockerhubRefresh, schemas.CommandMarketDockerhubResolve}
+	if got := bus.Commands(ServiceName); !slices.Equal(got, handled) {
+		t.Errorf("the contract's commands are %v, handleCommand handles %v", got, handled)
 	}
-	for _, e := range []string{EvtResolved, EvtFailed, EvtMarketCreated, EvtMarketUpdated, EvtMarketDeleted,
-		EvtAppsRefreshed, EvtAppImported} {
+	for _, e := range []string{schemas.EventMarketDockerhubResolved, schemas.EventMarketDockerhubFailed, schemas.EventMarketDockerhubMarketCreated, schemas.EventMarketDockerhubMarketUpdated, schemas.EventMarketDockerhubMarketDeleted,
+		schemas.EventMarketDockerhubAppsRefreshed, schemas.EventMarketDockerhubAppImported} {
 		if _, ok := schemas.Lookup(schemas.KindEvent, ServiceName, e); !ok {
 			t.Errorf("event %s has no schema", e)
 		}

@@ -1,6 +1,7 @@
 package fsimage
 
 import (
+	"math"
 	"path"
 
 	"github.com/slipway/slipway/services/builder/tree"
@@ -105,30 +106,30 @@ func (s sizing) overhead(sizeMiB int64) int64 {
 	return o
 }
 
-// journalBytes is ext2fs_default_journal_size (e2fsprogs 1.47) in bytes.
+// journalBlocks is ext2fs_default_journal_size's table (e2fsprogs 1.47):
+// a filesystem of fewer than below blocks gets a journal of journal blocks;
+// a larger one, the last row's.
+var journalBlocks = []struct{ below, journal int64 }{
+	{2048, 0},
+	{32768, 1024},
+	{256 * 1024, 4096},
+	{512 * 1024, 8192},
+	{4096 * 1024, 16384},
+	{8192 * 1024, 32768},
+	{16384 * 1024, 65536},
+	{32768 * 1024, 131072},
+	{math.MaxInt64, 262144},
+}
+
+// journalBytes is the default journal of a filesystem of blocks blocks, in
+// bytes.
 func journalBytes(blocks int64) int64 {
-	var j int64
-	switch {
-	case blocks < 2048:
-		return 0
-	case blocks < 32768:
-		j = 1024
-	case blocks < 256*1024:
-		j = 4096
-	case blocks < 512*1024:
-		j = 8192
-	case blocks < 4096*1024:
-		j = 16384
-	case blocks < 8192*1024:
-		j = 32768
-	case blocks < 16384*1024:
-		j = 65536
-	case blocks < 32768*1024:
-		j = 131072
-	default:
-		j = 262144
+	for _, r := range journalBlocks {
+		if blocks < r.below {
+			return r.journal * blockSize
+		}
 	}
-	return j * blockSize
+	return 0 // not reached: the last row holds every size
 }
 
 // fit returns the smallest size in MiB that holds need bytes plus the

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/slipway/slipway/pkg/kernelargs"
 )
 
 // Kernel command line parameters the init reads.
@@ -29,7 +31,7 @@ type Cmdline struct {
 // the kernel: double quotes group words and are removed.
 func ParseCmdline(line string) (*Cmdline, error) {
 	c := &Cmdline{Context: map[string]string{}}
-	words := splitKernelArgs(line)
+	words := kernelargs.Split(line)
 	var keys []string
 	vals := map[string]string{}
 	for i, w := range words {
@@ -78,32 +80,4 @@ func parseBool(v string) (bool, error) {
 		return false, nil
 	}
 	return strconv.ParseBool(v)
-}
-
-// splitKernelArgs splits like the kernel's next_arg: words are separated by
-// spaces, and double quotes (removed) keep spaces inside a word.
-func splitKernelArgs(line string) []string {
-	var words []string
-	var b strings.Builder
-	inWord, quoted := false, false
-	for _, r := range line {
-		switch {
-		case r == '"':
-			quoted = !quoted
-			inWord = true
-		case !quoted && (r == ' ' || r == '\t' || r == '\n'):
-			if inWord {
-				words = append(words, b.String())
-				b.Reset()
-				inWord = false
-			}
-		default:
-			b.WriteRune(r)
-			inWord = true
-		}
-	}
-	if inWord {
-		words = append(words, b.String())
-	}
-	return words
 }

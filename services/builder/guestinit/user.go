@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -103,21 +104,12 @@ func supplementaryGroups(name string, primary uint32, groups []groupEntry) []uin
 	}
 	for _, g := range groups {
 		for _, m := range g.members {
-			if m == name && !containsID(out, g.gid) {
+			if m == name && !slices.Contains(out, g.gid) {
 				out = append(out, g.gid)
 			}
 		}
 	}
 	return out
-}
-
-func containsID(ids []uint32, id uint32) bool {
-	for _, x := range ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
 }
 
 func parseID(s string) (uint32, error) {

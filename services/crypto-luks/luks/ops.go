@@ -29,28 +29,12 @@ func (r *Runner) Encrypt(ctx context.Context, src, srcFormat, dst string, pass [
 	if err != nil {
 		return err // the caller names the source better than its local path
 	}
-	if err := refuseExisting(dst); err != nil {
-		return err
-	}
-	if err := diskspace.Ensure(filepath.Dir(dst), volumeBytes(virtual)); err != nil {
-		return err
-	}
-	objs, cleanup, err := r.secrets(pass)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	args := append([]string{"convert", "-p", "-f", qfmt, "-O", "luks"}, objs...)
-	args = append(args, "-o", "key-secret=sec0,iter-time="+r.iterMillis(), src, dst)
 	var w io.Writer
 	if progress != nil {
 		w = &percentWriter{report: func(pct float64) { progress(int64(pct/100*float64(virtual)), virtual) }}
 	}
-	if _, err := r.run(ctx, w, args...); err != nil {
-		os.Remove(dst)
-		return fmt.Errorf("encrypt %s (%s) into LUKS: %w", filepath.Base(src), srcFormat, err)
-	}
-	return nil
+	what := fmt.Sprintf("encrypt %s (%s) into LUKS", filepath.Base(src), srcFormat)
+	return r.newVolume(ctx, w, what, dst, virtual, pass, []string{"convert", "-p", "-f", qfmt, "-O", "luks"}, src, dst)
 }
 
 // Create makes an empty LUKS volume of size bytes at dst, key slot 0 opened
@@ -62,6 +46,15 @@ func (r *Runner) Create(ctx context.Context, dst string, size int64, pass []byte
 	if size <= 0 || size%512 != 0 {
 		return fmt.Errorf("LUKS volume size %d: want a positive multiple of 512 bytes", size)
 	}
+	return r.newVolume(ctx, nil, "create LUKS volume", dst, size, pass, []string{"create", "-q", "-f", "luks"}, dst, strconv.FormatInt(size, 10))
+}
+
+// newVolume writes a new LUKS volume at dst, its key slot 0 opened by pass,
+// with qemu-img verb (its arguments up to the key's options) and then
+// operands, once dst is known not to exist and its filesystem to have room
+// for a payload of size bytes. w gets qemu-img's output; what names the
+// job in the error of a run that fails, which removes dst.
+func (r *Runner) newVolume(ctx context.Context, w io.Writer, what, dst string, size int64, pass []byte, verb []string, operands ...string) error {
 	if err := refuseExisting(dst); err != nil {
 		return err
 	}
@@ -73,11 +66,10 @@ func (r *Runner) Create(ctx context.Context, dst string, size int64, pass []byte
 		return err
 	}
 	defer cleanup()
-	args := append([]string{"create", "-q", "-f", "luks"}, objs...)
-	args = append(args, "-o", "key-secret=sec0,iter-time="+r.iterMillis(), dst, strconv.FormatInt(size, 10))
-	if _, err := r.run(ctx, nil, args...); err != nil {
+	args := append(append(verb, objs...), "-o", "key-secret=sec0,iter-time="+r.iterMillis())
+	if _, err := r.run(ctx, w, append(args, operands...)...); err != nil {
 		os.Remove(dst)
-		return fmt.Errorf("create LUKS volume: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }
@@ -164,7 +156,7 @@ func (r *Runner) AddKey(ctx context.Context, path string, unlock, newPass []byte
 	case slot >= MaxSlots:
 		return -1, fmt.Errorf("%w %d: a LUKS1 header has slots 0 to %d", ErrSlot, slot, MaxSlots-1)
 	case info.Slots[slot]:
-		return -1, fmt.Errorf("%w %d is already in use (active: %s)", ErrSlot, slot, joinInts(info.Active()))
+		return -1, fmt.Errorf("%w %d is already in use (active: %s)", ErrSlot, slot, FormatSlots(info.Active()))
 	}
 	opts := fmt.Sprintf("state=active,new-secret=sec1,keyslot=%d,iter-time=%s", slot, r.iterMillis())
 	if err := r.amend(ctx, path, opts, unlock, newPass); err != nil {
@@ -186,7 +178,7 @@ func (r *Runner) RemoveSlot(ctx context.Context, path string, unlock []byte, slo
 	case slot < 0 || slot >= MaxSlots:
 		return fmt.Errorf("%w %d: a LUKS1 header has slots 0 to %d", ErrSlot, slot, MaxSlots-1)
 	case !info.Slots[slot]:
-		return fmt.Errorf("%w %d is not in use (active: %s)", ErrSlot, slot, joinInts(active))
+		return fmt.Errorf("%w %d is not in use (active: %s)", ErrSlot, slot, FormatSlots(active))
 	case len(active) == 1:
 		return fmt.Errorf("%w %d is the only active key slot: erasing it would make the data unreadable", ErrSlot, slot)
 	}
@@ -245,7 +237,8 @@ func refuseExisting(p string) error {
 	return nil
 }
 
-func joinInts(v []int) string {
+// FormatSlots lists key slot numbers for a message: "0, 2", or "none".
+func FormatSlots(v []int) string {
 	if len(v) == 0 {
 		return "none"
 	}

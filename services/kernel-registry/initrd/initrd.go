@@ -131,10 +131,8 @@ func (ix *index) closure(res *Result, wanted []string) error {
 		wanted = DefaultModules
 	}
 	c := &closer{ix: ix, res: res, state: map[string]bool{}}
-	for _, name := range wanted {
-		if err := c.visit(name, true, ""); err != nil {
-			return err
-		}
+	if err := c.visitAll(wanted, true, ""); err != nil {
+		return err
 	}
 	if strict && len(res.Missing) > 0 {
 		return fmt.Errorf("the kernel has no module %s (neither in %s nor built in)", strings.Join(res.Missing, ", "), ix.dir)
@@ -168,23 +166,25 @@ func (c *closer) visit(ref string, required bool, of string) error {
 	if err != nil {
 		return err
 	}
-	for _, s := range mi.softPre {
-		if err := c.visit(s, false, name); err != nil {
-			return err
-		}
+	if err := c.visitAll(mi.softPre, false, name); err != nil {
+		return err
 	}
 	deps, err := c.ix.dependencies(name)
 	if err != nil {
 		return err
 	}
-	for _, d := range deps {
-		if err := c.visit(d, true, name); err != nil {
-			return err
-		}
+	if err := c.visitAll(deps, true, name); err != nil {
+		return err
 	}
 	c.res.Modules = append(c.res.Modules, name)
-	for _, s := range mi.softPost {
-		if err := c.visit(s, false, name); err != nil {
+	return c.visitAll(mi.softPost, false, name)
+}
+
+// visitAll visits refs in order, what module of needs (of: "" for the
+// wanted modules).
+func (c *closer) visitAll(refs []string, required bool, of string) error {
+	for _, ref := range refs {
+		if err := c.visit(ref, required, of); err != nil {
 			return err
 		}
 	}
@@ -202,10 +202,8 @@ func (c *closer) visitAlias(name string, required bool, of string) error {
 	if err != nil {
 		return err
 	}
-	for _, p := range providers {
-		if err := c.visit(p, false, of); err != nil {
-			return err
-		}
+	if err := c.visitAll(providers, false, of); err != nil {
+		return err
 	}
 	switch {
 	case len(providers) > 0 || !required:

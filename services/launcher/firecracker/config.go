@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+
+	"github.com/slipway/slipway/schemas"
 )
 
 // Limits checked by Validate.
@@ -54,43 +56,22 @@ type NIC struct {
 	GuestMAC    string // "" = Firecracker's choice
 }
 
-// VMConfig is Firecracker's --config-file document. Field names follow Firecracker's API
-// (and firecracker-go-sdk's models).
-type VMConfig struct {
-	BootSource        BootSource         `json:"boot-source"`
-	Drives            []DriveConfig      `json:"drives"`
-	MachineConfig     MachineConfig      `json:"machine-config"`
-	NetworkInterfaces []NetworkInterface `json:"network-interfaces,omitempty"`
-}
+// VMConfig is Firecracker's --config-file document, as the contract
+// describes it (schemas.FirecrackerConfig, the config of the launcher's
+// firecracker query); field names follow Firecracker's API.
+type VMConfig schemas.FirecrackerConfig
 
-// BootSource is the kernel, its command line and initrd.
-type BootSource struct {
-	KernelImagePath string `json:"kernel_image_path"`
-	BootArgs        string `json:"boot_args,omitempty"`
-	InitrdPath      string `json:"initrd_path,omitempty"`
-}
-
-// DriveConfig is one block device.
-type DriveConfig struct {
-	DriveID      string `json:"drive_id"`
-	PathOnHost   string `json:"path_on_host"`
-	IsRootDevice bool   `json:"is_root_device"`
-	IsReadOnly   bool   `json:"is_read_only"`
-}
-
-// MachineConfig is the vCPU count and memory size.
-type MachineConfig struct {
-	VcpuCount  int   `json:"vcpu_count"`
-	MemSizeMib int64 `json:"mem_size_mib"`
-	Smt        bool  `json:"smt"`
-}
-
-// NetworkInterface is one virtio-net device on a tap.
-type NetworkInterface struct {
-	IfaceID     string `json:"iface_id"`
-	HostDevName string `json:"host_dev_name"`
-	GuestMAC    string `json:"guest_mac,omitempty"`
-}
+// The parts of a VMConfig.
+type (
+	// BootSource is the kernel, its command line and initrd.
+	BootSource = schemas.FirecrackerBootSource
+	// DriveConfig is one block device.
+	DriveConfig = schemas.FirecrackerDrive
+	// MachineConfig is the vCPU count and memory size.
+	MachineConfig = schemas.FirecrackerMachine
+	// NetworkInterface is one virtio-net device on a tap.
+	NetworkInterface = schemas.FirecrackerNetworkInterface
+)
 
 var (
 	idRe  = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
@@ -124,7 +105,7 @@ func Build(k Kernel, drives []Drive, vcpus int, memMiB int64, bootArgs string, n
 	}
 	c := &VMConfig{
 		BootSource:    BootSource{KernelImagePath: abs(k.Path), BootArgs: bootArgs, InitrdPath: abs(k.InitrdPath)},
-		MachineConfig: MachineConfig{VcpuCount: vcpus, MemSizeMib: memMiB},
+		MachineConfig: MachineConfig{VcpuCount: int64(vcpus), MemSizeMiB: memMiB},
 		Drives:        []DriveConfig{},
 	}
 	for i, d := range drives {
@@ -142,7 +123,7 @@ func Build(k Kernel, drives []Drive, vcpus int, memMiB int64, bootArgs string, n
 		if id == "" {
 			id = fmt.Sprintf("eth%d", i)
 		}
-		c.NetworkInterfaces = append(c.NetworkInterfaces, NetworkInterface{IfaceID: id, HostDevName: n.HostDevName, GuestMAC: n.GuestMAC})
+		c.NetworkInterfaces = append(c.NetworkInterfaces, NetworkInterface{IfaceID: id, HostDevName: n.HostDevName, GuestMac: n.GuestMAC})
 	}
 	return c
 }

@@ -220,7 +220,7 @@ func TestBootUnavailable(t *testing.T) {
 	}
 	dir := t.TempDir()
 	c := &VMConfig{BootSource: BootSource{KernelImagePath: fakeELF(t, dir, "vmlinux", emX86_64, etExec)},
-		MachineConfig: MachineConfig{VcpuCount: 1, MemSizeMib: 128}}
+		MachineConfig: MachineConfig{VcpuCount: 1, MemSizeMiB: 128}}
 	_, err := Boot(context.Background(), c, BootOptions{RunDir: dir})
 	if err == nil || !(strings.Contains(err.Error(), "no firecracker binary") || strings.Contains(err.Error(), "needs KVM")) {
 		t.Fatalf("Boot = %v", err)

@@ -45,7 +45,7 @@ func ConfigProblems(c *VMConfig) []error {
 	if n := c.MachineConfig.VcpuCount; n < 1 || n > MaxVCPUs {
 		add("vcpu_count %d must be 1 to %d", n, MaxVCPUs)
 	}
-	if m := c.MachineConfig.MemSizeMib; m < MinMemMiB {
+	if m := c.MachineConfig.MemSizeMiB; m < MinMemMiB {
 		add("mem_size_mib %d is below %d", m, MinMemMiB)
 	}
 	errs = append(errs, checkDrives(c.Drives)...)
@@ -86,8 +86,8 @@ func checkNICs(nics []NetworkInterface) []error {
 		if n.HostDevName == "" {
 			errs = append(errs, fmt.Errorf("network interface %s: host_dev_name (a tap device) is required", n.IfaceID))
 		}
-		if n.GuestMAC != "" && !macRe.MatchString(n.GuestMAC) {
-			errs = append(errs, fmt.Errorf("network interface %s: guest_mac %q must be six hex bytes separated by ':'", n.IfaceID, n.GuestMAC))
+		if n.GuestMac != "" && !macRe.MatchString(n.GuestMac) {
+			errs = append(errs, fmt.Errorf("network interface %s: guest_mac %q must be six hex bytes separated by ':'", n.IfaceID, n.GuestMac))
 		}
 	}
 	return errs

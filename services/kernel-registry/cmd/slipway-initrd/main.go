@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/slipway/slipway/pkg/kernelargs"
 )
 
 const (
@@ -129,7 +131,7 @@ type config struct {
 // rest is the kernel's or the image init's business.
 func parseCmdline(s string) (config, error) {
 	c := config{root: defaultRoot, init: defaultInit, flags: unix.MS_RDONLY, rootWait: rootWait}
-	for _, arg := range splitCmdline(s) {
+	for _, arg := range kernelargs.Split(s) {
 		k, v, _ := strings.Cut(arg, "=")
 		switch k {
 		case "root":
@@ -161,33 +163,6 @@ func parseCmdline(s string) (config, error) {
 		return c, fmt.Errorf("init=%s: must be an absolute path", c.init)
 	}
 	return c, nil
-}
-
-// splitCmdline splits on spaces, keeping double-quoted values whole
-// (init="/bin/sh" or a quoted argument with spaces).
-func splitCmdline(s string) []string {
-	var out []string
-	var cur strings.Builder
-	quoted, in := false, false
-	for _, r := range s {
-		switch {
-		case r == '"':
-			quoted, in = !quoted, true
-		case !quoted && (r == ' ' || r == '\n' || r == '\t'):
-			if in {
-				out = append(out, cur.String())
-				cur.Reset()
-				in = false
-			}
-		default:
-			cur.WriteRune(r)
-			in = true
-		}
-	}
-	if in {
-		out = append(out, cur.String())
-	}
-	return out
 }
 
 // loadModules loads the listed modules in order. A module that fails to

@@ -36,10 +36,3 @@ func TestParseCmdline(t *testing.T) {
 		}
 	}
 }
-
-func TestSplitCmdline(t *testing.T) {
-	got := splitCmdline(` a  b="c d" "e f"  `)
-	if want := []string{"a", "b=c d", "e f"}; !reflect.DeepEqual(got, want) {
-		t.Fatalf("%q", got)
-	}
-}
