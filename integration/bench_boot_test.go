@@ -43,7 +43,7 @@ func BenchmarkImportToRunning(b *testing.B) {
 	cfg := v1.Config{Entrypoint: []string{"/bin/busybox", "sleep", "600"}}
 	ref := host + "/bench/boot:1"
 	push(b, ref, []v1.Layer{root}, cfg)
-	kernelID := s.mustID(s.mustSlipway("kernel", "add", "--name", "debian", debianKernelPackage(b)))
+	kernelID := mustID(s.t, s.mustSlipway("kernel", "add", "--name", "debian", debianKernelPackage(b)))
 	var kernel struct {
 		Initrd *int64 `json:"initrd"`
 	}

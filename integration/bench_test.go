@@ -71,14 +71,7 @@ func BenchmarkDockerToQcow2(b *testing.B) {
 // benchTools fails the benchmark unless every tool the chain runs exists,
 // and returns crane's path.
 func benchTools(b *testing.B) string {
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		b.Fatal(err)
-	}
-	crane := filepath.Join(root, "bin", "crane")
-	if _, err := os.Stat(crane); err != nil {
-		b.Fatalf("crane is needed for the baseline chain: %v: run make tools", err)
-	}
+	crane := testenv.NeedRepoFile(b, "bin/crane", "the baseline chain runs it: run make tools")
 	for _, tool := range []string{"tar", "mkfs.ext4", "qemu-img", "s3cmd", testenv.DistributionBinary} {
 		if _, err := exec.LookPath(tool); err != nil {
 			b.Fatalf("%s is needed: %v: run make deps", tool, err)

@@ -61,7 +61,7 @@ func TestBootContainerImage(t *testing.T) {
 		Env: []string{"PATH=/bin"},
 	})
 
-	kernelID := s.mustID(s.mustSlipway("kernel", "add", "--name", "debian", deb))
+	kernelID := mustID(s.t, s.mustSlipway("kernel", "add", "--name", "debian", deb))
 	var kernel struct {
 		Format string `json:"format"`
 		Arch   string `json:"arch"`
@@ -83,7 +83,7 @@ func TestBootContainerImage(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("docker import exited %d:\n%s", code, out)
 	}
-	luksID := s.mustID(s.mustSlipway("luks", "encrypt", fmt.Sprint(plainID), "--name", "bootme-luks"))
+	luksID := mustID(s.t, s.mustSlipway("luks", "encrypt", fmt.Sprint(plainID), "--name", "bootme-luks"))
 	luks := s.waitSettled(luksID, 3*time.Minute)
 	if luks.State != "READY" || luks.Format != "luks" || luks.Attributes["LUKS_SECRET"] == "" {
 		t.Fatalf("encrypted image: %+v", luks)
@@ -172,25 +172,7 @@ func TestBootContainerImage(t *testing.T) {
 // keeps in bin/kernel (make kernel).
 func debianKernelPackage(t testing.TB) string {
 	t.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	deb := filepath.Join(root, "bin", "kernel", "linux-image.deb")
-	if _, err := os.Stat(deb); err != nil {
-		t.Fatalf("no kernel package (%v): run make kernel (tools/fetch-kernel.sh)", err)
-	}
-	return deb
-}
-
-// mustID reads the "ID: N" line of a command's output.
-func (s *stack) mustID(out string) int64 {
-	s.t.Helper()
-	var id int64
-	if _, err := fmt.Sscanf(idLine(out), "ID: %d", &id); err != nil {
-		s.t.Fatalf("no ID line in:\n%s", out)
-	}
-	return id
+	return testenv.NeedRepoFile(t, "bin/kernel/linux-image.deb", "run make kernel (tools/fetch-kernel.sh)")
 }
 
 // mustJSON runs a CLI command printing JSON and decodes it into v.
@@ -215,12 +197,12 @@ CONTEXT = [ HOSTNAME = "%s" ]
 `, name, disks, kernelID, name)
 	path := filepath.Join(t.TempDir(), name+".tmpl")
 	writeFile(t, path, []byte(text))
-	return s.mustID(s.mustSlipway("template", "create", path))
+	return mustID(s.t, s.mustSlipway("template", "create", path))
 }
 
 func (s *stack) instantiate(t testing.TB, tmpl int64) int64 {
 	t.Helper()
-	return s.mustID(s.mustSlipway("template", "instantiate", fmt.Sprint(tmpl)))
+	return mustID(s.t, s.mustSlipway("template", "instantiate", fmt.Sprint(tmpl)))
 }
 
 // waitConsole polls the VM's console until it holds want, failing early

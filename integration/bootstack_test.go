@@ -2,13 +2,13 @@ package integration
 
 import (
 	"context"
-	"crypto/rand"
 	"os"
 	"time"
 
 	"github.com/slipway/slipway/pkg/worker"
+	"github.com/slipway/slipway/pkg/testenv"
 	cryptoluks "github.com/slipway/slipway/services/crypto-luks"
-	"github.com/slipway/slipway/services/crypto-luks/keywrap"
+	"github.com/slipway/slipway/services/crypto-luks/keywrap/keywraptest"
 	kernelregistry "github.com/slipway/slipway/services/kernel-registry"
 	"github.com/slipway/slipway/services/launcher"
 )
@@ -18,14 +18,7 @@ import (
 // (QEMU with the accelerator the launcher's probe proves: KVM, else TCG).
 func (s *stack) startBootServices() {
 	s.t.Helper()
-	kek := make([]byte, keywrap.KeySize)
-	if _, err := rand.Read(kek); err != nil {
-		s.t.Fatal(err)
-	}
-	keys, err := keywrap.New(kek)
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	keys := keywraptest.New(s.t)
 	kr := s.connect(kernelregistry.Name)
 	krCfg := kernelregistry.Config{Config: worker.Config{TempDir: s.t.TempDir()}, Initrd: s.buildInitrdInit()}
 	s.run(kernelregistry.Name, func(ctx context.Context) error {
@@ -56,5 +49,5 @@ func (s *stack) startBootServices() {
 // buildInitrdInit builds the static init kernel-registry puts in initrds.
 func (s *stack) buildInitrdInit() string {
 	s.t.Helper()
-	return buildStatic(s.t, "./services/kernel-registry/cmd/slipway-initrd")
+	return testenv.Build(s.t, "./services/kernel-registry/cmd/slipway-initrd", true)
 }

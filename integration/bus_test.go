@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -79,14 +78,7 @@ func TestBadCommandsOnTheBus(t *testing.T) {
 // TestNatsCLI drives Slipway with the plain `nats` CLI exactly as the README
 // shows: a command with `nats pub`, a query with `nats req`, `nats micro ls`.
 func TestNatsCLI(t *testing.T) {
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	natsBin := filepath.Join(root, "bin", "nats")
-	if _, err := os.Stat(natsBin); err != nil {
-		t.Fatalf("nats CLI not found at %s: run `make tools`", natsBin)
-	}
+	natsBin := testenv.NeedRepoFile(t, "bin/nats", "run make tools")
 	s := newStack(t, stackOptions{})
 	natsCmd := func(args ...string) string {
 		t.Helper()

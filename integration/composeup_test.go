@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -24,6 +23,7 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/crypto-luks/keywrap/keywraptest"
 )
 
 // composeProject is the project name of the test's stack, so that it never
@@ -54,10 +54,7 @@ func TestComposeStack(t *testing.T) {
 	t.Logf("engine and stand-ins ready: %s", time.Since(began).Round(time.Second))
 
 	ports := freePorts(t, 4)
-	kek := make([]byte, 32)
-	if _, err := rand.Read(kek); err != nil {
-		t.Fatal(err)
-	}
+	kek := keywraptest.Key(t)
 	c := &composeStack{t: t, e: e, root: root, s3Port: ports[2]}
 	c.env = append(append([]string{}, images...),
 		"COMPOSE_PROJECT_NAME="+composeProject,
@@ -119,7 +116,7 @@ func TestComposeStack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	diskID := c.mustID(c.mustCLI([]string{work + ":/work:ro"}, "image", "create", "--wait", "--name", "compose-disk", "--path", "/work/disk.qcow2"))
+	diskID := mustID(c.t, c.mustCLI([]string{work + ":/work:ro"}, "image", "create", "--wait", "--name", "compose-disk", "--path", "/work/disk.qcow2"))
 	disk := c.show(diskID)
 	if disk.State != "READY" || disk.Size != 16<<20 {
 		t.Fatalf("imported disk: %+v", disk)
@@ -141,7 +138,7 @@ func TestComposeStack(t *testing.T) {
 		Env: []string{"PATH=/bin"},
 	})
 	url := "docker://" + host + "/test/bootme?tag=1.0&size=64&filesystem=ext4&format=qcow2"
-	imageID := c.mustID(c.mustCLI(nil, "image", "create", "--wait", "--name", "compose-bootme", "--path", url))
+	imageID := mustID(c.t, c.mustCLI(nil, "image", "create", "--wait", "--name", "compose-bootme", "--path", url))
 	if img := c.show(imageID); img.State != "READY" || img.Format != "qcow2" {
 		t.Fatalf("docker import: %+v", img)
 	}
@@ -149,7 +146,7 @@ func TestComposeStack(t *testing.T) {
 
 	// 5. Add a kernel and boot the image in the launcher's container.
 	step = time.Now()
-	kernelID := c.mustID(c.mustCLI([]string{filepath.Dir(deb) + ":/kernel:ro"}, "kernel", "add", "--name", "debian", "/kernel/"+filepath.Base(deb)))
+	kernelID := mustID(c.t, c.mustCLI([]string{filepath.Dir(deb) + ":/kernel:ro"}, "kernel", "add", "--name", "debian", "/kernel/"+filepath.Base(deb)))
 	var kernel struct {
 		Arch   string `json:"arch"`
 		Initrd *int64 `json:"initrd"`
@@ -174,8 +171,8 @@ CONTEXT = [ HOSTNAME = "compose-vm" ]
 	if err := os.Chmod(tmpl, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tmplID := c.mustID(c.mustCLI([]string{work + ":/work:ro"}, "template", "create", "/work/vm.tmpl"))
-	vm := c.mustID(c.mustCLI(nil, "template", "instantiate", fmt.Sprint(tmplID)))
+	tmplID := mustID(c.t, c.mustCLI([]string{work + ":/work:ro"}, "template", "create", "/work/vm.tmpl"))
+	vm := mustID(c.t, c.mustCLI(nil, "template", "instantiate", fmt.Sprint(tmplID)))
 	console := c.waitConsole(vm, token, 8*time.Minute)
 	if !strings.Contains(console, "SLIPWAY-READY") || !strings.Contains(console, "host=compose-vm") {
 		t.Errorf("console lacks the ready line or the context hostname:\n%s", console)
@@ -263,15 +260,6 @@ func (c *composeStack) mustCLI(mounts []string, args ...string) string {
 		c.t.Fatalf("slipway %s: exit %d\nstdout:\n%s\nstderr:\n%s\n%s", strings.Join(args, " "), code, out, lastLines(errOut, 40), c.diagnose())
 	}
 	return out
-}
-
-func (c *composeStack) mustID(out string) int64 {
-	c.t.Helper()
-	var id int64
-	if _, err := fmt.Sscanf(idLine(out), "ID: %d", &id); err != nil {
-		c.t.Fatalf("no ID line in:\n%s", out)
-	}
-	return id
 }
 
 func (c *composeStack) mustJSON(v any, mounts []string, args ...string) {
@@ -419,17 +407,12 @@ func (c *composeStack) down() {
 	if out := strings.TrimSpace(c.e.docker(context.Background(), nil, nil, "volume", "ls", "--quiet", "--filter", label)); out != "" {
 		t.Errorf("volumes left after down -v: %s", out)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		left := processesInContainers(slices.Compact(c.seen))
-		if len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("processes of the project's containers still run after down: %s", strings.Join(left, "; "))
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
+	var left []string
+	if !testenv.Eventually(30*time.Second, 200*time.Millisecond, func() bool {
+		left = processesInContainers(slices.Compact(c.seen))
+		return len(left) == 0
+	}) {
+		t.Errorf("processes of the project's containers still run after down: %s", strings.Join(left, "; "))
 	}
 }
 

@@ -22,7 +22,7 @@ import (
 // never stuck in LOCKED — and a READY image's blob must match its sha256.
 func TestConverterKilledMidConversion(t *testing.T) {
 	s := newStack(t, stackOptions{noConverter: true})
-	bin := buildConverter(t)
+	bin := testenv.Build(t, "./services/converter/cmd/converter", false)
 	workDir := t.TempDir()
 
 	progress := make(chan *nats.Msg, 256)
@@ -38,10 +38,7 @@ func TestConverterKilledMidConversion(t *testing.T) {
 	raw := filepath.Join(t.TempDir(), "big.raw")
 	writeRandomRaw(t, raw, 1<<30)
 	out := s.mustSlipway("image", "create", "--name", "crashy", "--path", raw, "--format", "qcow2", "--compression", "zstd")
-	var id int64
-	if _, err := fmt.Sscanf(idLine(out), "ID: %d", &id); err != nil {
-		t.Fatalf("no ID in %q", out)
-	}
+	id := mustID(t, out)
 
 	waitPhase(t, progress, "convert", 2*time.Minute)
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
@@ -91,15 +88,6 @@ func TestConverterKilledMidConversion(t *testing.T) {
 	if img.State != "READY" {
 		t.Errorf("the restarted converter should have finished the import: ended %s (%s)", img.State, img.Error)
 	}
-}
-
-func buildConverter(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "converter")
-	if err := testenv.GoBuild("./services/converter/cmd/converter", bin, false); err != nil {
-		t.Fatal(err)
-	}
-	return bin
 }
 
 func (s *stack) startConverterProcess(bin, tmp, name string) *exec.Cmd {

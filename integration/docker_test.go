@@ -2,11 +2,9 @@ package integration
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -14,13 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/services/builder/fsimage"
@@ -192,7 +187,6 @@ type tarEntry struct {
 	hardlink     bool
 }
 
-// layer makes an uncompressed-tar image layer from entries.
 // busyboxBinary is the host's busybox-static.
 func busyboxBinary(t testing.TB) []byte {
 	t.Helper()
@@ -216,12 +210,12 @@ func busyboxRoot(t testing.TB, extra ...tarEntry) []tarEntry {
 	}, extra...)
 }
 
+// layer makes an uncompressed-tar image layer from entries.
 func layer(t testing.TB, entries []tarEntry) v1.Layer {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Mode: e.mode, Uid: e.uid, Gid: e.gid, ModTime: time.Unix(1700000000, 0)}
+	tes := make([]testenv.TarEntry, len(entries))
+	for i, e := range entries {
+		h := tar.Header{Name: e.name, Mode: e.mode, Uid: e.uid, Gid: e.gid, ModTime: time.Unix(1700000000, 0)}
 		switch {
 		case e.dir:
 			h.Typeflag = tar.TypeDir
@@ -232,64 +226,23 @@ func layer(t testing.TB, entries []tarEntry) v1.Layer {
 		default:
 			h.Typeflag, h.Size = tar.TypeReg, int64(len(e.body))
 		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(e.body); err != nil {
-			t.Fatal(err)
-		}
+		tes[i] = testenv.TarEntry{Header: h, Body: e.body}
 	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	data := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(data)), nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
+	return testenv.TarLayer(t, tes...)
 }
 
+// push pushes an image of layers with config cfg, for linux/amd64, as ref.
 func push(t testing.TB, ref string, layers []v1.Layer, cfg v1.Config) {
 	t.Helper()
 	img, err := mutate.AppendLayers(empty.Image, layers...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.Config = cfg
-	cf.OS, cf.Architecture = "linux", "amd64"
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, img); err != nil {
-		t.Fatalf("push %s: %v", ref, err)
-	}
+	testenv.Push(t, ref, testenv.ForPlatform(t, img, "amd64", cfg))
 }
 
 // buildGuestInit builds the static slipway-init the builder injects.
 func buildGuestInit(t testing.TB) string {
 	t.Helper()
-	return buildStatic(t, "./services/builder/cmd/slipway-init")
-}
-
-// buildStatic builds the static binary of the repository's package pkg
-// into a temporary directory.
-func buildStatic(t testing.TB, pkg string) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
-	if err := testenv.GoBuild(pkg, bin, true); err != nil {
-		t.Fatal(err)
-	}
-	return bin
+	return testenv.Build(t, "./services/builder/cmd/slipway-init", true)
 }

@@ -183,17 +183,12 @@ func (e *engine) stopDockerd() {
 		<-e.exited
 	}
 	// containerd and its shims carry the exec root in their command lines.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		left := processesMentioning(e.execRoot)
-		if len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("processes of the test's dockerd still run after it stopped: %s", strings.Join(left, "; "))
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
+	var left []string
+	if !testenv.Eventually(30*time.Second, 200*time.Millisecond, func() bool {
+		left = processesMentioning(e.execRoot)
+		return len(left) == 0
+	}) {
+		t.Errorf("processes of the test's dockerd still run after it stopped: %s", strings.Join(left, "; "))
 	}
 	// dockerd leaves its default network namespace mounted in the exec
 	// root when it stops.
@@ -354,15 +349,7 @@ func (e *engine) standIns(root string) []string {
 	debKey := hex.EncodeToString(h.Sum(nil))[:32]
 	if e.imageKey(debian) != debKey {
 		rootfs := e.debootstrap(mirror, sources, debKey)
-		e.importStandIn(debian, debKey, []string{`CMD ["bash"]`}, func(w io.Writer) error {
-			f, err := os.Open(rootfs)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			_, err = io.Copy(w, f)
-			return err
-		})
+		e.importStandIn(debian, debKey, []string{`CMD ["bash"]`}, func(w io.Writer) error { return copyFile(w, rootfs) })
 	} else {
 		t.Logf("stand-in %s: reused", debian)
 	}
@@ -692,14 +679,19 @@ func addPath(tw *tar.Writer, name, src string) error {
 		if !fi.Mode().IsRegular() {
 			return nil
 		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(tw, f)
-		return err
+		return copyFile(tw, p)
 	})
+}
+
+// copyFile writes the content of the file at path to w.
+func copyFile(w io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
 }
 
 func addBytes(tw *tar.Writer, name string, body []byte, mode int64) error {

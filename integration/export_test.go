@@ -15,6 +15,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // TestExport pushes Slipway images to a real OCI registry on loopback with
@@ -215,21 +217,13 @@ func pulledDisk(t *testing.T, ref, digest, path string, uid int, mode int64) str
 	defer rc.Close()
 	out := filepath.Join(t.TempDir(), filepath.Base(path))
 	var files []string
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	testenv.ReadTar(t, rc, func(h *tar.Header, content io.Reader) {
 		if h.Typeflag != tar.TypeReg {
-			continue
+			return
 		}
 		files = append(files, h.Name)
 		if h.Name != path {
-			continue
+			return
 		}
 		if h.Uid != uid || h.Gid != uid || h.Mode&0o7777 != mode {
 			t.Errorf("%s: owner %d:%d mode %o, want %d:%d mode %o", path, h.Uid, h.Gid, h.Mode, uid, uid, mode)
@@ -238,13 +232,13 @@ func pulledDisk(t *testing.T, ref, digest, path string, uid int, mode int64) str
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := io.Copy(f, tr); err != nil {
+		if _, err := io.Copy(f, content); err != nil {
 			t.Fatal(err)
 		}
 		if err := f.Close(); err != nil {
 			t.Fatal(err)
 		}
-	}
+	})
 	if len(files) != 1 || files[0] != path {
 		t.Fatalf("%s's layer holds files %v, want only %s", ref, files, path)
 	}

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -19,7 +18,7 @@ import (
 	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/services/builder"
 	cryptoluks "github.com/slipway/slipway/services/crypto-luks"
-	"github.com/slipway/slipway/services/crypto-luks/keywrap"
+	"github.com/slipway/slipway/services/crypto-luks/keywrap/keywraptest"
 )
 
 // rawPub publishes payload on a command subject the way `nats pub` does:
@@ -48,14 +47,7 @@ func (s *stack) rawPub(service, verb string, payload any, saga string) {
 // naming the rule, and the blob keeps its bytes, ETag and Last-Modified.
 func TestRawCommandsCannotTouchAnotherImagesBlob(t *testing.T) {
 	s := newStack(t, stackOptions{})
-	kek := make([]byte, keywrap.KeySize)
-	if _, err := rand.Read(kek); err != nil {
-		t.Fatal(err)
-	}
-	keys, err := keywrap.New(kek)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := keywraptest.New(t)
 	cl := s.connect(cryptoluks.Name)
 	s.run(cryptoluks.Name, func(ctx context.Context) error {
 		return cryptoluks.New(cl, s.store, cryptoluks.Config{Config: worker.Config{TempDir: t.TempDir()}, Keys: keys, IterTime: 100 * time.Millisecond}).Run(ctx)

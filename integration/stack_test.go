@@ -8,7 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -219,6 +219,16 @@ func (s *stack) create(args ...string) (id int64, out string, code int) {
 	return id, out, code
 }
 
+// mustID reads the "ID: N" line of a command's output.
+func mustID(t testing.TB, out string) int64 {
+	t.Helper()
+	var id int64
+	if _, err := fmt.Sscanf(idLine(out), "ID: %d", &id); err != nil {
+		t.Fatalf("no ID line in:\n%s", out)
+	}
+	return id
+}
+
 func idLine(out string) string {
 	for _, l := range strings.Split(out, "\n") {
 		if strings.HasPrefix(l, "ID: ") {
@@ -312,28 +322,10 @@ func qemuImg(t testing.TB, args ...string) string {
 }
 
 // writeRandomRaw makes a raw disk of size bytes whose first half is
-// pseudo-random data, so conversions have real work to do.
+// pseudo-random data, seeded by path, so conversions have real work to do.
 func writeRandomRaw(t *testing.T, path string, size int64) {
 	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	seed := sha256.Sum256([]byte(path))
-	for off := int64(0); off < size/2; off += int64(len(buf)) {
-		for i := 0; i < len(buf); i += 32 {
-			seed = sha256.Sum256(seed[:])
-			copy(buf[i:], seed[:])
-		}
-		if _, err := f.WriteAt(buf, off); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
+	testenv.WriteDisk(t, path, size, io.LimitReader(rand.NewChaCha8(sha256.Sum256([]byte(path))), size/2))
 }
 
 func fileSHA256(t testing.TB, path string) string {

@@ -120,7 +120,7 @@ func TestEnvelopeAndTraceRoundTrip(t *testing.T) {
 	ctx := testCtx(t)
 
 	got := newRecorder()
-	stop, err := catalog.ConsumeCommands(ctx, func(ctx context.Context, m *Msg) error {
+	consume(t, catalog, func(ctx context.Context, m *Msg) error {
 		got.add(m)
 		var c createCmd
 		if err := m.Decode(&c); err != nil {
@@ -130,10 +130,6 @@ func TestEnvelopeAndTraceRoundTrip(t *testing.T) {
 		_, err := catalog.Event(ctx, "image-created", "7", map[string]string{"name": c.Name}, CausedBy(m.Envelope))
 		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop.Stop()
 
 	events := newRecorder()
 	stopEv, err := cli.ConsumeEvents(ctx, "cli-watch", []string{cli.EventSubject("catalog", "*", "*"), cli.EventSubject("converter", "*", "*")},
@@ -201,13 +197,7 @@ func TestEnvelopeAndTraceRoundTrip(t *testing.T) {
 func TestPlainPublishWithoutEnvelope(t *testing.T) {
 	srv := startServer(t)
 	b := newBus(t, srv, "catalog")
-	ctx := testCtx(t)
-	got := newRecorder()
-	stop, err := b.ConsumeCommands(ctx, func(_ context.Context, m *Msg) error { got.add(m); return nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop.Stop()
+	got := recording(t, b)
 	// What `nats pub slipway.cmd.catalog.image-delete '{"id":1}'` does.
 	if err := b.Conn().Publish("slipway.cmd.catalog.image-delete", []byte(`{"id":1}`)); err != nil {
 		t.Fatal(err)
@@ -229,12 +219,7 @@ func TestBadEnvelopeIsTerminated(t *testing.T) {
 	srv := startServer(t)
 	b := newBus(t, srv, "catalog")
 	ctx := testCtx(t)
-	got := newRecorder()
-	stop, err := b.ConsumeCommands(ctx, func(_ context.Context, m *Msg) error { got.add(m); return nil }, AckWait(time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop.Stop()
+	got := recording(t, b, AckWait(time.Second))
 	msg := nats.NewMsg("slipway.cmd.catalog.image-delete")
 	msg.Header.Set(envelope.HeaderID, "x") // no ce-type, ce-source, ce-specversion
 	if _, err := b.JetStream().PublishMsg(ctx, msg); err != nil {
@@ -274,14 +259,10 @@ func countingConsumer(t *testing.T, b *Bus, h func(n int32) error, opts ...Consu
 	t.Helper()
 	var n atomic.Int32
 	rec := newRecorder()
-	stop, err := b.ConsumeCommands(testCtx(t), func(_ context.Context, m *Msg) error {
+	consume(t, b, func(_ context.Context, m *Msg) error {
 		rec.add(m)
 		return h(n.Add(1))
 	}, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop.Stop)
 	return &n, rec
 }
 
@@ -389,7 +370,7 @@ func TestJobDeadlineEndsWorkThatHeartbeats(t *testing.T) {
 	ctx := testCtx(t)
 	b := newBus(t, srv, "builder")
 	deliveries := make(chan time.Duration, 10)
-	stop, err := b.ConsumeCommands(ctx, func(hctx context.Context, m *Msg) error {
+	consume(t, b, func(hctx context.Context, m *Msg) error {
 		start := time.Now()
 		<-hctx.Done() // works past AckWait, sending heartbeats, until the deadline
 		mu.Lock()
@@ -398,10 +379,6 @@ func TestJobDeadlineEndsWorkThatHeartbeats(t *testing.T) {
 		deliveries <- time.Since(start)
 		return hctx.Err() // what a job's tools return: retryable on its face
 	}, AckWait(300*time.Millisecond), JobDeadline(limit), Backoff(func(uint64) time.Duration { return 50 * time.Millisecond }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop.Stop()
 	if _, err := b.Command(ctx, "builder", "build", createCmd{}); err != nil {
 		t.Fatal(err)
 	}
@@ -472,13 +449,7 @@ func TestMaxDeliverGoesToDeadLetterStream(t *testing.T) {
 	}
 	// The dead command leaves the work queue: it is deleted once its dead
 	// letter is stored, so it may still be there when the letter arrives.
-	deadline := time.Now().Add(5 * time.Second)
-	for m := streamMsgs(t, b, b.CommandStream()); m != 0; m = streamMsgs(t, b, b.CommandStream()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("command stream still holds %d messages 5s after the dead letter", m)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitEmpty(t, b, b.CommandStream(), 5*time.Second)
 	// A repeated advisory (another instance, a retry) adds nothing.
 	if err := b.deadLetter(ctx, maxDeliveriesAdvisory{Stream: "SLIPWAY_CMD", Consumer: "catalog", StreamSeq: 1, Deliveries: 3}); err != nil {
 		t.Fatal(err)
@@ -521,7 +492,7 @@ func TestStopWaitsForInFlightHandler(t *testing.T) {
 	ctx := testCtx(t)
 	started := make(chan struct{})
 	var finished atomic.Bool
-	stop, err := b.ConsumeCommands(ctx, func(ctx context.Context, _ *Msg) error {
+	stop := consume(t, b, func(ctx context.Context, _ *Msg) error {
 		close(started)
 		time.Sleep(700 * time.Millisecond)
 		if ctx.Err() != nil {
@@ -530,9 +501,6 @@ func TestStopWaitsForInFlightHandler(t *testing.T) {
 		finished.Store(true)
 		return nil
 	}, AckWait(2*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := b.Command(ctx, "catalog", "image-create", createCmd{}); err != nil {
 		t.Fatal(err)
 	}
@@ -546,13 +514,7 @@ func TestStopWaitsForInFlightHandler(t *testing.T) {
 		t.Fatalf("Stop took %s", time.Since(t0))
 	}
 	// It was acked: nothing left in the work queue.
-	deadline := time.Now().Add(2 * time.Second)
-	for streamMsgs(t, b, b.CommandStream()) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("message not acked after a graceful stop")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitEmpty(t, b, b.CommandStream(), 2*time.Second)
 }
 
 func TestConcurrency(t *testing.T) {
@@ -561,7 +523,7 @@ func TestConcurrency(t *testing.T) {
 	ctx := testCtx(t)
 	var running, peak atomic.Int32
 	done := make(chan struct{}, 10)
-	stop, err := b.ConsumeCommands(ctx, func(context.Context, *Msg) error {
+	consume(t, b, func(context.Context, *Msg) error {
 		r := running.Add(1)
 		for {
 			p := peak.Load()
@@ -574,10 +536,6 @@ func TestConcurrency(t *testing.T) {
 		done <- struct{}{}
 		return nil
 	}, Concurrency(3))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop.Stop()
 	for range 6 {
 		if _, err := b.Command(ctx, "catalog", "image-create", createCmd{}); err != nil {
 			t.Fatal(err)

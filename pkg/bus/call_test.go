@@ -19,7 +19,7 @@ func TestCall(t *testing.T) {
 	lock := newBus(t, srv, "catalog") // image-use answered by image-used: a lock
 	client := newBus(t, srv, "client")
 	ctx := testCtx(t)
-	cons, err := lock.ConsumeCommands(ctx, func(ctx context.Context, m *Msg) error {
+	consume(t, lock, func(ctx context.Context, m *Msg) error {
 		var req struct{ Name string }
 		if err := m.Decode(&req); err != nil {
 			return Terminal(err)
@@ -43,10 +43,6 @@ func TestCall(t *testing.T) {
 		}
 		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Stop()
 
 	m, err := client.Call(ctx, "catalog", "image-use", map[string]string{"Name": "a"}, []string{"image-used"})
 	if err != nil || !strings.Contains(string(m.Data), `"a"`) || m.Name != "image-used" {

@@ -80,7 +80,7 @@ func TestDescriptors(t *testing.T) {
 	if got := schemas.CmdCatalogImageUse.Answers; len(got) != 1 || got[0] != schemas.EventCatalogImageUsed {
 		t.Fatalf("image-use answers %v", got)
 	}
-	cons, err := catalog.ConsumeCommands(ctx, func(ctx context.Context, m *Msg) error {
+	consume(t, catalog, func(ctx context.Context, m *Msg) error {
 		var req schemas.ImageUse
 		if err := m.Decode(&req); err != nil {
 			return Terminal(err)
@@ -88,10 +88,6 @@ func TestDescriptors(t *testing.T) {
 		_, err := catalog.Event(ctx, schemas.EventCatalogImageUsed, "1", schemas.ImageUsed{ID: req.ID, VMID: req.VMID}, CausedBy(m.Envelope))
 		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Stop()
 	m, err := Invoke(ctx, cli, schemas.CmdCatalogImageUse, schemas.ImageUse{ID: 1, VMID: 9})
 	if err != nil || m.Name != schemas.EventCatalogImageUsed || m.Subject != schemas.EvtCatalogImageUsed.Subject(cli.Prefix(), "1") {
 		t.Fatalf("invoke image-use: %v, %+v", err, m)

@@ -102,3 +102,36 @@ func streamMsgs(tb testing.TB, b *Bus, stream string) uint64 {
 	}
 	return info.State.Msgs
 }
+
+// consume runs h on b's commands until the test ends.
+func consume(tb testing.TB, b *Bus, h Handler, opts ...ConsumeOption) Stopper {
+	tb.Helper()
+	stop, err := b.ConsumeCommands(testCtx(tb), h, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(stop.Stop)
+	return stop
+}
+
+// recording consumes b's commands, acking each, into a recorder until
+// the test ends.
+func recording(tb testing.TB, b *Bus, opts ...ConsumeOption) *recorder {
+	tb.Helper()
+	got := newRecorder()
+	consume(tb, b, func(_ context.Context, m *Msg) error { got.add(m); return nil }, opts...)
+	return got
+}
+
+// waitEmpty waits until stream holds no message; it fails the test after
+// within.
+func waitEmpty(tb testing.TB, b *Bus, stream string, within time.Duration) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for n := streamMsgs(tb, b, stream); n != 0; n = streamMsgs(tb, b, stream) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("stream %s still holds %d messages after %s", stream, n, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

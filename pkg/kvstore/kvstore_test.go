@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/slipway/slipway/pkg/kvstore"
@@ -34,17 +33,10 @@ func testCtx(t *testing.T) context.Context {
 func buckets(t *testing.T, n int) []jetstream.KeyValue {
 	t.Helper()
 	url, _ := testenv.NATS(t)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStream(t, url)
 	out := make([]jetstream.KeyValue, n)
 	for i := range out {
+		var err error
 		out[i], err = js.CreateKeyValue(testCtx(t), jetstream.KeyValueConfig{Bucket: fmt.Sprintf("b%d", i), History: 5})
 		if err != nil {
 			t.Fatal(err)

@@ -176,18 +176,27 @@ func dial(t *testing.T, p *netguard.Policy, addr string) error {
 	return nil
 }
 
+// loopbackRefused listens on host, a loopback address, over network and
+// dials it with no allow list: the dial must be refused, saying which
+// SLIPWAY_FETCH_ALLOW entry (allow) would open it. It returns the address
+// listened on, its port and the dial's error.
+func loopbackRefused(t *testing.T, network, host, allow string) (addr string, port int, err error) {
+	t.Helper()
+	_, port = listen(t, network, net.JoinHostPort(host, "0"))
+	addr = net.JoinHostPort(host, strconv.Itoa(port))
+	err = dial(t, nil, addr)
+	want := "refusing to connect to " + addr + " (loopback): set SLIPWAY_FETCH_ALLOW=" + allow + " to allow it"
+	if err == nil || !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("default: %v\nwant an error ending %q", err, want)
+	}
+	return addr, port, err
+}
+
 // TestDialAllowList dials a real loopback server under allow lists by
 // CIDR, address and host:port, and through a name that resolves to
 // loopback.
 func TestDialAllowList(t *testing.T) {
-	_, port := listen(t, "tcp4", "127.0.0.1:0")
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-
-	err := dial(t, nil, addr)
-	want := "refusing to connect to " + addr + " (loopback): set SLIPWAY_FETCH_ALLOW=127.0.0.1/32 to allow it"
-	if err == nil || !strings.HasSuffix(err.Error(), want) {
-		t.Errorf("default: %v\nwant an error ending %q", err, want)
-	}
+	addr, port, err := loopbackRefused(t, "tcp4", "127.0.0.1", "127.0.0.1/32")
 	var re *netguard.RefusedError
 	if !errors.As(err, &re) || re.Addr.String() != addr || re.Reason != "loopback" {
 		t.Errorf("default: %#v, want a RefusedError for %s", re, addr)
@@ -224,13 +233,7 @@ func TestDialAllowList(t *testing.T) {
 }
 
 func TestDialIPv6Loopback(t *testing.T) {
-	_, port := listen(t, "tcp6", "[::1]:0")
-	addr := net.JoinHostPort("::1", strconv.Itoa(port))
-	err := dial(t, nil, addr)
-	want := "refusing to connect to " + addr + " (loopback): set SLIPWAY_FETCH_ALLOW=::1/128 to allow it"
-	if err == nil || !strings.HasSuffix(err.Error(), want) {
-		t.Errorf("default: %v\nwant an error ending %q", err, want)
-	}
+	addr, _, _ := loopbackRefused(t, "tcp6", "::1", "::1/128")
 	if err := dial(t, netguard.MustParse("::1/128"), addr); err != nil {
 		t.Errorf("allow ::1/128: %v", err)
 	}

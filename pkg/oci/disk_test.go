@@ -11,12 +11,14 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/slipway/slipway/pkg/oci"
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 func TestDiskDetection(t *testing.T) {
 	ctx := context.Background()
-	host := newRegistry(t)
+	host := testenv.OCIRegistry(t)
 	bb, _ := busyboxImage(t, "linux/amd64").Layers()
 	tests := []struct {
 		name   string
@@ -78,21 +80,15 @@ func TestDiskDetection(t *testing.T) {
 	}
 }
 
+// writeRandom writes size random bytes to path.
 func writeRandom(t *testing.T, path string, size int64) {
 	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := io.CopyN(f, rand.Reader, size); err != nil {
-		t.Fatal(err)
-	}
+	testenv.WriteDisk(t, path, size, io.LimitReader(rand.Reader, size))
 }
 
 func TestPushDisk(t *testing.T) {
 	ctx := context.Background()
-	host := newRegistry(t)
+	host := testenv.OCIRegistry(t)
 	disk := filepath.Join(t.TempDir(), "vm.qcow2")
 	writeRandom(t, disk, 3<<20+17)
 	testPushDisk(t, ctx, host, disk)
@@ -148,21 +144,13 @@ func assertDiskHeader(t *testing.T, l v1.Layer, name string, owner int, mode int
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	tr := tar.NewReader(rc)
 	var names []string
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	testenv.ReadTar(t, rc, func(h *tar.Header, _ io.Reader) {
 		names = append(names, h.Name)
 		if h.Name == name && (h.Uid != owner || h.Gid != owner || h.Mode != mode) {
 			t.Fatalf("%s owned %d:%d mode %o, want %d:%d %o", name, h.Uid, h.Gid, h.Mode, owner, owner, mode)
 		}
-	}
+	})
 	if len(names) != 2 || names[0] != "disk/" || names[1] != name {
 		t.Fatalf("layer holds %q", names)
 	}
@@ -170,7 +158,7 @@ func assertDiskHeader(t *testing.T, l v1.Layer, name string, owner int, mode int
 
 func TestPushDiskRancherVM(t *testing.T) {
 	ctx := context.Background()
-	host := newRegistry(t)
+	host := testenv.OCIRegistry(t)
 	disk := filepath.Join(t.TempDir(), "base.img")
 	writeRandom(t, disk, 1<<20)
 	if _, err := oci.PushDiskLayout(ctx, host+"/rvm/base:1", disk, oci.RancherVMLayout, oci.Options{Guard: loopback}); err != nil {

@@ -4,18 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/registry"
-
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/oci"
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // TestGuardRefusesLoopbackRegistry: with the default guard a registry on
@@ -24,7 +21,7 @@ import (
 func TestGuardRefusesLoopbackRegistry(t *testing.T) {
 	ctx := context.Background()
 	var hits counter
-	host := newRegistry(t, hits.wrap(func(*http.Request) bool { return true }))
+	host := testenv.OCIRegistry(t, hits.wrap(func(*http.Request) bool { return true }))
 	dig := push(t, host+"/lib/app:1", busyboxImage(t, "linux/amd64"))
 	before := hits.count()
 	want := "registry " + host + ": refusing to connect to " + host + " (loopback): set SLIPWAY_FETCH_ALLOW=127.0.0.1/32 to allow it"
@@ -63,12 +60,12 @@ func TestGuardRefusesLoopbackRegistry(t *testing.T) {
 // further than that address's check.
 func TestGuardChecksEveryHop(t *testing.T) {
 	ctx := context.Background()
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	reg := testenv.OCIHandler()
 	// storage serves the blobs the registry redirects to, as a registry
 	// backed by object storage does.
 	storage := httptest.NewServer(reg)
 	defer storage.Close()
-	host := newRegistry(t, func(next http.Handler) http.Handler {
+	host := testenv.OCIRegistry(t, func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if isBlobGet(r) {
 				http.Redirect(w, r, storage.URL+r.URL.Path, http.StatusTemporaryRedirect)
@@ -106,7 +103,7 @@ func TestGuardChecksEveryHop(t *testing.T) {
 	}))
 	defer tokens.Close()
 	tokenHost := strings.Replace(strings.TrimPrefix(tokens.URL, "http://"), "127.0.0.1", "localhost", 1)
-	secured := newRegistry(t, func(next http.Handler) http.Handler {
+	secured := testenv.OCIRegistry(t, func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Header.Get("Authorization") != "Bearer t0ken" {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="http://`+tokenHost+`/token",service="test"`)

@@ -7,10 +7,8 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"log"
 	"maps"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,7 +18,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -29,24 +26,12 @@ import (
 
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/oci"
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // loopback opens the test registries, which listen on loopback, as
 // SLIPWAY_FETCH_ALLOW=127.0.0.0/8,::1/128 would.
 var loopback = netguard.MustParse("127.0.0.0/8,::1/128")
-
-// newRegistry starts go-containerregistry's in-memory registry on loopback,
-// optionally wrapped, and returns its host:port.
-func newRegistry(t *testing.T, wrap ...func(http.Handler) http.Handler) string {
-	t.Helper()
-	var h http.Handler = registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	for _, w := range wrap {
-		h = w(h)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
 
 // counter counts requests by a predicate; safe for concurrent use.
 type counter struct {
@@ -215,18 +200,7 @@ func busyboxImage(t *testing.T, platform string) v1.Image {
 
 func push(t *testing.T, ref string, img v1.Image, opts ...remote.Option) string {
 	t.Helper()
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, img, append(opts, remote.WithContext(context.Background()))...); err != nil {
-		t.Fatalf("push %s: %v", ref, err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d.String()
+	return testenv.Push(t, ref, img, opts...).String()
 }
 
 func pushIndex(t *testing.T, ref string, imgs map[string]v1.Image) string {

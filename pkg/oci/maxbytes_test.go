@@ -6,13 +6,14 @@ import (
 	"testing"
 
 	"github.com/slipway/slipway/pkg/oci"
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // An image whose layers add up to more than MaxBytes is refused from its
 // manifest: not one layer blob is fetched.
 func TestPullRefusesImagesOverMaxBytes(t *testing.T) {
 	var blobs counter
-	host := newRegistry(t, blobs.wrap(isBlobGet))
+	host := testenv.OCIRegistry(t, blobs.wrap(isBlobGet))
 	img := multiLayer(t)
 	dig := push(t, host+"/big/app:1", img)
 	m, _ := img.Manifest()

@@ -18,7 +18,9 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
 	"github.com/slipway/slipway/pkg/oci"
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 // multiLayer is busybox plus four layers of random bytes.
@@ -37,7 +39,7 @@ func multiLayer(t *testing.T) v1.Image {
 func TestPull(t *testing.T) {
 	ctx := context.Background()
 	var blobs counter
-	host := newRegistry(t, blobs.wrap(isBlobGet))
+	host := testenv.OCIRegistry(t, blobs.wrap(isBlobGet))
 	img := multiLayer(t)
 	dig := push(t, host+"/big/app:1", img)
 	cacheDir := t.TempDir()
@@ -123,19 +125,11 @@ func assertSameLayers(t *testing.T, want v1.Image, got oci.Image) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr := tar.NewReader(rc)
-		for {
-			h, err := tr.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("layer %d: %v", i+1, err)
-			}
+		testenv.ReadTar(t, rc, func(h *tar.Header, content io.Reader) {
 			if h.Name == "bin/busybox" {
-				assertSameFile(t, tr, "/bin/busybox")
+				assertSameFile(t, content, "/bin/busybox")
 			}
-		}
+		})
 		if _, err := io.Copy(io.Discard, rc); err != nil { // the diff_id check runs at EOF
 			t.Fatalf("layer %d: %v", i+1, err)
 		}
@@ -207,7 +201,7 @@ func TestPullDigestMismatch(t *testing.T) {
 		{"longer", func(b []byte) []byte { return append(b, "trailing"...) }, "layer 2 " + second + ": size mismatch"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			host := newRegistry(t, tamper(second, tc.f))
+			host := testenv.OCIRegistry(t, tamper(second, tc.f))
 			dig := push(t, host+"/bad/app:1", img)
 			cacheDir := t.TempDir()
 			img, err := oci.Pull(ctx, host+"/bad/app@"+dig, cacheDir, oci.Options{Guard: loopback})
@@ -241,7 +235,7 @@ func TestPullDigestMismatch(t *testing.T) {
 
 func TestPullDiffIDMismatch(t *testing.T) {
 	ctx := context.Background()
-	host := newRegistry(t)
+	host := testenv.OCIRegistry(t)
 	img := busyboxImage(t, "linux/amd64")
 	cfg, _ := img.ConfigFile()
 	cfg = cfg.DeepCopy()
@@ -316,7 +310,7 @@ func TestPullOverlapsDownloads(t *testing.T) {
 	img := multiLayer(t)
 	m, _ := img.Manifest()
 	h := newHold(m.Layers[1].Digest.String())
-	host := newRegistry(t, h.wrap)
+	host := testenv.OCIRegistry(t, h.wrap)
 	dig := push(t, host+"/slow/app:1", img)
 	cacheDir := t.TempDir()
 
@@ -365,7 +359,7 @@ func TestPullCancel(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			h := newHold(second.String())
-			host := newRegistry(t, h.wrap)
+			host := testenv.OCIRegistry(t, h.wrap)
 			dig := push(t, host+"/stuck/app:1", img)
 			cacheDir := t.TempDir()
 			// Progress tells when everything but layer 2's second half is in

@@ -12,12 +12,14 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
 	"github.com/slipway/slipway/pkg/oci"
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 func TestResolveTagAndDigest(t *testing.T) {
 	ctx := context.Background()
-	host := newRegistry(t)
+	host := testenv.OCIRegistry(t)
 	img := busyboxImage(t, "linux/amd64")
 	want := push(t, host+"/team/busybox:musl", img)
 
@@ -63,7 +65,7 @@ func TestResolveTagAndDigest(t *testing.T) {
 
 func TestResolveMultiArch(t *testing.T) {
 	ctx := context.Background()
-	host := newRegistry(t)
+	host := testenv.OCIRegistry(t)
 	amd := busyboxImage(t, "linux/amd64")
 	arm := image(t, "linux/arm64/v8", layer(t, file("arch", "arm64")))
 	s390 := image(t, "linux/s390x", layer(t, file("arch", "s390x")))
@@ -105,7 +107,7 @@ func TestResolveMultiArch(t *testing.T) {
 
 func TestResolveUnknown(t *testing.T) {
 	ctx := context.Background()
-	host := newRegistry(t)
+	host := testenv.OCIRegistry(t)
 	push(t, host+"/team/app:1", busyboxImage(t, "linux/amd64"))
 
 	_, err := oci.Resolve(ctx, host+"/team/app:nope", oci.Options{Guard: loopback})
@@ -130,7 +132,7 @@ func TestResolveUnknown(t *testing.T) {
 
 func TestAuth(t *testing.T) {
 	ctx := context.Background()
-	host := newRegistry(t, basicAuth("slipway", "s3cret"))
+	host := testenv.OCIRegistry(t, basicAuth("slipway", "s3cret"))
 	want := push(t, host+"/private/app:1", busyboxImage(t, "linux/amd64"), basic("slipway", "s3cret"))
 
 	good := writeDockerConfig(t, map[string]string{host: "slipway:s3cret"})
@@ -171,8 +173,8 @@ func TestAuth(t *testing.T) {
 func TestMirrors(t *testing.T) {
 	ctx := context.Background()
 	var originHits, mirrorHits counter
-	origin := newRegistry(t, originHits.wrap(isManifestGet))
-	mirror := newRegistry(t, mirrorHits.wrap(isManifestGet))
+	origin := testenv.OCIRegistry(t, originHits.wrap(isManifestGet))
+	mirror := testenv.OCIRegistry(t, mirrorHits.wrap(isManifestGet))
 	fromOrigin := push(t, origin+"/lib/app:1", busyboxImage(t, "linux/amd64"))
 	fromMirror := push(t, mirror+"/lib/app:1", image(t, "linux/amd64", layer(t, file("mirror", "yes"))))
 	opts := oci.Options{Guard: loopback, Mirrors: map[string][]string{origin: {"127.0.0.1:1", mirror}}}
@@ -219,7 +221,7 @@ func TestMirrors(t *testing.T) {
 // reaches: the mirror answers first).
 func TestDockerHubMirror(t *testing.T) {
 	ctx := context.Background()
-	mirror := newRegistry(t)
+	mirror := testenv.OCIRegistry(t)
 	want := push(t, mirror+"/library/busybox:1", busyboxImage(t, "linux/amd64"))
 	for _, key := range []string{"docker.io", "index.docker.io"} {
 		opts := oci.Options{Guard: loopback, Mirrors: map[string][]string{key: {mirror}}, DockerConfig: writeDockerConfig(t, nil)}
@@ -259,7 +261,7 @@ func mapOf[V any](kv ...any) map[string]V {
 // config names none is taken for the platform asked for (arch=), else the
 // host's.
 func TestResolvePlatformOfAConfigWithoutOne(t *testing.T) {
-	host := newRegistry(t)
+	host := testenv.OCIRegistry(t)
 	ctx := context.Background()
 	push(t, host+"/p/armv7:1", image(t, "linux/arm/v7", layer(t, file("a", "a"))))
 	bare, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{RootFS: v1.RootFS{Type: "layers"}})

@@ -10,40 +10,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/slipway/slipway/pkg/saga"
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
-// newKV starts an in-process nats-server with JetStream and returns a
-// fresh KV bucket on it.
-func newKV(t *testing.T) jetstream.KeyValue {
+// newStore starts an in-process nats-server with JetStream and returns a
+// Store on a fresh KV bucket there, and a context for the test.
+func newStore(t *testing.T) (*saga.Store, context.Context) {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{Port: -1, JetStream: true, StoreDir: t.TempDir(), Host: "127.0.0.1", NoLog: true, NoSigs: true})
+	url, _ := testenv.NATS(t)
+	kv, err := testenv.JetStream(t, url).CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: "sagas", History: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: "sagas", History: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kv
+	return saga.NewStore(kv), ctxT(t)
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -99,8 +81,7 @@ func start(t *testing.T, st *saga.Store, id string) *saga.Saga {
 }
 
 func TestCreateGetExists(t *testing.T) {
-	st := saga.NewStore(newKV(t))
-	ctx := ctxT(t)
+	st, ctx := newStore(t)
 	s := start(t, st, "s1")
 	if s.Revision == 0 || s.Status != saga.StatusRunning || len(s.History) != 1 {
 		t.Fatalf("created saga: %+v", s)
@@ -134,8 +115,7 @@ func TestCreateGetExists(t *testing.T) {
 }
 
 func TestConcurrentAdvanceExactlyOneWins(t *testing.T) {
-	st := saga.NewStore(newKV(t))
-	ctx := ctxT(t)
+	st, ctx := newStore(t)
 	start(t, st, "s1")
 	const n = 8
 	var wins, wrong atomic.Int32
@@ -168,8 +148,7 @@ func TestConcurrentAdvanceExactlyOneWins(t *testing.T) {
 }
 
 func TestUpdateRetriesOnConflict(t *testing.T) {
-	st := saga.NewStore(newKV(t))
-	ctx := ctxT(t)
+	st, ctx := newStore(t)
 	start(t, st, "s1")
 	calls := 0
 	s, err := st.Update(ctx, "s1", func(s *saga.Saga) error {
@@ -226,8 +205,7 @@ func TestUpdateRetriesOnConflict(t *testing.T) {
 }
 
 func TestOwnSucceedFail(t *testing.T) {
-	st := saga.NewStore(newKV(t))
-	ctx := ctxT(t)
+	st, ctx := newStore(t)
 	start(t, st, "ok")
 	for range 2 {
 		if err := st.Own(ctx, "ok", "s3://slipway-default/images/7/disk.qcow2"); err != nil {
@@ -270,8 +248,7 @@ func TestOwnSucceedFail(t *testing.T) {
 }
 
 func TestDeadlineExpiryCompensatesOnceInReverse(t *testing.T) {
-	st := saga.NewStore(newKV(t))
-	ctx := ctxT(t)
+	st, ctx := newStore(t)
 	rec := &recorder{}
 	eng := saga.NewEngine(st, rec.def())
 	start(t, st, "s1")
@@ -323,8 +300,7 @@ func TestDeadlineExpiryCompensatesOnceInReverse(t *testing.T) {
 }
 
 func TestDefaultExpiryWithoutHook(t *testing.T) {
-	st := saga.NewStore(newKV(t))
-	ctx := ctxT(t)
+	st, ctx := newStore(t)
 	rec := &recorder{}
 	eng := saga.NewEngine(st, rec.def())
 	start(t, st, "s1")
@@ -348,8 +324,7 @@ func TestDefaultExpiryWithoutHook(t *testing.T) {
 }
 
 func TestCompensationFailureRetriedNextPass(t *testing.T) {
-	st := saga.NewStore(newKV(t))
-	ctx := ctxT(t)
+	st, ctx := newStore(t)
 	rec := &recorder{fail: map[saga.Phase]int{"fetch": 1}}
 	eng := saga.NewEngine(st, rec.def())
 	start(t, st, "s1")
@@ -389,28 +364,39 @@ func TestCompensationFailureRetriedNextPass(t *testing.T) {
 	}
 }
 
-func TestCompensationLeaseKeepsReplicasApart(t *testing.T) {
-	st := saga.NewStore(newKV(t))
-	ctx := ctxT(t)
-	entered, release := make(chan struct{}), make(chan struct{})
-	var runs atomic.Int32
-	def := saga.Definition{Kind: "import", Phases: map[saga.Phase]saga.PhaseSpec{
+// hanging is a definition whose fetch compensation, on its first run,
+// closes entered and hangs until release is closed; runs counts its runs.
+type hanging struct {
+	def              saga.Definition
+	entered, release chan struct{}
+	runs             atomic.Int32
+}
+
+func newHanging() *hanging {
+	h := &hanging{entered: make(chan struct{}), release: make(chan struct{})}
+	h.def = saga.Definition{Kind: "import", Phases: map[saga.Phase]saga.PhaseSpec{
 		"fetch": {Compensate: func(context.Context, *saga.Saga) error {
-			if runs.Add(1) == 1 {
-				close(entered)
-				<-release
+			if h.runs.Add(1) == 1 {
+				close(h.entered)
+				<-h.release
 			}
 			return nil
 		}},
 	}}
-	a, b := saga.NewEngine(st, def), saga.NewEngine(st, def)
+	return h
+}
+
+func TestCompensationLeaseKeepsReplicasApart(t *testing.T) {
+	st, ctx := newStore(t)
+	h := newHanging()
+	a, b := saga.NewEngine(st, h.def), saga.NewEngine(st, h.def)
 	start(t, st, "s1")
 	if _, err := st.Fail(ctx, "s1", "fetch: 404"); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Compensate(ctx, "s1") }()
-	<-entered
+	<-h.entered
 	if err := a.Compensate(ctx, "s1"); !errors.Is(err, saga.ErrBusy) {
 		t.Fatalf("second call in the same engine: %v, want ErrBusy", err)
 	}
@@ -423,12 +409,12 @@ func TestCompensationLeaseKeepsReplicasApart(t *testing.T) {
 	if err := b.Reconcile(ctx); err != nil {
 		t.Fatalf("reconcile skips a leased saga: %v", err)
 	}
-	close(release)
+	close(h.release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if runs.Load() != 1 {
-		t.Fatalf("compensation ran %d times", runs.Load())
+	if h.runs.Load() != 1 {
+		t.Fatalf("compensation ran %d times", h.runs.Load())
 	}
 	s, _ := st.Get(ctx, "s1")
 	if s.Status != saga.StatusFailed {
@@ -437,8 +423,7 @@ func TestCompensationLeaseKeepsReplicasApart(t *testing.T) {
 }
 
 func TestRetentionAndResume(t *testing.T) {
-	st := saga.NewStore(newKV(t))
-	ctx := ctxT(t)
+	st, ctx := newStore(t)
 	eng := saga.NewEngine(st, (&recorder{}).def())
 	eng.Retention = 50 * time.Millisecond
 	start(t, st, "done")
@@ -480,35 +465,24 @@ func TestRetentionAndResume(t *testing.T) {
 }
 
 func TestExpiredLeaseIsTakenOver(t *testing.T) {
-	st := saga.NewStore(newKV(t))
-	ctx := ctxT(t)
-	entered, release := make(chan struct{}), make(chan struct{})
-	var runs atomic.Int32
-	def := saga.Definition{Kind: "import", Phases: map[saga.Phase]saga.PhaseSpec{
-		"fetch": {Compensate: func(context.Context, *saga.Saga) error {
-			if runs.Add(1) == 1 {
-				close(entered)
-				<-release // a replica that hangs past its lease
-			}
-			return nil
-		}},
-	}}
-	a, b := saga.NewEngine(st, def), saga.NewEngine(st, def)
+	st, ctx := newStore(t)
+	h := newHanging()
+	a, b := saga.NewEngine(st, h.def), saga.NewEngine(st, h.def)
 	a.Lease = 50 * time.Millisecond
 	start(t, st, "s1")
 	done := make(chan error, 1)
 	go func() { done <- a.Compensate(ctx, "s1") }()
-	<-entered
+	<-h.entered // a replica that hangs past its lease
 	time.Sleep(80 * time.Millisecond)
 	if err := b.Reconcile(ctx); err != nil {
 		t.Fatalf("takeover: %v", err)
 	}
-	close(release)
+	close(h.release)
 	if err := <-done; !errors.Is(err, saga.ErrBusy) {
 		t.Fatalf("hung compensation finished with %v, want ErrBusy (lease lost)", err)
 	}
 	s, _ := st.Get(ctx, "s1")
-	if s.Status != saga.StatusFailed || runs.Load() != 2 {
-		t.Fatalf("status %s after %d runs", s.Status, runs.Load())
+	if s.Status != saga.StatusFailed || h.runs.Load() != 2 {
+		t.Fatalf("status %s after %d runs", s.Status, h.runs.Load())
 	}
 }

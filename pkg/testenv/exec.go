@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -55,4 +57,77 @@ func GoBuild(pkg, out string, static bool) error {
 		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return nil
+}
+
+// Build builds pkg, as GoBuild does, into a temporary directory of the
+// test and returns the program's path, named after the package's
+// directory.
+func Build(t testing.TB, pkg string, static bool) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), path.Base(pkg))
+	if err := GoBuild(pkg, bin, static); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// Binary is a program of this repository that the tests of a package
+// build once, when the first of them needs it, into a temporary
+// directory. Declare it as a package variable and Remove it in TestMain
+// after m.Run.
+type Binary struct {
+	Pkg    string // named from the repository's root, as GoBuild takes it
+	Static bool   // built as GoBuild's static
+
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// Build builds b on its first call and returns its path, named after the
+// package's directory. It takes no testing.TB, so TestMain can use it.
+func (b *Binary) Build() (string, error) {
+	b.once.Do(func() {
+		if b.dir, b.err = os.MkdirTemp("", "slipway-test-bin-"); b.err != nil {
+			return
+		}
+		b.path = filepath.Join(b.dir, path.Base(b.Pkg))
+		if b.err = GoBuild(b.Pkg, b.path, b.Static); b.err != nil {
+			b.Remove()
+		}
+	})
+	return b.path, b.err
+}
+
+// Path is Build failing the test when the build fails.
+func (b *Binary) Path(t testing.TB) string {
+	t.Helper()
+	p, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Remove removes what Build built.
+func (b *Binary) Remove() {
+	if b.dir != "" {
+		os.RemoveAll(b.dir)
+	}
+}
+
+// Run builds b, stores its path in *path, runs tests (m.Run, or
+// RunWithMinIO around it) and removes b. A failed build fails the package
+// and returns 1. Use it from TestMain, for tests that read b's path from a
+// package variable: os.Exit(bin.Run(&path, m.Run)).
+func (b *Binary) Run(path *string, tests func() int) int {
+	p, err := b.Build()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer b.Remove()
+	*path = p
+	return tests()
 }

@@ -26,6 +26,33 @@ func Download(t testing.TB, ctx context.Context, store *blob.Store, url, path st
 	return path
 }
 
+// Open opens the file at path for reading until the test ends and returns
+// it with its size.
+func Open(t testing.TB, path string) (*os.File, int64) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, fi.Size()
+}
+
+// Upload stores the file at path as bucket/key in store and returns what
+// was stored.
+func Upload(t testing.TB, ctx context.Context, store *blob.Store, path, bucket, key string) blob.Info {
+	t.Helper()
+	info, err := store.PutFile(ctx, bucket, key, path, nil, nil)
+	if err != nil {
+		t.Fatalf("upload %s: %v", path, err)
+	}
+	return info
+}
+
 // LeftEmpty fails the test when dir is not empty at its end. Cleanups run
 // last-registered first: call it before starting what must clean dir up.
 func LeftEmpty(t testing.TB, dir string) {
@@ -51,6 +78,35 @@ func OpenDir(t testing.TB, prefix string, perm os.FileMode) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// WriteFile writes content to a new file at path, mode 0600, and returns
+// path.
+func WriteFile(t testing.TB, path, content string) string {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// WriteDisk writes head at the start of a new file at path, makes the
+// file size bytes long (what head does not fill is a hole) and returns
+// path: a disk image holding what a test needs.
+func WriteDisk(t testing.TB, path string, size int64, head io.Reader) string {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, head); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // FileSHA256 is the SHA-256 of the file at path, read as a stream.

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -118,7 +117,7 @@ func startMinIO(bin, dir string) (S3, func(), error) {
 		"MINIO_UPDATE=off",
 		"MINIO_CI_CD=1", // quiets the "not a dedicated drive" checks of a tmp dir
 	)
-	logs := &tailBuffer{max: 64 << 10}
+	logs := &Buffer{Max: 64 << 10} // a chatty server cannot grow the test
 	cmd.Stdout, cmd.Stderr = logs, logs
 	// Own process group so stop can kill MinIO and anything it forks;
 	// Pdeathsig so a crashed or timed-out test binary does not leak it.
@@ -137,7 +136,7 @@ func startMinIO(bin, dir string) (S3, func(), error) {
 	}
 	if err := waitLive(s3.Endpoint, exited); err != nil {
 		stop()
-		return S3{}, nil, fmt.Errorf("minio %s on %s: %w\n--- minio output ---\n%s", bin, s3.Endpoint, err, logs.String())
+		return S3{}, nil, fmt.Errorf("minio %s on %s: %w\n--- minio output ---\n%s", bin, s3.Endpoint, err, strings.TrimSpace(logs.String()))
 	}
 	return s3, stop, nil
 }
@@ -184,28 +183,4 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// tailBuffer keeps the last max bytes written to it, so a chatty server
-// cannot grow a test's memory without bound.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	max int
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf.Write(p)
-	if extra := t.buf.Len() - t.max; extra > 0 {
-		t.buf.Next(extra)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return strings.TrimSpace(t.buf.String())
 }

@@ -2,9 +2,11 @@ package testenv
 
 import (
 	"fmt"
+	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // NewNATSServer starts an embedded nats-server with JetStream on 127.0.0.1,
@@ -35,3 +37,20 @@ func NewNATSServer(storeDir string, port int) (*server.Server, error) {
 	}
 	return srv, nil
 }
+
+// Subscribe brings every message on subject that nc receives, from now
+// until the test ends, to the channel it returns; up to eventBuffer may
+// wait there.
+func Subscribe(t testing.TB, nc *nats.Conn, subject string) <-chan *nats.Msg {
+	t.Helper()
+	ch := make(chan *nats.Msg, eventBuffer)
+	sub, err := nc.ChanSubscribe(subject, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return ch
+}
+
+// eventBuffer is more than a test's command makes a worker publish.
+const eventBuffer = 1000

@@ -7,6 +7,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/envelope"
 )
 
 // Connect connects a bus to the NATS server at url as service, with a
@@ -19,6 +20,28 @@ func Connect(t testing.TB, ctx context.Context, url, service string) *bus.Bus {
 	}
 	t.Cleanup(b.Close)
 	return b
+}
+
+// Command sends the command verb of service on b, with data, and returns
+// its envelope; a command that cannot be sent fails the test.
+func Command(t testing.TB, ctx context.Context, b *bus.Bus, service, verb string, data any, opts ...bus.PubOption) envelope.Envelope {
+	t.Helper()
+	env, err := b.Command(ctx, service, verb, data, opts...)
+	if err != nil {
+		t.Fatalf("command %s %s: %v", service, verb, err)
+	}
+	return env
+}
+
+// Query asks endpoint of service on b, with req, and returns the reply; an
+// error fails the test.
+func Query[T any](t testing.TB, ctx context.Context, b *bus.Bus, service, endpoint string, req any) T {
+	t.Helper()
+	var reply T
+	if err := b.Query(ctx, service, endpoint, req, &reply); err != nil {
+		t.Fatalf("query %s %s: %v", service, endpoint, err)
+	}
+	return reply
 }
 
 // Store returns a blob store on this server in which buckets exist.

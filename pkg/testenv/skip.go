@@ -3,6 +3,7 @@ package testenv
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 )
@@ -22,13 +23,36 @@ func Skip(t testing.TB, format string, args ...any) {
 // saying how to get it, when it is missing.
 func RepoFile(t testing.TB, rel, how string) string {
 	t.Helper()
+	return repoFile(t, rel, how, func(format string, args ...any) { Skip(t, format, args...) })
+}
+
+// NeedRepoFile is RepoFile for a file the test cannot do without: it
+// fails the test, saying how to get the file, rather than skipping it.
+func NeedRepoFile(t testing.TB, rel, how string) string {
+	t.Helper()
+	return repoFile(t, rel, how, t.Fatalf)
+}
+
+func repoFile(t testing.TB, rel, how string, missing func(format string, args ...any)) string {
+	t.Helper()
 	root, err := RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := filepath.Join(root, rel)
 	if _, err := os.Stat(p); err != nil {
-		Skip(t, "%s is missing (%v): %s", rel, err, how)
+		missing("%s is missing (%v): %s", rel, err, how)
+	}
+	return p
+}
+
+// Program returns the path of the program name on PATH and skips the
+// test, saying how to get it, when it is not there.
+func Program(t testing.TB, name, how string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Skip(t, "%s is not installed (%v): %s", name, err, how)
 	}
 	return p
 }

@@ -1,15 +1,25 @@
 package testenv_test
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -21,15 +31,7 @@ func TestNATSJetStream(t *testing.T) {
 	if !srv.JetStreamEnabled() {
 		t.Fatal("JetStream is not enabled")
 	}
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatalf("connect %s: %v", url, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStream(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}}); err != nil {
@@ -181,5 +183,131 @@ func TestFileSHA256(t *testing.T) {
 	}
 	if got, want := testenv.FileSHA256(t, p), sha256.Sum256([]byte("abc")); got != want {
 		t.Fatalf("FileSHA256 = %x, want %x", got, want)
+	}
+}
+
+// Start returns once the service is ready, and its stop ends the service
+// and may be called again.
+func TestStartAndStop(t *testing.T) {
+	ready := make(chan struct{})
+	var ended atomic.Bool
+	stop := testenv.Start(t, context.Background(), "svc", func(ctx context.Context) error {
+		close(ready)
+		<-ctx.Done()
+		ended.Store(true)
+		return nil
+	}, ready)
+	stop()
+	stop()
+	if !ended.Load() {
+		t.Fatal("stop returned before the service did")
+	}
+}
+
+func TestBufferKeepsTheTail(t *testing.T) {
+	b := &testenv.Buffer{Max: 4}
+	fmt.Fprint(b, "abc")
+	fmt.Fprint(b, "def")
+	if got := b.String(); got != "cdef" {
+		t.Fatalf("buffer holds %q, want the last 4 bytes", got)
+	}
+	b.Bytes()[0] = 'x'
+	if got := string(b.Bytes()); got != "cdef" {
+		t.Fatalf("Bytes is not a copy: %q", got)
+	}
+}
+
+// What Tar writes, ReadTar reads back, in order.
+func TestTarRoundTrip(t *testing.T) {
+	entries := []testenv.TarEntry{
+		{Header: tar.Header{Name: "d/", Typeflag: tar.TypeDir, Mode: 0o755}},
+		{Header: tar.Header{Name: "d/f", Typeflag: tar.TypeReg, Mode: 0o644, Size: 2}, Body: []byte("hi")},
+	}
+	var got []string
+	testenv.ReadTar(t, bytes.NewReader(testenv.Tar(t, entries...)), func(h *tar.Header, content io.Reader) {
+		b, _ := io.ReadAll(content)
+		got = append(got, h.Name+"="+string(b))
+	})
+	if strings.Join(got, " ") != "d/= d/f=hi" {
+		t.Fatalf("read back %q", got)
+	}
+}
+
+// An image pushed to an OCIRegistry is there under its digest, for linux
+// on this machine's architecture.
+func TestOCIRegistryPush(t *testing.T) {
+	host := testenv.OCIRegistry(t)
+	img := testenv.ForPlatform(t, mutateLayers(t, testenv.RandomImage(t, 512, 2)), runtime.GOARCH, v1.Config{Cmd: []string{"/init"}})
+	d := testenv.Push(t, host+"/test/app:1", img)
+	ref, err := name.ParseReference(host + "/test/app@" + d.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pulled, err := remote.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := pulled.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.OS != "linux" || cf.Architecture != runtime.GOARCH || len(cf.Config.Cmd) != 1 || len(cf.RootFS.DiffIDs) != 3 {
+		t.Fatalf("pulled config %+v", cf)
+	}
+}
+
+// mutateLayers adds a TarLayer to img.
+func mutateLayers(t *testing.T, img v1.Image) v1.Image {
+	t.Helper()
+	img, err := mutate.AppendLayers(img, testenv.TarLayer(t, testenv.TarEntry{Header: tar.Header{Name: "init", Typeflag: tar.TypeReg, Size: 1}, Body: []byte("x")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// WriteDisk makes a file of the size asked with head at its start; Open
+// reads it back with that size, Upload stores it.
+func TestWriteDiskOpenUpload(t *testing.T) {
+	ctx := context.Background()
+	p := testenv.WriteDisk(t, filepath.Join(t.TempDir(), "disk.raw"), 1<<20, strings.NewReader("head"))
+	f, size := testenv.Open(t, p)
+	head := make([]byte, 5)
+	if _, err := f.ReadAt(head, 0); err != nil || size != 1<<20 || string(head) != "head\x00" {
+		t.Fatalf("disk of %d bytes starting %q, %v", size, head, err)
+	}
+	store := testenv.MinIO(t).Store(t, ctx, testenv.Uploads)
+	if info := testenv.Upload(t, ctx, store, p, testenv.Uploads, "k/disk.raw"); info.Size != 1<<20 || info.URL() != "s3://"+testenv.Uploads+"/k/disk.raw" {
+		t.Fatalf("uploaded %+v", info)
+	}
+}
+
+func TestSubscribe(t *testing.T) {
+	url, _ := testenv.NATS(t)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ch := testenv.Subscribe(t, nc, "a.>")
+	if err := nc.Publish("a.b", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-ch:
+		if m.Subject != "a.b" {
+			t.Fatalf("got %s", m.Subject)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing came")
+	}
+}
+
+func TestProgramAndDest(t *testing.T) {
+	if p := testenv.Program(t, "sh", "it is everywhere"); !filepath.IsAbs(p) {
+		t.Fatalf("Program(sh) = %q", p)
+	}
+	if got, want := testenv.Dest(7, "disk.raw"), "s3://slipway-default/images/7/"+testenv.Saga+"/disk.raw"; got != want {
+		t.Fatalf("Dest = %s, want %s", got, want)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // NATS starts an in-process nats-server with JetStream for this test, on a
@@ -19,6 +21,22 @@ func NATS(t testing.TB) (url string, srv *server.Server) {
 		srv.WaitForShutdown()
 	})
 	return srv.ClientURL(), srv
+}
+
+// JetStream connects a plain NATS client to url, closed when the test
+// ends, and returns its JetStream.
+func JetStream(t testing.TB, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 // MinIO starts a MinIO server process for this test, with its data in

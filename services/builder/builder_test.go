@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net/http/httptest"
 	"os"
@@ -19,13 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/nats-io/nats.go"
 
 	"github.com/slipway/slipway/pkg/blob"
@@ -48,39 +43,9 @@ var (
 	initBinary string
 )
 
-const (
-	uploads = "slipway-uploads"
-	images  = "slipway-default"
-	// testSaga is the correlation (saga) ID of the harness's commands.
-	testSaga = "5d1e2f3a-4b5c-4d6e-8f7a-9b0c1d2e3f4a"
-)
-
-// dst is the destination the builder accepts for a container build of
-// image id in the harness's saga.
-func dst(id int64, name string) string {
-	return blob.URL(images, blob.AttemptPrefix(id, testSaga)+name)
-}
-
 func TestMain(m *testing.M) {
-	code, err := setup(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "builder tests:", err)
-		os.Exit(1)
-	}
-	os.Exit(code)
-}
-
-func setup(m *testing.M) (int, error) {
-	dir, err := os.MkdirTemp("", "builder-test-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(dir)
-	initBinary = filepath.Join(dir, GuestInitName)
-	if err := testenv.GoBuild("./services/builder/cmd/slipway-init", initBinary, true); err != nil {
-		return 0, fmt.Errorf("build the guest init: %w", err)
-	}
-	return testenv.RunWithMinIO(m, "builder", &s3), nil
+	guestInit := testenv.Binary{Pkg: "./services/builder/cmd/slipway-init", Static: true}
+	os.Exit(guestInit.Run(&initBinary, func() int { return testenv.RunWithMinIO(m, "builder", &s3) }))
 }
 
 // harness is a running builder on its own NATS server, a loopback
@@ -90,7 +55,7 @@ type harness struct {
 	ctx     context.Context
 	cli     *bus.Bus
 	store   *blob.Store
-	events  chan *nats.Msg
+	events  <-chan *nats.Msg
 	reg     string // host:port of the registry
 	tempDir string
 }
@@ -105,14 +70,9 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	env := testenv.NewService(t, ctx, s3, Name, uploads, images)
-	events := make(chan *nats.Msg, 1000)
-	sub, err := env.Client.Conn().ChanSubscribe("slipway.evt.builder.>", events)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	env := testenv.NewService(t, ctx, s3, Name, testenv.Uploads, testenv.Images)
+	events := testenv.Subscribe(t, env.Client.Conn(), "slipway.evt.builder.>")
+	srv := httptest.NewServer(testenv.OCIHandler())
 	t.Cleanup(srv.Close)
 
 	h := &harness{t: t, ctx: ctx, cli: env.Client, store: env.Store, events: events,
@@ -162,53 +122,26 @@ func (h *harness) push(repo string, files []file, c v1.Config) string {
 // it to the registry at reg as repo:tag and returns its pinned reference.
 func push(t *testing.T, reg, repo string, files []file, c v1.Config) string {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range files {
-		hdr := &tar.Header{Name: f.name, Typeflag: f.typ, Mode: f.mode, Linkname: f.link, Size: int64(len(f.data)),
-			ModTime: time.Unix(1700000000, 0)}
-		if err := tw.WriteHeader(hdr); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			t.Fatal(err)
-		}
+	entries := make([]testenv.TarEntry, len(files))
+	for i, f := range files {
+		entries[i] = testenv.TarEntry{Header: tar.Header{Name: f.name, Typeflag: f.typ, Mode: f.mode, Linkname: f.link,
+			Size: int64(len(f.data)), ModTime: time.Unix(1700000000, 0)}, Body: f.data}
 	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
+	img, err := mutate.AppendLayers(empty.Image, testenv.TarLayer(t, entries...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if img, err = mutate.Config(img, c); err != nil {
 		t.Fatal(err)
 	}
-	ref, err := name.ParseReference(reg + "/" + repo + ":1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img); err != nil {
-		t.Fatal(err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return reg + "/" + repo + "@" + d.String()
+	return reg + "/" + repo + "@" + testenv.Push(t, reg+"/"+repo+":1", img).String()
 }
 
 // build sends a build command and returns the final event (built or
 // failed) with the progress events seen before it.
 func (h *harness) build(cmd schemas.BuilderBuild, v any) (event string, progress []schemas.Progress) {
 	h.t.Helper()
-	if _, err := h.cli.Command(h.ctx, Name, "build", cmd, bus.WithCorrelation(testSaga)); err != nil {
-		h.t.Fatal(err)
-	}
+	testenv.Command(h.t, h.ctx, h.cli, Name, "build", cmd, bus.WithCorrelation(testenv.Saga))
 	timeout := time.After(2 * time.Minute)
 	for {
 		select {
@@ -292,7 +225,7 @@ var busyboxConfig = v1.Config{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []stri
 func TestBuildBusybox(t *testing.T) {
 	h := newHarness(t)
 	ref := h.pushBusybox()
-	dest := dst(7, "disk.raw")
+	dest := testenv.Dest(7, "disk.raw")
 	var built schemas.BuilderBuilt
 	kind, progress := h.buildContainer(7, ref, schemas.BuilderBuild{SizeMiB: 64, Filesystem: schemas.FilesystemExt4, Dest: dest}, &built)
 	if kind != "built" {
@@ -344,7 +277,7 @@ func TestBuildBusybox(t *testing.T) {
 func TestBuildQcow2(t *testing.T) {
 	h := newHarness(t)
 	ref := h.pushBusybox()
-	dest := dst(9, "disk.qcow2")
+	dest := testenv.Dest(9, "disk.qcow2")
 	var built schemas.BuilderBuilt
 	kind, _ := h.buildContainer(9, ref, schemas.BuilderBuild{SizeMiB: 64, Format: schemas.DiskFormatQcow2, Compression: schemas.CompressionZstd, Dest: dest}, &built)
 	if kind != "built" {
@@ -388,7 +321,7 @@ func TestBuildQcow2(t *testing.T) {
 	checkHash(t, h.ctx, raw, "bin/busybox", sha(readFile(t, "/bin/busybox")))
 
 	var f schemas.Failure
-	if kind, _ := h.buildContainer(10, ref, schemas.BuilderBuild{Compression: schemas.CompressionZlib, Dest: dst(10, "disk.raw")}, &f); kind != "failed" ||
+	if kind, _ := h.buildContainer(10, ref, schemas.BuilderBuild{Compression: schemas.CompressionZlib, Dest: testenv.Dest(10, "disk.raw")}, &f); kind != "failed" ||
 		f.Retryable || !strings.Contains(f.Error, "compression zlib applies to qcow2 only") {
 		t.Fatalf("compressed raw: %s %+v", kind, f)
 	}
@@ -422,11 +355,11 @@ func TestBuildDistroAndXFS(t *testing.T) {
 		{name: "hello", typ: tar.TypeReg, mode: 0o755, data: readFile(t, "/bin/busybox")},
 	}, v1.Config{Entrypoint: []string{"/hello"}})
 	var built schemas.BuilderBuilt
-	if kind, _ := h.buildContainer(1, scratch, schemas.BuilderBuild{Dest: dst(1, "disk.raw")}, &built); kind != "built" || built.Distro != UnknownDistro {
+	if kind, _ := h.buildContainer(1, scratch, schemas.BuilderBuild{Dest: testenv.Dest(1, "disk.raw")}, &built); kind != "built" || built.Distro != UnknownDistro {
 		t.Fatalf("scratch image: %s %+v", kind, built)
 	}
 	ref := h.pushBusybox()
-	dest := dst(2, "disk.raw")
+	dest := testenv.Dest(2, "disk.raw")
 	if kind, _ := h.buildContainer(2, ref, schemas.BuilderBuild{Filesystem: schemas.FilesystemXFS, Distro: "alpine", Dest: dest}, &built); kind != "built" || built.Distro != "alpine" {
 		t.Fatalf("xfs image: %s %+v", kind, built)
 	}
@@ -448,7 +381,7 @@ func TestBuildDistroAndXFS(t *testing.T) {
 func TestBuildTooSmall(t *testing.T) {
 	h := newHarness(t)
 	ref := h.pushBusybox()
-	dest := dst(3, "disk.raw")
+	dest := testenv.Dest(3, "disk.raw")
 	var f schemas.Failure
 	kind, _ := h.buildContainer(3, ref, schemas.BuilderBuild{SizeMiB: 1, Dest: dest}, &f)
 	if kind != "failed" || f.Phase != string(schemas.BuilderPhaseMkfs) || f.Code != schemas.CodeTooLarge || f.Retryable ||
@@ -465,7 +398,7 @@ func TestBuildUnknownDigest(t *testing.T) {
 	h.pushBusybox()
 	ref := h.reg + "/test/busybox@sha256:" + strings.Repeat("ab", 32)
 	var f schemas.Failure
-	kind, _ := h.buildContainer(4, ref, schemas.BuilderBuild{Dest: dst(4, "disk.raw")}, &f)
+	kind, _ := h.buildContainer(4, ref, schemas.BuilderBuild{Dest: testenv.Dest(4, "disk.raw")}, &f)
 	if kind != "failed" || f.Phase != string(schemas.BuilderPhasePull) || f.Retryable || !strings.Contains(f.Error, "MANIFEST_UNKNOWN") ||
 		f.Code != schemas.CodeSourceNotFound {
 		t.Fatalf("%s: %+v", kind, f)
@@ -480,7 +413,7 @@ func TestBuildFromUnresolvableRegistry(t *testing.T) {
 	var f schemas.Failure
 	start := time.Now()
 	kind, _ := h.build(schemas.BuilderBuild{ImageID: 12, Reference: ref, Kind: schemas.ContentKindContainer,
-		Dest: dst(12, "disk.raw")}, &f)
+		Dest: testenv.Dest(12, "disk.raw")}, &f)
 	if kind != "failed" || f.Code != schemas.CodeHostNotFound || f.Retryable || f.NextAttemptAt != "" ||
 		f.Phase != string(schemas.BuilderPhasePull) {
 		t.Fatalf("%s: %+v: want a final pull failure with host-not-found", kind, f)
@@ -497,13 +430,13 @@ func TestBuildFromRefusedRegistry(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Registry.Guard = nil })
 	ref := h.pushBusybox()
 	var f schemas.Failure
-	kind, _ := h.buildContainer(11, ref, schemas.BuilderBuild{Dest: dst(11, "disk.raw")}, &f)
+	kind, _ := h.buildContainer(11, ref, schemas.BuilderBuild{Dest: testenv.Dest(11, "disk.raw")}, &f)
 	want := "registry " + h.reg + ": refusing to connect to " + h.reg + " (loopback): set SLIPWAY_FETCH_ALLOW=127.0.0.1/32 to allow it"
 	if kind != "failed" || f.Phase != string(schemas.BuilderPhasePull) || f.Retryable || !strings.Contains(f.Error, want) ||
 		f.Code != schemas.CodeAccessDenied {
 		t.Fatalf("%s: %+v\nwant a final pull failure containing %q", kind, f, want)
 	}
-	if h.exists(dst(11, "disk.raw")) {
+	if h.exists(testenv.Dest(11, "disk.raw")) {
 		t.Error("a failed build left its dest")
 	}
 }
@@ -516,7 +449,7 @@ func TestBuildCarriedDisk(t *testing.T) {
 		{name: "disk/", typ: tar.TypeDir, mode: 0o555},
 		{name: "disk/debian.qcow2", typ: tar.TypeReg, mode: 0o444, data: disk},
 	}, v1.Config{})
-	dest := blob.URL(uploads, blob.BuildKey(5, testSaga))
+	dest := blob.URL(testenv.Uploads, blob.BuildKey(5, testenv.Saga))
 	var built schemas.BuilderBuilt
 	if kind, _ := h.build(schemas.BuilderBuild{ImageID: 5, Reference: ref, Kind: schemas.ContentKindDisk, Dest: dest}, &built); kind != "built" {
 		t.Fatalf("%s: %+v", kind, built)

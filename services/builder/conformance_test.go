@@ -4,15 +4,11 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"io"
-	"log"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/slipway/slipway/pkg/blob"
@@ -30,20 +26,19 @@ import (
 func TestConformance(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	env := testenv.NewService(t, ctx, s3, Name, uploads, images)
+	env := testenv.NewService(t, ctx, s3, Name, testenv.Uploads, testenv.Images)
 	// The registry holds the layer downloads of a repository named in
 	// holds until it is released.
 	var holds workertest.Holds // repositories
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") &&
-			!holds.Wait(r.Context(), func(repo string) bool { return strings.HasPrefix(r.URL.Path, "/v2/"+repo+"/") }) {
-			return
-		}
-		reg.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
+	host := testenv.OCIRegistry(t, func(reg http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") &&
+				!holds.Wait(r.Context(), func(repo string) bool { return strings.HasPrefix(r.URL.Path, "/v2/"+repo+"/") }) {
+				return
+			}
+			reg.ServeHTTP(w, r)
+		})
+	})
 	disk := bytes.Repeat([]byte("QFI\xfb disk "), 5000)
 	carried := []file{
 		{name: "disk/", typ: tar.TypeDir, mode: 0o555},
@@ -57,7 +52,7 @@ func TestConformance(t *testing.T) {
 		saga := envelope.NewID()
 		return workertest.Command{Verb: "build", ID: idToken(id), Opts: []bus.PubOption{bus.WithCorrelation(saga)},
 			Data: schemas.BuilderBuild{ImageID: id, Reference: ref, Kind: schemas.ContentKindDisk,
-				Dest: blob.URL(uploads, blob.BuildKey(id, saga))}}
+				Dest: blob.URL(testenv.Uploads, blob.BuildKey(id, saga))}}
 	}
 
 	workertest.Run(t, workertest.Adapter{

@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -61,7 +60,7 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 		UploadBucket:      "uploads-" + sfx,
 		ReconcileInterval: 100 * time.Millisecond,
 		VerifyDigest:      true,
-		Logger:            slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:            testenv.Logger(t, slog.LevelWarn),
 	}
 	for _, f := range mutate {
 		f(&cfg)
@@ -80,51 +79,21 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 
 func (h *harness) connect(service string) *bus.Bus {
 	h.t.Helper()
-	b, err := bus.Connect(h.ctx, bus.Config{URL: h.url, Service: service, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(b.Close)
-	return b
+	return testenv.Connect(h.t, h.ctx, h.url, service)
 }
 
 // start runs a catalog; stop ends it and waits for Run to return.
 func (h *harness) start() *Service {
 	h.t.Helper()
-	b := h.connect(ServiceName)
-	svc := New(b, h.blobs, h.cfg)
-	ctx, cancel := context.WithCancel(h.ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	select {
-	case <-svc.Ready():
-	case err := <-done:
-		h.t.Fatalf("catalog stopped before it was ready: %v", err)
-	case <-time.After(30 * time.Second):
-		h.t.Fatal("catalog not ready after 30s")
-	}
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				h.t.Errorf("Run: %v", err)
-			}
-		})
-	}
-	h.t.Cleanup(stop)
-	h.svc, h.stop = svc, stop
+	svc := New(h.connect(ServiceName), h.blobs, h.cfg)
+	h.svc, h.stop = svc, testenv.Start(h.t, h.ctx, "catalog", svc.Run, svc.Ready())
 	return svc
 }
 
 // command sends a command as the CLI does and returns its envelope.
 func (h *harness) command(verb string, data any) envelope.Envelope {
 	h.t.Helper()
-	env, err := h.cli.Command(h.ctx, ServiceName, verb, data)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return env
+	return testenv.Command(h.t, h.ctx, h.cli, ServiceName, verb, data)
 }
 
 // create sends image-create and waits for image-created.
@@ -294,13 +263,6 @@ func stateChanges(r *testenv.Recorder, id int64) []string {
 		out = append(out, fmt.Sprintf("%s->%s", ev.From, ev.To))
 	}
 	return out
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
 }
 
 // attemptKey matches a key of one attempt: images/<id>/<saga>/<name>.

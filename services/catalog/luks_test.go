@@ -61,9 +61,7 @@ type secretDeleted struct {
 
 func newLuksStandIn(h *harness) *luksStandIn {
 	h.t.Helper()
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		testenv.Skip(h.t, "qemu-img is needed to make LUKS files: %v", err)
-	}
+	testenv.Program(h.t, "qemu-img", "it makes the LUKS files (apt-get install qemu-utils)")
 	f := &luksStandIn{t: h.t, h: h, bus: h.connect(cryptoService), mode: map[int64]string{}}
 	stop, err := f.bus.ConsumeCommands(h.ctx, f.handle)
 	if err != nil {
@@ -287,12 +285,7 @@ func (f *luksStandIn) secretDeletes() []secretDeleted {
 // image (image-created) or the refusal.
 func (h *harness) encryptCall(req schemas.ImageEncrypt) (schemas.Image, error) {
 	h.t.Helper()
-	m, err := h.call(schemas.CommandCatalogImageEncrypt, req, schemas.EventCatalogImageCreated)
-	var img schemas.Image
-	if err == nil {
-		mustJSON(h.t, m.Data, &img)
-	}
-	return img, err
+	return answer[schemas.Image](h, schemas.CommandCatalogImageEncrypt, req, schemas.EventCatalogImageCreated)
 }
 
 func isLUKS(b []byte) bool { return bytes.HasPrefix(b, []byte("LUKS\xba\xbe")) }

@@ -75,12 +75,7 @@ func (f *luksStandIn) changeSlots(ctx context.Context, m *bus.Msg, id int64, mod
 // slotCall sends a key-slot command as the CLI does.
 func (h *harness) slotCall(verb string, req any) (schemas.ImageSlotsChanged, error) {
 	h.t.Helper()
-	m, err := h.call(verb, req, EvtImageSlotsChanged)
-	var ev schemas.ImageSlotsChanged
-	if err == nil {
-		mustJSON(h.t, m.Data, &ev)
-	}
-	return ev, err
+	return answer[schemas.ImageSlotsChanged](h, verb, req, EvtImageSlotsChanged)
 }
 
 // luksVolume makes an empty LUKS image through the stand-in.

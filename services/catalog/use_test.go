@@ -43,6 +43,18 @@ func (h *harness) call(verb string, data any, answer string) (*bus.Msg, error) {
 	return h.cli.Call(ctx, ServiceName, verb, data, []string{answer})
 }
 
+// answer sends verb as the CLI does and returns its answer event, decoded,
+// or the refusal.
+func answer[T any](h *harness, verb string, data any, event string) (T, error) {
+	h.t.Helper()
+	var v T
+	m, err := h.call(verb, data, event)
+	if err == nil {
+		mustJSON(h.t, m.Data, &v)
+	}
+	return v, err
+}
+
 func (h *harness) use(id, vm int64) (schemas.ImageUsed, error) {
 	h.t.Helper()
 	m, err := h.call(schemas.CommandCatalogImageUse, schemas.ImageUse{ID: id, VMID: vm}, EvtImageUsed)
@@ -67,12 +79,7 @@ func (h *harness) mustUse(id, vm int64) schemas.ImageUsed {
 
 func (h *harness) release(id, vm int64, save *schemas.ImageSave) (schemas.ImageReleased, error) {
 	h.t.Helper()
-	m, err := h.call(schemas.CommandCatalogImageRelease, schemas.ImageRelease{ID: id, VMID: vm, Save: save}, EvtImageReleased)
-	var ev schemas.ImageReleased
-	if err == nil {
-		mustJSON(h.t, m.Data, &ev)
-	}
-	return ev, err
+	return answer[schemas.ImageReleased](h, schemas.CommandCatalogImageRelease, schemas.ImageRelease{ID: id, VMID: vm, Save: save}, EvtImageReleased)
 }
 
 func (h *harness) mustRelease(id, vm int64, save *schemas.ImageSave) schemas.ImageReleased {

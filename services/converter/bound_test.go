@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -38,7 +39,7 @@ func TestImportStopsAtTheHeadersVirtualSize(t *testing.T) {
 	}
 	f.Close()
 	src := h.upload(bomb, "t-bound/bomb.qcow2.gz")
-	dest := dst(41, "disk.qcow2")
+	dest := testenv.Dest(41, "disk.qcow2")
 	h.command("import", schemas.ConverterImport{ImageID: 41, Source: src, Dest: dest})
 	var ev schemas.Failure
 	h.event("failed", "41", &ev)

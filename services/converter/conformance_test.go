@@ -28,7 +28,7 @@ import (
 func TestConformance(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	env := testenv.NewService(t, ctx, s3, Name, uploads, images)
+	env := testenv.NewService(t, ctx, s3, Name, testenv.Uploads, testenv.Images)
 	store := env.Store
 	raw := rawDisk(t, 4<<20)
 	body, err := os.ReadFile(raw)
@@ -41,7 +41,7 @@ func TestConformance(t *testing.T) {
 	// IDs derive from the saga.
 	saga := func(id int64) (string, []bus.PubOption) {
 		saga := envelope.NewID()
-		return blob.URL(images, blob.AttemptPrefix(id, saga)+"disk.raw"), []bus.PubOption{bus.WithCorrelation(saga)}
+		return blob.URL(testenv.Images, blob.AttemptPrefix(id, saga)+"disk.raw"), []bus.PubOption{bus.WithCorrelation(saga)}
 	}
 
 	workertest.Run(t, workertest.Adapter{
@@ -54,10 +54,10 @@ func TestConformance(t *testing.T) {
 		Good: func(t *testing.T) workertest.Command {
 			id := next()
 			key := fmt.Sprintf("conformance/%d/disk.raw", id)
-			if _, err := store.Put(ctx, uploads, key, bytes.NewReader(body), int64(len(body))); err != nil {
+			if _, err := store.Put(ctx, testenv.Uploads, key, bytes.NewReader(body), int64(len(body))); err != nil {
 				t.Fatal(err)
 			}
-			src := blob.URL(uploads, key)
+			src := blob.URL(testenv.Uploads, key)
 			dest, opts := saga(id)
 			return workertest.Command{Verb: "import", ID: idToken(id), Opts: opts,
 				Data: schemas.ConverterImport{ImageID: id, Source: src, Dest: dest}}
@@ -66,8 +66,8 @@ func TestConformance(t *testing.T) {
 			id := next()
 			_, opts := saga(id)
 			return workertest.Command{Verb: "import", ID: idToken(id), Opts: opts,
-				Data: schemas.ConverterImport{ImageID: id, Source: blob.URL(uploads, "x/disk.raw"),
-					Dest: blob.URL(images, "elsewhere/disk.raw")}}
+				Data: schemas.ConverterImport{ImageID: id, Source: blob.URL(testenv.Uploads, "x/disk.raw"),
+					Dest: blob.URL(testenv.Images, "elsewhere/disk.raw")}}
 		},
 		Slow: func(t *testing.T) (workertest.Command, func()) {
 			id := next()

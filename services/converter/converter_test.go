@@ -24,6 +24,7 @@ import (
 	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/pkg/telemetry"
 	"github.com/slipway/slipway/pkg/worker"
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/converter/source"
 )
@@ -66,7 +67,7 @@ func TestImportQCOW2IsRewritten(t *testing.T) {
 	qcow := filepath.Join(t.TempDir(), "disk.qcow2")
 	qemuImg(t, "convert", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096", raw, qcow)
 	src := h.upload(qcow, "t1/disk.qcow2")
-	dest := dst(1, "disk.qcow2")
+	dest := testenv.Dest(1, "disk.qcow2")
 
 	cmdID := h.command("import", schemas.ConverterImport{ImageID: 1, Source: src, SourceFormat: "qcow2", Dest: dest})
 	var ev schemas.ConverterConverted
@@ -87,8 +88,8 @@ func TestImportQCOW2IsRewritten(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The event is caused by the command and is a step of its saga.
-	if env.CausationID != cmdID || env.CorrelationID != testSaga || env.ID != envelope.StepID(testSaga, "converted") {
-		t.Errorf("envelope %+v: want causation %s, correlation %s and the step ID of \"converted\"", env, cmdID, testSaga)
+	if env.CausationID != cmdID || env.CorrelationID != testenv.Saga || env.ID != envelope.StepID(testenv.Saga, "converted") {
+		t.Errorf("envelope %+v: want causation %s, correlation %s and the step ID of \"converted\"", env, cmdID, testenv.Saga)
 	}
 }
 
@@ -96,7 +97,7 @@ func TestImportRawToCompressedQCOW2(t *testing.T) {
 	h := newHarness(t, Config{})
 	raw := rawDisk(t, 32<<20)
 	src := h.upload(raw, "t2/disk.img")
-	dest := dst(2, "disk.qcow2")
+	dest := testenv.Dest(2, "disk.qcow2")
 	h.command("import", schemas.ConverterImport{ImageID: 2, Source: src, Format: "qcow2", Compression: "zstd", Dest: dest})
 	var ev schemas.ConverterConverted
 	h.event("converted", "2", &ev)
@@ -125,7 +126,7 @@ func TestImportBackingFileRefused(t *testing.T) {
 	qcow := filepath.Join(t.TempDir(), "evil.qcow2")
 	qemuImg(t, "create", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw", qcow, "1M")
 	src := h.upload(qcow, "t3/evil.qcow2")
-	dest := dst(3, "disk.qcow2")
+	dest := testenv.Dest(3, "disk.qcow2")
 	h.command("import", schemas.ConverterImport{ImageID: 3, Source: src, Dest: dest})
 	var ev schemas.Failure
 	h.event("failed", "3", &ev)
@@ -138,7 +139,7 @@ func TestImportBackingFileRefused(t *testing.T) {
 func TestImportChecksumMismatch(t *testing.T) {
 	h := newHarness(t, Config{})
 	src := h.upload(rawDisk(t, 4<<20), "t4/disk.raw")
-	dest := dst(4, "disk.raw")
+	dest := testenv.Dest(4, "disk.raw")
 	wrong := strings.Repeat("0", 64)
 	h.command("import", schemas.ConverterImport{ImageID: 4, Source: src, Checksum: "sha256:" + wrong, Dest: dest})
 	var ev schemas.Failure
@@ -170,7 +171,7 @@ func TestBadCommandsThenGood(t *testing.T) {
 		t.Fatal("no failed event for a bad JSON command")
 	}
 	// JSON but invalid: the image is known.
-	h.command("import", map[string]any{"image_id": 5, "source": "ftp://example.com/x", "dest": dst(5, "disk.raw")})
+	h.command("import", map[string]any{"image_id": 5, "source": "ftp://example.com/x", "dest": testenv.Dest(5, "disk.raw")})
 	var ev schemas.Failure
 	h.event("failed", "5", &ev)
 	if ev.Retryable || !strings.Contains(ev.Error, "source") {
@@ -178,7 +179,7 @@ func TestBadCommandsThenGood(t *testing.T) {
 	}
 	// The next good command still runs.
 	src := h.upload(rawDisk(t, 2<<20), "t5/disk.raw")
-	h.command("import", schemas.ConverterImport{ImageID: 6, Source: src, Dest: dst(6, "disk.raw")})
+	h.command("import", schemas.ConverterImport{ImageID: 6, Source: src, Dest: testenv.Dest(6, "disk.raw")})
 	var ok schemas.ConverterConverted
 	h.event("converted", "6", &ok)
 	assertStored(t, h, ok)
@@ -215,7 +216,7 @@ func TestImportHTTPGzipWithProgressAndJobs(t *testing.T) {
 			close(release)
 		}
 	}()
-	dest := dst(7, "disk.raw")
+	dest := testenv.Dest(7, "disk.raw")
 	sum := sha256.Sum256(body)
 	h.command("import", schemas.ConverterImport{ImageID: 7, Source: srv.URL + "/disk.raw.gz?token=secret",
 		Checksum: "sha256:" + hex.EncodeToString(sum[:]), Dest: dest})
@@ -253,7 +254,7 @@ func TestImportHTTPGzipWithProgressAndJobs(t *testing.T) {
 
 func TestCreateBlank(t *testing.T) {
 	h := newHarness(t, Config{})
-	dest := dst(8, "disk.qcow2")
+	dest := testenv.Dest(8, "disk.qcow2")
 	h.command("create-blank", schemas.ConverterCreateBlank{ImageID: 8, SizeMiB: 64, Format: "qcow2", FS: "ext4", Dest: dest})
 	var ev schemas.ConverterConverted
 	h.event("converted", "8", &ev)
@@ -266,7 +267,7 @@ func TestCreateBlank(t *testing.T) {
 	}
 
 	// xfs below its minimum is refused with a reason.
-	h.command("create-blank", schemas.ConverterCreateBlank{ImageID: 9, SizeMiB: 100, Format: "raw", FS: "xfs", Dest: dst(9, "disk.raw")})
+	h.command("create-blank", schemas.ConverterCreateBlank{ImageID: 9, SizeMiB: 100, Format: "raw", FS: "xfs", Dest: testenv.Dest(9, "disk.raw")})
 	var f schemas.Failure
 	h.event("failed", "9", &f)
 	if f.Phase != string(schemas.ConverterPhaseMkfs) || f.Retryable || !strings.Contains(f.Error, "300 MiB") {
@@ -298,7 +299,7 @@ func TestParseBytes(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, ch chan *nats.Msg, subject string, v any) {
+func waitFor(t *testing.T, ch <-chan *nats.Msg, subject string, v any) {
 	t.Helper()
 	timeout := time.After(30 * time.Second)
 	for {
@@ -336,7 +337,7 @@ func TestRetryableFailureReportedOnLastDelivery(t *testing.T) {
 	cfg := Config{Config: worker.Config{MaxDeliver: 2}}
 	cfg.Fetch.Guard = loopback
 	h := newHarness(t, cfg)
-	dest := dst(10, "disk.raw")
+	dest := testenv.Dest(10, "disk.raw")
 	h.command("import", schemas.ConverterImport{ImageID: 10, Source: srv.URL + "/d", Dest: dest})
 	// The first attempt is reported as it fails, with when the next comes.
 	var attempt schemas.Failure
@@ -363,7 +364,7 @@ func TestRetryableFailureReportedOnLastDelivery(t *testing.T) {
 func TestImportFromUnresolvableHost(t *testing.T) {
 	h := newHarness(t, Config{})
 	start := time.Now()
-	h.command("import", schemas.ConverterImport{ImageID: 14, Source: "https://nonexistent.invalid/x.qcow2", Dest: dst(14, "disk.qcow2")})
+	h.command("import", schemas.ConverterImport{ImageID: 14, Source: "https://nonexistent.invalid/x.qcow2", Dest: testenv.Dest(14, "disk.qcow2")})
 	var ev schemas.Failure
 	h.event("failed", "14", &ev)
 	if ev.Code != schemas.CodeHostNotFound || ev.Retryable || ev.NextAttemptAt != "" || ev.Attempt != 1 ||
@@ -384,7 +385,7 @@ func TestImportVMDKToQCOW2Traced(t *testing.T) {
 	qemuImg(t, "convert", "-f", "raw", "-O", "vmdk", raw, vmdk)
 	src := h.upload(vmdk, "t11/disk.vmdk")
 	h.command("import", schemas.ConverterImport{ImageID: 11, Source: src, SourceFormat: "vmdk", Format: "qcow2",
-		Dest: dst(11, "disk.qcow2")})
+		Dest: testenv.Dest(11, "disk.qcow2")})
 	var ev schemas.ConverterConverted
 	h.event("converted", "11", &ev)
 	if ev.DetectedFormat != "vmdk" || ev.Format != "qcow2" || ev.VirtualSize != 8<<20 {
@@ -465,7 +466,7 @@ func TestImportFromRefusedAddressFails(t *testing.T) {
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
 	h := newHarness(t, Config{})
-	dest := dst(12, "disk.raw")
+	dest := testenv.Dest(12, "disk.raw")
 	h.command("import", schemas.ConverterImport{ImageID: 12, Source: srv.URL + "/disk.raw", Dest: dest})
 	var ev schemas.Failure
 	h.event("failed", "12", &ev)
@@ -497,7 +498,7 @@ func TestJobDeadlineEndsAStalledFetch(t *testing.T) {
 	cfg.Fetch.Guard = loopback
 	cfg.Fetch.Retries = -1
 	h := newHarness(t, cfg)
-	dest := dst(13, "disk.raw")
+	dest := testenv.Dest(13, "disk.raw")
 	start := time.Now()
 	h.command("import", schemas.ConverterImport{ImageID: 13, Source: srv.URL + "/disk.raw", Dest: dest})
 	var ev schemas.Failure

@@ -27,19 +27,6 @@ var s3 testenv.S3
 
 func TestMain(m *testing.M) { os.Exit(testenv.RunWithMinIO(m, "converter", &s3)) }
 
-const (
-	uploads = "slipway-uploads"
-	images  = "slipway-default"
-	// testSaga is the correlation (saga) ID of the harness's commands.
-	testSaga = "0b7a3c1e-2f4d-4e5a-9b6c-7d8e9f0a1b2c"
-)
-
-// dst is the destination the converter accepts for image id in the
-// harness's saga: images/<id>/<saga>/<name> in the default datastore.
-func dst(id int64, name string) string {
-	return blob.URL(images, blob.AttemptPrefix(id, testSaga)+name)
-}
-
 // harness is a running converter on its own NATS server and a client bus
 // that sends commands and watches events.
 type harness struct {
@@ -47,7 +34,7 @@ type harness struct {
 	ctx    context.Context
 	cli    *bus.Bus
 	store  *blob.Store
-	events chan *nats.Msg
+	events <-chan *nats.Msg
 	svc    *Service
 }
 
@@ -60,13 +47,8 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	env := testenv.NewService(t, ctx, s3, Name, uploads, images)
-	events := make(chan *nats.Msg, 1000)
-	sub, err := env.Client.Conn().ChanSubscribe("slipway.evt.converter.>", events)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	env := testenv.NewService(t, ctx, s3, Name, testenv.Uploads, testenv.Images)
+	events := testenv.Subscribe(t, env.Client.Conn(), "slipway.evt.converter.>")
 
 	if cfg.TempDir == "" {
 		cfg.TempDir = t.TempDir()
@@ -84,11 +66,7 @@ func newHarness(t *testing.T, cfg Config) *harness {
 // command sends a converter command and returns its ce-id.
 func (h *harness) command(verb string, payload any) string {
 	h.t.Helper()
-	env, err := h.cli.Command(h.ctx, Name, verb, payload, bus.WithCorrelation(testSaga))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return env.ID
+	return testenv.Command(h.t, h.ctx, h.cli, Name, verb, payload, bus.WithCorrelation(testenv.Saga)).ID
 }
 
 // event waits for the next event named kind ("converted", "failed") about
@@ -119,16 +97,7 @@ func (h *harness) event(kind, id string, v any) nats.Header {
 // upload stores a local file in the uploads bucket and returns its URL.
 func (h *harness) upload(path, key string) string {
 	h.t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer f.Close()
-	st, _ := f.Stat()
-	if _, err := h.store.Put(h.ctx, uploads, key, f, st.Size()); err != nil {
-		h.t.Fatal(err)
-	}
-	return blob.URL(uploads, key)
+	return testenv.Upload(h.t, h.ctx, h.store, path, testenv.Uploads, key).URL()
 }
 
 // download fetches an object to a local file.
@@ -140,18 +109,7 @@ func (h *harness) download(dest string) string {
 // rawDisk writes a raw disk of size bytes with random data in its first MiB.
 func rawDisk(t *testing.T, size int64) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "disk.raw")
-	data := make([]byte, 1<<20)
-	if _, err := rand.Read(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(path, size); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return testenv.WriteDisk(t, filepath.Join(t.TempDir(), "disk.raw"), size, io.LimitReader(rand.Reader, 1<<20))
 }
 
 func qemuImg(t *testing.T, args ...string) string {

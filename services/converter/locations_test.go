@@ -14,6 +14,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -30,14 +31,14 @@ func putVictim(t *testing.T, h *harness, id int64) victim {
 	t.Helper()
 	data := bytes.Repeat([]byte("someone else's disk "), 4096)
 	key := blob.AttemptPrefix(id, victimSaga) + "disk.raw"
-	if _, err := h.store.Put(h.ctx, images, key, bytes.NewReader(data), int64(len(data)), blob.OwnedBy("the-real-import")); err != nil {
+	if _, err := h.store.Put(h.ctx, testenv.Images, key, bytes.NewReader(data), int64(len(data)), blob.OwnedBy("the-real-import")); err != nil {
 		t.Fatal(err)
 	}
-	info, err := h.store.Stat(h.ctx, images, key)
+	info, err := h.store.Stat(h.ctx, testenv.Images, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return victim{url: blob.URL(images, key), data: data, info: info}
+	return victim{url: blob.URL(testenv.Images, key), data: data, info: info}
 }
 
 // intact checks the victim still holds its bytes, unchanged since it was
@@ -145,13 +146,13 @@ func TestRawCommandsLeaveOtherBlobsAlone(t *testing.T) {
 
 	// Another image's blob as source: refused before anything is fetched,
 	// naming the bucket and the setting that would allow a bucket.
-	rawPub(t, h, "import", map[string]any{"image_id": 52, "source": v.url, "dest": dst(52, "disk.raw")}, testSaga)
-	wantFailed(t, h, "52", `bucket "`+images+`"`, blob.EnvImportBuckets)
+	rawPub(t, h, "import", map[string]any{"image_id": 52, "source": v.url, "dest": testenv.Dest(52, "disk.raw")}, testenv.Saga)
+	wantFailed(t, h, "52", `bucket "`+testenv.Images+`"`, blob.EnvImportBuckets)
 	v.intact(t, h)
-	assertNoObject(t, h, dst(52, "disk.raw"))
+	assertNoObject(t, h, testenv.Dest(52, "disk.raw"))
 
 	// The service still works.
-	h.command("import", schemas.ConverterImport{ImageID: 53, Source: good, Dest: dst(53, "disk.raw")})
+	h.command("import", schemas.ConverterImport{ImageID: 53, Source: good, Dest: testenv.Dest(53, "disk.raw")})
 	var ok schemas.ConverterConverted
 	h.event("converted", "53", &ok)
 	assertStored(t, h, ok)
@@ -172,12 +173,12 @@ func TestImportBuckets(t *testing.T) {
 	if _, err := h.store.Copy(h.ctx, bucket, key, extra, "disk.raw"); err != nil {
 		t.Fatal(err)
 	}
-	h.command("import", schemas.ConverterImport{ImageID: 60, Source: blob.URL(extra, "disk.raw"), Dest: dst(60, "disk.raw")})
+	h.command("import", schemas.ConverterImport{ImageID: 60, Source: blob.URL(extra, "disk.raw"), Dest: testenv.Dest(60, "disk.raw")})
 	wantFailed(t, h, "60", `bucket "`+extra+`"`, blob.EnvImportBuckets)
 
 	loc.ImportBuckets = []string{extra}
 	h2 := newHarness(t, Config{Locations: loc})
-	h2.command("import", schemas.ConverterImport{ImageID: 61, Source: blob.URL(extra, "disk.raw"), Dest: dst(61, "disk.raw")})
+	h2.command("import", schemas.ConverterImport{ImageID: 61, Source: blob.URL(extra, "disk.raw"), Dest: testenv.Dest(61, "disk.raw")})
 	var ok schemas.ConverterConverted
 	h2.event("converted", "61", &ok)
 	assertStored(t, h2, ok)

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -19,6 +18,7 @@ import (
 	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/pkg/worker/workertest"
 	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/crypto-luks/keywrap/keywraptest"
 )
 
 // TestConformance runs the workers' conformance suite against crypto-luks
@@ -26,14 +26,11 @@ import (
 // waits while a hold file exists.
 func TestConformance(t *testing.T) {
 	e := newEnv(t)
-	real, err := exec.LookPath("qemu-img")
-	if err != nil {
-		t.Skip(err)
-	}
+	real := testenv.Program(t, "qemu-img", "apt-get install qemu-utils")
 	dir := t.TempDir()
 	hold := filepath.Join(dir, "hold")
 	wrapper := testenv.Script(t, "qemu-img", fmt.Sprintf("#!/bin/sh\nwhile [ -e %q ]; do sleep 0.05; done\nexec %q \"$@\"\n", hold, real))
-	keys := newKeyring(t, randomKey(t))
+	keys := keywraptest.New(t)
 	e.sourceImage("conformance.raw", 4<<20)
 	src := "s3://src/images/conformance.raw"
 	next := workertest.Seq(9000)

@@ -3,12 +3,10 @@ package cryptoluks
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -38,7 +36,7 @@ type env struct {
 	bus     *bus.Bus // the test's own connection ("test")
 	store   *blob.Store
 	rec     *testenv.Recorder
-	logs    *lockedBuffer
+	logs    *testenv.Buffer
 	tmp     string
 	svcStop func()
 	svc     *Service
@@ -48,46 +46,9 @@ type env struct {
 	keysUsed []*keywrap.Keyring
 }
 
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Clone(b.buf.Bytes())
-}
-
-func newKeyring(t *testing.T, keys ...[]byte) *keywrap.Keyring {
-	t.Helper()
-	kr, err := keywrap.New(keys[0], keys[1:]...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kr
-}
-
-func randomKey(t *testing.T) []byte {
-	t.Helper()
-	k := make([]byte, 32)
-	if _, err := rand.Read(k); err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		testenv.Skip(t, "qemu-img is not installed: apt-get install qemu-utils")
-	}
+	testenv.Program(t, "qemu-img", "apt-get install qemu-utils")
 	url, _ := testenv.NATS(t)
 	s3 := testenv.MinIO(t)
 	store, err := blob.New(s3.BlobConfig())
@@ -107,7 +68,7 @@ func newEnv(t *testing.T) *env {
 	if err := b.Setup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, root: t, url: url, nc: nc, bus: b, store: store, logs: &lockedBuffer{}, tmp: t.TempDir()}
+	e := &env{t: t, root: t, url: url, nc: nc, bus: b, store: store, logs: &testenv.Buffer{}, tmp: t.TempDir()}
 	// Everything on the bus, query replies included, is kept for the leak
 	// scan; events are checked against their schemas on the way.
 	e.rec = testenv.Record(t, nc, func(m *nats.Msg) {

@@ -19,6 +19,7 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/crypto-luks/keywrap/keywraptest"
 	"github.com/slipway/slipway/services/crypto-luks/luks"
 )
 
@@ -81,8 +82,8 @@ func intp(n int) *int { return &n }
 // refusals, KEK rotation, and at the end a scan for passphrases anywhere.
 func TestService(t *testing.T) {
 	e := newEnv(t)
-	k1 := randomKey(t)
-	e.startService(newKeyring(t, k1))
+	k1 := keywraptest.Key(t)
+	e.startService(keywraptest.New(t, k1))
 
 	var enc schemas.CryptoLuksEncrypted
 	e.run(t, "encrypt 64 MiB and decrypt it back", func(t *testing.T) {
@@ -319,9 +320,9 @@ func TestService(t *testing.T) {
 
 	e.run(t, "KEK rotation", func(t *testing.T) {
 		before := e.mustPassphrase(enc.Secret, nil)
-		k2 := randomKey(t)
+		k2 := keywraptest.Key(t)
 		// New KEK, old one listed: old secrets open before any re-wrap.
-		e.startService(newKeyring(t, k2, k1))
+		e.startService(keywraptest.New(t, k2, k1))
 		if p := e.mustPassphrase(enc.Secret, nil); !bytes.Equal(p, before) {
 			t.Fatal("passphrase changed with the KEK")
 		}
@@ -332,7 +333,7 @@ func TestService(t *testing.T) {
 			t.Fatalf("kek-rotated: %+v", ev)
 		}
 		// Only the new KEK: every secret still opens its volume.
-		e.startService(newKeyring(t, k2))
+		e.startService(keywraptest.New(t, k2))
 		path := e.fetch(enc.Dest, "7-kek.luks")
 		if err := opens(t, path, e.mustPassphrase(enc.Secret, nil)); err != nil {
 			t.Fatalf("after KEK rotation: %v", err)
@@ -350,11 +351,11 @@ func TestService(t *testing.T) {
 			}
 		}
 		// Only the old KEK: refused, naming the problem.
-		e.startService(newKeyring(t, k1))
+		e.startService(keywraptest.New(t, k1))
 		if _, err := e.passphrase(enc.Secret, nil); err == nil || !strings.Contains(err.Error(), "not configured") {
 			t.Fatalf("old KEK alone: %v", err)
 		}
-		e.startService(newKeyring(t, k2))
+		e.startService(keywraptest.New(t, k2))
 	})
 
 	e.run(t, "secret-delete", func(t *testing.T) {
@@ -421,7 +422,7 @@ func schemasHex(sum [32]byte) string {
 // longer than the deadline) ends once, as a final failure naming the deadline.
 func TestJobDeadline(t *testing.T) {
 	e := newEnv(t)
-	e.startServiceWith(newKeyring(t, randomKey(t)), func(c *Config) {
+	e.startServiceWith(keywraptest.New(t), func(c *Config) {
 		c.JobDeadline = time.Second
 		c.IterTime = 5 * time.Second
 		c.AckWait = 300 * time.Millisecond

@@ -14,6 +14,7 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/pkg/worker"
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/pkg/worker/workertest"
 	"github.com/slipway/slipway/schemas"
 )
@@ -52,7 +53,7 @@ func TestConformance(t *testing.T) {
 	add := func(source string) workertest.Command {
 		// Each add is a saga of its own, as the CLI's is.
 		return workertest.Command{Verb: schemas.CommandKernelRegistryAdd,
-			Data: schemas.KernelRegistryAdd{Source: source, Name: "conformance-" + suffix()},
+			Data: schemas.KernelRegistryAdd{Source: source, Name: "conformance-" + testenv.Unique()},
 			Opts: []bus.PubOption{bus.WithCorrelation(envelope.NewID())}}
 	}
 	workertest.Run(t, workertest.Adapter{
@@ -65,7 +66,7 @@ func TestConformance(t *testing.T) {
 		Good: func(t *testing.T) workertest.Command { return add(s.stageFile(vmlinuz)) },
 		Bad: func(t *testing.T) workertest.Command {
 			// Not a kernel upload: the registry must not touch it.
-			return add("s3://" + s.uploads + "/elsewhere/" + suffix() + "/vmlinuz")
+			return add("s3://" + s.uploads + "/elsewhere/" + testenv.Unique() + "/vmlinuz")
 		},
 		Slow: func(t *testing.T) (workertest.Command, func()) {
 			source := s.stageFile(vmlinuz)

@@ -5,14 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,33 +33,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "kernel-registry-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := func() int {
-		defer os.RemoveAll(dir)
-		initrdBin = filepath.Join(dir, "slipway-initrd")
-		if err := testenv.GoBuild("./services/kernel-registry/cmd/slipway-initrd", initrdBin, true); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		return testenv.RunWithMinIO(m, "kernel-registry", &s3)
-	}()
-	os.Exit(code)
-}
-
-var seq struct {
-	sync.Mutex
-	n int
-}
-
-func suffix() string {
-	seq.Lock()
-	defer seq.Unlock()
-	seq.n++
-	return fmt.Sprintf("%d-%d", os.Getpid(), seq.n)
+	initrd := testenv.Binary{Pkg: "./services/kernel-registry/cmd/slipway-initrd", Static: true}
+	os.Exit(initrd.Run(&initrdBin, func() int { return testenv.RunWithMinIO(m, "kernel-registry", &s3) }))
 }
 
 // stack is the catalog, the converter and kernel-registry on a real
@@ -75,7 +48,6 @@ type stack struct {
 	rec                    *testenv.Recorder
 	log                    *slog.Logger
 	uploads, files, images string // buckets
-	wg                     sync.WaitGroup
 }
 
 func newStack(t *testing.T) *stack {
@@ -96,7 +68,7 @@ func newCatalogStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sfx := suffix()
+	sfx := testenv.Unique()
 	s := &stack{t: t, ctx: ctx, url: url, store: store,
 		uploads: "uploads-" + sfx, files: "files-" + sfx, images: "images-" + sfx}
 	s.cli = s.connect("cli")
@@ -117,9 +89,7 @@ func newCatalogStack(t *testing.T) *stack {
 	conv := converter.New(s.connect("converter"), store, converter.Config{Config: worker.Config{TempDir: t.TempDir(), Logger: log},
 		Locations: blob.Locations{DatastoreBuckets: []string{s.images, s.files}, UploadBucket: s.uploads}})
 	s.run("converter", conv.Run, nil)
-	// Registered last, so it runs first: the services stop before their
-	// connections close.
-	t.Cleanup(func() { cancel(); s.wg.Wait() })
+	t.Cleanup(cancel)
 	s.waitService("converter")
 	if err := store.EnsureBucket(ctx, s.uploads); err != nil {
 		t.Fatal(err)
@@ -132,26 +102,15 @@ func (s *stack) connect(service string) *bus.Bus {
 	return testenv.Connect(s.t, s.ctx, s.url, service)
 }
 
+// run runs a service until the test ends; given ready, it returns once
+// the service is ready.
 func (s *stack) run(name string, run func(context.Context) error, ready <-chan struct{}) {
-	s.wg.Add(1)
-	done := make(chan struct{})
-	go func() {
-		defer s.wg.Done()
-		defer close(done)
-		if err := run(s.ctx); err != nil {
-			s.t.Errorf("%s: %v", name, err)
-		}
-	}()
+	s.t.Helper()
 	if ready == nil {
+		testenv.Run(s.t, s.ctx, name, run)
 		return
 	}
-	select {
-	case <-ready:
-	case <-done:
-		s.t.Fatalf("%s stopped before it was ready", name)
-	case <-time.After(30 * time.Second):
-		s.t.Fatalf("%s not ready after 30s", name)
-	}
+	testenv.Start(s.t, s.ctx, name, run, ready)
 }
 
 func (s *stack) waitService(name string) {
@@ -164,8 +123,8 @@ func (s *stack) waitService(name string) {
 	s.t.Fatalf("%s did not come up", name)
 }
 
-// stage uploads a file as the CLI does and returns its s3:// URL.
-// stage uploads a file as the CLI does for kernel add.
+// stage uploads data as the CLI does for kernel add and returns its s3://
+// URL.
 func (s *stack) stage(data io.Reader, size int64, name string) string {
 	return s.stageUnder(blob.KernelUploadPrefix, data, size, name)
 }
@@ -183,13 +142,7 @@ func (s *stack) stageFile(path string) string { return s.stageFileUnder(blob.Ker
 
 func (s *stack) stageFileUnder(prefix, path string) string {
 	s.t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer f.Close()
-	fi, _ := f.Stat()
-	return s.stageUnder(prefix, f, fi.Size(), filepath.Base(path))
+	return testenv.Upload(s.t, s.ctx, s.store, path, s.uploads, blob.StagingKey(prefix, filepath.Base(path))).URL()
 }
 
 // add calls kernel-registry add and returns the added kernel, or the
@@ -211,11 +164,7 @@ func (s *stack) add(req schemas.KernelRegistryAdd, timeout time.Duration) (schem
 // image asks the catalog for an image.
 func (s *stack) image(id int64) schemas.Image {
 	s.t.Helper()
-	var img schemas.Image
-	if err := s.cli.Query(s.ctx, "catalog", "show", map[string]int64{"id": id}, &img); err != nil {
-		s.t.Fatalf("catalog show %d: %v", id, err)
-	}
-	return img
+	return testenv.Query[schemas.Image](s.t, s.ctx, s.cli, "catalog", "show", map[string]int64{"id": id})
 }
 
 // waitReady polls the catalog until the image is READY.

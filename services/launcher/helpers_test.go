@@ -4,16 +4,13 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,7 +27,7 @@ import (
 	"github.com/slipway/slipway/services/catalog"
 	"github.com/slipway/slipway/services/converter"
 	cryptoluks "github.com/slipway/slipway/services/crypto-luks"
-	"github.com/slipway/slipway/services/crypto-luks/keywrap"
+	"github.com/slipway/slipway/services/crypto-luks/keywrap/keywraptest"
 	kernelregistry "github.com/slipway/slipway/services/kernel-registry"
 	"github.com/slipway/slipway/services/launcher"
 )
@@ -111,24 +108,6 @@ func (h *harness) connect(service string) *bus.Bus {
 	return testenv.Connect(h.t, h.ctx, h.url, service)
 }
 
-// run starts a service and stops it when the test ends.
-func (h *harness) run(name string, run func(ctx context.Context) error) (stop func()) {
-	ctx, cancel := context.WithCancel(h.ctx)
-	done := make(chan error, 1)
-	go func() { done <- run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				h.t.Errorf("%s: %v", name, err)
-			}
-		})
-	}
-	h.t.Cleanup(stop)
-	return stop
-}
-
 func (h *harness) startCatalog(sfx string) {
 	b := h.connect(catalog.ServiceName)
 	cfg := catalog.Config{
@@ -140,15 +119,14 @@ func (h *harness) startCatalog(sfx string) {
 		Logger: testenv.Logger(h.t, slog.LevelWarn),
 	}
 	svc := catalog.New(b, h.blobs, cfg)
-	h.run("catalog", svc.Run)
-	h.waitReady("catalog", svc.Ready())
+	testenv.Start(h.t, h.ctx, "catalog", svc.Run, svc.Ready())
 }
 
 func (h *harness) startConverter() {
 	b := h.connect("converter")
 	svc := converter.New(b, h.blobs, converter.Config{Config: worker.Config{TempDir: h.t.TempDir(),
 		Logger: slog.New(slog.DiscardHandler)}, Locations: h.locations()})
-	h.run("converter", svc.Run)
+	testenv.Run(h.t, h.ctx, "converter", svc.Run)
 	h.waitService("converter")
 }
 
@@ -157,20 +135,10 @@ func (h *harness) startConverter() {
 func (h *harness) startLauncher() {
 	b := h.connect(launcher.Name)
 	svc := launcher.New(b, h.blobs, h.lcfg)
-	h.launcherStop = h.run("launcher", svc.Run)
-	h.waitReady("launcher", svc.Ready())
+	h.launcherStop = testenv.Start(h.t, h.ctx, "launcher", svc.Run, svc.Ready())
 }
 
 func (h *harness) stopLauncher() { h.launcherStop() }
-
-func (h *harness) waitReady(name string, ready <-chan struct{}) {
-	h.t.Helper()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		h.t.Fatalf("%s not ready after 30s", name)
-	}
-}
 
 func (h *harness) waitService(name string) {
 	h.t.Helper()
@@ -191,16 +159,7 @@ func (h *harness) importFile(path string, req schemas.ImageCreate) schemas.Image
 	if err := h.blobs.EnsureBucket(h.ctx, h.uploads); err != nil {
 		h.t.Fatal(err)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer f.Close()
-	fi, _ := f.Stat()
-	info, err := h.blobs.Put(h.ctx, h.uploads, blob.StagingPrefix+uuid.NewString()+"/"+filepath.Base(path), f, fi.Size())
-	if err != nil {
-		h.t.Fatal(err)
-	}
+	info := testenv.Upload(h.t, h.ctx, h.blobs, path, h.uploads, blob.StagingPrefix+uuid.NewString()+"/"+filepath.Base(path))
 	req.Path, req.Staged = info.URL(), true
 	m, err := h.cli.Call(h.ctx, "catalog", "image-create", req, []string{"image-created"})
 	if err != nil {
@@ -214,11 +173,7 @@ func (h *harness) importFile(path string, req schemas.ImageCreate) schemas.Image
 // image asks the catalog for an image.
 func (h *harness) image(id int64) schemas.Image {
 	h.t.Helper()
-	var img schemas.Image
-	if err := h.cli.Query(h.ctx, "catalog", "show", map[string]int64{"id": id}, &img); err != nil {
-		h.t.Fatalf("catalog show %d: %v", id, err)
-	}
-	return img
+	return testenv.Query[schemas.Image](h.t, h.ctx, h.cli, "catalog", "show", map[string]int64{"id": id})
 }
 
 // waitImage polls the catalog until ok holds.
@@ -268,11 +223,7 @@ func (h *harness) instantiate(tid int64, name string) int64 {
 // vm asks the launcher for a VM.
 func (h *harness) vm(id int64) schemas.VM {
 	h.t.Helper()
-	var vm schemas.VM
-	if err := h.cli.Query(h.ctx, launcher.Name, schemas.QueryLauncherVM, schemas.LauncherVMRequest{ID: id}, &vm); err != nil {
-		h.t.Fatalf("vm %d: %v", id, err)
-	}
-	return vm
+	return testenv.Query[schemas.VM](h.t, h.ctx, h.cli, launcher.Name, schemas.QueryLauncherVM, schemas.LauncherVMRequest{ID: id})
 }
 
 // waitVM waits until VM id is in state want; a final state other than
@@ -334,16 +285,12 @@ func mustJSON(t *testing.T, data []byte, v any) {
 // noQEMULeft fails the test when a QEMU process runs from the work dir.
 func (h *harness) noQEMULeft() {
 	h.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		pids := qemuPIDs(h.work)
-		if len(pids) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("QEMU processes left running from %s: %v", h.work, pids)
-		}
-		time.Sleep(200 * time.Millisecond)
+	var pids []string
+	if !testenv.Eventually(10*time.Second, 200*time.Millisecond, func() bool {
+		pids = qemuPIDs(h.work)
+		return len(pids) == 0
+	}) {
+		h.t.Fatalf("QEMU processes left running from %s: %v", h.work, pids)
 	}
 }
 
@@ -363,28 +310,14 @@ func qemuPIDs(dir string) []string {
 func needTools(t *testing.T, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			testenv.Skip(t, "%s is needed: %v (make deps)", tool, err)
-		}
+		testenv.Program(t, tool, "make deps")
 	}
 }
 
 // rawDisk writes a raw disk of size bytes starting with text.
 func rawDisk(t *testing.T, size int64, text string) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "disk.raw")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteString(text); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testenv.WriteDisk(t, filepath.Join(t.TempDir(), "disk.raw"), size, strings.NewReader(text))
 }
 
 // cpioEntry is one file of a newc archive.
@@ -461,19 +394,11 @@ func writeNewc(w io.Writer, entries []cpioEntry) error {
 // startCryptoLUKS runs crypto-luks with a fresh key-encryption key.
 func (h *harness) startCryptoLUKS() {
 	h.t.Helper()
-	kek := make([]byte, 32)
-	if _, err := rand.Read(kek); err != nil {
-		h.t.Fatal(err)
-	}
-	keys, err := keywrap.New(kek)
-	if err != nil {
-		h.t.Fatal(err)
-	}
+	keys := keywraptest.New(h.t)
 	b := h.connect(cryptoluks.Name)
 	svc := cryptoluks.New(b, h.blobs, cryptoluks.Config{Config: worker.Config{TempDir: h.t.TempDir(),
 		Logger: slog.New(slog.DiscardHandler)}, Keys: keys, Locations: h.locations(), IterTime: 10 * time.Millisecond})
-	h.run("crypto-luks", svc.Run)
-	h.waitReady("crypto-luks", svc.Ready())
+	testenv.Start(h.t, h.ctx, "crypto-luks", svc.Run, svc.Ready())
 }
 
 // locations are the harness's buckets, as the catalog has them.
@@ -487,7 +412,7 @@ func (h *harness) startKernelRegistry() {
 	b := h.connect(kernelregistry.Name)
 	svc := kernelregistry.New(b, h.blobs, kernelregistry.Config{Config: worker.Config{TempDir: h.t.TempDir(),
 		Logger: slog.New(slog.DiscardHandler)}, UploadBucket: h.uploads, FilesBucket: "files-" + h.sfx})
-	h.run("kernel-registry", svc.Run)
+	testenv.Run(h.t, h.ctx, "kernel-registry", svc.Run)
 	h.waitService(kernelregistry.Name)
 }
 

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
@@ -255,25 +254,7 @@ func (h *harness) waitFinal(id int64) (vm schemas.VM) {
 // download fetches an s3:// object into a temp file.
 func download(t *testing.T, h *harness, url string) string {
 	t.Helper()
-	bucket, key, err := blob.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, _, err := h.blobs.Get(h.ctx, bucket, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	p := filepath.Join(t.TempDir(), "blob")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.ReadFrom(rc); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testenv.Download(t, h.ctx, h.blobs, url, filepath.Join(t.TempDir(), "blob"))
 }
 
 // blobPrefix returns the first n bytes of the disk stored at url.

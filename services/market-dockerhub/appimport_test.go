@@ -14,6 +14,7 @@ import (
 	"github.com/slipway/slipway/pkg/dockerurl"
 	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/pkg/onetemplate"
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -23,7 +24,7 @@ import (
 func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Kernel = "vmlinuz-6.1" })
 	h.startCatalog()
-	host := newRegistry(t)
+	host := testenv.OCIRegistry(t)
 	push(t, host, "team/app", "v1", 1)
 	mk := h.createMarket(MarketCreate{Name: "local", Registry: host})
 
@@ -128,11 +129,7 @@ func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 // catalogImage asks the catalog for image id.
 func (h *harness) catalogImage(id int64) schemas.Image {
 	h.t.Helper()
-	var img schemas.Image
-	if err := h.cli.Query(h.ctx, schemas.ServiceCatalog, schemas.QueryCatalogShow, map[string]int64{"id": id}, &img); err != nil {
-		h.t.Fatalf("catalog show %d: %v", id, err)
-	}
-	return img
+	return testenv.Query[schemas.Image](h.t, h.ctx, h.cli, schemas.ServiceCatalog, schemas.QueryCatalogShow, map[string]int64{"id": id})
 }
 
 // order reports whether the first recorded message whose subject starts
@@ -219,7 +216,7 @@ func TestVMTemplate(t *testing.T) {
 // own name would send.
 func TestAppShowBeforeImport(t *testing.T) {
 	h := newHarness(t)
-	host := newRegistry(t)
+	host := testenv.OCIRegistry(t)
 	push(t, host, "team/app", "v1", 1)
 	mk := h.createMarket(MarketCreate{Name: "local", Registry: host})
 	var shown App

@@ -4,8 +4,6 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,35 +16,13 @@ import (
 // repository (go.work), over the harness's NATS and a real MinIO: the
 // market module does not depend on the catalog's, so the service image
 // builds without it.
-var (
-	catalogOnce sync.Once
-	catalogBin  string
-	catalogErr  error
-	catalogDir  string
-)
+var catalogBin = testenv.Binary{Pkg: "./services/catalog/cmd/catalog"}
 
 // TestMain removes the catalog binary the tests built.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if catalogDir != "" {
-		os.RemoveAll(catalogDir)
-	}
+	catalogBin.Remove()
 	os.Exit(code)
-}
-
-func buildCatalog(t *testing.T) string {
-	t.Helper()
-	catalogOnce.Do(func() {
-		if catalogDir, catalogErr = os.MkdirTemp("", "market-test-catalog-"); catalogErr != nil {
-			return
-		}
-		catalogBin = filepath.Join(catalogDir, "catalog")
-		catalogErr = testenv.GoBuild("./services/catalog/cmd/catalog", catalogBin, false)
-	})
-	if catalogErr != nil {
-		t.Fatalf("build the catalog: %v", catalogErr)
-	}
-	return catalogBin
 }
 
 // startCatalog runs the catalog process against the harness's NATS and a
@@ -54,7 +30,7 @@ func buildCatalog(t *testing.T) string {
 // (SIGTERM, then killed) when the test ends.
 func (h *harness) startCatalog() {
 	h.t.Helper()
-	bin := buildCatalog(h.t)
+	bin := catalogBin.Path(h.t)
 	s3 := testenv.MinIO(h.t)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(),

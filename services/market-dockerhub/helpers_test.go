@@ -4,25 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/nats-io/nats.go"
 
 	"github.com/slipway/slipway/pkg/bus"
@@ -78,37 +70,13 @@ func (h *harness) connect(service string) *bus.Bus {
 
 func (h *harness) start() {
 	h.t.Helper()
-	svc := New(h.connect(ServiceName), h.cfg)
-	ctx, cancel := context.WithCancel(h.ctx)
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	select {
-	case <-svc.Ready():
-	case err := <-done:
-		h.t.Fatalf("service stopped before it was ready: %v", err)
-	case <-time.After(30 * time.Second):
-		h.t.Fatal("service not ready after 30s")
-	}
-	var once sync.Once
-	h.svc = svc
-	h.stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				h.t.Errorf("Run: %v", err)
-			}
-		})
-	}
-	h.t.Cleanup(h.stop)
+	h.svc = New(h.connect(ServiceName), h.cfg)
+	h.stop = testenv.Start(h.t, h.ctx, "service", h.svc.Run, h.svc.Ready())
 }
 
 func (h *harness) command(verb string, data any) envelope.Envelope {
 	h.t.Helper()
-	env, err := h.cli.Command(h.ctx, ServiceName, verb, data)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return env
+	return testenv.Command(h.t, h.ctx, h.cli, ServiceName, verb, data)
 }
 
 // outcome waits for the event named event with the correlation of env.
@@ -139,20 +107,12 @@ func (h *harness) createMarket(req MarketCreate) Market {
 
 func (h *harness) apps(market int64) []App {
 	h.t.Helper()
-	var apps []App
-	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketDockerhubAppsRequest{MarketID: &market}, &apps); err != nil {
-		h.t.Fatal(err)
-	}
-	return apps
+	return testenv.Query[[]App](h.t, h.ctx, h.cli, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketDockerhubAppsRequest{MarketID: &market})
 }
 
 func (h *harness) markets() []Market {
 	h.t.Helper()
-	var out []Market
-	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubList, nil, &out); err != nil {
-		h.t.Fatal(err)
-	}
-	return out
+	return testenv.Query[[]Market](h.t, h.ctx, h.cli, ServiceName, schemas.QueryMarketDockerhubList, nil)
 }
 
 func appNamed(t *testing.T, apps []App, name string) App {
@@ -282,39 +242,11 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// newRegistry starts a real OCI registry on loopback and returns its
-// host:port.
-func newRegistry(t *testing.T) string {
-	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
-
 // push writes a random image of layers layers to host/repo:tag.
 func push(t *testing.T, host, repo, tag string, layers int64) v1.Image {
 	t.Helper()
-	img, err := random.Image(4096, layers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Name the platform in the config, as real images do.
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	ref, err := name.NewTag(host + "/" + repo + ":" + tag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img); err != nil {
-		t.Fatalf("push %s: %v", ref, err)
-	}
+	img := testenv.RandomImage(t, 4096, layers)
+	testenv.Push(t, host+"/"+repo+":"+tag, img)
 	return img
 }
 

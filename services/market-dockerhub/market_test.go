@@ -17,6 +17,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/dockerurl"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -103,7 +104,7 @@ func TestDockerHubErrorIsReported(t *testing.T) {
 
 func TestRegistryMarketplaceListsCatalogAndTags(t *testing.T) {
 	h := newHarness(t)
-	host := newRegistry(t)
+	host := testenv.OCIRegistry(t)
 	push(t, host, "team/app", "v1", 1)
 	latest := push(t, host, "team/app", "latest", 3)
 	push(t, host, "busybox", "1.36", 1)
@@ -153,7 +154,7 @@ func TestRegistryMarketplaceListsCatalogAndTags(t *testing.T) {
 
 func TestScheduledRefreshAndMonitoringOff(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.RefreshInterval = 300 * time.Millisecond })
-	host := newRegistry(t)
+	host := testenv.OCIRegistry(t)
 	push(t, host, "first", "v1", 1)
 	off := false
 	quiet := h.createMarket(MarketCreate{Name: "quiet", Registry: host, Monitoring: &off})
@@ -196,7 +197,7 @@ func TestScheduledRefreshAndMonitoringOff(t *testing.T) {
 
 func TestResolvePinsTheRegistrysDigest(t *testing.T) {
 	h := newHarness(t)
-	host := newRegistry(t)
+	host := testenv.OCIRegistry(t)
 	img := push(t, host, "team/app", "v1", 2)
 	ref, _ := name.NewTag(host + "/team/app:v1")
 	desc, err := remote.Head(ref)
@@ -370,7 +371,7 @@ func TestRefusedAddressesFailClearly(t *testing.T) {
 		t.Errorf("the Hub API saw %v", reqs)
 	}
 
-	host := newRegistry(t)
+	host := testenv.OCIRegistry(t)
 	push(t, host, "team/app", "v1", 1)
 	env = h.command(schemas.CommandMarketDockerhubMarketCreate, MarketCreate{Name: "local", Registry: host})
 	mustJSON(t, h.outcome(env, schemas.EventMarketDockerhubAppsRefreshed).Data, &ev)

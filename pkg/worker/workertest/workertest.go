@@ -39,6 +39,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -100,6 +101,14 @@ type suite struct{ a Adapter }
 func (s *suite) ctx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	t.Cleanup(cancel)
+	return ctx
+}
+
+// started starts a worker for the check, stopped when the check ends, and
+// returns the check's context.
+func (s *suite) started(t *testing.T) context.Context {
+	ctx := s.ctx(t)
+	t.Cleanup(s.a.Start(t))
 	return ctx
 }
 
@@ -258,9 +267,7 @@ func (s *suite) drained(t *testing.T, ctx context.Context) {
 const settleTime = 500 * time.Millisecond
 
 func (s *suite) redelivery(t *testing.T) {
-	ctx := s.ctx(t)
-	stop := s.a.Start(t)
-	defer stop()
+	ctx := s.started(t)
 	cmd := s.a.Good(t)
 	events := s.watch(t, cmd)
 	raw := make(chan *nats.Msg, 1)
@@ -306,9 +313,7 @@ func (s *suite) redelivery(t *testing.T) {
 }
 
 func (s *suite) badCommand(t *testing.T) {
-	ctx := s.ctx(t)
-	stop := s.a.Start(t)
-	defer stop()
+	ctx := s.started(t)
 	cmd := s.a.Bad(t)
 	events := s.watch(t, cmd)
 	env := s.send(t, ctx, cmd)
@@ -356,9 +361,7 @@ func (s *suite) decodeProgress(t *testing.T, m *nats.Msg, id string) schemas.Pro
 }
 
 func (s *suite) progressMonotone(t *testing.T) {
-	ctx := s.ctx(t)
-	stop := s.a.Start(t)
-	defer stop()
+	ctx := s.started(t)
 	cmd, release := s.a.Slow(t)
 	defer release()
 	events := s.watch(t, cmd)
@@ -439,9 +442,7 @@ func (s *suite) jobs(t *testing.T, ctx context.Context) []jobRow {
 }
 
 func (s *suite) jobsQuery(t *testing.T) {
-	ctx := s.ctx(t)
-	stop := s.a.Start(t)
-	defer stop()
+	ctx := s.started(t)
 	if rows := s.jobs(t, ctx); len(rows) != 0 {
 		t.Fatalf("jobs of an idle worker: %+v", rows)
 	}
@@ -490,24 +491,7 @@ func Seq(first int64) func() int64 {
 // closed. It is what an Adapter's Start usually is.
 func Start(t *testing.T, run func(context.Context) error, ready <-chan struct{}) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatalf("Run: %v", err)
-	case <-time.After(Timeout):
-		cancel()
-		t.Fatal("the worker did not get ready")
-	}
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}
+	return testenv.Start(t, context.Background(), "the worker", run, ready)
 }
 
 // Holds keeps a Slow command's fetches waiting until the command is

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/services/builder/tree"
 )
 
@@ -78,21 +79,11 @@ func (e te) xattr(k, v string) te {
 // tarBytes writes entries as one uncompressed tar stream.
 func tarBytes(t testing.TB, entries ...te) []byte {
 	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, e := range entries {
-		h := e.h
-		if err := tw.WriteHeader(&h); err != nil {
-			t.Fatalf("tar header %q: %v", h.Name, err)
-		}
-		if _, err := io.WriteString(tw, e.body); err != nil {
-			t.Fatalf("tar body %q: %v", h.Name, err)
-		}
+	tes := make([]testenv.TarEntry, len(entries))
+	for i, e := range entries {
+		tes[i] = testenv.TarEntry{Header: e.h, Body: []byte(e.body)}
 	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
+	return testenv.Tar(t, tes...)
 }
 
 // bytesLayer is a Layer over an uncompressed tar stream in memory.

@@ -116,28 +116,25 @@ func rawTree(name, link, xname, xvalue string) *tree.Tree {
 func checkScripts(t *testing.T, root string, tr *tree.Tree) {
 	t.Helper()
 	work := t.TempDir()
-	script := filepath.Join(work, "script")
-	if err := writeExtScript(root, tr, script, work); err != nil {
-		mustBeRefusal(t, "debugfs script", err)
-	} else {
-		b, err := os.ReadFile(script)
+	for _, s := range []struct {
+		what, name string
+		write      func(root string, tr *tree.Tree, path, work string) error
+		check      func(text string) error
+	}{
+		{"debugfs script", "script", writeExtScript, func(text string) error { return checkExtScript(text, tr, work) }},
+		{"protofile", "proto", writeProto, func(text string) error { return checkProto(text, tr, root, work) }},
+	} {
+		path := filepath.Join(work, s.name)
+		if err := s.write(root, tr, path, work); err != nil {
+			mustBeRefusal(t, s.what, err)
+			continue
+		}
+		b, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := checkExtScript(string(b), tr, work); err != nil {
-			t.Fatalf("debugfs script:\n%s\n%v", b, err)
-		}
-	}
-	proto := filepath.Join(work, "proto")
-	if err := writeProto(root, tr, proto, work); err != nil {
-		mustBeRefusal(t, "protofile", err)
-	} else {
-		b, err := os.ReadFile(proto)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := checkProto(string(b), tr, root, work); err != nil {
-			t.Fatalf("protofile:\n%s\n%v", b, err)
+		if err := s.check(string(b)); err != nil {
+			t.Fatalf("%s:\n%s\n%v", s.what, b, err)
 		}
 	}
 	for _, e := range tr.Entries() {

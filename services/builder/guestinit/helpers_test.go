@@ -6,43 +6,28 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/slipway/slipway/pkg/testenv"
 )
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
+// guestInit is cmd/slipway-init as the builder ships it: static,
+// stripped.
+var guestInit = testenv.Binary{Pkg: "./services/builder/cmd/slipway-init", Static: true}
 
 func TestMain(m *testing.M) {
 	if os.Getenv(netnsHelperEnv) != "" {
 		os.Exit(netnsHelper())
 	}
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
+	guestInit.Remove()
 	os.Exit(code)
 }
 
-// buildInit builds cmd/slipway-init as the builder ships it: static,
-// stripped.
+// buildInit builds guestInit on first use and returns its path.
 func buildInit(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		if buildDir, buildErr = os.MkdirTemp("", "slipway-init-"); buildErr != nil {
-			return
-		}
-		buildErr = testenv.GoBuild("./services/builder/cmd/slipway-init", filepath.Join(buildDir, "slipway-init"), true)
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	bin := filepath.Join(buildDir, "slipway-init")
+	bin := guestInit.Path(t)
 	if fi, err := os.Stat(bin); err == nil {
 		t.Logf("slipway-init: %d bytes", fi.Size())
 	}

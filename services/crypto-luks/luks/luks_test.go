@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,9 +21,7 @@ import (
 // check no passphrase ever reached a command line.
 func runner(t *testing.T) (*Runner, string) {
 	t.Helper()
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		testenv.Skip(t, "qemu-img is not installed: apt-get install qemu-utils")
-	}
+	testenv.Program(t, "qemu-img", "apt-get install qemu-utils")
 	dir := t.TempDir()
 	log := filepath.Join(dir, "argv.log")
 	wrapper := testenv.Script(t, "qemu-img", "#!/bin/sh\nprintf '%s\\n' \"$*\" >> "+log+"\nexec qemu-img \"$@\"\n")

@@ -74,9 +74,7 @@ func sum(t *testing.T, path string) [32]byte {
 // buildDeb makes a package with dpkg-deb from a tree.
 func buildDeb(t *testing.T, files map[string]string, compression string) string {
 	t.Helper()
-	if _, err := exec.LookPath("dpkg-deb"); err != nil {
-		testenv.Skip(t, "dpkg-deb not installed: %v", err)
-	}
+	testenv.Program(t, "dpkg-deb", "make deps")
 	root := t.TempDir()
 	files["DEBIAN/control"] = "Package: linux-image-test\nVersion: 1\nArchitecture: amd64\nMaintainer: t <t@t>\nDescription: test\n"
 	for name, content := range files {

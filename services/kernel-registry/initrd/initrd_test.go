@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -23,20 +22,8 @@ import (
 var initBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "initrd-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	initBin = filepath.Join(dir, InitName)
-	if err := testenv.GoBuild("./services/kernel-registry/cmd/slipway-initrd", initBin, true); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	slipwayInitrd := testenv.Binary{Pkg: "./services/kernel-registry/cmd/slipway-initrd", Static: true}
+	os.Exit(slipwayInitrd.Run(&initBin, m.Run))
 }
 
 // kernelFile is bin/kernel/name, which tools/fetch-kernel.sh fetches; the

@@ -32,16 +32,7 @@ func debianKernel(t *testing.T) (path, version string) {
 
 func inspectFile(t *testing.T, path string) (Facts, error) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return Inspect(f, fi.Size())
+	return Inspect(testenv.Open(t, path))
 }
 
 func TestDebianBzImage(t *testing.T) {
@@ -62,11 +53,7 @@ func TestDebianBzImage(t *testing.T) {
 	t.Logf("bzImage: protocol %s, %s payload of %d bytes, %q", f.BootProtocol, f.Compression, f.PayloadLength, f.Banner)
 
 	// The payload: Debian's vmlinux, an ELF with the PVH note.
-	in, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
+	in, _ := testenv.Open(t, path)
 	vmlinux := filepath.Join(t.TempDir(), "vmlinux")
 	out, err := os.Create(vmlinux)
 	if err != nil {
@@ -390,9 +377,7 @@ func compress(t *testing.T, c Compression, data []byte) []byte {
 		CompressionLZMA:  {"xz", "--format=lzma", "-6", "-c"},
 		CompressionBzip2: {"bzip2", "-9", "-c"},
 	}[c]
-	if _, err := exec.LookPath(args[0]); err != nil {
-		testenv.Skip(t, "%s not installed (make deps): %v", args[0], err)
-	}
+	testenv.Program(t, args[0], "make deps")
 	cmd := exec.Command(args[0], args[1:]...)
 	var stderr bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(data), &out, &stderr

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/services/builder/guestinit"
 )
 
@@ -28,14 +29,8 @@ func TestWriteScript(t *testing.T) {
 // (here extracted with isoinfo, Rock Ridge names).
 func TestBuild(t *testing.T) {
 	dir := t.TempDir()
-	motd := filepath.Join(dir, "src-motd")
-	if err := os.WriteFile(motd, []byte("hello from FILES_DS\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	eq := filepath.Join(dir, "a=b")
-	if err := os.WriteFile(eq, []byte("equals"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	motd := testenv.WriteFile(t, filepath.Join(dir, "src-motd"), "hello from FILES_DS\n")
+	eq := testenv.WriteFile(t, filepath.Join(dir, "a=b"), "equals")
 	vars := []Var{{"TOKEN", "tok-42 it's \"quoted\" $HOME `x`"}, {"SSH_PUBLIC_KEY", "ssh-ed25519 AAAA user@host"}}
 	iso := filepath.Join(dir, "context.iso")
 	if err := Build(iso, vars, []File{{Name: "motd.txt", Path: motd}, {Name: "k=v.conf", Path: eq}}); err != nil {
@@ -89,10 +84,7 @@ func checkWithIsoinfo(t *testing.T, iso, token string) {
 	if got := extract("/k=v.conf"); got != "equals" {
 		t.Errorf("k=v.conf = %q", got)
 	}
-	script := filepath.Join(t.TempDir(), "context.sh")
-	if err := os.WriteFile(script, []byte(extract("/context.sh")), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	script := testenv.WriteFile(t, filepath.Join(t.TempDir(), "context.sh"), extract("/context.sh"))
 	out, err := exec.Command("sh", "-c", `. "$1" && printf %s "$TOKEN"`, "sh", script).Output()
 	if err != nil || string(out) != token {
 		t.Errorf("sh reads TOKEN = %q (%v), want %q", out, err, token)

@@ -20,9 +20,7 @@ const bootTimeout = 240 * time.Second
 func needQEMU(t *testing.T) {
 	t.Helper()
 	for _, b := range []string{DefaultBinary, "qemu-img"} {
-		if _, err := exec.LookPath(b); err != nil {
-			testenv.Skip(t, "%s not installed: %v", b, err)
-		}
+		testenv.Program(t, b, "make deps")
 	}
 }
 
@@ -114,10 +112,7 @@ func writeNewc(path string, entries []cpioEntry) error {
 // initramfs builds an initramfs whose /init is script, run by the static busybox.
 func initramfs(t *testing.T, script string) string {
 	t.Helper()
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		testenv.Skip(t, "busybox (busybox-static) not installed: %v", err)
-	}
+	bb := testenv.Program(t, "busybox", "apt-get install busybox-static")
 	data, err := os.ReadFile(bb)
 	if err != nil {
 		t.Fatal(err)

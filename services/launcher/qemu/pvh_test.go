@@ -44,10 +44,7 @@ func TestPVHBoot(t *testing.T) {
 // kernel's scripts/extract-vmlinux does: from the xz magic, one stream.
 func extractVmlinux(t *testing.T, bzImage string) string {
 	t.Helper()
-	xz, err := exec.LookPath("xz")
-	if err != nil {
-		testenv.Skip(t, "xz not installed: cannot extract the vmlinux: %v", err)
-	}
+	xz := testenv.Program(t, "xz", "it extracts the vmlinux (make deps)")
 	data, err := os.ReadFile(bzImage)
 	if err != nil {
 		t.Fatal(err)

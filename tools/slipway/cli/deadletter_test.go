@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/testenv"
@@ -52,18 +51,10 @@ func TestDeadLetterCommand(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := nc.JetStream()
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStream(t, url)
 	prefix := bus.StreamPrefix(bus.DefaultPrefix)
 	for _, stream := range []string{prefix + "_CMD", prefix + "_EVT", prefix + "_DLQ"} {
-		if _, err := js.StreamInfo(stream); err != nil {
+		if _, err := js.Stream(ctx, stream); err != nil {
 			t.Errorf("stream %s: %v", stream, err)
 		}
 	}

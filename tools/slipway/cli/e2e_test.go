@@ -117,6 +117,19 @@ func must(t *testing.T, r result, args ...string) result {
 	return r
 }
 
+// mustShow runs slipway with args, which must succeed, and checks that
+// its stdout holds each of wants.
+func mustShow(t *testing.T, flags, args []string, wants ...string) result {
+	t.Helper()
+	r := must(t, slipway(t, flags, args...), args...)
+	for _, want := range wants {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("slipway %s lacks %q:\n%s", strings.Join(args, " "), want, r.stdout)
+		}
+	}
+	return r
+}
+
 // qcow2 makes a qcow2 image of 16 MiB virtual size with 1 MiB of random
 // data, with the real qemu-img.
 func qcow2(t *testing.T) string {
@@ -166,10 +179,8 @@ func TestEndToEndCreateFromLocalFile(t *testing.T) {
 	flags, s3 := stack(t)
 	disk := qcow2(t)
 
-	r := must(t, slipway(t, flags, "image", "create", "--name", "e2e", "--path", disk, "--wait", "--timeout", "2m"))
-	if !strings.Contains(r.stdout, "ID: 0\n") || !strings.Contains(r.stdout, "image 0: READY format qcow2") {
-		t.Errorf("create --wait stdout:\n%s", r.stdout)
-	}
+	mustShow(t, flags, []string{"image", "create", "--name", "e2e", "--path", disk, "--wait", "--timeout", "2m"},
+		"ID: 0\n", "image 0: READY format qcow2")
 
 	images := list(t, flags)
 	if len(images) != 1 {
@@ -199,22 +210,15 @@ func TestEndToEndCreateFromLocalFile(t *testing.T) {
 	}
 
 	// Human output.
-	r = must(t, slipway(t, flags, "image", "list"))
+	r := must(t, slipway(t, flags, "image", "list"))
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "ID USER") ||
 		strings.Join(strings.Fields(lines[1]), " ") != "0 oneadmin oneadmin e2e default 16M OS No rdy 0" {
 		t.Errorf("list:\n%s", r.stdout)
 	}
-	r = must(t, slipway(t, flags, "image", "show", "e2e"))
-	for _, want := range []string{"IMAGE 0 INFORMATION", "FORMAT         : qcow2", "SHA256         : " + sum, "STATE          : rdy"} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("show lacks %q:\n%s", want, r.stdout)
-		}
-	}
-	r = must(t, slipway(t, flags, "image", "top", "--once"))
-	if !strings.Contains(r.stdout, "e2e") || !strings.Contains(r.stdout, "READY") {
-		t.Errorf("top --once:\n%s", r.stdout)
-	}
+	mustShow(t, flags, []string{"image", "show", "e2e"},
+		"IMAGE 0 INFORMATION", "FORMAT         : qcow2", "SHA256         : "+sum, "STATE          : rdy")
+	mustShow(t, flags, []string{"image", "top", "--once"}, "e2e", "READY")
 
 	// The same disk from standard input, named by a template, converted
 	// to raw.

@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,22 +13,9 @@ import (
 // TestKernelCommands adds Debian's bzImage and a file that is not a
 // kernel through the CLI against the whole stack, and reads the facts back.
 func TestKernelCommands(t *testing.T) {
-	root, err := filepath.Abs("../../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	vmlinuz := filepath.Join(root, "bin", "kernel", "vmlinuz")
-	if _, err := os.Stat(vmlinuz); err != nil {
-		testenv.Skip(t, "no kernel (run tools/fetch-kernel.sh): %v", err)
-	}
+	vmlinuz := testenv.RepoFile(t, "bin/kernel/vmlinuz", "run tools/fetch-kernel.sh")
 	// kernel-registry finds slipway-initrd through the variable `up` passes on.
-	initrd := filepath.Join(t.TempDir(), "slipway-initrd")
-	build := exec.Command("go", "build", "-o", initrd, "../../../services/kernel-registry/cmd/slipway-initrd")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build slipway-initrd: %v\n%s", err, out)
-	}
-	t.Setenv("SLIPWAY_INITRD_INIT", initrd)
+	t.Setenv("SLIPWAY_INITRD_INIT", testenv.Build(t, "./services/kernel-registry/cmd/slipway-initrd", true))
 	flags, _ := stack(t)
 
 	r := must(t, slipway(t, flags, "kernel", "add", "--name", "debian-bz", vmlinuz), "kernel", "add")
@@ -52,16 +38,8 @@ func TestKernelCommands(t *testing.T) {
 			t.Errorf("show %s: %s", ref, r.stdout)
 		}
 	}
-	r = must(t, slipway(t, flags, "kernel", "show", id), "kernel", "show")
-	for _, want := range []string{"KERNEL " + id + " INFORMATION", "FORMAT         : bzimage", "PVH            : Yes (entry 0x"} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("kernel show lacks %q:\n%s", want, r.stdout)
-		}
-	}
-	r = must(t, slipway(t, flags, "kernel", "list"), "kernel", "list")
-	if !strings.Contains(r.stdout, "debian-bz") || !strings.Contains(r.stdout, "PVH") {
-		t.Errorf("kernel list:\n%s", r.stdout)
-	}
+	mustShow(t, flags, []string{"kernel", "show", id}, "KERNEL "+id+" INFORMATION", "FORMAT         : bzimage", "PVH            : Yes (entry 0x")
+	mustShow(t, flags, []string{"kernel", "list"}, "debian-bz", "PVH")
 	// The KERNEL image is in the catalog too.
 	r = must(t, slipway(t, flags, "image", "show", id, "--json"), "image", "show")
 	if !strings.Contains(r.stdout, `"KERNEL"`) {

@@ -71,9 +71,7 @@ func TestLibvirtSecret(t *testing.T) {
 // crypto-luks and the rest over real NATS, MinIO and qemu-img) and drives
 // every luks subcommand.
 func TestEndToEndLuks(t *testing.T) {
-	if _, err := exec.LookPath("qemu-img"); err != nil {
-		testenv.Skip(t, "qemu-img is not installed")
-	}
+	testenv.Program(t, "qemu-img", "apt-get install qemu-utils")
 	t.Setenv("SLIPWAY_DOCKERHUB_MONITORING", "off")
 	for _, v := range []string{"SLIPWAY_LUKS_KEK", "SLIPWAY_LUKS_KEK_FILE", "SLIPWAY_LUKS_OLD_KEK_FILES"} {
 		t.Setenv(v, "")

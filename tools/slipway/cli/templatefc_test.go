@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -18,10 +19,7 @@ import (
 func TestTemplateFirecracker(t *testing.T) {
 	flags, _ := stack(t)
 	dir := t.TempDir()
-	file := filepath.Join(dir, "fc.tmpl")
-	if err := os.WriteFile(file, []byte("NAME = \"fc\"\nVCPU = 2\nMEMORY = 512\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := testenv.WriteFile(t, filepath.Join(dir, "fc.tmpl"), "NAME = \"fc\"\nVCPU = 2\nMEMORY = 512\n")
 	must(t, slipway(t, flags, "template", "create", file), "template create")
 	r := slipway(t, flags, "template", "firecracker", "fc")
 	var c schemas.FirecrackerConfig
@@ -38,9 +36,7 @@ func TestTemplateFirecracker(t *testing.T) {
 		t.Errorf("--output of an invalid configuration: exit %d, file: %v", r.code, err)
 	}
 
-	if err := os.WriteFile(file, []byte("NAME = \"fc-missing\"\nDISK = [ IMAGE_ID = 999 ]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testenv.WriteFile(t, file, "NAME = \"fc-missing\"\nDISK = [ IMAGE_ID = 999 ]\n")
 	must(t, slipway(t, flags, "template", "create", file), "template create")
 	r = slipway(t, flags, "template", "firecracker", "fc-missing")
 	if r.code != 1 || !strings.Contains(r.stderr, "image 999 does not exist") || r.stdout != "" {

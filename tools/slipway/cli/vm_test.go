@@ -2,12 +2,12 @@ package cli
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -18,14 +18,8 @@ import (
 func TestTemplateAndVMCommands(t *testing.T) {
 	flags, _ := stack(t)
 	dir := t.TempDir()
-	file := filepath.Join(dir, "web.tmpl")
-	if err := os.WriteFile(file, []byte("NAME = \"web\"\nMEMORY = 128\nDISK = [ IMAGE_ID = 999 ]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	bad := filepath.Join(dir, "bad.tmpl")
-	if err := os.WriteFile(bad, []byte("DISK = [ IMAGE_ID = 1\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := testenv.WriteFile(t, filepath.Join(dir, "web.tmpl"), "NAME = \"web\"\nMEMORY = 128\nDISK = [ IMAGE_ID = 999 ]\n")
+	bad := testenv.WriteFile(t, filepath.Join(dir, "bad.tmpl"), "DISK = [ IMAGE_ID = 1\n")
 
 	r := must(t, slipway(t, flags, "template", "create", file), "template create")
 	if strings.TrimSpace(r.stdout) != "ID: 0" {
@@ -35,17 +29,9 @@ func TestTemplateAndVMCommands(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "not closed") {
 		t.Errorf("template create of a bad template: exit %d, stderr %q", r.code, r.stderr)
 	}
-	r = must(t, slipway(t, flags, "template", "list"), "template list")
-	if !strings.Contains(r.stdout, "web") || !strings.Contains(r.stdout, "NAME") {
-		t.Errorf("template list:\n%s", r.stdout)
-	}
-	r = must(t, slipway(t, flags, "template", "show", "web"), "template show")
-	if !strings.Contains(r.stdout, "TEMPLATE CONTENTS") || !strings.Contains(r.stdout, "IMAGE_ID = 999") {
-		t.Errorf("template show:\n%s", r.stdout)
-	}
-	if err := os.WriteFile(file, []byte("NAME = \"web\"\nMEMORY = 256\nDISK = [ IMAGE_ID = 999 ]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	mustShow(t, flags, []string{"template", "list"}, "web", "NAME")
+	mustShow(t, flags, []string{"template", "show", "web"}, "TEMPLATE CONTENTS", "IMAGE_ID = 999")
+	testenv.WriteFile(t, file, "NAME = \"web\"\nMEMORY = 256\nDISK = [ IMAGE_ID = 999 ]\n")
 	must(t, slipway(t, flags, "template", "update", "0", file), "template update")
 	r = must(t, slipway(t, flags, "template", "show", "0", "--json"), "template show --json")
 	var tmpl schemas.VMTemplate
@@ -83,14 +69,8 @@ func TestTemplateAndVMCommands(t *testing.T) {
 	if vm["state"] != "FAILED" {
 		t.Fatalf("VM web-a: %v", vm["state"])
 	}
-	r = must(t, slipway(t, flags, "vm", "list"), "vm list")
-	if !strings.Contains(r.stdout, "web-a") || !strings.Contains(r.stdout, "fail") {
-		t.Errorf("vm list:\n%s", r.stdout)
-	}
-	r = must(t, slipway(t, flags, "vm", "show", "0"), "vm show")
-	if !strings.Contains(r.stdout, "VIRTUAL MACHINE 0 INFORMATION") || !strings.Contains(r.stdout, "image 999 does not exist") {
-		t.Errorf("vm show:\n%s", r.stdout)
-	}
+	mustShow(t, flags, []string{"vm", "list"}, "web-a", "fail")
+	mustShow(t, flags, []string{"vm", "show", "0"}, "VIRTUAL MACHINE 0 INFORMATION", "image 999 does not exist")
 	must(t, slipway(t, flags, "vm", "console", "0"), "vm console")
 	r = slipway(t, flags, "vm", "resume", "0")
 	if r.code != 1 || !strings.Contains(r.stderr, "only a VM in POWEROFF can be resumed") {

@@ -1,7 +1,6 @@
 package up
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,24 +18,6 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/testenv"
 )
-
-// syncBuffer is written by Run while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -68,7 +48,7 @@ func TestRunStartsAndStopsTheWholeStack(t *testing.T) {
 	cfg := Config{DataDir: dir, NATSPort: -1, MinIOBin: bin, MinIOAddr: freeAddr(t), ConsoleAddr: freeAddr(t)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &syncBuffer{}
+	out := &testenv.Buffer{} // written by Run while the test reads it
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg, out) }()
 

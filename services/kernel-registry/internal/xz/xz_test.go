@@ -30,9 +30,7 @@ func sample() []byte {
 // compress runs the real xz.
 func compress(t *testing.T, data []byte, args ...string) []byte {
 	t.Helper()
-	if _, err := exec.LookPath("xz"); err != nil {
-		testenv.Skip(t, "xz not installed (make deps): %v", err)
-	}
+	testenv.Program(t, "xz", "make deps")
 	cmd := exec.Command("xz", append(args, "-c")...)
 	cmd.Stdin = bytes.NewReader(data)
 	out, err := cmd.Output()

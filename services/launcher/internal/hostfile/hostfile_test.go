@@ -7,14 +7,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/slipway/slipway/pkg/testenv"
 )
 
 func TestRegular(t *testing.T) {
 	dir := t.TempDir()
-	file := filepath.Join(dir, "disk")
-	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := testenv.WriteFile(t, filepath.Join(dir, "disk"), "x")
 	link := filepath.Join(dir, "link")
 	if err := os.Symlink(file, link); err != nil {
 		t.Fatal(err)

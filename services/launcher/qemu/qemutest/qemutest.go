@@ -5,7 +5,6 @@ package qemutest
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -21,10 +20,7 @@ const AbortMSR = `echo "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x
 // qemu-system-x86_64 otherwise. It skips the test when QEMU is missing.
 func Wrapper(t *testing.T, accel, script string) string {
 	t.Helper()
-	real, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Skipf("qemu-system-x86_64 not found: %v", err)
-	}
+	real := testenv.Program(t, "qemu-system-x86_64", "make deps")
 	// Not t.TempDir(): its parent is 0700, and a launcher running as root runs QEMU as an
 	// unprivileged uid that must reach the wrapper.
 	p := filepath.Join(testenv.OpenDir(t, "qemutest-", 0o755), "qemu-wrapper")
