@@ -5,8 +5,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/pkg/worker"
 	cryptoluks "github.com/slipway/slipway/services/crypto-luks"
 	"github.com/slipway/slipway/services/crypto-luks/keywrap/keywraptest"
 	kernelregistry "github.com/slipway/slipway/services/kernel-registry"
