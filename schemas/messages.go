@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"reflect"
+	"slices"
 	"strings"
 )
 
@@ -39,6 +40,7 @@ func validKind(kind string) bool {
 type registered struct {
 	kind, service, name, file string
 	typ                       reflect.Type
+	senders                   []string
 }
 
 // Message describes one command, event, query request or query reply schema
@@ -50,7 +52,18 @@ type Message struct {
 	Title   string // the schema title: the Go type's name
 	Schema  []byte // the schema document
 	Type    reflect.Type
+	// Senders says who may send a command or ask a query: SenderUsers (any
+	// authenticated user), SenderAdmins (the oneadmin group) or service
+	// names. Package identity grants exactly these; empty for events and
+	// replies, which only their owner publishes.
+	Senders []string
 }
+
+// The principals a Senders list names besides services.
+const (
+	SenderUsers  = "users"
+	SenderAdmins = "admins"
+)
 
 // ID returns the $id of the message's schema.
 func (m Message) ID() string { return ID(m.Kind, m.Service, m.Name) }
@@ -147,7 +160,8 @@ func (r registered) message() Message {
 		// The generator and the embed pattern read the same tree.
 		panic(fmt.Sprintf("schemas: %s is in the registry but not embedded: %v", r.file, err))
 	}
-	return Message{Kind: r.kind, Service: r.service, Name: r.name, Title: r.typ.Name(), Schema: data, Type: r.typ}
+	return Message{Kind: r.kind, Service: r.service, Name: r.name, Title: r.typ.Name(), Schema: data, Type: r.typ,
+		Senders: slices.Clone(r.senders)}
 }
 
 // MaxErrorLen is the schemas' bound on an error message (the `maxLength`

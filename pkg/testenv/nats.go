@@ -11,9 +11,10 @@ import (
 
 // NewNATSServer starts an embedded nats-server with JetStream on 127.0.0.1,
 // storing streams under storeDir. port -1 picks a free port; 0 means the
-// NATS default (4222). The caller owns the server: Shutdown and
-// WaitForShutdown it.
-func NewNATSServer(storeDir string, port int) (*server.Server, error) {
+// NATS default (4222). Each configure function may change the options
+// first (identity.Authority.ConfigureServer turns authentication on). The
+// caller owns the server: Shutdown and WaitForShutdown it.
+func NewNATSServer(storeDir string, port int, configure ...func(*server.Options) error) (*server.Server, error) {
 	opts := &server.Options{
 		ServerName: "slipway",
 		Host:       "127.0.0.1",
@@ -21,6 +22,11 @@ func NewNATSServer(storeDir string, port int) (*server.Server, error) {
 		JetStream:  true,
 		StoreDir:   storeDir,
 		NoSigs:     true,
+	}
+	for _, c := range configure {
+		if err := c(opts); err != nil {
+			return nil, fmt.Errorf("nats-server: configure: %w", err)
+		}
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

@@ -21,19 +21,29 @@ type contract struct {
 	Subject string   `json:"subject"`            // its subject pattern: {prefix} and, for an event, {id}
 	Answers []string `json:"answers,omitempty"`  // a command's answering events (bus.Call waits for them)
 	IDParam string   `json:"id_param,omitempty"` // an event's {id}: a parameter of asyncapi.yaml
+	Senders []string `json:"senders,omitempty"`  // who may send a command or ask a query (see Senders)
 }
+
+// The principals a sender list may name besides a service: any authenticated
+// user, or the administrators (OpenNebula's oneadmin group). Package identity
+// turns the lists into each principal's NATS permissions.
+const (
+	SenderUsers  = "users"
+	SenderAdmins = "admins"
+)
 
 // kindNames are the x-slipway kinds, by directory.
 var kindNames = map[string]string{"cmd": "command", "evt": "event", "qry": "query", "rpl": "reply"}
 
 // derived is the metadata a message's path dictates, keeping what only the
-// schema can say (answers, id_param) from have.
+// schema can say (answers, id_param, senders) from have.
 func derived(f *schemaFile, have contract) contract {
 	c := contract{Kind: kindNames[f.kind], Owner: f.service}
 	switch f.kind {
 	case "cmd":
 		c.Subject = "{prefix}.cmd." + f.service + "." + f.name
 		c.Answers = have.Answers
+		c.Senders = sendersOr(have.Senders)
 	case "evt":
 		c.Subject = "{prefix}.evt." + f.service + "." + f.name + ".{id}"
 		c.IDParam = have.IDParam
@@ -42,10 +52,21 @@ func derived(f *schemaFile, have contract) contract {
 		}
 	case "qry":
 		c.Subject = "{prefix}.api." + f.service + "." + f.name
+		c.Senders = sendersOr(have.Senders)
 	case "rpl":
 		c.Subject = "{inbox}" // the asker's reply inbox
 	}
 	return c
+}
+
+// sendersOr keeps the senders a command or query declares; a new one starts
+// as the administrators' alone, the least it can grant, until its schema
+// says more.
+func sendersOr(have []string) []string {
+	if len(have) == 0 {
+		return []string{SenderAdmins}
+	}
+	return have
 }
 
 // defaultIDParam is what a new event's {id} names: a failure may come before
@@ -74,16 +95,16 @@ func readContract(root *object) (c contract, ok bool, err error) {
 			if _, isStr := m.vals[k].(string); !isStr {
 				return c, true, fmt.Errorf("%s.%s is not a string", MetaKey, k)
 			}
-		case "answers":
+		case "answers", "senders":
 			if arr, isArr := m.vals[k].([]any); !isArr || len(m.strings(k)) != len(arr) {
-				return c, true, fmt.Errorf("%s.answers is not a list of event names", MetaKey)
+				return c, true, fmt.Errorf("%s.%s is not a list of names", MetaKey, k)
 			}
 		default:
 			return c, true, fmt.Errorf("%s has an unknown member %q", MetaKey, k)
 		}
 	}
 	c = contract{Kind: m.str("kind"), Owner: m.str("owner"), Subject: m.str("subject"),
-		Answers: m.strings("answers"), IDParam: m.str("id_param")}
+		Answers: m.strings("answers"), IDParam: m.str("id_param"), Senders: m.strings("senders")}
 	return c, true, nil
 }
 
@@ -91,8 +112,15 @@ func readContract(root *object) (c contract, ok bool, err error) {
 // rest of the tree, naming each file that is wrong.
 func (g *generator) checkContracts(msgFiles []*schemaFile) error {
 	var problems []string
+	var services []string
 	for _, f := range msgFiles {
-		if err := g.checkContract(f); err != nil {
+		if !slices.Contains(services, f.service) {
+			services = append(services, f.service)
+		}
+	}
+	slices.Sort(services)
+	for _, f := range msgFiles {
+		if err := g.checkContract(f, services); err != nil {
 			problems = append(problems, f.path+": "+err.Error())
 		}
 	}
@@ -103,7 +131,7 @@ func (g *generator) checkContracts(msgFiles []*schemaFile) error {
 	return nil
 }
 
-func (g *generator) checkContract(f *schemaFile) error {
+func (g *generator) checkContract(f *schemaFile, services []string) error {
 	if f.metaErr != nil {
 		return f.metaErr
 	}
@@ -124,9 +152,36 @@ func (g *generator) checkContract(f *schemaFile) error {
 			return fmt.Errorf("%s.answers names %q, but there is no evt/%s.%s.json", MetaKey, a, f.service, a)
 		}
 	}
+	if err := checkSenders(f, services); err != nil {
+		return err
+	}
 	if f.kind == "evt" {
 		if _, ok := idParams[c.IDParam]; !ok {
 			return fmt.Errorf("%s.id_param %q is none of %s", MetaKey, c.IDParam, strings.Join(sortedKeys(idParams), ", "))
+		}
+	}
+	return nil
+}
+
+// checkSenders checks that a command or a query names who may send it, each
+// sender once, and that every sender is users, admins or one of services.
+func checkSenders(f *schemaFile, services []string) error {
+	senders := f.meta.Senders
+	if f.kind != "cmd" && f.kind != "qry" {
+		if len(senders) > 0 {
+			return fmt.Errorf("%s.senders is for commands and queries, not a %s", MetaKey, kindNames[f.kind])
+		}
+		return nil
+	}
+	if len(senders) == 0 {
+		return fmt.Errorf("%s.senders is missing: say who may send it (%q, %q or service names)", MetaKey, SenderUsers, SenderAdmins)
+	}
+	for i, s := range senders {
+		if slices.Contains(senders[:i], s) {
+			return fmt.Errorf("%s.senders names %q twice", MetaKey, s)
+		}
+		if s != SenderUsers && s != SenderAdmins && !slices.Contains(services, s) {
+			return fmt.Errorf("%s.senders names %q: neither %q, %q nor a service (%s)", MetaKey, s, SenderUsers, SenderAdmins, strings.Join(services, ", "))
 		}
 	}
 	return nil

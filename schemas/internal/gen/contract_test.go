@@ -86,15 +86,18 @@ func TestEveryMessageDeclaresItsContract(t *testing.T) {
 }
 
 func TestContractMetadataMustMatchThePath(t *testing.T) {
-	meta := `  "x-slipway": {"kind": "command", "owner": "thing", "subject": "{prefix}.cmd.thing.paint"},` + "\n"
+	meta := `  "x-slipway": {"kind": "command", "owner": "thing", "subject": "{prefix}.cmd.thing.paint", "senders": ["users"]},` + "\n"
 	for _, tc := range []struct{ name, to, want string }{
 		{"missing", "", "cmd/thing.paint.json: x-slipway is missing"},
 		{"wrong kind", strings.Replace(meta, `"command"`, `"event"`, 1), `x-slipway.kind is "event", want "command"`},
 		{"wrong owner", strings.Replace(meta, `"owner": "thing"`, `"owner": "other"`, 1), `x-slipway.owner is "other", want "thing"`},
 		{"wrong subject", strings.Replace(meta, "cmd.thing.paint", "cmd.thing.draw", 1), `want "{prefix}.cmd.thing.paint"`},
-		{"unknown answer", strings.Replace(meta, `paint"}`, `paint", "answers": ["painted"]}`, 1), `there is no evt/thing.painted.json`},
-		{"unknown member", strings.Replace(meta, `paint"}`, `paint", "color": "red"}`, 1), `unknown member "color"`},
-		{"id_param on a command", strings.Replace(meta, `paint"}`, `paint", "id_param": "id"}`, 1), `x-slipway.id_param is "id", want ""`},
+		{"unknown answer", strings.Replace(meta, `paint",`, `paint", "answers": ["painted"],`, 1), `there is no evt/thing.painted.json`},
+		{"unknown member", strings.Replace(meta, `paint",`, `paint", "color": "red",`, 1), `unknown member "color"`},
+		{"id_param on a command", strings.Replace(meta, `paint",`, `paint", "id_param": "id",`, 1), `x-slipway.id_param is "id", want ""`},
+		{"no senders", strings.Replace(meta, `, "senders": ["users"]`, ``, 1), `x-slipway.senders is missing`},
+		{"unknown sender", strings.Replace(meta, `["users"]`, `["users", "janitor"]`, 1), `x-slipway.senders names "janitor": neither`},
+		{"sender twice", strings.Replace(meta, `["users"]`, `["users", "users"]`, 1), `x-slipway.senders names "users" twice`},
 	} {
 		tree := validTree()
 		tree["cmd/thing.paint.json"].Data = []byte(strings.Replace(string(tree["cmd/thing.paint.json"].Data), meta, tc.to, 1))
@@ -115,12 +118,12 @@ func TestContractMetadataMustMatchThePath(t *testing.T) {
 func TestFixDerivesMetadataFromThePath(t *testing.T) {
 	tree := validTree()
 	paint := tree["cmd/thing.paint.json"]
-	paint.Data = []byte(strings.Replace(string(paint.Data), `"subject": "{prefix}.cmd.thing.paint"}`, `"subject": "stale", "answers": ["painted"]}`, 1))
+	paint.Data = []byte(strings.Replace(string(paint.Data), `"subject": "{prefix}.cmd.thing.paint", "senders": ["users"]}`, `"subject": "stale", "answers": ["painted"]}`, 1))
 	tree["evt/thing.painted.json"] = &fstest.MapFile{Data: []byte(paintedEvent)}
 	tree["evt/thing.paint-failed.json"] = &fstest.MapFile{Data: []byte(strings.NewReplacer("painted", "paint-failed", "ThingPainted", "ThingPaintFailed").Replace(string(tree["evt/thing.painted.json"].Data)))}
 	fixTree(t, tree)
 	for path, want := range map[string]string{
-		"cmd/thing.paint.json":        `  "x-slipway": {"kind": "command", "owner": "thing", "subject": "{prefix}.cmd.thing.paint", "answers": ["painted"]},`,
+		"cmd/thing.paint.json":        `  "x-slipway": {"kind": "command", "owner": "thing", "subject": "{prefix}.cmd.thing.paint", "answers": ["painted"], "senders": ["admins"]},`,
 		"evt/thing.painted.json":      `  "x-slipway": {"kind": "event", "owner": "thing", "subject": "{prefix}.evt.thing.painted.{id}", "id_param": "id"},`,
 		"evt/thing.paint-failed.json": `  "x-slipway": {"kind": "event", "owner": "thing", "subject": "{prefix}.evt.thing.paint-failed.{id}", "id_param": "failedID"},`,
 	} {
@@ -159,7 +162,7 @@ func TestReadmeSection(t *testing.T) {
 	}
 	for _, want := range []string{
 		"# thing\n\n## Subjects\n\n" + ReadmeBegin + "\n",
-		"| command | `slipway.cmd.thing.paint` | `ThingPaint` | Paint a thing. |\n" + ReadmeEnd + "\n\nProse stays.\n",
+		"| command | `slipway.cmd.thing.paint` | `ThingPaint` | users | Paint a thing. |\n" + ReadmeEnd + "\n\nProse stays.\n",
 	} {
 		if !strings.Contains(string(got), want) {
 			t.Errorf("README:\n%s\nlacks %q", got, want)

@@ -49,7 +49,7 @@ func TestRunWritesFile(t *testing.T) {
 		"\tTags []string `json:\"tags,omitempty\"`",
 		"\tRef *int64 `json:\"ref,omitempty\"`",
 		"// Which thing to paint.",
-		`{kind: "cmd", service: "thing", name: "paint", file: "cmd/thing.paint.json", typ: reflect.TypeFor[ThingPaint]()}`,
+		`{kind: "cmd", service: "thing", name: "paint", file: "cmd/thing.paint.json", typ: reflect.TypeFor[ThingPaint](), senders: []string{"users"}}`,
 		`ServiceThing = "thing"`,
 		`CommandThingPaint = "paint"`,
 	} {
@@ -124,7 +124,7 @@ func TestGenerateQueries(t *testing.T) {
 		"// ThingListReply is the payload of the reply to query thing.list",
 		"type ThingListReply []Thing\n",
 		"It is the payload of the reply to query thing.show.",
-		`{kind: "qry", service: "thing", name: "list", file: "qry/thing.list.json", typ: reflect.TypeFor[ThingListRequest]()}`,
+		`{kind: "qry", service: "thing", name: "list", file: "qry/thing.list.json", typ: reflect.TypeFor[ThingListRequest](), senders: []string{"admins"}}`,
 		`{kind: "rpl", service: "thing", name: "list", file: "rpl/thing.list.json", typ: reflect.TypeFor[ThingListReply]()}`,
 		`{kind: "rpl", service: "thing", name: "show", file: "rpl/thing.show.json", typ: reflect.TypeFor[Thing]()}`,
 	} {
@@ -185,7 +185,7 @@ func validTree() fstest.MapFS {
 }`)},
 		"cmd/thing.paint.json": {Data: []byte(`{
   "$id": "https://slipway.dev/schemas/cmd/thing.paint.json",
-  "x-slipway": {"kind": "command", "owner": "thing", "subject": "{prefix}.cmd.thing.paint"},
+  "x-slipway": {"kind": "command", "owner": "thing", "subject": "{prefix}.cmd.thing.paint", "senders": ["users"]},
   "title": "ThingPaint",
   "description": "Paint a thing.",
   "type": "object",

@@ -507,8 +507,12 @@ func (g *generator) emit() ([]byte, error) {
 	g.emitDescriptors(&b)
 	b.WriteString("// registry maps every message schema to its generated Go type.\nvar registry = []registered{\n")
 	for _, f := range g.reg {
-		fmt.Fprintf(&b, "\t{kind: %q, service: %q, name: %q, file: %q, typ: reflect.TypeFor[%s]()},\n",
-			f.kind, f.service, f.name, f.path, g.regType[f])
+		senders := ""
+		if len(f.meta.Senders) > 0 {
+			senders = fmt.Sprintf(", senders: %#v", f.meta.Senders)
+		}
+		fmt.Fprintf(&b, "\t{kind: %q, service: %q, name: %q, file: %q, typ: reflect.TypeFor[%s]()%s},\n",
+			f.kind, f.service, f.name, f.path, g.regType[f], senders)
 	}
 	b.WriteString("}\n")
 	return b.Bytes(), nil

@@ -1,0 +1,261 @@
+package identity
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
+)
+
+// AccountName is the account every Slipway principal is in: they share its
+// streams, key-value buckets and subjects, and permissions separate them.
+const AccountName = "SLIPWAY"
+
+// MaxControlLine is the longest protocol line the server takes: room for
+// the largest principal's JWT in its CONNECT.
+const MaxControlLine = 64 << 10
+
+// Authority holds the keys that make identities: the operator the server
+// trusts, the system account, the SLIPWAY account and the account's signing
+// key, which signs users' and services' JWTs.
+type Authority struct {
+	operator, system, account, signer nkeys.KeyPair
+	// The JWTs the server is given, signed at Open.
+	operatorClaims          *jwt.OperatorClaims
+	systemJWT, accountJWT   string
+	systemPub, accountPub   string
+	signerPub, operatorName string
+}
+
+// keyFiles are the seeds an authority keeps, by file name, with the kind of
+// key each is.
+var keyFiles = []struct {
+	name   string
+	prefix nkeys.PrefixByte
+}{
+	{"operator.nk", nkeys.PrefixByteOperator},
+	{"system.nk", nkeys.PrefixByteAccount},
+	{"account.nk", nkeys.PrefixByteAccount},
+	{"signer.nk", nkeys.PrefixByteAccount},
+}
+
+// Open loads the authority kept in dir, making its keys on first use: dir is
+// created 0700 and each seed written 0600. The operator is named name
+// (e.g. "slipway").
+func Open(dir, name string) (*Authority, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	keys := make([]nkeys.KeyPair, len(keyFiles))
+	for i, kf := range keyFiles {
+		kp, err := loadOrCreate(filepath.Join(dir, kf.name), kf.prefix)
+		if err != nil {
+			return nil, err
+		}
+		keys[i] = kp
+	}
+	a := &Authority{operator: keys[0], system: keys[1], account: keys[2], signer: keys[3], operatorName: name}
+	if err := a.sign(); err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	return a, nil
+}
+
+// loadOrCreate reads the seed at path, or makes a key of kind prefix and
+// writes its seed there (0600, never over an existing file).
+func loadOrCreate(path string, prefix nkeys.PrefixByte) (nkeys.KeyPair, error) {
+	seed, err := os.ReadFile(path)
+	if err == nil {
+		kp, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(seed))))
+		if err != nil {
+			return nil, fmt.Errorf("identity: %s is not an nkey seed", path)
+		}
+		if got, _ := kp.PublicKey(); !nkeys.IsValidPublicKey(got) || got[0] != publicPrefixChar(prefix) {
+			return nil, fmt.Errorf("identity: %s holds the wrong kind of key", path)
+		}
+		return kp, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	kp, err := nkeys.CreatePair(prefix)
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	seed, err = kp.Seed()
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	if _, err := f.Write(append(seed, '\n')); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("identity: %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("identity: %s: %w", path, err)
+	}
+	return kp, nil
+}
+
+// publicPrefixChar is the first letter of a public key of that kind.
+func publicPrefixChar(p nkeys.PrefixByte) byte {
+	switch p {
+	case nkeys.PrefixByteOperator:
+		return 'O'
+	case nkeys.PrefixByteAccount:
+		return 'A'
+	}
+	return 'U'
+}
+
+// sign makes the operator's, the system account's and the SLIPWAY
+// account's JWTs. JetStream is enabled, unlimited, for SLIPWAY only.
+func (a *Authority) sign() error {
+	var err error
+	pub := func(kp nkeys.KeyPair) string {
+		if err != nil {
+			return ""
+		}
+		var p string
+		p, err = kp.PublicKey()
+		return p
+	}
+	opPub := pub(a.operator)
+	a.systemPub, a.accountPub, a.signerPub = pub(a.system), pub(a.account), pub(a.signer)
+	if err != nil {
+		return err
+	}
+	oc := jwt.NewOperatorClaims(opPub)
+	oc.Name = a.operatorName
+	oc.SystemAccount = a.systemPub
+	if _, err := oc.Encode(a.operator); err != nil {
+		return err
+	}
+	a.operatorClaims = oc
+	sc := jwt.NewAccountClaims(a.systemPub)
+	sc.Name = "SYS"
+	if a.systemJWT, err = sc.Encode(a.operator); err != nil {
+		return err
+	}
+	ac := jwt.NewAccountClaims(a.accountPub)
+	ac.Name = AccountName
+	ac.SigningKeys.Add(a.signerPub)
+	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+	a.accountJWT, err = ac.Encode(a.operator)
+	return err
+}
+
+// ConfigureServer makes o trust only this authority: operator mode, the two
+// accounts preloaded in memory. Anonymous connections are refused.
+func (a *Authority) ConfigureServer(o *server.Options) error {
+	resolver := &server.MemAccResolver{}
+	if err := resolver.Store(a.systemPub, a.systemJWT); err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	if err := resolver.Store(a.accountPub, a.accountJWT); err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	o.TrustedOperators = []*jwt.OperatorClaims{a.operatorClaims}
+	// A JWT lists its holder's subjects one by one and travels in the
+	// CONNECT line: an administrator's outgrows the default 4 KiB.
+	o.MaxControlLine = MaxControlLine
+	o.TrustedKeys = nil
+	o.SystemAccount = a.systemPub
+	o.AccountResolver = resolver
+	return nil
+}
+
+// WriteServerConfig writes the same trust as nats-server configuration, for
+// a server of its own (compose): include it from nats.conf.
+func (a *Authority) WriteServerConfig(w io.Writer) error {
+	op, err := a.operatorClaims.Encode(a.operator)
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	_, err = fmt.Fprintf(w, "operator: %q\nsystem_account: %q\nmax_control_line: %d\nresolver: MEMORY\nresolver_preload: {\n  %s: %q\n  %s: %q\n}\n",
+		op, a.systemPub, MaxControlLine, a.systemPub, a.systemJWT, a.accountPub, a.accountJWT)
+	return err
+}
+
+// Issue signs a JWT for p's public user key userKey, with p's permissions
+// under prefix. The seed that goes with userKey stays with the caller.
+func (a *Authority) Issue(p Principal, userKey, prefix string) (string, error) {
+	if err := p.Validate(); err != nil {
+		return "", err
+	}
+	perm := p.Permissions(prefix)
+	return a.issue(p, userKey, perm)
+}
+
+func (a *Authority) issue(p Principal, userKey string, perm jwt.Permissions) (string, error) {
+	if !nkeys.IsValidPublicUserKey(userKey) {
+		return "", fmt.Errorf("identity: %q is not a public user nkey", userKey)
+	}
+	uc := jwt.NewUserClaims(userKey)
+	uc.Name = p.Name
+	uc.IssuerAccount = a.accountPub
+	uc.Permissions = perm
+	switch {
+	case p.Service:
+		uc.Tags.Add("service")
+	case p.Admin:
+		uc.Tags.Add("oneadmin")
+	}
+	token, err := uc.Encode(a.signer)
+	if err != nil {
+		return "", fmt.Errorf("identity: %s: %w", p.Name, err)
+	}
+	return token, nil
+}
+
+// Credentials makes a new key for p and returns a NATS credentials file:
+// the JWT Issue signs and the key's seed. Whoever holds it is p.
+func (a *Authority) Credentials(p Principal, prefix string) ([]byte, error) {
+	return credentials(func(pub string) (string, error) { return a.Issue(p, pub, prefix) })
+}
+
+// credentials makes a user key, has sign make its JWT and formats both as
+// a credentials file.
+func credentials(sign func(pub string) (string, error)) ([]byte, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	token, err := sign(pub)
+	if err != nil {
+		return nil, err
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	return jwt.FormatUserConfig(token, seed)
+}
+
+// WriteCredentials writes creds to path, readable by its owner alone, and
+// never over an existing file.
+func WriteCredentials(path string, creds []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("identity: credentials: %w", err)
+	}
+	if _, err := f.Write(creds); err != nil {
+		f.Close()
+		return fmt.Errorf("identity: credentials %s: %w", path, err)
+	}
+	return f.Close()
+}
