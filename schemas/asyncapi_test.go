@@ -139,11 +139,11 @@ func TestAsyncAPIChannelsMatchSchemas(t *testing.T) {
 		var want string
 		switch m.Kind {
 		case KindCommand:
-			want = "slipway.cmd." + m.Service + "." + m.Name
+			want = "slipway.cmd." + m.Service + "." + m.Name + ".{sender}"
 		case KindEvent:
 			want = "slipway.evt." + m.Service + "." + m.Name + ".{id}"
 		case KindQuery:
-			want = "slipway.api." + m.Service + "." + m.Name
+			want = "slipway.api." + m.Service + "." + m.Name + ".{sender}"
 		case KindReply:
 			want = "<null>" // the asker's reply inbox
 		}

@@ -1,6 +1,9 @@
 package schemas
 
-import "sync"
+import (
+	"strings"
+	"sync"
+)
 
 // The descriptors of the contract: types_gen.go declares one per message
 // (CmdCatalogImageCreate, EvtCatalogImageCreated, QryCatalogShow) from its
@@ -15,8 +18,13 @@ type Cmd[T any] struct {
 	Answers       []string
 }
 
-// Subject is "<prefix>.cmd.<service>.<verb>".
-func (c Cmd[T]) Subject(prefix string) string { return prefix + ".cmd." + c.Service + "." + c.Verb }
+// Subject is "<prefix>.cmd.<service>.<verb>.<sender>": sender is who sends
+// it (see [Sender]).
+func (c Cmd[T]) Subject(prefix, sender string) string { return c.Filter(prefix) + "." + sender }
+
+// Filter is the command's subject without its sender:
+// "<prefix>.cmd.<service>.<verb>"; Filter+".*" matches it from anyone.
+func (c Cmd[T]) Filter(prefix string) string { return prefix + ".cmd." + c.Service + "." + c.Verb }
 
 // Evt is an event published by Service: T is its payload.
 type Evt[T any] struct {
@@ -36,10 +44,22 @@ type Qry[Req, Rep any] struct {
 	Service, Endpoint string
 }
 
-// Subject is "<prefix>.api.<service>.<endpoint>".
-func (q Qry[Req, Rep]) Subject(prefix string) string {
-	return prefix + ".api." + q.Service + "." + q.Endpoint
+// Subject is "<prefix>.api.<service>.<endpoint>.<sender>": sender is who
+// asks (see [Sender]).
+func (q Qry[Req, Rep]) Subject(prefix, sender string) string {
+	return prefix + ".api." + q.Service + "." + q.Endpoint + "." + sender
 }
+
+// Sender is who sent a command or asked a query: the last token of its
+// subject. The NATS server lets each principal (a user, a service) publish
+// commands and queries only with its own name there, so a receiver that
+// reads it from the subject the server delivered knows who sent it; no
+// payload field can say otherwise.
+func Sender(subject string) string { return subject[strings.LastIndexByte(subject, '.')+1:] }
+
+// InboxPrefix is where sender's replies come: only sender may subscribe
+// below it ("_INBOX_<sender>"; nats.CustomInboxPrefix, `nats --inbox-prefix`).
+func InboxPrefix(sender string) string { return "_INBOX_" + sender }
 
 // known indexes the registry by kind, service and name.
 var known = sync.OnceValue(func() map[[3]string]bool {

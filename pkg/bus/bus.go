@@ -14,11 +14,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/slipway/slipway/schemas"
 )
 
 // Defaults of Config.
@@ -38,6 +42,15 @@ type Config struct {
 	// Service is this process's service name: ce-source "/slipway/<service>",
 	// durable name of its command consumer, micro service name.
 	Service string
+	// Credentials is a NATS credentials file (a user JWT and its seed,
+	// package identity): who the server authenticates this connection as.
+	// Empty connects without (a server without authentication).
+	Credentials string
+	// Sender is who this connection authenticates as: the last token of
+	// the commands it sends and the queries it asks (schemas.Sender), and
+	// its reply inbox (schemas.InboxPrefix). Default: the name in
+	// Credentials' JWT, else Service. The server refuses any other.
+	Sender string
 	// Replicas of streams and KV buckets; default 1.
 	Replicas int
 	// EventMaxAge is how long events are kept; default 30 days.
@@ -57,6 +70,19 @@ func (c *Config) defaults() error {
 	}
 	if !validToken(c.Service) {
 		return fmt.Errorf("bus: service name %q must be one subject token without '.', '*', '>' or spaces", c.Service)
+	}
+	if c.Sender == "" && c.Credentials != "" {
+		name, err := CredentialsName(c.Credentials)
+		if err != nil {
+			return err
+		}
+		c.Sender = name
+	}
+	if c.Sender == "" {
+		c.Sender = c.Service
+	}
+	if !validToken(c.Sender) {
+		return fmt.Errorf("bus: sender %q must be one subject token without '.', '*', '>' or spaces", c.Sender)
 	}
 	for _, tok := range strings.Split(c.Prefix, ".") {
 		if !validToken(tok) {
@@ -101,6 +127,8 @@ func Connect(ctx context.Context, cfg Config, opts ...nats.Option) (*Bus, error)
 	log := cfg.Logger
 	all := append([]nats.Option{
 		nats.Name("slipway-" + cfg.Service),
+		nats.CustomInboxPrefix(schemas.InboxPrefix(cfg.Sender)),
+		credentials(cfg.Credentials),
 		nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
@@ -121,6 +149,10 @@ func Connect(ctx context.Context, cfg Config, opts ...nats.Option) (*Bus, error)
 			}
 			return b, err
 		}
+		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+			// Retrying cannot make the server take these credentials.
+			return nil, fmt.Errorf("bus: connect to %s as %s: %w", cfg.URL, cfg.Sender, err)
+		}
 		log.Warn("bus: NATS not reachable, retrying", "url", cfg.URL, "err", err, "in", delay)
 		select {
 		case <-ctx.Done():
@@ -129,6 +161,33 @@ func Connect(ctx context.Context, cfg Config, opts ...nats.Option) (*Bus, error)
 		}
 		delay = min(delay*2, 5*time.Second)
 	}
+}
+
+// credentials authenticates with the credentials file at path, if any.
+func credentials(path string) nats.Option {
+	if path == "" {
+		return func(*nats.Options) error { return nil }
+	}
+	return nats.UserCredentials(path)
+}
+
+// CredentialsName is the name of the user a NATS credentials file
+// authenticates: the name in its JWT, which package identity sets to the
+// principal's subject token.
+func CredentialsName(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("bus: credentials: %w", err)
+	}
+	token, err := jwt.ParseDecoratedJWT(data)
+	if err != nil {
+		return "", fmt.Errorf("bus: credentials %s: %w", path, err)
+	}
+	claims, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		return "", fmt.Errorf("bus: credentials %s: %w", path, err)
+	}
+	return claims.Name, nil
 }
 
 // New wraps an existing connection. Close drains it.
@@ -172,6 +231,9 @@ func (b *Bus) JetStream() jetstream.JetStream { return b.js }
 // Prefix returns the subject prefix.
 func (b *Bus) Prefix() string { return b.cfg.Prefix }
 
+// Sender is who this bus sends commands and asks queries as.
+func (b *Bus) Sender() string { return b.cfg.Sender }
+
 // Service returns this process's service name.
 func (b *Bus) Service() string { return b.cfg.Service }
 
@@ -213,9 +275,16 @@ func (b *Bus) CommandStream() string    { return StreamPrefix(b.cfg.Prefix) + "_
 func (b *Bus) EventStream() string      { return StreamPrefix(b.cfg.Prefix) + "_EVT" }
 func (b *Bus) DeadLetterStream() string { return StreamPrefix(b.cfg.Prefix) + "_DLQ" }
 
-// CommandSubject is "<prefix>.cmd.<service>.<verb>".
+// CommandSubject is "<prefix>.cmd.<service>.<verb>.<sender>", this bus's
+// sender last.
 func (b *Bus) CommandSubject(service, verb string) string {
-	return b.cfg.Prefix + ".cmd." + service + "." + verb
+	return b.cfg.Prefix + ".cmd." + service + "." + verb + "." + b.cfg.Sender
+}
+
+// CommandFilter matches every command of service from anyone:
+// "<prefix>.cmd.<service>.>".
+func (b *Bus) CommandFilter(service string) string {
+	return b.cfg.Prefix + ".cmd." + service + ".>"
 }
 
 // EventSubject is "<prefix>.evt.<service>.<event>.<id>".
@@ -228,9 +297,10 @@ func (b *Bus) DeadLetterSubject(stream, consumer string) string {
 	return b.cfg.Prefix + ".dlq." + stream + "." + consumer
 }
 
-// QuerySubject is "<prefix>.api.<service>.<endpoint>".
+// QuerySubject is "<prefix>.api.<service>.<endpoint>.<sender>", this bus's
+// sender last.
 func (b *Bus) QuerySubject(service, endpoint string) string {
-	return b.cfg.Prefix + ".api." + service + "." + endpoint
+	return b.cfg.Prefix + ".api." + service + "." + endpoint + "." + b.cfg.Sender
 }
 
 // Setup creates or updates the command, event and dead-letter streams. It

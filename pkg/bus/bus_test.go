@@ -58,7 +58,7 @@ func TestSetupIdempotentAndNames(t *testing.T) {
 	if s.CachedInfo().Config.MaxAge != DefaultEventMaxAge {
 		t.Fatalf("event max age %s", s.CachedInfo().Config.MaxAge)
 	}
-	if got := b.CommandSubject("catalog", "image-create"); got != "it-1.x.cmd.catalog.image-create" {
+	if got := b.CommandSubject("catalog", "image-create"); got != "it-1.x.cmd.catalog.image-create."+b.Sender() {
 		t.Fatal(got)
 	}
 	if got := b.EventSubject("converter", "converted", "7"); got != "it-1.x.evt.converter.converted.7" {
@@ -441,7 +441,7 @@ func TestMaxDeliverGoesToDeadLetterStream(t *testing.T) {
 	if dead.Subject() != "slipway.dlq.SLIPWAY_CMD.catalog" || h.Get(HeaderDLQStream) != "SLIPWAY_CMD" ||
 		h.Get(HeaderDLQConsumer) != "catalog" || h.Get(HeaderDLQDeliveries) != "3" || h.Get(HeaderDLQSeq) != "1" ||
 		h.Get(nats.MsgIdHdr) != "dlq-SLIPWAY_CMD-1" || h.Get(envelope.HeaderID) != sent.ID ||
-		h.Get(HeaderDLQSubject) != "slipway.cmd.catalog.image-create" || string(dead.Data()) != `{"name":"dead"}` {
+		h.Get(HeaderDLQSubject) != "slipway.cmd.catalog.image-create.catalog" || string(dead.Data()) != `{"name":"dead"}` {
 		t.Fatalf("dead letter %s %v %s", dead.Subject(), h, dead.Data())
 	}
 	if got := n.Load(); got != 3 {

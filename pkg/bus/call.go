@@ -88,7 +88,7 @@ func (b *Bus) answerTo(nm *nats.Msg, cmdID string, accept []string) (*Msg, bool)
 		return nil, false
 	}
 	m := &Msg{Envelope: ev, Subject: nm.Subject, Data: nm.Data, Header: nm.Header}
-	m.Service, m.Name, m.ID = b.parseSubject(nm.Subject)
+	m.Service, m.Name, m.ID, m.Sender = b.parseSubject(nm.Subject)
 	if !slices.Contains(accept, m.Name) && !slices.Contains(FailedEvents, m.Name) {
 		return nil, false
 	}

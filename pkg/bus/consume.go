@@ -33,9 +33,14 @@ type Msg struct {
 	Delivered uint64 // how many times it was delivered, this one included
 	StreamSeq uint64
 	Stream    string
-	// Service and Name come from the subject: cmd.<service>.<verb> or
-	// evt.<service>.<event>.<id>; ID is the event's id token ("" for commands).
+	// Service and Name come from the subject: cmd.<service>.<verb>.<sender>
+	// or evt.<service>.<event>.<id>; ID is the event's id token ("" for
+	// commands).
 	Service, Name, ID string
+	// Sender is who sent a command: its subject's last token, which the
+	// NATS server lets only that principal publish (schemas.Sender); ""
+	// for an event, whose sender is its Service.
+	Sender string
 
 	raw jetstream.Msg
 }
@@ -204,7 +209,7 @@ func (b *Bus) ConsumeCommands(ctx context.Context, h Handler, opts ...ConsumeOpt
 	cfg := jetstream.ConsumerConfig{
 		Durable:       b.Service(),
 		Description:   "commands of " + b.Service(),
-		FilterSubject: b.cfg.Prefix + ".cmd." + b.Service() + ".>",
+		FilterSubject: b.CommandFilter(b.Service()),
 	}
 	return b.consume(ctx, b.CommandStream(), cfg, cc, h)
 }
@@ -399,7 +404,7 @@ func (b *Bus) newMsg(raw jetstream.Msg) (*Msg, error) {
 		Stream:    meta.Stream,
 		raw:       raw,
 	}
-	m.Service, m.Name, m.ID = b.parseSubject(m.Subject)
+	m.Service, m.Name, m.ID, m.Sender = b.parseSubject(m.Subject)
 	env, err := envelope.FromHeader(m.Header)
 	switch {
 	case errors.Is(err, envelope.ErrNoEnvelope):
@@ -442,28 +447,29 @@ func (b *Bus) synthesize(m *Msg, meta *jetstream.MsgMetadata) envelope.Envelope 
 	return env
 }
 
-// parseSubject splits "<prefix>.cmd.<service>.<verb>" and
-// "<prefix>.evt.<service>.<event>.<id>"; id may itself contain dots.
-func (b *Bus) parseSubject(subject string) (service, name, id string) {
+// parseSubject splits "<prefix>.cmd.<service>.<verb>.<sender>" and
+// "<prefix>.evt.<service>.<event>.<id>"; id may itself contain dots, a
+// sender may not (the server grants single tokens).
+func (b *Bus) parseSubject(subject string) (service, name, id, sender string) {
 	rest, ok := strings.CutPrefix(subject, b.cfg.Prefix+".")
 	if !ok {
-		return "", "", ""
+		return "", "", "", ""
 	}
 	parts := strings.SplitN(rest, ".", 4)
 	if len(parts) < 3 {
-		return "", "", ""
+		return "", "", "", ""
 	}
 	switch parts[0] {
 	case "cmd":
-		if len(parts) == 4 {
-			return parts[1], parts[2] + "." + parts[3], ""
+		if len(parts) == 4 && !strings.Contains(parts[3], ".") {
+			sender = parts[3]
 		}
-		return parts[1], parts[2], ""
+		return parts[1], parts[2], "", sender
 	case "evt":
 		if len(parts) == 4 {
-			return parts[1], parts[2], parts[3]
+			return parts[1], parts[2], parts[3], ""
 		}
-		return parts[1], parts[2], ""
+		return parts[1], parts[2], "", ""
 	}
-	return "", "", ""
+	return "", "", "", ""
 }

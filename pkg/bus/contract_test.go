@@ -104,13 +104,15 @@ func TestDescriptors(t *testing.T) {
 
 // TestDescriptorSubjects: the descriptors build the subjects the bus uses.
 func TestDescriptorSubjects(t *testing.T) {
-	b := &Bus{cfg: Config{Prefix: "it-1"}}
+	b := &Bus{cfg: Config{Prefix: "it-1", Sender: "alice"}}
 	for _, c := range []struct{ got, want string }{
-		{schemas.CmdCatalogImageCreate.Subject("it-1"), "it-1.cmd.catalog.image-create"},
-		{schemas.CmdCatalogImageCreate.Subject("it-1"), b.CommandSubject("catalog", "image-create")},
+		{schemas.CmdCatalogImageCreate.Subject("it-1", "alice"), "it-1.cmd.catalog.image-create.alice"},
+		{schemas.CmdCatalogImageCreate.Subject("it-1", "alice"), b.CommandSubject("catalog", "image-create")},
+		{schemas.CmdCatalogImageCreate.Filter("it-1") + ".alice", b.CommandSubject("catalog", "image-create")},
 		{schemas.EvtCatalogImageCreated.Subject("it-1", "7"), b.EventSubject("catalog", "image-created", "7")},
 		{schemas.EvtCatalogImageCreated.Filter("it-1"), "it-1.evt.catalog.image-created.*"},
-		{schemas.QryCatalogShow.Subject("it-1"), b.QuerySubject("catalog", "show")},
+		{schemas.QryCatalogShow.Subject("it-1", "alice"), b.QuerySubject("catalog", "show")},
+		{schemas.Sender(b.QuerySubject("catalog", "show")), "alice"},
 	} {
 		if c.got != c.want {
 			t.Errorf("subject %q, want %q", c.got, c.want)

@@ -12,11 +12,17 @@ import (
 )
 
 // startServer runs a real in-process nats-server with JetStream.
-func startServer(tb testing.TB) *server.Server {
+func startServer(tb testing.TB, configure ...func(*server.Options) error) *server.Server {
 	tb.Helper()
-	srv, err := server.NewServer(&server.Options{
+	opts := &server.Options{
 		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: tb.TempDir(), NoLog: true, NoSigs: true,
-	})
+	}
+	for _, c := range configure {
+		if err := c(opts); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	srv, err := server.NewServer(opts)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -78,7 +78,8 @@ const maxQueriesInFlight = 64
 var microName = regexp.MustCompile(`[^A-Za-z0-9_-]`)
 
 // Serve registers a NATS micro service named after this service, with one
-// endpoint per entry on "<prefix>.api.<service>.<endpoint>". Stop the
+// endpoint per entry on "<prefix>.api.<service>.<endpoint>.<sender>"
+// (whoever asks: the handler finds it with [QuerySender]). Stop the
 // returned service to remove it.
 //
 // Every endpoint must have a request schema and a reply schema in package
@@ -114,9 +115,9 @@ func (b *Bus) Serve(version, description string, endpoints map[string]QueryHandl
 	sem := make(chan struct{}, maxQueriesInFlight)
 	for name, h := range endpoints {
 		q := contracts[name]
-		handler := b.queryHandler(b.QuerySubject(b.Service(), name), name, h, sem)
+		handler := b.queryHandler(b.cfg.Prefix+".api."+b.Service()+"."+name, name, h, sem)
 		meta := map[string]string{"request_schema": q.Request.ID(), "reply_schema": q.Reply.ID()}
-		if err := group.AddEndpoint(name, handler, micro.WithEndpointMetadata(meta)); err != nil {
+		if err := group.AddEndpoint(name, handler, micro.WithEndpointSubject(name+".*"), micro.WithEndpointMetadata(meta)); err != nil {
 			_ = svc.Stop()
 			return nil, fmt.Errorf("bus: endpoint %q of %s: %w", name, b.Service(), err)
 		}
@@ -161,6 +162,7 @@ func (b *Bus) answer(subject, endpoint string, h QueryHandler, req micro.Request
 		TraceState: carrier[envelope.HeaderTraceState]}.ExtractTrace(context.Background())
 	ctx, cancel := context.WithTimeout(ctx, DefaultQueryTimeout)
 	defer cancel()
+	ctx = context.WithValue(ctx, senderKey{}, schemas.Sender(req.Subject()))
 	ctx, span := tracer().Start(ctx, subject, trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String("slipway.service", b.Service()),
 			attribute.String("messaging.destination.name", subject)))
@@ -206,6 +208,17 @@ func (b *Bus) answer(subject, endpoint string, h QueryHandler, req micro.Request
 	if err := req.Respond(body); err != nil {
 		b.log.Warn("bus: query reply failed", "subject", subject, "err", err)
 	}
+}
+
+// senderKey keys the asker of a query in its handler's context.
+type senderKey struct{}
+
+// QuerySender is who asked the query whose handler has ctx: the last token
+// of the subject it was asked on, which the NATS server lets only that
+// principal publish (schemas.Sender).
+func QuerySender(ctx context.Context) string {
+	s, _ := ctx.Value(senderKey{}).(string)
+	return s
 }
 
 func callQuery(ctx context.Context, h QueryHandler, data []byte) (result any, err error) {

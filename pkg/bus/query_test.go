@@ -106,7 +106,7 @@ func TestServeAndQuery(t *testing.T) {
 		t.Fatalf("info %s: %v", reply.Data, err)
 	}
 	for _, ep := range info.Endpoints {
-		if ep.Subject != "slipway.api.catalog."+ep.Name {
+		if ep.Subject != "slipway.api.catalog."+ep.Name+".*" {
 			t.Fatalf("endpoint %s on %s", ep.Name, ep.Subject)
 		}
 		if ep.Metadata["request_schema"] != schemas.ID(schemas.KindQuery, "catalog", ep.Name) ||
@@ -297,7 +297,7 @@ func TestQueryRefusesForgedReplies(t *testing.T) {
 	}
 	for name, r := range replies {
 		t.Run(name, func(t *testing.T) {
-			sub, err := forger.Conn().Subscribe("slipway.api.catalog.show", func(m *nats.Msg) { _ = m.Respond(r.body) })
+			sub, err := forger.Conn().Subscribe("slipway.api.catalog.show.*", func(m *nats.Msg) { _ = m.Respond(r.body) })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -307,7 +307,7 @@ func TestQueryRefusesForgedReplies(t *testing.T) {
 			}
 			img := schemas.Image{Name: "untouched"}
 			err = cli.Query(ctx, "catalog", "show", map[string]int{"id": 1}, &img)
-			if err == nil || !strings.Contains(err.Error(), r.want) || !strings.Contains(err.Error(), "query slipway.api.catalog.show: reply refused") {
+			if err == nil || !strings.Contains(err.Error(), r.want) || !strings.Contains(err.Error(), "query slipway.api.catalog.show.cli: reply refused") {
 				t.Fatalf("forged reply: %v, want %q", err, r.want)
 			}
 			if !errors.Is(err, schemas.ErrInvalid) && !errors.Is(err, schemas.ErrMalformed) {
@@ -323,7 +323,7 @@ func TestQueryRefusesForgedReplies(t *testing.T) {
 	}
 	// The same forger answering a valid record gets through: the check is the
 	// schema, not who answers (that is NATS's permissions' job).
-	sub, err := forger.Conn().Subscribe("slipway.api.catalog.show", func(m *nats.Msg) { _ = m.Respond(good) })
+	sub, err := forger.Conn().Subscribe("slipway.api.catalog.show.*", func(m *nats.Msg) { _ = m.Respond(good) })
 	if err != nil {
 		t.Fatal(err)
 	}

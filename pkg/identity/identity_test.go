@@ -305,7 +305,7 @@ func TestQueryAnsweredOnlyForItsSenders(t *testing.T) {
 	secret, _ := schemas.Lookup(schemas.KindQuery, schemas.ServiceCryptoLUKS, schemas.QueryCryptoLUKSSecret)
 	var asker string
 	if _, err := luks.Subscribe(identity.MessageSubject(prefix, secret)+".*", func(m *nats.Msg) {
-		asker = identity.Sender(m.Subject)
+		asker = schemas.Sender(m.Subject)
 		_ = m.Respond([]byte(`{"sealed":"x"}`))
 	}); err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
-	"strings"
 
 	"github.com/nats-io/jwt/v2"
 
@@ -88,7 +87,7 @@ func (p Principal) MaySend(m schemas.Message) bool {
 
 // Subject is the subject p publishes m on: the message's subject with p's
 // token last. The receiving service reads the sender from that token
-// (see [Sender]).
+// (schemas.Sender).
 func (p Principal) Subject(prefix string, m schemas.Message) string {
 	return MessageSubject(prefix, m) + "." + p.Name
 }
@@ -104,7 +103,7 @@ func MessageSubject(prefix string, m schemas.Message) string {
 
 // InboxPrefix is the prefix of p's reply subjects (nats.CustomInboxPrefix,
 // `nats --inbox-prefix`): only p may subscribe below it.
-func (p Principal) InboxPrefix() string { return "_INBOX_" + p.Name }
+func (p Principal) InboxPrefix() string { return schemas.InboxPrefix(p.Name) }
 
 // Permissions are the subjects p may publish and subscribe to under prefix,
 // everything else denied:
@@ -136,11 +135,4 @@ func (p Principal) Permissions(prefix string) jwt.Permissions {
 		perm.Sub.Allow.Add(prefix + ".dlq.>")
 	}
 	return perm
-}
-
-// Sender is the principal a command's or query's subject names: its last
-// token, which the server let only that principal publish.
-func Sender(subject string) string {
-	i := strings.LastIndexByte(subject, '.')
-	return subject[i+1:]
 }

@@ -238,7 +238,7 @@ func (s *suite) drained(t *testing.T, ctx context.Context) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	subject := s.a.Client.CommandSubject(s.a.Service, ">")
+	subject := s.a.Client.CommandFilter(s.a.Service)
 	for {
 		st, err := js.Stream(ctx, s.a.Client.CommandStream())
 		if err != nil {

@@ -33,10 +33,18 @@ var idParams = map[string]idParam{
 	"kekID":     {"kekID", "The ID of a crypto-luks key-encryption key (first 16 hex digits of its SHA-256).", []string{"9f86d081884c7d65"}},
 }
 
+// senderParam is a command's or query's last subject token: who sent it.
+var senderParam = idParam{"sender", "Who sent the command or asked the query: a user's name or a service's. The NATS server lets each principal publish only with its own name here (package identity), so the receiver knows who sent it.", []string{"alice", "catalog"}}
+
 type aaChannel struct {
-	Key, Address, Title, Description, IDParam string
-	Messages                                  []aaRef
+	Key, Address, Title, Description string
+	Params                           []aaParam
+	Messages                         []aaRef
 }
+
+// aaParam is a channel's parameter: the {token} of its address and the
+// component parameter that describes it.
+type aaParam struct{ Token, Ref string }
 
 type aaRef struct{ Key, Ref string }
 
@@ -61,8 +69,12 @@ type aaDoc struct {
 // metadata as the Go code. Addresses show the default prefix.
 func (g *generator) asyncAPI() ([]byte, error) {
 	var doc aaDoc
-	for _, name := range sortedKeys(idParams) {
-		p := idParams[name]
+	params := map[string]idParam{senderParam.Name: senderParam}
+	for name, p := range idParams {
+		params[name] = p
+	}
+	for _, name := range sortedKeys(params) {
+		p := params[name]
 		p.Description = yamlString(p.Description)
 		for i, e := range p.Examples {
 			p.Examples[i] = yamlString(e)
@@ -82,13 +94,17 @@ func (g *generator) asyncAPI() ([]byte, error) {
 			ch.Messages = []aaRef{{f.name, "#/components/messages/" + key}}
 			op.Message = f.name
 			op.Summary = yamlString("The " + f.service + " service consumes " + f.message() + ".")
+			if f.kind == "cmd" {
+				ch.Params = []aaParam{{"sender", senderParam.Name}}
+			}
 			if f.kind == "evt" {
-				ch.IDParam = f.meta.IDParam
+				ch.Params = []aaParam{{"id", f.meta.IDParam}}
 				op.Action = "send"
 				op.Summary = yamlString("The " + f.service + " service publishes " + f.message() + ".")
 			}
 		case "qry":
 			msg.QueryHeaders = true
+			ch.Params = []aaParam{{"sender", senderParam.Name}}
 			ch.Messages = []aaRef{{"request", "#/components/messages/" + key}}
 			op.Message = "request"
 			op.Reply = "rpl." + f.message()

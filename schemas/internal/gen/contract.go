@@ -18,7 +18,7 @@ const MetaKey = "x-slipway"
 type contract struct {
 	Kind    string   `json:"kind"`               // command, event, query or reply
 	Owner   string   `json:"owner"`              // the service that consumes it, publishes it or answers it
-	Subject string   `json:"subject"`            // its subject pattern: {prefix} and, for an event, {id}
+	Subject string   `json:"subject"`            // its subject pattern: {prefix}; {sender} for a command or query, {id} for an event
 	Answers []string `json:"answers,omitempty"`  // a command's answering events (bus.Call waits for them)
 	IDParam string   `json:"id_param,omitempty"` // an event's {id}: a parameter of asyncapi.yaml
 	Senders []string `json:"senders,omitempty"`  // who may send a command or ask a query (see Senders)
@@ -41,7 +41,7 @@ func derived(f *schemaFile, have contract) contract {
 	c := contract{Kind: kindNames[f.kind], Owner: f.service}
 	switch f.kind {
 	case "cmd":
-		c.Subject = "{prefix}.cmd." + f.service + "." + f.name
+		c.Subject = "{prefix}.cmd." + f.service + "." + f.name + ".{sender}"
 		c.Answers = have.Answers
 		c.Senders = sendersOr(have.Senders)
 	case "evt":
@@ -51,7 +51,7 @@ func derived(f *schemaFile, have contract) contract {
 			c.IDParam = defaultIDParam(f.name)
 		}
 	case "qry":
-		c.Subject = "{prefix}.api." + f.service + "." + f.name
+		c.Subject = "{prefix}.api." + f.service + "." + f.name + ".{sender}"
 		c.Senders = sendersOr(have.Senders)
 	case "rpl":
 		c.Subject = "{inbox}" // the asker's reply inbox

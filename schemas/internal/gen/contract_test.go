@@ -86,15 +86,15 @@ func TestEveryMessageDeclaresItsContract(t *testing.T) {
 }
 
 func TestContractMetadataMustMatchThePath(t *testing.T) {
-	meta := `  "x-slipway": {"kind": "command", "owner": "thing", "subject": "{prefix}.cmd.thing.paint", "senders": ["users"]},` + "\n"
+	meta := `  "x-slipway": {"kind": "command", "owner": "thing", "subject": "{prefix}.cmd.thing.paint.{sender}", "senders": ["users"]},` + "\n"
 	for _, tc := range []struct{ name, to, want string }{
 		{"missing", "", "cmd/thing.paint.json: x-slipway is missing"},
 		{"wrong kind", strings.Replace(meta, `"command"`, `"event"`, 1), `x-slipway.kind is "event", want "command"`},
 		{"wrong owner", strings.Replace(meta, `"owner": "thing"`, `"owner": "other"`, 1), `x-slipway.owner is "other", want "thing"`},
-		{"wrong subject", strings.Replace(meta, "cmd.thing.paint", "cmd.thing.draw", 1), `want "{prefix}.cmd.thing.paint"`},
-		{"unknown answer", strings.Replace(meta, `paint",`, `paint", "answers": ["painted"],`, 1), `there is no evt/thing.painted.json`},
-		{"unknown member", strings.Replace(meta, `paint",`, `paint", "color": "red",`, 1), `unknown member "color"`},
-		{"id_param on a command", strings.Replace(meta, `paint",`, `paint", "id_param": "id",`, 1), `x-slipway.id_param is "id", want ""`},
+		{"wrong subject", strings.Replace(meta, "cmd.thing.paint.{sender}", "cmd.thing.draw", 1), `want "{prefix}.cmd.thing.paint.{sender}"`},
+		{"unknown answer", strings.Replace(meta, `{sender}",`, `{sender}", "answers": ["painted"],`, 1), `there is no evt/thing.painted.json`},
+		{"unknown member", strings.Replace(meta, `{sender}",`, `{sender}", "color": "red",`, 1), `unknown member "color"`},
+		{"id_param on a command", strings.Replace(meta, `{sender}",`, `{sender}", "id_param": "id",`, 1), `x-slipway.id_param is "id", want ""`},
 		{"no senders", strings.Replace(meta, `, "senders": ["users"]`, ``, 1), `x-slipway.senders is missing`},
 		{"unknown sender", strings.Replace(meta, `["users"]`, `["users", "janitor"]`, 1), `x-slipway.senders names "janitor": neither`},
 		{"sender twice", strings.Replace(meta, `["users"]`, `["users", "users"]`, 1), `x-slipway.senders names "users" twice`},
@@ -118,12 +118,12 @@ func TestContractMetadataMustMatchThePath(t *testing.T) {
 func TestFixDerivesMetadataFromThePath(t *testing.T) {
 	tree := validTree()
 	paint := tree["cmd/thing.paint.json"]
-	paint.Data = []byte(strings.Replace(string(paint.Data), `"subject": "{prefix}.cmd.thing.paint", "senders": ["users"]}`, `"subject": "stale", "answers": ["painted"]}`, 1))
+	paint.Data = []byte(strings.Replace(string(paint.Data), `"subject": "{prefix}.cmd.thing.paint.{sender}", "senders": ["users"]}`, `"subject": "stale", "answers": ["painted"]}`, 1))
 	tree["evt/thing.painted.json"] = &fstest.MapFile{Data: []byte(paintedEvent)}
 	tree["evt/thing.paint-failed.json"] = &fstest.MapFile{Data: []byte(strings.NewReplacer("painted", "paint-failed", "ThingPainted", "ThingPaintFailed").Replace(string(tree["evt/thing.painted.json"].Data)))}
 	fixTree(t, tree)
 	for path, want := range map[string]string{
-		"cmd/thing.paint.json":        `  "x-slipway": {"kind": "command", "owner": "thing", "subject": "{prefix}.cmd.thing.paint", "answers": ["painted"], "senders": ["admins"]},`,
+		"cmd/thing.paint.json":        `  "x-slipway": {"kind": "command", "owner": "thing", "subject": "{prefix}.cmd.thing.paint.{sender}", "answers": ["painted"], "senders": ["admins"]},`,
 		"evt/thing.painted.json":      `  "x-slipway": {"kind": "event", "owner": "thing", "subject": "{prefix}.evt.thing.painted.{id}", "id_param": "id"},`,
 		"evt/thing.paint-failed.json": `  "x-slipway": {"kind": "event", "owner": "thing", "subject": "{prefix}.evt.thing.paint-failed.{id}", "id_param": "failedID"},`,
 	} {
@@ -162,7 +162,7 @@ func TestReadmeSection(t *testing.T) {
 	}
 	for _, want := range []string{
 		"# thing\n\n## Subjects\n\n" + ReadmeBegin + "\n",
-		"| command | `slipway.cmd.thing.paint` | `ThingPaint` | users | Paint a thing. |\n" + ReadmeEnd + "\n\nProse stays.\n",
+		"| command | `slipway.cmd.thing.paint.<sender>` | `ThingPaint` | users | Paint a thing. |\n" + ReadmeEnd + "\n\nProse stays.\n",
 	} {
 		if !strings.Contains(string(got), want) {
 			t.Errorf("README:\n%s\nlacks %q", got, want)
@@ -184,11 +184,11 @@ func TestRunWritesEveryOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc, err := os.ReadFile(filepath.Join(dir, AsyncAPIFile))
-	if err != nil || !strings.Contains(string(doc), "address: slipway.cmd.thing.paint\n") {
+	if err != nil || !strings.Contains(string(doc), "address: slipway.cmd.thing.paint.{sender}\n") {
 		t.Errorf("asyncapi.yaml: %v\n%s", err, doc)
 	}
 	readme, err := os.ReadFile(filepath.Join(services, "thing", "README.md"))
-	if err != nil || !strings.Contains(string(readme), "`slipway.cmd.thing.paint`") {
+	if err != nil || !strings.Contains(string(readme), "`slipway.cmd.thing.paint.<sender>`") {
 		t.Errorf("README.md: %v\n%s", err, readme)
 	}
 }

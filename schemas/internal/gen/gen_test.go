@@ -185,7 +185,7 @@ func validTree() fstest.MapFS {
 }`)},
 		"cmd/thing.paint.json": {Data: []byte(`{
   "$id": "https://slipway.dev/schemas/cmd/thing.paint.json",
-  "x-slipway": {"kind": "command", "owner": "thing", "subject": "{prefix}.cmd.thing.paint", "senders": ["users"]},
+  "x-slipway": {"kind": "command", "owner": "thing", "subject": "{prefix}.cmd.thing.paint.{sender}", "senders": ["users"]},
   "title": "ThingPaint",
   "description": "Paint a thing.",
   "type": "object",

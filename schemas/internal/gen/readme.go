@@ -49,6 +49,7 @@ func (g *generator) readmeTable(service string) string {
 		}
 		subject := strings.ReplaceAll(f.meta.Subject, "{prefix}", "slipway")
 		subject = strings.ReplaceAll(subject, "{id}", "<"+f.meta.IDParam+">")
+		subject = strings.ReplaceAll(subject, "{sender}", "<sender>")
 		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s |\n", f.meta.Kind, subject, payload, strings.Join(f.meta.Senders, ", "), cell(f.root.str("description")))
 	}
 	return b.String()
