@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 )
 
@@ -227,23 +228,30 @@ func (a *Authority) Credentials(p Principal, prefix string) ([]byte, error) {
 // credentials makes a user key, has sign make its JWT and formats both as
 // a credentials file.
 func credentials(sign func(pub string) (string, error)) ([]byte, error) {
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		return nil, fmt.Errorf("identity: %w", err)
-	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		return nil, fmt.Errorf("identity: %w", err)
-	}
-	token, err := sign(pub)
+	token, seed, err := signedKey(sign)
 	if err != nil {
 		return nil, err
 	}
-	seed, err := kp.Seed()
-	if err != nil {
-		return nil, fmt.Errorf("identity: %w", err)
-	}
 	return jwt.FormatUserConfig(token, seed)
+}
+
+// signedKey makes a user key and has sign make its JWT.
+func signedKey(sign func(pub string) (string, error)) (token string, seed []byte, err error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return "", nil, fmt.Errorf("identity: %w", err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return "", nil, fmt.Errorf("identity: %w", err)
+	}
+	if token, err = sign(pub); err != nil {
+		return "", nil, err
+	}
+	if seed, err = kp.Seed(); err != nil {
+		return "", nil, fmt.Errorf("identity: %w", err)
+	}
+	return token, seed, nil
 }
 
 // WriteCredentials writes creds to path, readable by its owner alone, and
@@ -258,4 +266,29 @@ func WriteCredentials(path string, creds []byte) error {
 		return fmt.Errorf("identity: credentials %s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// Option makes a new key for p and returns the connect option that
+// authenticates as p with it: for a process that runs a service itself
+// (`slipway up`) and needs no file.
+func (a *Authority) Option(p Principal, prefix string) (nats.Option, error) {
+	token, seed, err := signedKey(func(pub string) (string, error) { return a.Issue(p, pub, prefix) })
+	if err != nil {
+		return nil, err
+	}
+	return nats.UserJWTAndSeed(token, string(seed)), nil
+}
+
+// EnsureCredentials writes p's credentials to path unless a file is there
+// already. A file from an earlier start stays valid: the authority's keys
+// are the same.
+func (a *Authority) EnsureCredentials(path string, p Principal, prefix string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	creds, err := a.Credentials(p, prefix)
+	if err != nil {
+		return err
+	}
+	return WriteCredentials(path, creds)
 }

@@ -5,7 +5,8 @@
 // says how to build the service from these.
 //
 // Environment: SLIPWAY_NATS_URL (default nats://127.0.0.1:4222),
-// SLIPWAY_PREFIX (default slipway), the S3 variables of blob.ConfigFromEnv,
+// SLIPWAY_NATS_CREDS (the service's NATS credentials file, package
+// identity; empty for a server without authentication), SLIPWAY_PREFIX (default slipway), the S3 variables of blob.ConfigFromEnv,
 // SLIPWAY_HEALTH_ADDR (health endpoint, off when empty), SLIPWAY_LOG_LEVEL,
 // SLIPWAY_LOG_FORMAT and the OTEL_* variables.
 package servicemain
@@ -134,10 +135,11 @@ func serve(ctx context.Context, name string, wire Wire, o options) error {
 		}
 	}
 	d.Bus, err = bus.Connect(ctx, bus.Config{
-		URL:     run.Env("SLIPWAY_NATS_URL", "nats://127.0.0.1:4222"),
-		Prefix:  run.Env("SLIPWAY_PREFIX", bus.DefaultPrefix),
-		Service: name,
-		Logger:  d.Logger,
+		URL:         run.Env("SLIPWAY_NATS_URL", "nats://127.0.0.1:4222"),
+		Prefix:      run.Env("SLIPWAY_PREFIX", bus.DefaultPrefix),
+		Service:     name,
+		Credentials: run.Env("SLIPWAY_NATS_CREDS", ""),
+		Logger:      d.Logger,
 	})
 	if err != nil {
 		return err

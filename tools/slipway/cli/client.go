@@ -9,11 +9,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/tools/slipway/up"
 )
 
 // connectTimeout bounds how long a command waits for NATS: a person at a
@@ -24,9 +29,13 @@ const connectTimeout = 5 * time.Second
 // NATS is, the user it shows as owner, and the streams to print on.
 type client struct {
 	natsURL string
-	prefix  string
-	user    string
-	io      streams
+	// creds is the NATS credentials file the CLI authenticates with
+	// (--creds, SLIPWAY_CREDS, else slipway up's oneadmin.creds when it
+	// is in the default data directory).
+	creds  string
+	prefix string
+	user   string
+	io     streams
 }
 
 // connect opens the CLI's bus connection (ce-source /slipway/cli).
@@ -35,13 +44,36 @@ func (c *client) connect(ctx context.Context) (*bus.Bus, error) {
 		URL:            c.natsURL,
 		Prefix:         c.prefix,
 		Service:        "cli",
+		Credentials:    c.creds,
 		ConnectTimeout: connectTimeout,
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
+		if errors.Is(err, nats.ErrAuthorization) {
+			return nil, fmt.Errorf("NATS at %s refused %s (give a credentials file with --creds or SLIPWAY_CREDS; slipway up writes oneadmin's into its data directory): %w", c.natsURL, c.credsName(), err)
+		}
 		return nil, fmt.Errorf("cannot reach NATS at %s (is `slipway up` running? set --nats-url or SLIPWAY_NATS_URL): %w", c.natsURL, err)
 	}
 	return b, nil
+}
+
+// credsName says whose credentials the CLI used, for errors.
+func (c *client) credsName() string {
+	if c.creds == "" {
+		return "a client without credentials"
+	}
+	return "the credentials " + c.creds
+}
+
+// defaultCreds is where the CLI looks for credentials when neither --creds
+// nor SLIPWAY_CREDS says: oneadmin's, in slipway up's default data
+// directory, as kubectl looks for its kubeconfig.
+func defaultCreds() string {
+	p := filepath.Join(up.DefaultDataDir, up.CredentialsFile)
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return ""
 }
 
 func (g *globals) blobConfig() blob.Config {

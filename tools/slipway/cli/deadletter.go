@@ -66,6 +66,7 @@ func runDeadLetter(ctx context.Context, c *client, healthAddr string, logger *sl
 		URL:            c.natsURL,
 		Prefix:         c.prefix,
 		Service:        deadLetterService,
+		Credentials:    c.creds,
 		Logger:         logger,
 		ConnectTimeout: time.Minute,
 	})

@@ -17,10 +17,13 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/identity"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/pkg/servicemain"
+	"github.com/slipway/slipway/schemas"
 )
 
 // Defaults of Config, matching the defaults of the CLI's connection flags.
@@ -34,6 +37,12 @@ const (
 	DefaultMinIOBin    = "./bin/minio"
 	// UploadBucket is where the CLI stages local files.
 	UploadBucket = "slipway-uploads"
+	// IdentityDir, under the data directory, keeps the keys of the NATS
+	// operator and accounts (package identity), 0700.
+	IdentityDir = "identity"
+	// CredentialsFile, under the data directory, is oneadmin's NATS
+	// credentials, 0600; the CLI finds it there by default.
+	CredentialsFile = "oneadmin.creds"
 )
 
 // Config says what `slipway up` starts.
@@ -131,8 +140,12 @@ type Stack struct {
 	// Accelerator is what the launcher's probe chose, and what it passed
 	// over ("" without a launcher).
 	Accelerator string
+	// Credentials is oneadmin's NATS credentials file, in the data
+	// directory: the CLI's default (SLIPWAY_CREDS).
+	Credentials string
 
 	cfg   Config
+	auth  *identity.Authority
 	nats  *server.Server
 	minio *minioProc
 	group *run.Group
@@ -175,14 +188,30 @@ func (s *Stack) startNATS() error {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return fmt.Errorf("nats: store directory: %w", err)
 	}
-	srv, err := server.NewServer(&server.Options{
+	// The server trusts only the stack's own authority, kept beside its
+	// data: anonymous clients are refused, each service and user is who
+	// its credentials say.
+	auth, err := identity.Open(filepath.Join(s.cfg.DataDir, IdentityDir), "slipway")
+	if err != nil {
+		return err
+	}
+	s.auth = auth
+	s.Credentials = filepath.Join(s.cfg.DataDir, CredentialsFile)
+	if err := auth.EnsureCredentials(s.Credentials, identity.User(acl.AdminUser, true), s.Prefix); err != nil {
+		return fmt.Errorf("oneadmin's credentials: %w", err)
+	}
+	opts := &server.Options{
 		ServerName: "slipway",
 		Host:       "127.0.0.1",
 		Port:       s.cfg.NATSPort,
 		JetStream:  true,
 		StoreDir:   dir,
 		NoSigs:     true, // signals belong to the CLI, which stops the server in order
-	})
+	}
+	if err := auth.ConfigureServer(opts); err != nil {
+		return err
+	}
+	srv, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("nats: configure (port %d, store %s): %w", s.cfg.NATSPort, dir, err)
 	}
@@ -221,14 +250,20 @@ func (s *Stack) startS3(ctx context.Context) error {
 	return nil
 }
 
-func (s *Stack) connect(ctx context.Context, name string) (*bus.Bus, error) {
+// connect opens the bus of service name, authenticated as as.
+func (s *Stack) connect(ctx context.Context, name string, as identity.Principal) (*bus.Bus, error) {
+	creds, err := s.auth.Option(as, s.Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
 	b, err := bus.Connect(ctx, bus.Config{
 		URL:            s.NATSURL,
 		Prefix:         s.Prefix,
 		Service:        name,
+		Sender:         as.Name,
 		Logger:         s.cfg.Logger,
 		ConnectTimeout: 10 * time.Second,
-	})
+	}, creds)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -244,7 +279,9 @@ func (s *Stack) startServices(ctx context.Context) error {
 	if err := store.EnsureBucket(ctx, UploadBucket); err != nil {
 		return fmt.Errorf("s3 %s: bucket %s: %w", s.S3.Endpoint, UploadBucket, err)
 	}
-	admin, err := s.connect(ctx, "slipway")
+	// The streams and the dead-letter forwarder are the catalog's, as
+	// OpenNebula's core keeps the pools.
+	admin, err := s.connect(ctx, "slipway", identity.Service(schemas.ServiceCatalog))
 	if err != nil {
 		return err
 	}
@@ -269,7 +306,7 @@ func (s *Stack) startServices(ctx context.Context) error {
 	var ready []readier
 	var probed []accelerated
 	for _, svc := range services {
-		b, err := s.connect(ctx, svc.name)
+		b, err := s.connect(ctx, svc.name, identity.Service(svc.name))
 		if err != nil {
 			return err
 		}
@@ -365,6 +402,7 @@ func (s *Stack) Stop() error {
 func (s *Stack) Env() [][2]string {
 	env := [][2]string{
 		{"SLIPWAY_NATS_URL", s.NATSURL},
+		{"SLIPWAY_CREDS", s.Credentials},
 		{"SLIPWAY_S3_ENDPOINT", s.S3.Endpoint},
 		{"SLIPWAY_S3_ACCESS_KEY", s.S3.AccessKey},
 		{"SLIPWAY_S3_SECRET_KEY", s.S3.SecretKey},
@@ -378,6 +416,7 @@ func (s *Stack) Env() [][2]string {
 // PrintInfo tells a person how to reach the stack.
 func (s *Stack) PrintInfo(w io.Writer) {
 	fmt.Fprintf(w, "NATS      %s (JetStream, store %s)\n", s.NATSURL, filepath.Join(s.cfg.DataDir, "nats"))
+	fmt.Fprintf(w, "          oneadmin's credentials %s (anonymous clients are refused)\n", s.Credentials)
 	scheme := "http"
 	if s.S3.Secure {
 		scheme = "https"

@@ -15,8 +15,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/schemas"
 )
 
 func freeAddr(t *testing.T) string {
@@ -70,8 +72,22 @@ func TestRunStartsAndStopsTheWholeStack(t *testing.T) {
 		}
 	}
 	natsURL := strings.Fields(text[strings.Index(text, "SLIPWAY_NATS_URL=")+len("SLIPWAY_NATS_URL="):])[0]
-
-	nc, err := nats.Connect(natsURL)
+	creds := filepath.Join(dir, CredentialsFile)
+	if !strings.Contains(text, "export SLIPWAY_CREDS="+creds) {
+		t.Errorf("output does not point at oneadmin's credentials %s:\n%s", creds, text)
+	}
+	if strings.Contains(text, "SUAC") || strings.Contains(text, "NKEY SEED") {
+		t.Errorf("the output shows a seed:\n%s", text)
+	}
+	if info, err := os.Stat(creds); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("oneadmin's credentials: %v, %v", info, err)
+	}
+	// Anonymous clients are refused; oneadmin's credentials are taken.
+	if nc, err := nats.Connect(natsURL, nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Error("an anonymous client connected")
+	}
+	nc, err := nats.Connect(natsURL, nats.UserCredentials(creds), nats.CustomInboxPrefix(schemas.InboxPrefix(acl.AdminUser)))
 	if err != nil {
 		t.Fatal(err)
 	}
