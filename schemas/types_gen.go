@@ -273,6 +273,37 @@ var (
 	DatastoreKindValues       = enumValues(DatastoreKindImage, DatastoreKindFile)
 )
 
+// User is defined in defs.json. It is the payload of the reply to query catalog.user.
+//
+// A user as the catalog keeps it: a primary group and the others it is in.
+type User struct {
+	// User name.
+	Name string `json:"name"`
+
+	// Primary group: a new image's group.
+	Group string `json:"group"`
+
+	// Every group the user is in, the primary one first.
+	Groups []string `json:"groups"`
+
+	// Creation time, RFC 3339.
+	CreatedAt string `json:"created_at"`
+}
+
+// Group is defined in defs.json.
+//
+// A group as the catalog keeps it.
+type Group struct {
+	// Group name.
+	Name string `json:"name"`
+
+	// Its members, by name.
+	Users []string `json:"users,omitempty"`
+
+	// Creation time, RFC 3339.
+	CreatedAt string `json:"created_at"`
+}
+
 // Failure is defined in defs.json. It is the payload of event builder.failed, event
 // catalog.failed, event converter.failed, event crypto-luks.failed, event
 // kernel-registry.failed, event launcher.failed, event market-dockerhub.failed.
@@ -722,6 +753,9 @@ type Image struct {
 	// Owning group.
 	Group string `json:"group,omitempty"`
 
+	// Who may use, manage and administer the image: owner, group, other (OpenNebula's chmod).
+	Permissions string `json:"permissions,omitempty"`
+
 	// Datastore the image lives in.
 	Datastore string `json:"datastore"`
 
@@ -1101,6 +1135,87 @@ type BuilderBuild struct {
 	Dest string `json:"dest"`
 }
 
+// GroupAddUser is the payload of command catalog.group-add-user
+// (https://slipway.dev/schemas/cmd/catalog.group-add-user.json).
+//
+// Add a user to a group (a secondary group; the primary one stays).
+type GroupAddUser struct {
+	// Group name.
+	Group string `json:"group"`
+
+	// User name.
+	User string `json:"user"`
+}
+
+// GroupCreate is the payload of command catalog.group-create
+// (https://slipway.dev/schemas/cmd/catalog.group-create.json).
+//
+// Create a group.
+type GroupCreate struct {
+	// Group name.
+	Name string `json:"name"`
+}
+
+// GroupDelUser is the payload of command catalog.group-del-user
+// (https://slipway.dev/schemas/cmd/catalog.group-del-user.json).
+//
+// Take a user out of a secondary group.
+type GroupDelUser struct {
+	// Group name.
+	Group string `json:"group"`
+
+	// User name.
+	User string `json:"user"`
+}
+
+// GroupDelete is the payload of command catalog.group-delete
+// (https://slipway.dev/schemas/cmd/catalog.group-delete.json).
+//
+// Delete a group that has no members and is no user's primary group.
+type GroupDelete struct {
+	// Group name.
+	Name string `json:"name"`
+}
+
+// ImageChgrp is the payload of command catalog.image-chgrp
+// (https://slipway.dev/schemas/cmd/catalog.image-chgrp.json).
+//
+// Change an image's group (oneimage chgrp).
+type ImageChgrp struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// The new group.
+	Group string `json:"group"`
+}
+
+// ImageChmod is the payload of command catalog.image-chmod
+// (https://slipway.dev/schemas/cmd/catalog.image-chmod.json).
+//
+// Change an image's permission bits (OpenNebula's oneimage chmod).
+type ImageChmod struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// The new bits, e.g. 640.
+	Permissions string `json:"permissions"`
+}
+
+// ImageChown is the payload of command catalog.image-chown
+// (https://slipway.dev/schemas/cmd/catalog.image-chown.json).
+//
+// Give an image to another user, and optionally group (oneimage chown).
+type ImageChown struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// The new owner.
+	User string `json:"user"`
+
+	// The new group; default: unchanged.
+	Group string `json:"group,omitempty"`
+}
+
 // ImageCreate is the payload of command catalog.image-create
 // (https://slipway.dev/schemas/cmd/catalog.image-create.json).
 //
@@ -1288,6 +1403,33 @@ type ImageUse struct {
 
 	// ID of the VM that uses the image.
 	VMID int64 `json:"vm_id"`
+}
+
+// UserCreate is the payload of command catalog.user-create
+// (https://slipway.dev/schemas/cmd/catalog.user-create.json).
+//
+// Create a user, in group (default users), for the public key whose seed the caller keeps.
+// Answered by user-created with the user's signed JWT: the caller writes both into a NATS
+// credentials file.
+type UserCreate struct {
+	// User name.
+	Name string `json:"name"`
+
+	// Primary group; default users.
+	Group string `json:"group,omitempty"`
+
+	// The public key the user will connect with.
+	PublicKey string `json:"public_key"`
+}
+
+// UserDelete is the payload of command catalog.user-delete
+// (https://slipway.dev/schemas/cmd/catalog.user-delete.json).
+//
+// Delete a user: the catalog no longer takes their commands. Their images stay, owned by the
+// name.
+type UserDelete struct {
+	// User name.
+	Name string `json:"name"`
 }
 
 // ConverterCreateBlank is the payload of command converter.create-blank
@@ -1719,6 +1861,24 @@ type BuilderBuilt struct {
 	Digest string `json:"digest"`
 }
 
+// GroupCreated is the payload of event catalog.group-created
+// (https://slipway.dev/schemas/evt/catalog.group-created.json).
+//
+// A group was created.
+type GroupCreated struct {
+	// The group.
+	Group Group `json:"group"`
+}
+
+// GroupDeleted is the payload of event catalog.group-deleted
+// (https://slipway.dev/schemas/evt/catalog.group-deleted.json).
+//
+// A group was deleted.
+type GroupDeleted struct {
+	// Group name.
+	Name string `json:"name"`
+}
+
 // ImageDeleted is the payload of event catalog.image-deleted
 // (https://slipway.dev/schemas/evt/catalog.image-deleted.json).
 //
@@ -1843,6 +2003,38 @@ type StateChanged struct {
 
 	// Why the image is in ERROR.
 	Error string `json:"error,omitempty"`
+}
+
+// UserCreated is the payload of event catalog.user-created
+// (https://slipway.dev/schemas/evt/catalog.user-created.json).
+//
+// A user was created, or given credentials for a new key: its record and its JWT (public: it
+// holds no secret, and without its seed it is of no use).
+type UserCreated struct {
+	// The user.
+	User User `json:"user"`
+
+	// The user's NATS JWT, signed by the account: with the seed of its public key, the credentials
+	// file.
+	Jwt string `json:"jwt"`
+}
+
+// UserDeleted is the payload of event catalog.user-deleted
+// (https://slipway.dev/schemas/evt/catalog.user-deleted.json).
+//
+// A user was deleted.
+type UserDeleted struct {
+	// User name.
+	Name string `json:"name"`
+}
+
+// UserUpdated is the payload of event catalog.user-updated
+// (https://slipway.dev/schemas/evt/catalog.user-updated.json).
+//
+// A user's groups changed: its whole record.
+type UserUpdated struct {
+	// The user.
+	User User `json:"user"`
 }
 
 // ConverterConverted is the payload of event converter.converted
@@ -2130,6 +2322,13 @@ type BuilderJobsRequest struct {
 type CatalogDatastoresRequest struct {
 }
 
+// CatalogGroupsRequest is the payload of query catalog.groups
+// (https://slipway.dev/schemas/qry/catalog.groups.json).
+//
+// List the groups.
+type CatalogGroupsRequest struct {
+}
+
 // CatalogListRequest is the payload of query catalog.list
 // (https://slipway.dev/schemas/qry/catalog.list.json).
 //
@@ -2157,6 +2356,22 @@ type CatalogShowRequest struct {
 
 	// Image name.
 	Name string `json:"name,omitempty"`
+}
+
+// CatalogUserRequest is the payload of query catalog.user
+// (https://slipway.dev/schemas/qry/catalog.user.json).
+//
+// Show one user.
+type CatalogUserRequest struct {
+	// User name.
+	Name string `json:"name"`
+}
+
+// CatalogUsersRequest is the payload of query catalog.users
+// (https://slipway.dev/schemas/qry/catalog.users.json).
+//
+// List the users.
+type CatalogUsersRequest struct {
 }
 
 // ConverterFormatsRequest is the payload of query converter.formats
@@ -2507,11 +2722,23 @@ type LauncherFirecrackerReply struct {
 // The datastores, as the catalog is configured.
 type CatalogDatastoresReply []CatalogDatastore
 
+// CatalogGroupsReply is the payload of the reply to query catalog.groups
+// (https://slipway.dev/schemas/rpl/catalog.groups.json).
+//
+// Every group, by name, with its members.
+type CatalogGroupsReply []Group
+
 // CatalogListReply is the payload of the reply to query catalog.list
 // (https://slipway.dev/schemas/rpl/catalog.list.json).
 //
 // The images that match the filters, in ID order (an empty array when none does).
 type CatalogListReply []Image
+
+// CatalogUsersReply is the payload of the reply to query catalog.users
+// (https://slipway.dev/schemas/rpl/catalog.users.json).
+//
+// Every user, by name.
+type CatalogUsersReply []User
 
 // KernelRegistryListReply is the payload of the reply to query kernel-registry.list
 // (https://slipway.dev/schemas/rpl/kernel-registry.list.json).
@@ -2557,6 +2784,13 @@ const (
 // Commands: the verb of slipway.cmd.<service>.<verb>, one per cmd/<service>.<verb>.json.
 const (
 	CommandBuilderBuild                = "build"
+	CommandCatalogGroupAddUser         = "group-add-user"
+	CommandCatalogGroupCreate          = "group-create"
+	CommandCatalogGroupDelUser         = "group-del-user"
+	CommandCatalogGroupDelete          = "group-delete"
+	CommandCatalogImageChgrp           = "image-chgrp"
+	CommandCatalogImageChmod           = "image-chmod"
+	CommandCatalogImageChown           = "image-chown"
 	CommandCatalogImageCreate          = "image-create"
 	CommandCatalogImageDelete          = "image-delete"
 	CommandCatalogImageDisable         = "image-disable"
@@ -2571,6 +2805,8 @@ const (
 	CommandCatalogImageSlotRotate      = "image-slot-rotate"
 	CommandCatalogImageUpdate          = "image-update"
 	CommandCatalogImageUse             = "image-use"
+	CommandCatalogUserCreate           = "user-create"
+	CommandCatalogUserDelete           = "user-delete"
 	CommandConverterCreateBlank        = "create-blank"
 	CommandConverterImport             = "import"
 	CommandCryptoLUKSCreate            = "create"
@@ -2604,6 +2840,8 @@ const (
 	EventBuilderFailed                = "failed"
 	EventBuilderProgress              = "progress"
 	EventCatalogFailed                = "failed"
+	EventCatalogGroupCreated          = "group-created"
+	EventCatalogGroupDeleted          = "group-deleted"
 	EventCatalogImageCreated          = "image-created"
 	EventCatalogImageDeleted          = "image-deleted"
 	EventCatalogImageProgress         = "image-progress"
@@ -2612,6 +2850,9 @@ const (
 	EventCatalogImageUpdated          = "image-updated"
 	EventCatalogImageUsed             = "image-used"
 	EventCatalogStateChanged          = "state-changed"
+	EventCatalogUserCreated           = "user-created"
+	EventCatalogUserDeleted           = "user-deleted"
+	EventCatalogUserUpdated           = "user-updated"
 	EventConverterConverted           = "converted"
 	EventConverterFailed              = "failed"
 	EventConverterProgress            = "progress"
@@ -2645,8 +2886,11 @@ const (
 const (
 	QueryBuilderJobs            = "jobs"
 	QueryCatalogDatastores      = "datastores"
+	QueryCatalogGroups          = "groups"
 	QueryCatalogList            = "list"
 	QueryCatalogShow            = "show"
+	QueryCatalogUser            = "user"
+	QueryCatalogUsers           = "users"
 	QueryConverterFormats       = "formats"
 	QueryConverterJobs          = "jobs"
 	QueryCryptoLUKSJobs         = "jobs"
@@ -2671,6 +2915,13 @@ const (
 // Descriptors: each message's service, name and Go types; their methods build its subjects.
 var (
 	CmdBuilderBuild                 = Cmd[BuilderBuild]{Service: ServiceBuilder, Verb: CommandBuilderBuild, Answers: []string{EventBuilderBuilt}}
+	CmdCatalogGroupAddUser          = Cmd[GroupAddUser]{Service: ServiceCatalog, Verb: CommandCatalogGroupAddUser, Answers: nil}
+	CmdCatalogGroupCreate           = Cmd[GroupCreate]{Service: ServiceCatalog, Verb: CommandCatalogGroupCreate, Answers: nil}
+	CmdCatalogGroupDelUser          = Cmd[GroupDelUser]{Service: ServiceCatalog, Verb: CommandCatalogGroupDelUser, Answers: nil}
+	CmdCatalogGroupDelete           = Cmd[GroupDelete]{Service: ServiceCatalog, Verb: CommandCatalogGroupDelete, Answers: nil}
+	CmdCatalogImageChgrp            = Cmd[ImageChgrp]{Service: ServiceCatalog, Verb: CommandCatalogImageChgrp, Answers: nil}
+	CmdCatalogImageChmod            = Cmd[ImageChmod]{Service: ServiceCatalog, Verb: CommandCatalogImageChmod, Answers: nil}
+	CmdCatalogImageChown            = Cmd[ImageChown]{Service: ServiceCatalog, Verb: CommandCatalogImageChown, Answers: nil}
 	CmdCatalogImageCreate           = Cmd[ImageCreate]{Service: ServiceCatalog, Verb: CommandCatalogImageCreate, Answers: []string{EventCatalogImageCreated}}
 	CmdCatalogImageDelete           = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImageDelete, Answers: []string{EventCatalogImageDeleted}}
 	CmdCatalogImageDisable          = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImageDisable, Answers: []string{EventCatalogImageUpdated}}
@@ -2685,6 +2936,8 @@ var (
 	CmdCatalogImageSlotRotate       = Cmd[ImageSlotRotate]{Service: ServiceCatalog, Verb: CommandCatalogImageSlotRotate, Answers: nil}
 	CmdCatalogImageUpdate           = Cmd[ImageUpdate]{Service: ServiceCatalog, Verb: CommandCatalogImageUpdate, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageUse              = Cmd[ImageUse]{Service: ServiceCatalog, Verb: CommandCatalogImageUse, Answers: []string{EventCatalogImageUsed}}
+	CmdCatalogUserCreate            = Cmd[UserCreate]{Service: ServiceCatalog, Verb: CommandCatalogUserCreate, Answers: nil}
+	CmdCatalogUserDelete            = Cmd[UserDelete]{Service: ServiceCatalog, Verb: CommandCatalogUserDelete, Answers: nil}
 	CmdConverterCreateBlank         = Cmd[ConverterCreateBlank]{Service: ServiceConverter, Verb: CommandConverterCreateBlank, Answers: []string{EventConverterConverted}}
 	CmdConverterImport              = Cmd[ConverterImport]{Service: ServiceConverter, Verb: CommandConverterImport, Answers: []string{EventConverterConverted}}
 	CmdCryptoLUKSCreate             = Cmd[CryptoLuksCreate]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSCreate, Answers: []string{EventCryptoLUKSEncrypted}}
@@ -2714,6 +2967,8 @@ var (
 	EvtBuilderFailed                = Evt[Failure]{Service: ServiceBuilder, Name: EventBuilderFailed}
 	EvtBuilderProgress              = Evt[Progress]{Service: ServiceBuilder, Name: EventBuilderProgress}
 	EvtCatalogFailed                = Evt[Failure]{Service: ServiceCatalog, Name: EventCatalogFailed}
+	EvtCatalogGroupCreated          = Evt[GroupCreated]{Service: ServiceCatalog, Name: EventCatalogGroupCreated}
+	EvtCatalogGroupDeleted          = Evt[GroupDeleted]{Service: ServiceCatalog, Name: EventCatalogGroupDeleted}
 	EvtCatalogImageCreated          = Evt[Image]{Service: ServiceCatalog, Name: EventCatalogImageCreated}
 	EvtCatalogImageDeleted          = Evt[ImageDeleted]{Service: ServiceCatalog, Name: EventCatalogImageDeleted}
 	EvtCatalogImageProgress         = Evt[ImageProgress]{Service: ServiceCatalog, Name: EventCatalogImageProgress}
@@ -2722,6 +2977,9 @@ var (
 	EvtCatalogImageUpdated          = Evt[Image]{Service: ServiceCatalog, Name: EventCatalogImageUpdated}
 	EvtCatalogImageUsed             = Evt[ImageUsed]{Service: ServiceCatalog, Name: EventCatalogImageUsed}
 	EvtCatalogStateChanged          = Evt[StateChanged]{Service: ServiceCatalog, Name: EventCatalogStateChanged}
+	EvtCatalogUserCreated           = Evt[UserCreated]{Service: ServiceCatalog, Name: EventCatalogUserCreated}
+	EvtCatalogUserDeleted           = Evt[UserDeleted]{Service: ServiceCatalog, Name: EventCatalogUserDeleted}
+	EvtCatalogUserUpdated           = Evt[UserUpdated]{Service: ServiceCatalog, Name: EventCatalogUserUpdated}
 	EvtConverterConverted           = Evt[ConverterConverted]{Service: ServiceConverter, Name: EventConverterConverted}
 	EvtConverterFailed              = Evt[Failure]{Service: ServiceConverter, Name: EventConverterFailed}
 	EvtConverterProgress            = Evt[Progress]{Service: ServiceConverter, Name: EventConverterProgress}
@@ -2751,8 +3009,11 @@ var (
 	EvtMarketDockerhubResolved      = Evt[MarketDockerhubResolved]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubResolved}
 	QryBuilderJobs                  = Qry[BuilderJobsRequest, BuilderJobsReply]{Service: ServiceBuilder, Endpoint: QueryBuilderJobs}
 	QryCatalogDatastores            = Qry[CatalogDatastoresRequest, CatalogDatastoresReply]{Service: ServiceCatalog, Endpoint: QueryCatalogDatastores}
+	QryCatalogGroups                = Qry[CatalogGroupsRequest, CatalogGroupsReply]{Service: ServiceCatalog, Endpoint: QueryCatalogGroups}
 	QryCatalogList                  = Qry[CatalogListRequest, CatalogListReply]{Service: ServiceCatalog, Endpoint: QueryCatalogList}
 	QryCatalogShow                  = Qry[CatalogShowRequest, Image]{Service: ServiceCatalog, Endpoint: QueryCatalogShow}
+	QryCatalogUser                  = Qry[CatalogUserRequest, User]{Service: ServiceCatalog, Endpoint: QueryCatalogUser}
+	QryCatalogUsers                 = Qry[CatalogUsersRequest, CatalogUsersReply]{Service: ServiceCatalog, Endpoint: QueryCatalogUsers}
 	QryConverterFormats             = Qry[ConverterFormatsRequest, ConverterFormatsReply]{Service: ServiceConverter, Endpoint: QueryConverterFormats}
 	QryConverterJobs                = Qry[ConverterJobsRequest, ConverterJobsReply]{Service: ServiceConverter, Endpoint: QueryConverterJobs}
 	QryCryptoLUKSJobs               = Qry[CryptoLuksJobsRequest, CryptoLuksJobsReply]{Service: ServiceCryptoLUKS, Endpoint: QueryCryptoLUKSJobs}
@@ -2777,6 +3038,13 @@ var (
 // registry maps every message schema to its generated Go type.
 var registry = []registered{
 	{kind: "cmd", service: "builder", name: "build", file: "cmd/builder.build.json", typ: reflect.TypeFor[BuilderBuild](), senders: []string{"catalog"}},
+	{kind: "cmd", service: "catalog", name: "group-add-user", file: "cmd/catalog.group-add-user.json", typ: reflect.TypeFor[GroupAddUser](), senders: []string{"admins"}},
+	{kind: "cmd", service: "catalog", name: "group-create", file: "cmd/catalog.group-create.json", typ: reflect.TypeFor[GroupCreate](), senders: []string{"admins"}},
+	{kind: "cmd", service: "catalog", name: "group-del-user", file: "cmd/catalog.group-del-user.json", typ: reflect.TypeFor[GroupDelUser](), senders: []string{"admins"}},
+	{kind: "cmd", service: "catalog", name: "group-delete", file: "cmd/catalog.group-delete.json", typ: reflect.TypeFor[GroupDelete](), senders: []string{"admins"}},
+	{kind: "cmd", service: "catalog", name: "image-chgrp", file: "cmd/catalog.image-chgrp.json", typ: reflect.TypeFor[ImageChgrp](), senders: []string{"users"}},
+	{kind: "cmd", service: "catalog", name: "image-chmod", file: "cmd/catalog.image-chmod.json", typ: reflect.TypeFor[ImageChmod](), senders: []string{"users"}},
+	{kind: "cmd", service: "catalog", name: "image-chown", file: "cmd/catalog.image-chown.json", typ: reflect.TypeFor[ImageChown](), senders: []string{"users"}},
 	{kind: "cmd", service: "catalog", name: "image-create", file: "cmd/catalog.image-create.json", typ: reflect.TypeFor[ImageCreate](), senders: []string{"users", "kernel-registry", "launcher", "market-dockerhub"}},
 	{kind: "cmd", service: "catalog", name: "image-delete", file: "cmd/catalog.image-delete.json", typ: reflect.TypeFor[ImageRef](), senders: []string{"users", "kernel-registry"}},
 	{kind: "cmd", service: "catalog", name: "image-disable", file: "cmd/catalog.image-disable.json", typ: reflect.TypeFor[ImageRef](), senders: []string{"users"}},
@@ -2791,6 +3059,8 @@ var registry = []registered{
 	{kind: "cmd", service: "catalog", name: "image-slot-rotate", file: "cmd/catalog.image-slot-rotate.json", typ: reflect.TypeFor[ImageSlotRotate](), senders: []string{"users"}},
 	{kind: "cmd", service: "catalog", name: "image-update", file: "cmd/catalog.image-update.json", typ: reflect.TypeFor[ImageUpdate](), senders: []string{"users"}},
 	{kind: "cmd", service: "catalog", name: "image-use", file: "cmd/catalog.image-use.json", typ: reflect.TypeFor[ImageUse](), senders: []string{"launcher"}},
+	{kind: "cmd", service: "catalog", name: "user-create", file: "cmd/catalog.user-create.json", typ: reflect.TypeFor[UserCreate](), senders: []string{"admins"}},
+	{kind: "cmd", service: "catalog", name: "user-delete", file: "cmd/catalog.user-delete.json", typ: reflect.TypeFor[UserDelete](), senders: []string{"admins"}},
 	{kind: "cmd", service: "converter", name: "create-blank", file: "cmd/converter.create-blank.json", typ: reflect.TypeFor[ConverterCreateBlank](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "converter", name: "import", file: "cmd/converter.import.json", typ: reflect.TypeFor[ConverterImport](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "crypto-luks", name: "create", file: "cmd/crypto-luks.create.json", typ: reflect.TypeFor[CryptoLuksCreate](), senders: []string{"catalog"}},
@@ -2820,6 +3090,8 @@ var registry = []registered{
 	{kind: "evt", service: "builder", name: "failed", file: "evt/builder.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "builder", name: "progress", file: "evt/builder.progress.json", typ: reflect.TypeFor[Progress]()},
 	{kind: "evt", service: "catalog", name: "failed", file: "evt/catalog.failed.json", typ: reflect.TypeFor[Failure]()},
+	{kind: "evt", service: "catalog", name: "group-created", file: "evt/catalog.group-created.json", typ: reflect.TypeFor[GroupCreated]()},
+	{kind: "evt", service: "catalog", name: "group-deleted", file: "evt/catalog.group-deleted.json", typ: reflect.TypeFor[GroupDeleted]()},
 	{kind: "evt", service: "catalog", name: "image-created", file: "evt/catalog.image-created.json", typ: reflect.TypeFor[Image]()},
 	{kind: "evt", service: "catalog", name: "image-deleted", file: "evt/catalog.image-deleted.json", typ: reflect.TypeFor[ImageDeleted]()},
 	{kind: "evt", service: "catalog", name: "image-progress", file: "evt/catalog.image-progress.json", typ: reflect.TypeFor[ImageProgress]()},
@@ -2828,6 +3100,9 @@ var registry = []registered{
 	{kind: "evt", service: "catalog", name: "image-updated", file: "evt/catalog.image-updated.json", typ: reflect.TypeFor[Image]()},
 	{kind: "evt", service: "catalog", name: "image-used", file: "evt/catalog.image-used.json", typ: reflect.TypeFor[ImageUsed]()},
 	{kind: "evt", service: "catalog", name: "state-changed", file: "evt/catalog.state-changed.json", typ: reflect.TypeFor[StateChanged]()},
+	{kind: "evt", service: "catalog", name: "user-created", file: "evt/catalog.user-created.json", typ: reflect.TypeFor[UserCreated]()},
+	{kind: "evt", service: "catalog", name: "user-deleted", file: "evt/catalog.user-deleted.json", typ: reflect.TypeFor[UserDeleted]()},
+	{kind: "evt", service: "catalog", name: "user-updated", file: "evt/catalog.user-updated.json", typ: reflect.TypeFor[UserUpdated]()},
 	{kind: "evt", service: "converter", name: "converted", file: "evt/converter.converted.json", typ: reflect.TypeFor[ConverterConverted]()},
 	{kind: "evt", service: "converter", name: "failed", file: "evt/converter.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "converter", name: "progress", file: "evt/converter.progress.json", typ: reflect.TypeFor[Progress]()},
@@ -2857,8 +3132,11 @@ var registry = []registered{
 	{kind: "evt", service: "market-dockerhub", name: "resolved", file: "evt/market-dockerhub.resolved.json", typ: reflect.TypeFor[MarketDockerhubResolved]()},
 	{kind: "qry", service: "builder", name: "jobs", file: "qry/builder.jobs.json", typ: reflect.TypeFor[BuilderJobsRequest](), senders: []string{"admins"}},
 	{kind: "qry", service: "catalog", name: "datastores", file: "qry/catalog.datastores.json", typ: reflect.TypeFor[CatalogDatastoresRequest](), senders: []string{"users"}},
+	{kind: "qry", service: "catalog", name: "groups", file: "qry/catalog.groups.json", typ: reflect.TypeFor[CatalogGroupsRequest](), senders: []string{"admins"}},
 	{kind: "qry", service: "catalog", name: "list", file: "qry/catalog.list.json", typ: reflect.TypeFor[CatalogListRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "show", file: "qry/catalog.show.json", typ: reflect.TypeFor[CatalogShowRequest](), senders: []string{"users", "kernel-registry", "launcher", "market-dockerhub"}},
+	{kind: "qry", service: "catalog", name: "user", file: "qry/catalog.user.json", typ: reflect.TypeFor[CatalogUserRequest](), senders: []string{"users"}},
+	{kind: "qry", service: "catalog", name: "users", file: "qry/catalog.users.json", typ: reflect.TypeFor[CatalogUsersRequest](), senders: []string{"admins"}},
 	{kind: "qry", service: "converter", name: "formats", file: "qry/converter.formats.json", typ: reflect.TypeFor[ConverterFormatsRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "converter", name: "jobs", file: "qry/converter.jobs.json", typ: reflect.TypeFor[ConverterJobsRequest](), senders: []string{"admins"}},
 	{kind: "qry", service: "crypto-luks", name: "jobs", file: "qry/crypto-luks.jobs.json", typ: reflect.TypeFor[CryptoLuksJobsRequest](), senders: []string{"admins"}},
@@ -2880,8 +3158,11 @@ var registry = []registered{
 	{kind: "qry", service: "market-dockerhub", name: "show", file: "qry/market-dockerhub.show.json", typ: reflect.TypeFor[MarketDockerhubShowRequest](), senders: []string{"users"}},
 	{kind: "rpl", service: "builder", name: "jobs", file: "rpl/builder.jobs.json", typ: reflect.TypeFor[BuilderJobsReply]()},
 	{kind: "rpl", service: "catalog", name: "datastores", file: "rpl/catalog.datastores.json", typ: reflect.TypeFor[CatalogDatastoresReply]()},
+	{kind: "rpl", service: "catalog", name: "groups", file: "rpl/catalog.groups.json", typ: reflect.TypeFor[CatalogGroupsReply]()},
 	{kind: "rpl", service: "catalog", name: "list", file: "rpl/catalog.list.json", typ: reflect.TypeFor[CatalogListReply]()},
 	{kind: "rpl", service: "catalog", name: "show", file: "rpl/catalog.show.json", typ: reflect.TypeFor[Image]()},
+	{kind: "rpl", service: "catalog", name: "user", file: "rpl/catalog.user.json", typ: reflect.TypeFor[User]()},
+	{kind: "rpl", service: "catalog", name: "users", file: "rpl/catalog.users.json", typ: reflect.TypeFor[CatalogUsersReply]()},
 	{kind: "rpl", service: "converter", name: "formats", file: "rpl/converter.formats.json", typ: reflect.TypeFor[ConverterFormatsReply]()},
 	{kind: "rpl", service: "converter", name: "jobs", file: "rpl/converter.jobs.json", typ: reflect.TypeFor[ConverterJobsReply]()},
 	{kind: "rpl", service: "crypto-luks", name: "jobs", file: "rpl/crypto-luks.jobs.json", typ: reflect.TypeFor[CryptoLuksJobsReply]()},

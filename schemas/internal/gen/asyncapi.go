@@ -30,6 +30,7 @@ var idParams = map[string]idParam{
 	"failedID":  {"failedID", "The ID of the record the command was about, or `cmd-<stream sequence>` when the command was rejected before any record existed (malformed or schema-invalid).", []string{"7", "cmd-42"}},
 	"marketID":  {"marketID", "The marketplace ID the event is about.", []string{"1"}},
 	"commandID": {"commandID", "`cmd-<stream sequence>` of the refused command.", []string{"cmd-42"}},
+	"name":      {"name", "The name of the user or group the event is about.", []string{"alice"}},
 	"kekID":     {"kekID", "The ID of a crypto-luks key-encryption key (first 16 hex digits of its SHA-256).", []string{"9f86d081884c7d65"}},
 }
 
