@@ -2915,13 +2915,13 @@ const (
 // Descriptors: each message's service, name and Go types; their methods build its subjects.
 var (
 	CmdBuilderBuild                 = Cmd[BuilderBuild]{Service: ServiceBuilder, Verb: CommandBuilderBuild, Answers: []string{EventBuilderBuilt}}
-	CmdCatalogGroupAddUser          = Cmd[GroupAddUser]{Service: ServiceCatalog, Verb: CommandCatalogGroupAddUser, Answers: nil}
-	CmdCatalogGroupCreate           = Cmd[GroupCreate]{Service: ServiceCatalog, Verb: CommandCatalogGroupCreate, Answers: nil}
-	CmdCatalogGroupDelUser          = Cmd[GroupDelUser]{Service: ServiceCatalog, Verb: CommandCatalogGroupDelUser, Answers: nil}
-	CmdCatalogGroupDelete           = Cmd[GroupDelete]{Service: ServiceCatalog, Verb: CommandCatalogGroupDelete, Answers: nil}
-	CmdCatalogImageChgrp            = Cmd[ImageChgrp]{Service: ServiceCatalog, Verb: CommandCatalogImageChgrp, Answers: nil}
-	CmdCatalogImageChmod            = Cmd[ImageChmod]{Service: ServiceCatalog, Verb: CommandCatalogImageChmod, Answers: nil}
-	CmdCatalogImageChown            = Cmd[ImageChown]{Service: ServiceCatalog, Verb: CommandCatalogImageChown, Answers: nil}
+	CmdCatalogGroupAddUser          = Cmd[GroupAddUser]{Service: ServiceCatalog, Verb: CommandCatalogGroupAddUser, Answers: []string{EventCatalogUserUpdated}}
+	CmdCatalogGroupCreate           = Cmd[GroupCreate]{Service: ServiceCatalog, Verb: CommandCatalogGroupCreate, Answers: []string{EventCatalogGroupCreated}}
+	CmdCatalogGroupDelUser          = Cmd[GroupDelUser]{Service: ServiceCatalog, Verb: CommandCatalogGroupDelUser, Answers: []string{EventCatalogUserUpdated}}
+	CmdCatalogGroupDelete           = Cmd[GroupDelete]{Service: ServiceCatalog, Verb: CommandCatalogGroupDelete, Answers: []string{EventCatalogGroupDeleted}}
+	CmdCatalogImageChgrp            = Cmd[ImageChgrp]{Service: ServiceCatalog, Verb: CommandCatalogImageChgrp, Answers: []string{EventCatalogImageUpdated}}
+	CmdCatalogImageChmod            = Cmd[ImageChmod]{Service: ServiceCatalog, Verb: CommandCatalogImageChmod, Answers: []string{EventCatalogImageUpdated}}
+	CmdCatalogImageChown            = Cmd[ImageChown]{Service: ServiceCatalog, Verb: CommandCatalogImageChown, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageCreate           = Cmd[ImageCreate]{Service: ServiceCatalog, Verb: CommandCatalogImageCreate, Answers: []string{EventCatalogImageCreated}}
 	CmdCatalogImageDelete           = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImageDelete, Answers: []string{EventCatalogImageDeleted}}
 	CmdCatalogImageDisable          = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImageDisable, Answers: []string{EventCatalogImageUpdated}}
@@ -2936,8 +2936,8 @@ var (
 	CmdCatalogImageSlotRotate       = Cmd[ImageSlotRotate]{Service: ServiceCatalog, Verb: CommandCatalogImageSlotRotate, Answers: nil}
 	CmdCatalogImageUpdate           = Cmd[ImageUpdate]{Service: ServiceCatalog, Verb: CommandCatalogImageUpdate, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageUse              = Cmd[ImageUse]{Service: ServiceCatalog, Verb: CommandCatalogImageUse, Answers: []string{EventCatalogImageUsed}}
-	CmdCatalogUserCreate            = Cmd[UserCreate]{Service: ServiceCatalog, Verb: CommandCatalogUserCreate, Answers: nil}
-	CmdCatalogUserDelete            = Cmd[UserDelete]{Service: ServiceCatalog, Verb: CommandCatalogUserDelete, Answers: nil}
+	CmdCatalogUserCreate            = Cmd[UserCreate]{Service: ServiceCatalog, Verb: CommandCatalogUserCreate, Answers: []string{EventCatalogUserCreated}}
+	CmdCatalogUserDelete            = Cmd[UserDelete]{Service: ServiceCatalog, Verb: CommandCatalogUserDelete, Answers: []string{EventCatalogUserDeleted}}
 	CmdConverterCreateBlank         = Cmd[ConverterCreateBlank]{Service: ServiceConverter, Verb: CommandConverterCreateBlank, Answers: []string{EventConverterConverted}}
 	CmdConverterImport              = Cmd[ConverterImport]{Service: ServiceConverter, Verb: CommandConverterImport, Answers: []string{EventConverterConverted}}
 	CmdCryptoLUKSCreate             = Cmd[CryptoLuksCreate]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSCreate, Answers: []string{EventCryptoLUKSEncrypted}}
