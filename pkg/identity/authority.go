@@ -237,21 +237,58 @@ func credentials(sign func(pub string) (string, error)) ([]byte, error) {
 
 // signedKey makes a user key and has sign make its JWT.
 func signedKey(sign func(pub string) (string, error)) (token string, seed []byte, err error) {
-	kp, err := nkeys.CreateUser()
+	k, err := NewUserKey()
 	if err != nil {
-		return "", nil, fmt.Errorf("identity: %w", err)
-	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		return "", nil, fmt.Errorf("identity: %w", err)
-	}
-	if token, err = sign(pub); err != nil {
 		return "", nil, err
 	}
-	if seed, err = kp.Seed(); err != nil {
+	if token, err = sign(k.PublicKey()); err != nil {
+		return "", nil, err
+	}
+	if seed, err = k.kp.Seed(); err != nil {
 		return "", nil, fmt.Errorf("identity: %w", err)
 	}
 	return token, seed, nil
+}
+
+// UserKey is a user's key pair, made where its credentials file is
+// written: only the public key leaves (in a catalog user-create command),
+// the JWT comes back, and the seed goes straight into the file.
+type UserKey struct {
+	kp  nkeys.KeyPair
+	pub string
+}
+
+// NewUserKey makes a user key pair.
+func NewUserKey() (*UserKey, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	return &UserKey{kp: kp, pub: pub}, nil
+}
+
+// PublicKey is the key's public half, "U…".
+func (k *UserKey) PublicKey() string { return k.pub }
+
+// Credentials is the credentials file of token, a JWT issued for this key:
+// it fails when token names another key.
+func (k *UserKey) Credentials(token string) ([]byte, error) {
+	claims, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		return nil, fmt.Errorf("identity: the user JWT: %w", err)
+	}
+	if claims.Subject != k.pub {
+		return nil, fmt.Errorf("identity: the JWT is for key %s, not %s", claims.Subject, k.pub)
+	}
+	seed, err := k.kp.Seed()
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	return jwt.FormatUserConfig(token, seed)
 }
 
 // WriteCredentials writes creds to path, readable by its owner alone, and

@@ -42,6 +42,7 @@ func newImageCmd(g *globals) *cobra.Command {
 		newRenameCmd(c),
 		newUpdateCmd(c),
 	)
+	cmd.AddCommand(newPermissionCmds(c)...)
 	return cmd
 }
 

@@ -1,0 +1,242 @@
+package cli
+
+// slipway user and slipway group: OpenNebula's users and groups, kept by
+// the catalog. Creating either is for the oneadmin group; the NATS server
+// refuses the commands to anyone else.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipway/slipway/pkg/acl"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/identity"
+	"github.com/slipway/slipway/schemas"
+)
+
+// catalogCallTimeout bounds how long a user, group or permission command
+// waits for the catalog's answer.
+const catalogCallTimeout = 30 * time.Second
+
+// invoke sends c's command and decodes the event that answers it, turning
+// a failed event into the catalog's own message.
+func invoke[T, A any](ctx context.Context, b *bus.Bus, c schemas.Cmd[T], data T) (A, error) {
+	var answer A
+	ctx, cancel := context.WithTimeout(ctx, catalogCallTimeout)
+	defer cancel()
+	m, err := bus.Invoke(ctx, b, c, data)
+	switch {
+	case err == nil:
+		err = m.Decode(&answer)
+	case bus.IsCallError(err):
+		err = callFailure(err)
+	case ctx.Err() != nil:
+		err = fmt.Errorf("no answer from the %s in %s (is it running?)", c.Service, catalogCallTimeout)
+	}
+	if err != nil {
+		return answer, fmt.Errorf("%s: %w", c.Verb, err)
+	}
+	return answer, nil
+}
+
+func newUserCmd(c *client) *cobra.Command {
+	cmd := &cobra.Command{Use: "user", Short: "Users: create (writing their credentials file), list, show, delete", RunE: unknownSubcommand}
+	cmd.AddCommand(newUserCreateCmd(c), newUserListCmd(c), newUserShowCmd(c), newUserDeleteCmd(c))
+	return cmd
+}
+
+func newUserCreateCmd(c *client) *cobra.Command {
+	var group, out string
+	cmd := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a user and write their NATS credentials file (for the oneadmin group)",
+		Long: `Create a user in --group (default users) and write their NATS credentials
+file, then print its path. The key is made here: only its public half goes to
+the catalog, which signs the user's JWT; the seed goes straight into the file
+(0600). Hand the file to the user: slipway --creds FILE, or nats --creds FILE
+--inbox-prefix _INBOX_NAME.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if out == "" {
+				out = name + ".creds"
+			}
+			if _, err := os.Stat(out); err == nil {
+				return fmt.Errorf("%s exists: give another --out", out)
+			}
+			key, err := identity.NewUserKey()
+			if err != nil {
+				return err
+			}
+			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
+				ev, err := invoke[schemas.UserCreate, schemas.UserCreated](cmd.Context(), b, schemas.CmdCatalogUserCreate,
+					schemas.UserCreate{Name: name, Group: group, PublicKey: key.PublicKey()})
+				if err != nil {
+					return err
+				}
+				creds, err := key.Credentials(ev.Jwt)
+				if err != nil {
+					return err
+				}
+				if err := identity.WriteCredentials(out, creds); err != nil {
+					return err
+				}
+				abs, err := filepath.Abs(out)
+				if err != nil {
+					abs = out
+				}
+				fmt.Fprintln(c.io.out, abs)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&group, "group", "", "primary group (default users)")
+	cmd.Flags().StringVar(&out, "out", "", "where to write the credentials file (default NAME.creds here)")
+	return cmd
+}
+
+func newUserListCmd(c *client) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List the users (for the oneadmin group)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
+				users, err := ask(cmd.Context(), b, schemas.QryCatalogUsers, schemas.CatalogUsersRequest{}, "list users")
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(c.io.out, 0, 8, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tGROUP\tGROUPS")
+				for _, u := range users {
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Name, u.Group, strings.Join(u.Groups, ","))
+				}
+				return tw.Flush()
+			})
+		},
+	}
+}
+
+func newUserShowCmd(c *client) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a user: yourself, or anyone for the oneadmin group",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
+				u, err := ask(cmd.Context(), b, schemas.QryCatalogUser, schemas.CatalogUserRequest{Name: args[0]}, "show user "+args[0])
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(c.io.out, 0, 8, 1, ' ', 0)
+				fmt.Fprintf(tw, "USER %s INFORMATION\n", u.Name)
+				fmt.Fprintf(tw, "NAME\t: %s\nGROUP\t: %s\nGROUPS\t: %s\nCREATED\t: %s\n", u.Name, u.Group, strings.Join(u.Groups, ","), u.CreatedAt)
+				return tw.Flush()
+			})
+		},
+	}
+}
+
+// newCatalogCmd is a command that sends one catalog command built from its
+// arguments and waits for the event that answers it.
+func newCatalogCmd[T, A any](c *client, use, short string, args cobra.PositionalArgs, command schemas.Cmd[T],
+	data func(ctx context.Context, b *bus.Bus, args []string) (T, error)) *cobra.Command {
+	return &cobra.Command{
+		Use: use, Short: short, Args: args,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
+				payload, err := data(cmd.Context(), b, args)
+				if err != nil {
+					return err
+				}
+				_, err = invoke[T, A](cmd.Context(), b, command, payload)
+				return err
+			})
+		},
+	}
+}
+
+// fromArgs is a payload made from the arguments alone.
+func fromArgs[T any](f func(args []string) T) func(context.Context, *bus.Bus, []string) (T, error) {
+	return func(_ context.Context, _ *bus.Bus, args []string) (T, error) { return f(args), nil }
+}
+
+func newUserDeleteCmd(c *client) *cobra.Command {
+	return newCatalogCmd[schemas.UserDelete, schemas.UserDeleted](c, "delete NAME",
+		"Delete a user: the catalog takes no more of their commands (for the oneadmin group)", cobra.ExactArgs(1),
+		schemas.CmdCatalogUserDelete, fromArgs(func(a []string) schemas.UserDelete { return schemas.UserDelete{Name: a[0]} }))
+}
+
+func newGroupCmd(c *client) *cobra.Command {
+	cmd := &cobra.Command{Use: "group", Short: "Groups: create, list, delete, add-user, del-user (for the oneadmin group)", RunE: unknownSubcommand}
+	cmd.AddCommand(
+		newCatalogCmd[schemas.GroupCreate, schemas.GroupCreated](c, "create NAME", "Create a group", cobra.ExactArgs(1), schemas.CmdCatalogGroupCreate,
+			fromArgs(func(a []string) schemas.GroupCreate { return schemas.GroupCreate{Name: a[0]} })),
+		newCatalogCmd[schemas.GroupDelete, schemas.GroupDeleted](c, "delete NAME", "Delete a group without members", cobra.ExactArgs(1), schemas.CmdCatalogGroupDelete,
+			fromArgs(func(a []string) schemas.GroupDelete { return schemas.GroupDelete{Name: a[0]} })),
+		newCatalogCmd[schemas.GroupAddUser, schemas.UserUpdated](c, "add-user GROUP USER", "Add a user to a secondary group", cobra.ExactArgs(2), schemas.CmdCatalogGroupAddUser,
+			fromArgs(func(a []string) schemas.GroupAddUser { return schemas.GroupAddUser{Group: a[0], User: a[1]} })),
+		newCatalogCmd[schemas.GroupDelUser, schemas.UserUpdated](c, "del-user GROUP USER", "Take a user out of a secondary group", cobra.ExactArgs(2), schemas.CmdCatalogGroupDelUser,
+			fromArgs(func(a []string) schemas.GroupDelUser { return schemas.GroupDelUser{Group: a[0], User: a[1]} })),
+		newGroupListCmd(c))
+	return cmd
+}
+
+func newGroupListCmd(c *client) *cobra.Command {
+	return &cobra.Command{
+		Use: "list", Short: "List the groups and their members", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
+				groups, err := ask(cmd.Context(), b, schemas.QryCatalogGroups, schemas.CatalogGroupsRequest{}, "list groups")
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(c.io.out, 0, 8, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tUSERS")
+				for _, g := range groups {
+					fmt.Fprintf(tw, "%s\t%s\n", g.Name, strings.Join(g.Users, ","))
+				}
+				return tw.Flush()
+			})
+		},
+	}
+}
+
+// newPermissionCmds are image chmod, chown and chgrp.
+func newPermissionCmds(c *client) []*cobra.Command {
+	imageID := func(ctx context.Context, b *bus.Bus, ref string) (int64, error) {
+		img, err := findImage(ctx, b, ref)
+		return int64(img.ID), err
+	}
+	return []*cobra.Command{
+		newCatalogCmd[schemas.ImageChmod, schemas.Image](c, "chmod ID|NAME OCTAL", "Change an image's permissions, e.g. 640 (owner um-, group u--)", cobra.ExactArgs(2), schemas.CmdCatalogImageChmod,
+			func(ctx context.Context, b *bus.Bus, a []string) (schemas.ImageChmod, error) {
+				if _, err := acl.ParseOctal(a[1]); err != nil {
+					return schemas.ImageChmod{}, err
+				}
+				id, err := imageID(ctx, b, a[0])
+				return schemas.ImageChmod{ID: id, Permissions: a[1]}, err
+			}),
+		newCatalogCmd[schemas.ImageChown, schemas.Image](c, "chown ID|NAME USER [GROUP]", "Give an image to another user (and group)", cobra.RangeArgs(2, 3), schemas.CmdCatalogImageChown,
+			func(ctx context.Context, b *bus.Bus, a []string) (schemas.ImageChown, error) {
+				id, err := imageID(ctx, b, a[0])
+				req := schemas.ImageChown{ID: id, User: a[1]}
+				if len(a) == 3 {
+					req.Group = a[2]
+				}
+				return req, err
+			}),
+		newCatalogCmd[schemas.ImageChgrp, schemas.Image](c, "chgrp ID|NAME GROUP", "Change an image's group", cobra.ExactArgs(2), schemas.CmdCatalogImageChgrp,
+			func(ctx context.Context, b *bus.Bus, a []string) (schemas.ImageChgrp, error) {
+				id, err := imageID(ctx, b, a[0])
+				return schemas.ImageChgrp{ID: id, Group: a[1]}, err
+			}),
+	}
+}
