@@ -2016,7 +2016,7 @@ type UserCreated struct {
 
 	// The user's NATS JWT, signed by the account: with the seed of its public key, the credentials
 	// file.
-	Jwt string `json:"jwt"`
+	JWT string `json:"jwt"`
 }
 
 // UserDeleted is the payload of event catalog.user-deleted

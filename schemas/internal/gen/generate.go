@@ -621,7 +621,7 @@ var spelled = map[string]string{
 	"id": "ID", "url": "URL", "uri": "URI", "api": "API", "json": "JSON", "http": "HTTP",
 	"https": "HTTPS", "uuid": "UUID", "os": "OS", "cdrom": "CDROM", "vdi": "VDI", "vpc": "VPC",
 	"vhdx": "VHDX", "vmdk": "VMDK", "iso": "ISO", "luks": "LUKS", "xfs": "XFS", "fs": "FS",
-	"sha256": "SHA256", "s3": "S3", "mib": "MiB", "rvms": "RVMs", "vm": "VM", "vms": "VMs",
+	"sha256": "SHA256", "s3": "S3", "jwt": "JWT", "mib": "MiB", "rvms": "RVMs", "vm": "VM", "vms": "VMs",
 }
 
 // goName turns a JSON name or enum value (image_id, LOCKED_USED, qcow2) into a Go

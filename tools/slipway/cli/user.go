@@ -81,7 +81,7 @@ the catalog, which signs the user's JWT; the seed goes straight into the file
 				if err != nil {
 					return err
 				}
-				creds, err := key.Credentials(ev.Jwt)
+				creds, err := key.Credentials(ev.JWT)
 				if err != nil {
 					return err
 				}
