@@ -41,6 +41,7 @@ type registered struct {
 	kind, service, name, file string
 	typ                       reflect.Type
 	senders                   []string
+	access                    string
 }
 
 // Message describes one command, event, query request or query reply schema
@@ -57,6 +58,11 @@ type Message struct {
 	// names. Package identity grants exactly these; empty for events and
 	// replies, which only their owner publishes.
 	Senders []string
+	// Access is what a user needs on the object a command names: "use",
+	// "manage" or "admin" (OpenNebula's levels, package acl); "" for a
+	// command that names none, and for services, which the schemas'
+	// senders already bound.
+	Access string
 }
 
 // The principals a Senders list names besides services.
@@ -161,7 +167,7 @@ func (r registered) message() Message {
 		panic(fmt.Sprintf("schemas: %s is in the registry but not embedded: %v", r.file, err))
 	}
 	return Message{Kind: r.kind, Service: r.service, Name: r.name, Title: r.typ.Name(), Schema: data, Type: r.typ,
-		Senders: slices.Clone(r.senders)}
+		Senders: slices.Clone(r.senders), Access: r.access}
 }
 
 // MaxErrorLen is the schemas' bound on an error message (the `maxLength`

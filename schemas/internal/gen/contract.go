@@ -22,7 +22,12 @@ type contract struct {
 	Answers []string `json:"answers,omitempty"`  // a command's answering events (bus.Call waits for them)
 	IDParam string   `json:"id_param,omitempty"` // an event's {id}: a parameter of asyncapi.yaml
 	Senders []string `json:"senders,omitempty"`  // who may send a command or ask a query (see Senders)
+	Access  string   `json:"access,omitempty"`   // what a user needs on the object a command names (see accessLevels)
 }
+
+// accessLevels are what x-slipway "access" may say a user needs on the
+// object a command names, OpenNebula's levels (package acl).
+var accessLevels = []string{"use", "manage", "admin"}
 
 // The principals a sender list may name besides a service: any authenticated
 // user, or the administrators (OpenNebula's oneadmin group). Package identity
@@ -44,6 +49,7 @@ func derived(f *schemaFile, have contract) contract {
 		c.Subject = "{prefix}.cmd." + f.service + "." + f.name + ".{sender}"
 		c.Answers = have.Answers
 		c.Senders = sendersOr(have.Senders)
+		c.Access = have.Access
 	case "evt":
 		c.Subject = "{prefix}.evt." + f.service + "." + f.name + ".{id}"
 		c.IDParam = have.IDParam
@@ -91,7 +97,7 @@ func readContract(root *object) (c contract, ok bool, err error) {
 	}
 	for _, k := range m.keys {
 		switch k {
-		case "kind", "owner", "subject", "id_param":
+		case "kind", "owner", "subject", "id_param", "access":
 			if _, isStr := m.vals[k].(string); !isStr {
 				return c, true, fmt.Errorf("%s.%s is not a string", MetaKey, k)
 			}
@@ -104,7 +110,7 @@ func readContract(root *object) (c contract, ok bool, err error) {
 		}
 	}
 	c = contract{Kind: m.str("kind"), Owner: m.str("owner"), Subject: m.str("subject"),
-		Answers: m.strings("answers"), IDParam: m.str("id_param"), Senders: m.strings("senders")}
+		Answers: m.strings("answers"), IDParam: m.str("id_param"), Senders: m.strings("senders"), Access: m.str("access")}
 	return c, true, nil
 }
 
@@ -154,6 +160,9 @@ func (g *generator) checkContract(f *schemaFile, services []string) error {
 	}
 	if err := checkSenders(f, services); err != nil {
 		return err
+	}
+	if c.Access != "" && (f.kind != "cmd" || !slices.Contains(accessLevels, c.Access)) {
+		return fmt.Errorf("%s.access %q: a command's level, one of %s", MetaKey, c.Access, strings.Join(accessLevels, ", "))
 	}
 	if f.kind == "evt" {
 		if _, ok := idParams[c.IDParam]; !ok {

@@ -98,6 +98,7 @@ func TestContractMetadataMustMatchThePath(t *testing.T) {
 		{"no senders", strings.Replace(meta, `, "senders": ["users"]`, ``, 1), `x-slipway.senders is missing`},
 		{"unknown sender", strings.Replace(meta, `["users"]`, `["users", "janitor"]`, 1), `x-slipway.senders names "janitor": neither`},
 		{"sender twice", strings.Replace(meta, `["users"]`, `["users", "users"]`, 1), `x-slipway.senders names "users" twice`},
+		{"unknown access", strings.Replace(meta, `["users"]`, `["users"], "access": "own"`, 1), `x-slipway.access "own": a command's level`},
 	} {
 		tree := validTree()
 		tree["cmd/thing.paint.json"].Data = []byte(strings.Replace(string(tree["cmd/thing.paint.json"].Data), meta, tc.to, 1))
@@ -162,7 +163,7 @@ func TestReadmeSection(t *testing.T) {
 	}
 	for _, want := range []string{
 		"# thing\n\n## Subjects\n\n" + ReadmeBegin + "\n",
-		"| command | `slipway.cmd.thing.paint.<sender>` | `ThingPaint` | users | Paint a thing. |\n" + ReadmeEnd + "\n\nProse stays.\n",
+		"| command | `slipway.cmd.thing.paint.<sender>` | `ThingPaint` | users |  | Paint a thing. |\n" + ReadmeEnd + "\n\nProse stays.\n",
 	} {
 		if !strings.Contains(string(got), want) {
 			t.Errorf("README:\n%s\nlacks %q", got, want)

@@ -511,6 +511,9 @@ func (g *generator) emit() ([]byte, error) {
 		if len(f.meta.Senders) > 0 {
 			senders = fmt.Sprintf(", senders: %#v", f.meta.Senders)
 		}
+		if f.meta.Access != "" {
+			senders += fmt.Sprintf(", access: %q", f.meta.Access)
+		}
 		fmt.Fprintf(&b, "\t{kind: %q, service: %q, name: %q, file: %q, typ: reflect.TypeFor[%s]()%s},\n",
 			f.kind, f.service, f.name, f.path, g.regType[f], senders)
 	}

@@ -31,7 +31,7 @@ func (g *generator) owners() []string {
 func (g *generator) readmeTable(service string) string {
 	var b strings.Builder
 	b.WriteString("Generated from `schemas/` (`make generate`); the default prefix is `slipway`.\n\n")
-	b.WriteString("| kind | subject | payload | who may send | about |\n|---|---|---|---|---|\n")
+	b.WriteString("| kind | subject | payload | who may send | a user needs | about |\n|---|---|---|---|---|---|\n")
 	for _, f := range g.reg {
 		if f.service != service || f.kind == "rpl" {
 			continue
@@ -50,7 +50,7 @@ func (g *generator) readmeTable(service string) string {
 		subject := strings.ReplaceAll(f.meta.Subject, "{prefix}", "slipway")
 		subject = strings.ReplaceAll(subject, "{id}", "<"+f.meta.IDParam+">")
 		subject = strings.ReplaceAll(subject, "{sender}", "<sender>")
-		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s |\n", f.meta.Kind, subject, payload, strings.Join(f.meta.Senders, ", "), cell(f.root.str("description")))
+		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s | %s |\n", f.meta.Kind, subject, payload, strings.Join(f.meta.Senders, ", "), f.meta.Access, cell(f.root.str("description")))
 	}
 	return b.String()
 }
