@@ -114,6 +114,19 @@ func Messages() []Message {
 	return out
 }
 
+// Services lists every service that owns a message, sorted: the names no
+// user may take.
+func Services() []string {
+	var out []string
+	for _, r := range registry {
+		if !slices.Contains(out, r.service) {
+			out = append(out, r.service)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // Lookup returns one message's description.
 func Lookup(kind, service, name string) (Message, bool) {
 	for _, r := range registry {

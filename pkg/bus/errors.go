@@ -112,9 +112,10 @@ func NewFailure(err error) schemas.Failure {
 
 // Status codes of query errors, carried in the micro error header.
 const (
-	CodeInvalid  = "400"
-	CodeNotFound = "404"
-	CodeInternal = "500"
+	CodeInvalid   = "400"
+	CodeForbidden = "403"
+	CodeNotFound  = "404"
+	CodeInternal  = "500"
 	// CodeUnavailable is set on the client side when no service answered.
 	CodeUnavailable = "503"
 )
@@ -130,6 +131,10 @@ func (e *statusError) Unwrap() error { return e.err }
 
 // NotFound marks a query handler error as "404".
 func NotFound(err error) error { return &statusError{code: CodeNotFound, err: err} }
+
+// Forbidden marks a query handler error as "403": the asker may not see
+// what they asked for.
+func Forbidden(err error) error { return &statusError{code: CodeForbidden, err: err} }
 
 // Invalid marks a query handler error as "400": the request is wrong.
 func Invalid(err error) error { return &statusError{code: CodeInvalid, err: err} }

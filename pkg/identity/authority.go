@@ -69,6 +69,16 @@ func Open(dir, name string) (*Authority, error) {
 	return a, nil
 }
 
+// Load is Open for a process that must not make keys: the catalog issues
+// users' JWTs with the keys slipway up or `slipway identity init` made, and
+// keys of its own would be trusted by no server.
+func Load(dir, name string) (*Authority, error) {
+	if _, err := os.Stat(filepath.Join(dir, keyFiles[0].name)); err != nil {
+		return nil, fmt.Errorf("identity: no authority in %s: %w", dir, err)
+	}
+	return Open(dir, name)
+}
+
 // loadOrCreate reads the seed at path, or makes a key of kind prefix and
 // writes its seed there (0600, never over an existing file).
 func loadOrCreate(path string, prefix nkeys.PrefixByte) (nkeys.KeyPair, error) {

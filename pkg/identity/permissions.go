@@ -43,27 +43,15 @@ func (p Principal) Validate() error {
 		return fmt.Errorf("identity: name %q: want a lower-case letter, then up to 127 of a-z, 0-9, _ and -", p.Name)
 	}
 	if p.Service {
-		if !slices.Contains(services(), p.Name) {
-			return fmt.Errorf("identity: %q is not a service of the schemas (%v)", p.Name, services())
+		if !slices.Contains(schemas.Services(), p.Name) {
+			return fmt.Errorf("identity: %q is not a service of the schemas (%v)", p.Name, schemas.Services())
 		}
 		return nil
 	}
-	if p.Name == schemas.SenderUsers || p.Name == schemas.SenderAdmins || slices.Contains(services(), p.Name) {
+	if p.Name == schemas.SenderUsers || p.Name == schemas.SenderAdmins || slices.Contains(schemas.Services(), p.Name) {
 		return fmt.Errorf("identity: user name %q is reserved (a service's name or a sender class)", p.Name)
 	}
 	return nil
-}
-
-// services lists every service that owns a message.
-func services() []string {
-	var out []string
-	for _, m := range schemas.Messages() {
-		if !slices.Contains(out, m.Service) {
-			out = append(out, m.Service)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 // MaySend reports whether p may send the command or ask the query m: its

@@ -12,6 +12,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/identity"
 	"github.com/slipway/slipway/pkg/saga"
 	"github.com/slipway/slipway/schemas"
 )
@@ -27,6 +28,9 @@ type Service struct {
 	log   *slog.Logger
 
 	images *images
+	users  *accounts
+	// issuer signs users' JWTs (user-create); nil without identity keys.
+	issuer *identity.Authority
 	dedup  jetstream.KeyValue
 	sagas  *saga.Store
 	engine *saga.Engine

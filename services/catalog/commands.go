@@ -26,6 +26,13 @@ func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
 	if err := schemas.Validate(schemas.KindCommand, ServiceName, m.Name, m.Data); err != nil {
 		return s.reject(ctx, m, nil, err)
 	}
+	ctx, err := s.authorize(ctx, m)
+	if err != nil {
+		if isRefusal(err) {
+			return s.reject(ctx, m, peekID(m), err)
+		}
+		return err
+	}
 	prior, _, err := s.dedupGet(ctx, m.Envelope.ID)
 	if err != nil {
 		return err
@@ -52,6 +59,12 @@ func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
 // dispatch runs one valid command. The result's ImageID is -1 when no
 // image is concerned.
 func (s *Service) dispatch(ctx context.Context, m *bus.Msg, prior *processed) (processed, error) {
+	if ok, err := s.accountCommand(ctx, m); ok {
+		return processed{ImageID: -1}, err
+	}
+	if res, ok, err := s.permissionCommand(ctx, m); ok {
+		return res, err
+	}
 	switch m.Name {
 	case schemas.CommandCatalogImageCreate:
 		return s.create(ctx, m, prior)

@@ -27,8 +27,13 @@ const (
 
 // Config configures the catalog.
 type Config struct {
-	// User and Group own every image until authentication exists.
+	// User and Group own the images a service creates (a kernel, a
+	// marketplace's template disk); a user's images are the user's.
 	User, Group string
+	// IdentityDir holds the keys that sign users' JWTs (package identity,
+	// made by slipway up or `slipway identity init`); without it the
+	// catalog keeps users and groups but issues no credentials.
+	IdentityDir string
 	// ConvertDeadline bounds the convert phase of an import (default 2h).
 	ConvertDeadline time.Duration
 	// ResolveDeadline bounds the resolve phase of a docker import: the

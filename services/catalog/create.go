@@ -184,8 +184,6 @@ func (s *Service) record(p plan, id int64, sagaID string) *schemas.Image {
 	img := &schemas.Image{
 		ID:          id,
 		Name:        p.req.Name,
-		User:        s.cfg.User,
-		Group:       s.cfg.Group,
 		Datastore:   p.ds.Name,
 		Type:        p.typ,
 		Persistent:  p.req.Persistent,

@@ -13,6 +13,7 @@ import (
 const (
 	EnvUser              = "SLIPWAY_USER"
 	EnvGroup             = "SLIPWAY_GROUP"
+	EnvIdentityDir       = "SLIPWAY_IDENTITY_DIR"
 	EnvConvertDeadline   = "SLIPWAY_CATALOG_CONVERT_DEADLINE"
 	EnvCommitDeadline    = "SLIPWAY_CATALOG_COMMIT_DEADLINE"
 	EnvResolveDeadline   = "SLIPWAY_CATALOG_RESOLVE_DEADLINE"
@@ -35,6 +36,7 @@ func ConfigFromEnv() (Config, error) {
 		User:         run.Env(EnvUser, DefaultUser),
 		Group:        run.Env(EnvGroup, DefaultGroup),
 		UploadBucket: run.Env(EnvUploadBucket, DefaultUploadBucket),
+		IdentityDir:  run.Env(EnvIdentityDir, ""),
 	}
 	var env run.EnvReader
 	cfg.ConvertDeadline = env.Duration(EnvConvertDeadline, DefaultConvertDeadline)

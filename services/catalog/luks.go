@@ -157,7 +157,7 @@ func encryptedRecord(src *schemas.Image, req schemas.ImageEncrypt, id int64, sag
 		desc = fmt.Sprintf("LUKS-encrypted copy of image %d (%s)", src.ID, src.Name)
 	}
 	return &schemas.Image{
-		ID: id, Name: req.Name, User: cfg.User, Group: cfg.Group,
+		ID: id, Name: req.Name,
 		Datastore: src.Datastore, Type: src.Type, DevPrefix: src.DevPrefix,
 		State: schemas.ImageStateLocked, Description: desc, Attributes: attrs,
 		Origin: src.Source, SagaID: sagaID, CreatedAt: t, UpdatedAt: t,

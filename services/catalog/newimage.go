@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
@@ -265,8 +266,9 @@ func (s *Service) failImportCode(ctx context.Context, sg *saga.Saga, code, reaso
 // claim after allocation settles races.
 func (s *Service) claimIDs(ctx context.Context, m *bus.Msg, prior *processed, name string) (processed, error) {
 	if prior == nil {
-		if held, err := s.images.lookupName(ctx, s.cfg.User, name); err == nil {
-			return processed{}, refuse("an image named %q already exists for user %s (ID %d): image names are unique per owner", name, s.cfg.User, held.ID)
+		owner, _ := s.owner(ctx)
+		if held, err := s.images.lookupName(ctx, owner, name); err == nil {
+			return processed{}, refuse("an image named %q already exists for user %s (ID %d): image names are unique per owner", name, owner, held.ID)
 		}
 		var err error
 		if prior, err = s.claimNewImage(ctx, m); err != nil {
@@ -303,7 +305,7 @@ func (s *Service) register(ctx context.Context, m *bus.Msg, ids processed, start
 	if err := start(); err != nil {
 		return err
 	}
-	if err := s.images.claimName(ctx, s.cfg.User, rec.Name, ids.ImageID); err != nil {
+	if err := s.images.claimName(ctx, s.ownerName(ctx), rec.Name, ids.ImageID); err != nil {
 		if isRefusal(err) {
 			s.abandon(ctx, ids.SagaID, err.Error())
 		}
@@ -328,6 +330,8 @@ func (s *Service) announce(ctx context.Context, m *bus.Msg, img *schemas.Image) 
 // insert stores a new record, or returns the one a previous delivery
 // stored.
 func (s *Service) insert(ctx context.Context, img *schemas.Image) (*schemas.Image, error) {
+	img.User, img.Group = s.owner(ctx)
+	img.Permissions = acl.New(acl.DefaultUmask).Octal()
 	_, err := s.images.Create(ctx, img.ID, img)
 	if !errors.Is(err, kvstore.ErrExists) {
 		return img, err

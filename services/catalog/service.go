@@ -11,6 +11,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/identity"
 	"github.com/slipway/slipway/pkg/saga"
 )
 
@@ -118,6 +119,19 @@ func (s *Service) setup(ctx context.Context) error {
 		return fmt.Errorf("catalog setup: %w", err)
 	}
 	s.images = newImages(imgKV, meta, now)
+	accKV, err := kv("catalog_accounts", 0)
+	if err != nil {
+		return fmt.Errorf("catalog setup: %w", err)
+	}
+	s.users = newAccounts(accKV)
+	if err := s.users.bootstrap(ctx); err != nil {
+		return fmt.Errorf("catalog setup: users and groups: %w", err)
+	}
+	if s.cfg.IdentityDir != "" {
+		if s.issuer, err = identity.Load(s.cfg.IdentityDir, "slipway"); err != nil {
+			return fmt.Errorf("catalog setup: %w", err)
+		}
+	}
 	s.sagas = saga.NewStore(sagaKV)
 	s.engine = saga.NewEngine(s.sagas, s.declare(s.sagaFlows()...)...)
 	s.engine.Logger = s.log

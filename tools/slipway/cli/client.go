@@ -45,6 +45,7 @@ func (c *client) connect(ctx context.Context) (*bus.Bus, error) {
 		Prefix:         c.prefix,
 		Service:        "cli",
 		Credentials:    c.creds,
+		Sender:         c.sender(),
 		ConnectTimeout: connectTimeout,
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -55,6 +56,17 @@ func (c *client) connect(ctx context.Context) (*bus.Bus, error) {
 		return nil, fmt.Errorf("cannot reach NATS at %s (is `slipway up` running? set --nats-url or SLIPWAY_NATS_URL): %w", c.natsURL, err)
 	}
 	return b, nil
+}
+
+// sender is who the CLI says it is when it has no credentials, to a
+// server that authenticates no one (every client can do anything there):
+// SLIPWAY_USER, default oneadmin. With credentials the server decides,
+// and the name comes from them.
+func (c *client) sender() string {
+	if c.creds != "" {
+		return ""
+	}
+	return c.user
 }
 
 // credsName says whose credentials the CLI used, for errors.

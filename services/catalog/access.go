@@ -1,0 +1,165 @@
+package catalog
+
+// Who may do what, checked once for every command and query: the sender is
+// what the NATS server authenticated (the subject's last token, bus.Msg.
+// Sender), never a payload field; what a command needs on the image it
+// names is its schema's x-slipway "access" (schemas.Message.Access); the
+// rule is OpenNebula's (package acl). Handlers only read the caller the
+// check leaves in their context.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/slipway/slipway/pkg/acl"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/schemas"
+)
+
+// caller is who sent a command or asked a query.
+type caller struct {
+	// service is the sending service's name; "" for a user. A service is
+	// trusted with what the server lets it send (the schemas' senders).
+	service string
+	// user is the sending user, with their groups.
+	user acl.User
+}
+
+// owner is whom a new image belongs to: the user who asked, or the
+// catalog's default owner for an image a service creates.
+func (c caller) owner(defUser, defGroup string) (user, group string) {
+	if c.service != "" || c.user.Name == "" {
+		return defUser, defGroup
+	}
+	return c.user.Name, c.user.Groups[0]
+}
+
+// owner is whom an image the command in ctx creates belongs to, and its
+// group.
+func (s *Service) owner(ctx context.Context) (user, group string) {
+	return callerOf(ctx).owner(s.cfg.User, s.cfg.Group)
+}
+
+func (s *Service) ownerName(ctx context.Context) string {
+	u, _ := s.owner(ctx)
+	return u
+}
+
+type callerKey struct{}
+
+// callerOf is the caller authorize left in ctx; a context without one (a
+// saga step the reconciler resumes) acts for the catalog itself.
+func callerOf(ctx context.Context) caller {
+	c, ok := ctx.Value(callerKey{}).(caller)
+	if !ok {
+		return caller{service: ServiceName}
+	}
+	return c
+}
+
+// forbidden is a refusal with the code that says the sender lacks a right.
+func forbidden(err error) error { return &refusal{bus.WithCode(schemas.CodeForbidden, err)} }
+
+// identify resolves a sender: a service of the contract, or a user the
+// catalog knows. An unknown name is refused: a deleted user's credentials
+// may still connect, but the catalog takes nothing from them.
+func (s *Service) identify(ctx context.Context, sender string) (caller, error) {
+	if sender == "" {
+		return caller{}, forbidden(errors.New("the command's subject names no sender (<prefix>.cmd.catalog.<verb>.<sender>)"))
+	}
+	if slices.Contains(schemas.Services(), sender) {
+		return caller{service: sender}, nil
+	}
+	u, err := s.users.user(ctx, sender)
+	if err != nil {
+		return caller{}, err
+	}
+	return caller{user: acl.User{Name: u.Name, Groups: u.Groups}}, nil
+}
+
+// authorize identifies m's sender and checks what m's schema says a user
+// needs on the image it names. It returns ctx carrying the caller.
+func (s *Service) authorize(ctx context.Context, m *bus.Msg) (context.Context, error) {
+	c, err := s.identify(ctx, m.Sender)
+	if err != nil {
+		return ctx, err
+	}
+	ctx = context.WithValue(ctx, callerKey{}, c)
+	msg, _ := schemas.Lookup(schemas.KindCommand, ServiceName, m.Name)
+	if c.service != "" || msg.Access == "" {
+		return ctx, nil
+	}
+	id, ok := schemas.PeekImageID(m.Data)
+	if !ok {
+		return ctx, nil
+	}
+	img, err := s.images.existing(ctx, id)
+	if err != nil {
+		return ctx, err
+	}
+	return ctx, c.may(img, levelOf(msg.Access), m.Name)
+}
+
+// may checks that c has level on img: services always, users by the
+// image's owner, group and permission bits.
+func (c caller) may(img *schemas.Image, level acl.Level, op string) error {
+	if c.service != "" {
+		return nil
+	}
+	if err := acl.Check(c.user, imageObject(img), level, op); err != nil {
+		return forbidden(err)
+	}
+	return nil
+}
+
+// imageObject is img as package acl sees it. An image recorded before
+// permissions existed is its owner's alone (OpenNebula's default, 600).
+func imageObject(img *schemas.Image) acl.Object {
+	perms := acl.New(acl.DefaultUmask)
+	if p, err := acl.ParseOctal(img.Permissions); err == nil {
+		perms = p
+	}
+	return acl.Object{Kind: "image", ID: img.ID, Owner: img.User, Group: img.Group, Perms: perms}
+}
+
+func levelOf(access string) acl.Level {
+	switch access {
+	case "manage":
+		return acl.Manage
+	case "admin":
+		return acl.Admin
+	}
+	return acl.Use
+}
+
+// askedBy identifies who asked a query; an unknown user is refused.
+func (s *Service) askedBy(ctx context.Context) (caller, error) {
+	c, err := s.identify(ctx, bus.QuerySender(ctx))
+	if err != nil {
+		var r *refusal
+		if errors.As(err, &r) {
+			return c, bus.Forbidden(r.err)
+		}
+	}
+	return c, err
+}
+
+// visible reports whether the asker may see img: use, as OpenNebula asks
+// of `oneimage show`.
+func (c caller) visible(img *schemas.Image) bool {
+	return c.may(img, acl.Use, "show") == nil
+}
+
+// peekID is the image a command names, for its failed event; nil when it
+// names none.
+func peekID(m *bus.Msg) *int64 {
+	if id, ok := schemas.PeekImageID(m.Data); ok {
+		return &id
+	}
+	return nil
+}
+
+// errNoIssuer is user-create's refusal when the catalog was given no keys.
+var errNoIssuer = fmt.Errorf("the catalog issues no credentials: it has no identity keys (%s)", EnvIdentityDir)
