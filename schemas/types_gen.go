@@ -372,6 +372,13 @@ type VMTemplate struct {
 	// The template text.
 	Template string `json:"template"`
 
+	// Who created it, or last changed it.
+	User string `json:"user,omitempty"`
+
+	// Its text was last written by the oneadmin group, so it may use the restricted attributes
+	// (RAW, EMULATOR, host paths): OpenNebula's VM_RESTRICTED_ATTR.
+	AdminAttributes bool `json:"admin_attributes,omitempty"`
+
 	// Creation time, RFC 3339.
 	CreatedAt string `json:"created_at,omitempty"`
 
@@ -3135,7 +3142,7 @@ var registry = []registered{
 	{kind: "qry", service: "catalog", name: "groups", file: "qry/catalog.groups.json", typ: reflect.TypeFor[CatalogGroupsRequest](), senders: []string{"admins"}},
 	{kind: "qry", service: "catalog", name: "list", file: "qry/catalog.list.json", typ: reflect.TypeFor[CatalogListRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "show", file: "qry/catalog.show.json", typ: reflect.TypeFor[CatalogShowRequest](), senders: []string{"users", "kernel-registry", "launcher", "market-dockerhub"}},
-	{kind: "qry", service: "catalog", name: "user", file: "qry/catalog.user.json", typ: reflect.TypeFor[CatalogUserRequest](), senders: []string{"users"}},
+	{kind: "qry", service: "catalog", name: "user", file: "qry/catalog.user.json", typ: reflect.TypeFor[CatalogUserRequest](), senders: []string{"users", "launcher"}},
 	{kind: "qry", service: "catalog", name: "users", file: "qry/catalog.users.json", typ: reflect.TypeFor[CatalogUsersRequest](), senders: []string{"admins"}},
 	{kind: "qry", service: "converter", name: "formats", file: "qry/converter.formats.json", typ: reflect.TypeFor[ConverterFormatsRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "converter", name: "jobs", file: "qry/converter.jobs.json", typ: reflect.TypeFor[ConverterJobsRequest](), senders: []string{"admins"}},

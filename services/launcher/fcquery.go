@@ -45,7 +45,7 @@ func (s *Service) queryFirecracker(ctx context.Context, r schemas.LauncherFirecr
 	if err != nil {
 		return none, err
 	}
-	spec, err := s.parseTemplate(t.Template)
+	spec, err := s.parseTemplate(t.Template, t.AdminAttributes)
 	if err != nil {
 		return none, fmt.Errorf("template %d: %w", t.ID, err)
 	}

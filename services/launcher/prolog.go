@@ -38,7 +38,8 @@ type diskImage struct {
 // kernel and initrd chosen, the context ISO built. On error the locks
 // taken stay recorded in the VM for the caller's clean-up.
 func (s *Service) prolog(ctx context.Context, rec *vmRecord) (*bootPlan, error) {
-	spec, err := s.parseTemplate(rec.Template)
+	// Instantiate checked the template as its writer could use it.
+	spec, err := s.parseTemplate(rec.Template, true)
 	if err != nil {
 		return nil, err
 	}

@@ -3,8 +3,11 @@ package launcher
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"time"
 
+	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/schemas"
@@ -25,11 +28,14 @@ func decode(m *bus.Msg, v any) error {
 
 // parseTemplate checks a template's text with the same parser instantiate
 // uses, so a template that was accepted can be instantiated: restricted
-// attributes first (naming the setting that allows them), then the
-// attributes' meaning, then RAW against qemu.ParseRaw's policy.
-func (s *Service) parseTemplate(text string) (*vmtemplate.Spec, error) {
-	if err := s.conf.checkRestricted(text); err != nil {
-		return nil, err
+// attributes first (naming the setting that allows them) unless admin says
+// the oneadmin group wrote it, then the attributes' meaning, then RAW
+// against qemu.ParseRaw's policy, which binds everyone.
+func (s *Service) parseTemplate(text string, admin bool) (*vmtemplate.Spec, error) {
+	if !admin {
+		if err := s.conf.checkRestricted(text); err != nil {
+			return nil, err
+		}
 	}
 	spec, err := vmtemplate.Parse(text)
 	if err != nil {
@@ -53,7 +59,11 @@ func (s *Service) templateCreate(ctx context.Context, m *bus.Msg) error {
 	if prev != nil {
 		return s.emitTemplate(ctx, m, schemas.EventLauncherTemplateCreated, prev) // a redelivery: the same event
 	}
-	if _, err := s.parseTemplate(req.Template); err != nil {
+	admin, err := s.fromAdmin(ctx, m)
+	if err != nil {
+		return err
+	}
+	if _, err := s.parseTemplate(req.Template, admin); err != nil {
 		return refuse(nil, "template %q: %v", req.Name, err)
 	}
 	if holder, err := s.templates.LookupName(ctx, kvstore.Name{req.Name}); err == nil {
@@ -79,7 +89,7 @@ func (s *Service) templateCreate(ctx context.Context, m *bus.Msg) error {
 	if holder != id {
 		return refuse(nil, "a template named %q already exists (ID %d): template names are unique", req.Name, holder)
 	}
-	t := schemas.VMTemplate{ID: id, Name: req.Name, Template: req.Template, CreatedAt: now()}
+	t := schemas.VMTemplate{ID: id, Name: req.Name, Template: req.Template, User: m.Sender, AdminAttributes: admin, CreatedAt: now()}
 	t.UpdatedAt = t.CreatedAt
 	if _, err := s.templates.Create(ctx, id, &t); err != nil {
 		_ = s.templates.ReleaseName(ctx, kvstore.Name{req.Name}, id)
@@ -114,11 +124,16 @@ func (s *Service) templateUpdate(ctx context.Context, m *bus.Msg) error {
 	if err := decode(m, &req); err != nil {
 		return err
 	}
-	if _, err := s.parseTemplate(req.Template); err != nil {
+	admin, err := s.fromAdmin(ctx, m)
+	if err != nil {
+		return err
+	}
+	if _, err := s.parseTemplate(req.Template, admin); err != nil {
 		return refuse(&req.ID, "template %d: %v", req.ID, err)
 	}
 	t, _, err := s.templates.Update(ctx, req.ID, func(t *schemas.VMTemplate) error {
 		t.Template, t.UpdatedAt = req.Template, now()
+		t.User, t.AdminAttributes = m.Sender, admin
 		return nil
 	})
 	if errors.Is(err, kvstore.ErrNotFound) {
@@ -175,4 +190,22 @@ func (s *Service) findTemplate(ctx context.Context, id *int64, name string) (*sc
 			return t, err
 		},
 		kvstore.ErrNotFound)
+}
+
+// fromAdmin reports whether the user who sent m is in the oneadmin group,
+// as the catalog, which keeps users, says: only they may write the
+// restricted attributes (OpenNebula's VM_RESTRICTED_ATTR). A service, or a
+// user the catalog does not know, is not.
+func (s *Service) fromAdmin(ctx context.Context, m *bus.Msg) (bool, error) {
+	if m.Sender == "" || slices.Contains(schemas.Services(), m.Sender) {
+		return false, nil
+	}
+	u, err := bus.Ask(ctx, s.bus, schemas.QryCatalogUser, schemas.CatalogUserRequest{Name: m.Sender})
+	switch {
+	case bus.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("the catalog's record of user %s: %w", m.Sender, err)
+	}
+	return slices.Contains(u.Groups, acl.AdminGroup), nil
 }

@@ -238,7 +238,7 @@ func (s *Service) instantiate(ctx context.Context, m *bus.Msg) error {
 	if err != nil {
 		return err
 	}
-	spec, err := s.parseTemplate(t.Template)
+	spec, err := s.parseTemplate(t.Template, t.AdminAttributes)
 	if err != nil {
 		return refuse(nil, "template %d (%s): %v", t.ID, t.Name, err)
 	}
