@@ -114,7 +114,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 
 func (s *stack) connect(service string) *bus.Bus {
 	s.t.Helper()
-	b, err := bus.Connect(s.ctx, bus.Config{URL: s.natsURL, Service: service})
+	b, err := bus.Connect(s.ctx, bus.Config{URL: s.natsURL, Service: service, Sender: testenv.Sender(service)})
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -214,3 +214,16 @@ func PeekImageID(data []byte) (int64, bool) {
 	}
 	return *v.ImageID, true
 }
+
+// PeekObjectID reads the ID of the object a command with an x-slipway
+// access level names: its "id" member (an image of the catalog, a VM of the
+// launcher).
+func PeekObjectID(data []byte) (int64, bool) {
+	var v struct {
+		ID *int64 `json:"id"`
+	}
+	if json.Unmarshal(data, &v) != nil || v.ID == nil || *v.ID < 0 {
+		return 0, false
+	}
+	return *v.ID, true
+}

@@ -485,6 +485,9 @@ type VM struct {
 	// VM name.
 	Name string `json:"name"`
 
+	// Whose VM it is: the user who instantiated it, as the NATS server authenticated them.
+	User string `json:"user,omitempty"`
+
 	// Life-cycle state.
 	State VMState `json:"state"`
 
@@ -1410,6 +1413,10 @@ type ImageUse struct {
 
 	// ID of the VM that uses the image.
 	VMID int64 `json:"vm_id"`
+
+	// The user the VM is for, whom the catalog checks for use of the image: the launcher vouches
+	// that the NATS server authenticated them as the sender of instantiate.
+	OnBehalfOf string `json:"on_behalf_of,omitempty"`
 }
 
 // UserCreate is the payload of command catalog.user-create
@@ -3078,15 +3085,15 @@ var registry = []registered{
 	{kind: "cmd", service: "crypto-luks", name: "slot-add", file: "cmd/crypto-luks.slot-add.json", typ: reflect.TypeFor[CryptoLuksSlotAdd](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "crypto-luks", name: "slot-remove", file: "cmd/crypto-luks.slot-remove.json", typ: reflect.TypeFor[CryptoLuksSlotRemove](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "kernel-registry", name: "add", file: "cmd/kernel-registry.add.json", typ: reflect.TypeFor[KernelRegistryAdd](), senders: []string{"users"}},
-	{kind: "cmd", service: "launcher", name: "disk-save-as", file: "cmd/launcher.disk-save-as.json", typ: reflect.TypeFor[LauncherDiskSaveAs](), senders: []string{"users"}},
-	{kind: "cmd", service: "launcher", name: "disk-snapshot", file: "cmd/launcher.disk-snapshot.json", typ: reflect.TypeFor[LauncherDiskSnapshot](), senders: []string{"users"}},
+	{kind: "cmd", service: "launcher", name: "disk-save-as", file: "cmd/launcher.disk-save-as.json", typ: reflect.TypeFor[LauncherDiskSaveAs](), senders: []string{"users"}, access: "manage"},
+	{kind: "cmd", service: "launcher", name: "disk-snapshot", file: "cmd/launcher.disk-snapshot.json", typ: reflect.TypeFor[LauncherDiskSnapshot](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "instantiate", file: "cmd/launcher.instantiate.json", typ: reflect.TypeFor[LauncherInstantiate](), senders: []string{"users"}},
-	{kind: "cmd", service: "launcher", name: "poweroff", file: "cmd/launcher.poweroff.json", typ: reflect.TypeFor[VMAction](), senders: []string{"users"}},
-	{kind: "cmd", service: "launcher", name: "resume", file: "cmd/launcher.resume.json", typ: reflect.TypeFor[LauncherResume](), senders: []string{"users"}},
+	{kind: "cmd", service: "launcher", name: "poweroff", file: "cmd/launcher.poweroff.json", typ: reflect.TypeFor[VMAction](), senders: []string{"users"}, access: "manage"},
+	{kind: "cmd", service: "launcher", name: "resume", file: "cmd/launcher.resume.json", typ: reflect.TypeFor[LauncherResume](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "template-create", file: "cmd/launcher.template-create.json", typ: reflect.TypeFor[LauncherTemplateCreate](), senders: []string{"users", "market-dockerhub"}},
 	{kind: "cmd", service: "launcher", name: "template-delete", file: "cmd/launcher.template-delete.json", typ: reflect.TypeFor[LauncherTemplateDelete](), senders: []string{"users"}},
 	{kind: "cmd", service: "launcher", name: "template-update", file: "cmd/launcher.template-update.json", typ: reflect.TypeFor[LauncherTemplateUpdate](), senders: []string{"users"}},
-	{kind: "cmd", service: "launcher", name: "terminate", file: "cmd/launcher.terminate.json", typ: reflect.TypeFor[VMAction](), senders: []string{"users"}},
+	{kind: "cmd", service: "launcher", name: "terminate", file: "cmd/launcher.terminate.json", typ: reflect.TypeFor[VMAction](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "market-dockerhub", name: "app-import", file: "cmd/market-dockerhub.app-import.json", typ: reflect.TypeFor[MarketDockerhubAppImport](), senders: []string{"users"}},
 	{kind: "cmd", service: "market-dockerhub", name: "market-create", file: "cmd/market-dockerhub.market-create.json", typ: reflect.TypeFor[MarketDockerhubMarketCreate](), senders: []string{"admins"}},
 	{kind: "cmd", service: "market-dockerhub", name: "market-delete", file: "cmd/market-dockerhub.market-delete.json", typ: reflect.TypeFor[MarketDockerhubMarketDelete](), senders: []string{"admins"}},

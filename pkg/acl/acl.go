@@ -38,6 +38,18 @@ func (l Level) String() string {
 	return fmt.Sprintf("level(%d)", l)
 }
 
+// LevelOf reads a level by its name ("use", "manage", "admin"), as the
+// schemas' x-slipway access says it; anything else is the least, use.
+func LevelOf(name string) Level {
+	switch name {
+	case "manage":
+		return Manage
+	case "admin":
+		return Admin
+	}
+	return Use
+}
+
 // AdminGroup is the group whose members pass every check.
 const AdminGroup = "oneadmin"
 

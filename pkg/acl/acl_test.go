@@ -67,3 +67,11 @@ func TestCheckSaysWhy(t *testing.T) {
 		t.Errorf("%v", err)
 	}
 }
+
+func TestLevelOf(t *testing.T) {
+	for name, want := range map[string]Level{"use": Use, "manage": Manage, "admin": Admin, "": Use, "root": Use} {
+		if got := LevelOf(name); got != want {
+			t.Errorf("LevelOf(%q) = %s, want %s", name, got, want)
+		}
+	}
+}

@@ -3,23 +3,38 @@ package testenv
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"testing"
 
+	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/schemas"
 )
 
 // Connect connects a bus to the NATS server at url as service, with a
-// logger that discards, and closes it when the test ends.
+// logger that discards, and closes it when the test ends. It sends as
+// Sender(service).
 func Connect(t testing.TB, ctx context.Context, url, service string) *bus.Bus {
 	t.Helper()
-	b, err := bus.Connect(ctx, bus.Config{URL: url, Service: service, Logger: slog.New(slog.DiscardHandler)})
+	b, err := bus.Connect(ctx, bus.Config{URL: url, Service: service, Sender: Sender(service), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
 	return b
+}
+
+// Sender is who a test's bus for service sends as: the service itself when
+// it is one of the contract's, else the oneadmin user (a test's client, on
+// a server that authenticates no one, acts as the administrator that
+// exists from the start).
+func Sender(service string) string {
+	if slices.Contains(schemas.Services(), service) {
+		return service
+	}
+	return acl.AdminUser
 }
 
 // Command sends the command verb of service on b, with data, and returns

@@ -9,6 +9,7 @@ package catalog
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -88,18 +89,39 @@ func (s *Service) authorize(ctx context.Context, m *bus.Msg) (context.Context, e
 	}
 	ctx = context.WithValue(ctx, callerKey{}, c)
 	msg, _ := schemas.Lookup(schemas.KindCommand, ServiceName, m.Name)
-	if c.service != "" || msg.Access == "" {
+	if msg.Access == "" {
 		return ctx, nil
 	}
-	id, ok := schemas.PeekImageID(m.Data)
+	check := c
+	if c.service != "" {
+		// A service acting for a user (the launcher locking a VM's
+		// disks) names them; the check is then theirs.
+		name := onBehalfOf(m.Data)
+		if name == "" {
+			return ctx, nil
+		}
+		if check, err = s.identify(ctx, name); err != nil {
+			return ctx, err
+		}
+	}
+	id, ok := schemas.PeekObjectID(m.Data)
 	if !ok {
-		return ctx, nil
+		return ctx, forbidden(fmt.Errorf("%s names no image to check (its id)", m.Name))
 	}
 	img, err := s.images.existing(ctx, id)
 	if err != nil {
 		return ctx, err
 	}
-	return ctx, c.may(img, levelOf(msg.Access), m.Name)
+	return ctx, check.may(img, acl.LevelOf(msg.Access), m.Name)
+}
+
+// onBehalfOf is the user a service's command acts for, when it names one.
+func onBehalfOf(data []byte) string {
+	var v struct {
+		OnBehalfOf string `json:"on_behalf_of"`
+	}
+	_ = json.Unmarshal(data, &v) // the schema has been checked
+	return v.OnBehalfOf
 }
 
 // may checks that c has level on img: services always, users by the
@@ -124,16 +146,6 @@ func imageObject(img *schemas.Image) acl.Object {
 	return acl.Object{Kind: "image", ID: img.ID, Owner: img.User, Group: img.Group, Perms: perms}
 }
 
-func levelOf(access string) acl.Level {
-	switch access {
-	case "manage":
-		return acl.Manage
-	case "admin":
-		return acl.Admin
-	}
-	return acl.Use
-}
-
 // askedBy identifies who asked a query; an unknown user is refused.
 func (s *Service) askedBy(ctx context.Context) (caller, error) {
 	c, err := s.identify(ctx, bus.QuerySender(ctx))
@@ -155,7 +167,7 @@ func (c caller) visible(img *schemas.Image) bool {
 // peekID is the image a command names, for its failed event; nil when it
 // names none.
 func peekID(m *bus.Msg) *int64 {
-	if id, ok := schemas.PeekImageID(m.Data); ok {
+	if id, ok := schemas.PeekObjectID(m.Data); ok {
 		return &id
 	}
 	return nil

@@ -31,7 +31,7 @@ func TestImportLifecycle(t *testing.T) {
 	}
 	cmd, conv := h.convertCommand(img.ID)
 	wantDest := "s3://" + h.cfg.Datastores[0].Bucket + "/images/0/" + img.SagaID + "/disk.qcow2"
-	if cmd.Subject != "slipway.cmd.converter.import" || conv.Dest != wantDest || conv.Source != staged ||
+	if cmd.Subject != "slipway.cmd.converter.import.catalog" || conv.Dest != wantDest || conv.Source != staged ||
 		conv.Format != schemas.DiskFormatQcow2 || conv.MaxVirtualSize != DefaultMaxVirtualSize {
 		t.Fatalf("converter command %s = %+v", cmd.Subject, conv)
 	}
@@ -83,7 +83,7 @@ func TestBlankDatablock(t *testing.T) {
 	cmd, c := h.convertCommand(img.ID)
 	var blank schemas.ConverterCreateBlank
 	mustJSON(t, cmd.Data, &blank)
-	if cmd.Subject != "slipway.cmd.converter.create-blank" || blank.SizeMiB != 64 || blank.Format != schemas.DiskFormatRaw ||
+	if cmd.Subject != "slipway.cmd.converter.create-blank.catalog" || blank.SizeMiB != 64 || blank.Format != schemas.DiskFormatRaw ||
 		blank.FS != schemas.FilesystemExt4 || !inAttempt(blank.Dest, 0, "disk.raw") {
 		t.Fatalf("create-blank = %s %+v", cmd.Subject, blank)
 	}
@@ -108,7 +108,7 @@ func TestConverterFailedPutsImageInError(t *testing.T) {
 		t.Fatalf("state-changed = %+v", ev)
 	}
 	_, failed := h.waitFailed(env)
-	if failed.ImageID == nil || *failed.ImageID != 0 || failed.Command != "slipway.cmd.catalog.image-create" ||
+	if failed.ImageID == nil || *failed.ImageID != 0 || failed.Command != "slipway.cmd.catalog.image-create.oneadmin" ||
 		failed.Code != schemas.CodeInvalidInput || failed.Retryable ||
 		!strings.Contains(failed.Error, "/etc/passwd") {
 		t.Fatalf("failed = %+v", failed)
@@ -375,25 +375,26 @@ func TestMalformedCommandsDoNotBlock(t *testing.T) {
 		return f
 	}
 	// Plain `nats pub` style: no envelope at all.
-	f := waitCmdFailed(pub("slipway.cmd.catalog.image-create", []byte(`{"name": "x", `)))
-	if f.Command != "slipway.cmd.catalog.image-create" || !strings.Contains(f.Error, "catalog.image-create") ||
+	f := waitCmdFailed(pub("slipway.cmd.catalog.image-create.oneadmin", []byte(`{"name": "x", `)))
+	if f.Command != "slipway.cmd.catalog.image-create.oneadmin" || !strings.Contains(f.Error, "catalog.image-create") ||
 		f.Code != schemas.CodeInvalidCommand {
 		t.Fatalf("malformed JSON: %+v", f)
 	}
-	f = waitCmdFailed(pub("slipway.cmd.catalog.image-create", []byte(`{"name": "x", "size_mib": 0}`)))
+	f = waitCmdFailed(pub("slipway.cmd.catalog.image-create.oneadmin", []byte(`{"name": "x", "size_mib": 0}`)))
 	if !strings.Contains(f.Error, "size_mib") {
 		t.Fatalf("schema-invalid: %+v", f)
 	}
-	f = waitCmdFailed(pub("slipway.cmd.catalog.image-create", []byte(`{"name": "x"}`)))
+	f = waitCmdFailed(pub("slipway.cmd.catalog.image-create.oneadmin", []byte(`{"name": "x"}`)))
 	if !strings.Contains(f.Error, "path") {
 		t.Fatalf("neither path nor size: %+v", f)
 	}
-	f = waitCmdFailed(pub("slipway.cmd.catalog.image-explode", []byte(`{"id": 1}`)))
-	if f.Command != "slipway.cmd.catalog.image-explode" || !strings.HasPrefix(f.Error, `the catalog has no command "image-explode" (commands: image-create, `) {
+	f = waitCmdFailed(pub("slipway.cmd.catalog.image-explode.oneadmin", []byte(`{"id": 1}`)))
+	if f.Command != "slipway.cmd.catalog.image-explode.oneadmin" || !strings.HasPrefix(f.Error, `the catalog has no command "image-explode" (commands: `) ||
+		!strings.Contains(f.Error, "image-create, image-delete, ") {
 		t.Fatalf("unknown verb: %+v", f)
 	}
 	// The consumer goes on: a valid plain command is processed.
-	pub("slipway.cmd.catalog.image-create", []byte(`{"name": "after", "size_mib": 1}`))
+	pub("slipway.cmd.catalog.image-create.oneadmin", []byte(`{"name": "after", "size_mib": 1}`))
 	m := h.rec.Wait(t, "image-created", func(m *nats.Msg) bool { return m.Subject == "slipway.evt.catalog.image-created.0" })
 	var img schemas.Image
 	mustJSON(t, m.Data, &img)
@@ -412,7 +413,7 @@ func TestDuplicateCommandDeliveryCreatesOneImage(t *testing.T) {
 	env.CorrelationID = env.ID
 	body, _ := json.Marshal(schemas.ImageCreate{Name: "once", SizeMiB: 1})
 	for i := range 3 {
-		msg := &nats.Msg{Subject: "slipway.cmd.catalog.image-create", Header: env.Header(), Data: body}
+		msg := &nats.Msg{Subject: "slipway.cmd.catalog.image-create.oneadmin", Header: env.Header(), Data: body}
 		msg.Header.Set(nats.MsgIdHdr, fmt.Sprintf("%s-%d", env.ID, i))
 		if _, err := h.cli.JetStream().PublishMsg(h.ctx, msg); err != nil {
 			t.Fatal(err)

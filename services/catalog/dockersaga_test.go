@@ -45,7 +45,7 @@ func (h *dockerHarness) commandFor(service, verb string, id int64, v any) *nats.
 		var c struct {
 			ImageID int64 `json:"image_id"`
 		}
-		return m.Subject == "slipway.cmd."+service+"."+verb && json.Unmarshal(m.Data, &c) == nil && c.ImageID == id
+		return m.Subject == "slipway.cmd."+service+"."+verb+".catalog" && json.Unmarshal(m.Data, &c) == nil && c.ImageID == id
 	})
 	if err := schemas.Validate(schemas.KindCommand, service, verb, m.Data); err != nil {
 		h.t.Fatalf("the catalog sent an invalid %s.%s: %v", service, verb, err)
@@ -187,11 +187,11 @@ func TestDockerImportCarriedDisk(t *testing.T) {
 	if conv.SourceFormat != "" || conv.Format != schemas.DiskFormatQcow2 {
 		t.Fatalf("converter command for a carried disk = %+v", conv)
 	}
-	if n := len(h.cmds.All(func(m *nats.Msg) bool { return m.Subject == "slipway.cmd.builder.build" })); n != 1 {
+	if n := len(h.cmds.All(func(m *nats.Msg) bool { return m.Subject == "slipway.cmd.builder.build.catalog" })); n != 1 {
 		// A resend carries the same Nats-Msg-Id; core subscribers see it,
 		// the stream keeps one. Both are acceptable only if identical.
 		ids := map[string]bool{}
-		for _, m := range h.cmds.All(func(m *nats.Msg) bool { return m.Subject == "slipway.cmd.builder.build" }) {
+		for _, m := range h.cmds.All(func(m *nats.Msg) bool { return m.Subject == "slipway.cmd.builder.build.catalog" }) {
 			ids[m.Header.Get("Nats-Msg-Id")] = true
 		}
 		if len(ids) != 1 {

@@ -121,7 +121,7 @@ func (h *harness) convertCommand(id int64) (*nats.Msg, schemas.ConverterImport) 
 		return json.Unmarshal(m.Data, &c) == nil && c.ImageID == id
 	})
 	var c schemas.ConverterImport
-	if m.Subject == "slipway.cmd.converter.import" {
+	if m.Subject == "slipway.cmd.converter.import.catalog" {
 		mustJSON(h.t, m.Data, &c)
 	} else {
 		var b schemas.ConverterCreateBlank

@@ -21,10 +21,10 @@ var layers = []struct {
 }{
 	{"state and store", []string{"doc.go", "catalog.go", "state.go", "store.go", "dedup.go", "datastore.go",
 		"config.go", "env.go", "events.go"}},
-	{"workflow core", []string{"workflow.go", "progress.go", "failures.go"}},
+	{"workflow core", []string{"workflow.go", "progress.go", "failures.go", "access.go"}},
 	{"new-image phases", []string{"newimage.go"}},
 	{"saga declarations", []string{"importsaga.go", "dockersaga.go", "luks.go", "slots.go"}},
-	{"command handlers", []string{"commands.go", "create.go", "use.go", "queries.go"}},
+	{"command handlers", []string{"commands.go", "create.go", "use.go", "queries.go", "accounts.go", "permissions.go"}},
 	{"service wiring", []string{"service.go", "wire.go"}},
 }
 

@@ -440,7 +440,7 @@ func TestEncryptFailureCompensates(t *testing.T) {
 		t.Fatalf("ERROR %q", ev.Error)
 	}
 	_, failed := h.waitFailed(env)
-	if failed.ImageID == nil || *failed.ImageID != 1 || failed.Command != "slipway.cmd.catalog.image-encrypt" || failed.Error != ev.Error {
+	if failed.ImageID == nil || *failed.ImageID != 1 || failed.Command != "slipway.cmd.catalog.image-encrypt.oneadmin" || failed.Error != ev.Error {
 		t.Fatalf("failed %+v", failed)
 	}
 	dest := "s3://" + h.cfg.Datastores[0].Bucket + "/images/1/" + h.mustShow(1).SagaID + "/disk.luks"

@@ -60,7 +60,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	b, err := bus.New(nc, bus.Config{Service: "test"})
+	b, err := bus.New(nc, bus.Config{Service: "test", Sender: testenv.Sender("test")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -93,18 +93,19 @@ func usable(img *schemas.Image) error {
 // recorded in the VM's locks first, so that whatever happens next releases
 // it.
 func (s *Service) lock(ctx context.Context, vmID, imageID int64) error {
-	if _, _, err := s.vms.Update(ctx, vmID, func(r *vmRecord) error {
+	rec, _, err := s.vms.Update(ctx, vmID, func(r *vmRecord) error {
 		if slices.Contains(r.Run.Locks, imageID) {
 			return kvstore.ErrNoChange
 		}
 		r.Run.Locks = append(r.Run.Locks, imageID)
 		return nil
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	cctx, cancel := s.callCtx(ctx)
 	defer cancel()
-	_, err := bus.Invoke(cctx, s.bus, schemas.CmdCatalogImageUse, schemas.ImageUse{ID: imageID, VMID: vmID})
+	_, err = bus.Invoke(cctx, s.bus, schemas.CmdCatalogImageUse, schemas.ImageUse{ID: imageID, VMID: vmID, OnBehalfOf: rec.User})
 	var ce *bus.CallError
 	if errors.As(err, &ce) {
 		return errors.New(ce.Message)

@@ -271,6 +271,12 @@ func (s *Service) handle(ctx context.Context, m *bus.Msg) error {
 	if err := schemas.Validate(schemas.KindCommand, Name, m.Name, m.Data); err != nil {
 		return s.reject(ctx, m, &refusal{err: err})
 	}
+	if err := s.authorize(ctx, m); err != nil {
+		if isRefusal(err) {
+			return s.reject(ctx, m, err)
+		}
+		return err
+	}
 	err := h(ctx, m)
 	if isRefusal(err) {
 		return s.reject(ctx, m, err)

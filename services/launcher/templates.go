@@ -3,11 +3,8 @@ package launcher
 import (
 	"context"
 	"errors"
-	"fmt"
-	"slices"
 	"time"
 
-	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/schemas"
@@ -190,22 +187,4 @@ func (s *Service) findTemplate(ctx context.Context, id *int64, name string) (*sc
 			return t, err
 		},
 		kvstore.ErrNotFound)
-}
-
-// fromAdmin reports whether the user who sent m is in the oneadmin group,
-// as the catalog, which keeps users, says: only they may write the
-// restricted attributes (OpenNebula's VM_RESTRICTED_ATTR). A service, or a
-// user the catalog does not know, is not.
-func (s *Service) fromAdmin(ctx context.Context, m *bus.Msg) (bool, error) {
-	if m.Sender == "" || slices.Contains(schemas.Services(), m.Sender) {
-		return false, nil
-	}
-	u, err := bus.Ask(ctx, s.bus, schemas.QryCatalogUser, schemas.CatalogUserRequest{Name: m.Sender})
-	switch {
-	case bus.IsNotFound(err):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("the catalog's record of user %s: %w", m.Sender, err)
-	}
-	return slices.Contains(u.Groups, acl.AdminGroup), nil
 }

@@ -25,7 +25,7 @@ func TestFollowShowsAnyStepTheCatalogReports(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	connect := func(service string) *bus.Bus {
-		b, err := bus.Connect(ctx, bus.Config{URL: url, Service: service, Logger: slog.New(slog.DiscardHandler)})
+		b, err := bus.Connect(ctx, bus.Config{URL: url, Service: service, Sender: testenv.Sender(service), Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}
