@@ -326,6 +326,23 @@ func (a *Authority) Option(p Principal, prefix string) (nats.Option, error) {
 	return nats.UserJWTAndSeed(token, string(seed)), nil
 }
 
+// AuditorOption authenticates a connection that may watch every subject and
+// publish nothing: for an operator's audit trail, and for tests that must
+// see what the server delivers (including commands, which no principal
+// otherwise subscribes to).
+func (a *Authority) AuditorOption() (nats.Option, error) {
+	var perm jwt.Permissions
+	perm.Sub.Allow.Add(">")
+	perm.Pub.Deny.Add(">")
+	token, seed, err := signedKey(func(pub string) (string, error) {
+		return a.issue(Principal{Name: "auditor"}, pub, perm)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return nats.UserJWTAndSeed(token, string(seed)), nil
+}
+
 // EnsureCredentials writes p's credentials to path unless a file is there
 // already. A file from an earlier start stays valid: the authority's keys
 // are the same.

@@ -44,11 +44,20 @@ type harness struct {
 	blobs     *blob.Store
 	rec       *testenv.Recorder
 	stop      func()
+	auth      *testAuthority // nil: the server authenticates no one
 }
 
 func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	t.Helper()
 	url, _ := testenv.NATS(t)
+	return startHarness(t, url, nil, mutate...)
+}
+
+// startHarness runs a catalog on the NATS server at url; with auth, the
+// server authenticates and every bus connects with credentials auth
+// issues (the catalog signs users' JWTs with it too).
+func startHarness(t *testing.T, url string, auth *testAuthority, mutate ...func(*Config)) *harness {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	sfx := testenv.Unique()
@@ -62,6 +71,9 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 		VerifyDigest:      true,
 		Logger:            testenv.Logger(t, slog.LevelWarn),
 	}
+	if auth != nil {
+		cfg.IdentityDir = auth.dir
+	}
 	for _, f := range mutate {
 		f(&cfg)
 	}
@@ -69,16 +81,25 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, ctx: ctx, url: url, cfg: cfg, blobs: blobs}
+	h := &harness{t: t, ctx: ctx, url: url, cfg: cfg, blobs: blobs, auth: auth}
 	h.cli = h.connect("cli")
 	h.converter = h.connect("converter")
-	h.rec = record(t, h.cli.Conn(), "slipway.evt.>", "slipway.cmd.converter.>")
+	// The recorder sees commands too: on a server that authenticates,
+	// only the auditor may.
+	watcher := h.cli
+	if auth != nil {
+		watcher = h.connect(auditor)
+	}
+	h.rec = record(t, watcher.Conn(), "slipway.evt.>", "slipway.cmd.converter.>")
 	h.start()
 	return h
 }
 
 func (h *harness) connect(service string) *bus.Bus {
 	h.t.Helper()
+	if h.auth != nil {
+		return h.auth.connect(h.t, h.ctx, h.url, service)
+	}
 	return testenv.Connect(h.t, h.ctx, h.url, service)
 }
 

@@ -38,17 +38,27 @@ func (h *harness) ready(req schemas.ImageCreate, data []byte) schemas.Image {
 // call sends a command the way the launcher does (bus.Call) and returns
 // the answer.
 func (h *harness) call(verb string, data any, answer string) (*bus.Msg, error) {
+	return h.callFrom(h.cli, verb, data, answer)
+}
+
+// callFrom is call from another bus (another sender).
+func (h *harness) callFrom(b *bus.Bus, verb string, data any, answer string) (*bus.Msg, error) {
 	ctx, cancel := context.WithTimeout(h.ctx, 30*time.Second)
 	defer cancel()
-	return h.cli.Call(ctx, ServiceName, verb, data, []string{answer})
+	return b.Call(ctx, ServiceName, verb, data, []string{answer})
 }
 
 // answer sends verb as the CLI does and returns its answer event, decoded,
 // or the refusal.
 func answer[T any](h *harness, verb string, data any, event string) (T, error) {
+	return answerFrom[T](h, h.cli, verb, data, event)
+}
+
+// answerFrom is answer from another bus (another sender).
+func answerFrom[T any](h *harness, b *bus.Bus, verb string, data any, event string) (T, error) {
 	h.t.Helper()
 	var v T
-	m, err := h.call(verb, data, event)
+	m, err := h.callFrom(b, verb, data, event)
 	if err == nil {
 		mustJSON(h.t, m.Data, &v)
 	}
