@@ -34,7 +34,7 @@ func TestBadCommandsOnTheBus(t *testing.T) {
 		{"neither path nor size", `{"name":"x"}`, "path"},
 	}
 	for _, b := range bad {
-		if err := s.nc.Publish("slipway.cmd.catalog.image-create", []byte(b.body)); err != nil {
+		if err := s.nc.Publish("slipway.cmd.catalog.image-create.oneadmin", []byte(b.body)); err != nil {
 			t.Fatal(err)
 		}
 		select {
@@ -59,7 +59,7 @@ func TestBadCommandsOnTheBus(t *testing.T) {
 
 	// The queue still moves: a good command after the bad ones is served.
 	body := `{"name":"after-bad","type":"DATABLOCK","size_mib":8,"format":"raw"}`
-	if err := s.nc.Publish("slipway.cmd.catalog.image-create", []byte(body)); err != nil {
+	if err := s.nc.Publish("slipway.cmd.catalog.image-create.oneadmin", []byte(body)); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(time.Minute)
@@ -91,11 +91,11 @@ func TestNatsCLI(t *testing.T) {
 		return string(out)
 	}
 
-	natsCmd("pub", "slipway.cmd.catalog.image-create",
+	natsCmd("pub", "slipway.cmd.catalog.image-create.oneadmin",
 		`{"name":"scratch","type":"DATABLOCK","size_mib":64,"format":"raw","fs":"ext4"}`)
 	deadline := time.Now().Add(time.Minute)
 	for {
-		out := natsCmd("req", "slipway.api.catalog.show", `{"name":"scratch"}`)
+		out := natsCmd("req", "slipway.api.catalog.show.oneadmin", `{"name":"scratch"}`)
 		if strings.Contains(out, `"READY"`) {
 			break
 		}
@@ -104,7 +104,7 @@ func TestNatsCLI(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	if out := natsCmd("req", "slipway.api.catalog.list", `{}`); !strings.Contains(out, `"scratch"`) {
+	if out := natsCmd("req", "slipway.api.catalog.list.oneadmin", `{}`); !strings.Contains(out, `"scratch"`) {
 		t.Errorf("list query lacks the image: %s", out)
 	}
 	out := natsCmd("micro", "ls")

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 
+	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/blob"
 	slenvelope "github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/pkg/worker"
@@ -30,7 +31,9 @@ func (s *stack) rawPub(service, verb string, payload any, saga string) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	msg := nats.NewMsg("slipway.cmd." + service + "." + verb)
+	// The sender's name ends the subject; a server that authenticates
+	// would hold the client to its own.
+	msg := nats.NewMsg("slipway.cmd." + service + "." + verb + "." + acl.AdminUser)
 	msg.Data = data
 	if saga != "" {
 		slenvelope.Envelope{ID: uuid.NewString(), Type: slenvelope.Type(service, verb), Source: "/nats-cli",

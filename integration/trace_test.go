@@ -3,6 +3,7 @@ package integration
 import (
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -36,7 +37,7 @@ func TestOneImportOneTrace(t *testing.T) {
 	for _, sp := range spans {
 		byTrace[sp.SpanContext.TraceID()] = append(byTrace[sp.SpanContext.TraceID()], sp)
 		for _, a := range sp.Attributes {
-			if a.Key == "messaging.destination.name" && a.Value.AsString() == "slipway.cmd.catalog.image-create" {
+			if a.Key == "messaging.destination.name" && strings.HasPrefix(a.Value.AsString(), "slipway.cmd.catalog.image-create.") {
 				createTrace = sp.SpanContext.TraceID()
 			}
 		}

@@ -17,13 +17,19 @@ import (
 )
 
 // TestRestrictedAttributes: RAW and the host-path attributes are refused by default at
-// create, update and instantiate, naming the attribute and the setting; a list that omits
-// RAW allows it, but RAW still may not name host files.
+// create, update and instantiate to a user outside the oneadmin group, naming the
+// attribute and the setting; a list that omits RAW allows it, but RAW still may not name
+// host files; the oneadmin group may write them (a template keeps who wrote it).
 func TestRestrictedAttributes(t *testing.T) {
 	h := newHarness(t)
 	disk := h.importFile(rawDisk(t, 1<<20, "r"), schemas.ImageCreate{Name: "r", Type: "OS"})
 	plain := fmt.Sprintf("DISK = [ IMAGE_ID = %d ]\n", disk.ID)
 	withRaw := plain + `RAW = [ TYPE = "kvm", DATA = "-device virtio-rng-pci" ]` + "\n"
+
+	// The oneadmin group may.
+	h.createTemplate("admin-raw", withRaw)
+	// alice, a user, may not: from here on she sends.
+	h.cli = testenv.NewUser(t, h.ctx, h.cli, h.url, "alice", "")
 	h.refused(schemas.CommandLauncherTemplateCreate, schemas.LauncherTemplateCreate{Name: "raw", Template: withRaw},
 		`template "raw"`, "RAW is a restricted attribute", launcher.EnvRestrictedAttr)
 	h.refused(schemas.CommandLauncherTemplateCreate, schemas.LauncherTemplateCreate{Name: "emu", Template: plain + `EMULATOR = "/tmp/q"` + "\n"},

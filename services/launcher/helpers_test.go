@@ -116,7 +116,7 @@ func (h *harness) startCatalog(sfx string) {
 			{Name: "files", Kind: catalog.KindFile, Bucket: "files-" + sfx, Types: []schemas.ImageType{"KERNEL", "RAMDISK", "CONTEXT"}},
 		},
 		UploadBucket: h.uploads, VerifyDigest: true, ReconcileInterval: time.Second,
-		Logger: testenv.Logger(h.t, slog.LevelWarn),
+		IdentityDir: testenv.IdentityDir(h.t), Logger: testenv.Logger(h.t, slog.LevelWarn),
 	}
 	svc := catalog.New(b, h.blobs, cfg)
 	testenv.Start(h.t, h.ctx, "catalog", svc.Run, svc.Ready())

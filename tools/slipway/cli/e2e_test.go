@@ -52,7 +52,7 @@ func stack(t *testing.T) (flags []string, s3 testenv.S3) {
 			t.Errorf("stack stop: %v", err)
 		}
 	})
-	return []string{"--nats-url", st.NATSURL, "--s3-endpoint", s3.Endpoint,
+	return []string{"--nats-url", st.NATSURL, "--creds", st.Credentials, "--s3-endpoint", s3.Endpoint,
 		"--s3-access-key", s3.AccessKey, "--s3-secret-key", s3.SecretKey}, s3
 }
 

@@ -90,7 +90,7 @@ func TestEndToEndLuks(t *testing.T) {
 			t.Errorf("stack stop: %v", err)
 		}
 	})
-	flags := []string{"--nats-url", st.NATSURL, "--s3-endpoint", s3.Endpoint, "--s3-access-key", s3.AccessKey, "--s3-secret-key", s3.SecretKey}
+	flags := []string{"--nats-url", st.NATSURL, "--creds", st.Credentials, "--s3-endpoint", s3.Endpoint, "--s3-access-key", s3.AccessKey, "--s3-secret-key", s3.SecretKey}
 
 	// No KEK configured: up made one, readable by its owner only.
 	if fi, err := os.Stat(filepath.Join(dataDir, "luks.kek")); err != nil || fi.Mode().Perm() != 0o600 {
