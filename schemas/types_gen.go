@@ -1232,6 +1232,10 @@ type ImageChown struct {
 // Register a new image: import it from path, or make an empty DATABLOCK of size_mib (with luks,
 // an empty LUKS volume). Either path or size_mib must be given.
 type ImageCreate struct {
+	// The user a service creates the image for (a marketplace import, a saved disk, a kernel): its
+	// owner. Only a service may name one; a user's images are their own.
+	OnBehalfOf string `json:"on_behalf_of,omitempty"`
+
 	// Image name.
 	Name string `json:"name"`
 

@@ -15,6 +15,8 @@ rm -rf "$DATA" && mkdir -p "$DATA/work"
 export SLIPWAY_NATS_URL="nats://127.0.0.1:$NATS_PORT"
 export SLIPWAY_S3_ENDPOINT="127.0.0.1:$S3_PORT"
 export SLIPWAY_S3_ACCESS_KEY=slipway SLIPWAY_S3_SECRET_KEY=slipway-secret
+# NATS refuses anonymous clients: the CLI uses oneadmin's credentials, which up writes here.
+export SLIPWAY_CREDS="$DATA/oneadmin.creds"
 # The services fetch only from public addresses; open the demo's registry on loopback.
 export SLIPWAY_FETCH_ALLOW="$REGISTRY"
 
@@ -130,6 +132,18 @@ step "slipway image list"
 
 step "slipway image show demo-disk"
 "$BIN/slipway" image show demo-disk
+
+step "users: slipway user create alice (her key made here, only its public half sent; her credentials 0600)"
+"$BIN/slipway" user create alice --out "$DATA/alice.creds"
+disk_id=$("$BIN/slipway" image show demo-disk --json | jq -r .id)
+step "alice's image list: oneadmin's images are 600, so she sees none"
+SLIPWAY_CREDS="$DATA/alice.creds" "$BIN/slipway" image list
+step "slipway image chmod demo-disk 604: now she may use it (and see it), still not delete it"
+"$BIN/slipway" image chmod demo-disk 604
+SLIPWAY_CREDS="$DATA/alice.creds" "$BIN/slipway" image list
+if SLIPWAY_CREDS="$DATA/alice.creds" "$BIN/slipway" image delete "$disk_id"; then
+	echo "alice deleted oneadmin's image"; exit 1
+fi
 
 step "slipway image show busybox-vm (provenance: the pinned digest it was built from)"
 "$BIN/slipway" image show busybox-vm

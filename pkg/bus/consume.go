@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/schemas"
 )
 
 // Msg is one delivered command or event.
@@ -43,6 +45,15 @@ type Msg struct {
 	Sender string
 
 	raw jetstream.Msg
+}
+
+// UserOf is the user who sent a command, for a service acting on their
+// behalf (schemas' on_behalf_of): its Sender, unless that is a service.
+func UserOf(m *Msg) string {
+	if m.Sender == "" || slices.Contains(schemas.Services(), m.Sender) {
+		return ""
+	}
+	return m.Sender
 }
 
 // Decode unmarshals the payload into v, refusing unknown fields and

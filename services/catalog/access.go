@@ -24,14 +24,15 @@ type caller struct {
 	// service is the sending service's name; "" for a user. A service is
 	// trusted with what the server lets it send (the schemas' senders).
 	service string
-	// user is the sending user, with their groups.
+	// user is the sending user, with their groups, or the user a service
+	// acts for; empty for a service on its own.
 	user acl.User
 }
 
-// owner is whom a new image belongs to: the user who asked, or the
-// catalog's default owner for an image a service creates.
+// owner is whom a new image belongs to: the user who asked (or whom the
+// asking service acts for), else the catalog's default owner.
 func (c caller) owner(defUser, defGroup string) (user, group string) {
-	if c.service != "" || c.user.Name == "" {
+	if c.user.Name == "" || len(c.user.Groups) == 0 {
 		return defUser, defGroup
 	}
 	return c.user.Name, c.user.Groups[0]
@@ -81,28 +82,25 @@ func (s *Service) identify(ctx context.Context, sender string) (caller, error) {
 }
 
 // authorize identifies m's sender and checks what m's schema says a user
-// needs on the image it names. It returns ctx carrying the caller.
+// needs on the image it names. A service acting for a user names them
+// (on_behalf_of): the check, and the ownership of what it creates, are
+// then the user's. It returns ctx carrying the caller.
 func (s *Service) authorize(ctx context.Context, m *bus.Msg) (context.Context, error) {
 	c, err := s.identify(ctx, m.Sender)
 	if err != nil {
 		return ctx, err
 	}
+	if name := onBehalfOf(m.Data); name != "" && c.service != "" {
+		u, err := s.identify(ctx, name)
+		if err != nil {
+			return ctx, err
+		}
+		c.user = u.user
+	}
 	ctx = context.WithValue(ctx, callerKey{}, c)
 	msg, _ := schemas.Lookup(schemas.KindCommand, ServiceName, m.Name)
 	if msg.Access == "" {
 		return ctx, nil
-	}
-	check := c
-	if c.service != "" {
-		// A service acting for a user (the launcher locking a VM's
-		// disks) names them; the check is then theirs.
-		name := onBehalfOf(m.Data)
-		if name == "" {
-			return ctx, nil
-		}
-		if check, err = s.identify(ctx, name); err != nil {
-			return ctx, err
-		}
 	}
 	id, ok := schemas.PeekObjectID(m.Data)
 	if !ok {
@@ -115,7 +113,7 @@ func (s *Service) authorize(ctx context.Context, m *bus.Msg) (context.Context, e
 	if err != nil {
 		return ctx, err
 	}
-	return ctx, check.may(img, acl.LevelOf(msg.Access), m.Name)
+	return ctx, c.may(img, acl.LevelOf(msg.Access), m.Name)
 }
 
 // onBehalfOf is the user a service's command acts for, when it names one.
@@ -127,10 +125,11 @@ func onBehalfOf(data []byte) string {
 	return v.OnBehalfOf
 }
 
-// may checks that c has level on img: services always, users by the
-// image's owner, group and permission bits.
+// may checks that c has level on img: a service on its own always, a
+// user (or a service acting for one) by the image's owner, group and
+// permission bits.
 func (c caller) may(img *schemas.Image, level acl.Level, op string) error {
-	if c.service != "" {
+	if c.service != "" && c.user.Name == "" {
 		return nil
 	}
 	if err := acl.Check(c.user, imageObject(img), level, op); err != nil {

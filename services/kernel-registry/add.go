@@ -410,6 +410,7 @@ func (j *addJob) keepVmlinux(ctx context.Context, file string, id int64) (string
 // createImage asks the catalog for an image and waits for its ID.
 func (j *addJob) createImage(ctx context.Context, req schemas.ImageCreate) (schemas.Image, error) {
 	req.Datastore, req.Staged = j.s.cfg.FilesDatastore, true
+	req.OnBehalfOf = bus.UserOf(j.m)
 	ctx, cancel := context.WithTimeout(ctx, j.s.cfg.CallTimeout)
 	defer cancel()
 	m, err := j.s.bus.Call(ctx, schemas.ServiceCatalog, schemas.CommandCatalogImageCreate, req, []string{schemas.EventCatalogImageCreated}, bus.CausedBy(j.m.Envelope))

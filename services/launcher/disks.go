@@ -66,7 +66,7 @@ func (s *Service) diskSaveAsCmd(ctx context.Context, msg *bus.Msg) error {
 		return err
 	}
 	create := schemas.ImageCreate{Name: req.Name, Type: pd.Public.Type, Path: staged, Staged: true,
-		SourceFormat: "qcow2", Description: fmt.Sprintf("DISK %d of VM %d, saved", req.DiskID, req.ID)}
+		SourceFormat: "qcow2", Description: fmt.Sprintf("DISK %d of VM %d, saved", req.DiskID, req.ID), OnBehalfOf: bus.UserOf(msg)}
 	cctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	ans, err := bus.Invoke(cctx, s.bus, schemas.CmdCatalogImageCreate, create)

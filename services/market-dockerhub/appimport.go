@@ -127,7 +127,7 @@ func (s *Service) importedBefore(ctx context.Context, m *bus.Msg, name string) (
 // createImage asks the catalog for the image and waits for its ID.
 func (s *Service) createImage(ctx context.Context, m *bus.Msg, mk Market, app App, req AppImport, src string) (int64, error) {
 	create := schemas.ImageCreate{Name: req.Name, Datastore: req.Datastore, Type: schemas.ImageTypeOS,
-		Path: src, Description: app.Description,
+		Path: src, Description: app.Description, OnBehalfOf: bus.UserOf(m),
 		Attributes: map[string]string{"MARKETPLACE": mk.Name, "MARKETPLACE_APP": app.Name, AttrImport: m.Envelope.ID}}
 	if len(create.Description) > 1024 {
 		create.Description = create.Description[:1024]

@@ -16,8 +16,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/acl"
+	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/identity"
 	"github.com/slipway/slipway/pkg/netguard"
