@@ -205,25 +205,22 @@ func ErrorText(msg string) string {
 
 // PeekImageID finds image_id in a payload that failed validation but is
 // still JSON, so the failure can still be reported against its image.
-func PeekImageID(data []byte) (int64, bool) {
-	var v struct {
-		ImageID *int64 `json:"image_id"`
-	}
-	if json.Unmarshal(data, &v) != nil || v.ImageID == nil || *v.ImageID < 0 {
-		return 0, false
-	}
-	return *v.ImageID, true
-}
+func PeekImageID(data []byte) (int64, bool) { return peekID(data, "image_id") }
 
 // PeekObjectID reads the ID of the object a command with an x-slipway
 // access level names: its "id" member (an image of the catalog, a VM of the
 // launcher).
-func PeekObjectID(data []byte) (int64, bool) {
-	var v struct {
-		ID *int64 `json:"id"`
-	}
-	if json.Unmarshal(data, &v) != nil || v.ID == nil || *v.ID < 0 {
+func PeekObjectID(data []byte) (int64, bool) { return peekID(data, "id") }
+
+// peekID reads the non-negative integer member key of a JSON object.
+func peekID(data []byte, key string) (int64, bool) {
+	var v map[string]json.RawMessage
+	if json.Unmarshal(data, &v) != nil {
 		return 0, false
 	}
-	return *v.ID, true
+	var id *int64
+	if json.Unmarshal(v[key], &id) != nil || id == nil || *id < 0 {
+		return 0, false
+	}
+	return *id, true
 }

@@ -523,3 +523,16 @@ func TestFSHoldsTheTree(t *testing.T) {
 		t.Errorf("FS() has %d files, want the %d message schemas + defs.json + errors.json + asyncapi.yaml", len(files), len(Messages()))
 	}
 }
+
+func TestPeekObjectID(t *testing.T) {
+	for in, want := range map[string]int64{`{"id": 7}`: 7, `{"id": 0, "name": "x"}`: 0} {
+		if got, ok := PeekObjectID([]byte(in)); !ok || got != want {
+			t.Errorf("PeekObjectID(%s) = %d, %v", in, got, ok)
+		}
+	}
+	for _, in := range []string{`{}`, `{"id": -1}`, `{"id": "7"}`, `{"image_id": 7}`, `[7]`, `not json`, `{"id": null}`} {
+		if got, ok := PeekObjectID([]byte(in)); ok {
+			t.Errorf("PeekObjectID(%s) = %d, want none", in, got)
+		}
+	}
+}
