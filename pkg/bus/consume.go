@@ -319,11 +319,12 @@ func (w *worker) handle(raw jetstream.Msg) {
 		return
 	}
 	ctx := m.Envelope.ExtractTrace(w.base)
-	ctx, span := tracer().Start(ctx, m.Subject+" process",
+	ctx, span := tracer().Start(ctx, w.bus.spanSubject(m.Subject)+" process",
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(messagingAttrs(m.Subject, m.Envelope)...),
 		trace.WithAttributes(
 			attribute.String("slipway.service", w.bus.Service()),
+			attribute.String("slipway.sender", m.Sender),
 			attribute.Int64("messaging.nats.delivered", int64(m.Delivered)),
 		))
 	defer span.End()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -107,7 +108,7 @@ func (b *Bus) publish(ctx context.Context, subject string, env envelope.Envelope
 	if env.Time.IsZero() {
 		env.Time = time.Now().UTC()
 	}
-	ctx, span := tracer().Start(ctx, subject+" publish",
+	ctx, span := tracer().Start(ctx, b.spanSubject(subject)+" publish",
 		trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(messagingAttrs(subject, env)...),
 		trace.WithAttributes(attribute.String("slipway.service", b.Service())))
@@ -121,6 +122,16 @@ func (b *Bus) publish(ctx context.Context, subject string, env envelope.Envelope
 		return env, fmt.Errorf("bus: publish %s (ce-id %s): %w", subject, env.ID, err)
 	}
 	return env, nil
+}
+
+// spanSubject is what a span is named after: a command's subject without
+// its sender token, so that span names stay few (one per command, not one
+// per user); the full subject is the messaging.destination.name attribute.
+func (b *Bus) spanSubject(subject string) string {
+	if _, _, _, sender := b.parseSubject(subject); sender != "" {
+		return strings.TrimSuffix(subject, "."+sender)
+	}
+	return subject
 }
 
 func messagingAttrs(subject string, env envelope.Envelope) []attribute.KeyValue {

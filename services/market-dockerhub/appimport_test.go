@@ -46,7 +46,7 @@ func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 		t.Errorf("catalog image %d = %+v", imported.ImageID, img)
 	}
 	create := h.rec.Wait(t, "catalog image-create", func(m *nats.Msg) bool {
-		return m.Subject == "slipway.cmd.catalog.image-create" && m.Header.Get(envelope.HeaderCorrelationID) == env.CorrelationID
+		return m.Subject == "slipway.cmd.catalog.image-create.market-dockerhub" && m.Header.Get(envelope.HeaderCorrelationID) == env.CorrelationID
 	})
 	var ic schemas.ImageCreate
 	mustJSON(t, create.Data, &ic)
@@ -57,7 +57,7 @@ func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 	// The template went out after the catalog answered, naming the image
 	// by ID and the configured kernel by name and owner.
 	tc := h.rec.Wait(t, "launcher template-create", func(m *nats.Msg) bool {
-		return m.Subject == "slipway.cmd.launcher.template-create" && m.Header.Get(envelope.HeaderCorrelationID) == env.CorrelationID
+		return m.Subject == "slipway.cmd.launcher.template-create.market-dockerhub" && m.Header.Get(envelope.HeaderCorrelationID) == env.CorrelationID
 	})
 	var cmd TemplateCreate
 	mustJSON(t, tc.Data, &cmd)

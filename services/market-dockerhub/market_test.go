@@ -336,7 +336,7 @@ func TestInvalidCommandsAreRefused(t *testing.T) {
 		if strings.Contains(tc.want, "host[:port]") {
 			code = schemas.CodeConflict // the service's own rule, past the schema
 		}
-		if !strings.Contains(f.Error, tc.want) || f.Command != "slipway.cmd.market-dockerhub."+tc.verb || f.Code != code {
+		if !strings.Contains(f.Error, tc.want) || f.Command != "slipway.cmd.market-dockerhub."+tc.verb+".oneadmin" || f.Code != code {
 			t.Errorf("%s %s: %+v, want an error containing %q, code %s", tc.verb, tc.payload, f, tc.want, code)
 		}
 	}
