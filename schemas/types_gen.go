@@ -3083,7 +3083,7 @@ var registry = []registered{
 	{kind: "cmd", service: "converter", name: "import", file: "cmd/converter.import.json", typ: reflect.TypeFor[ConverterImport](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "crypto-luks", name: "create", file: "cmd/crypto-luks.create.json", typ: reflect.TypeFor[CryptoLuksCreate](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "crypto-luks", name: "encrypt", file: "cmd/crypto-luks.encrypt.json", typ: reflect.TypeFor[CryptoLuksEncrypt](), senders: []string{"catalog"}},
-	{kind: "cmd", service: "crypto-luks", name: "rotate-kek", file: "cmd/crypto-luks.rotate-kek.json", typ: reflect.TypeFor[CryptoLuksRotateKEK](), senders: []string{"catalog"}},
+	{kind: "cmd", service: "crypto-luks", name: "rotate-kek", file: "cmd/crypto-luks.rotate-kek.json", typ: reflect.TypeFor[CryptoLuksRotateKEK](), senders: []string{"admins"}},
 	{kind: "cmd", service: "crypto-luks", name: "rotate", file: "cmd/crypto-luks.rotate.json", typ: reflect.TypeFor[CryptoLuksRotate](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "crypto-luks", name: "secret-delete", file: "cmd/crypto-luks.secret-delete.json", typ: reflect.TypeFor[CryptoLuksSecretDelete](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "crypto-luks", name: "slot-add", file: "cmd/crypto-luks.slot-add.json", typ: reflect.TypeFor[CryptoLuksSlotAdd](), senders: []string{"catalog"}},
