@@ -49,7 +49,7 @@ func TestBadCommandsOnTheBus(t *testing.T) {
 			if !strings.Contains(strings.ToLower(ev.Error), b.want) {
 				t.Errorf("%s: failed event %q does not name %q", b.name, ev.Error, b.want)
 			}
-			if !strings.HasSuffix(ev.Command, "image-create") {
+			if !strings.HasSuffix(ev.Command, "image-create.oneadmin") {
 				t.Errorf("%s: failed event names command %q", b.name, ev.Command)
 			}
 		case <-time.After(15 * time.Second):

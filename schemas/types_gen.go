@@ -3102,7 +3102,7 @@ var registry = []registered{
 	{kind: "cmd", service: "market-dockerhub", name: "market-create", file: "cmd/market-dockerhub.market-create.json", typ: reflect.TypeFor[MarketDockerhubMarketCreate](), senders: []string{"admins"}},
 	{kind: "cmd", service: "market-dockerhub", name: "market-delete", file: "cmd/market-dockerhub.market-delete.json", typ: reflect.TypeFor[MarketDockerhubMarketDelete](), senders: []string{"admins"}},
 	{kind: "cmd", service: "market-dockerhub", name: "market-update", file: "cmd/market-dockerhub.market-update.json", typ: reflect.TypeFor[MarketDockerhubMarketUpdate](), senders: []string{"admins"}},
-	{kind: "cmd", service: "market-dockerhub", name: "refresh", file: "cmd/market-dockerhub.refresh.json", typ: reflect.TypeFor[MarketDockerhubRefresh](), senders: []string{"admins"}},
+	{kind: "cmd", service: "market-dockerhub", name: "refresh", file: "cmd/market-dockerhub.refresh.json", typ: reflect.TypeFor[MarketDockerhubRefresh](), senders: []string{"admins", "market-dockerhub"}},
 	{kind: "cmd", service: "market-dockerhub", name: "resolve", file: "cmd/market-dockerhub.resolve.json", typ: reflect.TypeFor[MarketDockerhubResolve](), senders: []string{"catalog"}},
 	{kind: "evt", service: "builder", name: "built", file: "evt/builder.built.json", typ: reflect.TypeFor[BuilderBuilt]()},
 	{kind: "evt", service: "builder", name: "failed", file: "evt/builder.failed.json", typ: reflect.TypeFor[Failure]()},
