@@ -9,6 +9,7 @@ type Image struct {
 	Name        string            `json:"name"`
 	User        string            `json:"user"`
 	Group       string            `json:"group"`
+	Permissions string            `json:"permissions,omitempty"`
 	Datastore   string            `json:"datastore"`
 	Type        string            `json:"type"`
 	State       string            `json:"state"`

@@ -91,7 +91,7 @@ func TestListEmptyHasHeader(t *testing.T) {
 
 func TestShow(t *testing.T) {
 	img := Image{
-		ID: 3, Name: "ubuntu", User: "oneadmin", Group: "oneadmin", Datastore: "default",
+		ID: 3, Name: "ubuntu", User: "oneadmin", Group: "oneadmin", Permissions: "640", Datastore: "default",
 		Type: "OS", State: "ERROR", Format: "qcow2", Size: 10 << 30,
 		Source: "s3://slipway-default/images/3/disk.qcow2", Origin: "https://example.test/u.img",
 		SHA256: "abc", Error: `fetch: 404 "not found"`, DevPrefix: "vd",
@@ -119,6 +119,11 @@ STATE          : err
 RUNNING_VMS    : 0
 SHA256         : abc
 ERROR          : fetch: 404 "not found"
+
+PERMISSIONS
+OWNER          : um-
+GROUP          : u--
+OTHER          : ---
 
 IMAGE TEMPLATE
 A="x\\y"

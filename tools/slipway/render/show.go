@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/slipway/slipway/pkg/acl"
 )
 
 // TimeLayout is oneimage show's REGISTER TIME layout (month/day, local time).
@@ -47,6 +49,13 @@ func Show(w io.Writer, img Image, loc *time.Location) error {
 	line("SHA256", dash(img.SHA256))
 	if img.Error != "" {
 		line("ERROR", img.Error)
+	}
+	if p, err := acl.ParseOctal(img.Permissions); err == nil {
+		t := p.Triplets()
+		b.WriteString("\nPERMISSIONS\n")
+		line("OWNER", t[0])
+		line("GROUP", t[1])
+		line("OTHER", t[2])
 	}
 	b.WriteString("\nIMAGE TEMPLATE\n")
 	for _, kv := range templateAttributes(img) {
