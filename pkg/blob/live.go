@@ -23,6 +23,11 @@ func WaitLive(ctx context.Context, endpoint string, exited <-chan struct{}) erro
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		resp, err := client.Do(req)
+		if err != nil && ctx.Err() != nil && last != nil {
+			// The deadline cut this request short: the server's last
+			// answer says more than the cut.
+			return fmt.Errorf("not live: %w (last: %v)", ctx.Err(), last)
+		}
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
