@@ -62,14 +62,24 @@ func Sender(subject string) string { return subject[strings.LastIndexByte(subjec
 func InboxPrefix(sender string) string { return "_INBOX_" + sender }
 
 // known indexes the registry by kind, service and name.
-var known = sync.OnceValue(func() map[[3]string]bool {
-	m := make(map[[3]string]bool, len(registry))
-	for _, r := range registry {
-		m[[3]string{r.kind, r.service, r.name}] = true
+var known = sync.OnceValue(func() map[[3]string]*registered {
+	m := make(map[[3]string]*registered, len(registry))
+	for i, r := range registry {
+		m[[3]string{r.kind, r.service, r.name}] = &registry[i]
 	}
 	return m
 })
 
 // Known reports whether the contract has a schema for the message: cheap
 // enough to ask before every publish.
-func Known(kind, service, name string) bool { return known()[[3]string{kind, service, name}] }
+func Known(kind, service, name string) bool { return known()[[3]string{kind, service, name}] != nil }
+
+// AccessOf is what a user needs on the object service's command names
+// (Message.Access): cheap enough to ask for every command, without reading
+// its schema.
+func AccessOf(service, command string) string {
+	if r := known()[[3]string{KindCommand, service, command}]; r != nil {
+		return r.access
+	}
+	return ""
+}

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // files holds the schema tree exactly as it is in the repository.
@@ -116,7 +117,17 @@ func Messages() []Message {
 
 // Services lists every service that owns a message, sorted: the names no
 // user may take.
-func Services() []string {
+func Services() []string { return slices.Clone(services()) }
+
+// IsService reports whether name is a service of the contract: a sender
+// trusted with what the server lets it send, and no user's name. Every
+// command's check asks it, so the list is made once.
+func IsService(name string) bool {
+	_, ok := slices.BinarySearch(services(), name)
+	return ok
+}
+
+var services = sync.OnceValue(func() []string {
 	var out []string
 	for _, r := range registry {
 		if !slices.Contains(out, r.service) {
@@ -125,7 +136,7 @@ func Services() []string {
 	}
 	slices.Sort(out)
 	return out
-}
+})
 
 // Lookup returns one message's description.
 func Lookup(kind, service, name string) (Message, bool) {

@@ -536,3 +536,14 @@ func TestPeekObjectID(t *testing.T) {
 		}
 	}
 }
+
+func TestAccessOfMatchesTheSchemas(t *testing.T) {
+	for _, m := range Messages() {
+		if m.Kind == KindCommand && AccessOf(m.Service, m.Name) != m.Access {
+			t.Errorf("AccessOf(%s, %s) = %q, the schema says %q", m.Service, m.Name, AccessOf(m.Service, m.Name), m.Access)
+		}
+	}
+	if AccessOf(ServiceCatalog, CommandCatalogImageDelete) != "manage" || AccessOf(ServiceCatalog, "image-explode") != "" {
+		t.Error("AccessOf: image-delete needs manage, an unknown command nothing")
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,7 +49,7 @@ type Msg struct {
 // UserOf is the user who sent a command, for a service acting on their
 // behalf (schemas' on_behalf_of): its Sender, unless that is a service.
 func UserOf(m *Msg) string {
-	if m.Sender == "" || slices.Contains(schemas.Services(), m.Sender) {
+	if m.Sender == "" || schemas.IsService(m.Sender) {
 		return ""
 	}
 	return m.Sender

@@ -29,10 +29,10 @@ const MaxControlLine = 64 << 10
 type Authority struct {
 	operator, system, account, signer nkeys.KeyPair
 	// The JWTs the server is given, signed at Open.
-	operatorClaims          *jwt.OperatorClaims
-	systemJWT, accountJWT   string
-	systemPub, accountPub   string
-	signerPub, operatorName string
+	operatorClaims        *jwt.OperatorClaims
+	systemJWT, accountJWT string
+	systemPub, accountPub string
+	operatorName          string
 }
 
 // keyFiles are the seeds an authority keeps, by file name, with the kind of
@@ -88,7 +88,8 @@ func loadOrCreate(path string, prefix nkeys.PrefixByte) (nkeys.KeyPair, error) {
 		if err != nil {
 			return nil, fmt.Errorf("identity: %s is not an nkey seed", path)
 		}
-		if got, _ := kp.PublicKey(); !nkeys.IsValidPublicKey(got) || got[0] != publicPrefixChar(prefix) {
+		pub, _ := kp.PublicKey()
+		if _, err := nkeys.Decode(prefix, []byte(pub)); err != nil {
 			return nil, fmt.Errorf("identity: %s holds the wrong kind of key", path)
 		}
 		return kp, nil
@@ -118,17 +119,6 @@ func loadOrCreate(path string, prefix nkeys.PrefixByte) (nkeys.KeyPair, error) {
 	return kp, nil
 }
 
-// publicPrefixChar is the first letter of a public key of that kind.
-func publicPrefixChar(p nkeys.PrefixByte) byte {
-	switch p {
-	case nkeys.PrefixByteOperator:
-		return 'O'
-	case nkeys.PrefixByteAccount:
-		return 'A'
-	}
-	return 'U'
-}
-
 // sign makes the operator's, the system account's and the SLIPWAY
 // account's JWTs. JetStream is enabled, unlimited, for SLIPWAY only.
 func (a *Authority) sign() error {
@@ -142,7 +132,8 @@ func (a *Authority) sign() error {
 		return p
 	}
 	opPub := pub(a.operator)
-	a.systemPub, a.accountPub, a.signerPub = pub(a.system), pub(a.account), pub(a.signer)
+	a.systemPub, a.accountPub = pub(a.system), pub(a.account)
+	signerPub := pub(a.signer)
 	if err != nil {
 		return err
 	}
@@ -160,7 +151,7 @@ func (a *Authority) sign() error {
 	}
 	ac := jwt.NewAccountClaims(a.accountPub)
 	ac.Name = AccountName
-	ac.SigningKeys.Add(a.signerPub)
+	ac.SigningKeys.Add(signerPub)
 	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
 	a.accountJWT, err = ac.Encode(a.operator)
 	return err
@@ -319,11 +310,7 @@ func WriteCredentials(path string, creds []byte) error {
 // authenticates as p with it: for a process that runs a service itself
 // (`slipway up`) and needs no file.
 func (a *Authority) Option(p Principal, prefix string) (nats.Option, error) {
-	token, seed, err := signedKey(func(pub string) (string, error) { return a.Issue(p, pub, prefix) })
-	if err != nil {
-		return nil, err
-	}
-	return nats.UserJWTAndSeed(token, string(seed)), nil
+	return option(func(pub string) (string, error) { return a.Issue(p, pub, prefix) })
 }
 
 // AuditorOption authenticates a connection that may watch every subject and
@@ -331,12 +318,23 @@ func (a *Authority) Option(p Principal, prefix string) (nats.Option, error) {
 // see what the server delivers (including commands, which no principal
 // otherwise subscribes to).
 func (a *Authority) AuditorOption() (nats.Option, error) {
+	return option(func(pub string) (string, error) {
+		return a.issue(Principal{Name: "auditor"}, pub, auditorPermissions())
+	})
+}
+
+// auditorPermissions watch every subject and publish none.
+func auditorPermissions() jwt.Permissions {
 	var perm jwt.Permissions
 	perm.Sub.Allow.Add(">")
 	perm.Pub.Deny.Add(">")
-	token, seed, err := signedKey(func(pub string) (string, error) {
-		return a.issue(Principal{Name: "auditor"}, pub, perm)
-	})
+	return perm
+}
+
+// option makes a user key, has sign make its JWT and authenticates with
+// both, in memory.
+func option(sign func(pub string) (string, error)) (nats.Option, error) {
+	token, seed, err := signedKey(sign)
 	if err != nil {
 		return nil, err
 	}

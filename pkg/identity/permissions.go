@@ -3,7 +3,6 @@ package identity
 import (
 	"fmt"
 	"regexp"
-	"slices"
 
 	"github.com/nats-io/jwt/v2"
 
@@ -43,12 +42,12 @@ func (p Principal) Validate() error {
 		return fmt.Errorf("identity: name %q: want a lower-case letter, then up to 127 of a-z, 0-9, _ and -", p.Name)
 	}
 	if p.Service {
-		if !slices.Contains(schemas.Services(), p.Name) {
+		if !schemas.IsService(p.Name) {
 			return fmt.Errorf("identity: %q is not a service of the schemas (%v)", p.Name, schemas.Services())
 		}
 		return nil
 	}
-	if p.Name == schemas.SenderUsers || p.Name == schemas.SenderAdmins || slices.Contains(schemas.Services(), p.Name) {
+	if p.Name == schemas.SenderUsers || p.Name == schemas.SenderAdmins || schemas.IsService(p.Name) {
 		return fmt.Errorf("identity: user name %q is reserved (a service's name or a sender class)", p.Name)
 	}
 	return nil

@@ -3,7 +3,6 @@ package testenv
 import (
 	"context"
 	"log/slog"
-	"slices"
 	"testing"
 
 	"github.com/slipway/slipway/pkg/acl"
@@ -31,7 +30,7 @@ func Connect(t testing.TB, ctx context.Context, url, service string) *bus.Bus {
 // a server that authenticates no one, acts as the administrator that
 // exists from the start).
 func Sender(service string) string {
-	if slices.Contains(schemas.Services(), service) {
+	if schemas.IsService(service) {
 		return service
 	}
 	return acl.AdminUser

@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/bus"
@@ -71,7 +70,7 @@ func (s *Service) identify(ctx context.Context, sender string) (caller, error) {
 	if sender == "" {
 		return caller{}, forbidden(errors.New("the command's subject names no sender (<prefix>.cmd.catalog.<verb>.<sender>)"))
 	}
-	if slices.Contains(schemas.Services(), sender) {
+	if schemas.IsService(sender) {
 		return caller{service: sender}, nil
 	}
 	u, err := s.users.user(ctx, sender)
@@ -98,8 +97,8 @@ func (s *Service) authorize(ctx context.Context, m *bus.Msg) (context.Context, e
 		c.user = u.user
 	}
 	ctx = context.WithValue(ctx, callerKey{}, c)
-	msg, _ := schemas.Lookup(schemas.KindCommand, ServiceName, m.Name)
-	if msg.Access == "" {
+	access := schemas.AccessOf(ServiceName, m.Name)
+	if access == "" {
 		return ctx, nil
 	}
 	id, ok := schemas.PeekObjectID(m.Data)
@@ -113,7 +112,7 @@ func (s *Service) authorize(ctx context.Context, m *bus.Msg) (context.Context, e
 	if err != nil {
 		return ctx, err
 	}
-	return ctx, c.may(img, acl.LevelOf(msg.Access), m.Name)
+	return ctx, c.may(img, acl.LevelOf(access), m.Name)
 }
 
 // onBehalfOf is the user a service's command acts for, when it names one.

@@ -76,15 +76,7 @@ func (a *testAuthority) connect(t *testing.T, ctx context.Context, url, service 
 // with the credentials file.
 func (h *harness) newUser(name, group string) *bus.Bus {
 	h.t.Helper()
-	key, err := identity.NewUserKey()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	ev, err := answer[schemas.UserCreated](h, schemas.CommandCatalogUserCreate,
-		schemas.UserCreate{Name: name, Group: group, PublicKey: key.PublicKey()}, schemas.EventCatalogUserCreated)
-	if err != nil {
-		h.t.Fatalf("user-create %s: %v", name, err)
-	}
+	key, ev := testenv.CreateUser(h.t, h.ctx, h.cli, name, group)
 	creds, err := key.Credentials(ev.JWT)
 	if err != nil {
 		h.t.Fatal(err)

@@ -76,13 +76,24 @@ func (a *accounts) members(ctx context.Context, g string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return membersOf(users, g), nil
+}
+
+// membersOf are the names of those of users who are in group g.
+func membersOf(users []schemas.User, g string) []string {
 	var out []string
 	for _, u := range users {
 		if slices.Contains(u.Groups, g) {
 			out = append(out, u.Name)
 		}
 	}
-	return out, nil
+	return out
+}
+
+// emitAccount publishes event about the user or group name, caused by m.
+func (s *Service) emitAccount(ctx context.Context, m *bus.Msg, event, name string, data any) error {
+	_, err := s.bus.Event(ctx, event, name, data, causedBy(m.Envelope, event)...)
+	return err
 }
 
 // accountCommand runs the user and group commands; ok is false for any
@@ -151,9 +162,7 @@ func (s *Service) userCreate(ctx context.Context, m *bus.Msg, req schemas.UserCr
 	if err != nil {
 		return refuse("%w", err)
 	}
-	_, err = s.bus.Event(ctx, schemas.EventCatalogUserCreated, u.Name, schemas.UserCreated{User: *u, JWT: token},
-		causedBy(m.Envelope, schemas.EventCatalogUserCreated)...)
-	return err
+	return s.emitAccount(ctx, m, schemas.EventCatalogUserCreated, u.Name, schemas.UserCreated{User: *u, JWT: token})
 }
 
 func (s *Service) userDelete(ctx context.Context, m *bus.Msg, name string) error {
@@ -166,9 +175,7 @@ func (s *Service) userDelete(ctx context.Context, m *bus.Msg, name string) error
 	if err := s.users.users.Delete(ctx, name); err != nil {
 		return err
 	}
-	_, err := s.bus.Event(ctx, schemas.EventCatalogUserDeleted, name, schemas.UserDeleted{Name: name},
-		causedBy(m.Envelope, schemas.EventCatalogUserDeleted)...)
-	return err
+	return s.emitAccount(ctx, m, schemas.EventCatalogUserDeleted, name, schemas.UserDeleted{Name: name})
 }
 
 func (s *Service) groupCreate(ctx context.Context, m *bus.Msg, name string) error {
@@ -178,9 +185,7 @@ func (s *Service) groupCreate(ctx context.Context, m *bus.Msg, name string) erro
 	} else if err != nil {
 		return err
 	}
-	_, err := s.bus.Event(ctx, schemas.EventCatalogGroupCreated, name, schemas.GroupCreated{Group: *g},
-		causedBy(m.Envelope, schemas.EventCatalogGroupCreated)...)
-	return err
+	return s.emitAccount(ctx, m, schemas.EventCatalogGroupCreated, name, schemas.GroupCreated{Group: *g})
 }
 
 func (s *Service) groupDelete(ctx context.Context, m *bus.Msg, name string) error {
@@ -198,9 +203,7 @@ func (s *Service) groupDelete(ctx context.Context, m *bus.Msg, name string) erro
 	if err := s.users.groups.Delete(ctx, name); err != nil {
 		return err
 	}
-	_, err := s.bus.Event(ctx, schemas.EventCatalogGroupDeleted, name, schemas.GroupDeleted{Name: name},
-		causedBy(m.Envelope, schemas.EventCatalogGroupDeleted)...)
-	return err
+	return s.emitAccount(ctx, m, schemas.EventCatalogGroupDeleted, name, schemas.GroupDeleted{Name: name})
 }
 
 // groupMember adds user to group, or takes them out of it (never out of
@@ -229,9 +232,7 @@ func (s *Service) groupMember(ctx context.Context, m *bus.Msg, group, user strin
 	if err != nil {
 		return err
 	}
-	_, err = s.bus.Event(ctx, schemas.EventCatalogUserUpdated, user, schemas.UserUpdated{User: *u},
-		causedBy(m.Envelope, schemas.EventCatalogUserUpdated)...)
-	return err
+	return s.emitAccount(ctx, m, schemas.EventCatalogUserUpdated, user, schemas.UserUpdated{User: *u})
 }
 
 // The accounts' queries.
@@ -269,11 +270,7 @@ func (s *Service) queryGroups(ctx context.Context, _ schemas.CatalogGroupsReques
 		return nil, err
 	}
 	for i, g := range groups {
-		for _, u := range users {
-			if slices.Contains(u.Groups, g.Name) {
-				groups[i].Users = append(groups[i].Users, u.Name)
-			}
-		}
+		groups[i].Users = membersOf(users, g.Name)
 	}
 	return groups, nil
 }

@@ -8,11 +8,12 @@ package launcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -20,7 +21,7 @@ import (
 // ok is false for a service (trusted with what the server lets it send)
 // and for a sender the catalog does not know.
 func (s *Service) senderOf(ctx context.Context, m *bus.Msg) (u acl.User, ok bool, err error) {
-	if m.Sender == "" || slices.Contains(schemas.Services(), m.Sender) {
+	if bus.UserOf(m) == "" {
 		return acl.User{}, false, nil
 	}
 	rec, err := bus.Ask(ctx, s.bus, schemas.QryCatalogUser, schemas.CatalogUserRequest{Name: m.Sender})
@@ -45,8 +46,8 @@ func (s *Service) fromAdmin(ctx context.Context, m *bus.Msg) (bool, error) {
 // VM that has no user (made by a service, or before users existed) is
 // the administrators'.
 func (s *Service) authorize(ctx context.Context, m *bus.Msg) error {
-	msg, _ := schemas.Lookup(schemas.KindCommand, Name, m.Name)
-	if msg.Access == "" || m.Sender == "" || slices.Contains(schemas.Services(), m.Sender) {
+	access := schemas.AccessOf(Name, m.Name)
+	if access == "" || bus.UserOf(m) == "" {
 		return nil
 	}
 	id, ok := schemas.PeekObjectID(m.Data)
@@ -54,8 +55,11 @@ func (s *Service) authorize(ctx context.Context, m *bus.Msg) error {
 		return nil
 	}
 	rec, _, err := s.vms.Get(ctx, id)
+	if errors.Is(err, kvstore.ErrNotFound) {
+		return nil // nothing to protect: the handler says the VM does not exist
+	}
 	if err != nil {
-		return nil // the handler says the VM does not exist
+		return err
 	}
 	u, _, err := s.senderOf(ctx, m)
 	if err != nil {
@@ -66,7 +70,7 @@ func (s *Service) authorize(ctx context.Context, m *bus.Msg) error {
 		owner = acl.AdminUser
 	}
 	obj := acl.Object{Kind: "VM", ID: id, Owner: owner, Group: acl.AdminGroup, Perms: acl.New(acl.DefaultUmask)}
-	if err := acl.Check(u, obj, acl.LevelOf(msg.Access), m.Name); err != nil {
+	if err := acl.Check(u, obj, acl.LevelOf(access), m.Name); err != nil {
 		return &refusal{id: &id, err: bus.WithCode(schemas.CodeForbidden, err)}
 	}
 	return nil

@@ -262,11 +262,7 @@ func (s *Service) instantiate(ctx context.Context, m *bus.Msg) error {
 	}
 	// A user's VM is theirs: the catalog checks their use of every image
 	// it locks (on_behalf_of). A service's has no user.
-	var user string
-	if !slices.Contains(schemas.Services(), m.Sender) {
-		user = m.Sender
-	}
-	rec := vmRecord{VM: schemas.VM{ID: id, Name: name, User: user, State: schemas.VMStatePending, TemplateID: t.ID,
+	rec := vmRecord{VM: schemas.VM{ID: id, Name: name, User: bus.UserOf(m), State: schemas.VMStatePending, TemplateID: t.ID,
 		Template: t.Template, Vcpu: int64(spec.VCPU), MemoryMiB: spec.MemoryMiB, Disks: []schemas.VMDisk{}, CreatedAt: now()}}
 	rec.UpdatedAt = rec.CreatedAt
 	if _, err := s.vms.Create(ctx, id, &rec); err != nil {

@@ -137,6 +137,33 @@ func ask[Req, Rep any](ctx context.Context, b *bus.Bus, q schemas.Qry[Req, Rep],
 	return rep, nil
 }
 
+// call sends service's command verb and waits, up to timeout, for the
+// first of the events in accept; a failed event becomes the service's own
+// message, silence says the service may not be running.
+func call(ctx context.Context, b *bus.Bus, service, verb string, data any, accept []string, timeout time.Duration) (*bus.Msg, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	m, err := b.Call(ctx, service, verb, data, accept)
+	switch {
+	case err == nil:
+		return m, nil
+	case bus.IsCallError(err):
+		err = callFailure(err)
+	case ctx.Err() != nil:
+		err = fmt.Errorf("no answer from the %s in %s (is it running?)", service, timeout)
+	}
+	return m, err
+}
+
+// decoded is the answering event m decoded into a T, or err.
+func decoded[T any](m *bus.Msg, err error) (T, error) {
+	var v T
+	if err == nil {
+		err = m.Decode(&v)
+	}
+	return v, err
+}
+
 // queryError turns a query's error reply into its description.
 func queryError(err error, what string) error {
 	var qe *bus.QueryError

@@ -41,28 +41,16 @@ func newVMTemplateCmd(c *client) *cobra.Command {
 // events named in accept; what names the command in its error, a refusal
 // being the launcher's own message.
 func launcherCall(ctx context.Context, b *bus.Bus, what, verb string, data any, accept ...string) (*bus.Msg, error) {
-	ctx, cancel := context.WithTimeout(ctx, launcherCallTimeout)
-	defer cancel()
-	m, err := b.Call(ctx, schemas.ServiceLauncher, verb, data, accept)
-	switch {
-	case err == nil:
-		return m, nil
-	case bus.IsCallError(err):
-		err = callFailure(err)
-	case ctx.Err() != nil:
-		err = fmt.Errorf("no answer from the launcher in %s (is it running?)", launcherCallTimeout)
+	m, err := call(ctx, b, schemas.ServiceLauncher, verb, data, accept, launcherCallTimeout)
+	if err != nil {
+		return m, fmt.Errorf("%s: %w", what, err)
 	}
-	return m, fmt.Errorf("%s: %w", what, err)
+	return m, nil
 }
 
 // launcherAnswer is launcherCall decoding the answering event into a T.
 func launcherAnswer[T any](ctx context.Context, b *bus.Bus, what, verb string, data any, accept ...string) (T, error) {
-	var answer T
-	m, err := launcherCall(ctx, b, what, verb, data, accept...)
-	if err == nil {
-		err = m.Decode(&answer)
-	}
-	return answer, err
+	return decoded[T](launcherCall(ctx, b, what, verb, data, accept...))
 }
 
 // readTemplateText reads a VM template file ("-" for stdin).

@@ -25,25 +25,15 @@ import (
 // waits for the catalog's answer.
 const catalogCallTimeout = 30 * time.Second
 
-// invoke sends c's command and decodes the event that answers it, turning
-// a failed event into the catalog's own message.
+// invoke sends c's command and decodes the event that answers it (its
+// schema's answers), turning a failed event into the service's own message.
 func invoke[T, A any](ctx context.Context, b *bus.Bus, c schemas.Cmd[T], data T) (A, error) {
-	var answer A
-	ctx, cancel := context.WithTimeout(ctx, catalogCallTimeout)
-	defer cancel()
-	m, err := bus.Invoke(ctx, b, c, data)
-	switch {
-	case err == nil:
-		err = m.Decode(&answer)
-	case bus.IsCallError(err):
-		err = callFailure(err)
-	case ctx.Err() != nil:
-		err = fmt.Errorf("no answer from the %s in %s (is it running?)", c.Service, catalogCallTimeout)
-	}
+	m, err := call(ctx, b, c.Service, c.Verb, data, c.Answers, catalogCallTimeout)
 	if err != nil {
-		return answer, fmt.Errorf("%s: %w", c.Verb, err)
+		var none A
+		return none, fmt.Errorf("%s: %w", c.Verb, err)
 	}
-	return answer, nil
+	return decoded[A](m, nil)
 }
 
 func newUserCmd(c *client) *cobra.Command {
