@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -270,10 +271,21 @@ func BucketName(prefix, name string) string {
 	return sb.String() + "_" + name
 }
 
-// CommandStream, EventStream and DeadLetterStream name the three streams.
-func (b *Bus) CommandStream() string    { return StreamPrefix(b.cfg.Prefix) + "_CMD" }
-func (b *Bus) EventStream() string      { return StreamPrefix(b.cfg.Prefix) + "_EVT" }
-func (b *Bus) DeadLetterStream() string { return StreamPrefix(b.cfg.Prefix) + "_DLQ" }
+// CommandStreamName, EventStreamName and DeadLetterStreamName name the
+// three streams of the installation with subject prefix prefix.
+func CommandStreamName(prefix string) string    { return StreamPrefix(prefix) + "_CMD" }
+func EventStreamName(prefix string) string      { return StreamPrefix(prefix) + "_EVT" }
+func DeadLetterStreamName(prefix string) string { return StreamPrefix(prefix) + "_DLQ" }
+
+// BucketStreamName is the stream that holds the KV bucket named bucket
+// (a BucketName): JetStream's own naming.
+func BucketStreamName(bucket string) string { return "KV_" + bucket }
+
+// CommandStream, EventStream and DeadLetterStream name this bus's three
+// streams.
+func (b *Bus) CommandStream() string    { return CommandStreamName(b.cfg.Prefix) }
+func (b *Bus) EventStream() string      { return EventStreamName(b.cfg.Prefix) }
+func (b *Bus) DeadLetterStream() string { return DeadLetterStreamName(b.cfg.Prefix) }
 
 // CommandSubject is "<prefix>.cmd.<service>.<verb>.<sender>", this bus's
 // sender last.
@@ -304,7 +316,10 @@ func (b *Bus) QuerySubject(service, endpoint string) string {
 }
 
 // Setup creates or updates the command, event and dead-letter streams. It
-// is idempotent, so every service runs it at start.
+// is idempotent, so every service runs it at start; a stream that is
+// already as wanted is only read (STREAM.INFO), which is all the JetStream
+// API a service other than the catalog may use on the streams (package
+// identity): the catalog sets them up, the others find them so.
 func (b *Bus) Setup(ctx context.Context) error {
 	p := b.cfg.Prefix
 	streams := []jetstream.StreamConfig{{
@@ -330,11 +345,22 @@ func (b *Bus) Setup(ctx context.Context) error {
 	for _, sc := range streams {
 		sc.Storage = jetstream.FileStorage
 		sc.Replicas = b.cfg.Replicas
+		if st, err := b.js.Stream(ctx, sc.Name); err == nil && sameStream(st.CachedInfo().Config, sc) {
+			continue
+		}
 		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("bus: create or update stream %s: %w", sc.Name, err)
 		}
 	}
 	return nil
+}
+
+// sameStream reports whether a stream configured as have is what Setup
+// asks for, want: the settings Setup sets.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.Description == want.Description &&
+		have.Retention == want.Retention && have.MaxAge == want.MaxAge && have.Duplicates == want.Duplicates &&
+		have.Storage == want.Storage && have.Replicas == want.Replicas
 }
 
 // KeyValue creates or updates a KV bucket keeping 5 revisions per key;

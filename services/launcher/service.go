@@ -175,15 +175,15 @@ func (s *Service) setup(ctx context.Context) (unlock func(), err error) {
 	kv := func(name string, ttl time.Duration) (jetstream.KeyValue, error) {
 		return s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), name), ttl)
 	}
-	tkv, err := kv("launcher_templates", 0)
+	tkv, err := kv(schemas.BucketLauncherTemplates, 0)
 	if err != nil {
 		return nil, fmt.Errorf("launcher setup: %w", err)
 	}
-	vkv, err := kv("launcher_vms", 0)
+	vkv, err := kv(schemas.BucketLauncherVMs, 0)
 	if err != nil {
 		return nil, fmt.Errorf("launcher setup: %w", err)
 	}
-	if s.dedup, err = kv("launcher_dedup", dedupTTL); err != nil {
+	if s.dedup, err = kv(schemas.BucketLauncherDedup, dedupTTL); err != nil {
 		return nil, fmt.Errorf("launcher setup: %w", err)
 	}
 	s.templates = kvstore.New[int64](tkv, kvstore.Config[schemas.VMTemplate]{What: "template"})
