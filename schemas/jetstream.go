@@ -1,6 +1,9 @@
 package schemas
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 // What each service keeps in JetStream besides its command consumer: its
 // key-value buckets and its durable consumers of events. The services
@@ -9,7 +12,7 @@ import "slices"
 // other, so a bucket a service opens without being listed here is refused
 // by the server.
 
-// Key-value buckets, without the installation's prefix (bus.BucketName
+// Key-value buckets, without the installation's prefix (BucketName
 // adds it: "slipway_catalog_images"). A bucket belongs to the service
 // named first; that service creates it at start.
 const (
@@ -82,3 +85,44 @@ func ConsumesCommands(service string) bool {
 	}
 	return false
 }
+
+// StreamPrefix is the stream name prefix of an installation: its subject
+// prefix upper-cased, every character other than a letter or digit turned
+// to '_'.
+func StreamPrefix(prefix string) string {
+	var sb strings.Builder
+	for _, r := range strings.ToUpper(prefix) {
+		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
+			sb.WriteRune(r)
+		} else {
+			sb.WriteByte('_')
+		}
+	}
+	return sb.String()
+}
+
+// CommandStream, EventStream and DeadLetterStream name the three streams
+// of the installation with subject prefix prefix.
+func CommandStream(prefix string) string    { return StreamPrefix(prefix) + "_CMD" }
+func EventStream(prefix string) string      { return StreamPrefix(prefix) + "_EVT" }
+func DeadLetterStream(prefix string) string { return StreamPrefix(prefix) + "_DLQ" }
+
+// BucketName names a service's KV bucket: "slipway" + "catalog_images"
+// gives "slipway_catalog_images". Every character of the prefix other than
+// a letter, digit or '-' becomes '_'; another prefix gives other buckets,
+// so two installations can share a server.
+func BucketName(prefix, name string) string {
+	var sb strings.Builder
+	for _, r := range prefix {
+		if (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || r == '-' {
+			sb.WriteRune(r)
+		} else {
+			sb.WriteByte('_')
+		}
+	}
+	return sb.String() + "_" + name
+}
+
+// BucketStream is the stream that holds the KV bucket named bucket (a
+// BucketName): JetStream's own naming.
+func BucketStream(bucket string) string { return "KV_" + bucket }

@@ -241,51 +241,11 @@ func (b *Bus) Service() string { return b.cfg.Service }
 // Logger returns the bus logger.
 func (b *Bus) Logger() *slog.Logger { return b.log }
 
-// StreamPrefix returns the stream name prefix: the subject prefix
-// upper-cased, every character other than a letter or digit turned to '_'.
-func StreamPrefix(prefix string) string {
-	var sb strings.Builder
-	for _, r := range strings.ToUpper(prefix) {
-		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
-			sb.WriteRune(r)
-		} else {
-			sb.WriteByte('_')
-		}
-	}
-	return sb.String()
-}
-
-// BucketName names a service's KV bucket: "slipway" + "catalog_images"
-// gives "slipway_catalog_images". Every character of the prefix other than
-// a letter, digit or '-' becomes '_'; another prefix gives other buckets,
-// so two installations can share a server.
-func BucketName(prefix, name string) string {
-	var sb strings.Builder
-	for _, r := range prefix {
-		if (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || r == '-' {
-			sb.WriteRune(r)
-		} else {
-			sb.WriteByte('_')
-		}
-	}
-	return sb.String() + "_" + name
-}
-
-// CommandStreamName, EventStreamName and DeadLetterStreamName name the
-// three streams of the installation with subject prefix prefix.
-func CommandStreamName(prefix string) string    { return StreamPrefix(prefix) + "_CMD" }
-func EventStreamName(prefix string) string      { return StreamPrefix(prefix) + "_EVT" }
-func DeadLetterStreamName(prefix string) string { return StreamPrefix(prefix) + "_DLQ" }
-
-// BucketStreamName is the stream that holds the KV bucket named bucket
-// (a BucketName): JetStream's own naming.
-func BucketStreamName(bucket string) string { return "KV_" + bucket }
-
 // CommandStream, EventStream and DeadLetterStream name this bus's three
 // streams.
-func (b *Bus) CommandStream() string    { return CommandStreamName(b.cfg.Prefix) }
-func (b *Bus) EventStream() string      { return EventStreamName(b.cfg.Prefix) }
-func (b *Bus) DeadLetterStream() string { return DeadLetterStreamName(b.cfg.Prefix) }
+func (b *Bus) CommandStream() string    { return schemas.CommandStream(b.cfg.Prefix) }
+func (b *Bus) EventStream() string      { return schemas.EventStream(b.cfg.Prefix) }
+func (b *Bus) DeadLetterStream() string { return schemas.DeadLetterStream(b.cfg.Prefix) }
 
 // CommandSubject is "<prefix>.cmd.<service>.<verb>.<sender>", this bus's
 // sender last.

@@ -24,6 +24,34 @@ type createCmd struct {
 	Name string `json:"name"`
 }
 
+// TestSetupUpdatesAChangedStream: Setup leaves a stream that is as wanted
+// alone, but one whose settings differ from its own is updated.
+func TestSetupUpdatesAChangedStream(t *testing.T) {
+	srv := startServer(t)
+	ctx := testCtx(t)
+	for _, age := range []time.Duration{time.Hour, 2 * time.Hour} {
+		nc, err := nats.Connect(srv.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := New(nc, Config{Service: "catalog", EventMaxAge: age, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Setup(ctx); err != nil {
+			t.Fatal(err)
+		}
+		s, err := b.JetStream().Stream(ctx, b.EventStream())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.CachedInfo().Config.MaxAge; got != age {
+			t.Errorf("event max age %s after a Setup asking %s", got, age)
+		}
+		b.Close()
+	}
+}
+
 func TestSetupIdempotentAndNames(t *testing.T) {
 	srv := startServer(t)
 	ctx := testCtx(t)
@@ -63,9 +91,6 @@ func TestSetupIdempotentAndNames(t *testing.T) {
 	}
 	if got := b.EventSubject("converter", "converted", "7"); got != "it-1.x.evt.converter.converted.7" {
 		t.Fatal(got)
-	}
-	if StreamPrefix("slipway") != "SLIPWAY" {
-		t.Fatal(StreamPrefix("slipway"))
 	}
 	if _, err := New(nc, Config{Service: "a.b"}); err == nil {
 		t.Fatal("service with a dot accepted")

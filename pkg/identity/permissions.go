@@ -6,7 +6,6 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 
-	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -159,7 +158,7 @@ func JetStream(service, prefix string) JetStreamGrant {
 	const api = "$JS.API."
 	var g JetStreamGrant
 	use := schemas.JetStreamOf(service)
-	cmd, evt, dlq := bus.CommandStreamName(prefix), bus.EventStreamName(prefix), bus.DeadLetterStreamName(prefix)
+	cmd, evt, dlq := schemas.CommandStream(prefix), schemas.EventStream(prefix), schemas.DeadLetterStream(prefix)
 	g.Pub = append(g.Pub, api+"INFO")
 	for _, stream := range []string{cmd, evt, dlq} {
 		g.Pub = append(g.Pub, api+"STREAM.INFO."+stream)
@@ -180,8 +179,8 @@ func JetStream(service, prefix string) JetStreamGrant {
 		durable(evt, name)
 	}
 	for _, b := range use.Buckets {
-		bucket := bus.BucketName(prefix, b)
-		stream := bus.BucketStreamName(bucket)
+		bucket := schemas.BucketName(prefix, b)
+		stream := schemas.BucketStream(bucket)
 		g.Pub = append(g.Pub, "$KV."+bucket+".>",
 			api+"STREAM.CREATE."+stream, api+"STREAM.UPDATE."+stream, api+"STREAM.INFO."+stream,
 			api+"STREAM.MSG.GET."+stream, api+"DIRECT.GET."+stream, api+"DIRECT.GET."+stream+".>",

@@ -102,7 +102,7 @@ func (s *Service) setup(ctx context.Context) error {
 		return fmt.Errorf("catalog setup: %w", err)
 	}
 	kv := func(name string, ttl time.Duration) (jetstream.KeyValue, error) {
-		return s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), name), ttl)
+		return s.bus.KeyValue(ctx, schemas.BucketName(s.bus.Prefix(), name), ttl)
 	}
 	imgKV, err := kv(schemas.BucketCatalogImages, 0)
 	if err != nil {

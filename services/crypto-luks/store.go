@@ -114,11 +114,11 @@ type secretStore struct {
 }
 
 func openStore(ctx context.Context, b *bus.Bus) (*secretStore, error) {
-	secrets, err := b.KeyValue(ctx, bus.BucketName(b.Prefix(), schemas.BucketCryptoLUKSSecrets), 0)
+	secrets, err := b.KeyValue(ctx, schemas.BucketName(b.Prefix(), schemas.BucketCryptoLUKSSecrets), 0)
 	if err != nil {
 		return nil, err
 	}
-	images, err := b.KeyValue(ctx, bus.BucketName(b.Prefix(), schemas.BucketCryptoLUKSImages), 0)
+	images, err := b.KeyValue(ctx, schemas.BucketName(b.Prefix(), schemas.BucketCryptoLUKSImages), 0)
 	if err != nil {
 		return nil, err
 	}

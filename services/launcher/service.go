@@ -173,7 +173,7 @@ func (s *Service) setup(ctx context.Context) (unlock func(), err error) {
 		return nil, fmt.Errorf("launcher setup: %w", err)
 	}
 	kv := func(name string, ttl time.Duration) (jetstream.KeyValue, error) {
-		return s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), name), ttl)
+		return s.bus.KeyValue(ctx, schemas.BucketName(s.bus.Prefix(), name), ttl)
 	}
 	tkv, err := kv(schemas.BucketLauncherTemplates, 0)
 	if err != nil {

@@ -103,11 +103,11 @@ func (s *Service) setup(ctx context.Context) error {
 	if err := s.bus.Setup(ctx); err != nil {
 		return fmt.Errorf("market-dockerhub setup: %w", err)
 	}
-	kv, err := s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), schemas.BucketMarketDockerhub), 0)
+	kv, err := s.bus.KeyValue(ctx, schemas.BucketName(s.bus.Prefix(), schemas.BucketMarketDockerhub), 0)
 	if err != nil {
 		return fmt.Errorf("market-dockerhub setup: %w", err)
 	}
-	if s.dedup, err = s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), schemas.BucketMarketDockerhubDedup), dedupTTL); err != nil {
+	if s.dedup, err = s.bus.KeyValue(ctx, schemas.BucketName(s.bus.Prefix(), schemas.BucketMarketDockerhubDedup), dedupTTL); err != nil {
 		return fmt.Errorf("market-dockerhub setup: %w", err)
 	}
 	s.store = newStore(kv)
