@@ -372,8 +372,15 @@ type VMTemplate struct {
 	// The template text.
 	Template string `json:"template"`
 
-	// Who created it, or last changed it.
+	// Owner: who created it, until a chown.
 	User string `json:"user,omitempty"`
+
+	// Owning group: the creator's primary group, until a chgrp.
+	Group string `json:"group,omitempty"`
+
+	// Who may use (instantiate), manage (update, delete, chmod) and administer (chown, chgrp) the
+	// template: owner, group, other; new templates are 600 (umask 177).
+	Permissions string `json:"permissions,omitempty"`
 
 	// Its text was last written by the oneadmin group, so it may use the restricted attributes
 	// (RAW, EMULATOR, host paths): OpenNebula's VM_RESTRICTED_ATTR.
@@ -487,6 +494,13 @@ type VM struct {
 
 	// Whose VM it is: the user who instantiated it, as the NATS server authenticated them.
 	User string `json:"user,omitempty"`
+
+	// Owning group: the user's primary group when they instantiated it.
+	Group string `json:"group,omitempty"`
+
+	// Who may use and manage (power off, resume, terminate, save disks) the VM: owner, group,
+	// other; new VMs are 600 (umask 177).
+	Permissions string `json:"permissions,omitempty"`
 
 	// Life-cycle state.
 	State VMState `json:"state"`
@@ -1697,6 +1711,47 @@ type LauncherResume struct {
 	ID int64 `json:"id"`
 }
 
+// LauncherTemplateChgrp is the payload of command launcher.template-chgrp
+// (https://slipway.dev/schemas/cmd/launcher.template-chgrp.json).
+//
+// Change a VM template's group (onetemplate chgrp). Answered by template-updated or failed.
+type LauncherTemplateChgrp struct {
+	// Template ID.
+	ID int64 `json:"id"`
+
+	// The new group.
+	Group string `json:"group"`
+}
+
+// LauncherTemplateChmod is the payload of command launcher.template-chmod
+// (https://slipway.dev/schemas/cmd/launcher.template-chmod.json).
+//
+// Change a VM template's permission bits (OpenNebula's onetemplate chmod); the admin bits need
+// admin. Answered by template-updated or failed.
+type LauncherTemplateChmod struct {
+	// Template ID.
+	ID int64 `json:"id"`
+
+	// The new bits, e.g. 640.
+	Permissions string `json:"permissions"`
+}
+
+// LauncherTemplateChown is the payload of command launcher.template-chown
+// (https://slipway.dev/schemas/cmd/launcher.template-chown.json).
+//
+// Give a VM template to another user, and optionally group (onetemplate chown). Answered by
+// template-updated or failed.
+type LauncherTemplateChown struct {
+	// Template ID.
+	ID int64 `json:"id"`
+
+	// The new owner.
+	User string `json:"user"`
+
+	// The new group; default: unchanged.
+	Group string `json:"group,omitempty"`
+}
+
 // LauncherTemplateCreate is the payload of command launcher.template-create
 // (https://slipway.dev/schemas/cmd/launcher.template-create.json).
 //
@@ -2840,6 +2895,9 @@ const (
 	CommandLauncherInstantiate         = "instantiate"
 	CommandLauncherPoweroff            = "poweroff"
 	CommandLauncherResume              = "resume"
+	CommandLauncherTemplateChgrp       = "template-chgrp"
+	CommandLauncherTemplateChmod       = "template-chmod"
+	CommandLauncherTemplateChown       = "template-chown"
 	CommandLauncherTemplateCreate      = "template-create"
 	CommandLauncherTemplateDelete      = "template-delete"
 	CommandLauncherTemplateUpdate      = "template-update"
@@ -2971,6 +3029,9 @@ var (
 	CmdLauncherInstantiate          = Cmd[LauncherInstantiate]{Service: ServiceLauncher, Verb: CommandLauncherInstantiate, Answers: []string{EventLauncherVMCreated}}
 	CmdLauncherPoweroff             = Cmd[VMAction]{Service: ServiceLauncher, Verb: CommandLauncherPoweroff, Answers: []string{EventLauncherVMStateChanged}}
 	CmdLauncherResume               = Cmd[LauncherResume]{Service: ServiceLauncher, Verb: CommandLauncherResume, Answers: []string{EventLauncherVMStateChanged}}
+	CmdLauncherTemplateChgrp        = Cmd[LauncherTemplateChgrp]{Service: ServiceLauncher, Verb: CommandLauncherTemplateChgrp, Answers: []string{EventLauncherTemplateUpdated}}
+	CmdLauncherTemplateChmod        = Cmd[LauncherTemplateChmod]{Service: ServiceLauncher, Verb: CommandLauncherTemplateChmod, Answers: []string{EventLauncherTemplateUpdated}}
+	CmdLauncherTemplateChown        = Cmd[LauncherTemplateChown]{Service: ServiceLauncher, Verb: CommandLauncherTemplateChown, Answers: []string{EventLauncherTemplateUpdated}}
 	CmdLauncherTemplateCreate       = Cmd[LauncherTemplateCreate]{Service: ServiceLauncher, Verb: CommandLauncherTemplateCreate, Answers: []string{EventLauncherTemplateCreated}}
 	CmdLauncherTemplateDelete       = Cmd[LauncherTemplateDelete]{Service: ServiceLauncher, Verb: CommandLauncherTemplateDelete, Answers: []string{EventLauncherTemplateDeleted}}
 	CmdLauncherTemplateUpdate       = Cmd[LauncherTemplateUpdate]{Service: ServiceLauncher, Verb: CommandLauncherTemplateUpdate, Answers: []string{EventLauncherTemplateUpdated}}
@@ -3091,12 +3152,15 @@ var registry = []registered{
 	{kind: "cmd", service: "kernel-registry", name: "add", file: "cmd/kernel-registry.add.json", typ: reflect.TypeFor[KernelRegistryAdd](), senders: []string{"users"}},
 	{kind: "cmd", service: "launcher", name: "disk-save-as", file: "cmd/launcher.disk-save-as.json", typ: reflect.TypeFor[LauncherDiskSaveAs](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "disk-snapshot", file: "cmd/launcher.disk-snapshot.json", typ: reflect.TypeFor[LauncherDiskSnapshot](), senders: []string{"users"}, access: "manage"},
-	{kind: "cmd", service: "launcher", name: "instantiate", file: "cmd/launcher.instantiate.json", typ: reflect.TypeFor[LauncherInstantiate](), senders: []string{"users"}},
+	{kind: "cmd", service: "launcher", name: "instantiate", file: "cmd/launcher.instantiate.json", typ: reflect.TypeFor[LauncherInstantiate](), senders: []string{"users"}, access: "use"},
 	{kind: "cmd", service: "launcher", name: "poweroff", file: "cmd/launcher.poweroff.json", typ: reflect.TypeFor[VMAction](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "resume", file: "cmd/launcher.resume.json", typ: reflect.TypeFor[LauncherResume](), senders: []string{"users"}, access: "manage"},
+	{kind: "cmd", service: "launcher", name: "template-chgrp", file: "cmd/launcher.template-chgrp.json", typ: reflect.TypeFor[LauncherTemplateChgrp](), senders: []string{"users"}, access: "admin"},
+	{kind: "cmd", service: "launcher", name: "template-chmod", file: "cmd/launcher.template-chmod.json", typ: reflect.TypeFor[LauncherTemplateChmod](), senders: []string{"users"}, access: "manage"},
+	{kind: "cmd", service: "launcher", name: "template-chown", file: "cmd/launcher.template-chown.json", typ: reflect.TypeFor[LauncherTemplateChown](), senders: []string{"users"}, access: "admin"},
 	{kind: "cmd", service: "launcher", name: "template-create", file: "cmd/launcher.template-create.json", typ: reflect.TypeFor[LauncherTemplateCreate](), senders: []string{"users", "market-dockerhub"}},
-	{kind: "cmd", service: "launcher", name: "template-delete", file: "cmd/launcher.template-delete.json", typ: reflect.TypeFor[LauncherTemplateDelete](), senders: []string{"users"}},
-	{kind: "cmd", service: "launcher", name: "template-update", file: "cmd/launcher.template-update.json", typ: reflect.TypeFor[LauncherTemplateUpdate](), senders: []string{"users"}},
+	{kind: "cmd", service: "launcher", name: "template-delete", file: "cmd/launcher.template-delete.json", typ: reflect.TypeFor[LauncherTemplateDelete](), senders: []string{"users"}, access: "manage"},
+	{kind: "cmd", service: "launcher", name: "template-update", file: "cmd/launcher.template-update.json", typ: reflect.TypeFor[LauncherTemplateUpdate](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "terminate", file: "cmd/launcher.terminate.json", typ: reflect.TypeFor[VMAction](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "market-dockerhub", name: "app-import", file: "cmd/market-dockerhub.app-import.json", typ: reflect.TypeFor[MarketDockerhubAppImport](), senders: []string{"users"}},
 	{kind: "cmd", service: "market-dockerhub", name: "market-create", file: "cmd/market-dockerhub.market-create.json", typ: reflect.TypeFor[MarketDockerhubMarketCreate](), senders: []string{"admins"}},
@@ -3150,7 +3214,7 @@ var registry = []registered{
 	{kind: "evt", service: "market-dockerhub", name: "resolved", file: "evt/market-dockerhub.resolved.json", typ: reflect.TypeFor[MarketDockerhubResolved]()},
 	{kind: "qry", service: "builder", name: "jobs", file: "qry/builder.jobs.json", typ: reflect.TypeFor[BuilderJobsRequest](), senders: []string{"admins"}},
 	{kind: "qry", service: "catalog", name: "datastores", file: "qry/catalog.datastores.json", typ: reflect.TypeFor[CatalogDatastoresRequest](), senders: []string{"users"}},
-	{kind: "qry", service: "catalog", name: "groups", file: "qry/catalog.groups.json", typ: reflect.TypeFor[CatalogGroupsRequest](), senders: []string{"admins"}},
+	{kind: "qry", service: "catalog", name: "groups", file: "qry/catalog.groups.json", typ: reflect.TypeFor[CatalogGroupsRequest](), senders: []string{"admins", "launcher"}},
 	{kind: "qry", service: "catalog", name: "list", file: "qry/catalog.list.json", typ: reflect.TypeFor[CatalogListRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "show", file: "qry/catalog.show.json", typ: reflect.TypeFor[CatalogShowRequest](), senders: []string{"users", "kernel-registry", "launcher", "market-dockerhub"}},
 	{kind: "qry", service: "catalog", name: "user", file: "qry/catalog.user.json", typ: reflect.TypeFor[CatalogUserRequest](), senders: []string{"users", "launcher"}},
