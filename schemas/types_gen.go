@@ -590,6 +590,16 @@ type Market struct {
 	// Why the last listing failed; absent after a good one.
 	Error string `json:"error,omitempty"`
 
+	// Owner: the administrator who created it; oneadmin for the default one.
+	User string `json:"user,omitempty"`
+
+	// Owning group: oneadmin.
+	Group string `json:"group,omitempty"`
+
+	// Who may use (list its apps, import from it) and manage it: owner, group, other. 744 as
+	// OpenNebula's own marketplaces (owner uma, group and others u--); market-chmod changes it.
+	Permissions string `json:"permissions,omitempty"`
+
 	// Creation time, RFC 3339.
 	CreatedAt string `json:"created_at"`
 }
@@ -1763,6 +1773,10 @@ type LauncherTemplateCreate struct {
 
 	// The template text.
 	Template string `json:"template"`
+
+	// The user a service creates the template for (a marketplace import): its owner, in their
+	// primary group. Only a service may name one; a user's templates are their own.
+	OnBehalfOf string `json:"on_behalf_of,omitempty"`
 }
 
 // LauncherTemplateDelete is the payload of command launcher.template-delete
@@ -1819,6 +1833,19 @@ type MarketDockerhubAppImport struct {
 
 	// Datastore of the image; absent: the catalog's default.
 	Datastore string `json:"datastore,omitempty"`
+}
+
+// MarketDockerhubMarketChmod is the payload of command market-dockerhub.market-chmod
+// (https://slipway.dev/schemas/cmd/market-dockerhub.market-chmod.json).
+//
+// Change a marketplace's permission bits (onemarket chmod): who may see it, list its apps and
+// import from it. Answered by market-updated or failed.
+type MarketDockerhubMarketChmod struct {
+	// Marketplace ID.
+	ID int64 `json:"id"`
+
+	// The new bits, e.g. 740.
+	Permissions string `json:"permissions"`
 }
 
 // MarketDockerhubMarketCreate is the payload of command market-dockerhub.market-create
@@ -2903,6 +2930,7 @@ const (
 	CommandLauncherTemplateUpdate      = "template-update"
 	CommandLauncherTerminate           = "terminate"
 	CommandMarketDockerhubAppImport    = "app-import"
+	CommandMarketDockerhubMarketChmod  = "market-chmod"
 	CommandMarketDockerhubMarketCreate = "market-create"
 	CommandMarketDockerhubMarketDelete = "market-delete"
 	CommandMarketDockerhubMarketUpdate = "market-update"
@@ -3037,6 +3065,7 @@ var (
 	CmdLauncherTemplateUpdate       = Cmd[LauncherTemplateUpdate]{Service: ServiceLauncher, Verb: CommandLauncherTemplateUpdate, Answers: []string{EventLauncherTemplateUpdated}}
 	CmdLauncherTerminate            = Cmd[VMAction]{Service: ServiceLauncher, Verb: CommandLauncherTerminate, Answers: []string{EventLauncherVMStateChanged}}
 	CmdMarketDockerhubAppImport     = Cmd[MarketDockerhubAppImport]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubAppImport, Answers: []string{EventMarketDockerhubAppImported}}
+	CmdMarketDockerhubMarketChmod   = Cmd[MarketDockerhubMarketChmod]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubMarketChmod, Answers: []string{EventMarketDockerhubMarketUpdated}}
 	CmdMarketDockerhubMarketCreate  = Cmd[MarketDockerhubMarketCreate]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubMarketCreate, Answers: []string{EventMarketDockerhubMarketCreated}}
 	CmdMarketDockerhubMarketDelete  = Cmd[MarketDockerhubMarketDelete]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubMarketDelete, Answers: []string{EventMarketDockerhubMarketDeleted}}
 	CmdMarketDockerhubMarketUpdate  = Cmd[MarketDockerhubMarketUpdate]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubMarketUpdate, Answers: []string{EventMarketDockerhubMarketUpdated}}
@@ -3163,6 +3192,7 @@ var registry = []registered{
 	{kind: "cmd", service: "launcher", name: "template-update", file: "cmd/launcher.template-update.json", typ: reflect.TypeFor[LauncherTemplateUpdate](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "terminate", file: "cmd/launcher.terminate.json", typ: reflect.TypeFor[VMAction](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "market-dockerhub", name: "app-import", file: "cmd/market-dockerhub.app-import.json", typ: reflect.TypeFor[MarketDockerhubAppImport](), senders: []string{"users"}},
+	{kind: "cmd", service: "market-dockerhub", name: "market-chmod", file: "cmd/market-dockerhub.market-chmod.json", typ: reflect.TypeFor[MarketDockerhubMarketChmod](), senders: []string{"admins"}},
 	{kind: "cmd", service: "market-dockerhub", name: "market-create", file: "cmd/market-dockerhub.market-create.json", typ: reflect.TypeFor[MarketDockerhubMarketCreate](), senders: []string{"admins"}},
 	{kind: "cmd", service: "market-dockerhub", name: "market-delete", file: "cmd/market-dockerhub.market-delete.json", typ: reflect.TypeFor[MarketDockerhubMarketDelete](), senders: []string{"admins"}},
 	{kind: "cmd", service: "market-dockerhub", name: "market-update", file: "cmd/market-dockerhub.market-update.json", typ: reflect.TypeFor[MarketDockerhubMarketUpdate](), senders: []string{"admins"}},
@@ -3217,7 +3247,7 @@ var registry = []registered{
 	{kind: "qry", service: "catalog", name: "groups", file: "qry/catalog.groups.json", typ: reflect.TypeFor[CatalogGroupsRequest](), senders: []string{"admins", "launcher"}},
 	{kind: "qry", service: "catalog", name: "list", file: "qry/catalog.list.json", typ: reflect.TypeFor[CatalogListRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "show", file: "qry/catalog.show.json", typ: reflect.TypeFor[CatalogShowRequest](), senders: []string{"users", "kernel-registry", "launcher", "market-dockerhub"}},
-	{kind: "qry", service: "catalog", name: "user", file: "qry/catalog.user.json", typ: reflect.TypeFor[CatalogUserRequest](), senders: []string{"users", "launcher"}},
+	{kind: "qry", service: "catalog", name: "user", file: "qry/catalog.user.json", typ: reflect.TypeFor[CatalogUserRequest](), senders: []string{"users", "launcher", "market-dockerhub"}},
 	{kind: "qry", service: "catalog", name: "users", file: "qry/catalog.users.json", typ: reflect.TypeFor[CatalogUsersRequest](), senders: []string{"admins"}},
 	{kind: "qry", service: "converter", name: "formats", file: "qry/converter.formats.json", typ: reflect.TypeFor[ConverterFormatsRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "converter", name: "jobs", file: "qry/converter.jobs.json", typ: reflect.TypeFor[ConverterJobsRequest](), senders: []string{"admins"}},

@@ -10,7 +10,6 @@ package launcher
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/slipway/slipway/pkg/acl"
@@ -32,14 +31,7 @@ func (s *Service) senderOf(ctx context.Context, m *bus.Msg) (u acl.User, ok bool
 // userNamed is user name with the groups the catalog records; ok is false
 // for a name the catalog does not know.
 func (s *Service) userNamed(ctx context.Context, name string) (u acl.User, ok bool, err error) {
-	rec, err := bus.Ask(ctx, s.bus, schemas.QryCatalogUser, schemas.CatalogUserRequest{Name: name})
-	switch {
-	case bus.IsNotFound(err):
-		return acl.User{Name: name}, false, nil
-	case err != nil:
-		return acl.User{}, false, fmt.Errorf("the catalog's record of user %s: %w", name, err)
-	}
-	return acl.User{Name: rec.Name, Groups: rec.Groups}, true, nil
+	return bus.CatalogUser(ctx, s.bus, name)
 }
 
 // fromAdmin reports whether m's sender is in the oneadmin group: only they
@@ -50,21 +42,27 @@ func (s *Service) fromAdmin(ctx context.Context, m *bus.Msg) (bool, error) {
 }
 
 // ownership is who a new template or VM belongs to: its creator and their
-// primary group, with OpenNebula's umask (600). What a service creates on
+// primary group, with OpenNebula's umask (600). A service may create one
+// for a user (onBehalfOf: a marketplace import); what a service creates on
 // its own is the administrators'.
-func (s *Service) ownership(ctx context.Context, m *bus.Msg) (user, group, perms string, err error) {
-	user, group = acl.AdminUser, acl.AdminGroup
-	u, ok, err := s.senderOf(ctx, m)
+func (s *Service) ownership(ctx context.Context, m *bus.Msg, onBehalfOf string) (user, group, perms string, err error) {
+	user, group, perms = acl.AdminUser, acl.AdminGroup, acl.New(acl.DefaultUmask).Octal()
+	switch {
+	case bus.UserOf(m) != "":
+		user = m.Sender
+	case onBehalfOf != "":
+		user = onBehalfOf
+	default:
+		return user, group, perms, nil
+	}
+	u, ok, err := s.userNamed(ctx, user)
 	if err != nil {
 		return "", "", "", err
-	}
-	if bus.UserOf(m) != "" {
-		user = m.Sender
 	}
 	if ok && len(u.Groups) > 0 {
 		group = u.Groups[0]
 	}
-	return user, group, acl.New(acl.DefaultUmask).Octal(), nil
+	return user, group, perms, nil
 }
 
 // object is a template or VM as package acl sees it. One recorded before

@@ -47,6 +47,19 @@ func TestTemplateAndVMPermissions(t *testing.T) {
 		t.Errorf("alice's template: owner %s, group %s, permissions %s; want alice, users, 600", own.User, own.Group, own.Permissions)
 	}
 
+	// A marketplace import makes a template for its user: hers. A user may
+	// not name another.
+	h.refused(schemas.CommandLauncherTemplateCreate, schemas.LauncherTemplateCreate{Name: "for-bob", Template: text, OnBehalfOf: "bob"},
+		"only a service may create a template on behalf of another user")
+	h.cli = h.connect(schemas.ServiceMarketDockerhub)
+	var imported schemas.VMTemplate
+	mustJSON(t, h.mustCall(schemas.CommandLauncherTemplateCreate, schemas.LauncherTemplateCreate{Name: "imported", Template: text, OnBehalfOf: "alice"},
+		schemas.EventLauncherTemplateCreated).Data, &imported)
+	if imported.User != "alice" || imported.Group != acl.DefaultGroup || imported.Permissions != "600" {
+		t.Errorf("a template imported for alice: owner %s, group %s, permissions %s", imported.User, imported.Group, imported.Permissions)
+	}
+	h.cli = alice
+
 	// oneadmin opens it for use: alice sees and instantiates it, and
 	// still may not change it.
 	h.cli = admin

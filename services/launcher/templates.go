@@ -89,7 +89,10 @@ func (s *Service) templateCreate(ctx context.Context, m *bus.Msg) error {
 	if holder != id {
 		return refuse(nil, "a template named %q already exists (ID %d): template names are unique", req.Name, holder)
 	}
-	user, group, perms, err := s.ownership(ctx, m)
+	if req.OnBehalfOf != "" && bus.UserOf(m) != "" {
+		return refuse(nil, "template %q: only a service may create a template on behalf of another user", req.Name)
+	}
+	user, group, perms, err := s.ownership(ctx, m, req.OnBehalfOf)
 	if err != nil {
 		return err
 	}

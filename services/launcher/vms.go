@@ -263,7 +263,7 @@ func (s *Service) instantiate(ctx context.Context, m *bus.Msg) error {
 	// A user's VM is theirs, in their primary group, 600: the catalog
 	// checks their use of every image it locks (on_behalf_of). A
 	// service's has no user.
-	_, group, perms, err := s.ownership(ctx, m)
+	_, group, perms, err := s.ownership(ctx, m, "")
 	if err != nil {
 		return err
 	}

@@ -124,6 +124,7 @@ func (s *Service) ensureDefault(ctx context.Context) error {
 	}
 	m := Market{ID: 0, Name: DefaultMarketName, Mad: MADDockerHub, Endpoint: s.cfg.HubAPI,
 		Monitoring: !s.cfg.HubOffline, CreatedAt: now()}
+	owned(&m, nil)
 	if err := s.store.claimName(ctx, m.Name, m.ID); err != nil {
 		return fmt.Errorf("market-dockerhub setup: %w", err)
 	}
