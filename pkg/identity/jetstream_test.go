@@ -215,13 +215,7 @@ func TestOnlyTheCatalogHandlesDeadLetters(t *testing.T) {
 		if s == schemas.ServiceCatalog {
 			continue // its subscription is exercised by TestServicesWorkTheirJetStream
 		}
-		if _, err := c.SubscribeSync(advisory); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		if !c.wasDenied(advisory) {
+		if !c.subscribeDenied(t, advisory) {
 			t.Errorf("%s watches the max-deliveries advisories", s)
 		}
 	}
@@ -348,15 +342,14 @@ func TestServicesWorkTheirJetStream(t *testing.T) {
 // kvWorks creates bucket and does with it what pkg/kvstore does.
 func kvWorks(t *testing.T, ctx context.Context, b *bus.Bus, bucket string) {
 	t.Helper()
-	kv, err := b.KeyValue(ctx, bucket, 0)
-	if err != nil {
-		t.Errorf("%s creates its bucket %s: %v", b.Service(), bucket, err)
-		return
-	}
 	// Twice: at the next start the bucket is there.
-	if kv, err = b.KeyValue(ctx, bucket, 0); err != nil {
-		t.Errorf("%s opens its bucket %s again: %v", b.Service(), bucket, err)
-		return
+	var kv jetstream.KeyValue
+	for _, what := range []string{"creates", "opens again"} {
+		var err error
+		if kv, err = b.KeyValue(ctx, bucket, 0); err != nil {
+			t.Errorf("%s %s its bucket %s: %v", b.Service(), what, bucket, err)
+			return
+		}
 	}
 	rev, err := kv.Create(ctx, "k", []byte("1"))
 	if err == nil {
