@@ -1805,8 +1805,9 @@ type LauncherTemplateUpdate struct {
 // MarketDockerhubAppImport is the payload of command market-dockerhub.app-import
 // (https://slipway.dev/schemas/cmd/market-dockerhub.app-import.json).
 //
-// Import an app: the catalog creates an OS image from the app's docker:// URL (image-create),
-// then the launcher gets a VM template naming that image by ID (template-create). Answered by
+// Import an app, which needs use of its marketplace (forbidden otherwise): the catalog creates
+// an OS image from the app's docker:// URL (image-create), then the launcher gets a VM template
+// naming that image by ID (template-create), both the importing user's. Answered by
 // app-imported once the catalog registered the image, or failed (unknown marketplace or app, or
 // the catalog's refusal, e.g. a taken image name).
 type MarketDockerhubAppImport struct {
@@ -2597,7 +2598,7 @@ type LauncherFirecrackerRequest struct {
 // (https://slipway.dev/schemas/qry/launcher.template.json).
 //
 // Show one VM template, by ID or by name; one of the two, not both. 404 when there is no such
-// template.
+// template, 403 when the asker may not use it.
 type LauncherTemplateRequest struct {
 	// Template ID.
 	ID *int64 `json:"id,omitempty"`
@@ -2609,14 +2610,15 @@ type LauncherTemplateRequest struct {
 // LauncherTemplatesRequest is the payload of query launcher.templates
 // (https://slipway.dev/schemas/qry/launcher.templates.json).
 //
-// List every VM template. The request has no fields (an empty body is the same).
+// List the VM templates the asker may use (all, for the oneadmin group and for services). The
+// request has no fields (an empty body is the same).
 type LauncherTemplatesRequest struct {
 }
 
 // LauncherVMRequest is the payload of query launcher.vm
 // (https://slipway.dev/schemas/qry/launcher.vm.json).
 //
-// Show one VM. 404 when there is no such VM.
+// Show one VM. 404 when there is no such VM, 403 when the asker may not use it.
 type LauncherVMRequest struct {
 	// VM ID.
 	ID int64 `json:"id"`
@@ -2625,7 +2627,7 @@ type LauncherVMRequest struct {
 // LauncherVMsRequest is the payload of query launcher.vms
 // (https://slipway.dev/schemas/qry/launcher.vms.json).
 //
-// List the VMs, in ID order; with state, only the VMs in that state.
+// List the VMs the asker may use, in ID order; with state, only the VMs in that state.
 type LauncherVMsRequest struct {
 	// Only the VMs in this state.
 	State VMState `json:"state,omitempty"`
@@ -2637,7 +2639,7 @@ type LauncherVMsRequest struct {
 // Show one app with the VM template of its last import (or the one an import under its own name
 // would send): by app ID, or by name within a marketplace (in any marketplace when market_id is
 // absent, as long as one app has that name). 404 when there is no such app, 400 when the name
-// is ambiguous.
+// is ambiguous, 403 when the asker may not use its marketplace.
 type MarketDockerhubAppShowRequest struct {
 	// App ID.
 	ID *int64 `json:"id,omitempty"`
@@ -2652,8 +2654,9 @@ type MarketDockerhubAppShowRequest struct {
 // MarketDockerhubAppsRequest is the payload of query market-dockerhub.apps
 // (https://slipway.dev/schemas/qry/market-dockerhub.apps.json).
 //
-// List the apps of one marketplace (every marketplace's without market_id) whose name or
-// description contains filter (case-insensitive). 404 for a marketplace that does not exist.
+// List the apps of one marketplace (without market_id, those of every marketplace the asker may
+// use) whose name or description contains filter (case-insensitive). 404 for a marketplace that
+// does not exist.
 type MarketDockerhubAppsRequest struct {
 	// Only this marketplace's apps.
 	MarketID *int64 `json:"market_id,omitempty"`
@@ -2665,8 +2668,8 @@ type MarketDockerhubAppsRequest struct {
 // MarketDockerhubListRequest is the payload of query market-dockerhub.list
 // (https://slipway.dev/schemas/qry/market-dockerhub.list.json).
 //
-// List every marketplace with its app count. The request has no fields (an empty body is the
-// same).
+// List the marketplaces the asker may use, with their app counts. The request has no fields (an
+// empty body is the same).
 type MarketDockerhubListRequest struct {
 }
 
@@ -2674,7 +2677,7 @@ type MarketDockerhubListRequest struct {
 // (https://slipway.dev/schemas/qry/market-dockerhub.show.json).
 //
 // Show one marketplace, by ID or by name; one of the two, not both. 404 when there is no such
-// marketplace.
+// marketplace, 403 when the asker may not use it.
 type MarketDockerhubShowRequest struct {
 	// Marketplace ID (0 is DockerHub).
 	ID *int64 `json:"id,omitempty"`
