@@ -2571,7 +2571,8 @@ type KernelRegistryShowRequest struct {
 // LauncherConsoleRequest is the payload of query launcher.console
 // (https://slipway.dev/schemas/qry/launcher.console.json).
 //
-// Read a VM's serial console from a byte offset. 404 when there is no such VM.
+// Read a VM's serial console from a byte offset. 404 when there is no such VM, 403 when the
+// asker may not use it.
 type LauncherConsoleRequest struct {
 	// VM ID.
 	ID int64 `json:"id"`
@@ -2585,7 +2586,8 @@ type LauncherConsoleRequest struct {
 //
 // Resolve a VM template's kernel, initrd and disks as the PROLOG would (fetching them into the
 // launcher's cache, locking nothing) and answer its Firecracker configuration. Name the
-// template by ID or by name, not both. 404 when there is no such template.
+// template by ID or by name, not both. 404 when there is no such template, 403 when the asker
+// may not use it.
 type LauncherFirecrackerRequest struct {
 	// Template ID.
 	TemplateID *int64 `json:"template_id,omitempty"`

@@ -43,7 +43,8 @@ func TestTemplateAndVMPermissions(t *testing.T) {
 	h.forbidden(schemas.CommandLauncherTemplateUpdate, schemas.LauncherTemplateUpdate{ID: tid, Template: text}, "user alice may not manage template")
 	h.forbidden(schemas.CommandLauncherTemplateDelete, schemas.LauncherTemplateDelete{ID: tid}, "user alice may not manage template")
 	h.forbidden(schemas.CommandLauncherTemplateChmod, schemas.LauncherTemplateChmod{ID: tid, Permissions: "666"}, "user alice may not manage template")
-	if own := h.template(h.createTemplate("alices", text)); own.User != "alice" || own.Group != acl.DefaultGroup || own.Permissions != "600" {
+	aliceTemplate := h.createTemplate("alices", text)
+	if own := h.template(aliceTemplate); own.User != "alice" || own.Group != acl.DefaultGroup || own.Permissions != "600" {
 		t.Errorf("alice's template: owner %s, group %s, permissions %s; want alice, users, 600", own.User, own.Group, own.Permissions)
 	}
 
@@ -86,6 +87,14 @@ func TestTemplateAndVMPermissions(t *testing.T) {
 	var vm schemas.VM
 	if err := bob.Query(h.ctx, launcher.Name, schemas.QueryLauncherVM, schemas.LauncherVMRequest{ID: vmID}, &vm); bus.ErrorCode(err) != bus.CodeForbidden {
 		t.Errorf("bob shows alice's VM: %v, want 403", err)
+	}
+	var console schemas.LauncherConsoleReply
+	if err := bob.Query(h.ctx, launcher.Name, schemas.QueryLauncherConsole, schemas.LauncherConsoleRequest{ID: vmID}, &console); bus.ErrorCode(err) != bus.CodeForbidden {
+		t.Errorf("bob reads alice's VM's console: %v, want 403", err)
+	}
+	var fc schemas.LauncherFirecrackerReply
+	if err := bob.Query(h.ctx, launcher.Name, schemas.QueryLauncherFirecracker, schemas.LauncherFirecrackerRequest{TemplateID: &aliceTemplate}, &fc); bus.ErrorCode(err) != bus.CodeForbidden {
+		t.Errorf("bob asks for the Firecracker configuration of alice's template: %v, want 403", err)
 	}
 	h.forbidden(schemas.CommandLauncherTerminate, schemas.VMAction{ID: vmID}, "user bob may not manage VM")
 

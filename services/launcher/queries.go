@@ -116,7 +116,15 @@ func (s *Service) queryConsole(ctx context.Context, r schemas.LauncherConsoleReq
 	if r.Offset < 0 {
 		return schemas.LauncherConsoleReply{}, bus.Invalid(fmt.Errorf("offset %d is negative", r.Offset))
 	}
-	if _, err := s.queriedVM(ctx, r.ID); err != nil {
+	u, service, err := s.asker(ctx)
+	if err != nil {
+		return schemas.LauncherConsoleReply{}, err
+	}
+	rec, err := s.queriedVM(ctx, r.ID)
+	if err != nil {
+		return schemas.LauncherConsoleReply{}, err
+	}
+	if err := mayShow(u, service, vmObject(&rec.VM)); err != nil {
 		return schemas.LauncherConsoleReply{}, err
 	}
 	text, size, err := readConsole(s.consoleLog(r.ID), r.Offset, DefaultConsoleChunk)
