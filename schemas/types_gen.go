@@ -4,6 +4,20 @@ package schemas
 
 import "reflect"
 
+// ListFilter is defined in defs.json.
+//
+// OpenNebula's filter flag of a list, always within what the asker may use: all (the default,
+// as `oneimage list`): every image the asker may use, for the oneadmin group every image; mine:
+// the asker's own; group: the asker's own and those of the groups the asker is in.
+type ListFilter string
+
+// ListFilter values.
+const (
+	ListFilterAll   ListFilter = "all"
+	ListFilterMine  ListFilter = "mine"
+	ListFilterGroup ListFilter = "group"
+)
+
 // ImageType is defined in defs.json.
 //
 // What an image holds. KERNEL, RAMDISK and CONTEXT are file types: they live in a files
@@ -253,6 +267,7 @@ const (
 
 // Every value of each enum, in schema order: ImageTypeValues() returns a new []ImageType.
 var (
+	ListFilterValues          = enumValues(ListFilterAll, ListFilterMine, ListFilterGroup)
 	ImageTypeValues           = enumValues(ImageTypeOS, ImageTypeCDROM, ImageTypeDatablock, ImageTypeKernel, ImageTypeRamdisk, ImageTypeContext)
 	ImageStateValues          = enumValues(ImageStateLocked, ImageStateReady, ImageStateUsed, ImageStateUsedPers, ImageStateDisabled, ImageStateError, ImageStateDelete, ImageStateClone, ImageStateLockedUsed, ImageStateLockedUsedPers)
 	DiskFormatValues          = enumValues(DiskFormatRaw, DiskFormatQcow2, DiskFormatVMDK, DiskFormatVDI, DiskFormatVPC, DiskFormatVHDX, DiskFormatISO, DiskFormatLUKS)
@@ -286,6 +301,10 @@ type User struct {
 	// Every group the user is in, the primary one first.
 	Groups []string `json:"groups"`
 
+	// The user's datastore quotas: the limits an administrator set (user-quota) and, in query
+	// replies, the usage.
+	Quotas []DatastoreQuota `json:"quotas,omitempty"`
+
 	// Creation time, RFC 3339.
 	CreatedAt string `json:"created_at"`
 }
@@ -300,8 +319,33 @@ type Group struct {
 	// Its members, by name.
 	Users []string `json:"users,omitempty"`
 
+	// The group's datastore quotas, over the images whose group it is: the limits an administrator
+	// set (group-quota) and, in query replies, the usage.
+	Quotas []DatastoreQuota `json:"quotas,omitempty"`
+
 	// Creation time, RFC 3339.
 	CreatedAt string `json:"created_at"`
+}
+
+// DatastoreQuota is defined in defs.json.
+//
+// OpenNebula's DATASTORE quota on one datastore: how many images, and how many MB of them
+// (virtual sizes, rounded up to whole MiB).
+type DatastoreQuota struct {
+	// The datastore.
+	Datastore string `json:"datastore"`
+
+	// Limit on the number of images (IMAGES).
+	Images int64 `json:"images"`
+
+	// Limit on their total size in MB (SIZE).
+	SizeMb int64 `json:"size_mb"`
+
+	// Images counted now (IMAGES_USED); in query replies only.
+	ImagesUsed *int64 `json:"images_used,omitempty"`
+
+	// MB counted now (SIZE_USED); in query replies only.
+	SizeMbUsed *int64 `json:"size_mb_used,omitempty"`
 }
 
 // Failure is defined in defs.json. It is the payload of event builder.failed, event
@@ -1187,6 +1231,26 @@ type GroupDelete struct {
 	Name string `json:"name"`
 }
 
+// GroupQuota is the payload of command catalog.group-quota
+// (https://slipway.dev/schemas/cmd/catalog.group-quota.json).
+//
+// Set a group's datastore quota (OpenNebula's DATASTORE quota): the limits given change, the
+// others stay. -2 unlimited, -1 the default quota (unlimited: no defaults are configured), 0
+// none allowed.
+type GroupQuota struct {
+	// Group name.
+	Name string `json:"name"`
+
+	// The datastore the quota applies to.
+	Datastore string `json:"datastore"`
+
+	// Limit on the number of images (IMAGES).
+	Images *int64 `json:"images,omitempty"`
+
+	// Limit on their total size in MB (SIZE).
+	SizeMb *int64 `json:"size_mb,omitempty"`
+}
+
 // ImageChgrp is the payload of command catalog.image-chgrp
 // (https://slipway.dev/schemas/cmd/catalog.image-chgrp.json).
 //
@@ -1448,6 +1512,26 @@ type UserCreate struct {
 type UserDelete struct {
 	// User name.
 	Name string `json:"name"`
+}
+
+// UserQuota is the payload of command catalog.user-quota
+// (https://slipway.dev/schemas/cmd/catalog.user-quota.json).
+//
+// Set a user's datastore quota (OpenNebula's DATASTORE quota): the limits given change, the
+// others stay. -2 unlimited, -1 the default quota (unlimited: no defaults are configured), 0
+// none allowed.
+type UserQuota struct {
+	// User name.
+	Name string `json:"name"`
+
+	// The datastore the quota applies to.
+	Datastore string `json:"datastore"`
+
+	// Limit on the number of images (IMAGES).
+	Images *int64 `json:"images,omitempty"`
+
+	// Limit on their total size in MB (SIZE).
+	SizeMb *int64 `json:"size_mb,omitempty"`
 }
 
 // ConverterCreateBlank is the payload of command converter.create-blank
@@ -1897,6 +1981,15 @@ type GroupDeleted struct {
 	Name string `json:"name"`
 }
 
+// GroupUpdated is the payload of event catalog.group-updated
+// (https://slipway.dev/schemas/evt/catalog.group-updated.json).
+//
+// A group's quotas changed: its whole record.
+type GroupUpdated struct {
+	// The group.
+	Group Group `json:"group"`
+}
+
 // ImageDeleted is the payload of event catalog.image-deleted
 // (https://slipway.dev/schemas/evt/catalog.image-deleted.json).
 //
@@ -2049,7 +2142,7 @@ type UserDeleted struct {
 // UserUpdated is the payload of event catalog.user-updated
 // (https://slipway.dev/schemas/evt/catalog.user-updated.json).
 //
-// A user's groups changed: its whole record.
+// A user's groups or quotas changed: its whole record.
 type UserUpdated struct {
 	// The user.
 	User User `json:"user"`
@@ -2361,6 +2454,9 @@ type CatalogListRequest struct {
 
 	// Only the images in this state.
 	State ImageState `json:"state,omitempty"`
+
+	// Which images, always among those the asker may use (default all).
+	Filter ListFilter `json:"filter,omitempty"`
 }
 
 // CatalogShowRequest is the payload of query catalog.show
@@ -2806,6 +2902,7 @@ const (
 	CommandCatalogGroupCreate          = "group-create"
 	CommandCatalogGroupDelUser         = "group-del-user"
 	CommandCatalogGroupDelete          = "group-delete"
+	CommandCatalogGroupQuota           = "group-quota"
 	CommandCatalogImageChgrp           = "image-chgrp"
 	CommandCatalogImageChmod           = "image-chmod"
 	CommandCatalogImageChown           = "image-chown"
@@ -2825,6 +2922,7 @@ const (
 	CommandCatalogImageUse             = "image-use"
 	CommandCatalogUserCreate           = "user-create"
 	CommandCatalogUserDelete           = "user-delete"
+	CommandCatalogUserQuota            = "user-quota"
 	CommandConverterCreateBlank        = "create-blank"
 	CommandConverterImport             = "import"
 	CommandCryptoLUKSCreate            = "create"
@@ -2860,6 +2958,7 @@ const (
 	EventCatalogFailed                = "failed"
 	EventCatalogGroupCreated          = "group-created"
 	EventCatalogGroupDeleted          = "group-deleted"
+	EventCatalogGroupUpdated          = "group-updated"
 	EventCatalogImageCreated          = "image-created"
 	EventCatalogImageDeleted          = "image-deleted"
 	EventCatalogImageProgress         = "image-progress"
@@ -2937,6 +3036,7 @@ var (
 	CmdCatalogGroupCreate           = Cmd[GroupCreate]{Service: ServiceCatalog, Verb: CommandCatalogGroupCreate, Answers: []string{EventCatalogGroupCreated}}
 	CmdCatalogGroupDelUser          = Cmd[GroupDelUser]{Service: ServiceCatalog, Verb: CommandCatalogGroupDelUser, Answers: []string{EventCatalogUserUpdated}}
 	CmdCatalogGroupDelete           = Cmd[GroupDelete]{Service: ServiceCatalog, Verb: CommandCatalogGroupDelete, Answers: []string{EventCatalogGroupDeleted}}
+	CmdCatalogGroupQuota            = Cmd[GroupQuota]{Service: ServiceCatalog, Verb: CommandCatalogGroupQuota, Answers: []string{EventCatalogGroupUpdated}}
 	CmdCatalogImageChgrp            = Cmd[ImageChgrp]{Service: ServiceCatalog, Verb: CommandCatalogImageChgrp, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageChmod            = Cmd[ImageChmod]{Service: ServiceCatalog, Verb: CommandCatalogImageChmod, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageChown            = Cmd[ImageChown]{Service: ServiceCatalog, Verb: CommandCatalogImageChown, Answers: []string{EventCatalogImageUpdated}}
@@ -2956,6 +3056,7 @@ var (
 	CmdCatalogImageUse              = Cmd[ImageUse]{Service: ServiceCatalog, Verb: CommandCatalogImageUse, Answers: []string{EventCatalogImageUsed}}
 	CmdCatalogUserCreate            = Cmd[UserCreate]{Service: ServiceCatalog, Verb: CommandCatalogUserCreate, Answers: []string{EventCatalogUserCreated}}
 	CmdCatalogUserDelete            = Cmd[UserDelete]{Service: ServiceCatalog, Verb: CommandCatalogUserDelete, Answers: []string{EventCatalogUserDeleted}}
+	CmdCatalogUserQuota             = Cmd[UserQuota]{Service: ServiceCatalog, Verb: CommandCatalogUserQuota, Answers: []string{EventCatalogUserUpdated}}
 	CmdConverterCreateBlank         = Cmd[ConverterCreateBlank]{Service: ServiceConverter, Verb: CommandConverterCreateBlank, Answers: []string{EventConverterConverted}}
 	CmdConverterImport              = Cmd[ConverterImport]{Service: ServiceConverter, Verb: CommandConverterImport, Answers: []string{EventConverterConverted}}
 	CmdCryptoLUKSCreate             = Cmd[CryptoLuksCreate]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSCreate, Answers: []string{EventCryptoLUKSEncrypted}}
@@ -2987,6 +3088,7 @@ var (
 	EvtCatalogFailed                = Evt[Failure]{Service: ServiceCatalog, Name: EventCatalogFailed}
 	EvtCatalogGroupCreated          = Evt[GroupCreated]{Service: ServiceCatalog, Name: EventCatalogGroupCreated}
 	EvtCatalogGroupDeleted          = Evt[GroupDeleted]{Service: ServiceCatalog, Name: EventCatalogGroupDeleted}
+	EvtCatalogGroupUpdated          = Evt[GroupUpdated]{Service: ServiceCatalog, Name: EventCatalogGroupUpdated}
 	EvtCatalogImageCreated          = Evt[Image]{Service: ServiceCatalog, Name: EventCatalogImageCreated}
 	EvtCatalogImageDeleted          = Evt[ImageDeleted]{Service: ServiceCatalog, Name: EventCatalogImageDeleted}
 	EvtCatalogImageProgress         = Evt[ImageProgress]{Service: ServiceCatalog, Name: EventCatalogImageProgress}
@@ -3060,6 +3162,7 @@ var registry = []registered{
 	{kind: "cmd", service: "catalog", name: "group-create", file: "cmd/catalog.group-create.json", typ: reflect.TypeFor[GroupCreate](), senders: []string{"admins"}},
 	{kind: "cmd", service: "catalog", name: "group-del-user", file: "cmd/catalog.group-del-user.json", typ: reflect.TypeFor[GroupDelUser](), senders: []string{"admins"}},
 	{kind: "cmd", service: "catalog", name: "group-delete", file: "cmd/catalog.group-delete.json", typ: reflect.TypeFor[GroupDelete](), senders: []string{"admins"}},
+	{kind: "cmd", service: "catalog", name: "group-quota", file: "cmd/catalog.group-quota.json", typ: reflect.TypeFor[GroupQuota](), senders: []string{"admins"}},
 	{kind: "cmd", service: "catalog", name: "image-chgrp", file: "cmd/catalog.image-chgrp.json", typ: reflect.TypeFor[ImageChgrp](), senders: []string{"users"}, access: "admin"},
 	{kind: "cmd", service: "catalog", name: "image-chmod", file: "cmd/catalog.image-chmod.json", typ: reflect.TypeFor[ImageChmod](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-chown", file: "cmd/catalog.image-chown.json", typ: reflect.TypeFor[ImageChown](), senders: []string{"users"}, access: "admin"},
@@ -3079,6 +3182,7 @@ var registry = []registered{
 	{kind: "cmd", service: "catalog", name: "image-use", file: "cmd/catalog.image-use.json", typ: reflect.TypeFor[ImageUse](), senders: []string{"launcher"}, access: "use"},
 	{kind: "cmd", service: "catalog", name: "user-create", file: "cmd/catalog.user-create.json", typ: reflect.TypeFor[UserCreate](), senders: []string{"admins"}},
 	{kind: "cmd", service: "catalog", name: "user-delete", file: "cmd/catalog.user-delete.json", typ: reflect.TypeFor[UserDelete](), senders: []string{"admins"}},
+	{kind: "cmd", service: "catalog", name: "user-quota", file: "cmd/catalog.user-quota.json", typ: reflect.TypeFor[UserQuota](), senders: []string{"admins"}},
 	{kind: "cmd", service: "converter", name: "create-blank", file: "cmd/converter.create-blank.json", typ: reflect.TypeFor[ConverterCreateBlank](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "converter", name: "import", file: "cmd/converter.import.json", typ: reflect.TypeFor[ConverterImport](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "crypto-luks", name: "create", file: "cmd/crypto-luks.create.json", typ: reflect.TypeFor[CryptoLuksCreate](), senders: []string{"catalog"}},
@@ -3110,6 +3214,7 @@ var registry = []registered{
 	{kind: "evt", service: "catalog", name: "failed", file: "evt/catalog.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "catalog", name: "group-created", file: "evt/catalog.group-created.json", typ: reflect.TypeFor[GroupCreated]()},
 	{kind: "evt", service: "catalog", name: "group-deleted", file: "evt/catalog.group-deleted.json", typ: reflect.TypeFor[GroupDeleted]()},
+	{kind: "evt", service: "catalog", name: "group-updated", file: "evt/catalog.group-updated.json", typ: reflect.TypeFor[GroupUpdated]()},
 	{kind: "evt", service: "catalog", name: "image-created", file: "evt/catalog.image-created.json", typ: reflect.TypeFor[Image]()},
 	{kind: "evt", service: "catalog", name: "image-deleted", file: "evt/catalog.image-deleted.json", typ: reflect.TypeFor[ImageDeleted]()},
 	{kind: "evt", service: "catalog", name: "image-progress", file: "evt/catalog.image-progress.json", typ: reflect.TypeFor[ImageProgress]()},
