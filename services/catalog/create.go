@@ -202,6 +202,7 @@ func (s *Service) record(p plan, id int64, sagaID string) *schemas.Image {
 	}
 	if p.req.SizeMiB > 0 {
 		img.Origin = "blank"
+		img.Size = p.req.SizeMiB << 20 // declared: the quotas count it from now
 	}
 	if len(img.Attributes) == 0 {
 		img.Attributes = nil
