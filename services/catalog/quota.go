@@ -17,11 +17,9 @@ package catalog
 // size), else nothing.
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -98,10 +96,10 @@ func usageIn(all []schemas.Image, owns func(*schemas.Image) bool, ds string, ski
 	return u
 }
 
-// fits checks that own, added to used, stays within h's limits; images
+// admits checks that own, added to used, stays within h's limits; images
 // says whether the image count is checked (not at commit, where the
 // image was counted when it was created).
-func (h quotaHolder) fits(used, own usage, images bool) error {
+func (h quotaHolder) admits(used, own usage, images bool) error {
 	q := h.limits
 	if images && limited(q.Images) && used.images+own.images > q.Images {
 		return quotaRefusal("%s %s: quota IMAGES %d reached in datastore %s (%d images)", h.kind, h.name, q.Images, q.Datastore, used.images)
@@ -180,7 +178,7 @@ func (s *Service) withinQuota(ctx context.Context, img *schemas.Image, own usage
 			return err
 		}
 		for _, h := range hs {
-			if err := h.fits(usageIn(all, h.owns, img.Datastore, img.ID), own, images); err != nil {
+			if err := h.admits(usageIn(all, h.owns, img.Datastore, img.ID), own, images); err != nil {
 				if written {
 					return errors.Join(err, undo())
 				}
@@ -275,80 +273,4 @@ func (s *Service) reserveSize(ctx context.Context, id int64, sagaID string, virt
 		return err
 	}
 	return s.withinQuota(ctx, img, usage{images: 1, sizeMB: sizeMB(virtualSize)}, false, write, func() error { return nil })
-}
-
-// quotaReport is qs with the usage of the images owns picks, for every
-// datastore.
-func (s *Service) quotaReport(all []schemas.Image, qs []schemas.DatastoreQuota, owns func(*schemas.Image) bool) []schemas.DatastoreQuota {
-	out := make([]schemas.DatastoreQuota, 0, len(s.cfg.Datastores))
-	for _, ds := range s.cfg.Datastores {
-		q := limitsIn(qs, ds.Name)
-		u := usageIn(all, owns, ds.Name, -1)
-		q.ImagesUsed, q.SizeMbUsed = &u.images, &u.sizeMB
-		out = append(out, q)
-	}
-	return out
-}
-
-// setQuota is qs with the limits given for datastore ds; an entry left
-// with the default limits is dropped, as OpenNebula does.
-func setQuota(qs []schemas.DatastoreQuota, ds string, images, size *int64) []schemas.DatastoreQuota {
-	q := limitsIn(qs, ds)
-	if images != nil {
-		q.Images = *images
-	}
-	if size != nil {
-		q.SizeMb = *size
-	}
-	out := slices.DeleteFunc(slices.Clone(qs), func(e schemas.DatastoreQuota) bool { return e.Datastore == ds })
-	if q.Images != QuotaDefault || q.SizeMb != QuotaDefault {
-		out = append(out, q)
-	}
-	slices.SortFunc(out, func(a, b schemas.DatastoreQuota) int { return cmp.Compare(a.Datastore, b.Datastore) })
-	if len(out) == 0 {
-		return nil
-	}
-	return out
-}
-
-// The quota commands.
-
-func (s *Service) userQuota(ctx context.Context, m *bus.Msg, req schemas.UserQuota) error {
-	if req.Name == acl.AdminUser {
-		return refuse("the %s user has no quota: OpenNebula enforces none on it", acl.AdminUser)
-	}
-	if _, err := s.datastore(req.Datastore); err != nil {
-		return err
-	}
-	u, _, err := s.users.users.Update(ctx, req.Name, func(u *schemas.User) error {
-		u.Quotas = setQuota(u.Quotas, req.Datastore, req.Images, req.SizeMb)
-		return nil
-	})
-	if errors.Is(err, kvstore.ErrNotFound) {
-		return refuse("user %q does not exist", req.Name)
-	}
-	if err != nil {
-		return err
-	}
-	return s.emitAccount(ctx, m, schemas.EventCatalogUserUpdated, u.Name, schemas.UserUpdated{User: *u})
-}
-
-func (s *Service) groupQuota(ctx context.Context, m *bus.Msg, req schemas.GroupQuota) error {
-	if req.Name == acl.AdminGroup {
-		return refuse("the %s group has no quota: OpenNebula enforces none on it", acl.AdminGroup)
-	}
-	if _, err := s.datastore(req.Datastore); err != nil {
-		return err
-	}
-	g, _, err := s.users.groups.Update(ctx, req.Name, func(g *schemas.Group) error {
-		g.Quotas = setQuota(g.Quotas, req.Datastore, req.Images, req.SizeMb)
-		return nil
-	})
-	if errors.Is(err, kvstore.ErrNotFound) {
-		return refuse("group %q does not exist", req.Name)
-	}
-	if err != nil {
-		return err
-	}
-	return s.emitAccount(ctx, m, schemas.EventCatalogGroupUpdated, g.Name, schemas.GroupUpdated{Group: *g})
 }
