@@ -153,6 +153,12 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 	}
 	id, sagaID := res.ImageID, res.SagaID
 	data := importData{ImageID: id, CommandID: m.Envelope.ID, Command: m.Subject, Dest: p.dest(id, sagaID), Staged: p.staged}
+	if p.req.SizeMiB == 0 {
+		// An import whose size is known only once fetched.
+		if data.SizeLimit, data.SizeLimitedBy, err = s.sizeAllowance(ctx, p.ds.Name, id); err != nil {
+			return res, err
+		}
+	}
 	start := func() error { return s.startCreate(ctx, p, sagaID, data) }
 	if err := s.register(ctx, m, res, start, s.record(p, id, sagaID)); err != nil {
 		return res, err
@@ -200,9 +206,12 @@ func (s *Service) record(p plan, id int64, sagaID string) *schemas.Image {
 	if p.req.Origin != "" {
 		img.Origin = p.req.Origin
 	}
-	if p.req.SizeMiB > 0 {
+	switch {
+	case p.req.SizeMiB > 0:
 		img.Origin = "blank"
 		img.Size = p.req.SizeMiB << 20 // declared: the quotas count it from now
+	case p.docker != nil && p.docker.SizeMiB > 0:
+		img.Size = p.docker.SizeMiB << 20 // the filesystem size the URL asks for
 	}
 	if len(img.Attributes) == 0 {
 		img.Attributes = nil
@@ -220,7 +229,7 @@ func (s *Service) sendConvert(ctx context.Context, m *bus.Msg, p plan, data impo
 	cmd := schemas.ConverterImport{
 		ImageID: data.ImageID, Source: p.req.Path, SourceFormat: p.req.SourceFormat, Format: p.req.Format,
 		Compression: p.req.Compression, Checksum: p.req.Checksum, Dest: data.Dest,
-		MaxVirtualSize: s.cfg.MaxVirtualSize,
+		MaxVirtualSize: data.maxVirtualSize(s.cfg.MaxVirtualSize),
 	}
 	if IsFileType(p.typ) {
 		// Kernels, initrds and context files are not disks: they are

@@ -58,6 +58,21 @@ type importData struct {
 	// SetAttributes are merged into the image's attributes at commit
 	// (provenance of a docker import).
 	SetAttributes map[string]string `json:"set_attributes,omitempty"`
+	// SizeLimit is the largest virtual size the owner's and group's SIZE
+	// quotas left the import when it was created, for the converter to
+	// refuse a bigger one before it stores anything; SizeLimitedBy names
+	// that quota. 0: no quota was tighter than the catalog's own limit.
+	SizeLimit     int64  `json:"size_limit,omitempty"`
+	SizeLimitedBy string `json:"size_limited_by,omitempty"`
+}
+
+// maxVirtualSize is the limit the converter is given: the catalog's, or
+// what the quotas left when tighter.
+func (d importData) maxVirtualSize(catalog int64) int64 {
+	if d.SizeLimit > 0 && (catalog <= 0 || d.SizeLimit < catalog) {
+		return d.SizeLimit
+	}
+	return catalog
 }
 
 // deleteOwned deletes a reported blob if it lies where image blobs live,

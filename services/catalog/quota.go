@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -273,4 +274,38 @@ func (s *Service) reserveSize(ctx context.Context, id int64, sagaID string, virt
 		return err
 	}
 	return s.withinQuota(ctx, img, usage{images: 1, sizeMB: sizeMB(virtualSize)}, false, write, func() error { return nil })
+}
+
+// sizeAllowance is the largest virtual size (bytes) the SIZE quotas a new
+// image of the caller's in datastore ds counts against leave it, and which
+// quota leaves the least; 0 when none limits SIZE. It is advice for the
+// converter (a bigger import is refused before anything is stored); the
+// commit's check (reserveSize) is the one that counts.
+func (s *Service) sizeAllowance(ctx context.Context, ds string, id int64) (int64, string, error) {
+	user, group := s.owner(ctx)
+	img := &schemas.Image{ID: id, User: user, Group: group, Datastore: ds}
+	hs, err := s.holders(ctx, img)
+	if err != nil || !slices.ContainsFunc(hs, func(h quotaHolder) bool { return limited(h.limits.SizeMb) }) {
+		return 0, "", err
+	}
+	all, err := s.images.List(ctx)
+	if err != nil {
+		return 0, "", err
+	}
+	var (
+		left int64 = -1
+		by   string
+	)
+	for _, h := range hs {
+		if !limited(h.limits.SizeMb) {
+			continue
+		}
+		l := max(h.limits.SizeMb-usageIn(all, h.owns, ds, id).sizeMB, 0)
+		if left < 0 || l < left {
+			left = l
+			by = fmt.Sprintf("%s %s's quota SIZE %d MB in datastore %s", h.kind, h.name, h.limits.SizeMb, ds)
+		}
+	}
+	// 0 would mean "no limit" to the converter: one byte refuses all.
+	return max(left*mib, 1), by, nil
 }

@@ -230,6 +230,12 @@ func TestQuotaGroupAndSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd, c := h.convertCommand(img.ID)
+	// The converter is told what the quota leaves, to refuse a bigger
+	// import before it stores anything; this one (a converter that does
+	// not look) stores 20 MB anyway, which the commit catches.
+	if c.MaxVirtualSize != 10<<20 {
+		t.Errorf("the converter may import %d bytes, want the 10 MB the group's quota leaves", c.MaxVirtualSize)
+	}
 	data := []byte("twenty MB once inflated")
 	h.put(c.Dest, data)
 	info, err := h.blobs.Stat(h.ctx, h.cfg.Datastores[0].Bucket, strings.TrimPrefix(c.Dest, "s3://"+h.cfg.Datastores[0].Bucket+"/"))
@@ -256,6 +262,25 @@ func TestQuotaGroupAndSize(t *testing.T) {
 	// In ERROR it holds no data: it counts as an image of 0 MB.
 	if got := h.mustShow(img.ID); got.Size != 0 {
 		t.Errorf("the image in ERROR has size %d", got.Size)
+	}
+
+	// A converter that refuses the import for the limit it was given: the
+	// reason says which quota set it.
+	h.put(staged, []byte("carol's disk"))
+	huge, err := answerFrom[schemas.Image](h, carol, schemas.CommandCatalogImageCreate,
+		schemas.ImageCreate{Name: "huge", Path: staged, Staged: true}, schemas.EventCatalogImageCreated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, c = h.convertCommand(huge.ID)
+	if c.MaxVirtualSize != 10<<20 {
+		t.Errorf("the second import may be %d bytes, want 10 MB", c.MaxVirtualSize)
+	}
+	h.converterEvent(cmd, "failed", huge.ID, schemas.Failure{Code: schemas.CodeInvalidInput, ImageID: &huge.ID,
+		Phase: string(schemas.ConverterPhaseInspect), Error: "raw: virtual size 50.0 MiB exceeds 10.0 MiB"})
+	ev = h.waitState(huge.ID, StateError)
+	if !strings.Contains(ev.Error, "limited to a virtual size of 10 MB by group devs's quota SIZE 110 MB in datastore default") {
+		t.Errorf("the import the converter refused for the quota's limit ended with %q", ev.Error)
 	}
 }
 
