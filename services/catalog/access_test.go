@@ -27,7 +27,7 @@ type testAuthority struct {
 // auditor names the harness's witness: it sees every subject.
 const auditor = "auditor"
 
-func newAuthHarness(t *testing.T) *harness {
+func newAuthHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	t.Helper()
 	a := &testAuthority{dir: filepath.Join(t.TempDir(), "identity")}
 	var err error
@@ -39,7 +39,7 @@ func newAuthHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	return startHarness(t, srv.ClientURL(), a)
+	return startHarness(t, srv.ClientURL(), a, mutate...)
 }
 
 // connect connects as service (a service of the contract), as the auditor,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -16,27 +15,9 @@ import (
 	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
-	"github.com/slipway/slipway/pkg/identity"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 )
-
-// newAuthHarnessWith is newAuthHarness with the catalog's configuration
-// changed.
-func newAuthHarnessWith(t *testing.T, mutate ...func(*Config)) *harness {
-	t.Helper()
-	a := &testAuthority{dir: filepath.Join(t.TempDir(), "identity")}
-	var err error
-	if a.keys, err = identity.Open(a.dir, "catalog-test"); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := testenv.NewNATSServer(t.TempDir(), -1, a.keys.ConfigureServer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	return startHarness(t, srv.ClientURL(), a, mutate...)
-}
 
 // blankAs has b create an empty DATABLOCK of mib MiB and waits for its
 // answer (image-created or the refusal).
@@ -287,7 +268,7 @@ func TestQuotaGroupAndSize(t *testing.T) {
 // TestQuotaLastSlotRace: eight creates race for alice's last slot through
 // a catalog that handles eight commands at once: exactly one passes.
 func TestQuotaLastSlotRace(t *testing.T) {
-	h := newAuthHarnessWith(t, func(c *Config) { c.Concurrency = 8 })
+	h := newAuthHarness(t, func(c *Config) { c.Concurrency = 8 })
 	alice := h.newUser("alice", "")
 	h.setQuota("user", "alice", ptr(2), nil)
 	if _, err := h.blankAs(alice, "first", 1); err != nil {
