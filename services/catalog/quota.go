@@ -128,8 +128,8 @@ func (s *Service) holders(ctx context.Context, img *schemas.Image) ([]quotaHolde
 		}
 	}
 	if img.User != acl.AdminUser {
-		u, _, err := s.users.users.Get(ctx, img.User)
-		if err != nil && !errors.Is(err, kvstore.ErrNotFound) {
+		u, err := existingOrNil(ctx, s.users.users, img.User)
+		if err != nil {
 			return nil, err
 		}
 		if u != nil {
@@ -137,8 +137,8 @@ func (s *Service) holders(ctx context.Context, img *schemas.Image) ([]quotaHolde
 		}
 	}
 	if img.Group != acl.AdminGroup {
-		g, _, err := s.users.groups.Get(ctx, img.Group)
-		if err != nil && !errors.Is(err, kvstore.ErrNotFound) {
+		g, err := existingOrNil(ctx, s.users.groups, img.Group)
+		if err != nil {
 			return nil, err
 		}
 		if g != nil {
@@ -146,6 +146,16 @@ func (s *Service) holders(ctx context.Context, img *schemas.Image) ([]quotaHolde
 		}
 	}
 	return out, nil
+}
+
+// existingOrNil reads record name of st; nil when there is none (an
+// image whose owner or group was deleted counts against no quota).
+func existingOrNil[T any](ctx context.Context, st *kvstore.Store[string, T], name string) (*T, error) {
+	v, _, err := st.Get(ctx, name)
+	if errors.Is(err, kvstore.ErrNotFound) {
+		return nil, nil
+	}
+	return v, err
 }
 
 // withinQuota runs write, which makes img visible in the images bucket

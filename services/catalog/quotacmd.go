@@ -50,19 +50,8 @@ func setQuota(qs []schemas.DatastoreQuota, ds string, images, size *int64) []sch
 }
 
 func (s *Service) userQuota(ctx context.Context, m *bus.Msg, req schemas.UserQuota) error {
-	if req.Name == acl.AdminUser {
-		return refuse("the %s user has no quota: OpenNebula enforces none on it", acl.AdminUser)
-	}
-	if _, err := s.datastore(req.Datastore); err != nil {
-		return err
-	}
-	u, _, err := s.users.users.Update(ctx, req.Name, func(u *schemas.User) error {
-		u.Quotas = setQuota(u.Quotas, req.Datastore, req.Images, req.SizeMb)
-		return nil
-	})
-	if errors.Is(err, kvstore.ErrNotFound) {
-		return refuse("user %q does not exist", req.Name)
-	}
+	u, err := changeQuota(ctx, s, s.users.users, "user", acl.AdminUser, req.Name, req.Datastore,
+		func(u *schemas.User) { u.Quotas = setQuota(u.Quotas, req.Datastore, req.Images, req.SizeMb) })
 	if err != nil {
 		return err
 	}
@@ -70,21 +59,26 @@ func (s *Service) userQuota(ctx context.Context, m *bus.Msg, req schemas.UserQuo
 }
 
 func (s *Service) groupQuota(ctx context.Context, m *bus.Msg, req schemas.GroupQuota) error {
-	if req.Name == acl.AdminGroup {
-		return refuse("the %s group has no quota: OpenNebula enforces none on it", acl.AdminGroup)
-	}
-	if _, err := s.datastore(req.Datastore); err != nil {
-		return err
-	}
-	g, _, err := s.users.groups.Update(ctx, req.Name, func(g *schemas.Group) error {
-		g.Quotas = setQuota(g.Quotas, req.Datastore, req.Images, req.SizeMb)
-		return nil
-	})
-	if errors.Is(err, kvstore.ErrNotFound) {
-		return refuse("group %q does not exist", req.Name)
-	}
+	g, err := changeQuota(ctx, s, s.users.groups, "group", acl.AdminGroup, req.Name, req.Datastore,
+		func(g *schemas.Group) { g.Quotas = setQuota(g.Quotas, req.Datastore, req.Images, req.SizeMb) })
 	if err != nil {
 		return err
 	}
 	return s.emitAccount(ctx, m, schemas.EventCatalogGroupUpdated, g.Name, schemas.GroupUpdated{Group: *g})
+}
+
+// changeQuota applies set to the user or group name (kind) in st, in a
+// datastore that exists; the oneadmin one (exempt) has no quota to set.
+func changeQuota[T any](ctx context.Context, s *Service, st *kvstore.Store[string, T], kind, exempt, name, ds string, set func(*T)) (*T, error) {
+	if name == exempt {
+		return nil, refuse("the %s %s has no quota: OpenNebula enforces none on it", exempt, kind)
+	}
+	if _, err := s.datastore(ds); err != nil {
+		return nil, err
+	}
+	v, _, err := st.Update(ctx, name, func(v *T) error { set(v); return nil })
+	if errors.Is(err, kvstore.ErrNotFound) {
+		return nil, refuse("%s %q does not exist", kind, name)
+	}
+	return v, err
 }
