@@ -88,7 +88,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("blob: part size %d is below the S3 minimum of %d bytes", partSize, minPartSize)
 	}
 	client, err := minio.New(endpoint, &minio.Options{
-		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken),
 		Secure: secure,
 		Region: cfg.Region,
 	})

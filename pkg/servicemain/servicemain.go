@@ -130,7 +130,11 @@ func serve(ctx context.Context, name string, wire Wire, o options) error {
 
 	d := Deps{Logger: slog.Default()}
 	if !o.noS3 {
-		if d.Store, err = blob.New(blob.ConfigFromEnv()); err != nil {
+		cfg, err := blob.ConfigFromEnv()
+		if err != nil {
+			return err
+		}
+		if d.Store, err = blob.New(cfg); err != nil {
 			return err
 		}
 	}
