@@ -128,7 +128,9 @@ func TestServiceKeysAreScoped(t *testing.T) {
 		{schemas.ServiceConverter, "write to the upload bucket", func(st *blob.Store) error { return put(t, st, up, "uploads/bob/u/f") }},
 		{schemas.ServiceConverter, "delete an upload", func(st *blob.Store) error { return st.Delete(ctx, up, "uploads/bob/u/f") }},
 		{schemas.ServiceKernelRegistry, "delete an image blob", func(st *blob.Store) error { return st.Delete(ctx, ds, "images/7/s/disk") }},
-		{schemas.ServiceCatalog, "make a bucket", func(st *blob.Store) error { return st.Client().MakeBucket(ctx, "slipway-evil", minio.MakeBucketOptions{}) }},
+		{schemas.ServiceCatalog, "make a bucket", func(st *blob.Store) error {
+			return st.Client().MakeBucket(ctx, "slipway-evil", minio.MakeBucketOptions{})
+		}},
 		{schemas.ServiceCatalog, "delete outside images/ of a datastore", func(st *blob.Store) error { return st.Delete(ctx, ds, "other/x") }},
 	} {
 		if err := tc.do(svc[tc.svc]); !denied(err) {
