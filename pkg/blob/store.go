@@ -67,6 +67,7 @@ func wrapErr(op, bucket, key string, err error) error {
 
 // Store reads and writes blobs in an S3-compatible object store.
 type Store struct {
+	cfg      Config
 	client   *minio.Client
 	core     minio.Core
 	partSize uint64
@@ -95,7 +96,7 @@ func New(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blob: client for %q: %w", cfg.Endpoint, err)
 	}
-	return &Store{client: client, core: minio.Core{Client: client}, partSize: partSize, region: cfg.Region}, nil
+	return &Store{cfg: cfg, client: client, core: minio.Core{Client: client}, partSize: partSize, region: cfg.Region}, nil
 }
 
 // parseEndpoint accepts "host:port" or an http(s) URL without a path.
@@ -124,6 +125,10 @@ func parseEndpoint(endpoint string, secure bool) (string, bool, error) {
 
 // Client returns the underlying minio-go client, for what Store does not wrap.
 func (s *Store) Client() *minio.Client { return s.client }
+
+// Config is what the store was made with (its keys too: a service hands
+// them to no one, it uses them to ask an STS for narrower ones).
+func (s *Store) Config() Config { return s.cfg }
 
 // EnsureBucket creates bucket unless it exists. Concurrent callers racing to
 // create the same bucket all succeed.
