@@ -2445,7 +2445,8 @@ type CatalogShowRequest struct {
 // Temporary S3 keys that write only under the asker's own staging prefixes of the upload
 // bucket: uploads/<user>/ (files for image-create with staged: true) and kernels/<user>/
 // (sources of kernel-registry's add). The user is the authenticated sender, never a field. The
-// keys cannot read, list or delete.
+// keys cannot read or list; they delete only under those prefixes (the CLI removes an upload
+// the catalog refused).
 type CatalogUploadCredsRequest struct {
 	// Seconds the keys stay valid (900 to 43200); default 3600.
 	DurationS int64 `json:"duration_s,omitempty"`

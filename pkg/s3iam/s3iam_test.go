@@ -227,6 +227,15 @@ func TestTemporaryKeysAreScoped(t *testing.T) {
 	if _, err := get(alice, ds, "images/1/s/disk.qcow2"); !denied(err) {
 		t.Errorf("upload keys read an image: %v, want AccessDenied", err)
 	}
+	if err := put(t, root, up, "uploads/bob/u1/disk.img"); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Delete(ctx, up, "uploads/bob/u1/disk.img"); !denied(err) {
+		t.Errorf("alice's upload keys deleted bob's upload: %v, want AccessDenied", err)
+	}
+	if err := alice.Delete(ctx, up, "uploads/alice/u1/disk.img"); err != nil {
+		t.Errorf("alice removes her own upload: %v", err)
+	}
 }
 
 // TestPolicyNamesCannotWiden feeds the validator names that would widen a

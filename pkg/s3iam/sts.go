@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -73,8 +74,9 @@ func ReadObject(bucket, key string) (Policy, error) {
 }
 
 // UploadPrefixes is the session policy that writes (in one PUT or in
-// parts) only under <segment>/<user>/ of bucket for each segment: where a
-// user stages files. user must be a name CheckSegment accepts.
+// parts) and deletes only under <segment>/<user>/ of bucket for each
+// segment: where a user stages files (the CLI removes an upload the
+// catalog refused). user must be a name CheckSegment accepts.
 func UploadPrefixes(bucket, user string, segments ...string) (Policy, error) {
 	var res []Resource
 	for _, seg := range segments {
@@ -84,7 +86,7 @@ func UploadPrefixes(bucket, user string, segments ...string) (Policy, error) {
 		}
 		res = append(res, r)
 	}
-	return Allow(Statement{Effect: "Allow", Action: ActWrite, Resource: res}), nil
+	return Allow(Statement{Effect: "Allow", Action: append(slices.Clone(ActWrite), ActDelete...), Resource: res}), nil
 }
 
 // UserUploads is the session policy of a user's uploads: uploads/<user>/
