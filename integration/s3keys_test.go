@@ -90,7 +90,7 @@ func TestRawCommandsCannotTouchAnotherImagesBlob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := s.store.Put(s.ctx, "slipway-uploads", "uploads/"+uuid.NewString()+"/good.raw", f, 1<<20)
+	up, err := s.store.Put(s.ctx, "slipway-uploads", blob.UserStagingPrefix(acl.AdminUser)+uuid.NewString()+"/good.raw", f, 1<<20)
 	f.Close()
 	if err != nil {
 		t.Fatal(err)
