@@ -32,6 +32,13 @@ func IsClientError(err error) bool {
 		er.StatusCode != http.StatusRequestTimeout && er.StatusCode != http.StatusTooManyRequests
 }
 
+// IsDenied reports whether S3 refused the request for the keys' policy
+// (AccessDenied): what a scoped key meets outside its grant.
+func IsDenied(err error) bool {
+	var er minio.ErrorResponse
+	return errors.As(err, &er) && er.Code == "AccessDenied"
+}
+
 // IsNotFound reports whether err says a bucket or object does not exist.
 func IsNotFound(err error) bool {
 	if errors.Is(err, ErrNotFound) {

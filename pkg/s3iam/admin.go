@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -90,18 +91,10 @@ func (a *Admin) AddUser(ctx context.Context, accessKey, secretKey string) error 
 	if err := CheckName(accessKey); err != nil {
 		return err
 	}
-	body, err := json.Marshal(struct {
+	return a.doSealed(ctx, http.MethodPut, "add-user", url.Values{"accessKey": {accessKey}}, struct {
 		SecretKey string `json:"secretKey"`
 		Status    string `json:"status"`
 	}{secretKey, "enabled"})
-	if err != nil {
-		return err
-	}
-	sealed, err := seal(a.secret, body)
-	if err != nil {
-		return err
-	}
-	return a.do(ctx, http.MethodPut, "add-user", url.Values{"accessKey": {accessKey}}, sealed)
 }
 
 // RemoveUser deletes the user accessKey.
@@ -112,19 +105,12 @@ func (a *Admin) RemoveUser(ctx context.Context, accessKey string) error {
 // AttachPolicy attaches the canned policy to user; attaching one already
 // attached is not an error.
 func (a *Admin) AttachPolicy(ctx context.Context, user, policy string) error {
-	body, err := json.Marshal(struct {
+	err := a.doSealed(ctx, http.MethodPost, "idp/builtin/policy/attach", nil, struct {
 		Policies []string `json:"policies"`
 		User     string   `json:"user"`
 	}{[]string{policy}, user})
-	if err != nil {
-		return err
-	}
-	sealed, err := seal(a.secret, body)
-	if err != nil {
-		return err
-	}
-	err = a.do(ctx, http.MethodPost, "idp/builtin/policy/attach", nil, sealed)
-	if e, ok := err.(*AdminError); ok && e.Code == "XMinioAdminPolicyChangeAlreadyApplied" {
+	var e *AdminError
+	if errors.As(err, &e) && e.Code == "XMinioAdminPolicyChangeAlreadyApplied" {
 		return nil
 	}
 	return err
@@ -140,6 +126,20 @@ type AdminError struct {
 
 func (e *AdminError) Error() string {
 	return fmt.Sprintf("s3iam: minio admin %s: %d %s: %s", e.Op, e.Status, e.Code, e.Message)
+}
+
+// doSealed sends v as JSON sealed with the caller's secret key (see seal):
+// how the admin API takes a body that carries a secret.
+func (a *Admin) doSealed(ctx context.Context, method, op string, q url.Values, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	sealed, err := seal(a.secret, body)
+	if err != nil {
+		return err
+	}
+	return a.do(ctx, method, op, q, sealed)
 }
 
 // do sends one signed admin request and reads its error, if any.

@@ -3,8 +3,6 @@ package s3iam_test
 import (
 	"bytes"
 	"context"
-	"errors"
-	"io"
 	"os"
 	"strings"
 	"testing"
@@ -23,12 +21,6 @@ var allServices = []string{
 	schemas.ServiceCryptoLUKS, schemas.ServiceKernelRegistry, schemas.ServiceLauncher,
 }
 
-// denied reports an S3 AccessDenied answer.
-func denied(err error) bool {
-	var er minio.ErrorResponse
-	return errors.As(err, &er) && er.Code == "AccessDenied"
-}
-
 func put(t *testing.T, st *blob.Store, bucket, key string) error {
 	t.Helper()
 	_, err := st.Put(context.Background(), bucket, key, bytes.NewReader([]byte("data of "+key)), int64(len("data of "+key)))
@@ -36,13 +28,7 @@ func put(t *testing.T, st *blob.Store, bucket, key string) error {
 }
 
 func get(st *blob.Store, bucket, key string) (string, error) {
-	rc, _, err := st.Get(context.Background(), bucket, key)
-	if err != nil {
-		return "", err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	return string(b), err
+	return testenv.ReadObject(context.Background(), st, bucket, key)
 }
 
 func store(t *testing.T, cfg blob.Config) *blob.Store {
@@ -133,7 +119,7 @@ func TestServiceKeysAreScoped(t *testing.T) {
 		}},
 		{schemas.ServiceCatalog, "delete outside images/ of a datastore", func(st *blob.Store) error { return st.Delete(ctx, ds, "other/x") }},
 	} {
-		if err := tc.do(svc[tc.svc]); !denied(err) {
+		if err := tc.do(svc[tc.svc]); !blob.IsDenied(err) {
 			t.Errorf("%s could %s: %v, want AccessDenied", tc.svc, tc.what, err)
 		}
 	}
@@ -195,10 +181,10 @@ func TestTemporaryKeysAreScoped(t *testing.T) {
 	if got, err := get(one, ds, "images/1/s/disk.qcow2"); err != nil || got != "data of images/1/s/disk.qcow2" {
 		t.Fatalf("read the object the keys are for: %q, %v", got, err)
 	}
-	if _, err := get(one, ds, "images/2/s/disk.qcow2"); !denied(err) {
+	if _, err := get(one, ds, "images/2/s/disk.qcow2"); !blob.IsDenied(err) {
 		t.Errorf("keys for image 1 read image 2: %v, want AccessDenied", err)
 	}
-	if err := one.Delete(ctx, ds, "images/1/s/disk.qcow2"); !denied(err) {
+	if err := one.Delete(ctx, ds, "images/1/s/disk.qcow2"); !blob.IsDenied(err) {
 		t.Errorf("read keys deleted: %v, want AccessDenied", err)
 	}
 
@@ -217,20 +203,20 @@ func TestTemporaryKeysAreScoped(t *testing.T) {
 		}
 	}
 	for _, k := range []string{"uploads/bob/u1/disk.img", "kernels/bob/u1/vmlinuz", "uploads/alice-x/u/f", "vms/1/disk-0.qcow2"} {
-		if err := put(t, alice, up, k); !denied(err) {
+		if err := put(t, alice, up, k); !blob.IsDenied(err) {
 			t.Errorf("alice's upload keys wrote %s: %v, want AccessDenied", k, err)
 		}
 	}
-	if _, err := get(alice, up, "uploads/alice/u1/disk.img"); !denied(err) {
+	if _, err := get(alice, up, "uploads/alice/u1/disk.img"); !blob.IsDenied(err) {
 		t.Errorf("upload keys read: %v, want AccessDenied", err)
 	}
-	if _, err := get(alice, ds, "images/1/s/disk.qcow2"); !denied(err) {
+	if _, err := get(alice, ds, "images/1/s/disk.qcow2"); !blob.IsDenied(err) {
 		t.Errorf("upload keys read an image: %v, want AccessDenied", err)
 	}
 	if err := put(t, root, up, "uploads/bob/u1/disk.img"); err != nil {
 		t.Fatal(err)
 	}
-	if err := alice.Delete(ctx, up, "uploads/bob/u1/disk.img"); !denied(err) {
+	if err := alice.Delete(ctx, up, "uploads/bob/u1/disk.img"); !blob.IsDenied(err) {
 		t.Errorf("alice's upload keys deleted bob's upload: %v, want AccessDenied", err)
 	}
 	if err := alice.Delete(ctx, up, "uploads/alice/u1/disk.img"); err != nil {

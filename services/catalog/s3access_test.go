@@ -2,17 +2,15 @@ package catalog
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 
-	"github.com/minio/minio-go/v7"
-
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/s3iam"
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -69,18 +67,7 @@ func tempStore(t *testing.T, c schemas.S3TemporaryCredentials) *blob.Store {
 }
 
 func readAll(st *blob.Store, bucket, key string) (string, error) {
-	rc, _, err := st.Get(context.Background(), bucket, key)
-	if err != nil {
-		return "", err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	return string(b), err
-}
-
-func accessDenied(err error) bool {
-	var er minio.ErrorResponse
-	return errors.As(err, &er) && er.Code == "AccessDenied"
+	return testenv.ReadObject(context.Background(), st, bucket, key)
 }
 
 // TestUsersReachBlobsOnlyThroughScopedGrants: users hold no service key.
@@ -110,7 +97,7 @@ func TestUsersReachBlobsOnlyThroughScopedGrants(t *testing.T) {
 			t.Fatalf("bob stages %s: %v", k, err)
 		}
 	}
-	if _, err := bobStore.Put(h.ctx, up, "uploads/alice/x/disk.raw", strings.NewReader("evil"), 4); !accessDenied(err) {
+	if _, err := bobStore.Put(h.ctx, up, "uploads/alice/x/disk.raw", strings.NewReader("evil"), 4); !blob.IsDenied(err) {
 		t.Errorf("bob's upload keys wrote under alice's prefix: %v, want AccessDenied", err)
 	}
 	a := h.importAs(bob, "bob-a", blob.URL(up, "uploads/bob/a/disk.raw"), []byte("bob's disk A"))
@@ -122,7 +109,7 @@ func TestUsersReachBlobsOnlyThroughScopedGrants(t *testing.T) {
 		t.Fatalf("alice's upload keys: %v", err)
 	}
 	aliceStore := tempStore(t, aliceUp)
-	if _, err := aliceStore.Put(h.ctx, up, "uploads/bob/c/disk.raw", strings.NewReader("evil"), 4); !accessDenied(err) {
+	if _, err := aliceStore.Put(h.ctx, up, "uploads/bob/c/disk.raw", strings.NewReader("evil"), 4); !blob.IsDenied(err) {
 		t.Errorf("alice wrote under bob's prefix: %v, want AccessDenied", err)
 	}
 	h.put(blob.URL(up, "uploads/bob/c/disk.raw"), []byte("bob's staged file"))
@@ -136,7 +123,7 @@ func TestUsersReachBlobsOnlyThroughScopedGrants(t *testing.T) {
 	}
 	// Upload keys read nothing, bob's blob included.
 	bucket, keyA, _ := blob.ParseURL(a.Source)
-	if _, err := readAll(aliceStore, bucket, keyA); !accessDenied(err) {
+	if _, err := readAll(aliceStore, bucket, keyA); !blob.IsDenied(err) {
 		t.Errorf("alice's upload keys read bob's blob: %v, want AccessDenied", err)
 	}
 
@@ -160,7 +147,7 @@ func TestUsersReachBlobsOnlyThroughScopedGrants(t *testing.T) {
 		t.Errorf("keys for A read A: %q, %v", got, err)
 	}
 	bucketB, keyB, _ := blob.ParseURL(b.Source)
-	if _, err := readAll(one, bucketB, keyB); !accessDenied(err) {
+	if _, err := readAll(one, bucketB, keyB); !blob.IsDenied(err) {
 		t.Errorf("keys for image A read image B: %v, want AccessDenied", err)
 	}
 	// The URL is for A alone: the same signature on B's path fails.
