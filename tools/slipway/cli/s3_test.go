@@ -183,3 +183,46 @@ func TestUsersHoldNoS3Key(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestS3Provision: the operator's step makes one user per service that
+// uses S3, whose keys file works and is 0600; without root keys it says
+// which are needed.
+func TestS3Provision(t *testing.T) {
+	for _, k := range []string{"SLIPWAY_S3_ACCESS_KEY", "SLIPWAY_S3_SECRET_KEY"} {
+		t.Setenv(k, "")
+	}
+	s3 := testenv.MinIO(t)
+	dir := filepath.Join(t.TempDir(), "keys")
+	if r := slipway(t, []string{"--s3-endpoint", s3.Endpoint}, "s3", "provision", "--dir", dir); r.code != 2 || !strings.Contains(r.stderr, "needs MinIO's root keys") {
+		t.Errorf("provision without root keys: exit %d, %q", r.code, r.stderr)
+	}
+	flags := []string{"--s3-endpoint", s3.Endpoint, "--s3-access-key", s3.AccessKey, "--s3-secret-key", s3.SecretKey}
+	r := must(t, slipway(t, flags, "s3", "provision", "--dir", dir))
+	for _, svc := range []string{"catalog", "converter", "builder", "crypto-luks", "kernel-registry", "launcher"} {
+		file := s3iam.KeysFile(dir, svc)
+		if !strings.Contains(r.stdout, svc+"\t"+file+"\n") {
+			t.Errorf("output lacks %s's file:\n%s", svc, r.stdout)
+		}
+		if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v, want 0600", file, fi, err)
+		}
+	}
+	if strings.Contains(r.stdout, "market-dockerhub") || strings.Contains(r.stdout, s3.SecretKey) {
+		t.Errorf("output names market-dockerhub (no S3) or shows the root secret:\n%s", r.stdout)
+	}
+	// The builder's keys write a build, and cannot create a bucket.
+	k, err := blob.ReadKeys(s3iam.KeysFile(dir, "builder"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := blob.New(s3.BlobConfig().WithKeys(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Put(context.Background(), UploadBucket, "builds/1/x/disk.raw", strings.NewReader("b"), 1); err != nil {
+		t.Errorf("the builder's keys: %v", err)
+	}
+	if err := st.EnsureBucket(context.Background(), "not-provisioned"); !blob.IsDenied(err) {
+		t.Errorf("the builder's keys made a bucket: %v, want AccessDenied", err)
+	}
+}

@@ -244,3 +244,11 @@ func TestStartAsRootUnderAClosedDirectory(t *testing.T) {
 		t.Errorf("the launcher does not run in /var/lib/slipway: %v", err)
 	}
 }
+
+// An external S3 server needs the operator's keys: there is no default.
+func TestStartOnAnExternalS3NeedsKeys(t *testing.T) {
+	_, err := Start(context.Background(), Config{DataDir: t.TempDir(), NATSPort: -1, S3: blob.Config{Endpoint: "127.0.0.1:9"}})
+	if err == nil || !strings.Contains(err.Error(), "--s3-access-key and --s3-secret-key") || !strings.Contains(err.Error(), "no default") {
+		t.Errorf("err = %v", err)
+	}
+}
