@@ -157,6 +157,10 @@ func (s *Store) EnsureBucket(ctx context.Context, bucket string) error {
 		if ok, e := s.client.BucketExists(ctx, bucket); e == nil && ok {
 			return nil
 		}
+	case "AccessDenied":
+		// A service's own keys may not make buckets: provisioning does.
+		return fmt.Errorf("bucket %s does not exist and these S3 keys (%s) may not create it: buckets are made by provisioning (`slipway s3 provision`, or `slipway up`): %w",
+			bucket, s.cfg.AccessKey, err)
 	}
 	return wrapErr("create bucket", bucket, "", err)
 }
