@@ -141,6 +141,9 @@ func (s *Store) Config() Config { return s.cfg }
 // create the same bucket all succeed.
 func (s *Store) EnsureBucket(ctx context.Context, bucket string) error {
 	ok, err := s.client.BucketExists(ctx, bucket)
+	if IsDenied(err) {
+		return s.notProvisioned(bucket, err)
+	}
 	if err != nil {
 		return wrapErr("check bucket", bucket, "", err)
 	}
@@ -158,11 +161,17 @@ func (s *Store) EnsureBucket(ctx context.Context, bucket string) error {
 			return nil
 		}
 	case "AccessDenied":
-		// A service's own keys may not make buckets: provisioning does.
-		return fmt.Errorf("bucket %s does not exist and these S3 keys (%s) may not create it: buckets are made by provisioning (`slipway s3 provision`, or `slipway up`): %w",
-			bucket, s.cfg.AccessKey, err)
+		return s.notProvisioned(bucket, err)
 	}
 	return wrapErr("create bucket", bucket, "", err)
+}
+
+// notProvisioned says why a service's keys cannot reach or make bucket:
+// its own keys may not make buckets (provisioning does), nor see one
+// outside their policy.
+func (s *Store) notProvisioned(bucket string, err error) error {
+	return fmt.Errorf("bucket %s: these S3 keys (%s) may not use or create it: buckets are made, and each service's keys allowed on them, by provisioning (`slipway s3 provision`, or `slipway up`): %w",
+		bucket, s.cfg.AccessKey, err)
 }
 
 // ObjectInfo describes a stored object.

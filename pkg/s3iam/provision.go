@@ -7,7 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"path/filepath"
+	"time"
+
+	"github.com/minio/minio-go/v7"
 
 	"github.com/slipway/slipway/pkg/blob"
 )
@@ -52,6 +56,9 @@ func Provision(ctx context.Context, root blob.Config, l Layout, services []strin
 	if err != nil {
 		return nil, err
 	}
+	if err := waitInitialized(ctx, store, l.UploadBucket); err != nil {
+		return nil, fmt.Errorf("provision: %w", err)
+	}
 	for _, b := range l.Buckets() {
 		if err := store.EnsureBucket(ctx, b); err != nil {
 			return nil, fmt.Errorf("provision: %w", err)
@@ -77,6 +84,29 @@ func Provision(ctx context.Context, root blob.Config, l Layout, services []strin
 		out[svc] = k
 	}
 	return out, nil
+}
+
+// initTimeout bounds how long a MinIO that is live but still loading its
+// state may take to serve.
+const initTimeout = 30 * time.Second
+
+// waitInitialized waits until the server answers about bucket with
+// anything but 503 (MinIO's "server not initialized yet" right after it
+// starts listening).
+func waitInitialized(ctx context.Context, store *blob.Store, bucket string) error {
+	ctx, cancel := context.WithTimeout(ctx, initTimeout)
+	defer cancel()
+	for {
+		_, err := store.Client().BucketExists(ctx, bucket)
+		if minio.ToErrorResponse(err).StatusCode != http.StatusServiceUnavailable {
+			return nil // ready; a real error shows in the next call
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("S3 server not ready after %s: %w", initTimeout, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func provisionService(ctx context.Context, admin *Admin, svc string, p Policy, dir string) (blob.Keys, error) {
