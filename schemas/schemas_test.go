@@ -205,6 +205,12 @@ func TestEveryContractMessageExists(t *testing.T) {
 		"qry catalog.user":              "CatalogUserRequest",
 		"rpl catalog.user":              "User",
 		"qry catalog.groups":            "CatalogGroupsRequest",
+		"qry catalog.blob-url":          "CatalogBlobURLRequest",
+		"rpl catalog.blob-url":          "CatalogBlobURLReply",
+		"qry catalog.blob-creds":        "CatalogBlobCredsRequest",
+		"rpl catalog.blob-creds":        "S3TemporaryCredentials",
+		"qry catalog.upload-creds":      "CatalogUploadCredsRequest",
+		"rpl catalog.upload-creds":      "S3TemporaryCredentials",
 		"rpl catalog.groups":            "CatalogGroupsReply",
 		"rpl market-dockerhub.app-show": "MarketApp",
 	}

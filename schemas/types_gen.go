@@ -288,6 +288,41 @@ var (
 	DatastoreKindValues       = enumValues(DatastoreKindImage, DatastoreKindFile)
 )
 
+// S3TemporaryCredentials is defined in defs.json. It is the payload of the reply to query
+// catalog.blob-creds, the reply to query catalog.upload-creds.
+//
+// Temporary S3 keys the catalog obtained from the S3 server's STS for one asker, with what they
+// may reach: one object (bucket and key) or writes under prefixes of one bucket. They expire;
+// treat them as secrets until then.
+type S3TemporaryCredentials struct {
+	// The S3 endpoint, http(s)://host:port.
+	Endpoint string `json:"endpoint"`
+
+	// The S3 region to sign for.
+	Region string `json:"region,omitempty"`
+
+	// The bucket the keys reach.
+	Bucket string `json:"bucket"`
+
+	// The one object the keys read, when they are for an image's blob.
+	Key string `json:"key,omitempty"`
+
+	// The key prefixes the keys write under, when they are for uploads.
+	Prefixes []string `json:"prefixes,omitempty"`
+
+	// AWS_ACCESS_KEY_ID.
+	AccessKey string `json:"access_key"`
+
+	// AWS_SECRET_ACCESS_KEY.
+	SecretKey string `json:"secret_key"`
+
+	// AWS_SESSION_TOKEN.
+	SessionToken string `json:"session_token"`
+
+	// When the keys stop working.
+	ExpiresAt string `json:"expires_at"`
+}
+
 // User is defined in defs.json. It is the payload of the reply to query catalog.user.
 //
 // A user as the catalog keeps it: a primary group and the others it is in.
@@ -2425,6 +2460,34 @@ type MarketDockerhubResolved struct {
 type BuilderJobsRequest struct {
 }
 
+// CatalogBlobCredsRequest is the payload of query catalog.blob-creds
+// (https://slipway.dev/schemas/qry/catalog.blob-creds.json).
+//
+// Temporary S3 keys that read one image's blob and nothing else (MinIO STS AssumeRole by the
+// catalog, with a session policy naming that one object), for aws, mc or s3cmd. The asker needs
+// use on the image (forbidden otherwise); an image without a blob is invalid.
+type CatalogBlobCredsRequest struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// Seconds the keys stay valid (900 to 43200); default 3600.
+	DurationS int64 `json:"duration_s,omitempty"`
+}
+
+// CatalogBlobURLRequest is the payload of query catalog.blob-url
+// (https://slipway.dev/schemas/qry/catalog.blob-url.json).
+//
+// A presigned HTTP GET URL of one image's blob, for any S3 or HTTP client, signed by the
+// catalog's own S3 identity and good for that object only until it expires. The asker needs use
+// on the image (forbidden otherwise); an image without a blob (not imported yet) is invalid.
+type CatalogBlobURLRequest struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// Seconds the URL stays valid (60 to 604800, S3's limit of seven days); default 3600.
+	ExpiresS int64 `json:"expires_s,omitempty"`
+}
+
 // CatalogDatastoresRequest is the payload of query catalog.datastores
 // (https://slipway.dev/schemas/qry/catalog.datastores.json).
 //
@@ -2470,6 +2533,19 @@ type CatalogShowRequest struct {
 
 	// Image name.
 	Name string `json:"name,omitempty"`
+}
+
+// CatalogUploadCredsRequest is the payload of query catalog.upload-creds
+// (https://slipway.dev/schemas/qry/catalog.upload-creds.json).
+//
+// Temporary S3 keys that write only under the asker's own staging prefixes of the upload
+// bucket: uploads/<user>/ (files for image-create with staged: true) and kernels/<user>/
+// (sources of kernel-registry's add). The user is the authenticated sender, never a field. The
+// keys cannot read or list; they delete only under those prefixes (the CLI removes an upload
+// the catalog refused).
+type CatalogUploadCredsRequest struct {
+	// Seconds the keys stay valid (900 to 43200); default 3600.
+	DurationS int64 `json:"duration_s,omitempty"`
 }
 
 // CatalogUserRequest is the payload of query catalog.user
@@ -2704,6 +2780,21 @@ type MarketDockerhubShowRequest struct {
 type BuilderJobsReply struct {
 	// Jobs in flight, oldest first.
 	Jobs []BuilderJob `json:"jobs"`
+}
+
+// CatalogBlobURLReply is the payload of the reply to query catalog.blob-url
+// (https://slipway.dev/schemas/rpl/catalog.blob-url.json).
+//
+// A presigned GET URL of an image's blob.
+type CatalogBlobURLReply struct {
+	// The presigned URL (it carries the signature: treat it as a secret until it expires).
+	URL string `json:"url"`
+
+	// The blob it reads, s3://bucket/key.
+	Source string `json:"source"`
+
+	// When the URL stops working.
+	ExpiresAt string `json:"expires_at"`
 }
 
 // ConverterFormatsReply is the payload of the reply to query converter.formats
@@ -3002,10 +3093,13 @@ const (
 // Query endpoints: slipway.api.<service>.<endpoint>, one per qry/<service>.<endpoint>.json.
 const (
 	QueryBuilderJobs            = "jobs"
+	QueryCatalogBlobCreds       = "blob-creds"
+	QueryCatalogBlobURL         = "blob-url"
 	QueryCatalogDatastores      = "datastores"
 	QueryCatalogGroups          = "groups"
 	QueryCatalogList            = "list"
 	QueryCatalogShow            = "show"
+	QueryCatalogUploadCreds     = "upload-creds"
 	QueryCatalogUser            = "user"
 	QueryCatalogUsers           = "users"
 	QueryConverterFormats       = "formats"
@@ -3128,10 +3222,13 @@ var (
 	EvtMarketDockerhubMarketUpdated = Evt[Market]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubMarketUpdated}
 	EvtMarketDockerhubResolved      = Evt[MarketDockerhubResolved]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubResolved}
 	QryBuilderJobs                  = Qry[BuilderJobsRequest, BuilderJobsReply]{Service: ServiceBuilder, Endpoint: QueryBuilderJobs}
+	QryCatalogBlobCreds             = Qry[CatalogBlobCredsRequest, S3TemporaryCredentials]{Service: ServiceCatalog, Endpoint: QueryCatalogBlobCreds}
+	QryCatalogBlobURL               = Qry[CatalogBlobURLRequest, CatalogBlobURLReply]{Service: ServiceCatalog, Endpoint: QueryCatalogBlobURL}
 	QryCatalogDatastores            = Qry[CatalogDatastoresRequest, CatalogDatastoresReply]{Service: ServiceCatalog, Endpoint: QueryCatalogDatastores}
 	QryCatalogGroups                = Qry[CatalogGroupsRequest, CatalogGroupsReply]{Service: ServiceCatalog, Endpoint: QueryCatalogGroups}
 	QryCatalogList                  = Qry[CatalogListRequest, CatalogListReply]{Service: ServiceCatalog, Endpoint: QueryCatalogList}
 	QryCatalogShow                  = Qry[CatalogShowRequest, Image]{Service: ServiceCatalog, Endpoint: QueryCatalogShow}
+	QryCatalogUploadCreds           = Qry[CatalogUploadCredsRequest, S3TemporaryCredentials]{Service: ServiceCatalog, Endpoint: QueryCatalogUploadCreds}
 	QryCatalogUser                  = Qry[CatalogUserRequest, User]{Service: ServiceCatalog, Endpoint: QueryCatalogUser}
 	QryCatalogUsers                 = Qry[CatalogUsersRequest, CatalogUsersReply]{Service: ServiceCatalog, Endpoint: QueryCatalogUsers}
 	QryConverterFormats             = Qry[ConverterFormatsRequest, ConverterFormatsReply]{Service: ServiceConverter, Endpoint: QueryConverterFormats}
@@ -3254,10 +3351,13 @@ var registry = []registered{
 	{kind: "evt", service: "market-dockerhub", name: "market-updated", file: "evt/market-dockerhub.market-updated.json", typ: reflect.TypeFor[Market]()},
 	{kind: "evt", service: "market-dockerhub", name: "resolved", file: "evt/market-dockerhub.resolved.json", typ: reflect.TypeFor[MarketDockerhubResolved]()},
 	{kind: "qry", service: "builder", name: "jobs", file: "qry/builder.jobs.json", typ: reflect.TypeFor[BuilderJobsRequest](), senders: []string{"admins"}},
+	{kind: "qry", service: "catalog", name: "blob-creds", file: "qry/catalog.blob-creds.json", typ: reflect.TypeFor[CatalogBlobCredsRequest](), senders: []string{"users"}},
+	{kind: "qry", service: "catalog", name: "blob-url", file: "qry/catalog.blob-url.json", typ: reflect.TypeFor[CatalogBlobURLRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "datastores", file: "qry/catalog.datastores.json", typ: reflect.TypeFor[CatalogDatastoresRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "groups", file: "qry/catalog.groups.json", typ: reflect.TypeFor[CatalogGroupsRequest](), senders: []string{"admins"}},
 	{kind: "qry", service: "catalog", name: "list", file: "qry/catalog.list.json", typ: reflect.TypeFor[CatalogListRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "show", file: "qry/catalog.show.json", typ: reflect.TypeFor[CatalogShowRequest](), senders: []string{"users", "kernel-registry", "launcher", "market-dockerhub"}},
+	{kind: "qry", service: "catalog", name: "upload-creds", file: "qry/catalog.upload-creds.json", typ: reflect.TypeFor[CatalogUploadCredsRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "user", file: "qry/catalog.user.json", typ: reflect.TypeFor[CatalogUserRequest](), senders: []string{"users", "launcher"}},
 	{kind: "qry", service: "catalog", name: "users", file: "qry/catalog.users.json", typ: reflect.TypeFor[CatalogUsersRequest](), senders: []string{"admins"}},
 	{kind: "qry", service: "converter", name: "formats", file: "qry/converter.formats.json", typ: reflect.TypeFor[ConverterFormatsRequest](), senders: []string{"users"}},
@@ -3280,10 +3380,13 @@ var registry = []registered{
 	{kind: "qry", service: "market-dockerhub", name: "list", file: "qry/market-dockerhub.list.json", typ: reflect.TypeFor[MarketDockerhubListRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "market-dockerhub", name: "show", file: "qry/market-dockerhub.show.json", typ: reflect.TypeFor[MarketDockerhubShowRequest](), senders: []string{"users"}},
 	{kind: "rpl", service: "builder", name: "jobs", file: "rpl/builder.jobs.json", typ: reflect.TypeFor[BuilderJobsReply]()},
+	{kind: "rpl", service: "catalog", name: "blob-creds", file: "rpl/catalog.blob-creds.json", typ: reflect.TypeFor[S3TemporaryCredentials]()},
+	{kind: "rpl", service: "catalog", name: "blob-url", file: "rpl/catalog.blob-url.json", typ: reflect.TypeFor[CatalogBlobURLReply]()},
 	{kind: "rpl", service: "catalog", name: "datastores", file: "rpl/catalog.datastores.json", typ: reflect.TypeFor[CatalogDatastoresReply]()},
 	{kind: "rpl", service: "catalog", name: "groups", file: "rpl/catalog.groups.json", typ: reflect.TypeFor[CatalogGroupsReply]()},
 	{kind: "rpl", service: "catalog", name: "list", file: "rpl/catalog.list.json", typ: reflect.TypeFor[CatalogListReply]()},
 	{kind: "rpl", service: "catalog", name: "show", file: "rpl/catalog.show.json", typ: reflect.TypeFor[Image]()},
+	{kind: "rpl", service: "catalog", name: "upload-creds", file: "rpl/catalog.upload-creds.json", typ: reflect.TypeFor[S3TemporaryCredentials]()},
 	{kind: "rpl", service: "catalog", name: "user", file: "rpl/catalog.user.json", typ: reflect.TypeFor[User]()},
 	{kind: "rpl", service: "catalog", name: "users", file: "rpl/catalog.users.json", typ: reflect.TypeFor[CatalogUsersReply]()},
 	{kind: "rpl", service: "converter", name: "formats", file: "rpl/converter.formats.json", typ: reflect.TypeFor[ConverterFormatsReply]()},

@@ -61,6 +61,16 @@ func callerOf(ctx context.Context) caller {
 	return c
 }
 
+// stager is whose staging prefix a staged path of c's must be under: the
+// sending service's own (kernel-registry, launcher), else the user's. It
+// comes from the authenticated sender, never from the message.
+func (c caller) stager() string {
+	if c.service != "" {
+		return c.service
+	}
+	return c.user.Name
+}
+
 // forbidden is a refusal with the code that says the sender lacks a right.
 func forbidden(err error) error { return &refusal{bus.WithCode(schemas.CodeForbidden, err)} }
 

@@ -124,7 +124,7 @@ func TestUsersCannotTouchEachOthersImages(t *testing.T) {
 	bob := h.newUser("bob", "")
 
 	// bob imports a disk; it is his, group users, 600.
-	staged := "s3://" + h.cfg.UploadBucket + "/uploads/bob/disk.raw"
+	staged := "s3://" + h.cfg.UploadBucket + "/uploads/bob/b1/disk.raw"
 	h.put(staged, []byte("bob's disk"))
 	img, err := answerFrom[schemas.Image](h, bob, schemas.CommandCatalogImageCreate,
 		schemas.ImageCreate{Name: "bobs", Path: staged, Staged: true, Format: schemas.DiskFormatRaw}, schemas.EventCatalogImageCreated)

@@ -21,8 +21,9 @@ type plan struct {
 }
 
 // planCreate applies the rules a schema cannot express. Every error is a
-// refusal that says what to change.
-func (s *Service) planCreate(req schemas.ImageCreate) (plan, error) {
+// refusal that says what to change. stager is who sent the command (a
+// staged path must be one of theirs).
+func (s *Service) planCreate(req schemas.ImageCreate, stager string) (plan, error) {
 	p := plan{req: req, typ: req.Type}
 	if isDockerPath(req.Path) {
 		// The URL first: a malformed one is the problem to report.
@@ -87,7 +88,7 @@ func (s *Service) planCreate(req schemas.ImageCreate) (plan, error) {
 		return p, &refusal{err}
 	}
 	if req.Staged {
-		if err := s.locations().CheckStaged(req.Path); err != nil {
+		if err := s.locations().CheckStaged(req.Path, stager); err != nil {
 			return p, &refusal{err}
 		}
 		p.staged = req.Path
@@ -143,7 +144,7 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 	if err := decode(m, &req); err != nil {
 		return none, err
 	}
-	p, err := s.planCreate(req)
+	p, err := s.planCreate(req, callerOf(ctx).stager())
 	if err != nil {
 		return none, err
 	}

@@ -19,6 +19,9 @@ func (s *Service) endpoints() map[string]bus.QueryHandler {
 		bus.Answer(schemas.QryCatalogUsers, s.queryUsers),
 		bus.Answer(schemas.QryCatalogUser, s.queryUser),
 		bus.Answer(schemas.QryCatalogGroups, s.queryGroups),
+		bus.Answer(schemas.QryCatalogBlobURL, s.queryBlobURL),
+		bus.Answer(schemas.QryCatalogBlobCreds, s.queryBlobCreds),
+		bus.Answer(schemas.QryCatalogUploadCreds, s.queryUploadCreds),
 	)
 }
 

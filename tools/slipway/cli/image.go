@@ -41,6 +41,8 @@ func newImageCmd(g *globals) *cobra.Command {
 		newRefCmd(c, "nonpersistent", "Make an image non-persistent", schemas.CommandCatalogImageNonpersistent),
 		newRenameCmd(c),
 		newUpdateCmd(c),
+		newImageURLCmd(c),
+		newImageS3CredsCmd(c),
 	)
 	cmd.AddCommand(newPermissionCmds(c)...)
 	return cmd
