@@ -3,6 +3,7 @@ package integration
 import (
 	"cmp"
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +21,11 @@ func TestComposeFile(t *testing.T) {
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// No S3 secret is compiled in: without one compose refuses to load,
+	// naming the variable.
+	if _, err := tryLoadCompose(root, nil); err == nil || !strings.Contains(err.Error(), "SLIPWAY_S3_SECRET_KEY") {
+		t.Errorf("docker-compose.yml without SLIPWAY_S3_SECRET_KEY: %v, want an error naming it", err)
 	}
 	project := loadCompose(t, root, nil)
 
@@ -156,6 +162,20 @@ func TestComposeFile(t *testing.T) {
 // whole environment.
 func loadCompose(t *testing.T, root string, env map[string]string) *types.Project {
 	t.Helper()
+	env = maps.Clone(env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	env["SLIPWAY_S3_SECRET_KEY"] = cmp.Or(env["SLIPWAY_S3_SECRET_KEY"], "a-test-root-secret")
+	project, err := tryLoadCompose(root, env)
+	if err != nil {
+		t.Fatalf("docker-compose.yml does not load: %v", err)
+	}
+	return project
+}
+
+// tryLoadCompose loads docker-compose.yml with env as the whole environment.
+func tryLoadCompose(root string, env map[string]string) (*types.Project, error) {
 	var envList []string
 	for k, v := range env {
 		envList = append(envList, k+"="+v)
@@ -168,13 +188,9 @@ func loadCompose(t *testing.T, root string, env map[string]string) *types.Projec
 		cli.WithEnv(envList),
 	)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	project, err := opts.LoadProject(context.Background())
-	if err != nil {
-		t.Fatalf("docker-compose.yml does not load: %v", err)
-	}
-	return project
+	return opts.LoadProject(context.Background())
 }
 
 func mountsVolume(t *testing.T, s types.ServiceConfig, source, target string) {

@@ -55,13 +55,14 @@ func TestComposeStack(t *testing.T) {
 
 	ports := freePorts(t, 4)
 	kek := keywraptest.Key(t)
-	c := &composeStack{t: t, e: e, root: root, s3Port: ports[2]}
+	c := &composeStack{t: t, e: e, root: root, s3Port: ports[2], s3Secret: randomHex(t, 24)}
 	c.env = append(append([]string{}, images...),
 		"COMPOSE_PROJECT_NAME="+composeProject,
 		fmt.Sprintf("SLIPWAY_NATS_PORT=%d", ports[0]),
 		fmt.Sprintf("SLIPWAY_NATS_MONITOR_PORT=%d", ports[1]),
 		fmt.Sprintf("SLIPWAY_S3_PORT=%d", ports[2]),
 		fmt.Sprintf("SLIPWAY_S3_CONSOLE_PORT=%d", ports[3]),
+		"SLIPWAY_S3_SECRET_KEY="+c.s3Secret, // no default: compose refuses to start without one
 		"SLIPWAY_LUKS_KEK="+base64.StdEncoding.EncodeToString(kek),
 		"SLIPWAY_DOCKERHUB_MONITORING=off",
 		// The registry of step 4 listens on loopback, which outbound
@@ -210,6 +211,8 @@ type composeStack struct {
 	env    []string
 	files  []string
 	s3Port int
+	// s3Secret is MinIO's root password, made for this run.
+	s3Secret string
 	// seen are the IDs of every container the project had, checked for
 	// leftover processes after down.
 	seen []string
@@ -316,7 +319,7 @@ func (c *composeStack) waitConsole(vm int64, want string, timeout time.Duration)
 // download reads an s3:// object of the stack's MinIO into path.
 func (c *composeStack) download(url, path string) {
 	c.t.Helper()
-	store, err := blob.New(blob.Config{Endpoint: fmt.Sprintf("127.0.0.1:%d", c.s3Port), AccessKey: "slipway", SecretKey: "slipway-secret"})
+	store, err := blob.New(blob.Config{Endpoint: fmt.Sprintf("127.0.0.1:%d", c.s3Port), AccessKey: "slipway", SecretKey: c.s3Secret})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -90,7 +90,7 @@ func TestRawCommandsCannotTouchAnotherImagesBlob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	up, err := s.store.Put(s.ctx, "slipway-uploads", "uploads/"+uuid.NewString()+"/good.raw", f, 1<<20)
+	up, err := s.store.Put(s.ctx, "slipway-uploads", blob.UserStagingPrefix(acl.AdminUser)+uuid.NewString()+"/good.raw", f, 1<<20)
 	f.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +163,7 @@ func TestRawCommandsCannotTouchAnotherImagesBlob(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.rawPub("catalog", "image-create", map[string]any{"name": "eat-build", "path": blob.URL("slipway-uploads", build), "staged": true}, "")
-	wantFailed("image-create staging another import's build", "slipway.evt.catalog.failed.", "staged uploads are")
+	wantFailed("image-create staging another import's build", "slipway.evt.catalog.failed.", "oneadmin stages only s3://slipway-uploads/uploads/oneadmin/")
 	if _, err := s.store.Stat(s.ctx, "slipway-uploads", build); err != nil {
 		t.Errorf("another import's build: %v", err)
 	}

@@ -33,6 +33,9 @@ const (
 	// CodeForbidden: The sender may not do this: the object's permissions do not give them the
 	// level the command needs (use, manage, admin), or they are no user the catalog knows.
 	CodeForbidden = "forbidden"
+	// CodeQuotaExceeded: The image would pass its owner's or its group's quota (images or MB in
+	// its datastore): delete images, or ask an administrator to raise the quota.
+	CodeQuotaExceeded = "quota-exceeded"
 	// CodeRefused: The service refused the command for a reason no other code names; the message
 	// says why.
 	CodeRefused = "refused"
@@ -62,6 +65,7 @@ var errorCodes = []ErrorCode{
 	{Code: CodeNotFound, Retryable: false, Description: "What the command names does not exist: an image, a VM, a template, a marketplace, a kernel."},
 	{Code: CodeConflict, Retryable: false, Description: "The command is refused in the current state: a name already taken, an image in use, a VM in the wrong state."},
 	{Code: CodeForbidden, Retryable: false, Description: "The sender may not do this: the object's permissions do not give them the level the command needs (use, manage, admin), or they are no user the catalog knows."},
+	{Code: CodeQuotaExceeded, Retryable: false, Description: "The image would pass its owner's or its group's quota (images or MB in its datastore): delete images, or ask an administrator to raise the quota."},
 	{Code: CodeRefused, Retryable: false, Description: "The service refused the command for a reason no other code names; the message says why."},
 	{Code: CodeImageLocked, Retryable: true, Description: "The image is LOCKED by an operation in progress (an import, a save): try again once it is over."},
 	{Code: CodeUnavailable, Retryable: true, Description: "A service or the source is unavailable for now: a 5xx or 429 answer, a connection refused, reset or timed out, no disk space."},

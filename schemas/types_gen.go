@@ -4,6 +4,20 @@ package schemas
 
 import "reflect"
 
+// ListFilter is defined in defs.json.
+//
+// OpenNebula's filter flag of a list, always within what the asker may use: all (the default,
+// as `oneimage list`): every image the asker may use, for the oneadmin group every image; mine:
+// the asker's own; group: the asker's own and those of the groups the asker is in.
+type ListFilter string
+
+// ListFilter values.
+const (
+	ListFilterAll   ListFilter = "all"
+	ListFilterMine  ListFilter = "mine"
+	ListFilterGroup ListFilter = "group"
+)
+
 // ImageType is defined in defs.json.
 //
 // What an image holds. KERNEL, RAMDISK and CONTEXT are file types: they live in a files
@@ -253,6 +267,7 @@ const (
 
 // Every value of each enum, in schema order: ImageTypeValues() returns a new []ImageType.
 var (
+	ListFilterValues          = enumValues(ListFilterAll, ListFilterMine, ListFilterGroup)
 	ImageTypeValues           = enumValues(ImageTypeOS, ImageTypeCDROM, ImageTypeDatablock, ImageTypeKernel, ImageTypeRamdisk, ImageTypeContext)
 	ImageStateValues          = enumValues(ImageStateLocked, ImageStateReady, ImageStateUsed, ImageStateUsedPers, ImageStateDisabled, ImageStateError, ImageStateDelete, ImageStateClone, ImageStateLockedUsed, ImageStateLockedUsedPers)
 	DiskFormatValues          = enumValues(DiskFormatRaw, DiskFormatQcow2, DiskFormatVMDK, DiskFormatVDI, DiskFormatVPC, DiskFormatVHDX, DiskFormatISO, DiskFormatLUKS)
@@ -273,6 +288,41 @@ var (
 	DatastoreKindValues       = enumValues(DatastoreKindImage, DatastoreKindFile)
 )
 
+// S3TemporaryCredentials is defined in defs.json. It is the payload of the reply to query
+// catalog.blob-creds, the reply to query catalog.upload-creds.
+//
+// Temporary S3 keys the catalog obtained from the S3 server's STS for one asker, with what they
+// may reach: one object (bucket and key) or writes under prefixes of one bucket. They expire;
+// treat them as secrets until then.
+type S3TemporaryCredentials struct {
+	// The S3 endpoint, http(s)://host:port.
+	Endpoint string `json:"endpoint"`
+
+	// The S3 region to sign for.
+	Region string `json:"region,omitempty"`
+
+	// The bucket the keys reach.
+	Bucket string `json:"bucket"`
+
+	// The one object the keys read, when they are for an image's blob.
+	Key string `json:"key,omitempty"`
+
+	// The key prefixes the keys write under, when they are for uploads.
+	Prefixes []string `json:"prefixes,omitempty"`
+
+	// AWS_ACCESS_KEY_ID.
+	AccessKey string `json:"access_key"`
+
+	// AWS_SECRET_ACCESS_KEY.
+	SecretKey string `json:"secret_key"`
+
+	// AWS_SESSION_TOKEN.
+	SessionToken string `json:"session_token"`
+
+	// When the keys stop working.
+	ExpiresAt string `json:"expires_at"`
+}
+
 // User is defined in defs.json. It is the payload of the reply to query catalog.user.
 //
 // A user as the catalog keeps it: a primary group and the others it is in.
@@ -285,6 +335,10 @@ type User struct {
 
 	// Every group the user is in, the primary one first.
 	Groups []string `json:"groups"`
+
+	// The user's datastore quotas: the limits an administrator set (user-quota) and, in query
+	// replies, the usage.
+	Quotas []DatastoreQuota `json:"quotas,omitempty"`
 
 	// Creation time, RFC 3339.
 	CreatedAt string `json:"created_at"`
@@ -300,8 +354,33 @@ type Group struct {
 	// Its members, by name.
 	Users []string `json:"users,omitempty"`
 
+	// The group's datastore quotas, over the images whose group it is: the limits an administrator
+	// set (group-quota) and, in query replies, the usage.
+	Quotas []DatastoreQuota `json:"quotas,omitempty"`
+
 	// Creation time, RFC 3339.
 	CreatedAt string `json:"created_at"`
+}
+
+// DatastoreQuota is defined in defs.json.
+//
+// OpenNebula's DATASTORE quota on one datastore: how many images, and how many MB of them
+// (virtual sizes, rounded up to whole MiB).
+type DatastoreQuota struct {
+	// The datastore.
+	Datastore string `json:"datastore"`
+
+	// Limit on the number of images (IMAGES).
+	Images int64 `json:"images"`
+
+	// Limit on their total size in MB (SIZE).
+	SizeMb int64 `json:"size_mb"`
+
+	// Images counted now (IMAGES_USED); in query replies only.
+	ImagesUsed *int64 `json:"images_used,omitempty"`
+
+	// MB counted now (SIZE_USED); in query replies only.
+	SizeMbUsed *int64 `json:"size_mb_used,omitempty"`
 }
 
 // Failure is defined in defs.json. It is the payload of event builder.failed, event
@@ -1211,6 +1290,26 @@ type GroupDelete struct {
 	Name string `json:"name"`
 }
 
+// GroupQuota is the payload of command catalog.group-quota
+// (https://slipway.dev/schemas/cmd/catalog.group-quota.json).
+//
+// Set a group's datastore quota (OpenNebula's DATASTORE quota): the limits given change, the
+// others stay. -2 unlimited, -1 the default quota (unlimited: no defaults are configured), 0
+// none allowed.
+type GroupQuota struct {
+	// Group name.
+	Name string `json:"name"`
+
+	// The datastore the quota applies to.
+	Datastore string `json:"datastore"`
+
+	// Limit on the number of images (IMAGES).
+	Images *int64 `json:"images,omitempty"`
+
+	// Limit on their total size in MB (SIZE).
+	SizeMb *int64 `json:"size_mb,omitempty"`
+}
+
 // ImageChgrp is the payload of command catalog.image-chgrp
 // (https://slipway.dev/schemas/cmd/catalog.image-chgrp.json).
 //
@@ -1472,6 +1571,26 @@ type UserCreate struct {
 type UserDelete struct {
 	// User name.
 	Name string `json:"name"`
+}
+
+// UserQuota is the payload of command catalog.user-quota
+// (https://slipway.dev/schemas/cmd/catalog.user-quota.json).
+//
+// Set a user's datastore quota (OpenNebula's DATASTORE quota): the limits given change, the
+// others stay. -2 unlimited, -1 the default quota (unlimited: no defaults are configured), 0
+// none allowed.
+type UserQuota struct {
+	// User name.
+	Name string `json:"name"`
+
+	// The datastore the quota applies to.
+	Datastore string `json:"datastore"`
+
+	// Limit on the number of images (IMAGES).
+	Images *int64 `json:"images,omitempty"`
+
+	// Limit on their total size in MB (SIZE).
+	SizeMb *int64 `json:"size_mb,omitempty"`
 }
 
 // ConverterCreateBlank is the payload of command converter.create-blank
@@ -1980,6 +2099,15 @@ type GroupDeleted struct {
 	Name string `json:"name"`
 }
 
+// GroupUpdated is the payload of event catalog.group-updated
+// (https://slipway.dev/schemas/evt/catalog.group-updated.json).
+//
+// A group's quotas changed: its whole record.
+type GroupUpdated struct {
+	// The group.
+	Group Group `json:"group"`
+}
+
 // ImageDeleted is the payload of event catalog.image-deleted
 // (https://slipway.dev/schemas/evt/catalog.image-deleted.json).
 //
@@ -2132,7 +2260,7 @@ type UserDeleted struct {
 // UserUpdated is the payload of event catalog.user-updated
 // (https://slipway.dev/schemas/evt/catalog.user-updated.json).
 //
-// A user's groups changed: its whole record.
+// A user's groups or quotas changed: its whole record.
 type UserUpdated struct {
 	// The user.
 	User User `json:"user"`
@@ -2415,6 +2543,34 @@ type MarketDockerhubResolved struct {
 type BuilderJobsRequest struct {
 }
 
+// CatalogBlobCredsRequest is the payload of query catalog.blob-creds
+// (https://slipway.dev/schemas/qry/catalog.blob-creds.json).
+//
+// Temporary S3 keys that read one image's blob and nothing else (MinIO STS AssumeRole by the
+// catalog, with a session policy naming that one object), for aws, mc or s3cmd. The asker needs
+// use on the image (forbidden otherwise); an image without a blob is invalid.
+type CatalogBlobCredsRequest struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// Seconds the keys stay valid (900 to 43200); default 3600.
+	DurationS int64 `json:"duration_s,omitempty"`
+}
+
+// CatalogBlobURLRequest is the payload of query catalog.blob-url
+// (https://slipway.dev/schemas/qry/catalog.blob-url.json).
+//
+// A presigned HTTP GET URL of one image's blob, for any S3 or HTTP client, signed by the
+// catalog's own S3 identity and good for that object only until it expires. The asker needs use
+// on the image (forbidden otherwise); an image without a blob (not imported yet) is invalid.
+type CatalogBlobURLRequest struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// Seconds the URL stays valid (60 to 604800, S3's limit of seven days); default 3600.
+	ExpiresS int64 `json:"expires_s,omitempty"`
+}
+
 // CatalogDatastoresRequest is the payload of query catalog.datastores
 // (https://slipway.dev/schemas/qry/catalog.datastores.json).
 //
@@ -2444,6 +2600,9 @@ type CatalogListRequest struct {
 
 	// Only the images in this state.
 	State ImageState `json:"state,omitempty"`
+
+	// Which images, always among those the asker may use (default all).
+	Filter ListFilter `json:"filter,omitempty"`
 }
 
 // CatalogShowRequest is the payload of query catalog.show
@@ -2457,6 +2616,19 @@ type CatalogShowRequest struct {
 
 	// Image name.
 	Name string `json:"name,omitempty"`
+}
+
+// CatalogUploadCredsRequest is the payload of query catalog.upload-creds
+// (https://slipway.dev/schemas/qry/catalog.upload-creds.json).
+//
+// Temporary S3 keys that write only under the asker's own staging prefixes of the upload
+// bucket: uploads/<user>/ (files for image-create with staged: true) and kernels/<user>/
+// (sources of kernel-registry's add). The user is the authenticated sender, never a field. The
+// keys cannot read or list; they delete only under those prefixes (the CLI removes an upload
+// the catalog refused).
+type CatalogUploadCredsRequest struct {
+	// Seconds the keys stay valid (900 to 43200); default 3600.
+	DurationS int64 `json:"duration_s,omitempty"`
 }
 
 // CatalogUserRequest is the payload of query catalog.user
@@ -2697,6 +2869,21 @@ type BuilderJobsReply struct {
 	Jobs []BuilderJob `json:"jobs"`
 }
 
+// CatalogBlobURLReply is the payload of the reply to query catalog.blob-url
+// (https://slipway.dev/schemas/rpl/catalog.blob-url.json).
+//
+// A presigned GET URL of an image's blob.
+type CatalogBlobURLReply struct {
+	// The presigned URL (it carries the signature: treat it as a secret until it expires).
+	URL string `json:"url"`
+
+	// The blob it reads, s3://bucket/key.
+	Source string `json:"source"`
+
+	// When the URL stops working.
+	ExpiresAt string `json:"expires_at"`
+}
+
 // ConverterFormatsReply is the payload of the reply to query converter.formats
 // (https://slipway.dev/schemas/rpl/converter.formats.json).
 //
@@ -2893,6 +3080,7 @@ const (
 	CommandCatalogGroupCreate          = "group-create"
 	CommandCatalogGroupDelUser         = "group-del-user"
 	CommandCatalogGroupDelete          = "group-delete"
+	CommandCatalogGroupQuota           = "group-quota"
 	CommandCatalogImageChgrp           = "image-chgrp"
 	CommandCatalogImageChmod           = "image-chmod"
 	CommandCatalogImageChown           = "image-chown"
@@ -2912,6 +3100,7 @@ const (
 	CommandCatalogImageUse             = "image-use"
 	CommandCatalogUserCreate           = "user-create"
 	CommandCatalogUserDelete           = "user-delete"
+	CommandCatalogUserQuota            = "user-quota"
 	CommandConverterCreateBlank        = "create-blank"
 	CommandConverterImport             = "import"
 	CommandCryptoLUKSCreate            = "create"
@@ -2951,6 +3140,7 @@ const (
 	EventCatalogFailed                = "failed"
 	EventCatalogGroupCreated          = "group-created"
 	EventCatalogGroupDeleted          = "group-deleted"
+	EventCatalogGroupUpdated          = "group-updated"
 	EventCatalogImageCreated          = "image-created"
 	EventCatalogImageDeleted          = "image-deleted"
 	EventCatalogImageProgress         = "image-progress"
@@ -2994,10 +3184,13 @@ const (
 // Query endpoints: slipway.api.<service>.<endpoint>, one per qry/<service>.<endpoint>.json.
 const (
 	QueryBuilderJobs            = "jobs"
+	QueryCatalogBlobCreds       = "blob-creds"
+	QueryCatalogBlobURL         = "blob-url"
 	QueryCatalogDatastores      = "datastores"
 	QueryCatalogGroups          = "groups"
 	QueryCatalogList            = "list"
 	QueryCatalogShow            = "show"
+	QueryCatalogUploadCreds     = "upload-creds"
 	QueryCatalogUser            = "user"
 	QueryCatalogUsers           = "users"
 	QueryConverterFormats       = "formats"
@@ -3028,6 +3221,7 @@ var (
 	CmdCatalogGroupCreate           = Cmd[GroupCreate]{Service: ServiceCatalog, Verb: CommandCatalogGroupCreate, Answers: []string{EventCatalogGroupCreated}}
 	CmdCatalogGroupDelUser          = Cmd[GroupDelUser]{Service: ServiceCatalog, Verb: CommandCatalogGroupDelUser, Answers: []string{EventCatalogUserUpdated}}
 	CmdCatalogGroupDelete           = Cmd[GroupDelete]{Service: ServiceCatalog, Verb: CommandCatalogGroupDelete, Answers: []string{EventCatalogGroupDeleted}}
+	CmdCatalogGroupQuota            = Cmd[GroupQuota]{Service: ServiceCatalog, Verb: CommandCatalogGroupQuota, Answers: []string{EventCatalogGroupUpdated}}
 	CmdCatalogImageChgrp            = Cmd[ImageChgrp]{Service: ServiceCatalog, Verb: CommandCatalogImageChgrp, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageChmod            = Cmd[ImageChmod]{Service: ServiceCatalog, Verb: CommandCatalogImageChmod, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageChown            = Cmd[ImageChown]{Service: ServiceCatalog, Verb: CommandCatalogImageChown, Answers: []string{EventCatalogImageUpdated}}
@@ -3047,6 +3241,7 @@ var (
 	CmdCatalogImageUse              = Cmd[ImageUse]{Service: ServiceCatalog, Verb: CommandCatalogImageUse, Answers: []string{EventCatalogImageUsed}}
 	CmdCatalogUserCreate            = Cmd[UserCreate]{Service: ServiceCatalog, Verb: CommandCatalogUserCreate, Answers: []string{EventCatalogUserCreated}}
 	CmdCatalogUserDelete            = Cmd[UserDelete]{Service: ServiceCatalog, Verb: CommandCatalogUserDelete, Answers: []string{EventCatalogUserDeleted}}
+	CmdCatalogUserQuota             = Cmd[UserQuota]{Service: ServiceCatalog, Verb: CommandCatalogUserQuota, Answers: []string{EventCatalogUserUpdated}}
 	CmdConverterCreateBlank         = Cmd[ConverterCreateBlank]{Service: ServiceConverter, Verb: CommandConverterCreateBlank, Answers: []string{EventConverterConverted}}
 	CmdConverterImport              = Cmd[ConverterImport]{Service: ServiceConverter, Verb: CommandConverterImport, Answers: []string{EventConverterConverted}}
 	CmdCryptoLUKSCreate             = Cmd[CryptoLuksCreate]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSCreate, Answers: []string{EventCryptoLUKSEncrypted}}
@@ -3082,6 +3277,7 @@ var (
 	EvtCatalogFailed                = Evt[Failure]{Service: ServiceCatalog, Name: EventCatalogFailed}
 	EvtCatalogGroupCreated          = Evt[GroupCreated]{Service: ServiceCatalog, Name: EventCatalogGroupCreated}
 	EvtCatalogGroupDeleted          = Evt[GroupDeleted]{Service: ServiceCatalog, Name: EventCatalogGroupDeleted}
+	EvtCatalogGroupUpdated          = Evt[GroupUpdated]{Service: ServiceCatalog, Name: EventCatalogGroupUpdated}
 	EvtCatalogImageCreated          = Evt[Image]{Service: ServiceCatalog, Name: EventCatalogImageCreated}
 	EvtCatalogImageDeleted          = Evt[ImageDeleted]{Service: ServiceCatalog, Name: EventCatalogImageDeleted}
 	EvtCatalogImageProgress         = Evt[ImageProgress]{Service: ServiceCatalog, Name: EventCatalogImageProgress}
@@ -3121,10 +3317,13 @@ var (
 	EvtMarketDockerhubMarketUpdated = Evt[Market]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubMarketUpdated}
 	EvtMarketDockerhubResolved      = Evt[MarketDockerhubResolved]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubResolved}
 	QryBuilderJobs                  = Qry[BuilderJobsRequest, BuilderJobsReply]{Service: ServiceBuilder, Endpoint: QueryBuilderJobs}
+	QryCatalogBlobCreds             = Qry[CatalogBlobCredsRequest, S3TemporaryCredentials]{Service: ServiceCatalog, Endpoint: QueryCatalogBlobCreds}
+	QryCatalogBlobURL               = Qry[CatalogBlobURLRequest, CatalogBlobURLReply]{Service: ServiceCatalog, Endpoint: QueryCatalogBlobURL}
 	QryCatalogDatastores            = Qry[CatalogDatastoresRequest, CatalogDatastoresReply]{Service: ServiceCatalog, Endpoint: QueryCatalogDatastores}
 	QryCatalogGroups                = Qry[CatalogGroupsRequest, CatalogGroupsReply]{Service: ServiceCatalog, Endpoint: QueryCatalogGroups}
 	QryCatalogList                  = Qry[CatalogListRequest, CatalogListReply]{Service: ServiceCatalog, Endpoint: QueryCatalogList}
 	QryCatalogShow                  = Qry[CatalogShowRequest, Image]{Service: ServiceCatalog, Endpoint: QueryCatalogShow}
+	QryCatalogUploadCreds           = Qry[CatalogUploadCredsRequest, S3TemporaryCredentials]{Service: ServiceCatalog, Endpoint: QueryCatalogUploadCreds}
 	QryCatalogUser                  = Qry[CatalogUserRequest, User]{Service: ServiceCatalog, Endpoint: QueryCatalogUser}
 	QryCatalogUsers                 = Qry[CatalogUsersRequest, CatalogUsersReply]{Service: ServiceCatalog, Endpoint: QueryCatalogUsers}
 	QryConverterFormats             = Qry[ConverterFormatsRequest, ConverterFormatsReply]{Service: ServiceConverter, Endpoint: QueryConverterFormats}
@@ -3155,6 +3354,7 @@ var registry = []registered{
 	{kind: "cmd", service: "catalog", name: "group-create", file: "cmd/catalog.group-create.json", typ: reflect.TypeFor[GroupCreate](), senders: []string{"admins"}},
 	{kind: "cmd", service: "catalog", name: "group-del-user", file: "cmd/catalog.group-del-user.json", typ: reflect.TypeFor[GroupDelUser](), senders: []string{"admins"}},
 	{kind: "cmd", service: "catalog", name: "group-delete", file: "cmd/catalog.group-delete.json", typ: reflect.TypeFor[GroupDelete](), senders: []string{"admins"}},
+	{kind: "cmd", service: "catalog", name: "group-quota", file: "cmd/catalog.group-quota.json", typ: reflect.TypeFor[GroupQuota](), senders: []string{"admins"}},
 	{kind: "cmd", service: "catalog", name: "image-chgrp", file: "cmd/catalog.image-chgrp.json", typ: reflect.TypeFor[ImageChgrp](), senders: []string{"users"}, access: "admin"},
 	{kind: "cmd", service: "catalog", name: "image-chmod", file: "cmd/catalog.image-chmod.json", typ: reflect.TypeFor[ImageChmod](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-chown", file: "cmd/catalog.image-chown.json", typ: reflect.TypeFor[ImageChown](), senders: []string{"users"}, access: "admin"},
@@ -3174,6 +3374,7 @@ var registry = []registered{
 	{kind: "cmd", service: "catalog", name: "image-use", file: "cmd/catalog.image-use.json", typ: reflect.TypeFor[ImageUse](), senders: []string{"launcher"}, access: "use"},
 	{kind: "cmd", service: "catalog", name: "user-create", file: "cmd/catalog.user-create.json", typ: reflect.TypeFor[UserCreate](), senders: []string{"admins"}},
 	{kind: "cmd", service: "catalog", name: "user-delete", file: "cmd/catalog.user-delete.json", typ: reflect.TypeFor[UserDelete](), senders: []string{"admins"}},
+	{kind: "cmd", service: "catalog", name: "user-quota", file: "cmd/catalog.user-quota.json", typ: reflect.TypeFor[UserQuota](), senders: []string{"admins"}},
 	{kind: "cmd", service: "converter", name: "create-blank", file: "cmd/converter.create-blank.json", typ: reflect.TypeFor[ConverterCreateBlank](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "converter", name: "import", file: "cmd/converter.import.json", typ: reflect.TypeFor[ConverterImport](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "crypto-luks", name: "create", file: "cmd/crypto-luks.create.json", typ: reflect.TypeFor[CryptoLuksCreate](), senders: []string{"catalog"}},
@@ -3209,6 +3410,7 @@ var registry = []registered{
 	{kind: "evt", service: "catalog", name: "failed", file: "evt/catalog.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "catalog", name: "group-created", file: "evt/catalog.group-created.json", typ: reflect.TypeFor[GroupCreated]()},
 	{kind: "evt", service: "catalog", name: "group-deleted", file: "evt/catalog.group-deleted.json", typ: reflect.TypeFor[GroupDeleted]()},
+	{kind: "evt", service: "catalog", name: "group-updated", file: "evt/catalog.group-updated.json", typ: reflect.TypeFor[GroupUpdated]()},
 	{kind: "evt", service: "catalog", name: "image-created", file: "evt/catalog.image-created.json", typ: reflect.TypeFor[Image]()},
 	{kind: "evt", service: "catalog", name: "image-deleted", file: "evt/catalog.image-deleted.json", typ: reflect.TypeFor[ImageDeleted]()},
 	{kind: "evt", service: "catalog", name: "image-progress", file: "evt/catalog.image-progress.json", typ: reflect.TypeFor[ImageProgress]()},
@@ -3248,10 +3450,13 @@ var registry = []registered{
 	{kind: "evt", service: "market-dockerhub", name: "market-updated", file: "evt/market-dockerhub.market-updated.json", typ: reflect.TypeFor[Market]()},
 	{kind: "evt", service: "market-dockerhub", name: "resolved", file: "evt/market-dockerhub.resolved.json", typ: reflect.TypeFor[MarketDockerhubResolved]()},
 	{kind: "qry", service: "builder", name: "jobs", file: "qry/builder.jobs.json", typ: reflect.TypeFor[BuilderJobsRequest](), senders: []string{"admins"}},
+	{kind: "qry", service: "catalog", name: "blob-creds", file: "qry/catalog.blob-creds.json", typ: reflect.TypeFor[CatalogBlobCredsRequest](), senders: []string{"users"}},
+	{kind: "qry", service: "catalog", name: "blob-url", file: "qry/catalog.blob-url.json", typ: reflect.TypeFor[CatalogBlobURLRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "datastores", file: "qry/catalog.datastores.json", typ: reflect.TypeFor[CatalogDatastoresRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "groups", file: "qry/catalog.groups.json", typ: reflect.TypeFor[CatalogGroupsRequest](), senders: []string{"admins", "launcher"}},
 	{kind: "qry", service: "catalog", name: "list", file: "qry/catalog.list.json", typ: reflect.TypeFor[CatalogListRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "show", file: "qry/catalog.show.json", typ: reflect.TypeFor[CatalogShowRequest](), senders: []string{"users", "kernel-registry", "launcher", "market-dockerhub"}},
+	{kind: "qry", service: "catalog", name: "upload-creds", file: "qry/catalog.upload-creds.json", typ: reflect.TypeFor[CatalogUploadCredsRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "user", file: "qry/catalog.user.json", typ: reflect.TypeFor[CatalogUserRequest](), senders: []string{"users", "launcher", "market-dockerhub"}},
 	{kind: "qry", service: "catalog", name: "users", file: "qry/catalog.users.json", typ: reflect.TypeFor[CatalogUsersRequest](), senders: []string{"admins"}},
 	{kind: "qry", service: "converter", name: "formats", file: "qry/converter.formats.json", typ: reflect.TypeFor[ConverterFormatsRequest](), senders: []string{"users"}},
@@ -3274,10 +3479,13 @@ var registry = []registered{
 	{kind: "qry", service: "market-dockerhub", name: "list", file: "qry/market-dockerhub.list.json", typ: reflect.TypeFor[MarketDockerhubListRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "market-dockerhub", name: "show", file: "qry/market-dockerhub.show.json", typ: reflect.TypeFor[MarketDockerhubShowRequest](), senders: []string{"users"}},
 	{kind: "rpl", service: "builder", name: "jobs", file: "rpl/builder.jobs.json", typ: reflect.TypeFor[BuilderJobsReply]()},
+	{kind: "rpl", service: "catalog", name: "blob-creds", file: "rpl/catalog.blob-creds.json", typ: reflect.TypeFor[S3TemporaryCredentials]()},
+	{kind: "rpl", service: "catalog", name: "blob-url", file: "rpl/catalog.blob-url.json", typ: reflect.TypeFor[CatalogBlobURLReply]()},
 	{kind: "rpl", service: "catalog", name: "datastores", file: "rpl/catalog.datastores.json", typ: reflect.TypeFor[CatalogDatastoresReply]()},
 	{kind: "rpl", service: "catalog", name: "groups", file: "rpl/catalog.groups.json", typ: reflect.TypeFor[CatalogGroupsReply]()},
 	{kind: "rpl", service: "catalog", name: "list", file: "rpl/catalog.list.json", typ: reflect.TypeFor[CatalogListReply]()},
 	{kind: "rpl", service: "catalog", name: "show", file: "rpl/catalog.show.json", typ: reflect.TypeFor[Image]()},
+	{kind: "rpl", service: "catalog", name: "upload-creds", file: "rpl/catalog.upload-creds.json", typ: reflect.TypeFor[S3TemporaryCredentials]()},
 	{kind: "rpl", service: "catalog", name: "user", file: "rpl/catalog.user.json", typ: reflect.TypeFor[User]()},
 	{kind: "rpl", service: "catalog", name: "users", file: "rpl/catalog.users.json", typ: reflect.TypeFor[CatalogUsersReply]()},
 	{kind: "rpl", service: "converter", name: "formats", file: "rpl/converter.formats.json", typ: reflect.TypeFor[ConverterFormatsReply]()},

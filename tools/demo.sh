@@ -14,7 +14,8 @@ REGISTRY="127.0.0.1:${SLIPWAY_DEMO_REGISTRY_PORT:-5000}"
 rm -rf "$DATA" && mkdir -p "$DATA/work"
 export SLIPWAY_NATS_URL="nats://127.0.0.1:$NATS_PORT"
 export SLIPWAY_S3_ENDPOINT="127.0.0.1:$S3_PORT"
-export SLIPWAY_S3_ACCESS_KEY=slipway SLIPWAY_S3_SECRET_KEY=slipway-secret
+# No S3 key here: up generates one MinIO user a service into $DATA/s3 (0600); users read blobs
+# through URLs or temporary keys the catalog issues (slipway image url / s3-creds).
 # NATS refuses anonymous clients: the CLI uses oneadmin's credentials, which up writes here.
 export SLIPWAY_CREDS="$DATA/oneadmin.creds"
 # The services fetch only from public addresses; open the demo's registry on loopback.
@@ -138,6 +139,9 @@ step "users: slipway user create alice (her key made here, only its public half 
 disk_id=$("$BIN/slipway" image show demo-disk --json | jq -r .id)
 step "alice's image list: oneadmin's images are 600, so she sees none"
 SLIPWAY_CREDS="$DATA/alice.creds" "$BIN/slipway" image list
+if SLIPWAY_CREDS="$DATA/alice.creds" "$BIN/slipway" image url "$disk_id" >/dev/null; then
+	echo "alice got a URL of oneadmin's 600 image"; exit 1
+fi
 step "slipway image chmod demo-disk 604: now she may use it (and see it), still not delete it"
 "$BIN/slipway" image chmod demo-disk 604
 SLIPWAY_CREDS="$DATA/alice.creds" "$BIN/slipway" image list
@@ -148,11 +152,10 @@ fi
 step "slipway image show busybox-vm (provenance: the pinned digest it was built from)"
 "$BIN/slipway" image show busybox-vm
 
-step "reading the stored blob back with a plain S3 client (s3cmd) and checking its sha256"
-source_url=$("$BIN/slipway" image show demo-disk --json | sed -n 's/.*"source": *"\([^"]*\)".*/\1/p')
+step "alice reads the stored blob back through a presigned URL (no S3 key) and checks its sha256"
 want=$("$BIN/slipway" image show demo-disk --json | sed -n 's/.*"sha256": *"\([^"]*\)".*/\1/p')
-got=$(s3cmd --host="127.0.0.1:$S3_PORT" --host-bucket="127.0.0.1:$S3_PORT" --no-ssl \
-	--access_key=slipway --secret_key=slipway-secret --no-progress get "$source_url" - | sha256sum | cut -d' ' -f1)
+blob_url=$(SLIPWAY_CREDS="$DATA/alice.creds" "$BIN/slipway" image url "$disk_id" --expires 10m)
+got=$(curl -fsS "$blob_url" | sha256sum | cut -d' ' -f1)
 echo "catalog sha256: $want"
 echo "S3 object     : $got"
 [ "$want" = "$got" ] && echo "match"

@@ -1,6 +1,8 @@
 package blob
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -21,22 +23,32 @@ type Config struct {
 	Endpoint  string
 	AccessKey string
 	SecretKey string
-	Secure    bool
-	Region    string
+	// SessionToken goes with temporary keys (STS).
+	SessionToken string
+	Secure       bool
+	Region       string
 	// PartSize bounds multipart parts, and with them the memory one upload
 	// uses. 0 means DefaultPartSize.
 	PartSize uint64
 }
 
-// ConfigFromEnv reads SLIPWAY_S3_ENDPOINT (default 127.0.0.1:9000),
-// SLIPWAY_S3_ACCESS_KEY (default "slipway"), SLIPWAY_S3_SECRET_KEY (default
-// "slipway-secret"), SLIPWAY_S3_SECURE, SLIPWAY_S3_REGION and
-// SLIPWAY_S3_PART_SIZE (bytes).
-func ConfigFromEnv() Config {
+// EnvKeysFile names a keys file (see ReadKeys): how a service binary gets
+// its own S3 identity (written by `slipway s3 provision`, mounted from a
+// secret).
+const EnvKeysFile = "SLIPWAY_S3_KEYS_FILE"
+
+// ErrNoKeys says no S3 keys were given: there is no default.
+var ErrNoKeys = errors.New("no S3 keys: set " + EnvKeysFile + " (a keys file written by `slipway s3 provision`) or SLIPWAY_S3_ACCESS_KEY and SLIPWAY_S3_SECRET_KEY")
+
+// ConfigFromEnv reads SLIPWAY_S3_ENDPOINT (default 127.0.0.1:9000), the
+// keys (SLIPWAY_S3_KEYS_FILE, else SLIPWAY_S3_ACCESS_KEY and
+// SLIPWAY_S3_SECRET_KEY; no default: ErrNoKeys), SLIPWAY_S3_SECURE,
+// SLIPWAY_S3_REGION and SLIPWAY_S3_PART_SIZE (bytes).
+func ConfigFromEnv() (Config, error) {
 	cfg := Config{
 		Endpoint:  envOr("SLIPWAY_S3_ENDPOINT", "127.0.0.1:9000"),
-		AccessKey: envOr("SLIPWAY_S3_ACCESS_KEY", "slipway"),
-		SecretKey: envOr("SLIPWAY_S3_SECRET_KEY", "slipway-secret"),
+		AccessKey: os.Getenv("SLIPWAY_S3_ACCESS_KEY"),
+		SecretKey: os.Getenv("SLIPWAY_S3_SECRET_KEY"),
 		Region:    os.Getenv("SLIPWAY_S3_REGION"),
 	}
 	if b, err := strconv.ParseBool(strings.TrimSpace(os.Getenv("SLIPWAY_S3_SECURE"))); err == nil {
@@ -45,7 +57,17 @@ func ConfigFromEnv() Config {
 	if n, err := strconv.ParseUint(strings.TrimSpace(os.Getenv("SLIPWAY_S3_PART_SIZE")), 10, 64); err == nil {
 		cfg.PartSize = n
 	}
-	return cfg
+	if f := strings.TrimSpace(os.Getenv(EnvKeysFile)); f != "" {
+		k, err := ReadKeys(f)
+		if err != nil {
+			return cfg, fmt.Errorf("%s: %w", EnvKeysFile, err)
+		}
+		return cfg.WithKeys(k), nil
+	}
+	if cfg.AccessKey == "" || cfg.SecretKey == "" {
+		return cfg, ErrNoKeys
+	}
+	return cfg, nil
 }
 
 func envOr(key, def string) string {

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+
+	"github.com/slipway/slipway/schemas"
 )
 
 // Environment variables read by LocationsFromEnv. The datastore and upload
@@ -23,10 +25,11 @@ const (
 	DefaultDatastoreBucket = "slipway-default"
 	DefaultFilesBucket     = "slipway-files"
 	// StagingPrefix is where the CLI stages uploads in the upload bucket
-	// ("uploads/<uuid>/<file name>").
+	// ("uploads/<user>/<uuid>/<file name>", see UserStagingPrefix).
 	StagingPrefix = "uploads/"
 	// KernelUploadPrefix is where the CLI stages a kernel or package for
-	// kernel-registry's add ("kernels/<uuid>/<file name>").
+	// kernel-registry's add ("kernels/<user>/<uuid>/<file name>", see
+	// UserKernelPrefix).
 	KernelUploadPrefix = "kernels/"
 	// BuildPrefix is where the builder stages a disk it carried out of a
 	// container image, in the upload bucket, for the converter.
@@ -87,13 +90,43 @@ func LocationsFromEnv() (Locations, error) {
 	return l, nil
 }
 
-// StagingPrefixes are where Slipway's own writers stage objects in the
-// upload bucket for an image-create with staged: true, as
-// <prefix><id>/<file>: the CLI (uploads/), kernel-registry
-// (kernel-registry/<uuid>/vmlinuz, initrd.img) and the launcher's save-as
-// (vms/<vm>/saveas-<disk>-<seq>.qcow2). They are the only objects an
-// import may consume (delete) as staged.
-var StagingPrefixes = []string{StagingPrefix, "kernel-registry/", "vms/"}
+// serviceStaging is where a service stages objects in the upload bucket
+// for an image-create with staged: true, as <prefix><id>/<file>:
+// kernel-registry (kernel-registry/<uuid>/vmlinuz, initrd.img) and the
+// launcher's save-as (vms/<vm>/saveas-<disk>-<seq>.qcow2). A user stages
+// under UserStagingPrefix. They are the only objects an import may consume
+// (delete) as staged.
+var serviceStaging = map[string]string{
+	schemas.ServiceKernelRegistry: "kernel-registry/",
+	schemas.ServiceLauncher:       "vms/",
+}
+
+// stagerName is the form of a user a staging prefix names: what package
+// identity lets sign in, so never a slash, a dot or a wildcard.
+var stagerName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,127}$`)
+
+// UserStagingPrefix is where user stages files for image-create:
+// uploads/<user>/ of the upload bucket.
+func UserStagingPrefix(user string) string { return StagingPrefix + user + "/" }
+
+// UserKernelPrefix is where user stages sources of kernel-registry's add:
+// kernels/<user>/ of the upload bucket.
+func UserKernelPrefix(user string) string { return KernelUploadPrefix + user + "/" }
+
+// stagingPrefix is where stager (an authenticated user or service name)
+// may stage for image-create.
+func stagingPrefix(stager string) (string, error) {
+	if p, ok := serviceStaging[stager]; ok {
+		return p, nil
+	}
+	if schemas.IsService(stager) {
+		return "", fmt.Errorf("service %s stages nothing for image-create", stager)
+	}
+	if !stagerName.MatchString(stager) {
+		return "", fmt.Errorf("%q is not a user name that can own a staging prefix", stager)
+	}
+	return UserStagingPrefix(stager), nil
+}
 
 // sagaToken is the form of a saga ID in a key: a lower-case UUID.
 var sagaToken = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
@@ -191,42 +224,43 @@ func StagingKey(prefix, file string) string {
 	return prefix + uuid.NewString() + "/" + path.Base(file)
 }
 
-// CheckStaged refuses a staged path that is not an object Slipway staged:
-// s3://<upload bucket>/<prefix><id>/<file>, prefix one of StagingPrefixes
-// (uploads/ is what the CLI writes).
-func (l Locations) CheckStaged(path string) error {
-	if l.stagedUnder(path, StagingPrefixes) {
+// CheckStaged refuses a staged path that is not an object stager (the
+// authenticated sender: a user, or the service staging) staged itself:
+// s3://<upload bucket>/uploads/<user>/<id>/<file> for a user,
+// kernel-registry/<id>/<file> or vms/<vm>/<file> for those services. The
+// import deletes a staged object, so nothing else may be staged, and no
+// one may consume another user's upload.
+func (l Locations) CheckStaged(path, stager string) error {
+	prefix, err := stagingPrefix(stager)
+	if err != nil {
+		return fmt.Errorf("staged path %s: %w", path, err)
+	}
+	if l.stagedUnder(path, prefix) {
 		return nil
 	}
-	return fmt.Errorf("staged path %s: staged uploads are s3://%s/%s<id>/<file> (what the CLI writes; also %s of kernel-registry and the launcher); the import deletes a staged object, so nothing else may be staged",
-		path, l.UploadBucket, StagingPrefix, strings.Join(StagingPrefixes[1:], ", "))
+	return fmt.Errorf("staged path %s: %s stages only s3://%s/%s<id>/<file> (the CLI writes there with the upload keys the catalog issues); the import deletes a staged object, so nothing else may be staged",
+		path, stager, l.UploadBucket, prefix)
 }
 
 // CheckKernelUpload refuses a kernel-registry add source that is not what
-// the CLI stages for it: s3://<upload bucket>/kernels/<id>/<file>. The
-// add deletes its source, so it may name nothing else.
-func (l Locations) CheckKernelUpload(path string) error {
-	if l.stagedUnder(path, []string{KernelUploadPrefix}) {
+// the CLI stages for user: s3://<upload bucket>/kernels/<user>/<id>/<file>.
+// The add deletes its source, so it may name nothing else.
+func (l Locations) CheckKernelUpload(path, user string) error {
+	if stagerName.MatchString(user) && l.stagedUnder(path, UserKernelPrefix(user)) {
 		return nil
 	}
-	return fmt.Errorf("source %s: kernel uploads are s3://%s/%s<id>/<file> (what the CLI writes); add deletes its source, so it reads nothing else",
-		path, l.UploadBucket, KernelUploadPrefix)
+	return fmt.Errorf("source %s: kernel uploads of %q are s3://%s/%s<id>/<file> (what the CLI writes); add deletes its source, so it reads nothing else",
+		path, user, l.UploadBucket, UserKernelPrefix(user))
 }
 
-// stagedUnder reports whether path is s3://<upload bucket>/<prefix><id>/<file>
-// for one of prefixes.
-func (l Locations) stagedUnder(path string, prefixes []string) bool {
+// stagedUnder reports whether path is s3://<upload bucket>/<prefix><id>/<file>.
+func (l Locations) stagedUnder(path, prefix string) bool {
 	bucket, key, err := ParseURL(path)
 	if err != nil || bucket != l.UploadBucket {
 		return false
 	}
-	for _, prefix := range prefixes {
-		rest, ok := strings.CutPrefix(key, prefix)
-		if ok && strings.Count(rest, "/") == 1 && !strings.HasPrefix(rest, "/") && !strings.HasSuffix(rest, "/") {
-			return true
-		}
-	}
-	return false
+	rest, ok := strings.CutPrefix(key, prefix)
+	return ok && strings.Count(rest, "/") == 1 && !strings.HasPrefix(rest, "/") && !strings.HasSuffix(rest, "/")
 }
 
 // SavedDiskKey is where the launcher stages a persistent disk it gives

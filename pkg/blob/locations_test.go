@@ -71,33 +71,54 @@ func TestLocationsCheckSourceAndStaged(t *testing.T) {
 	if err := l.CheckSource("s3://slipway-default/images/1/x"); err == nil {
 		t.Error("a datastore bucket listed for imports was read")
 	}
-	for _, u := range []string{"s3://slipway-uploads/uploads/6f1c/disk.vmdk", "s3://slipway-uploads/kernel-registry/6f1c/vmlinuz",
-		"s3://slipway-uploads/vms/7/saveas-0-12.qcow2"} {
-		if err := l.CheckStaged(u); err != nil {
+	for _, tc := range [][2]string{{"s3://slipway-uploads/uploads/alice/6f1c/disk.vmdk", "alice"},
+		{"s3://slipway-uploads/kernel-registry/6f1c/vmlinuz", "kernel-registry"},
+		{"s3://slipway-uploads/vms/7/saveas-0-12.qcow2", "launcher"}} {
+		if err := l.CheckStaged(tc[0], tc[1]); err != nil {
 			t.Error(err)
 		}
 	}
-	for _, u := range []string{"s3://slipway-uploads/builds/1/disk.raw", "s3://slipway-uploads/uploads/disk.vmdk",
-		"s3://slipway-uploads/uploads/a/b/c", "s3://operator-imports/uploads/a/b", "s3://slipway-default/uploads/a/b"} {
-		if err := l.CheckStaged(u); err == nil {
-			t.Errorf("%s accepted as staged", u)
+	// Each stager consumes only what it staged: a user never another
+	// user's upload nor a service's, a service never a user's.
+	for _, tc := range [][2]string{
+		{"s3://slipway-uploads/uploads/bob/6f1c/disk.vmdk", "alice"},
+		{"s3://slipway-uploads/uploads/alice/6f1c/disk.vmdk", "alic"},
+		{"s3://slipway-uploads/uploads/alice/6f1c/disk.vmdk", "kernel-registry"},
+		{"s3://slipway-uploads/kernel-registry/6f1c/vmlinuz", "alice"},
+		{"s3://slipway-uploads/vms/7/saveas-0-12.qcow2", "kernel-registry"},
+		{"s3://slipway-uploads/uploads/alice/6f1c/disk.vmdk", "converter"},
+		{"s3://slipway-uploads/uploads/6f1c/disk.vmdk", "6f1c"},
+		{"s3://slipway-uploads/uploads/alice/../bob/x/disk", "alice"},
+		{"s3://slipway-uploads/uploads/a/b/c", "a/b"},
+		{"s3://slipway-uploads/uploads/x/y", "*"},
+		{"s3://slipway-uploads/builds/1/disk.raw", "alice"},
+		{"s3://slipway-uploads/uploads/alice/disk.vmdk", "alice"},
+		{"s3://slipway-uploads/uploads/alice/a/b/c", "alice"},
+		{"s3://operator-imports/uploads/alice/a/b", "alice"},
+		{"s3://slipway-default/uploads/alice/a/b", "alice"},
+	} {
+		if err := l.CheckStaged(tc[0], tc[1]); err == nil {
+			t.Errorf("%s accepted as staged by %q", tc[0], tc[1])
 		}
 	}
 }
 
 func TestKernelUploadsAndSavedDisks(t *testing.T) {
 	l := blob.DefaultLocations()
-	key := blob.StagingKey(blob.KernelUploadPrefix, "/home/me/linux-image.deb")
-	if !strings.HasPrefix(key, "kernels/") || !strings.HasSuffix(key, "/linux-image.deb") {
+	key := blob.StagingKey(blob.UserKernelPrefix("oneadmin"), "/home/me/linux-image.deb")
+	if !strings.HasPrefix(key, "kernels/oneadmin/") || !strings.HasSuffix(key, "/linux-image.deb") {
 		t.Fatalf("StagingKey = %q", key)
 	}
-	if err := l.CheckKernelUpload(blob.URL(l.UploadBucket, key)); err != nil {
+	if err := l.CheckKernelUpload(blob.URL(l.UploadBucket, key), "oneadmin"); err != nil {
 		t.Error(err)
 	}
-	for _, u := range []string{"s3://slipway-uploads/uploads/6f1c/disk.vmdk", "s3://slipway-uploads/kernels/x.deb",
-		"s3://slipway-uploads/kernels/a/b/c", "s3://slipway-uploads/vms/7/disk-0.qcow2",
-		"s3://slipway-default/kernels/a/b", "s3://slipway-uploads/kernel-registry/6f1c/vmlinuz", "/etc/passwd"} {
-		if err := l.CheckKernelUpload(u); err == nil || !strings.Contains(err.Error(), "kernels/<id>/<file>") {
+	if err := l.CheckKernelUpload(blob.URL(l.UploadBucket, key), "alice"); err == nil {
+		t.Error("alice's add consumed oneadmin's kernel upload")
+	}
+	for _, u := range []string{"s3://slipway-uploads/uploads/oneadmin/6f1c/disk.vmdk", "s3://slipway-uploads/kernels/oneadmin/x.deb",
+		"s3://slipway-uploads/kernels/oneadmin/a/b/c", "s3://slipway-uploads/vms/7/disk-0.qcow2", "s3://slipway-uploads/kernels/6f1c/x.deb",
+		"s3://slipway-default/kernels/oneadmin/a/b", "s3://slipway-uploads/kernel-registry/6f1c/vmlinuz", "/etc/passwd"} {
+		if err := l.CheckKernelUpload(u, "oneadmin"); err == nil || !strings.Contains(err.Error(), "kernels/oneadmin/<id>/<file>") {
 			t.Errorf("%s: err %v, want a refusal naming the form", u, err)
 		}
 	}

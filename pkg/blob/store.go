@@ -32,6 +32,13 @@ func IsClientError(err error) bool {
 		er.StatusCode != http.StatusRequestTimeout && er.StatusCode != http.StatusTooManyRequests
 }
 
+// IsDenied reports whether S3 refused the request for the keys' policy
+// (AccessDenied): what a scoped key meets outside its grant.
+func IsDenied(err error) bool {
+	var er minio.ErrorResponse
+	return errors.As(err, &er) && er.Code == "AccessDenied"
+}
+
 // IsNotFound reports whether err says a bucket or object does not exist.
 func IsNotFound(err error) bool {
 	if errors.Is(err, ErrNotFound) {
@@ -67,6 +74,7 @@ func wrapErr(op, bucket, key string, err error) error {
 
 // Store reads and writes blobs in an S3-compatible object store.
 type Store struct {
+	cfg      Config
 	client   *minio.Client
 	core     minio.Core
 	partSize uint64
@@ -88,14 +96,14 @@ func New(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("blob: part size %d is below the S3 minimum of %d bytes", partSize, minPartSize)
 	}
 	client, err := minio.New(endpoint, &minio.Options{
-		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken),
 		Secure: secure,
 		Region: cfg.Region,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("blob: client for %q: %w", cfg.Endpoint, err)
 	}
-	return &Store{client: client, core: minio.Core{Client: client}, partSize: partSize, region: cfg.Region}, nil
+	return &Store{cfg: cfg, client: client, core: minio.Core{Client: client}, partSize: partSize, region: cfg.Region}, nil
 }
 
 // parseEndpoint accepts "host:port" or an http(s) URL without a path.
@@ -125,10 +133,17 @@ func parseEndpoint(endpoint string, secure bool) (string, bool, error) {
 // Client returns the underlying minio-go client, for what Store does not wrap.
 func (s *Store) Client() *minio.Client { return s.client }
 
+// Config is what the store was made with (its keys too: a service hands
+// them to no one, it uses them to ask an STS for narrower ones).
+func (s *Store) Config() Config { return s.cfg }
+
 // EnsureBucket creates bucket unless it exists. Concurrent callers racing to
 // create the same bucket all succeed.
 func (s *Store) EnsureBucket(ctx context.Context, bucket string) error {
 	ok, err := s.client.BucketExists(ctx, bucket)
+	if IsDenied(err) {
+		return s.notProvisioned(bucket, err)
+	}
 	if err != nil {
 		return wrapErr("check bucket", bucket, "", err)
 	}
@@ -145,8 +160,18 @@ func (s *Store) EnsureBucket(ctx context.Context, bucket string) error {
 		if ok, e := s.client.BucketExists(ctx, bucket); e == nil && ok {
 			return nil
 		}
+	case "AccessDenied":
+		return s.notProvisioned(bucket, err)
 	}
 	return wrapErr("create bucket", bucket, "", err)
+}
+
+// notProvisioned says why a service's keys cannot reach or make bucket:
+// its own keys may not make buckets (provisioning does), nor see one
+// outside their policy.
+func (s *Store) notProvisioned(bucket string, err error) error {
+	return fmt.Errorf("bucket %s: these S3 keys (%s) may not use or create it: buckets are made, and each service's keys allowed on them, by provisioning (`slipway s3 provision`, or `slipway up`): %w",
+		bucket, s.cfg.AccessKey, err)
 }
 
 // ObjectInfo describes a stored object.

@@ -1,6 +1,9 @@
 package blob_test
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -48,16 +51,39 @@ func TestConfigFromEnv(t *testing.T) {
 	t.Setenv("SLIPWAY_S3_ACCESS_KEY", "")
 	t.Setenv("SLIPWAY_S3_SECRET_KEY", "")
 	t.Setenv("SLIPWAY_S3_SECURE", "")
-	cfg := blob.ConfigFromEnv()
-	if cfg.Endpoint != "127.0.0.1:9000" || cfg.AccessKey != "slipway" || cfg.SecretKey != "slipway-secret" || cfg.Secure {
-		t.Fatalf("defaults = %+v", cfg)
+	t.Setenv(blob.EnvKeysFile, "")
+	// No default key: a service without keys says how to give them.
+	if cfg, err := blob.ConfigFromEnv(); !errors.Is(err, blob.ErrNoKeys) || cfg.Endpoint != "127.0.0.1:9000" || cfg.Secure {
+		t.Fatalf("without keys = %+v, %v; want ErrNoKeys", cfg, err)
 	}
 	t.Setenv("SLIPWAY_S3_ENDPOINT", "minio:9000")
 	t.Setenv("SLIPWAY_S3_SECURE", "true")
 	t.Setenv("SLIPWAY_S3_ACCESS_KEY", "ak")
-	cfg = blob.ConfigFromEnv()
-	if cfg.Endpoint != "minio:9000" || !cfg.Secure || cfg.AccessKey != "ak" {
-		t.Fatalf("from env = %+v", cfg)
+	if _, err := blob.ConfigFromEnv(); !errors.Is(err, blob.ErrNoKeys) {
+		t.Fatalf("an access key without its secret: %v, want ErrNoKeys", err)
+	}
+	t.Setenv("SLIPWAY_S3_SECRET_KEY", "sk")
+	cfg, err := blob.ConfigFromEnv()
+	if err != nil || cfg.Endpoint != "minio:9000" || !cfg.Secure || cfg.AccessKey != "ak" || cfg.SecretKey != "sk" {
+		t.Fatalf("from env = %+v, %v", cfg, err)
+	}
+	// A keys file wins over the variables.
+	file := filepath.Join(t.TempDir(), "converter.json")
+	if err := blob.WriteKeys(file, blob.Keys{AccessKey: "slipway-converter", SecretKey: "s3cr3t-from-file"}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("keys file mode: %v %v, want 0600", fi, err)
+	}
+	t.Setenv(blob.EnvKeysFile, file)
+	if cfg, err = blob.ConfigFromEnv(); err != nil || cfg.AccessKey != "slipway-converter" || cfg.SecretKey != "s3cr3t-from-file" {
+		t.Fatalf("from keys file = %+v, %v", cfg, err)
+	}
+	if err := os.WriteFile(file, []byte(`{"access_key":"x"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = blob.ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), blob.EnvKeysFile) {
+		t.Fatalf("half a keys file: %v, want an error naming %s", err, blob.EnvKeysFile)
 	}
 }
 

@@ -466,15 +466,16 @@ func cas(ctx context.Context, kv jetstream.KeyValue, key, what string, step func
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return 0, fmt.Errorf("%s: write: %w", what, err)
 		}
-		if err := backoff(ctx, try); err != nil {
+		if err := Backoff(ctx, try); err != nil {
 			return 0, fmt.Errorf("%s: %w", what, err)
 		}
 	}
 	return 0, fmt.Errorf("%s: it kept changing under us", what)
 }
 
-// backoff sleeps a little so racing writers spread out.
-func backoff(ctx context.Context, try int) error {
+// Backoff sleeps a little, more or less with each try, so racing writers
+// spread out; it returns early with ctx's error.
+func Backoff(ctx context.Context, try int) error {
 	t := time.NewTimer(time.Duration(1+(try*7)%13) * time.Millisecond)
 	defer t.Stop()
 	select {

@@ -6,7 +6,8 @@
 //
 // Environment: SLIPWAY_NATS_URL (default nats://127.0.0.1:4222),
 // SLIPWAY_NATS_CREDS (the service's NATS credentials file, package
-// identity; empty for a server without authentication), SLIPWAY_PREFIX (default slipway), the S3 variables of blob.ConfigFromEnv,
+// identity; empty for a server without authentication), SLIPWAY_PREFIX (default slipway), the S3 variables of blob.ConfigFromEnv (no default key:
+// SLIPWAY_S3_KEYS_FILE, the service's own keys written by `slipway s3 provision`),
 // SLIPWAY_HEALTH_ADDR (health endpoint, off when empty), SLIPWAY_LOG_LEVEL,
 // SLIPWAY_LOG_FORMAT and the OTEL_* variables.
 package servicemain
@@ -130,7 +131,11 @@ func serve(ctx context.Context, name string, wire Wire, o options) error {
 
 	d := Deps{Logger: slog.Default()}
 	if !o.noS3 {
-		if d.Store, err = blob.New(blob.ConfigFromEnv()); err != nil {
+		cfg, err := blob.ConfigFromEnv()
+		if err != nil {
+			return err
+		}
+		if d.Store, err = blob.New(cfg); err != nil {
 			return err
 		}
 	}

@@ -26,6 +26,18 @@ func Download(t testing.TB, ctx context.Context, store *blob.Store, url, path st
 	return path
 }
 
+// ReadObject is the content of a (small) object, or the store's error:
+// for tests that check what a key may read.
+func ReadObject(ctx context.Context, store *blob.Store, bucket, key string) (string, error) {
+	rc, _, err := store.Get(ctx, bucket, key)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	return string(b), err
+}
+
 // Open opens the file at path for reading until the test ends and returns
 // it with its size.
 func Open(t testing.TB, path string) (*os.File, int64) {

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/bus"
@@ -60,6 +61,16 @@ func callerOf(ctx context.Context) caller {
 	return c
 }
 
+// stager is whose staging prefix a staged path of c's must be under: the
+// sending service's own (kernel-registry, launcher), else the user's. It
+// comes from the authenticated sender, never from the message.
+func (c caller) stager() string {
+	if c.service != "" {
+		return c.service
+	}
+	return c.user.Name
+}
+
 // forbidden is a refusal with the code that says the sender lacks a right.
 func forbidden(err error) error { return &refusal{bus.WithCode(schemas.CodeForbidden, err)} }
 
@@ -97,6 +108,9 @@ func (s *Service) authorize(ctx context.Context, m *bus.Msg) (context.Context, e
 		c.user = u.user
 	}
 	ctx = context.WithValue(ctx, callerKey{}, c)
+	if err := c.maySend(m.Name); err != nil {
+		return ctx, err
+	}
 	access := schemas.AccessOf(ServiceName, m.Name)
 	if access == "" {
 		return ctx, nil
@@ -113,6 +127,20 @@ func (s *Service) authorize(ctx context.Context, m *bus.Msg) (context.Context, e
 		return ctx, err
 	}
 	return ctx, c.may(img, acl.LevelOf(access), m.Name)
+}
+
+// maySend checks, behind the server's publish permissions, that a user
+// sends only the commands the schema lets users send: those it grants
+// only "admins" (users, groups, quotas) need the oneadmin group.
+func (c caller) maySend(command string) error {
+	if c.service != "" || c.user.IsAdmin() {
+		return nil
+	}
+	msg, ok := schemas.Lookup(schemas.KindCommand, ServiceName, command)
+	if !ok || slices.Contains(msg.Senders, schemas.SenderUsers) {
+		return nil
+	}
+	return forbidden(fmt.Errorf("user %s may not send %s: it is for administrators (the %s group)", c.user.Name, command, acl.AdminGroup))
 }
 
 // onBehalfOf is the user a service's command acts for, when it names one.
@@ -159,6 +187,23 @@ func (s *Service) askedBy(ctx context.Context) (caller, error) {
 // of `oneimage show`.
 func (c caller) visible(img *schemas.Image) bool {
 	return c.may(img, acl.Use, "show") == nil
+}
+
+// filter is OpenNebula's filter flag of a list (all, mine, group) as a
+// test of an image; a service on its own asks as the catalog's default
+// owner.
+func (c caller) filter(f schemas.ListFilter, defUser, defGroup string) func(*schemas.Image) bool {
+	user, groups := c.user.Name, c.user.Groups
+	if user == "" {
+		user, groups = defUser, []string{defGroup}
+	}
+	switch f {
+	case schemas.ListFilterMine:
+		return func(img *schemas.Image) bool { return img.User == user }
+	case schemas.ListFilterGroup:
+		return func(img *schemas.Image) bool { return img.User == user || slices.Contains(groups, img.Group) }
+	}
+	return func(*schemas.Image) bool { return true }
 }
 
 // peekID is the image a command names, for its failed event; nil when it

@@ -27,7 +27,7 @@ type testAuthority struct {
 // auditor names the harness's witness: it sees every subject.
 const auditor = "auditor"
 
-func newAuthHarness(t *testing.T) *harness {
+func newAuthHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	t.Helper()
 	a := &testAuthority{dir: filepath.Join(t.TempDir(), "identity")}
 	var err error
@@ -39,7 +39,7 @@ func newAuthHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	return startHarness(t, srv.ClientURL(), a)
+	return startHarness(t, srv.ClientURL(), a, mutate...)
 }
 
 // connect connects as service (a service of the contract), as the auditor,
@@ -107,7 +107,7 @@ func (h *harness) newUserCreds(name, group string) (*bus.Bus, string) {
 // bobsImage is an image bob imports: his, group users, 600, READY.
 func (h *harness) bobsImage(bob *bus.Bus) schemas.Image {
 	h.t.Helper()
-	staged := "s3://" + h.cfg.UploadBucket + "/uploads/bob/disk.raw"
+	staged := "s3://" + h.cfg.UploadBucket + "/uploads/bob/b1/disk.raw"
 	h.put(staged, []byte("bob's disk"))
 	img, err := answerFrom[schemas.Image](h, bob, schemas.CommandCatalogImageCreate,
 		schemas.ImageCreate{Name: "bobs", Path: staged, Staged: true, Format: schemas.DiskFormatRaw}, schemas.EventCatalogImageCreated)

@@ -118,6 +118,12 @@ func (s *Service) accountCommand(ctx context.Context, m *bus.Msg) (ok bool, err 
 	case schemas.CommandCatalogGroupDelUser:
 		var req schemas.GroupDelUser
 		return true, decodeThen(m, &req, func() error { return s.groupMember(ctx, m, req.Group, req.User, false) })
+	case schemas.CommandCatalogUserQuota:
+		var req schemas.UserQuota
+		return true, decodeThen(m, &req, func() error { return s.userQuota(ctx, m, req) })
+	case schemas.CommandCatalogGroupQuota:
+		var req schemas.GroupQuota
+		return true, decodeThen(m, &req, func() error { return s.groupQuota(ctx, m, req) })
 	}
 	return false, nil
 }
@@ -238,7 +244,23 @@ func (s *Service) groupMember(ctx context.Context, m *bus.Msg, group, user strin
 // The accounts' queries.
 
 func (s *Service) queryUsers(ctx context.Context, _ schemas.CatalogUsersRequest) (schemas.CatalogUsersReply, error) {
-	return s.users.users.List(ctx)
+	users, err := s.users.users.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all, err := s.images.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range users {
+		s.reportUser(all, &users[i])
+	}
+	return users, nil
+}
+
+// reportUser fills in u's quotas with what u's images take.
+func (s *Service) reportUser(all []schemas.Image, u *schemas.User) {
+	u.Quotas = s.quotaReport(all, u.Quotas, func(img *schemas.Image) bool { return img.User == u.Name })
 }
 
 // queryUser shows a user to themselves, or to an administrator.
@@ -257,6 +279,11 @@ func (s *Service) queryUser(ctx context.Context, r schemas.CatalogUserRequest) (
 	if err != nil {
 		return schemas.User{}, err
 	}
+	all, err := s.images.List(ctx)
+	if err != nil {
+		return schemas.User{}, err
+	}
+	s.reportUser(all, u)
 	return *u, nil
 }
 
@@ -269,8 +296,13 @@ func (s *Service) queryGroups(ctx context.Context, _ schemas.CatalogGroupsReques
 	if err != nil {
 		return nil, err
 	}
+	all, err := s.images.List(ctx)
+	if err != nil {
+		return nil, err
+	}
 	for i, g := range groups {
 		groups[i].Users = membersOf(users, g.Name)
+		groups[i].Quotas = s.quotaReport(all, g.Quotas, func(img *schemas.Image) bool { return img.Group == g.Name })
 	}
 	return groups, nil
 }

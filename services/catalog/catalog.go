@@ -32,6 +32,9 @@ type Service struct {
 	// issuer signs users' JWTs (user-create); nil without identity keys.
 	issuer *identity.Authority
 	dedup  jetstream.KeyValue
+	// meta holds the images' ID counter and name index, the datastores
+	// and the quotas' sequence keys (quota.go).
+	meta   jetstream.KeyValue
 	sagas  *saga.Store
 	engine *saga.Engine
 	stores map[string]Datastore

@@ -20,7 +20,7 @@ import (
 
 func TestImportLifecycle(t *testing.T) {
 	h := newHarness(t)
-	staged := "s3://" + h.cfg.UploadBucket + "/uploads/abc/disk.vmdk"
+	staged := "s3://" + h.cfg.UploadBucket + "/uploads/oneadmin/abc/disk.vmdk"
 	h.put(staged, []byte("pretend this is a vmdk"))
 
 	img := h.create(schemas.ImageCreate{Name: "alpine", Path: staged, Staged: true, Format: schemas.DiskFormatQcow2,
@@ -93,7 +93,7 @@ func TestBlankDatablock(t *testing.T) {
 
 func TestConverterFailedPutsImageInError(t *testing.T) {
 	h := newHarness(t)
-	staged := "s3://" + h.cfg.UploadBucket + "/uploads/x/disk.qcow2"
+	staged := "s3://" + h.cfg.UploadBucket + "/uploads/oneadmin/x/disk.qcow2"
 	h.put(staged, []byte("bad disk"))
 	env := h.command(schemas.CommandCatalogImageCreate, schemas.ImageCreate{Name: "bad", Path: staged, Staged: true})
 	cmd, c := h.convertCommand(0)
@@ -136,7 +136,7 @@ func TestConverterFailedPutsImageInError(t *testing.T) {
 
 func TestDeadlineExpiryCompensates(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.ConvertDeadline = 400 * time.Millisecond })
-	staged := "s3://" + h.cfg.UploadBucket + "/uploads/x/slow"
+	staged := "s3://" + h.cfg.UploadBucket + "/uploads/oneadmin/x/slow"
 	h.put(staged, []byte("slow"))
 	img := h.create(schemas.ImageCreate{Name: "slow", Path: staged, Staged: true, Format: schemas.DiskFormatRaw})
 	cmd, c := h.convertCommand(img.ID)
@@ -325,7 +325,9 @@ func TestCreateRefusals(t *testing.T) {
 		{schemas.ImageCreate{Name: "s", Path: "s3://" + h.cfg.Datastores[0].Bucket + "/images/0/x/disk.raw"},
 			"source s3://" + h.cfg.Datastores[0].Bucket + `/images/0/x/disk.raw: bucket "` + h.cfg.Datastores[0].Bucket + `" is a datastore bucket, not the upload bucket (` + h.cfg.UploadBucket + `) nor listed in SLIPWAY_IMPORT_BUCKETS: an import never reads another image's blob`},
 		{schemas.ImageCreate{Name: "s", Path: "s3://" + h.cfg.UploadBucket + "/vms/7/x/disk-0.qcow2", Staged: true},
-			"staged path s3://" + h.cfg.UploadBucket + "/vms/7/x/disk-0.qcow2: staged uploads are s3://" + h.cfg.UploadBucket + "/uploads/<id>/<file> (what the CLI writes; also kernel-registry/, vms/ of kernel-registry and the launcher); the import deletes a staged object, so nothing else may be staged"},
+			"staged path s3://" + h.cfg.UploadBucket + "/vms/7/x/disk-0.qcow2: oneadmin stages only s3://" + h.cfg.UploadBucket + "/uploads/oneadmin/<id>/<file> (the CLI writes there with the upload keys the catalog issues); the import deletes a staged object, so nothing else may be staged"},
+		{schemas.ImageCreate{Name: "s", Path: "s3://" + h.cfg.UploadBucket + "/uploads/bob/x/disk.qcow2", Staged: true},
+			"staged path s3://" + h.cfg.UploadBucket + "/uploads/bob/x/disk.qcow2: oneadmin stages only s3://" + h.cfg.UploadBucket + "/uploads/oneadmin/<id>/<file> (the CLI writes there with the upload keys the catalog issues); the import deletes a staged object, so nothing else may be staged"},
 		{schemas.ImageCreate{Name: "b", SizeMiB: 10, Type: schemas.ImageTypeOS},
 			"size_mib makes an empty DATABLOCK: an image of type OS needs a path to import from"},
 		{schemas.ImageCreate{Name: "b", SizeMiB: 10, Path: "https://x.invalid/b"},

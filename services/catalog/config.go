@@ -62,6 +62,10 @@ type Config struct {
 	// may name (SLIPWAY_IMPORT_BUCKETS); a datastore bucket never
 	// qualifies, so no import reads another image's blob.
 	ImportBuckets []string
+	// S3PublicEndpoint is the S3 endpoint as users reach it, named in the
+	// presigned URLs and temporary keys the catalog hands out
+	// (SLIPWAY_S3_PUBLIC_ENDPOINT; default the catalog's own endpoint).
+	S3PublicEndpoint string
 	// MaxVirtualSize is the largest virtual size an import may have
 	// (default 2 TiB).
 	MaxVirtualSize int64

@@ -21,8 +21,9 @@ type plan struct {
 }
 
 // planCreate applies the rules a schema cannot express. Every error is a
-// refusal that says what to change.
-func (s *Service) planCreate(req schemas.ImageCreate) (plan, error) {
+// refusal that says what to change. stager is who sent the command (a
+// staged path must be one of theirs).
+func (s *Service) planCreate(req schemas.ImageCreate, stager string) (plan, error) {
 	p := plan{req: req, typ: req.Type}
 	if isDockerPath(req.Path) {
 		// The URL first: a malformed one is the problem to report.
@@ -87,7 +88,7 @@ func (s *Service) planCreate(req schemas.ImageCreate) (plan, error) {
 		return p, &refusal{err}
 	}
 	if req.Staged {
-		if err := s.locations().CheckStaged(req.Path); err != nil {
+		if err := s.locations().CheckStaged(req.Path, stager); err != nil {
 			return p, &refusal{err}
 		}
 		p.staged = req.Path
@@ -143,7 +144,7 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 	if err := decode(m, &req); err != nil {
 		return none, err
 	}
-	p, err := s.planCreate(req)
+	p, err := s.planCreate(req, callerOf(ctx).stager())
 	if err != nil {
 		return none, err
 	}
@@ -153,6 +154,12 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 	}
 	id, sagaID := res.ImageID, res.SagaID
 	data := importData{ImageID: id, CommandID: m.Envelope.ID, Command: m.Subject, Dest: p.dest(id, sagaID), Staged: p.staged}
+	if p.req.SizeMiB == 0 {
+		// An import whose size is known only once fetched.
+		if data.SizeLimit, data.SizeLimitedBy, err = s.sizeAllowance(ctx, p.ds.Name, id); err != nil {
+			return res, err
+		}
+	}
 	start := func() error { return s.startCreate(ctx, p, sagaID, data) }
 	if err := s.register(ctx, m, res, start, s.record(p, id, sagaID)); err != nil {
 		return res, err
@@ -200,8 +207,12 @@ func (s *Service) record(p plan, id int64, sagaID string) *schemas.Image {
 	if p.req.Origin != "" {
 		img.Origin = p.req.Origin
 	}
-	if p.req.SizeMiB > 0 {
+	switch {
+	case p.req.SizeMiB > 0:
 		img.Origin = "blank"
+		img.Size = p.req.SizeMiB << 20 // declared: the quotas count it from now
+	case p.docker != nil && p.docker.SizeMiB > 0:
+		img.Size = p.docker.SizeMiB << 20 // the filesystem size the URL asks for
 	}
 	if len(img.Attributes) == 0 {
 		img.Attributes = nil
@@ -219,7 +230,7 @@ func (s *Service) sendConvert(ctx context.Context, m *bus.Msg, p plan, data impo
 	cmd := schemas.ConverterImport{
 		ImageID: data.ImageID, Source: p.req.Path, SourceFormat: p.req.SourceFormat, Format: p.req.Format,
 		Compression: p.req.Compression, Checksum: p.req.Checksum, Dest: data.Dest,
-		MaxVirtualSize: s.cfg.MaxVirtualSize,
+		MaxVirtualSize: data.maxVirtualSize(s.cfg.MaxVirtualSize),
 	}
 	if IsFileType(p.typ) {
 		// Kernels, initrds and context files are not disks: they are

@@ -363,7 +363,7 @@ func (s *Service) checkBuilt(d dockerData, ev schemas.BuilderBuilt) string {
 func (s *Service) sendDockerConvert(ctx context.Context, m *bus.Msg, sagaID string, d dockerData) error {
 	cmd := schemas.ConverterImport{ImageID: d.ImageID, Source: d.Staged, Format: d.Format,
 		Compression: d.Compression, Checksum: "sha256:" + d.Built.SHA256, Dest: d.Dest,
-		MaxVirtualSize: s.cfg.MaxVirtualSize}
+		MaxVirtualSize: d.maxVirtualSize(s.cfg.MaxVirtualSize)}
 	if d.Kind == schemas.ContentKindContainer {
 		cmd.SourceFormat = schemas.DiskFormatRaw
 	}

@@ -26,6 +26,7 @@ const (
 	EnvUploadBucket      = "SLIPWAY_UPLOAD_BUCKET"
 	EnvDefaultBucket     = "SLIPWAY_DATASTORE_DEFAULT_BUCKET"
 	EnvFilesBucket       = "SLIPWAY_DATASTORE_FILES_BUCKET"
+	EnvS3PublicEndpoint  = "SLIPWAY_S3_PUBLIC_ENDPOINT"
 )
 
 // ConfigFromEnv reads the catalog's configuration from the environment;
@@ -37,6 +38,8 @@ func ConfigFromEnv() (Config, error) {
 		Group:        run.Env(EnvGroup, DefaultGroup),
 		UploadBucket: run.Env(EnvUploadBucket, DefaultUploadBucket),
 		IdentityDir:  run.Env(EnvIdentityDir, ""),
+
+		S3PublicEndpoint: run.Env(EnvS3PublicEndpoint, ""),
 	}
 	var env run.EnvReader
 	cfg.ConvertDeadline = env.Duration(EnvConvertDeadline, DefaultConvertDeadline)

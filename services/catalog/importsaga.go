@@ -154,5 +154,9 @@ func (s *Service) convertFailed(ctx context.Context, m *bus.Msg, sg *saga.Saga) 
 	if ev.Retryable {
 		reason += " (this may be temporary: delete the image and import it again)"
 	}
+	var d importData
+	if err := sg.Decode(&d); err == nil && d.SizeLimitedBy != "" {
+		reason += fmt.Sprintf(" (the import was limited to a virtual size of %d MB by %s)", d.SizeLimit/mib, d.SizeLimitedBy)
+	}
 	return s.failImportCode(ctx, sg, ev.Code, reason, &m.Envelope)
 }

@@ -22,9 +22,9 @@ var layers = []struct {
 	{"state and store", []string{"doc.go", "catalog.go", "state.go", "store.go", "dedup.go", "datastore.go",
 		"config.go", "env.go", "events.go"}},
 	{"workflow core", []string{"workflow.go", "progress.go", "failures.go", "access.go"}},
-	{"new-image phases", []string{"newimage.go"}},
+	{"new-image phases", []string{"newimage.go", "quota.go"}},
 	{"saga declarations", []string{"importsaga.go", "dockersaga.go", "luks.go", "slots.go"}},
-	{"command handlers", []string{"commands.go", "create.go", "use.go", "queries.go", "accounts.go", "permissions.go"}},
+	{"command handlers", []string{"commands.go", "create.go", "use.go", "queries.go", "accounts.go", "quotacmd.go", "permissions.go", "s3access.go"}},
 	{"service wiring", []string{"service.go", "wire.go"}},
 }
 

@@ -161,6 +161,7 @@ func encryptedRecord(src *schemas.Image, req schemas.ImageEncrypt, id int64, sag
 		Datastore: src.Datastore, Type: src.Type, DevPrefix: src.DevPrefix,
 		State: schemas.ImageStateLocked, Description: desc, Attributes: attrs,
 		Origin: src.Source, SagaID: sagaID, CreatedAt: t, UpdatedAt: t,
+		Size: src.Size, // the source's: what the quotas count until the volume is made
 	}
 }
 

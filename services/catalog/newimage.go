@@ -58,6 +58,21 @@ type importData struct {
 	// SetAttributes are merged into the image's attributes at commit
 	// (provenance of a docker import).
 	SetAttributes map[string]string `json:"set_attributes,omitempty"`
+	// SizeLimit is the largest virtual size the owner's and group's SIZE
+	// quotas left the import when it was created, for the converter to
+	// refuse a bigger one before it stores anything; SizeLimitedBy names
+	// that quota. 0: no quota was tighter than the catalog's own limit.
+	SizeLimit     int64  `json:"size_limit,omitempty"`
+	SizeLimitedBy string `json:"size_limited_by,omitempty"`
+}
+
+// maxVirtualSize is the limit the converter is given: the catalog's, or
+// what the quotas left when tighter.
+func (d importData) maxVirtualSize(catalog int64) int64 {
+	if d.SizeLimit > 0 && (catalog <= 0 || d.SizeLimit < catalog) {
+		return d.SizeLimit
+	}
+	return catalog
 }
 
 // deleteOwned deletes a reported blob if it lies where image blobs live,
@@ -102,6 +117,13 @@ func (s *Service) commit(ctx context.Context, sg *saga.Saga, cause *envelope.Env
 		return s.failImport(ctx, sg, reason, cause)
 	}
 	res := d.Result
+	// The size is known now: it must fit the quotas before the image is
+	// READY (a refusal ends it in ERROR; compensation deletes the blob).
+	if err := s.reserveSize(ctx, d.ImageID, sg.ID, res.VirtualSize); isRefusal(err) {
+		return s.failImportCode(ctx, sg, schemas.CodeQuotaExceeded, err.Error(), cause)
+	} else if err != nil {
+		return err
+	}
 	img, _, err := s.images.Update(ctx, d.ImageID, func(img *schemas.Image) error {
 		if img.SagaID != sg.ID {
 			return fmt.Errorf("image %d belongs to saga %s now: %w", img.ID, img.SagaID, errLost)
@@ -235,6 +257,7 @@ func (s *Service) failImportCode(ctx context.Context, sg *saga.Saga, code, reaso
 		}
 		img.State = schemas.ImageStateError
 		img.Error = schemas.ErrorText(reason)
+		img.Size = 0 // it holds no data: its SIZE no longer counts against quotas
 		return nil
 	})
 	if err != nil && !errors.Is(err, ErrNotFound) {
@@ -298,7 +321,9 @@ func (s *Service) claimNewImage(ctx context.Context, m *bus.Msg) (*processed, er
 
 // register makes a new image exist under the IDs claimIDs gave it: start
 // starts its saga, then its name is claimed (a refusal abandons the saga),
-// and its LOCKED record rec is stored and announced. Each step tolerates
+// and its LOCKED record rec is stored, if it fits its owner's and group's
+// quotas (else the name is released and the saga abandoned: nothing was
+// written to the store), and announced. Each step tolerates
 // having been done already, so a redelivery after a crash finishes the
 // job.
 func (s *Service) register(ctx context.Context, m *bus.Msg, ids processed, start func() error, rec *schemas.Image) error {
@@ -311,8 +336,12 @@ func (s *Service) register(ctx context.Context, m *bus.Msg, ids processed, start
 		}
 		return err
 	}
-	img, err := s.insert(ctx, rec)
+	img, err := s.insertWithinQuota(ctx, rec)
 	if err != nil {
+		if isRefusal(err) {
+			_ = s.images.releaseName(ctx, rec.User, rec.Name, ids.ImageID)
+			s.abandon(ctx, ids.SagaID, err.Error())
+		}
 		return err
 	}
 	return s.announce(ctx, m, img)

@@ -19,12 +19,16 @@ func (s *Service) endpoints() map[string]bus.QueryHandler {
 		bus.Answer(schemas.QryCatalogUsers, s.queryUsers),
 		bus.Answer(schemas.QryCatalogUser, s.queryUser),
 		bus.Answer(schemas.QryCatalogGroups, s.queryGroups),
+		bus.Answer(schemas.QryCatalogBlobURL, s.queryBlobURL),
+		bus.Answer(schemas.QryCatalogBlobCreds, s.queryBlobCreds),
+		bus.Answer(schemas.QryCatalogUploadCreds, s.queryUploadCreds),
 	)
 }
 
 // queryList answers the images that match every filter given, of those
 // the asker may use (OpenNebula's `oneimage list`; the oneadmin group sees
-// every image).
+// every image). The filter flag narrows them as OpenNebula's does: all
+// (the default), mine, or group (mine and my groups').
 func (s *Service) queryList(ctx context.Context, f schemas.CatalogListRequest) (schemas.CatalogListReply, error) {
 	if f.State != "" && !State(f.State).Valid() {
 		return nil, bus.Invalid(fmt.Errorf("state %q is not an image state (want one of %v)", f.State, States()))
@@ -37,9 +41,10 @@ func (s *Service) queryList(ctx context.Context, f schemas.CatalogListRequest) (
 	if err != nil {
 		return nil, err
 	}
+	picked := c.filter(f.Filter, s.cfg.User, s.cfg.Group)
 	out := make(schemas.CatalogListReply, 0, len(all))
 	for _, img := range all {
-		if c.visible(&img) && (f.User == "" || img.User == f.User) &&
+		if c.visible(&img) && picked(&img) && (f.User == "" || img.User == f.User) &&
 			(f.Datastore == "" || img.Datastore == f.Datastore) &&
 			(f.State == "" || img.State == f.State) {
 			out = append(out, img)

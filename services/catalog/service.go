@@ -119,7 +119,7 @@ func (s *Service) setup(ctx context.Context) error {
 	if s.dedup, err = kv(schemas.BucketCatalogDedup, DedupTTL); err != nil {
 		return fmt.Errorf("catalog setup: %w", err)
 	}
-	s.images = newImages(imgKV, meta, now)
+	s.images, s.meta = newImages(imgKV, meta, now), meta
 	accKV, err := kv(schemas.BucketCatalogAccounts, 0)
 	if err != nil {
 		return fmt.Errorf("catalog setup: %w", err)

@@ -114,7 +114,7 @@ func (s *Service) handleAdd(ctx context.Context, m *bus.Msg) error {
 	// next delivery until then.
 	return s.w.Settle(ctx, m, err, worker.Settlement{
 		Succeeded: func(ctx context.Context) error {
-			s.deleteSource(cmd.Source)
+			s.deleteSource(cmd.Source, bus.UserOf(m))
 			if err := s.announceAdded(ctx, m, k); err != nil {
 				return err // the record is kept; say it now
 			}
@@ -125,7 +125,7 @@ func (s *Service) handleAdd(ctx context.Context, m *bus.Msg) error {
 		Expired:  func(err, expired error) error { return &final{fmt.Errorf("%w: %w", expired, err)} },
 		Cleanup: func(_ error, final bool) {
 			if final {
-				s.deleteSource(cmd.Source)
+				s.deleteSource(cmd.Source, bus.UserOf(m))
 			}
 		},
 		Failed: func(ctx context.Context, err error, f schemas.Failure) {
@@ -173,10 +173,11 @@ func (s *Service) publishFailed(ctx context.Context, m *bus.Msg, token string, e
 	}
 }
 
-// deleteSource removes add's source when it is a kernel upload: a command
-// naming another object must not make the service delete it.
-func (s *Service) deleteSource(url string) {
-	if s.uploads().CheckKernelUpload(url) == nil {
+// deleteSource removes add's source when it is a kernel upload of user
+// (the sender): a command naming another object, or another user's
+// upload, must not make the service delete it.
+func (s *Service) deleteSource(url, user string) {
+	if s.uploads().CheckKernelUpload(url, user) == nil {
 		s.deleteStaged(url)
 	}
 }
@@ -222,7 +223,7 @@ type prepared struct {
 }
 
 func (j *addJob) run(ctx context.Context) (schemas.Kernel, error) {
-	if err := j.s.uploads().CheckKernelUpload(j.cmd.Source); err != nil {
+	if err := j.s.uploads().CheckKernelUpload(j.cmd.Source, bus.UserOf(j.m)); err != nil {
 		return schemas.Kernel{}, fmt.Errorf("%w: %w", errInvalid, err)
 	}
 	var err error

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/testenv"
@@ -126,7 +127,7 @@ func (s *stack) waitService(name string) {
 // stage uploads data as the CLI does for kernel add and returns its s3://
 // URL.
 func (s *stack) stage(data io.Reader, size int64, name string) string {
-	return s.stageUnder(blob.KernelUploadPrefix, data, size, name)
+	return s.stageUnder(blob.UserKernelPrefix(acl.AdminUser), data, size, name)
 }
 
 func (s *stack) stageUnder(prefix string, data io.Reader, size int64, name string) string {
@@ -138,7 +139,11 @@ func (s *stack) stageUnder(prefix string, data io.Reader, size int64, name strin
 	return info.URL()
 }
 
-func (s *stack) stageFile(path string) string { return s.stageFileUnder(blob.KernelUploadPrefix, path) }
+// stageFile stages path as the CLI of the test's client (oneadmin) does
+// for kernel add: under its own kernels/<user>/.
+func (s *stack) stageFile(path string) string {
+	return s.stageFileUnder(blob.UserKernelPrefix(acl.AdminUser), path)
+}
 
 func (s *stack) stageFileUnder(prefix, path string) string {
 	s.t.Helper()
@@ -441,22 +446,24 @@ func TestAddBadFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := s.add(schemas.KernelRegistryAdd{Source: "s3://" + s.images + "/keep/me"}, time.Minute)
-		if !bus.IsCallError(err) || !strings.Contains(err.Error(), "kernel uploads are s3://"+s.uploads+"/kernels/<id>/<file>") {
+		if !bus.IsCallError(err) || !strings.Contains(err.Error(), `kernel uploads of "oneadmin" are s3://`+s.uploads+"/kernels/oneadmin/<id>/<file>") {
 			t.Fatalf("%v", err)
 		}
 		if _, err := s.store.Stat(s.ctx, s.images, "keep/me"); err != nil {
 			t.Errorf("the named object was deleted: %v", err)
 		}
 		// Nor may it take another upload in the upload bucket (an image
-		// the CLI staged for the catalog).
-		other := s.stageUnder(blob.StagingPrefix, strings.NewReader("someone's disk"), 14, "disk.raw")
-		_, err = s.add(schemas.KernelRegistryAdd{Source: other}, time.Minute)
-		if !bus.IsCallError(err) || !strings.Contains(err.Error(), "kernels/<id>/<file>") {
-			t.Fatalf("%v", err)
-		}
-		bucket, key, _ := blob.ParseURL(other)
-		if _, err := s.store.Stat(s.ctx, bucket, key); err != nil {
-			t.Errorf("another upload was deleted: %v", err)
+		// the CLI staged for the catalog), nor another user's kernel upload.
+		for _, prefix := range []string{blob.UserStagingPrefix(acl.AdminUser), blob.UserKernelPrefix("alice")} {
+			other := s.stageUnder(prefix, strings.NewReader("someone's disk"), 14, "disk.raw")
+			_, err = s.add(schemas.KernelRegistryAdd{Source: other}, time.Minute)
+			if !bus.IsCallError(err) || !strings.Contains(err.Error(), "kernels/oneadmin/<id>/<file>") {
+				t.Fatalf("%s: %v", other, err)
+			}
+			bucket, key, _ := blob.ParseURL(other)
+			if _, err := s.store.Stat(s.ctx, bucket, key); err != nil {
+				t.Errorf("%s was deleted: %v", other, err)
+			}
 		}
 	})
 }
@@ -466,7 +473,7 @@ func TestAddBadFiles(t *testing.T) {
 func TestExamineCatalogKernel(t *testing.T) {
 	dir := kernelFiles(t)
 	s := newStack(t)
-	src := s.stageFileUnder(blob.StagingPrefix, filepath.Join(dir, "vmlinuz")) // as the CLI stages image-create
+	src := s.stageFileUnder(blob.UserStagingPrefix(acl.AdminUser), filepath.Join(dir, "vmlinuz")) // as the CLI stages image-create
 	ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
 	defer cancel()
 	m, err := s.cli.Call(ctx, "catalog", "image-create", schemas.ImageCreate{Name: "plain-kernel", Datastore: "files",

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 
+	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/qemuimg"
@@ -159,7 +159,7 @@ func (h *harness) importFile(path string, req schemas.ImageCreate) schemas.Image
 	if err := h.blobs.EnsureBucket(h.ctx, h.uploads); err != nil {
 		h.t.Fatal(err)
 	}
-	info := testenv.Upload(h.t, h.ctx, h.blobs, path, h.uploads, blob.StagingPrefix+uuid.NewString()+"/"+filepath.Base(path))
+	info := testenv.Upload(h.t, h.ctx, h.blobs, path, h.uploads, blob.StagingKey(blob.UserStagingPrefix(acl.AdminUser), path))
 	req.Path, req.Staged = info.URL(), true
 	m, err := h.cli.Call(h.ctx, "catalog", "image-create", req, []string{"image-created"})
 	if err != nil {

@@ -18,8 +18,9 @@ import (
 	"github.com/slipway/slipway/tools/slipway/render"
 )
 
-// UploadBucket is where the CLI stages local files for the catalog, which
-// deletes them once the import is done.
+// UploadBucket is where a default deployment stages local files for the
+// catalog, which deletes them once the import is done (the CLI writes to
+// the bucket its upload keys name).
 const UploadBucket = "slipway-uploads"
 
 func newCreateCmd(g *globals) *cobra.Command {
@@ -120,11 +121,11 @@ func (g *globals) create(ctx context.Context, spec schemas.ImageCreate, wait boo
 	var staged *blob.Info
 	var store *blob.Store
 	if kind, _ := classifyPath(spec.Path); spec.Path != "" && kind != pathURL {
-		store, err = blob.New(g.blobConfig())
-		if err != nil {
-			return fmt.Errorf("s3 %s: %w", g.s3Endpoint, err)
+		var bucket string
+		if store, bucket, err = uploadStore(ctx, b); err != nil {
+			return err
 		}
-		info, err := g.upload(ctx, store, spec.Path, spec.Checksum)
+		info, err := g.upload(ctx, store, bucket, blob.UserStagingPrefix(b.Sender()), spec.Path, spec.Checksum)
 		if err != nil {
 			return err
 		}
@@ -175,8 +176,9 @@ func isImageID(s string) bool {
 	return err == nil
 }
 
-// upload streams a local file (or stdin for "-") to the upload bucket.
-func (g *globals) upload(ctx context.Context, store *blob.Store, path, checksum string) (blob.Info, error) {
+// upload streams a local file (or stdin for "-") to bucket under prefix
+// (the user's own staging prefix, all the upload keys write to).
+func (g *globals) upload(ctx context.Context, store *blob.Store, bucket, prefix, path, checksum string) (blob.Info, error) {
 	var (
 		r    io.Reader
 		size int64 = -1
@@ -199,19 +201,16 @@ func (g *globals) upload(ctx context.Context, store *blob.Store, path, checksum 
 		}
 		r, size, base = f, fi.Size(), filepath.Base(path)
 	}
-	if err := store.EnsureBucket(ctx, UploadBucket); err != nil {
-		return blob.Info{}, fmt.Errorf("s3 %s: %w", g.s3Endpoint, err)
-	}
-	key := blob.StagingKey(blob.StagingPrefix, base) // what the catalog accepts as staged
+	key := blob.StagingKey(prefix, base) // what the catalog accepts as staged
 	bar := newProgressView(g.io.err, "")
 	opts := []blob.PutOption{blob.Progress(func(done int64) { bar.update("upload", done, max(size, 0), time.Now()) })}
 	if hex, ok := stripSHA256(checksum); ok {
 		opts = append(opts, blob.ExpectSHA256(hex))
 	}
-	info, err := store.Put(ctx, UploadBucket, key, r, size, opts...)
+	info, err := store.Put(ctx, bucket, key, r, size, opts...)
 	bar.done()
 	if err != nil {
-		return blob.Info{}, fmt.Errorf("upload %s to s3://%s/%s: %w", path, UploadBucket, key, err)
+		return blob.Info{}, fmt.Errorf("upload %s to s3://%s/%s: %w", path, bucket, key, err)
 	}
 	fmt.Fprintf(g.io.err, "uploaded %s (%s) to %s\n", base, render.HumanSize(info.Size), info.URL())
 	return info, nil

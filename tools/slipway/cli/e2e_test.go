@@ -165,9 +165,9 @@ type listed struct {
 	Attributes map[string]string
 }
 
-func list(t *testing.T, flags []string) []listed {
+func list(t *testing.T, flags []string, extra ...string) []listed {
 	t.Helper()
-	r := must(t, slipway(t, flags, "image", "list", "--json"), "image list --json")
+	r := must(t, slipway(t, flags, append([]string{"image", "list", "--json"}, extra...)...), "image list --json")
 	var images []listed
 	if err := json.Unmarshal([]byte(r.stdout), &images); err != nil {
 		t.Fatalf("list --json: %v\n%s", err, r.stdout)

@@ -128,14 +128,17 @@ func (g *globals) export(ctx context.Context, ref string, f exportFlags, layout 
 	if err != nil {
 		return err
 	}
-	bucket, key, err := blob.ParseURL(img.Source)
-	if err != nil {
-		return fmt.Errorf("image %d: its data: %w", id, err)
+	// Temporary keys that read this one blob, issued by the catalog if
+	// the user may use the image: the CLI holds no service key.
+	var store *blob.Store
+	var grant schemas.S3TemporaryCredentials
+	if err := g.withBus(ctx, func(b *bus.Bus) (err error) {
+		store, grant, err = blobStore(ctx, b, int64(id))
+		return err
+	}); err != nil {
+		return err
 	}
-	store, err := blob.New(g.blobConfig())
-	if err != nil {
-		return fmt.Errorf("s3 %s: %w", g.s3Endpoint, err)
-	}
+	bucket, key := grant.Bucket, grant.Key
 
 	dir, err := os.MkdirTemp(f.tmpDir, "slipway-export-")
 	if err != nil {

@@ -41,21 +41,40 @@ func newImageCmd(g *globals) *cobra.Command {
 		newRefCmd(c, "nonpersistent", "Make an image non-persistent", schemas.CommandCatalogImageNonpersistent),
 		newRenameCmd(c),
 		newUpdateCmd(c),
+		newImageURLCmd(c),
+		newImageS3CredsCmd(c),
 	)
 	cmd.AddCommand(newPermissionCmds(c)...)
 	return cmd
 }
 
 func newImageListCmd(c *client) *cobra.Command {
-	return newListCmd(c, "list", "List images (ID USER GROUP NAME DATASTORE SIZE TYPE PER STAT RVMS)",
+	var all, mine, group bool
+	cmd := newListCmd(c, "list", "List images (ID USER GROUP NAME DATASTORE SIZE TYPE PER STAT RVMS)",
 		func(ctx context.Context, b *bus.Bus) ([]render.Image, error) {
-			images, err := listImages(ctx, b)
+			f := schemas.ListFilterAll
+			switch {
+			case mine:
+				f = schemas.ListFilterMine
+			case group:
+				f = schemas.ListFilterGroup
+			}
+			images, err := listImagesFiltered(ctx, b, f)
 			if err != nil {
 				return nil, err
 			}
 			slices.SortFunc(images, func(a, b render.Image) int { return a.ID - b.ID })
 			return images, nil
 		}, render.List)
+	cmd.Long = `List images, as oneimage list does: by default (--all) every image you may
+use (yours, your groups' whose group bits allow use, anyone's whose other bits
+do); for the oneadmin group every image. --mine lists your own, --group yours
+and those of the groups you are in (still only those you may use).`
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "every image you may use (the default; the oneadmin group: every image)")
+	cmd.Flags().BoolVarP(&mine, "mine", "m", false, "only your own images")
+	cmd.Flags().BoolVarP(&group, "group", "g", false, "your images and those of the groups you are in")
+	cmd.MarkFlagsMutuallyExclusive("all", "mine", "group")
+	return cmd
 }
 
 func newImageShowCmd(c *client) *cobra.Command {

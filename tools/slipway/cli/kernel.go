@@ -89,18 +89,15 @@ func (g *globals) addKernel(ctx context.Context, b *bus.Bus, path, name string) 
 	if !fi.Mode().IsRegular() {
 		return k, fmt.Errorf("%s: not a regular file", path)
 	}
-	store, err := blob.New(g.blobConfig())
+	store, bucket, err := uploadStore(ctx, b)
 	if err != nil {
 		return k, err
 	}
-	if err := store.EnsureBucket(ctx, UploadBucket); err != nil {
-		return k, fmt.Errorf("s3 %s: %w", g.s3Endpoint, err)
-	}
 	base := filepath.Base(path)
-	key := blob.StagingKey(blob.KernelUploadPrefix, base) // what kernel-registry accepts
-	info, err := store.Put(ctx, UploadBucket, key, f, fi.Size())
+	key := blob.StagingKey(blob.UserKernelPrefix(b.Sender()), base) // what kernel-registry accepts from this user
+	info, err := store.Put(ctx, bucket, key, f, fi.Size())
 	if err != nil {
-		return k, fmt.Errorf("upload %s to s3://%s/%s: %w", path, UploadBucket, key, err)
+		return k, fmt.Errorf("upload %s to s3://%s/%s: %w", path, bucket, key, err)
 	}
 	fmt.Fprintf(g.io.err, "uploaded %s (%s); kernel-registry is examining it\n", base, render.HumanSize(info.Size))
 	m, err := b.Call(ctx, kernelService, schemas.CommandKernelRegistryAdd, schemas.KernelRegistryAdd{Source: info.URL(), Name: name, Filename: base}, []string{schemas.EventKernelRegistryAdded})

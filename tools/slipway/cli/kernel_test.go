@@ -1,13 +1,17 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/s3iam"
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/tools/slipway/up"
 )
 
 // TestKernelCommands adds Debian's bzImage and a file that is not a
@@ -16,7 +20,9 @@ func TestKernelCommands(t *testing.T) {
 	vmlinuz := testenv.RepoFile(t, "bin/kernel/vmlinuz", "run tools/fetch-kernel.sh")
 	// kernel-registry finds slipway-initrd through the variable `up` passes on.
 	t.Setenv("SLIPWAY_INITRD_INIT", testenv.Build(t, "./services/kernel-registry/cmd/slipway-initrd", true))
-	flags, _ := stack(t)
+	// A provisioned stack: the CLI uploads with oneadmin's upload keys,
+	// kernel-registry and the catalog act with their own MinIO users.
+	flags, dir := provisionedStack(t)
 
 	r := must(t, slipway(t, flags, "kernel", "add", "--name", "debian-bz", vmlinuz), "kernel", "add")
 	id := strings.TrimSpace(strings.TrimPrefix(r.stdout, "ID: "))
@@ -44,6 +50,19 @@ func TestKernelCommands(t *testing.T) {
 	r = must(t, slipway(t, flags, "image", "show", id, "--json"), "image", "show")
 	if !strings.Contains(r.stdout, `"KERNEL"`) {
 		t.Errorf("image show %s: %s", id, r.stdout)
+	}
+
+	// The upload was consumed: nothing is left under kernels/.
+	root, err := blob.ReadKeys(filepath.Join(dir, up.S3KeysDir, s3iam.RootKeysFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootStore, err := blob.New(blob.Config{Endpoint: flags[len(flags)-1], Region: "us-east-1"}.WithKeys(root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left, err := rootStore.List(context.Background(), UploadBucket, "kernels/"); err != nil || len(left) != 0 {
+		t.Errorf("kernel uploads left behind: %v %v", left, err)
 	}
 
 	notKernel := filepath.Join(t.TempDir(), "notes.txt")

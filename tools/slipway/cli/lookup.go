@@ -29,8 +29,14 @@ func idOrName(ref string) (id *int64, name string) {
 
 // listImages asks the catalog for every image, in ID order.
 func listImages(ctx context.Context, b *bus.Bus) ([]render.Image, error) {
+	return listImagesFiltered(ctx, b, "")
+}
+
+// listImagesFiltered lists the images OpenNebula's filter flag f picks
+// among those the sender may use ("": the catalog's default, all).
+func listImagesFiltered(ctx context.Context, b *bus.Bus, f schemas.ListFilter) ([]render.Image, error) {
 	var raw json.RawMessage
-	if err := b.Query(ctx, schemas.ServiceCatalog, schemas.QueryCatalogList, struct{}{}, &raw); err != nil {
+	if err := b.Query(ctx, schemas.ServiceCatalog, schemas.QueryCatalogList, schemas.CatalogListRequest{Filter: f}, &raw); err != nil {
 		return nil, fmt.Errorf("list images: %w", err)
 	}
 	return decodeList(raw)

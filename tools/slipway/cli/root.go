@@ -19,8 +19,6 @@ import (
 const (
 	DefaultNATSURL    = "nats://127.0.0.1:4222"
 	DefaultS3Endpoint = "127.0.0.1:9000"
-	DefaultAccessKey  = "slipway"
-	DefaultSecretKey  = "slipway-secret"
 )
 
 // ExitError carries a process exit code through cobra; its message, when
@@ -145,8 +143,8 @@ JetStream and S3. "slipway up" runs the whole stack in one process; the
 	pf.StringVar(&g.creds, "creds", env("SLIPWAY_CREDS", defaultCreds()), "NATS credentials file ($SLIPWAY_CREDS; default: slipway up's "+up.DefaultDataDir+"/"+up.CredentialsFile+" when present)")
 	pf.StringVar(&g.prefix, "prefix", env("SLIPWAY_PREFIX", bus.DefaultPrefix), "subject prefix ($SLIPWAY_PREFIX)")
 	pf.StringVar(&g.s3Endpoint, "s3-endpoint", env("SLIPWAY_S3_ENDPOINT", DefaultS3Endpoint), "S3 endpoint host:port or URL ($SLIPWAY_S3_ENDPOINT)")
-	pf.StringVar(&g.s3Access, "s3-access-key", env("SLIPWAY_S3_ACCESS_KEY", DefaultAccessKey), "S3 access key ($SLIPWAY_S3_ACCESS_KEY)")
-	pf.StringVar(&g.s3Secret, "s3-secret-key", env("SLIPWAY_S3_SECRET_KEY", DefaultSecretKey), "S3 secret key ($SLIPWAY_S3_SECRET_KEY)")
+	pf.StringVar(&g.s3Access, "s3-access-key", env("SLIPWAY_S3_ACCESS_KEY", ""), "S3 access key, for `up --s3-endpoint` and `s3 provision` only; no default ($SLIPWAY_S3_ACCESS_KEY)")
+	pf.StringVar(&g.s3Secret, "s3-secret-key", env("SLIPWAY_S3_SECRET_KEY", ""), "S3 secret key, for `up --s3-endpoint` and `s3 provision` only; no default ($SLIPWAY_S3_SECRET_KEY)")
 	g.s3Secure = envBool("SLIPWAY_S3_SECURE")
 	g.user = env("SLIPWAY_USER", "oneadmin")
 
@@ -154,7 +152,7 @@ JetStream and S3. "slipway up" runs the whole stack in one process; the
 	root.AddCommand(newKernelCmd(g))
 	root.AddCommand(newLuksCmd(&g.client))
 	root.AddCommand(newUserCmd(&g.client), newGroupCmd(&g.client))
-	root.AddCommand(newDeadLetterCmd(&g.client))
+	root.AddCommand(newDeadLetterCmd(&g.client), newS3Cmd(g))
 	root.AddCommand(newVMTemplateCmd(&g.client), newVMCmd(&g.client))
 	addExportCmd(root, g)
 	return root

@@ -37,8 +37,8 @@ func invoke[T, A any](ctx context.Context, b *bus.Bus, c schemas.Cmd[T], data T)
 }
 
 func newUserCmd(c *client) *cobra.Command {
-	cmd := &cobra.Command{Use: "user", Short: "Users: create (writing their credentials file), list, show, delete", RunE: unknownSubcommand}
-	cmd.AddCommand(newUserCreateCmd(c), newUserListCmd(c), newUserShowCmd(c), newUserDeleteCmd(c))
+	cmd := &cobra.Command{Use: "user", Short: "Users: create (writing their credentials file), list, show, delete, quota", RunE: unknownSubcommand}
+	cmd.AddCommand(newUserCreateCmd(c), newUserListCmd(c), newUserShowCmd(c), newUserDeleteCmd(c), newQuotaCmd(c, "user"))
 	return cmd
 }
 
@@ -104,9 +104,9 @@ func newUserListCmd(c *client) *cobra.Command {
 					return err
 				}
 				tw := tabwriter.NewWriter(c.io.out, 0, 8, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tGROUP\tGROUPS")
+				fmt.Fprintln(tw, "NAME\tGROUP\tGROUPS\tQUOTAS")
 				for _, u := range users {
-					fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Name, u.Group, strings.Join(u.Groups, ","))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Name, u.Group, strings.Join(u.Groups, ","), quotaSummary(u.Quotas))
 				}
 				return tw.Flush()
 			})
@@ -128,7 +128,10 @@ func newUserShowCmd(c *client) *cobra.Command {
 				tw := tabwriter.NewWriter(c.io.out, 0, 8, 1, ' ', 0)
 				fmt.Fprintf(tw, "USER %s INFORMATION\n", u.Name)
 				fmt.Fprintf(tw, "NAME\t: %s\nGROUP\t: %s\nGROUPS\t: %s\nCREATED\t: %s\n", u.Name, u.Group, strings.Join(u.Groups, ","), u.CreatedAt)
-				return tw.Flush()
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				return printQuotas(c.io.out, u.Quotas)
 			})
 		},
 	}
@@ -165,7 +168,7 @@ func newUserDeleteCmd(c *client) *cobra.Command {
 }
 
 func newGroupCmd(c *client) *cobra.Command {
-	cmd := &cobra.Command{Use: "group", Short: "Groups: create, list, delete, add-user, del-user (for the oneadmin group)", RunE: unknownSubcommand}
+	cmd := &cobra.Command{Use: "group", Short: "Groups: create, list, delete, add-user, del-user, quota (for the oneadmin group)", RunE: unknownSubcommand}
 	cmd.AddCommand(
 		newCatalogCmd[schemas.GroupCreate, schemas.GroupCreated](c, "create NAME", "Create a group", cobra.ExactArgs(1), schemas.CmdCatalogGroupCreate,
 			fromArgs(func(a []string) schemas.GroupCreate { return schemas.GroupCreate{Name: a[0]} })),
@@ -175,7 +178,7 @@ func newGroupCmd(c *client) *cobra.Command {
 			fromArgs(func(a []string) schemas.GroupAddUser { return schemas.GroupAddUser{Group: a[0], User: a[1]} })),
 		newCatalogCmd[schemas.GroupDelUser, schemas.UserUpdated](c, "del-user GROUP USER", "Take a user out of a secondary group", cobra.ExactArgs(2), schemas.CmdCatalogGroupDelUser,
 			fromArgs(func(a []string) schemas.GroupDelUser { return schemas.GroupDelUser{Group: a[0], User: a[1]} })),
-		newGroupListCmd(c))
+		newGroupListCmd(c), newQuotaCmd(c, "group"))
 	return cmd
 }
 
@@ -189,9 +192,9 @@ func newGroupListCmd(c *client) *cobra.Command {
 					return err
 				}
 				tw := tabwriter.NewWriter(c.io.out, 0, 8, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tUSERS")
+				fmt.Fprintln(tw, "NAME\tUSERS\tQUOTAS")
 				for _, g := range groups {
-					fmt.Fprintf(tw, "%s\t%s\n", g.Name, strings.Join(g.Users, ","))
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", g.Name, strings.Join(g.Users, ","), quotaSummary(g.Quotas))
 				}
 				return tw.Flush()
 			})

@@ -22,6 +22,7 @@ import (
 	"github.com/slipway/slipway/pkg/identity"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/run"
+	"github.com/slipway/slipway/pkg/s3iam"
 	"github.com/slipway/slipway/pkg/servicemain"
 	"github.com/slipway/slipway/schemas"
 )
@@ -32,11 +33,14 @@ const (
 	DefaultNATSPort    = 4222
 	DefaultMinIOAddr   = "127.0.0.1:9000"
 	DefaultConsoleAddr = "127.0.0.1:9001"
-	DefaultAccessKey   = "slipway"
-	DefaultSecretKey   = "slipway-secret"
 	DefaultMinIOBin    = "./bin/minio"
 	// UploadBucket is where the CLI stages local files.
 	UploadBucket = "slipway-uploads"
+	// S3KeysDir, under the data directory (0700), keeps the MinIO child's
+	// root keys (root.json, used only by MinIO and provisioning) and one
+	// keys file per service (<service>.json), all 0600 and generated: no
+	// key is compiled in.
+	S3KeysDir = "s3"
 	// IdentityDir, under the data directory, keeps the keys of the NATS
 	// operator and accounts (package identity), 0700.
 	IdentityDir = "identity"
@@ -55,9 +59,11 @@ type Config struct {
 	NATSPort int
 	// Prefix of subjects and streams; default "slipway".
 	Prefix string
-	// S3 reaches an existing S3 server. When S3.Endpoint is empty a MinIO
-	// child process is started on MinIOAddr with S3's keys (or the
-	// defaults).
+	// S3 reaches an existing S3 server with the operator's keys, which
+	// every service then shares (there is no default). When S3.Endpoint is
+	// empty a MinIO child process is started on MinIOAddr with S3's keys
+	// as its root, or root keys generated into <DataDir>/s3/root.json, and
+	// each service gets a MinIO user of its own (package s3iam).
 	S3 blob.Config
 	// MinIOBin is the MinIO binary (default ./bin/minio, then
 	// $SLIPWAY_MINIO_BIN, then PATH).
@@ -95,14 +101,6 @@ func (c *Config) defaults() {
 	if c.ConsoleAddr == "" {
 		c.ConsoleAddr = nextPort(c.MinIOAddr, DefaultConsoleAddr)
 	}
-	if c.S3.Endpoint == "" {
-		if c.S3.AccessKey == "" {
-			c.S3.AccessKey = DefaultAccessKey
-		}
-		if c.S3.SecretKey == "" {
-			c.S3.SecretKey = DefaultSecretKey
-		}
-	}
 	if c.User == "" {
 		c.User = os.Getenv("SLIPWAY_USER")
 	}
@@ -129,8 +127,12 @@ func nextPort(addr, def string) string {
 type Stack struct {
 	// NATSURL reaches the embedded nats-server.
 	NATSURL string
-	// S3 reaches the object store (the MinIO child or the given server).
+	// S3 reaches the object store (the MinIO child or the given server);
+	// it holds no keys: each service has its own.
 	S3 blob.Config
+	// S3KeysDir holds the generated S3 keys (the MinIO child's root and
+	// one file per service); "" for an external S3 server.
+	S3KeysDir string
 	// MinIO tells whether S3 is a MinIO child process of this stack.
 	MinIO bool
 	// Prefix is the subject prefix.
@@ -148,6 +150,9 @@ type Stack struct {
 	auth  *identity.Authority
 	nats  *server.Server
 	minio *minioProc
+	// keys are the S3 settings of each service: its own MinIO user, or
+	// the operator's keys for every service of an external S3 server.
+	keys  map[string]blob.Config
 	group *run.Group
 	buses []*bus.Bus
 
@@ -229,14 +234,21 @@ func (s *Stack) startNATS() error {
 
 func (s *Stack) startS3(ctx context.Context) error {
 	if s.cfg.S3.Endpoint != "" {
-		return nil
+		return s.sharedS3(ctx)
 	}
 	bin, err := findMinIO(s.cfg.MinIOBin)
 	if err != nil {
 		return err
 	}
+	s.S3KeysDir = filepath.Join(s.cfg.DataDir, S3KeysDir)
+	root := blob.Keys{AccessKey: s.cfg.S3.AccessKey, SecretKey: s.cfg.S3.SecretKey}
+	if root.AccessKey == "" && root.SecretKey == "" {
+		if root, err = s3iam.LoadOrCreateKeys(filepath.Join(s.S3KeysDir, s3iam.RootKeysFile), "slipway-root"); err != nil {
+			return fmt.Errorf("minio: root keys: %w", err)
+		}
+	}
 	dir := filepath.Join(s.cfg.DataDir, "minio")
-	p, err := startMinIO(ctx, bin, dir, s.cfg.MinIOAddr, s.cfg.ConsoleAddr, s.cfg.S3.AccessKey, s.cfg.S3.SecretKey)
+	p, err := startMinIO(ctx, bin, dir, s.cfg.MinIOAddr, s.cfg.ConsoleAddr, root.AccessKey, root.SecretKey)
 	if err != nil {
 		return err
 	}
@@ -247,7 +259,71 @@ func (s *Stack) startS3(ctx context.Context) error {
 	if s.S3.Region == "" {
 		s.S3.Region = "us-east-1" // MinIO's; spares a bucket-location round trip
 	}
+	return s.provision(ctx, s.S3.WithKeys(root))
+}
+
+// sharedS3 is an operator's S3 server: every service uses the keys given
+// (no MinIO admin API to make users with), which must be given.
+func (s *Stack) sharedS3(ctx context.Context) error {
+	if s.cfg.S3.AccessKey == "" || s.cfg.S3.SecretKey == "" {
+		return fmt.Errorf("s3 %s: give its keys (--s3-access-key and --s3-secret-key, or SLIPWAY_S3_ACCESS_KEY and SLIPWAY_S3_SECRET_KEY): there is no default", s.cfg.S3.Endpoint)
+	}
+	store, err := blob.New(s.cfg.S3)
+	if err != nil {
+		return fmt.Errorf("s3 %s: %w", s.cfg.S3.Endpoint, err)
+	}
+	l, err := s3iam.LayoutFromEnv()
+	if err != nil {
+		return err
+	}
+	for _, b := range l.Buckets() {
+		if err := store.EnsureBucket(ctx, b); err != nil {
+			return fmt.Errorf("s3 %s: %w", s.cfg.S3.Endpoint, err)
+		}
+	}
+	s.keys = map[string]blob.Config{}
+	for _, svc := range services {
+		s.keys[svc.name] = s.cfg.S3
+	}
+	s.S3.AccessKey, s.S3.SecretKey = "", ""
 	return nil
+}
+
+// provision makes the buckets and one MinIO user a service with root's
+// keys (package s3iam), whose keys each in-process service then uses.
+func (s *Stack) provision(ctx context.Context, root blob.Config) error {
+	l, err := s3iam.LayoutFromEnv()
+	if err != nil {
+		return err
+	}
+	names := make([]string, len(services))
+	for i, svc := range services {
+		names[i] = svc.name
+	}
+	keys, err := s3iam.Provision(ctx, root, l, names, s.S3KeysDir)
+	if err != nil {
+		return fmt.Errorf("s3 %s: %w", root.Endpoint, err)
+	}
+	s.keys = map[string]blob.Config{}
+	for name, k := range keys {
+		s.keys[name] = root.WithKeys(k)
+	}
+	s.S3.AccessKey, s.S3.SecretKey = "", ""
+	return nil
+}
+
+// storeOf is the blob store of service name, acting with its own keys;
+// nil for a service that never touches S3.
+func (s *Stack) storeOf(name string) (*blob.Store, error) {
+	cfg, ok := s.keys[name]
+	if !ok {
+		return nil, nil
+	}
+	store, err := blob.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: s3 %s: %w", name, cfg.Endpoint, err)
+	}
+	return store, nil
 }
 
 // connect opens the bus of service name, authenticated as as.
@@ -272,13 +348,6 @@ func (s *Stack) connect(ctx context.Context, name string, as identity.Principal)
 }
 
 func (s *Stack) startServices(ctx context.Context) error {
-	store, err := blob.New(s.S3)
-	if err != nil {
-		return fmt.Errorf("s3 %s: %w", s.S3.Endpoint, err)
-	}
-	if err := store.EnsureBucket(ctx, UploadBucket); err != nil {
-		return fmt.Errorf("s3 %s: bucket %s: %w", s.S3.Endpoint, UploadBucket, err)
-	}
 	// The streams and the dead-letter forwarder are the catalog's, as
 	// OpenNebula's core keeps the pools.
 	admin, err := s.connect(ctx, "slipway", identity.Service(schemas.ServiceCatalog))
@@ -307,6 +376,10 @@ func (s *Stack) startServices(ctx context.Context) error {
 	var probed []accelerated
 	for _, svc := range services {
 		b, err := s.connect(ctx, svc.name, identity.Service(svc.name))
+		if err != nil {
+			return err
+		}
+		store, err := s.storeOf(svc.name)
 		if err != nil {
 			return err
 		}
@@ -404,8 +477,6 @@ func (s *Stack) Env() [][2]string {
 		{"SLIPWAY_NATS_URL", s.NATSURL},
 		{"SLIPWAY_CREDS", s.Credentials},
 		{"SLIPWAY_S3_ENDPOINT", s.S3.Endpoint},
-		{"SLIPWAY_S3_ACCESS_KEY", s.S3.AccessKey},
-		{"SLIPWAY_S3_SECRET_KEY", s.S3.SecretKey},
 	}
 	if s.Prefix != bus.DefaultPrefix {
 		env = append(env, [2]string{"SLIPWAY_PREFIX", s.Prefix})
@@ -426,7 +497,12 @@ func (s *Stack) PrintInfo(w io.Writer) {
 		what = "MinIO, data " + filepath.Join(s.cfg.DataDir, "minio")
 	}
 	fmt.Fprintf(w, "S3        %s://%s (%s)\n", scheme, s.S3.Endpoint, what)
-	fmt.Fprintf(w, "          access key %s, secret key %s\n", s.S3.AccessKey, s.S3.SecretKey)
+	if s.MinIO {
+		fmt.Fprintf(w, "          keys in %s (root.json: MinIO's root, for provisioning only; one MinIO user a service)\n", s.S3KeysDir)
+		fmt.Fprintln(w, "          users read blobs with `slipway image url ID` or `slipway image s3-creds ID`")
+	} else {
+		fmt.Fprintln(w, "          every service uses the keys given (no per-service users on an external server)")
+	}
 	fmt.Fprintf(w, "services  %s, dead-letter forwarder\n", strings.Join(s.Services, ", "))
 	if s.Accelerator != "" {
 		fmt.Fprintf(w, "QEMU      %s\n", s.Accelerator)

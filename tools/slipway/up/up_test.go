@@ -65,11 +65,43 @@ func TestRunStartsAndStopsTheWholeStack(t *testing.T) {
 		}
 	}
 	text := out.String()
+	keysDir := filepath.Join(dir, S3KeysDir)
 	for _, want := range []string{"export SLIPWAY_NATS_URL=nats://127.0.0.1:", "export SLIPWAY_S3_ENDPOINT=" + cfg.MinIOAddr,
-		"export SLIPWAY_S3_ACCESS_KEY=slipway", "export SLIPWAY_S3_SECRET_KEY=slipway-secret", "catalog"} {
+		"keys in " + keysDir, "catalog"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}
+	}
+	// No secret is printed, nor compiled in: the root's and each
+	// service's are generated, 0600, and differ.
+	root, err := blob.ReadKeys(filepath.Join(keysDir, "root.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := map[string]string{"root": root.SecretKey}
+	for _, svc := range []string{"catalog", "converter", "builder", "crypto-luks", "kernel-registry", "launcher"} {
+		file := filepath.Join(keysDir, svc+".json")
+		k, err := blob.ReadKeys(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info, err := os.Stat(file); err != nil || info.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, %v, want 0600", file, info, err)
+		}
+		secrets[svc] = k.SecretKey
+	}
+	seen := map[string]string{}
+	for who, secret := range secrets {
+		if strings.Contains(text, secret) {
+			t.Errorf("the output shows %s's secret key", who)
+		}
+		if other, dup := seen[secret]; dup || len(secret) < 32 {
+			t.Errorf("%s's secret key is weak or shared with %s", who, other)
+		}
+		seen[secret] = who
+	}
+	if strings.Contains(text, "SECRET_KEY") || strings.Contains(text, "slipway-secret") {
+		t.Errorf("the output shows an S3 secret:\n%s", text)
 	}
 	natsURL := strings.Fields(text[strings.Index(text, "SLIPWAY_NATS_URL=")+len("SLIPWAY_NATS_URL="):])[0]
 	creds := filepath.Join(dir, CredentialsFile)
@@ -98,7 +130,7 @@ func TestRunStartsAndStopsTheWholeStack(t *testing.T) {
 		}
 	}
 	nc.Close()
-	store, err := blob.New(blob.Config{Endpoint: cfg.MinIOAddr, AccessKey: DefaultAccessKey, SecretKey: DefaultSecretKey})
+	store, err := blob.New(blob.Config{Endpoint: cfg.MinIOAddr, AccessKey: root.AccessKey, SecretKey: root.SecretKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,5 +242,13 @@ func TestStartAsRootUnderAClosedDirectory(t *testing.T) {
 	lock := filepath.Join("/var/lib/slipway", "up-"+hex.EncodeToString(sum[:6]), "launcher", ".lock")
 	if _, err := os.Stat(lock); err != nil {
 		t.Errorf("the launcher does not run in /var/lib/slipway: %v", err)
+	}
+}
+
+// An external S3 server needs the operator's keys: there is no default.
+func TestStartOnAnExternalS3NeedsKeys(t *testing.T) {
+	_, err := Start(context.Background(), Config{DataDir: t.TempDir(), NATSPort: -1, S3: blob.Config{Endpoint: "127.0.0.1:9"}})
+	if err == nil || !strings.Contains(err.Error(), "--s3-access-key and --s3-secret-key") || !strings.Contains(err.Error(), "no default") {
+		t.Errorf("err = %v", err)
 	}
 }

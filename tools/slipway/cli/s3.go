@@ -1,0 +1,185 @@
+package cli
+
+// S3 without shared keys: the CLI holds no service key. It reads a blob
+// through a presigned URL or temporary keys the catalog issues for one
+// image it may use (`image url`, `image s3-creds`, export), and writes
+// uploads with temporary keys limited to the user's own staging prefixes
+// (upload-creds). `s3 provision` is the operator's step that makes the
+// per-service MinIO users with the root keys.
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/s3iam"
+	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/tools/slipway/render"
+)
+
+// tempConfig reaches S3 with temporary keys the catalog issued.
+func tempConfig(c schemas.S3TemporaryCredentials) blob.Config {
+	return blob.Config{Endpoint: c.Endpoint, Region: c.Region, AccessKey: c.AccessKey, SecretKey: c.SecretKey, SessionToken: c.SessionToken}
+}
+
+// uploadStore is a store acting with the user's upload keys, and the
+// bucket they write to.
+func uploadStore(ctx context.Context, b *bus.Bus) (*blob.Store, string, error) {
+	c, err := ask(ctx, b, schemas.QryCatalogUploadCreds, schemas.CatalogUploadCredsRequest{}, "upload keys")
+	if err != nil {
+		return nil, "", err
+	}
+	store, err := blob.New(tempConfig(c))
+	if err != nil {
+		return nil, "", fmt.Errorf("s3 %s: %w", c.Endpoint, err)
+	}
+	return store, c.Bucket, nil
+}
+
+// blobStore is a store whose temporary keys read image id's blob only.
+func blobStore(ctx context.Context, b *bus.Bus, id int64) (*blob.Store, schemas.S3TemporaryCredentials, error) {
+	c, err := ask(ctx, b, schemas.QryCatalogBlobCreds, schemas.CatalogBlobCredsRequest{ID: id}, fmt.Sprintf("S3 keys for image %d", id))
+	if err != nil {
+		return nil, c, err
+	}
+	store, err := blob.New(tempConfig(c))
+	if err != nil {
+		return nil, c, fmt.Errorf("s3 %s: %w", c.Endpoint, err)
+	}
+	return store, c, nil
+}
+
+func newImageURLCmd(c *client) *cobra.Command {
+	var expires time.Duration
+	cmd := &cobra.Command{
+		Use:   "url ID|NAME",
+		Short: "Print a presigned URL that downloads the image's blob (curl, wget, any S3 client)",
+		Long: `Print an HTTP URL that GETs the image's stored blob until it expires. The
+catalog signs it with its own S3 identity for that one object, if you may use
+the image; anyone holding the URL can read the blob until then.`,
+		Example: `  curl -o disk.qcow2 "$(slipway image url 7)"
+  qemu-img info "$(slipway image url alpine --expires 10m)"`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withFound(cmd.Context(), c, findImage, args[0], func(b *bus.Bus, img render.Image) error {
+				u, err := ask(cmd.Context(), b, schemas.QryCatalogBlobURL,
+					schemas.CatalogBlobURLRequest{ID: int64(img.ID), ExpiresS: int64(expires / time.Second)}, "blob URL")
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(c.io.out, u.URL)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&expires, "expires", time.Hour, "how long the URL works (1m to 168h)")
+	return cmd
+}
+
+func newImageS3CredsCmd(c *client) *cobra.Command {
+	var duration time.Duration
+	cmd := &cobra.Command{
+		Use:   "s3-creds ID|NAME",
+		Short: "Print temporary S3 keys that read the image's blob, as shell exports for aws and mc",
+		Long: `Print temporary S3 keys (MinIO STS, issued by the catalog) that read the
+image's blob and nothing else, if you may use the image, as exports of
+AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL,
+AWS_DEFAULT_REGION and MC_HOST_slipway, followed by SLIPWAY_BLOB (s3://bucket/key).`,
+		Example: `  eval "$(slipway image s3-creds 7)"
+  aws s3 cp "$SLIPWAY_BLOB" disk.qcow2
+  mc cp "slipway/${SLIPWAY_BLOB#s3://}" disk.qcow2`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withFound(cmd.Context(), c, findImage, args[0], func(b *bus.Bus, img render.Image) error {
+				k, err := ask(cmd.Context(), b, schemas.QryCatalogBlobCreds,
+					schemas.CatalogBlobCredsRequest{ID: int64(img.ID), DurationS: int64(duration / time.Second)}, "S3 keys")
+				if err != nil {
+					return err
+				}
+				return printExports(c.io.out, k)
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&duration, "duration", time.Hour, "how long the keys work (15m to 12h)")
+	return cmd
+}
+
+// printExports prints k as shell exports, each value single-quoted.
+func printExports(w interface{ Write([]byte) (int, error) }, k schemas.S3TemporaryCredentials) error {
+	u, err := url.Parse(k.Endpoint)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("the catalog named S3 endpoint %q: not a URL", k.Endpoint)
+	}
+	mc := u.Scheme + "://" + url.PathEscape(k.AccessKey) + ":" + url.PathEscape(k.SecretKey) + ":" + url.PathEscape(k.SessionToken) + "@" + u.Host
+	for _, kv := range [][2]string{
+		{"AWS_ACCESS_KEY_ID", k.AccessKey}, {"AWS_SECRET_ACCESS_KEY", k.SecretKey}, {"AWS_SESSION_TOKEN", k.SessionToken},
+		{"AWS_ENDPOINT_URL", k.Endpoint}, {"AWS_DEFAULT_REGION", k.Region}, {"MC_HOST_slipway", mc},
+		{"SLIPWAY_BLOB", blob.URL(k.Bucket, k.Key)},
+	} {
+		if _, err := fmt.Fprintf(w, "export %s=%s\n", kv[0], shellQuote(kv[1])); err != nil {
+			return err
+		}
+	}
+	_, err = fmt.Fprintf(w, "# expires %s\n", k.ExpiresAt)
+	return err
+}
+
+// shellQuote single-quotes s for a POSIX shell.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+func newS3Cmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "s3",
+		Short: "Operator steps on the S3 server (MinIO)",
+		RunE:  unknownSubcommand,
+	}
+	var dir string
+	provision := &cobra.Command{
+		Use:   "provision --dir DIR",
+		Short: "Make the buckets and one MinIO user with a scoped policy per service; write their keys to DIR",
+		Long: `With MinIO's root keys (--s3-access-key/--s3-secret-key or
+SLIPWAY_S3_ACCESS_KEY/SLIPWAY_S3_SECRET_KEY), create the buckets of the layout
+(SLIPWAY_UPLOAD_BUCKET, SLIPWAY_DATASTORE_*_BUCKET, SLIPWAY_IMPORT_BUCKETS are
+read), and for each service that uses S3 a canned policy limited to what it
+does and a user bearing it. Each service's keys go to DIR/<service>.json
+(0600): point the service at it with SLIPWAY_S3_KEYS_FILE. Running it again
+keeps existing keys and rewrites the policies. The root keys are needed only
+here and by MinIO itself.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if g.s3Access == "" || g.s3Secret == "" {
+				return &ExitError{Code: 2, Err: fmt.Errorf("s3 provision needs MinIO's root keys: --s3-access-key and --s3-secret-key (or SLIPWAY_S3_ACCESS_KEY and SLIPWAY_S3_SECRET_KEY)")}
+			}
+			if dir == "" {
+				return &ExitError{Code: 2, Err: fmt.Errorf("--dir is required: where the services' keys files go")}
+			}
+			l, err := s3iam.LayoutFromEnv()
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return err
+			}
+			keys, err := s3iam.Provision(cmd.Context(), g.blobConfig(), l, schemas.Services(), dir)
+			if err != nil {
+				return err
+			}
+			for _, svc := range schemas.Services() {
+				if _, ok := keys[svc]; ok {
+					fmt.Fprintf(g.io.out, "%s\t%s\n", svc, s3iam.KeysFile(dir, svc))
+				}
+			}
+			return nil
+		},
+	}
+	provision.Flags().StringVar(&dir, "dir", "", "directory of the services' keys files (made 0700)")
+	cmd.AddCommand(provision)
+	return cmd
+}
