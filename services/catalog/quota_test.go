@@ -203,7 +203,7 @@ func TestQuotaGroupAndSize(t *testing.T) {
 	// An import's size is known at commit only: within the quota when it
 	// is created (1 MB at least), too big when the converter reports it.
 	h.setQuota("group", "devs", nil, ptr(110))
-	staged := "s3://" + h.cfg.UploadBucket + "/uploads/carol/disk.raw"
+	staged := "s3://" + h.cfg.UploadBucket + "/uploads/carol/c1/disk.raw"
 	h.put(staged, []byte("carol's disk"))
 	img, err := answerFrom[schemas.Image](h, carol, schemas.CommandCatalogImageCreate,
 		schemas.ImageCreate{Name: "big", Path: staged, Staged: true, Format: schemas.DiskFormatRaw}, schemas.EventCatalogImageCreated)
