@@ -315,6 +315,33 @@ func (b *Bus) Setup(ctx context.Context) error {
 	return nil
 }
 
+// AwaitStreams waits until the command, event and dead-letter streams
+// exist (reading their info only), for a service that may not create them
+// itself: where NATS authenticates, only the catalog does (package
+// identity), and it may start after the others.
+func (b *Bus) AwaitStreams(ctx context.Context) error {
+	delay := 100 * time.Millisecond
+	for _, name := range []string{b.CommandStream(), b.EventStream(), b.DeadLetterStream()} {
+		for {
+			_, err := b.js.Stream(ctx, name)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, jetstream.ErrStreamNotFound) {
+				return fmt.Errorf("bus: stream %s: %w", name, err)
+			}
+			b.log.Info("bus: waiting for the catalog to set up the streams", "stream", name)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("bus: stream %s was not set up: %w", name, ctx.Err())
+			case <-time.After(delay):
+			}
+			delay = min(delay*2, 5*time.Second)
+		}
+	}
+	return nil
+}
+
 // sameStream reports whether a stream configured as have is what Setup
 // asks for, want: the settings Setup sets.
 func sameStream(have, want jetstream.StreamConfig) bool {
