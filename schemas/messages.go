@@ -223,6 +223,10 @@ func PeekImageID(data []byte) (int64, bool) { return peekID(data, "image_id") }
 // launcher).
 func PeekObjectID(data []byte) (int64, bool) { return peekID(data, "id") }
 
+// PeekTemplateID reads the template_id member of a payload: the template
+// the launcher's instantiate names.
+func PeekTemplateID(data []byte) (int64, bool) { return peekID(data, "template_id") }
+
 // peekID reads the non-negative integer member key of a JSON object.
 func peekID(data []byte, key string) (int64, bool) {
 	var v map[string]json.RawMessage

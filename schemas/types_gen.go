@@ -451,8 +451,15 @@ type VMTemplate struct {
 	// The template text.
 	Template string `json:"template"`
 
-	// Who created it, or last changed it.
+	// Owner: who created it, until a chown.
 	User string `json:"user,omitempty"`
+
+	// Owning group: the creator's primary group, until a chgrp.
+	Group string `json:"group,omitempty"`
+
+	// Who may use (instantiate), manage (update, delete, chmod) and administer (chown, chgrp) the
+	// template: owner, group, other; new templates are 600 (umask 177).
+	Permissions string `json:"permissions,omitempty"`
 
 	// Its text was last written by the oneadmin group, so it may use the restricted attributes
 	// (RAW, EMULATOR, host paths): OpenNebula's VM_RESTRICTED_ATTR.
@@ -567,6 +574,13 @@ type VM struct {
 	// Whose VM it is: the user who instantiated it, as the NATS server authenticated them.
 	User string `json:"user,omitempty"`
 
+	// Owning group: the user's primary group when they instantiated it.
+	Group string `json:"group,omitempty"`
+
+	// Who may use and manage (power off, resume, terminate, save disks) the VM: owner, group,
+	// other; new VMs are 600 (umask 177).
+	Permissions string `json:"permissions,omitempty"`
+
 	// Life-cycle state.
 	State VMState `json:"state"`
 
@@ -654,6 +668,16 @@ type Market struct {
 
 	// Why the last listing failed; absent after a good one.
 	Error string `json:"error,omitempty"`
+
+	// Owner: the administrator who created it; oneadmin for the default one.
+	User string `json:"user,omitempty"`
+
+	// Owning group: oneadmin.
+	Group string `json:"group,omitempty"`
+
+	// Who may use (list its apps, import from it) and manage it: owner, group, other. 744 as
+	// OpenNebula's own marketplaces (owner uma, group and others u--); market-chmod changes it.
+	Permissions string `json:"permissions,omitempty"`
 
 	// Creation time, RFC 3339.
 	CreatedAt string `json:"created_at"`
@@ -1816,6 +1840,47 @@ type LauncherResume struct {
 	ID int64 `json:"id"`
 }
 
+// LauncherTemplateChgrp is the payload of command launcher.template-chgrp
+// (https://slipway.dev/schemas/cmd/launcher.template-chgrp.json).
+//
+// Change a VM template's group (onetemplate chgrp). Answered by template-updated or failed.
+type LauncherTemplateChgrp struct {
+	// Template ID.
+	ID int64 `json:"id"`
+
+	// The new group.
+	Group string `json:"group"`
+}
+
+// LauncherTemplateChmod is the payload of command launcher.template-chmod
+// (https://slipway.dev/schemas/cmd/launcher.template-chmod.json).
+//
+// Change a VM template's permission bits (OpenNebula's onetemplate chmod); the admin bits need
+// admin. Answered by template-updated or failed.
+type LauncherTemplateChmod struct {
+	// Template ID.
+	ID int64 `json:"id"`
+
+	// The new bits, e.g. 640.
+	Permissions string `json:"permissions"`
+}
+
+// LauncherTemplateChown is the payload of command launcher.template-chown
+// (https://slipway.dev/schemas/cmd/launcher.template-chown.json).
+//
+// Give a VM template to another user, and optionally group (onetemplate chown). Answered by
+// template-updated or failed.
+type LauncherTemplateChown struct {
+	// Template ID.
+	ID int64 `json:"id"`
+
+	// The new owner.
+	User string `json:"user"`
+
+	// The new group; default: unchanged.
+	Group string `json:"group,omitempty"`
+}
+
 // LauncherTemplateCreate is the payload of command launcher.template-create
 // (https://slipway.dev/schemas/cmd/launcher.template-create.json).
 //
@@ -1827,6 +1892,10 @@ type LauncherTemplateCreate struct {
 
 	// The template text.
 	Template string `json:"template"`
+
+	// The user a service creates the template for (a marketplace import): its owner, in their
+	// primary group. Only a service may name one; a user's templates are their own.
+	OnBehalfOf string `json:"on_behalf_of,omitempty"`
 }
 
 // LauncherTemplateDelete is the payload of command launcher.template-delete
@@ -1855,8 +1924,9 @@ type LauncherTemplateUpdate struct {
 // MarketDockerhubAppImport is the payload of command market-dockerhub.app-import
 // (https://slipway.dev/schemas/cmd/market-dockerhub.app-import.json).
 //
-// Import an app: the catalog creates an OS image from the app's docker:// URL (image-create),
-// then the launcher gets a VM template naming that image by ID (template-create). Answered by
+// Import an app, which needs use of its marketplace (forbidden otherwise): the catalog creates
+// an OS image from the app's docker:// URL (image-create), then the launcher gets a VM template
+// naming that image by ID (template-create), both the importing user's. Answered by
 // app-imported once the catalog registered the image, or failed (unknown marketplace or app, or
 // the catalog's refusal, e.g. a taken image name).
 type MarketDockerhubAppImport struct {
@@ -1883,6 +1953,19 @@ type MarketDockerhubAppImport struct {
 
 	// Datastore of the image; absent: the catalog's default.
 	Datastore string `json:"datastore,omitempty"`
+}
+
+// MarketDockerhubMarketChmod is the payload of command market-dockerhub.market-chmod
+// (https://slipway.dev/schemas/cmd/market-dockerhub.market-chmod.json).
+//
+// Change a marketplace's permission bits (onemarket chmod): who may see it, list its apps and
+// import from it. Answered by market-updated or failed.
+type MarketDockerhubMarketChmod struct {
+	// Marketplace ID.
+	ID int64 `json:"id"`
+
+	// The new bits, e.g. 740.
+	Permissions string `json:"permissions"`
 }
 
 // MarketDockerhubMarketCreate is the payload of command market-dockerhub.market-create
@@ -2660,7 +2743,8 @@ type KernelRegistryShowRequest struct {
 // LauncherConsoleRequest is the payload of query launcher.console
 // (https://slipway.dev/schemas/qry/launcher.console.json).
 //
-// Read a VM's serial console from a byte offset. 404 when there is no such VM.
+// Read a VM's serial console from a byte offset. 404 when there is no such VM, 403 when the
+// asker may not use it.
 type LauncherConsoleRequest struct {
 	// VM ID.
 	ID int64 `json:"id"`
@@ -2674,7 +2758,8 @@ type LauncherConsoleRequest struct {
 //
 // Resolve a VM template's kernel, initrd and disks as the PROLOG would (fetching them into the
 // launcher's cache, locking nothing) and answer its Firecracker configuration. Name the
-// template by ID or by name, not both. 404 when there is no such template.
+// template by ID or by name, not both. 404 when there is no such template, 403 when the asker
+// may not use it.
 type LauncherFirecrackerRequest struct {
 	// Template ID.
 	TemplateID *int64 `json:"template_id,omitempty"`
@@ -2687,7 +2772,7 @@ type LauncherFirecrackerRequest struct {
 // (https://slipway.dev/schemas/qry/launcher.template.json).
 //
 // Show one VM template, by ID or by name; one of the two, not both. 404 when there is no such
-// template.
+// template, 403 when the asker may not use it.
 type LauncherTemplateRequest struct {
 	// Template ID.
 	ID *int64 `json:"id,omitempty"`
@@ -2699,14 +2784,15 @@ type LauncherTemplateRequest struct {
 // LauncherTemplatesRequest is the payload of query launcher.templates
 // (https://slipway.dev/schemas/qry/launcher.templates.json).
 //
-// List every VM template. The request has no fields (an empty body is the same).
+// List the VM templates the asker may use (all, for the oneadmin group and for services). The
+// request has no fields (an empty body is the same).
 type LauncherTemplatesRequest struct {
 }
 
 // LauncherVMRequest is the payload of query launcher.vm
 // (https://slipway.dev/schemas/qry/launcher.vm.json).
 //
-// Show one VM. 404 when there is no such VM.
+// Show one VM. 404 when there is no such VM, 403 when the asker may not use it.
 type LauncherVMRequest struct {
 	// VM ID.
 	ID int64 `json:"id"`
@@ -2715,7 +2801,7 @@ type LauncherVMRequest struct {
 // LauncherVMsRequest is the payload of query launcher.vms
 // (https://slipway.dev/schemas/qry/launcher.vms.json).
 //
-// List the VMs, in ID order; with state, only the VMs in that state.
+// List the VMs the asker may use, in ID order; with state, only the VMs in that state.
 type LauncherVMsRequest struct {
 	// Only the VMs in this state.
 	State VMState `json:"state,omitempty"`
@@ -2727,7 +2813,7 @@ type LauncherVMsRequest struct {
 // Show one app with the VM template of its last import (or the one an import under its own name
 // would send): by app ID, or by name within a marketplace (in any marketplace when market_id is
 // absent, as long as one app has that name). 404 when there is no such app, 400 when the name
-// is ambiguous.
+// is ambiguous, 403 when the asker may not use its marketplace.
 type MarketDockerhubAppShowRequest struct {
 	// App ID.
 	ID *int64 `json:"id,omitempty"`
@@ -2742,8 +2828,9 @@ type MarketDockerhubAppShowRequest struct {
 // MarketDockerhubAppsRequest is the payload of query market-dockerhub.apps
 // (https://slipway.dev/schemas/qry/market-dockerhub.apps.json).
 //
-// List the apps of one marketplace (every marketplace's without market_id) whose name or
-// description contains filter (case-insensitive). 404 for a marketplace that does not exist.
+// List the apps of one marketplace (without market_id, those of every marketplace the asker may
+// use) whose name or description contains filter (case-insensitive). 404 for a marketplace that
+// does not exist.
 type MarketDockerhubAppsRequest struct {
 	// Only this marketplace's apps.
 	MarketID *int64 `json:"market_id,omitempty"`
@@ -2755,8 +2842,8 @@ type MarketDockerhubAppsRequest struct {
 // MarketDockerhubListRequest is the payload of query market-dockerhub.list
 // (https://slipway.dev/schemas/qry/market-dockerhub.list.json).
 //
-// List every marketplace with its app count. The request has no fields (an empty body is the
-// same).
+// List the marketplaces the asker may use, with their app counts. The request has no fields (an
+// empty body is the same).
 type MarketDockerhubListRequest struct {
 }
 
@@ -2764,7 +2851,7 @@ type MarketDockerhubListRequest struct {
 // (https://slipway.dev/schemas/qry/market-dockerhub.show.json).
 //
 // Show one marketplace, by ID or by name; one of the two, not both. 404 when there is no such
-// marketplace.
+// marketplace, 403 when the asker may not use it.
 type MarketDockerhubShowRequest struct {
 	// Marketplace ID (0 is DockerHub).
 	ID *int64 `json:"id,omitempty"`
@@ -3029,11 +3116,15 @@ const (
 	CommandLauncherInstantiate         = "instantiate"
 	CommandLauncherPoweroff            = "poweroff"
 	CommandLauncherResume              = "resume"
+	CommandLauncherTemplateChgrp       = "template-chgrp"
+	CommandLauncherTemplateChmod       = "template-chmod"
+	CommandLauncherTemplateChown       = "template-chown"
 	CommandLauncherTemplateCreate      = "template-create"
 	CommandLauncherTemplateDelete      = "template-delete"
 	CommandLauncherTemplateUpdate      = "template-update"
 	CommandLauncherTerminate           = "terminate"
 	CommandMarketDockerhubAppImport    = "app-import"
+	CommandMarketDockerhubMarketChmod  = "market-chmod"
 	CommandMarketDockerhubMarketCreate = "market-create"
 	CommandMarketDockerhubMarketDelete = "market-delete"
 	CommandMarketDockerhubMarketUpdate = "market-update"
@@ -3166,11 +3257,15 @@ var (
 	CmdLauncherInstantiate          = Cmd[LauncherInstantiate]{Service: ServiceLauncher, Verb: CommandLauncherInstantiate, Answers: []string{EventLauncherVMCreated}}
 	CmdLauncherPoweroff             = Cmd[VMAction]{Service: ServiceLauncher, Verb: CommandLauncherPoweroff, Answers: []string{EventLauncherVMStateChanged}}
 	CmdLauncherResume               = Cmd[LauncherResume]{Service: ServiceLauncher, Verb: CommandLauncherResume, Answers: []string{EventLauncherVMStateChanged}}
+	CmdLauncherTemplateChgrp        = Cmd[LauncherTemplateChgrp]{Service: ServiceLauncher, Verb: CommandLauncherTemplateChgrp, Answers: []string{EventLauncherTemplateUpdated}}
+	CmdLauncherTemplateChmod        = Cmd[LauncherTemplateChmod]{Service: ServiceLauncher, Verb: CommandLauncherTemplateChmod, Answers: []string{EventLauncherTemplateUpdated}}
+	CmdLauncherTemplateChown        = Cmd[LauncherTemplateChown]{Service: ServiceLauncher, Verb: CommandLauncherTemplateChown, Answers: []string{EventLauncherTemplateUpdated}}
 	CmdLauncherTemplateCreate       = Cmd[LauncherTemplateCreate]{Service: ServiceLauncher, Verb: CommandLauncherTemplateCreate, Answers: []string{EventLauncherTemplateCreated}}
 	CmdLauncherTemplateDelete       = Cmd[LauncherTemplateDelete]{Service: ServiceLauncher, Verb: CommandLauncherTemplateDelete, Answers: []string{EventLauncherTemplateDeleted}}
 	CmdLauncherTemplateUpdate       = Cmd[LauncherTemplateUpdate]{Service: ServiceLauncher, Verb: CommandLauncherTemplateUpdate, Answers: []string{EventLauncherTemplateUpdated}}
 	CmdLauncherTerminate            = Cmd[VMAction]{Service: ServiceLauncher, Verb: CommandLauncherTerminate, Answers: []string{EventLauncherVMStateChanged}}
 	CmdMarketDockerhubAppImport     = Cmd[MarketDockerhubAppImport]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubAppImport, Answers: []string{EventMarketDockerhubAppImported}}
+	CmdMarketDockerhubMarketChmod   = Cmd[MarketDockerhubMarketChmod]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubMarketChmod, Answers: []string{EventMarketDockerhubMarketUpdated}}
 	CmdMarketDockerhubMarketCreate  = Cmd[MarketDockerhubMarketCreate]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubMarketCreate, Answers: []string{EventMarketDockerhubMarketCreated}}
 	CmdMarketDockerhubMarketDelete  = Cmd[MarketDockerhubMarketDelete]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubMarketDelete, Answers: []string{EventMarketDockerhubMarketDeleted}}
 	CmdMarketDockerhubMarketUpdate  = Cmd[MarketDockerhubMarketUpdate]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubMarketUpdate, Answers: []string{EventMarketDockerhubMarketUpdated}}
@@ -3292,14 +3387,18 @@ var registry = []registered{
 	{kind: "cmd", service: "kernel-registry", name: "add", file: "cmd/kernel-registry.add.json", typ: reflect.TypeFor[KernelRegistryAdd](), senders: []string{"users"}},
 	{kind: "cmd", service: "launcher", name: "disk-save-as", file: "cmd/launcher.disk-save-as.json", typ: reflect.TypeFor[LauncherDiskSaveAs](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "disk-snapshot", file: "cmd/launcher.disk-snapshot.json", typ: reflect.TypeFor[LauncherDiskSnapshot](), senders: []string{"users"}, access: "manage"},
-	{kind: "cmd", service: "launcher", name: "instantiate", file: "cmd/launcher.instantiate.json", typ: reflect.TypeFor[LauncherInstantiate](), senders: []string{"users"}},
+	{kind: "cmd", service: "launcher", name: "instantiate", file: "cmd/launcher.instantiate.json", typ: reflect.TypeFor[LauncherInstantiate](), senders: []string{"users"}, access: "use"},
 	{kind: "cmd", service: "launcher", name: "poweroff", file: "cmd/launcher.poweroff.json", typ: reflect.TypeFor[VMAction](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "resume", file: "cmd/launcher.resume.json", typ: reflect.TypeFor[LauncherResume](), senders: []string{"users"}, access: "manage"},
+	{kind: "cmd", service: "launcher", name: "template-chgrp", file: "cmd/launcher.template-chgrp.json", typ: reflect.TypeFor[LauncherTemplateChgrp](), senders: []string{"users"}, access: "admin"},
+	{kind: "cmd", service: "launcher", name: "template-chmod", file: "cmd/launcher.template-chmod.json", typ: reflect.TypeFor[LauncherTemplateChmod](), senders: []string{"users"}, access: "manage"},
+	{kind: "cmd", service: "launcher", name: "template-chown", file: "cmd/launcher.template-chown.json", typ: reflect.TypeFor[LauncherTemplateChown](), senders: []string{"users"}, access: "admin"},
 	{kind: "cmd", service: "launcher", name: "template-create", file: "cmd/launcher.template-create.json", typ: reflect.TypeFor[LauncherTemplateCreate](), senders: []string{"users", "market-dockerhub"}},
-	{kind: "cmd", service: "launcher", name: "template-delete", file: "cmd/launcher.template-delete.json", typ: reflect.TypeFor[LauncherTemplateDelete](), senders: []string{"users"}},
-	{kind: "cmd", service: "launcher", name: "template-update", file: "cmd/launcher.template-update.json", typ: reflect.TypeFor[LauncherTemplateUpdate](), senders: []string{"users"}},
+	{kind: "cmd", service: "launcher", name: "template-delete", file: "cmd/launcher.template-delete.json", typ: reflect.TypeFor[LauncherTemplateDelete](), senders: []string{"users"}, access: "manage"},
+	{kind: "cmd", service: "launcher", name: "template-update", file: "cmd/launcher.template-update.json", typ: reflect.TypeFor[LauncherTemplateUpdate](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "terminate", file: "cmd/launcher.terminate.json", typ: reflect.TypeFor[VMAction](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "market-dockerhub", name: "app-import", file: "cmd/market-dockerhub.app-import.json", typ: reflect.TypeFor[MarketDockerhubAppImport](), senders: []string{"users"}},
+	{kind: "cmd", service: "market-dockerhub", name: "market-chmod", file: "cmd/market-dockerhub.market-chmod.json", typ: reflect.TypeFor[MarketDockerhubMarketChmod](), senders: []string{"admins"}},
 	{kind: "cmd", service: "market-dockerhub", name: "market-create", file: "cmd/market-dockerhub.market-create.json", typ: reflect.TypeFor[MarketDockerhubMarketCreate](), senders: []string{"admins"}},
 	{kind: "cmd", service: "market-dockerhub", name: "market-delete", file: "cmd/market-dockerhub.market-delete.json", typ: reflect.TypeFor[MarketDockerhubMarketDelete](), senders: []string{"admins"}},
 	{kind: "cmd", service: "market-dockerhub", name: "market-update", file: "cmd/market-dockerhub.market-update.json", typ: reflect.TypeFor[MarketDockerhubMarketUpdate](), senders: []string{"admins"}},
@@ -3354,11 +3453,11 @@ var registry = []registered{
 	{kind: "qry", service: "catalog", name: "blob-creds", file: "qry/catalog.blob-creds.json", typ: reflect.TypeFor[CatalogBlobCredsRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "blob-url", file: "qry/catalog.blob-url.json", typ: reflect.TypeFor[CatalogBlobURLRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "datastores", file: "qry/catalog.datastores.json", typ: reflect.TypeFor[CatalogDatastoresRequest](), senders: []string{"users"}},
-	{kind: "qry", service: "catalog", name: "groups", file: "qry/catalog.groups.json", typ: reflect.TypeFor[CatalogGroupsRequest](), senders: []string{"admins"}},
+	{kind: "qry", service: "catalog", name: "groups", file: "qry/catalog.groups.json", typ: reflect.TypeFor[CatalogGroupsRequest](), senders: []string{"admins", "launcher"}},
 	{kind: "qry", service: "catalog", name: "list", file: "qry/catalog.list.json", typ: reflect.TypeFor[CatalogListRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "show", file: "qry/catalog.show.json", typ: reflect.TypeFor[CatalogShowRequest](), senders: []string{"users", "kernel-registry", "launcher", "market-dockerhub"}},
 	{kind: "qry", service: "catalog", name: "upload-creds", file: "qry/catalog.upload-creds.json", typ: reflect.TypeFor[CatalogUploadCredsRequest](), senders: []string{"users"}},
-	{kind: "qry", service: "catalog", name: "user", file: "qry/catalog.user.json", typ: reflect.TypeFor[CatalogUserRequest](), senders: []string{"users", "launcher"}},
+	{kind: "qry", service: "catalog", name: "user", file: "qry/catalog.user.json", typ: reflect.TypeFor[CatalogUserRequest](), senders: []string{"users", "launcher", "market-dockerhub"}},
 	{kind: "qry", service: "catalog", name: "users", file: "qry/catalog.users.json", typ: reflect.TypeFor[CatalogUsersRequest](), senders: []string{"admins"}},
 	{kind: "qry", service: "converter", name: "formats", file: "qry/converter.formats.json", typ: reflect.TypeFor[ConverterFormatsRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "converter", name: "jobs", file: "qry/converter.jobs.json", typ: reflect.TypeFor[ConverterJobsRequest](), senders: []string{"admins"}},

@@ -82,6 +82,26 @@ func ParseOctal(s string) (Perms, error) {
 	return p, nil
 }
 
+// PermsOf reads recorded bits (Octal's form); an object recorded before it
+// had any (empty or unreadable) is its owner's alone, as new objects are:
+// New(DefaultUmask).
+func PermsOf(recorded string) Perms {
+	if p, err := ParseOctal(recorded); err == nil {
+		return p
+	}
+	return New(DefaultUmask)
+}
+
+// ChmodLevel is what changing an object's bits from old to new needs:
+// manage, or admin when an admin bit changes, as in OpenNebula.
+func ChmodLevel(old, new Perms) Level {
+	const adminBits Perms = 0o111
+	if old&adminBits != new&adminBits {
+		return Admin
+	}
+	return Manage
+}
+
 // Octal is p as chmod takes it: "640".
 func (p Perms) Octal() string { return fmt.Sprintf("%03o", p&0o777) }
 

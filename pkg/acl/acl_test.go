@@ -75,3 +75,19 @@ func TestLevelOf(t *testing.T) {
 		}
 	}
 }
+
+func TestChmodLevelAndPermsOf(t *testing.T) {
+	for _, c := range []struct {
+		old, new string
+		want     Level
+	}{
+		{"600", "640", Manage}, {"600", "604", Manage}, {"600", "700", Admin}, {"710", "600", Admin}, {"611", "651", Manage},
+	} {
+		if got := ChmodLevel(PermsOf(c.old), PermsOf(c.new)); got != c.want {
+			t.Errorf("chmod %s to %s needs %v, want %v", c.old, c.new, got, c.want)
+		}
+	}
+	if PermsOf("") != 0o600 || PermsOf("9x") != 0o600 || PermsOf("644") != 0o644 {
+		t.Errorf("PermsOf: %v %v %v", PermsOf(""), PermsOf("9x"), PermsOf("644"))
+	}
+}

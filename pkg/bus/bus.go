@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -240,40 +241,11 @@ func (b *Bus) Service() string { return b.cfg.Service }
 // Logger returns the bus logger.
 func (b *Bus) Logger() *slog.Logger { return b.log }
 
-// StreamPrefix returns the stream name prefix: the subject prefix
-// upper-cased, every character other than a letter or digit turned to '_'.
-func StreamPrefix(prefix string) string {
-	var sb strings.Builder
-	for _, r := range strings.ToUpper(prefix) {
-		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
-			sb.WriteRune(r)
-		} else {
-			sb.WriteByte('_')
-		}
-	}
-	return sb.String()
-}
-
-// BucketName names a service's KV bucket: "slipway" + "catalog_images"
-// gives "slipway_catalog_images". Every character of the prefix other than
-// a letter, digit or '-' becomes '_'; another prefix gives other buckets,
-// so two installations can share a server.
-func BucketName(prefix, name string) string {
-	var sb strings.Builder
-	for _, r := range prefix {
-		if (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || r == '-' {
-			sb.WriteRune(r)
-		} else {
-			sb.WriteByte('_')
-		}
-	}
-	return sb.String() + "_" + name
-}
-
-// CommandStream, EventStream and DeadLetterStream name the three streams.
-func (b *Bus) CommandStream() string    { return StreamPrefix(b.cfg.Prefix) + "_CMD" }
-func (b *Bus) EventStream() string      { return StreamPrefix(b.cfg.Prefix) + "_EVT" }
-func (b *Bus) DeadLetterStream() string { return StreamPrefix(b.cfg.Prefix) + "_DLQ" }
+// CommandStream, EventStream and DeadLetterStream name this bus's three
+// streams.
+func (b *Bus) CommandStream() string    { return schemas.CommandStream(b.cfg.Prefix) }
+func (b *Bus) EventStream() string      { return schemas.EventStream(b.cfg.Prefix) }
+func (b *Bus) DeadLetterStream() string { return schemas.DeadLetterStream(b.cfg.Prefix) }
 
 // CommandSubject is "<prefix>.cmd.<service>.<verb>.<sender>", this bus's
 // sender last.
@@ -304,7 +276,10 @@ func (b *Bus) QuerySubject(service, endpoint string) string {
 }
 
 // Setup creates or updates the command, event and dead-letter streams. It
-// is idempotent, so every service runs it at start.
+// is idempotent, so every service runs it at start; a stream that is
+// already as wanted is only read (STREAM.INFO), which is all the JetStream
+// API a service other than the catalog may use on the streams (package
+// identity): the catalog sets them up, the others find them so.
 func (b *Bus) Setup(ctx context.Context) error {
 	p := b.cfg.Prefix
 	streams := []jetstream.StreamConfig{{
@@ -330,11 +305,49 @@ func (b *Bus) Setup(ctx context.Context) error {
 	for _, sc := range streams {
 		sc.Storage = jetstream.FileStorage
 		sc.Replicas = b.cfg.Replicas
+		if st, err := b.js.Stream(ctx, sc.Name); err == nil && sameStream(st.CachedInfo().Config, sc) {
+			continue
+		}
 		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("bus: create or update stream %s: %w", sc.Name, err)
 		}
 	}
 	return nil
+}
+
+// AwaitStreams waits until the command, event and dead-letter streams
+// exist (reading their info only), for a service that may not create them
+// itself: where NATS authenticates, only the catalog does (package
+// identity), and it may start after the others.
+func (b *Bus) AwaitStreams(ctx context.Context) error {
+	delay := 100 * time.Millisecond
+	for _, name := range []string{b.CommandStream(), b.EventStream(), b.DeadLetterStream()} {
+		for {
+			_, err := b.js.Stream(ctx, name)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, jetstream.ErrStreamNotFound) {
+				return fmt.Errorf("bus: stream %s: %w", name, err)
+			}
+			b.log.Info("bus: waiting for the catalog to set up the streams", "stream", name)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("bus: stream %s was not set up: %w", name, ctx.Err())
+			case <-time.After(delay):
+			}
+			delay = min(delay*2, 5*time.Second)
+		}
+	}
+	return nil
+}
+
+// sameStream reports whether a stream configured as have is what Setup
+// asks for, want: the settings Setup sets.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.Description == want.Description &&
+		have.Retention == want.Retention && have.MaxAge == want.MaxAge && have.Duplicates == want.Duplicates &&
+		have.Storage == want.Storage && have.Replicas == want.Replicas
 }
 
 // KeyValue creates or updates a KV bucket keeping 5 revisions per key;

@@ -24,6 +24,78 @@ type createCmd struct {
 	Name string `json:"name"`
 }
 
+// TestAwaitStreamsWaitsForTheSetup: a service that may not create the
+// streams waits for them, and says which it lacks when it gives up.
+func TestAwaitStreamsWaitsForTheSetup(t *testing.T) {
+	srv := startServer(t)
+	ctx := testCtx(t)
+	connect := func(service string) *Bus {
+		nc, err := nats.Connect(srv.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := New(nc, Config{Service: service, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(b.Close)
+		return b
+	}
+	launcher := connect("launcher")
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := launcher.AwaitStreams(short); err == nil || !strings.Contains(err.Error(), launcher.CommandStream()) {
+		t.Fatalf("AwaitStreams with no streams: %v, want an error naming %s", err, launcher.CommandStream())
+	}
+	done := make(chan error, 1)
+	go func() { done <- launcher.AwaitStreams(ctx) }()
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("AwaitStreams returned before the setup: %v", err)
+	default:
+	}
+	if err := connect("catalog").Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("AwaitStreams after the setup: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("AwaitStreams did not see the streams set up")
+	}
+}
+
+// TestSetupUpdatesAChangedStream: Setup leaves a stream that is as wanted
+// alone, but one whose settings differ from its own is updated.
+func TestSetupUpdatesAChangedStream(t *testing.T) {
+	srv := startServer(t)
+	ctx := testCtx(t)
+	for _, age := range []time.Duration{time.Hour, 2 * time.Hour} {
+		nc, err := nats.Connect(srv.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := New(nc, Config{Service: "catalog", EventMaxAge: age, Logger: quietLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Setup(ctx); err != nil {
+			t.Fatal(err)
+		}
+		s, err := b.JetStream().Stream(ctx, b.EventStream())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.CachedInfo().Config.MaxAge; got != age {
+			t.Errorf("event max age %s after a Setup asking %s", got, age)
+		}
+		b.Close()
+	}
+}
+
 func TestSetupIdempotentAndNames(t *testing.T) {
 	srv := startServer(t)
 	ctx := testCtx(t)
@@ -63,9 +135,6 @@ func TestSetupIdempotentAndNames(t *testing.T) {
 	}
 	if got := b.EventSubject("converter", "converted", "7"); got != "it-1.x.evt.converter.converted.7" {
 		t.Fatal(got)
-	}
-	if StreamPrefix("slipway") != "SLIPWAY" {
-		t.Fatal(StreamPrefix("slipway"))
 	}
 	if _, err := New(nc, Config{Service: "a.b"}); err == nil {
 		t.Fatal("service with a dot accepted")

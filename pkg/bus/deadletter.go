@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/slipway/slipway/schemas"
 )
 
 // Headers added to a dead letter.
@@ -47,7 +49,7 @@ type deadLetter struct {
 // forever.
 func (b *Bus) RunDeadLetter(ctx context.Context) (Stopper, error) {
 	d := &deadLetter{bus: b}
-	queue := StreamPrefix(b.cfg.Prefix) + "_dlq"
+	queue := schemas.StreamPrefix(b.cfg.Prefix) + "_dlq"
 	for _, stream := range []string{b.CommandStream(), b.EventStream()} {
 		subject := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + stream + ".*"
 		sub, err := b.nc.QueueSubscribe(subject, queue, d.onAdvisory)

@@ -32,6 +32,16 @@
 // seed), so `nats --creds FILE` works with them. Anonymous connections are
 // refused: the server trusts only the operator.
 //
+// # JetStream
+//
+// Users have no JetStream API; administrators all of it. A service gets the
+// API of what schemas.JetStreamOf says is its own (its KV buckets, its
+// event consumers), of its command consumer (created with its own filter in
+// the subject, which the server holds the consumer's filter to) and
+// STREAM.INFO of the three streams; the catalog alone creates the streams
+// and forwards dead letters. [JetStream] writes the grant; the tests walk
+// every action on every stream, bucket and consumer for every principal.
+//
 // # Inboxes
 //
 // Each principal receives replies on its own inbox prefix

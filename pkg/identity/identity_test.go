@@ -75,6 +75,19 @@ func (c *conn) wasDenied(subject string) bool {
 	return testenv.Eventually(2*time.Second, 5*time.Millisecond, func() bool { return c.deniedNow(subject) })
 }
 
+// subscribeDenied subscribes c to subject and reports whether the server
+// refused it.
+func (c *conn) subscribeDenied(t *testing.T, subject string) bool {
+	t.Helper()
+	if _, err := c.SubscribeSync(subject); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return c.wasDenied(subject)
+}
+
 // deniedNow reports whether the server has said subject is denied.
 func (c *conn) deniedNow(subject string) bool {
 	c.mu.Lock()
@@ -289,13 +302,7 @@ func TestInboxesArePrivate(t *testing.T) {
 	auth, srv := authServer(t)
 	alice := connect(t, auth, srv, identity.User("alice", false))
 	for _, subject := range []string{identity.User("bob", false).InboxPrefix() + ".>", "_INBOX.>", prefix + ".api.crypto-luks.>", ">"} {
-		if _, err := alice.SubscribeSync(subject); err != nil {
-			t.Fatal(err)
-		}
-		if err := alice.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		if !alice.wasDenied(subject) {
+		if !alice.subscribeDenied(t, subject) {
 			t.Errorf("alice subscribed to %s", subject)
 		}
 	}

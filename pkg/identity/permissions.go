@@ -98,10 +98,10 @@ func (p Principal) InboxPrefix() string { return schemas.InboxPrefix(p.Name) }
 //   - replies on p's own inbox, and answers to requests p received;
 //   - every event, to watch (which events a user may see is the services'
 //     to decide: they publish only what is theirs);
-//   - a service: its own events, the queries it answers, its consumers'
-//     acknowledgements, the JetStream API and key-value buckets, the
-//     dead-letter subjects and JetStream's advisories;
-//   - an administrator: the JetStream API and the dead letters.
+//   - a service: its own events, the queries it answers, and the
+//     JetStream API of what is its own and nothing else (JetStream);
+//   - an administrator: the whole JetStream API and the dead letters, to
+//     read and to forward (`slipway dead-letter`).
 func (p Principal) Permissions(prefix string) jwt.Permissions {
 	var perm jwt.Permissions
 	for _, m := range schemas.Messages() {
@@ -114,12 +114,88 @@ func (p Principal) Permissions(prefix string) jwt.Permissions {
 	perm.Resp = &jwt.ResponsePermission{MaxMsgs: 1}
 	switch {
 	case p.Service:
-		perm.Pub.Allow.Add(prefix+".evt."+p.Name+".>", prefix+".dlq.>",
-			"$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$KV.>")
-		perm.Sub.Allow.Add(prefix+".api."+p.Name+".>", "$SRV.>", "$JS.EVENT.ADVISORY.>", prefix+".dlq.>")
+		perm.Pub.Allow.Add(prefix + ".evt." + p.Name + ".>")
+		perm.Sub.Allow.Add(prefix+".api."+p.Name+".>", "$SRV.>")
+		js := JetStream(p.Name, prefix)
+		perm.Pub.Allow.Add(js.Pub...)
+		perm.Sub.Allow.Add(js.Sub...)
 	case p.Admin:
-		perm.Pub.Allow.Add("$JS.API.>", "$JS.ACK.>", "$JS.FC.>")
-		perm.Sub.Allow.Add(prefix + ".dlq.>")
+		// And what `slipway dead-letter` needs to forward dead letters.
+		perm.Pub.Allow.Add("$JS.API.>", "$JS.ACK.>", "$JS.FC.>", prefix+".dlq.>")
+		perm.Sub.Allow.Add(prefix+".dlq.>", "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>")
 	}
 	return perm
+}
+
+// JetStreamGrant is the part of a service's permissions that concerns
+// JetStream.
+type JetStreamGrant struct{ Pub, Sub []string }
+
+// JetStream is what service may do with JetStream under prefix: the API of
+// what schemas.JetStreamOf says is its own, and nothing else. No service
+// may delete or purge a stream, a bucket or another's consumer, nor read
+// another's bucket.
+//   - STREAM.INFO of the command, event and dead-letter streams (bus.Setup
+//     finds them set up) and $JS.API.INFO (creating a bucket reads the
+//     account's limits);
+//   - its command consumer, named after it: CONSUMER.CREATE with its own
+//     filter in the subject, which the server holds the consumer's filter
+//     to (so no service can take another's commands off the work queue),
+//     INFO, MSG.NEXT, and the acks of what it delivers;
+//   - its event consumers likewise, by durable name (every event is
+//     readable anyway);
+//   - its buckets: $KV.<bucket>.> and the bucket stream's create, update,
+//     info, message get (direct or not) and the ephemeral consumers of
+//     watches (create, info, next, delete, flow control);
+//   - the service that sets the streams up (the catalog): creating and
+//     updating them, and forwarding dead letters: the max-deliveries
+//     advisories, reading the dead message, publishing it on
+//     <prefix>.dlq.>, deleting a dead command from the work queue.
+//
+// Everything else on $JS.API is denied; DURABLE.CREATE, which would let a
+// consumer's filter be anything, is not granted either.
+func JetStream(service, prefix string) JetStreamGrant {
+	const api = "$JS.API."
+	var g JetStreamGrant
+	use := schemas.JetStreamOf(service)
+	cmd, evt, dlq := schemas.CommandStream(prefix), schemas.EventStream(prefix), schemas.DeadLetterStream(prefix)
+	g.Pub = append(g.Pub, api+"INFO")
+	for _, stream := range []string{cmd, evt, dlq} {
+		g.Pub = append(g.Pub, api+"STREAM.INFO."+stream)
+	}
+	durable := func(stream, name string, filters ...string) {
+		if len(filters) == 1 {
+			g.Pub = append(g.Pub, api+"CONSUMER.CREATE."+stream+"."+name+"."+filters[0])
+		} else {
+			g.Pub = append(g.Pub, api+"CONSUMER.CREATE."+stream+"."+name, api+"CONSUMER.CREATE."+stream+"."+name+".>")
+		}
+		g.Pub = append(g.Pub, api+"CONSUMER.INFO."+stream+"."+name, api+"CONSUMER.MSG.NEXT."+stream+"."+name,
+			"$JS.ACK."+stream+"."+name+".>")
+	}
+	if schemas.ConsumesCommands(service) {
+		durable(cmd, service, prefix+".cmd."+service+".>")
+	}
+	for _, name := range use.EventConsumers {
+		durable(evt, name)
+	}
+	for _, b := range use.Buckets {
+		bucket := schemas.BucketName(prefix, b)
+		stream := schemas.BucketStream(bucket)
+		g.Pub = append(g.Pub, "$KV."+bucket+".>",
+			api+"STREAM.CREATE."+stream, api+"STREAM.UPDATE."+stream, api+"STREAM.INFO."+stream,
+			api+"STREAM.MSG.GET."+stream, api+"DIRECT.GET."+stream, api+"DIRECT.GET."+stream+".>",
+			api+"CONSUMER.CREATE."+stream, api+"CONSUMER.CREATE."+stream+".>",
+			api+"CONSUMER.INFO."+stream+".*", api+"CONSUMER.MSG.NEXT."+stream+".*", api+"CONSUMER.DELETE."+stream+".*",
+			"$JS.FC."+stream+".>")
+	}
+	if use.SetsUp {
+		for _, stream := range []string{cmd, evt, dlq} {
+			g.Pub = append(g.Pub, api+"STREAM.CREATE."+stream, api+"STREAM.UPDATE."+stream)
+		}
+		g.Pub = append(g.Pub, api+"STREAM.MSG.GET."+cmd, api+"STREAM.MSG.GET."+evt, api+"STREAM.MSG.DELETE."+cmd,
+			prefix+".dlq.>")
+		g.Sub = append(g.Sub, "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES."+cmd+".*",
+			"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES."+evt+".*")
+	}
+	return g
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/pkg/telemetry"
+	"github.com/slipway/slipway/schemas"
 )
 
 // Service is what a binary runs until its context ends.
@@ -150,7 +151,13 @@ func serve(ctx context.Context, name string, wire Wire, o options) error {
 		return err
 	}
 	defer d.Bus.Close()
-	if err := d.Bus.Setup(ctx); err != nil {
+	// The catalog sets the streams up; the others find them so (and may
+	// not create them where NATS authenticates).
+	setup := d.Bus.AwaitStreams
+	if schemas.JetStreamOf(name).SetsUp {
+		setup = d.Bus.Setup
+	}
+	if err := setup(ctx); err != nil {
 		return err
 	}
 	svc, err := wire(d)

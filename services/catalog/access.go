@@ -168,11 +168,7 @@ func (c caller) may(img *schemas.Image, level acl.Level, op string) error {
 // imageObject is img as package acl sees it. An image recorded before
 // permissions existed is its owner's alone (OpenNebula's default, 600).
 func imageObject(img *schemas.Image) acl.Object {
-	perms := acl.New(acl.DefaultUmask)
-	if p, err := acl.ParseOctal(img.Permissions); err == nil {
-		perms = p
-	}
-	return acl.Object{Kind: "image", ID: img.ID, Owner: img.User, Group: img.Group, Perms: perms}
+	return acl.Object{Kind: "image", ID: img.ID, Owner: img.User, Group: img.Group, Perms: acl.PermsOf(img.Permissions)}
 }
 
 // askedBy identifies who asked a query; an unknown user is refused.

@@ -76,6 +76,14 @@ func (a *testAuthority) connect(t *testing.T, ctx context.Context, url, service 
 // with the credentials file.
 func (h *harness) newUser(name, group string) *bus.Bus {
 	h.t.Helper()
+	b, _ := h.newUserCreds(name, group)
+	return b
+}
+
+// newUserCreds is newUser that also returns the path of the user's
+// credentials file, for the nats CLI.
+func (h *harness) newUserCreds(name, group string) (*bus.Bus, string) {
+	h.t.Helper()
 	key, ev := testenv.CreateUser(h.t, h.ctx, h.cli, name, group)
 	creds, err := key.Credentials(ev.JWT)
 	if err != nil {
@@ -93,7 +101,26 @@ func (h *harness) newUser(name, group string) *bus.Bus {
 	if b.Sender() != name {
 		h.t.Fatalf("%s's credentials send as %q", name, b.Sender())
 	}
-	return b
+	return b, path
+}
+
+// bobsImage is an image bob imports: his, group users, 600, READY.
+func (h *harness) bobsImage(bob *bus.Bus) schemas.Image {
+	h.t.Helper()
+	staged := "s3://" + h.cfg.UploadBucket + "/uploads/bob/b1/disk.raw"
+	h.put(staged, []byte("bob's disk"))
+	img, err := answerFrom[schemas.Image](h, bob, schemas.CommandCatalogImageCreate,
+		schemas.ImageCreate{Name: "bobs", Path: staged, Staged: true, Format: schemas.DiskFormatRaw}, schemas.EventCatalogImageCreated)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if img.User != "bob" || img.Group != acl.DefaultGroup || img.Permissions != "600" {
+		h.t.Fatalf("bob's image: owner %s, group %s, permissions %s; want bob, users, 600", img.User, img.Group, img.Permissions)
+	}
+	cmd, c := h.convertCommand(img.ID)
+	h.convert(cmd, c, []byte("bob's data"), schemas.DiskFormatRaw)
+	h.waitState(img.ID, StateReady)
+	return h.mustShow(img.ID)
 }
 
 // as sends verb from b and waits for answer or a failure.
@@ -124,19 +151,7 @@ func TestUsersCannotTouchEachOthersImages(t *testing.T) {
 	bob := h.newUser("bob", "")
 
 	// bob imports a disk; it is his, group users, 600.
-	staged := "s3://" + h.cfg.UploadBucket + "/uploads/bob/b1/disk.raw"
-	h.put(staged, []byte("bob's disk"))
-	img, err := answerFrom[schemas.Image](h, bob, schemas.CommandCatalogImageCreate,
-		schemas.ImageCreate{Name: "bobs", Path: staged, Staged: true, Format: schemas.DiskFormatRaw}, schemas.EventCatalogImageCreated)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if img.User != "bob" || img.Group != acl.DefaultGroup || img.Permissions != "600" {
-		t.Fatalf("bob's image: owner %s, group %s, permissions %s; want bob, users, 600", img.User, img.Group, img.Permissions)
-	}
-	cmd, c := h.convertCommand(img.ID)
-	h.convert(cmd, c, []byte("bob's data"), schemas.DiskFormatRaw)
-	h.waitState(img.ID, StateReady)
+	img := h.bobsImage(bob)
 	ref := schemas.ImageRef{ID: img.ID}
 
 	// alice: not visible, not hers to change.

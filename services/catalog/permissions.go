@@ -41,8 +41,7 @@ func (s *Service) chmod(ctx context.Context, m *bus.Msg, req schemas.ImageChmod)
 	if err != nil {
 		return err
 	}
-	const adminBits acl.Perms = 0o111
-	if imageObject(img).Perms&adminBits != perms&adminBits {
+	if acl.ChmodLevel(imageObject(img).Perms, perms) == acl.Admin {
 		if err := callerOf(ctx).may(img, acl.Admin, m.Name+" of the admin bits"); err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/identity"
 	"github.com/slipway/slipway/pkg/saga"
+	"github.com/slipway/slipway/schemas"
 )
 
 // drainTimeout bounds how long Run waits for handlers in flight when its
@@ -62,7 +63,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("catalog: %w", err)
 	}
 	p := s.bus.Prefix()
-	evts, err := s.bus.ConsumeEvents(work, ServiceName, s.eventFilters(), s.handleEvent, bus.Concurrency(s.cfg.Concurrency))
+	evts, err := s.bus.ConsumeEvents(work, schemas.ConsumerCatalogEvents, s.eventFilters(), s.handleEvent, bus.Concurrency(s.cfg.Concurrency))
 	if err != nil {
 		cmds.Stop()
 		return fmt.Errorf("catalog: %w", err)
@@ -101,25 +102,25 @@ func (s *Service) setup(ctx context.Context) error {
 		return fmt.Errorf("catalog setup: %w", err)
 	}
 	kv := func(name string, ttl time.Duration) (jetstream.KeyValue, error) {
-		return s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), name), ttl)
+		return s.bus.KeyValue(ctx, schemas.BucketName(s.bus.Prefix(), name), ttl)
 	}
-	imgKV, err := kv("catalog_images", 0)
+	imgKV, err := kv(schemas.BucketCatalogImages, 0)
 	if err != nil {
 		return fmt.Errorf("catalog setup: %w", err)
 	}
-	meta, err := kv("catalog_meta", 0)
+	meta, err := kv(schemas.BucketCatalogMeta, 0)
 	if err != nil {
 		return fmt.Errorf("catalog setup: %w", err)
 	}
-	sagaKV, err := kv("catalog_sagas", 0)
+	sagaKV, err := kv(schemas.BucketCatalogSagas, 0)
 	if err != nil {
 		return fmt.Errorf("catalog setup: %w", err)
 	}
-	if s.dedup, err = kv("catalog_dedup", DedupTTL); err != nil {
+	if s.dedup, err = kv(schemas.BucketCatalogDedup, DedupTTL); err != nil {
 		return fmt.Errorf("catalog setup: %w", err)
 	}
 	s.images, s.meta = newImages(imgKV, meta, now), meta
-	accKV, err := kv("catalog_accounts", 0)
+	accKV, err := kv(schemas.BucketCatalogAccounts, 0)
 	if err != nil {
 		return fmt.Errorf("catalog setup: %w", err)
 	}

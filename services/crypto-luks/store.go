@@ -13,6 +13,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/kvstore"
+	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/crypto-luks/keywrap"
 )
 
@@ -113,11 +114,11 @@ type secretStore struct {
 }
 
 func openStore(ctx context.Context, b *bus.Bus) (*secretStore, error) {
-	secrets, err := b.KeyValue(ctx, bus.BucketName(b.Prefix(), Name+"_secrets"), 0)
+	secrets, err := b.KeyValue(ctx, schemas.BucketName(b.Prefix(), schemas.BucketCryptoLUKSSecrets), 0)
 	if err != nil {
 		return nil, err
 	}
-	images, err := b.KeyValue(ctx, bus.BucketName(b.Prefix(), Name+"_images"), 0)
+	images, err := b.KeyValue(ctx, schemas.BucketName(b.Prefix(), schemas.BucketCryptoLUKSImages), 0)
 	if err != nil {
 		return nil, err
 	}

@@ -120,15 +120,15 @@ func (s *Service) Run(ctx context.Context) error {
 
 // start opens the kernels' bucket and consumes the catalog's image events.
 func (s *Service) start(ctx context.Context, _ string) (func(), error) {
-	kv, err := s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), "kernel-registry_kernels"), 0)
+	kv, err := s.bus.KeyValue(ctx, schemas.BucketName(s.bus.Prefix(), schemas.BucketKernelRegistryKernels), 0)
 	if err != nil {
 		return nil, err
 	}
 	s.kernels = openKernels(kv)
-	if s.added, err = s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), "kernel-registry_added"), AddedTTL); err != nil {
+	if s.added, err = s.bus.KeyValue(ctx, schemas.BucketName(s.bus.Prefix(), schemas.BucketKernelRegistryAdded), AddedTTL); err != nil {
 		return nil, err
 	}
-	evts, err := s.bus.ConsumeEvents(ctx, Name+"-catalog", []string{
+	evts, err := s.bus.ConsumeEvents(ctx, schemas.ConsumerKernelRegistryImages, []string{
 		s.bus.EventSubject(schemas.ServiceCatalog, schemas.EventCatalogImageUpdated, ">"),
 		s.bus.EventSubject(schemas.ServiceCatalog, schemas.EventCatalogImageDeleted, ">"),
 	}, s.handleCatalogEvent, bus.AckWait(s.cfg.AckWait), bus.MaxDeliver(s.cfg.MaxDeliver), bus.JobDeadline(s.cfg.JobDeadline))

@@ -41,8 +41,16 @@ func (p *fcPlan) problem(format string, a ...any) {
 // problem in the answer.
 func (s *Service) queryFirecracker(ctx context.Context, r schemas.LauncherFirecrackerRequest) (schemas.LauncherFirecrackerReply, error) {
 	var none schemas.LauncherFirecrackerReply
+	u, service, err := s.asker(ctx)
+	if err != nil {
+		return none, err
+	}
 	t, err := s.findTemplate(ctx, r.TemplateID, r.Name)
 	if err != nil {
+		return none, err
+	}
+	// What instantiate needs: use of the template.
+	if err := mayShow(u, service, templateObject(t)); err != nil {
 		return none, err
 	}
 	spec, err := s.parseTemplate(t.Template, t.AdminAttributes)

@@ -23,26 +23,54 @@ func (s *Service) endpoints() map[string]bus.QueryHandler {
 	)
 }
 
+// queryTemplates lists the templates the asker may use.
 func (s *Service) queryTemplates(ctx context.Context, _ schemas.LauncherTemplatesRequest) (schemas.LauncherTemplatesReply, error) {
-	return s.templates.List(ctx)
+	u, service, err := s.asker(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all, err := s.templates.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(schemas.LauncherTemplatesReply, 0, len(all))
+	for _, t := range all {
+		if visible(u, service, templateObject(&t)) {
+			out = append(out, t)
+		}
+	}
+	return out, nil
 }
 
+// queryTemplate shows a template the asker may use; 403 otherwise.
 func (s *Service) queryTemplate(ctx context.Context, r schemas.LauncherTemplateRequest) (schemas.VMTemplate, error) {
+	u, service, err := s.asker(ctx)
+	if err != nil {
+		return schemas.VMTemplate{}, err
+	}
 	t, err := s.findTemplate(ctx, r.ID, r.Name)
 	if err != nil {
+		return schemas.VMTemplate{}, err
+	}
+	if err := mayShow(u, service, templateObject(t)); err != nil {
 		return schemas.VMTemplate{}, err
 	}
 	return *t, nil
 }
 
+// queryVMs lists the VMs the asker may use.
 func (s *Service) queryVMs(ctx context.Context, r schemas.LauncherVMsRequest) (schemas.LauncherVMsReply, error) {
+	u, service, err := s.asker(ctx)
+	if err != nil {
+		return nil, err
+	}
 	all, err := s.vms.List(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := make(schemas.LauncherVMsReply, 0, len(all))
 	for _, rec := range all {
-		if r.State == "" || rec.State == r.State {
+		if (r.State == "" || rec.State == r.State) && visible(u, service, vmObject(&rec.VM)) {
 			out = append(out, public(&rec))
 		}
 	}
@@ -59,9 +87,17 @@ func (s *Service) queriedVM(ctx context.Context, id int64) (*vmRecord, error) {
 	return rec, err
 }
 
+// queryVM shows a VM the asker may use; 403 otherwise.
 func (s *Service) queryVM(ctx context.Context, r schemas.LauncherVMRequest) (schemas.VM, error) {
+	u, service, err := s.asker(ctx)
+	if err != nil {
+		return schemas.VM{}, err
+	}
 	rec, err := s.queriedVM(ctx, r.ID)
 	if err != nil {
+		return schemas.VM{}, err
+	}
+	if err := mayShow(u, service, vmObject(&rec.VM)); err != nil {
 		return schemas.VM{}, err
 	}
 	return public(rec), nil
@@ -80,7 +116,15 @@ func (s *Service) queryConsole(ctx context.Context, r schemas.LauncherConsoleReq
 	if r.Offset < 0 {
 		return schemas.LauncherConsoleReply{}, bus.Invalid(fmt.Errorf("offset %d is negative", r.Offset))
 	}
-	if _, err := s.queriedVM(ctx, r.ID); err != nil {
+	u, service, err := s.asker(ctx)
+	if err != nil {
+		return schemas.LauncherConsoleReply{}, err
+	}
+	rec, err := s.queriedVM(ctx, r.ID)
+	if err != nil {
+		return schemas.LauncherConsoleReply{}, err
+	}
+	if err := mayShow(u, service, vmObject(&rec.VM)); err != nil {
 		return schemas.LauncherConsoleReply{}, err
 	}
 	text, size, err := readConsole(s.consoleLog(r.ID), r.Offset, DefaultConsoleChunk)

@@ -173,17 +173,17 @@ func (s *Service) setup(ctx context.Context) (unlock func(), err error) {
 		return nil, fmt.Errorf("launcher setup: %w", err)
 	}
 	kv := func(name string, ttl time.Duration) (jetstream.KeyValue, error) {
-		return s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), name), ttl)
+		return s.bus.KeyValue(ctx, schemas.BucketName(s.bus.Prefix(), name), ttl)
 	}
-	tkv, err := kv("launcher_templates", 0)
+	tkv, err := kv(schemas.BucketLauncherTemplates, 0)
 	if err != nil {
 		return nil, fmt.Errorf("launcher setup: %w", err)
 	}
-	vkv, err := kv("launcher_vms", 0)
+	vkv, err := kv(schemas.BucketLauncherVMs, 0)
 	if err != nil {
 		return nil, fmt.Errorf("launcher setup: %w", err)
 	}
-	if s.dedup, err = kv("launcher_dedup", dedupTTL); err != nil {
+	if s.dedup, err = kv(schemas.BucketLauncherDedup, dedupTTL); err != nil {
 		return nil, fmt.Errorf("launcher setup: %w", err)
 	}
 	s.templates = kvstore.New[int64](tkv, kvstore.Config[schemas.VMTemplate]{What: "template"})
@@ -252,6 +252,9 @@ func (s *Service) handlers() map[string]func(context.Context, *bus.Msg) error {
 		schemas.CommandLauncherTemplateCreate: s.templateCreate,
 		schemas.CommandLauncherTemplateUpdate: s.templateUpdate,
 		schemas.CommandLauncherTemplateDelete: s.templateDelete,
+		schemas.CommandLauncherTemplateChmod:  s.templateChmod,
+		schemas.CommandLauncherTemplateChown:  s.templateChown,
+		schemas.CommandLauncherTemplateChgrp:  s.templateChgrp,
 		schemas.CommandLauncherInstantiate:    s.instantiate,
 		schemas.CommandLauncherTerminate:      s.terminateCmd,
 		schemas.CommandLauncherPoweroff:       s.poweroffCmd,

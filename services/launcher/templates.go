@@ -3,8 +3,11 @@ package launcher
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"time"
 
+	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/schemas"
@@ -86,7 +89,15 @@ func (s *Service) templateCreate(ctx context.Context, m *bus.Msg) error {
 	if holder != id {
 		return refuse(nil, "a template named %q already exists (ID %d): template names are unique", req.Name, holder)
 	}
-	t := schemas.VMTemplate{ID: id, Name: req.Name, Template: req.Template, User: m.Sender, AdminAttributes: admin, CreatedAt: now()}
+	if req.OnBehalfOf != "" && bus.UserOf(m) != "" {
+		return refuse(nil, "template %q: only a service may create a template on behalf of another user", req.Name)
+	}
+	user, group, perms, err := s.ownership(ctx, m, req.OnBehalfOf)
+	if err != nil {
+		return err
+	}
+	t := schemas.VMTemplate{ID: id, Name: req.Name, Template: req.Template, User: user, Group: group, Permissions: perms,
+		AdminAttributes: admin, CreatedAt: now()}
 	t.UpdatedAt = t.CreatedAt
 	if _, err := s.templates.Create(ctx, id, &t); err != nil {
 		_ = s.templates.ReleaseName(ctx, kvstore.Name{req.Name}, id)
@@ -129,8 +140,8 @@ func (s *Service) templateUpdate(ctx context.Context, m *bus.Msg) error {
 		return refuse(&req.ID, "template %d: %v", req.ID, err)
 	}
 	t, _, err := s.templates.Update(ctx, req.ID, func(t *schemas.VMTemplate) error {
-		t.Template, t.UpdatedAt = req.Template, now()
-		t.User, t.AdminAttributes = m.Sender, admin
+		// The owner stays; who wrote the text decides its attributes.
+		t.Template, t.UpdatedAt, t.AdminAttributes = req.Template, now(), admin
 		return nil
 	})
 	if errors.Is(err, kvstore.ErrNotFound) {
@@ -166,6 +177,98 @@ func (s *Service) templateDelete(ctx context.Context, m *bus.Msg) error {
 	ev := schemas.LauncherTemplateDeleted{ID: t.ID, Name: t.Name}
 	_, err = s.bus.Event(ctx, schemas.EventLauncherTemplateDeleted, idKey(t.ID), ev, causedBy(m.Envelope, schemas.EventLauncherTemplateDeleted)...)
 	return err
+}
+
+// templateChmod changes a template's bits; authorize checked manage, and
+// the admin bits need admin (acl.ChmodLevel).
+func (s *Service) templateChmod(ctx context.Context, m *bus.Msg) error {
+	var req schemas.LauncherTemplateChmod
+	if err := decode(m, &req); err != nil {
+		return err
+	}
+	perms, err := acl.ParseOctal(req.Permissions)
+	if err != nil {
+		return refuse(&req.ID, "%v", err)
+	}
+	return s.changeTemplate(ctx, m, req.ID, func(t *schemas.VMTemplate) error {
+		if acl.ChmodLevel(templateObject(t).Perms, perms) == acl.Admin && bus.UserOf(m) != "" {
+			u, _, err := s.senderOf(ctx, m)
+			if err != nil {
+				return err
+			}
+			if err := acl.Check(u, templateObject(t), acl.Admin, m.Name+" of the admin bits"); err != nil {
+				return &refusal{id: &req.ID, err: bus.WithCode(schemas.CodeForbidden, err)}
+			}
+		}
+		t.Permissions = perms.Octal()
+		return nil
+	})
+}
+
+// templateChown gives a template to another user (and group); authorize
+// checked admin. The user and the group must exist in the catalog.
+func (s *Service) templateChown(ctx context.Context, m *bus.Msg) error {
+	var req schemas.LauncherTemplateChown
+	if err := decode(m, &req); err != nil {
+		return err
+	}
+	return s.chownTemplate(ctx, m, req.ID, req.User, req.Group)
+}
+
+// templateChgrp changes a template's group; authorize checked admin.
+func (s *Service) templateChgrp(ctx context.Context, m *bus.Msg) error {
+	var req schemas.LauncherTemplateChgrp
+	if err := decode(m, &req); err != nil {
+		return err
+	}
+	return s.chownTemplate(ctx, m, req.ID, "", req.Group)
+}
+
+func (s *Service) chownTemplate(ctx context.Context, m *bus.Msg, id int64, user, group string) error {
+	if user != "" {
+		if _, ok, err := s.userNamed(ctx, user); err != nil {
+			return err
+		} else if !ok {
+			return refuse(&id, "user %q does not exist", user)
+		}
+	}
+	if group != "" {
+		groups, err := bus.Ask(ctx, s.bus, schemas.QryCatalogGroups, schemas.CatalogGroupsRequest{})
+		if err != nil {
+			return fmt.Errorf("the catalog's groups: %w", err)
+		}
+		if !slices.ContainsFunc(groups, func(g schemas.Group) bool { return g.Name == group }) {
+			return refuse(&id, "group %q does not exist", group)
+		}
+	}
+	return s.changeTemplate(ctx, m, id, func(t *schemas.VMTemplate) error {
+		if user != "" {
+			t.User = user
+		}
+		if group != "" {
+			t.Group = group
+		}
+		return nil
+	})
+}
+
+// changeTemplate applies fn to template id and announces it
+// (template-updated), changed or not: the sender waits for the answer.
+func (s *Service) changeTemplate(ctx context.Context, m *bus.Msg, id int64, fn func(*schemas.VMTemplate) error) error {
+	t, _, err := s.templates.Update(ctx, id, func(t *schemas.VMTemplate) error {
+		if err := fn(t); err != nil {
+			return err
+		}
+		t.UpdatedAt = now()
+		return nil
+	})
+	if errors.Is(err, kvstore.ErrNotFound) {
+		return missing(&id, "template %d does not exist", id)
+	}
+	if err != nil {
+		return err
+	}
+	return s.emitTemplate(ctx, m, schemas.EventLauncherTemplateUpdated, t)
 }
 
 // findTemplate resolves a template by ID or name (for queries).

@@ -260,9 +260,15 @@ func (s *Service) instantiate(ctx context.Context, m *bus.Msg) error {
 		}
 		name = fmt.Sprintf("%s-%d", base, id)
 	}
-	// A user's VM is theirs: the catalog checks their use of every image
-	// it locks (on_behalf_of). A service's has no user.
-	rec := vmRecord{VM: schemas.VM{ID: id, Name: name, User: bus.UserOf(m), State: schemas.VMStatePending, TemplateID: t.ID,
+	// A user's VM is theirs, in their primary group, 600: the catalog
+	// checks their use of every image it locks (on_behalf_of). A
+	// service's has no user.
+	_, group, perms, err := s.ownership(ctx, m, "")
+	if err != nil {
+		return err
+	}
+	rec := vmRecord{VM: schemas.VM{ID: id, Name: name, User: bus.UserOf(m), Group: group, Permissions: perms,
+		State: schemas.VMStatePending, TemplateID: t.ID,
 		Template: t.Template, Vcpu: int64(spec.VCPU), MemoryMiB: spec.MemoryMiB, Disks: []schemas.VMDisk{}, CreatedAt: now()}}
 	rec.UpdatedAt = rec.CreatedAt
 	if _, err := s.vms.Create(ctx, id, &rec); err != nil {

@@ -36,7 +36,7 @@ func (s *Service) appImport(ctx context.Context, m *bus.Msg) error {
 	if err := decode(m, &req); err != nil {
 		return err
 	}
-	mk, app, err := s.importedApp(ctx, req)
+	mk, app, err := s.importedApp(ctx, m, req)
 	if err != nil {
 		return err
 	}
@@ -49,7 +49,7 @@ func (s *Service) appImport(ctx context.Context, m *bus.Msg) error {
 		return err
 	}
 	tmpl := VMTemplate(req.Name, s.cfg.User, s.cfg.Kernel, imageID, app)
-	if _, err := s.bus.Command(ctx, schemas.ServiceLauncher, schemas.CommandLauncherTemplateCreate, TemplateCreate{Name: req.Name, Template: tmpl},
+	if _, err := s.bus.Command(ctx, schemas.ServiceLauncher, schemas.CommandLauncherTemplateCreate, TemplateCreate{Name: req.Name, Template: tmpl, OnBehalfOf: bus.UserOf(m)},
 		causedBy(m.Envelope, schemas.CommandLauncherTemplateCreate)...); err != nil {
 		return err
 	}
@@ -61,13 +61,21 @@ func (s *Service) appImport(ctx context.Context, m *bus.Msg) error {
 	return err
 }
 
-// importedApp finds the marketplace and the app an import names.
-func (s *Service) importedApp(ctx context.Context, req AppImport) (Market, App, error) {
+// importedApp finds the marketplace and the app an import names. Importing
+// is using the marketplace: a sender who may not is refused (forbidden)
+// before its apps are looked at.
+func (s *Service) importedApp(ctx context.Context, m *bus.Msg, req AppImport) (Market, App, error) {
 	mk, _, err := s.store.market(ctx, req.MarketID)
 	if errors.Is(err, ErrNotFound) {
 		return mk, App{}, missing("marketplace %d does not exist", req.MarketID)
 	}
 	if err != nil {
+		return mk, App{}, err
+	}
+	if err := s.mayUse(ctx, m.Sender, &mk, m.Name); err != nil {
+		if isDenied(err) {
+			return mk, App{}, &refusal{bus.WithCode(schemas.CodeForbidden, err)}
+		}
 		return mk, App{}, err
 	}
 	app, err := s.store.app(ctx, req.MarketID, req.App)

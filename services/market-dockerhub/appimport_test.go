@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/dockerurl"
 	"github.com/slipway/slipway/pkg/envelope"
@@ -101,8 +102,8 @@ func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 			t.Fatal(err)
 		}
 		data, _ := json.Marshal(req)
-		m := &bus.Msg{Envelope: env, Subject: "slipway.cmd.market-dockerhub.app-import", Data: data, Delivered: 2,
-			Service: ServiceName, Name: schemas.CommandMarketDockerhubAppImport}
+		m := &bus.Msg{Envelope: env, Subject: "slipway.cmd.market-dockerhub.app-import." + acl.AdminUser, Data: data, Delivered: 2,
+			Service: ServiceName, Name: schemas.CommandMarketDockerhubAppImport, Sender: acl.AdminUser}
 		start := time.Now()
 		if err := h.svc.appImport(h.ctx, m); err != nil {
 			t.Fatalf("redelivered import: %v", err)

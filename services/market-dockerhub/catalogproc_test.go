@@ -39,6 +39,8 @@ func (h *harness) startCatalog() {
 		"SLIPWAY_S3_ACCESS_KEY="+s3.AccessKey,
 		"SLIPWAY_S3_SECRET_KEY="+s3.SecretKey,
 		"SLIPWAY_LOG_LEVEL=warn",
+		// Keys to sign the JWTs of the users the tests create.
+		"SLIPWAY_IDENTITY_DIR="+testenv.IdentityDir(h.t),
 	)
 	cmd.Stdout, cmd.Stderr = testenv.Writer{T: h.t}, testenv.Writer{T: h.t}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

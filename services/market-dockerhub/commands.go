@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/schemas"
@@ -63,6 +64,8 @@ func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
 		err = s.marketUpdate(ctx, m)
 	case schemas.CommandMarketDockerhubMarketDelete:
 		err = s.marketDelete(ctx, m)
+	case schemas.CommandMarketDockerhubMarketChmod:
+		err = s.marketChmod(ctx, m)
 	case schemas.CommandMarketDockerhubAppImport:
 		err = s.appImport(ctx, m)
 	}
@@ -137,6 +140,7 @@ func (s *Service) marketCreate(ctx context.Context, m *bus.Msg) error {
 	}
 	mk := Market{ID: id, Name: req.Name, Mad: MADRegistry, Registry: req.Registry, Insecure: req.Insecure,
 		Monitoring: req.Monitoring == nil || *req.Monitoring, CreatedAt: now()}
+	owned(&mk, m)
 	if _, err := s.store.markets.Create(ctx, id, &mk); err != nil && !errors.Is(err, kvstore.ErrExists) {
 		return err
 	}
@@ -268,5 +272,29 @@ func (s *Service) marketDelete(ctx context.Context, m *bus.Msg) error {
 	}
 	_, err = s.bus.Event(ctx, schemas.EventMarketDockerhubMarketDeleted, idToken(req.ID), MarketDeleted{ID: req.ID, Name: mk.Name},
 		causedBy(m.Envelope, schemas.EventMarketDockerhubMarketDeleted)...)
+	return err
+}
+
+// marketChmod changes a marketplace's bits (only administrators send it).
+func (s *Service) marketChmod(ctx context.Context, m *bus.Msg) error {
+	var req MarketChmod
+	if err := decode(m, &req); err != nil {
+		return err
+	}
+	perms, err := acl.ParseOctal(req.Permissions)
+	if err != nil {
+		return &refusal{err}
+	}
+	mk, err := s.store.updateMarket(ctx, req.ID, func(mk *Market) error {
+		mk.Permissions = perms.Octal()
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return missing("marketplace %d does not exist", req.ID)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = s.bus.Event(ctx, schemas.EventMarketDockerhubMarketUpdated, idToken(mk.ID), mk, causedBy(m.Envelope, schemas.EventMarketDockerhubMarketUpdated)...)
 	return err
 }

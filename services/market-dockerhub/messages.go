@@ -28,6 +28,7 @@ type (
 	Refresh      = schemas.MarketDockerhubRefresh
 	MarketCreate = schemas.MarketDockerhubMarketCreate
 	MarketUpdate = schemas.MarketDockerhubMarketUpdate
+	MarketChmod  = schemas.MarketDockerhubMarketChmod
 	MarketDelete = schemas.MarketDockerhubMarketDelete
 	AppImport    = schemas.MarketDockerhubAppImport
 	Resolve      = schemas.MarketDockerhubResolve

@@ -22,7 +22,8 @@ func (s *Service) endpoints() map[string]bus.QueryHandler {
 	)
 }
 
-// queryList answers every marketplace with its app count.
+// queryList answers every marketplace the asker may use, with its app
+// count.
 func (s *Service) queryList(ctx context.Context, _ schemas.MarketDockerhubListRequest) (schemas.MarketDockerhubListReply, error) {
 	markets, err := s.store.markets.List(ctx)
 	if err != nil {
@@ -32,23 +33,32 @@ func (s *Service) queryList(ctx context.Context, _ schemas.MarketDockerhubListRe
 	if err != nil {
 		return nil, err
 	}
+	visible, err := s.visibleMarkets(ctx, markets)
+	if err != nil {
+		return nil, err
+	}
 	counts := map[int64]int64{}
 	for _, a := range apps {
 		counts[a.MarketID]++
 	}
-	for i := range markets {
-		markets[i].Apps = counts[markets[i].ID]
+	out := []Market{}
+	for _, mk := range markets {
+		if visible[mk.ID] {
+			mk.Apps = counts[mk.ID]
+			out = append(out, mk)
+		}
 	}
-	if markets == nil {
-		markets = []Market{}
-	}
-	return markets, nil
+	return out, nil
 }
 
-// queryShow answers one marketplace, by ID or by name, with its app count.
+// queryShow answers one marketplace the asker may use, by ID or by name,
+// with its app count; 403 for another.
 func (s *Service) queryShow(ctx context.Context, r schemas.MarketDockerhubShowRequest) (Market, error) {
 	mk, err := s.findMarket(ctx, r.ID, r.Name)
 	if err != nil {
+		return Market{}, err
+	}
+	if err := s.queryMayUse(ctx, &mk); err != nil {
 		return Market{}, err
 	}
 	apps, err := s.store.appsOf(ctx, mk.ID)
@@ -57,6 +67,15 @@ func (s *Service) queryShow(ctx context.Context, r schemas.MarketDockerhubShowRe
 	}
 	mk.Apps = int64(len(apps))
 	return mk, nil
+}
+
+// queryMayUse is mayUse for the asker of a query: 403 when they may not.
+func (s *Service) queryMayUse(ctx context.Context, mk *Market) error {
+	err := s.mayUse(ctx, bus.QuerySender(ctx), mk, "show")
+	if isDenied(err) {
+		return bus.Forbidden(err)
+	}
+	return err
 }
 
 func (s *Service) findMarket(ctx context.Context, id *int64, name string) (Market, error) {
@@ -69,13 +88,25 @@ func (s *Service) findMarket(ctx context.Context, id *int64, name string) (Marke
 		ErrNotFound)
 }
 
-// queryApps answers the apps of one marketplace, or of all, whose name or
-// description contains the filter.
+// queryApps answers the apps of one marketplace, or of all the asker may
+// use, whose name or description contains the filter.
 func (s *Service) queryApps(ctx context.Context, r schemas.MarketDockerhubAppsRequest) (schemas.MarketDockerhubAppsReply, error) {
 	if r.MarketID != nil {
-		if _, err := s.findMarket(ctx, r.MarketID, ""); err != nil {
+		mk, err := s.findMarket(ctx, r.MarketID, "")
+		if err != nil {
 			return nil, err
 		}
+		if err := s.queryMayUse(ctx, &mk); err != nil {
+			return nil, err
+		}
+	}
+	markets, err := s.store.markets.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	visible, err := s.visibleMarkets(ctx, markets)
+	if err != nil {
+		return nil, err
 	}
 	apps, err := s.appsIn(ctx, r.MarketID)
 	if err != nil {
@@ -84,6 +115,9 @@ func (s *Service) queryApps(ctx context.Context, r schemas.MarketDockerhubAppsRe
 	out := make(schemas.MarketDockerhubAppsReply, 0, len(apps))
 	f := strings.ToLower(r.Filter)
 	for _, a := range apps {
+		if !visible[a.MarketID] {
+			continue
+		}
 		if f == "" || strings.Contains(strings.ToLower(a.Name), f) || strings.Contains(strings.ToLower(a.Description), f) {
 			out = append(out, a)
 		}
@@ -105,6 +139,13 @@ func (s *Service) appsIn(ctx context.Context, market *int64) ([]App, error) {
 func (s *Service) queryAppShow(ctx context.Context, r schemas.MarketDockerhubAppShowRequest) (App, error) {
 	app, err := s.findApp(ctx, r)
 	if err != nil {
+		return App{}, err
+	}
+	mk, _, err := s.store.market(ctx, app.MarketID)
+	if err != nil {
+		return App{}, err
+	}
+	if err := s.queryMayUse(ctx, &mk); err != nil {
 		return App{}, err
 	}
 	if app.Template, err = s.store.template(ctx, app.MarketID, app.Name); err != nil {

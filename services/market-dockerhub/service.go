@@ -103,11 +103,11 @@ func (s *Service) setup(ctx context.Context) error {
 	if err := s.bus.Setup(ctx); err != nil {
 		return fmt.Errorf("market-dockerhub setup: %w", err)
 	}
-	kv, err := s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), "market_dockerhub"), 0)
+	kv, err := s.bus.KeyValue(ctx, schemas.BucketName(s.bus.Prefix(), schemas.BucketMarketDockerhub), 0)
 	if err != nil {
 		return fmt.Errorf("market-dockerhub setup: %w", err)
 	}
-	if s.dedup, err = s.bus.KeyValue(ctx, bus.BucketName(s.bus.Prefix(), "market_dockerhub_dedup"), dedupTTL); err != nil {
+	if s.dedup, err = s.bus.KeyValue(ctx, schemas.BucketName(s.bus.Prefix(), schemas.BucketMarketDockerhubDedup), dedupTTL); err != nil {
 		return fmt.Errorf("market-dockerhub setup: %w", err)
 	}
 	s.store = newStore(kv)
@@ -124,6 +124,7 @@ func (s *Service) ensureDefault(ctx context.Context) error {
 	}
 	m := Market{ID: 0, Name: DefaultMarketName, Mad: MADDockerHub, Endpoint: s.cfg.HubAPI,
 		Monitoring: !s.cfg.HubOffline, CreatedAt: now()}
+	owned(&m, nil)
 	if err := s.store.claimName(ctx, m.Name, m.ID); err != nil {
 		return fmt.Errorf("market-dockerhub setup: %w", err)
 	}

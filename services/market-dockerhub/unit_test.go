@@ -53,8 +53,8 @@ func TestParseMirrors(t *testing.T) {
 // the ones handleCommand handles, and every event it publishes is in the
 // schemas module.
 func TestEveryMessageHasASchema(t *testing.T) {
-	handled := []string{schemas.CommandMarketDockerhubAppImport, schemas.CommandMarketDockerhubMarketCreate,
-		schemas.CommandMarketDockerhubMarketDelete, schemas.CommandMarketDockerhubMarketUpdate,
+	handled := []string{schemas.CommandMarketDockerhubAppImport, schemas.CommandMarketDockerhubMarketChmod,
+		schemas.CommandMarketDockerhubMarketCreate, schemas.CommandMarketDockerhubMarketDelete, schemas.CommandMarketDockerhubMarketUpdate,
 		schemas.CommandMarketDockerhubRefresh, schemas.CommandMarketDockerhubResolve}
 	if got := bus.Commands(ServiceName); !slices.Equal(got, handled) {
 		t.Errorf("the contract's commands are %v, handleCommand handles %v", got, handled)

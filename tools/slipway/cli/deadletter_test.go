@@ -12,6 +12,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/schemas"
 )
 
 // TestDeadLetterCommand runs `slipway dead-letter` against a real
@@ -52,7 +53,7 @@ func TestDeadLetterCommand(t *testing.T) {
 	}
 
 	js := testenv.JetStream(t, url)
-	prefix := bus.StreamPrefix(bus.DefaultPrefix)
+	prefix := schemas.StreamPrefix(bus.DefaultPrefix)
 	for _, stream := range []string{prefix + "_CMD", prefix + "_EVT", prefix + "_DLQ"} {
 		if _, err := js.Stream(ctx, stream); err != nil {
 			t.Errorf("stream %s: %v", stream, err)

@@ -19,3 +19,20 @@ func writeInformation(w io.Writer, kind string, id int64, lines [][2]string) err
 	}
 	return nil
 }
+
+// writeSection prints a titled block of "KEY : value" lines after a blank
+// line, as show commands print PERMISSIONS; nothing when there are none.
+func writeSection(w io.Writer, title string, lines [][2]string) error {
+	if len(lines) == 0 {
+		return nil
+	}
+	if _, err := fmt.Fprintf(w, "\n%s\n", title); err != nil {
+		return err
+	}
+	for _, l := range lines {
+		if _, err := fmt.Fprintf(w, "%-15s: %s\n", l[0], l[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}

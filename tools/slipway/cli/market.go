@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/dockerurl"
 	"github.com/slipway/slipway/pkg/envelope"
@@ -40,7 +42,7 @@ func newMarketCmd(c *client) *cobra.Command {
 	}
 	app.AddCommand(newMarketAppListCmd(c), newMarketAppShowCmd(c), newMarketAppImportCmd(c))
 	cmd.AddCommand(newMarketListCmd(c), newMarketShowCmd(c), newMarketCreateCmd(c), newMarketUpdateCmd(c),
-		newMarketDeleteCmd(c), newMarketRefreshCmd(c), app)
+		newMarketDeleteCmd(c), newMarketRefreshCmd(c), newMarketChmodCmd(c), app)
 	return cmd
 }
 
@@ -119,13 +121,31 @@ func showMarket(w io.Writer, m schemas.Market) error {
 	if refreshed == "" {
 		refreshed = "never"
 	}
-	lines := [][2]string{{"ID", strconv.FormatInt(m.ID, 10)}, {"NAME", m.Name}, {"MARKET MAD", string(m.Mad)},
+	lines := [][2]string{{"ID", strconv.FormatInt(m.ID, 10)}, {"NAME", m.Name}, {"USER", cmp.Or(m.User, acl.AdminUser)},
+		{"GROUP", cmp.Or(m.Group, acl.AdminGroup)}, {"MARKET MAD", string(m.Mad)},
 		{"SOURCE", where}, {"INSECURE", render.YesNo(m.Insecure)}, {"MONITORING", render.YesNo(m.Monitoring)},
 		{"APPS", strconv.FormatInt(m.Apps, 10)}, {"ZONE", strconv.FormatInt(m.Zone, 10)}, {"LAST REFRESH", refreshed}}
 	if m.Error != "" {
 		lines = append(lines, [2]string{"ERROR", m.Error})
 	}
-	return writeInformation(w, "MARKETPLACE", m.ID, lines)
+	if err := writeInformation(w, "MARKETPLACE", m.ID, lines); err != nil {
+		return err
+	}
+	return writeSection(w, "PERMISSIONS", render.PermissionLines(cmp.Or(m.Permissions, "744")))
+}
+
+// newMarketChmodCmd changes a marketplace's bits (for the oneadmin group).
+func newMarketChmodCmd(c *client) *cobra.Command {
+	return newCatalogCmd[schemas.MarketDockerhubMarketChmod, schemas.Market](c, "chmod ID|NAME OCTAL",
+		"Change who may see a marketplace and import from it, e.g. 740 (for the oneadmin group)", cobra.ExactArgs(2),
+		schemas.CmdMarketDockerhubMarketChmod,
+		func(ctx context.Context, b *bus.Bus, a []string) (schemas.MarketDockerhubMarketChmod, error) {
+			if _, err := acl.ParseOctal(a[1]); err != nil {
+				return schemas.MarketDockerhubMarketChmod{}, err
+			}
+			m, err := findMarket(ctx, b, a[0])
+			return schemas.MarketDockerhubMarketChmod{ID: m.ID, Permissions: a[1]}, err
+		})
 }
 
 // marketAnswer sends a command to the market service and waits for the

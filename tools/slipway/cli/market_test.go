@@ -60,6 +60,11 @@ func TestMarketCommands(t *testing.T) {
 		t.Errorf("market list:\n%s\nwant:\n%s", r.stdout, want)
 	}
 
+	mustShow(t, flags, []string{"market", "show", "local"}, "USER           : oneadmin", "GROUP          : oneadmin",
+		"PERMISSIONS\nOWNER          : uma\nGROUP          : u--\nOTHER          : u--")
+	must(t, slipway(t, flags, "market", "chmod", "local", "740"), "market chmod")
+	mustShow(t, flags, []string{"market", "show", "local"}, "OTHER          : ---")
+
 	r = must(t, slipway(t, flags, "market", "app", "list", "local"), "market app list")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "ID NAME VERSION SIZE STAT TYPE REGTIME MARKET ZONE" {

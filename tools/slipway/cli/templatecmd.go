@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -34,6 +35,21 @@ func newVMTemplateCmd(c *client) *cobra.Command {
 	}
 	cmd.AddCommand(newTemplateCreateCmd(c), newTemplateListCmd(c), newTemplateShowCmd(c),
 		newTemplateUpdateCmd(c), newTemplateDeleteCmd(c), newTemplateInstantiateCmd(c), newTemplateFirecrackerCmd(c))
+	cmd.AddCommand(permissionCmds[schemas.LauncherTemplateChmod, schemas.LauncherTemplateChown, schemas.LauncherTemplateChgrp, schemas.VMTemplate](
+		c, "a VM template's",
+		func(ctx context.Context, b *bus.Bus, ref string) (int64, error) {
+			t, err := findTemplate(ctx, b, ref)
+			return t.ID, err
+		},
+		schemas.CmdLauncherTemplateChmod, func(id int64, p string) schemas.LauncherTemplateChmod {
+			return schemas.LauncherTemplateChmod{ID: id, Permissions: p}
+		},
+		schemas.CmdLauncherTemplateChown, func(id int64, u, g string) schemas.LauncherTemplateChown {
+			return schemas.LauncherTemplateChown{ID: id, User: u, Group: g}
+		},
+		schemas.CmdLauncherTemplateChgrp, func(id int64, g string) schemas.LauncherTemplateChgrp {
+			return schemas.LauncherTemplateChgrp{ID: id, Group: g}
+		})...)
 	return cmd
 }
 
@@ -154,9 +170,14 @@ func newTemplateShowCmd(c *client) *cobra.Command {
 		func(w io.Writer, t schemas.VMTemplate) error { return showTemplate(w, t, c.user) })
 }
 
+// showTemplate prints t as onetemplate show does; user is the owner shown
+// for a template recorded before templates had one.
 func showTemplate(w io.Writer, t schemas.VMTemplate, user string) error {
 	if err := writeInformation(w, "TEMPLATE", t.ID, [][2]string{{"ID", strconv.FormatInt(t.ID, 10)}, {"NAME", t.Name},
-		{"USER", user}, {"REGISTER TIME", regTime(t.CreatedAt, time.Local)}}); err != nil {
+		{"USER", cmp.Or(t.User, user)}, {"GROUP", cmp.Or(t.Group, "-")}, {"REGISTER TIME", regTime(t.CreatedAt, time.Local)}}); err != nil {
+		return err
+	}
+	if err := writeSection(w, "PERMISSIONS", render.PermissionLines(t.Permissions)); err != nil {
 		return err
 	}
 	_, err := fmt.Fprintf(w, "\nTEMPLATE CONTENTS\n%s", withNewline(t.Template))

@@ -204,32 +204,46 @@ func newGroupListCmd(c *client) *cobra.Command {
 
 // newPermissionCmds are image chmod, chown and chgrp.
 func newPermissionCmds(c *client) []*cobra.Command {
-	imageID := func(ctx context.Context, b *bus.Bus, ref string) (int64, error) {
-		img, err := findImage(ctx, b, ref)
-		return int64(img.ID), err
-	}
+	return permissionCmds[schemas.ImageChmod, schemas.ImageChown, schemas.ImageChgrp, schemas.Image](c, "an image's",
+		func(ctx context.Context, b *bus.Bus, ref string) (int64, error) {
+			img, err := findImage(ctx, b, ref)
+			return int64(img.ID), err
+		},
+		schemas.CmdCatalogImageChmod, func(id int64, p string) schemas.ImageChmod { return schemas.ImageChmod{ID: id, Permissions: p} },
+		schemas.CmdCatalogImageChown, func(id int64, u, g string) schemas.ImageChown { return schemas.ImageChown{ID: id, User: u, Group: g} },
+		schemas.CmdCatalogImageChgrp, func(id int64, g string) schemas.ImageChgrp { return schemas.ImageChgrp{ID: id, Group: g} })
+}
+
+// permissionCmds are chmod, chown and chgrp of one kind of object (whose:
+// "an image's"): idOf resolves an ID or name, and each command's payload
+// is made from the ID and the arguments; A is the answering record.
+func permissionCmds[M, O, G, A any](c *client, whose string, idOf func(context.Context, *bus.Bus, string) (int64, error),
+	chmod schemas.Cmd[M], chmodOf func(id int64, perms string) M,
+	chown schemas.Cmd[O], chownOf func(id int64, user, group string) O,
+	chgrp schemas.Cmd[G], chgrpOf func(id int64, group string) G) []*cobra.Command {
 	return []*cobra.Command{
-		newCatalogCmd[schemas.ImageChmod, schemas.Image](c, "chmod ID|NAME OCTAL", "Change an image's permissions, e.g. 640 (owner um-, group u--)", cobra.ExactArgs(2), schemas.CmdCatalogImageChmod,
-			func(ctx context.Context, b *bus.Bus, a []string) (schemas.ImageChmod, error) {
+		newCatalogCmd[M, A](c, "chmod ID|NAME OCTAL", "Change "+whose+" permissions, e.g. 640 (owner um-, group u--)", cobra.ExactArgs(2), chmod,
+			func(ctx context.Context, b *bus.Bus, a []string) (M, error) {
 				if _, err := acl.ParseOctal(a[1]); err != nil {
-					return schemas.ImageChmod{}, err
+					var none M
+					return none, err
 				}
-				id, err := imageID(ctx, b, a[0])
-				return schemas.ImageChmod{ID: id, Permissions: a[1]}, err
+				id, err := idOf(ctx, b, a[0])
+				return chmodOf(id, a[1]), err
 			}),
-		newCatalogCmd[schemas.ImageChown, schemas.Image](c, "chown ID|NAME USER [GROUP]", "Give an image to another user (and group)", cobra.RangeArgs(2, 3), schemas.CmdCatalogImageChown,
-			func(ctx context.Context, b *bus.Bus, a []string) (schemas.ImageChown, error) {
-				id, err := imageID(ctx, b, a[0])
-				req := schemas.ImageChown{ID: id, User: a[1]}
+		newCatalogCmd[O, A](c, "chown ID|NAME USER [GROUP]", "Give "+strings.TrimSuffix(whose, "'s")+" to another user (and group)", cobra.RangeArgs(2, 3), chown,
+			func(ctx context.Context, b *bus.Bus, a []string) (O, error) {
+				id, err := idOf(ctx, b, a[0])
+				group := ""
 				if len(a) == 3 {
-					req.Group = a[2]
+					group = a[2]
 				}
-				return req, err
+				return chownOf(id, a[1], group), err
 			}),
-		newCatalogCmd[schemas.ImageChgrp, schemas.Image](c, "chgrp ID|NAME GROUP", "Change an image's group", cobra.ExactArgs(2), schemas.CmdCatalogImageChgrp,
-			func(ctx context.Context, b *bus.Bus, a []string) (schemas.ImageChgrp, error) {
-				id, err := imageID(ctx, b, a[0])
-				return schemas.ImageChgrp{ID: id, Group: a[1]}, err
+		newCatalogCmd[G, A](c, "chgrp ID|NAME GROUP", "Change "+whose+" group", cobra.ExactArgs(2), chgrp,
+			func(ctx context.Context, b *bus.Bus, a []string) (G, error) {
+				id, err := idOf(ctx, b, a[0])
+				return chgrpOf(id, a[1]), err
 			}),
 	}
 }

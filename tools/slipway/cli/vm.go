@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -131,7 +132,7 @@ func newVMShowCmd(c *client) *cobra.Command {
 }
 
 func showVM(w io.Writer, vm schemas.VM, user string) error {
-	lines := [][2]string{{"ID", strconv.FormatInt(vm.ID, 10)}, {"NAME", vm.Name}, {"USER", user},
+	lines := [][2]string{{"ID", strconv.FormatInt(vm.ID, 10)}, {"NAME", vm.Name}, {"USER", cmp.Or(vm.User, user)}, {"GROUP", cmp.Or(vm.Group, "-")},
 		{"STATE", string(vm.State)}, {"TEMPLATE", strconv.FormatInt(vm.TemplateID, 10)},
 		{"VCPU", strconv.FormatInt(vm.Vcpu, 10)}, {"MEMORY", render.HumanSize(vm.MemoryMiB << 20)},
 		{"START TIME", regTime(vm.CreatedAt, time.Local)}}
@@ -157,6 +158,9 @@ func showVM(w io.Writer, vm schemas.VM, user string) error {
 		lines = append(lines, [2]string{"ERROR", vm.Error})
 	}
 	if err := writeInformation(w, "VIRTUAL MACHINE", vm.ID, lines); err != nil {
+		return err
+	}
+	if err := writeSection(w, "PERMISSIONS", render.PermissionLines(vm.Permissions)); err != nil {
 		return err
 	}
 	if len(vm.Disks) == 0 {

@@ -30,7 +30,17 @@ func TestTemplateAndVMCommands(t *testing.T) {
 		t.Errorf("template create of a bad template: exit %d, stderr %q", r.code, r.stderr)
 	}
 	mustShow(t, flags, []string{"template", "list"}, "web", "NAME")
-	mustShow(t, flags, []string{"template", "show", "web"}, "TEMPLATE CONTENTS", "IMAGE_ID = 999")
+	mustShow(t, flags, []string{"template", "show", "web"}, "TEMPLATE CONTENTS", "IMAGE_ID = 999",
+		"GROUP          : oneadmin", "PERMISSIONS\nOWNER          : um-\nGROUP          : ---\nOTHER          : ---")
+	must(t, slipway(t, flags, "template", "chmod", "web", "640"), "template chmod")
+	mustShow(t, flags, []string{"template", "show", "web"}, "GROUP          : u--")
+	r = slipway(t, flags, "template", "chgrp", "web", "nope")
+	if r.code != 1 || !strings.Contains(r.stderr, `group "nope" does not exist`) {
+		t.Errorf("template chgrp to a missing group: exit %d, stderr %q", r.code, r.stderr)
+	}
+	must(t, slipway(t, flags, "template", "chgrp", "web", "users"), "template chgrp")
+	must(t, slipway(t, flags, "template", "chown", "web", "oneadmin", "oneadmin"), "template chown")
+	mustShow(t, flags, []string{"template", "show", "web"}, "GROUP          : oneadmin", "USER           : oneadmin")
 	testenv.WriteFile(t, file, "NAME = \"web\"\nMEMORY = 256\nDISK = [ IMAGE_ID = 999 ]\n")
 	must(t, slipway(t, flags, "template", "update", "0", file), "template update")
 	r = must(t, slipway(t, flags, "template", "show", "0", "--json"), "template show --json")
@@ -70,7 +80,8 @@ func TestTemplateAndVMCommands(t *testing.T) {
 		t.Fatalf("VM web-a: %v", vm["state"])
 	}
 	mustShow(t, flags, []string{"vm", "list"}, "web-a", "fail")
-	mustShow(t, flags, []string{"vm", "show", "0"}, "VIRTUAL MACHINE 0 INFORMATION", "image 999 does not exist")
+	mustShow(t, flags, []string{"vm", "show", "0"}, "VIRTUAL MACHINE 0 INFORMATION", "image 999 does not exist",
+		"USER           : oneadmin", "PERMISSIONS\nOWNER          : um-")
 	must(t, slipway(t, flags, "vm", "console", "0"), "vm console")
 	r = slipway(t, flags, "vm", "resume", "0")
 	if r.code != 1 || !strings.Contains(r.stderr, "only a VM in POWEROFF can be resumed") {

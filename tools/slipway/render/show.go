@@ -50,12 +50,11 @@ func Show(w io.Writer, img Image, loc *time.Location) error {
 	if img.Error != "" {
 		line("ERROR", img.Error)
 	}
-	if p, err := acl.ParseOctal(img.Permissions); err == nil {
-		t := p.Triplets()
+	if perms := PermissionLines(img.Permissions); perms != nil {
 		b.WriteString("\nPERMISSIONS\n")
-		line("OWNER", t[0])
-		line("GROUP", t[1])
-		line("OTHER", t[2])
+		for _, l := range perms {
+			line(l[0], l[1])
+		}
 	}
 	b.WriteString("\nIMAGE TEMPLATE\n")
 	for _, kv := range templateAttributes(img) {
@@ -63,6 +62,18 @@ func Show(w io.Writer, img Image, loc *time.Location) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// PermissionLines are the OWNER, GROUP and OTHER lines of a show
+// command's PERMISSIONS block ("um-"), for recorded octal bits; none for
+// a record without readable bits.
+func PermissionLines(octal string) [][2]string {
+	p, err := acl.ParseOctal(octal)
+	if err != nil {
+		return nil
+	}
+	t := p.Triplets()
+	return [][2]string{{"OWNER", t[0]}, {"GROUP", t[1]}, {"OTHER", t[2]}}
 }
 
 // templateAttributes lists the template of an image, sorted by key: the

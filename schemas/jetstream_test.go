@@ -1,0 +1,37 @@
+package schemas
+
+import "testing"
+
+func TestJetStreamNames(t *testing.T) {
+	for _, c := range []struct{ prefix, name, want string }{
+		{"slipway", "catalog_images", "slipway_catalog_images"},
+		{"it-1.x", "launcher_vms", "it-1_x_launcher_vms"},
+	} {
+		if got := BucketName(c.prefix, c.name); got != c.want {
+			t.Errorf("BucketName(%q, %q) = %q, want %q", c.prefix, c.name, got, c.want)
+		}
+	}
+	if got := CommandStream("it-1.x"); got != "IT_1_X_CMD" {
+		t.Errorf("CommandStream: %s", got)
+	}
+	if got := BucketStream(BucketName("slipway", BucketLauncherVMs)); got != "KV_slipway_launcher_vms" {
+		t.Errorf("BucketStream: %s", got)
+	}
+}
+
+// TestJetStreamUseNamesServices: every entry of the table is a service of
+// the contract, and no bucket or event consumer has two owners.
+func TestJetStreamUseNamesServices(t *testing.T) {
+	seen := map[string]string{}
+	for service, use := range jetStreamUse {
+		if !IsService(service) {
+			t.Errorf("%s keeps JetStream resources but is no service", service)
+		}
+		for _, name := range append(use.Buckets, use.EventConsumers...) {
+			if other, ok := seen[name]; ok {
+				t.Errorf("%s is both %s's and %s's", name, other, service)
+			}
+			seen[name] = service
+		}
+	}
+}
