@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/slipway/slipway/pkg/tlsca"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -46,6 +47,11 @@ type Config struct {
 	// package identity): who the server authenticates this connection as.
 	// Empty connects without (a server without authentication).
 	Credentials string
+	// CAFile is a PEM file of the certificate authorities trusted for a
+	// server that speaks TLS (tls:// URLs, or a server that requires it),
+	// instead of the system's: slipway up --tls and compose make their own
+	// CA (package tlsca). Empty trusts the system's roots.
+	CAFile string
 	// Sender is who this connection authenticates as: the last token of
 	// the commands it sends and the queries it asks (schemas.Sender), and
 	// its reply inbox (schemas.InboxPrefix). Default: the name in
@@ -129,6 +135,7 @@ func Connect(ctx context.Context, cfg Config, opts ...nats.Option) (*Bus, error)
 		nats.Name("slipway-" + cfg.Service),
 		nats.CustomInboxPrefix(schemas.InboxPrefix(cfg.Sender)),
 		credentials(cfg.Credentials),
+		trust(cfg.CAFile),
 		nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
@@ -153,6 +160,9 @@ func Connect(ctx context.Context, cfg Config, opts ...nats.Option) (*Bus, error)
 			// Retrying cannot make the server take these credentials.
 			return nil, fmt.Errorf("bus: connect to %s as %s: %w", cfg.URL, cfg.Sender, err)
 		}
+		if tlsca.IsUntrusted(err) {
+			return nil, fmt.Errorf("bus: connect to %s: %w: %w", cfg.URL, ErrUntrusted, err)
+		}
 		log.Warn("bus: NATS not reachable, retrying", "url", cfg.URL, "err", err, "in", delay)
 		select {
 		case <-ctx.Done():
@@ -169,6 +179,27 @@ func credentials(path string) nats.Option {
 		return func(*nats.Options) error { return nil }
 	}
 	return nats.UserCredentials(path)
+}
+
+// ErrUntrusted is Connect's error when the server's TLS certificate does
+// not verify against the trusted authorities (Config.CAFile).
+var ErrUntrusted = errors.New("the server's TLS certificate is not signed by a trusted CA (give its CA: SLIPWAY_CA)")
+
+// trust makes the connection verify a TLS server against the CAs in file.
+// Only the roots are set, not Secure: a server that requires TLS gets it,
+// and one without TLS is still reached (nats:// to a plain server).
+func trust(file string) nats.Option {
+	return func(o *nats.Options) error {
+		if file == "" {
+			return nil
+		}
+		cfg, err := tlsca.ClientConfig(file)
+		if err != nil {
+			return fmt.Errorf("bus: %w", err)
+		}
+		o.TLSConfig = cfg
+		return nil
+	}
 }
 
 // CredentialsName is the name of the user a NATS credentials file
