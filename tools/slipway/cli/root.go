@@ -155,7 +155,7 @@ JetStream and S3. "slipway up" runs the whole stack in one process; the
 	root.AddCommand(newUpCmd(g), newImageCmd(g), newMarketCmd(&g.client), newVersionCmd(&g.client))
 	root.AddCommand(newKernelCmd(g))
 	root.AddCommand(newLuksCmd(&g.client))
-	root.AddCommand(newUserCmd(&g.client), newGroupCmd(&g.client))
+	root.AddCommand(newUserCmd(&g.client), newGroupCmd(&g.client), newIdentityCmd(&g.client))
 	root.AddCommand(newDeadLetterCmd(&g.client))
 	root.AddCommand(newVMTemplateCmd(&g.client), newVMCmd(&g.client))
 	addExportCmd(root, g)
