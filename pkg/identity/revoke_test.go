@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -144,14 +141,6 @@ func TestPushAccountRefusesAForeignAuthority(t *testing.T) {
 // WriteServerConfig writes, as compose does, and returns its URL.
 func natsServerBinary(t *testing.T, auth *identity.Authority) string {
 	t.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(root, "bin", "nats-server")
-	if _, err := os.Stat(bin); err != nil {
-		testenv.Skip(t, "no nats-server at %s (make tools installs it)", bin)
-	}
 	dir := t.TempDir()
 	f, err := os.Create(filepath.Join(dir, "auth.conf"))
 	if err != nil {
@@ -161,38 +150,9 @@ func natsServerBinary(t *testing.T, auth *identity.Authority) string {
 		t.Fatal(err)
 	}
 	f.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\njetstream { store_dir: %q }\ninclude ./auth.conf\n", port, filepath.Join(dir, "js"))
+	conf := fmt.Sprintf("jetstream { store_dir: %q }\ninclude ./auth.conf\n", filepath.Join(dir, "js"))
 	if err := os.WriteFile(filepath.Join(dir, "nats.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-c", filepath.Join(dir, "nats.conf"))
-	cmd.Env = []string{}
-	log, err := os.Create(filepath.Join(dir, "log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); log.Close() })
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
-	if !testenv.Eventually(10*time.Second, 50*time.Millisecond, func() bool {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	}) {
-		out, _ := os.ReadFile(filepath.Join(dir, "log"))
-		t.Fatalf("nats-server did not listen:\n%s", out)
-	}
-	return url
+	return "nats://" + testenv.NATSServerBinary(t, filepath.Join(dir, "nats.conf"))
 }

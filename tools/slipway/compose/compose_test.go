@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -34,10 +32,6 @@ func TestInitRunsTheComposeNATS(t *testing.T) {
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
-	}
-	bin := filepath.Join(root, "bin", "nats-server")
-	if _, err := os.Stat(bin); err != nil {
-		testenv.Skip(t, "no nats-server at %s (make tools installs it)", bin)
 	}
 	dir := t.TempDir()
 	owners := map[string]compose.Owner{}
@@ -73,7 +67,7 @@ func TestInitRunsTheComposeNATS(t *testing.T) {
 		t.Error("an owner for a directory the layout does not have was taken")
 	}
 
-	url := runNATS(t, root, bin, filepath.Join(dir, "nats"))
+	url := runNATS(t, root, filepath.Join(dir, "nats"))
 	ca := filepath.Join(dir, "cli", tlsca.CertFile)
 	if nc, err := nats.Connect(url, nats.NoReconnect()); err == nil || !tlsca.IsUntrusted(err) {
 		if nc != nil {
@@ -142,8 +136,8 @@ func snapshot(t *testing.T, dir string) map[string][]byte {
 }
 
 // runNATS runs the nats-server binary with deploy/nats/nats.conf, its
-// secrets directory being natsDir, on a free port.
-func runNATS(t *testing.T, root, bin, natsDir string) string {
+// secrets directory being natsDir.
+func runNATS(t *testing.T, root, natsDir string) string {
 	t.Helper()
 	conf, err := os.ReadFile(filepath.Join(root, "deploy", "nats", "nats.conf"))
 	if err != nil {
@@ -158,41 +152,5 @@ func runNATS(t *testing.T, root, bin, natsDir string) string {
 	if err := os.WriteFile(filepath.Join(etc, "nats.conf"), []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	cmd := exec.Command(bin, "-c", filepath.Join(etc, "nats.conf"), "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-m", "0")
-	cmd.Env = []string{}
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
-	listening := false
-	testenv.Eventually(10*time.Second, 50*time.Millisecond, func() bool {
-		select {
-		case <-exited:
-			return true
-		default:
-		}
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-			listening = true
-		}
-		return listening
-	})
-	if !listening {
-		_ = cmd.Process.Kill()
-		<-exited
-		t.Fatalf("nats-server with deploy/nats/nats.conf did not listen:\n%s", log.String())
-	}
-	return fmt.Sprintf("tls://127.0.0.1:%d", port)
+	return "tls://" + testenv.NATSServerBinary(t, filepath.Join(etc, "nats.conf"))
 }
