@@ -131,11 +131,16 @@ func Connect(ctx context.Context, cfg Config, opts ...nats.Option) (*Bus, error)
 		defer cancel()
 	}
 	log := cfg.Logger
+	// A CA file that cannot be read fails now: no retry would fix it.
+	tlsOpt, err := trust(cfg.CAFile)
+	if err != nil {
+		return nil, err
+	}
 	all := append([]nats.Option{
 		nats.Name("slipway-" + cfg.Service),
 		nats.CustomInboxPrefix(schemas.InboxPrefix(cfg.Sender)),
 		credentials(cfg.Credentials),
-		trust(cfg.CAFile),
+		tlsOpt,
 		nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
@@ -188,18 +193,18 @@ var ErrUntrusted = errors.New("the server's TLS certificate is not signed by a t
 // trust makes the connection verify a TLS server against the CAs in file.
 // Only the roots are set, not Secure: a server that requires TLS gets it,
 // and one without TLS is still reached (nats:// to a plain server).
-func trust(file string) nats.Option {
+func trust(file string) (nats.Option, error) {
+	if file == "" {
+		return func(*nats.Options) error { return nil }, nil
+	}
+	cfg, err := tlsca.ClientConfig(file)
+	if err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
 	return func(o *nats.Options) error {
-		if file == "" {
-			return nil
-		}
-		cfg, err := tlsca.ClientConfig(file)
-		if err != nil {
-			return fmt.Errorf("bus: %w", err)
-		}
 		o.TLSConfig = cfg
 		return nil
-	}
+	}, nil
 }
 
 // CredentialsName is the name of the user a NATS credentials file
