@@ -366,7 +366,11 @@ func (b *Bus) Setup(ctx context.Context) error {
 	for _, sc := range streams {
 		sc.Storage = jetstream.FileStorage
 		sc.Replicas = b.cfg.Replicas
-		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
+		err := whileNoResponders(ctx, func() error {
+			_, err := b.js.CreateOrUpdateStream(ctx, sc)
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("bus: create or update stream %s: %w", sc.Name, err)
 		}
 	}
@@ -376,15 +380,43 @@ func (b *Bus) Setup(ctx context.Context) error {
 // KeyValue creates or updates a KV bucket keeping 5 revisions per key;
 // ttl 0 keeps entries forever.
 func (b *Bus) KeyValue(ctx context.Context, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
-	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:   bucket,
-		History:  5,
-		TTL:      ttl,
-		Storage:  jetstream.FileStorage,
-		Replicas: b.cfg.Replicas,
+	var kv jetstream.KeyValue
+	err := whileNoResponders(ctx, func() (err error) {
+		kv, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:   bucket,
+			History:  5,
+			TTL:      ttl,
+			Storage:  jetstream.FileStorage,
+			Replicas: b.cfg.Replicas,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bus: key-value bucket %s: %w", bucket, err)
 	}
 	return kv, nil
 }
+
+// whileNoResponders runs f again, for up to noRespondersFor, while the
+// JetStream API has no responder: the server takes an account's new JWT
+// (the catalog's revocations, package identity) by setting the account's
+// imports, the JetStream API among them, up anew, and a request in that
+// moment finds no one. A service starting beside the catalog must not
+// fail on it.
+func whileNoResponders(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(noRespondersFor)
+	for {
+		err := f()
+		if !errors.Is(err, nats.ErrNoResponders) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// noRespondersFor bounds whileNoResponders.
+const noRespondersFor = 5 * time.Second

@@ -86,8 +86,9 @@ func (a *accounts) revoked(ctx context.Context) (map[string]time.Time, error) {
 }
 
 // pushRevocations hands the NATS server the account's JWT with every key
-// revoked so far. It does nothing without identity keys, or on a server
-// that authenticates no one (its connections are not ours to refuse).
+// revoked so far. It does nothing without identity keys, on a server that
+// authenticates no one (its connections are not ours to refuse), or with
+// nothing revoked.
 func (s *Service) pushRevocations(ctx context.Context) error {
 	nc := s.bus.Conn()
 	if s.issuer == nil || !nc.AuthRequired() {
@@ -96,6 +97,11 @@ func (s *Service) pushRevocations(ctx context.Context) error {
 	revoked, err := s.users.revoked(ctx)
 	if err != nil {
 		return err
+	}
+	if len(revoked) == 0 {
+		// The server's configured JWT says as much, and taking a new one
+		// sets the account's imports up anew (bus.whileNoResponders).
+		return nil
 	}
 	token, err := s.issuer.AccountJWT(revoked)
 	if err != nil {
