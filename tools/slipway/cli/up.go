@@ -38,6 +38,7 @@ in --data-dir/tls (kept for later starts); export SLIPWAY_CA as printed.`,
 			if cmd.Flags().Changed("s3-endpoint") {
 				cfg.S3.Endpoint = g.s3Endpoint
 				cfg.S3.Secure = g.s3Secure || strings.HasPrefix(g.s3Endpoint, "https://")
+				cfg.S3.CAFile = g.ca
 			}
 			if cmd.Flags().Changed("s3-access-key") || cfg.S3.Endpoint != "" {
 				cfg.S3.AccessKey = g.s3Access
