@@ -42,7 +42,8 @@ func (k *credentialKeys) revokeAll(t time.Time) {
 }
 
 // updateKeys changes the keys of user name with fn, making the record on
-// first use; it reports whether anything was revoked.
+// first use; what fn leaves as it was is not written again (fmt prints
+// maps sorted, so the two prints compare the content).
 func (a *accounts) updateKeys(ctx context.Context, name string, fn func(*credentialKeys)) error {
 	if _, err := a.keys.Create(ctx, name, &credentialKeys{}); err != nil && !errors.Is(err, kvstore.ErrExists) {
 		return err
