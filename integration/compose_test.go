@@ -29,13 +29,13 @@ func TestComposeFile(t *testing.T) {
 	}
 	project := loadCompose(t, root, nil)
 
-	for _, name := range []string{"nats", "minio", "catalog", "converter", "builder", "market-dockerhub", "kernel-registry", "crypto-luks", "launcher", "dead-letter", "slipway"} {
+	for _, name := range []string{"identity", "nats", "minio", "catalog", "converter", "builder", "market-dockerhub", "kernel-registry", "crypto-luks", "launcher", "dead-letter", "slipway"} {
 		if _, ok := project.Services[name]; !ok {
 			t.Errorf("service %q missing", name)
 		}
 	}
-	if len(project.Services) != 11 {
-		t.Errorf("%d services, want 11: %v", len(project.Services), project.ServiceNames())
+	if len(project.Services) != 12 {
+		t.Errorf("%d services, want 12: %v", len(project.Services), project.ServiceNames())
 	}
 	for _, v := range []string{"nats-data", "minio-data", "converter-tmp", "builder-tmp", "kernel-registry-tmp", "crypto-luks-tmp", "launcher-work"} {
 		if _, ok := project.Volumes[v]; !ok {
@@ -50,10 +50,53 @@ func TestComposeFile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, want := range []string{"jetstream", "store_dir: /data", "sync_interval: always"} {
+		for _, want := range []string{"jetstream", "store_dir: /data", "sync_interval: always",
+			`include "secrets/auth.conf"`, `cert_file: "/etc/nats/secrets/server.crt"`, `key_file: "/etc/nats/secrets/server.key"`} {
 			if !strings.Contains(string(conf), want) {
 				t.Errorf("deploy/nats/nats.conf lacks %q", want)
 			}
+		}
+	})
+
+	// Each container mounts its own secrets (written by the identity
+	// service, which every container waits for) and no one else's.
+	t.Run("identity runs first and each container sees only its secrets", func(t *testing.T) {
+		id := project.Services["identity"]
+		if id.Build == nil || id.Build.Target != "slipway" || len(id.Command) < 3 || id.Command[0] != "identity" || id.Command[1] != "init" {
+			t.Errorf("identity service: build %+v, command %v; want the slipway image running identity init", id.Build, id.Command)
+		}
+		mounts := map[string]string{"nats": "/etc/nats/secrets", "minio": "/certs", "slipway": "/run/slipway"}
+		secrets := map[string]string{"slipway": "secrets-cli"}
+		for name, s := range project.Services {
+			if name == "identity" {
+				continue
+			}
+			dependsOn(t, project, name, "identity", types.ServiceConditionCompletedSuccessfully)
+			want := cmp.Or(secrets[name], "secrets-"+name)
+			mountsVolume(t, s, want, cmp.Or(mounts[name], "/run/slipway"))
+			mountsVolume(t, id, want, "/secrets/"+strings.TrimPrefix(want, "secrets-"))
+			for _, v := range s.Volumes {
+				if strings.HasPrefix(v.Source, "secrets-") && v.Source != want {
+					t.Errorf("%s mounts %s, another container's secrets", name, v.Source)
+				}
+			}
+			if _, ok := project.Volumes[want]; !ok {
+				t.Errorf("volume %s missing", want)
+			}
+		}
+		if _, ok := project.Volumes["secrets-ca"]; !ok {
+			t.Error("volume secrets-ca missing")
+		}
+		if v := project.Services["catalog"].Environment["SLIPWAY_IDENTITY_DIR"]; v == nil || *v != "/run/slipway/identity" {
+			t.Errorf("catalog's SLIPWAY_IDENTITY_DIR = %v", v)
+		}
+		for svc, want := range map[string]string{"slipway": "/run/slipway/oneadmin.creds", "dead-letter": "/run/slipway/nats.creds"} {
+			if v := project.Services[svc].Environment["SLIPWAY_CREDS"]; v == nil || *v != want {
+				t.Errorf("%s's SLIPWAY_CREDS = %v, want %s", svc, v, want)
+			}
+		}
+		if !slices.Contains(project.Services["minio"].Command, "--certs-dir") {
+			t.Errorf("minio runs without --certs-dir: %v", project.Services["minio"].Command)
 		}
 	})
 
@@ -74,7 +117,7 @@ func TestComposeFile(t *testing.T) {
 			if s.NetworkMode != "host" {
 				t.Errorf("%s: network_mode %q, want host", name, s.NetworkMode)
 			}
-			if name == "slipway" { // one-off CLI runs
+			if name == "slipway" || name == "identity" { // one-off runs
 				continue
 			}
 			if s.HealthCheck == nil || s.HealthCheck.Disable || len(s.HealthCheck.Test) < 2 || s.HealthCheck.Test[0] != "CMD" {
@@ -103,7 +146,7 @@ func TestComposeFile(t *testing.T) {
 				t.Errorf("deploy/Dockerfile has no stage %q", target)
 			}
 			env := s.Environment
-			for _, k := range []string{"SLIPWAY_NATS_URL", "SLIPWAY_S3_ENDPOINT", "SLIPWAY_S3_ACCESS_KEY", "SLIPWAY_S3_SECRET_KEY", "SLIPWAY_HEALTH_ADDR"} {
+			for _, k := range []string{"SLIPWAY_NATS_URL", "SLIPWAY_NATS_CREDS", "SLIPWAY_CA", "SLIPWAY_S3_ENDPOINT", "SLIPWAY_S3_ACCESS_KEY", "SLIPWAY_S3_SECRET_KEY", "SLIPWAY_HEALTH_ADDR"} {
 				if v, ok := env[k]; !ok || v == nil || *v == "" {
 					t.Errorf("%s lacks environment %s", svc, k)
 				}
@@ -147,7 +190,7 @@ func TestComposeFile(t *testing.T) {
 				t.Errorf("build arg %s = %v, want %s", k, v, want)
 			}
 		}
-		if v := local.Services["catalog"].Environment["SLIPWAY_NATS_URL"]; v == nil || *v != "nats://127.0.0.1:14222" {
+		if v := local.Services["catalog"].Environment["SLIPWAY_NATS_URL"]; v == nil || *v != "tls://127.0.0.1:14222" {
 			t.Errorf("SLIPWAY_NATS_URL does not follow SLIPWAY_NATS_PORT: %v", v)
 		}
 		for name, s := range project.Services {

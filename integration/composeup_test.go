@@ -19,9 +19,11 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/nats-io/nats.go"
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/pkg/tlsca"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/crypto-luks/keywrap/keywraptest"
 )
@@ -103,6 +105,26 @@ func TestComposeStack(t *testing.T) {
 	if err := os.Chmod(work, 0o755); err != nil { // the CLI runs as uid 65532
 		t.Fatal(err)
 	}
+
+	// 2b. Authentication and TLS: the servers present certificates of the
+	// stack's CA; NATS refuses anonymous clients; a user's credentials
+	// work until the user is deleted, then the server refuses them.
+	step = time.Now()
+	c.fetchCA()
+	c.checkTLSAndAuth(ports[0])
+	creds := t.TempDir()
+	if err := os.Chmod(creds, 0o777); err != nil { // the CLI (uid 65532) writes alice's file
+		t.Fatal(err)
+	}
+	c.mustCLI([]string{creds + ":/creds"}, "user", "create", "alice", "--out", "/creds/alice.creds")
+	if out := c.mustCLI([]string{creds + ":/creds:ro"}, "--creds", "/creds/alice.creds", "user", "show", "alice"); !strings.Contains(out, "USER alice INFORMATION") {
+		t.Errorf("alice shows herself:\n%s", out)
+	}
+	c.mustCLI(nil, "user", "delete", "alice")
+	if out, errOut, code := c.cli([]string{creds + ":/creds:ro"}, "--creds", "/creds/alice.creds", "user", "show", "alice"); code == 0 || !strings.Contains(errOut, "refused") {
+		t.Errorf("deleted alice's credentials: exit %d\n%s\n%s", code, out, errOut)
+	}
+	t.Logf("TLS, authentication and revocation: %s", time.Since(step).Round(time.Second))
 
 	// 3. Import a disk file.
 	step = time.Now()
@@ -213,6 +235,8 @@ type composeStack struct {
 	s3Port int
 	// s3Secret is MinIO's root password, made for this run.
 	s3Secret string
+	// ca is the stack's CA certificate, copied out of the minio container.
+	ca string
 	// seen are the IDs of every container the project had, checked for
 	// leftover processes after down.
 	seen []string
@@ -316,10 +340,44 @@ func (c *composeStack) waitConsole(vm int64, want string, timeout time.Duration)
 	return console
 }
 
+// fetchCA copies the stack's CA certificate out of the minio container.
+func (c *composeStack) fetchCA() {
+	c.t.Helper()
+	c.ca = filepath.Join(c.t.TempDir(), "ca.crt")
+	c.compose(time.Minute, nil, "cp", "minio:/certs/CAs/ca.crt", c.ca)
+}
+
+// checkTLSAndAuth connects to the stack's NATS and MinIO from the host:
+// without the CA the certificates are refused; with it, NATS still refuses
+// a client without credentials.
+func (c *composeStack) checkTLSAndAuth(natsPort int) {
+	c.t.Helper()
+	url := fmt.Sprintf("tls://127.0.0.1:%d", natsPort)
+	if nc, err := nats.Connect(url, nats.NoReconnect()); err == nil || !tlsca.IsUntrusted(err) {
+		if nc != nil {
+			nc.Close()
+		}
+		c.t.Errorf("NATS without the CA: %v, want an untrusted certificate", err)
+	}
+	if nc, err := nats.Connect(url, nats.NoReconnect(), nats.RootCAs(c.ca)); !errors.Is(err, nats.ErrAuthorization) {
+		if nc != nil {
+			nc.Close()
+		}
+		c.t.Errorf("NATS with the CA, without credentials: %v, want an authorization violation", err)
+	}
+	plain, err := blob.New(blob.Config{Endpoint: fmt.Sprintf("https://127.0.0.1:%d", c.s3Port), AccessKey: "slipway", SecretKey: "slipway-secret"})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := plain.Client().BucketExists(context.Background(), "slipway-default"); err == nil || !tlsca.IsUntrusted(err) {
+		c.t.Errorf("MinIO without the CA: %v, want an untrusted certificate", err)
+	}
+}
+
 // download reads an s3:// object of the stack's MinIO into path.
 func (c *composeStack) download(url, path string) {
 	c.t.Helper()
-	store, err := blob.New(blob.Config{Endpoint: fmt.Sprintf("127.0.0.1:%d", c.s3Port), AccessKey: "slipway", SecretKey: c.s3Secret})
+	store, err := blob.New(blob.Config{Endpoint: fmt.Sprintf("https://127.0.0.1:%d", c.s3Port), AccessKey: "slipway", SecretKey: c.s3Secret, CAFile: c.ca})
 	if err != nil {
 		c.t.Fatal(err)
 	}

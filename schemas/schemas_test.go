@@ -184,6 +184,7 @@ func TestEveryContractMessageExists(t *testing.T) {
 		"rpl market-dockerhub.apps":         "MarketDockerhubAppsReply",
 		"qry market-dockerhub.app-show":     "MarketDockerhubAppShowRequest",
 		"cmd catalog.user-create":           "UserCreate",
+		"cmd catalog.user-credentials":      "UserCredentials",
 		"cmd catalog.user-delete":           "UserDelete",
 		"cmd catalog.group-create":          "GroupCreate",
 		"cmd catalog.group-delete":          "GroupDelete",

@@ -1563,11 +1563,27 @@ type UserCreate struct {
 	PublicKey string `json:"public_key"`
 }
 
+// UserCredentials is the payload of command catalog.user-credentials
+// (https://slipway.dev/schemas/cmd/catalog.user-credentials.json).
+//
+// Give an existing user credentials for a new public key, whose seed the caller keeps: the
+// catalog signs its JWT and revokes every key the user had before, so the NATS server refuses
+// their old credentials file and closes connections open with it. Answered by user-created with
+// the new JWT.
+type UserCredentials struct {
+	// User name.
+	Name string `json:"name"`
+
+	// The public key the user will connect with from now on.
+	PublicKey string `json:"public_key"`
+}
+
 // UserDelete is the payload of command catalog.user-delete
 // (https://slipway.dev/schemas/cmd/catalog.user-delete.json).
 //
-// Delete a user: the catalog no longer takes their commands. Their images stay, owned by the
-// name.
+// Delete a user: the catalog no longer takes their commands, and their keys are revoked: the
+// NATS server refuses their credentials and closes connections open with them. Their images
+// stay, owned by the name.
 type UserDelete struct {
 	// User name.
 	Name string `json:"name"`
@@ -3099,6 +3115,7 @@ const (
 	CommandCatalogImageUpdate          = "image-update"
 	CommandCatalogImageUse             = "image-use"
 	CommandCatalogUserCreate           = "user-create"
+	CommandCatalogUserCredentials      = "user-credentials"
 	CommandCatalogUserDelete           = "user-delete"
 	CommandCatalogUserQuota            = "user-quota"
 	CommandConverterCreateBlank        = "create-blank"
@@ -3240,6 +3257,7 @@ var (
 	CmdCatalogImageUpdate           = Cmd[ImageUpdate]{Service: ServiceCatalog, Verb: CommandCatalogImageUpdate, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageUse              = Cmd[ImageUse]{Service: ServiceCatalog, Verb: CommandCatalogImageUse, Answers: []string{EventCatalogImageUsed}}
 	CmdCatalogUserCreate            = Cmd[UserCreate]{Service: ServiceCatalog, Verb: CommandCatalogUserCreate, Answers: []string{EventCatalogUserCreated}}
+	CmdCatalogUserCredentials       = Cmd[UserCredentials]{Service: ServiceCatalog, Verb: CommandCatalogUserCredentials, Answers: []string{EventCatalogUserCreated}}
 	CmdCatalogUserDelete            = Cmd[UserDelete]{Service: ServiceCatalog, Verb: CommandCatalogUserDelete, Answers: []string{EventCatalogUserDeleted}}
 	CmdCatalogUserQuota             = Cmd[UserQuota]{Service: ServiceCatalog, Verb: CommandCatalogUserQuota, Answers: []string{EventCatalogUserUpdated}}
 	CmdConverterCreateBlank         = Cmd[ConverterCreateBlank]{Service: ServiceConverter, Verb: CommandConverterCreateBlank, Answers: []string{EventConverterConverted}}
@@ -3373,6 +3391,7 @@ var registry = []registered{
 	{kind: "cmd", service: "catalog", name: "image-update", file: "cmd/catalog.image-update.json", typ: reflect.TypeFor[ImageUpdate](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-use", file: "cmd/catalog.image-use.json", typ: reflect.TypeFor[ImageUse](), senders: []string{"launcher"}, access: "use"},
 	{kind: "cmd", service: "catalog", name: "user-create", file: "cmd/catalog.user-create.json", typ: reflect.TypeFor[UserCreate](), senders: []string{"admins"}},
+	{kind: "cmd", service: "catalog", name: "user-credentials", file: "cmd/catalog.user-credentials.json", typ: reflect.TypeFor[UserCredentials](), senders: []string{"admins"}},
 	{kind: "cmd", service: "catalog", name: "user-delete", file: "cmd/catalog.user-delete.json", typ: reflect.TypeFor[UserDelete](), senders: []string{"admins"}},
 	{kind: "cmd", service: "catalog", name: "user-quota", file: "cmd/catalog.user-quota.json", typ: reflect.TypeFor[UserQuota](), senders: []string{"admins"}},
 	{kind: "cmd", service: "converter", name: "create-blank", file: "cmd/converter.create-blank.json", typ: reflect.TypeFor[ConverterCreateBlank](), senders: []string{"catalog"}},

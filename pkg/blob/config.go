@@ -27,6 +27,10 @@ type Config struct {
 	SessionToken string
 	Secure       bool
 	Region       string
+	// CAFile is a PEM file of the certificate authorities trusted for an
+	// https endpoint instead of the system's (slipway up --tls and compose
+	// make their own CA, package tlsca).
+	CAFile string
 	// PartSize bounds multipart parts, and with them the memory one upload
 	// uses. 0 means DefaultPartSize.
 	PartSize uint64

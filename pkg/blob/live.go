@@ -2,6 +2,7 @@ package blob
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -17,8 +18,18 @@ var ErrExited = errors.New("exited before becoming live")
 // because its port was taken) or ctx ends (ctx's error, with the last
 // probe's failure).
 func WaitLive(ctx context.Context, endpoint string, exited <-chan struct{}) error {
+	return WaitLiveTLS(ctx, endpoint, nil, exited)
+}
+
+// WaitLiveTLS is WaitLive over https trusting the CAs of tlsConfig, or
+// over plain HTTP when tlsConfig is nil.
+func WaitLiveTLS(ctx context.Context, endpoint string, tlsConfig *tls.Config, exited <-chan struct{}) error {
 	url := "http://" + endpoint + "/minio/health/live"
 	client := &http.Client{Timeout: 2 * time.Second}
+	if tlsConfig != nil {
+		url = "https://" + endpoint + "/minio/health/live"
+		client.Transport = &http.Transport{TLSClientConfig: tlsConfig}
+	}
 	var last error
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

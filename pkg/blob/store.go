@@ -3,6 +3,7 @@ package blob
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/slipway/slipway/pkg/tlsca"
 )
 
 // ErrNotFound is wrapped by errors about a missing bucket or object.
@@ -95,15 +98,53 @@ func New(cfg Config) (*Store, error) {
 	if partSize < minPartSize {
 		return nil, fmt.Errorf("blob: part size %d is below the S3 minimum of %d bytes", partSize, minPartSize)
 	}
-	client, err := minio.New(endpoint, &minio.Options{
+	opts := &minio.Options{
 		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken),
 		Secure: secure,
 		Region: cfg.Region,
-	})
+	}
+	if cfg.CAFile != "" {
+		if opts.Transport, err = trustingTransport(cfg.CAFile, secure); err != nil {
+			return nil, err
+		}
+	}
+	client, err := minio.New(endpoint, opts)
 	if err != nil {
 		return nil, fmt.Errorf("blob: client for %q: %w", cfg.Endpoint, err)
 	}
 	return &Store{cfg: cfg, client: client, core: minio.Core{Client: client}, partSize: partSize, region: cfg.Region}, nil
+}
+
+// HTTPClient is an HTTP client for cfg's server besides the S3 API (MinIO's
+// admin API, STS), trusting the CAs of cfg.CAFile when one is given, with
+// the given timeout.
+func HTTPClient(cfg Config, timeout time.Duration) (*http.Client, error) {
+	c := &http.Client{Timeout: timeout}
+	if cfg.CAFile != "" {
+		tr, err := trustingTransport(cfg.CAFile, true)
+		if err != nil {
+			return nil, err
+		}
+		c.Transport = tr
+	}
+	return c, nil
+}
+
+// trustingTransport is minio-go's transport trusting the CAs in caFile.
+func trustingTransport(caFile string, secure bool) (*http.Transport, error) {
+	tr, err := minio.DefaultTransport(secure)
+	if err != nil {
+		return nil, fmt.Errorf("blob: %w", err)
+	}
+	pool, err := tlsca.Pool(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("blob: %w", err)
+	}
+	if tr.TLSClientConfig == nil {
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	tr.TLSClientConfig.RootCAs = pool
+	return tr, nil
 }
 
 // parseEndpoint accepts "host:port" or an http(s) URL without a path.

@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/slipway/slipway/pkg/tlsca"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -47,6 +48,11 @@ type Config struct {
 	// package identity): who the server authenticates this connection as.
 	// Empty connects without (a server without authentication).
 	Credentials string
+	// CAFile is a PEM file of the certificate authorities trusted for a
+	// server that speaks TLS (tls:// URLs, or a server that requires it),
+	// instead of the system's: slipway up --tls and compose make their own
+	// CA (package tlsca). Empty trusts the system's roots.
+	CAFile string
 	// Sender is who this connection authenticates as: the last token of
 	// the commands it sends and the queries it asks (schemas.Sender), and
 	// its reply inbox (schemas.InboxPrefix). Default: the name in
@@ -126,10 +132,16 @@ func Connect(ctx context.Context, cfg Config, opts ...nats.Option) (*Bus, error)
 		defer cancel()
 	}
 	log := cfg.Logger
+	// A CA file that cannot be read fails now: no retry would fix it.
+	tlsOpt, err := trust(cfg.CAFile)
+	if err != nil {
+		return nil, err
+	}
 	all := append([]nats.Option{
 		nats.Name("slipway-" + cfg.Service),
 		nats.CustomInboxPrefix(schemas.InboxPrefix(cfg.Sender)),
 		credentials(cfg.Credentials),
+		tlsOpt,
 		nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
@@ -154,6 +166,9 @@ func Connect(ctx context.Context, cfg Config, opts ...nats.Option) (*Bus, error)
 			// Retrying cannot make the server take these credentials.
 			return nil, fmt.Errorf("bus: connect to %s as %s: %w", cfg.URL, cfg.Sender, err)
 		}
+		if tlsca.IsUntrusted(err) {
+			return nil, fmt.Errorf("bus: connect to %s: %w: %w", cfg.URL, ErrUntrusted, err)
+		}
 		log.Warn("bus: NATS not reachable, retrying", "url", cfg.URL, "err", err, "in", delay)
 		select {
 		case <-ctx.Done():
@@ -170,6 +185,27 @@ func credentials(path string) nats.Option {
 		return func(*nats.Options) error { return nil }
 	}
 	return nats.UserCredentials(path)
+}
+
+// ErrUntrusted is Connect's error when the server's TLS certificate does
+// not verify against the trusted authorities (Config.CAFile).
+var ErrUntrusted = errors.New("the server's TLS certificate is not signed by a trusted CA (give its CA: SLIPWAY_CA)")
+
+// trust makes the connection verify a TLS server against the CAs in file.
+// Only the roots are set, not Secure: a server that requires TLS gets it,
+// and one without TLS is still reached (nats:// to a plain server).
+func trust(file string) (nats.Option, error) {
+	if file == "" {
+		return func(*nats.Options) error { return nil }, nil
+	}
+	cfg, err := tlsca.ClientConfig(file)
+	if err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
+	return func(o *nats.Options) error {
+		o.TLSConfig = cfg
+		return nil
+	}, nil
 }
 
 // CredentialsName is the name of the user a NATS credentials file
@@ -308,7 +344,11 @@ func (b *Bus) Setup(ctx context.Context) error {
 		if st, err := b.js.Stream(ctx, sc.Name); err == nil && sameStream(st.CachedInfo().Config, sc) {
 			continue
 		}
-		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
+		err := whileNoResponders(ctx, func() error {
+			_, err := b.js.CreateOrUpdateStream(ctx, sc)
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("bus: create or update stream %s: %w", sc.Name, err)
 		}
 	}
@@ -353,15 +393,43 @@ func sameStream(have, want jetstream.StreamConfig) bool {
 // KeyValue creates or updates a KV bucket keeping 5 revisions per key;
 // ttl 0 keeps entries forever.
 func (b *Bus) KeyValue(ctx context.Context, bucket string, ttl time.Duration) (jetstream.KeyValue, error) {
-	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:   bucket,
-		History:  5,
-		TTL:      ttl,
-		Storage:  jetstream.FileStorage,
-		Replicas: b.cfg.Replicas,
+	var kv jetstream.KeyValue
+	err := whileNoResponders(ctx, func() (err error) {
+		kv, err = b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:   bucket,
+			History:  5,
+			TTL:      ttl,
+			Storage:  jetstream.FileStorage,
+			Replicas: b.cfg.Replicas,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bus: key-value bucket %s: %w", bucket, err)
 	}
 	return kv, nil
 }
+
+// whileNoResponders runs f again, for up to noRespondersFor, while the
+// JetStream API has no responder: the server takes an account's new JWT
+// (the catalog's revocations, package identity) by setting the account's
+// imports, the JetStream API among them, up anew, and a request in that
+// moment finds no one. A service starting beside the catalog must not
+// fail on it.
+func whileNoResponders(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(noRespondersFor)
+	for {
+		err := f()
+		if !errors.Is(err, nats.ErrNoResponders) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// noRespondersFor bounds whileNoResponders.
+const noRespondersFor = 5 * time.Second

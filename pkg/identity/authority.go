@@ -1,6 +1,8 @@
 package identity
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
@@ -32,6 +35,7 @@ type Authority struct {
 	operatorClaims        *jwt.OperatorClaims
 	systemJWT, accountJWT string
 	systemPub, accountPub string
+	signerPub             string
 	operatorName          string
 }
 
@@ -149,13 +153,108 @@ func (a *Authority) sign() error {
 	if a.systemJWT, err = sc.Encode(a.operator); err != nil {
 		return err
 	}
-	ac := jwt.NewAccountClaims(a.accountPub)
-	ac.Name = AccountName
-	ac.SigningKeys.Add(signerPub)
-	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
-	a.accountJWT, err = ac.Encode(a.operator)
+	a.signerPub = signerPub
+	a.accountJWT, err = a.AccountJWT(nil)
 	return err
 }
+
+// AccountJWT is the SLIPWAY account's JWT, signed by the operator, with
+// revoked: each public user key there, and every JWT issued for it at or
+// before its time, is refused by the server; connections already open with
+// one are closed when the server takes the JWT (PushAccount).
+func (a *Authority) AccountJWT(revoked map[string]time.Time) (string, error) {
+	ac := jwt.NewAccountClaims(a.accountPub)
+	ac.Name = AccountName
+	ac.SigningKeys.Add(a.signerPub)
+	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+	for key, at := range revoked {
+		if !nkeys.IsValidPublicUserKey(key) {
+			return "", fmt.Errorf("identity: revoke %q: not a public user nkey", key)
+		}
+		ac.RevokeAt(key, at)
+	}
+	return ac.Encode(a.operator)
+}
+
+// PushAccount hands the server that opts reach the SLIPWAY account's JWT
+// token (AccountJWT): it connects as a user of the system account that may
+// publish only the account's claims update, asks, and returns the server's
+// refusal as an error. opts are a connection's options (nats.Conn.Opts),
+// so the same servers and TLS are used; their credentials are replaced.
+//
+// A server resolving accounts from memory (slipway up, compose) keeps the
+// update until it restarts, when it starts again from the JWT it was
+// configured with: whoever keeps the revocations pushes them again then.
+func (a *Authority) PushAccount(ctx context.Context, opts nats.Options, token string) error {
+	subject := fmt.Sprintf(claimsUpdateSubject, a.accountPub)
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = "account-updater"
+	uc.Permissions.Pub.Allow.Add(subject)
+	uc.Permissions.Sub.Allow.Add(updaterInbox + ".>")
+	uc.Expires = time.Now().Add(5 * time.Minute).Unix()
+	userJWT, err := uc.Encode(a.system)
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	o := opts
+	o.Name = "slipway-account-updater"
+	o.InboxPrefix = updaterInbox
+	o.AllowReconnect = false
+	o.RetryOnFailedConnect = false
+	o.User, o.Password, o.Token, o.Nkey = "", "", "", ""
+	o.UserJWT, o.SignatureCB, o.TokenHandler, o.UserInfo = nil, nil, nil, nil
+	o.ClosedCB, o.DisconnectedErrCB, o.ReconnectedCB, o.ConnectedCB, o.AsyncErrorCB = nil, nil, nil, nil, nil
+	if err := nats.UserJWTAndSeed(userJWT, string(seed))(&o); err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	nc, err := o.Connect()
+	if err != nil {
+		return fmt.Errorf("identity: connect to push the account's JWT: %w", err)
+	}
+	defer nc.Close()
+	msg, err := nc.RequestWithContext(ctx, subject, []byte(token))
+	if err != nil {
+		return fmt.Errorf("identity: push the account's JWT: %w", err)
+	}
+	var reply struct {
+		Data *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"data"`
+		Error *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &reply); err != nil {
+		return fmt.Errorf("identity: the server's answer to the account's JWT: %w", err)
+	}
+	if reply.Error != nil {
+		return fmt.Errorf("identity: the server refused the account's JWT: %s", reply.Error.Description)
+	}
+	if reply.Data == nil || reply.Data.Message != "jwt updated" {
+		return fmt.Errorf("identity: the server did not take the account's JWT: %s", msg.Data)
+	}
+	return nil
+}
+
+// claimsUpdateSubject is where a server of the system account takes an
+// account's new JWT (nats-server's $SYS.REQ.ACCOUNT.<account>.CLAIMS.UPDATE).
+const claimsUpdateSubject = "$SYS.REQ.ACCOUNT.%s.CLAIMS.UPDATE"
+
+// updaterInbox is the reply prefix of PushAccount's connection.
+const updaterInbox = "_INBOX_account_updater"
 
 // ConfigureServer makes o trust only this authority: operator mode, the two
 // accounts preloaded in memory. Anonymous connections are refused.

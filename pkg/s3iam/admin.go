@@ -45,8 +45,11 @@ func NewAdmin(cfg blob.Config) (*Admin, error) {
 	if region == "" {
 		region = "us-east-1"
 	}
-	return &Admin{base: base, access: cfg.AccessKey, secret: cfg.SecretKey, region: region,
-		http: &http.Client{Timeout: 30 * time.Second}}, nil
+	client, err := blob.HTTPClient(cfg, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return &Admin{base: base, access: cfg.AccessKey, secret: cfg.SecretKey, region: region, http: client}, nil
 }
 
 // endpointURL is cfg's endpoint as scheme://host[:port].

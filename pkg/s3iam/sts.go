@@ -3,7 +3,6 @@ package s3iam
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"slices"
 	"time"
 
@@ -51,7 +50,11 @@ func AssumeRole(ctx context.Context, parent blob.Config, session Policy, ttl tim
 	if err != nil {
 		return Temporary{}, fmt.Errorf("s3iam: assume role: %w", err)
 	}
-	v, err := creds.GetWithContext(&credentials.CredContext{Client: &http.Client{Timeout: 30 * time.Second}, Context: ctx})
+	client, err := blob.HTTPClient(parent, 30*time.Second)
+	if err != nil {
+		return Temporary{}, err
+	}
+	v, err := creds.GetWithContext(&credentials.CredContext{Client: client, Context: ctx})
 	if err != nil {
 		return Temporary{}, fmt.Errorf("s3iam: assume role at %s: %w", base, err)
 	}

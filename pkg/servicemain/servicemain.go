@@ -6,8 +6,11 @@
 //
 // Environment: SLIPWAY_NATS_URL (default nats://127.0.0.1:4222),
 // SLIPWAY_NATS_CREDS (the service's NATS credentials file, package
-// identity; empty for a server without authentication), SLIPWAY_PREFIX (default slipway), the S3 variables of blob.ConfigFromEnv (no default key:
-// SLIPWAY_S3_KEYS_FILE, the service's own keys written by `slipway s3 provision`),
+// identity; empty for a server without authentication), SLIPWAY_CA (a PEM
+// file of the CAs trusted for NATS and S3 over TLS instead of the system's;
+// package tlsca), SLIPWAY_PREFIX (default slipway), the S3 variables of
+// blob.ConfigFromEnv (no default key: SLIPWAY_S3_KEYS_FILE, the service's
+// own keys written by `slipway s3 provision`),
 // SLIPWAY_HEALTH_ADDR (health endpoint, off when empty), SLIPWAY_LOG_LEVEL,
 // SLIPWAY_LOG_FORMAT and the OTEL_* variables.
 package servicemain
@@ -26,6 +29,10 @@ import (
 	"github.com/slipway/slipway/pkg/telemetry"
 	"github.com/slipway/slipway/schemas"
 )
+
+// EnvCA names the CA file every service and the CLI trust for NATS and S3
+// over TLS.
+const EnvCA = "SLIPWAY_CA"
 
 // Service is what a binary runs until its context ends.
 type Service interface {
@@ -131,12 +138,14 @@ func serve(ctx context.Context, name string, wire Wire, o options) error {
 	defer func() { _ = shutdown(context.WithoutCancel(ctx)) }()
 
 	d := Deps{Logger: slog.Default()}
+	ca := run.Env(EnvCA, "")
 	if !o.noS3 {
-		cfg, err := blob.ConfigFromEnv()
+		s3, err := blob.ConfigFromEnv()
 		if err != nil {
 			return err
 		}
-		if d.Store, err = blob.New(cfg); err != nil {
+		s3.CAFile = ca
+		if d.Store, err = blob.New(s3); err != nil {
 			return err
 		}
 	}
@@ -145,6 +154,7 @@ func serve(ctx context.Context, name string, wire Wire, o options) error {
 		Prefix:      run.Env("SLIPWAY_PREFIX", bus.DefaultPrefix),
 		Service:     name,
 		Credentials: run.Env("SLIPWAY_NATS_CREDS", ""),
+		CAFile:      ca,
 		Logger:      d.Logger,
 	})
 	if err != nil {

@@ -2,6 +2,11 @@ package testenv
 
 import (
 	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,3 +65,52 @@ func Subscribe(t testing.TB, nc *nats.Conn, subject string) <-chan *nats.Msg {
 
 // eventBuffer is more than a test's command makes a worker publish.
 const eventBuffer = 1000
+
+// NATSServerBinary runs ./bin/nats-server with the configuration file conf
+// on 127.0.0.1 and a free port (monitoring off) until the test ends, and
+// returns host:port once it listens. It skips the test when the binary is
+// missing. conf should not say where to listen.
+func NATSServerBinary(t testing.TB, conf string) string {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(root, "bin", "nats-server")
+	if _, err := os.Stat(bin); err != nil {
+		Skip(t, "no nats-server at %s (make tools installs it)", bin)
+	}
+	port, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := exec.Command(bin, "-c", conf, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-m", "0")
+	cmd.Env = []string{}
+	var log Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	listening := false
+	Eventually(10*time.Second, 50*time.Millisecond, func() bool {
+		select {
+		case <-exited:
+			return true
+		default:
+		}
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			listening = true
+		}
+		return listening
+	})
+	if !listening {
+		t.Fatalf("nats-server -c %s did not listen on %s:\n%s", conf, addr, log.String())
+	}
+	return addr
+}

@@ -3,11 +3,13 @@ package catalog
 import (
 	"context"
 	"errors"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/slipway/slipway/pkg/acl"
@@ -22,6 +24,23 @@ import (
 type testAuthority struct {
 	dir  string
 	keys *identity.Authority
+	// srv runs on port with its store in store; restart replaces it.
+	srv   *server.Server
+	store string
+	port  int
+}
+
+// restart stops the server and starts it again on the same port and store,
+// from its configuration (the account's JWT without revocations).
+func (a *testAuthority) restart(t *testing.T) {
+	t.Helper()
+	a.srv.Shutdown()
+	a.srv.WaitForShutdown()
+	srv, err := testenv.NewNATSServer(a.store, a.port, a.keys.ConfigureServer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.srv = srv
 }
 
 // auditor names the harness's witness: it sees every subject.
@@ -34,12 +53,13 @@ func newAuthHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	if a.keys, err = identity.Open(a.dir, "catalog-test"); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := testenv.NewNATSServer(t.TempDir(), -1, a.keys.ConfigureServer)
-	if err != nil {
+	a.store = t.TempDir()
+	if a.srv, err = testenv.NewNATSServer(a.store, -1, a.keys.ConfigureServer); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	return startHarness(t, srv.ClientURL(), a, mutate...)
+	a.port = a.srv.Addr().(*net.TCPAddr).Port
+	t.Cleanup(func() { a.srv.Shutdown(); a.srv.WaitForShutdown() })
+	return startHarness(t, a.srv.ClientURL(), a, mutate...)
 }
 
 // connect connects as service (a service of the contract), as the auditor,
@@ -98,6 +118,10 @@ func (h *harness) newUserCreds(name, group string) (*bus.Bus, string) {
 		h.t.Fatalf("connect as %s: %v", name, err)
 	}
 	h.t.Cleanup(b.Close)
+	if h.credsOf == nil {
+		h.credsOf = map[string]string{}
+	}
+	h.credsOf[name] = path
 	if b.Sender() != name {
 		h.t.Fatalf("%s's credentials send as %q", name, b.Sender())
 	}
@@ -193,11 +217,94 @@ func TestUsersCannotTouchEachOthersImages(t *testing.T) {
 		t.Errorf("after chown the owner is %s", got.User)
 	}
 
-	// A deleted user's credentials still connect, but the catalog takes nothing from them.
+	// A deleted user's credentials are revoked at the server: bob's open
+	// connection is closed and a new one refused.
 	if err := h.as(h.cli, schemas.CommandCatalogUserDelete, schemas.UserDelete{Name: "bob"}, schemas.EventCatalogUserDeleted); err != nil {
 		t.Fatal(err)
 	}
-	mustBeForbidden(t, "deleted bob", h.as(bob, schemas.CommandCatalogImageDisable, ref, schemas.EventCatalogImageUpdated), `"bob" is no user of this catalog`)
+	if !testenv.Eventually(10*time.Second, 20*time.Millisecond, func() bool { return !bob.Conn().IsConnected() }) {
+		t.Error("deleted bob's open connection is still connected")
+	}
+	h.mustBeRefused("deleted bob", h.credsOf["bob"])
+}
+
+// mustBeRefused checks that the server refuses a connection with the
+// credentials file creds.
+func (h *harness) mustBeRefused(who, creds string) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(h.ctx, 10*time.Second)
+	defer cancel()
+	b, err := bus.Connect(ctx, bus.Config{URL: h.url, Service: "cli", Credentials: creds, Logger: testenv.Logger(h.t, 0)})
+	if err == nil {
+		b.Close()
+		h.t.Errorf("%s: the server took the credentials", who)
+		return
+	}
+	if !errors.Is(err, nats.ErrAuthorization) && !errors.Is(err, nats.ErrAuthRevoked) {
+		h.t.Errorf("%s: %v, want the server's refusal", who, err)
+	}
+}
+
+// TestCredentialsReissuedAndRevoked: oneadmin gives alice credentials for a
+// new key; her old file is refused from then on (and its connection
+// closed), the new one works and still sends as alice; the catalog, started
+// again, pushes the revocations again (the server may have restarted).
+func TestCredentialsReissuedAndRevoked(t *testing.T) {
+	h := newAuthHarness(t)
+	old := h.newUser("alice", "")
+	key, err := identity.NewUserKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := answerFrom[schemas.UserCreated](h, h.cli, schemas.CommandCatalogUserCredentials,
+		schemas.UserCredentials{Name: "alice", PublicKey: key.PublicKey()}, schemas.EventCatalogUserCreated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !testenv.Eventually(10*time.Second, 20*time.Millisecond, func() bool { return !old.Conn().IsConnected() }) {
+		t.Error("alice's connection with her old credentials is still connected")
+	}
+	h.mustBeRefused("alice's old credentials", h.credsOf["alice"])
+	creds, err := key.Credentials(ev.JWT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "alice-new.creds")
+	if err := identity.WriteCredentials(path, creds); err != nil {
+		t.Fatal(err)
+	}
+	alice, err := bus.Connect(h.ctx, bus.Config{URL: h.url, Service: "cli", Credentials: path, Logger: testenv.Logger(t, 0)})
+	if err != nil {
+		t.Fatalf("alice's new credentials: %v", err)
+	}
+	defer alice.Close()
+	if u, err := bus.Ask(h.ctx, alice, schemas.QryCatalogUser, schemas.CatalogUserRequest{Name: "alice"}); err != nil || u.Name != "alice" {
+		t.Errorf("alice with her new credentials: %+v, %v", u, err)
+	}
+
+	// Unknown users get no credentials, and a bad key none either.
+	if _, err := answerFrom[schemas.UserCreated](h, h.cli, schemas.CommandCatalogUserCredentials,
+		schemas.UserCredentials{Name: "nobody", PublicKey: key.PublicKey()}, schemas.EventCatalogUserCreated); err == nil {
+		t.Error("credentials for a user that does not exist")
+	}
+
+	// A server started again from its configuration knows no revocation
+	// until the catalog, reconnected, pushes them again; and a catalog
+	// started again pushes them too.
+	h.auth.restart(t)
+	if !testenv.Eventually(20*time.Second, 100*time.Millisecond, func() bool {
+		b, err := bus.Connect(h.ctx, bus.Config{URL: h.url, Service: "cli", Credentials: h.credsOf["alice"], Logger: testenv.Logger(t, 0), ConnectTimeout: 2 * time.Second})
+		if err == nil {
+			b.Close()
+		}
+		return err != nil
+	}) {
+		t.Error("after the server restarted, alice's old credentials are taken for good")
+	}
+	h.mustBeRefused("alice's old credentials after the server restarted", h.credsOf["alice"])
+	h.stop()
+	h.start()
+	h.mustBeRefused("alice's old credentials after the catalog restarted", h.credsOf["alice"])
 }
 
 // TestUsersAndGroups: only administrators create users and groups (the

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -26,12 +27,16 @@ import (
 type accounts struct {
 	users  *kvstore.Store[string, schemas.User]
 	groups *kvstore.Store[string, schemas.Group]
+	// keys ("keys.<name>") are the public keys each user name was given
+	// credentials for (revocation.go); they outlive a deleted user.
+	keys *kvstore.Store[string, credentialKeys]
 }
 
 func newAccounts(kv jetstream.KeyValue) *accounts {
 	return &accounts{
 		users:  kvstore.New[string](kv, kvstore.Config[schemas.User]{What: "user", Prefix: "user."}),
 		groups: kvstore.New[string](kv, kvstore.Config[schemas.Group]{What: "group", Prefix: "group."}),
+		keys:   kvstore.New[string](kv, kvstore.Config[credentialKeys]{What: "keys of user", Prefix: "keys."}),
 	}
 }
 
@@ -103,6 +108,9 @@ func (s *Service) accountCommand(ctx context.Context, m *bus.Msg) (ok bool, err 
 	case schemas.CommandCatalogUserCreate:
 		var req schemas.UserCreate
 		return true, decodeThen(m, &req, func() error { return s.userCreate(ctx, m, req) })
+	case schemas.CommandCatalogUserCredentials:
+		var req schemas.UserCredentials
+		return true, decodeThen(m, &req, func() error { return s.userCredentials(ctx, m, req) })
 	case schemas.CommandCatalogUserDelete:
 		var req schemas.UserDelete
 		return true, decodeThen(m, &req, func() error { return s.userDelete(ctx, m, req.Name) })
@@ -164,11 +172,40 @@ func (s *Service) userCreate(ctx context.Context, m *bus.Msg, req schemas.UserCr
 		}
 		u = have
 	}
-	token, err := s.issuer.Issue(p, req.PublicKey, s.bus.Prefix())
+	return s.issue(ctx, m, u, req.PublicKey, false)
+}
+
+// issue signs a JWT for user u's public key, records the key (with only,
+// revoking the ones u had before, at the server too) and answers with
+// user-created.
+func (s *Service) issue(ctx context.Context, m *bus.Msg, u *schemas.User, key string, only bool) error {
+	p := identity.User(u.Name, slices.Contains(u.Groups, acl.AdminGroup))
+	token, err := s.issuer.Issue(p, key, s.bus.Prefix())
 	if err != nil {
 		return refuse("%w", err)
 	}
+	if err := s.users.issued(ctx, u.Name, key, only); err != nil {
+		return err
+	}
+	if only {
+		if err := s.pushRevocations(ctx); err != nil {
+			return err
+		}
+	}
 	return s.emitAccount(ctx, m, schemas.EventCatalogUserCreated, u.Name, schemas.UserCreated{User: *u, JWT: token})
+}
+
+// userCredentials gives an existing user credentials for a new key and
+// revokes the keys they had.
+func (s *Service) userCredentials(ctx context.Context, m *bus.Msg, req schemas.UserCredentials) error {
+	if s.issuer == nil {
+		return refuse("%w", errNoIssuer)
+	}
+	u, err := named(ctx, s.users.users, "user", req.Name)
+	if err != nil {
+		return err
+	}
+	return s.issue(ctx, m, u, req.PublicKey, true)
 }
 
 func (s *Service) userDelete(ctx context.Context, m *bus.Msg, name string) error {
@@ -176,6 +213,14 @@ func (s *Service) userDelete(ctx context.Context, m *bus.Msg, name string) error
 		return refuse("the %s user cannot be deleted", acl.AdminUser)
 	}
 	if _, err := named(ctx, s.users.users, "user", name); err != nil {
+		return err
+	}
+	// Revoked first: should the push fail, the user is still there and a
+	// redelivery tries again.
+	if err := s.users.updateKeys(ctx, name, func(k *credentialKeys) { k.revokeAll(time.Now()) }); err != nil {
+		return err
+	}
+	if err := s.pushRevocations(ctx); err != nil {
 		return err
 	}
 	if err := s.users.users.Delete(ctx, name); err != nil {

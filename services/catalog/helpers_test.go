@@ -45,6 +45,8 @@ type harness struct {
 	rec       *testenv.Recorder
 	stop      func()
 	auth      *testAuthority // nil: the server authenticates no one
+	// credsOf are the credentials files of the users newUser made.
+	credsOf map[string]string
 }
 
 func newHarness(t *testing.T, mutate ...func(*Config)) *harness {

@@ -132,6 +132,12 @@ func (s *Service) setup(ctx context.Context) error {
 		if s.issuer, err = identity.Load(s.cfg.IdentityDir, "slipway"); err != nil {
 			return fmt.Errorf("catalog setup: %w", err)
 		}
+		// The server starts from its configured account JWT, without
+		// the revocations: deleted users are refused again from here.
+		if err := s.pushRevocations(ctx); err != nil {
+			return fmt.Errorf("catalog setup: %w", err)
+		}
+		s.pushOnReconnect(context.WithoutCancel(ctx))
 	}
 	s.sagas = saga.NewStore(sagaKV)
 	s.engine = saga.NewEngine(s.sagas, s.declare(s.sagaFlows()...)...)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/tlsca"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/tools/slipway/up"
 )
@@ -32,7 +33,11 @@ type client struct {
 	// creds is the NATS credentials file the CLI authenticates with
 	// (--creds, SLIPWAY_CREDS, else slipway up's oneadmin.creds when it
 	// is in the default data directory).
-	creds  string
+	creds string
+	// ca is the PEM file of the CA trusted for NATS and S3 over TLS
+	// (--ca, SLIPWAY_CA, else slipway up --tls's in the default data
+	// directory).
+	ca     string
 	prefix string
 	user   string
 	io     streams
@@ -45,12 +50,16 @@ func (c *client) connect(ctx context.Context) (*bus.Bus, error) {
 		Prefix:         c.prefix,
 		Service:        "cli",
 		Credentials:    c.creds,
+		CAFile:         c.ca,
 		Sender:         c.sender(),
 		ConnectTimeout: connectTimeout,
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
-		if errors.Is(err, nats.ErrAuthorization) {
+		if errors.Is(err, bus.ErrUntrusted) {
+			return nil, fmt.Errorf("NATS at %s presents a certificate this CLI does not trust: give its CA with --ca or SLIPWAY_CA (slipway up --tls writes %s): %w", c.natsURL, filepath.Join(up.DefaultDataDir, up.TLSDir, tlsca.CertFile), err)
+		}
+		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthRevoked) {
 			return nil, fmt.Errorf("NATS at %s refused %s (give a credentials file with --creds or SLIPWAY_CREDS; slipway up writes oneadmin's into its data directory): %w", c.natsURL, c.credsName(), err)
 		}
 		return nil, fmt.Errorf("cannot reach NATS at %s (is `slipway up` running? set --nats-url or SLIPWAY_NATS_URL): %w", c.natsURL, err)
@@ -88,12 +97,23 @@ func defaultCreds() string {
 	return ""
 }
 
+// defaultCA is slipway up --tls's CA in its default data directory, when
+// it is there.
+func defaultCA() string {
+	p := filepath.Join(up.DefaultDataDir, up.TLSDir, tlsca.CertFile)
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return ""
+}
+
 func (g *globals) blobConfig() blob.Config {
 	return blob.Config{
 		Endpoint:  g.s3Endpoint,
 		AccessKey: g.s3Access,
 		SecretKey: g.s3Secret,
 		Secure:    g.s3Secure,
+		CAFile:    g.ca,
 		Region:    env("SLIPWAY_S3_REGION", ""),
 	}
 }

@@ -67,6 +67,7 @@ func runDeadLetter(ctx context.Context, c *client, healthAddr string, logger *sl
 		Prefix:         c.prefix,
 		Service:        deadLetterService,
 		Credentials:    c.creds,
+		CAFile:         c.ca,
 		Logger:         logger,
 		ConnectTimeout: time.Minute,
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/servicemain"
 	"github.com/slipway/slipway/pkg/telemetry"
 	"github.com/slipway/slipway/tools/slipway/up"
 )
@@ -141,6 +142,7 @@ JetStream and S3. "slipway up" runs the whole stack in one process; the
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.natsURL, "nats-url", env("SLIPWAY_NATS_URL", DefaultNATSURL), "NATS server URL ($SLIPWAY_NATS_URL)")
 	pf.StringVar(&g.creds, "creds", env("SLIPWAY_CREDS", defaultCreds()), "NATS credentials file ($SLIPWAY_CREDS; default: slipway up's "+up.DefaultDataDir+"/"+up.CredentialsFile+" when present)")
+	pf.StringVar(&g.ca, "ca", env(servicemain.EnvCA, defaultCA()), "PEM file of the CA trusted for NATS and S3 over TLS ($SLIPWAY_CA; default: slipway up --tls's "+up.DefaultDataDir+"/"+up.TLSDir+"/ca.crt when present)")
 	pf.StringVar(&g.prefix, "prefix", env("SLIPWAY_PREFIX", bus.DefaultPrefix), "subject prefix ($SLIPWAY_PREFIX)")
 	pf.StringVar(&g.s3Endpoint, "s3-endpoint", env("SLIPWAY_S3_ENDPOINT", DefaultS3Endpoint), "S3 endpoint host:port or URL ($SLIPWAY_S3_ENDPOINT)")
 	pf.StringVar(&g.s3Access, "s3-access-key", env("SLIPWAY_S3_ACCESS_KEY", ""), "S3 access key, for `up --s3-endpoint` and `s3 provision` only; no default ($SLIPWAY_S3_ACCESS_KEY)")
@@ -151,7 +153,7 @@ JetStream and S3. "slipway up" runs the whole stack in one process; the
 	root.AddCommand(newUpCmd(g), newImageCmd(g), newMarketCmd(&g.client), newVersionCmd(&g.client))
 	root.AddCommand(newKernelCmd(g))
 	root.AddCommand(newLuksCmd(&g.client))
-	root.AddCommand(newUserCmd(&g.client), newGroupCmd(&g.client))
+	root.AddCommand(newUserCmd(&g.client), newGroupCmd(&g.client), newIdentityCmd(&g.client))
 	root.AddCommand(newDeadLetterCmd(&g.client), newS3Cmd(g))
 	root.AddCommand(newVMTemplateCmd(&g.client), newVMCmd(&g.client))
 	addExportCmd(root, g)

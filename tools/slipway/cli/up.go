@@ -20,7 +20,9 @@ func newUpCmd(g *globals) *cobra.Command {
 		Long: `Run Slipway in one process: an embedded nats-server with JetStream (store
 under --data-dir), a MinIO child process (unless --s3-endpoint names an S3
 server), the bus streams, and every implemented service. Prints how to reach
-NATS and S3, then "slipway is up"; Ctrl-C stops everything cleanly.`,
+NATS and S3, then "slipway is up"; Ctrl-C stops everything cleanly. With
+--tls, NATS and MinIO speak only TLS with certificates of a CA the stack makes
+in --data-dir/tls (kept for later starts); export SLIPWAY_CA as printed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := run.NewLogger(g.io.err, logLevel, logFormat)
@@ -36,6 +38,7 @@ NATS and S3, then "slipway is up"; Ctrl-C stops everything cleanly.`,
 			if cmd.Flags().Changed("s3-endpoint") {
 				cfg.S3.Endpoint = g.s3Endpoint
 				cfg.S3.Secure = g.s3Secure || strings.HasPrefix(g.s3Endpoint, "https://")
+				cfg.S3.CAFile = g.ca
 			}
 			if cmd.Flags().Changed("s3-access-key") || cfg.S3.Endpoint != "" {
 				cfg.S3.AccessKey = g.s3Access
@@ -51,6 +54,7 @@ NATS and S3, then "slipway is up"; Ctrl-C stops everything cleanly.`,
 	fl.IntVar(&cfg.NATSPort, "nats-port", up.DefaultNATSPort, "NATS client port on 127.0.0.1 (-1: any free port)")
 	fl.StringVar(&cfg.MinIOBin, "minio-bin", up.DefaultMinIOBin, "MinIO binary")
 	fl.StringVar(&cfg.MinIOAddr, "minio-address", up.DefaultMinIOAddr, "address MinIO listens on")
+	fl.BoolVar(&cfg.TLS, "tls", false, "NATS and MinIO speak only TLS, with certificates of a CA made in --data-dir/"+up.TLSDir+" (clients trust its ca.crt: SLIPWAY_CA)")
 	fl.StringVar(&logLevel, "log-level", env(run.LogLevelEnv, "info"), "services' log level: debug, info, warn, error ($SLIPWAY_LOG_LEVEL)")
 	fl.StringVar(&logFormat, "log-format", env(run.LogFormatEnv, "text"), "services' log format: text or json ($SLIPWAY_LOG_FORMAT)")
 	return cmd

@@ -37,8 +37,8 @@ func invoke[T, A any](ctx context.Context, b *bus.Bus, c schemas.Cmd[T], data T)
 }
 
 func newUserCmd(c *client) *cobra.Command {
-	cmd := &cobra.Command{Use: "user", Short: "Users: create (writing their credentials file), list, show, delete, quota", RunE: unknownSubcommand}
-	cmd.AddCommand(newUserCreateCmd(c), newUserListCmd(c), newUserShowCmd(c), newUserDeleteCmd(c), newQuotaCmd(c, "user"))
+	cmd := &cobra.Command{Use: "user", Short: "Users: create (writing their credentials file), credentials (a new file, the old revoked), list, show, delete, quota", RunE: unknownSubcommand}
+	cmd.AddCommand(newUserCreateCmd(c), newUserCredentialsCmd(c), newUserListCmd(c), newUserShowCmd(c), newUserDeleteCmd(c), newQuotaCmd(c, "user"))
 	return cmd
 }
 
@@ -54,42 +54,72 @@ the catalog, which signs the user's JWT; the seed goes straight into the file
 --inbox-prefix _INBOX_NAME.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name := args[0]
-			if out == "" {
-				out = name + ".creds"
-			}
-			if _, err := os.Stat(out); err == nil {
-				return fmt.Errorf("%s exists: give another --out", out)
-			}
-			key, err := identity.NewUserKey()
-			if err != nil {
-				return err
-			}
-			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
-				ev, err := invoke[schemas.UserCreate, schemas.UserCreated](cmd.Context(), b, schemas.CmdCatalogUserCreate,
-					schemas.UserCreate{Name: name, Group: group, PublicKey: key.PublicKey()})
-				if err != nil {
-					return err
-				}
-				creds, err := key.Credentials(ev.JWT)
-				if err != nil {
-					return err
-				}
-				if err := identity.WriteCredentials(out, creds); err != nil {
-					return err
-				}
-				abs, err := filepath.Abs(out)
-				if err != nil {
-					abs = out
-				}
-				fmt.Fprintln(c.io.out, abs)
-				return nil
+			return c.writeCredentials(cmd.Context(), args[0], out, func(b *bus.Bus, key string) (schemas.UserCreated, error) {
+				return invoke[schemas.UserCreate, schemas.UserCreated](cmd.Context(), b, schemas.CmdCatalogUserCreate,
+					schemas.UserCreate{Name: args[0], Group: group, PublicKey: key})
 			})
 		},
 	}
 	cmd.Flags().StringVar(&group, "group", "", "primary group (default users)")
 	cmd.Flags().StringVar(&out, "out", "", "where to write the credentials file (default NAME.creds here)")
 	return cmd
+}
+
+func newUserCredentialsCmd(c *client) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "credentials NAME",
+		Short: "Give a user a new NATS credentials file and revoke their old ones (for the oneadmin group)",
+		Long: `Write a new NATS credentials file for an existing user, as user create does,
+and print its path. The catalog revokes every key the user had before: the NATS
+server refuses their old credentials files from now on and closes connections
+open with them. For a lost or leaked file. (The credentials slipway up and
+slipway identity init wrote for oneadmin are not the catalog's to revoke.)`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.writeCredentials(cmd.Context(), args[0], out, func(b *bus.Bus, key string) (schemas.UserCreated, error) {
+				return invoke[schemas.UserCredentials, schemas.UserCreated](cmd.Context(), b, schemas.CmdCatalogUserCredentials,
+					schemas.UserCredentials{Name: args[0], PublicKey: key})
+			})
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "where to write the credentials file (default NAME.creds here)")
+	return cmd
+}
+
+// writeCredentials makes a user key for name, has sign (a catalog command)
+// sign its JWT and writes both to out (default NAME.creds), never over an
+// existing file; it prints the file's path.
+func (c *client) writeCredentials(ctx context.Context, name, out string, sign func(b *bus.Bus, key string) (schemas.UserCreated, error)) error {
+	if out == "" {
+		out = name + ".creds"
+	}
+	if _, err := os.Stat(out); err == nil {
+		return fmt.Errorf("%s exists: give another --out", out)
+	}
+	key, err := identity.NewUserKey()
+	if err != nil {
+		return err
+	}
+	return c.withBus(ctx, func(b *bus.Bus) error {
+		ev, err := sign(b, key.PublicKey())
+		if err != nil {
+			return err
+		}
+		creds, err := key.Credentials(ev.JWT)
+		if err != nil {
+			return err
+		}
+		if err := identity.WriteCredentials(out, creds); err != nil {
+			return err
+		}
+		abs, err := filepath.Abs(out)
+		if err != nil {
+			abs = out
+		}
+		fmt.Fprintln(c.io.out, abs)
+		return nil
+	})
 }
 
 func newUserListCmd(c *client) *cobra.Command {
@@ -163,7 +193,7 @@ func fromArgs[T any](f func(args []string) T) func(context.Context, *bus.Bus, []
 
 func newUserDeleteCmd(c *client) *cobra.Command {
 	return newCatalogCmd[schemas.UserDelete, schemas.UserDeleted](c, "delete NAME",
-		"Delete a user: the catalog takes no more of their commands (for the oneadmin group)", cobra.ExactArgs(1),
+		"Delete a user: their credentials are revoked at the NATS server and the catalog takes no more of their commands (for the oneadmin group)", cobra.ExactArgs(1),
 		schemas.CmdCatalogUserDelete, fromArgs(func(a []string) schemas.UserDelete { return schemas.UserDelete{Name: a[0]} }))
 }
 

@@ -2,6 +2,7 @@ package up
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/tlsca"
 )
 
 // minioProc is a MinIO server running as a child process in its own
@@ -44,7 +46,9 @@ func findMinIO(configured string) (string, error) {
 	return "", fmt.Errorf("minio binary not found at %q, in $SLIPWAY_MINIO_BIN or on PATH: run `make tools`, or give --s3-endpoint to use another S3 server", configured)
 }
 
-func startMinIO(ctx context.Context, bin, dataDir, addr, consoleAddr, accessKey, secretKey string) (*minioProc, error) {
+// startMinIO runs MinIO on addr; with certsDir (public.crt, private.key)
+// it speaks only TLS, and is probed trusting caFile.
+func startMinIO(ctx context.Context, bin, dataDir, addr, consoleAddr, accessKey, secretKey, certsDir, caFile string) (*minioProc, error) {
 	if len(accessKey) < 3 {
 		return nil, fmt.Errorf("minio: access key %q is too short: MinIO needs at least 3 characters", accessKey)
 	}
@@ -59,7 +63,16 @@ func startMinIO(ctx context.Context, bin, dataDir, addr, consoleAddr, accessKey,
 	if err != nil {
 		return nil, fmt.Errorf("minio: log file: %w", err)
 	}
-	cmd := exec.Command(bin, "server", "--address", addr, "--console-address", consoleAddr, "--quiet", dataDir)
+	args := []string{"server", "--address", addr, "--console-address", consoleAddr, "--quiet"}
+	var probe *tls.Config
+	if certsDir != "" {
+		args = append(args, "--certs-dir", certsDir)
+		if probe, err = tlsca.ClientConfig(caFile); err != nil {
+			logf.Close()
+			return nil, fmt.Errorf("minio: %w", err)
+		}
+	}
+	cmd := exec.Command(bin, append(args, dataDir)...)
 	cmd.Env = append(os.Environ(),
 		"MINIO_ROOT_USER="+accessKey,
 		"MINIO_ROOT_PASSWORD="+secretKey,
@@ -76,17 +89,17 @@ func startMinIO(ctx context.Context, bin, dataDir, addr, consoleAddr, accessKey,
 	}
 	p := &minioProc{cmd: cmd, exited: make(chan struct{}), log: logf}
 	go func() { _ = cmd.Wait(); close(p.exited) }()
-	if err := p.waitLive(ctx, addr); err != nil {
+	if err := p.waitLive(ctx, addr, probe); err != nil {
 		p.stop(0)
 		return nil, fmt.Errorf("minio on %s (log %s): %w", addr, logPath, err)
 	}
 	return p, nil
 }
 
-func (p *minioProc) waitLive(ctx context.Context, addr string) error {
+func (p *minioProc) waitLive(ctx context.Context, addr string, probe *tls.Config) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	err := blob.WaitLive(ctx, addr, p.exited)
+	err := blob.WaitLiveTLS(ctx, addr, probe, p.exited)
 	if errors.Is(err, blob.ErrExited) {
 		return errors.New("exited before becoming live (is the port taken?)")
 	}

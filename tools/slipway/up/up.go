@@ -24,6 +24,7 @@ import (
 	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/pkg/s3iam"
 	"github.com/slipway/slipway/pkg/servicemain"
+	"github.com/slipway/slipway/pkg/tlsca"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -47,6 +48,10 @@ const (
 	// CredentialsFile, under the data directory, is oneadmin's NATS
 	// credentials, 0600; the CLI finds it there by default.
 	CredentialsFile = "oneadmin.creds"
+	// TLSDir, under the data directory, keeps the stack's CA (package
+	// tlsca: ca.crt, ca.key 0600) and the server certificate NATS and
+	// MinIO present (server.crt, server.key; MinIO's copy in minio/).
+	TLSDir = "tls"
 )
 
 // Config says what `slipway up` starts.
@@ -78,6 +83,10 @@ type Config struct {
 	// market-dockerhub may fetch from (see package netguard); nil reads
 	// SLIPWAY_FETCH_ALLOW, and Start fails if that is malformed.
 	Guard *netguard.Policy
+	// TLS makes NATS and the MinIO child speak only TLS, with a server
+	// certificate of a CA the stack makes in <DataDir>/tls (reused on
+	// later starts); services and the CLI trust that CA (SLIPWAY_CA).
+	TLS bool
 	// Logger receives the services' logs; default discards below Warn.
 	Logger *slog.Logger
 }
@@ -145,9 +154,13 @@ type Stack struct {
 	// Credentials is oneadmin's NATS credentials file, in the data
 	// directory: the CLI's default (SLIPWAY_CREDS).
 	Credentials string
+	// CA is the certificate of the CA clients trust (SLIPWAY_CA) when
+	// the stack speaks TLS, else "".
+	CA string
 
 	cfg   Config
 	auth  *identity.Authority
+	ca    *tlsca.CA
 	nats  *server.Server
 	minio *minioProc
 	// keys are the S3 settings of each service: its own MinIO user, or
@@ -176,6 +189,9 @@ func Start(ctx context.Context, cfg Config) (st *Stack, err error) {
 			_ = s.Stop()
 		}
 	}()
+	if err := s.makeCA(); err != nil {
+		return nil, err
+	}
 	if err := s.startNATS(); err != nil {
 		return nil, err
 	}
@@ -216,6 +232,9 @@ func (s *Stack) startNATS() error {
 	if err := auth.ConfigureServer(opts); err != nil {
 		return err
 	}
+	if err := s.serverTLS(opts); err != nil {
+		return err
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("nats: configure (port %d, store %s): %w", s.cfg.NATSPort, dir, err)
@@ -248,14 +267,21 @@ func (s *Stack) startS3(ctx context.Context) error {
 		}
 	}
 	dir := filepath.Join(s.cfg.DataDir, "minio")
-	p, err := startMinIO(ctx, bin, dir, s.cfg.MinIOAddr, s.cfg.ConsoleAddr, root.AccessKey, root.SecretKey)
+	certs, err := s.minioCerts()
+	if err != nil {
+		return err
+	}
+	p, err := startMinIO(ctx, bin, dir, s.cfg.MinIOAddr, s.cfg.ConsoleAddr, root.AccessKey, root.SecretKey, certs, s.CA)
 	if err != nil {
 		return err
 	}
 	s.minio = p
 	s.MinIO = true
 	s.S3.Endpoint = s.cfg.MinIOAddr
-	s.S3.Secure = false
+	s.S3.Secure = certs != ""
+	if certs != "" {
+		s.S3.CAFile = s.CA
+	}
 	if s.S3.Region == "" {
 		s.S3.Region = "us-east-1" // MinIO's; spares a bucket-location round trip
 	}
@@ -339,6 +365,7 @@ func (s *Stack) connect(ctx context.Context, name string, as identity.Principal)
 		Sender:         as.Name,
 		Logger:         s.cfg.Logger,
 		ConnectTimeout: 10 * time.Second,
+		CAFile:         s.CA,
 	}, creds)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -478,6 +505,12 @@ func (s *Stack) Env() [][2]string {
 		{"SLIPWAY_CREDS", s.Credentials},
 		{"SLIPWAY_S3_ENDPOINT", s.S3.Endpoint},
 	}
+	if s.S3.Secure {
+		env = append(env, [2]string{"SLIPWAY_S3_SECURE", "true"})
+	}
+	if s.CA != "" {
+		env = append(env, [2]string{servicemain.EnvCA, s.CA})
+	}
 	if s.Prefix != bus.DefaultPrefix {
 		env = append(env, [2]string{"SLIPWAY_PREFIX", s.Prefix})
 	}
@@ -488,6 +521,9 @@ func (s *Stack) Env() [][2]string {
 func (s *Stack) PrintInfo(w io.Writer) {
 	fmt.Fprintf(w, "NATS      %s (JetStream, store %s)\n", s.NATSURL, filepath.Join(s.cfg.DataDir, "nats"))
 	fmt.Fprintf(w, "          oneadmin's credentials %s (anonymous clients are refused)\n", s.Credentials)
+	if s.CA != "" {
+		fmt.Fprintf(w, "TLS       NATS and MinIO present certificates of the CA %s\n", s.CA)
+	}
 	scheme := "http"
 	if s.S3.Secure {
 		scheme = "https"
