@@ -29,13 +29,13 @@ func TestComposeFile(t *testing.T) {
 	}
 	project := loadCompose(t, root, nil)
 
-	for _, name := range []string{"identity", "nats", "minio", "catalog", "converter", "builder", "market-dockerhub", "kernel-registry", "crypto-luks", "launcher", "dead-letter", "slipway"} {
+	for _, name := range []string{"identity", "s3-keys", "nats", "minio", "catalog", "converter", "builder", "market-dockerhub", "kernel-registry", "crypto-luks", "launcher", "dead-letter", "slipway"} {
 		if _, ok := project.Services[name]; !ok {
 			t.Errorf("service %q missing", name)
 		}
 	}
-	if len(project.Services) != 12 {
-		t.Errorf("%d services, want 12: %v", len(project.Services), project.ServiceNames())
+	if len(project.Services) != 13 {
+		t.Errorf("%d services, want 13: %v", len(project.Services), project.ServiceNames())
 	}
 	for _, v := range []string{"nats-data", "minio-data", "converter-tmp", "builder-tmp", "kernel-registry-tmp", "crypto-luks-tmp", "launcher-work"} {
 		if _, ok := project.Volumes[v]; !ok {
@@ -68,7 +68,7 @@ func TestComposeFile(t *testing.T) {
 		mounts := map[string]string{"nats": "/etc/nats/secrets", "minio": "/certs", "slipway": "/run/slipway"}
 		secrets := map[string]string{"slipway": "secrets-cli"}
 		for name, s := range project.Services {
-			if name == "identity" {
+			if name == "identity" || name == "s3-keys" { // they write the secrets
 				continue
 			}
 			dependsOn(t, project, name, "identity", types.ServiceConditionCompletedSuccessfully)
@@ -100,6 +100,32 @@ func TestComposeFile(t *testing.T) {
 		}
 	})
 
+	// MinIO's root keys reach MinIO and the s3-keys step alone; each
+	// service that keeps image data reads its own keys, which s3-keys
+	// wrote into its secrets volume, and waits for them.
+	t.Run("only MinIO and s3-keys hold the root keys", func(t *testing.T) {
+		keys := project.Services["s3-keys"]
+		if keys.Build == nil || keys.Build.Target != "slipway" || !slices.Equal(keys.Command, []string{"s3", "provision", "--per-service", "--dir", "/secrets"}) {
+			t.Errorf("s3-keys: build %+v, command %v; want the slipway image running s3 provision --per-service", keys.Build, keys.Command)
+		}
+		dependsOn(t, project, "s3-keys", "identity", types.ServiceConditionCompletedSuccessfully)
+		dependsOn(t, project, "s3-keys", "minio", types.ServiceConditionHealthy)
+		for name, s := range project.Services {
+			_, access := s.Environment["SLIPWAY_S3_ACCESS_KEY"]
+			_, secret := s.Environment["SLIPWAY_S3_SECRET_KEY"]
+			if (access || secret) && name != "s3-keys" {
+				t.Errorf("%s is given MinIO's root keys", name)
+			}
+		}
+		for _, svc := range []string{"catalog", "converter", "builder", "kernel-registry", "crypto-luks", "launcher"} {
+			dependsOn(t, project, svc, "s3-keys", types.ServiceConditionCompletedSuccessfully)
+			mountsVolume(t, keys, "secrets-"+svc, "/secrets/"+svc)
+			if v := project.Services[svc].Environment["SLIPWAY_S3_KEYS_FILE"]; v == nil || *v != "/run/slipway/s3.json" {
+				t.Errorf("%s's SLIPWAY_S3_KEYS_FILE = %v, want /run/slipway/s3.json", svc, v)
+			}
+		}
+	})
+
 	t.Run("services wait for their dependencies", func(t *testing.T) {
 		for _, svc := range []string{"catalog", "converter", "builder", "kernel-registry", "crypto-luks", "launcher"} {
 			dependsOn(t, project, svc, "nats", types.ServiceConditionHealthy)
@@ -117,7 +143,7 @@ func TestComposeFile(t *testing.T) {
 			if s.NetworkMode != "host" {
 				t.Errorf("%s: network_mode %q, want host", name, s.NetworkMode)
 			}
-			if name == "slipway" || name == "identity" { // one-off runs
+			if name == "slipway" || name == "identity" || name == "s3-keys" { // one-off runs
 				continue
 			}
 			if s.HealthCheck == nil || s.HealthCheck.Disable || len(s.HealthCheck.Test) < 2 || s.HealthCheck.Test[0] != "CMD" {
@@ -146,7 +172,7 @@ func TestComposeFile(t *testing.T) {
 				t.Errorf("deploy/Dockerfile has no stage %q", target)
 			}
 			env := s.Environment
-			for _, k := range []string{"SLIPWAY_NATS_URL", "SLIPWAY_NATS_CREDS", "SLIPWAY_CA", "SLIPWAY_S3_ENDPOINT", "SLIPWAY_S3_ACCESS_KEY", "SLIPWAY_S3_SECRET_KEY", "SLIPWAY_HEALTH_ADDR"} {
+			for _, k := range []string{"SLIPWAY_NATS_URL", "SLIPWAY_NATS_CREDS", "SLIPWAY_CA", "SLIPWAY_S3_ENDPOINT", "SLIPWAY_S3_KEYS_FILE", "SLIPWAY_HEALTH_ADDR"} {
 				if v, ok := env[k]; !ok || v == nil || *v == "" {
 					t.Errorf("%s lacks environment %s", svc, k)
 				}

@@ -365,7 +365,7 @@ func (c *composeStack) checkTLSAndAuth(natsPort int) {
 		}
 		c.t.Errorf("NATS with the CA, without credentials: %v, want an authorization violation", err)
 	}
-	plain, err := blob.New(blob.Config{Endpoint: fmt.Sprintf("https://127.0.0.1:%d", c.s3Port), AccessKey: "slipway", SecretKey: "slipway-secret"})
+	plain, err := blob.New(blob.Config{Endpoint: fmt.Sprintf("https://127.0.0.1:%d", c.s3Port), AccessKey: "slipway", SecretKey: c.s3Secret})
 	if err != nil {
 		c.t.Fatal(err)
 	}

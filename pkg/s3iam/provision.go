@@ -52,6 +52,12 @@ func LoadOrCreateKeys(path, name string) (blob.Keys, error) {
 // service whose keys file exists keeps its keys, its policy is rewritten
 // and attached again. It returns the keys of each provisioned service.
 func Provision(ctx context.Context, root blob.Config, l Layout, services []string, dir string) (map[string]blob.Keys, error) {
+	return ProvisionTo(ctx, root, l, services, func(svc string) string { return KeysFile(dir, svc) })
+}
+
+// ProvisionTo is Provision writing each service's keys to keysFile(service):
+// compose keeps them in the service's own secrets volume.
+func ProvisionTo(ctx context.Context, root blob.Config, l Layout, services []string, keysFile func(service string) string) (map[string]blob.Keys, error) {
 	store, err := blob.New(root)
 	if err != nil {
 		return nil, err
@@ -77,7 +83,7 @@ func Provision(ctx context.Context, root blob.Config, l Layout, services []strin
 		if !ok {
 			continue
 		}
-		k, err := provisionService(ctx, admin, svc, p, dir)
+		k, err := provisionService(ctx, admin, svc, p, keysFile(svc))
 		if err != nil {
 			return nil, fmt.Errorf("provision %s: %w", svc, err)
 		}
@@ -109,14 +115,14 @@ func waitInitialized(ctx context.Context, store *blob.Store, bucket string) erro
 	}
 }
 
-func provisionService(ctx context.Context, admin *Admin, svc string, p Policy, dir string) (blob.Keys, error) {
+func provisionService(ctx context.Context, admin *Admin, svc string, p Policy, path string) (blob.Keys, error) {
 	name := UserName(svc)
-	k, err := LoadOrCreateKeys(KeysFile(dir, svc), name)
+	k, err := LoadOrCreateKeys(path, name)
 	if err != nil {
 		return k, err
 	}
 	if k.AccessKey != name {
-		return k, fmt.Errorf("%s holds keys of %q, not %q", KeysFile(dir, svc), k.AccessKey, name)
+		return k, fmt.Errorf("%s holds keys of %q, not %q", path, k.AccessKey, name)
 	}
 	if err := admin.AddPolicy(ctx, name, p); err != nil {
 		return k, err

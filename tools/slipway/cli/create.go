@@ -122,7 +122,7 @@ func (g *globals) create(ctx context.Context, spec schemas.ImageCreate, wait boo
 	var store *blob.Store
 	if kind, _ := classifyPath(spec.Path); spec.Path != "" && kind != pathURL {
 		var bucket string
-		if store, bucket, err = uploadStore(ctx, b); err != nil {
+		if store, bucket, err = g.uploadStore(ctx, b); err != nil {
 			return err
 		}
 		info, err := g.upload(ctx, store, bucket, blob.UserStagingPrefix(b.Sender()), spec.Path, spec.Checksum)

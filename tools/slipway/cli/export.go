@@ -133,7 +133,7 @@ func (g *globals) export(ctx context.Context, ref string, f exportFlags, layout 
 	var store *blob.Store
 	var grant schemas.S3TemporaryCredentials
 	if err := g.withBus(ctx, func(b *bus.Bus) (err error) {
-		store, grant, err = blobStore(ctx, b, int64(id))
+		store, grant, err = g.blobStore(ctx, b, int64(id))
 		return err
 	}); err != nil {
 		return err

@@ -89,7 +89,7 @@ func (g *globals) addKernel(ctx context.Context, b *bus.Bus, path, name string) 
 	if !fi.Mode().IsRegular() {
 		return k, fmt.Errorf("%s: not a regular file", path)
 	}
-	store, bucket, err := uploadStore(ctx, b)
+	store, bucket, err := g.uploadStore(ctx, b)
 	if err != nil {
 		return k, err
 	}

@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,19 +26,21 @@ import (
 	"github.com/slipway/slipway/tools/slipway/render"
 )
 
-// tempConfig reaches S3 with temporary keys the catalog issued.
-func tempConfig(c schemas.S3TemporaryCredentials) blob.Config {
-	return blob.Config{Endpoint: c.Endpoint, Region: c.Region, AccessKey: c.AccessKey, SecretKey: c.SecretKey, SessionToken: c.SessionToken}
+// tempConfig reaches S3 with temporary keys the catalog issued, trusting
+// the CLI's CA (--ca) when S3 speaks TLS with a certificate of the stack's.
+func (cl *client) tempConfig(c schemas.S3TemporaryCredentials) blob.Config {
+	return blob.Config{Endpoint: c.Endpoint, Region: c.Region, AccessKey: c.AccessKey, SecretKey: c.SecretKey,
+		SessionToken: c.SessionToken, CAFile: cl.ca}
 }
 
 // uploadStore is a store acting with the user's upload keys, and the
 // bucket they write to.
-func uploadStore(ctx context.Context, b *bus.Bus) (*blob.Store, string, error) {
+func (cl *client) uploadStore(ctx context.Context, b *bus.Bus) (*blob.Store, string, error) {
 	c, err := ask(ctx, b, schemas.QryCatalogUploadCreds, schemas.CatalogUploadCredsRequest{}, "upload keys")
 	if err != nil {
 		return nil, "", err
 	}
-	store, err := blob.New(tempConfig(c))
+	store, err := blob.New(cl.tempConfig(c))
 	if err != nil {
 		return nil, "", fmt.Errorf("s3 %s: %w", c.Endpoint, err)
 	}
@@ -44,12 +48,12 @@ func uploadStore(ctx context.Context, b *bus.Bus) (*blob.Store, string, error) {
 }
 
 // blobStore is a store whose temporary keys read image id's blob only.
-func blobStore(ctx context.Context, b *bus.Bus, id int64) (*blob.Store, schemas.S3TemporaryCredentials, error) {
+func (cl *client) blobStore(ctx context.Context, b *bus.Bus, id int64) (*blob.Store, schemas.S3TemporaryCredentials, error) {
 	c, err := ask(ctx, b, schemas.QryCatalogBlobCreds, schemas.CatalogBlobCredsRequest{ID: id}, fmt.Sprintf("S3 keys for image %d", id))
 	if err != nil {
 		return nil, c, err
 	}
-	store, err := blob.New(tempConfig(c))
+	store, err := blob.New(cl.tempConfig(c))
 	if err != nil {
 		return nil, c, fmt.Errorf("s3 %s: %w", c.Endpoint, err)
 	}
@@ -140,18 +144,23 @@ func newS3Cmd(g *globals) *cobra.Command {
 		Short: "Operator steps on the S3 server (MinIO)",
 		RunE:  unknownSubcommand,
 	}
-	var dir string
+	var (
+		dir        string
+		perService bool
+	)
 	provision := &cobra.Command{
-		Use:   "provision --dir DIR",
+		Use:   "provision --dir DIR [--per-service]",
 		Short: "Make the buckets and one MinIO user with a scoped policy per service; write their keys to DIR",
 		Long: `With MinIO's root keys (--s3-access-key/--s3-secret-key or
 SLIPWAY_S3_ACCESS_KEY/SLIPWAY_S3_SECRET_KEY), create the buckets of the layout
 (SLIPWAY_UPLOAD_BUCKET, SLIPWAY_DATASTORE_*_BUCKET, SLIPWAY_IMPORT_BUCKETS are
 read), and for each service that uses S3 a canned policy limited to what it
 does and a user bearing it. Each service's keys go to DIR/<service>.json
-(0600): point the service at it with SLIPWAY_S3_KEYS_FILE. Running it again
-keeps existing keys and rewrites the policies. The root keys are needed only
-here and by MinIO itself.`,
+(0600): point the service at it with SLIPWAY_S3_KEYS_FILE. With --per-service
+they go to DIR/<service>/` + serviceKeysFile + ` instead, owned by whoever owns
+DIR/<service> (the layout of "slipway identity init", one secrets volume per
+container, as compose mounts them). Running it again keeps existing keys and
+rewrites the policies. The root keys are needed only here and by MinIO itself.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if g.s3Access == "" || g.s3Secret == "" {
@@ -167,19 +176,51 @@ here and by MinIO itself.`,
 			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return err
 			}
-			keys, err := s3iam.Provision(cmd.Context(), g.blobConfig(), l, schemas.Services(), dir)
+			keysFile := func(svc string) string { return s3iam.KeysFile(dir, svc) }
+			if perService {
+				keysFile = func(svc string) string { return filepath.Join(dir, svc, serviceKeysFile) }
+			}
+			keys, err := s3iam.ProvisionTo(cmd.Context(), g.blobConfig(), l, schemas.Services(), keysFile)
 			if err != nil {
 				return err
 			}
 			for _, svc := range schemas.Services() {
-				if _, ok := keys[svc]; ok {
-					fmt.Fprintf(g.io.out, "%s\t%s\n", svc, s3iam.KeysFile(dir, svc))
+				if _, ok := keys[svc]; !ok {
+					continue
 				}
+				if perService {
+					if err := chownLikeDir(keysFile(svc)); err != nil {
+						return err
+					}
+				}
+				fmt.Fprintf(g.io.out, "%s\t%s\n", svc, keysFile(svc))
 			}
 			return nil
 		},
 	}
 	provision.Flags().StringVar(&dir, "dir", "", "directory of the services' keys files (made 0700)")
+	provision.Flags().BoolVar(&perService, "per-service", false, "write DIR/<service>/"+serviceKeysFile+", owned like DIR/<service> (compose's secrets volumes)")
 	cmd.AddCommand(provision)
 	return cmd
+}
+
+// serviceKeysFile is a service's S3 keys file in its own secrets directory
+// (s3 provision --per-service; compose's SLIPWAY_S3_KEYS_FILE).
+const serviceKeysFile = "s3.json"
+
+// chownLikeDir gives the file at path to the owner of its directory: the
+// uid its container runs as, which identity init gave the directory.
+func chownLikeDir(path string) error {
+	fi, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("%s: no owner to copy", filepath.Dir(path))
+	}
+	if err := os.Chown(path, int(st.Uid), int(st.Gid)); err != nil {
+		return fmt.Errorf("s3 keys %s: %w", path, err)
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -224,5 +225,47 @@ func TestS3Provision(t *testing.T) {
 	}
 	if err := st.EnsureBucket(context.Background(), "not-provisioned"); !blob.IsDenied(err) || !strings.Contains(err.Error(), "slipway s3 provision") {
 		t.Errorf("the builder's keys made a bucket: %v, want AccessDenied naming provisioning", err)
+	}
+}
+
+// TestS3ProvisionPerService: --per-service writes each service's keys into
+// its own directory, owned like that directory (compose's secrets volumes,
+// chowned by identity init), keeps them on a second run, and those keys
+// work.
+func TestS3ProvisionPerService(t *testing.T) {
+	s3 := testenv.MinIO(t)
+	dir := t.TempDir()
+	const uid, gid = 10002, 10002 // the builder's, in deploy/Dockerfile
+	if err := os.Mkdir(filepath.Join(dir, "builder"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(filepath.Join(dir, "builder"), uid, gid); err != nil {
+		t.Fatalf("chown (the tests run as root): %v", err)
+	}
+	flags := []string{"--s3-endpoint", s3.Endpoint, "--s3-access-key", s3.AccessKey, "--s3-secret-key", s3.SecretKey}
+	must(t, slipway(t, flags, "s3", "provision", "--per-service", "--dir", dir))
+	file := filepath.Join(dir, "builder", "s3.json")
+	fi, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != uid || st.Gid != gid || fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s: owner %d:%d mode %v, want %d:%d 0600", file, st.Uid, st.Gid, fi.Mode().Perm(), uid, gid)
+	}
+	first, err := blob.ReadKeys(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, slipway(t, flags, "s3", "provision", "--per-service", "--dir", dir))
+	again, err := blob.ReadKeys(file)
+	if err != nil || again != first {
+		t.Fatalf("second run changed the builder's keys (%v)", err)
+	}
+	st, err := blob.New(s3.BlobConfig().WithKeys(again))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Put(context.Background(), UploadBucket, "builds/1/x/disk.raw", strings.NewReader("b"), 1); err != nil {
+		t.Errorf("the builder's keys: %v", err)
 	}
 }
