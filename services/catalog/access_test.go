@@ -154,14 +154,28 @@ func (h *harness) as(b *bus.Bus, verb string, data any, answer string) error {
 	return err
 }
 
-// forbidden checks that err is the catalog's refusal with code forbidden,
-// saying who may not do what.
+// mustBeForbidden checks that err is the catalog's refusal with code
+// forbidden (of a command or a query), saying who may not do what.
 func mustBeForbidden(t *testing.T, what string, err error, says string) {
 	t.Helper()
-	var ce *bus.CallError
-	if !errors.As(err, &ce) || ce.Code != schemas.CodeForbidden || !strings.Contains(ce.Message, says) {
+	if msg, ok := forbiddenMessage(err); !ok || !strings.Contains(msg, says) {
 		t.Errorf("%s: %v, want a %s refusal saying %q", what, err, schemas.CodeForbidden, says)
 	}
+}
+
+// forbiddenMessage is what a refusal for want of a right says: a
+// command's failed event with code forbidden, or a query's 403; ok is
+// false for any other outcome.
+func forbiddenMessage(err error) (msg string, ok bool) {
+	var ce *bus.CallError
+	if errors.As(err, &ce) {
+		return ce.Message, ce.Code == schemas.CodeForbidden
+	}
+	var qe *bus.QueryError
+	if errors.As(err, &qe) {
+		return qe.Description, qe.Code == bus.CodeForbidden
+	}
+	return "", false
 }
 
 // TestUsersCannotTouchEachOthersImages walks OpenNebula's rules on a
