@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -9,6 +10,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/slipway/slipway/pkg/identity"
+	"github.com/slipway/slipway/schemas"
 )
 
 // The two benchmarks measure the same exchange: a command is published, its
@@ -57,13 +61,19 @@ func percentile(lat []time.Duration, p int) time.Duration {
 	return s[min(max(i-1, 0), len(s)-1)]
 }
 
-// measureBus runs n command → handler → event round trips through Bus.
+// measureBus runs n command → handler → event round trips through Bus on
+// an open server.
 func measureBus(b *testing.B, srv *server.Server, n int) []time.Duration {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	cli := newBus(b, srv, "cli")
 	// A command and an event of the contract: the bus refuses any other.
-	worker := newBus(b, srv, "converter")
+	return measureBuses(b, cli, newBus(b, srv, "converter"), cli, n)
+}
+
+// measureBuses runs n round trips: sender commands the converter, worker
+// (the converter) answers with an event, watcher receives it.
+func measureBuses(b *testing.B, sender, worker, watcher *Bus, n int) []time.Duration {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	stopW, err := worker.ConsumeCommands(ctx, func(ctx context.Context, m *Msg) error {
 		_, err := worker.Event(ctx, "converted", "1", m.Data, CausedBy(m.Envelope))
 		return err
@@ -73,7 +83,7 @@ func measureBus(b *testing.B, srv *server.Server, n int) []time.Duration {
 	}
 	defer stopW.Stop()
 	got := make(chan struct{}, 1)
-	stopE, err := cli.ConsumeEvents(ctx, "bench", []string{cli.EventSubject("converter", "converted", "*")},
+	stopE, err := watcher.ConsumeEvents(ctx, "bench", []string{watcher.EventSubject("converter", "converted", "*")},
 		func(context.Context, *Msg) error { got <- struct{}{}; return nil }, DeliverNew())
 	if err != nil {
 		b.Fatal(err)
@@ -81,9 +91,39 @@ func measureBus(b *testing.B, srv *server.Server, n int) []time.Duration {
 	defer stopE.Stop()
 	body := []byte(`{"name":"bench"}`)
 	return sample(b, n, func() error {
-		_, err := cli.Command(ctx, "converter", "import", body)
+		_, err := sender.Command(ctx, "converter", "import", body)
 		return err
 	}, got)
+}
+
+// BenchmarkAuthenticatedRoundTrip is the bus round trip on a server that
+// authenticates, as `slipway up` runs: each side holds its principal's JWT
+// (the catalog commands, the converter answers, an administrator
+// watches), and the server checks every publish and subscription against
+// its permissions. The baseline is the same exchange on an open server,
+// in the same run.
+func BenchmarkAuthenticatedRoundTrip(b *testing.B) {
+	n := max(b.N, benchSamples)
+	openLat := measureBus(b, startServer(b), n)
+	auth, err := identity.Open(filepath.Join(b.TempDir(), "identity"), "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := startServer(b, auth.ConfigureServer)
+	as := func(p identity.Principal, service string) *Bus { return authBus(b, auth, srv.ClientURL(), p, service) }
+	catalog := as(identity.Service(schemas.ServiceCatalog), schemas.ServiceCatalog)
+	if err := catalog.Setup(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	authLat := measureBuses(b, catalog, as(identity.Service(schemas.ServiceConverter), schemas.ServiceConverter),
+		as(identity.User("oneadmin", true), "cli"), n)
+	report(b, authLat)
+	p50, p99 := percentile(authLat, 50), percentile(authLat, 99)
+	openP50, openP99 := percentile(openLat, 50), percentile(openLat, 99)
+	b.ReportMetric(float64(p50)/float64(openP50), "x-open-p50")
+	b.ReportMetric(float64(p99)/float64(openP99), "x-open-p99")
+	b.Logf("authenticated p50 %s p99 %s; open server p50 %s p99 %s; ratio p50 %.2f p99 %.2f",
+		p50, p99, openP50, openP99, float64(p50)/float64(openP50), float64(p99)/float64(openP99))
 }
 
 // measureBare runs the same exchange with plain jetstream calls.

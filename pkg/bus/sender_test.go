@@ -14,7 +14,7 @@ import (
 )
 
 // authBus connects as p to a server that authenticates.
-func authBus(t *testing.T, auth *identity.Authority, url string, p identity.Principal, service string) *Bus {
+func authBus(t testing.TB, auth *identity.Authority, url string, p identity.Principal, service string) *Bus {
 	t.Helper()
 	creds, err := auth.Credentials(p, DefaultPrefix)
 	if err != nil {
