@@ -86,11 +86,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 		s.services.Wait()
 	})
 
-	s.nc, err = nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.nc.Close)
+	s.nc = testenv.Dial(t, natsURL)
 
 	cat := s.connect("catalog")
 	if err := cat.Setup(ctx); err != nil {
@@ -114,12 +110,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 
 func (s *stack) connect(service string) *bus.Bus {
 	s.t.Helper()
-	b, err := bus.Connect(s.ctx, bus.Config{URL: s.natsURL, Service: service, Sender: testenv.Sender(service)})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.t.Cleanup(b.Close)
-	return b
+	return testenv.Connect(s.t, s.ctx, s.natsURL, service)
 }
 
 func (s *stack) run(name string, fn func(ctx context.Context) error) {
@@ -168,18 +159,7 @@ func (s *stack) startContainerServices(guestInit string) {
 }
 
 // waitForService waits until the service answers NATS micro's PING.
-func (s *stack) waitForService(name string) {
-	s.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		msg, err := s.nc.Request("$SRV.PING."+name, nil, 500*time.Millisecond)
-		if err == nil && len(msg.Data) > 0 {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	s.t.Fatalf("service %s did not come up", name)
-}
+func (s *stack) waitForService(name string) { testenv.WaitForService(s.t, s.natsURL, name) }
 
 // slipway runs the CLI in-process against this stack, the way a user would.
 func (s *stack) slipway(args ...string) (stdout, stderr string, code int) {

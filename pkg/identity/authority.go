@@ -430,6 +430,16 @@ func auditorPermissions() jwt.Permissions {
 	return perm
 }
 
+// UnrestrictedOption authenticates a connection named name that may publish
+// and subscribe to anything in the account, with no response limits: an
+// operator's own tool, or a test's witness that plays the components a
+// test stands in for. The services never get one.
+func (a *Authority) UnrestrictedOption(name string) (nats.Option, error) {
+	return option(func(pub string) (string, error) {
+		return a.issue(Principal{Name: name}, pub, jwt.Permissions{})
+	})
+}
+
 // option makes a user key, has sign make its JWT and authenticates with
 // both, in memory.
 func option(sign func(pub string) (string, error)) (nats.Option, error) {

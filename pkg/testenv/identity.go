@@ -12,17 +12,6 @@ import (
 	"github.com/slipway/slipway/schemas"
 )
 
-// IdentityDir makes identity keys for a test's catalog (its IdentityDir):
-// with them it signs the JWTs of the users it creates.
-func IdentityDir(t testing.TB) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "identity")
-	if _, err := identity.Open(dir, "slipway-test"); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 // CreateUser has admin (a bus of the oneadmin group) create user name in
 // group ("" for users) through the catalog, as `slipway user create` does:
 // the key made here, its JWT from the catalog. Their credentials file is
@@ -47,15 +36,27 @@ func CreateUser(t testing.TB, ctx context.Context, admin *bus.Bus, name, group s
 
 // NewUser has admin (a bus of the oneadmin group) create user name in
 // group ("" for users) through the catalog, and returns a bus that sends
-// as them. On a server that authenticates no one the name is all it takes;
-// the catalog still knows the user, with their groups.
+// as them: with the credentials the catalog issued on a server NATS
+// started, by the name alone on one that authenticates no one (the catalog
+// still knows the user, with their groups).
 func NewUser(t testing.TB, ctx context.Context, admin *bus.Bus, url, name, group string) *bus.Bus {
 	t.Helper()
-	CreateUser(t, ctx, admin, name, group)
-	b, err := bus.Connect(ctx, bus.Config{URL: url, Service: "cli", Sender: name, Logger: slog.New(slog.DiscardHandler)})
+	key, created := CreateUser(t, ctx, admin, name, group)
+	cfg := bus.Config{URL: url, Service: "cli", Sender: name, Logger: slog.New(slog.DiscardHandler)}
+	if _, ok := authorityOf(url); ok {
+		creds, err := key.Credentials(created.JWT)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Sender, cfg.Credentials = "", WriteFile(t, filepath.Join(t.TempDir(), name+".creds"), string(creds))
+	}
+	b, err := bus.Connect(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
+	if b.Sender() != name {
+		t.Fatalf("%s's credentials send as %q", name, b.Sender())
+	}
 	return b
 }

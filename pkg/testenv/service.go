@@ -5,35 +5,26 @@ import (
 	"log/slog"
 	"testing"
 
-	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/identity"
 	"github.com/slipway/slipway/schemas"
 )
 
 // Connect connects a bus to the NATS server at url as service, with a
 // logger that discards, and closes it when the test ends. It sends as
-// Sender(service).
+// Sender(service), with that principal's credentials on a server NATS
+// started.
 func Connect(t testing.TB, ctx context.Context, url, service string) *bus.Bus {
 	t.Helper()
-	b, err := bus.Connect(ctx, bus.Config{URL: url, Service: service, Sender: Sender(service), Logger: slog.New(slog.DiscardHandler)})
+	b, err := bus.Connect(ctx, bus.Config{URL: url, Service: service, Sender: Sender(service), Logger: slog.New(slog.DiscardHandler)},
+		As(t, url, Principal(service))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
 	return b
-}
-
-// Sender is who a test's bus for service sends as: the service itself when
-// it is one of the contract's, else the oneadmin user (a test's client, on
-// a server that authenticates no one, acts as the administrator that
-// exists from the start).
-func Sender(service string) string {
-	if schemas.IsService(service) {
-		return service
-	}
-	return acl.AdminUser
 }
 
 // Command sends the command verb of service on b, with data, and returns
@@ -58,6 +49,35 @@ func Query[T any](t testing.TB, ctx context.Context, b *bus.Bus, service, endpoi
 	return reply
 }
 
+// WitnessBus connects a bus as service, sending as p, on the test's
+// witness connection (Dial), closed when the test ends.
+func WitnessBus(t testing.TB, ctx context.Context, url, service string, p identity.Principal) *bus.Bus {
+	t.Helper()
+	b, err := bus.New(Dial(t, url), bus.Config{Service: service, Sender: p.Name, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// Commander is who sends service's commands in the contract: the first
+// service its commands' schemas name as a sender (the catalog, for the
+// workers), else the oneadmin user.
+func Commander(service string) identity.Principal {
+	for _, m := range schemas.Messages() {
+		if m.Kind != schemas.KindCommand || m.Service != service {
+			continue
+		}
+		for _, sender := range m.Senders {
+			if schemas.IsService(sender) {
+				return identity.Service(sender)
+			}
+		}
+	}
+	return Principal("cli")
+}
+
 // Store returns a blob store on this server in which buckets exist.
 func (s S3) Store(t testing.TB, ctx context.Context, buckets ...string) *blob.Store {
 	t.Helper()
@@ -75,7 +95,10 @@ func (s S3) Store(t testing.TB, ctx context.Context, buckets ...string) *blob.St
 
 // Service is what one service under test runs on: its own NATS server,
 // the service's bus with the streams set up, a client bus (service "cli")
-// that sends commands and watches events, and a blob store.
+// that sends commands and watches events, and a blob store. The service
+// connects with its own credentials; the client stands in for whoever
+// commands it (Commander) and for an administrator asking its queries, so
+// it connects as the test's witness, sending as the commander.
 type Service struct {
 	URL    string // the NATS server's client URL
 	Bus    *bus.Bus
@@ -83,17 +106,18 @@ type Service struct {
 	Store  *blob.Store
 }
 
-// ServiceBus starts a NATS server for this test and connects to it the
-// bus of the service name, with the streams set up, and a client. Its
-// Store is nil.
+// ServiceBus starts a NATS server for this test, sets the streams up as
+// the catalog and connects to it the bus of the service name and a
+// client. Its Store is nil.
 func ServiceBus(t testing.TB, ctx context.Context, name string) Service {
 	t.Helper()
 	url, _ := NATS(t)
-	svc := Service{URL: url, Bus: Connect(t, ctx, url, name), Client: Connect(t, ctx, url, "cli")}
-	if err := svc.Bus.Setup(ctx); err != nil {
+	// The catalog sets the streams up, as it does in a stack: no other
+	// service may.
+	if err := Connect(t, ctx, url, schemas.ServiceCatalog).Setup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return svc
+	return Service{URL: url, Bus: Connect(t, ctx, url, name), Client: WitnessBus(t, ctx, url, "cli", Commander(name))}
 }
 
 // NewService is ServiceBus with a store on s3 in which buckets exist.

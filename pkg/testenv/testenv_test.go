@@ -20,7 +20,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/slipway/slipway/pkg/testenv"
@@ -121,18 +120,27 @@ func TestNewServiceAndDownload(t *testing.T) {
 	if ok, err := env.Store.Client().BucketExists(ctx, "bucket-a"); err != nil || !ok {
 		t.Fatalf("bucket-a: %v %v", ok, err)
 	}
-	sub, err := env.Bus.Conn().SubscribeSync("ping")
+	// The buses reach each other with their own credentials: the client
+	// hears the builder's events, and the server refuses the client an
+	// event of the builder's.
+	sub, err := env.Client.Conn().SubscribeSync("slipway.evt.builder.ping.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := env.Bus.Conn().Flush(); err != nil { // the server has the subscription
+	if err := env.Client.Conn().Flush(); err != nil { // the server has the subscription
 		t.Fatal(err)
 	}
-	if err := env.Client.Conn().Publish("ping", nil); err != nil {
+	if err := env.Bus.Conn().Publish("slipway.evt.builder.ping.1", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sub.NextMsg(5 * time.Second); err != nil {
-		t.Fatalf("the service bus did not hear the client: %v", err)
+		t.Fatalf("the client did not hear the service bus: %v", err)
+	}
+	if err := env.Client.Conn().Publish("slipway.evt.builder.ping.2", nil); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := sub.NextMsg(time.Second); err == nil {
+		t.Fatalf("the client published the builder's event %s", m.Subject)
 	}
 }
 
@@ -284,11 +292,7 @@ func TestWriteDiskOpenUpload(t *testing.T) {
 
 func TestSubscribe(t *testing.T) {
 	url, _ := testenv.NATS(t)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := testenv.Dial(t, url)
 	ch := testenv.Subscribe(t, nc, "a.>")
 	if err := nc.Publish("a.b", []byte("x")); err != nil {
 		t.Fatal(err)

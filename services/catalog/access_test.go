@@ -64,7 +64,7 @@ func newAuthHarness(t *testing.T, mutate ...func(*Config)) *harness {
 
 // connect connects as service (a service of the contract), as the auditor,
 // or else as oneadmin.
-func (a *testAuthority) connect(t *testing.T, ctx context.Context, url, service string) *bus.Bus {
+func (a *testAuthority) connect(t testing.TB, ctx context.Context, url, service string) *bus.Bus {
 	t.Helper()
 	var (
 		opt nats.Option

@@ -31,7 +31,7 @@ type dockerHarness struct {
 func newDockerHarness(t *testing.T, mutate ...func(*Config)) *dockerHarness {
 	h := newHarness(t, mutate...)
 	return &dockerHarness{harness: h, market: h.connect(marketService), builder: h.connect(builderService),
-		cmds: record(t, h.cli.Conn(), "slipway.cmd."+marketService+".>", "slipway.cmd."+builderService+".>")}
+		cmds: record(t, testenv.Dial(t, h.url), "slipway.cmd."+marketService+".>", "slipway.cmd."+builderService+".>")}
 }
 
 // command waits for the command verb of service about image id.

@@ -34,7 +34,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.RunWithMinIO(m, "catalog", &s3)) }
 // bus to send commands, a converter-side bus to send converter events, and
 // a recorder of everything published.
 type harness struct {
-	t         *testing.T
+	t         testing.TB
 	ctx       context.Context
 	url       string
 	cfg       Config
@@ -44,12 +44,12 @@ type harness struct {
 	blobs     *blob.Store
 	rec       *testenv.Recorder
 	stop      func()
-	auth      *testAuthority // nil: the server authenticates no one
+	auth      *testAuthority // nil: the keys of testenv.NATS's server
 	// credsOf are the credentials files of the users newUser made.
 	credsOf map[string]string
 }
 
-func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
+func newHarness(t testing.TB, mutate ...func(*Config)) *harness {
 	t.Helper()
 	url, _ := testenv.NATS(t)
 	return startHarness(t, url, nil, mutate...)
@@ -58,7 +58,7 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 // startHarness runs a catalog on the NATS server at url; with auth, the
 // server authenticates and every bus connects with credentials auth
 // issues (the catalog signs users' JWTs with it too).
-func startHarness(t *testing.T, url string, auth *testAuthority, mutate ...func(*Config)) *harness {
+func startHarness(t testing.TB, url string, auth *testAuthority, mutate ...func(*Config)) *harness {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
@@ -73,6 +73,8 @@ func startHarness(t *testing.T, url string, auth *testAuthority, mutate ...func(
 		VerifyDigest:      true,
 		Logger:            testenv.Logger(t, slog.LevelWarn),
 	}
+	// The catalog signs its users' JWTs with the keys the server trusts.
+	cfg.IdentityDir = testenv.ServerIdentityDir(t, url)
 	if auth != nil {
 		cfg.IdentityDir = auth.dir
 	}
@@ -86,13 +88,14 @@ func startHarness(t *testing.T, url string, auth *testAuthority, mutate ...func(
 	h := &harness{t: t, ctx: ctx, url: url, cfg: cfg, blobs: blobs, auth: auth}
 	h.cli = h.connect("cli")
 	h.converter = h.connect("converter")
-	// The recorder sees commands too: on a server that authenticates,
-	// only the auditor may.
-	watcher := h.cli
+	// The recorder sees commands too, which only a witness may.
+	var watcher *nats.Conn
 	if auth != nil {
-		watcher = h.connect(auditor)
+		watcher = h.connect(auditor).Conn()
+	} else {
+		watcher = testenv.Dial(t, url)
 	}
-	h.rec = record(t, watcher.Conn(), "slipway.evt.>", "slipway.cmd.converter.>")
+	h.rec = record(t, watcher, "slipway.evt.>", "slipway.cmd.converter.>")
 	h.start()
 	return h
 }
@@ -253,7 +256,7 @@ func (h *harness) put(url string, data []byte) {
 
 // record keeps every message on some subjects and checks each catalog
 // event against its schema.
-func record(t *testing.T, nc *nats.Conn, subjects ...string) *testenv.Recorder {
+func record(t testing.TB, nc *nats.Conn, subjects ...string) *testenv.Recorder {
 	t.Helper()
 	return testenv.Record(t, nc, func(m *nats.Msg) {
 		if strings.HasPrefix(m.Subject, "slipway.evt.catalog.") {
@@ -265,7 +268,7 @@ func record(t *testing.T, nc *nats.Conn, subjects ...string) *testenv.Recorder {
 	}, subjects...)
 }
 
-func mustJSON(t *testing.T, data []byte, v any) {
+func mustJSON(t testing.TB, data []byte, v any) {
 	t.Helper()
 	if err := json.Unmarshal(data, v); err != nil {
 		t.Fatalf("decode %s: %v", data, err)

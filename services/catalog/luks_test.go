@@ -34,7 +34,7 @@ import (
 // Per image, it can be told to fail, to report a wrong digest, or to hold
 // the job until the test releases it.
 type luksStandIn struct {
-	t   *testing.T
+	t   testing.TB
 	h   *harness
 	bus *bus.Bus
 

@@ -97,7 +97,7 @@ func (h *harness) converterCommands() int {
 // unlimited; the oneadmin user and group have none to set; user show
 // reports the limits and the usage.
 func TestQuotaImagesPerUser(t *testing.T) {
-	h := newAuthHarness(t)
+	h := newHarness(t)
 	alice := h.newUser("alice", "")
 	bob := h.newUser("bob", "")
 	h.setQuota("user", "alice", ptr(1), nil)
@@ -172,7 +172,7 @@ func TestQuotaImagesPerUser(t *testing.T) {
 // commit; an import whose size turns out too big ends in ERROR naming the
 // quota and its blob is deleted.
 func TestQuotaGroupAndSize(t *testing.T) {
-	h := newAuthHarness(t)
+	h := newHarness(t)
 	if err := h.as(h.cli, schemas.CommandCatalogGroupCreate, schemas.GroupCreate{Name: "devs"}, schemas.EventCatalogGroupCreated); err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +268,7 @@ func TestQuotaGroupAndSize(t *testing.T) {
 // TestQuotaLastSlotRace: eight creates race for alice's last slot through
 // a catalog that handles eight commands at once: exactly one passes.
 func TestQuotaLastSlotRace(t *testing.T) {
-	h := newAuthHarness(t, func(c *Config) { c.Concurrency = 8 })
+	h := newHarness(t, func(c *Config) { c.Concurrency = 8 })
 	alice := h.newUser("alice", "")
 	h.setQuota("user", "alice", ptr(2), nil)
 	if _, err := h.blankAs(alice, "first", 1); err != nil {
@@ -300,7 +300,7 @@ func TestQuotaLastSlotRace(t *testing.T) {
 // TestQuotaOnlyAdministrators: a user's user-quota or group-quota never
 // reaches the catalog (the server refuses the subject); oneadmin's does.
 func TestQuotaOnlyAdministrators(t *testing.T) {
-	h := newAuthHarness(t)
+	h := newHarness(t)
 	alice := h.newUser("alice", "")
 	for _, c := range []struct {
 		verb string
@@ -343,7 +343,7 @@ func TestQuotaOnlyAdministrators(t *testing.T) {
 // asker may use. alice owns a1; bob owns b1 (640: his group may use it)
 // and b2 (600); carol, of group devs, owns c1 (604: anyone may use it).
 func TestListFilters(t *testing.T) {
-	h := newAuthHarness(t)
+	h := newHarness(t)
 	if err := h.as(h.cli, schemas.CommandCatalogGroupCreate, schemas.GroupCreate{Name: "devs"}, schemas.EventCatalogGroupCreated); err != nil {
 		t.Fatal(err)
 	}

@@ -23,11 +23,11 @@ import (
 // it and a VM of hers may use it, and she still cannot delete it.
 func TestAliceWithTheNATSCLI(t *testing.T) {
 	natsBin := testenv.NeedRepoFile(t, "bin/nats", "run make tools")
-	h := newAuthHarness(t)
+	h := newHarness(t)
 	_, creds := h.newUserCreds("alice", "")
 	bob := h.newUser("bob", "")
 	img := h.bobsImage(bob)
-	commands := record(t, h.connect(auditor).Conn(), "slipway.cmd.catalog.>")
+	commands := record(t, testenv.Dial(t, h.url), "slipway.cmd.catalog.>")
 
 	natsCLI := func(args ...string) (string, error) {
 		t.Helper()

@@ -77,7 +77,7 @@ func readAll(st *blob.Store, bucket, key string) (string, error) {
 // keys write only under the asker's own prefix, and the catalog accepts a
 // staged path only there.
 func TestUsersReachBlobsOnlyThroughScopedGrants(t *testing.T) {
-	h := newAuthHarness(t)
+	h := newHarness(t)
 	h.withOwnS3Identity()
 	alice := h.newUser("alice", "")
 	bob := h.newUser("bob", "")

@@ -32,6 +32,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.RunWithMinIO(m, "converter", &s3))
 type harness struct {
 	t      *testing.T
 	ctx    context.Context
+	url    string // the NATS server's
 	cli    *bus.Bus
 	store  *blob.Store
 	events <-chan *nats.Msg
@@ -60,7 +61,7 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	testenv.LeftEmpty(t, cfg.TempDir)
 	svc := New(env.Bus, env.Store, cfg)
 	t.Cleanup(workertest.Start(t, svc.Run, svc.Ready()))
-	return &harness{t: t, ctx: ctx, cli: env.Client, store: env.Store, events: events, svc: svc}
+	return &harness{t: t, ctx: ctx, url: env.URL, cli: env.Client, store: env.Store, events: events, svc: svc}
 }
 
 // command sends a converter command and returns its ce-id.

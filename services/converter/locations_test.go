@@ -85,11 +85,7 @@ func rawPub(t *testing.T, h *harness, verb string, payload any, saga string) {
 		envelope.Envelope{ID: hex.EncodeToString(id), Type: envelope.Type(Name, verb), Source: "/nats-cli",
 			Time: time.Now(), CorrelationID: saga}.SetHeader(msg.Header)
 	}
-	nc, err := nats.Connect(h.cli.Conn().ConnectedUrl())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := testenv.Dial(t, h.url)
 	if err := nc.PublishMsg(msg); err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,8 @@ func TestConformance(t *testing.T) {
 	workertest.Run(t, workertest.Adapter{
 		Client: e.bus, Service: Name, Succeeded: "encrypted", Failed: "failed",
 		Start: func(t *testing.T) func() {
-			b, err := bus.Connect(context.Background(), bus.Config{URL: e.url, Service: Name, Logger: quiet()})
+			b, err := bus.Connect(context.Background(), bus.Config{URL: e.url, Service: Name, Logger: quiet()},
+				testenv.As(t, e.url, testenv.Principal(Name))...)
 			if err != nil {
 				t.Fatal(err)
 			}

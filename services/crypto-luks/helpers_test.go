@@ -55,11 +55,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := testenv.Dial(t, url)
 	b, err := bus.New(nc, bus.Config{Service: "test", Sender: testenv.Sender("test")})
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +94,8 @@ func (e *env) startServiceWith(keys *keywrap.Keyring, tune func(*Config)) {
 	e.t.Helper()
 	e.stopService()
 	b, err := bus.Connect(context.Background(), bus.Config{URL: e.url, Service: Name,
-		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(e.logs, testenv.Writer{T: e.root}), nil))})
+		Logger: slog.New(slog.NewTextHandler(io.MultiWriter(e.logs, testenv.Writer{T: e.root}), nil))},
+		testenv.As(e.t, e.url, testenv.Principal(Name))...)
 	if err != nil {
 		e.t.Fatal(err)
 	}

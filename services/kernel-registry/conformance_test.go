@@ -57,7 +57,7 @@ func TestConformance(t *testing.T) {
 			Opts: []bus.PubOption{bus.WithCorrelation(envelope.NewID())}}
 	}
 	workertest.Run(t, workertest.Adapter{
-		Client: s.cli, Service: Name, Succeeded: schemas.EventKernelRegistryAdded, Failed: schemas.EventKernelRegistryFailed,
+		Client: testenv.WitnessBus(t, s.ctx, s.url, "cli", testenv.Principal("cli")), Service: Name, Succeeded: schemas.EventKernelRegistryAdded, Failed: schemas.EventKernelRegistryFailed,
 		Start: func(t *testing.T) func() {
 			svc := New(s.connect(Name), store, Config{Config: worker.Config{TempDir: t.TempDir(), AckWait: 2 * time.Second,
 				Logger: s.log}, UploadBucket: s.uploads, FilesBucket: s.files, Initrd: initrdBin})

@@ -114,15 +114,7 @@ func (s *stack) run(name string, run func(context.Context) error, ready <-chan s
 	testenv.Start(s.t, s.ctx, name, run, ready)
 }
 
-func (s *stack) waitService(name string) {
-	s.t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if m, err := s.cli.Conn().Request("$SRV.PING."+name, nil, 500*time.Millisecond); err == nil && len(m.Data) > 0 {
-			return
-		}
-	}
-	s.t.Fatalf("%s did not come up", name)
-}
+func (s *stack) waitService(name string) { testenv.WaitForService(s.t, s.url, name) }
 
 // stage uploads data as the CLI does for kernel add and returns its s3://
 // URL.

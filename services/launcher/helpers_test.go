@@ -116,7 +116,7 @@ func (h *harness) startCatalog(sfx string) {
 			{Name: "files", Kind: catalog.KindFile, Bucket: "files-" + sfx, Types: []schemas.ImageType{"KERNEL", "RAMDISK", "CONTEXT"}},
 		},
 		UploadBucket: h.uploads, VerifyDigest: true, ReconcileInterval: time.Second,
-		IdentityDir: testenv.IdentityDir(h.t), Logger: testenv.Logger(h.t, slog.LevelWarn),
+		IdentityDir: testenv.ServerIdentityDir(h.t, h.url), Logger: testenv.Logger(h.t, slog.LevelWarn),
 	}
 	svc := catalog.New(b, h.blobs, cfg)
 	testenv.Start(h.t, h.ctx, "catalog", svc.Run, svc.Ready())
@@ -140,17 +140,7 @@ func (h *harness) startLauncher() {
 
 func (h *harness) stopLauncher() { h.launcherStop() }
 
-func (h *harness) waitService(name string) {
-	h.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if m, err := h.cli.Conn().Request("$SRV.PING."+name, nil, 500*time.Millisecond); err == nil && len(m.Data) > 0 {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	h.t.Fatalf("service %s did not come up", name)
-}
+func (h *harness) waitService(name string) { testenv.WaitForService(h.t, h.url, name) }
 
 // importFile stages a local file and registers it in the catalog, waiting
 // until the image is READY.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway/slipway/pkg/identity"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 )
@@ -39,8 +40,10 @@ func (h *harness) startCatalog() {
 		"SLIPWAY_S3_ACCESS_KEY="+s3.AccessKey,
 		"SLIPWAY_S3_SECRET_KEY="+s3.SecretKey,
 		"SLIPWAY_LOG_LEVEL=warn",
-		// Keys to sign the JWTs of the users the tests create.
-		"SLIPWAY_IDENTITY_DIR="+testenv.IdentityDir(h.t),
+		// It connects as the catalog, and signs the JWTs of the users the
+		// tests create with the keys the server trusts.
+		"SLIPWAY_NATS_CREDS="+testenv.CredentialsFile(h.t, h.url, identity.Service(schemas.ServiceCatalog)),
+		"SLIPWAY_IDENTITY_DIR="+testenv.ServerIdentityDir(h.t, h.url),
 	)
 	cmd.Stdout, cmd.Stderr = testenv.Writer{T: h.t}, testenv.Writer{T: h.t}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -58,7 +58,7 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 		f(&h.cfg)
 	}
 	h.cli = h.connect("cli")
-	h.rec = record(t, h.cli.Conn(), "slipway.evt.>", "slipway.cmd.>")
+	h.rec = record(t, testenv.Dial(t, url), "slipway.evt.>", "slipway.cmd.>") // commands: the witness alone may see them
 	h.start()
 	return h
 }

@@ -65,7 +65,9 @@ type Command struct {
 // Adapter is what the suite needs of one worker.
 type Adapter struct {
 	// Client is a bus on the worker's NATS server, not the worker's own;
-	// the suite publishes, queries and reads the streams through it.
+	// the suite publishes, queries, reads the streams and watches the
+	// worker's commands through it. On a server that authenticates, only
+	// a witness may do all that (testenv.WitnessBus).
 	Client *bus.Bus
 	// Service is the worker's name.
 	Service string

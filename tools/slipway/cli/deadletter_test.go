@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/identity"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 )
@@ -21,6 +22,8 @@ import (
 // group, answers its own --healthcheck while connected, and stops cleanly.
 func TestDeadLetterCommand(t *testing.T) {
 	url, srv := testenv.NATS(t)
+	// It runs as the catalog, whose forwarder it is (as in compose).
+	creds := testenv.CredentialsFile(t, url, identity.Service(schemas.ServiceCatalog))
 	sock := filepath.Join(t.TempDir(), "health.sock")
 	health := []string{"--nats-url", url, "dead-letter", "--healthcheck", "--health-addr", "unix:" + sock}
 	probe := func() (int, string) {
@@ -37,7 +40,7 @@ func TestDeadLetterCommand(t *testing.T) {
 	done := make(chan int, 1)
 	var stderr bytes.Buffer
 	go func() {
-		done <- execute(ctx, []string{"--nats-url", url, "dead-letter", "--health-addr", "unix:" + sock, "--log-format", "text"},
+		done <- execute(ctx, []string{"--nats-url", url, "--creds", creds, "dead-letter", "--health-addr", "unix:" + sock, "--log-format", "text"},
 			streams{in: strings.NewReader(""), out: &bytes.Buffer{}, err: &stderr})
 	}()
 	deadline := time.Now().Add(20 * time.Second)

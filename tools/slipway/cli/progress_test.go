@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -24,14 +23,7 @@ func TestFollowShowsAnyStepTheCatalogReports(t *testing.T) {
 	url, _ := testenv.NATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	connect := func(service string) *bus.Bus {
-		b, err := bus.Connect(ctx, bus.Config{URL: url, Service: service, Sender: testenv.Sender(service), Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(b.Close)
-		return b
-	}
+	connect := func(service string) *bus.Bus { return testenv.Connect(t, ctx, url, service) }
 	cli, catalog, converter := connect("cli"), connect(schemas.ServiceCatalog), connect(schemas.ServiceConverter)
 	if err := catalog.Setup(ctx); err != nil {
 		t.Fatal(err)
