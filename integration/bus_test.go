@@ -10,7 +10,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/schemas"
 )
 
 // TestBadCommandsOnTheBus publishes malformed and schema-invalid commands
@@ -82,7 +84,10 @@ func TestNatsCLI(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	natsCmd := func(args ...string) string {
 		t.Helper()
-		cmd := exec.Command(natsBin, append([]string{"--server", s.natsURL}, args...)...)
+		// As the README shows: oneadmin's credentials, replies on its own
+		// inbox.
+		cmd := exec.Command(natsBin, append([]string{"--server", s.natsURL, "--creds", s.adminCreds,
+			"--inbox-prefix", schemas.InboxPrefix(acl.AdminUser)}, args...)...)
 		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -13,7 +13,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/slipway/slipway/pkg/identity"
 	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/schemas"
 )
 
 // TestConverterKilledMidConversion runs the converter as a real process,
@@ -95,6 +97,7 @@ func (s *stack) startConverterProcess(bin, tmp, name string) *exec.Cmd {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(),
 		"SLIPWAY_NATS_URL="+s.natsURL,
+		"SLIPWAY_NATS_CREDS="+testenv.CredentialsFile(s.t, s.natsURL, identity.Service(schemas.ServiceConverter)),
 		"SLIPWAY_S3_ENDPOINT="+s.s3.Endpoint,
 		"SLIPWAY_S3_ACCESS_KEY="+s.s3.AccessKey,
 		"SLIPWAY_S3_SECRET_KEY="+s.s3.SecretKey,

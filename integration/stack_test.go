@@ -17,8 +17,10 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/nats-io/nats.go"
 
+	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/identity"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/pkg/worker"
@@ -33,13 +35,16 @@ import (
 // stack is one whole Slipway: a real in-process nats-server, a real MinIO
 // process, the catalog and the converter, each on its own bus connection.
 type stack struct {
-	t        testing.TB
-	natsURL  string
-	s3       testenv.S3
-	store    *blob.Store
-	nc       *nats.Conn
-	ctx      context.Context
-	services sync.WaitGroup
+	t       testing.TB
+	natsURL string
+	// adminCreds is oneadmin's credentials file: the CLI and the nats CLI
+	// use it, as they use slipway up's.
+	adminCreds string
+	s3         testenv.S3
+	store      *blob.Store
+	nc         *nats.Conn
+	ctx        context.Context
+	services   sync.WaitGroup
 
 	converterCancel context.CancelFunc
 	// guard is what the converter, market-dockerhub and the builder may
@@ -77,7 +82,8 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &stack{t: t, natsURL: natsURL, s3: s3, store: store, ctx: ctx}
+	s := &stack{t: t, natsURL: natsURL, s3: s3, store: store, ctx: ctx,
+		adminCreds: testenv.CredentialsFile(t, natsURL, identity.User(acl.AdminUser, true))}
 	if !opts.noFetchAllow {
 		s.guard = netguard.MustParse("127.0.0.0/8,::1/128")
 	}
@@ -167,6 +173,7 @@ func (s *stack) slipway(args ...string) (stdout, stderr string, code int) {
 	var out, errb bytes.Buffer
 	full := append([]string{
 		"--nats-url", s.natsURL,
+		"--creds", s.adminCreds,
 		"--s3-endpoint", s.s3.Endpoint,
 		"--s3-access-key", s.s3.AccessKey,
 		"--s3-secret-key", s.s3.SecretKey,

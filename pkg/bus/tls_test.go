@@ -63,7 +63,8 @@ func TestConnectTrustsOnlyTheGivenCA(t *testing.T) {
 	b.Close()
 
 	plain, _ := testenv.NATS(t)
-	b, err = bus.Connect(ctx, bus.Config{URL: plain, Service: "test", CAFile: ca.CertPath, ConnectTimeout: 10 * time.Second})
+	b, err = bus.Connect(ctx, bus.Config{URL: plain, Service: "test", Sender: testenv.Sender("test"), CAFile: ca.CertPath, ConnectTimeout: 10 * time.Second},
+		testenv.As(t, plain, testenv.Principal("test"))...)
 	if err != nil {
 		t.Fatalf("a plain server with a CA given: %v", err)
 	}

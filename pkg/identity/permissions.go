@@ -100,8 +100,9 @@ func (p Principal) InboxPrefix() string { return schemas.InboxPrefix(p.Name) }
 //     to decide: they publish only what is theirs);
 //   - a service: its own events, the queries it answers, and the
 //     JetStream API of what is its own and nothing else (JetStream);
-//   - an administrator: the whole JetStream API and the dead letters, to
-//     read and to forward (`slipway dead-letter`).
+//   - an administrator: the whole JetStream API, the dead letters, to
+//     read and to forward (`slipway dead-letter`), and the services'
+//     discovery (`nats micro ls|info|stats`: $SRV.PING, INFO, STATS).
 func (p Principal) Permissions(prefix string) jwt.Permissions {
 	var perm jwt.Permissions
 	for _, m := range schemas.Messages() {
@@ -121,7 +122,8 @@ func (p Principal) Permissions(prefix string) jwt.Permissions {
 		perm.Sub.Allow.Add(js.Sub...)
 	case p.Admin:
 		// And what `slipway dead-letter` needs to forward dead letters.
-		perm.Pub.Allow.Add("$JS.API.>", "$JS.ACK.>", "$JS.FC.>", prefix+".dlq.>")
+		perm.Pub.Allow.Add("$JS.API.>", "$JS.ACK.>", "$JS.FC.>", prefix+".dlq.>", "$SRV.PING", "$SRV.PING.>",
+			"$SRV.INFO", "$SRV.INFO.>", "$SRV.STATS", "$SRV.STATS.>")
 		perm.Sub.Allow.Add(prefix+".dlq.>", "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>")
 	}
 	return perm

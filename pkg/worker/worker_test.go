@@ -32,7 +32,8 @@ var errTerminal = errors.New("refused for good")
 
 type harness struct {
 	ctx     context.Context
-	b       *bus.Bus
+	b       *bus.Bus // the worker's
+	cli     *bus.Bus // sends its commands
 	w       *Worker
 	tracker Tracker[schemas.BuilderPhase, fakebuild.Status]
 	release chan struct{}
@@ -47,8 +48,10 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	b := testenv.ServiceBus(t, ctx, "builder").Bus
-	h := &harness{ctx: ctx, b: b, release: make(chan struct{}), started: make(chan struct{}, 10)}
+	env := testenv.ServiceBus(t, ctx, "builder")
+	b := env.Bus
+	// Commands come from the client, which sends as the catalog does.
+	h := &harness{ctx: ctx, b: b, cli: env.Client, release: make(chan struct{}), started: make(chan struct{}, 10)}
 	if cfg.TempDir == "" {
 		cfg.TempDir = t.TempDir()
 	}
@@ -121,7 +124,7 @@ func (h *harness) handle(ctx context.Context, m *bus.Msg) error {
 
 func (h *harness) send(t *testing.T, cmd command) {
 	t.Helper()
-	if _, err := h.b.Command(h.ctx, "builder", "build", cmd); err != nil {
+	if _, err := h.cli.Command(h.ctx, "builder", "build", cmd); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -227,7 +230,7 @@ func TestJobsQueryAndProgress(t *testing.T) {
 	var reply struct {
 		Jobs []fakebuild.Status `json:"jobs"`
 	}
-	cli := h.b // the same bus asks: Query validates the reply too
+	cli := h.cli // Query validates the reply too
 	if err := cli.Query(h.ctx, "builder", "jobs", nil, &reply); err != nil {
 		t.Fatal(err)
 	}
