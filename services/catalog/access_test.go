@@ -156,7 +156,7 @@ func (h *harness) as(b *bus.Bus, verb string, data any, answer string) error {
 
 // mustBeForbidden checks that err is the catalog's refusal with code
 // forbidden (of a command or a query), saying who may not do what.
-func mustBeForbidden(t *testing.T, what string, err error, says string) {
+func mustBeForbidden(t testing.TB, what string, err error, says string) {
 	t.Helper()
 	if msg, ok := forbiddenMessage(err); !ok || !strings.Contains(msg, says) {
 		t.Errorf("%s: %v, want a %s refusal saying %q", what, err, schemas.CodeForbidden, says)

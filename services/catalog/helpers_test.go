@@ -39,8 +39,9 @@ type harness struct {
 	url       string
 	cfg       Config
 	svc       *Service
-	cli       *bus.Bus // sends commands as the CLI does
-	converter *bus.Bus // sends converter events
+	cli       *bus.Bus            // sends commands as the CLI does
+	services  map[string]*bus.Bus // senderOf's, by service
+	converter *bus.Bus            // sends converter events
 	blobs     *blob.Store
 	rec       *testenv.Recorder
 	stop      func()
@@ -74,9 +75,10 @@ func startHarness(t testing.TB, url string, auth *testAuthority, mutate ...func(
 		Logger:            testenv.Logger(t, slog.LevelWarn),
 	}
 	// The catalog signs its users' JWTs with the keys the server trusts.
-	cfg.IdentityDir = testenv.ServerIdentityDir(t, url)
 	if auth != nil {
 		cfg.IdentityDir = auth.dir
+	} else {
+		cfg.IdentityDir = testenv.ServerIdentityDir(t, url)
 	}
 	for _, f := range mutate {
 		f(&cfg)

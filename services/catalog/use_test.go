@@ -35,10 +35,33 @@ func (h *harness) ready(req schemas.ImageCreate, data []byte) schemas.Image {
 	return h.mustShow(img.ID)
 }
 
-// call sends a command the way the launcher does (bus.Call) and returns
-// the answer.
+// call sends a command the way the launcher does (bus.Call), from whoever
+// may send it (senderOf), and returns the answer.
 func (h *harness) call(verb string, data any, answer string) (*bus.Msg, error) {
-	return h.callFrom(h.cli, verb, data, answer)
+	return h.callFrom(h.senderOf(verb), verb, data, answer)
+}
+
+// senderOf is a bus that may send the catalog's command verb: the CLI's
+// (oneadmin) when users or administrators send it, else one of the first
+// service its schema names (the launcher, for image-use and image-release).
+func (h *harness) senderOf(verb string) *bus.Bus {
+	h.t.Helper()
+	for _, m := range schemas.Messages() {
+		if m.Kind != schemas.KindCommand || m.Service != ServiceName || m.Name != verb {
+			continue
+		}
+		if slices.Contains(m.Senders, schemas.SenderUsers) || slices.Contains(m.Senders, schemas.SenderAdmins) || len(m.Senders) == 0 {
+			return h.cli
+		}
+		if h.services == nil {
+			h.services = map[string]*bus.Bus{}
+		}
+		if h.services[m.Senders[0]] == nil {
+			h.services[m.Senders[0]] = h.connect(m.Senders[0])
+		}
+		return h.services[m.Senders[0]]
+	}
+	return h.cli // not a command of the contract: the catalog answers that
 }
 
 // callFrom is call from another bus (another sender).
@@ -51,7 +74,7 @@ func (h *harness) callFrom(b *bus.Bus, verb string, data any, answer string) (*b
 // answer sends verb as the CLI does and returns its answer event, decoded,
 // or the refusal.
 func answer[T any](h *harness, verb string, data any, event string) (T, error) {
-	return answerFrom[T](h, h.cli, verb, data, event)
+	return answerFrom[T](h, h.senderOf(verb), verb, data, event)
 }
 
 // answerFrom is answer from another bus (another sender).

@@ -80,7 +80,8 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]" ]
 	noPassInKV(t, h, pass)
 
 	// An image whose secret crypto-luks no longer has.
-	if _, err := h.cli.Command(h.ctx, "crypto-luks", "secret-delete", schemas.CryptoLuksSecretDelete{Secret: secret, ImageID: enc.ID}); err != nil {
+	// (as the catalog, the one that may delete a secret)
+	if _, err := h.connect(schemas.ServiceCatalog).Command(h.ctx, "crypto-luks", "secret-delete", schemas.CryptoLuksSecretDelete{Secret: secret, ImageID: enc.ID}); err != nil {
 		t.Fatal(err)
 	}
 	priv, err := sealbox.GenerateKey()
@@ -140,7 +141,7 @@ func passphrase(t *testing.T, h *harness, secret string) string {
 // noPassInKV reads every value of the launcher's buckets.
 func noPassInKV(t *testing.T, h *harness, pass string) {
 	t.Helper()
-	js := h.cli.JetStream()
+	js := testenv.JetStream(t, h.url) // the witness reads every bucket
 	for _, bucket := range []string{"slipway_launcher_vms", "slipway_launcher_templates", "slipway_launcher_dedup"} {
 		kv, err := js.KeyValue(context.Background(), bucket)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -16,7 +17,7 @@ import (
 // launcher that died mid-way would have left it.
 func (h *harness) rewriteVM(id int64, change func(rec map[string]any)) {
 	h.t.Helper()
-	kv, err := h.cli.JetStream().KeyValue(h.ctx, "slipway_launcher_vms")
+	kv, err := testenv.JetStream(h.t, h.url).KeyValue(h.ctx, "slipway_launcher_vms") // the witness: no principal writes another's bucket
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -48,8 +49,9 @@ func TestRestartSettlesVMs(t *testing.T) {
 
 	// The catalog holds img for both VMs, as their PROLOGs would have
 	// left it.
+	asLauncher := h.connect(schemas.ServiceLauncher) // image-use is the launcher's to send
 	for _, vm := range []int64{running, prolog} {
-		if _, err := h.cli.Call(h.ctx, "catalog", "image-use", schemas.ImageUse{ID: img.ID, VMID: vm}, []string{"image-used"}); err != nil {
+		if _, err := asLauncher.Call(h.ctx, "catalog", "image-use", schemas.ImageUse{ID: img.ID, VMID: vm}, []string{"image-used"}); err != nil {
 			t.Fatal(err)
 		}
 	}
