@@ -66,13 +66,38 @@ func WitnessBus(t testing.TB, ctx context.Context, url, service string, p identi
 // workers), else the oneadmin user.
 func Commander(service string) identity.Principal {
 	for _, m := range schemas.Messages() {
-		if m.Kind != schemas.KindCommand || m.Service != service {
-			continue
-		}
-		for _, sender := range m.Senders {
-			if schemas.IsService(sender) {
-				return identity.Service(sender)
+		if m.Kind == schemas.KindCommand && m.Service == service {
+			if p := SenderOf(m); p.Service {
+				return p
 			}
+		}
+	}
+	return Principal("cli")
+}
+
+// SenderOf is who a test sends the command or query m as: oneadmin when
+// users or administrators may send it, else the first service its schema
+// names (the launcher for image-use, the catalog for resolve).
+func SenderOf(m schemas.Message) identity.Principal {
+	for _, s := range m.Senders {
+		if s == schemas.SenderUsers || s == schemas.SenderAdmins {
+			return Principal("cli")
+		}
+	}
+	for _, s := range m.Senders {
+		if schemas.IsService(s) {
+			return identity.Service(s)
+		}
+	}
+	return Principal("cli")
+}
+
+// CommandSender is SenderOf the command verb of service; oneadmin for a
+// verb the contract does not have (the service refuses it).
+func CommandSender(service, verb string) identity.Principal {
+	for _, m := range schemas.Messages() {
+		if m.Kind == schemas.KindCommand && m.Service == service && m.Name == verb {
+			return SenderOf(m)
 		}
 	}
 	return Principal("cli")
@@ -106,17 +131,23 @@ type Service struct {
 	Store  *blob.Store
 }
 
+// SetupStreams sets the streams up on the test server at url as the
+// catalog does in a stack: no other service may (a service started
+// alone waits for them).
+func SetupStreams(t testing.TB, ctx context.Context, url string) {
+	t.Helper()
+	if err := Connect(t, ctx, url, schemas.ServiceCatalog).Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // ServiceBus starts a NATS server for this test, sets the streams up as
 // the catalog and connects to it the bus of the service name and a
 // client. Its Store is nil.
 func ServiceBus(t testing.TB, ctx context.Context, name string) Service {
 	t.Helper()
 	url, _ := NATS(t)
-	// The catalog sets the streams up, as it does in a stack: no other
-	// service may.
-	if err := Connect(t, ctx, url, schemas.ServiceCatalog).Setup(ctx); err != nil {
-		t.Fatal(err)
-	}
+	SetupStreams(t, ctx, url)
 	return Service{URL: url, Bus: Connect(t, ctx, url, name), Client: WitnessBus(t, ctx, url, "cli", Commander(name))}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -41,27 +42,23 @@ func (h *harness) call(verb string, data any, answer string) (*bus.Msg, error) {
 	return h.callFrom(h.senderOf(verb), verb, data, answer)
 }
 
-// senderOf is a bus that may send the catalog's command verb: the CLI's
-// (oneadmin) when users or administrators send it, else one of the first
-// service its schema names (the launcher, for image-use and image-release).
+// senderOf is a bus that may send the catalog's command verb
+// (testenv.CommandSender): the CLI's (oneadmin) when users or
+// administrators send it, else one of the service its schema names (the
+// launcher, for image-use and image-release).
 func (h *harness) senderOf(verb string) *bus.Bus {
 	h.t.Helper()
-	for _, m := range schemas.Messages() {
-		if m.Kind != schemas.KindCommand || m.Service != ServiceName || m.Name != verb {
-			continue
-		}
-		if slices.Contains(m.Senders, schemas.SenderUsers) || slices.Contains(m.Senders, schemas.SenderAdmins) || len(m.Senders) == 0 {
-			return h.cli
-		}
-		if h.services == nil {
-			h.services = map[string]*bus.Bus{}
-		}
-		if h.services[m.Senders[0]] == nil {
-			h.services[m.Senders[0]] = h.connect(m.Senders[0])
-		}
-		return h.services[m.Senders[0]]
+	p := testenv.CommandSender(ServiceName, verb)
+	if !p.Service {
+		return h.cli
 	}
-	return h.cli // not a command of the contract: the catalog answers that
+	if h.services == nil {
+		h.services = map[string]*bus.Bus{}
+	}
+	if h.services[p.Name] == nil {
+		h.services[p.Name] = h.connect(p.Name)
+	}
+	return h.services[p.Name]
 }
 
 // callFrom is call from another bus (another sender).

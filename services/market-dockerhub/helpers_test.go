@@ -59,6 +59,7 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	}
 	h.cli = h.connect("cli")
 	h.rec = record(t, testenv.Dial(t, url), "slipway.evt.>", "slipway.cmd.>") // commands: the witness alone may see them
+	testenv.SetupStreams(t, ctx, url)
 	h.start()
 	return h
 }
@@ -76,7 +77,11 @@ func (h *harness) start() {
 
 func (h *harness) command(verb string, data any) envelope.Envelope {
 	h.t.Helper()
-	return testenv.Command(h.t, h.ctx, h.cli, ServiceName, verb, data)
+	b := h.cli
+	if p := testenv.CommandSender(ServiceName, verb); p.Service {
+		b = h.connect(p.Name) // resolve is the catalog's to send
+	}
+	return testenv.Command(h.t, h.ctx, b, ServiceName, verb, data)
 }
 
 // outcome waits for the event named event with the correlation of env.
