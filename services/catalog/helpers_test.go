@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,18 +35,19 @@ func TestMain(m *testing.M) { os.Exit(testenv.RunWithMinIO(m, "catalog", &s3)) }
 // bus to send commands, a converter-side bus to send converter events, and
 // a recorder of everything published.
 type harness struct {
-	t         testing.TB
-	ctx       context.Context
-	url       string
-	cfg       Config
-	svc       *Service
-	cli       *bus.Bus            // sends commands as the CLI does
-	services  map[string]*bus.Bus // senderOf's, by service
-	converter *bus.Bus            // sends converter events
-	blobs     *blob.Store
-	rec       *testenv.Recorder
-	stop      func()
-	auth      *testAuthority // nil: the keys of testenv.NATS's server
+	t          testing.TB
+	ctx        context.Context
+	url        string
+	cfg        Config
+	svc        *Service
+	cli        *bus.Bus            // sends commands as the CLI does
+	services   map[string]*bus.Bus // senderOf's, by service
+	servicesMu sync.Mutex
+	converter  *bus.Bus // sends converter events
+	blobs      *blob.Store
+	rec        *testenv.Recorder
+	stop       func()
+	auth       *testAuthority // nil: the keys of testenv.NATS's server
 	// credsOf are the credentials files of the users newUser made.
 	credsOf map[string]string
 }

@@ -52,6 +52,8 @@ func (h *harness) senderOf(verb string) *bus.Bus {
 	if !p.Service {
 		return h.cli
 	}
+	h.servicesMu.Lock() // tests race commands from several goroutines
+	defer h.servicesMu.Unlock()
 	if h.services == nil {
 		h.services = map[string]*bus.Bus{}
 	}
