@@ -104,7 +104,10 @@ func measureBuses(b *testing.B, sender, worker, watcher *Bus, n int) []time.Dura
 // in the same run.
 func BenchmarkAuthenticatedRoundTrip(b *testing.B) {
 	n := max(b.N, benchSamples)
-	openLat := measureBus(b, startServer(b), n)
+	// The same three connections on both servers: the catalog commands,
+	// the converter answers, a third watches.
+	open := startServer(b)
+	openLat := measureBuses(b, newBus(b, open, "catalog"), newBus(b, open, "converter"), newBus(b, open, "cli"), n)
 	auth, err := identity.Open(filepath.Join(b.TempDir(), "identity"), "bench")
 	if err != nil {
 		b.Fatal(err)
