@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/slipway/slipway/pkg/acl"
@@ -19,76 +18,25 @@ import (
 	"github.com/slipway/slipway/schemas"
 )
 
-// testAuthority is a NATS server that authenticates, and the keys it
-// trusts.
-type testAuthority struct {
-	dir  string
-	keys *identity.Authority
-	// srv runs on port with its store in store; restart replaces it.
-	srv   *server.Server
-	store string
-	port  int
-}
-
-// restart stops the server and starts it again on the same port and store,
-// from its configuration (the account's JWT without revocations).
-func (a *testAuthority) restart(t *testing.T) {
-	t.Helper()
-	a.srv.Shutdown()
-	a.srv.WaitForShutdown()
-	srv, err := testenv.NewNATSServer(a.store, a.port, a.keys.ConfigureServer)
+// restartNATS stops the test's server and starts it again on the same
+// port and store, from its configuration (the account's JWT without
+// revocations): clients reconnect to the same URL.
+func (h *harness) restartNATS() {
+	h.t.Helper()
+	port := h.nats.Addr().(*net.TCPAddr).Port
+	store := filepath.Dir(h.nats.StoreDir()) // the server adds "jetstream"
+	keys, err := identity.Load(h.cfg.IdentityDir, "slipway-test")
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
-	a.srv = srv
-}
-
-// auditor names the harness's witness: it sees every subject.
-const auditor = "auditor"
-
-func newAuthHarness(t *testing.T, mutate ...func(*Config)) *harness {
-	t.Helper()
-	a := &testAuthority{dir: filepath.Join(t.TempDir(), "identity")}
-	var err error
-	if a.keys, err = identity.Open(a.dir, "catalog-test"); err != nil {
-		t.Fatal(err)
-	}
-	a.store = t.TempDir()
-	if a.srv, err = testenv.NewNATSServer(a.store, -1, a.keys.ConfigureServer); err != nil {
-		t.Fatal(err)
-	}
-	a.port = a.srv.Addr().(*net.TCPAddr).Port
-	t.Cleanup(func() { a.srv.Shutdown(); a.srv.WaitForShutdown() })
-	return startHarness(t, a.srv.ClientURL(), a, mutate...)
-}
-
-// connect connects as service (a service of the contract), as the auditor,
-// or else as oneadmin.
-func (a *testAuthority) connect(t testing.TB, ctx context.Context, url, service string) *bus.Bus {
-	t.Helper()
-	var (
-		opt nats.Option
-		err error
-	)
-	p := identity.Service(service)
-	switch {
-	case service == auditor:
-		opt, err = a.keys.AuditorOption()
-	case p.Validate() != nil:
-		p = identity.User(acl.AdminUser, true)
-		fallthrough
-	default:
-		opt, err = a.keys.Option(p, bus.DefaultPrefix)
-	}
+	h.nats.Shutdown()
+	h.nats.WaitForShutdown()
+	srv, err := testenv.NewNATSServer(store, port, keys.ConfigureServer)
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
-	b, err := bus.Connect(ctx, bus.Config{URL: url, Service: service, Sender: p.Name, Logger: testenv.Logger(t, 0)}, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	return b
+	h.t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	h.nats = srv
 }
 
 // newUser has oneadmin create a user in group, as `slipway user create`
@@ -184,7 +132,7 @@ func forbiddenMessage(err error) (msg string, ok bool) {
 // use it and still not delete it; chown and chgrp need admin, which the
 // oneadmin group has; a deleted user's credentials are refused.
 func TestUsersCannotTouchEachOthersImages(t *testing.T) {
-	h := newAuthHarness(t)
+	h := newHarness(t)
 	alice := h.newUser("alice", "")
 	bob := h.newUser("bob", "")
 
@@ -264,7 +212,7 @@ func (h *harness) mustBeRefused(who, creds string) {
 // closed), the new one works and still sends as alice; the catalog, started
 // again, pushes the revocations again (the server may have restarted).
 func TestCredentialsReissuedAndRevoked(t *testing.T) {
-	h := newAuthHarness(t)
+	h := newHarness(t)
 	old := h.newUser("alice", "")
 	key, err := identity.NewUserKey()
 	if err != nil {
@@ -305,7 +253,7 @@ func TestCredentialsReissuedAndRevoked(t *testing.T) {
 	// A server started again from its configuration knows no revocation
 	// until the catalog, reconnected, pushes them again; and a catalog
 	// started again pushes them too.
-	h.auth.restart(t)
+	h.restartNATS()
 	if !testenv.Eventually(20*time.Second, 100*time.Millisecond, func() bool {
 		b, err := bus.Connect(h.ctx, bus.Config{URL: h.url, Service: "cli", Credentials: h.credsOf["alice"], Logger: testenv.Logger(t, 0), ConnectTimeout: 2 * time.Second})
 		if err == nil {
@@ -325,7 +273,7 @@ func TestCredentialsReissuedAndRevoked(t *testing.T) {
 // server drops the others' commands); a user sees themselves; groups list
 // their members; the built-in ones cannot go.
 func TestUsersAndGroups(t *testing.T) {
-	h := newAuthHarness(t)
+	h := newHarness(t)
 	alice := h.newUser("alice", "")
 	if u, err := bus.Ask(h.ctx, alice, schemas.QryCatalogUser, schemas.CatalogUserRequest{Name: "alice"}); err != nil || u.Group != acl.DefaultGroup {
 		t.Errorf("alice shows herself: %+v, %v", u, err)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/slipway/slipway/pkg/blob"
@@ -47,22 +48,14 @@ type harness struct {
 	blobs      *blob.Store
 	rec        *testenv.Recorder
 	stop       func()
-	auth       *testAuthority // nil: the keys of testenv.NATS's server
+	nats       *server.Server // testenv.NATS's; restartNATS replaces it
 	// credsOf are the credentials files of the users newUser made.
 	credsOf map[string]string
 }
 
 func newHarness(t testing.TB, mutate ...func(*Config)) *harness {
 	t.Helper()
-	url, _ := testenv.NATS(t)
-	return startHarness(t, url, nil, mutate...)
-}
-
-// startHarness runs a catalog on the NATS server at url; with auth, the
-// server authenticates and every bus connects with credentials auth
-// issues (the catalog signs users' JWTs with it too).
-func startHarness(t testing.TB, url string, auth *testAuthority, mutate ...func(*Config)) *harness {
-	t.Helper()
+	url, srv := testenv.NATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	sfx := testenv.Unique()
@@ -75,12 +68,8 @@ func startHarness(t testing.TB, url string, auth *testAuthority, mutate ...func(
 		ReconcileInterval: 100 * time.Millisecond,
 		VerifyDigest:      true,
 		Logger:            testenv.Logger(t, slog.LevelWarn),
-	}
-	// The catalog signs its users' JWTs with the keys the server trusts.
-	if auth != nil {
-		cfg.IdentityDir = auth.dir
-	} else {
-		cfg.IdentityDir = testenv.ServerIdentityDir(t, url)
+		// The catalog signs its users' JWTs with the keys the server trusts.
+		IdentityDir: testenv.ServerIdentityDir(t, url),
 	}
 	for _, f := range mutate {
 		f(&cfg)
@@ -89,26 +78,19 @@ func startHarness(t testing.TB, url string, auth *testAuthority, mutate ...func(
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, ctx: ctx, url: url, cfg: cfg, blobs: blobs, auth: auth}
+	h := &harness{t: t, ctx: ctx, url: url, cfg: cfg, blobs: blobs, nats: srv}
 	h.cli = h.connect("cli")
 	h.converter = h.connect("converter")
 	// The recorder sees commands too, which only a witness may.
-	var watcher *nats.Conn
-	if auth != nil {
-		watcher = h.connect(auditor).Conn()
-	} else {
-		watcher = testenv.Dial(t, url)
-	}
-	h.rec = record(t, watcher, "slipway.evt.>", "slipway.cmd.converter.>")
+	h.rec = record(t, testenv.Dial(t, url), "slipway.evt.>", "slipway.cmd.converter.>")
 	h.start()
 	return h
 }
 
+// connect connects as service (a service of the contract), or else as
+// oneadmin.
 func (h *harness) connect(service string) *bus.Bus {
 	h.t.Helper()
-	if h.auth != nil {
-		return h.auth.connect(h.t, h.ctx, h.url, service)
-	}
 	return testenv.Connect(h.t, h.ctx, h.url, service)
 }
 

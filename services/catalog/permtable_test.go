@@ -165,7 +165,7 @@ func TestPermissionTableWalk(t *testing.T) {
 		return
 	}
 
-	h := newAuthHarness(t)
+	h := newHarness(t)
 	h.withOwnS3Identity() // blob-creds: temporary keys need the catalog's own MinIO user
 	if err := h.as(h.cli, schemas.CommandCatalogGroupCreate, schemas.GroupCreate{Name: "devs"}, schemas.EventCatalogGroupCreated); err != nil {
 		t.Fatal(err)
