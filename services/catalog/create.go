@@ -154,14 +154,16 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 	}
 	id, sagaID := res.ImageID, res.SagaID
 	data := importData{ImageID: id, CommandID: m.Envelope.ID, Command: m.Subject, Dest: p.dest(id, sagaID), Staged: p.staged}
+	var quota *quotaView // read once: for the allowance, then for the record's check
 	if p.req.SizeMiB == 0 {
 		// An import whose size is known only once fetched.
-		if data.SizeLimit, data.SizeLimitedBy, err = s.sizeAllowance(ctx, p.ds.Name, id); err != nil {
+		if quota, err = s.newImageQuotas(ctx, p.ds.Name, id); err != nil {
 			return res, err
 		}
+		data.SizeLimit, data.SizeLimitedBy = quota.sizeAllowance(p.ds.Name, id)
 	}
 	start := func() error { return s.startCreate(ctx, p, sagaID, data) }
-	if err := s.register(ctx, m, res, start, s.record(p, id, sagaID)); err != nil {
+	if err := s.register(ctx, m, res, start, s.record(p, id, sagaID), quota); err != nil {
 		return res, err
 	}
 	switch {

@@ -135,7 +135,7 @@ func (s *Service) encrypt(ctx context.Context, m *bus.Msg, prior *processed) (pr
 		SourceID: src.ID, Source: src.Source, SourceFormat: src.Format,
 	}
 	start := func() error { return s.start(ctx, sagaID, KindEncrypt, id, d, d.Dest) }
-	if err := s.register(ctx, m, res, start, encryptedRecord(src, req, id, sagaID, s.cfg)); err != nil {
+	if err := s.register(ctx, m, res, start, encryptedRecord(src, req, id, sagaID, s.cfg), nil); err != nil {
 		return res, err
 	}
 	return res, s.sendLuks(ctx, m, sagaID, d)

@@ -325,8 +325,8 @@ func (s *Service) claimNewImage(ctx context.Context, m *bus.Msg) (*processed, er
 // quotas (else the name is released and the saga abandoned: nothing was
 // written to the store), and announced. Each step tolerates
 // having been done already, so a redelivery after a crash finishes the
-// job.
-func (s *Service) register(ctx context.Context, m *bus.Msg, ids processed, start func() error, rec *schemas.Image) error {
+// job. quota is what the caller read of the record's quotas, or nil.
+func (s *Service) register(ctx context.Context, m *bus.Msg, ids processed, start func() error, rec *schemas.Image, quota *quotaView) error {
 	if err := start(); err != nil {
 		return err
 	}
@@ -336,7 +336,7 @@ func (s *Service) register(ctx context.Context, m *bus.Msg, ids processed, start
 		}
 		return err
 	}
-	img, err := s.insertWithinQuota(ctx, rec)
+	img, err := s.insertWithinQuota(ctx, rec, quota)
 	if err != nil {
 		if isRefusal(err) {
 			_ = s.images.releaseName(ctx, rec.User, rec.Name, ids.ImageID)

@@ -20,7 +20,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -158,6 +157,33 @@ func existingOrNil[T any](ctx context.Context, st *kvstore.Store[string, T], nam
 	return v, err
 }
 
+// quotaView is what one quota check of an image reads: the quotas it
+// counts against, the revisions of their sequence keys (read before the
+// images are listed) and the images. Nothing more is read when no quota
+// limits the image.
+type quotaView struct {
+	holders []quotaHolder
+	revs    []uint64
+	all     []schemas.Image
+}
+
+// readQuotas reads the view a check of img needs.
+func (s *Service) readQuotas(ctx context.Context, img *schemas.Image) (*quotaView, error) {
+	hs, err := s.holders(ctx, img)
+	if err != nil || len(hs) == 0 {
+		return &quotaView{}, err
+	}
+	revs, err := s.quotaRevisions(ctx, hs)
+	if err != nil {
+		return nil, err
+	}
+	all, err := s.images.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &quotaView{holders: hs, revs: revs, all: all}, nil
+}
+
 // withinQuota runs write, which makes img visible in the images bucket
 // taking own, only if img fits every quota it counts against. Two checks
 // must not both take the last slot, and the images bucket has no
@@ -166,30 +192,26 @@ func existingOrNil[T any](ctx context.Context, st *kvstore.Store[string, T], nam
 // means another write got in between: the check runs again, now counting
 // that one too, and undo takes img back out if it no longer fits. A
 // racing check may so be refused by a write that is taken back: quotas
-// may be under-filled under contention, never exceeded.
-func (s *Service) withinQuota(ctx context.Context, img *schemas.Image, own usage, images bool, write, undo func() error) error {
+// may be under-filled under contention, never exceeded. The first check
+// uses v when the caller read it already (nil: it is read here); however
+// old, a bump over its revisions still fails if anything got in since.
+func (s *Service) withinQuota(ctx context.Context, img *schemas.Image, own usage, images bool, v *quotaView, write, undo func() error) error {
 	written := false
 	for try := range maxQuotaTries {
-		hs, err := s.holders(ctx, img)
-		if err != nil {
-			return err
+		if v == nil {
+			var err error
+			if v, err = s.readQuotas(ctx, img); err != nil {
+				return err
+			}
 		}
-		if len(hs) == 0 {
+		if len(v.holders) == 0 {
 			if written {
 				return nil
 			}
 			return write()
 		}
-		revs, err := s.quotaRevisions(ctx, hs)
-		if err != nil {
-			return err
-		}
-		all, err := s.images.List(ctx)
-		if err != nil {
-			return err
-		}
-		for _, h := range hs {
-			if err := h.admits(usageIn(all, h.owns, img.Datastore, img.ID), own, images); err != nil {
+		for _, h := range v.holders {
+			if err := h.admits(usageIn(v.all, h.owns, img.Datastore, img.ID), own, images); err != nil {
 				if written {
 					return errors.Join(err, undo())
 				}
@@ -202,9 +224,10 @@ func (s *Service) withinQuota(ctx context.Context, img *schemas.Image, own usage
 			}
 			written = true
 		}
-		if ok, err := s.bumpQuotas(ctx, hs, revs); err != nil || ok {
+		if ok, err := s.bumpQuotas(ctx, v.holders, v.revs); err != nil || ok {
 			return err
 		}
+		v = nil
 		if err := kvstore.Backoff(ctx, try); err != nil {
 			return err
 		}
@@ -253,12 +276,13 @@ func (s *Service) bumpQuotas(ctx context.Context, hs []quotaHolder, revs []uint6
 
 // insertWithinQuota stores a new LOCKED record if it fits its owner's and
 // its group's quotas, counting it as one image of its declared size (at
-// least 1 MB: an image whose size is not known yet still needs room).
-func (s *Service) insertWithinQuota(ctx context.Context, rec *schemas.Image) (*schemas.Image, error) {
+// least 1 MB: an image whose size is not known yet still needs room). v
+// is what the caller read of those quotas already, or nil.
+func (s *Service) insertWithinQuota(ctx context.Context, rec *schemas.Image, v *quotaView) (*schemas.Image, error) {
 	rec.User, rec.Group = s.owner(ctx)
 	own := usage{images: 1, sizeMB: max(sizeMB(rec.Size), 1)}
 	var img *schemas.Image
-	err := s.withinQuota(ctx, rec, own, true,
+	err := s.withinQuota(ctx, rec, own, true, v,
 		func() (err error) { img, err = s.insert(ctx, rec); return err },
 		func() error { return s.images.Purge(ctx, rec.ID) })
 	return img, err
@@ -283,39 +307,40 @@ func (s *Service) reserveSize(ctx context.Context, id int64, sagaID string, virt
 		})
 		return err
 	}
-	return s.withinQuota(ctx, img, usage{images: 1, sizeMB: sizeMB(virtualSize)}, false, write, func() error { return nil })
+	return s.withinQuota(ctx, img, usage{images: 1, sizeMB: sizeMB(virtualSize)}, false, nil, write, func() error { return nil })
 }
 
-// sizeAllowance is the largest virtual size (bytes) the SIZE quotas a new
-// image of the caller's in datastore ds counts against leave it, and which
-// quota leaves the least; 0 when none limits SIZE. It is advice for the
-// converter (a bigger import is refused before anything is stored); the
-// commit's check (reserveSize) is the one that counts.
-func (s *Service) sizeAllowance(ctx context.Context, ds string, id int64) (int64, string, error) {
+// newImageQuotas reads the quotas a new image id of the caller's in
+// datastore ds counts against, for sizeAllowance and then for the check
+// of its record (insertWithinQuota).
+func (s *Service) newImageQuotas(ctx context.Context, ds string, id int64) (*quotaView, error) {
 	user, group := s.owner(ctx)
-	img := &schemas.Image{ID: id, User: user, Group: group, Datastore: ds}
-	hs, err := s.holders(ctx, img)
-	if err != nil || !slices.ContainsFunc(hs, func(h quotaHolder) bool { return limited(h.limits.SizeMb) }) {
-		return 0, "", err
-	}
-	all, err := s.images.List(ctx)
-	if err != nil {
-		return 0, "", err
-	}
+	return s.readQuotas(ctx, &schemas.Image{ID: id, User: user, Group: group, Datastore: ds})
+}
+
+// sizeAllowance is the largest virtual size (bytes) the SIZE quotas of v
+// leave image id in datastore ds, and which quota leaves the least; 0
+// when none limits SIZE. It is advice for the converter (a bigger import
+// is refused before anything is stored); the commit's check (reserveSize)
+// is the one that counts.
+func (v *quotaView) sizeAllowance(ds string, id int64) (int64, string) {
 	var (
 		left int64 = -1
 		by   string
 	)
-	for _, h := range hs {
+	for _, h := range v.holders {
 		if !limited(h.limits.SizeMb) {
 			continue
 		}
-		l := max(h.limits.SizeMb-usageIn(all, h.owns, ds, id).sizeMB, 0)
+		l := max(h.limits.SizeMb-usageIn(v.all, h.owns, ds, id).sizeMB, 0)
 		if left < 0 || l < left {
 			left = l
 			by = fmt.Sprintf("%s %s's quota SIZE %d MB in datastore %s", h.kind, h.name, h.limits.SizeMb, ds)
 		}
 	}
+	if left < 0 {
+		return 0, ""
+	}
 	// 0 would mean "no limit" to the converter: one byte refuses all.
-	return max(left*mib, 1), by, nil
+	return max(left*mib, 1), by
 }
