@@ -75,6 +75,16 @@ func named[T any](ctx context.Context, st *kvstore.Store[string, T], what, name 
 	return v, err
 }
 
+// updateNamed changes with fn the user or group a command names; a
+// missing one is refused.
+func updateNamed[T any](ctx context.Context, st *kvstore.Store[string, T], what, name string, fn func(*T) error) (*T, error) {
+	v, _, err := st.Update(ctx, name, fn)
+	if errors.Is(err, kvstore.ErrNotFound) {
+		return nil, refuse("%s %q does not exist", what, name)
+	}
+	return v, err
+}
+
 // members lists the users in group g.
 func (a *accounts) members(ctx context.Context, g string) ([]string, error) {
 	users, err := a.users.List(ctx)
@@ -263,10 +273,7 @@ func (s *Service) groupMember(ctx context.Context, m *bus.Msg, group, user strin
 	if _, err := named(ctx, s.users.groups, "group", group); err != nil {
 		return err
 	}
-	if _, err := named(ctx, s.users.users, "user", user); err != nil {
-		return err
-	}
-	u, _, err := s.users.users.Update(ctx, user, func(u *schemas.User) error {
+	u, err := updateNamed(ctx, s.users.users, "user", user, func(u *schemas.User) error {
 		in := slices.Contains(u.Groups, group)
 		switch {
 		case add && in, !add && !in:

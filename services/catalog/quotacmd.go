@@ -6,7 +6,6 @@ package catalog
 import (
 	"cmp"
 	"context"
-	"errors"
 	"slices"
 
 	"github.com/slipway/slipway/pkg/acl"
@@ -76,9 +75,5 @@ func changeQuota[T any](ctx context.Context, s *Service, st *kvstore.Store[strin
 	if _, err := s.datastore(ds); err != nil {
 		return nil, err
 	}
-	v, _, err := st.Update(ctx, name, func(v *T) error { set(v); return nil })
-	if errors.Is(err, kvstore.ErrNotFound) {
-		return nil, refuse("%s %q does not exist", kind, name)
-	}
-	return v, err
+	return updateNamed(ctx, st, kind, name, func(v *T) error { set(v); return nil })
 }
