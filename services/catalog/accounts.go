@@ -295,12 +295,19 @@ func (s *Service) groupMember(ctx context.Context, m *bus.Msg, group, user strin
 
 // The accounts' queries.
 
-func (s *Service) queryUsers(ctx context.Context, _ schemas.CatalogUsersRequest) (schemas.CatalogUsersReply, error) {
+// usersAndImages lists the users, and the images their usage is counted
+// from.
+func (s *Service) usersAndImages(ctx context.Context) ([]schemas.User, []schemas.Image, error) {
 	users, err := s.users.users.List(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	all, err := s.images.List(ctx)
+	return users, all, err
+}
+
+func (s *Service) queryUsers(ctx context.Context, _ schemas.CatalogUsersRequest) (schemas.CatalogUsersReply, error) {
+	users, all, err := s.usersAndImages(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -344,11 +351,7 @@ func (s *Service) queryGroups(ctx context.Context, _ schemas.CatalogGroupsReques
 	if err != nil {
 		return nil, err
 	}
-	users, err := s.users.users.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	all, err := s.images.List(ctx)
+	users, all, err := s.usersAndImages(ctx)
 	if err != nil {
 		return nil, err
 	}
