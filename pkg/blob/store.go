@@ -171,6 +171,19 @@ func parseEndpoint(endpoint string, secure bool) (string, bool, error) {
 	return u.Host, u.Scheme == "https", nil
 }
 
+// EndpointURL is cfg's endpoint as scheme://host[:port], read as New reads
+// it: what a client of the server's other APIs (MinIO admin, STS) calls.
+func (c Config) EndpointURL() (string, error) {
+	host, secure, err := parseEndpoint(c.Endpoint, c.Secure)
+	if err != nil {
+		return "", err
+	}
+	if secure {
+		return "https://" + host, nil
+	}
+	return "http://" + host, nil
+}
+
 // Client returns the underlying minio-go client, for what Store does not wrap.
 func (s *Store) Client() *minio.Client { return s.client }
 

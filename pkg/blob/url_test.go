@@ -107,3 +107,26 @@ func TestNewValidates(t *testing.T) {
 		}
 	}
 }
+
+// Config.EndpointURL reads the endpoint as New does: the scheme a URL names wins
+// over Secure, a path or another scheme is refused.
+func TestConfigEndpointURL(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  blob.Config
+		want string
+	}{
+		{blob.Config{Endpoint: "h:1"}, "http://h:1"},
+		{blob.Config{Endpoint: " h:1 ", Secure: true}, "https://h:1"},
+		{blob.Config{Endpoint: "http://h:1/", Secure: true}, "http://h:1"},
+		{blob.Config{Endpoint: "https://h:1"}, "https://h:1"},
+	} {
+		if got, err := tc.cfg.EndpointURL(); err != nil || got != tc.want {
+			t.Errorf("EndpointURL(%+v) = %q, %v; want %q", tc.cfg, got, err, tc.want)
+		}
+	}
+	for _, ep := range []string{"", "ftp://h:1", "http://h:1/path", "http://"} {
+		if u, err := (blob.Config{Endpoint: ep}).EndpointURL(); err == nil {
+			t.Errorf("EndpointURL(%q) = %q, want an error", ep, u)
+		}
+	}
+}

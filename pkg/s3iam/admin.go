@@ -37,7 +37,7 @@ type Admin struct {
 // NewAdmin is a client of the admin API of the server cfg reaches, acting
 // with cfg's keys.
 func NewAdmin(cfg blob.Config) (*Admin, error) {
-	base, err := endpointURL(cfg)
+	base, err := cfg.EndpointURL()
 	if err != nil {
 		return nil, err
 	}
@@ -50,25 +50,6 @@ func NewAdmin(cfg blob.Config) (*Admin, error) {
 		return nil, err
 	}
 	return &Admin{base: base, access: cfg.AccessKey, secret: cfg.SecretKey, region: region, http: client}, nil
-}
-
-// endpointURL is cfg's endpoint as scheme://host[:port].
-func endpointURL(cfg blob.Config) (string, error) {
-	ep := strings.TrimSpace(cfg.Endpoint)
-	if ep == "" {
-		return "", fmt.Errorf("s3iam: empty S3 endpoint")
-	}
-	if strings.Contains(ep, "://") {
-		u, err := url.Parse(ep)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return "", fmt.Errorf("s3iam: S3 endpoint %q: want host:port or http(s)://host[:port]", ep)
-		}
-		return u.Scheme + "://" + u.Host, nil
-	}
-	if cfg.Secure {
-		return "https://" + ep, nil
-	}
-	return "http://" + ep, nil
 }
 
 // AddPolicy creates or replaces the canned policy name.

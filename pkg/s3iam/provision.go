@@ -65,10 +65,8 @@ func ProvisionTo(ctx context.Context, root blob.Config, l Layout, services []str
 	if err := waitInitialized(ctx, store, l.UploadBucket); err != nil {
 		return nil, fmt.Errorf("provision: %w", err)
 	}
-	for _, b := range l.Buckets() {
-		if err := store.EnsureBucket(ctx, b); err != nil {
-			return nil, fmt.Errorf("provision: %w", err)
-		}
+	if err := MakeBuckets(ctx, store, l); err != nil {
+		return nil, fmt.Errorf("provision: %w", err)
 	}
 	admin, err := NewAdmin(root)
 	if err != nil {
@@ -90,6 +88,17 @@ func ProvisionTo(ctx context.Context, root blob.Config, l Layout, services []str
 		out[svc] = k
 	}
 	return out, nil
+}
+
+// MakeBuckets creates those of the layout's buckets (Layout.Buckets) that
+// do not exist yet.
+func MakeBuckets(ctx context.Context, store *blob.Store, l Layout) error {
+	for _, b := range l.Buckets() {
+		if err := store.EnsureBucket(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // initTimeout bounds how long a MinIO that is live but still loading its

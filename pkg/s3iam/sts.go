@@ -34,7 +34,7 @@ func AssumeRole(ctx context.Context, parent blob.Config, session Policy, ttl tim
 	if err != nil {
 		return Temporary{}, err
 	}
-	base, err := endpointURL(parent)
+	base, err := parent.EndpointURL()
 	if err != nil {
 		return Temporary{}, err
 	}

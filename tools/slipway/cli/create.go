@@ -18,11 +18,6 @@ import (
 	"github.com/slipway/slipway/tools/slipway/render"
 )
 
-// UploadBucket is where a default deployment stages local files for the
-// catalog, which deletes them once the import is done (the CLI writes to
-// the bucket its upload keys name).
-const UploadBucket = "slipway-uploads"
-
 func newCreateCmd(g *globals) *cobra.Command {
 	var (
 		f       createFlags

@@ -205,7 +205,7 @@ func TestEndToEndCreateFromLocalFile(t *testing.T) {
 	if img.SHA256 == "" || img.SHA256 != sum {
 		t.Errorf("list sha256 %q, S3 object %s/%s has %q", img.SHA256, bucket, key, sum)
 	}
-	if staged, err := store.List(context.Background(), UploadBucket, "uploads/"); err != nil || len(staged) != 0 {
+	if staged, err := store.List(context.Background(), blob.DefaultUploadBucket, "uploads/"); err != nil || len(staged) != 0 {
 		t.Errorf("staged uploads left behind: %v %v", staged, err)
 	}
 

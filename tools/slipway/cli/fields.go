@@ -12,12 +12,7 @@ func writeInformation(w io.Writer, kind string, id int64, lines [][2]string) err
 	if _, err := fmt.Fprintf(w, "%s %d INFORMATION\n", kind, id); err != nil {
 		return err
 	}
-	for _, l := range lines {
-		if _, err := fmt.Fprintf(w, "%-15s: %s\n", l[0], l[1]); err != nil {
-			return err
-		}
-	}
-	return nil
+	return writeLines(w, lines)
 }
 
 // writeSection prints a titled block of "KEY : value" lines after a blank
@@ -29,6 +24,11 @@ func writeSection(w io.Writer, title string, lines [][2]string) error {
 	if _, err := fmt.Fprintf(w, "\n%s\n", title); err != nil {
 		return err
 	}
+	return writeLines(w, lines)
+}
+
+// writeLines prints "NAME: value" lines, the names padded into one column.
+func writeLines(w io.Writer, lines [][2]string) error {
 	for _, l := range lines {
 		if _, err := fmt.Fprintf(w, "%-15s: %s\n", l[0], l[1]); err != nil {
 			return err

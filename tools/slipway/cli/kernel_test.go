@@ -61,7 +61,7 @@ func TestKernelCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if left, err := rootStore.List(context.Background(), UploadBucket, "kernels/"); err != nil || len(left) != 0 {
+	if left, err := rootStore.List(context.Background(), blob.DefaultUploadBucket, "kernels/"); err != nil || len(left) != 0 {
 		t.Errorf("kernel uploads left behind: %v %v", left, err)
 	}
 

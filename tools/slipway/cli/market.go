@@ -136,15 +136,14 @@ func showMarket(w io.Writer, m schemas.Market) error {
 
 // newMarketChmodCmd changes a marketplace's bits (for the oneadmin group).
 func newMarketChmodCmd(c *client) *cobra.Command {
-	return newCatalogCmd[schemas.MarketDockerhubMarketChmod, schemas.Market](c, "chmod ID|NAME OCTAL",
-		"Change who may see a marketplace and import from it, e.g. 740 (for the oneadmin group)", cobra.ExactArgs(2),
-		schemas.CmdMarketDockerhubMarketChmod,
-		func(ctx context.Context, b *bus.Bus, a []string) (schemas.MarketDockerhubMarketChmod, error) {
-			if _, err := acl.ParseOctal(a[1]); err != nil {
-				return schemas.MarketDockerhubMarketChmod{}, err
-			}
-			m, err := findMarket(ctx, b, a[0])
-			return schemas.MarketDockerhubMarketChmod{ID: m.ID, Permissions: a[1]}, err
+	return chmodCmd[schemas.MarketDockerhubMarketChmod, schemas.Market](c,
+		"Change who may see a marketplace and import from it, e.g. 740 (for the oneadmin group)",
+		func(ctx context.Context, b *bus.Bus, ref string) (int64, error) {
+			m, err := findMarket(ctx, b, ref)
+			return m.ID, err
+		},
+		schemas.CmdMarketDockerhubMarketChmod, func(id int64, p string) schemas.MarketDockerhubMarketChmod {
+			return schemas.MarketDockerhubMarketChmod{ID: id, Permissions: p}
 		})
 }
 

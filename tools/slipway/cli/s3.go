@@ -36,20 +36,19 @@ func (cl *client) tempConfig(c schemas.S3TemporaryCredentials) blob.Config {
 // uploadStore is a store acting with the user's upload keys, and the
 // bucket they write to.
 func (cl *client) uploadStore(ctx context.Context, b *bus.Bus) (*blob.Store, string, error) {
-	c, err := ask(ctx, b, schemas.QryCatalogUploadCreds, schemas.CatalogUploadCredsRequest{}, "upload keys")
-	if err != nil {
-		return nil, "", err
-	}
-	store, err := blob.New(cl.tempConfig(c))
-	if err != nil {
-		return nil, "", fmt.Errorf("s3 %s: %w", c.Endpoint, err)
-	}
-	return store, c.Bucket, nil
+	store, c, err := tempStore(ctx, cl, b, schemas.QryCatalogUploadCreds, schemas.CatalogUploadCredsRequest{}, "upload keys")
+	return store, c.Bucket, err
 }
 
 // blobStore is a store whose temporary keys read image id's blob only.
 func (cl *client) blobStore(ctx context.Context, b *bus.Bus, id int64) (*blob.Store, schemas.S3TemporaryCredentials, error) {
-	c, err := ask(ctx, b, schemas.QryCatalogBlobCreds, schemas.CatalogBlobCredsRequest{ID: id}, fmt.Sprintf("S3 keys for image %d", id))
+	return tempStore(ctx, cl, b, schemas.QryCatalogBlobCreds, schemas.CatalogBlobCredsRequest{ID: id}, fmt.Sprintf("S3 keys for image %d", id))
+}
+
+// tempStore asks the catalog's query q for temporary keys (what names
+// them in an error) and is a store acting with them.
+func tempStore[Req any](ctx context.Context, cl *client, b *bus.Bus, q schemas.Qry[Req, schemas.S3TemporaryCredentials], req Req, what string) (*blob.Store, schemas.S3TemporaryCredentials, error) {
+	c, err := ask(ctx, b, q, req, what)
 	if err != nil {
 		return nil, c, err
 	}

@@ -111,7 +111,7 @@ func TestUsersHoldNoS3Key(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if staged, err := rootStore.List(context.Background(), UploadBucket, "uploads/"); err != nil || len(staged) != 0 {
+	if staged, err := rootStore.List(context.Background(), blob.DefaultUploadBucket, "uploads/"); err != nil || len(staged) != 0 {
 		t.Errorf("staged uploads left behind: %v %v", staged, err)
 	}
 
@@ -220,7 +220,7 @@ func TestS3Provision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Put(context.Background(), UploadBucket, "builds/1/x/disk.raw", strings.NewReader("b"), 1); err != nil {
+	if _, err := st.Put(context.Background(), blob.DefaultUploadBucket, "builds/1/x/disk.raw", strings.NewReader("b"), 1); err != nil {
 		t.Errorf("the builder's keys: %v", err)
 	}
 	if err := st.EnsureBucket(context.Background(), "not-provisioned"); !blob.IsDenied(err) || !strings.Contains(err.Error(), "slipway s3 provision") {
@@ -265,7 +265,7 @@ func TestS3ProvisionPerService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Put(context.Background(), UploadBucket, "builds/1/x/disk.raw", strings.NewReader("b"), 1); err != nil {
+	if _, err := st.Put(context.Background(), blob.DefaultUploadBucket, "builds/1/x/disk.raw", strings.NewReader("b"), 1); err != nil {
 		t.Errorf("the builder's keys: %v", err)
 	}
 }

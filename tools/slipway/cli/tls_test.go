@@ -71,7 +71,7 @@ func TestUpWithTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := untrusting.Client().BucketExists(ctx, up.UploadBucket); err == nil || !tlsca.IsUntrusted(err) {
+	if _, err := untrusting.Client().BucketExists(ctx, blob.DefaultUploadBucket); err == nil || !tlsca.IsUntrusted(err) {
 		t.Errorf("S3 client without the CA: %v, want an untrusted certificate", err)
 	}
 

@@ -244,6 +244,22 @@ func newPermissionCmds(c *client) []*cobra.Command {
 		schemas.CmdCatalogImageChgrp, func(id int64, g string) schemas.ImageChgrp { return schemas.ImageChgrp{ID: id, Group: g} })
 }
 
+// chmodCmd is "chmod ID|NAME OCTAL" of one kind of object: the bits are
+// checked before anything is sent, idOf resolves an ID or name, chmodOf
+// makes the payload; A is the answering record.
+func chmodCmd[M, A any](c *client, short string, idOf func(context.Context, *bus.Bus, string) (int64, error),
+	chmod schemas.Cmd[M], chmodOf func(id int64, perms string) M) *cobra.Command {
+	return newCatalogCmd[M, A](c, "chmod ID|NAME OCTAL", short, cobra.ExactArgs(2), chmod,
+		func(ctx context.Context, b *bus.Bus, a []string) (M, error) {
+			if _, err := acl.ParseOctal(a[1]); err != nil {
+				var none M
+				return none, err
+			}
+			id, err := idOf(ctx, b, a[0])
+			return chmodOf(id, a[1]), err
+		})
+}
+
 // permissionCmds are chmod, chown and chgrp of one kind of object (whose:
 // "an image's"): idOf resolves an ID or name, and each command's payload
 // is made from the ID and the arguments; A is the answering record.
@@ -252,15 +268,7 @@ func permissionCmds[M, O, G, A any](c *client, whose string, idOf func(context.C
 	chown schemas.Cmd[O], chownOf func(id int64, user, group string) O,
 	chgrp schemas.Cmd[G], chgrpOf func(id int64, group string) G) []*cobra.Command {
 	return []*cobra.Command{
-		newCatalogCmd[M, A](c, "chmod ID|NAME OCTAL", "Change "+whose+" permissions, e.g. 640 (owner um-, group u--)", cobra.ExactArgs(2), chmod,
-			func(ctx context.Context, b *bus.Bus, a []string) (M, error) {
-				if _, err := acl.ParseOctal(a[1]); err != nil {
-					var none M
-					return none, err
-				}
-				id, err := idOf(ctx, b, a[0])
-				return chmodOf(id, a[1]), err
-			}),
+		chmodCmd[M, A](c, "Change "+whose+" permissions, e.g. 640 (owner um-, group u--)", idOf, chmod, chmodOf),
 		newCatalogCmd[O, A](c, "chown ID|NAME USER [GROUP]", "Give "+strings.TrimSuffix(whose, "'s")+" to another user (and group)", cobra.RangeArgs(2, 3), chown,
 			func(ctx context.Context, b *bus.Bus, a []string) (O, error) {
 				id, err := idOf(ctx, b, a[0])

@@ -35,8 +35,6 @@ const (
 	DefaultMinIOAddr   = "127.0.0.1:9000"
 	DefaultConsoleAddr = "127.0.0.1:9001"
 	DefaultMinIOBin    = "./bin/minio"
-	// UploadBucket is where the CLI stages local files.
-	UploadBucket = "slipway-uploads"
 	// S3KeysDir, under the data directory (0700), keeps the MinIO child's
 	// root keys (root.json, used only by MinIO and provisioning) and one
 	// keys file per service (<service>.json), all 0600 and generated: no
@@ -302,10 +300,8 @@ func (s *Stack) sharedS3(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, b := range l.Buckets() {
-		if err := store.EnsureBucket(ctx, b); err != nil {
-			return fmt.Errorf("s3 %s: %w", s.cfg.S3.Endpoint, err)
-		}
+	if err := s3iam.MakeBuckets(ctx, store, l); err != nil {
+		return fmt.Errorf("s3 %s: %w", s.cfg.S3.Endpoint, err)
 	}
 	s.keys = map[string]blob.Config{}
 	for _, svc := range services {

@@ -134,7 +134,7 @@ func TestRunStartsAndStopsTheWholeStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, bucket := range []string{UploadBucket, "slipway-default"} {
+	for _, bucket := range []string{blob.DefaultUploadBucket, "slipway-default"} {
 		if ok, err := store.Client().BucketExists(context.Background(), bucket); err != nil || !ok {
 			t.Errorf("bucket %s: exists %v, %v", bucket, ok, err)
 		}
