@@ -128,6 +128,31 @@ func (a *Admin) doSealed(ctx context.Context, method, op string, q url.Values, v
 
 // do sends one signed admin request and reads its error, if any.
 func (a *Admin) do(ctx context.Context, method, op string, q url.Values, body []byte) error {
+	// A MinIO that has just started may answer its S3 API already and its
+	// admin API not yet (503, XMinioServerNotInitialized): wait that out,
+	// as Provision's waitInitialized does for the S3 API.
+	ctx, cancel := context.WithTimeout(ctx, initTimeout)
+	defer cancel()
+	for {
+		err := a.send(ctx, method, op, q, body)
+		var ae *AdminError
+		if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(initPoll):
+		}
+	}
+}
+
+// initPoll is how often an admin call is tried again while MinIO
+// initializes.
+const initPoll = 200 * time.Millisecond
+
+// send makes one signed admin request.
+func (a *Admin) send(ctx context.Context, method, op string, q url.Values, body []byte) error {
 	u := a.base + adminPrefix + op
 	if len(q) > 0 {
 		u += "?" + q.Encode()
