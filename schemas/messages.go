@@ -140,12 +140,11 @@ var services = sync.OnceValue(func() []string {
 
 // Lookup returns one message's description.
 func Lookup(kind, service, name string) (Message, bool) {
-	for _, r := range registry {
-		if r.kind == kind && r.service == service && r.name == name {
-			return r.message(), true
-		}
+	r := known()[[3]string{kind, service, name}]
+	if r == nil {
+		return Message{}, false
 	}
-	return Message{}, false
+	return r.message(), true
 }
 
 // Query is one query endpoint: the schemas of its request and of its reply.

@@ -2,7 +2,6 @@ package bus
 
 import (
 	"context"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -108,16 +107,8 @@ func BenchmarkAuthenticatedRoundTrip(b *testing.B) {
 	// the converter answers, a third watches.
 	open := startServer(b)
 	openLat := measureBuses(b, newBus(b, open, "catalog"), newBus(b, open, "converter"), newBus(b, open, "cli"), n)
-	auth, err := identity.Open(filepath.Join(b.TempDir(), "identity"), "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := startServer(b, auth.ConfigureServer)
+	auth, srv, catalog := authServer(b)
 	as := func(p identity.Principal, service string) *Bus { return authBus(b, auth, srv.ClientURL(), p, service) }
-	catalog := as(identity.Service(schemas.ServiceCatalog), schemas.ServiceCatalog)
-	if err := catalog.Setup(context.Background()); err != nil {
-		b.Fatal(err)
-	}
 	authLat := measureBuses(b, catalog, as(identity.Service(schemas.ServiceConverter), schemas.ServiceConverter),
 		as(identity.User("oneadmin", true), "cli"), n)
 	report(b, authLat)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/slipway/slipway/pkg/identity"
@@ -16,12 +17,8 @@ import (
 // authBus connects as p to a server that authenticates.
 func authBus(t testing.TB, auth *identity.Authority, url string, p identity.Principal, service string) *Bus {
 	t.Helper()
-	creds, err := auth.Credentials(p, DefaultPrefix)
-	if err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(t.TempDir(), p.Name+".creds")
-	if err := identity.WriteCredentials(path, creds); err != nil {
+	if err := auth.EnsureCredentials(path, p, DefaultPrefix); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -37,21 +34,31 @@ func authBus(t testing.TB, auth *identity.Authority, url string, p identity.Prin
 	return b
 }
 
-// TestSenderComesFromTheServer: on a server that authenticates, a query's
-// handler and a command's consumer learn who sent it from the subject the
-// server let that principal publish, and a bus that claims to be someone
-// else is refused.
-func TestSenderComesFromTheServer(t *testing.T) {
+// authServer starts a server that trusts only a fresh authority, and
+// connects the catalog to it, which sets the streams up.
+func authServer(t testing.TB) (*identity.Authority, *server.Server, *Bus) {
+	t.Helper()
 	auth, err := identity.Open(filepath.Join(t.TempDir(), "identity"), "bus-test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := startServer(t, auth.ConfigureServer)
-	ctx := testCtx(t)
 	catalog := authBus(t, auth, srv.ClientURL(), identity.Service(schemas.ServiceCatalog), schemas.ServiceCatalog)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	if err := catalog.Setup(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return auth, srv, catalog
+}
+
+// TestSenderComesFromTheServer: on a server that authenticates, a query's
+// handler and a command's consumer learn who sent it from the subject the
+// server let that principal publish, and a bus that claims to be someone
+// else is refused.
+func TestSenderComesFromTheServer(t *testing.T) {
+	auth, srv, catalog := authServer(t)
+	ctx := testCtx(t)
 	asked := make(chan string, 1)
 	svc, err := catalog.Serve("1.0.0", "test", map[string]QueryHandler{
 		schemas.QueryCatalogList: func(ctx context.Context, _ []byte) (any, error) {
@@ -89,12 +96,8 @@ func TestSenderComesFromTheServer(t *testing.T) {
 
 	// alice's credentials, bob's name: the server drops the command and
 	// the query, and the catalog never sees them.
-	creds, err := auth.Credentials(identity.User("alice", false), DefaultPrefix)
-	if err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(t.TempDir(), "alice-as-bob.creds")
-	if err := identity.WriteCredentials(path, creds); err != nil {
+	if err := auth.EnsureCredentials(path, identity.User("alice", false), DefaultPrefix); err != nil {
 		t.Fatal(err)
 	}
 	forger, err := Connect(ctx, Config{URL: srv.ClientURL(), Service: "cli", Sender: "bob", Credentials: path, Logger: quietLogger()})

@@ -32,11 +32,10 @@ const MaxControlLine = 64 << 10
 type Authority struct {
 	operator, system, account, signer nkeys.KeyPair
 	// The JWTs the server is given, signed at Open.
-	operatorClaims        *jwt.OperatorClaims
-	systemJWT, accountJWT string
-	systemPub, accountPub string
-	signerPub             string
-	operatorName          string
+	operatorClaims          *jwt.OperatorClaims
+	systemJWT, accountJWT   string
+	systemPub, accountPub   string
+	signerPub, operatorName string
 }
 
 // keyFiles are the seeds an authority keeps, by file name, with the kind of
@@ -136,8 +135,7 @@ func (a *Authority) sign() error {
 		return p
 	}
 	opPub := pub(a.operator)
-	a.systemPub, a.accountPub = pub(a.system), pub(a.account)
-	signerPub := pub(a.signer)
+	a.systemPub, a.accountPub, a.signerPub = pub(a.system), pub(a.account), pub(a.signer)
 	if err != nil {
 		return err
 	}
@@ -153,7 +151,6 @@ func (a *Authority) sign() error {
 	if a.systemJWT, err = sc.Encode(a.operator); err != nil {
 		return err
 	}
-	a.signerPub = signerPub
 	a.accountJWT, err = a.AccountJWT(nil)
 	return err
 }

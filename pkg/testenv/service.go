@@ -79,26 +79,23 @@ func Commander(service string) identity.Principal {
 // users or administrators may send it, else the first service its schema
 // names (the launcher for image-use, the catalog for resolve).
 func SenderOf(m schemas.Message) identity.Principal {
-	for _, s := range m.Senders {
-		if s == schemas.SenderUsers || s == schemas.SenderAdmins {
-			return Principal("cli")
-		}
+	admin := Principal("cli")
+	if admin.MaySend(m) {
+		return admin
 	}
 	for _, s := range m.Senders {
 		if schemas.IsService(s) {
 			return identity.Service(s)
 		}
 	}
-	return Principal("cli")
+	return admin
 }
 
 // CommandSender is SenderOf the command verb of service; oneadmin for a
 // verb the contract does not have (the service refuses it).
 func CommandSender(service, verb string) identity.Principal {
-	for _, m := range schemas.Messages() {
-		if m.Kind == schemas.KindCommand && m.Service == service && m.Name == verb {
-			return SenderOf(m)
-		}
+	if m, ok := schemas.Lookup(schemas.KindCommand, service, verb); ok {
+		return SenderOf(m)
 	}
 	return Principal("cli")
 }

@@ -100,11 +100,21 @@ func Sender(service string) string { return Principal(service).Name }
 // one.
 func As(t testing.TB, url string, p identity.Principal) []nats.Option {
 	t.Helper()
+	return authOptions(t, url, func(keys *identity.Authority) (nats.Option, error) {
+		return keys.Option(p, bus.DefaultPrefix)
+	})
+}
+
+// authOptions is the connect option that option makes with the keys of
+// the test server at url; nil options for a server that authenticates no
+// one.
+func authOptions(t testing.TB, url string, option func(*identity.Authority) (nats.Option, error)) []nats.Option {
+	t.Helper()
 	a, ok := authorityOf(url)
 	if !ok {
 		return nil
 	}
-	opt, err := a.keys.Option(p, bus.DefaultPrefix)
+	opt, err := option(a.keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,12 +125,8 @@ func As(t testing.TB, url string, p identity.Principal) []nats.Option {
 // file, 0600, for a program under test that reads one (--creds).
 func CredentialsFile(t testing.TB, url string, p identity.Principal) string {
 	t.Helper()
-	creds, err := mustAuthority(t, url).keys.Credentials(p, bus.DefaultPrefix)
-	if err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(t.TempDir(), p.Name+".creds")
-	if err := identity.WriteCredentials(path, creds); err != nil {
+	if err := mustAuthority(t, url).keys.EnsureCredentials(path, p, bus.DefaultPrefix); err != nil {
 		t.Fatal(err)
 	}
 	return path
@@ -136,14 +142,9 @@ const witness = "test-witness"
 // anything: the services under test still hold only their own rights.
 func Dial(t testing.TB, url string) *nats.Conn {
 	t.Helper()
-	var opts []nats.Option
-	if a, ok := authorityOf(url); ok {
-		opt, err := a.keys.UnrestrictedOption(witness)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts = append(opts, opt)
-	}
+	opts := authOptions(t, url, func(keys *identity.Authority) (nats.Option, error) {
+		return keys.UnrestrictedOption(witness)
+	})
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatalf("connect %s: %v", url, err)
