@@ -70,15 +70,6 @@ func (s *Service) queryShow(ctx context.Context, r schemas.MarketDockerhubShowRe
 	return mk, nil
 }
 
-// queryMayUse is mayUse for the asker of a query: 403 when they may not.
-func (s *Service) queryMayUse(ctx context.Context, mk *Market) error {
-	err := s.mayUse(ctx, bus.QuerySender(ctx), mk, "show")
-	if isDenied(err) {
-		return bus.Forbidden(err)
-	}
-	return err
-}
-
 func (s *Service) findMarket(ctx context.Context, id *int64, name string) (Market, error) {
 	return bus.ByIDOrName("marketplace", id, name,
 		func(id int64) (Market, error) {
