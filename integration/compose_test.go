@@ -87,14 +87,9 @@ func TestComposeFile(t *testing.T) {
 		if _, ok := project.Volumes["secrets-ca"]; !ok {
 			t.Error("volume secrets-ca missing")
 		}
-		if v := project.Services["catalog"].Environment["SLIPWAY_IDENTITY_DIR"]; v == nil || *v != "/run/slipway/identity" {
-			t.Errorf("catalog's SLIPWAY_IDENTITY_DIR = %v", v)
-		}
-		for svc, want := range map[string]string{"slipway": "/run/slipway/oneadmin.creds", "dead-letter": "/run/slipway/nats.creds"} {
-			if v := project.Services[svc].Environment["SLIPWAY_CREDS"]; v == nil || *v != want {
-				t.Errorf("%s's SLIPWAY_CREDS = %v, want %s", svc, v, want)
-			}
-		}
+		hasEnv(t, project, "catalog", "SLIPWAY_IDENTITY_DIR", "/run/slipway/identity")
+		hasEnv(t, project, "slipway", "SLIPWAY_CREDS", "/run/slipway/oneadmin.creds")
+		hasEnv(t, project, "dead-letter", "SLIPWAY_CREDS", "/run/slipway/nats.creds")
 		if !slices.Contains(project.Services["minio"].Command, "--certs-dir") {
 			t.Errorf("minio runs without --certs-dir: %v", project.Services["minio"].Command)
 		}
@@ -120,9 +115,7 @@ func TestComposeFile(t *testing.T) {
 		for _, svc := range []string{"catalog", "converter", "builder", "kernel-registry", "crypto-luks", "launcher"} {
 			dependsOn(t, project, svc, "s3-keys", types.ServiceConditionCompletedSuccessfully)
 			mountsVolume(t, keys, "secrets-"+svc, "/secrets/"+svc)
-			if v := project.Services[svc].Environment["SLIPWAY_S3_KEYS_FILE"]; v == nil || *v != "/run/slipway/s3.json" {
-				t.Errorf("%s's SLIPWAY_S3_KEYS_FILE = %v, want /run/slipway/s3.json", svc, v)
-			}
+			hasEnv(t, project, svc, "SLIPWAY_S3_KEYS_FILE", "/run/slipway/s3.json")
 		}
 	})
 
@@ -216,9 +209,7 @@ func TestComposeFile(t *testing.T) {
 				t.Errorf("build arg %s = %v, want %s", k, v, want)
 			}
 		}
-		if v := local.Services["catalog"].Environment["SLIPWAY_NATS_URL"]; v == nil || *v != "tls://127.0.0.1:14222" {
-			t.Errorf("SLIPWAY_NATS_URL does not follow SLIPWAY_NATS_PORT: %v", v)
-		}
+		hasEnv(t, local, "catalog", "SLIPWAY_NATS_URL", "tls://127.0.0.1:14222") // follows SLIPWAY_NATS_PORT
 		for name, s := range project.Services {
 			if strings.Contains(s.Image, "minio/mc") {
 				t.Errorf("%s uses %s: the catalog creates the buckets", name, s.Image)
@@ -268,6 +259,14 @@ func mountsVolume(t *testing.T, s types.ServiceConfig, source, target string) {
 		return v.Source == source && v.Target == target
 	}) {
 		t.Errorf("%s does not mount volume %s at %s", s.Name, source, target)
+	}
+}
+
+// hasEnv checks that service svc of p is given key=want.
+func hasEnv(t *testing.T, p *types.Project, svc, key, want string) {
+	t.Helper()
+	if v := p.Services[svc].Environment[key]; v == nil || *v != want {
+		t.Errorf("%s's %s = %v, want %s", svc, key, v, want)
 	}
 }
 

@@ -353,19 +353,20 @@ func (c *composeStack) fetchCA() {
 func (c *composeStack) checkTLSAndAuth(natsPort int) {
 	c.t.Helper()
 	url := fmt.Sprintf("tls://127.0.0.1:%d", natsPort)
-	if nc, err := nats.Connect(url, nats.NoReconnect()); err == nil || !tlsca.IsUntrusted(err) {
+	natsRefuses := func(what, want string, refused func(error) bool, opts ...nats.Option) {
+		c.t.Helper()
+		nc, err := nats.Connect(url, append(opts, nats.NoReconnect())...)
 		if nc != nil {
 			nc.Close()
 		}
-		c.t.Errorf("NATS without the CA: %v, want an untrusted certificate", err)
-	}
-	if nc, err := nats.Connect(url, nats.NoReconnect(), nats.RootCAs(c.ca)); !errors.Is(err, nats.ErrAuthorization) {
-		if nc != nil {
-			nc.Close()
+		if err == nil || !refused(err) {
+			c.t.Errorf("NATS %s: %v, want %s", what, err, want)
 		}
-		c.t.Errorf("NATS with the CA, without credentials: %v, want an authorization violation", err)
 	}
-	plain, err := blob.New(blob.Config{Endpoint: fmt.Sprintf("https://127.0.0.1:%d", c.s3Port), AccessKey: "slipway", SecretKey: c.s3Secret})
+	natsRefuses("without the CA", "an untrusted certificate", tlsca.IsUntrusted)
+	natsRefuses("with the CA, without credentials", "an authorization violation",
+		func(err error) bool { return errors.Is(err, nats.ErrAuthorization) }, nats.RootCAs(c.ca))
+	plain, err := blob.New(c.s3Config(""))
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -374,10 +375,16 @@ func (c *composeStack) checkTLSAndAuth(natsPort int) {
 	}
 }
 
+// s3Config reaches the stack's MinIO from the host with its root keys,
+// trusting caFile ("": the system's roots only).
+func (c *composeStack) s3Config(caFile string) blob.Config {
+	return blob.Config{Endpoint: fmt.Sprintf("https://127.0.0.1:%d", c.s3Port), AccessKey: "slipway", SecretKey: c.s3Secret, CAFile: caFile}
+}
+
 // download reads an s3:// object of the stack's MinIO into path.
 func (c *composeStack) download(url, path string) {
 	c.t.Helper()
-	store, err := blob.New(blob.Config{Endpoint: fmt.Sprintf("https://127.0.0.1:%d", c.s3Port), AccessKey: "slipway", SecretKey: c.s3Secret, CAFile: c.ca})
+	store, err := blob.New(c.s3Config(c.ca))
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -20,12 +20,37 @@ import (
 
 // senderOf is m's sender as a user, with the groups the catalog records;
 // ok is false for a service (trusted with what the server lets it send)
-// and for a sender the catalog does not know.
+// and for a sender the catalog does not know. A command asks the catalog
+// once: authorize, the restricted attributes and the new object's group
+// all read the answer handle left in ctx (withSender).
 func (s *Service) senderOf(ctx context.Context, m *bus.Msg) (u acl.User, ok bool, err error) {
 	if bus.UserOf(m) == "" {
 		return acl.User{}, false, nil
 	}
-	return s.userNamed(ctx, m.Sender)
+	memo, _ := ctx.Value(senderKey{}).(*sender)
+	if memo != nil && memo.known {
+		return memo.user, memo.ok, nil
+	}
+	u, ok, err = s.userNamed(ctx, m.Sender)
+	if err == nil && memo != nil {
+		*memo = sender{user: u, ok: ok, known: true}
+	}
+	return u, ok, err
+}
+
+// sender is the catalog's answer about a command's sender, once asked.
+type sender struct {
+	user  acl.User
+	ok    bool
+	known bool
+}
+
+type senderKey struct{}
+
+// withSender is ctx with room for the answer about its command's sender:
+// handle gives each command its own.
+func withSender(ctx context.Context) context.Context {
+	return context.WithValue(ctx, senderKey{}, &sender{})
 }
 
 // userNamed is user name with the groups the catalog records; ok is false
@@ -47,15 +72,18 @@ func (s *Service) fromAdmin(ctx context.Context, m *bus.Msg) (bool, error) {
 // its own is the administrators'.
 func (s *Service) ownership(ctx context.Context, m *bus.Msg, onBehalfOf string) (user, group, perms string, err error) {
 	user, group, perms = acl.AdminUser, acl.AdminGroup, acl.New(acl.DefaultUmask).Octal()
+	var u acl.User
+	var ok bool
 	switch {
 	case bus.UserOf(m) != "":
 		user = m.Sender
+		u, ok, err = s.senderOf(ctx, m)
 	case onBehalfOf != "":
 		user = onBehalfOf
+		u, ok, err = s.userNamed(ctx, user)
 	default:
 		return user, group, perms, nil
 	}
-	u, ok, err := s.userNamed(ctx, user)
 	if err != nil {
 		return "", "", "", err
 	}

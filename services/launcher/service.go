@@ -274,6 +274,7 @@ func (s *Service) handle(ctx context.Context, m *bus.Msg) error {
 	if err := schemas.Validate(schemas.KindCommand, Name, m.Name, m.Data); err != nil {
 		return s.reject(ctx, m, &refusal{err: err})
 	}
+	ctx = withSender(ctx)
 	if err := s.authorize(ctx, m); err != nil {
 		if isRefusal(err) {
 			return s.reject(ctx, m, err)

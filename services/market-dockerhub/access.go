@@ -8,7 +8,6 @@ package marketdockerhub
 
 import (
 	"context"
-	"errors"
 
 	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/bus"
@@ -54,14 +53,25 @@ func (s *Service) asker(ctx context.Context, sender string) (u acl.User, service
 	return u, false, err
 }
 
-// mayUse checks that sender may use mk: a refusal (code forbidden) when
-// not, for a command (op names it) or a query (403).
-func (s *Service) mayUse(ctx context.Context, sender string, mk *Market, op string) error {
-	u, service, err := s.asker(ctx, sender)
-	if err != nil || service {
-		return err
+// mayUse checks that u (service: a service, which may) may use mk: nil,
+// or package acl's refusal for operation op.
+func mayUse(u acl.User, service bool, mk *Market, op string) error {
+	if service {
+		return nil
 	}
 	return acl.Check(u, marketObject(mk), acl.Use, op)
+}
+
+// queryMayUse is mayUse for the asker of a query: 403 when they may not.
+func (s *Service) queryMayUse(ctx context.Context, mk *Market) error {
+	u, service, err := s.asker(ctx, bus.QuerySender(ctx))
+	if err != nil {
+		return err
+	}
+	if err := mayUse(u, service, mk, "show"); err != nil {
+		return bus.Forbidden(err)
+	}
+	return nil
 }
 
 // visibleMarkets are the marketplaces of all that the asker of a query may
@@ -73,15 +83,9 @@ func (s *Service) visibleMarkets(ctx context.Context, all []Market) (map[int64]b
 	}
 	out := map[int64]bool{}
 	for i := range all {
-		if service || acl.Allowed(u, marketObject(&all[i]), acl.Use) {
+		if mayUse(u, service, &all[i], "list") == nil {
 			out[all[i].ID] = true
 		}
 	}
 	return out, nil
-}
-
-// isDenied reports whether err is package acl's refusal.
-func isDenied(err error) bool {
-	var d *acl.Denied
-	return errors.As(err, &d)
 }

@@ -72,11 +72,12 @@ func (s *Service) importedApp(ctx context.Context, m *bus.Msg, req AppImport) (M
 	if err != nil {
 		return mk, App{}, err
 	}
-	if err := s.mayUse(ctx, m.Sender, &mk, m.Name); err != nil {
-		if isDenied(err) {
-			return mk, App{}, &refusal{bus.WithCode(schemas.CodeForbidden, err)}
-		}
+	u, service, err := s.asker(ctx, m.Sender)
+	if err != nil {
 		return mk, App{}, err
+	}
+	if err := mayUse(u, service, &mk, m.Name); err != nil {
+		return mk, App{}, &refusal{bus.WithCode(schemas.CodeForbidden, err)}
 	}
 	app, err := s.store.app(ctx, req.MarketID, req.App)
 	if errors.Is(err, ErrNotFound) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/slipway/slipway/pkg/bus"
@@ -69,15 +70,6 @@ func (s *Service) queryShow(ctx context.Context, r schemas.MarketDockerhubShowRe
 	return mk, nil
 }
 
-// queryMayUse is mayUse for the asker of a query: 403 when they may not.
-func (s *Service) queryMayUse(ctx context.Context, mk *Market) error {
-	err := s.mayUse(ctx, bus.QuerySender(ctx), mk, "show")
-	if isDenied(err) {
-		return bus.Forbidden(err)
-	}
-	return err
-}
-
 func (s *Service) findMarket(ctx context.Context, id *int64, name string) (Market, error) {
 	return bus.ByIDOrName("marketplace", id, name,
 		func(id int64) (Market, error) {
@@ -91,14 +83,33 @@ func (s *Service) findMarket(ctx context.Context, id *int64, name string) (Marke
 // queryApps answers the apps of one marketplace, or of all the asker may
 // use, whose name or description contains the filter.
 func (s *Service) queryApps(ctx context.Context, r schemas.MarketDockerhubAppsRequest) (schemas.MarketDockerhubAppsReply, error) {
-	if r.MarketID != nil {
-		mk, err := s.findMarket(ctx, r.MarketID, "")
+	apps, err := s.visibleApps(ctx, r.MarketID)
+	if err != nil {
+		return nil, err
+	}
+	out := make(schemas.MarketDockerhubAppsReply, 0, len(apps))
+	f := strings.ToLower(r.Filter)
+	for _, a := range apps {
+		if f == "" || strings.Contains(strings.ToLower(a.Name), f) || strings.Contains(strings.ToLower(a.Description), f) {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// visibleApps are the apps of marketplace market when the asker may use
+// it (403 when not), or, when market is nil, of every marketplace they
+// may use. Either way the catalog is asked about the asker once.
+func (s *Service) visibleApps(ctx context.Context, market *int64) ([]App, error) {
+	if market != nil {
+		mk, err := s.findMarket(ctx, market, "")
 		if err != nil {
 			return nil, err
 		}
 		if err := s.queryMayUse(ctx, &mk); err != nil {
 			return nil, err
 		}
+		return s.store.appsOf(ctx, *market)
 	}
 	markets, err := s.store.markets.List(ctx)
 	if err != nil {
@@ -108,21 +119,11 @@ func (s *Service) queryApps(ctx context.Context, r schemas.MarketDockerhubAppsRe
 	if err != nil {
 		return nil, err
 	}
-	apps, err := s.appsIn(ctx, r.MarketID)
+	apps, err := s.store.apps.List(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make(schemas.MarketDockerhubAppsReply, 0, len(apps))
-	f := strings.ToLower(r.Filter)
-	for _, a := range apps {
-		if !visible[a.MarketID] {
-			continue
-		}
-		if f == "" || strings.Contains(strings.ToLower(a.Name), f) || strings.Contains(strings.ToLower(a.Description), f) {
-			out = append(out, a)
-		}
-	}
-	return out, nil
+	return slices.DeleteFunc(apps, func(a App) bool { return !visible[a.MarketID] }), nil
 }
 
 // appsIn lists the apps of marketplace market, or of every marketplace
