@@ -86,11 +86,19 @@ func TestComposeStack(t *testing.T) {
 		t.Log("launcher: no group-accessible /dev/kvm, QEMU runs on TCG")
 	}
 
+	// A run killed before its cleanup (the engine's data root is cached)
+	// leaves the project's volumes: a catalog that remembers its images.
+	c.clearLeftovers()
+
 	// 1. Build every image (one at a time: with the classic builder, and
 	// no buildx, parallel builds would each compile the go stage).
 	step := time.Now()
 	c.compose(30*time.Minute, []string{"COMPOSE_PARALLEL_LIMIT=1"}, "--profile", "cli", "build")
 	t.Logf("compose build: %s", time.Since(step).Round(time.Second))
+	// Every build leaves the images it replaced untagged, and with vfs each
+	// is a full copy: the cached data root grew past 50 GB in a day of runs.
+	// Only layers still under a tagged image serve the next build's cache.
+	c.e.docker(context.Background(), nil, nil, "image", "prune", "--force")
 
 	// 2. Start the stack and wait until every service is healthy.
 	step = time.Now()
@@ -454,6 +462,23 @@ func (c *composeStack) diagnose() string {
 	ps, _, _ := c.run(time.Minute, nil, "ps", "--all")
 	logs, _, _ := c.run(time.Minute, nil, "logs", "--no-color", "--tail", "15")
 	return "compose ps:\n" + ps + "\ncompose logs (last lines of each):\n" + logs
+}
+
+// clearLeftovers removes what a killed run of the test left of the
+// project (containers, volumes), so the stack starts from nothing, and
+// says so when there was something.
+func (c *composeStack) clearLeftovers() {
+	label := "label=com.docker.compose.project=" + composeProject
+	containers := strings.Fields(c.e.docker(context.Background(), nil, nil, "ps", "--all", "--quiet", "--filter", label))
+	volumes := strings.Fields(c.e.docker(context.Background(), nil, nil, "volume", "ls", "--quiet", "--filter", label))
+	if len(containers)+len(volumes) == 0 {
+		return
+	}
+	c.t.Logf("removing what an earlier run left: %d containers, volumes %s", len(containers), strings.Join(volumes, " "))
+	c.compose(5*time.Minute, nil, "--profile", "cli", "down", "--volumes", "--remove-orphans", "--timeout", "10")
+	if left := strings.TrimSpace(c.e.docker(context.Background(), nil, nil, "volume", "ls", "--quiet", "--filter", label)); left != "" {
+		c.t.Fatalf("volumes of an earlier run survive down -v: %s", left)
+	}
 }
 
 // down runs `docker compose down -v` and checks nothing of the project is

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -126,6 +127,10 @@ func (e *engine) startDockerd(dockerd string) {
 		t.Fatal(err)
 	}
 	e.execRoot = execRoot
+	e.reapOrphans()
+	if err := os.WriteFile(filepath.Join(e.cache, "exec-root"), []byte(execRoot), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	e.log = filepath.Join(execRoot, "dockerd.log")
 	logf, err := os.Create(e.log)
 	if err != nil {
@@ -168,6 +173,31 @@ func (e *engine) startDockerd(dockerd string) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+}
+
+// reapOrphans ends what a run killed before its cleanup left of its
+// engine: that run wrote its exec root into the cache, and this one holds
+// the cache's lock, so a dockerd, containerd or shim still naming that
+// root is an orphan. Left running, it keeps the data root busy and the
+// new dockerd's containerd fails to start.
+func (e *engine) reapOrphans() {
+	t := e.t
+	b, err := os.ReadFile(filepath.Join(e.cache, "exec-root"))
+	old := strings.TrimSpace(string(b))
+	if err != nil || old == "" || old == e.execRoot || !strings.HasPrefix(filepath.Base(old), "swd-") {
+		return
+	}
+	if pids := processIDsMentioning(old); len(pids) > 0 {
+		t.Logf("killing %d processes an earlier run's dockerd left (exec root %s)", len(pids), old)
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		testenv.Eventually(30*time.Second, 200*time.Millisecond, func() bool { return len(processIDsMentioning(old)) == 0 })
+	}
+	for _, m := range append(mountsUnder(old), mountsUnder(filepath.Join(e.cache, "docker"))...) {
+		_ = syscall.Unmount(m, syscall.MNT_DETACH)
+	}
+	_ = os.RemoveAll(old)
 }
 
 // stopDockerd ends the daemon (it stops its containerd), then checks that
@@ -728,13 +758,40 @@ func firstNonEmpty(s ...string) string {
 // processesMentioning lists the processes whose command line contains s.
 func processesMentioning(s string) []string {
 	var out []string
+	for _, p := range cmdlinesMentioning(s) {
+		out = append(out, fmt.Sprintf("%d: %s", p.pid, p.cmdline))
+	}
+	return out
+}
+
+// processIDsMentioning lists the IDs of the processes whose command line
+// contains s.
+func processIDsMentioning(s string) []int {
+	var out []int
+	for _, p := range cmdlinesMentioning(s) {
+		out = append(out, p.pid)
+	}
+	return out
+}
+
+type cmdline struct {
+	pid     int
+	cmdline string
+}
+
+func cmdlinesMentioning(s string) []cmdline {
+	var out []cmdline
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
 		if err != nil || !bytes.Contains(b, []byte(s)) {
 			continue
 		}
-		out = append(out, filepath.Base(filepath.Dir(p))+": "+strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " "))
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		out = append(out, cmdline{pid, strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " ")})
 	}
 	return out
 }
