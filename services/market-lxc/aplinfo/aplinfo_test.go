@@ -222,3 +222,61 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestVerifyHashReadsOnlyTheSignedText(t *testing.T) {
+	s := marketfake.NewSigner(t, "TurnKey Linux Release Key")
+	keyring, err := pgpverify.ReadKeyring(s.PublicKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := "debian-12-turnkey-core_18.0-1_amd64.tar.gz"
+	s256, s512 := strings.Repeat("a1", 32), strings.Repeat("b2", 64)
+	lines := "    $ sha256sum " + file + "\n      " + s256 + "  " + file + "\n\n    $ sha512sum " + file + "\n      " + s512 + "  " + file + "\n"
+	sums, err := aplinfo.VerifyHash(keyring, s.Clearsign(t, []byte(lines)), file)
+	if err != nil || sums.SHA256 != s256 || sums.SHA512 != s512 {
+		t.Fatalf("sums = %+v, %v", sums, err)
+	}
+	// Sums outside the signed block are never read.
+	outside := append([]byte(lines), s.Clearsign(t, []byte("nothing here\n"))...)
+	if _, err := aplinfo.VerifyHash(keyring, outside, file); err == nil {
+		t.Error("sums written outside the signed block were trusted")
+	}
+	// Two different sums for the file in the signed text.
+	twice := lines + "      " + strings.Repeat("c3", 32) + "  " + file + "\n"
+	if _, err := aplinfo.VerifyHash(keyring, s.Clearsign(t, []byte(twice)), file); err == nil || !strings.Contains(err.Error(), "two different sha256") {
+		t.Errorf("two sums: err = %v", err)
+	}
+	// Only a sha256 line.
+	if _, err := aplinfo.VerifyHash(keyring, s.Clearsign(t, []byte("      "+s256+"  "+file+"\n")), file); err == nil {
+		t.Error("a hash without its sha512 line was accepted")
+	}
+}
+
+func TestFetchRefusesAHugeIndex(t *testing.T) {
+	raw := marketfake.NewRawChunked(t, map[string]int64{"pve/aplinfo.dat": aplinfo.MaxIndex + 1})
+	_, err := aplinfo.Fetch(context.Background(), http.DefaultClient, raw.URL+"pve/aplinfo.dat", aplinfo.Options{})
+	if err == nil || !strings.Contains(err.Error(), "larger than its cap") {
+		t.Fatalf("err = %v", err)
+	}
+	for _, bad := range []string{"file:///aplinfo.dat", "http://u:p@x/aplinfo.dat", "aplinfo.dat"} {
+		if _, err := aplinfo.Fetch(context.Background(), http.DefaultClient, bad, aplinfo.Options{}); err == nil {
+			t.Errorf("index URL %q accepted", bad)
+		}
+	}
+}
+
+func FuzzVerifyHash(f *testing.F) {
+	s := marketfake.NewSigner(f, "TurnKey Linux Release Key")
+	keyring, err := pgpverify.ReadKeyring(s.PublicKey(f))
+	if err != nil {
+		f.Fatal(err)
+	}
+	file := "debian-12-turnkey-core_18.0-1_amd64.tar.gz"
+	f.Add(s.Clearsign(f, []byte("      "+strings.Repeat("a1", 32)+"  "+file+"\n      "+strings.Repeat("b2", 64)+"  "+file+"\n")))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		sums, err := aplinfo.VerifyHash(keyring, doc, file)
+		if err == nil && (len(sums.SHA256) != 64 || len(sums.SHA512) != 128 || !strings.Contains(string(doc), sums.SHA256)) {
+			t.Fatalf("sums %+v", sums)
+		}
+	})
+}

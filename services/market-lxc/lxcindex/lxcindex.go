@@ -7,11 +7,13 @@
 // rootfs.tar.xz and meta.tar.xz.
 //
 // The index carries no checksums. lxc-download verifies the index and each
-// file with a detached GPG signature beside it (<file>.asc), and an image
-// server may also publish a SHA256SUMS file in the build directory. Fetch
-// looks for SHA256SUMS; an Entry without a SHA256 must not be imported
-// unless the service verifies SignatureURL with a configured keyring
-// (pgpverify.Keyring.Detached) while downloading.
+// file with a detached GPG signature beside it (<file>.asc);
+// images.linuxcontainers.org (lxc-ci's jenkins-import-images) also writes a
+// SHA256SUMS, and its SHA256SUMS.asc, into every build directory. Fetch
+// reads SHA256SUMS, checking SHA256SUMS.asc first when a keyring is
+// configured; an Entry without a SHA256 must not be imported unless the
+// service verifies SignatureURL with a keyring (pgpverify.Keyring.Detached)
+// while downloading.
 package lxcindex
 
 import (
@@ -26,6 +28,7 @@ import (
 	"strings"
 
 	"github.com/slipway/slipway/services/market-lxc/indexfile"
+	"github.com/slipway/slipway/services/market-lxc/pgpverify"
 	"github.com/slipway/slipway/services/market-lxc/simplestreams"
 )
 
@@ -49,6 +52,10 @@ type Options struct {
 	// NoSums skips fetching each build's SHA256SUMS (one request per kept
 	// image); every entry is then unverified.
 	NoSums bool
+	// Keyring, when set, makes Fetch verify SHA256SUMS against its detached
+	// signature SHA256SUMS.asc before trusting a sum; a build whose
+	// signature is missing or bad is Skipped.
+	Keyring *pgpverify.Keyring
 }
 
 // Entry is the newest build of one dist/release/arch/variant.
@@ -97,7 +104,7 @@ func Fetch(ctx context.Context, client *http.Client, endpoint string, opt Option
 	}
 	kept := l.Entries[:0]
 	for _, e := range l.Entries {
-		if err := fetchSum(ctx, client, &e); err != nil {
+		if err := fetchSum(ctx, client, opt.Keyring, &e); err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
@@ -110,10 +117,11 @@ func Fetch(ctx context.Context, client *http.Client, endpoint string, opt Option
 	return l, nil
 }
 
-// fetchSum fills e.SHA256 from the build's SHA256SUMS. A missing file (404)
-// leaves the entry unverified; a file that does not parse or does not name
-// rootfs.tar.xz is an error.
-func fetchSum(ctx context.Context, client *http.Client, e *Entry) error {
+// fetchSum fills e.SHA256 from the build's SHA256SUMS, verified against
+// keyring when there is one. A missing file (404) leaves the entry
+// unverified; a bad signature, or a file that does not parse or does not
+// name rootfs.tar.xz, is an error.
+func fetchSum(ctx context.Context, client *http.Client, keyring *pgpverify.Keyring, e *Entry) error {
 	sumsURL := e.Dir + SumsFile
 	data, err := indexfile.Get(ctx, client, sumsURL, MaxSums, nil)
 	var se *indexfile.StatusError
@@ -123,6 +131,15 @@ func fetchSum(ctx context.Context, client *http.Client, e *Entry) error {
 	}
 	if err != nil {
 		return err
+	}
+	if keyring != nil {
+		sig, err := indexfile.Get(ctx, client, sumsURL+".asc", MaxSums, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := keyring.Detached(bytes.NewReader(data), sig); err != nil {
+			return &indexfile.Error{File: sumsURL + ".asc", Err: err}
+		}
 	}
 	sums, err := ParseSums(data, sumsURL)
 	if err != nil {

@@ -119,11 +119,25 @@ func TestFetchWithSumsAndSignatures(t *testing.T) {
 		t.Fatalf("entry = %+v", e)
 	}
 
-	// The detached signature verifies the rootfs as served, and a tampered one fails.
+	// With the keyring, SHA256SUMS is verified against SHA256SUMS.asc.
 	keyring, err := pgpverify.ReadKeyring(fake.Signer.PublicKey(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	signed, err := lxcindex.Fetch(ctx, client, fake.URL, lxcindex.Options{Arches: []string{"amd64"}, Keyring: keyring})
+	if err != nil || len(signed.Entries) != 1 || signed.Entries[0].SHA256 != e.SHA256 {
+		t.Fatalf("with the keyring: %+v, %v", signed, err)
+	}
+	stranger, err := pgpverify.ReadKeyring(marketfake.NewSigner(t, "Stranger").PublicKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused, err := lxcindex.Fetch(ctx, client, fake.URL, lxcindex.Options{Arches: []string{"amd64"}, Keyring: stranger})
+	if err != nil || len(refused.Entries) != 0 || len(refused.Skipped) != 1 || !strings.Contains(refused.Skipped[0].Reason, "SHA256SUMS.asc") {
+		t.Fatalf("sums signed by a key outside the keyring: %+v, %v", refused, err)
+	}
+
+	// The detached signature verifies the rootfs as served, and a tampered one fails.
 	sig := get(t, e.SignatureURL)
 	if _, err := keyring.Detached(bytes.NewReader(get(t, e.URL)), sig); err != nil {
 		t.Fatalf("signature of the served rootfs: %v", err)

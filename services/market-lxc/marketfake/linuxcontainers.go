@@ -85,6 +85,7 @@ func (l *LinuxContainers) writeBuild(t testing.TB, img LXCImage) {
 		fmt.Fprintf(&sums, "%s  %s\n", sum256(data), name)
 	}
 	l.put(dir+"SHA256SUMS", []byte(sums.String()))
+	l.put(dir+"SHA256SUMS.asc", l.Signer.Detach(t, []byte(sums.String())))
 }
 
 // RemoveSums stops serving every build's SHA256SUMS (404), like a server
@@ -93,7 +94,7 @@ func (l *LinuxContainers) RemoveSums() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for p := range l.files {
-		if strings.HasSuffix(p, "/SHA256SUMS") {
+		if strings.HasSuffix(p, "/SHA256SUMS") || strings.HasSuffix(p, "/SHA256SUMS.asc") {
 			delete(l.files, p)
 		}
 	}

@@ -214,3 +214,11 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestFetchRefusesAHugeListing(t *testing.T) {
+	raw := marketfake.NewRawChunked(t, map[string]int64{"appliance": oneapp.MaxListing + 1})
+	_, err := oneapp.Fetch(context.Background(), http.DefaultClient, raw.URL, oneapp.Options{})
+	if err == nil || !strings.Contains(err.Error(), "larger than its cap") || !strings.Contains(err.Error(), "/appliance") {
+		t.Fatalf("err = %v", err)
+	}
+}
