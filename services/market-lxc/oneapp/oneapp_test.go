@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/services/market-lxc/indexfile"
 	"github.com/slipway/slipway/services/market-lxc/marketfake"
 	"github.com/slipway/slipway/services/market-lxc/oneapp"
@@ -220,5 +221,32 @@ func TestFetchRefusesAHugeListing(t *testing.T) {
 	_, err := oneapp.Fetch(context.Background(), http.DefaultClient, raw.URL, oneapp.Options{})
 	if err == nil || !strings.Contains(err.Error(), "larger than its cap") || !strings.Contains(err.Error(), "/appliance") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestNetguardClient runs a listing and a 302 download through the
+// netguard client the service passes: refused on loopback by default,
+// allowed when the fake's address is on the allow list.
+func TestNetguardClient(t *testing.T) {
+	disk := []byte("QFI\xfb guarded")
+	fake := marketfake.NewOpenNebula(t, marketfake.OneAppliance{Name: "Busybox", Version: "1", Disk: disk})
+	ctx := context.Background()
+	_, err := oneapp.Fetch(ctx, netguard.MustParse("").Client(5*time.Second), fake.URL, oneapp.Options{})
+	if _, refused := netguard.AsRefused(err); !refused {
+		t.Fatalf("default policy on loopback: err = %v, want a refusal", err)
+	}
+	u, _ := url.Parse(fake.URL)
+	client := netguard.MustParse(u.Host).Client(5 * time.Second)
+	l, err := oneapp.Fetch(ctx, client, fake.URL, oneapp.Options{})
+	if err != nil || len(l.Entries) != 1 {
+		t.Fatalf("allowed: %+v, %v", l, err)
+	}
+	resp, err := client.Get(l.Entries[0].Files[0].Download)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if body, _ := io.ReadAll(resp.Body); string(body) != string(disk) {
+		t.Errorf("download through the redirect = %q", body)
 	}
 }
