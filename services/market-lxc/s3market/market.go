@@ -21,6 +21,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -163,6 +164,10 @@ func (m *Market) Monitor(ctx context.Context) (published.Usage, error) {
 	return published.QuotaUsage(used, m.totalMB), nil
 }
 
+// indexConflicts counts conditional index writes refused because another
+// writer came first (the tests show the contention they create).
+var indexConflicts atomic.Int64
+
 // errUnchanged stops an index update that has nothing to write.
 var errUnchanged = errors.New("index unchanged")
 
@@ -195,6 +200,7 @@ func (m *Market) updateIndex(ctx context.Context, change func(*published.Index) 
 		if !isConflict(err) {
 			return fmt.Errorf("write %s: %w", blob.URL(m.bucket, key), err)
 		}
+		indexConflicts.Add(1)
 		if attempt == indexAttempts {
 			return fmt.Errorf("write %s: still conflicting after %d attempts: %w", blob.URL(m.bucket, key), attempt, err)
 		}
