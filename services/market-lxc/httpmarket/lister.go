@@ -79,10 +79,7 @@ func (l *Lister) Open(ctx context.Context, a published.App) (io.ReadCloser, erro
 	if err != nil {
 		return nil, err
 	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{published.VerifiedReader(ctx, body, a), body}, nil
+	return published.VerifiedReader(ctx, body, a), nil
 }
 
 // get GETs u and returns the body of a 200 answer.

@@ -199,7 +199,7 @@ func TestVerifiedReader(t *testing.T) {
 	data := []byte("the published bytes")
 	a := testApp(t, "v", data)
 	ctx := context.Background()
-	if got, err := io.ReadAll(VerifiedReader(ctx, bytes.NewReader(data), a)); err != nil || !bytes.Equal(got, data) {
+	if got, err := io.ReadAll(VerifiedReader(ctx, io.NopCloser(bytes.NewReader(data)), a)); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("intact blob: %q, %v", got, err)
 	}
 	tampered := bytes.ToUpper(data)
@@ -208,11 +208,11 @@ func TestVerifiedReader(t *testing.T) {
 		"short":    bytes.NewReader(data[:5]),
 		"long":     io.MultiReader(bytes.NewReader(data), strings.NewReader("more")),
 	} {
-		if _, err := io.ReadAll(VerifiedReader(ctx, r, a)); err == nil {
+		if _, err := io.ReadAll(VerifiedReader(ctx, io.NopCloser(r), a)); err == nil {
 			t.Errorf("%s blob read without error", name)
 		}
 	}
-	_, err := io.ReadAll(VerifiedReader(ctx, bytes.NewReader(tampered), a))
+	_, err := io.ReadAll(VerifiedReader(ctx, io.NopCloser(bytes.NewReader(tampered)), a))
 	if err == nil || !strings.Contains(err.Error(), "expected "+a.SHA256+", got "+sum(tampered)) {
 		t.Fatalf("tampered: %v, want both sums named", err)
 	}

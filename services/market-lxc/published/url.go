@@ -63,13 +63,15 @@ type Entry struct {
 // VerifiedReader reads a's blob from r and fails, instead of ending, when
 // the data is longer or shorter than a.Size or its SHA-256 is not a.SHA256.
 // A consumer that reads to io.EOF has read exactly the published bytes.
-func VerifiedReader(ctx context.Context, r io.Reader, a App) io.Reader {
-	return &verified{c: NewCounter(ctx, io.LimitReader(r, a.Size+1)), app: a}
+// Closing it closes r.
+func VerifiedReader(ctx context.Context, r io.ReadCloser, a App) io.ReadCloser {
+	return &verified{c: NewCounter(ctx, io.LimitReader(r, a.Size+1)), app: a, Closer: r}
 }
 
 type verified struct {
 	c   *Counter
 	app App
+	io.Closer
 }
 
 func (v *verified) Read(p []byte) (int, error) {

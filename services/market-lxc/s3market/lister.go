@@ -57,10 +57,7 @@ func (l *Lister) Open(ctx context.Context, a published.App) (io.ReadCloser, erro
 	if err != nil {
 		return nil, err
 	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{published.VerifiedReader(ctx, rc, a), rc}, nil
+	return published.VerifiedReader(ctx, rc, a), nil
 }
 
 // readIndex returns the index and the ETag of the object it was read from

@@ -3,16 +3,10 @@ package s3market
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/minio/minio-go/v7"
@@ -21,6 +15,7 @@ import (
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/services/market-lxc/httpmarket"
 	"github.com/slipway/slipway/services/market-lxc/published"
+	"github.com/slipway/slipway/services/market-lxc/published/publishedtest"
 )
 
 var shared testenv.S3
@@ -57,228 +52,49 @@ func newMarket(t *testing.T, totalMB int64) (*Market, string) {
 	return m, bucket
 }
 
-func sum(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+func app(name string, data []byte) published.App { return publishedtest.App(name, "raw", data) }
 
-func payload(seed string, n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*31) ^ seed[i%len(seed)]
-	}
-	return b
-}
-
-func app(name string, data []byte) published.App {
-	return published.App{
-		Name: name, Version: "1.0", Format: "raw", Size: int64(len(data)), SHA256: sum(data),
-		Description: "test app " + name, Publisher: "Slipway tests", VMTemplate: "CPU = 1\nMEMORY = 256\n",
-	}
-}
-
-// objects lists the keys under the market's prefix.
-func objects(t *testing.T, m *Market) []string {
-	t.Helper()
-	keys, err := m.store.List(context.Background(), m.bucket, m.prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return keys
-}
-
-// readApp reads a's blob through o's Open to its end.
-func readApp(t *testing.T, o interface {
-	Open(context.Context, published.App) (io.ReadCloser, error)
-}, a published.App) []byte {
-	t.Helper()
-	rc, err := o.Open(context.Background(), a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func TestPublishListDownload(t *testing.T) {
-	ctx := context.Background()
-	m, bucket := newMarket(t, 0)
-	// One blob larger than a part goes up as a multipart upload.
-	blobs := map[string][]byte{"alpine-3.20": payload("alpine", testPart+12345), "debian-12": payload("debian", 80000)}
-	for name, data := range blobs {
-		if _, err := m.Publish(ctx, app(name, data), bytes.NewReader(data)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// A second lister with a store of its own, as another Slipway.
-	l, err := NewLister(newStore(t), bucket, "markets/private-1/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	entries, err := l.List(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != 2 || entries[0].Name != "alpine-3.20" || entries[1].Name != "debian-12" {
-		t.Fatalf("listed %+v", entries)
-	}
-	for _, e := range entries {
-		want := blobs[e.Name]
-		key := "markets/private-1/apps/" + e.Name + "/disk.raw"
-		if e.BlobURL != blob.URL(bucket, key) || e.SHA256 != sum(want) || e.Size != int64(len(want)) || e.VMTemplate == "" {
-			t.Fatalf("entry %+v", e)
-		}
-		got := readApp(t, l, e.App)
-		if !bytes.Equal(got, want) {
-			t.Fatalf("%s: read %d bytes back, want %d", e.Name, len(got), len(want))
-		}
-		stored, n, err := l.store.SHA256(ctx, bucket, key)
-		if err != nil || stored != e.SHA256 || n != e.Size {
-			t.Fatalf("%s stored as %s (%d bytes), %v", key, stored, n, err)
-		}
-		rc, _, err := l.store.Get(ctx, bucket, "markets/private-1/"+published.MetaPath(e.Name))
+// TestSuite runs the behaviour both private marketplaces share on a
+// bucket of a real MinIO.
+func TestSuite(t *testing.T) {
+	publishedtest.Suite(t, "raw", testPart+12345, func(t *testing.T) publishedtest.Instance {
+		m, bucket := newMarket(t, 0)
+		// Another store and another client, as a second process.
+		other, err := New(newStore(t), bucket, m.prefix, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		meta, err := published.DecodeMeta(rc)
-		rc.Close()
-		if err != nil || meta != e.App {
-			t.Fatalf("metadata of %s: %+v, %v", e.Name, meta, err)
-		}
-	}
-	data := blobs["debian-12"]
-	if _, err := m.Publish(ctx, app("debian-12", data), bytes.NewReader(data)); !errors.Is(err, published.ErrExists) {
-		t.Fatalf("republishing debian-12: %v, want ErrExists", err)
-	}
-}
-
-func TestWrongSHA256LeavesNothing(t *testing.T) {
-	ctx := context.Background()
-	m, _ := newMarket(t, 0)
-	for _, size := range []int{1000, testPart + 1000} { // single PUT and multipart
-		data := payload("x", size)
-		wrong := app("bad-"+strconv.Itoa(size), data)
-		wrong.SHA256 = sum([]byte("other"))
-		_, err := m.Publish(ctx, wrong, bytes.NewReader(data))
-		if err == nil || !strings.Contains(err.Error(), "SHA-256 mismatch: expected "+wrong.SHA256+", got "+sum(data)) {
-			t.Fatalf("%d bytes with a wrong sha256: %v", size, err)
-		}
-	}
-	data := payload("y", 1000)
-	if _, err := m.Publish(ctx, app("long", data[:900]), bytes.NewReader(data)); err == nil {
-		t.Fatal("a blob longer than declared was published")
-	}
-	if keys := objects(t, m); len(keys) != 0 {
-		t.Fatalf("objects left after refused publishes: %v", keys)
-	}
-	for u := range m.client().ListIncompleteUploads(ctx, m.bucket, "", true) {
-		t.Fatalf("incomplete upload left: %+v", u)
-	}
-	if entries, err := m.List(ctx); err != nil || len(entries) != 0 {
-		t.Fatalf("listed %+v, %v", entries, err)
-	}
-}
-
-func TestDeleteRemovesObjectsAndEntry(t *testing.T) {
-	ctx := context.Background()
-	m, _ := newMarket(t, 0)
-	for _, n := range []string{"keep", "gone"} {
-		data := payload(n, 3000)
-		if _, err := m.Publish(ctx, app(n, data), bytes.NewReader(data)); err != nil {
+		l, err := NewLister(newStore(t), bucket, m.prefix)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := m.Delete(ctx, "gone"); err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range objects(t, m) {
-		if strings.Contains(k, "/gone/") {
-			t.Fatalf("object %s left after delete", k)
+		return publishedtest.Instance{
+			Pub: m, Other: other, Lister: l,
+			Stored: func(t *testing.T) []string { return stored(t, m) },
+			BlobURL: func(a published.App) string {
+				return "s3://" + bucket + "/markets/private-1/apps/" + a.Name + "/disk." + a.Format
+			},
 		}
-	}
-	entries, err := m.List(ctx)
-	if err != nil || len(entries) != 1 || entries[0].Name != "keep" {
-		t.Fatalf("after delete: %+v, %v", entries, err)
-	}
-	if err := m.Delete(ctx, "gone"); err != nil {
-		t.Fatalf("deleting again: %v", err)
-	}
-	if err := m.Delete(ctx, "../keep"); err == nil {
-		t.Fatal("Delete accepted ../keep")
-	}
+	})
+	t.Logf("%d index writes were refused and retried", indexConflicts.Load())
 }
 
-func TestConcurrentPublishesKeepEveryEntry(t *testing.T) {
+// stored lists the keys under the market's prefix, relative to it, and
+// fails on an incomplete multipart upload left in the bucket.
+func stored(t *testing.T, m *Market) []string {
+	t.Helper()
 	ctx := context.Background()
-	m, bucket := newMarket(t, 0)
-	// Half the publishers have a store of their own, as separate
-	// processes would.
-	other, err := New(newStore(t), bucket, "markets/private-1/", 0)
+	keys, err := m.store.List(ctx, m.bucket, m.prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 12
-	var wg sync.WaitGroup
-	errs := make(chan error, n+2)
-	for i := range n {
-		wg.Go(func() {
-			pub := m
-			if i%2 == 1 {
-				pub = other
-			}
-			data := payload(strconv.Itoa(i), 5000+i)
-			if _, err := pub.Publish(ctx, app(fmt.Sprintf("app-%02d", i), data), bytes.NewReader(data)); err != nil {
-				errs <- err
-			}
-		})
+	for i, k := range keys {
+		keys[i] = strings.TrimPrefix(k, m.prefix)
 	}
-	// Two publishers of one name: exactly one wins, and its blob is
-	// the one stored.
-	same := [][]byte{payload("first", 7000), payload("second", 7000)}
-	won := make(chan int, 2)
-	for i, data := range same {
-		wg.Go(func() {
-			pub := []*Market{m, other}[i]
-			_, err := pub.Publish(ctx, app("contested", data), bytes.NewReader(data))
-			switch {
-			case err == nil:
-				won <- i
-			case !errors.Is(err, published.ErrExists):
-				errs <- err
-			}
-		})
+	for u := range m.client().ListIncompleteUploads(ctx, m.bucket, "", true) {
+		t.Errorf("incomplete upload left: %+v", u)
 	}
-	wg.Wait()
-	close(errs)
-	close(won)
-	for err := range errs {
-		t.Error(err)
-	}
-	var winners []int
-	for i := range won {
-		winners = append(winners, i)
-	}
-	t.Logf("%d index writes were refused and retried", indexConflicts.Load())
-	if len(winners) != 1 {
-		t.Fatalf("%d publishers of one name succeeded", len(winners))
-	}
-	entries, err := m.List(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != n+1 {
-		t.Fatalf("%d entries after %d concurrent publishes of distinct names", len(entries), n+1)
-	}
-	for i, e := range entries[:n] {
-		if e.Name != fmt.Sprintf("app-%02d", i) {
-			t.Fatalf("entry %d: %+v", i, e)
-		}
-	}
-	got := readApp(t, m, entries[n].App)
-	if entries[n].Name != "contested" || !bytes.Equal(got, same[winners[0]]) {
-		t.Fatalf("contested app holds the wrong blob")
-	}
+	return keys
 }
 
 // TestConditionalWritesAreHonoured checks what the index update relies
@@ -316,30 +132,19 @@ func TestConditionalWritesAreHonoured(t *testing.T) {
 func TestListerRefusesHostileIndex(t *testing.T) {
 	ctx := context.Background()
 	m, _ := newMarket(t, 0)
-	entry := func(name, blobPath string) string {
-		return fmt.Sprintf(`{"name":%q,"version":"1","format":"raw","size":3,"sha256":"%s","created":"2026-01-01T00:00:00Z","blob":%q}`,
-			name, sum([]byte("abc")), blobPath)
-	}
-	index := func(apps ...string) string { return `{"format_version":1,"apps":[` + strings.Join(apps, ",") + `]}` }
-	cases := []struct{ name, doc, want string }{
-		{"escaping blob path", index(entry("a", "../../../other-bucket/x")), `must be "apps/a/disk.raw"`},
-		{"blob in another bucket", index(entry("a", "s3://other/x")), "must be"},
-		{"name with ..", index(entry("a..b", "apps/a..b/disk.raw")), `must not contain ".."`},
-		{"wrong types", `{"format_version":1,"apps":[{"name":1}]}`, "name"},
-		{"huge", `{"format_version":1,"apps":[],"x":"` + strings.Repeat("a", published.MaxIndexBytes) + `"}`, "larger than"},
-	}
+	cases := publishedtest.HostileIndexes()
 	key := m.key(published.IndexFile)
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			if _, err := m.store.Put(ctx, m.bucket, key, strings.NewReader(c.doc), int64(len(c.doc))); err != nil {
+		t.Run(c.Name, func(t *testing.T) {
+			if _, err := m.store.Put(ctx, m.bucket, key, strings.NewReader(c.Doc), int64(len(c.Doc))); err != nil {
 				t.Fatal(err)
 			}
 			entries, err := m.List(ctx)
 			if err == nil {
 				t.Fatalf("listed %+v", entries)
 			}
-			if !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("error %q does not say %q", err, c.want)
+			if !strings.Contains(err.Error(), c.Want) {
+				t.Fatalf("error %q does not say %q", err, c.Want)
 			}
 			// A publisher refuses to build on a broken index too.
 			data := []byte("abc")
@@ -353,7 +158,7 @@ func TestListerRefusesHostileIndex(t *testing.T) {
 func TestMonitor(t *testing.T) {
 	ctx := context.Background()
 	m, _ := newMarket(t, 100)
-	data := payload("m", 5<<20+1)
+	data := publishedtest.Payload("m", 5<<20+1)
 	if _, err := m.Publish(ctx, app("m", data), bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
@@ -382,7 +187,7 @@ func TestMonitor(t *testing.T) {
 func TestPublicBucketOverHTTP(t *testing.T) {
 	ctx := context.Background()
 	m, bucket := newMarket(t, 0)
-	data := payload("pub", 9000)
+	data := publishedtest.Payload("pub", 9000)
 	if _, err := m.Publish(ctx, app("pub", data), bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +206,7 @@ func TestPublicBucketOverHTTP(t *testing.T) {
 	if want := "http://" + shared.Endpoint + "/" + bucket + "/markets/private-1/apps/pub/disk.raw"; entries[0].BlobURL != want {
 		t.Fatalf("blob URL %s, want %s", entries[0].BlobURL, want)
 	}
-	if got := readApp(t, l, entries[0].App); !bytes.Equal(got, data) {
+	if got := publishedtest.ReadApp(t, l, entries[0].App); !bytes.Equal(got, data) {
 		t.Fatal("blob read over HTTP differs")
 	}
 }
