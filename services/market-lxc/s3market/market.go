@@ -66,6 +66,20 @@ func New(store *blob.Store, bucket, prefix string, totalMB int64) (*Market, erro
 // published (or being published) is published.ErrExists. It returns the
 // app as published.
 func (m *Market) Publish(ctx context.Context, a published.App, r io.Reader) (published.App, error) {
+	return m.publish(ctx, a, func(a published.App) error { return m.upload(ctx, a, r) })
+}
+
+// PublishCopy stores app a with the object srcBucket/srcKey of the same
+// store as its blob (a catalog image): the bytes are copied inside the
+// object store (blob.Store.Copy), then read back once to check a.Size and
+// a.SHA256 before the app is listed. A mismatch publishes nothing.
+func (m *Market) PublishCopy(ctx context.Context, a published.App, srcBucket, srcKey string) (published.App, error) {
+	return m.publish(ctx, a, func(a published.App) error { return m.copyIn(ctx, a, srcBucket, srcKey) })
+}
+
+// publish claims a's name, stores its blob with put and adds it to the
+// index; on failure it removes what it wrote.
+func (m *Market) publish(ctx context.Context, a published.App, put func(published.App) error) (published.App, error) {
 	a, err := published.Prepare(a, time.Now())
 	if err != nil {
 		return published.App{}, err
@@ -80,7 +94,7 @@ func (m *Market) Publish(ctx context.Context, a published.App, r io.Reader) (pub
 	if err := m.claim(ctx, a); err != nil {
 		return published.App{}, err
 	}
-	if err := m.upload(ctx, a, r); err != nil {
+	if err := put(a); err != nil {
 		return published.App{}, m.undo(ctx, a.Name, err)
 	}
 	err = m.updateIndex(ctx, func(ix *published.Index) error { return ix.Add(a) })
@@ -119,6 +133,24 @@ func (m *Market) upload(ctx context.Context, a published.App, r io.Reader) error
 	}
 	if n, _ := io.ReadFull(r, make([]byte, 1)); n > 0 {
 		return fmt.Errorf("app %s: the blob is longer than the %d bytes expected", a.Name, a.Size)
+	}
+	return nil
+}
+
+// copyIn copies the blob server side and verifies the copy.
+func (m *Market) copyIn(ctx context.Context, a published.App, srcBucket, srcKey string) error {
+	key := m.key(a.Blob)
+	if _, err := m.store.Copy(ctx, srcBucket, srcKey, m.bucket, key); err != nil {
+		return fmt.Errorf("app %s: %w", a.Name, err)
+	}
+	sum, n, err := m.store.SHA256(ctx, m.bucket, key)
+	switch {
+	case err != nil:
+		return fmt.Errorf("app %s: verify copy: %w", a.Name, err)
+	case n != a.Size:
+		return fmt.Errorf("app %s: %s has %d bytes, %d were expected", a.Name, blob.URL(srcBucket, srcKey), n, a.Size)
+	case sum != a.SHA256:
+		return fmt.Errorf("app %s: blob SHA-256 mismatch: expected %s, got %s (%s)", a.Name, a.SHA256, sum, blob.URL(srcBucket, srcKey))
 	}
 	return nil
 }

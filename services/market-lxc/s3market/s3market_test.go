@@ -97,6 +97,43 @@ func stored(t *testing.T, m *Market) []string {
 	return keys
 }
 
+// TestPublishCopy publishes a blob already in the store (a catalog
+// image) by a server-side copy, verified before it is listed.
+func TestPublishCopy(t *testing.T) {
+	ctx := context.Background()
+	m, _ := newMarket(t, 0)
+	src := "images-" + testenv.Unique()
+	if err := m.store.EnsureBucket(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	data := publishedtest.Payload("image", testPart+99)
+	if _, err := m.store.Put(ctx, src, "images/7/disk.raw", bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	wrong := app("copied", data)
+	wrong.SHA256 = publishedtest.SHA256([]byte("not it"))
+	if _, err := m.PublishCopy(ctx, wrong, src, "images/7/disk.raw"); err == nil || !strings.Contains(err.Error(), "SHA-256 mismatch") {
+		t.Fatalf("copy with a wrong sha256: %v", err)
+	}
+	if left := stored(t, m); len(left) != 0 {
+		t.Fatalf("left after a refused copy: %v", left)
+	}
+	if _, err := m.PublishCopy(ctx, app("copied", data), src, "images/7/missing"); err == nil {
+		t.Fatal("published a copy of a missing object")
+	}
+	a, err := m.PublishCopy(ctx, app("copied", data), src, "images/7/disk.raw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := m.List(ctx)
+	if err != nil || len(entries) != 1 || entries[0].App != a {
+		t.Fatalf("listed %+v, %v", entries, err)
+	}
+	if got := publishedtest.ReadApp(t, m, a); !bytes.Equal(got, data) {
+		t.Fatal("the copied blob differs from the source")
+	}
+}
+
 // TestConditionalWritesAreHonoured checks what the index update relies
 // on: MinIO refuses a PUT whose If-Match names an ETag the object no
 // longer has, and one with If-None-Match: * when the object exists.
