@@ -4,15 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"time"
 )
-
-// ErrNotFound says no app of that name is published.
-var ErrNotFound = errors.New("app not published")
 
 // Prepare completes what a publisher is given before it writes anything:
 // the derived blob path and the creation time (now, unless set), then
