@@ -1018,8 +1018,11 @@ type BuilderJob struct {
 	// Image the build is for.
 	ImageID int64 `json:"image_id"`
 
-	// The container image, pinned to its digest.
-	Reference string `json:"reference"`
+	// The container image, pinned to its digest (kinds container and disk).
+	Reference string `json:"reference,omitempty"`
+
+	// The rootfs tarball (kind rootfs), without credentials or query string.
+	URL string `json:"url,omitempty"`
 
 	// What the container image carries.
 	Kind ContentKind `json:"kind"`

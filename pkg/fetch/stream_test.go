@@ -116,7 +116,7 @@ func TestStreamVerifyReadsTheRest(t *testing.T) {
 	tw.Write([]byte("ID=alpine\n"))
 	tw.Close()
 	good := append(buf.Bytes(), make([]byte, 8192)...) // padding, as tar(1) writes it
-	bad := append(bytes.Clone(good[:len(good)-1]), 1)   // tampered after the archive's end
+	bad := append(bytes.Clone(good[:len(good)-1]), 1)  // tampered after the archive's end
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.ServeContent(w, r, "x", time.Unix(1700000000, 0), bytes.NewReader(map[string][]byte{"/good": good, "/bad": bad}[r.URL.Path]))
 	}))

@@ -12,11 +12,11 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/fetch"
 	"github.com/slipway/slipway/pkg/inspect"
 	"github.com/slipway/slipway/pkg/qemuimg"
 	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
-	"github.com/slipway/slipway/pkg/fetch"
 )
 
 // stepFailed is the saga step name of the failed event: its ID derives from
@@ -144,7 +144,7 @@ func (s *Service) fetch(ctx context.Context, j *job, cmd schemas.ConverterImport
 	if err != nil {
 		return "", err
 	}
-	s.log.Info("fetched", "image_id", cmd.ImageID, "source", redact(cmd.Source), "bytes", res.FetchedBytes,
+	s.log.Info("fetched", "image_id", cmd.ImageID, "source", fetch.Redact(cmd.Source), "bytes", res.FetchedBytes,
 		"compression", res.Compression, "size", res.Size)
 	return res.Path, nil
 }
