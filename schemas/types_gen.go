@@ -2097,8 +2097,9 @@ type MarketDockerhubResolve struct {
 // BuilderBuilt is the payload of event builder.built
 // (https://slipway.dev/schemas/evt/builder.built.json).
 //
-// A container image was turned into a disk and stored at dest: a built filesystem in its final
-// format (kind container), or the disk file it carries (kind disk).
+// A container image or a rootfs tarball was turned into a disk and stored at dest: a built
+// filesystem in its final format (kinds container and rootfs), or the disk file a container
+// image carries (kind disk).
 type BuilderBuilt struct {
 	// Image the disk is for.
 	ImageID int64 `json:"image_id"`
@@ -2124,7 +2125,8 @@ type BuilderBuilt struct {
 	// /etc/os-release, else unknown; absent for a carried disk.
 	Distro string `json:"distro,omitempty"`
 
-	// Manifest digest of the image that was pulled.
+	// Manifest digest of the image that was pulled; for a rootfs, sha256:<hex> of the tarball as
+	// fetched.
 	Digest string `json:"digest"`
 }
 

@@ -122,7 +122,21 @@ func (s *Stream) Close() error {
 	err := s.p.dec.Close()
 	s.p.r.closeBody()
 	if s.err == nil {
-		s.err = errors.New("stream closed")
+		s.err = errClosed
 	}
 	return err
 }
+
+// Err is the failure that ended the stream: a network failure after its
+// retries, a cap, corrupt compressed data, a checksum mismatch, a restart
+// it could not follow. nil while it reads well, at its good end, and after
+// Close.
+func (s *Stream) Err() error {
+	if s.err == io.EOF || s.err == errClosed {
+		return nil
+	}
+	return s.err
+}
+
+// errClosed is the stream's state after Close.
+var errClosed = errors.New("stream closed")
