@@ -64,6 +64,8 @@ type dockerData struct {
 	Filesystem  schemas.Filesystem  `json:"filesystem"`
 	Distro      string              `json:"distro,omitempty"`
 	Arch        string              `json:"arch,omitempty"`
+	// Checksums of a rootfs tarball, checked by the builder.
+	Checksums []string `json:"checksums,omitempty"`
 	// Set by the resolve phase.
 	Reference string              `json:"reference,omitempty"`
 	Digest    string              `json:"digest,omitempty"`
@@ -117,7 +119,7 @@ func dockerFormat(req schemas.ImageCreate, typ schemas.ImageType, u *dockerurl.U
 	switch {
 	case req.Staged:
 		return "", refuse("staged marks an uploaded object the catalog deletes: a docker:// path is not one")
-	case req.SourceFormat != "" || req.Checksum != "":
+	case req.SourceFormat != "" || req.Checksum != "" || len(req.Checksums) > 0:
 		return "", refuse("source_format and checksum describe a disk to import: a docker:// image is pinned by its manifest digest instead (docker://repo@sha256:…)")
 	case typ != schemas.ImageTypeOS && typ != schemas.ImageTypeDatablock:
 		return "", refuse("a docker:// image becomes an OS or DATABLOCK disk, not %s", typ)
@@ -245,19 +247,28 @@ func (d dockerData) pinnedDigest() string {
 }
 
 // buildDest is where the builder is asked to store its output: the
-// image's final blob for a container filesystem, the staging object for a
-// carried disk.
+// image's final blob for a filesystem it builds (container or rootfs), the
+// staging object for a carried disk.
 func (d dockerData) buildDest() string {
-	if d.Kind == schemas.ContentKindContainer {
+	if d.buildsFilesystem() {
 		return d.Dest
 	}
 	return d.Staged
 }
 
+// buildsFilesystem reports whether the builder makes the image's final
+// blob itself: a filesystem from a container image or a rootfs.
+func (d dockerData) buildsFilesystem() bool {
+	return d.Kind == schemas.ContentKindContainer || d.Kind == schemas.ContentKindRootfs
+}
+
 func (s *Service) sendBuild(ctx context.Context, m *bus.Msg, sagaID string, d dockerData) error {
 	cmd := schemas.BuilderBuild{ImageID: d.ImageID, Reference: d.Reference, Kind: d.Kind, Dest: d.buildDest(),
 		Distro: d.Distro, Arch: d.Arch}
-	if d.Kind == schemas.ContentKindContainer {
+	if d.Kind == schemas.ContentKindRootfs {
+		cmd.URL, cmd.Checksums = d.URL, d.Checksums
+	}
+	if d.buildsFilesystem() {
 		cmd.SizeMiB, cmd.Filesystem = d.SizeMiB, d.Filesystem
 		cmd.Format, cmd.Compression = d.Format, d.Compression
 	}
@@ -293,11 +304,14 @@ func (s *Service) built(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
 	}
 	sg, err = updateData(ctx, s.sagas, sg.ID, PhaseBuild, func(_ *saga.Saga, d *dockerData) {
 		d.Built = &ev
-		d.SetAttributes = map[string]string{AttrSourceReference: d.URL, AttrSourceDigest: ev.Digest}
+		d.SetAttributes = map[string]string{AttrSourceDigest: ev.Digest}
+		if d.Kind != schemas.ContentKindRootfs {
+			d.SetAttributes[AttrSourceReference] = d.URL // a rootfs's url is its PATH
+		}
 		if ev.Distro != "" {
 			d.SetAttributes[AttrDistro] = ev.Distro
 		}
-		if d.Kind == schemas.ContentKindContainer {
+		if d.buildsFilesystem() {
 			// The build is the image's blob: commit checks it as it
 			// checks a converter's report.
 			d.Result = &schemas.ConverterConverted{ImageID: ev.ImageID, Dest: ev.Dest, Format: ev.Format,
@@ -307,7 +321,7 @@ func (s *Service) built(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
 	if err != nil {
 		return err
 	}
-	if d.Kind == schemas.ContentKindContainer {
+	if d.buildsFilesystem() {
 		return s.commitBuilt(ctx, m, sg, ev)
 	}
 	sg, err = s.advance(ctx, sg, PhaseBuild, PhaseConvert, "built "+ev.Dest)
@@ -343,9 +357,11 @@ func (s *Service) checkBuilt(d dockerData, ev schemas.BuilderBuilt) string {
 	switch {
 	case ev.Dest != d.buildDest():
 		return fmt.Sprintf("the builder stored the disk at %s instead of %s", ev.Dest, d.buildDest())
-	case ev.Digest != d.Digest:
+	case d.Kind != schemas.ContentKindRootfs && ev.Digest != d.Digest:
 		return fmt.Sprintf("the builder pulled %s, but %s was resolved to %s", ev.Digest, d.URL, d.Digest)
-	case d.Kind != schemas.ContentKindContainer:
+	case d.Kind == schemas.ContentKindRootfs && !d.wants(ev.Digest):
+		return fmt.Sprintf("the builder built from a tarball of %s, but its checksums are %v", ev.Digest, d.Checksums)
+	case !d.buildsFilesystem():
 		return ""
 	case ev.Format != d.Format:
 		return fmt.Sprintf("the builder stored %s, but %s was asked for", ev.Format, d.Format)
@@ -355,6 +371,17 @@ func (s *Service) checkBuilt(d dockerData, ev schemas.BuilderBuilt) string {
 		return fmt.Sprintf("the built filesystem is %d bytes, over the limit of %d", ev.VirtualSize, s.cfg.MaxVirtualSize)
 	}
 	return ""
+}
+
+// wants reports whether digest ("sha256:<hex>") fits the checksums of a
+// rootfs: true when they name no sha256.
+func (d dockerData) wants(digest string) bool {
+	for _, c := range d.Checksums {
+		if strings.HasPrefix(c, "sha256:") {
+			return c == digest
+		}
+	}
+	return true
 }
 
 // sendDockerConvert asks the converter to import the built disk: it is

@@ -3,6 +3,7 @@ package catalog
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -136,7 +137,7 @@ func TestDockerImportLifecycle(t *testing.T) {
 	want := schemas.BuilderBuild{ImageID: 0, Reference: res.Reference, Kind: schemas.ContentKindContainer, SizeMiB: 64,
 		Filesystem: schemas.FilesystemXFS, Distro: "alpine", Arch: "arm64",
 		Format: schemas.DiskFormatQcow2, Compression: schemas.CompressionZstd, Dest: wantDest}
-	if bc != want {
+	if !reflect.DeepEqual(bc, want) {
 		t.Fatalf("build command\n got %+v\nwant %+v", bc, want)
 	}
 
