@@ -137,6 +137,37 @@ func checksumsOf(req schemas.ImageCreate) ([]string, error) {
 	return out, nil
 }
 
+// planRootfs applies the rules of a rootfs import (rootfs: true): an OS
+// disk the builder makes from a tarball at an http(s):// or s3:// path.
+func (s *Service) planRootfs(p *plan, stager string) error {
+	req := p.req
+	switch {
+	case p.docker != nil:
+		return refuse("rootfs marks a root filesystem tarball at an http(s):// or s3:// path: a docker:// image is built from its registry without it")
+	case req.Path == "":
+		return refuse("rootfs needs a path: the http(s):// or s3:// URL of the root filesystem tarball")
+	case p.typ != schemas.ImageTypeOS:
+		return refuse("a rootfs becomes a bootable OS disk, not %s", p.typ)
+	case req.SourceFormat != "":
+		return refuse("source_format %s describes a disk to import: a rootfs is a tarball (tar, gzip, xz or zstd, detected)", req.SourceFormat)
+	}
+	p.format = req.Format
+	if p.format == "" {
+		p.format = DefaultRootfsFormat
+	}
+	if p.format != schemas.DiskFormatRaw && p.format != schemas.DiskFormatQcow2 {
+		return refuse("a rootfs is stored as raw or qcow2, not %s", p.format)
+	}
+	if req.Compression != "" && p.format != schemas.DiskFormatQcow2 {
+		return refuse("compression %s applies to qcow2 only, not to format %s", req.Compression, p.format)
+	}
+	if err := s.planSource(p, stager); err != nil {
+		return err
+	}
+	p.rootfs = true
+	return nil
+}
+
 // planLuks applies the rules of an empty LUKS volume (luks: true).
 func planLuks(p *plan) error {
 	req := p.req
@@ -211,7 +242,7 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 	case p.docker != nil:
 		return res, s.sendResolve(ctx, m, p.req.Path, data.ImageID, sagaID)
 	case p.rootfs:
-		return res, s.sendRootfsBuild(ctx, m, sagaID, p, data)
+		return res, s.sendRootfsBuild(ctx, m, sagaID, rootfsData(data, p.req, p.format, p.checksums))
 	case p.luks:
 		return res, s.sendLuks(ctx, m, sagaID, luksData{importData: data, SizeMiB: req.SizeMiB})
 	}
@@ -225,7 +256,7 @@ func (s *Service) startCreate(ctx context.Context, p plan, sagaID string, data i
 	case p.docker != nil:
 		return s.startDockerSaga(ctx, sagaID, p.req, p.docker, p.format, data)
 	case p.rootfs:
-		return s.startRootfsSaga(ctx, sagaID, p, data)
+		return s.startRootfsSaga(ctx, sagaID, rootfsData(data, p.req, p.format, p.checksums))
 	case p.luks:
 		return s.start(ctx, sagaID, KindLuksCreate, data.ImageID, luksData{importData: data, SizeMiB: p.req.SizeMiB}, data.Dest)
 	}

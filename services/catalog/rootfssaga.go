@@ -39,50 +39,21 @@ func (s *Service) rootfsFlow() *flow {
 	}
 }
 
-// planRootfs applies the rules of a rootfs import (rootfs: true): an OS
-// disk the builder makes from a tarball at an http(s):// or s3:// path.
-func (s *Service) planRootfs(p *plan, stager string) error {
-	req := p.req
-	switch {
-	case p.docker != nil:
-		return refuse("rootfs marks a root filesystem tarball at an http(s):// or s3:// path: a docker:// image is built from its registry without it")
-	case req.Path == "":
-		return refuse("rootfs needs a path: the http(s):// or s3:// URL of the root filesystem tarball")
-	case p.typ != schemas.ImageTypeOS:
-		return refuse("a rootfs becomes a bootable OS disk, not %s", p.typ)
-	case req.SourceFormat != "":
-		return refuse("source_format %s describes a disk to import: a rootfs is a tarball (tar, gzip, xz or zstd, detected)", req.SourceFormat)
-	}
-	p.format = req.Format
-	if p.format == "" {
-		p.format = DefaultRootfsFormat
-	}
-	if p.format != schemas.DiskFormatRaw && p.format != schemas.DiskFormatQcow2 {
-		return refuse("a rootfs is stored as raw or qcow2, not %s", p.format)
-	}
-	if req.Compression != "" && p.format != schemas.DiskFormatQcow2 {
-		return refuse("compression %s applies to qcow2 only, not to format %s", req.Compression, p.format)
-	}
-	if err := s.planSource(p, stager); err != nil {
-		return err
-	}
-	p.rootfs = true
-	return nil
-}
-
-// startRootfsSaga records a rootfs import in its build phase.
-func (s *Service) startRootfsSaga(ctx context.Context, id string, p plan, base importData) error {
-	return s.start(ctx, id, KindRootfsImport, base.ImageID, rootfsData(p, base), base.Dest)
+// startRootfsSaga records a rootfs import (d, see rootfsData) in its
+// build phase.
+func (s *Service) startRootfsSaga(ctx context.Context, id string, d dockerData) error {
+	return s.start(ctx, id, KindRootfsImport, d.ImageID, d, d.Dest)
 }
 
 // rootfsData is a rootfs import's saga state: the docker import's, with
-// the tarball as its URL, no reference to resolve.
-func rootfsData(p plan, base importData) dockerData {
-	return dockerData{importData: base, URL: p.req.Path, Kind: schemas.ContentKindRootfs, Format: p.format,
-		Compression: p.req.Compression, SizeMiB: p.req.SizeMiB, Filesystem: p.req.FS, Checksums: p.checksums}
+// the tarball as its URL, no reference to resolve; format is the one
+// planned, checksums all those of the command.
+func rootfsData(base importData, req schemas.ImageCreate, format schemas.DiskFormat, checksums []string) dockerData {
+	return dockerData{importData: base, URL: req.Path, Kind: schemas.ContentKindRootfs, Format: format,
+		Compression: req.Compression, SizeMiB: req.SizeMiB, Filesystem: req.FS, Checksums: checksums}
 }
 
 // sendRootfsBuild asks the builder for the disk of a new rootfs import.
-func (s *Service) sendRootfsBuild(ctx context.Context, m *bus.Msg, sagaID string, p plan, base importData) error {
-	return s.sendBuild(ctx, m, sagaID, rootfsData(p, base))
+func (s *Service) sendRootfsBuild(ctx context.Context, m *bus.Msg, sagaID string, d dockerData) error {
+	return s.sendBuild(ctx, m, sagaID, d)
 }
