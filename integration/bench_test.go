@@ -119,10 +119,10 @@ func benchDockerToQcow2(b *testing.B, c benchCase, ci int, host, guestInit, cran
 		chain.Seconds()/n, chainRSS>>20, chain.Seconds()/ours.Seconds())
 }
 
-// benchOurs imports the image through the stack and returns the wall time
+// benchOurs imports the image (url, with flags) through the stack and returns the wall time
 // until READY and the test process's peak RSS meanwhile. The first
 // iteration also checks the result, outside the timing.
-func benchOurs(b *testing.B, s *stack, c benchCase, i int, url string) (time.Duration, int64) {
+func benchOurs(b *testing.B, s *stack, c benchCase, i int, url string, flags ...string) (time.Duration, int64) {
 	resetPeakRSS()
 	if i == 0 {
 		// The idle stack (nats-server, catalog, builder, converter) is part
@@ -130,7 +130,7 @@ func benchOurs(b *testing.B, s *stack, c benchCase, i int, url string) (time.Dur
 		b.Logf("%s: test process RSS before the import %d MiB", c.name, procStatus(b, "VmRSS:")>>20)
 	}
 	start := time.Now()
-	id, out, code := s.create("--name", fmt.Sprintf("bench-%s-%d", c.name, i), "--path", url)
+	id, out, code := s.create(append([]string{"--name", fmt.Sprintf("bench-%s-%d", c.name, i), "--path", url}, flags...)...)
 	took := time.Since(start)
 	rss := readPeakRSS(b)
 	if code != 0 {
@@ -384,6 +384,21 @@ func writeBenchLayer(b *testing.B, path string, n int, size int64) {
 	if n == 0 {
 		lw.base()
 	}
+	lw.data(n, size)
+	for _, cl := range []io.Closer{tw, zw} {
+		if err := cl.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// data writes about size bytes of files under data/l<n>/: half
+// pseudo-random, half text and zeros, plus many small text files.
+// Everything is derived from n, so runs repeat.
+func (lw *layerWriter) data(n int, size int64) {
 	d := fmt.Sprintf("data/l%d/", n)
 	lw.dir("data/")
 	lw.dir(d)
@@ -406,14 +421,6 @@ func writeBenchLayer(b *testing.B, path string, n int, size int64) {
 	lw.dir(d + "small/")
 	for i := 0; i < 200; i++ {
 		lw.file(fmt.Sprintf("%ssmall/f%03d.txt", d, i), small, &textReader{seed: uint64(n*1000 + i)})
-	}
-	for _, cl := range []io.Closer{tw, zw} {
-		if err := cl.Close(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := bw.Flush(); err != nil {
-		b.Fatal(err)
 	}
 }
 

@@ -50,6 +50,11 @@ type Options struct {
 	// IdleTimeout abandons and resumes a connection that delivers no
 	// bytes for this long; 0 means 2 minutes.
 	IdleTimeout time.Duration
+	// XZBinary, when set, is an xz program that decompresses xz data in
+	// a child process (empty environment, memory-limited), about twice
+	// as fast as the Go decoder and on its own core; "" uses the Go
+	// decoder.
+	XZBinary string
 	// Verbatim keeps the bytes as fetched: no decompression. Files such
 	// as compressed initrds must be stored exactly as given.
 	Verbatim bool
@@ -195,7 +200,7 @@ func newPipeline(r *resumer, opts Options, want []Checksum) (*pipeline, error) {
 	p.dec, p.comp = io.NopCloser(p.br), None
 	if !opts.Verbatim {
 		var err error
-		if p.dec, p.comp, err = decompressor(p.br); err != nil {
+		if p.dec, p.comp, err = decompressor(p.br, opts.XZBinary); err != nil {
 			return nil, r.explain(permanentf("%s: %w", r.origin, err))
 		}
 	}

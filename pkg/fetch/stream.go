@@ -15,12 +15,13 @@ import (
 // consumer that stops early (a tar reader stops at its end-of-archive
 // blocks) calls Verify.
 type Stream struct {
-	p    *pipeline
-	src  string
-	want []Checksum
-	done bool  // the decompressed data ended
-	err  error // sticky: the result of the end, or a failure
-	sums map[string]string
+	p      *pipeline
+	cancel context.CancelFunc // of every request: Close unblocks a reader
+	src    string
+	want   []Checksum
+	done   bool  // the decompressed data ended
+	err    error // sticky: the result of the end, or a failure
+	sums   map[string]string
 }
 
 // Open starts fetching src (as File does) and returns the stream of its
@@ -40,13 +41,15 @@ func Open(ctx context.Context, src string, opts Options) (*Stream, error) {
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithCancel(ctx)
 	r := newResumer(ctx, o, opts)
 	p, err := newPipeline(r, opts, want)
 	if err != nil {
 		r.closeBody()
+		cancel()
 		return nil, streamError(r, err)
 	}
-	return &Stream{p: p, src: o.String(), want: want}, nil
+	return &Stream{p: p, cancel: cancel, src: o.String(), want: want}, nil
 }
 
 // errCannotResume is returned by Read when the origin restarted.
@@ -119,6 +122,7 @@ func (s *Stream) Verify() error {
 
 // Close abandons the stream and its connection.
 func (s *Stream) Close() error {
+	s.cancel() // first: a decompressor's reader may be waiting on the network
 	err := s.p.dec.Close()
 	s.p.r.closeBody()
 	if s.err == nil {

@@ -12,6 +12,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -177,5 +179,73 @@ func TestStreamOpenFailures(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) || !IsPermanent(err) {
 			t.Errorf("Open(%q) = %v, want a permanent error containing %q", src, err, want)
 		}
+	}
+}
+
+// TestXZBinary: with an xz program set, xz data is decompressed by it, in
+// a child process, for a stream and a file alike, hashed as fetched; a
+// corrupt stream fails for good in xz's words.
+func TestXZBinary(t *testing.T) {
+	xzPath, err := exec.LookPath("xz")
+	if err != nil {
+		t.Fatal("xz is needed (make deps): ", err)
+	}
+	plain := append(randomBytes(t, 1<<20), bytes.Repeat([]byte("slipway "), 1<<17)...)
+	cmd := exec.Command(xzPath, "-c", "-T1")
+	cmd.Stdin = bytes.NewReader(plain)
+	data, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	corrupt := bytes.Clone(data)
+	corrupt[len(corrupt)/2] ^= 0xff
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := map[string][]byte{"/ok.xz": data, "/corrupt.xz": corrupt}[r.URL.Path]
+		http.ServeContent(w, r, "x", time.Unix(1700000000, 0), bytes.NewReader(body))
+	}))
+	defer srv.Close()
+	opts := fastOpts()
+	opts.XZBinary = xzPath
+	opts.Checksums = []string{"sha512:" + sha512Of(data)}
+
+	s, err := Open(context.Background(), srv.URL+"/ok.xz", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(s)
+	s.Close()
+	if err != nil || !bytes.Equal(got, plain) || s.Compression() != XZ {
+		t.Fatalf("stream: %d bytes, err %v; want the %d decompressed bytes", len(got), err, len(plain))
+	}
+	res, err := File(context.Background(), srv.URL+"/ok.xz", "", opts)
+	if err != nil || res.Size != int64(len(plain)) || res.Sums[SHA512] != sha512Of(data) {
+		t.Fatalf("file: %+v, %v", res, err)
+	}
+	os.Remove(res.Path)
+
+	opts.Checksums = nil
+	s, err = Open(context.Background(), srv.URL+"/corrupt.xz", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.Copy(io.Discard, s)
+	s.Close()
+	if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "xz data: ") {
+		t.Fatalf("corrupt xz: err %v, want a permanent error in xz's words", err)
+	}
+	// Closing a stream mid-way stops xz and returns.
+	s, err = Open(context.Background(), srv.URL+"/ok.xz", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(s, make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { s.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close of a half-read xz stream did not return")
 	}
 }

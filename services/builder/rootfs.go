@@ -61,7 +61,7 @@ func (s *Service) buildRootfs(ctx context.Context, j *job, cmd schemas.BuilderBu
 // capped where the flattener would stop anyway.
 func (s *Service) openRootfs(ctx context.Context, j *job, cmd schemas.BuilderBuild) (*fetch.Stream, error) {
 	opts := fetch.Options{Store: s.store, Guard: s.cfg.Registry.Guard, Checksums: cmd.Checksums,
-		MaxBytes: s.cfg.Flatten.MaxBytes}
+		MaxBytes: s.cfg.Flatten.MaxBytes, XZBinary: s.cfg.XZBinary}
 	if opts.MaxBytes == 0 {
 		opts.MaxBytes = flatten.DefaultMaxBytes
 	}
