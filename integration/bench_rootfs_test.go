@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -59,85 +58,23 @@ func BenchmarkRootfsToQcow2(b *testing.B) {
 		b.Fatalf("make bucket %s: %v", chainBucket, err)
 	}
 	c := benchCase{name: "rootfs", sizeMiB: rootfsBenchSizeMiB}
-
-	var ours, chain time.Duration
-	var oursRSS, chainRSS int64
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		var o, ch time.Duration
-		var oRSS, chRSS int64
-		// Alternate the order so neither side always runs on the other's
-		// warm page cache.
-		if i%2 == 0 {
-			o, oRSS = benchOurs(b, s, c, i, url, "--rootfs", "--size", fmt.Sprint(c.sizeMiB), "--format", "qcow2")
-			ch, chRSS = benchRootfsChain(b, s, c, i, url)
-		} else {
-			ch, chRSS = benchRootfsChain(b, s, c, i, url)
-			o, oRSS = benchOurs(b, s, c, i, url, "--rootfs", "--size", fmt.Sprint(c.sizeMiB), "--format", "qcow2")
-		}
-		ours, chain = ours+o, chain+ch
-		oursRSS, chainRSS = max(oursRSS, oRSS), max(chainRSS, chRSS)
-	}
-	b.StopTimer()
-	n := float64(b.N)
-	b.ReportMetric(ours.Seconds()/n, "ours-s")
-	b.ReportMetric(float64(oursRSS)/(1<<20), "ours-peak-RSS-MiB")
-	b.ReportMetric(chain.Seconds()/n, "chain-s")
-	b.ReportMetric(float64(chainRSS)/(1<<20), "chain-peak-RSS-MiB")
-	b.ReportMetric(chain.Seconds()/ours.Seconds(), "chain/ours")
-	b.Logf("rootfs (%d MiB content, %d MiB .tar.xz, disk %d MiB): ours %.1fs peak RSS %d MiB; chain %.1fs peak RSS %d MiB (sum of steps); chain/ours %.2f",
-		rootfsBenchContent>>20, st.Size()>>20, c.sizeMiB, ours.Seconds()/n, oursRSS>>20,
-		chain.Seconds()/n, chainRSS>>20, chain.Seconds()/ours.Seconds())
+	flags := []string{"--rootfs", "--size", fmt.Sprint(c.sizeMiB), "--format", "qcow2"}
+	ours := func(i int) (time.Duration, int64) { return benchOurs(b, s, c, i, url, flags...) }
+	chain := func(i int) (time.Duration, int64) { return benchRootfsChain(b, s, c, i, url) }
+	r := benchCompare(b, 0, ours, chain)
+	b.Logf("rootfs (%d MiB content, %d MiB .tar.xz, disk %d MiB): %s", rootfsBenchContent>>20, st.Size()>>20, c.sizeMiB, r)
 }
 
 // benchRootfsChain runs the hand-run chain, each step a real process, and
 // returns its wall time and the sum of the steps' peak RSS.
 func benchRootfsChain(b *testing.B, s *stack, c benchCase, i int, url string) (time.Duration, int64) {
-	work, err := os.MkdirTemp(b.TempDir(), "chain")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer os.RemoveAll(work)
-	root, tarball := filepath.Join(work, "root"), filepath.Join(work, "rootfs.tar.xz")
-	raw, qcow := filepath.Join(work, "img.raw"), filepath.Join(work, "img.qcow2")
-	key := fmt.Sprintf("%s-%d.qcow2", c.name, i)
-	if err := os.Mkdir(root, 0o755); err != nil {
-		b.Fatal(err)
-	}
-
-	start := time.Now()
-	var marks []string
-	mark := func(what string) { marks = append(marks, fmt.Sprintf("%s %.1fs", what, time.Since(start).Seconds())) }
+	ch := newChainRun(b, s, c, i)
+	tarball := filepath.Join(ch.work, "rootfs.tar.xz")
 	rss := step(b, "curl", "-sSf", "-o", tarball, url)
-	mark("curl")
-	rss += pipeSteps(b, []string{"xz", "-d", "-c", tarball}, []string{"tar", "-x", "-C", root})
-	f, err := os.Create(raw)
-	if err == nil {
-		err = f.Truncate(c.sizeMiB << 20)
-		f.Close()
-	}
-	if err != nil {
-		b.Fatal(err)
-	}
-	mark("xz|tar")
-	rss += step(b, "mkfs.ext4", "-q", "-F", "-d", root, raw)
-	mark("mkfs")
-	rss += step(b, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, qcow)
-	mark("convert")
-	rss += step(b, "s3cmd", "--host="+s.s3.Endpoint, "--host-bucket="+s.s3.Endpoint, "--no-ssl",
-		"--access_key="+s.s3.AccessKey, "--secret_key="+s.s3.SecretKey, "--no-progress",
-		"put", qcow, "s3://"+chainBucket+"/"+key)
-	took := time.Since(start)
-	mark("put")
-
-	if i == 0 {
-		b.StopTimer()
-		b.Logf("%s: chain steps end at %s", c.name, strings.Join(marks, ", "))
-		checkChain(b, s, c, qcow, key)
-		b.StartTimer()
-	}
-	_ = s.store.Client().RemoveObject(s.ctx, chainBucket, key, minio.RemoveObjectOptions{})
-	return took, rss
+	ch.mark("curl")
+	rss += pipeSteps(b, []string{"xz", "-d", "-c", tarball}, []string{"tar", "-x", "-C", ch.root})
+	ch.mark("xz|tar")
+	return ch.finish(rss)
 }
 
 // rootfsBenchTarball returns the cached benchmark tarball, making it on

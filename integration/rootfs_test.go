@@ -1,21 +1,16 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
 	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/services/builder/fsimage"
@@ -45,13 +40,7 @@ func rootfsTarball(t testing.TB, tool, osRelease string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(tool, "-c", "-q")
-	cmd.Stdin = bytes.NewReader(plain)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s: %v", tool, err)
-	}
-	return out
+	return testenv.Compress(t, tool, plain)
 }
 
 func hexSHA256(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
@@ -73,20 +62,12 @@ func TestRootfsImport(t *testing.T) {
 	}
 	tampered := rootfsTarball(t, "xz", "ID=evil\n")
 	files["/tampered.tar.xz"] = tampered
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		data, ok := files[r.URL.Path]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		http.ServeContent(w, r, r.URL.Path, time.Unix(1700000000, 0), bytes.NewReader(data))
-	}))
-	defer srv.Close()
+	srvURL := testenv.ServeFiles(t, files)
 
 	for _, name := range []string{"/root.tar.xz", "/root.tar.gz", "/root.tar.zst"} {
 		t.Run(name, func(t *testing.T) {
 			data := files[name]
-			id, out, code := s.create("--name", "rootfs"+strings.ReplaceAll(name, "/", "-"), "--rootfs", "--path", srv.URL+name,
+			id, out, code := s.create("--name", "rootfs"+strings.ReplaceAll(name, "/", "-"), "--rootfs", "--path", srvURL+name,
 				"--size", "64", "--checksum", "sha256:"+hexSHA256(data), "--checksum", "sha512:"+hexSHA512(data))
 			if code != 0 {
 				t.Fatalf("create exited %d:\n%s", code, out)
@@ -112,10 +93,10 @@ func TestRootfsImport(t *testing.T) {
 			{"sha256:" + hexSHA256(good), "sha256:" + hexSHA256(tampered)},
 			{"sha512:" + hexSHA512(good), "sha512:" + hexSHA512(tampered)},
 		} {
-			id, out, code := s.create("--name", "tampered-"+c.flag[:6], "--rootfs", "--path", srv.URL+"/tampered.tar.xz", "--checksum", c.flag)
+			id, out, code := s.create("--name", "tampered-"+c.flag[:6], "--rootfs", "--path", srvURL+"/tampered.tar.xz", "--checksum", c.flag)
 			img := s.show(id)
 			want := "expected " + c.flag + ", got " + c.got
-			if code == 0 || img.State != "ERROR" || !strings.Contains(img.Error, want) || !strings.Contains(img.Error, srv.URL+"/tampered.tar.xz") {
+			if code == 0 || img.State != "ERROR" || !strings.Contains(img.Error, want) || !strings.Contains(img.Error, srvURL+"/tampered.tar.xz") {
 				t.Fatalf("exit %d, state %s, error %q; want ERROR naming the url and %q\n%s", code, img.State, img.Error, want, out)
 			}
 		}
@@ -125,7 +106,7 @@ func TestRootfsImport(t *testing.T) {
 	})
 
 	t.Run("too small", func(t *testing.T) {
-		id, out, code := s.create("--name", "small", "--rootfs", "--path", srv.URL+"/root.tar.gz", "--size", "1")
+		id, out, code := s.create("--name", "small", "--rootfs", "--path", srvURL+"/root.tar.gz", "--size", "1")
 		img := s.show(id)
 		if code == 0 || img.State != "ERROR" || !strings.Contains(img.Error, "too small") || !strings.Contains(img.Error, "needs at least") {
 			t.Fatalf("exit %d, state %s, error %q\n%s", code, img.State, img.Error, out)

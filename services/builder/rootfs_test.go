@@ -2,14 +2,10 @@ package builder
 
 import (
 	"archive/tar"
-	"bytes"
 	"crypto/md5"
 	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
-	"net/http"
-	"net/http/httptest"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -44,33 +40,6 @@ func rootfsTar(t *testing.T, osRelease string) []byte {
 
 const testOSRelease = "NAME=\"Slipway Test\"\nID=\"slipway-test\"\n"
 
-// compress runs tool (xz, gzip, zstd) as its users do.
-func compress(t *testing.T, tool string, data []byte) []byte {
-	t.Helper()
-	cmd := exec.Command(tool, "-c", "-q")
-	cmd.Stdin = bytes.NewReader(data)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s: %v", tool, err)
-	}
-	return out
-}
-
-// serveFiles serves name → bytes on loopback, ranges and all.
-func serveFiles(t *testing.T, files map[string][]byte) string {
-	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		data, ok := files[r.URL.Path]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		http.ServeContent(w, r, r.URL.Path, time.Unix(1700000000, 0), bytes.NewReader(data))
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
-}
-
 func sums(data []byte) (md5sum, sha256sum, sha512sum string) {
 	m, s := md5.Sum(data), sha512.Sum512(data)
 	return "md5:" + hex.EncodeToString(m[:]), "sha256:" + sha(data), "sha512:" + hex.EncodeToString(s[:])
@@ -84,11 +53,11 @@ func TestBuildRootfs(t *testing.T) {
 	h := newHarness(t)
 	plain := rootfsTar(t, testOSRelease)
 	files := map[string][]byte{
-		"/rootfs.tar.xz":  compress(t, "xz", plain),
-		"/rootfs.tar.gz":  compress(t, "gzip", plain),
-		"/rootfs.tar.zst": compress(t, "zstd", plain),
+		"/rootfs.tar.xz":  testenv.Compress(t, "xz", plain),
+		"/rootfs.tar.gz":  testenv.Compress(t, "gzip", plain),
+		"/rootfs.tar.zst": testenv.Compress(t, "zstd", plain),
 	}
-	url := serveFiles(t, files)
+	url := testenv.ServeFiles(t, files)
 	for i, name := range []string{"/rootfs.tar.xz", "/rootfs.tar.gz", "/rootfs.tar.zst"} {
 		id := int64(20 + i)
 		m, s256, s512 := sums(files[name])
@@ -138,9 +107,9 @@ func TestBuildRootfs(t *testing.T) {
 // naming the url, expected and actual; nothing is stored.
 func TestBuildRootfsTampered(t *testing.T) {
 	h := newHarness(t)
-	good := compress(t, "xz", rootfsTar(t, testOSRelease))
-	bad := compress(t, "xz", rootfsTar(t, "NAME=Evil\nID=evil\n"))
-	url := serveFiles(t, map[string][]byte{"/rootfs.tar.xz": bad})
+	good := testenv.Compress(t, "xz", rootfsTar(t, testOSRelease))
+	bad := testenv.Compress(t, "xz", rootfsTar(t, "NAME=Evil\nID=evil\n"))
+	url := testenv.ServeFiles(t, map[string][]byte{"/rootfs.tar.xz": bad})
 	_, goodSHA256, goodSHA512 := sums(good)
 	_, badSHA256, badSHA512 := sums(bad)
 	for i, c := range []struct{ want, got string }{{goodSHA256, badSHA256}, {goodSHA512, badSHA512}} {
@@ -164,18 +133,12 @@ func TestBuildRootfsTampered(t *testing.T) {
 // saying how much it needs, never a truncated filesystem.
 func TestBuildRootfsTooSmall(t *testing.T) {
 	h := newHarness(t)
-	url := serveFiles(t, map[string][]byte{"/rootfs.tar.gz": compress(t, "gzip", rootfsTar(t, testOSRelease))})
+	url := testenv.ServeFiles(t, map[string][]byte{"/rootfs.tar.gz": testenv.Compress(t, "gzip", rootfsTar(t, testOSRelease))})
 	dest := testenv.Dest(40, "disk.qcow2")
 	var f schemas.Failure
 	kind, _ := h.build(schemas.BuilderBuild{ImageID: 40, Kind: schemas.ContentKindRootfs, URL: url + "/rootfs.tar.gz",
 		SizeMiB: 1, Format: schemas.DiskFormatQcow2, Dest: dest}, &f)
-	if kind != "failed" || f.Phase != string(schemas.BuilderPhaseMkfs) || f.Code != schemas.CodeTooLarge || f.Retryable ||
-		!strings.Contains(f.Error, "size=1 MiB is too small") || !strings.Contains(f.Error, "needs at least") {
-		t.Fatalf("%s: %+v", kind, f)
-	}
-	if h.exists(dest) {
-		t.Error("a failed build left its dest")
-	}
+	h.checkTooSmall(kind, f, dest)
 }
 
 // TestBuildRootfsRefused: a rootfs command that names a datastore

@@ -11,6 +11,7 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/dockerurl"
+	"github.com/slipway/slipway/pkg/fetch"
 	"github.com/slipway/slipway/pkg/saga"
 	"github.com/slipway/slipway/schemas"
 )
@@ -89,27 +90,37 @@ func (s *Service) dockerFlow() *flow {
 			expired: func(sg *saga.Saga, d time.Duration) string {
 				return fmt.Sprintf("resolving %s did not finish within %s", dockerURL(sg), d)
 			},
-		}, {
-			name:     PhaseBuild,
-			commands: []string{"builder.build"},
-			on:       map[string]eventHandler{evtBuilt: s.built, evtBuildFailed: s.buildFailed},
-			deadline: s.cfg.BuildDeadline,
-			// Both build and convert delete everything the import may
-			// have written: the build and the converted disk.
-			compensate: s.compensateImport,
-			expired: func(sg *saga.Saga, d time.Duration) string {
-				return fmt.Sprintf("building a disk from %s did not finish within %s", dockerURL(sg), d)
-			},
-		}, s.convertPhase(), s.commitPhase("import")},
+		}, s.buildPhase(""), s.convertPhase(), s.commitPhase("import")},
 		// A build reported after its import failed or its image went away.
 		unclaimed: map[string]eventHandler{evtBuilt: unclaimedReport(s.deleteBuild)},
 	}
 }
 
-// dockerURL is the URL a docker import is about.
+// buildPhase declares the builder's work, shared with the rootfs import;
+// what names the source in the expiry message ("" or "the rootfs ").
+// Both build and convert delete everything the import may have written:
+// the build and the converted disk.
+func (s *Service) buildPhase(what string) phase {
+	return phase{
+		name:       PhaseBuild,
+		commands:   []string{"builder.build"},
+		on:         map[string]eventHandler{evtBuilt: s.built, evtBuildFailed: s.buildFailed},
+		deadline:   s.cfg.BuildDeadline,
+		compensate: s.compensateImport,
+		expired: func(sg *saga.Saga, d time.Duration) string {
+			return fmt.Sprintf("building a disk from %s%s did not finish within %s", what, dockerURL(sg), d)
+		},
+	}
+}
+
+// dockerURL is the URL an import from the builder is about; a rootfs's
+// without credentials or query string (a presigned URL's signature).
 func dockerURL(sg *saga.Saga) string {
 	var d dockerData
 	_ = sg.Decode(&d)
+	if d.Kind == schemas.ContentKindRootfs {
+		return fetch.Redact(d.URL)
+	}
 	return d.URL
 }
 

@@ -2,12 +2,8 @@ package catalog
 
 import (
 	"context"
-	"fmt"
-	"time"
 
 	"github.com/slipway/slipway/pkg/bus"
-	"github.com/slipway/slipway/pkg/fetch"
-	"github.com/slipway/slipway/pkg/saga"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -26,16 +22,7 @@ const DefaultRootfsFormat = schemas.DiskFormatQcow2
 func (s *Service) rootfsFlow() *flow {
 	return &flow{
 		kind: KindRootfsImport, what: "import", reporter: "the builder", fail: s.failImportCode,
-		phases: []phase{{
-			name:       PhaseBuild,
-			commands:   []string{"builder.build"},
-			on:         map[string]eventHandler{evtBuilt: s.built, evtBuildFailed: s.buildFailed},
-			deadline:   s.cfg.BuildDeadline,
-			compensate: s.compensateImport,
-			expired: func(sg *saga.Saga, d time.Duration) string {
-				return fmt.Sprintf("building a disk from the rootfs %s did not finish within %s", fetch.Redact(dockerURL(sg)), d)
-			},
-		}, s.commitPhase("import")},
+		phases: []phase{s.buildPhase("the rootfs "), s.commitPhase("import")},
 	}
 }
 
