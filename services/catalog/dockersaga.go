@@ -226,6 +226,9 @@ func (s *Service) resolved(ctx context.Context, m *bus.Msg, sg *saga.Saga) error
 	case sg.Phase != PhaseResolve:
 		return nil
 	}
+	if ev.Kind == schemas.ContentKindRootfs {
+		return s.failImport(ctx, sg, fmt.Sprintf("resolve: %s resolved to kind %s: a docker:// image carries a container filesystem or a disk", d.URL, ev.Kind), &m.Envelope)
+	}
 	if want := d.pinnedDigest(); want != "" && want != ev.Digest {
 		return s.failImport(ctx, sg, fmt.Sprintf("resolve: %s is pinned to %s, but the registry resolved %s", d.URL, want, ev.Digest), &m.Envelope)
 	}

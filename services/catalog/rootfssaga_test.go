@@ -91,3 +91,14 @@ func TestRootfsImportRefusals(t *testing.T) {
 		t.Fatalf("refused creates made images: %+v", imgs)
 	}
 }
+
+// TestDockerImportRefusesResolvedRootfs: a docker:// image never resolves
+// to kind rootfs; a market that says so fails the import.
+func TestDockerImportRefusesResolvedRootfs(t *testing.T) {
+	h := newDockerHarness(t)
+	h.command(schemas.CommandCatalogImageCreate, schemas.ImageCreate{Name: "odd", Path: "docker://registry.local:5000/team/app"})
+	h.resolve(0, schemas.ContentKindRootfs)
+	if ev := h.waitState(0, StateError); !strings.Contains(ev.Error, "resolved to kind rootfs") {
+		t.Fatalf("error = %q", ev.Error)
+	}
+}
