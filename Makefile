@@ -125,6 +125,7 @@ bench: deps tools ## Run the benchmarks; each prints its baseline and the ratio
 	go test -run '^$$' -bench . -benchtime 8x -timeout 30m ./pkg/qemuimg/
 	go test -run '^$$' -bench LUKSEncrypt -benchtime 2x -timeout 30m ./services/crypto-luks/
 	go test -run '^$$' -bench DockerToQcow2 -benchtime 1x -timeout 30m ./integration/
+	go test -run '^$$' -bench RootfsToQcow2 -benchtime 2x -timeout 30m ./integration/
 
 .PHONY: lint
 lint: $(BIN)/staticcheck ## gofmt, go vet and staticcheck across the workspace

@@ -88,41 +88,58 @@ func benchDockerToQcow2(b *testing.B, c benchCase, ci int, host, guestInit, cran
 		b.Fatalf("make bucket %s: %v", chainBucket, err)
 	}
 	url := fmt.Sprintf("docker://%s?size=%d&filesystem=ext4&format=qcow2", ref, c.sizeMiB)
+	ours := func(i int) (time.Duration, int64) { return benchOurs(b, s, c, i, url) }
+	chain := func(i int) (time.Duration, int64) { return benchChain(b, s, c, i, crane, ref) }
+	r := benchCompare(b, ci, ours, chain)
+	b.Logf("%s (%d layers, %d MiB content, disk %d MiB): %s", c.name, c.layers, int64(c.layers)*c.perLayer>>20, c.sizeMiB, r)
+}
 
-	var ours, chain time.Duration
-	var oursRSS, chainRSS int64
+// comparison is what benchCompare measured, per iteration.
+type comparison struct {
+	ours, chain       time.Duration
+	oursRSS, chainRSS int64
+}
+
+func (r comparison) String() string {
+	return fmt.Sprintf("ours %.1fs peak RSS %d MiB; chain %.1fs peak RSS %d MiB (sum of steps); chain/ours %.2f",
+		r.ours.Seconds(), r.oursRSS>>20, r.chain.Seconds(), r.chainRSS>>20, r.chain.Seconds()/r.ours.Seconds())
+}
+
+// benchCompare runs ours and the chain b.N times each, reports their mean
+// wall times, peak RSS and the ratio chain/ours as metrics and returns
+// them. The order alternates, starting differently per case ci, so
+// neither side always runs on the other's warm page cache.
+func benchCompare(b *testing.B, ci int, ours, chain func(i int) (time.Duration, int64)) comparison {
+	var r comparison
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		var o, ch time.Duration
 		var oRSS, chRSS int64
-		// Alternate the order, starting differently per case, so neither
-		// side always runs on the other's warm page cache.
 		if (ci+i)%2 == 0 {
-			o, oRSS = benchOurs(b, s, c, i, url)
-			ch, chRSS = benchChain(b, s, c, i, crane, ref)
+			o, oRSS = ours(i)
+			ch, chRSS = chain(i)
 		} else {
-			ch, chRSS = benchChain(b, s, c, i, crane, ref)
-			o, oRSS = benchOurs(b, s, c, i, url)
+			ch, chRSS = chain(i)
+			o, oRSS = ours(i)
 		}
-		ours, chain = ours+o, chain+ch
-		oursRSS, chainRSS = max(oursRSS, oRSS), max(chainRSS, chRSS)
+		r.ours, r.chain = r.ours+o, r.chain+ch
+		r.oursRSS, r.chainRSS = max(r.oursRSS, oRSS), max(r.chainRSS, chRSS)
 	}
 	b.StopTimer()
-	n := float64(b.N)
-	b.ReportMetric(ours.Seconds()/n, "ours-s")
-	b.ReportMetric(float64(oursRSS)/(1<<20), "ours-peak-RSS-MiB")
-	b.ReportMetric(chain.Seconds()/n, "chain-s")
-	b.ReportMetric(float64(chainRSS)/(1<<20), "chain-peak-RSS-MiB")
-	b.ReportMetric(chain.Seconds()/ours.Seconds(), "chain/ours")
-	b.Logf("%s (%d layers, %d MiB content, disk %d MiB): ours %.1fs peak RSS %d MiB; chain %.1fs peak RSS %d MiB (sum of steps); chain/ours %.2f",
-		c.name, c.layers, int64(c.layers)*c.perLayer>>20, c.sizeMiB, ours.Seconds()/n, oursRSS>>20,
-		chain.Seconds()/n, chainRSS>>20, chain.Seconds()/ours.Seconds())
+	r.ours /= time.Duration(b.N)
+	r.chain /= time.Duration(b.N)
+	b.ReportMetric(r.ours.Seconds(), "ours-s")
+	b.ReportMetric(float64(r.oursRSS)/(1<<20), "ours-peak-RSS-MiB")
+	b.ReportMetric(r.chain.Seconds(), "chain-s")
+	b.ReportMetric(float64(r.chainRSS)/(1<<20), "chain-peak-RSS-MiB")
+	b.ReportMetric(r.chain.Seconds()/r.ours.Seconds(), "chain/ours")
+	return r
 }
 
-// benchOurs imports the image through the stack and returns the wall time
+// benchOurs imports the image (url, with flags) through the stack and returns the wall time
 // until READY and the test process's peak RSS meanwhile. The first
 // iteration also checks the result, outside the timing.
-func benchOurs(b *testing.B, s *stack, c benchCase, i int, url string) (time.Duration, int64) {
+func benchOurs(b *testing.B, s *stack, c benchCase, i int, url string, flags ...string) (time.Duration, int64) {
 	resetPeakRSS()
 	if i == 0 {
 		// The idle stack (nats-server, catalog, builder, converter) is part
@@ -130,7 +147,7 @@ func benchOurs(b *testing.B, s *stack, c benchCase, i int, url string) (time.Dur
 		b.Logf("%s: test process RSS before the import %d MiB", c.name, procStatus(b, "VmRSS:")>>20)
 	}
 	start := time.Now()
-	id, out, code := s.create("--name", fmt.Sprintf("bench-%s-%d", c.name, i), "--path", url)
+	id, out, code := s.create(append([]string{"--name", fmt.Sprintf("bench-%s-%d", c.name, i), "--path", url}, flags...)...)
 	took := time.Since(start)
 	rss := readPeakRSS(b)
 	if code != 0 {
@@ -181,22 +198,52 @@ func virtualSize(b *testing.B, path string) int64 {
 // benchChain runs the hand-run chain, each step a real process, and returns
 // its wall time and the sum of the steps' peak RSS.
 func benchChain(b *testing.B, s *stack, c benchCase, i int, crane, ref string) (time.Duration, int64) {
+	ch := newChainRun(b, s, c, i)
+	rss := pipeSteps(b, []string{crane, "export", "--insecure", ref, "-"}, []string{"tar", "-x", "-C", ch.root})
+	ch.mark("export|tar")
+	return ch.finish(rss)
+}
+
+// chainRun is one run of a hand-run chain: its work directory, with the
+// tree to fill at root, and the times its steps ended.
+type chainRun struct {
+	b     *testing.B
+	s     *stack
+	c     benchCase
+	i     int
+	work  string
+	root  string
+	start time.Time
+	marks []string
+}
+
+// newChainRun makes the run's work directory, removed by finish, and
+// starts its clock.
+func newChainRun(b *testing.B, s *stack, c benchCase, i int) *chainRun {
 	work, err := os.MkdirTemp(b.TempDir(), "chain")
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer os.RemoveAll(work)
 	root := filepath.Join(work, "root")
-	raw, qcow := filepath.Join(work, "img.raw"), filepath.Join(work, "img.qcow2")
-	key := fmt.Sprintf("%s-%d.qcow2", c.name, i)
 	if err := os.Mkdir(root, 0o755); err != nil {
 		b.Fatal(err)
 	}
+	return &chainRun{b: b, s: s, c: c, i: i, work: work, root: root, start: time.Now()}
+}
 
-	start := time.Now()
-	var marks []string
-	mark := func(what string) { marks = append(marks, fmt.Sprintf("%s %.1fs", what, time.Since(start).Seconds())) }
-	rss := pipeSteps(b, []string{crane, "export", "--insecure", ref, "-"}, []string{"tar", "-x", "-C", root})
+func (ch *chainRun) mark(what string) {
+	ch.marks = append(ch.marks, fmt.Sprintf("%s %.1fs", what, time.Since(ch.start).Seconds()))
+}
+
+// finish runs the chain's common end once root is filled — `mkfs.ext4 -d`,
+// `qemu-img convert`, `s3cmd put` — and returns the wall time since the
+// start and the steps' peak RSS added to rss. The first iteration also
+// checks the result, outside the timing.
+func (ch *chainRun) finish(rss int64) (time.Duration, int64) {
+	b, s, c := ch.b, ch.s, ch.c
+	defer os.RemoveAll(ch.work)
+	raw, qcow := filepath.Join(ch.work, "img.raw"), filepath.Join(ch.work, "img.qcow2")
+	key := fmt.Sprintf("%s-%d.qcow2", c.name, ch.i)
 	f, err := os.Create(raw)
 	if err == nil {
 		err = f.Truncate(c.sizeMiB << 20)
@@ -205,20 +252,19 @@ func benchChain(b *testing.B, s *stack, c benchCase, i int, crane, ref string) (
 	if err != nil {
 		b.Fatal(err)
 	}
-	mark("export|tar")
-	rss += step(b, "mkfs.ext4", "-q", "-F", "-d", root, raw)
-	mark("mkfs")
+	rss += step(b, "mkfs.ext4", "-q", "-F", "-d", ch.root, raw)
+	ch.mark("mkfs")
 	rss += step(b, "qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, qcow)
-	mark("convert")
+	ch.mark("convert")
 	rss += step(b, "s3cmd", "--host="+s.s3.Endpoint, "--host-bucket="+s.s3.Endpoint, "--no-ssl",
 		"--access_key="+s.s3.AccessKey, "--secret_key="+s.s3.SecretKey, "--no-progress",
 		"put", qcow, "s3://"+chainBucket+"/"+key)
-	took := time.Since(start)
-	mark("put")
+	took := time.Since(ch.start)
+	ch.mark("put")
 
-	if i == 0 {
+	if ch.i == 0 {
 		b.StopTimer()
-		b.Logf("%s: chain steps end at %s", c.name, strings.Join(marks, ", "))
+		b.Logf("%s: chain steps end at %s", c.name, strings.Join(ch.marks, ", "))
 		checkChain(b, s, c, qcow, key)
 		b.StartTimer()
 	}
@@ -384,6 +430,21 @@ func writeBenchLayer(b *testing.B, path string, n int, size int64) {
 	if n == 0 {
 		lw.base()
 	}
+	lw.data(n, size)
+	for _, cl := range []io.Closer{tw, zw} {
+		if err := cl.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// data writes about size bytes of files under data/l<n>/: half
+// pseudo-random, half text and zeros, plus many small text files.
+// Everything is derived from n, so runs repeat.
+func (lw *layerWriter) data(n int, size int64) {
 	d := fmt.Sprintf("data/l%d/", n)
 	lw.dir("data/")
 	lw.dir(d)
@@ -406,14 +467,6 @@ func writeBenchLayer(b *testing.B, path string, n int, size int64) {
 	lw.dir(d + "small/")
 	for i := 0; i < 200; i++ {
 		lw.file(fmt.Sprintf("%ssmall/f%03d.txt", d, i), small, &textReader{seed: uint64(n*1000 + i)})
-	}
-	for _, cl := range []io.Closer{tw, zw} {
-		if err := cl.Close(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := bw.Flush(); err != nil {
-		b.Fatal(err)
 	}
 }
 

@@ -12,8 +12,9 @@ import (
 )
 
 // TestFetchesRefuseLoopbackWithoutAllowList: with SLIPWAY_FETCH_ALLOW unset,
-// an http:// import from loopback, one from the cloud metadata address and
-// a docker:// import from a registry on loopback each end ERROR with a
+// an http:// import from loopback, one from the cloud metadata address, a
+// docker:// import from a registry on loopback and a rootfs on loopback
+// each end ERROR with a
 // message naming the address and the setting, and neither server sees a
 // request.
 func TestFetchesRefuseLoopbackWithoutAllowList(t *testing.T) {
@@ -38,16 +39,22 @@ func TestFetchesRefuseLoopbackWithoutAllowList(t *testing.T) {
 	armed.Store(true)
 
 	s := newStack(t, stackOptions{containers: true, guestInit: buildGuestInit(t), noFetchAllow: true})
-	for _, c := range []struct{ name, path, want string }{
+	for _, c := range []struct {
+		name, path, want string
+		flags            []string
+	}{
 		{"http on loopback", files.URL + "/disk.raw",
-			"refusing to connect to " + strings.TrimPrefix(files.URL, "http://") + " (loopback): set SLIPWAY_FETCH_ALLOW=127.0.0.1/32 to allow it"},
+			"refusing to connect to " + strings.TrimPrefix(files.URL, "http://") + " (loopback): set SLIPWAY_FETCH_ALLOW=127.0.0.1/32 to allow it", nil},
 		{"cloud metadata", "http://169.254.169.254/latest/meta-data/disk.raw",
-			"refusing to connect to 169.254.169.254:80 (cloud metadata service): it is never allowed, whatever SLIPWAY_FETCH_ALLOW says"},
+			"refusing to connect to 169.254.169.254:80 (cloud metadata service): it is never allowed, whatever SLIPWAY_FETCH_ALLOW says", nil},
 		{"registry on loopback", "docker://" + host + "/test/app?tag=1.0&size=64&filesystem=ext4",
-			"registry " + host + ": refusing to connect to " + host + " (loopback): set SLIPWAY_FETCH_ALLOW=127.0.0.1/32 to allow it"},
+			"registry " + host + ": refusing to connect to " + host + " (loopback): set SLIPWAY_FETCH_ALLOW=127.0.0.1/32 to allow it", nil},
+		{"rootfs on loopback", files.URL + "/root.tar.xz",
+			"refusing to connect to " + strings.TrimPrefix(files.URL, "http://") + " (loopback): set SLIPWAY_FETCH_ALLOW=127.0.0.1/32 to allow it",
+			[]string{"--rootfs"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			id, out, code := s.create("--name", strings.ReplaceAll(c.name, " ", "-"), "--path", c.path)
+			id, out, code := s.create(append([]string{"--name", strings.ReplaceAll(c.name, " ", "-"), "--path", c.path}, c.flags...)...)
 			if code == 0 {
 				t.Fatalf("create succeeded:\n%s", out)
 			}

@@ -137,14 +137,16 @@ const (
 
 // ContentKind is defined in defs.json.
 //
-// What a container image carries: a container filesystem to build a disk from, or one disk file
-// (RancherVM /base_image/, KubeVirt containerDisk /disk/) to import as it is.
+// What a build starts from: a container image's filesystem to build a disk from, one disk file
+// a container image carries (RancherVM /base_image/, KubeVirt containerDisk /disk/) to import
+// as it is, or a root filesystem tarball (a marketplace's rootfs) to build a disk from.
 type ContentKind string
 
 // ContentKind values.
 const (
 	ContentKindContainer ContentKind = "container"
 	ContentKindDisk      ContentKind = "disk"
+	ContentKindRootfs    ContentKind = "rootfs"
 )
 
 // VMState is defined in defs.json.
@@ -276,7 +278,7 @@ var (
 	ConverterPhaseValues      = enumValues(ConverterPhaseFetch, ConverterPhaseInspect, ConverterPhaseConvert, ConverterPhaseUpload, ConverterPhaseMkfs)
 	BuilderPhaseValues        = enumValues(BuilderPhasePull, BuilderPhaseFlatten, BuilderPhaseMkfs, BuilderPhaseUpload)
 	LuksPhaseValues           = enumValues(LuksPhaseDownload, LuksPhaseEncrypt, LuksPhaseCreate, LuksPhaseAmend, LuksPhaseUpload)
-	ContentKindValues         = enumValues(ContentKindContainer, ContentKindDisk)
+	ContentKindValues         = enumValues(ContentKindContainer, ContentKindDisk, ContentKindRootfs)
 	VMStateValues             = enumValues(VMStatePending, VMStateProlog, VMStateBoot, VMStateRunning, VMStatePoweroff, VMStateEpilog, VMStateDone, VMStateFailed)
 	VMBootModeValues          = enumValues(VMBootModePvh, VMBootModeLinux)
 	VMAccelValues             = enumValues(VMAccelKvm, VMAccelTcg)
@@ -1016,8 +1018,11 @@ type BuilderJob struct {
 	// Image the build is for.
 	ImageID int64 `json:"image_id"`
 
-	// The container image, pinned to its digest.
-	Reference string `json:"reference"`
+	// The container image, pinned to its digest (kinds container and disk).
+	Reference string `json:"reference,omitempty"`
+
+	// The rootfs tarball (kind rootfs), without credentials or query string.
+	URL string `json:"url,omitempty"`
 
 	// What the container image carries.
 	Kind ContentKind `json:"kind"`
@@ -1210,21 +1215,32 @@ type FirecrackerConfig struct {
 // Pull a pinned container image and store at dest either a disk holding its flattened
 // filesystem, with Slipway's guest init and the container's config injected, in its final
 // format (kind container: dest is the image's own blob, no converter pass), or the one disk
-// file it carries, as it is, for the converter to inspect (kind disk).
+// file it carries, as it is, for the converter to inspect (kind disk); or stream a root
+// filesystem tarball from url, checked against checksums, into a disk built like a container's,
+// whose guest init runs the distro's /sbin/init (kind rootfs: dest is the image's own blob).
 type BuilderBuild struct {
 	// Image the disk is for.
 	ImageID int64 `json:"image_id"`
 
 	// The container image, pinned to its manifest digest.
-	Reference string `json:"reference"`
+	Reference string `json:"reference,omitempty"`
 
-	// What the image carries.
+	// What the build starts from.
 	Kind ContentKind `json:"kind"`
 
-	// Size of the filesystem in MiB (kind container); absent: the content plus room to spare.
+	// The rootfs tarball (kind rootfs): http(s)://, or s3:// in the upload bucket or a bucket
+	// listed in SLIPWAY_IMPORT_BUCKETS.
+	URL string `json:"url,omitempty"`
+
+	// Expected digests of the tarball as fetched (kind rootfs), at most one per algorithm; all are
+	// checked at the end of the stream, before the filesystem is made.
+	Checksums []string `json:"checksums,omitempty"`
+
+	// Size of the filesystem in MiB (kind container or rootfs); absent: the content plus room to
+	// spare.
 	SizeMiB int64 `json:"size_mib,omitempty"`
 
-	// Filesystem to build (kind container; default ext4).
+	// Filesystem to build (kind container or rootfs; default ext4).
 	Filesystem Filesystem `json:"filesystem,omitempty"`
 
 	// Distribution to record, overriding the image's /etc/os-release.
@@ -1233,17 +1249,18 @@ type BuilderBuild struct {
 	// Architecture the reference was resolved for (amd64, arm64, arm/v7), for the record.
 	Arch string `json:"arch,omitempty"`
 
-	// Format to store the built filesystem in (kind container; default raw).
+	// Format to store the built filesystem in (kind container or rootfs; default raw).
 	Format DiskFormat `json:"format,omitempty"`
 
-	// qcow2 cluster compression (kind container, format qcow2 only); absent: uncompressed.
+	// qcow2 cluster compression (kind container or rootfs, format qcow2 only); absent:
+	// uncompressed.
 	Compression Compression `json:"compression,omitempty"`
 
-	// Where to store the disk: for kind container the image's final blob, s3://<datastore
-	// bucket>/images/<image_id>/<saga>/disk.<format>; for kind disk the staging object the
-	// converter imports, s3://<upload bucket>/builds/<image_id>/<saga>/disk.raw; the key is
-	// derived from the image and the saga (the command's correlation ID), never chosen by the
-	// sender: the service refuses any other dest, never overwrites an object another command
+	// Where to store the disk: for kind container or rootfs the image's final blob,
+	// s3://<datastore bucket>/images/<image_id>/<saga>/disk.<format>; for kind disk the staging
+	// object the converter imports, s3://<upload bucket>/builds/<image_id>/<saga>/disk.raw; the
+	// key is derived from the image and the saga (the command's correlation ID), never chosen by
+	// the sender: the service refuses any other dest, never overwrites an object another command
 	// wrote, and on failure deletes only what this command wrote.
 	Dest string `json:"dest"`
 }
@@ -1402,13 +1419,23 @@ type ImageCreate struct {
 	// qcow2 compression (qcow2 only).
 	Compression Compression `json:"compression,omitempty"`
 
-	// Expected digest of the data at path.
+	// Expected digest of the data at path (md5, sha256 or sha512).
 	Checksum string `json:"checksum,omitempty"`
 
-	// Size of an empty DATABLOCK in MiB.
+	// More expected digests of the data at path, at most one per algorithm; every one is enforced,
+	// together with checksum.
+	Checksums []string `json:"checksums,omitempty"`
+
+	// path (http(s):// or s3://, staged or not) is a root filesystem tarball (tar, gzip, xz or
+	// zstd) the builder makes a bootable disk of, like a container image: type OS only, not with
+	// docker:// or source_format; size_mib is then the filesystem's size (absent: the content plus
+	// room), fs its filesystem (default ext4), format raw or qcow2 (default qcow2).
+	Rootfs bool `json:"rootfs,omitempty"`
+
+	// Size of an empty DATABLOCK in MiB, or of the filesystem built from a rootfs.
 	SizeMiB int64 `json:"size_mib,omitempty"`
 
-	// Filesystem to make on an empty DATABLOCK.
+	// Filesystem to make on an empty DATABLOCK or from a rootfs.
 	FS Filesystem `json:"fs,omitempty"`
 
 	// Make an empty LUKS-encrypted volume of size_mib (type DATABLOCK or OS) through crypto-luks;
@@ -1655,8 +1682,12 @@ type ConverterImport struct {
 	// qcow2 compression (qcow2 output only).
 	Compression Compression `json:"compression,omitempty"`
 
-	// Expected digest of the fetched data.
+	// Expected digest of the fetched data (md5, sha256 or sha512).
 	Checksum string `json:"checksum,omitempty"`
+
+	// More expected digests of the fetched data, at most one per algorithm; every one is enforced,
+	// together with checksum.
+	Checksums []string `json:"checksums,omitempty"`
 
 	// Where to store the converted disk: s3://<datastore
 	// bucket>/images/<image_id>/<saga>/disk[.<format>]; the key is derived from the image and the
@@ -2066,8 +2097,9 @@ type MarketDockerhubResolve struct {
 // BuilderBuilt is the payload of event builder.built
 // (https://slipway.dev/schemas/evt/builder.built.json).
 //
-// A container image was turned into a disk and stored at dest: a built filesystem in its final
-// format (kind container), or the disk file it carries (kind disk).
+// A container image or a rootfs tarball was turned into a disk and stored at dest: a built
+// filesystem in its final format (kinds container and rootfs), or the disk file a container
+// image carries (kind disk).
 type BuilderBuilt struct {
 	// Image the disk is for.
 	ImageID int64 `json:"image_id"`
@@ -2093,7 +2125,8 @@ type BuilderBuilt struct {
 	// /etc/os-release, else unknown; absent for a carried disk.
 	Distro string `json:"distro,omitempty"`
 
-	// Manifest digest of the image that was pulled.
+	// Manifest digest of the image that was pulled; for a rootfs, sha256:<hex> of the tarball as
+	// fetched.
 	Digest string `json:"digest"`
 }
 

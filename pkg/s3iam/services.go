@@ -105,7 +105,8 @@ func join(sets ...[]string) []string { return slices.Concat(sets...) }
 //     issues to users (AssumeRole, which cannot exceed its parent) work.
 //   - converter: reads the upload and import buckets, writes and deletes
 //     (its own failed attempt) image blobs.
-//   - builder: writes image blobs and builds/ in the upload bucket.
+//   - builder: writes image blobs and builds/ in the upload bucket;
+//     reads the upload and import buckets (a rootfs tarball's url).
 //   - crypto-luks: reads and rewrites image blobs.
 //   - kernel-registry: reads and deletes kernel uploads, stages its files
 //     under kernel-registry/, reads image blobs (examine), keeps kernels/
@@ -126,6 +127,7 @@ func ServicePolicy(service string, l Layout) (p Policy, ok bool, err error) {
 		b.allow(ActRead, join(up, l.ImportBuckets))
 		b.allow(join(ActRead, ActWrite, ActDelete), ds, segImages)
 	case schemas.ServiceBuilder:
+		b.allow(ActRead, join(up, l.ImportBuckets))
 		b.allow(join(ActRead, ActWrite, ActDelete), ds, segImages)
 		b.allow(join(ActRead, ActWrite, ActDelete), up, segBuilds)
 	case schemas.ServiceCryptoLUKS:

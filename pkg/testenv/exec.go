@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -33,6 +34,19 @@ func Exec(t testing.TB, name string, args ...string) string {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// Compress compresses data with tool (xz, gzip, zstd, bzip2), run as its
+// users do (`tool -c`), and returns what it wrote.
+func Compress(t testing.TB, tool string, data []byte) []byte {
+	t.Helper()
+	cmd := exec.Command(tool, "-c", "-q")
+	cmd.Stdin = bytes.NewReader(data)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s -c: %v", tool, err)
+	}
+	return out
 }
 
 // GoBuild builds pkg, a package of this repository named from its root

@@ -1,11 +1,15 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -134,4 +138,21 @@ func FileSHA256(t testing.TB, path string) [32]byte {
 		t.Fatal(err)
 	}
 	return [32]byte(h.Sum(nil))
+}
+
+// ServeFiles serves files (URL path → bytes) on loopback, with ranges
+// and Last-Modified (If-Range works), 404 for anything else, until the
+// test ends, and returns the server's URL.
+func ServeFiles(t testing.TB, files map[string][]byte) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data, ok := files[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		http.ServeContent(w, r, r.URL.Path, time.Unix(1700000000, 0), bytes.NewReader(data))
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }

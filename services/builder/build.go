@@ -12,11 +12,13 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/fetch"
 	"github.com/slipway/slipway/pkg/oci"
 	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/builder/flatten"
 	"github.com/slipway/slipway/services/builder/fsimage"
+	"github.com/slipway/slipway/services/builder/guestinit"
 	"github.com/slipway/slipway/services/builder/tree"
 )
 
@@ -39,7 +41,7 @@ func (s *Service) handleBuild(ctx context.Context, m *bus.Msg) error {
 	if err := s.checkDest(m, cmd); err != nil {
 		return s.reject(ctx, m, err)
 	}
-	j := &job{reference: cmd.Reference, kind: string(cmd.Kind), dest: cmd.Dest}
+	j := &job{reference: cmd.Reference, url: fetch.Redact(cmd.URL), kind: string(cmd.Kind), dest: cmd.Dest}
 	j.Begin(m, cmd.ImageID, schemas.BuilderPhasePull)
 	stop := s.jobs.Start(ctx, s.w, m, cmd.ImageID, j)
 	out, err := s.runBuild(ctx, j, cmd)
@@ -49,11 +51,11 @@ func (s *Service) handleBuild(ctx context.Context, m *bus.Msg) error {
 
 // checkDest refuses, before anything is pulled, a dest that is not the one
 // derived from the image and the saga (the command's correlation ID): the
-// image's blob in a datastore bucket for kind container, the build staging
-// object in the upload bucket for kind disk.
+// image's blob in a datastore bucket for kinds container and rootfs, the
+// build staging object in the upload bucket for kind disk.
 func (s *Service) checkDest(m *bus.Msg, cmd schemas.BuilderBuild) error {
 	check := s.cfg.Locations.CheckDest
-	if cmd.Kind != schemas.ContentKindContainer {
+	if cmd.Kind == schemas.ContentKindDisk {
 		check = s.cfg.Locations.CheckBuildDest
 	}
 	if err := check(cmd.Dest, cmd.ImageID, m.Envelope.CorrelationID); err != nil {
@@ -78,7 +80,10 @@ func (s *Service) runBuild(ctx context.Context, j *job, cmd schemas.BuilderBuild
 	if dest.bucket, dest.key, err = blob.ParseURL(cmd.Dest); err != nil {
 		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, fmt.Errorf("%w: dest: %w", errInvalid, err))
 	}
-	if cmd.Kind == schemas.ContentKindContainer {
+	if cmd.Kind != schemas.ContentKindRootfs && (cmd.URL != "" || len(cmd.Checksums) > 0) {
+		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, fmt.Errorf("%w: url and checksums apply to kind rootfs only, not %s", errInvalid, cmd.Kind))
+	}
+	if cmd.Kind != schemas.ContentKindDisk {
 		if err := checkFormat(cmd); err != nil {
 			return schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, err)
 		}
@@ -91,6 +96,9 @@ func (s *Service) runBuild(ctx context.Context, j *job, cmd schemas.BuilderBuild
 		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, fmt.Errorf("work directory: %w", err))
 	}
 	defer os.RemoveAll(dir)
+	if cmd.Kind == schemas.ContentKindRootfs {
+		return s.buildRootfs(ctx, j, cmd, dir, dest)
+	}
 
 	cache := filepath.Join(dir, "cache")
 	img, err := s.pull(ctx, j, cmd, cache)
@@ -179,8 +187,21 @@ func (s *Service) buildContainer(ctx context.Context, j *job, cmd schemas.Builde
 		return out, failed(schemas.BuilderPhasePull, err)
 	}
 	os.RemoveAll(filepath.Join(dir, "cache"))
+	gcfg, mtime := containerConfig(cfg)
+	out, err = s.makeDisk(ctx, j, cmd, dir, root, t, gcfg, mtime, dest)
+	out.Digest = img.Digest()
+	return out, err
+}
+
+// makeDisk injects the guest init with gcfg into the flattened root,
+// makes the filesystem image of it in the command's format and uploads it
+// to dest. The tree and the raw image are removed as soon as the next step
+// has consumed them.
+func (s *Service) makeDisk(ctx context.Context, j *job, cmd schemas.BuilderBuild, dir, root string, t *tree.Tree,
+	gcfg guestinit.Config, mtime int64, dest target) (schemas.BuilderBuilt, error) {
+	var out schemas.BuilderBuilt
 	distro := s.distro(root, cmd)
-	if err := inject(root, t, s.cfg.GuestInit, cfg); err != nil {
+	if err := inject(root, t, s.cfg.GuestInit, gcfg, mtime); err != nil {
 		return out, failed(schemas.BuilderPhaseFlatten, err)
 	}
 	fs := string(cmd.Filesystem)
@@ -211,7 +232,7 @@ func (s *Service) buildContainer(ctx context.Context, j *job, cmd schemas.Builde
 		return out, failed(schemas.BuilderPhaseUpload, err)
 	}
 	return schemas.BuilderBuilt{ImageID: cmd.ImageID, Dest: cmd.Dest, Format: formatOf(cmd),
-		VirtualSize: res.SizeBytes, Size: info.Size, SHA256: info.SHA256, Distro: distro, Digest: img.Digest()}, nil
+		VirtualSize: res.SizeBytes, Size: info.Size, SHA256: info.SHA256, Distro: distro}, nil
 }
 
 // flatten applies the layers to root; progress counts the uncompressed

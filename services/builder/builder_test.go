@@ -384,12 +384,19 @@ func TestBuildTooSmall(t *testing.T) {
 	dest := testenv.Dest(3, "disk.raw")
 	var f schemas.Failure
 	kind, _ := h.buildContainer(3, ref, schemas.BuilderBuild{SizeMiB: 1, Dest: dest}, &f)
+	h.checkTooSmall(kind, f, dest)
+}
+
+// checkTooSmall checks a build of size_mib 1 ended for good in mkfs,
+// saying how much the content needs, and left nothing at dest.
+func (h *harness) checkTooSmall(kind string, f schemas.Failure, dest string) {
+	h.t.Helper()
 	if kind != "failed" || f.Phase != string(schemas.BuilderPhaseMkfs) || f.Code != schemas.CodeTooLarge || f.Retryable ||
 		!strings.Contains(f.Error, "size=1 MiB is too small") || !strings.Contains(f.Error, "needs at least") {
-		t.Fatalf("%s: %+v", kind, f)
+		h.t.Fatalf("%s: %+v", kind, f)
 	}
 	if h.exists(dest) {
-		t.Error("a failed build left its dest")
+		h.t.Error("a failed build left its dest")
 	}
 }
 

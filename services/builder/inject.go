@@ -16,6 +16,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/slipway/slipway/pkg/fetch"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/builder/guestinit"
 	"github.com/slipway/slipway/services/builder/tree"
@@ -29,10 +30,10 @@ const UnknownDistro = "unknown"
 // slipwayDir is guestinit's directory, in tree form.
 var slipwayDir = tree.Clean(path.Dir(guestinit.InitPath))
 
-// inject writes Slipway's guest init and the container's config into the
-// flattened root and records them in its tree, owned by root. Whatever
-// the image had at /.slipway is replaced.
-func inject(root string, t *tree.Tree, initBinary string, cfg *v1.ConfigFile) error {
+// inject writes Slipway's guest init and the process's config into the
+// flattened root and records them in its tree, owned by root, dated mtime
+// (Unix seconds). Whatever the image had at /.slipway is replaced.
+func inject(root string, t *tree.Tree, initBinary string, cfg guestinit.Config, mtime int64) error {
 	for _, e := range t.Entries() {
 		if e.Type == tree.Hardlink && strings.HasPrefix(e.Link+"/", slipwayDir+"/") && !strings.HasPrefix(e.Path+"/", slipwayDir+"/") {
 			return fmt.Errorf("the image's /%s is replaced by Slipway's guest init, but %q is a hard link into it (%q)", slipwayDir, e.Path, e.Link)
@@ -50,16 +51,12 @@ func inject(root string, t *tree.Tree, initBinary string, cfg *v1.ConfigFile) er
 	if err != nil {
 		return fmt.Errorf("guest init: %w", err)
 	}
-	conf, err := json.MarshalIndent(containerConfig(cfg), "", "  ")
+	conf, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(root, tree.Clean(guestinit.ConfigPath)), conf, 0o644); err != nil {
 		return err
-	}
-	mtime := int64(0)
-	if !cfg.Created.IsZero() {
-		mtime = cfg.Created.Unix() // reproducible: the image's own date
 	}
 	t.Put(&tree.Entry{Path: slipwayDir, Type: tree.Dir, Mode: 0o755, ModTime: mtime})
 	t.Put(&tree.Entry{Path: tree.Clean(guestinit.InitPath), Type: tree.Regular, Mode: 0o755, Size: initSize, ModTime: mtime})
@@ -67,10 +64,27 @@ func inject(root string, t *tree.Tree, initBinary string, cfg *v1.ConfigFile) er
 	return nil
 }
 
-// containerConfig is the part of the image config the guest init runs.
-func containerConfig(cfg *v1.ConfigFile) guestinit.Config {
+// containerConfig is the part of the image config the guest init runs,
+// and the date of what is injected: the image's own, so builds are
+// reproducible.
+func containerConfig(cfg *v1.ConfigFile) (guestinit.Config, int64) {
 	c := cfg.Config
-	return guestinit.Config{Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User}
+	mtime := int64(0)
+	if !cfg.Created.IsZero() {
+		mtime = cfg.Created.Unix()
+	}
+	return guestinit.Config{Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir, User: c.User}, mtime
+}
+
+// rootfsPath is the PATH a rootfs's init starts with: a tarball has no
+// container config to give one.
+const rootfsPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// rootfsConfig is what the guest init runs in a rootfs: the distro's own
+// /sbin/init, as the machine's init (PID 1, see guestinit.Config.Init).
+// The kernel command line can still name another program.
+func rootfsConfig() guestinit.Config {
+	return guestinit.Config{Entrypoint: []string{"/sbin/init"}, Env: []string{rootfsPath}, Init: true}
 }
 
 func copyFile(src, dst string, mode os.FileMode) (int64, error) {
@@ -103,7 +117,7 @@ func (s *Service) distro(root string, cmd schemas.BuilderBuild) string {
 		return id
 	}
 	s.log.Warn("the image has no os-release and the command names no distro; recording "+UnknownDistro,
-		"image_id", cmd.ImageID, "reference", cmd.Reference)
+		"image_id", cmd.ImageID, "reference", cmd.Reference, "url", fetch.Redact(cmd.URL))
 	return UnknownDistro
 }
 

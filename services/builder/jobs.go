@@ -11,7 +11,7 @@ type JobStatus = schemas.BuilderJob
 
 // job is the live state of one build.
 type job struct {
-	reference, kind, dest string
+	reference, url, kind, dest string
 
 	jobs.Job[schemas.BuilderPhase]
 }
@@ -19,6 +19,6 @@ type job struct {
 // Status is the job as the jobs endpoint shows it.
 func (j *job) Status() JobStatus {
 	row := jobs.Row[JobStatus](&j.Job)
-	row.Reference, row.Kind, row.Dest = j.reference, schemas.ContentKind(j.kind), j.dest
+	row.Reference, row.URL, row.Kind, row.Dest = j.reference, j.url, schemas.ContentKind(j.kind), j.dest
 	return row
 }

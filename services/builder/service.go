@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
@@ -49,6 +50,11 @@ type Config struct {
 	// Flatten bounds and shapes layer extraction; the zero value is
 	// flatten's default policy.
 	Flatten flatten.Policy
+	// XZBinary decompresses rootfs tarballs compressed with xz in a child
+	// process (see fetch.Options.XZBinary): about twice as fast as the Go
+	// decoder, on its own core. Default: xz on the PATH; "-" or none
+	// found uses the Go decoder.
+	XZBinary string
 	// Locations are the buckets destinations are checked against; zero
 	// means blob.DefaultLocations() (ConfigFromEnv reads
 	// blob.LocationsFromEnv).
@@ -70,6 +76,12 @@ type Service struct {
 func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 	if cfg.GuestInit == "" {
 		cfg.GuestInit = DefaultGuestInit()
+	}
+	switch cfg.XZBinary {
+	case "":
+		cfg.XZBinary, _ = exec.LookPath("xz")
+	case "-":
+		cfg.XZBinary = ""
 	}
 	if len(cfg.Locations.DatastoreBuckets) == 0 && cfg.Locations.UploadBucket == "" {
 		cfg.Locations = blob.DefaultLocations()

@@ -2,10 +2,12 @@ package catalog
 
 import (
 	"context"
+	"strings"
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/dockerurl"
+	"github.com/slipway/slipway/pkg/fetch"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -18,6 +20,9 @@ type plan struct {
 	staged string             // s3:// URL of the upload to delete afterwards
 	docker *dockerurl.URL     // the parsed docker:// path of a docker import
 	luks   bool               // an empty LUKS volume, made by crypto-luks
+	rootfs bool               // a root filesystem tarball the builder makes a disk of
+	// checksums are checksum and checksums together, one per algorithm.
+	checksums []string
 }
 
 // planCreate applies the rules a schema cannot express. Every error is a
@@ -41,7 +46,11 @@ func (s *Service) planCreate(req schemas.ImageCreate, stager string) (plan, erro
 		return p, err
 	}
 	p.ds = ds
-	blank := req.SizeMiB > 0
+	if p.checksums, err = checksumsOf(req); err != nil {
+		return p, err
+	}
+	// A rootfs's size_mib is its filesystem's, not an empty DATABLOCK's.
+	blank := req.SizeMiB > 0 && !req.Rootfs
 	if p.typ == "" {
 		p.typ = schemas.ImageTypeOS
 		if blank {
@@ -57,6 +66,9 @@ func (s *Service) planCreate(req schemas.ImageCreate, stager string) (plan, erro
 	if req.LUKS {
 		return p, planLuks(&p)
 	}
+	if req.Rootfs {
+		return p, s.planRootfs(&p, stager)
+	}
 	switch {
 	case req.Persistent && IsFileType(p.typ):
 		return p, refuse("type %s is a file type: file images cannot be persistent", p.typ)
@@ -66,7 +78,7 @@ func (s *Service) planCreate(req schemas.ImageCreate, stager string) (plan, erro
 		return p, refuse("size_mib makes an empty DATABLOCK: an image of type %s needs a path to import from", p.typ)
 	case !blank && req.FS != "":
 		return p, refuse("fs %s applies to an empty DATABLOCK (size_mib): an imported image keeps its own filesystems", req.FS)
-	case blank && (req.SourceFormat != "" || req.Checksum != "" || req.Staged):
+	case blank && (req.SourceFormat != "" || len(p.checksums) > 0 || req.Staged):
 		return p, refuse("source_format, checksum and staged describe imported data: they do not apply to an empty DATABLOCK (size_mib)")
 	case req.Compression != "" && req.Format != "" && req.Format != schemas.DiskFormatQcow2:
 		return p, refuse("compression %s applies to qcow2 only, not to format %s", req.Compression, req.Format)
@@ -84,16 +96,76 @@ func (s *Service) planCreate(req schemas.ImageCreate, stager string) (plan, erro
 		p.format, err = dockerFormat(p.req, p.typ, p.docker)
 		return p, err
 	}
-	if err := s.locations().CheckSource(req.Path); err != nil {
-		return p, &refusal{err}
+	return p, s.planSource(&p, stager)
+}
+
+// planSource checks an import's path: an s3:// one only where imports
+// read, a staged one only if stager staged it.
+func (s *Service) planSource(p *plan, stager string) error {
+	if err := s.locations().CheckSource(p.req.Path); err != nil {
+		return &refusal{err}
 	}
-	if req.Staged {
-		if err := s.locations().CheckStaged(req.Path, stager); err != nil {
-			return p, &refusal{err}
+	if p.req.Staged {
+		if err := s.locations().CheckStaged(p.req.Path, stager); err != nil {
+			return &refusal{err}
 		}
-		p.staged = req.Path
+		p.staged = p.req.Path
 	}
-	return p, nil
+	return nil
+}
+
+// checksumsOf is checksum and checksums together, one per algorithm:
+// checksums may not name an algorithm twice, and checksum repeats one of
+// them only with the same digest.
+func checksumsOf(req schemas.ImageCreate) ([]string, error) {
+	seen := map[string]bool{}
+	for _, c := range req.Checksums {
+		algo, _, _ := strings.Cut(c, ":")
+		if seen[algo] {
+			return nil, refuse("checksums names %s twice: give at most one checksum per algorithm (md5, sha256, sha512)", algo)
+		}
+		seen[algo] = true
+	}
+	parsed, err := fetch.ParseChecksums(append([]string{req.Checksum}, req.Checksums...)...)
+	if err != nil {
+		return nil, &refusal{err}
+	}
+	out := make([]string, len(parsed))
+	for i, c := range parsed {
+		out[i] = c.String()
+	}
+	return out, nil
+}
+
+// planRootfs applies the rules of a rootfs import (rootfs: true): an OS
+// disk the builder makes from a tarball at an http(s):// or s3:// path.
+func (s *Service) planRootfs(p *plan, stager string) error {
+	req := p.req
+	switch {
+	case p.docker != nil:
+		return refuse("rootfs marks a root filesystem tarball at an http(s):// or s3:// path: a docker:// image is built from its registry without it")
+	case req.Path == "":
+		return refuse("rootfs needs a path: the http(s):// or s3:// URL of the root filesystem tarball")
+	case p.typ != schemas.ImageTypeOS:
+		return refuse("a rootfs becomes a bootable OS disk, not %s", p.typ)
+	case req.SourceFormat != "":
+		return refuse("source_format %s describes a disk to import: a rootfs is a tarball (tar, gzip, xz or zstd, detected)", req.SourceFormat)
+	}
+	p.format = req.Format
+	if p.format == "" {
+		p.format = DefaultRootfsFormat
+	}
+	if p.format != schemas.DiskFormatRaw && p.format != schemas.DiskFormatQcow2 {
+		return refuse("a rootfs is stored as raw or qcow2, not %s", p.format)
+	}
+	if req.Compression != "" && p.format != schemas.DiskFormatQcow2 {
+		return refuse("compression %s applies to qcow2 only, not to format %s", req.Compression, p.format)
+	}
+	if err := s.planSource(p, stager); err != nil {
+		return err
+	}
+	p.rootfs = true
+	return nil
 }
 
 // planLuks applies the rules of an empty LUKS volume (luks: true).
@@ -108,7 +180,7 @@ func planLuks(p *plan) error {
 		return refuse("fs %s cannot be made inside an empty LUKS volume: the catalog never sees its plaintext; make the filesystem from the VM that opens it", req.FS)
 	case req.Format != "" && req.Format != schemas.DiskFormatLUKS:
 		return refuse("an empty LUKS volume is stored as luks, not %s", req.Format)
-	case req.Compression != "" || req.SourceFormat != "" || req.Checksum != "" || req.Staged:
+	case req.Compression != "" || req.SourceFormat != "" || req.Checksum != "" || len(req.Checksums) > 0 || req.Staged:
 		return refuse("compression, source_format, checksum and staged describe imported data: they do not apply to an empty LUKS volume")
 	}
 	p.luks, p.format = true, schemas.DiskFormatLUKS
@@ -169,18 +241,22 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 	switch {
 	case p.docker != nil:
 		return res, s.sendResolve(ctx, m, p.req.Path, data.ImageID, sagaID)
+	case p.rootfs:
+		return res, s.sendRootfsBuild(ctx, m, sagaID, rootfsData(data, p.req, p.format, p.checksums))
 	case p.luks:
 		return res, s.sendLuks(ctx, m, sagaID, luksData{importData: data, SizeMiB: req.SizeMiB})
 	}
 	return res, s.sendConvert(ctx, m, p, data, sagaID)
 }
 
-// startCreate starts the saga an image-create needs: a docker import, an
-// empty LUKS volume, or an import.
+// startCreate starts the saga an image-create needs: a docker import, a
+// rootfs import, an empty LUKS volume, or an import.
 func (s *Service) startCreate(ctx context.Context, p plan, sagaID string, data importData) error {
 	switch {
 	case p.docker != nil:
 		return s.startDockerSaga(ctx, sagaID, p.req, p.docker, p.format, data)
+	case p.rootfs:
+		return s.startRootfsSaga(ctx, sagaID, rootfsData(data, p.req, p.format, p.checksums))
 	case p.luks:
 		return s.start(ctx, sagaID, KindLuksCreate, data.ImageID, luksData{importData: data, SizeMiB: p.req.SizeMiB}, data.Dest)
 	}
@@ -210,6 +286,8 @@ func (s *Service) record(p plan, id int64, sagaID string) *schemas.Image {
 		img.Origin = p.req.Origin
 	}
 	switch {
+	case p.rootfs && p.req.SizeMiB > 0:
+		img.Size = p.req.SizeMiB << 20 // the filesystem size asked for
 	case p.req.SizeMiB > 0:
 		img.Origin = "blank"
 		img.Size = p.req.SizeMiB << 20 // declared: the quotas count it from now
@@ -231,7 +309,7 @@ func (s *Service) sendConvert(ctx context.Context, m *bus.Msg, p plan, data impo
 	}
 	cmd := schemas.ConverterImport{
 		ImageID: data.ImageID, Source: p.req.Path, SourceFormat: p.req.SourceFormat, Format: p.req.Format,
-		Compression: p.req.Compression, Checksum: p.req.Checksum, Dest: data.Dest,
+		Compression: p.req.Compression, Checksums: p.checksums, Dest: data.Dest,
 		MaxVirtualSize: data.maxVirtualSize(s.cfg.MaxVirtualSize),
 	}
 	if IsFileType(p.typ) {

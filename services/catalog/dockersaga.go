@@ -11,6 +11,7 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/dockerurl"
+	"github.com/slipway/slipway/pkg/fetch"
 	"github.com/slipway/slipway/pkg/saga"
 	"github.com/slipway/slipway/schemas"
 )
@@ -64,6 +65,8 @@ type dockerData struct {
 	Filesystem  schemas.Filesystem  `json:"filesystem"`
 	Distro      string              `json:"distro,omitempty"`
 	Arch        string              `json:"arch,omitempty"`
+	// Checksums of a rootfs tarball, checked by the builder.
+	Checksums []string `json:"checksums,omitempty"`
 	// Set by the resolve phase.
 	Reference string              `json:"reference,omitempty"`
 	Digest    string              `json:"digest,omitempty"`
@@ -87,27 +90,37 @@ func (s *Service) dockerFlow() *flow {
 			expired: func(sg *saga.Saga, d time.Duration) string {
 				return fmt.Sprintf("resolving %s did not finish within %s", dockerURL(sg), d)
 			},
-		}, {
-			name:     PhaseBuild,
-			commands: []string{"builder.build"},
-			on:       map[string]eventHandler{evtBuilt: s.built, evtBuildFailed: s.buildFailed},
-			deadline: s.cfg.BuildDeadline,
-			// Both build and convert delete everything the import may
-			// have written: the build and the converted disk.
-			compensate: s.compensateImport,
-			expired: func(sg *saga.Saga, d time.Duration) string {
-				return fmt.Sprintf("building a disk from %s did not finish within %s", dockerURL(sg), d)
-			},
-		}, s.convertPhase(), s.commitPhase("import")},
+		}, s.buildPhase(""), s.convertPhase(), s.commitPhase("import")},
 		// A build reported after its import failed or its image went away.
 		unclaimed: map[string]eventHandler{evtBuilt: unclaimedReport(s.deleteBuild)},
 	}
 }
 
-// dockerURL is the URL a docker import is about.
+// buildPhase declares the builder's work, shared with the rootfs import;
+// what names the source in the expiry message ("" or "the rootfs ").
+// Both build and convert delete everything the import may have written:
+// the build and the converted disk.
+func (s *Service) buildPhase(what string) phase {
+	return phase{
+		name:       PhaseBuild,
+		commands:   []string{"builder.build"},
+		on:         map[string]eventHandler{evtBuilt: s.built, evtBuildFailed: s.buildFailed},
+		deadline:   s.cfg.BuildDeadline,
+		compensate: s.compensateImport,
+		expired: func(sg *saga.Saga, d time.Duration) string {
+			return fmt.Sprintf("building a disk from %s%s did not finish within %s", what, dockerURL(sg), d)
+		},
+	}
+}
+
+// dockerURL is the URL an import from the builder is about; a rootfs's
+// without credentials or query string (a presigned URL's signature).
 func dockerURL(sg *saga.Saga) string {
 	var d dockerData
 	_ = sg.Decode(&d)
+	if d.Kind == schemas.ContentKindRootfs {
+		return fetch.Redact(d.URL)
+	}
 	return d.URL
 }
 
@@ -117,7 +130,7 @@ func dockerFormat(req schemas.ImageCreate, typ schemas.ImageType, u *dockerurl.U
 	switch {
 	case req.Staged:
 		return "", refuse("staged marks an uploaded object the catalog deletes: a docker:// path is not one")
-	case req.SourceFormat != "" || req.Checksum != "":
+	case req.SourceFormat != "" || req.Checksum != "" || len(req.Checksums) > 0:
 		return "", refuse("source_format and checksum describe a disk to import: a docker:// image is pinned by its manifest digest instead (docker://repo@sha256:…)")
 	case typ != schemas.ImageTypeOS && typ != schemas.ImageTypeDatablock:
 		return "", refuse("a docker:// image becomes an OS or DATABLOCK disk, not %s", typ)
@@ -213,6 +226,9 @@ func (s *Service) resolved(ctx context.Context, m *bus.Msg, sg *saga.Saga) error
 	case sg.Phase != PhaseResolve:
 		return nil
 	}
+	if ev.Kind == schemas.ContentKindRootfs {
+		return s.failImport(ctx, sg, fmt.Sprintf("resolve: %s resolved to kind %s: a docker:// image carries a container filesystem or a disk", d.URL, ev.Kind), &m.Envelope)
+	}
 	if want := d.pinnedDigest(); want != "" && want != ev.Digest {
 		return s.failImport(ctx, sg, fmt.Sprintf("resolve: %s is pinned to %s, but the registry resolved %s", d.URL, want, ev.Digest), &m.Envelope)
 	}
@@ -245,19 +261,28 @@ func (d dockerData) pinnedDigest() string {
 }
 
 // buildDest is where the builder is asked to store its output: the
-// image's final blob for a container filesystem, the staging object for a
-// carried disk.
+// image's final blob for a filesystem it builds (container or rootfs), the
+// staging object for a carried disk.
 func (d dockerData) buildDest() string {
-	if d.Kind == schemas.ContentKindContainer {
+	if d.buildsFilesystem() {
 		return d.Dest
 	}
 	return d.Staged
 }
 
+// buildsFilesystem reports whether the builder makes the image's final
+// blob itself: a filesystem from a container image or a rootfs.
+func (d dockerData) buildsFilesystem() bool {
+	return d.Kind == schemas.ContentKindContainer || d.Kind == schemas.ContentKindRootfs
+}
+
 func (s *Service) sendBuild(ctx context.Context, m *bus.Msg, sagaID string, d dockerData) error {
 	cmd := schemas.BuilderBuild{ImageID: d.ImageID, Reference: d.Reference, Kind: d.Kind, Dest: d.buildDest(),
 		Distro: d.Distro, Arch: d.Arch}
-	if d.Kind == schemas.ContentKindContainer {
+	if d.Kind == schemas.ContentKindRootfs {
+		cmd.URL, cmd.Checksums = d.URL, d.Checksums
+	}
+	if d.buildsFilesystem() {
 		cmd.SizeMiB, cmd.Filesystem = d.SizeMiB, d.Filesystem
 		cmd.Format, cmd.Compression = d.Format, d.Compression
 	}
@@ -293,11 +318,14 @@ func (s *Service) built(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
 	}
 	sg, err = updateData(ctx, s.sagas, sg.ID, PhaseBuild, func(_ *saga.Saga, d *dockerData) {
 		d.Built = &ev
-		d.SetAttributes = map[string]string{AttrSourceReference: d.URL, AttrSourceDigest: ev.Digest}
+		d.SetAttributes = map[string]string{AttrSourceDigest: ev.Digest}
+		if d.Kind != schemas.ContentKindRootfs {
+			d.SetAttributes[AttrSourceReference] = d.URL // a rootfs's url is its PATH
+		}
 		if ev.Distro != "" {
 			d.SetAttributes[AttrDistro] = ev.Distro
 		}
-		if d.Kind == schemas.ContentKindContainer {
+		if d.buildsFilesystem() {
 			// The build is the image's blob: commit checks it as it
 			// checks a converter's report.
 			d.Result = &schemas.ConverterConverted{ImageID: ev.ImageID, Dest: ev.Dest, Format: ev.Format,
@@ -307,7 +335,7 @@ func (s *Service) built(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
 	if err != nil {
 		return err
 	}
-	if d.Kind == schemas.ContentKindContainer {
+	if d.buildsFilesystem() {
 		return s.commitBuilt(ctx, m, sg, ev)
 	}
 	sg, err = s.advance(ctx, sg, PhaseBuild, PhaseConvert, "built "+ev.Dest)
@@ -343,9 +371,11 @@ func (s *Service) checkBuilt(d dockerData, ev schemas.BuilderBuilt) string {
 	switch {
 	case ev.Dest != d.buildDest():
 		return fmt.Sprintf("the builder stored the disk at %s instead of %s", ev.Dest, d.buildDest())
-	case ev.Digest != d.Digest:
+	case d.Kind != schemas.ContentKindRootfs && ev.Digest != d.Digest:
 		return fmt.Sprintf("the builder pulled %s, but %s was resolved to %s", ev.Digest, d.URL, d.Digest)
-	case d.Kind != schemas.ContentKindContainer:
+	case d.Kind == schemas.ContentKindRootfs && !d.wants(ev.Digest):
+		return fmt.Sprintf("the builder built from a tarball of %s, but its checksums are %v", ev.Digest, d.Checksums)
+	case !d.buildsFilesystem():
 		return ""
 	case ev.Format != d.Format:
 		return fmt.Sprintf("the builder stored %s, but %s was asked for", ev.Format, d.Format)
@@ -355,6 +385,17 @@ func (s *Service) checkBuilt(d dockerData, ev schemas.BuilderBuilt) string {
 		return fmt.Sprintf("the built filesystem is %d bytes, over the limit of %d", ev.VirtualSize, s.cfg.MaxVirtualSize)
 	}
 	return ""
+}
+
+// wants reports whether digest ("sha256:<hex>") fits the checksums of a
+// rootfs: true when they name no sha256.
+func (d dockerData) wants(digest string) bool {
+	for _, c := range d.Checksums {
+		if strings.HasPrefix(c, "sha256:") {
+			return c == digest
+		}
+	}
+	return true
 }
 
 // sendDockerConvert asks the converter to import the built disk: it is

@@ -3,6 +3,7 @@ package catalog
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -136,7 +137,7 @@ func TestDockerImportLifecycle(t *testing.T) {
 	want := schemas.BuilderBuild{ImageID: 0, Reference: res.Reference, Kind: schemas.ContentKindContainer, SizeMiB: 64,
 		Filesystem: schemas.FilesystemXFS, Distro: "alpine", Arch: "arm64",
 		Format: schemas.DiskFormatQcow2, Compression: schemas.CompressionZstd, Dest: wantDest}
-	if bc != want {
+	if !reflect.DeepEqual(bc, want) {
 		t.Fatalf("build command\n got %+v\nwant %+v", bc, want)
 	}
 
@@ -215,14 +216,21 @@ func TestDockerImportRefusals(t *testing.T) {
 		{schemas.ImageCreate{Name: "g", Path: "docker://nginx", Datastore: "files", Type: schemas.ImageTypeKernel}, "not KERNEL"},
 		{schemas.ImageCreate{Name: "h", Path: "docker://nginx", Compression: schemas.CompressionZstd}, "qcow2 only"},
 	} {
-		env := h.command(schemas.CommandCatalogImageCreate, tc.req)
-		m, f := h.waitFailed(env)
-		if !strings.Contains(f.Error, tc.want) || f.ImageID != nil || !strings.Contains(m.Subject, ".failed.cmd-") {
-			t.Errorf("%s: failed %s = %+v, want %q", tc.req.Path, m.Subject, f, tc.want)
-		}
+		h.refused(tc.req, tc.want)
 	}
 	if imgs := h.list(); len(imgs) != 0 {
 		t.Fatalf("refused creates made images: %+v", imgs)
+	}
+}
+
+// refused sends req and checks the catalog refused it, saying want, with
+// no image made.
+func (h *dockerHarness) refused(req schemas.ImageCreate, want string) {
+	h.t.Helper()
+	env := h.command(schemas.CommandCatalogImageCreate, req)
+	m, f := h.waitFailed(env)
+	if !strings.Contains(f.Error, want) || f.ImageID != nil || !strings.Contains(m.Subject, ".failed.cmd-") {
+		h.t.Errorf("%s (%s): failed %s = %+v, want %q", req.Name, req.Path, m.Subject, f, want)
 	}
 }
 

@@ -16,11 +16,11 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/fetch"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/pkg/worker/workertest"
 	"github.com/slipway/slipway/schemas"
-	"github.com/slipway/slipway/services/converter/source"
 )
 
 // TestConformance runs the workers' conformance suite against the
@@ -48,7 +48,7 @@ func TestConformance(t *testing.T) {
 		Client: env.Client, Service: Name, Succeeded: "converted", Failed: "failed",
 		Start: func(t *testing.T) func() {
 			svc := New(env.Bus, store, Config{Config: worker.Config{TempDir: t.TempDir(), ProgressInterval: 50 * time.Millisecond,
-				AckWait: 2 * time.Second, Logger: quiet()}, Fetch: source.Options{Guard: loopback}})
+				AckWait: 2 * time.Second, Logger: quiet()}, Fetch: fetch.Options{Guard: loopback}})
 			return workertest.Start(t, svc.Run, svc.Ready())
 		},
 		Good: func(t *testing.T) workertest.Command {

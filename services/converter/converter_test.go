@@ -2,7 +2,9 @@ package converter
 
 import (
 	"bytes"
+	"crypto/md5"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -22,11 +24,11 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/fetch"
 	"github.com/slipway/slipway/pkg/telemetry"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
-	"github.com/slipway/slipway/services/converter/source"
 )
 
 // assertStored checks the event describes the stored object and returns
@@ -150,6 +152,45 @@ func TestImportChecksumMismatch(t *testing.T) {
 	assertNoObject(t, h, dest)
 }
 
+// TestImportHTTPChecksums: every checksum of the command is enforced, md5
+// and sha512 too, with the one catalog's checksum: a wrong md5 ends the
+// job naming the algorithm, expected and actual, nothing stored; the right
+// ones import.
+func TestImportHTTPChecksums(t *testing.T) {
+	h := newHarness(t, Config{Fetch: fetch.Options{Guard: loopback}})
+	body, err := os.ReadFile(rawDisk(t, 4<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "disk.raw", time.Unix(1700000000, 0), bytes.NewReader(body))
+	}))
+	defer srv.Close()
+	sha := sha256.Sum256(body)
+	good := md5.Sum(body)
+	s512 := sha512.Sum512(body)
+	wrong := strings.Repeat("0", 32)
+
+	dest := testenv.Dest(14, "disk.raw")
+	h.command("import", schemas.ConverterImport{ImageID: 14, Source: srv.URL + "/disk.raw",
+		Checksum: "sha256:" + hex.EncodeToString(sha[:]), Checksums: []string{"md5:" + wrong}, Dest: dest})
+	var ev schemas.Failure
+	h.event("failed", "14", &ev)
+	want := fmt.Sprintf("expected md5:%s, got md5:%s", wrong, hex.EncodeToString(good[:]))
+	if ev.Phase != string(schemas.ConverterPhaseFetch) || ev.Retryable || !strings.Contains(ev.Error, want) ||
+		!strings.Contains(ev.Error, srv.URL+"/disk.raw") {
+		t.Fatalf("failed %+v: want a terminal fetch failure naming the source and %q", ev, want)
+	}
+	assertNoObject(t, h, dest)
+
+	dest = testenv.Dest(15, "disk.raw")
+	h.command("import", schemas.ConverterImport{ImageID: 15, Source: srv.URL + "/disk.raw",
+		Checksums: []string{"md5:" + hex.EncodeToString(good[:]), "sha512:" + hex.EncodeToString(s512[:])}, Dest: dest})
+	var ok schemas.ConverterConverted
+	h.event("converted", "15", &ok)
+	assertStored(t, h, ok)
+}
+
 func TestBadCommandsThenGood(t *testing.T) {
 	h := newHarness(t, Config{})
 	// Not JSON at all: no image to name, so the event's id is the command's
@@ -186,7 +227,7 @@ func TestBadCommandsThenGood(t *testing.T) {
 }
 
 func TestImportHTTPGzipWithProgressAndJobs(t *testing.T) {
-	h := newHarness(t, Config{Fetch: source.Options{Guard: loopback}})
+	h := newHarness(t, Config{Fetch: fetch.Options{Guard: loopback}})
 	raw := rawDisk(t, 16<<20)
 	plain, err := os.ReadFile(raw)
 	if err != nil {

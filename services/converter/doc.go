@@ -1,6 +1,6 @@
 // Package converter is Slipway's converter service: it consumes the
 // converter.import and converter.create-blank commands, brings untrusted
-// disk images in (package source), inspects them before anything else
+// disk images in (package pkg/fetch), inspects them before anything else
 // parses them (pkg/inspect), converts them with a confined qemu-img
 // (pkg/qemuimg) or makes empty disks (package blank), stores the result
 // in the blob store and answers with converted, progress and failed events.

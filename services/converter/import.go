@@ -12,11 +12,11 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/fetch"
 	"github.com/slipway/slipway/pkg/inspect"
 	"github.com/slipway/slipway/pkg/qemuimg"
 	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
-	"github.com/slipway/slipway/services/converter/source"
 )
 
 // stepFailed is the saga step name of the failed event: its ID derives from
@@ -135,15 +135,16 @@ func (s *Service) fetch(ctx context.Context, j *job, cmd schemas.ConverterImport
 	defer func() { endSpan(span, err) }()
 	j.SetPhase(schemas.ConverterPhaseFetch, 0)
 	opts := s.cfg.Fetch
-	opts.Store, opts.Checksum = s.store, cmd.Checksum
+	opts.Store = s.store
+	opts.Checksums = append([]string{cmd.Checksum}, cmd.Checksums...)
 	opts.MaxBytes = min(s.cfg.MaxInputBytes, inputAllowance(s.virtualLimit(cmd)))
 	opts.Bound = boundByHeader
 	opts.Progress, opts.TempDir, opts.Verbatim = j.Update, dir, cmd.File
-	res, err := source.Fetch(ctx, cmd.Source, filepath.Join(dir, "input"), opts)
+	res, err := fetch.File(ctx, cmd.Source, filepath.Join(dir, "input"), opts)
 	if err != nil {
 		return "", err
 	}
-	s.log.Info("fetched", "image_id", cmd.ImageID, "source", redact(cmd.Source), "bytes", res.FetchedBytes,
+	s.log.Info("fetched", "image_id", cmd.ImageID, "source", fetch.Redact(cmd.Source), "bytes", res.FetchedBytes,
 		"compression", res.Compression, "size", res.Size)
 	return res.Path, nil
 }

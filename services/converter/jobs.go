@@ -1,8 +1,7 @@
 package converter
 
 import (
-	"net/url"
-
+	"github.com/slipway/slipway/pkg/fetch"
 	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/schemas"
 )
@@ -21,17 +20,6 @@ type job struct {
 // Status is the job as the jobs endpoint shows it.
 func (j *job) Status() JobStatus {
 	row := jobs.Row[JobStatus](&j.Job)
-	row.Command, row.Source, row.Dest = j.command, redact(j.source), j.dest
+	row.Command, row.Source, row.Dest = j.command, fetch.Redact(j.source), j.dest
 	return row
-}
-
-// redact drops credentials and query strings (presigned URLs carry
-// signatures) from a source before showing it.
-func redact(src string) string {
-	u, err := url.Parse(src)
-	if err != nil || u.Scheme == "s3" {
-		return src
-	}
-	u.User, u.RawQuery, u.Fragment = nil, "", ""
-	return u.String()
 }

@@ -15,12 +15,12 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/fetch"
 	"github.com/slipway/slipway/pkg/inspect"
 	"github.com/slipway/slipway/pkg/qemuimg"
 	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/converter/blank"
-	"github.com/slipway/slipway/services/converter/source"
 )
 
 // Name is the service name: subjects, durable consumer, micro service.
@@ -49,7 +49,7 @@ type Config struct {
 	// retries); its Store, Checksum, MaxBytes, Progress and TempDir are
 	// set per job. A nil Fetch.Guard refuses loopback, private and other
 	// special addresses (ConfigFromEnv reads SLIPWAY_FETCH_ALLOW).
-	Fetch source.Options
+	Fetch fetch.Options
 	// Locations are the buckets destinations and s3:// sources are
 	// checked against; zero means blob.DefaultLocations() (see
 	// blob.LocationsFromEnv).
@@ -144,7 +144,7 @@ func SupportedFormats() Formats {
 		Output: []schemas.DiskFormat{schemas.DiskFormatRaw, schemas.DiskFormatQcow2, schemas.DiskFormatVMDK, schemas.DiskFormatVDI,
 			schemas.DiskFormatVPC, schemas.DiskFormatVHDX},
 		Compression:   []schemas.Compression{schemas.CompressionZstd, schemas.CompressionZlib},
-		Decompression: []string{source.Gzip, source.Bzip2, source.XZ, source.Zstd},
+		Decompression: []string{fetch.Gzip, fetch.Bzip2, fetch.XZ, fetch.Zstd},
 		Filesystems:   filesystems,
 		BlankFormats:  []schemas.DiskFormat{schemas.DiskFormatRaw, schemas.DiskFormatQcow2},
 		Sources:       []string{"s3", "http", "https"},
@@ -160,7 +160,7 @@ type jobError = worker.PhaseError[schemas.ConverterPhase]
 // source or the command says (source errors carry theirs), else the kind
 // of failure.
 func failureCode(err error) string {
-	var noSpace *source.NoSpaceError
+	var noSpace *fetch.NoSpaceError
 	switch {
 	case errors.Is(err, errInvalid):
 		return schemas.CodeInvalidCommand
@@ -196,13 +196,13 @@ func isTerminal(phase schemas.ConverterPhase, err error) bool {
 	case errors.Is(err, diskspace.ErrNoSpace):
 		return false
 	}
-	var noSpace *source.NoSpaceError
+	var noSpace *fetch.NoSpaceError
 	if errors.As(err, &noSpace) {
 		return false
 	}
 	switch phase {
 	case schemas.ConverterPhaseFetch:
-		return source.IsPermanent(err)
+		return fetch.IsPermanent(err)
 	case schemas.ConverterPhaseUpload:
 		return blob.IsClientError(err)
 	}

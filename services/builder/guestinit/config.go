@@ -46,6 +46,12 @@ type Config struct {
 	// PowerOff says whether the VM powers off when the process exits;
 	// nil means true. The kernel command line's slipway.poweroff wins.
 	PowerOff *bool `json:"poweroff,omitempty"`
+	// Init says the process is the system's own init (a rootfs's
+	// /sbin/init: systemd, busybox init and sysvinit insist on PID 1).
+	// Once the system is prepared (mounts, hostname, network, SSH keys,
+	// start script), PID 1 execs it instead of supervising it. An init
+	// that is not PID 1 (NewSupervisor, tests) supervises it as usual.
+	Init bool `json:"init,omitempty"`
 }
 
 // PowerOffOrDefault reports c.PowerOff, true when unset.

@@ -142,6 +142,9 @@ func (in *Init) boot() (code int, poweroff bool) {
 	if err != nil {
 		return in.fail(err), poweroff
 	}
+	if cfg.Init && in.isMachineInit() {
+		return in.replace(p), poweroff
+	}
 	return in.supervise(p), poweroff
 }
 

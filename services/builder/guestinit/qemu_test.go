@@ -119,3 +119,34 @@ func jsonString(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 	return `"` + r.Replace(s) + `"`
 }
+
+// TestQEMUBootMachineInit: a config with init (a rootfs's /sbin/init) is
+// exec'd by PID 1 once the system is prepared: the program runs as PID 1,
+// which is what systemd, busybox init and sysvinit insist on, and no exit
+// line follows (the init is gone; the program powers the machine off).
+func TestQEMUBootMachineInit(t *testing.T) {
+	kernel := kernelPath(t)
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Fatal("qemu-system-x86_64 not installed (make deps): ", err)
+	}
+	initrd := filepath.Join(t.TempDir(), "initramfs.cpio")
+	writeInitramfs(t, initrd, `{"entrypoint":["/bin/busybox","sh","-c"],"cmd":["echo TOKEN-INIT-pid=$$ host=$(busybox hostname); busybox poweroff -f"],"init":true}`)
+	appendLine := "console=ttyS0 rdinit=" + InitPath + " panic=-1 quiet slipway.ctx.HOSTNAME=vm-init"
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, qemu, "-machine", "q35", "-accel", "tcg", "-m", "256", "-nographic", "-no-reboot",
+		"-kernel", kernel, "-initrd", initrd, "-append", appendLine).CombinedOutput()
+	t.Logf("console:\n%s", out)
+	if ctx.Err() != nil || err != nil {
+		t.Fatalf("the VM did not power off within 120 s: %v", err)
+	}
+	ls := lines(string(out))
+	ready, token := indexOf(ls, ReadyLine+" pid=1 cmd=/bin/busybox"), indexOf(ls, "TOKEN-INIT-pid=1 host=vm-init")
+	if ready < 0 || token < 0 || ready > token {
+		t.Fatalf("ready (%d) and token (%d) lines missing or out of order: the init did not hand PID 1 over", ready, token)
+	}
+	if indexOf(ls, ExitLine) >= 0 {
+		t.Error("an exit line after the init handed PID 1 over")
+	}
+}

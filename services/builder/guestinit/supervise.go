@@ -74,6 +74,32 @@ func (in *Init) supervise(p *process) int {
 	}
 }
 
+// isMachineInit reports whether this init is the machine's: it powers the
+// machine off and works on "/" as PID 1. Only that one may hand PID 1 over.
+func (in *Init) isMachineInit() bool {
+	return in.PowerOff != nil && in.Root == "/" && os.Getpid() == 1
+}
+
+// replace makes the process the machine's init: PID 1 execs it, keeping
+// the mounts and the console, in its working directory and environment.
+// It returns only when the exec fails, with the exit code.
+func (in *Init) replace(p *process) int {
+	if p.user.UID != 0 {
+		return in.fail(&ExitError{ExitInitError, fmt.Errorf("%s runs as the machine's init: it cannot run as user %d", p.argv[0], p.user.UID)})
+	}
+	if err := os.Chdir(p.dir); err != nil {
+		return in.fail(&ExitError{ExitInitError, fmt.Errorf("workdir %s: %w", p.dir, err)})
+	}
+	signal.Reset()
+	fmt.Fprintf(in.Console, "%s pid=%d cmd=%s\n", ReadyLine, os.Getpid(), p.argv[0])
+	err := unix.Exec(p.path, p.argv, p.env)
+	code := ExitCannotExec
+	if errors.Is(err, unix.ENOENT) {
+		code = ExitNotFound
+	}
+	return in.fail(&ExitError{code, fmt.Errorf("exec %s: %w", p.argv[0], err)})
+}
+
 // start forks the exec stage and returns its pid and the function that lets
 // it exec.
 func (in *Init) start(p *process) (int, func() error, error) {

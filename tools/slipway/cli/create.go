@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,6 +32,16 @@ func newCreateCmd(g *globals) *cobra.Command {
 file (or - for standard input), which is uploaded to S3 first, an http(s)://
 URL or an s3://bucket/key object; or, for an empty DATABLOCK, from --size.
 
+With --rootfs, --path is a root filesystem tarball (tar, or tar compressed
+with gzip, xz or zstd: a Linux Containers root.tar.xz, a TurnKey .tar.gz)
+that the builder makes a bootable OS disk of, as it does a container image:
+the distro's own /sbin/init runs under Slipway's guest init. --size is then
+the filesystem's size in MiB (default: the content plus room), --fs its
+filesystem (default ext4), --format raw or qcow2 (default qcow2).
+
+--checksum may be given once per algorithm (md5:, sha256:, sha512:<hex>):
+every one is checked against the bytes as fetched.
+
 An image template in OpenNebula syntax may be given instead of or as well as
 flags (NAME, PATH, DESCRIPTION, TYPE, PERSISTENT, DEV_PREFIX, TARGET, SIZE,
 FORMAT, FS; any other attribute is kept as an image attribute); flags
@@ -41,6 +52,7 @@ follows the import and exits non-zero if the image ends in ERROR.`,
 		Example: `  slipway image create --name alpine --path ./alpine.qcow2 --wait
   slipway image create --name ubuntu --path https://host/noble.img --format qcow2 --compression zstd
   slipway image create --name scratch --type DATABLOCK --size 1024 --fs ext4
+  slipway image create --name debian --rootfs --path https://host/debian/rootfs.tar.xz --size 2048 --checksum sha256:<hex> --wait
   slipway image create image.tmpl --persistent`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -69,12 +81,13 @@ follows the import and exits non-zero if the image ends in ERROR.`,
 	fl.StringVar(&f.devPrefix, "dev-prefix", "", "same as --prefix")
 	fl.StringVar(&f.target, "target", "", "device target, e.g. vda")
 	fl.StringVar(&f.path, "path", "", "local file, - (stdin), http(s):// URL or s3://bucket/key")
-	fl.Int64Var(&f.sizeMiB, "size", 0, "size in MiB of an empty DATABLOCK")
+	fl.Int64Var(&f.sizeMiB, "size", 0, "size in MiB of an empty DATABLOCK, or of the filesystem built from a --rootfs")
 	fl.StringVar(&f.format, "format", "", "stored format: raw|qcow2|vmdk|vdi|vpc|vhdx (default: keep the detected one)")
 	fl.StringVar(&f.sourceFormat, "source-format", "", "declared format of the input; must match what inspection finds")
-	fl.StringVar(&f.fs, "fs", "", "filesystem of an empty DATABLOCK: ext2|ext3|ext4|xfs")
+	fl.StringVar(&f.fs, "fs", "", "filesystem of an empty DATABLOCK or of a --rootfs: ext2|ext3|ext4|xfs")
+	fl.BoolVar(&f.rootfs, "rootfs", false, "--path is a root filesystem tarball (tar, .gz, .xz, .zst) to build a bootable OS disk from")
 	fl.StringVar(&f.compression, "compression", "", "qcow2 compression: zstd|zlib")
-	fl.StringVar(&f.checksum, "checksum", "", "expected sha256:<hex> of the input")
+	fl.StringArrayVar(&f.checksums, "checksum", nil, "expected md5:|sha256:|sha512:<hex> of the input as fetched (repeatable, one per algorithm)")
 	fl.StringArrayVar(&f.attrs, "attr", nil, "attribute KEY=VALUE (repeatable)")
 	fl.BoolVar(&wait, "wait", false, "follow the import until READY or ERROR")
 	fl.DurationVar(&timeout, "timeout", 0, "give up after this long (0: 1m for the registration; no limit with --wait)")
@@ -120,7 +133,7 @@ func (g *globals) create(ctx context.Context, spec schemas.ImageCreate, wait boo
 		if store, bucket, err = g.uploadStore(ctx, b); err != nil {
 			return err
 		}
-		info, err := g.upload(ctx, store, bucket, blob.UserStagingPrefix(b.Sender()), spec.Path, spec.Checksum)
+		info, err := g.upload(ctx, store, bucket, blob.UserStagingPrefix(b.Sender()), spec.Path, checksumSHA256(spec))
 		if err != nil {
 			return err
 		}
@@ -209,6 +222,16 @@ func (g *globals) upload(ctx context.Context, store *blob.Store, bucket, prefix,
 	}
 	fmt.Fprintf(g.io.err, "uploaded %s (%s) to %s\n", base, render.HumanSize(info.Size), info.URL())
 	return info, nil
+}
+
+// checksumSHA256 is the sha256 checksum a create names, "" when none.
+func checksumSHA256(spec schemas.ImageCreate) string {
+	for _, c := range append([]string{spec.Checksum}, spec.Checksums...) {
+		if strings.HasPrefix(c, "sha256:") {
+			return c
+		}
+	}
+	return ""
 }
 
 func stripSHA256(checksum string) (string, bool) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/slipway/slipway/pkg/dockerurl"
+	"github.com/slipway/slipway/pkg/fetch"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -21,7 +22,9 @@ type createFlags struct {
 	devPrefix, target, path           string
 	sizeMiB                           int64
 	format, sourceFormat, fs          string
-	compression, checksum             string
+	compression                       string
+	checksums                         []string
+	rootfs                            bool
 	attrs                             []string
 }
 
@@ -58,7 +61,10 @@ func buildCreate(tmpl map[string]string, f createFlags, changed func(flag string
 	c.SourceFormat = schemas.DiskFormat(strings.ToLower(f.sourceFormat))
 	c.FS = schemas.Filesystem(strings.ToLower(pick("fs", "FS", f.fs)))
 	c.Compression = schemas.Compression(strings.ToLower(f.compression))
-	c.Checksum = normalizeChecksum(f.checksum)
+	for _, sum := range f.checksums {
+		c.Checksums = append(c.Checksums, normalizeChecksum(sum))
+	}
+	c.Rootfs = f.rootfs
 	if !changed("datastore") && isFileType(c.Type) {
 		c.Datastore = "files" // file types live in the files datastore
 	}
@@ -101,8 +107,6 @@ func buildCreate(tmpl map[string]string, f createFlags, changed func(flag string
 	return c, checkCreate(c)
 }
 
-var checksumRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-
 func normalizeChecksum(s string) string {
 	s = strings.TrimSpace(s)
 	if algo, hex, ok := strings.Cut(s, ":"); ok {
@@ -121,8 +125,11 @@ func checkCreate(c schemas.ImageCreate) error {
 	if c.Path == "" && c.SizeMiB == 0 {
 		errs = append(errs, errors.New("give --path (a file, http(s):// or s3:// URL) or --size (MiB, for an empty DATABLOCK)"))
 	}
-	if c.Path != "" && c.SizeMiB != 0 {
+	if c.Path != "" && c.SizeMiB != 0 && !c.Rootfs {
 		errs = append(errs, errors.New("give --path (to import data) or --size (an empty DATABLOCK), not both"))
+	}
+	if c.Rootfs && c.Path == "" {
+		errs = append(errs, errors.New("--rootfs needs --path: the root filesystem tarball (a file, http(s):// or s3:// URL)"))
 	}
 	if c.SizeMiB < 0 {
 		errs = append(errs, fmt.Errorf("--size %d: must be at least 1 MiB", c.SizeMiB))
@@ -142,8 +149,10 @@ func checkCreate(c schemas.ImageCreate) error {
 	if c.Compression != "" && !slices.Contains(schemas.CompressionValues(), c.Compression) {
 		errs = append(errs, fmt.Errorf("--compression %q: want zstd or zlib", c.Compression))
 	}
-	if c.Checksum != "" && !checksumRE.MatchString(c.Checksum) {
-		errs = append(errs, fmt.Errorf("--checksum %q: want sha256:<64 hex digits>", c.Checksum))
+	if len(c.Checksums) > 3 {
+		errs = append(errs, fmt.Errorf("--checksum given %d times: at most one per algorithm (md5, sha256, sha512)", len(c.Checksums)))
+	} else if _, err := fetch.ParseChecksums(c.Checksums...); err != nil {
+		errs = append(errs, fmt.Errorf("--checksum: %w", err))
 	}
 	if c.Path != "" {
 		if _, err := classifyPath(c.Path); err != nil {

@@ -89,7 +89,10 @@ func TestBuildCreateRefusals(t *testing.T) {
 		{"bad type", nil, createFlags{name: "a", sizeMiB: 1, typ: "FLOPPY"}, `type "FLOPPY"`},
 		{"bad format", nil, createFlags{name: "a", path: "x", format: "qed"}, `format "qed"`},
 		{"bad compression", nil, createFlags{name: "a", path: "x", compression: "lz4"}, "--compression"},
-		{"bad checksum", nil, createFlags{name: "a", path: "x", checksum: "md5:abc"}, "--checksum"},
+		{"bad checksum", nil, createFlags{name: "a", path: "x", checksums: []string{"md5:abc"}}, `--checksum: checksum "md5:abc": want "md5:<32 hex digits>"`},
+		{"unknown algorithm", nil, createFlags{name: "a", path: "x", checksums: []string{"crc:abc"}}, "want md5:<32>, sha256:<64> or sha512:<128 hex digits>"},
+		{"two sha256", nil, createFlags{name: "a", path: "x", checksums: []string{"sha256:" + strings.Repeat("a", 64), "sha256:" + strings.Repeat("b", 64)}}, "two sha256 checksums given"},
+		{"rootfs without path", nil, createFlags{name: "a", rootfs: true, sizeMiB: 64}, "--rootfs needs --path"},
 		{"ftp scheme", nil, createFlags{name: "a", path: "ftp://host/x.img"}, `scheme "ftp" is not supported`},
 		{"s3 without key", nil, createFlags{name: "a", path: "s3://bucket"}, "want s3://bucket/key"},
 		{"bad template size", map[string]string{"NAME": "a", "SIZE": "big"}, createFlags{}, "template SIZE"},
@@ -108,12 +111,26 @@ func TestBuildCreateRefusals(t *testing.T) {
 
 func TestChecksumNormalized(t *testing.T) {
 	hex := strings.Repeat("AB", 32)
-	c, err := buildCreate(nil, createFlags{name: "a", path: "x", checksum: "SHA256:" + hex}, func(string) bool { return false })
+	c, err := buildCreate(nil, createFlags{name: "a", path: "x", checksums: []string{"SHA256:" + hex, "md5:" + hex[:32]}}, func(string) bool { return false })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Checksum != "sha256:"+strings.ToLower(hex) {
-		t.Errorf("checksum = %q", c.Checksum)
+	if len(c.Checksums) != 2 || c.Checksums[0] != "sha256:"+strings.ToLower(hex) || c.Checksums[1] != "md5:"+strings.ToLower(hex[:32]) ||
+		checksumSHA256(c) != c.Checksums[0] {
+		t.Errorf("checksums = %q", c.Checksums)
+	}
+}
+
+// TestBuildCreateRootfs: --rootfs takes a path and a filesystem size
+// together, with its filesystem.
+func TestBuildCreateRootfs(t *testing.T) {
+	c, err := buildCreate(nil, createFlags{name: "deb", path: "https://h/rootfs.tar.xz", rootfs: true, sizeMiB: 2048, fs: "EXT4", format: "qcow2"},
+		func(string) bool { return false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Rootfs || c.SizeMiB != 2048 || c.FS != "ext4" || c.Format != "qcow2" || c.Path != "https://h/rootfs.tar.xz" {
+		t.Errorf("got %+v", c)
 	}
 }
 

@@ -1,4 +1,4 @@
-package source
+package fetch
 
 import (
 	"compress/gzip"
@@ -39,7 +39,7 @@ func TestBoundLowersTheCapFromTheHead(t *testing.T) {
 		}
 		return 0, ""
 	}
-	_, err := Fetch(context.Background(), srv.URL+"/x.gz", filepath.Join(t.TempDir(), "o"), opts)
+	_, err := File(context.Background(), srv.URL+"/x.gz", filepath.Join(t.TempDir(), "o"), opts)
 	var le *LimitError
 	if !errors.As(err, &le) || le.Limit != 8<<20 || !strings.HasSuffix(err.Error(), "exceeds the limit of 8 MiB (the head says 8 MiB)") {
 		t.Fatalf("err = %v, want the bound's LimitError", err)

@@ -1,17 +1,13 @@
-package source
+package fetch
 
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/slipway/slipway/pkg/blob"
@@ -30,9 +26,11 @@ type Options struct {
 	// special addresses (see package netguard). The client has connect
 	// and header timeouts but no overall one.
 	Guard *netguard.Policy
-	// Checksum is "sha256:<hex>" of the bytes as fetched, before
-	// decompression; "" skips the check.
-	Checksum string
+	// Checksums are the expected digests of the bytes as fetched,
+	// before decompression ("md5:<hex>", "sha256:<hex>",
+	// "sha512:<hex>"; at most one per algorithm; "" entries are
+	// skipped); every one is checked.
+	Checksums []string
 	// MaxBytes caps the size of the output (after decompression); 0
 	// means DefaultMaxBytes, negative means no cap.
 	MaxBytes int64
@@ -52,6 +50,11 @@ type Options struct {
 	// IdleTimeout abandons and resumes a connection that delivers no
 	// bytes for this long; 0 means 2 minutes.
 	IdleTimeout time.Duration
+	// XZBinary, when set, is an xz program that decompresses xz data in
+	// a child process (empty environment, memory-limited), about twice
+	// as fast as the Go decoder and on its own core; "" uses the Go
+	// decoder.
+	XZBinary string
 	// Verbatim keeps the bytes as fetched: no decompression. Files such
 	// as compressed initrds must be stored exactly as given.
 	Verbatim bool
@@ -72,15 +75,18 @@ type Result struct {
 	FetchedBytes  int64  // bytes as fetched
 	Size          int64  // bytes of Path (after decompression)
 	SHA256Fetched string // hex SHA-256 of the fetched bytes
+	// Sums are the hex digests of the fetched bytes by algorithm: SHA256
+	// always, MD5 and SHA512 when a checksum named them.
+	Sums map[string]string
 }
 
-// Fetch copies src ("s3://bucket/key", "http://…", "https://…") to the
+// File copies src ("s3://bucket/key", "http://…", "https://…") to the
 // file dst, decompressing it on the way. dst "" makes a temporary file in
 // opts.TempDir. On error nothing is left at dst. Errors that retrying
 // cannot fix satisfy IsPermanent.
-func Fetch(ctx context.Context, src string, dst string, opts Options) (Result, error) {
+func File(ctx context.Context, src string, dst string, opts Options) (Result, error) {
 	opts = opts.withDefaults()
-	want, err := parseChecksum(opts.Checksum)
+	want, err := ParseChecksums(opts.Checksums...)
 	if err != nil {
 		return Result{}, err
 	}
@@ -92,12 +98,12 @@ func Fetch(ctx context.Context, src string, dst string, opts Options) (Result, e
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := fetchInto(ctx, o, f, opts)
+	res, err := fetchInto(ctx, o, f, opts, want)
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("close %s: %w", f.Name(), cerr)
 	}
-	if err == nil && want != "" && res.SHA256Fetched != want {
-		err = &ChecksumError{Source: o.String(), Expected: "sha256:" + want, Actual: "sha256:" + res.SHA256Fetched}
+	if err == nil {
+		err = verify(o.String(), want, res.Sums)
 	}
 	if err != nil {
 		os.Remove(f.Name())
@@ -125,22 +131,6 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// parseChecksum returns the lower-case hex digest of "sha256:<hex>".
-func parseChecksum(s string) (string, error) {
-	if s == "" {
-		return "", nil
-	}
-	algo, digest, ok := strings.Cut(s, ":")
-	if !ok || !strings.EqualFold(algo, "sha256") {
-		return "", permanentf("checksum %q: want \"sha256:<64 hex digits>\"", s)
-	}
-	digest = strings.ToLower(digest)
-	if b, err := hex.DecodeString(digest); err != nil || len(b) != sha256.Size {
-		return "", permanentf("checksum %q: want \"sha256:<64 hex digits>\"", s)
-	}
-	return digest, nil
-}
-
 func createOutput(dst, tempDir string) (*os.File, error) {
 	if dst == "" {
 		f, err := os.CreateTemp(tempDir, "fetch-*")
@@ -156,19 +146,24 @@ func createOutput(dst, tempDir string) (*os.File, error) {
 	return f, nil
 }
 
-// fetchInto runs the pipeline origin → hash → decompress → cap → f,
-// starting it over whenever the origin had to restart from byte 0.
-func fetchInto(ctx context.Context, o origin, f *os.File, opts Options) (Result, error) {
-	r := &resumer{
+// newResumer reads o with the retries and timeouts of opts.
+func newResumer(ctx context.Context, o origin, opts Options) *resumer {
+	return &resumer{
 		ctx: ctx, origin: o, retries: max(opts.Retries, 0),
 		delay: opts.RetryDelay, maxDelay: 30 * time.Second, idle: opts.IdleTimeout, total: -1,
 	}
+}
+
+// fetchInto runs the pipeline origin → hash → decompress → cap → f,
+// starting it over whenever the origin had to restart from byte 0.
+func fetchInto(ctx context.Context, o origin, f *os.File, opts Options, want []Checksum) (Result, error) {
+	r := newResumer(ctx, o, opts)
 	defer r.closeBody()
 	dir := filepath.Dir(f.Name())
 	w := &sparseWriter{f: f, dir: dir}
 	buf := make([]byte, 1<<20)
 	for {
-		res, err := copyOnce(r, w, buf, opts)
+		res, err := copyOnce(r, w, buf, opts, want)
 		if errors.Is(err, errRestart) || (err != nil && r.restart) {
 			if err := w.reset(); err != nil {
 				return Result{}, fmt.Errorf("restart %s: %w", f.Name(), err)
@@ -184,45 +179,72 @@ func fetchInto(ctx context.Context, o origin, f *os.File, opts Options) (Result,
 	}
 }
 
-// copyOnce reads the resumer from its current body to the end.
-func copyOnce(r *resumer, w *sparseWriter, buf []byte, opts Options) (Result, error) {
-	h := sha256.New()
-	in := &hashingReader{r: r, h: h, progress: opts.Progress}
-	br := bufio.NewReaderSize(in, 64<<10)
-	if _, err := br.Peek(1); err != nil && err != io.EOF {
-		return Result{}, err // nothing opened yet: the resumer's error
+// pipeline is one pass over a resumer's bytes: hashed and counted as
+// fetched, then decompressed and capped.
+type pipeline struct {
+	r    *resumer
+	in   *hashingReader
+	br   *bufio.Reader
+	dec  io.ReadCloser
+	out  *limitReader
+	comp string
+}
+
+// newPipeline opens the resumer's first body and detects its compression.
+func newPipeline(r *resumer, opts Options, want []Checksum) (*pipeline, error) {
+	p := &pipeline{r: r, in: &hashingReader{r: r, d: newDigests(want), progress: opts.Progress}}
+	p.br = bufio.NewReaderSize(p.in, 64<<10)
+	if _, err := p.br.Peek(1); err != nil && err != io.EOF {
+		return nil, err // nothing opened yet: the resumer's error
 	}
+	p.dec, p.comp = io.NopCloser(p.br), None
+	if !opts.Verbatim {
+		var err error
+		if p.dec, p.comp, err = decompressor(p.br, opts.XZBinary); err != nil {
+			return nil, r.explain(permanentf("%s: %w", r.origin, err))
+		}
+	}
+	p.out = &limitReader{r: p.dec, max: opts.MaxBytes, bound: opts.Bound}
+	return p, nil
+}
+
+// drain hashes what may trail the compressed stream too (the checksum is
+// of the whole input) and returns the digests.
+func (p *pipeline) drain() (map[string]string, error) {
+	if _, err := io.Copy(io.Discard, p.br); err != nil {
+		return nil, p.r.explain(err)
+	}
+	return p.in.d.sums(), nil
+}
+
+// copyOnce reads the resumer from its current body to the end.
+func copyOnce(r *resumer, w *sparseWriter, buf []byte, opts Options, want []Checksum) (Result, error) {
+	p, err := newPipeline(r, opts, want)
+	if err != nil {
+		return Result{}, err
+	}
+	defer p.dec.Close()
 	if r.total > 0 {
 		if err := ensureFree(w.dir, r.total); err != nil {
 			return Result{}, err
 		}
 	}
-	var dec io.ReadCloser = io.NopCloser(br)
-	comp := None
-	if !opts.Verbatim {
-		var err error
-		if dec, comp, err = decompressor(br); err != nil {
-			return Result{}, r.explain(permanentf("%s: %w", r.origin, err))
-		}
+	if _, err := io.CopyBuffer(w, p.out, buf); err != nil {
+		return Result{}, r.explain(copyError(r.origin, p.comp, err))
 	}
-	defer dec.Close()
-	lim := &limitReader{r: dec, max: opts.MaxBytes, bound: opts.Bound}
-	if _, err := io.CopyBuffer(w, lim, buf); err != nil {
-		return Result{}, r.explain(copyError(r.origin, comp, err))
-	}
-	// Hash what may trail the compressed stream too: the checksum is of
-	// the whole input.
-	if _, err := io.Copy(io.Discard, br); err != nil {
-		return Result{}, r.explain(err)
+	sums, err := p.drain()
+	if err != nil {
+		return Result{}, err
 	}
 	if err := w.finish(); err != nil {
 		return Result{}, fmt.Errorf("size %s: %w", w.f.Name(), err)
 	}
 	return Result{
-		Compression:   comp,
-		FetchedBytes:  in.n,
+		Compression:   p.comp,
+		FetchedBytes:  p.in.n,
 		Size:          w.off,
-		SHA256Fetched: hex.EncodeToString(h.Sum(nil)),
+		SHA256Fetched: sums[SHA256],
+		Sums:          sums,
 	}, nil
 }
 
@@ -252,7 +274,7 @@ func copyError(o origin, comp string, err error) error {
 // hashingReader hashes and counts the fetched bytes and reports progress.
 type hashingReader struct {
 	r        *resumer
-	h        hash.Hash
+	d        *digests
 	n        int64
 	progress func(done, total int64)
 }
@@ -260,7 +282,7 @@ type hashingReader struct {
 func (hr *hashingReader) Read(p []byte) (int, error) {
 	n, err := hr.r.Read(p)
 	if n > 0 {
-		hr.h.Write(p[:n])
+		hr.d.Write(p[:n])
 		hr.n += int64(n)
 		if hr.progress != nil {
 			hr.progress(hr.n, max(hr.r.total, 0))

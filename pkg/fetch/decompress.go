@@ -1,4 +1,4 @@
-package source
+package fetch
 
 import (
 	"bufio"
@@ -50,8 +50,9 @@ func detect(head []byte) string {
 }
 
 // decompressor returns a reader of the decompressed stream of br, detected
-// from its first bytes, and the name of the compression.
-func decompressor(br *bufio.Reader) (io.ReadCloser, string, error) {
+// from its first bytes, and the name of the compression. xzBinary, when
+// set, decompresses xz in a child process (see xzCommand).
+func decompressor(br *bufio.Reader, xzBinary string) (io.ReadCloser, string, error) {
 	head, _ := br.Peek(6) // shorter input: no magic, read as is
 	name := detect(head)
 	var (
@@ -68,6 +69,10 @@ func decompressor(br *bufio.Reader) (io.ReadCloser, string, error) {
 	case XZ:
 		if err = checkXZDict(br); err != nil {
 			return nil, name, err
+		}
+		if xzBinary != "" {
+			rc, err = startXZ(xzBinary, br)
+			break
 		}
 		var r io.Reader
 		r, err = xz.NewReader(br)

@@ -1,4 +1,4 @@
-package source
+package fetch
 
 import (
 	"bytes"
@@ -27,9 +27,9 @@ func TestFetchS3(t *testing.T) {
 	}
 	opts := fastOpts()
 	opts.Store = store
-	opts.Checksum = "sha256:" + sum(data)
+	opts.Checksums = []string{"sha256:" + sum(data)}
 	dst := filepath.Join(t.TempDir(), "out")
-	res, err := Fetch(ctx, "s3://uploads/a/disk.raw", dst, opts)
+	res, err := File(ctx, "s3://uploads/a/disk.raw", dst, opts)
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)
 	}
@@ -58,7 +58,7 @@ func TestFetchS3(t *testing.T) {
 	}
 
 	// A missing object is permanent.
-	_, err = Fetch(ctx, "s3://uploads/missing", filepath.Join(t.TempDir(), "o"), opts)
+	_, err = File(ctx, "s3://uploads/missing", filepath.Join(t.TempDir(), "o"), opts)
 	if err == nil || !IsPermanent(err) || !blob.IsNotFound(err) {
 		t.Fatalf("missing object: err = %v, want a permanent not-found error", err)
 	}

@@ -1,4 +1,4 @@
-package source
+package fetch
 
 import (
 	"context"
@@ -47,4 +47,15 @@ func newOrigin(src string, opts Options) (origin, error) {
 	default:
 		return nil, permanentf("unsupported source scheme %q; use s3://, http:// or https://", scheme)
 	}
+}
+
+// Redact drops credentials and query strings (presigned URLs carry
+// signatures) from a source before it is shown or logged.
+func Redact(src string) string {
+	u, err := url.Parse(src)
+	if err != nil || u.Scheme == "s3" {
+		return src
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
 }

@@ -1,4 +1,4 @@
-package source
+package fetch
 
 import (
 	"bufio"
@@ -108,9 +108,9 @@ func TestFetchHTTPResumesAfterDroppedConnection(t *testing.T) {
 	dst := filepath.Join(t.TempDir(), "out")
 	var lastDone, lastTotal int64
 	opts := fastOpts()
-	opts.Checksum = "sha256:" + sum(data)
+	opts.Checksums = []string{"sha256:" + sum(data)}
 	opts.Progress = func(done, total int64) { lastDone, lastTotal = done, total }
-	res, err := Fetch(context.Background(), srv.URL+"/disk.img", dst, opts)
+	res, err := File(context.Background(), srv.URL+"/disk.img", dst, opts)
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)
 	}
@@ -142,7 +142,7 @@ func TestFetchHTTPRestartsWhenRangeIgnored(t *testing.T) {
 	defer srv.Close()
 
 	dst := filepath.Join(t.TempDir(), "out")
-	res, err := Fetch(context.Background(), srv.URL+"/disk.img", dst, fastOpts())
+	res, err := File(context.Background(), srv.URL+"/disk.img", dst, fastOpts())
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)
 	}
@@ -163,7 +163,7 @@ func TestFetchHTTPRestartsWhenFileChanged(t *testing.T) {
 	srv := httptest.NewServer(&dropOnce{data: old, etag: `"old"`, next: serveContent(data, `"new"`)})
 	defer srv.Close()
 	dst := filepath.Join(t.TempDir(), "out")
-	res, err := Fetch(context.Background(), srv.URL+"/d", dst, fastOpts())
+	res, err := File(context.Background(), srv.URL+"/d", dst, fastOpts())
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)
 	}
@@ -196,7 +196,7 @@ func TestFetchHTTPStalledConnectionResumes(t *testing.T) {
 	defer srv.Close()
 	opts := fastOpts()
 	opts.IdleTimeout = 300 * time.Millisecond
-	res, err := Fetch(context.Background(), srv.URL+"/d", filepath.Join(t.TempDir(), "out"), opts)
+	res, err := File(context.Background(), srv.URL+"/d", filepath.Join(t.TempDir(), "out"), opts)
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)
 	}
@@ -212,8 +212,8 @@ func TestFetchChecksumMismatch(t *testing.T) {
 	wrong := strings.Repeat("ab", 32)
 	dst := filepath.Join(t.TempDir(), "out")
 	opts := fastOpts()
-	opts.Checksum = "sha256:" + wrong
-	_, err := Fetch(context.Background(), srv.URL+"/d", dst, opts)
+	opts.Checksums = []string{"sha256:" + wrong}
+	_, err := File(context.Background(), srv.URL+"/d", dst, opts)
 	var ce *ChecksumError
 	if !errors.As(err, &ce) {
 		t.Fatalf("err = %v, want a ChecksumError", err)
@@ -232,11 +232,28 @@ func TestFetchChecksumMismatch(t *testing.T) {
 }
 
 func TestFetchBadChecksumSyntax(t *testing.T) {
-	opts := fastOpts()
-	opts.Checksum = "md5:abcd"
-	_, err := Fetch(context.Background(), "http://127.0.0.1:1/x", filepath.Join(t.TempDir(), "o"), opts)
-	if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "sha256:") {
-		t.Fatalf("err = %v, want a permanent error explaining the syntax", err)
+	a, b := strings.Repeat("a", 64), strings.Repeat("b", 64)
+	for _, c := range []struct {
+		sums []string
+		want string
+	}{
+		{[]string{"md5:abcd"}, `want "md5:<32 hex digits>"`},
+		{[]string{"sha512:" + a}, `want "sha512:<128 hex digits>"`},
+		{[]string{"sha256:" + strings.Repeat("g", 64)}, `want "sha256:<64 hex digits>"`},
+		{[]string{"crc32:abcd"}, "want md5:<32>, sha256:<64> or sha512:<128 hex digits>"},
+		{[]string{a}, "want md5:<32>, sha256:<64> or sha512:<128 hex digits>"},
+		{[]string{"sha256:" + a, "sha256:" + b}, "two sha256 checksums given (sha256:" + a + " and sha256:" + b + "): give one per algorithm"},
+	} {
+		opts := fastOpts()
+		opts.Checksums = c.sums
+		_, err := File(context.Background(), "http://127.0.0.1:1/x", filepath.Join(t.TempDir(), "o"), opts)
+		if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: err = %v, want a permanent error containing %q", c.sums, err, c.want)
+		}
+	}
+	// The same digest twice (checksum repeated in checksums) is one check.
+	if got, err := ParseChecksums("sha256:"+a, "SHA256:"+strings.ToUpper(a), ""); err != nil || len(got) != 1 || got[0].String() != "sha256:"+a {
+		t.Errorf("ParseChecksums of a repeated digest = %v, %v; want one sha256:%s", got, err, a)
 	}
 }
 
@@ -286,8 +303,8 @@ func TestFetchCompressions(t *testing.T) {
 			defer srv.Close()
 			dst := filepath.Join(t.TempDir(), "out")
 			opts := fastOpts()
-			opts.Checksum = "sha256:" + sum(input) // of the bytes as fetched
-			res, err := Fetch(context.Background(), srv.URL+"/f"+c.ext, dst, opts)
+			opts.Checksums = []string{"sha256:" + sum(input)} // of the bytes as fetched
+			res, err := File(context.Background(), srv.URL+"/f"+c.ext, dst, opts)
 			if err != nil {
 				t.Fatalf("Fetch: %v", err)
 			}
@@ -315,7 +332,7 @@ func TestFetchCorruptCompressedDataIsPermanent(t *testing.T) {
 	b[len(b)/2] ^= 0xff
 	srv := httptest.NewServer(serveContent(b, `"g"`))
 	defer srv.Close()
-	_, err := Fetch(context.Background(), srv.URL+"/x.gz", filepath.Join(t.TempDir(), "o"), fastOpts())
+	_, err := File(context.Background(), srv.URL+"/x.gz", filepath.Join(t.TempDir(), "o"), fastOpts())
 	if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "gzip") {
 		t.Fatalf("err = %v, want a permanent gzip data error", err)
 	}
@@ -342,7 +359,7 @@ func TestFetchGzipBombStopsAtLimit(t *testing.T) {
 	opts := fastOpts()
 	opts.MaxBytes = 64 << 20
 	start := time.Now()
-	_, err := Fetch(context.Background(), srv.URL+"/bomb.gz", dst, opts)
+	_, err := File(context.Background(), srv.URL+"/bomb.gz", dst, opts)
 	var le *LimitError
 	if !errors.As(err, &le) || !IsPermanent(err) {
 		t.Fatalf("err = %v, want a permanent LimitError", err)
@@ -373,9 +390,9 @@ func TestFetchRefusesLocalAndUnknownSources(t *testing.T) {
 		"gopher://example.com": `unsupported source scheme "gopher"`,
 	}
 	for src, want := range cases {
-		_, err := Fetch(context.Background(), src, filepath.Join(t.TempDir(), "o"), fastOpts())
+		_, err := File(context.Background(), src, filepath.Join(t.TempDir(), "o"), fastOpts())
 		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("Fetch(%q) err = %v, want it to contain %q", src, err, want)
+			t.Errorf("File(%q) err = %v, want it to contain %q", src, err, want)
 		}
 	}
 }
@@ -387,7 +404,7 @@ func TestFetchHTTPStatusErrors(t *testing.T) {
 		http.NotFound(w, r)
 	}))
 	defer srv.Close()
-	_, err := Fetch(context.Background(), srv.URL+"/missing", filepath.Join(t.TempDir(), "o"), fastOpts())
+	_, err := File(context.Background(), srv.URL+"/missing", filepath.Join(t.TempDir(), "o"), fastOpts())
 	var se *HTTPStatusError
 	if !errors.As(err, &se) || se.StatusCode != 404 || !IsPermanent(err) {
 		t.Fatalf("err = %v, want a permanent 404", err)
@@ -412,7 +429,7 @@ func TestFetchHTTPFirstFailureIsNotRetried(t *testing.T) {
 		serveContent(data, `"e"`).ServeHTTP(w, r)
 	}))
 	defer srv.Close()
-	_, err := Fetch(context.Background(), srv.URL+"/d", "", fastOpts())
+	_, err := File(context.Background(), srv.URL+"/d", "", fastOpts())
 	var se *HTTPStatusError
 	if !errors.As(err, &se) || se.StatusCode != http.StatusServiceUnavailable || IsPermanent(err) ||
 		se.FailureCode() != schemas.CodeUnavailable {
@@ -421,7 +438,7 @@ func TestFetchHTTPFirstFailureIsNotRetried(t *testing.T) {
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("%d requests, want 1", n)
 	}
-	res, err := Fetch(context.Background(), srv.URL+"/d", "", fastOpts())
+	res, err := File(context.Background(), srv.URL+"/d", "", fastOpts())
 	if err != nil {
 		t.Fatalf("Fetch: %v", err)
 	}
@@ -434,7 +451,7 @@ func TestFetchHTTPFirstFailureIsNotRetried(t *testing.T) {
 // one try.
 func TestFetchClassifiesWhereItFails(t *testing.T) {
 	start := time.Now()
-	_, err := Fetch(context.Background(), "https://nonexistent.invalid/x.qcow2", "", fastOpts())
+	_, err := File(context.Background(), "https://nonexistent.invalid/x.qcow2", "", fastOpts())
 	var coded interface{ FailureCode() string }
 	if !IsPermanent(err) || !errors.As(err, &coded) || coded.FailureCode() != schemas.CodeHostNotFound {
 		t.Errorf("unresolvable host: %v, want permanent host-not-found", err)
@@ -443,7 +460,7 @@ func TestFetchClassifiesWhereItFails(t *testing.T) {
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the handshake the client refuses
 	srv.StartTLS()
 	defer srv.Close()
-	_, err = Fetch(context.Background(), srv.URL+"/d", "", fastOpts())
+	_, err = File(context.Background(), srv.URL+"/d", "", fastOpts())
 	if !IsPermanent(err) || !errors.As(err, &coded) || coded.FailureCode() != schemas.CodeTLSCertificate {
 		t.Errorf("untrusted certificate: %v, want permanent tls-certificate", err)
 	}
@@ -480,7 +497,7 @@ func TestFetchNotEnoughSpace(t *testing.T) {
 	}))
 	defer srv.Close()
 	dir := t.TempDir()
-	_, err := Fetch(context.Background(), srv.URL+"/huge", filepath.Join(dir, "o"), fastOpts())
+	_, err := File(context.Background(), srv.URL+"/huge", filepath.Join(dir, "o"), fastOpts())
 	var ns *NoSpaceError
 	if !errors.As(err, &ns) || !strings.Contains(err.Error(), "not enough space in "+dir) {
 		t.Fatalf("err = %v, want not enough space in %s", err, dir)
@@ -503,7 +520,7 @@ func TestXZDictionaryLimit(t *testing.T) {
 	big := compressWith(t, []string{"xz", "--lzma2=dict=1GiB", "-T1", "-c"}, []byte("hello"))
 	srv := httptest.NewServer(serveContent(big, `"x"`))
 	defer srv.Close()
-	_, err := Fetch(context.Background(), srv.URL+"/x.xz", filepath.Join(t.TempDir(), "o"), fastOpts())
+	_, err := File(context.Background(), srv.URL+"/x.xz", filepath.Join(t.TempDir(), "o"), fastOpts())
 	if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "dictionary of 1 GiB exceeds") {
 		t.Fatalf("err = %v, want the dictionary refused", err)
 	}
@@ -538,7 +555,7 @@ func TestFetchRefusesGuardedAddresses(t *testing.T) {
 	opts.RetryDelay = time.Second // a retry would show in the time taken
 	dst := filepath.Join(t.TempDir(), "o")
 	start := time.Now()
-	_, err := Fetch(context.Background(), secret.URL+"/latest?token=x", dst, opts)
+	_, err := File(context.Background(), secret.URL+"/latest?token=x", dst, opts)
 	want := "GET " + secret.URL + "/latest?token=x: refusing to connect to " + host + " (loopback): set SLIPWAY_FETCH_ALLOW=127.0.0.1/32 to allow it"
 	if err == nil || err.Error() != want {
 		t.Errorf("err = %v\nwant %s", err, want)
@@ -560,11 +577,11 @@ func TestFetchRefusesGuardedAddresses(t *testing.T) {
 	}))
 	defer front.Close()
 	opts.Guard = netguard.MustParse(strings.TrimPrefix(front.URL, "http://"))
-	_, err = Fetch(context.Background(), front.URL+"/to-secret", dst, opts)
+	_, err = File(context.Background(), front.URL+"/to-secret", dst, opts)
 	if _, ok := netguard.AsRefused(err); !ok || !IsPermanent(err) || !strings.Contains(err.Error(), "refusing to connect to "+host+" (loopback)") {
 		t.Errorf("redirect to %s: %v, want a permanent refusal", host, err)
 	}
-	_, err = Fetch(context.Background(), front.URL+"/to-file", dst, opts)
+	_, err = File(context.Background(), front.URL+"/to-file", dst, opts)
 	if !IsPermanent(err) || !strings.Contains(err.Error(), "to file:///etc/passwd: only http and https are followed") {
 		t.Errorf("redirect to file://: %v, want a permanent refusal", err)
 	}
@@ -573,7 +590,7 @@ func TestFetchRefusesGuardedAddresses(t *testing.T) {
 	}
 	// Opened, the same URL is fetched.
 	opts.Guard = netguard.MustParse(host)
-	if _, err := Fetch(context.Background(), secret.URL+"/latest", dst, opts); err != nil || hits.Load() != 1 {
+	if _, err := File(context.Background(), secret.URL+"/latest", dst, opts); err != nil || hits.Load() != 1 {
 		t.Errorf("with %s open: %v (%d requests)", host, err, hits.Load())
 	}
 }
