@@ -18,9 +18,9 @@ import (
 // that created the image: a redelivered import finds its image by it.
 const AttrImport = "MARKETPLACE_IMPORT"
 
-// catalogCallTimeout bounds the wait for the catalog's image-created; a
+// CatalogCallTimeout bounds the wait for the catalog's image-created; a
 // longer silence (the catalog down) retries the import.
-const catalogCallTimeout = 30 * time.Second
+const CatalogCallTimeout = 30 * time.Second
 
 // maxImageDescription is what image-create takes of an app's description.
 const maxImageDescription = 1024
@@ -60,14 +60,14 @@ func (s *Service) appImport(ctx context.Context, m *bus.Msg) error {
 	}
 	if _, err := s.bus.Command(ctx, schemas.ServiceLauncher, schemas.CommandLauncherTemplateCreate,
 		schemas.LauncherTemplateCreate{Name: req.Name, Template: tmpl, OnBehalfOf: bus.UserOf(m)},
-		causedBy(m.Envelope, schemas.CommandLauncherTemplateCreate)...); err != nil {
+		CausedBy(m.Envelope, schemas.CommandLauncherTemplateCreate)...); err != nil {
 		return err
 	}
 	if err := s.store.putTemplate(ctx, mk.ID, app.Name, tmpl); err != nil {
 		return err
 	}
 	ev := schemas.MarketAppImported{MarketID: mk.ID, App: app.Name, Name: req.Name, URL: create.Path, ImageID: imageID, Template: tmpl}
-	_, err = s.bus.Event(ctx, EventAppImported, idToken(mk.ID), ev, causedBy(m.Envelope, EventAppImported)...)
+	_, err = s.bus.Event(ctx, EventAppImported, idToken(mk.ID), ev, CausedBy(m.Envelope, EventAppImported)...)
 	return err
 }
 
@@ -134,7 +134,7 @@ func (s *Service) importedApp(ctx context.Context, m *bus.Msg, req AppImport) (M
 // ce-id, because a repeated image-create would get no answer (JetStream
 // and the catalog both drop a command they have seen).
 func (s *Service) importImage(ctx context.Context, m *bus.Msg, create schemas.ImageCreate) (int64, error) {
-	key := "import." + enc(m.Envelope.ID)
+	key := ImportAnswerKey(m.Envelope.ID)
 	if e, err := s.dedup.Get(ctx, key); err == nil {
 		return strconv.ParseInt(string(e.Value()), 10, 64)
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -178,10 +178,10 @@ func (s *Service) importedBefore(ctx context.Context, m *bus.Msg, name string) (
 
 // createImage asks the catalog for the image and waits for its ID.
 func (s *Service) createImage(ctx context.Context, m *bus.Msg, create schemas.ImageCreate) (int64, error) {
-	cctx, cancel := context.WithTimeout(ctx, catalogCallTimeout)
+	cctx, cancel := context.WithTimeout(ctx, CatalogCallTimeout)
 	defer cancel()
 	ans, err := s.bus.Call(cctx, schemas.ServiceCatalog, schemas.CommandCatalogImageCreate, create, []string{schemas.EventCatalogImageCreated},
-		causedBy(m.Envelope, schemas.CommandCatalogImageCreate)...)
+		CausedBy(m.Envelope, schemas.CommandCatalogImageCreate)...)
 	var ce *bus.CallError
 	if errors.As(err, &ce) {
 		// The catalog's code (a taken name: conflict) is the refusal's.

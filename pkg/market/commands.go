@@ -73,10 +73,10 @@ func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
 		return h(ctx, m)
 	}
 	if !schemas.Known(schemas.KindCommand, s.cfg.Service, m.Name) {
-		return s.reject(ctx, m, fmt.Errorf("%s has no command %q (commands: %s)", s.cfg.Service, m.Name, strings.Join(bus.Commands(s.cfg.Service), ", ")))
+		return s.Reject(ctx, m, fmt.Errorf("%s has no command %q (commands: %s)", s.cfg.Service, m.Name, strings.Join(bus.Commands(s.cfg.Service), ", ")))
 	}
 	if err := schemas.Validate(schemas.KindCommand, s.cfg.Service, m.Name, m.Data); err != nil {
-		return s.reject(ctx, m, err)
+		return s.Reject(ctx, m, err)
 	}
 	var err error
 	switch m.Name {
@@ -96,7 +96,7 @@ func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
 		err = refuse("%s has no handler for command %q", s.cfg.Service, m.Name)
 	}
 	if isRefusal(err) {
-		return s.reject(ctx, m, err)
+		return s.Reject(ctx, m, err)
 	}
 	return err
 }
@@ -109,12 +109,13 @@ func decode(m *bus.Msg, v any) error {
 	return nil
 }
 
-// reject publishes failed.cmd-<seq> and terminates the command.
-func (s *Service) reject(ctx context.Context, m *bus.Msg, cause error) error {
+// Reject publishes failed.cmd-<seq> with cause's code and message and
+// terminates the command (for a service's own commands too).
+func (s *Service) Reject(ctx context.Context, m *bus.Msg, cause error) error {
 	s.log.Warn("command refused", "subject", m.Subject, "ce_id", m.Envelope.ID, "err", cause)
 	ev := schemas.Failure{Code: bus.CodeOr(cause, schemas.CodeConflict), Command: m.Subject, Error: schemas.ErrorText(cause.Error())}
 	token := "cmd-" + strconv.FormatUint(m.StreamSeq, 10)
-	if _, err := s.bus.Event(ctx, EventFailed, token, ev, causedBy(m.Envelope, EventFailed)...); err != nil {
+	if _, err := s.bus.Event(ctx, EventFailed, token, ev, CausedBy(m.Envelope, EventFailed)...); err != nil {
 		return fmt.Errorf("publish failed for %s: %w (refusal: %v)", m.Subject, err, cause)
 	}
 	return bus.Terminal(cause)
@@ -178,11 +179,11 @@ func (s *Service) marketCreate(ctx context.Context, m *bus.Msg) error {
 	if mk, err = s.store.market(ctx, id); err != nil {
 		return err
 	}
-	if _, err := s.bus.Event(ctx, EventMarketCreated, idToken(id), mk, causedBy(m.Envelope, EventMarketCreated)...); err != nil {
+	if _, err := s.bus.Event(ctx, EventMarketCreated, idToken(id), mk, CausedBy(m.Envelope, EventMarketCreated)...); err != nil {
 		return err
 	}
 	if mk.Monitoring { // list it now rather than at the next tick
-		_, err = s.bus.Command(ctx, s.cfg.Service, CommandRefresh, schemas.MarketRefresh{MarketID: id}, causedBy(m.Envelope, CommandRefresh)...)
+		_, err = s.bus.Command(ctx, s.cfg.Service, CommandRefresh, schemas.MarketRefresh{MarketID: id}, CausedBy(m.Envelope, CommandRefresh)...)
 	}
 	return err
 }
@@ -252,7 +253,7 @@ func (s *Service) marketUpdate(ctx context.Context, m *bus.Msg) error {
 			return err
 		}
 	}
-	_, err = s.bus.Event(ctx, EventMarketUpdated, idToken(mk.ID), mk, causedBy(m.Envelope, EventMarketUpdated)...)
+	_, err = s.bus.Event(ctx, EventMarketUpdated, idToken(mk.ID), mk, CausedBy(m.Envelope, EventMarketUpdated)...)
 	return err
 }
 
@@ -321,7 +322,7 @@ func (s *Service) marketDelete(ctx context.Context, m *bus.Msg) error {
 		return err
 	}
 	_, err = s.bus.Event(ctx, EventMarketDeleted, idToken(req.ID), schemas.MarketDeleted{ID: req.ID, Name: mk.Name},
-		causedBy(m.Envelope, EventMarketDeleted)...)
+		CausedBy(m.Envelope, EventMarketDeleted)...)
 	return err
 }
 
@@ -345,6 +346,6 @@ func (s *Service) marketChmod(ctx context.Context, m *bus.Msg) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.bus.Event(ctx, EventMarketUpdated, idToken(mk.ID), mk, causedBy(m.Envelope, EventMarketUpdated)...)
+	_, err = s.bus.Event(ctx, EventMarketUpdated, idToken(mk.ID), mk, CausedBy(m.Envelope, EventMarketUpdated)...)
 	return err
 }

@@ -45,7 +45,7 @@ func (s *Service) refresh(ctx context.Context, m *bus.Msg, id int64) error {
 	} else if ev, err = s.relist(ctx, mk); err != nil {
 		return err
 	}
-	_, err = s.bus.Event(ctx, EventAppsRefreshed, idToken(id), ev, causedBy(m.Envelope, EventAppsRefreshed)...)
+	_, err = s.bus.Event(ctx, EventAppsRefreshed, idToken(id), ev, CausedBy(m.Envelope, EventAppsRefreshed)...)
 	return err
 }
 
@@ -76,7 +76,7 @@ func (s *Service) relist(ctx context.Context, mk Market) (schemas.MarketAppsRefr
 			return ev, fmt.Errorf("refresh of marketplace %d interrupted: %w", mk.ID, err)
 		}
 		s.log.Warn("refresh failed", "market", mk.ID, "name", mk.Name, "err", err)
-		ev.Error = schemas.ErrorText(fmt.Sprintf("marketplace %d (%s): %v", mk.ID, mk.Name, err))
+		ev.Error = schemas.ErrorText(err.Error())
 		apps, lerr := s.store.appsOf(ctx, mk.ID)
 		if lerr != nil {
 			return ev, lerr

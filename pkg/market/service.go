@@ -24,8 +24,8 @@ const commandConcurrency = 8
 // JetStream's redeliveries of it.
 const dedupTTL = 24 * time.Hour
 
-// drainTimeout bounds how long Run waits for handlers in flight.
-const drainTimeout = 30 * time.Second
+// DrainTimeout bounds how long Run waits for handlers in flight.
+const DrainTimeout = 30 * time.Second
 
 // Service is a marketplace service: the core with its drivers.
 type Service struct {
@@ -92,7 +92,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.log.Info(name+" running", "prefix", s.bus.Prefix(), "refresh", s.cfg.RefreshInterval)
 
 	<-ctx.Done()
-	bus.Drain(s.log, name, svc, drainTimeout, stopWork, cmds)
+	bus.Drain(s.log, name, svc, DrainTimeout, stopWork, cmds)
 	wg.Wait()
 	return nil
 }
@@ -154,12 +154,20 @@ func (s *Service) preregister(ctx context.Context, mk Market) error {
 
 func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 
-// causedBy links a message to the one that caused it, with an ID derived
+// CausedBy links a message to the one that caused it, with an ID derived
 // from both, so a redelivery's re-publication is dropped as a duplicate.
-func causedBy(parent envelope.Envelope, what string) []bus.PubOption {
+func CausedBy(parent envelope.Envelope, what string) []bus.PubOption {
 	return []bus.PubOption{bus.CausedBy(parent), bus.WithID(envelope.StepID(parent.ID, what))}
 }
 
 // defaultPerms are OpenNebula's own marketplaces' bits: owner uma, group
 // and others u--. Every marketplace starts with them.
 const defaultPerms acl.Perms = 0o744
+
+// HandleCommand runs one command as the service's consumer does: the
+// tests of a service replay redeliveries with it.
+func (s *Service) HandleCommand(ctx context.Context, m *bus.Msg) error { return s.handleCommand(ctx, m) }
+
+// ImportAnswerKey is the key, in the service's dedup bucket, of the
+// catalog's answer to the import whose command had ce-id ceID.
+func ImportAnswerKey(ceID string) string { return "import." + enc(ceID) }

@@ -2,12 +2,12 @@ package marketdockerhub
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/slipway/slipway/pkg/defaults"
+	"github.com/slipway/slipway/pkg/market"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/run"
 )
@@ -15,19 +15,20 @@ import (
 // Defaults of Config.
 const (
 	DefaultHubAPI          = "https://hub.docker.com"
-	DefaultRefreshInterval = time.Hour
-	DefaultUser            = "oneadmin"
-	DefaultKernel          = "kernel"
+	DefaultRefreshInterval = market.DefaultRefreshInterval
+	DefaultUser            = market.DefaultUser
+	DefaultKernel          = market.DefaultKernel
 )
 
 // Environment variables read by ConfigFromEnv.
 const (
 	EnvHubAPI          = "SLIPWAY_DOCKERHUB_API"
-	EnvRefreshInterval = "SLIPWAY_MARKET_REFRESH"
+	EnvRefreshInterval = market.EnvRefreshInterval
 	EnvDockerConfig    = "SLIPWAY_DOCKER_CONFIG"
 	EnvMirrors         = "SLIPWAY_REGISTRY_MIRRORS"
 	EnvHubMonitoring   = "SLIPWAY_DOCKERHUB_MONITORING"
-	EnvUser            = "SLIPWAY_USER"
+	EnvMonitoring      = market.EnvMonitoring
+	EnvUser            = market.EnvUser
 	EnvKernel          = "SLIPWAY_DOCKERHUB_KERNEL"
 )
 
@@ -40,10 +41,12 @@ type Config struct {
 	// HubOffline seeds the DockerHub marketplace with monitoring off, for
 	// machines that cannot (or must not) reach Docker Hub: nothing is
 	// listed until `market-update` switches it on. Imports by docker://
-	// URL work either way.
+	// URL work either way. ConfigFromEnv sets it when
+	// SLIPWAY_MARKET_MONITORING is off (every pre-registered marketplace)
+	// or SLIPWAY_DOCKERHUB_MONITORING is false (this one).
 	HubOffline bool
 	// RefreshInterval is how often monitored marketplaces are listed
-	// again (default 1h).
+	// again (default 600s, OpenNebula's).
 	RefreshInterval time.Duration
 	// DockerConfig is the docker config.json with registry credentials
 	// ("" for the standard places).
@@ -85,7 +88,7 @@ func ConfigFromEnv() (Config, error) {
 	}
 	var env run.EnvReader
 	var err error
-	cfg.HubOffline = !env.Bool(EnvHubMonitoring, true)
+	cfg.HubOffline = !env.Bool(EnvHubMonitoring, true) || !env.Bool(EnvMonitoring, true)
 	cfg.RefreshInterval = env.Duration(EnvRefreshInterval, DefaultRefreshInterval)
 	cfg.Mirrors, err = parseMirrors(run.Env(EnvMirrors, ""))
 	env.Check(err)
@@ -114,22 +117,7 @@ func parseMirrors(s string) (map[string][]string, error) {
 	return out, nil
 }
 
-// validate checks what the VM templates quote: the kernel's and the
-// user's names go inside $FILE[IMAGE="…", IMAGE_UNAME="…"], which has no
-// escapes.
+// validate checks what the VM templates quote (see market.Config.Validate).
 func (c Config) validate() error {
-	var errs []error
-	for _, v := range []struct{ what, env, value string }{
-		{"kernel image name", EnvKernel, c.Kernel},
-		{"user", EnvUser, c.User},
-	} {
-		if v.value == "" { // the default applies
-			continue
-		}
-		if len(v.value) > 128 || strings.ContainsAny(v.value, `"[]\`) ||
-			strings.ContainsFunc(v.value, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-			errs = append(errs, fmt.Errorf("%s (%s) %q: want up to 128 characters without quotes, brackets, backslashes or control characters", v.what, v.env, v.value))
-		}
-	}
-	return errors.Join(errs...)
+	return market.Config{User: c.User, Kernel: c.Kernel}.Validate(EnvKernel)
 }

@@ -112,7 +112,7 @@ func (h *harness) createMarket(req MarketCreate) Market {
 
 func (h *harness) apps(market int64) []App {
 	h.t.Helper()
-	return testenv.Query[[]App](h.t, h.ctx, h.cli, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketDockerhubAppsRequest{MarketID: &market})
+	return testenv.Query[[]App](h.t, h.ctx, h.cli, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketAppsRequest{MarketID: &market})
 }
 
 func (h *harness) markets() []Market {
