@@ -166,7 +166,9 @@ const defaultPerms acl.Perms = 0o744
 
 // HandleCommand runs one command as the service's consumer does: the
 // tests of a service replay redeliveries with it.
-func (s *Service) HandleCommand(ctx context.Context, m *bus.Msg) error { return s.handleCommand(ctx, m) }
+func (s *Service) HandleCommand(ctx context.Context, m *bus.Msg) error {
+	return s.handleCommand(ctx, m)
+}
 
 // ImportAnswerKey is the key, in the service's dedup bucket, of the
 // catalog's answer to the import whose command had ce-id ceID.
