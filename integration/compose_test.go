@@ -29,7 +29,7 @@ func TestComposeFile(t *testing.T) {
 	}
 	project := loadCompose(t, root, nil)
 
-	for _, name := range []string{"identity", "s3-keys", "nats", "minio", "catalog", "converter", "builder", "market-dockerhub", "kernel-registry", "crypto-luks", "launcher", "dead-letter", "slipway"} {
+	for _, name := range []string{"identity", "s3-keys", "nats", "minio", "catalog", "converter", "builder", "market-dockerhub", "market-lxc", "kernel-registry", "crypto-luks", "launcher", "dead-letter", "slipway"} {
 		if _, ok := project.Services[name]; !ok {
 			t.Errorf("service %q missing", name)
 		}
@@ -125,8 +125,9 @@ func TestComposeFile(t *testing.T) {
 			dependsOn(t, project, svc, "minio", types.ServiceConditionHealthy)
 		}
 		dependsOn(t, project, "market-dockerhub", "nats", types.ServiceConditionHealthy)
+		dependsOn(t, project, "market-lxc", "nats", types.ServiceConditionHealthy)
 		dependsOn(t, project, "dead-letter", "nats", types.ServiceConditionHealthy)
-		for _, svc := range []string{"catalog", "converter", "builder", "market-dockerhub", "kernel-registry", "crypto-luks", "launcher", "dead-letter"} {
+		for _, svc := range []string{"catalog", "converter", "builder", "market-dockerhub", "market-lxc", "kernel-registry", "crypto-luks", "launcher", "dead-letter"} {
 			dependsOn(t, project, "slipway", svc, types.ServiceConditionHealthy)
 		}
 	})
@@ -151,7 +152,7 @@ func TestComposeFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		targets := map[string]string{"dead-letter": "slipway"}
-		for _, svc := range []string{"catalog", "converter", "builder", "market-dockerhub", "kernel-registry", "crypto-luks", "launcher", "dead-letter", "slipway"} {
+		for _, svc := range []string{"catalog", "converter", "builder", "market-dockerhub", "market-lxc", "kernel-registry", "crypto-luks", "launcher", "dead-letter", "slipway"} {
 			s := project.Services[svc]
 			if s.Build == nil {
 				t.Errorf("%s has no build section", svc)
