@@ -90,7 +90,7 @@ func (h *harness) start(service string, mad schemas.MarketMAD, pre ...market.Mar
 	n := &node{svc: service, driver: &scripted{}}
 	b := testenv.Connect(h.t, h.ctx, h.url, service)
 	s := market.New(b, market.Config{Service: service, Description: "test", Drivers: market.Drivers{mad: n.driver},
-		Preregistered: pre, RefreshInterval: time.Hour, Logger: testenv.Logger(h.t, slog.LevelWarn)})
+		Preregistered: pre, Settings: market.Settings{RefreshInterval: time.Hour, Logger: testenv.Logger(h.t, slog.LevelWarn)}})
 	testenv.Start(h.t, h.ctx, service, s.Run, s.Ready())
 	return n
 }

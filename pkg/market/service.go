@@ -44,7 +44,7 @@ type Service struct {
 // New builds the service on b, which must be the service's own bus
 // (cfg.Service).
 func New(b *bus.Bus, cfg Config) *Service {
-	cfg.defaults()
+	cfg.Settings.Defaults()
 	return &Service{bus: b, cfg: cfg, log: cfg.Logger.With("service", cfg.Service),
 		stopping: context.Background(), ready: make(chan struct{})}
 }

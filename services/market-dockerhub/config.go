@@ -2,13 +2,10 @@ package marketdockerhub
 
 import (
 	"errors"
-	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/slipway/slipway/pkg/defaults"
 	"github.com/slipway/slipway/pkg/market"
-	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/run"
 )
 
@@ -32,7 +29,9 @@ const (
 	EnvKernel          = "SLIPWAY_DOCKERHUB_KERNEL"
 )
 
-// Config configures the service.
+// Config configures the service: its own settings and the marketplace
+// services' common ones (market.Settings: refresh interval, user, kernel,
+// guard of Hub's API, registries, their mirrors and token servers).
 type Config struct {
 	// HubAPI is the base URL of Docker Hub's API for the default
 	// marketplace (default https://hub.docker.com). It only seeds the
@@ -45,33 +44,17 @@ type Config struct {
 	// SLIPWAY_MARKET_MONITORING is off (every pre-registered marketplace)
 	// or SLIPWAY_DOCKERHUB_MONITORING is false (this one).
 	HubOffline bool
-	// RefreshInterval is how often monitored marketplaces are listed
-	// again (default 600s, OpenNebula's).
-	RefreshInterval time.Duration
 	// DockerConfig is the docker config.json with registry credentials
 	// ("" for the standard places).
 	DockerConfig string
 	// Mirrors maps a registry host to the mirrors tried before it.
 	Mirrors map[string][]string
-	// User owns the images and templates apps are imported as, and the
-	// kernel their templates name.
-	User string
-	// Kernel is the name of the KERNEL image (kernel-registry) the VM
-	// templates of imported apps boot (default "kernel").
-	Kernel string
-	// Guard says which addresses Hub's API, registries, their mirrors
-	// and token servers may be dialed at: nil refuses loopback, private
-	// and other special addresses (see package netguard); ConfigFromEnv
-	// reads SLIPWAY_FETCH_ALLOW.
-	Guard *netguard.Policy
-	// Version is reported by the micro service (default "0.1.0").
-	Version string
-	Logger  *slog.Logger
+	market.Settings
 }
 
 func (c *Config) defaults() {
-	defaults.Fill(c, Config{HubAPI: DefaultHubAPI, RefreshInterval: DefaultRefreshInterval, User: DefaultUser,
-		Kernel: DefaultKernel, Version: "0.1.0", Logger: slog.Default()})
+	defaults.Fill(c, Config{HubAPI: DefaultHubAPI})
+	c.Settings.Defaults()
 	c.HubAPI = strings.TrimRight(c.HubAPI, "/")
 }
 
@@ -80,21 +63,16 @@ func (c *Config) defaults() {
 // "host=mirror1,mirror2;host2=mirror3"; SLIPWAY_FETCH_ALLOW opens
 // addresses to Hub's API and registries (see package netguard).
 func ConfigFromEnv() (Config, error) {
+	var env run.EnvReader
 	cfg := Config{
 		HubAPI:       run.Env(EnvHubAPI, DefaultHubAPI),
 		DockerConfig: run.Env(EnvDockerConfig, ""),
-		User:         run.Env(EnvUser, DefaultUser),
-		Kernel:       run.Env(EnvKernel, DefaultKernel),
+		Settings:     market.ReadSettings(&env, EnvKernel),
 	}
-	var env run.EnvReader
 	var err error
 	cfg.HubOffline = !env.Bool(EnvHubMonitoring, true) || !env.Bool(EnvMonitoring, true)
-	cfg.RefreshInterval = env.Duration(EnvRefreshInterval, DefaultRefreshInterval)
 	cfg.Mirrors, err = parseMirrors(run.Env(EnvMirrors, ""))
 	env.Check(err)
-	cfg.Guard, err = netguard.FromEnv()
-	env.Check(err)
-	env.Check(cfg.validate())
 	return cfg, env.Err()
 }
 
@@ -115,9 +93,4 @@ func parseMirrors(s string) (map[string][]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// validate checks what the VM templates quote (see market.Config.Validate).
-func (c Config) validate() error {
-	return market.Config{User: c.User, Kernel: c.Kernel}.Validate(EnvKernel)
 }

@@ -44,12 +44,8 @@ func New(b *bus.Bus, cfg Config) *Service {
 		Drivers:     market.Drivers{MADDockerHub: hubDriver{s}, MADRegistry: registryDriver{s}},
 		Preregistered: []Market{{ID: DefaultMarketID, Name: DefaultMarketName, Mad: MADDockerHub,
 			Endpoint: cfg.HubAPI, Monitoring: !cfg.HubOffline}},
-		Commands:        map[string]bus.Handler{schemas.CommandMarketDockerhubResolve: s.handleResolve},
-		RefreshInterval: cfg.RefreshInterval,
-		User:            cfg.User,
-		Kernel:          cfg.Kernel,
-		Version:         cfg.Version,
-		Logger:          cfg.Logger,
+		Commands: map[string]bus.Handler{schemas.CommandMarketDockerhubResolve: s.handleResolve},
+		Settings: cfg.Settings,
 	})
 	return s
 }
@@ -59,7 +55,7 @@ func (s *Service) Ready() <-chan struct{} { return s.core.Ready() }
 
 // Run runs the service until ctx ends (see market.Service.Run).
 func (s *Service) Run(ctx context.Context) error {
-	if err := s.cfg.validate(); err != nil {
+	if err := s.cfg.Settings.Validate(EnvKernel); err != nil {
 		return err
 	}
 	return s.core.Run(ctx)

@@ -2,13 +2,9 @@ package marketlxc
 
 import (
 	"fmt"
-	"log/slog"
 	"strings"
-	"time"
 
-	"github.com/slipway/slipway/pkg/defaults"
 	"github.com/slipway/slipway/pkg/market"
-	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/schemas"
 )
@@ -31,7 +27,9 @@ const (
 	EnvKernel          = "SLIPWAY_MARKET_LXC_KERNEL"
 )
 
-// Config configures the service.
+// Config configures the service: its own settings and the marketplace
+// services' common ones (market.Settings: refresh interval, user, kernel,
+// guard of the drivers' fetches).
 type Config struct {
 	// Endpoints of the pre-registered marketplaces by MAD (one,
 	// linuxcontainers, turnkeylinux); they only seed the records on
@@ -42,24 +40,11 @@ type Config struct {
 	// (SLIPWAY_MARKET_MONITORING=off): nothing is listed until
 	// market-update switches it on.
 	Offline bool
-	// RefreshInterval is how often monitored marketplaces are listed
-	// again (default 600s, OpenNebula's).
-	RefreshInterval time.Duration
-	// User owns the templates' kernel (and the disk before an import).
-	User string
-	// Kernel is the name of the KERNEL image the VM templates boot.
-	Kernel string
-	// Guard says which addresses the drivers may fetch from: nil refuses
-	// loopback, private and other special addresses (package netguard);
-	// ConfigFromEnv reads SLIPWAY_FETCH_ALLOW.
-	Guard   *netguard.Policy
-	Version string
-	Logger  *slog.Logger
+	market.Settings
 }
 
 func (c *Config) defaults() {
-	defaults.Fill(c, Config{RefreshInterval: market.DefaultRefreshInterval, User: market.DefaultUser,
-		Kernel: DefaultKernel, Version: "0.1.0", Logger: slog.Default()})
+	c.Settings.Defaults()
 	ep := map[schemas.MarketMAD]string{schemas.MarketMADOne: DefaultOneEndpoint,
 		schemas.MarketMADLinuxcontainers: DefaultLXCEndpoint, schemas.MarketMADTurnkeylinux: DefaultTurnKeyEndpoint}
 	for mad, u := range c.Endpoints {
@@ -73,20 +58,12 @@ func (c *Config) defaults() {
 // ConfigFromEnv reads the configuration from the environment; unset
 // variables keep the defaults.
 func ConfigFromEnv() (Config, error) {
-	cfg := Config{
-		Endpoints: map[schemas.MarketMAD]string{},
-		User:      run.Env(market.EnvUser, market.DefaultUser),
-		Kernel:    run.Env(EnvKernel, DefaultKernel),
-	}
+	var env run.EnvReader
+	cfg := Config{Endpoints: map[schemas.MarketMAD]string{}, Settings: market.ReadSettings(&env, EnvKernel)}
 	for mad, name := range endpointEnv {
 		cfg.Endpoints[mad] = run.Env(name, "")
 	}
-	var env run.EnvReader
-	var err error
 	cfg.Offline = !env.Bool(market.EnvMonitoring, true)
-	cfg.RefreshInterval = env.Duration(market.EnvRefreshInterval, market.DefaultRefreshInterval)
-	cfg.Guard, err = netguard.FromEnv()
-	env.Check(err)
 	env.Check(cfg.validate())
 	return cfg, env.Err()
 }
@@ -94,7 +71,7 @@ func ConfigFromEnv() (Config, error) {
 // validate checks the kernel and user names the templates quote, and that
 // the endpoints are http(s) URLs as the Market schema wants them.
 func (c Config) validate() error {
-	if err := (market.Config{User: c.User, Kernel: c.Kernel}).Validate(EnvKernel); err != nil {
+	if err := c.Settings.Validate(EnvKernel); err != nil {
 		return err
 	}
 	for mad, u := range c.Endpoints {

@@ -41,15 +41,11 @@ func New(b *bus.Bus, cfg Config) *Service {
 		pre[i] = mk
 	}
 	s.core = market.New(b, market.Config{
-		Service:         ServiceName,
-		Description:     "Slipway marketplaces of OpenNebula appliances, Linux Containers and TurnKey Linux",
-		Drivers:         ds,
-		Preregistered:   pre,
-		RefreshInterval: cfg.RefreshInterval,
-		User:            cfg.User,
-		Kernel:          cfg.Kernel,
-		Version:         cfg.Version,
-		Logger:          cfg.Logger,
+		Service:       ServiceName,
+		Description:   "Slipway marketplaces of OpenNebula appliances, Linux Containers and TurnKey Linux",
+		Drivers:       ds,
+		Preregistered: pre,
+		Settings:      cfg.Settings,
 	})
 	return s
 }

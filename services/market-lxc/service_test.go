@@ -35,7 +35,7 @@ func TestPreregisteredAndNoDrivers(t *testing.T) {
 	testenv.SetupStreams(t, ctx, url)
 	svc := New(testenv.Connect(t, ctx, url, ServiceName), Config{Offline: true,
 		Endpoints: map[schemas.MarketMAD]string{schemas.MarketMADLinuxcontainers: "http://127.0.0.1:1/"},
-		Logger:    testenv.Logger(t, slog.LevelError)})
+		Settings:  market.Settings{Logger: testenv.Logger(t, slog.LevelError)}})
 	testenv.Start(t, ctx, ServiceName, svc.Run, svc.Ready())
 
 	list := testenv.Query[[]market.Market](t, ctx, cli, ServiceName, market.QueryList, nil)
