@@ -2,9 +2,13 @@ package marketdockerhub
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/market"
@@ -58,7 +62,35 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.cfg.Settings.Validate(EnvKernel); err != nil {
 		return err
 	}
+	if err := s.refuseLegacyStore(ctx); err != nil {
+		return err
+	}
 	return s.core.Run(ctx)
+}
+
+// legacyKey marks a bucket written before the shared marketplace core:
+// DockerHub at ID 0, IDs and names kept in this bucket. Its IDs would
+// clash with market-lxc's, so the service refuses to start on it rather
+// than serve two marketplaces 0.
+const legacyKey = "meta.initialized"
+
+func (s *Service) refuseLegacyStore(ctx context.Context) error {
+	name := schemas.BucketName(s.core.Bus().Prefix(), schemas.BucketMarketDockerhub)
+	kv, err := s.core.Bus().JetStream().KeyValue(ctx, name)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("market-dockerhub: open %s: %w", name, err)
+	}
+	if _, err := kv.Get(ctx, legacyKey); errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("market-dockerhub: read %s in %s: %w", legacyKey, name, err)
+	}
+	return fmt.Errorf("market-dockerhub: the KV bucket %s was written before marketplace IDs were shared with market-lxc "+
+		"(DockerHub is now marketplace 3, created ones start at 100): delete the bucket (nats kv del %s) or the data directory, "+
+		"and create the registry marketplaces again", name, name)
 }
 
 // handleResolve checks a resolve against its schema and runs it: an
