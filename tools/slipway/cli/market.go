@@ -110,8 +110,8 @@ func appType(a schemas.MarketApp) string {
 
 // askMarkets asks endpoint of every marketplace service and merges the
 // answers. A service that is not running is left out when another
-// answers; every other error is the command's.
-func askMarkets[Req, Rep any](ctx context.Context, b *bus.Bus, endpoint string, req Req, what string) ([]Rep, error) {
+// answers, with a warning on warn; every other error is the command's.
+func askMarkets[Req, Rep any](ctx context.Context, b *bus.Bus, warn io.Writer, endpoint string, req Req, what string) ([]Rep, error) {
 	var out []Rep
 	var down []error
 	for _, svc := range market.Services() {
@@ -128,12 +128,16 @@ func askMarkets[Req, Rep any](ctx context.Context, b *bus.Bus, endpoint string, 
 	if len(down) == len(market.Services()) {
 		return nil, queryError(errors.Join(down...), what)
 	}
+	for _, err := range down {
+		fmt.Fprintf(warn, "warning: %s: left out: %v\n", what, queryError(err, what))
+	}
 	return out, nil
 }
 
-// listMarkets lists the marketplaces of every service, by ID.
-func listMarkets(ctx context.Context, b *bus.Bus) ([]schemas.Market, error) {
-	out, err := askMarkets[schemas.MarketListRequest, schemas.Market](ctx, b, market.QueryList, schemas.MarketListRequest{}, "list marketplaces")
+// listMarkets lists the marketplaces of every service, by ID (warn: see
+// askMarkets).
+func listMarkets(ctx context.Context, b *bus.Bus, warn io.Writer) ([]schemas.Market, error) {
+	out, err := askMarkets[schemas.MarketListRequest, schemas.Market](ctx, b, warn, market.QueryList, schemas.MarketListRequest{}, "list marketplaces")
 	slices.SortFunc(out, func(a, b schemas.Market) int { return cmp.Compare(a.ID, b.ID) })
 	return out, err
 }
@@ -164,7 +168,8 @@ func findMarket(ctx context.Context, b *bus.Bus, ref string) (schemas.Market, er
 func marketService(m schemas.Market) string { return market.Owner(m.Mad) }
 
 func newMarketListCmd(c *client) *cobra.Command {
-	return newListCmd(c, "list", "List marketplaces (ID NAME SIZE AVAIL APPS MAD ZONE)", listMarkets,
+	list := func(ctx context.Context, b *bus.Bus) ([]schemas.Market, error) { return listMarkets(ctx, b, c.io.err) }
+	return newListCmd(c, "list", "List marketplaces (ID NAME SIZE AVAIL APPS MAD ZONE)", list,
 		func(w io.Writer, markets []schemas.Market) error {
 			rows := make([][]string, len(markets))
 			for i, m := range markets {
@@ -540,11 +545,11 @@ func newMarketAppListCmd(c *client) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			return c.withBus(ctx, func(b *bus.Bus) error {
-				markets, err := listMarkets(ctx, b)
+				markets, err := listMarkets(ctx, b, io.Discard) // the names of the apps' marketplaces
 				if err != nil {
 					return err
 				}
-				apps, err := listApps(ctx, b, args, filter)
+				apps, err := listApps(ctx, b, c.io.err, args, filter)
 				if err != nil {
 					return err
 				}
@@ -562,10 +567,10 @@ func newMarketAppListCmd(c *client) *cobra.Command {
 
 // listApps lists the apps of the marketplace args names (from the service
 // owning it), or of every marketplace of every service, by ID.
-func listApps(ctx context.Context, b *bus.Bus, args []string, filter string) ([]schemas.MarketApp, error) {
+func listApps(ctx context.Context, b *bus.Bus, warn io.Writer, args []string, filter string) ([]schemas.MarketApp, error) {
 	req := schemas.MarketAppsRequest{Filter: filter}
 	if len(args) == 0 {
-		apps, err := askMarkets[schemas.MarketAppsRequest, schemas.MarketApp](ctx, b, market.QueryApps, req, "list apps")
+		apps, err := askMarkets[schemas.MarketAppsRequest, schemas.MarketApp](ctx, b, warn, market.QueryApps, req, "list apps")
 		slices.SortFunc(apps, func(a, b schemas.MarketApp) int { return cmp.Compare(a.ID, b.ID) })
 		return apps, err
 	}
