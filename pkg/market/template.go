@@ -18,9 +18,9 @@ const (
 // VMTemplate is the OpenNebula VM template of an app imported as image
 // name, whose kernel is the KERNEL image kernel owned by user. The disk
 // names the image by ID, as the launcher and OpenNebula want it; a disk
-// without an ID (app-show before any import) names the image an import
-// would create by name and owner, which the launcher resolves when the VM
-// is instantiated.
+// without an ID (app-show before any import, ID < 0) names the image an
+// import would create by its name and owner, which the launcher resolves
+// when the VM is instantiated.
 func VMTemplate(name, user, kernel string, disk Disk, app App) string {
 	t := &onetemplate.Template{}
 	t.Add("NAME", name)
@@ -29,7 +29,7 @@ func VMTemplate(name, user, kernel string, disk Disk, app App) string {
 	}
 	t.Add("CPU", DefaultCPU)
 	t.Add("MEMORY", DefaultMemoryMiB)
-	d := map[string]string{"IMAGE": name, "IMAGE_UNAME": user}
+	d := map[string]string{"IMAGE": disk.Name, "IMAGE_UNAME": disk.User}
 	if disk.ID >= 0 {
 		d = map[string]string{"IMAGE_ID": strconv.FormatInt(disk.ID, 10)}
 	}

@@ -215,7 +215,7 @@ func TestVMTemplate(t *testing.T) {
 		t.Errorf("template text:\n%s", text)
 	}
 	// Before any import, the disk is the image an import would create.
-	checkTemplate(t, market.VMTemplate("web", "oneadmin", "kernel", market.Disk{ID: -1}, App{}), "web", "", "kernel")
+	checkTemplate(t, market.VMTemplate("web", "oneadmin", "kernel", market.Disk{ID: -1, Name: "web", User: "oneadmin"}, App{}), "web", "", "kernel")
 }
 
 // TestAppShowBeforeImport shows the template an import under the app's
