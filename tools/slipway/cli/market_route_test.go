@@ -10,7 +10,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/market"
 	"github.com/slipway/slipway/pkg/testenv"
-	marketlxc "github.com/slipway/slipway/services/market-lxc"
+	"github.com/slipway/slipway/schemas"
 )
 
 // TestMarketListWithOneServiceDown: with market-dockerhub not running,
@@ -21,9 +21,14 @@ func TestMarketListWithOneServiceDown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	testenv.SetupStreams(t, ctx, url)
-	svc := marketlxc.New(testenv.Connect(t, ctx, url, marketlxc.ServiceName),
-		marketlxc.Config{Offline: true, Settings: market.Settings{Logger: slog.New(slog.DiscardHandler)}})
-	testenv.Start(t, ctx, marketlxc.ServiceName, svc.Run, svc.Ready())
+	// market-lxc's core, as the service runs it (the CLI imports no service).
+	lxc := schemas.ServiceMarketLxc
+	svc := market.New(testenv.Connect(t, ctx, url, lxc), market.Config{Service: lxc, Preregistered: []market.Market{
+		{ID: 0, Name: "OpenNebula Public", Mad: schemas.MarketMADOne},
+		{ID: 1, Name: "Linux Containers", Mad: schemas.MarketMADLinuxcontainers},
+		{ID: 2, Name: "TurnKey Linux Containers", Mad: schemas.MarketMADTurnkeylinux},
+	}, Settings: market.Settings{Logger: slog.New(slog.DiscardHandler)}})
+	testenv.Start(t, ctx, lxc, svc.Run, svc.Ready())
 	b := testenv.Connect(t, ctx, url, "cli")
 
 	var warn bytes.Buffer
@@ -34,7 +39,7 @@ func TestMarketListWithOneServiceDown(t *testing.T) {
 	if !strings.Contains(warn.String(), "warning: list marketplaces: left out:") || !strings.Contains(warn.String(), "market-dockerhub") {
 		t.Errorf("warning: %q", warn.String())
 	}
-	if m, err := findMarket(ctx, b, "Linux Containers"); err != nil || m.ID != 1 || marketService(m) != marketlxc.ServiceName {
+	if m, err := findMarket(ctx, b, "Linux Containers"); err != nil || m.ID != 1 || marketService(m) != lxc {
 		t.Errorf("findMarket(Linux Containers) = %+v, %v", m, err)
 	}
 	if _, err := findMarket(ctx, b, "DockerHub"); err == nil {
