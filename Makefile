@@ -35,9 +35,10 @@ FUZZ_TARGETS := ./services/builder/fsimage:FuzzBuilderScripts ./services/builder
 	./pkg/inspect:FuzzInspect ./pkg/dockerurl:FuzzParse ./pkg/onetemplate:FuzzParse
 BENCH_FLAGS   ?= -run '^$$' -bench . -benchtime 1x -timeout 60m
 
-# Tests and the demo never reach out to Docker Hub; `make up` lists it when
-# the machine can (SLIPWAY_DOCKERHUB_MONITORING=off turns that off too).
-test demo bench: export SLIPWAY_DOCKERHUB_MONITORING = off
+# Tests and the demo never reach out to the public marketplaces (Docker Hub,
+# Linux Containers, TurnKey, OpenNebula's); `make up` lists them when the
+# machine can (SLIPWAY_MARKET_MONITORING=off turns that off too).
+test demo bench: export SLIPWAY_MARKET_MONITORING = off
 
 .DEFAULT_GOAL := help
 
@@ -93,6 +94,7 @@ build: ## Build slipway, every service and the static guest init into ./bin
 	go build -o $(BIN)/converter ./services/converter/cmd/converter
 	go build -o $(BIN)/builder ./services/builder/cmd/builder
 	go build -o $(BIN)/market-dockerhub ./services/market-dockerhub/cmd/market-dockerhub
+	go build -o $(BIN)/market-lxc ./services/market-lxc/cmd/market-lxc
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(BIN)/slipway-init ./services/builder/cmd/slipway-init
 	go build -o $(BIN)/kernel-registry ./services/kernel-registry/cmd/kernel-registry
 	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(BIN)/slipway-initrd ./services/kernel-registry/cmd/slipway-initrd
@@ -140,4 +142,4 @@ gen: generate
 
 .PHONY: clean
 clean: ## Remove build output and the demo's data
-	rm -rf .data $(BIN)/slipway $(BIN)/catalog $(BIN)/converter $(BIN)/builder $(BIN)/market-dockerhub $(BIN)/slipway-init $(BIN)/kernel-registry $(BIN)/slipway-initrd $(BIN)/crypto-luks $(BIN)/launcher
+	rm -rf .data $(BIN)/slipway $(BIN)/catalog $(BIN)/converter $(BIN)/builder $(BIN)/market-dockerhub $(BIN)/market-lxc $(BIN)/slipway-init $(BIN)/kernel-registry $(BIN)/slipway-initrd $(BIN)/crypto-luks $(BIN)/launcher

@@ -29,13 +29,13 @@ func TestComposeFile(t *testing.T) {
 	}
 	project := loadCompose(t, root, nil)
 
-	for _, name := range []string{"identity", "s3-keys", "nats", "minio", "catalog", "converter", "builder", "market-dockerhub", "kernel-registry", "crypto-luks", "launcher", "dead-letter", "slipway"} {
+	for _, name := range []string{"identity", "s3-keys", "nats", "minio", "catalog", "converter", "builder", "market-dockerhub", "market-lxc", "kernel-registry", "crypto-luks", "launcher", "dead-letter", "slipway"} {
 		if _, ok := project.Services[name]; !ok {
 			t.Errorf("service %q missing", name)
 		}
 	}
-	if len(project.Services) != 13 {
-		t.Errorf("%d services, want 13: %v", len(project.Services), project.ServiceNames())
+	if len(project.Services) != 14 { // market-lxc made it 14
+		t.Errorf("%d services, want 14: %v", len(project.Services), project.ServiceNames())
 	}
 	for _, v := range []string{"nats-data", "minio-data", "converter-tmp", "builder-tmp", "kernel-registry-tmp", "crypto-luks-tmp", "launcher-work"} {
 		if _, ok := project.Volumes[v]; !ok {
@@ -125,8 +125,9 @@ func TestComposeFile(t *testing.T) {
 			dependsOn(t, project, svc, "minio", types.ServiceConditionHealthy)
 		}
 		dependsOn(t, project, "market-dockerhub", "nats", types.ServiceConditionHealthy)
+		dependsOn(t, project, "market-lxc", "nats", types.ServiceConditionHealthy)
 		dependsOn(t, project, "dead-letter", "nats", types.ServiceConditionHealthy)
-		for _, svc := range []string{"catalog", "converter", "builder", "market-dockerhub", "kernel-registry", "crypto-luks", "launcher", "dead-letter"} {
+		for _, svc := range []string{"catalog", "converter", "builder", "market-dockerhub", "market-lxc", "kernel-registry", "crypto-luks", "launcher", "dead-letter"} {
 			dependsOn(t, project, "slipway", svc, types.ServiceConditionHealthy)
 		}
 	})
@@ -151,7 +152,7 @@ func TestComposeFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		targets := map[string]string{"dead-letter": "slipway"}
-		for _, svc := range []string{"catalog", "converter", "builder", "market-dockerhub", "kernel-registry", "crypto-luks", "launcher", "dead-letter", "slipway"} {
+		for _, svc := range []string{"catalog", "converter", "builder", "market-dockerhub", "market-lxc", "kernel-registry", "crypto-luks", "launcher", "dead-letter", "slipway"} {
 			s := project.Services[svc]
 			if s.Build == nil {
 				t.Errorf("%s has no build section", svc)

@@ -33,7 +33,7 @@ import (
 const composeProject = "slipway-test"
 
 // composeServices are the long-running services of docker-compose.yml.
-var composeServices = []string{"nats", "minio", "catalog", "converter", "builder", "market-dockerhub",
+var composeServices = []string{"nats", "minio", "catalog", "converter", "builder", "market-dockerhub", "market-lxc",
 	"kernel-registry", "crypto-luks", "launcher", "dead-letter"}
 
 // TestComposeStack runs docker-compose.yml on a real Docker engine, the
@@ -66,7 +66,7 @@ func TestComposeStack(t *testing.T) {
 		fmt.Sprintf("SLIPWAY_S3_CONSOLE_PORT=%d", ports[3]),
 		"SLIPWAY_S3_SECRET_KEY="+c.s3Secret, // no default: compose refuses to start without one
 		"SLIPWAY_LUKS_KEK="+base64.StdEncoding.EncodeToString(kek),
-		"SLIPWAY_DOCKERHUB_MONITORING=off",
+		"SLIPWAY_MARKET_MONITORING=off",
 		// The registry of step 4 listens on loopback, which outbound
 		// fetches may reach only when opened.
 		"SLIPWAY_FETCH_ALLOW=127.0.0.0/8",

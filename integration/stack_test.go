@@ -21,6 +21,7 @@ import (
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/identity"
+	"github.com/slipway/slipway/pkg/market"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/pkg/worker"
@@ -150,9 +151,9 @@ func (s *stack) startConverter(maxVirtualSize int64) {
 // startContainerServices runs market-dockerhub (never listing Docker Hub:
 // this machine must not reach it) and the builder.
 func (s *stack) startContainerServices(guestInit string) {
-	market := s.connect("market-dockerhub")
+	hub := s.connect("market-dockerhub")
 	s.run("market-dockerhub", func(ctx context.Context) error {
-		return marketdockerhub.New(market, marketdockerhub.Config{HubOffline: true, HubAPI: "http://127.0.0.1:1", Guard: s.guard}).Run(ctx)
+		return marketdockerhub.New(hub, marketdockerhub.Config{HubOffline: true, HubAPI: "http://127.0.0.1:1", Settings: market.Settings{Guard: s.guard}}).Run(ctx)
 	})
 	b := s.connect("builder")
 	cfg := builder.Config{Config: worker.Config{TempDir: s.t.TempDir()}, GuestInit: guestInit}

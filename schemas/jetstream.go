@@ -30,6 +30,12 @@ const (
 	BucketLauncherDedup         = "launcher_dedup"
 	BucketMarketDockerhub       = "market_dockerhub"
 	BucketMarketDockerhubDedup  = "market_dockerhub_dedup"
+	BucketMarketLxc             = "market_lxc"
+	BucketMarketLxcDedup        = "market_lxc_dedup"
+	// BucketMarketIDs is shared by the marketplace services: the counters
+	// of marketplace and app IDs, global across them, and the index of
+	// marketplace names, unique across them.
+	BucketMarketIDs = "market_ids"
 )
 
 // Durable names of the consumers of events.
@@ -65,7 +71,14 @@ var jetStreamUse = map[string]JetStreamUse{
 	ServiceCryptoLUKS:      {Buckets: []string{BucketCryptoLUKSSecrets, BucketCryptoLUKSImages}},
 	ServiceKernelRegistry:  {Buckets: []string{BucketKernelRegistryKernels, BucketKernelRegistryAdded}, EventConsumers: []string{ConsumerKernelRegistryImages}},
 	ServiceLauncher:        {Buckets: []string{BucketLauncherTemplates, BucketLauncherVMs, BucketLauncherDedup}},
-	ServiceMarketDockerhub: {Buckets: []string{BucketMarketDockerhub, BucketMarketDockerhubDedup}},
+	ServiceMarketDockerhub: {Buckets: []string{BucketMarketDockerhub, BucketMarketDockerhubDedup, BucketMarketIDs}},
+	ServiceMarketLxc:       {Buckets: []string{BucketMarketLxc, BucketMarketLxcDedup, BucketMarketIDs}},
+}
+
+// sharedBuckets are the buckets more than one service keeps, with every
+// service that does: the test of the table allows no other.
+var sharedBuckets = map[string][]string{
+	BucketMarketIDs: {ServiceMarketDockerhub, ServiceMarketLxc},
 }
 
 // JetStreamOf is what service keeps in JetStream (nothing for a service

@@ -1,6 +1,9 @@
 package schemas
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 func TestJetStreamNames(t *testing.T) {
 	for _, c := range []struct{ prefix, name, want string }{
@@ -20,7 +23,8 @@ func TestJetStreamNames(t *testing.T) {
 }
 
 // TestJetStreamUseNamesServices: every entry of the table is a service of
-// the contract, and no bucket or event consumer has two owners.
+// the contract, and no bucket or event consumer has two owners, but for
+// the shared buckets, which have exactly the owners sharedBuckets names.
 func TestJetStreamUseNamesServices(t *testing.T) {
 	seen := map[string]string{}
 	for service, use := range jetStreamUse {
@@ -28,10 +32,23 @@ func TestJetStreamUseNamesServices(t *testing.T) {
 			t.Errorf("%s keeps JetStream resources but is no service", service)
 		}
 		for _, name := range append(use.Buckets, use.EventConsumers...) {
+			if owners, ok := sharedBuckets[name]; ok {
+				if !slices.Contains(owners, service) {
+					t.Errorf("%s keeps shared bucket %s, which is only %v's", service, name, owners)
+				}
+				continue
+			}
 			if other, ok := seen[name]; ok {
 				t.Errorf("%s is both %s's and %s's", name, other, service)
 			}
 			seen[name] = service
+		}
+	}
+	for name, owners := range sharedBuckets {
+		for _, o := range owners {
+			if !slices.Contains(jetStreamUse[o].Buckets, name) {
+				t.Errorf("shared bucket %s is %s's, whose table entry does not have it", name, o)
+			}
 		}
 	}
 }

@@ -190,14 +190,58 @@ const (
 
 // MarketMAD is defined in defs.json.
 //
-// Marketplace driver: dockerhub lists Docker Hub's official images through Hub's API, registry
-// lists an OCI registry's repositories through /v2/_catalog.
+// Marketplace driver (OpenNebula's MARKET_MAD): dockerhub lists Docker Hub's official images
+// through Hub's API, registry an OCI registry's repositories through /v2/_catalog (both
+// market-dockerhub's); one is OpenNebula's public marketplace, linuxcontainers a simplestreams
+// image server, turnkeylinux TurnKey's appliance index, http and s3 private marketplaces
+// (market-lxc's).
 type MarketMAD string
 
 // MarketMAD values.
 const (
-	MarketMADDockerhub MarketMAD = "dockerhub"
-	MarketMADRegistry  MarketMAD = "registry"
+	MarketMADDockerhub       MarketMAD = "dockerhub"
+	MarketMADRegistry        MarketMAD = "registry"
+	MarketMADOne             MarketMAD = "one"
+	MarketMADLinuxcontainers MarketMAD = "linuxcontainers"
+	MarketMADTurnkeylinux    MarketMAD = "turnkeylinux"
+	MarketMADHTTP            MarketMAD = "http"
+	MarketMADS3              MarketMAD = "s3"
+)
+
+// MarketAppType is defined in defs.json.
+//
+// What an app is (onemarketapp's TYPE): an image, a VM template with its images, or a service
+// template.
+type MarketAppType string
+
+// MarketAppType values.
+const (
+	MarketAppTypeImage           MarketAppType = "IMAGE"
+	MarketAppTypeVmtemplate      MarketAppType = "VMTEMPLATE"
+	MarketAppTypeServiceTemplate MarketAppType = "SERVICE_TEMPLATE"
+)
+
+// MarketAppState is defined in defs.json.
+//
+// An app's state (onemarketapp's STAT): a listed app is READY.
+type MarketAppState string
+
+// MarketAppState values.
+const (
+	MarketAppStateReady MarketAppState = "READY"
+)
+
+// MarketAppKind is defined in defs.json.
+//
+// What an app's source carries: a container image (built into a disk), a root filesystem
+// tarball (built into a disk) or a disk image (imported as it is).
+type MarketAppKind string
+
+// MarketAppKind values.
+const (
+	MarketAppKindContainer MarketAppKind = "container"
+	MarketAppKindRootfs    MarketAppKind = "rootfs"
+	MarketAppKindDisk      MarketAppKind = "disk"
 )
 
 // KernelFormat is defined in defs.json.
@@ -282,7 +326,10 @@ var (
 	VMStateValues             = enumValues(VMStatePending, VMStateProlog, VMStateBoot, VMStateRunning, VMStatePoweroff, VMStateEpilog, VMStateDone, VMStateFailed)
 	VMBootModeValues          = enumValues(VMBootModePvh, VMBootModeLinux)
 	VMAccelValues             = enumValues(VMAccelKvm, VMAccelTcg)
-	MarketMADValues           = enumValues(MarketMADDockerhub, MarketMADRegistry)
+	MarketMADValues           = enumValues(MarketMADDockerhub, MarketMADRegistry, MarketMADOne, MarketMADLinuxcontainers, MarketMADTurnkeylinux, MarketMADHTTP, MarketMADS3)
+	MarketAppTypeValues       = enumValues(MarketAppTypeImage, MarketAppTypeVmtemplate, MarketAppTypeServiceTemplate)
+	MarketAppStateValues      = enumValues(MarketAppStateReady)
+	MarketAppKindValues       = enumValues(MarketAppKindContainer, MarketAppKindRootfs, MarketAppKindDisk)
 	KernelFormatValues        = enumValues(KernelFormatElf, KernelFormatBzimage)
 	KernelCompressionValues   = enumValues(KernelCompressionNone, KernelCompressionGzip, KernelCompressionXz, KernelCompressionZstd, KernelCompressionLz4, KernelCompressionLzma, KernelCompressionBzip2, KernelCompressionLzo)
 	KernelSourceValues        = enumValues(KernelSourceAdd, KernelSourceCatalog)
@@ -387,7 +434,8 @@ type DatastoreQuota struct {
 
 // Failure is defined in defs.json. It is the payload of event builder.failed, event
 // catalog.failed, event converter.failed, event crypto-luks.failed, event
-// kernel-registry.failed, event launcher.failed, event market-dockerhub.failed.
+// kernel-registry.failed, event launcher.failed, event market-dockerhub.failed, event
+// market-lxc.failed.
 //
 // Why a command or a job failed: the one payload of every service's failed event. code is from
 // the catalogue (errors.json), for programs; error is for people. A failed attempt that will be
@@ -627,24 +675,29 @@ type VM struct {
 }
 
 // Market is defined in defs.json. It is the payload of event market-dockerhub.market-created,
-// event market-dockerhub.market-updated, the reply to query market-dockerhub.show.
+// event market-dockerhub.market-updated, event market-lxc.market-created, event
+// market-lxc.market-updated, the reply to query market-dockerhub.show, the reply to query
+// market-lxc.show.
 //
-// A marketplace record as market-dockerhub keeps it and publishes it whole in market-created
-// and market-updated events (onemarket's ID NAME SIZE AVAIL APPS MAD ZONE).
+// A marketplace record as its service (market-lxc or market-dockerhub) keeps it and publishes
+// it whole in market-created and market-updated events: OpenNebula's market template (NAME,
+// MARKET_MAD, ENDPOINT, IMAGE_SIZE_MB, FILESYSTEM, FORMAT, …) and onemarket's ID NAME SIZE
+// AVAIL APPS MAD ZONE.
 type Market struct {
 	// Marketplace ID.
 	ID int64 `json:"id"`
 
-	// Marketplace name, unique.
+	// Marketplace name, unique across the marketplace services.
 	Name string `json:"name"`
 
-	// Marketplace driver.
+	// Marketplace driver (MARKET_MAD).
 	Mad MarketMAD `json:"mad"`
 
 	// Zone (always 0).
 	Zone int64 `json:"zone"`
 
-	// Base URL of Hub's API (MAD dockerhub).
+	// Base URL of the index or API it lists (ENDPOINT): Hub's API (dockerhub), the image server
+	// (linuxcontainers), the appliance mirror (turnkeylinux), the marketplace (one).
 	Endpoint string `json:"endpoint,omitempty"`
 
 	// The registry (MAD registry).
@@ -652,6 +705,22 @@ type Market struct {
 
 	// Plain HTTP and unverified TLS are allowed to the registry.
 	Insecure bool `json:"insecure,omitempty"`
+
+	// Image variant listed (linuxcontainers); absent: default.
+	Variant string `json:"variant,omitempty"`
+
+	// Architectures listed (linuxcontainers, turnkeylinux); absent: the host's.
+	Arches []string `json:"arches,omitempty"`
+
+	// Size of the disk an imported rootfs becomes (IMAGE_SIZE_MB); absent: the content plus room
+	// to spare.
+	ImageSizeMb int64 `json:"image_size_mb,omitempty"`
+
+	// Filesystem an imported rootfs is built into (FILESYSTEM); absent: ext4.
+	Filesystem Filesystem `json:"filesystem,omitempty"`
+
+	// Disk format of imported images (FORMAT); absent: raw.
+	Format DiskFormat `json:"format,omitempty"`
 
 	// The marketplace is listed again on a schedule.
 	Monitoring bool `json:"monitoring"`
@@ -662,6 +731,9 @@ type Market struct {
 	// onemarket's AVAIL in MiB: 0, shown -.
 	FreeMb int64 `json:"free_mb"`
 
+	// MiB used (monitor of a private marketplace); 0 for a public one.
+	UsedMb int64 `json:"used_mb,omitempty"`
+
 	// Number of apps (filled in by queries; 0 in events).
 	Apps int64 `json:"apps"`
 
@@ -671,7 +743,7 @@ type Market struct {
 	// Why the last listing failed; absent after a good one.
 	Error string `json:"error,omitempty"`
 
-	// Owner: the administrator who created it; oneadmin for the default one.
+	// Owner: the administrator who created it; oneadmin for the pre-registered ones.
 	User string `json:"user,omitempty"`
 
 	// Owning group: oneadmin.
@@ -686,24 +758,30 @@ type Market struct {
 }
 
 // MarketApp is defined in defs.json. It is the payload of the reply to query
-// market-dockerhub.app-show.
+// market-dockerhub.app-show, the reply to query market-lxc.app-show.
 //
-// A marketplace app: one repository, as market-dockerhub lists it (onemarketapp's ID NAME
-// VERSION SIZE … REGTIME MARKET).
+// A marketplace app as its service lists it (onemarketapp's ID NAME VERSION SIZE STAT TYPE
+// REGTIME MARKET ZONE and its attributes).
 type MarketApp struct {
-	// App ID, global, kept across refreshes.
+	// App ID, global across the marketplace services, kept across refreshes.
 	ID int64 `json:"id"`
 
 	// Marketplace of the app.
 	MarketID int64 `json:"market_id"`
 
-	// The repository, e.g. nginx or team/app.
+	// The app's name in its marketplace, e.g. nginx or team/app.
 	Name string `json:"name"`
 
-	// Hub's description of the repository.
+	// Version (VERSION): a build date, an appliance version, the default tag.
+	Version string `json:"version,omitempty"`
+
+	// Publisher (PUBLISHER).
+	Publisher string `json:"publisher,omitempty"`
+
+	// Description (DESCRIPTION).
 	Description string `json:"description,omitempty"`
 
-	// Tags of the repository (Hub: the newest 100).
+	// Tags (TAGS; a repository's tags, Hub: the newest 100).
 	Tags []string `json:"tags,omitempty"`
 
 	// Hub's star count (0 elsewhere).
@@ -712,21 +790,302 @@ type MarketApp struct {
 	// Hub's pull count (0 elsewhere).
 	Pulls int64 `json:"pulls,omitempty"`
 
-	// Compressed bytes of the default tag; absent when unknown.
+	// Bytes of the source (compressed, for a container's default tag); absent when unknown.
 	Size int64 `json:"size,omitempty"`
 
-	// docker:// URL of the repository, without a tag or options.
+	// Format of the source as the index says it (qcow2, raw, tar.xz, …).
+	Format string `json:"format,omitempty"`
+
+	// TYPE; absent: IMAGE.
+	Type MarketAppType `json:"type,omitempty"`
+
+	// STAT; absent: READY.
+	State MarketAppState `json:"state,omitempty"`
+
+	// Where an import reads the app: a docker:// URL without a tag or options, or an http(s)://
+	// URL.
 	Source string `json:"source"`
 
-	// When Hub last saw a push, as Hub says it.
+	// Digests the source must have, as the index gives them.
+	Checksums []string `json:"checksums,omitempty"`
+
+	// What the source carries; absent: container.
+	Kind MarketAppKind `json:"kind,omitempty"`
+
+	// Architecture, where the index says it.
+	Arch string `json:"arch,omitempty"`
+
+	// Operating system, where the index says it.
+	OS string `json:"os,omitempty"`
+
+	// OS release, where the index says it.
+	Release string `json:"release,omitempty"`
+
+	// Image variant, where the index says it.
+	Variant string `json:"variant,omitempty"`
+
+	// The VM template the marketplace publishes with the app (OpenNebula's public appliances), in
+	// OpenNebula's syntax.
+	VMTemplate string `json:"vm_template,omitempty"`
+
+	// When the source last changed, as the index says it.
 	LastUpdated string `json:"last_updated,omitempty"`
 
 	// When the app was first listed, RFC 3339.
 	Regtime string `json:"regtime"`
 
+	// Consecutive listings that did not have it; the third drops it.
+	Misses int64 `json:"misses,omitempty"`
+
 	// The VM template of the app's last import, or the one an import under the app's own name
 	// would send (app-show only).
 	Template string `json:"template,omitempty"`
+}
+
+// MarketRefresh is defined in defs.json. It is the payload of command market-dockerhub.refresh,
+// command market-lxc.refresh.
+//
+// Asks a marketplace service to list one of its marketplaces again now (refresh).
+type MarketRefresh struct {
+	// Marketplace to list.
+	MarketID int64 `json:"market_id"`
+}
+
+// MarketCreate is defined in defs.json. It is the payload of command
+// market-dockerhub.market-create, command market-lxc.market-create.
+//
+// Adds a marketplace (market-create): OpenNebula's market template as fields. The service
+// owning mad creates it.
+type MarketCreate struct {
+	// Marketplace name (NAME), unique across the marketplace services.
+	Name string `json:"name"`
+
+	// Driver (MARKET_MAD); absent: registry. Sent to the service owning it: dockerhub and registry
+	// to market-dockerhub, the others to market-lxc.
+	Mad MarketMAD `json:"mad,omitempty"`
+
+	// Base URL of the index or API (ENDPOINT); absent: the driver's public default.
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// The registry, host[:port] (MAD registry, which needs it).
+	Registry string `json:"registry,omitempty"`
+
+	// Talk plain HTTP (or unverified TLS) to the registry, for listing and for imports from it.
+	Insecure bool `json:"insecure,omitempty"`
+
+	// Image variant listed (linuxcontainers); absent: default.
+	Variant string `json:"variant,omitempty"`
+
+	// Architectures listed (linuxcontainers, turnkeylinux); absent: the host's.
+	Arches []string `json:"arches,omitempty"`
+
+	// Size of the disk an imported rootfs becomes (IMAGE_SIZE_MB).
+	ImageSizeMb int64 `json:"image_size_mb,omitempty"`
+
+	// Filesystem an imported rootfs is built into (FILESYSTEM).
+	Filesystem Filesystem `json:"filesystem,omitempty"`
+
+	// Disk format of imported images (FORMAT).
+	Format DiskFormat `json:"format,omitempty"`
+
+	// List the marketplace again on the service's schedule; absent: true.
+	Monitoring *bool `json:"monitoring,omitempty"`
+}
+
+// MarketUpdate is defined in defs.json. It is the payload of command
+// market-dockerhub.market-update, command market-lxc.market-update.
+//
+// Changes the fields given of a marketplace (market-update); absent fields keep their value.
+type MarketUpdate struct {
+	// Marketplace to change.
+	ID int64 `json:"id"`
+
+	// New name, unique.
+	Name *string `json:"name,omitempty"`
+
+	// New base URL of the index or API (ENDPOINT); not for MAD registry.
+	Endpoint *string `json:"endpoint,omitempty"`
+
+	// New registry host[:port] (MAD registry only).
+	Registry *string `json:"registry,omitempty"`
+
+	// Talk plain HTTP (or unverified TLS) to the registry.
+	Insecure *bool `json:"insecure,omitempty"`
+
+	// New image variant (linuxcontainers).
+	Variant *string `json:"variant,omitempty"`
+
+	// New architectures (linuxcontainers, turnkeylinux); absent: unchanged.
+	Arches []string `json:"arches,omitempty"`
+
+	// New IMAGE_SIZE_MB.
+	ImageSizeMb *int64 `json:"image_size_mb,omitempty"`
+
+	// New FILESYSTEM.
+	Filesystem *Filesystem `json:"filesystem,omitempty"`
+
+	// New FORMAT.
+	Format *DiskFormat `json:"format,omitempty"`
+
+	// List the marketplace again on the service's schedule.
+	Monitoring *bool `json:"monitoring,omitempty"`
+}
+
+// MarketChmod is defined in defs.json. It is the payload of command
+// market-dockerhub.market-chmod, command market-lxc.market-chmod.
+//
+// Changes a marketplace's permission bits (market-chmod).
+type MarketChmod struct {
+	// Marketplace ID.
+	ID int64 `json:"id"`
+
+	// The new bits, e.g. 740.
+	Permissions string `json:"permissions"`
+}
+
+// MarketDelete is defined in defs.json. It is the payload of command
+// market-dockerhub.market-delete, command market-lxc.market-delete.
+//
+// Deletes a marketplace and its apps (market-delete).
+type MarketDelete struct {
+	// Marketplace to delete.
+	ID int64 `json:"id"`
+}
+
+// MarketAppImport is defined in defs.json. It is the payload of command
+// market-dockerhub.app-import, command market-lxc.app-import.
+//
+// Imports an app of a marketplace as an image and a VM template (app-import).
+type MarketAppImport struct {
+	// Marketplace of the app.
+	MarketID int64 `json:"market_id"`
+
+	// The app: its name in the marketplace.
+	App string `json:"app"`
+
+	// Tag to import (container apps); absent: latest when the app has it, else its first tag.
+	Tag string `json:"tag,omitempty"`
+
+	// Name of the image and of the VM template to create.
+	Name string `json:"name"`
+
+	// Size of the disk's filesystem (container and rootfs apps); absent: the marketplace's
+	// IMAGE_SIZE_MB, else the content plus room to spare.
+	SizeMiB int64 `json:"size_mib,omitempty"`
+
+	// Filesystem to build (container and rootfs apps); absent: the marketplace's FILESYSTEM, else
+	// ext4.
+	Filesystem Filesystem `json:"filesystem,omitempty"`
+
+	// Disk format to store; absent: the marketplace's FORMAT, else raw.
+	Format DiskFormat `json:"format,omitempty"`
+
+	// Datastore of the image; absent: the catalog's default.
+	Datastore string `json:"datastore,omitempty"`
+}
+
+// MarketAppImported is defined in defs.json. It is the payload of event
+// market-dockerhub.app-imported, event market-lxc.app-imported.
+//
+// An app import was accepted: the image the catalog registered and the VM template sent to the
+// launcher (app-imported).
+type MarketAppImported struct {
+	// Marketplace of the app.
+	MarketID int64 `json:"market_id"`
+
+	// The app imported.
+	App string `json:"app"`
+
+	// Name of the image and of the VM template.
+	Name string `json:"name"`
+
+	// Where the image is imported from (the image-create path).
+	URL string `json:"url"`
+
+	// The image the catalog created.
+	ImageID int64 `json:"image_id"`
+
+	// The VM template sent to the launcher, in OpenNebula's syntax (its disk names image_id).
+	Template string `json:"template"`
+}
+
+// MarketAppsRefreshed is defined in defs.json. It is the payload of event
+// market-dockerhub.apps-refreshed, event market-lxc.apps-refreshed.
+//
+// The outcome of one listing of a marketplace (apps-refreshed).
+type MarketAppsRefreshed struct {
+	// The marketplace listed.
+	MarketID int64 `json:"market_id"`
+
+	// Apps it has now.
+	Apps int64 `json:"apps"`
+
+	// Apps new in this listing.
+	Added int64 `json:"added"`
+
+	// Apps dropped: missing from a third listing in a row.
+	Removed int64 `json:"removed"`
+
+	// Why the listing failed; absent when it worked.
+	Error string `json:"error,omitempty"`
+}
+
+// MarketDeleted is defined in defs.json. It is the payload of event
+// market-dockerhub.market-deleted, event market-lxc.market-deleted.
+//
+// A marketplace that was deleted (market-deleted).
+type MarketDeleted struct {
+	// The deleted marketplace.
+	ID int64 `json:"id"`
+
+	// Its name, free again.
+	Name string `json:"name"`
+}
+
+// MarketListRequest is defined in defs.json. It is the payload of query market-dockerhub.list,
+// query market-lxc.list.
+//
+// The request of a marketplace service's list query: no fields.
+type MarketListRequest struct {
+}
+
+// MarketShowRequest is defined in defs.json. It is the payload of query market-dockerhub.show,
+// query market-lxc.show.
+//
+// The request of a marketplace service's show query: an ID or a name.
+type MarketShowRequest struct {
+	// Marketplace ID.
+	ID *int64 `json:"id,omitempty"`
+
+	// Marketplace name.
+	Name string `json:"name,omitempty"`
+}
+
+// MarketAppsRequest is defined in defs.json. It is the payload of query market-dockerhub.apps,
+// query market-lxc.apps.
+//
+// The request of a marketplace service's apps query.
+type MarketAppsRequest struct {
+	// Only this marketplace's apps.
+	MarketID *int64 `json:"market_id,omitempty"`
+
+	// Text the name or the description contains.
+	Filter string `json:"filter,omitempty"`
+}
+
+// MarketAppShowRequest is defined in defs.json. It is the payload of query
+// market-dockerhub.app-show, query market-lxc.app-show.
+//
+// The request of a marketplace service's app-show query.
+type MarketAppShowRequest struct {
+	// App ID.
+	ID *int64 `json:"id,omitempty"`
+
+	// Marketplace the app is in.
+	MarketID *int64 `json:"market_id,omitempty"`
+
+	// App name in its marketplace (nginx, team/app).
+	Name string `json:"name,omitempty"`
 }
 
 // Kernel is defined in defs.json. It is the payload of event kernel-registry.added, event
@@ -1968,119 +2327,6 @@ type LauncherTemplateUpdate struct {
 	Template string `json:"template"`
 }
 
-// MarketDockerhubAppImport is the payload of command market-dockerhub.app-import
-// (https://slipway.dev/schemas/cmd/market-dockerhub.app-import.json).
-//
-// Import an app, which needs use of its marketplace (forbidden otherwise): the catalog creates
-// an OS image from the app's docker:// URL (image-create), then the launcher gets a VM template
-// naming that image by ID (template-create), both the importing user's. Answered by
-// app-imported once the catalog registered the image, or failed (unknown marketplace or app, or
-// the catalog's refusal, e.g. a taken image name).
-type MarketDockerhubAppImport struct {
-	// Marketplace of the app.
-	MarketID int64 `json:"market_id"`
-
-	// The app: its repository name in the marketplace.
-	App string `json:"app"`
-
-	// Tag to import; absent: latest when the app has it, else its first tag.
-	Tag string `json:"tag,omitempty"`
-
-	// Name of the image and of the VM template to create.
-	Name string `json:"name"`
-
-	// Size of the disk's filesystem; absent: the content plus room to spare.
-	SizeMiB int64 `json:"size_mib,omitempty"`
-
-	// Filesystem to build; absent: ext4.
-	Filesystem Filesystem `json:"filesystem,omitempty"`
-
-	// Disk format to store; absent: raw.
-	Format DiskFormat `json:"format,omitempty"`
-
-	// Datastore of the image; absent: the catalog's default.
-	Datastore string `json:"datastore,omitempty"`
-}
-
-// MarketDockerhubMarketChmod is the payload of command market-dockerhub.market-chmod
-// (https://slipway.dev/schemas/cmd/market-dockerhub.market-chmod.json).
-//
-// Change a marketplace's permission bits (onemarket chmod): who may see it, list its apps and
-// import from it. Answered by market-updated or failed.
-type MarketDockerhubMarketChmod struct {
-	// Marketplace ID.
-	ID int64 `json:"id"`
-
-	// The new bits, e.g. 740.
-	Permissions string `json:"permissions"`
-}
-
-// MarketDockerhubMarketCreate is the payload of command market-dockerhub.market-create
-// (https://slipway.dev/schemas/cmd/market-dockerhub.market-create.json).
-//
-// Add a marketplace (MAD registry) listing an OCI registry's repositories (/v2/_catalog) and
-// their tags. Answered by market-created, then (monitoring on) apps-refreshed; a taken name or
-// a registry that is not host[:port] by failed.
-type MarketDockerhubMarketCreate struct {
-	// Marketplace name, unique.
-	Name string `json:"name"`
-
-	// The registry, host[:port].
-	Registry string `json:"registry"`
-
-	// Talk plain HTTP (or unverified TLS) to the registry, for listing and for imports from it.
-	Insecure bool `json:"insecure,omitempty"`
-
-	// List the registry again on the service's schedule; absent: true.
-	Monitoring *bool `json:"monitoring,omitempty"`
-}
-
-// MarketDockerhubMarketDelete is the payload of command market-dockerhub.market-delete
-// (https://slipway.dev/schemas/cmd/market-dockerhub.market-delete.json).
-//
-// Delete a marketplace and its apps; images imported from it stay. Answered by market-deleted
-// or failed.
-type MarketDockerhubMarketDelete struct {
-	// Marketplace to delete.
-	ID int64 `json:"id"`
-}
-
-// MarketDockerhubMarketUpdate is the payload of command market-dockerhub.market-update
-// (https://slipway.dev/schemas/cmd/market-dockerhub.market-update.json).
-//
-// Change the fields given of a marketplace; absent fields keep their value. Answered by
-// market-updated (the whole record) or failed.
-type MarketDockerhubMarketUpdate struct {
-	// Marketplace to change.
-	ID int64 `json:"id"`
-
-	// New name, unique.
-	Name *string `json:"name,omitempty"`
-
-	// New base URL of Hub's API (MAD dockerhub only).
-	Endpoint *string `json:"endpoint,omitempty"`
-
-	// New registry host[:port] (MAD registry only).
-	Registry *string `json:"registry,omitempty"`
-
-	// Talk plain HTTP (or unverified TLS) to the registry.
-	Insecure *bool `json:"insecure,omitempty"`
-
-	// List the marketplace again on the service's schedule.
-	Monitoring *bool `json:"monitoring,omitempty"`
-}
-
-// MarketDockerhubRefresh is the payload of command market-dockerhub.refresh
-// (https://slipway.dev/schemas/cmd/market-dockerhub.refresh.json).
-//
-// List a marketplace's apps again now: Docker Hub's official images through Hub's API, or a
-// registry's repositories and tags. Answered by apps-refreshed (a failed listing is reported
-// there) or failed.
-type MarketDockerhubRefresh struct {
-	// Marketplace to list.
-	MarketID int64 `json:"market_id"`
-}
-
 // MarketDockerhubResolve is the payload of command market-dockerhub.resolve
 // (https://slipway.dev/schemas/cmd/market-dockerhub.resolve.json).
 //
@@ -2499,68 +2745,6 @@ type LauncherVMStateChanged struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// MarketDockerhubAppImported is the payload of event market-dockerhub.app-imported
-// (https://slipway.dev/schemas/evt/market-dockerhub.app-imported.json).
-//
-// An app import was accepted: the catalog registered the image (LOCKED, its docker import under
-// way; follow the catalog's events for image_id) and the launcher was sent the VM template
-// naming it. Subject id: the marketplace ID.
-type MarketDockerhubAppImported struct {
-	// Marketplace of the app.
-	MarketID int64 `json:"market_id"`
-
-	// The app imported.
-	App string `json:"app"`
-
-	// Name of the image and of the VM template.
-	Name string `json:"name"`
-
-	// The docker:// URL the image is imported from.
-	URL string `json:"url"`
-
-	// The image the catalog created.
-	ImageID int64 `json:"image_id"`
-
-	// The VM template sent to the launcher, in OpenNebula's syntax (DISK = [ IMAGE_ID = image_id
-	// ]).
-	Template string `json:"template"`
-}
-
-// MarketDockerhubAppsRefreshed is the payload of event market-dockerhub.apps-refreshed
-// (https://slipway.dev/schemas/evt/market-dockerhub.apps-refreshed.json).
-//
-// A marketplace was listed (refresh, scheduled or asked for). A listing that failed keeps the
-// apps listed before and says why in error. Subject id: the marketplace ID.
-type MarketDockerhubAppsRefreshed struct {
-	// The marketplace listed.
-	MarketID int64 `json:"market_id"`
-
-	// Apps it has now.
-	Apps int64 `json:"apps"`
-
-	// Apps new in this listing.
-	Added int64 `json:"added"`
-
-	// Apps no longer listed, deleted.
-	Removed int64 `json:"removed"`
-
-	// Why the listing failed; absent when it worked.
-	Error string `json:"error,omitempty"`
-}
-
-// MarketDockerhubMarketDeleted is the payload of event market-dockerhub.market-deleted
-// (https://slipway.dev/schemas/evt/market-dockerhub.market-deleted.json).
-//
-// A marketplace and its apps were deleted (market-delete); images imported from it stay.
-// Subject id: the marketplace ID.
-type MarketDockerhubMarketDeleted struct {
-	// The deleted marketplace.
-	ID int64 `json:"id"`
-
-	// Its name, free again.
-	Name string `json:"name"`
-}
-
 // MarketDockerhubResolved is the payload of event market-dockerhub.resolved
 // (https://slipway.dev/schemas/evt/market-dockerhub.resolved.json).
 //
@@ -2856,59 +3040,6 @@ type LauncherVMsRequest struct {
 	State VMState `json:"state,omitempty"`
 }
 
-// MarketDockerhubAppShowRequest is the payload of query market-dockerhub.app-show
-// (https://slipway.dev/schemas/qry/market-dockerhub.app-show.json).
-//
-// Show one app with the VM template of its last import (or the one an import under its own name
-// would send): by app ID, or by name within a marketplace (in any marketplace when market_id is
-// absent, as long as one app has that name). 404 when there is no such app, 400 when the name
-// is ambiguous, 403 when the asker may not use its marketplace.
-type MarketDockerhubAppShowRequest struct {
-	// App ID.
-	ID *int64 `json:"id,omitempty"`
-
-	// Marketplace the app is in.
-	MarketID *int64 `json:"market_id,omitempty"`
-
-	// App name: the repository (nginx, team/app).
-	Name string `json:"name,omitempty"`
-}
-
-// MarketDockerhubAppsRequest is the payload of query market-dockerhub.apps
-// (https://slipway.dev/schemas/qry/market-dockerhub.apps.json).
-//
-// List the apps of one marketplace (without market_id, those of every marketplace the asker may
-// use) whose name or description contains filter (case-insensitive). 404 for a marketplace that
-// does not exist.
-type MarketDockerhubAppsRequest struct {
-	// Only this marketplace's apps.
-	MarketID *int64 `json:"market_id,omitempty"`
-
-	// Text the name or the description contains.
-	Filter string `json:"filter,omitempty"`
-}
-
-// MarketDockerhubListRequest is the payload of query market-dockerhub.list
-// (https://slipway.dev/schemas/qry/market-dockerhub.list.json).
-//
-// List the marketplaces the asker may use, with their app counts. The request has no fields (an
-// empty body is the same).
-type MarketDockerhubListRequest struct {
-}
-
-// MarketDockerhubShowRequest is the payload of query market-dockerhub.show
-// (https://slipway.dev/schemas/qry/market-dockerhub.show.json).
-//
-// Show one marketplace, by ID or by name; one of the two, not both. 404 when there is no such
-// marketplace, 403 when the asker may not use it.
-type MarketDockerhubShowRequest struct {
-	// Marketplace ID (0 is DockerHub).
-	ID *int64 `json:"id,omitempty"`
-
-	// Marketplace name.
-	Name string `json:"name,omitempty"`
-}
-
 // BuilderJobsReply is the payload of the reply to query builder.jobs
 // (https://slipway.dev/schemas/rpl/builder.jobs.json).
 //
@@ -3099,17 +3230,17 @@ type LauncherTemplatesReply []VMTemplate
 // The VMs, in ID order (an empty array when none).
 type LauncherVMsReply []VM
 
-// MarketDockerhubAppsReply is the payload of the reply to query market-dockerhub.apps
-// (https://slipway.dev/schemas/rpl/market-dockerhub.apps.json).
+// MarketAppsReply is the payload of the reply to query market-dockerhub.apps and of the reply
+// to query market-lxc.apps (https://slipway.dev/schemas/rpl/market-dockerhub.apps.json).
 //
 // The apps, by marketplace and name (an empty array when none matches).
-type MarketDockerhubAppsReply []MarketApp
+type MarketAppsReply []MarketApp
 
-// MarketDockerhubListReply is the payload of the reply to query market-dockerhub.list
-// (https://slipway.dev/schemas/rpl/market-dockerhub.list.json).
+// MarketListReply is the payload of the reply to query market-dockerhub.list and of the reply
+// to query market-lxc.list (https://slipway.dev/schemas/rpl/market-dockerhub.list.json).
 //
 // Every marketplace, in ID order, apps counted.
-type MarketDockerhubListReply []Market
+type MarketListReply []Market
 
 // Services: the <service> of slipway.cmd|evt|api.<service>.… subjects.
 const (
@@ -3120,6 +3251,7 @@ const (
 	ServiceKernelRegistry  = "kernel-registry"
 	ServiceLauncher        = "launcher"
 	ServiceMarketDockerhub = "market-dockerhub"
+	ServiceMarketLxc       = "market-lxc"
 )
 
 // Commands: the verb of slipway.cmd.<service>.<verb>, one per cmd/<service>.<verb>.json.
@@ -3180,6 +3312,12 @@ const (
 	CommandMarketDockerhubMarketUpdate = "market-update"
 	CommandMarketDockerhubRefresh      = "refresh"
 	CommandMarketDockerhubResolve      = "resolve"
+	CommandMarketLxcAppImport          = "app-import"
+	CommandMarketLxcMarketChmod        = "market-chmod"
+	CommandMarketLxcMarketCreate       = "market-create"
+	CommandMarketLxcMarketDelete       = "market-delete"
+	CommandMarketLxcMarketUpdate       = "market-update"
+	CommandMarketLxcRefresh            = "refresh"
 )
 
 // Events: the name of slipway.evt.<service>.<name>.<id>, one per evt/<service>.<name>.json.
@@ -3229,6 +3367,12 @@ const (
 	EventMarketDockerhubMarketDeleted = "market-deleted"
 	EventMarketDockerhubMarketUpdated = "market-updated"
 	EventMarketDockerhubResolved      = "resolved"
+	EventMarketLxcAppImported         = "app-imported"
+	EventMarketLxcAppsRefreshed       = "apps-refreshed"
+	EventMarketLxcFailed              = "failed"
+	EventMarketLxcMarketCreated       = "market-created"
+	EventMarketLxcMarketDeleted       = "market-deleted"
+	EventMarketLxcMarketUpdated       = "market-updated"
 )
 
 // Query endpoints: slipway.api.<service>.<endpoint>, one per qry/<service>.<endpoint>.json.
@@ -3262,6 +3406,10 @@ const (
 	QueryMarketDockerhubApps    = "apps"
 	QueryMarketDockerhubList    = "list"
 	QueryMarketDockerhubShow    = "show"
+	QueryMarketLxcAppShow       = "app-show"
+	QueryMarketLxcApps          = "apps"
+	QueryMarketLxcList          = "list"
+	QueryMarketLxcShow          = "show"
 )
 
 // Descriptors: each message's service, name and Go types; their methods build its subjects.
@@ -3315,13 +3463,19 @@ var (
 	CmdLauncherTemplateDelete       = Cmd[LauncherTemplateDelete]{Service: ServiceLauncher, Verb: CommandLauncherTemplateDelete, Answers: []string{EventLauncherTemplateDeleted}}
 	CmdLauncherTemplateUpdate       = Cmd[LauncherTemplateUpdate]{Service: ServiceLauncher, Verb: CommandLauncherTemplateUpdate, Answers: []string{EventLauncherTemplateUpdated}}
 	CmdLauncherTerminate            = Cmd[VMAction]{Service: ServiceLauncher, Verb: CommandLauncherTerminate, Answers: []string{EventLauncherVMStateChanged}}
-	CmdMarketDockerhubAppImport     = Cmd[MarketDockerhubAppImport]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubAppImport, Answers: []string{EventMarketDockerhubAppImported}}
-	CmdMarketDockerhubMarketChmod   = Cmd[MarketDockerhubMarketChmod]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubMarketChmod, Answers: []string{EventMarketDockerhubMarketUpdated}}
-	CmdMarketDockerhubMarketCreate  = Cmd[MarketDockerhubMarketCreate]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubMarketCreate, Answers: []string{EventMarketDockerhubMarketCreated}}
-	CmdMarketDockerhubMarketDelete  = Cmd[MarketDockerhubMarketDelete]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubMarketDelete, Answers: []string{EventMarketDockerhubMarketDeleted}}
-	CmdMarketDockerhubMarketUpdate  = Cmd[MarketDockerhubMarketUpdate]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubMarketUpdate, Answers: []string{EventMarketDockerhubMarketUpdated}}
-	CmdMarketDockerhubRefresh       = Cmd[MarketDockerhubRefresh]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubRefresh, Answers: []string{EventMarketDockerhubAppsRefreshed}}
+	CmdMarketDockerhubAppImport     = Cmd[MarketAppImport]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubAppImport, Answers: []string{EventMarketDockerhubAppImported}}
+	CmdMarketDockerhubMarketChmod   = Cmd[MarketChmod]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubMarketChmod, Answers: []string{EventMarketDockerhubMarketUpdated}}
+	CmdMarketDockerhubMarketCreate  = Cmd[MarketCreate]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubMarketCreate, Answers: []string{EventMarketDockerhubMarketCreated}}
+	CmdMarketDockerhubMarketDelete  = Cmd[MarketDelete]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubMarketDelete, Answers: []string{EventMarketDockerhubMarketDeleted}}
+	CmdMarketDockerhubMarketUpdate  = Cmd[MarketUpdate]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubMarketUpdate, Answers: []string{EventMarketDockerhubMarketUpdated}}
+	CmdMarketDockerhubRefresh       = Cmd[MarketRefresh]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubRefresh, Answers: []string{EventMarketDockerhubAppsRefreshed}}
 	CmdMarketDockerhubResolve       = Cmd[MarketDockerhubResolve]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubResolve, Answers: []string{EventMarketDockerhubResolved}}
+	CmdMarketLxcAppImport           = Cmd[MarketAppImport]{Service: ServiceMarketLxc, Verb: CommandMarketLxcAppImport, Answers: []string{EventMarketLxcAppImported}}
+	CmdMarketLxcMarketChmod         = Cmd[MarketChmod]{Service: ServiceMarketLxc, Verb: CommandMarketLxcMarketChmod, Answers: []string{EventMarketLxcMarketUpdated}}
+	CmdMarketLxcMarketCreate        = Cmd[MarketCreate]{Service: ServiceMarketLxc, Verb: CommandMarketLxcMarketCreate, Answers: []string{EventMarketLxcMarketCreated}}
+	CmdMarketLxcMarketDelete        = Cmd[MarketDelete]{Service: ServiceMarketLxc, Verb: CommandMarketLxcMarketDelete, Answers: []string{EventMarketLxcMarketDeleted}}
+	CmdMarketLxcMarketUpdate        = Cmd[MarketUpdate]{Service: ServiceMarketLxc, Verb: CommandMarketLxcMarketUpdate, Answers: []string{EventMarketLxcMarketUpdated}}
+	CmdMarketLxcRefresh             = Cmd[MarketRefresh]{Service: ServiceMarketLxc, Verb: CommandMarketLxcRefresh, Answers: []string{EventMarketLxcAppsRefreshed}}
 	EvtBuilderBuilt                 = Evt[BuilderBuilt]{Service: ServiceBuilder, Name: EventBuilderBuilt}
 	EvtBuilderFailed                = Evt[Failure]{Service: ServiceBuilder, Name: EventBuilderFailed}
 	EvtBuilderProgress              = Evt[Progress]{Service: ServiceBuilder, Name: EventBuilderProgress}
@@ -3360,13 +3514,19 @@ var (
 	EvtLauncherTemplateUpdated      = Evt[VMTemplate]{Service: ServiceLauncher, Name: EventLauncherTemplateUpdated}
 	EvtLauncherVMCreated            = Evt[LauncherVMCreated]{Service: ServiceLauncher, Name: EventLauncherVMCreated}
 	EvtLauncherVMStateChanged       = Evt[LauncherVMStateChanged]{Service: ServiceLauncher, Name: EventLauncherVMStateChanged}
-	EvtMarketDockerhubAppImported   = Evt[MarketDockerhubAppImported]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubAppImported}
-	EvtMarketDockerhubAppsRefreshed = Evt[MarketDockerhubAppsRefreshed]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubAppsRefreshed}
+	EvtMarketDockerhubAppImported   = Evt[MarketAppImported]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubAppImported}
+	EvtMarketDockerhubAppsRefreshed = Evt[MarketAppsRefreshed]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubAppsRefreshed}
 	EvtMarketDockerhubFailed        = Evt[Failure]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubFailed}
 	EvtMarketDockerhubMarketCreated = Evt[Market]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubMarketCreated}
-	EvtMarketDockerhubMarketDeleted = Evt[MarketDockerhubMarketDeleted]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubMarketDeleted}
+	EvtMarketDockerhubMarketDeleted = Evt[MarketDeleted]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubMarketDeleted}
 	EvtMarketDockerhubMarketUpdated = Evt[Market]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubMarketUpdated}
 	EvtMarketDockerhubResolved      = Evt[MarketDockerhubResolved]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubResolved}
+	EvtMarketLxcAppImported         = Evt[MarketAppImported]{Service: ServiceMarketLxc, Name: EventMarketLxcAppImported}
+	EvtMarketLxcAppsRefreshed       = Evt[MarketAppsRefreshed]{Service: ServiceMarketLxc, Name: EventMarketLxcAppsRefreshed}
+	EvtMarketLxcFailed              = Evt[Failure]{Service: ServiceMarketLxc, Name: EventMarketLxcFailed}
+	EvtMarketLxcMarketCreated       = Evt[Market]{Service: ServiceMarketLxc, Name: EventMarketLxcMarketCreated}
+	EvtMarketLxcMarketDeleted       = Evt[MarketDeleted]{Service: ServiceMarketLxc, Name: EventMarketLxcMarketDeleted}
+	EvtMarketLxcMarketUpdated       = Evt[Market]{Service: ServiceMarketLxc, Name: EventMarketLxcMarketUpdated}
 	QryBuilderJobs                  = Qry[BuilderJobsRequest, BuilderJobsReply]{Service: ServiceBuilder, Endpoint: QueryBuilderJobs}
 	QryCatalogBlobCreds             = Qry[CatalogBlobCredsRequest, S3TemporaryCredentials]{Service: ServiceCatalog, Endpoint: QueryCatalogBlobCreds}
 	QryCatalogBlobURL               = Qry[CatalogBlobURLRequest, CatalogBlobURLReply]{Service: ServiceCatalog, Endpoint: QueryCatalogBlobURL}
@@ -3392,10 +3552,14 @@ var (
 	QryLauncherTemplates            = Qry[LauncherTemplatesRequest, LauncherTemplatesReply]{Service: ServiceLauncher, Endpoint: QueryLauncherTemplates}
 	QryLauncherVM                   = Qry[LauncherVMRequest, VM]{Service: ServiceLauncher, Endpoint: QueryLauncherVM}
 	QryLauncherVMs                  = Qry[LauncherVMsRequest, LauncherVMsReply]{Service: ServiceLauncher, Endpoint: QueryLauncherVMs}
-	QryMarketDockerhubAppShow       = Qry[MarketDockerhubAppShowRequest, MarketApp]{Service: ServiceMarketDockerhub, Endpoint: QueryMarketDockerhubAppShow}
-	QryMarketDockerhubApps          = Qry[MarketDockerhubAppsRequest, MarketDockerhubAppsReply]{Service: ServiceMarketDockerhub, Endpoint: QueryMarketDockerhubApps}
-	QryMarketDockerhubList          = Qry[MarketDockerhubListRequest, MarketDockerhubListReply]{Service: ServiceMarketDockerhub, Endpoint: QueryMarketDockerhubList}
-	QryMarketDockerhubShow          = Qry[MarketDockerhubShowRequest, Market]{Service: ServiceMarketDockerhub, Endpoint: QueryMarketDockerhubShow}
+	QryMarketDockerhubAppShow       = Qry[MarketAppShowRequest, MarketApp]{Service: ServiceMarketDockerhub, Endpoint: QueryMarketDockerhubAppShow}
+	QryMarketDockerhubApps          = Qry[MarketAppsRequest, MarketAppsReply]{Service: ServiceMarketDockerhub, Endpoint: QueryMarketDockerhubApps}
+	QryMarketDockerhubList          = Qry[MarketListRequest, MarketListReply]{Service: ServiceMarketDockerhub, Endpoint: QueryMarketDockerhubList}
+	QryMarketDockerhubShow          = Qry[MarketShowRequest, Market]{Service: ServiceMarketDockerhub, Endpoint: QueryMarketDockerhubShow}
+	QryMarketLxcAppShow             = Qry[MarketAppShowRequest, MarketApp]{Service: ServiceMarketLxc, Endpoint: QueryMarketLxcAppShow}
+	QryMarketLxcApps                = Qry[MarketAppsRequest, MarketAppsReply]{Service: ServiceMarketLxc, Endpoint: QueryMarketLxcApps}
+	QryMarketLxcList                = Qry[MarketListRequest, MarketListReply]{Service: ServiceMarketLxc, Endpoint: QueryMarketLxcList}
+	QryMarketLxcShow                = Qry[MarketShowRequest, Market]{Service: ServiceMarketLxc, Endpoint: QueryMarketLxcShow}
 )
 
 // registry maps every message schema to its generated Go type.
@@ -3449,13 +3613,19 @@ var registry = []registered{
 	{kind: "cmd", service: "launcher", name: "template-delete", file: "cmd/launcher.template-delete.json", typ: reflect.TypeFor[LauncherTemplateDelete](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "template-update", file: "cmd/launcher.template-update.json", typ: reflect.TypeFor[LauncherTemplateUpdate](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "terminate", file: "cmd/launcher.terminate.json", typ: reflect.TypeFor[VMAction](), senders: []string{"users"}, access: "manage"},
-	{kind: "cmd", service: "market-dockerhub", name: "app-import", file: "cmd/market-dockerhub.app-import.json", typ: reflect.TypeFor[MarketDockerhubAppImport](), senders: []string{"users"}},
-	{kind: "cmd", service: "market-dockerhub", name: "market-chmod", file: "cmd/market-dockerhub.market-chmod.json", typ: reflect.TypeFor[MarketDockerhubMarketChmod](), senders: []string{"admins"}},
-	{kind: "cmd", service: "market-dockerhub", name: "market-create", file: "cmd/market-dockerhub.market-create.json", typ: reflect.TypeFor[MarketDockerhubMarketCreate](), senders: []string{"admins"}},
-	{kind: "cmd", service: "market-dockerhub", name: "market-delete", file: "cmd/market-dockerhub.market-delete.json", typ: reflect.TypeFor[MarketDockerhubMarketDelete](), senders: []string{"admins"}},
-	{kind: "cmd", service: "market-dockerhub", name: "market-update", file: "cmd/market-dockerhub.market-update.json", typ: reflect.TypeFor[MarketDockerhubMarketUpdate](), senders: []string{"admins"}},
-	{kind: "cmd", service: "market-dockerhub", name: "refresh", file: "cmd/market-dockerhub.refresh.json", typ: reflect.TypeFor[MarketDockerhubRefresh](), senders: []string{"admins", "market-dockerhub"}},
+	{kind: "cmd", service: "market-dockerhub", name: "app-import", file: "cmd/market-dockerhub.app-import.json", typ: reflect.TypeFor[MarketAppImport](), senders: []string{"users"}},
+	{kind: "cmd", service: "market-dockerhub", name: "market-chmod", file: "cmd/market-dockerhub.market-chmod.json", typ: reflect.TypeFor[MarketChmod](), senders: []string{"admins"}},
+	{kind: "cmd", service: "market-dockerhub", name: "market-create", file: "cmd/market-dockerhub.market-create.json", typ: reflect.TypeFor[MarketCreate](), senders: []string{"admins"}},
+	{kind: "cmd", service: "market-dockerhub", name: "market-delete", file: "cmd/market-dockerhub.market-delete.json", typ: reflect.TypeFor[MarketDelete](), senders: []string{"admins"}},
+	{kind: "cmd", service: "market-dockerhub", name: "market-update", file: "cmd/market-dockerhub.market-update.json", typ: reflect.TypeFor[MarketUpdate](), senders: []string{"admins"}},
+	{kind: "cmd", service: "market-dockerhub", name: "refresh", file: "cmd/market-dockerhub.refresh.json", typ: reflect.TypeFor[MarketRefresh](), senders: []string{"admins", "market-dockerhub"}},
 	{kind: "cmd", service: "market-dockerhub", name: "resolve", file: "cmd/market-dockerhub.resolve.json", typ: reflect.TypeFor[MarketDockerhubResolve](), senders: []string{"catalog"}},
+	{kind: "cmd", service: "market-lxc", name: "app-import", file: "cmd/market-lxc.app-import.json", typ: reflect.TypeFor[MarketAppImport](), senders: []string{"users"}},
+	{kind: "cmd", service: "market-lxc", name: "market-chmod", file: "cmd/market-lxc.market-chmod.json", typ: reflect.TypeFor[MarketChmod](), senders: []string{"admins"}},
+	{kind: "cmd", service: "market-lxc", name: "market-create", file: "cmd/market-lxc.market-create.json", typ: reflect.TypeFor[MarketCreate](), senders: []string{"admins"}},
+	{kind: "cmd", service: "market-lxc", name: "market-delete", file: "cmd/market-lxc.market-delete.json", typ: reflect.TypeFor[MarketDelete](), senders: []string{"admins"}},
+	{kind: "cmd", service: "market-lxc", name: "market-update", file: "cmd/market-lxc.market-update.json", typ: reflect.TypeFor[MarketUpdate](), senders: []string{"admins"}},
+	{kind: "cmd", service: "market-lxc", name: "refresh", file: "cmd/market-lxc.refresh.json", typ: reflect.TypeFor[MarketRefresh](), senders: []string{"admins", "market-lxc"}},
 	{kind: "evt", service: "builder", name: "built", file: "evt/builder.built.json", typ: reflect.TypeFor[BuilderBuilt]()},
 	{kind: "evt", service: "builder", name: "failed", file: "evt/builder.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "builder", name: "progress", file: "evt/builder.progress.json", typ: reflect.TypeFor[Progress]()},
@@ -3494,13 +3664,19 @@ var registry = []registered{
 	{kind: "evt", service: "launcher", name: "template-updated", file: "evt/launcher.template-updated.json", typ: reflect.TypeFor[VMTemplate]()},
 	{kind: "evt", service: "launcher", name: "vm-created", file: "evt/launcher.vm-created.json", typ: reflect.TypeFor[LauncherVMCreated]()},
 	{kind: "evt", service: "launcher", name: "vm-state-changed", file: "evt/launcher.vm-state-changed.json", typ: reflect.TypeFor[LauncherVMStateChanged]()},
-	{kind: "evt", service: "market-dockerhub", name: "app-imported", file: "evt/market-dockerhub.app-imported.json", typ: reflect.TypeFor[MarketDockerhubAppImported]()},
-	{kind: "evt", service: "market-dockerhub", name: "apps-refreshed", file: "evt/market-dockerhub.apps-refreshed.json", typ: reflect.TypeFor[MarketDockerhubAppsRefreshed]()},
+	{kind: "evt", service: "market-dockerhub", name: "app-imported", file: "evt/market-dockerhub.app-imported.json", typ: reflect.TypeFor[MarketAppImported]()},
+	{kind: "evt", service: "market-dockerhub", name: "apps-refreshed", file: "evt/market-dockerhub.apps-refreshed.json", typ: reflect.TypeFor[MarketAppsRefreshed]()},
 	{kind: "evt", service: "market-dockerhub", name: "failed", file: "evt/market-dockerhub.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "market-dockerhub", name: "market-created", file: "evt/market-dockerhub.market-created.json", typ: reflect.TypeFor[Market]()},
-	{kind: "evt", service: "market-dockerhub", name: "market-deleted", file: "evt/market-dockerhub.market-deleted.json", typ: reflect.TypeFor[MarketDockerhubMarketDeleted]()},
+	{kind: "evt", service: "market-dockerhub", name: "market-deleted", file: "evt/market-dockerhub.market-deleted.json", typ: reflect.TypeFor[MarketDeleted]()},
 	{kind: "evt", service: "market-dockerhub", name: "market-updated", file: "evt/market-dockerhub.market-updated.json", typ: reflect.TypeFor[Market]()},
 	{kind: "evt", service: "market-dockerhub", name: "resolved", file: "evt/market-dockerhub.resolved.json", typ: reflect.TypeFor[MarketDockerhubResolved]()},
+	{kind: "evt", service: "market-lxc", name: "app-imported", file: "evt/market-lxc.app-imported.json", typ: reflect.TypeFor[MarketAppImported]()},
+	{kind: "evt", service: "market-lxc", name: "apps-refreshed", file: "evt/market-lxc.apps-refreshed.json", typ: reflect.TypeFor[MarketAppsRefreshed]()},
+	{kind: "evt", service: "market-lxc", name: "failed", file: "evt/market-lxc.failed.json", typ: reflect.TypeFor[Failure]()},
+	{kind: "evt", service: "market-lxc", name: "market-created", file: "evt/market-lxc.market-created.json", typ: reflect.TypeFor[Market]()},
+	{kind: "evt", service: "market-lxc", name: "market-deleted", file: "evt/market-lxc.market-deleted.json", typ: reflect.TypeFor[MarketDeleted]()},
+	{kind: "evt", service: "market-lxc", name: "market-updated", file: "evt/market-lxc.market-updated.json", typ: reflect.TypeFor[Market]()},
 	{kind: "qry", service: "builder", name: "jobs", file: "qry/builder.jobs.json", typ: reflect.TypeFor[BuilderJobsRequest](), senders: []string{"admins"}},
 	{kind: "qry", service: "catalog", name: "blob-creds", file: "qry/catalog.blob-creds.json", typ: reflect.TypeFor[CatalogBlobCredsRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "blob-url", file: "qry/catalog.blob-url.json", typ: reflect.TypeFor[CatalogBlobURLRequest](), senders: []string{"users"}},
@@ -3526,10 +3702,14 @@ var registry = []registered{
 	{kind: "qry", service: "launcher", name: "templates", file: "qry/launcher.templates.json", typ: reflect.TypeFor[LauncherTemplatesRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "launcher", name: "vm", file: "qry/launcher.vm.json", typ: reflect.TypeFor[LauncherVMRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "launcher", name: "vms", file: "qry/launcher.vms.json", typ: reflect.TypeFor[LauncherVMsRequest](), senders: []string{"users"}},
-	{kind: "qry", service: "market-dockerhub", name: "app-show", file: "qry/market-dockerhub.app-show.json", typ: reflect.TypeFor[MarketDockerhubAppShowRequest](), senders: []string{"users"}},
-	{kind: "qry", service: "market-dockerhub", name: "apps", file: "qry/market-dockerhub.apps.json", typ: reflect.TypeFor[MarketDockerhubAppsRequest](), senders: []string{"users"}},
-	{kind: "qry", service: "market-dockerhub", name: "list", file: "qry/market-dockerhub.list.json", typ: reflect.TypeFor[MarketDockerhubListRequest](), senders: []string{"users"}},
-	{kind: "qry", service: "market-dockerhub", name: "show", file: "qry/market-dockerhub.show.json", typ: reflect.TypeFor[MarketDockerhubShowRequest](), senders: []string{"users"}},
+	{kind: "qry", service: "market-dockerhub", name: "app-show", file: "qry/market-dockerhub.app-show.json", typ: reflect.TypeFor[MarketAppShowRequest](), senders: []string{"users"}},
+	{kind: "qry", service: "market-dockerhub", name: "apps", file: "qry/market-dockerhub.apps.json", typ: reflect.TypeFor[MarketAppsRequest](), senders: []string{"users"}},
+	{kind: "qry", service: "market-dockerhub", name: "list", file: "qry/market-dockerhub.list.json", typ: reflect.TypeFor[MarketListRequest](), senders: []string{"users"}},
+	{kind: "qry", service: "market-dockerhub", name: "show", file: "qry/market-dockerhub.show.json", typ: reflect.TypeFor[MarketShowRequest](), senders: []string{"users"}},
+	{kind: "qry", service: "market-lxc", name: "app-show", file: "qry/market-lxc.app-show.json", typ: reflect.TypeFor[MarketAppShowRequest](), senders: []string{"users"}},
+	{kind: "qry", service: "market-lxc", name: "apps", file: "qry/market-lxc.apps.json", typ: reflect.TypeFor[MarketAppsRequest](), senders: []string{"users"}},
+	{kind: "qry", service: "market-lxc", name: "list", file: "qry/market-lxc.list.json", typ: reflect.TypeFor[MarketListRequest](), senders: []string{"users"}},
+	{kind: "qry", service: "market-lxc", name: "show", file: "qry/market-lxc.show.json", typ: reflect.TypeFor[MarketShowRequest](), senders: []string{"users"}},
 	{kind: "rpl", service: "builder", name: "jobs", file: "rpl/builder.jobs.json", typ: reflect.TypeFor[BuilderJobsReply]()},
 	{kind: "rpl", service: "catalog", name: "blob-creds", file: "rpl/catalog.blob-creds.json", typ: reflect.TypeFor[S3TemporaryCredentials]()},
 	{kind: "rpl", service: "catalog", name: "blob-url", file: "rpl/catalog.blob-url.json", typ: reflect.TypeFor[CatalogBlobURLReply]()},
@@ -3556,7 +3736,11 @@ var registry = []registered{
 	{kind: "rpl", service: "launcher", name: "vm", file: "rpl/launcher.vm.json", typ: reflect.TypeFor[VM]()},
 	{kind: "rpl", service: "launcher", name: "vms", file: "rpl/launcher.vms.json", typ: reflect.TypeFor[LauncherVMsReply]()},
 	{kind: "rpl", service: "market-dockerhub", name: "app-show", file: "rpl/market-dockerhub.app-show.json", typ: reflect.TypeFor[MarketApp]()},
-	{kind: "rpl", service: "market-dockerhub", name: "apps", file: "rpl/market-dockerhub.apps.json", typ: reflect.TypeFor[MarketDockerhubAppsReply]()},
-	{kind: "rpl", service: "market-dockerhub", name: "list", file: "rpl/market-dockerhub.list.json", typ: reflect.TypeFor[MarketDockerhubListReply]()},
+	{kind: "rpl", service: "market-dockerhub", name: "apps", file: "rpl/market-dockerhub.apps.json", typ: reflect.TypeFor[MarketAppsReply]()},
+	{kind: "rpl", service: "market-dockerhub", name: "list", file: "rpl/market-dockerhub.list.json", typ: reflect.TypeFor[MarketListReply]()},
 	{kind: "rpl", service: "market-dockerhub", name: "show", file: "rpl/market-dockerhub.show.json", typ: reflect.TypeFor[Market]()},
+	{kind: "rpl", service: "market-lxc", name: "app-show", file: "rpl/market-lxc.app-show.json", typ: reflect.TypeFor[MarketApp]()},
+	{kind: "rpl", service: "market-lxc", name: "apps", file: "rpl/market-lxc.apps.json", typ: reflect.TypeFor[MarketAppsReply]()},
+	{kind: "rpl", service: "market-lxc", name: "list", file: "rpl/market-lxc.list.json", typ: reflect.TypeFor[MarketListReply]()},
+	{kind: "rpl", service: "market-lxc", name: "show", file: "rpl/market-lxc.show.json", typ: reflect.TypeFor[Market]()},
 }

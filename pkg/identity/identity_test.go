@@ -176,7 +176,7 @@ func TestPermissionMatrix(t *testing.T) {
 	_, seen := observer(t, auth, srv)
 	principals := []identity.Principal{identity.User("alice", false), identity.User("oneadmin", true)}
 	for _, s := range []string{schemas.ServiceBuilder, schemas.ServiceCatalog, schemas.ServiceConverter, schemas.ServiceCryptoLUKS,
-		schemas.ServiceKernelRegistry, schemas.ServiceLauncher, schemas.ServiceMarketDockerhub} {
+		schemas.ServiceKernelRegistry, schemas.ServiceLauncher, schemas.ServiceMarketDockerhub, schemas.ServiceMarketLxc} {
 		principals = append(principals, identity.Service(s))
 	}
 	bob := identity.User("bob", false)
@@ -249,6 +249,14 @@ func TestTheIssuesMatrix(t *testing.T) {
 		del := msg(schemas.KindCommand, schemas.ServiceCryptoLUKS, schemas.CommandCryptoLUKSSecretDelete)
 		if p.MaySend(del) != (p == identity.Service(schemas.ServiceCatalog)) {
 			t.Errorf("%s may delete a secret: %v; only the catalog may", p.Name, p.MaySend(del))
+		}
+		// Each marketplace service schedules its own refreshes; no other
+		// service, and no user but an administrator, asks for one.
+		for _, svc := range []string{schemas.ServiceMarketDockerhub, schemas.ServiceMarketLxc} {
+			refresh := msg(schemas.KindCommand, svc, "refresh")
+			if p.MaySend(refresh) != (p.Admin || p == identity.Service(svc)) {
+				t.Errorf("%s may ask %s for a refresh: %v; only it and the administrators may", p.Name, svc, p.MaySend(refresh))
+			}
 		}
 		for _, m := range schemas.Messages() {
 			if m.Kind == schemas.KindEvent && p.MaySend(m) != (p.Service && p.Name == m.Service) {

@@ -30,10 +30,12 @@ type jsAction struct {
 	consumer string
 }
 
-// streamOwner says whose a stream is: the service owning a bucket's stream,
-// "" for the command, event and dead-letter streams.
+// streamOwner says whose a stream is: the services keeping a bucket's
+// stream (one, or those sharing it), none for the command, event and
+// dead-letter streams.
 type streamOwner struct {
-	name, owner string
+	name   string
+	owners []string
 	// consumers are the consumer names tried on it.
 	consumers []string
 	// filter is a filter subject of the stream, the owner's own on the
@@ -55,10 +57,16 @@ func jsResources() (cmd, evt, dlq string, streams []streamOwner) {
 		{name: evt, consumers: append(eventConsumers, "intruder"), filter: func(string) string { return prefix + ".evt.catalog.>" }},
 		{name: dlq, consumers: []string{"intruder"}, filter: func(string) string { return prefix + ".dlq.>" }},
 	}
+	at := map[string]int{} // a shared bucket's stream is listed once
 	for _, s := range services {
 		for _, b := range schemas.JetStreamOf(s).Buckets {
 			bucket := schemas.BucketName(prefix, b)
-			streams = append(streams, streamOwner{name: schemas.BucketStream(bucket), owner: s, consumers: []string{"watch"},
+			if i, ok := at[bucket]; ok {
+				streams[i].owners = append(streams[i].owners, s)
+				continue
+			}
+			at[bucket] = len(streams)
+			streams = append(streams, streamOwner{name: schemas.BucketStream(bucket), owners: []string{s}, consumers: []string{"watch"},
 				filter: func(string) string { return "$KV." + bucket + ".>" }})
 		}
 	}
@@ -91,7 +99,7 @@ func jsActions() []jsAction {
 		} {
 			out = append(out, jsAction{subject: subject, what: what, stream: s})
 		}
-		if st.owner != "" {
+		if len(st.owners) > 0 {
 			bucket := s[len("KV_"):]
 			out = append(out, jsAction{subject: "$KV." + bucket + ".k", what: "kv.put", stream: s})
 		}
@@ -132,19 +140,19 @@ func jsAllowed(p identity.Principal, a jsAction) bool {
 		return false
 	}
 	use := schemas.JetStreamOf(p.Name)
-	var owner string
+	var owners []string
 	for _, st := range streams {
 		if st.name == a.stream {
-			owner = st.owner
+			owners = st.owners
 		}
 	}
 	switch {
 	case a.what == "account.info":
 		return true
-	case owner != "":
-		// A bucket's stream: the owner's alone, and never deleted, purged
-		// nor trimmed by it either.
-		return owner == p.Name && slices.Contains([]string{"stream.create", "stream.update", "stream.info",
+	case len(owners) > 0:
+		// A bucket's stream: its owners' alone, and never deleted, purged
+		// nor trimmed by them either.
+		return slices.Contains(owners, p.Name) && slices.Contains([]string{"stream.create", "stream.update", "stream.info",
 			"stream.msg.get", "stream.direct.get", "stream.direct.get.subject", "kv.put", "consumer.create.unnamed",
 			"consumer.create", "consumer.create.filtered", "consumer.create.other", "consumer.info",
 			"consumer.next", "consumer.delete", "consumer.fc"}, a.what)

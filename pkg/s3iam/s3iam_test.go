@@ -17,7 +17,7 @@ import (
 )
 
 var allServices = []string{
-	schemas.ServiceCatalog, schemas.ServiceConverter, schemas.ServiceMarketDockerhub, schemas.ServiceBuilder,
+	schemas.ServiceCatalog, schemas.ServiceConverter, schemas.ServiceMarketDockerhub, schemas.ServiceMarketLxc, schemas.ServiceBuilder,
 	schemas.ServiceCryptoLUKS, schemas.ServiceKernelRegistry, schemas.ServiceLauncher,
 }
 
@@ -59,8 +59,10 @@ func provisioned(t *testing.T) (s3 testenv.S3, root *blob.Store, svc map[string]
 
 func TestProvisionIsIdempotentAndWritesPrivateFiles(t *testing.T) {
 	s3, _, svc, dir := provisioned(t)
-	if _, ok := svc[schemas.ServiceMarketDockerhub]; ok {
-		t.Error("market-dockerhub got S3 keys: it never touches S3")
+	for _, market := range []string{schemas.ServiceMarketDockerhub, schemas.ServiceMarketLxc} {
+		if _, ok := svc[market]; ok {
+			t.Errorf("%s got S3 keys: it never touches S3", market)
+		}
 	}
 	first := map[string]blob.Keys{}
 	for name := range svc {

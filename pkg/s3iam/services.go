@@ -141,7 +141,7 @@ func ServicePolicy(service string, l Layout) (p Policy, ok bool, err error) {
 		b.allow(ActRead, ds, segImages)
 		b.allow(ActRead, files, segKernels)
 		b.allow(join(ActRead, ActWrite, ActDelete), up, segVMs)
-	case schemas.ServiceMarketDockerhub:
+	case schemas.ServiceMarketDockerhub, schemas.ServiceMarketLxc:
 		return Policy{}, false, nil
 	default:
 		return Policy{}, false, fmt.Errorf("s3iam: no S3 policy for service %q", service)

@@ -29,8 +29,8 @@ func TestMarketplacePermissions(t *testing.T) {
 	alice := testenv.NewUser(t, h.ctx, admin, h.url, "alice", "")
 	sees := func() bool {
 		t.Helper()
-		var list schemas.MarketDockerhubListReply
-		if err := alice.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubList, schemas.MarketDockerhubListRequest{}, &list); err != nil {
+		var list schemas.MarketListReply
+		if err := alice.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubList, schemas.MarketListRequest{}, &list); err != nil {
 			t.Fatal(err)
 		}
 		for _, m := range list {
@@ -43,8 +43,8 @@ func TestMarketplacePermissions(t *testing.T) {
 	if !sees() {
 		t.Error("alice does not see a 744 marketplace")
 	}
-	var apps schemas.MarketDockerhubAppsReply
-	if err := alice.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketDockerhubAppsRequest{MarketID: &mk.ID}, &apps); err != nil || len(apps) != 1 {
+	var apps schemas.MarketAppsReply
+	if err := alice.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketAppsRequest{MarketID: &mk.ID}, &apps); err != nil || len(apps) != 1 {
 		t.Errorf("alice lists the apps of a 744 marketplace: %d, %v", len(apps), err)
 	}
 
@@ -53,13 +53,13 @@ func TestMarketplacePermissions(t *testing.T) {
 		t.Error("alice sees a 700 marketplace")
 	}
 	var shown Market
-	if err := alice.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubShow, schemas.MarketDockerhubShowRequest{ID: &mk.ID}, &shown); bus.ErrorCode(err) != bus.CodeForbidden {
+	if err := alice.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubShow, schemas.MarketShowRequest{ID: &mk.ID}, &shown); bus.ErrorCode(err) != bus.CodeForbidden {
 		t.Errorf("alice shows a 700 marketplace: %v, want 403", err)
 	}
-	if err := alice.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketDockerhubAppsRequest{MarketID: &mk.ID}, &apps); bus.ErrorCode(err) != bus.CodeForbidden {
+	if err := alice.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketAppsRequest{MarketID: &mk.ID}, &apps); bus.ErrorCode(err) != bus.CodeForbidden {
 		t.Errorf("alice lists the apps of a 700 marketplace: %v, want 403", err)
 	}
-	if err := alice.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketDockerhubAppsRequest{}, &apps); err != nil {
+	if err := alice.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketAppsRequest{}, &apps); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range apps {

@@ -14,6 +14,7 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/dockerurl"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/market"
 	"github.com/slipway/slipway/pkg/onetemplate"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
@@ -43,7 +44,7 @@ func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 	img := h.catalogImage(imported.ImageID)
 	if img.Name != "app-vm" || img.Datastore != "default" || img.Type != schemas.ImageTypeOS ||
 		img.Attributes["MARKETPLACE"] != "local" || img.Attributes["MARKETPLACE_APP"] != "team/app" ||
-		img.Attributes[AttrImport] != env.ID {
+		img.Attributes[market.AttrImport] != env.ID {
 		t.Errorf("catalog image %d = %+v", imported.ImageID, img)
 	}
 	create := h.rec.Wait(t, "catalog image-create", func(m *nats.Msg) bool {
@@ -60,7 +61,7 @@ func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 	tc := h.rec.Wait(t, "launcher template-create", func(m *nats.Msg) bool {
 		return m.Subject == "slipway.cmd.launcher.template-create.market-dockerhub" && m.Header.Get(envelope.HeaderCorrelationID) == env.CorrelationID
 	})
-	var cmd TemplateCreate
+	var cmd schemas.LauncherTemplateCreate
 	mustJSON(t, tc.Data, &cmd)
 	if cmd.Name != "app-vm" || cmd.Template != imported.Template {
 		t.Errorf("template-create = %+v, app-imported template:\n%s", cmd, imported.Template)
@@ -71,7 +72,7 @@ func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 	}
 
 	var shown App
-	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubAppShow, schemas.MarketDockerhubAppShowRequest{MarketID: &mk.ID, Name: "team/app"}, &shown); err != nil {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubAppShow, schemas.MarketAppShowRequest{MarketID: &mk.ID, Name: "team/app"}, &shown); err != nil {
 		t.Fatal(err)
 	}
 	if shown.Template != cmd.Template || !slices.Equal(shown.Tags, []string{"v1"}) {
@@ -90,7 +91,7 @@ func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 		})); n != 0 {
 			t.Errorf("a refused import sent %d launcher commands", n)
 		}
-		if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubAppShow, schemas.MarketDockerhubAppShowRequest{MarketID: &mk.ID, Name: "team/app"}, &shown); err != nil || shown.Template != cmd.Template {
+		if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubAppShow, schemas.MarketAppShowRequest{MarketID: &mk.ID, Name: "team/app"}, &shown); err != nil || shown.Template != cmd.Template {
 			t.Errorf("the refused import changed app-show's template: %v\n%s", err, shown.Template)
 		}
 	})
@@ -98,20 +99,24 @@ func TestAppImportCreatesTheImageThenItsTemplate(t *testing.T) {
 	t.Run("a redelivery finds its image", func(t *testing.T) {
 		// As if the service had died after the catalog answered and before
 		// it recorded the answer: the catalog will not answer again.
-		if err := h.svc.dedup.Purge(h.ctx, "import."+enc(env.ID)); err != nil {
+		dedup, err := h.svc.core.Bus().JetStream().KeyValue(h.ctx, schemas.BucketName("slipway", schemas.BucketMarketDockerhubDedup))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := dedup.Purge(h.ctx, market.ImportAnswerKey(env.ID)); err != nil {
 			t.Fatal(err)
 		}
 		data, _ := json.Marshal(req)
 		m := &bus.Msg{Envelope: env, Subject: "slipway.cmd.market-dockerhub.app-import." + acl.AdminUser, Data: data, Delivered: 2,
 			Service: ServiceName, Name: schemas.CommandMarketDockerhubAppImport, Sender: acl.AdminUser}
 		start := time.Now()
-		if err := h.svc.appImport(h.ctx, m); err != nil {
+		if err := h.svc.core.HandleCommand(h.ctx, m); err != nil {
 			t.Fatalf("redelivered import: %v", err)
 		}
-		if d := time.Since(start); d > catalogCallTimeout/2 {
+		if d := time.Since(start); d > market.CatalogCallTimeout/2 {
 			t.Errorf("the redelivery took %s: it waited for the catalog", d)
 		}
-		e, err := h.svc.dedup.Get(h.ctx, "import."+enc(env.ID))
+		e, err := dedup.Get(h.ctx, market.ImportAnswerKey(env.ID))
 		if err != nil || string(e.Value()) != strconv.FormatInt(imported.ImageID, 10) {
 			t.Errorf("recorded image after the redelivery: %v, %v; want %d", e, err, imported.ImageID)
 		}
@@ -195,7 +200,7 @@ func mapsEqual(a, b map[string]string) bool {
 }
 
 func TestVMTemplate(t *testing.T) {
-	text := VMTemplate("web", "oneadmin", "kernel", 7, App{Description: `says "hi"`})
+	text := market.VMTemplate("web", "oneadmin", "kernel", market.Disk{ID: 7}, App{Description: `says "hi"`})
 	checkTemplate(t, text, "web", "7", "kernel")
 	tmpl, err := onetemplate.ParseString(text)
 	if err != nil {
@@ -210,7 +215,7 @@ func TestVMTemplate(t *testing.T) {
 		t.Errorf("template text:\n%s", text)
 	}
 	// Before any import, the disk is the image an import would create.
-	checkTemplate(t, VMTemplate("web", "oneadmin", "kernel", -1, App{}), "web", "", "kernel")
+	checkTemplate(t, market.VMTemplate("web", "oneadmin", "kernel", market.Disk{ID: -1, Name: "web", User: "oneadmin"}, App{}), "web", "", "kernel")
 }
 
 // TestAppShowBeforeImport shows the template an import under the app's
@@ -221,15 +226,15 @@ func TestAppShowBeforeImport(t *testing.T) {
 	push(t, host, "team/app", "v1", 1)
 	mk := h.createMarket(MarketCreate{Name: "local", Registry: host})
 	var shown App
-	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubAppShow, schemas.MarketDockerhubAppShowRequest{MarketID: &mk.ID, Name: "team/app"}, &shown); err != nil {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubAppShow, schemas.MarketAppShowRequest{MarketID: &mk.ID, Name: "team/app"}, &shown); err != nil {
 		t.Fatal(err)
 	}
 	checkTemplate(t, shown.Template, "team/app", "", DefaultKernel)
 }
 
 func TestImportURL(t *testing.T) {
-	hub := Market{ID: 0, Name: DefaultMarketName, Mad: MADDockerHub}
-	reg := Market{ID: 1, Name: "local", Mad: MADRegistry, Registry: "registry.local:5000"}
+	hub := Market{ID: DefaultMarketID, Name: DefaultMarketName, Mad: MADDockerHub}
+	reg := Market{ID: 100, Name: "local", Mad: MADRegistry, Registry: "registry.local:5000"}
 	for _, tc := range []struct {
 		mk   Market
 		app  App

@@ -2,36 +2,36 @@ package marketdockerhub
 
 import (
 	"errors"
-	"fmt"
-	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/slipway/slipway/pkg/defaults"
-	"github.com/slipway/slipway/pkg/netguard"
+	"github.com/slipway/slipway/pkg/market"
 	"github.com/slipway/slipway/pkg/run"
 )
 
 // Defaults of Config.
 const (
 	DefaultHubAPI          = "https://hub.docker.com"
-	DefaultRefreshInterval = time.Hour
-	DefaultUser            = "oneadmin"
-	DefaultKernel          = "kernel"
+	DefaultRefreshInterval = market.DefaultRefreshInterval
+	DefaultUser            = market.DefaultUser
+	DefaultKernel          = market.DefaultKernel
 )
 
 // Environment variables read by ConfigFromEnv.
 const (
 	EnvHubAPI          = "SLIPWAY_DOCKERHUB_API"
-	EnvRefreshInterval = "SLIPWAY_MARKET_REFRESH"
+	EnvRefreshInterval = market.EnvRefreshInterval
 	EnvDockerConfig    = "SLIPWAY_DOCKER_CONFIG"
 	EnvMirrors         = "SLIPWAY_REGISTRY_MIRRORS"
 	EnvHubMonitoring   = "SLIPWAY_DOCKERHUB_MONITORING"
-	EnvUser            = "SLIPWAY_USER"
+	EnvMonitoring      = market.EnvMonitoring
+	EnvUser            = market.EnvUser
 	EnvKernel          = "SLIPWAY_DOCKERHUB_KERNEL"
 )
 
-// Config configures the service.
+// Config configures the service: its own settings and the marketplace
+// services' common ones (market.Settings: refresh interval, user, kernel,
+// guard of Hub's API, registries, their mirrors and token servers).
 type Config struct {
 	// HubAPI is the base URL of Docker Hub's API for the default
 	// marketplace (default https://hub.docker.com). It only seeds the
@@ -40,35 +40,21 @@ type Config struct {
 	// HubOffline seeds the DockerHub marketplace with monitoring off, for
 	// machines that cannot (or must not) reach Docker Hub: nothing is
 	// listed until `market-update` switches it on. Imports by docker://
-	// URL work either way.
+	// URL work either way. ConfigFromEnv sets it when
+	// SLIPWAY_MARKET_MONITORING is off (every pre-registered marketplace)
+	// or SLIPWAY_DOCKERHUB_MONITORING is false (this one).
 	HubOffline bool
-	// RefreshInterval is how often monitored marketplaces are listed
-	// again (default 1h).
-	RefreshInterval time.Duration
 	// DockerConfig is the docker config.json with registry credentials
 	// ("" for the standard places).
 	DockerConfig string
 	// Mirrors maps a registry host to the mirrors tried before it.
 	Mirrors map[string][]string
-	// User owns the images and templates apps are imported as, and the
-	// kernel their templates name.
-	User string
-	// Kernel is the name of the KERNEL image (kernel-registry) the VM
-	// templates of imported apps boot (default "kernel").
-	Kernel string
-	// Guard says which addresses Hub's API, registries, their mirrors
-	// and token servers may be dialed at: nil refuses loopback, private
-	// and other special addresses (see package netguard); ConfigFromEnv
-	// reads SLIPWAY_FETCH_ALLOW.
-	Guard *netguard.Policy
-	// Version is reported by the micro service (default "0.1.0").
-	Version string
-	Logger  *slog.Logger
+	market.Settings
 }
 
 func (c *Config) defaults() {
-	defaults.Fill(c, Config{HubAPI: DefaultHubAPI, RefreshInterval: DefaultRefreshInterval, User: DefaultUser,
-		Kernel: DefaultKernel, Version: "0.1.0", Logger: slog.Default()})
+	defaults.Fill(c, Config{HubAPI: DefaultHubAPI})
+	c.Settings.Defaults()
 	c.HubAPI = strings.TrimRight(c.HubAPI, "/")
 }
 
@@ -77,21 +63,16 @@ func (c *Config) defaults() {
 // "host=mirror1,mirror2;host2=mirror3"; SLIPWAY_FETCH_ALLOW opens
 // addresses to Hub's API and registries (see package netguard).
 func ConfigFromEnv() (Config, error) {
+	var env run.EnvReader
 	cfg := Config{
 		HubAPI:       run.Env(EnvHubAPI, DefaultHubAPI),
 		DockerConfig: run.Env(EnvDockerConfig, ""),
-		User:         run.Env(EnvUser, DefaultUser),
-		Kernel:       run.Env(EnvKernel, DefaultKernel),
+		Settings:     market.ReadSettings(&env, EnvKernel),
 	}
-	var env run.EnvReader
 	var err error
-	cfg.HubOffline = !env.Bool(EnvHubMonitoring, true)
-	cfg.RefreshInterval = env.Duration(EnvRefreshInterval, DefaultRefreshInterval)
+	cfg.HubOffline = !env.Bool(EnvHubMonitoring, true) || !env.Bool(EnvMonitoring, true)
 	cfg.Mirrors, err = parseMirrors(run.Env(EnvMirrors, ""))
 	env.Check(err)
-	cfg.Guard, err = netguard.FromEnv()
-	env.Check(err)
-	env.Check(cfg.validate())
 	return cfg, env.Err()
 }
 
@@ -112,24 +93,4 @@ func parseMirrors(s string) (map[string][]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// validate checks what the VM templates quote: the kernel's and the
-// user's names go inside $FILE[IMAGE="…", IMAGE_UNAME="…"], which has no
-// escapes.
-func (c Config) validate() error {
-	var errs []error
-	for _, v := range []struct{ what, env, value string }{
-		{"kernel image name", EnvKernel, c.Kernel},
-		{"user", EnvUser, c.User},
-	} {
-		if v.value == "" { // the default applies
-			continue
-		}
-		if len(v.value) > 128 || strings.ContainsAny(v.value, `"[]\`) ||
-			strings.ContainsFunc(v.value, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-			errs = append(errs, fmt.Errorf("%s (%s) %q: want up to 128 characters without quotes, brackets, backslashes or control characters", v.what, v.env, v.value))
-		}
-	}
-	return errors.Join(errs...)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/market"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
@@ -49,10 +50,12 @@ func newHarness(t *testing.T, mutate ...func(*Config)) *harness {
 	t.Cleanup(cancel)
 	h := &harness{t: t, ctx: ctx, url: url, hub: newFakeHub(t)}
 	h.cfg = Config{
-		HubAPI:          h.hub.srv.URL,
-		Guard:           loopback, // the fake Hub and the registries listen there
-		RefreshInterval: time.Hour,
-		Logger:          testenv.Logger(t, slog.LevelWarn),
+		HubAPI: h.hub.srv.URL,
+		Settings: market.Settings{
+			Guard:           loopback, // the fake Hub and the registries listen there
+			RefreshInterval: time.Hour,
+			Logger:          testenv.Logger(t, slog.LevelWarn),
+		},
 	}
 	for _, f := range mutate {
 		f(&h.cfg)
@@ -112,7 +115,7 @@ func (h *harness) createMarket(req MarketCreate) Market {
 
 func (h *harness) apps(market int64) []App {
 	h.t.Helper()
-	return testenv.Query[[]App](h.t, h.ctx, h.cli, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketDockerhubAppsRequest{MarketID: &market})
+	return testenv.Query[[]App](h.t, h.ctx, h.cli, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketAppsRequest{MarketID: &market})
 }
 
 func (h *harness) markets() []Market {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/dockerurl"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/market"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 )
@@ -26,16 +27,16 @@ func TestDockerHubListsOfficialImagesAcrossPages(t *testing.T) {
 	// The first start lists DockerHub by itself; count the pages of a
 	// listing asked for afterwards.
 	h.rec.Wait(t, "the first listing of DockerHub", func(m *nats.Msg) bool {
-		return m.Subject == "slipway.evt.market-dockerhub.apps-refreshed.0"
+		return m.Subject == "slipway.evt.market-dockerhub.apps-refreshed.3"
 	})
 	h.hub.reset()
-	env := h.command(schemas.CommandMarketDockerhubRefresh, Refresh{MarketID: 0})
+	env := h.command(schemas.CommandMarketDockerhubRefresh, Refresh{MarketID: DefaultMarketID})
 	var ev AppsRefreshed
 	mustJSON(t, h.outcome(env, schemas.EventMarketDockerhubAppsRefreshed).Data, &ev)
 	if ev.Error != "" || ev.Apps != int64(len(hubRepos)) {
 		t.Fatalf("apps-refreshed = %+v, want %d apps and no error", ev, len(hubRepos))
 	}
-	apps := h.apps(0)
+	apps := h.apps(DefaultMarketID)
 	if len(apps) != len(hubRepos) {
 		t.Fatalf("apps = %+v", apps)
 	}
@@ -50,7 +51,7 @@ func TestDockerHubListsOfficialImagesAcrossPages(t *testing.T) {
 		})
 		got := slices.Sorted(slices.Values(a.Tags))
 		if a.Description != want.Description || a.Stars != want.Stars || a.Pulls != want.Pulls ||
-			!slices.Equal(got, wantTags) || a.Source != "docker://"+want.Name || a.Regtime == "" || a.MarketID != 0 {
+			!slices.Equal(got, wantTags) || a.Source != "docker://"+want.Name || a.Regtime == "" || a.MarketID != DefaultMarketID {
 			t.Errorf("app %s = %+v, want %+v", want.Name, a, want)
 		}
 		if wantSize := want.Tags[dockerurl.PickTag(a.Tags)]; a.Size != wantSize {
@@ -70,18 +71,18 @@ func TestDockerHubListsOfficialImagesAcrossPages(t *testing.T) {
 		t.Errorf("%d page requests, want 2: %v", pages, h.hub.requests())
 	}
 	mk := h.markets()
-	if len(mk) != 1 || mk[0].ID != 0 || mk[0].Name != DefaultMarketName || mk[0].Mad != MADDockerHub ||
+	if len(mk) != 1 || mk[0].ID != DefaultMarketID || mk[0].Name != DefaultMarketName || mk[0].Mad != MADDockerHub ||
 		mk[0].Apps != int64(len(hubRepos)) || mk[0].RefreshedAt == "" || mk[0].Error != "" {
 		t.Errorf("markets = %+v", mk)
 	}
 
 	// A second listing keeps the apps' IDs.
-	env = h.command(schemas.CommandMarketDockerhubRefresh, Refresh{MarketID: 0})
+	env = h.command(schemas.CommandMarketDockerhubRefresh, Refresh{MarketID: DefaultMarketID})
 	mustJSON(t, h.outcome(env, schemas.EventMarketDockerhubAppsRefreshed).Data, &ev)
 	if ev.Added != 0 || ev.Removed != 0 {
 		t.Errorf("second refresh = %+v", ev)
 	}
-	again := h.apps(0)
+	again := h.apps(DefaultMarketID)
 	for i := range apps {
 		if again[i].ID != apps[i].ID || again[i].Regtime != apps[i].Regtime {
 			t.Errorf("app %s changed identity: %+v -> %+v", apps[i].Name, apps[i], again[i])
@@ -91,7 +92,7 @@ func TestDockerHubListsOfficialImagesAcrossPages(t *testing.T) {
 
 func TestDockerHubErrorIsReported(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.HubAPI = "http://127.0.0.1:1" })
-	env := h.command(schemas.CommandMarketDockerhubRefresh, Refresh{MarketID: 0})
+	env := h.command(schemas.CommandMarketDockerhubRefresh, Refresh{MarketID: DefaultMarketID})
 	var ev AppsRefreshed
 	mustJSON(t, h.outcome(env, schemas.EventMarketDockerhubAppsRefreshed).Data, &ev)
 	if !strings.Contains(ev.Error, "docker hub") || !strings.Contains(ev.Error, "127.0.0.1:1") {
@@ -110,7 +111,7 @@ func TestRegistryMarketplaceListsCatalogAndTags(t *testing.T) {
 	push(t, host, "busybox", "1.36", 1)
 
 	mk := h.createMarket(MarketCreate{Name: "local", Registry: host})
-	if mk.ID != 1 || mk.Mad != MADRegistry || !mk.Monitoring || mk.Registry != host {
+	if mk.ID != market.FirstCreatedID || mk.Mad != MADRegistry || !mk.Monitoring || mk.Registry != host {
 		t.Errorf("market = %+v", mk)
 	}
 	apps := h.apps(mk.ID)
@@ -136,7 +137,7 @@ func TestRegistryMarketplaceListsCatalogAndTags(t *testing.T) {
 	env = h.command(schemas.CommandMarketDockerhubMarketDelete, MarketDelete{ID: mk.ID})
 	h.outcome(env, schemas.EventMarketDockerhubMarketDeleted)
 	var all []App
-	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketDockerhubAppsRequest{}, &all); err != nil {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketAppsRequest{}, &all); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range all {
@@ -144,7 +145,7 @@ func TestRegistryMarketplaceListsCatalogAndTags(t *testing.T) {
 			t.Errorf("app %+v outlived its marketplace", a)
 		}
 	}
-	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketDockerhubAppsRequest{MarketID: &mk.ID}, &all); err == nil || !strings.Contains(err.Error(), "does not exist") {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubApps, schemas.MarketAppsRequest{MarketID: &mk.ID}, &all); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("apps of a deleted marketplace: %v", err)
 	}
 	if len(h.markets()) != 1 {
@@ -164,7 +165,7 @@ func TestScheduledRefreshAndMonitoringOff(t *testing.T) {
 	push(t, host, "second", "v1", 1)
 	h.rec.Wait(t, "a scheduled listing with the new repository", func(m *nats.Msg) bool {
 		var ev AppsRefreshed
-		return m.Subject == "slipway.evt.market-dockerhub.apps-refreshed.2" &&
+		return m.Subject == "slipway.evt.market-dockerhub.apps-refreshed.101" &&
 			json.Unmarshal(m.Data, &ev) == nil && ev.Apps == 2 && ev.Added == 1
 	})
 	if got := len(h.apps(watched.ID)); got != 2 {
@@ -174,11 +175,11 @@ func TestScheduledRefreshAndMonitoringOff(t *testing.T) {
 	// of "watched" mean "quiet" was passed over at least twice.
 	h.rec.Wait(t, "two more listings of watched", func(*nats.Msg) bool {
 		return len(h.rec.All(func(m *nats.Msg) bool {
-			return m.Subject == "slipway.evt.market-dockerhub.apps-refreshed.2"
+			return m.Subject == "slipway.evt.market-dockerhub.apps-refreshed.101"
 		})) >= 4
 	})
 	if n := len(h.rec.All(func(m *nats.Msg) bool {
-		return m.Subject == "slipway.evt.market-dockerhub.apps-refreshed.1"
+		return m.Subject == "slipway.evt.market-dockerhub.apps-refreshed.100"
 	})); n != 0 || len(h.apps(quiet.ID)) != 0 {
 		t.Errorf("quiet (monitoring off) was listed %d times and has %d apps", n, len(h.apps(quiet.ID)))
 	}
@@ -188,7 +189,7 @@ func TestScheduledRefreshAndMonitoringOff(t *testing.T) {
 	env := h.command(schemas.CommandMarketDockerhubMarketUpdate, MarketUpdate{ID: quiet.ID, Monitoring: &on})
 	h.outcome(env, schemas.EventMarketDockerhubMarketUpdated)
 	h.rec.Wait(t, "a scheduled listing of quiet once monitored", func(m *nats.Msg) bool {
-		return m.Subject == "slipway.evt.market-dockerhub.apps-refreshed.1"
+		return m.Subject == "slipway.evt.market-dockerhub.apps-refreshed.100"
 	})
 	if got := len(h.apps(quiet.ID)); got != 2 {
 		t.Errorf("quiet has %d apps once monitored, want 2", got)
@@ -275,15 +276,15 @@ func TestResolveShowsEachFailedAttempt(t *testing.T) {
 func TestQueriesRefuseBadRequests(t *testing.T) {
 	h := newHarness(t)
 	var mk Market
-	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubShow, schemas.MarketDockerhubShowRequest{Name: DefaultMarketName}, &mk); err != nil || mk.ID != 0 {
+	if err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubShow, schemas.MarketShowRequest{Name: DefaultMarketName}, &mk); err != nil || mk.ID != DefaultMarketID {
 		t.Errorf("show DockerHub = %+v, %v", mk, err)
 	}
 	id := int64(42)
-	err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubShow, schemas.MarketDockerhubShowRequest{ID: &id}, &mk)
+	err := h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubShow, schemas.MarketShowRequest{ID: &id}, &mk)
 	if err == nil || !strings.Contains(err.Error(), "marketplace 42 does not exist") {
 		t.Errorf("show 42: %v", err)
 	}
-	err = h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubAppShow, schemas.MarketDockerhubAppShowRequest{Name: "nosuchapp"}, &App{})
+	err = h.cli.Query(h.ctx, ServiceName, schemas.QueryMarketDockerhubAppShow, schemas.MarketAppShowRequest{Name: "nosuchapp"}, &App{})
 	if err == nil || !strings.Contains(err.Error(), `no app is named "nosuchapp"`) {
 		t.Errorf("app-show of an unknown app: %v", err)
 	}
@@ -307,7 +308,7 @@ func TestShutdownInterruptsASlowListing(t *testing.T) {
 	}
 	start := time.Now()
 	h.stop()
-	if d := time.Since(start); d > drainTimeout/2 {
+	if d := time.Since(start); d > market.DrainTimeout/2 {
 		t.Errorf("shutdown took %s with a listing in flight", d)
 	}
 }
@@ -323,7 +324,7 @@ func TestInvalidCommandsAreRefused(t *testing.T) {
 		{schemas.CommandMarketDockerhubAppImport, `{"market_id":0,"app":"nginx","name":"web","format":"vmdk"}`, `/format: is "vmdk"`},
 		{schemas.CommandMarketDockerhubAppImport, `{"market_id":0,"app":"nginx"}`, "/name: is required"},
 		{schemas.CommandMarketDockerhubMarketCreate, `{"name":"x","registry":"r:5000","colour":"red"}`, "/colour: is not allowed"},
-		{schemas.CommandMarketDockerhubMarketUpdate, `{"id":0,"endpoint":"ftp://hub"}`, "/endpoint:"},
+		{schemas.CommandMarketDockerhubMarketUpdate, `{"id":3,"endpoint":"ftp://hub"}`, "/endpoint:"},
 		{schemas.CommandMarketDockerhubRefresh, `{}`, "market-dockerhub.refresh: /market_id: is required"},
 		{schemas.CommandMarketDockerhubMarketDelete, `{"id":-1}`, "/id: must be >= 0"},
 		// Past the schema, the service's own rules say what is wrong.
@@ -358,7 +359,7 @@ func TestRefusedAddressesFailClearly(t *testing.T) {
 	hubHost := strings.TrimPrefix(h.hub.srv.URL, "http://")
 	setting := " (loopback): set SLIPWAY_FETCH_ALLOW=127.0.0.1/32 to allow it"
 
-	env := h.command(schemas.CommandMarketDockerhubRefresh, Refresh{MarketID: 0})
+	env := h.command(schemas.CommandMarketDockerhubRefresh, Refresh{MarketID: DefaultMarketID})
 	var ev AppsRefreshed
 	mustJSON(t, h.outcome(env, schemas.EventMarketDockerhubAppsRefreshed).Data, &ev)
 	if !strings.HasPrefix(ev.Error, "docker hub: GET "+h.hub.srv.URL+"/v2/repositories/library/") || !strings.HasSuffix(ev.Error, ": refusing to connect to "+hubHost+setting) {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/dockerurl"
+	"github.com/slipway/slipway/pkg/market"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/oci"
 	"github.com/slipway/slipway/schemas"
@@ -25,9 +27,9 @@ const maxResolveDeliveries = 3
 func (s *Service) resolve(ctx context.Context, m *bus.Msg) error {
 	var req Resolve
 	if err := m.Decode(&req); err != nil {
-		return s.reject(ctx, m, err)
+		return s.core.Reject(ctx, m, err)
 	}
-	id := idToken(req.ImageID)
+	id := strconv.FormatInt(req.ImageID, 10)
 	u, err := dockerurl.Parse(req.URL)
 	if err != nil {
 		return s.resolveFailed(ctx, m, req.ImageID, bus.WithCode(schemas.CodeInvalidInput, err))
@@ -45,7 +47,7 @@ func (s *Service) resolve(ctx context.Context, m *bus.Msg) error {
 	}
 	ev := Resolved{ImageID: req.ImageID, Reference: r.Reference, Digest: r.Digest,
 		Platform: r.Platform, Kind: schemas.ContentKind(r.Kind), Size: r.Size}
-	_, err = s.bus.Event(ctx, schemas.EventMarketDockerhubResolved, id, ev, causedBy(m.Envelope, schemas.EventMarketDockerhubResolved)...)
+	_, err = s.core.Bus().Event(ctx, schemas.EventMarketDockerhubResolved, id, ev, market.CausedBy(m.Envelope, schemas.EventMarketDockerhubResolved)...)
 	return err
 }
 
@@ -55,7 +57,7 @@ func (s *Service) resolveFailed(ctx context.Context, m *bus.Msg, imageID int64, 
 	s.log.Warn("resolve failed", "image", imageID, "err", cause)
 	ev := s.resolveFailure(m, imageID, cause)
 	ev.Retryable = !permanent(cause)
-	if _, err := s.bus.Event(ctx, schemas.EventMarketDockerhubFailed, idToken(imageID), ev, causedBy(m.Envelope, schemas.EventMarketDockerhubFailed)...); err != nil {
+	if _, err := s.core.Bus().Event(ctx, schemas.EventMarketDockerhubFailed, strconv.FormatInt(imageID, 10), ev, market.CausedBy(m.Envelope, schemas.EventMarketDockerhubFailed)...); err != nil {
 		return fmt.Errorf("publish failed event of image %d: %w (resolve: %v)", imageID, err, cause)
 	}
 	return bus.Terminal(cause)
@@ -69,7 +71,7 @@ func (s *Service) publishAttempt(ctx context.Context, m *bus.Msg, imageID int64,
 	ev.Retryable = true
 	ev.NextAttemptAt = time.Now().Add(bus.DefaultBackoff(m.Delivered)).UTC().Format(time.RFC3339)
 	step := fmt.Sprintf("%s/attempt-%d", schemas.EventMarketDockerhubFailed, m.Delivered)
-	if _, err := s.bus.Event(ctx, schemas.EventMarketDockerhubFailed, idToken(imageID), ev, causedBy(m.Envelope, step)...); err != nil {
+	if _, err := s.core.Bus().Event(ctx, schemas.EventMarketDockerhubFailed, strconv.FormatInt(imageID, 10), ev, market.CausedBy(m.Envelope, step)...); err != nil {
 		s.log.Warn("failed attempt not published", "image", imageID, "err", err)
 	}
 }
@@ -122,7 +124,7 @@ func (s *Service) insecure(ctx context.Context, host string) bool {
 	if host == "" {
 		return false
 	}
-	markets, err := s.store.markets.List(ctx)
+	markets, err := s.core.Markets(ctx)
 	if err != nil {
 		return false
 	}

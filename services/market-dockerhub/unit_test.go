@@ -10,9 +10,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/market"
 	"github.com/slipway/slipway/pkg/netguard"
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -104,5 +107,27 @@ func TestConfigFetchAllow(t *testing.T) {
 	t.Setenv(netguard.EnvAllow, "fe80::/10")
 	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), `SLIPWAY_FETCH_ALLOW: entry "fe80::/10": IPv6 link-local addresses are never allowed`) {
 		t.Errorf("fe80::/10: %v", err)
+	}
+}
+
+// TestLegacyStoreIsRefused: a bucket written before the shared core (its
+// DockerHub at ID 0) stops the service with a message saying what to do,
+// rather than a second marketplace 0 beside market-lxc's.
+func TestLegacyStoreIsRefused(t *testing.T) {
+	url, _ := testenv.NATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	testenv.SetupStreams(t, ctx, url)
+	b := testenv.Connect(t, ctx, url, ServiceName)
+	kv, err := b.KeyValue(ctx, schemas.BucketName(b.Prefix(), schemas.BucketMarketDockerhub), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, legacyKey, []byte("2026-01-01T00:00:00Z")); err != nil {
+		t.Fatal(err)
+	}
+	err = New(b, Config{Settings: market.Settings{Logger: slog.New(slog.DiscardHandler)}}).Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "written before marketplace IDs were shared") || !strings.Contains(err.Error(), "nats kv del") {
+		t.Errorf("Run on a legacy bucket: %v", err)
 	}
 }

@@ -12,8 +12,6 @@ func Wire(d servicemain.Deps) (servicemain.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.User = d.Stack.UserOr(cfg.User)
-	cfg.Guard = d.Stack.GuardOr(cfg.Guard)
-	cfg.Logger = d.Logger
+	cfg.Settings = cfg.Wired(d)
 	return New(d.Bus, cfg), nil
 }

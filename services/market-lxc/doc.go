@@ -1,3 +1,12 @@
-// Package marketlxc is the planned Slipway market-lxc service. It holds no implementation
-// yet: its subjects are described in README.md and it is built in issue #3.
+// Package marketlxc is Slipway's market-lxc service: the marketplaces of
+// OpenNebula's own kinds — its public marketplace (MAD one), Linux
+// Containers image servers (linuxcontainers), TurnKey Linux's appliance
+// index (turnkeylinux), and the private http and s3 marketplaces — on the
+// marketplace core, package market, which it shares with market-dockerhub.
+//
+// On its first start it pre-registers the seeds' marketplaces 0 "OpenNebula
+// Public", 1 "Linux Containers" and 2 "TurnKey Linux Containers". Each MAD
+// is served by the driver drivers.go registers for it; a MAD without one
+// lists with "no driver for MAD x in this build" recorded on the
+// marketplace.
 package marketlxc

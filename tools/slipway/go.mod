@@ -16,6 +16,7 @@ require (
 	github.com/slipway/slipway/services/kernel-registry v0.0.0
 	github.com/slipway/slipway/services/launcher v0.0.0
 	github.com/slipway/slipway/services/market-dockerhub v0.0.0
+	github.com/slipway/slipway/services/market-lxc v0.0.0
 	github.com/spf13/cobra v1.10.2
 	golang.org/x/sys v0.49.0
 	golang.org/x/term v0.47.0
@@ -108,4 +109,5 @@ replace (
 	github.com/slipway/slipway/services/kernel-registry => ../../services/kernel-registry
 	github.com/slipway/slipway/services/launcher => ../../services/launcher
 	github.com/slipway/slipway/services/market-dockerhub => ../../services/market-dockerhub
+	github.com/slipway/slipway/services/market-lxc => ../../services/market-lxc
 )

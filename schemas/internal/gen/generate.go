@@ -240,16 +240,16 @@ func (g *generator) message(f *schemaFile) error {
 			return fmt.Errorf("title %q is used by another message; share it through $defs and $ref", title)
 		}
 	}
-	for _, sl := range g.slices {
-		if sl.name == title {
-			return fmt.Errorf("title %q is used by another message", title)
-		}
-	}
 	if f.root.str("type") == "array" {
 		if f.kind != "rpl" {
 			return fmt.Errorf("%s: only a query reply may be an array; a command, event or request is an object", title)
 		}
 		return g.sliceMessage(f, title)
+	}
+	for _, sl := range g.slices {
+		if sl.name == title {
+			return fmt.Errorf("title %q is used by another message", title)
+		}
 	}
 	st, err := g.structOf(f, f.root, title)
 	if err != nil {
@@ -277,6 +277,25 @@ func (g *generator) sliceMessage(f *schemaFile, title string) error {
 	elem, _, err := g.goType(f, items, title+"[]")
 	if err != nil {
 		return err
+	}
+	// Replies of the same shape in two services (both marketplace
+	// services' list) share one type when they share the title.
+	for _, sl := range g.slices {
+		if sl.name != title {
+			continue
+		}
+		if sl.elem != elem {
+			return fmt.Errorf("title %q is used by another message, a []%s (this one is a []%s)", title, sl.elem, elem)
+		}
+		sl.comment = strings.Replace(sl.comment, " (", fmt.Sprintf(" and of %s %s (", kindWord(f.kind), f.message()), 1)
+		g.reg = append(g.reg, f)
+		g.regType[f] = title
+		return nil
+	}
+	for _, st := range g.structs {
+		if st.name == title {
+			return fmt.Errorf("title %q is used by another message", title)
+		}
 	}
 	g.slices = append(g.slices, &sliceType{name: title, elem: elem,
 		comment: fmt.Sprintf("%s is the payload of %s %s (%s).\n\n%s", title, kindWord(f.kind), f.message(), f.id, f.root.str("description"))})

@@ -58,7 +58,7 @@ follows the import and exits non-zero if the image ends in ERROR.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var tmpl map[string]string
 			if len(args) == 1 {
-				t, err := readTemplateFile(args[0], g.io.in)
+				t, err := readTemplateFile("image template", args[0], g.io.in)
 				if err != nil {
 					return err
 				}
@@ -94,19 +94,21 @@ follows the import and exits non-zero if the image ends in ERROR.`,
 	return cmd
 }
 
-func readTemplateFile(name string, stdin io.Reader) (map[string]string, error) {
+// readTemplateFile reads the OpenNebula template (what: "image template",
+// "market template") in file name, or stdin for "-".
+func readTemplateFile(what, name string, stdin io.Reader) (map[string]string, error) {
 	var r io.Reader = stdin
 	if name != "-" {
 		f, err := os.Open(name)
 		if err != nil {
-			return nil, fmt.Errorf("image template: %w", err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		defer f.Close()
 		r = f
 	}
 	t, err := parseTemplate(r)
 	if err != nil {
-		return nil, fmt.Errorf("image template %s: %w", name, err)
+		return nil, fmt.Errorf("%s %s: %w", what, name, err)
 	}
 	return t, nil
 }

@@ -37,7 +37,7 @@ func dataDir(t *testing.T) string {
 func stack(t *testing.T) (flags []string, s3 testenv.S3) {
 	t.Helper()
 	// This machine must not reach out to Docker Hub: no listing at start.
-	t.Setenv("SLIPWAY_DOCKERHUB_MONITORING", "off")
+	t.Setenv("SLIPWAY_MARKET_MONITORING", "off")
 	logs := newTestLog(t)
 	s3 = testenv.MinIO(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -72,7 +72,7 @@ func TestLibvirtSecret(t *testing.T) {
 // every luks subcommand.
 func TestEndToEndLuks(t *testing.T) {
 	testenv.Program(t, "qemu-img", "apt-get install qemu-utils")
-	t.Setenv("SLIPWAY_DOCKERHUB_MONITORING", "off")
+	t.Setenv("SLIPWAY_MARKET_MONITORING", "off")
 	for _, v := range []string{"SLIPWAY_LUKS_KEK", "SLIPWAY_LUKS_KEK_FILE", "SLIPWAY_LUKS_OLD_KEK_FILES"} {
 		t.Setenv(v, "")
 	}

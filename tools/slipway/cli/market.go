@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,14 +18,16 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/dockerurl"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/market"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/tools/slipway/render"
 )
 
-// The market commands talk to the market-dockerhub service like
-// OpenNebula's onemarket and onemarketapp.
-
-const marketService = schemas.ServiceMarketDockerhub
+// The market commands talk to the marketplace services (market-lxc,
+// market-dockerhub: package market's shared contract) like OpenNebula's
+// onemarket and onemarketapp. Lists merge every service's answer; a
+// command about one marketplace goes to the service owning it: by MAD on
+// create, else as the marketplace lookup (findMarket) found it.
 
 // marketTimeLayout is onemarketapp list's REGTIME (month/day/year).
 const marketTimeLayout = "01/02/06"
@@ -79,26 +82,94 @@ func appRow(a schemas.MarketApp, marketName string, zone int64, loc *time.Locati
 	if t, err := time.Parse(time.RFC3339Nano, a.Regtime); err == nil {
 		reg = t.In(loc).Format(marketTimeLayout)
 	}
-	return []string{strconv.FormatInt(a.ID, 10), a.Name, dockerurl.PickTag(a.Tags), size, "rdy", "img", reg,
+	return []string{strconv.FormatInt(a.ID, 10), a.Name, appVersion(a), size, appState(a), appType(a), reg,
 		marketName, strconv.FormatInt(zone, 10)}
 }
 
-func listMarkets(ctx context.Context, b *bus.Bus) ([]schemas.Market, error) {
-	var out []schemas.Market
-	if err := b.Query(ctx, marketService, schemas.QueryMarketDockerhubList, schemas.MarketDockerhubListRequest{}, &out); err != nil {
-		return nil, fmt.Errorf("list marketplaces: %w", err)
+// appVersion is an app's VERSION: the listed one, else (an app listed
+// before versions) its default tag.
+func appVersion(a schemas.MarketApp) string { return cmp.Or(a.Version, dockerurl.PickTag(a.Tags)) }
+
+// appState and appType are onemarketapp list's STAT and TYPE.
+func appState(a schemas.MarketApp) string {
+	if a.State == "" || a.State == schemas.MarketAppStateReady {
+		return "rdy"
+	}
+	return strings.ToLower(string(a.State))
+}
+
+func appType(a schemas.MarketApp) string {
+	switch a.Type {
+	case schemas.MarketAppTypeVmtemplate:
+		return "tpl"
+	case schemas.MarketAppTypeServiceTemplate:
+		return "srv"
+	}
+	return "img"
+}
+
+// askMarkets asks endpoint of every marketplace service and merges the
+// answers. A service that is not running is left out when another
+// answers, with a warning on warn; every other error is the command's.
+func askMarkets[Req, Rep any](ctx context.Context, b *bus.Bus, warn io.Writer, endpoint string, req Req, what string) ([]Rep, error) {
+	var out []Rep
+	var down []error
+	for _, svc := range market.Services() {
+		rep, err := bus.Ask(ctx, b, schemas.Qry[Req, []Rep]{Service: svc, Endpoint: endpoint}, req)
+		if bus.ErrorCode(err) == bus.CodeUnavailable {
+			down = append(down, err)
+			continue
+		}
+		if err != nil {
+			return nil, queryError(err, what)
+		}
+		out = append(out, rep...)
+	}
+	if len(down) == len(market.Services()) {
+		return nil, queryError(errors.Join(down...), what)
+	}
+	for _, err := range down {
+		fmt.Fprintf(warn, "warning: %s: left out: %v\n", what, queryError(err, what))
 	}
 	return out, nil
 }
 
-// findMarket resolves a marketplace ID or name.
-func findMarket(ctx context.Context, b *bus.Bus, ref string) (schemas.Market, error) {
-	id, name := idOrName(ref)
-	return ask(ctx, b, schemas.QryMarketDockerhubShow, schemas.MarketDockerhubShowRequest{ID: id, Name: name}, "marketplace "+ref)
+// listMarkets lists the marketplaces of every service, by ID (warn: see
+// askMarkets).
+func listMarkets(ctx context.Context, b *bus.Bus, warn io.Writer) ([]schemas.Market, error) {
+	out, err := askMarkets[schemas.MarketListRequest, schemas.Market](ctx, b, warn, market.QueryList, schemas.MarketListRequest{}, "list marketplaces")
+	slices.SortFunc(out, func(a, b schemas.Market) int { return cmp.Compare(a.ID, b.ID) })
+	return out, err
 }
 
+// findMarket resolves a marketplace ID or name in whichever service has
+// it: the routing of every command about one marketplace
+// (marketService).
+func findMarket(ctx context.Context, b *bus.Bus, ref string) (schemas.Market, error) {
+	id, name := idOrName(ref)
+	var last error
+	for _, svc := range market.Services() {
+		q := schemas.Qry[schemas.MarketShowRequest, schemas.Market]{Service: svc, Endpoint: market.QueryShow}
+		m, err := bus.Ask(ctx, b, q, schemas.MarketShowRequest{ID: id, Name: name})
+		if err == nil {
+			return m, nil
+		}
+		if code := bus.ErrorCode(err); code != bus.CodeNotFound && code != bus.CodeUnavailable {
+			return m, queryError(err, "marketplace "+ref)
+		}
+		if last == nil || bus.IsNotFound(err) {
+			last = err
+		}
+	}
+	return schemas.Market{}, queryError(last, "marketplace "+ref)
+}
+
+// marketService is the service that owns marketplace m.
+func marketService(m schemas.Market) string { return market.Owner(m.Mad) }
+
 func newMarketListCmd(c *client) *cobra.Command {
-	return newListCmd(c, "list", "List marketplaces (ID NAME SIZE AVAIL APPS MAD ZONE)", listMarkets,
+	list := func(ctx context.Context, b *bus.Bus) ([]schemas.Market, error) { return listMarkets(ctx, b, c.io.err) }
+	return newListCmd(c, "list", "List marketplaces (ID NAME SIZE AVAIL APPS MAD ZONE)", list,
 		func(w io.Writer, markets []schemas.Market) error {
 			rows := make([][]string, len(markets))
 			for i, m := range markets {
@@ -113,10 +184,7 @@ func newMarketShowCmd(c *client) *cobra.Command {
 }
 
 func showMarket(w io.Writer, m schemas.Market) error {
-	where := m.Registry
-	if m.Mad == schemas.MarketMADDockerhub {
-		where = m.Endpoint
-	}
+	where := cmp.Or(m.Endpoint, m.Registry)
 	refreshed := m.RefreshedAt
 	if refreshed == "" {
 		refreshed = "never"
@@ -125,6 +193,12 @@ func showMarket(w io.Writer, m schemas.Market) error {
 		{"GROUP", cmp.Or(m.Group, acl.AdminGroup)}, {"MARKET MAD", string(m.Mad)},
 		{"SOURCE", where}, {"INSECURE", render.YesNo(m.Insecure)}, {"MONITORING", render.YesNo(m.Monitoring)},
 		{"APPS", strconv.FormatInt(m.Apps, 10)}, {"ZONE", strconv.FormatInt(m.Zone, 10)}, {"LAST REFRESH", refreshed}}
+	for _, extra := range [][2]string{{"VARIANT", m.Variant}, {"ARCH", strings.Join(m.Arches, " ")},
+		{"IMAGE_SIZE_MB", sizeOrEmpty(m.ImageSizeMb)}, {"FILESYSTEM", string(m.Filesystem)}, {"FORMAT", string(m.Format)}} {
+		if extra[1] != "" {
+			lines = append(lines, extra)
+		}
+	}
 	if m.Error != "" {
 		lines = append(lines, [2]string{"ERROR", m.Error})
 	}
@@ -134,70 +208,115 @@ func showMarket(w io.Writer, m schemas.Market) error {
 	return writeSection(w, "PERMISSIONS", render.PermissionLines(cmp.Or(m.Permissions, "744")))
 }
 
-// newMarketChmodCmd changes a marketplace's bits (for the oneadmin group).
-func newMarketChmodCmd(c *client) *cobra.Command {
-	return chmodCmd[schemas.MarketDockerhubMarketChmod, schemas.Market](c,
-		"Change who may see a marketplace and import from it, e.g. 740 (for the oneadmin group)",
-		func(ctx context.Context, b *bus.Bus, ref string) (int64, error) {
-			m, err := findMarket(ctx, b, ref)
-			return m.ID, err
-		},
-		schemas.CmdMarketDockerhubMarketChmod, func(id int64, p string) schemas.MarketDockerhubMarketChmod {
-			return schemas.MarketDockerhubMarketChmod{ID: id, Permissions: p}
-		})
+func sizeOrEmpty(n int64) string {
+	if n == 0 {
+		return ""
+	}
+	return strconv.FormatInt(n, 10)
 }
 
-// marketAnswer sends a command to the market service and waits for the
-// first of its events named in want (or failed, an error); what names the
-// command in its error.
-func marketAnswer(ctx context.Context, b *bus.Bus, what, verb string, data any, timeout time.Duration, want ...string) (event, error) {
-	w, env, err := sendWatched(ctx, b, ">", marketService, verb, data)
+// newMarketChmodCmd changes a marketplace's bits (for the oneadmin group).
+func newMarketChmodCmd(c *client) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "chmod ID|NAME OCTAL",
+		Short: "Change who may see a marketplace and import from it, e.g. 740 (for the oneadmin group)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := acl.ParseOctal(args[1]); err != nil {
+				return err
+			}
+			return withFound(cmd.Context(), c, findMarket, args[0], func(b *bus.Bus, m schemas.Market) error {
+				ev, err := marketAnswer(cmd.Context(), b, marketService(m), "market chmod "+args[0], market.CommandMarketChmod,
+					schemas.MarketChmod{ID: m.ID, Permissions: args[1]}, timeout, market.EventMarketUpdated)
+				if err != nil {
+					return err
+				}
+				var after schemas.Market
+				if err := ev.decode(&after); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.io.out, "marketplace %d %q: permissions %s\n", after.ID, after.Name, after.Permissions)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", defaultActionTimeout, "how long to wait for the answer")
+	return cmd
+}
+
+// marketAnswer sends a command to the marketplace service svc and waits
+// for the first of its events named in want (or failed, an error); what
+// names the command in its error.
+func marketAnswer(ctx context.Context, b *bus.Bus, svc, what, verb string, data any, timeout time.Duration, want ...string) (event, error) {
+	w, env, err := sendWatched(ctx, b, ">", svc, verb, data)
 	if err != nil {
 		return event{}, fmt.Errorf("%s: %w", what, err)
 	}
 	defer w.close()
-	ev, err := awaitMarket(ctx, w, env, timeout, want...)
+	ev, err := awaitMarket(ctx, w, svc, env, timeout, want...)
 	if err != nil {
 		return ev, fmt.Errorf("%s: %w", what, err)
 	}
 	return ev, nil
 }
 
-// awaitMarket waits for an event of the market service, in env's saga,
-// named in want; a failed event is an error.
-func awaitMarket(ctx context.Context, w *watcher, env envelope.Envelope, timeout time.Duration, want ...string) (event, error) {
+// awaitMarket waits for an event of the marketplace service svc, in env's
+// saga, named in want; a failed event is an error.
+func awaitMarket(ctx context.Context, w *watcher, svc string, env envelope.Envelope, timeout time.Duration, want ...string) (event, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	ev, err := awaitAnswer(ctx, w, answer{service: marketService, failed: schemas.EventMarketDockerhubFailed, corr: env.CorrelationID,
+	ev, err := awaitAnswer(ctx, w, answer{service: svc, failed: market.EventFailed, corr: env.CorrelationID,
 		done: func(ev event) bool { return slices.Contains(want, ev.Name) }}, nil, 0)
 	if err != nil && errors.Is(err, ctx.Err()) {
-		return ev, fmt.Errorf("no answer from the %s service in %s (is it running?)", marketService, timeout)
+		return ev, fmt.Errorf("no answer from the %s service in %s (is it running?)", svc, timeout)
 	}
 	return ev, err
 }
 
 func newMarketCreateCmd(c *client) *cobra.Command {
 	var (
-		req        schemas.MarketDockerhubMarketCreate
+		flags      schemas.MarketCreate
 		monitoring bool
 		timeout    time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "create --name NAME --registry HOST[:PORT]",
-		Short: "Add a marketplace listing an OCI registry's repositories",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			req.Monitoring = &monitoring
+		Use:   "create [FILE] [--name NAME --registry HOST[:PORT]]",
+		Short: "Add a marketplace: from an OpenNebula market template FILE (NAME, MARKET_MAD, ENDPOINT, IMAGE_SIZE_MB, FILESYSTEM, FORMAT, …), or a registry's",
+		Long: `Add a marketplace. FILE is an OpenNebula market template, as onemarket create takes it:
+
+  NAME          = "lxc"
+  MARKET_MAD    = "linuxcontainers"   # one, linuxcontainers, turnkeylinux, http, s3, dockerhub, registry
+  ENDPOINT      = "https://images.example/"
+  IMAGE_SIZE_MB = "1024"
+  FILESYSTEM    = "ext4"
+  FORMAT        = "qcow2"
+
+plus REGISTRY and INSECURE (registry), VARIANT and ARCH (linuxcontainers; ARCH may list several,
+separated by spaces or commas) and MONITORING (YES or NO). DESCRIPTION is accepted and not kept;
+any other attribute is refused. Flags given override the template. Without FILE, --name and
+--registry add a marketplace of an OCI registry (MAD registry). The command goes to the service
+owning the MAD (market-lxc or market-dockerhub).`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req, err := marketCreateRequest(c, cmd, args, flags)
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("monitoring") || req.Monitoring == nil {
+				req.Monitoring = &monitoring
+			}
 			return c.withBus(cmd.Context(), func(b *bus.Bus) error {
-				want := []string{schemas.EventMarketDockerhubMarketCreated}
-				if monitoring {
-					want = []string{schemas.EventMarketDockerhubAppsRefreshed}
+				want := []string{market.EventMarketCreated}
+				if *req.Monitoring {
+					want = []string{market.EventAppsRefreshed}
 				}
-				ev, err := marketAnswer(cmd.Context(), b, "market create "+req.Name, schemas.CommandMarketDockerhubMarketCreate, req, timeout, want...)
+				svc := market.Owner(cmp.Or(req.Mad, schemas.MarketMADRegistry))
+				ev, err := marketAnswer(cmd.Context(), b, svc, "market create "+req.Name, market.CommandMarketCreate, req, timeout, want...)
 				if err != nil {
 					return err
 				}
-				if ev.Name == schemas.EventMarketDockerhubAppsRefreshed {
+				if ev.Name == market.EventAppsRefreshed {
 					return printRefreshed(c.io.out, req.Name, ev)
 				}
 				fmt.Fprintf(c.io.out, "marketplace %s %q created (monitoring off: run `slipway market refresh %s`)\n", ev.ID, req.Name, req.Name)
@@ -206,18 +325,109 @@ func newMarketCreateCmd(c *client) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&req.Name, "name", "", "marketplace name")
-	f.StringVar(&req.Registry, "registry", "", "registry host[:port]")
-	f.BoolVar(&req.Insecure, "insecure", false, "talk plain HTTP to the registry")
-	f.BoolVar(&monitoring, "monitoring", true, "list the registry again on a schedule")
+	f.StringVar(&flags.Name, "name", "", "marketplace name")
+	f.StringVar(&flags.Registry, "registry", "", "registry host[:port]")
+	f.BoolVar(&flags.Insecure, "insecure", false, "talk plain HTTP to the registry")
+	f.BoolVar(&monitoring, "monitoring", true, "list the marketplace again on a schedule")
 	f.DurationVar(&timeout, "timeout", defaultActionTimeout, "how long to wait for the first listing")
-	_ = cmd.MarkFlagRequired("name")
-	_ = cmd.MarkFlagRequired("registry")
 	return cmd
 }
 
+// marketCreateRequest is the market-create of a template file (args[0])
+// with the flags given on top, or of the flags alone.
+func marketCreateRequest(c *client, cmd *cobra.Command, args []string, flags schemas.MarketCreate) (schemas.MarketCreate, error) {
+	var req schemas.MarketCreate
+	if len(args) == 1 {
+		attrs, err := readTemplateFile("market template", args[0], c.io.in)
+		if err != nil {
+			return req, err
+		}
+		if req, err = marketTemplate(attrs); err != nil {
+			return req, fmt.Errorf("market template %s: %w", args[0], err)
+		}
+	}
+	fl := cmd.Flags()
+	if fl.Changed("name") {
+		req.Name = flags.Name
+	}
+	if fl.Changed("registry") {
+		req.Registry = flags.Registry
+	}
+	if fl.Changed("insecure") {
+		req.Insecure = flags.Insecure
+	}
+	switch {
+	case req.Name == "":
+		return req, errors.New("market create: give the marketplace's NAME (in the template, or --name)")
+	case len(args) == 0 && req.Registry == "":
+		return req, errors.New("market create: give an OpenNebula market template FILE, or --registry HOST[:PORT]")
+	}
+	return req, nil
+}
+
+// marketTemplate reads OpenNebula's market template attributes into a
+// market-create; an attribute it does not know, or a value that does not
+// fit, is refused naming it.
+func marketTemplate(attrs map[string]string) (schemas.MarketCreate, error) {
+	var req schemas.MarketCreate
+	for _, name := range slices.Sorted(maps.Keys(attrs)) {
+		if err := setMarketAttr(&req, strings.ToUpper(name), strings.TrimSpace(attrs[name])); err != nil {
+			return req, fmt.Errorf("%s = %q: %w", name, attrs[name], err)
+		}
+	}
+	return req, nil
+}
+
+func setMarketAttr(req *schemas.MarketCreate, name, v string) error {
+	var err error
+	switch name {
+	case "NAME":
+		req.Name = v
+	case "MARKET_MAD":
+		req.Mad = schemas.MarketMAD(strings.ToLower(v))
+		if !slices.Contains(schemas.MarketMADValues(), req.Mad) {
+			return fmt.Errorf("want one of %v", schemas.MarketMADValues())
+		}
+	case "ENDPOINT", "BASE_URL":
+		req.Endpoint = v
+	case "REGISTRY":
+		req.Registry = v
+	case "INSECURE":
+		req.Insecure, err = yesNo(v)
+	case "MONITORING":
+		var on bool
+		on, err = yesNo(v)
+		req.Monitoring = &on
+	case "IMAGE_SIZE_MB":
+		req.ImageSizeMb, err = strconv.ParseInt(v, 10, 64)
+	case "FILESYSTEM":
+		req.Filesystem = schemas.Filesystem(strings.ToLower(v))
+	case "FORMAT":
+		req.Format = schemas.DiskFormat(strings.ToLower(v))
+	case "VARIANT":
+		req.Variant = v
+	case "ARCH", "ARCHES":
+		req.Arches = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
+	case "DESCRIPTION":
+	default:
+		return errors.New("not a market template attribute Slipway knows (NAME, MARKET_MAD, ENDPOINT, IMAGE_SIZE_MB, FILESYSTEM, FORMAT, REGISTRY, INSECURE, VARIANT, ARCH, MONITORING, DESCRIPTION)")
+	}
+	return err
+}
+
+// yesNo reads OpenNebula's YES/NO (and true/false).
+func yesNo(v string) (bool, error) {
+	switch strings.ToUpper(v) {
+	case "YES", "TRUE", "1":
+		return true, nil
+	case "NO", "FALSE", "0":
+		return false, nil
+	}
+	return false, errors.New("want YES or NO")
+}
+
 func printRefreshed(w io.Writer, name string, ev event) error {
-	var r schemas.MarketDockerhubAppsRefreshed
+	var r schemas.MarketAppsRefreshed
 	if err := ev.decode(&r); err != nil {
 		return err
 	}
@@ -240,7 +450,7 @@ func newMarketUpdateCmd(c *client) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withFound(cmd.Context(), c, findMarket, args[0], func(b *bus.Bus, m schemas.Market) error {
-				req := schemas.MarketDockerhubMarketUpdate{ID: m.ID}
+				req := schemas.MarketUpdate{ID: m.ID}
 				fl := cmd.Flags()
 				if fl.Changed("monitoring") {
 					req.Monitoring = &monitoring
@@ -257,8 +467,8 @@ func newMarketUpdateCmd(c *client) *cobra.Command {
 				if fl.Changed("endpoint") {
 					req.Endpoint = &endpoint
 				}
-				ev, err := marketAnswer(cmd.Context(), b, "market update "+args[0], schemas.CommandMarketDockerhubMarketUpdate, req, timeout,
-					schemas.EventMarketDockerhubMarketUpdated)
+				ev, err := marketAnswer(cmd.Context(), b, marketService(m), "market update "+args[0], market.CommandMarketUpdate, req, timeout,
+					market.EventMarketUpdated)
 				if err != nil {
 					return err
 				}
@@ -276,7 +486,7 @@ func newMarketUpdateCmd(c *client) *cobra.Command {
 	f.BoolVar(&insecure, "insecure", false, "talk plain HTTP to the registry")
 	f.StringVar(&name, "name", "", "new name")
 	f.StringVar(&registry, "registry", "", "new registry host[:port]")
-	f.StringVar(&endpoint, "endpoint", "", "new Docker Hub API base URL")
+	f.StringVar(&endpoint, "endpoint", "", "new ENDPOINT (Docker Hub's API, an image server, …)")
 	f.DurationVar(&timeout, "timeout", defaultActionTimeout, "how long to wait for the answer")
 	return cmd
 }
@@ -289,8 +499,8 @@ func newMarketDeleteCmd(c *client) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withFound(cmd.Context(), c, findMarket, args[0], func(b *bus.Bus, m schemas.Market) error {
-				if _, err := marketAnswer(cmd.Context(), b, "market delete "+args[0], schemas.CommandMarketDockerhubMarketDelete,
-					schemas.MarketDockerhubMarketDelete{ID: m.ID}, timeout, schemas.EventMarketDockerhubMarketDeleted); err != nil {
+				if _, err := marketAnswer(cmd.Context(), b, marketService(m), "market delete "+args[0], market.CommandMarketDelete,
+					schemas.MarketDelete{ID: m.ID}, timeout, market.EventMarketDeleted); err != nil {
 					return err
 				}
 				fmt.Fprintf(c.io.out, "marketplace %d %q deleted\n", m.ID, m.Name)
@@ -310,8 +520,8 @@ func newMarketRefreshCmd(c *client) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withFound(cmd.Context(), c, findMarket, args[0], func(b *bus.Bus, m schemas.Market) error {
-				ev, err := marketAnswer(cmd.Context(), b, "market refresh "+args[0], schemas.CommandMarketDockerhubRefresh,
-					schemas.MarketDockerhubRefresh{MarketID: m.ID}, timeout, schemas.EventMarketDockerhubAppsRefreshed)
+				ev, err := marketAnswer(cmd.Context(), b, marketService(m), "market refresh "+args[0], market.CommandRefresh,
+					schemas.MarketRefresh{MarketID: m.ID}, timeout, market.EventAppsRefreshed)
 				if err != nil {
 					return err
 				}
@@ -335,21 +545,13 @@ func newMarketAppListCmd(c *client) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			return c.withBus(ctx, func(b *bus.Bus) error {
-				markets, err := listMarkets(ctx, b)
+				markets, err := listMarkets(ctx, b, io.Discard) // the names of the apps' marketplaces
 				if err != nil {
 					return err
 				}
-				req := schemas.MarketDockerhubAppsRequest{Filter: filter}
-				if len(args) == 1 {
-					m, err := findMarket(ctx, b, args[0])
-					if err != nil {
-						return err
-					}
-					req.MarketID = &m.ID
-				}
-				var apps []schemas.MarketApp
-				if err := b.Query(ctx, marketService, schemas.QueryMarketDockerhubApps, req, &apps); err != nil {
-					return fmt.Errorf("list apps: %w", err)
+				apps, err := listApps(ctx, b, c.io.err, args, filter)
+				if err != nil {
+					return err
 				}
 				if asJSON {
 					return render.JSONList(c.io.out, apps)
@@ -361,6 +563,24 @@ func newMarketAppListCmd(c *client) *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
 	cmd.Flags().StringVar(&filter, "filter", "", "only apps whose name or description contains this")
 	return cmd
+}
+
+// listApps lists the apps of the marketplace args names (from the service
+// owning it), or of every marketplace of every service, by ID.
+func listApps(ctx context.Context, b *bus.Bus, warn io.Writer, args []string, filter string) ([]schemas.MarketApp, error) {
+	req := schemas.MarketAppsRequest{Filter: filter}
+	if len(args) == 0 {
+		apps, err := askMarkets[schemas.MarketAppsRequest, schemas.MarketApp](ctx, b, warn, market.QueryApps, req, "list apps")
+		slices.SortFunc(apps, func(a, b schemas.MarketApp) int { return cmp.Compare(a.ID, b.ID) })
+		return apps, err
+	}
+	m, err := findMarket(ctx, b, args[0])
+	if err != nil {
+		return nil, err
+	}
+	req.MarketID = &m.ID
+	q := schemas.Qry[schemas.MarketAppsRequest, schemas.MarketAppsReply]{Service: marketService(m), Endpoint: market.QueryApps}
+	return ask(ctx, b, q, req, "list apps of "+args[0])
 }
 
 func writeApps(w io.Writer, apps []schemas.MarketApp, markets []schemas.Market, loc *time.Location) error {
@@ -380,18 +600,52 @@ func writeApps(w io.Writer, apps []schemas.MarketApp, markets []schemas.Market, 
 	return render.Table(w, appColumns, rows)
 }
 
-// findApp resolves an app ID or name, within one marketplace when given.
+// findApp resolves an app: its ID (asked of every marketplace service),
+// MARKET/APP (the app APP of marketplace MARKET, an ID or a name, when
+// such a marketplace exists), or a name within marketRef ("": in any
+// marketplace, as long as one app has it).
 func findApp(ctx context.Context, b *bus.Bus, ref, marketRef string) (schemas.MarketApp, error) {
 	id, name := idOrName(ref)
-	req := schemas.MarketDockerhubAppShowRequest{ID: id, Name: name}
+	if marketRef == "" && id == nil {
+		if mref, app, ok := strings.Cut(ref, "/"); ok {
+			if _, err := findMarket(ctx, b, mref); err == nil {
+				marketRef, name = mref, app
+			}
+		}
+	}
+	req := schemas.MarketAppShowRequest{ID: id, Name: name}
+	services := market.Services()
 	if marketRef != "" {
 		m, err := findMarket(ctx, b, marketRef)
 		if err != nil {
 			return schemas.MarketApp{}, err
 		}
-		req.MarketID = &m.ID
+		req.MarketID, services = &m.ID, []string{marketService(m)}
 	}
-	return ask(ctx, b, schemas.QryMarketDockerhubAppShow, req, "app "+ref)
+	var found []schemas.MarketApp
+	var last error
+	for _, svc := range services {
+		q := schemas.Qry[schemas.MarketAppShowRequest, schemas.MarketApp]{Service: svc, Endpoint: market.QueryAppShow}
+		a, err := bus.Ask(ctx, b, q, req)
+		switch code := bus.ErrorCode(err); {
+		case err == nil:
+			found = append(found, a)
+		case code == bus.CodeNotFound || code == bus.CodeUnavailable:
+			if last == nil || code == bus.CodeNotFound {
+				last = err
+			}
+		default:
+			return a, queryError(err, "app "+ref)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return schemas.MarketApp{}, queryError(last, "app "+ref)
+	case 1:
+		return found[0], nil
+	}
+	return schemas.MarketApp{}, fmt.Errorf("apps %d and %d are both named %q: name the marketplace (MARKET/APP or --market) or use the app ID",
+		found[0].ID, found[1].ID, ref)
 }
 
 // appIn is findApp within the marketplace marketRef ("": any).
@@ -435,8 +689,15 @@ func showApp(w io.Writer, a schemas.MarketApp, m schemas.Market) error {
 		size = render.HumanSize(a.Size)
 	}
 	lines := [][2]string{{"ID", strconv.FormatInt(a.ID, 10)}, {"NAME", a.Name},
-		{"MARKETPLACE", fmt.Sprintf("%s (%d)", m.Name, m.ID)}, {"SOURCE", a.Source}, {"VERSION", dockerurl.PickTag(a.Tags)},
-		{"TAGS", strings.Join(a.Tags, ", ")}, {"SIZE", size}, {"REGISTER TIME", a.Regtime}}
+		{"MARKETPLACE", fmt.Sprintf("%s (%d)", m.Name, m.ID)}, {"SOURCE", a.Source}, {"VERSION", appVersion(a)},
+		{"TAGS", strings.Join(a.Tags, ", ")}, {"SIZE", size}, {"STATE", appState(a)}, {"TYPE", appType(a)},
+		{"REGISTER TIME", a.Regtime}}
+	for _, extra := range [][2]string{{"PUBLISHER", a.Publisher}, {"FORMAT", a.Format}, {"KIND", string(a.Kind)},
+		{"OS", a.OS}, {"RELEASE", a.Release}, {"ARCH", a.Arch}, {"VARIANT", a.Variant}, {"CHECKSUMS", strings.Join(a.Checksums, " ")}} {
+		if extra[1] != "" {
+			lines = append(lines, extra)
+		}
+	}
 	if a.Stars > 0 || a.Pulls > 0 {
 		lines = append(lines, [2]string{"STARS", strconv.FormatInt(a.Stars, 10)}, [2]string{"PULLS", strconv.FormatInt(a.Pulls, 10)})
 	}
@@ -457,26 +718,34 @@ func showApp(w io.Writer, a schemas.MarketApp, m schemas.Market) error {
 
 func newMarketAppImportCmd(c *client) *cobra.Command {
 	var (
-		req                schemas.MarketDockerhubAppImport
+		req                schemas.MarketAppImport
 		marketRef          string
 		filesystem, format string
 		timeout            time.Duration
 		wait               bool
 	)
 	cmd := &cobra.Command{
-		Use:   "import ID|NAME --name IMAGE [--market M --tag T --size MiB --filesystem ext4 --format qcow2 --datastore default] [--wait]",
+		Use:   "import ID|MARKET/APP|NAME --name IMAGE [--market M --tag T --size MiB --fs ext4 --format qcow2 --datastore default] [--wait]",
 		Short: "Import an app as an image, with a VM template for it",
-		Long: `Import an app: the catalog creates the image from the app's docker:// URL, and the
-launcher gets a VM template whose disk is that image (DISK = [ IMAGE_ID = N ]).
+		Long: `Import an app: the catalog creates the image from the app's source (a docker:// URL,
+an http(s) download, as its marketplace's driver says), and the launcher gets a VM template
+whose disk is that image (DISK = [ IMAGE_ID = N ]).
 Prints the image ID once the catalog has registered it; with --wait it then follows
 the import until the image is READY or ERROR.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			return withFound(ctx, c, appIn(marketRef), args[0], func(b *bus.Bus, a schemas.MarketApp) error {
+				m, err := findMarket(ctx, b, strconv.FormatInt(a.MarketID, 10))
+				if err != nil {
+					return err
+				}
 				req.MarketID, req.App = a.MarketID, a.Name
 				req.Filesystem, req.Format = schemas.Filesystem(filesystem), schemas.DiskFormat(format)
-				return c.importApp(ctx, b, req, timeout, wait)
+				if !cmd.Flags().Changed("format") && m.Format != "" {
+					req.Format = "" // the marketplace's FORMAT
+				}
+				return c.importApp(ctx, b, marketService(m), req, timeout, wait)
 			})
 		},
 	}
@@ -485,8 +754,9 @@ the import until the image is READY or ERROR.`,
 	f.StringVar(&marketRef, "market", "", "marketplace ID or name, when several have the app")
 	f.StringVar(&req.Tag, "tag", "", "tag to import (default: latest, or the app's first tag)")
 	f.Int64Var(&req.SizeMiB, "size", 0, "disk size in MiB (default: sized by the builder)")
-	f.StringVar(&filesystem, "filesystem", "ext4", "ext2, ext3, ext4 or xfs")
-	f.StringVar(&format, "format", "qcow2", "raw or qcow2")
+	f.StringVar(&filesystem, "filesystem", "", "ext2, ext3, ext4 or xfs (default: the marketplace's FILESYSTEM, else ext4)")
+	f.StringVar(&filesystem, "fs", "", "the same as --filesystem")
+	f.StringVar(&format, "format", "qcow2", "raw or qcow2 (default: the marketplace's FORMAT, else qcow2)")
 	f.StringVar(&req.Datastore, "datastore", "default", "datastore of the image")
 	f.DurationVar(&timeout, "timeout", defaultActionTimeout, "how long to wait for the image's registration (with --wait, for its import too)")
 	f.BoolVar(&wait, "wait", false, "follow the import until READY or ERROR")
@@ -497,17 +767,17 @@ the import until the image is READY or ERROR.`,
 // importApp sends app-import and reports the image the catalog registered
 // and the template sent to the launcher; with wait it then follows the
 // image's import.
-func (c *client) importApp(ctx context.Context, b *bus.Bus, req schemas.MarketDockerhubAppImport, timeout time.Duration, wait bool) error {
-	w, env, err := sendWatched(ctx, b, ">", marketService, schemas.CommandMarketDockerhubAppImport, req)
+func (c *client) importApp(ctx context.Context, b *bus.Bus, svc string, req schemas.MarketAppImport, timeout time.Duration, wait bool) error {
+	w, env, err := sendWatched(ctx, b, ">", svc, market.CommandAppImport, req)
 	if err != nil {
 		return err
 	}
 	defer w.close()
-	ev, err := awaitMarket(ctx, w, env, timeout, schemas.EventMarketDockerhubAppImported)
+	ev, err := awaitMarket(ctx, w, svc, env, timeout, market.EventAppImported)
 	if err != nil {
 		return fmt.Errorf("import %s: %w", req.App, err)
 	}
-	var done schemas.MarketDockerhubAppImported
+	var done schemas.MarketAppImported
 	if err := ev.decode(&done); err != nil {
 		return err
 	}

@@ -4,6 +4,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -43,19 +45,49 @@ func marketStack(t *testing.T) (flags []string, host string) {
 func TestMarketCommands(t *testing.T) {
 	flags, host := marketStack(t)
 	r := must(t, slipway(t, flags, "market", "refresh", "DockerHub"), "market refresh")
-	if r.stdout != "marketplace 0 \"DockerHub\": 1 apps (0 new, 0 gone)\n" && r.stdout != "marketplace 0 \"DockerHub\": 1 apps (1 new, 0 gone)\n" {
+	if r.stdout != "marketplace 3 \"DockerHub\": 1 apps (1 new, 0 gone)\n" {
 		t.Errorf("refresh: %q", r.stdout)
 	}
 	r = must(t, slipway(t, flags, "market", "create", "--name", "local", "--registry", host), "market create")
-	if r.stdout != "marketplace 1 \"local\": 2 apps (2 new, 0 gone)\n" {
+	if r.stdout != "marketplace 100 \"local\": 2 apps (2 new, 0 gone)\n" {
 		t.Errorf("create: %q", r.stdout)
 	}
 
+	// An OpenNebula market template goes to the service owning its MAD.
+	tpl := writeFile(t, "lxc.tpl", `NAME = "lxc"
+MARKET_MAD = "linuxcontainers"
+ENDPOINT = "https://images.example/"
+IMAGE_SIZE_MB = "1024"
+FILESYSTEM = "ext4"
+FORMAT = "qcow2"
+MONITORING = "NO"
+`)
+	r = must(t, slipway(t, flags, "market", "create", tpl), "market create FILE")
+	if r.stdout != "marketplace 101 \"lxc\" created (monitoring off: run `slipway market refresh lxc`)\n" {
+		t.Errorf("create from a template: %q", r.stdout)
+	}
+	mustShow(t, flags, []string{"market", "show", "lxc"}, "MARKET MAD     : linuxcontainers", "SOURCE         : https://images.example",
+		"IMAGE_SIZE_MB  : 1024", "FORMAT         : qcow2")
+	r = slipway(t, flags, "market", "refresh", "lxc")
+	if r.code != 1 || !strings.Contains(r.stderr, "no driver for MAD linuxcontainers in this build") {
+		t.Errorf("refresh of a MAD without a driver: exit %d, %s", r.code, r.stderr)
+	}
+	mustShow(t, flags, []string{"market", "show", "lxc"}, "ERROR          : no driver for MAD linuxcontainers in this build")
+	r = slipway(t, flags, "market", "create", writeFile(t, "bad.tpl", "NAME = \"x\"\nMARKET_MAD = \"linuxcontainers\"\nCOLOUR = \"red\"\n"))
+	if r.code != 1 || !strings.Contains(r.stderr, `COLOUR = "red": not a market template attribute`) {
+		t.Errorf("template with an unknown attribute: exit %d, %s", r.code, r.stderr)
+	}
+
+	// Both services' marketplaces, by ID.
 	r = must(t, slipway(t, flags, "market", "list"), "market list")
 	want := "" +
-		"ID NAME      SIZE AVAIL APPS MAD       ZONE\n" +
-		" 0 DockerHub   0M     -    1 dockerhub    0\n" +
-		" 1 local       0M     -    2 registry     0\n"
+		" ID NAME                     SIZE AVAIL APPS MAD             ZONE\n" +
+		"  0 OpenNebula Public          0M     -    0 one                0\n" +
+		"  1 Linux Containers           0M     -    0 linuxcontainers    0\n" +
+		"  2 TurnKey Linux Containers   0M     -    0 turnkeylinux       0\n" +
+		"  3 DockerHub                  0M     -    1 dockerhub          0\n" +
+		"100 local                      0M     -    2 registry           0\n" +
+		"101 lxc                        0M     -    0 linuxcontainers    0\n"
 	if r.stdout != want {
 		t.Errorf("market list:\n%s\nwant:\n%s", r.stdout, want)
 	}
@@ -79,13 +111,20 @@ func TestMarketCommands(t *testing.T) {
 	if len(row) != 9 || row[2] != "latest" || row[4] != "rdy" || row[5] != "img" || row[7] != "local" || row[8] != "0" {
 		t.Errorf("team/app row = %q in\n%s", row, r.stdout)
 	}
+	// Every marketplace's apps, of both services.
+	r = must(t, slipway(t, flags, "market", "app", "list"), "market app list (all)")
+	if n := len(strings.Split(strings.TrimSpace(r.stdout), "\n")); n != 4 || !strings.Contains(r.stdout, "nginx") {
+		t.Errorf("app list of every marketplace:\n%s", r.stdout)
+	}
+	// MARKET/APP names an app of one marketplace.
+	mustShow(t, flags, []string{"market", "app", "show", "local/team/app"}, "MARKETPLACE    : local (100)")
 
 	mustShow(t, flags, []string{"market", "app", "show", "team/app"}, "TAGS           : latest, v1", "SOURCE         : docker://"+host+"/team/app",
 		"VM TEMPLATE\n", `NAME = "team/app"`, `IMAGE = "team/app"`, `KERNEL_CMD = "console=ttyS0 init=/.slipway/init"`,
 		`KERNEL_DS = "$FILE[IMAGE=\"kernel\", IMAGE_UNAME=\"oneadmin\"]"`)
 
 	// The import is followed to READY; the template names the image by ID.
-	r = must(t, slipway(t, flags, "market", "app", "import", "team/app", "--name", "web", "--tag", "v1", "--wait"), "market app import")
+	r = must(t, slipway(t, flags, "market", "app", "import", "local/team/app", "--name", "web", "--tag", "v1", "--wait"), "market app import")
 	m := regexp.MustCompile(`(?m)^image (\d+) "web": importing team/app from docker://` + regexp.QuoteMeta(host) + `/team/app:v1\?filesystem=ext4&format=qcow2$`).FindStringSubmatch(r.stdout)
 	if m == nil || !strings.Contains(r.stdout, "image "+m[1]+": READY format qcow2") {
 		t.Fatalf("import:\n%s%s", r.stdout, r.stderr)
@@ -105,7 +144,7 @@ func TestMarketCommands(t *testing.T) {
 	}
 
 	r = must(t, slipway(t, flags, "market", "update", "local", "--monitoring=false"), "market update")
-	if r.stdout != "marketplace 1 \"local\" updated: monitoring No\n" {
+	if r.stdout != "marketplace 100 \"local\" updated: monitoring No\n" {
 		t.Errorf("update: %q", r.stdout)
 	}
 	r = slipway(t, flags, "market", "create", "--name", "local", "--registry", host)
@@ -117,4 +156,14 @@ func TestMarketCommands(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, `no app is named "team/app"`) {
 		t.Errorf("show after delete: exit %d, %s", r.code, r.stderr)
 	}
+}
+
+// writeFile writes text to a file named name in a test directory.
+func writeFile(t *testing.T, name, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

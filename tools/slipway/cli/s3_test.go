@@ -28,7 +28,7 @@ import (
 // data directory.
 func provisionedStack(t *testing.T) (flags []string, dir string) {
 	t.Helper()
-	t.Setenv("SLIPWAY_DOCKERHUB_MONITORING", "off")
+	t.Setenv("SLIPWAY_MARKET_MONITORING", "off")
 	for _, k := range []string{"SLIPWAY_S3_ACCESS_KEY", "SLIPWAY_S3_SECRET_KEY", "SLIPWAY_S3_KEYS_FILE"} {
 		t.Setenv(k, "")
 	}

@@ -7,8 +7,8 @@ import (
 	"github.com/slipway/slipway/pkg/onetemplate"
 )
 
-// parseTemplate reads an OpenNebula image template into its attributes,
-// keyed by upper-case name. An image has no vector attributes, so one is
+// parseTemplate reads an OpenNebula image (or market) template into its
+// attributes, keyed by upper-case name. Neither has vector attributes, so one is
 // refused rather than silently dropped; of a repeated name the first
 // counts, as onetemplate's Get reads it.
 func parseTemplate(r io.Reader) (map[string]string, error) {
@@ -19,7 +19,7 @@ func parseTemplate(r io.Reader) (map[string]string, error) {
 	out := make(map[string]string, len(t.Attrs))
 	for _, a := range t.Attrs {
 		if a.IsVector() {
-			return nil, fmt.Errorf("%s = [ … ]: vector attributes have no meaning in an image template", a.Name)
+			return nil, fmt.Errorf("%s = [ … ]: vector attributes have no meaning in an image or market template", a.Name)
 		}
 		if _, seen := out[a.Name]; !seen {
 			out[a.Name] = a.Value

@@ -21,7 +21,7 @@ OS_FAMILY   = debian
 	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tmpl, err := readTemplateFile(file, nil)
+	tmpl, err := readTemplateFile("image template", file, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 // credentials work, `user credentials` gives new ones and the old ones are
 // refused, `user delete` has the new ones refused too.
 func TestUpWithTLS(t *testing.T) {
-	t.Setenv("SLIPWAY_DOCKERHUB_MONITORING", "off")
+	t.Setenv("SLIPWAY_MARKET_MONITORING", "off")
 	bin, err := testenv.MinIOBinary()
 	if err != nil {
 		t.Fatal(err)

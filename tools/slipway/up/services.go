@@ -11,6 +11,7 @@ import (
 	"github.com/slipway/slipway/services/launcher"
 	"github.com/slipway/slipway/services/launcher/qemu"
 	marketdockerhub "github.com/slipway/slipway/services/market-dockerhub"
+	marketlxc "github.com/slipway/slipway/services/market-lxc"
 )
 
 // readier is a service that tells when it consumes and answers, so `up`
@@ -43,6 +44,7 @@ var services = []service{
 	{schemas.ServiceCatalog, catalog.Wire},
 	{schemas.ServiceConverter, converter.Wire},
 	{schemas.ServiceMarketDockerhub, marketdockerhub.Wire},
+	{schemas.ServiceMarketLxc, marketlxc.Wire},
 	{schemas.ServiceBuilder, builder.Wire},
 	{schemas.ServiceCryptoLUKS, cryptoluks.Wire},
 	{schemas.ServiceKernelRegistry, kernelregistry.Wire},

@@ -35,7 +35,7 @@ func freeAddr(t *testing.T) string {
 // serve, then interrupts it and checks that both are gone.
 func TestRunStartsAndStopsTheWholeStack(t *testing.T) {
 	// This machine must not reach out to Docker Hub: no listing at start.
-	t.Setenv("SLIPWAY_DOCKERHUB_MONITORING", "off")
+	t.Setenv("SLIPWAY_MARKET_MONITORING", "off")
 	bin, err := testenv.MinIOBinary()
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +222,7 @@ func TestStartAsRootUnderAClosedDirectory(t *testing.T) {
 	if os.Geteuid() != 0 {
 		testenv.Skip(t, "only root runs QEMU as unprivileged uids")
 	}
-	t.Setenv("SLIPWAY_DOCKERHUB_MONITORING", "off")
+	t.Setenv("SLIPWAY_MARKET_MONITORING", "off")
 	bin, err := testenv.MinIOBinary()
 	if err != nil {
 		t.Fatal(err)

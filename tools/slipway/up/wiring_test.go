@@ -101,6 +101,7 @@ func TestWireRefusesABadVariableWithAndWithoutAStack(t *testing.T) {
 		"catalog":          "SLIPWAY_CATALOG_CONVERT_DEADLINE",
 		"converter":        "SLIPWAY_CONVERTER_CONCURRENCY",
 		"market-dockerhub": "SLIPWAY_MARKET_REFRESH",
+		"market-lxc":       "SLIPWAY_MARKET_LXC_ENDPOINT",
 		"builder":          "SLIPWAY_BUILDER_CONCURRENCY",
 		"crypto-luks":      "SLIPWAY_LUKS_ITER_TIME",
 		"kernel-registry":  "SLIPWAY_KERNEL_MAX_DELIVER",

@@ -1,4 +1,4 @@
-package marketdockerhub
+package market
 
 // Who may use a marketplace: OpenNebula's rule (package acl) on its owner,
 // group and bits. Marketplaces are the administrators' (only they create,
@@ -13,11 +13,6 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/schemas"
 )
-
-// defaultPerms are OpenNebula's own marketplaces' bits: owner uma, group
-// and others u--. Every marketplace starts with them, and one recorded
-// before marketplaces had bits has them.
-const defaultPerms acl.Perms = 0o744
 
 // owned gives mk its owner (the administrator who made it; oneadmin for a
 // service), the oneadmin group and the default bits.

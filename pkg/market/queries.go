@@ -1,4 +1,4 @@
-package marketdockerhub
+package market
 
 import (
 	"context"
@@ -11,21 +11,20 @@ import (
 	"github.com/slipway/slipway/schemas"
 )
 
-// endpoints are the service's queries, on
-// <prefix>.api.market-dockerhub.<endpoint>, with the requests and replies
-// of the contract (schemas/qry, schemas/rpl).
+// endpoints are the service's queries, on <prefix>.api.<service>.<endpoint>,
+// with the shared contract's requests and replies.
 func (s *Service) endpoints() map[string]bus.QueryHandler {
 	return bus.Endpoints(
-		bus.Answer(schemas.QryMarketDockerhubList, s.queryList),
-		bus.Answer(schemas.QryMarketDockerhubShow, s.queryShow),
-		bus.Answer(schemas.QryMarketDockerhubApps, s.queryApps),
-		bus.Answer(schemas.QryMarketDockerhubAppShow, s.queryAppShow),
+		bus.Answer(schemas.Qry[schemas.MarketListRequest, schemas.MarketListReply]{Service: s.cfg.Service, Endpoint: QueryList}, s.queryList),
+		bus.Answer(schemas.Qry[schemas.MarketShowRequest, Market]{Service: s.cfg.Service, Endpoint: QueryShow}, s.queryShow),
+		bus.Answer(schemas.Qry[schemas.MarketAppsRequest, schemas.MarketAppsReply]{Service: s.cfg.Service, Endpoint: QueryApps}, s.queryApps),
+		bus.Answer(schemas.Qry[schemas.MarketAppShowRequest, App]{Service: s.cfg.Service, Endpoint: QueryAppShow}, s.queryAppShow),
 	)
 }
 
 // queryList answers every marketplace the asker may use, with its app
 // count.
-func (s *Service) queryList(ctx context.Context, _ schemas.MarketDockerhubListRequest) (schemas.MarketDockerhubListReply, error) {
+func (s *Service) queryList(ctx context.Context, _ schemas.MarketListRequest) (schemas.MarketListReply, error) {
 	markets, err := s.store.markets.List(ctx)
 	if err != nil {
 		return nil, err
@@ -54,7 +53,7 @@ func (s *Service) queryList(ctx context.Context, _ schemas.MarketDockerhubListRe
 
 // queryShow answers one marketplace the asker may use, by ID or by name,
 // with its app count; 403 for another.
-func (s *Service) queryShow(ctx context.Context, r schemas.MarketDockerhubShowRequest) (Market, error) {
+func (s *Service) queryShow(ctx context.Context, r schemas.MarketShowRequest) (Market, error) {
 	mk, err := s.findMarket(ctx, r.ID, r.Name)
 	if err != nil {
 		return Market{}, err
@@ -72,22 +71,19 @@ func (s *Service) queryShow(ctx context.Context, r schemas.MarketDockerhubShowRe
 
 func (s *Service) findMarket(ctx context.Context, id *int64, name string) (Market, error) {
 	return bus.ByIDOrName("marketplace", id, name,
-		func(id int64) (Market, error) {
-			mk, _, err := s.store.market(ctx, id)
-			return mk, err
-		},
+		func(id int64) (Market, error) { return s.store.market(ctx, id) },
 		func(name string) (Market, error) { return s.store.marketByName(ctx, name) },
 		ErrNotFound)
 }
 
 // queryApps answers the apps of one marketplace, or of all the asker may
 // use, whose name or description contains the filter.
-func (s *Service) queryApps(ctx context.Context, r schemas.MarketDockerhubAppsRequest) (schemas.MarketDockerhubAppsReply, error) {
+func (s *Service) queryApps(ctx context.Context, r schemas.MarketAppsRequest) (schemas.MarketAppsReply, error) {
 	apps, err := s.visibleApps(ctx, r.MarketID)
 	if err != nil {
 		return nil, err
 	}
-	out := make(schemas.MarketDockerhubAppsReply, 0, len(apps))
+	out := make(schemas.MarketAppsReply, 0, len(apps))
 	f := strings.ToLower(r.Filter)
 	for _, a := range apps {
 		if f == "" || strings.Contains(strings.ToLower(a.Name), f) || strings.Contains(strings.ToLower(a.Description), f) {
@@ -137,12 +133,12 @@ func (s *Service) appsIn(ctx context.Context, market *int64) ([]App, error) {
 
 // queryAppShow answers one app with the VM template of its last import,
 // or the one an import under the app's own name would create.
-func (s *Service) queryAppShow(ctx context.Context, r schemas.MarketDockerhubAppShowRequest) (App, error) {
+func (s *Service) queryAppShow(ctx context.Context, r schemas.MarketAppShowRequest) (App, error) {
 	app, err := s.findApp(ctx, r)
 	if err != nil {
 		return App{}, err
 	}
-	mk, _, err := s.store.market(ctx, app.MarketID)
+	mk, err := s.store.market(ctx, app.MarketID)
 	if err != nil {
 		return App{}, err
 	}
@@ -153,12 +149,14 @@ func (s *Service) queryAppShow(ctx context.Context, r schemas.MarketDockerhubApp
 		return App{}, err
 	}
 	if app.Template == "" {
-		app.Template = VMTemplate(app.Name, s.cfg.User, s.cfg.Kernel, -1, app)
+		if app.Template, err = s.vmTemplate(mk, app, app.Name, Disk{ID: -1, Name: app.Name, User: s.cfg.User}); err != nil {
+			return App{}, err
+		}
 	}
 	return app, nil
 }
 
-func (s *Service) findApp(ctx context.Context, r schemas.MarketDockerhubAppShowRequest) (App, error) {
+func (s *Service) findApp(ctx context.Context, r schemas.MarketAppShowRequest) (App, error) {
 	if r.ID == nil && r.Name == "" {
 		return App{}, bus.Invalid(errors.New("give the id or the name of the app"))
 	}

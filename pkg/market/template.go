@@ -1,4 +1,4 @@
-package marketdockerhub
+package market
 
 import (
 	"strconv"
@@ -17,11 +17,11 @@ const (
 
 // VMTemplate is the OpenNebula VM template of an app imported as image
 // name, whose kernel is the KERNEL image kernel owned by user. The disk
-// names the image by ID, as the launcher and OpenNebula want it; imageID
-// < 0 means there is no image yet (app-show before any import), so the
-// disk names the image an import would create by name and owner, which
-// the launcher resolves when the VM is instantiated.
-func VMTemplate(name, user, kernel string, imageID int64, app App) string {
+// names the image by ID, as the launcher and OpenNebula want it; a disk
+// without an ID (app-show before any import, ID < 0) names the image an
+// import would create by its name and owner, which the launcher resolves
+// when the VM is instantiated.
+func VMTemplate(name, user, kernel string, disk Disk, app App) string {
 	t := &onetemplate.Template{}
 	t.Add("NAME", name)
 	if app.Description != "" {
@@ -29,11 +29,11 @@ func VMTemplate(name, user, kernel string, imageID int64, app App) string {
 	}
 	t.Add("CPU", DefaultCPU)
 	t.Add("MEMORY", DefaultMemoryMiB)
-	disk := map[string]string{"IMAGE": name, "IMAGE_UNAME": user}
-	if imageID >= 0 {
-		disk = map[string]string{"IMAGE_ID": strconv.FormatInt(imageID, 10)}
+	d := map[string]string{"IMAGE": disk.Name, "IMAGE_UNAME": disk.User}
+	if disk.ID >= 0 {
+		d = map[string]string{"IMAGE_ID": strconv.FormatInt(disk.ID, 10)}
 	}
-	t.AddVector("DISK", disk)
+	t.AddVector("DISK", d)
 	t.AddVector("OS", map[string]string{
 		"KERNEL_DS":  KernelDS(kernel, user),
 		"ROOT":       "vda",
@@ -45,7 +45,7 @@ func VMTemplate(name, user, kernel string, imageID int64, app App) string {
 }
 
 // KernelDS is the OS/KERNEL_DS of a template: the KERNEL image named
-// kernel of user, in OpenNebula's $FILE syntax. Config.validate keeps
+// kernel of user, in OpenNebula's $FILE syntax. Config.Validate keeps
 // quotes and brackets out of the name, which this syntax cannot escape.
 func KernelDS(kernel, user string) string {
 	return `$FILE[IMAGE="` + kernel + `", IMAGE_UNAME="` + user + `"]`

@@ -1,0 +1,76 @@
+package market
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/slipway/slipway/schemas"
+)
+
+// Driver is what a marketplace service supplies per MAD. Its methods get
+// copies: what they change stays theirs, but for Validate's.
+type Driver interface {
+	// Validate checks a marketplace's configuration on market-create and
+	// after a market-update, and may fill in defaults (a public
+	// endpoint). An error refuses the command with its message; the core
+	// has already checked the name, the MAD and what the schemas say.
+	Validate(mk *Market) error
+	// List lists the marketplace's apps upstream. Each app needs a Name
+	// unique in the marketplace and a Source; the core sets ID, MarketID,
+	// Regtime, Misses and, when empty, Type (IMAGE) and State (READY),
+	// and applies the refresh rules. A listing that fails returns an
+	// error: the apps stay, the error is recorded on the marketplace.
+	// ctx ends when the service stops.
+	List(ctx context.Context, mk Market) ([]App, error)
+	// ImageCreate is the catalog's image-create an import of app sends:
+	// the driver sets Path (the app's source, through the validator of its
+	// scheme), Type and whatever the source needs (checksums, size,
+	// filesystem, format). The core sets Name, Datastore, OnBehalfOf and
+	// the MARKETPLACE attributes, and Description when empty. req has the
+	// marketplace's IMAGE_SIZE_MB, FILESYSTEM and FORMAT filled in where
+	// the import did not say (see Effective).
+	ImageCreate(mk Market, app App, req AppImport) (schemas.ImageCreate, error)
+}
+
+// Templater is a Driver whose apps bring their VM template (OpenNebula's
+// public appliances). disk is the image the template's disk names; the
+// others get the core's VMTemplate.
+type Templater interface {
+	VMTemplate(mk Market, app App, name string, disk Disk) (string, error)
+}
+
+// Drivers are a service's drivers by MAD. A MAD the service owns without a
+// driver in this build lists with ErrNoDriver recorded on the marketplace.
+type Drivers map[schemas.MarketMAD]Driver
+
+// NoDriverError is the listing (or import) error of a marketplace whose
+// MAD has no driver in this build.
+type NoDriverError struct{ MAD schemas.MarketMAD }
+
+func (e *NoDriverError) Error() string {
+	return fmt.Sprintf("no driver for MAD %s in this build", e.MAD)
+}
+
+// Disk is the image a VM template's disk names: by ID once the catalog
+// created it, else (ID < 0, app-show before any import) by name and
+// owner, which the launcher resolves when the VM is instantiated.
+type Disk struct {
+	ID   int64
+	Name string
+	User string
+}
+
+// Effective is req with the marketplace's defaults where the import says
+// nothing: IMAGE_SIZE_MB, FILESYSTEM and FORMAT.
+func Effective(mk Market, req AppImport) AppImport {
+	if req.SizeMiB == 0 {
+		req.SizeMiB = mk.ImageSizeMb
+	}
+	if req.Filesystem == "" {
+		req.Filesystem = mk.Filesystem
+	}
+	if req.Format == "" {
+		req.Format = mk.Format
+	}
+	return req
+}

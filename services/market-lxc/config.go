@@ -1,0 +1,87 @@
+package marketlxc
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/slipway/slipway/pkg/market"
+	"github.com/slipway/slipway/pkg/run"
+	"github.com/slipway/slipway/schemas"
+)
+
+// Default endpoints of the pre-registered marketplaces: the real public
+// ones, as OpenNebula's drivers read them.
+const (
+	DefaultOneEndpoint     = "https://marketplace.opennebula.io"
+	DefaultLXCEndpoint     = "https://images.linuxcontainers.org"
+	DefaultTurnKeyEndpoint = "https://mirror.turnkeylinux.org/turnkeylinux/images/proxmox"
+	DefaultKernel          = market.DefaultKernel
+)
+
+// Environment variables read by ConfigFromEnv, besides the core's
+// (SLIPWAY_MARKET_REFRESH, SLIPWAY_MARKET_MONITORING, SLIPWAY_USER).
+const (
+	EnvOneEndpoint     = "SLIPWAY_MARKET_ONE_ENDPOINT"
+	EnvLXCEndpoint     = "SLIPWAY_MARKET_LXC_ENDPOINT"
+	EnvTurnKeyEndpoint = "SLIPWAY_MARKET_TURNKEY_ENDPOINT"
+	EnvKernel          = "SLIPWAY_MARKET_LXC_KERNEL"
+)
+
+// Config configures the service: its own settings and the marketplace
+// services' common ones (market.Settings: refresh interval, user, kernel,
+// guard of the drivers' fetches).
+type Config struct {
+	// Endpoints of the pre-registered marketplaces by MAD (one,
+	// linuxcontainers, turnkeylinux); they only seed the records on
+	// first start, market-update changes them later. Tests point them
+	// at loopback fakes.
+	Endpoints map[schemas.MarketMAD]string
+	// Offline seeds the pre-registered marketplaces with monitoring off
+	// (SLIPWAY_MARKET_MONITORING=off): nothing is listed until
+	// market-update switches it on.
+	Offline bool
+	market.Settings
+}
+
+func (c *Config) defaults() {
+	c.Settings.Defaults()
+	ep := map[schemas.MarketMAD]string{schemas.MarketMADOne: DefaultOneEndpoint,
+		schemas.MarketMADLinuxcontainers: DefaultLXCEndpoint, schemas.MarketMADTurnkeylinux: DefaultTurnKeyEndpoint}
+	for mad, u := range c.Endpoints {
+		if u != "" {
+			ep[mad] = strings.TrimRight(u, "/")
+		}
+	}
+	c.Endpoints = ep
+}
+
+// ConfigFromEnv reads the configuration from the environment; unset
+// variables keep the defaults.
+func ConfigFromEnv() (Config, error) {
+	var env run.EnvReader
+	cfg := Config{Endpoints: map[schemas.MarketMAD]string{}, Settings: market.ReadSettings(&env, EnvKernel)}
+	for mad, name := range endpointEnv {
+		cfg.Endpoints[mad] = run.Env(name, "")
+	}
+	cfg.Offline = !env.Bool(market.EnvMonitoring, true)
+	env.Check(cfg.validate())
+	return cfg, env.Err()
+}
+
+// validate checks the kernel and user names the templates quote, and that
+// the endpoints are http(s) URLs as the Market schema wants them.
+func (c Config) validate() error {
+	if err := c.Settings.Validate(EnvKernel); err != nil {
+		return err
+	}
+	for mad, u := range c.Endpoints {
+		if u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			return fmt.Errorf("%s=%q (endpoint of the pre-registered %s marketplace): want an http(s):// URL", endpointEnv[mad], u, mad)
+		}
+	}
+	return nil
+}
+
+// endpointEnv names the variable of each pre-registered endpoint.
+var endpointEnv = map[schemas.MarketMAD]string{schemas.MarketMADOne: EnvOneEndpoint,
+	schemas.MarketMADLinuxcontainers: EnvLXCEndpoint, schemas.MarketMADTurnkeylinux: EnvTurnKeyEndpoint}

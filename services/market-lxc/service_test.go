@@ -1,0 +1,114 @@
+package marketlxc
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/market"
+	"github.com/slipway/slipway/pkg/testenv"
+	"github.com/slipway/slipway/schemas"
+)
+
+// TestPreregisteredAndNoDrivers runs the service on a real nats-server:
+// the seeds' marketplaces 0, 1 and 2 exist from the first start, with the
+// configured endpoints and monitoring off; listing one whose MAD has no
+// driver in this build records that on the marketplace; a marketplace
+// created from a market template's fields gets ID 100.
+func TestPreregisteredAndNoDrivers(t *testing.T) {
+	url, _ := testenv.NATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cli := testenv.Connect(t, ctx, url, "cli")
+	rec := testenv.Record(t, testenv.Dial(t, url), func(m *nats.Msg) {
+		parts := strings.Split(m.Subject, ".")
+		if err := schemas.Validate(parts[1], parts[2], parts[3], m.Data); err != nil {
+			t.Errorf("%s does not match its schema: %v", m.Subject, err)
+		}
+	}, "slipway.evt.>")
+	testenv.SetupStreams(t, ctx, url)
+	svc := New(testenv.Connect(t, ctx, url, ServiceName), Config{Offline: true,
+		Endpoints: map[schemas.MarketMAD]string{schemas.MarketMADLinuxcontainers: "http://127.0.0.1:1/"},
+		Settings:  market.Settings{Logger: testenv.Logger(t, slog.LevelError)}})
+	testenv.Start(t, ctx, ServiceName, svc.Run, svc.Ready())
+
+	list := testenv.Query[[]market.Market](t, ctx, cli, ServiceName, market.QueryList, nil)
+	want := map[int64]string{0: "OpenNebula Public", 1: "Linux Containers", 2: "TurnKey Linux Containers"}
+	if len(list) != 3 {
+		t.Fatalf("marketplaces: %+v", list)
+	}
+	for _, mk := range list {
+		if want[mk.ID] != mk.Name || mk.Monitoring || mk.Permissions != "744" || mk.User != "oneadmin" {
+			t.Errorf("marketplace %d: %+v", mk.ID, mk)
+		}
+		if mk.ID == 1 && mk.Endpoint != "http://127.0.0.1:1" {
+			t.Errorf("Linux Containers' endpoint: %q", mk.Endpoint)
+		}
+		if mk.ID == 2 && mk.Endpoint != DefaultTurnKeyEndpoint {
+			t.Errorf("TurnKey's endpoint: %q", mk.Endpoint)
+		}
+	}
+
+	env := testenv.Command(t, ctx, cli, ServiceName, market.CommandRefresh, schemas.MarketRefresh{MarketID: 1})
+	var ev schemas.MarketAppsRefreshed
+	decode(t, wait(t, rec, env, "apps-refreshed"), &ev)
+	if ev.Error != "no driver for MAD linuxcontainers in this build" {
+		t.Errorf("listing without a driver: %+v", ev)
+	}
+	mk := testenv.Query[market.Market](t, ctx, cli, ServiceName, market.QueryShow, schemas.MarketShowRequest{Name: "Linux Containers"})
+	if mk.Error != ev.Error {
+		t.Errorf("market show: error %q", mk.Error)
+	}
+
+	env = testenv.Command(t, ctx, cli, ServiceName, market.CommandMarketCreate, schemas.MarketCreate{Name: "lxc",
+		Mad: schemas.MarketMADLinuxcontainers, Endpoint: "https://images.example/", ImageSizeMb: 1024,
+		Filesystem: schemas.FilesystemExt4, Format: schemas.DiskFormatQcow2, Monitoring: new(false)})
+	decode(t, wait(t, rec, env, "market-created"), &mk)
+	if mk.ID != market.FirstCreatedID || mk.Endpoint != "https://images.example" || mk.ImageSizeMb != 1024 ||
+		mk.Format != schemas.DiskFormatQcow2 || mk.Filesystem != schemas.FilesystemExt4 {
+		t.Errorf("created: %+v", mk)
+	}
+}
+
+func wait(t *testing.T, rec *testenv.Recorder, env envelope.Envelope, event string) *nats.Msg {
+	t.Helper()
+	return rec.Wait(t, event, func(m *nats.Msg) bool {
+		return strings.HasPrefix(m.Subject, "slipway.evt.market-lxc."+event+".") &&
+			m.Header.Get(envelope.HeaderCorrelationID) == env.CorrelationID
+	})
+}
+
+func decode(t *testing.T, m *nats.Msg, v any) {
+	t.Helper()
+	if err := json.Unmarshal(m.Data, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	t.Setenv(market.EnvMonitoring, "off")
+	t.Setenv(EnvLXCEndpoint, "http://127.0.0.1:8080/")
+	cfg, err := ConfigFromEnv()
+	if err != nil || !cfg.Offline {
+		t.Fatalf("cfg %+v, %v", cfg, err)
+	}
+	cfg.defaults()
+	if cfg.Endpoints[schemas.MarketMADLinuxcontainers] != "http://127.0.0.1:8080" || cfg.Endpoints[schemas.MarketMADOne] != DefaultOneEndpoint {
+		t.Errorf("endpoints: %v", cfg.Endpoints)
+	}
+	t.Setenv(EnvLXCEndpoint, "ftp://x")
+	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), "http(s)") {
+		t.Errorf("ftp endpoint: %v", err)
+	}
+	t.Setenv(EnvLXCEndpoint, "")
+	t.Setenv(EnvKernel, `k"`)
+	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), EnvKernel) {
+		t.Errorf("kernel with a quote: %v", err)
+	}
+}
