@@ -812,6 +812,16 @@ type MarketApp struct {
 	// What the source carries; absent: container.
 	Kind MarketAppKind `json:"kind,omitempty"`
 
+	// TYPE of the image an import of a disk creates, as the index says it; absent: OS.
+	ImageType ImageType `json:"image_type,omitempty"`
+
+	// DEV_PREFIX of the image an import of a disk creates, as the index says it.
+	DevPrefix string `json:"dev_prefix,omitempty"`
+
+	// DRIVER attribute of the image an import of a disk creates (raw, qcow2), as the index says
+	// it.
+	Driver string `json:"driver,omitempty"`
+
 	// Architecture, where the index says it.
 	Arch string `json:"arch,omitempty"`
 
@@ -3573,7 +3583,7 @@ var registry = []registered{
 	{kind: "cmd", service: "catalog", name: "image-chgrp", file: "cmd/catalog.image-chgrp.json", typ: reflect.TypeFor[ImageChgrp](), senders: []string{"users"}, access: "admin"},
 	{kind: "cmd", service: "catalog", name: "image-chmod", file: "cmd/catalog.image-chmod.json", typ: reflect.TypeFor[ImageChmod](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-chown", file: "cmd/catalog.image-chown.json", typ: reflect.TypeFor[ImageChown](), senders: []string{"users"}, access: "admin"},
-	{kind: "cmd", service: "catalog", name: "image-create", file: "cmd/catalog.image-create.json", typ: reflect.TypeFor[ImageCreate](), senders: []string{"users", "kernel-registry", "launcher", "market-dockerhub"}},
+	{kind: "cmd", service: "catalog", name: "image-create", file: "cmd/catalog.image-create.json", typ: reflect.TypeFor[ImageCreate](), senders: []string{"users", "kernel-registry", "launcher", "market-dockerhub", "market-lxc"}},
 	{kind: "cmd", service: "catalog", name: "image-delete", file: "cmd/catalog.image-delete.json", typ: reflect.TypeFor[ImageRef](), senders: []string{"users", "kernel-registry"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-disable", file: "cmd/catalog.image-disable.json", typ: reflect.TypeFor[ImageRef](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-enable", file: "cmd/catalog.image-enable.json", typ: reflect.TypeFor[ImageRef](), senders: []string{"users"}, access: "manage"},
@@ -3609,7 +3619,7 @@ var registry = []registered{
 	{kind: "cmd", service: "launcher", name: "template-chgrp", file: "cmd/launcher.template-chgrp.json", typ: reflect.TypeFor[LauncherTemplateChgrp](), senders: []string{"users"}, access: "admin"},
 	{kind: "cmd", service: "launcher", name: "template-chmod", file: "cmd/launcher.template-chmod.json", typ: reflect.TypeFor[LauncherTemplateChmod](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "template-chown", file: "cmd/launcher.template-chown.json", typ: reflect.TypeFor[LauncherTemplateChown](), senders: []string{"users"}, access: "admin"},
-	{kind: "cmd", service: "launcher", name: "template-create", file: "cmd/launcher.template-create.json", typ: reflect.TypeFor[LauncherTemplateCreate](), senders: []string{"users", "market-dockerhub"}},
+	{kind: "cmd", service: "launcher", name: "template-create", file: "cmd/launcher.template-create.json", typ: reflect.TypeFor[LauncherTemplateCreate](), senders: []string{"users", "market-dockerhub", "market-lxc"}},
 	{kind: "cmd", service: "launcher", name: "template-delete", file: "cmd/launcher.template-delete.json", typ: reflect.TypeFor[LauncherTemplateDelete](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "template-update", file: "cmd/launcher.template-update.json", typ: reflect.TypeFor[LauncherTemplateUpdate](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "terminate", file: "cmd/launcher.terminate.json", typ: reflect.TypeFor[VMAction](), senders: []string{"users"}, access: "manage"},

@@ -184,7 +184,7 @@ func WaitForService(t testing.TB, url, name string) {
 	t.Helper()
 	nc := Dial(t, url)
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if m, err := nc.Request("$SRV.PING."+name, nil, 500*time.Millisecond); err == nil && len(m.Data) > 0 {
+		if answers(nc, name) {
 			return
 		}
 	}

@@ -2,10 +2,13 @@ package marketlxc
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"strings"
 
 	"github.com/slipway/slipway/pkg/market"
 	"github.com/slipway/slipway/pkg/run"
+	"github.com/slipway/slipway/services/market-lxc/pgpverify"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -25,6 +28,10 @@ const (
 	EnvLXCEndpoint     = "SLIPWAY_MARKET_LXC_ENDPOINT"
 	EnvTurnKeyEndpoint = "SLIPWAY_MARKET_TURNKEY_ENDPOINT"
 	EnvKernel          = "SLIPWAY_MARKET_LXC_KERNEL"
+	// EnvTurnKeyKeyring is a file of armored OpenPGP public keys that
+	// sign TurnKey's .hash documents; without it nothing TurnKey lists is
+	// trusted.
+	EnvTurnKeyKeyring = "SLIPWAY_MARKET_TURNKEY_KEYRING"
 )
 
 // Config configures the service: its own settings and the marketplace
@@ -40,6 +47,9 @@ type Config struct {
 	// (SLIPWAY_MARKET_MONITORING=off): nothing is listed until
 	// market-update switches it on.
 	Offline bool
+	// TurnKeyKeyring verifies TurnKey's clearsigned .hash documents
+	// (EnvTurnKeyKeyring); nil fails every turnkeylinux listing.
+	TurnKeyKeyring *pgpverify.Keyring
 	market.Settings
 }
 
@@ -59,11 +69,16 @@ func (c *Config) defaults() {
 // variables keep the defaults.
 func ConfigFromEnv() (Config, error) {
 	var env run.EnvReader
+	var err error
 	cfg := Config{Endpoints: map[schemas.MarketMAD]string{}, Settings: market.ReadSettings(&env, EnvKernel)}
 	for mad, name := range endpointEnv {
 		cfg.Endpoints[mad] = run.Env(name, "")
 	}
 	cfg.Offline = !env.Bool(market.EnvMonitoring, true)
+	if path := run.Env(EnvTurnKeyKeyring, ""); path != "" {
+		cfg.TurnKeyKeyring, err = readKeyring(path)
+		env.Check(err)
+	}
 	env.Check(cfg.validate())
 	return cfg, env.Err()
 }
@@ -85,3 +100,25 @@ func (c Config) validate() error {
 // endpointEnv names the variable of each pre-registered endpoint.
 var endpointEnv = map[schemas.MarketMAD]string{schemas.MarketMADOne: EnvOneEndpoint,
 	schemas.MarketMADLinuxcontainers: EnvLXCEndpoint, schemas.MarketMADTurnkeylinux: EnvTurnKeyEndpoint}
+
+// readKeyring reads the armored public keys of the file at path (at most
+// pgpverify.MaxKeyring bytes).
+func readKeyring(path string) (*pgpverify.Keyring, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", EnvTurnKeyKeyring, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, pgpverify.MaxKeyring+1))
+	if err == nil && len(data) > pgpverify.MaxKeyring {
+		err = fmt.Errorf("larger than %d bytes", pgpverify.MaxKeyring)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s=%s: %w", EnvTurnKeyKeyring, path, err)
+	}
+	k, err := pgpverify.ReadKeyring(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s=%s: %w", EnvTurnKeyKeyring, path, err)
+	}
+	return k, nil
+}

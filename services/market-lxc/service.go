@@ -2,6 +2,9 @@ package marketlxc
 
 import (
 	"context"
+	"log/slog"
+	"net/http"
+	"time"
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/market"
@@ -25,12 +28,20 @@ var Preregistered = []market.Market{
 type Service struct {
 	core *market.Service
 	cfg  Config
+	// client is the drivers' one HTTP client: it dials through the
+	// guard (SLIPWAY_FETCH_ALLOW), whatever the index says.
+	client *http.Client
+	log    *slog.Logger
 }
+
+// fetchTimeout bounds one index request of a driver (images.json is
+// about 10 MB).
+const fetchTimeout = 2 * time.Minute
 
 // New builds the service on b, which must be market-lxc's bus.
 func New(b *bus.Bus, cfg Config) *Service {
 	cfg.defaults()
-	s := &Service{cfg: cfg}
+	s := &Service{cfg: cfg, client: cfg.Guard.Client(fetchTimeout), log: cfg.Logger}
 	ds := market.Drivers{}
 	for mad, build := range drivers {
 		ds[mad] = build(s)
