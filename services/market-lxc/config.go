@@ -8,8 +8,8 @@ import (
 
 	"github.com/slipway/slipway/pkg/market"
 	"github.com/slipway/slipway/pkg/run"
-	"github.com/slipway/slipway/services/market-lxc/pgpverify"
 	"github.com/slipway/slipway/schemas"
+	"github.com/slipway/slipway/services/market-lxc/pgpverify"
 )
 
 // Default endpoints of the pre-registered marketplaces: the real public

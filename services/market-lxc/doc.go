@@ -1,7 +1,8 @@
 // Package marketlxc is Slipway's market-lxc service: the marketplaces of
-// OpenNebula's own kinds — its public marketplace (MAD one), Linux
-// Containers image servers (linuxcontainers), TurnKey Linux's appliance
-// index (turnkeylinux), and the private http and s3 marketplaces — on the
+// OpenNebula's own kinds — its public marketplace (MAD one,
+// driver_one.go), Linux Containers image servers (linuxcontainers,
+// driver_lxc.go), TurnKey Linux's appliance index (turnkeylinux,
+// driver_turnkey.go), and the private http and s3 marketplaces — on the
 // marketplace core, package market, which it shares with market-dockerhub.
 //
 // On its first start it pre-registers the seeds' marketplaces 0 "OpenNebula

@@ -56,11 +56,7 @@ func (d lxcDriver) List(ctx context.Context, mk market.Market) ([]market.App, er
 	for _, e := range l.Entries {
 		apps = append(apps, lxcApp(e.Name, e.OS, e.Release, e.Arch, e.Variant, e.Version, e.URL, e.SHA256, e.Size, e.Aliases))
 	}
-	skip.log(d.s, mk)
-	if len(apps) == 0 && skip.count > 0 {
-		return nil, skip.errAllSkipped(simplestreams.IndexPath)
-	}
-	return apps, nil
+	return skip.done(d.s, mk, simplestreams.IndexPath, apps)
 }
 
 // listDownloadIndex lists the LXC download index (meta/1.0/index-system).
@@ -83,11 +79,7 @@ func (d lxcDriver) listDownloadIndex(ctx context.Context, mk market.Market) ([]m
 		}
 		apps = append(apps, lxcApp(e.Name, e.Dist, e.Release, e.Arch, e.Variant, e.Build, e.URL, e.SHA256, 0, nil))
 	}
-	skip.log(d.s, mk)
-	if len(apps) == 0 && skip.count > 0 {
-		return nil, skip.errAllSkipped(lxcindex.IndexPath)
-	}
-	return apps, nil
+	return skip.done(d.s, mk, lxcindex.IndexPath, apps)
 }
 
 // lxcApp is the app of one product's newest build: OpenNebula's attributes

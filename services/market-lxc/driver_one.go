@@ -62,11 +62,7 @@ func (d oneDriver) List(ctx context.Context, mk market.Market) ([]market.App, er
 		seen[app.Name] = true
 		apps = append(apps, app)
 	}
-	skip.log(d.s, mk)
-	if len(apps) == 0 && skip.count > 0 {
-		return nil, skip.errAllSkipped(oneapp.ListPath)
-	}
-	return apps, nil
+	return skip.done(d.s, mk, oneapp.ListPath, apps)
 }
 
 // oneApp is the app of an appliance: OpenNebula's attributes, its VM

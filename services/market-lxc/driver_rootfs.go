@@ -1,7 +1,6 @@
 package marketlxc
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"runtime"
@@ -69,17 +68,17 @@ func (s *skipped) add(name, reason string) {
 	}
 }
 
-// log reports what a listing of mk left out, if anything.
-func (s *skipped) log(svc *Service, mk market.Market) {
+// done ends a listing of mk from what (an index file): it logs what was
+// left out, and a listing that left out every entry fails with the first
+// reasons (recorded on the marketplace, whose apps stay).
+func (s *skipped) done(svc *Service, mk market.Market, what string, apps []market.App) ([]market.App, error) {
 	if s.count == 0 {
-		return
+		return apps, nil
 	}
 	svc.log.Warn("listing left entries out: they cannot be verified or do not parse", "market", mk.ID,
 		"name", mk.Name, "skipped", s.count, "first", strings.Join(s.reasons, "; "))
-}
-
-// errAllSkipped is a listing whose every entry was left out: recorded on
-// the marketplace (the apps listed before stay), with the first reasons.
-func (s *skipped) errAllSkipped(what string) error {
-	return errors.New(what + ": every entry was left out (" + fmt.Sprint(s.count) + "): " + strings.Join(s.reasons, "; "))
+	if len(apps) == 0 {
+		return nil, fmt.Errorf("%s: every entry was left out (%d): %s", what, s.count, strings.Join(s.reasons, "; "))
+	}
+	return apps, nil
 }

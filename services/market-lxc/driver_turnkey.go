@@ -87,11 +87,7 @@ func (d turnkeyDriver) List(ctx context.Context, mk market.Market) ([]market.App
 		}
 		apps = append(apps, turnkeyApp(e, sums))
 	}
-	skip.log(d.s, mk)
-	if len(apps) == 0 && skip.count > 0 {
-		return nil, skip.errAllSkipped(aplinfo.IndexFile)
-	}
-	return apps, nil
+	return skip.done(d.s, mk, aplinfo.IndexFile, apps)
 }
 
 // verifiedSums are the sums of e's tarball from its verified .hash: from

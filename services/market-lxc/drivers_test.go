@@ -259,7 +259,6 @@ func TestImportOneAppliance(t *testing.T) {
 	}
 }
 
-
 // TestTurnKeyHashes lists a TurnKey fake whose .hash documents are
 // spoiled: an app whose .hash has a bad signature, none, another key's, or
 // sums of another file is not listed, and the log names it; the sums of
