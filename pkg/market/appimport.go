@@ -27,7 +27,9 @@ const maxImageDescription = 1024
 
 // appImport has the catalog create an image of the app (what the driver
 // says: a docker:// or an http(s):// path) and waits for its ID, then
-// sends the launcher a VM template whose disk is that image, keeps the
+// sends the launcher a VM template whose disk is that image (an app made
+// of parts, Composer: one image per part, the template naming them all;
+// app-imported names the first), keeps the
 // template for app-show and reports app-imported. The catalog's refusal (a
 // taken name, an unknown datastore) refuses the import with the catalog's
 // message. It does not wait for the image to be built: the catalog's
@@ -45,16 +47,26 @@ func (s *Service) appImport(ctx context.Context, m *bus.Msg) error {
 	if !ok {
 		return &refusal{fmt.Errorf("marketplace %d (%s): %w", mk.ID, mk.Name, &NoDriverError{MAD: mk.Mad})}
 	}
-	create, err := d.ImageCreate(mk, app, Effective(mk, req))
-	if err != nil {
-		return &refusal{fmt.Errorf("import %s of %s: %w", app.Name, mk.Name, err)}
-	}
-	s.fillCreate(&create, m, mk, app, req)
-	imageID, err := s.importImage(ctx, m, create)
+	parts, err := s.parts(ctx, d, mk, app, req.Name)
 	if err != nil {
 		return err
 	}
-	tmpl, err := s.vmTemplate(mk, app, req.Name, Disk{ID: imageID})
+	// Every part's image-create is checked before the first is sent.
+	creates := make([]schemas.ImageCreate, len(parts))
+	for i, p := range parts {
+		if creates[i], err = d.ImageCreate(mk, p.app, Effective(mk, req)); err != nil {
+			return &refusal{fmt.Errorf("import %s of %s: %w", p.app.Name, mk.Name, err)}
+		}
+		s.fillCreate(&creates[i], m, mk, p.app, req)
+		creates[i].Name = p.image
+	}
+	disks := make([]Disk, len(parts))
+	for i, p := range parts {
+		if disks[i].ID, err = s.importImage(ctx, m, p.key, creates[i]); err != nil {
+			return err
+		}
+	}
+	tmpl, err := s.vmTemplate(mk, app, req.Name, disks)
 	if err != nil {
 		return &refusal{fmt.Errorf("the VM template of %s: %w", app.Name, err)}
 	}
@@ -66,7 +78,7 @@ func (s *Service) appImport(ctx context.Context, m *bus.Msg) error {
 	if err := s.store.putTemplate(ctx, mk.ID, app.Name, tmpl); err != nil {
 		return err
 	}
-	ev := schemas.MarketAppImported{MarketID: mk.ID, App: app.Name, Name: req.Name, URL: create.Path, ImageID: imageID, Template: tmpl}
+	ev := schemas.MarketAppImported{MarketID: mk.ID, App: app.Name, Name: req.Name, URL: creates[0].Path, ImageID: disks[0].ID, Template: tmpl}
 	_, err = s.bus.Event(ctx, EventAppImported, idToken(mk.ID), ev, CausedBy(m.Envelope, EventAppImported)...)
 	return err
 }
@@ -95,13 +107,52 @@ func (s *Service) fillCreate(c *schemas.ImageCreate, m *bus.Msg, mk Market, app 
 	c.Attributes[AttrImport] = m.Envelope.ID
 }
 
+// part is one image an import creates: of which app, its name, and the
+// key its answer is remembered under.
+type part struct {
+	app   App
+	image string
+	key   string
+}
+
+// parts are the images an import of app as name creates: the app itself,
+// or each of its parts (Composer), looked up in the same marketplace.
+func (s *Service) parts(ctx context.Context, d Driver, mk Market, app App, name string) ([]part, error) {
+	c, ok := d.(Composer)
+	if !ok {
+		return []part{{app: app, image: name, key: ""}}, nil
+	}
+	names, err := c.Parts(app)
+	if err != nil {
+		return nil, &refusal{fmt.Errorf("import %s of %s: %w", app.Name, mk.Name, err)}
+	}
+	if len(names) == 0 {
+		return []part{{app: app, image: name, key: ""}}, nil
+	}
+	out := make([]part, len(names))
+	for i, n := range names {
+		p, err := s.store.app(ctx, mk.ID, n)
+		if errors.Is(err, ErrNotFound) {
+			return nil, missing("app %s of marketplace %d (%s) is made of app %q, which it does not list", app.Name, mk.ID, mk.Name, n)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[i] = part{app: p, image: partName(name, i), key: "." + strconv.Itoa(i)}
+	}
+	return out, nil
+}
+
+// partName is the name of the image of an import's part i.
+func partName(name string, i int) string { return name + "-" + strconv.Itoa(i) }
+
 // vmTemplate is the VM template of an import of app as name: the driver's
 // when it brings its own (Templater), else the core's.
-func (s *Service) vmTemplate(mk Market, app App, name string, disk Disk) (string, error) {
+func (s *Service) vmTemplate(mk Market, app App, name string, disks []Disk) (string, error) {
 	if t, ok := s.cfg.Drivers[mk.Mad].(Templater); ok {
-		return t.VMTemplate(mk, app, name, disk)
+		return t.VMTemplate(mk, app, name, disks)
 	}
-	return VMTemplate(name, s.cfg.User, s.cfg.Kernel, disk, app), nil
+	return VMTemplate(name, s.cfg.User, s.cfg.Kernel, disks[0], app), nil
 }
 
 // importedApp finds the marketplace and the app an import names. Importing
@@ -133,8 +184,9 @@ func (s *Service) importedApp(ctx context.Context, m *bus.Msg, req AppImport) (M
 // catalog once per import: the answer is remembered under the command's
 // ce-id, because a repeated image-create would get no answer (JetStream
 // and the catalog both drop a command they have seen).
-func (s *Service) importImage(ctx context.Context, m *bus.Msg, create schemas.ImageCreate) (int64, error) {
-	key := ImportAnswerKey(m.Envelope.ID)
+// suffix tells the images of one import apart ("" for the only one).
+func (s *Service) importImage(ctx context.Context, m *bus.Msg, suffix string, create schemas.ImageCreate) (int64, error) {
+	key := ImportAnswerKey(m.Envelope.ID) + suffix
 	if e, err := s.dedup.Get(ctx, key); err == nil {
 		return strconv.ParseInt(string(e.Value()), 10, 64)
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {

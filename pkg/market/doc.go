@@ -24,6 +24,8 @@
 //     remembered per import command), then the launcher's template-create.
 //
 // The style is go-containerregistry's "partial": a Driver implements the
-// three required methods; optional interfaces (Templater) let it take over
-// more, and the core fills in the rest.
+// three required methods; optional interfaces (Templater: the app's own
+// VM template; Composer: an app made of other apps, each imported as an
+// image the template names) let it take over more, and the core fills in
+// the rest.
 package market

@@ -33,10 +33,22 @@ type Driver interface {
 }
 
 // Templater is a Driver whose apps bring their VM template (OpenNebula's
-// public appliances). disk is the image the template's disk names; the
-// others get the core's VMTemplate.
+// public appliances). disks are the images the template's disks name, in
+// order: the app's own, or those of its Parts; the others get the core's
+// VMTemplate.
 type Templater interface {
-	VMTemplate(mk Market, app App, name string, disk Disk) (string, error)
+	VMTemplate(mk Market, app App, name string, disks []Disk) (string, error)
+}
+
+// Composer is a Driver some of whose apps are made of other apps of the
+// same marketplace (OpenNebula's VMTEMPLATE appliances, whose template
+// names the IMAGE apps of its disks). An import of such an app imports
+// each part as image <name>-<i> (i from 0, with the part's ImageCreate),
+// then sends one VM template naming all of them (Templater).
+type Composer interface {
+	// Parts are the names of the apps app is made of, in disk order;
+	// none for an app imported by itself.
+	Parts(app App) ([]string, error)
 }
 
 // Drivers are a service's drivers by MAD. A MAD the service owns without a

@@ -149,7 +149,7 @@ func (s *Service) queryAppShow(ctx context.Context, r schemas.MarketAppShowReque
 		return App{}, err
 	}
 	if app.Template == "" {
-		if app.Template, err = s.vmTemplate(mk, app, app.Name, Disk{ID: -1, Name: app.Name, User: s.cfg.User}); err != nil {
+		if app.Template, err = s.vmTemplate(mk, app, app.Name, s.showDisks(mk, app)); err != nil {
 			return App{}, err
 		}
 	}
@@ -190,4 +190,20 @@ func (s *Service) findApp(ctx context.Context, r schemas.MarketAppShowRequest) (
 		return App{}, bus.NotFound(fmt.Errorf("app %d does not exist", *r.ID))
 	}
 	return App{}, bus.NotFound(fmt.Errorf("no app is named %q", r.Name))
+}
+
+// showDisks are the disks of the template app-show shows before any
+// import: by the names an import under the app's own name would give
+// them, which the launcher resolves when the VM is instantiated.
+func (s *Service) showDisks(mk Market, app App) []Disk {
+	if c, ok := s.cfg.Drivers[mk.Mad].(Composer); ok {
+		if names, err := c.Parts(app); err == nil && len(names) > 0 {
+			disks := make([]Disk, len(names))
+			for i := range names {
+				disks[i] = Disk{ID: -1, Name: partName(app.Name, i), User: s.cfg.User}
+			}
+			return disks
+		}
+	}
+	return []Disk{{ID: -1, Name: app.Name, User: s.cfg.User}}
 }

@@ -20,8 +20,9 @@ import (
 // appliance of one file imports that file through the converter, from
 // its download URL (a redirect the converter follows through the guard),
 // with every checksum the appliance gives enforced, and brings its VM
-// template (a Templater). VMTEMPLATE and SERVICE_TEMPLATE appliances are
-// listed with their type; importing them is refused.
+// template (a Templater). A VMTEMPLATE appliance imports the IMAGE apps
+// its disks name (a market.Composer) under its template. SERVICE_TEMPLATE
+// appliances are listed with their type; importing them is refused.
 type oneDriver struct{ s *Service }
 
 func (d oneDriver) Validate(mk *market.Market) error {
@@ -86,7 +87,8 @@ func oneApp(base *url.URL, e oneapp.Entry) (market.App, error) {
 	switch e.Type {
 	case oneapp.TypeVMTemplate:
 		app.Type = schemas.MarketAppTypeVmtemplate
-		return app, nil
+		app.VMTemplate, err = withDiskApps(tmpl, e.Disks)
+		return app, err
 	case oneapp.TypeServiceTemplate:
 		app.Type = schemas.MarketAppTypeServiceTemplate
 		return app, nil
@@ -139,9 +141,48 @@ func marketArch(arch string) string {
 	return ""
 }
 
+// withDiskApps is a VMTEMPLATE appliance's template with its disks as
+// OpenNebula writes them, DISK = [ APP = "<IMAGE app>" ]: what Parts reads.
+func withDiskApps(tmpl string, apps []string) (string, error) {
+	if len(apps) == 0 {
+		return "", errors.New("a VMTEMPLATE appliance that names no disk app")
+	}
+	t, err := onetemplate.ParseString(tmpl)
+	if err != nil {
+		return "", err
+	}
+	for _, a := range apps {
+		t.AddVector("DISK", map[string]string{"APP": a})
+	}
+	return t.String(), nil
+}
+
+// Parts are the IMAGE apps a VMTEMPLATE appliance's disks name (market
+// Composer): an import imports each, and the template names their images.
+func (d oneDriver) Parts(app market.App) ([]string, error) {
+	if app.Type != schemas.MarketAppTypeVmtemplate {
+		return nil, nil
+	}
+	t, err := onetemplate.ParseString(app.VMTemplate)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, v := range t.Vectors("DISK") {
+		if v["APP"] == "" {
+			return nil, fmt.Errorf("app %s: a DISK without APP", app.Name)
+		}
+		names = append(names, v["APP"])
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("app %s: a VMTEMPLATE appliance whose template names no disk app", app.Name)
+	}
+	return names, nil
+}
+
 func (d oneDriver) ImageCreate(_ market.Market, app market.App, req market.AppImport) (schemas.ImageCreate, error) {
 	if app.Type != "" && app.Type != schemas.MarketAppTypeImage {
-		return schemas.ImageCreate{}, fmt.Errorf("app %s is a %s appliance: Slipway imports only IMAGE appliances of OpenNebula's marketplace so far (import the IMAGE apps its template names)", app.Name, app.Type)
+		return schemas.ImageCreate{}, fmt.Errorf("app %s is a %s appliance: Slipway imports IMAGE appliances, and VMTEMPLATE ones with theirs, not service templates", app.Name, app.Type)
 	}
 	src, err := verifiedSource(app)
 	if err != nil {
@@ -155,9 +196,10 @@ func (d oneDriver) ImageCreate(_ market.Market, app market.App, req market.AppIm
 }
 
 // VMTemplate is the appliance's own VM template (CPU, MEMORY, CONTEXT,
-// GRAPHICS…) named name, with one DISK: the imported image. The
-// appliance's own DISK and NAME are replaced.
-func (d oneDriver) VMTemplate(_ market.Market, app market.App, name string, disk market.Disk) (string, error) {
+// GRAPHICS…) named name, whose DISKs are disks: the imported image, or
+// those of a VMTEMPLATE appliance's disk apps in order. The appliance's
+// own DISK and NAME are replaced.
+func (d oneDriver) VMTemplate(_ market.Market, app market.App, name string, disks []market.Disk) (string, error) {
 	t, err := onetemplate.ParseString(app.VMTemplate)
 	if err != nil {
 		return "", err
@@ -165,11 +207,13 @@ func (d oneDriver) VMTemplate(_ market.Market, app market.App, name string, disk
 	t.Del("NAME")
 	t.Del("DISK")
 	t.Attrs = append([]onetemplate.Attr{{Name: "NAME", Value: name}}, t.Attrs...)
-	dv := map[string]string{"IMAGE": disk.Name, "IMAGE_UNAME": disk.User}
-	if disk.ID >= 0 {
-		dv = map[string]string{"IMAGE_ID": strconv.FormatInt(disk.ID, 10)}
+	for _, disk := range disks {
+		dv := map[string]string{"IMAGE": disk.Name, "IMAGE_UNAME": disk.User}
+		if disk.ID >= 0 {
+			dv = map[string]string{"IMAGE_ID": strconv.FormatInt(disk.ID, 10)}
+		}
+		t.AddVector("DISK", dv)
 	}
-	t.AddVector("DISK", dv)
 	return t.String(), nil
 }
 

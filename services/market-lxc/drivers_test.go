@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/slipway/slipway/pkg/market"
+	"github.com/slipway/slipway/pkg/onetemplate"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/market-lxc/marketfake"
@@ -196,8 +197,8 @@ func qcow2(t *testing.T, name string) []byte {
 // marketplace fake through the real catalog and converter: their 302
 // download is followed, md5 and sha256 are enforced (a tampered file with
 // only an md5 ends ERROR), the VM template is the appliance's with the
-// image as its disk. VMTEMPLATE and SERVICE_TEMPLATE appliances are
-// listed with their type and their import is refused.
+// image as its disk. A VMTEMPLATE appliance imports its disk app under its
+// template; a SERVICE_TEMPLATE is listed and its import refused.
 func TestImportOneAppliance(t *testing.T) {
 	on := marketfake.NewOpenNebula(t,
 		marketfake.OneAppliance{Name: "Busybox", Version: "1.0", Publisher: "marketfake", Disk: qcow2(t, "a"),
@@ -206,12 +207,13 @@ func TestImportOneAppliance(t *testing.T) {
 		marketfake.OneAppliance{Name: "Tampered", Version: "1.0", Disk: qcow2(t, "c"), LegacyMD5: true},
 		marketfake.OneAppliance{Name: "Busybox VM", Type: "VMTEMPLATE", Disks: []string{"Busybox"}, Template: `{"CPU":"1","MEMORY":"128"}`},
 		marketfake.OneAppliance{Name: "Busybox service", Type: "SERVICE_TEMPLATE", Roles: map[string]string{"web": "Busybox VM"}},
+		marketfake.OneAppliance{Name: "Orphan VM", Type: "VMTEMPLATE", Disks: []string{"Gone"}, Template: `{"CPU":"1"}`},
 	)
 	served := on.Apps()
 	on.Tamper(t, served[2].ID)
 	h := newHarness(t, Config{}).withImports()
 	mk, ev := h.createMarket(schemas.MarketCreate{Name: "one", Mad: schemas.MarketMADOne, Endpoint: on.URL})
-	if ev.Error != "" || ev.Apps != 5 {
+	if ev.Error != "" || ev.Apps != 6 {
 		t.Fatalf("listing: %+v", ev)
 	}
 	apps := h.apps(mk.ID)
@@ -252,10 +254,31 @@ func TestImportOneAppliance(t *testing.T) {
 	if after := h.objects(); !slices.Equal(after, before) {
 		t.Errorf("a tampered disk left objects: before %v, after %v", before, after)
 	}
-	for _, app := range []string{"Busybox VM", "Busybox service"} {
-		if msg := h.refused(mk.ID, app, "t-"+strings.ReplaceAll(app, " ", "-")); !strings.Contains(msg, app) || !strings.Contains(msg, "imports only IMAGE appliances") {
-			t.Errorf("import of %s: %q", app, msg)
-		}
+
+	// A VMTEMPLATE appliance imports the IMAGE app its disk names, as
+	// image <name>-0, under its own template.
+	vmImg := h.importApp(mk.ID, "Busybox VM", "vm")
+	if vmImg.Name != "vm-0" || vmImg.State != schemas.ImageStateReady || vmImg.Attributes["MARKETPLACE_APP"] != "Busybox" {
+		t.Errorf("the VM's disk: %s %s %q %v", vmImg.Name, vmImg.State, vmImg.Error, vmImg.Attributes)
+	}
+	vm := testenv.Query[market.App](t, h.ctx, h.cli, ServiceName, schemas.QueryMarketLxcAppShow,
+		schemas.MarketAppShowRequest{MarketID: &mk.ID, Name: "Busybox VM"})
+	parsed, err := onetemplate.ParseString(vm.Template)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if disks := parsed.Vectors("DISK"); len(disks) != 1 || disks[0]["IMAGE_ID"] != strconv.FormatInt(vmImg.ID, 10) || !strings.Contains(vm.Template, `NAME = "vm"`) {
+		t.Errorf("the VM's template:\n%s", vm.Template)
+	}
+	before = h.objects()
+	if msg := h.refused(mk.ID, "Orphan VM", "orphan"); !strings.Contains(msg, `is made of app "Gone", which it does not list`) {
+		t.Errorf("import of a VM whose disk app is not listed: %q", msg)
+	}
+	if after := h.objects(); !slices.Equal(after, before) {
+		t.Errorf("a refused import left objects: before %v, after %v", before, after)
+	}
+	if msg := h.refused(mk.ID, "Busybox service", "svc"); !strings.Contains(msg, "Busybox service") || !strings.Contains(msg, "SERVICE_TEMPLATE") {
+		t.Errorf("import of a service template: %q", msg)
 	}
 }
 

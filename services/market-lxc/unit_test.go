@@ -60,7 +60,7 @@ func TestApplianceTemplateKeepsIndexTextOutOfSyntax(t *testing.T) {
 			}
 		}
 	}
-	vm, err := oneDriver{}.VMTemplate(market.Market{}, market.App{VMTemplate: text}, "mine", market.Disk{ID: 7})
+	vm, err := oneDriver{}.VMTemplate(market.Market{}, market.App{VMTemplate: text}, "mine", []market.Disk{{ID: 7}})
 	if err != nil {
 		t.Fatal(err)
 	}
