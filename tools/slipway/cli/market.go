@@ -693,7 +693,8 @@ func showApp(w io.Writer, a schemas.MarketApp, m schemas.Market) error {
 		{"TAGS", strings.Join(a.Tags, ", ")}, {"SIZE", size}, {"STATE", appState(a)}, {"TYPE", appType(a)},
 		{"REGISTER TIME", a.Regtime}}
 	for _, extra := range [][2]string{{"PUBLISHER", a.Publisher}, {"FORMAT", a.Format}, {"KIND", string(a.Kind)},
-		{"OS", a.OS}, {"RELEASE", a.Release}, {"ARCH", a.Arch}, {"VARIANT", a.Variant}, {"CHECKSUMS", strings.Join(a.Checksums, " ")}} {
+		{"OS", a.OS}, {"RELEASE", a.Release}, {"ARCH", a.Arch}, {"VARIANT", a.Variant}, {"CHECKSUMS", strings.Join(a.Checksums, " ")},
+		{"IMAGE TYPE", string(a.ImageType)}, {"DEV_PREFIX", a.DevPrefix}, {"DRIVER", a.Driver}} {
 		if extra[1] != "" {
 			lines = append(lines, extra)
 		}
