@@ -244,6 +244,17 @@ const (
 	MarketAppKindDisk      MarketAppKind = "disk"
 )
 
+// MarketFileType is defined in defs.json.
+//
+// The file of a Linux Containers build an import reads (simplestreams ftype).
+type MarketFileType string
+
+// MarketFileType values.
+const (
+	MarketFileTypeRootTarXz  MarketFileType = "root.tar.xz"
+	MarketFileTypeDiskKvmImg MarketFileType = "disk-kvm.img"
+)
+
 // KernelFormat is defined in defs.json.
 //
 // How a kernel file is laid out: an ELF vmlinux or an x86 bzImage.
@@ -330,6 +341,7 @@ var (
 	MarketAppTypeValues       = enumValues(MarketAppTypeImage, MarketAppTypeVmtemplate, MarketAppTypeServiceTemplate)
 	MarketAppStateValues      = enumValues(MarketAppStateReady)
 	MarketAppKindValues       = enumValues(MarketAppKindContainer, MarketAppKindRootfs, MarketAppKindDisk)
+	MarketFileTypeValues      = enumValues(MarketFileTypeRootTarXz, MarketFileTypeDiskKvmImg)
 	KernelFormatValues        = enumValues(KernelFormatElf, KernelFormatBzimage)
 	KernelCompressionValues   = enumValues(KernelCompressionNone, KernelCompressionGzip, KernelCompressionXz, KernelCompressionZstd, KernelCompressionLz4, KernelCompressionLzma, KernelCompressionBzip2, KernelCompressionLzo)
 	KernelSourceValues        = enumValues(KernelSourceAdd, KernelSourceCatalog)
@@ -709,6 +721,10 @@ type Market struct {
 	// Image variant listed (linuxcontainers); absent: default.
 	Variant string `json:"variant,omitempty"`
 
+	// File of each build an import reads (FTYPE, linuxcontainers): root.tar.xz, built into a disk,
+	// or disk-kvm.img, imported as it is; absent: root.tar.xz.
+	Ftype MarketFileType `json:"ftype,omitempty"`
+
 	// Architectures listed (linuxcontainers, turnkeylinux); absent: the host's.
 	Arches []string `json:"arches,omitempty"`
 
@@ -886,6 +902,10 @@ type MarketCreate struct {
 	// Image variant listed (linuxcontainers); absent: default.
 	Variant string `json:"variant,omitempty"`
 
+	// File of each build an import reads (FTYPE, linuxcontainers): root.tar.xz, built into a disk,
+	// or disk-kvm.img, imported as it is; absent: root.tar.xz.
+	Ftype MarketFileType `json:"ftype,omitempty"`
+
 	// Architectures listed (linuxcontainers, turnkeylinux); absent: the host's.
 	Arches []string `json:"arches,omitempty"`
 
@@ -924,6 +944,9 @@ type MarketUpdate struct {
 
 	// New image variant (linuxcontainers).
 	Variant *string `json:"variant,omitempty"`
+
+	// New FTYPE (linuxcontainers).
+	Ftype *MarketFileType `json:"ftype,omitempty"`
 
 	// New architectures (linuxcontainers, turnkeylinux); absent: unchanged.
 	Arches []string `json:"arches,omitempty"`

@@ -191,7 +191,7 @@ func (s *Service) marketCreate(ctx context.Context, m *bus.Msg) error {
 // fromCreate is the record a market-create describes (before its ID).
 func fromCreate(req schemas.MarketCreate) Market {
 	mk := Market{Name: req.Name, Mad: req.Mad, Endpoint: strings.TrimRight(req.Endpoint, "/"), Registry: req.Registry,
-		Insecure: req.Insecure, Variant: req.Variant, Arches: req.Arches, ImageSizeMb: req.ImageSizeMb,
+		Insecure: req.Insecure, Variant: req.Variant, Ftype: req.Ftype, Arches: req.Arches, ImageSizeMb: req.ImageSizeMb,
 		Filesystem: req.Filesystem, Format: req.Format, Monitoring: req.Monitoring == nil || *req.Monitoring}
 	if mk.Mad == "" {
 		mk.Mad = schemas.MarketMADRegistry // market-create before MADs: a registry
@@ -272,6 +272,7 @@ func applyUpdate(mk *Market, req schemas.MarketUpdate) error {
 	set(&mk.Insecure, req.Insecure)
 	set(&mk.Registry, req.Registry)
 	set(&mk.Variant, req.Variant)
+	set(&mk.Ftype, req.Ftype)
 	set(&mk.ImageSizeMb, req.ImageSizeMb)
 	set(&mk.Filesystem, req.Filesystem)
 	set(&mk.Format, req.Format)

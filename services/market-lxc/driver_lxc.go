@@ -38,11 +38,18 @@ func (d lxcDriver) Validate(mk *market.Market) error {
 	return err
 }
 
+// diskKVM reports whether mk imports each build's disk-kvm.img (FTYPE)
+// rather than its root.tar.xz.
+func diskKVM(mk market.Market) bool { return mk.Ftype == schemas.MarketFileTypeDiskKvmImg }
+
 func (d lxcDriver) List(ctx context.Context, mk market.Market) ([]market.App, error) {
-	opt := simplestreams.Options{Variant: mk.Variant, Arches: arches(mk)}
+	opt := simplestreams.Options{Variant: mk.Variant, Arches: arches(mk), File: string(mk.Ftype)}
 	l, err := simplestreams.Fetch(ctx, d.s.client, mk.Endpoint, opt)
 	var se *indexfile.StatusError
 	if errors.As(err, &se) && se.Status == http.StatusNotFound && strings.HasSuffix(se.URL, simplestreams.IndexPath) {
+		if diskKVM(mk) {
+			return nil, fmt.Errorf("FTYPE %s needs a simplestreams index: %w", mk.Ftype, err)
+		}
 		return d.listDownloadIndex(ctx, mk)
 	}
 	if err != nil {
@@ -54,7 +61,11 @@ func (d lxcDriver) List(ctx context.Context, mk market.Market) ([]market.App, er
 	}
 	apps := make([]market.App, 0, len(l.Entries))
 	for _, e := range l.Entries {
-		apps = append(apps, lxcApp(e.Name, e.OS, e.Release, e.Arch, e.Variant, e.Version, e.URL, e.SHA256, e.Size, e.Aliases))
+		app := lxcApp(e.Name, e.OS, e.Release, e.Arch, e.Variant, e.Version, e.URL, e.SHA256, e.Size, e.Aliases)
+		if e.FileType == simplestreams.DiskKVM {
+			app.Kind, app.Format = schemas.MarketAppKindDisk, "qcow2"
+		}
+		apps = append(apps, app)
 	}
 	return skip.done(d.s, mk, simplestreams.IndexPath, apps)
 }
@@ -93,8 +104,17 @@ func lxcApp(name, os, release, arch, variant, build, src, sha256 string, size in
 		Arch: arch, OS: os, Release: release, Variant: variant}
 }
 
+// ImageCreate builds a rootfs app into a disk; a disk-kvm.img app (FTYPE)
+// is imported as it is through the converter, its sha256 enforced.
 func (d lxcDriver) ImageCreate(_ market.Market, app market.App, req market.AppImport) (schemas.ImageCreate, error) {
-	return rootfsImage(app, req)
+	if app.Kind != schemas.MarketAppKindDisk {
+		return rootfsImage(app, req)
+	}
+	src, err := verifiedSource(app)
+	if err != nil {
+		return schemas.ImageCreate{}, err
+	}
+	return schemas.ImageCreate{Type: schemas.ImageTypeOS, Path: src, Checksums: app.Checksums, Format: req.Format}, nil
 }
 
 // aliasTags are a product's aliases as TAGS: "debian/bookworm/default"

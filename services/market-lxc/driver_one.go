@@ -29,8 +29,8 @@ func (d oneDriver) Validate(mk *market.Market) error {
 	if mk.Endpoint == "" {
 		mk.Endpoint = DefaultOneEndpoint
 	}
-	if mk.Variant != "" || len(mk.Arches) > 0 {
-		return errors.New("a one marketplace lists every appliance: it has no variant or architectures")
+	if mk.Variant != "" || mk.Ftype != "" || len(mk.Arches) > 0 {
+		return errors.New("a one marketplace lists every appliance: it has no variant, FTYPE or architectures")
 	}
 	_, err := indexfile.Base(mk.Endpoint)
 	return err

@@ -42,8 +42,8 @@ func (d turnkeyDriver) Validate(mk *market.Market) error {
 	if len(mk.Arches) > 1 {
 		return fmt.Errorf("a turnkeylinux marketplace lists one architecture, not %d (%v): its app names carry none", len(mk.Arches), mk.Arches)
 	}
-	if mk.Variant != "" {
-		return errors.New("a turnkeylinux marketplace has no variant")
+	if mk.Variant != "" || mk.Ftype != "" {
+		return errors.New("a turnkeylinux marketplace has no variant or FTYPE")
 	}
 	_, err := indexFile(mk.Endpoint)
 	return err

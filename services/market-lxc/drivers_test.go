@@ -47,13 +47,15 @@ func keyring(t *testing.T, s *marketfake.Signer) *pgpverify.Keyring {
 }
 
 // TestImportRootfsApps imports a Linux Containers app and a TurnKey app
-// through the real catalog, builder and MinIO: both end READY with the
+// through the real catalog, builder and MinIO (and a Linux Containers
+// disk-kvm.img through the converter): both end READY with the
 // distro of their busybox rootfs detected, their sums enforced. Tampered
 // tarballs (a sha256 for Linux Containers, a sha512 for TurnKey) end
 // ERROR naming the source, the expected and the actual sum, and leave
 // nothing in S3.
 func TestImportRootfsApps(t *testing.T) {
 	debian, alpine := lxcImage(t, "debian", "bookworm"), lxcImage(t, "alpine", "3.20")
+	debian.Disk = qcow2(t, "debian-kvm")
 	fake := marketfake.NewLinuxContainers(t, debian, alpine, lxcImage(t, "ubuntu", "noble"))
 	fake.Tamper(t, "ubuntu:noble:amd64:default")
 	// A mirror that swapped alpine's tarball for another valid one after
@@ -100,6 +102,24 @@ func TestImportRootfsApps(t *testing.T) {
 		}
 		if after := h.objects(); !slices.Equal(after, before) {
 			t.Errorf("a tampered rootfs left objects: before %v, after %v", before, after)
+		}
+	})
+
+	// FTYPE disk-kvm.img lists the builds that have one, imported as disks.
+	t.Run("disk-kvm.img", func(t *testing.T) {
+		mk, ev := h.createMarket(schemas.MarketCreate{Name: "lxc-kvm", Mad: schemas.MarketMADLinuxcontainers, Endpoint: lxc,
+			Arches: []string{"amd64"}, Ftype: schemas.MarketFileTypeDiskKvmImg})
+		if ev.Error != "" || ev.Apps != 1 {
+			t.Fatalf("listing: %+v", ev)
+		}
+		app := h.apps(mk.ID)["debian_bookworm_amd64_default"]
+		if app.Kind != schemas.MarketAppKindDisk || app.Format != "qcow2" || !strings.HasSuffix(app.Source, "/disk.qcow2") ||
+			!slices.Equal(app.Checksums, []string{"sha256:" + hexSHA256(debian.Disk)}) {
+			t.Errorf("app: %+v", app)
+		}
+		img := h.importApp(mk.ID, app.Name, "debian-kvm")
+		if img.State != schemas.ImageStateReady || img.Format != schemas.DiskFormatQcow2 || img.Attributes["MARKETPLACE_APP"] != app.Name {
+			t.Errorf("image: state %s, error %q, format %s", img.State, img.Error, img.Format)
 		}
 	})
 

@@ -88,7 +88,7 @@ func TestValidate(t *testing.T) {
 		{lxcDriver{s}, market.Market{Endpoint: "http://user:pw@images.example"}, "user info"},
 		{newTurnKeyDriver(s), market.Market{Arches: []string{"amd64", "arm64"}}, "one architecture"},
 		{newTurnKeyDriver(s), market.Market{Variant: "cloud"}, "no variant"},
-		{oneDriver{s}, market.Market{Arches: []string{"amd64"}}, "no variant or architectures"},
+		{oneDriver{s}, market.Market{Arches: []string{"amd64"}}, "no variant, FTYPE or architectures"},
 		{oneDriver{s}, market.Market{Endpoint: "https://marketplace.example/?x=1"}, "query"},
 	} {
 		if err := c.d.Validate(&c.mk); err == nil || !strings.Contains(err.Error(), c.want) {

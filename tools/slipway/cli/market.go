@@ -193,7 +193,7 @@ func showMarket(w io.Writer, m schemas.Market) error {
 		{"GROUP", cmp.Or(m.Group, acl.AdminGroup)}, {"MARKET MAD", string(m.Mad)},
 		{"SOURCE", where}, {"INSECURE", render.YesNo(m.Insecure)}, {"MONITORING", render.YesNo(m.Monitoring)},
 		{"APPS", strconv.FormatInt(m.Apps, 10)}, {"ZONE", strconv.FormatInt(m.Zone, 10)}, {"LAST REFRESH", refreshed}}
-	for _, extra := range [][2]string{{"VARIANT", m.Variant}, {"ARCH", strings.Join(m.Arches, " ")},
+	for _, extra := range [][2]string{{"VARIANT", m.Variant}, {"FTYPE", string(m.Ftype)}, {"ARCH", strings.Join(m.Arches, " ")},
 		{"IMAGE_SIZE_MB", sizeOrEmpty(m.ImageSizeMb)}, {"FILESYSTEM", string(m.Filesystem)}, {"FORMAT", string(m.Format)}} {
 		if extra[1] != "" {
 			lines = append(lines, extra)
@@ -292,7 +292,8 @@ func newMarketCreateCmd(c *client) *cobra.Command {
   FILESYSTEM    = "ext4"
   FORMAT        = "qcow2"
 
-plus REGISTRY and INSECURE (registry), VARIANT and ARCH (linuxcontainers; ARCH may list several,
+plus REGISTRY and INSECURE (registry), VARIANT, FTYPE and ARCH (linuxcontainers; FTYPE is
+root.tar.xz, the default, or disk-kvm.img, Slipway's own attribute; ARCH may list several,
 separated by spaces or commas) and MONITORING (YES or NO). DESCRIPTION is accepted and not kept;
 any other attribute is refused. Flags given override the template. Without FILE, --name and
 --registry add a marketplace of an OCI registry (MAD registry). The command goes to the service
@@ -406,11 +407,13 @@ func setMarketAttr(req *schemas.MarketCreate, name, v string) error {
 		req.Format = schemas.DiskFormat(strings.ToLower(v))
 	case "VARIANT":
 		req.Variant = v
+	case "FTYPE":
+		req.Ftype = schemas.MarketFileType(strings.ToLower(v))
 	case "ARCH", "ARCHES":
 		req.Arches = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
 	case "DESCRIPTION":
 	default:
-		return errors.New("not a market template attribute Slipway knows (NAME, MARKET_MAD, ENDPOINT, IMAGE_SIZE_MB, FILESYSTEM, FORMAT, REGISTRY, INSECURE, VARIANT, ARCH, MONITORING, DESCRIPTION)")
+		return errors.New("not a market template attribute Slipway knows (NAME, MARKET_MAD, ENDPOINT, IMAGE_SIZE_MB, FILESYSTEM, FORMAT, REGISTRY, INSECURE, VARIANT, FTYPE, ARCH, MONITORING, DESCRIPTION)")
 	}
 	return err
 }

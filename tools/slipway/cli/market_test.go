@@ -60,6 +60,7 @@ ENDPOINT = "https://127.0.0.1:1/"
 IMAGE_SIZE_MB = "1024"
 FILESYSTEM = "ext4"
 FORMAT = "qcow2"
+FTYPE = "disk-kvm.img"
 MONITORING = "NO"
 `)
 	r = must(t, slipway(t, flags, "market", "create", tpl), "market create FILE")
@@ -67,7 +68,7 @@ MONITORING = "NO"
 		t.Errorf("create from a template: %q", r.stdout)
 	}
 	mustShow(t, flags, []string{"market", "show", "lxc"}, "MARKET MAD     : linuxcontainers", "SOURCE         : https://127.0.0.1:1",
-		"IMAGE_SIZE_MB  : 1024", "FORMAT         : qcow2")
+		"IMAGE_SIZE_MB  : 1024", "FORMAT         : qcow2", "FTYPE          : disk-kvm.img")
 	r = slipway(t, flags, "market", "refresh", "lxc")
 	// The guard refuses the endpoint (loopback, not in SLIPWAY_FETCH_ALLOW):
 	// the failed listing is recorded on the marketplace.
