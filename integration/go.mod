@@ -12,7 +12,7 @@ require (
 	github.com/slipway/slipway/services/builder v0.0.0
 	github.com/slipway/slipway/services/catalog v0.0.0
 	github.com/slipway/slipway/services/converter v0.0.0
-	github.com/slipway/slipway/services/kernel-registry v0.0.0 // indirect
+	github.com/slipway/slipway/services/kernel-registry v0.0.0
 	github.com/slipway/slipway/services/market-dockerhub v0.0.0
 	github.com/slipway/slipway/tools/slipway v0.0.0
 	go.opentelemetry.io/otel/sdk v1.47.0
@@ -34,7 +34,7 @@ require (
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/go-viper/mapstructure/v2 v2.5.0 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
-	github.com/google/uuid v1.6.0 // indirect
+	github.com/google/uuid v1.6.0
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.31.0 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
@@ -105,6 +105,16 @@ require (
 	gopkg.in/ini.v1 v1.67.3 // indirect
 )
 
+require github.com/slipway/slipway/services/market-lxc v0.0.0
+
+require (
+	github.com/ProtonMail/go-crypto v1.5.2 // indirect
+	github.com/cloudflare/circl v1.6.3 // indirect
+	github.com/digitalocean/go-libvirt v0.0.0-20220804181439-8648fbde413e // indirect
+	github.com/digitalocean/go-qemu v0.0.0-20230711162256-2e3d0186973e // indirect
+	github.com/secure-io/sio-go v0.3.1 // indirect
+)
+
 replace (
 	github.com/slipway/slipway/pkg => ../pkg
 	github.com/slipway/slipway/schemas => ../schemas
@@ -122,3 +132,5 @@ replace github.com/slipway/slipway/services/kernel-registry => ../services/kerne
 replace github.com/slipway/slipway/services/crypto-luks => ../services/crypto-luks
 
 replace github.com/slipway/slipway/services/launcher => ../services/launcher
+
+replace github.com/slipway/slipway/services/market-lxc => ../services/market-lxc

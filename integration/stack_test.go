@@ -30,6 +30,8 @@ import (
 	"github.com/slipway/slipway/services/catalog"
 	"github.com/slipway/slipway/services/converter"
 	marketdockerhub "github.com/slipway/slipway/services/market-dockerhub"
+	marketlxc "github.com/slipway/slipway/services/market-lxc"
+	"github.com/slipway/slipway/services/market-lxc/pgpverify"
 	"github.com/slipway/slipway/tools/slipway/cli"
 )
 
@@ -63,6 +65,9 @@ type stackOptions struct {
 	guestInit string
 	// boot adds kernel-registry, crypto-luks and the launcher.
 	boot bool
+	// turnKeyKeyring verifies TurnKey's .hash documents for market-lxc
+	// (nil: none, TurnKey listings fail).
+	turnKeyKeyring *pgpverify.Keyring
 	// noFetchAllow runs the fetching services without SLIPWAY_FETCH_ALLOW:
 	// loopback, where the tests' servers and registries listen, refused.
 	// Otherwise they run with 127.0.0.0/8 and ::1 open.
@@ -106,7 +111,7 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 		s.startConverter(opts.maxVirtualSize)
 	}
 	if opts.containers {
-		s.startContainerServices(opts.guestInit)
+		s.startContainerServices(opts.guestInit, opts.turnKeyKeyring)
 	}
 	if opts.boot {
 		s.startBootServices()
@@ -148,13 +153,17 @@ func (s *stack) startConverter(maxVirtualSize int64) {
 	s.waitForService("converter")
 }
 
-// startContainerServices runs market-dockerhub (never listing Docker Hub:
-// this machine must not reach it) and the builder.
-func (s *stack) startContainerServices(guestInit string) {
+// startContainerServices runs the marketplace services (never listing
+// Docker Hub or the public marketplaces: this machine must not reach them)
+// and the builder. keyring is market-lxc's TurnKey keyring, if any.
+func (s *stack) startContainerServices(guestInit string, keyring *pgpverify.Keyring) {
 	hub := s.connect("market-dockerhub")
 	s.run("market-dockerhub", func(ctx context.Context) error {
 		return marketdockerhub.New(hub, marketdockerhub.Config{HubOffline: true, HubAPI: "http://127.0.0.1:1", Settings: market.Settings{Guard: s.guard}}).Run(ctx)
 	})
+	lxcCfg := marketlxc.Config{Offline: true, TurnKeyKeyring: keyring, Settings: market.Settings{Guard: s.guard}}
+	lxc := s.connect("market-lxc")
+	s.run("market-lxc", func(ctx context.Context) error { return marketlxc.New(lxc, lxcCfg).Run(ctx) })
 	b := s.connect("builder")
 	cfg := builder.Config{Config: worker.Config{TempDir: s.t.TempDir()}, GuestInit: guestInit}
 	cfg.Registry.Guard = s.guard
@@ -162,6 +171,7 @@ func (s *stack) startContainerServices(guestInit string) {
 		return builder.New(b, s.store, cfg).Run(ctx)
 	})
 	s.waitForService("market-dockerhub")
+	s.waitForService("market-lxc")
 	s.waitForService("builder")
 }
 

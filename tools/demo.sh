@@ -10,6 +10,7 @@ DATA="${SLIPWAY_DEMO_DIR:-$PWD/.data/demo}"
 NATS_PORT="${SLIPWAY_DEMO_NATS_PORT:-4222}"
 S3_PORT="${SLIPWAY_DEMO_S3_PORT:-9000}"
 REGISTRY="127.0.0.1:${SLIPWAY_DEMO_REGISTRY_PORT:-5000}"
+LXC_SERVER="127.0.0.1:${SLIPWAY_DEMO_LXC_PORT:-5080}"
 
 rm -rf "$DATA" && mkdir -p "$DATA/work"
 export SLIPWAY_NATS_URL="nats://127.0.0.1:$NATS_PORT"
@@ -19,7 +20,7 @@ export SLIPWAY_S3_ENDPOINT="127.0.0.1:$S3_PORT"
 # NATS refuses anonymous clients: the CLI uses oneadmin's credentials, which up writes here.
 export SLIPWAY_CREDS="$DATA/oneadmin.creds"
 # The services fetch only from public addresses; open the demo's registry on loopback.
-export SLIPWAY_FETCH_ALLOW="$REGISTRY"
+export SLIPWAY_FETCH_ALLOW="$REGISTRY,$LXC_SERVER"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -27,8 +28,10 @@ step "starting the stack: embedded NATS JetStream + MinIO + catalog + converter"
 "$BIN/slipway" up --data-dir "$DATA" --nats-port "$NATS_PORT" --minio-address "127.0.0.1:$S3_PORT" >"$DATA/up.log" 2>&1 &
 UP_PID=$!
 REG_PID=""
+LXC_PID=""
 cleanup() {
 	[ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null
+	[ -n "$LXC_PID" ] && kill "$LXC_PID" 2>/dev/null
 	if kill -0 "$UP_PID" 2>/dev/null; then
 		step "stopping the stack"
 		kill -INT "$UP_PID"
@@ -95,8 +98,9 @@ step "slipway image create --path 'docker://$REGISTRY/demo/busybox?tag=1.0&size=
 	--path "docker://$REGISTRY/demo/busybox?tag=1.0&size=64&filesystem=ext4&format=qcow2" --wait
 
 step "a kernel: slipway kernel add bin/kernel/linux-image.deb (Debian's package: kernel + an initrd built from its modules)"
-"$BIN/slipway" kernel add --name debian "$BIN/kernel/linux-image.deb"
-"$BIN/slipway" kernel show debian
+# Named "kernel": the VM templates of marketplace imports boot the KERNEL image of that name.
+"$BIN/slipway" kernel add --name kernel "$BIN/kernel/linux-image.deb"
+"$BIN/slipway" kernel show kernel
 
 step "LUKS: slipway luks encrypt busybox-vm --name busybox-luks (the passphrase stays envelope-encrypted in crypto-luks)"
 "$BIN/slipway" luks encrypt busybox-vm --name busybox-luks # waits for READY
@@ -108,7 +112,7 @@ NAME   = "busybox"
 CPU    = 1
 MEMORY = 256
 DISK   = [ IMAGE = "busybox-luks" ]
-OS     = [ KERNEL_DS = "$FILE[IMAGE=debian]", ROOT = "vda" ]
+OS     = [ KERNEL_DS = "$FILE[IMAGE=kernel]", ROOT = "vda" ]
 CONTEXT = [ HOSTNAME = "busybox-vm" ]
 TMPL
 cat "$DATA/work/busybox.tmpl"
@@ -127,6 +131,64 @@ step "the launcher booted it with: $("$BIN/slipway" vm show "$vm" --json | jq -r
 step "slipway vm terminate $vm --wait: the image is READY again"
 "$BIN/slipway" vm terminate "$vm" --wait
 "$BIN/slipway" image list
+
+step "a Linux Containers image server on $LXC_SERVER: a busybox rootfs.tar.xz and its simplestreams index (what images.linuxcontainers.org serves)"
+LXC="$DATA/lxc-server"
+build="20261207_00:00"
+dir="images/busybox/1.36/amd64/default/$build"
+mkdir -p "$DATA/work/lxcroot/bin" "$DATA/work/lxcroot/sbin" "$DATA/work/lxcroot/etc" "$LXC/$dir" "$LXC/streams/v1"
+cp /bin/busybox "$DATA/work/lxcroot/bin/busybox"
+ln -sf busybox "$DATA/work/lxcroot/bin/sh"
+printf 'ID=busybox\nNAME=BusyBox\nVERSION_ID=1.36\n' >"$DATA/work/lxcroot/etc/os-release"
+cat >"$DATA/work/lxcroot/sbin/init" <<'INIT'
+#!/bin/sh
+/bin/busybox echo "hello-from-linux-containers: $(/bin/busybox uname -r) pid $$"
+exec /bin/busybox sleep 3600
+INIT
+chmod 755 "$DATA/work/lxcroot/sbin/init"
+tar -C "$DATA/work/lxcroot" --owner=0 --group=0 -cJf "$LXC/$dir/rootfs.tar.xz" .
+sum=$(sha256sum "$LXC/$dir/rootfs.tar.xz" | cut -d' ' -f1)
+size=$(stat -c %s "$LXC/$dir/rootfs.tar.xz")
+jq -n '{format: "index:1.0", index: {images: {datatype: "image-downloads", format: "products:1.0", path: "streams/v1/images.json", products: ["busybox:1.36:amd64:default"]}}}' >"$LXC/streams/v1/index.json"
+jq -n --arg build "$build" --arg path "$dir/rootfs.tar.xz" --arg sum "$sum" --argjson size "$size" \
+	'{content_id: "images", datatype: "image-downloads", format: "products:1.0", products: {"busybox:1.36:amd64:default":
+	  {arch: "amd64", os: "BusyBox", release: "1.36", release_title: "1.36", variant: "default", aliases: "busybox/1.36",
+	   versions: {($build): {items: {"root.tar.xz": {ftype: "root.tar.xz", sha256: $sum, size: $size, path: $path}}}}}}}' >"$LXC/streams/v1/images.json"
+busybox httpd -f -p "$LXC_SERVER" -h "$LXC" &
+LXC_PID=$!
+for _ in $(seq 50); do curl -fs "http://$LXC_SERVER/streams/v1/index.json" >/dev/null 2>&1 && break; sleep 0.2; done
+echo "rootfs.tar.xz: $size bytes, sha256 $sum"
+
+step "slipway market create lxc.tpl (an OpenNebula market template), then its apps"
+cat >"$DATA/work/lxc.tpl" <<TPL
+NAME          = "lxc-local"
+MARKET_MAD    = "linuxcontainers"
+ENDPOINT      = "http://$LXC_SERVER/"
+IMAGE_SIZE_MB = "64"
+FILESYSTEM    = "ext4"
+FORMAT        = "qcow2"
+TPL
+cat "$DATA/work/lxc.tpl"
+"$BIN/slipway" market create "$DATA/work/lxc.tpl"
+"$BIN/slipway" market refresh lxc-local
+"$BIN/slipway" market list
+"$BIN/slipway" market app list lxc-local
+
+step "slipway market app import lxc-local/busybox_1.36_amd64_default --name lxc-busybox --wait (sha256 checked, rootfs built into a bootable qcow2)"
+"$BIN/slipway" market app import lxc-local/busybox_1.36_amd64_default --name lxc-busybox --wait
+"$BIN/slipway" image show lxc-busybox
+"$BIN/slipway" template show lxc-busybox
+
+step "boot it with the template the import made; its own /sbin/init runs as PID 1"
+out=$("$BIN/slipway" template instantiate lxc-busybox --wait --timeout 10m)
+echo "$out"
+vm=$(echo "$out" | sed -n 's/^ID: //p')
+for _ in $(seq 120); do
+	"$BIN/slipway" vm console "$vm" | grep -q hello-from-linux-containers && break
+	sleep 1
+done
+"$BIN/slipway" vm console "$vm" | grep -E 'hello-from-linux-containers' || { "$BIN/slipway" vm console "$vm"; echo "the Linux Containers image did not print its token"; exit 1; }
+"$BIN/slipway" vm terminate "$vm" --wait
 
 step "slipway image list"
 "$BIN/slipway" image list
