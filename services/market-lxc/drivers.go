@@ -20,4 +20,7 @@ import (
 // Templater returns the appliance's own VM template. A MAD the service
 // owns without an entry here lists with market.NoDriverError ("no driver
 // for MAD linuxcontainers in this build") recorded on the marketplace.
-var drivers = map[schemas.MarketMAD]func(s *Service) market.Driver{}
+var drivers = map[schemas.MarketMAD]func(s *Service) market.Driver{
+	schemas.MarketMADHTTP: func(s *Service) market.Driver { return httpDriver{s} },
+	schemas.MarketMADS3:   func(s *Service) market.Driver { return s3Driver{s} },
+}

@@ -1,0 +1,85 @@
+package up
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	marketlxc "github.com/slipway/slipway/services/market-lxc"
+)
+
+// publicRoot is the directory market-lxc publishes http marketplaces
+// below: SLIPWAY_MARKET_PUBLIC_ROOT, else <DataDir>/market-public (what
+// market-lxc's Wire picks in a stack).
+func (s *Stack) publicRoot() string {
+	if r := os.Getenv(marketlxc.EnvPublicRoot); r != "" {
+		return r
+	}
+	return filepath.Join(s.cfg.DataDir, marketlxc.PublicRootDir)
+}
+
+// serveMarkets serves the public root read-only on cfg.MarketHTTPAddr
+// (--market-http-addr), so that an http marketplace whose PUBLIC_DIR is
+// <root>/<dir> has BASE_URL http://<addr>/<dir>/. Hidden names (the
+// publishers' .slipway state: the lock, blobs being received) are not
+// served, nor are directory listings.
+func (s *Stack) serveMarkets() error {
+	if s.cfg.MarketHTTPAddr == "" {
+		return nil
+	}
+	root := s.publicRoot()
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return fmt.Errorf("market public root: %w", err)
+	}
+	ln, err := net.Listen("tcp", s.cfg.MarketHTTPAddr)
+	if err != nil {
+		return fmt.Errorf("market http: %w", err)
+	}
+	srv := &http.Server{Handler: publicFiles(root), ReadHeaderTimeout: 10 * time.Second}
+	s.marketHTTP = srv
+	s.MarketURL = "http://" + ln.Addr().String()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.cfg.Logger.Error("market http server", "err", err)
+		}
+	}()
+	return nil
+}
+
+// publicFiles serves root's files by GET and HEAD, refusing hidden path
+// segments and directories.
+func publicFiles(root string) http.Handler {
+	files := http.FileServer(http.Dir(root))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			http.Error(w, "read-only", http.StatusMethodNotAllowed)
+			return
+		}
+		for seg := range strings.SplitSeq(r.URL.Path, "/") {
+			if strings.HasPrefix(seg, ".") {
+				http.NotFound(w, r)
+				return
+			}
+		}
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r)
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
+}
+
+// stopMarkets stops the public root's server.
+func (s *Stack) stopMarkets() {
+	if s.marketHTTP != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.marketHTTP.Shutdown(ctx)
+	}
+}
