@@ -46,7 +46,7 @@ func newMarketCmd(c *client) *cobra.Command {
 	app.AddCommand(newMarketAppListCmd(c), newMarketAppShowCmd(c), newMarketAppImportCmd(c), newMarketAppCreateCmd(c),
 		newMarketAppDeleteCmd(c))
 	cmd.AddCommand(newMarketListCmd(c), newMarketShowCmd(c), newMarketCreateCmd(c), newMarketUpdateCmd(c),
-		newMarketDeleteCmd(c), newMarketRefreshCmd(c), newMarketChmodCmd(c), app)
+		newMarketDeleteCmd(c), newMarketRefreshCmd(c), newMarketChmodCmd(c), newMarketServeCmd(c), app)
 	return cmd
 }
 

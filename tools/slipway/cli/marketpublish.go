@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strconv"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/slipway/slipway/pkg/market"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/tools/slipway/render"
+	"github.com/slipway/slipway/tools/slipway/up"
 )
 
 // Publishing into private marketplaces (http, s3): OpenNebula's
@@ -105,5 +108,34 @@ func newMarketAppDeleteCmd(c *client) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&marketRef, "market", "", "marketplace ID or name, when several have the app")
 	cmd.Flags().DurationVar(&timeout, "timeout", defaultActionTimeout, "how long to wait for the answer")
+	return cmd
+}
+
+// newMarketServeCmd serves a public root of http marketplaces read-only:
+// compose's market-http container (any web server serving the directory
+// does as well).
+func newMarketServeCmd(c *client) *cobra.Command {
+	var addr string
+	cmd := &cobra.Command{
+		Use:   "serve DIR [--addr HOST:PORT]",
+		Short: "Serve the PUBLIC_DIRs of http marketplaces (their public root DIR) read-only over HTTP",
+		Long: `Serve DIR, market-lxc's SLIPWAY_MARKET_PUBLIC_ROOT, read-only: PUBLIC_DIR DIR/<dir> is then
+BASE_URL http://HOST:PORT/<dir>/. Hidden files (the publishers' .slipway state) and directory
+listings are not served. Any web server serving DIR does the same; put TLS in front for other hosts.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			srv := &http.Server{Addr: addr, Handler: up.PublicFiles(args[0]), ReadHeaderTimeout: 10 * time.Second}
+			go func() {
+				<-cmd.Context().Done()
+				_ = srv.Close()
+			}()
+			fmt.Fprintf(c.io.out, "serving %s at http://%s/\n", args[0], addr)
+			if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8088", "address to listen on")
 	return cmd
 }

@@ -6,8 +6,8 @@ import (
 	"encoding/hex"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +18,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/tools/slipway/up"
 )
 
 // TestMarketPublishPrivate runs the real stack (catalog, converter,
@@ -31,12 +32,13 @@ import (
 // of the image is refused; a PUBLIC_DIR outside the root and a bucket that
 // is not a market bucket are refused.
 func TestMarketPublishPrivate(t *testing.T) {
-	root := filepath.Join(t.TempDir(), "public")
-	t.Setenv("SLIPWAY_MARKET_PUBLIC_ROOT", root)
-	files := httptest.NewServer(http.FileServer(http.Dir(root)))
-	t.Cleanup(files.Close)
-	t.Setenv("SLIPWAY_FETCH_ALLOW", strings.TrimPrefix(files.URL, "http://"))
-	flags, s3 := stack(t)
+	// slipway up serves the public root (--market-http-addr) on a port
+	// the services may fetch from.
+	addr := freeAddr(t)
+	t.Setenv("SLIPWAY_FETCH_ALLOW", addr)
+	flags, s3, st := stackWith(t, func(c *up.Config) { c.MarketHTTPAddr = addr })
+	root := st.PublicRoot()
+	served := st.MarketURL
 	store, err := blob.New(s3.BlobConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -48,10 +50,10 @@ func TestMarketPublishPrivate(t *testing.T) {
 	// http: publish, then a second record reads BASE_URL and imports back.
 	pubDir := filepath.Join(root, "pub")
 	must(t, slipway(t, flags, "market", "create", writeFile(t, "pub.tpl", "NAME = \"pub\"\nMARKET_MAD = \"http\"\nBASE_URL = \""+
-		files.URL+"/pub/\"\nPUBLIC_DIR = \""+pubDir+"\"\nTOTAL_MB = \"100\"\nMONITORING = \"NO\"\n")), "market create http")
+		served+"/pub/\"\nPUBLIC_DIR = \""+pubDir+"\"\nTOTAL_MB = \"100\"\nMONITORING = \"NO\"\n")), "market create http")
 	r := must(t, slipway(t, flags, "market", "app", "create", "src", "--market", "pub", "--name", "disk-1",
 		"--version", "3.20", "--description", "a test disk"), "market app create (http)")
-	blobURL := files.URL + "/pub/apps/disk-1/disk.qcow2"
+	blobURL := served + "/pub/apps/disk-1/disk.qcow2"
 	if !strings.Contains(r.stdout, `"disk-1" in marketplace 100 "pub": image 0 published to `+blobURL) || !strings.Contains(r.stdout, src.SHA256) {
 		t.Errorf("app create:\n%s", r.stdout)
 	}
@@ -61,7 +63,7 @@ func TestMarketPublishPrivate(t *testing.T) {
 	mustShow(t, flags, []string{"market", "show", "pub"}, "PUBLIC_DIR     : "+pubDir, "TOTAL_MB       : 100",
 		"USED_MB        : "+strconv.FormatInt(usedMiB(t, pubDir), 10), "FREE_MB        : "+strconv.FormatInt(100-usedMiB(t, pubDir), 10))
 	must(t, slipway(t, flags, "market", "create", writeFile(t, "reader.tpl", "NAME = \"reader\"\nMARKET_MAD = \"http\"\nBASE_URL = \""+
-		files.URL+"/pub/\"\nMONITORING = \"NO\"\n")), "market create http reader")
+		served+"/pub/\"\nMONITORING = \"NO\"\n")), "market create http reader")
 	r = must(t, slipway(t, flags, "market", "refresh", "reader"), "refresh reader")
 	if r.stdout != "marketplace 101 \"reader\": 1 apps (1 new, 0 gone)\n" {
 		t.Errorf("refresh reader: %q", r.stdout)
@@ -69,6 +71,21 @@ func TestMarketPublishPrivate(t *testing.T) {
 	mustShow(t, flags, []string{"market", "app", "show", "reader/disk-1"}, "VERSION        : 3.20", "SOURCE         : "+blobURL,
 		"sha256:"+src.SHA256)
 	importedBack(t, flags, store, "reader/disk-1", "back-http", srcFile)
+
+	// Every byte is checked: a blob changed after publishing ends ERROR.
+	tamper(t, filepath.Join(pubDir, "apps", "disk-1", "disk.qcow2"))
+	r = slipway(t, flags, "market", "app", "import", "reader/disk-1", "--name", "tampered", "--wait", "--timeout", "2m")
+	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "sha256") {
+		t.Errorf("import of a tampered blob: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// The public root is served read-only, without the publishers' state.
+	for _, p := range []string{"/pub/.slipway/lock", "/pub/", "/pub/apps/"} {
+		if resp, err := http.Get(served + p); err != nil || resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: %v %v, want 404", p, resp.Status, err)
+		} else {
+			resp.Body.Close()
+		}
+	}
 
 	// A user without use of the image is refused by the service.
 	creds := filepath.Join(t.TempDir(), "alice.creds")
@@ -83,7 +100,7 @@ func TestMarketPublishPrivate(t *testing.T) {
 
 	// PUBLIC_DIR must lie below the public root.
 	r = slipway(t, flags, "market", "create", writeFile(t, "evil.tpl", "NAME = \"evil\"\nMARKET_MAD = \"http\"\nBASE_URL = \""+
-		files.URL+"/\"\nPUBLIC_DIR = \""+root+"/../elsewhere\"\nMONITORING = \"NO\"\n"))
+		served+"/\"\nPUBLIC_DIR = \""+root+"/../elsewhere\"\nMONITORING = \"NO\"\n"))
 	if r.code != 1 || !strings.Contains(r.stderr, "PUBLIC_DIR") {
 		t.Errorf("PUBLIC_DIR outside the root: exit %d, %s", r.code, r.stderr)
 	}
@@ -121,6 +138,30 @@ func TestMarketPublishPrivate(t *testing.T) {
 	must(t, slipway(t, flags, "market", "app", "delete", "s3pub/disk-2"), "app delete (s3)")
 	if left, err := store.List(context.Background(), "slipway-market", "apps/"); err != nil || len(left) != 0 {
 		t.Errorf("objects left after app delete: %v %v", left, err)
+	}
+}
+
+// freeAddr is a free loopback address.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// tamper flips the last byte of a file.
+func tamper(t *testing.T, p string) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 0xff
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -14,10 +14,10 @@ import (
 	marketlxc "github.com/slipway/slipway/services/market-lxc"
 )
 
-// publicRoot is the directory market-lxc publishes http marketplaces
+// PublicRoot is the directory market-lxc publishes http marketplaces
 // below: SLIPWAY_MARKET_PUBLIC_ROOT, else <DataDir>/market-public (what
 // market-lxc's Wire picks in a stack).
-func (s *Stack) publicRoot() string {
+func (s *Stack) PublicRoot() string {
 	if r := os.Getenv(marketlxc.EnvPublicRoot); r != "" {
 		return r
 	}
@@ -33,7 +33,7 @@ func (s *Stack) serveMarkets() error {
 	if s.cfg.MarketHTTPAddr == "" {
 		return nil
 	}
-	root := s.publicRoot()
+	root := s.PublicRoot()
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return fmt.Errorf("market public root: %w", err)
 	}
@@ -41,7 +41,7 @@ func (s *Stack) serveMarkets() error {
 	if err != nil {
 		return fmt.Errorf("market http: %w", err)
 	}
-	srv := &http.Server{Handler: publicFiles(root), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: PublicFiles(root), ReadHeaderTimeout: 10 * time.Second}
 	s.marketHTTP = srv
 	s.MarketURL = "http://" + ln.Addr().String()
 	go func() {
@@ -52,9 +52,10 @@ func (s *Stack) serveMarkets() error {
 	return nil
 }
 
-// publicFiles serves root's files by GET and HEAD, refusing hidden path
-// segments and directories.
-func publicFiles(root string) http.Handler {
+// PublicFiles serves root's files by GET and HEAD, refusing hidden path
+// segments (the publishers' .slipway state) and directory listings: what
+// `slipway up --market-http-addr` and `slipway market serve` serve.
+func PublicFiles(root string) http.Handler {
 	files := http.FileServer(http.Dir(root))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {

@@ -555,7 +555,7 @@ func (s *Stack) PrintInfo(w io.Writer) {
 	}
 	if s.MarketURL != "" {
 		fmt.Fprintf(w, "markets   %s serves %s (http marketplaces: PUBLIC_DIR %s/<dir>, BASE_URL %s/<dir>/)\n",
-			s.MarketURL, s.publicRoot(), s.publicRoot(), s.MarketURL)
+			s.MarketURL, s.PublicRoot(), s.PublicRoot(), s.MarketURL)
 	}
 	fmt.Fprintln(w, "\nTo use it from another shell:")
 	for _, kv := range s.Env() {
