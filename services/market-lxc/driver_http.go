@@ -49,11 +49,7 @@ func (d httpDriver) List(ctx context.Context, mk market.Market) ([]market.App, e
 	if err != nil {
 		return nil, err
 	}
-	entries, err := l.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return publishedApps(entries), nil
+	return listApps(ctx, l)
 }
 
 // ImageCreate imports the blob from BASE_URL/apps/<name>/disk.<format>,

@@ -1,6 +1,7 @@
 package marketlxc
 
 import (
+	"context"
 	"strconv"
 	"time"
 
@@ -14,6 +15,21 @@ import (
 // apps are package published's entries, imports are disk imports checked
 // against the published sha256, and the VM template is the one published
 // with the app, its disk naming the imported image.
+
+// lister reads a private marketplace's index (httpmarket.Lister,
+// s3market.Lister).
+type lister interface {
+	List(ctx context.Context) ([]published.Entry, error)
+}
+
+// listApps lists a private marketplace's apps through l.
+func listApps(ctx context.Context, l lister) ([]market.App, error) {
+	entries, err := l.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return publishedApps(entries), nil
+}
 
 // publishedApps are a private marketplace's entries as the core's apps.
 // source derives each blob's location from the app's (checked) name and

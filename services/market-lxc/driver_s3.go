@@ -54,11 +54,7 @@ func (d s3Driver) List(ctx context.Context, mk market.Market) ([]market.App, err
 	if err != nil {
 		return nil, err
 	}
-	entries, err := m.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return publishedApps(entries), nil
+	return listApps(ctx, m)
 }
 
 // ImageCreate imports s3://BUCKET/apps/<name>/disk.<format>, derived again
