@@ -52,7 +52,8 @@ func TestMarketPublishPrivate(t *testing.T) {
 	must(t, slipway(t, flags, "market", "create", writeFile(t, "pub.tpl", "NAME = \"pub\"\nMARKET_MAD = \"http\"\nBASE_URL = \""+
 		served+"/pub/\"\nPUBLIC_DIR = \""+pubDir+"\"\nTOTAL_MB = \"100\"\nMONITORING = \"NO\"\n")), "market create http")
 	r := must(t, slipway(t, flags, "market", "app", "create", "src", "--market", "pub", "--name", "disk-1",
-		"--version", "3.20", "--description", "a test disk"), "market app create (http)")
+		"--version", "3.20", "--description", "a test disk", "--vm-template", writeFile(t, "vm.tpl", "CPU = 2\nMEMORY = 256\nDISK = [ IMAGE_ID = 0 ]\n")),
+		"market app create (http)")
 	blobURL := served + "/pub/apps/disk-1/disk.qcow2"
 	if !strings.Contains(r.stdout, `"disk-1" in marketplace 100 "pub": image 0 published to `+blobURL) || !strings.Contains(r.stdout, src.SHA256) {
 		t.Errorf("app create:\n%s", r.stdout)
@@ -70,7 +71,14 @@ func TestMarketPublishPrivate(t *testing.T) {
 	}
 	mustShow(t, flags, []string{"market", "app", "show", "reader/disk-1"}, "VERSION        : 3.20", "SOURCE         : "+blobURL,
 		"sha256:"+src.SHA256)
-	importedBack(t, flags, store, "reader/disk-1", "back-http", srcFile)
+	backID := importedBack(t, flags, store, "reader/disk-1", "back-http", srcFile)
+	// The published VM template comes back named after the import, its
+	// disk the imported image.
+	r = mustShow(t, flags, []string{"market", "app", "show", "reader/disk-1"}, `NAME = "back-http"`, `MEMORY = "256"`,
+		`IMAGE_ID = "`+strconv.Itoa(backID)+`"`)
+	if strings.Contains(r.stdout, `IMAGE_ID = "0"`) {
+		t.Errorf("the imported template kept the publisher's disk:\n%s", r.stdout)
+	}
 
 	// Every byte is checked: a blob changed after publishing ends ERROR.
 	tamper(t, filepath.Join(pubDir, "apps", "disk-1", "disk.qcow2"))
@@ -165,9 +173,10 @@ func tamper(t *testing.T, p string) {
 	}
 }
 
-// importedBack imports app as name, waits for READY, and compares the
-// imported disk with the original file (qemu-img compare).
-func importedBack(t *testing.T, flags []string, store *blob.Store, app, name, original string) {
+// importedBack imports app as name, waits for READY, compares the
+// imported disk with the original file (qemu-img compare) and returns the
+// image's ID.
+func importedBack(t *testing.T, flags []string, store *blob.Store, app, name, original string) int {
 	t.Helper()
 	r := must(t, slipway(t, flags, "market", "app", "import", app, "--name", name, "--wait", "--timeout", "2m"), "app import "+app)
 	if !strings.Contains(r.stdout, ": READY") {
@@ -183,6 +192,7 @@ func importedBack(t *testing.T, flags []string, store *blob.Store, app, name, or
 	if out, err := exec.Command("qemu-img", "compare", original, back).CombinedOutput(); err != nil {
 		t.Errorf("qemu-img compare %s (imported from %s): %v: %s", name, app, err, out)
 	}
+	return img.ID
 }
 
 // download copies an s3:// object to a file.
