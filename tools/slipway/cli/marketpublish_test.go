@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,11 +31,9 @@ import (
 // of the image is refused; a PUBLIC_DIR outside the root and a bucket that
 // is not a market bucket are refused.
 func TestMarketPublishPrivate(t *testing.T) {
-	// slipway up serves the public root (--market-http-addr) on a port
-	// the services may fetch from.
-	addr := freeAddr(t)
-	t.Setenv("SLIPWAY_FETCH_ALLOW", addr)
-	flags, s3, st := stackWith(t, func(c *up.Config) { c.MarketHTTPAddr = addr })
+	// slipway up serves the public root (--market-http-addr), and its
+	// services may fetch from there.
+	flags, s3, st := stackWith(t, func(c *up.Config) { c.MarketHTTPAddr = "127.0.0.1:0" })
 	root := st.PublicRoot()
 	served := st.MarketURL
 	store, err := blob.New(s3.BlobConfig())
@@ -147,17 +144,6 @@ func TestMarketPublishPrivate(t *testing.T) {
 	if left, err := store.List(context.Background(), "slipway-market", "apps/"); err != nil || len(left) != 0 {
 		t.Errorf("objects left after app delete: %v %v", left, err)
 	}
-}
-
-// freeAddr is a free loopback address.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // tamper flips the last byte of a file.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slipway/slipway/pkg/netguard"
 	marketlxc "github.com/slipway/slipway/services/market-lxc"
 )
 
@@ -28,7 +29,9 @@ func (s *Stack) PublicRoot() string {
 // (--market-http-addr), so that an http marketplace whose PUBLIC_DIR is
 // <root>/<dir> has BASE_URL http://<addr>/<dir>/. Hidden names (the
 // publishers' .slipway state: the lock, blobs being received) are not
-// served, nor are directory listings.
+// served, nor are directory listings. The address it listens on joins the
+// stack's fetch guard before the services start: market-lxc lists and the
+// converter imports what the stack itself serves, on loopback.
 func (s *Stack) serveMarkets() error {
 	if s.cfg.MarketHTTPAddr == "" {
 		return nil
@@ -41,6 +44,12 @@ func (s *Stack) serveMarkets() error {
 	if err != nil {
 		return fmt.Errorf("market http: %w", err)
 	}
+	guard, err := netguard.Parse(strings.Trim(s.cfg.Guard.String()+","+ln.Addr().String(), ","))
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("market http: %w", err)
+	}
+	s.cfg.Guard = guard
 	srv := &http.Server{Handler: PublicFiles(root), ReadHeaderTimeout: 10 * time.Second}
 	s.marketHTTP = srv
 	s.MarketURL = "http://" + ln.Addr().String()

@@ -206,10 +206,10 @@ func Start(ctx context.Context, cfg Config) (st *Stack, err error) {
 	if err := s.startS3(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.startServices(ctx); err != nil {
+	if err := s.serveMarkets(); err != nil {
 		return nil, err
 	}
-	if err := s.serveMarkets(); err != nil {
+	if err := s.startServices(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
