@@ -86,14 +86,14 @@ func (s *Service) appCreate(ctx context.Context, m *bus.Msg) error {
 	if err != nil {
 		return market.Refuse(fmt.Errorf("image %d: %w", img.ID, err))
 	}
-	app, err = s.publish(ctx, mk, app, bucket, key)
+	done, err := s.publish(ctx, mk, app, bucket, key)
 	if errors.Is(err, published.ErrExists) {
-		app, err = s.republished(ctx, mk, app, err)
+		done, err = s.republished(ctx, mk, app, err)
 	}
 	if err != nil {
 		return err
 	}
-	return s.created(ctx, m, mk, app, img.ID)
+	return s.created(ctx, m, mk, done, img.ID)
 }
 
 // appOf is the app an image is published as: its blob's format, size and

@@ -92,6 +92,18 @@ func TestMarketPublishPrivate(t *testing.T) {
 		}
 	}
 
+	// A taken name is refused; the same image again by the same publisher
+	// is the same app (what a redelivered app-create finds).
+	must(t, slipway(t, flags, "image", "create", "--name", "other", "--type", "DATABLOCK", "--size", "1", "--wait", "--timeout", "2m"), "image create other")
+	r = slipway(t, flags, "market", "app", "create", "other", "--market", "pub", "--name", "disk-1")
+	if r.code != 1 || !strings.Contains(r.stderr, "app already published") {
+		t.Errorf("another image under a taken name: exit %d, %s", r.code, r.stderr)
+	}
+	if r := slipway(t, flags, "market", "app", "create", "src", "--market", "pub", "--name", "disk-1", "--version", "3.20"); r.code != 0 {
+		b, _ := os.ReadFile(filepath.Join(pubDir, "index.json"))
+		t.Fatalf("the same app again: %s\n%s", r.stderr, b)
+	}
+
 	// A user without use of the image is refused by the service.
 	creds := filepath.Join(t.TempDir(), "alice.creds")
 	must(t, slipway(t, flags, "user", "create", "alice", "--out", creds))
@@ -110,6 +122,11 @@ func TestMarketPublishPrivate(t *testing.T) {
 		t.Errorf("PUBLIC_DIR outside the root: exit %d, %s", r.code, r.stderr)
 	}
 
+	// Only its publisher or an administrator deletes an app.
+	r = slipway(t, withCreds(flags, creds), "market", "app", "delete", "pub/disk-1")
+	if r.code != 1 || !strings.Contains(r.stderr, `published by "oneadmin"`) {
+		t.Errorf("alice deleting oneadmin's app: exit %d, %s", r.code, r.stderr)
+	}
 	must(t, slipway(t, flags, "market", "app", "delete", "pub/disk-1"), "app delete (http)")
 	if _, err := os.Stat(filepath.Join(pubDir, "apps", "disk-1")); !os.IsNotExist(err) {
 		t.Errorf("app delete left apps/disk-1: %v", err)
@@ -135,6 +152,13 @@ func TestMarketPublishPrivate(t *testing.T) {
 		t.Errorf("refresh s3reader: %q", r.stdout)
 	}
 	importedBack(t, flags, store, "s3reader/disk-2", "back-s3", srcFile)
+
+	// A user publishes an image of theirs, and deletes it.
+	alice := withCreds(flags, creds)
+	must(t, slipway(t, alice, "image", "create", "--name", "mine", "--type", "DATABLOCK", "--size", "1", "--wait", "--timeout", "2m"), "alice's image")
+	must(t, slipway(t, alice, "market", "app", "create", "mine", "--market", "s3pub", "--name", "alices"), "alice publishes")
+	mustShow(t, alice, []string{"market", "app", "show", "s3pub/alices"}, "PUBLISHER      : alice")
+	must(t, slipway(t, alice, "market", "app", "delete", "s3pub/alices"), "alice deletes hers")
 
 	r = slipway(t, flags, "market", "create", writeFile(t, "s3bad.tpl", "NAME = \"s3bad\"\nMARKET_MAD = \"s3\"\nBUCKET = \"slipway-default\"\nMONITORING = \"NO\"\n"))
 	if r.code != 1 || !strings.Contains(r.stderr, "SLIPWAY_MARKET_BUCKETS") {
