@@ -10,8 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/pkg/market"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
