@@ -111,9 +111,9 @@ func newMarketAppDeleteCmd(c *client) *cobra.Command {
 	return cmd
 }
 
-// newMarketServeCmd serves a public root of http marketplaces read-only:
-// compose's market-http container (any web server serving the directory
-// does as well).
+// newMarketServeCmd serves a public root of http marketplaces read-only
+// (e.g. compose's market-public volume; any web server serving the
+// directory does as well).
 func newMarketServeCmd(c *client) *cobra.Command {
 	var addr string
 	cmd := &cobra.Command{
