@@ -710,8 +710,9 @@ type MarketAppCreated struct {
 	// The app's name.
 	App string `json:"app"`
 
-	// The app's ID once listed (absent when the listing has not shown it yet).
-	AppID int64 `json:"app_id,omitempty"`
+	// The app's ID once listed (absent when the listing has not shown it: BASE_URL unreachable
+	// from the service, see the marketplace's error).
+	AppID *int64 `json:"app_id,omitempty"`
 
 	// The image published.
 	ImageID int64 `json:"image_id"`

@@ -209,7 +209,7 @@ func (s *Service) created(ctx context.Context, m *bus.Msg, mk market.Market, app
 		return err
 	}
 	if a, err := s.core.App(ctx, mk.ID, app.Name); err == nil {
-		ev.AppID = a.ID
+		ev.AppID = &a.ID
 	}
 	_, err = s.core.Bus().Event(ctx, schemas.EventMarketLxcAppCreated, strconv.FormatInt(mk.ID, 10), ev,
 		market.CausedBy(m.Envelope, schemas.EventMarketLxcAppCreated)...)

@@ -66,8 +66,15 @@ then list and import it.`,
 				if err := ev.decode(&done); err != nil {
 					return err
 				}
-				fmt.Fprintf(c.io.out, "app %d %q in marketplace %d %q: image %d published to %s (%s, sha256 %s)\n",
-					done.AppID, done.App, m.ID, m.Name, done.ImageID, done.URL, render.HumanSize(done.Size), done.SHA256)
+				app := "app"
+				if done.AppID != nil {
+					app += " " + strconv.FormatInt(*done.AppID, 10)
+				}
+				fmt.Fprintf(c.io.out, "%s %q in marketplace %d %q: image %d published to %s (%s, sha256 %s)\n",
+					app, done.App, m.ID, m.Name, done.ImageID, done.URL, render.HumanSize(done.Size), done.SHA256)
+				if done.AppID == nil {
+					fmt.Fprintf(c.io.out, "the marketplace's listing does not show it yet: see `slipway market show %s`\n", m.Name)
+				}
 				return nil
 			})
 		},

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -52,7 +53,8 @@ func TestMarketPublishPrivate(t *testing.T) {
 		"--version", "3.20", "--description", "a test disk", "--vm-template", writeFile(t, "vm.tpl", "CPU = 2\nMEMORY = 256\nDISK = [ IMAGE_ID = 0 ]\n")),
 		"market app create (http)")
 	blobURL := served + "/pub/apps/disk-1/disk.qcow2"
-	if !strings.Contains(r.stdout, `"disk-1" in marketplace 100 "pub": image 0 published to `+blobURL) || !strings.Contains(r.stdout, src.SHA256) {
+	if !regexp.MustCompile(`^app \d+ "disk-1" in marketplace 100 "pub": image 0 published to `+regexp.QuoteMeta(blobURL)).MatchString(r.stdout) ||
+		!strings.Contains(r.stdout, src.SHA256) || strings.Contains(r.stdout, "does not show it") {
 		t.Errorf("app create:\n%s", r.stdout)
 	}
 	if sum := fileSHA256(t, filepath.Join(pubDir, "apps", "disk-1", "disk.qcow2")); sum != src.SHA256 {

@@ -15,6 +15,10 @@ import (
 	marketlxc "github.com/slipway/slipway/services/market-lxc"
 )
 
+// MarketPublicRootDir is the public root's name in the data directory
+// (market-lxc's, for the CLI, which imports no service).
+const MarketPublicRootDir = marketlxc.PublicRootDir
+
 // PublicRoot is the directory market-lxc publishes http marketplaces
 // below: SLIPWAY_MARKET_PUBLIC_ROOT, else <DataDir>/market-public (what
 // market-lxc's Wire picks in a stack).
