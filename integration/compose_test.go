@@ -37,7 +37,7 @@ func TestComposeFile(t *testing.T) {
 	if len(project.Services) != 14 { // market-lxc made it 14
 		t.Errorf("%d services, want 14: %v", len(project.Services), project.ServiceNames())
 	}
-	for _, v := range []string{"nats-data", "minio-data", "converter-tmp", "builder-tmp", "kernel-registry-tmp", "crypto-luks-tmp", "launcher-work"} {
+	for _, v := range []string{"nats-data", "minio-data", "converter-tmp", "builder-tmp", "kernel-registry-tmp", "crypto-luks-tmp", "launcher-work", "market-public"} {
 		if _, ok := project.Volumes[v]; !ok {
 			t.Errorf("volume %q missing", v)
 		}
@@ -112,7 +112,11 @@ func TestComposeFile(t *testing.T) {
 				t.Errorf("%s is given MinIO's root keys", name)
 			}
 		}
-		for _, svc := range []string{"catalog", "converter", "builder", "kernel-registry", "crypto-luks", "launcher"} {
+		// market-lxc publishes into the marketplace buckets and reads the
+		// blobs it publishes.
+		mountsVolume(t, project.Services["market-lxc"], "market-public", "/var/lib/slipway/market-public")
+		hasEnv(t, project, "market-lxc", "SLIPWAY_MARKET_PUBLIC_ROOT", "/var/lib/slipway/market-public")
+		for _, svc := range []string{"catalog", "converter", "builder", "market-lxc", "kernel-registry", "crypto-luks", "launcher"} {
 			dependsOn(t, project, svc, "s3-keys", types.ServiceConditionCompletedSuccessfully)
 			mountsVolume(t, keys, "secrets-"+svc, "/secrets/"+svc)
 			hasEnv(t, project, svc, "SLIPWAY_S3_KEYS_FILE", "/run/slipway/s3.json")
@@ -120,12 +124,11 @@ func TestComposeFile(t *testing.T) {
 	})
 
 	t.Run("services wait for their dependencies", func(t *testing.T) {
-		for _, svc := range []string{"catalog", "converter", "builder", "kernel-registry", "crypto-luks", "launcher"} {
+		for _, svc := range []string{"catalog", "converter", "builder", "market-lxc", "kernel-registry", "crypto-luks", "launcher"} {
 			dependsOn(t, project, svc, "nats", types.ServiceConditionHealthy)
 			dependsOn(t, project, svc, "minio", types.ServiceConditionHealthy)
 		}
 		dependsOn(t, project, "market-dockerhub", "nats", types.ServiceConditionHealthy)
-		dependsOn(t, project, "market-lxc", "nats", types.ServiceConditionHealthy)
 		dependsOn(t, project, "dead-letter", "nats", types.ServiceConditionHealthy)
 		for _, svc := range []string{"catalog", "converter", "builder", "market-dockerhub", "market-lxc", "kernel-registry", "crypto-luks", "launcher", "dead-letter"} {
 			dependsOn(t, project, "slipway", svc, types.ServiceConditionHealthy)

@@ -198,9 +198,15 @@ func TestEveryContractMessageExists(t *testing.T) {
 		"qry catalog.upload-creds":     "CatalogUploadCredsRequest",
 		"rpl catalog.upload-creds":     "S3TemporaryCredentials",
 		"rpl catalog.groups":           "CatalogGroupsReply",
+		// market-lxc publishes into private marketplaces.
+		"cmd market-lxc.app-create":  "MarketAppCreate",
+		"evt market-lxc.app-created": "MarketAppCreated",
+		"cmd market-lxc.app-delete":  "MarketAppDelete",
+		"evt market-lxc.app-deleted": "MarketAppDeleted",
 	}
 	// The marketplace services share one contract: the same messages with
-	// the same types (market-dockerhub adds resolve).
+	// the same types (market-dockerhub adds resolve, market-lxc app-create
+	// and app-delete).
 	for _, svc := range []string{"market-dockerhub", "market-lxc"} {
 		for msg, typ := range map[string]string{
 			"cmd refresh": "MarketRefresh", "cmd market-create": "MarketCreate", "cmd market-update": "MarketUpdate",

@@ -686,6 +686,84 @@ type VM struct {
 	UpdatedAt string `json:"updated_at"`
 }
 
+// MarketAppCreate is defined in defs.json. It is the payload of command market-lxc.app-create.
+//
+// Publishes an image into a private (http or s3) marketplace (app-create, OpenNebula's
+// onemarketapp create).
+type MarketAppCreate struct {
+	// The private marketplace to publish into.
+	MarketID int64 `json:"market_id"`
+
+	// The image to publish: READY, with a blob; the sender needs use of it.
+	ImageID int64 `json:"image_id"`
+
+	// The app's name in the marketplace.
+	Name string `json:"name"`
+
+	// Version (VERSION); absent: 1.0.
+	Version string `json:"version,omitempty"`
+
+	// Description (DESCRIPTION); absent: the image's.
+	Description string `json:"description,omitempty"`
+
+	// A VM template published with the app (OpenNebula's VMTEMPLATE64, in clear); an import gives
+	// it a disk naming the imported image.
+	VMTemplate string `json:"vm_template,omitempty"`
+}
+
+// MarketAppCreated is defined in defs.json. It is the payload of event market-lxc.app-created.
+//
+// An image was published into a private marketplace and the marketplace listed again
+// (app-created).
+type MarketAppCreated struct {
+	// The marketplace.
+	MarketID int64 `json:"market_id"`
+
+	// The app's name.
+	App string `json:"app"`
+
+	// The app's ID once listed (absent when the listing has not shown it: BASE_URL unreachable
+	// from the service, see the marketplace's error).
+	AppID *int64 `json:"app_id,omitempty"`
+
+	// The image published.
+	ImageID int64 `json:"image_id"`
+
+	// Where the blob is: BASE_URL/apps/<name>/disk.<format> or
+	// s3://BUCKET/apps/<name>/disk.<format>.
+	URL string `json:"url"`
+
+	// Bytes of the blob.
+	Size int64 `json:"size"`
+
+	// SHA-256 of the blob.
+	SHA256 string `json:"sha256"`
+}
+
+// MarketAppDelete is defined in defs.json. It is the payload of command market-lxc.app-delete.
+//
+// Removes an app from a private marketplace, with what was published (app-delete, OpenNebula's
+// onemarketapp delete).
+type MarketAppDelete struct {
+	// The private marketplace.
+	MarketID int64 `json:"market_id"`
+
+	// The app's name.
+	App string `json:"app"`
+}
+
+// MarketAppDeleted is defined in defs.json. It is the payload of event market-lxc.app-deleted.
+//
+// An app was removed from a private marketplace: its index entry and its files or objects
+// (app-deleted).
+type MarketAppDeleted struct {
+	// The marketplace.
+	MarketID int64 `json:"market_id"`
+
+	// The app's name.
+	App string `json:"app"`
+}
+
 // Market is defined in defs.json. It is the payload of event market-dockerhub.market-created,
 // event market-dockerhub.market-updated, event market-lxc.market-created, event
 // market-lxc.market-updated, the reply to query market-dockerhub.show, the reply to query
@@ -738,13 +816,26 @@ type Market struct {
 	// Disk format of imported images (FORMAT); absent: raw.
 	Format DiskFormat `json:"format,omitempty"`
 
+	// Directory an http marketplace publishes into (PUBLIC_DIR), served at its endpoint
+	// (BASE_URL); absent: the marketplace is only listed and imported from.
+	PublicDir string `json:"public_dir,omitempty"`
+
+	// Bucket of an s3 marketplace (BUCKET): one of the service's marketplace buckets
+	// (SLIPWAY_MARKET_BUCKETS).
+	Bucket string `json:"bucket,omitempty"`
+
+	// Capacity reported by monitor (the template's TOTAL_MB); absent: the file system's (http) or
+	// 1 TiB (s3).
+	QuotaMb int64 `json:"quota_mb,omitempty"`
+
 	// The marketplace is listed again on a schedule.
 	Monitoring bool `json:"monitoring"`
 
-	// onemarket's SIZE in MiB: 0, a public marketplace has no capacity.
+	// onemarket's SIZE in MiB (TOTAL_MB of the last monitor of a private marketplace): 0, a public
+	// marketplace has no capacity.
 	TotalMb int64 `json:"total_mb"`
 
-	// onemarket's AVAIL in MiB: 0, shown -.
+	// onemarket's AVAIL in MiB (FREE_MB of the last monitor of a private marketplace): 0, shown -.
 	FreeMb int64 `json:"free_mb"`
 
 	// MiB used (monitor of a private marketplace); 0 for a public one.
@@ -918,6 +1009,16 @@ type MarketCreate struct {
 	// Disk format of imported images (FORMAT).
 	Format DiskFormat `json:"format,omitempty"`
 
+	// Directory an http marketplace publishes into (PUBLIC_DIR): below the service's
+	// SLIPWAY_MARKET_PUBLIC_ROOT.
+	PublicDir string `json:"public_dir,omitempty"`
+
+	// Bucket of an s3 marketplace (BUCKET): one of the service's SLIPWAY_MARKET_BUCKETS.
+	Bucket string `json:"bucket,omitempty"`
+
+	// Capacity monitor reports (TOTAL_MB).
+	QuotaMb int64 `json:"quota_mb,omitempty"`
+
 	// List the marketplace again on the service's schedule; absent: true.
 	Monitoring *bool `json:"monitoring,omitempty"`
 }
@@ -959,6 +1060,15 @@ type MarketUpdate struct {
 
 	// New FORMAT.
 	Format *DiskFormat `json:"format,omitempty"`
+
+	// New PUBLIC_DIR (http).
+	PublicDir *string `json:"public_dir,omitempty"`
+
+	// New BUCKET (s3).
+	Bucket *string `json:"bucket,omitempty"`
+
+	// New TOTAL_MB.
+	QuotaMb *int64 `json:"quota_mb,omitempty"`
 
 	// List the marketplace again on the service's schedule.
 	Monitoring *bool `json:"monitoring,omitempty"`
@@ -3345,6 +3455,8 @@ const (
 	CommandMarketDockerhubMarketUpdate = "market-update"
 	CommandMarketDockerhubRefresh      = "refresh"
 	CommandMarketDockerhubResolve      = "resolve"
+	CommandMarketLxcAppCreate          = "app-create"
+	CommandMarketLxcAppDelete          = "app-delete"
 	CommandMarketLxcAppImport          = "app-import"
 	CommandMarketLxcMarketChmod        = "market-chmod"
 	CommandMarketLxcMarketCreate       = "market-create"
@@ -3400,6 +3512,8 @@ const (
 	EventMarketDockerhubMarketDeleted = "market-deleted"
 	EventMarketDockerhubMarketUpdated = "market-updated"
 	EventMarketDockerhubResolved      = "resolved"
+	EventMarketLxcAppCreated          = "app-created"
+	EventMarketLxcAppDeleted          = "app-deleted"
 	EventMarketLxcAppImported         = "app-imported"
 	EventMarketLxcAppsRefreshed       = "apps-refreshed"
 	EventMarketLxcFailed              = "failed"
@@ -3503,6 +3617,8 @@ var (
 	CmdMarketDockerhubMarketUpdate  = Cmd[MarketUpdate]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubMarketUpdate, Answers: []string{EventMarketDockerhubMarketUpdated}}
 	CmdMarketDockerhubRefresh       = Cmd[MarketRefresh]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubRefresh, Answers: []string{EventMarketDockerhubAppsRefreshed}}
 	CmdMarketDockerhubResolve       = Cmd[MarketDockerhubResolve]{Service: ServiceMarketDockerhub, Verb: CommandMarketDockerhubResolve, Answers: []string{EventMarketDockerhubResolved}}
+	CmdMarketLxcAppCreate           = Cmd[MarketAppCreate]{Service: ServiceMarketLxc, Verb: CommandMarketLxcAppCreate, Answers: []string{EventMarketLxcAppCreated}}
+	CmdMarketLxcAppDelete           = Cmd[MarketAppDelete]{Service: ServiceMarketLxc, Verb: CommandMarketLxcAppDelete, Answers: []string{EventMarketLxcAppDeleted}}
 	CmdMarketLxcAppImport           = Cmd[MarketAppImport]{Service: ServiceMarketLxc, Verb: CommandMarketLxcAppImport, Answers: []string{EventMarketLxcAppImported}}
 	CmdMarketLxcMarketChmod         = Cmd[MarketChmod]{Service: ServiceMarketLxc, Verb: CommandMarketLxcMarketChmod, Answers: []string{EventMarketLxcMarketUpdated}}
 	CmdMarketLxcMarketCreate        = Cmd[MarketCreate]{Service: ServiceMarketLxc, Verb: CommandMarketLxcMarketCreate, Answers: []string{EventMarketLxcMarketCreated}}
@@ -3554,6 +3670,8 @@ var (
 	EvtMarketDockerhubMarketDeleted = Evt[MarketDeleted]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubMarketDeleted}
 	EvtMarketDockerhubMarketUpdated = Evt[Market]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubMarketUpdated}
 	EvtMarketDockerhubResolved      = Evt[MarketDockerhubResolved]{Service: ServiceMarketDockerhub, Name: EventMarketDockerhubResolved}
+	EvtMarketLxcAppCreated          = Evt[MarketAppCreated]{Service: ServiceMarketLxc, Name: EventMarketLxcAppCreated}
+	EvtMarketLxcAppDeleted          = Evt[MarketAppDeleted]{Service: ServiceMarketLxc, Name: EventMarketLxcAppDeleted}
 	EvtMarketLxcAppImported         = Evt[MarketAppImported]{Service: ServiceMarketLxc, Name: EventMarketLxcAppImported}
 	EvtMarketLxcAppsRefreshed       = Evt[MarketAppsRefreshed]{Service: ServiceMarketLxc, Name: EventMarketLxcAppsRefreshed}
 	EvtMarketLxcFailed              = Evt[Failure]{Service: ServiceMarketLxc, Name: EventMarketLxcFailed}
@@ -3653,6 +3771,8 @@ var registry = []registered{
 	{kind: "cmd", service: "market-dockerhub", name: "market-update", file: "cmd/market-dockerhub.market-update.json", typ: reflect.TypeFor[MarketUpdate](), senders: []string{"admins"}},
 	{kind: "cmd", service: "market-dockerhub", name: "refresh", file: "cmd/market-dockerhub.refresh.json", typ: reflect.TypeFor[MarketRefresh](), senders: []string{"admins", "market-dockerhub"}},
 	{kind: "cmd", service: "market-dockerhub", name: "resolve", file: "cmd/market-dockerhub.resolve.json", typ: reflect.TypeFor[MarketDockerhubResolve](), senders: []string{"catalog"}},
+	{kind: "cmd", service: "market-lxc", name: "app-create", file: "cmd/market-lxc.app-create.json", typ: reflect.TypeFor[MarketAppCreate](), senders: []string{"users"}},
+	{kind: "cmd", service: "market-lxc", name: "app-delete", file: "cmd/market-lxc.app-delete.json", typ: reflect.TypeFor[MarketAppDelete](), senders: []string{"users"}},
 	{kind: "cmd", service: "market-lxc", name: "app-import", file: "cmd/market-lxc.app-import.json", typ: reflect.TypeFor[MarketAppImport](), senders: []string{"users"}},
 	{kind: "cmd", service: "market-lxc", name: "market-chmod", file: "cmd/market-lxc.market-chmod.json", typ: reflect.TypeFor[MarketChmod](), senders: []string{"admins"}},
 	{kind: "cmd", service: "market-lxc", name: "market-create", file: "cmd/market-lxc.market-create.json", typ: reflect.TypeFor[MarketCreate](), senders: []string{"admins"}},
@@ -3704,6 +3824,8 @@ var registry = []registered{
 	{kind: "evt", service: "market-dockerhub", name: "market-deleted", file: "evt/market-dockerhub.market-deleted.json", typ: reflect.TypeFor[MarketDeleted]()},
 	{kind: "evt", service: "market-dockerhub", name: "market-updated", file: "evt/market-dockerhub.market-updated.json", typ: reflect.TypeFor[Market]()},
 	{kind: "evt", service: "market-dockerhub", name: "resolved", file: "evt/market-dockerhub.resolved.json", typ: reflect.TypeFor[MarketDockerhubResolved]()},
+	{kind: "evt", service: "market-lxc", name: "app-created", file: "evt/market-lxc.app-created.json", typ: reflect.TypeFor[MarketAppCreated]()},
+	{kind: "evt", service: "market-lxc", name: "app-deleted", file: "evt/market-lxc.app-deleted.json", typ: reflect.TypeFor[MarketAppDeleted]()},
 	{kind: "evt", service: "market-lxc", name: "app-imported", file: "evt/market-lxc.app-imported.json", typ: reflect.TypeFor[MarketAppImported]()},
 	{kind: "evt", service: "market-lxc", name: "apps-refreshed", file: "evt/market-lxc.apps-refreshed.json", typ: reflect.TypeFor[MarketAppsRefreshed]()},
 	{kind: "evt", service: "market-lxc", name: "failed", file: "evt/market-lxc.failed.json", typ: reflect.TypeFor[Failure]()},
@@ -3716,9 +3838,9 @@ var registry = []registered{
 	{kind: "qry", service: "catalog", name: "datastores", file: "qry/catalog.datastores.json", typ: reflect.TypeFor[CatalogDatastoresRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "groups", file: "qry/catalog.groups.json", typ: reflect.TypeFor[CatalogGroupsRequest](), senders: []string{"admins", "launcher"}},
 	{kind: "qry", service: "catalog", name: "list", file: "qry/catalog.list.json", typ: reflect.TypeFor[CatalogListRequest](), senders: []string{"users"}},
-	{kind: "qry", service: "catalog", name: "show", file: "qry/catalog.show.json", typ: reflect.TypeFor[CatalogShowRequest](), senders: []string{"users", "kernel-registry", "launcher", "market-dockerhub"}},
+	{kind: "qry", service: "catalog", name: "show", file: "qry/catalog.show.json", typ: reflect.TypeFor[CatalogShowRequest](), senders: []string{"users", "kernel-registry", "launcher", "market-dockerhub", "market-lxc"}},
 	{kind: "qry", service: "catalog", name: "upload-creds", file: "qry/catalog.upload-creds.json", typ: reflect.TypeFor[CatalogUploadCredsRequest](), senders: []string{"users"}},
-	{kind: "qry", service: "catalog", name: "user", file: "qry/catalog.user.json", typ: reflect.TypeFor[CatalogUserRequest](), senders: []string{"users", "launcher", "market-dockerhub"}},
+	{kind: "qry", service: "catalog", name: "user", file: "qry/catalog.user.json", typ: reflect.TypeFor[CatalogUserRequest](), senders: []string{"users", "launcher", "market-dockerhub", "market-lxc"}},
 	{kind: "qry", service: "catalog", name: "users", file: "qry/catalog.users.json", typ: reflect.TypeFor[CatalogUsersRequest](), senders: []string{"admins"}},
 	{kind: "qry", service: "converter", name: "formats", file: "qry/converter.formats.json", typ: reflect.TypeFor[ConverterFormatsRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "converter", name: "jobs", file: "qry/converter.jobs.json", typ: reflect.TypeFor[ConverterJobsRequest](), senders: []string{"admins"}},

@@ -21,9 +21,11 @@ const (
 	EnvDefaultBucket       = "SLIPWAY_DATASTORE_DEFAULT_BUCKET"
 	EnvFilesBucket         = "SLIPWAY_DATASTORE_FILES_BUCKET"
 	EnvImportBuckets       = "SLIPWAY_IMPORT_BUCKETS"
+	EnvMarketBuckets       = "SLIPWAY_MARKET_BUCKETS"
 	DefaultUploadBucket    = "slipway-uploads"
 	DefaultDatastoreBucket = "slipway-default"
 	DefaultFilesBucket     = "slipway-files"
+	DefaultMarketBucket    = "slipway-market"
 	// StagingPrefix is where the CLI stages uploads in the upload bucket
 	// ("uploads/<user>/<uuid>/<file name>", see UserStagingPrefix).
 	StagingPrefix = "uploads/"
@@ -51,8 +53,14 @@ type Locations struct {
 	// carried disks.
 	UploadBucket string
 	// ImportBuckets are further buckets s3:// import sources may name
-	// (SLIPWAY_IMPORT_BUCKETS, comma-separated).
+	// (SLIPWAY_IMPORT_BUCKETS, comma-separated). LocationsFromEnv adds
+	// MarketBuckets: what a private marketplace publishes is imported
+	// from there.
 	ImportBuckets []string
+	// MarketBuckets are the buckets S3 marketplaces (MAD s3) may live in
+	// (SLIPWAY_MARKET_BUCKETS, comma-separated; default slipway-market):
+	// market-lxc writes them, the converter reads them for imports.
+	MarketBuckets []string
 }
 
 // DefaultLocations are the buckets of a default deployment.
@@ -60,6 +68,8 @@ func DefaultLocations() Locations {
 	return Locations{
 		DatastoreBuckets: []string{DefaultDatastoreBucket, DefaultFilesBucket},
 		UploadBucket:     DefaultUploadBucket,
+		ImportBuckets:    []string{DefaultMarketBucket},
+		MarketBuckets:    []string{DefaultMarketBucket},
 	}
 }
 
@@ -72,22 +82,43 @@ func LocationsFromEnv() (Locations, error) {
 		DatastoreBuckets: []string{envOr(EnvDefaultBucket, DefaultDatastoreBucket), envOr(EnvFilesBucket, DefaultFilesBucket)},
 		UploadBucket:     envOr(EnvUploadBucket, DefaultUploadBucket),
 	}
-	for b := range strings.SplitSeq(os.Getenv(EnvImportBuckets), ",") {
-		if b = strings.TrimSpace(b); b != "" {
+	l.ImportBuckets = bucketList(os.Getenv(EnvImportBuckets))
+	l.MarketBuckets = []string{DefaultMarketBucket}
+	if v, ok := os.LookupEnv(EnvMarketBuckets); ok {
+		l.MarketBuckets = bucketList(v)
+	}
+	for _, b := range l.MarketBuckets {
+		if !slices.Contains(l.ImportBuckets, b) {
 			l.ImportBuckets = append(l.ImportBuckets, b)
 		}
 	}
 	for _, b := range append(append([]string{l.UploadBucket}, l.DatastoreBuckets...), l.ImportBuckets...) {
 		if _, _, err := ParseURL(URL(b, "x")); err != nil {
-			return l, fmt.Errorf("bucket %q (%s, %s, %s, %s): %w", b, EnvDefaultBucket, EnvFilesBucket, EnvUploadBucket, EnvImportBuckets, err)
+			return l, fmt.Errorf("bucket %q (%s, %s, %s, %s, %s): %w", b, EnvDefaultBucket, EnvFilesBucket, EnvUploadBucket, EnvImportBuckets, EnvMarketBuckets, err)
 		}
 	}
 	for _, b := range l.ImportBuckets {
-		if slices.Contains(l.DatastoreBuckets, b) {
-			return l, fmt.Errorf("%s lists %q, a datastore bucket: imports must not read other images' blobs", EnvImportBuckets, b)
+		if slices.Contains(l.DatastoreBuckets, b) || b == l.UploadBucket && slices.Contains(l.MarketBuckets, b) {
+			return l, fmt.Errorf("%s or %s lists %q, a datastore or upload bucket: imports must not read other images' blobs, and marketplaces have their own buckets", EnvImportBuckets, EnvMarketBuckets, b)
 		}
 	}
 	return l, nil
+}
+
+// bucketList reads a comma-separated list of bucket names.
+func bucketList(v string) []string {
+	var out []string
+	for b := range strings.SplitSeq(v, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// IsMarketBucket reports whether bucket is one an S3 marketplace may live in.
+func (l Locations) IsMarketBucket(bucket string) bool {
+	return slices.Contains(l.MarketBuckets, bucket)
 }
 
 // serviceStaging is where a service stages objects in the upload bucket
@@ -215,7 +246,7 @@ func (l Locations) CheckSource(src string) error {
 	if bucket == l.UploadBucket || slices.Contains(l.ImportBuckets, bucket) {
 		return nil
 	}
-	return fmt.Errorf("source %s: bucket %q is not the upload bucket (%s) nor listed in %s: imports read s3:// only from those", src, bucket, l.UploadBucket, EnvImportBuckets)
+	return fmt.Errorf("source %s: bucket %q is not the upload bucket (%s) nor listed in %s or %s: imports read s3:// only from those", src, bucket, l.UploadBucket, EnvImportBuckets, EnvMarketBuckets)
 }
 
 // StagingKey is a fresh key under prefix for a file the CLI stages:

@@ -145,9 +145,27 @@ func TestLocationsFromEnv(t *testing.T) {
 	t.Setenv(blob.EnvImportBuckets, " a-bucket, other-bucket ,")
 	t.Setenv(blob.EnvDefaultBucket, "my-default")
 	l, err := blob.LocationsFromEnv()
-	if err != nil || len(l.ImportBuckets) != 2 || l.ImportBuckets[1] != "other-bucket" || !l.IsDatastoreBucket("my-default") {
+	// The market bucket (default) is an import bucket too: imports read
+	// what private marketplaces publish.
+	if err != nil || len(l.ImportBuckets) != 3 || l.ImportBuckets[1] != "other-bucket" || l.ImportBuckets[2] != blob.DefaultMarketBucket ||
+		!l.IsMarketBucket(blob.DefaultMarketBucket) || !l.IsDatastoreBucket("my-default") {
 		t.Fatalf("%+v %v", l, err)
 	}
+	if err := l.CheckSource("s3://slipway-market/apps/a/disk.qcow2"); err != nil {
+		t.Errorf("a market blob as an import source: %v", err)
+	}
+	t.Setenv(blob.EnvMarketBuckets, "m-one,m-two")
+	if l, err = blob.LocationsFromEnv(); err != nil || !l.IsMarketBucket("m-two") || l.IsMarketBucket(blob.DefaultMarketBucket) ||
+		l.CheckSource("s3://m-one/apps/a/disk.raw") != nil {
+		t.Fatalf("%s: %+v %v", blob.EnvMarketBuckets, l, err)
+	}
+	for _, bad := range []string{"my-default", "slipway-uploads"} {
+		t.Setenv(blob.EnvMarketBuckets, bad)
+		if _, err := blob.LocationsFromEnv(); err == nil || !strings.Contains(err.Error(), blob.EnvMarketBuckets) {
+			t.Errorf("%s=%s: %v, want a refusal", blob.EnvMarketBuckets, bad, err)
+		}
+	}
+	t.Setenv(blob.EnvMarketBuckets, "")
 	t.Setenv(blob.EnvImportBuckets, "my-default")
 	if _, err := blob.LocationsFromEnv(); err == nil || !strings.Contains(err.Error(), blob.EnvImportBuckets) {
 		t.Fatalf("a datastore bucket in %s: %v", blob.EnvImportBuckets, err)

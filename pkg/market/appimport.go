@@ -159,19 +159,9 @@ func (s *Service) vmTemplate(mk Market, app App, name string, disks []Disk) (str
 // is using the marketplace: a sender who may not is refused (forbidden)
 // before its apps are looked at.
 func (s *Service) importedApp(ctx context.Context, m *bus.Msg, req AppImport) (Market, App, error) {
-	mk, err := s.store.market(ctx, req.MarketID)
-	if errors.Is(err, ErrNotFound) {
-		return mk, App{}, missing("marketplace %d does not exist", req.MarketID)
-	}
+	mk, _, err := s.UsableMarket(ctx, m, req.MarketID)
 	if err != nil {
 		return mk, App{}, err
-	}
-	u, service, err := s.asker(ctx, m.Sender)
-	if err != nil {
-		return mk, App{}, err
-	}
-	if err := mayUse(u, service, &mk, m.Name); err != nil {
-		return mk, App{}, &refusal{bus.WithCode(schemas.CodeForbidden, err)}
 	}
 	app, err := s.store.app(ctx, req.MarketID, req.App)
 	if errors.Is(err, ErrNotFound) {

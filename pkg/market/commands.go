@@ -70,7 +70,11 @@ func isRefusal(err error) bool {
 // go to the service's own handlers.
 func (s *Service) handleCommand(ctx context.Context, m *bus.Msg) error {
 	if h, ok := s.cfg.Commands[m.Name]; ok {
-		return h(ctx, m)
+		err := h(ctx, m)
+		if isRefusal(err) { // a refusal of the core's checks (UsableMarket, …)
+			return s.Reject(ctx, m, err)
+		}
+		return err
 	}
 	if !schemas.Known(schemas.KindCommand, s.cfg.Service, m.Name) {
 		return s.Reject(ctx, m, fmt.Errorf("%s has no command %q (commands: %s)", s.cfg.Service, m.Name, strings.Join(bus.Commands(s.cfg.Service), ", ")))
@@ -192,7 +196,8 @@ func (s *Service) marketCreate(ctx context.Context, m *bus.Msg) error {
 func fromCreate(req schemas.MarketCreate) Market {
 	mk := Market{Name: req.Name, Mad: req.Mad, Endpoint: strings.TrimRight(req.Endpoint, "/"), Registry: req.Registry,
 		Insecure: req.Insecure, Variant: req.Variant, Ftype: req.Ftype, Arches: req.Arches, ImageSizeMb: req.ImageSizeMb,
-		Filesystem: req.Filesystem, Format: req.Format, Monitoring: req.Monitoring == nil || *req.Monitoring}
+		Filesystem: req.Filesystem, Format: req.Format, PublicDir: req.PublicDir, Bucket: req.Bucket, QuotaMb: req.QuotaMb,
+		Monitoring: req.Monitoring == nil || *req.Monitoring}
 	if mk.Mad == "" {
 		mk.Mad = schemas.MarketMADRegistry // market-create before MADs: a registry
 	}
@@ -276,6 +281,9 @@ func applyUpdate(mk *Market, req schemas.MarketUpdate) error {
 	set(&mk.ImageSizeMb, req.ImageSizeMb)
 	set(&mk.Filesystem, req.Filesystem)
 	set(&mk.Format, req.Format)
+	set(&mk.PublicDir, req.PublicDir)
+	set(&mk.Bucket, req.Bucket)
+	set(&mk.QuotaMb, req.QuotaMb)
 	if req.Endpoint != nil {
 		mk.Endpoint = strings.TrimRight(*req.Endpoint, "/")
 	}

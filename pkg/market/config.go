@@ -122,8 +122,11 @@ type Config struct {
 	// permanent. Their owner and bits are the core's.
 	Preregistered []Market
 	// Commands handle commands of the service beyond the shared contract
-	// (market-dockerhub's resolve), by verb. Such a handler checks its
-	// command itself (schemas.Validate) and refuses it as it sees fit.
+	// (market-dockerhub's resolve, market-lxc's app-create), by verb. Such
+	// a handler checks its command itself (schemas.Validate) and refuses
+	// it as it sees fit: with Reject, or by returning a refusal (Refuse,
+	// or one of the core's checks such as UsableMarket's), which the core
+	// then rejects.
 	Commands map[string]bus.Handler
 	Settings
 }

@@ -51,6 +51,20 @@ type Composer interface {
 	Parts(app App) ([]string, error)
 }
 
+// Monitor is a Driver of marketplaces with a capacity (OpenNebula's private
+// http and s3 ones): after each good listing the core records its usage on
+// the marketplace (used_mb, free_mb, total_mb). A failed monitor is
+// recorded as the listing's error; the apps listed stay.
+type Monitor interface {
+	Monitor(ctx context.Context, mk Market) (Usage, error)
+}
+
+// Usage is a marketplace's monitoring in MiB, as OpenNebula's monitor
+// action reports USED_MB, FREE_MB and TOTAL_MB.
+type Usage struct {
+	UsedMB, FreeMB, TotalMB int64
+}
+
 // Drivers are a service's drivers by MAD. A MAD the service owns without a
 // driver in this build lists with ErrNoDriver recorded on the marketplace.
 type Drivers map[schemas.MarketMAD]Driver

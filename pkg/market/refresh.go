@@ -91,8 +91,15 @@ func (s *Service) relist(ctx context.Context, mk Market) (schemas.MarketAppsRefr
 	if ev, err = s.storeApps(ctx, mk.ID, fresh); err != nil {
 		return ev, err
 	}
+	usage, merr := s.monitor(ctx, mk)
+	if merr != nil {
+		ev.Error = schemas.ErrorText(merr.Error())
+	}
 	_, err = s.store.updateMarket(ctx, mk.ID, func(m *Market) error {
-		m.RefreshedAt, m.Error = started, ""
+		m.RefreshedAt, m.Error = started, ev.Error
+		if usage != nil {
+			m.UsedMb, m.FreeMb, m.TotalMb = usage.UsedMB, usage.FreeMB, usage.TotalMB
+		}
 		return nil
 	})
 	if errors.Is(err, ErrNotFound) { // deleted while we listed: take its apps along
@@ -102,6 +109,21 @@ func (s *Service) relist(ctx context.Context, mk Market) (schemas.MarketAppsRefr
 		return ev, refuse("marketplace %d was deleted during its refresh", mk.ID)
 	}
 	return ev, err
+}
+
+// monitor asks a Monitor driver for the marketplace's usage; nil, nil for
+// a driver without capacity.
+func (s *Service) monitor(ctx context.Context, mk Market) (*Usage, error) {
+	m, ok := s.cfg.Drivers[mk.Mad].(Monitor)
+	if !ok {
+		return nil, nil
+	}
+	u, err := m.Monitor(ctx, mk)
+	if err != nil {
+		s.log.Warn("monitor failed", "market", mk.ID, "name", mk.Name, "err", err)
+		return nil, fmt.Errorf("monitor: %w", err)
+	}
+	return &u, nil
 }
 
 // checkListing refuses a listing whose apps the core cannot key: a driver

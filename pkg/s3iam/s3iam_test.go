@@ -59,10 +59,11 @@ func provisioned(t *testing.T) (s3 testenv.S3, root *blob.Store, svc map[string]
 
 func TestProvisionIsIdempotentAndWritesPrivateFiles(t *testing.T) {
 	s3, _, svc, dir := provisioned(t)
-	for _, market := range []string{schemas.ServiceMarketDockerhub, schemas.ServiceMarketLxc} {
-		if _, ok := svc[market]; ok {
-			t.Errorf("%s got S3 keys: it never touches S3", market)
-		}
+	if _, ok := svc[schemas.ServiceMarketDockerhub]; ok {
+		t.Errorf("market-dockerhub got S3 keys: it never touches S3")
+	}
+	if _, ok := svc[schemas.ServiceMarketLxc]; !ok {
+		t.Errorf("market-lxc got no S3 keys: it publishes into the marketplace buckets")
 	}
 	first := map[string]blob.Keys{}
 	for name := range svc {
@@ -121,6 +122,11 @@ func TestServiceKeysAreScoped(t *testing.T) {
 			return st.Client().MakeBucket(ctx, "slipway-evil", minio.MakeBucketOptions{})
 		}},
 		{schemas.ServiceCatalog, "delete outside images/ of a datastore", func(st *blob.Store) error { return st.Delete(ctx, ds, "other/x") }},
+		{schemas.ServiceMarketLxc, "write an image blob", func(st *blob.Store) error { return put(t, st, ds, "images/7/s/disk") }},
+		{schemas.ServiceMarketLxc, "delete an image blob", func(st *blob.Store) error { return st.Delete(ctx, ds, "images/7/s/disk") }},
+		{schemas.ServiceMarketLxc, "read outside images/ of a datastore", func(st *blob.Store) error { _, err := get(st, ds, "other/x"); return err }},
+		{schemas.ServiceMarketLxc, "read an upload", func(st *blob.Store) error { _, err := get(st, up, "uploads/bob/u/f"); return err }},
+		{schemas.ServiceMarketLxc, "read a kernel", func(st *blob.Store) error { _, err := get(st, files, "kernels/1/vmlinux"); return err }},
 	} {
 		if err := tc.do(svc[tc.svc]); !blob.IsDenied(err) {
 			t.Errorf("%s could %s: %v, want AccessDenied", tc.svc, tc.what, err)
@@ -147,6 +153,19 @@ func TestServiceKeysAreScoped(t *testing.T) {
 		}},
 		{schemas.ServiceCatalog, "delete an image's blobs", func(st *blob.Store) error { return st.DeletePrefix(ctx, ds, "images/8/") }},
 		{schemas.ServiceKernelRegistry, "keep a kernel", func(st *blob.Store) error { return put(t, st, files, "kernels/2/vmlinux") }},
+		{schemas.ServiceMarketLxc, "read an image blob", func(st *blob.Store) error { _, err := get(st, ds, "images/7/s/disk"); return err }},
+		{schemas.ServiceMarketLxc, "copy an image blob into a marketplace", func(st *blob.Store) error {
+			_, err := st.Copy(ctx, ds, "images/7/s/disk", blob.DefaultMarketBucket, "apps/a/disk.qcow2")
+			return err
+		}},
+		{schemas.ServiceMarketLxc, "delete a published app", func(st *blob.Store) error { return st.DeletePrefix(ctx, blob.DefaultMarketBucket, "apps/a/") }},
+		{schemas.ServiceConverter, "read a marketplace blob", func(st *blob.Store) error {
+			if err := put(t, root, blob.DefaultMarketBucket, "apps/b/disk.raw"); err != nil {
+				return err
+			}
+			_, err := get(st, blob.DefaultMarketBucket, "apps/b/disk.raw")
+			return err
+		}},
 	} {
 		if err := tc.do(svc[tc.svc]); err != nil {
 			t.Errorf("%s cannot %s: %v", tc.svc, tc.what, err)

@@ -31,10 +31,11 @@ func LayoutFromEnv() (Layout, error) {
 }
 
 // Buckets are the buckets provisioning creates: the upload bucket, the
-// datastores and the files bucket. Import buckets are the operator's own.
+// datastores, the files bucket and the marketplace buckets. Other import
+// buckets are the operator's own.
 func (l Layout) Buckets() []string {
 	var out []string
-	for _, b := range append(append([]string{l.UploadBucket}, l.DatastoreBuckets...), l.FilesBucket) {
+	for _, b := range slices.Concat([]string{l.UploadBucket}, l.DatastoreBuckets, []string{l.FilesBucket}, l.MarketBuckets) {
 		if b != "" && !slices.Contains(out, b) {
 			out = append(out, b)
 		}
@@ -112,6 +113,10 @@ func join(sets ...[]string) []string { return slices.Concat(sets...) }
 //     under kernel-registry/, reads image blobs (examine), keeps kernels/
 //     in the files bucket.
 //   - launcher: reads image blobs and kernels, stages vms/.
+//   - market-lxc: reads image blobs (app-create publishes an image the
+//     sender may use, checked against the catalog's record first), writes
+//     and deletes in the marketplace buckets (MAD s3), whose layout
+//     package published derives.
 func ServicePolicy(service string, l Layout) (p Policy, ok bool, err error) {
 	up := []string{l.UploadBucket}
 	ds := l.DatastoreBuckets
@@ -141,7 +146,10 @@ func ServicePolicy(service string, l Layout) (p Policy, ok bool, err error) {
 		b.allow(ActRead, ds, segImages)
 		b.allow(ActRead, files, segKernels)
 		b.allow(join(ActRead, ActWrite, ActDelete), up, segVMs)
-	case schemas.ServiceMarketDockerhub, schemas.ServiceMarketLxc:
+	case schemas.ServiceMarketLxc:
+		b.allow(ActRead, ds, segImages)
+		b.allow(join(ActRead, ActWrite, ActDelete), l.MarketBuckets)
+	case schemas.ServiceMarketDockerhub:
 		return Policy{}, false, nil
 	default:
 		return Policy{}, false, fmt.Errorf("s3iam: no S3 policy for service %q", service)

@@ -322,7 +322,7 @@ func TestCreateRefusals(t *testing.T) {
 		{schemas.ImageCreate{Name: "n", Path: "https://x.invalid/n", Datastore: "nope"},
 			`datastore "nope" does not exist (datastores: default, files)`},
 		{schemas.ImageCreate{Name: "s", Path: "s3://somebucket/key", Staged: true},
-			`source s3://somebucket/key: bucket "somebucket" is not the upload bucket (` + h.cfg.UploadBucket + `) nor listed in SLIPWAY_IMPORT_BUCKETS: imports read s3:// only from those`},
+			`source s3://somebucket/key: bucket "somebucket" is not the upload bucket (` + h.cfg.UploadBucket + `) nor listed in SLIPWAY_IMPORT_BUCKETS or SLIPWAY_MARKET_BUCKETS: imports read s3:// only from those`},
 		{schemas.ImageCreate{Name: "s", Path: "s3://" + h.cfg.Datastores[0].Bucket + "/images/0/x/disk.raw"},
 			"source s3://" + h.cfg.Datastores[0].Bucket + `/images/0/x/disk.raw: bucket "` + h.cfg.Datastores[0].Bucket + `" is a datastore bucket, not the upload bucket (` + h.cfg.UploadBucket + `) nor listed in SLIPWAY_IMPORT_BUCKETS: an import never reads another image's blob`},
 		{schemas.ImageCreate{Name: "s", Path: "s3://" + h.cfg.UploadBucket + "/vms/7/x/disk-0.qcow2", Staged: true},

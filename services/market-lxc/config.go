@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
+	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/market"
 	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/schemas"
@@ -32,6 +34,10 @@ const (
 	// sign TurnKey's .hash documents; without it nothing TurnKey lists is
 	// trusted.
 	EnvTurnKeyKeyring = "SLIPWAY_MARKET_TURNKEY_KEYRING"
+	// EnvPublicRoot is the directory every http marketplace's PUBLIC_DIR
+	// must lie below (checkPublicDir); unset, no http marketplace can be
+	// published into.
+	EnvPublicRoot = "SLIPWAY_MARKET_PUBLIC_ROOT"
 )
 
 // Config configures the service: its own settings and the marketplace
@@ -50,6 +56,19 @@ type Config struct {
 	// TurnKeyKeyring verifies TurnKey's clearsigned .hash documents
 	// (EnvTurnKeyKeyring); nil fails every turnkeylinux listing.
 	TurnKeyKeyring *pgpverify.Keyring
+	// PublicRoot is the directory below which http marketplaces'
+	// PUBLIC_DIRs lie (SLIPWAY_MARKET_PUBLIC_ROOT): a market-create or
+	// app-create naming another directory is refused. Empty: http
+	// marketplaces are only listed and imported from.
+	PublicRoot string
+	// Locations are the buckets (blob.LocationsFromEnv): s3 marketplaces
+	// live in MarketBuckets, published images are read from the
+	// datastores.
+	Locations blob.Locations
+	// Store is the service's S3 user (s3 marketplaces, the blobs of
+	// published images); nil when it runs without S3, which refuses s3
+	// marketplaces and publishing.
+	Store *blob.Store
 	market.Settings
 }
 
@@ -79,6 +98,9 @@ func ConfigFromEnv() (Config, error) {
 		cfg.TurnKeyKeyring, err = readKeyring(path)
 		env.Check(err)
 	}
+	cfg.PublicRoot = run.Env(EnvPublicRoot, "")
+	cfg.Locations, err = blob.LocationsFromEnv()
+	env.Check(err)
 	env.Check(cfg.validate())
 	return cfg, env.Err()
 }
@@ -88,6 +110,9 @@ func ConfigFromEnv() (Config, error) {
 func (c Config) validate() error {
 	if err := c.Settings.Validate(EnvKernel); err != nil {
 		return err
+	}
+	if c.PublicRoot != "" && !filepath.IsAbs(c.PublicRoot) {
+		return fmt.Errorf("%s=%q: want an absolute directory", EnvPublicRoot, c.PublicRoot)
 	}
 	for mad, u := range c.Endpoints {
 		if u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {

@@ -56,6 +56,7 @@ func New(b *bus.Bus, cfg Config) *Service {
 		Description:   "Slipway marketplaces of OpenNebula appliances, Linux Containers and TurnKey Linux",
 		Drivers:       ds,
 		Preregistered: pre,
+		Commands:      s.commands(),
 		Settings:      cfg.Settings,
 	})
 	return s

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/pkg/market"
 	"github.com/slipway/slipway/pkg/testenv"
@@ -106,5 +107,15 @@ func TestConfigFromEnv(t *testing.T) {
 	t.Setenv(EnvKernel, `k"`)
 	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), EnvKernel) {
 		t.Errorf("kernel with a quote: %v", err)
+	}
+	t.Setenv(EnvKernel, "")
+	t.Setenv(EnvPublicRoot, "relative/root")
+	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), EnvPublicRoot) {
+		t.Errorf("a relative public root: %v", err)
+	}
+	t.Setenv(EnvPublicRoot, "/srv/market")
+	t.Setenv(blob.EnvMarketBuckets, "m-one, m-two")
+	if cfg, err := ConfigFromEnv(); err != nil || cfg.PublicRoot != "/srv/market" || !cfg.Locations.IsMarketBucket("m-two") {
+		t.Errorf("public root and market buckets: %+v, %v", cfg, err)
 	}
 }

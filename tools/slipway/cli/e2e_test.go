@@ -36,6 +36,14 @@ func dataDir(t *testing.T) string {
 
 func stack(t *testing.T) (flags []string, s3 testenv.S3) {
 	t.Helper()
+	flags, s3, _ = stackWith(t, func(*up.Config) {})
+	return flags, s3
+}
+
+// stackWith is stack with the test's changes to up's configuration, and
+// the stack.
+func stackWith(t *testing.T, change func(*up.Config)) (flags []string, s3 testenv.S3, st *up.Stack) {
+	t.Helper()
 	// This machine must not reach out to Docker Hub: no listing at start.
 	t.Setenv("SLIPWAY_MARKET_MONITORING", "off")
 	logs := newTestLog(t)
@@ -43,7 +51,9 @@ func stack(t *testing.T) (flags []string, s3 testenv.S3) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	st, err := up.Start(ctx, up.Config{DataDir: dataDir(t), NATSPort: -1, S3: s3.BlobConfig(), Logger: logger})
+	cfg := up.Config{DataDir: dataDir(t), NATSPort: -1, S3: s3.BlobConfig(), Logger: logger}
+	change(&cfg)
+	st, err := up.Start(ctx, cfg)
 	if err != nil {
 		t.Fatalf("up.Start: %v", err)
 	}
@@ -53,7 +63,7 @@ func stack(t *testing.T) (flags []string, s3 testenv.S3) {
 		}
 	})
 	return []string{"--nats-url", st.NATSURL, "--creds", st.Credentials, "--s3-endpoint", s3.Endpoint,
-		"--s3-access-key", s3.AccessKey, "--s3-secret-key", s3.SecretKey}, s3
+		"--s3-access-key", s3.AccessKey, "--s3-secret-key", s3.SecretKey}, s3, st
 }
 
 // testLog sends the services' logs to the test log, shown on failure.

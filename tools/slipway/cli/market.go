@@ -43,9 +43,10 @@ func newMarketCmd(c *client) *cobra.Command {
 		Short: "List, show and import marketplace apps (like onemarketapp)",
 		RunE:  unknownSubcommand,
 	}
-	app.AddCommand(newMarketAppListCmd(c), newMarketAppShowCmd(c), newMarketAppImportCmd(c))
+	app.AddCommand(newMarketAppListCmd(c), newMarketAppShowCmd(c), newMarketAppImportCmd(c), newMarketAppCreateCmd(c),
+		newMarketAppDeleteCmd(c))
 	cmd.AddCommand(newMarketListCmd(c), newMarketShowCmd(c), newMarketCreateCmd(c), newMarketUpdateCmd(c),
-		newMarketDeleteCmd(c), newMarketRefreshCmd(c), newMarketChmodCmd(c), app)
+		newMarketDeleteCmd(c), newMarketRefreshCmd(c), newMarketChmodCmd(c), newMarketServeCmd(c), app)
 	return cmd
 }
 
@@ -194,7 +195,9 @@ func showMarket(w io.Writer, m schemas.Market) error {
 		{"SOURCE", where}, {"INSECURE", render.YesNo(m.Insecure)}, {"MONITORING", render.YesNo(m.Monitoring)},
 		{"APPS", strconv.FormatInt(m.Apps, 10)}, {"ZONE", strconv.FormatInt(m.Zone, 10)}, {"LAST REFRESH", refreshed}}
 	for _, extra := range [][2]string{{"VARIANT", m.Variant}, {"FTYPE", string(m.Ftype)}, {"ARCH", strings.Join(m.Arches, " ")},
-		{"IMAGE_SIZE_MB", sizeOrEmpty(m.ImageSizeMb)}, {"FILESYSTEM", string(m.Filesystem)}, {"FORMAT", string(m.Format)}} {
+		{"IMAGE_SIZE_MB", sizeOrEmpty(m.ImageSizeMb)}, {"FILESYSTEM", string(m.Filesystem)}, {"FORMAT", string(m.Format)},
+		{"PUBLIC_DIR", m.PublicDir}, {"BUCKET", m.Bucket}, {"TOTAL_MB", sizeOrEmpty(m.TotalMb)},
+		{"USED_MB", usedOrEmpty(m)}, {"FREE_MB", usedOrEmpty(m, m.FreeMb)}} {
 		if extra[1] != "" {
 			lines = append(lines, extra)
 		}
@@ -206,6 +209,18 @@ func showMarket(w io.Writer, m schemas.Market) error {
 		return err
 	}
 	return writeSection(w, "PERMISSIONS", render.PermissionLines(cmp.Or(m.Permissions, "744")))
+}
+
+// usedOrEmpty is a monitored number of a marketplace with a capacity
+// (its used_mb, or n): 0 is shown there, nothing elsewhere.
+func usedOrEmpty(m schemas.Market, n ...int64) string {
+	if m.TotalMb == 0 {
+		return ""
+	}
+	if len(n) > 0 {
+		return strconv.FormatInt(n[0], 10)
+	}
+	return strconv.FormatInt(m.UsedMb, 10)
 }
 
 func sizeOrEmpty(n int64) string {
@@ -292,8 +307,12 @@ func newMarketCreateCmd(c *client) *cobra.Command {
   FILESYSTEM    = "ext4"
   FORMAT        = "qcow2"
 
-plus REGISTRY and INSECURE (registry), VARIANT, FTYPE and ARCH (linuxcontainers; FTYPE is
-root.tar.xz, the default, or disk-kvm.img, Slipway's own attribute; ARCH may list several,
+plus BASE_URL (http: where the marketplace is served; the same as ENDPOINT), PUBLIC_DIR (http:
+the directory published into, below the service's SLIPWAY_MARKET_PUBLIC_ROOT), BUCKET (s3: one
+of the service's SLIPWAY_MARKET_BUCKETS; no keys: the service uses its own S3 user), TOTAL_MB
+(http, s3: the capacity monitor reports), REGISTRY and INSECURE (registry), VARIANT, FTYPE and
+ARCH (linuxcontainers; FTYPE is root.tar.xz, the default, or disk-kvm.img, Slipway's own
+attribute; ARCH may list several,
 separated by spaces or commas) and MONITORING (YES or NO). DESCRIPTION is accepted and not kept;
 any other attribute is refused. Flags given override the template. Without FILE, --name and
 --registry add a marketplace of an OCI registry (MAD registry). The command goes to the service
@@ -411,9 +430,17 @@ func setMarketAttr(req *schemas.MarketCreate, name, v string) error {
 		req.Ftype = schemas.MarketFileType(strings.ToLower(v))
 	case "ARCH", "ARCHES":
 		req.Arches = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
+	case "PUBLIC_DIR":
+		req.PublicDir = v
+	case "BUCKET":
+		req.Bucket = v
+	case "TOTAL_MB":
+		req.QuotaMb, err = strconv.ParseInt(v, 10, 64)
+	case "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "REGION", "SIGNATURE_VERSION", "FORCE_PATH_STYLE", "READ_LENGTH":
+		return errors.New("not taken from a template: an s3 marketplace is reached with the service's own S3 user, in one of its SLIPWAY_MARKET_BUCKETS")
 	case "DESCRIPTION":
 	default:
-		return errors.New("not a market template attribute Slipway knows (NAME, MARKET_MAD, ENDPOINT, IMAGE_SIZE_MB, FILESYSTEM, FORMAT, REGISTRY, INSECURE, VARIANT, FTYPE, ARCH, MONITORING, DESCRIPTION)")
+		return errors.New("not a market template attribute Slipway knows (NAME, MARKET_MAD, ENDPOINT, BASE_URL, PUBLIC_DIR, BUCKET, TOTAL_MB, IMAGE_SIZE_MB, FILESYSTEM, FORMAT, REGISTRY, INSECURE, VARIANT, FTYPE, ARCH, MONITORING, DESCRIPTION)")
 	}
 	return err
 }

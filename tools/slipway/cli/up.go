@@ -54,6 +54,7 @@ in --data-dir/tls (kept for later starts); export SLIPWAY_CA as printed.`,
 	fl.IntVar(&cfg.NATSPort, "nats-port", up.DefaultNATSPort, "NATS client port on 127.0.0.1 (-1: any free port)")
 	fl.StringVar(&cfg.MinIOBin, "minio-bin", up.DefaultMinIOBin, "MinIO binary")
 	fl.StringVar(&cfg.MinIOAddr, "minio-address", up.DefaultMinIOAddr, "address MinIO listens on")
+	fl.StringVar(&cfg.MarketHTTPAddr, "market-http-addr", "", "serve the PUBLIC_DIRs of http marketplaces (--data-dir/"+up.MarketPublicRootDir+", or $SLIPWAY_MARKET_PUBLIC_ROOT) read-only on this address, e.g. 127.0.0.1:8088: PUBLIC_DIR <root>/<dir> is BASE_URL http://<addr>/<dir>/")
 	fl.BoolVar(&cfg.TLS, "tls", false, "NATS and MinIO speak only TLS, with certificates of a CA made in --data-dir/"+up.TLSDir+" (clients trust its ca.crt: SLIPWAY_CA)")
 	fl.StringVar(&logLevel, "log-level", env(run.LogLevelEnv, "info"), "services' log level: debug, info, warn, error ($SLIPWAY_LOG_LEVEL)")
 	fl.StringVar(&logFormat, "log-format", env(run.LogFormatEnv, "text"), "services' log format: text or json ($SLIPWAY_LOG_FORMAT)")

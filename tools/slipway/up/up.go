@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -87,6 +88,10 @@ type Config struct {
 	TLS bool
 	// Logger receives the services' logs; default discards below Warn.
 	Logger *slog.Logger
+	// MarketHTTPAddr, when set, serves market-lxc's public root (the
+	// PUBLIC_DIRs of http marketplaces) read-only there, e.g.
+	// 127.0.0.1:8088; Stack.MarketURL is then its URL.
+	MarketHTTPAddr string
 }
 
 func (c *Config) defaults() {
@@ -155,12 +160,17 @@ type Stack struct {
 	// CA is the certificate of the CA clients trust (SLIPWAY_CA) when
 	// the stack speaks TLS, else "".
 	CA string
+	// MarketURL serves the public root of http marketplaces
+	// (Config.MarketHTTPAddr), else "": a PUBLIC_DIR <root>/<dir> is at
+	// BASE_URL <MarketURL>/<dir>/.
+	MarketURL string
 
-	cfg   Config
-	auth  *identity.Authority
-	ca    *tlsca.CA
-	nats  *server.Server
-	minio *minioProc
+	marketHTTP *http.Server
+	cfg        Config
+	auth       *identity.Authority
+	ca         *tlsca.CA
+	nats       *server.Server
+	minio      *minioProc
 	// keys are the S3 settings of each service: its own MinIO user, or
 	// the operator's keys for every service of an external S3 server.
 	keys  map[string]blob.Config
@@ -194,6 +204,9 @@ func Start(ctx context.Context, cfg Config) (st *Stack, err error) {
 		return nil, err
 	}
 	if err := s.startS3(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.serveMarkets(); err != nil {
 		return nil, err
 	}
 	if err := s.startServices(ctx); err != nil {
@@ -475,6 +488,7 @@ func (s *Stack) Failed() <-chan struct{} {
 // service error, if any, and is safe to call more than once.
 func (s *Stack) Stop() error {
 	s.stopOnce.Do(func() {
+		s.stopMarkets()
 		if s.group != nil {
 			s.group.Stop()
 			s.stopErr = s.group.Wait()
@@ -538,6 +552,10 @@ func (s *Stack) PrintInfo(w io.Writer) {
 	fmt.Fprintf(w, "services  %s, dead-letter forwarder\n", strings.Join(s.Services, ", "))
 	if s.Accelerator != "" {
 		fmt.Fprintf(w, "QEMU      %s\n", s.Accelerator)
+	}
+	if s.MarketURL != "" {
+		fmt.Fprintf(w, "markets   %s serves %s (http marketplaces: PUBLIC_DIR %s/<dir>, BASE_URL %s/<dir>/)\n",
+			s.MarketURL, s.PublicRoot(), s.PublicRoot(), s.MarketURL)
 	}
 	fmt.Fprintln(w, "\nTo use it from another shell:")
 	for _, kv := range s.Env() {

@@ -12,5 +12,5 @@ import (
 )
 
 func main() {
-	servicemain.Main(marketlxc.ServiceName, marketlxc.Wire, servicemain.WithoutS3())
+	servicemain.Main(marketlxc.ServiceName, marketlxc.Wire)
 }
