@@ -49,6 +49,11 @@ func (s *Service) epilog(ctx context.Context, rec *vmRecord, save bool) (string,
 			errs = append(errs, err)
 		}
 	}
+	if ctx.Err() != nil {
+		// Interrupted (the service stops): the files stay for the
+		// reconciler, which finishes the epilog.
+		return "", errors.Join(append(errs, ctx.Err())...)
+	}
 	for _, d := range []string{s.vmDir(rec.ID), s.runDir(rec.ID)} {
 		if err := os.RemoveAll(d); err != nil {
 			errs = append(errs, fmt.Errorf("remove the VM's files: %w", err))

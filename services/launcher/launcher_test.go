@@ -213,8 +213,18 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]" ]
 		t.Errorf("gentle poweroff: %s %q", vm.State, vm.Reason)
 	}
 
-	h.mustCall(schemas.CommandLauncherTerminate, schemas.VMAction{ID: a, Hard: true}, schemas.EventLauncherVMStateChanged)
+	// Terminate it gently while it runs: the guest ignores ACPI again, and
+	// the wait for it (5s) outlasts the launcher's bookkeeping time (2s,
+	// shortened here), which the epilog must not inherit spent.
+	h.mustCall(schemas.CommandLauncherResume, schemas.LauncherResume{ID: a}, schemas.EventLauncherVMStateChanged)
+	h.waitVM(a, schemas.VMStateRunning, bootTimeout)
+	restore := launcher.SetSettleTimeout(2 * time.Second)
+	h.mustCall(schemas.CommandLauncherTerminate, schemas.VMAction{ID: a}, schemas.EventLauncherVMStateChanged)
 	vm = h.waitVM(a, schemas.VMStateDone, 2*time.Minute)
+	restore()
+	if !strings.Contains(vm.Reason, "did not power off") {
+		t.Errorf("gentle terminate: reason %q", vm.Reason)
+	}
 	after := h.waitImage(pers.ID, func(i schemas.Image) bool { return i.State == "READY" }, "READY")
 	if after.RVMs != 0 || after.SHA256 == pers.SHA256 {
 		t.Errorf("persistent image after terminate: rvms %d sha256 %s (before %s): want 0 and a new blob", after.RVMs, after.SHA256, pers.SHA256)

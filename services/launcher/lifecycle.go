@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/slipway/slipway/pkg/kvstore"
@@ -26,13 +27,15 @@ const (
 )
 
 // settleTimeout bounds the KV writes and calls that record what happened
-// to a VM after the service's context has ended.
-const settleTimeout = 30 * time.Second
+// to a VM after the service's context has ended (30s; tests shorten it).
+var settleTimeout atomic.Int64
+
+func init() { settleTimeout.Store(int64(30 * time.Second)) }
 
 // settleCtx is a context for recording a VM's fate that survives the end
 // of the service's own.
 func settleCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), settleTimeout)
+	return context.WithTimeout(context.Background(), time.Duration(settleTimeout.Load()))
 }
 
 // deploy takes a PENDING VM through PROLOG to BOOT; the watcher takes it
@@ -280,7 +283,16 @@ func (s *Service) terminate(m *machine, hard bool, c cause, accept func(error)) 
 	// A FAILED VM's changes are not kept: its failure may have left the
 	// disks in any state.
 	save := from != stFailed && from != stPending && from != stProlog
-	reason, err := s.epilog(ctx, rec, save)
+	// Writing persistent disks back takes what their size needs: the
+	// epilog runs for the service's life, not on a bookkeeping deadline
+	// (which a guest ignoring ACPI may already have spent). A stop in the
+	// middle leaves the VM in EPILOG, which the reconciler finishes.
+	reason, err := s.epilog(s.life, rec, save)
+	if s.life.Err() != nil {
+		return
+	}
+	ectx, ecancel := settleCtx()
+	defer ecancel()
 	if err != nil {
 		s.fail(m, fmt.Sprintf("EPILOG: %v", err), c)
 		return
@@ -288,7 +300,7 @@ func (s *Service) terminate(m *machine, hard bool, c cause, accept func(error)) 
 	if how != "" {
 		reason = how + "; " + reason
 	}
-	if _, err := s.transition(ctx, m.id, []schemas.VMState{stEpilog}, stDone, reason, c, func(r *vmRecord) error {
+	if _, err := s.transition(ectx, m.id, []schemas.VMState{stEpilog}, stDone, reason, c, func(r *vmRecord) error {
 		r.Run.Locks, r.Run.PID, r.Run.Plan = nil, 0, nil
 		return nil
 	}); err != nil {
