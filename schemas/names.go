@@ -11,4 +11,9 @@ const (
 	AttrLUKSSecret = "LUKS_SECRET"
 	// AttrEncryptedFrom is the ID of the image a LUKS image was encrypted from.
 	AttrEncryptedFrom = "ENCRYPTED_FROM"
+	// AttrMarketplace and AttrMarketplaceApp name the marketplace and the
+	// app an image was imported from (set by the marketplace services);
+	// the catalog names them in the image's error when its import fails.
+	AttrMarketplace    = "MARKETPLACE"
+	AttrMarketplaceApp = "MARKETPLACE_APP"
 )

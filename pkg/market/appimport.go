@@ -100,9 +100,9 @@ func (s *Service) fillCreate(c *schemas.ImageCreate, m *bus.Msg, mk Market, app 
 	if c.Attributes == nil {
 		c.Attributes = map[string]string{}
 	}
-	c.Attributes["MARKETPLACE"] = mk.Name
+	c.Attributes[schemas.AttrMarketplace] = mk.Name
 	c.Attributes["MARKETPLACE_ID"] = idToken(mk.ID)
-	c.Attributes["MARKETPLACE_APP"] = app.Name
+	c.Attributes[schemas.AttrMarketplaceApp] = app.Name
 	c.Attributes["MARKETPLACE_APP_ID"] = idToken(app.ID)
 	c.Attributes[AttrImport] = m.Envelope.ID
 }

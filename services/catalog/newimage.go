@@ -256,7 +256,7 @@ func (s *Service) failImportCode(ctx context.Context, sg *saga.Saga, code, reaso
 			return errNoChange
 		}
 		img.State = schemas.ImageStateError
-		img.Error = schemas.ErrorText(reason)
+		img.Error = schemas.ErrorText(namingApp(img, reason))
 		img.Size = 0 // it holds no data: its SIZE no longer counts against quotas
 		return nil
 	})
@@ -280,6 +280,18 @@ func (s *Service) failImportCode(ctx context.Context, sg *saga.Saga, code, reaso
 		}
 	}
 	return s.settle(ctx, sg, reason)
+}
+
+// namingApp is reason for an image imported from a marketplace app, with
+// the app named first ("marketplace app lxc/debian_bookworm_amd64_default:
+// checksum mismatch for …"): the URL a worker names is the mirror's, not
+// what the person imported.
+func namingApp(img *schemas.Image, reason string) string {
+	mk, app := img.Attributes[schemas.AttrMarketplace], img.Attributes[schemas.AttrMarketplaceApp]
+	if mk == "" || app == "" {
+		return reason
+	}
+	return fmt.Sprintf("marketplace app %s/%s: %s", mk, app, reason)
 }
 
 // claimIDs returns the image and saga IDs of a command that makes a new

@@ -93,7 +93,7 @@ func TestImportRootfsApps(t *testing.T) {
 		}
 		before := h.objects()
 		bad := h.importApp(mk.ID, "alpine_3.20_amd64_default", "alpine-lxc")
-		checkTampered(t, bad, lxc+strings.TrimPrefix(fake.RootfsURL(alpine), fake.URL), "sha256:"+hexSHA256(alpine.Rootfs), "sha256:"+hexSHA256(evil))
+		checkTampered(t, bad, "lxc/alpine_3.20_amd64_default", lxc+strings.TrimPrefix(fake.RootfsURL(alpine), fake.URL), "sha256:"+hexSHA256(alpine.Rootfs), "sha256:"+hexSHA256(evil))
 		// A flipped byte breaks the xz stream before its sum is known:
 		// ERROR, from the decompressor.
 		broken := h.importApp(mk.ID, "ubuntu_noble_amd64_default", "ubuntu-lxc")
@@ -140,7 +140,7 @@ func TestImportRootfsApps(t *testing.T) {
 		}
 		before := h.objects()
 		bad := h.importApp(mk.ID, "wordpress", "wp")
-		checkTampered(t, bad, tk+strings.TrimPrefix(fakeTK.TarballURL(t, "wordpress"), fakeTK.URL), "sha512:"+hexSHA512(wp.Rootfs), "sha512:"+hexSHA512(evilGz))
+		checkTampered(t, bad, "turnkey/wordpress", tk+strings.TrimPrefix(fakeTK.TarballURL(t, "wordpress"), fakeTK.URL), "sha512:"+hexSHA512(wp.Rootfs), "sha512:"+hexSHA512(evilGz))
 		if after := h.objects(); !slices.Equal(after, before) {
 			t.Errorf("a tampered rootfs left objects: before %v, after %v", before, after)
 		}
@@ -191,11 +191,11 @@ func newMirror(t *testing.T, upstream, rewrite string, swap map[string][]byte) s
 
 // checkTampered checks that img ended ERROR naming the source (whose path
 // names the app), the sum the index gave and the one the bytes have.
-func checkTampered(t *testing.T, img schemas.Image, src, expected, actual string) {
+func checkTampered(t *testing.T, img schemas.Image, app, src, expected, actual string) {
 	t.Helper()
-	if img.State != schemas.ImageStateError || !strings.Contains(img.Error, src) ||
-		!strings.Contains(img.Error, "expected "+expected+", got "+actual) {
-		t.Errorf("tampered: state %s, error %q; want ERROR naming %s and expected %s", img.State, img.Error, src, expected)
+	if img.State != schemas.ImageStateError || !strings.HasPrefix(img.Error, "marketplace app "+app+": ") ||
+		!strings.Contains(img.Error, src) || !strings.Contains(img.Error, "expected "+expected+", got "+actual) {
+		t.Errorf("tampered: state %s, error %q; want ERROR naming app %s, %s and expected %s", img.State, img.Error, app, src, expected)
 	}
 }
 
