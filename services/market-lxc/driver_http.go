@@ -70,8 +70,8 @@ func (d httpDriver) ImageCreate(mk market.Market, app market.App, req market.App
 	return diskImport(app, u, req)
 }
 
-func (d httpDriver) VMTemplate(_ market.Market, app market.App, name string, disk market.Disk) (string, error) {
-	return privateTemplate(d.s, app, name, disk)
+func (d httpDriver) VMTemplate(_ market.Market, app market.App, name string, disks []market.Disk) (string, error) {
+	return privateTemplate(d.s, app, name, disks[0])
 }
 
 // Monitor reports PUBLIC_DIR's usage (TOTAL_MB the record's quota, else

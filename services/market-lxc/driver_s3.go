@@ -70,8 +70,8 @@ func (d s3Driver) ImageCreate(mk market.Market, app market.App, req market.AppIm
 	return diskImport(app, blob.URL(mk.Bucket, rel), req)
 }
 
-func (d s3Driver) VMTemplate(_ market.Market, app market.App, name string, disk market.Disk) (string, error) {
-	return privateTemplate(d.s, app, name, disk)
+func (d s3Driver) VMTemplate(_ market.Market, app market.App, name string, disks []market.Disk) (string, error) {
+	return privateTemplate(d.s, app, name, disks[0])
 }
 
 func (d s3Driver) Monitor(ctx context.Context, mk market.Market) (market.Usage, error) {

@@ -17,3 +17,14 @@ var drivers = map[schemas.MarketMAD]func(s *Service) market.Driver{
 	schemas.MarketMADHTTP:            func(s *Service) market.Driver { return httpDriver{s} },
 	schemas.MarketMADS3:              func(s *Service) market.Driver { return s3Driver{s} },
 }
+
+// The optional interfaces the drivers implement: a method that drifted
+// from its interface would silently fall back to the core's behaviour.
+var (
+	_ market.Templater = oneDriver{}
+	_ market.Composer  = oneDriver{}
+	_ market.Templater = httpDriver{}
+	_ market.Monitor   = httpDriver{}
+	_ market.Templater = s3Driver{}
+	_ market.Monitor   = s3Driver{}
+)
