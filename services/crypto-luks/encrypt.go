@@ -229,10 +229,10 @@ func (s *Service) encryptFile(ctx context.Context, j *job, cmd schemas.CryptoLuk
 }
 
 // terminalUnlessTransient classifies a qemu-img failure: a local step
-// fails the same way on the same input, unless it was cancelled or ran out
-// of disk.
+// fails the same way on the same input, unless it was cancelled, ran out
+// of disk, or could not time its PBKDF2 on a busy CPU.
 func terminalUnlessTransient(err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, luks.ErrCPUTiming) ||
 		errors.Is(err, syscall.ENOSPC) || containsAny(err.Error(), "No space left on device", "Disk quota exceeded") {
 		return transient(err)
 	}

@@ -67,6 +67,10 @@ var (
 	// ErrPath: a path qemu-img could read as something else than a file
 	// (qemuimg.ErrPath).
 	ErrPath = qemuimg.ErrPath
+	// ErrCPUTiming matches (errors.Is) a call whose PBKDF2 timing failed
+	// on every run (a busy or virtual CPU): not the input's fault, so
+	// worth trying again later.
+	ErrCPUTiming = errors.New("qemu could not time PBKDF2 on this CPU")
 )
 
 // cpuUsageMsg is qemu's message when its PBKDF2 timing fails.
@@ -215,8 +219,11 @@ const cpuUsageAttempts = 4
 func (r *Runner) run(ctx context.Context, progress io.Writer, args ...string) ([]byte, error) {
 	for attempt := 1; ; attempt++ {
 		out, err := r.runOnce(ctx, progress, args)
-		if err == nil || !strings.Contains(err.Error(), cpuUsageMsg) || attempt == cpuUsageAttempts {
+		if err == nil || !strings.Contains(err.Error(), cpuUsageMsg) {
 			return out, err
+		}
+		if attempt == cpuUsageAttempts {
+			return out, fmt.Errorf("%w (%d runs): %w", ErrCPUTiming, attempt, err)
 		}
 		select {
 		case <-ctx.Done():

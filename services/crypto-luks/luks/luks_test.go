@@ -317,3 +317,25 @@ func TestQemuImgIsConfined(t *testing.T) {
 		}
 	}
 }
+
+// TestCPUTimingFailureIsRetriedThenNamed: qemu's PBKDF2 timing can fail on
+// a busy virtual CPU, which cannot be caused on demand; a wrapper makes
+// the real qemu-img's create fail the way qemu words it, every time. The
+// runner tries cpuUsageAttempts times, then says ErrCPUTiming, which the
+// service retries later rather than refusing the command.
+func TestCPUTimingFailureIsRetriedThenNamed(t *testing.T) {
+	testenv.Program(t, "qemu-img", "apt-get install qemu-utils")
+	dir := t.TempDir()
+	runs := filepath.Join(dir, "runs")
+	wrapper := testenv.Script(t, "qemu-img", "#!/bin/sh\nif [ \"$1\" = create ]; then echo run >> "+runs+
+		"; echo \"qemu-img: $2: "+cpuUsageMsg+"\" >&2; exit 1; fi\nexec qemu-img \"$@\"\n")
+	r := &Runner{Binary: wrapper, TempDir: dir, IterTime: 10 * time.Millisecond}
+	err := r.Create(context.Background(), filepath.Join(dir, "disk.luks"), 1<<20, pass(t))
+	if !errors.Is(err, ErrCPUTiming) || !strings.Contains(err.Error(), cpuUsageMsg) {
+		t.Fatalf("create: %v, want ErrCPUTiming with qemu's message", err)
+	}
+	data, _ := os.ReadFile(runs)
+	if n := strings.Count(string(data), "run"); n != cpuUsageAttempts {
+		t.Errorf("qemu-img create ran %d times, want %d", n, cpuUsageAttempts)
+	}
+}
