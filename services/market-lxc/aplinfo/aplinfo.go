@@ -123,12 +123,8 @@ func Fetch(ctx context.Context, client *http.Client, indexURL string, opt Option
 		return nil, err
 	}
 	if opt.IndexKeyring != nil {
-		sig, err := indexfile.Get(ctx, client, indexURL+".asc", MaxHash, nil)
-		if err != nil {
+		if err := indexfile.CheckDetached(ctx, client, opt.IndexKeyring, indexURL, data, MaxHash); err != nil {
 			return nil, err
-		}
-		if _, err := opt.IndexKeyring.Detached(bytes.NewReader(data), sig); err != nil {
-			return nil, &indexfile.Error{File: indexURL + ".asc", Err: err}
 		}
 	}
 	return Parse(data, u, opt)

@@ -1,13 +1,15 @@
 // Package indexfile holds what every marketplace index reader of market-lxc
 // shares: fetching an index file with a size cap, naming the file and field
 // an error is about, resolving a path from an index against the endpoint
-// without letting it escape, and checking hex digests.
+// without letting it escape, checking hex digests, and checking a file
+// against its detached signature.
 //
 // Index files are untrusted: a path from an index becomes a URL only through
 // Resolve, and a digest becomes a checksum only through Hex.
 package indexfile
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -17,6 +19,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/slipway/slipway/services/market-lxc/pgpverify"
 )
 
 // Error is an error about one field of one marketplace file.
@@ -221,4 +225,19 @@ func GetUnder(ctx context.Context, client *http.Client, endpoint, path string, m
 	}
 	data, err := Get(ctx, client, u, max, header)
 	return base, data, err
+}
+
+// CheckDetached fetches fileURL+".asc" (at most max bytes), the detached
+// signature of fileURL, and checks data, fileURL's content, against it with
+// keyring. A bad signature is an *Error naming the .asc file.
+func CheckDetached(ctx context.Context, client *http.Client, keyring *pgpverify.Keyring, fileURL string, data []byte, max int64) error {
+	sigURL := fileURL + ".asc"
+	sig, err := Get(ctx, client, sigURL, max, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := keyring.Detached(bytes.NewReader(data), sig); err != nil {
+		return &Error{File: sigURL, Err: err}
+	}
+	return nil
 }

@@ -133,12 +133,8 @@ func fetchSum(ctx context.Context, client *http.Client, keyring *pgpverify.Keyri
 		return err
 	}
 	if keyring != nil {
-		sig, err := indexfile.Get(ctx, client, sumsURL+".asc", MaxSums, nil)
-		if err != nil {
+		if err := indexfile.CheckDetached(ctx, client, keyring, sumsURL, data, MaxSums); err != nil {
 			return err
-		}
-		if _, err := keyring.Detached(bytes.NewReader(data), sig); err != nil {
-			return &indexfile.Error{File: sumsURL + ".asc", Err: err}
 		}
 	}
 	sums, err := ParseSums(data, sumsURL)
@@ -174,7 +170,7 @@ func Parse(data []byte, base *url.URL, opt Options) (*Listing, error) {
 			l.Skipped = append(l.Skipped, Skipped{Line: n, Name: e.Name, Reason: err.Error()})
 			continue
 		}
-		if e.Variant != opt.Variant || !archWanted(e.Arch, opt.Arches) {
+		if e.Variant != opt.Variant || !simplestreams.ArchWanted(e.Arch, opt.Arches) {
 			continue
 		}
 		if old, ok := newest[e.Name]; !ok || old.Build < e.Build {
@@ -226,18 +222,6 @@ func checkBuild(b string) error {
 		}
 	}
 	return nil
-}
-
-func archWanted(arch string, wanted []string) bool {
-	if len(wanted) == 0 {
-		return true
-	}
-	for _, w := range wanted {
-		if simplestreams.Arch(w) == simplestreams.Arch(arch) {
-			return true
-		}
-	}
-	return false
 }
 
 // ParseSums reads a sha256sum(1) file ("<hex>  <name>" or "<hex> *<name>"

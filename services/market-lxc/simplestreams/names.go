@@ -29,7 +29,9 @@ func Arch(arch string) string {
 	return a
 }
 
-func archWanted(arch string, wanted []string) bool {
+// ArchWanted reports whether arch is among wanted, compared in Arch's
+// spelling; an empty wanted takes every arch.
+func ArchWanted(arch string, wanted []string) bool {
 	if len(wanted) == 0 {
 		return true
 	}

@@ -231,14 +231,14 @@ func readProduct(key string, raw json.RawMessage, base *url.URL, opt Options) (E
 		// Servers that publish one variant leave the field out.
 		p.Variant = DefaultVariant
 	}
-	if p.Variant != opt.Variant || !archWanted(p.Arch, opt.Arches) {
+	if p.Variant != opt.Variant || !ArchWanted(p.Arch, opt.Arches) {
 		return Entry{}, nil, false
 	}
 	name, err := Name(p.OS, p.Release, p.Arch, p.Variant)
 	if err != nil {
 		return skip("", "%v", err)
 	}
-	ver, it, found, err := newest(p.Versions, opt.File)
+	ver, v, it, found, err := newest(p.Versions, opt.File)
 	if err != nil {
 		return skip(ver, "%v", err)
 	}
@@ -263,24 +263,24 @@ func readProduct(key string, raw json.RawMessage, base *url.URL, opt Options) (E
 		Name: name, Product: key, OS: p.OS, Release: p.Release, ReleaseTitle: p.ReleaseTitle,
 		Arch: p.Arch, Variant: p.Variant, Aliases: splitAliases(p.Aliases), Version: ver,
 		FileType: opt.File, URL: u, Size: it.Size, SHA256: sum,
-		CombinedSHA256: combined(p.Versions[ver], opt.File),
+		CombinedSHA256: combined(v, opt.File),
 	}, nil, true
 }
 
 // newest is the newest version (by sorted key) that has an item of file
-// type ftype, and that item.
-func newest(versions map[string]json.RawMessage, ftype string) (string, item, bool, error) {
+// type ftype, that version decoded, and that item.
+func newest(versions map[string]json.RawMessage, ftype string) (string, version, item, bool, error) {
 	keys := sortedKeys(versions)
 	for i := len(keys) - 1; i >= 0; i-- {
 		var v version
 		if err := json.Unmarshal(versions[keys[i]], &v); err != nil {
-			return keys[i], item{}, false, fmt.Errorf("version does not decode: %v", indexfile.JSONError(err))
+			return keys[i], version{}, item{}, false, fmt.Errorf("version does not decode: %v", indexfile.JSONError(err))
 		}
 		if it, ok := findItem(v.Items, ftype); ok {
-			return keys[i], it, true, nil
+			return keys[i], v, it, true, nil
 		}
 	}
-	return "", item{}, false, nil
+	return "", version{}, item{}, false, nil
 }
 
 // findItem is the item of file type ftype; several are taken in key order.
@@ -293,12 +293,9 @@ func findItem(items map[string]item, ftype string) (item, bool) {
 	return item{}, false
 }
 
-// combined is the metadata item's combined sha256 for ftype, if valid hex.
-func combined(raw json.RawMessage, ftype string) string {
-	var v version
-	if json.Unmarshal(raw, &v) != nil {
-		return ""
-	}
+// combined is the metadata item's combined sha256 for ftype in v (the
+// version newest decoded), if valid hex.
+func combined(v version, ftype string) string {
 	for _, k := range sortedKeys(v.Items) {
 		it := v.Items[k]
 		if it.FileType != "incus.tar.xz" && it.FileType != "lxd.tar.xz" {
