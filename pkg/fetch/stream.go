@@ -19,8 +19,7 @@ type Stream struct {
 	cancel context.CancelFunc // of every request: Close unblocks a reader
 	src    string
 	want   []Checksum
-	done   bool  // the decompressed data ended
-	err    error // sticky: the result of the end, or a failure
+	err    error // sticky: io.EOF at a good end, else the failure that ended it
 	sums   map[string]string
 }
 
@@ -87,7 +86,6 @@ func (s *Stream) Read(b []byte) (int, error) {
 		s.err = streamError(s.p.r, s.p.r.explain(copyError(s.p.r.origin, s.p.comp, err)))
 		return n, s.err
 	}
-	s.done = true
 	s.err = s.finish()
 	if s.err == nil {
 		s.err = io.EOF
@@ -109,7 +107,7 @@ func (s *Stream) finish() error {
 // capped) and reports whether every expected digest matched: nil only when
 // the whole source was fetched and hashed and no checksum differs.
 func (s *Stream) Verify() error {
-	if !s.done && s.err == nil {
+	if s.err == nil { // not ended yet: set at the end of the data, or by a failure
 		if _, err := io.Copy(io.Discard, s); err != nil {
 			return err
 		}

@@ -308,13 +308,7 @@ func TestBuildQcow2(t *testing.T) {
 	if info.Format != "qcow2" || info.VirtualSize != 64<<20 || info.Specific.Data.Compression != "zstd" {
 		t.Fatalf("qemu-img info = %s", out)
 	}
-	raw := filepath.Join(t.TempDir(), "disk.raw")
-	testenv.Exec(t, "qemu-img", "convert", "-f", "qcow2", "-O", "raw", qcow, raw)
-	testenv.Exec(t, "e2fsck", "-fn", raw)
-	tr, err := fsimage.ReadExt(h.ctx, raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw, tr := qcowTree(t, h.ctx, qcow)
 	if bb := mustEntry(t, tr, "bin/busybox"); bb.Type != tree.Regular || bb.Mode != 0o755 {
 		t.Fatalf("bin/busybox = %+v", bb)
 	}
@@ -325,6 +319,20 @@ func TestBuildQcow2(t *testing.T) {
 		f.Retryable || !strings.Contains(f.Error, "compression zlib applies to qcow2 only") {
 		t.Fatalf("compressed raw: %s %+v", kind, f)
 	}
+}
+
+// qcowTree converts the qcow2 image at qcow to raw, checks its ext4
+// filesystem with e2fsck and returns the raw image and its tree.
+func qcowTree(t *testing.T, ctx context.Context, qcow string) (string, *tree.Tree) {
+	t.Helper()
+	raw := filepath.Join(t.TempDir(), "disk.raw")
+	testenv.Exec(t, "qemu-img", "convert", "-f", "qcow2", "-O", "raw", qcow, raw)
+	testenv.Exec(t, "e2fsck", "-fn", raw)
+	tr, err := fsimage.ReadExt(ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw, tr
 }
 
 func mustEntry(t *testing.T, tr *tree.Tree, p string) *tree.Entry {

@@ -6,14 +6,12 @@ import (
 	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
-	"github.com/slipway/slipway/services/builder/fsimage"
 	"github.com/slipway/slipway/services/builder/tree"
 )
 
@@ -78,13 +76,7 @@ func TestBuildRootfs(t *testing.T) {
 		if got := sha(readFile(t, qcow)); got != built.SHA256 {
 			t.Fatalf("%s: stored blob sha256 %s, event says %s", name, got, built.SHA256)
 		}
-		raw := filepath.Join(t.TempDir(), "disk.raw")
-		testenv.Exec(t, "qemu-img", "convert", "-f", "qcow2", "-O", "raw", qcow, raw)
-		testenv.Exec(t, "e2fsck", "-fn", raw)
-		tr, err := fsimage.ReadExt(h.ctx, raw)
-		if err != nil {
-			t.Fatal(err)
-		}
+		raw, tr := qcowTree(t, h.ctx, qcow)
 		if bb := mustEntry(t, tr, "bin/busybox"); bb.Type != tree.Regular || bb.Mode != 0o755 || bb.UID != 0 {
 			t.Fatalf("%s: bin/busybox = %+v", name, bb)
 		}

@@ -242,7 +242,7 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 	case p.docker != nil:
 		return res, s.sendResolve(ctx, m, p.req.Path, data.ImageID, sagaID)
 	case p.rootfs:
-		return res, s.sendRootfsBuild(ctx, m, sagaID, rootfsData(data, p.req, p.format, p.checksums))
+		return res, s.sendBuild(ctx, m, sagaID, rootfsData(data, p.req, p.format, p.checksums))
 	case p.luks:
 		return res, s.sendLuks(ctx, m, sagaID, luksData{importData: data, SizeMiB: req.SizeMiB})
 	}

@@ -3,7 +3,6 @@ package catalog
 import (
 	"context"
 
-	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -38,9 +37,4 @@ func (s *Service) startRootfsSaga(ctx context.Context, id string, d dockerData) 
 func rootfsData(base importData, req schemas.ImageCreate, format schemas.DiskFormat, checksums []string) dockerData {
 	return dockerData{importData: base, URL: req.Path, Kind: schemas.ContentKindRootfs, Format: format,
 		Compression: req.Compression, SizeMiB: req.SizeMiB, Filesystem: req.FS, Checksums: checksums}
-}
-
-// sendRootfsBuild asks the builder for the disk of a new rootfs import.
-func (s *Service) sendRootfsBuild(ctx context.Context, m *bus.Msg, sagaID string, d dockerData) error {
-	return s.sendBuild(ctx, m, sagaID, d)
 }
