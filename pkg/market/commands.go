@@ -228,10 +228,7 @@ func (s *Service) marketUpdate(ctx context.Context, m *bus.Msg) error {
 	if err := decode(m, &req); err != nil {
 		return err
 	}
-	old, err := s.store.market(ctx, req.ID)
-	if errors.Is(err, ErrNotFound) {
-		return missing("marketplace %d does not exist", req.ID)
-	}
+	old, err := s.existingMarket(ctx, req.ID)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package market
 import (
 	"context"
 	"fmt"
+	"strconv"
 
 	"github.com/slipway/slipway/schemas"
 )
@@ -84,6 +85,15 @@ type Disk struct {
 	ID   int64
 	Name string
 	User string
+}
+
+// Vector is the template's DISK vector naming d: IMAGE_ID, else IMAGE and
+// IMAGE_UNAME.
+func (d Disk) Vector() map[string]string {
+	if d.ID >= 0 {
+		return map[string]string{"IMAGE_ID": strconv.FormatInt(d.ID, 10)}
+	}
+	return map[string]string{"IMAGE": d.Name, "IMAGE_UNAME": d.User}
 }
 
 // Effective is req with the marketplace's defaults where the import says

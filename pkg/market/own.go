@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/bus"
@@ -27,10 +26,7 @@ type Sender struct {
 // marketplace that does not exist, or one the sender may not use, is a
 // refusal (not-found, forbidden); other errors are retried.
 func (s *Service) UsableMarket(ctx context.Context, m *bus.Msg, id int64) (Market, Sender, error) {
-	mk, err := s.store.market(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return mk, Sender{}, missing("marketplace %d does not exist", id)
-	}
+	mk, err := s.existingMarket(ctx, id)
 	if err != nil {
 		return mk, Sender{}, err
 	}
@@ -84,13 +80,8 @@ func (f Sender) Name() string { return f.User.Name }
 // apps-refreshed caused by m. Unlike a refresh command it never reuses a
 // listing that started before: what the caller just published must show.
 func (s *Service) Relist(ctx context.Context, m *bus.Msg, id int64) (schemas.MarketAppsRefreshed, error) {
-	mu, _ := s.listing.LoadOrStore(id, &sync.Mutex{})
-	mu.(*sync.Mutex).Lock()
-	defer mu.(*sync.Mutex).Unlock()
-	mk, err := s.store.market(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return schemas.MarketAppsRefreshed{}, missing("marketplace %d does not exist", id)
-	}
+	defer s.lockListing(id)()
+	mk, err := s.existingMarket(ctx, id)
 	if err != nil {
 		return schemas.MarketAppsRefreshed{}, err
 	}

@@ -25,13 +25,8 @@ const MaxMisses = 3
 func (s *Service) refresh(ctx context.Context, m *bus.Msg, id int64) error {
 	// One listing of a marketplace at a time per replica: a request that
 	// waited for the one in flight is then usually answered by it.
-	mu, _ := s.listing.LoadOrStore(id, &sync.Mutex{})
-	mu.(*sync.Mutex).Lock()
-	defer mu.(*sync.Mutex).Unlock()
-	mk, err := s.store.market(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return missing("marketplace %d does not exist", id)
-	}
+	defer s.lockListing(id)()
+	mk, err := s.existingMarket(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -47,6 +42,23 @@ func (s *Service) refresh(ctx context.Context, m *bus.Msg, id int64) error {
 	}
 	_, err = s.bus.Event(ctx, EventAppsRefreshed, idToken(id), ev, CausedBy(m.Envelope, EventAppsRefreshed)...)
 	return err
+}
+
+// lockListing takes marketplace id's listing lock and returns its unlock.
+func (s *Service) lockListing(id int64) (unlock func()) {
+	mu, _ := s.listing.LoadOrStore(id, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	return mu.(*sync.Mutex).Unlock
+}
+
+// existingMarket is marketplace id; one that does not exist is a refusal
+// (not-found).
+func (s *Service) existingMarket(ctx context.Context, id int64) (Market, error) {
+	mk, err := s.store.market(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return mk, missing("marketplace %d does not exist", id)
+	}
+	return mk, err
 }
 
 // list asks the marketplace's driver for its apps, stopping when the

@@ -1,10 +1,6 @@
 package market
 
-import (
-	"strconv"
-
-	"github.com/slipway/slipway/pkg/onetemplate"
-)
+import "github.com/slipway/slipway/pkg/onetemplate"
 
 // VM template defaults of an imported app: OpenNebula's own defaults for
 // a small VM, and Slipway's guest init as PID 1 of a kernel booted from
@@ -29,11 +25,7 @@ func VMTemplate(name, user, kernel string, disk Disk, app App) string {
 	}
 	t.Add("CPU", DefaultCPU)
 	t.Add("MEMORY", DefaultMemoryMiB)
-	d := map[string]string{"IMAGE": disk.Name, "IMAGE_UNAME": disk.User}
-	if disk.ID >= 0 {
-		d = map[string]string{"IMAGE_ID": strconv.FormatInt(disk.ID, 10)}
-	}
-	t.AddVector("DISK", d)
+	t.AddVector("DISK", disk.Vector())
 	t.AddVector("OS", map[string]string{
 		"KERNEL_DS":  KernelDS(kernel, user),
 		"ROOT":       "vda",

@@ -3,16 +3,12 @@ package marketlxc
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/slipway/slipway/pkg/market"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/market-lxc/httpmarket"
 	"github.com/slipway/slipway/services/market-lxc/published"
 )
-
-// httpFetchTimeout bounds one GET of a private marketplace's index.
-const httpFetchTimeout = 2 * time.Minute
 
 // httpDriver is OpenNebula's private http marketplace: BASE_URL (the
 // record's endpoint) is read by httpmarket's Lister through the service's
@@ -41,7 +37,7 @@ func (d httpDriver) Validate(mk *market.Market) error {
 }
 
 func (d httpDriver) lister(mk market.Market) (*httpmarket.Lister, error) {
-	return httpmarket.NewLister(mk.Endpoint, d.s.cfg.Guard.Client(httpFetchTimeout))
+	return httpmarket.NewLister(mk.Endpoint, d.s.client)
 }
 
 func (d httpDriver) List(ctx context.Context, mk market.Market) ([]market.App, error) {
@@ -59,15 +55,20 @@ func (d httpDriver) ImageCreate(mk market.Market, app market.App, req market.App
 	if err != nil {
 		return schemas.ImageCreate{}, err
 	}
-	base, err := published.ParseBaseURL(mk.Endpoint)
-	if err != nil {
-		return schemas.ImageCreate{}, err
-	}
-	u, err := published.Resolve(base, rel)
+	u, err := blobURL(mk, rel)
 	if err != nil {
 		return schemas.ImageCreate{}, err
 	}
 	return diskImport(app, u, req)
+}
+
+// blobURL is the URL of the blob at rel below the marketplace's BASE_URL.
+func blobURL(mk market.Market, rel string) (string, error) {
+	base, err := published.ParseBaseURL(mk.Endpoint)
+	if err != nil {
+		return "", err
+	}
+	return published.Resolve(base, rel)
 }
 
 func (d httpDriver) VMTemplate(_ market.Market, app market.App, name string, disks []market.Disk) (string, error) {

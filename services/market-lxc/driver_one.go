@@ -208,11 +208,7 @@ func (d oneDriver) VMTemplate(_ market.Market, app market.App, name string, disk
 	t.Del("DISK")
 	t.Attrs = append([]onetemplate.Attr{{Name: "NAME", Value: name}}, t.Attrs...)
 	for _, disk := range disks {
-		dv := map[string]string{"IMAGE": disk.Name, "IMAGE_UNAME": disk.User}
-		if disk.ID >= 0 {
-			dv = map[string]string{"IMAGE_ID": strconv.FormatInt(disk.ID, 10)}
-		}
-		t.AddVector("DISK", dv)
+		t.AddVector("DISK", disk.Vector())
 	}
 	return t.String(), nil
 }

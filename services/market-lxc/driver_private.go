@@ -2,7 +2,6 @@ package marketlxc
 
 import (
 	"context"
-	"strconv"
 	"time"
 
 	"github.com/slipway/slipway/pkg/market"
@@ -85,11 +84,7 @@ func privateTemplate(s *Service, app market.App, name string, disk market.Disk) 
 	}
 	t.Set("NAME", name)
 	t.Del("DISK")
-	d := map[string]string{"IMAGE": disk.Name, "IMAGE_UNAME": disk.User}
-	if disk.ID >= 0 {
-		d = map[string]string{"IMAGE_ID": strconv.FormatInt(disk.ID, 10)}
-	}
-	t.AddVector("DISK", d)
+	t.AddVector("DISK", disk.Vector())
 	return t.String(), nil
 }
 

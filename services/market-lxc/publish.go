@@ -199,10 +199,11 @@ func (s *Service) index(ctx context.Context, mk market.Market) ([]published.App,
 // app-created.
 func (s *Service) created(ctx context.Context, m *bus.Msg, mk market.Market, app published.App, imageID int64) error {
 	ev := schemas.MarketAppCreated{MarketID: mk.ID, App: app.Name, ImageID: imageID, Size: app.Size, SHA256: app.SHA256}
+	rel := published.BlobPath(app.Name, app.Format)
 	var err error
 	if mk.Mad == schemas.MarketMADS3 {
-		ev.URL = blob.URL(mk.Bucket, published.BlobPath(app.Name, app.Format))
-	} else if ev.URL, err = blobURL(mk, app); err != nil {
+		ev.URL = blob.URL(mk.Bucket, rel)
+	} else if ev.URL, err = blobURL(mk, rel); err != nil {
 		return err
 	}
 	if _, err := s.core.Relist(ctx, m, mk.ID); err != nil {
@@ -214,15 +215,6 @@ func (s *Service) created(ctx context.Context, m *bus.Msg, mk market.Market, app
 	_, err = s.core.Bus().Event(ctx, schemas.EventMarketLxcAppCreated, strconv.FormatInt(mk.ID, 10), ev,
 		market.CausedBy(m.Envelope, schemas.EventMarketLxcAppCreated)...)
 	return err
-}
-
-// blobURL is app's blob below an http marketplace's BASE_URL.
-func blobURL(mk market.Market, app published.App) (string, error) {
-	base, err := published.ParseBaseURL(mk.Endpoint)
-	if err != nil {
-		return "", err
-	}
-	return published.Resolve(base, published.BlobPath(app.Name, app.Format))
 }
 
 // appDelete removes a published app: its index entry, then its files or
