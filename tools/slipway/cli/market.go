@@ -194,14 +194,10 @@ func showMarket(w io.Writer, m schemas.Market) error {
 		{"GROUP", cmp.Or(m.Group, acl.AdminGroup)}, {"MARKET MAD", string(m.Mad)},
 		{"SOURCE", where}, {"INSECURE", render.YesNo(m.Insecure)}, {"MONITORING", render.YesNo(m.Monitoring)},
 		{"APPS", strconv.FormatInt(m.Apps, 10)}, {"ZONE", strconv.FormatInt(m.Zone, 10)}, {"LAST REFRESH", refreshed}}
-	for _, extra := range [][2]string{{"VARIANT", m.Variant}, {"FTYPE", string(m.Ftype)}, {"ARCH", strings.Join(m.Arches, " ")},
+	lines = appendSet(lines, [][2]string{{"VARIANT", m.Variant}, {"FTYPE", string(m.Ftype)}, {"ARCH", strings.Join(m.Arches, " ")},
 		{"IMAGE_SIZE_MB", sizeOrEmpty(m.ImageSizeMb)}, {"FILESYSTEM", string(m.Filesystem)}, {"FORMAT", string(m.Format)},
 		{"PUBLIC_DIR", m.PublicDir}, {"BUCKET", m.Bucket}, {"TOTAL_MB", sizeOrEmpty(m.TotalMb)},
-		{"USED_MB", usedOrEmpty(m)}, {"FREE_MB", usedOrEmpty(m, m.FreeMb)}} {
-		if extra[1] != "" {
-			lines = append(lines, extra)
-		}
-	}
+		{"USED_MB", monitoredOrEmpty(m, m.UsedMb)}, {"FREE_MB", monitoredOrEmpty(m, m.FreeMb)}})
 	if m.Error != "" {
 		lines = append(lines, [2]string{"ERROR", m.Error})
 	}
@@ -211,16 +207,24 @@ func showMarket(w io.Writer, m schemas.Market) error {
 	return writeSection(w, "PERMISSIONS", render.PermissionLines(cmp.Or(m.Permissions, "744")))
 }
 
-// usedOrEmpty is a monitored number of a marketplace with a capacity
-// (its used_mb, or n): 0 is shown there, nothing elsewhere.
-func usedOrEmpty(m schemas.Market, n ...int64) string {
+// appendSet appends to lines the attributes of extra that have a value.
+func appendSet(lines, extra [][2]string) [][2]string {
+	for _, e := range extra {
+		if e[1] != "" {
+			lines = append(lines, e)
+		}
+	}
+	return lines
+}
+
+// monitoredOrEmpty is n, a monitored number (used_mb, free_mb) of
+// marketplace m: 0 is shown for a marketplace with a capacity, nothing
+// for one without.
+func monitoredOrEmpty(m schemas.Market, n int64) string {
 	if m.TotalMb == 0 {
 		return ""
 	}
-	if len(n) > 0 {
-		return strconv.FormatInt(n[0], 10)
-	}
-	return strconv.FormatInt(m.UsedMb, 10)
+	return strconv.FormatInt(n, 10)
 }
 
 func sizeOrEmpty(n int64) string {
@@ -443,17 +447,6 @@ func setMarketAttr(req *schemas.MarketCreate, name, v string) error {
 		return errors.New("not a market template attribute Slipway knows (NAME, MARKET_MAD, ENDPOINT, BASE_URL, PUBLIC_DIR, BUCKET, TOTAL_MB, IMAGE_SIZE_MB, FILESYSTEM, FORMAT, REGISTRY, INSECURE, VARIANT, FTYPE, ARCH, MONITORING, DESCRIPTION)")
 	}
 	return err
-}
-
-// yesNo reads OpenNebula's YES/NO (and true/false).
-func yesNo(v string) (bool, error) {
-	switch strings.ToUpper(v) {
-	case "YES", "TRUE", "1":
-		return true, nil
-	case "NO", "FALSE", "0":
-		return false, nil
-	}
-	return false, errors.New("want YES or NO")
 }
 
 func printRefreshed(w io.Writer, name string, ev event) error {
@@ -722,13 +715,9 @@ func showApp(w io.Writer, a schemas.MarketApp, m schemas.Market) error {
 		{"MARKETPLACE", fmt.Sprintf("%s (%d)", m.Name, m.ID)}, {"SOURCE", a.Source}, {"VERSION", appVersion(a)},
 		{"TAGS", strings.Join(a.Tags, ", ")}, {"SIZE", size}, {"STATE", appState(a)}, {"TYPE", appType(a)},
 		{"REGISTER TIME", a.Regtime}}
-	for _, extra := range [][2]string{{"PUBLISHER", a.Publisher}, {"FORMAT", a.Format}, {"KIND", string(a.Kind)},
+	lines = appendSet(lines, [][2]string{{"PUBLISHER", a.Publisher}, {"FORMAT", a.Format}, {"KIND", string(a.Kind)},
 		{"OS", a.OS}, {"RELEASE", a.Release}, {"ARCH", a.Arch}, {"VARIANT", a.Variant}, {"CHECKSUMS", strings.Join(a.Checksums, " ")},
-		{"IMAGE TYPE", string(a.ImageType)}, {"DEV_PREFIX", a.DevPrefix}, {"DRIVER", a.Driver}} {
-		if extra[1] != "" {
-			lines = append(lines, extra)
-		}
-	}
+		{"IMAGE TYPE", string(a.ImageType)}, {"DEV_PREFIX", a.DevPrefix}, {"DRIVER", a.Driver}})
 	if a.Stars > 0 || a.Pulls > 0 {
 		lines = append(lines, [2]string{"STARS", strconv.FormatInt(a.Stars, 10)}, [2]string{"PULLS", strconv.FormatInt(a.Pulls, 10)})
 	}
