@@ -155,14 +155,25 @@ func findMarket(ctx context.Context, b *bus.Bus, ref string) (schemas.Market, er
 		if err == nil {
 			return m, nil
 		}
-		if code := bus.ErrorCode(err); code != bus.CodeNotFound && code != bus.CodeUnavailable {
+		if !missed(&last, err) {
 			return m, queryError(err, "marketplace "+ref)
-		}
-		if last == nil || bus.IsNotFound(err) {
-			last = err
 		}
 	}
 	return schemas.Market{}, queryError(last, "marketplace "+ref)
+}
+
+// missed reports whether err is a service's "not found" or "not running",
+// which asking the next service may mend; last keeps the error to report
+// when none has it, a "not found" before a "not running".
+func missed(last *error, err error) bool {
+	code := bus.ErrorCode(err)
+	if code != bus.CodeNotFound && code != bus.CodeUnavailable {
+		return false
+	}
+	if *last == nil || code == bus.CodeNotFound {
+		*last = err
+	}
+	return true
 }
 
 // marketService is the service that owns marketplace m.
@@ -650,13 +661,10 @@ func findApp(ctx context.Context, b *bus.Bus, ref, marketRef string) (schemas.Ma
 	for _, svc := range services {
 		q := schemas.Qry[schemas.MarketAppShowRequest, schemas.MarketApp]{Service: svc, Endpoint: market.QueryAppShow}
 		a, err := bus.Ask(ctx, b, q, req)
-		switch code := bus.ErrorCode(err); {
+		switch {
 		case err == nil:
 			found = append(found, a)
-		case code == bus.CodeNotFound || code == bus.CodeUnavailable:
-			if last == nil || code == bus.CodeNotFound {
-				last = err
-			}
+		case missed(&last, err):
 		default:
 			return a, queryError(err, "app "+ref)
 		}
