@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -78,15 +77,7 @@ func TestDockerImport(t *testing.T) {
 			t.Fatalf("blob sha256 %s, catalog %s", sum, img.SHA256)
 		}
 
-		local := filepath.Join(t.TempDir(), "disk.qcow2")
-		s.download(img.Source, local)
-		raw := local + ".raw"
-		qemuImg(t, "convert", "-f", "qcow2", "-O", "raw", local, raw)
-		testenv.Exec(t, "e2fsck", "-fn", raw)
-		tree, err := fsimage.ReadExt(context.Background(), raw)
-		if err != nil {
-			t.Fatal(err)
-		}
+		raw, tree := s.extDisk(t, img.Source)
 		want := map[string]struct {
 			mode     uint32
 			uid, gid uint32

@@ -139,15 +139,7 @@ func TestRootfsImport(t *testing.T) {
 // and a config that runs /sbin/init as the machine's init.
 func checkRootfsDisk(t *testing.T, s *stack, url string) {
 	t.Helper()
-	local := filepath.Join(t.TempDir(), "disk.qcow2")
-	s.download(url, local)
-	raw := local + ".raw"
-	qemuImg(t, "convert", "-f", "qcow2", "-O", "raw", local, raw)
-	testenv.Exec(t, "e2fsck", "-fn", raw)
-	tree, err := fsimage.ReadExt(context.Background(), raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw, tree := s.extDisk(t, url)
 	if e, ok := tree.Get("srv/app.conf"); !ok || e.Mode&0o7777 != 0o640 || e.UID != 1000 || e.GID != 1000 {
 		t.Errorf("srv/app.conf: %+v", e)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +28,8 @@ import (
 	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/builder"
+	"github.com/slipway/slipway/services/builder/fsimage"
+	"github.com/slipway/slipway/services/builder/tree"
 	"github.com/slipway/slipway/services/catalog"
 	"github.com/slipway/slipway/services/converter"
 	marketdockerhub "github.com/slipway/slipway/services/market-dockerhub"
@@ -336,4 +339,21 @@ func fileSHA256(t testing.TB, path string) string {
 func (s *stack) download(url, path string) {
 	s.t.Helper()
 	testenv.Download(s.t, s.ctx, s.store, url, path)
+}
+
+// extDisk downloads the qcow2 disk at url, converts it to raw, checks its
+// ext filesystem (e2fsck -n) and returns the raw file with the tree it
+// holds.
+func (s *stack) extDisk(t *testing.T, url string) (raw string, files *tree.Tree) {
+	t.Helper()
+	local := filepath.Join(t.TempDir(), "disk.qcow2")
+	s.download(url, local)
+	raw = local + ".raw"
+	qemuImg(t, "convert", "-f", "qcow2", "-O", "raw", local, raw)
+	testenv.Exec(t, "e2fsck", "-fn", raw)
+	files, err := fsimage.ReadExt(context.Background(), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw, files
 }

@@ -226,9 +226,10 @@ func (g *globals) upload(ctx context.Context, store *blob.Store, bucket, prefix,
 	return info, nil
 }
 
-// checksumSHA256 is the sha256 checksum a create names, "" when none.
+// checksumSHA256 is the sha256 checksum a create names, "" when none
+// (buildCreate puts every --checksum in checksums).
 func checksumSHA256(spec schemas.ImageCreate) string {
-	for _, c := range append([]string{spec.Checksum}, spec.Checksums...) {
+	for _, c := range spec.Checksums {
 		if strings.HasPrefix(c, "sha256:") {
 			return c
 		}

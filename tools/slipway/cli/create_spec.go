@@ -71,11 +71,14 @@ func buildCreate(tmpl map[string]string, f createFlags, changed func(flag string
 
 	persistent := f.persistent
 	if v, ok := tmpl["PERSISTENT"]; ok && !changed("persistent") {
-		b, err := parseYesNo(v)
-		if err != nil {
-			return c, fmt.Errorf("template PERSISTENT: %w", err)
+		persistent = false // an empty PERSISTENT is NO
+		if strings.TrimSpace(v) != "" {
+			b, err := yesNo(v)
+			if err != nil {
+				return c, fmt.Errorf("template PERSISTENT: %q: %w", v, err)
+			}
+			persistent = b
 		}
-		persistent = b
 	}
 	c.Persistent = persistent
 
@@ -170,14 +173,16 @@ func join[T ~string](vs []T) string {
 	return strings.Join(s, "|")
 }
 
-func parseYesNo(v string) (bool, error) {
+// yesNo reads OpenNebula's YES/NO (and true/false, 1/0) of a template
+// attribute (image, market).
+func yesNo(v string) (bool, error) {
 	switch strings.ToUpper(strings.TrimSpace(v)) {
 	case "YES", "TRUE", "1":
 		return true, nil
-	case "NO", "FALSE", "0", "":
+	case "NO", "FALSE", "0":
 		return false, nil
 	}
-	return false, fmt.Errorf("%q: want YES or NO", v)
+	return false, errors.New("want YES or NO")
 }
 
 // pathKind says where image data comes from.

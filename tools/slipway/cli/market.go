@@ -155,14 +155,25 @@ func findMarket(ctx context.Context, b *bus.Bus, ref string) (schemas.Market, er
 		if err == nil {
 			return m, nil
 		}
-		if code := bus.ErrorCode(err); code != bus.CodeNotFound && code != bus.CodeUnavailable {
+		if !missed(&last, err) {
 			return m, queryError(err, "marketplace "+ref)
-		}
-		if last == nil || bus.IsNotFound(err) {
-			last = err
 		}
 	}
 	return schemas.Market{}, queryError(last, "marketplace "+ref)
+}
+
+// missed reports whether err is a service's "not found" or "not running",
+// which asking the next service may mend; last keeps the error to report
+// when none has it, a "not found" before a "not running".
+func missed(last *error, err error) bool {
+	code := bus.ErrorCode(err)
+	if code != bus.CodeNotFound && code != bus.CodeUnavailable {
+		return false
+	}
+	if *last == nil || code == bus.CodeNotFound {
+		*last = err
+	}
+	return true
 }
 
 // marketService is the service that owns marketplace m.
@@ -194,14 +205,10 @@ func showMarket(w io.Writer, m schemas.Market) error {
 		{"GROUP", cmp.Or(m.Group, acl.AdminGroup)}, {"MARKET MAD", string(m.Mad)},
 		{"SOURCE", where}, {"INSECURE", render.YesNo(m.Insecure)}, {"MONITORING", render.YesNo(m.Monitoring)},
 		{"APPS", strconv.FormatInt(m.Apps, 10)}, {"ZONE", strconv.FormatInt(m.Zone, 10)}, {"LAST REFRESH", refreshed}}
-	for _, extra := range [][2]string{{"VARIANT", m.Variant}, {"FTYPE", string(m.Ftype)}, {"ARCH", strings.Join(m.Arches, " ")},
+	lines = appendSet(lines, [][2]string{{"VARIANT", m.Variant}, {"FTYPE", string(m.Ftype)}, {"ARCH", strings.Join(m.Arches, " ")},
 		{"IMAGE_SIZE_MB", sizeOrEmpty(m.ImageSizeMb)}, {"FILESYSTEM", string(m.Filesystem)}, {"FORMAT", string(m.Format)},
 		{"PUBLIC_DIR", m.PublicDir}, {"BUCKET", m.Bucket}, {"TOTAL_MB", sizeOrEmpty(m.TotalMb)},
-		{"USED_MB", usedOrEmpty(m)}, {"FREE_MB", usedOrEmpty(m, m.FreeMb)}} {
-		if extra[1] != "" {
-			lines = append(lines, extra)
-		}
-	}
+		{"USED_MB", monitoredOrEmpty(m, m.UsedMb)}, {"FREE_MB", monitoredOrEmpty(m, m.FreeMb)}})
 	if m.Error != "" {
 		lines = append(lines, [2]string{"ERROR", m.Error})
 	}
@@ -211,16 +218,24 @@ func showMarket(w io.Writer, m schemas.Market) error {
 	return writeSection(w, "PERMISSIONS", render.PermissionLines(cmp.Or(m.Permissions, "744")))
 }
 
-// usedOrEmpty is a monitored number of a marketplace with a capacity
-// (its used_mb, or n): 0 is shown there, nothing elsewhere.
-func usedOrEmpty(m schemas.Market, n ...int64) string {
+// appendSet appends to lines the attributes of extra that have a value.
+func appendSet(lines, extra [][2]string) [][2]string {
+	for _, e := range extra {
+		if e[1] != "" {
+			lines = append(lines, e)
+		}
+	}
+	return lines
+}
+
+// monitoredOrEmpty is n, a monitored number (used_mb, free_mb) of
+// marketplace m: 0 is shown for a marketplace with a capacity, nothing
+// for one without.
+func monitoredOrEmpty(m schemas.Market, n int64) string {
 	if m.TotalMb == 0 {
 		return ""
 	}
-	if len(n) > 0 {
-		return strconv.FormatInt(n[0], 10)
-	}
-	return strconv.FormatInt(m.UsedMb, 10)
+	return strconv.FormatInt(n, 10)
 }
 
 func sizeOrEmpty(n int64) string {
@@ -445,17 +460,6 @@ func setMarketAttr(req *schemas.MarketCreate, name, v string) error {
 	return err
 }
 
-// yesNo reads OpenNebula's YES/NO (and true/false).
-func yesNo(v string) (bool, error) {
-	switch strings.ToUpper(v) {
-	case "YES", "TRUE", "1":
-		return true, nil
-	case "NO", "FALSE", "0":
-		return false, nil
-	}
-	return false, errors.New("want YES or NO")
-}
-
 func printRefreshed(w io.Writer, name string, ev event) error {
 	var r schemas.MarketAppsRefreshed
 	if err := ev.decode(&r); err != nil {
@@ -657,13 +661,10 @@ func findApp(ctx context.Context, b *bus.Bus, ref, marketRef string) (schemas.Ma
 	for _, svc := range services {
 		q := schemas.Qry[schemas.MarketAppShowRequest, schemas.MarketApp]{Service: svc, Endpoint: market.QueryAppShow}
 		a, err := bus.Ask(ctx, b, q, req)
-		switch code := bus.ErrorCode(err); {
+		switch {
 		case err == nil:
 			found = append(found, a)
-		case code == bus.CodeNotFound || code == bus.CodeUnavailable:
-			if last == nil || code == bus.CodeNotFound {
-				last = err
-			}
+		case missed(&last, err):
 		default:
 			return a, queryError(err, "app "+ref)
 		}
@@ -722,13 +723,9 @@ func showApp(w io.Writer, a schemas.MarketApp, m schemas.Market) error {
 		{"MARKETPLACE", fmt.Sprintf("%s (%d)", m.Name, m.ID)}, {"SOURCE", a.Source}, {"VERSION", appVersion(a)},
 		{"TAGS", strings.Join(a.Tags, ", ")}, {"SIZE", size}, {"STATE", appState(a)}, {"TYPE", appType(a)},
 		{"REGISTER TIME", a.Regtime}}
-	for _, extra := range [][2]string{{"PUBLISHER", a.Publisher}, {"FORMAT", a.Format}, {"KIND", string(a.Kind)},
+	lines = appendSet(lines, [][2]string{{"PUBLISHER", a.Publisher}, {"FORMAT", a.Format}, {"KIND", string(a.Kind)},
 		{"OS", a.OS}, {"RELEASE", a.Release}, {"ARCH", a.Arch}, {"VARIANT", a.Variant}, {"CHECKSUMS", strings.Join(a.Checksums, " ")},
-		{"IMAGE TYPE", string(a.ImageType)}, {"DEV_PREFIX", a.DevPrefix}, {"DRIVER", a.Driver}} {
-		if extra[1] != "" {
-			lines = append(lines, extra)
-		}
-	}
+		{"IMAGE TYPE", string(a.ImageType)}, {"DEV_PREFIX", a.DevPrefix}, {"DRIVER", a.Driver}})
 	if a.Stars > 0 || a.Pulls > 0 {
 		lines = append(lines, [2]string{"STARS", strconv.FormatInt(a.Stars, 10)}, [2]string{"PULLS", strconv.FormatInt(a.Pulls, 10)})
 	}
