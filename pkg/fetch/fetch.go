@@ -188,11 +188,13 @@ type pipeline struct {
 	dec  io.ReadCloser
 	out  *limitReader
 	comp string
+	want []Checksum
+	max  int64 // of the decompressed bytes, 0 for no cap
 }
 
 // newPipeline opens the resumer's first body and detects its compression.
 func newPipeline(r *resumer, opts Options, want []Checksum) (*pipeline, error) {
-	p := &pipeline{r: r, in: &hashingReader{r: r, d: newDigests(want), progress: opts.Progress}}
+	p := &pipeline{r: r, in: &hashingReader{r: r, d: newDigests(want), progress: opts.Progress}, want: want, max: opts.MaxBytes}
 	p.br = bufio.NewReaderSize(p.in, 64<<10)
 	if _, err := p.br.Peek(1); err != nil && err != io.EOF {
 		return nil, err // nothing opened yet: the resumer's error
@@ -217,6 +219,40 @@ func (p *pipeline) drain() (map[string]string, error) {
 	return p.in.d.sums(), nil
 }
 
+// blame explains a failure of the decompressor by the source's checksums
+// when it can. Corrupt compressed data is what a tampered file looks like,
+// and a decompressor notices it before the end of the data, where the
+// digests are checked. With digests expected, the rest of the source is
+// fetched and hashed (no more than the cap on its decompressed bytes, or
+// what the origin said it holds), and a digest that differs is the error:
+// it names what was expected and what arrived. Otherwise, or when the rest
+// cannot be read, the decompressor's error stands.
+func (p *pipeline) blame(err error) error {
+	var lim *LimitError
+	var ns *NoSpaceError
+	if len(p.want) == 0 || p.comp == None || p.r.err != nil || p.r.restart ||
+		errors.As(err, &lim) || errors.As(err, &ns) {
+		return err
+	}
+	limit := p.max
+	if p.r.total > 0 {
+		limit = p.r.total - p.in.n
+	}
+	limit += int64(p.br.Buffered()) // hashed already, not read yet
+	if limit < 0 {
+		return err
+	}
+	p.dec.Close() // a decompressing child stops reading the input first
+	n, derr := io.Copy(io.Discard, io.LimitReader(p.br, limit+1))
+	if derr != nil || n > limit || p.r.err != nil || p.r.restart {
+		return err
+	}
+	if verr := verify(p.r.origin.String(), p.want, p.in.d.sums()); verr != nil {
+		return verr
+	}
+	return err
+}
+
 // copyOnce reads the resumer from its current body to the end.
 func copyOnce(r *resumer, w *sparseWriter, buf []byte, opts Options, want []Checksum) (Result, error) {
 	p, err := newPipeline(r, opts, want)
@@ -230,7 +266,7 @@ func copyOnce(r *resumer, w *sparseWriter, buf []byte, opts Options, want []Chec
 		}
 	}
 	if _, err := io.CopyBuffer(w, p.out, buf); err != nil {
-		return Result{}, r.explain(copyError(r.origin, p.comp, err))
+		return Result{}, p.blame(r.explain(copyError(r.origin, p.comp, err)))
 	}
 	sums, err := p.drain()
 	if err != nil {

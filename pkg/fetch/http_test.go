@@ -336,6 +336,17 @@ func TestFetchCorruptCompressedDataIsPermanent(t *testing.T) {
 	if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "gzip") {
 		t.Fatalf("err = %v, want a permanent gzip data error", err)
 	}
+	// With a digest expected (of the file before the byte flipped), the
+	// mismatch explains the corruption.
+	good := bytes.Clone(b)
+	good[len(good)/2] ^= 0xff
+	opts := fastOpts()
+	opts.Checksums = []string{"sha256:" + sum(good)}
+	_, err = File(context.Background(), srv.URL+"/x.gz", filepath.Join(t.TempDir(), "o"), opts)
+	var ce *ChecksumError
+	if !errors.As(err, &ce) || ce.Actual != "sha256:"+sum(b) || !IsPermanent(err) {
+		t.Fatalf("err = %v, want a checksum mismatch naming the corrupt file's sha256", err)
+	}
 }
 
 func TestFetchGzipBombStopsAtLimit(t *testing.T) {

@@ -83,7 +83,7 @@ func (s *Stream) Read(b []byte) (int, error) {
 		return n, nil
 	}
 	if err != io.EOF {
-		s.err = streamError(s.p.r, s.p.r.explain(copyError(s.p.r.origin, s.p.comp, err)))
+		s.err = streamError(s.p.r, s.p.blame(s.p.r.explain(copyError(s.p.r.origin, s.p.comp, err))))
 		return n, s.err
 	}
 	s.err = s.finish()

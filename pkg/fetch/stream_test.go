@@ -233,6 +233,20 @@ func TestXZBinary(t *testing.T) {
 	if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "xz data: ") {
 		t.Fatalf("corrupt xz: err %v, want a permanent error in xz's words", err)
 	}
+	// With the digest of the good file expected, the flipped byte is
+	// reported as the mismatch it is, naming both digests, not in xz's
+	// words.
+	opts.Checksums = []string{"sha512:" + sha512Of(data)}
+	s, err = Open(context.Background(), srv.URL+"/corrupt.xz", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.Copy(io.Discard, s)
+	s.Close()
+	var ce *ChecksumError
+	if !errors.As(err, &ce) || ce.Expected != "sha512:"+sha512Of(data) || ce.Actual != "sha512:"+sha512Of(corrupt) {
+		t.Fatalf("corrupt xz with a sha512: err %v, want a checksum mismatch naming both digests", err)
+	}
 	// Closing a stream mid-way stops xz and returns.
 	s, err = Open(context.Background(), srv.URL+"/ok.xz", opts)
 	if err != nil {

@@ -87,8 +87,13 @@ func (s *Service) appCreate(ctx context.Context, m *bus.Msg) error {
 		return market.Refuse(fmt.Errorf("image %d: %w", img.ID, err))
 	}
 	done, err := s.publish(ctx, mk, app, bucket, key)
-	if errors.Is(err, published.ErrExists) {
+	switch {
+	case errors.Is(err, published.ErrExists):
 		done, err = s.republished(ctx, mk, app, err)
+	case errors.Is(err, published.ErrBlobMismatch):
+		// The datastore's blob is not what the catalog recorded: the
+		// same bytes would be read again.
+		err = market.Refuse(bus.WithCode(schemas.CodeInvalidInput, fmt.Errorf("marketplace %d (%s): image %d: %w", mk.ID, mk.Name, img.ID, err)))
 	}
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -56,13 +57,18 @@ func (c *Counter) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// ErrBlobMismatch is wrapped by the errors of a blob whose size or
+// SHA-256 is not what the app records: reading it again gives the same
+// bytes, so a publish that meets one is refused, not retried.
+var ErrBlobMismatch = errors.New("the blob is not the one recorded")
+
 // Check compares the bytes read with a.Size and a.SHA256.
 func (c *Counter) Check(a App) error {
 	if c.n != a.Size {
-		return fmt.Errorf("app %s: the blob has %d bytes, %d were expected", a.Name, c.n, a.Size)
+		return fmt.Errorf("app %s: %w: it has %d bytes, %d were expected", a.Name, ErrBlobMismatch, c.n, a.Size)
 	}
 	if sum := hex.EncodeToString(c.hash.Sum(nil)); sum != a.SHA256 {
-		return fmt.Errorf("app %s: blob SHA-256 mismatch: expected %s, got %s (%d bytes)", a.Name, a.SHA256, sum, c.n)
+		return fmt.Errorf("app %s: %w: SHA-256 mismatch: expected %s, got %s (%d bytes)", a.Name, ErrBlobMismatch, a.SHA256, sum, c.n)
 	}
 	return nil
 }

@@ -148,9 +148,9 @@ func (m *Market) copyIn(ctx context.Context, a published.App, srcBucket, srcKey 
 	case err != nil:
 		return fmt.Errorf("app %s: verify copy: %w", a.Name, err)
 	case n != a.Size:
-		return fmt.Errorf("app %s: %s has %d bytes, %d were expected", a.Name, blob.URL(srcBucket, srcKey), n, a.Size)
+		return fmt.Errorf("app %s: %w: %s has %d bytes, %d were expected", a.Name, published.ErrBlobMismatch, blob.URL(srcBucket, srcKey), n, a.Size)
 	case sum != a.SHA256:
-		return fmt.Errorf("app %s: blob SHA-256 mismatch: expected %s, got %s (%s)", a.Name, a.SHA256, sum, blob.URL(srcBucket, srcKey))
+		return fmt.Errorf("app %s: %w: SHA-256 mismatch: expected %s, got %s (%s)", a.Name, published.ErrBlobMismatch, a.SHA256, sum, blob.URL(srcBucket, srcKey))
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -106,6 +107,23 @@ func TestMarketPublishPrivate(t *testing.T) {
 		t.Fatalf("the same app again: %s\n%s", r.stderr, b)
 	}
 
+	// A datastore blob that is not what the catalog recorded (rot, or an
+	// edit behind the catalog's back) is refused at once, not retried.
+	var other listed
+	for _, img := range list(t, flags) {
+		if img.Name == "other" {
+			other = img
+		}
+	}
+	rewriteBlob(t, store, other.Source)
+	r = slipway(t, flags, "market", "app", "create", "other", "--market", "pub", "--name", "rotten", "--timeout", "1m")
+	if r.code != 1 || !strings.Contains(r.stderr, "SHA-256 mismatch") || !strings.Contains(r.stderr, "image "+strconv.Itoa(other.ID)) {
+		t.Errorf("publishing a blob that differs from its record: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(pubDir, "apps", "rotten")); !os.IsNotExist(err) {
+		t.Errorf("a refused publish left apps/rotten: %v", err)
+	}
+
 	// A user without use of the image is refused by the service.
 	creds := filepath.Join(t.TempDir(), "alice.creds")
 	must(t, slipway(t, flags, "user", "create", "alice", "--out", creds))
@@ -181,6 +199,23 @@ func tamper(t *testing.T, p string) {
 	}
 	b[len(b)-1] ^= 0xff
 	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rewriteBlob replaces the object at url with as many other bytes.
+func rewriteBlob(t *testing.T, store *blob.Store, url string) {
+	t.Helper()
+	bucket, key, err := blob.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, size, err := store.Get(context.Background(), bucket, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	if _, err := store.Put(context.Background(), bucket, key, bytes.NewReader(bytes.Repeat([]byte{0x5a}, int(size))), size); err != nil {
 		t.Fatal(err)
 	}
 }
