@@ -1130,8 +1130,8 @@ type MarketAppImport struct {
 // MarketAppImported is defined in defs.json. It is the payload of event
 // market-dockerhub.app-imported, event market-lxc.app-imported.
 //
-// An app import was accepted: the image the catalog registered and the VM template sent to the
-// launcher (app-imported).
+// An app import was accepted: the images the catalog registered and the VM templates sent to
+// the launcher (app-imported).
 type MarketAppImported struct {
 	// Marketplace of the app.
 	MarketID int64 `json:"market_id"`
@@ -1148,8 +1148,37 @@ type MarketAppImported struct {
 	// The image the catalog created.
 	ImageID int64 `json:"image_id"`
 
-	// The VM template sent to the launcher, in OpenNebula's syntax (its disk names image_id).
+	// The VM template sent to the launcher, in OpenNebula's syntax (its disk names image_id); a
+	// service's first role's.
 	Template string `json:"template"`
+
+	// Every image the import created, in order: the app's own, a VM template app's disks, or a
+	// service's roles' disks role by role. image_id is the first.
+	ImageIds []int64 `json:"image_ids,omitempty"`
+
+	// A service's roles (SERVICE_TEMPLATE apps), each imported as its VM template app would be.
+	Roles []MarketAppImportedRole `json:"roles,omitempty"`
+}
+
+// MarketAppImportedRole is defined in defs.json.
+//
+// One role of an imported service: the VM template its app was imported as, and the images its
+// disks name.
+type MarketAppImportedRole struct {
+	// The role's name.
+	Role string `json:"role"`
+
+	// The VM template app the role instantiates.
+	App string `json:"app"`
+
+	// Name of the role's VM template: <name>-<role>.
+	Name string `json:"name"`
+
+	// The role's VM template sent to the launcher.
+	Template string `json:"template"`
+
+	// The images the role's disks name, in order.
+	ImageIds []int64 `json:"image_ids"`
 }
 
 // MarketAppsRefreshed is defined in defs.json. It is the payload of event

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,13 +28,13 @@ const maxImageDescription = 1024
 
 // appImport has the catalog create an image of the app (what the driver
 // says: a docker:// or an http(s):// path) and waits for its ID, then
-// sends the launcher a VM template whose disk is that image (an app made
-// of parts, Composer: one image per part, the template naming them all;
-// app-imported names the first), keeps the
-// template for app-show and reports app-imported. The catalog's refusal (a
-// taken name, an unknown datastore) refuses the import with the catalog's
-// message. It does not wait for the image to be built: the catalog's
-// events say how that fares.
+// sends the launcher a VM template whose disk is that image, keeps the
+// template for app-show and reports app-imported. An app made of parts
+// (Composer) gets one image per part and one template naming them all; a
+// service (Assembler) gets that for each of its roles. The catalog's
+// refusal (a taken name, an unknown datastore) refuses the import with the
+// catalog's message. It does not wait for the images to be built: the
+// catalog's events say how that fares.
 func (s *Service) appImport(ctx context.Context, m *bus.Msg) error {
 	var req AppImport
 	if err := decode(m, &req); err != nil {
@@ -47,40 +48,131 @@ func (s *Service) appImport(ctx context.Context, m *bus.Msg) error {
 	if !ok {
 		return &refusal{fmt.Errorf("marketplace %d (%s): %w", mk.ID, mk.Name, &NoDriverError{MAD: mk.Mad})}
 	}
-	parts, err := s.parts(ctx, d, mk, app, req.Name)
+	units, err := s.units(ctx, d, mk, app, req.Name)
 	if err != nil {
 		return err
 	}
-	// Every part's image-create is checked before the first is sent.
-	creates := make([]schemas.ImageCreate, len(parts))
-	for i, p := range parts {
-		if creates[i], err = d.ImageCreate(mk, p.app, Effective(mk, req)); err != nil {
-			return &refusal{fmt.Errorf("import %s of %s: %w", p.app.Name, mk.Name, err)}
-		}
-		s.fillCreate(&creates[i], m, mk, p.app, req)
-		creates[i].Name = p.image
+	if err := s.prepare(ctx, m, d, mk, req, units); err != nil {
+		return err
 	}
-	disks := make([]Disk, len(parts))
-	for i, p := range parts {
-		if disks[i].ID, err = s.importImage(ctx, m, p.key, creates[i]); err != nil {
+	if err := s.importImages(ctx, m, units); err != nil {
+		return err
+	}
+	ev := schemas.MarketAppImported{MarketID: mk.ID, App: app.Name, Name: req.Name, URL: units[0].parts[0].create.Path,
+		ImageID: units[0].parts[0].id}
+	texts := make([]string, len(units))
+	for i, u := range units {
+		if texts[i], err = s.vmTemplate(mk, u.app, u.name, u.disks()); err != nil {
+			return &refusal{fmt.Errorf("the VM template of %s: %w (created: %s)", u.app.Name, err, createdImages(units))}
+		}
+	}
+	for i, u := range units {
+		if _, err := s.bus.Command(ctx, schemas.ServiceLauncher, schemas.CommandLauncherTemplateCreate,
+			schemas.LauncherTemplateCreate{Name: u.name, Template: texts[i], OnBehalfOf: bus.UserOf(m)},
+			CausedBy(m.Envelope, schemas.CommandLauncherTemplateCreate+templateSuffix(i))...); err != nil {
 			return err
 		}
+		ids := u.ids()
+		ev.ImageIds = append(ev.ImageIds, ids...)
+		if u.role != "" {
+			ev.Roles = append(ev.Roles, schemas.MarketAppImportedRole{Role: u.role, App: u.app.Name, Name: u.name, Template: texts[i], ImageIds: ids})
+		}
 	}
-	tmpl, err := s.vmTemplate(mk, app, req.Name, disks)
-	if err != nil {
-		return &refusal{fmt.Errorf("the VM template of %s: %w", app.Name, err)}
-	}
-	if _, err := s.bus.Command(ctx, schemas.ServiceLauncher, schemas.CommandLauncherTemplateCreate,
-		schemas.LauncherTemplateCreate{Name: req.Name, Template: tmpl, OnBehalfOf: bus.UserOf(m)},
-		CausedBy(m.Envelope, schemas.CommandLauncherTemplateCreate)...); err != nil {
+	ev.Template = texts[0]
+	if err := s.store.putTemplate(ctx, mk.ID, app.Name, strings.Join(texts, "\n")); err != nil {
 		return err
 	}
-	if err := s.store.putTemplate(ctx, mk.ID, app.Name, tmpl); err != nil {
-		return err
-	}
-	ev := schemas.MarketAppImported{MarketID: mk.ID, App: app.Name, Name: req.Name, URL: creates[0].Path, ImageID: disks[0].ID, Template: tmpl}
 	_, err = s.bus.Event(ctx, EventAppImported, idToken(mk.ID), ev, CausedBy(m.Envelope, EventAppImported)...)
 	return err
+}
+
+// templateSuffix tells the template-create commands of one import apart
+// (see createImage): "" for the first, ".1" for the second...
+func templateSuffix(i int) string {
+	if i == 0 {
+		return ""
+	}
+	return "." + strconv.Itoa(i)
+}
+
+// prepare fills in every image-create of the import before the first is
+// sent: the driver's refusal of any part refuses the whole import with
+// nothing created. So does an image name already taken, checked here
+// because the catalog's own refusal of a later part would come after the
+// earlier parts' images were created.
+func (s *Service) prepare(ctx context.Context, m *bus.Msg, d Driver, mk Market, req AppImport, units []unit) error {
+	var err error
+	for _, u := range units {
+		for i := range u.parts {
+			p := &u.parts[i]
+			if p.create, err = d.ImageCreate(mk, p.app, Effective(mk, req)); err != nil {
+				return &refusal{fmt.Errorf("import %s of %s: %w", p.app.Name, mk.Name, err)}
+			}
+			s.fillCreate(&p.create, m, mk, p.app, req)
+			p.create.Name = p.image
+		}
+	}
+	if len(units) == 1 && len(units[0].parts) == 1 {
+		return nil // the catalog's refusal comes before anything is created
+	}
+	for _, u := range units {
+		for _, p := range u.parts {
+			if err := s.nameFree(ctx, m, p.create.Name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// nameFree refuses an import one of whose image names is taken, unless by
+// an image an earlier delivery of the same import created.
+func (s *Service) nameFree(ctx context.Context, m *bus.Msg, name string) error {
+	var img schemas.Image
+	err := s.bus.Query(ctx, schemas.ServiceCatalog, schemas.QueryCatalogShow, map[string]string{"name": name}, &img)
+	switch {
+	case bus.IsNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("look for image %q: %w", name, err)
+	case img.Attributes[AttrImport] == m.Envelope.ID:
+		return nil
+	}
+	return &refusal{bus.WithCode(schemas.CodeConflict, fmt.Errorf("an image named %q already exists (ID %d): the import creates images of that name; import under another --name", name, img.ID))}
+}
+
+// importImages has the catalog create every part's image, in order. A
+// refusal after the first names the images created so far: they keep
+// importing, and being LOCKED until then, cannot be deleted yet.
+func (s *Service) importImages(ctx context.Context, m *bus.Msg, units []unit) error {
+	for _, u := range units {
+		for i := range u.parts {
+			p := &u.parts[i]
+			id, err := s.importImage(ctx, m, p.key, p.create)
+			if err != nil {
+				if created := createdImages(units); created != "" && isRefusal(err) {
+					return &refusal{fmt.Errorf("%w (already created by this import, still importing: %s; delete them once READY or ERROR)", err, created)}
+				}
+				return err
+			}
+			p.id, p.done = id, true
+		}
+	}
+	return nil
+}
+
+// createdImages lists the images an import created so far: "image 5
+// (vm-0), image 6 (vm-1)", or "".
+func createdImages(units []unit) string {
+	var out []string
+	for _, u := range units {
+		for _, p := range u.parts {
+			if p.done {
+				out = append(out, fmt.Sprintf("image %d (%s)", p.id, p.create.Name))
+			}
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // fillCreate sets what the core decides of an import's image-create: its
@@ -107,40 +199,112 @@ func (s *Service) fillCreate(c *schemas.ImageCreate, m *bus.Msg, mk Market, app 
 	c.Attributes[AttrImport] = m.Envelope.ID
 }
 
-// part is one image an import creates: of which app, its name, and the
-// key its answer is remembered under.
-type part struct {
+// unit is one VM template an import sends: of which app, its name, its
+// role in a service ("" for any other app), and the images its disks name.
+type unit struct {
 	app   App
-	image string
-	key   string
+	name  string
+	role  string
+	parts []part
 }
 
-// parts are the images an import of app as name creates: the app itself,
-// or each of its parts (Composer), looked up in the same marketplace.
-func (s *Service) parts(ctx context.Context, d Driver, mk Market, app App, name string) ([]part, error) {
-	c, ok := d.(Composer)
-	if !ok {
-		return []part{{app: app, image: name, key: ""}}, nil
+// disks are the images u's template names, in order.
+func (u unit) disks() []Disk {
+	out := make([]Disk, len(u.parts))
+	for i, p := range u.parts {
+		out[i] = Disk{ID: p.id}
 	}
-	names, err := c.Parts(app)
+	return out
+}
+
+// ids are the IDs of u's images, in order.
+func (u unit) ids() []int64 {
+	out := make([]int64, len(u.parts))
+	for i, p := range u.parts {
+		out[i] = p.id
+	}
+	return out
+}
+
+// part is one image an import creates: of which app, its name, the key
+// its answer is remembered under, its image-create and, once created,
+// its ID.
+type part struct {
+	app    App
+	image  string
+	key    string
+	create schemas.ImageCreate
+	id     int64
+	done   bool
+}
+
+// units are the VM templates an import of app as name sends: the app's
+// own, or one per role of a service (Assembler), each role's app looked up
+// in the same marketplace and imported as <name>-<role>.
+func (s *Service) units(ctx context.Context, d Driver, mk Market, app App, name string) ([]unit, error) {
+	a, ok := d.(Assembler)
+	if !ok {
+		return s.unit(ctx, d, mk, app, name, "", "")
+	}
+	roles, err := a.Roles(app)
 	if err != nil {
 		return nil, &refusal{fmt.Errorf("import %s of %s: %w", app.Name, mk.Name, err)}
 	}
-	if len(names) == 0 {
-		return []part{{app: app, image: name, key: ""}}, nil
+	if len(roles) == 0 {
+		return s.unit(ctx, d, mk, app, name, "", "")
 	}
-	out := make([]part, len(names))
-	for i, n := range names {
-		p, err := s.store.app(ctx, mk.ID, n)
-		if errors.Is(err, ErrNotFound) {
-			return nil, missing("app %s of marketplace %d (%s) is made of app %q, which it does not list", app.Name, mk.ID, mk.Name, n)
-		}
+	var out []unit
+	for i, r := range roles {
+		ra, err := s.partApp(ctx, mk, app, r.App)
 		if err != nil {
 			return nil, err
 		}
-		out[i] = part{app: p, image: partName(name, i), key: "." + strconv.Itoa(i)}
+		u, err := s.unit(ctx, d, mk, ra, name+"-"+r.Name, r.Name, "."+strconv.Itoa(i))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, u...)
 	}
 	return out, nil
+}
+
+// unit is the one VM template of app imported as name: its images are the
+// app itself, or each of its parts (Composer), looked up in the same
+// marketplace. keyPrefix tells the units of one import apart.
+func (s *Service) unit(ctx context.Context, d Driver, mk Market, app App, name, role, keyPrefix string) ([]unit, error) {
+	u := unit{app: app, name: name, role: role}
+	c, ok := d.(Composer)
+	var names []string
+	if ok {
+		var err error
+		if names, err = c.Parts(app); err != nil {
+			return nil, &refusal{fmt.Errorf("import %s of %s: %w", app.Name, mk.Name, err)}
+		}
+	}
+	if len(names) == 0 {
+		if role != "" {
+			return nil, &refusal{fmt.Errorf("import of role %s: app %s names no disk app", role, app.Name)}
+		}
+		u.parts = []part{{app: app, image: name, key: keyPrefix}}
+		return []unit{u}, nil
+	}
+	for i, n := range names {
+		p, err := s.partApp(ctx, mk, app, n)
+		if err != nil {
+			return nil, err
+		}
+		u.parts = append(u.parts, part{app: p, image: partName(name, i), key: keyPrefix + "." + strconv.Itoa(i)})
+	}
+	return []unit{u}, nil
+}
+
+// partApp is app n of mk, which whole is made of.
+func (s *Service) partApp(ctx context.Context, mk Market, whole App, n string) (App, error) {
+	p, err := s.store.app(ctx, mk.ID, n)
+	if errors.Is(err, ErrNotFound) {
+		return p, missing("app %s of marketplace %d (%s) is made of app %q, which it does not list", whole.Name, mk.ID, mk.Name, n)
+	}
+	return p, err
 }
 
 // partName is the name of the image of an import's part i.
@@ -187,7 +351,7 @@ func (s *Service) importImage(ctx context.Context, m *bus.Msg, suffix string, cr
 		return 0, err
 	}
 	if !found {
-		if id, err = s.createImage(ctx, m, create); err != nil {
+		if id, err = s.createImage(ctx, m, suffix, create); err != nil {
 			return 0, err
 		}
 	}
@@ -218,12 +382,14 @@ func (s *Service) importedBefore(ctx context.Context, m *bus.Msg, name string) (
 	return img.ID, true, nil
 }
 
-// createImage asks the catalog for the image and waits for its ID.
-func (s *Service) createImage(ctx context.Context, m *bus.Msg, create schemas.ImageCreate) (int64, error) {
+// createImage asks the catalog for the image and waits for its ID. Each
+// part's image-create has an ID of its own (JetStream and the catalog drop
+// a command whose ID they have seen), the same on every delivery.
+func (s *Service) createImage(ctx context.Context, m *bus.Msg, suffix string, create schemas.ImageCreate) (int64, error) {
 	cctx, cancel := context.WithTimeout(ctx, CatalogCallTimeout)
 	defer cancel()
 	ans, err := s.bus.Call(cctx, schemas.ServiceCatalog, schemas.CommandCatalogImageCreate, create, []string{schemas.EventCatalogImageCreated},
-		CausedBy(m.Envelope, schemas.CommandCatalogImageCreate)...)
+		CausedBy(m.Envelope, schemas.CommandCatalogImageCreate+suffix)...)
 	var ce *bus.CallError
 	if errors.As(err, &ce) {
 		// The catalog's code (a taken name: conflict) is the refusal's.

@@ -52,6 +52,22 @@ type Composer interface {
 	Parts(app App) ([]string, error)
 }
 
+// Assembler is a Driver some of whose apps are services (OpenNebula's
+// SERVICE_TEMPLATE appliances): roles, each instantiating a VM template
+// app of the same marketplace. Slipway has no service object: an import of
+// a service imports each role's app as that app's own import would (its
+// images and its VM template), named <name>-<role>, and reports them all.
+type Assembler interface {
+	// Roles are the service's roles in order; none for any other app.
+	Roles(app App) ([]Role, error)
+}
+
+// Role is one role of a service: its name and the app it instantiates.
+type Role struct {
+	Name string
+	App  string
+}
+
 // Monitor is a Driver of marketplaces with a capacity (OpenNebula's private
 // http and s3 ones): after each good listing the core records its usage on
 // the marketplace (used_mb, free_mb, total_mb). A failed monitor is

@@ -21,8 +21,10 @@ import (
 // its download URL (a redirect the converter follows through the guard),
 // with every checksum the appliance gives enforced, and brings its VM
 // template (a Templater). A VMTEMPLATE appliance imports the IMAGE apps
-// its disks name (a market.Composer) under its template. SERVICE_TEMPLATE
-// appliances are listed with their type; importing them is refused.
+// its disks name (a market.Composer) under its template. A
+// SERVICE_TEMPLATE appliance imports each role's VMTEMPLATE app as
+// <name>-<role> (a market.Assembler): Slipway has no service object, so the
+// roles' templates are the service.
 type oneDriver struct{ s *Service }
 
 func (d oneDriver) Validate(mk *market.Market) error {
@@ -91,7 +93,8 @@ func oneApp(base *url.URL, e oneapp.Entry) (market.App, error) {
 		return app, err
 	case oneapp.TypeServiceTemplate:
 		app.Type = schemas.MarketAppTypeServiceTemplate
-		return app, nil
+		app.VMTemplate, err = withRoles(tmpl, e.Roles)
+		return app, err
 	}
 	if len(e.Files) != 1 {
 		return app, fmt.Errorf("an IMAGE appliance with %d files: Slipway imports those of one file", len(e.Files))
@@ -157,6 +160,59 @@ func withDiskApps(tmpl string, apps []string) (string, error) {
 	return t.String(), nil
 }
 
+// roleName is what a service's role may be called: it names a VM
+// template and images (<name>-<role>).
+var roleName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// withRoles is a SERVICE_TEMPLATE appliance's template with its roles,
+// ROLE = [ NAME = "<role>", APP = "<VMTEMPLATE app>" ] in the order of
+// their names: what Roles reads.
+func withRoles(tmpl string, roles map[string]string) (string, error) {
+	if len(roles) == 0 {
+		return "", errors.New("a SERVICE_TEMPLATE appliance that names no role")
+	}
+	t, err := onetemplate.ParseString(tmpl)
+	if err != nil {
+		return "", err
+	}
+	t.Del("ROLE")
+	names := make([]string, 0, len(roles))
+	for r := range roles {
+		if !roleName.MatchString(r) {
+			return "", fmt.Errorf("role %q: want letters, digits, '_', '.' or '-', at most 64", indexfile.Short(r))
+		}
+		names = append(names, r)
+	}
+	sort.Strings(names)
+	for _, r := range names {
+		t.AddVector("ROLE", map[string]string{"NAME": r, "APP": roles[r]})
+	}
+	return t.String(), nil
+}
+
+// Roles are a SERVICE_TEMPLATE appliance's roles and the VMTEMPLATE apps
+// they instantiate (market.Assembler): an import imports each of those.
+func (d oneDriver) Roles(app market.App) ([]market.Role, error) {
+	if app.Type != schemas.MarketAppTypeServiceTemplate {
+		return nil, nil
+	}
+	t, err := onetemplate.ParseString(app.VMTemplate)
+	if err != nil {
+		return nil, err
+	}
+	var roles []market.Role
+	for _, v := range t.Vectors("ROLE") {
+		if !roleName.MatchString(v["NAME"]) || v["APP"] == "" {
+			return nil, fmt.Errorf("app %s: a ROLE without a valid NAME and an APP", app.Name)
+		}
+		roles = append(roles, market.Role{Name: v["NAME"], App: v["APP"]})
+	}
+	if len(roles) == 0 {
+		return nil, fmt.Errorf("app %s: a SERVICE_TEMPLATE appliance that names no role", app.Name)
+	}
+	return roles, nil
+}
+
 // Parts are the IMAGE apps a VMTEMPLATE appliance's disks name (market
 // Composer): an import imports each, and the template names their images.
 func (d oneDriver) Parts(app market.App) ([]string, error) {
@@ -182,7 +238,7 @@ func (d oneDriver) Parts(app market.App) ([]string, error) {
 
 func (d oneDriver) ImageCreate(_ market.Market, app market.App, req market.AppImport) (schemas.ImageCreate, error) {
 	if app.Type != "" && app.Type != schemas.MarketAppTypeImage {
-		return schemas.ImageCreate{}, fmt.Errorf("app %s is a %s appliance: Slipway imports IMAGE appliances, and VMTEMPLATE ones with theirs, not service templates", app.Name, app.Type)
+		return schemas.ImageCreate{}, fmt.Errorf("app %s is a %s appliance: only IMAGE appliances are images (VMTEMPLATE and SERVICE_TEMPLATE ones import the IMAGE apps they name)", app.Name, app.Type)
 	}
 	src, err := verifiedSource(app)
 	if err != nil {

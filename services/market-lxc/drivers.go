@@ -23,6 +23,7 @@ var drivers = map[schemas.MarketMAD]func(s *Service) market.Driver{
 var (
 	_ market.Templater = oneDriver{}
 	_ market.Composer  = oneDriver{}
+	_ market.Assembler = oneDriver{}
 	_ market.Templater = httpDriver{}
 	_ market.Monitor   = httpDriver{}
 	_ market.Templater = s3Driver{}

@@ -36,6 +36,9 @@ func lxcImage(t *testing.T, dist, release string) marketfake.LXCImage {
 		Build: "20261205_05:24", Rootfs: marketfake.BusyboxTarXz(t, dist, "token-"+dist)}
 }
 
+// first is the first of two results.
+func first[T, U any](v T, _ U) T { return v }
+
 // flipped is data as marketfake's Tamper serves it.
 func flipped(data []byte) []byte {
 	b := append([]byte(nil), data...)
@@ -225,7 +228,7 @@ func qcow2(t *testing.T, name string) []byte {
 // download is followed, md5 and sha256 are enforced (a tampered file with
 // only an md5 ends ERROR), the VM template is the appliance's with the
 // image as its disk. A VMTEMPLATE appliance imports its disk app under its
-// template; a SERVICE_TEMPLATE is listed and its import refused.
+// template; a SERVICE_TEMPLATE imports each role's VMTEMPLATE app.
 func TestImportOneAppliance(t *testing.T) {
 	on := marketfake.NewOpenNebula(t,
 		marketfake.OneAppliance{Name: "Busybox", Version: "1.0", Publisher: "marketfake", Disk: qcow2(t, "a"),
@@ -233,14 +236,15 @@ func TestImportOneAppliance(t *testing.T) {
 		marketfake.OneAppliance{Name: "Legacy", Version: "1.0", Disk: qcow2(t, "b"), LegacyMD5: true},
 		marketfake.OneAppliance{Name: "Tampered", Version: "1.0", Disk: qcow2(t, "c"), LegacyMD5: true},
 		marketfake.OneAppliance{Name: "Busybox VM", Type: "VMTEMPLATE", Disks: []string{"Busybox"}, Template: `{"CPU":"1","MEMORY":"128"}`},
-		marketfake.OneAppliance{Name: "Busybox service", Type: "SERVICE_TEMPLATE", Roles: map[string]string{"web": "Busybox VM"}},
+		marketfake.OneAppliance{Name: "Busybox service", Type: "SERVICE_TEMPLATE", Roles: map[string]string{"web": "Busybox VM", "db": "Busybox VM 2"}},
+		marketfake.OneAppliance{Name: "Busybox VM 2", Type: "VMTEMPLATE", Disks: []string{"Legacy"}, Template: `{"CPU":"1","MEMORY":"64"}`},
 		marketfake.OneAppliance{Name: "Orphan VM", Type: "VMTEMPLATE", Disks: []string{"Gone"}, Template: `{"CPU":"1"}`},
 	)
 	served := on.Apps()
 	on.Tamper(t, served[2].ID)
 	h := newHarness(t, Config{}).withImports()
 	mk, ev := h.createMarket(schemas.MarketCreate{Name: "one", Mad: schemas.MarketMADOne, Endpoint: on.URL})
-	if ev.Error != "" || ev.Apps != 6 {
+	if ev.Error != "" || ev.Apps != 7 {
 		t.Fatalf("listing: %+v", ev)
 	}
 	apps := h.apps(mk.ID)
@@ -304,8 +308,36 @@ func TestImportOneAppliance(t *testing.T) {
 	if after := h.objects(); !slices.Equal(after, before) {
 		t.Errorf("a refused import left objects: before %v, after %v", before, after)
 	}
-	if msg := h.refused(mk.ID, "Busybox service", "svc"); !strings.Contains(msg, "Busybox service") || !strings.Contains(msg, "SERVICE_TEMPLATE") {
-		t.Errorf("import of a service template: %q", msg)
+	// A SERVICE_TEMPLATE imports each role's VMTEMPLATE app as
+	// <name>-<role>: its disks' images and its template.
+	env := h.command(market.CommandAppImport, market.AppImport{MarketID: mk.ID, App: "Busybox service", Name: "svc"})
+	var svc schemas.MarketAppImported
+	decode(t, wait(t, h.rec, env, "app-imported"), &svc)
+	if len(svc.Roles) != 2 || svc.Roles[0].Role != "db" || svc.Roles[0].Name != "svc-db" || svc.Roles[1].Name != "svc-web" ||
+		svc.Roles[1].App != "Busybox VM" || len(svc.ImageIds) != 2 || svc.ImageID != svc.ImageIds[0] {
+		t.Fatalf("service import: %+v", svc)
+	}
+	for i, r := range svc.Roles {
+		img := h.waitImage(svc.ImageIds[i])
+		if img.Name != r.Name+"-0" || img.State != schemas.ImageStateReady || len(r.ImageIds) != 1 || r.ImageIds[0] != img.ID {
+			t.Errorf("role %s: image %s %s %q, role %+v", r.Role, img.Name, img.State, img.Error, r)
+		}
+		parsed, err := onetemplate.ParseString(r.Template)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if disks, name := parsed.Vectors("DISK"), first(parsed.Get("NAME")); name != r.Name || len(disks) != 1 || disks[0]["IMAGE_ID"] != strconv.FormatInt(img.ID, 10) {
+			t.Errorf("role %s's template:\n%s", r.Role, r.Template)
+		}
+	}
+	// A name one of its images would take refuses the import before any
+	// image is created.
+	before = h.objects()
+	if msg := h.refused(mk.ID, "Busybox service", "svc"); !strings.Contains(msg, `an image named "svc-db-0" already exists`) {
+		t.Errorf("import over taken names: %q", msg)
+	}
+	if after := h.objects(); !slices.Equal(after, before) {
+		t.Errorf("a refused service import left objects: before %v, after %v", before, after)
 	}
 }
 

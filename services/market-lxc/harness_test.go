@@ -125,13 +125,19 @@ func (h *harness) importApp(id int64, app, name string) schemas.Image {
 	env := h.command(market.CommandAppImport, market.AppImport{MarketID: id, App: app, Name: name})
 	var ev schemas.MarketAppImported
 	decode(h.t, wait(h.t, h.rec, env, "app-imported"), &ev)
+	return h.waitImage(ev.ImageID)
+}
+
+// waitImage returns the catalog's image id once it is READY or ERROR.
+func (h *harness) waitImage(id int64) schemas.Image {
+	h.t.Helper()
 	var img schemas.Image
 	ok := testenv.Eventually(3*time.Minute, 200*time.Millisecond, func() bool {
-		img = testenv.Query[schemas.Image](h.t, h.ctx, h.cli, schemas.ServiceCatalog, schemas.QueryCatalogShow, map[string]int64{"id": ev.ImageID})
+		img = testenv.Query[schemas.Image](h.t, h.ctx, h.cli, schemas.ServiceCatalog, schemas.QueryCatalogShow, map[string]int64{"id": id})
 		return img.State == schemas.ImageStateReady || img.State == schemas.ImageStateError
 	})
 	if !ok {
-		h.t.Fatalf("image %d of %s: still %s", ev.ImageID, app, img.State)
+		h.t.Fatalf("image %d (%s): still %s", id, img.Name, img.State)
 	}
 	return img
 }

@@ -809,8 +809,11 @@ func (c *client) importApp(ctx context.Context, b *bus.Bus, svc string, req sche
 	if err := ev.decode(&done); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.io.out, "image %d %q: importing %s from %s\nVM template %q (DISK = [ IMAGE_ID = %d ]) sent to the launcher; `slipway market app show %s` prints it\n",
-		done.ImageID, done.Name, done.App, done.URL, done.Name, done.ImageID, done.App)
+	ids := done.ImageIds
+	if len(ids) == 0 {
+		ids = []int64{done.ImageID}
+	}
+	c.printImported(done, ids)
 	if !wait {
 		return nil
 	}
@@ -819,9 +822,46 @@ func (c *client) importApp(ctx context.Context, b *bus.Bus, svc string, req sche
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	img, err := showImage(ctx, b, done.ImageID)
-	if err != nil {
-		return fmt.Errorf("import %s: %w", req.App, err)
+	// One image after the other: the events of the others wait in the
+	// watcher, and each starts from the image's state when its turn comes.
+	var failed error
+	for _, id := range ids {
+		img, err := showImage(ctx, b, id)
+		if err != nil {
+			return fmt.Errorf("import %s: %w", req.App, err)
+		}
+		if err := c.follow(ctx, b, w, img); err != nil {
+			failed = errors.Join(failed, err)
+		}
 	}
-	return c.follow(ctx, b, w, img)
+	return failed
+}
+
+// printImported says what an app-import created: the image and its VM
+// template, an app's several images, or a service's roles.
+func (c *client) printImported(done schemas.MarketAppImported, ids []int64) {
+	if len(done.Roles) > 0 {
+		fmt.Fprintf(c.io.out, "service %s imported as %d VM templates from %s:\n", done.App, len(done.Roles), done.URL)
+		for _, r := range done.Roles {
+			fmt.Fprintf(c.io.out, "  role %s: VM template %q (app %s), images %s\n", r.Role, r.Name, r.App, joinIDs(r.ImageIds))
+		}
+		fmt.Fprintf(c.io.out, "sent to the launcher; `slipway market app show %s` prints them\n", done.App)
+		return
+	}
+	if len(ids) == 1 {
+		fmt.Fprintf(c.io.out, "image %d %q: importing %s from %s\nVM template %q (DISK = [ IMAGE_ID = %d ]) sent to the launcher; `slipway market app show %s` prints it\n",
+			done.ImageID, done.Name, done.App, done.URL, done.Name, done.ImageID, done.App)
+		return
+	}
+	fmt.Fprintf(c.io.out, "images %s: importing the disks of %s\nVM template %q sent to the launcher; `slipway market app show %s` prints it\n",
+		joinIDs(ids), done.App, done.Name, done.App)
+}
+
+// joinIDs is "3, 4, 5".
+func joinIDs(ids []int64) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatInt(id, 10)
+	}
+	return strings.Join(s, ", ")
 }
