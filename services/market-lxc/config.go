@@ -34,6 +34,10 @@ const (
 	// sign TurnKey's .hash documents; without it nothing TurnKey lists is
 	// trusted.
 	EnvTurnKeyKeyring = "SLIPWAY_MARKET_TURNKEY_KEYRING"
+	// EnvLXCKeyring is a file of armored OpenPGP public keys that sign the
+	// LXC download index (meta/1.0/index-system.asc) and each build's
+	// SHA256SUMS.asc; with it, those signatures are checked.
+	EnvLXCKeyring = "SLIPWAY_MARKET_LXC_KEYRING"
 	// EnvPublicRoot is the directory every http marketplace's PUBLIC_DIR
 	// must lie below (checkPublicDir); unset, no http marketplace can be
 	// published into.
@@ -56,6 +60,10 @@ type Config struct {
 	// TurnKeyKeyring verifies TurnKey's clearsigned .hash documents
 	// (EnvTurnKeyKeyring); nil fails every turnkeylinux listing.
 	TurnKeyKeyring *pgpverify.Keyring
+	// LXCKeyring verifies the LXC download index and its builds'
+	// SHA256SUMS (EnvLXCKeyring); nil trusts them as served over the
+	// endpoint's HTTPS, as simplestreams' images.json is.
+	LXCKeyring *pgpverify.Keyring
 	// PublicRoot is the directory below which http marketplaces'
 	// PUBLIC_DIRs lie (SLIPWAY_MARKET_PUBLIC_ROOT): a market-create or
 	// app-create naming another directory is refused. Empty: http
@@ -95,7 +103,11 @@ func ConfigFromEnv() (Config, error) {
 	}
 	cfg.Offline = !env.Bool(market.EnvMonitoring, true)
 	if path := run.Env(EnvTurnKeyKeyring, ""); path != "" {
-		cfg.TurnKeyKeyring, err = readKeyring(path)
+		cfg.TurnKeyKeyring, err = readKeyring(EnvTurnKeyKeyring, path)
+		env.Check(err)
+	}
+	if path := run.Env(EnvLXCKeyring, ""); path != "" {
+		cfg.LXCKeyring, err = readKeyring(EnvLXCKeyring, path)
 		env.Check(err)
 	}
 	cfg.PublicRoot = run.Env(EnvPublicRoot, "")
@@ -127,11 +139,11 @@ var endpointEnv = map[schemas.MarketMAD]string{schemas.MarketMADOne: EnvOneEndpo
 	schemas.MarketMADLinuxcontainers: EnvLXCEndpoint, schemas.MarketMADTurnkeylinux: EnvTurnKeyEndpoint}
 
 // readKeyring reads the armored public keys of the file at path (at most
-// pgpverify.MaxKeyring bytes).
-func readKeyring(path string) (*pgpverify.Keyring, error) {
+// pgpverify.MaxKeyring bytes), named by variable name.
+func readKeyring(name, path string) (*pgpverify.Keyring, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", EnvTurnKeyKeyring, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, pgpverify.MaxKeyring+1))
@@ -139,11 +151,11 @@ func readKeyring(path string) (*pgpverify.Keyring, error) {
 		err = fmt.Errorf("larger than %d bytes", pgpverify.MaxKeyring)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s=%s: %w", EnvTurnKeyKeyring, path, err)
+		return nil, fmt.Errorf("%s=%s: %w", name, path, err)
 	}
 	k, err := pgpverify.ReadKeyring(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s=%s: %w", EnvTurnKeyKeyring, path, err)
+		return nil, fmt.Errorf("%s=%s: %w", name, path, err)
 	}
 	return k, nil
 }

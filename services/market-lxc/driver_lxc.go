@@ -72,9 +72,10 @@ func (d lxcDriver) List(ctx context.Context, mk market.Market) ([]market.App, er
 
 // listDownloadIndex lists the LXC download index (meta/1.0/index-system).
 // An entry without a sha256 from its build's SHA256SUMS is not listed:
-// Slipway imports nothing it cannot verify.
+// Slipway imports nothing it cannot verify. With a keyring (EnvLXCKeyring)
+// the index and each SHA256SUMS must carry a good detached signature.
 func (d lxcDriver) listDownloadIndex(ctx context.Context, mk market.Market) ([]market.App, error) {
-	l, err := lxcindex.Fetch(ctx, d.s.client, mk.Endpoint, lxcindex.Options{Variant: mk.Variant, Arches: arches(mk)})
+	l, err := lxcindex.Fetch(ctx, d.s.client, mk.Endpoint, lxcindex.Options{Variant: mk.Variant, Arches: arches(mk), Keyring: d.s.cfg.LXCKeyring})
 	if err != nil {
 		return nil, fmt.Errorf("no %s (404), and the LXC download index: %w", simplestreams.IndexPath, err)
 	}

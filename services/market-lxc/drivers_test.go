@@ -446,6 +446,18 @@ func TestDownloadIndexFallback(t *testing.T) {
 		!strings.HasPrefix(app.Source, srv+"images/debian/bookworm/amd64/default/") || app.Description != "debian bookworm amd64 (default)" {
 		t.Errorf("app: %+v", app)
 	}
+	// With SLIPWAY_MARKET_LXC_KEYRING the index's and the sums' detached
+	// signatures are checked: the fake's key lists, another key fails
+	// the listing naming the signature.
+	signed := newHarness(t, Config{LXCKeyring: keyring(t, lxc.Signer)})
+	if _, ev := signed.createMarket(schemas.MarketCreate{Name: "lxc-signed", Mad: schemas.MarketMADLinuxcontainers, Endpoint: srv, Arches: []string{"amd64"}}); ev.Error != "" || ev.Apps != 1 {
+		t.Errorf("signed listing: %+v", ev)
+	}
+	stranger := newHarness(t, Config{LXCKeyring: keyring(t, marketfake.NewSigner(t, "Stranger"))})
+	if _, ev := stranger.createMarket(schemas.MarketCreate{Name: "lxc-stranger", Mad: schemas.MarketMADLinuxcontainers, Endpoint: srv, Arches: []string{"amd64"}}); ev.Apps != 0 ||
+		!strings.Contains(ev.Error, "index-system.asc") {
+		t.Errorf("listing signed by a key outside the keyring: %+v", ev)
+	}
 	lxc.RemoveSums()
 	_, ev = h.createMarket(schemas.MarketCreate{Name: "lxc-nosums", Mad: schemas.MarketMADLinuxcontainers, Endpoint: srv, Arches: []string{"amd64"}})
 	if ev.Apps != 0 || !strings.Contains(ev.Error, "every entry was left out (1)") || !strings.Contains(ev.Error, "no verified sha256") {

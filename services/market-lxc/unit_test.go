@@ -10,6 +10,7 @@ import (
 	"github.com/slipway/slipway/pkg/onetemplate"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/market-lxc/marketfake"
+	"github.com/slipway/slipway/services/market-lxc/pgpverify"
 )
 
 // TestApplianceTemplateKeepsIndexTextOutOfSyntax feeds the conversion of
@@ -123,25 +124,31 @@ func TestImageCreateRefusesUnverified(t *testing.T) {
 // TestTurnKeyKeyringFromEnv reads SLIPWAY_MARKET_TURNKEY_KEYRING: a file
 // of public keys is the keyring; a missing file, or one that is no
 // keyring, is an error naming the variable.
-func TestTurnKeyKeyringFromEnv(t *testing.T) {
+func TestKeyringsFromEnv(t *testing.T) {
 	dir := t.TempDir()
-	good := filepath.Join(dir, "turnkey.asc")
-	if err := os.WriteFile(good, marketfake.NewSigner(t, "TurnKey").PublicKey(t), 0o600); err != nil {
+	good := filepath.Join(dir, "keys.asc")
+	if err := os.WriteFile(good, marketfake.NewSigner(t, "Signer").PublicKey(t), 0o600); err != nil {
 		t.Fatal(err)
-	}
-	t.Setenv(EnvTurnKeyKeyring, good)
-	cfg, err := ConfigFromEnv()
-	if err != nil || cfg.TurnKeyKeyring == nil || len(cfg.TurnKeyKeyring.Fingerprints()) != 1 {
-		t.Fatalf("keyring: %+v, %v", cfg.TurnKeyKeyring, err)
 	}
 	bad := filepath.Join(dir, "bad.asc")
 	if err := os.WriteFile(bad, []byte("not a key"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, path := range []string{filepath.Join(dir, "missing.asc"), bad} {
-		t.Setenv(EnvTurnKeyKeyring, path)
-		if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), EnvTurnKeyKeyring) {
-			t.Errorf("%s: %v", path, err)
+	for name, keyring := range map[string]func(Config) *pgpverify.Keyring{
+		EnvTurnKeyKeyring: func(c Config) *pgpverify.Keyring { return c.TurnKeyKeyring },
+		EnvLXCKeyring:     func(c Config) *pgpverify.Keyring { return c.LXCKeyring },
+	} {
+		t.Setenv(name, good)
+		cfg, err := ConfigFromEnv()
+		if err != nil || keyring(cfg) == nil || len(keyring(cfg).Fingerprints()) != 1 {
+			t.Fatalf("%s: %+v, %v", name, keyring(cfg), err)
 		}
+		for _, path := range []string{filepath.Join(dir, "missing.asc"), bad} {
+			t.Setenv(name, path)
+			if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), name) {
+				t.Errorf("%s=%s: %v", name, path, err)
+			}
+		}
+		t.Setenv(name, "")
 	}
 }

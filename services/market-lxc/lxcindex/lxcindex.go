@@ -52,9 +52,10 @@ type Options struct {
 	// NoSums skips fetching each build's SHA256SUMS (one request per kept
 	// image); every entry is then unverified.
 	NoSums bool
-	// Keyring, when set, makes Fetch verify SHA256SUMS against its detached
-	// signature SHA256SUMS.asc before trusting a sum; a build whose
-	// signature is missing or bad is Skipped.
+	// Keyring, when set, makes Fetch verify the index against its detached
+	// signature (index-system.asc: a missing or bad one fails the listing)
+	// and each SHA256SUMS against SHA256SUMS.asc before trusting a sum (a
+	// build whose signature is missing or bad is Skipped).
 	Keyring *pgpverify.Keyring
 }
 
@@ -94,6 +95,15 @@ func Fetch(ctx context.Context, client *http.Client, endpoint string, opt Option
 	base, data, err := indexfile.GetUnder(ctx, client, endpoint, IndexPath, MaxIndex, nil)
 	if err != nil {
 		return nil, err
+	}
+	if opt.Keyring != nil {
+		indexURL, err := indexfile.Resolve(base, IndexPath)
+		if err != nil {
+			return nil, err
+		}
+		if err := indexfile.CheckDetached(ctx, client, opt.Keyring, indexURL, data, MaxSums); err != nil {
+			return nil, err
+		}
 	}
 	l, err := Parse(data, base, opt)
 	if err != nil {

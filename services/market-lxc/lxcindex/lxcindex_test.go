@@ -132,9 +132,10 @@ func TestFetchWithSumsAndSignatures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	refused, err := lxcindex.Fetch(ctx, client, fake.URL, lxcindex.Options{Arches: []string{"amd64"}, Keyring: stranger})
-	if err != nil || len(refused.Entries) != 0 || len(refused.Skipped) != 1 || !strings.Contains(refused.Skipped[0].Reason, "SHA256SUMS.asc") {
-		t.Fatalf("sums signed by a key outside the keyring: %+v, %v", refused, err)
+	// An index signed by a key outside the keyring fails the listing.
+	if refused, err := lxcindex.Fetch(ctx, client, fake.URL, lxcindex.Options{Arches: []string{"amd64"}, Keyring: stranger}); err == nil ||
+		!strings.Contains(err.Error(), "index-system.asc") {
+		t.Fatalf("index signed by a key outside the keyring: %+v, %v", refused, err)
 	}
 
 	// The detached signature verifies the rootfs as served, and a tampered one fails.
@@ -145,6 +146,13 @@ func TestFetchWithSumsAndSignatures(t *testing.T) {
 	fake.Tamper(t, "debian:bookworm:amd64:default")
 	if _, err := keyring.Detached(bytes.NewReader(get(t, e.URL)), sig); err == nil {
 		t.Fatal("a tampered rootfs verified")
+	}
+
+	// A build whose SHA256SUMS.asc does not verify is skipped, naming it.
+	fake.TamperSums(t, "debian:bookworm:amd64:default")
+	refused, err := lxcindex.Fetch(ctx, client, fake.URL, lxcindex.Options{Arches: []string{"amd64"}, Keyring: keyring})
+	if err != nil || len(refused.Entries) != 0 || len(refused.Skipped) != 1 || !strings.Contains(refused.Skipped[0].Reason, "SHA256SUMS.asc") {
+		t.Fatalf("sums whose signature does not verify: %+v, %v", refused, err)
 	}
 
 	fake.RemoveSums()

@@ -116,6 +116,22 @@ func (l *LinuxContainers) Tamper(t testing.TB, key string) {
 	l.tamper(t, newest.dir()+"rootfs.tar.xz")
 }
 
+// TamperSums changes the newest build's SHA256SUMS.asc of key, so that
+// its signature no longer verifies.
+func (l *LinuxContainers) TamperSums(t testing.TB, key string) {
+	t.Helper()
+	var newest *LXCImage
+	for i := range l.images {
+		if l.images[i].Key() == key && (newest == nil || l.images[i].Build > newest.Build) {
+			newest = &l.images[i]
+		}
+	}
+	if newest == nil {
+		t.Fatalf("marketfake: no image %q", key)
+	}
+	l.tamper(t, newest.dir()+"SHA256SUMS.asc")
+}
+
 // RootfsURL is the URL of an image's rootfs.tar.xz.
 func (l *LinuxContainers) RootfsURL(img LXCImage) string { return l.URL + img.dir() + "rootfs.tar.xz" }
 
