@@ -161,7 +161,7 @@ func checkXZDict(br *bufio.Reader) error {
 		pos += n
 		if id == 0x21 && propSize == 1 { // LZMA2
 			if d := lzma2Dict(blk[pos]); d > xzMaxDict {
-				return fmt.Errorf("xz header: dictionary of %s exceeds the limit of %s", HumanBytes(d), HumanBytes(xzMaxDict))
+				return fmt.Errorf("xz header: dictionary of %s exceeds the limit of %s", humanBytes(d), humanBytes(xzMaxDict))
 			}
 		}
 		pos += int(propSize)

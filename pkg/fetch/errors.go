@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/slipway/slipway/pkg/inspect"
+
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/schemas"
@@ -91,7 +93,7 @@ type LimitError struct {
 }
 
 func (e *LimitError) Error() string {
-	s := fmt.Sprintf("decompressed data exceeds the limit of %s", HumanBytes(e.Limit))
+	s := fmt.Sprintf("decompressed data exceeds the limit of %s", humanBytes(e.Limit))
 	if e.Why != "" {
 		s += " (" + e.Why + ")"
 	}
@@ -113,29 +115,13 @@ type NoSpaceError struct {
 
 func (e *NoSpaceError) Error() string {
 	if e.Need > 0 {
-		return fmt.Sprintf("not enough space in %s: need %s, %s free", e.Dir, HumanBytes(e.Need), HumanBytes(e.Free))
+		return fmt.Sprintf("not enough space in %s: need %s, %s free", e.Dir, humanBytes(e.Need), humanBytes(e.Free))
 	}
-	return fmt.Sprintf("not enough space in %s: %s free", e.Dir, HumanBytes(e.Free))
+	return fmt.Sprintf("not enough space in %s: %s free", e.Dir, humanBytes(e.Free))
 }
 
 // FailureCode is unavailable: space may be freed.
 func (e *NoSpaceError) FailureCode() string { return schemas.CodeUnavailable }
 
-// HumanBytes formats n with binary units: "64 GiB", "1.5 MiB", "512 B".
-func HumanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	v := float64(n) / float64(div)
-	suffix := "KMGTPE"[exp : exp+1]
-	if n%div == 0 {
-		return fmt.Sprintf("%d %siB", n/div, suffix)
-	}
-	return fmt.Sprintf("%.1f %siB", v, suffix)
-}
+// humanBytes is n in binary units, as inspect writes sizes in messages.
+func humanBytes(n int64) string { return inspect.HumanBytes(uint64(max(n, 0))) }

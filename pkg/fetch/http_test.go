@@ -480,14 +480,6 @@ func TestFetchClassifiesWhereItFails(t *testing.T) {
 	}
 }
 
-func TestHumanBytes(t *testing.T) {
-	for n, want := range map[int64]string{512: "512 B", 64 << 30: "64 GiB", 3 << 19: "1.5 MiB", 1 << 40: "1 TiB"} {
-		if got := HumanBytes(n); got != want {
-			t.Errorf("HumanBytes(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
 func assertFile(t *testing.T, path string, want []byte) {
 	t.Helper()
 	fi, err := os.Stat(path)

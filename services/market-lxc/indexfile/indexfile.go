@@ -103,7 +103,7 @@ func Base(endpoint string) (*url.URL, error) {
 		return nil, fmt.Errorf("endpoint %q: no host", endpoint)
 	case u.User != nil:
 		return nil, fmt.Errorf("endpoint %q: user info is not allowed", endpoint)
-	case u.RawQuery != "" || u.Fragment != "":
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
 		return nil, fmt.Errorf("endpoint %q: query and fragment are not allowed", endpoint)
 	}
 	if !strings.HasSuffix(u.Path, "/") {

@@ -26,6 +26,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/slipway/slipway/services/market-lxc/indexfile"
 	"github.com/slipway/slipway/services/market-lxc/pgpverify"
@@ -112,19 +113,42 @@ func Fetch(ctx context.Context, client *http.Client, endpoint string, opt Option
 	if opt.NoSums {
 		return l, nil
 	}
+	errs := fetchSums(ctx, client, opt.Keyring, l.Entries)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
 	kept := l.Entries[:0]
-	for _, e := range l.Entries {
-		if err := fetchSum(ctx, client, opt.Keyring, &e); err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			l.Skipped = append(l.Skipped, Skipped{Name: e.Name, Reason: err.Error()})
+	for i, e := range l.Entries {
+		if errs[i] != nil {
+			l.Skipped = append(l.Skipped, Skipped{Name: e.Name, Reason: errs[i].Error()})
 			continue
 		}
 		kept = append(kept, e)
 	}
 	l.Entries = kept
 	return l, nil
+}
+
+// sumFetches is how many builds' SHA256SUMS are fetched at once: a
+// listing of a few hundred images is a few hundred small requests.
+const sumFetches = 8
+
+// fetchSums runs fetchSum for every entry, sumFetches at a time, and
+// returns each one's error.
+func fetchSums(ctx context.Context, client *http.Client, keyring *pgpverify.Keyring, entries []Entry) []error {
+	errs := make([]error, len(entries))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, sumFetches)
+	for i := range entries {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = fetchSum(ctx, client, keyring, &entries[i])
+		}()
+	}
+	wg.Wait()
+	return errs
 }
 
 // fetchSum fills e.SHA256 from the build's SHA256SUMS, verified against

@@ -6,29 +6,18 @@ import (
 	"io"
 	"net/url"
 	"strings"
+
+	"github.com/slipway/slipway/services/market-lxc/indexfile"
 )
 
-// ParseBaseURL checks a marketplace's BASE_URL: http or https, a host, no
-// user information, query or fragment. The path is made to end in '/' so
-// that the documents resolve below it.
+// ParseBaseURL checks a marketplace's BASE_URL as any index endpoint is
+// checked (indexfile.Base: http or https, a host, no user information,
+// query or fragment; the path made to end in '/' so that the documents
+// resolve below it).
 func ParseBaseURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(strings.TrimSpace(raw))
+	u, err := indexfile.Base(strings.TrimSpace(raw))
 	if err != nil {
-		return nil, fmt.Errorf("BASE_URL %q: %w", raw, err)
-	}
-	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("BASE_URL %q: scheme must be http or https", raw)
-	case u.Host == "":
-		return nil, fmt.Errorf("BASE_URL %q has no host", raw)
-	case u.User != nil:
-		return nil, fmt.Errorf("BASE_URL %q: user information is not accepted (it would travel in every URL)", raw)
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		return nil, fmt.Errorf("BASE_URL %q: a query or fragment is not accepted", raw)
-	}
-	if !strings.HasSuffix(u.Path, "/") {
-		u.Path += "/"
-		u.RawPath = ""
+		return nil, fmt.Errorf("BASE_URL: %w", err)
 	}
 	return u, nil
 }

@@ -770,8 +770,8 @@ the import until the image is READY or ERROR.`,
 				}
 				req.MarketID, req.App = a.MarketID, a.Name
 				req.Filesystem, req.Format = schemas.Filesystem(filesystem), schemas.DiskFormat(format)
-				if !cmd.Flags().Changed("format") && m.Format != "" {
-					req.Format = "" // the marketplace's FORMAT
+				if format == "" && m.Format == "" {
+					req.Format = schemas.DiskFormatQcow2 // else "": the marketplace's FORMAT
 				}
 				return c.importApp(ctx, b, marketService(m), req, timeout, wait)
 			})
@@ -784,7 +784,7 @@ the import until the image is READY or ERROR.`,
 	f.Int64Var(&req.SizeMiB, "size", 0, "disk size in MiB (default: sized by the builder)")
 	f.StringVar(&filesystem, "filesystem", "", "ext2, ext3, ext4 or xfs (default: the marketplace's FILESYSTEM, else ext4)")
 	f.StringVar(&filesystem, "fs", "", "the same as --filesystem")
-	f.StringVar(&format, "format", "qcow2", "raw or qcow2 (default: the marketplace's FORMAT, else qcow2)")
+	f.StringVar(&format, "format", "", "raw or qcow2 (default: the marketplace's FORMAT, else qcow2)")
 	f.StringVar(&req.Datastore, "datastore", "default", "datastore of the image")
 	f.DurationVar(&timeout, "timeout", defaultActionTimeout, "how long to wait for the image's registration (with --wait, for its import too)")
 	f.BoolVar(&wait, "wait", false, "follow the import until READY or ERROR")
