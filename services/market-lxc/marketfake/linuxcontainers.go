@@ -104,21 +104,18 @@ func (l *LinuxContainers) RemoveSums() {
 // were published.
 func (l *LinuxContainers) Tamper(t testing.TB, key string) {
 	t.Helper()
-	var newest *LXCImage
-	for i := range l.images {
-		if l.images[i].Key() == key && (newest == nil || l.images[i].Build > newest.Build) {
-			newest = &l.images[i]
-		}
-	}
-	if newest == nil {
-		t.Fatalf("marketfake: no image %q", key)
-	}
-	l.tamper(t, newest.dir()+"rootfs.tar.xz")
+	l.tamper(t, l.newest(t, key).dir()+"rootfs.tar.xz")
 }
 
 // TamperSums changes the newest build's SHA256SUMS.asc of key, so that
 // its signature no longer verifies.
 func (l *LinuxContainers) TamperSums(t testing.TB, key string) {
+	t.Helper()
+	l.tamper(t, l.newest(t, key).dir()+"SHA256SUMS.asc")
+}
+
+// newest is the newest build of key.
+func (l *LinuxContainers) newest(t testing.TB, key string) *LXCImage {
 	t.Helper()
 	var newest *LXCImage
 	for i := range l.images {
@@ -129,7 +126,7 @@ func (l *LinuxContainers) TamperSums(t testing.TB, key string) {
 	if newest == nil {
 		t.Fatalf("marketfake: no image %q", key)
 	}
-	l.tamper(t, newest.dir()+"SHA256SUMS.asc")
+	return newest
 }
 
 // RootfsURL is the URL of an image's rootfs.tar.xz.
