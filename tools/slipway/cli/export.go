@@ -199,8 +199,7 @@ func (g *globals) lookup(ctx context.Context, ref string) (img render.Image, err
 // exportable checks that img is a READY disk and returns the format to
 // give qemu-img with -f.
 func exportable(img render.Image) (string, error) {
-	switch schemas.ImageType(img.Type) {
-	case schemas.ImageTypeKernel, schemas.ImageTypeRamdisk, schemas.ImageTypeContext:
+	if isFileImage(img) {
 		return "", fmt.Errorf("image %d (%s) is a %s file, not a disk: only OS, CDROM and DATABLOCK images can be exported", img.ID, img.Name, img.Type)
 	}
 	if img.State != string(schemas.ImageStateReady) {
