@@ -145,7 +145,7 @@ func (g *globals) createKernelSet(ctx context.Context, f createFlags, k kernelSe
 			fmt.Fprintf(g.io.err, "%s: image %d (%s)\n", p.label, id, p.spec.Name)
 		})
 		if err != nil {
-			return undo(fmt.Errorf("kernel set %s: the %s: %w", name, p.label, err))
+			return undo(fmt.Errorf("kernel set %s: the %s: %w", name, p.label, pieceError(err)))
 		}
 		if id < 0 {
 			return undo(fmt.Errorf("kernel set %s: the %s was not registered", name, p.label))
@@ -163,6 +163,17 @@ func (g *globals) createKernelSet(ctx context.Context, f createFlags, k kernelSe
 	}
 	fmt.Fprintf(g.io.out, "KERNEL ID: %d\nRAMDISK ID: %d\nID: %d\nTEMPLATE ID: %d\n", ids[0], ids[1], ids[2], tmpl.ID)
 	return nil
+}
+
+// pieceError is the error of one piece's create, said in words: a
+// create that ended in ERROR has printed why and returns a bare exit
+// status, which would hide the kernel set's own message.
+func pieceError(err error) error {
+	var exit *ExitError
+	if errors.As(err, &exit) && exit.Err == nil {
+		return errors.New("its import ended in ERROR (see above); the images made for the set are deleted")
+	}
+	return err
 }
 
 // kernelSetTemplate is the VM template booting kernel and ramdisk (by
