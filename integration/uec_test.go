@@ -134,8 +134,8 @@ func TestKernelSetBoots(t *testing.T) {
 	boot := func(t *testing.T, name, token string, ids kernelSetIDs, disk string) {
 		t.Helper()
 		for _, c := range []struct {
-			id              int64
-			typ, datastore  string
+			id               int64
+			typ, datastore   string
 			name, sameAsFile string
 		}{
 			{ids.kernel, "KERNEL", "files", name + "-kernel", vmlinuz},
