@@ -6,6 +6,8 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -306,6 +308,53 @@ func TestKernelSetRefusals(t *testing.T) {
 		s.mustJSON(&list, "image", "list", "--json")
 		for _, img := range list {
 			t.Errorf("image %d (%s) is %s: the half-made set should be gone", img.ID, img.Name, img.State)
+		}
+	})
+}
+
+// TestKernelSetFromURLs: the pieces, and a UEC tarball, may be http(s)
+// URLs: the converter fetches the three pieces (the stack's fetch policy
+// applies), the CLI fetches a tarball for the person running it. A URL
+// that answers 404 is named in the error and makes nothing.
+func TestKernelSetFromURLs(t *testing.T) {
+	s := newStack(t, stackOptions{boot: true}) // the launcher keeps templates
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "vmlinuz"), bytes.Repeat([]byte("k"), 5000))
+	writeFile(t, filepath.Join(dir, "initrd"), bytes.Repeat([]byte("r"), 3000))
+	writeRandomRaw(t, filepath.Join(dir, "root.img"), 2<<20)
+	uecTarball(t, filepath.Join(dir, "set.tar.gz"), filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd"), filepath.Join(dir, "root.img"))
+	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	defer srv.Close()
+
+	check := func(t *testing.T, ids kernelSetIDs) {
+		t.Helper()
+		for id, want := range map[int64]string{ids.kernel: "vmlinuz", ids.ramdisk: "initrd", ids.disk: "root.img"} {
+			img := s.show(id)
+			if img.State != "READY" || img.SHA256 != fileSHA256(t, filepath.Join(dir, want)) {
+				t.Errorf("image %d is %s (%s) and does not hold %s", id, img.State, img.Error, want)
+			}
+		}
+		s.mustSlipway("template", "show", fmt.Sprint(ids.template))
+	}
+	t.Run("AKI ARI AMI URLs", func(t *testing.T) {
+		out := s.mustSlipway("image", "create", "--name", "urlset", "--aki", srv.URL+"/vmlinuz", "--ari", srv.URL+"/initrd", "--ami", srv.URL+"/root.img")
+		check(t, parseKernelSet(t, out))
+	})
+	t.Run("UEC URL", func(t *testing.T) {
+		out := s.mustSlipway("image", "create", "--name", "uecurl", "--uec", srv.URL+"/set.tar.gz")
+		check(t, parseKernelSet(t, out))
+	})
+	t.Run("UEC URL 404", func(t *testing.T) {
+		var before []json.RawMessage
+		s.mustJSON(&before, "image", "list", "--json")
+		_, stderr, code := s.slipway("image", "create", "--name", "gone", "--uec", srv.URL+"/gone.tar.gz")
+		if code == 0 || !strings.Contains(stderr, "gone.tar.gz: HTTP 404") {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		var after []json.RawMessage
+		s.mustJSON(&after, "image", "list", "--json")
+		if len(after) != len(before) {
+			t.Errorf("%d images, %d before", len(after), len(before))
 		}
 	})
 }
