@@ -264,7 +264,7 @@ func TestKernelSetRefusals(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"dot-dot", []string{"--uec", tarball("dotdot", k, r, entry("../../x.img", tar.TypeReg, []byte("d"), ""))}, `"../../x.img" climbs out with ..`},
+		{"dot-dot", []string{"--uec", tarball("dotdot", k, r, entry("../../x.img", tar.TypeReg, []byte("d"), ""))}, `"../../x.img" climbs out of the tarball (..)`},
 		{"absolute", []string{"--uec", tarball("abs", k, r, entry("/tmp/x.img", tar.TypeReg, []byte("d"), ""))}, `"/tmp/x.img" has an absolute path`},
 		{"symlink", []string{"--uec", tarball("symlink", k, r, entry("x.img", tar.TypeSymlink, nil, "/etc/passwd"))}, `"x.img" is a symbolic link`},
 		{"hard link", []string{"--uec", tarball("hardlink", k, r, entry("z.img", tar.TypeLink, nil, "x-vmlinuz-virtual"))}, `"z.img" is a hard link`},

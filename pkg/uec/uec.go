@@ -150,7 +150,7 @@ func checkName(name string) (string, error) {
 	case strings.HasPrefix(name, "/"):
 		return "", fmt.Errorf("%w: entry %q has an absolute path", ErrHostile, name)
 	case clean == ".." || strings.HasPrefix(clean, "../") || strings.Contains(name, "/../") || strings.HasSuffix(name, "/.."):
-		return "", fmt.Errorf("%w: entry %q climbs out with ..", ErrHostile, name)
+		return "", fmt.Errorf("%w: entry %q climbs out of the tarball (..)", ErrHostile, name)
 	}
 	return clean, nil
 }

@@ -90,8 +90,8 @@ func TestExtractHostile(t *testing.T) {
 		lim  Limits
 		want string
 	}{
-		{"dot-dot", gz(t, testenv.Tar(t, k, r, file("../evil.img", "x"))), Limits{}, `"../evil.img" climbs out with ..`},
-		{"dot-dot inside", gz(t, testenv.Tar(t, k, r, file("a/../../evil.img", "x"))), Limits{}, `climbs out with ..`},
+		{"dot-dot", gz(t, testenv.Tar(t, k, r, file("../evil.img", "x"))), Limits{}, `"../evil.img" climbs out of the tarball (..)`},
+		{"dot-dot inside", gz(t, testenv.Tar(t, k, r, file("a/../../evil.img", "x"))), Limits{}, `climbs out of the tarball (..)`},
 		{"absolute", gz(t, testenv.Tar(t, k, r, file("/etc/evil.img", "x"))), Limits{}, `"/etc/evil.img" has an absolute path`},
 		{"symlink", gz(t, testenv.Tar(t, k, r, link("x.img", "/etc/shadow", tar.TypeSymlink))), Limits{}, `"x.img" is a symbolic link`},
 		{"hard link", gz(t, testenv.Tar(t, k, link("x-initrd", k.Header.Name, tar.TypeLink), d)), Limits{}, `"x-initrd" is a hard link`},
