@@ -115,12 +115,7 @@ func TestImageDownload(t *testing.T) {
 func TestISOTypedCDROM(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "tree"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(dir, "tree", "README"), []byte("on the cdrom\n"))
-	iso := filepath.Join(dir, "cd.iso")
-	testenv.Exec(t, "genisoimage", "-quiet", "-o", iso, "-V", "DATA", "-J", "-R", filepath.Join(dir, "tree"))
+	iso := makeISO(t, dir)
 	raw := filepath.Join(dir, "disk.raw")
 	writeRandomRaw(t, raw, 4<<20)
 
@@ -144,4 +139,18 @@ func TestISOTypedCDROM(t *testing.T) {
 			}
 		})
 	}
+}
+
+// makeISO writes dir/cd.iso, an ISO 9660 image (volume DATA, Joliet and
+// Rock Ridge) holding one README, with genisoimage.
+func makeISO(t testing.TB, dir string) string {
+	t.Helper()
+	tree := filepath.Join(dir, "tree")
+	if err := os.MkdirAll(tree, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(tree, "README"), []byte("on the cdrom\n"))
+	iso := filepath.Join(dir, "cd.iso")
+	testenv.Exec(t, "genisoimage", "-quiet", "-o", iso, "-V", "DATA", "-J", "-R", tree)
+	return iso
 }

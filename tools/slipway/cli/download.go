@@ -42,14 +42,7 @@ type downloadFlags struct {
 }
 
 // addDownloadCmd adds `download` to root's `image` command.
-func addDownloadCmd(root *cobra.Command, g *globals) {
-	for _, c := range root.Commands() {
-		if c.Name() == "image" {
-			c.AddCommand(newDownloadCmd(g))
-			return
-		}
-	}
-}
+func addDownloadCmd(root *cobra.Command, g *globals) { addImageCmd(root, newDownloadCmd(g)) }
 
 func newDownloadCmd(g *globals) *cobra.Command {
 	var f downloadFlags
@@ -259,7 +252,7 @@ func (g *globals) streamBlob(ctx context.Context, store *blob.Store, bucket, key
 		}
 	}
 	bar.done()
-	fmt.Fprintf(g.io.err, "downloaded image %d (%s, %s)\n", img.ID, img.Format, render.HumanSize(n))
+	fmt.Fprintf(g.io.err, "downloaded %s (image %d, %s, %s)\n", url, img.ID, img.Format, render.HumanSize(n))
 	return nil
 }
 
