@@ -315,7 +315,8 @@ func TestKernelSetRefusals(t *testing.T) {
 // TestKernelSetFromURLs: the pieces, and a UEC tarball, may be http(s)
 // URLs: the converter fetches the three pieces (the stack's fetch policy
 // applies), the CLI fetches a tarball for the person running it. A URL
-// that answers 404 is named in the error and makes nothing.
+// that answers 404 is named in the error and makes nothing. (With this
+// stack's crypto-luks, it also checks how a LUKS image downloads.)
 func TestKernelSetFromURLs(t *testing.T) {
 	s := newStack(t, stackOptions{boot: true}) // the launcher keeps templates
 	dir := t.TempDir()
@@ -343,6 +344,28 @@ func TestKernelSetFromURLs(t *testing.T) {
 	t.Run("UEC URL", func(t *testing.T) {
 		out := s.mustSlipway("image", "create", "--name", "uecurl", "--uec", srv.URL+"/set.tar.gz")
 		check(t, parseKernelSet(t, out))
+	})
+	// The stack has crypto-luks: a LUKS image downloads as its ciphertext,
+	// and a conversion is refused for want of its secret.
+	t.Run("a LUKS image downloads only as ciphertext", func(t *testing.T) {
+		id := mustID(s.t, s.mustSlipway("luks", "create", "--size", "8", "--name", "secret-data"))
+		img := s.waitImageState(id, "READY", 2*time.Minute)
+		dst := filepath.Join(t.TempDir(), "volume.luks")
+		s.mustSlipway("image", "download", fmt.Sprint(id), "-o", dst)
+		if fileSHA256(t, dst) != img.SHA256 {
+			t.Error("the LUKS download is not the stored blob")
+		}
+		head, err := os.ReadFile(dst)
+		if err != nil || !bytes.HasPrefix(head, []byte("LUKS\xba\xbe")) {
+			t.Errorf("the download does not start with the LUKS magic (%v)", err)
+		}
+		_, stderr, code := s.slipway("image", "download", fmt.Sprint(id), "--format", "raw", "-o", dst+".raw")
+		if code == 0 || !strings.Contains(stderr, "is LUKS-encrypted: it downloads only as its ciphertext") {
+			t.Errorf("exit %d: %s", code, stderr)
+		}
+		if _, err := os.Stat(dst + ".raw"); !os.IsNotExist(err) {
+			t.Errorf("a refused download left %s (%v)", dst+".raw", err)
+		}
 	})
 	t.Run("UEC URL 404", func(t *testing.T) {
 		var before []json.RawMessage
