@@ -18,12 +18,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
 
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/slipway/slipway/pkg/untar"
 )
 
 // ErrHostile: the tarball is not a UEC tarball Slipway accepts.
@@ -89,7 +92,7 @@ func Extract(r io.Reader, dir string, lim Limits) (Set, error) {
 	}
 	defer zr.Close()
 	x := &extractor{dir: dir, lim: lim.withDefaults(), set: Set{}}
-	err = x.run(tar.NewReader(zr))
+	err = x.run(untar.NewReader(zr, x.lim.MaxEntries))
 	if err == nil {
 		err = x.complete()
 	}
@@ -101,24 +104,22 @@ func Extract(r io.Reader, dir string, lim Limits) (Set, error) {
 }
 
 type extractor struct {
-	dir     string
-	lim     Limits
-	set     Set
-	entries int
-	bytes   int64
+	dir   string
+	lim   Limits
+	set   Set
+	bytes int64
 }
 
-func (x *extractor) run(tr *tar.Reader) error {
+func (x *extractor) run(tr *untar.Reader) error {
 	for {
 		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
+		switch {
+		case errors.Is(err, io.EOF):
 			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("%w: reading the tar: %v", ErrHostile, err)
-		}
-		if x.entries++; x.entries > x.lim.MaxEntries {
+		case errors.Is(err, untar.ErrTooManyEntries):
 			return fmt.Errorf("%w: more than %d entries", ErrHostile, x.lim.MaxEntries)
+		case err != nil:
+			return fmt.Errorf("%w: reading the tar: %v", ErrHostile, err)
 		}
 		name, err := checkName(h.Name)
 		if err != nil {
@@ -179,32 +180,18 @@ func (x *extractor) write(role Role, member string, r io.Reader, size int64) err
 		return fmt.Errorf("%w: %q is %d bytes: the pieces would exceed the limit of %d MiB", ErrHostile, member, size, x.lim.MaxBytes>>20)
 	}
 	dst := filepath.Join(x.dir, string(role))
-	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("write the %s: %w", roleWord(role), err)
-	}
-	x.set[role] = Piece{Member: member, Path: dst, Size: size}
-	n, err := io.Copy(f, io.LimitReader(r, size))
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	n, err := untar.WriteFile(dst, r, size, 0o600)
+	if !errors.Is(err, fs.ErrExist) {
+		x.set[role] = Piece{Member: member, Path: dst, Size: size} // ours: removed on failure
 	}
 	x.bytes += n
 	switch {
-	case err != nil && n < size && isTruncation(err):
-		return fmt.Errorf("%w: %q is truncated (%d of %d bytes): %v", ErrHostile, member, n, size, err)
+	case errors.Is(err, untar.ErrTruncated):
+		return fmt.Errorf("%w: %q is %v", ErrHostile, member, err)
 	case err != nil:
 		return fmt.Errorf("write the %s %q: %w", roleWord(role), member, err)
-	case n != size:
-		return fmt.Errorf("%w: %q is truncated (%d of %d bytes)", ErrHostile, member, n, size)
 	}
 	return nil
-}
-
-// isTruncation tells a stream that ended or broke early from a local
-// failure (a full disk).
-func isTruncation(err error) bool {
-	var pe *os.PathError
-	return !errors.As(err, &pe)
 }
 
 // complete checks that the three pieces are there.
