@@ -26,6 +26,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/slipway/slipway/pkg/defaults"
 	"github.com/slipway/slipway/pkg/untar"
 )
 
@@ -50,12 +51,7 @@ type Limits struct {
 }
 
 func (l Limits) withDefaults() Limits {
-	if l.MaxBytes <= 0 {
-		l.MaxBytes = 64 << 30
-	}
-	if l.MaxEntries <= 0 {
-		l.MaxEntries = 1000
-	}
+	defaults.Fill(&l, Limits{MaxBytes: 64 << 30, MaxEntries: 1000})
 	return l
 }
 
