@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/slipway/slipway/pkg/testenv"
@@ -53,6 +54,14 @@ func TestImageDownload(t *testing.T) {
 		s.mustSlipway("image", "download", ref, "--format", "raw", "-o", dst)
 		if got := fileSHA256(t, dst); got != wantSum {
 			t.Errorf("raw download sha256 %s, qemu-img convert of the source %s", got, wantSum)
+		}
+		// qemu-img wrote the file itself: the zero half is holes.
+		var st syscall.Stat_t
+		if err := syscall.Stat(dst, &st); err != nil {
+			t.Fatal(err)
+		}
+		if used := st.Blocks * 512; used > 6<<20 {
+			t.Errorf("the raw output uses %d bytes of disk for 8 MiB half zeros: not sparse", used)
 		}
 	})
 

@@ -9,8 +9,9 @@ package cli
 // would need a new converter command, its own permissions and a second copy
 // of the disk in S3 that a crashed CLI leaves behind. Here memory stays flat
 // (io.Copy buffers) and the disk use is bounded: the stored blob plus the
-// converted output, both removed whatever happens (with -o FILE the output
-// is written next to FILE and renamed over it when complete).
+// converted output, both removed whatever happens. With -o FILE qemu-img
+// writes next to FILE (sparse, once) and the result is renamed over FILE
+// when complete.
 
 import (
 	"context"
@@ -177,7 +178,7 @@ func (g *globals) download(ctx context.Context, ref string, want schemas.DiskFor
 	if plan.stream {
 		err = g.streamBlob(ctx, store, grant.Bucket, grant.Key, out.w, img)
 	} else {
-		err = g.convertDownload(ctx, store, grant, img, plan, f.tmpDir, out.w)
+		err = g.convertDownload(ctx, store, grant, img, plan, f.tmpDir, out)
 	}
 	return out.finish(err)
 }
@@ -256,9 +257,11 @@ func (g *globals) streamBlob(ctx context.Context, store *blob.Store, bucket, key
 	return nil
 }
 
-// convertDownload fetches the blob to a temporary directory, converts it
-// there and copies the result to w.
-func (g *globals) convertDownload(ctx context.Context, store *blob.Store, grant schemas.S3TemporaryCredentials, img render.Image, plan downloadPlan, tmpDir string, w io.Writer) error {
+// convertDownload fetches the blob to a temporary directory and converts
+// it: straight into -o's temporary file when qemu-img may be given its
+// path (a raw output then stays sparse and is written once), else beside
+// the download, then copied to the output.
+func (g *globals) convertDownload(ctx context.Context, store *blob.Store, grant schemas.S3TemporaryCredentials, img render.Image, plan downloadPlan, tmpDir string, out *output) error {
 	dir, err := os.MkdirTemp(tmpDir, "slipway-download-")
 	if err != nil {
 		return fmt.Errorf("temporary directory: %w", err)
@@ -272,6 +275,10 @@ func (g *globals) convertDownload(ctx context.Context, store *blob.Store, grant 
 		return fmt.Errorf("image %d: %w", img.ID, err)
 	}
 	dst := filepath.Join(dir, "out")
+	direct := out.file != nil && qemuimg.CheckPath(out.file.Name()) == nil
+	if direct {
+		dst = out.file.Name()
+	}
 	bar := newProgressView(g.io.err, "")
 	err = qemuImg.Convert(ctx, src, plan.from, dst, plan.to, qemuimg.ConvertOptions{
 		Progress: func(done, total int64) { bar.update("convert", done, total, time.Now()) },
@@ -281,12 +288,20 @@ func (g *globals) convertDownload(ctx context.Context, store *blob.Store, grant 
 		return fmt.Errorf("image %d: convert %s to %s: %w", img.ID, plan.from, plan.to, err)
 	}
 	_ = os.Remove(src) // free the space before the copy
-	out, err := os.Open(dst)
+	converted, err := os.Open(dst)
 	if err != nil {
 		return err
 	}
-	defer out.Close()
-	n, err := io.Copy(w, out)
+	defer converted.Close()
+	if direct {
+		fi, err := converted.Stat()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(g.io.err, "converted image %d from %s to %s (%s)\n", img.ID, plan.from, plan.to, render.HumanSize(fi.Size()))
+		return nil
+	}
+	n, err := io.Copy(out.w, converted)
 	if err != nil {
 		return fmt.Errorf("image %d: write the %s output: %w", img.ID, plan.to, err)
 	}
