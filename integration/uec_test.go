@@ -367,6 +367,19 @@ func TestKernelSetFromURLs(t *testing.T) {
 			t.Errorf("a refused download left %s (%v)", dst+".raw", err)
 		}
 	})
+	t.Run("a template the launcher refuses takes the images with it", func(t *testing.T) {
+		var before []json.RawMessage
+		s.mustJSON(&before, "image", "list", "--json")
+		_, stderr, code := s.slipway("image", "create", "--name", "badroot", "--aki", srv.URL+"/vmlinuz", "--ari", srv.URL+"/initrd", "--ami", srv.URL+"/root.img", "--root", "vda init=/bin/sh")
+		if code == 0 || !strings.Contains(stderr, "kernel set badroot: the VM template") || !strings.Contains(stderr, `ROOT "vda init=/bin/sh" must be a device name`) {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		var after []json.RawMessage
+		s.mustJSON(&after, "image", "list", "--json")
+		if len(after) != len(before) {
+			t.Errorf("%d images, %d before: the set's images were not deleted", len(after), len(before))
+		}
+	})
 	t.Run("UEC URL 404", func(t *testing.T) {
 		var before []json.RawMessage
 		s.mustJSON(&before, "image", "list", "--json")
