@@ -106,7 +106,7 @@ type kernelSetPiece struct {
 
 // createKernelSet makes the three images and the template, or nothing.
 func (g *globals) createKernelSet(ctx context.Context, f createFlags, k kernelSetFlags) error {
-	aki, ari, ami := k.aki, k.ari, k.ami
+	paths := map[uec.Role]string{uec.Kernel: k.aki, uec.Ramdisk: k.ari, uec.Disk: k.ami}
 	origins := map[uec.Role]string{}
 	if k.uec != "" {
 		dir, err := os.MkdirTemp(k.tmpDir, "slipway-uec-")
@@ -118,23 +118,15 @@ func (g *globals) createKernelSet(ctx context.Context, f createFlags, k kernelSe
 		if err != nil {
 			return err
 		}
-		aki, ari, ami = set[uec.Kernel].Path, set[uec.Ramdisk].Path, set[uec.Disk].Path
 		for role, p := range set {
-			origins[role] = uecOrigin(k.uec, p.Member)
+			paths[role], origins[role] = p.Path, uecOrigin(k.uec, p.Member)
 		}
 	}
-	attrs, err := parseAttrs(f.attrs)
+	pieces, err := kernelSetPieces(f, k, paths, origins)
 	if err != nil {
 		return err
 	}
 	name := strings.TrimSpace(f.name)
-	pieces := []kernelSetPiece{
-		{"kernel", schemas.ImageCreate{Name: name + "-kernel", Type: schemas.ImageTypeKernel, Datastore: k.filesDatastore, Path: aki, Origin: origins[uec.Kernel], Description: f.description}},
-		{"ramdisk", schemas.ImageCreate{Name: name + "-ramdisk", Type: schemas.ImageTypeRamdisk, Datastore: k.filesDatastore, Path: ari, Origin: origins[uec.Ramdisk], Description: f.description}},
-		{"OS disk", schemas.ImageCreate{Name: name, Type: schemas.ImageTypeOS, Datastore: f.datastore, Path: ami, Origin: origins[uec.Disk],
-			Description: f.description, Persistent: f.persistent, DevPrefix: f.devPrefix,
-			Format: schemas.DiskFormat(strings.ToLower(f.format)), Compression: schemas.Compression(strings.ToLower(f.compression)), Attributes: attrs}},
-	}
 	var ids []int
 	undo := func(cause error) error {
 		return errors.Join(cause, g.deleteImages(ctx, ids))
@@ -144,20 +136,11 @@ func (g *globals) createKernelSet(ctx context.Context, f createFlags, k kernelSe
 			ids = append(ids, id)
 			fmt.Fprintf(g.io.err, "%s: image %d (%s)\n", p.label, id, p.spec.Name)
 		})
-		if err != nil {
+		if err != nil || id < 0 {
 			return undo(fmt.Errorf("kernel set %s: the %s: %w", name, p.label, pieceError(err)))
 		}
-		if id < 0 {
-			return undo(fmt.Errorf("kernel set %s: the %s was not registered", name, p.label))
-		}
 	}
-	text := kernelSetTemplate(name, ids[0], ids[1], ids[2], k)
-	var tmpl schemas.VMTemplate
-	err = g.withBus(ctx, func(b *bus.Bus) (err error) {
-		tmpl, err = launcherAnswer[schemas.VMTemplate](ctx, b, "template create "+name,
-			schemas.CommandLauncherTemplateCreate, schemas.LauncherTemplateCreate{Name: name, Template: text}, schemas.EventLauncherTemplateCreated)
-		return err
-	})
+	tmpl, err := g.createTemplate(ctx, name, kernelSetTemplate(name, ids[0], ids[1], ids[2], k))
 	if err != nil {
 		return undo(fmt.Errorf("kernel set %s: the VM template: %w", name, err))
 	}
@@ -165,10 +148,45 @@ func (g *globals) createKernelSet(ctx context.Context, f createFlags, k kernelSe
 	return nil
 }
 
+// kernelSetPieces are the creates of the kernel, the ramdisk and the OS
+// disk, in that order, from the data at paths.
+func kernelSetPieces(f createFlags, k kernelSetFlags, paths, origins map[uec.Role]string) ([]kernelSetPiece, error) {
+	attrs, err := parseAttrs(f.attrs)
+	if err != nil {
+		return nil, err
+	}
+	name := strings.TrimSpace(f.name)
+	file := func(role uec.Role, typ schemas.ImageType) schemas.ImageCreate {
+		return schemas.ImageCreate{Name: name + "-" + strings.ToLower(string(typ)), Type: typ, Datastore: k.filesDatastore,
+			Path: paths[role], Origin: origins[role], Description: f.description}
+	}
+	disk := schemas.ImageCreate{Name: name, Type: schemas.ImageTypeOS, Datastore: f.datastore, Path: paths[uec.Disk], Origin: origins[uec.Disk],
+		Description: f.description, Persistent: f.persistent, DevPrefix: f.devPrefix, Attributes: attrs,
+		Format: schemas.DiskFormat(strings.ToLower(f.format)), Compression: schemas.Compression(strings.ToLower(f.compression))}
+	return []kernelSetPiece{
+		{"kernel", file(uec.Kernel, schemas.ImageTypeKernel)},
+		{"ramdisk", file(uec.Ramdisk, schemas.ImageTypeRamdisk)},
+		{"OS disk", disk},
+	}, nil
+}
+
+// createTemplate asks the launcher to create a VM template.
+func (c *client) createTemplate(ctx context.Context, name, text string) (tmpl schemas.VMTemplate, err error) {
+	err = c.withBus(ctx, func(b *bus.Bus) (err error) {
+		tmpl, err = launcherAnswer[schemas.VMTemplate](ctx, b, "template create "+name,
+			schemas.CommandLauncherTemplateCreate, schemas.LauncherTemplateCreate{Name: name, Template: text}, schemas.EventLauncherTemplateCreated)
+		return err
+	})
+	return tmpl, err
+}
+
 // pieceError is the error of one piece's create, said in words: a
 // create that ended in ERROR has printed why and returns a bare exit
 // status, which would hide the kernel set's own message.
 func pieceError(err error) error {
+	if err == nil {
+		return errors.New("the catalog registered no image")
+	}
 	var exit *ExitError
 	if errors.As(err, &exit) && exit.Err == nil {
 		return errors.New("its import ended in ERROR (see above); the images made for the set are deleted")
