@@ -127,13 +127,7 @@ func TestBootContainerImage(t *testing.T) {
 	})
 
 	t.Run("the guest sees a CDROM and a DATABLOCK", func(t *testing.T) {
-		dir := t.TempDir()
-		if err := os.MkdirAll(filepath.Join(dir, "tree"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, filepath.Join(dir, "tree", "README"), []byte("on the cdrom\n"))
-		iso := filepath.Join(dir, "cd.iso")
-		testenv.Exec(t, "genisoimage", "-quiet", "-o", iso, "-V", "DATA", "-J", "-R", filepath.Join(dir, "tree"))
+		iso := makeISO(t, t.TempDir())
 		cdID, out, code := s.create("--name", "cd", "--type", "CDROM", "--path", iso)
 		if code != 0 {
 			t.Fatalf("cdrom import: %s", out)

@@ -225,7 +225,8 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 		return none, err
 	}
 	id, sagaID := res.ImageID, res.SagaID
-	data := importData{ImageID: id, CommandID: m.Envelope.ID, Command: m.Subject, Dest: p.dest(id, sagaID), Staged: p.staged}
+	data := importData{ImageID: id, CommandID: m.Envelope.ID, Command: m.Subject, Dest: p.dest(id, sagaID), Staged: p.staged,
+		TypeByFormat: p.req.Type == "" && p.typ == schemas.ImageTypeOS}
 	var quota *quotaView // read once: for the allowance, then for the record's check
 	if p.req.SizeMiB == 0 {
 		// An import whose size is known only once fetched.

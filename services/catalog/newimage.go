@@ -64,6 +64,9 @@ type importData struct {
 	// that quota. 0: no quota was tighter than the catalog's own limit.
 	SizeLimit     int64  `json:"size_limit,omitempty"`
 	SizeLimitedBy string `json:"size_limited_by,omitempty"`
+	// TypeByFormat: the create named no type, so the converter's report
+	// may decide it (an ISO 9660/UDF image becomes a CDROM).
+	TypeByFormat bool `json:"type_by_format,omitempty"`
 }
 
 // maxVirtualSize is the limit the converter is given: the catalog's, or
@@ -137,6 +140,7 @@ func (s *Service) commit(ctx context.Context, sg *saga.Saga, cause *envelope.Env
 		img.State = schemas.ImageStateReady
 		img.Error = ""
 		img.Format = res.Format
+		img.Type = typeByFormat(img.Type, *res, d.TypeByFormat)
 		img.Size = res.VirtualSize
 		img.StoredSize = res.Size
 		img.SHA256 = res.SHA256
@@ -385,4 +389,20 @@ func (s *Service) insert(ctx context.Context, img *schemas.Image) (*schemas.Imag
 		return nil, fmt.Errorf("image %d already exists for saga %s, not %s", img.ID, cur.SagaID, img.SagaID)
 	}
 	return cur, nil
+}
+
+// typeByFormat is the type an imported image gets once the converter has
+// inspected its input: an ISO 9660 or UDF input whose create named no type
+// is a CDROM, as OpenNebula types ISOs, whatever format it is stored in.
+// A type the create named is kept whatever the data (an installer ISO
+// deliberately registered as OS stays OS).
+func typeByFormat(current schemas.ImageType, res schemas.ConverterConverted, byFormat bool) schemas.ImageType {
+	input := res.DetectedFormat
+	if input == "" {
+		input = res.Format
+	}
+	if byFormat && current == schemas.ImageTypeOS && input == schemas.DiskFormatISO {
+		return schemas.ImageTypeCDROM
+	}
+	return current
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/slipway/slipway/pkg/untar"
 	"github.com/slipway/slipway/services/kernel-registry/internal/xz"
 )
 
@@ -85,7 +86,7 @@ func Extract(r io.Reader, dir string, lim Limits) (Kernel, error) {
 	}
 	defer closeFn()
 	x := &extractor{dir: dir, lim: lim}
-	if err := x.run(tar.NewReader(tr)); err != nil {
+	if err := x.run(untar.NewReader(tr, lim.MaxEntries)); err != nil {
 		return Kernel{}, err
 	}
 	return x.result(name)
@@ -157,7 +158,6 @@ func openData(name string, r io.Reader) (io.Reader, func(), error) {
 type extractor struct {
 	dir               string
 	lim               Limits
-	entries           int
 	bytes             int64
 	image, config     string
 	version           string // of the image
@@ -166,17 +166,16 @@ type extractor struct {
 	modulesVersionErr error
 }
 
-func (x *extractor) run(tr *tar.Reader) error {
+func (x *extractor) run(tr *untar.Reader) error {
 	for {
 		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
+		switch {
+		case errors.Is(err, io.EOF):
 			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("%w: data.tar: %v", ErrNotPackage, err)
-		}
-		if x.entries++; x.entries > x.lim.MaxEntries {
+		case errors.Is(err, untar.ErrTooManyEntries):
 			return fmt.Errorf("%w: more than %d entries in data.tar", ErrNotPackage, x.lim.MaxEntries)
+		case err != nil:
+			return fmt.Errorf("%w: data.tar: %v", ErrNotPackage, err)
 		}
 		if h.Typeflag != tar.TypeReg {
 			continue // directories are made as needed; links and devices are not wanted
@@ -246,20 +245,13 @@ func (x *extractor) write(rel string, r io.Reader, size int64) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_EXCL, 0o644)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", rel, err)
-	}
-	n, err := io.Copy(f, io.LimitReader(r, size))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	n, err := untar.WriteFile(dst, r, size, 0o644)
 	x.bytes += n
-	if err != nil {
+	switch {
+	case errors.Is(err, untar.ErrTruncated):
+		return fmt.Errorf("%w: %s: data.tar %v", ErrNotPackage, rel, err)
+	case err != nil:
 		return fmt.Errorf("write %s: %w", rel, err)
-	}
-	if n != size {
-		return fmt.Errorf("%w: %s: truncated data.tar (%d of %d bytes)", ErrNotPackage, rel, n, size)
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 func newCreateCmd(g *globals) *cobra.Command {
 	var (
 		f       createFlags
+		ks      kernelSetFlags
 		wait    bool
 		timeout time.Duration
 	)
@@ -48,14 +49,33 @@ FORMAT, FS; any other attribute is kept as an image attribute); flags
 override the template.
 
 Prints "ID: N" once the catalog has registered the image. With --wait it then
-follows the import and exits non-zero if the image ends in ERROR.`,
+follows the import and exits non-zero if the image ends in ERROR.
+
+A kernel set (--aki KERNEL --ari RAMDISK --ami DISK, files or URLs, or --uec
+TARBALL, a gzipped tar of Ubuntu's UEC naming: *-vmlinuz*, *-initrd*, *.img)
+makes NAME-kernel (KERNEL) and NAME-ramdisk (RAMDISK) in --files-datastore,
+NAME (OS, the raw disk, inspected and stored as any import, --format and
+--compression apply) and a VM template NAME booting them: OS = [ KERNEL_DS,
+INITRD_DS, ROOT (--root, default vda), KERNEL_CMD (--kernel-cmd) ] and the
+disk. It waits for all three; if one fails, those made are deleted. A UEC
+tarball is extracted locally (--tmp-dir), confined: links, ../ or absolute
+names, two kernels, a missing piece or more than 64 GiB refuse it before any
+image exists. Prints KERNEL ID, RAMDISK ID, ID (the disk) and TEMPLATE ID.`,
 		Example: `  slipway image create --name alpine --path ./alpine.qcow2 --wait
   slipway image create --name ubuntu --path https://host/noble.img --format qcow2 --compression zstd
   slipway image create --name scratch --type DATABLOCK --size 1024 --fs ext4
   slipway image create --name debian --rootfs --path https://host/debian/rootfs.tar.xz --size 2048 --checksum sha256:<hex> --wait
-  slipway image create image.tmpl --persistent`,
+  slipway image create image.tmpl --persistent
+  slipway image create --name focal --aki vmlinuz --ari initrd.img --ami root.img
+  slipway image create --name precise --uec precise-server-cloudimg-amd64.tar.gz --kernel-cmd "console=ttyS0"`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if ks.given() {
+				if err := checkKernelSet(f, ks, len(args), cmd.Flags().Changed); err != nil {
+					return &ExitError{Code: 2, Err: fmt.Errorf("image create: %w", err)}
+				}
+				return g.createKernelSet(cmd.Context(), f, ks)
+			}
 			var tmpl map[string]string
 			if len(args) == 1 {
 				t, err := readTemplateFile("image template", args[0], g.io.in)
@@ -91,6 +111,7 @@ follows the import and exits non-zero if the image ends in ERROR.`,
 	fl.StringArrayVar(&f.attrs, "attr", nil, "attribute KEY=VALUE (repeatable)")
 	fl.BoolVar(&wait, "wait", false, "follow the import until READY or ERROR")
 	fl.DurationVar(&timeout, "timeout", 0, "give up after this long (0: 1m for the registration; no limit with --wait)")
+	addKernelSetFlags(cmd, &ks)
 	return cmd
 }
 
@@ -117,6 +138,13 @@ func readTemplateFile(what, name string, stdin io.Reader) (map[string]string, er
 // command and waits for the catalog's answer (and with wait, the end of
 // the import).
 func (g *globals) create(ctx context.Context, spec schemas.ImageCreate, wait bool, timeout time.Duration) error {
+	_, err := g.createImage(ctx, spec, wait, timeout, func(id int) { fmt.Fprintf(g.io.out, "ID: %d\n", id) })
+	return err
+}
+
+// createImage is create returning the new image's ID (-1 when none was
+// registered); registered is called with it as soon as the catalog has it.
+func (g *globals) createImage(ctx context.Context, spec schemas.ImageCreate, wait bool, timeout time.Duration, registered func(id int)) (int, error) {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -124,7 +152,7 @@ func (g *globals) create(ctx context.Context, spec schemas.ImageCreate, wait boo
 	}
 	b, err := g.connect(ctx)
 	if err != nil {
-		return err
+		return -1, err
 	}
 	defer b.Close()
 
@@ -133,14 +161,16 @@ func (g *globals) create(ctx context.Context, spec schemas.ImageCreate, wait boo
 	if kind, _ := classifyPath(spec.Path); spec.Path != "" && kind != pathURL {
 		var bucket string
 		if store, bucket, err = g.uploadStore(ctx, b); err != nil {
-			return err
+			return -1, err
 		}
 		info, err := g.upload(ctx, store, bucket, blob.UserStagingPrefix(b.Sender()), spec.Path, checksumSHA256(spec))
 		if err != nil {
-			return err
+			return -1, err
 		}
 		staged = &info
-		spec.Origin = localOrigin(spec.Path)
+		if spec.Origin == "" {
+			spec.Origin = localOrigin(spec.Path)
+		}
 		spec.Path, spec.Staged = info.URL(), true
 	}
 	unstage := func() {
@@ -153,7 +183,7 @@ func (g *globals) create(ctx context.Context, spec schemas.ImageCreate, wait boo
 	w, env, err := sendWatched(ctx, b, "catalog.>", schemas.ServiceCatalog, schemas.CommandCatalogImageCreate, spec)
 	if err != nil {
 		unstage()
-		return err
+		return -1, err
 	}
 	defer w.close()
 	acceptCtx := ctx
@@ -168,17 +198,17 @@ func (g *globals) create(ctx context.Context, spec schemas.ImageCreate, wait boo
 		if errors.As(err, &f) && ev.ID != "" && !isImageID(ev.ID) {
 			unstage() // rejected before any image owned the upload
 		}
-		return fmt.Errorf("image create: %w", err)
+		return -1, fmt.Errorf("image create: %w", err)
 	}
 	var img render.Image
 	if err := ev.decode(&img); err != nil {
-		return err
+		return -1, err
 	}
-	fmt.Fprintf(g.io.out, "ID: %d\n", img.ID)
+	registered(img.ID)
 	if !wait {
-		return nil
+		return img.ID, nil
 	}
-	return g.follow(ctx, b, w, img)
+	return img.ID, g.follow(ctx, b, w, img)
 }
 
 func isImageID(s string) bool {

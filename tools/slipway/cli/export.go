@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +20,6 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
-	"github.com/slipway/slipway/pkg/jobs"
 	"github.com/slipway/slipway/pkg/oci"
 	"github.com/slipway/slipway/pkg/qemuimg"
 	"github.com/slipway/slipway/schemas"
@@ -39,10 +36,13 @@ type exportFlags struct {
 
 // addExportCmd adds `export` to root's `image` command; it lives here so
 // the image command's own file need not change.
-func addExportCmd(root *cobra.Command, g *globals) {
+func addExportCmd(root *cobra.Command, g *globals) { addImageCmd(root, newExportCmd(g)) }
+
+// addImageCmd adds sub to root's `image` command.
+func addImageCmd(root, sub *cobra.Command) {
 	for _, c := range root.Commands() {
 		if c.Name() == "image" {
-			c.AddCommand(newExportCmd(g))
+			c.AddCommand(sub)
 			return
 		}
 	}
@@ -199,8 +199,7 @@ func (g *globals) lookup(ctx context.Context, ref string) (img render.Image, err
 // exportable checks that img is a READY disk and returns the format to
 // give qemu-img with -f.
 func exportable(img render.Image) (string, error) {
-	switch schemas.ImageType(img.Type) {
-	case schemas.ImageTypeKernel, schemas.ImageTypeRamdisk, schemas.ImageTypeContext:
+	if isFileImage(img) {
 		return "", fmt.Errorf("image %d (%s) is a %s file, not a disk: only OS, CDROM and DATABLOCK images can be exported", img.ID, img.Name, img.Type)
 	}
 	if img.State != string(schemas.ImageStateReady) {
@@ -236,43 +235,17 @@ func qemuSourceFormat(format string) (string, error) {
 }
 
 // fetch streams the object to path, checking its size and, when the
-// catalog recorded one, its SHA-256.
+// catalog recorded one, its SHA-256 (streamBlob).
 func (g *globals) fetch(ctx context.Context, store *blob.Store, bucket, key, path string, img render.Image) error {
-	url := blob.URL(bucket, key)
-	rc, size, err := store.Get(ctx, bucket, key)
-	if err != nil {
-		return fmt.Errorf("download %s: %w", url, err)
-	}
-	defer rc.Close()
 	out, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
 	defer out.Close()
-	bar := newProgressView(g.io.err, "")
-	defer bar.done()
-	h := sha256.New()
-	pw := &jobs.Writer{W: io.MultiWriter(out, h), Total: size, Report: func(done, total int64) {
-		bar.update("download", done, total, time.Now())
-	}}
-	n, err := io.Copy(pw, rc)
-	if err != nil {
-		return fmt.Errorf("download %s: %w", url, err)
-	}
-	if n != size {
-		return fmt.Errorf("download %s: got %d bytes, the object has %d", url, n, size)
-	}
-	if want := strings.TrimPrefix(img.SHA256, "sha256:"); want != "" {
-		if got := hex.EncodeToString(h.Sum(nil)); got != want {
-			return fmt.Errorf("download %s: sha256 %s, the catalog recorded %s", url, got, want)
-		}
-	}
-	if err := out.Close(); err != nil {
+	if err := g.streamBlob(ctx, store, bucket, key, out, img); err != nil {
 		return err
 	}
-	bar.done()
-	fmt.Fprintf(g.io.err, "downloaded %s (%s)\n", url, render.HumanSize(n))
-	return nil
+	return out.Close()
 }
 
 // compressedQcow2 tells whether path may be pushed without conversion: a
