@@ -74,6 +74,10 @@ var cloneRule = rule{
 		default:
 			return fmt.Errorf("%s images cannot be cloned", img.Type)
 		}
+		if img.Attributes[AttrLUKSSecret] != "" {
+			// Deleting either image would delete the secret both need.
+			return explain("image {id} is LUKS-encrypted: a clone would share its secret, which deleting either image destroys; it cannot be cloned", img)
+		}
 		if hasSnapshots(*img) {
 			//lint:ignore ST1005 OpenNebula's words
 			return errors.New("Cannot clone images with snapshots")

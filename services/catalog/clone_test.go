@@ -173,6 +173,13 @@ func TestCloneRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	refused("a kernel", schemas.ImageClone{ID: 900, Name: "k2"}, "KERNEL images cannot be cloned")
+	luks := kernel
+	luks.ID, luks.Name, luks.Datastore, luks.Type, luks.Format = 901, "sealed", "default", schemas.ImageTypeDatablock, schemas.DiskFormatLUKS
+	luks.Attributes = map[string]string{AttrLUKSSecret: "3f1c2a9e-8d4b-4c2a-9f0e-1b2c3d4e5f60"}
+	if _, err := h.svc.images.Create(h.ctx, luks.ID, &luks); err != nil {
+		t.Fatal(err)
+	}
+	refused("a LUKS image", schemas.ImageClone{ID: 901, Name: "k3"}, "image 901 is LUKS-encrypted: a clone would share its secret")
 	refused("into a file datastore", schemas.ImageClone{ID: src.ID, Name: "x", Datastore: "files"},
 		`datastore "files" is a file datastore and "default" an image datastore: a clone stays on its source's driver`)
 	refused("into no datastore", schemas.ImageClone{ID: src.ID, Name: "x", Datastore: "nowhere"}, `datastore "nowhere" does not exist`)
@@ -191,7 +198,7 @@ func TestCloneRefusals(t *testing.T) {
 	// Nothing was left behind: no clone record, no blob beyond the two
 	// images'.
 	for _, img := range listImages(t, h, schemas.CatalogListRequest{}) {
-		if img.Name == "x" || img.Name == "k2" {
+		if img.Name == "x" || img.Name == "k2" || img.Name == "k3" {
 			t.Errorf("a refused clone left image %+v", img)
 		}
 	}
@@ -201,7 +208,7 @@ func TestCloneRefusals(t *testing.T) {
 }
 
 // TestCloneNeedsUse: a user clones what they may use, and the clone is
-// theirs; without use the command is forbidden.
+// theirs, counted by their quotas; without use the command is forbidden.
 func TestCloneNeedsUse(t *testing.T) {
 	h := newHarness(t)
 	bob := h.newUser("bob", "users")
@@ -217,6 +224,16 @@ func TestCloneNeedsUse(t *testing.T) {
 		t.Fatalf("bob's clone belongs to %s/%s", c.User, c.Group)
 	}
 	h.waitState(c.ID, StateReady)
+
+	// A clone counts against the quotas as a create does: with IMAGES 2,
+	// bob's third image is refused, and the source is left as it was.
+	h.setQuota("user", "bob", ptr(2), nil)
+	_, err = answerFrom[schemas.Image](h, bob, schemas.CommandCatalogImageClone, schemas.ImageClone{ID: img.ID, Name: "bobs-third"}, schemas.EventCatalogImageCreated)
+	mustExceed(t, "bob's third image, a clone", err, "IMAGES")
+	waitFor(t, "the source READY with no clone listed", func() bool {
+		s := h.mustShow(img.ID)
+		return State(s.State) == StateReady && len(s.CloningIds) == 0
+	})
 }
 
 // TestCloneKilledMidCopyFinishes: the catalog dies once the clone's record
