@@ -4,13 +4,14 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/onetemplate"
 	"github.com/slipway/slipway/schemas"
-	"github.com/slipway/slipway/services/launcher/vmtemplate"
 	"github.com/slipway/slipway/tools/slipway/render"
 )
 
@@ -113,9 +114,10 @@ func newImageOrphansCmd(c *client) *cobra.Command {
 		}, render.List)
 	cmd.Long = `List the images that no VM template references, as oneimage orphans does: a
 template references an image by IMAGE_ID, or by IMAGE with IMAGE_UNAME (its
-owner), or by IMAGE alone (an image of the template's owner). DISK vectors,
-OS/KERNEL_DS, OS/INITRD_DS and CONTEXT/FILES_DS count. Only the images and
-templates you may see are compared: for the oneadmin group, all of them.`
+owner), or by IMAGE alone (an image of the template's owner), in its DISK
+vectors (as OpenNebula: a kernel named only by OS/KERNEL_DS is listed). Only
+the images and templates you may see are compared: for the oneadmin group, all
+of them.`
 	return cmd
 }
 
@@ -153,29 +155,29 @@ func (r imageRef) names(img render.Image) bool {
 	return r.name == img.Name && r.owner == img.User
 }
 
-// templateRefs lists the images a template names: its disks, its kernel
-// and initrd, its context files. A name without IMAGE_UNAME is the
-// template owner's image.
+// templateRefs lists the images a template's DISK vectors name, as
+// OpenNebula counts them: IMAGE_ID, or IMAGE with IMAGE_UNAME, or IMAGE
+// alone for an image of the template's owner.
 func templateRefs(t schemas.VMTemplate) ([]imageRef, error) {
-	spec, err := vmtemplate.Parse(t.Template)
+	tmpl, err := onetemplate.ParseString(t.Template)
 	if err != nil {
 		return nil, err
 	}
-	ref := func(id *int64, name, uname string) imageRef {
-		if uname == "" {
-			uname = t.User
-		}
-		return imageRef{id: id, name: name, owner: uname}
-	}
 	var out []imageRef
-	for _, d := range spec.Disks {
-		out = append(out, ref(d.ImageID, d.Image, d.ImageUname))
-	}
-	files := append([]vmtemplate.FileRef{spec.OS.KernelDS, spec.OS.InitrdDS}, spec.Context.FilesDS...)
-	for _, f := range files {
-		if f.ImageID != nil || f.Image != "" {
-			out = append(out, ref(f.ImageID, f.Image, f.ImageUname))
+	for _, d := range tmpl.Vectors("DISK") {
+		if v := d["IMAGE_ID"]; v != "" {
+			id, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("DISK IMAGE_ID %q is not a number", v)
+			}
+			out = append(out, imageRef{id: &id})
+			continue
 		}
+		owner := d["IMAGE_UNAME"]
+		if owner == "" {
+			owner = t.User
+		}
+		out = append(out, imageRef{name: d["IMAGE"], owner: owner})
 	}
 	return out, nil
 }

@@ -12,22 +12,22 @@ import (
 	"github.com/slipway/slipway/tools/slipway/render"
 )
 
-// TestOrphans: OpenNebula's three ways a template names an image (IMAGE_ID;
-// IMAGE with IMAGE_UNAME; IMAGE alone, an image of the template's owner),
-// plus the kernel, initrd and context files.
+// TestOrphans: OpenNebula's three ways a template's DISK names an image
+// (IMAGE_ID; IMAGE with IMAGE_UNAME; IMAGE alone, an image of the
+// template's owner); a kernel named only by KERNEL_DS is an orphan, as in
+// OpenNebula.
 func TestOrphans(t *testing.T) {
 	img := func(id int, name, user string) render.Image { return render.Image{ID: id, Name: name, User: user} }
 	images := []render.Image{
 		img(0, "by-id", "alice"), img(1, "named", "bob"), img(2, "named", "alice"),
 		img(3, "owned", "carol"), img(4, "owned", "alice"), img(5, "vmlinuz", "alice"),
-		img(6, "ctx", "alice"), img(7, "lonely", "alice"),
+		img(6, "lonely", "alice"),
 	}
 	templates := []schemas.VMTemplate{
 		{ID: 0, Name: "a", User: "alice", Template: `DISK = [ IMAGE_ID = 0 ]
 DISK = [ IMAGE = "named", IMAGE_UNAME = "bob" ]`},
 		{ID: 1, Name: "c", User: "carol", Template: `DISK = [ IMAGE = "owned" ]
-OS = [ KERNEL_DS = "$FILE[IMAGE=\"vmlinuz\", IMAGE_UNAME=\"alice\"]", ROOT = "vda" ]
-CONTEXT = [ FILES_DS = "$FILE[IMAGE_ID=6]" ]`},
+OS = [ KERNEL_DS = "$FILE[IMAGE=\"vmlinuz\", IMAGE_UNAME=\"alice\"]", ROOT = "vda" ]`},
 	}
 	got, err := orphans(images, templates)
 	if err != nil {
@@ -39,12 +39,14 @@ CONTEXT = [ FILES_DS = "$FILE[IMAGE_ID=6]" ]`},
 	}
 	// alice's "named" (2) is not bob's; carol's template names carol's
 	// "owned" (3), not alice's (4).
-	if want := []int{2, 4, 7}; !slices.Equal(ids, want) {
+	if want := []int{2, 4, 5, 6}; !slices.Equal(ids, want) {
 		t.Fatalf("orphans %v, want %v", ids, want)
 	}
-	_, err = orphans(images, []schemas.VMTemplate{{ID: 9, Name: "broken", Template: "DISK = [ IMAGE_ID = 1"}})
-	if err == nil || !strings.Contains(err.Error(), "template 9 (broken)") {
-		t.Fatalf("a template that does not parse: %v", err)
+	for _, bad := range []string{"DISK = [ IMAGE_ID = 1", "DISK = [ IMAGE_ID = x ]"} {
+		_, err = orphans(images, []schemas.VMTemplate{{ID: 9, Name: "broken", Template: bad}})
+		if err == nil || !strings.Contains(err.Error(), "template 9 (broken)") {
+			t.Errorf("template %q: %v", bad, err)
+		}
 	}
 }
 
