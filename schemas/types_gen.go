@@ -4,6 +4,21 @@ package schemas
 
 import "reflect"
 
+// LockLevel is defined in defs.json.
+//
+// OpenNebula's lock levels: use locks the operations that need use, manage or admin on the
+// image; manage those that need manage or admin; admin those that need admin; all every
+// operation on it. Unlocking is never locked.
+type LockLevel string
+
+// LockLevel values.
+const (
+	LockLevelUse    LockLevel = "use"
+	LockLevelManage LockLevel = "manage"
+	LockLevelAdmin  LockLevel = "admin"
+	LockLevelAll    LockLevel = "all"
+)
+
 // ListFilter is defined in defs.json.
 //
 // OpenNebula's filter flag of a list, always within what the asker may use: all (the default,
@@ -324,6 +339,7 @@ const (
 
 // Every value of each enum, in schema order: ImageTypeValues() returns a new []ImageType.
 var (
+	LockLevelValues           = enumValues(LockLevelUse, LockLevelManage, LockLevelAdmin, LockLevelAll)
 	ListFilterValues          = enumValues(ListFilterAll, ListFilterMine, ListFilterGroup)
 	ImageTypeValues           = enumValues(ImageTypeOS, ImageTypeCDROM, ImageTypeDatablock, ImageTypeKernel, ImageTypeRamdisk, ImageTypeContext)
 	ImageStateValues          = enumValues(ImageStateLocked, ImageStateReady, ImageStateUsed, ImageStateUsedPers, ImageStateDisabled, ImageStateError, ImageStateDelete, ImageStateClone, ImageStateLockedUsed, ImageStateLockedUsedPers)
@@ -421,6 +437,20 @@ type Group struct {
 
 	// Creation time, RFC 3339.
 	CreatedAt string `json:"created_at"`
+}
+
+// ImageLock is defined in defs.json.
+//
+// A lock on an image (OpenNebula's LOCK): its level, who locked it and when.
+type ImageLock struct {
+	// What the lock refuses.
+	Level LockLevel `json:"level"`
+
+	// The user (or service) that locked it.
+	LockedBy string `json:"locked_by"`
+
+	// When, RFC 3339.
+	LockedAt string `json:"locked_at"`
 }
 
 // DatastoreQuota is defined in defs.json.
@@ -1351,7 +1381,7 @@ type KernelRegistryJob struct {
 
 // ImageRef is defined in defs.json. It is the payload of command catalog.image-delete, command
 // catalog.image-disable, command catalog.image-enable, command catalog.image-nonpersistent,
-// command catalog.image-persistent.
+// command catalog.image-persistent, command catalog.image-unlock.
 //
 // A command that names one image by ID.
 type ImageRef struct {
@@ -1456,6 +1486,13 @@ type Image struct {
 
 	// ID of the saga (workflow) that created or last changed the image.
 	SagaID string `json:"saga_id,omitempty"`
+
+	// IDs of the clones being copied from this image (OpenNebula's CLONING_IDS): while there are
+	// any, the image is CLONE; when the last one ends it is USED again if VMs hold it, else READY.
+	CloningIds []int64 `json:"cloning_ids,omitempty"`
+
+	// The image's lock (image lock), absent when unlocked.
+	Lock *ImageLock `json:"lock,omitempty"`
 
 	// Creation time, RFC 3339.
 	CreatedAt string `json:"created_at"`
@@ -1897,6 +1934,25 @@ type ImageChown struct {
 	Group string `json:"group,omitempty"`
 }
 
+// ImageClone is the payload of command catalog.image-clone
+// (https://slipway.dev/schemas/cmd/catalog.image-clone.json).
+//
+// Clone an image (saga clone, OpenNebula's `oneimage clone`): a new image owned by the sender,
+// LOCKED while the catalog copies the blob server side and checks its SHA-256, then READY. OS,
+// DATABLOCK and CDROM images only, without snapshots; the source must be READY, USED or CLONE
+// and is CLONE while the copy runs. The target datastore must use the source's driver. Answered
+// by image-created (the new image, LOCKED) or failed.
+type ImageClone struct {
+	// ID of the image to clone (the source).
+	ID int64 `json:"id"`
+
+	// Name of the new image.
+	Name string `json:"name"`
+
+	// Datastore of the new image (default: the source's).
+	Datastore string `json:"datastore,omitempty"`
+}
+
 // ImageCreate is the payload of command catalog.image-create
 // (https://slipway.dev/schemas/cmd/catalog.image-create.json).
 //
@@ -1993,6 +2049,20 @@ type ImageEncrypt struct {
 
 	// Free text for the new image.
 	Description string `json:"description,omitempty"`
+}
+
+// ImageLockRequest is the payload of command catalog.image-lock
+// (https://slipway.dev/schemas/cmd/catalog.image-lock.json).
+//
+// Lock an image (OpenNebula's `oneimage lock`): the catalog then refuses every command at or
+// above the level, saying who locked it and when. Locking a locked image replaces its lock.
+// Needs manage on the image.
+type ImageLockRequest struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// What to lock (default use, as OpenNebula).
+	Level LockLevel `json:"level,omitempty"`
 }
 
 // ImageRelease is the payload of command catalog.image-release
@@ -3437,11 +3507,13 @@ const (
 	CommandCatalogImageChgrp           = "image-chgrp"
 	CommandCatalogImageChmod           = "image-chmod"
 	CommandCatalogImageChown           = "image-chown"
+	CommandCatalogImageClone           = "image-clone"
 	CommandCatalogImageCreate          = "image-create"
 	CommandCatalogImageDelete          = "image-delete"
 	CommandCatalogImageDisable         = "image-disable"
 	CommandCatalogImageEnable          = "image-enable"
 	CommandCatalogImageEncrypt         = "image-encrypt"
+	CommandCatalogImageLock            = "image-lock"
 	CommandCatalogImageNonpersistent   = "image-nonpersistent"
 	CommandCatalogImagePersistent      = "image-persistent"
 	CommandCatalogImageRelease         = "image-release"
@@ -3449,6 +3521,7 @@ const (
 	CommandCatalogImageSlotAdd         = "image-slot-add"
 	CommandCatalogImageSlotRemove      = "image-slot-remove"
 	CommandCatalogImageSlotRotate      = "image-slot-rotate"
+	CommandCatalogImageUnlock          = "image-unlock"
 	CommandCatalogImageUpdate          = "image-update"
 	CommandCatalogImageUse             = "image-use"
 	CommandCatalogUserCreate           = "user-create"
@@ -3599,11 +3672,13 @@ var (
 	CmdCatalogImageChgrp            = Cmd[ImageChgrp]{Service: ServiceCatalog, Verb: CommandCatalogImageChgrp, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageChmod            = Cmd[ImageChmod]{Service: ServiceCatalog, Verb: CommandCatalogImageChmod, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageChown            = Cmd[ImageChown]{Service: ServiceCatalog, Verb: CommandCatalogImageChown, Answers: []string{EventCatalogImageUpdated}}
+	CmdCatalogImageClone            = Cmd[ImageClone]{Service: ServiceCatalog, Verb: CommandCatalogImageClone, Answers: []string{EventCatalogImageCreated}}
 	CmdCatalogImageCreate           = Cmd[ImageCreate]{Service: ServiceCatalog, Verb: CommandCatalogImageCreate, Answers: []string{EventCatalogImageCreated}}
 	CmdCatalogImageDelete           = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImageDelete, Answers: []string{EventCatalogImageDeleted}}
 	CmdCatalogImageDisable          = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImageDisable, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageEnable           = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImageEnable, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageEncrypt          = Cmd[ImageEncrypt]{Service: ServiceCatalog, Verb: CommandCatalogImageEncrypt, Answers: []string{EventCatalogImageCreated}}
+	CmdCatalogImageLock             = Cmd[ImageLockRequest]{Service: ServiceCatalog, Verb: CommandCatalogImageLock, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageNonpersistent    = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImageNonpersistent, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImagePersistent       = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImagePersistent, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageRelease          = Cmd[ImageRelease]{Service: ServiceCatalog, Verb: CommandCatalogImageRelease, Answers: []string{EventCatalogImageReleased}}
@@ -3611,6 +3686,7 @@ var (
 	CmdCatalogImageSlotAdd          = Cmd[ImageSlotAdd]{Service: ServiceCatalog, Verb: CommandCatalogImageSlotAdd, Answers: nil}
 	CmdCatalogImageSlotRemove       = Cmd[ImageSlotRemove]{Service: ServiceCatalog, Verb: CommandCatalogImageSlotRemove, Answers: nil}
 	CmdCatalogImageSlotRotate       = Cmd[ImageSlotRotate]{Service: ServiceCatalog, Verb: CommandCatalogImageSlotRotate, Answers: nil}
+	CmdCatalogImageUnlock           = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImageUnlock, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageUpdate           = Cmd[ImageUpdate]{Service: ServiceCatalog, Verb: CommandCatalogImageUpdate, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageUse              = Cmd[ImageUse]{Service: ServiceCatalog, Verb: CommandCatalogImageUse, Answers: []string{EventCatalogImageUsed}}
 	CmdCatalogUserCreate            = Cmd[UserCreate]{Service: ServiceCatalog, Verb: CommandCatalogUserCreate, Answers: []string{EventCatalogUserCreated}}
@@ -3753,11 +3829,13 @@ var registry = []registered{
 	{kind: "cmd", service: "catalog", name: "image-chgrp", file: "cmd/catalog.image-chgrp.json", typ: reflect.TypeFor[ImageChgrp](), senders: []string{"users"}, access: "admin"},
 	{kind: "cmd", service: "catalog", name: "image-chmod", file: "cmd/catalog.image-chmod.json", typ: reflect.TypeFor[ImageChmod](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-chown", file: "cmd/catalog.image-chown.json", typ: reflect.TypeFor[ImageChown](), senders: []string{"users"}, access: "admin"},
+	{kind: "cmd", service: "catalog", name: "image-clone", file: "cmd/catalog.image-clone.json", typ: reflect.TypeFor[ImageClone](), senders: []string{"users"}, access: "use"},
 	{kind: "cmd", service: "catalog", name: "image-create", file: "cmd/catalog.image-create.json", typ: reflect.TypeFor[ImageCreate](), senders: []string{"users", "kernel-registry", "launcher", "market-dockerhub", "market-lxc"}},
 	{kind: "cmd", service: "catalog", name: "image-delete", file: "cmd/catalog.image-delete.json", typ: reflect.TypeFor[ImageRef](), senders: []string{"users", "kernel-registry"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-disable", file: "cmd/catalog.image-disable.json", typ: reflect.TypeFor[ImageRef](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-enable", file: "cmd/catalog.image-enable.json", typ: reflect.TypeFor[ImageRef](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-encrypt", file: "cmd/catalog.image-encrypt.json", typ: reflect.TypeFor[ImageEncrypt](), senders: []string{"users"}, access: "use"},
+	{kind: "cmd", service: "catalog", name: "image-lock", file: "cmd/catalog.image-lock.json", typ: reflect.TypeFor[ImageLockRequest](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-nonpersistent", file: "cmd/catalog.image-nonpersistent.json", typ: reflect.TypeFor[ImageRef](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-persistent", file: "cmd/catalog.image-persistent.json", typ: reflect.TypeFor[ImageRef](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-release", file: "cmd/catalog.image-release.json", typ: reflect.TypeFor[ImageRelease](), senders: []string{"launcher"}},
@@ -3765,6 +3843,7 @@ var registry = []registered{
 	{kind: "cmd", service: "catalog", name: "image-slot-add", file: "cmd/catalog.image-slot-add.json", typ: reflect.TypeFor[ImageSlotAdd](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-slot-remove", file: "cmd/catalog.image-slot-remove.json", typ: reflect.TypeFor[ImageSlotRemove](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-slot-rotate", file: "cmd/catalog.image-slot-rotate.json", typ: reflect.TypeFor[ImageSlotRotate](), senders: []string{"users"}, access: "manage"},
+	{kind: "cmd", service: "catalog", name: "image-unlock", file: "cmd/catalog.image-unlock.json", typ: reflect.TypeFor[ImageRef](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-update", file: "cmd/catalog.image-update.json", typ: reflect.TypeFor[ImageUpdate](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-use", file: "cmd/catalog.image-use.json", typ: reflect.TypeFor[ImageUse](), senders: []string{"launcher"}, access: "use"},
 	{kind: "cmd", service: "catalog", name: "user-create", file: "cmd/catalog.user-create.json", typ: reflect.TypeFor[UserCreate](), senders: []string{"admins"}},

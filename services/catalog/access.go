@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/bus"
@@ -126,7 +127,10 @@ func (s *Service) authorize(ctx context.Context, m *bus.Msg) (context.Context, e
 	if err != nil {
 		return ctx, err
 	}
-	return ctx, c.may(img, acl.LevelOf(access), m.Name)
+	if err := c.may(img, acl.LevelOf(access), m.Name); err != nil {
+		return ctx, err
+	}
+	return ctx, lockRefuses(img, m.Name, access)
 }
 
 // maySend checks, behind the server's publish permissions, that a user
@@ -217,3 +221,47 @@ func peekID(m *bus.Msg) *int64 {
 
 // errNoIssuer is user-create's refusal when the catalog was given no keys.
 var errNoIssuer = fmt.Errorf("the catalog issues no credentials: it has no identity keys (%s)", EnvIdentityDir)
+
+// Image locks (OpenNebula's `oneimage lock`): a lock refuses the commands
+// whose access level (the schemas' x-slipway "access") it covers, whoever
+// sends them. It is checked in authorize, once for every command, right
+// after the permission check, so no handler can forget it:
+//
+//	use     refuses use, manage and admin commands
+//	manage  refuses manage and admin commands
+//	admin   refuses admin commands
+//	all     refuses every command naming the image
+//
+// Every catalog command on an image needs at least use, so all and use
+// refuse the same commands; all is kept for OpenNebula's sake. Unlocking
+// (and locking again, which replaces the lock) is never refused by a lock;
+// both need manage. image-release (a VM giving an image back) has no
+// access level and is not refused: a lock never strands a VM's image.
+
+// lockRefuses says why img's lock refuses command, which needs access;
+// nil when it does not.
+func lockRefuses(img *schemas.Image, command, access string) error {
+	l := img.Lock
+	if l == nil || access == "" || command == schemas.CommandCatalogImageLock || command == schemas.CommandCatalogImageUnlock {
+		return nil
+	}
+	if !lockCovers(l.Level, acl.LevelOf(access)) {
+		return nil
+	}
+	return &refusal{bus.WithCode(schemas.CodeImageLocked, fmt.Errorf("image %d is locked (%s) by %s since %s: %s is refused until it is unlocked (slipway image unlock %d)",
+		img.ID, strings.ToUpper(string(l.Level)), l.LockedBy, l.LockedAt, command, img.ID))}
+}
+
+// lockCovers reports whether a lock at level refuses an operation that
+// needs op.
+func lockCovers(level schemas.LockLevel, op acl.Level) bool {
+	switch level {
+	case schemas.LockLevelUse, schemas.LockLevelAll:
+		return true
+	case schemas.LockLevelManage:
+		return op == acl.Manage || op == acl.Admin
+	case schemas.LockLevelAdmin:
+		return op == acl.Admin
+	}
+	return false
+}

@@ -40,6 +40,8 @@ type Service struct {
 	stores map[string]Datastore
 	// flows are the saga declarations by kind (workflow.go).
 	flows map[string]*flow
+	// clones runs the copies of clone sagas (clone.go).
+	clones cloneRunner
 
 	ready     chan struct{}
 	readyOnce sync.Once

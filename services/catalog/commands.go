@@ -70,6 +70,8 @@ func (s *Service) dispatch(ctx context.Context, m *bus.Msg, prior *processed) (p
 		return s.create(ctx, m, prior)
 	case schemas.CommandCatalogImageEncrypt:
 		return s.encrypt(ctx, m, prior)
+	case schemas.CommandCatalogImageClone:
+		return s.clone(ctx, m, prior)
 	case schemas.CommandCatalogImageSlotAdd, schemas.CommandCatalogImageSlotRemove, schemas.CommandCatalogImageSlotRotate:
 		return s.changeSlots(ctx, m, prior)
 	}
@@ -86,6 +88,9 @@ func (s *Service) dispatch(ctx context.Context, m *bus.Msg, prior *processed) (p
 	case schemas.CommandCatalogImageRelease:
 		var req schemas.ImageRelease
 		return decodeAndRun(m, &req, &req.ID, func() error { return s.release(ctx, m, req) })
+	case schemas.CommandCatalogImageLock:
+		var req schemas.ImageLockRequest
+		return decodeAndRun(m, &req, &req.ID, func() error { return s.lockImage(ctx, m, req) })
 	}
 	var req schemas.ImageRef
 	return decodeAndRun(m, &req, &req.ID, func() error { return s.simple(ctx, m, req.ID) })
@@ -113,6 +118,8 @@ func (s *Service) simple(ctx context.Context, m *bus.Msg, id int64) error {
 		return s.setPersistent(ctx, m, id, false)
 	case schemas.CommandCatalogImageDelete:
 		return s.delete(ctx, m, id)
+	case schemas.CommandCatalogImageUnlock:
+		return s.unlockImage(ctx, m, id)
 	}
 	return refuse("the catalog has no command %q", m.Name)
 }

@@ -25,6 +25,9 @@ import (
 var permissionTable = map[string]string{
 	schemas.CommandCatalogImageUse:           "use",
 	schemas.CommandCatalogImageEncrypt:       "use",
+	schemas.CommandCatalogImageClone:         "use",
+	schemas.CommandCatalogImageLock:          "manage",
+	schemas.CommandCatalogImageUnlock:        "manage",
 	schemas.CommandCatalogImageDelete:        "manage",
 	schemas.CommandCatalogImageEnable:        "manage",
 	schemas.CommandCatalogImageDisable:       "manage",
@@ -296,6 +299,23 @@ func (w *permWalk) send(row, who string, img schemas.Image) error {
 		return err
 	case schemas.CommandCatalogImageEncrypt:
 		return h.as(b, row, schemas.ImageEncrypt{ID: id, Name: fmt.Sprintf("enc-%d", n)}, schemas.EventCatalogImageCreated)
+	case schemas.CommandCatalogImageClone: // and waits for the copy: the source is READY again
+		c, err := answerFrom[schemas.Image](h, b, row, schemas.ImageClone{ID: id, Name: fmt.Sprintf("clone-%d", n)}, schemas.EventCatalogImageCreated)
+		if err == nil {
+			h.waitState(c.ID, StateReady)
+		}
+		return err
+	case schemas.CommandCatalogImageLock: // and oneadmin unlocks it for the rows that follow
+		err := h.as(b, row, schemas.ImageLockRequest{ID: id}, updated)
+		w.unlocked(id)
+		return err
+	case schemas.CommandCatalogImageUnlock: // of an image oneadmin locked
+		if err := h.as(h.cli, schemas.CommandCatalogImageLock, schemas.ImageLockRequest{ID: id, Level: schemas.LockLevelAdmin}, updated); err != nil {
+			h.t.Fatal(err)
+		}
+		err := h.as(b, row, ref, updated)
+		w.unlocked(id)
+		return err
 	case schemas.CommandCatalogImageDelete:
 		return h.as(b, row, ref, schemas.EventCatalogImageDeleted)
 	case schemas.CommandCatalogImageEnable, schemas.CommandCatalogImageDisable:
@@ -332,4 +352,14 @@ func (w *permWalk) send(row, who string, img schemas.Image) error {
 	}
 	h.t.Fatalf("the walk does not know how to send %s: add it to permWalk.send", row)
 	return nil
+}
+
+// unlocked has oneadmin unlock image id if it is locked.
+func (w *permWalk) unlocked(id int64) {
+	w.h.t.Helper()
+	if img := w.h.mustShow(id); img.Lock != nil {
+		if err := w.h.as(w.h.cli, schemas.CommandCatalogImageUnlock, schemas.ImageRef{ID: id}, schemas.EventCatalogImageUpdated); err != nil {
+			w.h.t.Fatal(err)
+		}
+	}
 }

@@ -57,6 +57,9 @@ func (s *Service) Run(ctx context.Context) error {
 	// the message in hand finish instead of cutting it in the middle.
 	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
+	// Clone copies end with ctx: the next process resumes them.
+	s.clones.begin(ctx)
+	defer s.clones.wait()
 
 	cmds, err := s.bus.ConsumeCommands(work, s.handleCommand, bus.Concurrency(s.cfg.Concurrency))
 	if err != nil {
@@ -159,7 +162,7 @@ func (s *Service) setup(ctx context.Context) error {
 
 // sagaFlows are the sagas the catalog runs, each declared in its file.
 func (s *Service) sagaFlows() []*flow {
-	return append([]*flow{s.importFlow(), s.dockerFlow(), s.rootfsFlow(), s.slotsFlow()}, s.luksFlows()...)
+	return append([]*flow{s.importFlow(), s.dockerFlow(), s.rootfsFlow(), s.slotsFlow(), s.cloneFlow()}, s.luksFlows()...)
 }
 
 func (s *Service) putDatastore(ctx context.Context, meta jetstream.KeyValue, ds Datastore) error {

@@ -81,6 +81,7 @@ const (
 	OpUse           Op = "use"     // a VM takes the image (launcher)
 	OpEncrypt       Op = "encrypt" // the image is read into a new LUKS image
 	OpSlots         Op = "slots"   // crypto-luks rewrites a LUKS image's key slots
+	OpClone         Op = "clone"   // the image is copied into a new one (clone.go)
 )
 
 // Allow says whether op may be applied to img, and if not, why, in words a
@@ -201,6 +202,7 @@ var rules = map[Op]rule{
 	},
 	// The image is the source of a LUKS encryption: its data must be
 	// complete and must not change while crypto-luks reads it.
+	OpClone: cloneRule,
 	OpEncrypt: {
 		fits: func(img *schemas.Image) error {
 			if IsFileType(img.Type) {

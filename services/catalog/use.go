@@ -120,7 +120,8 @@ func drop(img *schemas.Image, vm int64) error {
 		return refuse("image %d is %s (an operation on it is still running, such as saving a VM's changes): release it again once that is done", img.ID, img.State)
 	}
 	setVMs(img, slices.Delete(slices.Clone(img.VMs), i, i+1))
-	if len(img.VMs) == 0 {
+	// A source being cloned stays CLONE: its clones' end gives it back.
+	if len(img.VMs) == 0 && State(img.State) != StateClone {
 		return transition(img, StateReady)
 	}
 	return nil

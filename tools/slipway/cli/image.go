@@ -43,6 +43,10 @@ func newImageCmd(g *globals) *cobra.Command {
 		newUpdateCmd(c),
 		newImageURLCmd(c),
 		newImageS3CredsCmd(c),
+		newImageCloneCmd(c),
+		newImageLockCmd(c),
+		newImageUnlockCmd(c),
+		newImageOrphansCmd(c),
 	)
 	cmd.AddCommand(newPermissionCmds(c)...)
 	return cmd

@@ -68,7 +68,7 @@ the image ends in ERROR.`,
 			ctx := cmd.Context()
 			return withFound(ctx, c, resolve, args[0], func(b *bus.Bus, id int64) error {
 				req := schemas.ImageEncrypt{ID: id, Name: name, Description: description}
-				return c.newLuksImage(ctx, b, schemas.CommandCatalogImageEncrypt, req, timeout)
+				return c.newImage(ctx, b, "luks", schemas.CommandCatalogImageEncrypt, req, timeout)
 			})
 		},
 	}
@@ -100,7 +100,7 @@ func newLuksCreateCmd(c *client) *cobra.Command {
 			req.Type, req.LUKS = schemas.ImageType(strings.ToUpper(typ)), true
 			ctx := cmd.Context()
 			return c.withBus(ctx, func(b *bus.Bus) error {
-				return c.newLuksImage(ctx, b, schemas.CommandCatalogImageCreate, req, timeout)
+				return c.newImage(ctx, b, "luks", schemas.CommandCatalogImageCreate, req, timeout)
 			})
 		},
 	}
@@ -115,10 +115,11 @@ func newLuksCreateCmd(c *client) *cobra.Command {
 	return cmd
 }
 
-// newLuksImage sends a catalog command that makes a new LUKS image, prints
-// its ID as soon as the catalog registers it and follows it to READY or
-// ERROR, as image create --wait does.
-func (c *client) newLuksImage(ctx context.Context, b *bus.Bus, verb string, req any, timeout time.Duration) error {
+// newImage sends a catalog command that makes a new image (a LUKS image,
+// a clone), prints its ID as soon as the catalog registers it and follows
+// it to READY or ERROR, as image create --wait does; what names the
+// command in errors.
+func (c *client) newImage(ctx context.Context, b *bus.Bus, what, verb string, req any, timeout time.Duration) error {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -134,7 +135,7 @@ func (c *client) newLuksImage(ctx context.Context, b *bus.Bus, verb string, req 
 	defer cancel()
 	ev, err := awaitOutcome(acceptCtx, w, env.CorrelationID, func(ev event) bool { return ev.Name == schemas.EventCatalogImageCreated }, nil, 0)
 	if err != nil {
-		return fmt.Errorf("luks: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	var img render.Image
 	if err := ev.decode(&img); err != nil {

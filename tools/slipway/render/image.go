@@ -28,6 +28,16 @@ type Image struct {
 	Attributes  map[string]string `json:"attributes,omitempty"`
 	Origin      string            `json:"origin,omitempty"`
 	SagaID      string            `json:"saga_id,omitempty"`
-	CreatedAt   string            `json:"created_at"` // RFC 3339
-	UpdatedAt   string            `json:"updated_at"` // RFC 3339
+	CloningIDs  []int64           `json:"cloning_ids,omitempty"` // the clones being copied from it
+	Lock        *Lock             `json:"lock,omitempty"`        // image lock; nil when unlocked
+	CreatedAt   string            `json:"created_at"`            // RFC 3339
+	UpdatedAt   string            `json:"updated_at"`            // RFC 3339
+}
+
+// Lock is an image's lock (image lock): its level (use, manage, admin,
+// all), who locked it and when.
+type Lock struct {
+	Level    string `json:"level"`
+	LockedBy string `json:"locked_by"`
+	LockedAt string `json:"locked_at"` // RFC 3339
 }

@@ -107,6 +107,7 @@ ID             : 3
 NAME           : ubuntu
 USER           : oneadmin
 GROUP          : oneadmin
+LOCK           : None
 DATASTORE      : default
 TYPE           : OS
 REGISTER TIME  : 03/28 11:06:15

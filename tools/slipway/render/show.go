@@ -29,6 +29,7 @@ func Show(w io.Writer, img Image, loc *time.Location) error {
 	line("NAME", img.Name)
 	line("USER", img.User)
 	line("GROUP", img.Group)
+	line("LOCK", lockText(img.Lock, loc))
 	line("DATASTORE", img.Datastore)
 	line("TYPE", img.Type)
 	line("REGISTER TIME", registerTime(img.CreatedAt, loc))
@@ -121,4 +122,17 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// lockText is the LOCK line of a show: None, as OpenNebula says, or the
+// level with who locked it and when.
+func lockText(l *Lock, loc *time.Location) string {
+	if l == nil {
+		return "None"
+	}
+	at := l.LockedAt
+	if t, err := time.Parse(time.RFC3339Nano, l.LockedAt); err == nil {
+		at = t.In(loc).Format("01/02 15:04:05")
+	}
+	return fmt.Sprintf("%s (by %s since %s)", strings.ToUpper(l.Level), l.LockedBy, at)
 }
