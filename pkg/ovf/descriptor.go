@@ -134,8 +134,8 @@ type xmlDisk struct {
 }
 
 type xmlVirtualSystem struct {
-	ID       string `xml:"id,attr"`
-	Name     string `xml:"Name"`
+	ID       string  `xml:"id,attr"`
+	Name     string  `xml:"Name"`
 	OSes     []xmlOS `xml:"OperatingSystemSection"`
 	Hardware []struct {
 		Items        []xmlItem `xml:"Item"`
