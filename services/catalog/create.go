@@ -21,6 +21,7 @@ type plan struct {
 	docker *dockerurl.URL     // the parsed docker:// path of a docker import
 	luks   bool               // an empty LUKS volume, made by crypto-luks
 	rootfs bool               // a root filesystem tarball the builder makes a disk of
+	ova    bool               // an OVA the converter unpacks (ovasaga.go)
 	// checksums are checksum and checksums together, one per algorithm.
 	checksums []string
 }
@@ -62,6 +63,9 @@ func (s *Service) planCreate(req schemas.ImageCreate, stager string) (plan, erro
 	}
 	if _, ok := req.Attributes[AttrLUKSSecret]; ok {
 		return p, refuse("attribute %s is set by the catalog on LUKS images: it cannot be given", AttrLUKSSecret)
+	}
+	if req.Ova {
+		return p, s.planOVA(&p, stager)
 	}
 	if req.LUKS {
 		return p, planLuks(&p)
@@ -245,6 +249,8 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 		return res, s.sendBuild(ctx, m, sagaID, rootfsData(data, p.req, p.format, p.checksums))
 	case p.luks:
 		return res, s.sendLuks(ctx, m, sagaID, luksData{importData: data, SizeMiB: req.SizeMiB})
+	case p.ova:
+		return res, s.sendUnpack(ctx, m, p, sagaID, data)
 	}
 	return res, s.sendConvert(ctx, m, p, data, sagaID)
 }
@@ -259,6 +265,8 @@ func (s *Service) startCreate(ctx context.Context, p plan, sagaID string, data i
 		return s.startRootfsSaga(ctx, sagaID, rootfsData(data, p.req, p.format, p.checksums))
 	case p.luks:
 		return s.start(ctx, sagaID, KindLuksCreate, data.ImageID, luksData{importData: data, SizeMiB: p.req.SizeMiB}, data.Dest)
+	case p.ova:
+		return s.startOVASaga(ctx, p, sagaID, data)
 	}
 	return s.start(ctx, sagaID, KindImport, data.ImageID, data, data.Dest)
 }
