@@ -25,6 +25,7 @@ type createFlags struct {
 	compression                       string
 	checksums                         []string
 	rootfs                            bool
+	ova                               string // --ova FILE|URL
 	attrs                             []string
 }
 
@@ -65,6 +66,9 @@ func buildCreate(tmpl map[string]string, f createFlags, changed func(flag string
 		c.Checksums = append(c.Checksums, normalizeChecksum(sum))
 	}
 	c.Rootfs = f.rootfs
+	if err := applyOVA(&c, f.ova); err != nil {
+		return c, err
+	}
 	if !changed("datastore") && isFileType(c.Type) {
 		c.Datastore = "files" // file types live in the files datastore
 	}
@@ -110,6 +114,23 @@ func buildCreate(tmpl map[string]string, f createFlags, changed func(flag string
 	return c, checkCreate(c)
 }
 
+// applyOVA marks an OVA import: --ova FILE|URL is the path, and a path
+// ending in .ova is detected as one (not with --rootfs, which says what
+// the file is).
+func applyOVA(c *schemas.ImageCreate, ova string) error {
+	if ova != "" {
+		if c.Path != "" && c.Path != ova {
+			return errors.New("--ova is the path of the OVA: give --ova or --path, not both")
+		}
+		c.Path, c.Ova = ova, true
+		return nil
+	}
+	if !c.Rootfs && strings.HasSuffix(strings.ToLower(strings.TrimRight(c.Path, "/")), ".ova") {
+		c.Ova = true
+	}
+	return nil
+}
+
 func normalizeChecksum(s string) string {
 	s = strings.TrimSpace(s)
 	if algo, hex, ok := strings.Cut(s, ":"); ok {
@@ -130,6 +151,9 @@ func checkCreate(c schemas.ImageCreate) error {
 	}
 	if c.Path != "" && c.SizeMiB != 0 && !c.Rootfs {
 		errs = append(errs, errors.New("give --path (to import data) or --size (an empty DATABLOCK), not both"))
+	}
+	if c.Ova && (c.Rootfs || c.SizeMiB != 0 || c.SourceFormat != "") {
+		errs = append(errs, errors.New("an OVA brings its own disks: --ova does not go with --rootfs, --size or --source-format"))
 	}
 	if c.Rootfs && c.Path == "" {
 		errs = append(errs, errors.New("--rootfs needs --path: the root filesystem tarball (a file, http(s):// or s3:// URL)"))
