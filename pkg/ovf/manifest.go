@@ -74,6 +74,7 @@ func ParseManifest(r io.Reader) (Manifest, error) {
 type Hasher struct {
 	hashes map[string]hash.Hash
 	w      io.Writer
+	n      int64
 }
 
 // NewHasher returns a Hasher of SHA1, SHA256 and SHA512.
@@ -83,7 +84,14 @@ func NewHasher() *Hasher {
 	return h
 }
 
-func (h *Hasher) Write(p []byte) (int, error) { return h.w.Write(p) }
+func (h *Hasher) Write(p []byte) (int, error) {
+	n, err := h.w.Write(p)
+	h.n += int64(n)
+	return n, err
+}
+
+// Len is how many bytes were hashed.
+func (h *Hasher) Len() int64 { return h.n }
 
 // Sums are the hex digests by algorithm.
 func (h *Hasher) Sums() map[string]string {

@@ -236,7 +236,7 @@ func (p *ovaPackage) entry(name string, r io.Reader, limit int64) error {
 	if !ok {
 		return fmt.Errorf("%w: the OVA holds %s, which its descriptor does not reference", errPackage, name)
 	}
-	return p.write(f, r, limit)
+	return p.write(f, r, h, limit)
 }
 
 // file is the descriptor's File of a name.
@@ -250,10 +250,9 @@ func (p *ovaPackage) file(name string) (ovf.File, bool) {
 }
 
 // write copies a referenced file into the root, decompressed when the
-// descriptor says gzip, within what a disk of the limit may need.
-func (p *ovaPackage) write(f ovf.File, r io.Reader, limit int64) error {
-	counted := &countingReader{r: r}
-	r = counted
+// descriptor says gzip, within what a disk of the limit may need; h has
+// hashed (and counted) the bytes as packed.
+func (p *ovaPackage) write(f ovf.File, r io.Reader, h *ovf.Hasher, limit int64) error {
 	if f.Compression == "gzip" {
 		gz, err := gzip.NewReader(r)
 		if err != nil {
@@ -275,21 +274,10 @@ func (p *ovaPackage) write(f ovf.File, r io.Reader, limit int64) error {
 		return fmt.Errorf("%s: %w", f.Href, err)
 	case n > allow:
 		return fmt.Errorf("%w: %s is larger than %d bytes, more than a disk of at most %s needs", errPackage, f.Href, allow, inspect.HumanBytes(uint64(limit)))
-	case f.Size >= 0 && counted.n != f.Size:
-		return fmt.Errorf("%w: %s has %d bytes, but the descriptor's ovf:size says %d", errPackage, f.Href, counted.n, f.Size)
+	case f.Size >= 0 && h.Len() != f.Size:
+		return fmt.Errorf("%w: %s has %d bytes, but the descriptor's ovf:size says %d", errPackage, f.Href, h.Len(), f.Size)
 	}
 	return nil
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(b []byte) (int, error) {
-	n, err := c.r.Read(b)
-	c.n += int64(n)
-	return n, err
 }
 
 // checkDisks inspects each disk's header: a disk format, a virtual size

@@ -1,6 +1,8 @@
 package converter
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -108,6 +110,10 @@ func TestOvaUnpackHostile(t *testing.T) {
 		{"capacity above the limit", tarOf("huge", ovftest.Entry{Name: "vm.ovf", Data: []byte(ovftest.Descriptor("vm-disk1.vmdk", 2<<30))}), "is more than 1073741824"},
 		{"backing file", tarOf("backing", ovftest.Entry{Name: "vm.ovf", Data: desc("vm-disk1.vmdk")}, ovftest.Entry{Name: "vm-disk1.vmdk", Data: backing}), "/etc/passwd"},
 		{"not a tar", tarOf("empty"), "no OVF descriptor"},
+		{"size mismatch", tarOf("size", ovftest.Entry{Name: "vm.ovf", Data: []byte(strings.Replace(string(desc("vm-disk1.vmdk")), `ovf:id="file1"`, `ovf:id="file1" ovf:size="4096"`, 1))},
+			ovftest.Entry{Name: "vm-disk1.vmdk", Data: vmdk}), "but the descriptor's ovf:size says 4096"},
+		{"gzip that is not", tarOf("notgzip", ovftest.Entry{Name: "vm.ovf", Data: []byte(strings.Replace(string(desc("vm-disk1.vmdk")), `ovf:id="file1"`, `ovf:id="file1" ovf:compression="gzip"`, 1))},
+			ovftest.Entry{Name: "vm-disk1.vmdk", Data: vmdk}), "ovf:compression is gzip but"},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -125,6 +131,40 @@ func TestOvaUnpackHostile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOvaUnpackGzipFile: a file the descriptor marks ovf:compression
+// "gzip" is staged decompressed; the manifest's digest is of the file as
+// packed.
+func TestOvaUnpackGzipFile(t *testing.T) {
+	h := newHarness(t, Config{})
+	disk := rawDisk(t, 16<<20)
+	vmdk := filepath.Join(t.TempDir(), "d.vmdk")
+	qemuImg(t, "convert", "-O", "vmdk", "-o", "subformat=streamOptimized", disk, vmdk)
+	testenv.Exec(t, "gzip", "-k", vmdk)
+	gz, err := os.ReadFile(vmdk + ".gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc := strings.Replace(ovftest.Descriptor("vm-disk1.vmdk", 16<<20), `ovf:id="file1"`, `ovf:id="file1" ovf:compression="gzip"`, 1)
+	mf := fmt.Sprintf("SHA256(vm.ovf)= %s\nSHA256(vm-disk1.vmdk)= %s\n", sha256Hex([]byte(desc)), sha256Hex(gz))
+	ova := ovftest.Tar(t, filepath.Join(t.TempDir(), "vm.ova"), ovftest.Entry{Name: "vm.ovf", Data: []byte(desc)},
+		ovftest.Entry{Name: "vm-disk1.vmdk", Data: gz}, ovftest.Entry{Name: "vm.mf", Data: []byte(mf)})
+	h.command("ova-unpack", schemas.ConverterOvaUnpack{ImageID: 42, Source: h.upload(ova, "uploads/alice/gz/vm.ova"), Staging: ovaStaging})
+	var ev schemas.ConverterOvaUnpacked
+	h.event("ova-unpacked", "42", &ev)
+	if len(ev.Disks) != 1 || ev.Disks[0].Format != schemas.DiskFormatVMDK || !ev.Manifest {
+		t.Fatalf("unpacked %+v", ev)
+	}
+	qemuImg(t, "compare", "-f", "vmdk", "-F", "raw", h.download(ev.Disks[0].Staged), disk)
+	if err := h.store.DeleteURL(h.ctx, ev.Disks[0].Staged); err != nil {
+		t.Error(err)
+	}
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }
 
 // TestOvaUnpackRefusesOtherStaging: a staging location not derived from
