@@ -28,7 +28,8 @@ type ovaTemplate struct {
 
 // TestImportOVA: an OVA built with qemu-img's streamOptimized VMDKs, a real
 // OVF descriptor and a SHA-256 manifest, uploaded by the CLI (--ova FILE)
-// and fetched over http(s) (a path ending in .ova), becomes one READY
+// fetched over http(s) (a path ending in .ova), or as a loose descriptor
+// with its files beside it (a URL ending in .ovf), becomes one READY
 // qcow2 image per disk holding the disk's data, and a VM template with the
 // descriptor's CPU and memory naming both; nothing is left staged.
 func TestImportOVA(t *testing.T) {
@@ -44,6 +45,7 @@ func TestImportOVA(t *testing.T) {
 	for _, c := range []struct{ name, flag, path string }{
 		{"web", "--ova", pkg.OVA},
 		{"web-http", "--path", srv.URL + "/web.ova"},
+		{"web-ovf", "--path", srv.URL + "/web.ovf"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			id, out, code := s.create("--name", c.name, c.flag, c.path)

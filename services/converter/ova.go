@@ -74,7 +74,7 @@ func (s *Service) runOvaUnpack(ctx context.Context, j *job, cmd schemas.Converte
 	}
 	defer os.RemoveAll(dir)
 	limit := s.ovaLimit(cmd)
-	pkg, err := s.readOVA(ctx, j, cmd, dir, limit)
+	pkg, err := s.readPackage(ctx, j, cmd, dir, limit)
 	if err != nil {
 		return out, err
 	}
@@ -112,44 +112,90 @@ type ovaPackage struct {
 	sums map[string]map[string]string
 }
 
-// readOVA streams the OVA at cmd.Source into dir.
-func (s *Service) readOVA(ctx context.Context, j *job, cmd schemas.ConverterOvaUnpack, dir string, limit int64) (*ovaPackage, error) {
+// newPackage makes dir/files, where a package's files go, and opens it
+// as the os.Root every file is written through.
+func newPackage(dir string) (*ovaPackage, error) {
 	files := filepath.Join(dir, "files")
 	if err := os.Mkdir(files, 0o700); err != nil {
-		return nil, failed(schemas.ConverterPhaseFetch, err)
+		return nil, err
 	}
 	root, err := os.OpenRoot(files)
 	if err != nil {
-		return nil, failed(schemas.ConverterPhaseFetch, err)
+		return nil, err
 	}
-	defer root.Close()
+	return &ovaPackage{dir: files, root: root, sums: map[string]map[string]string{}}, nil
+}
+
+// fetchOptions are the options of a package's fetches: max bytes each,
+// checksums (those of the command, for what it names), verbatim (a file
+// the descriptor references is hashed as packed).
+func (s *Service) fetchOptions(j *job, dir string, maxBytes int64, checksums []string, verbatim bool) fetch.Options {
 	opts := s.cfg.Fetch
 	opts.Store = s.store
-	opts.Checksums = append([]string{cmd.Checksum}, cmd.Checksums...)
-	opts.MaxBytes = min(s.cfg.MaxInputBytes, int64(ovf.DefaultMaxDisks)*inputAllowance(limit))
-	opts.Progress, opts.TempDir = j.Update, dir
-	j.SetPhase(schemas.ConverterPhaseFetch, 0)
-	st, err := fetch.Open(ctx, cmd.Source, opts)
+	opts.Checksums = checksums
+	opts.MaxBytes = min(s.cfg.MaxInputBytes, maxBytes)
+	opts.Progress, opts.TempDir, opts.Verbatim = j.Update, dir, verbatim
+	return opts
+}
+
+// readPackage reads the package cmd names: an OVA, or a descriptor
+// (.ovf) whose files lie beside it.
+func (s *Service) readPackage(ctx context.Context, j *job, cmd schemas.ConverterOvaUnpack, dir string, limit int64) (*ovaPackage, error) {
+	pkg, err := newPackage(dir)
 	if err != nil {
 		return nil, failed(schemas.ConverterPhaseFetch, err)
 	}
-	defer st.Close()
-	pkg := &ovaPackage{dir: files, root: root, sums: map[string]map[string]string{}}
-	if err := pkg.read(tar.NewReader(st), limit); err != nil {
-		if serr := st.Err(); serr != nil {
-			return nil, failed(schemas.ConverterPhaseFetch, serr) // the download failed, not the package
-		}
+	defer pkg.root.Close()
+	j.SetPhase(schemas.ConverterPhaseFetch, 0)
+	if isOVFSource(cmd.Source) {
+		err = s.readOVF(ctx, j, cmd, dir, pkg, limit)
+	} else {
+		err = s.readOVA(ctx, j, cmd, dir, pkg, limit)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := pkg.complete(); err != nil {
 		return nil, failed(schemas.ConverterPhaseInspect, err)
 	}
-	if err := st.Verify(); err != nil {
-		return nil, failed(schemas.ConverterPhaseFetch, err)
+	return pkg, nil
+}
+
+// readOVA streams the OVA at cmd.Source into pkg.
+func (s *Service) readOVA(ctx context.Context, j *job, cmd schemas.ConverterOvaUnpack, dir string, pkg *ovaPackage, limit int64) error {
+	opts := s.fetchOptions(j, dir, int64(ovf.DefaultMaxDisks)*inputAllowance(limit), append([]string{cmd.Checksum}, cmd.Checksums...), false)
+	st, err := fetch.Open(ctx, cmd.Source, opts)
+	if err != nil {
+		return failed(schemas.ConverterPhaseFetch, err)
 	}
-	if pkg.manifest != nil {
-		if err := pkg.manifest.Verify(pkg.sums); err != nil {
-			return nil, failed(schemas.ConverterPhaseInspect, err)
+	defer st.Close()
+	if err := pkg.read(tar.NewReader(st), limit); err != nil {
+		if serr := st.Err(); serr != nil {
+			return failed(schemas.ConverterPhaseFetch, serr) // the download failed, not the package
+		}
+		return failed(schemas.ConverterPhaseInspect, err)
+	}
+	if err := st.Verify(); err != nil {
+		return failed(schemas.ConverterPhaseFetch, err)
+	}
+	return nil
+}
+
+// complete checks, once every file is read, that the package has a
+// descriptor and the file of every disk, and verifies its manifest.
+func (p *ovaPackage) complete() error {
+	if p.desc == nil {
+		return fmt.Errorf("%w: the package holds no OVF descriptor (.ovf)", errPackage)
+	}
+	for _, d := range p.desc.Disks {
+		if _, ok := p.sums[d.File.Href]; !ok {
+			return fmt.Errorf("%w: disk %s's file %s is not in the package", errPackage, d.ID, d.File.Href)
 		}
 	}
-	return pkg, nil
+	if p.manifest != nil {
+		return p.manifest.Verify(p.sums)
+	}
+	return nil
 }
 
 // read reads the tar's entries: the descriptor first, then files it
@@ -179,14 +225,6 @@ func (p *ovaPackage) read(tr *tar.Reader, limit int64) error {
 		}
 		if err := p.entry(name, tr, limit); err != nil {
 			return err
-		}
-	}
-	if p.desc == nil {
-		return fmt.Errorf("%w: the OVA holds no OVF descriptor (.ovf)", errPackage)
-	}
-	for _, d := range p.desc.Disks {
-		if _, ok := p.sums[d.File.Href]; !ok {
-			return fmt.Errorf("%w: disk %s's file %s is not in the OVA", errPackage, d.ID, d.File.Href)
 		}
 	}
 	return nil

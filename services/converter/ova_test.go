@@ -4,12 +4,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/fetch"
 	"github.com/slipway/slipway/pkg/ovf/ovftest"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
@@ -177,5 +180,80 @@ func TestOvaUnpackRefusesOtherStaging(t *testing.T) {
 	h.event("failed", "41", &ev)
 	if ev.Code != schemas.CodeInvalidCommand || !strings.Contains(ev.Error, "derived from the saga") {
 		t.Errorf("failed %+v", ev)
+	}
+}
+
+// TestOvaUnpackLooseOVF: a descriptor served over http with its disk and
+// manifest beside it is read like an OVA; without a manifest it is read
+// unverified; a disk changed after the manifest was made is refused.
+func TestOvaUnpackLooseOVF(t *testing.T) {
+	h := newHarness(t, Config{Fetch: fetch.Options{Guard: loopback}})
+	disk := rawDisk(t, 16<<20)
+	pkg := ovftest.Build(t, ovftest.Package{Name: "loose", Disks: []string{disk}, CPUs: 1, MemoryMiB: 128})
+	bare := ovftest.Build(t, ovftest.Package{Name: "bare", Disks: []string{disk}, CPUs: 1, MemoryMiB: 128, Manifest: "none"})
+	tampered := ovftest.Build(t, ovftest.Package{Name: "bad", Disks: []string{disk}, CPUs: 1, MemoryMiB: 128, Edit: func(dir string) {
+		f, err := os.OpenFile(filepath.Join(dir, "bad-disk1.vmdk"), os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		f.WriteAt([]byte{0xff}, 70000)
+	}})
+	mux := http.NewServeMux()
+	for _, p := range []ovftest.Built{pkg, bare, tampered} {
+		prefix := "/" + filepath.Base(p.Dir) + "/"
+		mux.Handle(prefix, http.StripPrefix(prefix, http.FileServer(http.Dir(p.Dir))))
+	}
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	at := func(p ovftest.Built, name string) string { return srv.URL + "/" + filepath.Base(p.Dir) + "/" + name }
+
+	for i, c := range []struct {
+		src         string
+		manifest    bool
+		wantFailure string
+	}{
+		{at(pkg, "loose.ovf"), true, ""},
+		{at(bare, "bare.ovf"), false, ""},
+		{at(tampered, "bad.ovf"), true, "manifest mismatch for bad-disk1.vmdk"},
+	} {
+		id := int64(60 + i)
+		h.command("ova-unpack", schemas.ConverterOvaUnpack{ImageID: id, Source: c.src, Staging: ovaStaging})
+		if c.wantFailure != "" {
+			var ev schemas.Failure
+			h.event("failed", fmt.Sprint(id), &ev)
+			if !strings.Contains(ev.Error, c.wantFailure) || ev.Code != schemas.CodeInvalidInput {
+				t.Errorf("%s: failed %+v", c.src, ev)
+			}
+			continue
+		}
+		var ev schemas.ConverterOvaUnpacked
+		h.event("ova-unpacked", fmt.Sprint(id), &ev)
+		if len(ev.Disks) != 1 || ev.Manifest != c.manifest || ev.MemoryMiB != 128 {
+			t.Fatalf("%s: unpacked %+v", c.src, ev)
+		}
+		qemuImg(t, "compare", "-f", "vmdk", "-F", "raw", h.download(ev.Disks[0].Staged), disk)
+		if err := h.store.DeleteURL(h.ctx, ev.Disks[0].Staged); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestSiblingURL(t *testing.T) {
+	for src, want := range map[string]string{
+		"https://h.example/a/b/web.ovf?sig=x#f": "https://h.example/a/b/web-disk1.vmdk",
+		"s3://bucket/dir/web.ovf":               "s3://bucket/dir/web-disk1.vmdk",
+		"http://h.example/web.ovf":              "http://h.example/web-disk1.vmdk",
+	} {
+		if got, err := siblingURL(src, "web-disk1.vmdk"); err != nil || got != want {
+			t.Errorf("siblingURL(%s) = %s, %v; want %s", src, got, err, want)
+		}
+	}
+	for _, bad := range []string{"../x", "/etc/passwd", "http://evil/x", "%2e%2e"} {
+		if got, err := siblingURL("https://h.example/a/web.ovf", bad); err == nil && !strings.HasPrefix(got, "https://h.example/a/") {
+			t.Errorf("siblingURL(%q) = %s", bad, got)
+		} else if err == nil && bad != "%2e%2e" {
+			t.Errorf("siblingURL(%q) accepted it: %s", bad, got)
+		}
 	}
 }

@@ -115,20 +115,38 @@ func buildCreate(tmpl map[string]string, f createFlags, changed func(flag string
 }
 
 // applyOVA marks an OVA import: --ova FILE|URL is the path, and a path
-// ending in .ova is detected as one (not with --rootfs, which says what
-// the file is).
+// ending in .ova (or an http(s):// or s3:// URL ending in .ovf, whose
+// files lie beside it) is detected as one (not with --rootfs, which says
+// what the file is). A local .ovf is refused: its files would not be
+// uploaded with it.
 func applyOVA(c *schemas.ImageCreate, ova string) error {
 	if ova != "" {
 		if c.Path != "" && c.Path != ova {
 			return errors.New("--ova is the path of the OVA: give --ova or --path, not both")
 		}
 		c.Path, c.Ova = ova, true
+	}
+	if c.Rootfs {
 		return nil
 	}
-	if !c.Rootfs && strings.HasSuffix(strings.ToLower(strings.TrimRight(c.Path, "/")), ".ova") {
+	lower := strings.ToLower(strings.TrimRight(stripQuery(c.Path), "/"))
+	isOVF := strings.HasSuffix(lower, ".ovf")
+	if strings.HasSuffix(lower, ".ova") || isOVF {
 		c.Ova = true
 	}
+	if kind, _ := classifyPath(c.Path); c.Ova && isOVF && kind != pathURL {
+		return errors.New("a local .ovf: pack it with its files as an OVA (tar -cf x.ova x.ovf x-disk1.vmdk x.mf, the .ovf first), or give the http(s):// or s3:// URL of a .ovf whose files lie beside it")
+	}
 	return nil
+}
+
+// stripQuery is a URL without its query and fragment (a presigned URL's
+// signature follows the file name).
+func stripQuery(p string) string {
+	if i := strings.IndexAny(p, "?#"); i >= 0 && strings.Contains(p, "://") {
+		return p[:i]
+	}
+	return p
 }
 
 func normalizeChecksum(s string) string {
