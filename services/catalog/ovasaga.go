@@ -69,6 +69,7 @@ func (s *Service) unpackPhase() phase {
 type ovaData struct {
 	importData
 	Source      string                        `json:"source"`
+	Origin      string                        `json:"origin,omitempty"` // what the user named (the CLI's local file)
 	Checksums   []string                      `json:"checksums,omitempty"`
 	Staging     string                        `json:"staging"`
 	Datastore   string                        `json:"datastore"`
@@ -115,7 +116,11 @@ func (s *Service) startOVASaga(ctx context.Context, p plan, sagaID string, data 
 }
 
 func (s *Service) ovaData(ctx context.Context, p plan, sagaID string, data importData) ovaData {
-	return ovaData{importData: data, Source: p.req.Path, Checksums: p.checksums, Staging: s.locations().OVAStaging(sagaID),
+	origin := p.req.Origin
+	if origin == "" {
+		origin = p.req.Path
+	}
+	return ovaData{importData: data, Source: p.req.Path, Origin: origin, Checksums: p.checksums, Staging: s.locations().OVAStaging(sagaID),
 		Datastore: p.ds.Name, Owner: s.ownerName(ctx), Name: p.req.Name, Format: p.format, Compression: p.req.Compression,
 		Persistent: p.req.Persistent}
 }
@@ -149,6 +154,10 @@ func (s *Service) ovaUnpacked(ctx context.Context, m *bus.Msg, sg *saga.Saga) er
 	if reason := checkStagedDisks(d.Staging, ev); reason != "" {
 		_ = s.deleteStagedDisks(ctx, d.Staging, ev)
 		return s.failImport(ctx, sg, reason, &m.Envelope)
+	}
+	if reason := s.takenDiskName(ctx, d, len(ev.Disks)); reason != "" {
+		_ = s.deleteStagedDisks(ctx, d.Staging, ev)
+		return s.failImportCode(ctx, sg, schemas.CodeConflict, reason, &m.Envelope)
 	}
 	upload := d.Staged
 	sg, err = updateData(ctx, s.sagas, sg.ID, PhaseUnpack, func(_ *saga.Saga, d *ovaData) {
@@ -184,6 +193,39 @@ func (s *Service) ovaUnpacked(ctx context.Context, m *bus.Msg, sg *saga.Saga) er
 	cmd := schemas.ConverterImport{ImageID: d.ImageID, Source: d.Staged, Format: d.Format, Compression: d.Compression,
 		Dest: d.Dest, MaxVirtualSize: d.maxVirtualSize(s.cfg.MaxVirtualSize)}
 	return s.send(ctx, m.Envelope, sg.ID, PhaseConvert, d.ImageID, schemas.ServiceConverter, schemas.CommandConverterImport, cmd)
+}
+
+// takenDiskName says which name of the further disks' images the owner
+// already has ("" when none): the template names them by name, so an
+// existing image would stand in for a disk. (A race with another create
+// of that name ends in that create's refusal; createOrDrop deletes the
+// disk it would have consumed.)
+func (s *Service) takenDiskName(ctx context.Context, d ovaData, disks int) string {
+	for n := 1; n < disks; n++ {
+		name := ovaDiskName(d.Name, n)
+		if held, err := s.images.lookupName(ctx, d.Owner, name); err == nil {
+			return fmt.Sprintf("the OVA has %d disks, and disk %d becomes image %q, but user %s already has an image of that name (ID %d): rename or delete it, or import under another name",
+				disks, n, name, d.Owner, held.ID)
+		}
+	}
+	return ""
+}
+
+// createOrDrop is create; when the catalog refuses an image-create it
+// sent itself (an OVA's further disk: a quota, a name taken meanwhile),
+// the staged disk that import would have consumed is deleted, since no
+// one else will.
+func (s *Service) createOrDrop(ctx context.Context, m *bus.Msg, prior *processed) (processed, error) {
+	res, err := s.create(ctx, m, prior)
+	if isRefusal(err) && callerOf(ctx).service == ServiceName {
+		var req schemas.ImageCreate
+		if m.Decode(&req) == nil && req.Staged && s.locations().CheckStaged(req.Path, ServiceName) == nil {
+			if derr := s.deleteURL(ctx, req.Path); derr != nil {
+				s.log.Warn("refused OVA disk not deleted", "path", req.Path, "err", derr)
+			}
+		}
+	}
+	return res, err
 }
 
 // checkStagedDisks says why a report's disks are not where this saga's
@@ -277,7 +319,7 @@ func (s *Service) createOVADisks(ctx context.Context, m *bus.Msg, sagaID string,
 		n++
 		req := schemas.ImageCreate{
 			Name: ovaDiskName(d.Name, n), Type: schemas.ImageTypeDatablock, Datastore: d.Datastore,
-			Path: disk.Staged, Staged: true, Origin: ovaOrigin(d.Source, n), Format: d.Format, Compression: d.Compression,
+			Path: disk.Staged, Staged: true, Origin: ovaOrigin(d.Origin, n), Format: d.Format, Compression: d.Compression,
 			Persistent: d.Persistent, Attributes: ovaAttributes(*d.Unpacked, d.ImageID), OnBehalfOf: d.Owner,
 		}
 		if _, err := s.bus.Command(ctx, ServiceName, schemas.CommandCatalogImageCreate, req,

@@ -145,3 +145,49 @@ func TestOVAImportRefusals(t *testing.T) {
 		t.Fatalf("refused creates made images: %+v", imgs)
 	}
 }
+
+// TestOVADiskNameTaken: when the owner already has an image named as a
+// further disk's would be, the OVA import ends in ERROR saying so (the
+// template would name the wrong disk), and the staged disks are deleted.
+func TestOVADiskNameTaken(t *testing.T) {
+	h := newHarness(t)
+	existing := h.create(schemas.ImageCreate{Name: "app-disk1", Type: schemas.ImageTypeDatablock, SizeMiB: 1})
+	img := h.create(schemas.ImageCreate{Name: "app", Path: "https://images.example.org/app.ova", Ova: true})
+	cmd, unpack := h.unpackCommand(img.ID)
+	disk0, disk1 := blob.OVADisk(unpack.Staging, 0), blob.OVADisk(unpack.Staging, 1)
+	h.put(disk0, []byte("vmdk 0"))
+	h.put(disk1, []byte("vmdk 1"))
+	h.converterEvent(cmd, "ova-unpacked", img.ID, schemas.ConverterOvaUnpacked{ImageID: img.ID,
+		Disks: []schemas.OvaDisk{{Staged: disk0, Capacity: 1 << 20, Format: "vmdk"}, {Staged: disk1, Capacity: 1 << 20, Format: "vmdk"}}})
+	ev := h.waitState(img.ID, StateError)
+	if !strings.Contains(ev.Error, `disk 1 becomes image "app-disk1", but user oneadmin already has an image of that name (ID `+idToken(existing.ID)+`)`) {
+		t.Fatalf("error = %q", ev.Error)
+	}
+	waitFor(t, "the staged disks to be deleted", func() bool { return !h.exists(disk0) && !h.exists(disk1) })
+}
+
+// TestRefusedOVADiskIsDeleted: an image-create the catalog sent itself
+// for an OVA's disk that it then refuses (here the name was taken
+// meanwhile) deletes the staged disk, which nothing else would; a user's
+// refused create leaves their upload alone.
+func TestRefusedOVADiskIsDeleted(t *testing.T) {
+	h := newHarness(t)
+	h.create(schemas.ImageCreate{Name: "taken", Type: schemas.ImageTypeDatablock, SizeMiB: 1})
+	staged := blob.OVADisk("s3://"+h.cfg.UploadBucket+"/ova/"+testenv.Saga+"/", 1)
+	h.put(staged, []byte("vmdk 1"))
+	self := h.connect(ServiceName)
+	env := testenv.Command(t, h.ctx, self, ServiceName, schemas.CommandCatalogImageCreate,
+		schemas.ImageCreate{Name: "taken", Type: schemas.ImageTypeDatablock, Path: staged, Staged: true, OnBehalfOf: "oneadmin"})
+	if _, f := h.waitFailed(env); !strings.Contains(f.Error, `an image named "taken" already exists`) {
+		t.Fatalf("failed %+v", f)
+	}
+	waitFor(t, "the refused disk to be deleted", func() bool { return !h.exists(staged) })
+
+	upload := "s3://" + h.cfg.UploadBucket + "/" + blob.UserStagingPrefix("oneadmin") + "0002/disk.raw"
+	h.put(upload, []byte("mine"))
+	env = h.command(schemas.CommandCatalogImageCreate, schemas.ImageCreate{Name: "taken", Path: upload, Staged: true})
+	h.waitFailed(env)
+	if !h.exists(upload) {
+		t.Error("a user's refused create deleted their upload")
+	}
+}
