@@ -1957,11 +1957,12 @@ type ImageCreate struct {
 	// Filesystem to make on an empty DATABLOCK or from a rootfs.
 	FS Filesystem `json:"fs,omitempty"`
 
-	// path (http(s):// or s3://, staged or not) is an OVA: the converter reads its OVF descriptor,
-	// verifies its manifest and stages its disks; the image becomes the first disk, each further
-	// disk an image <name>-disk<N> (N from 1, type DATABLOCK), and the launcher gets a VM template
-	// <name> with those disks and the descriptor's CPU, MEMORY and OS. Type OS only, not with
-	// docker://, rootfs, luks, size_mib or source_format.
+	// path (http(s):// or s3://, staged or not) is an OVA, or an http(s):// or s3:// URL ending in
+	// .ovf whose files lie beside it: the converter reads its OVF descriptor, verifies its
+	// manifest and stages its disks; the image becomes the first disk, each further disk an image
+	// <name>-disk<N> (N from 1, type DATABLOCK), and the launcher gets a VM template <name> with
+	// those disks and the descriptor's CPU, MEMORY and OS. Type OS only, not with docker://,
+	// rootfs, luks, size_mib or source_format.
 	Ova bool `json:"ova,omitempty"`
 
 	// Make an empty LUKS-encrypted volume of size_mib (type DATABLOCK or OS) through crypto-luks;
@@ -2241,7 +2242,8 @@ type ConverterOvaUnpack struct {
 	ImageID int64 `json:"image_id"`
 
 	// Where to fetch the OVA from: http(s)://, or s3:// in the upload bucket or a bucket listed in
-	// SLIPWAY_IMPORT_BUCKETS.
+	// SLIPWAY_IMPORT_BUCKETS. A path ending in .ovf names a loose descriptor: each file it
+	// references, and <name>.mf when there is one, is fetched from beside it.
 	Source string `json:"source"`
 
 	// Expected digest of the fetched OVA (md5, sha256 or sha512).
