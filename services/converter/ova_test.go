@@ -108,7 +108,7 @@ func TestOvaUnpackHostile(t *testing.T) {
 			ovftest.Entry{Name: "vm.mf", Data: []byte("SHA1(vm-disk2.vmdk)= da39a3ee5e6b4b0d3255bfef95601890afd80709\n")}), "lists vm-disk2.vmdk, which the package does not hold"},
 		{"descriptor not first", tarOf("order", ovftest.Entry{Name: "vm-disk1.vmdk", Data: vmdk}, ovftest.Entry{Name: "vm.ovf", Data: desc("vm-disk1.vmdk")}), "first file is vm-disk1.vmdk, not the OVF descriptor"},
 		{"unreferenced file", tarOf("extra", ovftest.Entry{Name: "vm.ovf", Data: desc("vm-disk1.vmdk")}, ovftest.Entry{Name: "payload.sh", Data: []byte("#!/bin/sh")}), "payload.sh, which its descriptor does not reference"},
-		{"disk file missing", tarOf("nodisk", ovftest.Entry{Name: "vm.ovf", Data: desc("vm-disk1.vmdk")}), "file vm-disk1.vmdk is not in the OVA"},
+		{"disk file missing", tarOf("nodisk", ovftest.Entry{Name: "vm.ovf", Data: desc("vm-disk1.vmdk")}), "file vm-disk1.vmdk is not in the package"},
 		{"capacity below the disk", tarOf("capacity", ovftest.Entry{Name: "vm.ovf", Data: []byte(ovftest.Descriptor("vm-disk1.vmdk", 1<<20))}, ovftest.Entry{Name: "vm-disk1.vmdk", Data: vmdk}), "more than the descriptor's capacity"},
 		{"capacity above the limit", tarOf("huge", ovftest.Entry{Name: "vm.ovf", Data: []byte(ovftest.Descriptor("vm-disk1.vmdk", 2<<30))}), "is more than 1073741824"},
 		{"backing file", tarOf("backing", ovftest.Entry{Name: "vm.ovf", Data: desc("vm-disk1.vmdk")}, ovftest.Entry{Name: "vm-disk1.vmdk", Data: backing}), "/etc/passwd"},
