@@ -106,23 +106,7 @@ func TestImportHostileOVA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var many strings.Builder
-	for i := range 10000 {
-		fmt.Fprintf(&many, `<Disk ovf:capacity="1" ovf:diskId="d%d" ovf:fileRef="file1"/>`, i)
-	}
-	laughs := `<?xml version="1.0"?>
-<!DOCTYPE Envelope [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>
-<Envelope><VirtualSystem><Name>&c;</Name></VirtualSystem></Envelope>`
-	tampered := ovftest.Build(t, ovftest.Package{Name: "vm", Disks: []string{disk}, CPUs: 1, MemoryMiB: 256, Edit: func(dir string) {
-		f, err := os.OpenFile(filepath.Join(dir, "vm-disk1.vmdk"), os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if _, err := f.WriteAt([]byte{0xff}, 70000); err != nil {
-			t.Fatal(err)
-		}
-	}})
+	tampered := ovftest.Build(t, ovftest.Package{Name: "vm", Disks: []string{disk}, CPUs: 1, MemoryMiB: 256, Edit: ovftest.Corrupt(t, "vm-disk1.vmdk", 70000)})
 	tarOf := func(name string, entries ...ovftest.Entry) string {
 		return ovftest.Tar(t, filepath.Join(t.TempDir(), name+".ova"), entries...)
 	}
@@ -130,9 +114,8 @@ func TestImportHostileOVA(t *testing.T) {
 	cases := []struct{ name, ova, want string }{
 		{"dot-dot", tarOf("dotdot", ovftest.Entry{Name: "vm.ovf", Data: desc("vm-disk1.vmdk")}, ovftest.Entry{Name: "../vm-disk1.vmdk", Data: vmdk}), `"../vm-disk1.vmdk" leaves the package`},
 		{"external href", tarOf("external", ovftest.Entry{Name: "vm.ovf", Data: desc("https://evil.example/disk.vmdk")}), `"https://evil.example/disk.vmdk" is a path`},
-		{"billion laughs", tarOf("laughs", ovftest.Entry{Name: "vm.ovf", Data: []byte(laughs)}), "DOCTYPE"},
-		{"10000 disks", tarOf("many", ovftest.Entry{Name: "vm.ovf", Data: []byte(strings.Replace(ovftest.Descriptor("vm-disk1.vmdk", 1),
-			`<Disk ovf:capacity="1" ovf:diskId="vmdisk1" ovf:fileRef="file1"/>`, many.String(), 1))}), "lists 10000 disks, more than 16"},
+		{"billion laughs", tarOf("laughs", ovftest.Entry{Name: "vm.ovf", Data: []byte(ovftest.BillionLaughs)}), "DOCTYPE"},
+		{"10000 disks", tarOf("many", ovftest.Entry{Name: "vm.ovf", Data: []byte(ovftest.ManyDisks("vm-disk1.vmdk", 10000))}), "lists 10000 disks, more than 16"},
 		{"manifest mismatch", tampered.OVA, "manifest mismatch for vm-disk1.vmdk: SHA256 expected "},
 	}
 	for i, c := range cases {

@@ -74,35 +74,19 @@ func TestOvaUnpackHostile(t *testing.T) {
 		t.Fatal(err)
 	}
 	desc := func(href string) []byte { return []byte(ovftest.Descriptor(href, 8<<20)) }
-	var many strings.Builder
-	for i := range 10000 {
-		fmt.Fprintf(&many, `<Disk ovf:capacity="1" ovf:diskId="d%d" ovf:fileRef="file1"/>`, i)
-	}
-	billion := `<?xml version="1.0"?>
-<!DOCTYPE Envelope [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>
-<Envelope><VirtualSystem><Name>&c;</Name></VirtualSystem></Envelope>`
-	external := `<?xml version="1.0"?><!DOCTYPE Envelope [<!ENTITY x SYSTEM "file:///etc/passwd">]><Envelope><VirtualSystem><Name>&x;</Name></VirtualSystem></Envelope>`
 	tarOf := func(name string, entries ...ovftest.Entry) string {
 		return ovftest.Tar(t, filepath.Join(t.TempDir(), name+".ova"), entries...)
 	}
-	tampered := ovftest.Build(t, ovftest.Package{Name: "vm", Disks: []string{disk}, CPUs: 1, MemoryMiB: 256, Edit: func(dir string) {
-		// One byte changed after the manifest was written.
-		f, err := os.OpenFile(filepath.Join(dir, "vm-disk1.vmdk"), os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.WriteAt([]byte{0xff}, 70000)
-		f.Close()
-	}})
+	tampered := ovftest.Build(t, ovftest.Package{Name: "vm", Disks: []string{disk}, CPUs: 1, MemoryMiB: 256, Edit: ovftest.Corrupt(t, "vm-disk1.vmdk", 70000)})
 	cases := []struct{ name, ova, want string }{
 		{"dot-dot entry", tarOf("dotdot", ovftest.Entry{Name: "vm.ovf", Data: desc("vm-disk1.vmdk")}, ovftest.Entry{Name: "../../etc/cron.d/x", Data: vmdk}), `"../../etc/cron.d/x" leaves the package`},
 		{"dot-dot href", tarOf("dotdothref", ovftest.Entry{Name: "vm.ovf", Data: desc("../vm-disk1.vmdk")}), `"../vm-disk1.vmdk" leaves the package`},
 		{"external href", tarOf("external", ovftest.Entry{Name: "vm.ovf", Data: desc("http://169.254.169.254/latest/meta-data")}), "is a path"},
 		{"absolute entry", tarOf("abs", ovftest.Entry{Name: "vm.ovf", Data: desc("vm-disk1.vmdk")}, ovftest.Entry{Name: "/etc/passwd", Data: vmdk}), "is a path"},
 		{"symlink entry", tarOf("symlink", ovftest.Entry{Name: "vm.ovf", Data: desc("vm-disk1.vmdk")}, ovftest.Entry{Name: "vm-disk1.vmdk", Link: "/etc/shadow"}), "not a regular file"},
-		{"billion laughs", tarOf("laughs", ovftest.Entry{Name: "vm.ovf", Data: []byte(billion)}), "DOCTYPE"},
-		{"external entity", tarOf("xxe", ovftest.Entry{Name: "vm.ovf", Data: []byte(external)}), "DOCTYPE"},
-		{"10000 disks", tarOf("many", ovftest.Entry{Name: "vm.ovf", Data: []byte(strings.Replace(ovftest.Descriptor("vm-disk1.vmdk", 1), `<Disk ovf:capacity="1" ovf:diskId="vmdisk1" ovf:fileRef="file1"/>`, many.String(), 1))}), "lists 10000 disks, more than 16"},
+		{"billion laughs", tarOf("laughs", ovftest.Entry{Name: "vm.ovf", Data: []byte(ovftest.BillionLaughs)}), "DOCTYPE"},
+		{"external entity", tarOf("xxe", ovftest.Entry{Name: "vm.ovf", Data: []byte(ovftest.ExternalEntity)}), "DOCTYPE"},
+		{"10000 disks", tarOf("many", ovftest.Entry{Name: "vm.ovf", Data: []byte(ovftest.ManyDisks("vm-disk1.vmdk", 10000))}), "lists 10000 disks, more than 16"},
 		{"manifest mismatch", tampered.OVA, "manifest mismatch for vm-disk1.vmdk: SHA256 expected "},
 		{"manifest lists a missing file", tarOf("missing", ovftest.Entry{Name: "vm.ovf", Data: desc("vm-disk1.vmdk")}, ovftest.Entry{Name: "vm-disk1.vmdk", Data: vmdk},
 			ovftest.Entry{Name: "vm.mf", Data: []byte("SHA1(vm-disk2.vmdk)= da39a3ee5e6b4b0d3255bfef95601890afd80709\n")}), "lists vm-disk2.vmdk, which the package does not hold"},
@@ -191,14 +175,7 @@ func TestOvaUnpackLooseOVF(t *testing.T) {
 	disk := rawDisk(t, 16<<20)
 	pkg := ovftest.Build(t, ovftest.Package{Name: "loose", Disks: []string{disk}, CPUs: 1, MemoryMiB: 128})
 	bare := ovftest.Build(t, ovftest.Package{Name: "bare", Disks: []string{disk}, CPUs: 1, MemoryMiB: 128, Manifest: "none"})
-	tampered := ovftest.Build(t, ovftest.Package{Name: "bad", Disks: []string{disk}, CPUs: 1, MemoryMiB: 128, Edit: func(dir string) {
-		f, err := os.OpenFile(filepath.Join(dir, "bad-disk1.vmdk"), os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		f.WriteAt([]byte{0xff}, 70000)
-	}})
+	tampered := ovftest.Build(t, ovftest.Package{Name: "bad", Disks: []string{disk}, CPUs: 1, MemoryMiB: 128, Edit: ovftest.Corrupt(t, "bad-disk1.vmdk", 70000)})
 	mux := http.NewServeMux()
 	for _, p := range []ovftest.Built{pkg, bare, tampered} {
 		prefix := "/" + filepath.Base(p.Dir) + "/"

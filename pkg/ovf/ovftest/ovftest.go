@@ -265,3 +265,37 @@ func virtualSize(t testing.TB, path string) int64 {
 	}
 	return info.VirtualSize
 }
+
+// Hostile descriptors every layer's tests feed: entity declarations (a
+// billion-laughs expansion, an external entity) that must never be
+// expanded.
+const (
+	BillionLaughs = `<?xml version="1.0"?>
+<!DOCTYPE Envelope [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>
+<Envelope><VirtualSystem><Name>&c;</Name></VirtualSystem></Envelope>`
+	ExternalEntity = `<?xml version="1.0"?><!DOCTYPE Envelope [<!ENTITY x SYSTEM "file:///etc/passwd">]><Envelope><VirtualSystem><Name>&x;</Name></VirtualSystem></Envelope>`
+)
+
+// ManyDisks is Descriptor with n disks, all of file href.
+func ManyDisks(href string, n int) string {
+	var many strings.Builder
+	for i := range n {
+		fmt.Fprintf(&many, `<Disk ovf:capacity="1" ovf:diskId="d%d" ovf:fileRef="file1"/>`, i)
+	}
+	return strings.Replace(Descriptor(href, 1), `<Disk ovf:capacity="1" ovf:diskId="vmdisk1" ovf:fileRef="file1"/>`, many.String(), 1)
+}
+
+// Corrupt is a Package.Edit that changes one byte of file name at
+// offset, after the manifest was written.
+func Corrupt(t testing.TB, name string, offset int64) func(dir string) {
+	return func(dir string) {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteAt([]byte{0xff}, offset); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
