@@ -367,7 +367,9 @@ func (s *Service) ovaData(ctx context.Context, p plan, sagaID string, data impor
 	if origin == "" {
 		origin = p.req.Path
 	}
-	return ovaData{importData: data, Source: p.req.Path, Origin: origin, Checksums: p.checksums, Staging: s.locations().OVAStaging(sagaID),
+	upload := data.Staged
+	data.Staged = "" // the OVA is not the first disk's source: Upload is deleted once unpacked
+	return ovaData{importData: data, Upload: upload, Source: p.req.Path, Origin: origin, Checksums: p.checksums, Staging: s.locations().OVAStaging(sagaID),
 		Datastore: p.ds.Name, Owner: s.ownerName(ctx), Name: p.req.Name, Format: p.format, Compression: p.req.Compression,
 		Persistent: p.req.Persistent}
 }

@@ -63,12 +63,13 @@ func (s *Service) unpackPhase() phase {
 	}
 }
 
-// ovaData is an OVA import's saga state: the import's (Staged is the OVA
-// upload, then the first staged disk), what applies to every disk, and
-// the converter's report.
+// ovaData is an OVA import's saga state: the import's (Staged is the
+// first staged disk once unpacked), the OVA upload it consumes (Upload),
+// what applies to every disk, and the converter's report.
 type ovaData struct {
 	importData
 	Source      string                        `json:"source"`
+	Upload      string                        `json:"upload,omitempty"` // the staged OVA, deleted once unpacked
 	Origin      string                        `json:"origin,omitempty"` // what the user named (the CLI's local file)
 	Checksums   []string                      `json:"checksums,omitempty"`
 	Staging     string                        `json:"staging"`
@@ -107,7 +108,6 @@ func (s *Service) ovaUnpacked(ctx context.Context, m *bus.Msg, sg *saga.Saga) er
 		_ = s.deleteStagedDisks(ctx, d.Staging, ev)
 		return s.failImportCode(ctx, sg, schemas.CodeConflict, reason, &m.Envelope)
 	}
-	upload := d.Staged
 	sg, err = updateData(ctx, s.sagas, sg.ID, PhaseUnpack, func(_ *saga.Saga, d *ovaData) {
 		d.Unpacked, d.Staged = &ev, ev.Disks[0].Staged
 		d.SetAttributes = ovaAttributes(ev, d.ImageID)
@@ -121,8 +121,9 @@ func (s *Service) ovaUnpacked(ctx context.Context, m *bus.Msg, sg *saga.Saga) er
 	if err := sg.Decode(&d); err != nil {
 		return err
 	}
-	// The OVA upload is consumed: everything it held is staged.
-	if err := s.deleteURL(ctx, upload); err != nil {
+	// The OVA upload is consumed: everything it held is staged. (A
+	// redelivery runs every step again: each is idempotent.)
+	if err := s.deleteURL(ctx, d.Upload); err != nil {
 		return err
 	}
 	if err := s.createOVADisks(ctx, m, sg.ID, d); err != nil {
@@ -201,19 +202,19 @@ func (s *Service) orphanUnpacked(ctx context.Context, ev schemas.ConverterOvaUnp
 	return nil
 }
 
-// compensateUnpack deletes, while no disk was handed over (after that,
-// each import owns its disk), the OVA upload the import consumed and
+// compensateUnpack deletes the OVA upload the import consumed and, while
+// no disk was handed over (after that, each import owns its disk),
 // whatever is staged under the saga's prefix.
 func (s *Service) compensateUnpack(ctx context.Context, sg *saga.Saga) error {
 	var d ovaData
 	if err := sg.Decode(&d); err != nil {
 		return err
 	}
+	if err := s.deleteURL(ctx, d.Upload); err != nil {
+		return err
+	}
 	if d.Unpacked != nil {
 		return nil
-	}
-	if err := s.deleteURL(ctx, d.Staged); err != nil {
-		return err
 	}
 	bucket, prefix, err := blob.ParseURL(d.Staging)
 	if err != nil {
