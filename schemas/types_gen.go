@@ -1701,6 +1701,23 @@ type LuksSecret struct {
 	UpdatedAt string `json:"updated_at"`
 }
 
+// OvaDisk is defined in defs.json.
+//
+// A disk of an OVA the converter staged for its own import.
+type OvaDisk struct {
+	// Where the disk file is staged: s3://<upload bucket>/ova/<saga>/disk<N>.
+	Staged string `json:"staged"`
+
+	// The descriptor's capacity of the disk, in bytes.
+	Capacity int64 `json:"capacity"`
+
+	// Format detected in the disk file.
+	Format DiskFormat `json:"format"`
+
+	// Virtual size the disk file's header declares.
+	VirtualSize int64 `json:"virtual_size,omitempty"`
+}
+
 // FirecrackerBootSource is defined in defs.json.
 //
 // Firecracker's boot-source: the kernel, its command line and initrd.
@@ -2025,6 +2042,14 @@ type ImageCreate struct {
 	// Filesystem to make on an empty DATABLOCK or from a rootfs.
 	FS Filesystem `json:"fs,omitempty"`
 
+	// path (http(s):// or s3://, staged or not) is an OVA, or an http(s):// or s3:// URL ending in
+	// .ovf whose files lie beside it: the converter reads its OVF descriptor, verifies its
+	// manifest and stages its disks; the image becomes the first disk, each further disk an image
+	// <name>-disk<N> (N from 1, type DATABLOCK), and the launcher gets a VM template <name> with
+	// those disks and the descriptor's CPU, MEMORY and OS. Type OS only, not with docker://,
+	// rootfs, luks, size_mib or source_format.
+	Ova bool `json:"ova,omitempty"`
+
 	// Make an empty LUKS-encrypted volume of size_mib (type DATABLOCK or OS) through crypto-luks;
 	// the image gets format luks and the attribute LUKS_SECRET.
 	LUKS bool `json:"luks,omitempty"`
@@ -2303,6 +2328,35 @@ type ConverterImport struct {
 	// Store the bytes exactly as fetched, for KERNEL, RAMDISK and CONTEXT files: no decompression,
 	// disk inspection or conversion (a compressed initrd stays compressed).
 	File bool `json:"file,omitempty"`
+}
+
+// ConverterOvaUnpack is the payload of command converter.ova-unpack
+// (https://slipway.dev/schemas/cmd/converter.ova-unpack.json).
+//
+// Fetch an OVA (a tar holding an OVF descriptor, its disks and an optional .mf manifest), read
+// the descriptor, verify the manifest, check each disk's header and stage each disk as
+// s3://<upload bucket>/ova/<saga>/disk<N> for its own import.
+type ConverterOvaUnpack struct {
+	// Image the OVA is imported as (its first disk).
+	ImageID int64 `json:"image_id"`
+
+	// Where to fetch the OVA from: http(s)://, or s3:// in the upload bucket or a bucket listed in
+	// SLIPWAY_IMPORT_BUCKETS. A path ending in .ovf names a loose descriptor: each file it
+	// references, and <name>.mf when there is one, is fetched from beside it.
+	Source string `json:"source"`
+
+	// Expected digest of the fetched OVA (md5, sha256 or sha512).
+	Checksum string `json:"checksum,omitempty"`
+
+	// More expected digests of the fetched OVA, at most one per algorithm.
+	Checksums []string `json:"checksums,omitempty"`
+
+	// Where the disks are staged: s3://<upload bucket>/ova/<saga>/, derived from the saga (the
+	// command's correlation ID), never chosen by the sender: the service refuses any other.
+	Staging string `json:"staging"`
+
+	// Largest virtual size of one disk, in bytes (at most 16 TiB).
+	MaxVirtualSize int64 `json:"max_virtual_size,omitempty"`
 }
 
 // CryptoLuksCreate is the payload of command crypto-luks.create
@@ -2829,6 +2883,39 @@ type ConverterConverted struct {
 
 	// Format detected in the input; absent for an empty disk.
 	DetectedFormat DiskFormat `json:"detected_format,omitempty"`
+}
+
+// ConverterOvaUnpacked is the payload of event converter.ova-unpacked
+// (https://slipway.dev/schemas/evt/converter.ova-unpacked.json).
+//
+// An OVA was read, its manifest verified and its disks staged, in the descriptor's DiskSection
+// order.
+type ConverterOvaUnpacked struct {
+	// Image the OVA is imported as.
+	ImageID int64 `json:"image_id"`
+
+	// The virtual system's name in the descriptor.
+	Name string `json:"name,omitempty"`
+
+	// OperatingSystemSection ovf:id (a CIM operating system type).
+	OSID int64 `json:"os_id,omitempty"`
+
+	// OperatingSystemSection osType (e.g. debian12_64Guest).
+	OSType string `json:"os_type,omitempty"`
+
+	// OperatingSystemSection Description.
+	OSDescription string `json:"os_description,omitempty"`
+
+	// Virtual CPUs (ResourceType 3); 0 when the descriptor gives none.
+	Cpus int64 `json:"cpus,omitempty"`
+
+	// Memory in MiB (ResourceType 4); 0 when the descriptor gives none.
+	MemoryMiB int64 `json:"memory_mib,omitempty"`
+
+	// The package had a manifest, and every file it lists matched.
+	Manifest bool `json:"manifest,omitempty"`
+
+	Disks []OvaDisk `json:"disks"`
 }
 
 // CryptoLuksEncrypted is the payload of event crypto-luks.encrypted
@@ -3530,6 +3617,7 @@ const (
 	CommandCatalogUserQuota            = "user-quota"
 	CommandConverterCreateBlank        = "create-blank"
 	CommandConverterImport             = "import"
+	CommandConverterOvaUnpack          = "ova-unpack"
 	CommandCryptoLUKSCreate            = "create"
 	CommandCryptoLUKSEncrypt           = "encrypt"
 	CommandCryptoLUKSRotateKek         = "rotate-kek"
@@ -3589,6 +3677,7 @@ const (
 	EventCatalogUserUpdated           = "user-updated"
 	EventConverterConverted           = "converted"
 	EventConverterFailed              = "failed"
+	EventConverterOvaUnpacked         = "ova-unpacked"
 	EventConverterProgress            = "progress"
 	EventCryptoLUKSEncrypted          = "encrypted"
 	EventCryptoLUKSFailed             = "failed"
@@ -3695,6 +3784,7 @@ var (
 	CmdCatalogUserQuota             = Cmd[UserQuota]{Service: ServiceCatalog, Verb: CommandCatalogUserQuota, Answers: []string{EventCatalogUserUpdated}}
 	CmdConverterCreateBlank         = Cmd[ConverterCreateBlank]{Service: ServiceConverter, Verb: CommandConverterCreateBlank, Answers: []string{EventConverterConverted}}
 	CmdConverterImport              = Cmd[ConverterImport]{Service: ServiceConverter, Verb: CommandConverterImport, Answers: []string{EventConverterConverted}}
+	CmdConverterOvaUnpack           = Cmd[ConverterOvaUnpack]{Service: ServiceConverter, Verb: CommandConverterOvaUnpack, Answers: []string{EventConverterOvaUnpacked}}
 	CmdCryptoLUKSCreate             = Cmd[CryptoLuksCreate]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSCreate, Answers: []string{EventCryptoLUKSEncrypted}}
 	CmdCryptoLUKSEncrypt            = Cmd[CryptoLuksEncrypt]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSEncrypt, Answers: []string{EventCryptoLUKSEncrypted}}
 	CmdCryptoLUKSRotateKek          = Cmd[CryptoLuksRotateKEK]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSRotateKek, Answers: []string{EventCryptoLUKSKekRotated}}
@@ -3750,6 +3840,7 @@ var (
 	EvtCatalogUserUpdated           = Evt[UserUpdated]{Service: ServiceCatalog, Name: EventCatalogUserUpdated}
 	EvtConverterConverted           = Evt[ConverterConverted]{Service: ServiceConverter, Name: EventConverterConverted}
 	EvtConverterFailed              = Evt[Failure]{Service: ServiceConverter, Name: EventConverterFailed}
+	EvtConverterOvaUnpacked         = Evt[ConverterOvaUnpacked]{Service: ServiceConverter, Name: EventConverterOvaUnpacked}
 	EvtConverterProgress            = Evt[Progress]{Service: ServiceConverter, Name: EventConverterProgress}
 	EvtCryptoLUKSEncrypted          = Evt[CryptoLuksEncrypted]{Service: ServiceCryptoLUKS, Name: EventCryptoLUKSEncrypted}
 	EvtCryptoLUKSFailed             = Evt[Failure]{Service: ServiceCryptoLUKS, Name: EventCryptoLUKSFailed}
@@ -3830,7 +3921,7 @@ var registry = []registered{
 	{kind: "cmd", service: "catalog", name: "image-chmod", file: "cmd/catalog.image-chmod.json", typ: reflect.TypeFor[ImageChmod](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-chown", file: "cmd/catalog.image-chown.json", typ: reflect.TypeFor[ImageChown](), senders: []string{"users"}, access: "admin"},
 	{kind: "cmd", service: "catalog", name: "image-clone", file: "cmd/catalog.image-clone.json", typ: reflect.TypeFor[ImageClone](), senders: []string{"users"}, access: "use"},
-	{kind: "cmd", service: "catalog", name: "image-create", file: "cmd/catalog.image-create.json", typ: reflect.TypeFor[ImageCreate](), senders: []string{"users", "kernel-registry", "launcher", "market-dockerhub", "market-lxc"}},
+	{kind: "cmd", service: "catalog", name: "image-create", file: "cmd/catalog.image-create.json", typ: reflect.TypeFor[ImageCreate](), senders: []string{"users", "catalog", "kernel-registry", "launcher", "market-dockerhub", "market-lxc"}},
 	{kind: "cmd", service: "catalog", name: "image-delete", file: "cmd/catalog.image-delete.json", typ: reflect.TypeFor[ImageRef](), senders: []string{"users", "kernel-registry"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-disable", file: "cmd/catalog.image-disable.json", typ: reflect.TypeFor[ImageRef](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-enable", file: "cmd/catalog.image-enable.json", typ: reflect.TypeFor[ImageRef](), senders: []string{"users"}, access: "manage"},
@@ -3852,6 +3943,7 @@ var registry = []registered{
 	{kind: "cmd", service: "catalog", name: "user-quota", file: "cmd/catalog.user-quota.json", typ: reflect.TypeFor[UserQuota](), senders: []string{"admins"}},
 	{kind: "cmd", service: "converter", name: "create-blank", file: "cmd/converter.create-blank.json", typ: reflect.TypeFor[ConverterCreateBlank](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "converter", name: "import", file: "cmd/converter.import.json", typ: reflect.TypeFor[ConverterImport](), senders: []string{"catalog"}},
+	{kind: "cmd", service: "converter", name: "ova-unpack", file: "cmd/converter.ova-unpack.json", typ: reflect.TypeFor[ConverterOvaUnpack](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "crypto-luks", name: "create", file: "cmd/crypto-luks.create.json", typ: reflect.TypeFor[CryptoLuksCreate](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "crypto-luks", name: "encrypt", file: "cmd/crypto-luks.encrypt.json", typ: reflect.TypeFor[CryptoLuksEncrypt](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "crypto-luks", name: "rotate-kek", file: "cmd/crypto-luks.rotate-kek.json", typ: reflect.TypeFor[CryptoLuksRotateKEK](), senders: []string{"admins"}},
@@ -3868,7 +3960,7 @@ var registry = []registered{
 	{kind: "cmd", service: "launcher", name: "template-chgrp", file: "cmd/launcher.template-chgrp.json", typ: reflect.TypeFor[LauncherTemplateChgrp](), senders: []string{"users"}, access: "admin"},
 	{kind: "cmd", service: "launcher", name: "template-chmod", file: "cmd/launcher.template-chmod.json", typ: reflect.TypeFor[LauncherTemplateChmod](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "template-chown", file: "cmd/launcher.template-chown.json", typ: reflect.TypeFor[LauncherTemplateChown](), senders: []string{"users"}, access: "admin"},
-	{kind: "cmd", service: "launcher", name: "template-create", file: "cmd/launcher.template-create.json", typ: reflect.TypeFor[LauncherTemplateCreate](), senders: []string{"users", "market-dockerhub", "market-lxc"}},
+	{kind: "cmd", service: "launcher", name: "template-create", file: "cmd/launcher.template-create.json", typ: reflect.TypeFor[LauncherTemplateCreate](), senders: []string{"users", "catalog", "market-dockerhub", "market-lxc"}},
 	{kind: "cmd", service: "launcher", name: "template-delete", file: "cmd/launcher.template-delete.json", typ: reflect.TypeFor[LauncherTemplateDelete](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "template-update", file: "cmd/launcher.template-update.json", typ: reflect.TypeFor[LauncherTemplateUpdate](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "terminate", file: "cmd/launcher.terminate.json", typ: reflect.TypeFor[VMAction](), senders: []string{"users"}, access: "manage"},
@@ -3907,6 +3999,7 @@ var registry = []registered{
 	{kind: "evt", service: "catalog", name: "user-updated", file: "evt/catalog.user-updated.json", typ: reflect.TypeFor[UserUpdated]()},
 	{kind: "evt", service: "converter", name: "converted", file: "evt/converter.converted.json", typ: reflect.TypeFor[ConverterConverted]()},
 	{kind: "evt", service: "converter", name: "failed", file: "evt/converter.failed.json", typ: reflect.TypeFor[Failure]()},
+	{kind: "evt", service: "converter", name: "ova-unpacked", file: "evt/converter.ova-unpacked.json", typ: reflect.TypeFor[ConverterOvaUnpacked]()},
 	{kind: "evt", service: "converter", name: "progress", file: "evt/converter.progress.json", typ: reflect.TypeFor[Progress]()},
 	{kind: "evt", service: "crypto-luks", name: "encrypted", file: "evt/crypto-luks.encrypted.json", typ: reflect.TypeFor[CryptoLuksEncrypted]()},
 	{kind: "evt", service: "crypto-luks", name: "failed", file: "evt/crypto-luks.failed.json", typ: reflect.TypeFor[Failure]()},

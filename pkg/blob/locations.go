@@ -36,6 +36,10 @@ const (
 	// BuildPrefix is where the builder stages a disk it carried out of a
 	// container image, in the upload bucket, for the converter.
 	BuildPrefix = "builds/"
+	// OVAPrefix is where the converter stages the disks of an OVA, in the
+	// upload bucket, for the imports the catalog starts of them
+	// ("ova/<saga>/disk<N>", see OVAStaging).
+	OVAPrefix = "ova/"
 	// MetaCommand is the user metadata that names the command whose job
 	// wrote an object (see OwnedBy).
 	MetaCommand = "Slipway-Command"
@@ -130,6 +134,8 @@ func (l Locations) IsMarketBucket(bucket string) bool {
 var serviceStaging = map[string]string{
 	schemas.ServiceKernelRegistry: "kernel-registry/",
 	schemas.ServiceLauncher:       "vms/",
+	// The catalog imports the disks of an OVA it had the converter stage.
+	schemas.ServiceCatalog: OVAPrefix,
 }
 
 // stagerName is the form of a user a staging prefix names: what package
@@ -185,6 +191,29 @@ func AttemptPrefix(imageID int64, sagaID string) string {
 // the upload bucket.
 func BuildKey(imageID int64, sagaID string) string {
 	return BuildPrefix + strconv.FormatInt(imageID, 10) + "/" + sagaID + "/disk.raw"
+}
+
+// OVAStaging is where the converter stages the disks of the OVA import
+// saga sagaID: s3://<upload bucket>/ova/<saga>/.
+func (l Locations) OVAStaging(sagaID string) string {
+	return URL(l.UploadBucket, OVAPrefix+sagaID+"/")
+}
+
+// OVADisk is the staged disk n of an OVA staged at staging.
+func OVADisk(staging string, n int) string {
+	return staging + "disk" + strconv.Itoa(n)
+}
+
+// CheckOVAStaging refuses an OVA staging location that is not the one
+// derived from the saga.
+func (l Locations) CheckOVAStaging(staging, sagaID string) error {
+	if err := CheckSaga(sagaID); err != nil {
+		return fmt.Errorf("staging: %w", err)
+	}
+	if want := l.OVAStaging(sagaID); staging != want {
+		return fmt.Errorf("staging %s: want %s: the key is derived from the saga (correlation ID), never chosen by a command", staging, want)
+	}
+	return nil
 }
 
 // diskName is the last element of a derived destination: disk or

@@ -73,7 +73,8 @@ func TestLocationsCheckSourceAndStaged(t *testing.T) {
 	}
 	for _, tc := range [][2]string{{"s3://slipway-uploads/uploads/alice/6f1c/disk.vmdk", "alice"},
 		{"s3://slipway-uploads/kernel-registry/6f1c/vmlinuz", "kernel-registry"},
-		{"s3://slipway-uploads/vms/7/saveas-0-12.qcow2", "launcher"}} {
+		{"s3://slipway-uploads/vms/7/saveas-0-12.qcow2", "launcher"},
+		{"s3://slipway-uploads/ova/" + saga + "/disk1", "catalog"}} {
 		if err := l.CheckStaged(tc[0], tc[1]); err != nil {
 			t.Error(err)
 		}
@@ -96,6 +97,8 @@ func TestLocationsCheckSourceAndStaged(t *testing.T) {
 		{"s3://slipway-uploads/uploads/alice/a/b/c", "alice"},
 		{"s3://operator-imports/uploads/alice/a/b", "alice"},
 		{"s3://slipway-default/uploads/alice/a/b", "alice"},
+		{"s3://slipway-uploads/ova/" + saga + "/disk1", "alice"},
+		{"s3://slipway-uploads/uploads/alice/6f1c/disk.vmdk", "catalog"},
 	} {
 		if err := l.CheckStaged(tc[0], tc[1]); err == nil {
 			t.Errorf("%s accepted as staged by %q", tc[0], tc[1])
@@ -215,5 +218,25 @@ func TestOwnedObjects(t *testing.T) {
 	}
 	if oi, err := s.Stat(ctx, bucket, "big"); err != nil || oi.Command != "C" {
 		t.Fatalf("multipart stat %+v %v", oi, err)
+	}
+}
+
+func TestOVAStaging(t *testing.T) {
+	l := blob.DefaultLocations()
+	staging := l.OVAStaging(saga)
+	if staging != "s3://slipway-uploads/ova/"+saga+"/" || blob.OVADisk(staging, 2) != staging+"disk2" {
+		t.Fatalf("staging %s, disk %s", staging, blob.OVADisk(staging, 2))
+	}
+	if err := l.CheckOVAStaging(staging, saga); err != nil {
+		t.Error(err)
+	}
+	other := "0f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f"
+	for _, bad := range []string{l.OVAStaging(other), "s3://slipway-uploads/ova/" + saga + "/../x/", "s3://slipway-default/ova/" + saga + "/", staging + "disk0"} {
+		if err := l.CheckOVAStaging(bad, saga); err == nil || !strings.Contains(err.Error(), "derived from the saga") {
+			t.Errorf("CheckOVAStaging(%s): %v", bad, err)
+		}
+	}
+	if err := l.CheckOVAStaging("s3://slipway-uploads/ova/x/", "x"); err == nil {
+		t.Error("a saga that is not a UUID was accepted")
 	}
 }

@@ -110,6 +110,7 @@ func TestServiceKeysAreScoped(t *testing.T) {
 	for _, tc := range []try{
 		{schemas.ServiceBuilder, "delete outside images/ of a datastore", func(st *blob.Store) error { return st.Delete(ctx, ds, "other/x") }},
 		{schemas.ServiceBuilder, "write a user's upload", func(st *blob.Store) error { return put(t, st, up, "uploads/bob/u/f") }},
+		{schemas.ServiceBuilder, "stage an OVA's disk", func(st *blob.Store) error { return put(t, st, up, "ova/s/disk1") }},
 		{schemas.ServiceBuilder, "delete a user's upload", func(st *blob.Store) error { return st.Delete(ctx, up, "uploads/bob/u/f") }},
 		{schemas.ServiceLauncher, "delete an image blob", func(st *blob.Store) error { return st.Delete(ctx, ds, "images/7/s/disk") }},
 		{schemas.ServiceLauncher, "write an image blob", func(st *blob.Store) error { return put(t, st, ds, "images/7/s/disk") }},
@@ -145,6 +146,8 @@ func TestServiceKeysAreScoped(t *testing.T) {
 		{schemas.ServiceLauncher, "stage a saved disk", func(st *blob.Store) error { return put(t, st, up, "vms/3/disk-0.qcow2") }},
 		{schemas.ServiceConverter, "read an upload", func(st *blob.Store) error { _, err := get(st, up, "uploads/bob/u/f"); return err }},
 		{schemas.ServiceBuilder, "stage a build", func(st *blob.Store) error { return put(t, st, up, "builds/7/s/disk.raw") }},
+		{schemas.ServiceConverter, "stage an OVA's disk", func(st *blob.Store) error { return put(t, st, up, "ova/s/disk1") }},
+		{schemas.ServiceCatalog, "delete an OVA's staged disk", func(st *blob.Store) error { return st.DeletePrefix(ctx, up, "ova/s/") }},
 		{schemas.ServiceBuilder, "read a staged rootfs", func(st *blob.Store) error { _, err := get(st, up, "uploads/bob/u/f"); return err }},
 		{schemas.ServiceCatalog, "check a bucket exists", func(st *blob.Store) error { return st.EnsureBucket(ctx, ds) }},
 		{schemas.ServiceCatalog, "copy a saved disk in", func(st *blob.Store) error {

@@ -51,6 +51,7 @@ const (
 	segKernelStaging = "kernel-registry" // upload bucket: what kernel-registry stages for the catalog
 	segVMs           = "vms"             // upload bucket: the launcher's saved disks
 	segBuilds        = "builds"          // upload bucket: the builder's carried disks
+	segOVA           = "ova"             // upload bucket: the converter's staged OVA disks
 )
 
 // policyBuilder collects statements; the first error sticks.
@@ -105,7 +106,8 @@ func join(sets ...[]string) []string { return slices.Concat(sets...) }
 //     under uploads/ and kernels/ only so that the upload credentials it
 //     issues to users (AssumeRole, which cannot exceed its parent) work.
 //   - converter: reads the upload and import buckets, writes and deletes
-//     (its own failed attempt) image blobs.
+//     (its own failed attempt) image blobs, stages an OVA's disks under
+//     ova/ in the upload bucket.
 //   - builder: writes image blobs and builds/ in the upload bucket;
 //     reads the upload and import buckets (a rootfs tarball's url).
 //   - crypto-luks: reads and rewrites image blobs.
@@ -131,6 +133,7 @@ func ServicePolicy(service string, l Layout) (p Policy, ok bool, err error) {
 	case schemas.ServiceConverter:
 		b.allow(ActRead, join(up, l.ImportBuckets))
 		b.allow(join(ActRead, ActWrite, ActDelete), ds, segImages)
+		b.allow(join(ActRead, ActWrite, ActDelete), up, segOVA)
 	case schemas.ServiceBuilder:
 		b.allow(ActRead, join(up, l.ImportBuckets))
 		b.allow(join(ActRead, ActWrite, ActDelete), ds, segImages)

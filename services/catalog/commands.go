@@ -67,7 +67,7 @@ func (s *Service) dispatch(ctx context.Context, m *bus.Msg, prior *processed) (p
 	}
 	switch m.Name {
 	case schemas.CommandCatalogImageCreate:
-		return s.create(ctx, m, prior)
+		return s.createOrDrop(ctx, m, prior)
 	case schemas.CommandCatalogImageEncrypt:
 		return s.encrypt(ctx, m, prior)
 	case schemas.CommandCatalogImageClone:

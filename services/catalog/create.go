@@ -21,6 +21,7 @@ type plan struct {
 	docker *dockerurl.URL     // the parsed docker:// path of a docker import
 	luks   bool               // an empty LUKS volume, made by crypto-luks
 	rootfs bool               // a root filesystem tarball the builder makes a disk of
+	ova    bool               // an OVA the converter unpacks (ovasaga.go)
 	// checksums are checksum and checksums together, one per algorithm.
 	checksums []string
 }
@@ -62,6 +63,9 @@ func (s *Service) planCreate(req schemas.ImageCreate, stager string) (plan, erro
 	}
 	if _, ok := req.Attributes[AttrLUKSSecret]; ok {
 		return p, refuse("attribute %s is set by the catalog on LUKS images: it cannot be given", AttrLUKSSecret)
+	}
+	if req.Ova {
+		return p, s.planOVA(&p, stager)
 	}
 	if req.LUKS {
 		return p, planLuks(&p)
@@ -246,6 +250,8 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 		return res, s.sendBuild(ctx, m, sagaID, rootfsData(data, p.req, p.format, p.checksums))
 	case p.luks:
 		return res, s.sendLuks(ctx, m, sagaID, luksData{importData: data, SizeMiB: req.SizeMiB})
+	case p.ova:
+		return res, s.sendUnpack(ctx, m, p, sagaID, data)
 	}
 	return res, s.sendConvert(ctx, m, p, data, sagaID)
 }
@@ -260,6 +266,8 @@ func (s *Service) startCreate(ctx context.Context, p plan, sagaID string, data i
 		return s.startRootfsSaga(ctx, sagaID, rootfsData(data, p.req, p.format, p.checksums))
 	case p.luks:
 		return s.start(ctx, sagaID, KindLuksCreate, data.ImageID, luksData{importData: data, SizeMiB: p.req.SizeMiB}, data.Dest)
+	case p.ova:
+		return s.startOVASaga(ctx, p, sagaID, data)
 	}
 	return s.start(ctx, sagaID, KindImport, data.ImageID, data, data.Dest)
 }
@@ -319,4 +327,75 @@ func (s *Service) sendConvert(ctx context.Context, m *bus.Msg, p plan, data impo
 		cmd.File, cmd.Format, cmd.SourceFormat, cmd.Compression = true, "", "", ""
 	}
 	return s.send(ctx, m.Envelope, sagaID, PhaseConvert, data.ImageID, schemas.ServiceConverter, "import", cmd)
+}
+
+// planOVA applies the rules of an OVA import (ova: true).
+func (s *Service) planOVA(p *plan, stager string) error {
+	req := p.req
+	switch {
+	case p.docker != nil || req.Rootfs || req.LUKS:
+		return refuse("ova marks an OVA at an http(s):// or s3:// path: not with docker://, rootfs or luks")
+	case req.Path == "":
+		return refuse("ova needs a path: the http(s):// or s3:// URL of the OVA (or an upload of it)")
+	case req.SizeMiB > 0 || req.FS != "":
+		return refuse("size_mib and fs make an empty DATABLOCK: an OVA brings its own disks")
+	case p.typ != schemas.ImageTypeOS:
+		return refuse("an OVA's first disk becomes an OS image, not %s (its other disks are DATABLOCKs)", p.typ)
+	case req.SourceFormat != "":
+		return refuse("source_format %s describes a disk: an OVA is a tar, and each disk's format is detected", req.SourceFormat)
+	case req.Compression != "" && req.Format != "" && req.Format != schemas.DiskFormatQcow2:
+		return refuse("compression %s applies to qcow2 only, not to format %s", req.Compression, req.Format)
+	}
+	if err := s.planSource(p, stager); err != nil {
+		return err
+	}
+	// A streamOptimized VMDK is an export format: unless told otherwise,
+	// every disk is stored as qcow2, which QEMU runs best.
+	p.ova, p.format = true, req.Format
+	if p.format == "" {
+		p.format = schemas.DiskFormatQcow2
+	}
+	return nil
+}
+
+// startOVASaga records an OVA import in its unpack phase.
+func (s *Service) startOVASaga(ctx context.Context, p plan, sagaID string, data importData) error {
+	return s.start(ctx, sagaID, KindOVAImport, data.ImageID, s.ovaData(ctx, p, sagaID, data), data.Dest)
+}
+
+func (s *Service) ovaData(ctx context.Context, p plan, sagaID string, data importData) ovaData {
+	origin := p.req.Origin
+	if origin == "" {
+		origin = p.req.Path
+	}
+	upload := data.Staged
+	data.Staged = "" // the OVA is not the first disk's source: Upload is deleted once unpacked
+	return ovaData{importData: data, Upload: upload, Source: p.req.Path, Origin: origin, Checksums: p.checksums, Staging: s.locations().OVAStaging(sagaID),
+		Datastore: p.ds.Name, Owner: s.ownerName(ctx), Name: p.req.Name, Format: p.format, Compression: p.req.Compression,
+		Persistent: p.req.Persistent}
+}
+
+// sendUnpack asks the converter to unpack the OVA.
+func (s *Service) sendUnpack(ctx context.Context, m *bus.Msg, p plan, sagaID string, data importData) error {
+	d := s.ovaData(ctx, p, sagaID, data)
+	cmd := schemas.ConverterOvaUnpack{ImageID: d.ImageID, Source: d.Source, Checksums: d.Checksums, Staging: d.Staging,
+		MaxVirtualSize: d.maxVirtualSize(s.cfg.MaxVirtualSize)}
+	return s.send(ctx, m.Envelope, sagaID, PhaseUnpack, d.ImageID, schemas.ServiceConverter, schemas.CommandConverterOvaUnpack, cmd)
+}
+
+// createOrDrop is create; when the catalog refuses an image-create it
+// sent itself (an OVA's further disk: a quota, a name taken meanwhile),
+// the staged disk that import would have consumed is deleted, since no
+// one else will.
+func (s *Service) createOrDrop(ctx context.Context, m *bus.Msg, prior *processed) (processed, error) {
+	res, err := s.create(ctx, m, prior)
+	if isRefusal(err) && callerOf(ctx).service == ServiceName {
+		var req schemas.ImageCreate
+		if m.Decode(&req) == nil && req.Staged && s.locations().CheckStaged(req.Path, ServiceName) == nil {
+			if derr := s.deleteURL(ctx, req.Path); derr != nil {
+				s.log.Warn("refused OVA disk not deleted", "path", req.Path, "err", derr)
+			}
+		}
+	}
+	return res, err
 }

@@ -162,7 +162,7 @@ func (s *Service) setup(ctx context.Context) error {
 
 // sagaFlows are the sagas the catalog runs, each declared in its file.
 func (s *Service) sagaFlows() []*flow {
-	return append([]*flow{s.importFlow(), s.dockerFlow(), s.rootfsFlow(), s.slotsFlow(), s.cloneFlow()}, s.luksFlows()...)
+	return append([]*flow{s.importFlow(), s.dockerFlow(), s.rootfsFlow(), s.ovaFlow(), s.slotsFlow(), s.cloneFlow()}, s.luksFlows()...)
 }
 
 func (s *Service) putDatastore(ctx context.Context, meta jetstream.KeyValue, ds Datastore) error {

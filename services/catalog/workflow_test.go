@@ -64,7 +64,7 @@ func TestEventKeys(t *testing.T) {
 	s := New(nil, nil, Config{})
 	s.declare(s.sagaFlows()...)
 	want := []string{"builder.built", "builder.failed", "converter.converted", "converter.failed",
-		"crypto-luks.encrypted", "crypto-luks.failed", "crypto-luks.slots-changed",
+		"converter.ova-unpacked", "crypto-luks.encrypted", "crypto-luks.failed", "crypto-luks.slots-changed",
 		"market-dockerhub.failed", "market-dockerhub.resolved"}
 	if got := s.eventKeys(); !slices.Equal(got, want) {
 		t.Fatalf("event keys %v, want %v", got, want)

@@ -108,8 +108,10 @@ func (s *Service) handle(ctx context.Context, m *bus.Msg) error {
 		return s.handleImport(ctx, m)
 	case schemas.CommandConverterCreateBlank:
 		return s.handleCreateBlank(ctx, m)
+	case schemas.CommandConverterOvaUnpack:
+		return s.handleOvaUnpack(ctx, m)
 	}
-	return bus.Terminal(fmt.Errorf("converter: unknown command %q (import, create-blank)", m.Subject))
+	return bus.Terminal(fmt.Errorf("converter: unknown command %q (import, create-blank, ova-unpack)", m.Subject))
 }
 
 // span starts a child span of a job phase.
@@ -165,7 +167,7 @@ func failureCode(err error) string {
 	case errors.Is(err, errInvalid):
 		return schemas.CodeInvalidCommand
 	case errors.Is(err, inspect.ErrRefused), errors.Is(err, qemuimg.ErrUnsafe), errors.Is(err, qemuimg.ErrCorrupt),
-		errors.Is(err, qemuimg.ErrPath):
+		errors.Is(err, qemuimg.ErrPath), errors.Is(err, errPackage):
 		return schemas.CodeInvalidInput
 	case errors.Is(err, blob.ErrTaken):
 		return schemas.CodeConflict
@@ -191,7 +193,8 @@ func isTerminal(phase schemas.ConverterPhase, err error) bool {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return false
 	case errors.Is(err, errInvalid), errors.Is(err, inspect.ErrRefused), errors.Is(err, blob.ErrTaken),
-		errors.Is(err, qemuimg.ErrUnsafe), errors.Is(err, qemuimg.ErrCorrupt), errors.Is(err, qemuimg.ErrPath):
+		errors.Is(err, qemuimg.ErrUnsafe), errors.Is(err, qemuimg.ErrCorrupt), errors.Is(err, qemuimg.ErrPath),
+		errors.Is(err, errPackage):
 		return true
 	case errors.Is(err, diskspace.ErrNoSpace):
 		return false

@@ -40,6 +40,13 @@ the distro's own /sbin/init runs under Slipway's guest init. --size is then
 the filesystem's size in MiB (default: the content plus room), --fs its
 filesystem (default ext4), --format raw or qcow2 (default qcow2).
 
+With --ova FILE|URL (or a --path ending in .ova), the file is an OVA: the
+converter reads its OVF descriptor, verifies its manifest (.mf) and stages
+its disks; the image becomes the first disk, each further disk an image
+NAME-disk<N> (DATABLOCK), and a VM template NAME is created with those
+disks and the descriptor's CPUs, memory and OS. Disks are stored as qcow2
+unless --format says otherwise.
+
 --checksum may be given once per algorithm (md5:, sha256:, sha512:<hex>):
 every one is checked against the bytes as fetched.
 
@@ -66,6 +73,7 @@ image exists. Prints KERNEL ID, RAMDISK ID, ID (the disk) and TEMPLATE ID.`,
   slipway image create --name scratch --type DATABLOCK --size 1024 --fs ext4
   slipway image create --name debian --rootfs --path https://host/debian/rootfs.tar.xz --size 2048 --checksum sha256:<hex> --wait
   slipway image create image.tmpl --persistent
+  slipway image create --name web --ova ./web.ova --wait
   slipway image create --name focal --aki vmlinuz --ari initrd.img --ami root.img
   slipway image create --name precise --uec precise-server-cloudimg-amd64.tar.gz --kernel-cmd "console=ttyS0"`,
 		Args: cobra.MaximumNArgs(1),
@@ -106,6 +114,7 @@ image exists. Prints KERNEL ID, RAMDISK ID, ID (the disk) and TEMPLATE ID.`,
 	fl.StringVar(&f.sourceFormat, "source-format", "", "declared format of the input; must match what inspection finds")
 	fl.StringVar(&f.fs, "fs", "", "filesystem of an empty DATABLOCK or of a --rootfs: ext2|ext3|ext4|xfs")
 	fl.BoolVar(&f.rootfs, "rootfs", false, "--path is a root filesystem tarball (tar, .gz, .xz, .zst) to build a bootable OS disk from")
+	fl.StringVar(&f.ova, "ova", "", "an OVA (local file, http(s):// or s3:// URL) to import: its disks as images, its system as a VM template")
 	fl.StringVar(&f.compression, "compression", "", "qcow2 compression: zstd|zlib")
 	fl.StringArrayVar(&f.checksums, "checksum", nil, "expected md5:|sha256:|sha512:<hex> of the input as fetched (repeatable, one per algorithm)")
 	fl.StringArrayVar(&f.attrs, "attr", nil, "attribute KEY=VALUE (repeatable)")

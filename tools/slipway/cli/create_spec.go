@@ -25,6 +25,7 @@ type createFlags struct {
 	compression                       string
 	checksums                         []string
 	rootfs                            bool
+	ova                               string // --ova FILE|URL
 	attrs                             []string
 }
 
@@ -65,6 +66,9 @@ func buildCreate(tmpl map[string]string, f createFlags, changed func(flag string
 		c.Checksums = append(c.Checksums, normalizeChecksum(sum))
 	}
 	c.Rootfs = f.rootfs
+	if err := applyOVA(&c, f.ova); err != nil {
+		return c, err
+	}
 	if !changed("datastore") && isFileType(c.Type) {
 		c.Datastore = "files" // file types live in the files datastore
 	}
@@ -110,6 +114,41 @@ func buildCreate(tmpl map[string]string, f createFlags, changed func(flag string
 	return c, checkCreate(c)
 }
 
+// applyOVA marks an OVA import: --ova FILE|URL is the path, and a path
+// ending in .ova (or an http(s):// or s3:// URL ending in .ovf, whose
+// files lie beside it) is detected as one (not with --rootfs, which says
+// what the file is). A local .ovf is refused: its files would not be
+// uploaded with it.
+func applyOVA(c *schemas.ImageCreate, ova string) error {
+	if ova != "" {
+		if c.Path != "" && c.Path != ova {
+			return errors.New("--ova is the path of the OVA: give --ova or --path, not both")
+		}
+		c.Path, c.Ova = ova, true
+	}
+	if c.Rootfs {
+		return nil
+	}
+	lower := strings.ToLower(strings.TrimRight(stripQuery(c.Path), "/"))
+	isOVF := strings.HasSuffix(lower, ".ovf")
+	if strings.HasSuffix(lower, ".ova") || isOVF {
+		c.Ova = true
+	}
+	if kind, _ := classifyPath(c.Path); c.Ova && isOVF && kind != pathURL {
+		return errors.New("a local .ovf: pack it with its files as an OVA (tar -cf x.ova x.ovf x-disk1.vmdk x.mf, the .ovf first), or give the http(s):// or s3:// URL of a .ovf whose files lie beside it")
+	}
+	return nil
+}
+
+// stripQuery is a URL without its query and fragment (a presigned URL's
+// signature follows the file name).
+func stripQuery(p string) string {
+	if i := strings.IndexAny(p, "?#"); i >= 0 && strings.Contains(p, "://") {
+		return p[:i]
+	}
+	return p
+}
+
 func normalizeChecksum(s string) string {
 	s = strings.TrimSpace(s)
 	if algo, hex, ok := strings.Cut(s, ":"); ok {
@@ -130,6 +169,9 @@ func checkCreate(c schemas.ImageCreate) error {
 	}
 	if c.Path != "" && c.SizeMiB != 0 && !c.Rootfs {
 		errs = append(errs, errors.New("give --path (to import data) or --size (an empty DATABLOCK), not both"))
+	}
+	if c.Ova && (c.Rootfs || c.SizeMiB != 0 || c.SourceFormat != "") {
+		errs = append(errs, errors.New("an OVA brings its own disks: --ova does not go with --rootfs, --size or --source-format"))
 	}
 	if c.Rootfs && c.Path == "" {
 		errs = append(errs, errors.New("--rootfs needs --path: the root filesystem tarball (a file, http(s):// or s3:// URL)"))

@@ -134,6 +134,35 @@ func TestBuildCreateRootfs(t *testing.T) {
 	}
 }
 
+// TestBuildCreateOVA: --ova is the path of an OVA; a path ending in .ova
+// is detected as one; an OVA goes with neither --rootfs nor --size.
+func TestBuildCreateOVA(t *testing.T) {
+	never := func(string) bool { return false }
+	for _, f := range []createFlags{{name: "web", ova: "./web.ova"}, {name: "web", path: "./web.ova"}, {name: "web", path: "https://h/x/WEB.OVA"},
+		{name: "web", ova: "s3://b/k", path: "s3://b/k"}, {name: "web", path: "https://h/x/web.ovf?sig=1"}, {name: "web", path: "s3://b/dir/web.ovf"}} {
+		c, err := buildCreate(nil, f, never)
+		if err != nil || !c.Ova || c.Path == "" {
+			t.Errorf("%+v: got %+v, %v", f, c, err)
+		}
+	}
+	if c, err := buildCreate(nil, createFlags{name: "x", path: "./disk.vmdk"}, never); err != nil || c.Ova {
+		t.Errorf("a .vmdk path was taken for an OVA: %+v %v", c, err)
+	}
+	for _, tc := range []struct {
+		f    createFlags
+		want string
+	}{
+		{createFlags{name: "a", ova: "a.ova", path: "b.ova"}, "give --ova or --path, not both"},
+		{createFlags{name: "a", ova: "a.ova", sizeMiB: 64}, "does not go with --rootfs, --size"},
+		{createFlags{name: "a", ova: "a.ova", rootfs: true}, "does not go with --rootfs"},
+		{createFlags{name: "a", path: "./web.ovf"}, "a local .ovf: pack it with its files as an OVA"},
+	} {
+		if _, err := buildCreate(nil, tc.f, never); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: err %v, want %q", tc.f, err, tc.want)
+		}
+	}
+}
+
 func TestClassifyPath(t *testing.T) {
 	cases := map[string]pathKind{
 		"-": pathStdin, "disk.qcow2": pathLocal, "./a:b.img": pathLocal, "/tmp/x": pathLocal,

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/ovf/ovftest"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/pkg/tlsca"
 	"github.com/slipway/slipway/tools/slipway/up"
@@ -78,6 +79,16 @@ func TestUpWithTLS(t *testing.T) {
 	// With it: a local disk goes the whole way.
 	disk := qcow2(t)
 	mustShow(t, admin, []string{"image", "create", "--name", "tls", "--path", disk, "--wait", "--timeout", "2m"}, "READY")
+	// An OVA too, with every service on its own scoped S3 keys: the
+	// converter stages the disks under ova/ of the upload bucket, the
+	// catalog imports each and deletes what was staged.
+	ova := ovftest.Build(t, ovftest.Package{Name: "tls-ova", Disks: []string{disk, disk}, CPUs: 1, MemoryMiB: 128})
+	mustShow(t, admin, []string{"image", "create", "--name", "tls-ova", "--ova", ova.OVA, "--wait", "--timeout", "2m"}, "READY")
+	if !testenv.Eventually(time.Minute, 300*time.Millisecond, func() bool {
+		return strings.Contains(slipway(t, admin, "image", "show", "tls-ova-disk1", "--json").stdout, `"state": "READY"`)
+	}) {
+		t.Errorf("the OVA's second disk did not become READY:\n%s", slipway(t, admin, "image", "show", "tls-ova-disk1", "--json").stdout)
+	}
 
 	// Users: create, re-issue, delete; each step felt at the server.
 	work := t.TempDir()
