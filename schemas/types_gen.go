@@ -310,6 +310,19 @@ const (
 	KernelRegistryPhaseRegister KernelRegistryPhase = "register"
 )
 
+// SnapshotOp is defined in defs.json.
+//
+// A snapshot operation: revert (the disk takes the snapshot's state), delete (the snapshot
+// goes), flatten (the snapshot's state is kept and every snapshot goes).
+type SnapshotOp string
+
+// SnapshotOp values.
+const (
+	SnapshotOpRevert  SnapshotOp = "revert"
+	SnapshotOpDelete  SnapshotOp = "delete"
+	SnapshotOpFlatten SnapshotOp = "flatten"
+)
+
 // DatastoreKind is defined in defs.json.
 //
 // What a datastore holds: image (disks: OS, CDROM, DATABLOCK) or file (KERNEL, RAMDISK,
@@ -346,6 +359,7 @@ var (
 	KernelCompressionValues   = enumValues(KernelCompressionNone, KernelCompressionGzip, KernelCompressionXz, KernelCompressionZstd, KernelCompressionLz4, KernelCompressionLzma, KernelCompressionBzip2, KernelCompressionLzo)
 	KernelSourceValues        = enumValues(KernelSourceAdd, KernelSourceCatalog)
 	KernelRegistryPhaseValues = enumValues(KernelRegistryPhaseDownload, KernelRegistryPhaseUnpack, KernelRegistryPhaseExamine, KernelRegistryPhaseInitrd, KernelRegistryPhaseRegister)
+	SnapshotOpValues          = enumValues(SnapshotOpRevert, SnapshotOpDelete, SnapshotOpFlatten)
 	DatastoreKindValues       = enumValues(DatastoreKindImage, DatastoreKindFile)
 )
 
@@ -572,8 +586,12 @@ type VMDisk struct {
 	// Virtual size in bytes.
 	Size int64 `json:"size,omitempty"`
 
-	// Internal snapshots taken with disk-snapshot.
+	// Names of the disk's internal snapshots (the image's and those taken with disk-snapshot).
 	Snapshots []string `json:"snapshots,omitempty"`
+
+	// The disk's internal snapshots as a tree, with the active one; given to the image when the VM
+	// ends.
+	SnapshotTree []ImageSnapshot `json:"snapshot_tree,omitempty"`
 }
 
 // VMFile is defined in defs.json.
@@ -1330,6 +1348,31 @@ type ImageRef struct {
 	ID int64 `json:"id"`
 }
 
+// ImageSnapshot is defined in defs.json.
+//
+// One snapshot of a persistent image's disk (OpenNebula's SNAPSHOT): an internal qcow2 snapshot
+// inside the image's one blob. The snapshots form a tree by parent; the active one is the state
+// the disk last came from (the last taken or reverted to).
+type ImageSnapshot struct {
+	// Snapshot ID, unique in the image, never reused.
+	ID int64 `json:"id"`
+
+	// Name of the internal snapshot in the qcow2 blob.
+	Name string `json:"name"`
+
+	// ID of the parent snapshot; -1 for a root.
+	Parent int64 `json:"parent"`
+
+	// The disk's current state descends from this snapshot (at most one is active).
+	Active bool `json:"active"`
+
+	// When the snapshot was taken, RFC 3339.
+	Date string `json:"date"`
+
+	// Virtual size of the disk when the snapshot was taken, in bytes.
+	Size int64 `json:"size,omitempty"`
+}
+
 // ImageSave is defined in defs.json.
 //
 // A persistent image's changes, staged by the launcher for image-release: the catalog checks
@@ -1350,6 +1393,10 @@ type ImageSave struct {
 
 	// SHA-256 of the staged object.
 	SHA256 string `json:"sha256"`
+
+	// The internal snapshots the staged disk holds, as a tree (the image's own, and those taken
+	// while the VM ran); they become the image's.
+	Snapshots []ImageSnapshot `json:"snapshots,omitempty"`
 }
 
 // Image is defined in defs.json. It is the payload of event catalog.image-created, event
@@ -1427,6 +1474,10 @@ type Image struct {
 
 	// ID of the saga (workflow) that created or last changed the image.
 	SagaID string `json:"saga_id,omitempty"`
+
+	// The image's snapshots (persistent OS and DATABLOCK images): internal qcow2 snapshots in its
+	// blob, a tree with one active.
+	Snapshots []ImageSnapshot `json:"snapshots,omitempty"`
 
 	// Creation time, RFC 3339.
 	CreatedAt string `json:"created_at"`
@@ -2039,6 +2090,57 @@ type ImageSlotRotate struct {
 	ID int64 `json:"id"`
 }
 
+// ImageSnapshotDelete is the payload of command catalog.image-snapshot-delete
+// (https://slipway.dev/schemas/cmd/catalog.image-snapshot-delete.json).
+//
+// Delete one snapshot of an image; only a snapshot that is not active and has no children can
+// be deleted (qemu-img snapshot -d, run by the converter on a copy of the blob). The image must
+// be READY and of type OS or DATABLOCK; it is LOCKED while the converter writes the new blob (a
+// new key: the old blob stays until the record names the new one), then READY with the new size
+// and SHA-256 (saga snapshot). Answered by image-snapshot-changed or failed, caused by this
+// command.
+type ImageSnapshotDelete struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// Snapshot ID (image show lists them).
+	Snapshot int64 `json:"snapshot"`
+}
+
+// ImageSnapshotFlatten is the payload of command catalog.image-snapshot-flatten
+// (https://slipway.dev/schemas/cmd/catalog.image-snapshot-flatten.json).
+//
+// Keep the state of one snapshot as the image's disk and remove every snapshot (qemu-img
+// convert -l, run by the converter); the image can then be made non-persistent or cloned. The
+// image must be READY and of type OS or DATABLOCK; it is LOCKED while the converter writes the
+// new blob (a new key: the old blob stays until the record names the new one), then READY with
+// the new size and SHA-256 (saga snapshot). Answered by image-snapshot-changed or failed,
+// caused by this command.
+type ImageSnapshotFlatten struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// Snapshot ID (image show lists them).
+	Snapshot int64 `json:"snapshot"`
+}
+
+// ImageSnapshotRevert is the payload of command catalog.image-snapshot-revert
+// (https://slipway.dev/schemas/cmd/catalog.image-snapshot-revert.json).
+//
+// Overwrite the active state of a persistent image's disk with one of its snapshots (qemu-img
+// snapshot -a, run by the converter on a copy of the blob); the snapshot becomes the active
+// one. The image must be READY and of type OS or DATABLOCK; it is LOCKED while the converter
+// writes the new blob (a new key: the old blob stays until the record names the new one), then
+// READY with the new size and SHA-256 (saga snapshot). Answered by image-snapshot-changed or
+// failed, caused by this command.
+type ImageSnapshotRevert struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// Snapshot ID (image show lists them).
+	Snapshot int64 `json:"snapshot"`
+}
+
 // ImageUpdate is the payload of command catalog.image-update
 // (https://slipway.dev/schemas/cmd/catalog.image-update.json).
 //
@@ -2206,6 +2308,32 @@ type ConverterImport struct {
 	File bool `json:"file,omitempty"`
 }
 
+// ConverterSnapshot is the payload of command converter.snapshot
+// (https://slipway.dev/schemas/cmd/converter.snapshot.json).
+//
+// Apply a snapshot operation to a qcow2 image blob: fetch source (an image's blob), run
+// qemu-img on the local copy (revert: snapshot -a; delete: snapshot -d; flatten: convert -l
+// into a new qcow2 without snapshots) and store the result at dest. The source is never
+// written. Answered by converted or failed.
+type ConverterSnapshot struct {
+	// Image the blob belongs to.
+	ImageID int64 `json:"image_id"`
+
+	// The image's current blob: s3://<datastore bucket>/images/…
+	Source string `json:"source"`
+
+	// Where to store the result: s3://<datastore bucket>/images/<image_id>/<saga>/disk.qcow2,
+	// derived from the image and the saga (the command's correlation ID); any other dest is
+	// refused.
+	Dest string `json:"dest"`
+
+	// What to do.
+	Op SnapshotOp `json:"op"`
+
+	// Name of the internal snapshot.
+	Snapshot string `json:"snapshot"`
+}
+
 // CryptoLuksCreate is the payload of command crypto-luks.create
 // (https://slipway.dev/schemas/cmd/crypto-luks.create.json).
 //
@@ -2348,6 +2476,41 @@ type LauncherDiskSaveAs struct {
 
 	// Name of the new image.
 	Name string `json:"name"`
+}
+
+// LauncherDiskSnapshotDelete is the payload of command launcher.disk-snapshot-delete
+// (https://slipway.dev/schemas/cmd/launcher.disk-snapshot-delete.json).
+//
+// Delete an internal snapshot of a persistent qcow2 disk of a VM: QMP while QEMU runs, qemu-img
+// when the VM is powered off. Only a snapshot that is not active and has no children can be
+// deleted. Answered by disk-snapshot-changed or failed.
+type LauncherDiskSnapshotDelete struct {
+	// VM ID.
+	ID int64 `json:"id"`
+
+	// Index of the DISK, from 0.
+	DiskID int64 `json:"disk_id"`
+
+	// Snapshot ID (vm show lists them).
+	Snapshot int64 `json:"snapshot"`
+}
+
+// LauncherDiskSnapshotRevert is the payload of command launcher.disk-snapshot-revert
+// (https://slipway.dev/schemas/cmd/launcher.disk-snapshot-revert.json).
+//
+// Revert a persistent qcow2 disk of a VM to one of its internal snapshots (qemu-img snapshot
+// -a), which becomes the active one. As OpenNebula does, the VM must be POWEROFF: a running
+// guest would see its disk change under it, so a running VM is refused with the reason.
+// Answered by disk-snapshot-changed or failed.
+type LauncherDiskSnapshotRevert struct {
+	// VM ID.
+	ID int64 `json:"id"`
+
+	// Index of the DISK, from 0.
+	DiskID int64 `json:"disk_id"`
+
+	// Snapshot ID (vm show lists them).
+	Snapshot int64 `json:"snapshot"`
 }
 
 // LauncherDiskSnapshot is the payload of command launcher.disk-snapshot
@@ -2635,6 +2798,35 @@ type ImageSlotsChanged struct {
 	State ImageState `json:"state"`
 }
 
+// ImageSnapshotChanged is the payload of event catalog.image-snapshot-changed
+// (https://slipway.dev/schemas/evt/catalog.image-snapshot-changed.json).
+//
+// A snapshot operation on an image finished (image-snapshot-revert, -delete, -flatten): the
+// converter wrote the new blob, the record names it with its size and SHA-256 and the new
+// snapshot tree, and the image is READY again. Caused by the command.
+type ImageSnapshotChanged struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// What was done.
+	Op SnapshotOp `json:"op"`
+
+	// The snapshot the operation was about.
+	Snapshot int64 `json:"snapshot"`
+
+	// The image's snapshots after the operation (none after flatten).
+	Snapshots []ImageSnapshot `json:"snapshots,omitempty"`
+
+	// Bytes stored.
+	Size int64 `json:"size"`
+
+	// SHA-256 of the new blob.
+	SHA256 string `json:"sha256"`
+
+	// The image's state once given back (READY).
+	State ImageState `json:"state"`
+}
+
 // ImageUsed is the payload of event catalog.image-used
 // (https://slipway.dev/schemas/evt/catalog.image-used.json).
 //
@@ -2825,6 +3017,27 @@ type LauncherDiskSaved struct {
 
 	// The new image.
 	ImageID int64 `json:"image_id"`
+}
+
+// LauncherDiskSnapshotChanged is the payload of event launcher.disk-snapshot-changed
+// (https://slipway.dev/schemas/evt/launcher.disk-snapshot-changed.json).
+//
+// A VM disk's snapshot was reverted to or deleted (disk-snapshot-revert, disk-snapshot-delete).
+type LauncherDiskSnapshotChanged struct {
+	// VM ID.
+	ID int64 `json:"id"`
+
+	// Index of the DISK.
+	DiskID int64 `json:"disk_id"`
+
+	// revert or delete.
+	Op SnapshotOp `json:"op"`
+
+	// The snapshot the operation was about.
+	Snapshot int64 `json:"snapshot"`
+
+	// The disk's snapshots after the operation.
+	Snapshots []ImageSnapshot `json:"snapshots,omitempty"`
 }
 
 // LauncherDiskSnapshotted is the payload of event launcher.disk-snapshotted
@@ -3420,6 +3633,9 @@ const (
 	CommandCatalogImageSlotAdd         = "image-slot-add"
 	CommandCatalogImageSlotRemove      = "image-slot-remove"
 	CommandCatalogImageSlotRotate      = "image-slot-rotate"
+	CommandCatalogImageSnapshotDelete  = "image-snapshot-delete"
+	CommandCatalogImageSnapshotFlatten = "image-snapshot-flatten"
+	CommandCatalogImageSnapshotRevert  = "image-snapshot-revert"
 	CommandCatalogImageUpdate          = "image-update"
 	CommandCatalogImageUse             = "image-use"
 	CommandCatalogUserCreate           = "user-create"
@@ -3428,6 +3644,7 @@ const (
 	CommandCatalogUserQuota            = "user-quota"
 	CommandConverterCreateBlank        = "create-blank"
 	CommandConverterImport             = "import"
+	CommandConverterSnapshot           = "snapshot"
 	CommandCryptoLUKSCreate            = "create"
 	CommandCryptoLUKSEncrypt           = "encrypt"
 	CommandCryptoLUKSRotateKek         = "rotate-kek"
@@ -3437,6 +3654,8 @@ const (
 	CommandCryptoLUKSSlotRemove        = "slot-remove"
 	CommandKernelRegistryAdd           = "add"
 	CommandLauncherDiskSaveAs          = "disk-save-as"
+	CommandLauncherDiskSnapshotDelete  = "disk-snapshot-delete"
+	CommandLauncherDiskSnapshotRevert  = "disk-snapshot-revert"
 	CommandLauncherDiskSnapshot        = "disk-snapshot"
 	CommandLauncherInstantiate         = "instantiate"
 	CommandLauncherPoweroff            = "poweroff"
@@ -3479,6 +3698,7 @@ const (
 	EventCatalogImageProgress         = "image-progress"
 	EventCatalogImageReleased         = "image-released"
 	EventCatalogImageSlotsChanged     = "image-slots-changed"
+	EventCatalogImageSnapshotChanged  = "image-snapshot-changed"
 	EventCatalogImageUpdated          = "image-updated"
 	EventCatalogImageUsed             = "image-used"
 	EventCatalogStateChanged          = "state-changed"
@@ -3498,6 +3718,7 @@ const (
 	EventKernelRegistryFailed         = "failed"
 	EventKernelRegistryProgress       = "progress"
 	EventLauncherDiskSaved            = "disk-saved"
+	EventLauncherDiskSnapshotChanged  = "disk-snapshot-changed"
 	EventLauncherDiskSnapshotted      = "disk-snapshotted"
 	EventLauncherFailed               = "failed"
 	EventLauncherTemplateCreated      = "template-created"
@@ -3582,6 +3803,9 @@ var (
 	CmdCatalogImageSlotAdd          = Cmd[ImageSlotAdd]{Service: ServiceCatalog, Verb: CommandCatalogImageSlotAdd, Answers: nil}
 	CmdCatalogImageSlotRemove       = Cmd[ImageSlotRemove]{Service: ServiceCatalog, Verb: CommandCatalogImageSlotRemove, Answers: nil}
 	CmdCatalogImageSlotRotate       = Cmd[ImageSlotRotate]{Service: ServiceCatalog, Verb: CommandCatalogImageSlotRotate, Answers: nil}
+	CmdCatalogImageSnapshotDelete   = Cmd[ImageSnapshotDelete]{Service: ServiceCatalog, Verb: CommandCatalogImageSnapshotDelete, Answers: []string{EventCatalogImageSnapshotChanged}}
+	CmdCatalogImageSnapshotFlatten  = Cmd[ImageSnapshotFlatten]{Service: ServiceCatalog, Verb: CommandCatalogImageSnapshotFlatten, Answers: []string{EventCatalogImageSnapshotChanged}}
+	CmdCatalogImageSnapshotRevert   = Cmd[ImageSnapshotRevert]{Service: ServiceCatalog, Verb: CommandCatalogImageSnapshotRevert, Answers: []string{EventCatalogImageSnapshotChanged}}
 	CmdCatalogImageUpdate           = Cmd[ImageUpdate]{Service: ServiceCatalog, Verb: CommandCatalogImageUpdate, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageUse              = Cmd[ImageUse]{Service: ServiceCatalog, Verb: CommandCatalogImageUse, Answers: []string{EventCatalogImageUsed}}
 	CmdCatalogUserCreate            = Cmd[UserCreate]{Service: ServiceCatalog, Verb: CommandCatalogUserCreate, Answers: []string{EventCatalogUserCreated}}
@@ -3590,6 +3814,7 @@ var (
 	CmdCatalogUserQuota             = Cmd[UserQuota]{Service: ServiceCatalog, Verb: CommandCatalogUserQuota, Answers: []string{EventCatalogUserUpdated}}
 	CmdConverterCreateBlank         = Cmd[ConverterCreateBlank]{Service: ServiceConverter, Verb: CommandConverterCreateBlank, Answers: []string{EventConverterConverted}}
 	CmdConverterImport              = Cmd[ConverterImport]{Service: ServiceConverter, Verb: CommandConverterImport, Answers: []string{EventConverterConverted}}
+	CmdConverterSnapshot            = Cmd[ConverterSnapshot]{Service: ServiceConverter, Verb: CommandConverterSnapshot, Answers: []string{EventConverterConverted}}
 	CmdCryptoLUKSCreate             = Cmd[CryptoLuksCreate]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSCreate, Answers: []string{EventCryptoLUKSEncrypted}}
 	CmdCryptoLUKSEncrypt            = Cmd[CryptoLuksEncrypt]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSEncrypt, Answers: []string{EventCryptoLUKSEncrypted}}
 	CmdCryptoLUKSRotateKek          = Cmd[CryptoLuksRotateKEK]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSRotateKek, Answers: []string{EventCryptoLUKSKekRotated}}
@@ -3599,6 +3824,8 @@ var (
 	CmdCryptoLUKSSlotRemove         = Cmd[CryptoLuksSlotRemove]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSSlotRemove, Answers: []string{EventCryptoLUKSSlotsChanged}}
 	CmdKernelRegistryAdd            = Cmd[KernelRegistryAdd]{Service: ServiceKernelRegistry, Verb: CommandKernelRegistryAdd, Answers: []string{EventKernelRegistryAdded}}
 	CmdLauncherDiskSaveAs           = Cmd[LauncherDiskSaveAs]{Service: ServiceLauncher, Verb: CommandLauncherDiskSaveAs, Answers: []string{EventLauncherDiskSaved}}
+	CmdLauncherDiskSnapshotDelete   = Cmd[LauncherDiskSnapshotDelete]{Service: ServiceLauncher, Verb: CommandLauncherDiskSnapshotDelete, Answers: []string{EventLauncherDiskSnapshotChanged}}
+	CmdLauncherDiskSnapshotRevert   = Cmd[LauncherDiskSnapshotRevert]{Service: ServiceLauncher, Verb: CommandLauncherDiskSnapshotRevert, Answers: []string{EventLauncherDiskSnapshotChanged}}
 	CmdLauncherDiskSnapshot         = Cmd[LauncherDiskSnapshot]{Service: ServiceLauncher, Verb: CommandLauncherDiskSnapshot, Answers: []string{EventLauncherDiskSnapshotted}}
 	CmdLauncherInstantiate          = Cmd[LauncherInstantiate]{Service: ServiceLauncher, Verb: CommandLauncherInstantiate, Answers: []string{EventLauncherVMCreated}}
 	CmdLauncherPoweroff             = Cmd[VMAction]{Service: ServiceLauncher, Verb: CommandLauncherPoweroff, Answers: []string{EventLauncherVMStateChanged}}
@@ -3637,6 +3864,7 @@ var (
 	EvtCatalogImageProgress         = Evt[ImageProgress]{Service: ServiceCatalog, Name: EventCatalogImageProgress}
 	EvtCatalogImageReleased         = Evt[ImageReleased]{Service: ServiceCatalog, Name: EventCatalogImageReleased}
 	EvtCatalogImageSlotsChanged     = Evt[ImageSlotsChanged]{Service: ServiceCatalog, Name: EventCatalogImageSlotsChanged}
+	EvtCatalogImageSnapshotChanged  = Evt[ImageSnapshotChanged]{Service: ServiceCatalog, Name: EventCatalogImageSnapshotChanged}
 	EvtCatalogImageUpdated          = Evt[Image]{Service: ServiceCatalog, Name: EventCatalogImageUpdated}
 	EvtCatalogImageUsed             = Evt[ImageUsed]{Service: ServiceCatalog, Name: EventCatalogImageUsed}
 	EvtCatalogStateChanged          = Evt[StateChanged]{Service: ServiceCatalog, Name: EventCatalogStateChanged}
@@ -3656,6 +3884,7 @@ var (
 	EvtKernelRegistryFailed         = Evt[Failure]{Service: ServiceKernelRegistry, Name: EventKernelRegistryFailed}
 	EvtKernelRegistryProgress       = Evt[Progress]{Service: ServiceKernelRegistry, Name: EventKernelRegistryProgress}
 	EvtLauncherDiskSaved            = Evt[LauncherDiskSaved]{Service: ServiceLauncher, Name: EventLauncherDiskSaved}
+	EvtLauncherDiskSnapshotChanged  = Evt[LauncherDiskSnapshotChanged]{Service: ServiceLauncher, Name: EventLauncherDiskSnapshotChanged}
 	EvtLauncherDiskSnapshotted      = Evt[LauncherDiskSnapshotted]{Service: ServiceLauncher, Name: EventLauncherDiskSnapshotted}
 	EvtLauncherFailed               = Evt[Failure]{Service: ServiceLauncher, Name: EventLauncherFailed}
 	EvtLauncherTemplateCreated      = Evt[VMTemplate]{Service: ServiceLauncher, Name: EventLauncherTemplateCreated}
@@ -3736,6 +3965,9 @@ var registry = []registered{
 	{kind: "cmd", service: "catalog", name: "image-slot-add", file: "cmd/catalog.image-slot-add.json", typ: reflect.TypeFor[ImageSlotAdd](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-slot-remove", file: "cmd/catalog.image-slot-remove.json", typ: reflect.TypeFor[ImageSlotRemove](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-slot-rotate", file: "cmd/catalog.image-slot-rotate.json", typ: reflect.TypeFor[ImageSlotRotate](), senders: []string{"users"}, access: "manage"},
+	{kind: "cmd", service: "catalog", name: "image-snapshot-delete", file: "cmd/catalog.image-snapshot-delete.json", typ: reflect.TypeFor[ImageSnapshotDelete](), senders: []string{"users"}, access: "manage"},
+	{kind: "cmd", service: "catalog", name: "image-snapshot-flatten", file: "cmd/catalog.image-snapshot-flatten.json", typ: reflect.TypeFor[ImageSnapshotFlatten](), senders: []string{"users"}, access: "manage"},
+	{kind: "cmd", service: "catalog", name: "image-snapshot-revert", file: "cmd/catalog.image-snapshot-revert.json", typ: reflect.TypeFor[ImageSnapshotRevert](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-update", file: "cmd/catalog.image-update.json", typ: reflect.TypeFor[ImageUpdate](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-use", file: "cmd/catalog.image-use.json", typ: reflect.TypeFor[ImageUse](), senders: []string{"launcher"}, access: "use"},
 	{kind: "cmd", service: "catalog", name: "user-create", file: "cmd/catalog.user-create.json", typ: reflect.TypeFor[UserCreate](), senders: []string{"admins"}},
@@ -3744,6 +3976,7 @@ var registry = []registered{
 	{kind: "cmd", service: "catalog", name: "user-quota", file: "cmd/catalog.user-quota.json", typ: reflect.TypeFor[UserQuota](), senders: []string{"admins"}},
 	{kind: "cmd", service: "converter", name: "create-blank", file: "cmd/converter.create-blank.json", typ: reflect.TypeFor[ConverterCreateBlank](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "converter", name: "import", file: "cmd/converter.import.json", typ: reflect.TypeFor[ConverterImport](), senders: []string{"catalog"}},
+	{kind: "cmd", service: "converter", name: "snapshot", file: "cmd/converter.snapshot.json", typ: reflect.TypeFor[ConverterSnapshot](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "crypto-luks", name: "create", file: "cmd/crypto-luks.create.json", typ: reflect.TypeFor[CryptoLuksCreate](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "crypto-luks", name: "encrypt", file: "cmd/crypto-luks.encrypt.json", typ: reflect.TypeFor[CryptoLuksEncrypt](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "crypto-luks", name: "rotate-kek", file: "cmd/crypto-luks.rotate-kek.json", typ: reflect.TypeFor[CryptoLuksRotateKEK](), senders: []string{"admins"}},
@@ -3753,6 +3986,8 @@ var registry = []registered{
 	{kind: "cmd", service: "crypto-luks", name: "slot-remove", file: "cmd/crypto-luks.slot-remove.json", typ: reflect.TypeFor[CryptoLuksSlotRemove](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "kernel-registry", name: "add", file: "cmd/kernel-registry.add.json", typ: reflect.TypeFor[KernelRegistryAdd](), senders: []string{"users"}},
 	{kind: "cmd", service: "launcher", name: "disk-save-as", file: "cmd/launcher.disk-save-as.json", typ: reflect.TypeFor[LauncherDiskSaveAs](), senders: []string{"users"}, access: "manage"},
+	{kind: "cmd", service: "launcher", name: "disk-snapshot-delete", file: "cmd/launcher.disk-snapshot-delete.json", typ: reflect.TypeFor[LauncherDiskSnapshotDelete](), senders: []string{"users"}, access: "manage"},
+	{kind: "cmd", service: "launcher", name: "disk-snapshot-revert", file: "cmd/launcher.disk-snapshot-revert.json", typ: reflect.TypeFor[LauncherDiskSnapshotRevert](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "disk-snapshot", file: "cmd/launcher.disk-snapshot.json", typ: reflect.TypeFor[LauncherDiskSnapshot](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "instantiate", file: "cmd/launcher.instantiate.json", typ: reflect.TypeFor[LauncherInstantiate](), senders: []string{"users"}, access: "use"},
 	{kind: "cmd", service: "launcher", name: "poweroff", file: "cmd/launcher.poweroff.json", typ: reflect.TypeFor[VMAction](), senders: []string{"users"}, access: "manage"},
@@ -3791,6 +4026,7 @@ var registry = []registered{
 	{kind: "evt", service: "catalog", name: "image-progress", file: "evt/catalog.image-progress.json", typ: reflect.TypeFor[ImageProgress]()},
 	{kind: "evt", service: "catalog", name: "image-released", file: "evt/catalog.image-released.json", typ: reflect.TypeFor[ImageReleased]()},
 	{kind: "evt", service: "catalog", name: "image-slots-changed", file: "evt/catalog.image-slots-changed.json", typ: reflect.TypeFor[ImageSlotsChanged]()},
+	{kind: "evt", service: "catalog", name: "image-snapshot-changed", file: "evt/catalog.image-snapshot-changed.json", typ: reflect.TypeFor[ImageSnapshotChanged]()},
 	{kind: "evt", service: "catalog", name: "image-updated", file: "evt/catalog.image-updated.json", typ: reflect.TypeFor[Image]()},
 	{kind: "evt", service: "catalog", name: "image-used", file: "evt/catalog.image-used.json", typ: reflect.TypeFor[ImageUsed]()},
 	{kind: "evt", service: "catalog", name: "state-changed", file: "evt/catalog.state-changed.json", typ: reflect.TypeFor[StateChanged]()},
@@ -3810,6 +4046,7 @@ var registry = []registered{
 	{kind: "evt", service: "kernel-registry", name: "failed", file: "evt/kernel-registry.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "kernel-registry", name: "progress", file: "evt/kernel-registry.progress.json", typ: reflect.TypeFor[Progress]()},
 	{kind: "evt", service: "launcher", name: "disk-saved", file: "evt/launcher.disk-saved.json", typ: reflect.TypeFor[LauncherDiskSaved]()},
+	{kind: "evt", service: "launcher", name: "disk-snapshot-changed", file: "evt/launcher.disk-snapshot-changed.json", typ: reflect.TypeFor[LauncherDiskSnapshotChanged]()},
 	{kind: "evt", service: "launcher", name: "disk-snapshotted", file: "evt/launcher.disk-snapshotted.json", typ: reflect.TypeFor[LauncherDiskSnapshotted]()},
 	{kind: "evt", service: "launcher", name: "failed", file: "evt/launcher.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "launcher", name: "template-created", file: "evt/launcher.template-created.json", typ: reflect.TypeFor[VMTemplate]()},
