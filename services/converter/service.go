@@ -108,8 +108,10 @@ func (s *Service) handle(ctx context.Context, m *bus.Msg) error {
 		return s.handleImport(ctx, m)
 	case schemas.CommandConverterCreateBlank:
 		return s.handleCreateBlank(ctx, m)
+	case schemas.CommandConverterSnapshot:
+		return s.handleSnapshot(ctx, m)
 	}
-	return bus.Terminal(fmt.Errorf("converter: unknown command %q (import, create-blank)", m.Subject))
+	return bus.Terminal(fmt.Errorf("converter: unknown command %q (import, create-blank, snapshot)", m.Subject))
 }
 
 // span starts a child span of a job phase.
