@@ -290,8 +290,7 @@ func (s *Service) endSlots(ctx context.Context, sg *saga.Saga, d slotsData, code
 // answers are the options of the event that answers the saga's command:
 // caused by it, so the sender's bus.Call sees it.
 func answers(sagaID string, d slotsData, what string) []bus.PubOption {
-	return []bus.PubOption{bus.CausedBy(envelope.Envelope{ID: d.CommandID, CorrelationID: sagaID}),
-		bus.WithID(envelope.StepID(sagaID, what))}
+	return answersCommand(sagaID, d.CommandID, what)
 }
 
 // recordSlots records the digest and size of a LUKS blob crypto-luks
