@@ -57,10 +57,6 @@ type snapData struct {
 	Dest   string `json:"dest"`
 }
 
-// hasSnapshots reports whether img holds snapshots: such an image cannot
-// be cloned or made non-persistent until flattened.
-func hasSnapshots(img schemas.Image) bool { return len(img.Snapshots) > 0 }
-
 func (s *Service) snapshotFlow() *flow {
 	return &flow{
 		kind: KindSnapshot, what: "the snapshot operation", fail: s.snapshotExpired,

@@ -277,6 +277,10 @@ func persistence(want string, fits func(*schemas.Image) error) rule {
 	}
 }
 
+// hasSnapshots reports whether img holds snapshots (snapshotsaga.go): such
+// an image cannot be cloned or made non-persistent until flattened.
+func hasSnapshots(img schemas.Image) bool { return len(img.Snapshots) > 0 }
+
 // flattenFirst refuses to make an image with snapshots non-persistent:
 // its snapshots live in its blob, and a non-persistent image is shared
 // read-only.
