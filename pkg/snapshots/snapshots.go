@@ -146,6 +146,34 @@ func (t Tree) Delete(id int64) (Tree, error) {
 	return slices.Delete(slices.Clone(t), i, i+1), nil
 }
 
+// Only is the tree without the snapshots whose names present refuses (a
+// snapshot the disk no longer holds); their children take their parent.
+// If the active one goes, none is active.
+func (t Tree) Only(present func(name string) bool) Tree {
+	parent := map[int64]int64{}
+	for _, s := range t {
+		parent[s.ID] = s.Parent
+	}
+	var out Tree
+	for _, s := range t {
+		if !present(s.Name) {
+			continue
+		}
+		p := s.Parent
+		for p != -1 && !present(t.nameOf(p)) {
+			p = parent[p]
+		}
+		s.Parent = p
+		out = append(out, s)
+	}
+	return out
+}
+
+func (t Tree) nameOf(id int64) string {
+	s, _ := t.Find(id)
+	return s.Name
+}
+
 // Check refuses a tree that breaks the rules: IDs and names unique and
 // valid, parents present (or -1) and not cyclic, at most one active.
 func (t Tree) Check() error {

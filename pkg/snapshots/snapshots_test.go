@@ -58,6 +58,18 @@ func TestTreeAddRevertDelete(t *testing.T) {
 	}
 }
 
+func TestTreeOnly(t *testing.T) {
+	tr := build(t, "a", "b", "c") // a <- b <- c*
+	got := tr.Only(func(n string) bool { return n != "b" })
+	if len(got) != 2 || got[1].Name != "c" || got[1].Parent != 0 || !got[1].Active || got.Check() != nil {
+		t.Fatalf("c takes a as parent: %+v", got)
+	}
+	got = tr.Only(func(n string) bool { return n == "a" })
+	if len(got) != 1 || got.Active() != -1 {
+		t.Fatalf("only a, none active: %+v", got)
+	}
+}
+
 func TestTreeCheckRefusesBrokenTrees(t *testing.T) {
 	at := time.Now().UTC().Format(time.RFC3339)
 	s := func(id, parent int64, name string, active bool) schemas.ImageSnapshot {

@@ -45,6 +45,7 @@ func newImageCmd(g *globals) *cobra.Command {
 		newImageS3CredsCmd(c),
 	)
 	cmd.AddCommand(newPermissionCmds(c)...)
+	cmd.AddCommand(newImageSnapshotCmds(c)...)
 	return cmd
 }
 

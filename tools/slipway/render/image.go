@@ -28,6 +28,7 @@ type Image struct {
 	Attributes  map[string]string `json:"attributes,omitempty"`
 	Origin      string            `json:"origin,omitempty"`
 	SagaID      string            `json:"saga_id,omitempty"`
+	Snapshots   []Snapshot        `json:"snapshots,omitempty"` // internal qcow2 snapshots (persistent images)
 	CreatedAt   string            `json:"created_at"` // RFC 3339
 	UpdatedAt   string            `json:"updated_at"` // RFC 3339
 }
