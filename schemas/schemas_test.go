@@ -135,6 +135,8 @@ func TestEveryContractMessageExists(t *testing.T) {
 		"cmd launcher.disk-snapshot-revert":  "LauncherDiskSnapshotRevert",
 		"cmd launcher.disk-snapshot-delete":  "LauncherDiskSnapshotDelete",
 		"evt launcher.disk-snapshot-changed": "LauncherDiskSnapshotChanged",
+		"cmd catalog.image-copy-lock":        "ImageCopyLock",
+		"evt catalog.image-copy-locked":      "ImageCopyLocked",
 		// Queries: every endpoint a service serves has a request and a reply.
 		"qry catalog.list":             "CatalogListRequest",
 		"rpl catalog.list":             "CatalogListReply",

@@ -1919,6 +1919,26 @@ type ImageChown struct {
 	Group string `json:"group,omitempty"`
 }
 
+// ImageCopyLock is the payload of command catalog.image-copy-lock
+// (https://slipway.dev/schemas/cmd/catalog.image-copy-lock.json).
+//
+// A VM's disk is being copied (the launcher's disk-save-as) while the VM holds its image:
+// locked moves the image from USED to LOCKED_USED (USED_PERS to LOCKED_USED_PERS), so no
+// operation changes it and no new VM takes it meanwhile; unlocked gives it back. One copy at a
+// time: a lock of an image another copy holds is refused. The catalog's reconciler gives back
+// an image a crashed launcher leaves locked. Answered by image-copy-locked or failed, caused by
+// this command.
+type ImageCopyLock struct {
+	// Image the VM's disk was made from.
+	ID int64 `json:"id"`
+
+	// The VM whose disk is copied; it must hold the image.
+	VMID int64 `json:"vm_id"`
+
+	// true when the copy begins, false when it ends.
+	Locked bool `json:"locked"`
+}
+
 // ImageCreate is the payload of command catalog.image-create
 // (https://slipway.dev/schemas/cmd/catalog.image-create.json).
 //
@@ -2707,6 +2727,25 @@ type GroupDeleted struct {
 type GroupUpdated struct {
 	// The group.
 	Group Group `json:"group"`
+}
+
+// ImageCopyLocked is the payload of event catalog.image-copy-locked
+// (https://slipway.dev/schemas/evt/catalog.image-copy-locked.json).
+//
+// Answer to image-copy-lock: the image's state now.
+type ImageCopyLocked struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// The VM whose disk is copied.
+	VMID int64 `json:"vm_id"`
+
+	// What was asked.
+	Locked bool `json:"locked"`
+
+	// The image's state: LOCKED_USED or LOCKED_USED_PERS while locked, USED or USED_PERS once
+	// given back.
+	State ImageState `json:"state"`
 }
 
 // ImageDeleted is the payload of event catalog.image-deleted
@@ -3621,6 +3660,7 @@ const (
 	CommandCatalogImageChgrp           = "image-chgrp"
 	CommandCatalogImageChmod           = "image-chmod"
 	CommandCatalogImageChown           = "image-chown"
+	CommandCatalogImageCopyLock        = "image-copy-lock"
 	CommandCatalogImageCreate          = "image-create"
 	CommandCatalogImageDelete          = "image-delete"
 	CommandCatalogImageDisable         = "image-disable"
@@ -3693,6 +3733,7 @@ const (
 	EventCatalogGroupCreated          = "group-created"
 	EventCatalogGroupDeleted          = "group-deleted"
 	EventCatalogGroupUpdated          = "group-updated"
+	EventCatalogImageCopyLocked       = "image-copy-locked"
 	EventCatalogImageCreated          = "image-created"
 	EventCatalogImageDeleted          = "image-deleted"
 	EventCatalogImageProgress         = "image-progress"
@@ -3791,6 +3832,7 @@ var (
 	CmdCatalogImageChgrp            = Cmd[ImageChgrp]{Service: ServiceCatalog, Verb: CommandCatalogImageChgrp, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageChmod            = Cmd[ImageChmod]{Service: ServiceCatalog, Verb: CommandCatalogImageChmod, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageChown            = Cmd[ImageChown]{Service: ServiceCatalog, Verb: CommandCatalogImageChown, Answers: []string{EventCatalogImageUpdated}}
+	CmdCatalogImageCopyLock         = Cmd[ImageCopyLock]{Service: ServiceCatalog, Verb: CommandCatalogImageCopyLock, Answers: []string{EventCatalogImageCopyLocked}}
 	CmdCatalogImageCreate           = Cmd[ImageCreate]{Service: ServiceCatalog, Verb: CommandCatalogImageCreate, Answers: []string{EventCatalogImageCreated}}
 	CmdCatalogImageDelete           = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImageDelete, Answers: []string{EventCatalogImageDeleted}}
 	CmdCatalogImageDisable          = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImageDisable, Answers: []string{EventCatalogImageUpdated}}
@@ -3859,6 +3901,7 @@ var (
 	EvtCatalogGroupCreated          = Evt[GroupCreated]{Service: ServiceCatalog, Name: EventCatalogGroupCreated}
 	EvtCatalogGroupDeleted          = Evt[GroupDeleted]{Service: ServiceCatalog, Name: EventCatalogGroupDeleted}
 	EvtCatalogGroupUpdated          = Evt[GroupUpdated]{Service: ServiceCatalog, Name: EventCatalogGroupUpdated}
+	EvtCatalogImageCopyLocked       = Evt[ImageCopyLocked]{Service: ServiceCatalog, Name: EventCatalogImageCopyLocked}
 	EvtCatalogImageCreated          = Evt[Image]{Service: ServiceCatalog, Name: EventCatalogImageCreated}
 	EvtCatalogImageDeleted          = Evt[ImageDeleted]{Service: ServiceCatalog, Name: EventCatalogImageDeleted}
 	EvtCatalogImageProgress         = Evt[ImageProgress]{Service: ServiceCatalog, Name: EventCatalogImageProgress}
@@ -3953,6 +3996,7 @@ var registry = []registered{
 	{kind: "cmd", service: "catalog", name: "image-chgrp", file: "cmd/catalog.image-chgrp.json", typ: reflect.TypeFor[ImageChgrp](), senders: []string{"users"}, access: "admin"},
 	{kind: "cmd", service: "catalog", name: "image-chmod", file: "cmd/catalog.image-chmod.json", typ: reflect.TypeFor[ImageChmod](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-chown", file: "cmd/catalog.image-chown.json", typ: reflect.TypeFor[ImageChown](), senders: []string{"users"}, access: "admin"},
+	{kind: "cmd", service: "catalog", name: "image-copy-lock", file: "cmd/catalog.image-copy-lock.json", typ: reflect.TypeFor[ImageCopyLock](), senders: []string{"launcher"}},
 	{kind: "cmd", service: "catalog", name: "image-create", file: "cmd/catalog.image-create.json", typ: reflect.TypeFor[ImageCreate](), senders: []string{"users", "kernel-registry", "launcher", "market-dockerhub", "market-lxc"}},
 	{kind: "cmd", service: "catalog", name: "image-delete", file: "cmd/catalog.image-delete.json", typ: reflect.TypeFor[ImageRef](), senders: []string{"users", "kernel-registry"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-disable", file: "cmd/catalog.image-disable.json", typ: reflect.TypeFor[ImageRef](), senders: []string{"users"}, access: "manage"},
@@ -4021,6 +4065,7 @@ var registry = []registered{
 	{kind: "evt", service: "catalog", name: "group-created", file: "evt/catalog.group-created.json", typ: reflect.TypeFor[GroupCreated]()},
 	{kind: "evt", service: "catalog", name: "group-deleted", file: "evt/catalog.group-deleted.json", typ: reflect.TypeFor[GroupDeleted]()},
 	{kind: "evt", service: "catalog", name: "group-updated", file: "evt/catalog.group-updated.json", typ: reflect.TypeFor[GroupUpdated]()},
+	{kind: "evt", service: "catalog", name: "image-copy-locked", file: "evt/catalog.image-copy-locked.json", typ: reflect.TypeFor[ImageCopyLocked]()},
 	{kind: "evt", service: "catalog", name: "image-created", file: "evt/catalog.image-created.json", typ: reflect.TypeFor[Image]()},
 	{kind: "evt", service: "catalog", name: "image-deleted", file: "evt/catalog.image-deleted.json", typ: reflect.TypeFor[ImageDeleted]()},
 	{kind: "evt", service: "catalog", name: "image-progress", file: "evt/catalog.image-progress.json", typ: reflect.TypeFor[ImageProgress]()},

@@ -88,6 +88,9 @@ func (s *Service) dispatch(ctx context.Context, m *bus.Msg, prior *processed) (p
 	case schemas.CommandCatalogImageRelease:
 		var req schemas.ImageRelease
 		return decodeAndRun(m, &req, &req.ID, func() error { return s.release(ctx, m, req) })
+	case schemas.CommandCatalogImageCopyLock:
+		var req schemas.ImageCopyLock
+		return decodeAndRun(m, &req, &req.ID, func() error { return s.copyLock(ctx, m, req) })
 	}
 	var req schemas.ImageRef
 	return decodeAndRun(m, &req, &req.ID, func() error { return s.simple(ctx, m, req.ID) })

@@ -45,6 +45,7 @@ var permissionTable = map[string]string{
 
 	schemas.CommandCatalogImageCreate:     "",
 	schemas.CommandCatalogImageRelease:    "",
+	schemas.CommandCatalogImageCopyLock:   "",
 	schemas.CommandCatalogUserCreate:      "",
 	schemas.CommandCatalogUserCredentials: "",
 	schemas.CommandCatalogUserDelete:      "",

@@ -243,6 +243,13 @@ func (s *Service) snapshotConverted(ctx context.Context, m *bus.Msg, sg *saga.Sa
 			return err
 		}
 	}
+	// A converter killed while it uploaded left a multipart upload under
+	// the attempt's keys; the one that finished owns them now.
+	if bucket, _, err := blob.ParseURL(d.Dest); err == nil {
+		if err := s.blobs.AbortIncomplete(ctx, bucket, blob.AttemptPrefix(d.ImageID, sg.ID)); err != nil {
+			return err
+		}
+	}
 	if sg.Status != saga.StatusRunning {
 		return nil
 	}

@@ -62,7 +62,15 @@ func (s *Service) diskSaveAsCmd(ctx context.Context, msg *bus.Msg) error {
 	if pd.Secret != "" {
 		return refuse(&req.ID, "DISK %d of VM %d is LUKS-encrypted: save-as would write its content in clear; it is not supported", req.DiskID, req.ID)
 	}
+	// The image shows LOCKED_USED(_PERS) while its VM's disk is copied.
+	if err := s.copyLock(ctx, req.ID, pd.ImageID, true); err != nil {
+		return refuse(&req.ID, "save-as of DISK %d of VM %d: %v", req.DiskID, req.ID, err)
+	}
 	staged, err := s.stageCopy(ctx, m, req, pd, msg.StreamSeq)
+	if uerr := s.copyLock(context.WithoutCancel(ctx), req.ID, pd.ImageID, false); uerr != nil {
+		// The catalog's reconciler gives the image back if this fails.
+		s.log.Warn("unlocking an image after save-as failed", "vm", req.ID, "image", pd.ImageID, "err", uerr)
+	}
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
@@ -183,6 +185,12 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]" ]
 	}
 	if h.vm(a).State != schemas.VMStateRunning {
 		t.Errorf("VM after save-as: %s, want RUNNING (resumed after the copy)", h.vm(a).State)
+	}
+	// The shared image showed LOCKED_USED while its VM's disk was copied.
+	for _, to := range []string{`"from":"USED","to":"LOCKED_USED"`, `"from":"LOCKED_USED","to":"USED"`} {
+		h.rec.Wait(t, "shared image "+to, func(m *nats.Msg) bool {
+			return m.Subject == fmt.Sprintf("slipway.evt.catalog.state-changed.%d", shared.ID) && strings.Contains(string(m.Data), to)
+		})
 	}
 
 	// The launcher stops: QEMU goes with it, the VM is POWEROFF, its locks
