@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -34,25 +33,8 @@ func snapQcow2(t *testing.T, size, fill int64) string {
 		writeRandomRaw(t, raw, 2*fill)
 		qemuImg(t, "convert", "-f", "raw", "-O", "qcow2", raw, p)
 	}
-	for _, s := range []struct{ pattern, name string }{{"0x61", "sa"}, {"0x62", "sb"}, {"0x63", ""}} {
-		testenv.Exec(t, "qemu-io", "-f", "qcow2", "-c", "write -P "+s.pattern+" 0 64k", p)
-		if s.name != "" {
-			qemuImg(t, "snapshot", "-c", s.name, p)
-		}
-	}
+	testenv.PatternSnapshots(t, p)
 	return p
-}
-
-// diskState reads which pattern the first 64 KiB of a qcow2 hold now.
-func diskState(t *testing.T, path string) string {
-	t.Helper()
-	for _, c := range "abc" {
-		out, err := exec.Command("qemu-io", "-f", "qcow2", "-r", "-c", fmt.Sprintf("read -P 0x%02x 0 64k", c), path).CombinedOutput()
-		if err == nil && !strings.Contains(string(out), "Pattern verification failed") {
-			return string(c)
-		}
-	}
-	return "?"
 }
 
 // blobState downloads an image's blob and returns its state and the names
@@ -68,7 +50,7 @@ func (s *stack) blobState(t *testing.T, url string) (string, string) {
 			names = append(names, f[1])
 		}
 	}
-	return diskState(t, local), strings.Join(names, ",")
+	return testenv.PatternState(t, local), strings.Join(names, ",")
 }
 
 // persistentWithSnapshots makes a persistent DATABLOCK and gives it the

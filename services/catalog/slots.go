@@ -115,27 +115,14 @@ func (s *Service) changeSlots(ctx context.Context, m *bus.Msg, prior *processed)
 		if err := Allow(OpSlots, img); err != nil {
 			return res, &refusal{err}
 		}
-		sagaID, err := s.chooseSagaID(ctx, m)
-		if err != nil {
-			return res, err
-		}
-		won, err := s.dedupClaim(ctx, m.Envelope.ID, processed{ImageID: d.ImageID, SagaID: sagaID})
-		if err != nil {
-			return res, err
-		}
-		prior = &won
 	}
-	res.SagaID = prior.SagaID
+	if res.SagaID, err = s.claimSaga(ctx, m, prior, d.ImageID); err != nil {
+		return res, err
+	}
 	d.From, d.Source, d.Secret = State(img.State), img.Source, img.Attributes[AttrLUKSSecret]
 	// A redelivery finds the saga stored with the state it locked from.
-	if err := s.start(ctx, res.SagaID, KindSlots, d.ImageID, d); err != nil {
-		return res, err
-	}
-	sg, err := s.sagas.Get(ctx, res.SagaID)
+	sg, err := startData(ctx, s, res.SagaID, KindSlots, d.ImageID, &d)
 	if err != nil {
-		return res, err
-	}
-	if err := sg.Decode(&d); err != nil {
 		return res, err
 	}
 	if sg.Status.Finished() {

@@ -123,29 +123,16 @@ func (s *Service) changeSnapshot(ctx context.Context, m *bus.Msg, prior *process
 		if err := checkSnapshotOp(img, d.Op, d.Snapshot); err != nil {
 			return res, err
 		}
-		sagaID, err := s.chooseSagaID(ctx, m)
-		if err != nil {
-			return res, err
-		}
-		won, err := s.dedupClaim(ctx, m.Envelope.ID, processed{ImageID: d.ImageID, SagaID: sagaID})
-		if err != nil {
-			return res, err
-		}
-		prior = &won
 	}
-	res.SagaID = prior.SagaID
+	if res.SagaID, err = s.claimSaga(ctx, m, prior, d.ImageID); err != nil {
+		return res, err
+	}
 	if err := s.describeSnapshotOp(img, &d, res.SagaID); err != nil {
 		return res, err
 	}
 	// A redelivery finds the saga stored with the blob it locked.
-	if err := s.start(ctx, res.SagaID, KindSnapshot, d.ImageID, d); err != nil {
-		return res, err
-	}
-	sg, err := s.sagas.Get(ctx, res.SagaID)
+	sg, err := startData(ctx, s, res.SagaID, KindSnapshot, d.ImageID, &d)
 	if err != nil {
-		return res, err
-	}
-	if err := sg.Decode(&d); err != nil {
 		return res, err
 	}
 	if sg.Status.Finished() {

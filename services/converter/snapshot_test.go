@@ -1,8 +1,6 @@
 package converter
 
 import (
-	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,31 +19,11 @@ func snapDisk(t *testing.T) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "snap.qcow2")
 	qemuImg(t, "create", "-q", "-f", "qcow2", p, "4M")
-	for _, s := range []struct{ pattern, name string }{{"0x61", "sa"}, {"0x62", "sb"}, {"0x63", ""}} {
-		testenv.Exec(t, "qemu-io", "-f", "qcow2", "-c", "write -P "+s.pattern+" 0 64k", p)
-		if s.name != "" {
-			qemuImg(t, "snapshot", "-c", s.name, p)
-		}
-	}
+	testenv.PatternSnapshots(t, p)
 	return p
 }
 
-// firstByte reads the pattern of the first 64 KiB of a qcow2's current state.
-func firstByte(t *testing.T, path string) string {
-	t.Helper()
-	for _, c := range "abc" {
-		out, err := exec.Command("qemu-io", "-f", "qcow2", "-r", "-c", "read -P 0x"+hexByte(byte(c))+" 0 64k", path).CombinedOutput()
-		if err == nil && !strings.Contains(string(out), "Pattern verification failed") {
-			return string(c)
-		}
-	}
-	return "?"
-}
-
-func hexByte(b byte) string { return fmt.Sprintf("%02x", b) }
-
-// sagaCommand sends a snapshot command in saga sagaID and returns the dest
-// derived for it.
+// sagaCommand sends a snapshot command in saga sagaID.
 func (h *harness) sagaCommand(cmd schemas.ConverterSnapshot, sagaID string) {
 	h.t.Helper()
 	testenv.Command(h.t, h.ctx, h.cli, Name, "snapshot", cmd, bus.WithCorrelation(sagaID))
@@ -84,7 +62,7 @@ func TestSnapshotCommand(t *testing.T) {
 		var ev schemas.ConverterConverted
 		h.event("converted", "20", &ev)
 		out := assertStored(t, h, ev)
-		if got := firstByte(t, out); got != c.state {
+		if got := testenv.PatternState(t, out); got != c.state {
 			t.Errorf("%s %s: the disk holds %q, want %q", c.op, c.snap, got, c.state)
 		}
 		if got := strings.Join(snapshotNames(t, out), ","); got != c.snaps {
@@ -96,7 +74,7 @@ func TestSnapshotCommand(t *testing.T) {
 	}
 	// The source was never written.
 	orig := h.download(src)
-	if got := firstByte(t, orig); got != "c" || strings.Join(snapshotNames(t, orig), ",") != "sa,sb" {
+	if got := testenv.PatternState(t, orig); got != "c" || strings.Join(snapshotNames(t, orig), ",") != "sa,sb" {
 		t.Errorf("the source changed: %s, %v", got, snapshotNames(t, orig))
 	}
 }
