@@ -29,6 +29,6 @@ type Image struct {
 	Origin      string            `json:"origin,omitempty"`
 	SagaID      string            `json:"saga_id,omitempty"`
 	Snapshots   []Snapshot        `json:"snapshots,omitempty"` // internal qcow2 snapshots (persistent images)
-	CreatedAt   string            `json:"created_at"` // RFC 3339
-	UpdatedAt   string            `json:"updated_at"` // RFC 3339
+	CreatedAt   string            `json:"created_at"`          // RFC 3339
+	UpdatedAt   string            `json:"updated_at"`          // RFC 3339
 }
