@@ -125,16 +125,11 @@ func (s *Service) changeSlots(ctx context.Context, m *bus.Msg, prior *processed)
 	if err != nil {
 		return res, err
 	}
-	if sg.Status.Finished() {
-		return res, nil // a redelivery after the saga ended
-	}
-	if err := s.lockForSlots(ctx, m, sg.ID, d); err != nil {
-		if isRefusal(err) {
-			s.abandon(ctx, sg.ID, err.Error())
-		}
-		return res, err
-	}
-	return res, s.send(ctx, m.Envelope, sg.ID, PhaseSlots, d.ImageID, cryptoService, d.Verb, d.command())
+	return res, s.lockThenSend(ctx, sg,
+		func() error { return s.lockForSlots(ctx, m, sg.ID, d) },
+		func() error {
+			return s.send(ctx, m.Envelope, sg.ID, PhaseSlots, d.ImageID, cryptoService, d.Verb, d.command())
+		})
 }
 
 // command is the crypto-luks command of the change.

@@ -135,16 +135,9 @@ func (s *Service) changeSnapshot(ctx context.Context, m *bus.Msg, prior *process
 	if err != nil {
 		return res, err
 	}
-	if sg.Status.Finished() {
-		return res, nil // a redelivery after the saga ended
-	}
-	if err := s.lockForSnapshot(ctx, m, sg.ID, d); err != nil {
-		if isRefusal(err) {
-			s.abandon(ctx, sg.ID, err.Error())
-		}
-		return res, err
-	}
-	return res, s.sendSnapshot(ctx, m.Envelope, sg.ID, d)
+	return res, s.lockThenSend(ctx, sg,
+		func() error { return s.lockForSnapshot(ctx, m, sg.ID, d) },
+		func() error { return s.sendSnapshot(ctx, m.Envelope, sg.ID, d) })
 }
 
 // describeSnapshotOp fills in the blob the operation reads and the one it

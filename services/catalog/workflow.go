@@ -321,6 +321,22 @@ func startData[D any](ctx context.Context, s *Service, id, kind string, imageID 
 	return sg, sg.Decode(d)
 }
 
+// lockThenSend is the rest of a command that rewrites an existing image's
+// blob through a worker: nothing once its saga has ended (a redelivery),
+// else lock the image (a refusal abandons the saga) and send the work.
+func (s *Service) lockThenSend(ctx context.Context, sg *saga.Saga, lock, send func() error) error {
+	if sg.Status.Finished() {
+		return nil // a redelivery after the saga ended
+	}
+	if err := lock(); err != nil {
+		if isRefusal(err) {
+			s.abandon(ctx, sg.ID, err.Error())
+		}
+		return err
+	}
+	return send()
+}
+
 // advance moves a saga from one phase to the next, with the next phase's
 // deadline. saga.ErrWrongPhase means a duplicate delivery advanced it
 // first, or it failed meanwhile.
