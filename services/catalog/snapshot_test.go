@@ -203,6 +203,15 @@ func TestSnapshotOperations(t *testing.T) {
 		if got := h.mustShow(img.ID); State(got.State) != StateLocked {
 			t.Fatalf("%s: image is %s while the converter works, want LOCKED", st.op, got.State)
 		}
+		if i == 0 { // LOCKED refuses a second operation, and a VM
+			_, err := answer[schemas.ImageSnapshotChanged](h, schemas.CommandCatalogImageSnapshotRevert, schemas.ImageSnapshotRevert{ID: img.ID, Snapshot: 0}, EvtImageSnapshotChanged)
+			if msg := refusalOf(t, err); !strings.Contains(msg, "is LOCKED (an operation is writing its blob): try again once it is READY") {
+				t.Errorf("a second operation while LOCKED: %s", msg)
+			}
+			if _, err := h.use(img.ID, 11); !strings.Contains(refusalOf(t, err), "is LOCKED") {
+				t.Errorf("a VM took a LOCKED image: %v", err)
+			}
+		}
 		data := []byte(fmt.Sprintf("blob after step %d", i))
 		h.snapshotDone(cmd, c, data)
 		ans := h.snapshotAnswer(env)
@@ -217,6 +226,15 @@ func TestSnapshotOperations(t *testing.T) {
 		if h.exists(before.Source) || !bytes.Equal(h.read(after.Source), data) {
 			t.Fatalf("%s: old blob left %v, or new blob wrong", st.op, h.exists(before.Source))
 		}
+	}
+	// Only READY: a DISABLED image is refused.
+	img2 := h.withSnapshots("db2", 12, schemas.ImageTypeDatablock, snapTree())
+	if _, err := answer[schemas.StateChanged](h, schemas.CommandCatalogImageDisable, schemas.ImageRef{ID: img2.ID}, schemas.EventCatalogStateChanged); err != nil {
+		t.Fatal(err)
+	}
+	_, err := answer[schemas.ImageSnapshotChanged](h, schemas.CommandCatalogImageSnapshotRevert, schemas.ImageSnapshotRevert{ID: img2.ID, Snapshot: 0}, EvtImageSnapshotChanged)
+	if msg := refusalOf(t, err); !strings.Contains(msg, "is DISABLED: a snapshot operation needs a READY image") {
+		t.Errorf("a DISABLED image: %s", msg)
 	}
 	// Flattened: it can be made non-persistent now.
 	if _, err := answer[schemas.Image](h, schemas.CommandCatalogImageNonpersistent, schemas.ImageRef{ID: img.ID}, schemas.EventCatalogImageUpdated); err != nil {
