@@ -1354,7 +1354,8 @@ type ImageRef struct {
 // inside the image's one blob. The snapshots form a tree by parent; the active one is the state
 // the disk last came from (the last taken or reverted to).
 type ImageSnapshot struct {
-	// Snapshot ID, unique in the image, never reused.
+	// Snapshot ID, unique in the image: one more than the highest ID the disk held when it was
+	// taken.
 	ID int64 `json:"id"`
 
 	// Name of the internal snapshot in the qcow2 blob.

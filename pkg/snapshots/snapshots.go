@@ -1,6 +1,7 @@
 // Package snapshots keeps the tree of a disk's internal qcow2 snapshots
-// (OpenNebula's SNAPSHOTS of a disk): each snapshot has an ID, never
-// reused, a parent (-1 for a root) and at most one is active, the one the
+// (OpenNebula's SNAPSHOTS of a disk): each snapshot has an ID, unique in
+// the disk (one more than the highest it holds; the tree keeps no counter,
+// so the ID of a deleted last snapshot comes back), a parent (-1 for a root) and at most one is active, the one the
 // disk's current state descends from. The launcher (a VM's disk) and the
 // catalog (a persistent image) apply the same rules through this package.
 package snapshots

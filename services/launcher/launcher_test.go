@@ -253,6 +253,14 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]" ]
 	if vm.State != schemas.VMStatePoweroff || !strings.Contains(vm.Reason, "did not power off") {
 		t.Errorf("gentle poweroff: %s %q", vm.State, vm.Reason)
 	}
+	// Powered off, a delete goes through qemu-img: take "tmp2" (ID 2 again:
+	// one more than the highest held), go back to "off", delete "tmp2".
+	h.mustCall(schemas.CommandLauncherDiskSnapshot, schemas.LauncherDiskSnapshot{ID: a, DiskID: 1, Name: "tmp2"}, schemas.EventLauncherDiskSnapshotted)
+	h.mustCall(schemas.CommandLauncherDiskSnapshotRevert, schemas.LauncherDiskSnapshotRevert{ID: a, DiskID: 1, Snapshot: 1}, schemas.EventLauncherDiskSnapshotChanged)
+	h.mustCall(schemas.CommandLauncherDiskSnapshotDelete, schemas.LauncherDiskSnapshotDelete{ID: a, DiskID: 1, Snapshot: 2}, schemas.EventLauncherDiskSnapshotChanged)
+	if got := diskTree(h.vm(a).Disks[1].SnapshotTree); got != "0:live<-1 1:off<0*" {
+		t.Errorf("tree after the offline delete: %s", got)
+	}
 
 	// Terminate it gently while it runs: the guest ignores ACPI again, and
 	// the wait for it (5s) outlasts the launcher's bookkeeping time (2s,
