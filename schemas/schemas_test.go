@@ -131,6 +131,17 @@ func TestEveryContractMessageExists(t *testing.T) {
 		"evt launcher.disk-saved":       "LauncherDiskSaved",
 		"evt launcher.disk-snapshotted": "LauncherDiskSnapshotted",
 		"evt launcher.failed":           "Failure",
+		// Issue #15: snapshots of images and VM disks.
+		"cmd catalog.image-snapshot-revert":  "ImageSnapshotRevert",
+		"cmd catalog.image-snapshot-delete":  "ImageSnapshotDelete",
+		"cmd catalog.image-snapshot-flatten": "ImageSnapshotFlatten",
+		"evt catalog.image-snapshot-changed": "ImageSnapshotChanged",
+		"cmd converter.snapshot":             "ConverterSnapshot",
+		"cmd launcher.disk-snapshot-revert":  "LauncherDiskSnapshotRevert",
+		"cmd launcher.disk-snapshot-delete":  "LauncherDiskSnapshotDelete",
+		"evt launcher.disk-snapshot-changed": "LauncherDiskSnapshotChanged",
+		"cmd catalog.image-copy-lock":        "ImageCopyLock",
+		"evt catalog.image-copy-locked":      "ImageCopyLocked",
 		// Queries: every endpoint a service serves has a request and a reply.
 		"qry catalog.list":             "CatalogListRequest",
 		"rpl catalog.list":             "CatalogListReply",

@@ -325,6 +325,19 @@ const (
 	KernelRegistryPhaseRegister KernelRegistryPhase = "register"
 )
 
+// SnapshotOp is defined in defs.json.
+//
+// A snapshot operation: revert (the disk takes the snapshot's state), delete (the snapshot
+// goes), flatten (the snapshot's state is kept and every snapshot goes).
+type SnapshotOp string
+
+// SnapshotOp values.
+const (
+	SnapshotOpRevert  SnapshotOp = "revert"
+	SnapshotOpDelete  SnapshotOp = "delete"
+	SnapshotOpFlatten SnapshotOp = "flatten"
+)
+
 // DatastoreKind is defined in defs.json.
 //
 // What a datastore holds: image (disks: OS, CDROM, DATABLOCK) or file (KERNEL, RAMDISK,
@@ -362,6 +375,7 @@ var (
 	KernelCompressionValues   = enumValues(KernelCompressionNone, KernelCompressionGzip, KernelCompressionXz, KernelCompressionZstd, KernelCompressionLz4, KernelCompressionLzma, KernelCompressionBzip2, KernelCompressionLzo)
 	KernelSourceValues        = enumValues(KernelSourceAdd, KernelSourceCatalog)
 	KernelRegistryPhaseValues = enumValues(KernelRegistryPhaseDownload, KernelRegistryPhaseUnpack, KernelRegistryPhaseExamine, KernelRegistryPhaseInitrd, KernelRegistryPhaseRegister)
+	SnapshotOpValues          = enumValues(SnapshotOpRevert, SnapshotOpDelete, SnapshotOpFlatten)
 	DatastoreKindValues       = enumValues(DatastoreKindImage, DatastoreKindFile)
 )
 
@@ -602,8 +616,12 @@ type VMDisk struct {
 	// Virtual size in bytes.
 	Size int64 `json:"size,omitempty"`
 
-	// Internal snapshots taken with disk-snapshot.
+	// Names of the disk's internal snapshots (the image's and those taken with disk-snapshot).
 	Snapshots []string `json:"snapshots,omitempty"`
+
+	// The disk's internal snapshots as a tree, with the active one; given to the image when the VM
+	// ends.
+	SnapshotTree []ImageSnapshot `json:"snapshot_tree,omitempty"`
 }
 
 // VMFile is defined in defs.json.
@@ -1389,6 +1407,32 @@ type ImageRef struct {
 	ID int64 `json:"id"`
 }
 
+// ImageSnapshot is defined in defs.json.
+//
+// One snapshot of a persistent image's disk (OpenNebula's SNAPSHOT): an internal qcow2 snapshot
+// inside the image's one blob. The snapshots form a tree by parent; the active one is the state
+// the disk last came from (the last taken or reverted to).
+type ImageSnapshot struct {
+	// Snapshot ID, unique in the image: one more than the highest ID the disk held when it was
+	// taken.
+	ID int64 `json:"id"`
+
+	// Name of the internal snapshot in the qcow2 blob.
+	Name string `json:"name"`
+
+	// ID of the parent snapshot; -1 for a root.
+	Parent int64 `json:"parent"`
+
+	// The disk's current state descends from this snapshot (at most one is active).
+	Active bool `json:"active"`
+
+	// When the snapshot was taken, RFC 3339.
+	Date string `json:"date"`
+
+	// Virtual size of the disk when the snapshot was taken, in bytes.
+	Size int64 `json:"size,omitempty"`
+}
+
 // ImageSave is defined in defs.json.
 //
 // A persistent image's changes, staged by the launcher for image-release: the catalog checks
@@ -1409,6 +1453,10 @@ type ImageSave struct {
 
 	// SHA-256 of the staged object.
 	SHA256 string `json:"sha256"`
+
+	// The internal snapshots the staged disk holds, as a tree (the image's own, and those taken
+	// while the VM ran); they become the image's.
+	Snapshots []ImageSnapshot `json:"snapshots,omitempty"`
 }
 
 // Image is defined in defs.json. It is the payload of event catalog.image-created, event
@@ -1493,6 +1541,10 @@ type Image struct {
 
 	// The image's lock (image lock), absent when unlocked.
 	Lock *ImageLock `json:"lock,omitempty"`
+
+	// The image's snapshots (persistent OS and DATABLOCK images): internal qcow2 snapshots in its
+	// blob, a tree with one active.
+	Snapshots []ImageSnapshot `json:"snapshots,omitempty"`
 
 	// Creation time, RFC 3339.
 	CreatedAt string `json:"created_at"`
@@ -1970,6 +2022,26 @@ type ImageClone struct {
 	Datastore string `json:"datastore,omitempty"`
 }
 
+// ImageCopyLock is the payload of command catalog.image-copy-lock
+// (https://slipway.dev/schemas/cmd/catalog.image-copy-lock.json).
+//
+// A VM's disk is being copied (the launcher's disk-save-as) while the VM holds its image:
+// locked moves the image from USED to LOCKED_USED (USED_PERS to LOCKED_USED_PERS), so no
+// operation changes it and no new VM takes it meanwhile; unlocked gives it back. One copy at a
+// time: a lock of an image another copy holds is refused. The catalog's reconciler gives back
+// an image a crashed launcher leaves locked. Answered by image-copy-locked or failed, caused by
+// this command.
+type ImageCopyLock struct {
+	// Image the VM's disk was made from.
+	ID int64 `json:"id"`
+
+	// The VM whose disk is copied; it must hold the image.
+	VMID int64 `json:"vm_id"`
+
+	// true when the copy begins, false when it ends.
+	Locked bool `json:"locked"`
+}
+
 // ImageCreate is the payload of command catalog.image-create
 // (https://slipway.dev/schemas/cmd/catalog.image-create.json).
 //
@@ -2161,6 +2233,57 @@ type ImageSlotRemove struct {
 type ImageSlotRotate struct {
 	// The LUKS image.
 	ID int64 `json:"id"`
+}
+
+// ImageSnapshotDelete is the payload of command catalog.image-snapshot-delete
+// (https://slipway.dev/schemas/cmd/catalog.image-snapshot-delete.json).
+//
+// Delete one snapshot of an image; only a snapshot that is not active and has no children can
+// be deleted (qemu-img snapshot -d, run by the converter on a copy of the blob). The image must
+// be READY and of type OS or DATABLOCK; it is LOCKED while the converter writes the new blob (a
+// new key: the old blob stays until the record names the new one), then READY with the new size
+// and SHA-256 (saga snapshot). Answered by image-snapshot-changed or failed, caused by this
+// command.
+type ImageSnapshotDelete struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// Snapshot ID (image show lists them).
+	Snapshot int64 `json:"snapshot"`
+}
+
+// ImageSnapshotFlatten is the payload of command catalog.image-snapshot-flatten
+// (https://slipway.dev/schemas/cmd/catalog.image-snapshot-flatten.json).
+//
+// Keep the state of one snapshot as the image's disk and remove every snapshot (qemu-img
+// convert -l, run by the converter); the image can then be made non-persistent or cloned. The
+// image must be READY and of type OS or DATABLOCK; it is LOCKED while the converter writes the
+// new blob (a new key: the old blob stays until the record names the new one), then READY with
+// the new size and SHA-256 (saga snapshot). Answered by image-snapshot-changed or failed,
+// caused by this command.
+type ImageSnapshotFlatten struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// Snapshot ID (image show lists them).
+	Snapshot int64 `json:"snapshot"`
+}
+
+// ImageSnapshotRevert is the payload of command catalog.image-snapshot-revert
+// (https://slipway.dev/schemas/cmd/catalog.image-snapshot-revert.json).
+//
+// Overwrite the active state of a persistent image's disk with one of its snapshots (qemu-img
+// snapshot -a, run by the converter on a copy of the blob); the snapshot becomes the active
+// one. The image must be READY and of type OS or DATABLOCK; it is LOCKED while the converter
+// writes the new blob (a new key: the old blob stays until the record names the new one), then
+// READY with the new size and SHA-256 (saga snapshot). Answered by image-snapshot-changed or
+// failed, caused by this command.
+type ImageSnapshotRevert struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// Snapshot ID (image show lists them).
+	Snapshot int64 `json:"snapshot"`
 }
 
 // ImageUpdate is the payload of command catalog.image-update
@@ -2359,6 +2482,32 @@ type ConverterOvaUnpack struct {
 	MaxVirtualSize int64 `json:"max_virtual_size,omitempty"`
 }
 
+// ConverterSnapshot is the payload of command converter.snapshot
+// (https://slipway.dev/schemas/cmd/converter.snapshot.json).
+//
+// Apply a snapshot operation to a qcow2 image blob: fetch source (an image's blob), run
+// qemu-img on the local copy (revert: snapshot -a; delete: snapshot -d; flatten: convert -l
+// into a new qcow2 without snapshots) and store the result at dest. The source is never
+// written. Answered by converted or failed.
+type ConverterSnapshot struct {
+	// Image the blob belongs to.
+	ImageID int64 `json:"image_id"`
+
+	// The image's current blob: s3://<datastore bucket>/images/…
+	Source string `json:"source"`
+
+	// Where to store the result: s3://<datastore bucket>/images/<image_id>/<saga>/disk.qcow2,
+	// derived from the image and the saga (the command's correlation ID); any other dest is
+	// refused.
+	Dest string `json:"dest"`
+
+	// What to do.
+	Op SnapshotOp `json:"op"`
+
+	// Name of the internal snapshot.
+	Snapshot string `json:"snapshot"`
+}
+
 // CryptoLuksCreate is the payload of command crypto-luks.create
 // (https://slipway.dev/schemas/cmd/crypto-luks.create.json).
 //
@@ -2501,6 +2650,41 @@ type LauncherDiskSaveAs struct {
 
 	// Name of the new image.
 	Name string `json:"name"`
+}
+
+// LauncherDiskSnapshotDelete is the payload of command launcher.disk-snapshot-delete
+// (https://slipway.dev/schemas/cmd/launcher.disk-snapshot-delete.json).
+//
+// Delete an internal snapshot of a persistent qcow2 disk of a VM: QMP while QEMU runs, qemu-img
+// when the VM is powered off. Only a snapshot that is not active and has no children can be
+// deleted. Answered by disk-snapshot-changed or failed.
+type LauncherDiskSnapshotDelete struct {
+	// VM ID.
+	ID int64 `json:"id"`
+
+	// Index of the DISK, from 0.
+	DiskID int64 `json:"disk_id"`
+
+	// Snapshot ID (vm show lists them).
+	Snapshot int64 `json:"snapshot"`
+}
+
+// LauncherDiskSnapshotRevert is the payload of command launcher.disk-snapshot-revert
+// (https://slipway.dev/schemas/cmd/launcher.disk-snapshot-revert.json).
+//
+// Revert a persistent qcow2 disk of a VM to one of its internal snapshots (qemu-img snapshot
+// -a), which becomes the active one. As OpenNebula does, the VM must be POWEROFF: a running
+// guest would see its disk change under it, so a running VM is refused with the reason.
+// Answered by disk-snapshot-changed or failed.
+type LauncherDiskSnapshotRevert struct {
+	// VM ID.
+	ID int64 `json:"id"`
+
+	// Index of the DISK, from 0.
+	DiskID int64 `json:"disk_id"`
+
+	// Snapshot ID (vm show lists them).
+	Snapshot int64 `json:"snapshot"`
 }
 
 // LauncherDiskSnapshot is the payload of command launcher.disk-snapshot
@@ -2699,6 +2883,25 @@ type GroupUpdated struct {
 	Group Group `json:"group"`
 }
 
+// ImageCopyLocked is the payload of event catalog.image-copy-locked
+// (https://slipway.dev/schemas/evt/catalog.image-copy-locked.json).
+//
+// Answer to image-copy-lock: the image's state now.
+type ImageCopyLocked struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// The VM whose disk is copied.
+	VMID int64 `json:"vm_id"`
+
+	// What was asked.
+	Locked bool `json:"locked"`
+
+	// The image's state: LOCKED_USED or LOCKED_USED_PERS while locked, USED or USED_PERS once
+	// given back.
+	State ImageState `json:"state"`
+}
+
 // ImageDeleted is the payload of event catalog.image-deleted
 // (https://slipway.dev/schemas/evt/catalog.image-deleted.json).
 //
@@ -2785,6 +2988,35 @@ type ImageSlotsChanged struct {
 	SHA256 string `json:"sha256"`
 
 	// The image's state once given back (READY or DISABLED).
+	State ImageState `json:"state"`
+}
+
+// ImageSnapshotChanged is the payload of event catalog.image-snapshot-changed
+// (https://slipway.dev/schemas/evt/catalog.image-snapshot-changed.json).
+//
+// A snapshot operation on an image finished (image-snapshot-revert, -delete, -flatten): the
+// converter wrote the new blob, the record names it with its size and SHA-256 and the new
+// snapshot tree, and the image is READY again. Caused by the command.
+type ImageSnapshotChanged struct {
+	// Image ID.
+	ID int64 `json:"id"`
+
+	// What was done.
+	Op SnapshotOp `json:"op"`
+
+	// The snapshot the operation was about.
+	Snapshot int64 `json:"snapshot"`
+
+	// The image's snapshots after the operation (none after flatten).
+	Snapshots []ImageSnapshot `json:"snapshots,omitempty"`
+
+	// Bytes stored.
+	Size int64 `json:"size"`
+
+	// SHA-256 of the new blob.
+	SHA256 string `json:"sha256"`
+
+	// The image's state once given back (READY).
 	State ImageState `json:"state"`
 }
 
@@ -3011,6 +3243,27 @@ type LauncherDiskSaved struct {
 
 	// The new image.
 	ImageID int64 `json:"image_id"`
+}
+
+// LauncherDiskSnapshotChanged is the payload of event launcher.disk-snapshot-changed
+// (https://slipway.dev/schemas/evt/launcher.disk-snapshot-changed.json).
+//
+// A VM disk's snapshot was reverted to or deleted (disk-snapshot-revert, disk-snapshot-delete).
+type LauncherDiskSnapshotChanged struct {
+	// VM ID.
+	ID int64 `json:"id"`
+
+	// Index of the DISK.
+	DiskID int64 `json:"disk_id"`
+
+	// revert or delete.
+	Op SnapshotOp `json:"op"`
+
+	// The snapshot the operation was about.
+	Snapshot int64 `json:"snapshot"`
+
+	// The disk's snapshots after the operation.
+	Snapshots []ImageSnapshot `json:"snapshots,omitempty"`
 }
 
 // LauncherDiskSnapshotted is the payload of event launcher.disk-snapshotted
@@ -3595,6 +3848,7 @@ const (
 	CommandCatalogImageChmod           = "image-chmod"
 	CommandCatalogImageChown           = "image-chown"
 	CommandCatalogImageClone           = "image-clone"
+	CommandCatalogImageCopyLock        = "image-copy-lock"
 	CommandCatalogImageCreate          = "image-create"
 	CommandCatalogImageDelete          = "image-delete"
 	CommandCatalogImageDisable         = "image-disable"
@@ -3608,6 +3862,9 @@ const (
 	CommandCatalogImageSlotAdd         = "image-slot-add"
 	CommandCatalogImageSlotRemove      = "image-slot-remove"
 	CommandCatalogImageSlotRotate      = "image-slot-rotate"
+	CommandCatalogImageSnapshotDelete  = "image-snapshot-delete"
+	CommandCatalogImageSnapshotFlatten = "image-snapshot-flatten"
+	CommandCatalogImageSnapshotRevert  = "image-snapshot-revert"
 	CommandCatalogImageUnlock          = "image-unlock"
 	CommandCatalogImageUpdate          = "image-update"
 	CommandCatalogImageUse             = "image-use"
@@ -3618,6 +3875,7 @@ const (
 	CommandConverterCreateBlank        = "create-blank"
 	CommandConverterImport             = "import"
 	CommandConverterOvaUnpack          = "ova-unpack"
+	CommandConverterSnapshot           = "snapshot"
 	CommandCryptoLUKSCreate            = "create"
 	CommandCryptoLUKSEncrypt           = "encrypt"
 	CommandCryptoLUKSRotateKek         = "rotate-kek"
@@ -3627,6 +3885,8 @@ const (
 	CommandCryptoLUKSSlotRemove        = "slot-remove"
 	CommandKernelRegistryAdd           = "add"
 	CommandLauncherDiskSaveAs          = "disk-save-as"
+	CommandLauncherDiskSnapshotDelete  = "disk-snapshot-delete"
+	CommandLauncherDiskSnapshotRevert  = "disk-snapshot-revert"
 	CommandLauncherDiskSnapshot        = "disk-snapshot"
 	CommandLauncherInstantiate         = "instantiate"
 	CommandLauncherPoweroff            = "poweroff"
@@ -3664,11 +3924,13 @@ const (
 	EventCatalogGroupCreated          = "group-created"
 	EventCatalogGroupDeleted          = "group-deleted"
 	EventCatalogGroupUpdated          = "group-updated"
+	EventCatalogImageCopyLocked       = "image-copy-locked"
 	EventCatalogImageCreated          = "image-created"
 	EventCatalogImageDeleted          = "image-deleted"
 	EventCatalogImageProgress         = "image-progress"
 	EventCatalogImageReleased         = "image-released"
 	EventCatalogImageSlotsChanged     = "image-slots-changed"
+	EventCatalogImageSnapshotChanged  = "image-snapshot-changed"
 	EventCatalogImageUpdated          = "image-updated"
 	EventCatalogImageUsed             = "image-used"
 	EventCatalogStateChanged          = "state-changed"
@@ -3689,6 +3951,7 @@ const (
 	EventKernelRegistryFailed         = "failed"
 	EventKernelRegistryProgress       = "progress"
 	EventLauncherDiskSaved            = "disk-saved"
+	EventLauncherDiskSnapshotChanged  = "disk-snapshot-changed"
 	EventLauncherDiskSnapshotted      = "disk-snapshotted"
 	EventLauncherFailed               = "failed"
 	EventLauncherTemplateCreated      = "template-created"
@@ -3762,6 +4025,7 @@ var (
 	CmdCatalogImageChmod            = Cmd[ImageChmod]{Service: ServiceCatalog, Verb: CommandCatalogImageChmod, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageChown            = Cmd[ImageChown]{Service: ServiceCatalog, Verb: CommandCatalogImageChown, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageClone            = Cmd[ImageClone]{Service: ServiceCatalog, Verb: CommandCatalogImageClone, Answers: []string{EventCatalogImageCreated}}
+	CmdCatalogImageCopyLock         = Cmd[ImageCopyLock]{Service: ServiceCatalog, Verb: CommandCatalogImageCopyLock, Answers: []string{EventCatalogImageCopyLocked}}
 	CmdCatalogImageCreate           = Cmd[ImageCreate]{Service: ServiceCatalog, Verb: CommandCatalogImageCreate, Answers: []string{EventCatalogImageCreated}}
 	CmdCatalogImageDelete           = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImageDelete, Answers: []string{EventCatalogImageDeleted}}
 	CmdCatalogImageDisable          = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImageDisable, Answers: []string{EventCatalogImageUpdated}}
@@ -3775,6 +4039,9 @@ var (
 	CmdCatalogImageSlotAdd          = Cmd[ImageSlotAdd]{Service: ServiceCatalog, Verb: CommandCatalogImageSlotAdd, Answers: nil}
 	CmdCatalogImageSlotRemove       = Cmd[ImageSlotRemove]{Service: ServiceCatalog, Verb: CommandCatalogImageSlotRemove, Answers: nil}
 	CmdCatalogImageSlotRotate       = Cmd[ImageSlotRotate]{Service: ServiceCatalog, Verb: CommandCatalogImageSlotRotate, Answers: nil}
+	CmdCatalogImageSnapshotDelete   = Cmd[ImageSnapshotDelete]{Service: ServiceCatalog, Verb: CommandCatalogImageSnapshotDelete, Answers: []string{EventCatalogImageSnapshotChanged}}
+	CmdCatalogImageSnapshotFlatten  = Cmd[ImageSnapshotFlatten]{Service: ServiceCatalog, Verb: CommandCatalogImageSnapshotFlatten, Answers: []string{EventCatalogImageSnapshotChanged}}
+	CmdCatalogImageSnapshotRevert   = Cmd[ImageSnapshotRevert]{Service: ServiceCatalog, Verb: CommandCatalogImageSnapshotRevert, Answers: []string{EventCatalogImageSnapshotChanged}}
 	CmdCatalogImageUnlock           = Cmd[ImageRef]{Service: ServiceCatalog, Verb: CommandCatalogImageUnlock, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageUpdate           = Cmd[ImageUpdate]{Service: ServiceCatalog, Verb: CommandCatalogImageUpdate, Answers: []string{EventCatalogImageUpdated}}
 	CmdCatalogImageUse              = Cmd[ImageUse]{Service: ServiceCatalog, Verb: CommandCatalogImageUse, Answers: []string{EventCatalogImageUsed}}
@@ -3785,6 +4052,7 @@ var (
 	CmdConverterCreateBlank         = Cmd[ConverterCreateBlank]{Service: ServiceConverter, Verb: CommandConverterCreateBlank, Answers: []string{EventConverterConverted}}
 	CmdConverterImport              = Cmd[ConverterImport]{Service: ServiceConverter, Verb: CommandConverterImport, Answers: []string{EventConverterConverted}}
 	CmdConverterOvaUnpack           = Cmd[ConverterOvaUnpack]{Service: ServiceConverter, Verb: CommandConverterOvaUnpack, Answers: []string{EventConverterOvaUnpacked}}
+	CmdConverterSnapshot            = Cmd[ConverterSnapshot]{Service: ServiceConverter, Verb: CommandConverterSnapshot, Answers: []string{EventConverterConverted}}
 	CmdCryptoLUKSCreate             = Cmd[CryptoLuksCreate]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSCreate, Answers: []string{EventCryptoLUKSEncrypted}}
 	CmdCryptoLUKSEncrypt            = Cmd[CryptoLuksEncrypt]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSEncrypt, Answers: []string{EventCryptoLUKSEncrypted}}
 	CmdCryptoLUKSRotateKek          = Cmd[CryptoLuksRotateKEK]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSRotateKek, Answers: []string{EventCryptoLUKSKekRotated}}
@@ -3794,6 +4062,8 @@ var (
 	CmdCryptoLUKSSlotRemove         = Cmd[CryptoLuksSlotRemove]{Service: ServiceCryptoLUKS, Verb: CommandCryptoLUKSSlotRemove, Answers: []string{EventCryptoLUKSSlotsChanged}}
 	CmdKernelRegistryAdd            = Cmd[KernelRegistryAdd]{Service: ServiceKernelRegistry, Verb: CommandKernelRegistryAdd, Answers: []string{EventKernelRegistryAdded}}
 	CmdLauncherDiskSaveAs           = Cmd[LauncherDiskSaveAs]{Service: ServiceLauncher, Verb: CommandLauncherDiskSaveAs, Answers: []string{EventLauncherDiskSaved}}
+	CmdLauncherDiskSnapshotDelete   = Cmd[LauncherDiskSnapshotDelete]{Service: ServiceLauncher, Verb: CommandLauncherDiskSnapshotDelete, Answers: []string{EventLauncherDiskSnapshotChanged}}
+	CmdLauncherDiskSnapshotRevert   = Cmd[LauncherDiskSnapshotRevert]{Service: ServiceLauncher, Verb: CommandLauncherDiskSnapshotRevert, Answers: []string{EventLauncherDiskSnapshotChanged}}
 	CmdLauncherDiskSnapshot         = Cmd[LauncherDiskSnapshot]{Service: ServiceLauncher, Verb: CommandLauncherDiskSnapshot, Answers: []string{EventLauncherDiskSnapshotted}}
 	CmdLauncherInstantiate          = Cmd[LauncherInstantiate]{Service: ServiceLauncher, Verb: CommandLauncherInstantiate, Answers: []string{EventLauncherVMCreated}}
 	CmdLauncherPoweroff             = Cmd[VMAction]{Service: ServiceLauncher, Verb: CommandLauncherPoweroff, Answers: []string{EventLauncherVMStateChanged}}
@@ -3827,11 +4097,13 @@ var (
 	EvtCatalogGroupCreated          = Evt[GroupCreated]{Service: ServiceCatalog, Name: EventCatalogGroupCreated}
 	EvtCatalogGroupDeleted          = Evt[GroupDeleted]{Service: ServiceCatalog, Name: EventCatalogGroupDeleted}
 	EvtCatalogGroupUpdated          = Evt[GroupUpdated]{Service: ServiceCatalog, Name: EventCatalogGroupUpdated}
+	EvtCatalogImageCopyLocked       = Evt[ImageCopyLocked]{Service: ServiceCatalog, Name: EventCatalogImageCopyLocked}
 	EvtCatalogImageCreated          = Evt[Image]{Service: ServiceCatalog, Name: EventCatalogImageCreated}
 	EvtCatalogImageDeleted          = Evt[ImageDeleted]{Service: ServiceCatalog, Name: EventCatalogImageDeleted}
 	EvtCatalogImageProgress         = Evt[ImageProgress]{Service: ServiceCatalog, Name: EventCatalogImageProgress}
 	EvtCatalogImageReleased         = Evt[ImageReleased]{Service: ServiceCatalog, Name: EventCatalogImageReleased}
 	EvtCatalogImageSlotsChanged     = Evt[ImageSlotsChanged]{Service: ServiceCatalog, Name: EventCatalogImageSlotsChanged}
+	EvtCatalogImageSnapshotChanged  = Evt[ImageSnapshotChanged]{Service: ServiceCatalog, Name: EventCatalogImageSnapshotChanged}
 	EvtCatalogImageUpdated          = Evt[Image]{Service: ServiceCatalog, Name: EventCatalogImageUpdated}
 	EvtCatalogImageUsed             = Evt[ImageUsed]{Service: ServiceCatalog, Name: EventCatalogImageUsed}
 	EvtCatalogStateChanged          = Evt[StateChanged]{Service: ServiceCatalog, Name: EventCatalogStateChanged}
@@ -3852,6 +4124,7 @@ var (
 	EvtKernelRegistryFailed         = Evt[Failure]{Service: ServiceKernelRegistry, Name: EventKernelRegistryFailed}
 	EvtKernelRegistryProgress       = Evt[Progress]{Service: ServiceKernelRegistry, Name: EventKernelRegistryProgress}
 	EvtLauncherDiskSaved            = Evt[LauncherDiskSaved]{Service: ServiceLauncher, Name: EventLauncherDiskSaved}
+	EvtLauncherDiskSnapshotChanged  = Evt[LauncherDiskSnapshotChanged]{Service: ServiceLauncher, Name: EventLauncherDiskSnapshotChanged}
 	EvtLauncherDiskSnapshotted      = Evt[LauncherDiskSnapshotted]{Service: ServiceLauncher, Name: EventLauncherDiskSnapshotted}
 	EvtLauncherFailed               = Evt[Failure]{Service: ServiceLauncher, Name: EventLauncherFailed}
 	EvtLauncherTemplateCreated      = Evt[VMTemplate]{Service: ServiceLauncher, Name: EventLauncherTemplateCreated}
@@ -3921,6 +4194,7 @@ var registry = []registered{
 	{kind: "cmd", service: "catalog", name: "image-chmod", file: "cmd/catalog.image-chmod.json", typ: reflect.TypeFor[ImageChmod](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-chown", file: "cmd/catalog.image-chown.json", typ: reflect.TypeFor[ImageChown](), senders: []string{"users"}, access: "admin"},
 	{kind: "cmd", service: "catalog", name: "image-clone", file: "cmd/catalog.image-clone.json", typ: reflect.TypeFor[ImageClone](), senders: []string{"users"}, access: "use"},
+	{kind: "cmd", service: "catalog", name: "image-copy-lock", file: "cmd/catalog.image-copy-lock.json", typ: reflect.TypeFor[ImageCopyLock](), senders: []string{"launcher"}},
 	{kind: "cmd", service: "catalog", name: "image-create", file: "cmd/catalog.image-create.json", typ: reflect.TypeFor[ImageCreate](), senders: []string{"users", "catalog", "kernel-registry", "launcher", "market-dockerhub", "market-lxc"}},
 	{kind: "cmd", service: "catalog", name: "image-delete", file: "cmd/catalog.image-delete.json", typ: reflect.TypeFor[ImageRef](), senders: []string{"users", "kernel-registry"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-disable", file: "cmd/catalog.image-disable.json", typ: reflect.TypeFor[ImageRef](), senders: []string{"users"}, access: "manage"},
@@ -3934,6 +4208,9 @@ var registry = []registered{
 	{kind: "cmd", service: "catalog", name: "image-slot-add", file: "cmd/catalog.image-slot-add.json", typ: reflect.TypeFor[ImageSlotAdd](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-slot-remove", file: "cmd/catalog.image-slot-remove.json", typ: reflect.TypeFor[ImageSlotRemove](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-slot-rotate", file: "cmd/catalog.image-slot-rotate.json", typ: reflect.TypeFor[ImageSlotRotate](), senders: []string{"users"}, access: "manage"},
+	{kind: "cmd", service: "catalog", name: "image-snapshot-delete", file: "cmd/catalog.image-snapshot-delete.json", typ: reflect.TypeFor[ImageSnapshotDelete](), senders: []string{"users"}, access: "manage"},
+	{kind: "cmd", service: "catalog", name: "image-snapshot-flatten", file: "cmd/catalog.image-snapshot-flatten.json", typ: reflect.TypeFor[ImageSnapshotFlatten](), senders: []string{"users"}, access: "manage"},
+	{kind: "cmd", service: "catalog", name: "image-snapshot-revert", file: "cmd/catalog.image-snapshot-revert.json", typ: reflect.TypeFor[ImageSnapshotRevert](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-unlock", file: "cmd/catalog.image-unlock.json", typ: reflect.TypeFor[ImageRef](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-update", file: "cmd/catalog.image-update.json", typ: reflect.TypeFor[ImageUpdate](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "catalog", name: "image-use", file: "cmd/catalog.image-use.json", typ: reflect.TypeFor[ImageUse](), senders: []string{"launcher"}, access: "use"},
@@ -3944,6 +4221,7 @@ var registry = []registered{
 	{kind: "cmd", service: "converter", name: "create-blank", file: "cmd/converter.create-blank.json", typ: reflect.TypeFor[ConverterCreateBlank](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "converter", name: "import", file: "cmd/converter.import.json", typ: reflect.TypeFor[ConverterImport](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "converter", name: "ova-unpack", file: "cmd/converter.ova-unpack.json", typ: reflect.TypeFor[ConverterOvaUnpack](), senders: []string{"catalog"}},
+	{kind: "cmd", service: "converter", name: "snapshot", file: "cmd/converter.snapshot.json", typ: reflect.TypeFor[ConverterSnapshot](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "crypto-luks", name: "create", file: "cmd/crypto-luks.create.json", typ: reflect.TypeFor[CryptoLuksCreate](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "crypto-luks", name: "encrypt", file: "cmd/crypto-luks.encrypt.json", typ: reflect.TypeFor[CryptoLuksEncrypt](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "crypto-luks", name: "rotate-kek", file: "cmd/crypto-luks.rotate-kek.json", typ: reflect.TypeFor[CryptoLuksRotateKEK](), senders: []string{"admins"}},
@@ -3953,6 +4231,8 @@ var registry = []registered{
 	{kind: "cmd", service: "crypto-luks", name: "slot-remove", file: "cmd/crypto-luks.slot-remove.json", typ: reflect.TypeFor[CryptoLuksSlotRemove](), senders: []string{"catalog"}},
 	{kind: "cmd", service: "kernel-registry", name: "add", file: "cmd/kernel-registry.add.json", typ: reflect.TypeFor[KernelRegistryAdd](), senders: []string{"users"}},
 	{kind: "cmd", service: "launcher", name: "disk-save-as", file: "cmd/launcher.disk-save-as.json", typ: reflect.TypeFor[LauncherDiskSaveAs](), senders: []string{"users"}, access: "manage"},
+	{kind: "cmd", service: "launcher", name: "disk-snapshot-delete", file: "cmd/launcher.disk-snapshot-delete.json", typ: reflect.TypeFor[LauncherDiskSnapshotDelete](), senders: []string{"users"}, access: "manage"},
+	{kind: "cmd", service: "launcher", name: "disk-snapshot-revert", file: "cmd/launcher.disk-snapshot-revert.json", typ: reflect.TypeFor[LauncherDiskSnapshotRevert](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "disk-snapshot", file: "cmd/launcher.disk-snapshot.json", typ: reflect.TypeFor[LauncherDiskSnapshot](), senders: []string{"users"}, access: "manage"},
 	{kind: "cmd", service: "launcher", name: "instantiate", file: "cmd/launcher.instantiate.json", typ: reflect.TypeFor[LauncherInstantiate](), senders: []string{"users"}, access: "use"},
 	{kind: "cmd", service: "launcher", name: "poweroff", file: "cmd/launcher.poweroff.json", typ: reflect.TypeFor[VMAction](), senders: []string{"users"}, access: "manage"},
@@ -3986,11 +4266,13 @@ var registry = []registered{
 	{kind: "evt", service: "catalog", name: "group-created", file: "evt/catalog.group-created.json", typ: reflect.TypeFor[GroupCreated]()},
 	{kind: "evt", service: "catalog", name: "group-deleted", file: "evt/catalog.group-deleted.json", typ: reflect.TypeFor[GroupDeleted]()},
 	{kind: "evt", service: "catalog", name: "group-updated", file: "evt/catalog.group-updated.json", typ: reflect.TypeFor[GroupUpdated]()},
+	{kind: "evt", service: "catalog", name: "image-copy-locked", file: "evt/catalog.image-copy-locked.json", typ: reflect.TypeFor[ImageCopyLocked]()},
 	{kind: "evt", service: "catalog", name: "image-created", file: "evt/catalog.image-created.json", typ: reflect.TypeFor[Image]()},
 	{kind: "evt", service: "catalog", name: "image-deleted", file: "evt/catalog.image-deleted.json", typ: reflect.TypeFor[ImageDeleted]()},
 	{kind: "evt", service: "catalog", name: "image-progress", file: "evt/catalog.image-progress.json", typ: reflect.TypeFor[ImageProgress]()},
 	{kind: "evt", service: "catalog", name: "image-released", file: "evt/catalog.image-released.json", typ: reflect.TypeFor[ImageReleased]()},
 	{kind: "evt", service: "catalog", name: "image-slots-changed", file: "evt/catalog.image-slots-changed.json", typ: reflect.TypeFor[ImageSlotsChanged]()},
+	{kind: "evt", service: "catalog", name: "image-snapshot-changed", file: "evt/catalog.image-snapshot-changed.json", typ: reflect.TypeFor[ImageSnapshotChanged]()},
 	{kind: "evt", service: "catalog", name: "image-updated", file: "evt/catalog.image-updated.json", typ: reflect.TypeFor[Image]()},
 	{kind: "evt", service: "catalog", name: "image-used", file: "evt/catalog.image-used.json", typ: reflect.TypeFor[ImageUsed]()},
 	{kind: "evt", service: "catalog", name: "state-changed", file: "evt/catalog.state-changed.json", typ: reflect.TypeFor[StateChanged]()},
@@ -4011,6 +4293,7 @@ var registry = []registered{
 	{kind: "evt", service: "kernel-registry", name: "failed", file: "evt/kernel-registry.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "kernel-registry", name: "progress", file: "evt/kernel-registry.progress.json", typ: reflect.TypeFor[Progress]()},
 	{kind: "evt", service: "launcher", name: "disk-saved", file: "evt/launcher.disk-saved.json", typ: reflect.TypeFor[LauncherDiskSaved]()},
+	{kind: "evt", service: "launcher", name: "disk-snapshot-changed", file: "evt/launcher.disk-snapshot-changed.json", typ: reflect.TypeFor[LauncherDiskSnapshotChanged]()},
 	{kind: "evt", service: "launcher", name: "disk-snapshotted", file: "evt/launcher.disk-snapshotted.json", typ: reflect.TypeFor[LauncherDiskSnapshotted]()},
 	{kind: "evt", service: "launcher", name: "failed", file: "evt/launcher.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "launcher", name: "template-created", file: "evt/launcher.template-created.json", typ: reflect.TypeFor[VMTemplate]()},

@@ -401,6 +401,12 @@ func (s *Store) DeletePrefix(ctx context.Context, bucket, prefix string) error {
 	if firstErr != nil {
 		return firstErr
 	}
+	return s.AbortIncomplete(ctx, bucket, prefix)
+}
+
+// AbortIncomplete aborts the incomplete multipart uploads under prefix:
+// what a writer killed in the middle of an upload leaves behind.
+func (s *Store) AbortIncomplete(ctx context.Context, bucket, prefix string) error {
 	// MinIO lists multipart uploads by exact key only, so list all of the
 	// bucket's and filter here.
 	for u := range s.client.ListIncompleteUploads(ctx, bucket, "", true) {

@@ -38,10 +38,6 @@ const (
 	PhaseCopy = saga.Phase("copy")
 )
 
-// hasSnapshots reports whether img has image snapshots, which a clone
-// refuses; the image-snapshot work fills it in, until then no image has any.
-func hasSnapshots(img schemas.Image) bool { return false }
-
 // cloneData is the state of a clone saga: importData's (the commit phase is
 // the import's own; its Result is what the source record says of its blob)
 // and the source.

@@ -180,6 +180,13 @@ func TestCloneRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	refused("a LUKS image", schemas.ImageClone{ID: 901, Name: "k3"}, "image 901 is LUKS-encrypted: a clone would share its secret")
+	snapped := luks
+	snapped.ID, snapped.Name, snapped.Format, snapped.Attributes, snapped.Persistent = 902, "snapped", schemas.DiskFormatQcow2, nil, true
+	snapped.Snapshots = []schemas.ImageSnapshot{{ID: 0, Name: "before", Parent: -1, Active: true, Date: now()}}
+	if _, err := h.svc.images.Create(h.ctx, snapped.ID, &snapped); err != nil {
+		t.Fatal(err)
+	}
+	refused("an image with snapshots", schemas.ImageClone{ID: 902, Name: "k4"}, "Cannot clone images with snapshots")
 	refused("into a file datastore", schemas.ImageClone{ID: src.ID, Name: "x", Datastore: "files"},
 		`datastore "files" is a file datastore and "default" an image datastore: a clone stays on its source's driver`)
 	refused("into no datastore", schemas.ImageClone{ID: src.ID, Name: "x", Datastore: "nowhere"}, `datastore "nowhere" does not exist`)
@@ -198,7 +205,7 @@ func TestCloneRefusals(t *testing.T) {
 	// Nothing was left behind: no clone record, no blob beyond the two
 	// images'.
 	for _, img := range listImages(t, h, schemas.CatalogListRequest{}) {
-		if img.Name == "x" || img.Name == "k2" || img.Name == "k3" {
+		if img.Name == "x" || img.Name == "k2" || img.Name == "k3" || img.Name == "k4" {
 			t.Errorf("a refused clone left image %+v", img)
 		}
 	}

@@ -74,6 +74,8 @@ func (s *Service) dispatch(ctx context.Context, m *bus.Msg, prior *processed) (p
 		return s.clone(ctx, m, prior)
 	case schemas.CommandCatalogImageSlotAdd, schemas.CommandCatalogImageSlotRemove, schemas.CommandCatalogImageSlotRotate:
 		return s.changeSlots(ctx, m, prior)
+	case schemas.CommandCatalogImageSnapshotRevert, schemas.CommandCatalogImageSnapshotDelete, schemas.CommandCatalogImageSnapshotFlatten:
+		return s.changeSnapshot(ctx, m, prior)
 	}
 	switch m.Name {
 	case schemas.CommandCatalogImageRename:
@@ -91,6 +93,9 @@ func (s *Service) dispatch(ctx context.Context, m *bus.Msg, prior *processed) (p
 	case schemas.CommandCatalogImageLock:
 		var req schemas.ImageLockRequest
 		return decodeAndRun(m, &req, &req.ID, func() error { return s.lockImage(ctx, m, req) })
+	case schemas.CommandCatalogImageCopyLock:
+		var req schemas.ImageCopyLock
+		return decodeAndRun(m, &req, &req.ID, func() error { return s.copyLock(ctx, m, req) })
 	}
 	var req schemas.ImageRef
 	return decodeAndRun(m, &req, &req.ID, func() error { return s.simple(ctx, m, req.ID) })
@@ -305,29 +310,7 @@ func (s *Service) delete(ctx context.Context, m *bus.Msg, id int64) error {
 			return err
 		}
 	}
-	if err := s.deleteBlobs(ctx, img); err != nil {
-		return err
-	}
-	// The secret opens nothing any more. A resumed delete sends it again
-	// with the same ID, which JetStream drops.
-	if secret := img.Attributes[AttrLUKSSecret]; secret != "" {
-		if err := s.sendSecretDelete(ctx, secret, img.ID, bus.CausedBy(m.Envelope)); err != nil {
-			return err
-		}
-	}
-	if err := s.images.releaseName(ctx, img.User, img.Name, img.ID); err != nil {
-		return err
-	}
-	if err := s.images.Purge(ctx, id); err != nil {
-		return err
-	}
-	return s.emitDeleted(ctx, img, m)
-}
-
-func (s *Service) emitDeleted(ctx context.Context, img *schemas.Image, m *bus.Msg) error {
-	_, err := s.bus.Event(ctx, schemas.EventCatalogImageDeleted, idToken(img.ID),
-		schemas.ImageDeleted{ID: img.ID, Name: img.Name}, causedBy(m.Envelope, schemas.EventCatalogImageDeleted)...)
-	return err
+	return s.finishDelete(ctx, img, m.Envelope)
 }
 
 // deleteBlobs removes everything stored for the image: its blob, and

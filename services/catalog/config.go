@@ -52,6 +52,11 @@ type Config struct {
 	// ReconcileInterval is how often expired and stuck sagas are looked
 	// for (default 30s).
 	ReconcileInterval time.Duration
+	// StuckAfter is how long an image stays in DELETE, LOCKED_USED or
+	// LOCKED_USED_PERS, unchanged and held by no running saga, before the
+	// image reconciler finishes or rolls back what left it there
+	// (default 10 min).
+	StuckAfter time.Duration
 	// Datastores served; default DefaultDatastores().
 	Datastores []Datastore
 	// UploadBucket holds objects staged by the CLI (default
@@ -86,7 +91,7 @@ func (c *Config) defaults() {
 	defaults.Fill(c, Config{User: DefaultUser, Group: DefaultGroup,
 		ConvertDeadline: DefaultConvertDeadline, ResolveDeadline: DefaultResolveDeadline,
 		BuildDeadline: DefaultBuildDeadline, EncryptDeadline: DefaultEncryptDeadline,
-		CommitDeadline: DefaultCommitDeadline, ReconcileInterval: DefaultReconcileInterval,
+		CommitDeadline: DefaultCommitDeadline, ReconcileInterval: DefaultReconcileInterval, StuckAfter: DefaultStuckAfter,
 		Datastores: DefaultDatastores(), UploadBucket: DefaultUploadBucket, MaxVirtualSize: DefaultMaxVirtualSize,
 		Concurrency: 1, Version: "0.1.0", Logger: slog.Default()})
 }
@@ -100,3 +105,8 @@ func (c *Config) locations() blob.Locations {
 	}
 	return l
 }
+
+// DefaultStuckAfter is the default of Config.StuckAfter: how long an image
+// may sit in DELETE, LOCKED_USED or LOCKED_USED_PERS with no saga before
+// the reconciler finishes or rolls it back (stuck.go).
+const DefaultStuckAfter = 10 * time.Minute

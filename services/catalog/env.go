@@ -20,6 +20,7 @@ const (
 	EnvBuildDeadline     = "SLIPWAY_CATALOG_BUILD_DEADLINE"
 	EnvEncryptDeadline   = "SLIPWAY_CATALOG_ENCRYPT_DEADLINE"
 	EnvReconcileInterval = "SLIPWAY_CATALOG_RECONCILE_INTERVAL"
+	EnvStuckAfter        = "SLIPWAY_CATALOG_STUCK_AFTER"
 	EnvMaxVirtualSize    = "SLIPWAY_CATALOG_MAX_VIRTUAL_SIZE"
 	EnvVerifyDigest      = "SLIPWAY_CATALOG_VERIFY_DIGEST"
 	EnvConcurrency       = "SLIPWAY_CATALOG_CONCURRENCY"
@@ -48,6 +49,7 @@ func ConfigFromEnv() (Config, error) {
 	cfg.BuildDeadline = env.Duration(EnvBuildDeadline, DefaultBuildDeadline)
 	cfg.EncryptDeadline = env.Duration(EnvEncryptDeadline, DefaultEncryptDeadline)
 	cfg.ReconcileInterval = env.Duration(EnvReconcileInterval, DefaultReconcileInterval)
+	cfg.StuckAfter = env.Duration(EnvStuckAfter, DefaultStuckAfter)
 	cfg.VerifyDigest = env.Bool(EnvVerifyDigest, true)
 	cfg.Concurrency = env.Int(EnvConcurrency, 1)
 	if v := strings.TrimSpace(run.Env(EnvMaxVirtualSize, "")); v != "" {

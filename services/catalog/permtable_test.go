@@ -39,11 +39,16 @@ var permissionTable = map[string]string{
 	schemas.CommandCatalogImageSlotAdd:       "manage",
 	schemas.CommandCatalogImageSlotRemove:    "manage",
 	schemas.CommandCatalogImageSlotRotate:    "manage",
-	schemas.CommandCatalogImageChown:         "admin",
-	schemas.CommandCatalogImageChgrp:         "admin",
+	// OpenNebula's snapshot-revert, -delete and -flatten are MANAGE.
+	schemas.CommandCatalogImageSnapshotRevert:  "manage",
+	schemas.CommandCatalogImageSnapshotDelete:  "manage",
+	schemas.CommandCatalogImageSnapshotFlatten: "manage",
+	schemas.CommandCatalogImageChown:           "admin",
+	schemas.CommandCatalogImageChgrp:           "admin",
 
 	schemas.CommandCatalogImageCreate:     "",
 	schemas.CommandCatalogImageRelease:    "",
+	schemas.CommandCatalogImageCopyLock:   "",
 	schemas.CommandCatalogUserCreate:      "",
 	schemas.CommandCatalogUserCredentials: "",
 	schemas.CommandCatalogUserDelete:      "",
@@ -340,6 +345,9 @@ func (w *permWalk) send(row, who string, img schemas.Image) error {
 		return h.as(b, row, schemas.ImageSlotRemove{ID: id, Slot: 1}, EvtImageSlotsChanged)
 	case schemas.CommandCatalogImageSlotRotate:
 		return h.as(b, row, schemas.ImageSlotRotate{ID: id}, EvtImageSlotsChanged)
+	case schemas.CommandCatalogImageSnapshotRevert, schemas.CommandCatalogImageSnapshotDelete, schemas.CommandCatalogImageSnapshotFlatten:
+		// Bob's image has no snapshots: allowed, then refused for that.
+		return h.as(b, row, schemas.ImageSnapshotRevert{ID: id, Snapshot: 0}, EvtImageSnapshotChanged)
 	case rowShow:
 		_, err := bus.Ask(h.ctx, b, schemas.QryCatalogShow, schemas.CatalogShowRequest{ID: &id})
 		return err

@@ -90,6 +90,11 @@ func (s *Service) Run(ctx context.Context) error {
 		defer wg.Done()
 		_ = s.engine.RunReconciler(ctx, s.cfg.ReconcileInterval, saga.Hooks{Expired: s.expired, Resume: s.resume})
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.reconcileImages(ctx, s.cfg.ReconcileInterval)
+	}()
 	s.readyOnce.Do(func() { close(s.ready) })
 	s.log.Info("catalog running", "prefix", p, "user", s.cfg.User)
 
@@ -162,7 +167,7 @@ func (s *Service) setup(ctx context.Context) error {
 
 // sagaFlows are the sagas the catalog runs, each declared in its file.
 func (s *Service) sagaFlows() []*flow {
-	return append([]*flow{s.importFlow(), s.dockerFlow(), s.rootfsFlow(), s.ovaFlow(), s.slotsFlow(), s.cloneFlow()}, s.luksFlows()...)
+	return append([]*flow{s.importFlow(), s.dockerFlow(), s.rootfsFlow(), s.ovaFlow(), s.slotsFlow(), s.cloneFlow(), s.snapshotFlow()}, s.luksFlows()...)
 }
 
 func (s *Service) putDatastore(ctx context.Context, meta jetstream.KeyValue, ds Datastore) error {

@@ -115,39 +115,21 @@ func (s *Service) changeSlots(ctx context.Context, m *bus.Msg, prior *processed)
 		if err := Allow(OpSlots, img); err != nil {
 			return res, &refusal{err}
 		}
-		sagaID, err := s.chooseSagaID(ctx, m)
-		if err != nil {
-			return res, err
-		}
-		won, err := s.dedupClaim(ctx, m.Envelope.ID, processed{ImageID: d.ImageID, SagaID: sagaID})
-		if err != nil {
-			return res, err
-		}
-		prior = &won
 	}
-	res.SagaID = prior.SagaID
-	d.From, d.Source, d.Secret = State(img.State), img.Source, img.Attributes[AttrLUKSSecret]
-	// A redelivery finds the saga stored with the state it locked from.
-	if err := s.start(ctx, res.SagaID, KindSlots, d.ImageID, d); err != nil {
+	if res.SagaID, err = s.claimSaga(ctx, m, prior, d.ImageID); err != nil {
 		return res, err
 	}
-	sg, err := s.sagas.Get(ctx, res.SagaID)
+	d.From, d.Source, d.Secret = State(img.State), img.Source, img.Attributes[AttrLUKSSecret]
+	// A redelivery finds the saga stored with the state it locked from.
+	sg, err := startData(ctx, s, res.SagaID, KindSlots, d.ImageID, &d)
 	if err != nil {
 		return res, err
 	}
-	if err := sg.Decode(&d); err != nil {
-		return res, err
-	}
-	if sg.Status.Finished() {
-		return res, nil // a redelivery after the saga ended
-	}
-	if err := s.lockForSlots(ctx, m, sg.ID, d); err != nil {
-		if isRefusal(err) {
-			s.abandon(ctx, sg.ID, err.Error())
-		}
-		return res, err
-	}
-	return res, s.send(ctx, m.Envelope, sg.ID, PhaseSlots, d.ImageID, cryptoService, d.Verb, d.command())
+	return res, s.lockThenSend(ctx, sg,
+		func() error { return s.lockForSlots(ctx, m, sg.ID, d) },
+		func() error {
+			return s.send(ctx, m.Envelope, sg.ID, PhaseSlots, d.ImageID, cryptoService, d.Verb, d.command())
+		})
 }
 
 // command is the crypto-luks command of the change.
@@ -290,8 +272,7 @@ func (s *Service) endSlots(ctx context.Context, sg *saga.Saga, d slotsData, code
 // answers are the options of the event that answers the saga's command:
 // caused by it, so the sender's bus.Call sees it.
 func answers(sagaID string, d slotsData, what string) []bus.PubOption {
-	return []bus.PubOption{bus.CausedBy(envelope.Envelope{ID: d.CommandID, CorrelationID: sagaID}),
-		bus.WithID(envelope.StepID(sagaID, what))}
+	return answersCommand(sagaID, d.CommandID, what)
 }
 
 // recordSlots records the digest and size of a LUKS blob crypto-luks

@@ -78,10 +78,11 @@ const (
 	OpRename        Op = "rename"
 	OpUpdate        Op = "update"
 	OpDelete        Op = "delete"
-	OpUse           Op = "use"     // a VM takes the image (launcher)
-	OpEncrypt       Op = "encrypt" // the image is read into a new LUKS image
-	OpSlots         Op = "slots"   // crypto-luks rewrites a LUKS image's key slots
-	OpClone         Op = "clone"   // the image is copied into a new one (clone.go)
+	OpUse           Op = "use"      // a VM takes the image (launcher)
+	OpEncrypt       Op = "encrypt"  // the image is read into a new LUKS image
+	OpSlots         Op = "slots"    // crypto-luks rewrites a LUKS image's key slots
+	OpClone         Op = "clone"    // the image is copied into a new one (clone.go)
+	OpSnapshot      Op = "snapshot" // the converter reverts, deletes or flattens a snapshot
 )
 
 // Allow says whether op may be applied to img, and if not, why, in words a
@@ -166,7 +167,7 @@ var rules = map[Op]rule{
 		other:  "image {id} is {described}: only a READY image can be disabled",
 	},
 	OpPersistent:    persistence("persistent", notFile),
-	OpNonPersistent: persistence("non-persistent", nil),
+	OpNonPersistent: persistence("non-persistent", flattenFirst),
 	OpRename:        {change: true},
 	OpUpdate:        {change: true},
 	OpDelete: {
@@ -225,6 +226,27 @@ var rules = map[Op]rule{
 		other: "image {id} is {state}: it cannot be encrypted now",
 		ready: stored("image {id} has no stored data to encrypt"),
 	},
+	// The converter rewrites a persistent image's blob from one of its
+	// snapshots (OpenNebula: READY, OS or DATABLOCK; LOCKED meanwhile).
+	OpSnapshot: {
+		change: true,
+		fits: func(img *schemas.Image) error {
+			if img.Type != schemas.ImageTypeOS && img.Type != schemas.ImageTypeDatablock {
+				return explain("image {id} is a {type} image: only OS and DATABLOCK images have snapshots", img)
+			}
+			if !hasSnapshots(*img) {
+				return explain("image {id} ({name}) has no snapshots: they come from the disk-snapshot of a VM that uses it persistently", img)
+			}
+			return nil
+		},
+		allow: []State{StateReady},
+		refuse: []refused{
+			{inUse, "image {id} is {described}: a snapshot operation needs a READY image no VM uses; while its VM runs, use vm disk-snapshot-revert or -delete"},
+			{[]State{StateLocked}, "image {id} is LOCKED (an operation is writing its blob): try again once it is READY"},
+		},
+		other: "image {id} is {state}: a snapshot operation needs a READY image",
+		ready: stored("image {id} ({name}) has no blob"),
+	},
 	// crypto-luks rewrites the image's blob to change its key slots: a
 	// LUKS image no VM uses, READY or DISABLED.
 	OpSlots: {
@@ -255,6 +277,20 @@ func persistence(want string, fits func(*schemas.Image) error) rule {
 		},
 		other: "image {id} is {state}: it cannot be made " + want + " now",
 	}
+}
+
+// hasSnapshots reports whether img holds snapshots (snapshotsaga.go): such
+// an image cannot be cloned or made non-persistent until flattened.
+func hasSnapshots(img schemas.Image) bool { return len(img.Snapshots) > 0 }
+
+// flattenFirst refuses to make an image with snapshots non-persistent:
+// its snapshots live in its blob, and a non-persistent image is shared
+// read-only.
+func flattenFirst(img *schemas.Image) error {
+	if hasSnapshots(*img) {
+		return fmt.Errorf("image %d has %d snapshots: flatten first (slipway image snapshot-flatten %d SNAPSHOT_ID keeps one state and removes them all), then make it non-persistent", img.ID, len(img.Snapshots), img.ID)
+	}
+	return nil
 }
 
 // notFile refuses a file image (KERNEL, RAMDISK, CONTEXT): it cannot be

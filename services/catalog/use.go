@@ -8,6 +8,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/snapshots"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -167,6 +168,9 @@ func (s *Service) releaseSaving(ctx context.Context, m *bus.Msg, req schemas.Ima
 		saved := img.SHA256 == save.SHA256 && img.Format == save.Format
 		return s.emitReleased(ctx, m, img, req.VMID, saved)
 	}
+	if reason := checkSavedSnapshots(img, *save); reason != "" {
+		return s.refuseSave(ctx, m, img.ID, req.VMID, save.Source, reason)
+	}
 	if reason, err := s.checkStaged(ctx, *save); err != nil {
 		return err
 	} else if reason != "" {
@@ -202,6 +206,25 @@ func (s *Service) lockForSave(ctx context.Context, m *bus.Msg, req schemas.Image
 		}
 	}
 	return img, held, nil
+}
+
+// checkSavedSnapshots says why the snapshots a save reports cannot be the
+// image's ("" when they can): a broken tree, or snapshots in a disk that
+// cannot hold them.
+func checkSavedSnapshots(img *schemas.Image, save schemas.ImageSave) string {
+	if len(save.Snapshots) == 0 {
+		return ""
+	}
+	if save.Format != schemas.DiskFormatQcow2 {
+		return fmt.Sprintf("the saved disk is %s but reports %d snapshots: internal snapshots need qcow2", save.Format, len(save.Snapshots))
+	}
+	if img.Type != schemas.ImageTypeOS && img.Type != schemas.ImageTypeDatablock {
+		return fmt.Sprintf("image %d is a %s image: only OS and DATABLOCK images have snapshots", img.ID, img.Type)
+	}
+	if err := snapshots.Tree(save.Snapshots).Check(); err != nil {
+		return fmt.Sprintf("the saved disk's snapshots: %v", err)
+	}
+	return ""
 }
 
 // checkStaged says why the staged disk is not what save describes ("" when
@@ -270,6 +293,9 @@ func (s *Service) commitSave(ctx context.Context, m *bus.Msg, img *schemas.Image
 			return errNoChange
 		}
 		img.Format, img.Size, img.StoredSize, img.SHA256, img.Source = save.Format, save.VirtualSize, save.Size, save.SHA256, dest
+		// The disk's snapshots live in the saved blob: they become the
+		// image's (none: the disk has none).
+		img.Snapshots = save.Snapshots
 		setVMs(img, slices.DeleteFunc(slices.Clone(img.VMs), func(v int64) bool { return v == req.VMID }))
 		return transition(img, StateReady)
 	})

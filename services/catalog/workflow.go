@@ -292,6 +292,51 @@ func (s *Service) start(ctx context.Context, id, kind string, imageID int64, dat
 	return err
 }
 
+// claimSaga is the saga of a command that starts one on an existing
+// image: the one a previous delivery claimed (prior), else a new ID
+// claimed for the command in the dedup bucket.
+func (s *Service) claimSaga(ctx context.Context, m *bus.Msg, prior *processed, imageID int64) (string, error) {
+	if prior != nil {
+		return prior.SagaID, nil
+	}
+	sagaID, err := s.chooseSagaID(ctx, m)
+	if err != nil {
+		return "", err
+	}
+	won, err := s.dedupClaim(ctx, m.Envelope.ID, processed{ImageID: imageID, SagaID: sagaID})
+	return won.SagaID, err
+}
+
+// startData starts saga id of kind about imageID with data *d, or finds
+// it started by a previous delivery, and reads its stored data back into
+// d (what the first delivery recorded wins).
+func startData[D any](ctx context.Context, s *Service, id, kind string, imageID int64, d *D) (*saga.Saga, error) {
+	if err := s.start(ctx, id, kind, imageID, *d); err != nil {
+		return nil, err
+	}
+	sg, err := s.sagas.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return sg, sg.Decode(d)
+}
+
+// lockThenSend is the rest of a command that rewrites an existing image's
+// blob through a worker: nothing once its saga has ended (a redelivery),
+// else lock the image (a refusal abandons the saga) and send the work.
+func (s *Service) lockThenSend(ctx context.Context, sg *saga.Saga, lock, send func() error) error {
+	if sg.Status.Finished() {
+		return nil // a redelivery after the saga ended
+	}
+	if err := lock(); err != nil {
+		if isRefusal(err) {
+			s.abandon(ctx, sg.ID, err.Error())
+		}
+		return err
+	}
+	return send()
+}
+
 // advance moves a saga from one phase to the next, with the next phase's
 // deadline. saga.ErrWrongPhase means a duplicate delivery advanced it
 // first, or it failed meanwhile.

@@ -110,8 +110,10 @@ func (s *Service) handle(ctx context.Context, m *bus.Msg) error {
 		return s.handleCreateBlank(ctx, m)
 	case schemas.CommandConverterOvaUnpack:
 		return s.handleOvaUnpack(ctx, m)
+	case schemas.CommandConverterSnapshot:
+		return s.handleSnapshot(ctx, m)
 	}
-	return bus.Terminal(fmt.Errorf("converter: unknown command %q (import, create-blank, ova-unpack)", m.Subject))
+	return bus.Terminal(fmt.Errorf("converter: unknown command %q (import, create-blank, ova-unpack, snapshot)", m.Subject))
 }
 
 // span starts a child span of a job phase.

@@ -113,6 +113,19 @@ func (s *Service) lock(ctx context.Context, vmID, imageID int64) error {
 	return err
 }
 
+// copyLock has the catalog show image id LOCKED_USED(_PERS) while the
+// VM's disk made from it is copied (locked), or give it back (!locked).
+func (s *Service) copyLock(ctx context.Context, vmID, imageID int64, locked bool) error {
+	cctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	_, err := bus.Invoke(cctx, s.bus, schemas.CmdCatalogImageCopyLock, schemas.ImageCopyLock{ID: imageID, VMID: vmID, Locked: locked})
+	var ce *bus.CallError
+	if errors.As(err, &ce) {
+		return errors.New(ce.Message)
+	}
+	return err
+}
+
 // release lets image id go, saving a persistent disk's changes when save is
 // set, and drops it from the VM's locks. It reports whether the catalog
 // saved the changes.

@@ -8,11 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
+	"time"
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/pkg/qemuimg"
+	"github.com/slipway/slipway/pkg/snapshots"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/launcher/qemu"
 )
@@ -61,7 +62,15 @@ func (s *Service) diskSaveAsCmd(ctx context.Context, msg *bus.Msg) error {
 	if pd.Secret != "" {
 		return refuse(&req.ID, "DISK %d of VM %d is LUKS-encrypted: save-as would write its content in clear; it is not supported", req.DiskID, req.ID)
 	}
+	// The image shows LOCKED_USED(_PERS) while its VM's disk is copied.
+	if err := s.copyLock(ctx, req.ID, pd.ImageID, true); err != nil {
+		return refuse(&req.ID, "save-as of DISK %d of VM %d: %v", req.DiskID, req.ID, err)
+	}
 	staged, err := s.stageCopy(ctx, m, req, pd, msg.StreamSeq)
+	if uerr := s.copyLock(context.WithoutCancel(ctx), req.ID, pd.ImageID, false); uerr != nil {
+		// The catalog's reconciler gives the image back if this fails.
+		s.log.Warn("unlocking an image after save-as failed", "vm", req.ID, "image", pd.ImageID, "err", uerr)
+	}
 	if err != nil {
 		return err
 	}
@@ -166,6 +175,10 @@ func (s *Service) diskSnapshotCmd(ctx context.Context, msg *bus.Msg) error {
 		}
 		return refuse(&req.ID, "DISK %d of VM %d already has a snapshot named %q", req.DiskID, req.ID, req.Name)
 	}
+	tree, _, err := snapshots.Tree(pd.Public.SnapshotTree).Add(req.Name, time.Now(), pd.Public.Size)
+	if err != nil {
+		return refuse(&req.ID, "snapshot of DISK %d of VM %d: %v", req.DiskID, req.ID, err)
+	}
 	if vm := m.qemu(); vm != nil {
 		err = vm.SnapshotInternal(ctx, pd.QEMUID, req.Name)
 	} else {
@@ -173,24 +186,12 @@ func (s *Service) diskSnapshotCmd(ctx context.Context, msg *bus.Msg) error {
 		if err := qemu.CheckConfined(pd.Path, pd.Format, s.vmDir(req.ID), s.cfg.CacheDir); err != nil {
 			return refuse(&req.ID, "snapshot of DISK %d of VM %d: %v", req.DiskID, req.ID, err)
 		}
-		if err := qemuimg.CheckPath(pd.Path); err != nil {
-			return refuse(&req.ID, "snapshot of DISK %d of VM %d: %v", req.DiskID, req.ID, err)
-		}
-		err = s.qemuImg(ctx, "snapshot", "-c", req.Name, "--image-opts",
-			"driver=qcow2,file.driver=file,file.filename="+strings.ReplaceAll(pd.Path, ",", ",,"))
+		err = s.img.SnapshotCreate(ctx, pd.Path, req.Name)
 	}
 	if err != nil {
 		return refuse(&req.ID, "snapshot of DISK %d of VM %d: %v", req.DiskID, req.ID, err)
 	}
-	if _, _, err := s.vms.Update(ctx, req.ID, func(r *vmRecord) error {
-		for i := range r.Run.Plan.Disks {
-			if d := &r.Run.Plan.Disks[i]; d.DiskID == req.DiskID {
-				d.Public.Snapshots = append(d.Public.Snapshots, req.Name)
-			}
-		}
-		r.Run.Plan.describe(r)
-		return nil
-	}); err != nil {
+	if err := s.recordTree(ctx, req.ID, req.DiskID, tree); err != nil {
 		return err
 	}
 	return s.emitSnapshotted(ctx, msg, req)

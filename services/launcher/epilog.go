@@ -11,6 +11,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/qemuimg"
+	"github.com/slipway/slipway/pkg/snapshots"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -80,8 +81,12 @@ func (s *Service) saveDisk(ctx context.Context, vmID int64, pd planDisk) (string
 	if err != nil {
 		return "", err
 	}
+	tree, err := s.savedTree(ctx, pd)
+	if err != nil {
+		return "", err
+	}
 	save := &schemas.ImageSave{Source: info.URL(), Format: pd.Public.Format, Size: info.Size,
-		VirtualSize: vsize, SHA256: info.SHA256}
+		VirtualSize: vsize, SHA256: info.SHA256, Snapshots: tree}
 	saved, err := s.release(ctx, vmID, pd.ImageID, save)
 	if err != nil || !saved {
 		// The catalog deletes what it took; what it did not take is ours.
@@ -96,6 +101,29 @@ func (s *Service) saveDisk(ctx context.Context, vmID int64, pd planDisk) (string
 		return fmt.Sprintf("DISK %d: image %d was not held by the VM any more; its changes were not kept", pd.DiskID, pd.ImageID), nil
 	}
 	return fmt.Sprintf("DISK %d saved to image %d", pd.DiskID, pd.ImageID), nil
+}
+
+// savedTree is the snapshot tree of a persistent disk as the disk holds it:
+// the record's tree without a snapshot qemu-img does not list in the file
+// (the record is what the catalog will trust; the file is the truth).
+func (s *Service) savedTree(ctx context.Context, pd planDisk) (snapshots.Tree, error) {
+	tree := snapshots.Tree(pd.Public.SnapshotTree)
+	if len(tree) == 0 || pd.Format != "qcow2" {
+		return nil, nil
+	}
+	list, err := s.img.Snapshots(ctx, pd.Path)
+	if err != nil {
+		return nil, fmt.Errorf("list the snapshots of DISK %d: %w", pd.DiskID, err)
+	}
+	held := map[string]bool{}
+	for _, sn := range list {
+		held[sn.Name] = true
+	}
+	kept := tree.Only(func(name string) bool { return held[name] })
+	if len(kept) != len(tree) {
+		s.log.Warn("the disk lacks snapshots its record names; they are dropped", "disk", pd.DiskID, "record", tree.Names(), "kept", kept.Names())
+	}
+	return kept, nil
 }
 
 // upload stores a local file at key in the upload bucket.

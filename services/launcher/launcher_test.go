@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
@@ -184,6 +186,12 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]" ]
 	if h.vm(a).State != schemas.VMStateRunning {
 		t.Errorf("VM after save-as: %s, want RUNNING (resumed after the copy)", h.vm(a).State)
 	}
+	// The shared image showed LOCKED_USED while its VM's disk was copied.
+	for _, to := range []string{`"from":"USED","to":"LOCKED_USED"`, `"from":"LOCKED_USED","to":"USED"`} {
+		h.rec.Wait(t, "shared image "+to, func(m *nats.Msg) bool {
+			return m.Subject == fmt.Sprintf("slipway.evt.catalog.state-changed.%d", shared.ID) && strings.Contains(string(m.Data), to)
+		})
+	}
 
 	// The launcher stops: QEMU goes with it, the VM is POWEROFF, its locks
 	// kept; a new launcher carries on.
@@ -202,15 +210,56 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]" ]
 	}
 	// Snapshot of the powered-off disk with qemu-img.
 	h.mustCall(schemas.CommandLauncherDiskSnapshot, schemas.LauncherDiskSnapshot{ID: a, DiskID: 1, Name: "off"}, schemas.EventLauncherDiskSnapshotted)
+	// A third one, then back to "off" (qemu-img snapshot -a, the VM being
+	// powered off): "tmp" is left a leaf that is not active.
+	h.mustCall(schemas.CommandLauncherDiskSnapshot, schemas.LauncherDiskSnapshot{ID: a, DiskID: 1, Name: "tmp"}, schemas.EventLauncherDiskSnapshotted)
+	if got := diskTree(h.vm(a).Disks[1].SnapshotTree); got != "0:live<-1 1:off<0 2:tmp<1*" {
+		t.Errorf("tree after three snapshots: %s", got)
+	}
+	m = h.mustCall(schemas.CommandLauncherDiskSnapshotRevert, schemas.LauncherDiskSnapshotRevert{ID: a, DiskID: 1, Snapshot: 1}, schemas.EventLauncherDiskSnapshotChanged)
+	var changed schemas.LauncherDiskSnapshotChanged
+	mustJSON(t, m.Data, &changed)
+	if got := diskTree(changed.Snapshots); got != "0:live<-1 1:off<0* 2:tmp<1" || changed.Op != schemas.SnapshotOpRevert {
+		t.Errorf("revert answered %+v (%s)", changed, got)
+	}
+	for _, c := range []struct {
+		verb string
+		req  any
+		want string
+	}{
+		{schemas.CommandLauncherDiskSnapshotDelete, schemas.LauncherDiskSnapshotDelete{ID: a, DiskID: 1, Snapshot: 1}, "snapshot 1 (off) is active"},
+		{schemas.CommandLauncherDiskSnapshotDelete, schemas.LauncherDiskSnapshotDelete{ID: a, DiskID: 1, Snapshot: 0}, "snapshot 0 (live) has children (1)"},
+		{schemas.CommandLauncherDiskSnapshotRevert, schemas.LauncherDiskSnapshotRevert{ID: a, DiskID: 1, Snapshot: 7}, "snapshot 7 does not exist (snapshots: 0, 1, 2)"},
+		{schemas.CommandLauncherDiskSnapshotRevert, schemas.LauncherDiskSnapshotRevert{ID: a, DiskID: 0, Snapshot: 0}, "DISK 0 of VM"},
+	} {
+		if _, err := h.call(c.verb, c.req, schemas.EventLauncherDiskSnapshotChanged); !bus.IsCallError(err) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s %+v: %v, want %q", c.verb, c.req, err, c.want)
+		}
+	}
 
 	// Boot again, and power off gently: the guest ignores ACPI, so QEMU
 	// is stopped after the shutdown timeout.
 	h.mustCall(schemas.CommandLauncherResume, schemas.LauncherResume{ID: a}, schemas.EventLauncherVMStateChanged)
 	h.waitVM(a, schemas.VMStateRunning, bootTimeout)
+	// Running: revert is refused (OpenNebula asks for POWEROFF), delete
+	// goes through QMP.
+	if _, err := h.call(schemas.CommandLauncherDiskSnapshotRevert, schemas.LauncherDiskSnapshotRevert{ID: a, DiskID: 1, Snapshot: 0}, schemas.EventLauncherDiskSnapshotChanged); !bus.IsCallError(err) ||
+		!strings.Contains(err.Error(), "needs the VM powered off") {
+		t.Errorf("revert of a running VM's disk: %v", err)
+	}
+	h.mustCall(schemas.CommandLauncherDiskSnapshotDelete, schemas.LauncherDiskSnapshotDelete{ID: a, DiskID: 1, Snapshot: 2}, schemas.EventLauncherDiskSnapshotChanged)
 	h.mustCall(schemas.CommandLauncherPoweroff, schemas.VMAction{ID: a}, schemas.EventLauncherVMStateChanged)
 	vm = h.vm(a)
 	if vm.State != schemas.VMStatePoweroff || !strings.Contains(vm.Reason, "did not power off") {
 		t.Errorf("gentle poweroff: %s %q", vm.State, vm.Reason)
+	}
+	// Powered off, a delete goes through qemu-img: take "tmp2" (ID 2 again:
+	// one more than the highest held), go back to "off", delete "tmp2".
+	h.mustCall(schemas.CommandLauncherDiskSnapshot, schemas.LauncherDiskSnapshot{ID: a, DiskID: 1, Name: "tmp2"}, schemas.EventLauncherDiskSnapshotted)
+	h.mustCall(schemas.CommandLauncherDiskSnapshotRevert, schemas.LauncherDiskSnapshotRevert{ID: a, DiskID: 1, Snapshot: 1}, schemas.EventLauncherDiskSnapshotChanged)
+	h.mustCall(schemas.CommandLauncherDiskSnapshotDelete, schemas.LauncherDiskSnapshotDelete{ID: a, DiskID: 1, Snapshot: 2}, schemas.EventLauncherDiskSnapshotChanged)
+	if got := diskTree(h.vm(a).Disks[1].SnapshotTree); got != "0:live<-1 1:off<0*" {
+		t.Errorf("tree after the offline delete: %s", got)
 	}
 
 	// Terminate it gently while it runs: the guest ignores ACPI again, and
@@ -229,8 +278,12 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]" ]
 	if after.RVMs != 0 || after.SHA256 == pers.SHA256 {
 		t.Errorf("persistent image after terminate: rvms %d sha256 %s (before %s): want 0 and a new blob", after.RVMs, after.SHA256, pers.SHA256)
 	}
-	if snaps := blobSnapshots(t, h, after.Source); !strings.Contains(snaps, "live") || !strings.Contains(snaps, "off") {
-		t.Errorf("the written-back disk lacks its snapshots:\n%s", snaps)
+	if snaps := blobSnapshots(t, h, after.Source); !strings.Contains(snaps, "live") || !strings.Contains(snaps, "off") || strings.Contains(snaps, "tmp") {
+		t.Errorf("the written-back disk does not hold live and off only:\n%s", snaps)
+	}
+	// The disk's tree became the image's.
+	if got := diskTree(after.Snapshots); got != "0:live<-1 1:off<0*" {
+		t.Errorf("the image's snapshots: %s", got)
 	}
 	if img := h.image(shared.ID); img.State != "READY" || img.RVMs != 0 {
 		t.Errorf("shared image: %s rvms %d", img.State, img.RVMs)
@@ -246,6 +299,19 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]" ]
 	// The overlay of disk 0 (PROLOG), the save-as copy, the snapshot of the
 	// powered-off disk and the persistent disk's size (EPILOG).
 	checkQemuImgConfined(t, qemuImgLog, "create", "convert", "snapshot", "info")
+}
+
+// diskTree renders a snapshot tree: "id:name<parent", * for the active one.
+func diskTree(tree []schemas.ImageSnapshot) string {
+	var parts []string
+	for _, s := range tree {
+		p := fmt.Sprintf("%d:%s<%d", s.ID, s.Name, s.Parent)
+		if s.Active {
+			p += "*"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, " ")
 }
 
 // waitFinal waits until VM id is DONE or FAILED.

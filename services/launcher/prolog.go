@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/slipway/slipway/pkg/snapshots"
 	"github.com/slipway/slipway/schemas"
 	"github.com/slipway/slipway/services/launcher/contextdisk"
 	"github.com/slipway/slipway/services/launcher/qemu"
@@ -174,7 +175,9 @@ func (s *Service) prepareDisk(ctx context.Context, i int64, d diskImage, target,
 	n := strconv.FormatInt(i, 10)
 	pd := planDisk{DiskID: i, ImageID: img.ID, QEMUID: "disk" + n, Format: format, Base: base, Path: base,
 		Public: schemas.VMDisk{DiskID: i, ImageID: img.ID, Image: img.Name, Type: img.Type, Format: img.Format,
-			Target: target, Bus: bus, Size: img.Size}}
+			Target: target, Bus: bus, Size: img.Size,
+			// The image's snapshots are in its blob, so in the disk.
+			SnapshotTree: img.Snapshots, Snapshots: snapshots.Tree(img.Snapshots).Names()}}
 	qd := qemu.Disk{ID: pd.QEMUID, Format: format, Bus: bus, Serial: target}
 	if format == qemu.FormatLUKS {
 		pd.Secret = filepath.Join(dir, "disk-"+n+".secret")

@@ -249,18 +249,20 @@ func (s *Service) consoleLog(id int64) string { return filepath.Join(s.consoleDi
 // handlers maps each verb to its handler.
 func (s *Service) handlers() map[string]func(context.Context, *bus.Msg) error {
 	return map[string]func(context.Context, *bus.Msg) error{
-		schemas.CommandLauncherTemplateCreate: s.templateCreate,
-		schemas.CommandLauncherTemplateUpdate: s.templateUpdate,
-		schemas.CommandLauncherTemplateDelete: s.templateDelete,
-		schemas.CommandLauncherTemplateChmod:  s.templateChmod,
-		schemas.CommandLauncherTemplateChown:  s.templateChown,
-		schemas.CommandLauncherTemplateChgrp:  s.templateChgrp,
-		schemas.CommandLauncherInstantiate:    s.instantiate,
-		schemas.CommandLauncherTerminate:      s.terminateCmd,
-		schemas.CommandLauncherPoweroff:       s.poweroffCmd,
-		schemas.CommandLauncherResume:         s.resumeCmd,
-		schemas.CommandLauncherDiskSnapshot:   s.diskSnapshotCmd,
-		schemas.CommandLauncherDiskSaveAs:     s.diskSaveAsCmd,
+		schemas.CommandLauncherTemplateCreate:     s.templateCreate,
+		schemas.CommandLauncherTemplateUpdate:     s.templateUpdate,
+		schemas.CommandLauncherTemplateDelete:     s.templateDelete,
+		schemas.CommandLauncherTemplateChmod:      s.templateChmod,
+		schemas.CommandLauncherTemplateChown:      s.templateChown,
+		schemas.CommandLauncherTemplateChgrp:      s.templateChgrp,
+		schemas.CommandLauncherInstantiate:        s.instantiate,
+		schemas.CommandLauncherTerminate:          s.terminateCmd,
+		schemas.CommandLauncherPoweroff:           s.poweroffCmd,
+		schemas.CommandLauncherResume:             s.resumeCmd,
+		schemas.CommandLauncherDiskSnapshot:       s.diskSnapshotCmd,
+		schemas.CommandLauncherDiskSaveAs:         s.diskSaveAsCmd,
+		schemas.CommandLauncherDiskSnapshotRevert: s.diskSnapshotRevertCmd,
+		schemas.CommandLauncherDiskSnapshotDelete: s.diskSnapshotDeleteCmd,
 	}
 }
 

@@ -43,6 +43,20 @@ func (v *VM) SnapshotInternal(ctx context.Context, device, name string) error {
 	return nil
 }
 
+// DeleteSnapshotInternal deletes the internal snapshot named name of the
+// qcow2 disk whose node name is device
+// (blockdev-snapshot-delete-internal-sync).
+func (v *VM) DeleteSnapshotInternal(ctx context.Context, device, name string) error {
+	if name == "" {
+		return fmt.Errorf("delete a snapshot of %s: empty name", device)
+	}
+	args := map[string]string{"device": device, "name": name}
+	if err := v.Command(ctx, "blockdev-snapshot-delete-internal-sync", args, nil); err != nil {
+		return fmt.Errorf("delete snapshot %q of %s: %w", name, device, err)
+	}
+	return nil
+}
+
 // rawBlock is the part of query-block's reply QueryBlock reads.
 type rawBlock struct {
 	Device    string `json:"device"`

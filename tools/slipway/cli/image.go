@@ -49,6 +49,7 @@ func newImageCmd(g *globals) *cobra.Command {
 		newImageOrphansCmd(c),
 	)
 	cmd.AddCommand(newPermissionCmds(c)...)
+	cmd.AddCommand(newImageSnapshotCmds(c)...)
 	return cmd
 }
 

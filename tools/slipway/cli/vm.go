@@ -31,6 +31,7 @@ func newVMCmd(c *client) *cobra.Command {
 		newVMActionCmd(c, schemas.CommandLauncherPoweroff, "Power the VM off (ACPI; --hard stops QEMU at once), keeping its disks", schemas.VMStatePoweroff),
 		newVMActionCmd(c, schemas.CommandLauncherResume, "Boot a VM in POWEROFF again", schemas.VMStateRunning),
 		newVMSaveAsCmd(c), newVMSnapshotCmd(c))
+	cmd.AddCommand(newVMDiskSnapshotCmds(c)...)
 	return cmd
 }
 

@@ -29,6 +29,7 @@ type Image struct {
 	Origin      string            `json:"origin,omitempty"`
 	SagaID      string            `json:"saga_id,omitempty"`
 	CloningIDs  []int64           `json:"cloning_ids,omitempty"` // the clones being copied from it
+	Snapshots   []Snapshot        `json:"snapshots,omitempty"`   // internal qcow2 snapshots (persistent images)
 	Lock        *Lock             `json:"lock,omitempty"`        // image lock; nil when unlocked
 	CreatedAt   string            `json:"created_at"`            // RFC 3339
 	UpdatedAt   string            `json:"updated_at"`            // RFC 3339

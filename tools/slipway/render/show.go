@@ -61,6 +61,12 @@ func Show(w io.Writer, img Image, loc *time.Location) error {
 	for _, kv := range templateAttributes(img) {
 		fmt.Fprintf(&b, "%s=%s\n", kv[0], Quote(kv[1]))
 	}
+	if len(img.Snapshots) > 0 {
+		b.WriteString("\nIMAGE SNAPSHOTS\n")
+		if err := SnapshotTable(&b, img.Snapshots, loc); err != nil {
+			return err
+		}
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
