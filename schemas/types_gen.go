@@ -18,6 +18,16 @@ const (
 	ListFilterGroup ListFilter = "group"
 )
 
+// DatastoreDriver is defined in defs.json.
+//
+// A datastore's driver (DS_MAD, TM_MAD): s3, the only one.
+type DatastoreDriver string
+
+// DatastoreDriver values.
+const (
+	DatastoreDriverS3 DatastoreDriver = "s3"
+)
+
 // ImageType is defined in defs.json.
 //
 // What an image holds. KERNEL, RAMDISK and CONTEXT are file types: they live in a files
@@ -325,6 +335,7 @@ const (
 // Every value of each enum, in schema order: ImageTypeValues() returns a new []ImageType.
 var (
 	ListFilterValues          = enumValues(ListFilterAll, ListFilterMine, ListFilterGroup)
+	DatastoreDriverValues     = enumValues(DatastoreDriverS3)
 	ImageTypeValues           = enumValues(ImageTypeOS, ImageTypeCDROM, ImageTypeDatablock, ImageTypeKernel, ImageTypeRamdisk, ImageTypeContext)
 	ImageStateValues          = enumValues(ImageStateLocked, ImageStateReady, ImageStateUsed, ImageStateUsedPers, ImageStateDisabled, ImageStateError, ImageStateDelete, ImageStateClone, ImageStateLockedUsed, ImageStateLockedUsedPers)
 	DiskFormatValues          = enumValues(DiskFormatRaw, DiskFormatQcow2, DiskFormatVMDK, DiskFormatVDI, DiskFormatVPC, DiskFormatVHDX, DiskFormatISO, DiskFormatLUKS)
@@ -1435,7 +1446,8 @@ type Image struct {
 	UpdatedAt string `json:"updated_at"`
 }
 
-// CatalogDatastore is defined in defs.json.
+// CatalogDatastore is defined in defs.json. It is the payload of the reply to query
+// catalog.datastore-show.
 //
 // A datastore the catalog serves: a bucket and the image types it takes.
 type CatalogDatastore struct {
@@ -1450,6 +1462,42 @@ type CatalogDatastore struct {
 
 	// Image types it accepts.
 	Types []ImageType `json:"types"`
+
+	// Datastore ID, as OpenNebula numbers them: 1 default, 2 files (the configured ones, in
+	// order), 100 and up for those datastore-create made.
+	ID int64 `json:"id,omitempty"`
+
+	// Datastore driver (DS_MAD): s3, a bucket.
+	DsMad DatastoreDriver `json:"ds_mad,omitempty"`
+
+	// Transfer driver (TM_MAD): s3, the launcher downloads from the bucket.
+	TmMad DatastoreDriver `json:"tm_mad,omitempty"`
+
+	// A datastore of the catalog's configuration (default, files): it cannot be deleted.
+	Builtin bool `json:"builtin,omitempty"`
+
+	// S3 endpoint of the bucket, as the template gave it; absent: the catalog's own S3.
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// Name of the S3 credentials the service uses for the bucket, resolved from its configuration
+	// (never a secret); absent: the catalog's own.
+	Credentials string `json:"credentials,omitempty"`
+
+	// Capacity in MB (QUOTA/LIMIT_MB of the template); -1 or absent: unlimited.
+	LimitMb int64 `json:"limit_mb,omitempty"`
+
+	// In query replies: MB the datastore's images take, the sum of their virtual sizes rounded up
+	// to whole MiB as the catalog records them (not the bucket's bytes).
+	UsedMb int64 `json:"used_mb,omitempty"`
+
+	// In query replies: limit_mb - used_mb; absent when unlimited.
+	FreeMb int64 `json:"free_mb,omitempty"`
+
+	// In query replies: the IDs of the images in the datastore.
+	Images []int64 `json:"images,omitempty"`
+
+	// When datastore-create made it; absent for the configured ones.
+	CreatedAt string `json:"created_at,omitempty"`
 }
 
 // Progress is defined in defs.json. It is the payload of event builder.progress, event
@@ -1765,6 +1813,29 @@ type BuilderBuild struct {
 	// the sender: the service refuses any other dest, never overwrites an object another command
 	// wrote, and on failure deletes only what this command wrote.
 	Dest string `json:"dest"`
+}
+
+// DatastoreCreate is the payload of command catalog.datastore-create
+// (https://slipway.dev/schemas/cmd/catalog.datastore-create.json).
+//
+// Create a datastore from an OpenNebula datastore template: NAME, TYPE (IMAGE_DS or FILE_DS),
+// DS_MAD = s3, BUCKET (a new bucket's name must start with slipway-ds-, the prefix the
+// services' S3 policies cover; the catalog creates it if missing), ENDPOINT and CREDENTIALS
+// (optional: the catalog's own S3 and keys, the only ones supported yet) and LIMIT_MB (or
+// QUOTA, its capacity in MB; absent: unlimited).
+type DatastoreCreate struct {
+	// The datastore template, in OpenNebula's template syntax.
+	Template string `json:"template"`
+}
+
+// DatastoreDelete is the payload of command catalog.datastore-delete
+// (https://slipway.dev/schemas/cmd/catalog.datastore-delete.json).
+//
+// Delete a datastore that holds no images; the configured ones (default, files) cannot be
+// deleted. Its bucket is left as it is.
+type DatastoreDelete struct {
+	// The datastore's ID or name.
+	Datastore string `json:"datastore"`
 }
 
 // GroupAddUser is the payload of command catalog.group-add-user
@@ -2519,6 +2590,27 @@ type BuilderBuilt struct {
 	Digest string `json:"digest"`
 }
 
+// DatastoreCreated is the payload of event catalog.datastore-created
+// (https://slipway.dev/schemas/evt/catalog.datastore-created.json).
+//
+// A datastore was created.
+type DatastoreCreated struct {
+	// The datastore.
+	Datastore CatalogDatastore `json:"datastore"`
+}
+
+// DatastoreDeleted is the payload of event catalog.datastore-deleted
+// (https://slipway.dev/schemas/evt/catalog.datastore-deleted.json).
+//
+// A datastore was deleted (its bucket is left as it is).
+type DatastoreDeleted struct {
+	// Datastore ID.
+	ID int64 `json:"id"`
+
+	// Datastore name.
+	Name string `json:"name"`
+}
+
 // GroupCreated is the payload of event catalog.group-created
 // (https://slipway.dev/schemas/evt/catalog.group-created.json).
 //
@@ -2945,6 +3037,15 @@ type CatalogBlobURLRequest struct {
 
 	// Seconds the URL stays valid (60 to 604800, S3's limit of seven days); default 3600.
 	ExpiresS int64 `json:"expires_s,omitempty"`
+}
+
+// CatalogDatastoreShowRequest is the payload of query catalog.datastore-show
+// (https://slipway.dev/schemas/qry/catalog.datastore-show.json).
+//
+// Show one datastore with its capacity and images.
+type CatalogDatastoreShowRequest struct {
+	// The datastore's ID or name.
+	Datastore string `json:"datastore"`
 }
 
 // CatalogDatastoresRequest is the payload of query catalog.datastores
@@ -3400,6 +3501,8 @@ const (
 // Commands: the verb of slipway.cmd.<service>.<verb>, one per cmd/<service>.<verb>.json.
 const (
 	CommandBuilderBuild                = "build"
+	CommandCatalogDatastoreCreate      = "datastore-create"
+	CommandCatalogDatastoreDelete      = "datastore-delete"
 	CommandCatalogGroupAddUser         = "group-add-user"
 	CommandCatalogGroupCreate          = "group-create"
 	CommandCatalogGroupDelUser         = "group-del-user"
@@ -3470,6 +3573,8 @@ const (
 	EventBuilderBuilt                 = "built"
 	EventBuilderFailed                = "failed"
 	EventBuilderProgress              = "progress"
+	EventCatalogDatastoreCreated      = "datastore-created"
+	EventCatalogDatastoreDeleted      = "datastore-deleted"
 	EventCatalogFailed                = "failed"
 	EventCatalogGroupCreated          = "group-created"
 	EventCatalogGroupDeleted          = "group-deleted"
@@ -3527,6 +3632,7 @@ const (
 	QueryBuilderJobs            = "jobs"
 	QueryCatalogBlobCreds       = "blob-creds"
 	QueryCatalogBlobURL         = "blob-url"
+	QueryCatalogDatastoreShow   = "datastore-show"
 	QueryCatalogDatastores      = "datastores"
 	QueryCatalogGroups          = "groups"
 	QueryCatalogList            = "list"
@@ -3562,6 +3668,8 @@ const (
 // Descriptors: each message's service, name and Go types; their methods build its subjects.
 var (
 	CmdBuilderBuild                 = Cmd[BuilderBuild]{Service: ServiceBuilder, Verb: CommandBuilderBuild, Answers: []string{EventBuilderBuilt}}
+	CmdCatalogDatastoreCreate       = Cmd[DatastoreCreate]{Service: ServiceCatalog, Verb: CommandCatalogDatastoreCreate, Answers: []string{EventCatalogDatastoreCreated}}
+	CmdCatalogDatastoreDelete       = Cmd[DatastoreDelete]{Service: ServiceCatalog, Verb: CommandCatalogDatastoreDelete, Answers: []string{EventCatalogDatastoreDeleted}}
 	CmdCatalogGroupAddUser          = Cmd[GroupAddUser]{Service: ServiceCatalog, Verb: CommandCatalogGroupAddUser, Answers: []string{EventCatalogUserUpdated}}
 	CmdCatalogGroupCreate           = Cmd[GroupCreate]{Service: ServiceCatalog, Verb: CommandCatalogGroupCreate, Answers: []string{EventCatalogGroupCreated}}
 	CmdCatalogGroupDelUser          = Cmd[GroupDelUser]{Service: ServiceCatalog, Verb: CommandCatalogGroupDelUser, Answers: []string{EventCatalogUserUpdated}}
@@ -3628,6 +3736,8 @@ var (
 	EvtBuilderBuilt                 = Evt[BuilderBuilt]{Service: ServiceBuilder, Name: EventBuilderBuilt}
 	EvtBuilderFailed                = Evt[Failure]{Service: ServiceBuilder, Name: EventBuilderFailed}
 	EvtBuilderProgress              = Evt[Progress]{Service: ServiceBuilder, Name: EventBuilderProgress}
+	EvtCatalogDatastoreCreated      = Evt[DatastoreCreated]{Service: ServiceCatalog, Name: EventCatalogDatastoreCreated}
+	EvtCatalogDatastoreDeleted      = Evt[DatastoreDeleted]{Service: ServiceCatalog, Name: EventCatalogDatastoreDeleted}
 	EvtCatalogFailed                = Evt[Failure]{Service: ServiceCatalog, Name: EventCatalogFailed}
 	EvtCatalogGroupCreated          = Evt[GroupCreated]{Service: ServiceCatalog, Name: EventCatalogGroupCreated}
 	EvtCatalogGroupDeleted          = Evt[GroupDeleted]{Service: ServiceCatalog, Name: EventCatalogGroupDeleted}
@@ -3681,6 +3791,7 @@ var (
 	QryBuilderJobs                  = Qry[BuilderJobsRequest, BuilderJobsReply]{Service: ServiceBuilder, Endpoint: QueryBuilderJobs}
 	QryCatalogBlobCreds             = Qry[CatalogBlobCredsRequest, S3TemporaryCredentials]{Service: ServiceCatalog, Endpoint: QueryCatalogBlobCreds}
 	QryCatalogBlobURL               = Qry[CatalogBlobURLRequest, CatalogBlobURLReply]{Service: ServiceCatalog, Endpoint: QueryCatalogBlobURL}
+	QryCatalogDatastoreShow         = Qry[CatalogDatastoreShowRequest, CatalogDatastore]{Service: ServiceCatalog, Endpoint: QueryCatalogDatastoreShow}
 	QryCatalogDatastores            = Qry[CatalogDatastoresRequest, CatalogDatastoresReply]{Service: ServiceCatalog, Endpoint: QueryCatalogDatastores}
 	QryCatalogGroups                = Qry[CatalogGroupsRequest, CatalogGroupsReply]{Service: ServiceCatalog, Endpoint: QueryCatalogGroups}
 	QryCatalogList                  = Qry[CatalogListRequest, CatalogListReply]{Service: ServiceCatalog, Endpoint: QueryCatalogList}
@@ -3716,6 +3827,8 @@ var (
 // registry maps every message schema to its generated Go type.
 var registry = []registered{
 	{kind: "cmd", service: "builder", name: "build", file: "cmd/builder.build.json", typ: reflect.TypeFor[BuilderBuild](), senders: []string{"catalog"}},
+	{kind: "cmd", service: "catalog", name: "datastore-create", file: "cmd/catalog.datastore-create.json", typ: reflect.TypeFor[DatastoreCreate](), senders: []string{"admins"}},
+	{kind: "cmd", service: "catalog", name: "datastore-delete", file: "cmd/catalog.datastore-delete.json", typ: reflect.TypeFor[DatastoreDelete](), senders: []string{"admins"}},
 	{kind: "cmd", service: "catalog", name: "group-add-user", file: "cmd/catalog.group-add-user.json", typ: reflect.TypeFor[GroupAddUser](), senders: []string{"admins"}},
 	{kind: "cmd", service: "catalog", name: "group-create", file: "cmd/catalog.group-create.json", typ: reflect.TypeFor[GroupCreate](), senders: []string{"admins"}},
 	{kind: "cmd", service: "catalog", name: "group-del-user", file: "cmd/catalog.group-del-user.json", typ: reflect.TypeFor[GroupDelUser](), senders: []string{"admins"}},
@@ -3782,6 +3895,8 @@ var registry = []registered{
 	{kind: "evt", service: "builder", name: "built", file: "evt/builder.built.json", typ: reflect.TypeFor[BuilderBuilt]()},
 	{kind: "evt", service: "builder", name: "failed", file: "evt/builder.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "builder", name: "progress", file: "evt/builder.progress.json", typ: reflect.TypeFor[Progress]()},
+	{kind: "evt", service: "catalog", name: "datastore-created", file: "evt/catalog.datastore-created.json", typ: reflect.TypeFor[DatastoreCreated]()},
+	{kind: "evt", service: "catalog", name: "datastore-deleted", file: "evt/catalog.datastore-deleted.json", typ: reflect.TypeFor[DatastoreDeleted]()},
 	{kind: "evt", service: "catalog", name: "failed", file: "evt/catalog.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "catalog", name: "group-created", file: "evt/catalog.group-created.json", typ: reflect.TypeFor[GroupCreated]()},
 	{kind: "evt", service: "catalog", name: "group-deleted", file: "evt/catalog.group-deleted.json", typ: reflect.TypeFor[GroupDeleted]()},
@@ -3835,6 +3950,7 @@ var registry = []registered{
 	{kind: "qry", service: "builder", name: "jobs", file: "qry/builder.jobs.json", typ: reflect.TypeFor[BuilderJobsRequest](), senders: []string{"admins"}},
 	{kind: "qry", service: "catalog", name: "blob-creds", file: "qry/catalog.blob-creds.json", typ: reflect.TypeFor[CatalogBlobCredsRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "blob-url", file: "qry/catalog.blob-url.json", typ: reflect.TypeFor[CatalogBlobURLRequest](), senders: []string{"users"}},
+	{kind: "qry", service: "catalog", name: "datastore-show", file: "qry/catalog.datastore-show.json", typ: reflect.TypeFor[CatalogDatastoreShowRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "datastores", file: "qry/catalog.datastores.json", typ: reflect.TypeFor[CatalogDatastoresRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "groups", file: "qry/catalog.groups.json", typ: reflect.TypeFor[CatalogGroupsRequest](), senders: []string{"admins", "launcher"}},
 	{kind: "qry", service: "catalog", name: "list", file: "qry/catalog.list.json", typ: reflect.TypeFor[CatalogListRequest](), senders: []string{"users"}},
@@ -3868,6 +3984,7 @@ var registry = []registered{
 	{kind: "rpl", service: "builder", name: "jobs", file: "rpl/builder.jobs.json", typ: reflect.TypeFor[BuilderJobsReply]()},
 	{kind: "rpl", service: "catalog", name: "blob-creds", file: "rpl/catalog.blob-creds.json", typ: reflect.TypeFor[S3TemporaryCredentials]()},
 	{kind: "rpl", service: "catalog", name: "blob-url", file: "rpl/catalog.blob-url.json", typ: reflect.TypeFor[CatalogBlobURLReply]()},
+	{kind: "rpl", service: "catalog", name: "datastore-show", file: "rpl/catalog.datastore-show.json", typ: reflect.TypeFor[CatalogDatastore]()},
 	{kind: "rpl", service: "catalog", name: "datastores", file: "rpl/catalog.datastores.json", typ: reflect.TypeFor[CatalogDatastoresReply]()},
 	{kind: "rpl", service: "catalog", name: "groups", file: "rpl/catalog.groups.json", typ: reflect.TypeFor[CatalogGroupsReply]()},
 	{kind: "rpl", service: "catalog", name: "list", file: "rpl/catalog.list.json", typ: reflect.TypeFor[CatalogListReply]()},

@@ -1,8 +1,15 @@
 package catalog
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/slipway/slipway/schemas"
 )
@@ -51,4 +58,105 @@ func accepts(ds Datastore, t schemas.ImageType) error {
 		return fmt.Errorf("type %s is a file type: it belongs in a file datastore (such as \"files\"), not in %s datastore %q", t, ds.Kind, ds.Name)
 	}
 	return fmt.Errorf("type %s is a disk type: it belongs in an image datastore (such as \"default\"), not in %s datastore %q", t, ds.Kind, ds.Name)
+}
+
+// Datastore IDs.
+const (
+	firstCreatedID = 100 // OpenNebula numbers the datastores one creates from 100
+	unlimitedMB    = -1
+)
+
+// keyDatastoreIDPrefix claims a created datastore's ID in the meta bucket.
+const keyDatastoreIDPrefix = "datastore-id."
+
+// datastoreKeys are the keys of every datastore record.
+const datastoreKeys = keyDatastorePrefix + "*"
+
+// builtins numbers the configured datastores 1, 2… in order (unless they
+// have an ID) and marks them built in.
+func builtins(ds []Datastore) []Datastore {
+	out := slices.Clone(ds)
+	for i := range out {
+		if out[i].ID == 0 {
+			out[i].ID = int64(i + 1)
+		}
+		out[i].Builtin = true
+		out[i].DsMad, out[i].TmMad = schemas.DatastoreDriverS3, schemas.DatastoreDriverS3
+		if out[i].LimitMb == 0 {
+			out[i].LimitMb = unlimitedMB
+		}
+	}
+	return out
+}
+
+// datastore finds a datastore by name: a configured one, else a created
+// one in the meta bucket.
+func (s *Service) datastore(ctx context.Context, name string) (Datastore, error) {
+	if ds, ok := s.stores[name]; ok {
+		return ds, nil
+	}
+	e, err := s.meta.Get(ctx, keyDatastorePrefix+name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		all, lerr := s.allDatastores(ctx)
+		if lerr != nil {
+			return Datastore{}, lerr
+		}
+		names := make([]string, len(all))
+		for i, d := range all {
+			names[i] = d.Name
+		}
+		return Datastore{}, refuse("datastore %q does not exist (datastores: %s)", name, strings.Join(names, ", "))
+	}
+	if err != nil {
+		return Datastore{}, err
+	}
+	var ds Datastore
+	if err := json.Unmarshal(e.Value(), &ds); err != nil {
+		return Datastore{}, fmt.Errorf("datastore %s: record: %w", name, err)
+	}
+	return ds, nil
+}
+
+// datastoreByRef finds a datastore by ID (decimal) or name.
+func (s *Service) datastoreByRef(ctx context.Context, ref string) (Datastore, error) {
+	id, err := strconv.ParseInt(ref, 10, 64)
+	if err != nil {
+		return s.datastore(ctx, ref)
+	}
+	all, err := s.allDatastores(ctx)
+	if err != nil {
+		return Datastore{}, err
+	}
+	for _, ds := range all {
+		if ds.ID == id {
+			return ds, nil
+		}
+	}
+	return s.datastore(ctx, ref) // a datastore may be named with digits
+}
+
+// allDatastores are the configured datastores, then the created ones by ID.
+func (s *Service) allDatastores(ctx context.Context) ([]Datastore, error) {
+	out := slices.Clone(s.cfg.Datastores)
+	keys, err := s.meta.ListKeysFiltered(ctx, datastoreKeys)
+	if err != nil {
+		return nil, err
+	}
+	var created []Datastore
+	for k := range keys.Keys() {
+		name := strings.TrimPrefix(k, keyDatastorePrefix)
+		if _, ok := s.stores[name]; ok {
+			continue
+		}
+		ds, err := s.datastore(ctx, name)
+		if isRefusal(err) {
+			continue // deleted since it was listed
+		}
+		if err != nil {
+			return nil, err
+		}
+		created = append(created, ds)
+	}
+	slices.SortFunc(created, func(a, b Datastore) int { return int(a.ID - b.ID) })
+	return append(out, created...), nil
 }

@@ -46,6 +46,8 @@ var permissionTable = map[string]string{
 	schemas.CommandCatalogUserDelete:      "",
 	schemas.CommandCatalogUserQuota:       "",
 	schemas.CommandCatalogGroupCreate:     "",
+	schemas.CommandCatalogDatastoreCreate: "",
+	schemas.CommandCatalogDatastoreDelete: "",
 	schemas.CommandCatalogGroupDelete:     "",
 	schemas.CommandCatalogGroupAddUser:    "",
 	schemas.CommandCatalogGroupDelUser:    "",

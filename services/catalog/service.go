@@ -24,6 +24,7 @@ const drainTimeout = 30 * time.Second
 // belong to the "catalog" service: its events are the catalog's.
 func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 	cfg.defaults()
+	cfg.Datastores = builtins(cfg.Datastores)
 	s := &Service{
 		bus:    b,
 		blobs:  store,

@@ -1,0 +1,228 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/schemas"
+)
+
+// dsTemplate is a datastore template of the given name, TYPE and bucket,
+// plus extra lines.
+func dsTemplate(name, typ, bucket string, extra ...string) string {
+	return fmt.Sprintf("NAME = %q\nTYPE = %s\nDS_MAD = s3\nBUCKET = %q\n%s\n", name, typ, bucket, strings.Join(extra, "\n"))
+}
+
+// createDatastore sends datastore-create as oneadmin.
+func (h *harness) createDatastore(template string) (schemas.CatalogDatastore, error) {
+	h.t.Helper()
+	ev, err := answerFrom[schemas.DatastoreCreated](h, h.cli, schemas.CommandCatalogDatastoreCreate,
+		schemas.DatastoreCreate{Template: template}, schemas.EventCatalogDatastoreCreated)
+	return ev.Datastore, err
+}
+
+// refusedWith checks that err is the catalog's refusal saying says.
+func refusedWith(t *testing.T, what string, err error, says string) {
+	t.Helper()
+	var ce *bus.CallError
+	if !errors.As(err, &ce) || !strings.Contains(ce.Message, says) {
+		t.Errorf("%s: %v, want a refusal saying %q", what, err, says)
+	}
+}
+
+// dsShow asks datastore-show.
+func (h *harness) dsShow(ref string) (schemas.CatalogDatastore, error) {
+	return bus.Ask(h.ctx, h.cli, schemas.QryCatalogDatastoreShow, schemas.CatalogDatastoreShowRequest{Datastore: ref})
+}
+
+// TestDatastoreLifeCycle: the configured datastores are 1 (default) and 2
+// (files); a created one is 100, has its bucket made, shows its capacity
+// from its images' sizes, refuses an image past its LIMIT_MB naming the
+// numbers, cannot be deleted while it holds an image, and is gone once
+// deleted; the configured ones cannot be deleted at all.
+func TestDatastoreLifeCycle(t *testing.T) {
+	h := newHarness(t)
+	all, err := bus.Ask(h.ctx, h.cli, schemas.QryCatalogDatastores, schemas.CatalogDatastoresRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2 || all[0].ID != 1 || all[0].Name != "default" || all[1].ID != 2 || all[1].Name != "files" ||
+		!all[0].Builtin || all[0].DsMad != schemas.DatastoreDriverS3 || all[0].LimitMb != -1 {
+		t.Fatalf("configured datastores: %+v", all)
+	}
+
+	bucket := "slipway-ds-fast-" + strings.ToLower(h.cfg.UploadBucket[len("uploads-"):])
+	fast, err := h.createDatastore(dsTemplate("fast", "IMAGE_DS", bucket, "LIMIT_MB = 100"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fast.ID != 100 || fast.Kind != KindImage || fast.Bucket != bucket || fast.LimitMb != 100 || fast.Builtin ||
+		!slices.Equal(fast.Types, imageTypes(KindImage)) {
+		t.Fatalf("created datastore: %+v", fast)
+	}
+	// The catalog made the bucket: an object can be written there.
+	h.put("s3://"+bucket+"/probe", []byte("x"))
+	if !h.exists("s3://" + bucket + "/probe") {
+		t.Fatalf("bucket %s was not created", bucket)
+	}
+	_, err = h.createDatastore(dsTemplate("fast", "IMAGE_DS", bucket+"-2"))
+	refusedWith(t, "a second datastore fast", err, `datastore "fast" exists already (ID 100)`)
+	_, err = h.createDatastore(dsTemplate("other", "IMAGE_DS", bucket))
+	refusedWith(t, "a second datastore on the same bucket", err, `bucket `+bucket+` is datastore "fast"'s already (ID 100)`)
+
+	// Capacity: 60 of 100 MB taken, another 60 do not fit.
+	img, err := answerFrom[schemas.Image](h, h.cli, schemas.CommandCatalogImageCreate,
+		schemas.ImageCreate{Name: "sixty", SizeMiB: 60, Datastore: "fast"}, schemas.EventCatalogImageCreated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Datastore != "fast" {
+		t.Fatalf("image in %q, want fast", img.Datastore)
+	}
+	_, err = answerFrom[schemas.Image](h, h.cli, schemas.CommandCatalogImageCreate,
+		schemas.ImageCreate{Name: "sixty-more", SizeMiB: 60, Datastore: "fast"}, schemas.EventCatalogImageCreated)
+	mustExceed(t, "60 MB more in a 100 MB datastore with 60 used", err,
+		"datastore fast is full: its capacity is 100 MB (LIMIT_MB), its images take 60 MB and this one needs 60 MB (40 MB free)")
+	// The limit binds oneadmin (who has no quota) as anyone.
+	for _, ref := range []string{"100", "fast"} {
+		ds, err := h.dsShow(ref)
+		if err != nil {
+			t.Fatalf("show %s: %v", ref, err)
+		}
+		if ds.ID != 100 || ds.UsedMb != 60 || ds.FreeMb != 40 || !slices.Equal(ds.Images, []int64{img.ID}) {
+			t.Errorf("show %s: %+v, want 60 MB used, 40 free, image %d", ref, ds, img.ID)
+		}
+	}
+	if _, err := h.dsShow("nowhere"); !bus.IsNotFound(err) {
+		t.Errorf("show of a missing datastore: %v, want not-found", err)
+	}
+	// A disk type in a file datastore, a file type in an image one.
+	files, err := h.createDatastore(dsTemplate("ctx", "FILE_DS", bucket+"-files"))
+	if err != nil || files.ID != 101 || files.Kind != KindFile || files.LimitMb != -1 {
+		t.Fatalf("FILE_DS: %+v %v", files, err)
+	}
+	_, err = answerFrom[schemas.Image](h, h.cli, schemas.CommandCatalogImageCreate,
+		schemas.ImageCreate{Name: "disk", SizeMiB: 1, Datastore: "ctx"}, schemas.EventCatalogImageCreated)
+	refusedWith(t, "a DATABLOCK in a FILE_DS", err, `type DATABLOCK is a disk type: it belongs in an image datastore (such as "default"), not in file datastore "ctx"`)
+
+	// Deleting.
+	err = h.as(h.cli, schemas.CommandCatalogDatastoreDelete, schemas.DatastoreDelete{Datastore: "fast"}, schemas.EventCatalogDatastoreDeleted)
+	refusedWith(t, "delete of a datastore with an image", err, fmt.Sprintf("datastore 100 has 1 images: %d; delete them first", img.ID))
+	for _, ref := range []string{"1", "default", "files"} {
+		err = h.as(h.cli, schemas.CommandCatalogDatastoreDelete, schemas.DatastoreDelete{Datastore: ref}, schemas.EventCatalogDatastoreDeleted)
+		refusedWith(t, "delete of configured datastore "+ref, err, "is one of the catalog's configured datastores: it cannot be deleted")
+	}
+	if err := h.as(h.cli, schemas.CommandCatalogDatastoreDelete, schemas.DatastoreDelete{Datastore: "101"}, schemas.EventCatalogDatastoreDeleted); err != nil {
+		t.Fatalf("delete of the empty datastore 101: %v", err)
+	}
+	all, err = bus.Ask(h.ctx, h.cli, schemas.QryCatalogDatastores, schemas.CatalogDatastoresRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, d := range all {
+		names = append(names, fmt.Sprintf("%d:%s:%d", d.ID, d.Name, d.UsedMb))
+	}
+	if want := []string{"1:default:0", "2:files:0", "100:fast:60"}; !slices.Equal(names, want) {
+		t.Errorf("datastores after the delete: %v, want %v", names, want)
+	}
+	// Created datastores outlive the catalog.
+	h.stop()
+	h.start()
+	if ds, err := h.dsShow("fast"); err != nil || ds.ID != 100 || ds.LimitMb != 100 {
+		t.Errorf("fast after a restart: %+v %v", ds, err)
+	}
+	if ds, err := h.createDatastore(dsTemplate("again", "IMAGE_DS", bucket+"-again")); err != nil || ds.ID != 101 {
+		t.Errorf("the next datastore after a restart: %+v %v, want ID 101", ds, err)
+	}
+}
+
+// TestDatastoreTemplateRefusals: each rule of a datastore template, with
+// its message; nothing is recorded for any of them.
+func TestDatastoreTemplateRefusals(t *testing.T) {
+	h := newHarness(t)
+	for _, c := range []struct{ template, says string }{
+		{"NAME = x\nTYPE = IMAGE_DS\nDS_MAD = s3\n", "BUCKET is missing: name the bucket, slipway-ds-<name>"},
+		{dsTemplate("x", "IMAGE_DS", "my-bucket"), `BUCKET "my-bucket" must start with "slipway-ds-": the services' S3 policies cover slipway-ds-* and nothing else`},
+		{dsTemplate("x", "IMAGE_DS", "slipway-uploads"), `must start with "slipway-ds-"`},
+		{dsTemplate("x", "IMAGE_DS", "slipway-ds-"), `BUCKET "slipway-ds-" is not a valid S3 bucket name`},
+		{dsTemplate("x", "IMAGE_DS", "slipway-ds-Upper"), `BUCKET "slipway-ds-Upper" is not a valid S3 bucket name`},
+		{dsTemplate("x", "IMAGE_DS", "slipway-ds-a..b"), `is not a valid S3 bucket name`},
+		{dsTemplate("x", "IMAGE_DS", "slipway-ds-"+strings.Repeat("a", 60)), `is not a valid S3 bucket name`},
+		{dsTemplate("x", "IMAGE_DS", "slipway-ds-x/../../etc"), `is not a valid S3 bucket name`},
+		{dsTemplate("x", "SYSTEM_DS", "slipway-ds-x"), "TYPE SYSTEM_DS: the launcher keeps running VMs' disks on its own host"},
+		{dsTemplate("x", "BACKUP_DS", "slipway-ds-x"), `TYPE "BACKUP_DS": want IMAGE_DS or FILE_DS`},
+		{strings.Replace(dsTemplate("x", "IMAGE_DS", "slipway-ds-x"), "DS_MAD = s3", "DS_MAD = fs", 1), `DS_MAD "fs": the only driver is s3`},
+		{strings.Replace(dsTemplate("x", "IMAGE_DS", "slipway-ds-x"), "DS_MAD = s3", "", 1), `DS_MAD "": the only driver is s3`},
+		{dsTemplate("x", "IMAGE_DS", "slipway-ds-x", "TM_MAD = ssh"), `TM_MAD "ssh": the only driver is s3`},
+		{dsTemplate("x", "IMAGE_DS", "slipway-ds-x", "SECRET_KEY = abc"), "attribute SECRET_KEY is not one a datastore takes"},
+		{dsTemplate("x", "IMAGE_DS", "slipway-ds-x", "ENDPOINT = \"http://203.0.113.9:9000\""), `ENDPOINT "http://203.0.113.9:9000": only the catalog's own S3 is supported`},
+		{dsTemplate("x", "IMAGE_DS", "slipway-ds-x", "CREDENTIALS = \"AKIA:secret\""), `CREDENTIALS "AKIA:secret": the only credentials are "default"`},
+		{dsTemplate("x", "IMAGE_DS", "slipway-ds-x", "LIMIT_MB = -5"), `LIMIT_MB "-5": want a positive number of MB`},
+		{dsTemplate("x", "IMAGE_DS", "slipway-ds-x", "LIMIT_MB = 0"), `LIMIT_MB "0": want a positive number of MB`},
+		{dsTemplate("x", "IMAGE_DS", "slipway-ds-x", "LIMIT_MB = 10", "QUOTA = 20"), `LIMIT_MB "10" and QUOTA "20" differ`},
+		{dsTemplate("123", "IMAGE_DS", "slipway-ds-x"), `NAME "123": want 1-63 lower-case letters`},
+		{dsTemplate("Fast", "IMAGE_DS", "slipway-ds-x"), `NAME "Fast": want`},
+		{dsTemplate("default", "IMAGE_DS", "slipway-ds-x"), `datastore "default" exists already (ID 1)`},
+		{dsTemplate("x", "IMAGE_DS", h.cfg.Datastores[0].Bucket), `must start with "slipway-ds-"`},
+		{"NAME = [ A = b ]", "attribute NAME is not one a datastore takes"},
+		{"NAME = \"unterminated", "datastore template:"},
+	} {
+		_, err := h.createDatastore(c.template)
+		refusedWith(t, fmt.Sprintf("template %q", c.template), err, c.says)
+	}
+	all, err := bus.Ask(h.ctx, h.cli, schemas.QryCatalogDatastores, schemas.CatalogDatastoresRequest{})
+	if err != nil || len(all) != 2 {
+		t.Errorf("datastores after the refusals: %+v %v, want the 2 configured", all, err)
+	}
+	// The catalog's own endpoint, named, and the default credentials pass.
+	ds, err := h.createDatastore(dsTemplate("own", "IMAGE_DS", "slipway-ds-own-"+strings.ToLower(h.cfg.UploadBucket[len("uploads-"):]),
+		fmt.Sprintf("ENDPOINT = %q", s3.BlobConfig().Endpoint), `CREDENTIALS = "default"`, "QUOTA = 5"))
+	if err != nil || ds.LimitMb != 5 || ds.Credentials != "default" {
+		t.Errorf("a datastore on the catalog's own endpoint: %+v %v", ds, err)
+	}
+}
+
+// TestDatastoreOnlyAdministrators: a user can list and show datastores
+// but neither create nor delete one: the server refuses the publish.
+func TestDatastoreOnlyAdministrators(t *testing.T) {
+	h := newHarness(t)
+	alice := h.newUser("alice", "")
+	for _, c := range []struct {
+		verb string
+		data any
+	}{
+		{schemas.CommandCatalogDatastoreCreate, schemas.DatastoreCreate{Template: dsTemplate("mine", "IMAGE_DS", "slipway-ds-mine")}},
+		{schemas.CommandCatalogDatastoreDelete, schemas.DatastoreDelete{Datastore: "files"}},
+	} {
+		short, cancel := context.WithTimeout(h.ctx, 2*time.Second)
+		if _, err := alice.Command(short, ServiceName, c.verb, c.data); err == nil {
+			t.Errorf("the server took alice's %s", c.verb)
+		}
+		cancel()
+	}
+	// The catalog's own check, behind the server's: a user's command is
+	// refused by maySend (the schema grants it to admins only).
+	c, err := h.svc.identify(h.ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, verb := range []string{schemas.CommandCatalogDatastoreCreate, schemas.CommandCatalogDatastoreDelete} {
+		if err := c.maySend(verb); err == nil || !strings.Contains(err.Error(), "user alice may not send "+verb+": it is for administrators") {
+			t.Errorf("maySend %s for alice: %v", verb, err)
+		}
+	}
+	all, err := bus.Ask(h.ctx, alice, schemas.QryCatalogDatastores, schemas.CatalogDatastoresRequest{})
+	if err != nil || len(all) != 2 {
+		t.Errorf("alice's datastore list: %+v %v", all, err)
+	}
+	if ds, err := bus.Ask(h.ctx, alice, schemas.QryCatalogDatastoreShow, schemas.CatalogDatastoreShowRequest{Datastore: "2"}); err != nil || ds.Name != "files" {
+		t.Errorf("alice's datastore show 2: %+v %v", ds, err)
+	}
+}
