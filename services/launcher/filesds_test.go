@@ -78,7 +78,8 @@ func moduleInitrd(t *testing.T, script string) string {
 }
 
 // TestFilesDSThroughCatalog is FILES_DS end to end: two CONTEXT files are
-// imported through the catalog into the files datastore, a VM template
+// imported through the catalog, one into the files datastore and one into
+// a FILE_DS the test creates (datastore-create), a VM template
 // names them in CONTEXT/FILES_DS (by IMAGE_ID and by IMAGE), and the guest,
 // booted by the real launcher under QEMU, mounts its context CD-ROM and
 // prints both files' contents and context.sh.
@@ -91,8 +92,18 @@ func TestFilesDSThroughCatalog(t *testing.T) {
 	token := "files-ds-" + testenv.Unique()
 	motd := testenv.WriteFile(t, filepath.Join(t.TempDir(), "motd"), "motd says "+token+"\n")
 	conf := testenv.WriteFile(t, filepath.Join(t.TempDir(), "conf"), "setting=42\n")
-	motdImg := h.importFile(motd, schemas.ImageCreate{Name: "motd", Type: "CONTEXT", Datastore: "files"})
+	// motd lives in a FILE_DS created for the test (its own slipway-ds-*
+	// bucket): the launcher reads it from there like any file image.
+	if _, err := h.cli.Call(h.ctx, "catalog", schemas.CommandCatalogDatastoreCreate, schemas.DatastoreCreate{Template: fmt.Sprintf(
+		"NAME = ctx\nTYPE = FILE_DS\nDS_MAD = s3\nBUCKET = \"slipway-ds-ctx-%s\"\n", strings.ToLower(h.sfx))},
+		[]string{schemas.EventCatalogDatastoreCreated}); err != nil {
+		t.Fatalf("datastore-create: %v", err)
+	}
+	motdImg := h.importFile(motd, schemas.ImageCreate{Name: "motd", Type: "CONTEXT", Datastore: "ctx"})
 	confImg := h.importFile(conf, schemas.ImageCreate{Name: "app.conf", Type: "CONTEXT", Datastore: "files"})
+	if !strings.HasPrefix(motdImg.Source, "s3://slipway-ds-ctx-") {
+		t.Errorf("motd's blob is %s, want it in the created datastore's bucket", motdImg.Source)
+	}
 	for _, img := range []schemas.Image{kernel, rd, motdImg, confImg} {
 		if img.State != "READY" {
 			t.Fatalf("image %d (%s) is %s: %s", img.ID, img.Name, img.State, img.Error)
