@@ -135,6 +135,31 @@ func (s *Service) datastoreByRef(ctx context.Context, ref string) (Datastore, er
 	return s.datastore(ctx, ref) // a datastore may be named with digits
 }
 
+// keyDatastoreDeletingPrefix marks a created datastore a delete is
+// taking away ("datastore-deleting.<name>" = the delete command's ID).
+const keyDatastoreDeletingPrefix = "datastore-deleting."
+
+// datastoreStays refuses, once a new image's record is written, a
+// datastore that is gone or being deleted: the delete marks the datastore
+// before it looks for images, so either it sees the image or the image's
+// creation sees its mark.
+func (s *Service) datastoreStays(ctx context.Context, name string) error {
+	if _, ok := s.stores[name]; ok {
+		return nil // a configured datastore is never deleted
+	}
+	if _, err := s.datastore(ctx, name); err != nil {
+		return err
+	}
+	_, err := s.meta.Get(ctx, keyDatastoreDeletingPrefix+name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return refuse("datastore %q is being deleted", name)
+}
+
 // allDatastores are the configured datastores, then the created ones by ID.
 func (s *Service) allDatastores(ctx context.Context) ([]Datastore, error) {
 	out := slices.Clone(s.cfg.Datastores)

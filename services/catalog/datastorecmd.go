@@ -191,6 +191,11 @@ func (s *Service) datastoreCreate(ctx context.Context, m *bus.Msg, req schemas.D
 	ds := Datastore{Name: sp.name, Kind: sp.kind, Bucket: sp.bucket, Types: imageTypes(sp.kind),
 		DsMad: schemas.DatastoreDriverS3, TmMad: schemas.DatastoreDriverS3, LimitMb: sp.limitMB,
 		Endpoint: sp.endpoint, Credentials: sp.credentials, CreatedAt: now()}
+	// A delete of an earlier datastore of this name that stopped after
+	// removing the record may have left its mark.
+	if err := s.meta.Purge(ctx, keyDatastoreDeletingPrefix+ds.Name); err != nil {
+		return err
+	}
 	if err := s.blobs.EnsureBucket(ctx, ds.Bucket); err != nil {
 		return fmt.Errorf("datastore %s: bucket %s: %w", ds.Name, ds.Bucket, err)
 	}
@@ -246,18 +251,28 @@ func (s *Service) datastoreDelete(ctx context.Context, m *bus.Msg, req schemas.D
 	if ds.Builtin {
 		return refuse("datastore %d (%s) is one of the catalog's configured datastores: it cannot be deleted", ds.ID, ds.Name)
 	}
+	// Mark it first, then look for images (datastoreStays is the other
+	// half); a redelivery of the same command finds its own mark.
+	mark := keyDatastoreDeletingPrefix + ds.Name
+	if _, err := s.meta.Create(ctx, mark, []byte(m.Envelope.ID)); errors.Is(err, jetstream.ErrKeyExists) {
+		if e, gerr := s.meta.Get(ctx, mark); gerr != nil || string(e.Value()) != m.Envelope.ID {
+			return refuse("datastore %d (%s) is being deleted by another command", ds.ID, ds.Name)
+		}
+	} else if err != nil {
+		return err
+	}
 	all, err := s.images.List(ctx)
 	if err != nil {
 		return err
 	}
 	if ids := withUsage(ds, all).Images; len(ids) > 0 {
-		return refuse("datastore %d has %d images: %s; delete them first", ds.ID, len(ids), listIDs(ids))
+		return errors.Join(refuse("datastore %d has %d images: %s; delete them first", ds.ID, len(ids), listIDs(ids)),
+			s.meta.Delete(ctx, mark))
 	}
-	if err := s.meta.Delete(ctx, keyDatastorePrefix+ds.Name); err != nil {
-		return err
-	}
-	if err := s.meta.Delete(ctx, keyDatastoreIDPrefix+strconv.FormatInt(ds.ID, 10)); err != nil {
-		return err
+	for _, k := range []string{keyDatastorePrefix + ds.Name, keyDatastoreIDPrefix + strconv.FormatInt(ds.ID, 10), mark} {
+		if err := s.meta.Delete(ctx, k); err != nil {
+			return err
+		}
 	}
 	s.log.Info("datastore deleted", "id", ds.ID, "name", ds.Name, "bucket", ds.Bucket)
 	_, err = s.bus.Event(ctx, schemas.EventCatalogDatastoreDeleted, ds.Name, schemas.DatastoreDeleted{ID: ds.ID, Name: ds.Name},

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -224,5 +225,50 @@ func TestDatastoreOnlyAdministrators(t *testing.T) {
 	}
 	if ds, err := bus.Ask(h.ctx, alice, schemas.QryCatalogDatastoreShow, schemas.CatalogDatastoreShowRequest{Datastore: "2"}); err != nil || ds.Name != "files" {
 		t.Errorf("alice's datastore show 2: %+v %v", ds, err)
+	}
+}
+
+// TestDatastoreDeleteRace: a delete marks the datastore before it looks
+// for images, and an image's creation looks for the mark once its record
+// is written: an image created while the mark is there is taken back
+// (refused, no record, its name free); another delete is refused while
+// the mark is there, and the command that left it, delivered again, goes
+// through; a datastore created again under the name starts clean.
+func TestDatastoreDeleteRace(t *testing.T) {
+	h := newHarness(t)
+	bucket := "slipway-ds-race-" + strings.ToLower(h.cfg.UploadBucket[len("uploads-"):])
+	if _, err := h.createDatastore(dsTemplate("race", "IMAGE_DS", bucket)); err != nil {
+		t.Fatal(err)
+	}
+	// A delete stopped between its mark and its look for images.
+	if _, err := h.svc.meta.Create(h.ctx, keyDatastoreDeletingPrefix+"race", []byte("the-delete")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := answerFrom[schemas.Image](h, h.cli, schemas.CommandCatalogImageCreate,
+		schemas.ImageCreate{Name: "late", SizeMiB: 1, Datastore: "race"}, schemas.EventCatalogImageCreated)
+	refusedWith(t, "an image created while the datastore is being deleted", err, `datastore "race" is being deleted`)
+	imgs, err := bus.Ask(h.ctx, h.cli, schemas.QryCatalogList, schemas.CatalogListRequest{Datastore: "race"})
+	if err != nil || len(imgs) != 0 {
+		t.Errorf("images in race after the refusal: %+v %v", imgs, err)
+	}
+	// Another delete command is refused while the mark is someone else's.
+	err = h.as(h.cli, schemas.CommandCatalogDatastoreDelete, schemas.DatastoreDelete{Datastore: "race"}, schemas.EventCatalogDatastoreDeleted)
+	refusedWith(t, "a second delete", err, "datastore 100 (race) is being deleted by another command")
+	// The command that left the mark, delivered again, finds its own mark
+	// and goes through.
+	redelivered := &bus.Msg{Envelope: envelope.Envelope{ID: "the-delete"}}
+	if err := h.svc.datastoreDelete(h.ctx, redelivered, schemas.DatastoreDelete{Datastore: "race"}); err != nil {
+		t.Fatalf("the redelivered delete: %v", err)
+	}
+	// The name is free again, the image name too, and no mark is left.
+	if _, err := h.createDatastore(dsTemplate("race", "IMAGE_DS", bucket)); err != nil {
+		t.Fatalf("race again: %v", err)
+	}
+	if _, err := h.svc.meta.Get(h.ctx, keyDatastoreDeletingPrefix+"race"); err == nil {
+		t.Error("a deleting mark is left")
+	}
+	if _, err := answerFrom[schemas.Image](h, h.cli, schemas.CommandCatalogImageCreate,
+		schemas.ImageCreate{Name: "late", SizeMiB: 1, Datastore: "race"}, schemas.EventCatalogImageCreated); err != nil {
+		t.Errorf("the refused image's name in the new race: %v", err)
 	}
 }

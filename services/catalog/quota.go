@@ -303,10 +303,18 @@ func (s *Service) insertWithinQuota(ctx context.Context, rec *schemas.Image, v *
 	rec.User, rec.Group = s.owner(ctx)
 	own := usage{images: 1, sizeMB: max(sizeMB(rec.Size), 1)}
 	var img *schemas.Image
+	undo := func() error { return s.images.Purge(ctx, rec.ID) }
 	err := s.withinQuota(ctx, rec, own, true, v,
-		func() (err error) { img, err = s.insert(ctx, rec); return err },
-		func() error { return s.images.Purge(ctx, rec.ID) })
-	return img, err
+		func() (err error) { img, err = s.insert(ctx, rec); return err }, undo)
+	if err != nil {
+		return img, err
+	}
+	// The record is written: a datastore-delete that began before this
+	// check sees its mark here; one that begins after it sees the image.
+	if err := s.datastoreStays(ctx, rec.Datastore); err != nil {
+		return nil, errors.Join(err, undo())
+	}
+	return img, nil
 }
 
 // reserveSize checks, before an image becomes READY, that its size as

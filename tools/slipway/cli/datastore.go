@@ -117,8 +117,8 @@ func showDatastore(w io.Writer, d schemas.CatalogDatastore) error {
 	if err := writeInformation(w, "DATASTORE", d.ID, lines); err != nil {
 		return err
 	}
-	if err := writeSection(w, "DATASTORE CAPACITY", [][2]string{{"TOTAL:", total}, {"FREE:", free},
-		{"USED: ", render.HumanSize(d.UsedMb << 20)}, {"LIMIT:", limitMBText(d.LimitMb)}}); err != nil {
+	if err := writeSection(w, "DATASTORE CAPACITY", [][2]string{{"TOTAL", total}, {"FREE", free},
+		{"USED", render.HumanSize(d.UsedMb << 20)}, {"LIMIT", limitMBText(d.LimitMb)}}); err != nil {
 		return err
 	}
 	ids := make([]string, len(d.Images))
