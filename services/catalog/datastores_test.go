@@ -11,6 +11,7 @@ import (
 
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -270,5 +271,58 @@ func TestDatastoreDeleteRace(t *testing.T) {
 	if _, err := answerFrom[schemas.Image](h, h.cli, schemas.CommandCatalogImageCreate,
 		schemas.ImageCreate{Name: "late", SizeMiB: 1, Datastore: "race"}, schemas.EventCatalogImageCreated); err != nil {
 		t.Errorf("the refused image's name in the new race: %v", err)
+	}
+}
+
+// TestDatastoreCapacityAtCommit: an import's size is known once
+// converted. The converter is told what the datastore's capacity leaves;
+// an import bigger than that (a converter that did not look) ends ERROR at
+// commit naming the capacity, its blob deleted; one the converter refused
+// for the limit says which capacity set it.
+func TestDatastoreCapacityAtCommit(t *testing.T) {
+	h := newHarness(t)
+	bucket := "slipway-ds-small-" + strings.ToLower(h.cfg.UploadBucket[len("uploads-"):])
+	if _, err := h.createDatastore(dsTemplate("small", "IMAGE_DS", bucket, "LIMIT_MB = 10")); err != nil {
+		t.Fatal(err)
+	}
+	staged := "s3://" + h.cfg.UploadBucket + "/uploads/oneadmin/d1/disk.raw"
+	h.put(staged, []byte("a disk"))
+	img, err := answerFrom[schemas.Image](h, h.cli, schemas.CommandCatalogImageCreate,
+		schemas.ImageCreate{Name: "big", Path: staged, Staged: true, Datastore: "small"}, schemas.EventCatalogImageCreated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, c := h.convertCommand(img.ID)
+	if c.MaxVirtualSize != 10<<20 || !strings.HasPrefix(c.Dest, "s3://"+bucket+"/images/") {
+		t.Errorf("converter command: max %d dest %s, want 10 MiB into %s", c.MaxVirtualSize, c.Dest, bucket)
+	}
+	data := []byte("twenty MB once inflated")
+	h.put(c.Dest, data)
+	info, err := h.blobs.Stat(h.ctx, bucket, strings.TrimPrefix(c.Dest, "s3://"+bucket+"/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.converterEvent(cmd, "converted", img.ID, schemas.ConverterConverted{ImageID: img.ID, Dest: c.Dest, Format: schemas.DiskFormatRaw,
+		VirtualSize: 20 << 20, Size: info.Size, SHA256: sha(data), DetectedFormat: schemas.DiskFormatRaw})
+	ev := h.waitState(img.ID, StateError)
+	if want := "datastore small is full: its capacity is 10 MB (LIMIT_MB), its images take 0 MB and this one needs 20 MB (10 MB free)"; !strings.Contains(ev.Error, want) {
+		t.Errorf("the import too big for the datastore ended with %q, want %q", ev.Error, want)
+	}
+	if !testenv.Eventually(10*time.Second, 50*time.Millisecond, func() bool { return !h.exists(c.Dest) }) {
+		t.Errorf("the blob of the refused import is still at %s", c.Dest)
+	}
+
+	h.put(staged, []byte("a disk"))
+	huge, err := answerFrom[schemas.Image](h, h.cli, schemas.CommandCatalogImageCreate,
+		schemas.ImageCreate{Name: "huge", Path: staged, Staged: true, Datastore: "small"}, schemas.EventCatalogImageCreated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, _ = h.convertCommand(huge.ID)
+	h.converterEvent(cmd, "failed", huge.ID, schemas.Failure{Code: schemas.CodeInvalidInput, ImageID: &huge.ID,
+		Phase: string(schemas.ConverterPhaseInspect), Error: "raw: virtual size 50.0 MiB exceeds 10.0 MiB"})
+	ev = h.waitState(huge.ID, StateError)
+	if want := "the import was limited to a virtual size of 10 MB by datastore small's capacity of 10 MB (LIMIT_MB)"; !strings.Contains(ev.Error, want) {
+		t.Errorf("the import the converter refused ended with %q, want %q", ev.Error, want)
 	}
 }

@@ -365,6 +365,9 @@ func (v *quotaView) sizeAllowance(ds string, id int64) (int64, string) {
 		if left < 0 || l < left {
 			left = l
 			by = fmt.Sprintf("%s %s's quota SIZE %d MB in datastore %s", h.kind, h.name, h.limits.SizeMb, ds)
+			if h.kind == holderDatastore {
+				by = fmt.Sprintf("datastore %s's capacity of %d MB (LIMIT_MB)", ds, h.limits.SizeMb)
+			}
 		}
 	}
 	if left < 0 {
