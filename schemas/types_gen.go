@@ -1498,6 +1498,18 @@ type CatalogDatastore struct {
 
 	// When datastore-create made it; absent for the configured ones.
 	CreatedAt string `json:"created_at,omitempty"`
+
+	// Owner: oneadmin for the configured ones, the creator for the others (datastore-chown changes
+	// it).
+	User string `json:"user,omitempty"`
+
+	// Group: oneadmin unless datastore-chown changed it.
+	Group string `json:"group,omitempty"`
+
+	// Who may use the datastore (create images in it): owner, group, other. The configured ones
+	// are 644 (everyone may use them), created ones 600 (umask 177: only their owner and the
+	// oneadmin group) until datastore-chmod.
+	Permissions string `json:"permissions,omitempty"`
 }
 
 // Progress is defined in defs.json. It is the payload of event builder.progress, event
@@ -1813,6 +1825,34 @@ type BuilderBuild struct {
 	// the sender: the service refuses any other dest, never overwrites an object another command
 	// wrote, and on failure deletes only what this command wrote.
 	Dest string `json:"dest"`
+}
+
+// DatastoreChmod is the payload of command catalog.datastore-chmod
+// (https://slipway.dev/schemas/cmd/catalog.datastore-chmod.json).
+//
+// Change a datastore's permission bits (onedatastore chmod): use lets a user create images in
+// it.
+type DatastoreChmod struct {
+	// The datastore's ID or name.
+	Datastore string `json:"datastore"`
+
+	// The new bits, e.g. 644.
+	Permissions string `json:"permissions"`
+}
+
+// DatastoreChown is the payload of command catalog.datastore-chown
+// (https://slipway.dev/schemas/cmd/catalog.datastore-chown.json).
+//
+// Give a datastore to another user and/or group (onedatastore chown, chgrp).
+type DatastoreChown struct {
+	// The datastore's ID or name.
+	Datastore string `json:"datastore"`
+
+	// The new owner; default: unchanged.
+	User string `json:"user,omitempty"`
+
+	// The new group; default: unchanged.
+	Group string `json:"group,omitempty"`
 }
 
 // DatastoreCreate is the payload of command catalog.datastore-create
@@ -2609,6 +2649,16 @@ type DatastoreDeleted struct {
 
 	// Datastore name.
 	Name string `json:"name"`
+}
+
+// DatastoreUpdated is the payload of event catalog.datastore-updated
+// (https://slipway.dev/schemas/evt/catalog.datastore-updated.json).
+//
+// A datastore's owner, group or permissions changed (or a command asked for what it already
+// had).
+type DatastoreUpdated struct {
+	// The datastore.
+	Datastore CatalogDatastore `json:"datastore"`
 }
 
 // GroupCreated is the payload of event catalog.group-created
@@ -3501,6 +3551,8 @@ const (
 // Commands: the verb of slipway.cmd.<service>.<verb>, one per cmd/<service>.<verb>.json.
 const (
 	CommandBuilderBuild                = "build"
+	CommandCatalogDatastoreChmod       = "datastore-chmod"
+	CommandCatalogDatastoreChown       = "datastore-chown"
 	CommandCatalogDatastoreCreate      = "datastore-create"
 	CommandCatalogDatastoreDelete      = "datastore-delete"
 	CommandCatalogGroupAddUser         = "group-add-user"
@@ -3575,6 +3627,7 @@ const (
 	EventBuilderProgress              = "progress"
 	EventCatalogDatastoreCreated      = "datastore-created"
 	EventCatalogDatastoreDeleted      = "datastore-deleted"
+	EventCatalogDatastoreUpdated      = "datastore-updated"
 	EventCatalogFailed                = "failed"
 	EventCatalogGroupCreated          = "group-created"
 	EventCatalogGroupDeleted          = "group-deleted"
@@ -3668,6 +3721,8 @@ const (
 // Descriptors: each message's service, name and Go types; their methods build its subjects.
 var (
 	CmdBuilderBuild                 = Cmd[BuilderBuild]{Service: ServiceBuilder, Verb: CommandBuilderBuild, Answers: []string{EventBuilderBuilt}}
+	CmdCatalogDatastoreChmod        = Cmd[DatastoreChmod]{Service: ServiceCatalog, Verb: CommandCatalogDatastoreChmod, Answers: []string{EventCatalogDatastoreUpdated}}
+	CmdCatalogDatastoreChown        = Cmd[DatastoreChown]{Service: ServiceCatalog, Verb: CommandCatalogDatastoreChown, Answers: []string{EventCatalogDatastoreUpdated}}
 	CmdCatalogDatastoreCreate       = Cmd[DatastoreCreate]{Service: ServiceCatalog, Verb: CommandCatalogDatastoreCreate, Answers: []string{EventCatalogDatastoreCreated}}
 	CmdCatalogDatastoreDelete       = Cmd[DatastoreDelete]{Service: ServiceCatalog, Verb: CommandCatalogDatastoreDelete, Answers: []string{EventCatalogDatastoreDeleted}}
 	CmdCatalogGroupAddUser          = Cmd[GroupAddUser]{Service: ServiceCatalog, Verb: CommandCatalogGroupAddUser, Answers: []string{EventCatalogUserUpdated}}
@@ -3738,6 +3793,7 @@ var (
 	EvtBuilderProgress              = Evt[Progress]{Service: ServiceBuilder, Name: EventBuilderProgress}
 	EvtCatalogDatastoreCreated      = Evt[DatastoreCreated]{Service: ServiceCatalog, Name: EventCatalogDatastoreCreated}
 	EvtCatalogDatastoreDeleted      = Evt[DatastoreDeleted]{Service: ServiceCatalog, Name: EventCatalogDatastoreDeleted}
+	EvtCatalogDatastoreUpdated      = Evt[DatastoreUpdated]{Service: ServiceCatalog, Name: EventCatalogDatastoreUpdated}
 	EvtCatalogFailed                = Evt[Failure]{Service: ServiceCatalog, Name: EventCatalogFailed}
 	EvtCatalogGroupCreated          = Evt[GroupCreated]{Service: ServiceCatalog, Name: EventCatalogGroupCreated}
 	EvtCatalogGroupDeleted          = Evt[GroupDeleted]{Service: ServiceCatalog, Name: EventCatalogGroupDeleted}
@@ -3827,6 +3883,8 @@ var (
 // registry maps every message schema to its generated Go type.
 var registry = []registered{
 	{kind: "cmd", service: "builder", name: "build", file: "cmd/builder.build.json", typ: reflect.TypeFor[BuilderBuild](), senders: []string{"catalog"}},
+	{kind: "cmd", service: "catalog", name: "datastore-chmod", file: "cmd/catalog.datastore-chmod.json", typ: reflect.TypeFor[DatastoreChmod](), senders: []string{"admins"}},
+	{kind: "cmd", service: "catalog", name: "datastore-chown", file: "cmd/catalog.datastore-chown.json", typ: reflect.TypeFor[DatastoreChown](), senders: []string{"admins"}},
 	{kind: "cmd", service: "catalog", name: "datastore-create", file: "cmd/catalog.datastore-create.json", typ: reflect.TypeFor[DatastoreCreate](), senders: []string{"admins"}},
 	{kind: "cmd", service: "catalog", name: "datastore-delete", file: "cmd/catalog.datastore-delete.json", typ: reflect.TypeFor[DatastoreDelete](), senders: []string{"admins"}},
 	{kind: "cmd", service: "catalog", name: "group-add-user", file: "cmd/catalog.group-add-user.json", typ: reflect.TypeFor[GroupAddUser](), senders: []string{"admins"}},
@@ -3897,6 +3955,7 @@ var registry = []registered{
 	{kind: "evt", service: "builder", name: "progress", file: "evt/builder.progress.json", typ: reflect.TypeFor[Progress]()},
 	{kind: "evt", service: "catalog", name: "datastore-created", file: "evt/catalog.datastore-created.json", typ: reflect.TypeFor[DatastoreCreated]()},
 	{kind: "evt", service: "catalog", name: "datastore-deleted", file: "evt/catalog.datastore-deleted.json", typ: reflect.TypeFor[DatastoreDeleted]()},
+	{kind: "evt", service: "catalog", name: "datastore-updated", file: "evt/catalog.datastore-updated.json", typ: reflect.TypeFor[DatastoreUpdated]()},
 	{kind: "evt", service: "catalog", name: "failed", file: "evt/catalog.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "catalog", name: "group-created", file: "evt/catalog.group-created.json", typ: reflect.TypeFor[GroupCreated]()},
 	{kind: "evt", service: "catalog", name: "group-deleted", file: "evt/catalog.group-deleted.json", typ: reflect.TypeFor[GroupDeleted]()},

@@ -45,6 +45,9 @@ func (s *Service) planCreate(ctx context.Context, req schemas.ImageCreate, stage
 	if err != nil {
 		return p, err
 	}
+	if err := callerOf(ctx).mayUseDatastore(ds); err != nil {
+		return p, err
+	}
 	p.ds = ds
 	if p.checksums, err = checksumsOf(req); err != nil {
 		return p, err

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/schemas"
 )
 
@@ -85,18 +87,56 @@ func builtins(ds []Datastore) []Datastore {
 		if out[i].LimitMb == 0 {
 			out[i].LimitMb = unlimitedMB
 		}
+		out[i].User = cmp.Or(out[i].User, acl.AdminUser)
+		out[i].Group = cmp.Or(out[i].Group, acl.AdminGroup)
+		out[i].Permissions = cmp.Or(out[i].Permissions, builtinPermissions)
 	}
 	return out
 }
 
-// datastore finds a datastore by name: a configured one, else a created
-// one in the meta bucket.
-func (s *Service) datastore(ctx context.Context, name string) (Datastore, error) {
-	if ds, ok := s.stores[name]; ok {
-		return ds, nil
-	}
+// builtinPermissions are the configured datastores' bits until a chmod:
+// everyone may use them (create images in them), as before datastores had
+// permissions.
+const builtinPermissions = "644"
+
+// withOwnership is a configured datastore as configured, with the owner,
+// group and permissions its record holds (datastore-chown, -chmod).
+func withOwnership(cfg, rec Datastore) Datastore {
+	cfg.User, cfg.Group, cfg.Permissions = rec.User, rec.Group, rec.Permissions
+	return cfg
+}
+
+// readDatastore reads the record of datastore name and its revision; nil
+// when there is none.
+func (s *Service) readDatastore(ctx context.Context, name string) (*Datastore, uint64, error) {
 	e, err := s.meta.Get(ctx, keyDatastorePrefix+name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	var ds Datastore
+	if err := json.Unmarshal(e.Value(), &ds); err != nil {
+		return nil, 0, fmt.Errorf("datastore %s: record: %w", name, err)
+	}
+	return &ds, e.Revision(), nil
+}
+
+// datastore finds a datastore by name: a configured one (with the
+// ownership its record holds), else a created one in the meta bucket.
+func (s *Service) datastore(ctx context.Context, name string) (Datastore, error) {
+	rec, _, err := s.readDatastore(ctx, name)
+	if err != nil {
+		return Datastore{}, err
+	}
+	if ds, ok := s.stores[name]; ok {
+		if rec != nil && rec.User != "" {
+			ds = withOwnership(ds, *rec)
+		}
+		return ds, nil
+	}
+	if rec == nil {
 		all, lerr := s.allDatastores(ctx)
 		if lerr != nil {
 			return Datastore{}, lerr
@@ -107,14 +147,7 @@ func (s *Service) datastore(ctx context.Context, name string) (Datastore, error)
 		}
 		return Datastore{}, refuse("datastore %q does not exist (datastores: %s)", name, strings.Join(names, ", "))
 	}
-	if err != nil {
-		return Datastore{}, err
-	}
-	var ds Datastore
-	if err := json.Unmarshal(e.Value(), &ds); err != nil {
-		return Datastore{}, fmt.Errorf("datastore %s: record: %w", name, err)
-	}
-	return ds, nil
+	return *rec, nil
 }
 
 // datastoreByRef finds a datastore by ID (decimal) or name.
@@ -163,6 +196,15 @@ func (s *Service) datastoreStays(ctx context.Context, name string) error {
 // allDatastores are the configured datastores, then the created ones by ID.
 func (s *Service) allDatastores(ctx context.Context) ([]Datastore, error) {
 	out := slices.Clone(s.cfg.Datastores)
+	for i := range out {
+		rec, _, err := s.readDatastore(ctx, out[i].Name)
+		if err != nil {
+			return nil, err
+		}
+		if rec != nil && rec.User != "" {
+			out[i] = withOwnership(out[i], *rec)
+		}
+	}
 	keys, err := s.meta.ListKeysFiltered(ctx, datastoreKeys)
 	if err != nil {
 		return nil, err

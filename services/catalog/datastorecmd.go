@@ -17,6 +17,7 @@ package catalog
 // (quota.go), so racing creations cannot pass it together.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,8 +31,10 @@ import (
 	"github.com/minio/minio-go/v7/pkg/s3utils"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/slipway/slipway/pkg/acl"
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/kvstore"
 	"github.com/slipway/slipway/pkg/onetemplate"
 	"github.com/slipway/slipway/schemas"
 )
@@ -190,7 +193,9 @@ func (s *Service) datastoreCreate(ctx context.Context, m *bus.Msg, req schemas.D
 	}
 	ds := Datastore{Name: sp.name, Kind: sp.kind, Bucket: sp.bucket, Types: imageTypes(sp.kind),
 		DsMad: schemas.DatastoreDriverS3, TmMad: schemas.DatastoreDriverS3, LimitMb: sp.limitMB,
-		Endpoint: sp.endpoint, Credentials: sp.credentials, CreatedAt: now()}
+		Endpoint: sp.endpoint, Credentials: sp.credentials, CreatedAt: now(),
+		Permissions: acl.New(acl.DefaultUmask).Octal()}
+	ds.User, ds.Group = s.owner(ctx)
 	// A delete of an earlier datastore of this name that stopped after
 	// removing the record may have left its mark.
 	if err := s.meta.Purge(ctx, keyDatastoreDeletingPrefix+ds.Name); err != nil {
@@ -302,6 +307,12 @@ func (s *Service) datastoreCommand(ctx context.Context, m *bus.Msg) (ok bool, er
 	case schemas.CommandCatalogDatastoreDelete:
 		var req schemas.DatastoreDelete
 		return true, decodeThen(m, &req, func() error { return s.datastoreDelete(ctx, m, req) })
+	case schemas.CommandCatalogDatastoreChmod:
+		var req schemas.DatastoreChmod
+		return true, decodeThen(m, &req, func() error { return s.datastoreChmod(ctx, m, req) })
+	case schemas.CommandCatalogDatastoreChown:
+		var req schemas.DatastoreChown
+		return true, decodeThen(m, &req, func() error { return s.datastoreChown(ctx, m, req) })
 	}
 	return false, nil
 }
@@ -336,4 +347,90 @@ func (s *Service) queryDatastoreShow(ctx context.Context, req schemas.CatalogDat
 		return ds, err
 	}
 	return withUsage(ds, imgs), nil
+}
+
+// datastoreObject is ds as package acl sees it.
+func datastoreObject(ds Datastore) acl.Object {
+	return acl.Object{Kind: "datastore", ID: ds.ID, Owner: ds.User, Group: ds.Group, Perms: acl.PermsOf(ds.Permissions)}
+}
+
+// mayUseDatastore checks that c may create images in ds (OpenNebula's USE
+// on the datastore): a service on its own always, a user (or a service
+// acting for one) by the datastore's owner, group and bits.
+func (c caller) mayUseDatastore(ds Datastore) error {
+	if c.service != "" && c.user.Name == "" {
+		return nil
+	}
+	if err := acl.Check(c.user, datastoreObject(ds), acl.Use, "create an image in"); err != nil {
+		return forbidden(err)
+	}
+	return nil
+}
+
+// datastoreChmod sets a datastore's bits.
+func (s *Service) datastoreChmod(ctx context.Context, m *bus.Msg, req schemas.DatastoreChmod) error {
+	perms, err := acl.ParseOctal(req.Permissions)
+	if err != nil {
+		return refuse("%w", err)
+	}
+	return s.updateDatastore(ctx, m, req.Datastore, func(ds *Datastore) { ds.Permissions = perms.Octal() })
+}
+
+// datastoreChown gives a datastore to a user and/or group that exist.
+func (s *Service) datastoreChown(ctx context.Context, m *bus.Msg, req schemas.DatastoreChown) error {
+	if req.User != "" {
+		if _, err := named(ctx, s.users.users, "user", req.User); err != nil {
+			return err
+		}
+	}
+	if req.Group != "" {
+		if _, err := named(ctx, s.users.groups, "group", req.Group); err != nil {
+			return err
+		}
+	}
+	return s.updateDatastore(ctx, m, req.Datastore, func(ds *Datastore) {
+		ds.User, ds.Group = cmp.Or(req.User, ds.User), cmp.Or(req.Group, ds.Group)
+	})
+}
+
+// updateDatastore changes the record of datastore ref with fn
+// (compare-and-set on its revision) and answers datastore-updated.
+func (s *Service) updateDatastore(ctx context.Context, m *bus.Msg, ref string, fn func(*Datastore)) error {
+	for try := range maxQuotaTries {
+		ds, err := s.datastoreByRef(ctx, ref)
+		if err != nil {
+			return err
+		}
+		rec, rev, err := s.readDatastore(ctx, ds.Name)
+		if err != nil {
+			return err
+		}
+		if rec == nil {
+			return refuse("datastore %q does not exist", ds.Name)
+		}
+		// A configured datastore's record may predate ownership.
+		rec.User, rec.Group, rec.Permissions = ds.User, ds.Group, ds.Permissions
+		fn(rec)
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		_, err = s.meta.Update(ctx, keyDatastorePrefix+ds.Name, b, rev)
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			if err := kvstore.Backoff(ctx, try); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if cfg, ok := s.stores[ds.Name]; ok {
+			*rec = withOwnership(cfg, *rec)
+		}
+		_, err = s.bus.Event(ctx, schemas.EventCatalogDatastoreUpdated, ds.Name, schemas.DatastoreUpdated{Datastore: *rec},
+			causedBy(m.Envelope, schemas.EventCatalogDatastoreUpdated)...)
+		return err
+	}
+	return fmt.Errorf("datastore %s: the update kept racing other writes", ref)
 }

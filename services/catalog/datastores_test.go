@@ -326,3 +326,87 @@ func TestDatastoreCapacityAtCommit(t *testing.T) {
 		t.Errorf("the import the converter refused ended with %q, want %q", ev.Error, want)
 	}
 }
+
+// dsAdmin sends a datastore chmod or chown as oneadmin and returns the
+// datastore it answers.
+func (h *harness) dsAdmin(verb string, data any) (schemas.CatalogDatastore, error) {
+	h.t.Helper()
+	ev, err := answerFrom[schemas.DatastoreUpdated](h, h.cli, verb, data, schemas.EventCatalogDatastoreUpdated)
+	return ev.Datastore, err
+}
+
+// TestDatastorePermissions: a user needs use on a datastore to create an
+// image in it (OpenNebula's USE). The configured datastores are 644
+// (everyone), a created one 600 (its owner, oneadmin, and the oneadmin
+// group) until chmod; chown gives it to a user or group that exists; a
+// configured datastore's bits outlive a restart.
+func TestDatastorePermissions(t *testing.T) {
+	h := newHarness(t)
+	alice := h.newUser("alice", "")
+	bob := h.newUser("bob", "")
+	bucket := "slipway-ds-team-" + strings.ToLower(h.cfg.UploadBucket[len("uploads-"):])
+	team, err := h.createDatastore(dsTemplate("team", "IMAGE_DS", bucket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if team.User != "oneadmin" || team.Group != "oneadmin" || team.Permissions != "600" {
+		t.Errorf("a new datastore: owner %s group %s bits %s, want oneadmin oneadmin 600", team.User, team.Group, team.Permissions)
+	}
+	if def, err := h.dsShow("default"); err != nil || def.Permissions != "644" || def.User != "oneadmin" {
+		t.Errorf("default: %+v %v, want oneadmin's, 644", def, err)
+	}
+	blank := func(b *bus.Bus, name, ds string) error {
+		_, err := answerFrom[schemas.Image](h, b, schemas.CommandCatalogImageCreate,
+			schemas.ImageCreate{Name: name, SizeMiB: 1, Datastore: ds}, schemas.EventCatalogImageCreated)
+		return err
+	}
+	mustBeForbidden(t, "alice's image in team (600)", blank(alice, "a1", "team"),
+		"create an image in: user alice may not use datastore 100 (owner oneadmin, group oneadmin, permissions um-------)")
+	if err := blank(alice, "a1", "default"); err != nil {
+		t.Errorf("alice's image in default (644): %v", err)
+	}
+	if err := blank(h.cli, "o1", "team"); err != nil {
+		t.Errorf("oneadmin's image in team: %v", err)
+	}
+
+	if ds, err := h.dsAdmin(schemas.CommandCatalogDatastoreChmod, schemas.DatastoreChmod{Datastore: "team", Permissions: "604"}); err != nil || ds.Permissions != "604" {
+		t.Fatalf("chmod team 604: %+v %v", ds, err)
+	}
+	if err := blank(alice, "a2", "team"); err != nil {
+		t.Errorf("alice's image in team (604): %v", err)
+	}
+	if ds, err := h.dsAdmin(schemas.CommandCatalogDatastoreChown, schemas.DatastoreChown{Datastore: "100", User: "alice"}); err != nil || ds.User != "alice" || ds.Group != "oneadmin" {
+		t.Fatalf("chown team alice: %+v %v", ds, err)
+	}
+	if _, err := h.dsAdmin(schemas.CommandCatalogDatastoreChmod, schemas.DatastoreChmod{Datastore: "team", Permissions: "600"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := blank(alice, "a3", "team"); err != nil {
+		t.Errorf("alice's image in her own team (600): %v", err)
+	}
+	mustBeForbidden(t, "bob's image in alice's team (600)", blank(bob, "b1", "team"), "user bob may not use datastore 100 (owner alice")
+	_, err = h.dsAdmin(schemas.CommandCatalogDatastoreChown, schemas.DatastoreChown{Datastore: "team", User: "nobody"})
+	refusedWith(t, "chown to a missing user", err, `user "nobody" does not exist`)
+	_, err = h.dsAdmin(schemas.CommandCatalogDatastoreChown, schemas.DatastoreChown{Datastore: "team", Group: "nogroup"})
+	refusedWith(t, "chgrp to a missing group", err, `group "nogroup" does not exist`)
+	_, err = h.dsAdmin(schemas.CommandCatalogDatastoreChmod, schemas.DatastoreChmod{Datastore: "nowhere", Permissions: "644"})
+	refusedWith(t, "chmod of a missing datastore", err, `datastore "nowhere" does not exist`)
+
+	// A configured datastore's bits are kept in its record: they outlive
+	// the catalog's restart, which rewrites the rest from the configuration.
+	if ds, err := h.dsAdmin(schemas.CommandCatalogDatastoreChmod, schemas.DatastoreChmod{Datastore: "1", Permissions: "640"}); err != nil || ds.Permissions != "640" || ds.Bucket != h.cfg.Datastores[0].Bucket {
+		t.Fatalf("chmod default 640: %+v %v", ds, err)
+	}
+	h.stop()
+	h.start()
+	if def, err := h.dsShow("default"); err != nil || def.Permissions != "640" || !def.Builtin {
+		t.Errorf("default after a restart: %+v %v, want 640", def, err)
+	}
+	mustBeForbidden(t, "bob's image in default (640, group oneadmin)", blank(bob, "b2", "default"), "user bob may not use datastore 1")
+	// alice and bob may not change a datastore's bits: the server refuses.
+	short, cancel := context.WithTimeout(h.ctx, 2*time.Second)
+	defer cancel()
+	if _, err := alice.Command(short, ServiceName, schemas.CommandCatalogDatastoreChmod, schemas.DatastoreChmod{Datastore: "team", Permissions: "666"}); err == nil {
+		t.Error("the server took alice's datastore-chmod")
+	}
+}

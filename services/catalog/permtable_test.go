@@ -48,6 +48,8 @@ var permissionTable = map[string]string{
 	schemas.CommandCatalogGroupCreate:     "",
 	schemas.CommandCatalogDatastoreCreate: "",
 	schemas.CommandCatalogDatastoreDelete: "",
+	schemas.CommandCatalogDatastoreChmod:  "",
+	schemas.CommandCatalogDatastoreChown:  "",
 	schemas.CommandCatalogGroupDelete:     "",
 	schemas.CommandCatalogGroupAddUser:    "",
 	schemas.CommandCatalogGroupDelUser:    "",

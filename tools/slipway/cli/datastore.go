@@ -20,7 +20,7 @@ import (
 )
 
 func newDatastoreCmd(c *client) *cobra.Command {
-	cmd := &cobra.Command{Use: "datastore", Short: "Datastores: create, list, show, delete (create and delete for the oneadmin group)", RunE: unknownSubcommand}
+	cmd := &cobra.Command{Use: "datastore", Short: "Datastores: create, list, show, delete, chmod, chown, chgrp (all but list and show for the oneadmin group)", RunE: unknownSubcommand}
 	cmd.AddCommand(newDatastoreCreateCmd(c),
 		newListCmd(c, "list [--json]", "List the datastores with their capacity (ID NAME SIZE AVA CLUSTERS IMAGES TYPE DS TM STAT)",
 			func(ctx context.Context, b *bus.Bus) ([]schemas.CatalogDatastore, error) {
@@ -30,7 +30,28 @@ func newDatastoreCmd(c *client) *cobra.Command {
 		newCatalogCmd[schemas.DatastoreDelete, schemas.DatastoreDeleted](c, "delete ID|NAME",
 			"Delete a datastore without images; default and files cannot be deleted (for the oneadmin group)", cobra.ExactArgs(1),
 			schemas.CmdCatalogDatastoreDelete, fromArgs(func(a []string) schemas.DatastoreDelete { return schemas.DatastoreDelete{Datastore: a[0]} })))
+	cmd.AddCommand(newDatastorePermissionCmds(c)...)
 	return cmd
+}
+
+// newDatastorePermissionCmds are datastore chmod, chown and chgrp (for
+// the oneadmin group): use of a datastore lets a user create images in it.
+func newDatastorePermissionCmds(c *client) []*cobra.Command {
+	ref := func(id int64) string { return strconv.FormatInt(id, 10) }
+	return permissionCmds[schemas.DatastoreChmod, schemas.DatastoreChown, schemas.DatastoreChown, schemas.DatastoreUpdated](c, "a datastore's",
+		func(ctx context.Context, b *bus.Bus, r string) (int64, error) {
+			ds, err := findDatastore(ctx, b, r)
+			return ds.ID, err
+		},
+		schemas.CmdCatalogDatastoreChmod, func(id int64, p string) schemas.DatastoreChmod {
+			return schemas.DatastoreChmod{Datastore: ref(id), Permissions: p}
+		},
+		schemas.CmdCatalogDatastoreChown, func(id int64, u, g string) schemas.DatastoreChown {
+			return schemas.DatastoreChown{Datastore: ref(id), User: u, Group: g}
+		},
+		schemas.CmdCatalogDatastoreChown, func(id int64, g string) schemas.DatastoreChown {
+			return schemas.DatastoreChown{Datastore: ref(id), Group: g}
+		})
 }
 
 func newDatastoreCreateCmd(c *client) *cobra.Command {
@@ -109,12 +130,15 @@ func showDatastore(w io.Writer, d schemas.CatalogDatastore) error {
 	for i, t := range d.Types {
 		types[i] = string(t)
 	}
-	lines := [][2]string{{"ID", strconv.FormatInt(d.ID, 10)}, {"NAME", d.Name}, {"USER", "oneadmin"}, {"GROUP", "oneadmin"},
+	lines := [][2]string{{"ID", strconv.FormatInt(d.ID, 10)}, {"NAME", d.Name}, {"USER", cmp.Or(d.User, "oneadmin")}, {"GROUP", cmp.Or(d.Group, "oneadmin")},
 		{"CLUSTERS", "0"}, {"TYPE", map[bool]string{true: "FILE", false: "IMAGE"}[d.Kind == schemas.DatastoreKindFile]},
 		{"DS_MAD", string(d.DsMad)}, {"TM_MAD", string(d.TmMad)}, {"BUCKET", d.Bucket},
 		{"ENDPOINT", cmp.Or(d.Endpoint, "(the catalog's S3)")}, {"CREDENTIALS", cmp.Or(d.Credentials, "default")},
 		{"STATE", "READY"}, {"BUILT IN", render.YesNo(d.Builtin)}}
 	if err := writeInformation(w, "DATASTORE", d.ID, lines); err != nil {
+		return err
+	}
+	if err := writeSection(w, "PERMISSIONS", render.PermissionLines(d.Permissions)); err != nil {
 		return err
 	}
 	if err := writeSection(w, "DATASTORE CAPACITY", [][2]string{{"TOTAL", total}, {"FREE", free},

@@ -59,6 +59,22 @@ func TestEndToEndDatastores(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "datastore 1 (default) is one of the catalog's configured datastores: it cannot be deleted") {
 		t.Errorf("delete of default: exit %d, stderr %q", r.code, r.stderr)
 	}
+	// Use: alice may not create images in fast (600) until chmod 604.
+	creds := filepath.Join(dir, "alice.creds")
+	must(t, slipway(t, flags, "user", "create", "alice", "--out", creds))
+	alice := withCreds(flags, creds)
+	r = slipway(t, alice, "image", "create", "--name", "a1", "--type", "DATABLOCK", "--datastore", "fast", "--size", "1")
+	if r.code != 1 || !strings.Contains(r.stderr, "user alice may not use datastore 100 (owner oneadmin, group oneadmin, permissions um-------)") {
+		t.Errorf("alice's image in fast (600): exit %d, stderr %q", r.code, r.stderr)
+	}
+	must(t, slipway(t, flags, "datastore", "chmod", "fast", "604"))
+	r = must(t, slipway(t, flags, "datastore", "show", "100"))
+	if !strings.Contains(r.stdout, "PERMISSIONS") || !lineHas(r.stdout, "OTHER", "u--") {
+		t.Errorf("datastore show after chmod 604:\n%s", r.stdout)
+	}
+	must(t, slipway(t, alice, "image", "create", "--name", "a1", "--type", "DATABLOCK", "--datastore", "fast", "--size", "1"))
+	// (That alice cannot chmod is the catalog's TestDatastorePermissions:
+	// the server refuses her publish, and the CLI would wait out its timeout.)
 	ftmpl := filepath.Join(dir, "ctx.tmpl")
 	if err := os.WriteFile(ftmpl, []byte("NAME = ctx\nTYPE = FILE_DS\nDS_MAD = s3\nBUCKET = \""+bucket+"-files\"\n"), 0o644); err != nil {
 		t.Fatal(err)
