@@ -68,8 +68,13 @@ const (
 	unlimitedMB    = -1
 )
 
-// keyDatastoreIDPrefix claims a created datastore's ID in the meta bucket.
-const keyDatastoreIDPrefix = "datastore-id."
+// keyDatastoreIDPrefix claims a created datastore's ID in the meta
+// bucket, keyDatastoreBucketPrefix its bucket (two datastores never share
+// one, even when created at once).
+const (
+	keyDatastoreIDPrefix     = "datastore-id."
+	keyDatastoreBucketPrefix = "datastore-bucket."
+)
 
 // datastoreKeys are the keys of every datastore record.
 const datastoreKeys = keyDatastorePrefix + "*"

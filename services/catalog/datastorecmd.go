@@ -22,11 +22,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-
-	"regexp"
 
 	"github.com/minio/minio-go/v7/pkg/s3utils"
 	"github.com/nats-io/nats.go/jetstream"
@@ -204,24 +203,51 @@ func (s *Service) datastoreCreate(ctx context.Context, m *bus.Msg, req schemas.D
 	if err := s.blobs.EnsureBucket(ctx, ds.Bucket); err != nil {
 		return fmt.Errorf("datastore %s: bucket %s: %w", ds.Name, ds.Bucket, err)
 	}
-	if ds.ID, err = s.claimDatastoreID(ctx, all, ds.Name); err != nil {
+	if err := s.claimDatastoreBucket(ctx, ds); err != nil {
 		return err
+	}
+	if ds.ID, err = s.claimDatastoreID(ctx, all, ds.Name); err != nil {
+		return errors.Join(err, s.releaseDatastoreBucket(ctx, ds))
 	}
 	b, err := json.Marshal(ds)
 	if err != nil {
 		return err
 	}
 	if _, err := s.meta.Create(ctx, keyDatastorePrefix+ds.Name, b); err != nil {
-		_ = s.meta.Delete(ctx, keyDatastoreIDPrefix+strconv.FormatInt(ds.ID, 10))
+		release := errors.Join(s.meta.Delete(ctx, keyDatastoreIDPrefix+strconv.FormatInt(ds.ID, 10)), s.releaseDatastoreBucket(ctx, ds))
 		if errors.Is(err, jetstream.ErrKeyExists) {
-			return refuse("datastore %q exists already", ds.Name)
+			return errors.Join(refuse("datastore %q exists already", ds.Name), release)
 		}
-		return err
+		return errors.Join(err, release)
 	}
 	s.log.Info("datastore created", "id", ds.ID, "name", ds.Name, "bucket", ds.Bucket, "limit_mb", ds.LimitMb)
 	_, err = s.bus.Event(ctx, schemas.EventCatalogDatastoreCreated, ds.Name, schemas.DatastoreCreated{Datastore: ds},
 		causedBy(m.Envelope, schemas.EventCatalogDatastoreCreated)...)
 	return err
+}
+
+// claimDatastoreBucket claims ds's bucket for it; a bucket another
+// datastore claimed is refused. The claim names the datastore, so a
+// redelivered creation finds its own.
+func (s *Service) claimDatastoreBucket(ctx context.Context, ds Datastore) error {
+	key := keyDatastoreBucketPrefix + ds.Bucket
+	_, err := s.meta.Create(ctx, key, []byte(ds.Name))
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return err
+	}
+	e, err := s.meta.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	if string(e.Value()) != ds.Name {
+		return refuse("bucket %s is datastore %q's already", ds.Bucket, e.Value())
+	}
+	return nil
+}
+
+// releaseDatastoreBucket gives ds's bucket claim up.
+func (s *Service) releaseDatastoreBucket(ctx context.Context, ds Datastore) error {
+	return s.meta.Delete(ctx, keyDatastoreBucketPrefix+ds.Bucket)
 }
 
 // claimDatastoreID claims the next free ID from 100 (after the highest
@@ -274,7 +300,7 @@ func (s *Service) datastoreDelete(ctx context.Context, m *bus.Msg, req schemas.D
 		return errors.Join(refuse("datastore %d has %d images: %s; delete them first", ds.ID, len(ids), listIDs(ids)),
 			s.meta.Delete(ctx, mark))
 	}
-	for _, k := range []string{keyDatastorePrefix + ds.Name, keyDatastoreIDPrefix + strconv.FormatInt(ds.ID, 10), mark} {
+	for _, k := range []string{keyDatastorePrefix + ds.Name, keyDatastoreIDPrefix + strconv.FormatInt(ds.ID, 10), keyDatastoreBucketPrefix + ds.Bucket, mark} {
 		if err := s.meta.Delete(ctx, k); err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -408,5 +409,72 @@ func TestDatastorePermissions(t *testing.T) {
 	defer cancel()
 	if _, err := alice.Command(short, ServiceName, schemas.CommandCatalogDatastoreChmod, schemas.DatastoreChmod{Datastore: "team", Permissions: "666"}); err == nil {
 		t.Error("the server took alice's datastore-chmod")
+	}
+}
+
+// TestDatastoreCreateRace: creations handled at once (eight at a time)
+// never share a bucket, a name or an ID: of six creations of one bucket
+// under six names one wins, as does one of six of one name on six
+// buckets, and every loser's claims are given back.
+func TestDatastoreCreateRace(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Concurrency = 8 })
+	sfx := strings.ToLower(h.cfg.UploadBucket[len("uploads-"):])
+	race := func(tmpl func(i int) string) (won []schemas.CatalogDatastore, lost []error) {
+		var (
+			mu sync.Mutex
+			wg sync.WaitGroup
+		)
+		for i := range 6 {
+			wg.Go(func() {
+				ev, err := answerFrom[schemas.DatastoreCreated](h, h.cli, schemas.CommandCatalogDatastoreCreate,
+					schemas.DatastoreCreate{Template: tmpl(i)}, schemas.EventCatalogDatastoreCreated)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					lost = append(lost, err)
+				} else {
+					won = append(won, ev.Datastore)
+				}
+			})
+		}
+		wg.Wait()
+		return won, lost
+	}
+	won, lost := race(func(i int) string { return dsTemplate(fmt.Sprintf("b%d", i), "IMAGE_DS", "slipway-ds-shared-"+sfx) })
+	if len(won) != 1 || len(lost) != 5 {
+		t.Fatalf("one bucket, six names: %d won (%+v), %d lost (%v)", len(won), won, len(lost), lost)
+	}
+	for _, err := range lost {
+		refusedWith(t, "a loser of the bucket race", err, "bucket slipway-ds-shared-"+sfx+" is datastore ")
+	}
+	won2, lost2 := race(func(i int) string { return dsTemplate("same", "IMAGE_DS", fmt.Sprintf("slipway-ds-same%d-%s", i, sfx)) })
+	if len(won2) != 1 || len(lost2) != 5 || won2[0].ID == won[0].ID {
+		t.Fatalf("one name, six buckets: %+v won, %v lost", won2, lost2)
+	}
+	for _, err := range lost2 {
+		refusedWith(t, "a loser of the name race", err, `datastore "same" exists already`)
+	}
+	// The losers' claims are gone: their buckets and the next ID are free.
+	keys, err := h.svc.meta.ListKeysFiltered(h.ctx, keyDatastoreIDPrefix+"*", keyDatastoreBucketPrefix+"*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims []string
+	for k := range keys.Keys() {
+		claims = append(claims, k)
+	}
+	slices.Sort(claims)
+	want := []string{keyDatastoreBucketPrefix + won2[0].Bucket, keyDatastoreBucketPrefix + "slipway-ds-shared-" + sfx,
+		fmt.Sprintf("%s%d", keyDatastoreIDPrefix, won[0].ID), fmt.Sprintf("%s%d", keyDatastoreIDPrefix, won2[0].ID)}
+	slices.Sort(want)
+	if !slices.Equal(claims, want) {
+		t.Errorf("claims left: %v, want %v", claims, want)
+	}
+	loser := fmt.Sprintf("slipway-ds-same0-%s", sfx)
+	if loser == won2[0].Bucket {
+		loser = fmt.Sprintf("slipway-ds-same1-%s", sfx)
+	}
+	if _, err := h.createDatastore(dsTemplate("after", "IMAGE_DS", loser)); err != nil {
+		t.Errorf("a bucket a loser had claimed: %v", err)
 	}
 }
