@@ -229,6 +229,6 @@ func (s *Service) allDatastores(ctx context.Context) ([]Datastore, error) {
 		}
 		created = append(created, ds)
 	}
-	slices.SortFunc(created, func(a, b Datastore) int { return int(a.ID - b.ID) })
+	slices.SortFunc(created, func(a, b Datastore) int { return cmp.Compare(a.ID, b.ID) })
 	return append(out, created...), nil
 }
