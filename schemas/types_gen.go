@@ -33,6 +33,16 @@ const (
 	ListFilterGroup ListFilter = "group"
 )
 
+// DatastoreDriver is defined in defs.json.
+//
+// A datastore's driver (DS_MAD, TM_MAD): s3, the only one.
+type DatastoreDriver string
+
+// DatastoreDriver values.
+const (
+	DatastoreDriverS3 DatastoreDriver = "s3"
+)
+
 // ImageType is defined in defs.json.
 //
 // What an image holds. KERNEL, RAMDISK and CONTEXT are file types: they live in a files
@@ -354,6 +364,7 @@ const (
 var (
 	LockLevelValues           = enumValues(LockLevelUse, LockLevelManage, LockLevelAdmin, LockLevelAll)
 	ListFilterValues          = enumValues(ListFilterAll, ListFilterMine, ListFilterGroup)
+	DatastoreDriverValues     = enumValues(DatastoreDriverS3)
 	ImageTypeValues           = enumValues(ImageTypeOS, ImageTypeCDROM, ImageTypeDatablock, ImageTypeKernel, ImageTypeRamdisk, ImageTypeContext)
 	ImageStateValues          = enumValues(ImageStateLocked, ImageStateReady, ImageStateUsed, ImageStateUsedPers, ImageStateDisabled, ImageStateError, ImageStateDelete, ImageStateClone, ImageStateLockedUsed, ImageStateLockedUsedPers)
 	DiskFormatValues          = enumValues(DiskFormatRaw, DiskFormatQcow2, DiskFormatVMDK, DiskFormatVDI, DiskFormatVPC, DiskFormatVHDX, DiskFormatISO, DiskFormatLUKS)
@@ -1553,7 +1564,8 @@ type Image struct {
 	UpdatedAt string `json:"updated_at"`
 }
 
-// CatalogDatastore is defined in defs.json.
+// CatalogDatastore is defined in defs.json. It is the payload of the reply to query
+// catalog.datastore-show.
 //
 // A datastore the catalog serves: a bucket and the image types it takes.
 type CatalogDatastore struct {
@@ -1568,6 +1580,54 @@ type CatalogDatastore struct {
 
 	// Image types it accepts.
 	Types []ImageType `json:"types"`
+
+	// Datastore ID, as OpenNebula numbers them: 1 default, 2 files (the configured ones, in
+	// order), 100 and up for those datastore-create made.
+	ID int64 `json:"id,omitempty"`
+
+	// Datastore driver (DS_MAD): s3, a bucket.
+	DsMad DatastoreDriver `json:"ds_mad,omitempty"`
+
+	// Transfer driver (TM_MAD): s3, the launcher downloads from the bucket.
+	TmMad DatastoreDriver `json:"tm_mad,omitempty"`
+
+	// A datastore of the catalog's configuration (default, files): it cannot be deleted.
+	Builtin bool `json:"builtin,omitempty"`
+
+	// S3 endpoint of the bucket, as the template gave it; absent: the catalog's own S3.
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// Name of the S3 credentials the service uses for the bucket, resolved from its configuration
+	// (never a secret); absent: the catalog's own.
+	Credentials string `json:"credentials,omitempty"`
+
+	// Capacity in MB (QUOTA/LIMIT_MB of the template); -1 or absent: unlimited.
+	LimitMb int64 `json:"limit_mb,omitempty"`
+
+	// In query replies: MB the datastore's images take, the sum of their virtual sizes rounded up
+	// to whole MiB as the catalog records them (not the bucket's bytes).
+	UsedMb int64 `json:"used_mb,omitempty"`
+
+	// In query replies: limit_mb - used_mb; absent when unlimited.
+	FreeMb int64 `json:"free_mb,omitempty"`
+
+	// In query replies: the IDs of the images in the datastore.
+	Images []int64 `json:"images,omitempty"`
+
+	// When datastore-create made it; absent for the configured ones.
+	CreatedAt string `json:"created_at,omitempty"`
+
+	// Owner: oneadmin for the configured ones, the creator for the others (datastore-chown changes
+	// it).
+	User string `json:"user,omitempty"`
+
+	// Group: oneadmin unless datastore-chown changed it.
+	Group string `json:"group,omitempty"`
+
+	// Who may use the datastore (create images in it): owner, group, other. The configured ones
+	// are 644 (everyone may use them), created ones 600 (umask 177: only their owner and the
+	// oneadmin group) until datastore-chmod.
+	Permissions string `json:"permissions,omitempty"`
 }
 
 // Progress is defined in defs.json. It is the payload of event builder.progress, event
@@ -1900,6 +1960,57 @@ type BuilderBuild struct {
 	// the sender: the service refuses any other dest, never overwrites an object another command
 	// wrote, and on failure deletes only what this command wrote.
 	Dest string `json:"dest"`
+}
+
+// DatastoreChmod is the payload of command catalog.datastore-chmod
+// (https://slipway.dev/schemas/cmd/catalog.datastore-chmod.json).
+//
+// Change a datastore's permission bits (onedatastore chmod): use lets a user create images in
+// it.
+type DatastoreChmod struct {
+	// The datastore's ID or name.
+	Datastore string `json:"datastore"`
+
+	// The new bits, e.g. 644.
+	Permissions string `json:"permissions"`
+}
+
+// DatastoreChown is the payload of command catalog.datastore-chown
+// (https://slipway.dev/schemas/cmd/catalog.datastore-chown.json).
+//
+// Give a datastore to another user and/or group (onedatastore chown, chgrp).
+type DatastoreChown struct {
+	// The datastore's ID or name.
+	Datastore string `json:"datastore"`
+
+	// The new owner; default: unchanged.
+	User string `json:"user,omitempty"`
+
+	// The new group; default: unchanged.
+	Group string `json:"group,omitempty"`
+}
+
+// DatastoreCreate is the payload of command catalog.datastore-create
+// (https://slipway.dev/schemas/cmd/catalog.datastore-create.json).
+//
+// Create a datastore from an OpenNebula datastore template: NAME, TYPE (IMAGE_DS or FILE_DS),
+// DS_MAD = s3, BUCKET (a new bucket's name must start with slipway-ds-, the prefix the
+// services' S3 policies cover; the catalog creates it if missing), ENDPOINT and CREDENTIALS
+// (optional: the catalog's own S3 and keys, the only ones supported yet) and LIMIT_MB (or
+// QUOTA, its capacity in MB; absent: unlimited).
+type DatastoreCreate struct {
+	// The datastore template, in OpenNebula's template syntax.
+	Template string `json:"template"`
+}
+
+// DatastoreDelete is the payload of command catalog.datastore-delete
+// (https://slipway.dev/schemas/cmd/catalog.datastore-delete.json).
+//
+// Delete a datastore that holds no images; the configured ones (default, files) cannot be
+// deleted. Its bucket is left as it is.
+type DatastoreDelete struct {
+	// The datastore's ID or name.
+	Datastore string `json:"datastore"`
 }
 
 // GroupAddUser is the payload of command catalog.group-add-user
@@ -2856,6 +2967,37 @@ type BuilderBuilt struct {
 	Digest string `json:"digest"`
 }
 
+// DatastoreCreated is the payload of event catalog.datastore-created
+// (https://slipway.dev/schemas/evt/catalog.datastore-created.json).
+//
+// A datastore was created.
+type DatastoreCreated struct {
+	// The datastore.
+	Datastore CatalogDatastore `json:"datastore"`
+}
+
+// DatastoreDeleted is the payload of event catalog.datastore-deleted
+// (https://slipway.dev/schemas/evt/catalog.datastore-deleted.json).
+//
+// A datastore was deleted (its bucket is left as it is).
+type DatastoreDeleted struct {
+	// Datastore ID.
+	ID int64 `json:"id"`
+
+	// Datastore name.
+	Name string `json:"name"`
+}
+
+// DatastoreUpdated is the payload of event catalog.datastore-updated
+// (https://slipway.dev/schemas/evt/catalog.datastore-updated.json).
+//
+// A datastore's owner, group or permissions changed (or a command asked for what it already
+// had).
+type DatastoreUpdated struct {
+	// The datastore.
+	Datastore CatalogDatastore `json:"datastore"`
+}
+
 // GroupCreated is the payload of event catalog.group-created
 // (https://slipway.dev/schemas/evt/catalog.group-created.json).
 //
@@ -3386,6 +3528,15 @@ type CatalogBlobURLRequest struct {
 	ExpiresS int64 `json:"expires_s,omitempty"`
 }
 
+// CatalogDatastoreShowRequest is the payload of query catalog.datastore-show
+// (https://slipway.dev/schemas/qry/catalog.datastore-show.json).
+//
+// Show one datastore with its capacity and images.
+type CatalogDatastoreShowRequest struct {
+	// The datastore's ID or name.
+	Datastore string `json:"datastore"`
+}
+
 // CatalogDatastoresRequest is the payload of query catalog.datastores
 // (https://slipway.dev/schemas/qry/catalog.datastores.json).
 //
@@ -3839,6 +3990,10 @@ const (
 // Commands: the verb of slipway.cmd.<service>.<verb>, one per cmd/<service>.<verb>.json.
 const (
 	CommandBuilderBuild                = "build"
+	CommandCatalogDatastoreChmod       = "datastore-chmod"
+	CommandCatalogDatastoreChown       = "datastore-chown"
+	CommandCatalogDatastoreCreate      = "datastore-create"
+	CommandCatalogDatastoreDelete      = "datastore-delete"
 	CommandCatalogGroupAddUser         = "group-add-user"
 	CommandCatalogGroupCreate          = "group-create"
 	CommandCatalogGroupDelUser         = "group-del-user"
@@ -3920,6 +4075,9 @@ const (
 	EventBuilderBuilt                 = "built"
 	EventBuilderFailed                = "failed"
 	EventBuilderProgress              = "progress"
+	EventCatalogDatastoreCreated      = "datastore-created"
+	EventCatalogDatastoreDeleted      = "datastore-deleted"
+	EventCatalogDatastoreUpdated      = "datastore-updated"
 	EventCatalogFailed                = "failed"
 	EventCatalogGroupCreated          = "group-created"
 	EventCatalogGroupDeleted          = "group-deleted"
@@ -3981,6 +4139,7 @@ const (
 	QueryBuilderJobs            = "jobs"
 	QueryCatalogBlobCreds       = "blob-creds"
 	QueryCatalogBlobURL         = "blob-url"
+	QueryCatalogDatastoreShow   = "datastore-show"
 	QueryCatalogDatastores      = "datastores"
 	QueryCatalogGroups          = "groups"
 	QueryCatalogList            = "list"
@@ -4016,6 +4175,10 @@ const (
 // Descriptors: each message's service, name and Go types; their methods build its subjects.
 var (
 	CmdBuilderBuild                 = Cmd[BuilderBuild]{Service: ServiceBuilder, Verb: CommandBuilderBuild, Answers: []string{EventBuilderBuilt}}
+	CmdCatalogDatastoreChmod        = Cmd[DatastoreChmod]{Service: ServiceCatalog, Verb: CommandCatalogDatastoreChmod, Answers: []string{EventCatalogDatastoreUpdated}}
+	CmdCatalogDatastoreChown        = Cmd[DatastoreChown]{Service: ServiceCatalog, Verb: CommandCatalogDatastoreChown, Answers: []string{EventCatalogDatastoreUpdated}}
+	CmdCatalogDatastoreCreate       = Cmd[DatastoreCreate]{Service: ServiceCatalog, Verb: CommandCatalogDatastoreCreate, Answers: []string{EventCatalogDatastoreCreated}}
+	CmdCatalogDatastoreDelete       = Cmd[DatastoreDelete]{Service: ServiceCatalog, Verb: CommandCatalogDatastoreDelete, Answers: []string{EventCatalogDatastoreDeleted}}
 	CmdCatalogGroupAddUser          = Cmd[GroupAddUser]{Service: ServiceCatalog, Verb: CommandCatalogGroupAddUser, Answers: []string{EventCatalogUserUpdated}}
 	CmdCatalogGroupCreate           = Cmd[GroupCreate]{Service: ServiceCatalog, Verb: CommandCatalogGroupCreate, Answers: []string{EventCatalogGroupCreated}}
 	CmdCatalogGroupDelUser          = Cmd[GroupDelUser]{Service: ServiceCatalog, Verb: CommandCatalogGroupDelUser, Answers: []string{EventCatalogUserUpdated}}
@@ -4093,6 +4256,9 @@ var (
 	EvtBuilderBuilt                 = Evt[BuilderBuilt]{Service: ServiceBuilder, Name: EventBuilderBuilt}
 	EvtBuilderFailed                = Evt[Failure]{Service: ServiceBuilder, Name: EventBuilderFailed}
 	EvtBuilderProgress              = Evt[Progress]{Service: ServiceBuilder, Name: EventBuilderProgress}
+	EvtCatalogDatastoreCreated      = Evt[DatastoreCreated]{Service: ServiceCatalog, Name: EventCatalogDatastoreCreated}
+	EvtCatalogDatastoreDeleted      = Evt[DatastoreDeleted]{Service: ServiceCatalog, Name: EventCatalogDatastoreDeleted}
+	EvtCatalogDatastoreUpdated      = Evt[DatastoreUpdated]{Service: ServiceCatalog, Name: EventCatalogDatastoreUpdated}
 	EvtCatalogFailed                = Evt[Failure]{Service: ServiceCatalog, Name: EventCatalogFailed}
 	EvtCatalogGroupCreated          = Evt[GroupCreated]{Service: ServiceCatalog, Name: EventCatalogGroupCreated}
 	EvtCatalogGroupDeleted          = Evt[GroupDeleted]{Service: ServiceCatalog, Name: EventCatalogGroupDeleted}
@@ -4150,6 +4316,7 @@ var (
 	QryBuilderJobs                  = Qry[BuilderJobsRequest, BuilderJobsReply]{Service: ServiceBuilder, Endpoint: QueryBuilderJobs}
 	QryCatalogBlobCreds             = Qry[CatalogBlobCredsRequest, S3TemporaryCredentials]{Service: ServiceCatalog, Endpoint: QueryCatalogBlobCreds}
 	QryCatalogBlobURL               = Qry[CatalogBlobURLRequest, CatalogBlobURLReply]{Service: ServiceCatalog, Endpoint: QueryCatalogBlobURL}
+	QryCatalogDatastoreShow         = Qry[CatalogDatastoreShowRequest, CatalogDatastore]{Service: ServiceCatalog, Endpoint: QueryCatalogDatastoreShow}
 	QryCatalogDatastores            = Qry[CatalogDatastoresRequest, CatalogDatastoresReply]{Service: ServiceCatalog, Endpoint: QueryCatalogDatastores}
 	QryCatalogGroups                = Qry[CatalogGroupsRequest, CatalogGroupsReply]{Service: ServiceCatalog, Endpoint: QueryCatalogGroups}
 	QryCatalogList                  = Qry[CatalogListRequest, CatalogListReply]{Service: ServiceCatalog, Endpoint: QueryCatalogList}
@@ -4185,6 +4352,10 @@ var (
 // registry maps every message schema to its generated Go type.
 var registry = []registered{
 	{kind: "cmd", service: "builder", name: "build", file: "cmd/builder.build.json", typ: reflect.TypeFor[BuilderBuild](), senders: []string{"catalog"}},
+	{kind: "cmd", service: "catalog", name: "datastore-chmod", file: "cmd/catalog.datastore-chmod.json", typ: reflect.TypeFor[DatastoreChmod](), senders: []string{"admins"}},
+	{kind: "cmd", service: "catalog", name: "datastore-chown", file: "cmd/catalog.datastore-chown.json", typ: reflect.TypeFor[DatastoreChown](), senders: []string{"admins"}},
+	{kind: "cmd", service: "catalog", name: "datastore-create", file: "cmd/catalog.datastore-create.json", typ: reflect.TypeFor[DatastoreCreate](), senders: []string{"admins"}},
+	{kind: "cmd", service: "catalog", name: "datastore-delete", file: "cmd/catalog.datastore-delete.json", typ: reflect.TypeFor[DatastoreDelete](), senders: []string{"admins"}},
 	{kind: "cmd", service: "catalog", name: "group-add-user", file: "cmd/catalog.group-add-user.json", typ: reflect.TypeFor[GroupAddUser](), senders: []string{"admins"}},
 	{kind: "cmd", service: "catalog", name: "group-create", file: "cmd/catalog.group-create.json", typ: reflect.TypeFor[GroupCreate](), senders: []string{"admins"}},
 	{kind: "cmd", service: "catalog", name: "group-del-user", file: "cmd/catalog.group-del-user.json", typ: reflect.TypeFor[GroupDelUser](), senders: []string{"admins"}},
@@ -4262,6 +4433,9 @@ var registry = []registered{
 	{kind: "evt", service: "builder", name: "built", file: "evt/builder.built.json", typ: reflect.TypeFor[BuilderBuilt]()},
 	{kind: "evt", service: "builder", name: "failed", file: "evt/builder.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "builder", name: "progress", file: "evt/builder.progress.json", typ: reflect.TypeFor[Progress]()},
+	{kind: "evt", service: "catalog", name: "datastore-created", file: "evt/catalog.datastore-created.json", typ: reflect.TypeFor[DatastoreCreated]()},
+	{kind: "evt", service: "catalog", name: "datastore-deleted", file: "evt/catalog.datastore-deleted.json", typ: reflect.TypeFor[DatastoreDeleted]()},
+	{kind: "evt", service: "catalog", name: "datastore-updated", file: "evt/catalog.datastore-updated.json", typ: reflect.TypeFor[DatastoreUpdated]()},
 	{kind: "evt", service: "catalog", name: "failed", file: "evt/catalog.failed.json", typ: reflect.TypeFor[Failure]()},
 	{kind: "evt", service: "catalog", name: "group-created", file: "evt/catalog.group-created.json", typ: reflect.TypeFor[GroupCreated]()},
 	{kind: "evt", service: "catalog", name: "group-deleted", file: "evt/catalog.group-deleted.json", typ: reflect.TypeFor[GroupDeleted]()},
@@ -4319,6 +4493,7 @@ var registry = []registered{
 	{kind: "qry", service: "builder", name: "jobs", file: "qry/builder.jobs.json", typ: reflect.TypeFor[BuilderJobsRequest](), senders: []string{"admins"}},
 	{kind: "qry", service: "catalog", name: "blob-creds", file: "qry/catalog.blob-creds.json", typ: reflect.TypeFor[CatalogBlobCredsRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "blob-url", file: "qry/catalog.blob-url.json", typ: reflect.TypeFor[CatalogBlobURLRequest](), senders: []string{"users"}},
+	{kind: "qry", service: "catalog", name: "datastore-show", file: "qry/catalog.datastore-show.json", typ: reflect.TypeFor[CatalogDatastoreShowRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "datastores", file: "qry/catalog.datastores.json", typ: reflect.TypeFor[CatalogDatastoresRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "groups", file: "qry/catalog.groups.json", typ: reflect.TypeFor[CatalogGroupsRequest](), senders: []string{"admins", "launcher"}},
 	{kind: "qry", service: "catalog", name: "list", file: "qry/catalog.list.json", typ: reflect.TypeFor[CatalogListRequest](), senders: []string{"users"}},
@@ -4352,6 +4527,7 @@ var registry = []registered{
 	{kind: "rpl", service: "builder", name: "jobs", file: "rpl/builder.jobs.json", typ: reflect.TypeFor[BuilderJobsReply]()},
 	{kind: "rpl", service: "catalog", name: "blob-creds", file: "rpl/catalog.blob-creds.json", typ: reflect.TypeFor[S3TemporaryCredentials]()},
 	{kind: "rpl", service: "catalog", name: "blob-url", file: "rpl/catalog.blob-url.json", typ: reflect.TypeFor[CatalogBlobURLReply]()},
+	{kind: "rpl", service: "catalog", name: "datastore-show", file: "rpl/catalog.datastore-show.json", typ: reflect.TypeFor[CatalogDatastore]()},
 	{kind: "rpl", service: "catalog", name: "datastores", file: "rpl/catalog.datastores.json", typ: reflect.TypeFor[CatalogDatastoresReply]()},
 	{kind: "rpl", service: "catalog", name: "groups", file: "rpl/catalog.groups.json", typ: reflect.TypeFor[CatalogGroupsReply]()},
 	{kind: "rpl", service: "catalog", name: "list", file: "rpl/catalog.list.json", typ: reflect.TypeFor[CatalogListReply]()},

@@ -26,6 +26,12 @@ const (
 	DefaultDatastoreBucket = "slipway-default"
 	DefaultFilesBucket     = "slipway-files"
 	DefaultMarketBucket    = "slipway-market"
+	// DatastoreBucketPrefix begins the bucket of every datastore an
+	// administrator creates (catalog datastore-create): every service takes
+	// a bucket with this prefix as a datastore's, and the services' S3
+	// policies cover slipway-ds-* (pkg/s3iam), so a new datastore needs no
+	// new policy. The configured datastores keep their own names.
+	DatastoreBucketPrefix = "slipway-ds-"
 	// StagingPrefix is where the CLI stages uploads in the upload bucket
 	// ("uploads/<user>/<uuid>/<file name>", see UserStagingPrefix).
 	StagingPrefix = "uploads/"
@@ -101,8 +107,11 @@ func LocationsFromEnv() (Locations, error) {
 			return l, fmt.Errorf("bucket %q (%s, %s, %s, %s, %s): %w", b, EnvDefaultBucket, EnvFilesBucket, EnvUploadBucket, EnvImportBuckets, EnvMarketBuckets, err)
 		}
 	}
+	if strings.HasPrefix(l.UploadBucket, DatastoreBucketPrefix) {
+		return l, fmt.Errorf("%s=%q: %s* names the buckets of created datastores", EnvUploadBucket, l.UploadBucket, DatastoreBucketPrefix)
+	}
 	for _, b := range l.ImportBuckets {
-		if slices.Contains(l.DatastoreBuckets, b) || b == l.UploadBucket && slices.Contains(l.MarketBuckets, b) {
+		if l.IsDatastoreBucket(b) || b == l.UploadBucket && slices.Contains(l.MarketBuckets, b) {
 			return l, fmt.Errorf("%s or %s lists %q, a datastore or upload bucket: imports must not read other images' blobs, and marketplaces have their own buckets", EnvImportBuckets, EnvMarketBuckets, b)
 		}
 	}
@@ -220,9 +229,10 @@ func (l Locations) CheckOVAStaging(staging, sagaID string) error {
 // disk.<format>.
 var diskName = regexp.MustCompile(`^disk(\.[a-z0-9]{1,8})?$`)
 
-// IsDatastoreBucket reports whether bucket is a datastore's.
+// IsDatastoreBucket reports whether bucket is a datastore's: a configured
+// one, or one named with DatastoreBucketPrefix (a created datastore's).
 func (l Locations) IsDatastoreBucket(bucket string) bool {
-	return slices.Contains(l.DatastoreBuckets, bucket)
+	return slices.Contains(l.DatastoreBuckets, bucket) || strings.HasPrefix(bucket, DatastoreBucketPrefix)
 }
 
 // CheckDest refuses a destination that is not the one the system derives
@@ -236,7 +246,7 @@ func (l Locations) CheckDest(dest string, imageID int64, sagaID string) error {
 		return fmt.Errorf("dest: %w", err)
 	}
 	if !l.IsDatastoreBucket(bucket) {
-		return fmt.Errorf("dest %s: bucket %q is not a datastore bucket (%s): a service writes image blobs only to datastores", dest, bucket, strings.Join(l.DatastoreBuckets, ", "))
+		return fmt.Errorf("dest %s: bucket %q is not a datastore bucket (%s): a service writes image blobs only to datastores", dest, bucket, strings.Join(append(slices.Clone(l.DatastoreBuckets), DatastoreBucketPrefix+"*"), ", "))
 	}
 	prefix := AttemptPrefix(imageID, sagaID)
 	name, ok := strings.CutPrefix(key, prefix)
@@ -355,7 +365,7 @@ func (l Locations) CheckImageBlob(src string) error {
 		return fmt.Errorf("source: %w", err)
 	}
 	if !l.IsDatastoreBucket(bucket) || !strings.HasPrefix(key, "images/") {
-		return fmt.Errorf("source %s: not an image's blob (s3://<datastore bucket>/images/…; datastore buckets: %s)", src, strings.Join(l.DatastoreBuckets, ", "))
+		return fmt.Errorf("source %s: not an image's blob (s3://<datastore bucket>/images/…; datastore buckets: %s)", src, strings.Join(append(slices.Clone(l.DatastoreBuckets), DatastoreBucketPrefix+"*"), ", "))
 	}
 	return nil
 }

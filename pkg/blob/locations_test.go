@@ -240,3 +240,35 @@ func TestOVAStaging(t *testing.T) {
 		t.Error("a saga that is not a UUID was accepted")
 	}
 }
+
+// TestCreatedDatastoreBucketsAreDatastores: a slipway-ds-* bucket is a datastore's for
+// every service (a created datastore), so a derived dest there passes and
+// an import may not read it; the upload bucket may not take the prefix.
+func TestCreatedDatastoreBucketsAreDatastores(t *testing.T) {
+	l := blob.DefaultLocations()
+	if !l.IsDatastoreBucket(blob.DatastoreBucketPrefix+"fast") || l.IsDatastoreBucket("slipway-dsx") || l.IsDatastoreBucket("slipway-uploads") {
+		t.Fatal("IsDatastoreBucket does not follow the prefix")
+	}
+	saga := "0b8e1c3e-8a0f-4b53-9d5c-7d0f4f2f5e1a"
+	if err := l.CheckDest("s3://slipway-ds-fast/images/7/"+saga+"/disk.qcow2", 7, saga); err != nil {
+		t.Errorf("a derived dest in a created datastore: %v", err)
+	}
+	if err := l.CheckDest("s3://slipway-dsx/images/7/"+saga+"/disk.qcow2", 7, saga); err == nil || !strings.Contains(err.Error(), "slipway-ds-*") {
+		t.Errorf("a dest outside the datastores: %v", err)
+	}
+	if err := l.CheckSource("s3://slipway-ds-fast/images/7/" + saga + "/disk.qcow2"); err == nil {
+		t.Error("an import may read a created datastore's blob")
+	}
+	if err := l.CheckImageBlob("s3://slipway-ds-fast/images/7/" + saga + "/disk.qcow2"); err != nil {
+		t.Errorf("an image blob in a created datastore: %v", err)
+	}
+	t.Setenv(blob.EnvImportBuckets, "slipway-ds-fast")
+	if _, err := blob.LocationsFromEnv(); err == nil || !strings.Contains(err.Error(), blob.EnvImportBuckets) {
+		t.Errorf("a created datastore's bucket in %s: %v", blob.EnvImportBuckets, err)
+	}
+	t.Setenv(blob.EnvImportBuckets, "")
+	t.Setenv(blob.EnvUploadBucket, "slipway-ds-uploads")
+	if _, err := blob.LocationsFromEnv(); err == nil || !strings.Contains(err.Error(), "names the buckets of created datastores") {
+		t.Errorf("an upload bucket with the datastore prefix: %v", err)
+	}
+}

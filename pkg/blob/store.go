@@ -171,6 +171,14 @@ func parseEndpoint(endpoint string, secure bool) (string, bool, error) {
 	return u.Host, u.Scheme == "https", nil
 }
 
+// SameEndpoint reports whether endpoint ("host:port" or an http(s) URL)
+// names the server the Store talks to, as New reads it.
+func (s *Store) SameEndpoint(endpoint string) bool {
+	host, secure, err := parseEndpoint(endpoint, s.cfg.Secure)
+	mine, mineSecure, merr := parseEndpoint(s.cfg.Endpoint, s.cfg.Secure)
+	return err == nil && merr == nil && strings.EqualFold(host, mine) && secure == mineSecure
+}
+
 // EndpointURL is cfg's endpoint as scheme://host[:port], read as New reads
 // it: what a client of the server's other APIs (MinIO admin, STS) calls.
 func (c Config) EndpointURL() (string, error) {

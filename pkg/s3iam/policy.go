@@ -55,7 +55,37 @@ var (
 	ActDelete = []string{"s3:DeleteObject"}
 	// ActBucket lists a bucket and asks where it is (minio-go does).
 	ActBucket = []string{"s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"}
+	// ActCreateBucket creates a bucket (the catalog, for a datastore).
+	ActCreateBucket = []string{"s3:CreateBucket"}
 )
+
+// bucketPrefix is the start of bucket names a policy may name with a
+// wildcard (blob.DatastoreBucketPrefix): a valid bucket name's start,
+// ending in "-", so that the wildcard cannot reach a shorter name.
+var bucketPrefix = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,40}-$`)
+
+// BucketsARN is every bucket whose name begins with prefix (for listing,
+// or creating, them).
+func BucketsARN(prefix string) (Resource, error) {
+	if !bucketPrefix.MatchString(prefix) {
+		return "", fmt.Errorf("s3iam: bucket prefix %q: want lower-case letters, digits and '-', ending in '-'", prefix)
+	}
+	return Resource("arn:aws:s3:::" + prefix + "*"), nil
+}
+
+// PrefixedObjectsARN is every object under the prefix segments of every
+// bucket whose name begins with prefix.
+func PrefixedObjectsARN(prefix string, segments ...string) (Resource, error) {
+	b, err := BucketsARN(prefix)
+	if err != nil {
+		return "", err
+	}
+	keys, err := Prefix(segments...)
+	if err != nil {
+		return "", err
+	}
+	return Resource(string(b) + "/" + keys + "*"), nil
+}
 
 // segment is one element of a prefix a policy names: a user name (the
 // form pkg/identity allows) or a fixed word such as "uploads". No

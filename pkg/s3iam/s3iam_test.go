@@ -283,3 +283,63 @@ func TestPolicyNamesCannotWiden(t *testing.T) {
 		t.Errorf("policy %s, want %s", doc, want)
 	}
 }
+
+// TestCreatedDatastoreBuckets: the buckets of created datastores
+// (blob.DatastoreBucketPrefix) need no new policy: the catalog may create
+// them and nothing else, and each service has in them what it has in the
+// configured datastores — under images/ only.
+func TestCreatedDatastoreBuckets(t *testing.T) {
+	_, root, svc, _ := provisioned(t)
+	ctx := context.Background()
+	ds := blob.DatastoreBucketPrefix + "fast"
+	for _, b := range []string{"slipway-dsx", "other-ds-fast", "slipway-d"} {
+		if err := svc[schemas.ServiceCatalog].Client().MakeBucket(ctx, b, minio.MakeBucketOptions{}); !blob.IsDenied(err) {
+			t.Errorf("the catalog could make bucket %s: %v, want AccessDenied", b, err)
+		}
+	}
+	if err := svc[schemas.ServiceCatalog].EnsureBucket(ctx, ds); err != nil {
+		t.Fatalf("the catalog cannot make a created datastore's bucket: %v", err)
+	}
+	if err := put(t, root, ds, "other/x"); err != nil {
+		t.Fatal(err)
+	}
+	type try struct {
+		svc, what string
+		do        func(st *blob.Store) error
+	}
+	allowed := []try{
+		{schemas.ServiceCatalog, "write an image blob", func(st *blob.Store) error { return put(t, st, ds, "images/1/s/disk") }},
+		{schemas.ServiceConverter, "write an image blob", func(st *blob.Store) error { return put(t, st, ds, "images/2/s/disk") }},
+		{schemas.ServiceBuilder, "write an image blob", func(st *blob.Store) error { return put(t, st, ds, "images/3/s/disk") }},
+		{schemas.ServiceCryptoLUKS, "write an image blob", func(st *blob.Store) error { return put(t, st, ds, "images/4/s/disk") }},
+		{schemas.ServiceLauncher, "read an image blob", func(st *blob.Store) error { _, err := get(st, ds, "images/1/s/disk"); return err }},
+		{schemas.ServiceKernelRegistry, "read an image blob", func(st *blob.Store) error { _, err := get(st, ds, "images/2/s/disk"); return err }},
+		{schemas.ServiceMarketLxc, "read an image blob", func(st *blob.Store) error { _, err := get(st, ds, "images/3/s/disk"); return err }},
+		{schemas.ServiceCatalog, "delete an image's blobs", func(st *blob.Store) error { return st.DeletePrefix(ctx, ds, "images/4/") }},
+	}
+	for _, tc := range allowed {
+		if err := tc.do(svc[tc.svc]); err != nil {
+			t.Errorf("%s cannot %s in %s: %v", tc.svc, tc.what, ds, err)
+		}
+	}
+	denied := []try{
+		{schemas.ServiceCatalog, "write outside images/", func(st *blob.Store) error { return put(t, st, ds, "other/y") }},
+		{schemas.ServiceConverter, "delete outside images/", func(st *blob.Store) error { return st.Delete(ctx, ds, "other/x") }},
+		{schemas.ServiceLauncher, "write an image blob", func(st *blob.Store) error { return put(t, st, ds, "images/9/s/disk") }},
+		{schemas.ServiceMarketLxc, "delete an image blob", func(st *blob.Store) error { return st.Delete(ctx, ds, "images/1/s/disk") }},
+		{schemas.ServiceKernelRegistry, "read outside images/", func(st *blob.Store) error { _, err := get(st, ds, "other/x"); return err }},
+	}
+	for _, tc := range denied {
+		if err := tc.do(svc[tc.svc]); !blob.IsDenied(err) {
+			t.Errorf("%s could %s in %s: %v, want AccessDenied", tc.svc, tc.what, ds, err)
+		}
+	}
+	for _, p := range []string{"", "*", "slipway", "slipway-*-", "a/b-", "Slipway-", "-ds-", `x"-`, "slipway-ds"} {
+		if r, err := s3iam.BucketsARN(p); err == nil {
+			t.Errorf("BucketsARN(%q) = %s, want an error", p, r)
+		}
+	}
+	if r, err := s3iam.PrefixedObjectsARN(blob.DatastoreBucketPrefix, "images"); err != nil || r != "arn:aws:s3:::slipway-ds-*/images/*" {
+		t.Errorf("PrefixedObjectsARN = %s, %v", r, err)
+	}
+}

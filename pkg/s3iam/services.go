@@ -58,7 +58,11 @@ const (
 type policyBuilder struct {
 	objects []Statement
 	buckets []string
-	err     error
+	created bool // allowCreated was called: list the created datastores' buckets too
+	// createBuckets lets the service create the created datastores'
+	// buckets (the catalog, at datastore-create).
+	createBuckets bool
+	err           error
 }
 
 // allow grants actions on the objects of buckets under segments.
@@ -79,6 +83,18 @@ func (p *policyBuilder) allow(actions []string, buckets []string, segments ...st
 	}
 }
 
+// allowCreated grants actions on the objects under segments of the
+// buckets of created datastores (blob.DatastoreBucketPrefix*): a new
+// datastore needs no new policy.
+func (p *policyBuilder) allowCreated(actions []string, segments ...string) {
+	r, err := PrefixedObjectsARN(blob.DatastoreBucketPrefix, segments...)
+	if err != nil && p.err == nil {
+		p.err = err
+	}
+	p.created = true
+	p.objects = append(p.objects, Statement{Effect: "Allow", Action: actions, Resource: []Resource{r}})
+}
+
 // policy is the collected statements plus listing the buckets they name.
 func (p *policyBuilder) policy() (Policy, error) {
 	if p.err != nil {
@@ -92,7 +108,21 @@ func (p *policyBuilder) policy() (Policy, error) {
 		}
 		res = append(res, r)
 	}
+	if p.created {
+		r, err := BucketsARN(blob.DatastoreBucketPrefix)
+		if err != nil {
+			return Policy{}, err
+		}
+		res = append(res, r)
+	}
 	st := append([]Statement{{Effect: "Allow", Action: ActBucket, Resource: res}}, p.objects...)
+	if p.createBuckets {
+		r, err := BucketsARN(blob.DatastoreBucketPrefix)
+		if err != nil {
+			return Policy{}, err
+		}
+		st = append(st, Statement{Effect: "Allow", Action: ActCreateBucket, Resource: []Resource{r}})
+	}
 	return Allow(st...), nil
 }
 
@@ -100,6 +130,10 @@ func join(sets ...[]string) []string { return slices.Concat(sets...) }
 
 // ServicePolicy is the least the service needs of S3, from how it uses
 // package blob; ok is false for a service that never touches S3.
+//
+// Every service that uses the datastores' image blobs has the same rights
+// in the buckets of created datastores (slipway-ds-*, allowCreated), and the
+// catalog may create those buckets (datastore-create).
 //
 //   - catalog: image blobs in the datastores (stat, copy in, delete);
 //     staged objects in the upload bucket (copy out of, delete); writes
@@ -127,6 +161,8 @@ func ServicePolicy(service string, l Layout) (p Policy, ok bool, err error) {
 	switch service {
 	case schemas.ServiceCatalog:
 		b.allow(join(ActRead, ActWrite, ActDelete), ds, segImages)
+		b.allowCreated(join(ActRead, ActWrite, ActDelete), segImages)
+		b.createBuckets = true
 		b.allow(join(ActRead, ActDelete), up)
 		b.allow(ActWrite, up, segUploads)
 		b.allow(ActWrite, up, segKernels)
@@ -134,23 +170,29 @@ func ServicePolicy(service string, l Layout) (p Policy, ok bool, err error) {
 		b.allow(ActRead, join(up, l.ImportBuckets))
 		b.allow(join(ActRead, ActWrite, ActDelete), ds, segImages)
 		b.allow(join(ActRead, ActWrite, ActDelete), up, segOVA)
+		b.allowCreated(join(ActRead, ActWrite, ActDelete), segImages)
 	case schemas.ServiceBuilder:
 		b.allow(ActRead, join(up, l.ImportBuckets))
 		b.allow(join(ActRead, ActWrite, ActDelete), ds, segImages)
+		b.allowCreated(join(ActRead, ActWrite, ActDelete), segImages)
 		b.allow(join(ActRead, ActWrite, ActDelete), up, segBuilds)
 	case schemas.ServiceCryptoLUKS:
 		b.allow(join(ActRead, ActWrite, ActDelete), ds, segImages)
+		b.allowCreated(join(ActRead, ActWrite, ActDelete), segImages)
 	case schemas.ServiceKernelRegistry:
 		b.allow(join(ActRead, ActDelete), up, segKernels)
 		b.allow(join(ActRead, ActWrite, ActDelete), up, segKernelStaging)
 		b.allow(ActRead, ds, segImages)
+		b.allowCreated(ActRead, segImages)
 		b.allow(join(ActRead, ActWrite, ActDelete), files, segKernels)
 	case schemas.ServiceLauncher:
 		b.allow(ActRead, ds, segImages)
+		b.allowCreated(ActRead, segImages)
 		b.allow(ActRead, files, segKernels)
 		b.allow(join(ActRead, ActWrite, ActDelete), up, segVMs)
 	case schemas.ServiceMarketLxc:
 		b.allow(ActRead, ds, segImages)
+		b.allowCreated(ActRead, segImages)
 		b.allow(join(ActRead, ActWrite, ActDelete), l.MarketBuckets)
 	case schemas.ServiceMarketDockerhub:
 		return Policy{}, false, nil

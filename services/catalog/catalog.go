@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -49,28 +48,12 @@ type Service struct {
 
 func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 
-// datastore finds a datastore by name.
-func (s *Service) datastore(name string) (Datastore, error) {
-	ds, ok := s.stores[name]
-	if !ok {
-		names := make([]string, 0, len(s.cfg.Datastores))
-		for _, d := range s.cfg.Datastores {
-			names = append(names, d.Name)
-		}
-		return Datastore{}, refuse("datastore %q does not exist (datastores: %s)", name, strings.Join(names, ", "))
-	}
-	return ds, nil
-}
-
 func (s *Service) locations() blob.Locations { return s.cfg.locations() }
 
+// isDatastoreBucket reports whether bucket is a configured datastore's
+// or a created one's (blob.DatastoreBucketPrefix).
 func (s *Service) isDatastoreBucket(bucket string) bool {
-	for _, ds := range s.cfg.Datastores {
-		if ds.Bucket == bucket {
-			return true
-		}
-	}
-	return false
+	return s.locations().IsDatastoreBucket(bucket)
 }
 
 // imagePrefix is where an image's blobs live in its datastore's bucket.

@@ -96,14 +96,25 @@ var cloneRule = rule{
 }
 
 // sameDriver refuses a target datastore whose driver is not the source's:
-// a server-side copy moves bytes only within one object store. Datastores
-// are all S3 buckets of the catalog's one endpoint; what tells drivers
-// apart today is the kind (image or file datastore).
+// a server-side copy moves bytes only within one object store. A datastore
+// of another kind (image or file), DS_MAD or endpoint is another driver.
 func sameDriver(src, dst Datastore) error {
 	if src.Kind != dst.Kind {
 		return refuse("datastore %q is %s datastore and %q %s datastore: a clone stays on its source's driver", dst.Name, anOf(dst.Kind), src.Name, anOf(src.Kind))
 	}
+	if src.DsMad != dst.DsMad || src.Endpoint != dst.Endpoint {
+		return refuse("datastore %q (DS_MAD %s, endpoint %q) and %q (DS_MAD %s, endpoint %q) differ: a clone is a copy inside one S3 store",
+			dst.Name, orDefault(string(dst.DsMad)), dst.Endpoint, src.Name, orDefault(string(src.DsMad)), src.Endpoint)
+	}
 	return nil
+}
+
+// orDefault is s, or "s3" (every datastore's driver) when empty.
+func orDefault(s string) string {
+	if s == "" {
+		return "s3"
+	}
+	return s
 }
 
 // anOf is a datastore kind with its article ("an image", "a file").
@@ -129,18 +140,21 @@ func (s *Service) clone(ctx context.Context, m *bus.Msg, prior *processed) (proc
 	if err := Allow(OpClone, src); err != nil && prior == nil {
 		return none, &refusal{err}
 	}
-	from, err := s.datastore(src.Datastore)
+	from, err := s.datastore(ctx, src.Datastore)
 	if err != nil {
 		return none, err
 	}
 	to := from
 	if req.Datastore != "" && req.Datastore != src.Datastore {
-		if to, err = s.datastore(req.Datastore); err != nil {
+		if to, err = s.datastore(ctx, req.Datastore); err != nil {
 			return none, err
 		}
 		if err := sameDriver(from, to); err != nil {
 			return none, err
 		}
+	}
+	if err := callerOf(ctx).mayUseDatastore(to); err != nil {
+		return none, err
 	}
 	res, err := s.claimIDs(ctx, m, prior, req.Name)
 	if err != nil {

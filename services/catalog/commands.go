@@ -65,6 +65,9 @@ func (s *Service) dispatch(ctx context.Context, m *bus.Msg, prior *processed) (p
 	if res, ok, err := s.permissionCommand(ctx, m); ok {
 		return res, err
 	}
+	if ok, err := s.datastoreCommand(ctx, m); ok {
+		return processed{ImageID: -1}, err
+	}
 	switch m.Name {
 	case schemas.CommandCatalogImageCreate:
 		return s.createOrDrop(ctx, m, prior)
@@ -316,9 +319,9 @@ func (s *Service) delete(ctx context.Context, m *bus.Msg, id int64) error {
 // deleteBlobs removes everything stored for the image: its blob, and
 // anything else under its key prefix (a half-written conversion).
 func (s *Service) deleteBlobs(ctx context.Context, img *schemas.Image) error {
-	ds, ok := s.stores[img.Datastore]
-	if !ok {
-		return fmt.Errorf("image %d: datastore %q is not configured: its blobs cannot be deleted", img.ID, img.Datastore)
+	ds, err := s.datastore(ctx, img.Datastore)
+	if err != nil {
+		return fmt.Errorf("image %d: its blobs cannot be deleted: %w", img.ID, err)
 	}
 	if err := s.blobs.DeletePrefix(ctx, ds.Bucket, imagePrefix(img.ID)); err != nil {
 		return fmt.Errorf("image %d: delete blobs: %w", img.ID, err)

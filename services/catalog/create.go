@@ -29,7 +29,7 @@ type plan struct {
 // planCreate applies the rules a schema cannot express. Every error is a
 // refusal that says what to change. stager is who sent the command (a
 // staged path must be one of theirs).
-func (s *Service) planCreate(req schemas.ImageCreate, stager string) (plan, error) {
+func (s *Service) planCreate(ctx context.Context, req schemas.ImageCreate, stager string) (plan, error) {
 	p := plan{req: req, typ: req.Type}
 	if isDockerPath(req.Path) {
 		// The URL first: a malformed one is the problem to report.
@@ -42,8 +42,11 @@ func (s *Service) planCreate(req schemas.ImageCreate, stager string) (plan, erro
 	if req.Datastore == "" {
 		p.req.Datastore = "default"
 	}
-	ds, err := s.datastore(p.req.Datastore)
+	ds, err := s.datastore(ctx, p.req.Datastore)
 	if err != nil {
+		return p, err
+	}
+	if err := callerOf(ctx).mayUseDatastore(ds); err != nil {
 		return p, err
 	}
 	p.ds = ds
@@ -220,7 +223,7 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 	if err := decode(m, &req); err != nil {
 		return none, err
 	}
-	p, err := s.planCreate(req, callerOf(ctx).stager())
+	p, err := s.planCreate(ctx, req, callerOf(ctx).stager())
 	if err != nil {
 		return none, err
 	}

@@ -14,7 +14,10 @@
 // image is LOCKED. Every saga is a declared flow of phases run by one
 // workflow core (workflow.go), which names no kind. VMs take and release images with image-use and
 // image-release (USED, USED_PERS, RVMS); a persistent image's changes are
-// copied over its blob when its VM releases it.
+// copied over its blob when its VM releases it. Administrators create
+// datastores beside the configured default and files (datastore-create,
+// datastore.go and datastorecmd.go), each a bucket with a capacity that
+// image-create respects and permission bits that say who may use it.
 //
 // All state lives in JetStream KV buckets written with revision
 // compare-and-set, so several replicas of the service can run side by side

@@ -120,7 +120,7 @@ func (s *Service) encrypt(ctx context.Context, m *bus.Msg, prior *processed) (pr
 	if err := Allow(OpEncrypt, src); err != nil && prior == nil {
 		return none, &refusal{err}
 	}
-	ds, err := s.datastore(src.Datastore)
+	ds, err := s.datastore(ctx, src.Datastore)
 	if err != nil {
 		return none, err
 	}

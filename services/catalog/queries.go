@@ -16,6 +16,7 @@ func (s *Service) endpoints() map[string]bus.QueryHandler {
 		bus.Answer(schemas.QryCatalogList, s.queryList),
 		bus.Answer(schemas.QryCatalogShow, s.queryShow),
 		bus.Answer(schemas.QryCatalogDatastores, s.queryDatastores),
+		bus.Answer(schemas.QryCatalogDatastoreShow, s.queryDatastoreShow),
 		bus.Answer(schemas.QryCatalogUsers, s.queryUsers),
 		bus.Answer(schemas.QryCatalogUser, s.queryUser),
 		bus.Answer(schemas.QryCatalogGroups, s.queryGroups),
@@ -75,8 +76,4 @@ func (s *Service) queryShow(ctx context.Context, r schemas.CatalogShowRequest) (
 		return schemas.Image{}, bus.Forbidden(err)
 	}
 	return *img, nil
-}
-
-func (s *Service) queryDatastores(context.Context, schemas.CatalogDatastoresRequest) (schemas.CatalogDatastoresReply, error) {
-	return s.cfg.Datastores, nil
 }

@@ -60,10 +60,17 @@ type quotaHolder struct {
 	limits     schemas.DatastoreQuota
 }
 
+// holderDatastore is the kind of the holder that stands for a datastore's
+// capacity (LIMIT_MB): every image in it counts.
+const holderDatastore = "datastore"
+
 // owns reports whether img counts against h.
 func (h quotaHolder) owns(img *schemas.Image) bool {
-	if h.kind == "user" {
+	switch h.kind {
+	case "user":
 		return img.User == h.name
+	case holderDatastore:
+		return true // usageIn counts the images of h's datastore only
 	}
 	return img.Group == h.name
 }
@@ -104,6 +111,10 @@ func (h quotaHolder) admits(used, own usage, images bool) error {
 	if images && limited(q.Images) && used.images+own.images > q.Images {
 		return quotaRefusal("%s %s: quota IMAGES %d reached in datastore %s (%d images)", h.kind, h.name, q.Images, q.Datastore, used.images)
 	}
+	if limited(q.SizeMb) && used.sizeMB+own.sizeMB > q.SizeMb && h.kind == holderDatastore {
+		return quotaRefusal("datastore %s is full: its capacity is %d MB (LIMIT_MB), its images take %d MB and this one needs %d MB (%d MB free)",
+			h.name, q.SizeMb, used.sizeMB, own.sizeMB, q.SizeMb-used.sizeMB)
+	}
 	if limited(q.SizeMb) && used.sizeMB+own.sizeMB > q.SizeMb {
 		return quotaRefusal("%s %s: quota SIZE %d MB exceeded in datastore %s (%d MB used, the image needs %d MB)",
 			h.kind, h.name, q.SizeMb, q.Datastore, used.sizeMB, own.sizeMB)
@@ -117,7 +128,8 @@ func quotaRefusal(format string, args ...any) error {
 
 // holders are the quotas img counts against that limit something: its
 // owner's, unless that is the oneadmin user, and its group's, unless that
-// is the oneadmin group (OpenNebula tracks neither).
+// is the oneadmin group (OpenNebula tracks neither); and its datastore's
+// capacity (LIMIT_MB), which binds every image in it.
 func (s *Service) holders(ctx context.Context, img *schemas.Image) ([]quotaHolder, error) {
 	var out []quotaHolder
 	add := func(kind, name string, qs []schemas.DatastoreQuota) {
@@ -134,6 +146,15 @@ func (s *Service) holders(ctx context.Context, img *schemas.Image) ([]quotaHolde
 		if u != nil {
 			add("user", u.Name, u.Quotas)
 		}
+	}
+	ds, err := s.datastore(ctx, img.Datastore)
+	if err != nil && !isRefusal(err) {
+		return nil, err
+	}
+	// The capacity binds everyone, oneadmin too: it is the datastore's.
+	if err == nil && ds.LimitMb > 0 {
+		out = append(out, quotaHolder{kind: holderDatastore, name: ds.Name,
+			limits: schemas.DatastoreQuota{Datastore: ds.Name, Images: QuotaDefault, SizeMb: ds.LimitMb}})
 	}
 	if img.Group != acl.AdminGroup {
 		g, err := existingOrNil(ctx, s.users.groups, img.Group)
@@ -282,10 +303,18 @@ func (s *Service) insertWithinQuota(ctx context.Context, rec *schemas.Image, v *
 	rec.User, rec.Group = s.owner(ctx)
 	own := usage{images: 1, sizeMB: max(sizeMB(rec.Size), 1)}
 	var img *schemas.Image
+	undo := func() error { return s.images.Purge(ctx, rec.ID) }
 	err := s.withinQuota(ctx, rec, own, true, v,
-		func() (err error) { img, err = s.insert(ctx, rec); return err },
-		func() error { return s.images.Purge(ctx, rec.ID) })
-	return img, err
+		func() (err error) { img, err = s.insert(ctx, rec); return err }, undo)
+	if err != nil {
+		return img, err
+	}
+	// The record is written: a datastore-delete that began before this
+	// check sees its mark here; one that begins after it sees the image.
+	if err := s.datastoreStays(ctx, rec.Datastore); err != nil {
+		return nil, errors.Join(err, undo())
+	}
+	return img, nil
 }
 
 // reserveSize checks, before an image becomes READY, that its size as
@@ -336,6 +365,9 @@ func (v *quotaView) sizeAllowance(ds string, id int64) (int64, string) {
 		if left < 0 || l < left {
 			left = l
 			by = fmt.Sprintf("%s %s's quota SIZE %d MB in datastore %s", h.kind, h.name, h.limits.SizeMb, ds)
+			if h.kind == holderDatastore {
+				by = fmt.Sprintf("datastore %s's capacity of %d MB (LIMIT_MB)", ds, h.limits.SizeMb)
+			}
 		}
 	}
 	if left < 0 {

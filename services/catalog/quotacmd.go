@@ -72,7 +72,7 @@ func changeQuota[T any](ctx context.Context, s *Service, st *kvstore.Store[strin
 	if name == exempt {
 		return nil, refuse("the %s %s has no quota: OpenNebula enforces none on it", exempt, kind)
 	}
-	if _, err := s.datastore(ds); err != nil {
+	if _, err := s.datastore(ctx, ds); err != nil {
 		return nil, err
 	}
 	return updateNamed(ctx, st, kind, name, func(v *T) error { set(v); return nil })

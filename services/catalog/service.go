@@ -24,6 +24,7 @@ const drainTimeout = 30 * time.Second
 // belong to the "catalog" service: its events are the catalog's.
 func New(b *bus.Bus, store *blob.Store, cfg Config) *Service {
 	cfg.defaults()
+	cfg.Datastores = builtins(cfg.Datastores)
 	s := &Service{
 		bus:    b,
 		blobs:  store,
@@ -171,6 +172,15 @@ func (s *Service) sagaFlows() []*flow {
 }
 
 func (s *Service) putDatastore(ctx context.Context, meta jetstream.KeyValue, ds Datastore) error {
+	// The configuration says what the datastore is; datastore-chown and
+	// -chmod, who owns and may use it: those stay.
+	rec, _, err := s.readDatastore(ctx, ds.Name)
+	if err != nil {
+		return fmt.Errorf("catalog setup: datastore %s: %w", ds.Name, err)
+	}
+	if rec != nil && rec.User != "" {
+		ds = withOwnership(ds, *rec)
+	}
 	b, err := json.Marshal(ds)
 	if err != nil {
 		return err

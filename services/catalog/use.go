@@ -274,9 +274,9 @@ func (s *Service) refuseSave(ctx context.Context, m *bus.Msg, id, vm int64, stag
 // lets the VM go, then cleans up and answers.
 func (s *Service) commitSave(ctx context.Context, m *bus.Msg, img *schemas.Image, req schemas.ImageRelease) error {
 	save := req.Save
-	ds, ok := s.stores[img.Datastore]
-	if !ok {
-		return fmt.Errorf("image %d: datastore %q is not configured", img.ID, img.Datastore)
+	ds, err := s.datastore(ctx, img.Datastore)
+	if err != nil {
+		return fmt.Errorf("image %d: %w", img.ID, err)
 	}
 	// The key follows the format, as for an import; the same format
 	// overwrites the blob in place (atomically: readers see the old disk

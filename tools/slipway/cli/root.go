@@ -154,6 +154,7 @@ JetStream and S3. "slipway up" runs the whole stack in one process; the
 	root.AddCommand(newKernelCmd(g))
 	root.AddCommand(newLuksCmd(&g.client))
 	root.AddCommand(newUserCmd(&g.client), newGroupCmd(&g.client), newIdentityCmd(&g.client))
+	root.AddCommand(newDatastoreCmd(&g.client))
 	root.AddCommand(newDeadLetterCmd(&g.client), newS3Cmd(g))
 	root.AddCommand(newVMTemplateCmd(&g.client), newVMCmd(&g.client))
 	addExportCmd(root, g)
