@@ -265,3 +265,21 @@ func lockCovers(level schemas.LockLevel, op acl.Level) bool {
 	}
 	return false
 }
+
+// datastoreObject is ds as package acl sees it.
+func datastoreObject(ds Datastore) acl.Object {
+	return acl.Object{Kind: "datastore", ID: ds.ID, Owner: ds.User, Group: ds.Group, Perms: acl.PermsOf(ds.Permissions)}
+}
+
+// mayUseDatastore checks that c may create images in ds (OpenNebula's USE
+// on the datastore): a service on its own always, a user (or a service
+// acting for one) by the datastore's owner, group and bits.
+func (c caller) mayUseDatastore(ds Datastore) error {
+	if c.service != "" && c.user.Name == "" {
+		return nil
+	}
+	if err := acl.Check(c.user, datastoreObject(ds), acl.Use, "create an image in"); err != nil {
+		return forbidden(err)
+	}
+	return nil
+}
