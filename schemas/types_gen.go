@@ -1350,6 +1350,10 @@ type ImageSave struct {
 
 	// SHA-256 of the staged object.
 	SHA256 string `json:"sha256"`
+
+	// The stored object's S3 SHA-256 checksum as the store recorded it on upload; absent when the
+	// store recorded none (the catalog then reads the blob back to check sha256).
+	S3Checksum string `json:"s3_checksum,omitempty"`
 }
 
 // Image is defined in defs.json. It is the payload of event catalog.image-created, event
@@ -2510,6 +2514,10 @@ type BuilderBuilt struct {
 	// SHA-256 of the stored blob.
 	SHA256 string `json:"sha256"`
 
+	// The stored object's S3 SHA-256 checksum as the store recorded it on upload; absent when the
+	// store recorded none (the catalog then reads the blob back to check sha256).
+	S3Checksum string `json:"s3_checksum,omitempty"`
+
 	// Distribution of the built filesystem: the command's distro, else the ID of its
 	// /etc/os-release, else unknown; absent for a carried disk.
 	Distro string `json:"distro,omitempty"`
@@ -2728,6 +2736,10 @@ type ConverterConverted struct {
 	// SHA-256 of the stored blob.
 	SHA256 string `json:"sha256"`
 
+	// The stored object's S3 SHA-256 checksum as the store recorded it on upload; absent when the
+	// store recorded none (the catalog then reads the blob back to check sha256).
+	S3Checksum string `json:"s3_checksum,omitempty"`
+
 	// Format detected in the input; absent for an empty disk.
 	DetectedFormat DiskFormat `json:"detected_format,omitempty"`
 }
@@ -2753,6 +2765,10 @@ type CryptoLuksEncrypted struct {
 
 	// SHA-256 of the stored LUKS file.
 	SHA256 string `json:"sha256"`
+
+	// The stored object's S3 SHA-256 checksum as the store recorded it on upload; absent when the
+	// store recorded none (the catalog then reads the blob back to check sha256).
+	S3Checksum string `json:"s3_checksum,omitempty"`
 
 	// UUID of the secret that opens the LUKS file (the image's LUKS_SECRET).
 	Secret string `json:"secret"`
