@@ -309,17 +309,19 @@ func (u *upload) multipart(ctx context.Context, buf []byte, n int) (info Info, e
 }
 
 // putPart sends one part with its SHA-256 as the additional checksum, which
-// the store verifies on receipt (BadDigest when the bytes it got differ),
-// and meanwhile feeds the part into the whole stream's SHA-256 on another
-// core. It leaves the part's SHA-256 in u.lastPartSum.
+// the store verifies on receipt (ErrDigestRefused when the bytes it got
+// differ), and meanwhile feeds the part into the whole stream's SHA-256 on
+// another core, so the part's own hash is the only one the sending waits
+// for. It leaves the part's SHA-256 in u.lastPartSum.
 func (u *upload) putPart(ctx context.Context, id string, part int, data []byte) (minio.CompletePart, error) {
-	u.lastPartSum = sha256.Sum256(data)
-	sent := base64.StdEncoding.EncodeToString(u.lastPartSum[:])
+	// The whole stream's hash runs beside the part's and the sending.
 	hashed := make(chan struct{})
 	go func() {
 		defer close(hashed)
 		u.hash.Write(data)
 	}()
+	u.lastPartSum = sha256.Sum256(data)
+	sent := base64.StdEncoding.EncodeToString(u.lastPartSum[:])
 	p, err := u.store.core.PutObjectPart(ctx, u.bucket, u.key, id, part, u.progressReader(data), int64(len(data)),
 		minio.PutObjectPartOptions{
 			// The part's SHA-256 goes as its additional checksum;
