@@ -123,7 +123,7 @@ fuzz: ## Run every fuzz target for FUZZ_TIME (20s) each; seed corpora live in te
 .PHONY: bench
 bench: deps tools ## Run the benchmarks; each prints its baseline and the ratio
 	go test $(BENCH_FLAGS) ./pkg/bus/ ./pkg/blob/
-	go test -run '^$$' -bench PermissionCheck -benchtime 1x -timeout 10m ./services/catalog/
+	go test -run '^$$' -bench 'PermissionCheck|CommitVerify' -benchtime 1x -timeout 10m ./services/catalog/
 	go test -run '^$$' -bench ImageClone -benchtime 1x -timeout 30m ./services/catalog/
 	go test -run '^$$' -bench . -benchtime 8x -timeout 30m ./pkg/qemuimg/
 	go test -run '^$$' -bench LUKSEncrypt -benchtime 2x -timeout 30m ./services/crypto-luks/

@@ -1468,6 +1468,10 @@ type ImageSave struct {
 	// The internal snapshots the staged disk holds, as a tree (the image's own, and those taken
 	// while the VM ran); they become the image's.
 	Snapshots []ImageSnapshot `json:"snapshots,omitempty"`
+
+	// The stored object's S3 SHA-256 checksum as the store recorded it on upload; absent when the
+	// store recorded none (the catalog then reads the blob back to check sha256).
+	S3Checksum string `json:"s3_checksum,omitempty"`
 }
 
 // Image is defined in defs.json. It is the payload of event catalog.image-created, event
@@ -2958,6 +2962,10 @@ type BuilderBuilt struct {
 	// SHA-256 of the stored blob.
 	SHA256 string `json:"sha256"`
 
+	// The stored object's S3 SHA-256 checksum as the store recorded it on upload; absent when the
+	// store recorded none (the catalog then reads the blob back to check sha256).
+	S3Checksum string `json:"s3_checksum,omitempty"`
+
 	// Distribution of the built filesystem: the command's distro, else the ID of its
 	// /etc/os-release, else unknown; absent for a carried disk.
 	Distro string `json:"distro,omitempty"`
@@ -3255,6 +3263,10 @@ type ConverterConverted struct {
 	// SHA-256 of the stored blob.
 	SHA256 string `json:"sha256"`
 
+	// The stored object's S3 SHA-256 checksum as the store recorded it on upload; absent when the
+	// store recorded none (the catalog then reads the blob back to check sha256).
+	S3Checksum string `json:"s3_checksum,omitempty"`
+
 	// Format detected in the input; absent for an empty disk.
 	DetectedFormat DiskFormat `json:"detected_format,omitempty"`
 }
@@ -3313,6 +3325,10 @@ type CryptoLuksEncrypted struct {
 
 	// SHA-256 of the stored LUKS file.
 	SHA256 string `json:"sha256"`
+
+	// The stored object's S3 SHA-256 checksum as the store recorded it on upload; absent when the
+	// store recorded none (the catalog then reads the blob back to check sha256).
+	S3Checksum string `json:"s3_checksum,omitempty"`
 
 	// UUID of the secret that opens the LUKS file (the image's LUKS_SECRET).
 	Secret string `json:"secret"`

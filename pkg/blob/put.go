@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"maps"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -19,7 +23,13 @@ import (
 type Info struct {
 	Bucket, Key string
 	Size        int64
-	SHA256      string // hex
+	SHA256      string // hex, of the whole content, computed by Put
+	// S3Checksum is the object's SHA-256 additional checksum as the store
+	// recorded it after verifying it on receipt: base64 of the content's
+	// SHA-256 for a single PUT, "<base64>-<parts>" (the SHA-256 of the
+	// parts' SHA-256s) for a multipart upload; "" when the store recorded
+	// none. Compare it with ObjectInfo.S3Checksum (StatChecksum).
+	S3Checksum string
 }
 
 // URL returns the blob's s3:// URL.
@@ -106,6 +116,12 @@ func (s *Store) PutFile(ctx context.Context, bucket, key, path string, begin fun
 // that is completed only once the whole stream was read and its digest
 // matched ExpectSHA256: a failed or rejected Put leaves no object and no
 // incomplete upload behind.
+//
+// Every request carries the SHA-256 of its bytes as S3's additional
+// checksum (per part, and the composite at completion), which the store
+// verifies on receipt: data changed on the way is refused (ErrDigestRefused)
+// and the checksum the store recorded comes back in Info.S3Checksum, for a
+// reader to compare with StatChecksum instead of reading the object back.
 func (s *Store) Put(ctx context.Context, bucket, key string, r io.Reader, size int64, opts ...PutOption) (Info, error) {
 	var o putOptions
 	for _, opt := range opts {
@@ -123,11 +139,11 @@ func (s *Store) Put(ctx context.Context, bucket, key string, r io.Reader, size i
 		store: s, bucket: bucket, key: key, size: size, opts: o,
 		hash:  sha256.New(),
 		pOpts: minio.PutObjectOptions{ContentType: o.contentType},
+		src:   r,
 	}
 	if o.command != "" {
 		u.pOpts.UserMetadata = map[string]string{MetaCommand: o.command}
 	}
-	u.src = io.TeeReader(r, u.hash)
 	info, err := u.run(ctx)
 	if err != nil {
 		return Info{}, fmt.Errorf("put %s: %w", URL(bucket, key), err)
@@ -142,9 +158,10 @@ type upload struct {
 	size        int64
 	opts        putOptions
 	pOpts       minio.PutObjectOptions
-	src         io.Reader // tees into hash
-	hash        hash.Hash
-	done        int64 // bytes sent in completed parts
+	src         io.Reader
+	hash        hash.Hash // of the whole stream, fed part by part
+	done        int64     // bytes sent in completed parts
+	lastPartSum [sha256.Size]byte
 }
 
 func (u *upload) run(ctx context.Context) (info Info, err error) {
@@ -214,24 +231,31 @@ func (u *upload) checkEnd(total int64) (string, error) {
 // single stores a blob that fits in one part with one PUT, after the digest
 // check, so a mismatch never reaches the store.
 func (u *upload) single(ctx context.Context, data []byte) (Info, error) {
+	u.hash.Write(data)
 	sum, err := u.checkEnd(int64(len(data)))
 	if err != nil {
 		return Info{}, err
 	}
 	body := u.progressReader(data)
 	// With payload streaming-signing off, minio-go sends sum as
-	// X-Amz-Content-Sha256 and the server rejects a body that differs.
+	// X-Amz-Content-Sha256 and the server rejects a body that differs;
+	// the same digest as the SHA-256 additional checksum is what the
+	// store records and answers a checksum-mode HEAD with.
 	opts := u.pOpts
 	opts.DisableContentSha256 = true
-	if _, err := u.store.core.PutObject(ctx, u.bucket, u.key, body, int64(len(data)), "", sum, opts); err != nil {
-		return Info{}, err
+	opts.UserMetadata = withChecksum(opts.UserMetadata, checksumHeader, hexToBase64(sum))
+	up, err := u.store.core.PutObject(ctx, u.bucket, u.key, body, int64(len(data)), "", sum, opts)
+	if err != nil {
+		return Info{}, digestRefused(err)
 	}
-	return Info{Bucket: u.bucket, Key: u.key, Size: int64(len(data)), SHA256: sum}, nil
+	return Info{Bucket: u.bucket, Key: u.key, Size: int64(len(data)), SHA256: sum, S3Checksum: up.ChecksumSHA256}, nil
 }
 
 func (u *upload) multipart(ctx context.Context, buf []byte, n int) (info Info, err error) {
 	core := u.store.core
-	id, err := core.NewMultipartUpload(ctx, u.bucket, u.key, u.pOpts)
+	start := u.pOpts
+	start.UserMetadata = withChecksum(start.UserMetadata, checksumAlgorithmHeader, "SHA256")
+	id, err := core.NewMultipartUpload(ctx, u.bucket, u.key, start)
 	if err != nil {
 		return Info{}, fmt.Errorf("start multipart upload: %w", err)
 	}
@@ -243,19 +267,17 @@ func (u *upload) multipart(ctx context.Context, buf []byte, n int) (info Info, e
 		}
 	}()
 	var parts []minio.CompletePart
+	var partSums []byte // the parts' raw SHA-256s, in order
 	for part, last := 1, false; ; part++ {
 		if part > maxParts {
 			return Info{}, fmt.Errorf("stream exceeds %d parts (%d bytes sent); raise the part size", maxParts, u.done)
 		}
-		p, err := core.PutObjectPart(ctx, u.bucket, u.key, id, part, u.progressReader(buf[:n]), int64(n),
-			// The stream's SHA-256 is computed by Put itself; skipping
-			// minio-go's per-chunk payload signing spares a second full
-			// SHA-256 pass over the data.
-			minio.PutObjectPartOptions{DisableContentSha256: true})
+		cp, err := u.putPart(ctx, id, part, buf[:n])
 		if err != nil {
-			return Info{}, fmt.Errorf("upload part %d (%d bytes at offset %d): %w", part, n, u.done, err)
+			return Info{}, err
 		}
-		parts = append(parts, minio.CompletePart{PartNumber: part, ETag: p.ETag})
+		parts = append(parts, cp)
+		partSums = append(partSums, u.lastPartSum[:]...)
 		u.done += int64(n)
 		if last {
 			break
@@ -274,10 +296,96 @@ func (u *upload) multipart(ctx context.Context, buf []byte, n int) (info Info, e
 	if err != nil {
 		return Info{}, err
 	}
-	if _, err := core.CompleteMultipartUpload(ctx, u.bucket, u.key, id, parts, u.pOpts); err != nil {
+	// The composite checksum (SHA-256 of the parts' SHA-256s) makes the
+	// store check that the parts it assembles are the ones hashed here.
+	end := u.pOpts
+	end.UserMetadata = withChecksum(end.UserMetadata, checksumHeader, compositeChecksum(partSums))
+	end.UserMetadata[checksumTypeHeader] = "COMPOSITE"
+	up, err := core.CompleteMultipartUpload(ctx, u.bucket, u.key, id, parts, end)
+	if err != nil {
 		return Info{}, fmt.Errorf("complete multipart upload of %d parts: %w", len(parts), err)
 	}
-	return Info{Bucket: u.bucket, Key: u.key, Size: u.done, SHA256: sum}, nil
+	return Info{Bucket: u.bucket, Key: u.key, Size: u.done, SHA256: sum, S3Checksum: up.ChecksumSHA256}, nil
+}
+
+// putPart sends one part with its SHA-256 as the additional checksum, which
+// the store verifies on receipt (ErrDigestRefused when the bytes it got
+// differ), and meanwhile feeds the part into the whole stream's SHA-256 on
+// another core, so the part's own hash is the only one the sending waits
+// for. It leaves the part's SHA-256 in u.lastPartSum.
+func (u *upload) putPart(ctx context.Context, id string, part int, data []byte) (minio.CompletePart, error) {
+	// The whole stream's hash runs beside the part's and the sending.
+	hashed := make(chan struct{})
+	go func() {
+		defer close(hashed)
+		u.hash.Write(data)
+	}()
+	u.lastPartSum = sha256.Sum256(data)
+	sent := base64.StdEncoding.EncodeToString(u.lastPartSum[:])
+	p, err := u.store.core.PutObjectPart(ctx, u.bucket, u.key, id, part, u.progressReader(data), int64(len(data)),
+		minio.PutObjectPartOptions{
+			// The part's SHA-256 goes as its additional checksum;
+			// minio-go's per-chunk payload signing would be a third
+			// SHA-256 pass over the data.
+			DisableContentSha256: true,
+			CustomHeader:         http.Header{checksumHeader: {sent}, checksumAlgorithmHeader: {"SHA256"}},
+		})
+	<-hashed // data and u.hash are not touched again before this
+	if err != nil {
+		return minio.CompletePart{}, fmt.Errorf("upload part %d (%d bytes at offset %d): %w", part, len(data), u.done, digestRefused(err))
+	}
+	cp := minio.CompletePart{PartNumber: part, ETag: p.ETag}
+	switch p.ChecksumSHA256 {
+	case "":
+		// A store without additional checksums: nothing to list.
+	case sent:
+		cp.ChecksumSHA256 = sent
+	default:
+		return minio.CompletePart{}, fmt.Errorf("upload part %d: the store recorded SHA-256 checksum %s, %s was sent", part, p.ChecksumSHA256, sent)
+	}
+	return cp, nil
+}
+
+// ErrDigestRefused is wrapped by Put's error when the store refused data
+// whose bytes did not match the SHA-256 sent with them.
+var ErrDigestRefused = errors.New("the store refused the data: the bytes it received do not match the SHA-256 computed from them before sending (corrupted on the way)")
+
+// digestRefused adds ErrDigestRefused to an S3 error that says a digest
+// did not match.
+func digestRefused(err error) error {
+	switch minio.ToErrorResponse(err).Code {
+	case minio.BadDigest, minio.XAmzContentSHA256Mismatch, "XAmzContentChecksumMismatch", "InvalidDigest":
+		return fmt.Errorf("%w: %w", ErrDigestRefused, err)
+	}
+	return err
+}
+
+// Headers of S3's additional checksums.
+const (
+	checksumHeader          = "X-Amz-Checksum-Sha256"
+	checksumAlgorithmHeader = "X-Amz-Checksum-Algorithm"
+	checksumTypeHeader      = "X-Amz-Checksum-Type"
+)
+
+// withChecksum is a copy of meta (which may be shared) with header set.
+func withChecksum(meta map[string]string, header, value string) map[string]string {
+	out := make(map[string]string, len(meta)+2)
+	maps.Copy(out, meta)
+	out[header] = value
+	return out
+}
+
+// compositeChecksum is S3's checksum of a multipart object's checksums:
+// the SHA-256 of the parts' raw SHA-256s, in base64 (the store answers it
+// with "-<parts>" appended).
+func compositeChecksum(partSums []byte) string {
+	sum := sha256.Sum256(partSums)
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+func hexToBase64(hexSum string) string {
+	b, _ := hex.DecodeString(hexSum)
+	return base64.StdEncoding.EncodeToString(b)
 }
 
 // abort removes the multipart upload with a context of its own, since the

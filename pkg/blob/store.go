@@ -246,18 +246,32 @@ type ObjectInfo struct {
 	// Command is the MetaCommand metadata: the command whose job wrote
 	// the object ("" when none was recorded).
 	Command string
+	// S3Checksum is the object's SHA-256 additional checksum as the store
+	// keeps it (see Info.S3Checksum); only StatChecksum asks for it.
+	S3Checksum string
 }
 
 // Stat describes an object; IsNotFound(err) tells a missing one.
 func (s *Store) Stat(ctx context.Context, bucket, key string) (ObjectInfo, error) {
-	oi, err := s.client.StatObject(ctx, bucket, key, minio.StatObjectOptions{})
+	return s.stat(ctx, bucket, key, minio.StatObjectOptions{})
+}
+
+// StatChecksum is Stat with the object's SHA-256 additional checksum
+// (a HEAD with checksum mode enabled): "" when the object has none.
+func (s *Store) StatChecksum(ctx context.Context, bucket, key string) (ObjectInfo, error) {
+	return s.stat(ctx, bucket, key, minio.StatObjectOptions{Checksum: true})
+}
+
+func (s *Store) stat(ctx context.Context, bucket, key string, opts minio.StatObjectOptions) (ObjectInfo, error) {
+	oi, err := s.client.StatObject(ctx, bucket, key, opts)
 	if err != nil {
 		return ObjectInfo{}, wrapErr("stat", bucket, key, err)
 	}
 	return ObjectInfo{
 		Bucket: bucket, Key: key, Size: oi.Size, ETag: oi.ETag,
 		ContentType: oi.ContentType, LastModified: oi.LastModified,
-		Command: oi.UserMetadata[MetaCommand],
+		Command:    oi.UserMetadata[MetaCommand],
+		S3Checksum: oi.ChecksumSHA256,
 	}, nil
 }
 

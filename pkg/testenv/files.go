@@ -30,6 +30,24 @@ func Download(t testing.TB, ctx context.Context, store *blob.Store, url, path st
 	return path
 }
 
+// AssertS3Checksum fails the test unless reported, a writer's s3_checksum,
+// is the S3 SHA-256 checksum the store keeps for the object at url: what
+// the catalog compares instead of reading the object back.
+func AssertS3Checksum(t testing.TB, ctx context.Context, store *blob.Store, url, reported string) {
+	t.Helper()
+	bucket, key, err := blob.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oi, err := store.StatChecksum(ctx, bucket, key)
+	if err != nil {
+		t.Fatalf("stat %s: %v", url, err)
+	}
+	if reported == "" || oi.S3Checksum != reported {
+		t.Fatalf("reported s3_checksum %q, the store keeps %q for %s", reported, oi.S3Checksum, url)
+	}
+}
+
 // ReadObject is the content of a (small) object, or the store's error:
 // for tests that check what a key may read.
 func ReadObject(ctx context.Context, store *blob.Store, bucket, key string) (string, error) {

@@ -157,7 +157,7 @@ func (s *Service) storeDisk(ctx context.Context, j *job, cmd schemas.BuilderBuil
 		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhaseUpload, err)
 	}
 	s.log.Info("stored the image's disk", "image_id", cmd.ImageID, "file", name, "dest", cmd.Dest, "size", info.Size)
-	return schemas.BuilderBuilt{ImageID: cmd.ImageID, Dest: cmd.Dest, Size: info.Size, SHA256: info.SHA256,
+	return schemas.BuilderBuilt{ImageID: cmd.ImageID, Dest: cmd.Dest, Size: info.Size, SHA256: info.SHA256, S3Checksum: info.S3Checksum,
 		Digest: img.Digest()}, nil
 }
 
@@ -232,7 +232,7 @@ func (s *Service) makeDisk(ctx context.Context, j *job, cmd schemas.BuilderBuild
 		return out, failed(schemas.BuilderPhaseUpload, err)
 	}
 	return schemas.BuilderBuilt{ImageID: cmd.ImageID, Dest: cmd.Dest, Format: formatOf(cmd),
-		VirtualSize: res.SizeBytes, Size: info.Size, SHA256: info.SHA256, Distro: distro}, nil
+		VirtualSize: res.SizeBytes, Size: info.Size, SHA256: info.SHA256, S3Checksum: info.S3Checksum, Distro: distro}, nil
 }
 
 // flatten applies the layers to root; progress counts the uncompressed

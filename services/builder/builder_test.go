@@ -244,6 +244,7 @@ func TestBuildBusybox(t *testing.T) {
 	if got := sha(readFile(t, raw)); got != built.SHA256 {
 		t.Fatalf("stored blob sha256 %s, event says %s", got, built.SHA256)
 	}
+	testenv.AssertS3Checksum(t, h.ctx, h.store, dest, built.S3Checksum)
 	testenv.Exec(t, "e2fsck", "-fn", raw)
 	tr, err := fsimage.ReadExt(h.ctx, raw)
 	if err != nil {
@@ -472,6 +473,7 @@ func TestBuildCarriedDisk(t *testing.T) {
 	if built.Size != int64(len(disk)) || built.SHA256 != sha(disk) || built.Format != "" || built.Distro != "" {
 		t.Fatalf("built = %+v", built)
 	}
+	testenv.AssertS3Checksum(t, h.ctx, h.store, dest, built.S3Checksum)
 	if got := readFile(t, h.download(dest)); !bytes.Equal(got, disk) {
 		t.Fatal("stored disk differs")
 	}

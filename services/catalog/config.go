@@ -74,9 +74,11 @@ type Config struct {
 	// MaxVirtualSize is the largest virtual size an import may have
 	// (default 2 TiB).
 	MaxVirtualSize int64
-	// VerifyDigest makes the commit read the whole blob back and check
-	// its SHA-256 against the converter's, instead of trusting the digest
-	// the object store recorded at upload. It costs one full read.
+	// VerifyDigest makes the commit check the blob's content against the
+	// writer's report: by the S3 checksum the store verified on receipt
+	// when the report has one (a HEAD), else by reading the whole blob
+	// back and checking its SHA-256 (one full read). Off, only the size
+	// (and a reported S3 checksum, which costs nothing more) is checked.
 	VerifyDigest bool
 	// Concurrency is how many commands (and, separately, converter
 	// events) one replica handles at once (default 1, which keeps the

@@ -329,7 +329,7 @@ func (s *Service) built(ctx context.Context, m *bus.Msg, sg *saga.Saga) error {
 			// The build is the image's blob: commit checks it as it
 			// checks a converter's report.
 			d.Result = &schemas.ConverterConverted{ImageID: ev.ImageID, Dest: ev.Dest, Format: ev.Format,
-				VirtualSize: ev.VirtualSize, Size: ev.Size, SHA256: ev.SHA256}
+				VirtualSize: ev.VirtualSize, Size: ev.Size, SHA256: ev.SHA256, S3Checksum: ev.S3Checksum}
 		}
 	})
 	if err != nil {

@@ -156,7 +156,7 @@ func (h *harness) convert(cmd *nats.Msg, c schemas.ConverterImport, data []byte,
 		h.t.Fatal(err)
 	}
 	ev := schemas.ConverterConverted{ImageID: c.ImageID, Dest: c.Dest, Format: format,
-		VirtualSize: int64(len(data)) * 4, Size: info.Size, SHA256: info.SHA256, DetectedFormat: format}
+		VirtualSize: int64(len(data)) * 4, Size: info.Size, SHA256: info.SHA256, S3Checksum: info.S3Checksum, DetectedFormat: format}
 	h.converterEvent(cmd, "converted", c.ImageID, ev)
 	return ev
 }

@@ -256,7 +256,7 @@ func (s *Service) recordEncrypted(ctx context.Context, id string, ev schemas.Cry
 	return updateData(ctx, s.sagas, id, PhaseEncrypt, func(_ *saga.Saga, d *luksData) {
 		d.Secret = ev.Secret
 		d.Result = &schemas.ConverterConverted{ImageID: ev.ImageID, Dest: ev.Dest, Format: schemas.DiskFormatLUKS,
-			VirtualSize: ev.VirtualSize, Size: ev.Size, SHA256: ev.SHA256}
+			VirtualSize: ev.VirtualSize, Size: ev.Size, SHA256: ev.SHA256, S3Checksum: ev.S3Checksum}
 		if d.SetAttributes == nil {
 			d.SetAttributes = map[string]string{}
 		}

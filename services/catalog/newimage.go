@@ -2,6 +2,8 @@ package catalog
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -184,7 +186,7 @@ func (s *Service) verifyBlob(ctx context.Context, who string, res schemas.Conver
 	if err != nil {
 		return fmt.Sprintf("%s reported an invalid destination: %v", who, err), nil
 	}
-	got, err := s.readBlob(ctx, bucket, key, res.Size)
+	got, err := s.readBlob(ctx, bucket, key, res.Size, res.S3Checksum)
 	switch {
 	case err != nil:
 		return "", err
@@ -192,6 +194,10 @@ func (s *Service) verifyBlob(ctx context.Context, who string, res schemas.Conver
 		return fmt.Sprintf("%s reported %s, but the store has no such object", who, res.Dest), nil
 	case got.size != res.Size:
 		return fmt.Sprintf("%s reported %d bytes at %s, but the store holds %d", who, res.Size, res.Dest, got.size), nil
+	case !digestsAgree(res.SHA256, res.S3Checksum):
+		return fmt.Sprintf("%s reported SHA-256 %s and S3 checksum %s for %s, which are not the same digest", who, res.SHA256, res.S3Checksum, res.Dest), nil
+	case got.checksumDiffers(res.S3Checksum):
+		return fmt.Sprintf("%s has S3 checksum %s, but %s reported %s", res.Dest, got.s3Checksum, who, res.S3Checksum), nil
 	case got.vanished:
 		return fmt.Sprintf("%s vanished while its digest was checked", res.Dest), nil
 	case got.sha256 != "" && got.sha256 != res.SHA256:
@@ -205,25 +211,56 @@ func (s *Service) verifyBlob(ctx context.Context, who string, res schemas.Conver
 type storedBlob struct {
 	missing bool // no object
 	size    int64
-	// sha256 is read only when digests are verified (Config.VerifyDigest)
-	// and the size is the one reported; vanished: the object went away
-	// meanwhile.
+	// s3Checksum is the object's S3 SHA-256 checksum, asked for when the
+	// report has one ("" when the object has none).
+	s3Checksum string
+	// sha256 is read only when digests are verified (Config.VerifyDigest),
+	// the size is the one reported and no S3 checksum settles the
+	// content; vanished: the object went away meanwhile.
 	sha256   string
 	vanished bool
 }
 
+// checksumDiffers says the object's S3 checksum is not the one reported.
+// Equal, the stored bytes are the ones the writer hashed as it sent them:
+// the store verified every part against the writer's SHA-256 on receipt.
+func (b storedBlob) checksumDiffers(reported string) bool {
+	return reported != "" && b.s3Checksum != "" && b.s3Checksum != reported
+}
+
+// digestsAgree says a report's SHA-256 (hex) and S3 checksum can describe
+// the same bytes: a single PUT's checksum is that SHA-256 in base64, so
+// the two must match; a multipart one ("…-N") hashes the parts' digests,
+// which the whole-content SHA-256 cannot be checked against without the
+// data.
+func digestsAgree(sha256Hex, s3Checksum string) bool {
+	if s3Checksum == "" || strings.Contains(s3Checksum, "-") {
+		return true
+	}
+	raw, err := hex.DecodeString(sha256Hex)
+	return err == nil && base64.StdEncoding.EncodeToString(raw) == s3Checksum
+}
+
 // readBlob reads what the store holds at bucket/key, for a report of size
-// bytes; err is for failures worth retrying.
-func (s *Service) readBlob(ctx context.Context, bucket, key string, size int64) (storedBlob, error) {
-	info, err := s.blobs.Stat(ctx, bucket, key)
+// bytes and S3 checksum s3Checksum ("" for none); err is for failures
+// worth retrying. With a checksum both in the report and on the object,
+// a HEAD is all it costs: the content is read back (Config.VerifyDigest)
+// only when either lacks one, so older reports and stores without
+// additional checksums are still verified.
+func (s *Service) readBlob(ctx context.Context, bucket, key string, size int64, s3Checksum string) (storedBlob, error) {
+	stat := s.blobs.Stat
+	if s3Checksum != "" {
+		stat = s.blobs.StatChecksum
+	}
+	info, err := stat(ctx, bucket, key)
 	if blob.IsNotFound(err) {
 		return storedBlob{missing: true}, nil
 	}
 	if err != nil {
 		return storedBlob{}, err
 	}
-	got := storedBlob{size: info.Size}
-	if info.Size != size || !s.cfg.VerifyDigest {
+	got := storedBlob{size: info.Size, s3Checksum: info.S3Checksum}
+	if info.Size != size || !s.cfg.VerifyDigest || s3Checksum != "" && got.s3Checksum != "" {
 		return got, nil
 	}
 	got.sha256, _, err = s.blobs.SHA256(ctx, bucket, key)

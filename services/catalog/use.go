@@ -231,7 +231,7 @@ func checkSavedSnapshots(img *schemas.Image, save schemas.ImageSave) string {
 // it is); err is for failures worth retrying.
 func (s *Service) checkStaged(ctx context.Context, save schemas.ImageSave) (reason string, err error) {
 	bucket, key, _ := blob.ParseURL(save.Source)
-	got, err := s.readBlob(ctx, bucket, key, save.Size)
+	got, err := s.readBlob(ctx, bucket, key, save.Size, save.S3Checksum)
 	switch {
 	case err != nil:
 		return "", err
@@ -239,6 +239,10 @@ func (s *Service) checkStaged(ctx context.Context, save schemas.ImageSave) (reas
 		return fmt.Sprintf("the saved disk %s does not exist", save.Source), nil
 	case got.size != save.Size:
 		return fmt.Sprintf("the saved disk %s has %d bytes, but %d were reported", save.Source, got.size, save.Size), nil
+	case !digestsAgree(save.SHA256, save.S3Checksum):
+		return fmt.Sprintf("the saved disk %s was reported with SHA-256 %s and S3 checksum %s, which are not the same digest", save.Source, save.SHA256, save.S3Checksum), nil
+	case got.checksumDiffers(save.S3Checksum):
+		return fmt.Sprintf("the saved disk %s has S3 checksum %s, but %s was reported", save.Source, got.s3Checksum, save.S3Checksum), nil
 	case got.vanished:
 		return fmt.Sprintf("the saved disk %s vanished while its digest was checked", save.Source), nil
 	case got.sha256 != "" && got.sha256 != save.SHA256:

@@ -41,7 +41,7 @@ func (s *Service) runCreateBlank(ctx context.Context, j *job, cmd schemas.Conver
 	}
 	return schemas.ConverterConverted{
 		ImageID: cmd.ImageID, Dest: cmd.Dest, Format: cmd.Format,
-		VirtualSize: cmd.SizeMiB << 20, Size: info.Size, SHA256: info.SHA256,
+		VirtualSize: cmd.SizeMiB << 20, Size: info.Size, SHA256: info.SHA256, S3Checksum: info.S3Checksum,
 	}, nil
 }
 

@@ -46,6 +46,7 @@ func assertStored(t *testing.T, h *harness, ev schemas.ConverterConverted) strin
 	if sum != ev.SHA256 || size != ev.Size {
 		t.Fatalf("event says sha256 %s size %d, the object has %s size %d", ev.SHA256, ev.Size, sum, size)
 	}
+	testenv.AssertS3Checksum(t, h.ctx, h.store, ev.Dest, ev.S3Checksum)
 	if err := schemas.ValidateValue("evt", Name, "converted", ev); err != nil {
 		t.Errorf("converted event does not match its schema: %v", err)
 	}

@@ -101,7 +101,7 @@ func (s *Service) runImport(ctx context.Context, j *job, cmd schemas.ConverterIm
 	}
 	return schemas.ConverterConverted{
 		ImageID: cmd.ImageID, Dest: cmd.Dest, Format: schemas.DiskFormat(want),
-		VirtualSize: rep.VirtualSize, Size: info.Size, SHA256: info.SHA256,
+		VirtualSize: rep.VirtualSize, Size: info.Size, SHA256: info.SHA256, S3Checksum: info.S3Checksum,
 		DetectedFormat: schemas.DiskFormat(rep.Format),
 	}, nil
 }
@@ -295,7 +295,7 @@ func (s *Service) storeFile(ctx context.Context, j *job, cmd schemas.ConverterIm
 	}
 	return schemas.ConverterConverted{
 		ImageID: cmd.ImageID, Dest: cmd.Dest, Format: schemas.DiskFormatRaw,
-		VirtualSize: fi.Size(), Size: info.Size, SHA256: info.SHA256,
+		VirtualSize: fi.Size(), Size: info.Size, SHA256: info.SHA256, S3Checksum: info.S3Checksum,
 	}, nil
 }
 

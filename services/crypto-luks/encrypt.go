@@ -119,7 +119,7 @@ func (s *Service) runMake(ctx context.Context, j *job, imageID int64, dest strin
 	if err != nil {
 		return out, rec, err
 	}
-	b := &BlobInfo{Dest: dest, Size: info.Size, SHA256: info.SHA256, VirtualSize: virtual}
+	b := &BlobInfo{Dest: dest, Size: info.Size, SHA256: info.SHA256, VirtualSize: virtual, S3Checksum: info.S3Checksum}
 	rec, err = s.db.update(ctx, rec.Secret, func(r *Record) error {
 		r.State, r.Blob = stateReady, b
 		return nil
@@ -133,7 +133,7 @@ func (s *Service) runMake(ctx context.Context, j *job, imageID int64, dest strin
 
 func encryptedEvent(r *Record) schemas.CryptoLuksEncrypted {
 	return schemas.CryptoLuksEncrypted{ImageID: r.ImageID, Dest: r.Blob.Dest, VirtualSize: r.Blob.VirtualSize,
-		Size: r.Blob.Size, SHA256: r.Blob.SHA256, Secret: r.Secret}
+		Size: r.Blob.Size, SHA256: r.Blob.SHA256, S3Checksum: r.Blob.S3Checksum, Secret: r.Secret}
 }
 
 // alreadyMade tells a redelivery of a job that finished (its event was

@@ -100,6 +100,7 @@ func TestService(t *testing.T) {
 		if sum := testenv.FileSHA256(t, path); schemasHex(sum) != enc.SHA256 {
 			t.Fatalf("event sha256 %s, stored blob %s", enc.SHA256, schemasHex(sum))
 		}
+		testenv.AssertS3Checksum(t, context.Background(), e.store, enc.Dest, enc.S3Checksum)
 		pass := e.mustPassphrase(enc.Secret, nil)
 		if len(pass) != 43 {
 			t.Fatalf("passphrase of %d characters, want 43 (32 random bytes, base64url)", len(pass))

@@ -308,7 +308,7 @@ func (s *Service) commitBlob(ctx context.Context, j *job, rec *Record, source, p
 		if r.Pending != nil {
 			applyPending(r)
 		}
-		r.Blob = &BlobInfo{Dest: source, Size: b.Size, SHA256: b.SHA256, VirtualSize: info.VirtualSize}
+		r.Blob = &BlobInfo{Dest: source, Size: b.Size, SHA256: b.SHA256, VirtualSize: info.VirtualSize, S3Checksum: b.S3Checksum}
 		return nil
 	})
 	if err != nil {

@@ -79,6 +79,10 @@ type BlobInfo struct {
 	Size        int64  `json:"size"`
 	SHA256      string `json:"sha256"`
 	VirtualSize int64  `json:"virtual_size"`
+	// S3Checksum is the checksum the store recorded for the upload
+	// (blob.Info.S3Checksum); "" for a blob not uploaded by this record's
+	// last change.
+	S3Checksum string `json:"s3_checksum,omitempty"`
 }
 
 func slotLabel(n int) string { return "slot-" + strconv.Itoa(n) }
