@@ -82,7 +82,7 @@ func (s *Service) runSnapshot(ctx context.Context, j *job, cmd schemas.Converter
 		return schemas.ConverterConverted{}, failed(schemas.ConverterPhaseUpload, err)
 	}
 	return schemas.ConverterConverted{ImageID: cmd.ImageID, Dest: cmd.Dest, Format: schemas.DiskFormatQcow2,
-		VirtualSize: info.VirtualSize, Size: up.Size, SHA256: up.SHA256, DetectedFormat: schemas.DiskFormatQcow2}, nil
+		VirtualSize: info.VirtualSize, Size: up.Size, SHA256: up.SHA256, S3Checksum: up.S3Checksum, DetectedFormat: schemas.DiskFormatQcow2}, nil
 }
 
 // applySnapshot runs the operation; it returns the file to upload.
