@@ -17,7 +17,8 @@ NATS_SERVER_VERSION ?= $(shell awk '$$1 == "github.com/nats-io/nats-server/v2" {
 # Debian packages the tests and the demo use.
 APT_PACKAGES := qemu-utils qemu-system-x86 e2fsprogs xfsprogs cryptsetup-bin busybox-static \
 	docker-registry skopeo zstd xz-utils bzip2 gzip util-linux genisoimage s3cmd jq curl time ca-certificates \
-	docker.io debootstrap
+	docker.io debootstrap \
+	chromium nodejs npm
 
 # Every Go module of the workspace (go.work), as ./dir/... patterns.
 MODULES = $(shell go list -m -f '{{.Dir}}/...' | sed 's|^$(CURDIR)|.|')
@@ -48,7 +49,8 @@ help: ## List the targets
 
 .PHONY: deps
 deps: ## Install the Debian packages (as root), or print the apt-get line to run
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	@provided=$$(dpkg-query -W -f='$${db:Status-Abbrev} $${Provides}\n' 2>/dev/null | awk '$$1 == "ii" { $$1 = ""; print }' | tr ',' '\n' | awk '{ print $$1 }'); \
+	missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || grep -qx "$$p" <<<"$$provided" || echo $$p; done); \
 	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; \
 	elif [ "$$(id -u)" = 0 ]; then \
 		echo "deps: installing $$missing"; \

@@ -92,6 +92,15 @@ type Config struct {
 	// PUBLIC_DIRs of http marketplaces) read-only there, e.g.
 	// 127.0.0.1:8088; Stack.MarketURL is then its URL.
 	MarketHTTPAddr string
+	// WebSocketAddr, when set, has NATS listen for WebSocket clients (the
+	// web console's browsers) there too, e.g. DefaultWebSocketAddr (port
+	// -1: any free one); wss:// when TLS is on. Stack.WebSocketURL is
+	// then its URL.
+	WebSocketAddr string
+	// ConsoleHTTPAddr, when set, serves the web console there (HTTP, e.g.
+	// DefaultConsoleHTTPAddr); it needs WebSocketAddr. Stack.ConsoleURL
+	// is then its URL.
+	ConsoleHTTPAddr string
 }
 
 func (c *Config) defaults() {
@@ -164,6 +173,11 @@ type Stack struct {
 	// (Config.MarketHTTPAddr), else "": a PUBLIC_DIR <root>/<dir> is at
 	// BASE_URL <MarketURL>/<dir>/.
 	MarketURL string
+	// WebSocketURL reaches NATS over WebSocket (Config.WebSocketAddr),
+	// else "".
+	WebSocketURL string
+	// ConsoleURL serves the web console (Config.ConsoleHTTPAddr), else "".
+	ConsoleURL string
 
 	marketHTTP *http.Server
 	cfg        Config
@@ -246,6 +260,9 @@ func (s *Stack) startNATS() error {
 	if err := s.serverTLS(opts); err != nil {
 		return err
 	}
+	if err := s.webSocket(opts); err != nil {
+		return err
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("nats: configure (port %d, store %s): %w", s.cfg.NATSPort, dir, err)
@@ -259,6 +276,9 @@ func (s *Stack) startNATS() error {
 		return fmt.Errorf("nats: JetStream did not start (store %s)", dir)
 	}
 	s.NATSURL = srv.ClientURL()
+	if s.cfg.WebSocketAddr != "" {
+		s.WebSocketURL = srv.WebsocketURL()
+	}
 	return nil
 }
 
@@ -531,6 +551,9 @@ func (s *Stack) Env() [][2]string {
 func (s *Stack) PrintInfo(w io.Writer) {
 	fmt.Fprintf(w, "NATS      %s (JetStream, store %s)\n", s.NATSURL, filepath.Join(s.cfg.DataDir, "nats"))
 	fmt.Fprintf(w, "          oneadmin's credentials %s (anonymous clients are refused)\n", s.Credentials)
+	if s.WebSocketURL != "" {
+		fmt.Fprintf(w, "          WebSocket %s (same credentials and permissions)\n", s.WebSocketURL)
+	}
 	if s.CA != "" {
 		fmt.Fprintf(w, "TLS       NATS and MinIO present certificates of the CA %s\n", s.CA)
 	}
