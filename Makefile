@@ -112,11 +112,37 @@ demo: deps tools build ## Start the stack, import a disk and a container image, 
 	./tools/demo.sh
 
 .PHONY: test
-test: deps tools ## Run every test against real NATS, MinIO, qemu-img and mkfs
+test: deps tools console-check ## Run every test against real NATS, MinIO, qemu-img and mkfs
 	go vet $(MODULES)
 	go test $(GO_TEST_FLAGS) $(MODULES)
 	go test -race $(GO_TEST_FLAGS) $(RACE_PKGS)
 	$(MAKE) --no-print-directory fuzz
+
+# The web console (tools/slipway/console): its npm packages pinned by
+# package-lock.json, bundled by esbuild into dist/app.js, which is
+# committed so that `go build` needs no Node; console-check fails when it
+# differs from what the sources build to.
+CONSOLE_WEB := tools/slipway/console/web
+CONSOLE_BUNDLE = (cd $(CONSOLE_WEB) && ./node_modules/.bin/esbuild src/main.js --bundle --format=esm \
+	--target=es2020 --minify --legal-comments=none --log-level=warning --outfile=$(1))
+
+$(CONSOLE_WEB)/node_modules/.package-lock.json: $(CONSOLE_WEB)/package-lock.json
+	cd $(CONSOLE_WEB) && npm ci --ignore-scripts --no-audit --no-fund
+
+.PHONY: console console-check screenshots
+console: $(CONSOLE_WEB)/node_modules/.package-lock.json ## Rebuild the web console's bundle (tools/slipway/console/dist/app.js)
+	$(call CONSOLE_BUNDLE,../dist/app.js)
+
+console-check: deps $(CONSOLE_WEB)/node_modules/.package-lock.json ## Run the console's unit tests (node --test) and check dist/ is built from the sources
+	cd $(CONSOLE_WEB) && node --test test/
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(call CONSOLE_BUNDLE,$$tmp/app.js) && \
+	if ! cmp -s $$tmp/app.js tools/slipway/console/dist/app.js; then \
+		echo "console-check: tools/slipway/console/dist/app.js is not what web/src builds to: run make console and commit it"; exit 1; fi; \
+	echo "console-check: dist/app.js is up to date"
+
+screenshots: deps ## Run the console's browser test and copy its screenshots into docs/console/
+	SLIPWAY_CONSOLE_SHOTS=$(CURDIR)/docs/console go test -count=1 -run TestConsoleInBrowser ./tools/slipway/cli/
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZ_TIME (20s) each; seed corpora live in testdata/fuzz

@@ -179,7 +179,8 @@ type Stack struct {
 	// ConsoleURL serves the web console (Config.ConsoleHTTPAddr), else "".
 	ConsoleURL string
 
-	marketHTTP *http.Server
+	marketHTTP  *http.Server
+	consoleHTTP *http.Server
 	cfg        Config
 	auth       *identity.Authority
 	ca         *tlsca.CA
@@ -224,6 +225,9 @@ func Start(ctx context.Context, cfg Config) (st *Stack, err error) {
 		return nil, err
 	}
 	if err := s.startServices(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.serveConsole(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -509,6 +513,7 @@ func (s *Stack) Failed() <-chan struct{} {
 func (s *Stack) Stop() error {
 	s.stopOnce.Do(func() {
 		s.stopMarkets()
+		stopHTTP(s.consoleHTTP)
 		if s.group != nil {
 			s.group.Stop()
 			s.stopErr = s.group.Wait()
@@ -575,6 +580,9 @@ func (s *Stack) PrintInfo(w io.Writer) {
 	fmt.Fprintf(w, "services  %s, dead-letter forwarder\n", strings.Join(s.Services, ", "))
 	if s.Accelerator != "" {
 		fmt.Fprintf(w, "QEMU      %s\n", s.Accelerator)
+	}
+	if s.ConsoleURL != "" {
+		fmt.Fprintf(w, "console   %s (log in with a credentials file, e.g. %s)\n", s.ConsoleURL, s.Credentials)
 	}
 	if s.MarketURL != "" {
 		fmt.Fprintf(w, "markets   %s serves %s (http marketplaces: PUBLIC_DIR %s/<dir>, BASE_URL %s/<dir>/)\n",
