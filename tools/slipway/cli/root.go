@@ -156,6 +156,7 @@ JetStream and S3. "slipway up" runs the whole stack in one process; the
 	root.AddCommand(newUserCmd(&g.client), newGroupCmd(&g.client), newIdentityCmd(&g.client))
 	root.AddCommand(newDeadLetterCmd(&g.client), newS3Cmd(g))
 	root.AddCommand(newVMTemplateCmd(&g.client), newVMCmd(&g.client))
+	root.AddCommand(newConsoleCmd(g))
 	addExportCmd(root, g)
 	return root
 }

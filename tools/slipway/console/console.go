@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/slipway/slipway/tools/slipway/render"
 )
@@ -34,6 +35,11 @@ type Config struct {
 	// Names are the CLI's short forms of states and types (oneimage
 	// list's STAT and TYPE), so the page shows what the CLI shows.
 	Names render.ShortNames `json:"names"`
+	// CACert, when set, is the PEM certificate of the CA of a wss://
+	// listener, offered at /ca.crt for people to make their browser trust.
+	CACert []byte `json:"-"`
+	// HasCA tells the page that /ca.crt is there.
+	HasCA bool `json:"has_ca"`
 }
 
 // Handler serves the console with cfg: the embedded files by GET and HEAD,
@@ -43,9 +49,12 @@ func Handler(cfg Config) (http.Handler, error) {
 	if cfg.Names.States == nil {
 		cfg.Names = render.Names()
 	}
-	if u, err := url.Parse(cfg.NATSWebSocketURL); err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
-		return nil, fmt.Errorf("console: NATS address for browsers %q: want a ws:// or wss:// URL", cfg.NATSWebSocketURL)
+	ws, err := webSocketOrigin(cfg.NATSWebSocketURL)
+	if err != nil {
+		return nil, err
 	}
+	cfg.NATSWebSocketURL = ws
+	cfg.HasCA = len(cfg.CACert) > 0
 	conf, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
@@ -55,7 +64,7 @@ func Handler(cfg Config) (http.Handler, error) {
 		return nil, err
 	}
 	files := http.FileServerFS(root)
-	csp := "default-src 'self'; connect-src 'self' " + cfg.NATSWebSocketURL + "; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+	csp := "default-src 'self'; connect-src 'self' " + ws + "; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Security-Policy", csp)
@@ -71,8 +80,25 @@ func Handler(cfg Config) (http.Handler, error) {
 			_, _ = w.Write(conf)
 			return
 		}
+		if r.URL.Path == "/ca.crt" && cfg.HasCA {
+			h.Set("Content-Type", "application/x-pem-file")
+			_, _ = w.Write(cfg.CACert)
+			return
+		}
 		files.ServeHTTP(w, r)
 	}), nil
+}
+
+// webSocketOrigin is NATS's address for browsers as scheme://host[:port]:
+// a ws:// or wss:// URL without user, path, query or fragment, so that it
+// goes into the Content-Security-Policy as one source and nothing more.
+func webSocketOrigin(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(u.Host, " ;,'\"") {
+		return "", fmt.Errorf("console: NATS address for browsers %q: want ws://host:port or wss://host:port", raw)
+	}
+	return u.Scheme + "://" + u.Host, nil
 }
 
 // merged is static/ and dist/ as one tree: the hand-written files and the

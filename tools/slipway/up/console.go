@@ -21,7 +21,11 @@ func (s *Stack) serveConsole() error {
 	if s.WebSocketURL == "" {
 		return errors.New("console: it needs NATS's WebSocket listener (--websocket-addr)")
 	}
-	h, err := console.Handler(console.Config{NATSWebSocketURL: s.WebSocketURL, Prefix: s.Prefix})
+	cfg := console.Config{NATSWebSocketURL: s.WebSocketURL, Prefix: s.Prefix}
+	if s.ca != nil {
+		cfg.CACert = s.ca.CertPEM()
+	}
+	h, err := console.Handler(cfg)
 	if err != nil {
 		return err
 	}

@@ -302,6 +302,7 @@ async function start() {
     return;
   }
   $("#nats-url").textContent = config.nats_ws_url;
+  $("#ca-hint").hidden = !config.has_ca;
   const head = $("#images thead tr");
   for (const c of COLUMNS) head.append(el("th", { scope: "col" }, c));
   $("#login-form").addEventListener("submit", login);
