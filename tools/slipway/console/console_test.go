@@ -112,10 +112,7 @@ func TestPageRendersAsTheCLI(t *testing.T) {
 		}
 		t.Skip("node not installed (make deps installs nodejs): cannot run the page's formatters")
 	}
-	var sizes []int64
-	for _, n := range []int64{0, -1, 1, 512, 1023, 1024, 1025, 1536, 10 << 20, 1 << 30, 1<<30 + 1, 3 << 29, 2 << 30, 5 << 40, 7 << 50, 123456789} {
-		sizes = append(sizes, n)
-	}
+	sizes := []int64{0, -1, 1, 512, 1023, 1024, 1025, 1536, 10 << 20, 1 << 30, 1<<30 + 1, 3 << 29, 2 << 30, 5 << 40, 7 << 50, 123456789}
 	var perms []string
 	for i := range 0o1000 {
 		perms = append(perms, fmt.Sprintf("%03o", i))

@@ -181,11 +181,11 @@ type Stack struct {
 
 	marketHTTP  *http.Server
 	consoleHTTP *http.Server
-	cfg        Config
-	auth       *identity.Authority
-	ca         *tlsca.CA
-	nats       *server.Server
-	minio      *minioProc
+	cfg         Config
+	auth        *identity.Authority
+	ca          *tlsca.CA
+	nats        *server.Server
+	minio       *minioProc
 	// keys are the S3 settings of each service: its own MinIO user, or
 	// the operator's keys for every service of an external S3 server.
 	keys  map[string]blob.Config
