@@ -207,8 +207,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	alice.screenshot("images")
 
-	// Its detail: attributes, permissions, the history with LOCKED → READY.
-	alice.run("open web", chromedp.Evaluate[chromedp.Void](rowJS("web")+`.click()`))
+	// Its detail, opened by keyboard: attributes, permissions, the history
+	// with LOCKED → READY.
+	alice.run("open web by keyboard", chromedp.Evaluate[chromedp.Void](rowJS("web")+`.focus()`), chromedp.KeyEvent("\r"))
 	alice.waitFor("web's detail", `document.querySelector("#detail-title").textContent.endsWith(": web")`)
 	alice.waitFor("history LOCKED → READY", `document.querySelector("#detail-history").textContent.includes("LOCKED → READY")`)
 	if owner := alice.text(`#detail-perms tbody tr:first-child td`); owner != "um-" {
