@@ -142,7 +142,8 @@ func rowJS(name string) string {
 // she renames it from the page (the CLI sees the new name); a chmod of
 // oneadmin's image is refused with the catalog's own message, the one the
 // CLI prints; bob, logged in beside her, sees none of her images, not even
-// one created while he watches, which alice's page shows. Screenshots go
+// one created while he watches, which alice's page shows; she makes that
+// one persistent and deletes it from the page. Screenshots go
 // to the test's artifacts (go test -artifacts; `make screenshots` copies
 // them into docs/console/).
 func TestConsoleInBrowser(t *testing.T) {
@@ -252,4 +253,18 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("bob's page lists %q, want only oneadmin's shared admins-disk", names)
 	}
 	bob.screenshot("other-user")
+
+	// More of alice's actions from the page: persistent, then delete
+	// (asked twice); the list follows from the events, the CLI agrees.
+	alice.run("open while-bob-watches", chromedp.Evaluate[chromedp.Void](rowJS("while-bob-watches")+`.click()`))
+	alice.waitFor("its detail", `document.querySelector("#detail-title").textContent.endsWith(": while-bob-watches")`)
+	alice.run("persistent", chromedp.Click(chromedp.CSS("#act-persistent")))
+	alice.waitFor("PER Yes", rowJS("while-bob-watches")+`?.querySelector('td[data-col="PER"]').textContent === "Yes"`)
+	alice.run("delete", chromedp.Click(chromedp.CSS("#act-delete")), chromedp.Click(chromedp.CSS("#confirm-delete")))
+	alice.waitFor("gone from the list", rowJS("while-bob-watches")+` === undefined`)
+	for _, img := range list(t, as("alice")) {
+		if img.Name == "while-bob-watches" {
+			t.Errorf("deleted from the page, the CLI still lists it: %+v", img)
+		}
+	}
 }
