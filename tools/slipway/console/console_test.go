@@ -4,13 +4,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/tools/slipway/render"
 )
 
@@ -105,31 +111,16 @@ func TestHandlerRefusesAnAddressBrowsersCannotUse(t *testing.T) {
 // in Node against the CLI's (package render): sizes and permission bits
 // read the same in both.
 func TestPageRendersAsTheCLI(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("node not found in CI: make deps installs nodejs")
-		}
-		t.Skip("node not installed (make deps installs nodejs): cannot run the page's formatters")
-	}
 	sizes := []int64{0, -1, 1, 512, 1023, 1024, 1025, 1536, 10 << 20, 1 << 30, 1<<30 + 1, 3 << 29, 2 << 30, 5 << 40, 7 << 50, 123456789}
 	var perms []string
 	for i := range 0o1000 {
 		perms = append(perms, fmt.Sprintf("%03o", i))
 	}
 	perms = append(perms, "", "8", "1234", "abc")
-	in, err := json.Marshal(map[string]any{"sizes": sizes, "perms": perms})
-	if err != nil {
-		t.Fatal(err)
-	}
-	script := `import { humanSize, permissionRows } from "./web/src/store.js";
+	out := runNode(t, `import { humanSize, permissionRows } from "./web/src/store.js";
 const input = JSON.parse(process.argv[1]);
-console.log(JSON.stringify({ sizes: input.sizes.map(humanSize), perms: input.perms.map(permissionRows) }));`
-	cmd := exec.Command(node, "--input-type=module", "-e", script, string(in))
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("node: %v", err)
-	}
+console.log(JSON.stringify({ sizes: input.sizes.map(humanSize), perms: input.perms.map(permissionRows) }));`,
+		map[string]any{"sizes": sizes, "perms": perms})
 	var got struct {
 		Sizes []string      `json:"sizes"`
 		Perms [][][2]string `json:"perms"`
@@ -150,5 +141,66 @@ console.log(JSON.stringify({ sizes: input.sizes.map(humanSize), perms: input.per
 		if fmt.Sprint(want) != fmt.Sprint(got.Perms[i]) {
 			t.Errorf("permissions %q: page %v, CLI %v", p, got.Perms[i], want)
 		}
+	}
+}
+
+// runNode runs script (an ES module, in this directory) with input as JSON
+// in process.argv[1], and returns what it prints. Without node the test
+// is skipped, saying so, except in CI, where make deps installs it.
+func runNode(t *testing.T, script string, input any) []byte {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("node not found in CI: make deps installs nodejs")
+		}
+		t.Skip("node not installed (make deps installs nodejs): cannot run the page's code")
+	}
+	in, err := json.Marshal(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(node, "--input-type=module", "-e", script, string(in)).Output()
+	if err != nil {
+		t.Fatalf("node: %v", err)
+	}
+	return out
+}
+
+// TestPageEnvelopeIsTheBus builds a command's headers in the page's code
+// (web/src/envelope.js) and reads them with pkg/envelope: the headers are
+// exactly those pkg/bus's Command writes for the same envelope, with the
+// console as ce-source.
+func TestPageEnvelopeIsTheBus(t *testing.T) {
+	const id, when = "0b8e7c9a-3f1d-4c2e-9a6b-5d4e3f2a1b0c", "2026-01-02T03:04:05.678Z"
+	out := runNode(t, `import { commandHeaders } from "./web/src/envelope.js";
+const [service, verb, id, subject, time] = JSON.parse(process.argv[1]);
+console.log(JSON.stringify(commandHeaders(service, verb, id, subject, time)));`,
+		[]string{"catalog", "image-rename", id, "7", when})
+	var got map[string]string
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("node's output %q: %v", out, err)
+	}
+	h := nats.Header{}
+	for k, v := range got {
+		h.Set(k, v)
+	}
+	env, err := envelope.FromHeader(h)
+	if err != nil {
+		t.Fatalf("pkg/envelope refuses the page's headers: %v", err)
+	}
+	at, _ := time.Parse(time.RFC3339Nano, when)
+	want := envelope.Envelope{
+		ID: id, CorrelationID: id, Subject: "7", Time: at,
+		Type:            envelope.Type("catalog", "image-rename"),
+		DataSchema:      envelope.DataSchema("cmd", "catalog", "image-rename"),
+		Source:          envelope.Source("console"),
+		DataContentType: envelope.ContentTypeJSON,
+	}
+	if env != want {
+		t.Errorf("page's envelope\n%+v\nwant\n%+v", env, want)
+	}
+	if wantH := want.Header(); !maps.EqualFunc(map[string][]string(h), map[string][]string(wantH), slices.Equal) {
+		t.Errorf("page's headers\n%v\nbus's\n%v", h, wantH)
 	}
 }

@@ -4,6 +4,7 @@
 
 import { credsAuthenticator, headers, Match, wsconnect } from "@nats-io/nats-core";
 import { parseCreds } from "./creds.js";
+import { commandHeaders, parseEvent } from "./envelope.js";
 
 /** How long a query or a command's answer may take. */
 export const QUERY_TIMEOUT_MS = 10000;
@@ -81,7 +82,7 @@ export class Session {
     const sub = this.nc.subscribe(`${this.prefix}.evt.${service}.>`);
     (async () => {
       for await (const m of sub) {
-        const ev = parseEvent(this.prefix, m);
+        const ev = eventOf(this.prefix, m);
         if (ev) onEvent(ev);
       }
     })();
@@ -104,7 +105,7 @@ export class Session {
       }, ANSWER_TIMEOUT_MS);
       (async () => {
         for await (const m of sub) {
-          const ev = parseEvent(this.prefix, m);
+          const ev = eventOf(this.prefix, m);
           if (!ev || ev.causation !== id) continue;
           if (ev.name === "failed") {
             if (ev.data && ev.data.next_attempt_at) continue; // tried again
@@ -125,17 +126,7 @@ export class Session {
       })();
     });
     const h = headers();
-    const set = (k, v) => v && h.set(k, v);
-    set("ce-specversion", "1.0");
-    set("ce-id", id);
-    set("Nats-Msg-Id", id);
-    set("ce-type", `io.slipway.${service}.${verb}.v1`);
-    set("ce-source", "/slipway/console");
-    set("ce-subject", ceSubject);
-    set("ce-time", new Date().toISOString());
-    set("ce-dataschema", `https://slipway.dev/schemas/cmd/${service}.${verb}.json`);
-    set("ce-datacontenttype", "application/json");
-    set("ce-correlationid", id);
+    for (const [k, v] of Object.entries(commandHeaders(service, verb, id, ceSubject, new Date().toISOString()))) h.set(k, v);
     const subject = `${this.prefix}.cmd.${service}.${verb}.${this.user}`;
     let ack;
     try {
@@ -153,27 +144,10 @@ export class Session {
   }
 }
 
-/** parseEvent reads <prefix>.evt.<service>.<name>.<id> and its body. */
-export function parseEvent(prefix, m) {
-  const head = `${prefix}.evt.`;
-  if (!m.subject.startsWith(head)) return null;
-  const parts = m.subject.slice(head.length).split(".");
-  if (parts.length !== 3) return null;
-  let data = null;
-  try {
-    data = m.data && m.data.length ? JSON.parse(dec.decode(m.data)) : null;
-  } catch {
-    return null;
-  }
-  const hdr = (k) => (m.headers ? m.headers.get(k, Match.IgnoreCase) : "");
-  return {
-    service: parts[0],
-    name: parts[1],
-    id: parts[2],
-    data,
-    causation: hdr("ce-causationid"),
-    time: hdr("ce-time") || new Date().toISOString(),
-  };
+// eventOf is the event a NATS message carries (envelope.js), or null.
+function eventOf(prefix, m) {
+  const header = (k) => (m.headers ? m.headers.get(k, Match.IgnoreCase) : "");
+  return parseEvent(prefix, m.subject, m.data && m.data.length ? dec.decode(m.data) : "", header);
 }
 
 // describe turns the client's errors into a sentence.
