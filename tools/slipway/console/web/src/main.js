@@ -221,7 +221,7 @@ function renderList() {
       "data-id": String(img.id),
       "data-state": img.state,
       tabindex: "0",
-      "aria-selected": String(selected === img.id),
+      "data-selected": String(selected === img.id),
       onclick: () => select(img.id),
       onkeydown: (e) => onRowKey(e, img.id),
     });
