@@ -142,7 +142,8 @@ func rowJS(name string) string {
 // she renames it from the page (the CLI sees the new name); a chmod of
 // oneadmin's image is refused with the catalog's own message, the one the
 // CLI prints; bob, logged in beside her, sees none of her images, not even
-// one created while he watches, which alice's page shows; she makes that
+// one created while he watches, which alice's page shows; when oneadmin
+// takes the use right back (chmod 600) both pages drop that image; she makes that
 // one persistent and deletes it from the page. Screenshots go
 // to the test's artifacts (go test -artifacts; `make screenshots` copies
 // them into docs/console/).
@@ -253,6 +254,10 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("bob's page lists %q, want only oneadmin's shared admins-disk", names)
 	}
 	bob.screenshot("other-user")
+	// oneadmin takes the use right back: bob's page drops the image.
+	must(t, slipway(t, flags, "image", "chmod", "admins-disk", "600"), "image chmod 600")
+	bob.waitFor("admins-disk gone from bob's page after chmod 600", rowJS("admins-disk")+` === undefined`)
+	alice.waitFor("admins-disk gone from alice's page after chmod 600", rowJS("admins-disk")+` === undefined`)
 
 	// More of alice's actions from the page: persistent, then delete
 	// (asked twice); the list follows from the events, the CLI agrees.

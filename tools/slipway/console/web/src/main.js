@@ -124,7 +124,11 @@ async function onCatalogEvent(ev) {
   switch (ev.name) {
     case "image-created":
     case "image-updated":
-      if (knows(state, id)) {
+      if (knows(state, id) && accessChanged(state.images[id], ev.data)) {
+        // chown, chgrp or chmod: ask the catalog again whether this user
+        // may still see it.
+        await lookUp(id, entryOf(ev, describeUpdate(ev)), true);
+      } else if (knows(state, id)) {
         dispatch({ type: "upsert", image: ev.data, entry: entryOf(ev, describeUpdate(ev)) });
       } else {
         await lookUp(id, entryOf(ev, describeUpdate(ev)));
@@ -150,13 +154,28 @@ function describeUpdate(ev) {
   return `updated: ${ev.data.name}, ${ev.data.state}${ev.data.persistent ? ", persistent" : ""}`;
 }
 
-async function lookUp(id, entry) {
+// accessChanged tells whether who may see an image changed between two
+// records of it.
+function accessChanged(before, after) {
+  return before.user !== after.user || before.group !== after.group || before.permissions !== after.permissions;
+}
+
+// lookUp asks the catalog for image id as this user and shows what it
+// answers; when it refuses (not ours to see, or gone already), a listed
+// image is dropped if forget is set.
+async function lookUp(id, entry, forget) {
+  let img;
   try {
-    const img = await session.query("catalog", "show", { id });
-    dispatch({ type: "upsert", image: img, checked: true, entry });
+    img = await session.query("catalog", "show", { id });
   } catch {
-    // Not ours to see (or gone already): the catalog said no.
+    if (forget) {
+      dispatch({ type: "forget", id });
+      if (selected === id) selected = null;
+      render();
+    }
+    return;
   }
+  dispatch({ type: "upsert", image: img, checked: true, entry });
 }
 
 // --- actions ----------------------------------------------------------------
