@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/tools/slipway/up"
 )
 
@@ -19,16 +19,10 @@ import (
 // returns a function that opens a tab: the first in the browser's default
 // context, each later one in a browser context of its own (no cookies or
 // storage shared: another person). Without chromium the test is skipped,
-// saying so, except in CI (CI=true), where `make deps` installs it.
+// saying so, except in CI (testenv.ProgramOrCI).
 func browser(t *testing.T) (newTab func() (context.Context, context.CancelFunc)) {
 	t.Helper()
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium not found in CI: make deps installs it")
-		}
-		t.Skip("chromium not installed (make deps installs it): the console's browser test needs it")
-	}
+	bin := testenv.ProgramOrCI(t, "chromium", "make deps installs Debian's chromium, which the console's browser test drives")
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(bin),
 		chromedp.UserDataDir(t.TempDir()),

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/slipway/slipway/pkg/envelope"
+	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/tools/slipway/render"
 )
 
@@ -146,16 +146,10 @@ console.log(JSON.stringify({ sizes: input.sizes.map(humanSize), perms: input.per
 
 // runNode runs script (an ES module, in this directory) with input as JSON
 // in process.argv[1], and returns what it prints. Without node the test
-// is skipped, saying so, except in CI, where make deps installs it.
+// is skipped, saying so, except in CI (testenv.ProgramOrCI).
 func runNode(t *testing.T, script string, input any) []byte {
 	t.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("node not found in CI: make deps installs nodejs")
-		}
-		t.Skip("node not installed (make deps installs nodejs): cannot run the page's code")
-	}
+	node := testenv.ProgramOrCI(t, "node", "make deps installs Debian's nodejs, which runs the page's code here")
 	in, err := json.Marshal(input)
 	if err != nil {
 		t.Fatal(err)
