@@ -17,7 +17,8 @@ NATS_SERVER_VERSION ?= $(shell awk '$$1 == "github.com/nats-io/nats-server/v2" {
 # Debian packages the tests and the demo use.
 APT_PACKAGES := qemu-utils qemu-system-x86 e2fsprogs xfsprogs cryptsetup-bin busybox-static \
 	docker-registry skopeo zstd xz-utils bzip2 gzip util-linux genisoimage s3cmd jq curl time ca-certificates \
-	docker.io debootstrap
+	docker.io debootstrap \
+	chromium nodejs npm
 
 # Every Go module of the workspace (go.work), as ./dir/... patterns.
 MODULES = $(shell go list -m -f '{{.Dir}}/...' | sed 's|^$(CURDIR)|.|')
@@ -48,7 +49,8 @@ help: ## List the targets
 
 .PHONY: deps
 deps: ## Install the Debian packages (as root), or print the apt-get line to run
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	@provided=$$(dpkg-query -W -f='$${db:Status-Abbrev} $${Provides}\n' 2>/dev/null | awk '$$1 == "ii" { $$1 = ""; print }' | tr ',' '\n' | awk '{ print $$1 }'); \
+	missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || grep -qx "$$p" <<<"$$provided" || echo $$p; done); \
 	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; \
 	elif [ "$$(id -u)" = 0 ]; then \
 		echo "deps: installing $$missing"; \
@@ -110,11 +112,37 @@ demo: deps tools build ## Start the stack, import a disk and a container image, 
 	./tools/demo.sh
 
 .PHONY: test
-test: deps tools ## Run every test against real NATS, MinIO, qemu-img and mkfs
+test: deps tools console-check ## Run every test against real NATS, MinIO, qemu-img and mkfs
 	go vet $(MODULES)
 	go test $(GO_TEST_FLAGS) $(MODULES)
 	go test -race $(GO_TEST_FLAGS) $(RACE_PKGS)
 	$(MAKE) --no-print-directory fuzz
+
+# The web console (tools/slipway/console): its npm packages pinned by
+# package-lock.json, bundled by esbuild into dist/app.js, which is
+# committed so that `go build` needs no Node; console-check fails when it
+# differs from what the sources build to.
+CONSOLE_WEB := tools/slipway/console/web
+CONSOLE_BUNDLE = (cd $(CONSOLE_WEB) && ./node_modules/.bin/esbuild src/main.js --bundle --format=esm \
+	--target=es2020 --minify --legal-comments=none --log-level=warning --outfile=$(1))
+
+$(CONSOLE_WEB)/node_modules/.package-lock.json: $(CONSOLE_WEB)/package-lock.json
+	cd $(CONSOLE_WEB) && npm ci --ignore-scripts --no-audit --no-fund
+
+.PHONY: console console-check screenshots
+console: $(CONSOLE_WEB)/node_modules/.package-lock.json ## Rebuild the web console's bundle (tools/slipway/console/dist/app.js)
+	$(call CONSOLE_BUNDLE,../dist/app.js)
+
+console-check: deps $(CONSOLE_WEB)/node_modules/.package-lock.json ## Run the console's unit tests (node --test) and check dist/ is built from the sources
+	cd $(CONSOLE_WEB) && node --test test/
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(call CONSOLE_BUNDLE,$$tmp/app.js) && \
+	if ! cmp -s $$tmp/app.js tools/slipway/console/dist/app.js; then \
+		echo "console-check: tools/slipway/console/dist/app.js is not what web/src builds to: run make console and commit it"; exit 1; fi; \
+	echo "console-check: dist/app.js is up to date"
+
+screenshots: deps ## Run the console's browser test and copy its screenshots into docs/console/
+	SLIPWAY_CONSOLE_SHOTS=$(CURDIR)/docs/console go test -count=1 -run TestConsoleInBrowser ./tools/slipway/cli/
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZ_TIME (20s) each; seed corpora live in testdata/fuzz

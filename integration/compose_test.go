@@ -29,13 +29,13 @@ func TestComposeFile(t *testing.T) {
 	}
 	project := loadCompose(t, root, nil)
 
-	for _, name := range []string{"identity", "s3-keys", "nats", "minio", "catalog", "converter", "builder", "market-dockerhub", "market-lxc", "kernel-registry", "crypto-luks", "launcher", "dead-letter", "slipway"} {
+	for _, name := range []string{"identity", "s3-keys", "nats", "minio", "catalog", "converter", "builder", "market-dockerhub", "market-lxc", "kernel-registry", "crypto-luks", "launcher", "dead-letter", "slipway", "console"} {
 		if _, ok := project.Services[name]; !ok {
 			t.Errorf("service %q missing", name)
 		}
 	}
-	if len(project.Services) != 14 { // market-lxc made it 14
-		t.Errorf("%d services, want 14: %v", len(project.Services), project.ServiceNames())
+	if len(project.Services) != 15 { // the web console made it 15
+		t.Errorf("%d services, want 15: %v", len(project.Services), project.ServiceNames())
 	}
 	for _, v := range []string{"nats-data", "minio-data", "converter-tmp", "builder-tmp", "kernel-registry-tmp", "crypto-luks-tmp", "launcher-work", "market-public"} {
 		if _, ok := project.Volumes[v]; !ok {
@@ -51,7 +51,8 @@ func TestComposeFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, want := range []string{"jetstream", "store_dir: /data", "sync_interval: always",
-			`include "secrets/auth.conf"`, `cert_file: "/etc/nats/secrets/server.crt"`, `key_file: "/etc/nats/secrets/server.key"`} {
+			`include "secrets/auth.conf"`, `cert_file: "/etc/nats/secrets/server.crt"`, `key_file: "/etc/nats/secrets/server.key"`,
+			"websocket {", "port: $SLIPWAY_NATS_WS_PORT"} {
 			if !strings.Contains(string(conf), want) {
 				t.Errorf("deploy/nats/nats.conf lacks %q", want)
 			}

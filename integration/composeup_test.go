@@ -34,7 +34,7 @@ const composeProject = "slipway-test"
 
 // composeServices are the long-running services of docker-compose.yml.
 var composeServices = []string{"nats", "minio", "catalog", "converter", "builder", "market-dockerhub", "market-lxc",
-	"kernel-registry", "crypto-luks", "launcher", "dead-letter"}
+	"kernel-registry", "crypto-luks", "launcher", "dead-letter", "console"}
 
 // TestComposeStack runs docker-compose.yml on a real Docker engine, the
 // steps of the README's "On a container engine" section: build every
@@ -55,7 +55,7 @@ func TestComposeStack(t *testing.T) {
 	images := e.standIns(root)
 	t.Logf("engine and stand-ins ready: %s", time.Since(began).Round(time.Second))
 
-	ports := freePorts(t, 4)
+	ports := freePorts(t, 6)
 	kek := keywraptest.Key(t)
 	c := &composeStack{t: t, e: e, root: root, s3Port: ports[2], s3Secret: randomHex(t, 24)}
 	c.env = append(append([]string{}, images...),
@@ -64,6 +64,8 @@ func TestComposeStack(t *testing.T) {
 		fmt.Sprintf("SLIPWAY_NATS_MONITOR_PORT=%d", ports[1]),
 		fmt.Sprintf("SLIPWAY_S3_PORT=%d", ports[2]),
 		fmt.Sprintf("SLIPWAY_S3_CONSOLE_PORT=%d", ports[3]),
+		fmt.Sprintf("SLIPWAY_NATS_WS_PORT=%d", ports[4]),
+		fmt.Sprintf("SLIPWAY_CONSOLE_PORT=%d", ports[5]),
 		"SLIPWAY_S3_SECRET_KEY="+c.s3Secret, // no default: compose refuses to start without one
 		"SLIPWAY_LUKS_KEK="+base64.StdEncoding.EncodeToString(kek),
 		"SLIPWAY_MARKET_MONITORING=off",

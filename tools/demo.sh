@@ -25,7 +25,8 @@ export SLIPWAY_FETCH_ALLOW="$REGISTRY,$LXC_SERVER"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "starting the stack: embedded NATS JetStream + MinIO + catalog + converter"
-"$BIN/slipway" up --data-dir "$DATA" --nats-port "$NATS_PORT" --minio-address "127.0.0.1:$S3_PORT" >"$DATA/up.log" 2>&1 &
+"$BIN/slipway" up --data-dir "$DATA" --nats-port "$NATS_PORT" --minio-address "127.0.0.1:$S3_PORT" \
+	--websocket-addr "127.0.0.1:${SLIPWAY_DEMO_WS_PORT:-4223}" --console-addr "127.0.0.1:${SLIPWAY_DEMO_CONSOLE_PORT:-4280}" >"$DATA/up.log" 2>&1 &
 UP_PID=$!
 REG_PID=""
 LXC_PID=""

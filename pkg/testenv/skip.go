@@ -56,3 +56,17 @@ func Program(t testing.TB, name, how string) string {
 	}
 	return p
 }
+
+// ProgramOrCI is Program for a program that `make deps` installs: in CI
+// (CI=true, where make deps ran first) a missing one fails the test
+// instead of skipping it, so that a broken install step cannot pass as a
+// skip.
+func ProgramOrCI(t testing.TB, name, how string) string {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		if _, err := exec.LookPath(name); err != nil {
+			t.Fatalf("%s is not installed in CI (%v): %s", name, err, how)
+		}
+	}
+	return Program(t, name, how)
+}

@@ -157,6 +157,7 @@ JetStream and S3. "slipway up" runs the whole stack in one process; the
 	root.AddCommand(newDatastoreCmd(&g.client))
 	root.AddCommand(newDeadLetterCmd(&g.client), newS3Cmd(g))
 	root.AddCommand(newVMTemplateCmd(&g.client), newVMCmd(&g.client))
+	root.AddCommand(newConsoleCmd(g))
 	addExportCmd(root, g)
 	addDownloadCmd(root, g)
 	return root

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/ovf/ovftest"
 	"github.com/slipway/slipway/pkg/testenv"
@@ -20,7 +22,8 @@ import (
 // MinIO speak only TLS with certificates of the CA the stack made. A CLI
 // and an S3 client that do not trust it fail, the CLI saying what to give;
 // with --ca a local disk goes the whole way (upload to MinIO, every
-// service, READY). Then the users' life cycle through the CLI: a user's
+// service, READY). NATS over WebSocket is wss:// with the same users
+// (checkWebSocketUser). Then the users' life cycle through the CLI: a user's
 // credentials work, `user credentials` gives new ones and the old ones are
 // refused, `user delete` has the new ones refused too.
 func TestUpWithTLS(t *testing.T) {
@@ -40,7 +43,8 @@ func TestUpWithTLS(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(newTestLog(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	st, err := up.Start(ctx, up.Config{DataDir: dir, NATSPort: -1, TLS: true, MinIOBin: bin, MinIOAddr: addr(), ConsoleAddr: addr(), Logger: logger})
+	st, err := up.Start(ctx, up.Config{DataDir: dir, NATSPort: -1, TLS: true, MinIOBin: bin, MinIOAddr: addr(), ConsoleAddr: addr(), Logger: logger,
+		WebSocketAddr: "127.0.0.1:-1"})
 	if err != nil {
 		t.Fatalf("up.Start --tls: %v", err)
 	}
@@ -96,6 +100,12 @@ func TestUpWithTLS(t *testing.T) {
 	must(t, slipway(t, admin, "user", "create", "alice", "--out", first), "user create")
 	as := func(creds string) []string { return append([]string{"--creds", creds, "--ca", st.CA}, base...) }
 	mustShow(t, as(first), []string{"user", "show", "alice"}, "USER alice INFORMATION")
+	// NATS over WebSocket speaks TLS too (the same CA), with the same
+	// identities and permissions.
+	if !strings.HasPrefix(st.WebSocketURL, "wss://") {
+		t.Errorf("WebSocketURL %q under --tls, want wss://", st.WebSocketURL)
+	}
+	checkWebSocketUser(t, st.WebSocketURL, first, nats.RootCAs(st.CA))
 	second := filepath.Join(work, "alice-2.creds")
 	mustShow(t, admin, []string{"user", "credentials", "alice", "--out", second}, second)
 	refused := func(what, creds string) {

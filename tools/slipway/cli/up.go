@@ -55,6 +55,8 @@ in --data-dir/tls (kept for later starts); export SLIPWAY_CA as printed.`,
 	fl.StringVar(&cfg.MinIOBin, "minio-bin", up.DefaultMinIOBin, "MinIO binary")
 	fl.StringVar(&cfg.MinIOAddr, "minio-address", up.DefaultMinIOAddr, "address MinIO listens on")
 	fl.StringVar(&cfg.MarketHTTPAddr, "market-http-addr", "", "serve the PUBLIC_DIRs of http marketplaces (--data-dir/"+up.MarketPublicRootDir+", or $SLIPWAY_MARKET_PUBLIC_ROOT) read-only on this address, e.g. 127.0.0.1:8088: PUBLIC_DIR <root>/<dir> is BASE_URL http://<addr>/<dir>/")
+	fl.StringVar(&cfg.WebSocketAddr, "websocket-addr", up.DefaultWebSocketAddr, "NATS also listens for WebSocket clients (the web console's browsers) here, with the same credentials and permissions; wss:// with --tls; \"\" for none")
+	fl.StringVar(&cfg.ConsoleHTTPAddr, "console-addr", up.DefaultConsoleHTTPAddr, "serve the web console here (plain HTTP: keep it on loopback or behind a TLS proxy); \"\" for none")
 	fl.BoolVar(&cfg.TLS, "tls", false, "NATS and MinIO speak only TLS, with certificates of a CA made in --data-dir/"+up.TLSDir+" (clients trust its ca.crt: SLIPWAY_CA)")
 	fl.StringVar(&logLevel, "log-level", env(run.LogLevelEnv, "info"), "services' log level: debug, info, warn, error ($SLIPWAY_LOG_LEVEL)")
 	fl.StringVar(&logFormat, "log-format", env(run.LogFormatEnv, "text"), "services' log format: text or json ($SLIPWAY_LOG_FORMAT)")

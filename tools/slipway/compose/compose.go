@@ -14,6 +14,7 @@
 //	<service>/          nats.creds, ca.crt: each service of the schemas
 //	dead-letter/        nats.creds (the catalog's principal, its own key), ca.crt
 //	cli/                oneadmin.creds, ca.crt
+//	console/            ca.crt: the web console offers it to browsers
 //
 // Keys and credentials are kept when they are there (running init again
 // changes no identity and no CA); auth.conf and the copies of ca.crt are
@@ -43,6 +44,7 @@ const (
 	DirMinIO      = "minio"
 	DirCLI        = "cli"
 	DirDeadLetter = "dead-letter"
+	DirConsole    = "console"
 	// IdentityDir is the catalog's authority, under its directory.
 	IdentityDir = "identity"
 	// ServiceCreds is a service's (and the dead-letter forwarder's)
@@ -74,7 +76,7 @@ type Options struct {
 type Owner struct{ UID, GID int }
 
 // Dirs are the directories of the layout besides the services' own.
-var Dirs = []string{DirCA, DirNATS, DirMinIO, DirDeadLetter, DirCLI}
+var Dirs = []string{DirCA, DirNATS, DirMinIO, DirDeadLetter, DirCLI, DirConsole}
 
 // Init writes the layout into dir (made 0700 when missing).
 func Init(dir string, o Options) error {
@@ -111,6 +113,7 @@ func Init(dir string, o Options) error {
 		func() error {
 			return w.creds(DirDeadLetter, ServiceCreds, auth, identity.Service(schemas.ServiceCatalog), o.Prefix)
 		},
+		func() error { return w.caOnly(DirConsole) },
 	}
 	for _, svc := range schemas.Services() {
 		steps = append(steps, func() error { return w.creds(svc, ServiceCreds, auth, identity.Service(svc), o.Prefix) })
@@ -177,6 +180,16 @@ func (w writer) creds(name, file string, auth *identity.Authority, p identity.Pr
 	}
 	if err := auth.EnsureCredentials(filepath.Join(d, file), p, prefix); err != nil {
 		return fmt.Errorf("compose: %s: %w", name, err)
+	}
+	return replace(filepath.Join(d, tlsca.CertFile), w.ca.CertPEM(), 0o644)
+}
+
+// caOnly writes the CA's certificate, and nothing else, into directory
+// name.
+func (w writer) caOnly(name string) error {
+	d, err := w.sub(name)
+	if err != nil {
+		return err
 	}
 	return replace(filepath.Join(d, tlsca.CertFile), w.ca.CertPEM(), 0o644)
 }

@@ -67,7 +67,7 @@ func TestInitRunsTheComposeNATS(t *testing.T) {
 		t.Error("an owner for a directory the layout does not have was taken")
 	}
 
-	url := runNATS(t, root, filepath.Join(dir, "nats"))
+	url, wsURL := runNATS(t, root, filepath.Join(dir, "nats"))
 	ca := filepath.Join(dir, "cli", tlsca.CertFile)
 	if nc, err := nats.Connect(url, nats.NoReconnect()); err == nil || !tlsca.IsUntrusted(err) {
 		if nc != nil {
@@ -97,6 +97,26 @@ func TestInitRunsTheComposeNATS(t *testing.T) {
 			t.Errorf("%s sends as %s, want %s", file, b.Sender(), name)
 		}
 		b.Close()
+	}
+	// The WebSocket listener (the web console's browsers): TLS with the
+	// same CA, anonymous clients refused, oneadmin is oneadmin there too.
+	if nc, err := nats.Connect(wsURL, nats.NoReconnect(), nats.RootCAs(ca)); !errors.Is(err, nats.ErrAuthorization) {
+		if nc != nil {
+			nc.Close()
+		}
+		t.Errorf("an anonymous WebSocket client: %v, want an authorization violation", err)
+	}
+	b, err := bus.Connect(ctx, bus.Config{URL: wsURL, Service: "test", Credentials: filepath.Join(dir, "cli", "oneadmin.creds"), CAFile: ca, ConnectTimeout: 10 * time.Second})
+	if err != nil {
+		t.Errorf("oneadmin over WebSocket: %v", err)
+	} else {
+		if b.Sender() != "oneadmin" || !strings.HasPrefix(b.Conn().ConnectedUrl(), "wss://") {
+			t.Errorf("over WebSocket: sends as %s at %s, want oneadmin at wss://", b.Sender(), b.Conn().ConnectedUrl())
+		}
+		b.Close()
+	}
+	if ca, err := os.ReadFile(filepath.Join(dir, compose.DirConsole, tlsca.CertFile)); err != nil || !bytes.Contains(ca, []byte("BEGIN CERTIFICATE")) {
+		t.Errorf("the console's copy of the CA: %v", err)
 	}
 	if _, err := identity.Load(filepath.Join(dir, "catalog", compose.IdentityDir), "slipway"); err != nil {
 		t.Errorf("the catalog's identity directory: %v", err)
@@ -137,7 +157,7 @@ func snapshot(t *testing.T, dir string) map[string][]byte {
 
 // runNATS runs the nats-server binary with deploy/nats/nats.conf, its
 // secrets directory being natsDir.
-func runNATS(t *testing.T, root, natsDir string) string {
+func runNATS(t *testing.T, root, natsDir string) (url, wsURL string) {
 	t.Helper()
 	conf, err := os.ReadFile(filepath.Join(root, "deploy", "nats", "nats.conf"))
 	if err != nil {
@@ -146,11 +166,19 @@ func runNATS(t *testing.T, root, natsDir string) string {
 	etc := t.TempDir()
 	text := strings.ReplaceAll(string(conf), "/etc/nats/secrets", natsDir)
 	text = strings.ReplaceAll(text, "store_dir: /data", fmt.Sprintf("store_dir: %q", filepath.Join(etc, "data")))
+	// compose gives the WebSocket port in the environment; the binary
+	// here runs with an empty one.
+	wsPort, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text = strings.ReplaceAll(text, "$SLIPWAY_NATS_WS_PORT", fmt.Sprint(wsPort))
 	if err := os.Symlink(natsDir, filepath.Join(etc, "secrets")); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(etc, "nats.conf"), []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return "tls://" + testenv.NATSServerBinary(t, filepath.Join(etc, "nats.conf"))
+	url = "tls://" + testenv.NATSServerBinary(t, filepath.Join(etc, "nats.conf"))
+	return url, fmt.Sprintf("wss://127.0.0.1:%d", wsPort)
 }

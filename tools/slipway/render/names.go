@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"maps"
 	"strconv"
 )
 
@@ -85,4 +86,16 @@ func lower(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// ShortNames are the short forms of image states and types, for clients
+// that render lists themselves (the web console's /config.json).
+type ShortNames struct {
+	States map[string]string `json:"states"`
+	Types  map[string]string `json:"types"`
+}
+
+// Names returns copies of the CLI's short forms.
+func Names() ShortNames {
+	return ShortNames{States: maps.Clone(shortStates), Types: maps.Clone(shortTypes)}
 }

@@ -90,10 +90,14 @@ func PublicFiles(root string) http.Handler {
 }
 
 // stopMarkets stops the public root's server.
-func (s *Stack) stopMarkets() {
-	if s.marketHTTP != nil {
+func (s *Stack) stopMarkets() { stopHTTP(s.marketHTTP) }
+
+// stopHTTP shuts srv down (nil: nothing to stop), giving requests under
+// way 5 seconds.
+func stopHTTP(srv *http.Server) {
+	if srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = s.marketHTTP.Shutdown(ctx)
+		_ = srv.Shutdown(ctx)
 	}
 }

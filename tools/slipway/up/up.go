@@ -92,6 +92,15 @@ type Config struct {
 	// PUBLIC_DIRs of http marketplaces) read-only there, e.g.
 	// 127.0.0.1:8088; Stack.MarketURL is then its URL.
 	MarketHTTPAddr string
+	// WebSocketAddr, when set, has NATS listen for WebSocket clients (the
+	// web console's browsers) there too, e.g. DefaultWebSocketAddr (port
+	// -1: any free one); wss:// when TLS is on. Stack.WebSocketURL is
+	// then its URL.
+	WebSocketAddr string
+	// ConsoleHTTPAddr, when set, serves the web console there (HTTP, e.g.
+	// DefaultConsoleHTTPAddr); it needs WebSocketAddr. Stack.ConsoleURL
+	// is then its URL.
+	ConsoleHTTPAddr string
 }
 
 func (c *Config) defaults() {
@@ -164,13 +173,19 @@ type Stack struct {
 	// (Config.MarketHTTPAddr), else "": a PUBLIC_DIR <root>/<dir> is at
 	// BASE_URL <MarketURL>/<dir>/.
 	MarketURL string
+	// WebSocketURL reaches NATS over WebSocket (Config.WebSocketAddr),
+	// else "".
+	WebSocketURL string
+	// ConsoleURL serves the web console (Config.ConsoleHTTPAddr), else "".
+	ConsoleURL string
 
-	marketHTTP *http.Server
-	cfg        Config
-	auth       *identity.Authority
-	ca         *tlsca.CA
-	nats       *server.Server
-	minio      *minioProc
+	marketHTTP  *http.Server
+	consoleHTTP *http.Server
+	cfg         Config
+	auth        *identity.Authority
+	ca          *tlsca.CA
+	nats        *server.Server
+	minio       *minioProc
 	// keys are the S3 settings of each service: its own MinIO user, or
 	// the operator's keys for every service of an external S3 server.
 	keys  map[string]blob.Config
@@ -212,6 +227,9 @@ func Start(ctx context.Context, cfg Config) (st *Stack, err error) {
 	if err := s.startServices(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.serveConsole(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -246,6 +264,9 @@ func (s *Stack) startNATS() error {
 	if err := s.serverTLS(opts); err != nil {
 		return err
 	}
+	if err := s.webSocket(opts); err != nil {
+		return err
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("nats: configure (port %d, store %s): %w", s.cfg.NATSPort, dir, err)
@@ -259,6 +280,9 @@ func (s *Stack) startNATS() error {
 		return fmt.Errorf("nats: JetStream did not start (store %s)", dir)
 	}
 	s.NATSURL = srv.ClientURL()
+	if s.cfg.WebSocketAddr != "" {
+		s.WebSocketURL = srv.WebsocketURL()
+	}
 	return nil
 }
 
@@ -489,6 +513,7 @@ func (s *Stack) Failed() <-chan struct{} {
 func (s *Stack) Stop() error {
 	s.stopOnce.Do(func() {
 		s.stopMarkets()
+		stopHTTP(s.consoleHTTP)
 		if s.group != nil {
 			s.group.Stop()
 			s.stopErr = s.group.Wait()
@@ -531,6 +556,9 @@ func (s *Stack) Env() [][2]string {
 func (s *Stack) PrintInfo(w io.Writer) {
 	fmt.Fprintf(w, "NATS      %s (JetStream, store %s)\n", s.NATSURL, filepath.Join(s.cfg.DataDir, "nats"))
 	fmt.Fprintf(w, "          oneadmin's credentials %s (anonymous clients are refused)\n", s.Credentials)
+	if s.WebSocketURL != "" {
+		fmt.Fprintf(w, "          WebSocket %s (same credentials and permissions)\n", s.WebSocketURL)
+	}
 	if s.CA != "" {
 		fmt.Fprintf(w, "TLS       NATS and MinIO present certificates of the CA %s\n", s.CA)
 	}
@@ -552,6 +580,9 @@ func (s *Stack) PrintInfo(w io.Writer) {
 	fmt.Fprintf(w, "services  %s, dead-letter forwarder\n", strings.Join(s.Services, ", "))
 	if s.Accelerator != "" {
 		fmt.Fprintf(w, "QEMU      %s\n", s.Accelerator)
+	}
+	if s.ConsoleURL != "" {
+		fmt.Fprintf(w, "console   %s (log in with a credentials file, e.g. %s)\n", s.ConsoleURL, s.Credentials)
 	}
 	if s.MarketURL != "" {
 		fmt.Fprintf(w, "markets   %s serves %s (http marketplaces: PUBLIC_DIR %s/<dir>, BASE_URL %s/<dir>/)\n",

@@ -1,0 +1,353 @@
+// The console's page: log in with a .creds file, then the live image list
+// and an image's detail view with its actions. State lives in store.js;
+// NATS in bus.js; this file only wires them to the DOM.
+
+import { Session } from "./bus.js";
+import { COLUMNS, emptyState, images, knows, permissionRows, reduce, row } from "./store.js";
+
+const $ = (sel) => document.querySelector(sel);
+
+// config is /config.json: {nats_ws_url, prefix, names: {states, types}}.
+let config = null;
+let session = null;
+let state = emptyState();
+let selected = null; // the ID of the image the detail view shows
+// chain runs the list query and then each event, one at a time.
+let chain = Promise.resolve();
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+
+// say shows a message: kind "error" (role=alert) or "info" (role=status).
+function say(kind, text) {
+  const box = kind === "error" ? $("#error") : $("#status");
+  box.textContent = text;
+  if (kind === "error") $("#status").textContent = "";
+  else $("#error").textContent = "";
+}
+
+function dispatch(action) {
+  state = reduce(state, action);
+  render();
+}
+
+// --- log in -----------------------------------------------------------------
+
+async function readCredsInput() {
+  const file = $("#creds-file").files[0];
+  if (file) return file.text();
+  return $("#creds-text").value;
+}
+
+async function login(ev) {
+  ev.preventDefault();
+  say("info", "Logging in…");
+  try {
+    const text = await readCredsInput();
+    session = await Session.connect(config.nats_ws_url, config.prefix, text);
+  } catch (err) {
+    say("error", `Log in failed: ${err.message || err}`);
+    return;
+  }
+  // The file is not kept: the NATS client holds what it needs in memory.
+  $("#creds-text").value = "";
+  $("#creds-file").value = "";
+  $("#login").hidden = true;
+  $("#main").hidden = false;
+  $("#whoami").textContent = session.user;
+  say("info", `Logged in as ${session.user}.`);
+  watchStatus();
+  // One event at a time, in order, after the list: a state change must not
+  // overtake the show query that an event about a new image waits for.
+  chain = loadImages();
+  session.watch("catalog", (ev) => {
+    const s = session;
+    chain = chain.then(() => s === session && onCatalogEvent(ev)).catch((err) => say("error", `Event ${ev.name}: ${err.message}`));
+  });
+  await chain;
+  $("#images").focus();
+}
+
+async function logout() {
+  if (session) await session.close().catch(() => {});
+  session = null;
+  state = emptyState();
+  selected = null;
+  $("#main").hidden = true;
+  $("#login").hidden = false;
+  say("info", "Logged out.");
+  $("#creds-file").focus();
+}
+
+// watchStatus lists the images again after a reconnect: events sent
+// while the connection was down are lost, the list is not.
+async function watchStatus() {
+  const s = session;
+  for await (const st of s.nc.status()) {
+    if (s !== session) return;
+    if (st.type === "disconnect") say("error", "Connection to NATS lost; reconnecting…");
+    if (st.type === "reconnect") {
+      say("info", "Reconnected.");
+      chain = chain.then(loadImages);
+    }
+  }
+}
+
+async function loadImages() {
+  dispatch({ type: "loading" });
+  try {
+    const list = await session.query("catalog", "list", {});
+    dispatch({ type: "loaded", images: list || [] });
+  } catch (err) {
+    say("error", `Listing images failed: ${err.message}`);
+  }
+}
+
+// --- events -----------------------------------------------------------------
+
+function entryOf(ev, text) {
+  return { time: ev.time, event: ev.name, text };
+}
+
+// onCatalogEvent applies one catalog event. An event about an image the
+// store does not list is checked with the show query: the catalog, not
+// the event, says whether this user may see the image.
+async function onCatalogEvent(ev) {
+  const id = Number(ev.id);
+  switch (ev.name) {
+    case "image-created":
+    case "image-updated":
+      if (knows(state, id) && accessChanged(state.images[id], ev.data)) {
+        // chown, chgrp or chmod: ask the catalog again whether this user
+        // may still see it.
+        await lookUp(id, entryOf(ev, describeUpdate(ev)), true);
+      } else if (knows(state, id)) {
+        dispatch({ type: "upsert", image: ev.data, entry: entryOf(ev, describeUpdate(ev)) });
+      } else {
+        await lookUp(id, entryOf(ev, describeUpdate(ev)));
+      }
+      return;
+    case "state-changed":
+      if (knows(state, id)) {
+        dispatch({ type: "state", id, to: ev.data.to, error: ev.data.error, entry: entryOf(ev, `${ev.data.from || "new"} → ${ev.data.to}${ev.data.error ? `: ${ev.data.error}` : ""}`) });
+      } else {
+        await lookUp(id, null);
+      }
+      return;
+    case "image-deleted":
+      dispatch({ type: "deleted", id });
+      if (selected === id) selected = null;
+      render();
+      return;
+  }
+}
+
+function describeUpdate(ev) {
+  if (ev.name === "image-created") return `created (${ev.data.state})`;
+  return `updated: ${ev.data.name}, ${ev.data.state}${ev.data.persistent ? ", persistent" : ""}`;
+}
+
+// accessChanged tells whether who may see an image changed between two
+// records of it.
+function accessChanged(before, after) {
+  return before.user !== after.user || before.group !== after.group || before.permissions !== after.permissions;
+}
+
+// lookUp asks the catalog for image id as this user and shows what it
+// answers; when it refuses (not ours to see, or gone already), a listed
+// image is dropped if forget is set.
+async function lookUp(id, entry, forget) {
+  let img;
+  try {
+    img = await session.query("catalog", "show", { id });
+  } catch {
+    if (forget) {
+      dispatch({ type: "forget", id });
+      if (selected === id) selected = null;
+      render();
+    }
+    return;
+  }
+  dispatch({ type: "upsert", image: img, checked: true, entry });
+}
+
+// --- actions ----------------------------------------------------------------
+
+// ACTIONS are the catalog commands the detail view sends, with the events
+// that answer them (as the CLI's image commands await).
+const UPDATED = ["image-updated", "state-changed"];
+const ACTIONS = {
+  enable: { verb: "image-enable", accept: UPDATED, done: (img) => img.state === "READY" },
+  disable: { verb: "image-disable", accept: UPDATED, done: (img) => img.state === "DISABLED" },
+  persistent: { verb: "image-persistent", accept: UPDATED, done: (img) => img.persistent },
+  nonpersistent: { verb: "image-nonpersistent", accept: UPDATED, done: (img) => !img.persistent },
+  delete: { verb: "image-delete", accept: ["image-deleted"] },
+};
+
+async function act(name, extra) {
+  const img = state.images[selected];
+  if (!img) return;
+  const a = ACTIONS[name] || extra;
+  if (a.done && a.done(img)) {
+    say("info", `Image ${img.id}: nothing to ${a.verb.replace("image-", "")}.`);
+    return;
+  }
+  say("info", `Image ${img.id}: ${a.verb.replace("image-", "")}…`);
+  try {
+    await session.command("catalog", a.verb, { id: img.id, ...(a.data || {}) }, a.accept, String(img.id));
+    say("info", `Image ${img.id}: ${a.verb.replace("image-", "")} done.`);
+  } catch (err) {
+    say("error", `Image ${img.id}: ${a.verb.replace("image-", "")} refused: ${err.message}`);
+  }
+}
+
+function rename(ev) {
+  ev.preventDefault();
+  const name = $("#rename-name").value.trim();
+  if (!name) return say("error", "Rename: give the new name.");
+  act("rename", { verb: "image-rename", data: { name }, accept: UPDATED, done: (img) => img.name === name });
+}
+
+function chmod(ev) {
+  ev.preventDefault();
+  const permissions = $("#chmod-bits").value.trim();
+  if (!/^[0-7]{3}$/.test(permissions)) return say("error", `Chmod: "${permissions}" is not three octal digits, e.g. 640.`);
+  act("chmod", { verb: "image-chmod", data: { permissions }, accept: UPDATED, done: (img) => img.permissions === permissions });
+}
+
+// --- rendering --------------------------------------------------------------
+
+function render() {
+  renderList();
+  renderDetail();
+}
+
+function renderList() {
+  const tbody = $("#images tbody");
+  const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.id : null;
+  tbody.replaceChildren();
+  const list = images(state);
+  for (const img of list) {
+    const cells = row(img, config.names);
+    const tr = el("tr", {
+      "data-id": String(img.id),
+      "data-state": img.state,
+      tabindex: "0",
+      "data-selected": String(selected === img.id),
+      onclick: () => select(img.id),
+      onkeydown: (e) => onRowKey(e, img.id),
+    });
+    cells.forEach((c, i) => tr.append(el("td", { "data-col": COLUMNS[i] }, c)));
+    tbody.append(tr);
+  }
+  $("#empty").hidden = list.length > 0 || !state.loaded;
+  if (focused) {
+    const again = tbody.querySelector(`tr[data-id="${focused}"]`);
+    if (again) again.focus();
+  }
+}
+
+function onRowKey(e, id) {
+  const tr = e.currentTarget;
+  if (e.key === "Enter" || e.key === " ") {
+    e.preventDefault();
+    select(id);
+  } else if (e.key === "ArrowDown" && tr.nextElementSibling) {
+    e.preventDefault();
+    tr.nextElementSibling.focus();
+  } else if (e.key === "ArrowUp" && tr.previousElementSibling) {
+    e.preventDefault();
+    tr.previousElementSibling.focus();
+  }
+}
+
+function select(id) {
+  if (selected !== id) {
+    $("#rename-name").value = "";
+    $("#chmod-bits").value = "";
+    $("#confirm-delete").hidden = true;
+  }
+  selected = id;
+  render();
+  $("#detail").focus();
+}
+
+function renderDetail() {
+  const box = $("#detail");
+  const img = state.images[selected];
+  box.hidden = !img;
+  if (!img) return;
+  $("#detail-title").textContent = `Image ${img.id}: ${img.name}`;
+  const attrs = $("#detail-attrs");
+  attrs.replaceChildren();
+  const fields = [
+    ["ID", img.id], ["NAME", img.name], ["USER", img.user], ["GROUP", img.group], ["DATASTORE", img.datastore],
+    ["TYPE", img.type], ["STATE", img.state], ["PERSISTENT", img.persistent ? "Yes" : "No"], ["FORMAT", img.format],
+    ["SIZE", img.size], ["SHA256", img.sha256], ["ORIGIN", img.origin], ["RUNNING VMS", img.rvms], ["ERROR", img.error],
+    ["REGISTERED", img.created_at], ["UPDATED", img.updated_at],
+  ];
+  for (const [k, v] of fields) {
+    if (v === undefined || v === null || v === "") continue;
+    attrs.append(el("dt", {}, k), el("dd", { "data-field": k }, v));
+  }
+  for (const [k, v] of Object.entries(img.attributes || {}).sort()) {
+    attrs.append(el("dt", {}, k), el("dd", { "data-field": k }, v));
+  }
+  const perms = $("#detail-perms tbody");
+  perms.replaceChildren();
+  for (const [who, bits] of permissionRows(img.permissions)) perms.append(el("tr", {}, el("th", { scope: "row" }, who), el("td", {}, bits)));
+  $("#detail-octal").textContent = img.permissions || "";
+  const hist = $("#detail-history");
+  hist.replaceChildren();
+  for (const h of state.history[img.id] || []) hist.append(el("li", {}, el("time", {}, h.time), ` ${h.event}: ${h.text}`));
+  $("#history-empty").hidden = (state.history[img.id] || []).length > 0;
+}
+
+// --- start ------------------------------------------------------------------
+
+async function start() {
+  try {
+    const r = await fetch("config.json", { cache: "no-store" });
+    config = await r.json();
+  } catch (err) {
+    say("error", `The console's configuration could not be read: ${err.message}`);
+    return;
+  }
+  $("#nats-url").textContent = config.nats_ws_url;
+  $("#ca-hint").hidden = !config.has_ca;
+  const head = $("#images thead tr");
+  for (const c of COLUMNS) head.append(el("th", { scope: "col" }, c));
+  $("#login-form").addEventListener("submit", login);
+  $("#logout").addEventListener("click", logout);
+  for (const name of Object.keys(ACTIONS)) {
+    if (name === "delete") continue;
+    $(`#act-${name}`).addEventListener("click", () => act(name));
+  }
+  $("#act-delete").addEventListener("click", () => {
+    $("#confirm-delete").hidden = false;
+    $("#confirm-delete").focus();
+  });
+  $("#confirm-delete").addEventListener("click", () => {
+    $("#confirm-delete").hidden = true;
+    act("delete");
+  });
+  $("#rename-form").addEventListener("submit", rename);
+  $("#chmod-form").addEventListener("submit", chmod);
+  $("#close-detail").addEventListener("click", () => {
+    const id = selected;
+    selected = null;
+    render();
+    const tr = document.querySelector(`#images tr[data-id="${id}"]`);
+    if (tr) tr.focus();
+  });
+  document.body.dataset.ready = "true";
+}
+
+start();
