@@ -443,3 +443,30 @@ func typeByFormat(current schemas.ImageType, res schemas.ConverterConverted, byF
 	}
 	return current
 }
+
+// lockFor moves image id from `from` to LOCKED for saga sagaID in one
+// compare-and-set, once check accepts the record as it is then (a VM that
+// took the image meanwhile makes it a refusal); a redelivery finds it
+// locked already. The state change is announced under step what.
+func (s *Service) lockFor(ctx context.Context, m *bus.Msg, sagaID string, id int64, from State, what string, check func(*schemas.Image) error) error {
+	_, changed, err := s.images.Update(ctx, id, func(img *schemas.Image) error {
+		if img.SagaID == sagaID && State(img.State) == StateLocked {
+			return errNoChange // a redelivery: locked already
+		}
+		if err := check(img); err != nil {
+			return err
+		}
+		img.SagaID = sagaID
+		return transition(img, StateLocked)
+	})
+	if errors.Is(err, ErrNotFound) {
+		return refuse("image %d does not exist", id)
+	}
+	if err != nil {
+		return err
+	}
+	if changed || m.Delivered > 1 {
+		return s.emitState(ctx, id, from, StateLocked, "", causedBy(m.Envelope, what+"/"+schemas.EventCatalogStateChanged))
+	}
+	return nil
+}

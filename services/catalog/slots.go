@@ -146,29 +146,15 @@ func (d slotsData) command() any {
 // lockForSlots moves the image from d.From to LOCKED for saga sagaID, in
 // one compare-and-set: a VM that took it meanwhile makes it a refusal.
 func (s *Service) lockForSlots(ctx context.Context, m *bus.Msg, sagaID string, d slotsData) error {
-	_, changed, err := s.images.Update(ctx, d.ImageID, func(img *schemas.Image) error {
-		if img.SagaID == sagaID && State(img.State) == StateLocked {
-			return errNoChange // a redelivery: locked already
-		}
+	return s.lockFor(ctx, m, sagaID, d.ImageID, d.From, "slots", func(img *schemas.Image) error {
 		if err := Allow(OpSlots, img); err != nil {
 			return &refusal{err}
 		}
 		if State(img.State) != d.From || img.Source != d.Source {
 			return refuse("image %d changed while its key-slot change started (now %s): try again", img.ID, img.State)
 		}
-		img.SagaID = sagaID
-		return transition(img, StateLocked)
+		return nil
 	})
-	if errors.Is(err, ErrNotFound) {
-		return refuse("image %d does not exist", d.ImageID)
-	}
-	if err != nil {
-		return err
-	}
-	if changed || m.Delivered > 1 {
-		return s.emitState(ctx, d.ImageID, d.From, StateLocked, "", causedBy(m.Envelope, "slots/"+schemas.EventCatalogStateChanged))
-	}
-	return nil
 }
 
 // slotsChanged records crypto-luks's rewritten blob and gives the image

@@ -163,29 +163,15 @@ func (s *Service) sendSnapshot(ctx context.Context, cause envelope.Envelope, sag
 // lockForSnapshot moves the image from READY to LOCKED for saga sagaID, in
 // one compare-and-set: a VM that took it meanwhile makes it a refusal.
 func (s *Service) lockForSnapshot(ctx context.Context, m *bus.Msg, sagaID string, d snapData) error {
-	_, changed, err := s.images.Update(ctx, d.ImageID, func(img *schemas.Image) error {
-		if img.SagaID == sagaID && State(img.State) == StateLocked {
-			return errNoChange // a redelivery: locked already
-		}
+	return s.lockFor(ctx, m, sagaID, d.ImageID, StateReady, "snapshot", func(img *schemas.Image) error {
 		if err := checkSnapshotOp(img, d.Op, d.Snapshot); err != nil {
 			return err
 		}
 		if img.Source != d.Source {
 			return refuse("image %d changed while its snapshot operation started (its blob is now %s): try again", img.ID, img.Source)
 		}
-		img.SagaID = sagaID
-		return transition(img, StateLocked)
+		return nil
 	})
-	if errors.Is(err, ErrNotFound) {
-		return refuse("image %d does not exist", d.ImageID)
-	}
-	if err != nil {
-		return err
-	}
-	if changed || m.Delivered > 1 {
-		return s.emitState(ctx, d.ImageID, StateReady, StateLocked, "", causedBy(m.Envelope, "snapshot/"+schemas.EventCatalogStateChanged))
-	}
-	return nil
 }
 
 // ourStep reports whether m answers the saga's converter command.
