@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/slipway/slipway/pkg/run"
 )
 
 // Script writes body, a shell script starting with its #! line, as the
@@ -24,12 +26,21 @@ func Script(t testing.TB, name, body string) string {
 	return p
 }
 
+// ToolCommand is exec.Command with the empty environment Slipway gives its
+// children (run.ChildEnv): a tool a test runs sees none of the test's own
+// variables (S3 keys, credentials).
+func ToolCommand(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.Env = run.ChildEnv()
+	return cmd
+}
+
 // Exec runs the program name with args and returns what it wrote to
 // stdout and stderr; when it fails, the test fails with its command line
 // and that output.
 func Exec(t testing.TB, name string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
+	out, err := ToolCommand(name, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
@@ -40,7 +51,7 @@ func Exec(t testing.TB, name string, args ...string) string {
 // users do (`tool -c`), and returns what it wrote.
 func Compress(t testing.TB, tool string, data []byte) []byte {
 	t.Helper()
-	cmd := exec.Command(tool, "-c", "-q")
+	cmd := ToolCommand(tool, "-c", "-q")
 	cmd.Stdin = bytes.NewReader(data)
 	out, err := cmd.Output()
 	if err != nil {

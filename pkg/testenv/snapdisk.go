@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 )
@@ -28,7 +27,7 @@ func PatternSnapshots(t testing.TB, path string) {
 func PatternState(t testing.TB, path string) string {
 	t.Helper()
 	for _, c := range "abc" {
-		out, err := exec.Command("qemu-io", "-f", "qcow2", "-r", "-c", fmt.Sprintf("read -P 0x%02x 0 64k", c), path).CombinedOutput()
+		out, err := ToolCommand("qemu-io", "-f", "qcow2", "-r", "-c", fmt.Sprintf("read -P 0x%02x 0 64k", c), path).CombinedOutput()
 		if err == nil && !strings.Contains(string(out), "Pattern verification failed") {
 			return string(c)
 		}
