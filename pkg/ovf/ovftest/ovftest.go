@@ -286,15 +286,22 @@ func ManyDisks(href string, n int) string {
 }
 
 // Corrupt is a Package.Edit that changes one byte of file name at
-// offset, after the manifest was written.
+// offset, after the manifest was written. It inverts the byte: writing a
+// fixed value would leave the file as it was whenever the byte already
+// held it (1 run in 256 with random disks).
 func Corrupt(t testing.TB, name string, offset int64) func(dir string) {
 	return func(dir string) {
-		f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY, 0)
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDWR, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		if _, err := f.WriteAt([]byte{0xff}, offset); err != nil {
+		b := make([]byte, 1)
+		if _, err := f.ReadAt(b, offset); err != nil {
+			t.Fatal(err)
+		}
+		b[0] ^= 0xff
+		if _, err := f.WriteAt(b, offset); err != nil {
 			t.Fatal(err)
 		}
 	}
