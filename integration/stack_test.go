@@ -52,7 +52,8 @@ type stack struct {
 	ctx        context.Context
 	services   sync.WaitGroup
 
-	converterCancel context.CancelFunc
+	converterCancel     context.CancelFunc
+	converterMaxDeliver int
 	// guard is what the converter, market-dockerhub and the builder may
 	// fetch from.
 	guard *netguard.Policy
@@ -71,6 +72,12 @@ type stackOptions struct {
 	// turnKeyKeyring verifies TurnKey's .hash documents for market-lxc
 	// (nil: none, TurnKey listings fail).
 	turnKeyKeyring *pgpverify.Keyring
+	// remotes are the S3 remotes every service's store reaches besides
+	// the stack's MinIO (datastores on another S3 server).
+	remotes []blob.Remote
+	// converterMaxDeliver bounds the converter's attempts at a job (0:
+	// the worker's default), for a test whose job fails until it ends.
+	converterMaxDeliver int
 	// noFetchAllow runs the fetching services without SLIPWAY_FETCH_ALLOW:
 	// loopback, where the tests' servers and registries listen, refused.
 	// Otherwise they run with 127.0.0.0/8 and ::1 open.
@@ -86,12 +93,14 @@ func newStack(t testing.TB, opts stackOptions) *stack {
 	t.Helper()
 	natsURL, _ := testenv.NATS(t)
 	s3 := testenv.MinIO(t)
-	store, err := blob.New(s3.BlobConfig())
+	storeCfg := s3.BlobConfig()
+	storeCfg.Remotes = opts.remotes
+	store, err := blob.New(storeCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &stack{t: t, natsURL: natsURL, s3: s3, store: store, ctx: ctx,
+	s := &stack{t: t, natsURL: natsURL, s3: s3, store: store, ctx: ctx, converterMaxDeliver: opts.converterMaxDeliver,
 		adminCreds: testenv.CredentialsFile(t, natsURL, identity.User(acl.AdminUser, true))}
 	if !opts.noFetchAllow {
 		s.guard = netguard.MustParse("127.0.0.0/8,::1/128")
@@ -144,7 +153,7 @@ func (s *stack) startConverter(maxVirtualSize int64) {
 	s.converterCancel = cancel
 	loc := blob.DefaultLocations()
 	loc.ImportBuckets = importBuckets
-	cfg := converter.Config{Config: worker.Config{TempDir: s.t.TempDir()}, MaxVirtualSize: maxVirtualSize, Locations: loc}
+	cfg := converter.Config{Config: worker.Config{TempDir: s.t.TempDir(), MaxDeliver: s.converterMaxDeliver}, MaxVirtualSize: maxVirtualSize, Locations: loc}
 	cfg.Fetch.Guard = s.guard
 	s.services.Add(1)
 	go func() {

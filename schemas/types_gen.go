@@ -1598,11 +1598,13 @@ type CatalogDatastore struct {
 	// A datastore of the catalog's configuration (default, files): it cannot be deleted.
 	Builtin bool `json:"builtin,omitempty"`
 
-	// S3 endpoint of the bucket, as the template gave it; absent: the catalog's own S3.
+	// S3 endpoint of the bucket: the template's, or the remote's when the template named a remote
+	// without it; absent: the catalog's own S3.
 	Endpoint string `json:"endpoint,omitempty"`
 
-	// Name of the S3 credentials the service uses for the bucket, resolved from its configuration
-	// (never a secret); absent: the catalog's own.
+	// Name of the S3 remote that holds the bucket, whose keys every service has configured
+	// (SLIPWAY_S3_REMOTES; never a secret); absent or default: the catalog's own S3 and the
+	// services' own keys.
 	Credentials string `json:"credentials,omitempty"`
 
 	// Capacity in MB (QUOTA/LIMIT_MB of the template); -1 or absent: unlimited.
@@ -1999,9 +2001,13 @@ type DatastoreChown struct {
 //
 // Create a datastore from an OpenNebula datastore template: NAME, TYPE (IMAGE_DS or FILE_DS),
 // DS_MAD = s3, BUCKET (a new bucket's name must start with slipway-ds-, the prefix the
-// services' S3 policies cover; the catalog creates it if missing), ENDPOINT and CREDENTIALS
-// (optional: the catalog's own S3 and keys, the only ones supported yet) and LIMIT_MB (or
-// QUOTA, its capacity in MB; absent: unlimited).
+// services' S3 policies cover; the catalog creates it if missing), CREDENTIALS (optional: the
+// name of an S3 remote the services have configured, SLIPWAY_S3_REMOTES, whose buckets hold
+// BUCKET, never a key; absent or default: the catalog's own S3 and the services' own keys),
+// ENDPOINT (optional: must name that remote's endpoint, or the catalog's own S3; absent: taken
+// from the remote); the bucket is checked, and made when missing, on its server, so a remote
+// that is down refuses the creation and LIMIT_MB (or QUOTA, its capacity in MB; absent:
+// unlimited).
 type DatastoreCreate struct {
 	// The datastore template, in OpenNebula's template syntax.
 	Template string `json:"template"`
@@ -2011,7 +2017,8 @@ type DatastoreCreate struct {
 // (https://slipway.dev/schemas/cmd/catalog.datastore-delete.json).
 //
 // Delete a datastore that holds no images; the configured ones (default, files) cannot be
-// deleted. Its bucket is left as it is.
+// deleted. Its bucket is removed if the catalog made it and it is empty (S3 refuses to remove a
+// bucket holding objects, so nothing anyone wrote is lost); otherwise it is left as it is.
 type DatastoreDelete struct {
 	// The datastore's ID or name.
 	Datastore string `json:"datastore"`
@@ -2122,10 +2129,11 @@ type ImageChown struct {
 // (https://slipway.dev/schemas/cmd/catalog.image-clone.json).
 //
 // Clone an image (saga clone, OpenNebula's `oneimage clone`): a new image owned by the sender,
-// LOCKED while the catalog copies the blob server side and checks its SHA-256, then READY. OS,
-// DATABLOCK and CDROM images only, without snapshots; the source must be READY, USED or CLONE
-// and is CLONE while the copy runs. The target datastore must use the source's driver. Answered
-// by image-created (the new image, LOCKED) or failed.
+// LOCKED while the catalog copies the blob (server side within one S3 server, streamed between
+// two: a datastore on an S3 remote) and checks its SHA-256, then READY. OS, DATABLOCK and CDROM
+// images only, without snapshots; the source must be READY, USED or CLONE and is CLONE while
+// the copy runs. The target datastore must use the source's driver. Answered by image-created
+// (the new image, LOCKED) or failed.
 type ImageClone struct {
 	// ID of the image to clone (the source).
 	ID int64 `json:"id"`
@@ -2987,7 +2995,8 @@ type DatastoreCreated struct {
 // DatastoreDeleted is the payload of event catalog.datastore-deleted
 // (https://slipway.dev/schemas/evt/catalog.datastore-deleted.json).
 //
-// A datastore was deleted (its bucket is left as it is).
+// A datastore was deleted (its bucket removed if the catalog made it and it was empty, else
+// left as it is).
 type DatastoreDeleted struct {
 	// Datastore ID.
 	ID int64 `json:"id"`

@@ -34,6 +34,12 @@ type Config struct {
 	// PartSize bounds multipart parts, and with them the memory one upload
 	// uses. 0 means DefaultPartSize.
 	PartSize uint64
+	// PublicEndpoint is how users reach the server, when it is not
+	// Endpoint (set for a remote's store, from its public_endpoint).
+	PublicEndpoint string
+	// Remotes are the other servers that hold datastore buckets; a Store
+	// routes each call by its bucket (remote.go).
+	Remotes []Remote
 }
 
 // EnvKeysFile names a keys file (see ReadKeys): how a service binary gets
@@ -47,8 +53,23 @@ var ErrNoKeys = errors.New("no S3 keys: set " + EnvKeysFile + " (a keys file wri
 // ConfigFromEnv reads SLIPWAY_S3_ENDPOINT (default 127.0.0.1:9000), the
 // keys (SLIPWAY_S3_KEYS_FILE, else SLIPWAY_S3_ACCESS_KEY and
 // SLIPWAY_S3_SECRET_KEY; no default: ErrNoKeys), SLIPWAY_S3_SECURE,
-// SLIPWAY_S3_REGION and SLIPWAY_S3_PART_SIZE (bytes).
+// SLIPWAY_S3_REGION, SLIPWAY_S3_PART_SIZE (bytes) and the remotes file
+// of SLIPWAY_S3_REMOTES (ReadRemotes; none when unset).
 func ConfigFromEnv() (Config, error) {
+	cfg, err := defaultFromEnv()
+	if err != nil {
+		return cfg, err
+	}
+	if f := strings.TrimSpace(os.Getenv(EnvRemotes)); f != "" {
+		if cfg.Remotes, err = ReadRemotes(f); err != nil {
+			return cfg, fmt.Errorf("%s: %w", EnvRemotes, err)
+		}
+	}
+	return cfg, nil
+}
+
+// defaultFromEnv reads the default server's variables.
+func defaultFromEnv() (Config, error) {
 	cfg := Config{
 		Endpoint:  envOr("SLIPWAY_S3_ENDPOINT", "127.0.0.1:9000"),
 		AccessKey: os.Getenv("SLIPWAY_S3_ACCESS_KEY"),

@@ -136,7 +136,7 @@ func (s *Store) Put(ctx context.Context, bucket, key string, r io.Reader, size i
 		r = io.LimitReader(r, size)
 	}
 	u := &upload{
-		store: s, bucket: bucket, key: key, size: size, opts: o,
+		store: s.at(bucket), bucket: bucket, key: key, size: size, opts: o,
 		hash:  sha256.New(),
 		pOpts: minio.PutObjectOptions{ContentType: o.contentType},
 		src:   r,

@@ -75,7 +75,9 @@ func wrapErr(op, bucket, key string, err error) error {
 	return fmt.Errorf("%s %s: %w", op, where, err)
 }
 
-// Store reads and writes blobs in an S3-compatible object store.
+// Store reads and writes blobs in an S3-compatible object store, and in
+// the remotes of its Config: each call goes to the server that holds its
+// bucket (at).
 type Store struct {
 	cfg      Config
 	client   *minio.Client
@@ -83,10 +85,75 @@ type Store struct {
 	partSize uint64
 	region   string
 	bufs     sync.Pool // *[]byte of partSize bytes
+	// remote is the remote this store reaches, on a remote's store.
+	remote *Remote
+	// remotes are the remotes' stores, on the default one.
+	remotes []*Store
 }
 
-// New connects a Store; it does not contact the server.
+// New connects a Store, and one for each remote of cfg; it does not
+// contact a server.
 func New(cfg Config) (*Store, error) {
+	if err := checkRemotes(cfg.Remotes); err != nil {
+		return nil, fmt.Errorf("blob: %w", err)
+	}
+	s, err := newStore(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range cfg.Remotes {
+		rs, err := newStore(r.config(cfg), &r)
+		if err != nil {
+			return nil, fmt.Errorf("blob: remote %q: %w", r.Name, err)
+		}
+		s.remotes = append(s.remotes, rs)
+	}
+	return s, nil
+}
+
+// at is the store of the server that holds bucket: a remote's when one of
+// its bucket patterns names it, else s.
+func (s *Store) at(bucket string) *Store {
+	for _, r := range s.remotes {
+		if r.remote.Holds(bucket) {
+			return r
+		}
+	}
+	return s
+}
+
+// ConfigFor is the configuration of the server that holds bucket (its
+// keys too: for signing and asking its STS, never for handing out).
+func (s *Store) ConfigFor(bucket string) Config { return s.at(bucket).cfg }
+
+// RemoteOf is the remote that holds bucket, without its keys; ok is false
+// for a bucket of the default server.
+func (s *Store) RemoteOf(bucket string) (r Remote, ok bool) {
+	if rs := s.at(bucket); rs.remote != nil {
+		return rs.remote.withoutKeys(), true
+	}
+	return Remote{}, false
+}
+
+// Remote is the remote called name, without its keys; an unknown name is
+// ErrUnknownRemote, naming the ones there are.
+func (s *Store) Remote(name string) (Remote, error) {
+	var names []string
+	for _, r := range s.remotes {
+		if r.remote.Name == name {
+			return r.remote.withoutKeys(), nil
+		}
+		names = append(names, r.remote.Name)
+	}
+	if len(names) == 0 {
+		return Remote{}, fmt.Errorf("%w %q: the services have none configured (%s)", ErrUnknownRemote, name, EnvRemotes)
+	}
+	return Remote{}, fmt.Errorf("%w %q (remotes: %s)", ErrUnknownRemote, name, strings.Join(names, ", "))
+}
+
+// newStore connects a Store to one server; remote is the remote it is,
+// nil for the default server.
+func newStore(cfg Config, remote *Remote) (*Store, error) {
 	endpoint, secure, err := parseEndpoint(cfg.Endpoint, cfg.Secure)
 	if err != nil {
 		return nil, err
@@ -108,11 +175,29 @@ func New(cfg Config) (*Store, error) {
 			return nil, err
 		}
 	}
+	if remote != nil {
+		if opts.Transport, err = namingTransport(opts.Transport, *remote, secure); err != nil {
+			return nil, err
+		}
+	}
 	client, err := minio.New(endpoint, opts)
 	if err != nil {
 		return nil, fmt.Errorf("blob: client for %q: %w", cfg.Endpoint, err)
 	}
-	return &Store{cfg: cfg, client: client, core: minio.Core{Client: client}, partSize: partSize, region: cfg.Region}, nil
+	return &Store{cfg: cfg, client: client, core: minio.Core{Client: client}, partSize: partSize, region: cfg.Region, remote: remote}, nil
+}
+
+// namingTransport is next (minio-go's default when nil) naming remote in
+// the errors of requests that got no answer.
+func namingTransport(next http.RoundTripper, remote Remote, secure bool) (http.RoundTripper, error) {
+	if next == nil {
+		tr, err := minio.DefaultTransport(secure)
+		if err != nil {
+			return nil, fmt.Errorf("blob: %w", err)
+		}
+		next = tr
+	}
+	return remoteTransport{name: remote.Name, endpoint: remote.Endpoint, next: next}, nil
 }
 
 // HTTPClient is an HTTP client for cfg's server besides the S3 API (MinIO's
@@ -172,11 +257,17 @@ func parseEndpoint(endpoint string, secure bool) (string, bool, error) {
 }
 
 // SameEndpoint reports whether endpoint ("host:port" or an http(s) URL)
-// names the server the Store talks to, as New reads it.
+// names the default server the Store talks to, as New reads it.
 func (s *Store) SameEndpoint(endpoint string) bool {
-	host, secure, err := parseEndpoint(endpoint, s.cfg.Secure)
-	mine, mineSecure, merr := parseEndpoint(s.cfg.Endpoint, s.cfg.Secure)
-	return err == nil && merr == nil && strings.EqualFold(host, mine) && secure == mineSecure
+	return sameEndpoint(endpoint, s.cfg.Endpoint, s.cfg.Secure)
+}
+
+// sameEndpoint reports whether two endpoints name one server; secure is
+// what a "host:port" without a scheme means.
+func sameEndpoint(a, b string, secure bool) bool {
+	host, aSecure, err := parseEndpoint(a, secure)
+	other, bSecure, berr := parseEndpoint(b, secure)
+	return err == nil && berr == nil && strings.EqualFold(host, other) && aSecure == bSecure
 }
 
 // EndpointURL is cfg's endpoint as scheme://host[:port], read as New reads
@@ -202,36 +293,65 @@ func (s *Store) Config() Config { return s.cfg }
 // EnsureBucket creates bucket unless it exists. Concurrent callers racing to
 // create the same bucket all succeed.
 func (s *Store) EnsureBucket(ctx context.Context, bucket string) error {
-	ok, err := s.client.BucketExists(ctx, bucket)
+	_, err := s.CreateBucket(ctx, bucket)
+	return err
+}
+
+// CreateBucket is EnsureBucket saying whether this call made the bucket.
+func (s *Store) CreateBucket(ctx context.Context, bucket string) (made bool, err error) {
+	c := s.at(bucket)
+	ok, err := c.client.BucketExists(ctx, bucket)
 	if IsDenied(err) {
-		return s.notProvisioned(bucket, err)
+		return false, c.notProvisioned(bucket, err)
 	}
 	if err != nil {
-		return wrapErr("check bucket", bucket, "", err)
+		return false, wrapErr("check bucket", bucket, "", err)
 	}
 	if ok {
-		return nil
+		return false, nil
 	}
-	err = s.client.MakeBucket(ctx, bucket, minio.MakeBucketOptions{Region: s.region})
+	err = c.client.MakeBucket(ctx, bucket, minio.MakeBucketOptions{Region: c.region})
 	if err == nil {
-		return nil
+		return true, nil
 	}
 	switch minio.ToErrorResponse(err).Code {
 	case "BucketAlreadyOwnedByYou", "BucketAlreadyExists":
 		// Someone else created it between our check and our create.
-		if ok, e := s.client.BucketExists(ctx, bucket); e == nil && ok {
-			return nil
+		if ok, e := c.client.BucketExists(ctx, bucket); e == nil && ok {
+			return false, nil
 		}
 	case "AccessDenied":
-		return s.notProvisioned(bucket, err)
+		return false, c.notProvisioned(bucket, err)
 	}
-	return wrapErr("create bucket", bucket, "", err)
+	return false, wrapErr("create bucket", bucket, "", err)
+}
+
+// ErrBucketNotEmpty is RemoveEmptyBucket's error for a bucket that holds
+// objects.
+var ErrBucketNotEmpty = errors.New("the bucket holds objects")
+
+// RemoveEmptyBucket removes bucket if it holds no object; a missing
+// bucket is not an error. S3 itself refuses to remove a bucket that holds
+// objects (ErrBucketNotEmpty), so nothing anyone wrote is ever lost.
+func (s *Store) RemoveEmptyBucket(ctx context.Context, bucket string) error {
+	err := s.at(bucket).client.RemoveBucket(ctx, bucket)
+	switch {
+	case err == nil, minio.ToErrorResponse(err).Code == minio.NoSuchBucket:
+		return nil
+	case minio.ToErrorResponse(err).Code == "BucketNotEmpty":
+		return fmt.Errorf("remove bucket %s: %w", bucket, ErrBucketNotEmpty)
+	}
+	return wrapErr("remove bucket", bucket, "", err)
 }
 
 // notProvisioned says why a service's keys cannot reach or make bucket:
 // its own keys may not make buckets (provisioning does), nor see one
 // outside their policy.
 func (s *Store) notProvisioned(bucket string, err error) error {
+	if s.remote != nil {
+		return fmt.Errorf("bucket %s: the keys of S3 remote %q (%s) may not use or create it: allow them on the bucket, or create it there: %w",
+			bucket, s.remote.Name, s.remote.Endpoint, err)
+	}
 	return fmt.Errorf("bucket %s: these S3 keys (%s) may not use or create it: buckets are made, and each service's keys allowed on them, by provisioning (`slipway s3 provision`, or `slipway up`): %w",
 		bucket, s.cfg.AccessKey, err)
 }
@@ -263,7 +383,8 @@ func (s *Store) StatChecksum(ctx context.Context, bucket, key string) (ObjectInf
 }
 
 func (s *Store) stat(ctx context.Context, bucket, key string, opts minio.StatObjectOptions) (ObjectInfo, error) {
-	oi, err := s.client.StatObject(ctx, bucket, key, opts)
+	c := s.at(bucket)
+	oi, err := c.client.StatObject(ctx, bucket, key, opts)
 	if err != nil {
 		return ObjectInfo{}, wrapErr("stat", bucket, key, err)
 	}
@@ -278,7 +399,8 @@ func (s *Store) stat(ctx context.Context, bucket, key string, opts minio.StatObj
 // Get opens an object for reading and returns its size. The caller closes
 // the reader.
 func (s *Store) Get(ctx context.Context, bucket, key string) (io.ReadCloser, int64, error) {
-	obj, err := s.client.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
+	c := s.at(bucket)
+	obj, err := c.client.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
 	if err != nil {
 		return nil, 0, wrapErr("get", bucket, key, err)
 	}
@@ -294,6 +416,7 @@ func (s *Store) Get(ctx context.Context, bucket, key string) (io.ReadCloser, int
 
 // GetRange opens an object for reading from offset to its end.
 func (s *Store) GetRange(ctx context.Context, bucket, key string, offset int64) (io.ReadCloser, error) {
+	c := s.at(bucket)
 	if offset < 0 {
 		return nil, fmt.Errorf("get %s: negative offset %d", URL(bucket, key), offset)
 	}
@@ -303,7 +426,7 @@ func (s *Store) GetRange(ctx context.Context, bucket, key string, offset int64) 
 			return nil, fmt.Errorf("get %s from %d: %w", URL(bucket, key), offset, err)
 		}
 	}
-	rc, _, _, err := s.core.GetObject(ctx, bucket, key, opts)
+	rc, _, _, err := c.core.GetObject(ctx, bucket, key, opts)
 	if err != nil {
 		return nil, wrapErr(fmt.Sprintf("get from offset %d", offset), bucket, key, err)
 	}
@@ -328,7 +451,8 @@ func (s *Store) SHA256(ctx context.Context, bucket, key string) (string, int64, 
 
 // Delete removes an object; a missing object (or bucket) is not an error.
 func (s *Store) Delete(ctx context.Context, bucket, key string) error {
-	err := s.client.RemoveObject(ctx, bucket, key, minio.RemoveObjectOptions{})
+	c := s.at(bucket)
+	err := c.client.RemoveObject(ctx, bucket, key, minio.RemoveObjectOptions{})
 	if err != nil && !IsNotFound(err) {
 		return wrapErr("delete", bucket, key, err)
 	}
@@ -392,9 +516,10 @@ func (s *Store) DeleteIfOwned(ctx context.Context, u, commandID string) (bool, e
 // DeletePrefix removes every object whose key starts with prefix, and
 // aborts incomplete multipart uploads under it.
 func (s *Store) DeletePrefix(ctx context.Context, bucket, prefix string) error {
+	c := s.at(bucket)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops the listing if removal fails midway
-	objects := s.client.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true})
+	objects := c.client.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true})
 	var listErr error
 	toRemove := make(chan minio.ObjectInfo)
 	go func() {
@@ -412,7 +537,7 @@ func (s *Store) DeletePrefix(ctx context.Context, bucket, prefix string) error {
 		}
 	}()
 	var firstErr error
-	for r := range s.client.RemoveObjects(ctx, bucket, toRemove, minio.RemoveObjectsOptions{}) {
+	for r := range c.client.RemoveObjects(ctx, bucket, toRemove, minio.RemoveObjectsOptions{}) {
 		if r.Err != nil && firstErr == nil && !IsNotFound(r.Err) {
 			firstErr = wrapErr("delete", bucket, r.ObjectName, r.Err)
 		}
@@ -429,9 +554,10 @@ func (s *Store) DeletePrefix(ctx context.Context, bucket, prefix string) error {
 // AbortIncomplete aborts the incomplete multipart uploads under prefix:
 // what a writer killed in the middle of an upload leaves behind.
 func (s *Store) AbortIncomplete(ctx context.Context, bucket, prefix string) error {
+	c := s.at(bucket)
 	// MinIO lists multipart uploads by exact key only, so list all of the
 	// bucket's and filter here.
-	for u := range s.client.ListIncompleteUploads(ctx, bucket, "", true) {
+	for u := range c.client.ListIncompleteUploads(ctx, bucket, "", true) {
 		if u.Err == nil && !strings.HasPrefix(u.Key, prefix) {
 			continue
 		}
@@ -441,7 +567,7 @@ func (s *Store) AbortIncomplete(ctx context.Context, bucket, prefix string) erro
 			}
 			return wrapErr("list incomplete uploads", bucket, prefix, u.Err)
 		}
-		if err := s.core.AbortMultipartUpload(ctx, bucket, u.Key, u.UploadID); err != nil && !IsNotFound(err) {
+		if err := c.core.AbortMultipartUpload(ctx, bucket, u.Key, u.UploadID); err != nil && !IsNotFound(err) {
 			return wrapErr("abort upload", bucket, u.Key, err)
 		}
 	}
@@ -450,8 +576,9 @@ func (s *Store) AbortIncomplete(ctx context.Context, bucket, prefix string) erro
 
 // List returns the keys under prefix, recursively, in lexical order.
 func (s *Store) List(ctx context.Context, bucket, prefix string) ([]string, error) {
+	c := s.at(bucket)
 	var keys []string
-	for o := range s.client.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+	for o := range c.client.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
 		if o.Err != nil {
 			return nil, wrapErr("list", bucket, prefix, o.Err)
 		}
@@ -462,7 +589,8 @@ func (s *Store) List(ctx context.Context, bucket, prefix string) ([]string, erro
 
 // PresignGet returns a URL anyone can GET the object with until ttl passes.
 func (s *Store) PresignGet(ctx context.Context, bucket, key string, ttl time.Duration) (*url.URL, error) {
-	u, err := s.client.PresignedGetObject(ctx, bucket, key, ttl, nil)
+	c := s.at(bucket)
+	u, err := c.client.PresignedGetObject(ctx, bucket, key, ttl, nil)
 	if err != nil {
 		return nil, wrapErr("presign get", bucket, key, err)
 	}
@@ -472,7 +600,8 @@ func (s *Store) PresignGet(ctx context.Context, bucket, key string, ttl time.Dur
 // PresignPut returns a URL anyone can PUT the object's content to until ttl
 // passes.
 func (s *Store) PresignPut(ctx context.Context, bucket, key string, ttl time.Duration) (*url.URL, error) {
-	u, err := s.client.PresignedPutObject(ctx, bucket, key, ttl)
+	c := s.at(bucket)
+	u, err := c.client.PresignedPutObject(ctx, bucket, key, ttl)
 	if err != nil {
 		return nil, wrapErr("presign put", bucket, key, err)
 	}

@@ -55,8 +55,9 @@ var (
 	ActDelete = []string{"s3:DeleteObject"}
 	// ActBucket lists a bucket and asks where it is (minio-go does).
 	ActBucket = []string{"s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"}
-	// ActCreateBucket creates a bucket (the catalog, for a datastore).
-	ActCreateBucket = []string{"s3:CreateBucket"}
+	// ActCreateBucket creates a bucket (the catalog, for a datastore), and
+	// removes an empty one it made (datastore-delete).
+	ActCreateBucket = []string{"s3:CreateBucket", "s3:DeleteBucket"}
 )
 
 // bucketPrefix is the start of bucket names a policy may name with a

@@ -60,7 +60,8 @@ type policyBuilder struct {
 	buckets []string
 	created bool // allowCreated was called: list the created datastores' buckets too
 	// createBuckets lets the service create the created datastores'
-	// buckets (the catalog, at datastore-create).
+	// buckets (the catalog, at datastore-create) and remove them
+	// (datastore-delete, of an empty bucket it made).
 	createBuckets bool
 	err           error
 }

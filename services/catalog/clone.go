@@ -96,15 +96,17 @@ var cloneRule = rule{
 }
 
 // sameDriver refuses a target datastore whose driver is not the source's:
-// a server-side copy moves bytes only within one object store. A datastore
-// of another kind (image or file), DS_MAD or endpoint is another driver.
+// a datastore of another kind (image or file) or DS_MAD is another
+// driver. Another S3 server (a remote datastore) is the same driver: the
+// copy is server side within one server, streamed between two
+// (blob.Store.Copy).
 func sameDriver(src, dst Datastore) error {
 	if src.Kind != dst.Kind {
 		return refuse("datastore %q is %s datastore and %q %s datastore: a clone stays on its source's driver", dst.Name, anOf(dst.Kind), src.Name, anOf(src.Kind))
 	}
-	if src.DsMad != dst.DsMad || src.Endpoint != dst.Endpoint {
-		return refuse("datastore %q (DS_MAD %s, endpoint %q) and %q (DS_MAD %s, endpoint %q) differ: a clone is a copy inside one S3 store",
-			dst.Name, orDefault(string(dst.DsMad)), dst.Endpoint, src.Name, orDefault(string(src.DsMad)), src.Endpoint)
+	if src.DsMad != dst.DsMad {
+		return refuse("datastore %q (DS_MAD %s) and %q (DS_MAD %s) differ: a clone stays on its source's driver",
+			dst.Name, orDefault(string(dst.DsMad)), src.Name, orDefault(string(src.DsMad)))
 	}
 	return nil
 }

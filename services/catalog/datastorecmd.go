@@ -8,7 +8,10 @@ package catalog
 // its ID is claimed with its own key ("datastore-id.<id>", from 100 up),
 // so that two creations never share a name or an ID. Its bucket is
 // derived from nothing but the template's BUCKET, checked by
-// checkDatastoreBucket; the catalog creates it when missing.
+// checkDatastoreBucket; the catalog creates it when missing, on the
+// catalog's own S3 or on the S3 remote the template's CREDENTIALS names
+// (placeDatastore), and removes it with the datastore if it made it and
+// it is empty (removeDatastoreBucket).
 //
 // Capacity is the sum of the recorded sizes of the datastore's images
 // (Image.Size in MiB rounded up, as the quotas count them), not the
@@ -26,6 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7/pkg/s3utils"
 	"github.com/nats-io/nats.go/jetstream"
@@ -152,21 +156,107 @@ func limitOf(limit, quota string) (int64, error) {
 	return n, nil
 }
 
-// checkEndpoint refuses what the services cannot reach yet: every
-// service reads and writes image blobs through its one S3 client, so a
-// datastore lives on the catalog's own S3, with the services' own keys.
-func (s *Service) checkEndpoint(sp datastoreSpec) error {
-	if sp.endpoint != "" && !s.blobs.SameEndpoint(sp.endpoint) {
-		return badTemplate("ENDPOINT %q: only the catalog's own S3 is supported (every service reaches one S3); leave ENDPOINT out", sp.endpoint)
+// placeDatastore checks where the template puts the datastore and
+// fills in the endpoint: on the catalog's own S3 (CREDENTIALS absent or
+// "default": the services' own keys), or on the S3 remote CREDENTIALS
+// names (a reference to a remote every service has configured, never a
+// secret), whose bucket patterns must hold BUCKET and whose endpoint
+// ENDPOINT must name when given (else it is taken from the remote). Which
+// server holds a bucket is the remotes' configuration, the same on every
+// service: the template can only agree with it.
+func (s *Service) placeDatastore(sp *datastoreSpec) error {
+	if sp.credentials == "" || sp.credentials == blob.DefaultRemote {
+		if r, ok := s.blobs.RemoteOf(sp.bucket); ok {
+			return badTemplate("BUCKET %q lives on S3 remote %q (%s holds %s): give CREDENTIALS = %q", sp.bucket, r.Name, r.Endpoint, strings.Join(r.Buckets, ", "), r.Name)
+		}
+		if sp.endpoint != "" && !s.blobs.SameEndpoint(sp.endpoint) {
+			return badTemplate("ENDPOINT %q is not the catalog's own S3 (%s): a datastore elsewhere names its S3 remote with CREDENTIALS (%s)", sp.endpoint, s.blobs.Config().Endpoint, s.remoteNames())
+		}
+		return nil
 	}
-	if sp.credentials != "" && sp.credentials != defaultCredentials {
-		return badTemplate("CREDENTIALS %q: the only credentials are %q, each service's own keys (a reference, never a secret); leave CREDENTIALS out", sp.credentials, defaultCredentials)
+	if !blob.IsRemoteName(sp.credentials) {
+		// It may be a key pasted by mistake: it is not repeated.
+		return badTemplate("CREDENTIALS is not the name of an S3 remote (lower-case letters, digits, '_' and '-'): it names a remote the services have configured (%s), never holds a key, so its value is not repeated here", s.remoteNames())
+	}
+	r, err := s.blobs.Remote(sp.credentials)
+	if err != nil {
+		return badTemplate("CREDENTIALS %q: %v; CREDENTIALS names a remote the services have configured (%s), or %q for their own keys", sp.credentials, err, blob.EnvRemotes, blob.DefaultRemote)
+	}
+	if !r.Holds(sp.bucket) {
+		return badTemplate("BUCKET %q is not one of S3 remote %q's buckets (%s)", sp.bucket, r.Name, strings.Join(r.Buckets, ", "))
+	}
+	if sp.endpoint == "" {
+		sp.endpoint = r.Endpoint
+	} else if !r.Names(sp.endpoint) {
+		return badTemplate("ENDPOINT %q is not S3 remote %q's endpoint (%s); leave ENDPOINT out to take it", sp.endpoint, r.Name, r.Endpoint)
 	}
 	return nil
 }
 
-// defaultCredentials names the services' own S3 keys.
-const defaultCredentials = "default"
+// remoteNames names the S3 remotes the services have, for a message.
+func (s *Service) remoteNames() string {
+	var names []string
+	for _, r := range s.blobs.Config().Remotes {
+		names = append(names, r.Name)
+	}
+	if len(names) == 0 {
+		return "none are configured"
+	}
+	return "remotes: " + strings.Join(names, ", ")
+}
+
+// bucketTimeout bounds datastore-create's check of the bucket: a remote
+// that is down is refused with its error rather than holding the
+// catalog's command handler through the client's retries for long.
+const bucketTimeout = 30 * time.Second
+
+// keyDatastoreMadePrefix marks a bucket the catalog made for a datastore
+// ("datastore-made.<bucket>" = the datastore's name): only such a bucket
+// is removed with its datastore, and only when empty.
+const keyDatastoreMadePrefix = "datastore-made."
+
+// ensureDatastoreBucket makes ds's bucket on its server unless it exists
+// (so an operator may make it first, with a policy of their own), and
+// marks it when the catalog made it.
+func (s *Service) ensureDatastoreBucket(ctx context.Context, ds Datastore) error {
+	bctx, cancel := context.WithTimeout(ctx, bucketTimeout)
+	defer cancel()
+	made, err := s.blobs.CreateBucket(bctx, ds.Bucket)
+	if err != nil {
+		return refuse("datastore %s: bucket %s: %v", ds.Name, ds.Bucket, err)
+	}
+	if !made {
+		return s.meta.Purge(ctx, keyDatastoreMadePrefix+ds.Bucket)
+	}
+	_, err = s.meta.Put(ctx, keyDatastoreMadePrefix+ds.Bucket, []byte(ds.Name))
+	return err
+}
+
+// removeDatastoreBucket removes a deleted datastore's bucket if the
+// catalog made it and it is empty (S3 refuses to remove a bucket holding
+// objects, so nothing anyone wrote is lost); otherwise the bucket stays.
+// A failure is logged: the datastore is gone either way.
+func (s *Service) removeDatastoreBucket(ctx context.Context, ds Datastore) string {
+	key := keyDatastoreMadePrefix + ds.Bucket
+	e, err := s.meta.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || err == nil && string(e.Value()) != ds.Name {
+		return "kept (the catalog did not make it)"
+	}
+	if err != nil {
+		return "kept: " + err.Error()
+	}
+	bctx, cancel := context.WithTimeout(ctx, bucketTimeout)
+	defer cancel()
+	if err := s.blobs.RemoveEmptyBucket(bctx, ds.Bucket); errors.Is(err, blob.ErrBucketNotEmpty) {
+		return "kept (it holds objects)"
+	} else if err != nil {
+		return "kept: " + err.Error()
+	}
+	if err := s.meta.Delete(ctx, key); err != nil {
+		return "removed (its mark stays: " + err.Error() + ")"
+	}
+	return "removed"
+}
 
 // datastoreCreate records a datastore, creates its bucket if missing and
 // answers datastore-created.
@@ -175,7 +265,7 @@ func (s *Service) datastoreCreate(ctx context.Context, m *bus.Msg, req schemas.D
 	if err != nil {
 		return err
 	}
-	if err := s.checkEndpoint(sp); err != nil {
+	if err := s.placeDatastore(&sp); err != nil {
 		return err
 	}
 	all, err := s.allDatastores(ctx)
@@ -200,8 +290,8 @@ func (s *Service) datastoreCreate(ctx context.Context, m *bus.Msg, req schemas.D
 	if err := s.meta.Purge(ctx, keyDatastoreDeletingPrefix+ds.Name); err != nil {
 		return err
 	}
-	if err := s.blobs.EnsureBucket(ctx, ds.Bucket); err != nil {
-		return fmt.Errorf("datastore %s: bucket %s: %w", ds.Name, ds.Bucket, err)
+	if err := s.ensureDatastoreBucket(ctx, ds); err != nil {
+		return err
 	}
 	if err := s.claimDatastoreBucket(ctx, ds); err != nil {
 		return err
@@ -220,7 +310,7 @@ func (s *Service) datastoreCreate(ctx context.Context, m *bus.Msg, req schemas.D
 		}
 		return errors.Join(err, release)
 	}
-	s.log.Info("datastore created", "id", ds.ID, "name", ds.Name, "bucket", ds.Bucket, "limit_mb", ds.LimitMb)
+	s.log.Info("datastore created", "id", ds.ID, "name", ds.Name, "bucket", ds.Bucket, "endpoint", ds.Endpoint, "remote", ds.Credentials, "limit_mb", ds.LimitMb)
 	_, err = s.bus.Event(ctx, schemas.EventCatalogDatastoreCreated, ds.Name, schemas.DatastoreCreated{Datastore: ds},
 		causedBy(m.Envelope, schemas.EventCatalogDatastoreCreated)...)
 	return err
@@ -305,7 +395,7 @@ func (s *Service) datastoreDelete(ctx context.Context, m *bus.Msg, req schemas.D
 			return err
 		}
 	}
-	s.log.Info("datastore deleted", "id", ds.ID, "name", ds.Name, "bucket", ds.Bucket)
+	s.log.Info("datastore deleted", "id", ds.ID, "name", ds.Name, "bucket", ds.Bucket, "bucket_is", s.removeDatastoreBucket(ctx, ds))
 	_, err = s.bus.Event(ctx, schemas.EventCatalogDatastoreDeleted, ds.Name, schemas.DatastoreDeleted{ID: ds.ID, Name: ds.Name},
 		causedBy(m.Envelope, schemas.EventCatalogDatastoreDeleted)...)
 	return err

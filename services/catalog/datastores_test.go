@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/pkg/testenv"
@@ -165,8 +166,9 @@ func TestDatastoreTemplateRefusals(t *testing.T) {
 		{strings.Replace(dsTemplate("x", "IMAGE_DS", "slipway-ds-x"), "DS_MAD = s3", "", 1), `DS_MAD "": the only driver is s3`},
 		{dsTemplate("x", "IMAGE_DS", "slipway-ds-x", "TM_MAD = ssh"), `TM_MAD "ssh": the only driver is s3`},
 		{dsTemplate("x", "IMAGE_DS", "slipway-ds-x", "SECRET_KEY = abc"), "attribute SECRET_KEY is not one a datastore takes"},
-		{dsTemplate("x", "IMAGE_DS", "slipway-ds-x", "ENDPOINT = \"http://203.0.113.9:9000\""), `ENDPOINT "http://203.0.113.9:9000": only the catalog's own S3 is supported`},
-		{dsTemplate("x", "IMAGE_DS", "slipway-ds-x", "CREDENTIALS = \"AKIA:secret\""), `CREDENTIALS "AKIA:secret": the only credentials are "default"`},
+		{dsTemplate("x", "IMAGE_DS", "slipway-ds-x", "ENDPOINT = \"http://203.0.113.9:9000\""), `ENDPOINT "http://203.0.113.9:9000" is not the catalog's own S3 (` + s3.Endpoint + `): a datastore elsewhere names its S3 remote with CREDENTIALS (none are configured)`},
+		{dsTemplate("x", "IMAGE_DS", "slipway-ds-x", "CREDENTIALS = \"AKIA:secret\""), `CREDENTIALS is not the name of an S3 remote`},
+		{dsTemplate("x", "IMAGE_DS", "slipway-ds-x", "CREDENTIALS = \"archive\""), `CREDENTIALS "archive": no such S3 remote "archive": the services have none configured (SLIPWAY_S3_REMOTES)`},
 		{dsTemplate("x", "IMAGE_DS", "slipway-ds-x", "LIMIT_MB = -5"), `LIMIT_MB "-5": want a positive number of MB`},
 		{dsTemplate("x", "IMAGE_DS", "slipway-ds-x", "LIMIT_MB = 0"), `LIMIT_MB "0": want a positive number of MB`},
 		{dsTemplate("x", "IMAGE_DS", "slipway-ds-x", "LIMIT_MB = 10", "QUOTA = 20"), `LIMIT_MB "10" and QUOTA "20" differ`},
@@ -179,6 +181,9 @@ func TestDatastoreTemplateRefusals(t *testing.T) {
 	} {
 		_, err := h.createDatastore(c.template)
 		refusedWith(t, fmt.Sprintf("template %q", c.template), err, c.says)
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("template %q: the refusal repeats the key pasted in CREDENTIALS: %v", c.template, err)
+		}
 	}
 	all, err := bus.Ask(h.ctx, h.cli, schemas.QryCatalogDatastores, schemas.CatalogDatastoresRequest{})
 	if err != nil || len(all) != 2 {
@@ -477,4 +482,119 @@ func TestDatastoreCreateRace(t *testing.T) {
 	if _, err := h.createDatastore(dsTemplate("after", "IMAGE_DS", loser)); err != nil {
 		t.Errorf("a bucket a loser had claimed: %v", err)
 	}
+}
+
+// withRemotes restarts h's catalog with a store that also reaches the
+// S3 remotes "archive" (a second, real MinIO, holding slipway-ds-arc-*)
+// and "gone" (an endpoint where nothing listens, holding
+// slipway-ds-gone-*), and returns the archive's MinIO.
+func withRemotes(t *testing.T, h *harness) testenv.S3 {
+	t.Helper()
+	far := testenv.MinIO(t)
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := blob.Keys{AccessKey: far.AccessKey, SecretKey: far.SecretKey}
+	cfg := s3.BlobConfig()
+	cfg.Remotes = []blob.Remote{
+		{Name: "archive", Endpoint: "http://" + far.Endpoint, Region: "us-east-1", Keys: keys, Buckets: []string{"slipway-ds-arc-*"}},
+		{Name: "gone", Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), Keys: keys, Buckets: []string{"slipway-ds-gone-*"}},
+	}
+	if h.blobs, err = blob.New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	h.stop()
+	h.start()
+	return far
+}
+
+// TestDatastoreOnRemote: a datastore on an S3 remote is created from
+// CREDENTIALS (its endpoint taken from the remote, or named), its bucket
+// made there and nowhere else; the templates that disagree with the
+// remotes' configuration are refused with what is wrong; a remote that is
+// down refuses the creation and the catalog keeps serving; deleting an
+// empty datastore removes the bucket the catalog made, and keeps one
+// holding objects.
+func TestDatastoreOnRemote(t *testing.T) {
+	h := newHarness(t)
+	far := withRemotes(t, h)
+	farStore, err := blob.New(far.BlobConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := strings.ToLower(testenv.Unique())
+	arc := "slipway-ds-arc-" + u
+	for _, c := range []struct{ template, says string }{
+		{dsTemplate("x", "IMAGE_DS", arc), `BUCKET "` + arc + `" lives on S3 remote "archive" (http://` + far.Endpoint + ` holds slipway-ds-arc-*): give CREDENTIALS = "archive"`},
+		{dsTemplate("x", "IMAGE_DS", arc, `CREDENTIALS = "nowhere"`), `CREDENTIALS "nowhere": no such S3 remote "nowhere" (remotes: archive, gone)`},
+		{dsTemplate("x", "IMAGE_DS", "slipway-ds-other-"+u, `CREDENTIALS = "archive"`), `BUCKET "slipway-ds-other-` + u + `" is not one of S3 remote "archive"'s buckets (slipway-ds-arc-*)`},
+		{dsTemplate("x", "IMAGE_DS", arc, `CREDENTIALS = "archive"`, fmt.Sprintf("ENDPOINT = %q", s3.Endpoint)), `ENDPOINT "` + s3.Endpoint + `" is not S3 remote "archive"'s endpoint (http://` + far.Endpoint + `)`},
+		{dsTemplate("x", "IMAGE_DS", "slipway-ds-x", "ENDPOINT = \"http://"+far.Endpoint+"\""), `is not the catalog's own S3 (` + s3.Endpoint + `): a datastore elsewhere names its S3 remote with CREDENTIALS (remotes: archive, gone)`},
+	} {
+		_, err := h.createDatastore(c.template)
+		refusedWith(t, fmt.Sprintf("template %q", c.template), err, c.says)
+	}
+	if ok, err := farStore.Client().BucketExists(h.ctx, arc); err != nil || ok {
+		t.Fatalf("a refused template made bucket %s: %v %v", arc, ok, err)
+	}
+
+	ds, err := h.createDatastore(dsTemplate("arc", "IMAGE_DS", arc, `CREDENTIALS = "archive"`, "ENDPOINT = \"http://"+far.Endpoint+"\"", "LIMIT_MB = 50"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds.Credentials != "archive" || ds.Endpoint != "http://"+far.Endpoint || ds.Bucket != arc || ds.LimitMb != 50 {
+		t.Fatalf("datastore on the remote: %+v", ds)
+	}
+	if ok, err := farStore.Client().BucketExists(h.ctx, arc); err != nil || !ok {
+		t.Fatalf("bucket %s on the remote: %v %v", arc, ok, err)
+	}
+	if ok, err := h.blobs.Client().BucketExists(h.ctx, arc); err != nil || ok {
+		t.Fatalf("bucket %s on the default server: %v %v", arc, ok, err)
+	}
+	// ENDPOINT may be left out: it is the remote's.
+	ds2, err := h.createDatastore(dsTemplate("arc2", "FILE_DS", arc+"-2", `CREDENTIALS = "archive"`))
+	if err != nil || ds2.Endpoint != "http://"+far.Endpoint {
+		t.Fatalf("datastore without ENDPOINT: %+v %v", ds2, err)
+	}
+	// Capacity counts as on any datastore.
+	img, err := answerFrom[schemas.Image](h, h.cli, schemas.CommandCatalogImageCreate,
+		schemas.ImageCreate{Name: "twenty", SizeMiB: 20, Datastore: "arc"}, schemas.EventCatalogImageCreated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := h.dsShow("arc"); err != nil || got.UsedMb != 20 || got.FreeMb != 30 || !slices.Equal(got.Images, []int64{img.ID}) {
+		t.Errorf("show arc: %+v %v, want 20 MB used, 30 free", got, err)
+	}
+
+	// A remote that is down: refused, naming it, and the catalog serves on.
+	_, err = h.createDatastore(dsTemplate("gone", "IMAGE_DS", "slipway-ds-gone-"+u, `CREDENTIALS = "gone"`))
+	refusedWith(t, "a datastore on a remote that is down", err, `S3 remote "gone" (http://127.0.0.1:`)
+	if _, err := h.dsShow("gone"); !bus.IsNotFound(err) {
+		t.Errorf("show of the refused datastore: %v, want not-found", err)
+	}
+
+	// Delete: arc2 is empty, its bucket goes; a bucket holding an object
+	// (not written by Slipway) stays.
+	if err := h.as(h.cli, schemas.CommandCatalogDatastoreDelete, schemas.DatastoreDelete{Datastore: "arc2"}, schemas.EventCatalogDatastoreDeleted); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := farStore.Client().BucketExists(h.ctx, arc+"-2"); err != nil || ok {
+		t.Errorf("bucket of the deleted empty datastore arc2: exists %v %v", ok, err)
+	}
+	ds3, err := h.createDatastore(dsTemplate("arc3", "IMAGE_DS", arc+"-3", `CREDENTIALS = "archive"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := farStore.Put(h.ctx, ds3.Bucket, "operator/notes.txt", strings.NewReader("mine"), 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.as(h.cli, schemas.CommandCatalogDatastoreDelete, schemas.DatastoreDelete{Datastore: "arc3"}, schemas.EventCatalogDatastoreDeleted); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := farStore.Stat(h.ctx, ds3.Bucket, "operator/notes.txt"); err != nil {
+		t.Errorf("the operator's object in the deleted datastore's bucket: %v", err)
+	}
+	err = h.as(h.cli, schemas.CommandCatalogDatastoreDelete, schemas.DatastoreDelete{Datastore: "arc"}, schemas.EventCatalogDatastoreDeleted)
+	refusedWith(t, "delete of a remote datastore with an image", err, fmt.Sprintf("datastore %d has 1 images: %d; delete them first", ds.ID, img.ID))
 }

@@ -10,6 +10,7 @@ package catalog
 // (mayUse).
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -62,12 +63,16 @@ func (s *Service) mayUse(ctx context.Context, id int64, op string) (img *schemas
 	return img, bucket, key, nil
 }
 
-// publicS3 is the catalog's S3 configuration as users reach the server:
-// SLIPWAY_S3_PUBLIC_ENDPOINT when set (the host a presigned URL names must
-// be the one the user sends it to).
-func (s *Service) publicS3() blob.Config {
-	cfg := s.blobs.Config()
-	if s.cfg.S3PublicEndpoint != "" {
+// publicS3 is the catalog's S3 configuration for the server that holds
+// bucket as users reach it (the host a presigned URL names must be the
+// one the user sends it to): a remote's public_endpoint, or for the
+// default server SLIPWAY_S3_PUBLIC_ENDPOINT, when set.
+func (s *Service) publicS3(bucket string) blob.Config {
+	cfg := s.blobs.ConfigFor(bucket)
+	cfg.Remotes = nil
+	if _, remote := s.blobs.RemoteOf(bucket); remote {
+		cfg.Endpoint = cmp.Or(cfg.PublicEndpoint, cfg.Endpoint)
+	} else if s.cfg.S3PublicEndpoint != "" {
 		cfg.Endpoint = s.cfg.S3PublicEndpoint
 	}
 	if cfg.Region == "" {
@@ -92,7 +97,7 @@ func (s *Service) queryBlobURL(ctx context.Context, r schemas.CatalogBlobURLRequ
 	if err != nil {
 		return schemas.CatalogBlobURLReply{}, err
 	}
-	signer, err := blob.New(s.publicS3())
+	signer, err := blob.New(s.publicS3(bucket))
 	if err != nil {
 		return schemas.CatalogBlobURLReply{}, err
 	}
@@ -113,7 +118,7 @@ func (s *Service) queryBlobCreds(ctx context.Context, r schemas.CatalogBlobCreds
 	if err != nil {
 		return schemas.S3TemporaryCredentials{}, err
 	}
-	out, err := s.temporary(ctx, p, r.DurationS)
+	out, err := s.temporary(ctx, bucket, p, r.DurationS)
 	out.Bucket, out.Key = bucket, key
 	return out, err
 }
@@ -130,19 +135,21 @@ func (s *Service) queryUploadCreds(ctx context.Context, r schemas.CatalogUploadC
 	if err != nil {
 		return schemas.S3TemporaryCredentials{}, bus.Forbidden(err)
 	}
-	out, err := s.temporary(ctx, p, r.DurationS)
+	out, err := s.temporary(ctx, s.cfg.UploadBucket, p, r.DurationS)
 	out.Bucket = s.cfg.UploadBucket
 	out.Prefixes = []string{blob.UserStagingPrefix(c.user.Name), blob.UserKernelPrefix(c.user.Name)}
 	return out, err
 }
 
-// temporary asks the STS for keys acting as the catalog limited to p.
-func (s *Service) temporary(ctx context.Context, p s3iam.Policy, seconds int64) (schemas.S3TemporaryCredentials, error) {
-	t, err := s3iam.AssumeRole(ctx, s.blobs.Config(), p, grant(seconds))
+// temporary asks the STS of the server that holds bucket (a remote's
+// for a remote datastore's blob, with the catalog's keys there) for keys
+// acting as the catalog limited to p.
+func (s *Service) temporary(ctx context.Context, bucket string, p s3iam.Policy, seconds int64) (schemas.S3TemporaryCredentials, error) {
+	t, err := s3iam.AssumeRole(ctx, s.blobs.ConfigFor(bucket), p, grant(seconds))
 	if err != nil {
 		return schemas.S3TemporaryCredentials{}, fmt.Errorf("temporary S3 keys: %w", err)
 	}
-	pub := s.publicS3()
+	pub := s.publicS3(bucket)
 	return schemas.S3TemporaryCredentials{Endpoint: endpointURL(pub), Region: pub.Region,
 		AccessKey: t.AccessKey, SecretKey: t.SecretKey, SessionToken: t.SessionToken,
 		ExpiresAt: t.Expiration.UTC().Format(time.RFC3339)}, nil

@@ -66,8 +66,16 @@ func newDatastoreCreateCmd(c *client) *cobra.Command {
   BUCKET   = "slipway-ds-fast" # must start with slipway-ds-; created if missing
   LIMIT_MB = 10240             # capacity (QUOTA is the same); absent: unlimited
 
-ENDPOINT and CREDENTIALS may only name the catalog's own S3 and "default" (the
-services' own keys) for now. For the oneadmin group.`,
+A datastore on another S3 server names the remote the services have configured
+(SLIPWAY_S3_REMOTES, slipway up --s3-remotes) whose buckets hold BUCKET:
+
+  CREDENTIALS = "archive"      # the remote's name: a reference, never a key
+  ENDPOINT    = "https://archive.example:9000"  # optional: must be the remote's
+
+Without CREDENTIALS (or with "default") the datastore is on the catalog's own
+S3. The bucket is checked (created if missing) on its server: a remote that is
+down refuses the creation. datastore delete removes the bucket if the catalog
+made it and it is empty, and keeps it otherwise. For the oneadmin group.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			text, err := readTemplateText(args[0], c.io.in)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/run"
 	"github.com/slipway/slipway/tools/slipway/up"
 )
@@ -52,6 +53,7 @@ in --data-dir/tls (kept for later starts); export SLIPWAY_CA as printed.`,
 	fl := cmd.Flags()
 	fl.StringVar(&cfg.DataDir, "data-dir", up.DefaultDataDir, "where NATS and MinIO keep their data")
 	fl.IntVar(&cfg.NATSPort, "nats-port", up.DefaultNATSPort, "NATS client port on 127.0.0.1 (-1: any free port)")
+	fl.StringVar(&cfg.S3RemotesFile, "s3-remotes", env(blob.EnvRemotes, ""), "remotes file: other S3 servers holding datastores (CREDENTIALS names one), given to every service ($"+blob.EnvRemotes+")")
 	fl.StringVar(&cfg.MinIOBin, "minio-bin", up.DefaultMinIOBin, "MinIO binary")
 	fl.StringVar(&cfg.MinIOAddr, "minio-address", up.DefaultMinIOAddr, "address MinIO listens on")
 	fl.StringVar(&cfg.MarketHTTPAddr, "market-http-addr", "", "serve the PUBLIC_DIRs of http marketplaces (--data-dir/"+up.MarketPublicRootDir+", or $SLIPWAY_MARKET_PUBLIC_ROOT) read-only on this address, e.g. 127.0.0.1:8088: PUBLIC_DIR <root>/<dir> is BASE_URL http://<addr>/<dir>/")

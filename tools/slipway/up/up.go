@@ -69,6 +69,10 @@ type Config struct {
 	// as its root, or root keys generated into <DataDir>/s3/root.json, and
 	// each service gets a MinIO user of its own (package s3iam).
 	S3 blob.Config
+	// S3RemotesFile, when set, is a remotes file (blob.ReadRemotes): the
+	// other S3 servers that hold datastores, which every service reaches
+	// (with the remote keys the file names, the same for every service).
+	S3RemotesFile string
 	// MinIOBin is the MinIO binary (default ./bin/minio, then
 	// $SLIPWAY_MINIO_BIN, then PATH).
 	MinIOBin string
@@ -203,6 +207,11 @@ func Start(ctx context.Context, cfg Config) (st *Stack, err error) {
 	cfg.defaults()
 	if cfg.Guard == nil {
 		if cfg.Guard, err = netguard.FromEnv(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.S3RemotesFile != "" {
+		if cfg.S3.Remotes, err = blob.ReadRemotes(cfg.S3RemotesFile); err != nil {
 			return nil, err
 		}
 	}
@@ -546,6 +555,9 @@ func (s *Stack) Env() [][2]string {
 	if s.CA != "" {
 		env = append(env, [2]string{servicemain.EnvCA, s.CA})
 	}
+	if s.cfg.S3RemotesFile != "" {
+		env = append(env, [2]string{blob.EnvRemotes, s.cfg.S3RemotesFile})
+	}
 	if s.Prefix != bus.DefaultPrefix {
 		env = append(env, [2]string{"SLIPWAY_PREFIX", s.Prefix})
 	}
@@ -576,6 +588,9 @@ func (s *Stack) PrintInfo(w io.Writer) {
 		fmt.Fprintln(w, "          users read blobs with `slipway image url ID` or `slipway image s3-creds ID`")
 	} else {
 		fmt.Fprintln(w, "          every service uses the keys given (no per-service users on an external server)")
+	}
+	for _, r := range s.S3.Remotes {
+		fmt.Fprintf(w, "S3 remote %s %s holds %s (datastores with CREDENTIALS = %q)\n", r.Name, r.Endpoint, strings.Join(r.Buckets, ", "), r.Name)
 	}
 	fmt.Fprintf(w, "services  %s, dead-letter forwarder\n", strings.Join(s.Services, ", "))
 	if s.Accelerator != "" {
