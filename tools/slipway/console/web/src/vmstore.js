@@ -9,7 +9,7 @@
 // adds that record ("upsert" with checked). Events that arrive before the
 // list are queued and replayed after it.
 
-import { humanSize } from "./store.js";
+import { byID, humanSize, listed } from "./store.js";
 
 /** The console tail the detail view keeps, in characters (the newest). */
 export const CONSOLE_LIMIT = 256 * 1024;
@@ -27,18 +27,9 @@ export function emptyVMs() {
  *   {type: "state", id, to, reason?}      vm-state-changed of a listed VM
  */
 export function reduceVMs(state, action) {
-  if (!state.loaded && action.type !== "loaded" && action.type !== "loading") {
-    return { ...state, queued: state.queued.concat([action]) };
-  }
+  const listing = listed(state, action, reduceVMs, () => ({ vms: byID(action.vms) }));
+  if (listing) return listing;
   switch (action.type) {
-    case "loading":
-      return { ...state, loaded: false, queued: [] };
-    case "loaded": {
-      let next = { loaded: true, queued: [], vms: {} };
-      for (const vm of action.vms) next.vms[vm.id] = vm;
-      for (const q of state.queued) next = reduceVMs(next, q);
-      return next;
-    }
     case "upsert":
       if (!action.checked && !hasVM(state, action.vm.id)) return state;
       return { ...state, vms: { ...state.vms, [action.vm.id]: action.vm } };
