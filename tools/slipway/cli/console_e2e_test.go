@@ -96,7 +96,13 @@ func eval[T any](p *consolePage, what, js string) T {
 // waitFor waits until js (an expression) is true in the page, up to 60s.
 func (p *consolePage) waitFor(what, js string) {
 	p.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	p.waitWithin(what, js, 60*time.Second)
+}
+
+// waitWithin waits until js (an expression) is true in the page, up to limit.
+func (p *consolePage) waitWithin(what, js string, limit time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(limit)
 	for {
 		if ok, err := chromedp.Run(p.ctx, chromedp.Evaluate[bool](js)); err == nil && ok {
 			return
@@ -105,7 +111,7 @@ func (p *consolePage) waitFor(what, js string) {
 			p.screenshot("timeout-" + strings.ReplaceAll(what, " ", "-"))
 			errText, _ := chromedp.Run(p.ctx, chromedp.Evaluate[string](`document.querySelector("#error").textContent`))
 			statusText, _ := chromedp.Run(p.ctx, chromedp.Evaluate[string](`document.querySelector("#status").textContent`))
-			p.t.Fatalf("browser: %s: not within 60s (page error %q, status %q)", what, errText, statusText)
+			p.t.Fatalf("browser: %s: not within %s (page error %q, status %q)", what, limit, errText, statusText)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -122,6 +128,41 @@ func (p *consolePage) login(url, creds string) {
 	p.run("open the console", chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS(`body[data-ready="true"]`)))
 	p.run("log in", chromedp.SetValue(chromedp.CSS("#creds-text"), string(text)),
 		chromedp.Click(chromedp.CSS("#login-button")), chromedp.WaitVisible(chromedp.CSS("#main")))
+}
+
+// screenshotDir is where the console tests' screenshots go: the test's
+// artifacts, or $SLIPWAY_CONSOLE_SHOTS (make screenshots: docs/console).
+func screenshotDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("SLIPWAY_CONSOLE_SHOTS")
+	if dir == "" {
+		return t.ArtifactDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// consoleUsers creates users with the CLI: their .creds files, and the
+// CLI's flags acting as one of them.
+func consoleUsers(t *testing.T, flags []string, users ...string) (creds map[string]string, as func(user string) []string) {
+	t.Helper()
+	work := t.TempDir()
+	creds = map[string]string{}
+	for _, u := range users {
+		creds[u] = filepath.Join(work, u+".creds")
+		must(t, slipway(t, flags, "user", "create", u, "--out", creds[u]), "user create "+u)
+	}
+	return creds, func(user string) []string {
+		f := append([]string{}, flags...)
+		for i := range f {
+			if f[i] == "--creds" {
+				f[i+1] = creds[user]
+			}
+		}
+		return f
+	}
 }
 
 // rowJS is a JS expression for the list's row of the image named name.
@@ -150,28 +191,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	if !strings.HasPrefix(st.ConsoleURL, "http://127.0.0.1:") {
 		t.Fatalf("ConsoleURL %q", st.ConsoleURL)
 	}
-	shots := t.ArtifactDir()
-	if dir := os.Getenv("SLIPWAY_CONSOLE_SHOTS"); dir != "" {
-		shots = dir
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	work := t.TempDir()
-	creds := map[string]string{}
-	for _, u := range []string{"alice", "bob"} {
-		creds[u] = filepath.Join(work, u+".creds")
-		must(t, slipway(t, flags, "user", "create", u, "--out", creds[u]), "user create "+u)
-	}
-	as := func(user string) []string {
-		f := append([]string{}, flags...)
-		for i := range f {
-			if f[i] == "--creds" {
-				f[i+1] = creds[user]
-			}
-		}
-		return f
-	}
+	shots := screenshotDir(t)
+	creds, as := consoleUsers(t, flags, "alice", "bob")
 	// oneadmin's image, which others may use (604) but not administer.
 	mustShow(t, flags, []string{"image", "create", "--name", "admins-disk", "--type", "DATABLOCK", "--size", "8", "--wait", "--timeout", "2m"}, "READY")
 	must(t, slipway(t, flags, "image", "chmod", "admins-disk", "604"), "image chmod")

@@ -65,27 +65,7 @@ func listVMs(ctx context.Context, b *bus.Bus) ([]schemas.VM, error) {
 }
 
 // vmShortState is onevm list's STAT column.
-func vmShortState(st schemas.VMState) string {
-	switch st {
-	case schemas.VMStatePending:
-		return "pend"
-	case schemas.VMStateProlog:
-		return "prol"
-	case schemas.VMStateBoot:
-		return "boot"
-	case schemas.VMStateRunning:
-		return "runn"
-	case schemas.VMStatePoweroff:
-		return "poff"
-	case schemas.VMStateEpilog:
-		return "epil"
-	case schemas.VMStateDone:
-		return "done"
-	case schemas.VMStateFailed:
-		return "fail"
-	}
-	return strings.ToLower(string(st))
-}
+func vmShortState(st schemas.VMState) string { return render.ShortVMState(string(st)) }
 
 var vmColumns = []render.Column{{Title: "ID", Right: true}, {Title: "USER"}, {Title: "NAME"}, {Title: "STAT"},
 	{Title: "CPU", Right: true}, {Title: "MEM", Right: true}, {Title: "TEMPLATE", Right: true}, {Title: "TIME", Right: true}}

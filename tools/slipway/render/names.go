@@ -47,6 +47,22 @@ func shortForm(forms map[string]string, v, unknown string) string {
 	return unknown
 }
 
+// shortVMStates are onevm list's STAT column.
+var shortVMStates = map[string]string{
+	"PENDING":  "pend",
+	"PROLOG":   "prol",
+	"BOOT":     "boot",
+	"RUNNING":  "runn",
+	"POWEROFF": "poff",
+	"EPILOG":   "epil",
+	"DONE":     "done",
+	"FAILED":   "fail",
+}
+
+// ShortVMState returns onevm's short form of a VM state ("runn", "poff",
+// …); an unknown state is shown lower-cased.
+func ShortVMState(state string) string { return shortForm(shortVMStates, state, lower(state)) }
+
 // YesNo renders a flag as oneimage does.
 func YesNo(b bool) string {
 	if b {
@@ -88,14 +104,16 @@ func lower(s string) string {
 	return string(b)
 }
 
-// ShortNames are the short forms of image states and types, for clients
-// that render lists themselves (the web console's /config.json).
+// ShortNames are the short forms of image states and types, and of VM
+// states, for clients that render lists themselves (the web console's
+// /config.json).
 type ShortNames struct {
-	States map[string]string `json:"states"`
-	Types  map[string]string `json:"types"`
+	States   map[string]string `json:"states"`
+	Types    map[string]string `json:"types"`
+	VMStates map[string]string `json:"vm_states"`
 }
 
 // Names returns copies of the CLI's short forms.
 func Names() ShortNames {
-	return ShortNames{States: maps.Clone(shortStates), Types: maps.Clone(shortTypes)}
+	return ShortNames{States: maps.Clone(shortStates), Types: maps.Clone(shortTypes), VMStates: maps.Clone(shortVMStates)}
 }

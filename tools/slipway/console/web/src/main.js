@@ -1,37 +1,22 @@
 // The console's page: log in with a .creds file, then the live image list
 // and an image's detail view with its actions. State lives in store.js;
-// NATS in bus.js; this file only wires them to the DOM.
+// NATS in bus.js; this file only wires them to the DOM. The other views
+// (views.js: create, VMs, marketplaces) have modules of their own.
 
 import { Session } from "./bus.js";
+import { $, el, fillDL, rowKey, say } from "./dom.js";
+import { emptyProgress, readProgress, reduceProgress } from "./progress.js";
 import { COLUMNS, emptyState, images, knows, permissionRows, reduce, row } from "./store.js";
-
-const $ = (sel) => document.querySelector(sel);
+import { initViews, renderImageExtras, renderImports, startViews, stopViews } from "./views.js";
 
 // config is /config.json: {nats_ws_url, prefix, names: {states, types}}.
 let config = null;
 let session = null;
 let state = emptyState();
 let selected = null; // the ID of the image the detail view shows
+let progress = emptyProgress(); // the running imports' phases (progress.js)
 // chain runs the list query and then each event, one at a time.
 let chain = Promise.resolve();
-
-function el(tag, attrs, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-    else e.setAttribute(k, v);
-  }
-  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  return e;
-}
-
-// say shows a message: kind "error" (role=alert) or "info" (role=status).
-function say(kind, text) {
-  const box = kind === "error" ? $("#error") : $("#status");
-  box.textContent = text;
-  if (kind === "error") $("#status").textContent = "";
-  else $("#error").textContent = "";
-}
 
 function dispatch(action) {
   state = reduce(state, action);
@@ -71,14 +56,23 @@ async function login(ev) {
     const s = session;
     chain = chain.then(() => s === session && onCatalogEvent(ev)).catch((err) => say("error", `Event ${ev.name}: ${err.message}`));
   });
+  startViews({ session, config, showImage });
   await chain;
   $("#images").focus();
+}
+
+// showImage opens the Images view on image id (after a create or an import).
+function showImage(id) {
+  selected = id;
+  render();
 }
 
 async function logout() {
   if (session) await session.close().catch(() => {});
   session = null;
+  stopViews();
   state = emptyState();
+  progress = emptyProgress();
   selected = null;
   $("#main").hidden = true;
   $("#login").hidden = false;
@@ -122,6 +116,14 @@ function entryOf(ev, text) {
 async function onCatalogEvent(ev) {
   const id = Number(ev.id);
   switch (ev.name) {
+    case "image-progress": {
+      const p = readProgress(ev, Date.now());
+      if (p && knows(state, id)) {
+        progress = reduceProgress(progress, p);
+        render();
+      }
+      return;
+    }
     case "image-created":
     case "image-updated":
       if (knows(state, id) && accessChanged(state.images[id], ev.data)) {
@@ -135,6 +137,7 @@ async function onCatalogEvent(ev) {
       }
       return;
     case "state-changed":
+      if (ev.data.to !== "LOCKED") progress = reduceProgress(progress, { type: "finished", id });
       if (knows(state, id)) {
         dispatch({ type: "state", id, to: ev.data.to, error: ev.data.error, entry: entryOf(ev, `${ev.data.from || "new"} → ${ev.data.to}${ev.data.error ? `: ${ev.data.error}` : ""}`) });
       } else {
@@ -142,6 +145,7 @@ async function onCatalogEvent(ev) {
       }
       return;
     case "image-deleted":
+      progress = reduceProgress(progress, { type: "finished", id });
       dispatch({ type: "deleted", id });
       if (selected === id) selected = null;
       render();
@@ -215,6 +219,17 @@ function rename(ev) {
   act("rename", { verb: "image-rename", data: { name }, accept: UPDATED, done: (img) => img.name === name });
 }
 
+// clone copies the image into a new one of this user's (image-clone): the
+// clone appears in the list from the catalog's events and is READY once
+// the copy is checked.
+function clone(ev) {
+  ev.preventDefault();
+  const name = $("#clone-name").value.trim();
+  if (!name) return say("error", "Clone: give the new image's name.");
+  const datastore = $("#clone-datastore").value.trim();
+  act("clone", { verb: "image-clone", data: datastore ? { name, datastore } : { name }, accept: ["image-created"] });
+}
+
 function chmod(ev) {
   ev.preventDefault();
   const permissions = $("#chmod-bits").value.trim();
@@ -226,6 +241,7 @@ function chmod(ev) {
 
 function render() {
   renderList();
+  renderImports($("#imports"), images(state), progress, select);
   renderDetail();
 }
 
@@ -242,7 +258,7 @@ function renderList() {
       tabindex: "0",
       "data-selected": String(selected === img.id),
       onclick: () => select(img.id),
-      onkeydown: (e) => onRowKey(e, img.id),
+      onkeydown: (e) => rowKey(e, () => select(img.id)),
     });
     cells.forEach((c, i) => tr.append(el("td", { "data-col": COLUMNS[i] }, c)));
     tbody.append(tr);
@@ -254,24 +270,11 @@ function renderList() {
   }
 }
 
-function onRowKey(e, id) {
-  const tr = e.currentTarget;
-  if (e.key === "Enter" || e.key === " ") {
-    e.preventDefault();
-    select(id);
-  } else if (e.key === "ArrowDown" && tr.nextElementSibling) {
-    e.preventDefault();
-    tr.nextElementSibling.focus();
-  } else if (e.key === "ArrowUp" && tr.previousElementSibling) {
-    e.preventDefault();
-    tr.previousElementSibling.focus();
-  }
-}
-
 function select(id) {
   if (selected !== id) {
     $("#rename-name").value = "";
     $("#chmod-bits").value = "";
+    $("#clone-name").value = "";
     $("#confirm-delete").hidden = true;
   }
   selected = id;
@@ -285,29 +288,26 @@ function renderDetail() {
   box.hidden = !img;
   if (!img) return;
   $("#detail-title").textContent = `Image ${img.id}: ${img.name}`;
-  const attrs = $("#detail-attrs");
-  attrs.replaceChildren();
   const fields = [
     ["ID", img.id], ["NAME", img.name], ["USER", img.user], ["GROUP", img.group], ["DATASTORE", img.datastore],
     ["TYPE", img.type], ["STATE", img.state], ["PERSISTENT", img.persistent ? "Yes" : "No"], ["FORMAT", img.format],
     ["SIZE", img.size], ["SHA256", img.sha256], ["ORIGIN", img.origin], ["RUNNING VMS", img.rvms], ["ERROR", img.error],
     ["REGISTERED", img.created_at], ["UPDATED", img.updated_at],
   ];
-  for (const [k, v] of fields) {
-    if (v === undefined || v === null || v === "") continue;
-    attrs.append(el("dt", {}, k), el("dd", { "data-field": k }, v));
-  }
-  for (const [k, v] of Object.entries(img.attributes || {}).sort()) {
-    attrs.append(el("dt", {}, k), el("dd", { "data-field": k }, v));
-  }
+  fillDL($("#detail-attrs"), fields.concat(Object.entries(img.attributes || {}).sort()));
   const perms = $("#detail-perms tbody");
   perms.replaceChildren();
-  for (const [who, bits] of permissionRows(img.permissions)) perms.append(el("tr", {}, el("th", { scope: "row" }, who), el("td", {}, bits)));
+  // The bits as oneimage show writes them, then each right spelled out.
+  const right = (on, name) => el("td", { class: on ? "yes" : "no", "aria-label": `${name}: ${on ? "yes" : "no"}` }, on ? "✓" : "—");
+  for (const [who, bits] of permissionRows(img.permissions)) {
+    perms.append(el("tr", {}, el("th", { scope: "row" }, who), el("td", {}, bits), right(bits[0] === "u", "use"), right(bits[1] === "m", "manage"), right(bits[2] === "a", "admin")));
+  }
   $("#detail-octal").textContent = img.permissions || "";
   const hist = $("#detail-history");
   hist.replaceChildren();
   for (const h of state.history[img.id] || []) hist.append(el("li", {}, el("time", {}, h.time), ` ${h.event}: ${h.text}`));
   $("#history-empty").hidden = (state.history[img.id] || []).length > 0;
+  renderImageExtras(img, progress);
 }
 
 // --- start ------------------------------------------------------------------
@@ -340,6 +340,8 @@ async function start() {
   });
   $("#rename-form").addEventListener("submit", rename);
   $("#chmod-form").addEventListener("submit", chmod);
+  $("#clone-form").addEventListener("submit", clone);
+  initViews();
   $("#close-detail").addEventListener("click", () => {
     const id = selected;
     selected = null;

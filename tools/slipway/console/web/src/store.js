@@ -61,18 +61,9 @@ function remember(state, id, entry) {
  * entry, when given, is {time, event, text} for the image's history.
  */
 export function reduce(state, action) {
-  if (!state.loaded && action.type !== "loaded" && action.type !== "loading") {
-    return { ...state, queued: state.queued.concat([action]) };
-  }
+  const listing = listed(state, action, reduce, () => ({ images: byID(action.images) }));
+  if (listing) return listing;
   switch (action.type) {
-    case "loading":
-      return { ...state, loaded: false, queued: [] };
-    case "loaded": {
-      let next = { ...state, loaded: true, queued: [], images: {} };
-      for (const img of action.images) next.images[img.id] = img;
-      for (const queued of state.queued) next = reduce(next, queued);
-      return next;
-    }
     case "upsert": {
       const img = action.image;
       // An event alone never adds an image: only the list or a show
@@ -94,6 +85,28 @@ export function reduce(state, action) {
     default:
       throw new Error(`store: unknown action ${action.type}`);
   }
+}
+
+/**
+ * listed is what every list store's reducer (images here, vmstore.js's
+ * VMs) does alike: an action before the list's reply is queued; "loading"
+ * starts a new list; "loaded" takes the records fill() gives and replays
+ * the queue through reduce. Any other action gives null: the store's own.
+ */
+export function listed(state, action, reduce, fill) {
+  if (!state.loaded && action.type !== "loaded" && action.type !== "loading") {
+    return { ...state, queued: state.queued.concat([action]) };
+  }
+  if (action.type === "loading") return { ...state, loaded: false, queued: [] };
+  if (action.type !== "loaded") return null;
+  let next = { ...state, ...fill(), loaded: true, queued: [] };
+  for (const queued of state.queued) next = reduce(next, queued);
+  return next;
+}
+
+/** byID maps records by their id. */
+export function byID(records) {
+  return Object.fromEntries(records.map((r) => [r.id, r]));
 }
 
 /** knows tells whether the store lists image id. */
