@@ -2,7 +2,9 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"testing"
 	"time"
 
 	"github.com/slipway/slipway/pkg/testenv"
@@ -50,4 +52,25 @@ func (s *stack) startBootServices() {
 func (s *stack) buildInitrdInit() string {
 	s.t.Helper()
 	return testenv.Build(s.t, "./services/kernel-registry/cmd/slipway-initrd", true)
+}
+
+// addKernel adds Debian's kernel package deb as KERNEL name with `slipway
+// kernel add` and waits until it and the initrd kernel-registry builds for
+// it are READY; it returns the KERNEL image's ID.
+func (s *stack) addKernel(t testing.TB, name, deb string) int64 {
+	t.Helper()
+	kernelID := mustID(t, s.mustSlipway("kernel", "add", "--name", name, deb))
+	var kernel struct {
+		Initrd *int64 `json:"initrd"`
+	}
+	s.mustJSON(&kernel, "kernel", "show", fmt.Sprint(kernelID), "--json")
+	if kernel.Initrd == nil {
+		t.Fatalf("kernel %d has no initrd", kernelID)
+	}
+	for _, id := range []int64{kernelID, *kernel.Initrd} {
+		if img := s.waitSettled(id, 2*time.Minute); img.State != "READY" {
+			t.Fatalf("kernel-registry image %d is %s (%s)", id, img.State, img.Error)
+		}
+	}
+	return kernelID
 }

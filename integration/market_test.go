@@ -33,19 +33,7 @@ func TestMarketAppsBoot(t *testing.T) {
 
 	s := newStack(t, stackOptions{containers: true, guestInit: buildGuestInit(t), boot: true, turnKeyKeyring: keyring})
 	// The marketplaces' VM templates boot the KERNEL image named "kernel".
-	kernelID := mustID(s.t, s.mustSlipway("kernel", "add", "--name", "kernel", deb))
-	var kernel struct {
-		Initrd *int64 `json:"initrd"`
-	}
-	s.mustJSON(&kernel, "kernel", "show", fmt.Sprint(kernelID), "--json")
-	if kernel.Initrd == nil {
-		t.Fatalf("kernel %d has no initrd", kernelID)
-	}
-	for _, id := range []int64{kernelID, *kernel.Initrd} {
-		if img := s.waitSettled(id, 2*time.Minute); img.State != "READY" {
-			t.Fatalf("kernel-registry image %d is %s (%s)", id, img.State, img.Error)
-		}
-	}
+	s.addKernel(t, "kernel", deb)
 
 	for _, c := range []struct {
 		mad, endpoint, app, token string

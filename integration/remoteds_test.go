@@ -172,3 +172,103 @@ func TestRemoteDatastore(t *testing.T) {
 		t.Errorf("import after the remote went down: %s", createOut)
 	}
 }
+
+// TestRemoteDatastoreWorkers runs the services that read and write an
+// image's blob besides the catalog and the converter on images of a
+// datastore on an S3 remote ("archive", a second MinIO): an OS disk whose
+// busybox init writes a file is imported into it; crypto-luks encrypts it
+// (reads the plain blob there, writes the LUKS copy there); the launcher
+// boots the LUKS copy, persistent, to its token (fetching it from the
+// remote) and, once the VM is terminated, the catalog's new digest is the
+// blob's on the remote (the write-back crossed servers: staged on the
+// stack's MinIO, copied to the remote); market-lxc publishes the plain
+// image into an s3 marketplace on the stack's own MinIO (a copy across
+// servers) with the image's bytes. One boot only (about a minute under
+// TCG).
+func TestRemoteDatastoreWorkers(t *testing.T) {
+	deb := debianKernelPackage(t)
+	archive, archiveStore, _ := remoteMinIO(t, "archive")
+	s := newStack(t, stackOptions{remotes: []blob.Remote{archive}, containers: true, boot: true})
+	local, err := blob.New(s.s3.BlobConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bucket := "slipway-ds-archive-" + strings.ToLower(testenv.Unique())
+	tpl := filepath.Join(dir, "arc.tpl")
+	writeFile(t, tpl, fmt.Appendf(nil, "NAME = arc\nTYPE = IMAGE_DS\nDS_MAD = s3\nBUCKET = %q\nCREDENTIALS = \"archive\"\n", bucket))
+	s.mustSlipway("datastore", "create", tpl)
+	// onRemote checks that image id is READY in arc, its blob on the
+	// remote (and not on the stack's MinIO) with the catalog's digest.
+	onRemote := func(id int64) schemas.Image {
+		t.Helper()
+		img := s.show(id)
+		b, k, err := blob.ParseURL(img.Source)
+		if err != nil || img.State != "READY" || img.Datastore != "arc" || b != bucket {
+			t.Fatalf("image %d: %s in %q at %s, want READY in arc (%s)", id, img.State, img.Datastore, img.Source, bucket)
+		}
+		if sum, _, err := archiveStore.SHA256(s.ctx, b, k); err != nil || sum != img.SHA256 {
+			t.Fatalf("image %d's blob on the remote: sha256 %s %v, the catalog says %s", id, sum, err, img.SHA256)
+		}
+		if ok, err := local.Client().BucketExists(s.ctx, b); err != nil || ok {
+			t.Fatalf("bucket %s on the stack's own MinIO: %v %v", b, ok, err)
+		}
+		return img
+	}
+
+	kernelID := s.addKernel(t, "debian", deb)
+	token := "REMOTE-" + randomHex(t, 6)
+	disk := busyboxInitDisk(t, dir, "/bin/busybox echo "+token+" > /written\n/bin/busybox sync\n/bin/busybox echo \""+token+" end\"\n")
+	plainID, out, code := s.create("--name", "far-os", "--type", "OS", "--datastore", "arc", "--path", disk)
+	if code != 0 {
+		t.Fatalf("import into arc: exit %d\n%s", code, out)
+	}
+	plain := onRemote(plainID)
+
+	// crypto-luks: the encrypted copy goes to the source's datastore.
+	luksID := mustID(s.t, s.mustSlipway("luks", "encrypt", fmt.Sprint(plainID), "--name", "far-luks"))
+	if img := s.waitSettled(luksID, 3*time.Minute); img.State != "READY" {
+		t.Fatalf("encryption of image %d: %s (%s)", plainID, img.State, img.Error)
+	}
+	luks := onRemote(luksID)
+	if luks.Format != "luks" || luks.Attributes["LUKS_SECRET"] == "" {
+		t.Fatalf("encrypted image: format %s, attributes %v", luks.Format, luks.Attributes)
+	}
+	s.mustSlipway("image", "persistent", fmt.Sprint(luksID))
+
+	// The launcher: the guest mounts its root read-write and writes a
+	// file, so the write-back changes the blob.
+	vmTpl := filepath.Join(dir, "far-vm.tmpl")
+	writeFile(t, vmTpl, fmt.Appendf(nil, "NAME = \"far-vm\"\nCPU = 1\nMEMORY = 256\nDISK = [ IMAGE_ID = %d ]\n"+
+		"OS = [ KERNEL_DS = \"$FILE[IMAGE_ID=%d]\", ROOT = \"vda\", KERNEL_CMD = \"rw init=/sbin/init\" ]\n", luksID, kernelID))
+	vm := s.instantiate(t, mustID(s.t, s.mustSlipway("template", "create", vmTpl)))
+	s.waitConsole(t, vm, token+" end", 6*time.Minute)
+	s.terminate(t, vm)
+	s.waitImageState(luksID, "READY", time.Minute)
+	after := onRemote(luksID)
+	if after.SHA256 == luks.SHA256 || after.Format != "luks" {
+		t.Errorf("after the VM: format %s, sha256 %s (before: %s), want a changed LUKS blob", after.Format, after.SHA256, luks.SHA256)
+	}
+	// The encrypted blob it replaced is gone from the remote.
+	_, afterKey, _ := blob.ParseURL(after.Source)
+	if keys, err := archiveStore.List(s.ctx, bucket, blob.ImagePrefix(luksID)); err != nil || len(keys) != 1 || keys[0] != afterKey {
+		t.Errorf("image %d's blobs on the remote: %v %v, want only %s", luksID, keys, err, afterKey)
+	}
+
+	// market-lxc: publish the plain image into an s3 marketplace of the
+	// stack's MinIO.
+	if err := local.EnsureBucket(s.ctx, blob.DefaultMarketBucket); err != nil {
+		t.Fatal(err)
+	}
+	mkt := filepath.Join(dir, "s3pub.tpl")
+	writeFile(t, mkt, fmt.Appendf(nil, "NAME = \"s3pub\"\nMARKET_MAD = \"s3\"\nBUCKET = %q\nMONITORING = \"NO\"\n", blob.DefaultMarketBucket))
+	s.mustSlipway("market", "create", mkt)
+	out = s.mustSlipway("market", "app", "create", "far-os", "--market", "s3pub", "--name", "far-os")
+	published := "apps/far-os/disk." + string(plain.Format)
+	if !strings.Contains(out, "published to "+blob.URL(blob.DefaultMarketBucket, published)) {
+		t.Errorf("market app create:\n%s", out)
+	}
+	if sum, _, err := local.SHA256(s.ctx, blob.DefaultMarketBucket, published); err != nil || sum != plain.SHA256 {
+		t.Errorf("the published blob: sha256 %s %v, image %d's is %s", sum, err, plainID, plain.SHA256)
+	}
+}

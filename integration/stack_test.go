@@ -173,7 +173,10 @@ func (s *stack) startContainerServices(guestInit string, keyring *pgpverify.Keyr
 	s.run("market-dockerhub", func(ctx context.Context) error {
 		return marketdockerhub.New(hub, marketdockerhub.Config{HubOffline: true, HubAPI: "http://127.0.0.1:1", Settings: market.Settings{Guard: s.guard}}).Run(ctx)
 	})
-	lxcCfg := marketlxc.Config{Offline: true, TurnKeyKeyring: keyring, Settings: market.Settings{Guard: s.guard}}
+	// With the stack's store market-lxc publishes into private
+	// marketplaces, as its binary does with its S3 user.
+	lxcCfg := marketlxc.Config{Offline: true, TurnKeyKeyring: keyring, Settings: market.Settings{Guard: s.guard},
+		Store: s.store, Locations: blob.DefaultLocations()}
 	lxc := s.connect("market-lxc")
 	s.run("market-lxc", func(ctx context.Context) error { return marketlxc.New(lxc, lxcCfg).Run(ctx) })
 	b := s.connect("builder")

@@ -43,6 +43,17 @@ func parseKernelSet(t testing.TB, out string) kernelSetIDs {
 // release and command line, then powers the VM off.
 func amiDisk(t *testing.T, dir, token string) string {
 	t.Helper()
+	return busyboxInitDisk(t, dir,
+		"/bin/busybox echo \""+token+" kernel=$(/bin/busybox uname -r)\"\n"+
+			"/bin/busybox echo \""+token+" cmdline=$(/bin/busybox cat /proc/cmdline)\"\n"+
+			"/bin/busybox echo \""+token+" end\"\n")
+}
+
+// busyboxInitDisk makes a raw 24 MB ext4 disk (no partition table) with
+// busybox-static whose /sbin/init runs the shell lines body, then powers
+// the VM off.
+func busyboxInitDisk(t *testing.T, dir, body string) string {
+	t.Helper()
 	root := filepath.Join(dir, "root")
 	for _, d := range []string{"bin", "sbin", "proc", "sys", "dev", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
@@ -53,11 +64,7 @@ func amiDisk(t *testing.T, dir, token string) string {
 	if err := os.Chmod(filepath.Join(root, "bin", "busybox"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	script := "#!/bin/busybox sh\n" +
-		"/bin/busybox echo \"" + token + " kernel=$(/bin/busybox uname -r)\"\n" +
-		"/bin/busybox echo \"" + token + " cmdline=$(/bin/busybox cat /proc/cmdline)\"\n" +
-		"/bin/busybox echo \"" + token + " end\"\n" +
-		"/bin/busybox poweroff -f\n"
+	script := "#!/bin/busybox sh\n" + body + "/bin/busybox poweroff -f\n"
 	writeFile(t, filepath.Join(root, "sbin", "init"), []byte(script))
 	if err := os.Chmod(filepath.Join(root, "sbin", "init"), 0o755); err != nil {
 		t.Fatal(err)
