@@ -221,19 +221,3 @@ func (s *Service) sweepUploads(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
-
-// sweepUploadsEvery runs sweepUploads every interval until ctx ends.
-func (s *Service) sweepUploadsEvery(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if err := s.sweepUploads(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("aborting expired uploads", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}

@@ -4,6 +4,7 @@
 
 import { Session } from "./bus.js";
 import { COLUMNS, emptyState, images, knows, permissionRows, reduce, row } from "./store.js";
+import { attachUploads, detachUploads } from "./uploadview.js";
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -63,6 +64,7 @@ async function login(ev) {
   $("#main").hidden = false;
   $("#whoami").textContent = session.user;
   say("info", `Logged in as ${session.user}.`);
+  attachUploads(session, config, say);
   watchStatus();
   // One event at a time, in order, after the list: a state change must not
   // overtake the show query that an event about a new image waits for.
@@ -76,6 +78,7 @@ async function login(ev) {
 }
 
 async function logout() {
+  detachUploads();
   if (session) await session.close().catch(() => {});
   session = null;
   state = emptyState();
