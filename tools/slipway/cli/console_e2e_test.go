@@ -96,16 +96,22 @@ func eval[T any](p *consolePage, what, js string) T {
 // waitFor waits until js (an expression) is true in the page, up to 60s.
 func (p *consolePage) waitFor(what, js string) {
 	p.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	p.waitWithin(what, js, 60*time.Second)
+}
+
+// waitWithin waits until js (an expression) is true in the page, up to
+// within, and fails the test with the page's messages otherwise.
+func (p *consolePage) waitWithin(what, js string, within time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(within)
 	for {
 		if ok, err := chromedp.Run(p.ctx, chromedp.Evaluate[bool](js)); err == nil && ok {
 			return
 		}
 		if time.Now().After(deadline) {
 			p.screenshot("timeout-" + strings.ReplaceAll(what, " ", "-"))
-			errText, _ := chromedp.Run(p.ctx, chromedp.Evaluate[string](`document.querySelector("#error").textContent`))
-			statusText, _ := chromedp.Run(p.ctx, chromedp.Evaluate[string](`document.querySelector("#status").textContent`))
-			p.t.Fatalf("browser: %s: not within 60s (page error %q, status %q)", what, errText, statusText)
+			msgs, _ := chromedp.Run(p.ctx, chromedp.Evaluate[[]string](`["#error", "#status", "#upload-status"].map(s => document.querySelector(s)?.textContent ?? "")`))
+			p.t.Fatalf("browser: %s: not within %s (page error, status, upload status: %q)", what, within, msgs)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -25,23 +25,6 @@ import (
 // where Sunstone's uploads time out.
 const uploadSize = 1536 << 20
 
-// waitLong is waitFor with a deadline of its own, for what takes as long
-// as moving a big file.
-func (p *consolePage) waitLong(what, js string, within time.Duration) {
-	p.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		if ok, err := chromedp.Run(p.ctx, chromedp.Evaluate[bool](js)); err == nil && ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			p.screenshot("timeout-" + strings.ReplaceAll(what, " ", "-"))
-			p.t.Fatalf("browser: %s: not within %s (error %q, upload status %q)", what, within, p.text("#error"), p.text("#upload-status"))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // sent is how many bytes the page's upload bar says S3 holds.
 func (p *consolePage) sent() float64 {
 	return eval[float64](p, "read the upload bar", `document.querySelector("#upload-progress").value`)
@@ -213,7 +196,7 @@ func TestConsoleUpload(t *testing.T) {
 	alice.screenshot("upload-unfinished")
 	alice.run("pick the same file again", chromedp.SetUploadFiles(chromedp.CSS("#upload-file"), []string{file}),
 		chromedp.SetValue(chromedp.CSS("#upload-name"), "desktop-disk"), chromedp.Click(chromedp.CSS("#upload-button")))
-	alice.waitLong("parts S3 holds skipped", `/\d+ parts? already in S3/.test(document.querySelector("#upload-status").textContent)`, 3*time.Minute)
+	alice.waitWithin("parts S3 holds skipped", `/\d+ parts? already in S3/.test(document.querySelector("#upload-status").textContent)`, 3*time.Minute)
 	for eval[string](alice, "phase", `document.querySelector("#upload").dataset.phase`) != "created" {
 		watch()
 		if time.Since(start) > 15*time.Minute {
@@ -241,7 +224,7 @@ func TestConsoleUpload(t *testing.T) {
 	}
 
 	// The image: LOCKED → READY in the live list, and its bytes are the file's.
-	alice.waitLong("desktop-disk READY", rowJS("desktop-disk")+`?.dataset.state === "READY"`, 10*time.Minute)
+	alice.waitWithin("desktop-disk READY", rowJS("desktop-disk")+`?.dataset.state === "READY"`, 10*time.Minute)
 	alice.run("open desktop-disk", chromedp.Evaluate[chromedp.Void](rowJS("desktop-disk")+`.click()`))
 	alice.waitFor("history LOCKED → READY", `document.querySelector("#detail-history").textContent.includes("LOCKED → READY")`)
 	alice.screenshot("upload-ready")

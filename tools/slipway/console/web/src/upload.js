@@ -10,7 +10,7 @@
 
 import { sha256 } from "@noble/hashes/sha2.js";
 
-/** How many parts are read ahead of S3's answers, at most. */
+/** How many parts are in flight to S3 at once, at most. */
 export const IN_FLIGHT = 4;
 /** How long a part's PUT is retried (a MinIO restart, a dropped link). */
 export const RETRY_FOR_MS = 5 * 60 * 1000;
