@@ -499,6 +499,59 @@ type DatastoreQuota struct {
 	SizeMbUsed *int64 `json:"size_mb_used,omitempty"`
 }
 
+// UploadRef is defined in defs.json. It is the payload of query catalog.upload-abort, query
+// catalog.upload-parts, the reply to query catalog.upload-abort.
+//
+// One of the asker's own multipart uploads: the staged path upload-start answered and its
+// upload ID.
+type UploadRef struct {
+	// The staged path upload-start answered: s3://<upload bucket>/uploads/<asker>/<id>/<file>.
+	Path string `json:"path"`
+
+	// The upload's ID.
+	UploadID string `json:"upload_id"`
+}
+
+// UploadPart is defined in defs.json.
+//
+// A part of a multipart upload that S3 holds.
+type UploadPart struct {
+	// Part number.
+	Number int64 `json:"number"`
+
+	// Its size in bytes, as S3 lists it (upload-complete ignores it).
+	Size int64 `json:"size,omitempty"`
+
+	// The ETag S3 answered the part's PUT with.
+	Etag string `json:"etag"`
+
+	// The part's SHA-256, which S3 verified on receipt.
+	ChecksumSHA256 string `json:"checksum_sha256,omitempty"`
+}
+
+// UploadPartSum is defined in defs.json.
+//
+// A part to presign, with the SHA-256 of its bytes.
+type UploadPartSum struct {
+	// Part number.
+	Number int64 `json:"number"`
+
+	// The SHA-256 of the part's bytes: the URL is signed for it, and S3 refuses other bytes.
+	ChecksumSHA256 string `json:"checksum_sha256"`
+}
+
+// UploadPartURL is defined in defs.json.
+//
+// A presigned PUT of one part.
+type UploadPartURL struct {
+	// Part number.
+	Number int64 `json:"number"`
+
+	// The presigned URL: PUT the part's bytes there with the header x-amz-checksum-sha256 set to
+	// its checksum. It carries the signature: a secret until it expires.
+	URL string `json:"url"`
+}
+
 // Failure is defined in defs.json. It is the payload of event builder.failed, event
 // catalog.failed, event converter.failed, event crypto-luks.failed, event
 // kernel-registry.failed, event launcher.failed, event market-dockerhub.failed, event
@@ -3609,6 +3662,25 @@ type CatalogShowRequest struct {
 	Name string `json:"name,omitempty"`
 }
 
+// CatalogUploadCompleteRequest is the payload of query catalog.upload-complete
+// (https://slipway.dev/schemas/qry/catalog.upload-complete.json).
+//
+// Completes one of the asker's multipart uploads (upload-start) from the parts named, numbered
+// 1 to N with no gap, each with the ETag and SHA-256 its PUT answered; S3 checks them against
+// what it holds. The object is then a staged path image-create (staged: true) takes. The user
+// is the authenticated sender, never a field: the catalog derives the staged key from it, and
+// refuses a path outside the sender's own prefix.
+type CatalogUploadCompleteRequest struct {
+	// The staged path upload-start answered.
+	Path string `json:"path"`
+
+	// The upload's ID.
+	UploadID string `json:"upload_id"`
+
+	// Every part, in order.
+	Parts []UploadPart `json:"parts"`
+}
+
 // CatalogUploadCredsRequest is the payload of query catalog.upload-creds
 // (https://slipway.dev/schemas/qry/catalog.upload-creds.json).
 //
@@ -3620,6 +3692,47 @@ type CatalogShowRequest struct {
 type CatalogUploadCredsRequest struct {
 	// Seconds the keys stay valid (900 to 43200); default 3600.
 	DurationS int64 `json:"duration_s,omitempty"`
+}
+
+// CatalogUploadPresignRequest is the payload of query catalog.upload-presign
+// (https://slipway.dev/schemas/qry/catalog.upload-presign.json).
+//
+// Presigned PUT URLs of parts of one of the asker's multipart uploads (upload-start), each
+// signed for the part's SHA-256 (x-amz-checksum-sha256), so S3 refuses other bytes. Signed by
+// the catalog's own S3 identity for that key, upload and part only. The user is the
+// authenticated sender, never a field: the catalog derives the staged key from it, and refuses
+// a path outside the sender's own prefix.
+type CatalogUploadPresignRequest struct {
+	// The staged path upload-start answered.
+	Path string `json:"path"`
+
+	// The upload's ID.
+	UploadID string `json:"upload_id"`
+
+	// The parts to sign (at most 64 at once).
+	Parts []UploadPartSum `json:"parts"`
+
+	// Seconds the URLs stay valid (60 to 86400); default 3600.
+	ExpiresS int64 `json:"expires_s,omitempty"`
+}
+
+// CatalogUploadStartRequest is the payload of query catalog.upload-start
+// (https://slipway.dev/schemas/qry/catalog.upload-start.json).
+//
+// Starts a multipart upload of a file of size bytes to a key the catalog derives under the
+// asker's own staging prefix (s3://<upload bucket>/uploads/<user>/<uuid>/<name>), for a client
+// that holds no S3 key (the web console): it then presigns each part's PUT (upload-presign),
+// lists what S3 holds (upload-parts, to resume), completes (upload-complete) or aborts
+// (upload-abort). The upload records a SHA-256 per part, which S3 verifies on receipt. The user
+// is the authenticated sender, never a field: the catalog derives the staged key from it, and
+// refuses a path outside the sender's own prefix. Uploads left incomplete are aborted by the
+// catalog after a day (SLIPWAY_CATALOG_UPLOAD_EXPIRY).
+type CatalogUploadStartRequest struct {
+	// The file's name, the last segment of the staged key.
+	Name string `json:"name"`
+
+	// The file's size in bytes (at most 5 TiB, S3's largest object); it sets the part size.
+	Size int64 `json:"size"`
 }
 
 // CatalogUserRequest is the payload of query catalog.user
@@ -3820,6 +3933,61 @@ type CatalogBlobURLReply struct {
 
 	// When the URL stops working.
 	ExpiresAt string `json:"expires_at"`
+}
+
+// CatalogUploadCompleteReply is the payload of the reply to query catalog.upload-complete
+// (https://slipway.dev/schemas/rpl/catalog.upload-complete.json).
+//
+// The completed staged object.
+type CatalogUploadCompleteReply struct {
+	// The staged object, for image-create.
+	Path string `json:"path"`
+
+	// Its size in bytes.
+	Size int64 `json:"size"`
+
+	// S3's composite checksum of it (base64 SHA-256 of the parts' SHA-256s, -<parts>), when S3
+	// recorded one.
+	S3Checksum string `json:"s3_checksum,omitempty"`
+}
+
+// CatalogUploadPartsReply is the payload of the reply to query catalog.upload-parts
+// (https://slipway.dev/schemas/rpl/catalog.upload-parts.json).
+//
+// The parts S3 holds, by number.
+type CatalogUploadPartsReply struct {
+	// The parts, in order of number.
+	Parts []UploadPart `json:"parts"`
+}
+
+// CatalogUploadPresignReply is the payload of the reply to query catalog.upload-presign
+// (https://slipway.dev/schemas/rpl/catalog.upload-presign.json).
+//
+// Presigned part URLs, in the order asked.
+type CatalogUploadPresignReply struct {
+	// One URL a part.
+	Urls []UploadPartURL `json:"urls"`
+
+	// When the URLs stop working.
+	ExpiresAt string `json:"expires_at"`
+}
+
+// CatalogUploadStartReply is the payload of the reply to query catalog.upload-start
+// (https://slipway.dev/schemas/rpl/catalog.upload-start.json).
+//
+// A multipart upload started for the asker.
+type CatalogUploadStartReply struct {
+	// The staged path: name it in image-create (staged: true) once complete.
+	Path string `json:"path"`
+
+	// The upload's ID.
+	UploadID string `json:"upload_id"`
+
+	// Bytes in every part but the last.
+	PartSize int64 `json:"part_size"`
+
+	// How many parts the file makes (an empty file is one empty part).
+	Parts int64 `json:"parts"`
 }
 
 // ConverterFormatsReply is the payload of the reply to query converter.formats
@@ -4169,7 +4337,12 @@ const (
 	QueryCatalogGroups          = "groups"
 	QueryCatalogList            = "list"
 	QueryCatalogShow            = "show"
+	QueryCatalogUploadAbort     = "upload-abort"
+	QueryCatalogUploadComplete  = "upload-complete"
 	QueryCatalogUploadCreds     = "upload-creds"
+	QueryCatalogUploadParts     = "upload-parts"
+	QueryCatalogUploadPresign   = "upload-presign"
+	QueryCatalogUploadStart     = "upload-start"
 	QueryCatalogUser            = "user"
 	QueryCatalogUsers           = "users"
 	QueryConverterFormats       = "formats"
@@ -4346,7 +4519,12 @@ var (
 	QryCatalogGroups                = Qry[CatalogGroupsRequest, CatalogGroupsReply]{Service: ServiceCatalog, Endpoint: QueryCatalogGroups}
 	QryCatalogList                  = Qry[CatalogListRequest, CatalogListReply]{Service: ServiceCatalog, Endpoint: QueryCatalogList}
 	QryCatalogShow                  = Qry[CatalogShowRequest, Image]{Service: ServiceCatalog, Endpoint: QueryCatalogShow}
+	QryCatalogUploadAbort           = Qry[UploadRef, UploadRef]{Service: ServiceCatalog, Endpoint: QueryCatalogUploadAbort}
+	QryCatalogUploadComplete        = Qry[CatalogUploadCompleteRequest, CatalogUploadCompleteReply]{Service: ServiceCatalog, Endpoint: QueryCatalogUploadComplete}
 	QryCatalogUploadCreds           = Qry[CatalogUploadCredsRequest, S3TemporaryCredentials]{Service: ServiceCatalog, Endpoint: QueryCatalogUploadCreds}
+	QryCatalogUploadParts           = Qry[UploadRef, CatalogUploadPartsReply]{Service: ServiceCatalog, Endpoint: QueryCatalogUploadParts}
+	QryCatalogUploadPresign         = Qry[CatalogUploadPresignRequest, CatalogUploadPresignReply]{Service: ServiceCatalog, Endpoint: QueryCatalogUploadPresign}
+	QryCatalogUploadStart           = Qry[CatalogUploadStartRequest, CatalogUploadStartReply]{Service: ServiceCatalog, Endpoint: QueryCatalogUploadStart}
 	QryCatalogUser                  = Qry[CatalogUserRequest, User]{Service: ServiceCatalog, Endpoint: QueryCatalogUser}
 	QryCatalogUsers                 = Qry[CatalogUsersRequest, CatalogUsersReply]{Service: ServiceCatalog, Endpoint: QueryCatalogUsers}
 	QryConverterFormats             = Qry[ConverterFormatsRequest, ConverterFormatsReply]{Service: ServiceConverter, Endpoint: QueryConverterFormats}
@@ -4523,7 +4701,12 @@ var registry = []registered{
 	{kind: "qry", service: "catalog", name: "groups", file: "qry/catalog.groups.json", typ: reflect.TypeFor[CatalogGroupsRequest](), senders: []string{"admins", "launcher"}},
 	{kind: "qry", service: "catalog", name: "list", file: "qry/catalog.list.json", typ: reflect.TypeFor[CatalogListRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "show", file: "qry/catalog.show.json", typ: reflect.TypeFor[CatalogShowRequest](), senders: []string{"users", "kernel-registry", "launcher", "market-dockerhub", "market-lxc"}},
+	{kind: "qry", service: "catalog", name: "upload-abort", file: "qry/catalog.upload-abort.json", typ: reflect.TypeFor[UploadRef](), senders: []string{"users"}},
+	{kind: "qry", service: "catalog", name: "upload-complete", file: "qry/catalog.upload-complete.json", typ: reflect.TypeFor[CatalogUploadCompleteRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "upload-creds", file: "qry/catalog.upload-creds.json", typ: reflect.TypeFor[CatalogUploadCredsRequest](), senders: []string{"users"}},
+	{kind: "qry", service: "catalog", name: "upload-parts", file: "qry/catalog.upload-parts.json", typ: reflect.TypeFor[UploadRef](), senders: []string{"users"}},
+	{kind: "qry", service: "catalog", name: "upload-presign", file: "qry/catalog.upload-presign.json", typ: reflect.TypeFor[CatalogUploadPresignRequest](), senders: []string{"users"}},
+	{kind: "qry", service: "catalog", name: "upload-start", file: "qry/catalog.upload-start.json", typ: reflect.TypeFor[CatalogUploadStartRequest](), senders: []string{"users"}},
 	{kind: "qry", service: "catalog", name: "user", file: "qry/catalog.user.json", typ: reflect.TypeFor[CatalogUserRequest](), senders: []string{"users", "launcher", "market-dockerhub", "market-lxc"}},
 	{kind: "qry", service: "catalog", name: "users", file: "qry/catalog.users.json", typ: reflect.TypeFor[CatalogUsersRequest](), senders: []string{"admins"}},
 	{kind: "qry", service: "converter", name: "formats", file: "qry/converter.formats.json", typ: reflect.TypeFor[ConverterFormatsRequest](), senders: []string{"users"}},
@@ -4557,7 +4740,12 @@ var registry = []registered{
 	{kind: "rpl", service: "catalog", name: "groups", file: "rpl/catalog.groups.json", typ: reflect.TypeFor[CatalogGroupsReply]()},
 	{kind: "rpl", service: "catalog", name: "list", file: "rpl/catalog.list.json", typ: reflect.TypeFor[CatalogListReply]()},
 	{kind: "rpl", service: "catalog", name: "show", file: "rpl/catalog.show.json", typ: reflect.TypeFor[Image]()},
+	{kind: "rpl", service: "catalog", name: "upload-abort", file: "rpl/catalog.upload-abort.json", typ: reflect.TypeFor[UploadRef]()},
+	{kind: "rpl", service: "catalog", name: "upload-complete", file: "rpl/catalog.upload-complete.json", typ: reflect.TypeFor[CatalogUploadCompleteReply]()},
 	{kind: "rpl", service: "catalog", name: "upload-creds", file: "rpl/catalog.upload-creds.json", typ: reflect.TypeFor[S3TemporaryCredentials]()},
+	{kind: "rpl", service: "catalog", name: "upload-parts", file: "rpl/catalog.upload-parts.json", typ: reflect.TypeFor[CatalogUploadPartsReply]()},
+	{kind: "rpl", service: "catalog", name: "upload-presign", file: "rpl/catalog.upload-presign.json", typ: reflect.TypeFor[CatalogUploadPresignReply]()},
+	{kind: "rpl", service: "catalog", name: "upload-start", file: "rpl/catalog.upload-start.json", typ: reflect.TypeFor[CatalogUploadStartReply]()},
 	{kind: "rpl", service: "catalog", name: "user", file: "rpl/catalog.user.json", typ: reflect.TypeFor[User]()},
 	{kind: "rpl", service: "catalog", name: "users", file: "rpl/catalog.users.json", typ: reflect.TypeFor[CatalogUsersReply]()},
 	{kind: "rpl", service: "converter", name: "formats", file: "rpl/converter.formats.json", typ: reflect.TypeFor[ConverterFormatsReply]()},

@@ -8,8 +8,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
 
 	"github.com/slipway/slipway/schemas"
 )
@@ -292,6 +295,42 @@ func (l Locations) CheckSource(src string) error {
 // <prefix><uuid>/<base of file>.
 func StagingKey(prefix, file string) string {
 	return prefix + uuid.NewString() + "/" + path.Base(file)
+}
+
+// UserStagingKey is a fresh key under user's staging prefix for a file a
+// client names (the web console's uploads): <prefix><uuid>/<name>. The
+// name is untrusted, so it must already be one segment: printable UTF-8 of
+// at most 255 bytes, no slash or backslash, not "." or "..". The key is
+// one CheckStaged accepts for user.
+func UserStagingKey(user, name string) (string, error) {
+	if !stagerName.MatchString(user) {
+		return "", fmt.Errorf("%q is not a user name that can own a staging prefix", user)
+	}
+	if err := checkFileName(name); err != nil {
+		return "", err
+	}
+	key := UserStagingPrefix(user) + uuid.NewString() + "/" + name
+	if err := s3utils.CheckValidObjectName(key); err != nil {
+		return "", fmt.Errorf("file name %q: %w", name, err)
+	}
+	return key, nil
+}
+
+// checkFileName refuses a file name that is not one printable key segment.
+func checkFileName(name string) error {
+	switch {
+	case name == "" || name == "." || name == "..":
+		return fmt.Errorf("file name %q: give the file's own name", name)
+	case len(name) > 255:
+		return fmt.Errorf("file name of %d bytes: at most 255", len(name))
+	case !utf8.ValidString(name):
+		return fmt.Errorf("file name %q: not UTF-8", name)
+	case strings.ContainsAny(name, "/\\"):
+		return fmt.Errorf("file name %q: a name, not a path (no / or \\)", name)
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return fmt.Errorf("file name %q: control characters are not allowed", name)
+	}
+	return nil
 }
 
 // CheckStaged refuses a staged path that is not an object stager (the

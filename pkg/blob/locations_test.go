@@ -272,3 +272,38 @@ func TestCreatedDatastoreBucketsAreDatastores(t *testing.T) {
 		t.Errorf("an upload bucket with the datastore prefix: %v", err)
 	}
 }
+
+// TestUserStagingKeyRefusesWhatIsNotOneName: the file name a browser sends
+// becomes the last segment of a staged key only when it is one printable
+// segment; every accepted key is one CheckStaged takes for that user and
+// no other.
+func TestUserStagingKeyRefusesWhatIsNotOneName(t *testing.T) {
+	l := blob.DefaultLocations()
+	for _, name := range []string{"disk.qcow2", "my disk (1).img", "ünïcode.raw", "a..b", "-rf", strings.Repeat("x", 255)} {
+		key, err := blob.UserStagingKey("alice", name)
+		if err != nil {
+			t.Errorf("%q: %v", name, err)
+			continue
+		}
+		if !strings.HasPrefix(key, "uploads/alice/") || !strings.HasSuffix(key, "/"+name) {
+			t.Errorf("%q: key %q", name, key)
+		}
+		if err := l.CheckStaged(blob.URL(l.UploadBucket, key), "alice"); err != nil {
+			t.Errorf("%q: CheckStaged(alice): %v", name, err)
+		}
+		if err := l.CheckStaged(blob.URL(l.UploadBucket, key), "bob"); err == nil {
+			t.Errorf("%q: bob may consume alice's key %s", name, key)
+		}
+	}
+	for _, name := range []string{"", ".", "..", "../bob/x", "a/b", "/etc/passwd", `a\b`, `..\..\x`, "a\x00b", "line\nfeed", "tab\t", "del\x7f",
+		"\xff\xfe", strings.Repeat("x", 256), "c1\u0085ctl"} {
+		if key, err := blob.UserStagingKey("alice", name); err == nil {
+			t.Errorf("%q: accepted as %q", name, key)
+		}
+	}
+	for _, user := range []string{"", "Alice", "a/b", "..", "*", "catalog.x"} {
+		if key, err := blob.UserStagingKey(user, "disk.raw"); err == nil {
+			t.Errorf("user %q: accepted as %q", user, key)
+		}
+	}
+}

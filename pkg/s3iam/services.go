@@ -139,7 +139,8 @@ func join(sets ...[]string) []string { return slices.Concat(sets...) }
 //   - catalog: image blobs in the datastores (stat, copy in, delete);
 //     staged objects in the upload bucket (copy out of, delete); writes
 //     under uploads/ and kernels/ only so that the upload credentials it
-//     issues to users (AssumeRole, which cannot exceed its parent) work.
+//     issues to users (AssumeRole, which cannot exceed its parent) and the
+//     part URLs it presigns for the web console's uploads work.
 //   - converter: reads the upload and import buckets, writes and deletes
 //     (its own failed attempt) image blobs, stages an OVA's disks under
 //     ova/ in the upload bucket.

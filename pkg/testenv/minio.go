@@ -97,14 +97,30 @@ func startMinIO(bin, dir string) (S3, func(), error) {
 	if err != nil {
 		return S3{}, nil, err
 	}
-	consolePort, err := FreePort()
-	if err != nil {
-		return S3{}, nil, err
-	}
 	s3 := S3{
 		Endpoint:  fmt.Sprintf("127.0.0.1:%d", apiPort),
 		AccessKey: "slipway-" + randomHex(6),
 		SecretKey: randomHex(20),
+	}
+	stop, err := runMinIO(bin, dir, s3)
+	return s3, stop, err
+}
+
+// RestartMinIO starts MinIO again as s3 (its address and keys) on dir, the
+// data of a server the test stopped: what clients see of a restart.
+func RestartMinIO(dir string, s3 S3) (stop func(), err error) {
+	bin, err := MinIOBinary()
+	if err != nil {
+		return nil, err
+	}
+	return runMinIO(bin, dir, s3)
+}
+
+// runMinIO runs MinIO as s3 on dir until stop is called.
+func runMinIO(bin, dir string, s3 S3) (func(), error) {
+	consolePort, err := FreePort()
+	if err != nil {
+		return nil, err
 	}
 	cmd := exec.Command(bin, "server",
 		"--address", s3.Endpoint,
@@ -123,7 +139,7 @@ func startMinIO(bin, dir string) (S3, func(), error) {
 	// Pdeathsig so a crashed or timed-out test binary does not leak it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return S3{}, nil, fmt.Errorf("start minio %q: %w", bin, err)
+		return nil, fmt.Errorf("start minio %q: %w", bin, err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
@@ -136,9 +152,9 @@ func startMinIO(bin, dir string) (S3, func(), error) {
 	}
 	if err := waitLive(s3.Endpoint, exited); err != nil {
 		stop()
-		return S3{}, nil, fmt.Errorf("minio %s on %s: %w\n--- minio output ---\n%s", bin, s3.Endpoint, err, strings.TrimSpace(logs.String()))
+		return nil, fmt.Errorf("minio %s on %s: %w\n--- minio output ---\n%s", bin, s3.Endpoint, err, strings.TrimSpace(logs.String()))
 	}
-	return s3, stop, nil
+	return stop, nil
 }
 
 func waitLive(endpoint string, exited <-chan struct{}) error {

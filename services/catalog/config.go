@@ -18,7 +18,10 @@ const (
 	DefaultCommitDeadline    = 10 * time.Minute
 	DefaultEncryptDeadline   = 2 * time.Hour
 	DefaultReconcileInterval = 30 * time.Second
-	DefaultUploadBucket      = "slipway-uploads"
+	// DefaultUploadExpiry is how long an upload-start upload may stay
+	// incomplete: a day, MinIO's own stale-upload expiry.
+	DefaultUploadExpiry = 24 * time.Hour
+	DefaultUploadBucket = "slipway-uploads"
 	// DefaultMaxVirtualSize caps what an import may expand to: 2 TiB.
 	DefaultMaxVirtualSize int64 = 2 << 40
 	// DedupTTL is how long processed command IDs are remembered.
@@ -57,6 +60,10 @@ type Config struct {
 	// image reconciler finishes or rolls back what left it there
 	// (default 10 min).
 	StuckAfter time.Duration
+	// UploadExpiry is how long a multipart upload begun by upload-start
+	// (the web console's) may stay incomplete before the catalog aborts
+	// it and S3 drops its parts (SLIPWAY_CATALOG_UPLOAD_EXPIRY, default 24h).
+	UploadExpiry time.Duration
 	// Datastores served; default DefaultDatastores().
 	Datastores []Datastore
 	// UploadBucket holds objects staged by the CLI (default
@@ -94,7 +101,8 @@ func (c *Config) defaults() {
 		ConvertDeadline: DefaultConvertDeadline, ResolveDeadline: DefaultResolveDeadline,
 		BuildDeadline: DefaultBuildDeadline, EncryptDeadline: DefaultEncryptDeadline,
 		CommitDeadline: DefaultCommitDeadline, ReconcileInterval: DefaultReconcileInterval, StuckAfter: DefaultStuckAfter,
-		Datastores: DefaultDatastores(), UploadBucket: DefaultUploadBucket, MaxVirtualSize: DefaultMaxVirtualSize,
+		UploadExpiry: DefaultUploadExpiry,
+		Datastores:   DefaultDatastores(), UploadBucket: DefaultUploadBucket, MaxVirtualSize: DefaultMaxVirtualSize,
 		Concurrency: 1, Version: "0.1.0", Logger: slog.Default()})
 }
 

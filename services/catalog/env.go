@@ -21,6 +21,7 @@ const (
 	EnvEncryptDeadline   = "SLIPWAY_CATALOG_ENCRYPT_DEADLINE"
 	EnvReconcileInterval = "SLIPWAY_CATALOG_RECONCILE_INTERVAL"
 	EnvStuckAfter        = "SLIPWAY_CATALOG_STUCK_AFTER"
+	EnvUploadExpiry      = "SLIPWAY_CATALOG_UPLOAD_EXPIRY"
 	EnvMaxVirtualSize    = "SLIPWAY_CATALOG_MAX_VIRTUAL_SIZE"
 	EnvVerifyDigest      = "SLIPWAY_CATALOG_VERIFY_DIGEST"
 	EnvConcurrency       = "SLIPWAY_CATALOG_CONCURRENCY"
@@ -50,6 +51,7 @@ func ConfigFromEnv() (Config, error) {
 	cfg.EncryptDeadline = env.Duration(EnvEncryptDeadline, DefaultEncryptDeadline)
 	cfg.ReconcileInterval = env.Duration(EnvReconcileInterval, DefaultReconcileInterval)
 	cfg.StuckAfter = env.Duration(EnvStuckAfter, DefaultStuckAfter)
+	cfg.UploadExpiry = env.Duration(EnvUploadExpiry, DefaultUploadExpiry)
 	cfg.VerifyDigest = env.Bool(EnvVerifyDigest, true)
 	cfg.Concurrency = env.Int(EnvConcurrency, 1)
 	if v := strings.TrimSpace(run.Env(EnvMaxVirtualSize, "")); v != "" {

@@ -23,6 +23,11 @@ func (s *Service) endpoints() map[string]bus.QueryHandler {
 		bus.Answer(schemas.QryCatalogBlobURL, s.queryBlobURL),
 		bus.Answer(schemas.QryCatalogBlobCreds, s.queryBlobCreds),
 		bus.Answer(schemas.QryCatalogUploadCreds, s.queryUploadCreds),
+		bus.Answer(schemas.QryCatalogUploadStart, s.queryUploadStart),
+		bus.Answer(schemas.QryCatalogUploadParts, s.queryUploadParts),
+		bus.Answer(schemas.QryCatalogUploadPresign, s.queryUploadPresign),
+		bus.Answer(schemas.QryCatalogUploadComplete, s.queryUploadComplete),
+		bus.Answer(schemas.QryCatalogUploadAbort, s.queryUploadAbort),
 	)
 }
 

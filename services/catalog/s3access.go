@@ -123,21 +123,32 @@ func (s *Service) queryBlobCreds(ctx context.Context, r schemas.CatalogBlobCreds
 	return out, err
 }
 
-func (s *Service) queryUploadCreds(ctx context.Context, r schemas.CatalogUploadCredsRequest) (schemas.S3TemporaryCredentials, error) {
+// uploader is the user who asks for an upload (upload keys, the
+// browser's multipart uploads): the authenticated sender, which must be a
+// user, since what a user stages lands under their own prefix.
+func (s *Service) uploader(ctx context.Context) (string, error) {
 	c, err := s.askedBy(ctx)
+	if err != nil {
+		return "", err
+	}
+	if c.user.Name == "" {
+		return "", bus.Forbidden(errors.New("uploads are a user's: a service writes with its own keys"))
+	}
+	return c.user.Name, nil
+}
+
+func (s *Service) queryUploadCreds(ctx context.Context, r schemas.CatalogUploadCredsRequest) (schemas.S3TemporaryCredentials, error) {
+	user, err := s.uploader(ctx)
 	if err != nil {
 		return schemas.S3TemporaryCredentials{}, err
 	}
-	if c.user.Name == "" {
-		return schemas.S3TemporaryCredentials{}, bus.Forbidden(errors.New("upload keys are a user's: a service writes with its own"))
-	}
-	p, err := s3iam.UploadPrefixes(s.cfg.UploadBucket, c.user.Name, strings.TrimSuffix(blob.StagingPrefix, "/"), strings.TrimSuffix(blob.KernelUploadPrefix, "/"))
+	p, err := s3iam.UploadPrefixes(s.cfg.UploadBucket, user, strings.TrimSuffix(blob.StagingPrefix, "/"), strings.TrimSuffix(blob.KernelUploadPrefix, "/"))
 	if err != nil {
 		return schemas.S3TemporaryCredentials{}, bus.Forbidden(err)
 	}
 	out, err := s.temporary(ctx, s.cfg.UploadBucket, p, r.DurationS)
 	out.Bucket = s.cfg.UploadBucket
-	out.Prefixes = []string{blob.UserStagingPrefix(c.user.Name), blob.UserKernelPrefix(c.user.Name)}
+	out.Prefixes = []string{blob.UserStagingPrefix(user), blob.UserKernelPrefix(user)}
 	return out, err
 }
 

@@ -96,6 +96,11 @@ func (s *Service) Run(ctx context.Context) error {
 		defer wg.Done()
 		s.reconcileImages(ctx, s.cfg.ReconcileInterval)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.every(ctx, max(s.cfg.ReconcileInterval, s.cfg.UploadExpiry/24), "aborting expired uploads", s.sweepUploads)
+	}()
 	s.readyOnce.Do(func() { close(s.ready) })
 	s.log.Info("catalog running", "prefix", p, "user", s.cfg.User)
 

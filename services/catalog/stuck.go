@@ -34,11 +34,17 @@ import (
 
 // reconcileImages runs reconcileOnce every interval until ctx ends.
 func (s *Service) reconcileImages(ctx context.Context, interval time.Duration) {
+	s.every(ctx, interval, "reconciling stuck images", s.reconcileOnce)
+}
+
+// every runs once now and then every interval until ctx ends, logging
+// its errors as what failed.
+func (s *Service) every(ctx context.Context, interval time.Duration, what string, once func(context.Context) error) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if err := s.reconcileOnce(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("reconciling stuck images", "err", err)
+		if err := once(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn(what, "err", err)
 		}
 		select {
 		case <-ctx.Done():

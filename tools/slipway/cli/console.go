@@ -19,15 +19,17 @@ import (
 // container (`slipway up` serves it itself).
 func newConsoleCmd(g *globals) *cobra.Command {
 	var (
-		addr, wsURL, caFile string
-		healthcheck         bool
+		addr, wsURL, s3URL, caFile string
+		healthcheck                bool
 	)
 	cmd := &cobra.Command{
 		Use:   "console",
 		Short: "Serve the web console (static files; browsers log in to NATS over WebSocket themselves)",
 		Long: `Serve Slipway's web console on --addr: the page, embedded in this binary, and
 /config.json, which points browsers at NATS's WebSocket listener
-(--nats-ws-url, as the browser reaches it). Browsers log in there with the
+(--nats-ws-url, as the browser reaches it) and at S3 (--s3-url, where the
+page sends the parts of a desktop upload: the endpoint the catalog's
+presigned URLs name, SLIPWAY_S3_PUBLIC_ENDPOINT). Browsers log in there with the
 user's own credentials file; this server never sees a credential. With --ca
 the CA's certificate is offered at /ca.crt, for browsers to trust a wss://
 listener. --healthcheck asks a running console for /config.json and exits 0
@@ -37,7 +39,7 @@ when it answers (compose's healthcheck).`,
 			if healthcheck {
 				return probeConsole(cmd.Context(), addr)
 			}
-			cfg := console.Config{NATSWebSocketURL: wsURL, Prefix: g.prefix}
+			cfg := console.Config{NATSWebSocketURL: wsURL, S3URL: s3URL, Prefix: g.prefix}
 			if caFile != "" {
 				ca, err := os.ReadFile(caFile)
 				if err != nil {
@@ -55,6 +57,7 @@ when it answers (compose's healthcheck).`,
 	fl := cmd.Flags()
 	fl.StringVar(&addr, "addr", up.DefaultConsoleHTTPAddr, "address to serve the console on (plain HTTP: keep it on loopback or behind a TLS proxy)")
 	fl.StringVar(&wsURL, "nats-ws-url", env("SLIPWAY_NATS_WS_URL", "ws://"+up.DefaultWebSocketAddr), "NATS's WebSocket listener as browsers reach it, ws:// or wss:// ($SLIPWAY_NATS_WS_URL)")
+	fl.StringVar(&s3URL, "s3-url", env("SLIPWAY_S3_PUBLIC_URL", ""), "S3 as browsers reach it, http(s)://host:port, for desktop uploads; empty: the page cannot upload ($SLIPWAY_S3_PUBLIC_URL)")
 	fl.StringVar(&caFile, "ca", "", "offer this CA certificate at /ca.crt (the CA of a wss:// listener)")
 	fl.BoolVar(&healthcheck, "healthcheck", false, "probe the console on --addr and exit")
 	return cmd

@@ -99,19 +99,19 @@ func (p *consolePage) waitFor(what, js string) {
 	p.waitWithin(what, js, 60*time.Second)
 }
 
-// waitWithin waits until js (an expression) is true in the page, up to limit.
-func (p *consolePage) waitWithin(what, js string, limit time.Duration) {
+// waitWithin waits until js (an expression) is true in the page, up to
+// within, and fails the test with the page's messages otherwise.
+func (p *consolePage) waitWithin(what, js string, within time.Duration) {
 	p.t.Helper()
-	deadline := time.Now().Add(limit)
+	deadline := time.Now().Add(within)
 	for {
 		if ok, err := chromedp.Run(p.ctx, chromedp.Evaluate[bool](js)); err == nil && ok {
 			return
 		}
 		if time.Now().After(deadline) {
 			p.screenshot("timeout-" + strings.ReplaceAll(what, " ", "-"))
-			errText, _ := chromedp.Run(p.ctx, chromedp.Evaluate[string](`document.querySelector("#error").textContent`))
-			statusText, _ := chromedp.Run(p.ctx, chromedp.Evaluate[string](`document.querySelector("#status").textContent`))
-			p.t.Fatalf("browser: %s: not within %s (page error %q, status %q)", what, limit, errText, statusText)
+			msgs, _ := chromedp.Run(p.ctx, chromedp.Evaluate[[]string](`["#error", "#status", "#upload-status"].map(s => document.querySelector(s)?.textContent ?? "")`))
+			p.t.Fatalf("browser: %s: not within %s (page error, status, upload status: %q)", what, within, msgs)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -31,6 +31,9 @@ func TestConsoleCommand(t *testing.T) {
 	if r := slipway(t, nil, "console", "--addr", addr, "--nats-ws-url", "nats://127.0.0.1:4222"); r.code == 0 || !strings.Contains(r.stderr, "ws://host:port") {
 		t.Errorf("console with a nats:// address: exit %d, stderr %q", r.code, r.stderr)
 	}
+	if r := slipway(t, nil, "console", "--addr", addr, "--nats-ws-url", "ws://127.0.0.1:4223", "--s3-url", "s3://bucket"); r.code == 0 || !strings.Contains(r.stderr, "http://host:port") {
+		t.Errorf("console with an s3:// S3 address: exit %d, stderr %q", r.code, r.stderr)
+	}
 	if r := slipway(t, nil, "console", "--healthcheck", "--addr", addr); r.code == 0 {
 		t.Error("--healthcheck succeeded with no console running")
 	}
@@ -39,7 +42,7 @@ func TestConsoleCommand(t *testing.T) {
 	done := make(chan int, 1)
 	out := &testenv.Buffer{}
 	go func() {
-		done <- Execute(ctx, []string{"console", "--addr", addr, "--nats-ws-url", "wss://nats.example:4223", "--ca", ca}, out, io.Discard)
+		done <- Execute(ctx, []string{"console", "--addr", addr, "--nats-ws-url", "wss://nats.example:4223", "--ca", ca, "--s3-url", "https://s3.example:9000"}, out, io.Discard)
 	}()
 	if !testenv.Eventually(10*time.Second, 50*time.Millisecond, func() bool {
 		return slipway(t, nil, "console", "--healthcheck", "--addr", addr).code == 0
@@ -55,7 +58,8 @@ func TestConsoleCommand(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
 	}
-	if conf := get("/config.json"); !strings.Contains(conf, `"nats_ws_url":"wss://nats.example:4223"`) || !strings.Contains(conf, `"has_ca":true`) {
+	if conf := get("/config.json"); !strings.Contains(conf, `"nats_ws_url":"wss://nats.example:4223"`) || !strings.Contains(conf, `"has_ca":true`) ||
+		!strings.Contains(conf, `"s3_url":"https://s3.example:9000"`) {
 		t.Errorf("config.json: %s", conf)
 	}
 	if got := get("/ca.crt"); !strings.HasPrefix(got, "-----BEGIN CERTIFICATE-----") {

@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/slipway/slipway/tools/slipway/render"
@@ -30,6 +31,10 @@ type Config struct {
 	// NATSWebSocketURL is where the browser reaches NATS (ws:// or
 	// wss://), as the browser sees it.
 	NATSWebSocketURL string `json:"nats_ws_url"`
+	// S3URL is the S3 endpoint as browsers reach it (http(s)://host:port,
+	// the host the catalog's presigned URLs name): the page PUTs the
+	// parts of a desktop upload there. Empty, the page cannot upload.
+	S3URL string `json:"s3_url,omitempty"`
 	// Prefix is the subjects' prefix.
 	Prefix string `json:"prefix"`
 	// Names are the CLI's short forms of states and types (oneimage
@@ -44,16 +49,23 @@ type Config struct {
 
 // Handler serves the console with cfg: the embedded files by GET and HEAD,
 // and /config.json. Every response forbids framing and lets the page
-// connect only to its own origin and to cfg's NATS.
+// connect only to its own origin, to cfg's NATS and to cfg's S3.
 func Handler(cfg Config) (http.Handler, error) {
 	if cfg.Names.States == nil {
 		cfg.Names = render.Names()
 	}
-	ws, err := webSocketOrigin(cfg.NATSWebSocketURL)
+	ws, err := origin("NATS address for browsers", cfg.NATSWebSocketURL, "ws", "wss")
 	if err != nil {
 		return nil, err
 	}
 	cfg.NATSWebSocketURL = ws
+	connect := "'self' " + ws
+	if cfg.S3URL != "" {
+		if cfg.S3URL, err = origin("S3 address for browsers", cfg.S3URL, "http", "https"); err != nil {
+			return nil, err
+		}
+		connect += " " + cfg.S3URL
+	}
 	cfg.HasCA = len(cfg.CACert) > 0
 	conf, err := json.Marshal(cfg)
 	if err != nil {
@@ -64,7 +76,7 @@ func Handler(cfg Config) (http.Handler, error) {
 		return nil, err
 	}
 	files := http.FileServerFS(root)
-	csp := "default-src 'self'; connect-src 'self' " + ws + "; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+	csp := "default-src 'self'; connect-src " + connect + "; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Security-Policy", csp)
@@ -89,14 +101,15 @@ func Handler(cfg Config) (http.Handler, error) {
 	}), nil
 }
 
-// webSocketOrigin is NATS's address for browsers as scheme://host[:port]:
-// a ws:// or wss:// URL without user, path, query or fragment, so that it
-// goes into the Content-Security-Policy as one source and nothing more.
-func webSocketOrigin(raw string) (string, error) {
+// origin is an address for browsers (what names it in errors) as
+// scheme://host[:port]: a URL of one of schemes without user, path, query
+// or fragment, so that it goes into the Content-Security-Policy as one
+// source and nothing more.
+func origin(what, raw string, schemes ...string) (string, error) {
 	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" || u.User != nil ||
+	if err != nil || !slices.Contains(schemes, u.Scheme) || u.Host == "" || u.User != nil ||
 		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(u.Host, " ;,'\"") {
-		return "", fmt.Errorf("console: NATS address for browsers %q: want ws://host:port or wss://host:port", raw)
+		return "", fmt.Errorf("console: %s %q: want %s://host:port or %s://host:port", what, raw, schemes[0], schemes[1])
 	}
 	return u.Scheme + "://" + u.Host, nil
 }

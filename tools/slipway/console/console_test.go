@@ -42,7 +42,7 @@ func body(t *testing.T, r *http.Response) string {
 // reach only itself and that address, nothing but GET and HEAD, and
 // /ca.crt only when a CA is given.
 func TestHandlerServesThePageAndItsConfiguration(t *testing.T) {
-	h, err := Handler(Config{NATSWebSocketURL: "ws://127.0.0.1:4223", Prefix: "slipway"})
+	h, err := Handler(Config{NATSWebSocketURL: "ws://127.0.0.1:4223", S3URL: "http://127.0.0.1:9000/", Prefix: "slipway"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestHandlerServesThePageAndItsConfiguration(t *testing.T) {
 		t.Errorf("GET /: %d %q", r.StatusCode, page)
 	}
 	csp := r.Header.Get("Content-Security-Policy")
-	for _, want := range []string{"default-src 'self'", "connect-src 'self' ws://127.0.0.1:4223;", "frame-ancestors 'none'"} {
+	for _, want := range []string{"default-src 'self'", "connect-src 'self' ws://127.0.0.1:4223 http://127.0.0.1:9000;", "frame-ancestors 'none'"} {
 		if !strings.Contains(csp, want) {
 			t.Errorf("CSP %q lacks %q", csp, want)
 		}
@@ -68,11 +68,13 @@ func TestHandlerServesThePageAndItsConfiguration(t *testing.T) {
 		Prefix string            `json:"prefix"`
 		Names  render.ShortNames `json:"names"`
 		HasCA  bool              `json:"has_ca"`
+		S3URL  string            `json:"s3_url"`
 	}
 	if err := json.Unmarshal([]byte(body(t, r)), &conf); err != nil {
 		t.Fatal(err)
 	}
-	if conf.URL != "ws://127.0.0.1:4223" || conf.Prefix != "slipway" || conf.Names.States["READY"] != "rdy" || conf.Names.Types["DATABLOCK"] != "DB" || conf.HasCA {
+	if conf.URL != "ws://127.0.0.1:4223" || conf.Prefix != "slipway" || conf.Names.States["READY"] != "rdy" || conf.Names.Types["DATABLOCK"] != "DB" || conf.HasCA ||
+		conf.S3URL != "http://127.0.0.1:9000" {
 		t.Errorf("config.json: %+v", conf)
 	}
 	if r := get(t, h, http.MethodPost, "/config.json"); r.StatusCode != http.StatusMethodNotAllowed {
@@ -103,6 +105,11 @@ func TestHandlerRefusesAnAddressBrowsersCannotUse(t *testing.T) {
 	for _, u := range []string{"", "nats://127.0.0.1:4222", "127.0.0.1:4223", "ws://", "ws://a b/", "ws://h:1; script-src *", "ws://h/;script-src *", "wss://u:p@h:1", "ws://h:1/x", "ws://h:1?a=b"} {
 		if _, err := Handler(Config{NATSWebSocketURL: u}); err == nil {
 			t.Errorf("Handler accepted NATS address %q", u)
+		}
+	}
+	for _, u := range []string{"ws://127.0.0.1:9000", "127.0.0.1:9000", "http://", "http://h:1; script-src *", "https://u:p@h:1", "http://h:1/bucket", "http://h:1?a=b", "http://h:1#x", "javascript:alert(1)"} {
+		if _, err := Handler(Config{NATSWebSocketURL: "ws://127.0.0.1:4223", S3URL: u}); err == nil || !strings.Contains(err.Error(), "S3 address") {
+			t.Errorf("Handler accepted S3 address %q (%v)", u, err)
 		}
 	}
 }

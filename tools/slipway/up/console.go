@@ -22,6 +22,10 @@ func (s *Stack) serveConsole() error {
 		return errors.New("console: it needs NATS's WebSocket listener (--websocket-addr)")
 	}
 	cfg := console.Config{NATSWebSocketURL: s.WebSocketURL, Prefix: s.Prefix}
+	// The catalog names this endpoint in the part URLs it presigns.
+	if u, err := s.S3.EndpointURL(); err == nil {
+		cfg.S3URL = u
+	}
 	if s.ca != nil {
 		cfg.CACert = s.ca.CertPEM()
 	}

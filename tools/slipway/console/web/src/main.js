@@ -7,6 +7,7 @@ import { Session } from "./bus.js";
 import { $, el, fillDL, rowKey, say } from "./dom.js";
 import { emptyProgress, readProgress, reduceProgress } from "./progress.js";
 import { COLUMNS, emptyState, images, knows, permissionRows, reduce, row } from "./store.js";
+import { attachUploads, detachUploads } from "./uploadview.js";
 import { initViews, renderImageExtras, renderImports, startViews, stopViews } from "./views.js";
 
 // config is /config.json: {nats_ws_url, prefix, names: {states, types}}.
@@ -48,6 +49,7 @@ async function login(ev) {
   $("#main").hidden = false;
   $("#whoami").textContent = session.user;
   say("info", `Logged in as ${session.user}.`);
+  attachUploads(session, config, say);
   watchStatus();
   // One event at a time, in order, after the list: a state change must not
   // overtake the show query that an event about a new image waits for.
@@ -68,6 +70,7 @@ function showImage(id) {
 }
 
 async function logout() {
+  detachUploads();
   if (session) await session.close().catch(() => {});
   session = null;
   stopViews();
