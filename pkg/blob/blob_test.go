@@ -34,8 +34,17 @@ const testPart = 5 << 20 // the S3 minimum, so multipart paths run on small data
 // newStore returns a Store on the shared MinIO and a fresh bucket.
 func newStore(t testing.TB) (*blob.Store, string) {
 	t.Helper()
-	cfg := shared.BlobConfig()
+	return newStoreVia(t, shared, 0)
+}
+
+// newStoreVia returns a Store on s3 (the shared MinIO, or a proxy before
+// it) with small parts and inFlight parts in flight (0: the default), and
+// a fresh bucket.
+func newStoreVia(t testing.TB, s3 testenv.S3, inFlight int) (*blob.Store, string) {
+	t.Helper()
+	cfg := s3.BlobConfig()
 	cfg.PartSize = testPart
+	cfg.PartsInFlight = inFlight
 	s, err := blob.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -61,9 +62,11 @@ func ExpectSHA256(hexDigest string) PutOption {
 // object it wrote from one it must not touch (see DeleteIfOwned).
 func OwnedBy(commandID string) PutOption { return func(o *putOptions) { o.command = commandID } }
 
-// Progress has fn called with the number of bytes sent so far, often (every
-// few KiB): callers rate-limit what they do with it. Calls come one at a
-// time but possibly from an HTTP transport goroutine.
+// Progress has fn called with the number of bytes sent so far (summed over
+// the parts in flight, a retried request's bytes counted once), often
+// (every few KiB): callers rate-limit what they do with it. Calls come one
+// at a time, with numbers that only grow, but from the HTTP transport's
+// goroutines: fn must not block.
 func Progress(fn func(bytesDone int64)) PutOption { return func(o *putOptions) { o.progress = fn } }
 
 // S3 allows at most this many parts in a multipart upload.
@@ -110,12 +113,16 @@ func (s *Store) PutFile(ctx context.Context, bucket, key, path string, begin fun
 // SHA-256. size is the exact length of the data, or -1 when unknown; with a
 // known size Put reads exactly size bytes and fails if r ends earlier.
 //
-// Data streams through one part-sized buffer (Config.PartSize; doubled
-// every 2500 parts for streams of unknown size), so memory does not grow
-// with the blob. Data larger than one part goes up as a multipart upload
-// that is completed only once the whole stream was read and its digest
-// matched ExpectSHA256: a failed or rejected Put leaves no object and no
-// incomplete upload behind.
+// Data streams through part-sized buffers (Config.PartSize; doubled every
+// 2500 parts for streams of unknown size), at most Config.PartsInFlight of
+// them, so memory does not grow with the blob. Data larger than one part
+// goes up as a multipart upload: while parts are sent, up to
+// PartsInFlight at once, the next part is read from r, which only the
+// caller's goroutine reads. The upload is completed only once the whole
+// stream was read, every part accepted and the stream's digest matched
+// ExpectSHA256: a failed or rejected Put (a read error, a refused part, a
+// cancelled ctx) waits for the parts in flight, aborts the upload and
+// leaves no object and no incomplete upload behind.
 //
 // Every request carries the SHA-256 of its bytes as S3's additional
 // checksum (per part, and the composite at completion), which the store
@@ -135,11 +142,15 @@ func (s *Store) Put(ctx context.Context, bucket, key string, r io.Reader, size i
 	if size >= 0 {
 		r = io.LimitReader(r, size)
 	}
+	st := s.at(bucket) // the server that holds bucket
 	u := &upload{
-		store: s.at(bucket), bucket: bucket, key: key, size: size, opts: o,
+		store: st, core: st.core, bucket: bucket, key: key, size: size, opts: o,
 		hash:  sha256.New(),
 		pOpts: minio.PutObjectOptions{ContentType: o.contentType},
 		src:   r,
+	}
+	if o.progress != nil {
+		u.sent = &sentBytes{report: o.progress}
 	}
 	if o.command != "" {
 		u.pOpts.UserMetadata = map[string]string{MetaCommand: o.command}
@@ -153,34 +164,36 @@ func (s *Store) Put(ctx context.Context, bucket, key string, r io.Reader, size i
 
 // upload is the state of one Put.
 type upload struct {
-	store       *Store
+	store *Store
+	// core is the client every request of the upload goes through, taken
+	// once when the upload starts.
+	core        minio.Core
 	bucket, key string
 	size        int64
 	opts        putOptions
 	pOpts       minio.PutObjectOptions
-	src         io.Reader
-	hash        hash.Hash // of the whole stream, fed part by part
-	done        int64     // bytes sent in completed parts
-	lastPartSum [sha256.Size]byte
+	src         io.Reader  // read by the caller's goroutine only
+	hash        hash.Hash  // of the whole stream, fed in stream order
+	sent        *sentBytes // nil without a Progress option
 }
 
-func (u *upload) run(ctx context.Context) (info Info, err error) {
+func (u *upload) run(ctx context.Context) (Info, error) {
 	buf := u.store.buffer(u.partSize(1))
-	defer func() {
-		// After a failed request net/http may still be reading the body
-		// in the background: such a buffer is not reused.
-		if err == nil {
-			u.store.release(buf)
-		}
-	}()
-	n, last, err := u.fill(buf)
+	n, last, err := u.fill(buf, 0)
 	if err != nil {
+		u.store.release(buf) // no request has seen it
 		return Info{}, err
 	}
-	if last {
-		return u.single(ctx, buf[:n])
+	if !last {
+		return u.multipart(ctx, buf, n)
 	}
-	return u.multipart(ctx, buf, n)
+	info, err := u.single(ctx, buf[:n])
+	if err == nil {
+		// After a failed request net/http may still be reading the body
+		// in the background: such a buffer is not reused.
+		u.store.release(buf)
+	}
+	return info, err
 }
 
 // partSize is the size of part number part (1-based): the configured size,
@@ -200,18 +213,19 @@ func (u *upload) partSize(part int) int {
 	return int(ps << ((part - 1) / partsPerStep))
 }
 
-// fill reads into buf until it is full or the source ends; last says the
-// source ended (or, with a known size, that nothing is left to read).
-func (u *upload) fill(buf []byte) (n int, last bool, err error) {
+// fill reads into buf, which starts at offset off of the stream, until it
+// is full or the source ends; last says the source ended (or, with a known
+// size, that nothing is left to read).
+func (u *upload) fill(buf []byte, off int64) (n int, last bool, err error) {
 	n, err = io.ReadFull(u.src, buf)
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
 		last = true
 	case err != nil:
-		return n, false, fmt.Errorf("read source: %w", err)
+		return n, false, fmt.Errorf("read source at offset %d: %w", off+int64(n), err)
 	}
 	if u.size >= 0 && !last {
-		last = u.done+int64(n) >= u.size
+		last = off+int64(n) >= u.size
 	}
 	return n, last, nil
 }
@@ -244,19 +258,21 @@ func (u *upload) single(ctx context.Context, data []byte) (Info, error) {
 	opts := u.pOpts
 	opts.DisableContentSha256 = true
 	opts.UserMetadata = withChecksum(opts.UserMetadata, checksumHeader, hexToBase64(sum))
-	up, err := u.store.core.PutObject(ctx, u.bucket, u.key, body, int64(len(data)), "", sum, opts)
+	up, err := u.core.PutObject(ctx, u.bucket, u.key, body, int64(len(data)), "", sum, opts)
 	if err != nil {
 		return Info{}, digestRefused(err)
 	}
 	return Info{Bucket: u.bucket, Key: u.key, Size: int64(len(data)), SHA256: sum, S3Checksum: up.ChecksumSHA256}, nil
 }
 
-func (u *upload) multipart(ctx context.Context, buf []byte, n int) (info Info, err error) {
-	core := u.store.core
+// multipart stores a blob of more than one part; first holds its first n
+// bytes.
+func (u *upload) multipart(ctx context.Context, first []byte, n int) (info Info, err error) {
 	start := u.pOpts
 	start.UserMetadata = withChecksum(start.UserMetadata, checksumAlgorithmHeader, "SHA256")
-	id, err := core.NewMultipartUpload(ctx, u.bucket, u.key, start)
+	id, err := u.core.NewMultipartUpload(ctx, u.bucket, u.key, start)
 	if err != nil {
+		u.store.release(first) // no request has seen it
 		return Info{}, fmt.Errorf("start multipart upload: %w", err)
 	}
 	defer func() {
@@ -266,63 +282,41 @@ func (u *upload) multipart(ctx context.Context, buf []byte, n int) (info Info, e
 			}
 		}
 	}()
-	var parts []minio.CompletePart
-	var partSums []byte // the parts' raw SHA-256s, in order
-	for part, last := 1, false; ; part++ {
-		if part > maxParts {
-			return Info{}, fmt.Errorf("stream exceeds %d parts (%d bytes sent); raise the part size", maxParts, u.done)
-		}
-		cp, err := u.putPart(ctx, id, part, buf[:n])
-		if err != nil {
-			return Info{}, err
-		}
-		parts = append(parts, cp)
-		partSums = append(partSums, u.lastPartSum[:]...)
-		u.done += int64(n)
-		if last {
-			break
-		}
-		if next := u.partSize(part + 1); next > len(buf) {
-			buf = make([]byte, next)
-		}
-		if n, last, err = u.fill(buf); err != nil {
-			return Info{}, err
-		}
-		if n == 0 {
-			break // the previous part ended exactly at the end of the stream
-		}
-	}
-	sum, err := u.checkEnd(u.done)
+	ps := newPartSender(ctx, u, id, u.store.partsInFlight())
+	ps.readAll(first, n)
+	sent, total, err := ps.finish()
 	if err != nil {
 		return Info{}, err
+	}
+	sum, err := u.checkEnd(total)
+	if err != nil {
+		return Info{}, err
+	}
+	parts := make([]minio.CompletePart, len(sent))
+	partSums := make([]byte, 0, len(sent)*sha256.Size) // the parts' raw SHA-256s, in order
+	for i, p := range sent {
+		parts[i] = p.done
+		partSums = append(partSums, p.sum[:]...)
 	}
 	// The composite checksum (SHA-256 of the parts' SHA-256s) makes the
 	// store check that the parts it assembles are the ones hashed here.
 	end := u.pOpts
 	end.UserMetadata = withChecksum(end.UserMetadata, checksumHeader, compositeChecksum(partSums))
 	end.UserMetadata[checksumTypeHeader] = "COMPOSITE"
-	up, err := core.CompleteMultipartUpload(ctx, u.bucket, u.key, id, parts, end)
+	up, err := u.core.CompleteMultipartUpload(ctx, u.bucket, u.key, id, parts, end)
 	if err != nil {
 		return Info{}, fmt.Errorf("complete multipart upload of %d parts: %w", len(parts), err)
 	}
-	return Info{Bucket: u.bucket, Key: u.key, Size: u.done, SHA256: sum, S3Checksum: up.ChecksumSHA256}, nil
+	return Info{Bucket: u.bucket, Key: u.key, Size: total, SHA256: sum, S3Checksum: up.ChecksumSHA256}, nil
 }
 
 // putPart sends one part with its SHA-256 as the additional checksum, which
 // the store verifies on receipt (ErrDigestRefused when the bytes it got
-// differ), and meanwhile feeds the part into the whole stream's SHA-256 on
-// another core, so the part's own hash is the only one the sending waits
-// for. It leaves the part's SHA-256 in u.lastPartSum.
-func (u *upload) putPart(ctx context.Context, id string, part int, data []byte) (minio.CompletePart, error) {
-	// The whole stream's hash runs beside the part's and the sending.
-	hashed := make(chan struct{})
-	go func() {
-		defer close(hashed)
-		u.hash.Write(data)
-	}()
-	u.lastPartSum = sha256.Sum256(data)
-	sent := base64.StdEncoding.EncodeToString(u.lastPartSum[:])
-	p, err := u.store.core.PutObjectPart(ctx, u.bucket, u.key, id, part, u.progressReader(data), int64(len(data)),
+// differ), and leaves that SHA-256 in p.sum.
+func (u *upload) putPart(ctx context.Context, id string, p *part) (minio.CompletePart, error) {
+	p.sum = sha256.Sum256(p.data)
+	sent := base64.StdEncoding.EncodeToString(p.sum[:])
+	up, err := u.core.PutObjectPart(ctx, u.bucket, u.key, id, p.number, u.progressReader(p.data), int64(len(p.data)),
 		minio.PutObjectPartOptions{
 			// The part's SHA-256 goes as its additional checksum;
 			// minio-go's per-chunk payload signing would be a third
@@ -330,18 +324,17 @@ func (u *upload) putPart(ctx context.Context, id string, part int, data []byte) 
 			DisableContentSha256: true,
 			CustomHeader:         http.Header{checksumHeader: {sent}, checksumAlgorithmHeader: {"SHA256"}},
 		})
-	<-hashed // data and u.hash are not touched again before this
 	if err != nil {
-		return minio.CompletePart{}, fmt.Errorf("upload part %d (%d bytes at offset %d): %w", part, len(data), u.done, digestRefused(err))
+		return minio.CompletePart{}, fmt.Errorf("upload part %d (%d bytes at offset %d): %w", p.number, len(p.data), p.offset, digestRefused(err))
 	}
-	cp := minio.CompletePart{PartNumber: part, ETag: p.ETag}
-	switch p.ChecksumSHA256 {
+	cp := minio.CompletePart{PartNumber: p.number, ETag: up.ETag}
+	switch up.ChecksumSHA256 {
 	case "":
 		// A store without additional checksums: nothing to list.
 	case sent:
 		cp.ChecksumSHA256 = sent
 	default:
-		return minio.CompletePart{}, fmt.Errorf("upload part %d: the store recorded SHA-256 checksum %s, %s was sent", part, p.ChecksumSHA256, sent)
+		return minio.CompletePart{}, fmt.Errorf("upload part %d: the store recorded SHA-256 checksum %s, %s was sent", p.number, up.ChecksumSHA256, sent)
 	}
 	return cp, nil
 }
@@ -393,7 +386,7 @@ func hexToBase64(hexSum string) string {
 func (u *upload) abort(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 	defer cancel()
-	err := u.store.core.AbortMultipartUpload(ctx, u.bucket, u.key, id)
+	err := u.core.AbortMultipartUpload(ctx, u.bucket, u.key, id)
 	if err != nil && !IsNotFound(err) {
 		return err
 	}
@@ -402,27 +395,42 @@ func (u *upload) abort(ctx context.Context, id string) error {
 
 func (u *upload) progressReader(data []byte) io.Reader {
 	r := bytes.NewReader(data)
-	if u.opts.progress == nil {
+	if u.sent == nil {
 		return r
 	}
-	return &progressReader{r: r, base: u.done, fn: u.opts.progress}
+	return &progressReader{r: r, sent: u.sent}
 }
 
-// progressReader reports base plus the furthest point read in its part.
-// It stays an io.Seeker so minio-go can still retry a failed request, and
-// a retry does not count bytes twice.
+// sentBytes adds up the bytes sent by all the parts of an upload, those in
+// flight together included, and reports each new sum: one call at a time,
+// so the reported numbers only grow.
+type sentBytes struct {
+	mu     sync.Mutex
+	n      int64
+	report func(int64)
+}
+
+func (s *sentBytes) add(n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n += n
+	s.report(s.n)
+}
+
+// progressReader adds to sent how much further into its part a request has
+// read. It stays an io.Seeker so minio-go can still retry a failed
+// request, and a retry does not count bytes twice.
 type progressReader struct {
 	r    *bytes.Reader
-	base int64
 	max  int64
-	fn   func(int64)
+	sent *sentBytes
 }
 
 func (p *progressReader) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
 	if pos := p.r.Size() - int64(p.r.Len()); pos > p.max {
+		p.sent.add(pos - p.max)
 		p.max = pos
-		p.fn(p.base + pos)
 	}
 	return n, err
 }

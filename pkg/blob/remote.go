@@ -206,7 +206,7 @@ func (r Remote) Names(endpoint string) bool {
 // unless the remote names its own, base's CA.
 func (r Remote) config(base Config) Config {
 	return Config{Endpoint: r.Endpoint, PublicEndpoint: r.PublicEndpoint, Region: r.Region,
-		CAFile: cmp.Or(r.CAFile, base.CAFile), PartSize: base.PartSize}.WithKeys(r.Keys)
+		CAFile: cmp.Or(r.CAFile, base.CAFile), PartSize: base.PartSize, PartsInFlight: base.PartsInFlight}.WithKeys(r.Keys)
 }
 
 // withoutKeys is r with its keys left out, for whoever only routes.

@@ -12,15 +12,22 @@ import (
 )
 
 // S3Proxy is a loopback HTTP proxy in front of an S3 server, for tests that
-// must see what a client asks of the store (Count) or spoil the bytes it
-// sends (Corrupt). Requests pass unchanged otherwise, signatures included:
-// the client signs for the proxy's host, which is the Host the server sees.
+// must see what a client asks of the store (Count, InFlight), spoil the
+// bytes it sends (Corrupt), keep its requests waiting (Hold) or have it
+// retry one (SlowDownOnce). Requests pass unchanged otherwise, signatures
+// included: the client signs for the proxy's host, which is the Host the
+// server sees.
 type S3Proxy struct {
 	srv *httptest.Server
 
-	mu      sync.Mutex
-	counts  map[string]int // by "METHOD" and "METHOD bucket/key"
-	corrupt func(*http.Request) bool
+	mu       sync.Mutex
+	counts   map[string]int // by "METHOD" and "METHOD bucket/key"
+	corrupt  func(*http.Request) bool
+	hold     func(*http.Request) bool
+	gate     chan struct{} // closed to let held requests go
+	slowDown func(*http.Request) bool
+	inFlight map[string]int // by method, now
+	maxIn    map[string]int // by method, the most at once
 }
 
 // Proxy starts an S3Proxy in front of s, stopped when the test ends, and
@@ -31,14 +38,17 @@ func (s S3) Proxy(t testing.TB) (*S3Proxy, S3) {
 		t.Fatal("testenv: S3Proxy forwards plain HTTP only")
 	}
 	target := &url.URL{Scheme: "http", Host: s.Endpoint}
-	p := &S3Proxy{counts: map[string]int{}}
+	p := &S3Proxy{counts: map[string]int{}, inFlight: map[string]int{}, maxIn: map[string]int{}}
 	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
 		r.SetURL(target)
 		r.Out.Host = r.In.Host // the host the client signed
 		p.record(r.Out)
 	}}
-	p.srv = httptest.NewServer(rp)
-	t.Cleanup(p.srv.Close)
+	p.srv = httptest.NewServer(p.handler(rp))
+	t.Cleanup(func() {
+		p.Hold(nil) // Close waits for the requests still held
+		p.srv.Close()
+	})
 	through := s
 	through.Endpoint = strings.TrimPrefix(p.srv.URL, "http://")
 	return p, through
@@ -92,3 +102,83 @@ func (f *flipReader) Read(b []byte) (int, error) {
 }
 
 func (f *flipReader) Close() error { return f.rc.Close() }
+
+// Hold keeps the requests match accepts waiting in the proxy, before they
+// reach the server, until Hold is called again (nil: hold none), the
+// client gives up or the test ends; a held request counts in InFlight.
+func (p *S3Proxy) Hold(match func(*http.Request) bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gate != nil {
+		close(p.gate)
+	}
+	p.hold, p.gate = match, nil
+	if match != nil {
+		p.gate = make(chan struct{})
+	}
+}
+
+// SlowDownOnce has the proxy answer the next request match accepts itself,
+// after reading its whole body, with S3's 503 SlowDown, which clients
+// retry.
+func (p *S3Proxy) SlowDownOnce(match func(*http.Request) bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.slowDown = match
+}
+
+// InFlight is how many requests of method are in the proxy now (held,
+// or on their way to the server and back), and the most there were at
+// once.
+func (p *S3Proxy) InFlight(method string) (now, most int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inFlight[method], p.maxIn[method]
+}
+
+// handler counts a request in flight and holds or answers it as told
+// before passing it to next.
+func (p *S3Proxy) handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gate, slowDown := p.enter(r)
+		defer p.leave(r.Method)
+		if gate != nil {
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if slowDown {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?>`+
+				`<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// enter counts r in flight and says whether to hold it (the gate to wait
+// for) and whether to answer it with SlowDown.
+func (p *S3Proxy) enter(r *http.Request) (gate chan struct{}, slowDown bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inFlight[r.Method]++
+	p.maxIn[r.Method] = max(p.maxIn[r.Method], p.inFlight[r.Method])
+	if p.hold != nil && p.hold(r) {
+		gate = p.gate
+	}
+	if p.slowDown != nil && p.slowDown(r) {
+		p.slowDown, slowDown = nil, true
+	}
+	return gate, slowDown
+}
+
+func (p *S3Proxy) leave(method string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inFlight[method]--
+}
