@@ -439,3 +439,45 @@ func TestPutFile(t *testing.T) {
 		t.Fatalf("PutFile of a missing file = %v, want not exist", err)
 	}
 }
+
+// TestObjectsDescribesWhatIsListed: Objects yields every object under the
+// prefix with its size and time, nothing outside it, and stops when the
+// caller does.
+func TestObjectsDescribesWhatIsListed(t *testing.T) {
+	s, bucket := newStore(t)
+	ctx := context.Background()
+	before := time.Now().Add(-time.Minute)
+	for key, data := range map[string]string{"p/a": "one", "p/b/c": "three", "q/d": "outside"} {
+		if _, err := s.Put(ctx, bucket, key, strings.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for o, err := range s.Objects(ctx, bucket, "p/") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.Bucket != bucket || o.LastModified.Before(before) || o.LastModified.After(time.Now().Add(time.Minute)) {
+			t.Errorf("object %+v: wrong bucket or time", o)
+		}
+		got = append(got, fmt.Sprintf("%s:%d", o.Key, o.Size))
+	}
+	if want := "p/a:3 p/b/c:5"; strings.Join(got, " ") != want {
+		t.Errorf("listed %q, want %q", got, want)
+	}
+	n := 0
+	for range s.Objects(ctx, bucket, "") {
+		n++
+		break
+	}
+	if n != 1 {
+		t.Errorf("a caller that stops after one saw %d", n)
+	}
+	var errs []error
+	for _, err := range s.Objects(ctx, "no-such-bucket-"+strings.ToLower(t.Name()), "") {
+		errs = append(errs, err)
+	}
+	if len(errs) != 1 || !blob.IsNotFound(errs[0]) {
+		t.Errorf("listing a missing bucket: %v, want one not found", errs)
+	}
+}

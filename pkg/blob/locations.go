@@ -162,6 +162,32 @@ func UserStagingPrefix(user string) string { return StagingPrefix + user + "/" }
 // kernels/<user>/ of the upload bucket.
 func UserKernelPrefix(user string) string { return KernelUploadPrefix + user + "/" }
 
+// UserStagingPrefixes are the prefixes of the upload bucket users write
+// with their upload keys (s3iam.UploadPrefixes): uploads/<user>/ and
+// kernels/<user>/.
+var UserStagingPrefixes = []string{StagingPrefix, KernelUploadPrefix}
+
+// UserStagingOwner is the user whose staging area (UserStagingPrefix or
+// UserKernelPrefix) key lies in: ok only for <prefix><user>/<rest> with a
+// user name that can own one (never a slash, a dot or a wildcard) and a
+// rest that is not empty. A service's staging (kernel-registry/, vms/,
+// ova/), a build (builds/), kernel-registry's kept vmlinux
+// (kernels/<image id>/vmlinux, should the files bucket be the upload
+// bucket) and anything else are no user's: ok is false.
+func UserStagingOwner(key string) (user string, ok bool) {
+	for _, prefix := range UserStagingPrefixes {
+		rest, found := strings.CutPrefix(key, prefix)
+		if !found {
+			continue
+		}
+		user, rest, found = strings.Cut(rest, "/")
+		if found && rest != "" && stagerName.MatchString(user) {
+			return user, true
+		}
+	}
+	return "", false
+}
+
 // stagingPrefix is where stager (an authenticated user or service name)
 // may stage for image-create.
 func stagingPrefix(stager string) (string, error) {

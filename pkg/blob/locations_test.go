@@ -307,3 +307,36 @@ func TestUserStagingKeyRefusesWhatIsNotOneName(t *testing.T) {
 		}
 	}
 }
+
+// TestUserStagingOwnerTakesOnlyAUsersArea: the staged sweep deletes what
+// lies in a user's staging area, so every key that is not
+// uploads/<user>/… or kernels/<user>/… under a name a user can have is
+// no one's.
+func TestUserStagingOwnerTakesOnlyAUsersArea(t *testing.T) {
+	mine := map[string]string{
+		"uploads/alice/0b7a/disk.qcow2":                 "alice",
+		"kernels/bob_2/0b7a/linux.deb":                  "bob_2",
+		"uploads/alice/stray":                           "alice", // written with alice's keys, never importable
+		"uploads/alice/a/b/c":                           "alice",
+		blob.StagingKey("uploads/carol/", "/x/y/z.raw"): "carol",
+	}
+	for key, want := range mine {
+		if got, ok := blob.UserStagingOwner(key); !ok || got != want {
+			t.Errorf("UserStagingOwner(%q) = %q, %v; want %q", key, got, ok, want)
+		}
+	}
+	for _, key := range []string{
+		"", "uploads/", "uploads/alice", "uploads/alice/", "kernels/alice/",
+		"uploads//x/disk", "uploads/../x/disk", "uploads/./x/disk", "uploads/Alice/x/disk", "uploads/*/x/disk",
+		"uploads/1alice/x/disk", "uploads/al ice/x/disk", "uploads/alice\n/x/disk",
+		"kernels/5/vmlinux",              // kernel-registry's kept kernel, should the buckets be one
+		"builds/7/" + saga + "/disk.raw", // the builder's
+		"ova/" + saga + "/disk0", "kernel-registry/0b7a/vmlinuz", "vms/7/disk-0.qcow2",
+		"images/7/" + saga + "/disk.raw", "uploadsx/alice/x/disk", "x/uploads/alice/x/disk", "/uploads/alice/x/disk",
+		"uploads/" + strings.Repeat("a", 129) + "/x/disk",
+	} {
+		if got, ok := blob.UserStagingOwner(key); ok {
+			t.Errorf("UserStagingOwner(%q) = %q: that is no user's staging area", key, got)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net/http"
 	"net/url"
 	"strings"
@@ -576,15 +577,36 @@ func (s *Store) AbortIncomplete(ctx context.Context, bucket, prefix string) erro
 
 // List returns the keys under prefix, recursively, in lexical order.
 func (s *Store) List(ctx context.Context, bucket, prefix string) ([]string, error) {
-	c := s.at(bucket)
 	var keys []string
-	for o := range c.client.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
-		if o.Err != nil {
-			return nil, wrapErr("list", bucket, prefix, o.Err)
+	for o, err := range s.Objects(ctx, bucket, prefix) {
+		if err != nil {
+			return nil, err
 		}
 		keys = append(keys, o.Key)
 	}
 	return keys, nil
+}
+
+// Objects describes the objects under prefix, recursively, in lexical
+// order, as S3 lists them (no metadata: Command and S3Checksum are "")
+// and one page at a time, so a bucket of any size takes no more memory
+// than a page. A listing that fails yields its error last.
+func (s *Store) Objects(ctx context.Context, bucket, prefix string) iter.Seq2[ObjectInfo, error] {
+	return func(yield func(ObjectInfo, error) bool) {
+		c := s.at(bucket)
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel() // a caller that stops early ends the listing
+		for o := range c.client.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+			if o.Err != nil {
+				yield(ObjectInfo{}, wrapErr("list", bucket, prefix, o.Err))
+				return
+			}
+			info := ObjectInfo{Bucket: bucket, Key: o.Key, Size: o.Size, ETag: o.ETag, ContentType: o.ContentType, LastModified: o.LastModified}
+			if !yield(info, nil) {
+				return
+			}
+		}
+	}
 }
 
 // PresignGet returns a URL anyone can GET the object with until ttl passes.

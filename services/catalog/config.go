@@ -62,7 +62,9 @@ type Config struct {
 	StuckAfter time.Duration
 	// UploadExpiry is how long a multipart upload begun by upload-start
 	// (the web console's) may stay incomplete before the catalog aborts
-	// it and S3 drops its parts (SLIPWAY_CATALOG_UPLOAD_EXPIRY, default 24h).
+	// it and S3 drops its parts, and how long an object in a user's
+	// staging area may stay unconsumed before the staged sweep deletes it
+	// (SLIPWAY_CATALOG_UPLOAD_EXPIRY, default 24h).
 	UploadExpiry time.Duration
 	// Datastores served; default DefaultDatastores().
 	Datastores []Datastore

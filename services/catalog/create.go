@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/slipway/slipway/pkg/blob"
@@ -232,7 +233,7 @@ func (s *Service) create(ctx context.Context, m *bus.Msg, prior *processed) (pro
 		return none, err
 	}
 	id, sagaID := res.ImageID, res.SagaID
-	data := importData{ImageID: id, CommandID: m.Envelope.ID, Command: m.Subject, Dest: p.dest(id, sagaID), Staged: p.staged,
+	data := importData{ImageID: id, CommandID: m.Envelope.ID, Command: m.Subject, Dest: p.dest(id, sagaID), Path: p.req.Path, Staged: p.staged,
 		TypeByFormat: p.req.Type == "" && p.typ == schemas.ImageTypeOS}
 	var quota *quotaView // read once: for the allowance, then for the record's check
 	if p.req.SizeMiB == 0 {
@@ -389,15 +390,25 @@ func (s *Service) sendUnpack(ctx context.Context, m *bus.Msg, p plan, sagaID str
 // createOrDrop is create; when the catalog refuses an image-create it
 // sent itself (an OVA's further disk: a quota, a name taken meanwhile),
 // the staged disk that import would have consumed is deleted, since no
-// one else will.
+// one else will. A user's refused upload is kept, for another create
+// (another name, a quota raised), until the staged sweep removes it: the
+// refusal says so.
 func (s *Service) createOrDrop(ctx context.Context, m *bus.Msg, prior *processed) (processed, error) {
 	res, err := s.create(ctx, m, prior)
-	if isRefusal(err) && callerOf(ctx).service == ServiceName {
-		var req schemas.ImageCreate
-		if m.Decode(&req) == nil && req.Staged && s.locations().CheckStaged(req.Path, ServiceName) == nil {
-			if derr := s.deleteURL(ctx, req.Path); derr != nil {
-				s.log.Warn("refused OVA disk not deleted", "path", req.Path, "err", derr)
-			}
+	var req schemas.ImageCreate
+	if !isRefusal(err) || m.Decode(&req) != nil || !req.Staged {
+		return res, err
+	}
+	c := callerOf(ctx)
+	switch {
+	case s.locations().CheckStaged(req.Path, c.stager()) != nil:
+		// Not the sender's: neither kept nor dropped on their behalf.
+	case c.service == "":
+		return res, &refusal{fmt.Errorf("%w (the upload %s is kept: an image-create may still import it, with staged, until %s after it was uploaded, when the catalog deletes it)",
+			err, req.Path, s.cfg.UploadExpiry)}
+	case c.service == ServiceName:
+		if derr := s.deleteURL(ctx, req.Path); derr != nil {
+			s.log.Warn("refused OVA disk not deleted", "path", req.Path, "err", derr)
 		}
 	}
 	return res, err

@@ -47,7 +47,8 @@ func (s *Service) convertPhase() phase {
 
 // compensateImport deletes what a failed import wrote (or may still be
 // writing: a late blob is deleted when its converted event arrives) and
-// the staged upload it consumed.
+// the staged upload it consumed (not an upload a refused create never
+// handed over: dropUpload).
 func (s *Service) compensateImport(ctx context.Context, sg *saga.Saga) error {
 	var d importData
 	if err := sg.Decode(&d); err != nil {
@@ -55,10 +56,7 @@ func (s *Service) compensateImport(ctx context.Context, sg *saga.Saga) error {
 	}
 	urls := append([]string{}, sg.Owned...)
 	urls = append(urls, d.Dest)
-	if d.Staged != "" {
-		urls = append(urls, d.Staged)
-	}
-	var errs []error
+	errs := []error{s.dropUpload(ctx, d.ImageID, sg.ID, d.Staged)}
 	for _, u := range urls {
 		if err := s.deleteURL(ctx, u); err != nil {
 			errs = append(errs, err)

@@ -24,7 +24,7 @@ var layers = []struct {
 	{"workflow core", []string{"workflow.go", "progress.go", "failures.go", "access.go"}},
 	{"new-image phases", []string{"newimage.go", "quota.go"}},
 	{"saga declarations", []string{"importsaga.go", "dockersaga.go", "rootfssaga.go", "ovasaga.go", "luks.go", "slots.go", "clone.go", "snapshotsaga.go"}},
-	{"command handlers", []string{"commands.go", "create.go", "use.go", "queries.go", "accounts.go", "revocation.go", "quotacmd.go", "permissions.go", "s3access.go", "datastorecmd.go", "lock.go", "stuck.go", "copylock.go", "browserupload.go"}},
+	{"command handlers", []string{"commands.go", "create.go", "use.go", "queries.go", "accounts.go", "revocation.go", "quotacmd.go", "permissions.go", "s3access.go", "datastorecmd.go", "lock.go", "stuck.go", "copylock.go", "browserupload.go", "stagedsweep.go"}},
 	{"service wiring", []string{"service.go", "wire.go"}},
 }
 

@@ -52,6 +52,10 @@ type importData struct {
 	Command string `json:"command"`
 	// Dest is where the converter was asked to store the blob.
 	Dest string `json:"dest"`
+	// Path is what the command asked to import (its path), kept while
+	// the saga runs so the staged sweep leaves an upload it reads alone,
+	// staged or not (stagedsweep.go).
+	Path string `json:"path,omitempty"`
 	// Staged is the upload to delete once the import is over.
 	Staged string `json:"staged,omitempty"`
 	// Result is the converter's report, kept for a commit resumed after a
@@ -78,6 +82,24 @@ func (d importData) maxVirtualSize(catalog int64) int64 {
 		return d.SizeLimit
 	}
 	return catalog
+}
+
+// dropUpload deletes upload, the staged object saga sagaID consumed,
+// once its image exists: an image-create refused before its record was
+// stored (register: a quota, the name taken meanwhile) handed the upload
+// to no worker, so it stays for another image-create of the same path,
+// until the staged sweep removes it after UploadExpiry.
+func (s *Service) dropUpload(ctx context.Context, imageID int64, sagaID, upload string) error {
+	if upload == "" {
+		return nil
+	}
+	if _, _, err := s.images.Get(ctx, imageID); errors.Is(err, ErrNotFound) {
+		s.log.Info("keeping the upload of a refused image-create", "saga", sagaID, "upload", upload, "for", s.cfg.UploadExpiry)
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return s.deleteURL(ctx, upload)
 }
 
 // deleteOwned deletes a reported blob if it lies where image blobs live,

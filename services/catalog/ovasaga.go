@@ -202,7 +202,8 @@ func (s *Service) orphanUnpacked(ctx context.Context, ev schemas.ConverterOvaUnp
 	return nil
 }
 
-// compensateUnpack deletes the OVA upload the import consumed and, while
+// compensateUnpack deletes the OVA upload the import consumed (not one a
+// refused create never handed over: dropUpload) and, while
 // no disk was handed over (after that, each import owns its disk),
 // whatever is staged under the saga's prefix.
 func (s *Service) compensateUnpack(ctx context.Context, sg *saga.Saga) error {
@@ -210,7 +211,7 @@ func (s *Service) compensateUnpack(ctx context.Context, sg *saga.Saga) error {
 	if err := sg.Decode(&d); err != nil {
 		return err
 	}
-	if err := s.deleteURL(ctx, d.Upload); err != nil {
+	if err := s.dropUpload(ctx, d.ImageID, sg.ID, d.Upload); err != nil {
 		return err
 	}
 	if d.Unpacked != nil {

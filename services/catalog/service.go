@@ -99,7 +99,7 @@ func (s *Service) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		s.every(ctx, max(s.cfg.ReconcileInterval, s.cfg.UploadExpiry/24), "aborting expired uploads", s.sweepUploads)
+		s.every(ctx, max(s.cfg.ReconcileInterval, s.cfg.UploadExpiry/24), "sweeping the upload bucket", s.sweepUploadBucket)
 	}()
 	s.readyOnce.Do(func() { close(s.ready) })
 	s.log.Info("catalog running", "prefix", p, "user", s.cfg.User)
