@@ -3725,8 +3725,9 @@ type CatalogUploadPresignRequest struct {
 // lists what S3 holds (upload-parts, to resume), completes (upload-complete) or aborts
 // (upload-abort). The upload records a SHA-256 per part, which S3 verifies on receipt. The user
 // is the authenticated sender, never a field: the catalog derives the staged key from it, and
-// refuses a path outside the sender's own prefix. Uploads left incomplete are aborted by the
-// catalog after a day (SLIPWAY_CATALOG_UPLOAD_EXPIRY).
+// refuses a path outside the sender's own prefix. Uploads left incomplete are aborted, and
+// completed ones that no image-create imported are deleted, by the catalog after a day
+// (SLIPWAY_CATALOG_UPLOAD_EXPIRY).
 type CatalogUploadStartRequest struct {
 	// The file's name, the last segment of the staged key.
 	Name string `json:"name"`
