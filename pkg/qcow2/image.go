@@ -17,7 +17,10 @@ type Options struct {
 	// KeepZeroClusters stores every cluster the file system reports as
 	// data, even one whose bytes are all zero. It saves the read of the
 	// data Open otherwise does to find them, at the price of a larger
-	// image (and upload) when the raw file has allocated zeros.
+	// image (and upload) when the raw file has allocated zeros. It is
+	// not honoured for a file without any hole: a file system may report
+	// none because it reports no holes at all, and every cluster would
+	// be stored.
 	KeepZeroClusters bool
 }
 
@@ -141,35 +144,46 @@ func (im *Image) readRaw(p []byte, off int64) error {
 
 // dataRuns maps the raw file's data with SEEK_DATA and SEEK_HOLE, at
 // cluster granularity: a cluster any byte of which is data is in a run,
-// unless keepZeros is false and every data byte of it is zero.
+// unless every data byte of it is zero and keepZeros is false or the file
+// has no hole.
 func (im *Image) dataRuns(ctx context.Context, keepZeros bool) ([]run, error) {
 	var runs []run
-	var buf []byte
-	if !keepZeros {
-		buf = make([]byte, scanClusters*ClusterSize)
-	}
+	var buf []byte // scan's, made when first needed
 	for off := int64(0); off < im.rawSize; {
-		start, err := im.f.Seek(off, unix.SEEK_DATA)
-		if errors.Is(err, syscall.ENXIO) {
-			break // no data after off
+		start, end, err := im.nextData(off)
+		if err != nil || start == end {
+			return runs, err
 		}
-		if err != nil {
-			return nil, err
-		}
-		end, err := im.f.Seek(start, unix.SEEK_HOLE)
-		if err != nil {
-			return nil, err
-		}
-		end = min(end, im.rawSize)
-		if keepZeros {
+		// A file system that reports no hole in the whole file may not
+		// report holes at all: trusting it would store every cluster.
+		if keepZeros && (start > 0 || end < im.rawSize) {
 			g := start / ClusterSize
 			runs = addClusters(runs, g, ceilDiv(end, ClusterSize)-g)
-		} else if runs, err = im.scan(ctx, runs, start, end, buf); err != nil {
-			return nil, err
+		} else {
+			if buf == nil {
+				buf = make([]byte, scanClusters*ClusterSize)
+			}
+			if runs, err = im.scan(ctx, runs, start, end, buf); err != nil {
+				return nil, err
+			}
 		}
 		off = end
 	}
 	return runs, nil
+}
+
+// nextData returns the first range of data at or after off; start == end
+// when there is none.
+func (im *Image) nextData(off int64) (start, end int64, err error) {
+	start, err = im.f.Seek(off, unix.SEEK_DATA)
+	if errors.Is(err, syscall.ENXIO) {
+		return off, off, nil
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	end, err = im.f.Seek(start, unix.SEEK_HOLE)
+	return start, min(end, im.rawSize), err
 }
 
 // scanClusters is how many clusters scan reads at a time.

@@ -201,10 +201,7 @@ func (s *Service) makeDisk(ctx context.Context, j *job, cmd schemas.BuilderBuild
 	if err := inject(root, t, s.cfg.GuestInit, gcfg, mtime); err != nil {
 		return out, failed(schemas.BuilderPhaseFlatten, err)
 	}
-	fs := string(cmd.Filesystem)
-	if fs == "" {
-		fs = DefaultFilesystem
-	}
+	fs := filesystemOf(cmd)
 	raw := filepath.Join(dir, "disk.raw")
 	j.SetPhase(schemas.BuilderPhaseMkfs, 0)
 	// mkfs copies the flattened tree into the image, so the image's blocks
