@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"time"
 
 	"github.com/slipway/slipway/pkg/diskspace"
 
@@ -148,13 +149,9 @@ func (s *Service) storeDisk(ctx context.Context, j *job, cmd schemas.BuilderBuil
 		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, err)
 	}
 	defer rc.Close()
-	j.SetPhase(schemas.BuilderPhaseUpload, size)
-	if err := s.store.CheckFresh(ctx, dest.bucket, dest.key, j.ID); err != nil {
-		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhaseUpload, fmt.Errorf("%w: dest: %w", errInvalid, err))
-	}
-	info, err := s.store.Put(ctx, dest.bucket, dest.key, rc, size, blob.OwnedBy(j.ID), blob.Progress(func(n int64) { j.Update(n, size) }))
+	info, err := s.upload(ctx, j, rc, size, dest)
 	if err != nil {
-		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhaseUpload, err)
+		return schemas.BuilderBuilt{}, err
 	}
 	s.log.Info("stored the image's disk", "image_id", cmd.ImageID, "file", name, "dest", cmd.Dest, "size", info.Size)
 	return schemas.BuilderBuilt{ImageID: cmd.ImageID, Dest: cmd.Dest, Size: info.Size, SHA256: info.SHA256, S3Checksum: info.S3Checksum,
@@ -204,10 +201,7 @@ func (s *Service) makeDisk(ctx context.Context, j *job, cmd schemas.BuilderBuild
 	if err := inject(root, t, s.cfg.GuestInit, gcfg, mtime); err != nil {
 		return out, failed(schemas.BuilderPhaseFlatten, err)
 	}
-	fs := string(cmd.Filesystem)
-	if fs == "" {
-		fs = DefaultFilesystem
-	}
+	fs := filesystemOf(cmd)
 	raw := filepath.Join(dir, "disk.raw")
 	j.SetPhase(schemas.BuilderPhaseMkfs, 0)
 	// mkfs copies the flattened tree into the image, so the image's blocks
@@ -215,21 +209,16 @@ func (s *Service) makeDisk(ctx context.Context, j *job, cmd schemas.BuilderBuild
 	if err := diskspace.Ensure(dir, fsimage.Required(t, fs)<<20+64<<20); err != nil {
 		return out, failed(schemas.BuilderPhaseMkfs, err)
 	}
+	start := time.Now()
 	res, err := fsimage.Build(ctx, root, t, raw, fsimage.Options{Filesystem: fs, SizeMiB: cmd.SizeMiB, Label: Label})
 	if err != nil {
 		return out, failed(schemas.BuilderPhaseMkfs, err)
 	}
+	s.log.Info("made the filesystem", "image_id", cmd.ImageID, "filesystem", fs, "size", res.SizeBytes, "took", time.Since(start))
 	os.RemoveAll(root)
-	disk := raw
-	if formatOf(cmd) == schemas.DiskFormatQcow2 {
-		disk = filepath.Join(dir, "disk.qcow2")
-		if err := toQcow2(ctx, raw, disk, cmd.Compression); err != nil {
-			return out, failed(schemas.BuilderPhaseMkfs, err)
-		}
-	}
-	info, err := s.upload(ctx, j, disk, dest)
+	info, err := s.storeImage(ctx, j, cmd, raw, dest)
 	if err != nil {
-		return out, failed(schemas.BuilderPhaseUpload, err)
+		return out, err
 	}
 	return schemas.BuilderBuilt{ImageID: cmd.ImageID, Dest: cmd.Dest, Format: formatOf(cmd),
 		VirtualSize: res.SizeBytes, Size: info.Size, SHA256: info.SHA256, S3Checksum: info.S3Checksum, Distro: distro}, nil
@@ -257,20 +246,36 @@ func (s *Service) flatten(ctx context.Context, j *job, img oci.Image, root strin
 	return t, nil
 }
 
-// upload stores the built image, hashing it on the way.
-func (s *Service) upload(ctx context.Context, j *job, path string, dest target) (blob.Info, error) {
-	info, err := s.store.PutFile(ctx, dest.bucket, dest.key, path, func(size int64) error {
-		j.SetPhase(schemas.BuilderPhaseUpload, size)
-		if err := s.store.CheckFresh(ctx, dest.bucket, dest.key, j.ID); err != nil {
-			return fmt.Errorf("%w: dest: %w", errInvalid, err)
-		}
-		return nil
-	}, j.Update, blob.OwnedBy(j.ID))
-	if err != nil {
-		return info, err
+// upload stores size bytes of r at dest, SHA-256 on the way, once it has
+// checked that dest is no other command's object. The job is in phase
+// upload from then on, its progress the bytes stored; a failure is the
+// upload's.
+func (s *Service) upload(ctx context.Context, j *job, r io.Reader, size int64, dest target) (blob.Info, error) {
+	j.SetPhase(schemas.BuilderPhaseUpload, size)
+	if err := s.store.CheckFresh(ctx, dest.bucket, dest.key, j.ID); err != nil {
+		return blob.Info{}, failed(schemas.BuilderPhaseUpload, fmt.Errorf("%w: dest: %w", errInvalid, err))
 	}
-	s.log.Info("stored", "image_id", j.ImageID, "dest", j.dest, "size", info.Size, "sha256", info.SHA256)
+	start := time.Now()
+	info, err := s.store.Put(ctx, dest.bucket, dest.key, r, size, blob.OwnedBy(j.ID), blob.Progress(func(n int64) { j.Update(n, size) }))
+	if err != nil {
+		return info, failed(schemas.BuilderPhaseUpload, err)
+	}
+	s.log.Info("stored", "image_id", j.ImageID, "dest", j.dest, "size", info.Size, "sha256", info.SHA256, "took", time.Since(start))
 	return info, nil
+}
+
+// uploadFile stores the file at path at dest (upload).
+func (s *Service) uploadFile(ctx context.Context, j *job, path string, dest target) (blob.Info, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return blob.Info{}, failed(schemas.BuilderPhaseUpload, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return blob.Info{}, failed(schemas.BuilderPhaseUpload, err)
+	}
+	return s.upload(ctx, j, f, st.Size(), dest)
 }
 
 // finish settles a job (worker.PhasedJobs.Settle): a built event on

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -12,7 +13,6 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,6 +27,7 @@ import (
 	"github.com/slipway/slipway/pkg/bus"
 	"github.com/slipway/slipway/pkg/netguard"
 	"github.com/slipway/slipway/pkg/oci"
+	"github.com/slipway/slipway/pkg/qcow2"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/pkg/worker"
 	"github.com/slipway/slipway/pkg/worker/workertest"
@@ -272,30 +273,60 @@ func TestBuildBusybox(t *testing.T) {
 	checkHash(t, h.ctx, raw, ".slipway/config.json", sha(conf))
 }
 
-// A qcow2 build is the final blob: qemu-img reads it as qcow2 of the
-// filesystem's size, zstd-compressed, and its raw conversion is the
-// filesystem with busybox in it. Compression with raw output is refused.
+// A qcow2 build is the final blob: qemu-img finds it sound and reads it as
+// qcow2 of the filesystem's size, zstd-compressed when asked (qemu-img's
+// conversion) and else written by pkg/qcow2 while uploaded, and its raw
+// conversion is the filesystem with busybox in it. Compression with raw
+// output is refused.
 func TestBuildQcow2(t *testing.T) {
 	h := newHarness(t)
 	ref := h.pushBusybox()
-	dest := testenv.Dest(9, "disk.qcow2")
-	var built schemas.BuilderBuilt
-	kind, _ := h.buildContainer(9, ref, schemas.BuilderBuild{SizeMiB: 64, Format: schemas.DiskFormatQcow2, Compression: schemas.CompressionZstd, Dest: dest}, &built)
-	if kind != "built" {
-		t.Fatalf("got %s: %+v", kind, built)
+	for i, compression := range []schemas.Compression{schemas.CompressionZstd, ""} {
+		id := int64(9 + 2*i)
+		dest := testenv.Dest(id, "disk.qcow2")
+		var built schemas.BuilderBuilt
+		kind, progress := h.buildContainer(id, ref, schemas.BuilderBuild{SizeMiB: 64, Format: schemas.DiskFormatQcow2, Compression: compression, Dest: dest}, &built)
+		if kind != "built" {
+			t.Fatalf("%q: got %s: %+v", compression, kind, built)
+		}
+		if built.Dest != dest || built.Format != schemas.DiskFormatQcow2 || built.VirtualSize != 64<<20 ||
+			built.Size <= 0 || built.Size >= 64<<20 || built.Distro != "slipway-test" {
+			t.Fatalf("%q: built = %+v", compression, built)
+		}
+		if last := progress[len(progress)-1]; last.Phase != string(schemas.BuilderPhaseUpload) || last.BytesTotal != built.Size {
+			t.Errorf("%q: last progress %+v, want phase upload of %d bytes", compression, last, built.Size)
+		}
+		qcow := h.download(dest)
+		if got := sha(readFile(t, qcow)); got != built.SHA256 || int64(len(readFile(t, qcow))) != built.Size {
+			t.Fatalf("%q: stored blob sha256 %s, event says %s", compression, got, built.SHA256)
+		}
+		testenv.AssertS3Checksum(t, h.ctx, h.store, dest, built.S3Checksum)
+		checkQcow2(t, qcow, 64<<20, compression)
+		// pkg/qcow2 puts the L1 table right after the header; qemu-img
+		// puts the refcount table there.
+		if l1 := binary.BigEndian.Uint64(readFile(t, qcow)[40:]); (l1 == qcow2.ClusterSize) != (compression == "") {
+			t.Errorf("%q: L1 table at %d: not the writer expected", compression, l1)
+		}
+		raw, tr := qcowTree(t, h.ctx, qcow)
+		if bb := mustEntry(t, tr, "bin/busybox"); bb.Type != tree.Regular || bb.Mode != 0o755 {
+			t.Fatalf("%q: bin/busybox = %+v", compression, bb)
+		}
+		checkHash(t, h.ctx, raw, "bin/busybox", sha(readFile(t, "/bin/busybox")))
 	}
-	if built.Dest != dest || built.Format != schemas.DiskFormatQcow2 || built.VirtualSize != 64<<20 ||
-		built.Size <= 0 || built.Size >= 64<<20 || built.Distro != "slipway-test" {
-		t.Fatalf("built = %+v", built)
+
+	var f schemas.Failure
+	if kind, _ := h.buildContainer(10, ref, schemas.BuilderBuild{Compression: schemas.CompressionZlib, Dest: testenv.Dest(10, "disk.raw")}, &f); kind != "failed" ||
+		f.Retryable || !strings.Contains(f.Error, "compression zlib applies to qcow2 only") {
+		t.Fatalf("compressed raw: %s %+v", kind, f)
 	}
-	qcow := h.download(dest)
-	if got := sha(readFile(t, qcow)); got != built.SHA256 || int64(len(readFile(t, qcow))) != built.Size {
-		t.Fatalf("stored blob sha256 %s, event says %s", got, built.SHA256)
-	}
-	out, err := exec.Command("qemu-img", "info", "--output=json", "-f", "qcow2", qcow).Output()
-	if err != nil {
-		t.Fatalf("qemu-img info: %v", err)
-	}
+}
+
+// checkQcow2 has qemu-img check the image and read its format, virtual
+// size and whether its clusters are compressed (the header says the
+// compression type of any image, compressed or not: the clusters tell).
+func checkQcow2(t *testing.T, qcow string, virtualSize int64, compression schemas.Compression) {
+	t.Helper()
+	testenv.Exec(t, "qemu-img", "check", "-f", "qcow2", qcow)
 	var info struct {
 		Format      string `json:"format"`
 		VirtualSize int64  `json:"virtual-size"`
@@ -305,20 +336,16 @@ func TestBuildQcow2(t *testing.T) {
 			} `json:"data"`
 		} `json:"format-specific"`
 	}
-	mustJSON(t, out, &info)
-	if info.Format != "qcow2" || info.VirtualSize != 64<<20 || info.Specific.Data.Compression != "zstd" {
-		t.Fatalf("qemu-img info = %s", out)
+	mustJSON(t, []byte(testenv.Exec(t, "qemu-img", "info", "--output=json", "-f", "qcow2", qcow)), &info)
+	if info.Format != "qcow2" || info.VirtualSize != virtualSize || (compression != "" && info.Specific.Data.Compression != string(compression)) {
+		t.Fatalf("qemu-img info = %+v", info)
 	}
-	raw, tr := qcowTree(t, h.ctx, qcow)
-	if bb := mustEntry(t, tr, "bin/busybox"); bb.Type != tree.Regular || bb.Mode != 0o755 {
-		t.Fatalf("bin/busybox = %+v", bb)
+	var check struct {
+		Compressed int64 `json:"compressed-clusters"`
 	}
-	checkHash(t, h.ctx, raw, "bin/busybox", sha(readFile(t, "/bin/busybox")))
-
-	var f schemas.Failure
-	if kind, _ := h.buildContainer(10, ref, schemas.BuilderBuild{Compression: schemas.CompressionZlib, Dest: testenv.Dest(10, "disk.raw")}, &f); kind != "failed" ||
-		f.Retryable || !strings.Contains(f.Error, "compression zlib applies to qcow2 only") {
-		t.Fatalf("compressed raw: %s %+v", kind, f)
+	mustJSON(t, []byte(testenv.Exec(t, "qemu-img", "check", "--output=json", "-f", "qcow2", qcow)), &check)
+	if (check.Compressed > 0) != (compression != "") {
+		t.Fatalf("%d compressed clusters with compression %q", check.Compressed, compression)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/slipway/slipway/pkg/qcow2"
 	"github.com/slipway/slipway/services/builder/tree"
 )
 
@@ -425,5 +426,57 @@ func TestRequiredIsEnough(t *testing.T) {
 		if _, err := Build(ctx, f.root, f.tree, filepath.Join(t.TempDir(), "r.img"), Options{Filesystem: fs, SizeMiB: need}); err != nil {
 			t.Errorf("%s at the required %d MiB: %v", fs, need, err)
 		}
+	}
+}
+
+// TestExtJournalStaysSparse: mke2fs leaves an ext4 journal (16 MiB on a
+// 512 MiB filesystem) to the image file's holes instead of writing its
+// zeros, and the filesystem is sound. (mke2fs 1.47 still writes an ext3
+// journal, which has no extents; the qcow2 writer leaves its zeros out.)
+func TestExtJournalStaysSparse(t *testing.T) {
+	f := newFixture(t)
+	f.file("hello", []byte("hello\n"), 0o644, 0, 0)
+	image := filepath.Join(t.TempDir(), "disk.img")
+	if _, err := Build(context.Background(), f.root, f.tree, image, Options{Filesystem: "ext4", SizeMiB: 512}); err != nil {
+		t.Fatal(err)
+	}
+	check(t, "ext4", image)
+	var st syscall.Stat_t
+	if err := syscall.Stat(image, &st); err != nil {
+		t.Fatal(err)
+	}
+	if allocated := st.Blocks * 512; allocated >= 16<<20 {
+		t.Fatalf("the image has %d MiB allocated: its journal was written", allocated>>20)
+	}
+}
+
+// TestExtLeavesNoZeroClusters: an ext2 or ext4 image holds no allocated
+// cluster that is all zeros, not even for files of zeros (mke2fs -d makes
+// their zero blocks holes) or for the ext4 journal, so the builder's qcow2
+// writer need not read the data to find such clusters (it does for ext3
+// and xfs).
+func TestExtLeavesNoZeroClusters(t *testing.T) {
+	for _, fs := range []string{"ext2", "ext4"} {
+		t.Run(fs, func(t *testing.T) {
+			f := richTree(t, true)
+			f.file("data/zeros", make([]byte, 2<<20), 0o644, 0, 0)
+			f.file("data/holey", append(append(randomBytes(100<<10, 2), make([]byte, 1<<20)...), randomBytes(100<<10, 3)...), 0o644, 0, 0)
+			image := filepath.Join(t.TempDir(), "disk.img")
+			if _, err := Build(context.Background(), f.root, f.tree, image, Options{Filesystem: fs, SizeMiB: 512}); err != nil {
+				t.Fatal(err)
+			}
+			var clusters [2]int64
+			for i, keep := range []bool{false, true} {
+				im, err := qcow2.Open(context.Background(), image, qcow2.Options{KeepZeroClusters: keep})
+				if err != nil {
+					t.Fatal(err)
+				}
+				clusters[i] = im.DataClusters()
+				im.Close()
+			}
+			if clusters[0] != clusters[1] {
+				t.Fatalf("%d clusters hold data, %d of them all zeros", clusters[1], clusters[1]-clusters[0])
+			}
+		})
 	}
 }
