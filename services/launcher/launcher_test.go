@@ -303,6 +303,20 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]" ]
 	// The overlay of disk 0 (PROLOG), the save-as copy, the snapshot of the
 	// powered-off disk and the persistent disk's size (EPILOG).
 	checkQemuImgConfined(t, qemuImgLog, "create", "convert", "snapshot", "info")
+
+	// The next VM's disk starts from the image's counter: its first
+	// snapshot is 4, not 2 (one more than the highest the image holds).
+	c := h.instantiate(tid, "c")
+	if d := h.waitVM(c, schemas.VMStateRunning, bootTimeout).Disks[1]; d.NextSnapshot != 4 || diskTree(d.SnapshotTree) != "0:live<-1 1:off<0*" {
+		t.Errorf("the next VM's disk: tree %s, next_snapshot %d (want 4)", diskTree(d.SnapshotTree), d.NextSnapshot)
+	}
+	h.mustCall(schemas.CommandLauncherDiskSnapshot, schemas.LauncherDiskSnapshot{ID: c, DiskID: 1, Name: "again"}, schemas.EventLauncherDiskSnapshotted)
+	if got := diskTree(h.vm(c).Disks[1].SnapshotTree); got != "0:live<-1 1:off<0 4:again<1*" {
+		t.Errorf("the next VM's snapshot: %s, want ID 4", got)
+	}
+	h.mustCall(schemas.CommandLauncherTerminate, schemas.VMAction{ID: c, Hard: true}, schemas.EventLauncherVMStateChanged)
+	h.waitVM(c, schemas.VMStateDone, 2*time.Minute)
+	h.noQEMULeft()
 }
 
 // diskTree renders a snapshot tree: "id:name<parent", * for the active one.
