@@ -237,8 +237,18 @@ func digestsAgree(sha256Hex, s3Checksum string) bool {
 	if s3Checksum == "" || strings.Contains(s3Checksum, "-") {
 		return true
 	}
+	return wholeChecksum(sha256Hex) == s3Checksum
+}
+
+// wholeChecksum is the S3 checksum a store records for an object written
+// in one request whose SHA-256 is sha256Hex: that digest in base64 ("" for
+// a digest that is not hex).
+func wholeChecksum(sha256Hex string) string {
 	raw, err := hex.DecodeString(sha256Hex)
-	return err == nil && base64.StdEncoding.EncodeToString(raw) == s3Checksum
+	if err != nil || len(raw) == 0 {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString(raw)
 }
 
 // readBlob reads what the store holds at bucket/key, for a report of size
