@@ -374,3 +374,29 @@ func TestCloneChecksWhatItCopied(t *testing.T) {
 		return err == nil && len(left) == 0
 	})
 }
+
+// TestChecksumsComparable: only checksums of the same kind are compared;
+// a clone's expected whole-object checksum and the parts' checksum a copy
+// to another server records are not (the copy is read back instead).
+func TestChecksumsComparable(t *testing.T) {
+	whole, parts := wholeChecksum(strings.Repeat("ab", 32)), "PtbuRExMKDOx+66DF3h2j9pxlsBSsvV1YgWMU0B8TGY=-3"
+	for _, c := range []struct {
+		reported, stored string
+		differs          bool
+	}{
+		{whole, whole, false},
+		{whole, wholeChecksum(strings.Repeat("cd", 32)), true},
+		{parts, "xyz-3", true},
+		{whole, parts, false},
+		{parts, whole, false},
+		{"", whole, false},
+		{whole, "", false},
+	} {
+		if got := (storedBlob{s3Checksum: c.stored}).checksumDiffers(c.reported); got != c.differs {
+			t.Errorf("reported %q, stored %q: differs %v, want %v", c.reported, c.stored, got, c.differs)
+		}
+	}
+	if wholeChecksum("not hex") != "" {
+		t.Error("wholeChecksum of a digest that is not hex")
+	}
+}
