@@ -71,8 +71,16 @@ func TestImportOVA(t *testing.T) {
 			if first.Type != "OS" || second.Type != "DATABLOCK" {
 				t.Errorf("types %s, %s; want OS, DATABLOCK", first.Type, second.Type)
 			}
+			// --wait followed both images, and says what became of the
+			// template.
 			var tmpl ovaTemplate
 			s.mustJSON(&tmpl, "template", "show", c.name, "--json")
+			for _, want := range []string{fmt.Sprintf("image %d: READY", first.ID), fmt.Sprintf("image %d: READY", second.ID),
+				fmt.Sprintf("VM template %s (ID %d)", c.name, tmpl.ID)} {
+				if !strings.Contains(out, want) {
+					t.Errorf("create --wait did not say %q:\n%s", want, out)
+				}
+			}
 			for _, want := range []string{`CPU = "2"`, `MEMORY = "512"`, fmt.Sprintf(`IMAGE_ID = "%d"`, id), `IMAGE = "` + c.name + `-disk1"`, `GUEST_OS = "debian12_64Guest"`} {
 				if !strings.Contains(tmpl.Template, want) {
 					t.Errorf("template lacks %s:\n%s", want, tmpl.Template)
@@ -193,4 +201,76 @@ func TestOVABoots(t *testing.T) {
 	vm := s.instantiate(t, tmpl.ID)
 	s.waitConsole(t, vm, token, 6*time.Minute)
 	s.terminate(t, vm)
+}
+
+// TestOVATemplateRefused: an OVA imported under the name of an existing
+// VM template. The images are imported all the same (--wait follows
+// both to READY); the launcher's refusal of the template is reported by
+// the CLI, which exits non-zero, and recorded on the first image; the
+// existing template is untouched and nothing is left staged. Then an OVA
+// whose second disk cannot be converted: --wait follows it to ERROR and
+// exits non-zero, the first image is READY.
+func TestOVATemplateRefused(t *testing.T) {
+	s := newStack(t, stackOptions{boot: true})
+	dir := t.TempDir()
+	d1, d2 := filepath.Join(dir, "d1.raw"), filepath.Join(dir, "d2.raw")
+	writeRandomRaw(t, d1, 8<<20)
+	writeRandomRaw(t, d2, 8<<20)
+
+	t.Run("template name taken", func(t *testing.T) {
+		text := "NAME = \"taken\"\nCPU = \"1\"\nMEMORY = \"64\"\n"
+		path := filepath.Join(t.TempDir(), "taken.tmpl")
+		writeFile(t, path, []byte(text))
+		tmplID := mustID(t, s.mustSlipway("template", "create", path))
+		pkg := ovftest.Build(t, ovftest.Package{Name: "taken", Disks: []string{d1, d2}, CPUs: 1, MemoryMiB: 256})
+		out, first, second := s.createOVAFailing(t, "taken", pkg.OVA)
+		for _, img := range []schemas.Image{first, second} {
+			if img.State != "READY" {
+				t.Errorf("image %d (%s) is %s (%s): the template's refusal must not fail the images", img.ID, img.Name, img.State, img.Error)
+			}
+			if want := fmt.Sprintf("image %d: READY", img.ID); !strings.Contains(out, want) {
+				t.Errorf("create --wait did not follow image %d to READY:\n%s", img.ID, out)
+			}
+		}
+		refusal := `the launcher refused the VM template "taken": a template named "taken" already exists (ID ` + fmt.Sprint(tmplID) + `)`
+		if !strings.Contains(out, "VM template refused: "+refusal) {
+			t.Errorf("the CLI did not report the refusal %q:\n%s", refusal, out)
+		}
+		if got := first.Attributes["OVA_TEMPLATE_ERROR"]; !strings.Contains(got, refusal) || first.Attributes["OVA_TEMPLATE"] != "" {
+			t.Errorf("image %d records the template as %v", first.ID, first.Attributes)
+		}
+		var tmpl ovaTemplate
+		s.mustJSON(&tmpl, "template", "show", "taken", "--json")
+		if tmpl.ID != tmplID || tmpl.Template != text {
+			t.Errorf("the existing template changed: ID %d, text %q", tmpl.ID, tmpl.Template)
+		}
+		s.noStaging(t)
+	})
+
+	t.Run("second disk fails", func(t *testing.T) {
+		// No manifest, so only the conversion finds the damaged grain.
+		pkg := ovftest.Build(t, ovftest.Package{Name: "halfbad", Disks: []string{d1, d2}, CPUs: 1, MemoryMiB: 256, Manifest: "none",
+			Edit: ovftest.Corrupt(t, "halfbad-disk2.vmdk", 70000)})
+		out, first, second := s.createOVAFailing(t, "halfbad", pkg.OVA)
+		if first.State != "READY" || second.State != "ERROR" {
+			t.Fatalf("images %d and %d are %s and %s (%s), want READY and ERROR", first.ID, second.ID, first.State, second.State, second.Error)
+		}
+		if want := fmt.Sprintf("image %d: ERROR", second.ID); !strings.Contains(out, want) || !strings.Contains(out, fmt.Sprintf("image %d: READY", first.ID)) {
+			t.Errorf("create --wait did not follow both images (want %q):\n%s", want, out)
+		}
+		s.noStaging(t)
+	})
+}
+
+// createOVAFailing imports the two-disk OVA at path as name with --wait,
+// which must exit non-zero, and returns what the CLI said and both images.
+func (s *stack) createOVAFailing(t *testing.T, name, path string) (out string, first, second schemas.Image) {
+	t.Helper()
+	id, out, code := s.create("--name", name, "--ova", path)
+	t.Logf("create --wait, exit %d:\n%s", code, out)
+	if code == 0 {
+		t.Fatalf("create --wait exited 0:\n%s", out)
+	}
+	s.mustJSON(&second, "image", "show", name+"-disk1", "--json")
+	return out, s.show(id), second
 }

@@ -686,6 +686,10 @@ type VMDisk struct {
 	// The disk's internal snapshots as a tree, with the active one; given to the image when the VM
 	// ends.
 	SnapshotTree []ImageSnapshot `json:"snapshot_tree,omitempty"`
+
+	// The ID the disk's next snapshot takes (OpenNebula's NEXT_SNAPSHOT): the image's when the VM
+	// took it, one more after each disk-snapshot; given to the image with the tree.
+	NextSnapshot int64 `json:"next_snapshot,omitempty"`
 }
 
 // VMFile is defined in defs.json.
@@ -1477,8 +1481,8 @@ type ImageRef struct {
 // inside the image's one blob. The snapshots form a tree by parent; the active one is the state
 // the disk last came from (the last taken or reverted to).
 type ImageSnapshot struct {
-	// Snapshot ID, unique in the image: one more than the highest ID the disk held when it was
-	// taken.
+	// Snapshot ID, unique in the image and never reused: the image's (or VM disk's) next_snapshot
+	// counter when it was taken.
 	ID int64 `json:"id"`
 
 	// Name of the internal snapshot in the qcow2 blob.
@@ -1521,6 +1525,10 @@ type ImageSave struct {
 	// The internal snapshots the staged disk holds, as a tree (the image's own, and those taken
 	// while the VM ran); they become the image's.
 	Snapshots []ImageSnapshot `json:"snapshots,omitempty"`
+
+	// The ID the disk's next snapshot would have taken; the image keeps counting from it (or from
+	// its own counter, if that is higher).
+	NextSnapshot int64 `json:"next_snapshot,omitempty"`
 
 	// The stored object's S3 SHA-256 checksum as the store recorded it on upload; absent when the
 	// store recorded none (the catalog then reads the blob back to check sha256).
@@ -1613,6 +1621,11 @@ type Image struct {
 	// The image's snapshots (persistent OS and DATABLOCK images): internal qcow2 snapshots in its
 	// blob, a tree with one active.
 	Snapshots []ImageSnapshot `json:"snapshots,omitempty"`
+
+	// The ID the image's next snapshot takes (OpenNebula's NEXT_SNAPSHOT): a deleted or flattened
+	// snapshot's ID is never given again. Absent in a record written before the counter existed:
+	// it counts from one more than the highest ID the image holds.
+	NextSnapshot int64 `json:"next_snapshot,omitempty"`
 
 	// Creation time, RFC 3339.
 	CreatedAt string `json:"created_at"`

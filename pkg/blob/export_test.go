@@ -1,9 +1,10 @@
 package blob
 
-// SetMaxSingleCopy lowers the one-request copy limit for a test and
+// SetMaxCopyPart lowers the most bytes one copy request copies (the
+// threshold of a multipart copy, and its part size) for a test and
 // returns a function that restores it.
-func SetMaxSingleCopy(n int64) (restore func()) {
-	old := maxSingleCopy
-	maxSingleCopy = n
-	return func() { maxSingleCopy = old }
+func SetMaxCopyPart(n int64) (restore func()) {
+	old := maxCopyPart
+	maxCopyPart = n
+	return func() { maxCopyPart = old }
 }

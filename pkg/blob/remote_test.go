@@ -218,12 +218,19 @@ func TestRemoteCopyStreams(t *testing.T) {
 	if got, _, err := f.plain.SHA256(ctx, f.defBucket, "back"); err != nil || got != want {
 		t.Fatalf("copy back: %s %v, want %s", got, err, want)
 	}
-	// A copy within the remote stays server side on the remote.
-	if _, err := f.store.Copy(ctx, f.farBucket, "dst", f.farBucket, "again"); err != nil {
+	// A copy within the remote stays server side on the remote, a
+	// multipart copy above the limit (lowered here) as one request below.
+	restore := blob.SetMaxCopyPart(copyPart)
+	again, err := f.store.Copy(ctx, f.farBucket, "dst", f.farBucket, "again")
+	restore()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if def, far := f.on(t, f.farBucket, "again"); def || !far {
 		t.Fatalf("copy within the remote: on default %v, on remote %v", def, far)
+	}
+	if got, _, err := f.far.SHA256(ctx, f.farBucket, "again"); err != nil || got != want || !strings.HasSuffix(again.ETag, "-6") {
+		t.Fatalf("multipart copy within the remote: sha256 %s %v, ETag %s; want %s in 6 parts (8 test parts + 77 bytes in parts of at most 8 MiB)", got, err, again.ETag, want)
 	}
 	if _, err := f.store.Copy(ctx, f.defBucket, "missing", f.farBucket, "x"); !blob.IsNotFound(err) {
 		t.Fatalf("copy of a missing object across servers: %v, want not found", err)

@@ -1,9 +1,15 @@
 // Package snapshots keeps the tree of a disk's internal qcow2 snapshots
 // (OpenNebula's SNAPSHOTS of a disk): each snapshot has an ID, unique in
-// the disk (one more than the highest it holds; the tree keeps no counter,
-// so the ID of a deleted last snapshot comes back), a parent (-1 for a root) and at most one is active, the one the
-// disk's current state descends from. The launcher (a VM's disk) and the
-// catalog (a persistent image) apply the same rules through this package.
+// the disk and never reused, a parent (-1 for a root) and at most one is
+// active, the one the disk's current state descends from. The launcher (a
+// VM's disk) and the catalog (a persistent image) apply the same rules
+// through this package.
+//
+// IDs come from a counter the record keeps beside the tree (OpenNebula's
+// NEXT_SNAPSHOT: next_snapshot in schemas.Image, VMDisk and ImageSave):
+// a tree cannot hold it, since deleting the highest snapshot, or
+// flattening, would forget it. Next reconciles the two, so a record
+// written before the counter existed counts on after its highest ID.
 package snapshots
 
 import (
@@ -78,9 +84,11 @@ func (t Tree) Names() []string {
 	return out
 }
 
-// nextID is one more than any ID the tree holds.
-func (t Tree) nextID() int64 {
-	next := int64(0)
+// Next is the ID the next snapshot takes, given the counter recorded
+// with the tree: the counter, or one more than the highest ID the tree
+// holds if that is more (a record without a counter has 0).
+func (t Tree) Next(recorded int64) int64 {
+	next := max(recorded, 0)
 	for _, s := range t {
 		next = max(next, s.ID+1)
 	}
@@ -88,8 +96,9 @@ func (t Tree) nextID() int64 {
 }
 
 // Add is the tree with a new snapshot taken now, child of the active one
-// and active itself.
-func (t Tree) Add(name string, at time.Time, size int64) (Tree, schemas.ImageSnapshot, error) {
+// and active itself; its ID is t.Next(next), and the counter to record
+// with the new tree is that ID plus one.
+func (t Tree) Add(next int64, name string, at time.Time, size int64) (Tree, schemas.ImageSnapshot, error) {
 	if err := CheckName(name); err != nil {
 		return t, schemas.ImageSnapshot{}, err
 	}
@@ -99,7 +108,7 @@ func (t Tree) Add(name string, at time.Time, size int64) (Tree, schemas.ImageSna
 	if len(t) >= Max {
 		return t, schemas.ImageSnapshot{}, fmt.Errorf("the disk has %d snapshots, the most it may hold; delete or flatten some first", len(t))
 	}
-	s := schemas.ImageSnapshot{ID: t.nextID(), Name: name, Parent: t.Active(), Active: true,
+	s := schemas.ImageSnapshot{ID: t.Next(next), Name: name, Parent: t.Active(), Active: true,
 		Date: at.UTC().Format(time.RFC3339), Size: size}
 	out := t.activate(-1)
 	return append(out, s), s, nil

@@ -24,7 +24,10 @@ import (
 //	              (blob.Copy: CopyObject, a multipart compose above 5 GiB)
 //	              to a key of the saga's attempt, then lets the source go.
 //	phase commit  the commit every new image has (newimage.go): the copy's
-//	              size and SHA-256 must be the source record's; READY.
+//	              size and SHA-256 must be the source record's (a HEAD: the
+//	              S3 checksum the store recorded for a one-request copy;
+//	              a multipart copy has none and is read back when
+//	              VERIFY_DIGEST); READY.
 //
 // The source leaves CLONE when its last clone has its bytes (or failed):
 // USED if VMs still hold it, else READY. A failure or a deadline puts the
@@ -166,8 +169,13 @@ func (s *Service) clone(ctx context.Context, m *bus.Msg, prior *processed) (proc
 	dest := blob.URL(to.Bucket, blob.AttemptPrefix(id, sagaID)+"disk."+string(src.Format))
 	d := cloneData{
 		importData: importData{ImageID: id, CommandID: m.Envelope.ID, Command: m.Subject, Dest: dest,
+			// The copy must hold the source record's SHA-256: a one-request
+			// copy has the store record it as the whole object's checksum,
+			// which the commit compares with a HEAD; a multipart copy (over
+			// 5 GiB) records none, and is read back when VERIFY_DIGEST.
 			Result: &schemas.ConverterConverted{ImageID: id, Dest: dest, Format: src.Format,
-				VirtualSize: src.Size, Size: src.StoredSize, SHA256: src.SHA256, DetectedFormat: src.Format}},
+				VirtualSize: src.Size, Size: src.StoredSize, SHA256: src.SHA256, S3Checksum: wholeChecksum(src.SHA256),
+				DetectedFormat: src.Format}},
 		SourceID: src.ID, Source: src.Source,
 	}
 	if err := s.start(ctx, sagaID, KindClone, id, d, dest); err != nil {

@@ -343,3 +343,60 @@ func (h *harness) mustShowAfterRestart(id int64) schemas.Image {
 	h.start()
 	return *img
 }
+
+// TestCloneChecksWhatItCopied: the source's blob no longer matches its
+// record (bit rot, same size). The one-request copy has the store record
+// the copy's SHA-256, which the commit compares with the record by a
+// HEAD: the clone ends in ERROR, though digests are not read back here.
+func TestCloneChecksWhatItCopied(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.VerifyDigest = false })
+	data := disk(1 << 20)
+	src := h.ready(schemas.ImageCreate{Name: "rotten", SizeMiB: 1}, data)
+	rotten := bytes.Clone(data)
+	rotten[4096] ^= 0xff
+	h.put(src.Source, rotten)
+
+	img, err := h.cloneCall(schemas.ImageClone{ID: src.ID, Name: "copy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitState(img.ID, StateError)
+	got := h.mustShow(img.ID)
+	t.Logf("the clone ended %s: %s", got.State, got.Error)
+	if !strings.Contains(got.Error, "S3 checksum") || !strings.Contains(got.Error, wholeChecksum(src.SHA256)) {
+		t.Errorf("clone of a rotten blob: %s %q, want ERROR naming the S3 checksum", got.State, got.Error)
+	}
+	if s := h.mustShow(src.ID); State(s.State) != StateReady || len(s.CloningIds) != 0 {
+		t.Errorf("source after the failed clone: %s %v", s.State, s.CloningIds)
+	}
+	waitFor(t, "the clone's blob to be deleted", func() bool {
+		left, err := h.blobs.List(h.ctx, h.cfg.Datastores[0].Bucket, blob.AttemptPrefix(img.ID, got.SagaID))
+		return err == nil && len(left) == 0
+	})
+}
+
+// TestChecksumsComparable: only checksums of the same kind are compared;
+// a clone's expected whole-object checksum and the parts' checksum a copy
+// to another server records are not (the copy is read back instead).
+func TestChecksumsComparable(t *testing.T) {
+	whole, parts := wholeChecksum(strings.Repeat("ab", 32)), "PtbuRExMKDOx+66DF3h2j9pxlsBSsvV1YgWMU0B8TGY=-3"
+	for _, c := range []struct {
+		reported, stored string
+		differs          bool
+	}{
+		{whole, whole, false},
+		{whole, wholeChecksum(strings.Repeat("cd", 32)), true},
+		{parts, "xyz-3", true},
+		{whole, parts, false},
+		{parts, whole, false},
+		{"", whole, false},
+		{whole, "", false},
+	} {
+		if got := (storedBlob{s3Checksum: c.stored}).checksumDiffers(c.reported); got != c.differs {
+			t.Errorf("reported %q, stored %q: differs %v, want %v", c.reported, c.stored, got, c.differs)
+		}
+	}
+	if wholeChecksum("not hex") != "" {
+		t.Error("wholeChecksum of a digest that is not hex")
+	}
+}

@@ -247,7 +247,15 @@ type storedBlob struct {
 // Equal, the stored bytes are the ones the writer hashed as it sent them:
 // the store verified every part against the writer's SHA-256 on receipt.
 func (b storedBlob) checksumDiffers(reported string) bool {
-	return reported != "" && b.s3Checksum != "" && b.s3Checksum != reported
+	return checksumsComparable(reported, b.s3Checksum) && b.s3Checksum != reported
+}
+
+// checksumsComparable says two S3 checksums can be compared: both given,
+// and both of the same kind, the whole object's digest or the digest of
+// its parts' ("…-N"). A clone expects the whole object's, but a copy to
+// another server is a Put, which records the parts' when it is large.
+func checksumsComparable(a, b string) bool {
+	return a != "" && b != "" && strings.Contains(a, "-") == strings.Contains(b, "-")
 }
 
 // digestsAgree says a report's SHA-256 (hex) and S3 checksum can describe
@@ -259,16 +267,27 @@ func digestsAgree(sha256Hex, s3Checksum string) bool {
 	if s3Checksum == "" || strings.Contains(s3Checksum, "-") {
 		return true
 	}
+	return wholeChecksum(sha256Hex) == s3Checksum
+}
+
+// wholeChecksum is the S3 checksum a store records for an object written
+// in one request whose SHA-256 is sha256Hex: that digest in base64 ("" for
+// a digest that is not hex).
+func wholeChecksum(sha256Hex string) string {
 	raw, err := hex.DecodeString(sha256Hex)
-	return err == nil && base64.StdEncoding.EncodeToString(raw) == s3Checksum
+	if err != nil || len(raw) == 0 {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString(raw)
 }
 
 // readBlob reads what the store holds at bucket/key, for a report of size
 // bytes and S3 checksum s3Checksum ("" for none); err is for failures
-// worth retrying. With a checksum both in the report and on the object,
-// a HEAD is all it costs: the content is read back (Config.VerifyDigest)
-// only when either lacks one, so older reports and stores without
-// additional checksums are still verified.
+// worth retrying. With a checksum of the same kind both in the report and
+// on the object, a HEAD is all it costs: the content is read back
+// (Config.VerifyDigest) only when either lacks one or they cannot be
+// compared, so older reports, stores without additional checksums and
+// clones to another server are still verified.
 func (s *Service) readBlob(ctx context.Context, bucket, key string, size int64, s3Checksum string) (storedBlob, error) {
 	stat := s.blobs.Stat
 	if s3Checksum != "" {
@@ -282,7 +301,7 @@ func (s *Service) readBlob(ctx context.Context, bucket, key string, size int64, 
 		return storedBlob{}, err
 	}
 	got := storedBlob{size: info.Size, s3Checksum: info.S3Checksum}
-	if info.Size != size || !s.cfg.VerifyDigest || s3Checksum != "" && got.s3Checksum != "" {
+	if info.Size != size || !s.cfg.VerifyDigest || checksumsComparable(s3Checksum, got.s3Checksum) {
 		return got, nil
 	}
 	got.sha256, _, err = s.blobs.SHA256(ctx, bucket, key)

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 
 	"github.com/slipway/slipway/pkg/blob"
 	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/pkg/market"
 	"github.com/slipway/slipway/pkg/onetemplate"
 	"github.com/slipway/slipway/pkg/saga"
@@ -23,7 +25,12 @@ import (
 // owner, an image-create of each further disk (<name>-disk<N>, an ordinary
 // staged import with its own saga, quotas and state) and the launcher a VM
 // template <name> naming every disk, with the descriptor's CPU, MEMORY and
-// OS.
+// OS. The first image shows at once how many disks the OVA has
+// (OVA_DISKS, so a client can follow every image), and later how the
+// launcher answered the template: its ID (OVA_TEMPLATE) or why it was
+// refused (OVA_TEMPLATE_ERROR, e.g. a taken name). A refused template
+// fails no image: the disks are imported all the same, and the template
+// can be made by hand.
 //
 // The catalog orchestrates because it owns what must stay consistent: the
 // image IDs and names, the quotas, the staged objects and their deletion
@@ -42,6 +49,20 @@ const (
 	AttrOVFName   = "OVF_NAME"    // the descriptor's virtual system name
 	AttrOVFOSType = "OVF_OS_TYPE" // its osType
 	AttrOVFOSID   = "OVF_OS_ID"   // its OperatingSystemSection ovf:id
+	AttrOVADisks  = "OVA_DISKS"   // how many disks (so images) the OVA has
+	// On the first disk's image: the launcher's answer to the template.
+	AttrOVATemplate      = "OVA_TEMPLATE"       // the VM template's ID
+	AttrOVATemplateError = "OVA_TEMPLATE_ERROR" // why the launcher refused it
+)
+
+// stepOVATemplate is the saga step of the template-create: the launcher's
+// answer is caused by it.
+const stepOVATemplate = "ova-template"
+
+// The launcher's answers to an OVA's template-create.
+var (
+	evtTemplateCreated = eventKey(schemas.ServiceLauncher, schemas.EventLauncherTemplateCreated)
+	evtLauncherFailed  = eventKey(schemas.ServiceLauncher, schemas.EventLauncherFailed)
 )
 
 // ovaFlow declares the OVA import.
@@ -50,7 +71,10 @@ func (s *Service) ovaFlow() *flow {
 		kind: KindOVAImport, what: "import", reporter: "the converter", fail: s.failImportCode,
 		phases: []phase{s.unpackPhase(), s.convertPhase(), s.commitPhase("import")},
 		// Staged disks reported for no running OVA import have no owner.
-		unclaimed: map[string]eventHandler{evtOvaUnpacked: unclaimedReport(s.orphanUnpacked)},
+		// The launcher's answers name a template or nothing, not the
+		// image: the saga is found by their correlation.
+		unclaimed: map[string]eventHandler{evtOvaUnpacked: unclaimedReport(s.orphanUnpacked),
+			evtTemplateCreated: s.ovaTemplateAnswered, evtLauncherFailed: s.ovaTemplateAnswered},
 	}
 }
 
@@ -119,6 +143,11 @@ func (s *Service) ovaUnpacked(ctx context.Context, m *bus.Msg, sg *saga.Saga) er
 		return err
 	}
 	if err := sg.Decode(&d); err != nil {
+		return err
+	}
+	// Shown now, not at commit: a client follows every disk's image even
+	// if this one fails.
+	if err := s.setAttributes(ctx, m, d.ImageID, d.SetAttributes); err != nil {
 		return err
 	}
 	// The OVA upload is consumed: everything it held is staged. (A
@@ -227,7 +256,7 @@ func (s *Service) compensateUnpack(ctx context.Context, sg *saga.Saga) error {
 // ovaAttributes are the attributes of an OVA's images: where they come
 // from and what the descriptor says of the system.
 func ovaAttributes(ev schemas.ConverterOvaUnpacked, first int64) map[string]string {
-	a := map[string]string{AttrOVA: idToken(first)}
+	a := map[string]string{AttrOVA: idToken(first), AttrOVADisks: strconv.Itoa(len(ev.Disks))}
 	if ev.Name != "" {
 		a[AttrOVFName] = ev.Name
 	}
@@ -280,11 +309,63 @@ func (s *Service) createOVATemplate(ctx context.Context, m *bus.Msg, sagaID stri
 	tmpl := ovaTemplate(d)
 	_, err := s.bus.Command(ctx, schemas.ServiceLauncher, schemas.CommandLauncherTemplateCreate,
 		schemas.LauncherTemplateCreate{Name: d.Name, Template: tmpl, OnBehalfOf: d.Owner},
-		bus.CausedBy(m.Envelope), bus.WithStep(sagaID, "ova-template"))
+		bus.CausedBy(m.Envelope), bus.WithStep(sagaID, stepOVATemplate))
 	if err != nil {
 		return fmt.Errorf("image %d: create the OVA's VM template: %w", d.ImageID, err)
 	}
 	return nil
+}
+
+// ovaTemplateAnswered records on an OVA's first image the launcher's
+// answer to its template-create: the template's ID, or why it was
+// refused. Any other template-created or launcher failure is not ours.
+func (s *Service) ovaTemplateAnswered(ctx context.Context, m *bus.Msg, _ *saga.Saga) error {
+	if m.Envelope.CorrelationID == "" {
+		return nil
+	}
+	sg, err := s.sagas.Get(ctx, m.Envelope.CorrelationID)
+	switch {
+	case errors.Is(err, saga.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case sg.Kind != KindOVAImport || m.Envelope.CausationID != envelope.StepID(sg.ID, stepOVATemplate):
+		return nil
+	}
+	var d ovaData
+	if err := sg.Decode(&d); err != nil {
+		return err
+	}
+	answer, err := templateAnswer(m, d.Name)
+	if err != nil {
+		return bus.Terminal(err)
+	}
+	if msg := answer[AttrOVATemplateError]; msg != "" {
+		s.log.Warn("the launcher refused an OVA's VM template; the images are imported without it", "image", d.ImageID, "template", d.Name, "err", msg)
+	}
+	err = s.setAttributes(ctx, m, d.ImageID, answer)
+	if errors.Is(err, ErrNotFound) {
+		return nil // the image was deleted meanwhile
+	}
+	return err
+}
+
+// templateAnswer is the attribute that records the launcher's answer m
+// to the template-create of template name.
+func templateAnswer(m *bus.Msg, name string) (map[string]string, error) {
+	if m.Name == schemas.EventLauncherTemplateCreated {
+		var t schemas.VMTemplate
+		if err := m.Decode(&t); err != nil {
+			return nil, err
+		}
+		return map[string]string{AttrOVATemplate: idToken(t.ID)}, nil
+	}
+	var f schemas.Failure
+	if err := m.Decode(&f); err != nil {
+		return nil, err
+	}
+	why := fmt.Sprintf("the launcher refused the VM template %q: %s; the images are imported, and a template naming them can be created by hand (slipway template create)", name, f.Error)
+	return map[string]string{AttrOVATemplateError: schemas.ErrorText(why)}, nil
 }
 
 // ovaTemplate is the VM template text of an OVA import. Every value is
@@ -327,4 +408,26 @@ func ovaTemplate(d ovaData) string {
 	}
 	t.AddVector("GRAPHICS", map[string]string{"LISTEN": "0.0.0.0", "TYPE": "VNC"})
 	return t.String()
+}
+
+// setAttributes merges attrs into image id's attributes, whatever its
+// state, and says so with image-updated (nothing when they are there
+// already: a redelivery).
+func (s *Service) setAttributes(ctx context.Context, m *bus.Msg, id int64, attrs map[string]string) error {
+	img, changed, err := s.images.Update(ctx, id, func(img *schemas.Image) error {
+		next := maps.Clone(img.Attributes)
+		if next == nil {
+			next = map[string]string{}
+		}
+		maps.Copy(next, attrs)
+		if maps.Equal(next, img.Attributes) {
+			return errNoChange
+		}
+		img.Attributes = next
+		return nil
+	})
+	if err != nil || !changed {
+		return err
+	}
+	return s.emitImage(ctx, schemas.EventCatalogImageUpdated, img, causedBy(m.Envelope, "attributes/"+schemas.EventCatalogImageUpdated))
 }

@@ -7,6 +7,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/slipway/slipway/pkg/blob"
+	"github.com/slipway/slipway/pkg/bus"
+	"github.com/slipway/slipway/pkg/envelope"
 	"github.com/slipway/slipway/pkg/testenv"
 	"github.com/slipway/slipway/schemas"
 )
@@ -83,13 +85,47 @@ func TestOVAImportSaga(t *testing.T) {
 	if tc.Name != "web" || tc.OnBehalfOf != img.User {
 		t.Errorf("template-create %+v", tc)
 	}
+	// The first image says at once how many disks the OVA has.
+	if got := h.mustShow(img.ID); got.Attributes[AttrOVADisks] != "2" || State(got.State) != StateLocked {
+		t.Errorf("image %d while importing: %s %v, want LOCKED with %s=2", img.ID, got.State, got.Attributes, AttrOVADisks)
+	}
+	// The launcher refuses the template (its name is taken): the refusal
+	// goes on the first image; a failure of another command does not.
+	launcherBus := h.connect("launcher")
+	tcEnv, err := envelope.FromHeader(tm.Header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := envelope.Envelope{ID: "another-command", CorrelationID: tcEnv.CorrelationID}
+	for _, c := range []struct {
+		cause envelope.Envelope
+		msg   string
+	}{{other, "an unrelated refusal"}, {tcEnv, `a template named "web" already exists (ID 3): template names are unique`}} {
+		if _, err := launcherBus.Event(h.ctx, schemas.EventLauncherFailed, "cmd-7", schemas.Failure{Code: schemas.CodeConflict, Command: tm.Subject,
+			Error: c.msg}, bus.CausedBy(c.cause)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.rec.Wait(t, "image-updated with the template's refusal", func(m *nats.Msg) bool {
+		return m.Subject == "slipway.evt.catalog.image-updated."+idToken(img.ID) && strings.Contains(string(m.Data), AttrOVATemplateError)
+	})
 
 	h.convert(m0, c0, []byte("qcow2 of disk 0"), schemas.DiskFormatQcow2)
 	h.convert(m1, c1, []byte("qcow2 of disk 1"), schemas.DiskFormatQcow2)
 	h.waitState(img.ID, StateReady)
 	h.waitState(img1.ID, StateReady)
-	if got := h.mustShow(img.ID); got.Attributes[AttrOVFName] != "web-01" || got.Attributes[AttrOVFOSType] != "debian12_64Guest" || got.Attributes[AttrOVFOSID] != "96" {
+	got := h.mustShow(img.ID)
+	if got.Attributes[AttrOVFName] != "web-01" || got.Attributes[AttrOVFOSType] != "debian12_64Guest" || got.Attributes[AttrOVFOSID] != "96" {
 		t.Errorf("attributes of image %d: %v", img.ID, got.Attributes)
+	}
+	// The refusal fails no image, and says what to do; the unrelated one
+	// reached no catalog event.
+	unrelated := h.rec.All(func(m *nats.Msg) bool {
+		return strings.Contains(m.Subject, ".catalog.") && strings.Contains(string(m.Data), "an unrelated refusal")
+	})
+	if msg := got.Attributes[AttrOVATemplateError]; !strings.Contains(msg, `the launcher refused the VM template "web": a template named "web" already exists (ID 3)`) ||
+		!strings.Contains(msg, "the images are imported") || got.Attributes[AttrOVATemplate] != "" || len(unrelated) > 0 {
+		t.Errorf("the template's refusal on image %d: %v", img.ID, got.Attributes)
 	}
 	waitFor(t, "the staged disks to be deleted", func() bool { return !h.exists(disk0) && !h.exists(disk1) })
 }

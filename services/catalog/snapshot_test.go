@@ -113,6 +113,26 @@ func TestSnapshotsComeFromTheRelease(t *testing.T) {
 	if !hasSnapshots(img) {
 		t.Fatal("hasSnapshots is false for an image with snapshots")
 	}
+	// A save without a counter (a launcher from before it) counts on after
+	// the highest ID; one with a counter gives it to the image; a counter
+	// behind the image's own does not take it back.
+	if img.NextSnapshot != 3 {
+		t.Errorf("next_snapshot after a save without one: %d, want 3", img.NextSnapshot)
+	}
+	for _, c := range []struct {
+		vm, sent, want int64
+		tree           []schemas.ImageSnapshot
+	}{{21, 7, 7, nil}, {22, 0, 7, snapTree()[:1]}} {
+		h.mustUse(img.ID, c.vm)
+		save := h.stage(fmt.Sprintf("vms/%d/disk-0.qcow2", c.vm), []byte(fmt.Sprint("the disk of VM ", c.vm)), schemas.DiskFormatQcow2)
+		save.Snapshots, save.NextSnapshot = c.tree, c.sent
+		if ev := h.mustRelease(img.ID, c.vm, save); !ev.Saved {
+			t.Fatalf("release by VM %d: %+v", c.vm, ev)
+		}
+		if got := h.mustShow(img.ID).NextSnapshot; got != c.want {
+			t.Errorf("VM %d saved next_snapshot %d: the image's is %d, want %d", c.vm, c.sent, got, c.want)
+		}
+	}
 
 	other := h.ready(schemas.ImageCreate{Name: "other", SizeMiB: 1, Persistent: true}, []byte("x"))
 	h.mustUse(other.ID, 8)
@@ -222,6 +242,11 @@ func TestSnapshotOperations(t *testing.T) {
 		if State(after.State) != StateReady || after.Source != c.Dest || after.SHA256 != sha(data) ||
 			after.StoredSize != int64(len(data)) || treeString(after.Snapshots) != st.tree {
 			t.Fatalf("%s: image after %+v", st.op, after)
+		}
+		// The counter outlives the snapshots: deleting 2, the highest, or
+		// flattening them all does not make 2 the next ID.
+		if after.NextSnapshot != 3 {
+			t.Errorf("%s: next_snapshot %d, want 3 (IDs 0-2 were given)", st.op, after.NextSnapshot)
 		}
 		if h.exists(before.Source) || !bytes.Equal(h.read(after.Source), data) {
 			t.Fatalf("%s: old blob left %v, or new blob wrong", st.op, h.exists(before.Source))

@@ -239,6 +239,9 @@ func (s *Service) commitSnapshot(ctx context.Context, m *bus.Msg, sagaID string,
 		if err != nil {
 			return err
 		}
+		// The counter goes on from the tree before: a deleted (or
+		// flattened) snapshot's ID is not given again.
+		img.NextSnapshot = snapshots.Tree(img.Snapshots).Next(img.NextSnapshot)
 		img.Snapshots = tree
 		img.Source, img.SHA256, img.StoredSize, img.Size, img.Format = ev.Dest, ev.SHA256, ev.Size, ev.VirtualSize, ev.Format
 		return transition(img, StateReady)

@@ -298,7 +298,9 @@ func (s *Service) commitSave(ctx context.Context, m *bus.Msg, img *schemas.Image
 		}
 		img.Format, img.Size, img.StoredSize, img.SHA256, img.Source = save.Format, save.VirtualSize, save.Size, save.SHA256, dest
 		// The disk's snapshots live in the saved blob: they become the
-		// image's (none: the disk has none).
+		// image's (none: the disk has none). The counter is the higher of
+		// the image's and the disk's, so no ID either gave comes back.
+		img.NextSnapshot = max(snapshots.Tree(img.Snapshots).Next(img.NextSnapshot), snapshots.Tree(save.Snapshots).Next(save.NextSnapshot))
 		img.Snapshots = save.Snapshots
 		setVMs(img, slices.DeleteFunc(slices.Clone(img.VMs), func(v int64) bool { return v == req.VMID }))
 		return transition(img, StateReady)

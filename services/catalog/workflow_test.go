@@ -59,13 +59,14 @@ func TestFlowDeclarations(t *testing.T) {
 }
 
 // TestEventKeys: the events the catalog consumes are derived from the
-// declarations; these are the reports its sagas wait for.
+// declarations; these are the reports its sagas wait for, and the
+// launcher's answers to an OVA's template.
 func TestEventKeys(t *testing.T) {
 	s := New(nil, nil, Config{})
 	s.declare(s.sagaFlows()...)
 	want := []string{"builder.built", "builder.failed", "converter.converted", "converter.failed",
 		"converter.ova-unpacked", "crypto-luks.encrypted", "crypto-luks.failed", "crypto-luks.slots-changed",
-		"market-dockerhub.failed", "market-dockerhub.resolved"}
+		"launcher.failed", "launcher.template-created", "market-dockerhub.failed", "market-dockerhub.resolved"}
 	if got := s.eventKeys(); !slices.Equal(got, want) {
 		t.Fatalf("event keys %v, want %v", got, want)
 	}

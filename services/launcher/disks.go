@@ -175,7 +175,7 @@ func (s *Service) diskSnapshotCmd(ctx context.Context, msg *bus.Msg) error {
 		}
 		return refuse(&req.ID, "DISK %d of VM %d already has a snapshot named %q", req.DiskID, req.ID, req.Name)
 	}
-	tree, _, err := snapshots.Tree(pd.Public.SnapshotTree).Add(req.Name, time.Now(), pd.Public.Size)
+	tree, taken, err := snapshots.Tree(pd.Public.SnapshotTree).Add(pd.Public.NextSnapshot, req.Name, time.Now(), pd.Public.Size)
 	if err != nil {
 		return refuse(&req.ID, "snapshot of DISK %d of VM %d: %v", req.DiskID, req.ID, err)
 	}
@@ -191,7 +191,7 @@ func (s *Service) diskSnapshotCmd(ctx context.Context, msg *bus.Msg) error {
 	if err != nil {
 		return refuse(&req.ID, "snapshot of DISK %d of VM %d: %v", req.DiskID, req.ID, err)
 	}
-	if err := s.recordTree(ctx, req.ID, req.DiskID, tree); err != nil {
+	if err := s.recordTree(ctx, req.ID, req.DiskID, tree, taken.ID+1); err != nil {
 		return err
 	}
 	return s.emitSnapshotted(ctx, msg, req)

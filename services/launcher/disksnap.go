@@ -67,7 +67,7 @@ func (s *Service) diskSnapshotRevertCmd(ctx context.Context, msg *bus.Msg) error
 	if err := s.img.SnapshotApply(ctx, pd.Path, sn.Name); err != nil {
 		return refuse(&req.ID, "revert DISK %d of VM %d to snapshot %d (%s): %v", req.DiskID, req.ID, req.Snapshot, sn.Name, err)
 	}
-	if err := s.recordTree(ctx, req.ID, req.DiskID, after); err != nil {
+	if err := s.recordTree(ctx, req.ID, req.DiskID, after, tree.Next(pd.Public.NextSnapshot)); err != nil {
 		return err
 	}
 	return s.emitSnapshotChanged(ctx, msg, req.ID, req.DiskID, schemas.SnapshotOpRevert, req.Snapshot, after)
@@ -103,7 +103,7 @@ func (s *Service) diskSnapshotDeleteCmd(ctx context.Context, msg *bus.Msg) error
 	if err != nil {
 		return refuse(&req.ID, "delete snapshot %d (%s) of DISK %d of VM %d: %v", req.Snapshot, sn.Name, req.DiskID, req.ID, err)
 	}
-	if err := s.recordTree(ctx, req.ID, req.DiskID, after); err != nil {
+	if err := s.recordTree(ctx, req.ID, req.DiskID, after, tree.Next(pd.Public.NextSnapshot)); err != nil {
 		return err
 	}
 	return s.emitSnapshotChanged(ctx, msg, req.ID, req.DiskID, schemas.SnapshotOpDelete, req.Snapshot, after)
@@ -115,12 +115,15 @@ func (s *Service) confinedDisk(pd planDisk, vmID int64) error {
 	return qemu.CheckConfined(pd.Path, pd.Format, s.vmDir(vmID), s.cfg.CacheDir)
 }
 
-// recordTree stores a disk's snapshot tree (and its names) in the VM record.
-func (s *Service) recordTree(ctx context.Context, vmID, diskID int64, tree snapshots.Tree) error {
+// recordTree stores a disk's snapshot tree (and its names) in the VM
+// record, with next, the ID its next snapshot takes: the counter before
+// the change (tree.Next of the old tree), so a deleted snapshot's ID is
+// not given again.
+func (s *Service) recordTree(ctx context.Context, vmID, diskID int64, tree snapshots.Tree, next int64) error {
 	_, _, err := s.vms.Update(ctx, vmID, func(r *vmRecord) error {
 		for i := range r.Run.Plan.Disks {
 			if d := &r.Run.Plan.Disks[i]; d.DiskID == diskID {
-				d.Public.SnapshotTree, d.Public.Snapshots = tree, tree.Names()
+				d.Public.SnapshotTree, d.Public.Snapshots, d.Public.NextSnapshot = tree, tree.Names(), next
 			}
 		}
 		r.Run.Plan.describe(r)

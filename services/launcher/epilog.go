@@ -86,7 +86,8 @@ func (s *Service) saveDisk(ctx context.Context, vmID int64, pd planDisk) (string
 		return "", err
 	}
 	save := &schemas.ImageSave{Source: info.URL(), Format: pd.Public.Format, Size: info.Size,
-		VirtualSize: vsize, SHA256: info.SHA256, S3Checksum: info.S3Checksum, Snapshots: tree}
+		VirtualSize: vsize, SHA256: info.SHA256, S3Checksum: info.S3Checksum, Snapshots: tree,
+		NextSnapshot: snapshots.Tree(pd.Public.SnapshotTree).Next(pd.Public.NextSnapshot)}
 	saved, err := s.release(ctx, vmID, pd.ImageID, save)
 	if err != nil || !saved {
 		// The catalog deletes what it took; what it did not take is ours.

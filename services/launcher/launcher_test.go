@@ -253,13 +253,17 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]" ]
 	if vm.State != schemas.VMStatePoweroff || !strings.Contains(vm.Reason, "did not power off") {
 		t.Errorf("gentle poweroff: %s %q", vm.State, vm.Reason)
 	}
-	// Powered off, a delete goes through qemu-img: take "tmp2" (ID 2 again:
-	// one more than the highest held), go back to "off", delete "tmp2".
+	// Powered off, a delete goes through qemu-img: take "tmp2" (ID 3: the
+	// deleted 2, the highest, is not given again, as in OpenNebula), go
+	// back to "off", delete "tmp2".
 	h.mustCall(schemas.CommandLauncherDiskSnapshot, schemas.LauncherDiskSnapshot{ID: a, DiskID: 1, Name: "tmp2"}, schemas.EventLauncherDiskSnapshotted)
+	if got := diskTree(h.vm(a).Disks[1].SnapshotTree); got != "0:live<-1 1:off<0 3:tmp2<1*" {
+		t.Errorf("tree after a snapshot taken once the highest was deleted: %s", got)
+	}
 	h.mustCall(schemas.CommandLauncherDiskSnapshotRevert, schemas.LauncherDiskSnapshotRevert{ID: a, DiskID: 1, Snapshot: 1}, schemas.EventLauncherDiskSnapshotChanged)
-	h.mustCall(schemas.CommandLauncherDiskSnapshotDelete, schemas.LauncherDiskSnapshotDelete{ID: a, DiskID: 1, Snapshot: 2}, schemas.EventLauncherDiskSnapshotChanged)
-	if got := diskTree(h.vm(a).Disks[1].SnapshotTree); got != "0:live<-1 1:off<0*" {
-		t.Errorf("tree after the offline delete: %s", got)
+	h.mustCall(schemas.CommandLauncherDiskSnapshotDelete, schemas.LauncherDiskSnapshotDelete{ID: a, DiskID: 1, Snapshot: 3}, schemas.EventLauncherDiskSnapshotChanged)
+	if d := h.vm(a).Disks[1]; diskTree(d.SnapshotTree) != "0:live<-1 1:off<0*" || d.NextSnapshot != 4 {
+		t.Errorf("tree after the offline delete: %s, next_snapshot %d (want 4)", diskTree(d.SnapshotTree), d.NextSnapshot)
 	}
 
 	// Terminate it gently while it runs: the guest ignores ACPI again, and
@@ -281,9 +285,9 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]" ]
 	if snaps := blobSnapshots(t, h, after.Source); !strings.Contains(snaps, "live") || !strings.Contains(snaps, "off") || strings.Contains(snaps, "tmp") {
 		t.Errorf("the written-back disk does not hold live and off only:\n%s", snaps)
 	}
-	// The disk's tree became the image's.
-	if got := diskTree(after.Snapshots); got != "0:live<-1 1:off<0*" {
-		t.Errorf("the image's snapshots: %s", got)
+	// The disk's tree became the image's, with its counter.
+	if got := diskTree(after.Snapshots); got != "0:live<-1 1:off<0*" || after.NextSnapshot != 4 {
+		t.Errorf("the image's snapshots: %s, next_snapshot %d (want 4)", got, after.NextSnapshot)
 	}
 	if img := h.image(shared.ID); img.State != "READY" || img.RVMs != 0 {
 		t.Errorf("shared image: %s rvms %d", img.State, img.RVMs)
@@ -299,6 +303,20 @@ OS = [ KERNEL_DS = "$FILE[IMAGE_ID=%d]", INITRD_DS = "$FILE[IMAGE_ID=%d]" ]
 	// The overlay of disk 0 (PROLOG), the save-as copy, the snapshot of the
 	// powered-off disk and the persistent disk's size (EPILOG).
 	checkQemuImgConfined(t, qemuImgLog, "create", "convert", "snapshot", "info")
+
+	// The next VM's disk starts from the image's counter: its first
+	// snapshot is 4, not 2 (one more than the highest the image holds).
+	c := h.instantiate(tid, "c")
+	if d := h.waitVM(c, schemas.VMStateRunning, bootTimeout).Disks[1]; d.NextSnapshot != 4 || diskTree(d.SnapshotTree) != "0:live<-1 1:off<0*" {
+		t.Errorf("the next VM's disk: tree %s, next_snapshot %d (want 4)", diskTree(d.SnapshotTree), d.NextSnapshot)
+	}
+	h.mustCall(schemas.CommandLauncherDiskSnapshot, schemas.LauncherDiskSnapshot{ID: c, DiskID: 1, Name: "again"}, schemas.EventLauncherDiskSnapshotted)
+	if got := diskTree(h.vm(c).Disks[1].SnapshotTree); got != "0:live<-1 1:off<0 4:again<1*" {
+		t.Errorf("the next VM's snapshot: %s, want ID 4", got)
+	}
+	h.mustCall(schemas.CommandLauncherTerminate, schemas.VMAction{ID: c, Hard: true}, schemas.EventLauncherVMStateChanged)
+	h.waitVM(c, schemas.VMStateDone, 2*time.Minute)
+	h.noQEMULeft()
 }
 
 // diskTree renders a snapshot tree: "id:name<parent", * for the active one.

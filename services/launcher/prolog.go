@@ -177,7 +177,8 @@ func (s *Service) prepareDisk(ctx context.Context, i int64, d diskImage, target,
 		Public: schemas.VMDisk{DiskID: i, ImageID: img.ID, Image: img.Name, Type: img.Type, Format: img.Format,
 			Target: target, Bus: bus, Size: img.Size,
 			// The image's snapshots are in its blob, so in the disk.
-			SnapshotTree: img.Snapshots, Snapshots: snapshots.Tree(img.Snapshots).Names()}}
+			SnapshotTree: img.Snapshots, Snapshots: snapshots.Tree(img.Snapshots).Names(),
+			NextSnapshot: snapshots.Tree(img.Snapshots).Next(img.NextSnapshot)}}
 	qd := qemu.Disk{ID: pd.QEMUID, Format: format, Bus: bus, Serial: target}
 	if format == qemu.FormatLUKS {
 		pd.Secret = filepath.Join(dir, "disk-"+n+".secret")

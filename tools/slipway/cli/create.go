@@ -45,7 +45,10 @@ converter reads its OVF descriptor, verifies its manifest (.mf) and stages
 its disks; the image becomes the first disk, each further disk an image
 NAME-disk<N> (DATABLOCK), and a VM template NAME is created with those
 disks and the descriptor's CPUs, memory and OS. Disks are stored as qcow2
-unless --format says otherwise.
+unless --format says otherwise. With --wait it follows every disk's
+image, then reports the VM template (its ID, or why the launcher refused
+it: the images are kept); it exits non-zero if an image ends in ERROR or
+the template was refused.
 
 --checksum may be given once per algorithm (md5:, sha256:, sha512:<hex>):
 every one is checked against the bytes as fetched.
@@ -214,8 +217,11 @@ func (g *globals) createImage(ctx context.Context, spec schemas.ImageCreate, wai
 		return -1, err
 	}
 	registered(img.ID)
-	if !wait {
+	switch {
+	case !wait:
 		return img.ID, nil
+	case spec.Ova:
+		return img.ID, g.followOVA(ctx, b, w, img)
 	}
 	return img.ID, g.follow(ctx, b, w, img)
 }
@@ -344,6 +350,22 @@ func (c *client) follow(ctx context.Context, b *bus.Bus, w *watcher, img render.
 			}
 		}
 	}
+}
+
+// followImages follows images ids one after the other until each is
+// READY or ERROR: the events of the others wait in the watcher, and each
+// starts from the image's state when its turn comes. It fails if any
+// ends in ERROR (each says so as it ends).
+func (c *client) followImages(ctx context.Context, b *bus.Bus, w *watcher, ids []int64) error {
+	var failed error
+	for _, id := range ids {
+		img, err := showImage(ctx, b, id)
+		if err != nil {
+			return errors.Join(failed, err)
+		}
+		failed = errors.Join(failed, c.follow(ctx, b, w, img))
+	}
+	return failed
 }
 
 func (c *client) finishReady(ctx context.Context, b *bus.Bus, id int64) error {

@@ -822,19 +822,10 @@ func (c *client) importApp(ctx context.Context, b *bus.Bus, svc string, req sche
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	// One image after the other: the events of the others wait in the
-	// watcher, and each starts from the image's state when its turn comes.
-	var failed error
-	for _, id := range ids {
-		img, err := showImage(ctx, b, id)
-		if err != nil {
-			return fmt.Errorf("import %s: %w", req.App, err)
-		}
-		if err := c.follow(ctx, b, w, img); err != nil {
-			failed = errors.Join(failed, err)
-		}
+	if err := c.followImages(ctx, b, w, ids); err != nil {
+		return fmt.Errorf("import %s: %w", req.App, err)
 	}
-	return failed
+	return nil
 }
 
 // printImported says what an app-import created: the image and its VM
