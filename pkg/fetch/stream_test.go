@@ -233,6 +233,33 @@ func TestXZBinary(t *testing.T) {
 	if err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "xz data: ") {
 		t.Fatalf("corrupt xz: err %v, want a permanent error in xz's words", err)
 	}
+	// A multi-block file (as `xz -T` writes) goes through xz's threaded
+	// decoder: the same bytes come out, and a flipped byte in a later
+	// block is still an error in xz's words.
+	blocks := compressWith(t, []string{xzPath, "-c", "-T2", "--block-size=256KiB"}, plain)
+	badBlocks := bytes.Clone(blocks)
+	badBlocks[len(badBlocks)*3/4] ^= 0xff
+	for _, c := range []struct {
+		body []byte
+		ok   bool
+	}{{blocks, true}, {badBlocks, false}} {
+		bsrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.ServeContent(w, r, "x", time.Unix(1700000000, 0), bytes.NewReader(c.body))
+		}))
+		s, err := Open(context.Background(), bsrv.URL+"/blocks.xz", opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(s)
+		s.Close()
+		bsrv.Close()
+		if c.ok && (err != nil || !bytes.Equal(got, plain)) {
+			t.Fatalf("multi-block xz: %d bytes, err %v; want the %d decompressed bytes", len(got), err, len(plain))
+		}
+		if !c.ok && (err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "xz data: ")) {
+			t.Fatalf("corrupt multi-block xz: err %v, want a permanent error in xz's words", err)
+		}
+	}
 	// With the digest of the good file expected, the flipped byte is
 	// reported as the mismatch it is, naming both digests, not in xz's
 	// words.
