@@ -232,6 +232,7 @@ func (s *Service) flatten(ctx context.Context, j *job, img oci.Image, root strin
 	if err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	var read counter
 	read.report = func(n int64) { j.Update(n, 0) }
 	layers := make([]flatten.Layer, len(v1layers))
@@ -242,7 +243,7 @@ func (s *Service) flatten(ctx context.Context, j *job, img oci.Image, root strin
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("flattened", "image_id", j.ImageID, "layers", len(layers), "entries", t.Len(), "bytes_read", read.n.Load())
+	s.log.Info("flattened", "image_id", j.ImageID, "layers", len(layers), "entries", t.Len(), "bytes_read", read.n.Load(), "took", time.Since(start))
 	return t, nil
 }
 
