@@ -143,7 +143,7 @@ console-check: deps $(CONSOLE_WEB)/node_modules/.package-lock.json ## Run the co
 	echo "console-check: dist/app.js is up to date"
 
 screenshots: deps ## Run the console's browser test and copy its screenshots into docs/console/
-	SLIPWAY_CONSOLE_SHOTS=$(CURDIR)/docs/console go test -count=1 -run 'TestConsoleInBrowser|TestConsoleViewsInBrowser' ./tools/slipway/cli/
+	SLIPWAY_CONSOLE_SHOTS=$(CURDIR)/docs/console go test -count=1 -run 'TestConsoleInBrowser|TestConsoleViewsInBrowser|TestConsoleUpload' ./tools/slipway/cli/
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZ_TIME (20s) each; seed corpora live in testdata/fuzz

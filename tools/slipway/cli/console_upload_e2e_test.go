@@ -148,7 +148,7 @@ func TestConsoleUpload(t *testing.T) {
 
 	ctx, cancel := newTab()
 	defer cancel()
-	alice := &consolePage{t: t, ctx: ctx, shot: t.ArtifactDir()}
+	alice := &consolePage{t: t, ctx: ctx, shot: screenshotDir(t)}
 	alice.login(st.ConsoleURL, creds)
 	alice.waitFor("the upload form", `!document.querySelector("#upload").hidden`)
 	baseline := browserMemory(t)
