@@ -142,9 +142,8 @@ func (s *Store) Put(ctx context.Context, bucket, key string, r io.Reader, size i
 	if size >= 0 {
 		r = io.LimitReader(r, size)
 	}
-	st := s.at(bucket) // the server that holds bucket
 	u := &upload{
-		store: st, core: st.core, bucket: bucket, key: key, size: size, opts: o,
+		store: s.at(bucket), bucket: bucket, key: key, size: size, opts: o,
 		hash:  sha256.New(),
 		pOpts: minio.PutObjectOptions{ContentType: o.contentType},
 		src:   r,
@@ -164,10 +163,7 @@ func (s *Store) Put(ctx context.Context, bucket, key string, r io.Reader, size i
 
 // upload is the state of one Put.
 type upload struct {
-	store *Store
-	// core is the client every request of the upload goes through, taken
-	// once when the upload starts.
-	core        minio.Core
+	store       *Store // of the server that holds bucket: every request goes to its core
 	bucket, key string
 	size        int64
 	opts        putOptions
@@ -258,7 +254,7 @@ func (u *upload) single(ctx context.Context, data []byte) (Info, error) {
 	opts := u.pOpts
 	opts.DisableContentSha256 = true
 	opts.UserMetadata = withChecksum(opts.UserMetadata, checksumHeader, hexToBase64(sum))
-	up, err := u.core.PutObject(ctx, u.bucket, u.key, body, int64(len(data)), "", sum, opts)
+	up, err := u.store.core.PutObject(ctx, u.bucket, u.key, body, int64(len(data)), "", sum, opts)
 	if err != nil {
 		return Info{}, digestRefused(err)
 	}
@@ -270,7 +266,7 @@ func (u *upload) single(ctx context.Context, data []byte) (Info, error) {
 func (u *upload) multipart(ctx context.Context, first []byte, n int) (info Info, err error) {
 	start := u.pOpts
 	start.UserMetadata = withChecksum(start.UserMetadata, checksumAlgorithmHeader, "SHA256")
-	id, err := u.core.NewMultipartUpload(ctx, u.bucket, u.key, start)
+	id, err := u.store.core.NewMultipartUpload(ctx, u.bucket, u.key, start)
 	if err != nil {
 		u.store.release(first) // no request has seen it
 		return Info{}, fmt.Errorf("start multipart upload: %w", err)
@@ -303,7 +299,7 @@ func (u *upload) multipart(ctx context.Context, first []byte, n int) (info Info,
 	end := u.pOpts
 	end.UserMetadata = withChecksum(end.UserMetadata, checksumHeader, compositeChecksum(partSums))
 	end.UserMetadata[checksumTypeHeader] = "COMPOSITE"
-	up, err := u.core.CompleteMultipartUpload(ctx, u.bucket, u.key, id, parts, end)
+	up, err := u.store.core.CompleteMultipartUpload(ctx, u.bucket, u.key, id, parts, end)
 	if err != nil {
 		return Info{}, fmt.Errorf("complete multipart upload of %d parts: %w", len(parts), err)
 	}
@@ -316,7 +312,7 @@ func (u *upload) multipart(ctx context.Context, first []byte, n int) (info Info,
 func (u *upload) putPart(ctx context.Context, id string, p *part) (minio.CompletePart, error) {
 	p.sum = sha256.Sum256(p.data)
 	sent := base64.StdEncoding.EncodeToString(p.sum[:])
-	up, err := u.core.PutObjectPart(ctx, u.bucket, u.key, id, p.number, u.progressReader(p.data), int64(len(p.data)),
+	up, err := u.store.core.PutObjectPart(ctx, u.bucket, u.key, id, p.number, u.progressReader(p.data), int64(len(p.data)),
 		minio.PutObjectPartOptions{
 			// The part's SHA-256 goes as its additional checksum;
 			// minio-go's per-chunk payload signing would be a third
@@ -386,7 +382,7 @@ func hexToBase64(hexSum string) string {
 func (u *upload) abort(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 	defer cancel()
-	err := u.core.AbortMultipartUpload(ctx, u.bucket, u.key, id)
+	err := u.store.core.AbortMultipartUpload(ctx, u.bucket, u.key, id)
 	if err != nil && !IsNotFound(err) {
 		return err
 	}
