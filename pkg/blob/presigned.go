@@ -39,10 +39,7 @@ const MinClientPartSize = 16 << 20
 // object would need more than S3's 10000 parts. It returns the number of
 // parts too (at least 1: an empty object is one empty part).
 func PartSizeFor(size int64) (partSize int64, parts int) {
-	partSize = MinClientPartSize
-	if need := (size + maxParts - 1) / maxParts; need > partSize {
-		partSize = (need + 1<<20 - 1) &^ (1<<20 - 1)
-	}
+	partSize = int64(partSizeToFit(uint64(max(size, 0)), MinClientPartSize))
 	parts = int((size + partSize - 1) / partSize)
 	return partSize, max(parts, 1)
 }

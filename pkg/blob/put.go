@@ -192,15 +192,22 @@ func (u *upload) run(ctx context.Context) (Info, error) {
 	return info, err
 }
 
+// partSizeToFit is least, raised to whole MiB when an object of size bytes
+// would need more than maxParts parts of least.
+func partSizeToFit(size, least uint64) uint64 {
+	if need := (size + maxParts - 1) / maxParts; need > least {
+		return (need + 1<<20 - 1) &^ (1<<20 - 1)
+	}
+	return least
+}
+
 // partSize is the size of part number part (1-based): the configured size,
 // raised so that a known size fits in maxParts, or doubled every
 // partsPerStep parts when the size is unknown.
 func (u *upload) partSize(part int) int {
 	ps := u.store.partSize
 	if u.size >= 0 {
-		if need := (uint64(u.size) + maxParts - 1) / maxParts; need > ps {
-			ps = (need + 1<<20 - 1) &^ (1<<20 - 1) // whole MiB
-		}
+		ps = partSizeToFit(uint64(u.size), ps)
 		if uint64(u.size) < ps {
 			ps = uint64(u.size) // a small blob needs no full part buffer
 		}
@@ -382,11 +389,7 @@ func hexToBase64(hexSum string) string {
 func (u *upload) abort(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
 	defer cancel()
-	err := u.store.core.AbortMultipartUpload(ctx, u.bucket, u.key, id)
-	if err != nil && !IsNotFound(err) {
-		return err
-	}
-	return nil
+	return u.store.AbortMultipart(ctx, u.bucket, u.key, id)
 }
 
 func (u *upload) progressReader(data []byte) io.Reader {
