@@ -2,11 +2,8 @@ package oci
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -303,11 +300,10 @@ func (c *cache) fetchFrom(ctx context.Context, p puller, n int, l v1.Descriptor,
 			c.add(-written)
 		}
 	}()
-	h := sha256.New()
-	w := &progressWriter{w: io.MultiWriter(tmp, h), add: c.add, n: &written}
+	w := &progressWriter{w: tmp, add: c.add, n: &written}
 	// One byte past the manifest's size is enough to know it is too long.
 	_, cerr := io.Copy(w, io.LimitReader(rc, l.Size+1))
-	if err := verifyBlob(n, l, written, h, cerr, answer, ref, p.cred); err != nil {
+	if err := verifyBlob(n, l, written, cerr, answer, ref, p.cred, tmp); err != nil {
 		return err
 	}
 	if err := tmp.Close(); err != nil {
@@ -316,23 +312,47 @@ func (c *cache) fetchFrom(ctx context.Context, p puller, n int, l v1.Descriptor,
 	return os.Rename(tmp.Name(), final)
 }
 
-// verifyBlob checks what arrived against the manifest's descriptor.
-// go-containerregistry verifies too, but its error does not say which layer;
-// our own hash decides, and its error is kept only for transport failures:
-// when the registry's body did not arrive whole.
-func verifyBlob(n int, l v1.Descriptor, got int64, h hash.Hash, cerr error, answer *blobAnswer, ref name.Digest, cred credentials) error {
-	sum := "sha256:" + hex.EncodeToString(h.Sum(nil))
+// verifyBlob checks what arrived in tmp against the manifest's descriptor.
+// The content's digest is go-containerregistry's to check, and only its,
+// so that each byte is hashed once: remote.Layer's Compressed hashes the
+// body as it is read and fails the read that meets its end when the sum is
+// not the digest asked for. A copy that ended without error at the
+// manifest's size has met that end (its limit is one byte further), so
+// the check ran. Which failure cerr is comes from the wire (answer), not
+// from its text: a body that ended cleanly at the manifest's size and
+// still failed was refused for its content.
+func verifyBlob(n int, l v1.Descriptor, got int64, cerr error, answer *blobAnswer, ref name.Digest, cred credentials, tmp *os.File) error {
 	switch {
 	case got > l.Size:
 		return layerError(n, l, fmt.Errorf("size mismatch: the registry sent more than the manifest's %d bytes", l.Size))
-	case got == l.Size && sum != l.Digest.String():
-		return layerError(n, l, fmt.Errorf("%w: the registry sent %s", ErrDigestMismatch, sum))
 	case cerr != nil && !answer.bodyEnded():
 		return layerError(n, l, registryError(cerr, ref, cred))
 	case got != l.Size:
 		return layerError(n, l, fmt.Errorf("size mismatch: the registry sent %d bytes, the manifest says %d", got, l.Size))
+	case cerr != nil:
+		sent, err := fileDigest(tmp)
+		if err != nil {
+			return layerError(n, l, err)
+		}
+		if sent == l.Digest {
+			// The content is right: go-containerregistry refused the
+			// blob for something else, which its error says.
+			return layerError(n, l, registryError(cerr, ref, cred))
+		}
+		return layerError(n, l, fmt.Errorf("%w: the registry sent %s", ErrDigestMismatch, sent))
 	}
 	return nil
+}
+
+// fileDigest hashes f from its start. It runs on a refused blob only, to
+// name what the registry sent: go-containerregistry's error keeps the sum
+// it got in its text alone.
+func fileDigest(f *os.File) (v1.Hash, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return v1.Hash{}, err
+	}
+	h, _, err := v1.SHA256(f)
+	return h, err
 }
 
 // blobFetchError reports a failure to start a blob download; a

@@ -3,8 +3,12 @@ package oci_test
 import (
 	"archive/tar"
 	"context"
+	"crypto"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
+	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -409,4 +413,139 @@ func TestPullCancel(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPullRefusesCorruptedBlob: a blob of the manifest's size whose bytes
+// do not hash to its digest is refused (go-containerregistry's verification
+// is the one hash over the compressed bytes), with an error naming the
+// layer, the manifest's digest and the exact digest the registry sent. It
+// is no RegistryError, so the builder takes it as final, and nothing of the
+// blob stays in the cache. A mirror that sends it is passed over for the
+// origin, which sends the right blob.
+func TestPullRefusesCorruptedBlob(t *testing.T) {
+	ctx := context.Background()
+	img := multiLayer(t)
+	m, _ := img.Manifest()
+	n := len(m.Layers)
+	last := m.Layers[n-1]
+	var c corruption
+	bad := testenv.OCIRegistry(t, c.wrap(last.Digest.String()))
+	dig := push(t, bad+"/app:1", img)
+	cacheDir := t.TempDir()
+
+	_, err := pullAll(t, ctx, bad+"/app@"+dig, cacheDir, oci.Options{Guard: loopback})
+	want := fmt.Sprintf("layer %d %s: digest mismatch: the registry sent %s", n, last.Digest, c.digest())
+	if err == nil || err.Error() != want {
+		t.Fatalf("pull of a corrupted blob: %v\nwant %s", err, want)
+	}
+	var le *oci.LayerError
+	var re *oci.RegistryError
+	if !errors.As(err, &le) || le.Layer != n || le.Digest != last.Digest.String() || !errors.Is(err, oci.ErrDigestMismatch) || errors.As(err, &re) {
+		t.Fatalf("error %#v: want a LayerError for layer %d matching ErrDigestMismatch, no RegistryError", err, n)
+	}
+	if left, _ := filepath.Glob(filepath.Join(cacheDir, "blobs", "sha256", last.Digest.Hex+"*")); len(left) != 0 {
+		t.Fatalf("the corrupted blob left %v in the cache", left)
+	}
+
+	origin := testenv.OCIRegistry(t)
+	push(t, origin+"/app:1", img)
+	got, err := pullAll(t, ctx, origin+"/app@"+dig, cacheDir, oci.Options{Guard: loopback, Mirrors: map[string][]string{origin: {bad}}})
+	if err != nil {
+		t.Fatalf("pull with a mirror sending the corrupted blob: %v", err)
+	}
+	assertSameLayers(t, img, got)
+}
+
+// TestPullHashesEachLayerOnce: each compressed layer passes through one
+// SHA-256 on its way into the cache, go-containerregistry's verification;
+// a refused one is hashed a second time, by pkg/oci, to name what the
+// registry sent. Both take their hashers from crypto.SHA256.New (ggcr's
+// v1.Hasher and v1.SHA256), so the test registers a counting constructor
+// there and counts the hashers that ended on each digest.
+func TestPullHashesEachLayerOnce(t *testing.T) {
+	ctx := context.Background()
+	img := multiLayer(t)
+	m, _ := img.Manifest()
+	corrupted := m.Layers[2]
+	var c corruption
+	good := testenv.OCIRegistry(t)
+	bad := testenv.OCIRegistry(t, c.wrap(corrupted.Digest.String()))
+	dig := push(t, good+"/app:1", img)
+	push(t, bad+"/app:1", img)
+
+	hashers := countSHA256(t)
+	if _, err := pullAll(t, ctx, good+"/app@"+dig, t.TempDir(), oci.Options{Guard: loopback}); err != nil {
+		t.Fatal(err)
+	}
+	sums := hashers.sums()
+	for i, l := range m.Layers {
+		if k := sums[l.Digest.String()]; k != 1 {
+			t.Errorf("layer %d (%d bytes) was hashed %d times on its way into the cache, want once", i+1, l.Size, k)
+		}
+	}
+
+	hashers = countSHA256(t)
+	_, err := pullAll(t, ctx, bad+"/app@"+dig, t.TempDir(), oci.Options{Guard: loopback})
+	if !errors.Is(err, oci.ErrDigestMismatch) {
+		t.Fatalf("pull of a corrupted layer: %v, want a digest mismatch", err)
+	}
+	if k := hashers.sums()[c.digest()]; k != 2 {
+		t.Errorf("the refused layer was hashed %d times, want twice (the verification, then naming it)", k)
+	}
+}
+
+// corruption flips a byte in the middle of GET .../blobs/<digest> and
+// keeps the digest of what it sent.
+type corruption struct {
+	mu   sync.Mutex
+	sent string
+}
+
+func (c *corruption) wrap(digest string) func(http.Handler) http.Handler {
+	return tamper(digest, func(b []byte) []byte {
+		b[len(b)/2] ^= 0xff
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.sent = fmt.Sprintf("sha256:%x", sha256.Sum256(b))
+		return b
+	})
+}
+
+func (c *corruption) digest() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sent
+}
+
+// hashers records the SHA-256 hashers made through crypto.SHA256.New.
+type hashers struct {
+	mu  sync.Mutex
+	all []hash.Hash
+}
+
+// countSHA256 makes crypto.SHA256.New record its hashers until the test
+// ends. The package's tests run one at a time, so nothing else hashes
+// while it is swapped.
+func countSHA256(t *testing.T) *hashers {
+	h := &hashers{}
+	crypto.RegisterHash(crypto.SHA256, func() hash.Hash {
+		s := sha256.New()
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.all = append(h.all, s)
+		return s
+	})
+	t.Cleanup(func() { crypto.RegisterHash(crypto.SHA256, sha256.New) })
+	return h
+}
+
+// sums counts the hashers by the digest of what they were given.
+func (h *hashers) sums() map[string]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]int{}
+	for _, s := range h.all {
+		out[fmt.Sprintf("sha256:%x", s.Sum(nil))]++
+	}
+	return out
 }
