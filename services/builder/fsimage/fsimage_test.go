@@ -186,12 +186,13 @@ func check(t *testing.T, fs, image string) {
 }
 
 func TestBuildAndReadBack(t *testing.T) {
-	for _, fs := range Filesystems {
-		t.Run(fs, func(t *testing.T) {
+	for _, b := range allBuilders() {
+		fs := b.fs
+		t.Run(b.name, func(t *testing.T) {
 			ctx := context.Background()
 			f := richTree(t, fs != "xfs")
 			image := filepath.Join(t.TempDir(), "disk.img")
-			res, err := Build(ctx, f.root, f.tree, image, Options{Filesystem: fs, Label: "slipway-root"})
+			res, err := b.build(ctx, t, f.root, f.tree, image, Options{Filesystem: fs, Label: "slipway-root"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -289,17 +290,18 @@ func TestSizeTooSmall(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	f.file("big", randomBytes(40<<20, 2), 0o644, 0, 0)
-	for _, fs := range []string{"ext4", "xfs"} {
+	for _, b := range builders("ext4", "xfs") {
+		fs := b.fs
 		need := Required(f.tree, fs)
-		_, err := Build(ctx, f.root, f.tree, filepath.Join(t.TempDir(), "x.img"), Options{Filesystem: fs, SizeMiB: 20})
+		_, err := b.build(ctx, t, f.root, f.tree, filepath.Join(t.TempDir(), "x.img"), Options{Filesystem: fs, SizeMiB: 20})
 		want := fmt.Sprintf("size=20 MiB is too small for this image: its content needs at least %d MiB", need)
 		if err == nil || err.Error() != want || !errors.Is(err, ErrTooSmall) {
-			t.Fatalf("%s: error %v, want %q", fs, err, want)
+			t.Fatalf("%s: error %v, want %q", b.name, err, want)
 		}
 		// The estimate is a real size: an image of exactly that size builds.
 		image := filepath.Join(t.TempDir(), "x.img")
-		if _, err := Build(ctx, f.root, f.tree, image, Options{Filesystem: fs, SizeMiB: need}); err != nil {
-			t.Fatalf("%s at the required %d MiB: %v", fs, need, err)
+		if _, err := b.build(ctx, t, f.root, f.tree, image, Options{Filesystem: fs, SizeMiB: need}); err != nil {
+			t.Fatalf("%s at the required %d MiB: %v", b.name, need, err)
 		}
 		if fs == "ext4" && (need < 41 || need > 60) {
 			t.Errorf("ext4 needs %d MiB for 40 MiB of content, want 41..60", need)
@@ -334,26 +336,27 @@ func TestAutoSize(t *testing.T) {
 	for i := range 50 {
 		f.file(fmt.Sprintf("lib/part%02d", i), randomBytes(1<<20, uint64(10+i)), 0o644, 0, 0)
 	}
-	for _, fs := range []string{"ext4", "xfs"} {
+	for _, b := range builders("ext4", "xfs") {
+		fs := b.fs
 		image := filepath.Join(t.TempDir(), "auto.img")
-		res, err := Build(ctx, f.root, f.tree, image, Options{Filesystem: fs})
+		res, err := b.build(ctx, t, f.root, f.tree, image, Options{Filesystem: fs})
 		if err != nil {
-			t.Fatalf("%s: %v", fs, err)
+			t.Fatalf("%s: %v", b.name, err)
 		}
 		if res.ContentBytes != 50<<20 {
-			t.Errorf("%s: content %d bytes, want %d", fs, res.ContentBytes, 50<<20)
+			t.Errorf("%s: content %d bytes, want %d", b.name, res.ContentBytes, 50<<20)
 		}
 		if need := Required(f.tree, fs) * MiB; res.SizeBytes < need || (fs == "ext4" && res.SizeBytes < 50<<20*5/4) {
-			t.Errorf("%s: auto size %d bytes, below the content plus 25%% or the required %d", fs, res.SizeBytes, need)
+			t.Errorf("%s: auto size %d bytes, below the content plus 25%% or the required %d", b.name, res.SizeBytes, need)
 		}
 		check(t, fs, image)
 		got := readBack(ctx, t, image, fs)
 		for _, d := range Diff(f.tree, got, fs) {
-			t.Errorf("%s: %s", fs, d)
+			t.Errorf("%s: %s", b.name, d)
 		}
 		h, err := ContentHash(ctx, image, fs, "lib/part49")
 		if err != nil || h != hashFile(t, filepath.Join(f.root, "lib/part49")) {
-			t.Errorf("%s: lib/part49 hash %s, %v", fs, h, err)
+			t.Errorf("%s: lib/part49 hash %s, %v", b.name, h, err)
 		}
 	}
 }
@@ -372,8 +375,10 @@ func TestRefusals(t *testing.T) {
 		t.Errorf("xfs with a space in a name: %v", err)
 	}
 	f.put(&tree.Entry{Path: "new\nline", Type: tree.FIFO, Mode: 0o644})
-	if _, err := Build(ctx, f.root, f.tree, out, Options{Filesystem: "ext4"}); err == nil || !strings.Contains(err.Error(), "control character 0x0a") {
-		t.Errorf("newline in a name: %v", err)
+	for _, b := range builders("ext4") {
+		if _, err := b.build(ctx, t, f.root, f.tree, out, Options{Filesystem: "ext4"}); err == nil || !strings.Contains(err.Error(), "control character 0x0a") {
+			t.Errorf("%s: newline in a name: %v", b.name, err)
+		}
 	}
 	ok := newFixture(t)
 	ok.file("ok", []byte("x"), 0o644, 0, 0)
@@ -381,17 +386,21 @@ func TestRefusals(t *testing.T) {
 		!strings.Contains(err.Error(), "is not of the form") {
 		t.Errorf("UUID with a suboption: %v", err)
 	}
-	if _, err := Build(ctx, ok.root, ok.tree, out, Options{Filesystem: "ext4", Label: "a\nb"}); err == nil ||
-		!strings.Contains(err.Error(), "control character 0x0a") {
-		t.Errorf("label with a newline: %v", err)
+	for _, b := range builders("ext4") {
+		if _, err := b.build(ctx, t, ok.root, ok.tree, out, Options{Filesystem: "ext4", Label: "a\nb"}); err == nil ||
+			!strings.Contains(err.Error(), "control character 0x0a") {
+			t.Errorf("%s: label with a newline: %v", b.name, err)
+		}
 	}
 	g := newFixture(t)
 	g.file("a", []byte("x"), 0o644, 0, 0)
 	if err := os.WriteFile(filepath.Join(g.root, "stray"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Build(ctx, g.root, g.tree, out, Options{Filesystem: "ext4"}); err == nil || !strings.Contains(err.Error(), `"stray" is in the directory but not in the tree`) {
-		t.Errorf("stray file: %v", err)
+	for _, b := range builders("ext4") {
+		if _, err := b.build(ctx, t, g.root, g.tree, out, Options{Filesystem: "ext4"}); err == nil || !strings.Contains(err.Error(), `"stray" is in the directory but not in the tree`) {
+			t.Errorf("%s: stray file: %v", b.name, err)
+		}
 	}
 }
 
@@ -421,10 +430,10 @@ func TestRequiredIsEnough(t *testing.T) {
 			f.file(fmt.Sprintf("d%02d/a-rather-long-file-name-%04d", d, i), []byte("x"), 0o644, 0, 0)
 		}
 	}
-	for _, fs := range Filesystems {
-		need := Required(f.tree, fs)
-		if _, err := Build(ctx, f.root, f.tree, filepath.Join(t.TempDir(), "r.img"), Options{Filesystem: fs, SizeMiB: need}); err != nil {
-			t.Errorf("%s at the required %d MiB: %v", fs, need, err)
+	for _, b := range allBuilders() {
+		need := Required(f.tree, b.fs)
+		if _, err := b.build(ctx, t, f.root, f.tree, filepath.Join(t.TempDir(), "r.img"), Options{Filesystem: b.fs, SizeMiB: need}); err != nil {
+			t.Errorf("%s at the required %d MiB: %v", b.name, need, err)
 		}
 	}
 }
