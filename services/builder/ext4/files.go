@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"sync"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,24 +38,40 @@ func openChecked(root *os.Root, f fileRef) (*os.File, error) {
 	return file, nil
 }
 
-// dataSegments lists the block runs of file (of size bytes) that hold
+// fileSegments lists the block runs of the file name in dir that hold
 // data: the host's holes (SEEK_DATA, SEEK_HOLE) stay holes in the image.
 // A file whose allocated blocks cover its size, or a filesystem that
-// cannot say, is one run.
-func dataSegments(file *os.File, size int64) ([]span, error) {
-	blocks := (size + BlockSize - 1) / BlockSize
+// cannot say, is one run. The file must be a regular file (not a symlink)
+// of the tree's size.
+func fileSegments(dir *os.File, name string, f fileRef) ([]span, error) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(int(dir.Fd()), name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return nil, fmt.Errorf("%q: %w", f.path, err)
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return nil, fmt.Errorf("%q is not a regular file in the directory", f.path)
+	case st.Size != f.size:
+		return nil, fmt.Errorf("%q holds %d bytes, the tree says %d: it changed after the tree was made", f.path, st.Size, f.size)
+	}
+	blocks := (f.size + BlockSize - 1) / BlockSize
 	if blocks == 0 {
 		return nil, nil
 	}
-	whole := []span{{0, blocks}}
-	info, err := file.Stat()
+	if st.Blocks*512 >= blocks*BlockSize {
+		return []span{{0, blocks}}, nil
+	}
+	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%q: %w", f.path, err)
 	}
-	if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Blocks*512 >= blocks*BlockSize {
-		return whole, nil
-	}
-	fd := int(file.Fd())
+	defer unix.Close(fd)
+	return dataRuns(fd, f.size), nil
+}
+
+// dataRuns finds the data runs of the open file fd of size bytes.
+func dataRuns(fd int, size int64) []span {
+	blocks := (size + BlockSize - 1) / BlockSize
 	var out []span
 	for off := int64(0); off < size; {
 		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
@@ -64,11 +79,11 @@ func dataSegments(file *os.File, size int64) ([]span, error) {
 			break
 		}
 		if err != nil {
-			return whole, nil // no SEEK_DATA here: all data
+			return []span{{0, blocks}} // no SEEK_DATA here: all data
 		}
 		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
 		if err != nil {
-			return whole, nil
+			return []span{{0, blocks}}
 		}
 		hole = min(hole, size)
 		s := span{data / BlockSize, (hole+BlockSize-1)/BlockSize - data/BlockSize}
@@ -79,7 +94,7 @@ func dataSegments(file *os.File, size int64) ([]span, error) {
 		}
 		off = hole
 	}
-	return out, nil
+	return out
 }
 
 // fileCache keeps recently read files open for ReadAt; files in use are

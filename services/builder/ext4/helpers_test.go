@@ -128,6 +128,10 @@ func richTree(t testing.TB) *fixture {
 	f.put(&tree.Entry{Path: "dev/fifo", Type: tree.FIFO, Mode: 0o600})
 	f.link("dev/null2", "dev/null")
 	f.link("dev/fifo2", "dev/fifo")
+	lib, _ := f.tree.Get("var/lib")
+	lib.Xattrs = map[string]string{"system.posix_acl_access": aclXattr(
+		[3]uint32{aclUserObj, 7, 0}, [3]uint32{aclUser, 7, 1000}, [3]uint32{aclGroupObj, 5, 0},
+		[3]uint32{aclMask, 7, 0}, [3]uint32{aclOther, 5, 0})}
 	f.file("var/lib/old", []byte("old"), 0o600).ModTime = -2000000000
 	f.file("var/lib/future", []byte("future"), 0o600).ModTime = 9000000000
 	return f

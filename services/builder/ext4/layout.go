@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"sort"
 
 	"github.com/slipway/slipway/services/builder/tree"
 )
@@ -390,21 +391,17 @@ func (l *layout) placeJournal() {
 // placeFiles maps each regular file's data: its data runs (holes on the
 // host stay holes) on consecutive blocks, then its extent blocks.
 func (l *layout) placeFiles() error {
+	segs, err := l.fileSegments()
+	if err != nil {
+		return err
+	}
 	for _, n := range l.nodes {
 		if n == nil || n.entry.Type != tree.Regular || n.ino == journalIno {
 			continue
 		}
-		f := l.files[n.file]
-		if (f.size+BlockSize-1)/BlockSize > maxLogicalBlock {
-			return fmt.Errorf("%q: %d bytes are more than an ext4 file holds", f.path, f.size)
-		}
-		segs, err := l.segments(f)
-		if err != nil {
-			return err
-		}
 		var exts []extent
 		var blocks int64
-		for _, s := range segs {
+		for _, s := range segs[n.file] {
 			runs := l.alloc.takeRuns(s.count, maxExtentLen)
 			logical := s.start
 			for _, r := range runs {
@@ -414,21 +411,54 @@ func (l *layout) placeFiles() error {
 			exts = append(exts, extentsOf(s.start, runs)...)
 			blocks += s.count
 		}
-		n.in.size = f.size
+		n.in.size = l.files[n.file].size
 		l.mapExtents(n, exts, blocks)
 	}
 	return nil
 }
 
-func (l *layout) segments(f fileRef) ([]span, error) {
-	file, err := openChecked(l.root, f)
-	if err != nil {
-		return nil, err
+// fileSegments finds every regular file's data runs, a directory at a
+// time: one open directory (through the root), then a stat of each file
+// by its name in it, and an open only for files with holes.
+func (l *layout) fileSegments() ([][]span, error) {
+	order := make([]int, len(l.files))
+	for i := range order {
+		order[i] = i
 	}
-	defer file.Close()
-	segs, err := dataSegments(file, f.size)
-	if err != nil {
-		return nil, fmt.Errorf("%q: %w", f.path, err)
+	sort.SliceStable(order, func(a, b int) bool {
+		return path.Dir(l.files[order[a]].path) < path.Dir(l.files[order[b]].path)
+	})
+	segs := make([][]span, len(l.files))
+	for start := 0; start < len(order); {
+		dir := path.Dir(l.files[order[start]].path)
+		end := start
+		for end < len(order) && path.Dir(l.files[order[end]].path) == dir {
+			end++
+		}
+		if err := l.dirSegments(dir, order[start:end], segs); err != nil {
+			return nil, err
+		}
+		start = end
 	}
 	return segs, nil
+}
+
+func (l *layout) dirSegments(dir string, files []int, segs [][]span) error {
+	d, err := l.root.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	for _, i := range files {
+		f := l.files[i]
+		if (f.size+BlockSize-1)/BlockSize > maxLogicalBlock {
+			return fmt.Errorf("%q: %d bytes are more than an ext4 file holds", f.path, f.size)
+		}
+		s, err := fileSegments(d, path.Base(f.path), f)
+		if err != nil {
+			return err
+		}
+		segs[i] = s
+	}
+	return nil
 }

@@ -49,7 +49,7 @@ func (l *inodeList) add(ino uint64, p string, e *tree.Entry) (first bool) {
 func (l *inodeList) tree() *tree.Tree {
 	t := tree.New()
 	for _, x := range l.byIno {
-		sort.Slice(x.names, func(i, j int) bool { return pathLess(x.names[i], x.names[j]) })
+		sort.Slice(x.names, func(i, j int) bool { return tree.Less(x.names[i], x.names[j]) })
 		x.entry.Path = x.names[0]
 		t.Put(x.entry)
 		for _, n := range x.names[1:] {
@@ -57,14 +57,6 @@ func (l *inodeList) tree() *tree.Tree {
 		}
 	}
 	return t
-}
-
-// pathLess is tree.Entries's order.
-func pathLess(a, b string) bool {
-	if a == "." || b == "." {
-		return a == "." && b != "."
-	}
-	return strings.ReplaceAll(a, "/", "\x00") < strings.ReplaceAll(b, "/", "\x00")
 }
 
 func typeOf(mode uint32) (tree.Type, bool) {
