@@ -23,7 +23,7 @@ func TestE2fsckClean(t *testing.T) {
 		f := richTree(t)
 		opts := testOptions()
 		opts.NoChecksums = noCsum
-		im := f.image(opts)
+		im := layOut(f, opts)
 		dir := t.TempDir()
 		whole, meta := filepath.Join(dir, "whole.img"), filepath.Join(dir, "meta.img")
 		if err := im.WriteFile(whole); err != nil {
@@ -54,13 +54,13 @@ func TestE2fsckClean(t *testing.T) {
 // reproducible.
 func TestSameInputSameImage(t *testing.T) {
 	f := richTree(t)
-	a, b := f.image(testOptions()), f.image(testOptions())
+	a, b := layOut(f, testOptions()), layOut(f, testOptions())
 	if ha, hb := hashImage(t, a), hashImage(t, b); ha != hb {
 		t.Fatalf("two layouts of one tree differ")
 	}
 	opts := testOptions()
 	opts.UUID[0]++
-	if hashImage(t, a) == hashImage(t, f.image(opts)) {
+	if hashImage(t, a) == hashImage(t, layOut(f, opts)) {
 		t.Fatalf("another UUID made the same image")
 	}
 }
@@ -78,7 +78,7 @@ func hashImage(t *testing.T, im *Image) [32]byte {
 // tables are not in them.
 func TestDataRanges(t *testing.T) {
 	f := richTree(t)
-	im := f.image(testOptions())
+	im := layOut(f, testOptions())
 	raw := make([]byte, im.Size())
 	if _, err := im.ReadAt(raw, 0); err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func TestDataRanges(t *testing.T) {
 	}
 	// 16 MiB of journal and most of a 2048-inode table are zeros.
 	if total > 1<<20 {
-		t.Errorf("%d bytes in the data ranges of a tree of %d entries", total, f.tree.Len())
+		t.Errorf("%d bytes in the data ranges of a tree of %d entries", total, f.Tree.Len())
 	}
 }
 
@@ -108,7 +108,7 @@ func allZero(b []byte) bool { return len(bytes.Trim(b, "\x00")) == 0 }
 // goroutines and compares with one sequential read.
 func TestConcurrentReads(t *testing.T) {
 	f := richTree(t)
-	im := f.image(testOptions())
+	im := layOut(f, testOptions())
 	want := make([]byte, im.Size())
 	if _, err := im.ReadAt(want, 0); err != nil {
 		t.Fatal(err)
@@ -145,9 +145,9 @@ func TestConcurrentReads(t *testing.T) {
 func TestChangedFiles(t *testing.T) {
 	for _, size := range []int64{10000, 70001} {
 		f := newFixture(t)
-		f.file("a", randomBytes(70000, 2), 0o644)
-		im := f.image(testOptions())
-		if err := os.Truncate(filepath.Join(f.base, "a"), size); err != nil {
+		f.File("a", randomBytes(70000, 2), 0o644, 0, 0)
+		im := layOut(f, testOptions())
+		if err := os.Truncate(filepath.Join(f.Root, "a"), size); err != nil {
 			t.Fatal(err)
 		}
 		err := im.WriteFile(filepath.Join(t.TempDir(), "x.img"))
@@ -157,8 +157,8 @@ func TestChangedFiles(t *testing.T) {
 	}
 	// The file shrinks while it is open: the read past its new end fails.
 	f := newFixture(t)
-	f.file("a", randomBytes(70000, 2), 0o644)
-	im := f.image(testOptions())
+	f.File("a", randomBytes(70000, 2), 0o644, 0, 0)
+	im := layOut(f, testOptions())
 	p := make([]byte, BlockSize)
 	var dataAt int64 = -1
 	for _, pc := range im.pieces {
@@ -169,7 +169,7 @@ func TestChangedFiles(t *testing.T) {
 	if _, err := im.ReadAt(p, dataAt); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(filepath.Join(f.base, "a"), 100); err != nil {
+	if err := os.Truncate(filepath.Join(f.Root, "a"), 100); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := im.ReadAt(p, dataAt+8*BlockSize); err == nil || !strings.Contains(err.Error(), "shrank") {
@@ -185,55 +185,57 @@ func TestRefusals(t *testing.T) {
 		edit       func(*fixture, *Options)
 	}{
 		{"NUL in a name", "holds", func(f *fixture, _ *Options) {
-			f.put(&tree.Entry{Path: "a\x00b", Type: tree.FIFO})
+			f.Put(&tree.Entry{Path: "a\x00b", Type: tree.FIFO})
 		}},
 		{"256-byte name", "longer than 255", func(f *fixture, _ *Options) {
-			f.put(&tree.Entry{Path: strings.Repeat("n", 256), Type: tree.FIFO})
+			f.Put(&tree.Entry{Path: strings.Repeat("n", 256), Type: tree.FIFO})
 		}},
 		{"dot-dot", "not a file name", func(f *fixture, _ *Options) {
-			f.dir("d", 0o755)
-			f.put(&tree.Entry{Path: "d/..", Type: tree.FIFO})
+			f.Dir("d", 0o755, 0, 0)
+			f.Put(&tree.Entry{Path: "d/..", Type: tree.FIFO})
 		}},
 		{"unclean path", "not clean", func(f *fixture, _ *Options) {
-			f.dir("d", 0o755)
-			f.put(&tree.Entry{Path: "d//x", Type: tree.FIFO})
+			f.Dir("d", 0o755, 0, 0)
+			f.Put(&tree.Entry{Path: "d//x", Type: tree.FIFO})
 		}},
 		{"parent is a file", "parent is not a directory", func(f *fixture, _ *Options) {
-			f.file("f", nil, 0o644)
-			f.put(&tree.Entry{Path: "f/x", Type: tree.FIFO})
+			f.File("f", nil, 0o644, 0, 0)
+			f.Put(&tree.Entry{Path: "f/x", Type: tree.FIFO})
 		}},
 		{"orphan", "parent is not a directory", func(f *fixture, _ *Options) {
-			f.put(&tree.Entry{Path: "nowhere/x", Type: tree.FIFO})
+			f.Put(&tree.Entry{Path: "nowhere/x", Type: tree.FIFO})
 		}},
 		{"hard link to a directory", "not a file in the tree", func(f *fixture, _ *Options) {
-			f.dir("d", 0o755)
-			f.link("l", "d")
+			f.Dir("d", 0o755, 0, 0)
+			hardlink(f, "l", "d")
 		}},
-		{"hard link to nothing", "not a file in the tree", func(f *fixture, _ *Options) { f.link("l", "missing") }},
-		{"lost+found a file", "needs it to be a directory", func(f *fixture, _ *Options) { f.file("lost+found", nil, 0o644) }},
+		{"hard link to nothing", "not a file in the tree", func(f *fixture, _ *Options) { hardlink(f, "l", "missing") }},
+		{"lost+found a file", "needs it to be a directory", func(f *fixture, _ *Options) { f.File("lost+found", nil, 0o644, 0, 0) }},
 		{"xattr namespace", "no namespace", func(f *fixture, _ *Options) {
-			f.file("f", nil, 0o644).Xattrs = map[string]string{"system.sockprotoname": "x"}
+			f.File("f", nil, 0o644, 0, 0).Xattrs = map[string]string{"system.sockprotoname": "x"}
 		}},
 		{"xattr name byte", "holds the byte", func(f *fixture, _ *Options) {
-			f.file("f", nil, 0o644).Xattrs = map[string]string{"user.a\nb": "x"}
+			f.File("f", nil, 0o644, 0, 0).Xattrs = map[string]string{"user.a\nb": "x"}
 		}},
 		{"xattrs over a block", "more than one", func(f *fixture, _ *Options) {
-			f.file("f", nil, 0o644).Xattrs = map[string]string{"user.a": strings.Repeat("v", 5000)}
+			f.File("f", nil, 0o644, 0, 0).Xattrs = map[string]string{"user.a": strings.Repeat("v", 5000)}
 		}},
 		{"bad ACL", "not a version 2", func(f *fixture, _ *Options) {
-			f.file("f", nil, 0o644).Xattrs = map[string]string{"system.posix_acl_access": "junk"}
+			f.File("f", nil, 0o644, 0, 0).Xattrs = map[string]string{"system.posix_acl_access": "junk"}
 		}},
 		{"mtime", "outside what ext4 stores", func(f *fixture, _ *Options) {
-			f.file("f", nil, 0o644).ModTime = MaxTime + 1
+			f.File("f", nil, 0o644, 0, 0).ModTime = MaxTime + 1
 		}},
 		{"device", "does not fit", func(f *fixture, _ *Options) {
-			f.put(&tree.Entry{Path: "d", Type: tree.CharDevice, Major: 4096})
+			f.Put(&tree.Entry{Path: "d", Type: tree.CharDevice, Major: 4096})
 		}},
 		{"mode", "more than permission bits", func(f *fixture, _ *Options) {
-			f.file("f", nil, 0o100644)
+			f.File("f", nil, 0o100644, 0, 0)
 		}},
-		{"symlink NUL", "NUL", func(f *fixture, _ *Options) { f.symlink("s", "a\x00b") }},
-		{"symlink length", "longer than 4095", func(f *fixture, _ *Options) { f.symlink("s", strings.Repeat("s", 4096)) }},
+		{"symlink NUL", "NUL", func(f *fixture, _ *Options) { f.Put(&tree.Entry{Path: "s", Type: tree.Symlink, Link: "a\x00b"}) }},
+		{"symlink length", "longer than 4095", func(f *fixture, _ *Options) {
+			f.Put(&tree.Entry{Path: "s", Type: tree.Symlink, Link: strings.Repeat("s", 4096)})
+		}},
 		{"unaligned size", "multiple of 4096", func(_ *fixture, o *Options) { o.SizeBytes += 512 }},
 		{"long label", "longer than 16", func(_ *fixture, o *Options) { o.Label = strings.Repeat("l", 17) }},
 		{"too many inodes", "inodes", func(f *fixture, o *Options) {
@@ -246,7 +248,7 @@ func TestRefusals(t *testing.T) {
 			f := newFixture(t)
 			opts := testOptions()
 			c.edit(f, &opts)
-			_, err := New(f.root(), f.tree, opts)
+			_, err := New(openRoot(f), f.Tree, opts)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("error %v, want one saying %q", err, c.want)
 			}
@@ -257,10 +259,10 @@ func TestRefusals(t *testing.T) {
 // TestTooSmallSaysHowMuch: the space error carries what the tree needs.
 func TestTooSmallSaysHowMuch(t *testing.T) {
 	f := newFixture(t)
-	f.file("big", randomBytes(20<<20, 3), 0o644)
+	f.File("big", randomBytes(20<<20, 3), 0o644, 0, 0)
 	opts := testOptions()
 	opts.SizeBytes = 16 << 20
-	_, err := New(f.root(), f.tree, opts)
+	_, err := New(openRoot(f), f.Tree, opts)
 	var space *SpaceError
 	if !errors.As(err, &space) || space.What != "blocks" || space.Need <= space.Have || space.Need < 20<<20/BlockSize {
 		t.Fatalf("error %v, want a SpaceError needing over %d blocks", err, 20<<20/BlockSize)
@@ -274,9 +276,9 @@ func TestACL(t *testing.T) {
 		[3]uint32{aclUserObj, 7, 0}, [3]uint32{aclUser, 5, 1000}, [3]uint32{aclGroupObj, 5, 0},
 		[3]uint32{aclGroup, 4, 70000}, [3]uint32{aclMask, 7, 0}, [3]uint32{aclOther, 0, 0})
 	f := newFixture(t)
-	f.dir("shared", 0o770).Xattrs = map[string]string{"system.posix_acl_access": acl, "system.posix_acl_default": acl}
+	f.Dir("shared", 0o770, 0, 0).Xattrs = map[string]string{"system.posix_acl_access": acl, "system.posix_acl_default": acl}
 	image := filepath.Join(t.TempDir(), "acl.img")
-	if err := f.image(testOptions()).WriteFile(image); err != nil {
+	if err := layOut(f, testOptions()).WriteFile(image); err != nil {
 		t.Fatal(err)
 	}
 	fsck(t, image)
@@ -330,7 +332,7 @@ func TestLastGroupTooSmall(t *testing.T) {
 	opts := testOptions()
 	opts.SizeBytes = (blocksPerGroup*16 + 10) * BlockSize
 	opts.Inodes = 16 * 8192
-	im := f.image(opts)
+	im := layOut(f, opts)
 	if im.Size() != blocksPerGroup*16*BlockSize {
 		t.Fatalf("size %d, want the 16 whole groups", im.Size())
 	}

@@ -34,9 +34,9 @@ func layoutOnce(t *testing.T, data []byte, entries uint16) {
 		randomTree(fx, r, int(entries%1000))
 		opts := testOptions()
 		opts.NoChecksums = r.IntN(4) == 0
-		im, err := New(fx.root(), fx.tree, opts)
+		im, err := New(openRoot(fx), fx.Tree, opts)
 		if err != nil {
-			t.Fatalf("a tree of %d entries: %v", fx.tree.Len(), err)
+			t.Fatalf("a tree of %d entries: %v", fx.Tree.Len(), err)
 		}
 		defer im.Close()
 		image := filepath.Join(t.TempDir(), "fuzz.img")
@@ -59,7 +59,7 @@ func randomTree(f *fixture, r *rand.Rand, n int) {
 		switch k := r.IntN(10); {
 		case k < 3:
 			e.Type = tree.Dir
-			must(f.t, os.Mkdir(filepath.Join(f.base, p), 0o700))
+			must(f.T, os.Mkdir(filepath.Join(f.Root, p), 0o700))
 			dirs = append(dirs, p)
 		case k < 6:
 			e.Type, e.Size = tree.Regular, randomFile(f, r, p)
@@ -81,14 +81,14 @@ func randomTree(f *fixture, r *rand.Rand, n int) {
 				continue
 			}
 			e = &tree.Entry{Path: p, Type: tree.Hardlink, Link: targets[r.IntN(len(targets))]}
-			if target, _ := f.tree.Get(e.Link); target.Type == tree.Regular {
-				must(f.t, os.Link(filepath.Join(f.base, e.Link), filepath.Join(f.base, p)))
+			if target, _ := f.Tree.Get(e.Link); target.Type == tree.Regular {
+				must(f.T, os.Link(filepath.Join(f.Root, e.Link), filepath.Join(f.Root, p)))
 			}
 		}
 		if e.Type != tree.Hardlink {
 			e.Xattrs = randomXattrs(r)
 		}
-		f.tree.Put(e)
+		f.Tree.Put(e)
 	}
 }
 
@@ -109,17 +109,17 @@ func randomName(r *rand.Rand, i int) string {
 // randomFile writes a file of up to 300 KiB, some with holes, and returns
 // its size.
 func randomFile(f *fixture, r *rand.Rand, p string) int64 {
-	w, err := os.Create(filepath.Join(f.base, p))
-	must(f.t, err)
+	w, err := os.Create(filepath.Join(f.Root, p))
+	must(f.T, err)
 	defer w.Close()
 	size := r.Int64N(300 << 10)
 	for off := int64(0); off < size; off += 64 << 10 {
 		if r.IntN(3) > 0 {
 			_, err := w.WriteAt(randomBytes(int(min(4096, size-off)), r.Uint64()), off)
-			must(f.t, err)
+			must(f.T, err)
 		}
 	}
-	must(f.t, w.Truncate(size))
+	must(f.T, w.Truncate(size))
 	return size
 }
 

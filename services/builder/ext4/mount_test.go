@@ -24,7 +24,7 @@ func TestKernelMount(t *testing.T) {
 	}
 	f := richTree(t)
 	image := filepath.Join(t.TempDir(), "disk.img")
-	if err := f.image(testOptions()).WriteFile(image); err != nil {
+	if err := layOut(f, testOptions()).WriteFile(image); err != nil {
 		t.Fatal(err)
 	}
 	mnt := t.TempDir()
@@ -37,14 +37,14 @@ func TestKernelMount(t *testing.T) {
 		}
 	}()
 	names := map[string]int{} // inode targets by path: link counts
-	for _, e := range f.tree.Entries() {
+	for _, e := range f.Tree.Entries() {
 		if e.Type == tree.Hardlink {
 			names[e.Link]++
 		}
 	}
-	for _, e := range f.tree.Entries() {
+	for _, e := range f.Tree.Entries() {
 		if e.Type == tree.Hardlink {
-			e, _ = f.tree.Get(e.Link)
+			e, _ = f.Tree.Get(e.Link)
 		}
 		compareMounted(t, f, mnt, e, names[e.Path]+1)
 	}
@@ -64,7 +64,7 @@ func compareMounted(t *testing.T, f *fixture, mnt string, e *tree.Entry, links i
 	switch e.Type {
 	case tree.Regular:
 		got, err := os.ReadFile(p)
-		wantBytes, _ := os.ReadFile(filepath.Join(f.base, e.Path))
+		wantBytes, _ := os.ReadFile(filepath.Join(f.Root, e.Path))
 		if err != nil || !bytes.Equal(got, wantBytes) || st.Nlink != uint64(links) {
 			t.Errorf("%s: %d bytes (%v), %d links; want %d bytes, %d links", e.Path, len(got), err, st.Nlink, len(wantBytes), links)
 		}
