@@ -21,7 +21,7 @@ func FuzzLayout(f *testing.F) {
 	for _, seed := range []string{"", "a", "slipway", "many entries please", "\x00\xff\x10"} {
 		f.Add([]byte(seed), uint16(40))
 	}
-	f.Add([]byte("wide"), uint16(900))
+	f.Add([]byte("wide"), uint16(299))
 	f.Fuzz(layoutOnce)
 }
 
@@ -31,7 +31,7 @@ func layoutOnce(t *testing.T, data []byte, entries uint16) {
 		h.Write(data)
 		r := rand.New(rand.NewPCG(h.Sum64(), uint64(len(data))))
 		fx := newFixture(t)
-		randomTree(fx, r, int(entries%1000))
+		randomTree(fx, r, int(entries%300))
 		opts := testOptions()
 		opts.NoChecksums = r.IntN(4) == 0
 		im, err := New(openRoot(fx), fx.Tree, opts)
@@ -106,13 +106,13 @@ func randomName(r *rand.Rand, i int) string {
 	return string(b)
 }
 
-// randomFile writes a file of up to 300 KiB, some with holes, and returns
+// randomFile writes a file of up to 100 KiB, some with holes, and returns
 // its size.
 func randomFile(f *fixture, r *rand.Rand, p string) int64 {
 	w, err := os.Create(filepath.Join(f.Root, p))
 	must(f.T, err)
 	defer w.Close()
-	size := r.Int64N(300 << 10)
+	size := r.Int64N(100 << 10)
 	for off := int64(0); off < size; off += 64 << 10 {
 		if r.IntN(3) > 0 {
 			_, err := w.WriteAt(randomBytes(int(min(4096, size-off)), r.Uint64()), off)
