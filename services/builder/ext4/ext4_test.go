@@ -342,3 +342,27 @@ func TestLastGroupTooSmall(t *testing.T) {
 	}
 	fsck(t, image)
 }
+
+// TestLargeSparseFilesystem lays a small tree out on 64 GiB (512 groups):
+// the groups without inodes or data add no bytes to the data ranges.
+func TestLargeSparseFilesystem(t *testing.T) {
+	for _, noCsum := range []bool{false, true} {
+		f := richTree(t)
+		opts := testOptions()
+		opts.SizeBytes, opts.Inodes, opts.NoChecksums = 64<<30, 1<<20, noCsum
+		im := layOut(f, opts)
+		image := filepath.Join(t.TempDir(), "large.img")
+		if err := im.WriteMetadata(image); err != nil {
+			t.Fatal(err)
+		}
+		fsck(t, image)
+		var total int64
+		for _, r := range im.DataRanges() {
+			total += r.Len
+		}
+		t.Logf("checksums %v: %d KiB in the data ranges", !noCsum, total>>10)
+		if limit := int64(3 << 20); !noCsum && total > limit {
+			t.Errorf("%d bytes in the data ranges of an almost empty filesystem, want under %d", total, limit)
+		}
+	}
+}

@@ -181,7 +181,9 @@ func (im *Image) listPieces(l *layout) []piece {
 		if g.usedIn(grp, im.cursor) > 0 || (lastGroup && g.blocks%blocksPerGroup != 0) {
 			out = append(out, piece{span: span{g.blockBitmap[grp], 1}, kind: pieceBlockBitmap, group: grp})
 		}
-		if im.used[grp] > 0 || g.ipg < maxInodesGroup {
+		// A group without inodes is INODE_UNINIT with checksums on: its
+		// inode bitmap is not read, so it can stay zeros.
+		if im.used[grp] > 0 || (g.ipg < maxInodesGroup && !im.super.csum) {
 			out = append(out, piece{span: span{g.inodeBitmap[grp], 1}, kind: pieceInodeBitmap, group: grp})
 		}
 		if n := (im.used[grp] + inodesPerBlock - 1) / inodesPerBlock; n > 0 {

@@ -2,10 +2,14 @@ package fsimage
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 
+	"github.com/slipway/slipway/services/builder/ext4"
 	"github.com/slipway/slipway/services/builder/tree"
 )
 
@@ -65,5 +69,25 @@ func TestBuildersCoverEveryFilesystem(t *testing.T) {
 	}
 	if !slices.Equal(names, []string{"ext2", "ext3", "ext4", "ext4-native", "xfs"}) {
 		t.Fatalf("builders %v", names)
+	}
+}
+
+// TestNativeOutOfSpace: when the native layout runs out of room the
+// estimate promised, the error is a TooSmallError as mkfs's would be.
+func TestNativeOutOfSpace(t *testing.T) {
+	f := newFixture(t)
+	f.File("a", []byte("x"), 0o644, 0, 0)
+	est := estimate(f.Tree, "ext4")
+	err := nativeTooSmall(fmt.Errorf("laying out: %w", &ext4.SpaceError{What: "blocks", Need: 5000, Have: 2048}), 8, est)
+	var tooSmall *TooSmallError
+	if !errors.As(err, &tooSmall) || !errors.Is(err, ErrTooSmall) || tooSmall.Tool != "ext4" || tooSmall.NeedMiB < 11 {
+		t.Fatalf("error %v (%#v)", err, tooSmall)
+	}
+	want := "size=8 MiB is too small for this image: its content needs more than 8 MiB"
+	if !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("message %q, want it to start %q", err, want)
+	}
+	if other := errors.New("other"); nativeTooSmall(other, 8, est) != other {
+		t.Fatal("another error was changed")
 	}
 }

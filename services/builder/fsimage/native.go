@@ -61,11 +61,7 @@ func LayoutExt4(root string, t *tree.Tree, opts Options) (*Ext4Image, Result, er
 	})
 	if err != nil {
 		r.Close()
-		var space *ext4.SpaceError
-		if errors.As(err, &space) {
-			return nil, Result{}, &TooSmallError{SizeMiB: size, NeedMiB: max(est.required(), size+size/4+1), Tool: "ext4", Detail: space.Error()}
-		}
-		return nil, Result{}, err
+		return nil, Result{}, nativeTooSmall(err, size, est)
 	}
 	return &Ext4Image{Image: im, root: r}, Result{SizeBytes: im.Size(), ContentBytes: est.content}, nil
 }
@@ -83,4 +79,15 @@ func parseUUID(s string) ([16]byte, error) {
 	}
 	copy(u[:], b)
 	return u, nil
+}
+
+// nativeTooSmall turns ext4's running out of space in an image of size
+// MiB, which the estimate said would do, into a TooSmallError as Build's
+// for mkfs; other errors pass.
+func nativeTooSmall(err error, size int64, est sizing) error {
+	var space *ext4.SpaceError
+	if !errors.As(err, &space) {
+		return err
+	}
+	return &TooSmallError{SizeMiB: size, NeedMiB: max(est.required(), size+size/4+1), Tool: "ext4", Detail: space.Error()}
 }
