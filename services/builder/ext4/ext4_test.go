@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -363,6 +364,37 @@ func TestLargeSparseFilesystem(t *testing.T) {
 		t.Logf("checksums %v: %d KiB in the data ranges", !noCsum, total>>10)
 		if limit := int64(3 << 20); !noCsum && total > limit {
 			t.Errorf("%d bytes in the data ranges of an almost empty filesystem, want under %d", total, limit)
+		}
+	}
+}
+
+// TestManySubdirectories: a directory of more than 65000 subdirectories
+// counts 1 link (dir_nlink), as e2fsck expects; one of 64998 counts 65000.
+func TestManySubdirectories(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped in -short: 130000 directories take seconds to check")
+	}
+	f := newFixture(t)
+	for _, d := range []struct {
+		name    string
+		subdirs int
+	}{{"full", 64998}, {"over", 65000}} {
+		f.Dir(d.name, 0o755, 0, 0)
+		for i := range d.subdirs {
+			f.Put(&tree.Entry{Path: fmt.Sprintf("%s/%d", d.name, i), Type: tree.Dir, Mode: 0o755})
+		}
+	}
+	opts := testOptions()
+	opts.SizeBytes, opts.Inodes = 1<<30, 140000
+	im := layOut(f, opts)
+	image := filepath.Join(t.TempDir(), "dirs.img")
+	if err := im.WriteMetadata(image); err != nil {
+		t.Fatal(err)
+	}
+	fsck(t, image)
+	for name, want := range map[string]string{"full": "Links: 65000", "over": "Links: 1 "} {
+		if out := debugfs(t, image, "stat /"+name); !strings.Contains(out, want) {
+			t.Errorf("%s: %.200s, want %q", name, out, want)
 		}
 	}
 }

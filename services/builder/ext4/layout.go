@@ -228,8 +228,8 @@ func (l *layout) baseInode(n *node) error {
 	links := n.links
 	if e.Type == tree.Dir {
 		links = 2 + n.subdirs
-		if links >= maxLinks {
-			links = 1 // dir_nlink: too many to count
+		if links > maxLinks {
+			links = 1 // dir_nlink: too many to count, as e2fsck counts them
 		}
 	}
 	n.in = inode{
