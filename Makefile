@@ -33,6 +33,7 @@ RACE_PKGS := ./pkg/bus/... ./pkg/saga/... ./services/catalog/... ./services/laun
 # each for FUZZ_TIME.
 FUZZ_TIME    ?= 20s
 FUZZ_TARGETS := ./services/builder/fsimage:FuzzBuilderScripts ./services/builder/flatten:FuzzFlatten \
+	./services/builder/ext4:FuzzLayout \
 	./pkg/qcow2:FuzzImage \
 	./pkg/inspect:FuzzInspect ./pkg/dockerurl:FuzzParse ./pkg/onetemplate:FuzzParse
 BENCH_FLAGS   ?= -run '^$$' -bench . -benchtime 1x -timeout 60m

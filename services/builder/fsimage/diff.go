@@ -84,7 +84,7 @@ func linkGroups(t *tree.Tree) map[string]string {
 	out := map[string]string{}
 	for _, m := range members {
 		first := slices.MinFunc(m, func(a, b string) int {
-			if pathLess(a, b) {
+			if tree.Less(a, b) {
 				return -1
 			}
 			return 1

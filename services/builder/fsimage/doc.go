@@ -33,6 +33,11 @@
 //   - xfs cannot be smaller than 300 MiB.
 //   - mkfs.xfs reads each regular file whole into memory while copying it.
 //
+// LayoutExt4 makes ext4 without the tools: the same checks and size as
+// Build, then package ext4 lays the filesystem out in memory and the
+// caller reads it (ReadAt, DataRanges), its file data straight from the
+// directory; nothing is copied.
+//
 // ReadExt and ReadXFS list a built image's tree with debugfs and xfs_db
 // (no mounts) for tests and checks, ReadXFSInodes an xfs image's inode
 // numbers and link counts; ContentHash hashes one file's content.

@@ -76,11 +76,11 @@ func TestHostileXattrNameNeverReachesDebugfs(t *testing.T) {
 	for _, fs := range []string{"ext4", "xfs"} {
 		t.Run(fs, func(t *testing.T) {
 			f := newFixture(t)
-			f.file("payload", []byte("from the layer\n"), 0o644, 0, 0)
-			e := f.file("victim", []byte("x"), 0o644, 0, 0)
+			f.File("payload", []byte("from the layer\n"), 0o644, 0, 0)
+			e := f.File("victim", []byte("x"), 0o644, 0, 0)
 			e.Xattrs = map[string]string{hostile: "v"}
 			out := filepath.Join(t.TempDir(), "img")
-			_, err := Build(ctx, f.root, f.tree, out, Options{Filesystem: fs})
+			_, err := Build(ctx, f.Root, f.Tree, out, Options{Filesystem: fs})
 			if err == nil || !strings.Contains(err.Error(), `entry "victim"`) {
 				t.Errorf("Build = %v, want a refusal naming the entry", err)
 			}
@@ -91,10 +91,10 @@ func TestHostileXattrNameNeverReachesDebugfs(t *testing.T) {
 	}
 	// The encoders refuse on their own, without Build's checks in front.
 	f := newFixture(t)
-	e := f.file("victim", []byte("x"), 0o644, 0, 0)
+	e := f.File("victim", []byte("x"), 0o644, 0, 0)
 	e.Xattrs = map[string]string{hostile: "v"}
 	work := t.TempDir()
-	if err := writeExtScript(f.root, f.tree, filepath.Join(work, "script"), work); err == nil ||
+	if err := writeExtScript(f.Root, f.Tree, filepath.Join(work, "script"), work); err == nil ||
 		!strings.Contains(err.Error(), `entry "victim"`) {
 		t.Errorf("writeExtScript = %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,7 +49,7 @@ func (l *inodeList) add(ino uint64, p string, e *tree.Entry) (first bool) {
 func (l *inodeList) tree() *tree.Tree {
 	t := tree.New()
 	for _, x := range l.byIno {
-		sort.Slice(x.names, func(i, j int) bool { return pathLess(x.names[i], x.names[j]) })
+		sort.Slice(x.names, func(i, j int) bool { return tree.Less(x.names[i], x.names[j]) })
 		x.entry.Path = x.names[0]
 		t.Put(x.entry)
 		for _, n := range x.names[1:] {
@@ -56,14 +57,6 @@ func (l *inodeList) tree() *tree.Tree {
 		}
 	}
 	return t
-}
-
-// pathLess is tree.Entries's order.
-func pathLess(a, b string) bool {
-	if a == "." || b == "." {
-		return a == "." && b != "."
-	}
-	return strings.ReplaceAll(a, "/", "\x00") < strings.ReplaceAll(b, "/", "\x00")
 }
 
 func typeOf(mode uint32) (tree.Type, bool) {
@@ -135,8 +128,9 @@ func parseLsLine(l *inodeList, line, dir string, next map[uint64]string) error {
 	name := strings.Join(f[4:len(f)-1], "/")
 	ino, err1 := strconv.ParseUint(f[0], 10, 64)
 	mode, err2 := strconv.ParseUint(f[1], 8, 32)
-	uid, err3 := strconv.ParseUint(f[2], 10, 32)
-	gid, err4 := strconv.ParseUint(f[3], 10, 32)
+	// debugfs prints owners as signed numbers: 4000000000 is -294967296.
+	uid, err3 := strconv.ParseInt(f[2], 10, 64)
+	gid, err4 := strconv.ParseInt(f[3], 10, 64)
 	size, _ := strconv.ParseInt(f[len(f)-1], 10, 64)
 	for _, err := range []error{err1, err2, err3, err4} {
 		if err != nil {
@@ -201,14 +195,17 @@ func statExt(ctx context.Context, image string, l *inodeList, work string) error
 	return fetchExtValues(ctx, image, l, xattrNames, work)
 }
 
-// parseEaListLine reads "  name (len) = value" from ea_list.
+// parseEaListLine reads "  name (len) = value" from ea_list; debugfs
+// leaves out " = value" for empty and long values.
 func parseEaListLine(line string) (string, bool) {
-	if !strings.HasPrefix(line, "  ") || !strings.Contains(line, ") = ") {
+	m := eaListRe.FindStringSubmatch(line)
+	if m == nil {
 		return "", false
 	}
-	name, _, ok := strings.Cut(strings.TrimPrefix(line, "  "), " (")
-	return name, ok
+	return m[1], true
 }
+
+var eaListRe = regexp.MustCompile(`^  (.+?) \(\d+\)(?: = .*)?$`)
 
 func parseStatLine(e *tree.Entry, line string) error {
 	switch {
@@ -221,8 +218,9 @@ func parseStatLine(e *tree.Entry, line string) error {
 		}
 		x, _ := strconv.ParseUint(extra, 16, 32)
 		e.ModTime = int64(int32(uint32(s))) + int64(x&3)<<32
-	case strings.HasPrefix(line, "Device major/minor number: "):
-		v, _, _ := strings.Cut(strings.TrimPrefix(line, "Device major/minor number: "), " ")
+	case strings.Contains(line, "Device major/minor number: "): // "(New-style) Device…" too
+		_, v, _ := strings.Cut(line, "Device major/minor number: ")
+		v, _, _ = strings.Cut(v, " ")
 		ma, mi, _ := strings.Cut(v, ":")
 		major, err1 := strconv.ParseUint(ma, 10, 32)
 		minor, err2 := strconv.ParseUint(mi, 10, 32)

@@ -76,29 +76,13 @@ func checkFilesystem(fs string) error {
 // is made by mkfs from a directory or protofile and fixed up with debugfs or
 // xfs_db, never mounted.
 func Build(ctx context.Context, root string, t *tree.Tree, out string, opts Options) (Result, error) {
-	if err := checkFilesystem(opts.Filesystem); err != nil {
+	size, est, err := checkAndSize(t, opts)
+	if err != nil {
 		return Result{}, err
-	}
-	if err := checkNames(t, opts.Filesystem); err != nil {
-		return Result{}, err
-	}
-	if err := checkLabel(opts); err != nil {
-		return Result{}, err
-	}
-	est := estimate(t, opts.Filesystem)
-	size := opts.SizeMiB
-	switch {
-	case size < 0:
-		return Result{}, fmt.Errorf("size=%d MiB is not a size", size)
-	case size == 0:
-		size = est.auto()
-	case size < est.required():
-		return Result{}, &TooSmallError{SizeMiB: size, NeedMiB: est.required()}
 	}
 	if err := createSparse(out, size*MiB); err != nil {
 		return Result{}, err
 	}
-	var err error
 	if opts.Filesystem == "xfs" {
 		err = buildXFS(ctx, root, t, out, size, opts)
 	} else {
@@ -113,6 +97,32 @@ func Build(ctx context.Context, root string, t *tree.Tree, out string, opts Opti
 		return Result{}, err
 	}
 	return Result{SizeBytes: size * MiB, ContentBytes: est.content}, nil
+}
+
+// checkAndSize checks the options and the tree's names and picks the
+// image size in MiB: opts.SizeMiB, or the automatic size when that is 0.
+// A size below the estimate's requirement is a TooSmallError.
+func checkAndSize(t *tree.Tree, opts Options) (int64, sizing, error) {
+	if err := checkFilesystem(opts.Filesystem); err != nil {
+		return 0, sizing{}, err
+	}
+	if err := checkNames(t, opts.Filesystem); err != nil {
+		return 0, sizing{}, err
+	}
+	if err := checkLabel(opts); err != nil {
+		return 0, sizing{}, err
+	}
+	est := estimate(t, opts.Filesystem)
+	size := opts.SizeMiB
+	switch {
+	case size < 0:
+		return 0, est, fmt.Errorf("size=%d MiB is not a size", size)
+	case size == 0:
+		size = est.auto()
+	case size < est.required():
+		return 0, est, &TooSmallError{SizeMiB: size, NeedMiB: est.required()}
+	}
+	return size, est, nil
 }
 
 // Required is a conservative estimate, in MiB, of the smallest image of

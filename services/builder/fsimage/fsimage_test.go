@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,130 +16,65 @@ import (
 
 	"github.com/slipway/slipway/pkg/qcow2"
 	"github.com/slipway/slipway/services/builder/tree"
+	"github.com/slipway/slipway/services/builder/tree/treetest"
 )
 
 // capability is a security.capability value (VFS_CAP_REVISION_2,
 // cap_net_raw permitted and effective), binary bytes.
 var capability = string([]byte{0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 
-// fixture is a (directory, tree) pair as the flattener makes them: contents
-// on disk with restrictive modes and the builder's owner, no device nodes
-// or fifos, real hard links; the real metadata in the tree.
-type fixture struct {
-	t    testing.TB
-	root string
-	tree *tree.Tree
-}
+// fixture is a (directory, tree) pair as the flattener makes them.
+type fixture = treetest.Fixture
 
-func newFixture(t testing.TB) *fixture {
-	f := &fixture{t: t, root: t.TempDir(), tree: tree.New()}
-	if err := os.Chmod(f.root, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	root, _ := f.tree.Get(".")
-	root.ModTime = 1700000000
-	return f
-}
+func newFixture(t testing.TB) *fixture { return treetest.New(t) }
 
-func (f *fixture) put(e *tree.Entry) *tree.Entry {
-	if e.ModTime == 0 {
-		e.ModTime = 1700000000 + int64(f.tree.Len())
-	}
-	f.tree.Put(e)
-	return e
-}
-
-func (f *fixture) dir(p string, mode, uid, gid uint32) {
-	if err := os.MkdirAll(filepath.Join(f.root, p), 0o700); err != nil {
-		f.t.Fatal(err)
-	}
-	f.put(&tree.Entry{Path: p, Type: tree.Dir, Mode: mode, UID: uid, GID: gid})
-}
-
-func (f *fixture) file(p string, content []byte, mode, uid, gid uint32) *tree.Entry {
-	if err := os.WriteFile(filepath.Join(f.root, p), content, 0o600); err != nil {
-		f.t.Fatal(err)
-	}
-	return f.put(&tree.Entry{Path: p, Type: tree.Regular, Mode: mode, UID: uid, GID: gid, Size: int64(len(content))})
-}
-
-func (f *fixture) symlink(p, target string) {
-	if err := os.Symlink(target, filepath.Join(f.root, p)); err != nil {
-		f.t.Fatal(err)
-	}
-	f.put(&tree.Entry{Path: p, Type: tree.Symlink, Mode: 0o777, Link: target, Size: int64(len(target))})
-}
-
-func (f *fixture) hardlink(p, target string) {
-	if err := os.Link(filepath.Join(f.root, target), filepath.Join(f.root, p)); err != nil {
-		f.t.Fatal(err)
-	}
-	f.put(&tree.Entry{Path: p, Type: tree.Hardlink, Link: target})
-}
-
-// special records a device node or fifo in the tree only, as the flattener
-// does.
-func (f *fixture) special(p string, typ tree.Type, mode, major, minor uint32) {
-	f.put(&tree.Entry{Path: p, Type: typ, Mode: mode, Major: major, Minor: minor})
-}
-
-func randomBytes(n int, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, seed))
-	b := make([]byte, n)
-	for i := 0; i < n; i += 8 {
-		v := r.Uint64()
-		for j := 0; j < 8 && i+j < n; j++ {
-			b[i+j] = byte(v >> (8 * j))
-		}
-	}
-	return b
-}
+var randomBytes = treetest.RandomBytes
 
 // richTree is the test tree: every kind of entry, owners, setuid, sticky,
 // xattrs, links. oddNames adds names only ext can hold.
 func richTree(t *testing.T, oddNames bool) *fixture {
 	f := newFixture(t)
 	for _, d := range []string{"etc", "usr", "usr/bin", "usr/share", "usr/share/doc", "home", "data", "dev", "run"} {
-		f.dir(d, 0o755, 0, 0)
+		f.Dir(d, 0o755, 0, 0)
 	}
-	f.dir("tmp", 0o1777, 0, 0)
-	f.dir("home/user", 0o750, 1000, 1000)
-	f.dir("var", 0o755, 0, 0)
-	f.dir("var/www", 0o2775, 33, 33)
-	host := f.file("etc/hostname", []byte("slipway\n"), 0o644, 0, 0)
+	f.Dir("tmp", 0o1777, 0, 0)
+	f.Dir("home/user", 0o750, 1000, 1000)
+	f.Dir("var", 0o755, 0, 0)
+	f.Dir("var/www", 0o2775, 33, 33)
+	host := f.File("etc/hostname", []byte("slipway\n"), 0o644, 0, 0)
 	host.Xattrs = map[string]string{"user.comment": "the machine's name"}
-	f.file("etc/empty", nil, 0o644, 0, 0)
-	f.file("usr/bin/sudo", []byte("#!/bin/sh\necho pretend to be root\n"), 0o4755, 0, 0)
-	f.file("usr/bin/wall", []byte("wall"), 0o2755, 0, 5)
-	ping := f.file("usr/bin/ping", []byte("ping binary"), 0o755, 0, 0)
+	f.File("etc/empty", nil, 0o644, 0, 0)
+	f.File("usr/bin/sudo", []byte("#!/bin/sh\necho pretend to be root\n"), 0o4755, 0, 0)
+	f.File("usr/bin/wall", []byte("wall"), 0o2755, 0, 5)
+	ping := f.File("usr/bin/ping", []byte("ping binary"), 0o755, 0, 0)
 	ping.Xattrs = map[string]string{"security.capability": capability}
-	f.file("home/user/notes.txt", []byte("mine\n"), 0o640, 1000, 1000)
-	f.file("var/www/index.html", []byte("<h1>hi</h1>\n"), 0o644, 33, 33)
+	f.File("home/user/notes.txt", []byte("mine\n"), 0o640, 1000, 1000)
+	f.File("var/www/index.html", []byte("<h1>hi</h1>\n"), 0o644, 33, 33)
 	// Inside a setgid directory, but owned otherwise: no inheritance.
-	f.file("var/www/root-owned", []byte("r"), 0o644, 0, 0)
-	f.dir("var/www/plain", 0o755, 0, 0)
-	f.file("data/big", randomBytes(5<<20, 1), 0o600, 1000, 1000)
-	f.symlink("usr/bin/sh", "/usr/bin/busybox")
-	f.symlink("etc/sudo", "../usr/bin/sudo")
-	f.symlink("usr/share/doc/long", strings.Repeat("../", 10)+strings.Repeat("very-long-directory-name/", 4)+"file")
-	f.hardlink("usr/bin/sudoedit", "usr/bin/sudo")
-	f.hardlink("usr/bin/ping6", "usr/bin/ping")
-	f.special("dev/null", tree.CharDevice, 0o666, 1, 3)
-	f.special("dev/sda", tree.BlockDevice, 0o660, 8, 0)
-	f.special("run/initctl", tree.FIFO, 0o600, 0, 0)
-	f.put(&tree.Entry{Path: "dev/null-link", Type: tree.Hardlink, Link: "dev/null"})
-	f.file("home/user/big-ids", []byte("ids"), 0o600, 100000, 200000).ModTime = 4102444800 // 2100
-	f.file("home/user/old", []byte("old"), 0o600, 1000, 1000).ModTime = 1
+	f.File("var/www/root-owned", []byte("r"), 0o644, 0, 0)
+	f.Dir("var/www/plain", 0o755, 0, 0)
+	f.File("data/big", randomBytes(5<<20, 1), 0o600, 1000, 1000)
+	f.Symlink("usr/bin/sh", "/usr/bin/busybox")
+	f.Symlink("etc/sudo", "../usr/bin/sudo")
+	f.Symlink("usr/share/doc/long", strings.Repeat("../", 10)+strings.Repeat("very-long-directory-name/", 4)+"file")
+	f.Hardlink("usr/bin/sudoedit", "usr/bin/sudo")
+	f.Hardlink("usr/bin/ping6", "usr/bin/ping")
+	f.Special("dev/null", tree.CharDevice, 0o666, 1, 3)
+	f.Special("dev/sda", tree.BlockDevice, 0o660, 8, 0)
+	f.Special("run/initctl", tree.FIFO, 0o600, 0, 0)
+	f.Put(&tree.Entry{Path: "dev/null-link", Type: tree.Hardlink, Link: "dev/null"})
+	f.File("home/user/big-ids", []byte("ids"), 0o600, 100000, 200000).ModTime = 4102444800 // 2100
+	f.File("home/user/old", []byte("old"), 0o600, 1000, 1000).ModTime = 1
 	// A label the host put on a file (SELinux would): not in the tree, so
 	// not in the image.
-	strayXattr = syscall.Setxattr(filepath.Join(f.root, "etc/hostname"), "user.host-label", []byte("host"), 0) == nil
+	strayXattr = syscall.Setxattr(filepath.Join(f.Root, "etc/hostname"), "user.host-label", []byte("host"), 0) == nil
 	if oddNames {
-		f.file("etc/with space", []byte("spaced\n"), 0o644, 0, 0)
-		f.file(`etc/a"quote`, []byte("quoted\n"), 0o644, 0, 0)
-		f.file(`etc/back\slash`, []byte("slashed\n"), 0o644, 0, 0)
-		f.file("etc/:colon $", []byte("colon\n"), 0o644, 0, 0)
-		f.dir("etc/dir with space", 0o700, 1000, 1000)
-		f.special("etc/dir with space/fifo \"q\"", tree.FIFO, 0o644, 0, 0)
+		f.File("etc/with space", []byte("spaced\n"), 0o644, 0, 0)
+		f.File(`etc/a"quote`, []byte("quoted\n"), 0o644, 0, 0)
+		f.File(`etc/back\slash`, []byte("slashed\n"), 0o644, 0, 0)
+		f.File("etc/:colon $", []byte("colon\n"), 0o644, 0, 0)
+		f.Dir("etc/dir with space", 0o700, 1000, 1000)
+		f.Special("etc/dir with space/fifo \"q\"", tree.FIFO, 0o644, 0, 0)
 	}
 	return f
 }
@@ -186,12 +120,13 @@ func check(t *testing.T, fs, image string) {
 }
 
 func TestBuildAndReadBack(t *testing.T) {
-	for _, fs := range Filesystems {
-		t.Run(fs, func(t *testing.T) {
+	for _, b := range allBuilders() {
+		fs := b.fs
+		t.Run(b.name, func(t *testing.T) {
 			ctx := context.Background()
 			f := richTree(t, fs != "xfs")
 			image := filepath.Join(t.TempDir(), "disk.img")
-			res, err := Build(ctx, f.root, f.tree, image, Options{Filesystem: fs, Label: "slipway-root"})
+			res, err := b.build(ctx, t, f.Root, f.Tree, image, Options{Filesystem: fs, Label: "slipway-root"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -199,7 +134,7 @@ func TestBuildAndReadBack(t *testing.T) {
 				t.Fatalf("image size %v (%v), result says %d", info.Size(), err, res.SizeBytes)
 			}
 			var want int64
-			for _, e := range f.tree.Entries() {
+			for _, e := range f.Tree.Entries() {
 				want += e.Size * int64(btoi(e.Type == tree.Regular))
 			}
 			if res.ContentBytes != want {
@@ -207,15 +142,15 @@ func TestBuildAndReadBack(t *testing.T) {
 			}
 			check(t, fs, image)
 			got := readBack(ctx, t, image, fs)
-			for _, d := range Diff(f.tree, got, fs) {
+			for _, d := range Diff(f.Tree, got, fs) {
 				t.Error(d)
 			}
 			spotChecks(t, fs, got)
 			if !strayXattr {
 				t.Log("the test directory holds no user xattrs; removal of host xattrs was not exercised")
 			}
-			for _, e := range f.tree.Entries() {
-				e = resolve(f.tree, e)
+			for _, e := range f.Tree.Entries() {
+				e = resolve(f.Tree, e)
 				if e.Type != tree.Regular {
 					continue
 				}
@@ -223,7 +158,7 @@ func TestBuildAndReadBack(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if want := hashFile(t, filepath.Join(f.root, e.Path)); h != want {
+				if want := hashFile(t, filepath.Join(f.Root, e.Path)); h != want {
 					t.Errorf("%s: content hash %s, want %s", e.Path, h, want)
 				}
 			}
@@ -288,18 +223,19 @@ func describe(e *tree.Entry) string {
 func TestSizeTooSmall(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	f.file("big", randomBytes(40<<20, 2), 0o644, 0, 0)
-	for _, fs := range []string{"ext4", "xfs"} {
-		need := Required(f.tree, fs)
-		_, err := Build(ctx, f.root, f.tree, filepath.Join(t.TempDir(), "x.img"), Options{Filesystem: fs, SizeMiB: 20})
+	f.File("big", randomBytes(40<<20, 2), 0o644, 0, 0)
+	for _, b := range builders("ext4", "xfs") {
+		fs := b.fs
+		need := Required(f.Tree, fs)
+		_, err := b.build(ctx, t, f.Root, f.Tree, filepath.Join(t.TempDir(), "x.img"), Options{Filesystem: fs, SizeMiB: 20})
 		want := fmt.Sprintf("size=20 MiB is too small for this image: its content needs at least %d MiB", need)
 		if err == nil || err.Error() != want || !errors.Is(err, ErrTooSmall) {
-			t.Fatalf("%s: error %v, want %q", fs, err, want)
+			t.Fatalf("%s: error %v, want %q", b.name, err, want)
 		}
 		// The estimate is a real size: an image of exactly that size builds.
 		image := filepath.Join(t.TempDir(), "x.img")
-		if _, err := Build(ctx, f.root, f.tree, image, Options{Filesystem: fs, SizeMiB: need}); err != nil {
-			t.Fatalf("%s at the required %d MiB: %v", fs, need, err)
+		if _, err := b.build(ctx, t, f.Root, f.Tree, image, Options{Filesystem: fs, SizeMiB: need}); err != nil {
+			t.Fatalf("%s at the required %d MiB: %v", b.name, need, err)
 		}
 		if fs == "ext4" && (need < 41 || need > 60) {
 			t.Errorf("ext4 needs %d MiB for 40 MiB of content, want 41..60", need)
@@ -311,17 +247,17 @@ func TestSizeTooSmall(t *testing.T) {
 // estimate) and expects the same kind of message.
 func TestMkfsOutOfSpace(t *testing.T) {
 	f := newFixture(t)
-	f.file("big", randomBytes(12<<20, 3), 0o644, 0, 0)
+	f.File("big", randomBytes(12<<20, 3), 0o644, 0, 0)
 	image := filepath.Join(t.TempDir(), "x.img")
 	if err := createSparse(image, 8*MiB); err != nil {
 		t.Fatal(err)
 	}
-	err := buildExt(context.Background(), f.root, f.tree, image, 8, Options{Filesystem: "ext4"})
+	err := buildExt(context.Background(), f.Root, f.Tree, image, 8, Options{Filesystem: "ext4"})
 	var tooSmall *TooSmallError
 	if !errors.As(err, &tooSmall) || tooSmall.Tool != "mkfs.ext4" {
 		t.Fatalf("error %v, want mkfs.ext4 running out of space", err)
 	}
-	tooSmall.SizeMiB, tooSmall.NeedMiB = 8, Required(f.tree, "ext4")
+	tooSmall.SizeMiB, tooSmall.NeedMiB = 8, Required(f.Tree, "ext4")
 	if msg := err.Error(); !strings.HasPrefix(msg, "size=8 MiB is too small for this image: its content needs more than 8 MiB") {
 		t.Fatalf("message %q", msg)
 	}
@@ -330,30 +266,31 @@ func TestMkfsOutOfSpace(t *testing.T) {
 func TestAutoSize(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	f.dir("lib", 0o755, 0, 0)
+	f.Dir("lib", 0o755, 0, 0)
 	for i := range 50 {
-		f.file(fmt.Sprintf("lib/part%02d", i), randomBytes(1<<20, uint64(10+i)), 0o644, 0, 0)
+		f.File(fmt.Sprintf("lib/part%02d", i), randomBytes(1<<20, uint64(10+i)), 0o644, 0, 0)
 	}
-	for _, fs := range []string{"ext4", "xfs"} {
+	for _, b := range builders("ext4", "xfs") {
+		fs := b.fs
 		image := filepath.Join(t.TempDir(), "auto.img")
-		res, err := Build(ctx, f.root, f.tree, image, Options{Filesystem: fs})
+		res, err := b.build(ctx, t, f.Root, f.Tree, image, Options{Filesystem: fs})
 		if err != nil {
-			t.Fatalf("%s: %v", fs, err)
+			t.Fatalf("%s: %v", b.name, err)
 		}
 		if res.ContentBytes != 50<<20 {
-			t.Errorf("%s: content %d bytes, want %d", fs, res.ContentBytes, 50<<20)
+			t.Errorf("%s: content %d bytes, want %d", b.name, res.ContentBytes, 50<<20)
 		}
-		if need := Required(f.tree, fs) * MiB; res.SizeBytes < need || (fs == "ext4" && res.SizeBytes < 50<<20*5/4) {
-			t.Errorf("%s: auto size %d bytes, below the content plus 25%% or the required %d", fs, res.SizeBytes, need)
+		if need := Required(f.Tree, fs) * MiB; res.SizeBytes < need || (fs == "ext4" && res.SizeBytes < 50<<20*5/4) {
+			t.Errorf("%s: auto size %d bytes, below the content plus 25%% or the required %d", b.name, res.SizeBytes, need)
 		}
 		check(t, fs, image)
 		got := readBack(ctx, t, image, fs)
-		for _, d := range Diff(f.tree, got, fs) {
-			t.Errorf("%s: %s", fs, d)
+		for _, d := range Diff(f.Tree, got, fs) {
+			t.Errorf("%s: %s", b.name, d)
 		}
 		h, err := ContentHash(ctx, image, fs, "lib/part49")
-		if err != nil || h != hashFile(t, filepath.Join(f.root, "lib/part49")) {
-			t.Errorf("%s: lib/part49 hash %s, %v", fs, h, err)
+		if err != nil || h != hashFile(t, filepath.Join(f.Root, "lib/part49")) {
+			t.Errorf("%s: lib/part49 hash %s, %v", b.name, h, err)
 		}
 	}
 }
@@ -361,37 +298,43 @@ func TestAutoSize(t *testing.T) {
 func TestRefusals(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	f.file("ok", []byte("x"), 0o644, 0, 0)
+	f.File("ok", []byte("x"), 0o644, 0, 0)
 	out := filepath.Join(t.TempDir(), "x.img")
-	if _, err := Build(ctx, f.root, f.tree, out, Options{Filesystem: "btrfs"}); err == nil ||
+	if _, err := Build(ctx, f.Root, f.Tree, out, Options{Filesystem: "btrfs"}); err == nil ||
 		err.Error() != `filesystem "btrfs" is not supported (ext2, ext3, ext4, xfs)` {
 		t.Errorf("btrfs: %v", err)
 	}
-	f.file("with space", []byte("x"), 0o644, 0, 0)
-	if _, err := Build(ctx, f.root, f.tree, out, Options{Filesystem: "xfs"}); err == nil || !strings.Contains(err.Error(), `"with space"`) {
+	f.File("with space", []byte("x"), 0o644, 0, 0)
+	if _, err := Build(ctx, f.Root, f.Tree, out, Options{Filesystem: "xfs"}); err == nil || !strings.Contains(err.Error(), `"with space"`) {
 		t.Errorf("xfs with a space in a name: %v", err)
 	}
-	f.put(&tree.Entry{Path: "new\nline", Type: tree.FIFO, Mode: 0o644})
-	if _, err := Build(ctx, f.root, f.tree, out, Options{Filesystem: "ext4"}); err == nil || !strings.Contains(err.Error(), "control character 0x0a") {
-		t.Errorf("newline in a name: %v", err)
+	f.Put(&tree.Entry{Path: "new\nline", Type: tree.FIFO, Mode: 0o644})
+	for _, b := range builders("ext4") {
+		if _, err := b.build(ctx, t, f.Root, f.Tree, out, Options{Filesystem: "ext4"}); err == nil || !strings.Contains(err.Error(), "control character 0x0a") {
+			t.Errorf("%s: newline in a name: %v", b.name, err)
+		}
 	}
 	ok := newFixture(t)
-	ok.file("ok", []byte("x"), 0o644, 0, 0)
-	if _, err := Build(ctx, ok.root, ok.tree, out, Options{Filesystem: "xfs", UUID: "01234567-89ab-cdef-0123-456789abcdef,sparse=0"}); err == nil ||
+	ok.File("ok", []byte("x"), 0o644, 0, 0)
+	if _, err := Build(ctx, ok.Root, ok.Tree, out, Options{Filesystem: "xfs", UUID: "01234567-89ab-cdef-0123-456789abcdef,sparse=0"}); err == nil ||
 		!strings.Contains(err.Error(), "is not of the form") {
 		t.Errorf("UUID with a suboption: %v", err)
 	}
-	if _, err := Build(ctx, ok.root, ok.tree, out, Options{Filesystem: "ext4", Label: "a\nb"}); err == nil ||
-		!strings.Contains(err.Error(), "control character 0x0a") {
-		t.Errorf("label with a newline: %v", err)
+	for _, b := range builders("ext4") {
+		if _, err := b.build(ctx, t, ok.Root, ok.Tree, out, Options{Filesystem: "ext4", Label: "a\nb"}); err == nil ||
+			!strings.Contains(err.Error(), "control character 0x0a") {
+			t.Errorf("%s: label with a newline: %v", b.name, err)
+		}
 	}
 	g := newFixture(t)
-	g.file("a", []byte("x"), 0o644, 0, 0)
-	if err := os.WriteFile(filepath.Join(g.root, "stray"), nil, 0o600); err != nil {
+	g.File("a", []byte("x"), 0o644, 0, 0)
+	if err := os.WriteFile(filepath.Join(g.Root, "stray"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Build(ctx, g.root, g.tree, out, Options{Filesystem: "ext4"}); err == nil || !strings.Contains(err.Error(), `"stray" is in the directory but not in the tree`) {
-		t.Errorf("stray file: %v", err)
+	for _, b := range builders("ext4") {
+		if _, err := b.build(ctx, t, g.Root, g.Tree, out, Options{Filesystem: "ext4"}); err == nil || !strings.Contains(err.Error(), `"stray" is in the directory but not in the tree`) {
+			t.Errorf("%s: stray file: %v", b.name, err)
+		}
 	}
 }
 
@@ -416,15 +359,15 @@ func TestRequiredIsEnough(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	for d := range 30 {
-		f.dir(fmt.Sprintf("d%02d", d), 0o755, 0, 0)
+		f.Dir(fmt.Sprintf("d%02d", d), 0o755, 0, 0)
 		for i := range 100 {
-			f.file(fmt.Sprintf("d%02d/a-rather-long-file-name-%04d", d, i), []byte("x"), 0o644, 0, 0)
+			f.File(fmt.Sprintf("d%02d/a-rather-long-file-name-%04d", d, i), []byte("x"), 0o644, 0, 0)
 		}
 	}
-	for _, fs := range Filesystems {
-		need := Required(f.tree, fs)
-		if _, err := Build(ctx, f.root, f.tree, filepath.Join(t.TempDir(), "r.img"), Options{Filesystem: fs, SizeMiB: need}); err != nil {
-			t.Errorf("%s at the required %d MiB: %v", fs, need, err)
+	for _, b := range allBuilders() {
+		need := Required(f.Tree, b.fs)
+		if _, err := b.build(ctx, t, f.Root, f.Tree, filepath.Join(t.TempDir(), "r.img"), Options{Filesystem: b.fs, SizeMiB: need}); err != nil {
+			t.Errorf("%s at the required %d MiB: %v", b.name, need, err)
 		}
 	}
 }
@@ -435,9 +378,9 @@ func TestRequiredIsEnough(t *testing.T) {
 // journal, which has no extents; the qcow2 writer leaves its zeros out.)
 func TestExtJournalStaysSparse(t *testing.T) {
 	f := newFixture(t)
-	f.file("hello", []byte("hello\n"), 0o644, 0, 0)
+	f.File("hello", []byte("hello\n"), 0o644, 0, 0)
 	image := filepath.Join(t.TempDir(), "disk.img")
-	if _, err := Build(context.Background(), f.root, f.tree, image, Options{Filesystem: "ext4", SizeMiB: 512}); err != nil {
+	if _, err := Build(context.Background(), f.Root, f.Tree, image, Options{Filesystem: "ext4", SizeMiB: 512}); err != nil {
 		t.Fatal(err)
 	}
 	check(t, "ext4", image)
@@ -459,10 +402,10 @@ func TestExtLeavesNoZeroClusters(t *testing.T) {
 	for _, fs := range []string{"ext2", "ext4"} {
 		t.Run(fs, func(t *testing.T) {
 			f := richTree(t, true)
-			f.file("data/zeros", make([]byte, 2<<20), 0o644, 0, 0)
-			f.file("data/holey", append(append(randomBytes(100<<10, 2), make([]byte, 1<<20)...), randomBytes(100<<10, 3)...), 0o644, 0, 0)
+			f.File("data/zeros", make([]byte, 2<<20), 0o644, 0, 0)
+			f.File("data/holey", append(append(randomBytes(100<<10, 2), make([]byte, 1<<20)...), randomBytes(100<<10, 3)...), 0o644, 0, 0)
 			image := filepath.Join(t.TempDir(), "disk.img")
-			if _, err := Build(context.Background(), f.root, f.tree, image, Options{Filesystem: fs, SizeMiB: 512}); err != nil {
+			if _, err := Build(context.Background(), f.Root, f.Tree, image, Options{Filesystem: fs, SizeMiB: 512}); err != nil {
 				t.Fatal(err)
 			}
 			var clusters [2]int64

@@ -1,9 +1,9 @@
 package fsimage
 
 import (
-	"math"
 	"path"
 
+	"github.com/slipway/slipway/services/builder/ext4"
 	"github.com/slipway/slipway/services/builder/tree"
 )
 
@@ -106,30 +106,10 @@ func (s sizing) overhead(sizeMiB int64) int64 {
 	return o
 }
 
-// journalBlocks is ext2fs_default_journal_size's table (e2fsprogs 1.47):
-// a filesystem of fewer than below blocks gets a journal of journal blocks;
-// a larger one, the last row's.
-var journalBlocks = []struct{ below, journal int64 }{
-	{2048, 0},
-	{32768, 1024},
-	{256 * 1024, 4096},
-	{512 * 1024, 8192},
-	{4096 * 1024, 16384},
-	{8192 * 1024, 32768},
-	{16384 * 1024, 65536},
-	{32768 * 1024, 131072},
-	{math.MaxInt64, 262144},
-}
-
 // journalBytes is the default journal of a filesystem of blocks blocks, in
-// bytes.
+// bytes: mke2fs's, which package ext4 also gives its filesystems.
 func journalBytes(blocks int64) int64 {
-	for _, r := range journalBlocks {
-		if blocks < r.below {
-			return r.journal * blockSize
-		}
-	}
-	return 0 // not reached: the last row holds every size
+	return ext4.JournalBlocks(blocks) * blockSize
 }
 
 // fit returns the smallest size in MiB that holds need bytes plus the

@@ -30,39 +30,39 @@ var bigDirs = []struct {
 func linkTree(t *testing.T) *fixture {
 	f := newFixture(t)
 	for _, d := range []string{"bin", "usr", "usr/bin", "usr/sbin", "etc", "dev", "run", "srv", "many"} {
-		f.dir(d, 0o755, 0, 0)
+		f.Dir(d, 0o755, 0, 0)
 	}
-	f.file("usr/bin/sudo", []byte("#!/bin/sh\necho setuid\n"), 0o4755, 0, 0)
-	f.hardlink("usr/bin/sudoedit", "usr/bin/sudo")
-	f.hardlink("bin/sudo", "usr/bin/sudo")
-	ping := f.file("usr/bin/ping", []byte("ping binary"), 0o755, 0, 0)
+	f.File("usr/bin/sudo", []byte("#!/bin/sh\necho setuid\n"), 0o4755, 0, 0)
+	f.Hardlink("usr/bin/sudoedit", "usr/bin/sudo")
+	f.Hardlink("bin/sudo", "usr/bin/sudo")
+	ping := f.File("usr/bin/ping", []byte("ping binary"), 0o755, 0, 0)
 	ping.Xattrs = map[string]string{"security.capability": capability, "user.note": "linked"}
-	f.hardlink("usr/sbin/ping", "usr/bin/ping")
-	f.file("srv/data", randomBytes(1<<20, 7), 0o640, 1000, 1000)
-	f.hardlink("srv/data.1", "srv/data")
-	f.hardlink("srv/data.2", "srv/data")
-	f.file("etc/z-target", []byte("target\n"), 0o600, 1000, 1000)
-	f.hardlink("bin/a-link", "etc/z-target")
-	f.special("dev/null", tree.CharDevice, 0o666, 1, 3)
-	f.put(&tree.Entry{Path: "dev/null2", Type: tree.Hardlink, Link: "dev/null"})
-	f.put(&tree.Entry{Path: "run/null", Type: tree.Hardlink, Link: "dev/null"})
-	f.special("run/fifo", tree.FIFO, 0o620, 0, 0)
-	f.put(&tree.Entry{Path: "etc/fifo", Type: tree.Hardlink, Link: "run/fifo"})
-	f.symlink("bin/sh", "/usr/bin/busybox")
-	f.file("etc/latest", []byte("late"), 0o644, 0, 0).ModTime = xfsMaxTime
-	f.file("etc/earliest", []byte("early"), 0o644, 0, 0).ModTime = xfsMinTime
-	f.file("etc/y2100", []byte("2100"), 0o644, 0, 0).ModTime = 4102444800
+	f.Hardlink("usr/sbin/ping", "usr/bin/ping")
+	f.File("srv/data", randomBytes(1<<20, 7), 0o640, 1000, 1000)
+	f.Hardlink("srv/data.1", "srv/data")
+	f.Hardlink("srv/data.2", "srv/data")
+	f.File("etc/z-target", []byte("target\n"), 0o600, 1000, 1000)
+	f.Hardlink("bin/a-link", "etc/z-target")
+	f.Special("dev/null", tree.CharDevice, 0o666, 1, 3)
+	f.Put(&tree.Entry{Path: "dev/null2", Type: tree.Hardlink, Link: "dev/null"})
+	f.Put(&tree.Entry{Path: "run/null", Type: tree.Hardlink, Link: "dev/null"})
+	f.Special("run/fifo", tree.FIFO, 0o620, 0, 0)
+	f.Put(&tree.Entry{Path: "etc/fifo", Type: tree.Hardlink, Link: "run/fifo"})
+	f.Symlink("bin/sh", "/usr/bin/busybox")
+	f.File("etc/latest", []byte("late"), 0o644, 0, 0).ModTime = xfsMaxTime
+	f.File("etc/earliest", []byte("early"), 0o644, 0, 0).ModTime = xfsMinTime
+	f.File("etc/y2100", []byte("2100"), 0o644, 0, 0).ModTime = 4102444800
 	for _, b := range bigDirs {
-		f.dir(b.dir, 0o755, 0, 0)
+		f.Dir(b.dir, 0o755, 0, 0)
 		for i := range b.entries {
-			f.file(fmt.Sprintf("%s/entry-with-a-longish-name-%04d", b.dir, i), nil, 0o644, 0, 0)
+			f.File(fmt.Sprintf("%s/entry-with-a-longish-name-%04d", b.dir, i), nil, 0o644, 0, 0)
 		}
 		// Link names at the start, the middle and the end of the
 		// directory, so in its first, middle and last data blocks.
-		f.hardlink(b.dir+"/aaa-sudo", "usr/bin/sudo")
-		f.hardlink(fmt.Sprintf("%s/entry-with-a-longish-name-%04d-ping", b.dir, b.entries/2), "usr/bin/ping")
-		f.hardlink(b.dir+"/zzz-data", "srv/data")
-		f.put(&tree.Entry{Path: b.dir + "/zzz-null", Type: tree.Hardlink, Link: "dev/null"})
+		f.Hardlink(b.dir+"/aaa-sudo", "usr/bin/sudo")
+		f.Hardlink(fmt.Sprintf("%s/entry-with-a-longish-name-%04d-ping", b.dir, b.entries/2), "usr/bin/ping")
+		f.Hardlink(b.dir+"/zzz-data", "srv/data")
+		f.Put(&tree.Entry{Path: b.dir + "/zzz-null", Type: tree.Hardlink, Link: "dev/null"})
 	}
 	return f
 }
@@ -71,16 +71,16 @@ func TestXFSHardLinksAndMtimes(t *testing.T) {
 	ctx := context.Background()
 	f := linkTree(t)
 	image := filepath.Join(t.TempDir(), "links.img")
-	if _, err := Build(ctx, f.root, f.tree, image, Options{Filesystem: "xfs"}); err != nil {
+	if _, err := Build(ctx, f.Root, f.Tree, image, Options{Filesystem: "xfs"}); err != nil {
 		t.Fatal(err)
 	}
 	check(t, "xfs", image)
 	got := readBack(ctx, t, image, "xfs")
-	for _, d := range Diff(f.tree, got, "xfs") {
+	for _, d := range Diff(f.Tree, got, "xfs") {
 		t.Error(d)
 	}
 	checkDirFormats(ctx, t, image)
-	checkLinkGroups(ctx, t, f.tree, image)
+	checkLinkGroups(ctx, t, f.Tree, image)
 	for p, want := range map[string]string{
 		"usr/bin/sudo": "file 04755 0:0", "usr/bin/ping": "file 0755 0:0 size 11",
 		"dev/null": "char 0666 0:0 1:3", "run/fifo": "fifo 0620 0:0", "srv/data": "file 0640 1000:1000",
@@ -109,13 +109,13 @@ func TestXFSHardLinksAndMtimes(t *testing.T) {
 		t.Errorf("mtime nanoseconds %q (%v), want 0", nsec, err)
 	}
 	// Every name of a linked file holds the content.
-	for _, e := range f.tree.Entries() {
-		if target := resolve(f.tree, e); target.Type == tree.Regular && target.Size > 0 {
+	for _, e := range f.Tree.Entries() {
+		if target := resolve(f.Tree, e); target.Type == tree.Regular && target.Size > 0 {
 			h, err := ContentHash(ctx, image, "xfs", e.Path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := hashFile(t, filepath.Join(f.root, target.Path)); h != want {
+			if want := hashFile(t, filepath.Join(f.Root, target.Path)); h != want {
 				t.Errorf("%s: content hash %s, want %s", e.Path, h, want)
 			}
 		}
@@ -197,8 +197,8 @@ func checkDirFormats(ctx context.Context, t *testing.T, image string) {
 
 func TestXFSMtimeOutOfRange(t *testing.T) {
 	f := newFixture(t)
-	f.file("ok", []byte("x"), 0o644, 0, 0).ModTime = xfsMaxTime + 1
-	_, err := Build(context.Background(), f.root, f.tree, filepath.Join(t.TempDir(), "x.img"), Options{Filesystem: "xfs"})
+	f.File("ok", []byte("x"), 0o644, 0, 0).ModTime = xfsMaxTime + 1
+	_, err := Build(context.Background(), f.Root, f.Tree, filepath.Join(t.TempDir(), "x.img"), Options{Filesystem: "xfs"})
 	if err == nil || !strings.Contains(err.Error(), `"ok": mtime 7075888389 is outside`) {
 		t.Fatalf("error %v, want the mtime refused", err)
 	}
@@ -244,10 +244,10 @@ func TestRepairReport(t *testing.T) {
 func TestRepairRefusesOtherDamage(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	f.file("a", []byte("x"), 0o644, 0, 0)
+	f.File("a", []byte("x"), 0o644, 0, 0)
 	image := filepath.Join(t.TempDir(), "x.img")
 	const uuid = "5a1e0b5e-0000-4000-8000-000000000001"
-	if _, err := Build(ctx, f.root, f.tree, image, Options{Filesystem: "xfs", UUID: uuid}); err != nil {
+	if _, err := Build(ctx, f.Root, f.Tree, image, Options{Filesystem: "xfs", UUID: uuid}); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command("xfs_db", "-r", "-c", "uuid", image).Output(); err != nil || strings.TrimSpace(string(out)) != "UUID = "+uuid {

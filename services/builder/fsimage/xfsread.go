@@ -51,10 +51,10 @@ func ReadXFSInodes(ctx context.Context, image string) ([]Inode, error) {
 	out := make([]Inode, 0, len(l.byIno))
 	for _, x := range l.byIno {
 		names := slices.Clone(x.names)
-		sort.Slice(names, func(i, j int) bool { return pathLess(names[i], names[j]) })
+		sort.Slice(names, func(i, j int) bool { return tree.Less(names[i], names[j]) })
 		out = append(out, Inode{Ino: x.ino, Nlink: x.nlink, Names: names})
 	}
-	sort.Slice(out, func(i, j int) bool { return pathLess(out[i].Names[0], out[j].Names[0]) })
+	sort.Slice(out, func(i, j int) bool { return tree.Less(out[i].Names[0], out[j].Names[0]) })
 	return out, nil
 }
 

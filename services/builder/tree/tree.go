@@ -114,15 +114,28 @@ func (t *Tree) Entries() []*Entry {
 	for _, e := range t.entries {
 		out = append(out, e)
 	}
-	sort.Slice(out, func(i, j int) bool { return less(out[i].Path, out[j].Path) })
+	sort.Slice(out, func(i, j int) bool { return Less(out[i].Path, out[j].Path) })
 	return out
 }
 
-// less orders "." first, then paths component by component, so "a/b" comes
-// right after "a" and before "a-b".
-func less(a, b string) bool {
+// Less is the order of Entries: "." first, then paths component by
+// component, so "a/b" comes right after "a" and before "a-b" (as if every
+// '/' were a NUL byte).
+func Less(a, b string) bool {
 	if a == "." || b == "." {
 		return a == "." && b != "."
 	}
-	return strings.ReplaceAll(a, "/", "\x00") < strings.ReplaceAll(b, "/", "\x00")
+	for i := 0; i < len(a) && i < len(b); i++ {
+		ca, cb := a[i], b[i]
+		if ca == '/' {
+			ca = 0
+		}
+		if cb == '/' {
+			cb = 0
+		}
+		if ca != cb {
+			return ca < cb
+		}
+	}
+	return len(a) < len(b)
 }

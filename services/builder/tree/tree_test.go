@@ -2,6 +2,7 @@ package tree
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -34,5 +35,19 @@ func TestEntriesOrderAndRemove(t *testing.T) {
 	}
 	if _, ok := tr.Get("a-b"); !ok {
 		t.Fatal("Remove(a) removed a sibling a-b")
+	}
+}
+
+// TestLessIsSlashAsNUL: Less orders as comparing the paths with every
+// '/' turned into a NUL byte, without making those strings.
+func TestLessIsSlashAsNUL(t *testing.T) {
+	words := []string{"a", "a/b", "a-b", "a\x00b", "ab", "a/", "b", "a/b/c", "a.b", "ä", "a/ä"}
+	for _, a := range words {
+		for _, b := range words {
+			want := strings.ReplaceAll(a, "/", "\x00") < strings.ReplaceAll(b, "/", "\x00")
+			if got := Less(a, b); got != want {
+				t.Errorf("Less(%q, %q) = %v, want %v", a, b, got, want)
+			}
+		}
 	}
 }
