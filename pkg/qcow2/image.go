@@ -7,37 +7,33 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
-// Options tune how an image is made of a raw file.
+// Options tune how an image is made of a disk.
 type Options struct {
-	// KeepZeroClusters stores every cluster the file system reports as
-	// data, even one whose bytes are all zero. It saves the read of the
-	// data Open otherwise does to find them, at the price of a larger
-	// image (and upload) when the raw file has allocated zeros. It is
-	// not honoured for a file without any hole: a file system may report
-	// none because it reports no holes at all, and every cluster would
-	// be stored.
+	// KeepZeroClusters stores every cluster a data range touches, even
+	// one whose bytes are all zero. It saves reading the data ranges to
+	// find those clusters, at the price of a larger image (and upload)
+	// when the ranges hold zeros: a raw file's allocated zeros, which
+	// mkfs leaves. Open does not honour it for a file without any hole:
+	// a file system may report none because it reports no holes at all,
+	// and every cluster would be stored.
 	KeepZeroClusters bool
 }
 
-// Image is a qcow2 image of a raw file, produced on demand: Size is known
-// at once, and ReadAt, Reader and WriteTo give its bytes. ReadAt may be
-// called concurrently.
+// Image is a qcow2 image of a disk, produced on demand: Size is known at
+// once, and ReadAt, Reader and WriteTo give its bytes, reading the data
+// clusters from the disk. ReadAt may be called concurrently.
 type Image struct {
-	f       *os.File
-	rawSize int64
-	l       *layout
+	d        Disk
+	diskSize int64     // d.Size() when the image was laid out
+	file     io.Closer // Open's raw file; nil for FromDisk's
+	l        *layout
 }
 
-// Open maps the data of the raw file at path and lays out its qcow2 image.
-// Its virtual size is the file's size rounded up to a multiple of 512
-// bytes (qemu's unit; the tail reads as zeros). Unless
-// opts.KeepZeroClusters, Open reads the data once to leave out the
-// clusters that are all zero. Close releases the file.
+// Open maps the data of the raw file at path and lays out its qcow2 image:
+// FromDisk of the file, whose data ranges are what the file system
+// reports. Close releases the file.
 func Open(ctx context.Context, path string, opts Options) (*Image, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -52,24 +48,54 @@ func Open(ctx context.Context, path string, opts Options) (*Image, error) {
 }
 
 func open(ctx context.Context, f *os.File, opts Options) (*Image, error) {
-	st, err := f.Stat()
+	d, err := openFile(f)
 	if err != nil {
 		return nil, err
 	}
-	if !st.Mode().IsRegular() {
-		return nil, errors.New("not a regular file")
-	}
-	im := &Image{f: f, rawSize: st.Size()}
-	runs, err := im.dataRuns(ctx, opts.KeepZeroClusters)
+	im, err := fromDisk(ctx, d, opts.KeepZeroClusters && d.hasHole())
 	if err != nil {
 		return nil, err
 	}
-	im.l, err = newLayout(ceilDiv(im.rawSize, sectorSize)*sectorSize, runs)
+	im.file = f
+	return im, nil
+}
+
+// FromDisk lays out the qcow2 image of d. Its virtual size is d.Size()
+// rounded up to a multiple of 512 bytes (qemu's unit; the tail reads as
+// zeros). A cluster any data range touches is stored, whole, as d.ReadAt
+// reads it. Unless opts.KeepZeroClusters, FromDisk reads the data ranges
+// once to leave out the clusters that are all zero. d must not change
+// while the image is read; Close leaves it alone.
+func FromDisk(ctx context.Context, d Disk, opts Options) (*Image, error) {
+	im, err := fromDisk(ctx, d, opts.KeepZeroClusters)
+	if err != nil {
+		return nil, fmt.Errorf("qcow2: %w", err)
+	}
+	return im, nil
+}
+
+func fromDisk(ctx context.Context, d Disk, keepZeros bool) (*Image, error) {
+	im := &Image{d: d, diskSize: d.Size()}
+	ranges := d.DataRanges()
+	if err := checkRanges(im.diskSize, ranges); err != nil {
+		return nil, err
+	}
+	runs, err := im.dataRuns(ctx, ranges, keepZeros)
+	if err != nil {
+		return nil, err
+	}
+	im.l, err = newLayout(ceilDiv(im.diskSize, sectorSize)*sectorSize, runs)
 	return im, err
 }
 
-// Close closes the raw file.
-func (im *Image) Close() error { return im.f.Close() }
+// Close closes the raw file of an image Open made; it does nothing for
+// one FromDisk made.
+func (im *Image) Close() error {
+	if im.file == nil {
+		return nil
+	}
+	return im.file.Close()
+}
 
 // Size is the byte size of the image.
 func (im *Image) Size() int64 { return im.l.size() }
@@ -103,7 +129,7 @@ func (im *Image) ReadAt(p []byte, off int64) (int, error) {
 		k, err := im.readSome(p, off)
 		n, off, p = n+k, off+int64(k), p[k:]
 		if err != nil {
-			return n, err
+			return n, fmt.Errorf("qcow2: %w", err)
 		}
 	}
 	return n, nil
@@ -116,7 +142,7 @@ func (im *Image) readSome(p []byte, off int64) (int, error) {
 	if d := c - im.l.dataStart(); d >= 0 {
 		r := im.l.runOf(d)
 		k := min(int64(len(p)), (r.first+r.n-d)*ClusterSize-within)
-		return int(k), im.readRaw(p[:k], (r.guest+d-r.first)*ClusterSize+within)
+		return int(k), im.readDisk(p[:k], (r.guest+d-r.first)*ClusterSize+within)
 	}
 	if within == 0 && len(p) >= ClusterSize {
 		clear(p[:ClusterSize])
@@ -128,62 +154,54 @@ func (im *Image) readSome(p []byte, off int64) (int, error) {
 	return copy(p, b[within:]), nil
 }
 
-// readRaw reads the raw file at off into p; what lies past its end (the
-// last cluster's tail) reads as zeros.
-func (im *Image) readRaw(p []byte, off int64) error {
-	n := max(0, min(int64(len(p)), im.rawSize-off))
-	if _, err := im.f.ReadAt(p[:n], off); err != nil {
-		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("qcow2: %s is shorter than the %d bytes it had when opened", im.f.Name(), im.rawSize)
-		}
-		return fmt.Errorf("qcow2: %w", err)
+// readDisk reads the disk at off into p; what lies past its end (the last
+// cluster's tail) reads as zeros. A read short of the disk's size is an
+// error, never zeros.
+func (im *Image) readDisk(p []byte, off int64) error {
+	n := max(0, min(int64(len(p)), im.diskSize-off))
+	k, err := im.d.ReadAt(p[:n], off)
+	if int64(k) == n && (err == nil || errors.Is(err, io.EOF)) { // a ReaderAt may say EOF at its end
+		clear(p[n:])
+		return nil
 	}
-	clear(p[n:])
-	return nil
+	if err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("the disk read %d of %d bytes at %d: %w", k, n, off, err)
 }
 
-// dataRuns maps the raw file's data with SEEK_DATA and SEEK_HOLE, at
-// cluster granularity: a cluster any byte of which is data is in a run,
-// unless every data byte of it is zero and keepZeros is false or the file
-// has no hole.
-func (im *Image) dataRuns(ctx context.Context, keepZeros bool) ([]run, error) {
+// dataRuns maps the disk's data ranges to clusters: a cluster a range
+// touches is in a run, unless keepZeros is false and every byte of the
+// ranges in it is zero.
+func (im *Image) dataRuns(ctx context.Context, ranges []Range, keepZeros bool) ([]run, error) {
 	var runs []run
 	var buf []byte // scan's, made when first needed
-	for off := int64(0); off < im.rawSize; {
-		start, end, err := im.nextData(off)
-		if err != nil || start == end {
-			return runs, err
-		}
-		// A file system that reports no hole in the whole file may not
-		// report holes at all: trusting it would store every cluster.
-		if keepZeros && (start > 0 || end < im.rawSize) {
+	for _, r := range ranges {
+		start, end := r.Off, r.Off+r.Len
+		if keepZeros {
 			g := start / ClusterSize
 			runs = addClusters(runs, g, ceilDiv(end, ClusterSize)-g)
-		} else {
-			if buf == nil {
-				buf = make([]byte, scanClusters*ClusterSize)
-			}
-			if runs, err = im.scan(ctx, runs, start, end, buf); err != nil {
-				return nil, err
-			}
+			continue
 		}
-		off = end
+		if buf == nil {
+			buf = make([]byte, scanClusters*ClusterSize)
+		}
+		var err error
+		if runs, err = im.scan(ctx, runs, skipStored(runs, start, end), end, buf); err != nil {
+			return nil, err
+		}
 	}
 	return runs, nil
 }
 
-// nextData returns the first range of data at or after off; start == end
-// when there is none.
-func (im *Image) nextData(off int64) (start, end int64, err error) {
-	start, err = im.f.Seek(off, unix.SEEK_DATA)
-	if errors.Is(err, syscall.ENXIO) {
-		return off, off, nil
+// skipStored returns start, or the end of its cluster (at most end) when
+// runs already store that cluster: the data of a range that shares it
+// with the one before need not be read.
+func skipStored(runs []run, start, end int64) int64 {
+	if k := len(runs) - 1; k >= 0 && runs[k].guest+runs[k].n > start/ClusterSize {
+		return min(end, (start/ClusterSize+1)*ClusterSize)
 	}
-	if err != nil {
-		return 0, 0, err
-	}
-	end, err = im.f.Seek(start, unix.SEEK_HOLE)
-	return start, min(end, im.rawSize), err
+	return start
 }
 
 // scanClusters is how many clusters scan reads at a time.
@@ -193,8 +211,8 @@ const scanClusters = 16
 var zeroCluster [ClusterSize]byte
 
 // scan reads the data from start to end and adds to runs the clusters
-// where it is not all zero. Only the data is read: the holes around it
-// are zeros.
+// where it is not all zero. Only the data is read: what lies around it
+// is zeros.
 func (im *Image) scan(ctx context.Context, runs []run, start, end int64, buf []byte) ([]run, error) {
 	for pos := start; pos < end; {
 		if err := ctx.Err(); err != nil {
@@ -202,7 +220,7 @@ func (im *Image) scan(ctx context.Context, runs []run, start, end int64, buf []b
 		}
 		next := min(end, (pos/ClusterSize+scanClusters)*ClusterSize)
 		b := buf[:next-pos]
-		if err := im.readRaw(b, pos); err != nil {
+		if err := im.readDisk(b, pos); err != nil {
 			return nil, err
 		}
 		for len(b) > 0 {

@@ -1,26 +1,29 @@
-// Package qcow2 writes a qcow2 (version 3) image of a sparse raw file as
-// one sequential stream whose exact size is known before its first byte:
-// what an S3 upload of the image needs, without writing the image to a
-// file first (the way `qemu-img convert -O qcow2` does).
+// Package qcow2 writes a qcow2 (version 3) image of a disk as one
+// sequential stream whose exact size is known before its first byte: what
+// an S3 upload of the image needs, without writing the image to a file
+// first (the way `qemu-img convert -O qcow2` does).
+//
+// The disk is a Disk: a size, the ranges of it that may hold data (the
+// rest is zeros) and a ReadAt. Open makes one of a sparse raw file, whose
+// data ranges the file system reports (SEEK_DATA, SEEK_HOLE); FromDisk
+// takes any, such as a file system image that is only virtual.
 //
 // The image has 64 KiB clusters, 16-bit refcounts, no backing file, no
 // compression, no extensions, no snapshots. Its layout is fixed by the
-// raw file's data map alone: the header cluster, the L1 table, the
+// disk's data ranges alone: the header cluster, the L1 table, the
 // refcount table, the refcount blocks, the L2 tables, then the data
 // clusters in guest order. Every offset is known from the start, so
 // every cluster of the image can be produced on demand, in any order
-// (Image is an io.ReaderAt) from the raw file and a few slices of
-// metadata proportional to the allocated clusters.
+// (Image is an io.ReaderAt) from the disk and a few slices of metadata
+// proportional to the allocated clusters.
 //
-// Which clusters hold data comes from the file system (SEEK_DATA,
-// SEEK_HOLE); a cluster any byte of which is data is stored. By default
-// the data is then read once to leave out clusters that are allocated
-// but all zero, as qemu-img convert does (mkfs writes many of them); see
-// Options.KeepZeroClusters.
+// A cluster any data range touches is stored. By default the ranges are
+// then read once to leave out clusters that are all zero, as qemu-img
+// convert does (mkfs writes many of them); see Options.KeepZeroClusters.
 //
-// The raw file must not change while an Image of it is read: the image
-// would be inconsistent. It is meant for the raw images a service has
-// just made itself; an untrusted disk goes through qemu-img.
+// The disk must not change while an Image of it is read: the image would
+// be inconsistent. It is meant for the disks a service has just made
+// itself; an untrusted disk goes through qemu-img.
 //
 // The format: qemu's docs/interop/qcow2.txt.
 package qcow2

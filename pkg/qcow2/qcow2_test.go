@@ -51,10 +51,8 @@ func rawFile(t testing.TB, dir string, size int64, extents []extent, seed uint64
 	return path
 }
 
-// writeImage streams the qcow2 image of raw into a file beside it, with
-// holes where the stream has whole blocks of zeros (so a large image
-// takes little disk), checks that the stream is Size bytes long, and
-// returns the image and the file's path.
+// writeImage streams the qcow2 image of raw into a file beside it (see
+// streamImage) and returns the image and the file's path.
 func writeImage(t testing.TB, raw string, opts Options) (*Image, string) {
 	t.Helper()
 	im, err := Open(context.Background(), raw, opts)
@@ -62,7 +60,14 @@ func writeImage(t testing.TB, raw string, opts Options) (*Image, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { im.Close() })
-	out := filepath.Join(filepath.Dir(raw), "disk.qcow2")
+	return im, streamImage(t, im, filepath.Join(filepath.Dir(raw), "disk.qcow2"))
+}
+
+// streamImage streams im into a file at out, with holes where the stream
+// has whole blocks of zeros (so a large image takes little disk), checks
+// that the stream is Size bytes long, and returns out.
+func streamImage(t testing.TB, im *Image, out string) string {
+	t.Helper()
 	f, err := os.Create(out)
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +83,7 @@ func writeImage(t testing.TB, raw string, opts Options) (*Image, string) {
 	if err := f.Truncate(n); err != nil {
 		t.Fatal(err)
 	}
-	return im, out
+	return out
 }
 
 // sparseWriter writes to f, leaving holes for 4 KiB blocks of zeros.
@@ -197,6 +202,8 @@ var layoutCases = []layoutCase{
 	{"no hole, zeros", 2*mib + 4*kib, []extent{{0, 2 * mib, true}, {2 * mib, 4 * kib, false}}},
 	{"allocated zeros", 4 * mib, []extent{{0, mib, true}, {mib, 8 * kib, false}, {2 * mib, mib, true}, {3*mib + 100, 10, false}}},
 	{"data runs across an L2 table's end", 1 * gib, []extent{{512*mib - 2*c64, 4 * c64, false}, {gib - c64, c64, false}}},
+	{"adjacent extents off cluster boundaries", 2 * mib, []extent{{100, c64 - 107, false}, {c64 - 7, 10, false}, {c64 + 3, 2 * c64, true}, {3*c64 + 3, 1, false}, {3*c64 + 4, 5, true}}},
+	{"data far apart in 3 GiB", 3 * gib, []extent{{5, 10, false}, {gib + gib/2 + 777, 70 * kib, false}, {2*gib + 3, c64, true}, {3*gib - 10, 10, false}}},
 }
 
 func TestLayouts(t *testing.T) {
@@ -214,6 +221,7 @@ func TestLayouts(t *testing.T) {
 				if im.DataClusters() != want || im.VirtualSize() != vsize {
 					t.Fatalf("data clusters %d, virtual size %d; want %d, %d", im.DataClusters(), im.VirtualSize(), want, vsize)
 				}
+				t.Run("FromDisk", func(t *testing.T) { checkFromDisk(t, raw, c.size, c.extents, keep) })
 			})
 		}
 	}
@@ -236,6 +244,11 @@ func TestLargeSparse(t *testing.T) {
 	if len(l.l2s) != 6 || l.rbClusters != 2 || im.DataClusters() != int64(len(extents)) {
 		t.Fatalf("%d L2 tables, %d refcount blocks, %d data clusters; want 6, 2, %d", len(l.l2s), l.rbClusters, im.DataClusters(), len(extents))
 	}
+	t.Run("FromDisk", func(t *testing.T) {
+		if l := checkFromDisk(t, raw, size, extents, false).l; len(l.l2s) != 6 || l.rbClusters != 2 {
+			t.Fatalf("%d L2 tables, %d refcount blocks; want 6, 2", len(l.l2s), l.rbClusters)
+		}
+	})
 }
 
 // TestRandomLayouts: random extents of data and of zeros in files of
@@ -252,6 +265,7 @@ func TestRandomLayouts(t *testing.T) {
 			if want := nonZeroClusters(t, raw); im.DataClusters() != want {
 				t.Fatalf("%d data clusters, want %d", im.DataClusters(), want)
 			}
+			t.Run("FromDisk", func(t *testing.T) { checkFromDisk(t, raw, size, extents, i%2 == 0) })
 		})
 	}
 }
@@ -329,7 +343,8 @@ func TestRawShrinks(t *testing.T) {
 
 // FuzzImage: any raw file of up to 8 MiB with any extents of data and of
 // zeros becomes an image qemu-img finds sound and identical, storing
-// exactly the clusters that are not all zero.
+// exactly the clusters that are not all zero; so does a Disk in memory
+// with the same bytes, its data ranges the extents (checkFromDisk).
 func FuzzImage(f *testing.F) {
 	f.Add([]byte{0x80, 0, 0, 0x10, 0, 0, 0x20, 0, 0, 0})
 	f.Add([]byte{0xff, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0xff, 1, 0x7f, 0xff, 0xff, 0, 0x00, 0x10, 0})
@@ -342,6 +357,7 @@ func FuzzImage(f *testing.F) {
 		if want := nonZeroClusters(t, raw); im.DataClusters() != want {
 			t.Fatalf("%d data clusters, want %d", im.DataClusters(), want)
 		}
+		checkFromDisk(t, raw, size, extents, len(data)%2 == 0)
 	})
 }
 
