@@ -201,27 +201,40 @@ func (s *Service) makeDisk(ctx context.Context, j *job, cmd schemas.BuilderBuild
 	if err := inject(root, t, s.cfg.GuestInit, gcfg, mtime); err != nil {
 		return out, failed(schemas.BuilderPhaseFlatten, err)
 	}
-	fs := filesystemOf(cmd)
-	raw := filepath.Join(dir, "disk.raw")
 	j.SetPhase(schemas.BuilderPhaseMkfs, 0)
-	// mkfs copies the flattened tree into the image, so the image's blocks
-	// need room beside the tree: refuse now rather than at ENOSPC.
-	if err := diskspace.Ensure(dir, fsimage.Required(t, fs)<<20+64<<20); err != nil {
-		return out, failed(schemas.BuilderPhaseMkfs, err)
+	build := s.makeFilesystem
+	if filesystemOf(cmd) == "ext4" && s.cfg.Ext4Writer != Ext4WriterMkfs {
+		build = s.layoutExt4
 	}
-	start := time.Now()
-	res, err := fsimage.Build(ctx, root, t, raw, fsimage.Options{Filesystem: fs, SizeMiB: cmd.SizeMiB, Label: Label})
-	if err != nil {
-		return out, failed(schemas.BuilderPhaseMkfs, err)
-	}
-	s.log.Info("made the filesystem", "image_id", cmd.ImageID, "filesystem", fs, "size", res.SizeBytes, "took", time.Since(start))
-	os.RemoveAll(root)
-	info, err := s.storeImage(ctx, j, cmd, raw, dest)
+	size, info, err := build(ctx, j, cmd, dir, root, t, dest)
 	if err != nil {
 		return out, err
 	}
 	return schemas.BuilderBuilt{ImageID: cmd.ImageID, Dest: cmd.Dest, Format: formatOf(cmd),
-		VirtualSize: res.SizeBytes, Size: info.Size, SHA256: info.SHA256, S3Checksum: info.S3Checksum, Distro: distro}, nil
+		VirtualSize: size, Size: info.Size, SHA256: info.SHA256, S3Checksum: info.S3Checksum, Distro: distro}, nil
+}
+
+// makeFilesystem has mkfs copy the flattened tree at root into a raw
+// image file, which it removes once the image is made, then stores the
+// image at dest in the command's format. It returns the filesystem's size.
+func (s *Service) makeFilesystem(ctx context.Context, j *job, cmd schemas.BuilderBuild, dir, root string, t *tree.Tree,
+	dest target) (int64, blob.Info, error) {
+	fs := filesystemOf(cmd)
+	raw := filepath.Join(dir, "disk.raw")
+	// mkfs copies the flattened tree into the image, so the image's blocks
+	// need room beside the tree: refuse now rather than at ENOSPC.
+	if err := diskspace.Ensure(dir, fsimage.Required(t, fs)<<20+64<<20); err != nil {
+		return 0, blob.Info{}, failed(schemas.BuilderPhaseMkfs, err)
+	}
+	start := time.Now()
+	res, err := fsimage.Build(ctx, root, t, raw, fsimage.Options{Filesystem: fs, SizeMiB: cmd.SizeMiB, Label: Label})
+	if err != nil {
+		return 0, blob.Info{}, failed(schemas.BuilderPhaseMkfs, err)
+	}
+	s.log.Info("made the filesystem", "image_id", cmd.ImageID, "filesystem", fs, "size", res.SizeBytes, "took", time.Since(start))
+	os.RemoveAll(root)
+	info, err := s.storeImage(ctx, j, cmd, raw, dest)
+	return res.SizeBytes, info, err
 }
 
 // flatten applies the layers to root; progress counts the uncompressed

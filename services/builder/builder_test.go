@@ -223,12 +223,22 @@ func busyboxFiles(t *testing.T) []file {
 var busyboxConfig = v1.Config{Entrypoint: []string{"/bin/sh", "-c"}, Cmd: []string{"echo hello"},
 	Env: []string{"PATH=/bin", "GREETING=hi"}, WorkingDir: "/tmp", User: "1000:1000"}
 
+// Both ext4 writers make the same filesystem of the image: owners, modes,
+// links, contents and the injected guest init.
 func TestBuildBusybox(t *testing.T) {
-	h := newHarness(t)
+	for i, writer := range []string{Ext4WriterNative, Ext4WriterMkfs} {
+		t.Run(writer, func(t *testing.T) {
+			h := newHarness(t, func(c *Config) { c.Ext4Writer = writer })
+			testBuildBusybox(t, h, int64(70+i))
+		})
+	}
+}
+
+func testBuildBusybox(t *testing.T, h *harness, id int64) {
 	ref := h.pushBusybox()
-	dest := testenv.Dest(7, "disk.raw")
+	dest := testenv.Dest(id, "disk.raw")
 	var built schemas.BuilderBuilt
-	kind, progress := h.buildContainer(7, ref, schemas.BuilderBuild{SizeMiB: 64, Filesystem: schemas.FilesystemExt4, Dest: dest}, &built)
+	kind, progress := h.buildContainer(id, ref, schemas.BuilderBuild{SizeMiB: 64, Filesystem: schemas.FilesystemExt4, Dest: dest}, &built)
 	if kind != "built" {
 		t.Fatalf("got %s: %+v", kind, built)
 	}

@@ -23,6 +23,7 @@ const (
 	EnvDockerConfig       = "SLIPWAY_DOCKER_CONFIG"
 	EnvConcurrency        = "SLIPWAY_BUILDER_CONCURRENCY"
 	EnvParallelLayerPulls = "SLIPWAY_BUILDER_PARALLEL_PULLS"
+	EnvExt4Writer         = "SLIPWAY_BUILDER_EXT4_WRITER"
 )
 
 // ConfigFromEnv reads the builder's variables (see the README); unset
@@ -45,6 +46,11 @@ func ConfigFromEnv() (Config, error) {
 	cfg.Registry.Parallelism = env.Int(EnvParallelLayerPulls, 0)
 	cfg.Locations, err = blob.LocationsFromEnv()
 	env.Check(err)
+	switch cfg.Ext4Writer = run.Env(EnvExt4Writer, Ext4WriterNative); cfg.Ext4Writer {
+	case Ext4WriterNative, Ext4WriterMkfs:
+	default:
+		env.Check(fmt.Errorf("%s=%q: want %s or %s", EnvExt4Writer, cfg.Ext4Writer, Ext4WriterNative, Ext4WriterMkfs))
+	}
 	return cfg, env.Err()
 }
 

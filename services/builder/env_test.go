@@ -45,6 +45,18 @@ func TestConfigFromEnv(t *testing.T) {
 	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), EnvRegistryMirrors) {
 		t.Fatalf("bad mirrors: %v", err)
 	}
+	t.Setenv(EnvRegistryMirrors, "")
+	if cfg.Ext4Writer != Ext4WriterNative {
+		t.Errorf("default ext4 writer %q, want %q", cfg.Ext4Writer, Ext4WriterNative)
+	}
+	t.Setenv(EnvExt4Writer, "mkfs")
+	if cfg, err = ConfigFromEnv(); err != nil || cfg.Ext4Writer != Ext4WriterMkfs {
+		t.Errorf("%s=mkfs: %q, %v", EnvExt4Writer, cfg.Ext4Writer, err)
+	}
+	t.Setenv(EnvExt4Writer, "debugfs")
+	if _, err := ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), EnvExt4Writer+`="debugfs"`) {
+		t.Errorf("bad %s: %v", EnvExt4Writer, err)
+	}
 }
 
 func TestOSReleaseID(t *testing.T) {

@@ -59,6 +59,9 @@ type Config struct {
 	// means blob.DefaultLocations() (ConfigFromEnv reads
 	// blob.LocationsFromEnv).
 	Locations blob.Locations
+	// Ext4Writer makes ext4 images: Ext4WriterNative (the default, "")
+	// or Ext4WriterMkfs.
+	Ext4Writer string
 }
 
 // Service is the builder.

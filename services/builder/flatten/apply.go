@@ -261,9 +261,12 @@ func (f *flattener) writeFile(layer int, parent *node, base string, existing *no
 	if err != nil {
 		return err
 	}
-	// Hide out's ReadFrom, which would allocate a buffer per file.
-	n, err := io.CopyBuffer(struct{ io.Writer }{out}, r, f.buf)
+	sw := &sparseWriter{f: out}
+	n, err := io.CopyBuffer(sw, r, f.buf)
 	f.written += n
+	if err == nil {
+		err = sw.finish()
+	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
