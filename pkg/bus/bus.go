@@ -259,6 +259,21 @@ func (b *Bus) Close() {
 	b.nc.Close()
 }
 
+// CloseNow ends a client's connection without draining it: what it
+// published is flushed to the server first, and messages still on their
+// way to its subscriptions are dropped. It is for a command-line client,
+// which has its last answer by then and consumes nothing that must be
+// finished; Close's drain costs such a client at least one of nats.go's
+// 10 ms polling steps on every command.
+func (b *Bus) CloseNow() {
+	_ = b.nc.FlushTimeout(closeNowFlush)
+	b.nc.Close()
+}
+
+// closeNowFlush bounds CloseNow's flush: a server that does not answer by
+// then gets the connection closed anyway.
+const closeNowFlush = 5 * time.Second
+
 // Conn returns the NATS connection.
 func (b *Bus) Conn() *nats.Conn { return b.nc }
 

@@ -621,3 +621,47 @@ func TestConcurrency(t *testing.T) {
 		t.Fatalf("peak concurrency %d, want 3", p)
 	}
 }
+
+// TestCloseNowFlushesWhatWasPublished: CloseNow closes the connection
+// without draining, but nothing the client published before is lost.
+func TestCloseNowFlushesWhatWasPublished(t *testing.T) {
+	srv := startServer(t)
+	ctx := testCtx(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync("close-now.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Connect(ctx, Config{URL: srv.ClientURL(), Service: "cli", Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	for i := range n {
+		payload := make([]byte, 1024)
+		payload[0] = byte(i)
+		if err := b.Conn().Publish("close-now.msg", payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.CloseNow()
+	if !b.Conn().IsClosed() {
+		t.Fatal("the connection is still open after CloseNow")
+	}
+	for i := range n {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("message %d of %d: %v", i+1, n, err)
+		}
+		if int(m.Data[0]) != i%256 {
+			t.Fatalf("message %d carries %d", i, m.Data[0])
+		}
+	}
+}

@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -491,6 +493,59 @@ func TestBuildFromRefusedRegistry(t *testing.T) {
 	}
 	if h.exists(testenv.Dest(11, "disk.raw")) {
 		t.Error("a failed build left its dest")
+	}
+}
+
+// TestBuildTamperedLayer: a layer blob that is not what the manifest
+// says fails the build in its pull phase, naming the download's failure
+// (not whatever flattening its bytes would have met), and stores nothing.
+func TestBuildTamperedLayer(t *testing.T) {
+	for i, tc := range []struct {
+		name string
+		f    func([]byte) []byte
+		want string
+	}{
+		{"flipped byte", func(b []byte) []byte { b[len(b)/2] ^= 0xff; return b }, "digest mismatch: the registry sent sha256:"},
+		{"bad gzip header", func(b []byte) []byte { b[3] |= 0xe0; return b }, "digest mismatch: the registry sent sha256:"},
+		{"truncated", func(b []byte) []byte { return b[:len(b)/2] }, "size mismatch: the registry sent "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, func(c *Config) { c.MaxDeliver = 1 })
+			reg := testenv.OCIRegistry(t, tamperLayers(tc.f))
+			ref := push(t, reg, "test/busybox", busyboxFiles(t), busyboxConfig)
+			id := int64(30 + i)
+			dest := testenv.Dest(id, "disk.raw")
+			var f schemas.Failure
+			kind, _ := h.buildContainer(id, ref, schemas.BuilderBuild{Dest: dest}, &f)
+			if kind != "failed" || f.Phase != string(schemas.BuilderPhasePull) || !strings.Contains(f.Error, tc.want) {
+				t.Fatalf("%s: %+v\nwant a pull failure containing %q", kind, f, tc.want)
+			}
+			if h.exists(dest) {
+				t.Error("a failed build left its dest")
+			}
+		})
+	}
+}
+
+// tamperLayers rewrites with f the body of every blob GET larger than
+// 64 KiB: the layers of the tests' images, not their configs.
+func tamperLayers(f func([]byte) []byte) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") {
+				next.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			next.ServeHTTP(rec, r)
+			body := rec.Body.Bytes()
+			if len(body) > 64<<10 {
+				body = f(body)
+			}
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			w.WriteHeader(rec.Code)
+			w.Write(body)
+		})
 	}
 }
 

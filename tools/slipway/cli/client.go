@@ -43,7 +43,9 @@ type client struct {
 	io     streams
 }
 
-// connect opens the CLI's bus connection (ce-source /slipway/cli).
+// connect opens the CLI's bus connection (ce-source /slipway/cli). Its
+// callers close it with CloseNow: a command has its answers by the time it
+// ends, so draining would only delay its exit.
 func (c *client) connect(ctx context.Context) (*bus.Bus, error) {
 	b, err := bus.Connect(ctx, bus.Config{
 		URL:            c.natsURL,
@@ -124,7 +126,7 @@ func (c *client) withBus(ctx context.Context, f func(*bus.Bus) error) error {
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	defer b.CloseNow()
 	return f(b)
 }
 

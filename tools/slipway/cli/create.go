@@ -166,7 +166,7 @@ func (g *globals) createImage(ctx context.Context, spec schemas.ImageCreate, wai
 	if err != nil {
 		return -1, err
 	}
-	defer b.Close()
+	defer b.CloseNow()
 
 	var staged *blob.Info
 	var store *blob.Store

@@ -168,7 +168,7 @@ func (c *client) top(ctx context.Context, once bool) error {
 	if err != nil {
 		return err
 	}
-	defer b.Close()
+	defer b.CloseNow()
 	// Subscribe before the snapshot so no change falls between the two.
 	w, err := watch(b.Conn(), b.Prefix(), "catalog.>")
 	if err != nil {
