@@ -45,7 +45,17 @@ func (s *Service) handleBuild(ctx context.Context, m *bus.Msg) error {
 	j := &job{reference: cmd.Reference, url: fetch.Redact(cmd.URL), kind: string(cmd.Kind), dest: cmd.Dest}
 	j.Begin(m, cmd.ImageID, schemas.BuilderPhasePull)
 	stop := s.jobs.Start(ctx, s.w, m, cmd.ImageID, j)
-	out, err := s.runBuild(ctx, j, cmd)
+	dir, err := os.MkdirTemp(s.w.Dir(), fmt.Sprintf("build-%d-*", cmd.ImageID))
+	if err != nil {
+		stop()
+		return s.finish(ctx, m, cmd, schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, fmt.Errorf("work directory: %w", err)))
+	}
+	// Removed after the answer is sent: deleting a flattened tree of
+	// thousands of files (and the layers) need not delay the image's
+	// READY. A crash before it leaves the directory to the next start's
+	// cleanup of the work directory.
+	defer os.RemoveAll(dir)
+	out, err := s.runBuild(ctx, j, cmd, dir)
 	stop()
 	return s.finish(ctx, m, cmd, out, err)
 }
@@ -74,8 +84,9 @@ func decode(m *bus.Msg, v any) error {
 // target is where a job stores its disk.
 type target struct{ bucket, key string }
 
-// runBuild pulls the image and stores its disk at the command's dest.
-func (s *Service) runBuild(ctx context.Context, j *job, cmd schemas.BuilderBuild) (schemas.BuilderBuilt, error) {
+// runBuild pulls the image and stores its disk at the command's dest,
+// working in dir.
+func (s *Service) runBuild(ctx context.Context, j *job, cmd schemas.BuilderBuild, dir string) (schemas.BuilderBuilt, error) {
 	var dest target
 	var err error
 	if dest.bucket, dest.key, err = blob.ParseURL(cmd.Dest); err != nil {
@@ -92,11 +103,6 @@ func (s *Service) runBuild(ctx context.Context, j *job, cmd schemas.BuilderBuild
 			return schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, err)
 		}
 	}
-	dir, err := os.MkdirTemp(s.w.Dir(), fmt.Sprintf("build-%d-*", cmd.ImageID))
-	if err != nil {
-		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, fmt.Errorf("work directory: %w", err))
-	}
-	defer os.RemoveAll(dir)
 	if cmd.Kind == schemas.ContentKindRootfs {
 		return s.buildRootfs(ctx, j, cmd, dir, dest)
 	}
@@ -106,8 +112,8 @@ func (s *Service) runBuild(ctx context.Context, j *job, cmd schemas.BuilderBuild
 	if err != nil {
 		return schemas.BuilderBuilt{}, failed(schemas.BuilderPhasePull, err)
 	}
-	// Deferred after the RemoveAll, so it runs first: no download may
-	// still be writing into the cache when the directory goes.
+	// Before handleBuild removes dir: no download may still be writing
+	// into the cache when the directory goes.
 	defer img.Close()
 	if cmd.Kind == schemas.ContentKindDisk {
 		return s.storeDisk(ctx, j, cmd, img, dest)
