@@ -2,7 +2,9 @@ package flatten
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"runtime/debug"
 )
 
 // Read-ahead: a layer's stream is read (decompressed, and verified by
@@ -36,8 +38,23 @@ type readAhead struct {
 	filled chan chunk
 	quit   chan struct{}
 	done   chan struct{}
-	cur    chunk // being read: cur.buf[off:cur.n] is unread
-	off    int
+	// panicked is what the reading goroutine panicked with, set before
+	// done is closed.
+	panicked *readPanic
+	cur      chunk // being read: cur.buf[off:cur.n] is unread
+	off      int
+}
+
+// readPanic is a panic of the reading goroutine (a decompressor's bug met
+// by a crafted layer, say), raised again on the flattener's goroutine,
+// where a caller's recover sees it as it did before there was a read-ahead.
+type readPanic struct {
+	value any
+	stack []byte
+}
+
+func (p *readPanic) Error() string {
+	return fmt.Sprintf("%v (reading a layer ahead)\n%s", p.value, p.stack)
 }
 
 // startReadAhead starts reading m into bufs, which nothing else may use
@@ -61,6 +78,11 @@ func startReadAhead(ctx context.Context, m *meter, bufs [][]byte) *readAhead {
 // stop is called.
 func (a *readAhead) fill(m *meter) {
 	defer close(a.done)
+	defer func() {
+		if r := recover(); r != nil {
+			a.panicked = &readPanic{value: r, stack: debug.Stack()}
+		}
+	}()
 	for {
 		var buf []byte
 		select {
@@ -118,12 +140,29 @@ func (a *readAhead) next() {
 	if a.cur.buf != nil {
 		a.free <- a.cur.buf // never blocks: free holds every buffer
 	}
+	a.off = 0
 	select {
 	case a.cur = <-a.filled:
 	case <-a.ctx.Done():
 		a.cur = chunk{err: a.ctx.Err(), metered: true}
+	case <-a.done:
+		// Nothing more will come; a goroutine that ended without a
+		// last chunk, which carries the stream's end, panicked.
+		select {
+		case a.cur = <-a.filled:
+		default:
+			a.rethrow()
+			a.cur = chunk{err: io.ErrUnexpectedEOF}
+		}
 	}
-	a.off = 0
+}
+
+// rethrow raises the reading goroutine's panic, once, after it ended.
+func (a *readAhead) rethrow() {
+	if p := a.panicked; p != nil {
+		a.panicked = nil
+		panic(p)
+	}
 }
 
 // cause prefers the meter's own error, once Read has returned it, to err.
@@ -135,8 +174,10 @@ func (a *readAhead) cause(err error) error {
 }
 
 // stop ends the reading goroutine and waits for it: a Read of the layer's
-// reader under way finishes first (the meter stops the next one).
+// reader under way finishes first (the meter stops the next one). It
+// raises the goroutine's panic if Read has not.
 func (a *readAhead) stop() {
 	close(a.quit)
 	<-a.done
+	a.rethrow()
 }

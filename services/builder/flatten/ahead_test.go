@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"runtime"
 	"strings"
@@ -325,5 +326,32 @@ func TestDiffIDMismatchFailsTheLayer(t *testing.T) {
 				}
 			})
 		}
+	})
+}
+
+// panicky panics in its first Read.
+type panicky struct{}
+
+func (panicky) Read([]byte) (int, error) { panic("the decompressor is broken") }
+
+// TestReaderPanicReachesTheCaller: a layer reader's panic comes out of
+// Flatten on the caller's goroutine, where it can be recovered, read-ahead
+// or not, after the reader was closed and with no goroutine left.
+func TestReaderPanicReachesTheCaller(t *testing.T) {
+	bothWays(t, func(t *testing.T, readAhead bool) {
+		before := runtime.NumGoroutine()
+		l := &watched{Layer: sourceLayer{"sha256:panics", func() io.Reader { return panicky{} }}}
+		func() {
+			defer func() {
+				r := recover()
+				if !strings.Contains(fmt.Sprint(r), "the decompressor is broken") {
+					t.Fatalf("recovered %v, want the reader's panic", r)
+				}
+			}()
+			_, err := flatten(context.Background(), []Layer{l}, newSandbox(t).dst, Policy{}, readAhead)
+			t.Fatalf("Flatten returned %v, want a panic", err)
+		}()
+		l.check(t)
+		noGoroutinesLeft(t, before)
 	})
 }
