@@ -8,11 +8,13 @@ import (
 )
 
 // Read-ahead: a layer's stream is read (decompressed, and verified by
-// whatever reader the layer hands out, such as pkg/oci's diff_id hash) on a
-// goroutine of its own, into a few fixed buffers that the flattener parses
-// and writes out from on its goroutine. On two cores a layer then takes as
-// long as the slower of the two sides instead of their sum; memory stays at
-// aheadBuffers × aheadBufferSize whatever the layer's size.
+// whatever reader the layer hands out) on a goroutine of its own, into a
+// few fixed buffers that the flattener parses and writes out from on its
+// goroutine. On two cores a layer then takes as long as the slower of the
+// two sides instead of their sum (pkg/oci's reader hashes for the diff_id
+// on a third goroutine, so the slower side is not gunzip and SHA-256
+// together); memory stays at aheadBuffers × aheadBufferSize whatever the
+// layer's size.
 const (
 	aheadBuffers    = 4
 	aheadBufferSize = 256 << 10

@@ -304,26 +304,39 @@ func TestReadAheadHandsOverInOrder(t *testing.T) {
 	}
 }
 
-// TestDiffIDMismatchFailsTheLayer: a layer pulled through pkg/oci whose
-// content is not what the config's diff_id says fails, read-ahead or not.
-func TestDiffIDMismatchFailsTheLayer(t *testing.T) {
-	gz := gzipped(t, tarBytes(t, fileE("a", strings.Repeat("a", 300<<10), 0o644), fileE("b", "b", 0o644)))
+// TestPulledLayers flattens layers pulled through pkg/oci, read ahead or
+// not: a layer whose content is not what the config's diff_id says fails,
+// and no goroutine of the read-ahead or of pkg/oci's hashing is left,
+// whether the layer was read to its end or given up early.
+func TestPulledLayers(t *testing.T) {
+	big := strings.Repeat("a", 600<<10) // over the hashing's buffer
+	good := gzipped(t, tarBytes(t, fileE("a", big, 0o644), fileE("b", "b", 0o644)))
+	early := gzipped(t, tarBytes(t, fileE("../up", "x", 0o644), fileE("a", big, 0o644)))
 	wrong := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ab", 32)}
+	cases := []struct {
+		name   string
+		gz     []byte
+		diffID *v1.Hash
+		want   string // in the error; "" for none
+	}{
+		{"right", good, nil, ""},
+		{"wrong-diff-id", good, &wrong, "the config's diff_id is sha256:abab"},
+		{"bad-first-entry", early, nil, `entry "../up": path climbs out of the root`},
+	}
 	bothWays(t, func(t *testing.T, readAhead bool) {
-		for name, diffID := range map[string]*v1.Hash{"right": nil, "wrong": &wrong} {
-			t.Run(name, func(t *testing.T) {
-				l := pulledLayer(t, gz, diffID)
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				l := pulledLayer(t, c.gz, c.diffID)
+				before := runtime.NumGoroutine()
 				_, err := flatten(context.Background(), []Layer{l}, newSandbox(t).dst, Policy{}, readAhead)
-				if diffID == nil {
-					if err != nil {
-						t.Fatal(err)
-					}
-					return
-				}
 				var fe *Error
-				if !errors.As(err, &fe) || fe.Layer != 1 || !strings.Contains(err.Error(), "the config's diff_id is sha256:abab") {
-					t.Fatalf("error %v, want layer 1's diff_id mismatch", err)
+				switch {
+				case c.want == "" && err != nil:
+					t.Fatal(err)
+				case c.want != "" && (!errors.As(err, &fe) || fe.Layer != 1 || !strings.Contains(err.Error(), c.want)):
+					t.Fatalf("error %v, want layer 1 failing with %q", err, c.want)
 				}
+				noGoroutinesLeft(t, before)
 			})
 		}
 	})

@@ -31,7 +31,8 @@ const benchLayerBytes = 96 << 20
 
 // BenchmarkFlattenGzip flattens one gzip layer of 96 MiB of files, half
 // random and half text, pulled through pkg/oci (so decompressed by its
-// gzip reader and checked against its diff_id as in a build), alternately
+// gzip reader and checked against its diff_id, hashed on a goroutine of
+// its own, as in a build), alternately
 // with the layer read on the flattener's goroutine (serial) and read ahead
 // on a goroutine of its own (pipeline). It reports both and their ratio,
 // serial time over pipeline time: above 1 the pipeline is faster. The CPU
