@@ -53,12 +53,12 @@ func BenchmarkFlattenGzip(b *testing.B) {
 			dst := filepath.Join(base, fmt.Sprintf("root%d", runs))
 			runs++
 			syscall.Sync() // earlier runs' writeback is charged to nobody
-			cpu0, start := cpuTime(b), time.Now()
+			cpu0, start := testenv.ProcessCPU(b), time.Now()
 			if _, err := flatten(context.Background(), []Layer{layer}, dst, Policy{}, readAhead); err != nil {
 				b.Fatal(err)
 			}
 			into.wall = append(into.wall, time.Since(start))
-			into.cpu = append(into.cpu, cpuTime(b)-cpu0)
+			into.cpu = append(into.cpu, testenv.ProcessCPU(b)-cpu0)
 		}
 	}
 	b.ResetTimer()
@@ -86,15 +86,6 @@ func BenchmarkFlattenGzip(b *testing.B) {
 
 // benchRuns are the wall and CPU times of a benchmark's runs.
 type benchRuns struct{ wall, cpu []time.Duration }
-
-// cpuTime is the user and system time the process has used.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // stages are the times of a flatten's parts, each alone on one goroutine.
 type stages struct {
