@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -37,7 +36,7 @@ func BenchmarkPullLayer(b *testing.B) {
 	b.SetBytes(size)
 	for b.Loop() {
 		cacheDir := filepath.Join(cacheRoot, strconv.Itoa(n))
-		start := processCPU(b)
+		start := testenv.ProcessCPU(b)
 		img, err := oci.Pull(context.Background(), ref, cacheDir, oci.Options{Guard: loopback})
 		if err != nil {
 			b.Fatal(err)
@@ -45,7 +44,7 @@ func BenchmarkPullLayer(b *testing.B) {
 		if err := img.Wait(); err != nil {
 			b.Fatal(err)
 		}
-		cpu += processCPU(b) - start
+		cpu += testenv.ProcessCPU(b) - start
 		n++
 		b.StopTimer()
 		if err := os.RemoveAll(cacheDir); err != nil {
@@ -85,13 +84,4 @@ func gzipLayerImage(b *testing.B, size int64) v1.Image {
 		b.Fatal(err)
 	}
 	return testenv.ForPlatform(b, img, runtime.GOARCH, v1.Config{})
-}
-
-// processCPU is the user and system time this process has used.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -99,7 +98,7 @@ func (l *verifiedLayer) Uncompressed() (io.ReadCloser, error) {
 		f.Close()
 		return nil, fmt.Errorf("layer %d %s: %w", l.cl.n, l.cl.desc.Digest, err)
 	}
-	return &diffIDReader{r: r, h: sha256.New(), want: l.cl.diffID, n: l.cl.n, close: func() error {
+	return &diffIDReader{r: r, h: newHashAhead(sha256.New()), want: l.cl.diffID, n: l.cl.n, close: func() error {
 		closeDec()
 		return f.Close()
 	}}, nil
@@ -128,7 +127,7 @@ func decompress(r io.Reader) (io.Reader, func(), error) {
 
 type diffIDReader struct {
 	r     io.Reader
-	h     hash.Hash
+	h     *hashAhead
 	want  v1.Hash
 	n     int
 	close func() error
@@ -138,11 +137,14 @@ func (d *diffIDReader) Read(b []byte) (int, error) {
 	n, err := d.r.Read(b)
 	d.h.Write(b[:n])
 	if err == io.EOF {
-		if got := hex.EncodeToString(d.h.Sum(nil)); got != d.want.Hex {
+		if got := hex.EncodeToString(d.h.Sum()); got != d.want.Hex {
 			return n, fmt.Errorf("layer %d: uncompressed content is sha256:%s, the config's diff_id is %s", d.n, got, d.want)
 		}
 	}
 	return n, err
 }
 
-func (d *diffIDReader) Close() error { return d.close() }
+func (d *diffIDReader) Close() error {
+	d.h.stop()
+	return d.close()
+}

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -25,4 +26,15 @@ func Median(d []time.Duration) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// ProcessCPU is the user and system time this process has used, every
+// thread included.
+func ProcessCPU(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -184,6 +184,17 @@ func TestInterleaveAndMedian(t *testing.T) {
 	}
 }
 
+func TestProcessCPU(t *testing.T) {
+	start := testenv.ProcessCPU(t)
+	sum := sha256.Sum256(nil)
+	for deadline := time.Now().Add(100 * time.Millisecond); time.Now().Before(deadline); {
+		sum = sha256.Sum256(sum[:])
+	}
+	if used := testenv.ProcessCPU(t) - start; used < 50*time.Millisecond {
+		t.Fatalf("100 ms of hashing counted as %v of CPU", used)
+	}
+}
+
 func TestFileSHA256(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "f")
 	if err := os.WriteFile(p, []byte("abc"), 0o600); err != nil {

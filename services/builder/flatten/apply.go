@@ -36,6 +36,10 @@ type flattener struct {
 	// them are dropped too instead of failing as dangling.
 	skipped map[string]bool
 	buf     []byte
+	// readAhead reads each layer's stream on a goroutine of its own,
+	// through the buffers in ahead.
+	readAhead bool
+	ahead     [][]byte
 }
 
 func newFlattener(ctx context.Context, root *os.Root, pol Policy) *flattener {
@@ -56,15 +60,37 @@ func (f *flattener) applyLayer(idx int, l Layer) error {
 		return fail("", err)
 	}
 	defer rc.Close()
-	m := &meter{f: f, r: rc}
-	tr := tar.NewReader(m)
+	m := &meter{ctx: f.ctx, r: rc, room: f.pol.MaxBytes - f.streamed, limit: f.pol.MaxBytes}
+	var s stream = m
+	if f.readAhead {
+		a := startReadAhead(f.ctx, m, f.aheadBufs())
+		s = a
+		// Before rc.Close, and before m is read here.
+		defer func() { a.stop(); f.streamed += m.n }()
+	} else {
+		defer func() { f.streamed += m.n }()
+	}
+	return f.extract(idx, s, fail)
+}
+
+// stream is a layer's tar stream as the flattener reads it.
+type stream interface {
+	io.Reader
+	// cause prefers the stream's own error (cap, cancellation) to err,
+	// which may have come from it wrapped by the tar reader.
+	cause(err error) error
+}
+
+// extract applies the entries of the tar stream s.
+func (f *flattener) extract(idx int, s stream, fail func(entry string, err error) error) error {
+	tr := tar.NewReader(s)
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return fail("", m.cause(wrapf(ErrInvalid, err, "reading the tar stream: %v", err)))
+			return fail("", s.cause(wrapf(ErrInvalid, err, "reading the tar stream: %v", err)))
 		}
 		if f.entries++; f.entries > f.pol.MaxEntries {
 			return fail("", errorf(ErrLimit, "more than %s entries", commas(f.pol.MaxEntries)))
@@ -73,15 +99,27 @@ func (f *flattener) applyLayer(idx int, l Layer) error {
 			return fail("", err)
 		}
 		if err := f.apply(idx, hdr, tr); err != nil {
-			return fail(hdr.Name, m.cause(err))
+			return fail(hdr.Name, s.cause(err))
 		}
 	}
 	// Read to the end so that verifying readers under us (digest, gzip
 	// checksum) see all of the stream; the tail counts against the cap.
-	if _, err := io.CopyBuffer(io.Discard, m, f.buf); err != nil {
-		return fail("", m.cause(wrapf(ErrInvalid, err, "reading the end of the stream: %v", err)))
+	if _, err := io.CopyBuffer(io.Discard, s, f.buf); err != nil {
+		return fail("", s.cause(wrapf(ErrInvalid, err, "reading the end of the stream: %v", err)))
 	}
 	return nil
+}
+
+// aheadBufs returns the read-ahead buffers, made on first use and then
+// shared by the layers in turn.
+func (f *flattener) aheadBufs() [][]byte {
+	if f.ahead == nil {
+		f.ahead = make([][]byte, aheadBuffers)
+		for i := range f.ahead {
+			f.ahead[i] = make([]byte, aheadBufferSize)
+		}
+	}
+	return f.ahead
 }
 
 // apply applies one tar entry.
@@ -542,34 +580,40 @@ func (f *flattener) setTimes() error {
 	})
 }
 
-func (f *flattener) sizeError() error {
-	return errorf(ErrLimit, "decompressed size exceeds the limit of %s", bytesText(f.pol.MaxBytes))
+func (f *flattener) sizeError() error { return sizeError(f.pol.MaxBytes) }
+
+func sizeError(limit int64) error {
+	return errorf(ErrLimit, "decompressed size exceeds the limit of %s", bytesText(limit))
 }
 
 // meter counts the bytes of a layer stream against the cap as they stream,
 // never reading more than one byte past it, and stops on cancellation. Its
-// error sticks, so the cause survives the tar reader's wrapping.
+// error sticks, so the cause survives the tar reader's wrapping. It touches
+// nothing of the flattener: it may run on the read-ahead's goroutine.
 type meter struct {
-	f   *flattener
-	r   io.Reader
-	err error
+	ctx   context.Context
+	r     io.Reader
+	room  int64 // bytes the layer may still read
+	limit int64 // Policy.MaxBytes, for the error
+	n     int64 // bytes read
+	err   error
 }
 
 func (m *meter) Read(p []byte) (int, error) {
 	if m.err != nil {
 		return 0, m.err
 	}
-	if err := m.f.ctx.Err(); err != nil {
+	if err := m.ctx.Err(); err != nil {
 		m.err = err
 		return 0, err
 	}
-	if room := m.f.pol.MaxBytes - m.f.streamed; int64(len(p)) > room {
-		p = p[:room+1]
+	if left := m.room - m.n; int64(len(p)) > left {
+		p = p[:max(left+1, 0)]
 	}
 	n, err := m.r.Read(p)
-	m.f.streamed += int64(n)
-	if m.f.streamed > m.f.pol.MaxBytes {
-		m.err = m.f.sizeError()
+	m.n += int64(n)
+	if m.n > m.room {
+		m.err = sizeError(m.limit)
 		return 0, m.err
 	}
 	return n, err
