@@ -61,7 +61,7 @@ func BenchmarkDockerToQcow2(b *testing.B) {
 		{name: "small", layers: 1, perLayer: 18 << 20, sizeMiB: 64},
 		{name: "large", layers: 5, perLayer: 100 << 20, sizeMiB: 1024},
 		// The memory case: RSS must not grow with the content.
-		{name: "2GiB", layers: 4, perLayer: 512 << 20, sizeMiB: 3072},
+		{name: "2gib", layers: 4, perLayer: 512 << 20, sizeMiB: 3072},
 	}
 	for ci, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
