@@ -7,6 +7,7 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -86,6 +87,7 @@ func benchDockerToQcow2(b *testing.B, c benchCase, ci int, host, guestInit, cran
 	ref := host + "/bench/" + c.name + ":1"
 	pushBenchImage(b, c, ref)
 	s := newStack(b, stackOptions{containers: true, guestInit: guestInit})
+	restoreBlockProfile()
 	if err := s.store.Client().MakeBucket(s.ctx, chainBucket, minio.MakeBucketOptions{}); err != nil {
 		b.Fatalf("make bucket %s: %v", chainBucket, err)
 	}
@@ -549,4 +551,21 @@ func (t *textReader) Read(p []byte) (int, error) {
 	n := copy(p, t.buf)
 	t.buf = t.buf[:copy(t.buf, t.buf[n:])]
 	return n, nil
+}
+
+// restoreBlockProfile turns block profiling back on when -test.blockprofile
+// asked for it: the stack's in-process nats-server sets the rate to its own
+// ProfBlockRate (0, off) when it starts, and the profile would miss the
+// import.
+func restoreBlockProfile() {
+	if f := flag.Lookup("test.blockprofile"); f == nil || f.Value.String() == "" {
+		return
+	}
+	rate := 1
+	if f := flag.Lookup("test.blockprofilerate"); f != nil {
+		if r, err := strconv.Atoi(f.Value.String()); err == nil && r > 0 {
+			rate = r
+		}
+	}
+	runtime.SetBlockProfileRate(rate)
 }
