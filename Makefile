@@ -159,6 +159,8 @@ bench: deps tools ## Run the benchmarks; each prints its baseline and the ratio
 	go test -run '^$$' -bench LUKSEncrypt -benchtime 2x -timeout 30m ./services/crypto-luks/
 	go test -run '^$$' -bench DockerToQcow2 -benchtime 1x -timeout 30m ./integration/
 	go test -run '^$$' -bench RootfsToQcow2 -benchtime 2x -timeout 30m ./integration/
+	go test -run '^$$' -bench FlattenGzip -benchtime 10x -timeout 10m ./services/builder/flatten/
+	go test -run '^$$' -bench Ext4Large -benchtime 3x -timeout 10m ./services/builder/fsimage/
 
 .PHONY: lint
 lint: $(BIN)/staticcheck ## gofmt, go vet and staticcheck across the workspace
